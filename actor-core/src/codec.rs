@@ -1,0 +1,251 @@
+//! The wire format: serde + CBOR (ciborium) into reused buffers, and handles that travel
+//! as file descriptors.
+//!
+//! **Handles travel by fd.** While a value is encoded for a channel that can carry
+//! descriptors (a Pipe, a child's bootstrap), a handle's `Serialize` puts a duplicate of
+//! its descriptor into a side table and writes only the table index. On the receiving
+//! side, decoding takes the descriptor out of the table. A channel that cannot carry
+//! descriptors (a shared-memory `Queue`) encodes with no table, and a handle inside the
+//! value is then an [`EncodeError`] naming the way that works.
+
+use crate::error::{DecodeError, EncodeError};
+use procactor_transports::{AsFd, BorrowedFd, OwnedFd};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cell::RefCell;
+
+thread_local! {
+    static OUT_FDS: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    static IN_FDS: RefCell<Vec<Option<OwnedFd>>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Appends the CBOR encoding of `value` to `buf`.
+///
+/// With `fds = Some(table)`, handles inside `value` add their descriptors to `table`;
+/// with `None` a handle inside `value` is an error.
+///
+/// # Errors
+///
+/// The value's `Serialize` failed (nothing meaningful is left in `buf` past its old
+/// length: it is truncated back).
+pub fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    fds: Option<&mut Vec<OwnedFd>>,
+) -> Result<(), EncodeError> {
+    let start = buf.len();
+    let res = match fds {
+        None => ciborium::ser::into_writer(value, &mut *buf),
+        Some(table) => {
+            let prev = OUT_FDS.with(|t| t.borrow_mut().replace(std::mem::take(table)));
+            let r = ciborium::ser::into_writer(value, &mut *buf);
+            *table = OUT_FDS
+                .with(|t| std::mem::replace(&mut *t.borrow_mut(), prev))
+                .unwrap_or_default();
+            r
+        }
+    };
+    res.map_err(|e| {
+        buf.truncate(start);
+        EncodeError(match e {
+            ciborium::ser::Error::Io(e) => e.to_string(),
+            ciborium::ser::Error::Value(m) => m,
+        })
+    })
+}
+
+/// Decodes a `T` from `bytes`, handing `fds` to the handles inside it.
+///
+/// # Errors
+///
+/// The bytes are not CBOR, not a `T`, have trailing bytes, or reference descriptors that
+/// did not come.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, DecodeError> {
+    let has_fds = !fds.is_empty();
+    if has_fds {
+        IN_FDS.with(|t| *t.borrow_mut() = fds.into_iter().map(Some).collect());
+    }
+    let mut reader = bytes;
+    let res = SCRATCH.with(|s| {
+        // a nested decode (a handle decoding inside a decode) gets its own scratch
+        match s.try_borrow_mut() {
+            Ok(mut scratch) => {
+                if scratch.len() < 4096 {
+                    scratch.resize(4096, 0);
+                }
+                ciborium::de::from_reader_with_buffer::<T, _>(&mut reader, &mut scratch)
+            }
+            Err(_) => ciborium::de::from_reader::<T, _>(&mut reader),
+        }
+    });
+    if has_fds {
+        IN_FDS.with(|t| t.borrow_mut().clear());
+    }
+    let value = res.map_err(|e| DecodeError {
+        expected: std::any::type_name::<T>(),
+        message: match e {
+            ciborium::de::Error::Io(e) => format!("truncated or unreadable: {e}"),
+            ciborium::de::Error::Syntax(off) => format!("invalid CBOR at byte {off}"),
+            ciborium::de::Error::Semantic(off, m) => match off {
+                Some(o) => format!("{m} (at byte {o})"),
+                None => m,
+            },
+            ciborium::de::Error::RecursionLimitExceeded => "nesting too deep".into(),
+        },
+    })?;
+    if !reader.is_empty() {
+        return Err(DecodeError {
+            expected: std::any::type_name::<T>(),
+            message: format!("{} trailing bytes after the value", reader.len()),
+        });
+    }
+    Ok(value)
+}
+
+/// Serializes a borrowed descriptor as an index into the frame's descriptor table.
+/// Used inside handles' `Serialize` impls.
+#[derive(Debug, Clone, Copy)]
+pub struct SendFd<'a>(pub BorrowedFd<'a>);
+
+impl Serialize for SendFd<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let idx = OUT_FDS.with(|t| -> Result<u32, String> {
+            let mut t = t.borrow_mut();
+            let table = t.as_mut().ok_or_else(|| {
+                "a procactor handle cannot travel through this channel (a Queue or a \
+                 non-procactor serializer): pass it in a child's args or send it through \
+                 a Pipe"
+                    .to_string()
+            })?;
+            let dup = self
+                .0
+                .try_clone_to_owned()
+                .map_err(|e| format!("cannot duplicate a handle's descriptor: {e}"))?;
+            table.push(dup);
+            Ok((table.len() - 1) as u32)
+        });
+        match idx {
+            Ok(i) => s.serialize_u32(i),
+            Err(m) => Err(S::Error::custom(m)),
+        }
+    }
+}
+
+/// Deserializes a descriptor sent as [`SendFd`], taking it from the frame's table.
+#[derive(Debug)]
+pub struct RecvFd(pub OwnedFd);
+
+impl<'de> Deserialize<'de> for RecvFd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let idx = u32::deserialize(d)? as usize;
+        IN_FDS
+            .with(|t| t.borrow_mut().get_mut(idx).and_then(Option::take))
+            .map(RecvFd)
+            .ok_or_else(|| {
+                D::Error::custom(format!(
+                    "handle references descriptor #{idx}, which did not arrive with the message"
+                ))
+            })
+    }
+}
+
+impl AsFd for RecvFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum Shape {
+        Unit,
+        Tuple(i64, String),
+        Struct {
+            a: Vec<u8>,
+            b: Option<f64>,
+            c: std::collections::BTreeMap<String, u32>,
+        },
+    }
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        prop_oneof![
+            Just(Shape::Unit),
+            (any::<i64>(), ".*").prop_map(|(a, b)| Shape::Tuple(a, b)),
+            (
+                proptest::collection::vec(any::<u8>(), 0..300),
+                proptest::option::of(any::<f64>().prop_filter("nan", |f| !f.is_nan())),
+                proptest::collection::btree_map(".{0,8}", any::<u32>(), 0..5)
+            )
+                .prop_map(|(a, b, c)| Shape::Struct { a, b, c }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_value_round_trips(v in proptest::collection::vec(shape(), 0..8)) {
+            let mut buf = Vec::new();
+            encode(&v, &mut buf, None).unwrap();
+            let back: Vec<Shape> = decode(&buf, Vec::new()).unwrap();
+            prop_assert_eq!(back, v);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode::<Vec<Shape>>(&bytes, Vec::new());
+            let _ = decode::<(u64, String)>(&bytes, Vec::new());
+            let _ = decode::<RecvFd>(&bytes, Vec::new());
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(v in shape(), cut in any::<prop::sample::Index>()) {
+            let mut buf = Vec::new();
+            encode(&v, &mut buf, None).unwrap();
+            let n = cut.index(buf.len());
+            prop_assert!(decode::<Shape>(&buf[..n], Vec::new()).is_err());
+        }
+    }
+
+    #[test]
+    fn wrong_type_names_the_expected_type() {
+        let mut buf = Vec::new();
+        encode(&"text", &mut buf, None).unwrap();
+        let e = decode::<u64>(&buf, Vec::new()).unwrap_err();
+        assert_eq!(e.expected, "u64");
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut buf = Vec::new();
+        encode(&1u8, &mut buf, None).unwrap();
+        buf.push(0);
+        assert!(decode::<u8>(&buf, Vec::new())
+            .unwrap_err()
+            .message
+            .contains("trailing"));
+    }
+
+    #[test]
+    fn fds_travel_through_the_side_table_and_need_one() {
+        let (a, _b) = procactor_transports::fdpass::socketpair().unwrap();
+        let mut buf = Vec::new();
+        // without a table: a clear error, buffer unchanged
+        let e = encode(&SendFd(a.as_fd()), &mut buf, None).unwrap_err();
+        assert!(e.0.contains("Pipe"), "{e}");
+        assert!(buf.is_empty());
+        let mut fds = Vec::new();
+        encode(&(7u8, SendFd(a.as_fd())), &mut buf, Some(&mut fds)).unwrap();
+        assert_eq!(fds.len(), 1);
+        let (n, RecvFd(fd)): (u8, RecvFd) = decode(&buf, fds).unwrap();
+        assert_eq!(n, 7);
+        assert!(procactor_transports::os::raw_fd(fd.as_fd()) >= 0);
+        // a table entry that did not come is an error, not a panic
+        assert!(decode::<(u8, RecvFd)>(&buf, Vec::new()).is_err());
+    }
+}

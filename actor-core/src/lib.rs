@@ -1,0 +1,40 @@
+//! procactor-core: the runtime behind the `procactor` facade crate.
+//!
+//! Use the facade: `procactor` re-exports everything here. This crate's modules:
+//! [`runtime`] (init, start methods, the child's entry), [`process`], [`codec`] (the wire
+//! format, handles travelling as descriptors), [`pipe`], [`queue`], [`shared`], [`sync`]
+//! and [`error`].
+#![forbid(unsafe_code)]
+// Doctests that start processes need an explicit `fn main` that calls `init()` first.
+#![allow(clippy::needless_doctest_main)]
+
+pub mod codec;
+pub mod error;
+mod monitor;
+pub mod pipe;
+pub mod process;
+pub mod queue;
+pub mod runtime;
+pub mod shared;
+pub mod sync;
+
+pub use error::*;
+pub use pipe::*;
+pub use process::*;
+pub use queue::*;
+pub use runtime::{
+    cpu_count, current_process, init, parent_process, set_start_method, start_method, ProcessInfo,
+    StartMethod,
+};
+pub use shared::*;
+pub use sync::*;
+
+/// What a value needs to cross a process boundary: serde both ways, `Send`, `'static`.
+/// Every such type implements it automatically.
+pub trait Message: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static> Message for T {}
+
+/// What a shared-memory element needs: plain old data (`bytemuck::Pod`). Implemented
+/// for every `bytemuck::Pod` type.
+pub trait Pod: bytemuck::Pod {}
+impl<T: bytemuck::Pod> Pod for T {}

@@ -1,0 +1,879 @@
+//! Pipes: Python's `Pipe()` and `Connection`, and `multiprocessing.connection.wait`.
+//!
+//! A pipe is a connected pair of Unix stream sockets; each end is a typed
+//! [`Connection<S, R>`] that sends `S` and receives `R`. Values travel as length-prefixed
+//! frames of CBOR; handles inside a value (another Pipe end, a Queue, a Lock …) travel
+//! as file descriptors attached to the frame. The kernel tells the other end when a
+//! process holding an end exits, so a dead peer is an [`RecvError::Eof`], never a hang.
+//!
+//! | Python | procactor |
+//! |---|---|
+//! | `a, b = Pipe()` | [`Pipe::<T>::new()`](Pipe::new) |
+//! | `r, w = Pipe(duplex=False)` | [`Pipe::<T>::oneway()`](Pipe::oneway) |
+//! | (none: typed request/reply) | [`Pipe::typed::<Req, Resp>()`](Pipe::typed) |
+//! | `conn.send(x)`, `conn.recv()` | [`Connection::send`], [`Connection::recv`], [`Connection::recv_timeout`] |
+//! | `conn.poll(timeout)` | [`Connection::poll`] |
+//! | `send_bytes`, `recv_bytes`, `recv_bytes_into` | [`Connection::send_bytes`], [`Connection::recv_bytes`], [`Connection::recv_bytes_into`] |
+//! | `conn.close()`, `conn.fileno()` | [`Connection::close`], [`AsRawFd::as_raw_fd`] |
+//! | `multiprocessing.connection.wait(objs, timeout)` | [`wait`] |
+//!
+//! # Latency
+//!
+//! A process blocked in the kernel takes tens of microseconds to wake up on a virtual
+//! machine, so a receive that has to wait first polls the socket for a short, adaptive
+//! time (40 µs by default) before it sleeps: a peer that answers quickly is served
+//! without that wake-up cost. A connection whose messages keep arriving later than the
+//! spin stops spinning (and starts again once replies come fast), so a slow producer
+//! does not cost its consumer CPU. The environment variable `PROCACTOR_PIPE_SPIN_US`
+//! (read once per process) sets the budget; `0` disables spinning.
+
+use crate::codec::{self, RecvFd, SendFd};
+use crate::error::{Error, RecvError, SendError};
+use crate::Message;
+use once_cell::sync::Lazy;
+use procactor_transports::frame::{self, FrameError, FrameInfo, FrameReader, Wait};
+use procactor_transports::{fdpass, os, socket};
+use procactor_transports::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::io;
+use std::marker::PhantomData;
+use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+/// Socket buffer size asked for on both ends: a 1 MiB message fits in flight, so a
+/// writer is not woken and put to sleep many times per message.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// The encode buffer is freed after a message larger than this (so that one huge
+/// message does not pin memory for the connection's lifetime).
+const KEEP_ENCODE_BUFFER: usize = 1 << 20;
+/// A wait that ended within spin + this allowance would have been served by spinning.
+const WAKE_ALLOWANCE: Duration = Duration::from_micros(40);
+/// Consecutive waits longer than that before a connection stops spinning.
+const MISSES_BEFORE_SLEEPING: u8 = 3;
+
+static SPIN_BUDGET: Lazy<Duration> = Lazy::new(|| {
+    std::env::var("PROCACTOR_PIPE_SPIN_US")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_micros(40), Duration::from_micros)
+});
+
+/// Makes pipes: Python's `multiprocessing.Pipe`.
+///
+/// `Pipe` is never instantiated; its functions return the two ends.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::{Pipe, Process};
+///
+/// fn child(conn: procactor_core::Connection<Vec<u32>, Vec<u32>>) {
+///     let v = conn.recv().unwrap();
+///     conn.send(&v.iter().map(|x| x * 2).collect()).unwrap();
+/// }
+///
+/// fn main() {
+///     procactor_core::init();
+///     let (parent, child_end) = Pipe::<Vec<u32>>::new().unwrap();
+///     let mut p = Process::new(child, child_end).start().unwrap();
+///     parent.send(&vec![1, 2, 3]).unwrap();
+///     assert_eq!(parent.recv().unwrap(), vec![2, 4, 6]);
+///     p.join().unwrap();
+/// }
+/// ```
+pub struct Pipe<T>(PhantomData<fn() -> T>);
+
+impl<T> std::fmt::Debug for Pipe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pipe")
+    }
+}
+
+impl<T: Message> Pipe<T> {
+    /// A duplex pipe: both ends send and receive `T` (Python's `Pipe()`).
+    ///
+    /// # Errors
+    ///
+    /// The process is out of file descriptors.
+    // `Pipe::new()` mirrors Python's `Pipe()`: it makes the two ends, not a `Pipe`.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new() -> Result<ConnPair<T, T>, Error> {
+        pair()
+    }
+
+    /// A one-way pipe: `(receive end, send end)`, as Python's `Pipe(duplex=False)`.
+    ///
+    /// The unused directions are shut down: `recv` on the send end returns
+    /// [`RecvError::Eof`] at once, and `send` on the receive end fails with
+    /// [`SendError::Disconnected`].
+    ///
+    /// # Errors
+    ///
+    /// The process is out of file descriptors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (rx, tx) = procactor_core::Pipe::<String>::oneway().unwrap();
+    /// tx.send(&"hello".to_string()).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), "hello");
+    /// ```
+    pub fn oneway() -> Result<ConnPair<(), T>, Error> {
+        let (rx, tx) = pair::<(), T>()?;
+        socket::shutdown(rx.raw_fd_checked()?, socket::Direction::Write)?;
+        socket::shutdown(tx.raw_fd_checked()?, socket::Direction::Read)?;
+        Ok((rx, tx))
+    }
+}
+
+impl Pipe<()> {
+    /// A duplex pipe with a different type each way: the first end sends `A` and
+    /// receives `B`, the second sends `B` and receives `A` (a client and a server).
+    ///
+    /// # Errors
+    ///
+    /// The process is out of file descriptors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::Pipe;
+    /// let (client, server) = Pipe::typed::<String, usize>().unwrap();
+    /// client.send(&"four".to_string()).unwrap();
+    /// let req = server.recv().unwrap();
+    /// server.send(&req.len()).unwrap();
+    /// assert_eq!(client.recv().unwrap(), 4);
+    /// ```
+    pub fn typed<A: Message, B: Message>() -> Result<ConnPair<A, B>, Error> {
+        pair()
+    }
+}
+
+/// The two ends of one pipe: the first sends `A` and receives `B`, the second the
+/// other way round.
+pub type ConnPair<A, B> = (Connection<A, B>, Connection<B, A>);
+
+fn pair<A, B>() -> Result<ConnPair<A, B>, Error> {
+    let (x, y) = fdpass::socketpair()?;
+    for fd in [x.as_fd(), y.as_fd()] {
+        // Best effort: a smaller buffer only costs throughput.
+        if let Err(e) = socket::set_buffer_sizes(fd, SOCKET_BUFFER) {
+            tracing::debug!(error = %e, "could not enlarge pipe socket buffers");
+        }
+    }
+    Ok((Connection::from_fd(x), Connection::from_fd(y)))
+}
+
+/// One end of a [`Pipe`]: sends `S`, receives `R` (Python's `Connection`).
+///
+/// `send` and `recv` take `&self`: a connection can be shared between threads (for
+/// example one thread sending while another receives). Sends are serialised by one
+/// lock and receives by another, so a message is never interleaved with another one.
+/// The send side reuses one encode buffer, so small messages cost no allocation once
+/// it has grown.
+///
+/// **Passing an end to another process.** A `Connection` implements `Serialize` and
+/// `Deserialize`: put it in a child's arguments (`Process::new(f, conn)`) or send it
+/// through another pipe. The other process gets its own descriptor for the same
+/// socket. Drop (or [`close`](Connection::close)) the copy you keep, or the other end
+/// will not see end of file when the child exits. A connection whose reader holds
+/// read-ahead data (received but not yet returned by `recv`) refuses to be sent, since
+/// that data would stay behind.
+///
+/// **Errors on the wire.** A frame that is not a valid `R` gives
+/// [`RecvError::Decode`] naming the expected type; the frame is dropped and the
+/// connection stays usable. Bytes that are not frames at all give
+/// [`RecvError::Broken`], after which the connection only reports that error.
+pub struct Connection<S, R> {
+    fd: Option<OwnedFd>,
+    rx: Mutex<Rx>,
+    tx: Mutex<Tx>,
+    _types: PhantomData<fn(S) -> R>,
+}
+
+impl<S, R> std::fmt::Debug for Connection<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Connection");
+        match &self.fd {
+            Some(fd) => d.field("fd", &fd.as_raw_fd()),
+            None => d.field("closed", &true),
+        };
+        d.field("sends", &std::any::type_name::<S>())
+            .field("receives", &std::any::type_name::<R>())
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct Rx {
+    reader: FrameReader,
+    /// Why the stream is unusable (bad framing, truncated frame, `TooLong`).
+    broken: Option<String>,
+    spin: Spin,
+    /// Payload copy for frames that carry descriptors (decoding needs the payload and
+    /// the descriptors the reader hands out when the frame is consumed).
+    scratch: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Tx {
+    buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+/// The adaptive spin budget of one connection's receive side.
+#[derive(Debug)]
+struct Spin {
+    max: Duration,
+    budget: Duration,
+    misses: u8,
+}
+
+impl Spin {
+    fn new() -> Self {
+        let max = *SPIN_BUDGET;
+        Spin {
+            max,
+            budget: max,
+            misses: 0,
+        }
+    }
+
+    /// Learns from a wait that took `waited`: a wait spinning could have served keeps
+    /// (or turns back on) spinning; several long ones in a row turn it off.
+    fn observe(&mut self, waited: Duration) {
+        if waited <= self.max + WAKE_ALLOWANCE {
+            self.budget = self.max;
+            self.misses = 0;
+        } else {
+            self.misses = self.misses.saturating_add(1);
+            if self.misses >= MISSES_BEFORE_SLEEPING {
+                self.budget = Duration::ZERO;
+            }
+        }
+    }
+}
+
+impl Rx {
+    fn new() -> Self {
+        Rx {
+            reader: FrameReader::new(),
+            broken: None,
+            spin: Spin::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Makes sure a complete frame is buffered.
+    fn fill(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        wait: Wait,
+        max_len: Option<u64>,
+    ) -> Result<FrameInfo, RecvError> {
+        if let Some(why) = &self.broken {
+            return Err(RecvError::Broken(why.clone()));
+        }
+        let started = if wait != Wait::No && !self.reader.has_frame() {
+            self.reader.set_spin(self.spin.budget);
+            Some(Instant::now())
+        } else {
+            None
+        };
+        let res = self.reader.fill(fd, wait, max_len);
+        if let Some(t0) = started {
+            self.spin.observe(t0.elapsed());
+        }
+        res.map_err(|e| self.frame_error(e))
+    }
+
+    fn frame_error(&mut self, e: FrameError) -> RecvError {
+        match e {
+            FrameError::Eof => RecvError::Eof,
+            FrameError::Timeout => RecvError::Timeout,
+            FrameError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => RecvError::Timeout,
+            FrameError::Io(e) => RecvError::Io(e),
+            FrameError::TooLong { .. } => {
+                self.broken = Some(e.to_string());
+                RecvError::TooLong
+            }
+            FrameError::Broken => RecvError::Broken(
+                self.broken
+                    .clone()
+                    .unwrap_or_else(|| FrameError::Broken.to_string()),
+            ),
+            e @ (FrameError::Truncated { .. } | FrameError::BadHeader(_)) => {
+                let why = e.to_string();
+                self.broken = Some(why.clone());
+                RecvError::Broken(why)
+            }
+        }
+    }
+
+    /// Decodes and drops the frame at the front (dropped even when decoding fails).
+    fn take<T: DeserializeOwned>(&mut self, info: FrameInfo) -> Result<T, RecvError> {
+        if info.nfds == 0 {
+            let res = codec::decode(self.reader.payload(), Vec::new());
+            // the frame's descriptors (none announced; any strays are closed here)
+            drop(self.reader.consume());
+            Ok(res?)
+        } else {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(self.reader.payload());
+            let fds = self.reader.consume();
+            let res = codec::decode(&self.scratch, fds);
+            if self.scratch.capacity() > KEEP_ENCODE_BUFFER {
+                self.scratch = Vec::new();
+            }
+            Ok(res?)
+        }
+    }
+
+    /// Whether a receive would return at once (a frame, end of stream, or an error).
+    fn ready_without_syscall(&self) -> bool {
+        self.broken.is_some() || self.reader.has_frame() || self.reader.saw_eof()
+    }
+
+    /// A non-blocking look: whether a receive would return at once.
+    fn ready_now(&mut self, fd: BorrowedFd<'_>) -> bool {
+        if self.ready_without_syscall() {
+            return true;
+        }
+        !matches!(self.fill(fd, Wait::No, None), Err(RecvError::Timeout))
+    }
+}
+
+fn deadline_of(timeout: Option<Duration>) -> Wait {
+    match timeout {
+        None => Wait::Forever,
+        Some(d) if d.is_zero() => Wait::No,
+        Some(d) => match Instant::now().checked_add(d) {
+            Some(t) => Wait::Until(t),
+            None => Wait::Forever,
+        },
+    }
+}
+
+fn send_io_error(e: io::Error) -> SendError {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => SendError::Disconnected,
+        _ => SendError::Io(e),
+    }
+}
+
+impl<S, R> Connection<S, R> {
+    fn from_fd(fd: OwnedFd) -> Self {
+        Connection {
+            fd: Some(fd),
+            rx: Mutex::new(Rx::new()),
+            tx: Mutex::new(Tx::default()),
+            _types: PhantomData,
+        }
+    }
+
+    fn raw_fd_checked(&self) -> Result<BorrowedFd<'_>, Error> {
+        self.fd
+            .as_ref()
+            .map(|f| f.as_fd())
+            .ok_or(Error::Recv(RecvError::Closed))
+    }
+
+    fn lock_rx(&self) -> MutexGuard<'_, Rx> {
+        // A panic inside a user's `Deserialize` poisons the lock; the reader's state is
+        // still consistent (a frame is consumed or not), so carry on.
+        self.rx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_tx(&self) -> MutexGuard<'_, Tx> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `bytes` as one raw frame (Python's `send_bytes`; slice the buffer for its
+    /// `offset` and `size`). The other end reads it with
+    /// [`recv_bytes`](Connection::recv_bytes) or
+    /// [`recv_bytes_into`](Connection::recv_bytes_into).
+    ///
+    /// Blocks while the socket buffer (4 MiB when the system allows) is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] after [`close`](Connection::close),
+    /// [`SendError::Disconnected`] when the other end is gone, [`SendError::Io`] for
+    /// other OS errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (a, b) = procactor_core::Pipe::<()>::new().unwrap();
+    /// let data = b"0123456789";
+    /// a.send_bytes(&data[2..5]).unwrap();
+    /// assert_eq!(b.recv_bytes(None).unwrap(), b"234");
+    /// ```
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendError> {
+        let fd = self.fd.as_ref().ok_or(SendError::Closed)?;
+        let _tx = self.lock_tx();
+        frame::write_frame(fd.as_fd(), bytes, &[]).map_err(send_io_error)
+    }
+
+    /// Receives one raw frame (Python's `recv_bytes`), blocking until it arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Eof`] when the other end is closed and nothing is left;
+    /// [`RecvError::TooLong`] when the frame is longer than `maxlength` — the
+    /// connection is unusable afterwards (as in Python: the stream cannot be resynced
+    /// without reading the frame); [`RecvError::Broken`] for bytes that are not frames;
+    /// [`RecvError::Closed`] after [`close`](Connection::close).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::{Pipe, RecvError};
+    /// let (a, b) = Pipe::<()>::new().unwrap();
+    /// a.send_bytes(&[0u8; 100]).unwrap();
+    /// assert!(matches!(b.recv_bytes(Some(10)), Err(RecvError::TooLong)));
+    /// ```
+    pub fn recv_bytes(&self, maxlength: Option<usize>) -> Result<Vec<u8>, RecvError> {
+        let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
+        let mut rx = self.lock_rx();
+        rx.fill(fd.as_fd(), Wait::Forever, maxlength.map(|m| m as u64))?;
+        let bytes = rx.reader.payload().to_vec();
+        drop(rx.reader.consume());
+        Ok(bytes)
+    }
+
+    /// Receives one raw frame into `buf` and returns its length (Python's
+    /// `recv_bytes_into`).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::BufferTooShort`] with the size needed when `buf` is too small: the
+    /// frame is kept, and a call with a large enough buffer returns it. Otherwise as
+    /// [`recv_bytes`](Connection::recv_bytes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::{Pipe, RecvError};
+    /// let (a, b) = Pipe::<()>::new().unwrap();
+    /// a.send_bytes(b"hello world").unwrap();
+    /// let mut small = [0u8; 4];
+    /// assert!(matches!(b.recv_bytes_into(&mut small), Err(RecvError::BufferTooShort { needed: 11 })));
+    /// let mut big = [0u8; 64];
+    /// let n = b.recv_bytes_into(&mut big).unwrap();
+    /// assert_eq!(&big[..n], b"hello world");
+    /// ```
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
+        let mut rx = self.lock_rx();
+        let info = rx.fill(fd.as_fd(), Wait::Forever, None)?;
+        if info.len > buf.len() {
+            return Err(RecvError::BufferTooShort { needed: info.len });
+        }
+        buf[..info.len].copy_from_slice(rx.reader.payload());
+        drop(rx.reader.consume());
+        Ok(info.len)
+    }
+
+    /// Whether a receive would return without blocking: a complete message, end of
+    /// file, or an error is there (Python's `poll`). `Some(Duration::ZERO)` only checks;
+    /// `Some(d)` waits at most `d`; `None` waits until one of these happens.
+    ///
+    /// A message already read ahead into this connection's buffer answers `true`
+    /// without a system call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Recv`]`(`[`RecvError::Closed`]`)` after [`close`](Connection::close),
+    /// or an OS error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = procactor_core::Pipe::<u8>::new().unwrap();
+    /// assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    /// a.send(&1).unwrap();
+    /// assert!(b.poll(Some(Duration::from_secs(5))).unwrap());
+    /// drop(a);
+    /// assert_eq!(b.recv().unwrap(), 1);
+    /// assert!(b.poll(None).unwrap()); // end of file: recv returns at once
+    /// ```
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+        let fd = self.raw_fd_checked()?;
+        let mut rx = self.lock_rx();
+        if rx.ready_without_syscall() {
+            return Ok(true);
+        }
+        match rx.fill(fd, deadline_of(timeout), None) {
+            Ok(_) => Ok(true),
+            Err(RecvError::Timeout) => Ok(false),
+            Err(RecvError::Io(e)) => Err(Error::Io(e)),
+            // Eof, Broken: a receive returns at once (with that error)
+            Err(_) => Ok(true),
+        }
+    }
+
+    /// Closes this end (Python's `close`); dropping the connection does the same.
+    ///
+    /// Afterwards `send` fails with [`SendError::Closed`] and `recv` with
+    /// [`RecvError::Closed`]. The other end sees end of file once every process's copy
+    /// of this end is closed. Calling it again does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::{Pipe, RecvError, SendError};
+    /// let (mut a, b) = Pipe::<u8>::new().unwrap();
+    /// a.close();
+    /// assert!(matches!(a.send(&1), Err(SendError::Closed)));
+    /// assert!(matches!(b.recv(), Err(RecvError::Eof)));
+    /// ```
+    pub fn close(&mut self) {
+        self.fd = None;
+    }
+
+    /// Whether [`close`](Connection::close) was called (Python's `closed`).
+    pub fn is_closed(&self) -> bool {
+        self.fd.is_none()
+    }
+}
+
+impl<S: Serialize, R> Connection<S, R> {
+    /// Sends `value` (Python's `send`). Handles inside it (Pipe ends, queues, …) travel
+    /// as file descriptors.
+    ///
+    /// Blocks while the socket buffer is full (the receiver is not reading).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Encode`] when the value's `Serialize` fails: nothing is written and
+    /// the connection stays usable. [`SendError::Closed`] after
+    /// [`close`](Connection::close), [`SendError::Disconnected`] when the other end is
+    /// gone, [`SendError::Io`] for other OS errors.
+    pub fn send(&self, value: &S) -> Result<(), SendError> {
+        let fd = self.fd.as_ref().ok_or(SendError::Closed)?;
+        let mut guard = self.lock_tx();
+        let tx = &mut *guard;
+        tx.buf.clear();
+        tx.fds.clear();
+        codec::encode(value, &mut tx.buf, Some(&mut tx.fds))?;
+        let res = if tx.fds.is_empty() {
+            frame::write_frame(fd.as_fd(), &tx.buf, &[])
+        } else {
+            let fds: Vec<BorrowedFd<'_>> = tx.fds.iter().map(|f| f.as_fd()).collect();
+            frame::write_frame(fd.as_fd(), &tx.buf, &fds)
+        };
+        // the kernel holds its own references to descriptors in flight
+        tx.fds.clear();
+        if tx.buf.capacity() > KEEP_ENCODE_BUFFER {
+            tx.buf = Vec::new();
+        }
+        res.map_err(send_io_error)
+    }
+}
+
+impl<S, R: DeserializeOwned> Connection<S, R> {
+    /// Receives one value, blocking until it arrives (Python's `recv`).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Eof`] once the other end is closed (dropped, `close()`d, or its
+    /// process died) and nothing is left to read. [`RecvError::Decode`] when the frame
+    /// is not an `R` (the frame is dropped, the connection stays usable).
+    /// [`RecvError::Broken`] when the bytes are not frames or the stream ended inside
+    /// one. [`RecvError::Closed`] after [`close`](Connection::close).
+    pub fn recv(&self) -> Result<R, RecvError> {
+        self.recv_wait(Wait::Forever)
+    }
+
+    /// Receives one value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Timeout`] when nothing complete arrived in time (a partly received
+    /// message stays buffered); otherwise as [`recv`](Connection::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procactor_core::{Pipe, RecvError};
+    /// let (a, b) = Pipe::<u8>::new().unwrap();
+    /// assert!(matches!(b.recv_timeout(Duration::from_millis(10)), Err(RecvError::Timeout)));
+    /// a.send(&7).unwrap();
+    /// assert_eq!(b.recv_timeout(Duration::from_secs(5)).unwrap(), 7);
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<R, RecvError> {
+        self.recv_wait(deadline_of(Some(timeout)))
+    }
+
+    fn recv_wait(&self, wait: Wait) -> Result<R, RecvError> {
+        let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
+        let mut rx = self.lock_rx();
+        let info = rx.fill(fd.as_fd(), wait, None)?;
+        rx.take(info)
+    }
+}
+
+/// Python's `fileno()`.
+///
+/// # Panics
+///
+/// After [`close`](Connection::close) (Python raises `OSError` there): a closed
+/// connection has no descriptor.
+impl<S, R> AsFd for Connection<S, R> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd
+            .as_ref()
+            .expect("Connection::as_fd on a closed connection")
+            .as_fd()
+    }
+}
+
+/// Python's `fileno()`.
+///
+/// # Panics
+///
+/// After [`close`](Connection::close).
+impl<S, R> AsRawFd for Connection<S, R> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A connection travels as a file descriptor (see the [module docs](self)): only
+/// through a channel that carries descriptors (a child's arguments, a Pipe).
+impl<S, R> Serialize for Connection<S, R> {
+    fn serialize<Z: Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        use serde::ser::Error as _;
+        let fd = self
+            .fd
+            .as_ref()
+            .ok_or_else(|| Z::Error::custom("cannot send a closed Connection"))?;
+        match self.rx.try_lock() {
+            Ok(rx) => {
+                let (bytes, fds) = rx.reader.buffered();
+                if bytes > 0 || fds > 0 {
+                    return Err(Z::Error::custom(format!(
+                        "cannot send a Connection holding {bytes} unread bytes and {fds} \
+                         descriptors in its buffer: receive them first"
+                    )));
+                }
+            }
+            Err(TryLockError::Poisoned(_)) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Z::Error::custom(
+                    "cannot send a Connection while another thread is receiving on it",
+                ))
+            }
+        }
+        SendFd(fd.as_fd()).serialize(s)
+    }
+}
+
+impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let RecvFd(fd) = RecvFd::deserialize(d)?;
+        Ok(Connection::from_fd(fd))
+    }
+}
+
+pub(crate) mod sealed {
+    /// Only procactor types can be waited on.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {}
+}
+
+/// Something [`wait`] can wait for: a [`Connection`] (ready when a message, end of file
+/// or an error is there) or a [`Process`](crate::Process) (ready when it has exited).
+///
+/// This trait is sealed: it is implemented by procactor types only.
+pub trait Waitable: sealed::Sealed {
+    /// Ready without asking the kernel (buffered frame, end of file seen, exit known).
+    #[doc(hidden)]
+    fn ready_cached(&self) -> bool;
+    /// The descriptor that becomes readable when the object may be ready; `None`: ready.
+    #[doc(hidden)]
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>>;
+    /// Called when `ready_fd` is readable: whether the object is really ready.
+    #[doc(hidden)]
+    fn confirm_ready(&self) -> bool;
+}
+
+impl<S, R> sealed::Sealed for Connection<S, R> {}
+
+impl<S, R> Waitable for Connection<S, R> {
+    fn ready_cached(&self) -> bool {
+        match self.rx.try_lock() {
+            Ok(rx) => rx.ready_without_syscall(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().ready_without_syscall(),
+            Err(TryLockError::WouldBlock) => false,
+        }
+    }
+
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    fn confirm_ready(&self) -> bool {
+        let Some(fd) = self.fd.as_ref() else {
+            return true;
+        };
+        match self.rx.try_lock() {
+            Ok(mut rx) => rx.ready_now(fd.as_fd()),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().ready_now(fd.as_fd()),
+            // another thread is receiving; the descriptor is readable: report it
+            Err(TryLockError::WouldBlock) => true,
+        }
+    }
+}
+
+/// Waits until at least one of `objects` is ready or `timeout` passes, and returns the
+/// indices of the ready ones, in order (Python's `multiprocessing.connection.wait`).
+/// An empty vector means the timeout passed. `None` waits without limit.
+///
+/// A [`Connection`] is ready when [`recv`](Connection::recv) would return at once: a
+/// complete message, end of file, or an error (a partly arrived message does not count).
+/// A closed connection is ready. A [`Process`](crate::Process) is ready once it has
+/// exited. An empty `objects` returns an empty vector at once.
+///
+/// # Errors
+///
+/// An OS error from `poll`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use procactor_core::{wait, Pipe, Process};
+///
+/// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
+///
+/// fn main() {
+///     procactor_core::init();
+///     let (a, b) = Pipe::<u8>::new().unwrap();
+///     let mut p = Process::new(nap, 50).start().unwrap();
+///     // nothing is ready yet
+///     assert!(wait(&[&b, &p], Some(Duration::ZERO)).unwrap().is_empty());
+///     a.send(&1).unwrap();
+///     assert_eq!(wait(&[&b, &p], Some(Duration::from_secs(5))).unwrap(), vec![0]);
+///     assert_eq!(b.recv().unwrap(), 1);
+///     assert_eq!(wait(&[&b, &p], Some(Duration::from_secs(5))).unwrap(), vec![1]);
+///     p.join().unwrap();
+/// }
+/// ```
+pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
+    if objects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        // Ready without a system call (buffered frame, known exit, closed)…
+        let cached: Vec<bool> = objects
+            .iter()
+            .map(|o| o.ready_cached() || o.ready_fd().is_none())
+            .collect();
+        // …and the others, asked of the kernel: at once if something is ready already.
+        let (index, fds): (Vec<usize>, Vec<BorrowedFd<'_>>) = objects
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| !cached[i])
+            .filter_map(|(i, o)| o.ready_fd().map(|fd| (i, fd)))
+            .unzip();
+        let any_cached = cached.iter().any(|&c| c);
+        let readable = if fds.is_empty() {
+            Vec::new()
+        } else {
+            os::poll_readable(
+                &fds,
+                if any_cached {
+                    Some(Instant::now())
+                } else {
+                    deadline
+                },
+            )?
+        };
+        let mut ready = cached;
+        for (i, r) in index.into_iter().zip(readable) {
+            ready[i] = r && objects[i].confirm_ready();
+        }
+        let ready: Vec<usize> = (0..objects.len()).filter(|&i| ready[i]).collect();
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Vec::new());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_turns_off_after_long_waits_and_back_on_after_short_ones() {
+        let mut s = Spin {
+            max: Duration::from_micros(40),
+            budget: Duration::from_micros(40),
+            misses: 0,
+        };
+        for _ in 0..MISSES_BEFORE_SLEEPING {
+            assert_eq!(s.budget, Duration::from_micros(40));
+            s.observe(Duration::from_millis(5));
+        }
+        assert_eq!(s.budget, Duration::ZERO);
+        s.observe(Duration::from_micros(30));
+        assert_eq!(s.budget, Duration::from_micros(40));
+    }
+
+    #[test]
+    fn deadline_mapping() {
+        assert_eq!(deadline_of(None), Wait::Forever);
+        assert_eq!(deadline_of(Some(Duration::ZERO)), Wait::No);
+        assert_eq!(deadline_of(Some(Duration::MAX)), Wait::Forever);
+        assert!(matches!(
+            deadline_of(Some(Duration::from_secs(1))),
+            Wait::Until(_)
+        ));
+    }
+
+    #[test]
+    fn in_process_round_trip_and_errors() {
+        let (a, b) = Pipe::<(u64, String)>::new().unwrap();
+        a.send(&(1, "x".into())).unwrap();
+        assert_eq!(b.recv().unwrap(), (1, "x".into()));
+        // garbage frame: decode error naming the type, then usable
+        a.send_bytes(b"\xff\xff").unwrap();
+        match b.recv() {
+            Err(RecvError::Decode(e)) => assert!(e.expected.contains("String"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        a.send(&(2, "y".into())).unwrap();
+        assert_eq!(b.recv().unwrap().0, 2);
+    }
+
+    #[test]
+    fn oneway_ends_refuse_the_wrong_direction() {
+        let (rx, tx) = Pipe::<u8>::oneway().unwrap();
+        assert!(matches!(tx.recv(), Err(RecvError::Eof)));
+        assert!(matches!(rx.send(&()), Err(SendError::Disconnected)));
+        tx.send(&3).unwrap();
+        assert_eq!(rx.recv().unwrap(), 3);
+    }
+
+    #[test]
+    fn a_connection_with_read_ahead_refuses_to_travel() {
+        let (a, b) = Pipe::<u8>::new().unwrap();
+        let (c, _d) = Pipe::<Connection<u8, u8>>::new().unwrap();
+        a.send(&1).unwrap();
+        a.send(&2).unwrap();
+        assert_eq!(b.recv().unwrap(), 1); // reads both frames ahead
+        let e = c.send(&b).unwrap_err();
+        assert!(matches!(e, SendError::Encode(_)), "{e:?}");
+        assert_eq!(b.recv().unwrap(), 2);
+        c.send(&b).unwrap();
+    }
+}

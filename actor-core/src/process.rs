@@ -1,0 +1,510 @@
+//! Processes: Python's `Process`, with typed function targets and results.
+
+use crate::codec;
+use crate::error::{Error, JoinError, SpawnError};
+use crate::monitor::{self, ChildState};
+use crate::runtime::{self, Bootstrap, EntryFn, StartMethod};
+use crate::Message;
+use procactor_transports::frame::{self, FrameError, FrameReader, Wait};
+use procactor_transports::{fdpass, os, target, AsFd, BorrowedFd, OwnedFd};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ExitStatus {
+    /// It exited with this code (0 is success; a panicking target exits with 1).
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Python's `exitcode`: the code, or the negated signal number.
+    ///
+    /// ```
+    /// use procactor_core::ExitStatus;
+    /// assert_eq!(ExitStatus::Signal(15).python_exitcode(), -15);
+    /// assert_eq!(ExitStatus::Code(1).python_exitcode(), 1);
+    /// ```
+    pub fn python_exitcode(&self) -> i32 {
+        match *self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => -s,
+        }
+    }
+
+    /// Whether the process exited with code 0.
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Code(0)
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+/// A process that runs `target(args)` in a child process. Build it with
+/// [`Process::new`], start it with [`ProcessBuilder::start`].
+///
+/// The target is a plain function (or a non-capturing closure) `fn(A) -> R`; the child
+/// runs the same binary, so the function is found by its address in the image. `A` and
+/// `R` cross the process boundary as CBOR ([`Message`]); handles inside `A` (a Pipe end,
+/// a Queue, a Lock, …) travel as file descriptors.
+///
+/// **At drop**, a non-daemon child still running is joined (Python joins non-daemon
+/// children at interpreter exit) and a daemon child is terminated (`SIGTERM`, then
+/// `SIGKILL` if it has not exited after a second). Every child also gets `SIGKILL`
+/// from the kernel when its parent process dies (`PR_SET_PDEATHSIG`), so a crashed or
+/// killed parent never leaves orphans behind. (The kernel ties that signal to the
+/// forking *thread*; children started from threads other than the main thread are
+/// therefore forked by one long-lived spawner thread, so a child keeps running after the
+/// thread that started it has finished.)
+///
+/// A child's standard input is `/dev/null` (as in Python); its standard output and error
+/// are the parent's.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::{Process, ExitStatus};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() {
+///     procactor_core::init();
+///     let mut p = Process::new(square, 7).name("sq").start().unwrap();
+///     assert_eq!(p.name(), "sq");
+///     assert_eq!(p.join().unwrap(), ExitStatus::Code(0));
+///     assert_eq!(p.result().unwrap(), 49);
+/// }
+/// ```
+pub struct Process<R = ()> {
+    state: Arc<ChildState>,
+    control: Option<OwnedFd>,
+    reader: FrameReader,
+    outcome: Option<Result<Vec<u8>, JoinError>>,
+    outcome_fds: Vec<OwnedFd>,
+    result_taken: bool,
+    daemon: bool,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.state.name)
+            .field("pid", &self.state.pid)
+            .field("daemon", &self.daemon)
+            .field("exitcode", &self.state.exit_status())
+            .finish()
+    }
+}
+
+/// A process not yet started: set its name, daemon flag and start method, then
+/// [`start`](ProcessBuilder::start) it.
+pub struct ProcessBuilder<A, R> {
+    target: fn(A) -> R,
+    args: A,
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    exe: Option<std::path::PathBuf>,
+}
+
+impl<A, R> std::fmt::Debug for ProcessBuilder<A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessBuilder")
+            .field("target", &std::any::type_name::<fn(A) -> R>())
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .finish()
+    }
+}
+
+impl<R: Message> Process<R> {
+    /// A process that will run `target(args)`. Nothing runs until
+    /// [`start`](ProcessBuilder::start).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<A: Message>(target: fn(A) -> R, args: A) -> ProcessBuilder<A, R> {
+        ProcessBuilder {
+            target,
+            args,
+            name: None,
+            daemon: false,
+            method: None,
+            exe: None,
+        }
+    }
+}
+
+impl<A: Message, R: Message> ProcessBuilder<A, R> {
+    /// The process's name (default `"Process-N"`, numbered per parent as in Python).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Daemon children are terminated when their handle is dropped (at parent exit at
+    /// the latest); non-daemon children are joined then.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Overrides the default start method for this process.
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Testing aid: execute `path` instead of the current binary. A child running
+    /// another binary image refuses its target (function addresses would be
+    /// meaningless there); this exists so that the refusal can be tested.
+    #[doc(hidden)]
+    pub fn executable(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.exe = Some(path.into());
+        self
+    }
+
+    /// Starts the child.
+    ///
+    /// # Errors
+    ///
+    /// [`SpawnError::NotInitialized`] without `procactor::init()`,
+    /// [`SpawnError::Unsupported`] for a start method that is not available,
+    /// [`SpawnError::Encode`] when the arguments cannot be encoded, and
+    /// [`SpawnError::Io`] when the OS refuses.
+    pub fn start(self) -> Result<Process<R>, SpawnError> {
+        runtime::ensure_initialized()?;
+        self.method
+            .unwrap_or_else(runtime::start_method)
+            .check_available()?;
+        // Encode first: a bad argument fails before any process exists.
+        let mut args = Vec::new();
+        let mut arg_fds = Vec::new();
+        codec::encode(&self.args, &mut args, Some(&mut arg_fds))?;
+        let name = self.name.unwrap_or_else(runtime::next_default_name);
+        let me = runtime::current_process();
+        let token = runtime::random_token();
+        let entry: EntryFn = runtime::entry::<A, R>;
+        let entry = target::describe(entry);
+        let tgt = target::describe(self.target);
+        let boot = Bootstrap {
+            token,
+            fingerprint: runtime::fingerprint()?,
+            entry: (entry.offset.0, entry.type_name),
+            target: (tgt.offset.0, tgt.type_name),
+            name: name.clone(),
+            parent: me.clone(),
+        };
+        let mut boot_bytes = Vec::new();
+        codec::encode(&boot, &mut boot_bytes, None)?;
+
+        let (ours, theirs) = fdpass::socketpair()?;
+        let env = format!("{}:{token}:{}", os::CHILD_CONTROL_FD, me.pid());
+        let exe = self.exe.clone();
+        let child = runtime::on_spawner_thread(move || {
+            let env = [(runtime::CHILD_ENV, env.as_str())];
+            match &exe {
+                None => os::spawn_self(theirs, &env),
+                Some(exe) => os::spawn_exe(exe, theirs, &env),
+            }
+        })??;
+        let state = monitor::register(child.pid, name, child.pidfd)?;
+        // The child reads these as soon as it runs; a child that died at once makes
+        // them fail with BrokenPipe, which join() then reports through the exit status.
+        let borrowed: Vec<BorrowedFd<'_>> = arg_fds.iter().map(|f| f.as_fd()).collect();
+        let sent = frame::write_frame(ours.as_fd(), &boot_bytes, &[])
+            .and_then(|()| frame::write_frame(ours.as_fd(), &args, &borrowed));
+        if let Err(e) = sent {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                let _ = os::pidfd_signal(state.pidfd.as_fd(), os::SIGKILL);
+                return Err(SpawnError::Io(e));
+            }
+        }
+        tracing::debug!(pid = state.pid, name = %state.name, "process started");
+        Ok(Process {
+            state,
+            control: Some(ours),
+            reader: FrameReader::new(),
+            outcome: None,
+            outcome_fds: Vec::new(),
+            result_taken: false,
+            daemon: self.daemon,
+            _r: PhantomData,
+        })
+    }
+}
+
+impl<R: Message> Process<R> {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.state.pid
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Whether this is a daemon child.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// Whether the child is still running.
+    pub fn is_alive(&self) -> bool {
+        !self.state.has_exited()
+    }
+
+    /// Waits for the child to exit and returns how it ended. Calling it again returns the
+    /// same status at once.
+    ///
+    /// # Errors
+    ///
+    /// Only an operating-system failure while reading the child's report.
+    pub fn join(&mut self) -> Result<ExitStatus, Error> {
+        Ok(self
+            .join_deadline(None)?
+            .expect("join without a deadline returns a status"))
+    }
+
+    /// Waits at most `timeout`; `Ok(None)` if the child is still running then.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Process::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
+        self.join_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<ExitStatus>, Error> {
+        if let Some(s) = self.state.exit_status() {
+            if self.control.is_none() {
+                return Ok(Some(s));
+            }
+        }
+        // Drain the child's report first: a large result must be read for the child to
+        // finish writing it and exit.
+        if !self.drain_control(deadline)? {
+            return Ok(None);
+        }
+        Ok(self.state.wait_exit_direct(deadline))
+    }
+
+    /// Reads the control channel until the child closes it. `Ok(false)` on timeout.
+    fn drain_control(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
+        let Some(ctl) = self.control.as_ref() else {
+            return Ok(true);
+        };
+        let wait = match deadline {
+            None => Wait::Forever,
+            Some(d) => Wait::Until(d),
+        };
+        loop {
+            match self.reader.fill(ctl.as_fd(), wait, None) {
+                Ok(_) => {
+                    let payload = self.reader.payload();
+                    if self.outcome.is_none() {
+                        self.outcome = Some(parse_outcome(payload));
+                        self.outcome_fds = self.reader.consume();
+                    } else {
+                        self.reader.consume();
+                    }
+                }
+                Err(FrameError::Timeout) => return Ok(false),
+                Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Ok(false)
+                }
+                Err(FrameError::Io(e)) => return Err(Error::Io(e)),
+                Err(_) => {
+                    // Eof, or a report cut short by the child's death
+                    self.control = None;
+                    return Ok(true);
+                }
+            }
+        }
+    }
+
+    /// Sends `SIGTERM`. A no-op `Ok` if the child has already exited.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused the signal.
+    pub fn terminate(&self) -> Result<(), Error> {
+        os::pidfd_signal(self.state.pidfd.as_fd(), os::SIGTERM)?;
+        Ok(())
+    }
+
+    /// Sends `SIGKILL`. A no-op `Ok` if the child has already exited.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused the signal.
+    pub fn kill(&self) -> Result<(), Error> {
+        os::pidfd_signal(self.state.pidfd.as_fd(), os::SIGKILL)?;
+        Ok(())
+    }
+
+    /// How the child ended, `None` while it runs (Python's `exitcode`).
+    pub fn exitcode(&self) -> Option<ExitStatus> {
+        self.state.reap_now()
+    }
+
+    /// The target's return value. Joins the child first if it has not been joined.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Panicked`] with the child's panic message and location,
+    /// [`JoinError::Killed`] when it died without a result, [`JoinError::Unavailable`]
+    /// when the result was already taken or could not be decoded.
+    pub fn result(&mut self) -> Result<R, JoinError> {
+        let status = self
+            .join()
+            .map_err(|e| JoinError::Unavailable(e.to_string()))?;
+        if self.result_taken {
+            return Err(JoinError::Unavailable(
+                "the result was already taken".into(),
+            ));
+        }
+        match self.outcome.take() {
+            None => Err(JoinError::Killed(status)),
+            Some(Err(e)) => {
+                self.outcome = Some(Err(e.clone()));
+                Err(e)
+            }
+            Some(Ok(bytes)) => {
+                self.result_taken = true;
+                codec::decode(&bytes, std::mem::take(&mut self.outcome_fds))
+                    .map_err(|e| JoinError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// The child's pidfd: readable once the child has exited (for `procactor::wait`).
+    pub(crate) fn exit_fd(&self) -> BorrowedFd<'_> {
+        self.state.pidfd.as_fd()
+    }
+}
+
+impl<R: Message> crate::pipe::sealed::Sealed for Process<R> {}
+
+/// A process is ready for [`crate::wait`] once it has exited.
+impl<R: Message> crate::pipe::Waitable for Process<R> {
+    fn ready_cached(&self) -> bool {
+        self.state.exit_status().is_some()
+    }
+
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.exit_fd())
+    }
+
+    fn confirm_ready(&self) -> bool {
+        true // a pidfd is readable only once its process has exited
+    }
+}
+
+fn parse_outcome(payload: &[u8]) -> Result<Vec<u8>, JoinError> {
+    let Some((&tag, rest)) = payload.split_first() else {
+        return Err(JoinError::Unavailable("empty report from the child".into()));
+    };
+    match tag {
+        runtime::OUTCOME_OK => Ok(rest.to_vec()),
+        runtime::OUTCOME_PANIC => Err(JoinError::Panicked {
+            message: codec::decode::<String>(rest, Vec::new())
+                .unwrap_or_else(|e| format!("(unreadable panic message: {e})")),
+        }),
+        _ => Err(JoinError::Unavailable(
+            codec::decode::<String>(rest, Vec::new())
+                .unwrap_or_else(|e| format!("(unreadable failure report: {e})")),
+        )),
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        if self.state.exit_status().is_some() {
+            return;
+        }
+        if self.daemon {
+            let _ = os::pidfd_signal(self.state.pidfd.as_fd(), os::SIGTERM);
+            if self
+                .state
+                .wait_exit(Some(Instant::now() + Duration::from_secs(1)))
+                .is_none()
+            {
+                let _ = os::pidfd_signal(self.state.pidfd.as_fd(), os::SIGKILL);
+                let _ = self.state.wait_exit(None);
+            }
+        } else {
+            // drain the report so that a child blocked writing it can exit, then wait
+            self.control = self.control.take().and_then(|c| {
+                let mut reader = FrameReader::new();
+                loop {
+                    match reader.fill(c.as_fd(), Wait::Forever, None) {
+                        Ok(_) => {
+                            reader.consume();
+                        }
+                        Err(_) => break None::<OwnedFd>,
+                    }
+                }
+            });
+            let _ = self.state.wait_exit(None);
+        }
+    }
+}
+
+/// Children started by this process that are still running (Python's
+/// `active_children()`), as name and pid.
+pub fn active_children() -> Vec<crate::ProcessInfo> {
+    monitor::live_children()
+        .into_iter()
+        .map(|c| crate::runtime::ProcessInfo::new(c.name.clone(), c.pid))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> u32 {
+        x * 2
+    }
+
+    #[test]
+    fn starting_without_init_is_a_clear_error() {
+        // this unit-test binary never calls init(): a child would run the harness
+        let e = Process::new(double, 1).start().unwrap_err();
+        assert!(matches!(e, SpawnError::NotInitialized), "{e:?}");
+        assert!(e.to_string().contains("procactor::init()"));
+    }
+
+    #[test]
+    fn outcome_parsing_never_panics_on_garbage() {
+        assert!(matches!(parse_outcome(&[]), Err(JoinError::Unavailable(_))));
+        assert!(matches!(
+            parse_outcome(&[runtime::OUTCOME_PANIC, 0xff]),
+            Err(JoinError::Panicked { .. })
+        ));
+        assert!(matches!(
+            parse_outcome(&[9, 1, 2]),
+            Err(JoinError::Unavailable(_))
+        ));
+        assert_eq!(parse_outcome(&[runtime::OUTCOME_OK, 1]).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn exit_status_python_codes() {
+        assert_eq!(ExitStatus::Code(0).python_exitcode(), 0);
+        assert!(ExitStatus::Code(0).success());
+        assert_eq!(ExitStatus::Signal(9).python_exitcode(), -9);
+        assert_eq!(ExitStatus::Signal(9).to_string(), "killed by signal 9");
+    }
+}

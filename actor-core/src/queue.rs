@@ -1,0 +1,958 @@
+//! Queues: [`Queue`], [`SimpleQueue`] and [`JoinableQueue`] on a shared-memory ring.
+//!
+//! A queue is one shared-memory region (a [`Ring`](procactor_transports::ring::Ring)):
+//! `put` serializes the item (CBOR, into a reused per-thread buffer) *before* taking the
+//! writer lock, then copies the bytes into the ring; `get` copies a message out under the
+//! reader lock and decodes it after releasing the lock. An uncontended `put`/`get` makes
+//! no system call. There is **no feeder thread**: when `put` returns, the item is in
+//! shared memory, so a process may exit right after `put` without losing it and without
+//! hanging at exit (Python's "joining a process that has put items" deadlock does not
+//! exist here).
+//!
+//! # Producers and `Disconnected`
+//!
+//! Every open handle — the one `new` returns, each [`Clone`], each handle a child
+//! deserializes from its arguments — counts as a *producer*, until it is
+//! [`close`](Queue::close)d or dropped. (A handle can both put and get, as in Python.)
+//! The queue records which processes hold producer handles; when a `get` finds the queue
+//! empty and no producer handle left in a live process, it returns
+//! [`GetError::Disconnected`] instead of waiting for an item nobody can put — also when
+//! the producers were killed with `SIGKILL`. A consumer that will never put should
+//! therefore `close()` its own handle: while the caller's own handle is open, the caller
+//! itself could still put, and `get` keeps waiting.
+//!
+//! A handle serialized into a child's arguments counts as a producer of the sending
+//! process until the child has decoded it, so a queue cannot look disconnected while a
+//! handle is on its way. If those bytes are never decoded (the child was killed during
+//! start-up), the count stays with the sender until the sender exits.
+//!
+//! # Killed processes
+//!
+//! A process killed in the middle of a `put` or `get` — even while streaming a message
+//! larger than the ring — never makes another process hang or receive a torn message:
+//! the next process to take the lock completes or aborts the dead one's operation and
+//! the queue goes on working. The item being put by the dead process is lost, and so is
+//! the item a dead consumer had started to take. Only corrupted shared memory makes the
+//! queue *broken*, and every operation then says so ([`GetError::Broken`],
+//! [`PutError::Broken`]).
+//!
+//! # Examples
+//!
+//! ```
+//! use procactor_core::{Process, Queue};
+//!
+//! fn produce(q: Queue<String>) {
+//!     q.put("Hello World".to_string()).unwrap();
+//! }
+//!
+//! fn main() {
+//!     procactor_core::init();
+//!     let q: Queue<String> = Queue::new().unwrap();
+//!     let mut p = Process::new(produce, q.clone()).start().unwrap();
+//!     assert_eq!(q.get().unwrap(), "Hello World");
+//!     p.join().unwrap();
+//! }
+//! ```
+
+use crate::codec::{self, RecvFd, SendFd};
+use crate::error::{GetError, PutError, TaskDoneError};
+use crate::Message;
+use procactor_transports::ring::{PopError, PushError, Ring};
+use procactor_transports::robust;
+use serde::de::Error as _;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cell::RefCell;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The byte capacity of [`Queue::new`] and [`Queue::bounded`]: 256 KiB. Messages larger
+/// than the capacity still go through (streamed).
+pub const DEFAULT_CAPACITY_BYTES: usize = 256 * 1024;
+
+/// Per-thread encode/decode buffers larger than this are released after use (smaller
+/// ones are kept, so that repeated large messages do not fault in fresh pages each time).
+const KEEP_BUFFER_BYTES: usize = 32 << 20;
+
+thread_local! {
+    static ENCODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static DECODE_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's reusable buffer (a fresh one if it is already in use,
+/// e.g. by a `Serialize` impl that itself puts on a queue).
+fn with_buf<R>(
+    key: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
+    let mut f = Some(f);
+    let r = key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = (f.take().expect("called once"))(&mut buf);
+            if buf.capacity() > KEEP_BUFFER_BYTES {
+                *buf = Vec::new();
+            }
+            Some(r)
+        }
+        Err(_) => None,
+    });
+    match r {
+        Some(r) => r,
+        None => (f.take().expect("called once"))(&mut Vec::new()),
+    }
+}
+
+fn my_pid() -> u32 {
+    robust::my_id()
+}
+
+/// One handle on a ring: the shared mapping and whether this handle is an open producer.
+struct Handle {
+    ring: Arc<Ring>,
+    open: AtomicBool,
+}
+
+impl Handle {
+    fn create(capacity: usize, maxsize: usize) -> io::Result<Handle> {
+        let ring = Ring::create(capacity, maxsize as u64)?;
+        Ok(Handle::attach(Arc::new(ring), true))
+    }
+
+    fn attach(ring: Arc<Ring>, open: bool) -> Handle {
+        if open {
+            ring.register_producer(my_pid());
+        }
+        Handle {
+            ring,
+            open: AtomicBool::new(open),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        if self.open.swap(false, Ordering::AcqRel) {
+            self.ring.unregister_producer(my_pid());
+        }
+    }
+
+    fn push(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+        self.ring.push(bytes, deadline)
+    }
+
+    fn put_bytes<T: Serialize>(
+        &self,
+        item: T,
+        deadline: Option<Instant>,
+        before: impl FnOnce(),
+        undo: impl FnOnce(),
+    ) -> Result<(), PutError<T>> {
+        if !self.is_open() {
+            return Err(PutError::Closed(item));
+        }
+        with_buf(&ENCODE_BUF, |buf| {
+            if let Err(e) = codec::encode(&item, buf, None) {
+                return Err(PutError::Encode(item, e));
+            }
+            before();
+            match self.push(buf, deadline) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    undo();
+                    Err(match e {
+                        PushError::Full => PutError::Full(item),
+                        PushError::Broken => PutError::Broken(item),
+                    })
+                }
+            }
+        })
+    }
+
+    fn get<T: Message>(&self, deadline: Option<Instant>) -> Result<T, GetError> {
+        with_buf(&DECODE_BUF, |buf| {
+            self.ring.pop(buf, deadline, true).map_err(|e| match e {
+                PopError::Empty => GetError::Empty,
+                PopError::Disconnected => GetError::Disconnected,
+                PopError::Broken => GetError::Broken,
+            })?;
+            // the reader lock is released: decode outside it
+            Ok(codec::decode(buf, Vec::new())?)
+        })
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        Handle::attach(self.ring.clone(), self.is_open())
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Serialize for Handle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let open = self.is_open();
+        let mut st = s.serialize_struct("Queue", 3)?;
+        st.serialize_field("ring", &SendFd(self.ring.fd()))?;
+        // the descriptor is on its way: count the travelling handle as ours until the
+        // receiver takes it over (see the module docs)
+        if open {
+            self.ring.register_producer(my_pid());
+        }
+        st.serialize_field("open", &open)?;
+        st.serialize_field("from", &my_pid())?;
+        st.end()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Queue")]
+struct HandleWire {
+    ring: RecvFd,
+    open: bool,
+    from: u32,
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = HandleWire::deserialize(d)?;
+        let ring = Ring::open(w.ring.0).map_err(|e| D::Error::custom(e.to_string()))?;
+        let h = Handle::attach(Arc::new(ring), w.open);
+        if w.open {
+            h.ring.unregister_producer(w.from);
+        }
+        Ok(h)
+    }
+}
+
+fn deadline_after(d: Duration) -> Option<Instant> {
+    // a timeout too large to represent waits forever
+    Instant::now().checked_add(d)
+}
+
+/// A multi-producer, multi-consumer FIFO queue between processes (Python's
+/// `multiprocessing.Queue`).
+///
+/// Every clone is another handle to the same queue; pass one to a child in its
+/// arguments. Items are any [`Message`] (serde); a procactor handle *inside* an item
+/// cannot travel through a queue (`put` fails with [`PutError::Encode`]; pass handles in
+/// a child's arguments or through a `Pipe`). Items from one producer arrive in the order
+/// it put them. See the [module docs](self) for how `Disconnected` is decided and what a
+/// killed process does to a queue.
+///
+/// | Python | procactor |
+/// |---|---|
+/// | `Queue()`, `Queue(maxsize)` | [`Queue::new`], [`Queue::bounded`] |
+/// | `put(x)`, `put(x, timeout=t)`, `put_nowait(x)` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`try_put`](Queue::try_put) |
+/// | `get()`, `get(timeout=t)`, `get_nowait()` | [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`try_get`](Queue::try_get) |
+/// | `queue.Full`, `queue.Empty` | [`PutError::Full`], [`GetError::Empty`] |
+/// | `qsize()`, `empty()`, `full()` | [`len`](Queue::len), [`is_empty`](Queue::is_empty), [`is_full`](Queue::is_full) |
+/// | `close()` | [`close`](Queue::close) |
+/// | `join_thread()`, `cancel_join_thread()` | not needed: there is no feeder thread |
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::{Queue, GetError, PutError};
+///
+/// let q: Queue<(u64, String)> = Queue::bounded(2).unwrap();
+/// q.put((1, "a".into())).unwrap();
+/// q.try_put((2, "b".into())).unwrap();
+/// assert!(q.is_full());
+/// let e = q.try_put((3, "c".into())).unwrap_err();
+/// assert!(e.is_full());
+/// assert_eq!(e.into_inner().0, 3);   // the item comes back
+/// assert_eq!(q.len(), 2);
+/// assert_eq!(q.get().unwrap(), (1, "a".into()));
+/// assert_eq!(q.try_get().unwrap().0, 2);
+/// assert_eq!(q.try_get(), Err(GetError::Empty)); // our own open handle could still put
+/// q.close();
+/// assert_eq!(q.try_get(), Err(GetError::Disconnected));
+/// assert!(matches!(q.put((4, "d".into())), Err(PutError::Closed(_))));
+/// ```
+pub struct Queue<T> {
+    h: Handle,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("len", &self.h.ring.len())
+            .field("maxsize", &self.h.ring.maxsize())
+            .field("capacity_bytes", &self.h.ring.capacity())
+            .field("open", &self.h.is_open())
+            .finish()
+    }
+}
+
+impl<T> Clone for Queue<T> {
+    /// Another handle to the same queue (cheap: no new shared memory). The clone of an
+    /// open handle is an open producer handle; the clone of a closed handle is closed.
+    fn clone(&self) -> Self {
+        Queue {
+            h: self.h.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    /// Encodes the handle for a child's arguments or a `Pipe` (its shared memory travels
+    /// as a descriptor); through a channel that cannot carry descriptors it fails.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.h.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    /// Decodes a handle sent by [`Serialize`], mapping the same shared memory.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Queue {
+            h: Handle::deserialize(d)?,
+            _t: PhantomData,
+        })
+    }
+}
+
+impl<T: Message> Queue<T> {
+    /// A queue bounded only by its byte capacity ([`DEFAULT_CAPACITY_BYTES`]): `put`
+    /// waits only while the ring is full of bytes (back-pressure).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = procactor_core::Queue::<u32>::new().unwrap();
+    /// assert!(q.is_empty());
+    /// ```
+    pub fn new() -> io::Result<Self> {
+        Self::build(0, DEFAULT_CAPACITY_BYTES)
+    }
+
+    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`; `0` means no
+    /// item limit, as `maxsize <= 0` does in Python).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = procactor_core::Queue::<u32>::bounded(1).unwrap();
+    /// q.put(1).unwrap();
+    /// assert!(q.try_put(2).unwrap_err().is_full());
+    /// ```
+    pub fn bounded(maxsize: usize) -> io::Result<Self> {
+        Self::build(maxsize, DEFAULT_CAPACITY_BYTES)
+    }
+
+    /// An unbounded queue whose ring holds `bytes` bytes (rounded up to a power of two,
+    /// at least 64). Each item takes its CBOR size plus 4 bytes; larger items stream
+    /// through.
+    ///
+    /// # Errors
+    ///
+    /// `bytes` above 1 GiB, or the kernel refused the shared memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let q = procactor_core::Queue::<Vec<u8>>::with_capacity_bytes(4096).unwrap();
+    /// assert_eq!(q.capacity_bytes(), 4096);
+    /// ```
+    pub fn with_capacity_bytes(bytes: usize) -> io::Result<Self> {
+        Self::build(0, bytes)
+    }
+
+    /// A queue with both an item limit (`0`: none) and a ring of `bytes` bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_capacity_bytes`](Queue::with_capacity_bytes).
+    pub fn bounded_with_capacity_bytes(maxsize: usize, bytes: usize) -> io::Result<Self> {
+        Self::build(maxsize, bytes)
+    }
+
+    fn build(maxsize: usize, bytes: usize) -> io::Result<Self> {
+        Ok(Queue {
+            h: Handle::create(bytes, maxsize)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Puts `item`, waiting as long as the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`] after [`close`](Queue::close), [`PutError::Encode`] when the
+    /// item cannot be serialized (nothing is written, the queue stays usable),
+    /// [`PutError::Broken`]. Each gives the item back.
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_inner(item, None)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] (with the item) when no room came in time; otherwise as
+    /// [`put`](Queue::put).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_inner(item, deadline_after(timeout))
+    }
+
+    /// Puts `item`, waiting until `deadline` for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_timeout`](Queue::put_timeout).
+    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_inner(item, Some(deadline))
+    }
+
+    /// Puts `item` only if there is room now (Python's `put_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`] (with the item) when the queue is full; otherwise as
+    /// [`put`](Queue::put).
+    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_inner(item, Some(Instant::now()))
+    }
+
+    fn put_inner(&self, item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        self.h.put_bytes(item, deadline, || {}, || {})
+    }
+
+    /// Takes the next item, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Disconnected`] when the queue is empty and no producer handle is left
+    /// (see the [module docs](self)), [`GetError::Decode`] when the message is not a `T`
+    /// (it is dropped; the queue stays usable), [`GetError::Broken`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.h.get(None)
+    }
+
+    /// Takes the next item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Empty`] when nothing came in time; otherwise as [`get`](Queue::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.h.get(deadline_after(timeout))
+    }
+
+    /// Takes the next item, waiting until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_timeout`](Queue::get_timeout).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.h.get(Some(deadline))
+    }
+
+    /// Takes an item only if one is there now (Python's `get_nowait`).
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Empty`] when there is none (or another consumer is taking one right
+    /// now); otherwise as [`get`](Queue::get).
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.h.get(Some(Instant::now()))
+    }
+
+    /// The number of items in the queue (Python's `qsize`). Exact at the instant of the
+    /// call, advisory afterwards: other processes change it at any time. A large item
+    /// being streamed counts from its first piece.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.h.ring.len()).unwrap_or(usize::MAX)
+    }
+
+    /// Whether the queue holds no item (Python's `empty`; advisory).
+    pub fn is_empty(&self) -> bool {
+        self.h.ring.is_empty()
+    }
+
+    /// Whether a `put` would wait now (Python's `full`; advisory): `maxsize` items are in
+    /// a bounded queue, or the ring has (almost) no free byte.
+    pub fn is_full(&self) -> bool {
+        self.h.ring.is_full()
+    }
+
+    /// The item limit given to [`bounded`](Queue::bounded) (`0`: none).
+    pub fn maxsize(&self) -> usize {
+        usize::try_from(self.h.ring.maxsize()).unwrap_or(usize::MAX)
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity_bytes(&self) -> usize {
+        self.h.ring.capacity()
+    }
+
+    /// Whether the queue was found corrupt (every operation then fails with `Broken`).
+    pub fn is_broken(&self) -> bool {
+        self.h.ring.is_broken()
+    }
+
+    /// No more `put` from this handle ([`PutError::Closed`]); `get` keeps working. When
+    /// every producer handle is closed or dropped and the queue is drained, `get` returns
+    /// [`GetError::Disconnected`]. Other handles (clones, children's) are not affected.
+    /// Idempotent.
+    pub fn close(&self) {
+        self.h.close();
+    }
+
+    /// Whether [`close`](Queue::close) was called on this handle.
+    pub fn is_closed(&self) -> bool {
+        !self.h.is_open()
+    }
+}
+
+/// Python's `SimpleQueue`: an unbounded-by-count queue with only `put`, `get`,
+/// `is_empty` and `close`. `put` waits only while the byte ring is full.
+///
+/// It is a [`Queue`] underneath (same ring, same rules for `Disconnected` and killed
+/// processes); cloneable and passable to children.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::SimpleQueue;
+///
+/// let q: SimpleQueue<String> = SimpleQueue::new().unwrap();
+/// q.put("x".to_string()).unwrap();
+/// assert!(!q.is_empty());
+/// assert_eq!(q.get().unwrap(), "x");
+/// ```
+pub struct SimpleQueue<T> {
+    q: Queue<T>,
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.q).finish()
+    }
+}
+
+impl<T> Clone for SimpleQueue<T> {
+    /// Another handle to the same queue (see [`Queue`]'s `Clone`).
+    fn clone(&self) -> Self {
+        SimpleQueue { q: self.q.clone() }
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    /// As [`Queue`]'s `Serialize`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.q.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    /// As [`Queue`]'s `Deserialize`.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(SimpleQueue {
+            q: Queue::deserialize(d)?,
+        })
+    }
+}
+
+impl<T: Message> SimpleQueue<T> {
+    /// A new queue with a ring of [`DEFAULT_CAPACITY_BYTES`].
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory.
+    pub fn new() -> io::Result<Self> {
+        Ok(SimpleQueue { q: Queue::new()? })
+    }
+
+    /// Puts `item`, waiting while the ring is full of bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`].
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.q.put(item)
+    }
+
+    /// Takes the next item, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.q.get()
+    }
+
+    /// Whether the queue holds no item (advisory).
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// No more `put` from this handle (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.q.close();
+    }
+}
+
+/// Python's `JoinableQueue`: a [`Queue`] that also counts *unfinished tasks*.
+///
+/// Every successful `put` adds one; every [`task_done`](JoinableQueue::task_done) (called
+/// by a consumer when it has finished with an item it took) removes one;
+/// [`join`](JoinableQueue::join) waits until the count is zero. The count lives in the
+/// queue's shared memory, so producers, consumers and joiners may be any processes.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::JoinableQueue;
+/// use std::time::Duration;
+///
+/// let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
+/// q.put(1).unwrap();
+/// assert!(!q.join_timeout(Duration::from_millis(10))); // one unfinished task
+/// let _item = q.get().unwrap();
+/// q.task_done().unwrap();
+/// q.join();
+/// assert!(q.task_done().is_err()); // more task_done() than items
+/// ```
+pub struct JoinableQueue<T> {
+    q: Queue<T>,
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("queue", &self.q)
+            .field("unfinished_tasks", &self.q.h.ring.unfinished())
+            .finish()
+    }
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    /// Another handle to the same queue (see [`Queue`]'s `Clone`).
+    fn clone(&self) -> Self {
+        JoinableQueue { q: self.q.clone() }
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    /// As [`Queue`]'s `Serialize`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.q.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    /// As [`Queue`]'s `Deserialize`.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(JoinableQueue {
+            q: Queue::deserialize(d)?,
+        })
+    }
+}
+
+impl<T: Message> JoinableQueue<T> {
+    /// A joinable queue bounded only by its byte capacity (see [`Queue::new`]).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory.
+    pub fn new() -> io::Result<Self> {
+        Ok(JoinableQueue { q: Queue::new()? })
+    }
+
+    /// A joinable queue holding at most `maxsize` items (see [`Queue::bounded`]).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory.
+    pub fn bounded(maxsize: usize) -> io::Result<Self> {
+        Ok(JoinableQueue {
+            q: Queue::bounded(maxsize)?,
+        })
+    }
+
+    /// A joinable queue whose ring holds `bytes` bytes (see
+    /// [`Queue::with_capacity_bytes`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::with_capacity_bytes`].
+    pub fn with_capacity_bytes(bytes: usize) -> io::Result<Self> {
+        Ok(JoinableQueue {
+            q: Queue::with_capacity_bytes(bytes)?,
+        })
+    }
+
+    fn put_inner(&self, item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+        let ring = &self.q.h.ring;
+        // counted before the item is visible, so a fast consumer's task_done never
+        // finds the count at zero
+        self.q.h.put_bytes(
+            item,
+            deadline,
+            || ring.task_add(),
+            || {
+                ring.task_done();
+            },
+        )
+    }
+
+    /// Puts `item` (one more unfinished task), waiting as long as the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`]; a failed put adds no task.
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_inner(item, None)
+    }
+
+    /// As [`Queue::put_timeout`], counting a task on success.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put_timeout`].
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_inner(item, deadline_after(timeout))
+    }
+
+    /// As [`Queue::put_deadline`], counting a task on success.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put_deadline`].
+    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_inner(item, Some(deadline))
+    }
+
+    /// As [`Queue::try_put`], counting a task on success.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_put`].
+    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_inner(item, Some(Instant::now()))
+    }
+
+    /// As [`Queue::get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.q.get()
+    }
+
+    /// As [`Queue::get_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.q.get_timeout(timeout)
+    }
+
+    /// As [`Queue::get_deadline`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get_deadline`].
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.q.get_deadline(deadline)
+    }
+
+    /// As [`Queue::try_get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_get`].
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.q.try_get()
+    }
+
+    /// Says that an item taken from the queue has been dealt with (Python's
+    /// `task_done`). Wakes every `join` when the last unfinished task is done.
+    ///
+    /// # Errors
+    ///
+    /// [`TaskDoneError`] when there is no unfinished task (called more times than items
+    /// were put); nothing changes then.
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        if self.q.h.ring.task_done() {
+            Ok(())
+        } else {
+            Err(TaskDoneError)
+        }
+    }
+
+    /// Waits until every item put has been matched by a `task_done` (Python's `join`).
+    pub fn join(&self) {
+        self.q.h.ring.task_join(None);
+    }
+
+    /// Waits at most `timeout`; whether every task was done by then.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.q.h.ring.task_join(deadline_after(timeout))
+    }
+
+    /// Waits until `deadline`; whether every task was done by then.
+    pub fn join_deadline(&self, deadline: Instant) -> bool {
+        self.q.h.ring.task_join(Some(deadline))
+    }
+
+    /// Items put and not yet marked done (advisory).
+    pub fn unfinished_tasks(&self) -> u64 {
+        self.q.h.ring.unfinished()
+    }
+
+    /// As [`Queue::len`].
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    /// As [`Queue::is_empty`].
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    /// As [`Queue::is_full`].
+    pub fn is_full(&self) -> bool {
+        self.q.is_full()
+    }
+
+    /// As [`Queue::maxsize`].
+    pub fn maxsize(&self) -> usize {
+        self.q.maxsize()
+    }
+
+    /// As [`Queue::close`].
+    pub fn close(&self) {
+        self.q.close();
+    }
+
+    /// As [`Queue::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.q.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::EncodeError;
+
+    #[test]
+    fn values_round_trip_in_order() {
+        let q: Queue<(u64, String)> = Queue::with_capacity_bytes(128).unwrap();
+        let t = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000u64 {
+                    q.put((i, "x".repeat((i % 300) as usize))).unwrap();
+                }
+            })
+        };
+        for i in 0..2000u64 {
+            let (n, s) = q.get_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!((n, s.len()), (i, (i % 300) as usize));
+        }
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_handle_inside_an_item_is_an_encode_error_and_the_item_comes_back() {
+        let q: Queue<Queue<u8>> = Queue::new().unwrap();
+        let inner: Queue<u8> = Queue::new().unwrap();
+        match q.put(inner) {
+            Err(PutError::Encode(back, EncodeError(m))) => {
+                assert!(m.contains("Pipe"), "{m}");
+                back.put(1).unwrap();
+                assert_eq!(back.get().unwrap(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn wrong_type_is_a_decode_error_and_the_queue_goes_on() {
+        let q: Queue<String> = Queue::new().unwrap();
+        q.put("text".into()).unwrap();
+        q.put("more".into()).unwrap();
+        let wrong: Queue<u64> = Queue {
+            h: q.h.clone(),
+            _t: PhantomData,
+        };
+        assert!(matches!(wrong.get(), Err(GetError::Decode(_))));
+        assert_eq!(q.get().unwrap(), "more");
+    }
+
+    #[test]
+    fn clones_count_as_producers_until_closed_or_dropped() {
+        let q: Queue<u8> = Queue::new().unwrap();
+        let a = q.clone();
+        let closed = {
+            let c = q.clone();
+            c.close();
+            c.clone()
+        };
+        assert!(closed.is_closed());
+        q.close();
+        assert_eq!(q.try_get(), Err(GetError::Empty)); // `a` is open
+        a.put(9).unwrap();
+        drop(a);
+        assert_eq!(q.get().unwrap(), 9);
+        assert_eq!(q.get(), Err(GetError::Disconnected));
+        assert!(matches!(closed.put(1), Err(PutError::Closed(1))));
+    }
+
+    #[test]
+    fn serialized_handles_need_a_descriptor_table_and_keep_the_count() {
+        let q: Queue<u8> = Queue::new().unwrap();
+        let mut buf = Vec::new();
+        assert!(codec::encode(&q, &mut buf, None).is_err());
+        let mut fds = Vec::new();
+        codec::encode(&q, &mut buf, Some(&mut fds)).unwrap();
+        q.close();
+        // the travelling handle keeps the queue connected
+        assert_eq!(q.try_get(), Err(GetError::Empty));
+        let back: Queue<u8> = codec::decode(&buf, fds).unwrap();
+        back.put(3).unwrap();
+        assert_eq!(q.get().unwrap(), 3);
+        drop(back);
+        assert_eq!(q.get(), Err(GetError::Disconnected));
+    }
+
+    #[test]
+    fn joinable_counts_tasks_and_undoes_failed_puts() {
+        let q: JoinableQueue<u8> = JoinableQueue::bounded(1).unwrap();
+        q.put(1).unwrap();
+        assert!(q.try_put(2).unwrap_err().is_full());
+        assert_eq!(q.unfinished_tasks(), 1);
+        assert_eq!(q.get().unwrap(), 1);
+        assert!(!q.join_timeout(Duration::from_millis(5)));
+        q.task_done().unwrap();
+        assert!(q.join_timeout(Duration::from_millis(5)));
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+    }
+}

@@ -1,0 +1,517 @@
+//! The runtime: [`init`], start methods, the child's entry, and process-global state.
+//!
+//! # How a child starts (start method [`StartMethod::Spawn`])
+//!
+//! 1. The parent makes a socketpair (the *control channel*) and re-executes its own
+//!    binary (`/proc/self/exe`, same `argv`), with `PROCACTOR_CHILD=<fd>:<token>:<ppid>`
+//!    in the environment and the child's end of the socketpair inherited.
+//! 2. [`init`] at the top of the child's `main` sees the variable, removes it (so that the
+//!    child's own children start cleanly), takes the control descriptor, sets
+//!    `PR_SET_PDEATHSIG` (then checks the parent is still alive, closing the race) and
+//!    reads the *bootstrap*: token, image fingerprint, target, name, then the arguments
+//!    frame with the descriptors of every handle inside them.
+//! 3. The child checks the image is its parent's (a different binary is refused), runs
+//!    the target, sends back the encoded result or the panic message and location, and
+//!    exits with Python's codes (0, or 1 after a panic).
+
+use crate::codec;
+use crate::error::SpawnError;
+use once_cell::sync::{Lazy, OnceCell};
+use procactor_transports::frame::{self, FrameReader, Wait};
+use procactor_transports::target::{self, SameImage, TargetRef};
+use procactor_transports::{os, AsFd, OwnedFd};
+use serde::{Deserialize, Serialize};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+pub(crate) const CHILD_ENV: &str = "PROCACTOR_CHILD";
+
+/// How children are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StartMethod {
+    /// Re-execute the current binary (safe with threads; the default).
+    #[default]
+    Spawn,
+    /// A single-threaded server process forks children on request.
+    ForkServer,
+    /// Plain `fork()`; refused when the caller has more than one thread.
+    Fork,
+}
+
+impl StartMethod {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            StartMethod::Spawn => "spawn",
+            StartMethod::ForkServer => "forkserver",
+            StartMethod::Fork => "fork",
+        }
+    }
+
+    pub(crate) fn check_available(self) -> Result<(), SpawnError> {
+        match self {
+            StartMethod::Spawn => Ok(()),
+            m => Err(SpawnError::Unsupported {
+                method: m.name(),
+                why: "not available yet in this version of procactor; use StartMethod::Spawn"
+                    .into(),
+            }),
+        }
+    }
+}
+
+static START_METHOD: AtomicU8 = AtomicU8::new(0);
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Sets the default start method for processes started after this call.
+///
+/// # Errors
+///
+/// [`SpawnError::Unsupported`] for a method this build cannot use (today `ForkServer`
+/// and `Fork`): the setting is left unchanged rather than silently falling back.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::{set_start_method, start_method, StartMethod};
+/// assert!(set_start_method(StartMethod::Spawn).is_ok());
+/// assert_eq!(start_method(), StartMethod::Spawn);
+/// assert!(set_start_method(StartMethod::Fork).is_err());
+/// ```
+pub fn set_start_method(method: StartMethod) -> Result<(), SpawnError> {
+    method.check_available()?;
+    START_METHOD.store(method as u8, Ordering::SeqCst);
+    Ok(())
+}
+
+/// The default start method (`Spawn` unless changed by [`set_start_method`]).
+pub fn start_method() -> StartMethod {
+    match START_METHOD.load(Ordering::SeqCst) {
+        1 => StartMethod::ForkServer,
+        2 => StartMethod::Fork,
+        _ => StartMethod::Spawn,
+    }
+}
+
+/// A process's name and id, as `current_process()`, `parent_process()` and
+/// `active_children()` report them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    name: String,
+    pid: u32,
+}
+
+impl ProcessInfo {
+    pub(crate) fn new(name: String, pid: u32) -> Self {
+        Self { name, pid }
+    }
+    /// The process's name (`"MainProcess"` for the root, `"Process-N"` by default).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+#[derive(Debug)]
+struct Identity {
+    current: ProcessInfo,
+    parent: Option<ProcessInfo>,
+}
+
+static IDENTITY: OnceCell<Identity> = OnceCell::new();
+static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
+static FINGERPRINT: Lazy<std::io::Result<[u64; 5]>> = Lazy::new(os::exe_fingerprint);
+
+fn identity() -> &'static Identity {
+    IDENTITY.get_or_init(|| Identity {
+        current: ProcessInfo {
+            name: "MainProcess".into(),
+            pid: os::current_pid(),
+        },
+        parent: None,
+    })
+}
+
+/// This process's name and pid. In the root process the name is `"MainProcess"`.
+///
+/// # Examples
+///
+/// ```
+/// let me = procactor_core::current_process();
+/// assert_eq!(me.name(), "MainProcess");
+/// assert_eq!(me.pid(), std::process::id());
+/// ```
+pub fn current_process() -> ProcessInfo {
+    identity().current.clone()
+}
+
+/// The process that started this one, `None` in the root process.
+pub fn parent_process() -> Option<ProcessInfo> {
+    identity().parent.clone()
+}
+
+/// The number of CPUs this process may run on (Python's `cpu_count()`), at least 1.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub(crate) fn next_default_name() -> String {
+    let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
+    let me = &identity().current;
+    if IS_CHILD.load(Ordering::Relaxed) {
+        format!("{}:{n}", me.name)
+    } else {
+        format!("Process-{n}")
+    }
+}
+
+static IS_CHILD: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn ensure_initialized() -> Result<(), SpawnError> {
+    if INITIALIZED.load(Ordering::SeqCst) {
+        Ok(())
+    } else {
+        Err(SpawnError::NotInitialized)
+    }
+}
+
+pub(crate) fn fingerprint() -> std::io::Result<[u64; 5]> {
+    match &*FINGERPRINT {
+        Ok(f) => Ok(*f),
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+/// Makes this process able to start children, or — in a child — runs the child's
+/// target and exits.
+///
+/// Call it as the first statement of `main` (or put `#[procactor::main]` on `main`).
+/// In the parent it returns at once (calling it again is harmless). In a child started
+/// by procactor it never returns: it runs the target, reports the result to the parent
+/// and exits the process.
+///
+/// Test binaries (`tests/*.rs`) have no `main` of their own: put the one line
+/// `procactor::test_support!();` at the top level of the test file instead.
+///
+/// # Examples
+///
+/// ```
+/// fn main() {
+///     procactor_core::init();
+///     // ... start processes ...
+/// }
+/// ```
+pub fn init() {
+    match os::take_env(CHILD_ENV) {
+        Some(v) => child_main(&v),
+        None => {
+            let _ = identity();
+            INITIALIZED.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What the parent sends first, before the arguments frame.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Bootstrap {
+    pub(crate) token: u64,
+    pub(crate) fingerprint: [u64; 5],
+    pub(crate) entry: (i64, String),
+    pub(crate) target: (i64, String),
+    pub(crate) name: String,
+    pub(crate) parent: ProcessInfo,
+}
+
+/// The non-generic signature every target trampoline has.
+pub(crate) type EntryFn = fn(&TargetRef, &SameImage, &[u8], Vec<OwnedFd>) -> Outcome;
+
+/// What a child reports: tag byte, then CBOR.
+pub(crate) const OUTCOME_OK: u8 = 0;
+pub(crate) const OUTCOME_PANIC: u8 = 1;
+pub(crate) const OUTCOME_FAILED: u8 = 2;
+
+pub(crate) struct Outcome {
+    pub(crate) tag: u8,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Outcome {
+    fn failed(msg: String) -> Self {
+        let mut bytes = Vec::new();
+        let _ = codec::encode(&msg, &mut bytes, None);
+        Outcome {
+            tag: OUTCOME_FAILED,
+            bytes,
+            fds: Vec::new(),
+        }
+    }
+}
+
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+/// The monomorphised trampoline a child calls: decode `A`, call the target, encode `R`.
+pub(crate) fn entry<A, R>(
+    target: &TargetRef,
+    proof: &SameImage,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Outcome
+where
+    A: serde::de::DeserializeOwned + Serialize + Send + 'static,
+    R: serde::de::DeserializeOwned + Serialize + Send + 'static,
+{
+    let Some(f) = target::resolve_checked::<fn(A) -> R>(target, proof) else {
+        return Outcome::failed(format!(
+            "target type mismatch: parent sent {}, child expected {}",
+            target.type_name,
+            std::any::type_name::<fn(A) -> R>()
+        ));
+    };
+    let a: A = match codec::decode(args, fds) {
+        Ok(a) => a,
+        Err(e) => return Outcome::failed(format!("could not decode the arguments: {e}")),
+    };
+    match std::panic::catch_unwind(AssertUnwindSafe(move || f(a))) {
+        Ok(r) => {
+            let mut bytes = Vec::new();
+            let mut fds = Vec::new();
+            match codec::encode(&r, &mut bytes, Some(&mut fds)) {
+                Ok(()) => Outcome {
+                    tag: OUTCOME_OK,
+                    bytes,
+                    fds,
+                },
+                Err(e) => Outcome::failed(format!("could not encode the result: {e}")),
+            }
+        }
+        Err(payload) => {
+            let msg = PANIC_MESSAGE
+                .lock()
+                .ok()
+                .and_then(|mut m| m.take())
+                .unwrap_or_else(|| panic_payload_text(&*payload));
+            let mut bytes = Vec::new();
+            let _ = codec::encode(&msg, &mut bytes, None);
+            Outcome {
+                tag: OUTCOME_PANIC,
+                bytes,
+                fds: Vec::new(),
+            }
+        }
+    }
+}
+
+fn panic_payload_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}
+
+fn child_main(env: &str) -> ! {
+    let code = match child_run(env) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("procactor child {}: {msg}", os::current_pid());
+            1
+        }
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}
+
+fn parse_env(env: &str) -> Option<(i32, u64, u32)> {
+    let mut it = env.split(':');
+    let fd = it.next()?.parse().ok()?;
+    let token = it.next()?.parse().ok()?;
+    let ppid = it.next()?.parse().ok()?;
+    if it.next().is_some() {
+        return None;
+    }
+    Some((fd, token, ppid))
+}
+
+fn child_run(env: &str) -> Result<i32, String> {
+    let (raw, token, ppid) =
+        parse_env(env).ok_or_else(|| format!("malformed {CHILD_ENV} value {env:?}"))?;
+    let control = os::take_inherited_fd(raw).map_err(|e| format!("control channel: {e}"))?;
+    if !os::set_parent_death_kill(ppid).map_err(|e| format!("prctl: {e}"))? {
+        return Ok(1); // the parent died before we could watch it
+    }
+    let mut reader = FrameReader::new();
+    let boot: Bootstrap = read_frame(&mut reader, &control)?.0;
+    if boot.token != token {
+        return Err("control channel token mismatch".into());
+    }
+    let proof = match SameImage::verify(&boot.fingerprint) {
+        Ok(p) => p,
+        Err(e) => {
+            report(&control, &Outcome::failed(e.to_string()));
+            return Err(e.to_string());
+        }
+    };
+    let _ = IDENTITY.set(Identity {
+        current: ProcessInfo {
+            name: boot.name.clone(),
+            pid: os::current_pid(),
+        },
+        parent: Some(boot.parent.clone()),
+    });
+    IS_CHILD.store(true, Ordering::SeqCst);
+    INITIALIZED.store(true, Ordering::SeqCst);
+
+    let entry_ref = TargetRef {
+        offset: target::FnOffset(boot.entry.0),
+        type_name: boot.entry.1,
+    };
+    let entry: EntryFn = target::resolve_checked(&entry_ref, &proof)
+        .ok_or("bootstrap entry has an unexpected type")?;
+    let target_ref = TargetRef {
+        offset: target::FnOffset(boot.target.0),
+        type_name: boot.target.1,
+    };
+    frame_fill(&mut reader, &control)?;
+    let args = reader.payload().to_vec();
+    let fds = reader.consume();
+
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let loc = info
+            .location()
+            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let msg = format!("{}{loc}", panic_payload_text(info.payload()));
+        if let Ok(mut m) = PANIC_MESSAGE.lock() {
+            *m = Some(msg);
+        }
+        default_hook(info);
+    }));
+
+    let outcome = entry(&target_ref, &proof, &args, fds);
+    report(&control, &outcome);
+    Ok(match outcome.tag {
+        OUTCOME_OK => 0,
+        _ => 1,
+    })
+}
+
+/// Sends the outcome frame. The parent may be gone or not reading; the exit code still
+/// tells the story, so a failed write is ignored.
+fn report(control: &OwnedFd, outcome: &Outcome) {
+    let mut payload = Vec::with_capacity(1 + outcome.bytes.len());
+    payload.push(outcome.tag);
+    payload.extend_from_slice(&outcome.bytes);
+    let fds: Vec<_> = outcome.fds.iter().map(|f| f.as_fd()).collect();
+    let _ = frame::write_frame(control.as_fd(), &payload, &fds);
+}
+
+fn frame_fill(reader: &mut FrameReader, control: &OwnedFd) -> Result<(), String> {
+    reader
+        .fill(control.as_fd(), Wait::Forever, None)
+        .map(|_| ())
+        .map_err(|e| format!("reading the bootstrap: {e}"))
+}
+
+fn read_frame<T: serde::de::DeserializeOwned>(
+    reader: &mut FrameReader,
+    control: &OwnedFd,
+) -> Result<(T, Vec<OwnedFd>), String> {
+    frame_fill(reader, control)?;
+    let v = codec::decode(reader.payload(), Vec::new()).map_err(|e| e.to_string());
+    let fds = reader.consume();
+    v.map(|v| (v, fds))
+}
+
+type SpawnJob = Box<dyn FnOnce() + Send>;
+
+static SPAWNER: Lazy<Mutex<Option<crossbeam_channel::Sender<SpawnJob>>>> =
+    Lazy::new(|| Mutex::new(None));
+
+/// Runs `f` (which starts a child) on a thread that lives as long as the process.
+///
+/// The kernel's parent-death signal fires when the *thread* that forked a child exits,
+/// not the process. Children started from the main thread are started right there (its
+/// exit is the process's exit); from any other thread the fork happens on one long-lived
+/// spawner thread, so that a child outlives a short-lived thread that started it (a
+/// worker thread, a test thread) for as long as its handle lives.
+pub(crate) fn on_spawner_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
+    if os::is_main_thread() {
+        return Ok(f());
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let job: SpawnJob = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    let sender = {
+        let mut slot = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some(s) => s.clone(),
+            None => {
+                let (jtx, jrx) = crossbeam_channel::unbounded::<SpawnJob>();
+                std::thread::Builder::new()
+                    .name("procactor-spawner".into())
+                    .spawn(move || {
+                        for job in jrx {
+                            job();
+                        }
+                    })?;
+                *slot = Some(jtx.clone());
+                jtx
+            }
+        }
+    };
+    sender
+        .send(job)
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the spawner thread dropped a start request"))
+}
+
+pub(crate) fn random_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(os::current_pid());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_value_parses_strictly() {
+        assert_eq!(parse_env("5:123:77"), Some((5, 123, 77)));
+        assert_eq!(parse_env("5:123"), None);
+        assert_eq!(parse_env("5:x:77"), None);
+        assert_eq!(parse_env("5:1:2:3"), None);
+    }
+
+    #[test]
+    fn unsupported_start_methods_are_refused() {
+        assert!(matches!(
+            StartMethod::ForkServer.check_available(),
+            Err(SpawnError::Unsupported {
+                method: "forkserver",
+                ..
+            })
+        ));
+        assert!(StartMethod::Fork.check_available().is_err());
+        assert!(StartMethod::Spawn.check_available().is_ok());
+    }
+}

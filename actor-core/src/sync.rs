@@ -1,0 +1,1616 @@
+//! Cross-process synchronisation: [`Lock`], [`RLock`], [`Semaphore`],
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`] (Python's
+//! `multiprocessing.Lock` … `Barrier`).
+//!
+//! Each is a small anonymous shared-memory region of atomics, driven by futexes: an
+//! uncontended operation makes no system call. Handles are cheap to clone and travel to
+//! children inside a [`Process`](crate::Process)'s arguments (or through a Pipe).
+//!
+//! Blocking operations come as `x` (wait as long as it takes), `try_x` (never waits) and
+//! `x_timeout(Duration)`.
+//!
+//! # Dead processes never leave others hanging
+//!
+//! - A lock word stores its owner's pid (and, for [`RLock`], a thread number); a waiter
+//!   that has slept for a while checks whether the owner is alive and takes the lock
+//!   over if not. The new owner is told: [`Err(LockError::OwnerDied(guard))`](
+//!   LockError::OwnerDied), with the lock held.
+//! - A [`Semaphore`] slot taken through a [`SemGuard`] is recorded (holder pid) in a
+//!   table inside the semaphore; a waiter that has slept for a while gives back the slots
+//!   of dead holders. See [`Semaphore`] for the limits.
+//! - A [`Barrier`] records its waiters' pids; a waiter that finds one of them dead breaks
+//!   the barrier ([`BrokenBarrier`]) instead of waiting forever.
+//!
+//! # Examples
+//!
+//! ```
+//! use procactor_core::{Lock, Process, Value};
+//!
+//! fn add((lock, n): (Lock, Value<u64>)) {
+//!     for _ in 0..1000 {
+//!         let _g = lock.acquire().unwrap();
+//!         *n.lock().unwrap() += 1;
+//!     }
+//! }
+//!
+//! fn main() {
+//!     procactor_core::init();
+//!     let lock = Lock::new().unwrap();
+//!     let n = Value::new(0u64).unwrap();
+//!     let mut ps: Vec<_> = (0..2)
+//!         .map(|_| Process::new(add, (lock.clone(), n.clone())).start().unwrap())
+//!         .collect();
+//!     for p in &mut ps {
+//!         p.join().unwrap();
+//!     }
+//!     assert_eq!(n.get(), 2000);
+//! }
+//! ```
+
+use crate::codec::{RecvFd, SendFd};
+use crate::error::{BrokenBarrier, Error, LockError};
+use procactor_transports::futex::{self, WaitOutcome};
+use procactor_transports::robust::{self, Acquired};
+use procactor_transports::shm::ShmRegion;
+use procactor_transports::{os, OwnedFd};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------
+// common plumbing
+
+/// Every region starts with a magic word naming its kind, so that a handle of one kind
+/// cannot be decoded as another.
+const OFF_MAGIC: usize = 0;
+const MAGIC_LOCK: u32 = 0x7061_6c6b; // "palk"
+const MAGIC_RLOCK: u32 = 0x7061_726c;
+const MAGIC_SEM: u32 = 0x7061_736d;
+const MAGIC_BSEM: u32 = 0x7061_6273;
+const MAGIC_EVENT: u32 = 0x7061_6576;
+const MAGIC_COND: u32 = 0x7061_636e;
+const MAGIC_BARRIER: u32 = 0x7061_6272;
+
+/// Size of the fixed-size primitives' regions (one page on every Linux we run on).
+const SMALL: usize = 4096;
+
+fn create(name: &str, len: usize, magic: u32) -> Result<Arc<ShmRegion>, Error> {
+    let r = ShmRegion::create(name, len)?;
+    r.atomic_u32(OFF_MAGIC).store(magic, Ordering::Release);
+    Ok(Arc::new(r))
+}
+
+fn map(fd: OwnedFd, min_len: usize, magic: u32, what: &str) -> Result<Arc<ShmRegion>, String> {
+    let r = ShmRegion::from_fd(fd).map_err(|e| format!("cannot map a {what}: {e}"))?;
+    if r.len() < min_len || r.atomic_u32(OFF_MAGIC).load(Ordering::Acquire) != magic {
+        return Err(format!("the descriptor is not a procactor {what}"));
+    }
+    Ok(Arc::new(r))
+}
+
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    // a timeout too large to represent is as good as none
+    Instant::now().checked_add(timeout)
+}
+
+fn passed(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// Sleeps on `word` while it holds `expected`, until `deadline` or at most `tick`.
+fn sleep_tick(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+    tick: Duration,
+) -> WaitOutcome {
+    let wake_at = Instant::now() + tick;
+    futex::wait(
+        word,
+        expected,
+        Some(deadline.map_or(wake_at, |d| d.min(wake_at))),
+    )
+}
+
+fn fmt_region(f: &mut std::fmt::Formatter<'_>, name: &str, r: &ShmRegion) -> std::fmt::Result {
+    f.debug_struct(name)
+        .field("region", r)
+        .finish_non_exhaustive()
+}
+
+/// Serialize/Deserialize/Debug for a handle that is one region.
+macro_rules! region_handle {
+    ($t:ident, $magic:expr, $min:expr) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                SendFd(self.r.fd()).serialize(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let RecvFd(fd) = RecvFd::deserialize(d)?;
+                let r = map(fd, $min, $magic, stringify!($t)).map_err(D::Error::custom)?;
+                Ok(Self { r })
+            }
+        }
+
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                fmt_region(f, stringify!($t), &self.r)
+            }
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Lock
+
+const LOCK_WORD: usize = 8;
+
+/// A mutual-exclusion lock shared by processes (Python's `multiprocessing.Lock`).
+///
+/// [`acquire`](Lock::acquire) returns a [`LockGuard`] that releases the lock on drop.
+/// Ownership is per process: two threads of one process contend for it like two
+/// processes (it is not re-entrant; see [`RLock`]). Uncontended acquire + release is one
+/// atomic compare-exchange and one atomic swap, no system call.
+///
+/// If the holder dies, the next acquirer gets the lock with
+/// [`Err(LockError::OwnerDied(guard))`](LockError::OwnerDied) instead of hanging (the
+/// waiter notices within a fraction of a second).
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::Lock;
+/// use std::time::Duration;
+///
+/// let lock = Lock::new().unwrap();
+/// let g = lock.acquire().unwrap();
+/// let other = lock.clone(); // another handle (in a child, typically)
+/// std::thread::spawn(move || {
+///     assert!(other.try_acquire().unwrap().is_none());
+///     assert!(other.acquire_timeout(Duration::from_millis(10)).unwrap().is_none());
+/// })
+/// .join()
+/// .unwrap();
+/// drop(g);
+/// assert!(lock.try_acquire().unwrap().is_some());
+/// ```
+#[derive(Clone)]
+pub struct Lock {
+    r: Arc<ShmRegion>,
+}
+
+region_handle!(Lock, MAGIC_LOCK, 24);
+
+/// A held [`Lock`]; releases it on drop.
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl std::fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        robust::unlock(self.lock.word());
+    }
+}
+
+type LockResult<G> = Result<G, LockError<G>>;
+
+fn acquired<G>(how: Acquired, g: G) -> LockResult<G> {
+    match how {
+        Acquired::Clean => Ok(g),
+        Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+    }
+}
+
+/// An acquisition that may have timed out: `None` stays `Ok(None)`.
+fn some<G>(r: Option<LockResult<G>>) -> TimedLockResult<G> {
+    match r {
+        None => Ok(None),
+        Some(Ok(g)) => Ok(Some(g)),
+        Some(Err(e)) => Err(e),
+    }
+}
+
+/// The result of an acquisition with a deadline: `Ok(None)` when it ran out.
+type TimedLockResult<G> = Result<Option<G>, LockError<G>>;
+
+/// Unwraps an acquisition made without a deadline (which never gives `Ok(None)`).
+fn forever<G>(mut f: impl FnMut() -> TimedLockResult<G>) -> LockResult<G> {
+    loop {
+        match f() {
+            Ok(Some(g)) => return Ok(g),
+            Ok(None) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory ([`Error::Io`]).
+    pub fn new() -> Result<Self, Error> {
+        Ok(Self {
+            r: create("lock", SMALL, MAGIC_LOCK)?,
+        })
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        self.r.atomic_u32(LOCK_WORD)
+    }
+
+    fn acquire_deadline(&self, deadline: Option<Instant>) -> TimedLockResult<LockGuard<'_>> {
+        some(robust::lock(self.word(), deadline).map(|a| acquired(a, LockGuard { lock: self })))
+    }
+
+    /// Acquires the lock, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`]: the previous holder died holding it; the lock is now
+    /// held by the caller anyway (the guard is inside).
+    pub fn acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        forever(|| self.acquire_deadline(None))
+    }
+
+    /// Acquires the lock if it is free (or its holder is dead); `Ok(None)` if a live
+    /// process holds it. A failed attempt checks the holder's liveness (a system call
+    /// and a read of `/proc`, a few microseconds): poll with
+    /// [`acquire_timeout`](Lock::acquire_timeout) rather than in a tight loop.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Lock::acquire).
+    pub fn try_acquire(&self) -> Result<Option<LockGuard<'_>>, LockError<LockGuard<'_>>> {
+        some(robust::try_lock(self.word(), true).map(|a| acquired(a, LockGuard { lock: self })))
+    }
+
+    /// Acquires the lock, waiting at most `timeout`; `Ok(None)` when it ran out.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Lock::acquire).
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<LockGuard<'_>>, LockError<LockGuard<'_>>> {
+        self.acquire_deadline(deadline_after(timeout))
+    }
+
+    /// Whether some process holds the lock (advisory: it may change at once).
+    pub fn is_locked(&self) -> bool {
+        robust::owner(self.word()).is_some()
+    }
+
+    /// An identity shared by every handle to this lock (used by [`Condition`]).
+    fn same_as(&self, other: &Lock) -> bool {
+        let id = self.r.atomic_u64(IDENT).load(Ordering::Relaxed);
+        Arc::ptr_eq(&self.r, &other.r)
+            || (id != 0 && id == other.r.atomic_u64(IDENT).load(Ordering::Relaxed))
+    }
+}
+
+/// Where a lock keeps a random identity, written lazily by [`Condition::new`].
+const IDENT: usize = 16;
+
+// ---------------------------------------------------------------------------------------
+// RLock
+
+const RLOCK_TID: usize = 12;
+const RLOCK_COUNT: usize = 16;
+
+static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
+thread_local! {
+    /// A number for this thread, unique within the process (never 0).
+    static THREAD: u32 = NEXT_THREAD.fetch_add(1, Ordering::Relaxed).max(1);
+}
+
+fn thread_number() -> u32 {
+    THREAD.with(|t| *t)
+}
+
+/// A re-entrant lock (Python's `multiprocessing.RLock`): the thread holding it may
+/// acquire it again; it is released when every guard is dropped.
+///
+/// The owner is a *thread of a process*: the region stores the owner's pid, a
+/// per-process thread number and the recursion count. Another thread of the same process
+/// waits like another process does. A dead owner is detected as with [`Lock`].
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::RLock;
+///
+/// let r = RLock::new().unwrap();
+/// let a = r.acquire().unwrap();
+/// let b = r.acquire().unwrap(); // same thread: no deadlock
+/// assert_eq!(r.count(), 2);
+/// drop(b);
+/// drop(a);
+/// assert_eq!(r.count(), 0);
+/// ```
+#[derive(Clone)]
+pub struct RLock {
+    r: Arc<ShmRegion>,
+}
+
+region_handle!(RLock, MAGIC_RLOCK, 20);
+
+/// One level of a held [`RLock`]; the lock is released when the last one is dropped.
+/// Not `Send`: it must be dropped by the owning thread.
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl std::fmt::Debug for RLockGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RLockGuard").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let count = self.lock.r.atomic_u32(RLOCK_COUNT);
+        let left = count.load(Ordering::Relaxed).saturating_sub(1);
+        count.store(left, Ordering::Relaxed);
+        if left == 0 {
+            self.lock
+                .r
+                .atomic_u32(RLOCK_TID)
+                .store(0, Ordering::Relaxed);
+            robust::unlock(self.lock.word());
+        }
+    }
+}
+
+impl RLock {
+    /// A new, unlocked re-entrant lock.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory ([`Error::Io`]).
+    pub fn new() -> Result<Self, Error> {
+        Ok(Self {
+            r: create("rlock", SMALL, MAGIC_RLOCK)?,
+        })
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        self.r.atomic_u32(LOCK_WORD)
+    }
+
+    fn guard(&self) -> RLockGuard<'_> {
+        RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Re-enters if this thread owns the lock.
+    fn reenter(&self) -> Option<RLockGuard<'_>> {
+        if robust::owner(self.word()) == Some(robust::my_id())
+            && self.r.atomic_u32(RLOCK_TID).load(Ordering::Relaxed) == thread_number()
+        {
+            let c = self.r.atomic_u32(RLOCK_COUNT);
+            c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+            return Some(self.guard());
+        }
+        None
+    }
+
+    fn took(&self, how: Acquired) -> LockResult<RLockGuard<'_>> {
+        self.r
+            .atomic_u32(RLOCK_TID)
+            .store(thread_number(), Ordering::Relaxed);
+        self.r.atomic_u32(RLOCK_COUNT).store(1, Ordering::Relaxed);
+        acquired(how, self.guard())
+    }
+
+    fn acquire_deadline(&self, deadline: Option<Instant>) -> TimedLockResult<RLockGuard<'_>> {
+        if let Some(g) = self.reenter() {
+            return Ok(Some(g));
+        }
+        some(robust::lock(self.word(), deadline).map(|a| self.took(a)))
+    }
+
+    /// Acquires the lock (again, if this thread holds it), waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`]: the previous owner died holding it; the caller holds it
+    /// now anyway.
+    pub fn acquire(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+        forever(|| self.acquire_deadline(None))
+    }
+
+    /// Acquires the lock if it is free, held by this thread, or held by a dead owner;
+    /// `Ok(None)` otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](RLock::acquire).
+    pub fn try_acquire(&self) -> Result<Option<RLockGuard<'_>>, LockError<RLockGuard<'_>>> {
+        if let Some(g) = self.reenter() {
+            return Ok(Some(g));
+        }
+        some(robust::try_lock(self.word(), true).map(|a| self.took(a)))
+    }
+
+    /// Acquires the lock, waiting at most `timeout`; `Ok(None)` when it ran out.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](RLock::acquire).
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<RLockGuard<'_>>, LockError<RLockGuard<'_>>> {
+        self.acquire_deadline(deadline_after(timeout))
+    }
+
+    /// The recursion depth of the current owner (0 when free; advisory).
+    pub fn count(&self) -> u32 {
+        if robust::owner(self.word()).is_none() {
+            return 0;
+        }
+        self.r.atomic_u32(RLOCK_COUNT).load(Ordering::Relaxed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Semaphore
+
+const SEM_VALUE: usize = 8;
+const SEM_WAITERS: usize = 12;
+const SEM_MAX: usize = 16;
+const SEM_TABLE: usize = 64;
+/// Holder entries: `pid << 32 | slots held`.
+const SEM_SLOTS: usize = (SMALL - SEM_TABLE) / 8;
+
+/// The shared machinery of [`Semaphore`] and [`BoundedSemaphore`].
+#[derive(Clone)]
+struct SemCore {
+    r: Arc<ShmRegion>,
+    bounded: bool,
+    /// The table entry this process used last (process-local), tried first.
+    hint: Arc<AtomicUsize>,
+}
+
+impl SemCore {
+    fn new(n: u32, bounded: bool) -> Result<Self, Error> {
+        let magic = if bounded { MAGIC_BSEM } else { MAGIC_SEM };
+        let r = create("semaphore", SMALL, magic)?;
+        r.atomic_u32(SEM_VALUE).store(n, Ordering::Relaxed);
+        r.atomic_u32(SEM_MAX)
+            .store(if bounded { n } else { u32::MAX }, Ordering::Release);
+        Ok(Self {
+            r,
+            bounded,
+            hint: Arc::default(),
+        })
+    }
+
+    fn value(&self) -> &AtomicU32 {
+        self.r.atomic_u32(SEM_VALUE)
+    }
+
+    fn max(&self) -> u32 {
+        self.r.atomic_u32(SEM_MAX).load(Ordering::Relaxed)
+    }
+
+    fn slot(&self, i: usize) -> &AtomicU64 {
+        self.r.atomic_u64(SEM_TABLE + 8 * i)
+    }
+
+    fn try_take(&self) -> bool {
+        self.value()
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |v| v.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Adds one slot for this process to entry `i` if it is ours or free.
+    fn register_at(&self, i: usize, me: u64) -> bool {
+        let s = self.slot(i);
+        let e = s.load(Ordering::Relaxed);
+        let new = if e == 0 {
+            me << 32 | 1
+        } else if e >> 32 == me && e & 0xffff_ffff < 0xffff_ffff {
+            e + 1
+        } else {
+            return false;
+        };
+        s.compare_exchange(e, new, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Records one slot held by this process; `false` if the table is full. A process
+    /// may end up with several entries (threads racing); each counts.
+    fn register(&self) -> bool {
+        let me = u64::from(robust::my_id());
+        let h = self.hint.load(Ordering::Relaxed) % SEM_SLOTS;
+        if self.register_at(h, me) {
+            return true;
+        }
+        for i in 0..SEM_SLOTS {
+            if self.register_at(i, me) {
+                self.hint.store(i, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Removes one slot of this process from entry `i`, if it has one there.
+    fn unregister_at(&self, i: usize, me: u64) -> bool {
+        let s = self.slot(i);
+        let mut e = s.load(Ordering::Relaxed);
+        while e >> 32 == me && e & 0xffff_ffff > 0 {
+            let new = if e & 0xffff_ffff == 1 { 0 } else { e - 1 };
+            match s.compare_exchange(e, new, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(cur) => e = cur,
+            }
+        }
+        false
+    }
+
+    /// Forgets one slot recorded for this process.
+    fn unregister(&self) {
+        let me = u64::from(robust::my_id());
+        let h = self.hint.load(Ordering::Relaxed) % SEM_SLOTS;
+        if !self.unregister_at(h, me) {
+            let _ = (0..SEM_SLOTS).any(|i| self.unregister_at(i, me));
+        }
+    }
+
+    /// Returns `n` slots; `Err(OverRelease)` (nothing changed) when a bounded
+    /// semaphore would exceed its initial value, or the count would overflow.
+    fn give(&self, n: u32) -> Result<(), Error> {
+        let max = self.max();
+        self.value()
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |v| {
+                v.checked_add(n).filter(|nv| *nv <= max)
+            })
+            .map_err(|_| Error::OverRelease)?;
+        if self.r.atomic_u32(SEM_WAITERS).load(Ordering::SeqCst) > 0 {
+            futex::wake(self.value(), n);
+        }
+        Ok(())
+    }
+
+    /// Gives back the slots of dead holders; how many.
+    fn reclaim_dead(&self) -> u32 {
+        let me = u64::from(robust::my_id());
+        let mut total = 0u32;
+        for i in 0..SEM_SLOTS {
+            let s = self.slot(i);
+            let e = s.load(Ordering::Relaxed);
+            let pid = e >> 32;
+            if e == 0 || pid == me || os::process_alive(pid as u32) {
+                continue;
+            }
+            if s.compare_exchange(e, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                let n = (e & 0xffff_ffff) as u32;
+                // a bounded semaphore never goes above its initial value
+                let room = self.max() - self.value().load(Ordering::Relaxed).min(self.max());
+                let n = n.min(room);
+                if n > 0 && self.give(n).is_ok() {
+                    total += n;
+                }
+                tracing::debug!(pid, slots = n, "semaphore slots of a dead holder reclaimed");
+            }
+        }
+        total
+    }
+
+    fn acquire_deadline(&self, deadline: Option<Instant>) -> TimedLockResult<SemGuard<'_>> {
+        let mut took = self.try_take();
+        if !took {
+            for _ in 0..200 {
+                std::hint::spin_loop();
+                if self.value().load(Ordering::Relaxed) > 0 && self.try_take() {
+                    took = true;
+                    break;
+                }
+            }
+        }
+        let mut reclaimed = false;
+        let mut tick = Duration::from_millis(10);
+        while !took {
+            took = self.try_take();
+            if took {
+                break;
+            }
+            if passed(deadline) {
+                return Ok(None);
+            }
+            let waiters = self.r.atomic_u32(SEM_WAITERS);
+            waiters.fetch_add(1, Ordering::SeqCst);
+            let out = sleep_tick(self.value(), 0, deadline, tick);
+            waiters.fetch_sub(1, Ordering::SeqCst);
+            if out == WaitOutcome::TimedOut {
+                reclaimed |= self.reclaim_dead() > 0;
+                tick = (tick * 2).min(Duration::from_millis(200));
+            }
+        }
+        let g = SemGuard {
+            core: self,
+            tracked: self.register(),
+        };
+        if reclaimed {
+            Err(LockError::OwnerDied(g))
+        } else {
+            Ok(Some(g))
+        }
+    }
+}
+
+/// A slot of a [`Semaphore`] or [`BoundedSemaphore`]; given back on drop.
+///
+/// While it lives, the slot is recorded as held by this process, so that if the
+/// process dies the slot is given back to the others (see [`Semaphore`]).
+pub struct SemGuard<'a> {
+    core: &'a SemCore,
+    tracked: bool,
+}
+
+impl std::fmt::Debug for SemGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SemGuard")
+            .field("tracked", &self.tracked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SemGuard<'_> {
+    /// Keeps the slot taken without a guard (Python's bare `acquire()`): it is no longer
+    /// given back on drop nor when this process dies; somebody must call `release()`.
+    pub fn forget(self) {
+        if self.tracked {
+            self.core.unregister();
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SemGuard<'_> {
+    fn drop(&mut self) {
+        if self.tracked {
+            self.core.unregister();
+        }
+        if self.core.give(1).is_err() {
+            // a bounded semaphore released by hand while this guard was held
+            tracing::warn!("semaphore guard dropped on a semaphore already at its bound");
+        }
+    }
+}
+
+macro_rules! sem_api {
+    ($t:ident) => {
+        impl $t {
+            /// Takes a slot, waiting as long as it takes; the guard gives it back on drop.
+            ///
+            /// # Errors
+            ///
+            /// [`LockError::OwnerDied`] when the wait ended because this caller gave back
+            /// slots of holders that had died (the slot is taken anyway: the guard is
+            /// inside).
+            pub fn acquire(&self) -> Result<SemGuard<'_>, LockError<SemGuard<'_>>> {
+                forever(|| self.core.acquire_deadline(None))
+            }
+
+            /// Takes a slot if one is free; `Ok(None)` otherwise. It never reclaims dead
+            /// holders' slots (only waiting acquisitions do).
+            ///
+            /// # Errors
+            ///
+            /// None in practice; the type is that of [`acquire`](Self::acquire).
+            pub fn try_acquire(&self) -> Result<Option<SemGuard<'_>>, LockError<SemGuard<'_>>> {
+                if !self.core.try_take() {
+                    return Ok(None);
+                }
+                Ok(Some(SemGuard {
+                    core: &self.core,
+                    tracked: self.core.register(),
+                }))
+            }
+
+            /// Takes a slot, waiting at most `timeout`; `Ok(None)` when it ran out.
+            ///
+            /// # Errors
+            ///
+            /// As [`acquire`](Self::acquire).
+            pub fn acquire_timeout(
+                &self,
+                timeout: Duration,
+            ) -> Result<Option<SemGuard<'_>>, LockError<SemGuard<'_>>> {
+                self.core.acquire_deadline(deadline_after(timeout))
+            }
+
+            /// The number of free slots (advisory: it may change at once).
+            pub fn value(&self) -> u32 {
+                self.core.value().load(Ordering::Relaxed)
+            }
+        }
+
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                SendFd(self.core.r.fd()).serialize(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let RecvFd(fd) = RecvFd::deserialize(d)?;
+                let bounded = stringify!($t) == "BoundedSemaphore";
+                let magic = if bounded { MAGIC_BSEM } else { MAGIC_SEM };
+                let r = map(fd, SMALL, magic, stringify!($t)).map_err(D::Error::custom)?;
+                Ok(Self {
+                    core: SemCore {
+                        r,
+                        bounded,
+                        hint: Arc::default(),
+                    },
+                })
+            }
+        }
+
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field("value", &self.value())
+                    .field("bounded", &self.core.bounded)
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+/// A counting semaphore shared by processes (Python's `multiprocessing.Semaphore`).
+///
+/// [`acquire`](Semaphore::acquire) takes a slot and returns a [`SemGuard`] that gives it
+/// back on drop; [`release`](Semaphore::release) adds a slot by hand (Python style, after
+/// [`SemGuard::forget`]).
+///
+/// **Dead holders.** A slot taken through a guard is recorded with the holder's pid in a
+/// table inside the semaphore (up to 504 distinct holder processes at once; a slot taken
+/// beyond that is not recorded). A waiter that has slept ~10 ms (backing off to 200 ms)
+/// without a slot gives back the recorded slots of processes that have died and is told
+/// so with [`LockError::OwnerDied`]. Limits: a process killed in the few instructions
+/// between taking a slot and recording it (or between forgetting and giving it back)
+/// loses that slot; slots kept with [`SemGuard::forget`] are not recorded.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::Semaphore;
+///
+/// let s = Semaphore::new(2).unwrap();
+/// let a = s.acquire().unwrap();
+/// let b = s.try_acquire().unwrap().unwrap();
+/// assert!(s.try_acquire().unwrap().is_none());
+/// drop(a);
+/// assert_eq!(s.value(), 1);
+/// b.forget(); // keep the slot; give it back by hand
+/// s.release().unwrap();
+/// assert_eq!(s.value(), 2);
+/// ```
+#[derive(Clone)]
+pub struct Semaphore {
+    core: SemCore,
+}
+
+sem_api!(Semaphore);
+
+impl Semaphore {
+    /// A semaphore with `n` free slots.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory ([`Error::Io`]).
+    pub fn new(n: u32) -> Result<Self, Error> {
+        Ok(Self {
+            core: SemCore::new(n, false)?,
+        })
+    }
+
+    /// Adds a slot, waking one waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OverRelease`] only when the count would overflow `u32`.
+    pub fn release(&self) -> Result<(), Error> {
+        self.core.give(1)
+    }
+}
+
+/// A semaphore that refuses to go above its initial value (Python's
+/// `multiprocessing.BoundedSemaphore`).
+///
+/// Same operations and robustness as [`Semaphore`]; [`release`](BoundedSemaphore::release)
+/// beyond the initial value is `Err(Error::OverRelease)`.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::{BoundedSemaphore, Error};
+///
+/// let s = BoundedSemaphore::new(1).unwrap();
+/// assert!(matches!(s.release(), Err(Error::OverRelease)));
+/// s.acquire().unwrap().forget();
+/// assert!(s.release().is_ok());
+/// ```
+#[derive(Clone)]
+pub struct BoundedSemaphore {
+    core: SemCore,
+}
+
+sem_api!(BoundedSemaphore);
+
+impl BoundedSemaphore {
+    /// A bounded semaphore with `n` free slots, which is also its bound.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory ([`Error::Io`]).
+    pub fn new(n: u32) -> Result<Self, Error> {
+        Ok(Self {
+            core: SemCore::new(n, true)?,
+        })
+    }
+
+    /// Adds a slot, waking one waiter.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OverRelease`] when that would exceed the initial value (nothing changes).
+    pub fn release(&self) -> Result<(), Error> {
+        self.core.give(1)
+    }
+
+    /// The bound (the initial value).
+    pub fn bound(&self) -> u32 {
+        self.core.max()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Event
+
+const EVENT_FLAG: usize = 8;
+const EVENT_WAITERS: usize = 12;
+
+/// A flag processes can wait for (Python's `multiprocessing.Event`).
+///
+/// A waiter spins for a few tens of microseconds before sleeping, so a `set` wakes a
+/// busy waiter on another core within a microsecond or so, and a sleeping one after the
+/// kernel's wake-up time.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::Event;
+/// use std::time::Duration;
+///
+/// let e = Event::new().unwrap();
+/// assert!(!e.wait_timeout(Duration::from_millis(5)));
+/// e.set();
+/// assert!(e.is_set());
+/// e.wait(); // returns at once
+/// e.clear();
+/// assert!(!e.is_set());
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    r: Arc<ShmRegion>,
+}
+
+region_handle!(Event, MAGIC_EVENT, 16);
+
+impl Event {
+    /// A new event, not set.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory ([`Error::Io`]).
+    pub fn new() -> Result<Self, Error> {
+        Ok(Self {
+            r: create("event", SMALL, MAGIC_EVENT)?,
+        })
+    }
+
+    fn flag(&self) -> &AtomicU32 {
+        self.r.atomic_u32(EVENT_FLAG)
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.flag().store(1, Ordering::SeqCst);
+        if self.r.atomic_u32(EVENT_WAITERS).load(Ordering::SeqCst) > 0 {
+            futex::wake_all(self.flag());
+        }
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.flag().store(0, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.flag().load(Ordering::Acquire) != 0
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
+        if self.is_set() {
+            return true;
+        }
+        let spin_until = Instant::now() + Duration::from_micros(50);
+        let mut n = 0u32;
+        loop {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+                if self.is_set() {
+                    return true;
+                }
+            }
+            n += 1;
+            if n % 4 == 0 {
+                let now = Instant::now();
+                if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                    break;
+                }
+            }
+        }
+        let waiters = self.r.atomic_u32(EVENT_WAITERS);
+        loop {
+            if self.is_set() {
+                return true;
+            }
+            if passed(deadline) {
+                return false;
+            }
+            waiters.fetch_add(1, Ordering::SeqCst);
+            futex::wait(self.flag(), 0, deadline);
+            waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        self.wait_deadline(None);
+    }
+
+    /// Waits at most `timeout` for the flag; whether it is set (Python's
+    /// `wait(timeout)`).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_deadline(deadline_after(timeout))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Condition
+
+const COND_SEQ: usize = 8;
+const COND_WAITERS: usize = 12;
+
+/// A condition variable over a [`Lock`], shared by processes (Python's
+/// `multiprocessing.Condition`, `std::sync::Condvar`).
+///
+/// Wait with the guard of the lock given to [`new`](Condition::new): the lock is
+/// released while waiting and re-acquired before returning. Notify while holding that
+/// lock, after changing the shared state the waiters test, and no wake-up is lost.
+/// Waits may wake spuriously: test the state in a loop, or use
+/// [`wait_while`](Condition::wait_while).
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::{Condition, Lock, Process, Value};
+/// use std::time::Duration;
+///
+/// fn producer((cond, ready): (Condition, Value<u8>)) {
+///     let _g = cond.lock().acquire().unwrap();
+///     ready.set(1);
+///     cond.notify_all();
+/// }
+///
+/// fn main() {
+///     procactor_core::init();
+///     let lock = Lock::new().unwrap();
+///     let cond = Condition::new(&lock).unwrap();
+///     let ready = Value::new(0u8).unwrap();
+///     let g = lock.acquire().unwrap();
+///     let mut p = Process::new(producer, (cond.clone(), ready.clone())).start().unwrap();
+///     let (g, ok) = cond
+///         .wait_timeout_while(g, Duration::from_secs(30), || ready.get() == 0)
+///         .unwrap();
+///     assert!(ok);
+///     drop(g);
+///     p.join().unwrap();
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Condition {
+    r: Arc<ShmRegion>,
+    lock: Lock,
+}
+
+impl Serialize for Condition {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (SendFd(self.r.fd()), &self.lock).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (RecvFd(fd), lock) = <(RecvFd, Lock)>::deserialize(d)?;
+        let r = map(fd, 16, MAGIC_COND, "Condition").map_err(D::Error::custom)?;
+        Ok(Self { r, lock })
+    }
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fmt_region(f, "Condition", &self.r)
+    }
+}
+
+impl Condition {
+    /// A condition variable over `lock` (the condition keeps a handle to it).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused the shared memory ([`Error::Io`]).
+    pub fn new(lock: &Lock) -> Result<Self, Error> {
+        let ident = lock.r.atomic_u64(IDENT);
+        if ident.load(Ordering::Relaxed) == 0 {
+            let id = crate::runtime::random_token() | 1;
+            let _ = ident.compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        Ok(Self {
+            r: create("condition", SMALL, MAGIC_COND)?,
+            lock: lock.clone(),
+        })
+    }
+
+    /// The lock this condition works with.
+    pub fn lock(&self) -> &Lock {
+        &self.lock
+    }
+
+    fn seq(&self) -> &AtomicU32 {
+        self.r.atomic_u32(COND_SEQ)
+    }
+
+    /// Releases `guard`'s lock, sleeps until notified or `deadline`, re-acquires it.
+    /// The flag says whether it was woken (or saw a notification) before the deadline.
+    fn wait_deadline<'a>(
+        &self,
+        guard: LockGuard<'a>,
+        deadline: Option<Instant>,
+    ) -> (Result<LockGuard<'a>, LockError<LockGuard<'a>>>, bool) {
+        let lock = guard.lock;
+        if !lock.same_as(&self.lock) {
+            tracing::warn!("Condition::wait with the guard of a lock other than the condition's");
+        }
+        let seq = self.seq();
+        let waiters = self.r.atomic_u32(COND_WAITERS);
+        let s = seq.load(Ordering::SeqCst);
+        waiters.fetch_add(1, Ordering::SeqCst);
+        drop(guard);
+        let out = futex::wait(seq, s, deadline);
+        waiters.fetch_sub(1, Ordering::SeqCst);
+        let woken = out != WaitOutcome::TimedOut || seq.load(Ordering::SeqCst) != s;
+        (lock.acquire(), woken)
+    }
+
+    /// Releases the lock, waits for a notification, re-acquires the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] when re-acquiring found the lock's holder dead (the lock
+    /// is held anyway: the guard is inside).
+    pub fn wait<'a>(
+        &self,
+        guard: LockGuard<'a>,
+    ) -> Result<LockGuard<'a>, LockError<LockGuard<'a>>> {
+        self.wait_deadline(guard, None).0
+    }
+
+    /// As [`wait`](Condition::wait), for at most `timeout`; the flag is `false` when the
+    /// time ran out without a notification (Python's `wait(timeout)` result).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Condition::wait).
+    pub fn wait_timeout<'a>(
+        &self,
+        guard: LockGuard<'a>,
+        timeout: Duration,
+    ) -> Result<(LockGuard<'a>, bool), LockError<(LockGuard<'a>, bool)>> {
+        match self.wait_deadline(guard, deadline_after(timeout)) {
+            (Ok(g), woken) => Ok((g, woken)),
+            (Err(LockError::OwnerDied(g)), woken) => Err(LockError::OwnerDied((g, woken))),
+        }
+    }
+
+    /// Waits while `condition()` is true (tested with the lock held), like
+    /// `std::sync::Condvar::wait_while` (Python's `wait_for(not condition)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Condition::wait); it returns at once on that error, without testing
+    /// the condition again.
+    pub fn wait_while<'a>(
+        &self,
+        mut guard: LockGuard<'a>,
+        mut condition: impl FnMut() -> bool,
+    ) -> Result<LockGuard<'a>, LockError<LockGuard<'a>>> {
+        while condition() {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// As [`wait_while`](Condition::wait_while), for at most `timeout`; the flag is
+    /// `true` when the condition became false, `false` when the time ran out first.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_while`](Condition::wait_while).
+    pub fn wait_timeout_while<'a>(
+        &self,
+        mut guard: LockGuard<'a>,
+        timeout: Duration,
+        mut condition: impl FnMut() -> bool,
+    ) -> Result<(LockGuard<'a>, bool), LockError<(LockGuard<'a>, bool)>> {
+        let deadline = deadline_after(timeout);
+        loop {
+            if !condition() {
+                return Ok((guard, true));
+            }
+            if passed(deadline) {
+                return Ok((guard, false));
+            }
+            match self.wait_deadline(guard, deadline) {
+                (Ok(g), _) => guard = g,
+                (Err(LockError::OwnerDied(g)), _) => {
+                    let done = !condition();
+                    return Err(LockError::OwnerDied((g, done)));
+                }
+            }
+        }
+    }
+
+    /// Wakes at most `n` waiters.
+    pub fn notify(&self, n: usize) {
+        self.seq().fetch_add(1, Ordering::SeqCst);
+        if n > 0 && self.r.atomic_u32(COND_WAITERS).load(Ordering::SeqCst) > 0 {
+            futex::wake(self.seq(), u32::try_from(n).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.seq().fetch_add(1, Ordering::SeqCst);
+        if self.r.atomic_u32(COND_WAITERS).load(Ordering::SeqCst) > 0 {
+            futex::wake_all(self.seq());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Barrier
+
+const BAR_LOCK: usize = 8;
+const BAR_SEQ: usize = 12;
+const BAR_STATE: usize = 16;
+const BAR_COUNT: usize = 20;
+const BAR_PARTIES: usize = 24;
+const BAR_WAITERS: usize = 28;
+const BAR_TABLE: usize = 64;
+const MAX_PARTIES: usize = 1 << 20;
+
+const FILLING: u32 = 0;
+const DRAINING: u32 = 1;
+const RESETTING: u32 = 2;
+const BROKEN: u32 = 3;
+
+/// How often a barrier waiter checks that the other waiters are alive.
+const BAR_TICK: Duration = Duration::from_millis(50);
+
+/// A barrier for a fixed number of processes (Python's `multiprocessing.Barrier`, with
+/// `threading.Barrier` semantics).
+///
+/// Each of `parties` callers of [`wait`](Barrier::wait) blocks until all have arrived;
+/// each then gets a distinct index in `0..parties` and the barrier is ready for the next
+/// round. It **breaks** ([`BrokenBarrier`] for current and later waiters, until
+/// [`reset`](Barrier::reset)) when [`abort`](Barrier::abort) is called, when a waiter's
+/// timeout runs out, or when a waiting process dies (waiters check each other's
+/// liveness every 50 ms). [`reset`](Barrier::reset) breaks the current round (its
+/// waiters get `BrokenBarrier`) and makes the barrier usable again.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::Barrier;
+/// use std::time::Duration;
+///
+/// let b = Barrier::new(2).unwrap();
+/// let b2 = b.clone();
+/// let t = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(30)));
+/// let mine = b.wait_timeout(Duration::from_secs(30)).unwrap();
+/// let theirs = t.join().unwrap().unwrap();
+/// assert_eq!(mine + theirs, 1); // indices 0 and 1
+/// b.abort();
+/// assert!(b.is_broken() && b.wait().is_err());
+/// b.reset();
+/// assert!(!b.is_broken());
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    r: Arc<ShmRegion>,
+}
+
+impl Serialize for Barrier {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SendFd(self.r.fd()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let RecvFd(fd) = RecvFd::deserialize(d)?;
+        let r = map(fd, BAR_TABLE, MAGIC_BARRIER, "Barrier").map_err(D::Error::custom)?;
+        let parties = r.atomic_u32(BAR_PARTIES).load(Ordering::Relaxed) as usize;
+        if parties == 0 || parties > MAX_PARTIES || BAR_TABLE + 4 * parties > r.len() {
+            return Err(D::Error::custom("the Barrier's header is inconsistent"));
+        }
+        Ok(Self { r })
+    }
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.is_broken())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The barrier's internal lock, held.
+struct BarrierLocked<'a> {
+    b: &'a Barrier,
+}
+
+impl Drop for BarrierLocked<'_> {
+    fn drop(&mut self) {
+        robust::unlock(self.b.r.atomic_u32(BAR_LOCK));
+    }
+}
+
+impl BarrierLocked<'_> {
+    fn state(&self) -> u32 {
+        self.b.r.atomic_u32(BAR_STATE).load(Ordering::Relaxed)
+    }
+    fn set_state(&self, s: u32) {
+        self.b.r.atomic_u32(BAR_STATE).store(s, Ordering::Relaxed);
+    }
+    fn count(&self) -> usize {
+        self.b.r.atomic_u32(BAR_COUNT).load(Ordering::Relaxed) as usize
+    }
+    fn set_count(&self, c: usize) {
+        self.b
+            .r
+            .atomic_u32(BAR_COUNT)
+            .store(c as u32, Ordering::Relaxed);
+    }
+    fn slot(&self, i: usize) -> &AtomicU32 {
+        self.b.r.atomic_u32(BAR_TABLE + 4 * i)
+    }
+    fn notify_all(&self) {
+        let seq = self.b.r.atomic_u32(BAR_SEQ);
+        seq.fetch_add(1, Ordering::SeqCst);
+        if self.b.r.atomic_u32(BAR_WAITERS).load(Ordering::SeqCst) > 0 {
+            futex::wake_all(seq);
+        }
+    }
+
+    /// The last one out of a draining or resetting round makes the barrier fill again.
+    fn exit_check(&self) {
+        if self.count() == 0 && matches!(self.state(), DRAINING | RESETTING) {
+            self.set_state(FILLING);
+            self.notify_all();
+        }
+    }
+
+    /// Forgets waiters whose processes died; a death during filling breaks the barrier.
+    fn reap_dead(&self) {
+        let me = robust::my_id();
+        let mut dead = 0;
+        for i in 0..self.b.parties() {
+            let pid = self.slot(i).load(Ordering::Relaxed);
+            if pid != 0 && pid != me && !os::process_alive(pid) {
+                self.slot(i).store(0, Ordering::Relaxed);
+                dead += 1;
+            }
+        }
+        if dead > 0 {
+            tracing::debug!(dead, "barrier waiters died");
+            self.set_count(self.count().saturating_sub(dead));
+            if self.state() == FILLING {
+                self.set_state(BROKEN);
+            }
+            self.notify_all();
+            self.exit_check();
+        }
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` processes (or threads).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for 0 parties or more than 2²⁰, [`Error::Io`] when the
+    /// kernel refused the shared memory.
+    pub fn new(parties: usize) -> Result<Self, Error> {
+        if parties == 0 || parties > MAX_PARTIES {
+            return Err(Error::InvalidArgument(format!(
+                "a barrier needs 1..={MAX_PARTIES} parties, not {parties}"
+            )));
+        }
+        let r = create("barrier", BAR_TABLE + 4 * parties, MAGIC_BARRIER)?;
+        r.atomic_u32(BAR_PARTIES)
+            .store(parties as u32, Ordering::Release);
+        Ok(Self { r })
+    }
+
+    fn locked(&self) -> BarrierLocked<'_> {
+        // without a deadline `lock` only returns once acquired (a dead holder is taken
+        // over; the barrier's own state stays consistent enough: see reap_dead)
+        while robust::lock(self.r.atomic_u32(BAR_LOCK), None).is_none() {}
+        BarrierLocked { b: self }
+    }
+
+    /// Releases the internal lock, sleeps until notified, `deadline` or one tick, and
+    /// takes the lock again (checking for dead waiters after a quiet tick).
+    fn sleep<'a>(&'a self, l: BarrierLocked<'a>, deadline: Option<Instant>) -> BarrierLocked<'a> {
+        let seq = self.r.atomic_u32(BAR_SEQ);
+        let waiters = self.r.atomic_u32(BAR_WAITERS);
+        let s = seq.load(Ordering::SeqCst);
+        waiters.fetch_add(1, Ordering::SeqCst);
+        drop(l);
+        let out = sleep_tick(seq, s, deadline, BAR_TICK);
+        waiters.fetch_sub(1, Ordering::SeqCst);
+        let l = self.locked();
+        if out == WaitOutcome::TimedOut {
+            l.reap_dead();
+        }
+        l
+    }
+
+    fn wait_deadline(&self, deadline: Option<Instant>) -> Result<usize, BrokenBarrier> {
+        let mut l = self.locked();
+        // a previous round still draining (or resetting): wait until it is done
+        while matches!(l.state(), DRAINING | RESETTING) {
+            if passed(deadline) {
+                return Err(BrokenBarrier);
+            }
+            l = self.sleep(l, deadline);
+        }
+        if l.state() == BROKEN {
+            return Err(BrokenBarrier);
+        }
+        let parties = self.parties();
+        let index = l.count();
+        l.set_count(index + 1);
+        let me = robust::my_id();
+        let slot = (0..parties).find(|&i| l.slot(i).load(Ordering::Relaxed) == 0);
+        if let Some(i) = slot {
+            l.slot(i).store(me, Ordering::Relaxed);
+        }
+        let res = if index + 1 >= parties {
+            l.set_state(DRAINING);
+            l.notify_all();
+            Ok(index)
+        } else {
+            loop {
+                if l.state() != FILLING {
+                    break;
+                }
+                if passed(deadline) {
+                    l.set_state(BROKEN);
+                    l.notify_all();
+                    break;
+                }
+                l = self.sleep(l, deadline);
+            }
+            if l.state() == DRAINING {
+                Ok(index)
+            } else {
+                Err(BrokenBarrier)
+            }
+        };
+        // leave: a reaper may already have cleared our slot only if we were dead, so
+        // it is still ours
+        if let Some(i) = slot {
+            if l.slot(i).load(Ordering::Relaxed) == me {
+                l.slot(i).store(0, Ordering::Relaxed);
+            }
+        }
+        l.set_count(l.count().saturating_sub(1));
+        l.exit_check();
+        res
+    }
+
+    /// Waits until `parties` callers have arrived; a distinct index in `0..parties`.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokenBarrier`] when the barrier is or becomes broken (aborted, reset, a
+    /// waiter timed out or died).
+    pub fn wait(&self) -> Result<usize, BrokenBarrier> {
+        self.wait_deadline(None)
+    }
+
+    /// As [`wait`](Barrier::wait), for at most `timeout`; running out breaks the
+    /// barrier for everyone (as Python does).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Barrier::wait), and when the time ran out.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BrokenBarrier> {
+        self.wait_deadline(deadline_after(timeout))
+    }
+
+    /// Breaks the barrier: current and future waiters get [`BrokenBarrier`] until
+    /// [`reset`](Barrier::reset).
+    pub fn abort(&self) {
+        let l = self.locked();
+        l.set_state(BROKEN);
+        l.notify_all();
+    }
+
+    /// Returns the barrier to its empty, usable state; processes waiting in the current
+    /// round get [`BrokenBarrier`].
+    pub fn reset(&self) {
+        let l = self.locked();
+        if l.count() > 0 {
+            if matches!(l.state(), FILLING | BROKEN) {
+                l.set_state(RESETTING);
+            }
+        } else {
+            l.set_state(FILLING);
+        }
+        l.notify_all();
+    }
+
+    /// The number of processes needed to pass the barrier.
+    pub fn parties(&self) -> usize {
+        self.r.atomic_u32(BAR_PARTIES).load(Ordering::Relaxed) as usize
+    }
+
+    /// How many are waiting in the current round (advisory).
+    pub fn n_waiting(&self) -> usize {
+        if self.r.atomic_u32(BAR_STATE).load(Ordering::Relaxed) == FILLING {
+            self.r.atomic_u32(BAR_COUNT).load(Ordering::Relaxed) as usize
+        } else {
+            0
+        }
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        self.r.atomic_u32(BAR_STATE).load(Ordering::Relaxed) == BROKEN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<B: serde::de::DeserializeOwned>(v: &impl Serialize) -> Result<B, String> {
+        let mut buf = Vec::new();
+        let mut fds = Vec::new();
+        crate::codec::encode(v, &mut buf, Some(&mut fds)).map_err(|e| e.to_string())?;
+        crate::codec::decode(&buf, fds).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn handles_of_the_wrong_kind_are_refused() {
+        let l = Lock::new().unwrap();
+        assert!(round_trip::<Lock>(&l).is_ok());
+        assert!(round_trip::<RLock>(&l).is_err());
+        assert!(round_trip::<Event>(&l).is_err());
+        let s = Semaphore::new(1).unwrap();
+        assert!(round_trip::<BoundedSemaphore>(&s).is_err());
+        assert!(round_trip::<Semaphore>(&s).is_ok());
+        let c = Condition::new(&l).unwrap();
+        let c2: Condition = round_trip(&c).unwrap();
+        assert!(c2.lock().same_as(&l));
+        assert!(!Lock::new().unwrap().same_as(&l));
+        assert!(round_trip::<Barrier>(&l).is_err());
+        assert!(round_trip::<Barrier>(&Barrier::new(3).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn rlock_is_exclusive_between_threads() {
+        let r = RLock::new().unwrap();
+        let g = r.acquire().unwrap();
+        let g2 = r.try_acquire().unwrap().unwrap();
+        let r2 = r.clone();
+        std::thread::spawn(move || {
+            assert!(r2.try_acquire().unwrap().is_none());
+            assert!(r2
+                .acquire_timeout(Duration::from_millis(10))
+                .unwrap()
+                .is_none());
+        })
+        .join()
+        .unwrap();
+        drop(g2);
+        drop(g);
+        let r2 = r.clone();
+        std::thread::spawn(move || assert!(r2.try_acquire().unwrap().is_some()))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn semaphore_table_records_holders() {
+        let s = Semaphore::new(3).unwrap();
+        let a = s.acquire().unwrap();
+        let b = s.acquire().unwrap();
+        let me = u64::from(robust::my_id());
+        let held: u64 = (0..SEM_SLOTS)
+            .map(|i| s.core.slot(i).load(Ordering::Relaxed))
+            .filter(|e| e >> 32 == me)
+            .map(|e| e & 0xffff_ffff)
+            .sum();
+        assert_eq!(held, 2);
+        drop(a);
+        b.forget();
+        assert!((0..SEM_SLOTS).all(|i| s.core.slot(i).load(Ordering::Relaxed) == 0));
+        assert_eq!(s.value(), 2);
+    }
+
+    #[test]
+    fn semaphore_reclaims_a_dead_holders_slot() {
+        let s = Semaphore::new(1).unwrap();
+        s.acquire().unwrap().forget();
+        // pretend a process that has exited holds the slot
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let dead = u64::from(c.id());
+        c.wait().unwrap();
+        s.core.slot(0).store(dead << 32 | 1, Ordering::Relaxed);
+        match s.acquire_timeout(Duration::from_secs(10)) {
+            Err(LockError::OwnerDied(_)) => {}
+            other => panic!("expected OwnerDied, got {other:?}"),
+        };
+    }
+
+    #[test]
+    fn barrier_rejects_zero_parties() {
+        assert!(matches!(Barrier::new(0), Err(Error::InvalidArgument(_))));
+    }
+}

@@ -1,0 +1,142 @@
+"""Python twins of bench/src/workloads/queue.rs (multiprocessing, fork start method).
+
+Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Usage: python3 bench/queue_bench.py [workload ...]
+"""
+import json
+import multiprocessing as mp
+import sys
+import time
+
+SMALL_S = "abcdefghijklmnopqrstuvwxyz012345"
+
+
+def produce(go, q, n):
+    go.get()
+    for i in range(n):
+        q.put((i, SMALL_S))
+
+
+def consume(q, n):
+    for _ in range(n):
+        q.get()
+
+
+def queue_1to1(n):
+    go, q = mp.Queue(), mp.Queue()
+    p = mp.Process(target=produce, args=(go, q, n))
+    p.start()
+    time.sleep(0.05)
+    t0 = time.perf_counter()
+    go.put(None)
+    for _ in range(n):
+        q.get()
+    dt = time.perf_counter() - t0
+    p.join()
+    return n / dt
+
+
+def queue_2to2(n):
+    go, q = mp.Queue(), mp.Queue()
+    half = n // 2
+    ps = [mp.Process(target=produce, args=(go, q, half)) for _ in range(2)]
+    cs = [mp.Process(target=consume, args=(q, half)) for _ in range(2)]
+    for x in ps + cs:
+        x.start()
+    time.sleep(0.05)
+    t0 = time.perf_counter()
+    go.put(None)
+    go.put(None)
+    for c in cs:
+        c.join()
+    dt = time.perf_counter() - t0
+    for p in ps:
+        p.join()
+    return 2 * half / dt
+
+
+def echo(req, resp):
+    while True:
+        x = req.get()
+        if x is None:
+            return
+        resp.put(x + 1)
+
+
+def queue_round_trip(n):
+    req, resp = mp.Queue(), mp.Queue()
+    p = mp.Process(target=echo, args=(req, resp))
+    p.start()
+    for i in range(100):
+        req.put(i)
+        resp.get()
+    t0 = time.perf_counter()
+    for i in range(n):
+        req.put(i)
+        resp.get()
+    dt = time.perf_counter() - t0
+    req.put(None)
+    p.join()
+    return dt * 1e6 / n
+
+
+def joinable_worker(q):
+    while True:
+        item = q.get()
+        q.task_done()
+        if item is None:
+            return
+
+
+def joinable(n):
+    q = mp.JoinableQueue()
+    p = mp.Process(target=joinable_worker, args=(q,))
+    p.start()
+    time.sleep(0.05)
+    t0 = time.perf_counter()
+    for i in range(n):
+        q.put((i, SMALL_S))
+    q.join()
+    dt = time.perf_counter() - t0
+    q.put(None)
+    p.join()
+    return n / dt
+
+
+def put_big(go, q, size, reps):
+    msg = bytes(size)
+    go.get()
+    for _ in range(reps):
+        q.put(msg)
+
+
+def big_message_16mib_through_64kib(reps):
+    # Python's Queue has no ring size: the pipe buffer (64 KiB on Linux) plays that role
+    size = 16 << 20
+    go, q = mp.Queue(), mp.Queue()
+    p = mp.Process(target=put_big, args=(go, q, size, reps))
+    p.start()
+    time.sleep(0.1)
+    t0 = time.perf_counter()
+    go.put(None)
+    for _ in range(reps):
+        assert len(q.get()) == size
+    dt = time.perf_counter() - t0
+    p.join()
+    return size * reps / dt / 1e9
+
+
+WORKLOADS = {
+    "queue_1to1": (lambda: queue_1to1(200_000), "msgs/s"),
+    "queue_2to2": (lambda: queue_2to2(200_000), "msgs/s"),
+    "queue_round_trip": (lambda: queue_round_trip(5_000), "us"),
+    "joinable": (lambda: joinable(200_000), "items/s"),
+    "big_message_16mib_through_64kib": (lambda: big_message_16mib_through_64kib(10), "GB/s"),
+}
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    names = sys.argv[1:] or list(WORKLOADS)
+    for name in names:
+        fn, unit = WORKLOADS[name]
+        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)

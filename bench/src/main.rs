@@ -1,0 +1,2 @@
+//! The procactor benchmark (harness in progress).
+fn main() {}

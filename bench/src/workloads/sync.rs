@@ -1,0 +1,132 @@
+//! Shared-state and synchronisation workloads (issue 4), each a plain function returning
+//! one number. Python twins with the same shapes are in `bench/sync_bench.py`.
+//!
+//! The children are started with `procactor::Process`, so the binary running these must
+//! call `procactor::init()` first in `main`.
+
+use procactor::{Event, Lock, Process, RawValue, Value};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn increment_child((v, go, n): (Value<u64>, Event, u64)) -> f64 {
+    go.wait_timeout(LONG);
+    let t = Instant::now();
+    for _ in 0..n {
+        *v.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+    t.elapsed().as_secs_f64()
+}
+
+/// Two processes each add 1 to a shared `Value<u64>` `n` times under its lock, started
+/// together; increments per second over both (total / the slower child's time).
+pub fn value_locked_increments_2proc(n: u64) -> f64 {
+    let v = Value::new(0u64).expect("value");
+    let go = Event::new().expect("event");
+    let mut ps: Vec<_> = (0..2)
+        .map(|_| {
+            Process::new(increment_child, (v.clone(), go.clone(), n))
+                .start()
+                .expect("start")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    go.set();
+    let secs = ps
+        .iter_mut()
+        .map(|p| p.result().expect("child result"))
+        .fold(0.0f64, f64::max);
+    assert_eq!(v.get(), 2 * n, "lost increments");
+    (2 * n) as f64 / secs
+}
+
+/// Takes turns with the parent: waits (on the lock) for the shared turn counter to be
+/// odd, makes it even.
+fn handoff_child((lock, turn, rounds): (Lock, RawValue<u64>, u64)) {
+    let t = turn.atomic_u64().expect("u64 is atomic");
+    let mut done = 0;
+    while done < rounds {
+        let _g = lock.acquire().unwrap_or_else(|e| e.into_inner());
+        let v = t.load(Ordering::Relaxed);
+        if v % 2 == 1 {
+            t.store(v + 1, Ordering::Relaxed);
+            done += 1;
+        }
+    }
+}
+
+/// Lock hand-off between two processes: they take turns incrementing a counter, each
+/// turn needing the lock to pass from one process to the other. Microseconds per
+/// hand-off.
+pub fn lock_handoff_latency() -> f64 {
+    let rounds = 20_000u64;
+    let lock = Lock::new().expect("lock");
+    let turn = RawValue::new(0u64).expect("raw value");
+    let mut p = Process::new(handoff_child, (lock.clone(), turn.clone(), rounds))
+        .start()
+        .expect("start");
+    let t = turn.atomic_u64().expect("u64 is atomic");
+    // let the child start and wait on the lock
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    let mut done = 0;
+    while done < rounds {
+        let _g = lock.acquire().unwrap_or_else(|e| e.into_inner());
+        let v = t.load(Ordering::Relaxed);
+        if v % 2 == 0 {
+            t.store(v + 1, Ordering::Relaxed);
+            done += 1;
+        }
+    }
+    // wait for the child's last turn
+    while t.load(Ordering::Relaxed) < 2 * rounds {
+        std::hint::spin_loop();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    p.join().expect("join");
+    secs * 1e6 / (2 * rounds) as f64
+}
+
+fn pong((ping, pong, rounds): (Event, Event, u64)) {
+    for _ in 0..rounds {
+        ping.wait();
+        ping.clear();
+        pong.set();
+    }
+}
+
+/// `Event::set` in one process to the return of `wait` in another: half the round trip
+/// of a ping-pong over two events. Microseconds.
+pub fn event_set_wake_latency() -> f64 {
+    let rounds = 20_000u64;
+    let ping = Event::new().expect("event");
+    let pong_e = Event::new().expect("event");
+    let mut p = Process::new(pong, (ping.clone(), pong_e.clone(), rounds))
+        .start()
+        .expect("start");
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    for _ in 0..rounds {
+        ping.set();
+        pong_e.wait();
+        pong_e.clear();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    p.join().expect("join");
+    secs * 1e6 / (2 * rounds) as f64
+}
+
+/// One `Lock::acquire` plus the guard's release, no contention. Nanoseconds.
+pub fn uncontended_lock_ns() -> f64 {
+    let lock = Lock::new().expect("lock");
+    let n = 10_000_000u32;
+    for _ in 0..100_000 {
+        drop(std::hint::black_box(lock.acquire()));
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        drop(std::hint::black_box(lock.acquire()));
+    }
+    start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+}

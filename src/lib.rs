@@ -1,0 +1,74 @@
+//! # procactor
+//!
+//! Python's `multiprocessing`, rebuilt in Rust as a message-passing framework over OS
+//! processes: real process isolation (a crash, a leak or a non-thread-safe C library
+//! stays inside its process), typed channels between processes, explicit shared memory.
+//!
+//! ## Starting processes
+//!
+//! Call [`init()`] first in `main` (or put [`#[procactor::main]`](macro@main) on it): a
+//! child is the same binary re-executed, and `init` is where it takes over.
+//!
+//! ```
+//! use procactor::{Process, ExitStatus};
+//!
+//! fn greet(who: String) -> String { format!("hello, {who}") }
+//!
+//! fn main() {
+//!     procactor::init();
+//!     let mut p = Process::new(greet, "world".to_string()).start().unwrap();
+//!     assert_eq!(p.join().unwrap(), ExitStatus::Code(0));
+//!     assert_eq!(p.result().unwrap(), "hello, world");
+//! }
+//! ```
+//!
+//! In an integration-test file (which has no `main` of its own) write the one line
+//! `procactor::test_support!();` at the top level instead.
+//!
+//! ## Python names
+//!
+//! | Python `multiprocessing` | procactor |
+//! |---|---|
+//! | `Process(target=f, args=(x,))` | [`Process::new(f, x)`](Process::new) `.start()` |
+//! | `p.join()`, `p.exitcode` | [`Process::join`], [`Process::exitcode`] → [`ExitStatus`] |
+//! | `current_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`active_children`], [`cpu_count`] |
+//! | `set_start_method('spawn')` | [`set_start_method`]`(StartMethod::Spawn)` |
+
+// Doctests that start processes need an explicit `fn main` that calls `init()` first.
+#![allow(clippy::needless_doctest_main)]
+
+pub use procactor_core::*;
+pub use procactor_macros::main;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use procactor_core::{
+        active_children, cpu_count, current_process, init, ExitStatus, Process, StartMethod,
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use procactor_core::init;
+}
+
+/// Makes an integration-test binary (or any binary without a hand-written `main`) able
+/// to start procactor children: write `procactor::test_support!();` once at the top
+/// level of the test file.
+///
+/// It registers [`init()`] as an ELF constructor (`.init_array`), so that a child
+/// re-executing the test binary runs its target before the test harness starts, and the
+/// parent is initialised before any test runs.
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[used]
+        #[link_section = ".init_array"]
+        static __PROCACTOR_TEST_SUPPORT: extern "C" fn() = {
+            extern "C" fn __procactor_test_support_init() {
+                $crate::__private::init();
+            }
+            __procactor_test_support_init
+        };
+    };
+}

@@ -1,0 +1,24 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::time::Duration;
+
+/// Runs `f` on its own thread and fails the test if it takes longer than `secs` seconds,
+/// so that a hang shows up as a failure instead of a stuck test run. A panic inside `f`
+/// is re-raised with its message.
+pub fn watchdog<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
+    let (tx, rx) = channel();
+    let handle = std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => handle.join().expect("test thread"),
+        Err(RecvTimeoutError::Disconnected) => match handle.join() {
+            Ok(()) => {}
+            Err(p) => std::panic::resume_unwind(p),
+        },
+        Err(RecvTimeoutError::Timeout) => panic!("test exceeded its {secs} s watchdog"),
+    }
+}

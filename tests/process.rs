@@ -1,0 +1,405 @@
+//! Cross-process tests of `Process` and the runtime (API.md sections 0 and 1).
+
+mod common;
+
+use common::watchdog;
+use procactor::{
+    active_children, cpu_count, current_process, parent_process, ExitStatus, JoinError, Process,
+    ProcessInfo, SpawnError, StartMethod,
+};
+use std::time::{Duration, Instant};
+
+procactor::test_support!();
+
+const T: Duration = Duration::from_secs(20);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn panics(msg: String) -> u32 {
+    panic!("child says {msg}");
+}
+
+fn exits_with(code: i32) {
+    std::process::exit(code);
+}
+
+fn whoami(_: ()) -> (ProcessInfo, Option<ProcessInfo>) {
+    (current_process(), parent_process())
+}
+
+fn nested(x: u64) -> (u64, String) {
+    let mut p = Process::new(square, x).start().expect("grandchild starts");
+    let name = p.name().to_string();
+    (p.result().expect("grandchild result"), name)
+}
+
+fn touch_after(args: (String, u64)) {
+    std::thread::sleep(Duration::from_millis(args.1));
+    std::fs::write(&args.0, b"done").expect("write marker");
+}
+
+fn join_ok<R: procactor::Message>(p: &mut Process<R>) -> ExitStatus {
+    p.join_timeout(T)
+        .expect("join")
+        .expect("child finished within the timeout")
+}
+
+#[test]
+fn start_join_result_name_pid() {
+    watchdog(60, || {
+        let mut p = Process::new(square, 7).name("sq").start().unwrap();
+        assert_eq!(p.name(), "sq");
+        assert!(p.pid() > 0 && p.pid() != std::process::id());
+        assert_eq!(join_ok(&mut p), ExitStatus::Code(0));
+        assert_eq!(p.join().unwrap(), ExitStatus::Code(0), "join is idempotent");
+        assert_eq!(p.exitcode(), Some(ExitStatus::Code(0)));
+        assert!(!p.is_alive());
+        assert_eq!(p.result().unwrap(), 49);
+        assert!(
+            matches!(p.result(), Err(JoinError::Unavailable(_))),
+            "taken once"
+        );
+    });
+}
+
+#[test]
+fn default_names_count_up() {
+    watchdog(60, || {
+        let mut a = Process::new(square, 1).start().unwrap();
+        let mut b = Process::new(square, 2).start().unwrap();
+        let na: u64 = a.name().strip_prefix("Process-").unwrap().parse().unwrap();
+        let nb: u64 = b.name().strip_prefix("Process-").unwrap().parse().unwrap();
+        assert!(nb > na, "{na} then {nb}");
+        join_ok(&mut a);
+        join_ok(&mut b);
+    });
+}
+
+#[test]
+fn result_joins_implicitly() {
+    watchdog(60, || {
+        let mut p = Process::new(square, 9).start().unwrap();
+        assert_eq!(p.result().unwrap(), 81);
+        assert_eq!(p.exitcode(), Some(ExitStatus::Code(0)));
+    });
+}
+
+#[test]
+fn is_alive_exitcode_and_join_timeout_while_running() {
+    watchdog(60, || {
+        let mut p = Process::new(sleep_ms, 600).start().unwrap();
+        assert!(p.is_alive());
+        assert_eq!(p.exitcode(), None);
+        let t0 = Instant::now();
+        assert_eq!(p.join_timeout(Duration::from_millis(100)).unwrap(), None);
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        assert!(p.is_alive());
+        assert_eq!(join_ok(&mut p), ExitStatus::Code(0));
+        assert!(!p.is_alive());
+        assert_eq!(p.result().unwrap(), 600);
+    });
+}
+
+#[test]
+fn terminate_and_kill_report_signals() {
+    watchdog(60, || {
+        let mut p = Process::new(sleep_ms, 30_000).start().unwrap();
+        p.terminate().unwrap();
+        let s = join_ok(&mut p);
+        assert_eq!(s, ExitStatus::Signal(15));
+        assert_eq!(s.python_exitcode(), -15);
+        assert!(!s.success());
+        assert_eq!(p.result(), Err(JoinError::Killed(ExitStatus::Signal(15))));
+        // on an exited process both are a no-op Ok
+        p.terminate().unwrap();
+        p.kill().unwrap();
+
+        let mut p = Process::new(sleep_ms, 30_000).start().unwrap();
+        p.kill().unwrap();
+        assert_eq!(join_ok(&mut p).python_exitcode(), -9);
+    });
+}
+
+#[test]
+fn panic_message_and_location_reach_the_parent() {
+    watchdog(60, || {
+        let mut p = Process::new(panics, "boom".to_string()).start().unwrap();
+        assert_eq!(join_ok(&mut p), ExitStatus::Code(1));
+        match p.result() {
+            Err(JoinError::Panicked { message }) => {
+                assert!(message.contains("child says boom"), "{message}");
+                assert!(message.contains("tests/process.rs:"), "{message}");
+            }
+            other => panic!("expected Panicked, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn exit_without_result_is_killed_with_the_code() {
+    watchdog(60, || {
+        let mut p = Process::new(exits_with, 3).start().unwrap();
+        assert_eq!(join_ok(&mut p), ExitStatus::Code(3));
+        assert_eq!(p.result(), Err(JoinError::Killed(ExitStatus::Code(3))));
+    });
+}
+
+#[test]
+fn child_knows_its_name_and_parent() {
+    watchdog(60, || {
+        let mut p = Process::new(whoami, ()).name("kid").start().unwrap();
+        let pid = p.pid();
+        let (me, parent) = p.result().unwrap();
+        assert_eq!(me.name(), "kid");
+        assert_eq!(me.pid(), pid);
+        let parent = parent.expect("a child has a parent");
+        assert_eq!(parent.name(), "MainProcess");
+        assert_eq!(parent.pid(), std::process::id());
+        assert_eq!(current_process().name(), "MainProcess");
+        assert!(parent_process().is_none());
+    });
+}
+
+#[test]
+fn children_can_start_children() {
+    watchdog(60, || {
+        let mut p = Process::new(nested, 6).name("outer").start().unwrap();
+        let (v, grandchild_name) = p.result().unwrap();
+        assert_eq!(v, 36);
+        assert_eq!(grandchild_name, "outer:1");
+    });
+}
+
+#[test]
+fn active_children_lists_running_ones() {
+    watchdog(60, || {
+        let mut p = Process::new(sleep_ms, 800)
+            .name("active-probe")
+            .start()
+            .unwrap();
+        let listed = active_children();
+        assert!(
+            listed
+                .iter()
+                .any(|c| c.pid() == p.pid() && c.name() == "active-probe"),
+            "{listed:?}"
+        );
+        join_ok(&mut p);
+        assert!(!active_children().iter().any(|c| c.pid() == p.pid()));
+    });
+}
+
+#[test]
+fn cpu_count_is_positive() {
+    assert!(cpu_count() >= 1);
+}
+
+#[test]
+fn unsupported_start_methods_are_refused_clearly() {
+    for m in [StartMethod::Fork, StartMethod::ForkServer] {
+        let e = Process::new(square, 1).start_method(m).start().unwrap_err();
+        assert!(matches!(e, SpawnError::Unsupported { .. }), "{e:?}");
+        assert!(e.to_string().contains("not available"), "{e}");
+        assert!(procactor::set_start_method(m).is_err());
+    }
+    assert_eq!(procactor::start_method(), StartMethod::Spawn);
+}
+
+#[test]
+fn unencodable_args_fail_before_any_process_starts() {
+    struct Bad;
+    impl serde::Serialize for Bad {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("nope"))
+        }
+    }
+    impl<'de> serde::Deserialize<'de> for Bad {
+        fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            Ok(Bad)
+        }
+    }
+    fn take(_: Bad) {}
+    let before = active_children().len();
+    let e = Process::new(take, Bad).start().unwrap_err();
+    assert!(matches!(e, SpawnError::Encode(_)), "{e:?}");
+    assert!(active_children().len() <= before);
+}
+
+#[test]
+fn a_child_running_another_binary_refuses_the_target() {
+    watchdog(60, || {
+        // a copy of this very test binary is a different image (other inode)
+        let dir = std::env::temp_dir().join(format!("procactor-foreign-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("foreign-binary");
+        std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+        // Executing a file just written can fail with ETXTBSY while another test thread
+        // forks (the child briefly holds the writer's descriptor): retry a few times.
+        let mut attempt = 0;
+        let mut p = loop {
+            match Process::new(square, 3).executable(&copy).start() {
+                Ok(p) => break p,
+                Err(SpawnError::Io(e)) if e.raw_os_error() == Some(26) && attempt < 50 => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("spawning the copy failed: {e}"),
+            }
+        };
+        let status = join_ok(&mut p);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(status, ExitStatus::Code(1));
+        match p.result() {
+            Err(JoinError::Unavailable(m)) => assert!(m.contains("another binary"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn dropping_handles_joins_non_daemon_and_terminates_daemon() {
+    watchdog(60, || {
+        let dir = std::env::temp_dir();
+        let marker = dir.join(format!("procactor-nondaemon-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let p = Process::new(touch_after, (marker.display().to_string(), 300))
+            .start()
+            .unwrap();
+        drop(p); // joins: the child finishes its work
+        assert!(marker.exists(), "non-daemon child was joined at drop");
+        let _ = std::fs::remove_file(&marker);
+
+        let marker = dir.join(format!("procactor-daemon-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let p = Process::new(touch_after, (marker.display().to_string(), 3000))
+            .daemon(true)
+            .start()
+            .unwrap();
+        let pid = p.pid();
+        assert!(p.daemon());
+        let t0 = Instant::now();
+        drop(p); // terminates
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "reaped"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !marker.exists(),
+            "daemon child was terminated before finishing"
+        );
+    });
+}
+
+#[test]
+fn exited_children_are_reaped_without_join() {
+    watchdog(60, || {
+        let p = Process::new(square, 2).start().unwrap();
+        let pid = p.pid();
+        let t0 = Instant::now();
+        // the monitor thread reaps it: /proc/<pid> disappears with no join() call
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(t0.elapsed() < T, "child {pid} was never reaped");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(p.exitcode(), Some(ExitStatus::Code(0)));
+    });
+}
+
+#[test]
+fn large_results_do_not_deadlock_join() {
+    fn big(n: usize) -> Vec<u8> {
+        vec![7u8; n]
+    }
+    watchdog(60, || {
+        let mut p = Process::new(big, 8 << 20).start().unwrap();
+        assert_eq!(join_ok(&mut p), ExitStatus::Code(0));
+        let v = p.result().unwrap();
+        assert_eq!(v.len(), 8 << 20);
+        assert!(v.iter().all(|&b| b == 7));
+    });
+}
+
+fn read_stdin(_: ()) -> usize {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .expect("stdin readable");
+    buf.len()
+}
+
+#[test]
+fn a_childs_stdin_is_dev_null() {
+    watchdog(60, || {
+        // as in Python: reading stdin in a child sees end of file at once
+        let mut p = Process::new(read_stdin, ()).start().unwrap();
+        assert_eq!(p.result().unwrap(), 0);
+    });
+}
+
+fn leak_grandchild(_: ()) -> u32 {
+    let p = Process::new(sleep_ms, 60_000)
+        .start()
+        .expect("grandchild starts");
+    let pid = p.pid();
+    std::mem::forget(p); // no join, no terminate: only the parent-death signal is left
+    pid
+}
+
+fn dead_or_zombie(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+#[test]
+fn a_child_dies_with_its_parent() {
+    watchdog(60, || {
+        let mut p = Process::new(leak_grandchild, ()).start().unwrap();
+        let grandchild = p.result().unwrap();
+        assert_eq!(p.exitcode(), Some(ExitStatus::Code(0)));
+        let t0 = Instant::now();
+        while !dead_or_zombie(grandchild) {
+            assert!(
+                t0.elapsed() < T,
+                "grandchild {grandchild} outlived its parent"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+}
+
+#[test]
+fn a_child_outlives_the_thread_that_started_it() {
+    watchdog(60, || {
+        // Start from a short-lived thread that ends only once the child is surely up
+        // (past its parent-death set-up), then use the handle from here.
+        let mut p = std::thread::spawn(|| {
+            let p = Process::new(sleep_ms, 1500).start().unwrap();
+            std::thread::sleep(Duration::from_millis(500));
+            p
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            p.is_alive(),
+            "the child was killed when its starting thread ended"
+        );
+        assert_eq!(join_ok(&mut p), ExitStatus::Code(0));
+        assert_eq!(p.result().unwrap(), 1500);
+    });
+}

@@ -1,0 +1,259 @@
+//! Shared state across processes: Value, Array, RawValue, RawArray.
+procactor::test_support!();
+
+mod common;
+
+use common::watchdog;
+use procactor::{Array, Error, Event, LockError, Process, RawArray, RawValue, Value};
+use proptest::prelude::*;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+const N: u64 = 100_000;
+
+fn add_locked((v, go): (Value<u64>, Event)) {
+    // start together, so that the processes really contend
+    assert!(go.wait_timeout(Duration::from_secs(30)));
+    for _ in 0..N {
+        *v.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn value_counts_exactly_under_contention() {
+    watchdog(120, || {
+        let v = Value::new(0u64).unwrap();
+        let go = Event::new().unwrap();
+        let mut ps: Vec<_> = (0..4)
+            .map(|_| {
+                Process::new(add_locked, (v.clone(), go.clone()))
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        go.set();
+        for p in &mut ps {
+            assert!(p.join().unwrap().success());
+        }
+        assert_eq!(v.get(), 4 * N);
+    });
+}
+
+fn times_ten((n, a): (Value<i32>, Array<i32>)) {
+    n.set(n.get() + 1);
+    let mut g = a.lock().unwrap();
+    for x in g.iter_mut() {
+        *x *= 10;
+    }
+}
+
+#[test]
+fn value_and_array_are_shared_with_children_in_turn() {
+    watchdog(60, || {
+        let n = Value::new(1i32).unwrap();
+        let a = Array::from_slice(&(0..10).collect::<Vec<i32>>()).unwrap();
+        for round in 1..=2 {
+            let mut p = Process::new(times_ten, (n.clone(), a.clone()))
+                .start()
+                .unwrap();
+            p.join().unwrap();
+            assert_eq!(n.get(), 1 + round);
+            let k = 10i32.pow(round as u32);
+            assert_eq!(a.to_vec(), (0..10).map(|i| i * k).collect::<Vec<_>>());
+        }
+    });
+}
+
+/// Out-of-range access inside a child is an error value there, never a panic.
+fn poke(a: Array<u8>) -> (Option<u8>, bool, Option<u8>) {
+    let set_ok = a.set(a.len(), 1).is_ok();
+    (a.get(a.len()), set_ok, a.get(a.len() - 1))
+}
+
+#[test]
+fn out_of_range_in_a_child_is_not_a_panic() {
+    watchdog(60, || {
+        let a = Array::from_slice(&[1u8, 2, 3]).unwrap();
+        let mut p = Process::new(poke, a).start().unwrap();
+        assert_eq!(p.result().unwrap(), (None, false, Some(3)));
+    });
+}
+
+fn hold_value_forever((v, e): (Value<u32>, Event)) {
+    let mut g = v.lock().unwrap();
+    *g = 7; // a half-done update
+    e.set();
+    std::thread::sleep(Duration::from_secs(60));
+    drop(g);
+}
+
+#[test]
+fn value_owner_death_is_reported_and_the_lock_recovers() {
+    watchdog(60, || {
+        let v = Value::new(0u32).unwrap();
+        let e = Event::new().unwrap();
+        let mut p = Process::new(hold_value_forever, (v.clone(), e.clone()))
+            .daemon(true)
+            .start()
+            .unwrap();
+        assert!(
+            e.wait_timeout(Duration::from_secs(30)),
+            "child never locked"
+        );
+        assert!(v.try_lock().unwrap().is_none(), "held by a live child");
+        p.kill().unwrap();
+        p.join().unwrap();
+        let t = Instant::now();
+        match v.lock_timeout(Duration::from_secs(20)) {
+            Err(LockError::OwnerDied(g)) => assert_eq!(*g, 7),
+            other => panic!("expected OwnerDied, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // the lock is usable again, and clean
+        assert!(v.lock_timeout(Duration::from_secs(5)).unwrap().is_some());
+        assert_eq!(v.get(), 7);
+    });
+}
+
+fn array_owner_dies((a, e): (Array<u64>, Event)) {
+    let _g = a.lock().unwrap();
+    e.set();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn array_owner_death_is_reported() {
+    watchdog(60, || {
+        let a = Array::<u64>::zeroed(16).unwrap();
+        let e = Event::new().unwrap();
+        let mut p = Process::new(array_owner_dies, (a.clone(), e.clone()))
+            .daemon(true)
+            .start()
+            .unwrap();
+        assert!(e.wait_timeout(Duration::from_secs(30)));
+        p.kill().unwrap();
+        p.join().unwrap();
+        let r = a.lock_timeout(Duration::from_secs(20));
+        assert!(matches!(r, Err(LockError::OwnerDied(_))), "{r:?}");
+        drop(r);
+        assert_eq!(a.to_vec(), vec![0; 16]);
+    });
+}
+
+fn atomic_adds(a: RawArray<u32>) {
+    let cell = a.atomic_u32(1).unwrap();
+    for _ in 0..N {
+        cell.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn raw_array_atomics_count_exactly() {
+    watchdog(60, || {
+        let a = RawArray::<u32>::zeroed(2).unwrap();
+        let mut ps: Vec<_> = (0..2)
+            .map(|_| Process::new(atomic_adds, a.clone()).start().unwrap())
+            .collect();
+        for p in &mut ps {
+            p.join().unwrap();
+        }
+        assert_eq!(
+            a.atomic_u32(1).unwrap().load(Ordering::SeqCst),
+            2 * N as u32
+        );
+        assert_eq!(a.atomic_u32(0).unwrap().load(Ordering::SeqCst), 0);
+        assert!(a.atomic_u32(2).is_none());
+        assert!(a.atomic_u64(0).is_none());
+    });
+}
+
+fn raw_writer((v, a): (RawValue<f64>, RawArray<i16>)) {
+    // SAFETY: the parent does not touch the memory until it has joined this process.
+    unsafe {
+        assert!(v.view().write(0, 2.5));
+        for i in 0..a.len() {
+            let x = a.view().read(i).unwrap();
+            a.view().write(i, -x);
+        }
+        assert!(!a.view().write(a.len(), 1));
+    }
+}
+
+#[test]
+fn raw_value_and_array_unsafe_access_across_processes() {
+    watchdog(60, || {
+        let v = RawValue::new(0.0f64).unwrap();
+        let a = RawArray::from_slice(&[1i16, -2, 3]).unwrap();
+        let mut p = Process::new(raw_writer, (v.clone(), a.clone()))
+            .start()
+            .unwrap();
+        assert!(p.join().unwrap().success());
+        // SAFETY: the only other process has exited.
+        unsafe {
+            assert_eq!(v.view().read(0), Some(2.5));
+            assert_eq!(a.view().as_mut_slice(), &[-1, 2, -3]);
+        }
+        assert_eq!(
+            f64::from_bits(v.atomic_u64().unwrap().load(Ordering::SeqCst)),
+            2.5
+        );
+    });
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Get(usize),
+    Set(usize, i64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..80).prop_map(Op::Get),
+        (0usize..80, any::<i64>()).prop_map(|(i, v)| Op::Set(i, v)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn array_indexing_matches_a_vec(
+        init in proptest::collection::vec(any::<i64>(), 0..40),
+        ops in proptest::collection::vec(op(), 0..60),
+    ) {
+        let a = Array::from_slice(&init).unwrap();
+        let mut model = init.clone();
+        prop_assert_eq!(a.len(), model.len());
+        prop_assert_eq!(a.is_empty(), model.is_empty());
+        for op in ops {
+            match op {
+                Op::Get(i) => prop_assert_eq!(a.get(i), model.get(i).copied()),
+                Op::Set(i, v) => {
+                    let r = a.set(i, v);
+                    match model.get_mut(i) {
+                        Some(x) => {
+                            prop_assert!(r.is_ok());
+                            *x = v;
+                        }
+                        None => {
+                            let in_range = matches!(
+                                r,
+                                Err(Error::OutOfRange { index, len }) if index == i && len == model.len()
+                            );
+                            prop_assert!(in_range);
+                        }
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(a.to_vec(), model.clone());
+        prop_assert_eq!(&*a.lock().unwrap(), &model[..]);
+        let raw = RawArray::from_slice(&init).unwrap();
+        for i in 0..80 {
+            // SAFETY: this is the only handle; no concurrent access.
+            prop_assert_eq!(unsafe { raw.view().read(i) }, init.get(i).copied());
+            prop_assert_eq!(raw.atomic_u64(i).is_some(), i < init.len());
+        }
+    }
+}

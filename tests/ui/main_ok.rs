@@ -1,0 +1,4 @@
+#[procactor::main]
+fn main() {
+    let _ = procactor::current_process();
+}

@@ -1,0 +1,2 @@
+#[procactor::main(fast)]
+fn main() {}

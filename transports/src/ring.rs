@@ -1,0 +1,1017 @@
+//! A multi-producer multi-consumer byte ring in shared memory: the body of a `Queue`.
+//!
+//! One [`ShmRegion`] holds a one-page header and a power-of-two byte ring. Messages are
+//! *records* `[u32 header][bytes]`; the header holds the record's length and two flags:
+//! `MORE` (another piece of the same message follows) and `ABORT` (the message being
+//! streamed is abandoned; the reader drops what it gathered).
+//!
+//! # Protocol
+//!
+//! - A robust **writer lock** serializes writers among themselves and a robust **reader
+//!   lock** readers among themselves ([`crate::robust`]). Between the one writer and the
+//!   one reader holding them the ring is a lock-free SPSC ring: the writer copies bytes
+//!   past `tail` and publishes them with a release store of `tail`; the reader copies
+//!   bytes from `head` and frees them with a release store of `head`.
+//! - A message whose record fits in the ring is written as one record. A larger one is
+//!   **streamed**: pieces of at most half the ring, each but the last flagged `MORE`,
+//!   while the writer keeps its lock; the reader keeps its lock and reassembles them.
+//!   Two messages never interleave. A streaming writer always leaves 4 bytes free after
+//!   each piece, so that an `ABORT` record can always be written (by itself on timeout,
+//!   or by whoever recovers the lock after its death).
+//! - **Blocking** costs no system call when nobody sleeps: a side that must wait spins a
+//!   few tens of microseconds (adaptive), yields, then registers in a waiter count and
+//!   sleeps on a futex sequence word; the other side bumps the word and wakes only when
+//!   the waiter count is non-zero (the count increment and the `tail`/`head` store are
+//!   ordered by `SeqCst` fences, so a wake-up is never missed).
+//! - **Bounded** rings (`maxsize > 0`) count messages: `written` (by the writer) minus
+//!   `read` (by the reader). A writer waits while that difference is `maxsize`; since only
+//!   the writer-lock holder increments `written`, the ring never holds more than
+//!   `maxsize` messages.
+//!
+//! # A process killed in the middle: recovery, not `Broken`
+//!
+//! Every change of a side's shared state (`tail, written, writing-partial` for the
+//! writer; `head, read, reading-partial` for the reader) goes through a small **journal**:
+//! the new values are written, a `state` word is set, the values are applied, `state` is
+//! cleared (with release fences between the steps). Bytes past `tail` are invisible until
+//! `tail` moves, and a reader only moves `head` after copying a whole record. So at any
+//! instant a side's shared state is either the old or the new committed state, or
+//! `state == 1` with the full new state in the journal. When a lock is taken over from a
+//! dead owner ([`Acquired::OwnerDied`]) the new owner re-applies a pending journal and
+//! then:
+//! - writer side: if a streamed message was half written, it appends an `ABORT` record
+//!   (there is always room for it, see above); readers drop the partial message;
+//! - reader side: if a streamed message was half read, the new reader discards its
+//!   remaining pieces (the message is lost, as if the dead reader had taken it).
+//!
+//! A reader waiting for the next piece of a streamed message checks that the writer is
+//! alive and performs the writer-side recovery itself if it is not. Hence no process ever
+//! sees a torn message and no process waits forever for a dead one; the ring stays usable.
+//! Only a header that breaks the ring's invariants (a record longer than the data
+//! available, `tail - head` larger than the ring — which only memory corruption or a
+//! hostile peer can produce) marks the ring **broken**: every later operation then
+//! returns `Broken`.
+//!
+//! # Producers
+//!
+//! The header also keeps a registry of *producer* processes (pid and handle count) so
+//! that a reader can tell that nobody can write any more ([`Ring::producers_alive`]): a
+//! slot whose process has died counts as gone. A process id reused by an unrelated
+//! process after the producer died counts as alive until that process exits.
+//!
+//! # Examples
+//!
+//! ```
+//! use procactor_transports::ring::Ring;
+//!
+//! let w = Ring::create(4096, 0).unwrap();
+//! let r = Ring::open(w.try_clone_fd().unwrap()).unwrap(); // e.g. in another process
+//! w.push(b"hello", None).unwrap();
+//! let mut buf = Vec::new();
+//! r.pop(&mut buf, None, false).unwrap();
+//! assert_eq!(buf, b"hello");
+//! ```
+
+use crate::futex::{self, WaitOutcome};
+use crate::robust::{self, Acquired};
+use crate::shm::ShmRegion;
+use crate::{BorrowedFd, OwnedFd};
+use std::io;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const MAGIC: u32 = 0x5052_5131; // "PRQ1"
+const HEADER: usize = 4096;
+
+// line 0: constants
+const OFF_MAGIC: usize = 0;
+const OFF_CAP: usize = 8;
+const OFF_MAXSIZE: usize = 16;
+const OFF_BROKEN: usize = 24;
+// line 1: writer state + journal
+const OFF_TAIL: usize = 64;
+const OFF_WRITTEN: usize = 72;
+const OFF_WPARTIAL: usize = 80;
+const OFF_JW_STATE: usize = 88;
+const OFF_JW_TAIL: usize = 96;
+const OFF_JW_WRITTEN: usize = 104;
+const OFF_JW_WPARTIAL: usize = 112;
+// line 2: reader state + journal
+const OFF_HEAD: usize = 128;
+const OFF_READ: usize = 136;
+const OFF_RPARTIAL: usize = 144;
+const OFF_JR_STATE: usize = 152;
+const OFF_JR_HEAD: usize = 160;
+const OFF_JR_READ: usize = 168;
+const OFF_JR_RPARTIAL: usize = 176;
+// line 3/4: wake-up words
+const OFF_DATA_SEQ: usize = 192;
+const OFF_READERS_WAITING: usize = 196;
+const OFF_SPACE_SEQ: usize = 256;
+const OFF_WRITERS_WAITING: usize = 260;
+// line 5/6: locks
+const OFF_WLOCK: usize = 320;
+const OFF_RLOCK: usize = 384;
+// line 7: task counter (JoinableQueue)
+const OFF_UNFINISHED: usize = 448;
+const OFF_JOIN_SEQ: usize = 456;
+const OFF_JOIN_WAITERS: usize = 460;
+// line 8..: producer registry; slot 0 is the overflow counter
+const OFF_SLOTS: usize = 512;
+const N_SLOTS: usize = (HEADER - OFF_SLOTS) / 8;
+
+const LEN_MASK: u32 = (1 << 30) - 1;
+const MORE: u32 = 1 << 30;
+const ABORT: u32 = 1 << 31;
+
+/// The smallest ring, in bytes.
+pub const MIN_CAPACITY: usize = 64;
+/// The largest ring, in bytes (record lengths have 30 bits).
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+/// Why a [`Ring::push`] did not happen. Nothing of the message is visible to readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// No room (bytes or `maxsize`) before the deadline, or the writer lock stayed busy.
+    Full,
+    /// The ring's shared state is corrupt; every later operation fails the same way.
+    Broken,
+}
+
+/// Why a [`Ring::pop`] returned no message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopError {
+    /// Nothing arrived before the deadline.
+    Empty,
+    /// Nothing is left and no producer process is registered and alive.
+    Disconnected,
+    /// The ring's shared state is corrupt; every later operation fails the same way.
+    Broken,
+}
+
+/// One process's view of a shared byte ring. See the [module docs](self).
+///
+/// Cheap to share between threads (`&Ring` is enough for every operation); open the
+/// same ring in another process with [`Ring::open`] on a descriptor from
+/// [`Ring::try_clone_fd`].
+pub struct Ring {
+    region: ShmRegion,
+    cap: u64,
+    mask: u64,
+    /// Process-local lower bound of the shared `head` (it only grows): the writer
+    /// rereads the shared word only when this bound says the ring is too full.
+    cached_head: AtomicU64,
+    /// Process-local lower bound of the shared `tail`, for the reader.
+    cached_tail: AtomicU64,
+    /// Adaptive spin budget in microseconds.
+    spin_us: AtomicU32,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("capacity", &self.cap)
+            .field("maxsize", &self.maxsize())
+            .field("len", &self.len())
+            .field("broken", &self.is_broken())
+            .finish()
+    }
+}
+
+const SPIN_MIN_US: u32 = 2;
+const SPIN_MAX_US: u32 = 50;
+
+impl Ring {
+    /// Creates a ring of `capacity` bytes (rounded up to a power of two, at least
+    /// [`MIN_CAPACITY`]) holding at most `maxsize` messages (`0`: no message limit).
+    ///
+    /// # Errors
+    ///
+    /// `capacity` above [`MAX_CAPACITY`], or the kernel refusing the memory.
+    pub fn create(capacity: usize, maxsize: u64) -> io::Result<Ring> {
+        if capacity > MAX_CAPACITY {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("ring capacity {capacity} above the maximum {MAX_CAPACITY}"),
+            ));
+        }
+        let cap = capacity.max(MIN_CAPACITY).next_power_of_two();
+        let region = ShmRegion::create("queue", HEADER + cap)?;
+        region
+            .atomic_u64(OFF_CAP)
+            .store(cap as u64, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_MAXSIZE)
+            .store(maxsize, Ordering::Relaxed);
+        region.atomic_u32(OFF_MAGIC).store(MAGIC, Ordering::Release);
+        Ok(Self::from_region(region, cap as u64))
+    }
+
+    /// Opens a ring created by [`Ring::create`] (in this or another process) from its
+    /// memory file's descriptor.
+    ///
+    /// # Errors
+    ///
+    /// The descriptor is not a ring's memory (wrong magic, impossible capacity for the
+    /// mapping's size) or cannot be mapped.
+    pub fn open(fd: OwnedFd) -> io::Result<Ring> {
+        let region = ShmRegion::from_fd(fd)?;
+        let bad =
+            |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("not a queue ring: {m}"));
+        if region.len() < HEADER + MIN_CAPACITY {
+            return Err(bad("region too small"));
+        }
+        if region.atomic_u32(OFF_MAGIC).load(Ordering::Acquire) != MAGIC {
+            return Err(bad("wrong magic number"));
+        }
+        let cap = region.atomic_u64(OFF_CAP).load(Ordering::Relaxed);
+        if !cap.is_power_of_two()
+            || cap < MIN_CAPACITY as u64
+            || cap > MAX_CAPACITY as u64
+            || HEADER as u64 + cap > region.len() as u64
+        {
+            return Err(bad("impossible capacity"));
+        }
+        Ok(Self::from_region(region, cap))
+    }
+
+    fn from_region(region: ShmRegion, cap: u64) -> Ring {
+        Ring {
+            region,
+            cap,
+            mask: cap - 1,
+            cached_head: AtomicU64::new(0),
+            cached_tail: AtomicU64::new(0),
+            spin_us: AtomicU32::new(SPIN_MAX_US),
+        }
+    }
+
+    /// The memory file's descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.region.fd()
+    }
+
+    /// A new descriptor for the ring's memory (to hand to another process).
+    ///
+    /// # Errors
+    ///
+    /// Out of descriptors.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.region.try_clone_fd()
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// The message limit (`0`: none).
+    pub fn maxsize(&self) -> u64 {
+        self.u64(OFF_MAXSIZE).load(Ordering::Relaxed)
+    }
+
+    /// Messages in the ring (a streamed message counts from its first piece).
+    /// Advisory: other processes change it at any time.
+    pub fn len(&self) -> u64 {
+        let read = self.u64(OFF_READ).load(Ordering::Acquire);
+        let written = self.u64(OFF_WRITTEN).load(Ordering::Acquire);
+        written.saturating_sub(read)
+    }
+
+    /// Whether no message is in the ring (advisory).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a `push` would have to wait now: `maxsize` messages are in the ring, or
+    /// (unbounded) fewer than 8 bytes are free (advisory).
+    pub fn is_full(&self) -> bool {
+        let max = self.maxsize();
+        if max > 0 {
+            return self.len() >= max;
+        }
+        let used = self
+            .u64(OFF_TAIL)
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.u64(OFF_HEAD).load(Ordering::Acquire));
+        self.cap.saturating_sub(used) < 8
+    }
+
+    /// Whether the ring was found corrupt (every operation then fails).
+    pub fn is_broken(&self) -> bool {
+        self.u32(OFF_BROKEN).load(Ordering::Acquire) != 0
+    }
+
+    fn set_broken(&self) {
+        self.u32(OFF_BROKEN).store(1, Ordering::Release);
+        for w in [OFF_DATA_SEQ, OFF_SPACE_SEQ] {
+            self.u32(w).fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(self.u32(w));
+        }
+    }
+
+    fn u32(&self, off: usize) -> &AtomicU32 {
+        self.region.atomic_u32(off)
+    }
+
+    fn u64(&self, off: usize) -> &AtomicU64 {
+        self.region.atomic_u64(off)
+    }
+
+    // ---------------------------------------------------------------- byte copies
+
+    /// Copies `src` into the ring at logical position `pos`, wrapping at the end.
+    fn copy_in(&self, pos: u64, src: &[u8]) {
+        debug_assert!(src.len() as u64 <= self.cap);
+        let idx = (pos & self.mask) as usize;
+        let first = src.len().min(self.cap as usize - idx);
+        let base = self.region.as_ptr();
+        // SAFETY: `HEADER + cap <= region.len()` (checked at create/open) and
+        // `idx + first <= cap`, `src.len() - first <= cap` (we never copy more than the
+        // ring's size), so both destinations lie inside the mapping, which lives as long
+        // as `self`. No Rust reference to the ring bytes exists anywhere (all access is by
+        // raw copies), so this write aliases nothing; the bytes lie outside
+        // `[head, tail)` and we hold the writer lock, so no reader is entitled to read
+        // them yet. A misbehaving process writing concurrently could only garble bytes,
+        // which the layer above rejects when decoding.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(HEADER + idx), first);
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr().add(first),
+                base.add(HEADER),
+                src.len() - first,
+            );
+        }
+    }
+
+    /// Copies `dst.len()` bytes out of the ring from logical position `pos`.
+    fn copy_out(&self, pos: u64, dst: &mut [u8]) {
+        debug_assert!(dst.len() as u64 <= self.cap);
+        let idx = (pos & self.mask) as usize;
+        let first = dst.len().min(self.cap as usize - idx);
+        let base = self.region.as_ptr();
+        // SAFETY: bounds as in `copy_in`: both sources lie in `HEADER..HEADER + cap`
+        // inside the live mapping; `dst` is a distinct local buffer. The bytes were
+        // published by the writer's release store of `tail`, which we loaded with acquire.
+        unsafe {
+            std::ptr::copy_nonoverlapping(base.add(HEADER + idx), dst.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(
+                base.add(HEADER),
+                dst.as_mut_ptr().add(first),
+                dst.len() - first,
+            );
+        }
+    }
+
+    fn read_u32_at(&self, pos: u64) -> u32 {
+        let mut b = [0u8; 4];
+        self.copy_out(pos, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    // ---------------------------------------------------------------- journals
+
+    fn w_commit(&self, tail: u64, written: u64, partial: u64) {
+        self.u64(OFF_JW_TAIL).store(tail, Ordering::Relaxed);
+        self.u64(OFF_JW_WRITTEN).store(written, Ordering::Relaxed);
+        self.u64(OFF_JW_WPARTIAL).store(partial, Ordering::Relaxed);
+        self.u64(OFF_JW_STATE).store(1, Ordering::Release);
+        fence(Ordering::Release);
+        self.w_apply(tail, written, partial);
+        fence(Ordering::Release);
+        self.u64(OFF_JW_STATE).store(0, Ordering::Release);
+        // Pairs with the reader's waiter-count increment: either it sees the new tail,
+        // or we see its count and wake it.
+        fence(Ordering::SeqCst);
+        if self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) > 0 {
+            self.u32(OFF_DATA_SEQ).fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(self.u32(OFF_DATA_SEQ));
+        }
+    }
+
+    fn w_apply(&self, tail: u64, written: u64, partial: u64) {
+        self.u64(OFF_WRITTEN).store(written, Ordering::Relaxed);
+        self.u64(OFF_WPARTIAL).store(partial, Ordering::Relaxed);
+        self.u64(OFF_TAIL).store(tail, Ordering::Release);
+    }
+
+    fn r_commit(&self, head: u64, read: u64, partial: u64) {
+        self.u64(OFF_JR_HEAD).store(head, Ordering::Relaxed);
+        self.u64(OFF_JR_READ).store(read, Ordering::Relaxed);
+        self.u64(OFF_JR_RPARTIAL).store(partial, Ordering::Relaxed);
+        self.u64(OFF_JR_STATE).store(1, Ordering::Release);
+        fence(Ordering::Release);
+        self.r_apply(head, read, partial);
+        fence(Ordering::Release);
+        self.u64(OFF_JR_STATE).store(0, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
+            self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(self.u32(OFF_SPACE_SEQ));
+        }
+    }
+
+    fn r_apply(&self, head: u64, read: u64, partial: u64) {
+        self.u64(OFF_RPARTIAL).store(partial, Ordering::Relaxed);
+        self.u64(OFF_READ).store(read, Ordering::Release);
+        self.u64(OFF_HEAD).store(head, Ordering::Release);
+    }
+
+    /// Called with the writer lock held after taking it over from a dead owner (or when a
+    /// reader suspects the writer died): finish a pending journal, abort a half-streamed
+    /// message. Returns `false` if the state is inconsistent (ring marked broken).
+    fn recover_writer(&self) -> bool {
+        if self.u64(OFF_JW_STATE).load(Ordering::Acquire) == 1 {
+            let t = self.u64(OFF_JW_TAIL).load(Ordering::Relaxed);
+            let w = self.u64(OFF_JW_WRITTEN).load(Ordering::Relaxed);
+            let p = self.u64(OFF_JW_WPARTIAL).load(Ordering::Relaxed);
+            self.w_apply(t, w, p);
+            fence(Ordering::Release);
+            self.u64(OFF_JW_STATE).store(0, Ordering::Release);
+        }
+        if self.u64(OFF_WPARTIAL).load(Ordering::Relaxed) != 0 {
+            let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
+            let head = self.u64(OFF_HEAD).load(Ordering::Acquire);
+            let used = tail.wrapping_sub(head);
+            if used > self.cap || self.cap - used < 4 {
+                self.set_broken();
+                return false;
+            }
+            self.copy_in(tail, &ABORT.to_le_bytes());
+            let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+            self.w_commit(tail + 4, written, 0);
+        }
+        true
+    }
+
+    fn recover_reader(&self) {
+        if self.u64(OFF_JR_STATE).load(Ordering::Acquire) == 1 {
+            let h = self.u64(OFF_JR_HEAD).load(Ordering::Relaxed);
+            let r = self.u64(OFF_JR_READ).load(Ordering::Relaxed);
+            let p = self.u64(OFF_JR_RPARTIAL).load(Ordering::Relaxed);
+            self.r_apply(h, r, p);
+            fence(Ordering::Release);
+            self.u64(OFF_JR_STATE).store(0, Ordering::Release);
+        }
+        // a half-read message is discarded by `pop_locked` (it sees `rpartial`)
+    }
+
+    // ---------------------------------------------------------------- waiting
+
+    /// Spins (adaptive budget), yields, then sleeps on `seq` until `ready()` holds or
+    /// `until` passes. Returns whether `ready()` held.
+    fn wait_for(
+        &self,
+        ready: &mut dyn FnMut() -> bool,
+        seq_off: usize,
+        waiters_off: usize,
+        until: Option<Instant>,
+    ) -> bool {
+        let budget = self.spin_us.load(Ordering::Relaxed);
+        let start = Instant::now();
+        let spin_end = start + Duration::from_micros(u64::from(budget));
+        let mut n = 0u32;
+        loop {
+            if ready() {
+                self.spin_us.store(
+                    (budget * 2).clamp(SPIN_MIN_US, SPIN_MAX_US),
+                    Ordering::Relaxed,
+                );
+                return true;
+            }
+            n += 1;
+            if n % 32 == 0 {
+                let now = Instant::now();
+                if now >= spin_end || until.is_some_and(|u| now >= u) {
+                    break;
+                }
+            }
+            std::hint::spin_loop();
+        }
+        self.spin_us.store(
+            (budget / 2).clamp(SPIN_MIN_US, SPIN_MAX_US),
+            Ordering::Relaxed,
+        );
+        for _ in 0..2 {
+            std::thread::yield_now();
+            if ready() {
+                return true;
+            }
+        }
+        let seq = self.u32(seq_off);
+        let waiters = self.u32(waiters_off);
+        waiters.fetch_add(1, Ordering::SeqCst);
+        let s = seq.load(Ordering::SeqCst);
+        let ok = if ready() {
+            true
+        } else {
+            let deadline = until.map(|u| u.max(Instant::now()));
+            futex::wait(seq, s, deadline);
+            ready()
+        };
+        waiters.fetch_sub(1, Ordering::SeqCst);
+        ok
+    }
+
+    // ---------------------------------------------------------------- push
+
+    /// Appends `msg` as one message, waiting until `deadline` (`None`: forever) for the
+    /// writer lock and for room. A message larger than the ring is streamed through it
+    /// (this needs a reader taking it meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// [`PushError::Full`] when the deadline passed first (nothing of `msg` is visible:
+    /// a stream cut short is aborted), [`PushError::Broken`].
+    pub fn push(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+        if self.is_broken() {
+            return Err(PushError::Broken);
+        }
+        let wlock = self.u32(OFF_WLOCK);
+        match robust::lock(wlock, deadline) {
+            None => return Err(PushError::Full),
+            Some(Acquired::Clean) => {}
+            Some(Acquired::OwnerDied) => {
+                // taken over from a dead writer: finish its journal, abort its stream
+                if !self.recover_writer() {
+                    robust::unlock(wlock);
+                    return Err(PushError::Broken);
+                }
+            }
+        }
+        let r = self.push_locked(msg, deadline);
+        robust::unlock(wlock);
+        r
+    }
+
+    fn free_bytes(&self, tail: u64) -> Result<u64, PushError> {
+        let mut head = self.cached_head.load(Ordering::Relaxed);
+        let mut used = tail.wrapping_sub(head);
+        if used > self.cap || self.cap - used < 8 {
+            head = self.u64(OFF_HEAD).load(Ordering::Acquire);
+            self.cached_head.store(head, Ordering::Relaxed);
+            used = tail.wrapping_sub(head);
+            if used > self.cap {
+                self.set_broken();
+                return Err(PushError::Broken);
+            }
+        }
+        Ok(self.cap - used)
+    }
+
+    fn fresh_free(&self, tail: u64) -> Result<u64, PushError> {
+        let head = self.u64(OFF_HEAD).load(Ordering::Acquire);
+        self.cached_head.store(head, Ordering::Relaxed);
+        let used = tail.wrapping_sub(head);
+        if used > self.cap {
+            self.set_broken();
+            return Err(PushError::Broken);
+        }
+        Ok(self.cap - used)
+    }
+
+    fn slot_free(&self, written: u64) -> bool {
+        let max = self.maxsize();
+        max == 0 || written.wrapping_sub(self.u64(OFF_READ).load(Ordering::Acquire)) < max
+    }
+
+    /// Waits until `need` bytes are free (and, if `new_msg`, a message slot), or `until`.
+    fn wait_room(
+        &self,
+        tail: u64,
+        written: u64,
+        need: u64,
+        new_msg: bool,
+        until: Option<Instant>,
+    ) -> Result<bool, PushError> {
+        let ok = |s: &Self| -> Result<bool, PushError> {
+            Ok(s.free_bytes(tail)? >= need && (!new_msg || s.slot_free(written)))
+        };
+        if ok(self)? {
+            return Ok(true);
+        }
+        loop {
+            if self.is_broken() {
+                return Err(PushError::Broken);
+            }
+            let mut err = None;
+            let mut ready = || match (self.fresh_free(tail), new_msg) {
+                (Ok(f), true) => f >= need && self.slot_free(written),
+                (Ok(f), false) => f >= need,
+                (Err(e), _) => {
+                    err = Some(e);
+                    true
+                }
+            };
+            // sleep in slices so that a broken flag is noticed
+            let slice = Instant::now() + Duration::from_millis(100);
+            let until_now = Some(until.map_or(slice, |u| u.min(slice)));
+            let got = self.wait_for(&mut ready, OFF_SPACE_SEQ, OFF_WRITERS_WAITING, until_now);
+            if let Some(e) = err {
+                return Err(e);
+            }
+            if got {
+                return Ok(true);
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(false);
+            }
+        }
+    }
+
+    fn push_locked(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+        let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
+        let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+        let total = 4 + msg.len() as u64;
+        if total <= self.cap && msg.len() as u64 <= u64::from(LEN_MASK) {
+            if !self.wait_room(tail, written, total, true, deadline)? {
+                return Err(PushError::Full);
+            }
+            self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+            self.copy_in(tail + 4, msg);
+            self.w_commit(tail + total, written + 1, 0);
+            return Ok(());
+        }
+        // stream: pieces of at most half the ring, always leaving 4 bytes free
+        let half = self.cap / 2;
+        let mut tail = tail;
+        let mut off = 0usize;
+        let mut first = true;
+        while off < msg.len() || first {
+            let left = (msg.len() - off) as u64;
+            let want = left.min(half - 8) + 8;
+            let got = self.wait_room(tail, written, want, first, deadline)?;
+            if !got {
+                // Deadline: at the first piece nothing was written; later, abort.
+                if !first {
+                    // the 4 reserved bytes are free (invariant)
+                    self.copy_in(tail, &ABORT.to_le_bytes());
+                    self.w_commit(tail + 4, written + 1, 0);
+                }
+                return Err(PushError::Full);
+            }
+            let free = self.free_bytes(tail)?;
+            let chunk = left.min(free - 8).min(half) as usize;
+            let last = off + chunk == msg.len();
+            let hdr = chunk as u32 | if last { 0 } else { MORE };
+            self.copy_in(tail, &hdr.to_le_bytes());
+            self.copy_in(tail + 4, &msg[off..off + chunk]);
+            tail += 4 + chunk as u64;
+            off += chunk;
+            first = false;
+            self.w_commit(tail, written + 1, u64::from(!last));
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- pop
+
+    /// Takes the next message into `out` (cleared first), waiting until `deadline`
+    /// (`None`: forever). With `disconnect`, returns [`PopError::Disconnected`] instead of
+    /// waiting when the ring is empty and no producer is alive.
+    ///
+    /// Once the first piece of a streamed message has been taken, the rest is awaited
+    /// past the deadline (the writer is streaming it right now; if it dies, the message
+    /// is aborted and dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`PopError::Empty`] on timeout, [`PopError::Disconnected`], [`PopError::Broken`].
+    pub fn pop(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        disconnect: bool,
+    ) -> Result<(), PopError> {
+        if self.is_broken() {
+            return Err(PopError::Broken);
+        }
+        let rlock = self.u32(OFF_RLOCK);
+        match robust::lock(rlock, deadline) {
+            None => return Err(PopError::Empty),
+            Some(Acquired::Clean) => {}
+            Some(Acquired::OwnerDied) => {
+                // taken over from a dead reader: finish its journal (a half-read
+                // message is then discarded by `pop_locked`)
+                self.recover_reader();
+            }
+        }
+        let r = self.pop_locked(out, deadline, disconnect);
+        robust::unlock(rlock);
+        r
+    }
+
+    fn avail(&self, head: u64) -> Result<u64, PopError> {
+        let mut tail = self.cached_tail.load(Ordering::Relaxed);
+        let mut n = tail.wrapping_sub(head);
+        if n > self.cap || n < 4 {
+            tail = self.u64(OFF_TAIL).load(Ordering::Acquire);
+            self.cached_tail.store(tail, Ordering::Relaxed);
+            n = tail.wrapping_sub(head);
+            if n > self.cap {
+                self.set_broken();
+                return Err(PopError::Broken);
+            }
+        }
+        Ok(n)
+    }
+
+    fn pop_locked(
+        &self,
+        out: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        disconnect: bool,
+    ) -> Result<(), PopError> {
+        out.clear();
+        let mut head = self.u64(OFF_HEAD).load(Ordering::Relaxed);
+        let mut read = self.u64(OFF_READ).load(Ordering::Relaxed);
+        // a predecessor died in the middle of a streamed message: drop the rest of it
+        let mut discarding = self.u64(OFF_RPARTIAL).load(Ordering::Relaxed) != 0;
+        let mut in_msg = discarding;
+        loop {
+            if self.is_broken() {
+                return Err(PopError::Broken);
+            }
+            let n = self.avail(head)?;
+            if n >= 4 {
+                let hdr = self.read_u32_at(head);
+                let len = u64::from(hdr & LEN_MASK);
+                if len > n - 4 || (hdr & ABORT != 0 && (len != 0 || hdr & MORE != 0)) {
+                    self.set_broken();
+                    return Err(PopError::Broken);
+                }
+                if hdr & ABORT != 0 {
+                    // the writer abandoned (or died in) the message: drop it
+                    head += 4;
+                    read += 1;
+                    self.r_commit(head, read, 0);
+                    out.clear();
+                    discarding = false;
+                    in_msg = false;
+                    continue;
+                }
+                if !discarding {
+                    let at = out.len();
+                    out.resize(at + len as usize, 0);
+                    self.copy_out(head + 4, &mut out[at..]);
+                }
+                head += 4 + len;
+                if hdr & MORE != 0 {
+                    self.r_commit(head, read, 1);
+                    in_msg = true;
+                    continue;
+                }
+                read += 1;
+                self.r_commit(head, read, 0);
+                if discarding {
+                    discarding = false;
+                    in_msg = false;
+                    out.clear();
+                    continue;
+                }
+                return Ok(());
+            }
+            self.wait_data(head, in_msg, deadline, disconnect)?;
+        }
+    }
+
+    /// Waits for at least one record header past `head`. Mid-message: no deadline, but
+    /// the writer's liveness is checked. Otherwise: `Empty` at the deadline,
+    /// `Disconnected` when asked for and no producer is alive.
+    fn wait_data(
+        &self,
+        head: u64,
+        in_msg: bool,
+        deadline: Option<Instant>,
+        disconnect: bool,
+    ) -> Result<(), PopError> {
+        let mut slice = Duration::from_millis(5);
+        loop {
+            if self.is_broken() {
+                return Err(PopError::Broken);
+            }
+            let mut ready = || {
+                let t = self.u64(OFF_TAIL).load(Ordering::Acquire);
+                let n = t.wrapping_sub(head);
+                n >= 4 || n > self.cap || self.is_broken()
+            };
+            let now = Instant::now();
+            let limit = if in_msg { None } else { deadline };
+            if limit.is_some_and(|d| now >= d) {
+                if disconnect && !self.producers_alive(robust::my_id()) && !ready() {
+                    return Err(PopError::Disconnected);
+                }
+                return Err(PopError::Empty);
+            }
+            let until = Some(limit.map_or(now + slice, |d| d.min(now + slice)));
+            if self.wait_for(&mut ready, OFF_DATA_SEQ, OFF_READERS_WAITING, until) {
+                return Ok(());
+            }
+            slice = (slice * 2).min(Duration::from_millis(100));
+            if in_msg {
+                self.check_writer_alive(head)?;
+            } else if disconnect && !self.producers_alive(robust::my_id()) {
+                // anything put before the last producer left is visible by now
+                if ready() {
+                    return Ok(());
+                }
+                return Err(PopError::Disconnected);
+            }
+        }
+    }
+
+    /// Mid-message with no data: if the writer lock's owner is dead, recover the writer
+    /// side (which aborts the half-streamed message).
+    fn check_writer_alive(&self, head: u64) -> Result<(), PopError> {
+        let wlock = self.u32(OFF_WLOCK);
+        let Some(acq) = robust::try_lock(wlock, true) else {
+            return Ok(()); // a live writer holds it: it is streaming to us
+        };
+        let ok = match acq {
+            Acquired::OwnerDied => self.recover_writer(),
+            Acquired::Clean => {
+                // Free lock while we are mid-message: fine if the rest (or an abort) is
+                // already there, or a pending journal says so; otherwise inconsistent.
+                let ok = self.recover_writer();
+                let t = self.u64(OFF_TAIL).load(Ordering::Acquire);
+                if ok && t.wrapping_sub(head) < 4 {
+                    self.set_broken();
+                    false
+                } else {
+                    ok
+                }
+            }
+        };
+        robust::unlock(wlock);
+        if ok {
+            Ok(())
+        } else {
+            Err(PopError::Broken)
+        }
+    }
+
+    // ---------------------------------------------------------------- producers
+
+    fn slot(&self, i: usize) -> &AtomicU64 {
+        self.u64(OFF_SLOTS + 8 * i)
+    }
+
+    /// Registers one producer handle held by process `pid`.
+    pub fn register_producer(&self, pid: u32) {
+        let p = u64::from(pid) << 32;
+        for pass in 0..2 {
+            // an existing slot of ours
+            for i in 1..N_SLOTS {
+                let s = self.slot(i);
+                let mut v = s.load(Ordering::Acquire);
+                while v >> 32 == u64::from(pid)
+                    && v & 0xffff_ffff != 0
+                    && v & 0xffff_ffff < 0xffff_ffff
+                {
+                    match s.compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire) {
+                        Ok(_) => return,
+                        Err(x) => v = x,
+                    }
+                }
+            }
+            // a free slot
+            for i in 1..N_SLOTS {
+                let s = self.slot(i);
+                if s.load(Ordering::Relaxed) == 0
+                    && s.compare_exchange(0, p | 1, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return;
+                }
+            }
+            if pass == 0 {
+                self.reclaim_dead(pid);
+            }
+        }
+        self.slot(0).fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Removes one producer handle of process `pid` (taken from the overflow counter if
+    /// `pid` has no slot), and wakes a waiting reader so it can notice a disconnection.
+    pub fn unregister_producer(&self, pid: u32) {
+        let done = 'found: {
+            for i in 1..N_SLOTS {
+                let s = self.slot(i);
+                let mut v = s.load(Ordering::Acquire);
+                while v >> 32 == u64::from(pid) && v & 0xffff_ffff != 0 {
+                    let new = if v & 0xffff_ffff == 1 { 0 } else { v - 1 };
+                    match s.compare_exchange(v, new, Ordering::AcqRel, Ordering::Acquire) {
+                        Ok(_) => break 'found true,
+                        Err(x) => v = x,
+                    }
+                }
+            }
+            false
+        };
+        if !done {
+            let o = self.slot(0);
+            let _ = o.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1));
+        }
+        fence(Ordering::SeqCst);
+        if self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) > 0 {
+            self.u32(OFF_DATA_SEQ).fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(self.u32(OFF_DATA_SEQ));
+        }
+    }
+
+    fn reclaim_dead(&self, me: u32) {
+        for i in 1..N_SLOTS {
+            let s = self.slot(i);
+            let v = s.load(Ordering::Acquire);
+            let pid = (v >> 32) as u32;
+            if v != 0 && pid != me && !crate::os::process_alive(pid) {
+                let _ = s.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether some producer handle may still put: one held by process `me` (the
+    /// caller), or by another process that is alive. Slots of dead processes are freed on
+    /// the way. Makes system calls (liveness checks) for other processes' slots.
+    pub fn producers_alive(&self, me: u32) -> bool {
+        if self.slot(0).load(Ordering::Acquire) > 0 {
+            return true;
+        }
+        let mut alive = false;
+        for i in 1..N_SLOTS {
+            let s = self.slot(i);
+            let v = s.load(Ordering::Acquire);
+            if v == 0 {
+                continue;
+            }
+            let pid = (v >> 32) as u32;
+            if pid == me || crate::os::process_alive(pid) {
+                alive = true;
+                if pid == me {
+                    break;
+                }
+            } else {
+                let _ = s.compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed);
+            }
+        }
+        alive
+    }
+
+    // ---------------------------------------------------------------- task counter
+
+    /// Adds one unfinished task (`JoinableQueue::put`, before the item is visible).
+    pub fn task_add(&self) {
+        self.u64(OFF_UNFINISHED).fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Removes one unfinished task; `false` (and no change) if there was none. Wakes
+    /// joiners when the count reaches zero.
+    pub fn task_done(&self) -> bool {
+        let r = self
+            .u64(OFF_UNFINISHED)
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
+        match r {
+            Err(_) => false,
+            Ok(prev) => {
+                if prev == 1 {
+                    self.u32(OFF_JOIN_SEQ).fetch_add(1, Ordering::SeqCst);
+                    if self.u32(OFF_JOIN_WAITERS).load(Ordering::SeqCst) > 0 {
+                        futex::wake_all(self.u32(OFF_JOIN_SEQ));
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Unfinished tasks (advisory).
+    pub fn unfinished(&self) -> u64 {
+        self.u64(OFF_UNFINISHED).load(Ordering::SeqCst)
+    }
+
+    /// Waits until the unfinished-task count is zero or `deadline` passes; whether it
+    /// reached zero.
+    pub fn task_join(&self, deadline: Option<Instant>) -> bool {
+        let seq = self.u32(OFF_JOIN_SEQ);
+        let waiters = self.u32(OFF_JOIN_WAITERS);
+        loop {
+            if self.unfinished() == 0 {
+                return true;
+            }
+            waiters.fetch_add(1, Ordering::SeqCst);
+            let s = seq.load(Ordering::SeqCst);
+            let r = if self.unfinished() == 0 {
+                WaitOutcome::Changed
+            } else {
+                futex::wait(seq, s, deadline)
+            };
+            waiters.fetch_sub(1, Ordering::SeqCst);
+            if r == WaitOutcome::TimedOut {
+                return self.unfinished() == 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,427 @@
+use super::*;
+use proptest::prelude::*;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn secs(s: u64) -> Option<Instant> {
+    Some(Instant::now() + Duration::from_secs(s))
+}
+
+fn ms(m: u64) -> Option<Instant> {
+    Some(Instant::now() + Duration::from_millis(m))
+}
+
+/// The pid of a process that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut c = std::process::Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+/// A message that says who wrote it and checks itself: `[writer, seq(8), pattern...]`.
+fn message(writer: u8, seq: u64, len: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(len.max(9));
+    m.push(writer);
+    m.extend_from_slice(&seq.to_le_bytes());
+    let mut x = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(writer);
+    while m.len() < len.max(9) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        m.push(x as u8);
+    }
+    m
+}
+
+fn check(m: &[u8]) -> (u8, u64) {
+    assert!(m.len() >= 9, "torn message of {} bytes", m.len());
+    let w = m[0];
+    let seq = u64::from_le_bytes(m[1..9].try_into().unwrap());
+    assert_eq!(m, &message(w, seq, m.len())[..], "torn or garbled message");
+    (w, seq)
+}
+
+#[test]
+fn small_messages_round_trip_in_order_including_empty() {
+    let r = Ring::create(256, 0).unwrap();
+    assert_eq!(r.capacity(), 256);
+    let mut out = Vec::new();
+    for i in 0..1000u32 {
+        let m = vec![i as u8; (i % 40) as usize];
+        r.push(&m, None).unwrap();
+        assert_eq!(r.len(), 1);
+        r.pop(&mut out, None, false).unwrap();
+        assert_eq!(out, m);
+    }
+    assert!(r.is_empty());
+}
+
+#[test]
+fn a_second_mapping_sees_the_same_ring() {
+    let a = Ring::create(4096, 0).unwrap();
+    let b = Ring::open(a.try_clone_fd().unwrap()).unwrap();
+    a.push(b"one", None).unwrap();
+    a.push(b"two", None).unwrap();
+    assert_eq!(b.len(), 2);
+    let mut out = Vec::new();
+    b.pop(&mut out, None, false).unwrap();
+    assert_eq!(out, b"one");
+    a.pop(&mut out, None, false).unwrap();
+    assert_eq!(out, b"two");
+}
+
+#[test]
+fn open_rejects_memory_that_is_not_a_ring() {
+    let r = ShmRegion::create("x", 8192).unwrap();
+    assert!(Ring::open(r.try_clone_fd().unwrap()).is_err());
+    let (p, _w) = rustix::pipe::pipe().unwrap();
+    assert!(Ring::open(p).is_err());
+    assert!(Ring::create(MAX_CAPACITY + 1, 0).is_err());
+}
+
+#[test]
+fn bounded_ring_refuses_past_maxsize_then_accepts() {
+    let r = Ring::create(4096, 3).unwrap();
+    for i in 0..3u8 {
+        r.push(&[i], Some(Instant::now())).unwrap();
+    }
+    assert!(r.is_full());
+    let t0 = Instant::now();
+    assert_eq!(r.push(b"x", ms(30)), Err(PushError::Full));
+    assert!(t0.elapsed() >= Duration::from_millis(30));
+    let mut out = Vec::new();
+    r.pop(&mut out, None, false).unwrap();
+    assert_eq!(out, [0]);
+    assert!(!r.is_full());
+    r.push(b"x", Some(Instant::now())).unwrap();
+    assert_eq!(r.len(), 3);
+}
+
+#[test]
+fn byte_full_ring_times_out_and_empty_ring_times_out() {
+    let r = Ring::create(64, 0).unwrap();
+    r.push(&[1; 40], None).unwrap();
+    assert_eq!(r.push(&[2; 40], ms(20)), Err(PushError::Full));
+    let mut out = Vec::new();
+    r.pop(&mut out, None, false).unwrap();
+    assert_eq!(r.pop(&mut out, ms(20), false), Err(PopError::Empty));
+    assert_eq!(
+        r.pop(&mut out, Some(Instant::now()), false),
+        Err(PopError::Empty)
+    );
+}
+
+#[test]
+fn messages_larger_than_the_ring_stream_between_threads() {
+    let r = Arc::new(Ring::create(64, 0).unwrap());
+    let w = r.clone();
+    let t = std::thread::spawn(move || {
+        for (i, len) in [0usize, 300, 61, 59, 60, 4096, 7, 100_000]
+            .into_iter()
+            .enumerate()
+        {
+            w.push(&message(1, i as u64, len), secs(20)).unwrap();
+        }
+    });
+    let mut out = Vec::new();
+    for i in 0..8u64 {
+        r.pop(&mut out, secs(20), false).unwrap();
+        assert_eq!(check(&out), (1, i));
+    }
+    t.join().unwrap();
+}
+
+#[test]
+fn a_stream_cut_short_by_a_timeout_is_aborted_and_never_seen() {
+    let r = Ring::create(256, 0).unwrap();
+    // nobody reads: the first piece goes in, then the deadline passes
+    assert_eq!(r.push(&message(1, 0, 1000), ms(20)), Err(PushError::Full));
+    r.push(&message(1, 1, 10), None).unwrap();
+    let mut out = Vec::new();
+    r.pop(&mut out, ms(100), false).unwrap();
+    assert_eq!(check(&out), (1, 1));
+    assert_eq!(r.len(), 0);
+}
+
+#[test]
+fn disconnected_needs_every_producer_gone() {
+    let r = Ring::create(256, 0).unwrap();
+    let me = robust::my_id();
+    let mut out = Vec::new();
+    assert_eq!(r.pop(&mut out, ms(10), true), Err(PopError::Disconnected));
+    r.register_producer(me);
+    r.register_producer(me);
+    assert_eq!(r.pop(&mut out, ms(10), true), Err(PopError::Empty));
+    r.push(b"last", None).unwrap();
+    r.unregister_producer(me);
+    r.unregister_producer(me);
+    // drained first, then disconnected
+    r.pop(&mut out, ms(10), true).unwrap();
+    assert_eq!(out, b"last");
+    assert_eq!(r.pop(&mut out, None, true), Err(PopError::Disconnected));
+    // a dead process's registration does not count (and is reclaimed)
+    r.register_producer(dead_pid());
+    assert!(!r.producers_alive(me));
+    assert_eq!(r.pop(&mut out, None, true), Err(PopError::Disconnected));
+    // without asking, an empty ring just times out
+    assert_eq!(r.pop(&mut out, ms(10), false), Err(PopError::Empty));
+}
+
+#[test]
+fn a_blocked_reader_is_woken_by_the_last_producer_leaving() {
+    let r = Arc::new(Ring::create(256, 0).unwrap());
+    // a live "other process": our parent (the test runner's parent shell / cargo)
+    r.register_producer(robust::my_id());
+    let r2 = r.clone();
+    let t = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        // the thread's own process is the producer, so it checks with a foreign id
+        let res = loop {
+            match r2.pop(&mut out, ms(20), false) {
+                Err(PopError::Empty) if r2.producers_alive(0) => continue,
+                other => break other,
+            }
+        };
+        (res, t0.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    r.unregister_producer(robust::my_id());
+    let (res, took) = t.join().unwrap();
+    assert_eq!(res, Err(PopError::Empty));
+    assert!(took < Duration::from_secs(5));
+    assert!(!r.producers_alive(0));
+}
+
+#[test]
+fn overflowing_the_producer_table_still_counts() {
+    let r = Ring::create(256, 0).unwrap();
+    let me = robust::my_id();
+    for _ in 0..3 {
+        r.register_producer(me);
+    }
+    assert_eq!(r.slot(0).load(Ordering::Relaxed), 0);
+    // fill every other slot with a live foreign pid (1: init)
+    for i in 1..N_SLOTS {
+        if r.slot(i).load(Ordering::Relaxed) == 0 {
+            r.slot(i).store((1u64 << 32) | 1, Ordering::Relaxed);
+        }
+    }
+    r.register_producer(me); // our own slot still exists: counted there
+    for i in 1..N_SLOTS {
+        if r.slot(i).load(Ordering::Relaxed) >> 32 == u64::from(me) {
+            r.slot(i).store((1u64 << 32) | 1, Ordering::Relaxed);
+        }
+    }
+    r.register_producer(me); // no slot of ours, none free, none dead: overflow
+    assert_eq!(r.slot(0).load(Ordering::Relaxed), 1);
+    assert!(r.producers_alive(0));
+    r.unregister_producer(me);
+    assert_eq!(r.slot(0).load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn writer_killed_mid_stream_is_recovered_by_the_reader() {
+    let r = Ring::create(64, 0).unwrap();
+    // a writer that wrote the first piece of a big message, then died holding the lock
+    let wl = r.u32(OFF_WLOCK);
+    robust::lock(wl, None).unwrap();
+    let first = message(7, 0, 100);
+    let hdr = 20u32 | MORE;
+    r.copy_in(0, &hdr.to_le_bytes());
+    r.copy_in(4, &first[..20]);
+    r.w_commit(24, 1, 1);
+    wl.store(dead_pid(), Ordering::SeqCst);
+    assert_eq!(r.len(), 1);
+    let mut out = Vec::new();
+    // the reader takes the piece, finds the writer dead, aborts the stream for it
+    assert_eq!(r.pop(&mut out, ms(50), false), Err(PopError::Empty));
+    assert_eq!(r.len(), 0);
+    assert!(!r.is_broken());
+    // and the ring works on
+    r.push(&message(7, 1, 30), ms(1000)).unwrap();
+    r.pop(&mut out, ms(1000), false).unwrap();
+    assert_eq!(check(&out), (7, 1));
+}
+
+#[test]
+fn writer_killed_inside_its_journal_is_completed_by_the_next_writer() {
+    let r = Ring::create(256, 0).unwrap();
+    let wl = r.u32(OFF_WLOCK);
+    let m = message(3, 0, 50);
+    r.copy_in(0, &(50u32).to_le_bytes());
+    r.copy_in(4, &m);
+    // journal written and flagged, nothing applied yet: then death
+    r.u64(OFF_JW_TAIL).store(54, Ordering::Relaxed);
+    r.u64(OFF_JW_WRITTEN).store(1, Ordering::Relaxed);
+    r.u64(OFF_JW_WPARTIAL).store(0, Ordering::Relaxed);
+    r.u64(OFF_JW_STATE).store(1, Ordering::Relaxed);
+    wl.store(dead_pid(), Ordering::SeqCst);
+    assert_eq!(r.len(), 0);
+    r.push(&message(3, 1, 5), secs(10)).unwrap();
+    let mut out = Vec::new();
+    r.pop(&mut out, ms(100), false).unwrap();
+    assert_eq!(check(&out), (3, 0));
+    r.pop(&mut out, ms(100), false).unwrap();
+    assert_eq!(check(&out), (3, 1));
+}
+
+#[test]
+fn reader_killed_mid_stream_makes_the_next_reader_skip_the_rest() {
+    let r = Ring::create(256, 0).unwrap();
+    // ring content: [piece MORE][last piece][next message]; a reader took the first
+    // piece (committed rpartial=1) and died holding the reader lock
+    let big = message(5, 0, 60);
+    r.copy_in(0, &(30u32 | MORE).to_le_bytes());
+    r.copy_in(4, &big[..30]);
+    r.copy_in(34, &(30u32).to_le_bytes());
+    r.copy_in(38, &big[30..]);
+    let next = message(5, 1, 12);
+    r.copy_in(68, &(12u32).to_le_bytes());
+    r.copy_in(72, &next);
+    r.w_commit(84, 2, 0);
+    r.r_commit(34, 0, 1);
+    r.u32(OFF_RLOCK).store(dead_pid(), Ordering::SeqCst);
+    let mut out = Vec::new();
+    r.pop(&mut out, secs(10), false).unwrap();
+    assert_eq!(check(&out), (5, 1));
+    assert!(r.is_empty());
+}
+
+#[test]
+fn reader_killed_while_waiting_leaves_a_usable_ring() {
+    let r = Ring::create(256, 0).unwrap();
+    r.u32(OFF_RLOCK).store(dead_pid(), Ordering::SeqCst);
+    r.push(b"still here", None).unwrap();
+    let mut out = Vec::new();
+    r.pop(&mut out, secs(10), false).unwrap();
+    assert_eq!(out, b"still here");
+}
+
+#[test]
+fn corrupt_headers_break_the_ring_instead_of_panicking() {
+    let r = Ring::create(256, 0).unwrap();
+    r.copy_in(0, &(200u32).to_le_bytes()); // claims 200 bytes, only 10 published
+    r.w_commit(14, 1, 0);
+    let mut out = Vec::new();
+    assert_eq!(r.pop(&mut out, ms(10), false), Err(PopError::Broken));
+    assert!(r.is_broken());
+    assert_eq!(r.push(b"x", None), Err(PushError::Broken));
+    assert_eq!(r.pop(&mut out, None, false), Err(PopError::Broken));
+
+    let r = Ring::create(256, 0).unwrap();
+    r.w_commit(100_000, 1, 0); // tail - head larger than the ring
+    assert_eq!(r.pop(&mut out, ms(10), false), Err(PopError::Broken));
+    let r = Ring::create(256, 0).unwrap();
+    r.copy_in(0, &(ABORT | 3).to_le_bytes()); // an abort record with a length
+    r.w_commit(7, 1, 0);
+    assert_eq!(r.pop(&mut out, ms(10), false), Err(PopError::Broken));
+}
+
+#[test]
+fn task_counter_counts_and_joins() {
+    let r = Arc::new(Ring::create(256, 0).unwrap());
+    assert!(!r.task_done());
+    assert!(r.task_join(Some(Instant::now())));
+    r.task_add();
+    r.task_add();
+    assert!(!r.task_join(ms(20)));
+    let r2 = r.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(r2.task_done());
+        assert!(r2.task_done());
+    });
+    assert!(r.task_join(secs(10)));
+    t.join().unwrap();
+    assert!(!r.task_done());
+    assert_eq!(r.unfinished(), 0);
+}
+
+/// Many writers and readers (threads), random sizes up to 4x the ring: every message
+/// exactly once, intact, in order per writer; a bounded ring never holds more than
+/// `maxsize`.
+fn run_schedule(cap: usize, maxsize: u64, writers: Vec<Vec<usize>>, readers: usize) {
+    let r = Arc::new(Ring::create(cap, maxsize).unwrap());
+    let total: usize = writers.iter().map(Vec::len).sum();
+    let taken = Arc::new(AtomicU64::new(0));
+    let over = Arc::new(AtomicBool::new(false));
+    let mut ws = Vec::new();
+    for (w, sizes) in writers.into_iter().enumerate() {
+        let r = r.clone();
+        ws.push(std::thread::spawn(move || {
+            for (i, len) in sizes.into_iter().enumerate() {
+                r.push(&message(w as u8, i as u64, len), secs(30)).unwrap();
+            }
+        }));
+    }
+    let mut rs = Vec::new();
+    for _ in 0..readers {
+        let (r, taken, over) = (r.clone(), taken.clone(), over.clone());
+        rs.push(std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut out = Vec::new();
+            while (taken.load(Ordering::SeqCst) as usize) < total {
+                match r.pop(&mut out, ms(20), false) {
+                    Ok(()) => {
+                        taken.fetch_add(1, Ordering::SeqCst);
+                        got.push(check(&out));
+                    }
+                    Err(PopError::Empty) => {}
+                    Err(e) => panic!("{e:?}"),
+                }
+                if maxsize > 0 && r.len() > maxsize {
+                    over.store(true, Ordering::SeqCst);
+                }
+            }
+            got
+        }));
+    }
+    for w in ws {
+        w.join().unwrap();
+    }
+    let mut all: Vec<Vec<(u8, u64)>> = rs.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(
+        !over.load(Ordering::SeqCst),
+        "more than maxsize messages in the ring"
+    );
+    // per writer, each reader's view is increasing; together they are exactly 0..n
+    let mut seen = std::collections::BTreeMap::<u8, Vec<u64>>::new();
+    for got in &mut all {
+        let mut last = std::collections::HashMap::new();
+        for &(w, s) in got.iter() {
+            if let Some(&p) = last.get(&w) {
+                assert!(s > p, "writer {w}: {s} after {p}");
+            }
+            last.insert(w, s);
+            seen.entry(w).or_default().push(s);
+        }
+    }
+    let n: usize = seen.values().map(Vec::len).sum();
+    assert_eq!(n, total);
+    for (w, mut v) in seen {
+        v.sort_unstable();
+        let expect: Vec<u64> = (0..v.len() as u64).collect();
+        assert_eq!(v, expect, "writer {w}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn any_schedule_delivers_everything_once_intact_in_order(
+        writers in proptest::collection::vec(
+            proptest::collection::vec(prop_oneof![0usize..64, 0usize..1024, 0usize..4096], 0..40),
+            1..=4),
+        readers in 1usize..=4,
+        maxsize in prop_oneof![Just(0u64), 1u64..8],
+    ) {
+        run_schedule(1024, maxsize, writers, readers);
+    }
+}
+
+#[test]
+fn one_reader_sees_one_writer_in_order_fast() {
+    run_schedule(1 << 16, 0, vec![vec![24; 200_000]], 1);
+}

@@ -1,0 +1,7 @@
+//! Linux implementations.
+
+pub(crate) mod fdpass;
+pub(crate) mod futex;
+pub(crate) mod os;
+pub(crate) mod shm;
+pub(crate) mod socket;

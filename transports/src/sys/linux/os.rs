@@ -1,0 +1,450 @@
+use rustix::event::{epoll, poll, PollFd, PollFlags};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use rustix::io::{fcntl_getfd, fcntl_setfd, Errno, FdFlags};
+use rustix::process::{
+    pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions,
+};
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// `SIGTERM`'s number.
+pub const SIGTERM: i32 = Signal::TERM.as_raw();
+/// `SIGKILL`'s number.
+pub const SIGKILL: i32 = Signal::KILL.as_raw();
+
+/// A child started by [`spawn_self`]: its pid and a pidfd that refers to it for as long
+/// as the fd is open (no pid reuse races).
+#[derive(Debug)]
+pub struct SpawnedChild {
+    /// The child's process id.
+    pub pid: u32,
+    /// A pidfd for the child: signal it, poll it for exit, reap it.
+    pub pidfd: OwnedFd,
+}
+
+/// The descriptor number a child finds its control socket at: its standard input.
+/// (Python's children do not read the parent's stdin either: they get `/dev/null`.)
+/// Handing the socket over as stdin lets the standard library start the child with
+/// `posix_spawn` (a vfork: no page-table copy), instead of `fork` plus a pre-exec hook.
+pub const CHILD_CONTROL_FD: RawFd = 0;
+
+/// Re-executes the current binary (`/proc/self/exe`, same `argv`) as a child whose
+/// standard input is `child_fd` (see [`CHILD_CONTROL_FD`]) and which has `env` set. None
+/// of our close-on-exec descriptors leak into it.
+///
+/// Standard output and error are inherited, as Python's `spawn` does.
+///
+/// # Errors
+///
+/// `fork`/`exec` failing (out of processes or memory, binary deleted and unreadable).
+pub fn spawn_self(child_fd: OwnedFd, env: &[(&str, &str)]) -> io::Result<SpawnedChild> {
+    spawn_exe(std::path::Path::new("/proc/self/exe"), child_fd, env)
+}
+
+/// Like [`spawn_self`] but executes `exe` (same `argv`). Used to check that a child
+/// running another binary refuses its bootstrap.
+///
+/// # Errors
+///
+/// As [`spawn_self`].
+pub fn spawn_exe(
+    exe: &std::path::Path,
+    child_fd: OwnedFd,
+    env: &[(&str, &str)],
+) -> io::Result<SpawnedChild> {
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg0(arg0)
+        .args(args)
+        .stdin(std::process::Stdio::from(child_fd));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn()?;
+    let pid = child.id();
+    // The child is not reaped by anyone until a pidfd waiter does, so the pid cannot be
+    // recycled between spawn and pidfd_open. Dropping `Child` neither kills nor reaps.
+    drop(child);
+    let pidfd = pidfd_open(to_pid(pid)?, PidfdFlags::empty())?;
+    Ok(SpawnedChild { pid, pidfd })
+}
+
+fn to_pid(pid: u32) -> io::Result<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid pid"))
+}
+
+/// Identifies the running binary: device, inode, size and modification time of
+/// `/proc/self/exe`. Two processes running the same image give the same value; a
+/// rebuilt or different binary does not.
+///
+/// # Errors
+///
+/// `/proc` is not mounted.
+pub fn exe_fingerprint() -> io::Result<[u64; 5]> {
+    let st = rustix::fs::stat("/proc/self/exe")?;
+    Ok([
+        st.st_dev,
+        st.st_ino,
+        st.st_size as u64,
+        st.st_mtime as u64,
+        st.st_mtime_nsec as u64,
+    ])
+}
+
+static CONTROL_FD_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Takes ownership of the control descriptor a parent passed by number, moves it to a
+/// fresh close-on-exec descriptor (so that grandchildren do not inherit it) and, when it
+/// came in as standard input, puts `/dev/null` there instead.
+///
+/// Only the first call in a process can succeed: the number comes from the environment
+/// the parent set for this process, and taking it twice would make two owners.
+///
+/// # Errors
+///
+/// A second call, a negative number, or a number that is not an open descriptor.
+pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "negative fd"));
+    }
+    if CONTROL_FD_TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the inherited control descriptor was already taken",
+        ));
+    }
+    // SAFETY: borrowed only for the duration of these calls; `raw` is checked to be
+    // open by the first of them, and nothing else in the process claims it.
+    let inherited = unsafe { BorrowedFd::borrow_raw(raw) };
+    fcntl_getfd(inherited)?;
+    let control = rustix::io::fcntl_dupfd_cloexec(inherited, 3)?;
+    if raw == 0 {
+        let null = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        rustix::stdio::dup2_stdin(&null)?;
+    } else {
+        // SAFETY: `raw` is open (checked above), was created for this process by its
+        // parent and announced only through the environment; the flag above makes this
+        // the only place that claims it, so closing it here double-closes nothing.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+    }
+    Ok(control)
+}
+
+/// Asks the kernel to send `SIGKILL` to this process when the thread that forked it
+/// exits, then checks that the parent is still `expected_parent` (closing the race where
+/// it died before the request). Returns `false` if the parent is already gone.
+///
+/// # Errors
+///
+/// `prctl` failing.
+pub fn set_parent_death_kill(expected_parent: u32) -> io::Result<bool> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(parent_pid() == Some(expected_parent))
+}
+
+/// This process's id.
+pub fn current_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// The parent's id, `None` if it is the kernel's init reaper of orphans or unknown.
+pub fn parent_pid() -> Option<u32> {
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32)
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitInfo {
+    /// `exit(code)`.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+/// Sends `signal` through a pidfd. `Ok(false)` if the process has already exited (and
+/// been reaped): signalling a finished process is not an error.
+///
+/// # Errors
+///
+/// An invalid signal number, or no permission.
+pub fn pidfd_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<bool> {
+    let sig = match signal {
+        s if s == SIGTERM => Signal::TERM,
+        s if s == SIGKILL => Signal::KILL,
+        s if s == Signal::INT.as_raw() => Signal::INT,
+        s if s == Signal::HUP.as_raw() => Signal::HUP,
+        s if s == Signal::USR1.as_raw() => Signal::USR1,
+        s if s == Signal::USR2.as_raw() => Signal::USR2,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unsupported signal {signal}"),
+            ))
+        }
+    };
+    match pidfd_send_signal(pidfd, sig) {
+        Ok(()) => Ok(true),
+        Err(Errno::SRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reaps the child behind `pidfd` if it has exited; `Ok(None)` while it runs.
+///
+/// # Errors
+///
+/// The pidfd is not our child's, or it was already reaped (`ECHILD`).
+pub fn pidfd_try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitInfo>> {
+    let st = loop {
+        match waitid(
+            WaitId::PidFd(pidfd),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        ) {
+            Ok(st) => break st,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    Ok(st.and_then(|st| {
+        if let Some(sig) = st.terminating_signal() {
+            Some(ExitInfo::Signal(sig))
+        } else {
+            st.exit_status().map(ExitInfo::Code)
+        }
+    }))
+}
+
+/// An epoll set that reports which registered descriptor (by token) became readable.
+#[derive(Debug)]
+pub struct Poller {
+    ep: OwnedFd,
+}
+
+impl Poller {
+    /// A new, empty set.
+    ///
+    /// # Errors
+    ///
+    /// Out of descriptors.
+    pub fn new() -> io::Result<Self> {
+        Ok(Self {
+            ep: epoll::create(epoll::CreateFlags::CLOEXEC)?,
+        })
+    }
+
+    /// Watches `fd` for readability (a pidfd becomes readable when its process exits);
+    /// `token` comes back from [`Poller::wait`]. Level-triggered.
+    ///
+    /// # Errors
+    ///
+    /// `fd` already registered, or not pollable.
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        epoll::add(
+            &self.ep,
+            fd,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::IN,
+        )?;
+        Ok(())
+    }
+
+    /// Stops watching `fd`.
+    ///
+    /// # Errors
+    ///
+    /// `fd` not registered.
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        epoll::delete(&self.ep, fd)?;
+        Ok(())
+    }
+
+    /// Waits until something is ready or `timeout` passes; appends ready tokens to `out`.
+    ///
+    /// # Errors
+    ///
+    /// Only unexpected kernel errors; `EINTR` returns with nothing appended.
+    pub fn wait(&self, out: &mut Vec<u64>, timeout: Option<Duration>) -> io::Result<()> {
+        let mut events = Vec::with_capacity(32);
+        let ts = timeout.map(duration_to_timespec);
+        match epoll::wait(&self.ep, spare(&mut events), ts.as_ref()) {
+            Ok(_) => {}
+            Err(Errno::INTR) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        out.extend(events.iter().map(|e| e.data.u64()));
+        Ok(())
+    }
+}
+
+fn spare(v: &mut Vec<epoll::Event>) -> rustix::buffer::SpareCapacity<'_, epoll::Event> {
+    rustix::buffer::spare_capacity(v)
+}
+
+fn duration_to_timespec(d: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
+/// Waits until at least one of `fds` is readable (data, end of stream, hang-up, error)
+/// or `deadline` passes. Returns one flag per descriptor; all `false` on timeout.
+///
+/// # Errors
+///
+/// Unexpected kernel errors (`EINTR` is retried with the remaining time).
+pub fn poll_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+        .collect();
+    loop {
+        let ts =
+            deadline.map(|d| duration_to_timespec(d.saturating_duration_since(Instant::now())));
+        match poll(&mut pfds, ts.as_ref()) {
+            Ok(_) => break,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect())
+}
+
+/// Marks `fd` close-on-exec or not.
+///
+/// # Errors
+///
+/// `fd` is not open.
+pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> io::Result<()> {
+    fcntl_setfd(
+        fd,
+        if cloexec {
+            FdFlags::CLOEXEC
+        } else {
+            FdFlags::empty()
+        },
+    )?;
+    Ok(())
+}
+
+/// The raw number of a descriptor (for the environment variable naming the control fd).
+pub fn raw_fd(fd: BorrowedFd<'_>) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}
+
+/// Reads and removes an environment variable (so that this process's own children do
+/// not inherit it). Call it before starting threads that read the environment.
+pub fn take_env(key: &str) -> Option<String> {
+    let v = std::env::var(key).ok()?;
+    // SAFETY (edition 2021: `remove_var` is a safe fn): called from `init()` at the top
+    // of `main`, before the program starts threads of its own.
+    std::env::remove_var(key);
+    Some(v)
+}
+
+/// Whether process `pid` is alive: it exists and is not a zombie (a process that has
+/// died but not yet been reaped counts as dead). Used when a lock's owner is suspected
+/// dead.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(p) = to_pid(pid) else { return false };
+    match rustix::process::test_kill_process(p) {
+        Ok(()) | Err(Errno::PERM) => {}
+        Err(_) => return false,
+    }
+    // exists; a zombie still answers kill(0), so look at its state
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // "pid (comm) S ..." — comm may contain anything, so take the last ')'
+            let state = stat
+                .iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| stat.get(i + 2).copied());
+            !matches!(state, Some(b'Z') | Some(b'X'))
+        }
+        Err(_) => false,
+    }
+}
+
+static PID_CACHE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// This process's id, cached after the first call (lock words store it on every
+/// acquisition). A process created by `fork()` must call [`refresh_pid_cache`] first.
+pub fn current_pid_cached() -> u32 {
+    match PID_CACHE.load(Ordering::Relaxed) {
+        0 => refresh_pid_cache(),
+        p => p,
+    }
+}
+
+/// Re-reads this process's id into the cache (after `fork()`).
+pub fn refresh_pid_cache() -> u32 {
+    let p = current_pid();
+    PID_CACHE.store(p, Ordering::Relaxed);
+    p
+}
+
+/// Whether the calling thread is the process's main thread (its exit ends the process).
+pub fn is_main_thread() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_stable() {
+        assert_eq!(exe_fingerprint().unwrap(), exe_fingerprint().unwrap());
+    }
+
+    #[test]
+    fn take_inherited_fd_rejects_closed_numbers() {
+        // a number far above anything open in the test process
+        assert!(take_inherited_fd(-1).is_err());
+    }
+
+    #[test]
+    fn poll_times_out_and_sees_data() {
+        let (a, b) = crate::fdpass::socketpair().unwrap();
+        let d = Instant::now() + Duration::from_millis(10);
+        assert_eq!(poll_readable(&[b.as_fd()], Some(d)).unwrap(), vec![false]);
+        crate::fdpass::send(a.as_fd(), &[b"x"], &[], false).unwrap();
+        assert_eq!(poll_readable(&[b.as_fd()], None).unwrap(), vec![true]);
+    }
+
+    #[test]
+    fn pidfd_lifecycle_of_a_real_child() {
+        let child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        drop(child);
+        let pidfd = pidfd_open(to_pid(pid).unwrap(), PidfdFlags::empty()).unwrap();
+        assert_eq!(pidfd_try_reap(pidfd.as_fd()).unwrap(), None);
+        let poller = Poller::new().unwrap();
+        poller.add(pidfd.as_fd(), 7).unwrap();
+        assert!(pidfd_signal(pidfd.as_fd(), SIGKILL).unwrap());
+        let mut ready = Vec::new();
+        poller
+            .wait(&mut ready, Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(ready, vec![7]);
+        assert_eq!(
+            pidfd_try_reap(pidfd.as_fd()).unwrap(),
+            Some(ExitInfo::Signal(SIGKILL))
+        );
+        // signalling a reaped process is a no-op
+        assert!(!pidfd_signal(pidfd.as_fd(), SIGTERM).unwrap());
+    }
+}

@@ -1,0 +1,228 @@
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
+use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// A memfd-backed shared mapping, created once and passed to other processes as a file
+/// descriptor.
+///
+/// The mapping is `MAP_SHARED`, page-aligned and zero-filled at creation. Every process
+/// that maps the same memory file sees the same bytes. The region is unmapped when the
+/// value is dropped; the memory itself lives while any process holds a mapping or the fd.
+///
+/// Access is through atomics ([`ShmRegion::atomic_u32`], [`ShmRegion::atomic_u64`]) and
+/// through raw pointers whose use the caller justifies (see [`ShmRegion::as_ptr`]).
+///
+/// # Examples
+///
+/// ```
+/// use procactor_transports::shm::ShmRegion;
+/// use std::sync::atomic::Ordering;
+///
+/// let a = ShmRegion::create("example", 4096).unwrap();
+/// let b = ShmRegion::from_fd(a.try_clone_fd().unwrap()).unwrap(); // a second mapping
+/// a.atomic_u32(0).store(7, Ordering::SeqCst);
+/// assert_eq!(b.atomic_u32(0).load(Ordering::SeqCst), 7);
+/// ```
+pub struct ShmRegion {
+    fd: OwnedFd,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; every access through the
+// public API is either atomic or goes through raw pointers whose users uphold the
+// synchronisation rules of their own protocol (locks in shared memory).
+unsafe impl Send for ShmRegion {}
+// SAFETY: as above: shared access is through atomics or caller-synchronised raw pointers.
+unsafe impl Sync for ShmRegion {}
+
+impl std::fmt::Debug for ShmRegion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmRegion")
+            .field("fd", &self.fd)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl ShmRegion {
+    /// Creates a zero-filled region of at least `len` bytes (rounded up to whole pages).
+    ///
+    /// `name` only labels the memory file in `/proc/<pid>/fd` for debugging; it is not a
+    /// file-system name and nothing can open the region by it.
+    ///
+    /// # Errors
+    ///
+    /// `len == 0`, or the kernel refusing `memfd_create`, `ftruncate` or `mmap`.
+    pub fn create(name: &str, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a shared memory region needs at least one byte",
+            ));
+        }
+        let len = round_to_page(len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region size overflows"))?;
+        let fd = memfd_create(format!("procactor:{name}"), MemfdFlags::CLOEXEC)?;
+        ftruncate(&fd, len as u64)?;
+        Self::map(fd, len)
+    }
+
+    /// Maps a region from a file descriptor received from another process.
+    ///
+    /// The size is read from the file itself, so a peer cannot make this mapping larger
+    /// than the memory behind it.
+    ///
+    /// # Errors
+    ///
+    /// The fd is not a mappable file, is empty, or `mmap` fails.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
+        let st = fstat(&fd)?;
+        let len = usize::try_from(st.st_size).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidData, "shared region size is negative")
+        })?;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "shared region is empty",
+            ));
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> io::Result<Self> {
+        // SAFETY: a fresh mapping at an address the kernel picks, of a file we hold; it
+        // aliases no Rust object. We own the mapping until `Drop` unmaps it.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                &fd,
+                0,
+            )?
+        };
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Self { fd, ptr, len })
+    }
+
+    /// The mapping's length in bytes (a whole number of pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: a region has at least one page.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The start of the mapping. The pointer is valid for `len()` bytes for as long as
+    /// `self` lives; other processes may write to it at any time, so reads and writes
+    /// through it must be synchronised by the caller's protocol.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The memory file's descriptor (to send to another process).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// A new descriptor for the same memory file.
+    ///
+    /// # Errors
+    ///
+    /// The process is out of file descriptors.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+
+    /// The `AtomicU32` at byte `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If `offset` is not 4-aligned or `offset + 4 > len()`: offsets are the caller's
+    /// layout constants, so this is a bug in the caller, never a peer's doing.
+    pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
+        self.check(offset, 4);
+        // SAFETY: in bounds and aligned (checked above); the mapping lives as long as
+        // `&self`; AtomicU32 has the size and alignment of u32 and any bit pattern is
+        // valid; concurrent access from other processes is atomic.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// The `AtomicU64` at byte `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If `offset` is not 8-aligned or `offset + 8 > len()` (a caller bug, as above).
+    pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        self.check(offset, 8);
+        // SAFETY: in bounds and aligned (checked above); the mapping outlives `&self`;
+        // any bit pattern is a valid u64; access is atomic.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
+    }
+
+    fn check(&self, offset: usize, size: usize) {
+        assert!(
+            offset % size == 0 && offset.checked_add(size).is_some_and(|e| e <= self.len),
+            "shared region access at {offset}+{size} outside 0..{} or misaligned",
+            self.len
+        );
+    }
+}
+
+impl Drop for ShmRegion {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `map`, unmapped once here;
+        // no reference derived from it outlives `&self`.
+        let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+fn round_to_page(len: usize) -> Option<usize> {
+    let page = rustix::param::page_size();
+    len.checked_add(page - 1).map(|l| l / page * page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn create_is_zeroed_and_page_rounded() {
+        let r = ShmRegion::create("t", 10).unwrap();
+        assert_eq!(r.len(), rustix::param::page_size());
+        assert_eq!(r.atomic_u64(0).load(Ordering::Relaxed), 0);
+        assert_eq!(r.atomic_u32(r.len() - 4).load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn two_mappings_share_memory() {
+        let a = ShmRegion::create("t", 8192).unwrap();
+        let b = ShmRegion::from_fd(a.try_clone_fd().unwrap()).unwrap();
+        assert_eq!(b.len(), 8192);
+        a.atomic_u64(4096).store(0xdead_beef, Ordering::SeqCst);
+        assert_eq!(b.atomic_u64(4096).load(Ordering::SeqCst), 0xdead_beef);
+    }
+
+    #[test]
+    fn zero_len_and_bad_fd_are_errors() {
+        assert!(ShmRegion::create("t", 0).is_err());
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        assert!(ShmRegion::from_fd(r).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "outside")]
+    fn out_of_range_atomic_panics() {
+        let r = ShmRegion::create("t", 1).unwrap();
+        let _ = r.atomic_u32(r.len());
+    }
+}
