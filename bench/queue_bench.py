@@ -1,12 +1,21 @@
 """Python twins of bench/src/workloads/queue.rs (multiprocessing, fork start method).
 
 Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
-Usage: python3 bench/queue_bench.py [workload ...]
+Usage: python3 bench/queue_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
+scales the sizes.
 """
 import json
 import multiprocessing as mp
+import os
 import sys
 import time
+
+SCALE = float(os.environ.get("PROCACTOR_BENCH_SCALE", "1"))
+
+
+def n(base):
+    return max(1, int(base * SCALE))
+
 
 SMALL_S = "abcdefghijklmnopqrstuvwxyz012345"
 
@@ -127,11 +136,11 @@ def big_message_16mib_through_64kib(reps):
 
 
 WORKLOADS = {
-    "queue_1to1": (lambda: queue_1to1(200_000), "msgs/s"),
-    "queue_2to2": (lambda: queue_2to2(200_000), "msgs/s"),
-    "queue_round_trip": (lambda: queue_round_trip(5_000), "us"),
-    "joinable": (lambda: joinable(200_000), "items/s"),
-    "big_message_16mib_through_64kib": (lambda: big_message_16mib_through_64kib(10), "GB/s"),
+    "queue_1to1": (lambda: queue_1to1(n(200_000)), "msgs/s"),
+    "queue_2to2": (lambda: queue_2to2(2 * n(100_000)), "msgs/s"),
+    "queue_round_trip": (lambda: queue_round_trip(n(5_000)), "us"),
+    "joinable": (lambda: joinable(n(200_000)), "items/s"),
+    "big_message_16mib_through_64kib": (lambda: big_message_16mib_through_64kib(n(10)), "GB/s"),
 }
 
 if __name__ == "__main__":

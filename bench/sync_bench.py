@@ -1,10 +1,21 @@
 """Python twins of bench/src/workloads/sync.rs (multiprocessing, fork start method).
 
 Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Usage: python3 bench/sync_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
+scales the sizes.
 """
 import json
 import multiprocessing as mp
+import os
+import sys
 import time
+
+SCALE = float(os.environ.get("PROCACTOR_BENCH_SCALE", "1"))
+
+
+def n(base):
+    return max(1, int(base * SCALE))
+
 
 
 def _increment_child(v, go, n, out, i):
@@ -91,14 +102,18 @@ def uncontended_lock_ns(n=2_000_000):
     return (time.perf_counter() - t) * 1e9 / n
 
 
+WORKLOADS = {
+    "value_locked_increments_2proc": (lambda: value_locked_increments_2proc(n(500_000)), "ops/s"),
+    "lock_handoff_latency": (lambda: lock_handoff_latency(n(20_000)), "us"),
+    "event_set_wake_latency": (lambda: event_set_wake_latency(n(10_000)), "us"),
+    "uncontended_lock_ns": (lambda: uncontended_lock_ns(n(2_000_000)), "ns"),
+}
+
+
 def main():
     mp.set_start_method("fork")
-    for name, fn, unit in [
-        ("value_locked_increments_2proc", value_locked_increments_2proc, "ops/s"),
-        ("lock_handoff_latency", lock_handoff_latency, "us"),
-        ("event_set_wake_latency", event_set_wake_latency, "us"),
-        ("uncontended_lock_ns", uncontended_lock_ns, "ns"),
-    ]:
+    for name in sys.argv[1:] or list(WORKLOADS):
+        fn, unit = WORKLOADS[name]
         print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
 
 

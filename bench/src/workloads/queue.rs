@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::{Duration, Instant};
 
 /// The small message of the throughput workloads: an `(u64, 32-byte String)` tuple.
-pub type Small = (u64, String);
+pub(crate) type Small = (u64, String);
 
 fn small(i: u64) -> Small {
     (i, "abcdefghijklmnopqrstuvwxyz012345".to_string())
@@ -34,7 +34,7 @@ fn consume((q, n): (Queue<Small>, u64)) -> u64 {
 
 /// Queue 1→1: one producer process puts `n` small messages, the parent gets them.
 /// Returns messages per second.
-pub fn queue_1to1(n: u64) -> f64 {
+pub(crate) fn queue_1to1(n: u64) -> f64 {
     let go: Queue<()> = Queue::new().expect("queue");
     let q: Queue<Small> = Queue::new().expect("queue");
     let mut p = Process::new(produce, (go.clone(), q.clone(), n))
@@ -54,7 +54,7 @@ pub fn queue_1to1(n: u64) -> f64 {
 
 /// Queue 2→2: two producer processes put `n / 2` small messages each, two consumer
 /// processes take `n / 2` each. Returns messages per second.
-pub fn queue_2to2(n: u64) -> f64 {
+pub(crate) fn queue_2to2(n: u64) -> f64 {
     let go: Queue<()> = Queue::new().expect("queue");
     let q: Queue<Small> = Queue::new().expect("queue");
     let half = n / 2;
@@ -95,7 +95,7 @@ fn echo((req, resp): (Queue<u64>, Queue<u64>)) {
 
 /// Queue round trip: the parent puts a request on one queue, a child answers on
 /// another; `n` round trips. Returns microseconds per round trip.
-pub fn queue_round_trip(n: u64) -> f64 {
+pub(crate) fn queue_round_trip(n: u64) -> f64 {
     let req: Queue<u64> = Queue::new().expect("queue");
     let resp: Queue<u64> = Queue::new().expect("queue");
     let mut p = Process::new(echo, (req.clone(), resp.clone()))
@@ -125,7 +125,7 @@ fn joinable_worker(q: JoinableQueue<Small>) {
 
 /// JoinableQueue: the parent puts `n` small items, one worker process gets each and calls
 /// `task_done`, the parent `join`s. Returns items per second.
-pub fn joinable(n: u64) -> f64 {
+pub(crate) fn joinable(n: u64) -> f64 {
     let q: JoinableQueue<Small> = JoinableQueue::new().expect("queue");
     let mut p = Process::new(joinable_worker, q.clone())
         .start()
@@ -144,7 +144,7 @@ pub fn joinable(n: u64) -> f64 {
 
 /// Bytes that serialize as one CBOR byte string (not an array of integers).
 #[derive(Debug)]
-pub struct Bytes(pub Vec<u8>);
+pub(crate) struct Bytes(pub(crate) Vec<u8>);
 
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -181,7 +181,7 @@ fn put_big((go, q, size, reps): (Queue<()>, Queue<Bytes>, usize, u32)) {
 
 /// A 16 MiB message streamed through a 64 KiB ring from a child to the parent, `reps`
 /// times. Returns GB/s (10^9 bytes of payload per second, encode and decode included).
-pub fn big_message_16mib_through_64kib(reps: u32) -> f64 {
+pub(crate) fn big_message_16mib_through_64kib(reps: u32) -> f64 {
     const SIZE: usize = 16 << 20;
     let go: Queue<()> = Queue::new().expect("queue");
     let q: Queue<Bytes> = Queue::with_capacity_bytes(64 << 10).expect("queue");

@@ -21,7 +21,7 @@ fn increment_child((v, go, n): (Value<u64>, Event, u64)) -> f64 {
 
 /// Two processes each add 1 to a shared `Value<u64>` `n` times under its lock, started
 /// together; increments per second over both (total / the slower child's time).
-pub fn value_locked_increments_2proc(n: u64) -> f64 {
+pub(crate) fn value_locked_increments_2proc(n: u64) -> f64 {
     let v = Value::new(0u64).expect("value");
     let go = Event::new().expect("event");
     let mut ps: Vec<_> = (0..2)
@@ -59,8 +59,7 @@ fn handoff_child((lock, turn, rounds): (Lock, RawValue<u64>, u64)) {
 /// Lock hand-off between two processes: they take turns incrementing a counter, each
 /// turn needing the lock to pass from one process to the other. Microseconds per
 /// hand-off.
-pub fn lock_handoff_latency() -> f64 {
-    let rounds = 20_000u64;
+pub(crate) fn lock_handoff_latency(rounds: u64) -> f64 {
     let lock = Lock::new().expect("lock");
     let turn = RawValue::new(0u64).expect("raw value");
     let mut p = Process::new(handoff_child, (lock.clone(), turn.clone(), rounds))
@@ -98,8 +97,7 @@ fn pong((ping, pong, rounds): (Event, Event, u64)) {
 
 /// `Event::set` in one process to the return of `wait` in another: half the round trip
 /// of a ping-pong over two events. Microseconds.
-pub fn event_set_wake_latency() -> f64 {
-    let rounds = 20_000u64;
+pub(crate) fn event_set_wake_latency(rounds: u64) -> f64 {
     let ping = Event::new().expect("event");
     let pong_e = Event::new().expect("event");
     let mut p = Process::new(pong, (ping.clone(), pong_e.clone(), rounds))
@@ -118,9 +116,8 @@ pub fn event_set_wake_latency() -> f64 {
 }
 
 /// One `Lock::acquire` plus the guard's release, no contention. Nanoseconds.
-pub fn uncontended_lock_ns() -> f64 {
+pub(crate) fn uncontended_lock_ns(n: u32) -> f64 {
     let lock = Lock::new().expect("lock");
-    let n = 10_000_000u32;
     for _ in 0..100_000 {
         drop(std::hint::black_box(lock.acquire()));
     }

@@ -1,0 +1,100 @@
+"""Python twins of bench/src/workloads/{process,pipe}.rs (multiprocessing, fork start
+method).
+
+Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Usage: python3 bench/mp_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
+scales the sizes.
+"""
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+SCALE = float(os.environ.get("PROCACTOR_BENCH_SCALE", "1"))
+SMALL = (1, "abcdefghijklmnopqrstuvwxyz012345")
+
+
+def n(base):
+    return max(1, int(base * SCALE))
+
+
+def _noop():
+    pass
+
+
+def process_start_join(count):
+    p = mp.Process(target=_noop)
+    p.start()
+    p.join()
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        p = mp.Process(target=_noop)
+        p.start()
+        p.join()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _echo(conn):
+    # a forked child inherits the parent's end too, so EOF never comes: None stops it
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        conn.send(msg)
+
+
+def pipe_round_trip_small(rounds):
+    here, there = mp.Pipe()
+    p = mp.Process(target=_echo, args=(there,))
+    p.start()
+    there.close()
+    for _ in range(1000):
+        here.send(SMALL)
+        here.recv()
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        here.send(SMALL)
+        here.recv()
+    dt = time.perf_counter() - t0
+    here.send(None)
+    p.join()
+    return dt * 1e6 / rounds
+
+
+def _send_frames(conn, size, reps):
+    frame = b"\x5a" * size
+    for _ in range(reps):
+        conn.send_bytes(frame)
+
+
+def pipe_bulk_1mib(reps):
+    size = 1 << 20
+    rx, tx = mp.Pipe(duplex=False)
+    p = mp.Process(target=_send_frames, args=(tx, size, reps + 1))
+    p.start()
+    tx.close()
+    buf = bytearray(size)
+    assert rx.recv_bytes_into(buf) == size
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        assert rx.recv_bytes_into(buf) == size
+    dt = time.perf_counter() - t0
+    p.join()
+    return size * reps / dt / 1e9
+
+
+WORKLOADS = {
+    "process_start_join": (lambda: process_start_join(n(50)), "ms"),
+    "pipe_round_trip_small": (lambda: pipe_round_trip_small(n(5_000)), "us"),
+    "pipe_bulk_1mib": (lambda: pipe_bulk_1mib(n(200)), "GB/s"),
+}
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    for name in sys.argv[1:] or list(WORKLOADS):
+        fn, unit = WORKLOADS[name]
+        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
