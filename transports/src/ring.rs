@@ -363,6 +363,31 @@ impl Ring {
         }
     }
 
+    /// Appends `len` bytes out of the ring from logical position `pos` to `out`, copying
+    /// straight into its spare capacity (no zero-fill of the new part first). Callers
+    /// guarantee `len <= cap` (a record never claims more than the bytes published).
+    fn copy_out_append(&self, pos: u64, len: usize, out: &mut Vec<u8>) {
+        debug_assert!(len as u64 <= self.cap);
+        out.reserve(len);
+        let at = out.len();
+        let idx = (pos & self.mask) as usize;
+        let first = len.min(self.cap as usize - idx);
+        let base = self.region.as_ptr();
+        // SAFETY: the sources are in bounds as in `copy_out` (`idx + first <= cap`,
+        // `len - first <= cap`, inside the live mapping) and were published by the
+        // writer's release store of `tail`, which we loaded with acquire. `reserve(len)`
+        // made `out`'s allocation hold at least `at + len` bytes, so both destinations
+        // lie in its spare capacity, which nothing else references and which cannot
+        // overlap the mapping. All `len` new bytes are written before `set_len`, and
+        // every bit pattern is a valid `u8`.
+        unsafe {
+            let dst = out.as_mut_ptr().add(at);
+            std::ptr::copy_nonoverlapping(base.add(HEADER + idx), dst, first);
+            std::ptr::copy_nonoverlapping(base.add(HEADER), dst.add(first), len - first);
+            out.set_len(at + len);
+        }
+    }
+
     fn read_u32_at(&self, pos: u64) -> u32 {
         let mut b = [0u8; 4];
         self.copy_out(pos, &mut b);
@@ -751,9 +776,7 @@ impl Ring {
                     continue;
                 }
                 if !discarding {
-                    let at = out.len();
-                    out.resize(at + len as usize, 0);
-                    self.copy_out(head + 4, &mut out[at..]);
+                    self.copy_out_append(head + 4, len as usize, out);
                 }
                 head += 4 + len;
                 if hdr & MORE != 0 {

@@ -425,3 +425,21 @@ proptest! {
 fn one_reader_sees_one_writer_in_order_fast() {
     run_schedule(1 << 16, 0, vec![vec![24; 200_000]], 1);
 }
+
+#[test]
+fn copy_out_append_wraps_and_keeps_what_was_there() {
+    let r = Ring::create(64, 0).unwrap();
+    let data: Vec<u8> = (100..164).collect();
+    for start in [0u64, 1, 40, 63, 64, 100] {
+        for len in [0usize, 1, 23, 24, 25, 64] {
+            r.copy_in(start, &data[..len]);
+            // garbage in the spare capacity must not show through
+            let mut out = Vec::with_capacity(3);
+            out.extend_from_slice(&[0xaa; 200]);
+            out.truncate(3);
+            r.copy_out_append(start, len, &mut out);
+            assert_eq!(out[..3], [0xaa; 3]);
+            assert_eq!(out[3..], data[..len], "start {start} len {len}");
+        }
+    }
+}
