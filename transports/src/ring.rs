@@ -13,8 +13,10 @@
 //!   past `tail` and publishes them with a release store of `tail`; the reader copies
 //!   bytes from `head` and frees them with a release store of `head`.
 //! - A message whose record fits in the ring is written as one record. A larger one is
-//!   **streamed**: pieces of at most half the ring, each but the last flagged `MORE`,
-//!   while the writer keeps its lock; the reader keeps its lock and reassembles them.
+//!   **streamed**: pieces of at most a quarter of the ring, each but the last flagged
+//!   `MORE`, while the writer keeps its lock; the reader keeps its lock and reassembles
+//!   them. Several pieces fit in the ring at once, so the reader copies one out while the
+//!   writer copies the next in.
 //!   Two messages never interleave. A streaming writer always leaves 4 bytes free after
 //!   each piece, so that an `ABORT` record can always be written (by itself on timeout,
 //!   or by whoever recovers the lock after its death).
@@ -123,6 +125,9 @@ const N_SLOTS: usize = (HEADER - OFF_SLOTS) / 8;
 const LEN_MASK: u32 = (1 << 30) - 1;
 const MORE: u32 = 1 << 30;
 const ABORT: u32 = 1 << 31;
+
+/// A streamed message travels in pieces of at most `capacity / STREAM_PIECE_DIVISOR`.
+const STREAM_PIECE_DIVISOR: u64 = 4;
 
 /// The smallest ring, in bytes.
 pub const MIN_CAPACITY: usize = 64;
@@ -485,14 +490,24 @@ impl Ring {
 
     /// Spins (adaptive budget), yields, then sleeps on `seq` until `ready()` holds or
     /// `until` passes. Returns whether `ready()` held.
+    ///
+    /// `streaming`: we are in the middle of a streamed message, so the other side is
+    /// copying a piece right now and will be done within microseconds: spin the full
+    /// budget whatever the adaptive one says (a futex sleep and wake-up per piece would
+    /// cost more than the copy).
     fn wait_for(
         &self,
         ready: &mut dyn FnMut() -> bool,
         seq_off: usize,
         waiters_off: usize,
         until: Option<Instant>,
+        streaming: bool,
     ) -> bool {
-        let budget = self.spin_us.load(Ordering::Relaxed);
+        let budget = if streaming {
+            SPIN_MAX_US
+        } else {
+            self.spin_us.load(Ordering::Relaxed)
+        };
         let start = Instant::now();
         let spin_end = start + Duration::from_micros(u64::from(budget));
         let mut n = 0u32;
@@ -631,7 +646,13 @@ impl Ring {
             // sleep in slices so that a broken flag is noticed
             let slice = Instant::now() + Duration::from_millis(100);
             let until_now = Some(until.map_or(slice, |u| u.min(slice)));
-            let got = self.wait_for(&mut ready, OFF_SPACE_SEQ, OFF_WRITERS_WAITING, until_now);
+            let got = self.wait_for(
+                &mut ready,
+                OFF_SPACE_SEQ,
+                OFF_WRITERS_WAITING,
+                until_now,
+                !new_msg,
+            );
             if let Some(e) = err {
                 return Err(e);
             }
@@ -657,14 +678,16 @@ impl Ring {
             self.w_commit(tail + total, written + 1, 0);
             return Ok(());
         }
-        // stream: pieces of at most half the ring, always leaving 4 bytes free
-        let half = self.cap / 2;
+        // Stream: pieces of at most a quarter of the ring, always leaving 4 bytes free.
+        // Small enough that the reader copies one piece out while we copy the next ones
+        // in (with half-ring pieces, two never fit at once and the sides take turns).
+        let piece = self.cap / STREAM_PIECE_DIVISOR;
         let mut tail = tail;
         let mut off = 0usize;
         let mut first = true;
         while off < msg.len() || first {
             let left = (msg.len() - off) as u64;
-            let want = left.min(half - 8) + 8;
+            let want = left.min(piece - 8) + 8;
             let got = self.wait_room(tail, written, want, first, deadline)?;
             if !got {
                 // Deadline: at the first piece nothing was written; later, abort.
@@ -676,7 +699,7 @@ impl Ring {
                 return Err(PushError::Full);
             }
             let free = self.free_bytes(tail)?;
-            let chunk = left.min(free - 8).min(half) as usize;
+            let chunk = left.min(free - 8).min(piece) as usize;
             let last = off + chunk == msg.len();
             let hdr = chunk as u32 | if last { 0 } else { MORE };
             self.copy_in(tail, &hdr.to_le_bytes());
@@ -827,7 +850,7 @@ impl Ring {
                 return Err(PopError::Empty);
             }
             let until = Some(limit.map_or(now + slice, |d| d.min(now + slice)));
-            if self.wait_for(&mut ready, OFF_DATA_SEQ, OFF_READERS_WAITING, until) {
+            if self.wait_for(&mut ready, OFF_DATA_SEQ, OFF_READERS_WAITING, until, in_msg) {
                 return Ok(());
             }
             slice = (slice * 2).min(Duration::from_millis(100));

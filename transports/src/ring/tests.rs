@@ -443,3 +443,21 @@ fn copy_out_append_wraps_and_keeps_what_was_there() {
         }
     }
 }
+
+#[test]
+fn streamed_messages_travel_in_quarter_ring_pieces() {
+    let r = Arc::new(Ring::create(1024, 0).unwrap());
+    let w = r.clone();
+    let t = std::thread::spawn(move || w.push(&message(2, 0, 10_000), secs(20)));
+    // the first record is a piece of a quarter ring flagged MORE
+    let t0 = Instant::now();
+    while r.u64(OFF_TAIL).load(Ordering::Acquire) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no piece came");
+        std::thread::yield_now();
+    }
+    assert_eq!(r.read_u32_at(0), 256 | MORE);
+    let mut out = Vec::new();
+    r.pop(&mut out, secs(20), false).unwrap();
+    assert_eq!(check(&out), (2, 0));
+    t.join().unwrap().unwrap();
+}
