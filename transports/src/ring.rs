@@ -134,6 +134,43 @@ pub const MIN_CAPACITY: usize = 64;
 /// The largest ring, in bytes (record lengths have 30 bits).
 pub const MAX_CAPACITY: usize = 1 << 30;
 
+/// When a blocking [`Ring::push`] or [`Ring::pop`] gives up.
+///
+/// [`Deadline::After`] reads the clock only once the operation actually has to wait, so
+/// an operation that finds room or a message at once makes no clock read at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// Wait as long as it takes.
+    Never,
+    /// Give up at this instant.
+    At(Instant),
+    /// Give up this long after the operation started waiting (a duration too large to
+    /// represent waits forever).
+    After(Duration),
+}
+
+impl Deadline {
+    /// The instant to give up at (`None`: never), reading the clock on the first call for
+    /// [`Deadline::After`] and keeping the answer.
+    fn resolve(&mut self) -> Option<Instant> {
+        match *self {
+            Deadline::Never => None,
+            Deadline::At(at) => Some(at),
+            Deadline::After(d) => {
+                let at = Instant::now().checked_add(d);
+                *self = at.map_or(Deadline::Never, Deadline::At);
+                at
+            }
+        }
+    }
+}
+
+impl From<Option<Instant>> for Deadline {
+    fn from(d: Option<Instant>) -> Self {
+        d.map_or(Deadline::Never, Deadline::At)
+    }
+}
+
 /// Why a [`Ring::push`] did not happen. Nothing of the message is visible to readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
@@ -508,8 +545,8 @@ impl Ring {
         } else {
             self.spin_us.load(Ordering::Relaxed)
         };
-        let start = Instant::now();
-        let spin_end = start + Duration::from_micros(u64::from(budget));
+        // the clock is first read after 32 spins: a short wait reads it not at all
+        let mut spin_end = None;
         let mut n = 0u32;
         loop {
             if ready() {
@@ -522,7 +559,9 @@ impl Ring {
             n += 1;
             if n % 32 == 0 {
                 let now = Instant::now();
-                if now >= spin_end || until.is_some_and(|u| now >= u) {
+                let end =
+                    *spin_end.get_or_insert_with(|| now + Duration::from_micros(budget.into()));
+                if now >= end || until.is_some_and(|u| now >= u) {
                     break;
                 }
             }
@@ -564,11 +603,32 @@ impl Ring {
     /// [`PushError::Full`] when the deadline passed first (nothing of `msg` is visible:
     /// a stream cut short is aborted), [`PushError::Broken`].
     pub fn push(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+        self.push_with(msg, deadline.into())
+    }
+
+    /// As [`push`](Ring::push), giving up `timeout` after it starts waiting (no clock
+    /// read when there is room at once).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Ring::push).
+    pub fn push_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), PushError> {
+        self.push_with(msg, Deadline::After(timeout))
+    }
+
+    /// As [`push`](Ring::push) with any kind of [`Deadline`].
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Ring::push).
+    pub fn push_with(&self, msg: &[u8], mut deadline: Deadline) -> Result<(), PushError> {
         if self.is_broken() {
             return Err(PushError::Broken);
         }
         let wlock = self.u32(OFF_WLOCK);
-        match robust::lock(wlock, deadline) {
+        let acquired =
+            robust::try_lock(wlock, false).or_else(|| robust::lock(wlock, deadline.resolve()));
+        match acquired {
             None => return Err(PushError::Full),
             Some(Acquired::Clean) => {}
             Some(Acquired::OwnerDied) => {
@@ -579,7 +639,7 @@ impl Ring {
                 }
             }
         }
-        let r = self.push_locked(msg, deadline);
+        let r = self.push_locked(msg, &mut deadline);
         robust::unlock(wlock);
         r
     }
@@ -622,7 +682,7 @@ impl Ring {
         written: u64,
         need: u64,
         new_msg: bool,
-        until: Option<Instant>,
+        until: &mut Deadline,
     ) -> Result<bool, PushError> {
         let ok = |s: &Self| -> Result<bool, PushError> {
             Ok(s.free_bytes(tail)? >= need && (!new_msg || s.slot_free(written)))
@@ -630,6 +690,7 @@ impl Ring {
         if ok(self)? {
             return Ok(true);
         }
+        let until = until.resolve();
         loop {
             if self.is_broken() {
                 return Err(PushError::Broken);
@@ -665,7 +726,7 @@ impl Ring {
         }
     }
 
-    fn push_locked(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+    fn push_locked(&self, msg: &[u8], deadline: &mut Deadline) -> Result<(), PushError> {
         let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
         let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
         let total = 4 + msg.len() as u64;
@@ -731,11 +792,42 @@ impl Ring {
         deadline: Option<Instant>,
         disconnect: bool,
     ) -> Result<(), PopError> {
+        self.pop_with(out, deadline.into(), disconnect)
+    }
+
+    /// As [`pop`](Ring::pop), giving up `timeout` after it starts waiting (no clock read
+    /// when a message is there at once).
+    ///
+    /// # Errors
+    ///
+    /// As [`pop`](Ring::pop).
+    pub fn pop_timeout(
+        &self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+        disconnect: bool,
+    ) -> Result<(), PopError> {
+        self.pop_with(out, Deadline::After(timeout), disconnect)
+    }
+
+    /// As [`pop`](Ring::pop) with any kind of [`Deadline`].
+    ///
+    /// # Errors
+    ///
+    /// As [`pop`](Ring::pop).
+    pub fn pop_with(
+        &self,
+        out: &mut Vec<u8>,
+        mut deadline: Deadline,
+        disconnect: bool,
+    ) -> Result<(), PopError> {
         if self.is_broken() {
             return Err(PopError::Broken);
         }
         let rlock = self.u32(OFF_RLOCK);
-        match robust::lock(rlock, deadline) {
+        let acquired =
+            robust::try_lock(rlock, false).or_else(|| robust::lock(rlock, deadline.resolve()));
+        match acquired {
             None => return Err(PopError::Empty),
             Some(Acquired::Clean) => {}
             Some(Acquired::OwnerDied) => {
@@ -744,7 +836,7 @@ impl Ring {
                 self.recover_reader();
             }
         }
-        let r = self.pop_locked(out, deadline, disconnect);
+        let r = self.pop_locked(out, &mut deadline, disconnect);
         robust::unlock(rlock);
         r
     }
@@ -767,7 +859,7 @@ impl Ring {
     fn pop_locked(
         &self,
         out: &mut Vec<u8>,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         disconnect: bool,
     ) -> Result<(), PopError> {
         out.clear();
@@ -817,7 +909,7 @@ impl Ring {
                 }
                 return Ok(());
             }
-            self.wait_data(head, in_msg, deadline, disconnect)?;
+            self.wait_data(head, in_msg, deadline.resolve(), disconnect)?;
         }
     }
 

@@ -461,3 +461,41 @@ fn streamed_messages_travel_in_quarter_ring_pieces() {
     assert_eq!(check(&out), (2, 0));
     t.join().unwrap().unwrap();
 }
+
+#[test]
+fn deadlines_after_a_duration_read_the_clock_only_when_waiting() {
+    let mut d = Deadline::After(Duration::from_millis(5));
+    let t0 = Instant::now();
+    let at = d.resolve().unwrap();
+    assert!(at >= t0 + Duration::from_millis(5));
+    assert_eq!(d, Deadline::At(at)); // kept: a second wait does not move it
+    assert_eq!(d.resolve(), Some(at));
+    let mut huge = Deadline::After(Duration::MAX);
+    assert_eq!(huge.resolve(), None); // too far to represent: forever
+    assert_eq!(huge, Deadline::Never);
+    assert_eq!(Deadline::from(None), Deadline::Never);
+
+    let r = Ring::create(64, 0).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        r.pop_timeout(&mut out, Duration::ZERO, false),
+        Err(PopError::Empty)
+    );
+    let t0 = Instant::now();
+    assert_eq!(
+        r.pop_timeout(&mut out, Duration::from_millis(20), false),
+        Err(PopError::Empty)
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(20));
+    r.push_timeout(&[1; 40], Duration::MAX).unwrap();
+    assert_eq!(
+        r.push_timeout(&[2; 40], Duration::from_millis(20)),
+        Err(PushError::Full)
+    );
+    assert_eq!(
+        r.push_timeout(&[2; 40], Duration::ZERO),
+        Err(PushError::Full)
+    );
+    r.pop_timeout(&mut out, Duration::MAX, false).unwrap();
+    assert_eq!(out, [1; 40]);
+}
