@@ -7,6 +7,14 @@
 //! side, decoding takes the descriptor out of the table. A channel that cannot carry
 //! descriptors (a shared-memory `Queue`) encodes with no table, and a handle inside the
 //! value is then an [`EncodeError`] naming the way that works.
+//!
+//! **Decoding takes a fast path.** [`decode`] first reads the bytes with a small
+//! slice-based deserializer (`slice_de`) that covers what our encoder writes and lends
+//! strings from the buffer; for anything it does not cover, or any error, it gives up and
+//! ciborium decodes the same bytes and has the last word. Caveat: a `Deserialize` impl
+//! with side effects may then run twice for one message (once in the fast decoder before
+//! it gave up, once in ciborium). Messages that carry descriptors always go straight to
+//! ciborium, since a handle's decoding takes its descriptor and must run only once.
 
 use crate::error::{DecodeError, EncodeError};
 use procactor_transports::{AsFd, BorrowedFd, OwnedFd};
@@ -14,6 +22,8 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
+
+mod slice_de;
 
 thread_local! {
     static OUT_FDS: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
@@ -64,6 +74,15 @@ pub fn encode<T: Serialize + ?Sized>(
 /// did not come.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, DecodeError> {
     let has_fds = !fds.is_empty();
+    if !has_fds {
+        if let Ok((value, used)) = slice_de::decode::<T>(bytes) {
+            return match bytes.len() - used {
+                0 => Ok(value),
+                n => Err(trailing::<T>(n)),
+            };
+        }
+        // the fast decoder gave up: ciborium decides (see the module docs)
+    }
     if has_fds {
         IN_FDS.with(|t| *t.borrow_mut() = fds.into_iter().map(Some).collect());
     }
@@ -96,12 +115,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T,
         },
     })?;
     if !reader.is_empty() {
-        return Err(DecodeError {
-            expected: std::any::type_name::<T>(),
-            message: format!("{} trailing bytes after the value", reader.len()),
-        });
+        return Err(trailing::<T>(reader.len()));
     }
     Ok(value)
+}
+
+fn trailing<T>(n: usize) -> DecodeError {
+    DecodeError {
+        expected: std::any::type_name::<T>(),
+        message: format!("{n} trailing bytes after the value"),
+    }
 }
 
 /// Serializes a borrowed descriptor as an index into the frame's descriptor table.

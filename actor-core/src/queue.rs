@@ -57,7 +57,7 @@
 use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{GetError, PutError, TaskDoneError};
 use crate::Message;
-use procactor_transports::ring::{PopError, PushError, Ring};
+use procactor_transports::ring::{Deadline, PopError, PushError, Ring};
 use procactor_transports::robust;
 use serde::de::Error as _;
 use serde::ser::SerializeStruct;
@@ -143,14 +143,14 @@ impl Handle {
         }
     }
 
-    fn push(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
-        self.ring.push(bytes, deadline)
+    fn push(&self, bytes: &[u8], deadline: Deadline) -> Result<(), PushError> {
+        self.ring.push_with(bytes, deadline)
     }
 
     fn put_bytes<T: Serialize>(
         &self,
         item: T,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         before: impl FnOnce(),
         undo: impl FnOnce(),
     ) -> Result<(), PutError<T>> {
@@ -175,13 +175,15 @@ impl Handle {
         })
     }
 
-    fn get<T: Message>(&self, deadline: Option<Instant>) -> Result<T, GetError> {
+    fn get<T: Message>(&self, deadline: Deadline) -> Result<T, GetError> {
         with_buf(&DECODE_BUF, |buf| {
-            self.ring.pop(buf, deadline, true).map_err(|e| match e {
-                PopError::Empty => GetError::Empty,
-                PopError::Disconnected => GetError::Disconnected,
-                PopError::Broken => GetError::Broken,
-            })?;
+            self.ring
+                .pop_with(buf, deadline, true)
+                .map_err(|e| match e {
+                    PopError::Empty => GetError::Empty,
+                    PopError::Disconnected => GetError::Disconnected,
+                    PopError::Broken => GetError::Broken,
+                })?;
             // the reader lock is released: decode outside it
             Ok(codec::decode(buf, Vec::new())?)
         })
@@ -404,7 +406,7 @@ impl<T: Message> Queue<T> {
     /// item cannot be serialized (nothing is written, the queue stays usable),
     /// [`PutError::Broken`]. Each gives the item back.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, None)
+        self.put_inner(item, Deadline::Never)
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -414,7 +416,7 @@ impl<T: Message> Queue<T> {
     /// [`PutError::Full`] (with the item) when no room came in time; otherwise as
     /// [`put`](Queue::put).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.put_inner(item, deadline_after(timeout))
+        self.put_inner(item, Deadline::After(timeout))
     }
 
     /// Puts `item`, waiting until `deadline` for room.
@@ -423,7 +425,7 @@ impl<T: Message> Queue<T> {
     ///
     /// As [`put_timeout`](Queue::put_timeout).
     pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
-        self.put_inner(item, Some(deadline))
+        self.put_inner(item, Deadline::At(deadline))
     }
 
     /// Puts `item` only if there is room now (Python's `put_nowait`).
@@ -433,10 +435,10 @@ impl<T: Message> Queue<T> {
     /// [`PutError::Full`] (with the item) when the queue is full; otherwise as
     /// [`put`](Queue::put).
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, Some(Instant::now()))
+        self.put_inner(item, Deadline::After(Duration::ZERO))
     }
 
-    fn put_inner(&self, item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+    fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), PutError<T>> {
         self.h.put_bytes(item, deadline, || {}, || {})
     }
 
@@ -448,7 +450,7 @@ impl<T: Message> Queue<T> {
     /// (see the [module docs](self)), [`GetError::Decode`] when the message is not a `T`
     /// (it is dropped; the queue stays usable), [`GetError::Broken`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.h.get(None)
+        self.h.get(Deadline::Never)
     }
 
     /// Takes the next item, waiting at most `timeout`.
@@ -457,7 +459,7 @@ impl<T: Message> Queue<T> {
     ///
     /// [`GetError::Empty`] when nothing came in time; otherwise as [`get`](Queue::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.h.get(deadline_after(timeout))
+        self.h.get(Deadline::After(timeout))
     }
 
     /// Takes the next item, waiting until `deadline`.
@@ -466,7 +468,7 @@ impl<T: Message> Queue<T> {
     ///
     /// As [`get_timeout`](Queue::get_timeout).
     pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
-        self.h.get(Some(deadline))
+        self.h.get(Deadline::At(deadline))
     }
 
     /// Takes an item only if one is there now (Python's `get_nowait`).
@@ -476,7 +478,7 @@ impl<T: Message> Queue<T> {
     /// [`GetError::Empty`] when there is none (or another consumer is taking one right
     /// now); otherwise as [`get`](Queue::get).
     pub fn try_get(&self) -> Result<T, GetError> {
-        self.h.get(Some(Instant::now()))
+        self.h.get(Deadline::After(Duration::ZERO))
     }
 
     /// The number of items in the queue (Python's `qsize`). Exact at the instant of the
@@ -704,7 +706,7 @@ impl<T: Message> JoinableQueue<T> {
         })
     }
 
-    fn put_inner(&self, item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+    fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), PutError<T>> {
         let ring = &self.q.h.ring;
         // counted before the item is visible, so a fast consumer's task_done never
         // finds the count at zero
@@ -724,7 +726,7 @@ impl<T: Message> JoinableQueue<T> {
     ///
     /// As [`Queue::put`]; a failed put adds no task.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, None)
+        self.put_inner(item, Deadline::Never)
     }
 
     /// As [`Queue::put_timeout`], counting a task on success.
@@ -733,7 +735,7 @@ impl<T: Message> JoinableQueue<T> {
     ///
     /// As [`Queue::put_timeout`].
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.put_inner(item, deadline_after(timeout))
+        self.put_inner(item, Deadline::After(timeout))
     }
 
     /// As [`Queue::put_deadline`], counting a task on success.
@@ -742,7 +744,7 @@ impl<T: Message> JoinableQueue<T> {
     ///
     /// As [`Queue::put_deadline`].
     pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
-        self.put_inner(item, Some(deadline))
+        self.put_inner(item, Deadline::At(deadline))
     }
 
     /// As [`Queue::try_put`], counting a task on success.
@@ -751,7 +753,7 @@ impl<T: Message> JoinableQueue<T> {
     ///
     /// As [`Queue::try_put`].
     pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, Some(Instant::now()))
+        self.put_inner(item, Deadline::After(Duration::ZERO))
     }
 
     /// As [`Queue::get`].

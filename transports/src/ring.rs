@@ -13,8 +13,10 @@
 //!   past `tail` and publishes them with a release store of `tail`; the reader copies
 //!   bytes from `head` and frees them with a release store of `head`.
 //! - A message whose record fits in the ring is written as one record. A larger one is
-//!   **streamed**: pieces of at most half the ring, each but the last flagged `MORE`,
-//!   while the writer keeps its lock; the reader keeps its lock and reassembles them.
+//!   **streamed**: pieces of at most a quarter of the ring, each but the last flagged
+//!   `MORE`, while the writer keeps its lock; the reader keeps its lock and reassembles
+//!   them. Several pieces fit in the ring at once, so the reader copies one out while the
+//!   writer copies the next in.
 //!   Two messages never interleave. A streaming writer always leaves 4 bytes free after
 //!   each piece, so that an `ABORT` record can always be written (by itself on timeout,
 //!   or by whoever recovers the lock after its death).
@@ -124,10 +126,50 @@ const LEN_MASK: u32 = (1 << 30) - 1;
 const MORE: u32 = 1 << 30;
 const ABORT: u32 = 1 << 31;
 
+/// A streamed message travels in pieces of at most `capacity / STREAM_PIECE_DIVISOR`.
+const STREAM_PIECE_DIVISOR: u64 = 4;
+
 /// The smallest ring, in bytes.
 pub const MIN_CAPACITY: usize = 64;
 /// The largest ring, in bytes (record lengths have 30 bits).
 pub const MAX_CAPACITY: usize = 1 << 30;
+
+/// When a blocking [`Ring::push`] or [`Ring::pop`] gives up.
+///
+/// [`Deadline::After`] reads the clock only once the operation actually has to wait, so
+/// an operation that finds room or a message at once makes no clock read at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// Wait as long as it takes.
+    Never,
+    /// Give up at this instant.
+    At(Instant),
+    /// Give up this long after the operation started waiting (a duration too large to
+    /// represent waits forever).
+    After(Duration),
+}
+
+impl Deadline {
+    /// The instant to give up at (`None`: never), reading the clock on the first call for
+    /// [`Deadline::After`] and keeping the answer.
+    fn resolve(&mut self) -> Option<Instant> {
+        match *self {
+            Deadline::Never => None,
+            Deadline::At(at) => Some(at),
+            Deadline::After(d) => {
+                let at = Instant::now().checked_add(d);
+                *self = at.map_or(Deadline::Never, Deadline::At);
+                at
+            }
+        }
+    }
+}
+
+impl From<Option<Instant>> for Deadline {
+    fn from(d: Option<Instant>) -> Self {
+        d.map_or(Deadline::Never, Deadline::At)
+    }
+}
 
 /// Why a [`Ring::push`] did not happen. Nothing of the message is visible to readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,6 +405,31 @@ impl Ring {
         }
     }
 
+    /// Appends `len` bytes out of the ring from logical position `pos` to `out`, copying
+    /// straight into its spare capacity (no zero-fill of the new part first). Callers
+    /// guarantee `len <= cap` (a record never claims more than the bytes published).
+    fn copy_out_append(&self, pos: u64, len: usize, out: &mut Vec<u8>) {
+        debug_assert!(len as u64 <= self.cap);
+        out.reserve(len);
+        let at = out.len();
+        let idx = (pos & self.mask) as usize;
+        let first = len.min(self.cap as usize - idx);
+        let base = self.region.as_ptr();
+        // SAFETY: the sources are in bounds as in `copy_out` (`idx + first <= cap`,
+        // `len - first <= cap`, inside the live mapping) and were published by the
+        // writer's release store of `tail`, which we loaded with acquire. `reserve(len)`
+        // made `out`'s allocation hold at least `at + len` bytes, so both destinations
+        // lie in its spare capacity, which nothing else references and which cannot
+        // overlap the mapping. All `len` new bytes are written before `set_len`, and
+        // every bit pattern is a valid `u8`.
+        unsafe {
+            let dst = out.as_mut_ptr().add(at);
+            std::ptr::copy_nonoverlapping(base.add(HEADER + idx), dst, first);
+            std::ptr::copy_nonoverlapping(base.add(HEADER), dst.add(first), len - first);
+            out.set_len(at + len);
+        }
+    }
+
     fn read_u32_at(&self, pos: u64) -> u32 {
         let mut b = [0u8; 4];
         self.copy_out(pos, &mut b);
@@ -460,16 +527,26 @@ impl Ring {
 
     /// Spins (adaptive budget), yields, then sleeps on `seq` until `ready()` holds or
     /// `until` passes. Returns whether `ready()` held.
+    ///
+    /// `streaming`: we are in the middle of a streamed message, so the other side is
+    /// copying a piece right now and will be done within microseconds: spin the full
+    /// budget whatever the adaptive one says (a futex sleep and wake-up per piece would
+    /// cost more than the copy).
     fn wait_for(
         &self,
         ready: &mut dyn FnMut() -> bool,
         seq_off: usize,
         waiters_off: usize,
         until: Option<Instant>,
+        streaming: bool,
     ) -> bool {
-        let budget = self.spin_us.load(Ordering::Relaxed);
-        let start = Instant::now();
-        let spin_end = start + Duration::from_micros(u64::from(budget));
+        let budget = if streaming {
+            SPIN_MAX_US
+        } else {
+            self.spin_us.load(Ordering::Relaxed)
+        };
+        // the clock is first read after 32 spins: a short wait reads it not at all
+        let mut spin_end = None;
         let mut n = 0u32;
         loop {
             if ready() {
@@ -482,7 +559,9 @@ impl Ring {
             n += 1;
             if n % 32 == 0 {
                 let now = Instant::now();
-                if now >= spin_end || until.is_some_and(|u| now >= u) {
+                let end =
+                    *spin_end.get_or_insert_with(|| now + Duration::from_micros(budget.into()));
+                if now >= end || until.is_some_and(|u| now >= u) {
                     break;
                 }
             }
@@ -524,11 +603,32 @@ impl Ring {
     /// [`PushError::Full`] when the deadline passed first (nothing of `msg` is visible:
     /// a stream cut short is aborted), [`PushError::Broken`].
     pub fn push(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+        self.push_with(msg, deadline.into())
+    }
+
+    /// As [`push`](Ring::push), giving up `timeout` after it starts waiting (no clock
+    /// read when there is room at once).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Ring::push).
+    pub fn push_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), PushError> {
+        self.push_with(msg, Deadline::After(timeout))
+    }
+
+    /// As [`push`](Ring::push) with any kind of [`Deadline`].
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Ring::push).
+    pub fn push_with(&self, msg: &[u8], mut deadline: Deadline) -> Result<(), PushError> {
         if self.is_broken() {
             return Err(PushError::Broken);
         }
         let wlock = self.u32(OFF_WLOCK);
-        match robust::lock(wlock, deadline) {
+        let acquired =
+            robust::try_lock(wlock, false).or_else(|| robust::lock(wlock, deadline.resolve()));
+        match acquired {
             None => return Err(PushError::Full),
             Some(Acquired::Clean) => {}
             Some(Acquired::OwnerDied) => {
@@ -539,7 +639,7 @@ impl Ring {
                 }
             }
         }
-        let r = self.push_locked(msg, deadline);
+        let r = self.push_locked(msg, &mut deadline);
         robust::unlock(wlock);
         r
     }
@@ -582,7 +682,7 @@ impl Ring {
         written: u64,
         need: u64,
         new_msg: bool,
-        until: Option<Instant>,
+        until: &mut Deadline,
     ) -> Result<bool, PushError> {
         let ok = |s: &Self| -> Result<bool, PushError> {
             Ok(s.free_bytes(tail)? >= need && (!new_msg || s.slot_free(written)))
@@ -590,6 +690,7 @@ impl Ring {
         if ok(self)? {
             return Ok(true);
         }
+        let until = until.resolve();
         loop {
             if self.is_broken() {
                 return Err(PushError::Broken);
@@ -606,7 +707,13 @@ impl Ring {
             // sleep in slices so that a broken flag is noticed
             let slice = Instant::now() + Duration::from_millis(100);
             let until_now = Some(until.map_or(slice, |u| u.min(slice)));
-            let got = self.wait_for(&mut ready, OFF_SPACE_SEQ, OFF_WRITERS_WAITING, until_now);
+            let got = self.wait_for(
+                &mut ready,
+                OFF_SPACE_SEQ,
+                OFF_WRITERS_WAITING,
+                until_now,
+                !new_msg,
+            );
             if let Some(e) = err {
                 return Err(e);
             }
@@ -619,7 +726,7 @@ impl Ring {
         }
     }
 
-    fn push_locked(&self, msg: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+    fn push_locked(&self, msg: &[u8], deadline: &mut Deadline) -> Result<(), PushError> {
         let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
         let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
         let total = 4 + msg.len() as u64;
@@ -632,14 +739,16 @@ impl Ring {
             self.w_commit(tail + total, written + 1, 0);
             return Ok(());
         }
-        // stream: pieces of at most half the ring, always leaving 4 bytes free
-        let half = self.cap / 2;
+        // Stream: pieces of at most a quarter of the ring, always leaving 4 bytes free.
+        // Small enough that the reader copies one piece out while we copy the next ones
+        // in (with half-ring pieces, two never fit at once and the sides take turns).
+        let piece = self.cap / STREAM_PIECE_DIVISOR;
         let mut tail = tail;
         let mut off = 0usize;
         let mut first = true;
         while off < msg.len() || first {
             let left = (msg.len() - off) as u64;
-            let want = left.min(half - 8) + 8;
+            let want = left.min(piece - 8) + 8;
             let got = self.wait_room(tail, written, want, first, deadline)?;
             if !got {
                 // Deadline: at the first piece nothing was written; later, abort.
@@ -651,7 +760,7 @@ impl Ring {
                 return Err(PushError::Full);
             }
             let free = self.free_bytes(tail)?;
-            let chunk = left.min(free - 8).min(half) as usize;
+            let chunk = left.min(free - 8).min(piece) as usize;
             let last = off + chunk == msg.len();
             let hdr = chunk as u32 | if last { 0 } else { MORE };
             self.copy_in(tail, &hdr.to_le_bytes());
@@ -683,11 +792,42 @@ impl Ring {
         deadline: Option<Instant>,
         disconnect: bool,
     ) -> Result<(), PopError> {
+        self.pop_with(out, deadline.into(), disconnect)
+    }
+
+    /// As [`pop`](Ring::pop), giving up `timeout` after it starts waiting (no clock read
+    /// when a message is there at once).
+    ///
+    /// # Errors
+    ///
+    /// As [`pop`](Ring::pop).
+    pub fn pop_timeout(
+        &self,
+        out: &mut Vec<u8>,
+        timeout: Duration,
+        disconnect: bool,
+    ) -> Result<(), PopError> {
+        self.pop_with(out, Deadline::After(timeout), disconnect)
+    }
+
+    /// As [`pop`](Ring::pop) with any kind of [`Deadline`].
+    ///
+    /// # Errors
+    ///
+    /// As [`pop`](Ring::pop).
+    pub fn pop_with(
+        &self,
+        out: &mut Vec<u8>,
+        mut deadline: Deadline,
+        disconnect: bool,
+    ) -> Result<(), PopError> {
         if self.is_broken() {
             return Err(PopError::Broken);
         }
         let rlock = self.u32(OFF_RLOCK);
-        match robust::lock(rlock, deadline) {
+        let acquired =
+            robust::try_lock(rlock, false).or_else(|| robust::lock(rlock, deadline.resolve()));
+        match acquired {
             None => return Err(PopError::Empty),
             Some(Acquired::Clean) => {}
             Some(Acquired::OwnerDied) => {
@@ -696,7 +836,7 @@ impl Ring {
                 self.recover_reader();
             }
         }
-        let r = self.pop_locked(out, deadline, disconnect);
+        let r = self.pop_locked(out, &mut deadline, disconnect);
         robust::unlock(rlock);
         r
     }
@@ -719,7 +859,7 @@ impl Ring {
     fn pop_locked(
         &self,
         out: &mut Vec<u8>,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         disconnect: bool,
     ) -> Result<(), PopError> {
         out.clear();
@@ -751,9 +891,7 @@ impl Ring {
                     continue;
                 }
                 if !discarding {
-                    let at = out.len();
-                    out.resize(at + len as usize, 0);
-                    self.copy_out(head + 4, &mut out[at..]);
+                    self.copy_out_append(head + 4, len as usize, out);
                 }
                 head += 4 + len;
                 if hdr & MORE != 0 {
@@ -771,7 +909,7 @@ impl Ring {
                 }
                 return Ok(());
             }
-            self.wait_data(head, in_msg, deadline, disconnect)?;
+            self.wait_data(head, in_msg, deadline.resolve(), disconnect)?;
         }
     }
 
@@ -804,7 +942,7 @@ impl Ring {
                 return Err(PopError::Empty);
             }
             let until = Some(limit.map_or(now + slice, |d| d.min(now + slice)));
-            if self.wait_for(&mut ready, OFF_DATA_SEQ, OFF_READERS_WAITING, until) {
+            if self.wait_for(&mut ready, OFF_DATA_SEQ, OFF_READERS_WAITING, until, in_msg) {
                 return Ok(());
             }
             slice = (slice * 2).min(Duration::from_millis(100));

@@ -425,3 +425,77 @@ proptest! {
 fn one_reader_sees_one_writer_in_order_fast() {
     run_schedule(1 << 16, 0, vec![vec![24; 200_000]], 1);
 }
+
+#[test]
+fn copy_out_append_wraps_and_keeps_what_was_there() {
+    let r = Ring::create(64, 0).unwrap();
+    let data: Vec<u8> = (100..164).collect();
+    for start in [0u64, 1, 40, 63, 64, 100] {
+        for len in [0usize, 1, 23, 24, 25, 64] {
+            r.copy_in(start, &data[..len]);
+            // garbage in the spare capacity must not show through
+            let mut out = Vec::with_capacity(3);
+            out.extend_from_slice(&[0xaa; 200]);
+            out.truncate(3);
+            r.copy_out_append(start, len, &mut out);
+            assert_eq!(out[..3], [0xaa; 3]);
+            assert_eq!(out[3..], data[..len], "start {start} len {len}");
+        }
+    }
+}
+
+#[test]
+fn streamed_messages_travel_in_quarter_ring_pieces() {
+    let r = Arc::new(Ring::create(1024, 0).unwrap());
+    let w = r.clone();
+    let t = std::thread::spawn(move || w.push(&message(2, 0, 10_000), secs(20)));
+    // the first record is a piece of a quarter ring flagged MORE
+    let t0 = Instant::now();
+    while r.u64(OFF_TAIL).load(Ordering::Acquire) == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no piece came");
+        std::thread::yield_now();
+    }
+    assert_eq!(r.read_u32_at(0), 256 | MORE);
+    let mut out = Vec::new();
+    r.pop(&mut out, secs(20), false).unwrap();
+    assert_eq!(check(&out), (2, 0));
+    t.join().unwrap().unwrap();
+}
+
+#[test]
+fn deadlines_after_a_duration_read_the_clock_only_when_waiting() {
+    let mut d = Deadline::After(Duration::from_millis(5));
+    let t0 = Instant::now();
+    let at = d.resolve().unwrap();
+    assert!(at >= t0 + Duration::from_millis(5));
+    assert_eq!(d, Deadline::At(at)); // kept: a second wait does not move it
+    assert_eq!(d.resolve(), Some(at));
+    let mut huge = Deadline::After(Duration::MAX);
+    assert_eq!(huge.resolve(), None); // too far to represent: forever
+    assert_eq!(huge, Deadline::Never);
+    assert_eq!(Deadline::from(None), Deadline::Never);
+
+    let r = Ring::create(64, 0).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(
+        r.pop_timeout(&mut out, Duration::ZERO, false),
+        Err(PopError::Empty)
+    );
+    let t0 = Instant::now();
+    assert_eq!(
+        r.pop_timeout(&mut out, Duration::from_millis(20), false),
+        Err(PopError::Empty)
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(20));
+    r.push_timeout(&[1; 40], Duration::MAX).unwrap();
+    assert_eq!(
+        r.push_timeout(&[2; 40], Duration::from_millis(20)),
+        Err(PushError::Full)
+    );
+    assert_eq!(
+        r.push_timeout(&[2; 40], Duration::ZERO),
+        Err(PushError::Full)
+    );
+    r.pop_timeout(&mut out, Duration::MAX, false).unwrap();
+    assert_eq!(out, [1; 40]);
+}
