@@ -33,6 +33,41 @@
 //! | `p.join()`, `p.exitcode` | [`Process::join`], [`Process::exitcode`] → [`ExitStatus`] |
 //! | `current_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`active_children`], [`cpu_count`] |
 //! | `set_start_method('spawn')` | [`set_start_method`]`(StartMethod::Spawn)` |
+//! | `Pipe()`, `Pipe(duplex=False)` | [`Pipe::new`], [`Pipe::oneway`], [`Pipe::typed`] → [`Connection`] |
+//! | `Queue(maxsize)`, `SimpleQueue`, `JoinableQueue` | [`Queue::new`] / [`Queue::bounded`], [`SimpleQueue`], [`JoinableQueue`] |
+//! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
+//! | `Event`, `Condition`, `Barrier` | [`Event`], [`Condition`], [`Barrier`] |
+//!
+//! ## Message passing
+//!
+//! ```
+//! use procactor::{JoinableQueue, Process, Queue};
+//!
+//! fn worker((tasks, results): (JoinableQueue<u64>, Queue<u64>)) {
+//!     tasks.close(); // this handle only takes
+//!     while let Ok(x) = tasks.get() {
+//!         results.put(x * x).unwrap();
+//!         tasks.task_done().unwrap();
+//!     }
+//! }
+//!
+//! fn main() {
+//!     procactor::init();
+//!     let tasks = JoinableQueue::new().unwrap();
+//!     let results = Queue::new().unwrap();
+//!     let mut p = Process::new(worker, (tasks.clone(), results.clone())).start().unwrap();
+//!     for x in 1..=3 {
+//!         tasks.put(x).unwrap();
+//!     }
+//!     tasks.join();
+//!     let mut got: Vec<u64> = (0..3).map(|_| results.get().unwrap()).collect();
+//!     got.sort();
+//!     assert_eq!(got, [1, 4, 9]);
+//!     tasks.close(); // the worker's get now says Disconnected
+//!     p.join().unwrap();
+//! }
+//! ```
 
 // Doctests that start processes need an explicit `fn main` that calls `init()` first.
 #![allow(clippy::needless_doctest_main)]
@@ -43,7 +78,9 @@ pub use procactor_macros::main;
 /// The names most programs need.
 pub mod prelude {
     pub use procactor_core::{
-        active_children, cpu_count, current_process, init, ExitStatus, Process, StartMethod,
+        active_children, cpu_count, current_process, init, Array, Barrier, BoundedSemaphore,
+        Condition, Connection, Event, ExitStatus, JoinableQueue, Lock, Pipe, Process, Queue, RLock,
+        Semaphore, SimpleQueue, StartMethod, Value,
     };
 }
 
