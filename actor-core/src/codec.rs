@@ -180,6 +180,16 @@ impl AsFd for RecvFd {
     }
 }
 
+/// Encodes `v` with its descriptors and decodes the result as a `B`, the way a value
+/// crosses between processes (tests of handle types use it).
+#[cfg(test)]
+pub(crate) fn round_trip<B: DeserializeOwned>(v: &impl Serialize) -> Result<B, String> {
+    let mut buf = Vec::new();
+    let mut fds = Vec::new();
+    encode(v, &mut buf, Some(&mut fds)).map_err(|e| e.to_string())?;
+    decode(&buf, fds).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

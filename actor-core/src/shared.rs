@@ -538,12 +538,7 @@ impl<T: Pod> RawArray<T> {
 mod tests {
     use super::*;
 
-    fn round_trip<B: serde::de::DeserializeOwned>(v: &impl Serialize) -> Result<B, String> {
-        let mut buf = Vec::new();
-        let mut fds = Vec::new();
-        crate::codec::encode(v, &mut buf, Some(&mut fds)).map_err(|e| e.to_string())?;
-        crate::codec::decode(&buf, fds).map_err(|e| e.to_string())
-    }
+    use crate::codec::round_trip;
 
     #[test]
     fn handles_travel_and_share_memory() {
