@@ -663,6 +663,48 @@ fn a_writer_killed_while_streaming_leaves_no_torn_message() {
     });
 }
 
+fn put_two_tasks_then_big((q, big): (JoinableQueue<Vec<u8>>, usize)) {
+    q.put(message(60, 0, 10)).unwrap();
+    q.put(message(60, 1, 10)).unwrap();
+    q.put(message(60, 2, big)).unwrap();
+    loop {
+        std::thread::sleep(SEC);
+    }
+}
+
+#[test]
+fn a_producer_killed_mid_put_leaves_no_task_for_join_to_wait_for() {
+    watchdog(30, || {
+        let q: JoinableQueue<Vec<u8>> = JoinableQueue::with_capacity_bytes(4096).unwrap();
+        // two small tasks, then a task 4x the ring that blocks mid-stream (nobody reads)
+        let p = Process::new(put_two_tasks_then_big, (q.clone(), 4 * 4096))
+            .start()
+            .unwrap();
+        let t0 = Instant::now();
+        while q.unfinished_tasks() < 2 || q.len() < 3 {
+            assert!(t0.elapsed() < 10 * SEC, "the producer never got going");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        // the big item is half in the ring, and not counted as a task
+        assert_eq!(q.unfinished_tasks(), 2);
+        p.kill().unwrap();
+        drop(p);
+        for i in 0..2 {
+            let m = q.get_timeout(10 * SEC).unwrap();
+            assert_eq!(check(&m), Some((60, i)));
+            q.task_done().unwrap();
+        }
+        // the killed put left neither its item nor a task
+        assert!(q.join_timeout(10 * SEC));
+        assert_eq!(
+            q.get_timeout(Duration::from_millis(200)),
+            Err(GetError::Empty)
+        );
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+    });
+}
+
 #[test]
 fn a_reader_killed_while_reassembling_leaves_no_torn_message() {
     watchdog(60, || {

@@ -143,16 +143,11 @@ impl Handle {
         }
     }
 
-    fn push(&self, bytes: &[u8], deadline: Deadline) -> Result<(), PushError> {
-        self.ring.push_with(bytes, deadline)
-    }
-
     fn put_bytes<T: Serialize>(
         &self,
         item: T,
         deadline: Deadline,
-        before: impl FnOnce(),
-        undo: impl FnOnce(),
+        task: bool,
     ) -> Result<(), PutError<T>> {
         if !self.is_open() {
             return Err(PutError::Closed(item));
@@ -161,16 +156,15 @@ impl Handle {
             if let Err(e) = codec::encode(&item, buf, None) {
                 return Err(PutError::Encode(item, e));
             }
-            before();
-            match self.push(buf, deadline) {
+            let pushed = if task {
+                self.ring.push_task(buf, deadline)
+            } else {
+                self.ring.push_with(buf, deadline)
+            };
+            match pushed {
                 Ok(()) => Ok(()),
-                Err(e) => {
-                    undo();
-                    Err(match e {
-                        PushError::Full => PutError::Full(item),
-                        PushError::Broken => PutError::Broken(item),
-                    })
-                }
+                Err(PushError::Full) => Err(PutError::Full(item)),
+                Err(PushError::Broken) => Err(PutError::Broken(item)),
             }
         })
     }
@@ -439,7 +433,7 @@ impl<T: Message> Queue<T> {
     }
 
     fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), PutError<T>> {
-        self.h.put_bytes(item, deadline, || {}, || {})
+        self.h.put_bytes(item, deadline, false)
     }
 
     /// Takes the next item, waiting for one.
@@ -623,6 +617,14 @@ impl<T: Message> SimpleQueue<T> {
 /// [`join`](JoinableQueue::join) waits until the count is zero. The count lives in the
 /// queue's shared memory, so producers, consumers and joiners may be any processes.
 ///
+/// A `put` counts its task in the same step that makes its item visible to consumers
+/// (as Python counts it when the item enters the queue): a put still waiting for room,
+/// or still streaming an item larger than the ring, is not counted yet, and a failed put
+/// counts nothing. A producer killed in the middle of a `put` leaves neither the item
+/// nor its task, so `join` never waits for a task that nobody can finish. (A consumer
+/// killed after `get` and before `task_done` does leave its task unfinished, as in
+/// Python: use [`join_timeout`](JoinableQueue::join_timeout) when consumers may die.)
+///
 /// # Examples
 ///
 /// ```
@@ -707,17 +709,10 @@ impl<T: Message> JoinableQueue<T> {
     }
 
     fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), PutError<T>> {
-        let ring = &self.q.h.ring;
-        // counted before the item is visible, so a fast consumer's task_done never
-        // finds the count at zero
-        self.q.h.put_bytes(
-            item,
-            deadline,
-            || ring.task_add(),
-            || {
-                ring.task_done();
-            },
-        )
+        // the task is counted in the same step that makes the item visible (see
+        // `Ring::push_task`): a consumer never takes an uncounted item, and a producer
+        // killed mid-put leaves no task that nobody will ever finish
+        self.q.h.put_bytes(item, deadline, true)
     }
 
     /// Puts `item` (one more unfinished task), waiting as long as the queue is full.

@@ -46,6 +46,10 @@
 //! - reader side: if a streamed message was half read, the new reader discards its
 //!   remaining pieces (the message is lost, as if the dead reader had taken it).
 //!
+//! The count of *tasks put* (a `JoinableQueue`'s side of `unfinished = put - done`) is
+//! writer state too, in the same journal and stored before `tail`: a message and its task
+//! become visible together, so a writer killed mid-message leaves neither behind.
+//!
 //! A reader waiting for the next piece of a streamed message checks that the writer is
 //! alive and performs the writer-side recovery itself if it is not. Hence no process ever
 //! sees a torn message and no process waits forever for a dead one; the ring stays usable.
@@ -98,6 +102,7 @@ const OFF_JW_STATE: usize = 88;
 const OFF_JW_TAIL: usize = 96;
 const OFF_JW_WRITTEN: usize = 104;
 const OFF_JW_WPARTIAL: usize = 112;
+const OFF_JW_TASKS: usize = 120;
 // line 2: reader state + journal
 const OFF_HEAD: usize = 128;
 const OFF_READ: usize = 136;
@@ -114,10 +119,12 @@ const OFF_WRITERS_WAITING: usize = 260;
 // line 5/6: locks
 const OFF_WLOCK: usize = 320;
 const OFF_RLOCK: usize = 384;
-// line 7: task counter (JoinableQueue)
-const OFF_UNFINISHED: usize = 448;
+// line 7: task counters (JoinableQueue). `tasks put` is writer state (journaled with
+// `tail`); `tasks done` is advanced by consumers with compare-and-swap.
+const OFF_TASKS_PUT: usize = 448;
 const OFF_JOIN_SEQ: usize = 456;
 const OFF_JOIN_WAITERS: usize = 460;
+const OFF_TASKS_DONE: usize = 464;
 // line 8..: producer registry; slot 0 is the overflow counter
 const OFF_SLOTS: usize = 512;
 const N_SLOTS: usize = (HEADER - OFF_SLOTS) / 8;
@@ -438,13 +445,14 @@ impl Ring {
 
     // ---------------------------------------------------------------- journals
 
-    fn w_commit(&self, tail: u64, written: u64, partial: u64) {
+    fn w_commit(&self, tail: u64, written: u64, partial: u64, tasks: u64) {
         self.u64(OFF_JW_TAIL).store(tail, Ordering::Relaxed);
         self.u64(OFF_JW_WRITTEN).store(written, Ordering::Relaxed);
         self.u64(OFF_JW_WPARTIAL).store(partial, Ordering::Relaxed);
+        self.u64(OFF_JW_TASKS).store(tasks, Ordering::Relaxed);
         self.u64(OFF_JW_STATE).store(1, Ordering::Release);
         fence(Ordering::Release);
-        self.w_apply(tail, written, partial);
+        self.w_apply(tail, written, partial, tasks);
         fence(Ordering::Release);
         self.u64(OFF_JW_STATE).store(0, Ordering::Release);
         // Pairs with the reader's waiter-count increment: either it sees the new tail,
@@ -456,9 +464,16 @@ impl Ring {
         }
     }
 
-    fn w_apply(&self, tail: u64, written: u64, partial: u64) {
+    /// `tasks` is stored before `tail` (release), so whoever sees a message also sees it
+    /// counted as a task.
+    fn w_apply(&self, tail: u64, written: u64, partial: u64, tasks: u64) {
         self.u64(OFF_WRITTEN).store(written, Ordering::Relaxed);
         self.u64(OFF_WPARTIAL).store(partial, Ordering::Relaxed);
+        // written only when it changes: a plain Queue never dirties the task line
+        let put = self.u64(OFF_TASKS_PUT);
+        if put.load(Ordering::Relaxed) != tasks {
+            put.store(tasks, Ordering::Release);
+        }
         self.u64(OFF_TAIL).store(tail, Ordering::Release);
     }
 
@@ -492,7 +507,8 @@ impl Ring {
             let t = self.u64(OFF_JW_TAIL).load(Ordering::Relaxed);
             let w = self.u64(OFF_JW_WRITTEN).load(Ordering::Relaxed);
             let p = self.u64(OFF_JW_WPARTIAL).load(Ordering::Relaxed);
-            self.w_apply(t, w, p);
+            let k = self.u64(OFF_JW_TASKS).load(Ordering::Relaxed);
+            self.w_apply(t, w, p, k);
             fence(Ordering::Release);
             self.u64(OFF_JW_STATE).store(0, Ordering::Release);
         }
@@ -506,7 +522,8 @@ impl Ring {
             }
             self.copy_in(tail, &ABORT.to_le_bytes());
             let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
-            self.w_commit(tail + 4, written, 0);
+            let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
+            self.w_commit(tail + 4, written, 0, tasks);
         }
         true
     }
@@ -621,7 +638,23 @@ impl Ring {
     /// # Errors
     ///
     /// As [`push`](Ring::push).
-    pub fn push_with(&self, msg: &[u8], mut deadline: Deadline) -> Result<(), PushError> {
+    pub fn push_with(&self, msg: &[u8], deadline: Deadline) -> Result<(), PushError> {
+        self.push_inner(msg, deadline, false)
+    }
+
+    /// As [`push_with`](Ring::push_with), and counts one more task
+    /// ([`task_done`](Ring::task_done), [`task_join`](Ring::task_join)) in the same step
+    /// that makes the message visible: a failed push counts nothing, and a writer killed
+    /// at any moment leaves either the message and its task or neither.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Ring::push).
+    pub fn push_task(&self, msg: &[u8], deadline: Deadline) -> Result<(), PushError> {
+        self.push_inner(msg, deadline, true)
+    }
+
+    fn push_inner(&self, msg: &[u8], mut deadline: Deadline, task: bool) -> Result<(), PushError> {
         if self.is_broken() {
             return Err(PushError::Broken);
         }
@@ -639,7 +672,7 @@ impl Ring {
                 }
             }
         }
-        let r = self.push_locked(msg, &mut deadline);
+        let r = self.push_locked(msg, &mut deadline, task);
         robust::unlock(wlock);
         r
     }
@@ -726,9 +759,17 @@ impl Ring {
         }
     }
 
-    fn push_locked(&self, msg: &[u8], deadline: &mut Deadline) -> Result<(), PushError> {
+    fn push_locked(
+        &self,
+        msg: &[u8],
+        deadline: &mut Deadline,
+        task: bool,
+    ) -> Result<(), PushError> {
         let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
         let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+        // only the writer-lock holder changes `tasks put`
+        let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
+        let tasks_after = tasks + u64::from(task);
         let total = 4 + msg.len() as u64;
         if total <= self.cap && msg.len() as u64 <= u64::from(LEN_MASK) {
             if !self.wait_room(tail, written, total, true, deadline)? {
@@ -736,7 +777,7 @@ impl Ring {
             }
             self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
             self.copy_in(tail + 4, msg);
-            self.w_commit(tail + total, written + 1, 0);
+            self.w_commit(tail + total, written + 1, 0, tasks_after);
             return Ok(());
         }
         // Stream: pieces of at most a quarter of the ring, always leaving 4 bytes free.
@@ -755,7 +796,7 @@ impl Ring {
                 if !first {
                     // the 4 reserved bytes are free (invariant)
                     self.copy_in(tail, &ABORT.to_le_bytes());
-                    self.w_commit(tail + 4, written + 1, 0);
+                    self.w_commit(tail + 4, written + 1, 0, tasks);
                 }
                 return Err(PushError::Full);
             }
@@ -768,7 +809,9 @@ impl Ring {
             tail += 4 + chunk as u64;
             off += chunk;
             first = false;
-            self.w_commit(tail, written + 1, u64::from(!last));
+            // the task counts with the last piece, when the message can be taken
+            let t = if last { tasks_after } else { tasks };
+            self.w_commit(tail, written + 1, u64::from(!last), t);
         }
         Ok(())
     }
@@ -1097,34 +1140,39 @@ impl Ring {
 
     // ---------------------------------------------------------------- task counter
 
-    /// Adds one unfinished task (`JoinableQueue::put`, before the item is visible).
-    pub fn task_add(&self) {
-        self.u64(OFF_UNFINISHED).fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Removes one unfinished task; `false` (and no change) if there was none. Wakes
-    /// joiners when the count reaches zero.
+    /// Marks one task done; `false` (and no change) if every task counted by
+    /// [`push_task`](Ring::push_task) is already done. Wakes joiners when the last one is.
     pub fn task_done(&self) -> bool {
-        let r = self
-            .u64(OFF_UNFINISHED)
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| c.checked_sub(1));
-        match r {
-            Err(_) => false,
-            Ok(prev) => {
-                if prev == 1 {
-                    self.u32(OFF_JOIN_SEQ).fetch_add(1, Ordering::SeqCst);
-                    if self.u32(OFF_JOIN_WAITERS).load(Ordering::SeqCst) > 0 {
-                        futex::wake_all(self.u32(OFF_JOIN_SEQ));
+        let done = self.u64(OFF_TASKS_DONE);
+        let mut d = done.load(Ordering::SeqCst);
+        loop {
+            // `tasks put` only grows, and `done` never passes it
+            let put = self.u64(OFF_TASKS_PUT).load(Ordering::SeqCst);
+            if d >= put {
+                return false;
+            }
+            match done.compare_exchange_weak(d, d + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => {
+                    if d + 1 == put {
+                        self.u32(OFF_JOIN_SEQ).fetch_add(1, Ordering::SeqCst);
+                        if self.u32(OFF_JOIN_WAITERS).load(Ordering::SeqCst) > 0 {
+                            futex::wake_all(self.u32(OFF_JOIN_SEQ));
+                        }
                     }
+                    return true;
                 }
-                true
+                Err(now) => d = now,
             }
         }
     }
 
-    /// Unfinished tasks (advisory).
+    /// Unfinished tasks: counted by [`push_task`](Ring::push_task), not yet
+    /// [`task_done`](Ring::task_done) (advisory).
     pub fn unfinished(&self) -> u64 {
-        self.u64(OFF_UNFINISHED).load(Ordering::SeqCst)
+        // `done` first: `put` read afterwards is at least as large
+        let done = self.u64(OFF_TASKS_DONE).load(Ordering::SeqCst);
+        let put = self.u64(OFF_TASKS_PUT).load(Ordering::SeqCst);
+        put.saturating_sub(done)
     }
 
     /// Waits until the unfinished-task count is zero or `deadline` passes; whether it

@@ -231,7 +231,7 @@ fn writer_killed_mid_stream_is_recovered_by_the_reader() {
     let hdr = 20u32 | MORE;
     r.copy_in(0, &hdr.to_le_bytes());
     r.copy_in(4, &first[..20]);
-    r.w_commit(24, 1, 1);
+    r.w_commit(24, 1, 1, 0);
     wl.store(dead_pid(), Ordering::SeqCst);
     assert_eq!(r.len(), 1);
     let mut out = Vec::new();
@@ -256,15 +256,21 @@ fn writer_killed_inside_its_journal_is_completed_by_the_next_writer() {
     r.u64(OFF_JW_TAIL).store(54, Ordering::Relaxed);
     r.u64(OFF_JW_WRITTEN).store(1, Ordering::Relaxed);
     r.u64(OFF_JW_WPARTIAL).store(0, Ordering::Relaxed);
+    r.u64(OFF_JW_TASKS).store(1, Ordering::Relaxed); // it was a counted task
     r.u64(OFF_JW_STATE).store(1, Ordering::Relaxed);
     wl.store(dead_pid(), Ordering::SeqCst);
     assert_eq!(r.len(), 0);
+    assert_eq!(r.unfinished(), 0);
     r.push(&message(3, 1, 5), secs(10)).unwrap();
+    // the message and its task appear together
+    assert_eq!(r.unfinished(), 1);
     let mut out = Vec::new();
     r.pop(&mut out, ms(100), false).unwrap();
     assert_eq!(check(&out), (3, 0));
     r.pop(&mut out, ms(100), false).unwrap();
     assert_eq!(check(&out), (3, 1));
+    assert!(r.task_done());
+    assert!(!r.task_done());
 }
 
 #[test]
@@ -280,7 +286,7 @@ fn reader_killed_mid_stream_makes_the_next_reader_skip_the_rest() {
     let next = message(5, 1, 12);
     r.copy_in(68, &(12u32).to_le_bytes());
     r.copy_in(72, &next);
-    r.w_commit(84, 2, 0);
+    r.w_commit(84, 2, 0, 0);
     r.r_commit(34, 0, 1);
     r.u32(OFF_RLOCK).store(dead_pid(), Ordering::SeqCst);
     let mut out = Vec::new();
@@ -303,7 +309,7 @@ fn reader_killed_while_waiting_leaves_a_usable_ring() {
 fn corrupt_headers_break_the_ring_instead_of_panicking() {
     let r = Ring::create(256, 0).unwrap();
     r.copy_in(0, &(200u32).to_le_bytes()); // claims 200 bytes, only 10 published
-    r.w_commit(14, 1, 0);
+    r.w_commit(14, 1, 0, 0);
     let mut out = Vec::new();
     assert_eq!(r.pop(&mut out, ms(10), false), Err(PopError::Broken));
     assert!(r.is_broken());
@@ -311,11 +317,11 @@ fn corrupt_headers_break_the_ring_instead_of_panicking() {
     assert_eq!(r.pop(&mut out, None, false), Err(PopError::Broken));
 
     let r = Ring::create(256, 0).unwrap();
-    r.w_commit(100_000, 1, 0); // tail - head larger than the ring
+    r.w_commit(100_000, 1, 0, 0); // tail - head larger than the ring
     assert_eq!(r.pop(&mut out, ms(10), false), Err(PopError::Broken));
     let r = Ring::create(256, 0).unwrap();
     r.copy_in(0, &(ABORT | 3).to_le_bytes()); // an abort record with a length
-    r.w_commit(7, 1, 0);
+    r.w_commit(7, 1, 0, 0);
     assert_eq!(r.pop(&mut out, ms(10), false), Err(PopError::Broken));
 }
 
@@ -324,8 +330,10 @@ fn task_counter_counts_and_joins() {
     let r = Arc::new(Ring::create(256, 0).unwrap());
     assert!(!r.task_done());
     assert!(r.task_join(Some(Instant::now())));
-    r.task_add();
-    r.task_add();
+    r.push_task(b"a", Deadline::Never).unwrap();
+    r.push(b"not a task", None).unwrap();
+    r.push_task(b"b", Deadline::Never).unwrap();
+    assert_eq!(r.unfinished(), 2);
     assert!(!r.task_join(ms(20)));
     let r2 = r.clone();
     let t = std::thread::spawn(move || {
@@ -337,6 +345,51 @@ fn task_counter_counts_and_joins() {
     t.join().unwrap();
     assert!(!r.task_done());
     assert_eq!(r.unfinished(), 0);
+}
+
+#[test]
+fn a_failed_or_abandoned_push_task_counts_no_task() {
+    let r = Ring::create(256, 1).unwrap();
+    r.push_task(b"one", Deadline::Never).unwrap();
+    // bounded ring full: refused, not counted
+    let zero = Deadline::After(Duration::ZERO);
+    assert_eq!(r.push_task(b"two", zero), Err(PushError::Full));
+    assert_eq!(r.unfinished(), 1);
+    let mut out = Vec::new();
+    r.pop(&mut out, ms(100), false).unwrap();
+    // a stream cut short after its first piece: aborted, not counted
+    let big = message(1, 0, 1000);
+    let after = Deadline::After(Duration::from_millis(20));
+    assert_eq!(r.push_task(&big, after), Err(PushError::Full));
+    assert_eq!(r.unfinished(), 1);
+    assert!(r.task_done());
+    assert!(r.task_join(Some(Instant::now())));
+}
+
+#[test]
+fn a_writer_killed_mid_stream_leaves_no_task_behind() {
+    let r = Ring::create(64, 0).unwrap();
+    r.push_task(b"done before", Deadline::Never).unwrap();
+    let mut out = Vec::new();
+    r.pop(&mut out, ms(100), false).unwrap();
+    assert!(r.task_done());
+    // a writer streaming a task died after its first piece, holding the lock
+    let wl = r.u32(OFF_WLOCK);
+    robust::lock(wl, None).unwrap();
+    let tail = r.u64(OFF_TAIL).load(Ordering::Relaxed);
+    let hdr = 20u32 | MORE;
+    r.copy_in(tail, &hdr.to_le_bytes());
+    r.copy_in(tail + 4, &[9; 20]);
+    r.w_commit(tail + 24, 2, 1, 1);
+    wl.store(dead_pid(), Ordering::SeqCst);
+    // join does not wait for the half-sent task, before or after the recovery
+    assert!(r.task_join(ms(1000)));
+    r.push_task(b"next", Deadline::Never).unwrap();
+    assert_eq!(r.unfinished(), 1);
+    r.pop(&mut out, ms(1000), false).unwrap();
+    assert_eq!(out, b"next");
+    assert!(r.task_done());
+    assert!(r.task_join(Some(Instant::now())));
 }
 
 /// Many writers and readers (threads), random sizes up to 4x the ring: every message
