@@ -31,12 +31,14 @@ pub enum Acquired {
 }
 
 /// This process's id, as stored in lock words.
+#[inline]
 pub fn my_id() -> u32 {
     crate::os::current_pid_cached()
 }
 
 /// Tries once (plus a dead-owner check when `check_owner`): `None` if another live
 /// process holds the lock.
+#[inline]
 pub fn try_lock(word: &AtomicU32, check_owner: bool) -> Option<Acquired> {
     let me = my_id();
     let cur = word.load(Ordering::Relaxed);
@@ -77,6 +79,7 @@ fn take_over_if_dead(word: &AtomicU32, seen: u32) -> Option<Acquired> {
 }
 
 /// Locks, waiting until `deadline` (`None`: forever). `None` when the deadline passed.
+#[inline]
 pub fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
     if let Some(a) = try_lock(word, false) {
         return Some(a);
@@ -151,6 +154,7 @@ fn lock_slow(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
 }
 
 /// Unlocks. Only the owner may call it (the caller's guard type guarantees that).
+#[inline]
 pub fn unlock(word: &AtomicU32) {
     let prev = word.swap(0, Ordering::Release);
     if prev & WAITERS != 0 {

@@ -379,6 +379,7 @@ static PID_CACHE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::n
 
 /// This process's id, cached after the first call (lock words store it on every
 /// acquisition). A process created by `fork()` must call [`refresh_pid_cache`] first.
+#[inline]
 pub fn current_pid_cached() -> u32 {
     match PID_CACHE.load(Ordering::Relaxed) {
         0 => refresh_pid_cache(),

@@ -148,6 +148,7 @@ impl ShmRegion {
     ///
     /// If `offset` is not 4-aligned or `offset + 4 > len()`: offsets are the caller's
     /// layout constants, so this is a bug in the caller, never a peer's doing.
+    #[inline]
     pub fn atomic_u32(&self, offset: usize) -> &AtomicU32 {
         self.check(offset, 4);
         // SAFETY: in bounds and aligned (checked above); the mapping lives as long as
@@ -161,6 +162,7 @@ impl ShmRegion {
     /// # Panics
     ///
     /// If `offset` is not 8-aligned or `offset + 8 > len()` (a caller bug, as above).
+    #[inline]
     pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
         self.check(offset, 8);
         // SAFETY: in bounds and aligned (checked above); the mapping outlives `&self`;
@@ -168,13 +170,18 @@ impl ShmRegion {
         unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() }
     }
 
+    #[inline]
     fn check(&self, offset: usize, size: usize) {
-        assert!(
-            offset % size == 0 && offset.checked_add(size).is_some_and(|e| e <= self.len),
-            "shared region access at {offset}+{size} outside 0..{} or misaligned",
-            self.len
-        );
+        if offset % size != 0 || !offset.checked_add(size).is_some_and(|e| e <= self.len) {
+            out_of_bounds(offset, size, self.len);
+        }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_bounds(offset: usize, size: usize, len: usize) -> ! {
+    panic!("shared region access at {offset}+{size} outside 0..{len} or misaligned")
 }
 
 impl Drop for ShmRegion {
