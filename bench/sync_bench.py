@@ -102,11 +102,21 @@ def uncontended_lock_ns(n=2_000_000):
     return (time.perf_counter() - t) * 1e9 / n
 
 
+def uncontended_semaphore_ns(n=2_000_000):
+    sem = mp.Semaphore(1)
+    t = time.perf_counter()
+    for _ in range(n):
+        sem.acquire()
+        sem.release()
+    return (time.perf_counter() - t) * 1e9 / n
+
+
 WORKLOADS = {
     "value_locked_increments_2proc": (lambda: value_locked_increments_2proc(n(500_000)), "ops/s"),
     "lock_handoff_latency": (lambda: lock_handoff_latency(n(20_000)), "us"),
     "event_set_wake_latency": (lambda: event_set_wake_latency(n(10_000)), "us"),
     "uncontended_lock_ns": (lambda: uncontended_lock_ns(n(2_000_000)), "ns"),
+    "uncontended_semaphore_ns": (lambda: uncontended_semaphore_ns(n(2_000_000)), "ns"),
 }
 
 

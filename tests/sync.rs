@@ -243,6 +243,57 @@ fn semaphore_timeout_and_dead_holder() {
     });
 }
 
+/// Takes and gives back slots as fast as it can, until killed.
+fn sem_churn((s, go): (Semaphore, Event)) {
+    go.set();
+    loop {
+        let g = s.acquire().unwrap_or_else(|e| e.into_inner());
+        std::hint::black_box(&g);
+        drop(g);
+    }
+}
+
+#[test]
+fn processes_killed_at_random_moments_neither_lose_nor_make_up_slots() {
+    watchdog(240, || {
+        let s = Semaphore::new(2).unwrap();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+        eprintln!("seed {seed}");
+        for round in 0..8 {
+            let go = Event::new().unwrap();
+            let mut ps: Vec<_> = (0..3)
+                .map(|_| start(sem_churn, (s.clone(), go.clone())))
+                .collect();
+            assert!(go.wait_timeout(LONG));
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            std::thread::sleep(Duration::from_micros(500 + seed % 20_000));
+            for p in &mut ps {
+                p.kill().unwrap();
+                p.join().unwrap();
+            }
+            // every slot the dead held comes back, and no more than the two there are
+            let took = || match s.acquire_timeout(LONG) {
+                Ok(Some(g)) => g,
+                Err(LockError::OwnerDied(g)) => {
+                    eprintln!("round {round}: dead holder reclaimed");
+                    g
+                }
+                Ok(None) => panic!("round {round}: a slot was lost"),
+            };
+            let a = took();
+            let b = took();
+            assert!(
+                s.try_acquire().unwrap().is_none(),
+                "round {round}: a slot was made up"
+            );
+            drop((a, b));
+            assert_eq!(s.value(), 2, "round {round}");
+        }
+    });
+}
+
 fn bounded_release(s: BoundedSemaphore) -> (bool, bool) {
     let over = matches!(s.release(), Err(Error::OverRelease));
     s.acquire().unwrap().forget();

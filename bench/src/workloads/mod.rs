@@ -117,4 +117,11 @@ pub(crate) const ALL: &[Workload] = &[
         script: "sync_bench.py",
         run: |s| sync::uncontended_lock_ns(n32(10_000_000, s)),
     },
+    Workload {
+        name: "uncontended_semaphore_ns",
+        unit: "ns",
+        higher_is_better: false,
+        script: "sync_bench.py",
+        run: |s| sync::uncontended_semaphore_ns(n32(10_000_000, s)),
+    },
 ];

@@ -4,7 +4,7 @@
 //! The children are started with `procactor::Process`, so the binary running these must
 //! call `procactor::init()` first in `main`.
 
-use procactor::{Event, Lock, Process, RawValue, Value};
+use procactor::{Event, Lock, Process, RawValue, Semaphore, Value};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,20 @@ pub(crate) fn uncontended_lock_ns(n: u32) -> f64 {
     let start = Instant::now();
     for _ in 0..n {
         drop(std::hint::black_box(lock.acquire()));
+    }
+    start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+}
+
+/// Uncontended `Semaphore(1)` acquire + release (the guard's drop) in one process, in
+/// nanoseconds.
+pub(crate) fn uncontended_semaphore_ns(n: u32) -> f64 {
+    let sem = Semaphore::new(1).expect("semaphore");
+    for _ in 0..100_000 {
+        drop(std::hint::black_box(sem.acquire()));
+    }
+    let start = Instant::now();
+    for _ in 0..n {
+        drop(std::hint::black_box(sem.acquire()));
     }
     start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
 }
