@@ -155,6 +155,15 @@ impl Row {
     }
 }
 
+/// "2.50x better" for a ratio of 2.5, "1.25x worse" for 0.8 (never "0.80x better").
+fn verdict(ratio: f64) -> String {
+    if ratio >= 1.0 {
+        format!("{ratio:.2}x better")
+    } else {
+        format!("{:.2}x worse", 1.0 / ratio)
+    }
+}
+
 fn fmt_value(v: f64) -> String {
     let a = v.abs();
     if a >= 1e6 {
@@ -264,7 +273,7 @@ fn main() {
             w.unit,
             fmt_value(ours),
             py.map_or_else(|| "-".to_string(), fmt_value),
-            ratio.map_or_else(|| "-".to_string(), |r| format!("{r:.2}x better")),
+            ratio.map_or_else(|| "-".to_string(), verdict),
         );
         if let Some(e) = &row.python_error {
             println!("    python: {e}");
@@ -307,6 +316,13 @@ mod tests {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
         assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn verdict_says_worse_below_one() {
+        assert_eq!(verdict(2.5), "2.50x better");
+        assert_eq!(verdict(1.0), "1.00x better");
+        assert_eq!(verdict(0.8), "1.25x worse");
     }
 
     #[test]
