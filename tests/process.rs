@@ -34,10 +34,13 @@ fn whoami(_: ()) -> (ProcessInfo, Option<ProcessInfo>) {
     (current_process(), parent_process())
 }
 
-fn nested(x: u64) -> (u64, String) {
+/// Starts two grandchildren (default names); their result and names.
+fn nested(x: u64) -> (u64, String, String) {
     let mut p = Process::new(square, x).start().expect("grandchild starts");
-    let name = p.name().to_string();
-    (p.result().expect("grandchild result"), name)
+    let mut q = Process::new(square, 1).start().expect("grandchild starts");
+    let names = (p.name().to_string(), q.name().to_string());
+    q.result().expect("grandchild result");
+    (p.result().expect("grandchild result"), names.0, names.1)
 }
 
 fn touch_after(args: (String, u64)) {
@@ -79,6 +82,16 @@ fn default_names_count_up() {
         assert!(nb > na, "{na} then {nb}");
         join_ok(&mut a);
         join_ok(&mut b);
+    });
+}
+
+#[test]
+fn a_non_capturing_closure_is_a_target() {
+    watchdog(60, || {
+        let mut p = Process::new(|(a, b): (u64, u64)| a * b + 1, (6, 7))
+            .start()
+            .unwrap();
+        assert_eq!(p.result().unwrap(), 43);
     });
 }
 
@@ -170,10 +183,22 @@ fn child_knows_its_name_and_parent() {
 #[test]
 fn children_can_start_children() {
     watchdog(60, || {
-        let mut p = Process::new(nested, 6).name("outer").start().unwrap();
-        let (v, grandchild_name) = p.result().unwrap();
+        // as in Python: a child's children are numbered from 1 under the child's own
+        // number, `Process-N:1`, `Process-N:2`, whatever the child's name
+        let mut p = Process::new(nested, 6).start().unwrap();
+        let outer = p.name().to_string();
+        let (v, first, second) = p.result().unwrap();
         assert_eq!(v, 36);
-        assert_eq!(grandchild_name, "outer:1");
+        assert_eq!(first, format!("{outer}:1"));
+        assert_eq!(second, format!("{outer}:2"));
+        let mut named = Process::new(nested, 2).name("outer").start().unwrap();
+        let (_, first, second) = named.result().unwrap();
+        let n = first
+            .strip_prefix("Process-")
+            .and_then(|r| r.strip_suffix(":1"))
+            .unwrap_or_else(|| panic!("{first}"));
+        assert!(n.parse::<u64>().is_ok(), "{first}");
+        assert_eq!(second, format!("Process-{n}:2"));
     });
 }
 
@@ -197,8 +222,14 @@ fn active_children_lists_running_ones() {
 }
 
 #[test]
-fn cpu_count_is_positive() {
-    assert!(cpu_count() >= 1);
+fn cpu_count_is_the_machines_online_cpus_as_in_python() {
+    // Python's cpu_count() is sysconf(_SC_NPROCESSORS_ONLN), affinity ignored
+    let out = std::process::Command::new("getconf")
+        .arg("_NPROCESSORS_ONLN")
+        .output()
+        .expect("getconf runs");
+    let want: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert_eq!(cpu_count(), want);
 }
 
 #[test]

@@ -145,7 +145,9 @@ impl<R: Message> Process<R> {
 }
 
 impl<A: Message, R: Message> ProcessBuilder<A, R> {
-    /// The process's name (default `"Process-N"`, numbered per parent as in Python).
+    /// The process's name. The default is Python's: `"Process-N"` for the N-th child
+    /// started by the root process, and `"Process-N:M"` for the M-th child started by
+    /// a child whose number is `Process-N` (whatever name that child was given).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -190,7 +192,8 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
         let mut args = Vec::new();
         let mut arg_fds = Vec::new();
         codec::encode(&self.args, &mut args, Some(&mut arg_fds))?;
-        let name = self.name.unwrap_or_else(runtime::next_default_name);
+        let ids = runtime::next_child_ids();
+        let name = self.name.unwrap_or_else(|| runtime::default_name(&ids));
         let me = runtime::current_process();
         let token = runtime::random_token();
         let entry: EntryFn = runtime::entry::<A, R>;
@@ -202,6 +205,7 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
             entry: (entry.offset.0, entry.type_name),
             target: (tgt.offset.0, tgt.type_name),
             name: name.clone(),
+            ids,
             parent: me.clone(),
         };
         let mut boot_bytes = Vec::new();

@@ -119,6 +119,9 @@ impl ProcessInfo {
 struct Identity {
     current: ProcessInfo,
     parent: Option<ProcessInfo>,
+    /// Python's `_identity`: empty in the root, the parent's plus this process's number
+    /// among its siblings in a child (`Process-2:1` is the first child of `Process-2`).
+    ids: Vec<u64>,
 }
 
 static IDENTITY: OnceCell<Identity> = OnceCell::new();
@@ -132,6 +135,7 @@ fn identity() -> &'static Identity {
             pid: os::current_pid(),
         },
         parent: None,
+        ids: Vec::new(),
     })
 }
 
@@ -153,22 +157,36 @@ pub fn parent_process() -> Option<ProcessInfo> {
     identity().parent.clone()
 }
 
-/// The number of CPUs this process may run on (Python's `cpu_count()`), at least 1.
+/// The number of CPUs online in the machine, as Python's `cpu_count()` reports it
+/// (at least 1). Like Python's, it ignores this process's CPU affinity and cgroup quota:
+/// use [`std::thread::available_parallelism`] for the CPUs this process may actually
+/// use (it is also the fallback when the kernel's CPU list cannot be read).
+///
+/// # Examples
+///
+/// ```
+/// assert!(procactor_core::cpu_count() >= 1);
+/// ```
 pub fn cpu_count() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    os::online_cpus()
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
 }
 
-pub(crate) fn next_default_name() -> String {
+/// The identity of the next child this process starts (see `Identity::ids`).
+pub(crate) fn next_child_ids() -> Vec<u64> {
     let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
-    let me = &identity().current;
-    if IS_CHILD.load(Ordering::Relaxed) {
-        format!("{}:{n}", me.name)
-    } else {
-        format!("Process-{n}")
-    }
+    let mut ids = identity().ids.clone();
+    ids.push(n);
+    ids
 }
 
-static IS_CHILD: AtomicBool = AtomicBool::new(false);
+/// Python's default name for a child of identity `ids`: `Process-2`, `Process-2:1`, …
+/// (numbers, never the parent's custom name).
+pub(crate) fn default_name(ids: &[u64]) -> String {
+    let parts: Vec<String> = ids.iter().map(u64::to_string).collect();
+    format!("Process-{}", parts.join(":"))
+}
 
 pub(crate) fn ensure_initialized() -> Result<(), SpawnError> {
     if INITIALIZED.load(Ordering::SeqCst) {
@@ -222,6 +240,7 @@ pub(crate) struct Bootstrap {
     pub(crate) entry: (i64, String),
     pub(crate) target: (i64, String),
     pub(crate) name: String,
+    pub(crate) ids: Vec<u64>,
     pub(crate) parent: ProcessInfo,
 }
 
@@ -365,8 +384,8 @@ fn child_run(env: &str) -> Result<i32, String> {
             pid: os::current_pid(),
         },
         parent: Some(boot.parent.clone()),
+        ids: boot.ids.clone(),
     });
-    IS_CHILD.store(true, Ordering::SeqCst);
     INITIALIZED.store(true, Ordering::SeqCst);
 
     let entry_ref = TargetRef {

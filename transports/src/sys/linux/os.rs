@@ -449,3 +449,55 @@ mod tests {
         assert!(!pidfd_signal(pidfd.as_fd(), SIGTERM).unwrap());
     }
 }
+
+/// The number of CPUs online in the machine (what Python's `os.cpu_count()` reports:
+/// `sysconf(_SC_NPROCESSORS_ONLN)`), read from `/sys/devices/system/cpu/online`; `None`
+/// if that file is missing or unreadable. It ignores this process's affinity mask and
+/// cgroup quota (see `std::thread::available_parallelism` for those).
+pub fn online_cpus() -> Option<usize> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+    parse_cpu_list(&text)
+}
+
+/// Counts the CPUs in a kernel CPU list such as `0-3,6,8-9` (`None` if malformed or
+/// empty).
+pub fn parse_cpu_list(text: &str) -> Option<usize> {
+    let mut n = 0usize;
+    for part in text.trim().split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+            None => {
+                let c = part.parse::<usize>().ok()?;
+                (c, c)
+            }
+        };
+        n = n.checked_add(hi.checked_sub(lo)? + 1)?;
+    }
+    (n > 0).then_some(n)
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_are_counted() {
+        assert_eq!(parse_cpu_list("0-1\n"), Some(2));
+        assert_eq!(parse_cpu_list("0"), Some(1));
+        assert_eq!(parse_cpu_list("0-3,6,8-9"), Some(7));
+        assert_eq!(parse_cpu_list(""), None);
+        assert_eq!(parse_cpu_list("3-1"), None);
+        assert_eq!(parse_cpu_list("a-b"), None);
+    }
+
+    #[test]
+    fn online_cpus_matches_getconf() {
+        let n = online_cpus().expect("sysfs cpu list");
+        let out = std::process::Command::new("getconf")
+            .arg("_NPROCESSORS_ONLN")
+            .output()
+            .expect("getconf runs");
+        let want: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(n, want);
+    }
+}
