@@ -40,6 +40,57 @@ fn value_counts_exactly_under_contention() {
     });
 }
 
+/// Holds the value's lock for ~300 ms, writing the two halves at either end of that
+/// time; returns what it sees just before letting go.
+fn slow_update((v, held): (Value<[u64; 2]>, Event)) -> [u64; 2] {
+    let mut g = v.lock().unwrap();
+    g[0] += 1;
+    held.set();
+    std::thread::sleep(Duration::from_millis(300));
+    g[1] += 1;
+    *g
+}
+
+#[test]
+fn get_and_set_wait_for_a_lock_holder_in_another_process() {
+    watchdog(60, || {
+        let v = Value::new([0u64; 2]).unwrap();
+        // get: waits for the holder, never sees its half-done update
+        let held = Event::new().unwrap();
+        let mut p = Process::new(slow_update, (v.clone(), held.clone()))
+            .start()
+            .unwrap();
+        assert!(held.wait_timeout(Duration::from_secs(20)));
+        let t = Instant::now();
+        assert_eq!(v.get(), [1, 1]);
+        assert!(
+            t.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(p.result().unwrap(), [1, 1]);
+        // set: waits too, so it neither lands inside the holder's update nor is lost
+        let held = Event::new().unwrap();
+        let mut p = Process::new(slow_update, (v.clone(), held.clone()))
+            .start()
+            .unwrap();
+        assert!(held.wait_timeout(Duration::from_secs(20)));
+        let t = Instant::now();
+        v.set([7, 7]);
+        assert!(
+            t.elapsed() >= Duration::from_millis(150),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            p.result().unwrap(),
+            [2, 2],
+            "the holder's update was interleaved"
+        );
+        assert_eq!(v.get(), [7, 7]);
+    });
+}
+
 fn times_ten((n, a): (Value<i32>, Array<i32>)) {
     n.set(n.get() + 1);
     let mut g = a.lock().unwrap();
