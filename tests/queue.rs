@@ -8,9 +8,11 @@ mod common;
 
 use common::watchdog;
 use procactor::{
-    ExitStatus, GetError, JoinableQueue, Process, PutError, Queue, SimpleQueue, TaskDoneError,
+    Connection, ExitStatus, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SendError,
+    SimpleQueue, SpawnError, TaskDoneError,
 };
 use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -493,6 +495,310 @@ fn an_item_that_cannot_be_encoded_comes_back_and_the_queue_goes_on() {
             other => panic!("{other:?}"),
         }
         assert!(q.is_empty());
+    });
+}
+
+/// A value whose `Serialize` always fails (after its siblings may have been written).
+#[derive(Debug, PartialEq)]
+struct Refuses;
+
+impl Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be encoded",
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Refuses {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("a Refuses is never sent"))
+    }
+}
+
+/// Either a good item, or one that fails to encode after a prefix of `Vec` bytes has
+/// already gone into the encode buffer.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Item {
+    Good(Vec<u8>),
+    Bad(Vec<u8>, Refuses),
+}
+
+/// In a child: a failed put (with a large prefix already encoded), then good puts, on
+/// the same handle. Returns whether the failed put gave the item back as `Encode`.
+fn bad_put_then_good_puts(q: Queue<Item>) -> bool {
+    let refused = match q.put(Item::Bad(vec![0xEE; 1 << 20], Refuses)) {
+        Err(PutError::Encode(Item::Bad(prefix, Refuses), e)) => {
+            prefix.len() == 1 << 20 && e.0.contains("refuses")
+        }
+        _ => false,
+    };
+    q.put(Item::Good(message(7, 0, 100))).unwrap();
+    q.put(Item::Good(message(7, 1, 5000))).unwrap();
+    refused
+}
+
+#[test]
+fn after_an_item_fails_to_encode_the_same_handle_puts_and_gets() {
+    watchdog(30, || {
+        let q: Queue<Item> = Queue::with_capacity_bytes(4096).unwrap();
+        // the failure comes after 1 MiB (256x the ring) of the item is already encoded
+        for prefix in [0, 10, 1 << 20] {
+            match q.put(Item::Bad(vec![0xEE; prefix], Refuses)) {
+                Err(e @ PutError::Encode(..)) => {
+                    assert!(!e.is_full() && !e.is_closed() && !e.is_broken());
+                    assert!(e.to_string().contains("refuses"), "{e}");
+                    assert_eq!(e.into_inner(), Item::Bad(vec![0xEE; prefix], Refuses));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(q.is_empty());
+            assert_eq!(q.len(), 0);
+            // nothing of the refused item was written: the next get is the next put
+            let good = Item::Good(message(1, prefix as u64, 50));
+            q.put(good).unwrap();
+            assert_eq!(q.len(), 1);
+            assert_eq!(
+                q.get_timeout(SEC).unwrap(),
+                Item::Good(message(1, prefix as u64, 50))
+            );
+            assert_eq!(q.try_get(), Err(GetError::Empty));
+        }
+        // try_put and put_timeout refuse it the same way
+        assert!(matches!(
+            q.try_put(Item::Bad(vec![], Refuses)),
+            Err(PutError::Encode(..))
+        ));
+        assert!(matches!(
+            q.put_timeout(Item::Bad(vec![], Refuses), SEC),
+            Err(PutError::Encode(..))
+        ));
+        assert!(!q.is_broken());
+
+        // the same from another process, on the handle it got in its arguments
+        let mut p = Process::new(bad_put_then_good_puts, q.clone())
+            .start()
+            .unwrap();
+        for i in 0..2 {
+            match q.get_timeout(10 * SEC).unwrap() {
+                Item::Good(m) => assert_eq!(check(&m), Some((7, i))),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(
+            p.result().unwrap(),
+            "the child's failed put was not an Encode error"
+        );
+        q.close();
+        assert_eq!(q.get_timeout(10 * SEC), Err(GetError::Disconnected));
+    });
+}
+
+#[test]
+fn a_joinable_put_that_fails_to_encode_counts_no_task() {
+    watchdog(30, || {
+        let q: JoinableQueue<Item> = JoinableQueue::new().unwrap();
+        assert!(matches!(
+            q.put(Item::Bad(vec![1; 1000], Refuses)),
+            Err(PutError::Encode(..))
+        ));
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert!(q.join_timeout(Duration::from_millis(10)));
+        q.put(Item::Good(vec![2])).unwrap();
+        assert_eq!(q.unfinished_tasks(), 1);
+        assert_eq!(q.get_timeout(SEC).unwrap(), Item::Good(vec![2]));
+        q.task_done().unwrap();
+        assert!(q.join_timeout(SEC));
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+    });
+}
+
+/// An item type with no `Debug` impl.
+#[derive(Serialize, Deserialize, PartialEq)]
+struct NoDebug(u32);
+
+#[test]
+fn put_errors_format_without_the_item_being_debug() {
+    watchdog(30, || {
+        let q: Queue<NoDebug> = Queue::bounded(1).unwrap();
+        // `unwrap` needs `PutError<NoDebug>: Debug`: this line compiles only without `T: Debug`
+        q.put(NoDebug(1)).unwrap();
+        let e = q.try_put(NoDebug(2)).unwrap_err();
+        assert_eq!(format!("{e:?}"), "Full(..)");
+        assert_eq!(e.to_string(), "queue is full");
+        assert!(e.is_full());
+        assert!(e.into_inner() == NoDebug(2));
+        q.close();
+        let e = q.put(NoDebug(3)).unwrap_err();
+        assert_eq!(format!("{e:?}"), "Closed(..)");
+        assert!(e.is_closed() && !e.is_full() && !e.is_broken());
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+        assert_eq!(boxed.to_string(), "queue is closed");
+        let e: procactor::Error = q.put(NoDebug(4)).unwrap_err().into();
+        assert!(
+            matches!(e, procactor::Error::Put(ref m) if m == "queue is closed"),
+            "{e:?}"
+        );
+        assert!(q.get().unwrap() == NoDebug(1));
+    });
+}
+
+// ------------------------------------------------------------------ handles travel through a Pipe
+
+/// Started with only a Pipe end; gets `(queue, word)` through it, puts the word in
+/// capitals, says "done" through the pipe.
+fn put_on_a_queue_from_the_pipe(control: Connection<String, (Queue<String>, String)>) {
+    let (q, word) = control.recv_timeout(20 * SEC).unwrap();
+    q.put(word.to_uppercase()).unwrap();
+    control.send(&"done".to_string()).unwrap();
+}
+
+#[test]
+fn a_queue_sent_through_a_pipe_after_start_carries_items_back() {
+    watchdog(30, || {
+        let (control, child_end) = Pipe::typed::<(Queue<String>, String), String>().unwrap();
+        let mut p = Process::new(put_on_a_queue_from_the_pipe, child_end)
+            .start()
+            .unwrap();
+        // the child is running before the queue even exists
+        let q: Queue<String> = Queue::new().unwrap();
+        control.send(&(q.clone(), "hello".to_string())).unwrap();
+        assert_eq!(q.get_timeout(10 * SEC).unwrap(), "HELLO");
+        assert_eq!(control.recv_timeout(10 * SEC).unwrap(), "done");
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        // the handle's producer count moved to the child and left with it: once ours is
+        // closed, nobody can put
+        q.close();
+        assert_eq!(q.get_timeout(10 * SEC), Err(GetError::Disconnected));
+    });
+}
+
+/// Gets a JoinableQueue through the pipe, takes one item, marks it done, and reports it.
+fn take_a_task_from_the_pipe(control: Connection<u64, JoinableQueue<u64>>) {
+    let q = control.recv_timeout(20 * SEC).unwrap();
+    q.close(); // this process only takes
+    let x = q.get_timeout(20 * SEC).unwrap();
+    q.task_done().unwrap();
+    control.send(&x).unwrap();
+}
+
+#[test]
+fn a_joinable_queue_sent_through_a_pipe_after_start_is_joined_across_processes() {
+    watchdog(30, || {
+        let (control, child_end) = Pipe::typed::<JoinableQueue<u64>, u64>().unwrap();
+        let mut p = Process::new(take_a_task_from_the_pipe, child_end)
+            .start()
+            .unwrap();
+        let q: JoinableQueue<u64> = JoinableQueue::new().unwrap();
+        q.put(41).unwrap();
+        assert_eq!(q.unfinished_tasks(), 1);
+        control.send(&q).unwrap();
+        // returns only once the child has called task_done
+        assert!(q.join_timeout(10 * SEC));
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert_eq!(control.recv_timeout(10 * SEC).unwrap(), 41);
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        q.close();
+        assert_eq!(q.get_timeout(10 * SEC), Err(GetError::Disconnected));
+    });
+}
+
+/// Gets a SimpleQueue through the pipe and puts on it.
+fn put_on_a_simple_queue_from_the_pipe(control: Connection<(), SimpleQueue<Vec<u8>>>) {
+    let q = control.recv_timeout(20 * SEC).unwrap();
+    q.put(message(3, 0, 10)).unwrap();
+    // larger than the default ring: streamed
+    q.put(message(3, 1, 600 * 1024)).unwrap();
+}
+
+#[test]
+fn a_simple_queue_sent_through_a_pipe_after_start_carries_items_back() {
+    watchdog(30, || {
+        let (control, child_end) = Pipe::typed::<SimpleQueue<Vec<u8>>, ()>().unwrap();
+        let mut p = Process::new(put_on_a_simple_queue_from_the_pipe, child_end)
+            .start()
+            .unwrap();
+        let q: SimpleQueue<Vec<u8>> = SimpleQueue::new().unwrap();
+        control.send(&q).unwrap();
+        q.close(); // only the child's handle is a producer now
+        assert_eq!(check(&q.get().unwrap()), Some((3, 0)));
+        let big = q.get().unwrap();
+        assert_eq!((check(&big), big.len()), (Some((3, 1)), 600 * 1024));
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert!(q.is_empty());
+        assert_eq!(q.get(), Err(GetError::Disconnected));
+    });
+}
+
+/// Makes a queue, hands it to the parent through the pipe, puts on it, and exits.
+fn hand_a_queue_back(control: Connection<Queue<u32>, ()>) {
+    let q: Queue<u32> = Queue::new().unwrap();
+    control.send(&q).unwrap();
+    q.put(5).unwrap();
+    q.put(6).unwrap();
+}
+
+#[test]
+fn a_queue_made_by_a_child_outlives_it_in_the_parent() {
+    watchdog(30, || {
+        let (control, child_end) = Pipe::typed::<(), Queue<u32>>().unwrap();
+        let mut p = Process::new(hand_a_queue_back, child_end).start().unwrap();
+        let q = control.recv_timeout(10 * SEC).unwrap();
+        // the creator is gone; its shared memory lives on in our handle
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(q.get_timeout(10 * SEC).unwrap(), 5);
+        assert_eq!(q.get_timeout(10 * SEC).unwrap(), 6);
+        q.put(7).unwrap();
+        assert_eq!(q.get_timeout(10 * SEC).unwrap(), 7);
+        q.close();
+        assert_eq!(q.get_timeout(10 * SEC), Err(GetError::Disconnected));
+    });
+}
+
+fn never_runs((_q, _r): (Queue<u8>, Refuses)) {}
+
+/// A `Queue` handle counts as a producer of the sender while it travels; when its
+/// message does not go out after all (the rest fails to encode, the peer is gone, the
+/// child cannot be given its arguments) that count is undone, so the sender's queue
+/// still reports `Disconnected` once its own handles are closed.
+#[test]
+fn a_queue_in_a_message_that_is_not_sent_leaves_no_producer_behind() {
+    watchdog(30, || {
+        let disconnected = |q: &Queue<u8>, what: &str| {
+            q.close();
+            assert_eq!(
+                q.get_timeout(10 * SEC),
+                Err(GetError::Disconnected),
+                "{what}: a producer count was left behind"
+            );
+        };
+        // 1. the rest of a Pipe message fails to encode
+        let (a, b) = Pipe::typed::<(Queue<u8>, Refuses), ()>().unwrap();
+        let q: Queue<u8> = Queue::new().unwrap();
+        match a.send(&(q.clone(), Refuses)) {
+            Err(SendError::Encode(e)) => assert!(e.0.contains("refuses"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        disconnected(&q, "failed encode");
+        // 2. the peer is gone: the encoded message cannot be written
+        drop(b);
+        let (a2, b2) = Pipe::typed::<Queue<u8>, ()>().unwrap();
+        drop(b2);
+        let q: Queue<u8> = Queue::new().unwrap();
+        match a2.send(&q) {
+            Err(SendError::Disconnected) => {}
+            other => panic!("{other:?}"),
+        }
+        disconnected(&q, "send to a closed peer");
+        // 3. a child's arguments fail to encode
+        let q: Queue<u8> = Queue::new().unwrap();
+        match Process::new(never_runs, (q.clone(), Refuses)).start() {
+            Err(SpawnError::Encode(_)) => {}
+            other => panic!("{:?}", other.map(|p| p.pid())),
+        }
+        disconnected(&q, "failed spawn");
+        drop(a);
     });
 }
 

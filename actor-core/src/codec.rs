@@ -29,6 +29,61 @@ thread_local! {
     static OUT_FDS: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     static IN_FDS: RefCell<Vec<Option<OwnedFd>>> = const { RefCell::new(Vec::new()) };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// What serializing handles did that must be undone if their message is not sent
+    /// (see [`on_unsent`]).
+    static UNSENT: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by a handle's `Serialize` that had a side effect on shared state (a queue
+/// counting its travelling handle as the sender's producer): `undo` runs if the message
+/// does not go out after all — its encoding fails further on, or (for messages encoded
+/// with [`encode_for_sending`]) the caller drops the [`Unsent`] guard without calling
+/// [`Unsent::sent`] because writing or spawning failed.
+pub(crate) fn on_unsent(undo: impl FnOnce() + 'static) {
+    UNSENT.with(|u| u.borrow_mut().push(Box::new(undo)));
+}
+
+/// The undo actions of a message that is encoded but not yet known to be sent; they run
+/// on drop unless [`sent`](Unsent::sent) was called.
+#[must_use = "dropping it undoes the handles' side effects: call sent() once delivered"]
+pub(crate) struct Unsent(Vec<Box<dyn FnOnce()>>);
+
+impl Unsent {
+    /// The message went out: its handles' side effects stay.
+    pub(crate) fn sent(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        while let Some(undo) = self.0.pop() {
+            undo();
+        }
+    }
+}
+
+/// As [`encode`], for a message whose sending can still fail afterwards: the returned
+/// guard undoes the handles' side effects unless told the message was [`sent`](
+/// Unsent::sent).
+///
+/// # Errors
+///
+/// As [`encode`] (the side effects are undone already).
+pub(crate) fn encode_for_sending<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    fds: Option<&mut Vec<OwnedFd>>,
+) -> Result<Unsent, EncodeError> {
+    let mark = UNSENT.with(|u| u.borrow().len());
+    let res = encode_untracked(value, buf, fds);
+    let undo = Unsent(UNSENT.with(|u| {
+        let mut u = u.borrow_mut();
+        let at = mark.min(u.len());
+        u.split_off(at)
+    }));
+    // on error `undo` is dropped here, undoing at once
+    res.map(|()| undo)
 }
 
 /// Appends the CBOR encoding of `value` to `buf`.
@@ -41,6 +96,15 @@ thread_local! {
 /// The value's `Serialize` failed (nothing meaningful is left in `buf` past its old
 /// length: it is truncated back).
 pub fn encode<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    fds: Option<&mut Vec<OwnedFd>>,
+) -> Result<(), EncodeError> {
+    // a failed encoding undoes its handles' side effects; a successful one keeps them
+    encode_for_sending(value, buf, fds).map(Unsent::sent)
+}
+
+fn encode_untracked<T: Serialize + ?Sized>(
     value: &T,
     buf: &mut Vec<u8>,
     fds: Option<&mut Vec<OwnedFd>>,
@@ -193,6 +257,49 @@ pub(crate) fn round_trip<B: DeserializeOwned>(v: &impl Serialize) -> Result<B, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serializes as a number, with a side effect to undo: `log` gets `+` at encoding
+    /// and `-` when undone.
+    struct Effect(std::rc::Rc<RefCell<String>>);
+
+    impl Serialize for Effect {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            self.0.borrow_mut().push('+');
+            let log = self.0.clone();
+            on_unsent(move || log.borrow_mut().push('-'));
+            s.serialize_u8(1)
+        }
+    }
+
+    struct Refuses;
+
+    impl Serialize for Refuses {
+        fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(S::Error::custom("refuses"))
+        }
+    }
+
+    #[test]
+    fn side_effects_of_a_message_not_sent_are_undone() {
+        let log = std::rc::Rc::new(RefCell::new(String::new()));
+        let mut buf = Vec::new();
+        // encoding fails after the effect: undone at once
+        assert!(encode(&(Effect(log.clone()), Refuses), &mut buf, None).is_err());
+        assert_eq!(*log.borrow(), "+-");
+        // plain encode succeeds: kept
+        encode(&Effect(log.clone()), &mut buf, None).unwrap();
+        assert_eq!(*log.borrow(), "+-+");
+        // encoded for sending, then sending failed (guard dropped): undone
+        let unsent = encode_for_sending(&Effect(log.clone()), &mut buf, None).unwrap();
+        drop(unsent);
+        assert_eq!(*log.borrow(), "+-++-");
+        // sent: kept; and nothing is left pending for later messages
+        encode_for_sending(&Effect(log.clone()), &mut buf, None)
+            .unwrap()
+            .sent();
+        assert_eq!(*log.borrow(), "+-++-+");
+        assert_eq!(UNSENT.with(|u| u.borrow().len()), 0);
+    }
     use proptest::prelude::*;
     use serde::{Deserialize, Serialize};
 

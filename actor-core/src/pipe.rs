@@ -558,7 +558,7 @@ impl<S: Serialize, R> Connection<S, R> {
         let tx = &mut *guard;
         tx.buf.clear();
         tx.fds.clear();
-        codec::encode(value, &mut tx.buf, Some(&mut tx.fds))?;
+        let unsent = codec::encode_for_sending(value, &mut tx.buf, Some(&mut tx.fds))?;
         let res = if tx.fds.is_empty() {
             frame::write_frame(fd.as_fd(), &tx.buf, &[])
         } else {
@@ -570,6 +570,9 @@ impl<S: Serialize, R> Connection<S, R> {
         if tx.buf.capacity() > KEEP_ENCODE_BUFFER {
             tx.buf = Vec::new();
         }
+        if res.is_ok() {
+            unsent.sent();
+        } // else dropping `unsent` undoes what the message's handles did
         res.map_err(send_io_error)
     }
 }

@@ -191,7 +191,9 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
         // Encode first: a bad argument fails before any process exists.
         let mut args = Vec::new();
         let mut arg_fds = Vec::new();
-        codec::encode(&self.args, &mut args, Some(&mut arg_fds))?;
+        // (until the child has the bytes, handles inside may need their side effects
+        // undone: dropping `unsent` on any failure below does that)
+        let unsent = codec::encode_for_sending(&self.args, &mut args, Some(&mut arg_fds))?;
         let ids = runtime::next_child_ids();
         let name = self.name.unwrap_or_else(|| runtime::default_name(&ids));
         let me = runtime::current_process();
@@ -227,11 +229,14 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
         let borrowed: Vec<BorrowedFd<'_>> = arg_fds.iter().map(|f| f.as_fd()).collect();
         let sent = frame::write_frame(ours.as_fd(), &boot_bytes, &[])
             .and_then(|()| frame::write_frame(ours.as_fd(), &args, &borrowed));
-        if let Err(e) = sent {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
+        match sent {
+            Ok(()) => unsent.sent(),
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 let _ = os::pidfd_signal(state.pidfd.as_fd(), os::SIGKILL);
                 return Err(SpawnError::Io(e));
             }
+            // the child died at once and never gets its arguments: undo (drop `unsent`)
+            Err(_) => drop(unsent),
         }
         tracing::debug!(pid = state.pid, name = %state.name, "process started");
         Ok(Process {

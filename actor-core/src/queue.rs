@@ -24,7 +24,9 @@
 //! A handle serialized into a child's arguments counts as a producer of the sending
 //! process until the child has decoded it, so a queue cannot look disconnected while a
 //! handle is on its way. If those bytes are never decoded (the child was killed during
-//! start-up), the count stays with the sender until the sender exits.
+//! start-up), the count stays with the sender until the sender exits. A message that
+//! does not go out at all (the rest of it fails to encode, the Pipe's peer is gone, the
+//! child cannot be started) takes its count back at once.
 //!
 //! # Killed processes
 //!
@@ -204,7 +206,11 @@ impl Serialize for Handle {
         // the descriptor is on its way: count the travelling handle as ours until the
         // receiver takes it over (see the module docs)
         if open {
-            self.ring.register_producer(my_pid());
+            let pid = my_pid();
+            self.ring.register_producer(pid);
+            // …unless the message never leaves (see `codec::on_unsent`)
+            let ring = self.ring.clone();
+            codec::on_unsent(move || ring.unregister_producer(pid));
         }
         st.serialize_field("open", &open)?;
         st.serialize_field("from", &my_pid())?;
@@ -951,5 +957,110 @@ mod tests {
         q.task_done().unwrap();
         assert!(q.join_timeout(Duration::from_millis(5)));
         assert_eq!(q.task_done(), Err(TaskDoneError));
+    }
+
+    /// Fills a queue of `u8` (each item: 1 CBOR byte + 4 header bytes) with `try_put`
+    /// until `Full`; returns how many went in.
+    fn fill(put: impl Fn(u8) -> Result<(), PutError<u8>>) -> u8 {
+        let mut n = 0u8;
+        loop {
+            match put(n) {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    assert!(e.is_full(), "{e:?}");
+                    assert_eq!(e.into_inner(), n);
+                    return n;
+                }
+            }
+            assert!(n < 64, "a 64-byte ring took {n} items");
+        }
+    }
+
+    #[test]
+    fn an_unbounded_queue_is_full_when_its_ring_is_out_of_bytes() {
+        let q: Queue<u8> = Queue::with_capacity_bytes(1).unwrap();
+        assert_eq!((q.capacity_bytes(), q.maxsize()), (64, 0));
+        assert!(!q.is_full());
+        // 12 items of 5 bytes: 4 bytes left, not enough for another
+        assert_eq!(fill(|x| q.try_put(x)), 12);
+        assert_eq!(q.len(), 12);
+        assert!(q.is_full());
+        assert!(q.clone().is_full(), "every handle sees the same ring");
+        assert!(matches!(
+            q.put_timeout(99, Duration::from_millis(5)),
+            Err(PutError::Full(99))
+        ));
+        // one get makes room for one more
+        assert_eq!(q.try_get().unwrap(), 0);
+        assert!(!q.is_full());
+        q.try_put(12).unwrap();
+        assert!(q.is_full());
+        for i in 1..=12 {
+            assert_eq!(q.try_get().unwrap(), i);
+            assert!(!q.is_full());
+        }
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_unbounded_joinable_queue_is_full_when_its_ring_is_out_of_bytes() {
+        let q: JoinableQueue<u8> = JoinableQueue::with_capacity_bytes(64).unwrap();
+        assert!(!q.is_full());
+        assert_eq!(fill(|x| q.try_put(x)), 12);
+        assert!(q.is_full());
+        // the refused put counted no task
+        assert_eq!(q.unfinished_tasks(), 12);
+        assert_eq!(q.try_get().unwrap(), 0);
+        assert!(!q.is_full());
+    }
+
+    /// Serializes as a long run of bytes, then fails.
+    struct FailsAfter(usize);
+
+    impl Serialize for FailsAfter {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::{Error as _, SerializeSeq};
+            let mut seq = s.serialize_seq(None)?;
+            for _ in 0..self.0 {
+                seq.serialize_element(&0xEEu8)?;
+            }
+            Err(S::Error::custom("gave up half way"))
+        }
+    }
+
+    impl<'de> Deserialize<'de> for FailsAfter {
+        fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            Err(D::Error::custom("never sent"))
+        }
+    }
+
+    #[derive(Serialize, Deserialize)]
+    enum Item {
+        Good(String),
+        Bad(FailsAfter),
+    }
+
+    #[test]
+    fn an_item_that_fails_half_way_through_encoding_leaves_the_handle_usable() {
+        let q: Queue<Item> = Queue::with_capacity_bytes(64).unwrap();
+        for n in [0, 3, 100, 1 << 16] {
+            match q.put(Item::Bad(FailsAfter(n))) {
+                Err(PutError::Encode(Item::Bad(FailsAfter(m)), EncodeError(msg))) => {
+                    assert_eq!(m, n);
+                    assert!(msg.contains("half way"), "{msg}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(q.is_empty());
+            // the thread's encode buffer holds nothing of the failed item
+            q.put(Item::Good(format!("after {n}"))).unwrap();
+            match q.try_get() {
+                Ok(Item::Good(s)) => assert_eq!(s, format!("after {n}")),
+                Ok(Item::Bad(_)) => panic!("a Bad item was delivered"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(!q.is_broken());
+        assert_eq!(q.try_get().err(), Some(GetError::Empty));
     }
 }
