@@ -202,7 +202,9 @@ pub enum PutError<T> {
     Full(T),
     /// This handle (or the queue) was closed with `close()`.
     Closed(T),
-    /// The queue is broken: a process died in the middle of an operation.
+    /// The queue's shared memory is inconsistent (only memory corruption or a hostile
+    /// process can do that: a process killed mid-operation is recovered from); every
+    /// later operation says so too.
     Broken(T),
     /// The item could not be encoded; nothing was written.
     Encode(T, EncodeError),
@@ -246,9 +248,7 @@ impl<T> fmt::Display for PutError<T> {
         match self {
             PutError::Full(_) => f.write_str("queue is full"),
             PutError::Closed(_) => f.write_str("queue is closed"),
-            PutError::Broken(_) => {
-                f.write_str("queue is broken: a process died in the middle of an operation")
-            }
+            PutError::Broken(_) => f.write_str("queue is broken: its shared state is inconsistent"),
             PutError::Encode(_, e) => write!(f, "{e}"),
         }
     }
@@ -266,8 +266,10 @@ pub enum GetError {
     /// Every producer handle is closed or dropped and the queue is drained.
     #[error("queue is empty and every producer is gone")]
     Disconnected,
-    /// The queue is broken: a process died in the middle of an operation.
-    #[error("queue is broken: a process died in the middle of an operation")]
+    /// The queue's shared memory is inconsistent (only memory corruption or a hostile
+    /// process can do that: a process killed mid-operation is recovered from); every
+    /// later operation says so too.
+    #[error("queue is broken: its shared state is inconsistent")]
     Broken,
     /// The message is not a valid encoding of the expected type (it is dropped).
     #[error(transparent)]
@@ -316,3 +318,163 @@ impl<G> std::error::Error for LockError<G> {}
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deliberately without `Debug`.
+    struct NoDebug;
+
+    fn all_puts() -> [PutError<NoDebug>; 4] {
+        [
+            PutError::Full(NoDebug),
+            PutError::Closed(NoDebug),
+            PutError::Broken(NoDebug),
+            PutError::Encode(NoDebug, EncodeError("bad".into())),
+        ]
+    }
+
+    #[test]
+    fn put_error_predicates_name_exactly_their_variant() {
+        let got: Vec<(bool, bool, bool)> = all_puts()
+            .iter()
+            .map(|e| (e.is_full(), e.is_closed(), e.is_broken()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (true, false, false),
+                (false, true, false),
+                (false, false, true),
+                (false, false, false),
+            ]
+        );
+        for (i, e) in [
+            PutError::Full(1),
+            PutError::Closed(2),
+            PutError::Broken(3),
+            PutError::Encode(4, EncodeError(String::new())),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(e.into_inner(), i + 1);
+        }
+    }
+
+    #[test]
+    fn put_and_lock_errors_format_without_t_debug() {
+        let debug: Vec<String> = all_puts().iter().map(|e| format!("{e:?}")).collect();
+        assert_eq!(
+            debug,
+            [
+                "Full(..)",
+                "Closed(..)",
+                "Broken(..)",
+                r#"Encode(.., EncodeError("bad"))"#,
+            ]
+        );
+        let display: Vec<String> = all_puts().iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            display,
+            [
+                "queue is full",
+                "queue is closed",
+                "queue is broken: its shared state is inconsistent",
+                "encode error: bad",
+            ]
+        );
+        // `{:#?}` and `unwrap_err` (which needs `T: Debug` for `Ok(T)`) work too
+        assert_eq!(format!("{:#?}", PutError::Full(NoDebug)), "Full(..)");
+        fn refuse() -> std::result::Result<(), PutError<NoDebug>> {
+            Err(PutError::Full(NoDebug))
+        }
+        assert!(refuse().unwrap_err().is_full());
+
+        let l = LockError::OwnerDied(NoDebug);
+        assert_eq!(format!("{l:?}"), "OwnerDied(..)");
+        assert_eq!(
+            l.to_string(),
+            "the previous owner of the lock died while holding it"
+        );
+        let _guard: NoDebug = l.into_inner();
+    }
+
+    #[test]
+    fn put_and_lock_errors_are_std_errors_and_convert_without_t_debug() {
+        fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+        is_error(&PutError::Full(NoDebug));
+        is_error(&LockError::OwnerDied(NoDebug));
+        let b: Box<dyn std::error::Error + Send + Sync> = Box::new(PutError::Broken(NoDebug));
+        assert!(b.to_string().starts_with("queue is broken"));
+
+        let e = Error::from(PutError::Full(NoDebug));
+        assert!(matches!(&e, Error::Put(m) if m == "queue is full"), "{e:?}");
+        assert_eq!(e.to_string(), "queue is full");
+        let e = Error::from(LockError::OwnerDied(NoDebug));
+        assert!(matches!(e, Error::OwnerDied), "{e:?}");
+    }
+
+    #[test]
+    fn get_error_debug_names_the_variant() {
+        assert_eq!(format!("{:?}", GetError::Empty), "Empty");
+        assert_eq!(format!("{:?}", GetError::Disconnected), "Disconnected");
+        assert_eq!(format!("{:?}", GetError::Broken), "Broken");
+        let d = GetError::Decode(DecodeError {
+            expected: "u64",
+            message: "wrong".into(),
+        });
+        assert!(format!("{d:?}").starts_with("Decode("), "{d:?}");
+        assert_eq!(d.to_string(), "decode error (expected u64): wrong");
+        assert_eq!(GetError::Empty.to_string(), "queue is empty");
+        assert_eq!(
+            GetError::Disconnected.to_string(),
+            "queue is empty and every producer is gone"
+        );
+        assert_ne!(GetError::Empty, GetError::Disconnected);
+        assert_eq!(format!("{TaskDoneError:?}"), "TaskDoneError");
+        // through the crate-wide error, the variant is kept
+        assert!(matches!(
+            Error::from(GetError::Empty),
+            Error::Get(GetError::Empty)
+        ));
+        assert_eq!(Error::from(GetError::Empty).to_string(), "queue is empty");
+    }
+
+    #[test]
+    fn display_texts_are_lowercase_without_a_final_period() {
+        let texts = [
+            PutError::Full(NoDebug).to_string(),
+            PutError::Closed(NoDebug).to_string(),
+            PutError::Broken(NoDebug).to_string(),
+            PutError::Encode(NoDebug, EncodeError("x".into())).to_string(),
+            LockError::OwnerDied(NoDebug).to_string(),
+            GetError::Empty.to_string(),
+            GetError::Disconnected.to_string(),
+            GetError::Broken.to_string(),
+            TaskDoneError.to_string(),
+            BrokenBarrier.to_string(),
+            RecvError::Eof.to_string(),
+            RecvError::Timeout.to_string(),
+            RecvError::TooLong.to_string(),
+            RecvError::BufferTooShort { needed: 3 }.to_string(),
+            RecvError::Broken("x".into()).to_string(),
+            RecvError::Closed.to_string(),
+            SendError::Closed.to_string(),
+            SendError::Disconnected.to_string(),
+            JoinError::NotFinished.to_string(),
+            JoinError::Unavailable("x".into()).to_string(),
+            SpawnError::NotInitialized.to_string(),
+            Error::OwnerDied.to_string(),
+            Error::OverRelease.to_string(),
+            Error::Timeout.to_string(),
+            Error::OutOfRange { index: 3, len: 2 }.to_string(),
+        ];
+        for t in texts {
+            let first = t.chars().next().expect("empty Display text");
+            assert!(!first.is_uppercase(), "{t:?} starts with a capital");
+            assert!(!t.ends_with('.'), "{t:?} ends with a period");
+        }
+    }
+}
