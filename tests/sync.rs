@@ -340,7 +340,282 @@ fn event_wakes_waiters_in_other_processes_and_times_out() {
     });
 }
 
+/// Says it has started, then waits for `e` without a timeout: milliseconds from just
+/// before the signal until `wait` returned.
+fn event_waits_untimed((e, started): (Event, Event)) -> u64 {
+    let t = Instant::now();
+    started.set();
+    e.wait();
+    t.elapsed().as_millis() as u64
+}
+
+#[test]
+fn event_untimed_wait_blocks_until_set() {
+    watchdog(60, || {
+        let e = Event::new().unwrap();
+        let mut ps: Vec<_> = (0..2)
+            .map(|_| {
+                let started = Event::new().unwrap();
+                let p = start(event_waits_untimed, (e.clone(), started.clone()));
+                assert!(started.wait_timeout(LONG));
+                p
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // an untimed wait that returned early would have let its process exit
+        for p in &ps {
+            assert!(p.is_alive(), "Event::wait returned before set");
+        }
+        assert!(!e.is_set());
+        e.set();
+        for p in &mut ps {
+            let ms = p.result().unwrap();
+            // the set came >= 200 ms after the child's clock started (CLOCK_MONOTONIC is
+            // system-wide); the upper bound only says that it did wake
+            assert!((150..20_000).contains(&ms), "waited {ms} ms");
+        }
+    });
+}
+
 // ---- Condition
+
+/// Whether the main thread of process `pid` (the one running a child's target) is
+/// asleep in a futex wait (Linux: `/proc/<pid>/task/<pid>/{stat,wchan}`).
+///
+/// Where the kernel hides wait channels (`wchan` unreadable, empty or `0`) the sleeping
+/// state alone decides; the callers only ask once every child has passed the point after
+/// which the only place it can sleep is the condition's futex.
+fn asleep_in_futex(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap_or_default();
+    // the state letter follows the ")" that closes the command name
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if state != Some('S') {
+        return false;
+    }
+    let wchan =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan")).unwrap_or_default();
+    let wchan = wchan.trim();
+    wchan.contains("futex") || wchan.is_empty() || wchan == "0"
+}
+
+fn wait_until_asleep<R: procactor::Message>(ps: &[Process<R>]) {
+    for p in ps {
+        wait_until("a child asleep on the condition", || {
+            asleep_in_futex(p.pid())
+        });
+    }
+}
+
+/// What a flag waiter gets: the condition, the flag, per-waiter test counters, its slot.
+type FlagWaiterArgs = (Condition, Value<u32>, RawArray<u32>, usize);
+type FlagWaiter = fn(FlagWaiterArgs) -> u32;
+
+/// Loops on an untimed `wait` until the flag is set, counting each test of the flag in
+/// `tests[i]` (the first one, made under the lock just before waiting, says "ready").
+/// Returns the flag it saw.
+fn cond_wait_untimed_loop((c, flag, tests, i): FlagWaiterArgs) -> u32 {
+    let tested = tests.atomic_u32(i).unwrap();
+    let mut g = c.lock().acquire().unwrap();
+    loop {
+        let f = flag.get();
+        tested.fetch_add(1, Ordering::SeqCst);
+        if f != 0 {
+            return f;
+        }
+        g = c.wait(g).unwrap();
+    }
+}
+
+/// As [`cond_wait_untimed_loop`], with `wait_while`.
+fn cond_wait_while_untimed((c, flag, tests, i): FlagWaiterArgs) -> u32 {
+    let tested = tests.atomic_u32(i).unwrap();
+    let g = c.lock().acquire().unwrap();
+    let _g = c
+        .wait_while(g, || {
+            let f = flag.get();
+            tested.fetch_add(1, Ordering::SeqCst);
+            f == 0
+        })
+        .unwrap();
+    flag.get()
+}
+
+#[test]
+fn condition_untimed_wait_and_wait_while_are_woken_by_notify_all_across_processes() {
+    watchdog(120, || {
+        let lock = Lock::new().unwrap();
+        let c = Condition::new(&lock).unwrap();
+        let flag = Value::new(0u32).unwrap();
+        let tests = RawArray::<u32>::zeroed(4).unwrap();
+        let target: [FlagWaiter; 2] = [cond_wait_untimed_loop, cond_wait_while_untimed];
+        let mut ps: Vec<_> = (0..4)
+            .map(|i| start(target[i % 2], (c.clone(), flag.clone(), tests.clone(), i)))
+            .collect();
+        let tested = |i: usize| tests.atomic_u32(i).unwrap().load(Ordering::SeqCst);
+        // each tested the flag once under the lock (and is waiting, or about to: it took
+        // its snapshot before letting go of the lock, so no notify from now on is lost)
+        wait_until("every waiter ready", || (0..4).all(|i| tested(i) == 1));
+        // exercise the kernel wake-up, not only the "word changed" path
+        wait_until_asleep(&ps);
+
+        // a notification with the state unchanged: every one wakes, tests the flag
+        // again and goes back to waiting
+        {
+            let _g = lock.acquire().unwrap();
+            c.notify_all();
+        }
+        wait_until("every waiter retested", || (0..4).all(|i| tested(i) == 2));
+        std::thread::sleep(Duration::from_millis(100));
+        for (i, p) in ps.iter().enumerate() {
+            assert!(p.is_alive(), "waiter {i} returned with the flag still 0");
+            assert_eq!(tested(i), 2, "waiter {i} woke without a notification");
+        }
+
+        {
+            let _g = lock.acquire().unwrap();
+            flag.set(42);
+            c.notify_all();
+        }
+        for (i, p) in ps.iter_mut().enumerate() {
+            assert_eq!(p.result().unwrap(), 42, "waiter {i}");
+            // nothing woke them but the two notify_all (no signals are sent)
+            assert_eq!(tested(i), 3, "waiter {i}");
+        }
+    });
+}
+
+#[test]
+fn condition_untimed_wait_is_woken_by_notify_one_across_processes() {
+    watchdog(60, || {
+        let lock = Lock::new().unwrap();
+        let c = Condition::new(&lock).unwrap();
+        let flag = Value::new(0u32).unwrap();
+        let target: [(FlagWaiter, &str); 2] = [
+            (cond_wait_untimed_loop, "wait"),
+            (cond_wait_while_untimed, "wait_while"),
+        ];
+        for (round, (f, name)) in target.into_iter().enumerate() {
+            let tests = RawArray::<u32>::zeroed(1).unwrap();
+            let tested = || tests.atomic_u32(0).unwrap().load(Ordering::SeqCst);
+            let mut p = start(f, (c.clone(), flag.clone(), tests.clone(), 0));
+            wait_until("the waiter ready", || tested() == 1);
+            wait_until_asleep(std::slice::from_ref(&p));
+            let value = 7 + round as u32;
+            {
+                let _g = lock.acquire().unwrap();
+                flag.set(value);
+                c.notify(1);
+            }
+            assert!(
+                p.join_timeout(LONG).unwrap().is_some(),
+                "the {name} waiter did not return after notify(1)"
+            );
+            assert_eq!(p.result().unwrap(), value, "{name}");
+            assert_eq!(tested(), 2, "{name}");
+            flag.set(0);
+        }
+    });
+}
+
+const READY: usize = 0;
+const WOKEN: usize = 1;
+
+/// Says it is ready under the condition's lock, waits once without a timeout, and
+/// counts its wake-up.
+fn cond_wait_once_counted((c, counts): (Condition, RawArray<u32>)) {
+    let g = c.lock().acquire().unwrap();
+    counts
+        .atomic_u32(READY)
+        .unwrap()
+        .fetch_add(1, Ordering::SeqCst);
+    let _g = c.wait(g).unwrap();
+    counts
+        .atomic_u32(WOKEN)
+        .unwrap()
+        .fetch_add(1, Ordering::SeqCst);
+}
+
+/// Three processes blocked in an untimed `Condition::wait`, each in the kernel.
+///
+/// `Condition::wait` snapshots the notification counter under the lock, releases the
+/// lock, then sleeps on the counter's futex: a waiter between the release and the sleep
+/// is woken by *any* later notify (the word changed: a spurious wake-up, allowed by the
+/// docs), so "wakes at most n" holds only for waiters already asleep in the kernel. A
+/// ready signal given under the lock guarantees the snapshot was taken (no notify is
+/// lost) but not the sleep, so the parent also waits until `/proc` shows each one
+/// asleep on a futex; after its ready signal a child can sleep nowhere else. Once
+/// asleep, a futex waiter only wakes on a wake-up call for that word or a signal (none
+/// are sent), so each counted wake-up is one that `notify` gave.
+fn three_asleep_on(c: &Condition) -> (Vec<Process<()>>, RawArray<u32>) {
+    let counts = RawArray::<u32>::zeroed(2).unwrap();
+    let ps: Vec<_> = (0..3)
+        .map(|_| start(cond_wait_once_counted, (c.clone(), counts.clone())))
+        .collect();
+    wait_until("three ready", || {
+        counts.atomic_u32(READY).unwrap().load(Ordering::SeqCst) == 3
+    });
+    wait_until_asleep(&ps);
+    (ps, counts)
+}
+
+#[test]
+fn condition_notify_n_wakes_at_most_n_waiters() {
+    watchdog(120, || {
+        let lock = Lock::new().unwrap();
+        let c = Condition::new(&lock).unwrap();
+        let (mut ps, counts) = three_asleep_on(&c);
+        let woken = || counts.atomic_u32(WOKEN).unwrap().load(Ordering::SeqCst);
+        assert_eq!(woken(), 0);
+        {
+            let _g = lock.acquire().unwrap();
+            c.notify(1);
+        }
+        wait_until("one woken", || woken() >= 1);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(woken(), 1, "notify(1) woke more than one");
+        {
+            let _g = lock.acquire().unwrap();
+            c.notify(0); // wakes nobody
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(woken(), 1, "notify(0) woke a waiter");
+        {
+            let _g = lock.acquire().unwrap();
+            c.notify(2);
+        }
+        wait_until("all three woken", || woken() == 3);
+        for p in &mut ps {
+            assert!(p.join().unwrap().success());
+        }
+        assert_eq!(woken(), 3);
+    });
+}
+
+#[test]
+fn condition_notify_with_a_huge_n_wakes_every_waiter() {
+    watchdog(120, || {
+        let lock = Lock::new().unwrap();
+        let c = Condition::new(&lock).unwrap();
+        for n in [usize::MAX, u32::MAX as usize, 1 << 31] {
+            let (mut ps, counts) = three_asleep_on(&c);
+            let woken = || counts.atomic_u32(WOKEN).unwrap().load(Ordering::SeqCst);
+            {
+                let _g = lock.acquire().unwrap();
+                c.notify(n);
+            }
+            let t = Instant::now();
+            while woken() < 3 && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(woken(), 3, "notify({n}) woke {} of 3", woken());
+            for p in &mut ps {
+                assert!(p.join().unwrap().success());
+            }
+        }
+    });
+}
 
 fn cond_waiter((c, flag): (Condition, Value<u32>)) -> bool {
     let g = c.lock().acquire().unwrap();
@@ -519,6 +794,42 @@ fn barrier_breaks_when_a_waiter_dies() {
         assert!(ms < 20_000, "took {ms} ms");
         assert!(b.is_broken());
         b.reset();
+        assert!(!b.is_broken());
+        assert_eq!(b.n_waiting(), 0);
+    });
+}
+
+/// `rounds` untimed waits: the index of each.
+fn barrier_rounds_untimed((b, rounds): (Barrier, u32)) -> Vec<usize> {
+    (0..rounds).map(|_| b.wait().unwrap()).collect()
+}
+
+#[test]
+fn barrier_untimed_wait_releases_all_parties_with_distinct_indices() {
+    watchdog(120, || {
+        const PARTIES: usize = 4;
+        const ROUNDS: usize = 3;
+        let b = Barrier::new(PARTIES).unwrap();
+        let mut ps: Vec<_> = (0..PARTIES - 1)
+            .map(|_| start(barrier_rounds_untimed, (b.clone(), ROUNDS as u32)))
+            .collect();
+        // the first ones block until the last party arrives
+        wait_until("all but one waiting", || b.n_waiting() == PARTIES - 1);
+        std::thread::sleep(Duration::from_millis(200));
+        for p in &ps {
+            assert!(
+                p.is_alive(),
+                "Barrier::wait returned before every party came"
+            );
+        }
+        assert_eq!(b.n_waiting(), PARTIES - 1);
+        ps.push(start(barrier_rounds_untimed, (b.clone(), ROUNDS as u32)));
+        let all: Vec<Vec<usize>> = ps.iter_mut().map(|p| p.result().unwrap()).collect();
+        for round in 0..ROUNDS {
+            let mut idx: Vec<usize> = all.iter().map(|v| v[round]).collect();
+            idx.sort_unstable();
+            assert_eq!(idx, (0..PARTIES).collect::<Vec<_>>(), "round {round}");
+        }
         assert!(!b.is_broken());
         assert_eq!(b.n_waiting(), 0);
     });

@@ -1047,6 +1047,10 @@ const EVENT_WAITERS: usize = 12;
 /// busy waiter on another core within a microsecond or so, and a sleeping one after the
 /// kernel's wake-up time.
 ///
+/// As in Python, a `set` releases every process waiting at that moment even if `clear`
+/// follows at once: their `wait` returns, and `wait_timeout` returns the flag as it is
+/// then (`false` after such a pulse, as Python's `wait(timeout)` does).
+///
 /// # Examples
 ///
 /// ```
@@ -1080,39 +1084,50 @@ impl Event {
         })
     }
 
+    /// The futex word: bit 0 is the flag, the other bits count the `set`s that raised
+    /// it (wrapping), so that a waiter notices a `set` even if a `clear` followed.
     fn flag(&self) -> &AtomicU32 {
         self.r.atomic_u32(EVENT_FLAG)
     }
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        self.flag().store(1, Ordering::SeqCst);
-        if self.r.atomic_u32(EVENT_WAITERS).load(Ordering::SeqCst) > 0 {
+        let raised = self
+            .flag()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w & 1 == 0).then(|| (w | 1).wrapping_add(2))
+            })
+            .is_ok();
+        if raised && self.r.atomic_u32(EVENT_WAITERS).load(Ordering::SeqCst) > 0 {
             futex::wake_all(self.flag());
         }
     }
 
     /// Clears the flag.
     pub fn clear(&self) {
-        self.flag().store(0, Ordering::SeqCst);
+        self.flag().fetch_and(!1, Ordering::SeqCst);
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.flag().load(Ordering::Acquire) != 0
+        self.flag().load(Ordering::Acquire) & 1 != 0
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> bool {
-        if self.is_set() {
+        let seen = self.flag().load(Ordering::Acquire);
+        if seen & 1 != 0 {
             return true;
         }
+        // released by a `set` since `seen` (the count moved), even if cleared again
+        let released = |w: u32| w & 1 != 0 || w >> 1 != seen >> 1;
         let spin_until = Instant::now() + Duration::from_micros(50);
         let mut n = 0u32;
         loop {
             for _ in 0..64 {
                 std::hint::spin_loop();
-                if self.is_set() {
-                    return true;
+                let w = self.flag().load(Ordering::Acquire);
+                if released(w) {
+                    return w & 1 != 0;
                 }
             }
             n += 1;
@@ -1125,19 +1140,21 @@ impl Event {
         }
         let waiters = self.r.atomic_u32(EVENT_WAITERS);
         loop {
-            if self.is_set() {
-                return true;
+            let w = self.flag().load(Ordering::Acquire);
+            if released(w) {
+                return w & 1 != 0;
             }
             if passed(deadline) {
                 return false;
             }
             waiters.fetch_add(1, Ordering::SeqCst);
-            futex::wait(self.flag(), 0, deadline);
+            // sleeps only while the word is still `w` (flag down, no new `set`)
+            futex::wait(self.flag(), w, deadline);
             waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
-    /// Waits until the flag is set.
+    /// Waits until the flag is set (or a `set` happened since the call, see above).
     pub fn wait(&self) {
         self.wait_deadline(None);
     }
@@ -1344,10 +1361,14 @@ impl Condition {
         }
     }
 
-    /// Wakes at most `n` waiters.
+    /// Wakes at most `n` of the waiters that are asleep. A waiter that has released the
+    /// lock in `wait` but not yet fallen asleep also returns (like a spurious wake-up of
+    /// `std::sync::Condvar`), so more than `n` `wait`s may return: wait for a condition
+    /// with [`wait_while`](Condition::wait_while), not for a number of notifications.
     pub fn notify(&self, n: usize) {
         self.seq().fetch_add(1, Ordering::SeqCst);
         if n > 0 && self.r.atomic_u32(COND_WAITERS).load(Ordering::SeqCst) > 0 {
+            // (`futex::wake` takes any count above i32::MAX as "all")
             futex::wake(self.seq(), u32::try_from(n).unwrap_or(u32::MAX));
         }
     }
@@ -1824,6 +1845,37 @@ mod tests {
         let g = s.acquire().unwrap();
         g.forget();
         assert_eq!(s.value(), 1);
+    }
+
+    #[test]
+    fn a_set_then_clear_pulse_releases_the_waiters_of_that_moment() {
+        let e = Event::new().unwrap();
+        let (e1, e2) = (e.clone(), e.clone());
+        let timed = std::thread::spawn(move || {
+            let t = Instant::now();
+            (e1.wait_timeout(Duration::from_secs(20)), t.elapsed())
+        });
+        let untimed = std::thread::spawn(move || e2.wait());
+        // let both get past their spin into the futex wait
+        std::thread::sleep(Duration::from_millis(200));
+        e.set();
+        e.clear();
+        let (flag, waited) = timed.join().unwrap();
+        assert!(
+            !flag,
+            "the flag is down again, as Python's wait(timeout) reports"
+        );
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        untimed.join().unwrap();
+        // and a later wait waits for the next set
+        assert!(!e.wait_timeout(Duration::from_millis(20)));
+        e.set();
+        assert!(e.wait_timeout(Duration::from_millis(20)));
+        // setting a set event changes nothing
+        e.set();
+        assert!(e.is_set());
+        e.clear();
+        assert!(!e.is_set());
     }
 
     #[test]

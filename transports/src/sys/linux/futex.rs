@@ -54,8 +54,11 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitO
     }
 }
 
-/// Wakes at most `n` waiters on `word`; returns how many were woken.
+/// Wakes at most `n` waiters on `word`; returns how many were woken. Any `n` above
+/// `i32::MAX` means all of them (the kernel reads the count as an `int`, and a negative
+/// one would wake a single waiter).
 pub fn wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32);
     futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
 }
 
@@ -70,6 +73,31 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use std::time::Duration;
+
+    #[test]
+    fn a_count_above_i32_max_wakes_every_waiter() {
+        let w = Arc::new(AtomicU32::new(0));
+        let ts: Vec<_> = (0..3)
+            .map(|_| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    let deadline = Instant::now() + Duration::from_secs(10);
+                    while w.load(Ordering::SeqCst) == 0 {
+                        if wait(&w, 0, Some(deadline)) == WaitOutcome::TimedOut {
+                            return false;
+                        }
+                    }
+                    true
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        w.store(1, Ordering::SeqCst);
+        wake(&w, u32::MAX);
+        for t in ts {
+            assert!(t.join().unwrap());
+        }
+    }
 
     #[test]
     fn wake_releases_a_waiter_in_another_thread() {
