@@ -57,7 +57,7 @@
 //! ```
 
 use crate::codec::{self, RecvFd, SendFd};
-use crate::error::{GetError, PutError, TaskDoneError};
+use crate::error::{Error, GetError, PutError, TaskDoneError};
 use crate::Message;
 use procactor_transports::ring::{Deadline, PopError, PushError, Ring};
 use procactor_transports::robust;
@@ -342,7 +342,7 @@ impl<T: Message> Queue<T> {
     /// let q = procactor_core::Queue::<u32>::new().unwrap();
     /// assert!(q.is_empty());
     /// ```
-    pub fn new() -> io::Result<Self> {
+    pub fn new() -> Result<Self, Error> {
         Self::build(0, DEFAULT_CAPACITY_BYTES)
     }
 
@@ -360,7 +360,7 @@ impl<T: Message> Queue<T> {
     /// q.put(1).unwrap();
     /// assert!(q.try_put(2).unwrap_err().is_full());
     /// ```
-    pub fn bounded(maxsize: usize) -> io::Result<Self> {
+    pub fn bounded(maxsize: usize) -> Result<Self, Error> {
         Self::build(maxsize, DEFAULT_CAPACITY_BYTES)
     }
 
@@ -378,7 +378,7 @@ impl<T: Message> Queue<T> {
     /// let q = procactor_core::Queue::<Vec<u8>>::with_capacity_bytes(4096).unwrap();
     /// assert_eq!(q.capacity_bytes(), 4096);
     /// ```
-    pub fn with_capacity_bytes(bytes: usize) -> io::Result<Self> {
+    pub fn with_capacity_bytes(bytes: usize) -> Result<Self, Error> {
         Self::build(0, bytes)
     }
 
@@ -387,11 +387,11 @@ impl<T: Message> Queue<T> {
     /// # Errors
     ///
     /// As [`with_capacity_bytes`](Queue::with_capacity_bytes).
-    pub fn bounded_with_capacity_bytes(maxsize: usize, bytes: usize) -> io::Result<Self> {
+    pub fn bounded_with_capacity_bytes(maxsize: usize, bytes: usize) -> Result<Self, Error> {
         Self::build(maxsize, bytes)
     }
 
-    fn build(maxsize: usize, bytes: usize) -> io::Result<Self> {
+    fn build(maxsize: usize, bytes: usize) -> Result<Self, Error> {
         Ok(Queue {
             h: Handle::create(bytes, maxsize)?,
             _t: PhantomData,
@@ -583,7 +583,7 @@ impl<T: Message> SimpleQueue<T> {
     /// # Errors
     ///
     /// The kernel refused the shared memory.
-    pub fn new() -> io::Result<Self> {
+    pub fn new() -> Result<Self, Error> {
         Ok(SimpleQueue { q: Queue::new()? })
     }
 
@@ -687,7 +687,7 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// The kernel refused the shared memory.
-    pub fn new() -> io::Result<Self> {
+    pub fn new() -> Result<Self, Error> {
         Ok(JoinableQueue { q: Queue::new()? })
     }
 
@@ -696,7 +696,7 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// The kernel refused the shared memory.
-    pub fn bounded(maxsize: usize) -> io::Result<Self> {
+    pub fn bounded(maxsize: usize) -> Result<Self, Error> {
         Ok(JoinableQueue {
             q: Queue::bounded(maxsize)?,
         })
@@ -708,7 +708,7 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::with_capacity_bytes`].
-    pub fn with_capacity_bytes(bytes: usize) -> io::Result<Self> {
+    pub fn with_capacity_bytes(bytes: usize) -> Result<Self, Error> {
         Ok(JoinableQueue {
             q: Queue::with_capacity_bytes(bytes)?,
         })
