@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::watchdog;
+use common::{watchdog, Refuses};
 use procactor::{
     codec, wait, Connection, ExitStatus, Pipe, Process, RecvError, SendError, Waitable,
 };
@@ -372,27 +372,10 @@ fn bytes_that_are_not_frames_break_the_connection() {
     });
 }
 
-#[derive(Debug)]
-struct Unencodable;
-
-impl Serialize for Unencodable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "this value refuses to be encoded",
-        ))
-    }
-}
-
-impl<'de> Deserialize<'de> for Unencodable {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Ok(Unencodable)
-    }
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 enum MaybeBad {
     Good(u64),
-    Bad(Unencodable),
+    Bad(Refuses),
 }
 
 fn echo_maybe_bad(conn: Connection<MaybeBad, MaybeBad>) {
@@ -406,7 +389,7 @@ fn a_value_that_fails_to_encode_writes_nothing() {
     watchdog(60, || {
         let (a, b) = Pipe::<MaybeBad>::new().unwrap();
         let mut p = Process::new(echo_maybe_bad, b).start().unwrap();
-        match a.send(&MaybeBad::Bad(Unencodable)) {
+        match a.send(&MaybeBad::Bad(Refuses)) {
             Err(SendError::Encode(e)) => assert!(e.0.contains("refuses"), "{e}"),
             other => panic!("expected an encode error, got {other:?}"),
         }

@@ -6,7 +6,7 @@ procactor::test_support!();
 
 mod common;
 
-use common::watchdog;
+use common::{watchdog, Refuses};
 use procactor::{
     Connection, ExitStatus, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SendError,
     SimpleQueue, SpawnError, TaskDoneError,
@@ -496,24 +496,6 @@ fn an_item_that_cannot_be_encoded_comes_back_and_the_queue_goes_on() {
         }
         assert!(q.is_empty());
     });
-}
-
-/// A value whose `Serialize` always fails (after its siblings may have been written).
-#[derive(Debug, PartialEq)]
-struct Refuses;
-
-impl Serialize for Refuses {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom(
-            "this value refuses to be encoded",
-        ))
-    }
-}
-
-impl<'de> Deserialize<'de> for Refuses {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("a Refuses is never sent"))
-    }
 }
 
 /// Either a good item, or one that fails to encode after a prefix of `Vec` bytes has

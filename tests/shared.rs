@@ -51,37 +51,35 @@ fn slow_update((v, held): (Value<[u64; 2]>, Event)) -> [u64; 2] {
     *g
 }
 
+/// Starts `slow_update` and returns once it holds the lock.
+fn start_holder(v: &Value<[u64; 2]>) -> Process<[u64; 2]> {
+    let held = Event::new().unwrap();
+    let p = Process::new(slow_update, (v.clone(), held.clone()))
+        .start()
+        .unwrap();
+    assert!(held.wait_timeout(Duration::from_secs(20)));
+    p
+}
+
 #[test]
 fn get_and_set_wait_for_a_lock_holder_in_another_process() {
     watchdog(60, || {
         let v = Value::new([0u64; 2]).unwrap();
+        let waited = |t: Instant| {
+            let e = t.elapsed();
+            assert!(e >= Duration::from_millis(150), "returned after {e:?}");
+        };
         // get: waits for the holder, never sees its half-done update
-        let held = Event::new().unwrap();
-        let mut p = Process::new(slow_update, (v.clone(), held.clone()))
-            .start()
-            .unwrap();
-        assert!(held.wait_timeout(Duration::from_secs(20)));
+        let mut p = start_holder(&v);
         let t = Instant::now();
         assert_eq!(v.get(), [1, 1]);
-        assert!(
-            t.elapsed() >= Duration::from_millis(150),
-            "{:?}",
-            t.elapsed()
-        );
+        waited(t);
         assert_eq!(p.result().unwrap(), [1, 1]);
         // set: waits too, so it neither lands inside the holder's update nor is lost
-        let held = Event::new().unwrap();
-        let mut p = Process::new(slow_update, (v.clone(), held.clone()))
-            .start()
-            .unwrap();
-        assert!(held.wait_timeout(Duration::from_secs(20)));
+        let mut p = start_holder(&v);
         let t = Instant::now();
         v.set([7, 7]);
-        assert!(
-            t.elapsed() >= Duration::from_millis(150),
-            "{:?}",
-            t.elapsed()
-        );
+        waited(t);
         assert_eq!(
             p.result().unwrap(),
             [2, 2],

@@ -22,3 +22,22 @@ pub fn watchdog<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
         Err(RecvTimeoutError::Timeout) => panic!("test exceeded its {secs} s watchdog"),
     }
 }
+
+/// A value whose `Serialize` always fails (after its siblings in a message may have been
+/// written); it is never received, so its `Deserialize` fails too.
+#[derive(Debug, PartialEq)]
+pub struct Refuses;
+
+impl serde::Serialize for Refuses {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "this value refuses to be encoded",
+        ))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Refuses {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("a Refuses is never sent"))
+    }
+}

@@ -115,29 +115,27 @@ pub(crate) fn event_set_wake_latency(rounds: u64) -> f64 {
     secs * 1e6 / (2 * rounds) as f64
 }
 
-/// One `Lock::acquire` plus the guard's release, no contention. Nanoseconds.
-pub(crate) fn uncontended_lock_ns(n: u32) -> f64 {
-    let lock = Lock::new().expect("lock");
+/// Nanoseconds per call of `op`, after 100k untimed warm-up calls.
+fn ns_per_op(n: u32, mut op: impl FnMut()) -> f64 {
     for _ in 0..100_000 {
-        drop(std::hint::black_box(lock.acquire()));
+        op();
     }
     let start = Instant::now();
     for _ in 0..n {
-        drop(std::hint::black_box(lock.acquire()));
+        op();
     }
     start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+}
+
+/// One `Lock::acquire` plus the guard's release, no contention. Nanoseconds.
+pub(crate) fn uncontended_lock_ns(n: u32) -> f64 {
+    let lock = Lock::new().expect("lock");
+    ns_per_op(n, || drop(std::hint::black_box(lock.acquire())))
 }
 
 /// Uncontended `Semaphore(1)` acquire + release (the guard's drop) in one process, in
 /// nanoseconds.
 pub(crate) fn uncontended_semaphore_ns(n: u32) -> f64 {
     let sem = Semaphore::new(1).expect("semaphore");
-    for _ in 0..100_000 {
-        drop(std::hint::black_box(sem.acquire()));
-    }
-    let start = Instant::now();
-    for _ in 0..n {
-        drop(std::hint::black_box(sem.acquire()));
-    }
-    start.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+    ns_per_op(n, || drop(std::hint::black_box(sem.acquire())))
 }
