@@ -276,6 +276,21 @@ pub enum GetError {
     Decode(#[from] DecodeError),
 }
 
+impl GetError {
+    /// Whether nothing arrived in time (`try_get` on an empty queue, a timeout).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, GetError::Empty)
+    }
+    /// Whether the queue is drained and no producer is left (nothing will ever come).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, GetError::Disconnected)
+    }
+    /// Whether the queue is broken.
+    pub fn is_broken(&self) -> bool {
+        matches!(self, GetError::Broken)
+    }
+}
+
 /// `task_done()` was called more times than items were put.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("task_done() called more times than there were items")]
@@ -414,6 +429,31 @@ mod tests {
         assert_eq!(e.to_string(), "queue is full");
         let e = Error::from(LockError::OwnerDied(NoDebug));
         assert!(matches!(e, Error::OwnerDied), "{e:?}");
+    }
+
+    #[test]
+    fn get_error_predicates_name_exactly_their_variant() {
+        let got: Vec<(bool, bool, bool)> = [
+            GetError::Empty,
+            GetError::Disconnected,
+            GetError::Broken,
+            GetError::Decode(DecodeError {
+                expected: "u8",
+                message: "x".into(),
+            }),
+        ]
+        .iter()
+        .map(|e| (e.is_empty(), e.is_disconnected(), e.is_broken()))
+        .collect();
+        assert_eq!(
+            got,
+            [
+                (true, false, false),
+                (false, true, false),
+                (false, false, true),
+                (false, false, false),
+            ]
+        );
     }
 
     #[test]
