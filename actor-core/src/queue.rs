@@ -1,6 +1,6 @@
 //! Queues: [`Queue`], [`SimpleQueue`] and [`JoinableQueue`] on a shared-memory ring.
 //!
-//! A queue is one shared-memory region (a [`Ring`](procactor_transports::ring::Ring)):
+//! A queue is one shared-memory region (a [`Ring`]):
 //! `put` serializes the item (CBOR, into a reused per-thread buffer) *before* taking the
 //! writer lock, then copies the bytes into the ring; `get` copies a message out under the
 //! reader lock and decodes it after releasing the lock. An uncontended `put`/`get` makes
