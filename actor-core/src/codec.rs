@@ -25,22 +25,39 @@ use std::cell::RefCell;
 
 mod slice_de;
 
-thread_local! {
-    static OUT_FDS: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
-    static IN_FDS: RefCell<Vec<Option<OwnedFd>>> = const { RefCell::new(Vec::new()) };
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// What serializing handles did that must be undone if their message is not sent
-    /// (see [`on_unsent`]).
-    static UNSENT: RefCell<Vec<Box<dyn FnOnce()>>> = const { RefCell::new(Vec::new()) };
+/// What an encoding with a descriptor table collects while it runs: the handles'
+/// descriptors, and the undo actions of their side effects (see [`on_unsent`]).
+#[derive(Default)]
+struct Outgoing {
+    fds: Vec<OwnedFd>,
+    undo: Vec<Box<dyn FnOnce()>>,
 }
 
-/// Called by a handle's `Serialize` that had a side effect on shared state (a queue
-/// counting its travelling handle as the sender's producer): `undo` runs if the message
-/// does not go out after all — its encoding fails further on, or (for messages encoded
-/// with [`encode_for_sending`]) the caller drops the [`Unsent`] guard without calling
-/// [`Unsent::sent`] because writing or spawning failed.
+thread_local! {
+    static OUT: RefCell<Option<Outgoing>> = const { RefCell::new(None) };
+    static IN_FDS: RefCell<Vec<Option<OwnedFd>>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by a handle's `Serialize`, after its descriptor went into the table, when it
+/// had a side effect on shared state (a queue counting its travelling handle as the
+/// sender's producer): `undo` runs if the message does not go out after all — its
+/// encoding fails further on, or (for messages encoded with [`encode_for_sending`]) the
+/// caller drops the [`Unsent`] guard without calling [`Unsent::sent`] because writing
+/// or spawning failed. Only an encoding with a descriptor table can carry a handle, so
+/// outside one there is nothing to undo later: `undo` runs at once.
 pub(crate) fn on_unsent(undo: impl FnOnce() + 'static) {
-    UNSENT.with(|u| u.borrow_mut().push(Box::new(undo)));
+    let undo: Box<dyn FnOnce()> = Box::new(undo);
+    let outside = OUT.with(|o| match o.borrow_mut().as_mut() {
+        Some(out) => {
+            out.undo.push(undo);
+            None
+        }
+        None => Some(undo),
+    });
+    if let Some(undo) = outside {
+        undo();
+    }
 }
 
 /// The undo actions of a message that is encoded but not yet known to be sent; they run
@@ -75,15 +92,33 @@ pub(crate) fn encode_for_sending<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     fds: Option<&mut Vec<OwnedFd>>,
 ) -> Result<Unsent, EncodeError> {
-    let mark = UNSENT.with(|u| u.borrow().len());
-    let res = encode_untracked(value, buf, fds);
-    let undo = Unsent(UNSENT.with(|u| {
-        let mut u = u.borrow_mut();
-        let at = mark.min(u.len());
-        u.split_off(at)
-    }));
-    // on error `undo` is dropped here, undoing at once
-    res.map(|()| undo)
+    let start = buf.len();
+    let (res, undo) = match fds {
+        None => (ciborium::ser::into_writer(value, &mut *buf), Vec::new()),
+        Some(table) => {
+            let mine = Outgoing {
+                fds: std::mem::take(table),
+                undo: Vec::new(),
+            };
+            // a nested encoding (inside a `Serialize`) gets its own context
+            let prev = OUT.with(|o| o.borrow_mut().replace(mine));
+            let r = ciborium::ser::into_writer(value, &mut *buf);
+            let mine = OUT
+                .with(|o| std::mem::replace(&mut *o.borrow_mut(), prev))
+                .unwrap_or_default();
+            *table = mine.fds;
+            (r, mine.undo)
+        }
+    };
+    // on error the guard is dropped here, undoing at once
+    let undo = Unsent(undo);
+    res.map(|()| undo).map_err(|e| {
+        buf.truncate(start);
+        EncodeError(match e {
+            ciborium::ser::Error::Io(e) => e.to_string(),
+            ciborium::ser::Error::Value(m) => m,
+        })
+    })
 }
 
 /// Appends the CBOR encoding of `value` to `buf`.
@@ -102,32 +137,6 @@ pub fn encode<T: Serialize + ?Sized>(
 ) -> Result<(), EncodeError> {
     // a failed encoding undoes its handles' side effects; a successful one keeps them
     encode_for_sending(value, buf, fds).map(Unsent::sent)
-}
-
-fn encode_untracked<T: Serialize + ?Sized>(
-    value: &T,
-    buf: &mut Vec<u8>,
-    fds: Option<&mut Vec<OwnedFd>>,
-) -> Result<(), EncodeError> {
-    let start = buf.len();
-    let res = match fds {
-        None => ciborium::ser::into_writer(value, &mut *buf),
-        Some(table) => {
-            let prev = OUT_FDS.with(|t| t.borrow_mut().replace(std::mem::take(table)));
-            let r = ciborium::ser::into_writer(value, &mut *buf);
-            *table = OUT_FDS
-                .with(|t| std::mem::replace(&mut *t.borrow_mut(), prev))
-                .unwrap_or_default();
-            r
-        }
-    };
-    res.map_err(|e| {
-        buf.truncate(start);
-        EncodeError(match e {
-            ciborium::ser::Error::Io(e) => e.to_string(),
-            ciborium::ser::Error::Value(m) => m,
-        })
-    })
 }
 
 /// Decodes a `T` from `bytes`, handing `fds` to the handles inside it.
@@ -198,14 +207,17 @@ pub struct SendFd<'a>(pub BorrowedFd<'a>);
 
 impl Serialize for SendFd<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let idx = OUT_FDS.with(|t| -> Result<u32, String> {
-            let mut t = t.borrow_mut();
-            let table = t.as_mut().ok_or_else(|| {
-                "a procactor handle cannot travel through this channel (a Queue or a \
+        let idx = OUT.with(|o| -> Result<u32, String> {
+            let mut o = o.borrow_mut();
+            let table = &mut o
+                .as_mut()
+                .ok_or_else(|| {
+                    "a procactor handle cannot travel through this channel (a Queue or a \
                  non-procactor serializer): pass it in a child's args or send it through \
                  a Pipe"
-                    .to_string()
-            })?;
+                        .to_string()
+                })?
+                .fds;
             let dup = self
                 .0
                 .try_clone_to_owned()
@@ -258,6 +270,9 @@ pub(crate) fn round_trip<B: DeserializeOwned>(v: &impl Serialize) -> Result<B, S
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+
     /// Serializes as a number, with a side effect to undo: `log` gets `+` at encoding
     /// and `-` when undone.
     struct Effect(std::rc::Rc<RefCell<String>>);
@@ -283,25 +298,28 @@ mod tests {
     fn side_effects_of_a_message_not_sent_are_undone() {
         let log = std::rc::Rc::new(RefCell::new(String::new()));
         let mut buf = Vec::new();
+        let mut fds = Vec::new();
         // encoding fails after the effect: undone at once
-        assert!(encode(&(Effect(log.clone()), Refuses), &mut buf, None).is_err());
+        let failed = encode(&(Effect(log.clone()), Refuses), &mut buf, Some(&mut fds));
+        assert!(failed.is_err());
         assert_eq!(*log.borrow(), "+-");
         // plain encode succeeds: kept
-        encode(&Effect(log.clone()), &mut buf, None).unwrap();
+        encode(&Effect(log.clone()), &mut buf, Some(&mut fds)).unwrap();
         assert_eq!(*log.borrow(), "+-+");
         // encoded for sending, then sending failed (guard dropped): undone
-        let unsent = encode_for_sending(&Effect(log.clone()), &mut buf, None).unwrap();
-        drop(unsent);
+        let unsent = encode_for_sending(&Effect(log.clone()), &mut buf, Some(&mut fds));
+        drop(unsent.unwrap());
         assert_eq!(*log.borrow(), "+-++-");
-        // sent: kept; and nothing is left pending for later messages
-        encode_for_sending(&Effect(log.clone()), &mut buf, None)
+        // sent: kept; and no encoding context is left behind
+        encode_for_sending(&Effect(log.clone()), &mut buf, Some(&mut fds))
             .unwrap()
             .sent();
         assert_eq!(*log.borrow(), "+-++-+");
-        assert_eq!(UNSENT.with(|u| u.borrow().len()), 0);
+        assert!(OUT.with(|o| o.borrow().is_none()));
+        // without a descriptor table nothing can travel: an effect is undone at once
+        encode(&Effect(log.clone()), &mut buf, None).unwrap();
+        assert_eq!(*log.borrow(), "+-++-++-");
     }
-    use proptest::prelude::*;
-    use serde::{Deserialize, Serialize};
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     enum Shape {
