@@ -574,10 +574,11 @@ impl SemCore {
         }
     }
 
-    /// With the lock held: sets the count to `value` and table entry `index` (if any) to
-    /// `entry`, as one step for anyone who finds this process dead half-way.
-    fn commit(&self, value: u32, index: Option<usize>, entry: u64) {
-        let index = index.map_or(NO_ENTRY, |i| i as u64);
+    /// With the lock held: sets the count to `value` and, with `Some((index, entry))`,
+    /// table entry `index` to `entry`, as one step for anyone who finds this process dead
+    /// half-way.
+    fn commit(&self, value: u32, change: Option<(usize, u64)>) {
+        let (index, entry) = change.map_or((NO_ENTRY, 0), |(i, e)| (i as u64, e));
         self.r
             .atomic_u32(SEM_J_VALUE)
             .store(value, Ordering::Relaxed);
@@ -627,16 +628,12 @@ impl SemCore {
         })
     }
 
-    /// With the lock held: how many sleepers are registered. Sleepers register and
-    /// deregister under the lock too, so a giver that reads zero here after raising the
-    /// count cannot miss one: a later sleeper sees the raised count instead.
-    fn sleepers(&self) -> u32 {
-        self.r.atomic_u32(SEM_WAITERS).load(Ordering::Relaxed)
-    }
-
-    /// After the lock is released: wakes up to `n` sleepers if `sleepers` (read under
-    /// the lock) says there are any.
-    fn wake(&self, n: u32, sleepers: u32) {
+    /// Releases the lock after the count went up by `n`, waking up to `n` sleepers. The
+    /// sleeper count is read before unlocking: sleepers register and deregister under
+    /// the lock too, so reading zero there means a later sleeper sees the raised count.
+    fn unlock_waking(&self, n: u32) {
+        let sleepers = self.r.atomic_u32(SEM_WAITERS).load(Ordering::Relaxed);
+        self.unlock();
         if n > 0 && sleepers > 0 {
             futex::wake(self.value(), n);
         }
@@ -669,7 +666,7 @@ impl SemCore {
             return None;
         }
         let entry = self.find_entry(Entry::Add);
-        self.commit(v - 1, entry.map(|e| e.0), entry.map_or(0, |e| e.1));
+        self.commit(v - 1, entry);
         Some(entry.is_some())
     }
 
@@ -685,23 +682,17 @@ impl SemCore {
             None
         };
         let up = v < self.max();
-        self.commit(
-            if up { v + 1 } else { v },
-            entry.map(|e| e.0),
-            entry.map_or(0, |e| e.1),
-        );
-        let sleepers = self.sleepers();
-        self.unlock();
-        self.wake(u32::from(up), sleepers);
+        self.commit(if up { v + 1 } else { v }, entry);
+        self.unlock_waking(u32::from(up));
         up
     }
 
     /// Forgets the record of one slot held by this process (the slot stays taken).
     fn forget_one(&self) {
         self.lock(None);
-        if let Some((i, e)) = self.find_entry(Entry::Remove) {
+        if let Some(entry) = self.find_entry(Entry::Remove) {
             let v = self.value().load(Ordering::Relaxed);
-            self.commit(v, Some(i), e);
+            self.commit(v, Some(entry));
         }
         self.unlock();
     }
@@ -711,19 +702,17 @@ impl SemCore {
     fn give(&self, n: u32) -> Result<(), Error> {
         self.lock(None);
         let v = self.value().load(Ordering::Relaxed);
-        let r = match v.checked_add(n).filter(|nv| *nv <= self.max()) {
+        match v.checked_add(n).filter(|nv| *nv <= self.max()) {
             Some(nv) => {
-                self.commit(nv, None, 0);
+                self.commit(nv, None);
+                self.unlock_waking(n);
                 Ok(())
             }
-            None => Err(Error::OverRelease),
-        };
-        let sleepers = self.sleepers();
-        self.unlock();
-        if r.is_ok() {
-            self.wake(n, sleepers);
+            None => {
+                self.unlock();
+                Err(Error::OverRelease)
+            }
         }
-        r
     }
 
     /// Gives back the slots of dead holders; how many.
@@ -740,13 +729,11 @@ impl SemCore {
             let v = self.value().load(Ordering::Relaxed);
             // a bounded semaphore never goes above its initial value
             let n = ((e & 0xffff_ffff) as u32).min(self.max().saturating_sub(v));
-            self.commit(v + n, Some(i), 0);
+            self.commit(v + n, Some((i, 0)));
             total += n;
             tracing::debug!(pid, slots = n, "semaphore slots of a dead holder reclaimed");
         }
-        let sleepers = self.sleepers();
-        self.unlock();
-        self.wake(total, sleepers);
+        self.unlock_waking(total);
         total
     }
 
