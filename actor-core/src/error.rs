@@ -350,21 +350,22 @@ mod tests {
         ]
     }
 
+    /// What three predicates give on three variants and a fourth one: each is true for
+    /// its own variant only.
+    const EACH_ITS_OWN: [(bool, bool, bool); 4] = [
+        (true, false, false),
+        (false, true, false),
+        (false, false, true),
+        (false, false, false),
+    ];
+
     #[test]
     fn put_error_predicates_name_exactly_their_variant() {
         let got: Vec<(bool, bool, bool)> = all_puts()
             .iter()
             .map(|e| (e.is_full(), e.is_closed(), e.is_broken()))
             .collect();
-        assert_eq!(
-            got,
-            [
-                (true, false, false),
-                (false, true, false),
-                (false, false, true),
-                (false, false, false),
-            ]
-        );
+        assert_eq!(got, EACH_ITS_OWN);
         for (i, e) in [
             PutError::Full(1),
             PutError::Closed(2),
@@ -445,15 +446,7 @@ mod tests {
         .iter()
         .map(|e| (e.is_empty(), e.is_disconnected(), e.is_broken()))
         .collect();
-        assert_eq!(
-            got,
-            [
-                (true, false, false),
-                (false, true, false),
-                (false, false, true),
-                (false, false, false),
-            ]
-        );
+        assert_eq!(got, EACH_ITS_OWN);
     }
 
     #[test]

@@ -461,7 +461,7 @@ pub fn online_cpus() -> Option<usize> {
 
 /// Counts the CPUs in a kernel CPU list such as `0-3,6,8-9` (`None` if malformed or
 /// empty).
-pub fn parse_cpu_list(text: &str) -> Option<usize> {
+fn parse_cpu_list(text: &str) -> Option<usize> {
     let mut n = 0usize;
     for part in text.trim().split(',') {
         let (lo, hi) = match part.split_once('-') {
