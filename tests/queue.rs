@@ -6,7 +6,7 @@ procactor::test_support!();
 
 mod common;
 
-use common::{watchdog, Refuses};
+use common::{wait_until, watchdog, Refuses};
 use procactor::{
     Connection, ExitStatus, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SendError,
     SimpleQueue, SpawnError, TaskDoneError,
@@ -897,15 +897,6 @@ fn sigkill_at_random_moments_never_tears_or_hangs() {
     });
 }
 
-/// Polls `ready` every 5 ms; fails the test with `what` if it does not hold within `limit`.
-fn wait_until(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !ready() {
-        assert!(t0.elapsed() < limit, "{what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn put_big_then_small((q, big): (Queue<Vec<u8>>, usize)) {
     q.put(message(50, 0, big)).unwrap();
     q.put(message(50, 1, 20)).unwrap();
@@ -933,7 +924,7 @@ fn a_writer_killed_while_streaming_leaves_no_torn_message() {
         let p = Process::new(put_big_then_small, (q.clone(), 4 * 4096))
             .start()
             .unwrap();
-        wait_until(10 * SEC, "the producer never got going", || !q.is_empty());
+        wait_until(10 * SEC, "the producer to get going", || !q.is_empty());
         std::thread::sleep(Duration::from_millis(50));
         p.kill().unwrap();
         drop(p);
@@ -973,7 +964,7 @@ fn a_producer_killed_mid_put_leaves_no_task_for_join_to_wait_for() {
         let p = Process::new(put_two_tasks_then_big, (q.clone(), 4 * 4096))
             .start()
             .unwrap();
-        wait_until(10 * SEC, "the producer never got going", || {
+        wait_until(10 * SEC, "the producer to get going", || {
             q.unfinished_tasks() >= 2 && q.len() >= 3
         });
         std::thread::sleep(Duration::from_millis(50));
@@ -1005,7 +996,7 @@ fn a_reader_killed_while_reassembling_leaves_no_torn_message() {
         let p = Process::new(put_big_then_small, (q.clone(), BIG))
             .start()
             .unwrap();
-        wait_until(20 * SEC, "the producer never got going", || !q.is_empty());
+        wait_until(20 * SEC, "the producer to get going", || !q.is_empty());
         let c = Process::new(signal_then_get, (q.clone(), ready.clone()))
             .start()
             .unwrap();

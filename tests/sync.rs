@@ -4,7 +4,7 @@ procactor::test_support!();
 
 mod common;
 
-use common::watchdog;
+use common::{wait_until, watchdog};
 use procactor::{
     Barrier, BoundedSemaphore, BrokenBarrier, Condition, Error, Event, Lock, LockError, Process,
     RLock, RawArray, RawValue, Semaphore, Value,
@@ -17,14 +17,6 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn start<A: procactor::Message, R: procactor::Message>(f: fn(A) -> R, a: A) -> Process<R> {
     Process::new(f, a).daemon(true).start().unwrap()
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < LONG, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 // ---- Lock
@@ -402,7 +394,7 @@ fn asleep_in_futex(pid: u32) -> bool {
 
 fn wait_until_asleep<R: procactor::Message>(ps: &[Process<R>]) {
     for p in ps {
-        wait_until("a child asleep on the condition", || {
+        wait_until(LONG, "a child asleep on the condition", || {
             asleep_in_futex(p.pid())
         });
     }
@@ -456,7 +448,9 @@ fn condition_untimed_wait_and_wait_while_are_woken_by_notify_all_across_processe
         let tested = |i: usize| tests.atomic_u32(i).unwrap().load(Ordering::SeqCst);
         // each tested the flag once under the lock (and is waiting, or about to: it took
         // its snapshot before letting go of the lock, so no notify from now on is lost)
-        wait_until("every waiter ready", || (0..4).all(|i| tested(i) == 1));
+        wait_until(LONG, "every waiter ready", || {
+            (0..4).all(|i| tested(i) == 1)
+        });
         // exercise the kernel wake-up, not only the "word changed" path
         wait_until_asleep(&ps);
 
@@ -466,7 +460,9 @@ fn condition_untimed_wait_and_wait_while_are_woken_by_notify_all_across_processe
             let _g = lock.acquire().unwrap();
             c.notify_all();
         }
-        wait_until("every waiter retested", || (0..4).all(|i| tested(i) == 2));
+        wait_until(LONG, "every waiter retested", || {
+            (0..4).all(|i| tested(i) == 2)
+        });
         std::thread::sleep(Duration::from_millis(100));
         for (i, p) in ps.iter().enumerate() {
             assert!(p.is_alive(), "waiter {i} returned with the flag still 0");
@@ -500,7 +496,7 @@ fn condition_untimed_wait_is_woken_by_notify_one_across_processes() {
             let tests = RawArray::<u32>::zeroed(1).unwrap();
             let tested = || tests.atomic_u32(0).unwrap().load(Ordering::SeqCst);
             let mut p = start(f, (c.clone(), flag.clone(), tests.clone(), 0));
-            wait_until("the waiter ready", || tested() == 1);
+            wait_until(LONG, "the waiter ready", || tested() == 1);
             wait_until_asleep(std::slice::from_ref(&p));
             let value = 7 + round as u32;
             {
@@ -553,7 +549,7 @@ fn three_asleep_on(c: &Condition) -> (Vec<Process<()>>, RawArray<u32>) {
     let ps: Vec<_> = (0..3)
         .map(|_| start(cond_wait_once_counted, (c.clone(), counts.clone())))
         .collect();
-    wait_until("three ready", || {
+    wait_until(LONG, "three ready", || {
         counts.atomic_u32(READY).unwrap().load(Ordering::SeqCst) == 3
     });
     wait_until_asleep(&ps);
@@ -572,7 +568,7 @@ fn condition_notify_n_wakes_at_most_n_waiters() {
             let _g = lock.acquire().unwrap();
             c.notify(1);
         }
-        wait_until("one woken", || woken() >= 1);
+        wait_until(LONG, "one woken", || woken() >= 1);
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(woken(), 1, "notify(1) woke more than one");
         {
@@ -585,7 +581,7 @@ fn condition_notify_n_wakes_at_most_n_waiters() {
             let _g = lock.acquire().unwrap();
             c.notify(2);
         }
-        wait_until("all three woken", || woken() == 3);
+        wait_until(LONG, "all three woken", || woken() == 3);
         for p in &mut ps {
             assert!(p.join().unwrap().success());
         }
@@ -716,7 +712,7 @@ fn barrier_abort_and_reset_break_waiters_and_reset_makes_it_usable() {
         let mut ps: Vec<_> = (0..2)
             .map(|_| start(barrier_wait_once, (b.clone(), 30)))
             .collect();
-        wait_until("two waiters", || b.n_waiting() == 2);
+        wait_until(LONG, "two waiters", || b.n_waiting() == 2);
         b.abort();
         for p in &mut ps {
             let (r, ms) = p.result().unwrap();
@@ -731,7 +727,7 @@ fn barrier_abort_and_reset_break_waiters_and_reset_makes_it_usable() {
         let mut ps: Vec<_> = (0..2)
             .map(|_| start(barrier_wait_once, (b.clone(), 30)))
             .collect();
-        wait_until("two waiters again", || b.n_waiting() == 2);
+        wait_until(LONG, "two waiters again", || b.n_waiting() == 2);
         b.reset();
         for p in &mut ps {
             assert_eq!(p.result().unwrap().0, None);
@@ -786,7 +782,7 @@ fn barrier_breaks_when_a_waiter_dies() {
         let b = Barrier::new(3).unwrap();
         let mut victim = start(barrier_wait_forever, b.clone());
         let mut other = start(barrier_wait_once, (b.clone(), 30));
-        wait_until("two waiters", || b.n_waiting() == 2);
+        wait_until(LONG, "two waiters", || b.n_waiting() == 2);
         victim.kill().unwrap();
         victim.join().unwrap();
         let (r, ms) = other.result().unwrap();
@@ -814,7 +810,7 @@ fn barrier_untimed_wait_releases_all_parties_with_distinct_indices() {
             .map(|_| start(barrier_rounds_untimed, (b.clone(), ROUNDS as u32)))
             .collect();
         // the first ones block until the last party arrives
-        wait_until("all but one waiting", || b.n_waiting() == PARTIES - 1);
+        wait_until(LONG, "all but one waiting", || b.n_waiting() == PARTIES - 1);
         std::thread::sleep(Duration::from_millis(200));
         for p in &ps {
             assert!(

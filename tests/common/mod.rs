@@ -2,7 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::mpsc::{channel, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs `f` on its own thread and fails the test if it takes longer than `secs` seconds,
 /// so that a hang shows up as a failure instead of a stuck test run. A panic inside `f`
@@ -20,6 +20,15 @@ pub fn watchdog<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
             Err(p) => std::panic::resume_unwind(p),
         },
         Err(RecvTimeoutError::Timeout) => panic!("test exceeded its {secs} s watchdog"),
+    }
+}
+
+/// Polls `cond` every 2 ms; fails the test if it does not hold within `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
