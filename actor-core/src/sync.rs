@@ -548,7 +548,7 @@ impl SemCore {
     /// over from a dead process, the lock comes with its journal completed.
     fn lock(&self, deadline: Option<Instant>) -> bool {
         let w = self.r.atomic_u32(SEM_LOCK);
-        match robust::try_lock(w, false).or_else(|| robust::lock(w, deadline)) {
+        match robust::lock(w, deadline) {
             None => false,
             Some(Acquired::Clean) => true,
             Some(Acquired::OwnerDied) => {

@@ -659,8 +659,8 @@ impl Ring {
             return Err(PushError::Broken);
         }
         let wlock = self.u32(OFF_WLOCK);
-        let acquired =
-            robust::try_lock(wlock, false).or_else(|| robust::lock(wlock, deadline.resolve()));
+        let acquired = robust::try_lock(wlock, false)
+            .or_else(|| robust::lock_contended(wlock, deadline.resolve()));
         match acquired {
             None => return Err(PushError::Full),
             Some(Acquired::Clean) => {}
@@ -868,8 +868,8 @@ impl Ring {
             return Err(PopError::Broken);
         }
         let rlock = self.u32(OFF_RLOCK);
-        let acquired =
-            robust::try_lock(rlock, false).or_else(|| robust::lock(rlock, deadline.resolve()));
+        let acquired = robust::try_lock(rlock, false)
+            .or_else(|| robust::lock_contended(rlock, deadline.resolve()));
         match acquired {
             None => return Err(PopError::Empty),
             Some(Acquired::Clean) => {}

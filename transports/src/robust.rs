@@ -84,11 +84,13 @@ pub fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
     if let Some(a) = try_lock(word, false) {
         return Some(a);
     }
-    lock_slow(word, deadline)
+    lock_contended(word, deadline)
 }
 
+/// As [`lock`], for a caller whose own [`try_lock`] just failed (so that it could put
+/// off computing `deadline` until it is needed): goes straight to spinning and sleeping.
 #[cold]
-fn lock_slow(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
+pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
     let me = my_id();
     // 1. spin: the owner usually releases within a few microseconds
     let spin_until = Instant::now() + Duration::from_micros(20);
