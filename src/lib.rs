@@ -73,7 +73,7 @@
 #![allow(clippy::needless_doctest_main)]
 
 pub use procactor_core::*;
-pub use procactor_macros::main;
+pub use procactor_macros::{main, process_actor};
 
 /// The names most programs need.
 pub mod prelude {
@@ -82,11 +82,14 @@ pub mod prelude {
         Condition, Connection, Event, ExitStatus, JoinableQueue, Lock, Pipe, Process, Queue, RLock,
         Semaphore, SimpleQueue, StartMethod, Value,
     };
+    pub use procactor_core::{Actor, ActorError, ActorRef, Context};
+    pub use procactor_macros::process_actor;
 }
 
 #[doc(hidden)]
 pub mod __private {
-    pub use procactor_core::init;
+    pub use procactor_core::actor::{assert_serde_actor, register_actor, SerdeActor};
+    pub use procactor_core::{init, Actor, PipeMailbox, ProcessActor, QueueMailbox};
 }
 
 /// Makes an integration-test binary (or any binary without a hand-written `main`) able

@@ -218,6 +218,16 @@ impl<T> PutError<T> {
             PutError::Encode(t, _) => t,
         }
     }
+    /// The same error with the item transformed by `f` (a wrapper that put an envelope
+    /// around the caller's item gives the caller's item back this way).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> PutError<U> {
+        match self {
+            PutError::Full(t) => PutError::Full(f(t)),
+            PutError::Closed(t) => PutError::Closed(f(t)),
+            PutError::Broken(t) => PutError::Broken(f(t)),
+            PutError::Encode(t, e) => PutError::Encode(f(t), e),
+        }
+    }
     /// Whether the queue was full.
     pub fn is_full(&self) -> bool {
         matches!(self, PutError::Full(_))

@@ -8,6 +8,7 @@
 // Doctests that start processes need an explicit `fn main` that calls `init()` first.
 #![allow(clippy::needless_doctest_main)]
 
+pub mod actor;
 pub mod codec;
 pub mod error;
 mod monitor;
@@ -18,6 +19,10 @@ pub mod runtime;
 pub mod shared;
 pub mod sync;
 
+pub use actor::{
+    registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context,
+    MailboxKind, PipeMailbox, ProcessActor, QueueMailbox,
+};
 pub use error::*;
 pub use pipe::*;
 pub use process::*;

@@ -5,6 +5,7 @@ use crate::error::{Error, JoinError, SpawnError};
 use crate::monitor::{self, ChildState};
 use crate::runtime::{self, Bootstrap, EntryFn, StartMethod};
 use crate::Message;
+use serde::Serialize;
 use procactor_transports::frame::{self, FrameError, FrameReader, Wait};
 use procactor_transports::{fdpass, os, target, AsFd, BorrowedFd, OwnedFd};
 use std::marker::PhantomData;
@@ -184,72 +185,95 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
     /// [`SpawnError::Encode`] when the arguments cannot be encoded, and
     /// [`SpawnError::Io`] when the OS refuses.
     pub fn start(self) -> Result<Process<R>, SpawnError> {
-        runtime::ensure_initialized()?;
-        self.method
-            .unwrap_or_else(runtime::start_method)
-            .check_available()?;
-        // Encode first: a bad argument fails before any process exists.
-        let mut args = Vec::new();
-        let mut arg_fds = Vec::new();
-        // (until the child has the bytes, handles inside may need their side effects
-        // undone: dropping `unsent` on any failure below does that)
-        let unsent = codec::encode_for_sending(&self.args, &mut args, Some(&mut arg_fds))?;
-        let ids = runtime::next_child_ids();
-        let name = self.name.unwrap_or_else(|| runtime::default_name(&ids));
-        let me = runtime::current_process();
-        let token = runtime::random_token();
-        let entry: EntryFn = runtime::entry::<A, R>;
-        let entry = target::describe(entry);
-        let tgt = target::describe(self.target);
-        let boot = Bootstrap {
-            token,
-            fingerprint: runtime::fingerprint()?,
-            entry: (entry.offset.0, entry.type_name),
-            target: (tgt.offset.0, tgt.type_name),
-            name: name.clone(),
-            ids,
-            parent: me.clone(),
-        };
-        let mut boot_bytes = Vec::new();
-        codec::encode(&boot, &mut boot_bytes, None)?;
-
-        let (ours, theirs) = fdpass::socketpair()?;
-        let env = format!("{}:{token}:{}", os::CHILD_CONTROL_FD, me.pid());
-        let exe = self.exe.clone();
-        let child = runtime::on_spawner_thread(move || {
-            let env = [(runtime::CHILD_ENV, env.as_str())];
-            match &exe {
-                None => os::spawn_self(theirs, &env),
-                Some(exe) => os::spawn_exe(exe, theirs, &env),
-            }
-        })??;
-        let state = monitor::register(child.pid, name, child.pidfd)?;
-        // The child reads these as soon as it runs; a child that died at once makes
-        // them fail with BrokenPipe, which join() then reports through the exit status.
-        let borrowed: Vec<BorrowedFd<'_>> = arg_fds.iter().map(|f| f.as_fd()).collect();
-        let sent = frame::write_frame(ours.as_fd(), &boot_bytes, &[])
-            .and_then(|()| frame::write_frame(ours.as_fd(), &args, &borrowed));
-        match sent {
-            Ok(()) => unsent.sent(),
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                let _ = os::pidfd_signal(state.pidfd.as_fd(), os::SIGKILL);
-                return Err(SpawnError::Io(e));
-            }
-            // the child died at once and never gets its arguments: undo (drop `unsent`)
-            Err(_) => drop(unsent),
-        }
-        tracing::debug!(pid = state.pid, name = %state.name, "process started");
-        Ok(Process {
-            state,
-            control: Some(ours),
-            reader: FrameReader::new(),
-            outcome: None,
-            outcome_fds: Vec::new(),
-            result_taken: false,
-            daemon: self.daemon,
-            _r: PhantomData,
-        })
+        start_encoded(
+            self.target,
+            &self.args,
+            self.name,
+            self.daemon,
+            self.method,
+            self.exe,
+        )
     }
+
+}
+
+
+/// Starts `target` in a child with arguments encoded from `args`, which must encode
+/// exactly as an `A` does (a borrowed view of an `A`, so that a supervisor can start the
+/// same actor again and again without giving it away).
+pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
+    target: fn(A) -> R,
+    value: &B,
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    exe: Option<std::path::PathBuf>,
+) -> Result<Process<R>, SpawnError> {
+    runtime::ensure_initialized()?;
+    method
+        .unwrap_or_else(runtime::start_method)
+        .check_available()?;
+    // Encode first: a bad argument fails before any process exists.
+    let mut args = Vec::new();
+    let mut arg_fds = Vec::new();
+    // (until the child has the bytes, handles inside may need their side effects
+    // undone: dropping `unsent` on any failure below does that)
+    let unsent = codec::encode_for_sending(value, &mut args, Some(&mut arg_fds))?;
+    let ids = runtime::next_child_ids();
+    let name = name.unwrap_or_else(|| runtime::default_name(&ids));
+    let me = runtime::current_process();
+    let token = runtime::random_token();
+    let entry: EntryFn = runtime::entry::<A, R>;
+    let entry = target::describe(entry);
+    let tgt = target::describe(target);
+    let boot = Bootstrap {
+        token,
+        fingerprint: runtime::fingerprint()?,
+        entry: (entry.offset.0, entry.type_name),
+        target: (tgt.offset.0, tgt.type_name),
+        name: name.clone(),
+        ids,
+        parent: me.clone(),
+    };
+    let mut boot_bytes = Vec::new();
+    codec::encode(&boot, &mut boot_bytes, None)?;
+
+    let (ours, theirs) = fdpass::socketpair()?;
+    let env = format!("{}:{token}:{}", os::CHILD_CONTROL_FD, me.pid());
+    let exe = exe;
+    let child = runtime::on_spawner_thread(move || {
+        let env = [(runtime::CHILD_ENV, env.as_str())];
+        match &exe {
+            None => os::spawn_self(theirs, &env),
+            Some(exe) => os::spawn_exe(exe, theirs, &env),
+        }
+    })??;
+    let state = monitor::register(child.pid, name, child.pidfd)?;
+    // The child reads these as soon as it runs; a child that died at once makes
+    // them fail with BrokenPipe, which join() then reports through the exit status.
+    let borrowed: Vec<BorrowedFd<'_>> = arg_fds.iter().map(|f| f.as_fd()).collect();
+    let sent = frame::write_frame(ours.as_fd(), &boot_bytes, &[])
+        .and_then(|()| frame::write_frame(ours.as_fd(), &args, &borrowed));
+    match sent {
+        Ok(()) => unsent.sent(),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            let _ = os::pidfd_signal(state.pidfd.as_fd(), os::SIGKILL);
+            return Err(SpawnError::Io(e));
+        }
+        // the child died at once and never gets its arguments: undo (drop `unsent`)
+        Err(_) => drop(unsent),
+    }
+    tracing::debug!(pid = state.pid, name = %state.name, "process started");
+    Ok(Process {
+        state,
+        control: Some(ours),
+        reader: FrameReader::new(),
+        outcome: None,
+        outcome_fds: Vec::new(),
+        result_taken: false,
+        daemon,
+        _r: PhantomData,
+    })
 }
 
 impl<R: Message> Process<R> {

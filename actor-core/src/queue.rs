@@ -310,6 +310,18 @@ impl<T> Clone for Queue<T> {
     }
 }
 
+impl<T> Queue<T> {
+    /// Another handle to the same queue that is an open producer even if this one is
+    /// closed (the actor runtime hands a closed mailbox handle around and opens one where
+    /// a sender is really wanted).
+    pub(crate) fn clone_open(&self) -> Self {
+        Queue {
+            h: Handle::attach(self.h.ring.clone(), true),
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<T> Serialize for Queue<T> {
     /// Encodes the handle for a child's arguments or a `Pipe` (its shared memory travels
     /// as a descriptor); through a channel that cannot carry descriptors it fails.

@@ -125,6 +125,10 @@ struct Identity {
 }
 
 static IDENTITY: OnceCell<Identity> = OnceCell::new();
+/// The proof, made at start-up, that this process runs its parent's image (in the root
+/// process: trivially its own), so that function references the parent sent later (a
+/// child supervisor's actor entries) can be resolved.
+static IMAGE_PROOF: OnceCell<SameImage> = OnceCell::new();
 static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 static FINGERPRINT: Lazy<std::io::Result<[u64; 5]>> = Lazy::new(os::exe_fingerprint);
 
@@ -186,6 +190,14 @@ pub(crate) fn next_child_ids() -> Vec<u64> {
 pub(crate) fn default_name(ids: &[u64]) -> String {
     let parts: Vec<String> = ids.iter().map(u64::to_string).collect();
     format!("Process-{}", parts.join(":"))
+}
+
+/// See [`IMAGE_PROOF`].
+pub(crate) fn image_proof() -> Result<&'static SameImage, String> {
+    IMAGE_PROOF.get_or_try_init(|| {
+        let mine = fingerprint().map_err(|e| e.to_string())?;
+        SameImage::verify(&mine).map_err(|e| e.to_string())
+    })
 }
 
 pub(crate) fn ensure_initialized() -> Result<(), SpawnError> {
@@ -378,6 +390,7 @@ fn child_run(env: &str) -> Result<i32, String> {
             return Err(e.to_string());
         }
     };
+    let _ = IMAGE_PROOF.set(SameImage::verify(&boot.fingerprint).map_err(|e| e.to_string())?);
     let _ = IDENTITY.set(Identity {
         current: ProcessInfo {
             name: boot.name.clone(),

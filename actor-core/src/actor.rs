@@ -1,0 +1,1200 @@
+//! Process actors: a struct whose `handle` runs in its own process, fed by a typed
+//! mailbox.
+//!
+//! `#[process_actor]` on a struct implements [`ProcessActor`] for it (its name and its
+//! kind of mailbox); you implement [`Actor`] (the message type and `handle`). A
+//! [`Supervisor`](crate::Supervisor) starts actors and restarts them; what you get back is
+//! an [`ActorRef`], a cheap, cloneable, serializable handle that sends to the mailbox.
+//!
+//! # The mailbox
+//!
+//! A mailbox is a [`Queue`] of envelopes (a message, a call, or a stop request) owned by
+//! the supervisor, so it outlives the actor's process: a restarted actor finds the
+//! messages that were queued and not yet taken. A *pipe* actor
+//! (`#[process_actor(mailbox = pipe)]`) answers each message: its mailbox is a
+//! request/reply pair, and [`ActorRef::call`] sends a request and waits for its reply.
+//! Both directions are shared-memory rings (a socketpair round trip costs ~5 µs on the
+//! machines we measure, a ring round trip under 1 µs); calls from several handles are
+//! serialised by a cross-process lock, and each reply carries its request's number.
+//!
+//! # Ending
+//!
+//! An actor's loop ends when
+//! - [`ActorRef::stop`] was called: messages queued before the stop request are still
+//!   handled, then [`Actor::stopped`] runs (graceful; the supervisor does not restart it);
+//! - the actor called [`Context::stop`] (a normal exit: OTP's `normal`);
+//! - every sender is gone: each `ActorRef` is a producer handle of the mailbox, and the
+//!   actor's own handle is not one, so when the last `ActorRef` is dropped (or its
+//!   process dies) and the mailbox is drained, the loop ends instead of waiting forever;
+//! - `handle` returned `Err` or panicked: the process exits with code 1 (a crash, which
+//!   the supervisor may answer with a restart), after a pipe actor has sent the error as
+//!   the reply to the call it was handling.
+
+use crate::error::{GetError, PutError};
+use crate::queue::Queue;
+use crate::shared::RawArray;
+use crate::sync::{Event, Lock};
+use crate::{ExitStatus, Message};
+use procactor_transports::os;
+use serde::de::{self, DeserializeOwned, SeqAccess, Visitor};
+use serde::ser::SerializeTuple;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// An actor's behaviour: the messages it takes and what it does with each.
+///
+/// The struct itself is the actor's state; it travels to the actor's process when the
+/// actor starts (so it is `Serialize + Deserialize`, and may hold handles such as a
+/// [`Queue`] or another actor's [`ActorRef`]). A restart starts again from the state the
+/// actor was spawned with.
+///
+/// # Examples
+///
+/// ```
+/// use procactor::{process_actor, Actor, ActorError, Context};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[process_actor]
+/// #[derive(Serialize, Deserialize)]
+/// struct Counter { total: u64 }
+///
+/// impl Actor for Counter {
+///     type Msg = u64;
+///     type Reply = ();
+///     fn handle(&mut self, n: u64, _ctx: &mut Context<Self>) -> Result<(), ActorError> {
+///         self.total += n;
+///         Ok(())
+///     }
+/// }
+/// # fn main() {}
+/// ```
+pub trait Actor: Serialize + DeserializeOwned + Send + Sized + 'static {
+    /// The messages the mailbox takes: sending anything else does not compile.
+    type Msg: Message;
+    /// What `handle` answers: `()` for a queue actor; the reply type of a pipe actor.
+    type Reply: Message;
+
+    /// Handles one message, in the actor's process.
+    ///
+    /// # Errors
+    ///
+    /// An `Err` ends the actor as a crash (exit code 1): its supervisor decides whether
+    /// to restart it. A pipe actor's caller receives the error as the call's result.
+    fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>)
+        -> Result<Self::Reply, ActorError>;
+
+    /// Runs once in the actor's process before the first message (after each restart).
+    ///
+    /// # Errors
+    ///
+    /// An `Err` ends the actor as a crash before it takes any message.
+    fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        let _ = ctx;
+        Ok(())
+    }
+
+    /// Runs once when the loop ends without a crash (stopped, or every sender gone).
+    fn stopped(&mut self) {}
+}
+
+/// What `#[process_actor]` implements: the actor's registered name and its kind of
+/// mailbox. Write the attribute rather than implementing this by hand.
+pub trait ProcessActor: Actor {
+    /// The name the actor was registered under (its path in the crate).
+    const NAME: &'static str;
+    /// [`QueueMailbox`] (the default) or [`PipeMailbox`] (`mailbox = pipe`).
+    type Mailbox: MailboxKind;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The two kinds of mailbox (sealed).
+pub trait MailboxKind: sealed::Sealed + Send + Sync + 'static {
+    /// Whether senders wait for a reply.
+    const REPLIES: bool;
+}
+
+/// A queue mailbox: messages in, nothing back (`send`).
+#[derive(Debug)]
+pub enum QueueMailbox {}
+/// A request/reply mailbox: `call` sends a request and waits for its reply.
+#[derive(Debug)]
+pub enum PipeMailbox {}
+impl sealed::Sealed for QueueMailbox {}
+impl sealed::Sealed for PipeMailbox {}
+impl MailboxKind for QueueMailbox {
+    const REPLIES: bool = false;
+}
+impl MailboxKind for PipeMailbox {
+    const REPLIES: bool = true;
+}
+
+/// Why an actor's `handle` (or `started`) failed: a message for the supervisor's
+/// events and for a pipe actor's caller.
+///
+/// Any `std::error::Error` converts into it, so `?` works in `handle`. (Like
+/// `anyhow::Error`, it does not implement `std::error::Error` itself, which is what makes
+/// that blanket conversion possible.)
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorError {
+    message: String,
+}
+
+impl ActorError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        ActorError {
+            message: message.into(),
+        }
+    }
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for ActorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorError({:?})", self.message)
+    }
+}
+
+impl fmt::Display for ActorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for ActorError {
+    fn from(e: E) -> Self {
+        ActorError::new(e.to_string())
+    }
+}
+
+/// A failed [`ActorRef::call`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// `handle` returned this error (the actor then crashed).
+    #[error("the actor failed: {0}")]
+    Failed(ActorError),
+    /// The actor's process died while handling this call (a panic, a signal): no reply
+    /// will come.
+    #[error("the actor died while handling the call")]
+    Died,
+    /// No reply within the timeout.
+    #[error("timed out waiting for the reply")]
+    Timeout,
+    /// The actor has stopped for good (or was asked to stop): the request was not sent,
+    /// or will not be handled.
+    #[error("the actor has stopped")]
+    Stopped,
+    /// The mailbox refused the request (full after the timeout, or broken).
+    #[error("the request could not be queued: {0}")]
+    Send(String),
+    /// The reply could not be read (its bytes are not a `Reply`).
+    #[error("the reply could not be read: {0}")]
+    Reply(String),
+}
+
+// ------------------------------------------------------------------ registry
+
+static REGISTRY: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+
+/// Records an actor type's name; `#[process_actor]` calls it from a load-time
+/// constructor of the binary (`.init_array`), so every actor linked into a program is
+/// known before `main` runs. Not for direct use.
+#[doc(hidden)]
+pub fn register_actor(name: &'static str) {
+    let mut r = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    if !r.contains(&name) {
+        r.push(name);
+    }
+}
+
+/// The names of the actor types `#[process_actor]` registered in this binary
+/// (non-generic ones: a generic actor has no single name to register before `main`).
+///
+/// # Examples
+///
+/// ```
+/// use procactor::{process_actor, Actor, ActorError, Context, ProcessActor};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[process_actor]
+/// #[derive(Serialize, Deserialize)]
+/// struct Echo;
+/// impl Actor for Echo {
+///     type Msg = String;
+///     type Reply = ();
+///     fn handle(&mut self, _: String, _: &mut Context<Self>) -> Result<(), ActorError> { Ok(()) }
+/// }
+///
+/// fn main() {
+///     assert!(procactor::registered_actors().contains(&Echo::NAME));
+///     assert!(Echo::NAME.ends_with("::Echo"));
+/// }
+/// ```
+pub fn registered_actors() -> Vec<&'static str> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Implemented for every type that is `Serialize + DeserializeOwned`; `#[process_actor]`
+/// asserts it so that a struct without serde gets one clear error at its name.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` must be Serialize + Deserialize to be a process actor",
+    label = "add #[derive(serde::Serialize, serde::Deserialize)] to this struct",
+    note = "an actor's state travels to its process when it starts"
+)]
+pub trait SerdeActor {}
+impl<T: Serialize + DeserializeOwned> SerdeActor for T {}
+
+#[doc(hidden)]
+pub fn assert_serde_actor<T: SerdeActor + ?Sized>() {}
+
+// ------------------------------------------------------------------ envelope
+
+/// What travels in a mailbox: a message, a call (request number + message), or a stop
+/// request. Encoded as a CBOR array `[kind, number, message or null]`.
+pub(crate) enum Envelope<M> {
+    Msg(M),
+    Call(u64, M),
+    Stop,
+}
+
+const KIND_MSG: u8 = 0;
+const KIND_CALL: u8 = 1;
+const KIND_STOP: u8 = 2;
+
+impl<M: Serialize> Serialize for Envelope<M> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(3)?;
+        match self {
+            Envelope::Msg(m) => {
+                t.serialize_element(&KIND_MSG)?;
+                t.serialize_element(&0u64)?;
+                t.serialize_element(&Some(m))?;
+            }
+            Envelope::Call(n, m) => {
+                t.serialize_element(&KIND_CALL)?;
+                t.serialize_element(n)?;
+                t.serialize_element(&Some(m))?;
+            }
+            Envelope::Stop => {
+                t.serialize_element(&KIND_STOP)?;
+                t.serialize_element(&0u64)?;
+                t.serialize_element(&None::<M>)?;
+            }
+        }
+        t.end()
+    }
+}
+
+impl<'de, M: Deserialize<'de>> Deserialize<'de> for Envelope<M> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<M>(PhantomData<M>);
+        impl<'de, M: Deserialize<'de>> Visitor<'de> for V<M> {
+            type Value = Envelope<M>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mailbox envelope [kind, number, message]")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let kind: u8 = a
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let n: u64 = a
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let m: Option<M> = a
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                match (kind, m) {
+                    (KIND_MSG, Some(m)) => Ok(Envelope::Msg(m)),
+                    (KIND_CALL, Some(m)) => Ok(Envelope::Call(n, m)),
+                    (KIND_STOP, None) => Ok(Envelope::Stop),
+                    (k, _) => Err(de::Error::custom(format!(
+                        "invalid mailbox envelope (kind {k})"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_tuple(3, V(PhantomData))
+    }
+}
+
+impl<M> Envelope<M> {
+    /// The sender's message back out of a refused envelope (`Stop` carries none).
+    fn into_msg(self) -> Option<M> {
+        match self {
+            Envelope::Msg(m) | Envelope::Call(_, m) => Some(m),
+            Envelope::Stop => None,
+        }
+    }
+}
+
+/// A refused message/call envelope's error, with the caller's message given back.
+fn give_back<M>(e: PutError<Envelope<M>>) -> Result<PutError<M>, PutError<()>> {
+    match e {
+        PutError::Full(env) => env.into_msg().map(PutError::Full).ok_or(PutError::Full(())),
+        PutError::Closed(env) => env
+            .into_msg()
+            .map(PutError::Closed)
+            .ok_or(PutError::Closed(())),
+        PutError::Broken(env) => env
+            .into_msg()
+            .map(PutError::Broken)
+            .ok_or(PutError::Broken(())),
+        PutError::Encode(env, e) => match env.into_msg() {
+            Some(m) => Ok(PutError::Encode(m, e)),
+            None => Err(PutError::Encode((), e)),
+        },
+    }
+}
+
+/// A reply: the request's number and the handler's result.
+pub(crate) type ReplyOf<R> = (u64, Result<R, ActorError>);
+
+// ------------------------------------------------------------------ shared cell
+
+/// Words of a mailbox group's shared cell (a `RawArray<u64>`): a header, then one block
+/// per actor sharing the mailbox.
+pub(crate) mod cell {
+    /// Next call number (callers take one with fetch_add).
+    pub(crate) const NEXT_CALL: usize = 0;
+    /// The number of the last call lost with a dying actor (the supervisor writes it).
+    pub(crate) const LOST_CALL: usize = 1;
+    /// 1 once `stop()` was requested: sends are refused from then on.
+    pub(crate) const STOPPING: usize = 2;
+    /// How many of the group's actors have ended for good.
+    pub(crate) const ENDED: usize = 3;
+    pub(crate) const HEADER: usize = 4;
+
+    /// Per actor: current pid (0 when not running).
+    pub(crate) const PID: usize = 0;
+    /// Per actor: [`super::ActorState`] as a number.
+    pub(crate) const STATE: usize = 1;
+    /// Per actor: restarts so far.
+    pub(crate) const RESTARTS: usize = 2;
+    /// Per actor: messages taken by the current incarnation.
+    pub(crate) const TAKEN: usize = 3;
+    /// Per actor: the call being handled (0: none).
+    pub(crate) const IN_CALL: usize = 4;
+    /// Per actor: the last exit status (see `encode_status`), 0 = none yet.
+    pub(crate) const EXIT: usize = 5;
+    pub(crate) const BLOCK: usize = 8;
+
+    pub(crate) fn len(actors: usize) -> usize {
+        HEADER + BLOCK * actors
+    }
+}
+
+/// Where an actor is in its life, as [`ActorRef`] and the supervisor's tree show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ActorState {
+    /// Its process is starting (or waiting to be started).
+    Starting,
+    /// Running its loop.
+    Running,
+    /// Ended, and its supervisor is about to start it again.
+    Restarting,
+    /// Ended for good (stopped, normal exit not restarted, or given up on).
+    Ended,
+}
+
+impl ActorState {
+    pub(crate) fn to_word(self) -> u64 {
+        match self {
+            ActorState::Starting => 0,
+            ActorState::Running => 1,
+            ActorState::Restarting => 2,
+            ActorState::Ended => 3,
+        }
+    }
+    pub(crate) fn from_word(w: u64) -> ActorState {
+        match w {
+            1 => ActorState::Running,
+            2 => ActorState::Restarting,
+            3 => ActorState::Ended,
+            _ => ActorState::Starting,
+        }
+    }
+}
+
+impl fmt::Display for ActorState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ActorState::Starting => "starting",
+            ActorState::Running => "running",
+            ActorState::Restarting => "restarting",
+            ActorState::Ended => "ended",
+        })
+    }
+}
+
+pub(crate) fn encode_status(s: ExitStatus) -> u64 {
+    match s {
+        ExitStatus::Code(c) => (1 << 32) | u64::from(c as u32),
+        ExitStatus::Signal(n) => (2 << 32) | u64::from(n as u32),
+    }
+}
+
+pub(crate) fn decode_status(w: u64) -> Option<ExitStatus> {
+    let v = (w & 0xffff_ffff) as u32 as i32;
+    match w >> 32 {
+        1 => Some(ExitStatus::Code(v)),
+        2 => Some(ExitStatus::Signal(v)),
+        _ => None,
+    }
+}
+
+/// The shared parts of a mailbox: cell, end event and (pipe actors) the call lock.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Group {
+    pub(crate) cell: RawArray<u64>,
+    pub(crate) ended: Event,
+    pub(crate) call_lock: Option<Lock>,
+    pub(crate) actors: u32,
+}
+
+impl Group {
+    pub(crate) fn new(actors: usize, calls: bool) -> Result<Group, crate::Error> {
+        Ok(Group {
+            cell: RawArray::zeroed(cell::len(actors))?,
+            ended: Event::new()?,
+            call_lock: if calls { Some(Lock::new()?) } else { None },
+            actors: actors as u32,
+        })
+    }
+
+    pub(crate) fn word(&self, i: usize) -> &AtomicU64 {
+        // the cell is created with `cell::len(actors)` words and every index used is a
+        // constant below that; a handle decoded from a hostile peer could be shorter,
+        // in which case a spare word stands in
+        static SPARE: AtomicU64 = AtomicU64::new(0);
+        self.cell.atomic_u64(i).unwrap_or(&SPARE)
+    }
+
+    pub(crate) fn actor_word(&self, actor: u32, w: usize) -> &AtomicU64 {
+        self.word(cell::HEADER + actor as usize * cell::BLOCK + w)
+    }
+
+    pub(crate) fn state(&self, actor: u32) -> ActorState {
+        ActorState::from_word(self.actor_word(actor, cell::STATE).load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_state(&self, actor: u32, s: ActorState) {
+        self.actor_word(actor, cell::STATE)
+            .store(s.to_word(), Ordering::Release);
+    }
+
+    pub(crate) fn pid(&self, actor: u32) -> Option<u32> {
+        match self.actor_word(actor, cell::PID).load(Ordering::Acquire) {
+            0 => None,
+            p => u32::try_from(p).ok(),
+        }
+    }
+
+    /// Marks one actor as ended for good; the last one sets the end event.
+    pub(crate) fn mark_ended(&self, actor: u32) {
+        if self.state(actor) == ActorState::Ended {
+            return;
+        }
+        self.set_state(actor, ActorState::Ended);
+        self.actor_word(actor, cell::PID).store(0, Ordering::Release);
+        let n = self.word(cell::ENDED).fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= u64::from(self.actors) {
+            self.ended.set();
+        }
+    }
+
+    pub(crate) fn all_ended(&self) -> bool {
+        self.ended.is_set()
+    }
+}
+
+// ------------------------------------------------------------------ ActorRef
+
+/// A handle on a running actor (or on the mailbox of a pool of them): send it
+/// messages, call it (pipe actors), stop it, watch it.
+///
+/// Cloning is cheap; a clone may travel to another process (in a child's arguments, in
+/// another actor's fields, through a `Pipe`). Every `ActorRef` is a *sender*: when the
+/// last one is dropped and the mailbox is drained, the actor's loop ends (see the
+/// [module docs](self)).
+///
+/// The type parameter fixes what can be sent:
+///
+/// ```compile_fail
+/// use procactor::{process_actor, Actor, ActorError, ActorRef, Context};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[process_actor]
+/// #[derive(Serialize, Deserialize)]
+/// struct Adder;
+/// impl Actor for Adder {
+///     type Msg = u64;
+///     type Reply = ();
+///     fn handle(&mut self, _: u64, _: &mut Context<Self>) -> Result<(), ActorError> { Ok(()) }
+/// }
+///
+/// fn f(r: ActorRef<Adder>) {
+///     r.send("seven"); // a &str is not the actor's `Msg`
+/// }
+/// # fn main() {}
+/// ```
+pub struct ActorRef<A: ProcessActor> {
+    pub(crate) mailbox: Queue<Envelope<A::Msg>>,
+    pub(crate) replies: Option<Queue<ReplyOf<A::Reply>>>,
+    pub(crate) group: Group,
+    pub(crate) index: u32,
+    pub(crate) name: String,
+    _a: PhantomData<fn() -> A>,
+}
+
+impl<A: ProcessActor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        ActorRef {
+            mailbox: self.mailbox.clone(),
+            replies: self.replies.clone(),
+            group: self.group.clone(),
+            index: self.index,
+            name: self.name.clone(),
+            _a: PhantomData,
+        }
+    }
+}
+
+impl<A: ProcessActor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActorRef")
+            .field("actor", &A::NAME)
+            .field("name", &self.name)
+            .field("pid", &self.pid())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct RefWireOut<'a, M, R> {
+    mailbox: &'a Queue<M>,
+    replies: &'a Option<Queue<R>>,
+    group: &'a Group,
+    index: u32,
+    name: &'a str,
+}
+
+#[derive(Deserialize)]
+struct RefWireIn<M, R> {
+    mailbox: Queue<M>,
+    replies: Option<Queue<R>>,
+    group: Group,
+    index: u32,
+    name: String,
+}
+
+impl<A: ProcessActor> Serialize for ActorRef<A> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RefWireOut {
+            mailbox: &self.mailbox,
+            replies: &self.replies,
+            group: &self.group,
+            index: self.index,
+            name: &self.name,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, A: ProcessActor> Deserialize<'de> for ActorRef<A> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = RefWireIn::deserialize(d)?;
+        if w.index >= w.group.actors {
+            return Err(de::Error::custom("actor index out of range for its group"));
+        }
+        Ok(ActorRef {
+            mailbox: w.mailbox,
+            replies: w.replies,
+            group: w.group,
+            index: w.index,
+            name: w.name,
+            _a: PhantomData,
+        })
+    }
+}
+
+fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+impl<A: ProcessActor> ActorRef<A> {
+    pub(crate) fn new(
+        mailbox: &Queue<Envelope<A::Msg>>,
+        replies: &Option<Queue<ReplyOf<A::Reply>>>,
+        group: &Group,
+        index: u32,
+        name: String,
+    ) -> Self {
+        ActorRef {
+            mailbox: mailbox.clone_open(),
+            // callers only take replies: a closed handle, so that a dead actor's reply
+            // queue looks disconnected
+            replies: replies.clone(),
+            group: group.clone(),
+            index,
+            name,
+            _a: PhantomData,
+        }
+    }
+
+    fn refuse_if_stopping(&self, msg: A::Msg) -> Result<A::Msg, PutError<A::Msg>> {
+        if self.group.word(cell::STOPPING).load(Ordering::Acquire) != 0 || self.group.all_ended()
+        {
+            Err(PutError::Closed(msg))
+        } else {
+            Ok(msg)
+        }
+    }
+
+    /// Sends a message, waiting while the mailbox is full.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`] once the actor was asked to stop or has ended for good,
+    /// [`PutError::Encode`] when the message cannot be encoded (a handle inside it
+    /// cannot travel through a mailbox: send it in the actor's fields instead), and
+    /// [`PutError::Broken`]. The message comes back in every case.
+    pub fn send(&self, msg: A::Msg) -> Result<(), PutError<A::Msg>> {
+        self.send_deadline(msg, None)
+    }
+
+    /// As [`send`](ActorRef::send), giving up with [`PutError::Full`] after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As `send`, and `Full` on timeout.
+    pub fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), PutError<A::Msg>> {
+        self.send_deadline(msg, deadline_after(timeout))
+    }
+
+    /// As [`send`](ActorRef::send) without waiting: [`PutError::Full`] at once when the
+    /// mailbox is full.
+    ///
+    /// # Errors
+    ///
+    /// As `send`, and `Full`.
+    pub fn try_send(&self, msg: A::Msg) -> Result<(), PutError<A::Msg>> {
+        self.send_deadline(msg, Some(Instant::now()))
+    }
+
+    fn send_deadline(
+        &self,
+        msg: A::Msg,
+        deadline: Option<Instant>,
+    ) -> Result<(), PutError<A::Msg>> {
+        let msg = self.refuse_if_stopping(msg)?;
+        let r = match deadline {
+            None => self.mailbox.put(Envelope::Msg(msg)),
+            Some(d) => self.mailbox.put_deadline(Envelope::Msg(msg), d),
+        };
+        r.map_err(|e| give_back(e).unwrap_or_else(|_| PutError::Closed(unreachable_msg())))
+    }
+
+    /// The actor's registered name and this actor's name (`"Consumer"`, `"worker-2"`…).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pid of the actor's current process, `None` while it is not running.
+    pub fn pid(&self) -> Option<u32> {
+        match self.group.state(self.index) {
+            ActorState::Running | ActorState::Starting => self.group.pid(self.index),
+            _ => None,
+        }
+    }
+
+    /// Where the actor is in its life.
+    pub fn state(&self) -> ActorState {
+        self.group.state(self.index)
+    }
+
+    /// Whether the actor's process is running now.
+    pub fn is_alive(&self) -> bool {
+        self.pid().is_some_and(os::process_alive)
+    }
+
+    /// How the actor's last process ended, `None` if none has ended yet.
+    pub fn exitcode(&self) -> Option<ExitStatus> {
+        decode_status(self.group.actor_word(self.index, cell::EXIT).load(Ordering::Acquire))
+    }
+
+    /// How many times the actor has been restarted.
+    pub fn restarts(&self) -> u64 {
+        self.group
+            .actor_word(self.index, cell::RESTARTS)
+            .load(Ordering::Acquire)
+    }
+
+    /// Messages waiting in the mailbox.
+    pub fn mailbox_len(&self) -> usize {
+        self.mailbox.len()
+    }
+
+    /// Asks the actor to stop gracefully: later sends are refused, the messages queued
+    /// before the request are still handled, then [`Actor::stopped`] runs and the process
+    /// exits. The supervisor does not restart an actor stopped this way. Returns at once
+    /// (use [`join`](ActorRef::join) to wait). For a pool, every actor of the pool stops.
+    ///
+    /// # Errors
+    ///
+    /// The stop request could not be queued (the mailbox is broken).
+    pub fn stop(&self) -> Result<(), PutError<()>> {
+        if self.group.all_ended() {
+            return Ok(());
+        }
+        self.group.word(cell::STOPPING).store(1, Ordering::Release);
+        for _ in 0..self.group.actors {
+            match self.mailbox.put(Envelope::Stop) {
+                Ok(()) => {}
+                Err(e) => {
+                    return Err(match give_back(e) {
+                        Err(e) => e,
+                        Ok(e) => e.map(|_| ()),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `SIGTERM` to the actor's process (a crash: the supervisor may restart it).
+    /// A no-op when it is not running.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused the signal.
+    pub fn terminate(&self) -> Result<(), crate::Error> {
+        self.signal(os::SIGTERM)
+    }
+
+    /// Sends `SIGKILL` to the actor's process (a crash: the supervisor may restart it).
+    /// A no-op when it is not running.
+    ///
+    /// # Errors
+    ///
+    /// The OS refused the signal.
+    pub fn kill(&self) -> Result<(), crate::Error> {
+        self.signal(os::SIGKILL)
+    }
+
+    fn signal(&self, sig: i32) -> Result<(), crate::Error> {
+        if let Some(pid) = self.pid() {
+            os::signal_pid(pid, sig)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the actor (every actor of a pool) has ended for good: stopped, ended
+    /// without being restarted, or given up on by its supervisor.
+    pub fn join(&self) {
+        self.group.ended.wait();
+    }
+
+    /// As [`join`](ActorRef::join), at most `timeout`; whether it has ended.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.group.ended.wait_timeout(timeout)
+    }
+}
+
+// A `Stop` envelope never goes through `send_deadline`, so `give_back` always finds the
+// message there; this only gives the type checker a value for the impossible branch.
+#[cold]
+fn unreachable_msg<M>() -> M {
+    unreachable!("a message envelope always carries the sender's message")
+}
+
+impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
+    /// Sends a request and waits for the actor's reply (pipe actors only: for a queue
+    /// actor this method does not exist).
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Failed`] when `handle` returned an error, [`CallError::Died`] when
+    /// the actor died handling this request, [`CallError::Stopped`] when it has stopped.
+    pub fn call(&self, msg: A::Msg) -> Result<A::Reply, CallError> {
+        self.call_deadline(msg, None)
+    }
+
+    /// As [`call`](ActorRef::call), giving up with [`CallError::Timeout`] after
+    /// `timeout`. A reply that comes after the timeout is discarded by the next call.
+    ///
+    /// # Errors
+    ///
+    /// As `call`, and `Timeout`.
+    pub fn call_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallError> {
+        self.call_deadline(msg, deadline_after(timeout))
+    }
+
+    fn call_deadline(
+        &self,
+        msg: A::Msg,
+        deadline: Option<Instant>,
+    ) -> Result<A::Reply, CallError> {
+        let (Some(replies), Some(lock)) = (&self.replies, &self.group.call_lock) else {
+            return Err(CallError::Send("this actor has no reply channel".into()));
+        };
+        let msg = self.refuse_if_stopping(msg).map_err(|_| CallError::Stopped)?;
+        // one call at a time per mailbox: replies come back on one ring
+        let _guard = match deadline {
+            None => lock.acquire().unwrap_or_else(|e| e.into_inner()),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                match lock.acquire_timeout(left) {
+                    Ok(Some(g)) => g,
+                    Ok(None) => return Err(CallError::Timeout),
+                    Err(e) => e.into_inner(),
+                }
+            }
+        };
+        let n = self.group.word(cell::NEXT_CALL).fetch_add(1, Ordering::AcqRel) + 1;
+        let put = match deadline {
+            None => self.mailbox.put(Envelope::Call(n, msg)),
+            Some(d) => self.mailbox.put_deadline(Envelope::Call(n, msg), d),
+        };
+        if let Err(e) = put {
+            return Err(match e {
+                PutError::Full(_) => CallError::Timeout,
+                PutError::Closed(_) => CallError::Stopped,
+                e => CallError::Send(e.to_string()),
+            });
+        }
+        // Wait for reply `n`. The common case is one blocking get; every few
+        // milliseconds without a reply, look whether the request was lost with a dying
+        // actor or the actor ended.
+        const CHECK: Duration = Duration::from_millis(20);
+        loop {
+            let now = Instant::now();
+            let slice_end = now + CHECK;
+            let until = match deadline {
+                Some(d) if d <= now => return Err(CallError::Timeout),
+                Some(d) => d.min(slice_end),
+                None => slice_end,
+            };
+            match replies.get_deadline(until) {
+                Ok((k, r)) if k == n => return r.map_err(CallError::Failed),
+                Ok(_) => continue, // a late reply to an earlier, abandoned call
+                Err(GetError::Empty) => {}
+                Err(GetError::Disconnected) => {
+                    // no actor process holds the reply channel right now (between a
+                    // death and a restart): wait a little before looking again
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(GetError::Decode(e)) => return Err(CallError::Reply(e.to_string())),
+                Err(GetError::Broken) => {
+                    return Err(CallError::Send("the reply channel is broken".into()))
+                }
+            }
+            if self.group.word(cell::LOST_CALL).load(Ordering::Acquire) == n {
+                return Err(CallError::Died);
+            }
+            if self.group.all_ended() {
+                // ended: a reply may still have been written just before
+                if let Ok((k, r)) = replies.try_get() {
+                    if k == n {
+                        return r.map_err(CallError::Failed);
+                    }
+                }
+                return Err(CallError::Stopped);
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ Context
+
+/// What an actor knows about itself while it runs: its name, a reference to itself, and
+/// a way to stop after the current message.
+pub struct Context<A: Actor> {
+    name: String,
+    mailbox: Queue<Envelope<A::Msg>>,
+    replies: Option<Queue<ReplyOf<A::Reply>>>,
+    group: Group,
+    index: u32,
+    stop: bool,
+}
+
+impl<A: Actor> fmt::Debug for Context<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &self.name)
+            .field("stop", &self.stop)
+            .finish()
+    }
+}
+
+impl<A: Actor> Context<A> {
+    /// This actor's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Ends the loop after the current message (a normal exit: OTP's `normal`; a
+    /// `Permanent` child is restarted, a `Transient` or `Temporary` one is not).
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+
+    /// How many times this actor has been restarted before this incarnation.
+    pub fn restarts(&self) -> u64 {
+        self.group
+            .actor_word(self.index, cell::RESTARTS)
+            .load(Ordering::Acquire)
+    }
+}
+
+impl<A: ProcessActor> Context<A> {
+    /// A reference to this actor (a new sender: while the actor holds it, its mailbox
+    /// never looks disconnected).
+    pub fn myself(&self) -> ActorRef<A> {
+        ActorRef::new(
+            &self.mailbox,
+            &self.replies,
+            &self.group,
+            self.index,
+            self.name.clone(),
+        )
+    }
+}
+
+// ------------------------------------------------------------------ the actor's process
+
+/// How an actor's (or a child supervisor's) process ended, as its target returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ExitReport {
+    /// The actor called `ctx.stop()`.
+    Normal,
+    /// `ActorRef::stop()`: not restarted.
+    Stopped,
+    /// Every sender gone, mailbox drained: not restarted.
+    Disconnected,
+    /// A child supervisor was shut down by its parent.
+    Shutdown,
+    /// A child supervisor gave up (restart intensity): abnormal.
+    Intensity,
+}
+
+/// What an actor's process receives: the actor and its mailbox.
+#[derive(Deserialize)]
+pub(crate) struct ActorBoot<A: ProcessActor> {
+    #[serde(bound = "")]
+    actor: A,
+    #[serde(bound = "")]
+    mailbox: Queue<Envelope<A::Msg>>,
+    #[serde(bound = "")]
+    replies: Option<Queue<ReplyOf<A::Reply>>>,
+    group: Group,
+    index: u32,
+    name: String,
+}
+
+/// The same, borrowed, as the supervisor sends it (it keeps the actor to start it again).
+#[derive(Serialize)]
+pub(crate) struct ActorBootRef<'a, A: ProcessActor> {
+    #[serde(bound = "")]
+    pub(crate) actor: &'a A,
+    #[serde(bound = "")]
+    pub(crate) mailbox: &'a Queue<Envelope<A::Msg>>,
+    #[serde(bound = "")]
+    pub(crate) replies: &'a Option<Queue<ReplyOf<A::Reply>>>,
+    pub(crate) group: &'a Group,
+    pub(crate) index: u32,
+    pub(crate) name: &'a str,
+}
+
+/// The target of every actor process: the mailbox loop.
+pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
+    let ActorBoot {
+        mut actor,
+        mailbox,
+        replies,
+        group,
+        index,
+        name,
+    } = boot;
+    // the actor's own mailbox handle must not count as a sender (see module docs)
+    mailbox.close();
+    // …and it is the one sender of replies
+    let open_replies = replies.as_ref().map(Queue::clone_open);
+    if let Some(r) = &replies {
+        r.close();
+    }
+    group
+        .actor_word(index, cell::PID)
+        .store(u64::from(os::current_pid()), Ordering::Release);
+    group.set_state(index, ActorState::Running);
+    let taken = group.actor_word(index, cell::TAKEN);
+    let in_call = group.actor_word(index, cell::IN_CALL);
+    taken.store(0, Ordering::Relaxed);
+    let mut ctx = Context {
+        name,
+        mailbox,
+        replies,
+        group: group.clone(),
+        index,
+        stop: false,
+    };
+    let replies = open_replies;
+    if let Err(e) = actor.started(&mut ctx) {
+        crash(&ctx.name, "started", &e);
+    }
+    let mut count = 0u64;
+    let report = loop {
+        if ctx.stop {
+            break ExitReport::Normal;
+        }
+        let env = match ctx.mailbox.get() {
+            Ok(env) => env,
+            Err(GetError::Disconnected) => break ExitReport::Disconnected,
+            Err(GetError::Decode(e)) => {
+                // a message this actor cannot read: say so and go on with the next
+                tracing::error!(actor = %ctx.name, error = %e, "undecodable message skipped");
+                count += 1;
+                taken.store(count, Ordering::Relaxed);
+                continue;
+            }
+            Err(GetError::Empty) => continue,
+            Err(GetError::Broken) => {
+                crash(&ctx.name, "mailbox", &ActorError::new("the mailbox is broken"))
+            }
+        };
+        count += 1;
+        taken.store(count, Ordering::Relaxed);
+        match env {
+            Envelope::Msg(m) => {
+                if let Err(e) = actor.handle(m, &mut ctx) {
+                    crash(&ctx.name, "handle", &e);
+                }
+            }
+            Envelope::Call(n, m) => {
+                in_call.store(n, Ordering::Release);
+                let r = actor.handle(m, &mut ctx);
+                let failed = r.as_ref().err().cloned();
+                if let Some(replies) = &replies {
+                    if let Err(e) = replies.put((n, r)) {
+                        tracing::error!(actor = %ctx.name, error = %e, "reply not sent");
+                    }
+                }
+                in_call.store(0, Ordering::Release);
+                if let Some(e) = failed {
+                    crash(&ctx.name, "handle", &e);
+                }
+            }
+            Envelope::Stop => {
+                // graceful: what was queued before the stop request is still handled
+                // (and what raced with it), then the loop ends
+                while let Ok(env) = ctx.mailbox.try_get() {
+                    match env {
+                        Envelope::Msg(m) => {
+                            if let Err(e) = actor.handle(m, &mut ctx) {
+                                crash(&ctx.name, "handle", &e);
+                            }
+                        }
+                        Envelope::Call(n, m) => {
+                            let r = actor.handle(m, &mut ctx);
+                            if let Some(replies) = &replies {
+                                let _ = replies.put((n, r));
+                            }
+                        }
+                        // another pool member's stop request: put it back for it
+                        Envelope::Stop => {
+                            let _ = ctx.mailbox.clone_open().put(Envelope::Stop);
+                            break;
+                        }
+                    }
+                }
+                break ExitReport::Stopped;
+            }
+        }
+    };
+    actor.stopped();
+    report
+}
+
+/// Ends the actor's process as a crash, with the error as the panic message (the
+/// supervisor reports it; the exit code is 1).
+fn crash(name: &str, what: &str, e: &ActorError) -> ! {
+    panic!("actor {name}: {what} failed: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_bad_kinds_are_errors() {
+        let mut buf = Vec::new();
+        crate::codec::encode(&Envelope::Call(7, "x".to_string()), &mut buf, None).unwrap();
+        match crate::codec::decode::<Envelope<String>>(&buf, Vec::new()).unwrap() {
+            Envelope::Call(7, s) => assert_eq!(s, "x"),
+            _ => panic!("wrong envelope"),
+        }
+        buf.clear();
+        crate::codec::encode(&Envelope::<String>::Stop, &mut buf, None).unwrap();
+        assert!(matches!(
+            crate::codec::decode::<Envelope<String>>(&buf, Vec::new()).unwrap(),
+            Envelope::Stop
+        ));
+        buf.clear();
+        crate::codec::encode(&(9u8, 0u64, Some(1u32)), &mut buf, None).unwrap();
+        assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
+        buf.clear();
+        crate::codec::encode(&(KIND_MSG, 0u64, None::<u32>), &mut buf, None).unwrap();
+        assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
+    }
+
+    #[test]
+    fn exit_status_words_round_trip() {
+        for s in [
+            ExitStatus::Code(0),
+            ExitStatus::Code(1),
+            ExitStatus::Code(-1),
+            ExitStatus::Signal(9),
+        ] {
+            assert_eq!(decode_status(encode_status(s)), Some(s));
+        }
+        assert_eq!(decode_status(0), None);
+    }
+
+    #[test]
+    fn give_back_returns_the_message() {
+        let e = give_back(PutError::Full(Envelope::Msg(5u32))).unwrap();
+        assert!(e.is_full());
+        assert_eq!(e.into_inner(), 5);
+        assert!(give_back(PutError::Closed(Envelope::<u32>::Stop)).is_err());
+    }
+
+    #[test]
+    fn actor_error_converts_from_std_errors() {
+        let e: ActorError = std::io::Error::other("disk on fire").into();
+        assert_eq!(e.message(), "disk on fire");
+        assert_eq!(e.to_string(), "disk on fire");
+        assert_eq!(format!("{e:?}"), "ActorError(\"disk on fire\")");
+    }
+
+    #[test]
+    fn group_marks_end_once_per_actor() {
+        let g = Group::new(2, false).unwrap();
+        assert!(!g.all_ended());
+        g.mark_ended(0);
+        g.mark_ended(0);
+        assert!(!g.all_ended());
+        g.mark_ended(1);
+        assert!(g.all_ended());
+        assert_eq!(g.state(1), ActorState::Ended);
+    }
+}
