@@ -989,7 +989,7 @@ pub(crate) enum ExitReport {
 }
 
 /// What an actor's process receives: the actor and its mailbox.
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(crate) struct ActorBoot<A: ProcessActor> {
     #[serde(bound = "")]
     actor: A,

@@ -17,6 +17,7 @@ pub mod process;
 pub mod queue;
 pub mod runtime;
 pub mod shared;
+pub mod supervisor;
 pub mod sync;
 
 pub use actor::{
@@ -32,6 +33,10 @@ pub use runtime::{
     StartMethod,
 };
 pub use shared::*;
+pub use supervisor::{
+    ChildInfo, ChildSpec, PoolRef, Restart, Shutdown, Strategy, Supervisor, SupervisorBuilder,
+    SupervisorError, SupervisorEvent, SupervisorRef,
+};
 pub use sync::*;
 
 /// What a value needs to cross a process boundary: serde both ways, `Send`, `'static`.

@@ -1,0 +1,313 @@
+//! Process actors: sending, calling, stopping, the end of a loop, refs that travel.
+procactor::test_support!();
+
+mod common;
+use common::{wait_until, watchdog};
+use procactor::{
+    process_actor, Actor, ActorError, ActorRef, ActorState, CallError, Context, ExitStatus,
+    Process, Queue, Supervisor,
+};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Echoes every message into `out`, with its own name; `"panic"` panics, `"fail"` returns
+/// an error, `"stop"` stops itself.
+#[process_actor]
+#[derive(Serialize, Deserialize)]
+struct Recorder {
+    out: Queue<String>,
+}
+
+impl Actor for Recorder {
+    type Msg = String;
+    type Reply = ();
+    fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        self.out
+            .put(format!("started {} after {} restarts", ctx.name(), ctx.restarts()))?;
+        Ok(())
+    }
+    fn handle(&mut self, m: String, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        match m.as_str() {
+            "panic" => panic!("asked to panic"),
+            "fail" => return Err(ActorError::new("asked to fail")),
+            "stop" => ctx.stop(),
+            "slow" => std::thread::sleep(Duration::from_millis(300)),
+            _ => {}
+        }
+        self.out.put(m)?;
+        Ok(())
+    }
+    fn stopped(&mut self) {
+        let _ = self.out.put("stopped".into());
+    }
+}
+
+/// A request/reply actor keeping a running total.
+#[process_actor(mailbox = pipe)]
+#[derive(Serialize, Deserialize)]
+struct Adder {
+    total: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Op {
+    Add(i64),
+    Fail,
+    Die,
+    Sleep(u64),
+}
+
+impl Actor for Adder {
+    type Msg = Op;
+    type Reply = i64;
+    fn handle(&mut self, op: Op, _ctx: &mut Context<Self>) -> Result<i64, ActorError> {
+        match op {
+            Op::Add(n) => self.total += n,
+            Op::Fail => return Err(ActorError::new("no")),
+            Op::Die => std::process::abort(),
+            Op::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
+        }
+        Ok(self.total)
+    }
+}
+
+fn recv(q: &Queue<String>) -> String {
+    q.get_timeout(T).expect("a message from the actor")
+}
+
+#[test]
+fn a_queue_actor_handles_messages_in_order_and_stop_drains_then_runs_stopped() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
+        assert_eq!(recv(&out), "started Recorder after 0 restarts");
+        assert_eq!(r.name(), "Recorder");
+        assert_eq!(r.state(), ActorState::Running);
+        let pid = r.pid().expect("running");
+        assert!(r.is_alive());
+        assert_ne!(pid, std::process::id());
+        r.send("slow".into()).unwrap();
+        for i in 0..100 {
+            r.send(format!("m{i}")).unwrap();
+        }
+        r.stop().unwrap();
+        // sends after stop() are refused and the message comes back
+        let e = r.send("late".into()).unwrap_err();
+        assert!(e.is_closed());
+        assert_eq!(e.into_inner(), "late");
+        assert_eq!(recv(&out), "slow");
+        for i in 0..100 {
+            assert_eq!(recv(&out), format!("m{i}"));
+        }
+        assert_eq!(recv(&out), "stopped");
+        assert!(r.join_timeout(T), "stop ends the actor");
+        assert_eq!(r.exitcode(), Some(ExitStatus::Code(0)));
+        assert_eq!(r.state(), ActorState::Ended);
+        assert!(r.pid().is_none());
+        assert!(!r.is_alive());
+        // stopped through its ref: not restarted
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(r.restarts(), 0);
+        assert!(out.try_get().is_err());
+    });
+}
+
+#[test]
+fn dropping_the_last_ref_ends_the_loop_with_disconnected() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
+        assert!(recv(&out).starts_with("started"));
+        let watcher = r.clone();
+        r.send("a".into()).unwrap();
+        drop(r);
+        // one sender left (watcher): the actor keeps waiting
+        assert_eq!(recv(&out), "a");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(watcher.state(), ActorState::Running);
+        // the last sender goes; the supervisor's own handle is not a sender
+        drop(watcher);
+        assert_eq!(recv(&out), "stopped");
+        wait_until(T, "the actor to end", || {
+            sup.children()[0].state == ActorState::Ended
+        });
+        sup.wait_timeout(T).expect("every child ended: wait returns Ok");
+        assert_eq!(sup.children()[0].restarts, 0, "disconnected: not restarted");
+    });
+}
+
+#[test]
+fn ctx_stop_is_a_normal_exit_and_a_permanent_actor_is_restarted() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(5, Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
+        assert!(recv(&out).starts_with("started"));
+        r.send("stop".into()).unwrap();
+        assert_eq!(recv(&out), "stop");
+        assert_eq!(recv(&out), "stopped");
+        assert_eq!(recv(&out), "started Recorder after 1 restarts");
+        assert_eq!(r.restarts(), 1);
+        assert_eq!(r.exitcode(), Some(ExitStatus::Code(0)));
+        r.send("again".into()).unwrap();
+        assert_eq!(recv(&out), "again");
+    });
+}
+
+#[test]
+fn handle_errors_and_panics_are_crashes_with_their_message() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(5, Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
+        assert!(recv(&out).starts_with("started"));
+        r.send("fail".into()).unwrap();
+        assert_eq!(recv(&out), "started Recorder after 1 restarts");
+        assert_eq!(r.exitcode(), Some(ExitStatus::Code(1)));
+        r.send("panic".into()).unwrap();
+        assert_eq!(recv(&out), "started Recorder after 2 restarts");
+        let reasons: Vec<String> = sup
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                procactor::SupervisorEvent::Exited {
+                    reason, abnormal, ..
+                } => {
+                    assert!(abnormal);
+                    Some(reason)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons[0].contains("asked to fail"), "{reasons:?}");
+        assert!(reasons[1].contains("asked to panic"), "{reasons:?}");
+    });
+}
+
+#[test]
+fn a_pipe_actor_answers_calls_and_reports_failures_and_deaths() {
+    watchdog(60, || {
+        let sup = Supervisor::builder()
+            .max_restarts(5, Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let a = sup.spawn(Adder { total: 0 }).unwrap();
+        assert_eq!(a.call(Op::Add(2)).unwrap(), 2);
+        assert_eq!(a.call(Op::Add(40)).unwrap(), 42);
+        // an error from handle comes back to the caller (and the actor restarts)
+        assert_eq!(
+            a.call(Op::Fail).unwrap_err(),
+            CallError::Failed(ActorError::new("no"))
+        );
+        // restarted from its initial state
+        assert_eq!(a.call(Op::Add(1)).unwrap(), 1);
+        // a death while handling the call
+        assert_eq!(a.call(Op::Die).unwrap_err(), CallError::Died);
+        assert_eq!(a.call(Op::Add(5)).unwrap(), 5);
+        assert_eq!(a.restarts(), 2);
+        // a timeout, then the late reply is not mistaken for the next call's
+        assert_eq!(
+            a.call_timeout(Op::Sleep(500), Duration::from_millis(50))
+                .unwrap_err(),
+            CallError::Timeout
+        );
+        assert_eq!(a.call(Op::Add(1)).unwrap(), 6);
+        // a plain send to a pipe actor works too (its reply is dropped by the next call)
+        a.send(Op::Add(10)).unwrap();
+        assert_eq!(a.call(Op::Add(0)).unwrap(), 16);
+        a.stop().unwrap();
+        assert!(a.join_timeout(T));
+        assert_eq!(a.call(Op::Add(1)).unwrap_err(), CallError::Stopped);
+    });
+}
+
+fn call_from_child(a: ActorRef<Adder>) -> i64 {
+    a.call(Op::Add(100)).expect("a call from another process")
+}
+
+fn send_from_child((r, n): (ActorRef<Recorder>, u32)) {
+    for i in 0..n {
+        r.send(format!("child {i}")).unwrap();
+    }
+}
+
+#[test]
+fn refs_travel_to_other_processes() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
+        assert!(recv(&out).starts_with("started"));
+        let mut p = Process::new(send_from_child, (r.clone(), 3)).start().unwrap();
+        assert!(p.join_timeout(T).unwrap().unwrap().success());
+        for i in 0..3 {
+            assert_eq!(recv(&out), format!("child {i}"));
+        }
+        let a = sup.spawn(Adder { total: 1 }).unwrap();
+        let mut p = Process::new(call_from_child, a.clone()).start().unwrap();
+        assert_eq!(p.result().unwrap(), 101);
+        assert_eq!(a.call(Op::Add(0)).unwrap(), 101);
+    });
+}
+
+#[test]
+fn terminate_and_kill_are_crashes_the_supervisor_answers() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(5, Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
+        assert!(recv(&out).starts_with("started"));
+        let first = r.pid().unwrap();
+        r.kill().unwrap();
+        assert_eq!(recv(&out), "started Recorder after 1 restarts");
+        assert_eq!(r.exitcode(), Some(ExitStatus::Signal(9)));
+        let second = r.pid().unwrap();
+        assert_ne!(first, second);
+        r.terminate().unwrap();
+        assert_eq!(recv(&out), "started Recorder after 2 restarts");
+        assert_eq!(r.exitcode(), Some(ExitStatus::Signal(15)));
+    });
+}
+
+#[test]
+fn try_send_and_send_timeout_give_the_message_back_when_full() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
+        assert!(recv(&out).starts_with("started"));
+        // a big message fills the 1 MiB mailbox ring while the actor sleeps on "slow"
+        r.send("slow".into()).unwrap();
+        let big = "x".repeat(100 * 1024);
+        let mut refused = None;
+        for _ in 0..64 {
+            if let Err(e) = r.try_send(big.clone()) {
+                refused = Some(e);
+                break;
+            }
+        }
+        let e = refused.expect("a full mailbox refuses try_send");
+        assert!(e.is_full());
+        assert_eq!(e.into_inner().len(), big.len());
+        let t = std::time::Instant::now();
+        let e = r
+            .send_timeout(big.clone(), Duration::from_millis(20))
+            .unwrap_err();
+        assert!(e.is_full());
+        assert!(t.elapsed() >= Duration::from_millis(20));
+    });
+}
