@@ -1,0 +1,567 @@
+//! Supervision: strategies, restart types, intensity, mailboxes that survive restarts,
+//! pools, child supervisors in their own process, shutdown, events and the tree.
+procactor::test_support!();
+
+mod common;
+use common::{wait_until, watchdog};
+use procactor::{
+    process_actor, Actor, ActorError, ActorState, ChildSpec, Context, Queue, Restart, Shutdown,
+    Strategy, Supervisor, SupervisorError, SupervisorEvent,
+};
+use proptest::prelude::{prop_oneof, proptest, Just, ProptestConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Act {
+    Ok,
+    Panic,
+    Abort,
+    Sleep(u64),
+}
+
+/// Reports `(tag, id, pid)` for every message handled, and `(tag, 0, pid)` at start.
+#[process_actor]
+#[derive(Serialize, Deserialize)]
+struct Worker {
+    tag: u32,
+    out: Queue<(u32, u64, u32)>,
+}
+
+impl Actor for Worker {
+    type Msg = (u64, Act);
+    type Reply = ();
+    fn started(&mut self, _: &mut Context<Self>) -> Result<(), ActorError> {
+        self.out.put((self.tag, 0, std::process::id()))?;
+        Ok(())
+    }
+    fn handle(&mut self, (id, act): (u64, Act), _: &mut Context<Self>) -> Result<(), ActorError> {
+        match act {
+            Act::Ok => {}
+            Act::Panic => panic!("bad message {id}"),
+            Act::Abort => std::process::abort(),
+            Act::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
+        }
+        self.out.put((self.tag, id, std::process::id()))?;
+        Ok(())
+    }
+}
+
+fn next(out: &Queue<(u32, u64, u32)>) -> (u32, u64, u32) {
+    out.get_timeout(T).expect("a report from a worker")
+}
+
+/// Waits for the start reports of `tags` (in any order); returns their pids.
+fn started(out: &Queue<(u32, u64, u32)>, tags: &[u32]) -> BTreeMap<u32, u32> {
+    let mut seen = BTreeMap::new();
+    while seen.len() < tags.len() {
+        let (tag, id, pid) = next(out);
+        assert_eq!(id, 0, "expected start reports, got message {id} from {tag}");
+        assert!(tags.contains(&tag), "unexpected start of {tag}");
+        seen.insert(tag, pid);
+    }
+    seen
+}
+
+fn three(strategy: Strategy) -> (Supervisor, Vec<procactor::ActorRef<Worker>>, Queue<(u32, u64, u32)>) {
+    let out = Queue::new().unwrap();
+    let sup = Supervisor::builder()
+        .strategy(strategy)
+        .max_restarts(10, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let refs = (1..=3)
+        .map(|tag| {
+            sup.spawn_with(
+                ChildSpec::new().name(format!("w{tag}")),
+                Worker {
+                    tag,
+                    out: out.clone(),
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    (sup, refs, out)
+}
+
+fn assert_restarts(refs: &[procactor::ActorRef<Worker>], want: [u64; 3]) {
+    let got: Vec<u64> = refs.iter().map(|r| r.restarts()).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn one_for_one_restarts_only_the_child_that_crashed() {
+    watchdog(60, || {
+        let (sup, refs, out) = three(Strategy::OneForOne);
+        let pids = started(&out, &[1, 2, 3]);
+        refs[1].send((7, Act::Panic)).unwrap();
+        let again = started(&out, &[2]);
+        assert_ne!(again[&2], pids[&2]);
+        assert_restarts(&refs, [0, 1, 0]);
+        assert_eq!(refs[0].pid(), Some(pids[&1]));
+        assert_eq!(refs[2].pid(), Some(pids[&3]));
+        sup.shutdown(T).unwrap();
+    });
+}
+
+#[test]
+fn one_for_all_restarts_every_child() {
+    watchdog(60, || {
+        let (sup, refs, out) = three(Strategy::OneForAll);
+        let pids = started(&out, &[1, 2, 3]);
+        refs[1].send((7, Act::Abort)).unwrap();
+        let again = started(&out, &[1, 2, 3]);
+        for t in 1..=3 {
+            assert_ne!(again[&t], pids[&t]);
+        }
+        assert_restarts(&refs, [1, 1, 1]);
+        sup.shutdown(T).unwrap();
+    });
+}
+
+#[test]
+fn rest_for_one_restarts_the_child_and_those_started_after_it() {
+    watchdog(60, || {
+        let (sup, refs, out) = three(Strategy::RestForOne);
+        let pids = started(&out, &[1, 2, 3]);
+        refs[1].send((7, Act::Panic)).unwrap();
+        let again = started(&out, &[2, 3]);
+        assert_ne!(again[&3], pids[&3]);
+        assert_restarts(&refs, [0, 1, 1]);
+        assert_eq!(refs[0].pid(), Some(pids[&1]));
+        sup.shutdown(T).unwrap();
+    });
+}
+
+#[test]
+fn transient_and_temporary_children_follow_otp() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(10, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let tr = sup
+            .spawn_with(
+                ChildSpec::new().restart(Restart::Transient),
+                Worker {
+                    tag: 1,
+                    out: out.clone(),
+                },
+            )
+            .unwrap();
+        let tmp = sup
+            .spawn_with(
+                ChildSpec::new().restart(Restart::Temporary),
+                Worker {
+                    tag: 2,
+                    out: out.clone(),
+                },
+            )
+            .unwrap();
+        started(&out, &[1, 2]);
+        // transient: restarted after a crash
+        tr.send((1, Act::Panic)).unwrap();
+        started(&out, &[1]);
+        assert_eq!(tr.restarts(), 1);
+        // temporary: never restarted
+        tmp.send((1, Act::Panic)).unwrap();
+        assert!(tmp.join_timeout(T));
+        assert_eq!(tmp.state(), ActorState::Ended);
+        assert_eq!(tmp.restarts(), 0);
+        // transient after a normal end (stop): not restarted
+        tr.stop().unwrap();
+        assert!(tr.join_timeout(T));
+        assert_eq!(tr.restarts(), 1);
+        sup.wait_timeout(T).expect("every child ended");
+    });
+}
+
+#[test]
+fn intensity_gives_up_exactly_after_max_restarts_in_period() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(2, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let w = sup
+            .spawn(Worker {
+                tag: 1,
+                out: out.clone(),
+            })
+            .unwrap();
+        let other = sup
+            .spawn(Worker {
+                tag: 2,
+                out: out.clone(),
+            })
+            .unwrap();
+        started(&out, &[1, 2]);
+        for n in 1..=2 {
+            w.send((n, Act::Panic)).unwrap();
+            started(&out, &[1]);
+            assert!(matches!(
+                sup.wait_timeout(Duration::from_millis(50)),
+                Err(SupervisorError::Timeout)
+            ));
+        }
+        // the third crash within the period is one too many
+        w.send((3, Act::Panic)).unwrap();
+        match sup.wait_timeout(T) {
+            Err(SupervisorError::Intensity { max_restarts: 2, .. }) => {}
+            other => panic!("expected Intensity, got {other:?}"),
+        }
+        assert!(sup
+            .events()
+            .iter()
+            .any(|e| matches!(e, SupervisorEvent::GaveUp { restarts: 3 })));
+        // every child is ended, none survives
+        assert_eq!(w.restarts(), 2);
+        assert!(other.join_timeout(T));
+        assert!(!other.is_alive());
+        assert!(sup.spawn(Worker { tag: 9, out }).is_err());
+    });
+}
+
+#[test]
+fn a_restarted_actor_keeps_its_mailbox_and_the_lost_message_is_reported() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(5, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let w = sup
+            .spawn(Worker {
+                tag: 1,
+                out: out.clone(),
+            })
+            .unwrap();
+        started(&out, &[1]);
+        // ten messages queued behind a slow one; the fifth taken crashes
+        w.send((1, Act::Sleep(200))).unwrap();
+        for id in 2..=10 {
+            let act = if id == 5 { Act::Abort } else { Act::Ok };
+            w.send((id, act)).unwrap();
+        }
+        let mut handled = Vec::new();
+        while handled.len() < 9 {
+            let (_, id, _) = next(&out);
+            if id != 0 {
+                handled.push(id);
+            }
+        }
+        assert_eq!(handled, [1, 2, 3, 4, 6, 7, 8, 9, 10]);
+        let lost: Vec<Option<u64>> = sup
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                SupervisorEvent::Exited { in_flight, .. } => Some(in_flight),
+                _ => None,
+            })
+            .collect();
+        // the fifth message this incarnation took (after the start) was in flight
+        assert_eq!(lost, [Some(5)]);
+        assert_eq!(w.restarts(), 1);
+    });
+}
+
+#[test]
+fn a_pool_shares_one_mailbox_and_members_restart_alone() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(5, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let mut tag = 0;
+        let pool = sup
+            .spawn_pool(3, || {
+                tag += 1;
+                Worker {
+                    tag,
+                    out: out.clone(),
+                }
+            })
+            .unwrap();
+        started(&out, &[1, 2, 3]);
+        assert_eq!(pool.size(), 3);
+        assert_eq!(pool.pids().len(), 3);
+        let names: Vec<String> = sup.children().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["Worker-1", "Worker-2", "Worker-3"]);
+        for id in 1..=60 {
+            pool.send((id, Act::Sleep(1))).unwrap();
+        }
+        let mut by = BTreeMap::new();
+        for _ in 0..60 {
+            let (tag, id, _) = next(&out);
+            assert_ne!(id, 0);
+            *by.entry(tag).or_insert(0) += 1;
+        }
+        assert!(by.len() >= 2, "work spread over the members: {by:?}");
+        pool.send((99, Act::Panic)).unwrap();
+        let (tag, id, _) = next(&out);
+        assert_eq!(id, 0, "a member's restart report");
+        let restarts: u64 = sup.children().iter().map(|c| c.restarts).sum();
+        assert_eq!(restarts, 1);
+        assert_eq!(pool.member(tag as usize - 1).unwrap().restarts(), 1);
+        pool.stop().unwrap();
+        assert!(pool.join_timeout(T));
+        assert!(pool.pids().is_empty());
+    });
+}
+
+fn proc_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+    }
+}
+
+#[test]
+fn shutdown_stops_children_in_reverse_order_and_leaves_no_process() {
+    watchdog(60, || {
+        let (sup, refs, out) = three(Strategy::OneForOne);
+        let pids = started(&out, &[1, 2, 3]);
+        sup.shutdown(T).unwrap();
+        for pid in pids.values() {
+            wait_until(T, "a child to be gone", || proc_gone(*pid));
+        }
+        let stopped: Vec<String> = sup
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                SupervisorEvent::Exited { name, .. } => Some(name),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stopped, ["w3", "w2", "w1"]);
+        for r in &refs {
+            assert_eq!(r.state(), ActorState::Ended);
+        }
+        sup.wait_timeout(T).unwrap();
+    });
+}
+
+#[test]
+fn brutal_kill_does_not_wait_for_a_busy_child() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let w = sup
+            .spawn_with(
+                ChildSpec::new().shutdown(Shutdown::BrutalKill),
+                Worker {
+                    tag: 1,
+                    out: out.clone(),
+                },
+            )
+            .unwrap();
+        started(&out, &[1]);
+        w.send((1, Act::Sleep(30_000))).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let t = std::time::Instant::now();
+        sup.shutdown(T).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert_eq!(w.exitcode(), Some(procactor::ExitStatus::Signal(9)));
+    });
+}
+
+#[test]
+fn a_child_supervisor_runs_its_subtree_and_dies_with_it() {
+    watchdog(90, || {
+        let out = Queue::new().unwrap();
+        let mut sub = Supervisor::builder()
+            .name("sub")
+            .max_restarts(1, Duration::from_secs(60));
+        let inner = sub
+            .add(Worker {
+                tag: 10,
+                out: out.clone(),
+            })
+            .unwrap();
+        let root = Supervisor::builder()
+            .name("root")
+            .max_restarts(5, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let w = root
+            .spawn(Worker {
+                tag: 1,
+                out: out.clone(),
+            })
+            .unwrap();
+        let subref = root.spawn_supervisor(sub).unwrap();
+        let pids = started(&out, &[1, 10]);
+        let sub_pid = subref.pid().expect("the child supervisor runs");
+        assert_ne!(sub_pid, std::process::id());
+        assert_eq!(inner.pid(), Some(pids[&10]));
+        let tree = root.tree();
+        assert!(tree.contains("root (supervisor"), "{tree}");
+        assert!(tree.contains("sub"), "{tree}");
+        assert!(tree.contains(&format!("pid {}", pids[&10])), "{tree}");
+        // the child supervisor restarts its own child
+        inner.send((1, Act::Panic)).unwrap();
+        started(&out, &[10]);
+        assert_eq!(inner.restarts(), 1);
+        // a second crash within its period is too many for it: it gives up, and the
+        // root restarts it (and so its child, from its initial state)
+        inner.send((2, Act::Panic)).unwrap();
+        started(&out, &[10]);
+        wait_until(T, "the root to restart the child supervisor", || {
+            subref.restarts() == 1 && subref.pid().is_some()
+        });
+        let exits: Vec<(String, bool)> = root
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                SupervisorEvent::Exited { name, abnormal, .. } => Some((name, abnormal)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(exits, [("sub".to_string(), true)]);
+        // SIGKILL the child supervisor: its child dies with it, the root restarts it
+        let sub_pid = subref.pid().unwrap();
+        let inner_pid = inner.pid().unwrap();
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &sub_pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        wait_until(T, "the orphan to die", || proc_gone(inner_pid));
+        started(&out, &[10]);
+        assert_eq!(w.restarts(), 0, "one_for_one: the sibling is untouched");
+        root.shutdown(T).unwrap();
+        let last = inner.pid();
+        assert!(last.is_none());
+    });
+}
+
+// ------------------------------------------------------------------ crash schedules
+
+#[derive(Debug, Clone, Copy)]
+enum Crash {
+    None,
+    Panic,
+    Abort,
+}
+
+fn crash_strategy() -> impl proptest::strategy::Strategy<Value = Crash> {
+    prop_oneof![
+        6 => Just(Crash::None),
+        1 => Just(Crash::Panic),
+        1 => Just(Crash::Abort),
+    ]
+}
+
+fn run_schedule(schedule: &[Crash], max_restarts: u32, strategy: Strategy) {
+    let out = Queue::new().unwrap();
+    let sup = Supervisor::builder()
+        .strategy(strategy)
+        .max_restarts(max_restarts, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let w = sup
+        .spawn(Worker {
+            tag: 1,
+            out: out.clone(),
+        })
+        .unwrap();
+    let sibling = sup
+        .spawn(Worker {
+            tag: 2,
+            out: out.clone(),
+        })
+        .unwrap();
+    started(&out, &[1, 2]);
+    for (i, c) in schedule.iter().enumerate() {
+        let act = match c {
+            Crash::None => Act::Ok,
+            Crash::Panic => Act::Panic,
+            Crash::Abort => Act::Abort,
+        };
+        w.send((i as u64 + 1, act)).unwrap();
+    }
+    let crashes = schedule.iter().filter(|c| !matches!(c, Crash::None)).count() as u32;
+    let gives_up = crashes > max_restarts;
+    // messages after the crash that makes it give up are never handled
+    let mut seen_crashes = 0;
+    let mut expected = Vec::new();
+    for (i, c) in schedule.iter().enumerate() {
+        match c {
+            Crash::None => expected.push(i as u64 + 1),
+            _ => {
+                seen_crashes += 1;
+                if seen_crashes > max_restarts {
+                    break;
+                }
+            }
+        }
+    }
+    let mut handled = Vec::new();
+    if gives_up {
+        assert!(matches!(
+            sup.wait_timeout(T),
+            Err(SupervisorError::Intensity { .. })
+        ));
+        while let Ok((tag, id, _)) = out.try_get() {
+            if tag == 1 && id != 0 {
+                handled.push(id);
+            }
+        }
+    } else {
+        while handled.len() < expected.len() {
+            let (tag, id, _) = next(&out);
+            if tag == 1 && id != 0 {
+                handled.push(id);
+            }
+        }
+    }
+    // no message queued and not in flight is lost or handled twice, order kept
+    assert_eq!(handled, expected);
+    let want = crashes.min(max_restarts);
+    wait_until(T, "the restarts to be counted", || w.restarts() as u32 >= want);
+    let restarts = w.restarts() as u32;
+    assert_eq!(restarts, want, "restarts match the crashes");
+    // the sibling was started after the crashing worker: rest_for_one takes it too
+    let sibling_want = match strategy {
+        Strategy::OneForAll | Strategy::RestForOne => restarts,
+        Strategy::OneForOne => 0,
+    };
+    wait_until(T, "the sibling's restarts", || {
+        sibling.restarts() as u32 >= sibling_want
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(sibling.restarts() as u32, sibling_want);
+    sup.shutdown(T).unwrap();
+    for r in [&w, &sibling] {
+        assert!(r.join_timeout(T));
+        if let Some(pid) = r.pid() {
+            panic!("pid {pid} outlived shutdown");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #[test]
+    fn random_crash_schedules_lose_nothing_queued_and_count_restarts(
+        schedule in proptest::collection::vec(crash_strategy(), 1..14),
+        max_restarts in 0u32..4,
+        strategy in prop_oneof![
+            Just(Strategy::OneForOne),
+            Just(Strategy::OneForAll),
+            Just(Strategy::RestForOne)
+        ],
+    ) {
+        let s = schedule.clone();
+        watchdog(120, move || run_schedule(&s, max_restarts, strategy));
+    }
+}
