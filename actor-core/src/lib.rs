@@ -16,6 +16,7 @@ pub mod process;
 pub mod queue;
 pub mod runtime;
 pub mod shared;
+mod status;
 pub mod sync;
 
 pub use error::*;
@@ -27,6 +28,7 @@ pub use runtime::{
     StartMethod,
 };
 pub use shared::*;
+pub use status::ExitStatus;
 pub use sync::*;
 
 /// What a value needs to cross a process boundary: serde both ways, `Send`, `'static`.
