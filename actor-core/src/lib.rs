@@ -3,11 +3,12 @@
 //! Use the facade: `procactor` re-exports everything here. This crate's modules:
 //! [`runtime`] (init, start methods, the child's entry), [`process`], [`codec`] (the wire
 //! format, handles travelling as descriptors), [`pipe`], [`queue`], [`shared`], [`sync`]
-//! and [`error`].
+//! and [`error`]; [`Bytes`] and [`ExitStatus`] sit at the root.
 #![forbid(unsafe_code)]
 // Doctests that start processes need an explicit `fn main` that calls `init()` first.
 #![allow(clippy::needless_doctest_main)]
 
+mod bytes;
 pub mod codec;
 pub mod error;
 mod monitor;
@@ -19,6 +20,7 @@ pub mod shared;
 mod status;
 pub mod sync;
 
+pub use bytes::Bytes;
 pub use error::*;
 pub use pipe::*;
 pub use process::*;
