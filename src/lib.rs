@@ -78,7 +78,7 @@ pub use procactor_macros::{main, process_actor};
 /// The names most programs need.
 pub mod prelude {
     pub use procactor_core::{
-        active_children, cpu_count, current_process, init, Array, Barrier, BoundedSemaphore,
+        active_children, cpu_count, current_process, init, Array, Barrier, BoundedSemaphore, Bytes,
         Condition, Connection, Event, ExitStatus, JoinableQueue, Lock, Pipe, Process, Queue, RLock,
         Semaphore, SimpleQueue, StartMethod, Value,
     };

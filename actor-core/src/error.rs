@@ -5,7 +5,7 @@
 //! caller's item (a failed `put`) gives it back with `into_inner()` and does not require
 //! `T: Debug`. `Display` texts are lowercase without a final period.
 
-use crate::process::ExitStatus;
+use crate::status::ExitStatus;
 use std::fmt;
 
 /// Any procactor error.

@@ -2,13 +2,15 @@
 //!
 //! Use the facade: `procactor` re-exports everything here. This crate's modules:
 //! [`runtime`] (init, start methods, the child's entry), [`process`], [`codec`] (the wire
-//! format, handles travelling as descriptors), [`pipe`], [`queue`], [`shared`], [`sync`]
-//! and [`error`].
+//! format, handles travelling as descriptors), [`pipe`], [`queue`], [`shared`], [`sync`],
+//! [`actor`] (process actors), [`supervisor`] (supervision trees) and [`error`];
+//! [`Bytes`] and [`ExitStatus`] sit at the root.
 #![forbid(unsafe_code)]
 // Doctests that start processes need an explicit `fn main` that calls `init()` first.
 #![allow(clippy::needless_doctest_main)]
 
 pub mod actor;
+mod bytes;
 pub mod codec;
 pub mod error;
 mod monitor;
@@ -17,6 +19,7 @@ pub mod process;
 pub mod queue;
 pub mod runtime;
 pub mod shared;
+mod status;
 pub mod supervisor;
 pub mod sync;
 
@@ -24,6 +27,7 @@ pub use actor::{
     registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context,
     MailboxKind, PipeMailbox, ProcessActor, QueueMailbox,
 };
+pub use bytes::Bytes;
 pub use error::*;
 pub use pipe::*;
 pub use process::*;
@@ -37,6 +41,7 @@ pub use supervisor::{
     ChildInfo, ChildSpec, PoolRef, Restart, Shutdown, Strategy, Supervisor, SupervisorBuilder,
     SupervisorError, SupervisorEvent, SupervisorRef,
 };
+pub use status::ExitStatus;
 pub use sync::*;
 
 /// What a value needs to cross a process boundary: serde both ways, `Send`, `'static`.

@@ -5,7 +5,7 @@
 //! holds an `Arc<ChildState>` and waits on its condition variable, or subscribes to the
 //! exit stream with [`subscribe`].
 
-use crate::process::ExitStatus;
+use crate::status::ExitStatus;
 use once_cell::sync::Lazy;
 use procactor_transports::os::{self, ExitInfo, Poller};
 use procactor_transports::{AsFd, OwnedFd};

@@ -546,6 +546,10 @@ impl<S: Serialize, R> Connection<S, R> {
     ///
     /// Blocks while the socket buffer is full (the receiver is not reading).
     ///
+    /// Raw bytes inside a value go efficiently as a [`Bytes`](crate::Bytes) (one CBOR
+    /// byte string; a `Vec<u8>` is encoded as an array of integers). A message that is
+    /// nothing but bytes can skip encoding: [`send_bytes`](Connection::send_bytes).
+    ///
     /// # Errors
     ///
     /// [`SendError::Encode`] when the value's `Serialize` fails: nothing is written and

@@ -12,44 +12,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum ExitStatus {
-    /// It exited with this code (0 is success; a panicking target exits with 1).
-    Code(i32),
-    /// It was killed by this signal.
-    Signal(i32),
-}
-
-impl ExitStatus {
-    /// Python's `exitcode`: the code, or the negated signal number.
-    ///
-    /// ```
-    /// use procactor_core::ExitStatus;
-    /// assert_eq!(ExitStatus::Signal(15).python_exitcode(), -15);
-    /// assert_eq!(ExitStatus::Code(1).python_exitcode(), 1);
-    /// ```
-    pub fn python_exitcode(&self) -> i32 {
-        match *self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => -s,
-        }
-    }
-
-    /// Whether the process exited with code 0.
-    pub fn success(&self) -> bool {
-        *self == ExitStatus::Code(0)
-    }
-}
-
-impl std::fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExitStatus::Code(c) => write!(f, "exit code {c}"),
-            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
-        }
-    }
-}
+// How a process ends lives in the leaf module `status`; re-exported here so that
+// `procactor_core::process::ExitStatus` keeps working.
+pub use crate::status::ExitStatus;
 
 /// A process that runs `target(args)` in a child process. Build it with
 /// [`Process::new`], start it with [`ProcessBuilder::start`].
@@ -531,13 +496,5 @@ mod tests {
             Err(JoinError::Unavailable(_))
         ));
         assert_eq!(parse_outcome(&[runtime::OUTCOME_OK, 1]).unwrap(), vec![1]);
-    }
-
-    #[test]
-    fn exit_status_python_codes() {
-        assert_eq!(ExitStatus::Code(0).python_exitcode(), 0);
-        assert!(ExitStatus::Code(0).success());
-        assert_eq!(ExitStatus::Signal(9).python_exitcode(), -9);
-        assert_eq!(ExitStatus::Signal(9).to_string(), "killed by signal 9");
     }
 }

@@ -253,6 +253,10 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 /// it put them. See the [module docs](self) for how `Disconnected` is decided and what a
 /// killed process does to a queue.
 ///
+/// To send raw bytes efficiently, put them in a [`Bytes`](crate::Bytes): it travels as
+/// one CBOR byte string, where a `Vec<u8>` is encoded as an array of integers (up to
+/// two bytes on the wire per byte, each encoded and decoded one at a time).
+///
 /// | Python | procactor |
 /// |---|---|
 /// | `Queue()`, `Queue(maxsize)` | [`Queue::new`], [`Queue::bounded`] |

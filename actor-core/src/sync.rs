@@ -50,13 +50,14 @@
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{BrokenBarrier, Error, LockError};
 use procactor_transports::futex::{self, WaitOutcome};
+use procactor_transports::journal::Journal;
 use procactor_transports::robust::{self, Acquired};
 use procactor_transports::shm::ShmRegion;
 use procactor_transports::{os, OwnedFd};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::marker::PhantomData;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -479,11 +480,14 @@ const SEM_WAITERS: usize = 12;
 const SEM_MAX: usize = 16;
 /// A robust lock held for the few instructions of each change of value + table.
 const SEM_LOCK: usize = 20;
-/// The journal of the change being made: `state` is 1 while it is being applied.
+/// The journal of the change being made: `state` is 1 while it is being applied; the
+/// words are `[count, table index, table entry]` (consecutive `u64`s).
 const SEM_J_STATE: usize = 24;
-const SEM_J_VALUE: usize = 28;
-const SEM_J_INDEX: usize = 32;
-const SEM_J_ENTRY: usize = 40;
+const SEM_J_VALUE: usize = 32;
+const SEM_J_INDEX: usize = 40;
+const SEM_J_ENTRY: usize = 48;
+const SEM_JOURNAL: Journal<3> = Journal::new(SEM_J_STATE, SEM_J_VALUE);
+const _: () = assert!(SEM_J_INDEX == SEM_J_VALUE + 8 && SEM_J_ENTRY == SEM_J_VALUE + 16);
 const SEM_TABLE: usize = 64;
 /// Holder entries: `pid << 32 | slots held`.
 const SEM_SLOTS: usize = (SMALL - SEM_TABLE) / 8;
@@ -493,7 +497,8 @@ const NO_ENTRY: u64 = u64::MAX;
 /// The shared machinery of [`Semaphore`] and [`BoundedSemaphore`].
 ///
 /// The free-slot count (the futex word sleepers wait on) and the holder table change
-/// together, under a small robust lock and through a journal: the new count, the index
+/// together, under a small robust lock and through a journal
+/// ([`procactor_transports::journal`]): the new count, the index
 /// of the entry that changes and its new value are written, `state` is set, both are
 /// applied, `state` is cleared. Whoever takes the lock over from a dead process
 /// re-applies a pending journal. So a process killed at any instruction leaves either
@@ -563,13 +568,7 @@ impl SemCore {
     }
 
     fn recover(&self) {
-        if self.r.atomic_u32(SEM_J_STATE).load(Ordering::Acquire) == 1 {
-            let v = self.r.atomic_u32(SEM_J_VALUE).load(Ordering::Relaxed);
-            let i = self.r.atomic_u64(SEM_J_INDEX).load(Ordering::Relaxed);
-            let e = self.r.atomic_u64(SEM_J_ENTRY).load(Ordering::Relaxed);
-            self.apply(v, i, e);
-            fence(Ordering::Release);
-            self.r.atomic_u32(SEM_J_STATE).store(0, Ordering::Release);
+        if SEM_JOURNAL.apply_pending(&self.r, |[v, i, e]| self.apply(v, i, e)) {
             tracing::debug!("semaphore change of a dead process completed");
         }
     }
@@ -579,28 +578,19 @@ impl SemCore {
     /// half-way.
     fn commit(&self, value: u32, change: Option<(usize, u64)>) {
         let (index, entry) = change.map_or((NO_ENTRY, 0), |(i, e)| (i as u64, e));
-        self.r
-            .atomic_u32(SEM_J_VALUE)
-            .store(value, Ordering::Relaxed);
-        self.r
-            .atomic_u64(SEM_J_INDEX)
-            .store(index, Ordering::Relaxed);
-        self.r
-            .atomic_u64(SEM_J_ENTRY)
-            .store(entry, Ordering::Relaxed);
-        self.r.atomic_u32(SEM_J_STATE).store(1, Ordering::Release);
-        fence(Ordering::Release);
-        self.apply(value, index, entry);
-        fence(Ordering::Release);
-        self.r.atomic_u32(SEM_J_STATE).store(0, Ordering::Release);
+        SEM_JOURNAL.commit(&self.r, [u64::from(value), index, entry], |[v, i, e]| {
+            self.apply(v, i, e)
+        });
     }
 
-    fn apply(&self, value: u32, index: u64, entry: u64) {
+    /// `value` is the count as journaled: a `u32` widened (only a corrupted journal has
+    /// high bits, which are dropped).
+    fn apply(&self, value: u64, index: u64, entry: u64) {
         // an index out of range can only come from a corrupted journal: ignore it
         if let Some(i) = usize::try_from(index).ok().filter(|i| *i < SEM_SLOTS) {
             self.slot(i).store(entry, Ordering::Relaxed);
         }
-        self.value().store(value, Ordering::Release);
+        self.value().store(value as u32, Ordering::Release);
     }
 
     /// With the lock held: the entry to change for this process and its new value, or
@@ -1771,11 +1761,11 @@ mod tests {
         // the dead process had journaled "count 0, entry 3 = me holding 1" and applied
         // nothing, holding the internal lock
         let r = &s.core.r;
-        r.atomic_u32(SEM_J_VALUE).store(0, Ordering::Relaxed);
+        r.atomic_u64(SEM_J_VALUE).store(0, Ordering::Relaxed);
         r.atomic_u64(SEM_J_INDEX).store(3, Ordering::Relaxed);
         r.atomic_u64(SEM_J_ENTRY)
             .store(u64::from(dead) << 32 | 1, Ordering::Relaxed);
-        r.atomic_u32(SEM_J_STATE).store(1, Ordering::Relaxed);
+        r.atomic_u64(SEM_J_STATE).store(1, Ordering::Relaxed);
         r.atomic_u32(SEM_LOCK).store(dead, Ordering::Relaxed);
         assert_eq!(s.value(), 1);
         // the next acquirer completes the change (the slot is the dead one's), then
@@ -1786,7 +1776,7 @@ mod tests {
         }
         assert_eq!(s.value(), 1);
         assert!((0..SEM_SLOTS).all(|i| s.core.slot(i).load(Ordering::Relaxed) == 0));
-        assert_eq!(r.atomic_u32(SEM_J_STATE).load(Ordering::Relaxed), 0);
+        assert!(!SEM_JOURNAL.is_pending(r));
     }
 
     #[test]
@@ -1794,7 +1784,7 @@ mod tests {
         let s = BoundedSemaphore::new(2).unwrap();
         let r = &s.core.r;
         // journal values written but `state` never set: nothing is applied
-        r.atomic_u32(SEM_J_VALUE).store(0, Ordering::Relaxed);
+        r.atomic_u64(SEM_J_VALUE).store(0, Ordering::Relaxed);
         r.atomic_u64(SEM_J_INDEX).store(0, Ordering::Relaxed);
         r.atomic_u64(SEM_J_ENTRY).store(u64::MAX, Ordering::Relaxed);
         r.atomic_u32(SEM_LOCK).store(dead_pid(), Ordering::Relaxed);
@@ -1809,9 +1799,9 @@ mod tests {
     fn a_corrupt_journal_index_is_ignored_not_a_panic() {
         let s = Semaphore::new(0).unwrap();
         let r = &s.core.r;
-        r.atomic_u32(SEM_J_VALUE).store(1, Ordering::Relaxed);
+        r.atomic_u64(SEM_J_VALUE).store(1, Ordering::Relaxed);
         r.atomic_u64(SEM_J_INDEX).store(1 << 40, Ordering::Relaxed);
-        r.atomic_u32(SEM_J_STATE).store(1, Ordering::Relaxed);
+        r.atomic_u64(SEM_J_STATE).store(1, Ordering::Relaxed);
         r.atomic_u32(SEM_LOCK).store(dead_pid(), Ordering::Relaxed);
         s.release().unwrap(); // takes the lock over, applies the count, ignores the index
         assert_eq!(s.value(), 2);

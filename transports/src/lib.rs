@@ -8,6 +8,8 @@
 //! - [`shm`]: a memfd-backed shared mapping ([`shm::ShmRegion`]), passed between
 //!   processes as a file descriptor.
 //! - [`futex`]: wait/wake on a `u32` in shared memory, with deadlines.
+//! - [`journal`]: a commit journal in shared memory (a multi-word change that a process
+//!   killed half-way leaves undone or completable).
 //! - [`fdpass`]: sending and receiving file descriptors alongside bytes (`SCM_RIGHTS`).
 //! - [`frame`]: length-prefixed frames over a stream socket, read into reusable buffers.
 //! - [`socket`]: Unix stream socket options (buffer sizes, half-close).
@@ -26,6 +28,7 @@ mod sys;
 pub mod fdpass;
 pub mod frame;
 pub mod futex;
+pub mod journal;
 pub mod os;
 pub mod pod;
 pub mod ring;

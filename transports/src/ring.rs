@@ -33,14 +33,14 @@
 //! # A process killed in the middle: recovery, not `Broken`
 //!
 //! Every change of a side's shared state (`tail, written, writing-partial` for the
-//! writer; `head, read, reading-partial` for the reader) goes through a small **journal**:
-//! the new values are written, a `state` word is set, the values are applied, `state` is
-//! cleared (with release fences between the steps). Bytes past `tail` are invisible until
-//! `tail` moves, and a reader only moves `head` after copying a whole record. So at any
-//! instant a side's shared state is either the old or the new committed state, or
-//! `state == 1` with the full new state in the journal. When a lock is taken over from a
-//! dead owner ([`Acquired::OwnerDied`]) the new owner re-applies a pending journal and
-//! then:
+//! writer; `head, read, reading-partial` for the reader) goes through a small **journal**
+//! ([`crate::journal`]): the new values are written, a `state` word is set, the values
+//! are applied, `state` is cleared (with release fences between the steps). Bytes past
+//! `tail` are invisible until `tail` moves, and a reader only moves `head` after copying
+//! a whole record. So at any instant a side's shared state is either the old or the new
+//! committed state, or `state == 1` with the full new state in the journal. When a lock
+//! is taken over from a dead owner ([`Acquired::OwnerDied`]) the new owner re-applies a
+//! pending journal and then:
 //! - writer side: if a streamed message was half written, it appends an `ABORT` record
 //!   (there is always room for it, see above); readers drop the partial message;
 //! - reader side: if a streamed message was half read, the new reader discards its
@@ -79,6 +79,7 @@
 //! ```
 
 use crate::futex::{self, WaitOutcome};
+use crate::journal::Journal;
 use crate::robust::{self, Acquired};
 use crate::shm::ShmRegion;
 use crate::{BorrowedFd, OwnedFd};
@@ -111,6 +112,18 @@ const OFF_JR_STATE: usize = 152;
 const OFF_JR_HEAD: usize = 160;
 const OFF_JR_READ: usize = 168;
 const OFF_JR_RPARTIAL: usize = 176;
+/// The writer's journal: `[tail, written, writing-partial, tasks put]`.
+const W_JOURNAL: Journal<4> = Journal::new(OFF_JW_STATE, OFF_JW_TAIL);
+/// The reader's journal: `[head, read, reading-partial]`.
+const R_JOURNAL: Journal<3> = Journal::new(OFF_JR_STATE, OFF_JR_HEAD);
+// a journal's words are consecutive, in the order its `apply` takes them
+const _: () = assert!(
+    OFF_JW_WRITTEN == OFF_JW_TAIL + 8
+        && OFF_JW_WPARTIAL == OFF_JW_TAIL + 16
+        && OFF_JW_TASKS == OFF_JW_TAIL + 24
+        && OFF_JR_READ == OFF_JR_HEAD + 8
+        && OFF_JR_RPARTIAL == OFF_JR_HEAD + 16
+);
 // line 3/4: wake-up words
 const OFF_DATA_SEQ: usize = 192;
 const OFF_READERS_WAITING: usize = 196;
@@ -446,15 +459,11 @@ impl Ring {
     // ---------------------------------------------------------------- journals
 
     fn w_commit(&self, tail: u64, written: u64, partial: u64, tasks: u64) {
-        self.u64(OFF_JW_TAIL).store(tail, Ordering::Relaxed);
-        self.u64(OFF_JW_WRITTEN).store(written, Ordering::Relaxed);
-        self.u64(OFF_JW_WPARTIAL).store(partial, Ordering::Relaxed);
-        self.u64(OFF_JW_TASKS).store(tasks, Ordering::Relaxed);
-        self.u64(OFF_JW_STATE).store(1, Ordering::Release);
-        fence(Ordering::Release);
-        self.w_apply(tail, written, partial, tasks);
-        fence(Ordering::Release);
-        self.u64(OFF_JW_STATE).store(0, Ordering::Release);
+        W_JOURNAL.commit(
+            &self.region,
+            [tail, written, partial, tasks],
+            |[t, w, p, k]| self.w_apply(t, w, p, k),
+        );
         // Pairs with the reader's waiter-count increment: either it sees the new tail,
         // or we see its count and wake it.
         fence(Ordering::SeqCst);
@@ -478,14 +487,9 @@ impl Ring {
     }
 
     fn r_commit(&self, head: u64, read: u64, partial: u64) {
-        self.u64(OFF_JR_HEAD).store(head, Ordering::Relaxed);
-        self.u64(OFF_JR_READ).store(read, Ordering::Relaxed);
-        self.u64(OFF_JR_RPARTIAL).store(partial, Ordering::Relaxed);
-        self.u64(OFF_JR_STATE).store(1, Ordering::Release);
-        fence(Ordering::Release);
-        self.r_apply(head, read, partial);
-        fence(Ordering::Release);
-        self.u64(OFF_JR_STATE).store(0, Ordering::Release);
+        R_JOURNAL.commit(&self.region, [head, read, partial], |[h, r, p]| {
+            self.r_apply(h, r, p)
+        });
         fence(Ordering::SeqCst);
         if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
             self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
@@ -503,15 +507,7 @@ impl Ring {
     /// reader suspects the writer died): finish a pending journal, abort a half-streamed
     /// message. Returns `false` if the state is inconsistent (ring marked broken).
     fn recover_writer(&self) -> bool {
-        if self.u64(OFF_JW_STATE).load(Ordering::Acquire) == 1 {
-            let t = self.u64(OFF_JW_TAIL).load(Ordering::Relaxed);
-            let w = self.u64(OFF_JW_WRITTEN).load(Ordering::Relaxed);
-            let p = self.u64(OFF_JW_WPARTIAL).load(Ordering::Relaxed);
-            let k = self.u64(OFF_JW_TASKS).load(Ordering::Relaxed);
-            self.w_apply(t, w, p, k);
-            fence(Ordering::Release);
-            self.u64(OFF_JW_STATE).store(0, Ordering::Release);
-        }
+        W_JOURNAL.apply_pending(&self.region, |[t, w, p, k]| self.w_apply(t, w, p, k));
         if self.u64(OFF_WPARTIAL).load(Ordering::Relaxed) != 0 {
             let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
             let head = self.u64(OFF_HEAD).load(Ordering::Acquire);
@@ -529,14 +525,7 @@ impl Ring {
     }
 
     fn recover_reader(&self) {
-        if self.u64(OFF_JR_STATE).load(Ordering::Acquire) == 1 {
-            let h = self.u64(OFF_JR_HEAD).load(Ordering::Relaxed);
-            let r = self.u64(OFF_JR_READ).load(Ordering::Relaxed);
-            let p = self.u64(OFF_JR_RPARTIAL).load(Ordering::Relaxed);
-            self.r_apply(h, r, p);
-            fence(Ordering::Release);
-            self.u64(OFF_JR_STATE).store(0, Ordering::Release);
-        }
+        R_JOURNAL.apply_pending(&self.region, |[h, r, p]| self.r_apply(h, r, p));
         // a half-read message is discarded by `pop_locked` (it sees `rpartial`)
     }
 

@@ -1,41 +1,9 @@
 use super::*;
 use crate::codec::{decode as full_decode, encode};
+use crate::Bytes;
 use proptest::prelude::*;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
-
-/// Bytes that serialize as one CBOR byte string.
-#[derive(Debug, Clone, PartialEq)]
-struct Blob(Vec<u8>);
-
-impl Serialize for Blob {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Blob {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> de::Visitor<'de> for V {
-            type Value = Blob;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Blob, E> {
-                Ok(Blob(v.to_vec()))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Blob, A::Error> {
-                let mut v = Vec::new();
-                while let Some(b) = a.next_element()? {
-                    v.push(b);
-                }
-                Ok(Blob(v))
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Unit;
@@ -82,7 +50,7 @@ enum Value {
     B(bool),
     C(char),
     S(String),
-    Bytes(Blob),
+    Bytes(Bytes),
     List(Vec<Value>),
     Map(BTreeMap<String, Value>),
     IntKeys(BTreeMap<i32, bool>),
@@ -108,7 +76,7 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::B),
         any::<char>().prop_map(Value::C),
         ".{0,40}".prop_map(Value::S),
-        proptest::collection::vec(any::<u8>(), 0..100).prop_map(|b| Value::Bytes(Blob(b))),
+        proptest::collection::vec(any::<u8>(), 0..100).prop_map(|b| Value::Bytes(Bytes::from(b))),
         proptest::collection::btree_map(any::<i32>(), any::<bool>(), 0..4).prop_map(Value::IntKeys),
         Just(Value::Tuple((), Unit, Newtype(-7))),
         (any::<i16>(), proptest::option::of(".{0,8}"), any::<u8>()).prop_map(|(x, y, a)| {
@@ -246,6 +214,22 @@ fn indefinite_arrays_and_maps_are_read() {
 }
 
 #[test]
+fn bytes_decode_on_the_fast_path_from_a_byte_string_or_an_array() {
+    let data: Vec<u8> = (0..=255).collect();
+    let wire = cbor(&Bytes::from(data.clone()));
+    let (b, used) = decode::<Bytes>(&wire).expect("no fallback to ciborium");
+    assert_eq!((b.into_vec(), used), (data.clone(), wire.len()));
+    // as a Vec<u8> writes it: an array of integers
+    let wire = cbor(&data);
+    let (b, used) = decode::<Bytes>(&wire).expect("no fallback to ciborium");
+    assert_eq!((b.into_vec(), used), (data, wire.len()));
+    // inside a struct, a tuple, an option
+    let v = (7u64, Some(Bytes::from(vec![1, 2])), vec![Bytes::new()]);
+    let (back, _) = decode::<(u64, Option<Bytes>, Vec<Bytes>)>(&cbor(&v)).unwrap();
+    assert_eq!(back, v);
+}
+
+#[test]
 fn unsupported_input_gives_up_and_ciborium_decides() {
     // a tagged value (tag 1, epoch time): ciborium skips the tag
     let tagged = [0xc1, 0x05];
@@ -306,11 +290,11 @@ fn strings_and_bytes_are_lent_from_the_input() {
     #[derive(Serialize)]
     struct Owned {
         s: String,
-        b: Blob,
+        b: Bytes,
     }
     let bytes = cbor(&Owned {
         s: "x".repeat(5000), // longer than ciborium's scratch buffer
-        b: Blob(vec![9; 10]),
+        b: Bytes::from(vec![9; 10]),
     });
     let (v, _) = decode::<Borrowed<'_>>(&bytes).unwrap();
     assert_eq!(v.s.len(), 5000);
