@@ -45,10 +45,9 @@ use crate::process::{start_encoded, Process};
 use crate::queue::Queue;
 use crate::runtime;
 use crate::sync::Event;
-use crate::{ActorRef, ExitStatus, MailboxKind, ProcessActor};
+use crate::{ActorRef, Bytes, ExitStatus, MailboxKind, ProcessActor};
 use procactor_transports::target::{self, TargetRef};
 use procactor_transports::{os, AsFd, OwnedFd};
-use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
@@ -375,7 +374,7 @@ fn decode_actor_unit<A: ProcessActor>(
 /// binary), the bytes and the descriptors of its handles.
 struct UnitWire {
     decoder: TargetRef,
-    bytes: Vec<u8>,
+    bytes: Bytes,
     fds: Vec<OwnedFd>,
 }
 
@@ -389,7 +388,7 @@ impl UnitWire {
         codec::encode(value, &mut bytes, Some(&mut fds))?;
         Ok(UnitWire {
             decoder: target::describe(decoder),
-            bytes,
+            bytes: bytes.into(),
             fds,
         })
     }
@@ -402,40 +401,13 @@ impl UnitWire {
     }
 }
 
-/// Bytes as one CBOR byte string.
-struct ByteStr<'a>(&'a [u8]);
-impl Serialize for ByteStr<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-struct ByteBuf(Vec<u8>);
-impl<'de> Deserialize<'de> for ByteBuf {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ByteBuf;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
-                Ok(ByteBuf(v.to_vec()))
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
-                Ok(ByteBuf(v))
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
-}
-
 impl Serialize for UnitWire {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let fds: Vec<SendFd<'_>> = self.fds.iter().map(|f| SendFd(f.as_fd())).collect();
         (
             self.decoder.offset.0,
             &self.decoder.type_name,
-            ByteStr(&self.bytes),
+            &self.bytes,
             fds,
         )
             .serialize(s)
@@ -444,14 +416,14 @@ impl Serialize for UnitWire {
 
 impl<'de> Deserialize<'de> for UnitWire {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (off, type_name, bytes, fds): (i64, String, ByteBuf, Vec<RecvFd>) =
+        let (off, type_name, bytes, fds): (i64, String, Bytes, Vec<RecvFd>) =
             Deserialize::deserialize(d)?;
         Ok(UnitWire {
             decoder: TargetRef {
                 offset: target::FnOffset(off),
                 type_name,
             },
-            bytes: bytes.0,
+            bytes,
             fds: fds.into_iter().map(|f| f.0).collect(),
         })
     }
