@@ -351,6 +351,57 @@ fn shutdown_stops_children_in_reverse_order_and_leaves_no_process() {
 }
 
 #[test]
+fn one_for_all_restarts_a_child_supervisor_whose_children_keep_their_mailboxes() {
+    watchdog(90, || {
+        let out = Queue::new().unwrap();
+        let mut sub = Supervisor::builder().name("sub");
+        let inner = sub
+            .add(Worker {
+                tag: 10,
+                out: out.clone(),
+            })
+            .unwrap();
+        let root = Supervisor::builder()
+            .strategy(Strategy::OneForAll)
+            .max_restarts(5, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let subref = root.spawn_supervisor(sub).unwrap();
+        let w = root
+            .spawn(Worker {
+                tag: 1,
+                out: out.clone(),
+            })
+            .unwrap();
+        started(&out, &[1, 10]);
+        // the grandchild is busy, with messages queued behind; the sibling crashes
+        inner.send((1, Act::Sleep(300))).unwrap();
+        for id in 2..=5 {
+            inner.send((id, Act::Ok)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        w.send((1, Act::Panic)).unwrap();
+        // both restart; the busy message was in flight and is lost, the rest are handled
+        let mut ids = Vec::new();
+        let mut starts = 0;
+        while ids.len() < 4 || starts < 2 {
+            let (tag, id, _) = next(&out);
+            if id == 0 {
+                starts += 1;
+            } else if tag == 10 {
+                ids.push(id);
+            }
+        }
+        assert_eq!(ids, [2, 3, 4, 5]);
+        assert_eq!(subref.restarts(), 1);
+        assert_eq!(w.restarts(), 1);
+        assert_eq!(inner.state(), ActorState::Running);
+        root.shutdown(T).unwrap();
+        assert!(inner.join_timeout(T), "a final shutdown ends the grandchild for good");
+    });
+}
+
+#[test]
 fn brutal_kill_does_not_wait_for_a_busy_child() {
     watchdog(60, || {
         let out = Queue::new().unwrap();
@@ -427,6 +478,9 @@ fn a_child_supervisor_runs_its_subtree_and_dies_with_it() {
             })
             .collect();
         assert_eq!(exits, [("sub".to_string(), true)]);
+        // the grandchild's mailbox outlived both its own and its supervisor's restart
+        inner.send((3, Act::Ok)).unwrap();
+        assert_eq!(next(&out).1, 3);
         // SIGKILL the child supervisor: its child dies with it, the root restarts it
         let sub_pid = subref.pid().unwrap();
         let inner_pid = inner.pid().unwrap();

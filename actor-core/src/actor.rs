@@ -512,6 +512,16 @@ impl Group {
         }
     }
 
+    /// Undoes [`mark_ended`](Group::mark_ended) for an actor started again (a unit
+    /// whose child supervisor gave up and was itself restarted).
+    pub(crate) fn reopen(&self, actor: u32) {
+        if self.state(actor) == ActorState::Ended {
+            self.set_state(actor, ActorState::Restarting);
+            self.word(cell::ENDED).fetch_sub(1, Ordering::AcqRel);
+            self.ended.clear();
+        }
+    }
+
     pub(crate) fn all_ended(&self) -> bool {
         self.ended.is_set()
     }

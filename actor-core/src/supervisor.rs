@@ -469,6 +469,7 @@ impl Unit for SupUnit {
         self.name.clone()
     }
     fn start(&self, _member: u32) -> Result<Process<ExitReport>, SpawnError> {
+        self.group.word(cell::STOPPING).store(0, Ordering::Release);
         self.shutdown.clear();
         let mut units = Vec::new();
         for (_, u) in &self.children {
@@ -494,9 +495,13 @@ impl Unit for SupUnit {
     fn mailbox_len(&self) -> usize {
         0
     }
+    /// A final, graceful shutdown: its children stop gracefully too.
     fn request_stop(&self) {
+        self.group.word(cell::STOPPING).store(1, Ordering::Release);
         self.shutdown.set();
     }
+    /// An end before a restart: its children are terminated (their mailboxes kept for
+    /// the next incarnation).
     fn ask_to_end(&self, _pid: u32) {
         self.shutdown.set();
     }
@@ -577,7 +582,11 @@ fn supervisor_main(boot: SupBoot) -> ExitReport {
     loop {
         if st.shutdown_requested {
             drop(st);
-            sup.shutdown_children(None);
+            if unit.group.word(cell::STOPPING).load(Ordering::Acquire) != 0 {
+                sup.shutdown_children(None);
+            } else {
+                sup.terminate_children();
+            }
             return ExitReport::Shutdown;
         }
         if let Status::GaveUp = st.status {
@@ -1049,13 +1058,18 @@ impl Supervisor {
         }
         let first = st.children.len();
         for m in 0..unit.members() {
+            // a unit started again by a restarted child supervisor keeps counting
+            let restarts = unit
+                .group()
+                .actor_word(m, cell::RESTARTS)
+                .load(Ordering::Acquire);
             st.children.push(Child {
                 spec: spec.clone(),
                 unit: unit.clone(),
                 member: m,
                 name: unit.member_name(m),
                 proc: None,
-                restarts: 0,
+                restarts,
                 done: false,
             });
         }
@@ -1257,14 +1271,16 @@ impl Supervisor {
     fn shutdown_children(&self, deadline: Option<Instant>) {
         let mut st = self.shared.lock();
         if st.status == Status::Running {
-            // graceful requests first, all at once (a pool's members share one)
+            // one child at a time, last started first (OTP); a pool gets its stop
+            // requests once, at its last member, and then each member is waited for
+            let mut asked: Vec<*const ()> = Vec::new();
             for i in (0..st.children.len()).rev() {
                 let c = &st.children[i];
-                if c.proc.is_some() && c.member == 0 {
+                let unit = Arc::as_ptr(&c.unit) as *const ();
+                if c.proc.is_some() && !asked.contains(&unit) {
+                    asked.push(unit);
                     c.unit.request_stop();
                 }
-            }
-            for i in (0..st.children.len()).rev() {
                 wait_or_kill(&mut st, i, deadline);
             }
             st.status = Status::ShutDown;
@@ -1272,6 +1288,22 @@ impl Supervisor {
         }
         for c in &st.children {
             c.unit.group().mark_ended(c.member);
+        }
+        self.shared.cv.notify_all();
+    }
+
+    /// Ends every child now, last started first, by its shutdown spec, without the
+    /// graceful mailbox stop: a child supervisor about to be restarted by its parent does
+    /// this, so its children's mailboxes wait for their next incarnation.
+    fn terminate_children(&self) {
+        let mut st = self.shared.lock();
+        if st.status == Status::Running {
+            for i in (0..st.children.len()).rev() {
+                end_child(&mut st, i);
+                let c = &st.children[i];
+                c.unit.group().set_state(c.member, ActorState::Restarting);
+            }
+            st.status = Status::ShutDown;
         }
         self.shared.cv.notify_all();
     }
@@ -1377,6 +1409,7 @@ fn push_event(st: &mut State, ev: SupervisorEvent) {
 fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError> {
     let c = &mut st.children[i];
     let g = c.unit.group();
+    g.reopen(c.member);
     g.set_state(c.member, ActorState::Starting);
     if restart {
         c.restarts += 1;
@@ -1525,7 +1558,9 @@ fn on_exit(st: &mut State, i: usize) {
     };
     push_event(st, ev);
     let c = &st.children[i];
-    let finished = matches!(reason.as_str(), "stopped" | "disconnected" | "shutdown");
+    // nothing left to do for it: stopped, every sender gone, or a stop is under way
+    let finished = matches!(reason.as_str(), "stopped" | "disconnected" | "shutdown")
+        || c.unit.group().word(cell::STOPPING).load(Ordering::Acquire) != 0;
     let restart = !finished
         && match c.spec.restart {
             Restart::Permanent => true,
