@@ -24,8 +24,11 @@ impl Actor for Recorder {
     type Msg = String;
     type Reply = ();
     fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
-        self.out
-            .put(format!("started {} after {} restarts", ctx.name(), ctx.restarts()))?;
+        self.out.put(format!(
+            "started {} after {} restarts",
+            ctx.name(),
+            ctx.restarts()
+        ))?;
         Ok(())
     }
     fn handle(&mut self, m: String, ctx: &mut Context<Self>) -> Result<(), ActorError> {
@@ -70,6 +73,38 @@ impl Actor for Adder {
             Op::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
         }
         Ok(self.total)
+    }
+}
+
+/// Holds another actor's ref in its fields, and its own through `ctx.myself()`.
+#[process_actor]
+#[derive(Serialize, Deserialize)]
+struct Forwarder {
+    next: ActorRef<Recorder>,
+    me: Option<ActorRef<Forwarder>>,
+}
+
+impl Actor for Forwarder {
+    type Msg = String;
+    type Reply = ();
+    fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        self.me = Some(ctx.myself());
+        Ok(())
+    }
+    fn handle(&mut self, m: String, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        if let Some(rest) = m.strip_prefix("again:") {
+            // a message to itself goes round once more
+            self.me
+                .as_ref()
+                .expect("set in started")
+                .send(rest.to_string())
+                .map_err(|e| ActorError::new(e.to_string()))?;
+            return Ok(());
+        }
+        self.next
+            .send(format!("{} via {}", m, ctx.name()))
+            .map_err(|e| ActorError::new(e.to_string()))?;
+        Ok(())
     }
 }
 
@@ -135,7 +170,8 @@ fn dropping_the_last_ref_ends_the_loop_with_disconnected() {
         wait_until(T, "the actor to end", || {
             sup.children()[0].state == ActorState::Ended
         });
-        sup.wait_timeout(T).expect("every child ended: wait returns Ok");
+        sup.wait_timeout(T)
+            .expect("every child ended: wait returns Ok");
         assert_eq!(sup.children()[0].restarts, 0, "disconnected: not restarted");
     });
 }
@@ -249,7 +285,9 @@ fn refs_travel_to_other_processes() {
         let sup = Supervisor::builder().build().unwrap();
         let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
         assert!(recv(&out).starts_with("started"));
-        let mut p = Process::new(send_from_child, (r.clone(), 3)).start().unwrap();
+        let mut p = Process::new(send_from_child, (r.clone(), 3))
+            .start()
+            .unwrap();
         assert!(p.join_timeout(T).unwrap().unwrap().success());
         for i in 0..3 {
             assert_eq!(recv(&out), format!("child {i}"));
@@ -309,5 +347,31 @@ fn try_send_and_send_timeout_give_the_message_back_when_full() {
             .unwrap_err();
         assert!(e.is_full());
         assert!(t.elapsed() >= Duration::from_millis(20));
+    });
+}
+
+#[test]
+fn an_actor_holds_another_actors_ref_and_its_own() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let rec = sup.spawn(Recorder { out: out.clone() }).unwrap();
+        assert!(recv(&out).starts_with("started"));
+        let fwd = sup
+            .spawn(Forwarder {
+                next: rec.clone(),
+                me: None,
+            })
+            .unwrap();
+        fwd.send("hello".into()).unwrap();
+        assert_eq!(recv(&out), "hello via Forwarder");
+        fwd.send("again:round".into()).unwrap();
+        assert_eq!(recv(&out), "round via Forwarder");
+        // the forwarder holds a ref to itself: dropping ours does not end it
+        drop(fwd);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(sup.children()[1].state, ActorState::Running);
+        sup.shutdown(T).unwrap();
+        assert_eq!(recv(&out), "stopped");
     });
 }

@@ -83,8 +83,11 @@ pub trait Actor: Serialize + DeserializeOwned + Send + Sized + 'static {
     ///
     /// An `Err` ends the actor as a crash (exit code 1): its supervisor decides whether
     /// to restart it. A pipe actor's caller receives the error as the call's result.
-    fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>)
-        -> Result<Self::Reply, ActorError>;
+    fn handle(
+        &mut self,
+        msg: Self::Msg,
+        ctx: &mut Context<Self>,
+    ) -> Result<Self::Reply, ActorError>;
 
     /// Runs once in the actor's process before the first message (after each restart).
     ///
@@ -505,7 +508,8 @@ impl Group {
             return;
         }
         self.set_state(actor, ActorState::Ended);
-        self.actor_word(actor, cell::PID).store(0, Ordering::Release);
+        self.actor_word(actor, cell::PID)
+            .store(0, Ordering::Release);
         let n = self.word(cell::ENDED).fetch_add(1, Ordering::AcqRel) + 1;
         if n >= u64::from(self.actors) {
             self.ended.set();
@@ -592,6 +596,7 @@ impl<A: ProcessActor> fmt::Debug for ActorRef<A> {
 
 #[derive(Serialize)]
 struct RefWireOut<'a, M, R> {
+    actor: &'a str,
     mailbox: &'a Queue<M>,
     replies: &'a Option<Queue<R>>,
     group: &'a Group,
@@ -601,6 +606,7 @@ struct RefWireOut<'a, M, R> {
 
 #[derive(Deserialize)]
 struct RefWireIn<M, R> {
+    actor: String,
     mailbox: Queue<M>,
     replies: Option<Queue<R>>,
     group: Group,
@@ -611,6 +617,7 @@ struct RefWireIn<M, R> {
 impl<A: ProcessActor> Serialize for ActorRef<A> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         RefWireOut {
+            actor: A::NAME,
             mailbox: &self.mailbox,
             replies: &self.replies,
             group: &self.group,
@@ -623,7 +630,14 @@ impl<A: ProcessActor> Serialize for ActorRef<A> {
 
 impl<'de, A: ProcessActor> Deserialize<'de> for ActorRef<A> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = RefWireIn::deserialize(d)?;
+        let w: RefWireIn<Envelope<A::Msg>, ReplyOf<A::Reply>> = RefWireIn::deserialize(d)?;
+        if w.actor != A::NAME {
+            return Err(de::Error::custom(format!(
+                "an ActorRef of actor {} cannot be read as an ActorRef of {}",
+                w.actor,
+                A::NAME
+            )));
+        }
         if w.index >= w.group.actors {
             return Err(de::Error::custom("actor index out of range for its group"));
         }
@@ -663,8 +677,7 @@ impl<A: ProcessActor> ActorRef<A> {
     }
 
     fn refuse_if_stopping(&self, msg: A::Msg) -> Result<A::Msg, PutError<A::Msg>> {
-        if self.group.word(cell::STOPPING).load(Ordering::Acquire) != 0 || self.group.all_ended()
-        {
+        if self.group.word(cell::STOPPING).load(Ordering::Acquire) != 0 || self.group.all_ended() {
             Err(PutError::Closed(msg))
         } else {
             Ok(msg)
@@ -740,7 +753,11 @@ impl<A: ProcessActor> ActorRef<A> {
 
     /// How the actor's last process ended, `None` if none has ended yet.
     pub fn exitcode(&self) -> Option<ExitStatus> {
-        decode_status(self.group.actor_word(self.index, cell::EXIT).load(Ordering::Acquire))
+        decode_status(
+            self.group
+                .actor_word(self.index, cell::EXIT)
+                .load(Ordering::Acquire),
+        )
     }
 
     /// How many times the actor has been restarted.
@@ -850,15 +867,13 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
         self.call_deadline(msg, deadline_after(timeout))
     }
 
-    fn call_deadline(
-        &self,
-        msg: A::Msg,
-        deadline: Option<Instant>,
-    ) -> Result<A::Reply, CallError> {
+    fn call_deadline(&self, msg: A::Msg, deadline: Option<Instant>) -> Result<A::Reply, CallError> {
         let (Some(replies), Some(lock)) = (&self.replies, &self.group.call_lock) else {
             return Err(CallError::Send("this actor has no reply channel".into()));
         };
-        let msg = self.refuse_if_stopping(msg).map_err(|_| CallError::Stopped)?;
+        let msg = self
+            .refuse_if_stopping(msg)
+            .map_err(|_| CallError::Stopped)?;
         // one call at a time per mailbox: replies come back on one ring
         let _guard = match deadline {
             None => lock.acquire().unwrap_or_else(|e| e.into_inner()),
@@ -871,7 +886,11 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
                 }
             }
         };
-        let n = self.group.word(cell::NEXT_CALL).fetch_add(1, Ordering::AcqRel) + 1;
+        let n = self
+            .group
+            .word(cell::NEXT_CALL)
+            .fetch_add(1, Ordering::AcqRel)
+            + 1;
         let put = match deadline {
             None => self.mailbox.put(Envelope::Call(n, msg)),
             Some(d) => self.mailbox.put_deadline(Envelope::Call(n, msg), d),
@@ -1078,9 +1097,11 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
                 continue;
             }
             Err(GetError::Empty) => continue,
-            Err(GetError::Broken) => {
-                crash(&ctx.name, "mailbox", &ActorError::new("the mailbox is broken"))
-            }
+            Err(GetError::Broken) => crash(
+                &ctx.name,
+                "mailbox",
+                &ActorError::new("the mailbox is broken"),
+            ),
         };
         count += 1;
         taken.store(count, Ordering::Relaxed);
@@ -1196,6 +1217,71 @@ mod tests {
         assert_eq!(format!("{e:?}"), "ActorError(\"disk on fire\")");
     }
 
+    #[derive(Serialize, Deserialize)]
+    struct One;
+    #[derive(Serialize, Deserialize)]
+    struct Two;
+    impl Actor for One {
+        type Msg = u32;
+        type Reply = ();
+        fn handle(&mut self, _: u32, _: &mut Context<Self>) -> Result<(), ActorError> {
+            Ok(())
+        }
+    }
+    impl Actor for Two {
+        type Msg = u32;
+        type Reply = ();
+        fn handle(&mut self, _: u32, _: &mut Context<Self>) -> Result<(), ActorError> {
+            Ok(())
+        }
+    }
+    impl ProcessActor for One {
+        const NAME: &'static str = "tests::One";
+        type Mailbox = QueueMailbox;
+    }
+    impl ProcessActor for Two {
+        const NAME: &'static str = "tests::Two";
+        type Mailbox = QueueMailbox;
+    }
+
+    fn one_ref() -> ActorRef<One> {
+        let q: Queue<Envelope<u32>> = Queue::new().unwrap();
+        q.close();
+        ActorRef::new(&q, &None, &Group::new(1, false).unwrap(), 0, "one".into())
+    }
+
+    #[test]
+    fn a_ref_reads_back_as_its_own_actor_only() {
+        let r = one_ref();
+        let back: ActorRef<One> = crate::codec::round_trip(&r).unwrap();
+        assert_eq!(back.name(), "one");
+        back.send(5).unwrap();
+        assert_eq!(r.mailbox_len(), 1);
+        let e = crate::codec::round_trip::<ActorRef<Two>>(&r).unwrap_err();
+        assert!(
+            e.contains("cannot be read as an ActorRef of tests::Two"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sends_are_refused_once_stopping_or_ended() {
+        let r = one_ref();
+        r.send(1).unwrap();
+        r.stop().unwrap();
+        assert_eq!(r.send(2).unwrap_err().into_inner(), 2);
+        assert!(r.try_send(3).unwrap_err().is_closed());
+        // the stop request is queued behind the message
+        assert_eq!(r.mailbox_len(), 2);
+        let r2 = one_ref();
+        r2.group.mark_ended(0);
+        assert!(r2.send(4).unwrap_err().is_closed());
+        assert!(r2.join_timeout(Duration::from_millis(1)));
+        assert_eq!(r2.pid(), None);
+        assert!(!r2.is_alive());
+        assert_eq!(r2.exitcode(), None);
+    }
+
     #[test]
     fn group_marks_end_once_per_actor() {
         let g = Group::new(2, false).unwrap();
@@ -1206,5 +1292,12 @@ mod tests {
         g.mark_ended(1);
         assert!(g.all_ended());
         assert_eq!(g.state(1), ActorState::Ended);
+        // a member started again (its child supervisor was restarted) reopens it
+        g.reopen(1);
+        assert!(!g.all_ended());
+        assert_eq!(g.state(1), ActorState::Restarting);
+        g.reopen(1);
+        g.mark_ended(1);
+        assert!(g.all_ended());
     }
 }
