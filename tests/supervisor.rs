@@ -66,7 +66,13 @@ fn started(out: &Queue<(u32, u64, u32)>, tags: &[u32]) -> BTreeMap<u32, u32> {
     seen
 }
 
-fn three(strategy: Strategy) -> (Supervisor, Vec<procactor::ActorRef<Worker>>, Queue<(u32, u64, u32)>) {
+fn three(
+    strategy: Strategy,
+) -> (
+    Supervisor,
+    Vec<procactor::ActorRef<Worker>>,
+    Queue<(u32, u64, u32)>,
+) {
     let out = Queue::new().unwrap();
     let sup = Supervisor::builder()
         .strategy(strategy)
@@ -213,7 +219,9 @@ fn intensity_gives_up_exactly_after_max_restarts_in_period() {
         // the third crash within the period is one too many
         w.send((3, Act::Panic)).unwrap();
         match sup.wait_timeout(T) {
-            Err(SupervisorError::Intensity { max_restarts: 2, .. }) => {}
+            Err(SupervisorError::Intensity {
+                max_restarts: 2, ..
+            }) => {}
             other => panic!("expected Intensity, got {other:?}"),
         }
         assert!(sup
@@ -397,7 +405,10 @@ fn one_for_all_restarts_a_child_supervisor_whose_children_keep_their_mailboxes()
         assert_eq!(w.restarts(), 1);
         assert_eq!(inner.state(), ActorState::Running);
         root.shutdown(T).unwrap();
-        assert!(inner.join_timeout(T), "a final shutdown ends the grandchild for good");
+        assert!(
+            inner.join_timeout(T),
+            "a final shutdown ends the grandchild for good"
+        );
     });
 }
 
@@ -543,7 +554,10 @@ fn run_schedule(schedule: &[Crash], max_restarts: u32, strategy: Strategy) {
         };
         w.send((i as u64 + 1, act)).unwrap();
     }
-    let crashes = schedule.iter().filter(|c| !matches!(c, Crash::None)).count() as u32;
+    let crashes = schedule
+        .iter()
+        .filter(|c| !matches!(c, Crash::None))
+        .count() as u32;
     let gives_up = crashes > max_restarts;
     // messages after the crash that makes it give up are never handled
     let mut seen_crashes = 0;
@@ -581,7 +595,9 @@ fn run_schedule(schedule: &[Crash], max_restarts: u32, strategy: Strategy) {
     // no message queued and not in flight is lost or handled twice, order kept
     assert_eq!(handled, expected);
     let want = crashes.min(max_restarts);
-    wait_until(T, "the restarts to be counted", || w.restarts() as u32 >= want);
+    wait_until(T, "the restarts to be counted", || {
+        w.restarts() as u32 >= want
+    });
     let restarts = w.restarts() as u32;
     assert_eq!(restarts, want, "restarts match the crashes");
     // the sibling was started after the crashing worker: rest_for_one takes it too

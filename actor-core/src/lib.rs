@@ -24,8 +24,8 @@ pub mod supervisor;
 pub mod sync;
 
 pub use actor::{
-    registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context,
-    MailboxKind, PipeMailbox, ProcessActor, QueueMailbox,
+    registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context, MailboxKind,
+    PipeMailbox, ProcessActor, QueueMailbox,
 };
 pub use bytes::Bytes;
 pub use error::*;
@@ -37,11 +37,11 @@ pub use runtime::{
     StartMethod,
 };
 pub use shared::*;
+pub use status::ExitStatus;
 pub use supervisor::{
     ChildInfo, ChildSpec, PoolRef, Restart, Shutdown, Strategy, Supervisor, SupervisorBuilder,
     SupervisorError, SupervisorEvent, SupervisorRef,
 };
-pub use status::ExitStatus;
 pub use sync::*;
 
 /// What a value needs to cross a process boundary: serde both ways, `Send`, `'static`.

@@ -5,9 +5,9 @@ use crate::error::{Error, JoinError, SpawnError};
 use crate::monitor::{self, ChildState};
 use crate::runtime::{self, Bootstrap, EntryFn, StartMethod};
 use crate::Message;
-use serde::Serialize;
 use procactor_transports::frame::{self, FrameError, FrameReader, Wait};
 use procactor_transports::{fdpass, os, target, AsFd, BorrowedFd, OwnedFd};
+use serde::Serialize;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -159,9 +159,7 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
             self.exe,
         )
     }
-
 }
-
 
 /// Starts `target` in a child with arguments encoded from `args`, which must encode
 /// exactly as an `A` does (a borrowed view of an `A`, so that a supervisor can start the

@@ -35,8 +35,7 @@
 //! with them.
 
 use crate::actor::{
-    actor_main, cell, encode_status, ActorBootRef, ActorState, Envelope, ExitReport, Group,
-    ReplyOf,
+    actor_main, cell, encode_status, ActorBootRef, ActorState, Envelope, ExitReport, Group, ReplyOf,
 };
 use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{EncodeError, SpawnError};
@@ -379,10 +378,7 @@ struct UnitWire {
 }
 
 impl UnitWire {
-    fn encode<T: Serialize>(
-        decoder: DecodeFn,
-        value: &T,
-    ) -> Result<UnitWire, EncodeError> {
+    fn encode<T: Serialize>(decoder: DecodeFn, value: &T) -> Result<UnitWire, EncodeError> {
         let mut bytes = Vec::new();
         let mut fds = Vec::new();
         codec::encode(value, &mut bytes, Some(&mut fds))?;
@@ -592,11 +588,7 @@ fn supervisor_main(boot: SupBoot) -> ExitReport {
         if let Status::GaveUp = st.status {
             return ExitReport::Intensity;
         }
-        st = sup
-            .shared
-            .cv
-            .wait(st)
-            .unwrap_or_else(|e| e.into_inner());
+        st = sup.shared.cv.wait(st).unwrap_or_else(|e| e.into_inner());
     }
 }
 
@@ -1425,7 +1417,13 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
     c.proc = Some(p);
     let name = c.name.clone();
     let restarts = c.restarts;
-    push_event(st, SupervisorEvent::Started { name: name.clone(), pid });
+    push_event(
+        st,
+        SupervisorEvent::Started {
+            name: name.clone(),
+            pid,
+        },
+    );
     if restart {
         push_event(
             st,
@@ -1448,8 +1446,11 @@ fn reap(st: &mut State, i: usize) -> Option<SupervisorEvent> {
     let g = c.unit.group();
     g.actor_word(c.member, cell::EXIT)
         .store(encode_status(status), Ordering::Release);
-    g.actor_word(c.member, cell::PID).store(0, Ordering::Release);
-    let in_call = g.actor_word(c.member, cell::IN_CALL).swap(0, Ordering::AcqRel);
+    g.actor_word(c.member, cell::PID)
+        .store(0, Ordering::Release);
+    let in_call = g
+        .actor_word(c.member, cell::IN_CALL)
+        .swap(0, Ordering::AcqRel);
     if in_call != 0 {
         g.word(cell::LOST_CALL).store(in_call, Ordering::Release);
     }

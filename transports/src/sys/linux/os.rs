@@ -426,7 +426,10 @@ mod tests {
 
     #[test]
     fn signal_pid_reaches_a_live_process_and_not_a_gone_one() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         assert!(signal_pid(child.id(), SIGKILL).unwrap());
         let st = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
