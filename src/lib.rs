@@ -38,6 +38,7 @@
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier` | [`Event`], [`Condition`], [`Barrier`] |
+//! | (Erlang/OTP actors and supervisors) | `#[process_actor]`, [`Actor`], [`ActorRef`], [`Supervisor`] |
 //!
 //! ## Message passing
 //!
@@ -69,6 +70,41 @@
 //! }
 //! ```
 
+//!
+//! ## Actors and supervision
+//!
+//! A struct marked `#[process_actor]` with an [`Actor`] impl runs in its own process,
+//! fed by a typed mailbox; a [`Supervisor`] starts it and restarts it by an OTP
+//! strategy. See [`actor`] and [`supervisor`] for the rules.
+//!
+//! ```
+//! use procactor::{process_actor, Actor, ActorError, Context, Supervisor};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[process_actor(mailbox = pipe)]
+//! #[derive(Serialize, Deserialize)]
+//! struct Counter { n: u64 }
+//!
+//! impl Actor for Counter {
+//!     type Msg = u64;
+//!     type Reply = u64;
+//!     fn handle(&mut self, by: u64, _: &mut Context<Self>) -> Result<u64, ActorError> {
+//!         self.n += by;
+//!         Ok(self.n)
+//!     }
+//! }
+//!
+//! fn main() {
+//!     procactor::init();
+//!     let sup = Supervisor::builder().build().unwrap();
+//!     let c = sup.spawn(Counter { n: 0 }).unwrap();
+//!     assert_eq!(c.call(2).unwrap(), 2);
+//!     assert_eq!(c.call(40).unwrap(), 42);
+//!     c.stop().unwrap();
+//!     assert!(c.join_timeout(std::time::Duration::from_secs(10)));
+//! }
+//! ```
+
 // Doctests that start processes need an explicit `fn main` that calls `init()` first.
 #![allow(clippy::needless_doctest_main)]
 
@@ -82,7 +118,9 @@ pub mod prelude {
         Condition, Connection, Event, ExitStatus, JoinableQueue, Lock, Pipe, Process, Queue, RLock,
         Semaphore, SimpleQueue, StartMethod, Value,
     };
-    pub use procactor_core::{Actor, ActorError, ActorRef, Context};
+    pub use procactor_core::{
+        Actor, ActorError, ActorRef, ChildSpec, Context, Restart, Shutdown, Strategy, Supervisor,
+    };
     pub use procactor_macros::process_actor;
 }
 

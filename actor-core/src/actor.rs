@@ -561,6 +561,27 @@ impl Group {
 /// }
 /// # fn main() {}
 /// ```
+///
+/// and `call` exists only for pipe actors:
+///
+/// ```compile_fail
+/// use procactor::{process_actor, Actor, ActorError, ActorRef, Context};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[process_actor] // a queue actor
+/// #[derive(Serialize, Deserialize)]
+/// struct Adder;
+/// impl Actor for Adder {
+///     type Msg = u64;
+///     type Reply = ();
+///     fn handle(&mut self, _: u64, _: &mut Context<Self>) -> Result<(), ActorError> { Ok(()) }
+/// }
+///
+/// fn f(r: ActorRef<Adder>) {
+///     let _ = r.call(7); // no method `call`: it answers nothing
+/// }
+/// # fn main() {}
+/// ```
 pub struct ActorRef<A: ProcessActor> {
     pub(crate) mailbox: Queue<Envelope<A::Msg>>,
     pub(crate) replies: Option<Queue<ReplyOf<A::Reply>>>,
