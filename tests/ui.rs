@@ -6,4 +6,16 @@ fn macro_diagnostics() {
     t.pass("tests/ui/main_ok.rs");
     t.compile_fail("tests/ui/main_async.rs");
     t.compile_fail("tests/ui/main_with_args.rs");
+
+    t.pass("tests/ui/actor_ok.rs");
+    t.compile_fail("tests/ui/actor_on_enum.rs");
+    t.compile_fail("tests/ui/actor_on_union.rs");
+    t.compile_fail("tests/ui/actor_without_serde.rs");
+    t.compile_fail("tests/ui/actor_without_impl.rs");
+    t.compile_fail("tests/ui/actor_generic_without_bounds.rs");
+    t.compile_fail("tests/ui/actor_lifetime.rs");
+    t.compile_fail("tests/ui/unknown_option.rs");
+    t.compile_fail("tests/ui/unknown_mailbox.rs");
+    t.compile_fail("tests/ui/repeated_option.rs");
+    t.compile_fail("tests/ui/pipe_actor_without_reply.rs");
 }
