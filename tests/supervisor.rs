@@ -50,12 +50,12 @@ impl Actor for Worker {
     }
 }
 
-fn next(out: &Queue<(u32, u64, u32)>) -> (u32, u64, u32) {
+fn next(out: &Reports) -> (u32, u64, u32) {
     out.get_timeout(T).expect("a report from a worker")
 }
 
 /// Waits for the start reports of `tags` (in any order); returns their pids.
-fn started(out: &Queue<(u32, u64, u32)>, tags: &[u32]) -> BTreeMap<u32, u32> {
+fn started(out: &Reports, tags: &[u32]) -> BTreeMap<u32, u32> {
     let mut seen = BTreeMap::new();
     while seen.len() < tags.len() {
         let (tag, id, pid) = next(out);
@@ -66,13 +66,10 @@ fn started(out: &Queue<(u32, u64, u32)>, tags: &[u32]) -> BTreeMap<u32, u32> {
     seen
 }
 
-fn three(
-    strategy: Strategy,
-) -> (
-    Supervisor,
-    Vec<procactor::ActorRef<Worker>>,
-    Queue<(u32, u64, u32)>,
-) {
+/// What the workers report: `(tag, message id or 0 at start, pid)`.
+type Reports = Queue<(u32, u64, u32)>;
+
+fn three(strategy: Strategy) -> (Supervisor, Vec<procactor::ActorRef<Worker>>, Reports) {
     let out = Queue::new().unwrap();
     let sup = Supervisor::builder()
         .strategy(strategy)

@@ -203,7 +203,6 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
 
     let (ours, theirs) = fdpass::socketpair()?;
     let env = format!("{}:{token}:{}", os::CHILD_CONTROL_FD, me.pid());
-    let exe = exe;
     let child = runtime::on_spawner_thread(move || {
         let env = [(runtime::CHILD_ENV, env.as_str())];
         match &exe {
