@@ -256,6 +256,48 @@ impl AsFd for RecvFd {
     }
 }
 
+/// A value encoded once, with the descriptors of the handles inside it, to be decoded
+/// later in another process (a child supervisor's units, a pool's initializer
+/// arguments). It travels as a byte string and a list of descriptors. Decode it exactly
+/// once: a handle's decoding has side effects (a queue's producer count).
+pub(crate) struct Encoded {
+    pub(crate) bytes: crate::Bytes,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Encoded {
+    pub(crate) fn new<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, EncodeError> {
+        let mut bytes = Vec::new();
+        let mut fds = Vec::new();
+        encode(value, &mut bytes, Some(&mut fds))?;
+        Ok(Encoded {
+            bytes: bytes.into(),
+            fds,
+        })
+    }
+
+    pub(crate) fn decode<T: DeserializeOwned>(self) -> Result<T, DecodeError> {
+        decode(&self.bytes, self.fds)
+    }
+}
+
+impl Serialize for Encoded {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let fds: Vec<SendFd<'_>> = self.fds.iter().map(|f| SendFd(f.as_fd())).collect();
+        (&self.bytes, fds).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Encoded {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (bytes, fds): (crate::Bytes, Vec<RecvFd>) = Deserialize::deserialize(d)?;
+        Ok(Encoded {
+            bytes,
+            fds: fds.into_iter().map(|f| f.0).collect(),
+        })
+    }
+}
+
 /// Encodes `v` with its descriptors and decodes the result as a `B`, the way a value
 /// crosses between processes (tests of handle types use it).
 #[cfg(test)]

@@ -37,17 +37,17 @@
 use crate::actor::{
     actor_main, cell, encode_status, ActorBootRef, ActorState, Envelope, ExitReport, Group, ReplyOf,
 };
-use crate::codec::{self, RecvFd, SendFd};
+use crate::codec::Encoded;
 use crate::error::{EncodeError, SpawnError};
 use crate::monitor::{self, ExitEvent};
 use crate::process::{start_encoded, Process};
 use crate::queue::Queue;
 use crate::runtime;
 use crate::sync::Event;
-use crate::{ActorRef, Bytes, ExitStatus, MailboxKind, ProcessActor};
+use crate::{ActorRef, ExitStatus, MailboxKind, ProcessActor};
 use procactor_transports::target::{self, TargetRef};
-use procactor_transports::{os, AsFd, OwnedFd};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use procactor_transports::os;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::Ordering;
@@ -359,69 +359,39 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
     }
 }
 
-type DecodeFn = fn(&[u8], Vec<OwnedFd>) -> Result<Arc<dyn Unit>, String>;
+type DecodeFn = fn(Encoded) -> Result<Arc<dyn Unit>, String>;
 
-fn decode_actor_unit<A: ProcessActor>(
-    bytes: &[u8],
-    fds: Vec<OwnedFd>,
-) -> Result<Arc<dyn Unit>, String> {
-    let u: ActorUnit<A> = codec::decode(bytes, fds).map_err(|e| e.to_string())?;
+fn decode_actor_unit<A: ProcessActor>(unit: Encoded) -> Result<Arc<dyn Unit>, String> {
+    let u: ActorUnit<A> = unit.decode().map_err(|e| e.to_string())?;
     Ok(Arc::new(u))
 }
 
 /// A unit encoded for a child supervisor: the decoder to call (a function of this same
-/// binary), the bytes and the descriptors of its handles.
+/// binary) and the unit, encoded once with its handles' descriptors.
+#[derive(Serialize, Deserialize)]
 struct UnitWire {
-    decoder: TargetRef,
-    bytes: Bytes,
-    fds: Vec<OwnedFd>,
+    decoder: (i64, String),
+    unit: Encoded,
 }
 
 impl UnitWire {
     fn encode<T: Serialize>(decoder: DecodeFn, value: &T) -> Result<UnitWire, EncodeError> {
-        let mut bytes = Vec::new();
-        let mut fds = Vec::new();
-        codec::encode(value, &mut bytes, Some(&mut fds))?;
+        let d = target::describe(decoder);
         Ok(UnitWire {
-            decoder: target::describe(decoder),
-            bytes: bytes.into(),
-            fds,
+            decoder: (d.offset.0, d.type_name),
+            unit: Encoded::new(value)?,
         })
     }
 
     fn decode(self) -> Result<Arc<dyn Unit>, String> {
         let proof = runtime::image_proof()?;
-        let f: DecodeFn = target::resolve_checked(&self.decoder, proof)
-            .ok_or_else(|| format!("unexpected unit decoder {}", self.decoder.type_name))?;
-        f(&self.bytes, self.fds)
-    }
-}
-
-impl Serialize for UnitWire {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let fds: Vec<SendFd<'_>> = self.fds.iter().map(|f| SendFd(f.as_fd())).collect();
-        (
-            self.decoder.offset.0,
-            &self.decoder.type_name,
-            &self.bytes,
-            fds,
-        )
-            .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for UnitWire {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (off, type_name, bytes, fds): (i64, String, Bytes, Vec<RecvFd>) =
-            Deserialize::deserialize(d)?;
-        Ok(UnitWire {
-            decoder: TargetRef {
-                offset: target::FnOffset(off),
-                type_name,
-            },
-            bytes,
-            fds: fds.into_iter().map(|f| f.0).collect(),
-        })
+        let r = TargetRef {
+            offset: target::FnOffset(self.decoder.0),
+            type_name: self.decoder.1,
+        };
+        let f: DecodeFn = target::resolve_checked(&r, proof)
+            .ok_or_else(|| format!("unexpected unit decoder {}", r.type_name))?;
+        f(self.unit)
     }
 }
 
@@ -534,8 +504,8 @@ impl Unit for SupUnit {
     }
 }
 
-fn decode_sup_unit(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<Arc<dyn Unit>, String> {
-    let b: SupBoot = codec::decode(bytes, fds).map_err(|e| e.to_string())?;
+fn decode_sup_unit(unit: Encoded) -> Result<Arc<dyn Unit>, String> {
+    let b: SupBoot = unit.decode().map_err(|e| e.to_string())?;
     Ok(Arc::new(sup_unit_from_boot(b)?))
 }
 
