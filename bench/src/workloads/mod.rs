@@ -1,6 +1,7 @@
 //! The workloads: each one is a procactor function in a submodule here and a Python
 //! function of the same name in one of the scripts in `bench/`.
 
+pub(crate) mod actor;
 pub(crate) mod pipe;
 pub(crate) mod process;
 pub(crate) mod queue;
@@ -123,5 +124,26 @@ pub(crate) const ALL: &[Workload] = &[
         higher_is_better: false,
         script: "sync_bench.py",
         run: |s| sync::uncontended_semaphore_ns(n32(10_000_000, s)),
+    },
+    Workload {
+        name: "actor_send",
+        unit: "msgs/s",
+        higher_is_better: true,
+        script: "actor_bench.py",
+        run: |s| actor::actor_send(n(2_000_000, s)),
+    },
+    Workload {
+        name: "actor_call_rtt",
+        unit: "us",
+        higher_is_better: false,
+        script: "actor_bench.py",
+        run: |s| actor::actor_call_rtt(n(200_000, s)),
+    },
+    Workload {
+        name: "actor_restart_ms",
+        unit: "ms",
+        higher_is_better: false,
+        script: "actor_bench.py",
+        run: |s| actor::actor_restart_ms(n32(50, s)),
     },
 ];

@@ -1,0 +1,113 @@
+"""Python twins of bench/src/workloads/actor.rs (multiprocessing, fork start method).
+
+Python has no actors: each twin is the plain-multiprocessing program an actor stands
+for — a Process looping over a Queue (send), a Process echoing over a Pipe (call), a
+Process started again after one died (restart).
+
+Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Usage: python3 bench/actor_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
+scales the sizes.
+"""
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+SCALE = float(os.environ.get("PROCACTOR_BENCH_SCALE", "1"))
+SMALL_S = "abcdefghijklmnopqrstuvwxyz012345"
+
+
+def n(base):
+    return max(1, int(base * SCALE))
+
+
+def _sink(q, done, count):
+    done.put(0)  # ready
+    seen = 0
+    while seen < count:
+        q.get()
+        seen += 1
+    done.put(seen)
+
+
+def actor_send(count):
+    q, done = mp.Queue(), mp.Queue()
+    p = mp.Process(target=_sink, args=(q, done, count))
+    p.start()
+    assert done.get() == 0
+    t0 = time.perf_counter()
+    for i in range(count):
+        q.put((i, SMALL_S))
+    assert done.get() == count
+    dt = time.perf_counter() - t0
+    p.join()
+    return count / dt
+
+
+def _echo(conn):
+    while True:
+        x = conn.recv()
+        if x is None:
+            return
+        conn.send(x + 1)
+
+
+def actor_call_rtt(rounds):
+    here, there = mp.Pipe()
+    p = mp.Process(target=_echo, args=(there,))
+    p.start()
+    there.close()
+    for i in range(1000):
+        here.send(i)
+        here.recv()
+    t0 = time.perf_counter()
+    for i in range(rounds):
+        here.send(i)
+        here.recv()
+    dt = time.perf_counter() - t0
+    here.send(None)
+    p.join()
+    return dt * 1e6 / rounds
+
+
+def _phoenix(conn, incarnation):
+    while True:
+        conn.send((incarnation, conn.recv()))
+
+
+def actor_restart_ms(count):
+    # a Pipe, not a Queue: a process killed inside Queue.get() dies holding the queue's
+    # reader lock, and the next reader would wait for it forever
+    here, there = mp.Pipe()
+    p = mp.Process(target=_phoenix, args=(there, 0))
+    p.start()
+    here.send(0)
+    assert here.recv() == (0, 0)
+    times = []
+    for k in range(1, count + 1):
+        t0 = time.perf_counter()
+        p.kill()
+        p.join()  # the death, detected
+        p = mp.Process(target=_phoenix, args=(there, k))
+        p.start()
+        here.send(k)
+        assert here.recv() == (k, k)
+        times.append((time.perf_counter() - t0) * 1e3)
+    p.kill()
+    p.join()
+    return statistics.median(times)
+
+
+WORKLOADS = {
+    "actor_send": (lambda: actor_send(n(200_000)), "msgs/s"),
+    "actor_call_rtt": (lambda: actor_call_rtt(n(20_000)), "us"),
+    "actor_restart_ms": (lambda: actor_restart_ms(n(50)), "ms"),
+}
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    for name in sys.argv[1:] or list(WORKLOADS):
+        fn, unit = WORKLOADS[name]
+        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)

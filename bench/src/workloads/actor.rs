@@ -1,0 +1,148 @@
+//! Actor workloads: procactor's side of sending to a queue actor, calling a pipe actor
+//! and restarting a crashed actor. Each function starts its own supervisor (and through
+//! it the actors' processes), runs the workload once and returns the figure named in its
+//! doc. The Python twins are in `bench/actor_bench.py`.
+
+use crate::workloads::queue::Small;
+use procactor::{process_actor, Actor, ActorError, Context, Queue, Supervisor};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// Counts the messages it is sent; when it has handled `n` it puts the count on `done`.
+#[process_actor]
+#[derive(Serialize, Deserialize)]
+struct Sink {
+    n: u64,
+    seen: u64,
+    done: Queue<u64>,
+}
+
+impl Actor for Sink {
+    type Msg = Small;
+    type Reply = ();
+
+    fn started(&mut self, _ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        // "ready": the parent starts its clock after this
+        self.done.put(0)?;
+        Ok(())
+    }
+
+    fn handle(&mut self, _msg: Small, _ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        self.seen += 1;
+        if self.seen == self.n {
+            self.done.put(self.seen)?;
+        }
+        Ok(())
+    }
+}
+
+/// One queue actor; the parent sends it `n` small `(u64, 32-byte String)` messages with
+/// `ActorRef::send`. Timed from the first send until the actor reports (on a `Queue`)
+/// that it has handled all `n`. Returns messages per second.
+pub(crate) fn actor_send(n: u64) -> f64 {
+    let sup = Supervisor::builder().build().expect("supervisor");
+    let done: Queue<u64> = Queue::new().expect("queue");
+    let sink = sup
+        .spawn(Sink {
+            n,
+            seen: 0,
+            done: done.clone(),
+        })
+        .expect("spawn");
+    assert_eq!(done.get_timeout(LONG).expect("ready"), 0);
+    let payload = "abcdefghijklmnopqrstuvwxyz012345";
+    let t0 = Instant::now();
+    for i in 0..n {
+        sink.send((i, payload.to_string())).expect("send");
+    }
+    assert_eq!(done.get_timeout(LONG).expect("done"), n);
+    let dt = t0.elapsed().as_secs_f64();
+    sup.shutdown(LONG).expect("shutdown");
+    n as f64 / dt
+}
+
+/// Answers every request with the request plus one.
+#[process_actor(mailbox = pipe)]
+#[derive(Serialize, Deserialize)]
+struct Echo;
+
+impl Actor for Echo {
+    type Msg = u64;
+    type Reply = u64;
+
+    fn handle(&mut self, x: u64, _ctx: &mut Context<Self>) -> Result<u64, ActorError> {
+        Ok(x + 1)
+    }
+}
+
+/// `n` calls (a `u64` request, a `u64` reply) to a pipe actor, one after the other,
+/// after 1000 untimed ones. Returns microseconds per call.
+pub(crate) fn actor_call_rtt(n: u64) -> f64 {
+    let sup = Supervisor::builder().build().expect("supervisor");
+    let echo = sup.spawn(Echo).expect("spawn");
+    for i in 0..1000 {
+        assert_eq!(echo.call(i).expect("call"), i + 1);
+    }
+    let t0 = Instant::now();
+    for i in 0..n {
+        let r = echo.call(i).expect("call");
+        debug_assert_eq!(r, i + 1);
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    sup.shutdown(LONG).expect("shutdown");
+    dt * 1e6 / n as f64
+}
+
+/// Puts `(incarnation, message)` on `out` for every message.
+#[process_actor]
+#[derive(Serialize, Deserialize)]
+struct Phoenix {
+    out: Queue<(u64, u64)>,
+}
+
+impl Actor for Phoenix {
+    type Msg = u64;
+    type Reply = ();
+
+    fn handle(&mut self, x: u64, ctx: &mut Context<Self>) -> Result<(), ActorError> {
+        self.out.put((ctx.restarts(), x))?;
+        Ok(())
+    }
+}
+
+/// A queue actor is killed (`ActorRef::kill`, SIGKILL) `n` times; each time the clock
+/// runs from the kill until the supervisor's replacement has handled a message (sent
+/// right after the kill: it waits in the mailbox, which survives the crash) and put its
+/// answer on a `Queue`. Returns the median milliseconds.
+pub(crate) fn actor_restart_ms(n: u32) -> f64 {
+    let sup = Supervisor::builder()
+        .max_restarts(n + 10, Duration::from_secs(3600))
+        .build()
+        .expect("supervisor");
+    let out: Queue<(u64, u64)> = Queue::new().expect("queue");
+    let a = sup.spawn(Phoenix { out: out.clone() }).expect("spawn");
+    // untimed: the first incarnation is up and answering
+    a.send(0).expect("send");
+    assert_eq!(out.get_timeout(LONG).expect("first answer"), (0, 0));
+    let mut times: Vec<f64> = (1..=u64::from(n.max(1)))
+        .map(|k| {
+            let t0 = Instant::now();
+            a.kill().expect("kill");
+            a.send(k).expect("send");
+            loop {
+                match out.get_timeout(LONG).expect("an answer") {
+                    (inc, x) if inc == k && x == k => break,
+                    // the dying incarnation took the message before the signal landed:
+                    // ask again, the replacement must answer
+                    (inc, _) if inc < k => a.send(k).expect("send"),
+                    other => panic!("unexpected answer {other:?} in round {k}"),
+                }
+            }
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    sup.shutdown(LONG).expect("shutdown");
+    crate::median(&mut times)
+}
