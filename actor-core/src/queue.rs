@@ -318,6 +318,12 @@ impl<T> Queue<T> {
     /// Another handle to the same queue that is an open producer even if this one is
     /// closed (the actor runtime hands a closed mailbox handle around and opens one where
     /// a sender is really wanted).
+    /// See `Ring::recover_dead_reader`: called by whoever has just seen a consumer of
+    /// this queue die.
+    pub(crate) fn recover_dead_consumer(&self) {
+        self.h.ring.recover_dead_reader();
+    }
+
     pub(crate) fn clone_open(&self) -> Self {
         Queue {
             h: Handle::attach(self.h.ring.clone(), true),

@@ -45,8 +45,8 @@ use crate::queue::Queue;
 use crate::runtime;
 use crate::sync::Event;
 use crate::{ActorRef, ExitStatus, MailboxKind, ProcessActor};
-use procactor_transports::target::{self, TargetRef};
 use procactor_transports::os;
+use procactor_transports::target::{self, TargetRef};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt::{self, Write as _};
@@ -241,6 +241,9 @@ trait Unit: Send + Sync {
     fn member_name(&self, member: u32) -> String;
     fn start(&self, member: u32) -> Result<Process<ExitReport>, SpawnError>;
     fn mailbox_len(&self) -> usize;
+    /// After a member's death: frees the mailbox's reader lock if the dead process held
+    /// it (it died waiting for a message), so the next incarnation starts at once.
+    fn recover(&self);
     /// Graceful end: stop requests through the mailbox (actors), a shutdown request
     /// (supervisors).
     fn request_stop(&self);
@@ -333,6 +336,9 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
     }
     fn mailbox_len(&self) -> usize {
         self.mailbox.len()
+    }
+    fn recover(&self) {
+        self.mailbox.recover_dead_consumer();
     }
     fn request_stop(&self) {
         self.group.word(cell::STOPPING).store(1, Ordering::Release);
@@ -461,6 +467,7 @@ impl Unit for SupUnit {
     fn mailbox_len(&self) -> usize {
         0
     }
+    fn recover(&self) {}
     /// A final, graceful shutdown: its children stop gracefully too.
     fn request_stop(&self) {
         self.group.word(cell::STOPPING).store(1, Ordering::Release);
@@ -1425,6 +1432,7 @@ fn reap(st: &mut State, i: usize) -> Option<SupervisorEvent> {
         g.word(cell::LOST_CALL).store(in_call, Ordering::Release);
     }
     let taken = g.actor_word(c.member, cell::TAKEN).load(Ordering::Acquire);
+    c.unit.recover();
     let (reason, abnormal) = match (&report, status) {
         (Ok(ExitReport::Intensity), _) => ("gave up (restart intensity)".to_string(), true),
         (Ok(r), ExitStatus::Code(0)) => (

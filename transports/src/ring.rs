@@ -873,6 +873,22 @@ impl Ring {
         r
     }
 
+    /// Frees the reader lock at once if the process holding it is dead (a consumer
+    /// killed while it waited in `pop`), completing its journal as the next reader would.
+    /// A supervisor that has just seen a consumer die calls it, so that the successor
+    /// starts without first waiting out the lock's liveness check (~10 ms).
+    pub fn recover_dead_reader(&self) {
+        let rlock = self.u32(OFF_RLOCK);
+        match robust::try_lock(rlock, true) {
+            Some(Acquired::OwnerDied) => {
+                self.recover_reader();
+                robust::unlock(rlock);
+            }
+            Some(Acquired::Clean) => robust::unlock(rlock),
+            None => {}
+        }
+    }
+
     fn avail(&self, head: u64) -> Result<u64, PopError> {
         let mut tail = self.cached_tail.load(Ordering::Relaxed);
         let mut n = tail.wrapping_sub(head);

@@ -306,6 +306,24 @@ fn reader_killed_while_waiting_leaves_a_usable_ring() {
 }
 
 #[test]
+fn a_dead_readers_lock_is_freed_at_once_by_recover_dead_reader() {
+    let r = Ring::create(256, 0).unwrap();
+    r.u32(OFF_RLOCK).store(dead_pid(), Ordering::SeqCst);
+    r.push(b"waiting", None).unwrap();
+    r.recover_dead_reader();
+    assert_eq!(r.u32(OFF_RLOCK).load(Ordering::SeqCst) & 0x7fff_ffff, 0);
+    // a try-pop (no waiting) now gets the message: the lock is free
+    let mut out = Vec::new();
+    r.pop(&mut out, Some(Instant::now()), false).unwrap();
+    assert_eq!(out, b"waiting");
+    // a live owner (this process) is left alone
+    r.u32(OFF_RLOCK).store(std::process::id(), Ordering::SeqCst);
+    r.recover_dead_reader();
+    assert_eq!(r.u32(OFF_RLOCK).load(Ordering::SeqCst), std::process::id());
+    r.u32(OFF_RLOCK).store(0, Ordering::SeqCst);
+}
+
+#[test]
 fn corrupt_headers_break_the_ring_instead_of_panicking() {
     let r = Ring::create(256, 0).unwrap();
     r.copy_in(0, &(200u32).to_le_bytes()); // claims 200 bytes, only 10 published
