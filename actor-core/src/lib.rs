@@ -15,6 +15,7 @@ pub mod codec;
 pub mod error;
 mod monitor;
 pub mod pipe;
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod runtime;
@@ -30,6 +31,7 @@ pub use actor::{
 pub use bytes::Bytes;
 pub use error::*;
 pub use pipe::*;
+pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, TaskError};
 pub use process::*;
 pub use queue::*;
 pub use runtime::{

@@ -336,6 +336,16 @@ where
     }
 }
 
+/// The message of the panic just caught (with its location, as the child's panic hook
+/// recorded it), for code that catches panics itself (a pool worker running tasks).
+pub(crate) fn take_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    PANIC_MESSAGE
+        .lock()
+        .ok()
+        .and_then(|mut m| m.take())
+        .unwrap_or_else(|| panic_payload_text(payload))
+}
+
 fn panic_payload_text(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
