@@ -38,6 +38,7 @@
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier` | [`Event`], [`Condition`], [`Barrier`] |
+//! | `Pool`, `map`, `imap`, `apply_async` | [`Pool`], [`AsyncResult`], [`TaskError`] |
 //! | (Erlang/OTP actors and supervisors) | `#[process_actor]`, [`Actor`], [`ActorRef`], [`Supervisor`] |
 //!
 //! ## Message passing
@@ -116,7 +117,7 @@ pub mod prelude {
     pub use procactor_core::{
         active_children, cpu_count, current_process, init, Array, Barrier, BoundedSemaphore, Bytes,
         Condition, Connection, Event, ExitStatus, JoinableQueue, Lock, Pipe, Process, Queue, RLock,
-        Semaphore, SimpleQueue, StartMethod, Value,
+        Pool, Semaphore, SimpleQueue, StartMethod, TaskError, Value,
     };
     pub use procactor_core::{
         Actor, ActorError, ActorRef, ChildSpec, Context, Restart, Shutdown, Strategy, Supervisor,
