@@ -170,6 +170,41 @@ fn a_worker_killed_from_outside_fails_what_it_held_and_the_rest_completes() {
 }
 
 #[test]
+fn imap_unordered_yields_every_item_once_in_completion_order() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // item 0 is slow: it comes last although it was sent first
+        let got: Vec<u64> = pool
+            .imap_unordered(
+                sleep_then,
+                (0..8u64).map(|i| (i, if i == 0 { 300 } else { 1 })),
+            )
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got.len(), 8);
+        assert_eq!(*got.last().unwrap(), 0, "{got:?}");
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..8).collect::<Vec<u64>>());
+        let mut big: Vec<u64> = pool
+            .imap_unordered_chunksize(square, 0..5000u64, 7)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        big.sort();
+        assert_eq!(big, (0..5000u64).map(|x| x * x).collect::<Vec<_>>());
+        // and per item, a death fails only its own item
+        let each: Vec<Result<u64, TaskError>> = pool
+            .imap_unordered(aborts_on_7, 0..20u64)
+            .unwrap()
+            .collect();
+        assert_eq!(each.len(), 20);
+        assert_eq!(each.iter().filter(|r| r.is_err()).count(), 1);
+    });
+}
+
+#[test]
 fn close_join_and_terminate() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();

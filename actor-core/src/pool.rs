@@ -432,8 +432,8 @@ impl PoolBuilder {
 
     /// A worker exits after this many chunks and a fresh one replaces it (default 0:
     /// never), e.g. to give back memory a library leaks.
-    pub fn maxtasksperchild(mut self, n: u64) -> Self {
-        self.maxtasks = n;
+    pub fn maxtasksperchild(mut self, n: usize) -> Self {
+        self.maxtasks = n as u64;
         self
     }
 
@@ -704,9 +704,17 @@ fn default_chunksize(len: usize, processes: usize) -> usize {
     len.div_ceil(d).max(1)
 }
 
-/// How many chunks one operation may have in each worker's ring at once.
-fn window_per_worker(chunksize: usize) -> usize {
-    (1024 / chunksize.max(1)).clamp(2, 256)
+/// How much expected work an operation queues in each worker's ring: enough to hide the
+/// wake-ups between chunks when tasks are short, little enough that a slow task holds
+/// back at most about this much work queued behind it (a worker's ring is its own).
+const QUEUED_WORK: Duration = Duration::from_millis(1);
+/// The most chunks one operation keeps in one worker's ring.
+const MAX_WINDOW: usize = 256;
+
+/// The window for chunks that take `service` each in a worker.
+fn window_for(service: Duration) -> usize {
+    let s = service.as_nanos().max(1);
+    (QUEUED_WORK.as_nanos().div_ceil(s) as usize).clamp(1, MAX_WINDOW)
 }
 
 impl Pool {
@@ -1076,7 +1084,10 @@ impl Pool {
             input: Some(input),
             chunksize,
             ordered,
-            window: window_per_worker(chunksize),
+            // one chunk per worker until the first results say how long a chunk takes
+            window: 1,
+            started: None,
+            completed: 0,
             mine: vec![0; self.processes],
             tx,
             rx,
@@ -1192,6 +1203,10 @@ pub struct Imap<'p, A, R, I> {
     chunksize: usize,
     ordered: bool,
     window: usize,
+    /// When the first chunk was sent, and how many have come back since: the rate
+    /// that sets `window`.
+    started: Option<Instant>,
+    completed: u64,
     mine: Vec<usize>,
     tx: crossbeam_channel::Sender<(u64, Outcome)>,
     rx: crossbeam_channel::Receiver<(u64, Outcome)>,
@@ -1258,6 +1273,7 @@ impl<A: Message, R: Message, I: Iterator<Item = A>> Imap<'_, A, R, I> {
             });
             match sent {
                 Ok((chunk, w)) => {
+                    self.started.get_or_insert_with(Instant::now);
                     self.seq_of.insert(chunk, (seq, n, w));
                     self.in_flight += 1;
                 }
@@ -1305,6 +1321,12 @@ impl<A: Message, R: Message, I: Iterator<Item = A>> Iterator for Imap<'_, A, R, 
             // that worker has room again in this operation's window
             if let Some(m) = self.mine.get_mut(w) {
                 *m = m.saturating_sub(1);
+            }
+            // with every worker busy, one worker takes `processes / rate` per chunk
+            self.completed += 1;
+            if let Some(t0) = self.started {
+                let per_worker = t0.elapsed() * self.pool.processes as u32 / self.completed as u32;
+                self.window = window_for(per_worker);
             }
             let items = decode_chunk::<R>(out, n);
             self.deliver(seq, items);
