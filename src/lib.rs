@@ -116,8 +116,8 @@ pub use procactor_macros::{main, process_actor};
 pub mod prelude {
     pub use procactor_core::{
         active_children, cpu_count, current_process, init, Array, Barrier, BoundedSemaphore, Bytes,
-        Condition, Connection, Event, ExitStatus, JoinableQueue, Lock, Pipe, Process, Queue, RLock,
-        Pool, Semaphore, SimpleQueue, StartMethod, TaskError, Value,
+        Condition, Connection, Event, ExitStatus, JoinableQueue, Lock, Pipe, Pool, Process, Queue,
+        RLock, Semaphore, SimpleQueue, StartMethod, TaskError, Value,
     };
     pub use procactor_core::{
         Actor, ActorError, ActorRef, ChildSpec, Context, Restart, Shutdown, Strategy, Supervisor,
