@@ -18,7 +18,7 @@
 //! sending 6 jobs, with a bad one in the middle
 //! worker-1 started again (restart 1)
 //! results: 1² = 1, 2² = 4, 3² = 9, 4² = 16, 5² = 25, 6² = 36
-//! events: worker-1 exited (bad message: "boom" at examples/supervised_tree.rs:72:31)
+//! events: worker-1 exited (bad message: "boom" at examples/supervised_tree.rs:79:31)
 //! events: worker-1 restarted (pid 2979, restarts 1)
 //! worker-1: restarts 1
 //! worker-2: restarts 0
