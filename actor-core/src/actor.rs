@@ -263,7 +263,7 @@ pub fn assert_serde_actor<T: SerdeActor + ?Sized>() {}
 // ------------------------------------------------------------------ envelope
 
 /// What travels in a mailbox: a message, a call (request number + message), or a stop
-/// request. Encoded as a CBOR array `[kind, number, message or null]`.
+/// request. Encoded as a CBOR array: `[0, message]`, `[1, number, message]`, `[2]`.
 pub(crate) enum Envelope<M> {
     Msg(M),
     Call(u64, M),
@@ -276,25 +276,26 @@ const KIND_STOP: u8 = 2;
 
 impl<M: Serialize> Serialize for Envelope<M> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(3)?;
         match self {
             Envelope::Msg(m) => {
+                let mut t = s.serialize_tuple(2)?;
                 t.serialize_element(&KIND_MSG)?;
-                t.serialize_element(&0u64)?;
-                t.serialize_element(&Some(m))?;
+                t.serialize_element(m)?;
+                t.end()
             }
             Envelope::Call(n, m) => {
+                let mut t = s.serialize_tuple(3)?;
                 t.serialize_element(&KIND_CALL)?;
                 t.serialize_element(n)?;
-                t.serialize_element(&Some(m))?;
+                t.serialize_element(m)?;
+                t.end()
             }
             Envelope::Stop => {
+                let mut t = s.serialize_tuple(1)?;
                 t.serialize_element(&KIND_STOP)?;
-                t.serialize_element(&0u64)?;
-                t.serialize_element(&None::<M>)?;
+                t.end()
             }
         }
-        t.end()
     }
 }
 
@@ -304,29 +305,36 @@ impl<'de, M: Deserialize<'de>> Deserialize<'de> for Envelope<M> {
         impl<'de, M: Deserialize<'de>> Visitor<'de> for V<M> {
             type Value = Envelope<M>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mailbox envelope [kind, number, message]")
+                f.write_str("a mailbox envelope [0, message], [1, number, message] or [2]")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
                 let kind: u8 = a
                     .next_element()?
                     .ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let n: u64 = a
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                let m: Option<M> = a
-                    .next_element()?
-                    .ok_or_else(|| de::Error::invalid_length(2, &self))?;
-                match (kind, m) {
-                    (KIND_MSG, Some(m)) => Ok(Envelope::Msg(m)),
-                    (KIND_CALL, Some(m)) => Ok(Envelope::Call(n, m)),
-                    (KIND_STOP, None) => Ok(Envelope::Stop),
-                    (k, _) => Err(de::Error::custom(format!(
+                match kind {
+                    KIND_MSG => {
+                        let m = a
+                            .next_element()?
+                            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                        Ok(Envelope::Msg(m))
+                    }
+                    KIND_CALL => {
+                        let n = a
+                            .next_element()?
+                            .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                        let m = a
+                            .next_element()?
+                            .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                        Ok(Envelope::Call(n, m))
+                    }
+                    KIND_STOP => Ok(Envelope::Stop),
+                    k => Err(de::Error::custom(format!(
                         "invalid mailbox envelope (kind {k})"
                     ))),
                 }
             }
         }
-        d.deserialize_tuple(3, V(PhantomData))
+        d.deserialize_seq(V(PhantomData))
     }
 }
 
@@ -375,7 +383,9 @@ pub(crate) mod cell {
     pub(crate) const STOPPING: usize = 2;
     /// How many of the group's actors have ended for good.
     pub(crate) const ENDED: usize = 3;
-    pub(crate) const HEADER: usize = 4;
+    /// (a whole cache line: the per-actor words the actor writes on every message do not
+    /// share a line with the header words every sender reads)
+    pub(crate) const HEADER: usize = 8;
 
     /// Per actor: current pid (0 when not running).
     pub(crate) const PID: usize = 0;
@@ -1202,11 +1212,18 @@ mod tests {
             Envelope::Stop
         ));
         buf.clear();
-        crate::codec::encode(&(9u8, 0u64, Some(1u32)), &mut buf, None).unwrap();
+        crate::codec::encode(&(9u8, 1u32), &mut buf, None).unwrap();
         assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
         buf.clear();
-        crate::codec::encode(&(KIND_MSG, 0u64, None::<u32>), &mut buf, None).unwrap();
+        // a message envelope without its message, or with one too many items
+        crate::codec::encode(&(KIND_MSG,), &mut buf, None).unwrap();
         assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
+        buf.clear();
+        crate::codec::encode(&(KIND_MSG, 1u32, 2u32), &mut buf, None).unwrap();
+        assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
+        buf.clear();
+        crate::codec::encode(&Envelope::Msg(7u32), &mut buf, None).unwrap();
+        assert_eq!(buf.len(), 3, "[0, 7]: two items, three bytes");
     }
 
     #[test]
