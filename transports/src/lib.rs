@@ -10,6 +10,8 @@
 //! - [`futex`]: wait/wake on a `u32` in shared memory, with deadlines.
 //! - [`journal`]: a commit journal in shared memory (a multi-word change that a process
 //!   killed half-way leaves undone or completable).
+//! - [`conn`]: authenticated byte channels between programs (TCP or local socket names,
+//!   HMAC-SHA-256 challenge/response, bounded frames).
 //! - [`fdpass`]: sending and receiving file descriptors alongside bytes (`SCM_RIGHTS`).
 //! - [`frame`]: length-prefixed frames over a stream socket, read into reusable buffers.
 //! - [`socket`]: Unix stream socket options (buffer sizes, half-close).
@@ -25,6 +27,7 @@
 
 mod sys;
 
+pub mod conn;
 pub mod fdpass;
 pub mod frame;
 pub mod futex;
