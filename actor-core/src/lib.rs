@@ -13,6 +13,7 @@ pub mod actor;
 mod bytes;
 pub mod codec;
 pub mod error;
+pub mod manager;
 mod monitor;
 pub mod pipe;
 pub mod pool;
@@ -30,6 +31,7 @@ pub use actor::{
 };
 pub use bytes::Bytes;
 pub use error::*;
+pub use manager::{Manager, ManagerBuilder, ManagerError, Namespace, SharedDict, SharedList};
 pub use pipe::*;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, TaskError};
 pub use process::*;

@@ -1,0 +1,1236 @@
+//! [`Manager`]: Python's `multiprocessing.Manager` — a server process that owns shared
+//! dicts, lists and namespaces, reached through proxies, locally or over authenticated
+//! TCP (or a local socket name).
+//!
+//! # How it works
+//!
+//! The server process keeps every object as CBOR bytes (a dict is a map from the
+//! encoding of a key to the encoding of a value), so it needs no type of its own: a
+//! proxy encodes on the way in and decodes on the way out. **Keys compare by their CBOR
+//! encoding**: two keys are the same key when they encode the same (for the usual key
+//! types — integers, strings, tuples of them — that is equality), and `keys()`/`items()`
+//! come in the order of those encodings.
+//!
+//! A local client talks to the server over a pair of shared-memory rings (a request ring
+//! and a reply ring, calls numbered and serialised by a robust cross-process lock): one
+//! operation costs about a microsecond instead of a socket round trip. A remote client
+//! talks over TCP or a local socket, after an HMAC-SHA-256 handshake in both directions
+//! ([`procactor_transports::conn`]). Every operation is one round trip, and every error
+//! is a `Result`: a missing key is `None`, a value of another type is a decode error
+//! naming the type expected, and a server that is gone gives
+//! [`ManagerError::Disconnected`] — promptly, never a hang.
+//!
+//! Proxies are cheap to clone and can be passed to children (`Process` arguments, an
+//! actor's fields, a `Pool` initializer's arguments). A proxy of a remote manager carries
+//! the address and the key, and connects again from the process it lands in.
+
+use crate::codec;
+use crate::error::{DecodeError, EncodeError, SpawnError};
+use crate::process::Process;
+use crate::queue::Queue;
+use crate::shared::RawArray;
+use crate::sync::Lock;
+use crate::{Bytes, GetError, Message, PutError};
+use procactor_transports::conn::{self, Address, Stream};
+use procactor_transports::os;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why a manager operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// The server is gone (shut down, killed, or the connection broke).
+    #[error("the manager's server is gone")]
+    Disconnected,
+    /// The server refused the operation (an index out of range, an object of another
+    /// kind, a name not set in a namespace, …).
+    #[error("the manager refused: {0}")]
+    Refused(String),
+    /// A value could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A value read back is not of the type asked for.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Authentication failed (a wrong key on either side).
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// Starting the server failed.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// Shared memory or another resource could not be made.
+    #[error(transparent)]
+    Resource(#[from] crate::Error),
+    /// An I/O error (connecting, binding).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+// ------------------------------------------------------------------ protocol
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum Kind {
+    Dict,
+    List,
+    Namespace,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Req {
+    New(Kind, Option<String>),
+    Len(u64),
+    Clear(u64),
+    DInsert(u64, Bytes, Bytes),
+    DGet(u64, Bytes),
+    DRemove(u64, Bytes),
+    DContains(u64, Bytes),
+    DKeys(u64),
+    DValues(u64),
+    DItems(u64),
+    DUpdate(u64, Vec<(Bytes, Bytes)>),
+    LPush(u64, Bytes),
+    LPop(u64),
+    LGet(u64, u64),
+    LSet(u64, u64, Bytes),
+    LInsert(u64, u64, Bytes),
+    LRemove(u64, u64),
+    LExtend(u64, Vec<Bytes>),
+    LAll(u64),
+    NSet(u64, String, Bytes),
+    NGet(u64, String),
+    NRemove(u64, String),
+    NNames(u64),
+    Shutdown,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Resp {
+    Unit,
+    Bool(bool),
+    Count(u64),
+    Id(u64),
+    Opt(Option<Bytes>),
+    One(Bytes),
+    Many(Vec<Bytes>),
+    Pairs(Vec<(Bytes, Bytes)>),
+    Names(Vec<String>),
+    Refused(String),
+}
+
+enum Obj {
+    Dict(BTreeMap<Bytes, Bytes>),
+    List(Vec<Bytes>),
+    Ns(BTreeMap<String, Bytes>),
+}
+
+#[derive(Default)]
+struct Store {
+    objs: HashMap<u64, Obj>,
+    names: HashMap<(Kind, String), u64>,
+    next: u64,
+}
+
+fn refused(m: impl Into<String>) -> Resp {
+    Resp::Refused(m.into())
+}
+
+impl Store {
+    fn apply(&mut self, req: Req) -> Resp {
+        use Req::*;
+        match req {
+            New(kind, name) => {
+                if let Some(n) = &name {
+                    if let Some(&id) = self.names.get(&(kind, n.clone())) {
+                        return Resp::Id(id);
+                    }
+                }
+                self.next += 1;
+                let id = self.next;
+                self.objs.insert(
+                    id,
+                    match kind {
+                        Kind::Dict => Obj::Dict(BTreeMap::new()),
+                        Kind::List => Obj::List(Vec::new()),
+                        Kind::Namespace => Obj::Ns(BTreeMap::new()),
+                    },
+                );
+                if let Some(n) = name {
+                    self.names.insert((kind, n), id);
+                }
+                Resp::Id(id)
+            }
+            Len(id) => match self.objs.get(&id) {
+                Some(Obj::Dict(d)) => Resp::Count(d.len() as u64),
+                Some(Obj::List(l)) => Resp::Count(l.len() as u64),
+                Some(Obj::Ns(n)) => Resp::Count(n.len() as u64),
+                None => no_object(id),
+            },
+            Clear(id) => match self.objs.get_mut(&id) {
+                Some(Obj::Dict(d)) => {
+                    d.clear();
+                    Resp::Unit
+                }
+                Some(Obj::List(l)) => {
+                    l.clear();
+                    Resp::Unit
+                }
+                Some(Obj::Ns(n)) => {
+                    n.clear();
+                    Resp::Unit
+                }
+                None => no_object(id),
+            },
+            DInsert(id, k, v) => self.dict(id, |d| Resp::Opt(d.insert(k, v))),
+            DGet(id, k) => self.dict(id, |d| Resp::Opt(d.get(&k).cloned())),
+            DRemove(id, k) => self.dict(id, |d| Resp::Opt(d.remove(&k))),
+            DContains(id, k) => self.dict(id, |d| Resp::Bool(d.contains_key(&k))),
+            DKeys(id) => self.dict(id, |d| Resp::Many(d.keys().cloned().collect())),
+            DValues(id) => self.dict(id, |d| Resp::Many(d.values().cloned().collect())),
+            DItems(id) => self.dict(id, |d| {
+                Resp::Pairs(d.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            }),
+            DUpdate(id, kvs) => self.dict(id, |d| {
+                d.extend(kvs);
+                Resp::Unit
+            }),
+            LPush(id, v) => self.list(id, |l| {
+                l.push(v);
+                Resp::Unit
+            }),
+            LPop(id) => self.list(id, |l| Resp::Opt(l.pop())),
+            LGet(id, i) => self.list(id, |l| Resp::Opt(l.get(i as usize).cloned())),
+            LSet(id, i, v) => self.list(id, |l| match l.get_mut(i as usize) {
+                Some(slot) => {
+                    *slot = v;
+                    Resp::Unit
+                }
+                None => out_of_range(i, l.len()),
+            }),
+            LInsert(id, i, v) => self.list(id, |l| {
+                if i as usize > l.len() {
+                    return out_of_range(i, l.len());
+                }
+                l.insert(i as usize, v);
+                Resp::Unit
+            }),
+            LRemove(id, i) => self.list(id, |l| {
+                if i as usize >= l.len() {
+                    return out_of_range(i, l.len());
+                }
+                Resp::One(l.remove(i as usize))
+            }),
+            LExtend(id, vs) => self.list(id, |l| {
+                l.extend(vs);
+                Resp::Unit
+            }),
+            LAll(id) => self.list(id, |l| Resp::Many(l.clone())),
+            NSet(id, n, v) => self.ns(id, |m| {
+                m.insert(n, v);
+                Resp::Unit
+            }),
+            NGet(id, n) => self.ns(id, |m| Resp::Opt(m.get(&n).cloned())),
+            NRemove(id, n) => self.ns(id, |m| Resp::Opt(m.remove(&n))),
+            NNames(id) => self.ns(id, |m| Resp::Names(m.keys().cloned().collect())),
+            Shutdown => Resp::Unit,
+        }
+    }
+
+    fn dict(&mut self, id: u64, f: impl FnOnce(&mut BTreeMap<Bytes, Bytes>) -> Resp) -> Resp {
+        match self.objs.get_mut(&id) {
+            Some(Obj::Dict(d)) => f(d),
+            Some(_) => refused(format!("object {id} is not a dict")),
+            None => no_object(id),
+        }
+    }
+    fn list(&mut self, id: u64, f: impl FnOnce(&mut Vec<Bytes>) -> Resp) -> Resp {
+        match self.objs.get_mut(&id) {
+            Some(Obj::List(l)) => f(l),
+            Some(_) => refused(format!("object {id} is not a list")),
+            None => no_object(id),
+        }
+    }
+    fn ns(&mut self, id: u64, f: impl FnOnce(&mut BTreeMap<String, Bytes>) -> Resp) -> Resp {
+        match self.objs.get_mut(&id) {
+            Some(Obj::Ns(n)) => f(n),
+            Some(_) => refused(format!("object {id} is not a namespace")),
+            None => no_object(id),
+        }
+    }
+}
+
+fn no_object(id: u64) -> Resp {
+    refused(format!("no object {id} in this manager"))
+}
+
+fn out_of_range(i: u64, len: usize) -> Resp {
+    refused(format!("index {i} out of range for a list of {len}"))
+}
+
+// ------------------------------------------------------------------ the server
+
+/// The most bytes one remote frame may carry.
+const MAX_FRAME: usize = 64 << 20;
+/// How long a remote peer may take over the handshake, and over the rest of a frame
+/// once its first byte came.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Remote connections served at once; more are refused (closed at once).
+const MAX_CONNECTIONS: usize = 64;
+
+/// What the server process receives.
+#[derive(Serialize, Deserialize)]
+struct ServerBoot {
+    requests: Queue<(u64, Req)>,
+    replies: Queue<(u64, Resp)>,
+    listener: Option<(Fd, Bytes)>,
+}
+
+/// A descriptor that travels as a handle does (its own `Serialize`/`Deserialize`).
+struct Fd(std::os::fd::OwnedFd);
+
+impl Serialize for Fd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        codec::SendFd(std::os::fd::AsFd::as_fd(&self.0)).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Fd(codec::RecvFd::deserialize(d)?.0))
+    }
+}
+
+fn server_main(boot: ServerBoot) {
+    let ServerBoot {
+        requests,
+        replies,
+        listener,
+    } = boot;
+    requests.close(); // the server only takes requests
+    let store = Arc::new(Mutex::new(Store::default()));
+    if let Some((fd, key)) = listener {
+        let l = conn::Listener::from_tcp(TcpListener::from(fd.0));
+        let key = key.into_vec();
+        let store = store.clone();
+        let _ = std::thread::Builder::new()
+            .name("procactor-manager-listener".into())
+            .spawn(move || serve_remote(l, key, store));
+    }
+    loop {
+        let (n, req) = match requests.get() {
+            Ok(r) => r,
+            Err(GetError::Disconnected) => return, // no client left
+            Err(GetError::Decode(e)) => {
+                tracing::error!(error = %e, "manager: undecodable request skipped");
+                continue;
+            }
+            Err(GetError::Empty) => continue,
+            Err(GetError::Broken) => return,
+        };
+        let shutdown = matches!(req, Req::Shutdown);
+        let resp = store.lock().unwrap_or_else(|e| e.into_inner()).apply(req);
+        let _ = replies.put((n, resp));
+        if shutdown {
+            return;
+        }
+    }
+}
+
+fn serve_remote(l: conn::Listener, key: Vec<u8>, store: Arc<Mutex<Store>>) {
+    let live = Arc::new(AtomicUsize::new(0));
+    let key: Arc<[u8]> = key.into();
+    loop {
+        let Ok(s) = l.accept() else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        if live.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+            live.fetch_sub(1, Ordering::AcqRel);
+            continue; // dropped: closed at once
+        }
+        let (store, key, live2) = (store.clone(), key.clone(), live.clone());
+        let spawned = std::thread::Builder::new()
+            .name("procactor-manager-conn".into())
+            .spawn(move || {
+                serve_connection(s, &key, &store);
+                live2.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            live.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Serves one remote client; any misbehaviour ends this connection only.
+fn serve_connection(mut s: Stream, key: &[u8], store: &Mutex<Store>) {
+    if s.set_read_timeout(Some(PEER_TIMEOUT)).is_err() {
+        return;
+    }
+    if conn::server_handshake(&mut s, key).is_err() {
+        return;
+    }
+    loop {
+        let Ok(frame) = read_request_frame(&mut s) else {
+            return;
+        };
+        let resp = match codec::decode::<Req>(&frame, Vec::new()) {
+            Ok(req) => {
+                let shutdown = matches!(req, Req::Shutdown);
+                let r = store.lock().unwrap_or_else(|e| e.into_inner()).apply(req);
+                if shutdown {
+                    let _ = send_resp(&mut s, &r);
+                    std::process::exit(0);
+                }
+                r
+            }
+            Err(e) => refused(format!("undecodable request: {e}")),
+        };
+        if send_resp(&mut s, &resp).is_err() {
+            return;
+        }
+    }
+}
+
+/// An authenticated client may stay idle between requests; once a frame has begun, the
+/// rest of it must come within [`PEER_TIMEOUT`].
+fn read_request_frame(s: &mut Stream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    s.set_read_timeout(None)?;
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first)?;
+    s.set_read_timeout(Some(PEER_TIMEOUT))?;
+    let mut rest = [0u8; 3];
+    s.read_exact(&mut rest)?;
+    let len = u32::from_be_bytes([first[0], rest[0], rest[1], rest[2]]) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too long",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    s.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn send_resp(s: &mut Stream, r: &Resp) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    codec::encode(r, &mut buf, None).map_err(|e| std::io::Error::other(e.to_string()))?;
+    conn::write_frame(s, &buf)
+}
+
+// ------------------------------------------------------------------ clients
+
+/// How a process reaches the server.
+enum Client {
+    Local {
+        requests: Queue<(u64, Req)>,
+        replies: Queue<(u64, Resp)>,
+        lock: Lock,
+        /// word 0: the last call number; word 1: the server's pid
+        cell: RawArray<u64>,
+    },
+    Remote {
+        address: Address,
+        key: Vec<u8>,
+        stream: Mutex<Option<Stream>>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+enum ClientWire {
+    Local(Queue<(u64, Req)>, Queue<(u64, Resp)>, Lock, RawArray<u64>),
+    Remote(String, Bytes),
+}
+
+/// A slice of a wait for a reply, after which the server's liveness is checked.
+const CHECK: Duration = Duration::from_millis(20);
+
+impl Client {
+    fn wire(&self) -> ClientWire {
+        match self {
+            Client::Local {
+                requests,
+                replies,
+                lock,
+                cell,
+            } => ClientWire::Local(
+                requests.clone(),
+                replies.clone(),
+                lock.clone(),
+                cell.clone(),
+            ),
+            Client::Remote { address, key, .. } => {
+                ClientWire::Remote(address.to_string(), Bytes::from(key.clone()))
+            }
+        }
+    }
+
+    fn from_wire(w: ClientWire) -> Client {
+        match w {
+            ClientWire::Local(requests, replies, lock, cell) => Client::Local {
+                requests,
+                replies,
+                lock,
+                cell,
+            },
+            ClientWire::Remote(a, key) => Client::Remote {
+                address: Address::parse(&a),
+                key: key.into_vec(),
+                stream: Mutex::new(None),
+            },
+        }
+    }
+
+    fn server_alive(cell: &RawArray<u64>) -> bool {
+        let pid = cell.atomic_u64(1).map_or(0, |w| w.load(Ordering::Acquire));
+        pid != 0 && u32::try_from(pid).is_ok_and(os::process_alive)
+    }
+
+    fn call(&self, req: Req) -> Result<Resp, ManagerError> {
+        let resp = match self {
+            Client::Local {
+                requests,
+                replies,
+                lock,
+                cell,
+            } => {
+                let _g = lock.acquire().unwrap_or_else(|e| e.into_inner());
+                let n = cell
+                    .atomic_u64(0)
+                    .map_or(0, |w| w.fetch_add(1, Ordering::AcqRel) + 1);
+                let mut item = (n, req);
+                loop {
+                    match requests.put_timeout(item, CHECK) {
+                        Ok(()) => break,
+                        Err(PutError::Full(i)) if Self::server_alive(cell) => item = i,
+                        Err(PutError::Encode(_, e)) => return Err(e.into()),
+                        Err(_) => return Err(ManagerError::Disconnected),
+                    }
+                }
+                loop {
+                    match replies.get_timeout(CHECK) {
+                        Ok((k, r)) if k == n => break r,
+                        Ok(_) => continue, // the reply to a caller that died waiting
+                        Err(GetError::Empty) if Self::server_alive(cell) => continue,
+                        Err(GetError::Decode(e)) => return Err(e.into()),
+                        Err(_) => return Err(ManagerError::Disconnected),
+                    }
+                }
+            }
+            Client::Remote {
+                address,
+                key,
+                stream,
+            } => {
+                let mut g = stream.lock().unwrap_or_else(|e| e.into_inner());
+                if g.is_none() {
+                    *g = Some(connect(address, key)?);
+                }
+                let Some(s) = g.as_mut() else {
+                    return Err(ManagerError::Disconnected);
+                };
+                let mut buf = Vec::new();
+                codec::encode(&req, &mut buf, None)?;
+                let r = conn::write_frame(s, &buf).and_then(|()| conn::read_frame(s, MAX_FRAME));
+                match r {
+                    Ok(frame) => codec::decode::<Resp>(&frame, Vec::new())?,
+                    Err(_) => {
+                        *g = None;
+                        return Err(ManagerError::Disconnected);
+                    }
+                }
+            }
+        };
+        match resp {
+            Resp::Refused(m) => Err(ManagerError::Refused(m)),
+            r => Ok(r),
+        }
+    }
+}
+
+fn connect(address: &Address, key: &[u8]) -> Result<Stream, ManagerError> {
+    let mut s = Stream::connect(address)?;
+    s.set_read_timeout(Some(PEER_TIMEOUT))?;
+    conn::client_handshake(&mut s, key).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ManagerError::Auth(e.to_string()),
+        _ => ManagerError::Io(e),
+    })?;
+    s.set_read_timeout(None)?;
+    Ok(s)
+}
+
+fn unexpected(r: Resp) -> ManagerError {
+    ManagerError::Refused(format!("unexpected answer from the server: {r:?}"))
+}
+
+fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, ManagerError> {
+    let mut buf = Vec::new();
+    codec::encode(v, &mut buf, None)?;
+    Ok(buf.into())
+}
+
+fn dec<T: Message>(b: &Bytes) -> Result<T, ManagerError> {
+    Ok(codec::decode(b, Vec::new())?)
+}
+
+/// The shared part of every proxy: the connection and the object's id.
+#[derive(Clone)]
+struct Handle {
+    client: Arc<Client>,
+    id: u64,
+}
+
+impl Serialize for Handle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.client.wire(), self.id).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (w, id): (ClientWire, u64) = Deserialize::deserialize(d)?;
+        Ok(Handle {
+            client: Arc::new(Client::from_wire(w)),
+            id,
+        })
+    }
+}
+
+impl Handle {
+    fn call(&self, r: Req) -> Result<Resp, ManagerError> {
+        self.client.call(r)
+    }
+    fn unit(&self, r: Req) -> Result<(), ManagerError> {
+        match self.call(r)? {
+            Resp::Unit => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+    fn opt<T: Message>(&self, r: Req) -> Result<Option<T>, ManagerError> {
+        match self.call(r)? {
+            Resp::Opt(None) => Ok(None),
+            Resp::Opt(Some(b)) => Ok(Some(dec(&b)?)),
+            r => Err(unexpected(r)),
+        }
+    }
+    fn count(&self) -> Result<usize, ManagerError> {
+        match self.call(Req::Len(self.id))? {
+            Resp::Count(n) => Ok(n as usize),
+            r => Err(unexpected(r)),
+        }
+    }
+    fn many<T: Message>(&self, r: Req) -> Result<Vec<T>, ManagerError> {
+        match self.call(r)? {
+            Resp::Many(v) => v.iter().map(dec).collect(),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+/// Makes a proxy invariant in its types and `Send + Sync` whatever they are (it holds
+/// none of them).
+type Invariant<T> = fn(T) -> T;
+
+macro_rules! proxy_common {
+    ($t:ident < $($g:ident),* >) => {
+        impl<$($g),*> Clone for $t<$($g),*> {
+            fn clone(&self) -> Self {
+                $t { h: self.h.clone(), _t: PhantomData }
+            }
+        }
+        impl<$($g),*> fmt::Debug for $t<$($g),*> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($t)).field("id", &self.h.id).finish()
+            }
+        }
+        impl<$($g),*> Serialize for $t<$($g),*> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.h.serialize(s)
+            }
+        }
+        impl<'de, $($g),*> Deserialize<'de> for $t<$($g),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                Ok($t { h: Handle::deserialize(d)?, _t: PhantomData })
+            }
+        }
+    };
+}
+
+/// A dict in a manager (Python's `Manager().dict()`): a proxy; every call is one round
+/// trip to the server. Keys compare by their CBOR encoding (see the module docs).
+pub struct SharedDict<K, V> {
+    h: Handle,
+    _t: PhantomData<Invariant<(K, V)>>,
+}
+proxy_common!(SharedDict<K, V>);
+
+impl<K: Message, V: Message> SharedDict<K, V> {
+    /// Sets `k` to `v`; the value it had, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`]: the server is gone, a value cannot be encoded, the old value is
+    /// not a `V`.
+    pub fn insert(&self, k: K, v: V) -> Result<Option<V>, ManagerError> {
+        self.h.opt(Req::DInsert(self.h.id, enc(&k)?, enc(&v)?))
+    }
+    /// The value of `k`, `None` when it is not there.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn get(&self, k: &K) -> Result<Option<V>, ManagerError> {
+        self.h.opt(Req::DGet(self.h.id, enc(k)?))
+    }
+    /// Removes `k`; the value it had.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn remove(&self, k: &K) -> Result<Option<V>, ManagerError> {
+        self.h.opt(Req::DRemove(self.h.id, enc(k)?))
+    }
+    /// Whether `k` is there.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn contains_key(&self, k: &K) -> Result<bool, ManagerError> {
+        match self.h.call(Req::DContains(self.h.id, enc(k)?))? {
+            Resp::Bool(b) => Ok(b),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// The number of entries.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.h.count()
+    }
+    /// Whether it is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+    /// The keys (in the order of their encodings).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
+        self.h.many(Req::DKeys(self.h.id))
+    }
+    /// The values (in the order of their keys' encodings).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn values(&self) -> Result<Vec<V>, ManagerError> {
+        self.h.many(Req::DValues(self.h.id))
+    }
+    /// Every `(key, value)` (Python's `items()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        match self.h.call(Req::DItems(self.h.id))? {
+            Resp::Pairs(v) => v.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// A snapshot as a local map (Python's `dict(d)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn to_map(&self) -> Result<HashMap<K, V>, ManagerError>
+    where
+        K: Eq + std::hash::Hash,
+    {
+        Ok(self.items()?.into_iter().collect())
+    }
+    /// Inserts every pair, in one round trip (Python's `update`).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn update(&self, kvs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
+        let kvs: Result<Vec<(Bytes, Bytes)>, ManagerError> = kvs
+            .into_iter()
+            .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
+            .collect();
+        self.h.unit(Req::DUpdate(self.h.id, kvs?))
+    }
+    /// Removes every entry.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.h.unit(Req::Clear(self.h.id))
+    }
+}
+
+/// A list in a manager (Python's `Manager().list()`): a proxy; every call is one round
+/// trip to the server.
+pub struct SharedList<T> {
+    h: Handle,
+    _t: PhantomData<Invariant<T>>,
+}
+proxy_common!(SharedList<T>);
+
+impl<T: Message> SharedList<T> {
+    /// Appends `x` (Python's `append`).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`]: the server is gone, a value cannot be encoded or decoded.
+    pub fn push(&self, x: T) -> Result<(), ManagerError> {
+        self.h.unit(Req::LPush(self.h.id, enc(&x)?))
+    }
+    /// Removes and returns the last item.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](SharedList::push).
+    pub fn pop(&self) -> Result<Option<T>, ManagerError> {
+        self.h.opt(Req::LPop(self.h.id))
+    }
+    /// Item `i`, `None` out of range.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](SharedList::push).
+    pub fn get(&self, i: usize) -> Result<Option<T>, ManagerError> {
+        self.h.opt(Req::LGet(self.h.id, i as u64))
+    }
+    /// Replaces item `i`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Refused`] out of range; as [`push`](SharedList::push).
+    pub fn set(&self, i: usize, x: T) -> Result<(), ManagerError> {
+        self.h.unit(Req::LSet(self.h.id, i as u64, enc(&x)?))
+    }
+    /// Inserts `x` before item `i` (`i == len` appends).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Refused`] when `i > len`; as [`push`](SharedList::push).
+    pub fn insert(&self, i: usize, x: T) -> Result<(), ManagerError> {
+        self.h.unit(Req::LInsert(self.h.id, i as u64, enc(&x)?))
+    }
+    /// Removes and returns item `i`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Refused`] out of range; as [`push`](SharedList::push).
+    pub fn remove(&self, i: usize) -> Result<T, ManagerError> {
+        match self.h.call(Req::LRemove(self.h.id, i as u64))? {
+            Resp::One(b) => dec(&b),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// The number of items.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](SharedList::push).
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.h.count()
+    }
+    /// Whether it is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](SharedList::push).
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+    /// Appends every item, in one round trip.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](SharedList::push).
+    pub fn extend(&self, xs: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
+        let xs: Result<Vec<Bytes>, ManagerError> = xs.into_iter().map(|x| enc(&x)).collect();
+        self.h.unit(Req::LExtend(self.h.id, xs?))
+    }
+    /// A snapshot as a local `Vec` (Python's `list(l)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](SharedList::push).
+    pub fn to_vec(&self) -> Result<Vec<T>, ManagerError> {
+        self.h.many(Req::LAll(self.h.id))
+    }
+    /// Removes every item.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](SharedList::push).
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.h.unit(Req::Clear(self.h.id))
+    }
+}
+
+/// A namespace in a manager (Python's `Manager().Namespace()`): named values of any
+/// type.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Namespace {
+    h: Handle,
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace").field("id", &self.h.id).finish()
+    }
+}
+
+impl Namespace {
+    /// Sets `name` to `v`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`]: the server is gone, the value cannot be encoded.
+    pub fn set<T: Serialize + ?Sized>(&self, name: &str, v: &T) -> Result<(), ManagerError> {
+        self.h.unit(Req::NSet(self.h.id, name.to_string(), enc(v)?))
+    }
+    /// The value of `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Refused`] when `name` is not set (Python's `AttributeError`), a
+    /// decode error when it holds another type.
+    pub fn get<T: Message>(&self, name: &str) -> Result<T, ManagerError> {
+        self.h
+            .opt(Req::NGet(self.h.id, name.to_string()))?
+            .ok_or_else(|| ManagerError::Refused(format!("the namespace has no `{name}`")))
+    }
+    /// Removes `name`; whether it was set.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Namespace::set).
+    pub fn remove(&self, name: &str) -> Result<bool, ManagerError> {
+        match self.h.call(Req::NRemove(self.h.id, name.to_string()))? {
+            Resp::Opt(o) => Ok(o.is_some()),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// The names set, sorted.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Namespace::set).
+    pub fn names(&self) -> Result<Vec<String>, ManagerError> {
+        match self.h.call(Req::NNames(self.h.id))? {
+            Resp::Names(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ Manager
+
+/// A manager: a server process owning shared objects (Python's `Manager()`), or a
+/// connection to a remote one ([`Manager::connect`]).
+///
+/// Dropping a manager that started its server shuts the server down.
+///
+/// # Examples
+///
+/// ```
+/// use procactor::Manager;
+///
+/// fn main() {
+///     procactor::init();
+///     let mgr = Manager::start().unwrap();
+///     let d = mgr.dict::<String, i64>().unwrap();
+///     d.insert("a".into(), 22).unwrap();
+///     assert_eq!(d.get(&"a".into()).unwrap(), Some(22));
+///     let l = mgr.list::<u64>().unwrap();
+///     l.push(1).unwrap();
+///     assert_eq!(l.to_vec().unwrap(), [1]);
+///     let ns = mgr.namespace().unwrap();
+///     ns.set("x", &3).unwrap();
+///     assert_eq!(ns.get::<i32>("x").unwrap(), 3);
+///     mgr.shutdown().unwrap();
+/// }
+/// ```
+pub struct Manager {
+    client: Arc<Client>,
+    server: Mutex<Option<Process<()>>>,
+    address: Option<String>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Manager`] that also listens for remote clients.
+#[derive(Debug, Default)]
+pub struct ManagerBuilder {
+    listen: Option<String>,
+    authkey: Option<Vec<u8>>,
+}
+
+impl ManagerBuilder {
+    /// Also listen on this TCP address (`"127.0.0.1:0"` picks a free port; see
+    /// [`Manager::address`]).
+    pub fn listen(mut self, address: &str) -> Self {
+        self.listen = Some(address.to_string());
+        self
+    }
+    /// The key remote clients must prove they know (required with `listen`).
+    pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.authkey = Some(key.into());
+        self
+    }
+    /// Starts the server process.
+    ///
+    /// # Errors
+    ///
+    /// `listen` without `authkey`, an address that cannot be bound, the server cannot
+    /// start.
+    pub fn start(self) -> Result<Manager, ManagerError> {
+        let requests: Queue<(u64, Req)> = Queue::with_capacity_bytes(1 << 20)?;
+        let replies: Queue<(u64, Resp)> = Queue::with_capacity_bytes(1 << 20)?;
+        let cell = RawArray::<u64>::zeroed(2)?;
+        let mut address = None;
+        let listener = match self.listen {
+            None => None,
+            Some(a) => {
+                let key = self.authkey.clone().ok_or_else(|| {
+                    ManagerError::Refused("a listening manager needs an authkey".into())
+                })?;
+                let l = TcpListener::bind(&a)?;
+                address = Some(l.local_addr()?.to_string());
+                Some((l, key))
+            }
+        };
+        let boot_replies = replies.clone();
+        replies.close(); // clients only take replies
+        let boot = ServerBootRef {
+            requests: &requests,
+            replies: &boot_replies,
+            listener: listener.as_ref().map(|(l, k)| {
+                (
+                    codec::SendFd(std::os::fd::AsFd::as_fd(l)),
+                    Bytes::from(k.clone()),
+                )
+            }),
+        };
+        let p = crate::process::start_encoded(
+            server_main,
+            &boot,
+            Some("SyncManager".into()),
+            true,
+            None,
+            None,
+        )?;
+        drop(boot_replies);
+        if let Some(w) = cell.atomic_u64(1) {
+            w.store(u64::from(p.pid()), Ordering::Release);
+        }
+        Ok(Manager {
+            client: Arc::new(Client::Local {
+                requests,
+                replies,
+                lock: Lock::new()?,
+                cell,
+            }),
+            server: Mutex::new(Some(p)),
+            address,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ServerBootRef<'a> {
+    requests: &'a Queue<(u64, Req)>,
+    replies: &'a Queue<(u64, Resp)>,
+    listener: Option<(codec::SendFd<'a>, Bytes)>,
+}
+
+impl Manager {
+    /// Starts a manager server process, reachable from this process and its children.
+    ///
+    /// # Errors
+    ///
+    /// The server cannot start (or `procactor::init()` was not called).
+    pub fn start() -> Result<Manager, ManagerError> {
+        ManagerBuilder::default().start()
+    }
+
+    /// A builder (`listen`, `authkey`).
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::default()
+    }
+
+    /// Connects to a manager listening at `address` (`"host:port"`), proving `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Auth`] for a wrong key, [`ManagerError::Io`] when nobody listens.
+    pub fn connect(address: &str, key: &[u8]) -> Result<Manager, ManagerError> {
+        let address = Address::parse(address);
+        let s = connect(&address, key)?;
+        Ok(Manager {
+            client: Arc::new(Client::Remote {
+                address: address.clone(),
+                key: key.to_vec(),
+                stream: Mutex::new(Some(s)),
+            }),
+            server: Mutex::new(None),
+            address: Some(address.to_string()),
+        })
+    }
+
+    /// The address remote clients use (`None` for a manager that does not listen).
+    pub fn address(&self) -> Option<String> {
+        self.address.clone()
+    }
+
+    /// The server's pid, for a manager this process started.
+    pub fn pid(&self) -> Option<u32> {
+        self.server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Process::pid)
+    }
+
+    fn new_obj(&self, kind: Kind, name: Option<&str>) -> Result<Handle, ManagerError> {
+        match self.client.call(Req::New(kind, name.map(str::to_string)))? {
+            Resp::Id(id) => Ok(Handle {
+                client: self.client.clone(),
+                id,
+            }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// A new, empty shared dict.
+    ///
+    /// # Errors
+    ///
+    /// The server is gone.
+    pub fn dict<K: Message, V: Message>(&self) -> Result<SharedDict<K, V>, ManagerError> {
+        Ok(SharedDict {
+            h: self.new_obj(Kind::Dict, None)?,
+            _t: PhantomData,
+        })
+    }
+    /// The shared dict called `name`, made empty if it does not exist yet: how another
+    /// client finds it.
+    ///
+    /// # Errors
+    ///
+    /// The server is gone.
+    pub fn dict_named<K: Message, V: Message>(
+        &self,
+        name: &str,
+    ) -> Result<SharedDict<K, V>, ManagerError> {
+        Ok(SharedDict {
+            h: self.new_obj(Kind::Dict, Some(name))?,
+            _t: PhantomData,
+        })
+    }
+    /// A new, empty shared list.
+    ///
+    /// # Errors
+    ///
+    /// The server is gone.
+    pub fn list<T: Message>(&self) -> Result<SharedList<T>, ManagerError> {
+        Ok(SharedList {
+            h: self.new_obj(Kind::List, None)?,
+            _t: PhantomData,
+        })
+    }
+    /// The shared list called `name` (get or create).
+    ///
+    /// # Errors
+    ///
+    /// The server is gone.
+    pub fn list_named<T: Message>(&self, name: &str) -> Result<SharedList<T>, ManagerError> {
+        Ok(SharedList {
+            h: self.new_obj(Kind::List, Some(name))?,
+            _t: PhantomData,
+        })
+    }
+    /// A new, empty namespace.
+    ///
+    /// # Errors
+    ///
+    /// The server is gone.
+    pub fn namespace(&self) -> Result<Namespace, ManagerError> {
+        Ok(Namespace {
+            h: self.new_obj(Kind::Namespace, None)?,
+        })
+    }
+    /// The namespace called `name` (get or create).
+    ///
+    /// # Errors
+    ///
+    /// The server is gone.
+    pub fn namespace_named(&self, name: &str) -> Result<Namespace, ManagerError> {
+        Ok(Namespace {
+            h: self.new_obj(Kind::Namespace, Some(name))?,
+        })
+    }
+
+    /// Stops the server (a remote one too). Later operations through any proxy give
+    /// [`ManagerError::Disconnected`]. Calling it again is harmless.
+    ///
+    /// # Errors
+    ///
+    /// None today for a local manager (a server already gone is fine).
+    pub fn shutdown(&self) -> Result<(), ManagerError> {
+        let mut server = self.server.lock().unwrap_or_else(|e| e.into_inner());
+        match self.client.call(Req::Shutdown) {
+            Ok(_) | Err(ManagerError::Disconnected) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(mut p) = server.take() {
+            if p.join_timeout(Duration::from_secs(5))
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                let _ = p.kill();
+                let _ = p.join();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let started = self
+            .server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if started {
+            let _ = self.shutdown();
+        }
+    }
+}
