@@ -362,14 +362,15 @@ enum Op {
 
 /// Applies `ops` to the shared dict (keys prefixed by the process number, so that each
 /// process owns its keys) and list; returns what each op answered.
-fn run_ops(
-    (d, l, me, ops): (
-        SharedDict<(u32, u8), u32>,
-        SharedList<(u32, u32)>,
-        u32,
-        Vec<Op>,
-    ),
-) -> Vec<Option<u32>> {
+/// What each process of the proptest gets: the dict, the list, its number, its ops.
+type OpsArgs = (
+    SharedDict<(u32, u8), u32>,
+    SharedList<(u32, u32)>,
+    u32,
+    Vec<Op>,
+);
+
+fn run_ops((d, l, me, ops): OpsArgs) -> Vec<Option<u32>> {
     ops.iter()
         .map(|op| match op {
             Op::Insert(k, v) => d.insert((me, *k), *v).unwrap(),
