@@ -3,6 +3,7 @@
 
 pub(crate) mod actor;
 pub(crate) mod pipe;
+pub(crate) mod pool;
 pub(crate) mod process;
 pub(crate) mod queue;
 pub(crate) mod sync;
@@ -145,5 +146,33 @@ pub(crate) const ALL: &[Workload] = &[
         higher_is_better: false,
         script: "actor_bench.py",
         run: |s| actor::actor_restart_ms(n32(50, s)),
+    },
+    Workload {
+        name: "pool_map",
+        unit: "tasks/s",
+        higher_is_better: true,
+        script: "pool_bench.py",
+        run: |s| pool::pool_map(n(200_000, s)),
+    },
+    Workload {
+        name: "pool_map_cs1",
+        unit: "tasks/s",
+        higher_is_better: true,
+        script: "pool_bench.py",
+        run: |s| pool::pool_map_cs1(n(20_000, s)),
+    },
+    Workload {
+        name: "pool_imap_unordered_cs1",
+        unit: "tasks/s",
+        higher_is_better: true,
+        script: "pool_bench.py",
+        run: |s| pool::pool_imap_unordered_cs1(n(50_000, s)),
+    },
+    Workload {
+        name: "pool_apply_async_rtt",
+        unit: "us",
+        higher_is_better: false,
+        script: "pool_bench.py",
+        run: |s| pool::pool_apply_async_rtt(n(20_000, s)),
     },
 ];

@@ -1,0 +1,88 @@
+"""Python twins of bench/src/workloads/pool.rs (multiprocessing.Pool(2), fork start
+method).
+
+Each twin starts the pool, warms it up with one small map (untimed), times the
+workload, and ends the pool (untimed).
+
+Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Usage: python3 bench/pool_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
+scales the sizes.
+"""
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+SCALE = float(os.environ.get("PROCACTOR_BENCH_SCALE", "1"))
+PROCESSES = 2
+
+
+def n(base):
+    return max(1, int(base * SCALE))
+
+
+def square(x):
+    return x * x
+
+
+def _warm_pool():
+    pool = mp.Pool(PROCESSES)
+    assert pool.map(square, range(1000))[999] == 999 * 999
+    return pool
+
+
+def pool_map(count):
+    with _warm_pool() as pool:
+        t0 = time.perf_counter()
+        r = pool.map(square, range(count))
+        dt = time.perf_counter() - t0
+    assert len(r) == count and r[-1] == (count - 1) ** 2
+    return count / dt
+
+
+def pool_map_cs1(count):
+    with _warm_pool() as pool:
+        t0 = time.perf_counter()
+        r = pool.map(square, range(count), chunksize=1)
+        dt = time.perf_counter() - t0
+    assert len(r) == count and r[-1] == (count - 1) ** 2
+    return count / dt
+
+
+def pool_imap_unordered_cs1(count):
+    with _warm_pool() as pool:
+        t0 = time.perf_counter()
+        seen = 0
+        total = 0
+        for r in pool.imap_unordered(square, range(count), chunksize=1):
+            total += r
+            seen += 1
+        dt = time.perf_counter() - t0
+    assert seen == count and total == sum(x * x for x in range(count))
+    return count / dt
+
+
+def pool_apply_async_rtt(rounds):
+    with _warm_pool() as pool:
+        for x in range(1000):
+            assert pool.apply_async(square, (x,)).get() == x * x
+        t0 = time.perf_counter()
+        for x in range(rounds):
+            pool.apply_async(square, (x,)).get()
+        dt = time.perf_counter() - t0
+    return dt * 1e6 / rounds
+
+
+WORKLOADS = {
+    "pool_map": (lambda: pool_map(n(200_000)), "tasks/s"),
+    "pool_map_cs1": (lambda: pool_map_cs1(n(20_000)), "tasks/s"),
+    "pool_imap_unordered_cs1": (lambda: pool_imap_unordered_cs1(n(50_000)), "tasks/s"),
+    "pool_apply_async_rtt": (lambda: pool_apply_async_rtt(n(5_000)), "us"),
+}
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    for name in sys.argv[1:] or list(WORKLOADS):
+        fn, unit = WORKLOADS[name]
+        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
