@@ -448,3 +448,41 @@ proptest! {
         });
     }
 }
+
+fn echo_over_local_socket((name, key): (String, Vec<u8>)) -> String {
+    let mut c = procactor::connection::Client::connect(&name, &key).unwrap();
+    c.send(&"ping".to_string()).unwrap();
+    c.recv::<String>().unwrap()
+}
+
+#[test]
+fn listener_and_client_over_a_local_socket_name_and_tcp() {
+    use procactor::connection::{Client, Listener};
+    watchdog(60, || {
+        let name = format!("local:procactor-test-{}", std::process::id());
+        let l = Listener::bind(&name, KEY).unwrap();
+        assert_eq!(l.address(), name);
+        let mut p = Process::new(echo_over_local_socket, (name.clone(), KEY.to_vec()))
+            .start()
+            .unwrap();
+        let mut c = l.accept().unwrap();
+        assert_eq!(c.recv::<String>().unwrap(), "ping");
+        c.send("pong").unwrap();
+        assert_eq!(p.result().unwrap(), "pong");
+
+        // TCP, a wrong key on either side, a wrong type
+        let l = Listener::bind("127.0.0.1:0", KEY).unwrap();
+        let addr = l.address();
+        let t = std::thread::spawn(move || {
+            let refused = l.accept().unwrap_err();
+            assert_eq!(refused.kind(), std::io::ErrorKind::PermissionDenied);
+            let mut c = l.accept().unwrap();
+            c.send(&"not a number").unwrap();
+        });
+        let e = Client::connect(&addr, b"bad").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied);
+        let mut c = Client::connect(&addr, KEY).unwrap();
+        assert!(matches!(c.recv::<u64>(), Err(procactor::Error::Decode(_))));
+        t.join().unwrap();
+    });
+}

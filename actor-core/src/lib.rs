@@ -12,6 +12,7 @@
 pub mod actor;
 mod bytes;
 pub mod codec;
+pub mod connection;
 pub mod error;
 pub mod manager;
 mod monitor;
