@@ -39,6 +39,8 @@
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier` | [`Event`], [`Condition`], [`Barrier`] |
 //! | `Pool`, `map`, `imap`, `apply_async` | [`Pool`], [`AsyncResult`], [`TaskError`] |
+//! | `Manager()`, `dict()`, `list()`, `Namespace()` | [`Manager`], [`SharedDict`], [`SharedList`], [`Namespace`] |
+//! | `multiprocessing.connection` `Listener`, `Client` | [`connection::Listener`], [`connection::Client`] |
 //! | (Erlang/OTP actors and supervisors) | `#[process_actor]`, [`Actor`], [`ActorRef`], [`Supervisor`] |
 //!
 //! ## Message passing
