@@ -108,6 +108,15 @@ impl Actor for Forwarder {
     }
 }
 
+/// A supervisor from `b` with one `Recorder`, once it has started.
+fn recorder(b: procactor::SupervisorBuilder) -> (Supervisor, ActorRef<Recorder>, Queue<String>) {
+    let out = Queue::new().unwrap();
+    let sup = b.build().unwrap();
+    let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
+    assert!(recv(&out).starts_with("started"));
+    (sup, r, out)
+}
+
 fn recv(q: &Queue<String>) -> String {
     q.get_timeout(T).expect("a message from the actor")
 }
@@ -153,10 +162,7 @@ fn a_queue_actor_handles_messages_in_order_and_stop_drains_then_runs_stopped() {
 #[test]
 fn dropping_the_last_ref_ends_the_loop_with_disconnected() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder().build().unwrap();
-        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
-        assert!(recv(&out).starts_with("started"));
+        let (sup, r, out) = recorder(Supervisor::builder());
         let watcher = r.clone();
         r.send("a".into()).unwrap();
         drop(r);
@@ -179,13 +185,8 @@ fn dropping_the_last_ref_ends_the_loop_with_disconnected() {
 #[test]
 fn ctx_stop_is_a_normal_exit_and_a_permanent_actor_is_restarted() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder()
-            .max_restarts(5, Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
-        assert!(recv(&out).starts_with("started"));
+        let (sup, r, out) =
+            recorder(Supervisor::builder().max_restarts(5, Duration::from_secs(10)));
         r.send("stop".into()).unwrap();
         assert_eq!(recv(&out), "stop");
         assert_eq!(recv(&out), "stopped");
@@ -200,13 +201,8 @@ fn ctx_stop_is_a_normal_exit_and_a_permanent_actor_is_restarted() {
 #[test]
 fn handle_errors_and_panics_are_crashes_with_their_message() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder()
-            .max_restarts(5, Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
-        assert!(recv(&out).starts_with("started"));
+        let (sup, r, out) =
+            recorder(Supervisor::builder().max_restarts(5, Duration::from_secs(10)));
         r.send("fail".into()).unwrap();
         assert_eq!(recv(&out), "started Recorder after 1 restarts");
         assert_eq!(r.exitcode(), Some(ExitStatus::Code(1)));
@@ -281,10 +277,7 @@ fn send_from_child((r, n): (ActorRef<Recorder>, u32)) {
 #[test]
 fn refs_travel_to_other_processes() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder().build().unwrap();
-        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
-        assert!(recv(&out).starts_with("started"));
+        let (sup, r, out) = recorder(Supervisor::builder());
         let mut p = Process::new(send_from_child, (r.clone(), 3))
             .start()
             .unwrap();
@@ -302,13 +295,8 @@ fn refs_travel_to_other_processes() {
 #[test]
 fn terminate_and_kill_are_crashes_the_supervisor_answers() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder()
-            .max_restarts(5, Duration::from_secs(10))
-            .build()
-            .unwrap();
-        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
-        assert!(recv(&out).starts_with("started"));
+        let (sup, r, out) =
+            recorder(Supervisor::builder().max_restarts(5, Duration::from_secs(10)));
         let first = r.pid().unwrap();
         r.kill().unwrap();
         assert_eq!(recv(&out), "started Recorder after 1 restarts");
@@ -324,10 +312,7 @@ fn terminate_and_kill_are_crashes_the_supervisor_answers() {
 #[test]
 fn try_send_and_send_timeout_give_the_message_back_when_full() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder().build().unwrap();
-        let r = sup.spawn(Recorder { out: out.clone() }).unwrap();
-        assert!(recv(&out).starts_with("started"));
+        let (sup, r, out) = recorder(Supervisor::builder());
         // a big message fills the 1 MiB mailbox ring while the actor sleeps on "slow"
         r.send("slow".into()).unwrap();
         let big = "x".repeat(100 * 1024);

@@ -50,6 +50,14 @@ impl Actor for Worker {
     }
 }
 
+fn spawn_worker(sup: &Supervisor, tag: u32, out: &Reports) -> procactor::ActorRef<Worker> {
+    sup.spawn(Worker {
+        tag,
+        out: out.clone(),
+    })
+    .unwrap()
+}
+
 fn next(out: &Reports) -> (u32, u64, u32) {
     out.get_timeout(T).expect("a report from a worker")
 }
@@ -192,18 +200,8 @@ fn intensity_gives_up_exactly_after_max_restarts_in_period() {
             .max_restarts(2, Duration::from_secs(60))
             .build()
             .unwrap();
-        let w = sup
-            .spawn(Worker {
-                tag: 1,
-                out: out.clone(),
-            })
-            .unwrap();
-        let other = sup
-            .spawn(Worker {
-                tag: 2,
-                out: out.clone(),
-            })
-            .unwrap();
+        let w = spawn_worker(&sup, 1, &out);
+        let other = spawn_worker(&sup, 2, &out);
         started(&out, &[1, 2]);
         for n in 1..=2 {
             w.send((n, Act::Panic)).unwrap();
@@ -241,12 +239,7 @@ fn a_restarted_actor_keeps_its_mailbox_and_the_lost_message_is_reported() {
             .max_restarts(5, Duration::from_secs(60))
             .build()
             .unwrap();
-        let w = sup
-            .spawn(Worker {
-                tag: 1,
-                out: out.clone(),
-            })
-            .unwrap();
+        let w = spawn_worker(&sup, 1, &out);
         started(&out, &[1]);
         // ten messages queued behind a slow one; the fifth taken crashes
         w.send((1, Act::Sleep(200))).unwrap();

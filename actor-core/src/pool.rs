@@ -1023,9 +1023,7 @@ impl Pool {
         items: I,
         chunksize: usize,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
-        self.check_open()?;
-        self.run(f, items.into_iter(), chunksize.max(1), true)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))
+        self.lazy(f, items.into_iter(), chunksize, true)
     }
 
     /// As [`imap`](Pool::imap), in completion order (Python's `imap_unordered`).
@@ -1052,8 +1050,18 @@ impl Pool {
         items: I,
         chunksize: usize,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
+        self.lazy(f, items.into_iter(), chunksize, false)
+    }
+
+    fn lazy<A: Message, R: Message, I: Iterator<Item = A>>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<Imap<'_, A, R, I>, Error> {
         self.check_open()?;
-        self.run(f, items.into_iter(), chunksize.max(1), false)
+        self.run(f, items, chunksize.max(1), ordered)
             .map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 

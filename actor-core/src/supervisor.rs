@@ -430,6 +430,25 @@ struct SupBoot {
     shutdown: Event,
 }
 
+impl SupUnit {
+    /// What its process receives (its children encoded afresh).
+    fn boot(&self) -> Result<SupBoot, EncodeError> {
+        let units = self
+            .children
+            .iter()
+            .map(|(_, u)| u.wire())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SupBoot {
+            name: self.name.clone(),
+            settings: self.settings,
+            specs: self.children.iter().map(|(s, _)| s.clone()).collect(),
+            units,
+            group: self.group.clone(),
+            shutdown: self.shutdown.clone(),
+        })
+    }
+}
+
 impl Unit for SupUnit {
     fn members(&self) -> u32 {
         1
@@ -443,18 +462,7 @@ impl Unit for SupUnit {
     fn start(&self, _member: u32) -> Result<Process<ExitReport>, SpawnError> {
         self.group.word(cell::STOPPING).store(0, Ordering::Release);
         self.shutdown.clear();
-        let mut units = Vec::new();
-        for (_, u) in &self.children {
-            units.push(u.wire().map_err(SpawnError::Encode)?);
-        }
-        let boot = SupBoot {
-            name: self.name.clone(),
-            settings: self.settings,
-            specs: self.children.iter().map(|(s, _)| s.clone()).collect(),
-            units,
-            group: self.group.clone(),
-            shutdown: self.shutdown.clone(),
-        };
+        let boot = self.boot().map_err(SpawnError::Encode)?;
         start_encoded(
             supervisor_main,
             &boot,
@@ -495,19 +503,7 @@ impl Unit for SupUnit {
     }
     fn wire(&self) -> Result<UnitWire, EncodeError> {
         let decoder: DecodeFn = decode_sup_unit;
-        let mut units = Vec::new();
-        for (_, u) in &self.children {
-            units.push(u.wire()?);
-        }
-        let boot = SupBoot {
-            name: self.name.clone(),
-            settings: self.settings,
-            specs: self.children.iter().map(|(s, _)| s.clone()).collect(),
-            units,
-            group: self.group.clone(),
-            shutdown: self.shutdown.clone(),
-        };
-        UnitWire::encode(decoder, &boot)
+        UnitWire::encode(decoder, &self.boot()?)
     }
 }
 
@@ -688,6 +684,27 @@ fn short_name(full: &str) -> &str {
     full.rsplit("::").next().unwrap_or(full)
 }
 
+/// A child's name: the spec's, else the actor type's own.
+fn base_name<A: ProcessActor>(spec: &ChildSpec) -> String {
+    spec.name
+        .clone()
+        .unwrap_or_else(|| short_name(A::NAME).to_string())
+}
+
+/// `n` actors made by `make` on one new mailbox, and the pool's reference.
+fn pool_unit<A: ProcessActor>(
+    name: String,
+    n: usize,
+    make: impl FnMut() -> A,
+) -> Result<(ActorUnit<A>, PoolRef<A>), crate::Error> {
+    let actors: Vec<A> = std::iter::repeat_with(make).take(n.max(1)).collect();
+    let unit = ActorUnit::create(name.clone(), actors)?;
+    let r = PoolRef {
+        inner: unit.actor_ref(0, name),
+    };
+    Ok((unit, r))
+}
+
 impl SupervisorBuilder {
     /// The supervisor's name (default `"supervisor"`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -727,10 +744,7 @@ impl SupervisorBuilder {
         spec: ChildSpec,
         actor: A,
     ) -> Result<ActorRef<A>, SupervisorError> {
-        let name = spec
-            .name
-            .clone()
-            .unwrap_or_else(|| short_name(A::NAME).to_string());
+        let name = base_name::<A>(&spec);
         let unit = ActorUnit::create(name.clone(), vec![actor])?;
         let r = unit.actor_ref(0, name);
         self.children.push((spec, Arc::new(unit)));
@@ -749,15 +763,7 @@ impl SupervisorBuilder {
         n: usize,
         make: impl FnMut() -> A,
     ) -> Result<PoolRef<A>, SupervisorError> {
-        let name = spec
-            .name
-            .clone()
-            .unwrap_or_else(|| short_name(A::NAME).to_string());
-        let actors: Vec<A> = std::iter::repeat_with(make).take(n.max(1)).collect();
-        let unit = ActorUnit::create(name.clone(), actors)?;
-        let r = PoolRef {
-            inner: unit.actor_ref(0, name),
-        };
+        let (unit, r) = pool_unit(base_name::<A>(&spec), n, make)?;
         self.children.push((spec, Arc::new(unit)));
         Ok(r)
     }
@@ -1089,11 +1095,7 @@ impl Supervisor {
         spec: ChildSpec,
         actor: A,
     ) -> Result<ActorRef<A>, SupervisorError> {
-        let base = spec
-            .name
-            .clone()
-            .unwrap_or_else(|| short_name(A::NAME).to_string());
-        let name = self.unique_name(&base);
+        let name = self.unique_name(&base_name::<A>(&spec));
         let unit = ActorUnit::create(name.clone(), vec![actor])?;
         let r = unit.actor_ref(0, name);
         self.add_unit(spec, Arc::new(unit))?;
@@ -1126,16 +1128,8 @@ impl Supervisor {
         n: usize,
         make: impl FnMut() -> A,
     ) -> Result<PoolRef<A>, SupervisorError> {
-        let base = spec
-            .name
-            .clone()
-            .unwrap_or_else(|| short_name(A::NAME).to_string());
-        let name = self.unique_name(&base);
-        let actors: Vec<A> = std::iter::repeat_with(make).take(n.max(1)).collect();
-        let unit = ActorUnit::create(name.clone(), actors)?;
-        let r = PoolRef {
-            inner: unit.actor_ref(0, name),
-        };
+        let name = self.unique_name(&base_name::<A>(&spec));
+        let (unit, r) = pool_unit(name, n, make)?;
         self.add_unit(spec, Arc::new(unit))?;
         Ok(r)
     }
