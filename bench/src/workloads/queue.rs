@@ -3,8 +3,7 @@
 //! workload once and returns the figure named in its doc. The Python twins are in
 //! `bench/queue_bench.py`.
 
-use procactor::{JoinableQueue, Process, Queue};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use procactor::{Bytes, JoinableQueue, Process, Queue};
 use std::time::{Duration, Instant};
 
 /// The small message of the throughput workloads: an `(u64, 32-byte String)` tuple.
@@ -142,43 +141,14 @@ pub(crate) fn joinable(n: u64) -> f64 {
     n as f64 / dt
 }
 
-/// Bytes that serialize as one CBOR byte string (not an array of integers).
-#[derive(Debug)]
-pub(crate) struct Bytes(pub(crate) Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes(v))
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
-}
-
 fn put_big((go, q, size, reps): (Queue<()>, Queue<Bytes>, usize, u32)) {
-    let msg = Bytes(vec![7u8; size]);
+    let msg = Bytes::from(vec![7u8; size]);
     // one untimed message first: both sides' buffers grow to size (and fault their
     // pages in) outside the measurement, as in the Python twin
-    q.put(Bytes(msg.0.clone())).expect("put");
+    q.put(msg.clone()).expect("put");
     go.get_timeout(LONG).expect("go");
     for _ in 0..reps {
-        q.put(Bytes(msg.0.clone())).expect("put");
+        q.put(msg.clone()).expect("put");
     }
 }
 
@@ -192,13 +162,13 @@ pub(crate) fn big_message_16mib_through_64kib(reps: u32) -> f64 {
         .start()
         .expect("start");
     let warm = q.get_timeout(LONG).expect("warm-up get");
-    assert_eq!(warm.0.len(), SIZE);
+    assert_eq!(warm.len(), SIZE);
     drop(warm);
     let t0 = Instant::now();
     go.put(()).expect("go");
     for _ in 0..reps {
         let b = q.get_timeout(LONG).expect("get");
-        assert_eq!(b.0.len(), SIZE);
+        assert_eq!(b.len(), SIZE);
     }
     let dt = t0.elapsed().as_secs_f64();
     p.join().expect("join");
