@@ -2,6 +2,7 @@
 //! function of the same name in one of the scripts in `bench/`.
 
 pub(crate) mod actor;
+pub(crate) mod manager;
 pub(crate) mod pipe;
 pub(crate) mod pool;
 pub(crate) mod process;
@@ -174,5 +175,19 @@ pub(crate) const ALL: &[Workload] = &[
         higher_is_better: false,
         script: "pool_bench.py",
         run: |s| pool::pool_apply_async_rtt(n(20_000, s)),
+    },
+    Workload {
+        name: "manager_dict_ops",
+        unit: "ops/s",
+        higher_is_better: true,
+        script: "manager_bench.py",
+        run: |s| manager::manager_dict_ops(n(200_000, s)),
+    },
+    Workload {
+        name: "manager_remote_ops",
+        unit: "ops/s",
+        higher_is_better: true,
+        script: "manager_bench.py",
+        run: |s| manager::manager_remote_ops(n(40_000, s)),
     },
 ];
