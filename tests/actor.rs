@@ -185,7 +185,7 @@ fn dropping_the_last_ref_ends_the_loop_with_disconnected() {
 #[test]
 fn ctx_stop_is_a_normal_exit_and_a_permanent_actor_is_restarted() {
     watchdog(60, || {
-        let (sup, r, out) =
+        let (_sup, r, out) =
             recorder(Supervisor::builder().max_restarts(5, Duration::from_secs(10)));
         r.send("stop".into()).unwrap();
         assert_eq!(recv(&out), "stop");
@@ -295,7 +295,7 @@ fn refs_travel_to_other_processes() {
 #[test]
 fn terminate_and_kill_are_crashes_the_supervisor_answers() {
     watchdog(60, || {
-        let (sup, r, out) =
+        let (_sup, r, out) =
             recorder(Supervisor::builder().max_restarts(5, Duration::from_secs(10)));
         let first = r.pid().unwrap();
         r.kill().unwrap();
@@ -312,7 +312,7 @@ fn terminate_and_kill_are_crashes_the_supervisor_answers() {
 #[test]
 fn try_send_and_send_timeout_give_the_message_back_when_full() {
     watchdog(60, || {
-        let (sup, r, out) = recorder(Supervisor::builder());
+        let (_sup, r, _out) = recorder(Supervisor::builder());
         // a big message fills the 1 MiB mailbox ring while the actor sleeps on "slow"
         r.send("slow".into()).unwrap();
         let big = "x".repeat(100 * 1024);

@@ -59,7 +59,7 @@ pub enum ManagerError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     /// Authentication failed (a wrong key on either side).
-    #[error("authentication failed: {0}")]
+    #[error("{0}")]
     Auth(String),
     /// Starting the server failed.
     #[error(transparent)]
@@ -374,48 +374,45 @@ fn serve_connection(mut s: Stream, key: &[u8], store: &Mutex<Store>) {
     if conn::server_handshake(&mut s, key).is_err() {
         return;
     }
+    // (buffered: a small request is one `recv`)
+    let mut r = std::io::BufReader::new(s);
     loop {
-        let Ok(frame) = read_request_frame(&mut s) else {
+        let Ok(frame) = read_request_frame(&mut r) else {
             return;
         };
         let resp = match codec::decode::<Req>(&frame, Vec::new()) {
             Ok(req) => {
                 let shutdown = matches!(req, Req::Shutdown);
-                let r = store.lock().unwrap_or_else(|e| e.into_inner()).apply(req);
+                let resp = store.lock().unwrap_or_else(|e| e.into_inner()).apply(req);
                 if shutdown {
-                    let _ = send_resp(&mut s, &r);
+                    let _ = send_resp(r.get_mut(), &resp);
                     std::process::exit(0);
                 }
-                r
+                resp
             }
             Err(e) => refused(format!("undecodable request: {e}")),
         };
-        if send_resp(&mut s, &resp).is_err() {
+        if send_resp(r.get_mut(), &resp).is_err() {
             return;
         }
     }
 }
 
-/// An authenticated client may stay idle between requests; once a frame has begun, the
-/// rest of it must come within [`PEER_TIMEOUT`].
-fn read_request_frame(s: &mut Stream) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    s.set_read_timeout(None)?;
-    let mut first = [0u8; 1];
-    s.read_exact(&mut first)?;
-    s.set_read_timeout(Some(PEER_TIMEOUT))?;
-    let mut rest = [0u8; 3];
-    s.read_exact(&mut rest)?;
-    let len = u32::from_be_bytes([first[0], rest[0], rest[1], rest[2]]) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "frame too long",
-        ));
+/// An authenticated client may stay idle between requests (a read timeout before the
+/// first byte of a frame just means "still idle"); once a frame has begun, the rest of
+/// it must come within [`PEER_TIMEOUT`] (the stream's read timeout).
+fn read_request_frame(r: &mut std::io::BufReader<Stream>) -> std::io::Result<Vec<u8>> {
+    use std::io::{BufRead, ErrorKind};
+    loop {
+        match r.fill_buf() {
+            Ok([]) => return Err(ErrorKind::UnexpectedEof.into()),
+            Ok(_) => break,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    let mut buf = vec![0u8; len];
-    s.read_exact(&mut buf)?;
-    Ok(buf)
+    conn::read_frame(r, MAX_FRAME)
 }
 
 fn send_resp(s: &mut Stream, r: &Resp) -> std::io::Result<()> {
@@ -438,7 +435,7 @@ enum Client {
     Remote {
         address: Address,
         key: Vec<u8>,
-        stream: Mutex<Option<Stream>>,
+        stream: Mutex<Option<std::io::BufReader<Stream>>>,
     },
 }
 
@@ -530,14 +527,15 @@ impl Client {
             } => {
                 let mut g = stream.lock().unwrap_or_else(|e| e.into_inner());
                 if g.is_none() {
-                    *g = Some(connect(address, key)?);
+                    *g = Some(std::io::BufReader::new(connect(address, key)?));
                 }
                 let Some(s) = g.as_mut() else {
                     return Err(ManagerError::Disconnected);
                 };
                 let mut buf = Vec::new();
                 codec::encode(&req, &mut buf, None)?;
-                let r = conn::write_frame(s, &buf).and_then(|()| conn::read_frame(s, MAX_FRAME));
+                let r = conn::write_frame(s.get_mut(), &buf)
+                    .and_then(|()| conn::read_frame(s, MAX_FRAME));
                 match r {
                     Ok(frame) => codec::decode::<Resp>(&frame, Vec::new())?,
                     Err(_) => {
@@ -1096,7 +1094,7 @@ impl Manager {
             client: Arc::new(Client::Remote {
                 address: address.clone(),
                 key: key.to_vec(),
-                stream: Mutex::new(Some(s)),
+                stream: Mutex::new(Some(std::io::BufReader::new(s))),
             }),
             server: Mutex::new(None),
             address: Some(address.to_string()),
