@@ -250,6 +250,26 @@ fn close_join_and_terminate() {
 }
 
 #[test]
+fn the_start_method_is_the_builders_choice() {
+    watchdog(60, || {
+        let pool = Pool::builder()
+            .processes(1)
+            .start_method(procactor::StartMethod::Spawn)
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+        // not available in this build: refused at build, not silently replaced
+        let e = Pool::builder()
+            .processes(1)
+            .start_method(procactor::StartMethod::ForkServer)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("forkserver"), "{e}");
+        assert!(Pool::builder().processes(0).build().is_err());
+    });
+}
+
+#[test]
 fn maxtasksperchild_recycles_workers_without_losing_tasks() {
     watchdog(60, || {
         let pool = Pool::builder()

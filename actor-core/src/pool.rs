@@ -33,7 +33,7 @@ use crate::error::{Error, SpawnError};
 use crate::monitor;
 use crate::process::{start_encoded, Process};
 use crate::queue::Queue;
-use crate::runtime;
+use crate::runtime::{self, StartMethod};
 use crate::shared::RawArray;
 use crate::{Bytes, ExitStatus, GetError, Message};
 use procactor_transports::target::{self, SameImage, TargetRef};
@@ -310,6 +310,8 @@ struct Inner {
     results: Queue<ResultMsg>,
     init: Option<(FnRef, FnRef, InitArgs)>,
     maxtasks: u64,
+    /// How workers start (`None`: the process-wide default).
+    method: Option<StartMethod>,
     /// Each worker's task ring (the same handles as in `State`), usable without the
     /// state lock.
     rings: Vec<Queue<TaskMsg>>,
@@ -344,7 +346,7 @@ impl Inner {
             &boot,
             Some(format!("PoolWorker-{}", i + 1)),
             true,
-            None,
+            self.method,
             None,
         )?;
         w.proc = Some(p);
@@ -411,6 +413,7 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     maxtasks: u64,
     init: Option<(FnRef, FnRef, InitArgs)>,
+    method: Option<StartMethod>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -419,6 +422,7 @@ impl fmt::Debug for PoolBuilder {
             .field("processes", &self.processes)
             .field("maxtasksperchild", &self.maxtasks)
             .field("initializer", &self.init.is_some())
+            .field("start_method", &self.method)
             .finish()
     }
 }
@@ -451,6 +455,14 @@ impl PoolBuilder {
         self
     }
 
+    /// How the workers (and their replacements) start (default: the process-wide
+    /// [`start_method()`](crate::start_method)). A method this build cannot use makes
+    /// `build` fail with a clear error.
+    pub fn start_method(mut self, m: StartMethod) -> Self {
+        self.method = Some(m);
+        self
+    }
+
     /// Starts the workers.
     ///
     /// # Errors
@@ -466,6 +478,9 @@ impl PoolBuilder {
             ));
         }
         let init = self.init;
+        if let Some(m) = self.method {
+            m.check_available()?;
+        }
         let results: Queue<ResultMsg> = Queue::with_capacity_bytes(4 << 20)?;
         let mut workers = Vec::with_capacity(n);
         for _ in 0..n {
@@ -498,6 +513,7 @@ impl PoolBuilder {
             results,
             init,
             maxtasks: self.maxtasks,
+            method: self.method,
         });
         {
             let mut st = inner.lock();
@@ -733,6 +749,7 @@ impl Pool {
             processes: None,
             maxtasks: 0,
             init: None,
+            method: None,
         }
     }
 
