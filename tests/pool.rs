@@ -54,6 +54,9 @@ fn map_keeps_order_with_any_chunk_size() {
             Vec::<u64>::new()
         );
         assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), vec![3, 7]);
+        // a non-capturing closure is a target too
+        let lens = pool.map(|s: String| s.len(), ["a", "bcd"].map(String::from));
+        assert_eq!(lens.unwrap(), [1, 3]);
         // both workers took part
         let pids: std::collections::BTreeSet<u32> = pool
             .map_chunksize(pid_of, 0..200u64, 1)
