@@ -486,3 +486,34 @@ fn listener_and_client_over_a_local_socket_name_and_tcp() {
         t.join().unwrap();
     });
 }
+
+fn append_from_task((l, x): (SharedList<u64>, u64)) -> u64 {
+    l.push(x).unwrap();
+    x
+}
+
+#[test]
+fn proxies_travel_through_queues_and_pool_task_arguments() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let l = mgr.list::<u64>().unwrap();
+        // a task's arguments go through shared memory: the proxy reconnects by name
+        let pool = procactor::Pool::new(2).unwrap();
+        let done = pool
+            .map_chunksize(append_from_task, (0..10u64).map(|x| (l.clone(), x)), 1)
+            .unwrap();
+        assert_eq!(done.len(), 10);
+        let mut got = l.to_vec().unwrap();
+        got.sort();
+        assert_eq!(got, (0..10).collect::<Vec<u64>>());
+        // and through a queue, in this process
+        let q = procactor::Queue::new().unwrap();
+        q.put(l.clone()).unwrap();
+        let back: SharedList<u64> = q.get_timeout(T).unwrap();
+        back.push(99).unwrap();
+        assert_eq!(l.len().unwrap(), 11);
+        drop(pool);
+        mgr.shutdown().unwrap();
+        assert!(matches!(back.push(1), Err(ManagerError::Disconnected)));
+    });
+}

@@ -39,6 +39,13 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Whether the value being encoded right now can carry descriptors (a Pipe, a child's
+/// arguments) — not a shared-memory queue. A handle with another way to travel (a
+/// manager proxy, which can reconnect by name) asks before choosing.
+pub(crate) fn can_carry_fds() -> bool {
+    OUT.with(|o| o.borrow().is_some())
+}
+
 /// Called by a handle's `Serialize`, after its descriptor went into the table, when it
 /// had a side effect on shared state (a queue counting its travelling handle as the
 /// sender's producer): `undo` runs if the message does not go out after all — its

@@ -21,8 +21,11 @@
 //! [`ManagerError::Disconnected`] — promptly, never a hang.
 //!
 //! Proxies are cheap to clone and can be passed to children (`Process` arguments, an
-//! actor's fields, a `Pool` initializer's arguments). A proxy of a remote manager carries
-//! the address and the key, and connects again from the process it lands in.
+//! actor's fields, a `Pool` initializer's arguments) and through channels that cannot
+//! carry descriptors (a `Queue`, a `Pool` task's arguments): there a local proxy travels
+//! as the server's local socket name and a random key made for it, and connects again by
+//! name from the process it lands in. A proxy of a remote manager carries the address and
+//! the key, and connects again likewise.
 
 use crate::codec;
 use crate::error::{DecodeError, EncodeError, SpawnError};
@@ -288,6 +291,9 @@ struct ServerBoot {
     requests: Queue<(u64, Req)>,
     replies: Queue<(u64, Resp)>,
     listener: Option<(Fd, Bytes)>,
+    /// The local socket name and key proxies use when they travel where descriptors
+    /// cannot (through a queue: a `Pool` task's arguments).
+    local: (String, Bytes),
 }
 
 /// A descriptor that travels as a handle does (its own `Serialize`/`Deserialize`).
@@ -310,9 +316,22 @@ fn server_main(boot: ServerBoot) {
         requests,
         replies,
         listener,
+        local,
     } = boot;
     requests.close(); // the server only takes requests
     let store = Arc::new(Mutex::new(Store::default()));
+    // bound before the first request is answered, so before any proxy exists
+    match conn::Listener::bind(&Address::Local(local.0.clone())) {
+        Ok(l) => {
+            let (store, key) = (store.clone(), local.1.into_vec());
+            let _ = std::thread::Builder::new()
+                .name("procactor-manager-local".into())
+                .spawn(move || serve_remote(l, key, store));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "manager: no local socket; proxies will not travel through queues")
+        }
+    }
     if let Some((fd, key)) = listener {
         let l = conn::Listener::from_tcp(TcpListener::from(fd.0));
         let key = key.into_vec();
@@ -431,6 +450,8 @@ enum Client {
         lock: Lock,
         /// word 0: the last call number; word 1: the server's pid
         cell: RawArray<u64>,
+        /// The server's local socket name and key (see `ServerBoot::local`).
+        by_name: (String, Bytes),
     },
     Remote {
         address: Address,
@@ -441,7 +462,13 @@ enum Client {
 
 #[derive(Serialize, Deserialize)]
 enum ClientWire {
-    Local(Queue<(u64, Req)>, Queue<(u64, Resp)>, Lock, RawArray<u64>),
+    Local(
+        Queue<(u64, Req)>,
+        Queue<(u64, Resp)>,
+        Lock,
+        RawArray<u64>,
+        (String, Bytes),
+    ),
     Remote(String, Bytes),
 }
 
@@ -451,16 +478,23 @@ const CHECK: Duration = Duration::from_millis(20);
 impl Client {
     fn wire(&self) -> ClientWire {
         match self {
+            // through a channel that cannot carry descriptors, reconnect by name
+            Client::Local { by_name, .. } if !codec::can_carry_fds() => ClientWire::Remote(
+                Address::Local(by_name.0.clone()).to_string(),
+                by_name.1.clone(),
+            ),
             Client::Local {
                 requests,
                 replies,
                 lock,
                 cell,
+                by_name,
             } => ClientWire::Local(
                 requests.clone(),
                 replies.clone(),
                 lock.clone(),
                 cell.clone(),
+                by_name.clone(),
             ),
             Client::Remote { address, key, .. } => {
                 ClientWire::Remote(address.to_string(), Bytes::from(key.clone()))
@@ -470,11 +504,12 @@ impl Client {
 
     fn from_wire(w: ClientWire) -> Client {
         match w {
-            ClientWire::Local(requests, replies, lock, cell) => Client::Local {
+            ClientWire::Local(requests, replies, lock, cell, by_name) => Client::Local {
                 requests,
                 replies,
                 lock,
                 cell,
+                by_name,
             },
             ClientWire::Remote(a, key) => Client::Remote {
                 address: Address::parse(&a),
@@ -496,6 +531,7 @@ impl Client {
                 replies,
                 lock,
                 cell,
+                ..
             } => {
                 let _g = lock.acquire().unwrap_or_else(|e| e.into_inner());
                 let n = cell
@@ -527,7 +563,12 @@ impl Client {
             } => {
                 let mut g = stream.lock().unwrap_or_else(|e| e.into_inner());
                 if g.is_none() {
-                    *g = Some(std::io::BufReader::new(connect(address, key)?));
+                    // (a server that is gone refuses the connection)
+                    let s = connect(address, key).map_err(|e| match e {
+                        ManagerError::Io(_) => ManagerError::Disconnected,
+                        e => e,
+                    })?;
+                    *g = Some(std::io::BufReader::new(s));
                 }
                 let Some(s) = g.as_mut() else {
                     return Err(ManagerError::Disconnected);
@@ -1025,7 +1066,18 @@ impl ManagerBuilder {
         };
         let boot_replies = replies.clone();
         replies.close(); // clients only take replies
+        let nonce = conn::random_nonce()?;
+        let local_name = format!(
+            "procactor-manager-{}-{}",
+            std::process::id(),
+            nonce[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let local_key = Bytes::from(nonce.to_vec());
         let boot = ServerBootRef {
+            local: (&local_name, &local_key),
             requests: &requests,
             replies: &boot_replies,
             listener: listener.as_ref().map(|(l, k)| {
@@ -1053,6 +1105,7 @@ impl ManagerBuilder {
                 replies,
                 lock: Lock::new()?,
                 cell,
+                by_name: (local_name, local_key),
             }),
             server: Mutex::new(Some(p)),
             address,
@@ -1065,6 +1118,7 @@ struct ServerBootRef<'a> {
     requests: &'a Queue<(u64, Req)>,
     replies: &'a Queue<(u64, Resp)>,
     listener: Option<(codec::SendFd<'a>, Bytes)>,
+    local: (&'a str, &'a Bytes),
 }
 
 impl Manager {

@@ -222,7 +222,12 @@ pub fn read_frame(r: &mut impl Read, max: usize) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn random_nonce() -> io::Result<[u8; NONCE_LEN]> {
+/// 32 random bytes from the kernel (`/dev/urandom`).
+///
+/// # Errors
+///
+/// The device cannot be read.
+pub fn random_nonce() -> io::Result<[u8; NONCE_LEN]> {
     let mut n = [0u8; NONCE_LEN];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut n)?;
     Ok(n)
