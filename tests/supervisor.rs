@@ -625,3 +625,21 @@ proptest! {
         watchdog(120, move || run_schedule(&s, max_restarts, strategy));
     }
 }
+
+#[test]
+fn the_start_method_is_the_builders_choice() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .start_method(procactor::StartMethod::Spawn)
+            .build()
+            .unwrap();
+        let _w = spawn_worker(&sup, 1, &out);
+        started(&out, &[1]);
+        let e = Supervisor::builder()
+            .start_method(procactor::StartMethod::Fork)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("fork"), "{e}");
+    });
+}

@@ -28,7 +28,7 @@ use std::sync::Mutex;
 pub(crate) const CHILD_ENV: &str = "PROCACTOR_CHILD";
 
 /// How children are started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum StartMethod {
     /// Re-execute the current binary (safe with threads; the default).
     #[default]

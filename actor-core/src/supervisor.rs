@@ -42,7 +42,7 @@ use crate::error::{EncodeError, SpawnError};
 use crate::monitor::{self, ExitEvent};
 use crate::process::{start_encoded, Process};
 use crate::queue::Queue;
-use crate::runtime;
+use crate::runtime::{self, StartMethod};
 use crate::sync::Event;
 use crate::{ActorRef, ExitStatus, MailboxKind, ProcessActor};
 use procactor_transports::os;
@@ -239,7 +239,11 @@ trait Unit: Send + Sync {
     fn members(&self) -> u32;
     fn group(&self) -> &Group;
     fn member_name(&self, member: u32) -> String;
-    fn start(&self, member: u32) -> Result<Process<ExitReport>, SpawnError>;
+    fn start(
+        &self,
+        member: u32,
+        method: Option<StartMethod>,
+    ) -> Result<Process<ExitReport>, SpawnError>;
     fn mailbox_len(&self) -> usize;
     /// After a member's death: frees the mailbox's reader lock if the dead process held
     /// it (it died waiting for a message), so the next incarnation starts at once.
@@ -318,7 +322,11 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
     fn member_name(&self, member: u32) -> String {
         member_name(&self.name, self.members(), member)
     }
-    fn start(&self, member: u32) -> Result<Process<ExitReport>, SpawnError> {
+    fn start(
+        &self,
+        member: u32,
+        method: Option<StartMethod>,
+    ) -> Result<Process<ExitReport>, SpawnError> {
         let name = self.member_name(member);
         let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
         let actor = actors
@@ -332,7 +340,14 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
             index: member,
             name: &name,
         };
-        start_encoded(actor_main::<A>, &boot, Some(name.clone()), true, None, None)
+        start_encoded(
+            actor_main::<A>,
+            &boot,
+            Some(name.clone()),
+            true,
+            method,
+            None,
+        )
     }
     fn mailbox_len(&self) -> usize {
         self.mailbox.len()
@@ -417,6 +432,8 @@ struct Settings {
     strategy: Strategy,
     max_restarts: u32,
     period: Duration,
+    /// How its children start (`None`: the process-wide default).
+    method: Option<StartMethod>,
 }
 
 /// What a child supervisor's process receives.
@@ -459,7 +476,11 @@ impl Unit for SupUnit {
     fn member_name(&self, _member: u32) -> String {
         self.name.clone()
     }
-    fn start(&self, _member: u32) -> Result<Process<ExitReport>, SpawnError> {
+    fn start(
+        &self,
+        _member: u32,
+        method: Option<StartMethod>,
+    ) -> Result<Process<ExitReport>, SpawnError> {
         self.group.word(cell::STOPPING).store(0, Ordering::Release);
         self.shutdown.clear();
         let boot = self.boot().map_err(SpawnError::Encode)?;
@@ -468,7 +489,7 @@ impl Unit for SupUnit {
             &boot,
             Some(self.name.clone()),
             true,
-            None,
+            method,
             None,
         )
     }
@@ -721,6 +742,15 @@ impl SupervisorBuilder {
     pub fn max_restarts(mut self, n: u32, period: Duration) -> Self {
         self.settings.max_restarts = n;
         self.settings.period = period;
+        self
+    }
+
+    /// How its children start (default: the process-wide
+    /// [`start_method()`](crate::start_method)); a child supervisor passes it on to its
+    /// own children only if its builder says so too. A method this build cannot use is
+    /// refused when the supervisor starts.
+    pub fn start_method(mut self, m: StartMethod) -> Self {
+        self.settings.method = Some(m);
         self
     }
 
@@ -981,6 +1011,7 @@ impl Supervisor {
                 strategy: Strategy::OneForOne,
                 max_restarts: 1,
                 period: Duration::from_secs(5),
+                method: None,
             },
             children: Vec::new(),
         }
@@ -992,6 +1023,9 @@ impl Supervisor {
         units: Vec<(ChildSpec, Arc<dyn Unit>)>,
     ) -> Result<Supervisor, SupervisorError> {
         runtime::ensure_initialized()?;
+        if let Some(m) = settings.method {
+            m.check_available()?;
+        }
         let exits = monitor::subscribe().map_err(SpawnError::Io)?;
         let shared = Arc::new(Shared {
             st: Mutex::new(State {
@@ -1379,7 +1413,7 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
         g.actor_word(c.member, cell::RESTARTS)
             .store(c.restarts, Ordering::Release);
     }
-    let p = c.unit.start(c.member)?;
+    let p = c.unit.start(c.member, st.settings.method)?;
     let pid = p.pid();
     g.actor_word(c.member, cell::PID)
         .store(u64::from(pid), Ordering::Release);
