@@ -267,6 +267,25 @@ fn garbage_and_slow_clients_never_take_the_server_down() {
             d.insert(i, i).unwrap();
         }
         assert_eq!(d.len().unwrap(), 20);
+        // a client dribbling one byte a second is dropped within the handshake's 5 s
+        // too, not after 5 s per byte
+        let dribbler = std::net::TcpStream::connect(&addr).unwrap();
+        let mut dr = dribbler.try_clone().unwrap();
+        let dribble = std::thread::spawn(move || {
+            for _ in 0..15 {
+                if dr.write_all(&[0]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let mut dribbler = dribbler;
+        dribbler.set_read_timeout(Some(T)).unwrap();
+        let t = Instant::now();
+        let mut sink = Vec::new();
+        let _ = dribbler.read_to_end(&mut sink);
+        assert!(t.elapsed() < Duration::from_secs(9), "{:?}", t.elapsed());
+        dribble.join().unwrap();
         // the server drops the silent one after its handshake timeout
         let mut idle = idle;
         idle.set_read_timeout(Some(T)).unwrap();
@@ -274,7 +293,11 @@ fn garbage_and_slow_clients_never_take_the_server_down() {
         let t = Instant::now();
         let _ = idle.read_to_end(&mut buf);
         assert!(t.elapsed() < Duration::from_secs(15));
-        // and an authenticated client that sends garbage frames gets refusals
+        // an authenticated client that sends a garbage frame gets a refusal and goes on
+        let mut raw = procactor::connection::Client::connect(&addr, KEY).unwrap();
+        raw.send_bytes(b"\xff\x00 not a request").unwrap();
+        let answer = raw.recv_bytes(1 << 20).unwrap();
+        assert!(String::from_utf8_lossy(&answer).contains("undecodable request"));
         assert_eq!(d.get(&3).unwrap(), Some(3));
         drop((g, h));
         assert!(mgr.shutdown().is_ok());

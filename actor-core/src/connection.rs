@@ -72,12 +72,12 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// `PermissionDenied` when the client does not know the key; a client that takes
-    /// over 5 s to answer times out. The listener stays usable either way.
+    /// `PermissionDenied` when the client does not know the key; a client whose whole
+    /// handshake takes over 5 s times out. The listener stays usable either way.
     pub fn accept(&self) -> io::Result<RemoteConnection> {
         let mut s = self.inner.accept()?;
-        s.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        conn::server_handshake(&mut s, &self.key)?;
+        let until = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        conn::server_handshake(&mut conn::WithDeadline::new(&mut s, until), &self.key)?;
         s.set_read_timeout(None)?;
         Ok(RemoteConnection { s })
     }
@@ -95,8 +95,8 @@ impl Client {
     /// Nobody listens there; `PermissionDenied` for a wrong key.
     pub fn connect(address: &str, authkey: &[u8]) -> io::Result<RemoteConnection> {
         let mut s = Stream::connect(&Address::parse(address))?;
-        s.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        conn::client_handshake(&mut s, authkey)?;
+        let until = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        conn::client_handshake(&mut conn::WithDeadline::new(&mut s, until), authkey)?;
         s.set_read_timeout(None)?;
         Ok(RemoteConnection { s })
     }

@@ -282,6 +282,9 @@ const MAX_FRAME: usize = 64 << 20;
 /// How long a remote peer may take over the handshake, and over the rest of a frame
 /// once its first byte came.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a remote client waits for one reply before it calls the server gone (the
+/// server answers every request from memory at once).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Remote connections served at once; more are refused (closed at once).
 const MAX_CONNECTIONS: usize = 64;
 
@@ -387,10 +390,12 @@ fn serve_remote(l: conn::Listener, key: Vec<u8>, store: Arc<Mutex<Store>>) {
 
 /// Serves one remote client; any misbehaviour ends this connection only.
 fn serve_connection(mut s: Stream, key: &[u8], store: &Mutex<Store>) {
-    if s.set_read_timeout(Some(PEER_TIMEOUT)).is_err() {
+    // the whole handshake within PEER_TIMEOUT, however the peer dribbles
+    let until = std::time::Instant::now() + PEER_TIMEOUT;
+    if conn::server_handshake(&mut conn::WithDeadline::new(&mut s, until), key).is_err() {
         return;
     }
-    if conn::server_handshake(&mut s, key).is_err() {
+    if s.set_read_timeout(Some(PEER_TIMEOUT)).is_err() {
         return;
     }
     // (buffered: a small request is one `recv`)
@@ -418,8 +423,8 @@ fn serve_connection(mut s: Stream, key: &[u8], store: &Mutex<Store>) {
 }
 
 /// An authenticated client may stay idle between requests (a read timeout before the
-/// first byte of a frame just means "still idle"); once a frame has begun, the rest of
-/// it must come within [`PEER_TIMEOUT`] (the stream's read timeout).
+/// first byte of a frame just means "still idle"); once a frame has begun, all of it
+/// must come within [`PEER_TIMEOUT`].
 fn read_request_frame(r: &mut std::io::BufReader<Stream>) -> std::io::Result<Vec<u8>> {
     use std::io::{BufRead, ErrorKind};
     loop {
@@ -431,7 +436,58 @@ fn read_request_frame(r: &mut std::io::BufReader<Stream>) -> std::io::Result<Vec
             Err(e) => return Err(e),
         }
     }
-    conn::read_frame(r, MAX_FRAME)
+    let until = std::time::Instant::now() + PEER_TIMEOUT;
+    let mut header = [0u8; 4];
+    read_exact_until(r, &mut header, until)?;
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            "frame too long",
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    read_exact_until(r, &mut buf, until)?;
+    Ok(buf)
+}
+
+/// Fills `out` from `r`, all of it by `until`. The stream's timeout is shortened only
+/// while the buffer is empty mid-frame, and put back to [`PEER_TIMEOUT`] afterwards.
+fn read_exact_until(
+    r: &mut std::io::BufReader<Stream>,
+    mut out: &mut [u8],
+    until: std::time::Instant,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, ErrorKind};
+    let mut shortened = false;
+    let result = loop {
+        if out.is_empty() {
+            break Ok(());
+        }
+        if r.buffer().is_empty() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break Err(ErrorKind::TimedOut.into());
+            }
+            r.get_ref().set_read_timeout(Some(left))?;
+            shortened = true;
+        }
+        match r.fill_buf() {
+            Ok([]) => break Err(ErrorKind::UnexpectedEof.into()),
+            Ok(b) => {
+                let n = b.len().min(out.len());
+                out[..n].copy_from_slice(&b[..n]);
+                r.consume(n);
+                out = &mut out[n..];
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    if shortened {
+        r.get_ref().set_read_timeout(Some(PEER_TIMEOUT))?;
+    }
+    result
 }
 
 fn send_resp(s: &mut Stream, r: &Resp) -> std::io::Result<()> {
@@ -596,11 +652,15 @@ impl Client {
 fn connect(address: &Address, key: &[u8]) -> Result<Stream, ManagerError> {
     let mut s = Stream::connect(address)?;
     s.set_read_timeout(Some(PEER_TIMEOUT))?;
-    conn::client_handshake(&mut s, key).map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => ManagerError::Auth(e.to_string()),
-        _ => ManagerError::Io(e),
-    })?;
-    s.set_read_timeout(None)?;
+    let until = std::time::Instant::now() + PEER_TIMEOUT;
+    conn::client_handshake(&mut conn::WithDeadline::new(&mut s, until), key).map_err(
+        |e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => ManagerError::Auth(e.to_string()),
+            _ => ManagerError::Io(e),
+        },
+    )?;
+    // a server whose host vanished without a reset is given up on after this long
+    s.set_read_timeout(Some(REPLY_TIMEOUT))?;
     Ok(s)
 }
 

@@ -124,6 +124,43 @@ impl Write for Stream {
     }
 }
 
+/// A stream whose reads must all be done by `until`: each read waits at most what is
+/// left (a peer that dribbles one byte at a time cannot stretch a handshake or a frame).
+#[derive(Debug)]
+pub struct WithDeadline<'a> {
+    s: &'a mut Stream,
+    until: std::time::Instant,
+}
+
+impl<'a> WithDeadline<'a> {
+    /// `s`, with reads bounded to end by `until` (its read timeout is changed).
+    pub fn new(s: &'a mut Stream, until: std::time::Instant) -> Self {
+        WithDeadline { s, until }
+    }
+}
+
+impl Read for WithDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self
+            .until
+            .saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.s.set_read_timeout(Some(left))?;
+        self.s.read(buf)
+    }
+}
+
+impl Write for WithDeadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.s.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.s.flush()
+    }
+}
+
 /// A listening socket (TCP or local).
 #[derive(Debug)]
 pub enum Listener {
@@ -406,6 +443,28 @@ mod tests {
         assert_eq!(read_frame(&mut c, 64).unwrap(), b"echo");
         t.join().unwrap();
         assert!(!std::path::Path::new(&name).exists());
+    }
+
+    #[test]
+    fn a_deadline_bounds_a_dribbling_peer() {
+        let (mut s, mut c) = pair();
+        let t = std::thread::spawn(move || {
+            // one byte every 40 ms: each read is quick, the whole is not
+            for b in 8u32.to_be_bytes() {
+                let _ = c.write_all(&[b]);
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            c
+        });
+        let start = std::time::Instant::now();
+        let mut d = WithDeadline::new(&mut s, start + Duration::from_millis(100));
+        let e = read_frame(&mut d, 64).unwrap_err();
+        assert!(matches!(
+            e.kind(),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+        ));
+        assert!(start.elapsed() < Duration::from_secs(2));
+        drop(t.join().unwrap());
     }
 
     #[test]
