@@ -360,3 +360,24 @@ fn an_actor_holds_another_actors_ref_and_its_own() {
         assert_eq!(recv(&out), "stopped");
     });
 }
+
+#[test]
+fn a_transient_actor_that_stops_itself_is_not_restarted() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let r = sup
+            .spawn_with(
+                procactor::ChildSpec::new().restart(procactor::Restart::Transient),
+                Recorder { out: out.clone() },
+            )
+            .unwrap();
+        assert!(recv(&out).starts_with("started"));
+        r.send("stop".into()).unwrap();
+        assert_eq!(recv(&out), "stop");
+        assert_eq!(recv(&out), "stopped");
+        assert!(r.join_timeout(T));
+        assert_eq!(r.restarts(), 0);
+        assert_eq!(r.exitcode(), Some(ExitStatus::Code(0)));
+    });
+}

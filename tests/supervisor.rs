@@ -11,7 +11,7 @@ use procactor::{
 use proptest::prelude::{prop_oneof, proptest, Just, ProptestConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -641,5 +641,124 @@ fn the_start_method_is_the_builders_choice() {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("fork"), "{e}");
+    });
+}
+
+#[test]
+fn otp_defaults_and_restarts_older_than_the_period_are_forgotten() {
+    watchdog(60, || {
+        // OTP's default: at most 1 restart in 5 s, so a second quick crash is fatal
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let w = spawn_worker(&sup, 1, &out);
+        started(&out, &[1]);
+        w.send((1, Act::Panic)).unwrap();
+        started(&out, &[1]);
+        w.send((2, Act::Panic)).unwrap();
+        assert!(matches!(
+            sup.wait_timeout(T),
+            Err(SupervisorError::Intensity {
+                max_restarts: 1,
+                ..
+            })
+        ));
+        // with a short period, crashes far apart are never too many
+        let sup = Supervisor::builder()
+            .max_restarts(1, Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let w = spawn_worker(&sup, 2, &out);
+        started(&out, &[2]);
+        for n in 1..=3 {
+            w.send((n, Act::Panic)).unwrap();
+            started(&out, &[2]);
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        assert!(matches!(
+            sup.wait_timeout(Duration::from_millis(50)),
+            Err(SupervisorError::Timeout)
+        ));
+        assert_eq!(w.restarts(), 3);
+        // events and children() say what happened
+        let evs = sup.events();
+        let starts = evs
+            .iter()
+            .filter(|e| matches!(e, SupervisorEvent::Started { .. }))
+            .count();
+        let restarted: Vec<u64> = evs
+            .iter()
+            .filter_map(|e| match e {
+                SupervisorEvent::Restarted { restarts, .. } => Some(*restarts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, 4);
+        assert_eq!(restarted, [1, 2, 3]);
+        let info = &sup.children()[0];
+        assert_eq!(info.pid, w.pid());
+        assert_eq!(info.restarts, 3);
+        assert_eq!(info.mailbox_len, 0);
+        assert!(!info.supervisor);
+        sup.shutdown(T).unwrap();
+        assert!(sup.events().last() == Some(&SupervisorEvent::ShutDown));
+    });
+}
+
+#[test]
+fn a_crash_during_a_graceful_stop_is_restarted_and_the_drain_goes_on() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(5, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let w = spawn_worker(&sup, 1, &out);
+        started(&out, &[1]);
+        w.send((1, Act::Sleep(100))).unwrap();
+        w.send((2, Act::Panic)).unwrap();
+        w.send((3, Act::Ok)).unwrap();
+        w.stop().unwrap();
+        let mut ids = Vec::new();
+        while !ids.contains(&3) {
+            let (_, id, _) = next(&out);
+            ids.push(id);
+        }
+        assert_eq!(ids, [1, 0, 3], "1 handled, a restart (0), then 3");
+        assert!(w.join_timeout(T));
+        assert_eq!(w.restarts(), 1);
+        assert_eq!(w.state(), ActorState::Ended);
+    });
+}
+
+#[test]
+fn refs_to_a_tree_whose_supervisor_died_do_not_wait_forever() {
+    watchdog(60, || {
+        let out = Queue::new().unwrap();
+        let mut sub = Supervisor::builder().name("sub");
+        let inner = sub
+            .add(Worker {
+                tag: 10,
+                out: out.clone(),
+            })
+            .unwrap();
+        let root = Supervisor::builder().build().unwrap();
+        let subref = root
+            .spawn_supervisor_with(ChildSpec::new().restart(Restart::Temporary), sub)
+            .unwrap();
+        started(&out, &[10]);
+        let pid = subref.pid().unwrap();
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        let t = Instant::now();
+        assert!(inner.join_timeout(T), "the orphaned actor counts as ended");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(root
+            .spawn_pool(0, || Worker {
+                tag: 0,
+                out: out.clone()
+            })
+            .is_err());
     });
 }

@@ -383,6 +383,8 @@ pub(crate) mod cell {
     pub(crate) const STOPPING: usize = 2;
     /// How many of the group's actors have ended for good.
     pub(crate) const ENDED: usize = 3;
+    /// The pid of the process supervising the group (0: none yet).
+    pub(crate) const SUPERVISOR: usize = 4;
     /// (a whole cache line: the per-actor words the actor writes on every message do not
     /// share a line with the header words every sender reads)
     pub(crate) const HEADER: usize = 8;
@@ -538,6 +540,20 @@ impl Group {
 
     pub(crate) fn all_ended(&self) -> bool {
         self.ended.is_set()
+    }
+
+    /// Whether the group's supervisor process is gone: its actors are gone with it
+    /// (parent-death signal) and nobody will mark them ended.
+    pub(crate) fn orphaned(&self) -> bool {
+        match self.word(cell::SUPERVISOR).load(Ordering::Acquire) {
+            0 => false,
+            p => u32::try_from(p).is_ok_and(|p| !os::process_alive(p)),
+        }
+    }
+
+    /// Ended for good, or its supervisor is gone.
+    pub(crate) fn over(&self) -> bool {
+        self.all_ended() || self.orphaned()
     }
 }
 
@@ -858,14 +874,34 @@ impl<A: ProcessActor> ActorRef<A> {
     }
 
     /// Waits until the actor (every actor of a pool) has ended for good: stopped, ended
-    /// without being restarted, or given up on by its supervisor.
+    /// without being restarted, given up on by its supervisor, or gone with its
+    /// supervisor's process (checked every 100 ms).
     pub fn join(&self) {
-        self.group.ended.wait();
+        while !self.join_timeout(Duration::from_secs(3600)) {}
     }
 
     /// As [`join`](ActorRef::join), at most `timeout`; whether it has ended.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.group.ended.wait_timeout(timeout)
+        let until = Instant::now().checked_add(timeout);
+        loop {
+            if self.group.over() {
+                return true;
+            }
+            let slice = Duration::from_millis(100);
+            let wait = match until {
+                Some(u) => {
+                    let left = u.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    left.min(slice)
+                }
+                None => slice,
+            };
+            if self.group.ended.wait_timeout(wait) {
+                return true;
+            }
+        }
     }
 }
 
@@ -962,7 +998,7 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
             if self.group.word(cell::LOST_CALL).load(Ordering::Acquire) == n {
                 return Err(CallError::Died);
             }
-            if self.group.all_ended() {
+            if self.group.over() {
                 // ended: a reply may still have been written just before
                 if let Ok((k, r)) = replies.try_get() {
                     if k == n {
@@ -1143,18 +1179,7 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
                 }
             }
             Envelope::Call(n, m) => {
-                in_call.store(n, Ordering::Release);
-                let r = actor.handle(m, &mut ctx);
-                let failed = r.as_ref().err().cloned();
-                if let Some(replies) = &replies {
-                    if let Err(e) = replies.put((n, r)) {
-                        tracing::error!(actor = %ctx.name, error = %e, "reply not sent");
-                    }
-                }
-                in_call.store(0, Ordering::Release);
-                if let Some(e) = failed {
-                    crash(&ctx.name, "handle", &e);
-                }
+                answer_call(&mut actor, &mut ctx, in_call, &replies, n, m);
             }
             Envelope::Stop => {
                 // graceful: what was queued before the stop request is still handled
@@ -1167,10 +1192,7 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
                             }
                         }
                         Envelope::Call(n, m) => {
-                            let r = actor.handle(m, &mut ctx);
-                            if let Some(replies) = &replies {
-                                let _ = replies.put((n, r));
-                            }
+                            answer_call(&mut actor, &mut ctx, in_call, &replies, n, m);
                         }
                         // another pool member's stop request: put it back for it
                         Envelope::Stop => {
@@ -1185,6 +1207,30 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
     };
     actor.stopped();
     report
+}
+
+/// Handles call `n`: records it as in flight (so a death here is reported to the caller
+/// as `Died`), sends the reply, and ends the actor as a crash if `handle` failed.
+fn answer_call<A: ProcessActor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    in_call: &AtomicU64,
+    replies: &Option<Queue<ReplyOf<A::Reply>>>,
+    n: u64,
+    m: A::Msg,
+) {
+    in_call.store(n, Ordering::Release);
+    let r = actor.handle(m, ctx);
+    let failed = r.as_ref().err().cloned();
+    if let Some(replies) = replies {
+        if let Err(e) = replies.put((n, r)) {
+            tracing::error!(actor = %ctx.name, error = %e, "reply not sent");
+        }
+    }
+    in_call.store(0, Ordering::Release);
+    if let Some(e) = failed {
+        crash(&ctx.name, "handle", &e);
+    }
 }
 
 /// Ends the actor's process as a crash, with the error as the panic message (the

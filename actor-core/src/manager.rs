@@ -872,6 +872,14 @@ impl<K: Message, V: Message> SharedDict<K, V> {
             .collect();
         self.h.unit(Req::DUpdate(self.h.id, kvs?))
     }
+    /// The same as [`update`](SharedDict::update) (the `Extend` spelling).
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](SharedDict::insert).
+    pub fn extend(&self, kvs: impl IntoIterator<Item = (K, V)>) -> Result<(), ManagerError> {
+        self.update(kvs)
+    }
     /// Removes every entry.
     ///
     /// # Errors

@@ -679,8 +679,12 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) {
     }
     tracing::debug!(worker = i, %status, lost = lost.len(), "pool worker exited; replacing it");
     // a replacement on the same ring, with the queued chunks back in order
-    if inner.start_worker(st, i).is_err() {
+    if let Err(e) = inner.start_worker(st, i) {
+        // given up like a worker that keeps failing to start (`dead` stays set), so
+        // nothing waits for it: when every slot is given up, submissions are refused
+        tracing::error!(worker = i, error = %e, "pool: no replacement worker could start");
         let w = &mut st.workers[i];
+        w.broken = true;
         let ids: Vec<u64> = w.outstanding.drain(..).collect();
         for c in ids {
             if let Some(pd) = st.pending.remove(&c) {
@@ -1350,8 +1354,9 @@ impl<A: Message, R: Message, I: Iterator<Item = A>> Iterator for Imap<'_, A, R, 
             // with every worker busy, one worker takes `processes / rate` per chunk
             self.completed += 1;
             if let Some(t0) = self.started {
-                let per_worker = t0.elapsed() * self.pool.processes as u32 / self.completed as u32;
-                self.window = window_for(per_worker);
+                let per_worker =
+                    t0.elapsed().as_secs_f64() * self.pool.processes as f64 / self.completed as f64;
+                self.window = window_for(Duration::from_secs_f64(per_worker));
             }
             let items = decode_chunk::<R>(out, n);
             self.deliver(seq, items);

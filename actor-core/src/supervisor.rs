@@ -251,6 +251,8 @@ trait Unit: Send + Sync {
     /// Graceful end: stop requests through the mailbox (actors), a shutdown request
     /// (supervisors).
     fn request_stop(&self);
+    /// A member restarted while a graceful stop was under way: ask it to stop too.
+    fn resume_stop(&self);
     /// Asks one running member to end now (before the kill that follows a timeout).
     fn ask_to_end(&self, pid: u32);
     fn is_supervisor(&self) -> bool;
@@ -366,6 +368,12 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
                 break; // full or broken: the kill after the timeout ends it
             }
         }
+    }
+    fn resume_stop(&self) {
+        let _ = self
+            .mailbox
+            .clone_open()
+            .put_timeout(Envelope::Stop, Duration::from_millis(100));
     }
     fn ask_to_end(&self, pid: u32) {
         let _ = os::signal_pid(pid, os::SIGTERM);
@@ -500,6 +508,9 @@ impl Unit for SupUnit {
     /// A final, graceful shutdown: its children stop gracefully too.
     fn request_stop(&self) {
         self.group.word(cell::STOPPING).store(1, Ordering::Release);
+        self.shutdown.set();
+    }
+    fn resume_stop(&self) {
         self.shutdown.set();
     }
     /// An end before a restart: its children are terminated (their mailboxes kept for
@@ -718,7 +729,12 @@ fn pool_unit<A: ProcessActor>(
     n: usize,
     make: impl FnMut() -> A,
 ) -> Result<(ActorUnit<A>, PoolRef<A>), crate::Error> {
-    let actors: Vec<A> = std::iter::repeat_with(make).take(n.max(1)).collect();
+    if n == 0 {
+        return Err(crate::Error::InvalidArgument(
+            "a pool of actors needs at least one".into(),
+        ));
+    }
+    let actors: Vec<A> = std::iter::repeat_with(make).take(n).collect();
     let unit = ActorUnit::create(name.clone(), actors)?;
     let r = PoolRef {
         inner: unit.actor_ref(0, name),
@@ -1407,6 +1423,8 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
     let c = &mut st.children[i];
     let g = c.unit.group();
     g.reopen(c.member);
+    g.word(cell::SUPERVISOR)
+        .store(u64::from(os::current_pid()), Ordering::Release);
     g.set_state(c.member, ActorState::Starting);
     if restart {
         c.restarts += 1;
@@ -1443,7 +1461,21 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
 }
 
 /// Reaps child `i`'s ended process and records its end; returns the exit event.
-fn reap(st: &mut State, i: usize) -> Option<SupervisorEvent> {
+/// How a child's process ended, as the restart decision needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// `ctx.stop()`: OTP's `normal`.
+    Normal,
+    /// Nothing left to do: stopped on request, every sender gone, or shut down.
+    Finished,
+    /// A child supervisor gave up: abnormal, but like OTP's `shutdown` exit reason a
+    /// `Transient` one is not restarted.
+    GaveUp,
+    /// A crash: a panic, an `Err` from `handle`, a signal.
+    Crashed,
+}
+
+fn reap(st: &mut State, i: usize) -> Option<(SupervisorEvent, Ended)> {
     let c = &mut st.children[i];
     let mut p = c.proc.take()?;
     let status = p.join().unwrap_or(ExitStatus::Code(-1));
@@ -1461,23 +1493,21 @@ fn reap(st: &mut State, i: usize) -> Option<SupervisorEvent> {
     }
     let taken = g.actor_word(c.member, cell::TAKEN).load(Ordering::Acquire);
     c.unit.recover();
-    let (reason, abnormal) = match (&report, status) {
-        (Ok(ExitReport::Intensity), _) => ("gave up (restart intensity)".to_string(), true),
-        (Ok(r), ExitStatus::Code(0)) => (
-            match r {
-                ExitReport::Normal => "normal",
-                ExitReport::Stopped => "stopped",
-                ExitReport::Disconnected => "disconnected",
-                ExitReport::Shutdown => "shutdown",
-                ExitReport::Intensity => "gave up",
-            }
-            .to_string(),
-            false,
-        ),
-        (Err(crate::JoinError::Panicked { message }), _) => (message.clone(), true),
-        (_, s) => (s.to_string(), true),
+    let (reason, ended) = match (&report, status) {
+        (Ok(ExitReport::Intensity), _) => ("gave up (restart intensity)", Ended::GaveUp),
+        (Ok(ExitReport::Normal), ExitStatus::Code(0)) => ("normal", Ended::Normal),
+        (Ok(ExitReport::Stopped), ExitStatus::Code(0)) => ("stopped", Ended::Finished),
+        (Ok(ExitReport::Disconnected), ExitStatus::Code(0)) => ("disconnected", Ended::Finished),
+        (Ok(ExitReport::Shutdown), ExitStatus::Code(0)) => ("shutdown", Ended::Finished),
+        _ => ("", Ended::Crashed),
     };
-    Some(SupervisorEvent::Exited {
+    let reason = match (&report, ended) {
+        (Err(crate::JoinError::Panicked { message }), Ended::Crashed) => message.clone(),
+        (_, Ended::Crashed) => status.to_string(),
+        _ => reason.to_string(),
+    };
+    let abnormal = matches!(ended, Ended::Crashed | Ended::GaveUp);
+    let ev = SupervisorEvent::Exited {
         name: c.name.clone(),
         pid: p.pid(),
         status,
@@ -1485,7 +1515,8 @@ fn reap(st: &mut State, i: usize) -> Option<SupervisorEvent> {
         abnormal,
         in_flight: (abnormal && taken > 0 && !c.unit.is_supervisor()).then_some(taken),
         lost_call: (in_call != 0).then_some(in_call),
-    })
+    };
+    Some((ev, ended))
 }
 
 /// Ends child `i` now (for a restart of its siblings or a give-up), by its shutdown
@@ -1523,7 +1554,7 @@ fn wait_or_kill(st: &mut State, i: usize, deadline: Option<Instant>) {
         let _ = p.kill();
         let _ = p.join();
     }
-    if let Some(ev) = reap(st, i) {
+    if let Some((ev, _)) = reap(st, i) {
         push_event(st, ev);
     }
 }
@@ -1556,24 +1587,21 @@ fn watch(
 }
 
 fn on_exit(st: &mut State, i: usize) {
-    let Some(ev) = reap(st, i) else { return };
-    let (abnormal, reason) = match &ev {
-        SupervisorEvent::Exited {
-            abnormal, reason, ..
-        } => (*abnormal, reason.clone()),
-        _ => (true, String::new()),
+    let Some((ev, ended)) = reap(st, i) else {
+        return;
     };
     push_event(st, ev);
     let c = &st.children[i];
-    // nothing left to do for it: stopped, every sender gone, or a stop is under way
-    let finished = matches!(reason.as_str(), "stopped" | "disconnected" | "shutdown")
-        || c.unit.group().word(cell::STOPPING).load(Ordering::Acquire) != 0;
-    let restart = !finished
-        && match c.spec.restart {
-            Restart::Permanent => true,
-            Restart::Transient => abnormal,
-            Restart::Temporary => false,
-        };
+    // a stop under way: a normal end finishes it; a crash in the middle of the drain is
+    // restarted (by its restart type) and told to stop again, so the drain goes on
+    let stopping = c.unit.group().word(cell::STOPPING).load(Ordering::Acquire) != 0;
+    let restart = match (ended, c.spec.restart) {
+        (Ended::Finished, _) | (_, Restart::Temporary) => false,
+        (Ended::Normal, Restart::Permanent) => !stopping,
+        (Ended::Normal, Restart::Transient) => false,
+        (Ended::GaveUp, Restart::Transient) => false,
+        (Ended::GaveUp | Ended::Crashed, _) => true,
+    };
     if !restart {
         st.children[i].done = true;
         let c = &st.children[i];
@@ -1620,6 +1648,10 @@ fn on_exit(st: &mut State, i: usize) {
         if start_child(st, j, true).is_err() {
             give_up(st);
             return;
+        }
+        let c = &st.children[j];
+        if c.unit.group().word(cell::STOPPING).load(Ordering::Acquire) != 0 {
+            c.unit.resume_stop();
         }
     }
 }
