@@ -569,7 +569,7 @@ impl Group {
 ///
 /// The type parameter fixes what can be sent:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0308
 /// use procactor::{process_actor, Actor, ActorError, ActorRef, Context};
 /// use serde::{Deserialize, Serialize};
 ///
@@ -590,7 +590,7 @@ impl Group {
 ///
 /// and `call` exists only for pipe actors:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// use procactor::{process_actor, Actor, ActorError, ActorRef, Context};
 /// use serde::{Deserialize, Serialize};
 ///
