@@ -381,3 +381,73 @@ fn a_transient_actor_that_stops_itself_is_not_restarted() {
         assert_eq!(r.exitcode(), Some(ExitStatus::Code(0)));
     });
 }
+
+fn many_calls(a: ActorRef<Adder>) -> Vec<i64> {
+    (0..100).map(|_| a.call(Op::Add(1)).unwrap()).collect()
+}
+
+#[test]
+fn calls_from_several_processes_each_get_their_own_reply() {
+    watchdog(60, || {
+        let sup = Supervisor::builder().build().unwrap();
+        let a = sup.spawn(Adder { total: 0 }).unwrap();
+        let mut ps: Vec<_> = (0..3)
+            .map(|_| Process::new(many_calls, a.clone()).start().unwrap())
+            .collect();
+        let mine = many_calls(a.clone());
+        let mut all: Vec<i64> = mine;
+        for p in &mut ps {
+            let got = p.result().unwrap();
+            // each caller sees its own running totals, increasing
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+            all.extend(got);
+        }
+        // every reply is a distinct total: no reply went to the wrong caller
+        all.sort();
+        assert_eq!(all, (1..=400).collect::<Vec<i64>>());
+    });
+}
+
+/// An actor whose `started` fails: a crash before any message.
+#[process_actor]
+#[derive(Serialize, Deserialize)]
+struct Fussy;
+
+impl Actor for Fussy {
+    type Msg = u8;
+    type Reply = ();
+    fn started(&mut self, _: &mut Context<Self>) -> Result<(), ActorError> {
+        Err(ActorError::new("not today"))
+    }
+    fn handle(&mut self, _: u8, _: &mut Context<Self>) -> Result<(), ActorError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_started_is_a_crash() {
+    watchdog(60, || {
+        let sup = Supervisor::builder()
+            .max_restarts(1, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let f = sup.spawn(Fussy).unwrap();
+        assert!(matches!(
+            sup.wait_timeout(T),
+            Err(procactor::SupervisorError::Intensity { .. })
+        ));
+        assert_eq!(f.exitcode(), Some(ExitStatus::Code(1)));
+        let reasons: Vec<String> = sup
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                procactor::SupervisorEvent::Exited { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            reasons.iter().all(|r| r.contains("not today")),
+            "{reasons:?}"
+        );
+    });
+}

@@ -469,3 +469,32 @@ proptest! {
         watchdog(120, move || run_kill_schedule(&k));
     }
 }
+
+fn fails_on_multiples_of_7(x: u64) -> u64 {
+    assert!(x == 0 || x % 7 != 0, "multiple of seven: {x}");
+    x
+}
+
+#[test]
+fn map_reports_the_first_failure_in_input_order_and_unencodable_arguments() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        match pool.map_chunksize(fails_on_multiples_of_7, 0..30u64, 1) {
+            Err(TaskError::Panicked { message }) => {
+                assert!(message.contains("multiple of seven: 7"), "{message}")
+            }
+            other => panic!("expected the panic of item 7, got {other:?}"),
+        }
+        // an argument that cannot be encoded fails its items, not the pool
+        let bad = pool.map(refuse, vec![common::Refuses]);
+        assert!(matches!(bad, Err(TaskError::Failed(_))), "{bad:?}");
+        assert_eq!(pool.map(square, 0..3u64).unwrap(), [0, 1, 4]);
+        // a closed pool refuses imap at once
+        pool.close();
+        assert!(pool.imap(square, 0..3u64).is_err());
+    });
+}
+
+fn refuse(_: common::Refuses) -> u8 {
+    0
+}
