@@ -234,6 +234,15 @@ fn remote_clients_with_the_key_and_without_it() {
                 .unwrap(),
             50
         );
+        // a remote client can shut the server down (as Python's)
+        let pid = mgr.pid().unwrap();
+        remote.shutdown().unwrap();
+        wait_until(T, "the server to exit", || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+        });
+        assert!(matches!(d.len(), Err(ManagerError::Disconnected)));
     });
 }
 
@@ -380,7 +389,7 @@ enum Op {
     Insert(u8, u32),
     Remove(u8),
     Push(u32),
-    Pop,
+    Get(u8),
 }
 
 /// Applies `ops` to the shared dict (keys prefixed by the process number, so that each
@@ -402,7 +411,7 @@ fn run_ops((d, l, me, ops): OpsArgs) -> Vec<Option<u32>> {
                 l.push((me, *v)).unwrap();
                 None
             }
-            Op::Pop => None,
+            Op::Get(k) => d.get(&(me, *k)).unwrap(),
         })
         .collect()
 }
@@ -413,7 +422,7 @@ fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
         (0u8..6, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
         (0u8..6).prop_map(Op::Remove),
         any::<u32>().prop_map(Op::Push),
-        Just(Op::Pop),
+        (0u8..6).prop_map(Op::Get),
     ]
 }
 
@@ -451,7 +460,7 @@ proptest! {
                             pushed[me].push(*v);
                             None
                         }
-                        Op::Pop => None,
+                        Op::Get(k) => model.get(&(me as u32, *k)).copied(),
                     };
                     assert_eq!(got, want, "{op:?}");
                 }
