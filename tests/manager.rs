@@ -171,15 +171,21 @@ fn a_server_that_is_gone_gives_disconnected_promptly() {
 
 const KEY: &[u8] = b"procactor test key";
 
+/// A manager listening on a free loopback port with `KEY`, and its address.
+fn listening() -> (Manager, String) {
+    let mgr = Manager::builder()
+        .listen("127.0.0.1:0")
+        .authkey(KEY)
+        .start()
+        .unwrap();
+    let addr = mgr.address().unwrap();
+    (mgr, addr)
+}
+
 #[test]
 fn remote_clients_with_the_key_and_without_it() {
     watchdog(60, || {
-        let mgr = Manager::builder()
-            .listen("127.0.0.1:0")
-            .authkey(KEY)
-            .start()
-            .unwrap();
-        let addr = mgr.address().unwrap();
+        let (mgr, addr) = listening();
         mgr.dict_named::<String, u32>("shared")
             .unwrap()
             .insert("from-server".into(), 1)
@@ -249,12 +255,7 @@ fn remote_clients_with_the_key_and_without_it() {
 #[test]
 fn garbage_and_slow_clients_never_take_the_server_down() {
     watchdog(60, || {
-        let mgr = Manager::builder()
-            .listen("127.0.0.1:0")
-            .authkey(KEY)
-            .start()
-            .unwrap();
-        let addr = mgr.address().unwrap();
+        let (mgr, addr) = listening();
         let d = Manager::connect(&addr, KEY)
             .unwrap()
             .dict::<u32, u32>()

@@ -58,6 +58,18 @@ fn spawn_worker(sup: &Supervisor, tag: u32, out: &Reports) -> procactor::ActorRe
     .unwrap()
 }
 
+/// A supervisor allowing `max` restarts in `secs` seconds, with worker 1 started.
+fn one_worker(max: u32, secs: u64) -> (Supervisor, procactor::ActorRef<Worker>, Reports) {
+    let out = Queue::new().unwrap();
+    let sup = Supervisor::builder()
+        .max_restarts(max, Duration::from_secs(secs))
+        .build()
+        .unwrap();
+    let w = spawn_worker(&sup, 1, &out);
+    started(&out, &[1]);
+    (sup, w, out)
+}
+
 fn next(out: &Reports) -> (u32, u64, u32) {
     out.get_timeout(T).expect("a report from a worker")
 }
@@ -234,13 +246,7 @@ fn intensity_gives_up_exactly_after_max_restarts_in_period() {
 #[test]
 fn a_restarted_actor_keeps_its_mailbox_and_the_lost_message_is_reported() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder()
-            .max_restarts(5, Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let w = spawn_worker(&sup, 1, &out);
-        started(&out, &[1]);
+        let (sup, w, out) = one_worker(5, 60);
         // ten messages queued behind a slow one; the fifth taken crashes
         w.send((1, Act::Sleep(200))).unwrap();
         for id in 2..=10 {
@@ -709,13 +715,7 @@ fn otp_defaults_and_restarts_older_than_the_period_are_forgotten() {
 #[test]
 fn a_crash_during_a_graceful_stop_is_restarted_and_the_drain_goes_on() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder()
-            .max_restarts(5, Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let w = spawn_worker(&sup, 1, &out);
-        started(&out, &[1]);
+        let (_sup, w, out) = one_worker(5, 60);
         w.send((1, Act::Sleep(100))).unwrap();
         w.send((2, Act::Panic)).unwrap();
         w.send((3, Act::Ok)).unwrap();
