@@ -31,7 +31,7 @@
 //!   the reply to the call it was handling.
 
 use crate::error::{GetError, PutError};
-use crate::queue::Queue;
+use crate::queue::{await_reply, NoReply, Queue};
 use crate::shared::RawArray;
 use crate::sync::{Event, Lock};
 use crate::{ExitStatus, Message};
@@ -969,44 +969,26 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
                 e => CallError::Send(e.to_string()),
             });
         }
-        // Wait for reply `n`. The common case is one blocking get; every few
-        // milliseconds without a reply, look whether the request was lost with a dying
-        // actor or the actor ended.
-        const CHECK: Duration = Duration::from_millis(20);
-        loop {
-            let now = Instant::now();
-            let slice_end = now + CHECK;
-            let until = match deadline {
-                Some(d) if d <= now => return Err(CallError::Timeout),
-                Some(d) => d.min(slice_end),
-                None => slice_end,
-            };
-            match replies.get_deadline(until) {
-                Ok((k, r)) if k == n => return r.map_err(CallError::Failed),
-                Ok(_) => continue, // a late reply to an earlier, abandoned call
-                Err(GetError::Empty) => {}
-                Err(GetError::Disconnected) => {
-                    // no actor process holds the reply channel right now (between a
-                    // death and a restart): wait a little before looking again
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(GetError::Decode(e)) => return Err(CallError::Reply(e.to_string())),
-                Err(GetError::Broken) => {
-                    return Err(CallError::Send("the reply channel is broken".into()))
-                }
-            }
+        // every few milliseconds without the reply: was the request lost with a dying
+        // actor, or has the actor ended (a reply may still have come just before)?
+        let check = || {
             if self.group.word(cell::LOST_CALL).load(Ordering::Acquire) == n {
-                return Err(CallError::Died);
+                return Some(Err(CallError::Died));
             }
             if self.group.over() {
-                // ended: a reply may still have been written just before
-                if let Ok((k, r)) = replies.try_get() {
-                    if k == n {
-                        return r.map_err(CallError::Failed);
-                    }
-                }
-                return Err(CallError::Stopped);
+                return Some(match replies.try_get() {
+                    Ok((k, r)) if k == n => r.map_err(CallError::Failed),
+                    _ => Err(CallError::Stopped),
+                });
             }
+            None
+        };
+        match await_reply(replies, n, deadline, check) {
+            Ok(r) => r.map_err(CallError::Failed),
+            Err(NoReply::Stopped(outcome)) => outcome,
+            Err(NoReply::Timeout) => Err(CallError::Timeout),
+            Err(NoReply::Decode(e)) => Err(CallError::Reply(e.to_string())),
+            Err(NoReply::Broken) => Err(CallError::Send("the reply channel is broken".into())),
         }
     }
 }

@@ -30,7 +30,7 @@
 use crate::codec;
 use crate::error::{DecodeError, EncodeError, SpawnError};
 use crate::process::Process;
-use crate::queue::Queue;
+use crate::queue::{await_reply, NoReply, Queue};
 use crate::shared::RawArray;
 use crate::sync::Lock;
 use crate::{Bytes, GetError, Message, PutError};
@@ -528,7 +528,7 @@ enum ClientWire {
     Remote(String, Bytes),
 }
 
-/// A slice of a wait for a reply, after which the server's liveness is checked.
+/// How long one put of a request waits before the server's liveness is checked.
 const CHECK: Duration = Duration::from_millis(20);
 
 impl Client {
@@ -602,14 +602,11 @@ impl Client {
                         Err(_) => return Err(ManagerError::Disconnected),
                     }
                 }
-                loop {
-                    match replies.get_timeout(CHECK) {
-                        Ok((k, r)) if k == n => break r,
-                        Ok(_) => continue, // the reply to a caller that died waiting
-                        Err(GetError::Empty) if Self::server_alive(cell) => continue,
-                        Err(GetError::Decode(e)) => return Err(e.into()),
-                        Err(_) => return Err(ManagerError::Disconnected),
-                    }
+                let gone = || (!Self::server_alive(cell)).then_some(());
+                match await_reply(replies, n, None, gone) {
+                    Ok(r) => r,
+                    Err(NoReply::Decode(e)) => return Err(e.into()),
+                    Err(_) => return Err(ManagerError::Disconnected),
                 }
             }
             Client::Remote {
