@@ -39,6 +39,22 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest frame `recv` accepts unless told otherwise (64 MiB).
 pub const DEFAULT_MAX_FRAME: usize = 64 << 20;
 
+/// The server half of the handshake on an accepted stream, all of it within
+/// [`HANDSHAKE_TIMEOUT`] however the peer dribbles (the remote manager uses it too).
+pub(crate) fn authenticate(s: &mut Stream, key: &[u8]) -> io::Result<()> {
+    let until = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    conn::server_handshake(&mut conn::WithDeadline::new(s, until), key)
+}
+
+/// Connects to `address` and runs the client half of the handshake within
+/// [`HANDSHAKE_TIMEOUT`] (the remote manager's client uses it too).
+pub(crate) fn connect_authenticated(address: &Address, key: &[u8]) -> io::Result<Stream> {
+    let mut s = Stream::connect(address)?;
+    let until = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    conn::client_handshake(&mut conn::WithDeadline::new(&mut s, until), key)?;
+    Ok(s)
+}
+
 /// A listening socket that hands out authenticated connections (Python's
 /// `Listener(address, authkey=...)`).
 #[derive(Debug)]
@@ -76,8 +92,7 @@ impl Listener {
     /// handshake takes over 5 s times out. The listener stays usable either way.
     pub fn accept(&self) -> io::Result<RemoteConnection> {
         let mut s = self.inner.accept()?;
-        let until = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
-        conn::server_handshake(&mut conn::WithDeadline::new(&mut s, until), &self.key)?;
+        authenticate(&mut s, &self.key)?;
         s.set_read_timeout(None)?;
         Ok(RemoteConnection { s })
     }
@@ -94,9 +109,7 @@ impl Client {
     ///
     /// Nobody listens there; `PermissionDenied` for a wrong key.
     pub fn connect(address: &str, authkey: &[u8]) -> io::Result<RemoteConnection> {
-        let mut s = Stream::connect(&Address::parse(address))?;
-        let until = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
-        conn::client_handshake(&mut conn::WithDeadline::new(&mut s, until), authkey)?;
+        let s = connect_authenticated(&Address::parse(address), authkey)?;
         s.set_read_timeout(None)?;
         Ok(RemoteConnection { s })
     }

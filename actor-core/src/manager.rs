@@ -390,9 +390,7 @@ fn serve_remote(l: conn::Listener, key: Vec<u8>, store: Arc<Mutex<Store>>) {
 
 /// Serves one remote client; any misbehaviour ends this connection only.
 fn serve_connection(mut s: Stream, key: &[u8], store: &Mutex<Store>) {
-    // the whole handshake within PEER_TIMEOUT, however the peer dribbles
-    let until = std::time::Instant::now() + PEER_TIMEOUT;
-    if conn::server_handshake(&mut conn::WithDeadline::new(&mut s, until), key).is_err() {
+    if crate::connection::authenticate(&mut s, key).is_err() {
         return;
     }
     if s.set_read_timeout(Some(PEER_TIMEOUT)).is_err() {
@@ -436,58 +434,41 @@ fn read_request_frame(r: &mut std::io::BufReader<Stream>) -> std::io::Result<Vec
             Err(e) => return Err(e),
         }
     }
-    let until = std::time::Instant::now() + PEER_TIMEOUT;
-    let mut header = [0u8; 4];
-    read_exact_until(r, &mut header, until)?;
-    let len = u32::from_be_bytes(header) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            ErrorKind::InvalidData,
-            "frame too long",
-        ));
+    let mut rest = FrameDeadline {
+        r,
+        until: std::time::Instant::now() + PEER_TIMEOUT,
+        shortened: false,
+    };
+    let frame = conn::read_frame(&mut rest, MAX_FRAME);
+    if rest.shortened {
+        rest.r.get_ref().set_read_timeout(Some(PEER_TIMEOUT))?;
     }
-    let mut buf = vec![0u8; len];
-    read_exact_until(r, &mut buf, until)?;
-    Ok(buf)
+    frame
 }
 
-/// Fills `out` from `r`, all of it by `until`. The stream's timeout is shortened only
-/// while the buffer is empty mid-frame, and put back to [`PEER_TIMEOUT`] afterwards.
-fn read_exact_until(
-    r: &mut std::io::BufReader<Stream>,
-    mut out: &mut [u8],
+/// The rest of a frame, all of it by `until`: the stream's timeout is shortened only
+/// when the buffer runs dry mid-frame (and put back to [`PEER_TIMEOUT`] by the caller),
+/// so a small frame costs no extra system call.
+struct FrameDeadline<'a> {
+    r: &'a mut std::io::BufReader<Stream>,
     until: std::time::Instant,
-) -> std::io::Result<()> {
-    use std::io::{BufRead, ErrorKind};
-    let mut shortened = false;
-    let result = loop {
-        if out.is_empty() {
-            break Ok(());
-        }
-        if r.buffer().is_empty() {
-            let left = until.saturating_duration_since(std::time::Instant::now());
+    shortened: bool,
+}
+
+impl std::io::Read for FrameDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.r.buffer().is_empty() {
+            let left = self
+                .until
+                .saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                break Err(ErrorKind::TimedOut.into());
+                return Err(std::io::ErrorKind::TimedOut.into());
             }
-            r.get_ref().set_read_timeout(Some(left))?;
-            shortened = true;
+            self.r.get_ref().set_read_timeout(Some(left))?;
+            self.shortened = true;
         }
-        match r.fill_buf() {
-            Ok([]) => break Err(ErrorKind::UnexpectedEof.into()),
-            Ok(b) => {
-                let n = b.len().min(out.len());
-                out[..n].copy_from_slice(&b[..n]);
-                r.consume(n);
-                out = &mut out[n..];
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    if shortened {
-        r.get_ref().set_read_timeout(Some(PEER_TIMEOUT))?;
+        self.r.read(buf)
     }
-    result
 }
 
 fn send_resp(s: &mut Stream, r: &Resp) -> std::io::Result<()> {
@@ -647,15 +628,10 @@ impl Client {
 }
 
 fn connect(address: &Address, key: &[u8]) -> Result<Stream, ManagerError> {
-    let mut s = Stream::connect(address)?;
-    s.set_read_timeout(Some(PEER_TIMEOUT))?;
-    let until = std::time::Instant::now() + PEER_TIMEOUT;
-    conn::client_handshake(&mut conn::WithDeadline::new(&mut s, until), key).map_err(
-        |e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => ManagerError::Auth(e.to_string()),
-            _ => ManagerError::Io(e),
-        },
-    )?;
+    let s = crate::connection::connect_authenticated(address, key).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ManagerError::Auth(e.to_string()),
+        _ => ManagerError::Io(e),
+    })?;
     // a server whose host vanished without a reset is given up on after this long
     s.set_read_timeout(Some(REPLY_TIMEOUT))?;
     Ok(s)
