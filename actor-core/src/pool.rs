@@ -275,7 +275,6 @@ struct Pending {
 }
 
 struct Worker {
-    tasks: Queue<TaskMsg>,
     cell: RawArray<u64>,
     proc: Option<Process<()>>,
     /// Chunks put in this worker's ring and not finished, in ring order.
@@ -312,8 +311,7 @@ struct Inner {
     maxtasks: u64,
     /// How workers start (`None`: the process-wide default).
     method: Option<StartMethod>,
-    /// Each worker's task ring (the same handles as in `State`), usable without the
-    /// state lock.
+    /// Each worker's task ring (usable without the state lock; put into under `puts`).
     rings: Vec<Queue<TaskMsg>>,
     /// Taken by whoever puts into worker `i`'s ring, and by the collector while it
     /// replaces that worker; always before the state lock.
@@ -334,7 +332,7 @@ impl Inner {
         };
         let w = &mut st.workers[i];
         let boot = WorkerBootRef {
-            tasks: &w.tasks,
+            tasks: &self.rings[i],
             results: &self.results,
             cell: &w.cell,
             fns: &st.fns,
@@ -483,9 +481,10 @@ impl PoolBuilder {
         }
         let results: Queue<ResultMsg> = Queue::with_capacity_bytes(4 << 20)?;
         let mut workers = Vec::with_capacity(n);
+        let mut rings = Vec::with_capacity(n);
         for _ in 0..n {
+            rings.push(Queue::with_capacity_bytes(1 << 20)?);
             workers.push(Worker {
-                tasks: Queue::with_capacity_bytes(1 << 20)?,
                 cell: RawArray::zeroed(CELL_WORDS)?,
                 proc: None,
                 outstanding: VecDeque::new(),
@@ -494,7 +493,6 @@ impl PoolBuilder {
             });
         }
         let exits = monitor::subscribe()?;
-        let rings = workers.iter().map(|w| w.tasks.clone()).collect();
         let inner = Arc::new(Inner {
             rings,
             puts: (0..n).map(|_| Mutex::new(())).collect(),
@@ -649,9 +647,10 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) {
     // What is still in its ring was not taken: take it back (this also completes or
     // rolls back a get the worker died in the middle of)…
     // (the dead worker may hold the ring's reader lock, asleep in `get`: free it first)
-    w.tasks.recover_dead_consumer();
+    let ring = &inner.rings[i];
+    ring.recover_dead_consumer();
     let mut queued = Vec::new();
-    while let Ok(m) = w.tasks.try_get() {
+    while let Ok(m) = ring.try_get() {
         queued.push(m);
     }
     let queued_ids: Vec<u64> = queued
@@ -699,11 +698,10 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) {
         return;
     }
     inner.dead[i].store(false, Ordering::Release);
-    let w = &st.workers[i];
     for m in queued {
         if let TaskMsg::Run(..) = m {
             // they were in this ring a moment ago, so they fit again
-            if w.tasks.try_put(m).is_err() {
+            if ring.try_put(m).is_err() {
                 tracing::error!("pool: a queued chunk could not be put back");
             }
         }
@@ -1081,19 +1079,8 @@ impl Pool {
         chunksize: usize,
         ordered: bool,
     ) -> Result<Imap<'_, A, R, I>, Error> {
-        self.check_open()?;
         self.run(f, items, chunksize.max(1), ordered)
             .map_err(|e| Error::InvalidArgument(e.to_string()))
-    }
-
-    fn check_open(&self) -> Result<(), Error> {
-        if self.inner.lock().phase == Phase::Running {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(
-                "the pool is closed: no new tasks".into(),
-            ))
-        }
     }
 
     fn run<A: Message, R: Message, I: Iterator<Item = A>>(
@@ -1161,9 +1148,6 @@ impl Pool {
         }
         st.phase = Phase::Terminated;
         // every worker's ring is empty: closing the pool's handles disconnects them
-        for w in &st.workers {
-            w.tasks.close();
-        }
         for r in &self.inner.rings {
             r.close();
         }
@@ -1190,7 +1174,6 @@ impl Pool {
             .filter_map(|w| w.proc.take())
             .collect();
         for w in &mut st.workers {
-            w.tasks.close();
             w.outstanding.clear();
         }
         for r in &self.inner.rings {
