@@ -936,7 +936,10 @@ impl Pool {
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError> {
         let mut out = Vec::new();
-        for r in self.run(f, items.into_iter(), chunksize.max(1), true)? {
+        let results = self
+            .run(f, items.into_iter(), chunksize.max(1), true)
+            .map_err(|e| TaskError::Failed(e.to_string()))?;
+        for r in results {
             out.push(r?);
         }
         Ok(out)
@@ -1080,7 +1083,6 @@ impl Pool {
         ordered: bool,
     ) -> Result<Imap<'_, A, R, I>, Error> {
         self.run(f, items, chunksize.max(1), ordered)
-            .map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 
     fn run<A: Message, R: Message, I: Iterator<Item = A>>(
@@ -1089,10 +1091,8 @@ impl Pool {
         input: I,
         chunksize: usize,
         ordered: bool,
-    ) -> Result<Imap<'_, A, R, I>, TaskError> {
-        let fid = self
-            .fn_id(f)
-            .map_err(|e| TaskError::Failed(e.to_string()))?;
+    ) -> Result<Imap<'_, A, R, I>, Error> {
+        let fid = self.fn_id(f)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         Ok(Imap {
             pool: self,
