@@ -605,9 +605,19 @@ struct Child {
     member: u32,
     name: String,
     proc: Option<Process<ExitReport>>,
-    restarts: u64,
     /// Ended for good: not restarted again.
     done: bool,
+}
+
+impl Child {
+    /// Its restarts so far, as its group's shared cell counts them (a unit started
+    /// again by a restarted child supervisor keeps counting).
+    fn restarts(&self) -> u64 {
+        self.unit
+            .group()
+            .actor_word(self.member, cell::RESTARTS)
+            .load(Ordering::Acquire)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1083,18 +1093,12 @@ impl Supervisor {
         }
         let first = st.children.len();
         for m in 0..unit.members() {
-            // a unit started again by a restarted child supervisor keeps counting
-            let restarts = unit
-                .group()
-                .actor_word(m, cell::RESTARTS)
-                .load(Ordering::Acquire);
             st.children.push(Child {
                 spec: spec.clone(),
                 unit: unit.clone(),
                 member: m,
                 name: unit.member_name(m),
                 proc: None,
-                restarts,
                 done: false,
             });
         }
@@ -1233,7 +1237,7 @@ impl Supervisor {
                         ActorState::Running => c.proc.as_ref().map(Process::pid),
                         _ => None,
                     },
-                    restarts: c.restarts,
+                    restarts: c.restarts(),
                     mailbox_len: c.unit.mailbox_len(),
                     state,
                     supervisor: c.unit.is_supervisor(),
@@ -1427,9 +1431,8 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
         .store(u64::from(os::current_pid()), Ordering::Release);
     g.set_state(c.member, ActorState::Starting);
     if restart {
-        c.restarts += 1;
         g.actor_word(c.member, cell::RESTARTS)
-            .store(c.restarts, Ordering::Release);
+            .fetch_add(1, Ordering::AcqRel);
     }
     let p = c.unit.start(c.member, st.settings.method)?;
     let pid = p.pid();
@@ -1439,7 +1442,7 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
     g.set_state(c.member, ActorState::Running);
     c.proc = Some(p);
     let name = c.name.clone();
-    let restarts = c.restarts;
+    let restarts = c.restarts();
     push_event(
         st,
         SupervisorEvent::Started {
