@@ -95,7 +95,6 @@ impl ChildState {
 /// An exit, as the exit stream reports it.
 #[derive(Debug, Clone)]
 pub(crate) struct ExitEvent {
-    #[allow(dead_code)]
     pub(crate) pid: u32,
     #[allow(dead_code)]
     pub(crate) status: ExitStatus,
@@ -197,7 +196,6 @@ pub(crate) fn live_children() -> Vec<Arc<ChildState>> {
 }
 
 /// A stream of every child exit from now on.
-#[allow(dead_code)]
 pub(crate) fn subscribe() -> std::io::Result<crossbeam_channel::Receiver<ExitEvent>> {
     let (tx, rx) = crossbeam_channel::unbounded();
     monitor()?
@@ -206,4 +204,48 @@ pub(crate) fn subscribe() -> std::io::Result<crossbeam_channel::Receiver<ExitEve
         .unwrap_or_else(|e| e.into_inner())
         .push(tx);
     Ok(rx)
+}
+
+/// A thread that handles every exit of this process's children from now on (for the
+/// owners of many children: a supervisor, a pool) until it is dropped. The subscription
+/// is taken before `start` returns, so no exit of a child started afterwards is missed.
+pub(crate) struct ExitWatcher {
+    quit: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ExitWatcher {
+    pub(crate) fn start(
+        name: &str,
+        mut on_exit: impl FnMut(ExitEvent) + Send + 'static,
+    ) -> std::io::Result<ExitWatcher> {
+        let exits = subscribe()?;
+        let (quit, quit_rx) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || loop {
+                crossbeam_channel::select! {
+                    recv(exits) -> ev => match ev {
+                        Ok(ev) => on_exit(ev),
+                        Err(_) => return,
+                    },
+                    recv(quit_rx) -> _ => return,
+                }
+            })?;
+        Ok(ExitWatcher {
+            quit: Some(quit),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ExitWatcher {
+    fn drop(&mut self) {
+        self.quit.take();
+        if let Some(t) = self.thread.take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
 }

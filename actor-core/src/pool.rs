@@ -30,7 +30,7 @@
 
 use crate::codec::{self, Encoded};
 use crate::error::{Error, SpawnError};
-use crate::monitor;
+use crate::monitor::ExitWatcher;
 use crate::process::{start_encoded, Process};
 use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
@@ -391,8 +391,7 @@ pub struct Pool {
     inner: Arc<Inner>,
     processes: usize,
     collector: Option<std::thread::JoinHandle<()>>,
-    watcher_quit: Option<crossbeam_channel::Sender<()>>,
-    watcher: Option<std::thread::JoinHandle<()>>,
+    watcher: Option<ExitWatcher>,
 }
 
 impl fmt::Debug for Pool {
@@ -492,7 +491,6 @@ impl PoolBuilder {
                 broken: false,
             });
         }
-        let exits = monitor::subscribe()?;
         let inner = Arc::new(Inner {
             rings,
             puts: (0..n).map(|_| Mutex::new(())).collect(),
@@ -513,6 +511,10 @@ impl PoolBuilder {
             maxtasks: self.maxtasks,
             method: self.method,
         });
+        // watching before any worker starts, so that no exit is missed
+        let i3 = inner.clone();
+        let watcher =
+            ExitWatcher::start("procactor-pool-exits", move |ev| worker_exited(&i3, ev.pid))?;
         {
             let mut st = inner.lock();
             for i in 0..n {
@@ -532,44 +534,26 @@ impl PoolBuilder {
         let collector = std::thread::Builder::new()
             .name("procactor-pool-results".into())
             .spawn(move || collect(i2, reader))?;
-        let (quit_tx, quit_rx) = crossbeam_channel::bounded::<()>(1);
-        let i3 = inner.clone();
-        let watcher = std::thread::Builder::new()
-            .name("procactor-pool-exits".into())
-            .spawn(move || watch_exits(i3, exits, quit_rx))?;
         Ok(Pool {
             inner,
             processes: n,
             collector: Some(collector),
-            watcher_quit: Some(quit_tx),
             watcher: Some(watcher),
         })
     }
 }
 
-/// Puts an exit notice on the result ring for each worker exit.
-fn watch_exits(
-    inner: Arc<Inner>,
-    exits: crossbeam_channel::Receiver<monitor::ExitEvent>,
-    quit: crossbeam_channel::Receiver<()>,
-) {
-    loop {
-        crossbeam_channel::select! {
-            recv(exits) -> ev => {
-                let Ok(ev) = ev else { return };
-                let idx = {
-                    let st = inner.lock();
-                    st.workers
-                        .iter()
-                        .position(|w| w.proc.as_ref().is_some_and(|p| p.pid() == ev.pid))
-                };
-                if let Some(i) = idx {
-                    inner.dead[i].store(true, Ordering::Release);
-                    let _ = inner.results.put(ResultMsg::Exited(i as u32));
-                }
-            }
-            recv(quit) -> _ => return,
-        }
+/// Puts an exit notice on the result ring when a worker exits (behind its results).
+fn worker_exited(inner: &Inner, pid: u32) {
+    let idx = {
+        let st = inner.lock();
+        st.workers
+            .iter()
+            .position(|w| w.proc.as_ref().is_some_and(|p| p.pid() == pid))
+    };
+    if let Some(i) = idx {
+        inner.dead[i].store(true, Ordering::Release);
+        let _ = inner.results.put(ResultMsg::Exited(i as u32));
     }
 }
 
@@ -1199,10 +1183,7 @@ impl Drop for Pool {
         if let Some(t) = self.collector.take() {
             let _ = t.join();
         }
-        self.watcher_quit.take();
-        if let Some(t) = self.watcher.take() {
-            let _ = t.join();
-        }
+        self.watcher.take();
     }
 }
 

@@ -39,7 +39,7 @@ use crate::actor::{
 };
 use crate::codec::Encoded;
 use crate::error::{EncodeError, SpawnError};
-use crate::monitor::{self, ExitEvent};
+use crate::monitor::{ExitEvent, ExitWatcher};
 use crate::process::{start_encoded, Process};
 use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
@@ -687,8 +687,7 @@ impl Shared {
 /// ```
 pub struct Supervisor {
     shared: Arc<Shared>,
-    quit: Option<crossbeam_channel::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    watcher: Option<ExitWatcher>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -1052,7 +1051,6 @@ impl Supervisor {
         if let Some(m) = settings.method {
             m.check_available()?;
         }
-        let exits = monitor::subscribe().map_err(SpawnError::Io)?;
         let shared = Arc::new(Shared {
             st: Mutex::new(State {
                 name,
@@ -1066,16 +1064,12 @@ impl Supervisor {
             }),
             cv: Condvar::new(),
         });
-        let (quit_tx, quit_rx) = crossbeam_channel::bounded::<()>(1);
         let sh = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("procactor-supervisor".into())
-            .spawn(move || watch(sh, exits, quit_rx))
+        let watcher = ExitWatcher::start("procactor-supervisor", move |ev| on_exit_event(&sh, ev))
             .map_err(SpawnError::Io)?;
         let sup = Supervisor {
             shared,
-            quit: Some(quit_tx),
-            thread: Some(thread),
+            watcher: Some(watcher),
         };
         for (spec, unit) in units {
             if let Err(e) = sup.add_unit(spec, unit) {
@@ -1383,10 +1377,7 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         self.shutdown_children(None);
-        self.quit.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.watcher.take();
     }
 }
 
@@ -1563,29 +1554,19 @@ fn wait_or_kill(st: &mut State, i: usize, deadline: Option<Instant>) {
 }
 
 /// The exit watcher: applies the strategy to every child exit.
-fn watch(
-    shared: Arc<Shared>,
-    exits: crossbeam_channel::Receiver<ExitEvent>,
-    quit: crossbeam_channel::Receiver<()>,
-) {
-    loop {
-        crossbeam_channel::select! {
-            recv(exits) -> ev => {
-                let Ok(ev) = ev else { return };
-                let mut st = shared.lock();
-                if st.status != Status::Running {
-                    continue;
-                }
-                let idx = st.children.iter().position(|c| {
-                    c.proc.as_ref().is_some_and(|p| p.pid() == ev.pid)
-                });
-                if let Some(i) = idx {
-                    on_exit(&mut st, i);
-                    shared.cv.notify_all();
-                }
-            }
-            recv(quit) -> _ => return,
-        }
+/// Applies the strategy to one child exit (on the exit watcher's thread).
+fn on_exit_event(shared: &Shared, ev: ExitEvent) {
+    let mut st = shared.lock();
+    if st.status != Status::Running {
+        return;
+    }
+    let idx = st
+        .children
+        .iter()
+        .position(|c| c.proc.as_ref().is_some_and(|p| p.pid() == ev.pid));
+    if let Some(i) = idx {
+        on_exit(&mut st, i);
+        shared.cv.notify_all();
     }
 }
 
