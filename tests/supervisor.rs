@@ -70,6 +70,20 @@ fn one_worker(max: u32, secs: u64) -> (Supervisor, procactor::ActorRef<Worker>, 
     (sup, w, out)
 }
 
+/// A child supervisor's builder with worker 10 added, and that worker's ref.
+fn sub_with_worker_10(
+    mut sub: procactor::SupervisorBuilder,
+    out: &Reports,
+) -> (procactor::SupervisorBuilder, procactor::ActorRef<Worker>) {
+    let inner = sub
+        .add(Worker {
+            tag: 10,
+            out: out.clone(),
+        })
+        .unwrap();
+    (sub, inner)
+}
+
 fn next(out: &Reports) -> (u32, u64, u32) {
     out.get_timeout(T).expect("a report from a worker")
 }
@@ -358,13 +372,7 @@ fn shutdown_stops_children_in_reverse_order_and_leaves_no_process() {
 fn one_for_all_restarts_a_child_supervisor_whose_children_keep_their_mailboxes() {
     watchdog(90, || {
         let out = Queue::new().unwrap();
-        let mut sub = Supervisor::builder().name("sub");
-        let inner = sub
-            .add(Worker {
-                tag: 10,
-                out: out.clone(),
-            })
-            .unwrap();
+        let (sub, inner) = sub_with_worker_10(Supervisor::builder().name("sub"), &out);
         let root = Supervisor::builder()
             .strategy(Strategy::OneForAll)
             .max_restarts(5, Duration::from_secs(60))
@@ -436,15 +444,10 @@ fn brutal_kill_does_not_wait_for_a_busy_child() {
 fn a_child_supervisor_runs_its_subtree_and_dies_with_it() {
     watchdog(90, || {
         let out = Queue::new().unwrap();
-        let mut sub = Supervisor::builder()
+        let sub = Supervisor::builder()
             .name("sub")
             .max_restarts(1, Duration::from_secs(60));
-        let inner = sub
-            .add(Worker {
-                tag: 10,
-                out: out.clone(),
-            })
-            .unwrap();
+        let (sub, inner) = sub_with_worker_10(sub, &out);
         let root = Supervisor::builder()
             .name("root")
             .max_restarts(5, Duration::from_secs(60))
@@ -736,13 +739,7 @@ fn a_crash_during_a_graceful_stop_is_restarted_and_the_drain_goes_on() {
 fn refs_to_a_tree_whose_supervisor_died_do_not_wait_forever() {
     watchdog(60, || {
         let out = Queue::new().unwrap();
-        let mut sub = Supervisor::builder().name("sub");
-        let inner = sub
-            .add(Worker {
-                tag: 10,
-                out: out.clone(),
-            })
-            .unwrap();
+        let (sub, inner) = sub_with_worker_10(Supervisor::builder().name("sub"), &out);
         let root = Supervisor::builder().build().unwrap();
         let subref = root
             .spawn_supervisor_with(ChildSpec::new().restart(Restart::Temporary), sub)
