@@ -20,6 +20,8 @@ enum Act {
     Ok,
     Panic,
     Abort,
+    /// SIGKILL from outside the Rust code (the `kill` command aimed at itself).
+    Kill,
     Sleep(u64),
 }
 
@@ -43,6 +45,12 @@ impl Actor for Worker {
             Act::Ok => {}
             Act::Panic => panic!("bad message {id}"),
             Act::Abort => std::process::abort(),
+            Act::Kill => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &std::process::id().to_string()])
+                    .status();
+                std::thread::sleep(Duration::from_secs(60)); // the signal ends it first
+            }
             Act::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
         }
         self.out.put((self.tag, id, std::process::id()))?;
@@ -515,6 +523,7 @@ enum Crash {
     None,
     Panic,
     Abort,
+    Kill,
 }
 
 fn crash_strategy() -> impl proptest::strategy::Strategy<Value = Crash> {
@@ -522,6 +531,7 @@ fn crash_strategy() -> impl proptest::strategy::Strategy<Value = Crash> {
         6 => Just(Crash::None),
         1 => Just(Crash::Panic),
         1 => Just(Crash::Abort),
+        1 => Just(Crash::Kill),
     ]
 }
 
@@ -550,6 +560,7 @@ fn run_schedule(schedule: &[Crash], max_restarts: u32, strategy: Strategy) {
             Crash::None => Act::Ok,
             Crash::Panic => Act::Panic,
             Crash::Abort => Act::Abort,
+            Crash::Kill => Act::Kill,
         };
         w.send((i as u64 + 1, act)).unwrap();
     }
