@@ -550,3 +550,37 @@ fn proxies_travel_through_queues_and_pool_task_arguments() {
         assert!(matches!(back.push(1), Err(ManagerError::Disconnected)));
     });
 }
+
+/// Inserts until the server is gone; how many went in, and whether the end was
+/// `Disconnected`.
+fn insert_until_gone(d: SharedDict<u64, u64>) -> (u64, bool) {
+    for i in 0.. {
+        match d.insert(i, i) {
+            Ok(_) => {}
+            Err(ManagerError::Disconnected) => return (i, true),
+            Err(_) => return (i, false),
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_server_killed_in_the_middle_of_a_clients_operations() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let d = mgr.dict::<u64, u64>().unwrap();
+        let mut p = Process::new(insert_until_gone, d.clone()).start().unwrap();
+        wait_until(T, "the client to be busy", || d.len().unwrap_or(0) > 100);
+        let pid = mgr.pid().unwrap();
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        let (n, disconnected) = p.result().unwrap();
+        assert!(n > 100);
+        assert!(
+            disconnected,
+            "the client's operation ends with Disconnected"
+        );
+    });
+}
