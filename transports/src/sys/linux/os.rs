@@ -415,6 +415,86 @@ pub fn is_main_thread() -> bool {
     rustix::thread::gettid() == rustix::process::getpid()
 }
 
+/// A pidfd for process `pid` (not necessarily our child), for a caller that knows the
+/// pid cannot have been reused yet (its parent has not reaped it).
+///
+/// # Errors
+///
+/// No such process (`ESRCH`), or an invalid pid.
+pub fn pidfd_of(pid: u32) -> io::Result<OwnedFd> {
+    Ok(pidfd_open(to_pid(pid)?, PidfdFlags::empty())?)
+}
+
+/// The number of threads of this process, counted in `/proc/self/task`.
+///
+/// # Errors
+///
+/// `/proc` is not mounted.
+pub fn thread_count() -> io::Result<usize> {
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        entry?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// What [`fork_single_threaded`] returns on each side of the fork.
+#[derive(Debug)]
+pub enum Forked {
+    /// In the new child process.
+    Child,
+    /// In the parent: the child's pid and a pidfd for it.
+    Parent(SpawnedChild),
+}
+
+/// `fork()`: the calling process is duplicated; returns once in each.
+///
+/// Only a single-threaded process may fork: in a child of a multi-threaded process every
+/// lock another thread held (a `Mutex`, the standard output's lock) stays locked forever.
+/// The threads are counted first and the call is refused otherwise.
+///
+/// # Errors
+///
+/// [`io::ErrorKind::Unsupported`] when the process has more than one thread; `fork`
+/// failing (out of processes or memory).
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("fork() refused: this process has {threads} threads, not 1"),
+        ));
+    }
+    // SAFETY: `fork` takes no arguments and touches no memory of ours. The process has
+    // exactly one thread (counted just above; only this thread could have started another
+    // since, and it is here), so no lock can be held by a thread that the child lacks:
+    // the child's copy of the address space is consistent. It is glibc's fork(), which
+    // also runs glibc's own at-fork handlers (malloc arenas, stdio).
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(io::Error::last_os_error()),
+        0 => {
+            refresh_pid_cache();
+            Ok(Forked::Child)
+        }
+        p => {
+            let pid = p as u32;
+            // not reaped by anyone yet: the pid still names our child
+            let pidfd = pidfd_of(pid)?;
+            Ok(Forked::Parent(SpawnedChild { pid, pidfd }))
+        }
+    }
+}
+
+/// Ends the process at once with `code`: no `atexit` handlers, no destructors, no flush
+/// (`_exit`). What a forked child calls, so that it does not run handlers that its parent
+/// registered. Flush what must be flushed first.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` takes an integer, touches no memory of ours and does not return.
+    unsafe { libc::_exit(code) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +532,27 @@ mod tests {
         assert_eq!(poll_readable(&[b.as_fd()], Some(d)).unwrap(), vec![false]);
         crate::fdpass::send(a.as_fd(), &[b"x"], &[], false).unwrap();
         assert_eq!(poll_readable(&[b.as_fd()], None).unwrap(), vec![true]);
+    }
+
+    #[test]
+    fn fork_is_refused_with_more_than_one_thread() {
+        // the test harness runs this test on a thread of its own: at least two threads
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(thread_count().unwrap() >= 2);
+        let e = fork_single_threaded().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("threads"), "{e}");
+        drop(tx);
+        let _ = t.join();
+    }
+
+    #[test]
+    fn pidfd_of_opens_live_processes_only() {
+        // (the fork itself is exercised by the facade's harness-less `tests/fork.rs`,
+        // whose main thread is the process's only thread)
+        assert!(pidfd_of(std::process::id()).is_ok());
+        assert!(pidfd_of(0).is_err());
     }
 
     #[test]
