@@ -14,6 +14,7 @@ mod bytes;
 pub mod codec;
 pub mod connection;
 pub mod error;
+mod forkserver;
 pub mod manager;
 mod monitor;
 pub mod pipe;

@@ -4,9 +4,19 @@
 //! Whoever owns a child (a [`crate::Process`] handle, later the Pool or a Supervisor)
 //! holds an `Arc<ChildState>` and waits on its condition variable, or subscribes to the
 //! exit stream with [`subscribe`].
+//!
+//! Children of the fork server are not ours: the kernel lets only their parent, the
+//! server, reap them. Their pidfds still tell when they end and take signals, and the
+//! server *relays* each exit status ([`relayed_exit`]); such a child is registered with
+//! [`register_relayed`].
+//!
+//! The thread starts with the first child it must watch, except for children started by
+//! [`StartMethod::Fork`](crate::StartMethod::Fork): a program that forks must stay
+//! single-threaded, so those are reaped by their handles (which poll the pidfd
+//! themselves) until something else needs the thread.
 
 use crate::status::ExitStatus;
-use once_cell::sync::Lazy;
+use once_cell::sync::OnceCell;
 use procactor_transports::os::{self, ExitInfo, Poller};
 use procactor_transports::{AsFd, OwnedFd};
 use std::collections::HashMap;
@@ -19,6 +29,8 @@ pub(crate) struct ChildState {
     pub(crate) pid: u32,
     pub(crate) name: String,
     pub(crate) pidfd: OwnedFd,
+    /// A fork server's child: its status comes from the server, not from `waitid`.
+    relayed: bool,
     exit: Mutex<Option<ExitStatus>>,
     cv: Condvar,
 }
@@ -28,8 +40,18 @@ impl ChildState {
         *self.exit.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until the monitor has reaped the child or `deadline` passes.
-    pub(crate) fn wait_exit(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
+    /// Records the status the fork server relayed (first one wins).
+    fn complete(&self, status: ExitStatus) {
+        let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(status);
+            self.cv.notify_all();
+        }
+    }
+
+    /// Waits until the monitor has reaped the child (or its status was relayed) or
+    /// `deadline` passes.
+    fn wait_exit(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
         let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(s) = *g {
@@ -62,7 +84,7 @@ impl ChildState {
     /// status; `None` while it runs.
     pub(crate) fn reap_now(&self) -> Option<ExitStatus> {
         let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
-        if g.is_none() {
+        if g.is_none() && !self.relayed {
             let status = match os::pidfd_try_reap(self.pidfd.as_fd()) {
                 Ok(Some(ExitInfo::Code(c))) => ExitStatus::Code(c),
                 Ok(Some(ExitInfo::Signal(s))) => ExitStatus::Signal(s),
@@ -79,6 +101,9 @@ impl ChildState {
     /// Waits until the child has exited or `deadline` passes, reaping it from this
     /// thread when it sees the exit first.
     pub(crate) fn wait_exit_direct(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
+        if self.relayed {
+            return self.wait_exit(deadline);
+        }
         loop {
             if let Some(s) = self.reap_now() {
                 return Some(s);
@@ -105,29 +130,61 @@ struct Monitor {
     children: Mutex<HashMap<u32, Arc<ChildState>>>,
     live: Mutex<Vec<Weak<ChildState>>>,
     subscribers: Mutex<Vec<crossbeam_channel::Sender<ExitEvent>>>,
+    /// Statuses the fork server relayed before their child was registered here.
+    early: Mutex<HashMap<u32, ExitStatus>>,
+    thread: OnceCell<()>,
 }
 
-static MONITOR: Lazy<std::io::Result<Arc<Monitor>>> = Lazy::new(|| {
+/// This process's monitor. Not a `Lazy`: a child made by `fork()` inherits its parent's
+/// (with the parent's epoll set and without its thread) and must start afresh.
+static MONITOR: Mutex<Option<Arc<Monitor>>> = Mutex::new(None);
+
+fn monitor() -> std::io::Result<Arc<Monitor>> {
+    let mut slot = MONITOR.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = &*slot {
+        return Ok(m.clone());
+    }
     let m = Arc::new(Monitor {
         poller: Poller::new()?,
         children: Mutex::new(HashMap::new()),
         live: Mutex::new(Vec::new()),
         subscribers: Mutex::new(Vec::new()),
+        early: Mutex::new(HashMap::new()),
+        thread: OnceCell::new(),
     });
-    let m2 = m.clone();
-    std::thread::Builder::new()
-        .name("procactor-monitor".into())
-        .spawn(move || m2.run())?;
+    *slot = Some(m.clone());
     Ok(m)
-});
+}
 
-fn monitor() -> std::io::Result<&'static Arc<Monitor>> {
-    MONITOR
-        .as_ref()
-        .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+/// In a child made by `fork()`: forgets the parent's monitor (its epoll set is shared
+/// with the parent and its thread does not exist here) without running its destructors.
+/// The process is single-threaded, so no lock of the old monitor is held.
+pub(crate) fn after_fork_in_child() {
+    let old = MONITOR.lock().unwrap_or_else(|e| e.into_inner()).take();
+    std::mem::forget(old);
 }
 
 impl Monitor {
+    /// Starts the thread that reaps children and feeds the exit stream (once).
+    fn ensure_thread(self: &Arc<Self>) -> std::io::Result<()> {
+        self.thread
+            .get_or_try_init(|| {
+                let m = self.clone();
+                std::thread::Builder::new()
+                    .name("procactor-monitor".into())
+                    .spawn(move || m.run())
+                    .map(|_| ())
+            })
+            .map(|_| ())
+    }
+
+    fn publish(&self, ev: ExitEvent) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| s.send(ev.clone()).is_ok());
+    }
+
     fn run(&self) {
         let mut ready = Vec::new();
         loop {
@@ -148,11 +205,7 @@ impl Monitor {
                     continue;
                 }
                 tracing::debug!(pid, name = %child.name, ?status, "child exited");
-                let ev = ExitEvent { pid, status };
-                self.subscribers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|s| s.send(ev.clone()).is_ok());
+                self.publish(ExitEvent { pid, status });
             }
         }
     }
@@ -162,13 +215,32 @@ impl Monitor {
     }
 }
 
+/// How a child was started, as far as watching it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// Our own child: reaped by the monitor thread (started now if need be).
+    Reap,
+    /// Our own child started by `fork()`: reaped by its handle; no thread is started
+    /// for it (the thread, once running for other reasons, reaps it too).
+    ReapWithoutThread,
+    /// A fork server's child: its status is relayed (see [`relayed_exit`]).
+    Relayed,
+}
+
 /// Registers a freshly started child with the monitor.
-pub(crate) fn register(pid: u32, name: String, pidfd: OwnedFd) -> std::io::Result<Arc<ChildState>> {
+pub(crate) fn register(
+    pid: u32,
+    name: String,
+    pidfd: OwnedFd,
+    watch: Watch,
+) -> std::io::Result<Arc<ChildState>> {
     let m = monitor()?;
+    let relayed = watch == Watch::Relayed;
     let state = Arc::new(ChildState {
         pid,
         name,
         pidfd,
+        relayed,
         exit: Mutex::new(None),
         cv: Condvar::new(),
     });
@@ -178,11 +250,57 @@ pub(crate) fn register(pid: u32, name: String, pidfd: OwnedFd) -> std::io::Resul
         live.retain(|w| w.upgrade().is_some_and(|c| c.exit_status().is_none()));
         live.push(Arc::downgrade(&state));
     }
+    if relayed {
+        // the server may have relayed the exit before we got here
+        let early = m
+            .early
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&pid);
+        if let Some(status) = early {
+            relayed_exit(pid, status);
+        }
+        return Ok(state);
+    }
     if let Err(e) = m.poller.add(state.pidfd.as_fd(), u64::from(pid)) {
         m.lock_children().remove(&pid);
         return Err(e);
     }
+    if watch == Watch::Reap {
+        m.ensure_thread()?;
+    }
     Ok(state)
+}
+
+/// The fork server reports that its child `pid` ended with `status`.
+pub(crate) fn relayed_exit(pid: u32, status: ExitStatus) {
+    let Ok(m) = monitor() else { return };
+    let child = {
+        let mut children = m.lock_children();
+        match children.get(&pid) {
+            Some(c) if c.relayed => children.remove(&pid),
+            Some(_) => None, // an own child that happens to reuse the pid: not this one
+            None => {
+                m.early
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(pid, status);
+                None
+            }
+        }
+    };
+    if let Some(child) = child {
+        child.complete(status);
+        tracing::debug!(pid, name = %child.name, ?status, "child exited (relayed)");
+        m.publish(ExitEvent { pid, status });
+    }
+}
+
+/// Fork-server children still waiting for their relayed status.
+pub(crate) fn relayed_children() -> Vec<Arc<ChildState>> {
+    let Ok(m) = monitor() else { return Vec::new() };
+    let children = m.lock_children();
+    children.values().filter(|c| c.relayed).cloned().collect()
 }
 
 /// Children of this process that have not exited yet.
@@ -198,8 +316,9 @@ pub(crate) fn live_children() -> Vec<Arc<ChildState>> {
 /// A stream of every child exit from now on.
 pub(crate) fn subscribe() -> std::io::Result<crossbeam_channel::Receiver<ExitEvent>> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    monitor()?
-        .subscribers
+    let m = monitor()?;
+    m.ensure_thread()?;
+    m.subscribers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(tx);

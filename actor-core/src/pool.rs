@@ -453,8 +453,9 @@ impl PoolBuilder {
     }
 
     /// How the workers (and their replacements) start (default: the process-wide
-    /// [`start_method()`](crate::start_method)). A method this build cannot use makes
-    /// `build` fail with a clear error.
+    /// [`start_method()`](crate::start_method), read at `build`). `ForkServer` is the fast
+    /// choice. `Fork` makes `build` fail with a clear error: the pool runs threads of its
+    /// own, so its workers cannot be forked safely.
     pub fn start_method(mut self, m: StartMethod) -> Self {
         self.method = Some(m);
         self
@@ -475,9 +476,7 @@ impl PoolBuilder {
             ));
         }
         let init = self.init;
-        if let Some(m) = self.method {
-            m.check_available()?;
-        }
+        let method = Some(runtime::method_for_owner(self.method, "pool")?);
         let results: Queue<ResultMsg> = Queue::with_capacity_bytes(4 << 20)?;
         let mut workers = Vec::with_capacity(n);
         let mut rings = Vec::with_capacity(n);
@@ -509,7 +508,7 @@ impl PoolBuilder {
             results,
             init,
             maxtasks: self.maxtasks,
-            method: self.method,
+            method,
         });
         // watching before any worker starts, so that no exit is missed
         let i3 = inner.clone();

@@ -2,7 +2,7 @@
 
 use crate::codec;
 use crate::error::{Error, JoinError, SpawnError};
-use crate::monitor::{self, ChildState};
+use crate::monitor::{self, ChildState, Watch};
 use crate::runtime::{self, Bootstrap, EntryFn, StartMethod};
 use crate::Message;
 use procactor_transports::frame::{self, FrameError, FrameReader, Wait};
@@ -173,9 +173,17 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
     exe: Option<std::path::PathBuf>,
 ) -> Result<Process<R>, SpawnError> {
     runtime::ensure_initialized()?;
-    method
-        .unwrap_or_else(runtime::start_method)
-        .check_available()?;
+    let method = method.unwrap_or_else(runtime::start_method);
+    if method != StartMethod::Fork {
+        // (Fork's check, the thread count, is made by the fork itself)
+        method.check_available()?;
+    }
+    if exe.is_some() && method != StartMethod::Spawn {
+        return Err(SpawnError::Unsupported {
+            method: method.name(),
+            why: "another executable can only be spawned".into(),
+        });
+    }
     // Encode first: a bad argument fails before any process exists.
     let mut args = Vec::new();
     let mut arg_fds = Vec::new();
@@ -202,15 +210,47 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
     codec::encode(&boot, &mut boot_bytes, None)?;
 
     let (ours, theirs) = fdpass::socketpair()?;
-    let env = format!("{}:{token}:{}", os::CHILD_CONTROL_FD, me.pid());
-    let child = runtime::on_spawner_thread(move || {
-        let env = [(runtime::CHILD_ENV, env.as_str())];
-        match &exe {
-            None => os::spawn_self(theirs, &env),
-            Some(exe) => os::spawn_exe(exe, theirs, &env),
+    let (child, watch) = match method {
+        StartMethod::Spawn => {
+            let env = format!("{}:{token}:{}", os::CHILD_CONTROL_FD, me.pid());
+            let child = runtime::on_spawner_thread(move || {
+                let env = [(runtime::CHILD_ENV, env.as_str())];
+                match &exe {
+                    None => os::spawn_self(theirs, &env),
+                    Some(exe) => os::spawn_exe(exe, theirs, &env),
+                }
+            })??;
+            (child, Watch::Reap)
         }
-    })??;
-    let state = monitor::register(child.pid, name, child.pidfd)?;
+        StartMethod::ForkServer => (
+            crate::forkserver::start_child(token, theirs)?,
+            Watch::Relayed,
+        ),
+        StartMethod::Fork => {
+            // what is buffered would otherwise be written twice, by both processes
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            match os::fork_single_threaded() {
+                Ok(os::Forked::Child) => {
+                    drop(ours);
+                    runtime::forked_child_main(theirs, token, me.pid())
+                }
+                Ok(os::Forked::Parent(child)) => {
+                    drop(theirs);
+                    (child, Watch::ReapWithoutThread)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                    return Err(StartMethod::Fork
+                        .check_available()
+                        .err()
+                        .unwrap_or(SpawnError::Io(e)))
+                }
+                Err(e) => return Err(SpawnError::Io(e)),
+            }
+        }
+    };
+    let state = monitor::register(child.pid, name, child.pidfd, watch)?;
     // The child reads these as soon as it runs; a child that died at once makes
     // them fail with BrokenPipe, which join() then reports through the exit status.
     let borrowed: Vec<BorrowedFd<'_>> = arg_fds.iter().map(|f| f.as_fd()).collect();
@@ -432,11 +472,11 @@ impl<R> Drop for Process<R> {
             let _ = os::pidfd_signal(self.state.pidfd.as_fd(), os::SIGTERM);
             if self
                 .state
-                .wait_exit(Some(Instant::now() + Duration::from_secs(1)))
+                .wait_exit_direct(Some(Instant::now() + Duration::from_secs(1)))
                 .is_none()
             {
                 let _ = os::pidfd_signal(self.state.pidfd.as_fd(), os::SIGKILL);
-                let _ = self.state.wait_exit(None);
+                let _ = self.state.wait_exit_direct(None);
             }
         } else {
             // drain the report so that a child blocked writing it can exit, then wait
@@ -451,7 +491,7 @@ impl<R> Drop for Process<R> {
                     }
                 }
             });
-            let _ = self.state.wait_exit(None);
+            let _ = self.state.wait_exit_direct(None);
         }
     }
 }

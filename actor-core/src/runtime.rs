@@ -23,19 +23,67 @@ use procactor_transports::{os, AsFd, OwnedFd};
 use serde::{Deserialize, Serialize};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub(crate) const CHILD_ENV: &str = "PROCACTOR_CHILD";
 
-/// How children are started.
+/// How children are started (Python's start methods). Whatever the method, a child
+/// gets its target, name and arguments the same way, over its control channel, and ends
+/// the same way: exit codes, results, panics, handles, `parent_process()` and the
+/// parent-death signal behave alike.
+///
+/// | method | start+join here | with threads | what the child starts from |
+/// |---|---|---|---|
+/// | `Spawn` | ~1 ms | yes | a fresh image of the binary, stopped in `init()` |
+/// | `ForkServer` | ~0.5 ms | yes | a copy of the fork server: a fresh image stopped in `init()` |
+/// | `Fork` | ~0.4 ms | refused | a copy of the caller, all its memory and descriptors |
+///
+/// Set it for the whole program with [`set_start_method`] (or the environment variable
+/// `PROCACTOR_START_METHOD=spawn|forkserver|fork`, read by [`init`]), for one process
+/// with [`ProcessBuilder::start_method`](crate::ProcessBuilder::start_method), for a pool
+/// or a supervisor with their builders' `start_method`.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::{Process, StartMethod};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() {
+///     procactor_core::init();
+///     let mut p = Process::new(square, 7)
+///         .start_method(StartMethod::ForkServer)
+///         .start()
+///         .unwrap();
+///     p.join().unwrap();
+///     assert_eq!(p.result().unwrap(), 49);
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum StartMethod {
-    /// Re-execute the current binary (safe with threads; the default).
+    /// Re-execute the current binary (`posix_spawn` of `/proc/self/exe`); the child runs
+    /// from `init()` with nothing of the parent's memory. Safe with threads; the default.
     #[default]
     Spawn,
-    /// A single-threaded server process forks children on request.
+    /// A fork server forks each child. The server is the binary re-executed once, the
+    /// first time it is needed (or at `set_start_method(ForkServer)`), and stopped in
+    /// `init()` before `main`'s code runs: single-threaded, holding none of the
+    /// parent's later state, so forking it is safe whatever threads the parent has. Its
+    /// children are not the parent's children to the OS (their exit statuses are relayed
+    /// by the server); they get the parent-death signal from the server, which gets it
+    /// from the parent: the parent's death takes the server and every child with it. A
+    /// server that dies is replaced at the next start (its children die with it and are
+    /// reported killed by `SIGKILL`).
     ForkServer,
-    /// Plain `fork()`; refused when the caller has more than one thread.
+    /// Plain `fork()` of the caller; the child runs its target and `_exit`s. Refused with
+    /// [`SpawnError::Unsupported`] when the process has more than one thread (counted in
+    /// `/proc/self/task` at each start): a lock another thread held would stay locked in
+    /// the child forever. procactor starts no thread of its own for a forked child, so a
+    /// single-threaded program can fork again and again; a `Pool` or a `Supervisor` runs
+    /// threads and refuses `Fork`. As with Python's fork, the child inherits every
+    /// descriptor of its parent: a pipe end the parent still holds is open in the child
+    /// too (end-of-file on it needs both closed).
     Fork,
 }
 
@@ -48,38 +96,96 @@ impl StartMethod {
         }
     }
 
+    fn from_name(name: &str) -> Option<StartMethod> {
+        match name {
+            "spawn" => Some(StartMethod::Spawn),
+            "forkserver" => Some(StartMethod::ForkServer),
+            "fork" => Some(StartMethod::Fork),
+            _ => None,
+        }
+    }
+
+    /// `Fork` is refused in a process with more than one thread (counted in
+    /// `/proc/self/task`): the child would hold a copy of every lock the other threads
+    /// held, locked forever.
     pub(crate) fn check_available(self) -> Result<(), SpawnError> {
         match self {
-            StartMethod::Spawn => Ok(()),
-            m => Err(SpawnError::Unsupported {
-                method: m.name(),
-                why: "not available yet in this version of procactor; use StartMethod::Spawn"
-                    .into(),
-            }),
+            StartMethod::Spawn | StartMethod::ForkServer => Ok(()),
+            StartMethod::Fork => match os::thread_count() {
+                Ok(1) => Ok(()),
+                Ok(n) => Err(fork_refused(n)),
+                Err(e) => Err(SpawnError::Io(e)),
+            },
         }
     }
 }
 
+/// The start method a pool or a supervisor (`owner`) will use: `method`, or the default.
+/// `Fork` is refused for them: they run threads of their own (a result collector, an exit
+/// watcher), so every worker after the first, and every replacement, would have to be
+/// forked from a multi-threaded process.
+pub(crate) fn method_for_owner(
+    method: Option<StartMethod>,
+    owner: &str,
+) -> Result<StartMethod, SpawnError> {
+    let m = method.unwrap_or_else(start_method);
+    if m == StartMethod::Fork {
+        return Err(SpawnError::Unsupported {
+            method: "fork",
+            why: format!(
+                "a {owner} runs threads of its own, so its workers and their replacements \
+                 cannot be forked safely (use StartMethod::ForkServer: children forked by a \
+                 single-threaded server, or Spawn)"
+            ),
+        });
+    }
+    m.check_available()?;
+    Ok(m)
+}
+
+fn fork_refused(threads: usize) -> SpawnError {
+    SpawnError::Unsupported {
+        method: "fork",
+        why: format!(
+            "this process has {threads} threads, and fork() copies only the calling one: \
+             a lock another thread holds would stay locked forever in the child \
+             (use StartMethod::ForkServer, as fast and safe with threads, or Spawn)"
+        ),
+    }
+}
+
+/// The variable that sets the root process's default start method at [`init`]
+/// (`spawn`, `forkserver` or `fork`): how the test matrix runs a whole test binary under
+/// another start method.
+pub const START_METHOD_ENV: &str = "PROCACTOR_START_METHOD";
+
 static START_METHOD: AtomicU8 = AtomicU8::new(0);
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
-/// Sets the default start method for processes started after this call.
+/// Sets the default start method for processes started after this call (and for
+/// pools and supervisors built after it).
+///
+/// `ForkServer` starts the fork server now (a process that forks each child), so that
+/// the first start costs no more than the next ones. `Fork` is accepted in any process,
+/// but each start is refused while the process has more than one thread.
 ///
 /// # Errors
 ///
-/// [`SpawnError::Unsupported`] for a method this build cannot use (today `ForkServer`
-/// and `Fork`): the setting is left unchanged rather than silently falling back.
+/// [`SpawnError::Io`] when the fork server cannot be started; the setting is then left
+/// unchanged.
 ///
 /// # Examples
 ///
 /// ```
 /// use procactor_core::{set_start_method, start_method, StartMethod};
+/// procactor_core::init();
 /// assert!(set_start_method(StartMethod::Spawn).is_ok());
 /// assert_eq!(start_method(), StartMethod::Spawn);
-/// assert!(set_start_method(StartMethod::Fork).is_err());
 /// ```
 pub fn set_start_method(method: StartMethod) -> Result<(), SpawnError> {
-    method.check_available()?;
+    if method == StartMethod::ForkServer && INITIALIZED.load(Ordering::SeqCst) {
+        crate::forkserver::ensure_started()?;
+    }
     START_METHOD.store(method as u8, Ordering::SeqCst);
     Ok(())
 }
@@ -124,7 +230,8 @@ struct Identity {
     ids: Vec<u64>,
 }
 
-static IDENTITY: OnceCell<Identity> = OnceCell::new();
+/// Set at start-up; replaced in a child made by `fork()` (which inherits its parent's).
+static IDENTITY: Mutex<Option<Arc<Identity>>> = Mutex::new(None);
 /// The proof, made at start-up, that this process runs its parent's image (in the root
 /// process: trivially its own), so that function references the parent sent later (a
 /// child supervisor's actor entries) can be resolved.
@@ -132,15 +239,19 @@ static IMAGE_PROOF: OnceCell<SameImage> = OnceCell::new();
 static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 static FINGERPRINT: Lazy<std::io::Result<[u64; 5]>> = Lazy::new(os::exe_fingerprint);
 
-fn identity() -> &'static Identity {
-    IDENTITY.get_or_init(|| Identity {
-        current: ProcessInfo {
-            name: "MainProcess".into(),
-            pid: os::current_pid(),
-        },
-        parent: None,
-        ids: Vec::new(),
+fn identity() -> Arc<Identity> {
+    let mut slot = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
+    slot.get_or_insert_with(|| {
+        Arc::new(Identity {
+            current: ProcessInfo {
+                name: "MainProcess".into(),
+                pid: os::current_pid(),
+            },
+            parent: None,
+            ids: Vec::new(),
+        })
     })
+    .clone()
 }
 
 /// This process's name and pid. In the root process the name is `"MainProcess"`.
@@ -235,11 +346,30 @@ pub(crate) fn fingerprint() -> std::io::Result<[u64; 5]> {
 /// }
 /// ```
 pub fn init() {
+    if let Some(v) = os::take_env(crate::forkserver::SERVER_ENV) {
+        crate::forkserver::server_main(&v);
+    }
     match os::take_env(CHILD_ENV) {
         Some(v) => child_main(&v),
         None => {
+            if INITIALIZED.swap(true, Ordering::SeqCst) {
+                return;
+            }
             let _ = identity();
-            INITIALIZED.store(true, Ordering::SeqCst);
+            // the test matrix's way to run a whole binary under another start method
+            // (taken out, so that children of children start with the default)
+            if let Some(m) = os::take_env(START_METHOD_ENV) {
+                match StartMethod::from_name(&m) {
+                    Some(m) => {
+                        if let Err(e) = set_start_method(m) {
+                            eprintln!("procactor: {START_METHOD_ENV}={m:?}: {e}");
+                        }
+                    }
+                    None => eprintln!(
+                        "procactor: {START_METHOD_ENV}={m:?} is not spawn, forkserver or fork; ignored"
+                    ),
+                }
+            }
         }
     }
 }
@@ -385,6 +515,36 @@ fn child_run(env: &str) -> Result<i32, String> {
     let (raw, token, ppid) =
         parse_env(env).ok_or_else(|| format!("malformed {CHILD_ENV} value {env:?}"))?;
     let control = os::take_inherited_fd(raw).map_err(|e| format!("control channel: {e}"))?;
+    run_child(control, token, ppid)
+}
+
+/// The life of a child made by `fork()` (by [`StartMethod::Fork`] in the caller, or by
+/// the fork server): from the control channel on, exactly a spawned child's. It ends
+/// with `_exit` (after flushing the standard streams), so that `atexit` handlers its
+/// parent registered do not run a second time.
+pub(crate) fn forked_child_main(control: OwnedFd, token: u64, parent: u32) -> ! {
+    // nothing of the parent's runtime is ours: the monitor (its epoll set is the
+    // parent's), the fork server connection, the identity, the child counter
+    crate::monitor::after_fork_in_child();
+    crate::forkserver::after_fork_in_child();
+    *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    NAME_COUNTER.store(0, Ordering::Relaxed);
+    *SPAWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    START_METHOD.store(0, Ordering::SeqCst);
+    let code = match run_child(control, token, parent) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("procactor child {}: {msg}", os::current_pid());
+            1
+        }
+    };
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    os::exit_now(code)
+}
+
+fn run_child(control: OwnedFd, token: u64, ppid: u32) -> Result<i32, String> {
     if !os::set_parent_death_kill(ppid).map_err(|e| format!("prctl: {e}"))? {
         return Ok(1); // the parent died before we could watch it
     }
@@ -401,14 +561,14 @@ fn child_run(env: &str) -> Result<i32, String> {
         }
     };
     let _ = IMAGE_PROOF.set(SameImage::verify(&boot.fingerprint).map_err(|e| e.to_string())?);
-    let _ = IDENTITY.set(Identity {
+    *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Identity {
         current: ProcessInfo {
             name: boot.name.clone(),
             pid: os::current_pid(),
         },
         parent: Some(boot.parent.clone()),
         ids: boot.ids.clone(),
-    });
+    }));
     INITIALIZED.store(true, Ordering::SeqCst);
 
     let entry_ref = TargetRef {
@@ -545,15 +705,30 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_start_methods_are_refused() {
-        assert!(matches!(
-            StartMethod::ForkServer.check_available(),
+    fn fork_is_refused_in_a_threaded_process() {
+        // the test harness runs this on a thread of its own: two threads at least
+        match StartMethod::Fork.check_available() {
             Err(SpawnError::Unsupported {
-                method: "forkserver",
-                ..
-            })
-        ));
-        assert!(StartMethod::Fork.check_available().is_err());
+                method: "fork",
+                why,
+            }) => {
+                assert!(why.contains("threads"), "{why}")
+            }
+            other => panic!("fork accepted with threads: {other:?}"),
+        }
+        assert!(StartMethod::ForkServer.check_available().is_ok());
         assert!(StartMethod::Spawn.check_available().is_ok());
+    }
+
+    #[test]
+    fn start_method_names_round_trip() {
+        for m in [
+            StartMethod::Spawn,
+            StartMethod::ForkServer,
+            StartMethod::Fork,
+        ] {
+            assert_eq!(StartMethod::from_name(m.name()), Some(m));
+        }
+        assert_eq!(StartMethod::from_name("vfork"), None);
     }
 }

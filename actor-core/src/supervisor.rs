@@ -772,8 +772,9 @@ impl SupervisorBuilder {
 
     /// How its children start (default: the process-wide
     /// [`start_method()`](crate::start_method)); a child supervisor passes it on to its
-    /// own children only if its builder says so too. A method this build cannot use is
-    /// refused when the supervisor starts.
+    /// own children only if its builder says so too. `Fork` is refused when the
+    /// supervisor starts: it runs threads of its own, so its children cannot be forked
+    /// safely (`ForkServer` is the fast choice).
     pub fn start_method(mut self, m: StartMethod) -> Self {
         self.settings.method = Some(m);
         self
@@ -1048,9 +1049,8 @@ impl Supervisor {
         units: Vec<(ChildSpec, Arc<dyn Unit>)>,
     ) -> Result<Supervisor, SupervisorError> {
         runtime::ensure_initialized()?;
-        if let Some(m) = settings.method {
-            m.check_available()?;
-        }
+        let mut settings = settings;
+        settings.method = Some(runtime::method_for_owner(settings.method, "supervisor")?);
         let shared = Arc::new(Shared {
             st: Mutex::new(State {
                 name,
