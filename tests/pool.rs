@@ -261,13 +261,20 @@ fn the_start_method_is_the_builders_choice() {
             .build()
             .unwrap();
         assert_eq!(pool.apply(square, 3).unwrap(), 9);
-        // not available in this build: refused at build, not silently replaced
-        let e = Pool::builder()
+        let pool = Pool::builder()
             .processes(1)
             .start_method(procactor::StartMethod::ForkServer)
             .build()
+            .unwrap();
+        assert_eq!(pool.apply(square, 4).unwrap(), 16);
+        // a pool runs threads of its own: fork is refused at build, not silently replaced
+        let e = Pool::builder()
+            .processes(1)
+            .start_method(procactor::StartMethod::Fork)
+            .build()
             .unwrap_err();
-        assert!(e.to_string().contains("forkserver"), "{e}");
+        assert!(e.to_string().contains("fork"), "{e}");
+        assert!(e.to_string().contains("threads"), "{e}");
         assert!(Pool::builder().processes(0).build().is_err());
     });
 }

@@ -395,11 +395,14 @@ fn one_for_all_restarts_a_child_supervisor_whose_children_keep_their_mailboxes()
             .unwrap();
         started(&out, &[1, 10]);
         // the grandchild is busy, with messages queued behind; the sibling crashes
-        inner.send((1, Act::Sleep(300))).unwrap();
+        inner.send((1, Act::Sleep(5_000))).unwrap();
         for id in 2..=5 {
             inner.send((id, Act::Ok)).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // (the restart kills the sleeper long before its 5 s are up)
+        wait_until(T, "the grandchild to take the slow message", || {
+            inner.mailbox_len() == 4
+        });
         w.send((1, Act::Panic)).unwrap();
         // both restart; the busy message was in flight and is lost, the rest are handled
         let mut ids = Vec::new();
@@ -663,6 +666,7 @@ fn the_start_method_is_the_builders_choice() {
             .build()
             .unwrap_err();
         assert!(e.to_string().contains("fork"), "{e}");
+        assert!(e.to_string().contains("threads of its own"), "{e}");
     });
 }
 

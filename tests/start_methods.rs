@@ -1,0 +1,449 @@
+//! Start methods (API.md section 0, issue 11): children of the fork server and children
+//! made by `fork()` behave as spawned ones do, and the test matrix: every cross-process
+//! integration suite run again under the fork server.
+//!
+//! `Fork` cannot run the libtest suites themselves: libtest runs every test on a thread
+//! of its own, and `Fork` is refused in a process with more than one thread. Its
+//! scenarios run inside a spawned child instead, whose only thread is its main thread.
+
+mod common;
+
+use common::{wait_until, watchdog};
+use procactor::{
+    active_children, current_process, parent_process, set_start_method, ExitStatus, JoinError,
+    Pipe, Pool, Process, Queue, SpawnError, StartMethod, Supervisor, Value,
+};
+use std::time::{Duration, Instant};
+
+procactor::test_support!();
+
+const T: Duration = Duration::from_secs(20);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn boom(_: ()) {
+    panic!("boom in the child");
+}
+
+fn sleep_forever(_: ()) {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The OS's idea of a process's parent (field 4 of `/proc/PID/stat`).
+fn os_parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(1)?.parse().ok()
+}
+
+/// Gone: no such process, or only a zombie left for someone else to reap.
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .is_some_and(|s| s == "Z" || s == "X"),
+    }
+}
+
+/// (name, pid, parent pid by procactor, parent pid by the OS)
+fn whoami(_: ()) -> (String, u32, Option<u32>, Option<u32>) {
+    let me = current_process();
+    (
+        me.name().to_string(),
+        me.pid(),
+        parent_process().map(|p| p.pid()),
+        os_parent(me.pid()),
+    )
+}
+
+fn through_queue((q, x): (Queue<u64>, u64)) {
+    q.put(x * x).unwrap();
+}
+
+fn add_to((v, n): (Value<u64>, u64)) {
+    for _ in 0..n {
+        *v.lock().unwrap() += 1;
+    }
+}
+
+fn join_within(p: &mut Process<impl procactor::Message>) -> ExitStatus {
+    p.join_timeout(T)
+        .unwrap()
+        .expect("the child did not end in time")
+}
+
+#[test]
+fn fork_server_children_behave_like_spawned_ones() {
+    watchdog(120, || {
+        let me = std::process::id();
+        let fs = StartMethod::ForkServer;
+        let mut p = Process::new(square, 7).start_method(fs).start().unwrap();
+        assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+        assert_eq!(p.result().unwrap(), 49);
+
+        // named, told who its parent is, but forked by the server (the OS's parent)
+        let mut a = Process::new(whoami, ())
+            .name("a")
+            .start_method(fs)
+            .start()
+            .unwrap();
+        let mut b = Process::new(whoami, ()).start_method(fs).start().unwrap();
+        assert_eq!(join_within(&mut a), ExitStatus::Code(0));
+        assert_eq!(join_within(&mut b), ExitStatus::Code(0));
+        let (name_a, pid_a, parent_a, os_parent_a) = a.result().unwrap();
+        let (name_b, _, parent_b, os_parent_b) = b.result().unwrap();
+        assert_eq!((name_a.as_str(), pid_a, parent_a), ("a", a.pid(), Some(me)));
+        assert!(name_b.starts_with("Process-"), "{name_b}");
+        assert_eq!(parent_b, Some(me));
+        let server = os_parent_a.expect("the child saw its OS parent");
+        assert_ne!(server, me, "a fork-server child is the server's child");
+        assert_eq!(os_parent_b, Some(server), "one server forks every child");
+
+        // a panic: exit code 1 and the message
+        let mut p = Process::new(boom, ()).start_method(fs).start().unwrap();
+        assert_eq!(join_within(&mut p), ExitStatus::Code(1));
+        match p.result() {
+            Err(JoinError::Panicked { message }) => {
+                assert!(message.contains("boom in the child"), "{message}")
+            }
+            other => panic!("expected the panic, got {other:?}"),
+        }
+
+        // handles travel as they do to spawned children
+        let q = Queue::new().unwrap();
+        let mut p = Process::new(through_queue, (q.clone(), 9))
+            .start_method(fs)
+            .start()
+            .unwrap();
+        assert_eq!(q.get_timeout(T).unwrap(), 81);
+        assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+
+        // alive, listed, terminated, killed
+        let mut t = Process::new(sleep_forever, ())
+            .start_method(fs)
+            .start()
+            .unwrap();
+        let mut k = Process::new(sleep_forever, ())
+            .start_method(fs)
+            .start()
+            .unwrap();
+        assert!(t.is_alive() && k.is_alive());
+        let live: Vec<u32> = active_children().iter().map(|c| c.pid()).collect();
+        assert!(
+            live.contains(&t.pid()) && live.contains(&k.pid()),
+            "{live:?}"
+        );
+        t.terminate().unwrap();
+        k.kill().unwrap();
+        assert_eq!(join_within(&mut t), ExitStatus::Signal(15));
+        assert_eq!(join_within(&mut k), ExitStatus::Signal(9));
+        assert!(!t.is_alive());
+        assert_eq!(t.exitcode(), Some(ExitStatus::Signal(15)));
+    });
+}
+
+/// Starts a fork-server child that sleeps, reports `(its pid, the server's pid)`, and
+/// sleeps too.
+fn middle(out: Queue<(u32, u32)>) {
+    set_start_method(StartMethod::ForkServer).unwrap();
+    let p = Process::new(sleep_forever, ()).start().unwrap();
+    let server = os_parent(p.pid()).unwrap_or(0);
+    out.put((p.pid(), server)).unwrap();
+    std::mem::forget(p);
+    sleep_forever(());
+}
+
+#[test]
+fn the_fork_server_dies_with_its_parent_and_takes_its_children() {
+    watchdog(120, || {
+        let out = Queue::new().unwrap();
+        let mut m = Process::new(middle, out.clone())
+            .start_method(StartMethod::Spawn)
+            .start()
+            .unwrap();
+        let (child, server) = out.get_timeout(T).unwrap();
+        assert!(server != 0 && server != m.pid());
+        assert!(!gone(child) && !gone(server));
+        m.kill().unwrap();
+        assert_eq!(join_within(&mut m), ExitStatus::Signal(9));
+        wait_until(T, "the server and its child to die", || {
+            gone(server) && gone(child)
+        });
+    });
+}
+
+#[test]
+fn a_killed_fork_server_is_replaced_and_its_children_are_reported_killed() {
+    watchdog(120, || {
+        let fs = StartMethod::ForkServer;
+        let mut p = Process::new(sleep_forever, ())
+            .start_method(fs)
+            .start()
+            .unwrap();
+        let server = os_parent(p.pid()).unwrap();
+        assert_ne!(server, std::process::id());
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &server.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        // the child dies with its server (parent-death signal); its status is not lost
+        assert_eq!(join_within(&mut p), ExitStatus::Signal(9));
+        // the next start brings up a new server
+        let mut q = Process::new(whoami, ()).start_method(fs).start().unwrap();
+        assert_eq!(join_within(&mut q), ExitStatus::Code(0));
+        let (_, _, _, os_parent_q) = q.result().unwrap();
+        let new_server = os_parent_q.unwrap();
+        assert_ne!(new_server, server);
+        assert_ne!(new_server, std::process::id());
+    });
+}
+
+#[test]
+fn pools_and_supervisors_run_on_the_fork_server() {
+    watchdog(120, || {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(StartMethod::ForkServer)
+            .build()
+            .unwrap();
+        let me = std::process::id();
+        for pid in pool.pids() {
+            let parent = os_parent(pid).unwrap();
+            assert_ne!(parent, me, "pool worker {pid} was not forked by the server");
+        }
+        assert_eq!(
+            pool.map(square, 0..100u64).unwrap(),
+            (0..100u64).map(|x| x * x).collect::<Vec<_>>()
+        );
+        let sup = Supervisor::builder()
+            .start_method(StartMethod::ForkServer)
+            .build()
+            .unwrap();
+        sup.shutdown(T).unwrap();
+        // fork: refused for both, with the reason
+        for e in [
+            Pool::builder()
+                .processes(1)
+                .start_method(StartMethod::Fork)
+                .build()
+                .unwrap_err()
+                .to_string(),
+            Supervisor::builder()
+                .start_method(StartMethod::Fork)
+                .build()
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(e.contains("threads of its own"), "{e}");
+        }
+    });
+}
+
+/// Runs in a spawned child, whose only thread is its main thread: every `Fork` scenario.
+/// A failed check panics, and the panic comes back to the test as the result.
+fn fork_scenarios(_: ()) -> usize {
+    fn threads() -> usize {
+        std::fs::read_dir("/proc/self/task").unwrap().count()
+    }
+    assert_eq!(
+        threads(),
+        1,
+        "the scenario child should start single-threaded"
+    );
+    set_start_method(StartMethod::Fork).unwrap();
+    let me = std::process::id();
+
+    // result, exit code, name, parents: forked by us, for real
+    let mut p = Process::new(whoami, ()).name("forked").start().unwrap();
+    assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+    let (name, pid, parent, os_parent) = p.result().unwrap();
+    assert_eq!(
+        (name.as_str(), pid, parent, os_parent),
+        ("forked", p.pid(), Some(me), Some(me))
+    );
+
+    // a panic
+    let mut p = Process::new(boom, ()).start().unwrap();
+    assert_eq!(join_within(&mut p), ExitStatus::Code(1));
+    assert!(matches!(p.result(), Err(JoinError::Panicked { .. })));
+
+    // handles: a Queue, a Pipe, a shared Value under its lock, from several children
+    let q = Queue::new().unwrap();
+    let mut p = Process::new(through_queue, (q.clone(), 5)).start().unwrap();
+    assert_eq!(q.get_timeout(T).unwrap(), 25);
+    assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+    let v = Value::new(0u64).unwrap();
+    let mut kids: Vec<Process> = (0..3)
+        .map(|_| Process::new(add_to, (v.clone(), 1000)).start().unwrap())
+        .collect();
+    for k in &mut kids {
+        assert_eq!(join_within(k), ExitStatus::Code(0));
+    }
+    assert_eq!(*v.lock().unwrap(), 3000);
+    // (a forked child holds a copy of every descriptor of its parent, `a` included, as
+    // with Python's fork: the parent's drop of `a` would not end the loop, a 0 does)
+    fn echo(c: procactor::Connection<u64, u64>) {
+        while let Ok(x) = c.recv() {
+            if x == 0 {
+                return;
+            }
+            c.send(&(x + 1)).unwrap();
+        }
+    }
+    let (a, b) = Pipe::<u64>::new().unwrap();
+    let mut p = Process::new(echo, b).start().unwrap();
+    a.send(&41).unwrap();
+    assert!(a.poll(Some(T)).unwrap());
+    assert_eq!(a.recv().unwrap(), 42);
+    a.send(&0).unwrap();
+    assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+
+    // alive, terminate, kill
+    let mut t = Process::new(sleep_forever, ()).start().unwrap();
+    assert!(t.is_alive());
+    t.terminate().unwrap();
+    assert_eq!(join_within(&mut t), ExitStatus::Signal(15));
+
+    // procactor started no thread of its own for all this: forking can go on
+    assert_eq!(
+        threads(),
+        1,
+        "procactor started a thread in a forking program"
+    );
+    let n = 20;
+    for i in 0..n {
+        let mut p = Process::new(square, i).start().unwrap();
+        assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+        assert_eq!(p.result().unwrap(), i * i);
+    }
+
+    // a thread of the program's own: refused, clearly
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let th = std::thread::spawn(move || rx.recv());
+    match Process::new(square, 1).start() {
+        Err(SpawnError::Unsupported {
+            method: "fork",
+            why,
+        }) => {
+            assert!(why.contains("2 threads"), "{why}")
+        }
+        other => panic!("fork with two threads: {other:?}"),
+    }
+    drop(tx);
+    let _ = th.join();
+    n as usize
+}
+
+#[test]
+fn fork_children_behave_like_spawned_ones_in_a_single_threaded_process() {
+    watchdog(120, || {
+        let mut p = Process::new(fork_scenarios, ())
+            .start_method(StartMethod::Spawn)
+            .start()
+            .unwrap();
+        let status = join_within(&mut p);
+        match p.result() {
+            Ok(n) => assert_eq!(n, 20),
+            Err(e) => panic!("the fork scenarios failed ({status:?}): {e}"),
+        }
+        assert_eq!(status, ExitStatus::Code(0));
+    });
+}
+
+/// The newest build of integration-test binary `name` next to this one
+/// (`target/<profile>/deps/<name>-<16 hex digits>`).
+fn sibling_test_binary(name: &str) -> std::path::PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let dir = me.parent().unwrap();
+    let mut best: Option<(std::time::SystemTime, std::path::PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let Some(hash) = file.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else {
+            continue;
+        };
+        if hash.len() != 16 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        let modified = entry.metadata().unwrap().modified().unwrap();
+        if !best.as_ref().is_some_and(|(t, _)| modified <= *t) {
+            best = Some((modified, entry.path()));
+        }
+    }
+    best.unwrap_or_else(|| {
+        panic!(
+            "no test binary `{name}` next to {}: run `cargo test --workspace`, which \
+             builds every test binary before running any",
+            me.display()
+        )
+    })
+    .1
+}
+
+/// Runs one whole integration suite with `PROCACTOR_START_METHOD=method`.
+fn run_suite(name: &str, method: &str) {
+    let bin = sibling_test_binary(name);
+    let out_path = std::env::temp_dir().join(format!(
+        "procactor-matrix-{name}-{method}-{}.log",
+        std::process::id()
+    ));
+    let log = std::fs::File::create(&out_path).unwrap();
+    let mut child = std::process::Command::new(&bin)
+        .arg("-q")
+        .env("PROCACTOR_START_METHOD", method)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    let tail: String = {
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    match status {
+        Some(st) if st.success() => {
+            assert!(text.contains("test result: ok."), "{name}: {tail}");
+        }
+        Some(st) => panic!("suite `{name}` under {method} failed ({st}):\n{tail}"),
+        None => panic!("suite `{name}` under {method} ran over 300 s:\n{tail}"),
+    }
+}
+
+#[test]
+fn every_cross_process_suite_passes_under_the_fork_server() {
+    // (sequentially: each suite uses both cores on its own)
+    for suite in [
+        "process",
+        "pipe",
+        "queue",
+        "shared",
+        "sync",
+        "pool",
+        "actor",
+        "supervisor",
+        "manager",
+    ] {
+        run_suite(suite, "forkserver");
+    }
+}
