@@ -1,5 +1,5 @@
 """Python twins of bench/src/workloads/{process,pipe}.rs (multiprocessing, fork start
-method).
+method unless a workload names another).
 
 Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
 Usage: python3 bench/mp_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
@@ -36,6 +36,43 @@ def process_start_join(count):
         p.join()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def _start_join_with(method, count):
+    ctx = mp.get_context(method)
+    p = ctx.Process(target=_noop)
+    p.start()
+    p.join()
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        p = ctx.Process(target=_noop)
+        p.start()
+        p.join()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _raw(count, once):
+    once()
+    times = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        once()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _fork_wait():
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _fork_exec():
+    pid = os.posix_spawn("/bin/true", ["/bin/true"], os.environ)
+    os.waitpid(pid, 0)
 
 
 def _echo(conn):
@@ -89,6 +126,11 @@ def pipe_bulk_1mib(reps):
 
 WORKLOADS = {
     "process_start_join": (lambda: process_start_join(n(50)), "ms"),
+    "process_start_join_spawn": (lambda: _start_join_with("spawn", n(20)), "ms"),
+    "process_start_join_forkserver": (lambda: _start_join_with("forkserver", n(50)), "ms"),
+    "process_start_join_fork": (lambda: _start_join_with("fork", n(50)), "ms"),
+    "raw_fork_wait": (lambda: _raw(n(200), _fork_wait), "ms"),
+    "raw_fork_exec": (lambda: _raw(n(200), _fork_exec), "ms"),
     "pipe_round_trip_small": (lambda: pipe_round_trip_small(n(5_000)), "us"),
     "pipe_bulk_1mib": (lambda: pipe_bulk_1mib(n(200)), "GB/s"),
 }
