@@ -32,7 +32,7 @@
 //! | `Process(target=f, args=(x,))` | [`Process::new(f, x)`](Process::new) `.start()` |
 //! | `p.join()`, `p.exitcode` | [`Process::join`], [`Process::exitcode`] → [`ExitStatus`] |
 //! | `current_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`active_children`], [`cpu_count`] |
-//! | `set_start_method('spawn')` | [`set_start_method`]`(StartMethod::Spawn)` |
+//! | `set_start_method('spawn'/'forkserver'/'fork')` | [`set_start_method`]`(`[`StartMethod`]`::Spawn / ForkServer / Fork)` |
 //! | `Pipe()`, `Pipe(duplex=False)` | [`Pipe::new`], [`Pipe::oneway`], [`Pipe::typed`] → [`Connection`] |
 //! | `Queue(maxsize)`, `SimpleQueue`, `JoinableQueue` | [`Queue::new`] / [`Queue::bounded`], [`SimpleQueue`], [`JoinableQueue`] |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
