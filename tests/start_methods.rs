@@ -62,6 +62,13 @@ fn whoami(_: ()) -> (String, u32, Option<u32>, Option<u32>) {
     )
 }
 
+fn checksum(v: Vec<u8>) -> u64 {
+    v.iter()
+        .enumerate()
+        .map(|(i, &b)| (i as u64 + 1) * u64::from(b))
+        .sum()
+}
+
 fn through_queue((q, x): (Queue<u64>, u64)) {
     q.put(x * x).unwrap();
 }
@@ -104,6 +111,15 @@ fn fork_server_children_behave_like_spawned_ones() {
         let server = os_parent_a.expect("the child saw its OS parent");
         assert_ne!(server, me, "a fork-server child is the server's child");
         assert_eq!(os_parent_b, Some(server), "one server forks every child");
+
+        // arguments larger than what is written before the child runs
+        let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut p = Process::new(checksum, big.clone())
+            .start_method(fs)
+            .start()
+            .unwrap();
+        assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+        assert_eq!(p.result().unwrap(), checksum(big));
 
         // a panic: exit code 1 and the message
         let mut p = Process::new(boom, ()).start_method(fs).start().unwrap();
@@ -268,6 +284,12 @@ fn fork_scenarios(_: ()) -> usize {
         (name.as_str(), pid, parent, os_parent),
         ("forked", p.pid(), Some(me), Some(me))
     );
+
+    // large arguments (they are in the child's copy of our memory)
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut p = Process::new(checksum, big.clone()).start().unwrap();
+    assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+    assert_eq!(p.result().unwrap(), checksum(big));
 
     // a panic
     let mut p = Process::new(boom, ()).start().unwrap();

@@ -73,6 +73,11 @@ pub(crate) fn on_unsent(undo: impl FnOnce() + 'static) {
 pub(crate) struct Unsent(Vec<Box<dyn FnOnce()>>);
 
 impl Unsent {
+    /// Whether undoing would do nothing (no handle in the message had side effects).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The message went out: its handles' side effects stay.
     pub(crate) fn sent(mut self) {
         self.0.clear();

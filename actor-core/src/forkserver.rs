@@ -253,7 +253,7 @@ fn serve(env: &str) -> io::Result<()> {
                         drop(statuses);
                         drop(poller);
                         drop(children);
-                        runtime::forked_child_main(control, token, me)
+                        runtime::forked_child_main(control, token, me, None)
                     }
                     Ok(Forked::Parent(child)) => {
                         drop(control);

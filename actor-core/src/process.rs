@@ -161,6 +161,10 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
     }
 }
 
+/// Most bytes written to a child's control socket before the child runs (well under
+/// the socket's buffer, so the writes cannot block on a reader that does not exist yet).
+const PREWRITE_MAX: usize = 32 << 10;
+
 /// Starts `target` in a child with arguments encoded from `args`, which must encode
 /// exactly as an `A` does (a borrowed view of an `A`, so that a supervisor can start the
 /// same actor again and again without giving it away).
@@ -210,6 +214,20 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
     codec::encode(&boot, &mut boot_bytes, None)?;
 
     let (ours, theirs) = fdpass::socketpair()?;
+    // whether the child already has its bootstrap and arguments: a forked child has them
+    // in memory; a fork-server child finds them waiting in its control socket when they
+    // are small and carry no handle whose side effects would need undoing if the child
+    // died before reading them (see `codec::Unsent`)
+    let mut delivered = false;
+    if method == StartMethod::ForkServer
+        && unsent.is_empty()
+        && boot_bytes.len() + args.len() <= PREWRITE_MAX
+    {
+        let borrowed: Vec<BorrowedFd<'_>> = arg_fds.iter().map(|f| f.as_fd()).collect();
+        frame::write_frame(ours.as_fd(), &boot_bytes, &[])?;
+        frame::write_frame(ours.as_fd(), &args, &borrowed)?;
+        delivered = true;
+    }
     let (child, watch) = match method {
         StartMethod::Spawn => {
             let env = format!("{}:{token}:{}", os::CHILD_CONTROL_FD, me.pid());
@@ -233,11 +251,20 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
             let _ = std::io::stderr().flush();
             match os::fork_single_threaded() {
                 Ok(os::Forked::Child) => {
+                    // the bootstrap and the arguments are right here, in our copy of
+                    // the parent's memory (and their descriptors in our copy of its
+                    // descriptor table): nothing to wait for
                     drop(ours);
-                    runtime::forked_child_main(theirs, token, me.pid())
+                    let preloaded = runtime::Preloaded {
+                        boot: boot_bytes,
+                        args,
+                        fds: arg_fds,
+                    };
+                    runtime::forked_child_main(theirs, token, me.pid(), Some(preloaded))
                 }
                 Ok(os::Forked::Parent(child)) => {
                     drop(theirs);
+                    delivered = true;
                     (child, Watch::ReapWithoutThread)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
@@ -254,8 +281,12 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
     // The child reads these as soon as it runs; a child that died at once makes
     // them fail with BrokenPipe, which join() then reports through the exit status.
     let borrowed: Vec<BorrowedFd<'_>> = arg_fds.iter().map(|f| f.as_fd()).collect();
-    let sent = frame::write_frame(ours.as_fd(), &boot_bytes, &[])
-        .and_then(|()| frame::write_frame(ours.as_fd(), &args, &borrowed));
+    let sent = if delivered {
+        Ok(())
+    } else {
+        frame::write_frame(ours.as_fd(), &boot_bytes, &[])
+            .and_then(|()| frame::write_frame(ours.as_fd(), &args, &borrowed))
+    };
     match sent {
         Ok(()) => unsent.sent(),
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {

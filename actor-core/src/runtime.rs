@@ -515,14 +515,27 @@ fn child_run(env: &str) -> Result<i32, String> {
     let (raw, token, ppid) =
         parse_env(env).ok_or_else(|| format!("malformed {CHILD_ENV} value {env:?}"))?;
     let control = os::take_inherited_fd(raw).map_err(|e| format!("control channel: {e}"))?;
-    run_child(control, token, ppid)
+    run_child(control, token, ppid, None)
+}
+
+/// The bootstrap and the arguments frame, already in the child's memory (a child made by
+/// `fork()` in its parent has its parent's copies; nothing needs to travel).
+pub(crate) struct Preloaded {
+    pub(crate) boot: Vec<u8>,
+    pub(crate) args: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
 }
 
 /// The life of a child made by `fork()` (by [`StartMethod::Fork`] in the caller, or by
 /// the fork server): from the control channel on, exactly a spawned child's. It ends
 /// with `_exit` (after flushing the standard streams), so that `atexit` handlers its
 /// parent registered do not run a second time.
-pub(crate) fn forked_child_main(control: OwnedFd, token: u64, parent: u32) -> ! {
+pub(crate) fn forked_child_main(
+    control: OwnedFd,
+    token: u64,
+    parent: u32,
+    preloaded: Option<Preloaded>,
+) -> ! {
     // nothing of the parent's runtime is ours: the monitor (its epoll set is the
     // parent's), the fork server connection, the identity, the child counter
     crate::monitor::after_fork_in_child();
@@ -531,7 +544,7 @@ pub(crate) fn forked_child_main(control: OwnedFd, token: u64, parent: u32) -> ! 
     NAME_COUNTER.store(0, Ordering::Relaxed);
     *SPAWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
     START_METHOD.store(0, Ordering::SeqCst);
-    let code = match run_child(control, token, parent) {
+    let code = match run_child(control, token, parent, preloaded) {
         Ok(code) => code,
         Err(msg) => {
             eprintln!("procactor child {}: {msg}", os::current_pid());
@@ -544,12 +557,20 @@ pub(crate) fn forked_child_main(control: OwnedFd, token: u64, parent: u32) -> ! 
     os::exit_now(code)
 }
 
-fn run_child(control: OwnedFd, token: u64, ppid: u32) -> Result<i32, String> {
+fn run_child(
+    control: OwnedFd,
+    token: u64,
+    ppid: u32,
+    preloaded: Option<Preloaded>,
+) -> Result<i32, String> {
     if !os::set_parent_death_kill(ppid).map_err(|e| format!("prctl: {e}"))? {
         return Ok(1); // the parent died before we could watch it
     }
     let mut reader = FrameReader::new();
-    let boot: Bootstrap = read_frame(&mut reader, &control)?.0;
+    let boot: Bootstrap = match &preloaded {
+        Some(p) => codec::decode(&p.boot, Vec::new()).map_err(|e| e.to_string())?,
+        None => read_frame(&mut reader, &control)?.0,
+    };
     if boot.token != token {
         return Err("control channel token mismatch".into());
     }
@@ -560,7 +581,7 @@ fn run_child(control: OwnedFd, token: u64, ppid: u32) -> Result<i32, String> {
             return Err(e.to_string());
         }
     };
-    let _ = IMAGE_PROOF.set(SameImage::verify(&boot.fingerprint).map_err(|e| e.to_string())?);
+    let _ = IMAGE_PROOF.set(proof.clone());
     *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Identity {
         current: ProcessInfo {
             name: boot.name.clone(),
@@ -581,9 +602,13 @@ fn run_child(control: OwnedFd, token: u64, ppid: u32) -> Result<i32, String> {
         offset: target::FnOffset(boot.target.0),
         type_name: boot.target.1,
     };
-    frame_fill(&mut reader, &control)?;
-    let args = reader.payload().to_vec();
-    let fds = reader.consume();
+    let (args, fds) = match preloaded {
+        Some(p) => (p.args, p.fds),
+        None => {
+            frame_fill(&mut reader, &control)?;
+            (reader.payload().to_vec(), reader.consume())
+        }
+    };
 
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

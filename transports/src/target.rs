@@ -90,7 +90,7 @@ pub fn describe<F: Copy + 'static>(f: F) -> TargetRef {
 
 /// Proof that this process runs the same binary image as the process that made the
 /// [`TargetRef`]s it is about to resolve. Made only by [`SameImage::verify`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SameImage(());
 
 impl SameImage {
