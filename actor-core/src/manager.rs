@@ -285,6 +285,13 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a remote client waits for one reply before it calls the server gone (the
 /// server answers every request from memory at once).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a remote connection's server thread polls for the client's next request
+/// before it sleeps in `recv`, and how long a remote client polls for the reply: a
+/// sleeping thread takes tens of microseconds to wake on a VM, as long as a whole
+/// loopback round trip (measured: `manager_remote_ops` in `bench/`).
+const SERVER_SPIN: Duration = Duration::from_micros(50);
+const CLIENT_SPIN: Duration = Duration::from_micros(200);
+
 /// Remote connections served at once; more are refused (closed at once).
 const MAX_CONNECTIONS: usize = 64;
 
@@ -399,6 +406,10 @@ fn serve_connection(mut s: Stream, key: &[u8], store: &Mutex<Store>) {
     // (buffered: a small request is one `recv`)
     let mut r = std::io::BufReader::new(s);
     loop {
+        if r.buffer().is_empty() {
+            // a client in a loop of calls sends the next one within microseconds
+            r.get_ref().spin_until_readable(SERVER_SPIN);
+        }
         let Ok(frame) = read_request_frame(&mut r) else {
             return;
         };
@@ -609,8 +620,12 @@ impl Client {
                 };
                 let mut buf = Vec::new();
                 codec::encode(&req, &mut buf, None)?;
-                let r = conn::write_frame(s.get_mut(), &buf)
-                    .and_then(|()| conn::read_frame(s, MAX_FRAME));
+                let r = conn::write_frame(s.get_mut(), &buf).and_then(|()| {
+                    if s.buffer().is_empty() {
+                        s.get_ref().spin_until_readable(CLIENT_SPIN);
+                    }
+                    conn::read_frame(s, MAX_FRAME)
+                });
                 match r {
                     Ok(frame) => codec::decode::<Resp>(&frame, Vec::new())?,
                     Err(_) => {
