@@ -24,20 +24,6 @@ def _noop():
     pass
 
 
-def process_start_join(count):
-    p = mp.Process(target=_noop)
-    p.start()
-    p.join()
-    times = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        p = mp.Process(target=_noop)
-        p.start()
-        p.join()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def _start_join_with(method, count):
     ctx = mp.get_context(method)
     p = ctx.Process(target=_noop)
@@ -125,7 +111,7 @@ def pipe_bulk_1mib(reps):
 
 
 WORKLOADS = {
-    "process_start_join": (lambda: process_start_join(n(50)), "ms"),
+    "process_start_join": (lambda: _start_join_with("fork", n(50)), "ms"),
     "process_start_join_spawn": (lambda: _start_join_with("spawn", n(20)), "ms"),
     "process_start_join_forkserver": (lambda: _start_join_with("forkserver", n(50)), "ms"),
     "process_start_join_fork": (lambda: _start_join_with("fork", n(50)), "ms"),

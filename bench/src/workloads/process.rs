@@ -88,22 +88,9 @@ pub(crate) fn raw_fork_exec(n: u32) -> f64 {
     })
 }
 
-/// Start a child that runs an empty function and join it, `n` times one after the
-/// other. Returns the median milliseconds of one start + join.
+/// Start a child that runs an empty function (default start method: spawn) and join it,
+/// `n` times one after the other, beside Python's fork. Returns the median milliseconds
+/// of one start + join.
 pub(crate) fn process_start_join(n: u32) -> f64 {
-    // one untimed start: page cache, the spawner and the monitor thread warm up
-    Process::new(noop, ())
-        .start()
-        .expect("start")
-        .join()
-        .expect("join");
-    let mut times: Vec<f64> = (0..n.max(1))
-        .map(|_| {
-            let t0 = Instant::now();
-            let mut p = Process::new(noop, ()).start().expect("start");
-            p.join().expect("join");
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    crate::median(&mut times)
+    median_ms(n, || start_join(procactor::start_method()))
 }
