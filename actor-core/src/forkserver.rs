@@ -51,7 +51,8 @@ static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 
 /// Starts a child through the fork server (starting the server first if there is none or
 /// it has died): the child will read its bootstrap from `control` as a spawned child does.
-pub(crate) fn start_child(token: u64, control: OwnedFd) -> io::Result<SpawnedChild> {
+/// Returns the child and the server's pid.
+pub(crate) fn start_child(token: u64, control: OwnedFd) -> io::Result<(SpawnedChild, u32)> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
     if slot
         .as_ref()
@@ -65,7 +66,8 @@ pub(crate) fn start_child(token: u64, control: OwnedFd) -> io::Result<SpawnedChi
     let Some(client) = slot.as_mut() else {
         return Err(io::Error::other("fork server missing"));
     };
-    let result = request(client, token, control);
+    let server = client.server.pid;
+    let result = request(client, token, control).map(|c| (c, server));
     if result.is_err() {
         // out of step or gone: the next start begins with a fresh server
         if let Some(c) = slot.take() {
@@ -132,9 +134,10 @@ fn start_server() -> io::Result<Client> {
     frame::write_frame(requests.as_fd(), &[], &[statuses_theirs.as_fd()])?;
     drop(statuses_theirs);
     let server_pidfd = server.pidfd.try_clone()?;
+    let server_pid = server.pid;
     std::thread::Builder::new()
         .name("procactor-forkserver".into())
-        .spawn(move || relay(statuses, server_pidfd))?;
+        .spawn(move || relay(statuses, server_pid, server_pidfd))?;
     tracing::debug!(pid = server.pid, "fork server started");
     Ok(Client {
         requests,
@@ -146,7 +149,7 @@ fn start_server() -> io::Result<Client> {
 /// The parent's relay thread: hands each status the server sends to the monitor. When
 /// the server is gone, its children died with it (parent-death signal): each one still
 /// registered is reported as killed once its pidfd says it has ended.
-fn relay(statuses: OwnedFd, server_pidfd: OwnedFd) {
+fn relay(statuses: OwnedFd, server: u32, server_pidfd: OwnedFd) {
     let mut reader = FrameReader::new();
     while reader
         .fill(statuses.as_fd(), Wait::Forever, Some(MAX_FRAME))
@@ -155,17 +158,17 @@ fn relay(statuses: OwnedFd, server_pidfd: OwnedFd) {
         let st: Result<(u32, u8, i32), _> = codec::decode(reader.payload(), Vec::new());
         reader.consume();
         match st {
-            Ok((pid, HOW_CODE, c)) => monitor::relayed_exit(pid, ExitStatus::Code(c)),
-            Ok((pid, HOW_SIGNAL, s)) => monitor::relayed_exit(pid, ExitStatus::Signal(s)),
+            Ok((pid, HOW_CODE, c)) => monitor::relayed_exit(server, pid, ExitStatus::Code(c)),
+            Ok((pid, HOW_SIGNAL, s)) => monitor::relayed_exit(server, pid, ExitStatus::Signal(s)),
             _ => break,
         }
     }
     // reap the server itself (it is our child)
     let _ = os::poll_readable(&[server_pidfd.as_fd()], None);
     let _ = os::pidfd_try_reap(server_pidfd.as_fd());
-    for child in monitor::relayed_children() {
+    for child in monitor::relayed_children(server) {
         let _ = os::poll_readable(&[child.pidfd.as_fd()], None);
-        monitor::relayed_exit(child.pid, ExitStatus::Signal(os::SIGKILL));
+        monitor::relayed_exit(server, child.pid, ExitStatus::Signal(os::SIGKILL));
     }
 }
 

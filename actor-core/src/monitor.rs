@@ -7,8 +7,8 @@
 //!
 //! Children of the fork server are not ours: the kernel lets only their parent, the
 //! server, reap them. Their pidfds still tell when they end and take signals, and the
-//! server *relays* each exit status ([`relayed_exit`]); such a child is registered with
-//! [`register_relayed`].
+//! server *relays* each exit status ([`relayed_exit`]); such a child is registered as
+//! [`Watch::Relayed`] by the server's pid.
 //!
 //! The thread starts with the first child it must watch, except for children started by
 //! [`StartMethod::Fork`](crate::StartMethod::Fork): a program that forks must stay
@@ -29,8 +29,9 @@ pub(crate) struct ChildState {
     pub(crate) pid: u32,
     pub(crate) name: String,
     pub(crate) pidfd: OwnedFd,
-    /// A fork server's child: its status comes from the server, not from `waitid`.
-    relayed: bool,
+    /// A fork server's child (the server's pid): its status comes from the server, not
+    /// from `waitid`.
+    relayed: Option<u32>,
     exit: Mutex<Option<ExitStatus>>,
     cv: Condvar,
 }
@@ -84,7 +85,7 @@ impl ChildState {
     /// status; `None` while it runs.
     pub(crate) fn reap_now(&self) -> Option<ExitStatus> {
         let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
-        if g.is_none() && !self.relayed {
+        if g.is_none() && self.relayed.is_none() {
             let status = match os::pidfd_try_reap(self.pidfd.as_fd()) {
                 Ok(Some(ExitInfo::Code(c))) => ExitStatus::Code(c),
                 Ok(Some(ExitInfo::Signal(s))) => ExitStatus::Signal(s),
@@ -101,7 +102,7 @@ impl ChildState {
     /// Waits until the child has exited or `deadline` passes, reaping it from this
     /// thread when it sees the exit first.
     pub(crate) fn wait_exit_direct(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
-        if self.relayed {
+        if self.relayed.is_some() {
             return self.wait_exit(deadline);
         }
         loop {
@@ -130,8 +131,9 @@ struct Monitor {
     children: Mutex<HashMap<u32, Arc<ChildState>>>,
     live: Mutex<Vec<Weak<ChildState>>>,
     subscribers: Mutex<Vec<crossbeam_channel::Sender<ExitEvent>>>,
-    /// Statuses the fork server relayed before their child was registered here.
-    early: Mutex<HashMap<u32, ExitStatus>>,
+    /// Statuses a fork server relayed before their child was registered here, by
+    /// (server, child) pid.
+    early: Mutex<HashMap<(u32, u32), ExitStatus>>,
     thread: OnceCell<()>,
 }
 
@@ -223,8 +225,9 @@ pub(crate) enum Watch {
     /// Our own child started by `fork()`: reaped by its handle; no thread is started
     /// for it (the thread, once running for other reasons, reaps it too).
     ReapWithoutThread,
-    /// A fork server's child: its status is relayed (see [`relayed_exit`]).
-    Relayed,
+    /// A child of the fork server with this pid: its status is relayed (see
+    /// [`relayed_exit`]).
+    Relayed(u32),
 }
 
 /// Registers a freshly started child with the monitor.
@@ -235,7 +238,10 @@ pub(crate) fn register(
     watch: Watch,
 ) -> std::io::Result<Arc<ChildState>> {
     let m = monitor()?;
-    let relayed = watch == Watch::Relayed;
+    let relayed = match watch {
+        Watch::Relayed(server) => Some(server),
+        _ => None,
+    };
     let state = Arc::new(ChildState {
         pid,
         name,
@@ -250,15 +256,21 @@ pub(crate) fn register(
         live.retain(|w| w.upgrade().is_some_and(|c| c.exit_status().is_none()));
         live.push(Arc::downgrade(&state));
     }
-    if relayed {
-        // the server may have relayed the exit before we got here
+    if let Some(server) = relayed {
+        // The server may have relayed the exit before we got here. (An entry left by a
+        // start that failed after the fork may name a pid now reused: it counts only if
+        // this process, which the pidfd names exactly, has really ended.)
         let early = m
             .early
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&pid);
+            .remove(&(server, pid));
         if let Some(status) = early {
-            relayed_exit(pid, status);
+            let ended =
+                os::poll_readable(&[state.pidfd.as_fd()], Some(Instant::now())).is_ok_and(|r| r[0]);
+            if ended {
+                relayed_exit(server, pid, status);
+            }
         }
         return Ok(state);
     }
@@ -272,19 +284,19 @@ pub(crate) fn register(
     Ok(state)
 }
 
-/// The fork server reports that its child `pid` ended with `status`.
-pub(crate) fn relayed_exit(pid: u32, status: ExitStatus) {
+/// Fork server `server` reports that its child `pid` ended with `status`.
+pub(crate) fn relayed_exit(server: u32, pid: u32, status: ExitStatus) {
     let Ok(m) = monitor() else { return };
     let child = {
         let mut children = m.lock_children();
         match children.get(&pid) {
-            Some(c) if c.relayed => children.remove(&pid),
-            Some(_) => None, // an own child that happens to reuse the pid: not this one
+            Some(c) if c.relayed == Some(server) => children.remove(&pid),
+            Some(_) => None, // another child that happens to have that pid: not this one
             None => {
                 m.early
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(pid, status);
+                    .insert((server, pid), status);
                 None
             }
         }
@@ -296,11 +308,15 @@ pub(crate) fn relayed_exit(pid: u32, status: ExitStatus) {
     }
 }
 
-/// Fork-server children still waiting for their relayed status.
-pub(crate) fn relayed_children() -> Vec<Arc<ChildState>> {
+/// Children of fork server `server` still waiting for their relayed status.
+pub(crate) fn relayed_children(server: u32) -> Vec<Arc<ChildState>> {
     let Ok(m) = monitor() else { return Vec::new() };
     let children = m.lock_children();
-    children.values().filter(|c| c.relayed).cloned().collect()
+    children
+        .values()
+        .filter(|c| c.relayed == Some(server))
+        .cloned()
+        .collect()
 }
 
 /// Children of this process that have not exited yet.
@@ -366,5 +382,49 @@ impl Drop for ExitWatcher {
                 let _ = t.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sleeper(secs: &str) -> (u32, OwnedFd, std::process::Child) {
+        let c = std::process::Command::new("sleep")
+            .arg(secs)
+            .spawn()
+            .unwrap();
+        let pid = c.id();
+        (pid, os::pidfd_of(pid).unwrap(), c)
+    }
+
+    #[test]
+    fn a_relayed_status_waits_for_its_child_and_a_stale_one_is_dropped() {
+        // a live process with a status "relayed" before it was registered: stale (a pid
+        // reused after a failed start), so it must not be taken as this child's exit
+        let (pid, pidfd, mut c) = sleeper("30");
+        relayed_exit(1, pid, ExitStatus::Code(7));
+        let st = register(pid, "live".into(), pidfd, Watch::Relayed(1)).unwrap();
+        assert_eq!(st.exit_status(), None);
+        // a status from another server is not this child's either
+        relayed_exit(2, pid, ExitStatus::Code(8));
+        assert_eq!(st.exit_status(), None);
+        let _ = c.kill();
+        let _ = c.wait();
+        relayed_exit(1, pid, ExitStatus::Signal(9));
+        assert_eq!(
+            st.wait_exit_direct(Some(Instant::now() + Duration::from_secs(5))),
+            Some(ExitStatus::Signal(9))
+        );
+        assert!(relayed_children(1).iter().all(|c| c.pid != pid));
+
+        // an ended process whose status came first: taken at registration
+        let (pid, pidfd, mut c) = sleeper("0");
+        let _ = os::poll_readable(&[pidfd.as_fd()], None); // ended (a zombie of ours)
+        relayed_exit(3, pid, ExitStatus::Code(0));
+        let st = register(pid, "early".into(), pidfd, Watch::Relayed(3)).unwrap();
+        assert_eq!(st.exit_status(), Some(ExitStatus::Code(0)));
+        let _ = c.wait();
     }
 }

@@ -240,10 +240,10 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
             })??;
             (child, Watch::Reap)
         }
-        StartMethod::ForkServer => (
-            crate::forkserver::start_child(token, theirs)?,
-            Watch::Relayed,
-        ),
+        StartMethod::ForkServer => {
+            let (child, server) = crate::forkserver::start_child(token, theirs)?;
+            (child, Watch::Relayed(server))
+        }
         StartMethod::Fork => {
             // what is buffered would otherwise be written twice, by both processes
             use std::io::Write;
