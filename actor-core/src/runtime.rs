@@ -80,8 +80,10 @@ pub enum StartMethod {
     /// [`SpawnError::Unsupported`] when the process has more than one thread (counted in
     /// `/proc/self/task` at each start): a lock another thread held would stay locked in
     /// the child forever. procactor starts no thread of its own for a forked child, so a
-    /// single-threaded program can fork again and again; a `Pool` or a `Supervisor` runs
-    /// threads and refuses `Fork`. As with Python's fork, the child inherits every
+    /// single-threaded program can fork again and again (a spawned or fork-server child
+    /// does start procactor's exit monitor, and the fork server its relay thread: fork
+    /// before those, or alone; `examples/start_methods.rs`); a `Pool` or a `Supervisor`
+    /// runs threads and refuses `Fork`. As with Python's fork, the child inherits every
     /// descriptor of its parent: a pipe end the parent still holds is open in the child
     /// too (end-of-file on it needs both closed).
     Fork,
