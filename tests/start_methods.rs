@@ -85,6 +85,19 @@ fn join_within(p: &mut Process<impl procactor::Message>) -> ExitStatus {
         .expect("the child did not end in time")
 }
 
+/// Runs `scenario` in a spawned child and fails with its panic, if any.
+fn in_own_child(scenario: fn(())) {
+    let mut p = Process::new(scenario, ())
+        .start_method(StartMethod::Spawn)
+        .start()
+        .unwrap();
+    let status = join_within(&mut p);
+    if let Err(e) = p.result() {
+        panic!("the scenario failed ({status:?}): {e}");
+    }
+    assert_eq!(status, ExitStatus::Code(0));
+}
+
 #[test]
 fn fork_server_children_behave_like_spawned_ones() {
     watchdog(120, || {
@@ -194,30 +207,78 @@ fn the_fork_server_dies_with_its_parent_and_takes_its_children() {
     });
 }
 
+/// (In a child of its own, with a fork server of its own: the other tests' server is
+/// left alone.)
+fn a_killed_fork_server_is_replaced_and_its_children_are_reported_killed_scenario(_: ()) {
+    let fs = StartMethod::ForkServer;
+    let mut p = Process::new(sleep_forever, ())
+        .start_method(fs)
+        .start()
+        .unwrap();
+    let server = os_parent(p.pid()).unwrap();
+    assert_ne!(server, std::process::id());
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &server.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // the child dies with its server (parent-death signal); its status is not lost
+    assert_eq!(join_within(&mut p), ExitStatus::Signal(9));
+    // the next start brings up a new server
+    let mut q = Process::new(whoami, ()).start_method(fs).start().unwrap();
+    assert_eq!(join_within(&mut q), ExitStatus::Code(0));
+    let (_, _, _, os_parent_q) = q.result().unwrap();
+    let new_server = os_parent_q.unwrap();
+    assert_ne!(new_server, server);
+    assert_ne!(new_server, std::process::id());
+}
+
 #[test]
 fn a_killed_fork_server_is_replaced_and_its_children_are_reported_killed() {
     watchdog(120, || {
-        let fs = StartMethod::ForkServer;
-        let mut p = Process::new(sleep_forever, ())
-            .start_method(fs)
-            .start()
-            .unwrap();
-        let server = os_parent(p.pid()).unwrap();
-        assert_ne!(server, std::process::id());
-        let killed = std::process::Command::new("kill")
-            .args(["-9", &server.to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        // the child dies with its server (parent-death signal); its status is not lost
-        assert_eq!(join_within(&mut p), ExitStatus::Signal(9));
-        // the next start brings up a new server
-        let mut q = Process::new(whoami, ()).start_method(fs).start().unwrap();
-        assert_eq!(join_within(&mut q), ExitStatus::Code(0));
-        let (_, _, _, os_parent_q) = q.result().unwrap();
-        let new_server = os_parent_q.unwrap();
-        assert_ne!(new_server, server);
-        assert_ne!(new_server, std::process::id());
+        in_own_child(a_killed_fork_server_is_replaced_and_its_children_are_reported_killed_scenario)
+    });
+}
+
+/// (In a child of its own, with a fork server of its own: the other tests' server is
+/// left alone.)
+fn a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario(_: ()) {
+    let fs = StartMethod::ForkServer;
+    let mut a = Process::new(sleep_forever, ())
+        .start_method(fs)
+        .start()
+        .unwrap();
+    let server = os_parent(a.pid()).unwrap();
+    // the server may open no descriptor numbered 3 or above any more: the next
+    // request's control socket cannot reach it, and that start fails
+    let limited = std::process::Command::new("prlimit")
+        .args(["--pid", &server.to_string(), "--nofile=3:3"])
+        .status()
+        .unwrap();
+    assert!(limited.success());
+    let failed = Process::new(square, 2).start_method(fs).start();
+    assert!(
+        failed.is_err(),
+        "a start through the crippled server succeeded"
+    );
+    // …without taking `a` with it
+    assert!(a.is_alive());
+    // a new server serves the next start
+    let mut b = Process::new(whoami, ()).start_method(fs).start().unwrap();
+    assert_eq!(join_within(&mut b), ExitStatus::Code(0));
+    let (_, _, _, b_server) = b.result().unwrap();
+    assert_ne!(b_server, Some(server));
+    // and the old one still relays `a`'s end
+    assert!(a.is_alive());
+    a.kill().unwrap();
+    assert_eq!(join_within(&mut a), ExitStatus::Signal(9));
+    wait_until(T, "the retired server to exit", || gone(server));
+}
+
+#[test]
+fn a_start_that_fails_on_the_server_leaves_its_other_children_running() {
+    watchdog(120, || {
+        in_own_child(a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario)
     });
 }
 
@@ -339,12 +400,16 @@ fn fork_scenarios(_: ()) -> usize {
         1,
         "procactor started a thread in a forking program"
     );
+    // …and nothing of a joined child stays open
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let before = fds();
     let n = 20;
     for i in 0..n {
         let mut p = Process::new(square, i).start().unwrap();
         assert_eq!(join_within(&mut p), ExitStatus::Code(0));
         assert_eq!(p.result().unwrap(), i * i);
     }
+    assert_eq!(fds(), before, "descriptors left open by joined children");
 
     // a thread of the program's own: refused, clearly
     let (tx, rx) = std::sync::mpsc::channel::<()>();

@@ -1,8 +1,8 @@
 //! The fork server behind [`StartMethod::ForkServer`](crate::StartMethod::ForkServer).
 //!
 //! The server is this program re-executed with `PROCACTOR_FORKSERVER=<ppid>` and stopped
-//! in [`crate::init`], before any code of `main` runs: a single-threaded process holding
-//! none of the parent's later state. For each start it forks; the child takes the control
+//! in [`crate::init`] (the first statement of `main`, or an ELF constructor in test
+//! binaries): a single-threaded process holding none of the parent's later state. For each start it forks; the child takes the control
 //! descriptor the parent sent along and from there on starts exactly as a spawned child
 //! does (bootstrap, parent-death signal, target, outcome).
 //!
@@ -52,13 +52,15 @@ static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 /// Starts a child through the fork server (starting the server first if there is none or
 /// it has died): the child will read its bootstrap from `control` as a spawned child does.
 /// Returns the child and the server's pid.
+///
+/// A server that cannot fork (out of processes) just fails this start. A server that
+/// breaks the protocol or does not answer in time is *retired*: no more requests go to
+/// it, it serves out the children it has (they are never killed for another start's
+/// failure) and exits, and the next start brings up a new one.
 pub(crate) fn start_child(token: u64, control: OwnedFd) -> io::Result<(SpawnedChild, u32)> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot
-        .as_ref()
-        .is_some_and(|c| server_gone(&c.server) || c.reader.saw_eof())
-    {
-        *slot = None; // its relay thread reaps it
+    if slot.as_ref().is_some_and(|c| !usable(c)) {
+        *slot = None; // (closing its request socket retires it)
     }
     if slot.is_none() {
         *slot = Some(start_server()?);
@@ -67,21 +69,24 @@ pub(crate) fn start_child(token: u64, control: OwnedFd) -> io::Result<(SpawnedCh
         return Err(io::Error::other("fork server missing"));
     };
     let server = client.server.pid;
-    let result = request(client, token, control).map(|c| (c, server));
-    if result.is_err() {
-        // out of step or gone: the next start begins with a fresh server
-        if let Some(c) = slot.take() {
-            let _ = os::pidfd_signal(c.server.pidfd.as_fd(), os::SIGKILL);
+    match request(client, token, control) {
+        Ok(child) => Ok((child, server)),
+        Err(Failure::CouldNotFork) => Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "the fork server could not fork (out of processes or memory)",
+        )),
+        Err(Failure::Broken(e)) => {
+            *slot = None;
+            Err(e)
         }
     }
-    result
 }
 
 /// Starts the fork server now rather than at the first start (so that the first start
 /// costs no more than the others). Harmless if it runs already.
 pub(crate) fn ensure_started() -> io::Result<()> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot.as_ref().is_some_and(|c| server_gone(&c.server)) {
+    if slot.as_ref().is_some_and(|c| !usable(c)) {
         *slot = None;
     }
     if slot.is_none() {
@@ -97,14 +102,28 @@ pub(crate) fn after_fork_in_child() {
     std::mem::forget(old);
 }
 
-fn server_gone(server: &SpawnedChild) -> bool {
-    matches!(os::poll_readable(&[server.pidfd.as_fd()], Some(Instant::now())), Ok(r) if r[0])
+/// Alive and in step.
+fn usable(c: &Client) -> bool {
+    let gone = matches!(
+        os::poll_readable(&[c.server.pidfd.as_fd()], Some(Instant::now())),
+        Ok(r) if r[0]
+    );
+    !gone && !c.reader.saw_eof()
 }
 
-fn request(client: &mut Client, token: u64, control: OwnedFd) -> io::Result<SpawnedChild> {
+enum Failure {
+    /// The server answered that `fork()` failed: this start fails, the server stays.
+    CouldNotFork,
+    /// No answer in time, or not one we understand: the server is retired.
+    Broken(io::Error),
+}
+
+fn request(client: &mut Client, token: u64, control: OwnedFd) -> Result<SpawnedChild, Failure> {
+    let broken = |e: String| Failure::Broken(io::Error::other(format!("fork server: {e}")));
     let mut bytes = Vec::with_capacity(16);
-    codec::encode(&token, &mut bytes, None).map_err(io::Error::other)?;
-    frame::write_frame(client.requests.as_fd(), &bytes, &[control.as_fd()])?;
+    codec::encode(&token, &mut bytes, None).map_err(|e| broken(e.to_string()))?;
+    frame::write_frame(client.requests.as_fd(), &bytes, &[control.as_fd()])
+        .map_err(|e| broken(e.to_string()))?;
     drop(control);
     client
         .reader
@@ -113,13 +132,13 @@ fn request(client: &mut Client, token: u64, control: OwnedFd) -> io::Result<Spaw
             Wait::Until(Instant::now() + REPLY_TIMEOUT),
             Some(MAX_FRAME),
         )
-        .map_err(|e| io::Error::other(format!("fork server: {e}")))?;
+        .map_err(|e| broken(e.to_string()))?;
     let pid: Result<u32, _> = codec::decode(client.reader.payload(), Vec::new());
     let mut fds = client.reader.consume();
     match (pid, fds.pop()) {
-        (Ok(0), _) => Err(io::Error::other("the fork server could not fork")),
-        (Ok(pid), Some(pidfd)) if fds.is_empty() => Ok(SpawnedChild { pid, pidfd }),
-        _ => Err(io::Error::other("fork server: malformed answer")),
+        (Ok(0), None) => Err(Failure::CouldNotFork),
+        (Ok(pid), Some(pidfd)) if pid != 0 && fds.is_empty() => Ok(SpawnedChild { pid, pidfd }),
+        _ => Err(broken("malformed answer".into())),
     }
 }
 
@@ -147,29 +166,44 @@ fn start_server() -> io::Result<Client> {
 }
 
 /// The parent's relay thread: hands each status the server sends to the monitor. When
-/// the server is gone, its children died with it (parent-death signal): each one still
-/// registered is reported as killed once its pidfd says it has ended.
+/// the stream ends, the server is gone (or is killed here, if it sent something we do
+/// not understand: its statuses could not be trusted any more); its children died with
+/// it (parent-death signal) and are reported killed ([`monitor::server_died`]).
 fn relay(statuses: OwnedFd, server: u32, server_pidfd: OwnedFd) {
     let mut reader = FrameReader::new();
-    while reader
-        .fill(statuses.as_fd(), Wait::Forever, Some(MAX_FRAME))
-        .is_ok()
-    {
-        let st: Result<(u32, u8, i32), _> = codec::decode(reader.payload(), Vec::new());
-        reader.consume();
+    loop {
+        let st: Option<(u32, u8, i32)> =
+            match reader.fill(statuses.as_fd(), Wait::Forever, Some(MAX_FRAME)) {
+                Ok(_) => {
+                    let st = codec::decode(reader.payload(), Vec::new()).ok();
+                    reader.consume();
+                    st
+                }
+                Err(frame::FrameError::Eof) => break,
+                Err(_) => None,
+            };
         match st {
-            Ok((pid, HOW_CODE, c)) => monitor::relayed_exit(server, pid, ExitStatus::Code(c)),
-            Ok((pid, HOW_SIGNAL, s)) => monitor::relayed_exit(server, pid, ExitStatus::Signal(s)),
-            _ => break,
+            Some((pid, HOW_CODE, c)) => monitor::relayed_exit(server, pid, ExitStatus::Code(c)),
+            Some((pid, HOW_SIGNAL, s)) => monitor::relayed_exit(server, pid, ExitStatus::Signal(s)),
+            _ => {
+                tracing::warn!(server, "fork server sent a malformed status: killed");
+                let _ = os::pidfd_signal(server_pidfd.as_fd(), os::SIGKILL);
+                break;
+            }
         }
     }
     // reap the server itself (it is our child)
     let _ = os::poll_readable(&[server_pidfd.as_fd()], None);
     let _ = os::pidfd_try_reap(server_pidfd.as_fd());
-    for child in monitor::relayed_children(server) {
-        let _ = os::poll_readable(&[child.pidfd.as_fd()], None);
-        monitor::relayed_exit(server, child.pid, ExitStatus::Signal(os::SIGKILL));
-    }
+    monitor::server_died(server);
+}
+
+/// The server takes no more requests: the parent sees its request socket end at once
+/// (and starts a new server); the children there are are served out.
+fn stop_accepting(poller: &Poller, requests: &OwnedFd) -> bool {
+    let _ = poller.delete(requests.as_fd());
+    let _ = fdpass::shutdown(requests.as_fd());
+    false
 }
 
 /// The server's life: never returns.
@@ -205,9 +239,16 @@ fn serve(env: &str) -> io::Result<()> {
     const REQUESTS: u64 = u64::MAX;
     poller.add(requests.as_fd(), REQUESTS)?;
     let mut children: HashMap<u32, OwnedFd> = HashMap::new();
+    // Once the parent closes its request socket (or breaks the protocol), no more
+    // requests are taken; the children there are are served out: their statuses still
+    // go to the parent, and they are not killed for it. Then the server exits.
+    let mut accepting = true;
     let mut ready = Vec::new();
     let mut out = Vec::with_capacity(32);
     loop {
+        if !accepting && children.is_empty() {
+            return Ok(());
+        }
         ready.clear();
         match poller.wait(&mut ready, None) {
             Ok(()) => {}
@@ -231,7 +272,11 @@ fn serve(env: &str) -> io::Result<()> {
                 }
                 out.clear();
                 codec::encode(&(pid, how, value), &mut out, None).map_err(io::Error::other)?;
+                // (the parent gone: its death takes this process and the children too)
                 frame::write_frame(statuses.as_fd(), &out, &[])?;
+                continue;
+            }
+            if !accepting {
                 continue;
             }
             // requests: every complete frame buffered
@@ -240,15 +285,26 @@ fn serve(env: &str) -> io::Result<()> {
                     Ok(_) => {}
                     Err(frame::FrameError::Timeout) => break,
                     Err(frame::FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(frame::FrameError::Eof) => return Ok(()), // the parent is done
-                    Err(e) => return Err(io::Error::other(e.to_string())),
+                    Err(_) => {
+                        // the parent is done with us, or out of step: no more requests
+                        accepting = stop_accepting(&poller, &requests);
+                        break;
+                    }
                 }
                 let token: Result<u64, _> = codec::decode(reader.payload(), Vec::new());
-                let control = reader.consume().pop();
-                let (Ok(token), Some(control)) = (token, control) else {
-                    return Err(io::Error::other("malformed request"));
+                let mut fds = reader.consume();
+                let control = fds.pop();
+                let (Ok(token), Some(control), true) = (token, control, fds.is_empty()) else {
+                    // not a request we understand: refused, the next one may be
+                    out.clear();
+                    codec::encode(&0u32, &mut out, None).map_err(io::Error::other)?;
+                    if frame::write_frame(requests.as_fd(), &out, &[]).is_err() {
+                        accepting = stop_accepting(&poller, &requests);
+                        break;
+                    }
+                    continue;
                 };
-                match os::fork_single_threaded() {
+                let answered = match os::fork_single_threaded() {
                     Ok(Forked::Child) => {
                         // the server's descriptors are the server's business
                         drop(reader);
@@ -262,17 +318,23 @@ fn serve(env: &str) -> io::Result<()> {
                         drop(control);
                         out.clear();
                         codec::encode(&child.pid, &mut out, None).map_err(io::Error::other)?;
-                        frame::write_frame(requests.as_fd(), &out, &[child.pidfd.as_fd()])?;
+                        let answered =
+                            frame::write_frame(requests.as_fd(), &out, &[child.pidfd.as_fd()]);
                         poller.add(child.pidfd.as_fd(), u64::from(child.pid))?;
                         children.insert(child.pid, child.pidfd);
+                        answered
                     }
                     Err(e) => {
                         drop(control);
                         tracing::warn!(error = %e, "fork server: fork failed");
                         out.clear();
                         codec::encode(&0u32, &mut out, None).map_err(io::Error::other)?;
-                        frame::write_frame(requests.as_fd(), &out, &[])?;
+                        frame::write_frame(requests.as_fd(), &out, &[])
                     }
+                };
+                if answered.is_err() {
+                    accepting = stop_accepting(&poller, &requests);
+                    break;
                 }
             }
         }

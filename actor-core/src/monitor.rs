@@ -3,12 +3,15 @@
 //!
 //! Whoever owns a child (a [`crate::Process`] handle, later the Pool or a Supervisor)
 //! holds an `Arc<ChildState>` and waits on its condition variable, or subscribes to the
-//! exit stream with [`subscribe`].
+//! exit stream with [`subscribe`]. Whoever reaps a child first (the thread, or a handle
+//! that saw the exit itself) takes it out of the monitor and publishes its exit, once.
 //!
 //! Children of the fork server are not ours: the kernel lets only their parent, the
 //! server, reap them. Their pidfds still tell when they end and take signals, and the
 //! server *relays* each exit status ([`relayed_exit`]); such a child is registered as
-//! [`Watch::Relayed`] by the server's pid.
+//! [`Watch::Relayed`] by the server's pid. When a server dies, its children die with it
+//! (parent-death signal) and their statuses are lost: each is reported killed by
+//! `SIGKILL` once its pidfd says it has ended ([`server_died`]).
 //!
 //! The thread starts with the first child it must watch, except for children started by
 //! [`StartMethod::Fork`](crate::StartMethod::Fork): a program that forks must stay
@@ -19,9 +22,20 @@ use crate::status::ExitStatus;
 use once_cell::sync::OnceCell;
 use procactor_transports::os::{self, ExitInfo, Poller};
 use procactor_transports::{AsFd, OwnedFd};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a fork-server child that has ended may wait for its relayed status before
+/// the server is checked for death again.
+const RELAY_CHECK: Duration = Duration::from_millis(20);
+/// How long `is_alive()`/`exitcode()` wait for the relayed status of a child the OS says
+/// has ended (the server sends it within microseconds; a dead server's children are
+/// settled by the relay thread).
+const RELAY_SETTLE: Duration = Duration::from_millis(200);
+/// How long the end of a server waits for each of its children to die of the
+/// parent-death signal before reporting it killed anyway.
+const ORPHAN_WAIT: Duration = Duration::from_secs(10);
 
 /// One child as the monitor and its owner see it.
 #[derive(Debug)]
@@ -41,17 +55,19 @@ impl ChildState {
         *self.exit.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records the status the fork server relayed (first one wins).
-    fn complete(&self, status: ExitStatus) {
+    /// Records the status (first one wins); whether this call recorded it.
+    fn complete(&self, status: ExitStatus) -> bool {
         let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
         if g.is_none() {
             *g = Some(status);
             self.cv.notify_all();
+            true
+        } else {
+            false
         }
     }
 
-    /// Waits until the monitor has reaped the child (or its status was relayed) or
-    /// `deadline` passes.
+    /// Waits until the child's status is known or `deadline` passes.
     fn wait_exit(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
         let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -80,12 +96,30 @@ impl ChildState {
         self.reap_now().is_some()
     }
 
+    /// Whether the OS says the process has ended (its pidfd is readable).
+    fn ended(&self) -> bool {
+        os::poll_readable(&[self.pidfd.as_fd()], Some(Instant::now())).is_ok_and(|r| r[0])
+    }
+
     /// Reaps the child if it has exited (whoever calls first: the monitor thread or a
     /// joiner that saw the exit itself, saving a cross-thread wake-up) and returns the
-    /// status; `None` while it runs.
+    /// status; `None` while it runs. A fork-server child that has ended waits (briefly)
+    /// for its relayed status, so that an ended child is never reported running.
     pub(crate) fn reap_now(&self) -> Option<ExitStatus> {
-        let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
-        if g.is_none() && self.relayed.is_none() {
+        if let Some(server) = self.relayed {
+            if let Some(s) = self.exit_status() {
+                return Some(s);
+            }
+            if !self.ended() {
+                return None;
+            }
+            return self.settle_relayed(server, Some(Instant::now() + RELAY_SETTLE));
+        }
+        let reaped = {
+            let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+            if g.is_some() {
+                return *g;
+            }
             let status = match os::pidfd_try_reap(self.pidfd.as_fd()) {
                 Ok(Some(ExitInfo::Code(c))) => ExitStatus::Code(c),
                 Ok(Some(ExitInfo::Signal(s))) => ExitStatus::Signal(s),
@@ -95,24 +129,52 @@ impl ChildState {
             };
             *g = Some(status);
             self.cv.notify_all();
+            status
+        };
+        // (outside the status lock: the monitor's locks come after it, never before)
+        retire(None, self, reaped);
+        Some(reaped)
+    }
+
+    /// For a fork-server child the OS says has ended: waits for the relayed status until
+    /// `deadline`; if its server has died meanwhile, the status is lost with it and the
+    /// child is reported killed (it died of the parent-death signal).
+    fn settle_relayed(&self, server: u32, deadline: Option<Instant>) -> Option<ExitStatus> {
+        loop {
+            let step = Instant::now() + RELAY_CHECK;
+            let until = deadline.map_or(step, |d| d.min(step));
+            if let Some(s) = self.wait_exit(Some(until)) {
+                return Some(s);
+            }
+            if server_is_dead(server) {
+                relayed_exit(server, self.pid, ExitStatus::Signal(os::SIGKILL));
+                return self.exit_status();
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
         }
-        *g
     }
 
     /// Waits until the child has exited or `deadline` passes, reaping it from this
     /// thread when it sees the exit first.
     pub(crate) fn wait_exit_direct(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
-        if self.relayed.is_some() {
-            return self.wait_exit(deadline);
-        }
         loop {
-            if let Some(s) = self.reap_now() {
+            if let Some(s) = self.exit_status() {
                 return Some(s);
             }
             match os::poll_readable(&[self.pidfd.as_fd()], deadline) {
-                Ok(r) if r[0] => continue,
+                Ok(r) if r[0] => {}
                 Ok(_) => return None, // deadline passed
                 Err(_) => return self.wait_exit(deadline),
+            }
+            match self.relayed {
+                Some(server) => return self.settle_relayed(server, deadline),
+                None => {
+                    if let Some(s) = self.reap_now() {
+                        return Some(s);
+                    }
+                }
             }
         }
     }
@@ -126,9 +188,18 @@ pub(crate) struct ExitEvent {
     pub(crate) status: ExitStatus,
 }
 
+/// The children being watched, by (server pid or 0 for our own, pid), and the fork
+/// servers known dead (one lock, so that a registration and a server's death cannot
+/// miss each other).
+#[derive(Default)]
+struct Children {
+    map: HashMap<(u32, u32), Arc<ChildState>>,
+    dead_servers: HashSet<u32>,
+}
+
 struct Monitor {
     poller: Poller,
-    children: Mutex<HashMap<u32, Arc<ChildState>>>,
+    children: Mutex<Children>,
     live: Mutex<Vec<Weak<ChildState>>>,
     subscribers: Mutex<Vec<crossbeam_channel::Sender<ExitEvent>>>,
     /// Statuses a fork server relayed before their child was registered here, by
@@ -148,7 +219,7 @@ fn monitor() -> std::io::Result<Arc<Monitor>> {
     }
     let m = Arc::new(Monitor {
         poller: Poller::new()?,
-        children: Mutex::new(HashMap::new()),
+        children: Mutex::new(Children::default()),
         live: Mutex::new(Vec::new()),
         subscribers: Mutex::new(Vec::new()),
         early: Mutex::new(HashMap::new()),
@@ -197,24 +268,45 @@ impl Monitor {
             }
             for &token in &ready {
                 let pid = token as u32;
-                let child = self.lock_children().get(&pid).cloned();
-                let Some(child) = child else { continue };
-                let Some(status) = child.reap_now() else {
-                    continue;
-                };
-                let _ = self.poller.delete(child.pidfd.as_fd());
-                if self.lock_children().remove(&pid).is_none() {
-                    continue;
+                let child = self.lock_children().map.get(&(0, pid)).cloned();
+                match child {
+                    // (reaping takes it out of the monitor and publishes the exit)
+                    Some(child) => drop(child.reap_now()),
+                    // an entry already taken out: its registration must not linger
+                    None => tracing::trace!(pid, "exit of a child no longer watched"),
                 }
-                tracing::debug!(pid, name = %child.name, ?status, "child exited");
-                self.publish(ExitEvent { pid, status });
             }
         }
     }
 
-    fn lock_children(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<ChildState>>> {
+    fn lock_children(&self) -> std::sync::MutexGuard<'_, Children> {
         self.children.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Takes `child` (whose status was just recorded) out of the monitor, if this very
+/// entry is still there, and publishes its exit: exactly once, whoever calls first.
+fn retire(server: Option<u32>, child: &ChildState, status: ExitStatus) {
+    let Ok(m) = monitor() else { return };
+    let key = (server.unwrap_or(0), child.pid);
+    let taken = {
+        let mut c = m.lock_children();
+        match c.map.get(&key) {
+            Some(e) if std::ptr::eq(Arc::as_ptr(e), child) => c.map.remove(&key),
+            _ => None,
+        }
+    };
+    if taken.is_none() {
+        return;
+    }
+    if server.is_none() {
+        let _ = m.poller.delete(child.pidfd.as_fd());
+    }
+    tracing::debug!(pid = child.pid, name = %child.name, ?status, "child exited");
+    m.publish(ExitEvent {
+        pid: child.pid,
+        status,
+    });
 }
 
 /// How a child was started, as far as watching it goes.
@@ -238,6 +330,9 @@ pub(crate) fn register(
     watch: Watch,
 ) -> std::io::Result<Arc<ChildState>> {
     let m = monitor()?;
+    if watch == Watch::Reap {
+        m.ensure_thread()?;
+    }
     let relayed = match watch {
         Watch::Relayed(server) => Some(server),
         _ => None,
@@ -250,7 +345,11 @@ pub(crate) fn register(
         exit: Mutex::new(None),
         cv: Condvar::new(),
     });
-    m.lock_children().insert(pid, state.clone());
+    let server_dead = {
+        let mut c = m.lock_children();
+        c.map.insert((relayed.unwrap_or(0), pid), state.clone());
+        relayed.is_some_and(|s| c.dead_servers.contains(&s))
+    };
     {
         let mut live = m.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|w| w.upgrade().is_some_and(|c| c.exit_status().is_none()));
@@ -266,20 +365,21 @@ pub(crate) fn register(
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(server, pid));
         if let Some(status) = early {
-            let ended =
-                os::poll_readable(&[state.pidfd.as_fd()], Some(Instant::now())).is_ok_and(|r| r[0]);
-            if ended {
+            if state.ended() {
                 relayed_exit(server, pid, status);
             }
+        }
+        if server_dead && state.exit_status().is_none() {
+            // its server died between forking it and now: it dies of the parent-death
+            // signal, and nobody will relay that
+            let _ = os::poll_readable(&[state.pidfd.as_fd()], Some(Instant::now() + ORPHAN_WAIT));
+            relayed_exit(server, pid, ExitStatus::Signal(os::SIGKILL));
         }
         return Ok(state);
     }
     if let Err(e) = m.poller.add(state.pidfd.as_fd(), u64::from(pid)) {
-        m.lock_children().remove(&pid);
+        m.lock_children().map.remove(&(0, pid));
         return Err(e);
-    }
-    if watch == Watch::Reap {
-        m.ensure_thread()?;
     }
     Ok(state)
 }
@@ -287,36 +387,49 @@ pub(crate) fn register(
 /// Fork server `server` reports that its child `pid` ended with `status`.
 pub(crate) fn relayed_exit(server: u32, pid: u32, status: ExitStatus) {
     let Ok(m) = monitor() else { return };
-    let child = {
-        let mut children = m.lock_children();
-        match children.get(&pid) {
-            Some(c) if c.relayed == Some(server) => children.remove(&pid),
-            Some(_) => None, // another child that happens to have that pid: not this one
-            None => {
-                m.early
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert((server, pid), status);
-                None
+    let child = m.lock_children().map.get(&(server, pid)).cloned();
+    match child {
+        Some(child) => {
+            if child.complete(status) {
+                retire(Some(server), &child, status);
             }
         }
-    };
-    if let Some(child) = child {
-        child.complete(status);
-        tracing::debug!(pid, name = %child.name, ?status, "child exited (relayed)");
-        m.publish(ExitEvent { pid, status });
+        None => {
+            m.early
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((server, pid), status);
+        }
     }
 }
 
-/// Children of fork server `server` still waiting for their relayed status.
-pub(crate) fn relayed_children(server: u32) -> Vec<Arc<ChildState>> {
-    let Ok(m) = monitor() else { return Vec::new() };
-    let children = m.lock_children();
-    children
-        .values()
-        .filter(|c| c.relayed == Some(server))
-        .cloned()
-        .collect()
+fn server_is_dead(server: u32) -> bool {
+    monitor().is_ok_and(|m| m.lock_children().dead_servers.contains(&server))
+}
+
+/// Fork server `server` is gone (its status stream ended): every child of it still
+/// registered, and every one registered from now on, is reported killed once its pidfd
+/// says it has ended (within [`ORPHAN_WAIT`]).
+pub(crate) fn server_died(server: u32) {
+    let Ok(m) = monitor() else { return };
+    let orphans: Vec<Arc<ChildState>> = {
+        let mut c = m.lock_children();
+        c.dead_servers.insert(server);
+        c.map
+            .iter()
+            .filter(|(k, _)| k.0 == server)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    m.early
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|k, _| k.0 != server);
+    let until = Instant::now() + ORPHAN_WAIT;
+    for child in orphans {
+        let _ = os::poll_readable(&[child.pidfd.as_fd()], Some(until));
+        relayed_exit(server, child.pid, ExitStatus::Signal(os::SIGKILL));
+    }
 }
 
 /// Children of this process that have not exited yet.
@@ -417,7 +530,11 @@ mod tests {
             st.wait_exit_direct(Some(Instant::now() + Duration::from_secs(5))),
             Some(ExitStatus::Signal(9))
         );
-        assert!(relayed_children(1).iter().all(|c| c.pid != pid));
+        let m = monitor().unwrap();
+        assert!(
+            !m.lock_children().map.contains_key(&(1, pid)),
+            "still watched"
+        );
 
         // an ended process whose status came first: taken at registration
         let (pid, pidfd, mut c) = sleeper("0");

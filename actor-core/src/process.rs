@@ -277,7 +277,15 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
             }
         }
     };
-    let state = monitor::register(child.pid, name, child.pidfd, watch)?;
+    let pid = child.pid;
+    let state = match monitor::register(pid, name, child.pidfd, watch) {
+        Ok(state) => state,
+        Err(e) => {
+            // not unowned: a child nobody could join is ended at once
+            let _ = os::signal_pid(pid, os::SIGKILL);
+            return Err(SpawnError::Io(e));
+        }
+    };
     // The child reads these as soon as it runs; a child that died at once makes
     // them fail with BrokenPipe, which join() then reports through the exit status.
     let borrowed: Vec<BorrowedFd<'_>> = arg_fds.iter().map(|f| f.as_fd()).collect();

@@ -68,13 +68,16 @@ pub enum StartMethod {
     Spawn,
     /// A fork server forks each child. The server is the binary re-executed once, the
     /// first time it is needed (or at `set_start_method(ForkServer)`), and stopped in
-    /// `init()` before `main`'s code runs: single-threaded, holding none of the
-    /// parent's later state, so forking it is safe whatever threads the parent has. Its
-    /// children are not the parent's children to the OS (their exit statuses are relayed
-    /// by the server); they get the parent-death signal from the server, which gets it
-    /// from the parent: the parent's death takes the server and every child with it. A
-    /// server that dies is replaced at the next start (its children die with it and are
-    /// reported killed by `SIGKILL`).
+    /// `init()` (the first statement of `main`, or an ELF constructor in test binaries):
+    /// single-threaded, holding none of the parent's later state, so forking it is safe
+    /// whatever threads the parent has. Its children are not the parent's children to
+    /// the OS (their exit statuses are relayed by the server); they get the parent-death
+    /// signal from the server, which gets it from the parent: the parent's death takes
+    /// the server and every child with it. A server that dies is replaced at the next
+    /// start (its children die with it and are reported killed by `SIGKILL`); one that
+    /// cannot fork fails that start only. As with Python's forkserver, a child inherits
+    /// the environment, working directory and limits the *server* started with, not the
+    /// parent's current ones (a spawned child gets the parent's current ones).
     ForkServer,
     /// Plain `fork()` of the caller; the child runs its target and `_exit`s. Refused with
     /// [`SpawnError::Unsupported`] when the process has more than one thread (counted in
@@ -546,16 +549,23 @@ pub(crate) fn forked_child_main(
     NAME_COUNTER.store(0, Ordering::Relaxed);
     *SPAWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
     START_METHOD.store(0, Ordering::SeqCst);
-    let code = match run_child(control, token, parent, preloaded) {
-        Ok(code) => code,
-        Err(msg) => {
-            eprintln!("procactor child {}: {msg}", os::current_pid());
-            1
-        }
-    };
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    // Above us on this stack are the parent's frames (the caller of `start`, or the fork
+    // server's loop): a panic must never unwind into them, so everything that could
+    // panic here (the target is already wrapped; a failed `eprintln!` is not) is caught.
+    let code = std::panic::catch_unwind(AssertUnwindSafe(move || {
+        let code = match run_child(control, token, parent, preloaded) {
+            Ok(code) => code,
+            Err(msg) => {
+                eprintln!("procactor child {}: {msg}", os::current_pid());
+                1
+            }
+        };
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        code
+    }))
+    .unwrap_or(1);
     os::exit_now(code)
 }
 

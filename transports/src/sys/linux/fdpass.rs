@@ -24,6 +24,16 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
+/// Ends both directions of a connected socket without closing it: the peer reads the
+/// end of the stream, and this side's later reads and writes fail.
+///
+/// # Errors
+///
+/// `fd` is not a connected socket.
+pub fn shutdown(fd: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(fd, rustix::net::Shutdown::Both)?)
+}
+
 /// Sends `bufs` (gathered) with `fds` attached; returns the bytes written, which may be
 /// fewer than offered (the descriptors always go with the first byte written).
 ///
@@ -130,6 +140,16 @@ pub fn recv(
 mod tests {
     use super::*;
     use rustix::fd::AsFd;
+
+    #[test]
+    fn shutdown_shows_the_peer_the_end_of_the_stream() {
+        let (a, b) = socketpair().unwrap();
+        shutdown(a.as_fd()).unwrap();
+        let mut buf = [0u8; 4];
+        let mut fds = Vec::new();
+        let got = recv(b.as_fd(), &mut buf, &mut fds, false);
+        assert!(matches!(got, Ok(0)), "{got:?}");
+    }
 
     #[test]
     fn bytes_and_fds_cross_a_socketpair() {

@@ -481,8 +481,20 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
         p => {
             let pid = p as u32;
             // not reaped by anyone yet: the pid still names our child
-            let pidfd = pidfd_of(pid)?;
-            Ok(Forked::Parent(SpawnedChild { pid, pidfd }))
+            match pidfd_of(pid) {
+                Ok(pidfd) => Ok(Forked::Parent(SpawnedChild { pid, pidfd })),
+                Err(e) => {
+                    // a child we could not hold: end it rather than leave it unowned
+                    if let Some(p) = Pid::from_raw(p) {
+                        let _ = rustix::process::kill_process(p, Signal::KILL);
+                        let _ = rustix::process::waitpid(
+                            Some(p),
+                            rustix::process::WaitOptions::empty(),
+                        );
+                    }
+                    Err(e)
+                }
+            }
         }
     }
 }
@@ -549,8 +561,8 @@ mod tests {
 
     #[test]
     fn pidfd_of_opens_live_processes_only() {
-        // (the fork itself is exercised by the facade's harness-less `tests/fork.rs`,
-        // whose main thread is the process's only thread)
+        // (the fork itself is exercised from a single-threaded child in the facade's
+        // `tests/start_methods.rs`)
         assert!(pidfd_of(std::process::id()).is_ok());
         assert!(pidfd_of(0).is_err());
     }
