@@ -192,8 +192,10 @@ pub(crate) fn default_name(ids: &[u64]) -> String {
     format!("Process-{}", parts.join(":"))
 }
 
-/// See [`IMAGE_PROOF`].
-pub(crate) fn image_proof() -> Result<&'static SameImage, String> {
+/// See `IMAGE_PROOF`. Public (hidden) for `procactor-redis`, whose workers resolve the
+/// function references their parent sent them in their start arguments, as `Pool` does.
+#[doc(hidden)]
+pub fn image_proof() -> Result<&'static SameImage, String> {
     IMAGE_PROOF.get_or_try_init(|| {
         let mine = fingerprint().map_err(|e| e.to_string())?;
         SameImage::verify(&mine).map_err(|e| e.to_string())
