@@ -8,8 +8,8 @@
 use crate::queue::RedisJoinableQueue;
 use procactor_core::actor::QueueMailbox;
 use procactor_core::{
-    runtime, Actor, ActorError, Context, GetError, Message, PoolRef, ProcessActor, Supervisor,
-    SupervisorError,
+    runtime, Actor, ActorError, Context, GetError, Message, PoolRef, ProcessActor, PutError,
+    Supervisor, SupervisorError,
 };
 use procactor_transports::target::{self, FnOffset, TargetRef};
 use serde::{Deserialize, Serialize};
@@ -89,9 +89,7 @@ impl<T: Message> Actor for RedisWorker<T> {
 
     fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), ActorError> {
         self.resolve()?;
-        ctx.myself()
-            .send(Turn)
-            .map_err(|e| ActorError::new(format!("first turn: {e}")))
+        next_turn(ctx)
     }
 
     fn handle(&mut self, _: Turn, ctx: &mut Context<Self>) -> Result<(), ActorError> {
@@ -120,9 +118,20 @@ impl<T: Message> Actor for RedisWorker<T> {
                 }
             }
         }
-        ctx.myself()
-            .send(Turn)
-            .map_err(|e| ActorError::new(format!("next turn: {e}")))
+        next_turn(ctx)
+    }
+}
+
+/// Queues this worker's next turn; a closed mailbox (the supervisor is stopping it) ends
+/// the worker normally.
+fn next_turn<T: Message>(ctx: &mut Context<RedisWorker<T>>) -> Result<(), ActorError> {
+    match ctx.myself().send(Turn) {
+        Ok(()) => Ok(()),
+        Err(PutError::Closed(_)) => {
+            ctx.stop();
+            Ok(())
+        }
+        Err(e) => Err(ActorError::new(format!("next turn: {e}"))),
     }
 }
 
