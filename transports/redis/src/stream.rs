@@ -288,9 +288,10 @@ impl Core {
         }
     }
 
-    /// One round of reading into the buffer: acknowledgements owed, a claim of stale
-    /// entries when due, then `XREADGROUP >` blocking at most until the next claim is
-    /// due, `deadline`, or [`MAX_BLOCK`].
+    /// One round of reading into the buffer, in one pipelined round trip: the
+    /// acknowledgements owed, a claim of stale entries when due (`XAUTOCLAIM`), then
+    /// `XREADGROUP >` blocking at most until the next claim is due, `deadline`, or
+    /// [`MAX_BLOCK`] (not at all when the claim found entries).
     fn fetch(&self, st: &mut State, deadline: Option<Instant>) -> Result<(), Failure> {
         let cfg = &self.cfg;
         let now = Instant::now();
@@ -298,13 +299,21 @@ impl Core {
         let claim_due = st
             .last_claim
             .is_none_or(|t| now.duration_since(t) >= interval);
-        let to_ack = std::mem::take(&mut st.to_ack);
         if claim_due {
             st.last_claim = Some(now);
-            let consumer = &self.consumer;
-            let (claim,): (Value,) = self.run(st, |c| {
-                let mut p = redis::pipe();
-                ack_cmds(&mut p, cfg, &to_ack);
+        }
+        let next_claim = st.last_claim.map_or(now, |t| t + interval);
+        let mut wait = next_claim.saturating_duration_since(now).min(MAX_BLOCK);
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        let to_ack = std::mem::take(&mut st.to_ack);
+        let consumer = &self.consumer;
+        let count = cfg.prefetch.max(1);
+        let replies: Vec<Value> = self.run(st, |c| {
+            let mut p = redis::pipe();
+            ack_cmds(&mut p, cfg, &to_ack);
+            if claim_due {
                 p.cmd("XAUTOCLAIM")
                     .arg(&cfg.name)
                     .arg(&cfg.group)
@@ -312,64 +321,53 @@ impl Core {
                     .arg(cfg.visibility_ms)
                     .arg("0-0")
                     .arg("COUNT")
-                    .arg(cfg.prefetch.max(1));
-                p.query(c)
-            })?;
-            let (claimed, _deleted) = conn::autoclaim_reply(&claim);
-            if !claimed.is_empty() {
-                let counts: Vec<Value> = self.run(st, |c| {
-                    let mut p = redis::pipe();
-                    for e in &claimed {
-                        p.cmd("XPENDING")
-                            .arg(&cfg.name)
-                            .arg(&cfg.group)
-                            .arg(&e.id)
-                            .arg(&e.id)
-                            .arg(1);
-                    }
-                    p.query(c)
-                })?;
-                for (Entry { id, payload }, n) in claimed.into_iter().zip(counts) {
-                    let deliveries = conn::pending_deliveries(&n).unwrap_or(2);
-                    tracing::debug!(%id, deliveries, "took over a stale entry");
-                    st.buffer.push_back(Delivered {
-                        id,
-                        payload,
-                        deliveries,
-                    });
-                }
-                return Ok(());
+                    .arg(count);
             }
-        } else if !to_ack.is_empty() {
-            self.run(st, |c| {
-                let mut p = redis::pipe();
-                ack_cmds(&mut p, cfg, &to_ack);
-                p.exec(c)
-            })?;
-        }
-        let now = Instant::now();
-        let next_claim = st.last_claim.map_or(now, |t| t + interval);
-        let mut wait = next_claim.saturating_duration_since(now).min(MAX_BLOCK);
-        if let Some(d) = deadline {
-            wait = wait.min(d.saturating_duration_since(now));
-        }
-        let block_ms = wait.as_millis() as u64;
-        let consumer = &self.consumer;
-        let reply: Value = self.run(st, |c| {
-            let mut cmd = redis::cmd("XREADGROUP");
-            cmd.arg("GROUP")
+            let block_ms = wait.as_millis() as u64;
+            let read = p
+                .cmd("XREADGROUP")
+                .arg("GROUP")
                 .arg(&cfg.group)
                 .arg(consumer)
                 .arg("COUNT")
-                .arg(cfg.prefetch.max(1));
-            if block_ms > 0 {
-                // BLOCK 0 would be for ever: a zero wait is a non-blocking read
-                cmd.arg("BLOCK").arg(block_ms);
+                .arg(count);
+            if block_ms > 0 && !claim_due {
+                // BLOCK 0 would be for ever: a zero wait is a non-blocking read. A claim
+                // round does not block (what it claims must not wait behind the read).
+                read.arg("BLOCK").arg(block_ms);
             }
-            cmd.arg("STREAMS").arg(&cfg.name).arg(">");
-            cmd.query(c)
+            read.arg("STREAMS").arg(&cfg.name).arg(">");
+            p.query(c)
         })?;
-        for Entry { id, payload } in conn::read_reply(&reply) {
+        let (claimed, read) = match replies.as_slice() {
+            [claim, read] => (conn::autoclaim_reply(claim).0, read),
+            [read] => (Vec::new(), read),
+            _ => return Ok(()),
+        };
+        if !claimed.is_empty() {
+            let counts: Vec<Value> = self.run(st, |c| {
+                let mut p = redis::pipe();
+                for e in &claimed {
+                    p.cmd("XPENDING")
+                        .arg(&cfg.name)
+                        .arg(&cfg.group)
+                        .arg(&e.id)
+                        .arg(&e.id)
+                        .arg(1);
+                }
+                p.query(c)
+            })?;
+            for (Entry { id, payload }, n) in claimed.into_iter().zip(counts) {
+                let deliveries = conn::pending_deliveries(&n).unwrap_or(2);
+                tracing::debug!(%id, deliveries, "took over a stale entry");
+                st.buffer.push_back(Delivered {
+                    id,
+                    payload,
+                    deliveries,
+                });
+            }
+        }
+        for Entry { id, payload } in conn::read_reply(read) {
             st.buffer.push_back(Delivered {
                 id,
                 payload,
