@@ -258,3 +258,70 @@ proptest! {
         proptest::prop_assert_eq!(b.try_get(), Err(GetError::Empty));
     }
 }
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: u64,
+    name: String,
+    tags: Vec<String>,
+    ratio: Option<f64>,
+}
+
+/// The wire format is plain CBOR in the field `cbor`: a Python program with only the
+/// standard library (tests/redis_cbor_interop.py: a tiny RESP client and CBOR codec)
+/// reads what Rust put and puts what Rust reads.
+#[test]
+fn a_python_program_reads_and_writes_the_entries() {
+    watchdog(60, || {
+        let python = std::process::Command::new("python3")
+            .arg("--version")
+            .output();
+        if python.is_err() {
+            eprintln!("python3 not found: the CBOR interop check needs it; not run");
+            return;
+        }
+        let url = url();
+        let addr = url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let (host, port) = addr.rsplit_once(':').expect("host:port in the URL");
+        let name = unique("python");
+        let q = RedisQueue::<Point>::builder(&url, &name)
+            .group("rust")
+            .connect()
+            .unwrap();
+        let sent = Point {
+            x: 7,
+            name: "from rust".into(),
+            tags: vec!["t".into()],
+            ratio: Some(0.5),
+        };
+        q.put(sent).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/redis_cbor_interop.py");
+        let out = std::process::Command::new("python3")
+            .args([script, host, port, &name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            r#"{"x": 7, "name": "from rust", "tags": ["t"], "ratio": 0.5}"#
+        );
+        assert_eq!(q.get_timeout(T).unwrap().name, "from rust");
+        let from_python = q.get_timeout(T).unwrap();
+        assert_eq!(
+            from_python,
+            Point {
+                x: 42,
+                name: "from python".into(),
+                tags: vec!["a".into(), "b".into()],
+                ratio: None,
+            }
+        );
+    });
+}

@@ -339,8 +339,10 @@ where
 }
 
 /// The message of the panic just caught (with its location, as the child's panic hook
-/// recorded it), for code that catches panics itself (a pool worker running tasks).
-pub(crate) fn take_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// recorded it), for code that catches panics itself (a pool worker running tasks, here
+/// or in `procactor-redis`).
+#[doc(hidden)]
+pub fn take_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     PANIC_MESSAGE
         .lock()
         .ok()

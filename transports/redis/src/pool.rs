@@ -28,8 +28,9 @@
 
 use crate::conn::{self, RedisError};
 use crate::stream::{Config, Core, Failure};
+use procactor_core::pool::FnRef;
 use procactor_core::{codec, runtime, Bytes, Message, Process, TaskError};
-use procactor_transports::target::{self, FnOffset, SameImage, TargetRef};
+use procactor_transports::target::{self, SameImage, TargetRef};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -56,39 +57,14 @@ struct ResultMsg {
     out: Result<Bytes, String>,
 }
 
-/// A function reference as it travels to a local worker (over its private start
-/// channel, never through Redis): image-relative address and type name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct FnRef(i64, String);
-
-impl FnRef {
-    fn of<F: Copy + 'static>(f: F) -> FnRef {
-        let t = target::describe(f);
-        FnRef(t.offset.0, t.type_name)
-    }
-    fn target(&self) -> TargetRef {
-        TargetRef {
-            offset: FnOffset(self.0),
-            type_name: self.1.clone(),
-        }
-    }
-    fn key(&self) -> String {
-        format!("{}:{}", self.0, self.1)
-    }
+/// The key a task names its function by: `"<offset>:<type>"` (the same in every copy of
+/// one binary).
+fn key(f: &FnRef) -> String {
+    format!("{}:{}", f.0, f.1)
 }
 
 type Runner = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
 type BindFn = fn(&TargetRef, &SameImage) -> Option<Runner>;
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_string()
-    }
-}
 
 fn runner<A: Message, R: Message>(f: fn(A) -> R) -> Runner {
     Box::new(move |bytes: &[u8]| {
@@ -97,7 +73,8 @@ fn runner<A: Message, R: Message>(f: fn(A) -> R) -> Runner {
         let out: Vec<Result<R, String>> = args
             .into_iter()
             .map(|a| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| f(a))).map_err(|p| panic_text(&*p))
+                std::panic::catch_unwind(AssertUnwindSafe(|| f(a)))
+                    .map_err(|p| runtime::take_panic_message(&*p))
             })
             .collect();
         let mut buf = Vec::new();
@@ -148,7 +125,7 @@ impl Tasks {
     /// Adds `f` (adding it twice is harmless).
     pub fn with<A: Message, R: Message>(mut self, f: fn(A) -> R) -> Self {
         let target = FnRef::of(f);
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.runners.entry(target.key()) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.runners.entry(key(&target)) {
             slot.insert(runner(f));
             self.refs.push((FnRef::of(bind::<A, R> as BindFn), target));
         }
@@ -177,7 +154,7 @@ impl Tasks {
             let binder: BindFn = target::resolve_checked(&b.target(), proof)
                 .ok_or("a task binder of an unexpected type")?;
             let run = binder(&f.target(), proof).ok_or("a task of an unexpected type")?;
-            t.runners.insert(f.key(), run);
+            t.runners.insert(key(f), run);
             t.refs.push((b.clone(), f.clone()));
         }
         Ok(t)
@@ -594,8 +571,8 @@ impl Pool {
         chunks: Vec<Vec<A>>,
         tx: &crossbeam_channel::Sender<(u64, Outcome)>,
     ) -> Result<Vec<u64>, TaskError> {
-        let key = FnRef::of(f).key();
-        if !self.tasks.contains(&key) {
+        let fkey = key(&FnRef::of(f));
+        if !self.tasks.contains(&fkey) {
             return Err(TaskError::Failed(format!(
                 "{} is not one of this pool's tasks (add it with PoolBuilder::task)",
                 std::any::type_name::<fn(A) -> R>()
@@ -608,7 +585,7 @@ impl Pool {
             codec::encode(&chunk, &mut args, None).map_err(|e| TaskError::Failed(e.to_string()))?;
             let task = self.inner.next_task.fetch_add(1, Ordering::Relaxed);
             let msg = TaskMsg {
-                f: key.clone(),
+                f: fkey.clone(),
                 args: Bytes::from(args),
                 reply: self.inner.reply.clone(),
                 task,

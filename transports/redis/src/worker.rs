@@ -7,11 +7,12 @@
 
 use crate::queue::RedisJoinableQueue;
 use procactor_core::actor::QueueMailbox;
+use procactor_core::pool::FnRef;
 use procactor_core::{
     runtime, Actor, ActorError, Context, GetError, Message, PoolRef, ProcessActor, PutError,
     Supervisor, SupervisorError,
 };
-use procactor_transports::target::{self, FnOffset, TargetRef};
+use procactor_transports::target;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ const TURN: Duration = Duration::from_millis(100);
 #[serde(bound = "")]
 pub struct RedisWorker<T> {
     queue: RedisJoinableQueue<T>,
-    handler: (i64, String),
+    handler: FnRef,
     #[serde(skip)]
     resolved: Option<Handler<T>>,
     /// Items handled by this incarnation.
@@ -58,10 +59,9 @@ impl<T> fmt::Debug for RedisWorker<T> {
 impl<T: Message> RedisWorker<T> {
     /// A worker taking items from `queue` and calling `handler` on each.
     pub fn new(queue: RedisJoinableQueue<T>, handler: Handler<T>) -> Self {
-        let t = target::describe(handler);
         RedisWorker {
             queue,
-            handler: (t.offset.0, t.type_name),
+            handler: FnRef::of(handler),
             resolved: Some(handler),
             handled: 0,
         }
@@ -72,11 +72,7 @@ impl<T: Message> RedisWorker<T> {
             return Ok(h);
         }
         let proof = runtime::image_proof().map_err(ActorError::new)?;
-        let r = TargetRef {
-            offset: FnOffset(self.handler.0),
-            type_name: self.handler.1.clone(),
-        };
-        let h: Handler<T> = target::resolve_checked(&r, proof)
+        let h: Handler<T> = target::resolve_checked(&self.handler.target(), proof)
             .ok_or_else(|| ActorError::new("a redis worker handler of an unexpected type"))?;
         self.resolved = Some(h);
         Ok(h)
