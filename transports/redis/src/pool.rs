@@ -262,6 +262,7 @@ fn serve(core: &Core, tasks: &Tasks) -> Result<(), RedisError> {
         let mut bytes = Vec::new();
         if let Err(e) = codec::encode(&result, &mut bytes, None) {
             tracing::error!(error = %e, "redis pool worker: could not encode a result");
+            core.release(&d.id);
             continue;
         }
         // the result, then the acknowledgement: a crash in between gives a duplicate
@@ -276,9 +277,13 @@ fn serve(core: &Core, tasks: &Tasks) -> Result<(), RedisError> {
         });
         match sent {
             Ok(()) => {
-                let _ = core.task_done();
+                let _ = core.discard(&d.id);
             }
-            Err(e) => tracing::warn!(error = %e, "redis pool worker: result not sent"),
+            Err(e) => {
+                // left pending: it runs again after the visibility timeout
+                tracing::warn!(error = %e, "redis pool worker: result not sent");
+                core.release(&d.id);
+            }
         }
     }
 }

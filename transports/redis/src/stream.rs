@@ -394,7 +394,8 @@ impl Core {
         Ok(true)
     }
 
-    /// Acknowledges entry `id` at once (a payload that cannot be decoded is dropped).
+    /// Acknowledges (and deletes) entry `id` at once: a task done, or a payload that
+    /// cannot be decoded, dropped.
     pub(crate) fn discard(&self, id: &str) -> Result<(), RedisError> {
         let mut st = self.lock();
         st.outstanding.retain(|o| o != id);
@@ -406,6 +407,12 @@ impl Core {
             ack_cmds(&mut p, cfg, &ids);
             p.exec(c)
         })
+    }
+
+    /// Forgets entry `id` without acknowledging it: it stays pending and is taken over
+    /// after the visibility timeout (by this handle or another).
+    pub(crate) fn release(&self, id: &str) {
+        self.lock().outstanding.retain(|o| o != id);
     }
 
     /// Runs `f` on this handle's connection (for the pool's own commands).

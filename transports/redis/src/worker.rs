@@ -79,6 +79,9 @@ impl<T: Message> RedisWorker<T> {
     }
 }
 
+// Not offered by rustc as "the trait `Actor` is implemented for `RedisWorker<T>`" when a
+// user's struct lacks its `impl Actor` (tests/ui/actor_without_impl.rs).
+#[diagnostic::do_not_recommend]
 impl<T: Message> Actor for RedisWorker<T> {
     type Msg = Turn;
     type Reply = ();
