@@ -47,7 +47,10 @@ fn submit(pool: &Pool) {
         .map(|x| pool.apply_async(describe, x).expect("apply_async"))
         .collect();
     for r in pending {
-        println!("{}", r.get_timeout(Duration::from_secs(60)).expect("result"));
+        println!(
+            "{}",
+            r.get_timeout(Duration::from_secs(60)).expect("result")
+        );
     }
 }
 
