@@ -32,7 +32,8 @@ fn start_private_server() -> String {
     let script = format!(
         "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
          >/dev/null 2>&1 & r=$!; \
-         while kill -0 {me} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.2; done; kill $r"
+         while kill -0 {me} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.2; done; \
+         kill $r; wait $r"
     );
     let found = std::process::Command::new("sh")
         .arg("-c")
