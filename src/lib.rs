@@ -42,6 +42,7 @@
 //! | `Manager()`, `dict()`, `list()`, `Namespace()` | [`Manager`], [`SharedDict`], [`SharedList`], [`Namespace`] |
 //! | `multiprocessing.connection` `Listener`, `Client` | [`connection::Listener`], [`connection::Client`] |
 //! | (Erlang/OTP actors and supervisors) | `#[process_actor]`, [`Actor`], [`ActorRef`], [`Supervisor`] |
+//! | a remote Manager's queue, across hosts | [`redis`]: `Queue::connect_redis(url, name)`, [`redis::Pool`], [`redis::spawn_workers`] |
 //!
 //! ## Message passing
 //!
@@ -113,6 +114,8 @@
 
 pub use procactor_core::*;
 pub use procactor_macros::{main, process_actor};
+/// Queue, JoinableQueue, Pool and supervised workers across hosts on Redis Streams.
+pub use procactor_redis as redis;
 
 /// The names most programs need.
 pub mod prelude {
@@ -125,6 +128,7 @@ pub mod prelude {
         Actor, ActorError, ActorRef, ChildSpec, Context, Restart, Shutdown, Strategy, Supervisor,
     };
     pub use procactor_macros::process_actor;
+    pub use procactor_redis::ConnectRedis;
 }
 
 #[doc(hidden)]

@@ -80,16 +80,20 @@ enum TaskMsg {
     Run(u64, u32, Bytes),
 }
 
-/// A function reference as it travels: image-relative address and type name.
+/// A function reference as it travels: image-relative address and type name. Public
+/// (hidden) for `procactor-redis`, whose local workers receive theirs the same way.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-struct FnRef(i64, String);
+pub struct FnRef(pub i64, pub String);
 
 impl FnRef {
-    fn of<F: Copy + 'static>(f: F) -> FnRef {
+    /// Describes function pointer `f`.
+    pub fn of<F: Copy + 'static>(f: F) -> FnRef {
         let t = target::describe(f);
         FnRef(t.offset.0, t.type_name)
     }
-    fn target(&self) -> TargetRef {
+    /// The reference as `procactor_transports::target` resolves it.
+    pub fn target(&self) -> TargetRef {
         TargetRef {
             offset: target::FnOffset(self.0),
             type_name: self.1.clone(),

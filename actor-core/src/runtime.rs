@@ -308,8 +308,10 @@ pub(crate) fn default_name(ids: &[u64]) -> String {
     format!("Process-{}", parts.join(":"))
 }
 
-/// See [`IMAGE_PROOF`].
-pub(crate) fn image_proof() -> Result<&'static SameImage, String> {
+/// See `IMAGE_PROOF`. Public (hidden) for `procactor-redis`, whose workers resolve the
+/// function references their parent sent them in their start arguments, as `Pool` does.
+#[doc(hidden)]
+pub fn image_proof() -> Result<&'static SameImage, String> {
     IMAGE_PROOF.get_or_try_init(|| {
         let mine = fingerprint().map_err(|e| e.to_string())?;
         SameImage::verify(&mine).map_err(|e| e.to_string())
@@ -472,8 +474,10 @@ where
 }
 
 /// The message of the panic just caught (with its location, as the child's panic hook
-/// recorded it), for code that catches panics itself (a pool worker running tasks).
-pub(crate) fn take_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// recorded it), for code that catches panics itself (a pool worker running tasks, here
+/// or in `procactor-redis`).
+#[doc(hidden)]
+pub fn take_panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     PANIC_MESSAGE
         .lock()
         .ok()

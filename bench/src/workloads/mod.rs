@@ -7,6 +7,7 @@ pub(crate) mod pipe;
 pub(crate) mod pool;
 pub(crate) mod process;
 pub(crate) mod queue;
+pub(crate) mod redis;
 pub(crate) mod sync;
 
 /// One workload of the table.
@@ -224,5 +225,19 @@ pub(crate) const ALL: &[Workload] = &[
         higher_is_better: true,
         script: "manager_bench.py",
         run: |s| manager::manager_remote_ops(n(40_000, s)),
+    },
+    Workload {
+        name: "redis_put_get",
+        unit: "msgs/s",
+        higher_is_better: true,
+        script: "redis_bench.py",
+        run: |s| redis::redis_put_get(n(200_000, s)),
+    },
+    Workload {
+        name: "redis_rtt",
+        unit: "us",
+        higher_is_better: false,
+        script: "redis_bench.py",
+        run: |s| redis::redis_rtt(n(20_000, s)),
     },
 ];

@@ -1,0 +1,123 @@
+"""Python twins of bench/src/workloads/redis.rs: Python's way to share a queue across
+hosts, a `multiprocessing.managers.BaseManager` server on 127.0.0.1 (TCP, authkey)
+serving `queue.Queue`s, used by client processes (fork start method).
+
+- redis_put_get: a child process puts `n` (int, 32-byte str) items; this process gets
+  them. Items per second, from the child's start to the last item received.
+- redis_rtt: this process puts an int on a request queue, a child echoes it on a reply
+  queue, this process gets it: microseconds per round trip (after a warm-up).
+
+Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Usage: python3 bench/redis_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
+scales the sizes.
+"""
+import json
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+from multiprocessing.managers import BaseManager
+
+SCALE = float(os.environ.get("PROCACTOR_BENCH_SCALE", "1"))
+WARM_UP = 200
+AUTHKEY = b"procactor bench key"
+
+
+def n(base):
+    return max(1, int(base * SCALE))
+
+
+_QUEUES = {}
+
+
+def _get_queue(name):
+    return _QUEUES.setdefault(name, queue.Queue())
+
+
+class _Server(BaseManager):
+    pass
+
+
+class _Client(BaseManager):
+    pass
+
+
+_Server.register("get_queue", callable=_get_queue)
+_Client.register("get_queue")
+
+
+def _client(address, name):
+    c = _Client(address=address, authkey=AUTHKEY)
+    c.connect()
+    return c, c.get_queue(name)
+
+
+def _producer(address, count):
+    c, q = _client(address, "items")
+    payload = "x" * 32
+    for k in range(count):
+        q.put((k, payload))
+
+
+def redis_put_get(count):
+    server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
+    server.start()
+    try:
+        c, q = _client(server.address, "items")
+        t0 = time.perf_counter()
+        p = mp.Process(target=_producer, args=(server.address, count))
+        p.start()
+        for k in range(count):
+            got, _ = q.get(timeout=30)
+            assert got == k
+        dt = time.perf_counter() - t0
+        p.join()
+        assert p.exitcode == 0
+        del q
+    finally:
+        server.shutdown()
+    return count / dt
+
+
+def _echo(address, count):
+    c, requests = _client(address, "requests")
+    c2, replies = _client(address, "replies")
+    for _ in range(count):
+        replies.put(requests.get(timeout=30))
+
+
+def redis_rtt(count):
+    server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
+    server.start()
+    try:
+        c, requests = _client(server.address, "requests")
+        c2, replies = _client(server.address, "replies")
+        p = mp.Process(target=_echo, args=(server.address, WARM_UP + count))
+        p.start()
+        for i in range(WARM_UP):
+            requests.put(i)
+            assert replies.get(timeout=30) == i
+        t0 = time.perf_counter()
+        for i in range(WARM_UP, WARM_UP + count):
+            requests.put(i)
+            assert replies.get(timeout=30) == i
+        dt = time.perf_counter() - t0
+        p.join()
+        assert p.exitcode == 0
+        del requests, replies
+    finally:
+        server.shutdown()
+    return dt * 1e6 / count
+
+
+WORKLOADS = {
+    "redis_put_get": (lambda: redis_put_get(n(20_000)), "msgs/s"),
+    "redis_rtt": (lambda: redis_rtt(n(5_000)), "us"),
+}
+
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    for name in sys.argv[1:] or list(WORKLOADS):
+        fn, unit = WORKLOADS[name]
+        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)

@@ -1,0 +1,93 @@
+//! Redis Streams workloads (`procactor::redis`, issue 12), against a Redis server at
+//! `PROCACTOR_REDIS_URL` (default `redis://127.0.0.1:6379/`):
+//!
+//! - `redis_put_get`: a child process puts `n` `(u64, 32-byte String)` items with
+//!   `put_many` in batches of [`BATCH`]; this process gets them (reading ahead
+//!   [`BATCH`]). Items per second, from the child's start to the last item received.
+//! - `redis_rtt`: this process puts a `u64` on a request stream, a child echoes it on a
+//!   reply stream, this process gets it: microseconds per round trip.
+//!
+//! The Python twins (`bench/redis_bench.py`) do the same through a `BaseManager` server
+//! on 127.0.0.1 serving `queue.Queue`s (Python's way to share a queue across hosts).
+
+use procactor::redis::RedisQueue;
+use procactor::Process;
+use std::time::{Duration, Instant};
+
+/// Items per `put_many` and per read-ahead.
+const BATCH: usize = 256;
+/// Untimed round trips first.
+const WARM_UP: u64 = 200;
+const T: Duration = Duration::from_secs(30);
+
+fn url() -> String {
+    std::env::var("PROCACTOR_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
+}
+
+fn name(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("bench:{what}:{}:{nanos}", std::process::id())
+}
+
+fn connect<T: procactor::Message>(name: &str) -> RedisQueue<T> {
+    RedisQueue::builder(&url(), name)
+        .prefetch(BATCH)
+        .connect()
+        .unwrap_or_else(|e| panic!("the redis workloads need a Redis server at {}: {e}", url()))
+}
+
+fn producer((q, n): (RedisQueue<(u64, String)>, u64)) {
+    let payload = "x".repeat(32);
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH as u64).min(n);
+        q.put_many((i..end).map(|k| (k, payload.clone())).collect())
+            .expect("put_many");
+        i = end;
+    }
+}
+
+/// Items per second from a producer process to this one.
+pub(crate) fn redis_put_get(n: u64) -> f64 {
+    let q = connect::<(u64, String)>(&name("put_get"));
+    let t0 = Instant::now();
+    let mut p = Process::new(producer, (q.clone(), n))
+        .start()
+        .expect("start");
+    for k in 0..n {
+        let (got, _) = q.get_timeout(T).expect("get");
+        assert_eq!(got, k, "in order");
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    p.join().expect("join");
+    n as f64 / secs
+}
+
+fn echo((requests, replies, n): (RedisQueue<u64>, RedisQueue<u64>, u64)) {
+    for _ in 0..n {
+        let x = requests.get_timeout(T).expect("request");
+        replies.put(x).expect("reply");
+    }
+}
+
+/// Microseconds per request → echo → reply round trip.
+pub(crate) fn redis_rtt(n: u64) -> f64 {
+    let requests = connect::<u64>(&name("rtt-req"));
+    let replies = connect::<u64>(&name("rtt-rep"));
+    let mut p = Process::new(echo, (requests.clone(), replies.clone(), WARM_UP + n))
+        .start()
+        .expect("start");
+    let round = |i: u64| {
+        requests.put(i).expect("put");
+        assert_eq!(replies.get_timeout(T).expect("get"), i);
+    };
+    (0..WARM_UP).for_each(round);
+    let t0 = Instant::now();
+    (WARM_UP..WARM_UP + n).for_each(round);
+    let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    p.join().expect("join");
+    us
+}

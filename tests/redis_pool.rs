@@ -1,0 +1,216 @@
+//! The Redis Pool and supervised Redis workers against a real redis-server: map and
+//! friends, workers in separate processes each with its own client ("hosts"), a worker
+//! SIGKILLed mid-task (its task redelivered and completed once), a crashing supervised
+//! worker restarted with its item redelivered.
+procactor::test_support!();
+
+mod common;
+mod redis_support;
+use common::{wait_until, watchdog};
+use procactor::redis::{self, ConnectRedis, Pool, RedisQueue, Tasks};
+use procactor::{ActorError, JoinableQueue, Process, Supervisor, TaskError};
+use redis_support::{unique, url};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(30);
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn panics_on_7(x: u64) -> u64 {
+    assert_ne!(x, 7, "seven is not allowed");
+    x
+}
+
+fn never_registered(x: u64) -> u64 {
+    x + 1
+}
+
+/// Sleeps `ms`, then answers `(x, pid of the worker)`.
+fn slow_with_pid((x, ms): (u64, u64)) -> (u64, u32) {
+    std::thread::sleep(Duration::from_millis(ms));
+    (x, std::process::id())
+}
+
+#[test]
+fn map_apply_async_and_imap_unordered() {
+    watchdog(60, || {
+        let pool = Pool::builder(&url(), &unique("pool"))
+            .task(square)
+            .task(panics_on_7)
+            .local_workers(2)
+            .build()
+            .unwrap();
+        let want: Vec<u64> = (0..200).map(|x| x * x).collect();
+        assert_eq!(
+            pool.map_timeout(square, (0..200).collect(), T).unwrap(),
+            want
+        );
+        assert_eq!(
+            pool.map_chunksize(square, (0..10).collect(), 3).unwrap(),
+            want[..10]
+        );
+        assert_eq!(pool.map(square, Vec::new()).unwrap(), Vec::<u64>::new());
+        assert_eq!(
+            pool.apply_async(square, 12).unwrap().get_timeout(T),
+            Ok(144)
+        );
+        let mut got: Vec<u64> = pool
+            .imap_unordered(square, (0..20).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        got.sort();
+        assert_eq!(got, want[..20]);
+        match pool.apply_async(panics_on_7, 7).unwrap().get_timeout(T) {
+            Err(TaskError::Panicked { message }) => {
+                assert!(message.contains("seven is not allowed"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            pool.map_chunksize(panics_on_7, (0..10).collect(), 1),
+            Err(TaskError::Panicked { .. })
+        ));
+        assert!(matches!(
+            pool.apply_async(never_registered, 1),
+            Err(TaskError::Failed(_))
+        ));
+        assert_eq!(pool.duplicates(), 0);
+    });
+}
+
+/// Another "host": its own process, its own Redis client, its own list of functions.
+fn host((url, pool): (String, String)) {
+    redis::run_worker(
+        &url,
+        &pool,
+        Tasks::new().with(slow_with_pid),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+}
+
+#[test]
+fn workers_on_several_hosts_share_the_work_and_stop_on_request() {
+    watchdog(60, || {
+        let name = unique("hosts");
+        let pool = Pool::builder(&url(), &name)
+            .task(slow_with_pid)
+            .build()
+            .unwrap();
+        let mut hosts: Vec<_> = (0..2)
+            .map(|_| Process::new(host, (url(), name.clone())).start().unwrap())
+            .collect();
+        let out = pool
+            .map_timeout(slow_with_pid, (0..40).map(|x| (x, 20)).collect(), T)
+            .unwrap();
+        assert_eq!(
+            out.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (0..40).collect::<Vec<_>>()
+        );
+        let pids: HashSet<u32> = out.iter().map(|r| r.1).collect();
+        let host_pids: HashSet<u32> = hosts.iter().map(Process::pid).collect();
+        assert_eq!(pids, host_pids, "both hosts took part");
+        pool.stop_workers().unwrap();
+        for h in &mut hosts {
+            assert!(h.join_timeout(Duration::from_secs(10)).unwrap().is_some());
+            h.result().unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_worker_sigkilled_mid_task_loses_nothing() {
+    watchdog(60, || {
+        let pool = Pool::builder(&url(), &unique("kill"))
+            .task(slow_with_pid)
+            .local_workers(2)
+            .visibility_timeout(Duration::from_millis(700))
+            .build()
+            .unwrap();
+        let victim = pool.worker_pids()[0];
+        let items: Vec<(u64, u64)> = (0..8).map(|x| (x, 300)).collect();
+        let pending = pool.imap_unordered(slow_with_pid, items).unwrap();
+        // both workers are busy for 300 ms a task: the victim holds one when it dies
+        std::thread::sleep(Duration::from_millis(450));
+        let killed = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -KILL {victim}"))
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let mut got: Vec<(u64, u32)> = pending.map(Result::unwrap).collect();
+        got.sort();
+        assert_eq!(
+            got.iter().map(|r| r.0).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>(),
+            "each task exactly once"
+        );
+        assert!(
+            pool.redelivered() >= 1,
+            "the victim's task came back with deliveries >= 2"
+        );
+        let survivor_did_the_rest = got.iter().any(|r| r.1 != victim);
+        assert!(survivor_did_the_rest);
+    });
+}
+
+#[derive(Serialize, Deserialize)]
+struct Job {
+    x: u64,
+    out: RedisQueue<u64>,
+    marker: String,
+}
+
+/// Crashes (a panic: the actor process ends) the first time it sees 13.
+fn handle_job(job: Job) -> Result<(), ActorError> {
+    if job.x == 13 && std::fs::create_dir(&job.marker).is_ok() {
+        panic!("13 is unlucky the first time");
+    }
+    job.out
+        .put(job.x * 10)
+        .map_err(|e| ActorError::new(e.to_string()))
+}
+
+#[test]
+fn supervised_redis_workers_restart_and_their_item_is_redelivered() {
+    watchdog(60, || {
+        let jobs = redis::RedisJoinableQueue::<Job>::builder(&url(), &unique("sup-jobs"))
+            .visibility_timeout(Duration::from_millis(300))
+            .connect_joinable()
+            .unwrap();
+        let out = RedisQueue::<u64>::connect(&url(), &unique("sup-out")).unwrap();
+        let marker = std::env::temp_dir().join(unique("marker").replace(':', "_"));
+        let sup = Supervisor::builder()
+            .max_restarts(5, Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let workers = redis::spawn_workers(&sup, 2, &jobs, handle_job).unwrap();
+        for x in 0..20 {
+            jobs.put(Job {
+                x,
+                out: out.clone(),
+                marker: marker.to_string_lossy().into_owned(),
+            })
+            .unwrap();
+        }
+        assert!(jobs.join_timeout(T), "every job done");
+        let mut got = HashSet::new();
+        while let Ok(v) = out.get_timeout(Duration::from_millis(200)) {
+            got.insert(v);
+        }
+        assert_eq!(got, (0..20).map(|x| x * 10).collect::<HashSet<u64>>());
+        wait_until(Duration::from_secs(5), "a restart", || {
+            (0..2).any(|i| workers.member(i).is_some_and(|m| m.restarts() >= 1))
+        });
+        sup.shutdown(Duration::from_secs(5)).unwrap();
+        let _ = std::fs::remove_dir(&marker);
+        // the same handle type through the facade's trait
+        let _: redis::RedisJoinableQueue<u8> =
+            JoinableQueue::<u8>::connect_redis(&url(), &unique("sup-x")).unwrap();
+    });
+}

@@ -1,0 +1,447 @@
+//! The untyped core of every queue handle: one Redis stream read by one consumer group,
+//! one connection and one consumer name per handle.
+
+use crate::conn::{self, Entry, RedisError, MAX_BLOCK, PAYLOAD_FIELD};
+use redis::Value;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The default visibility timeout: a pending entry idle this long is taken over.
+pub(crate) const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
+/// The default consumer group.
+pub(crate) const DEFAULT_GROUP: &str = "procactor";
+
+/// What a handle is, as it travels to another process: everything but the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Config {
+    pub(crate) url: String,
+    pub(crate) name: String,
+    pub(crate) group: String,
+    pub(crate) maxsize: usize,
+    pub(crate) visibility_ms: u64,
+    pub(crate) prefetch: usize,
+}
+
+impl Config {
+    pub(crate) fn new(url: &str, name: &str) -> Config {
+        Config {
+            url: url.to_string(),
+            name: name.to_string(),
+            group: DEFAULT_GROUP.to_string(),
+            maxsize: 0,
+            visibility_ms: DEFAULT_VISIBILITY.as_millis() as u64,
+            prefetch: 1,
+        }
+    }
+
+    fn claim_interval(&self) -> Duration {
+        (Duration::from_millis(self.visibility_ms) / 2)
+            .clamp(Duration::from_millis(20), Duration::from_secs(5))
+    }
+}
+
+/// An entry handed to this handle: id, payload, how many times it has been delivered.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    pub(crate) id: String,
+    pub(crate) payload: Option<Vec<u8>>,
+    pub(crate) deliveries: u64,
+}
+
+/// Why an operation failed, before the typed layer gives the item back.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Full,
+    Closed,
+    Empty,
+    Redis(RedisError),
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+impl From<redis::RedisError> for Failure {
+    fn from(e: redis::RedisError) -> Self {
+        Failure::Redis(RedisError(e))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    con: Option<redis::Connection>,
+    /// Entries read ahead (`prefetch > 1`) and not yet returned.
+    buffer: VecDeque<Delivered>,
+    /// Auto-ack mode: ids returned by `get`, acknowledged with the next command.
+    to_ack: Vec<String>,
+    /// Joinable mode: ids returned by `get` and not yet `task_done`, oldest first.
+    outstanding: VecDeque<String>,
+    last_claim: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// One handle's stream state.
+pub(crate) struct Core {
+    pub(crate) cfg: Config,
+    pub(crate) consumer: String,
+    /// `get` acknowledges (and deletes) what it returns (`Queue`), or leaves that to
+    /// `task_done` (`JoinableQueue`).
+    auto_ack: bool,
+    closed: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("cfg", &self.cfg)
+            .field("consumer", &self.consumer)
+            .field("auto_ack", &self.auto_ack)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+fn ack_cmds(p: &mut redis::Pipeline, cfg: &Config, ids: &[String]) {
+    if ids.is_empty() {
+        return;
+    }
+    p.cmd("XACK")
+        .arg(&cfg.name)
+        .arg(&cfg.group)
+        .arg(ids)
+        .ignore();
+    p.cmd("XDEL").arg(&cfg.name).arg(ids).ignore();
+}
+
+impl Core {
+    /// A handle that connects on first use.
+    pub(crate) fn lazy(cfg: Config, auto_ack: bool) -> Core {
+        Core {
+            cfg,
+            consumer: conn::consumer_name(),
+            auto_ack,
+            closed: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// A handle connected now (so that a wrong URL or a missing server shows at once).
+    pub(crate) fn connect(cfg: Config, auto_ack: bool) -> Result<Core, RedisError> {
+        let core = Core::lazy(cfg, auto_ack);
+        {
+            let mut st = core.lock();
+            core.con(&mut st)?;
+        }
+        Ok(core)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn con<'a>(&self, st: &'a mut State) -> Result<&'a mut redis::Connection, RedisError> {
+        if st.con.is_none() {
+            let mut c = conn::connect(&self.cfg.url)?;
+            conn::ensure_group(&mut c, &self.cfg.name, &self.cfg.group)?;
+            st.con = Some(c);
+        }
+        Ok(st.con.as_mut().expect("connected just above"))
+    }
+
+    /// Runs `f` on the connection; an error drops the connection (the next call
+    /// reconnects) and is remembered for [`Core::last_error`].
+    fn run<R>(
+        &self,
+        st: &mut State,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+    ) -> Result<R, RedisError> {
+        let r = match self.con(st) {
+            Ok(c) => f(c).map_err(RedisError),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &r {
+            st.con = None;
+            st.last_error = Some(e.to_string());
+        }
+        r
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Entries not yet delivered to any consumer (`XLEN` minus the group's pending).
+    pub(crate) fn len(&self) -> Result<usize, RedisError> {
+        let mut st = self.lock();
+        self.len_locked(&mut st)
+    }
+
+    fn len_locked(&self, st: &mut State) -> Result<usize, RedisError> {
+        let to_ack = std::mem::take(&mut st.to_ack);
+        let cfg = &self.cfg;
+        let (xlen, pending): (Value, Value) = self.run(st, |c| {
+            let mut p = redis::pipe();
+            ack_cmds(&mut p, cfg, &to_ack);
+            p.cmd("XLEN").arg(&cfg.name);
+            p.cmd("XPENDING").arg(&cfg.name).arg(&cfg.group);
+            p.query(c)
+        })?;
+        let undelivered = conn::int(&xlen).saturating_sub(conn::pending_count(&pending));
+        Ok(usize::try_from(undelivered).unwrap_or(usize::MAX))
+    }
+
+    /// Entries in the stream: put and not yet acknowledged (`XLEN`, acknowledged entries
+    /// being deleted).
+    pub(crate) fn unfinished(&self) -> Result<u64, RedisError> {
+        let mut st = self.lock();
+        let to_ack = std::mem::take(&mut st.to_ack);
+        let cfg = &self.cfg;
+        let (xlen,): (Value,) = self.run(&mut st, |c| {
+            let mut p = redis::pipe();
+            ack_cmds(&mut p, cfg, &to_ack);
+            p.cmd("XLEN").arg(&cfg.name);
+            p.query(c)
+        })?;
+        Ok(conn::int(&xlen))
+    }
+
+    /// `XADD`s every payload in one pipeline, after waiting (until `deadline`) for the
+    /// queue to have room when it is bounded.
+    pub(crate) fn put(
+        &self,
+        payloads: &[Vec<u8>],
+        deadline: Option<Instant>,
+    ) -> Result<(), Failure> {
+        if self.is_closed() {
+            return Err(Failure::Closed);
+        }
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        if self.cfg.maxsize > 0 {
+            let mut nap = Duration::from_micros(200);
+            loop {
+                let len = self.len_locked(&mut st)?;
+                if len == 0 || len + payloads.len() <= self.cfg.maxsize {
+                    break;
+                }
+                let now = Instant::now();
+                match deadline {
+                    Some(d) if now >= d => return Err(Failure::Full),
+                    Some(d) => std::thread::sleep(nap.min(d - now)),
+                    None => std::thread::sleep(nap),
+                }
+                nap = (nap * 2).min(Duration::from_millis(20));
+            }
+        }
+        let cfg = &self.cfg;
+        self.run(&mut st, |c| {
+            let mut p = redis::pipe();
+            for b in payloads {
+                p.cmd("XADD")
+                    .arg(&cfg.name)
+                    .arg("*")
+                    .arg(PAYLOAD_FIELD)
+                    .arg(b.as_slice())
+                    .ignore();
+            }
+            p.exec(c)
+        })?;
+        Ok(())
+    }
+
+    /// The next entry: a stale one taken over from a dead consumer, else a new one;
+    /// waits until `deadline` (`None`: for ever, `Some(now)`: not at all).
+    pub(crate) fn get(&self, deadline: Option<Instant>) -> Result<Delivered, Failure> {
+        if self.is_closed() {
+            return Err(Failure::Closed);
+        }
+        let mut st = self.lock();
+        loop {
+            if let Some(d) = st.buffer.pop_front() {
+                if self.auto_ack {
+                    st.to_ack.push(d.id.clone());
+                } else {
+                    st.outstanding.push_back(d.id.clone());
+                }
+                return Ok(d);
+            }
+            self.fetch(&mut st, deadline)?;
+            if st.buffer.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Failure::Empty);
+            }
+        }
+    }
+
+    /// One round of reading into the buffer, in one pipelined round trip: the
+    /// acknowledgements owed, a claim of stale entries when due (`XAUTOCLAIM`), then
+    /// `XREADGROUP >` blocking at most until the next claim is due, `deadline`, or
+    /// [`MAX_BLOCK`] (not at all when the claim found entries).
+    fn fetch(&self, st: &mut State, deadline: Option<Instant>) -> Result<(), Failure> {
+        let cfg = &self.cfg;
+        let now = Instant::now();
+        let interval = cfg.claim_interval();
+        let claim_due = st
+            .last_claim
+            .is_none_or(|t| now.duration_since(t) >= interval);
+        if claim_due {
+            st.last_claim = Some(now);
+        }
+        let next_claim = st.last_claim.map_or(now, |t| t + interval);
+        let mut wait = next_claim.saturating_duration_since(now).min(MAX_BLOCK);
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        let to_ack = std::mem::take(&mut st.to_ack);
+        let consumer = &self.consumer;
+        let count = cfg.prefetch.max(1);
+        let replies: Vec<Value> = self.run(st, |c| {
+            let mut p = redis::pipe();
+            ack_cmds(&mut p, cfg, &to_ack);
+            if claim_due {
+                p.cmd("XAUTOCLAIM")
+                    .arg(&cfg.name)
+                    .arg(&cfg.group)
+                    .arg(consumer)
+                    .arg(cfg.visibility_ms)
+                    .arg("0-0")
+                    .arg("COUNT")
+                    .arg(count);
+            }
+            let block_ms = wait.as_millis() as u64;
+            let read = p
+                .cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&cfg.group)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count);
+            if block_ms > 0 && !claim_due {
+                // BLOCK 0 would be for ever: a zero wait is a non-blocking read. A claim
+                // round does not block (what it claims must not wait behind the read).
+                read.arg("BLOCK").arg(block_ms);
+            }
+            read.arg("STREAMS").arg(&cfg.name).arg(">");
+            p.query(c)
+        })?;
+        let (claimed, read) = match replies.as_slice() {
+            [claim, read] => (conn::autoclaim_reply(claim).0, read),
+            [read] => (Vec::new(), read),
+            _ => return Ok(()),
+        };
+        if !claimed.is_empty() {
+            let counts: Vec<Value> = self.run(st, |c| {
+                let mut p = redis::pipe();
+                for e in &claimed {
+                    p.cmd("XPENDING")
+                        .arg(&cfg.name)
+                        .arg(&cfg.group)
+                        .arg(&e.id)
+                        .arg(&e.id)
+                        .arg(1);
+                }
+                p.query(c)
+            })?;
+            for (Entry { id, payload }, n) in claimed.into_iter().zip(counts) {
+                let deliveries = conn::pending_deliveries(&n).unwrap_or(2);
+                tracing::debug!(%id, deliveries, "took over a stale entry");
+                st.buffer.push_back(Delivered {
+                    id,
+                    payload,
+                    deliveries,
+                });
+            }
+        }
+        for Entry { id, payload } in conn::read_reply(read) {
+            st.buffer.push_back(Delivered {
+                id,
+                payload,
+                deliveries: 1,
+            });
+        }
+        Ok(())
+    }
+
+    /// Acknowledges (and deletes) the oldest entry `get` returned and `task_done` has
+    /// not; `Ok(false)` when there is none.
+    pub(crate) fn task_done(&self) -> Result<bool, RedisError> {
+        let mut st = self.lock();
+        let Some(id) = st.outstanding.pop_front() else {
+            return Ok(false);
+        };
+        let cfg = &self.cfg;
+        let ids = [id];
+        self.run(&mut st, |c| {
+            let mut p = redis::pipe();
+            ack_cmds(&mut p, cfg, &ids);
+            p.exec(c)
+        })?;
+        Ok(true)
+    }
+
+    /// Acknowledges (and deletes) entry `id` at once: a task done, or a payload that
+    /// cannot be decoded, dropped.
+    pub(crate) fn discard(&self, id: &str) -> Result<(), RedisError> {
+        let mut st = self.lock();
+        st.outstanding.retain(|o| o != id);
+        st.to_ack.retain(|o| o != id);
+        let cfg = &self.cfg;
+        let ids = [id.to_string()];
+        self.run(&mut st, |c| {
+            let mut p = redis::pipe();
+            ack_cmds(&mut p, cfg, &ids);
+            p.exec(c)
+        })
+    }
+
+    /// Forgets entry `id` without acknowledging it: it stays pending and is taken over
+    /// after the visibility timeout (by this handle or another).
+    pub(crate) fn release(&self, id: &str) {
+        self.lock().outstanding.retain(|o| o != id);
+    }
+
+    /// Runs `f` on this handle's connection (for the pool's own commands).
+    pub(crate) fn with_connection<R>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+    ) -> Result<R, RedisError> {
+        let mut st = self.lock();
+        self.run(&mut st, f)
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(c) = st.con.as_mut() else { return };
+        let cfg = &self.cfg;
+        let mut p = redis::pipe();
+        ack_cmds(&mut p, cfg, &st.to_ack);
+        if st.buffer.is_empty() && st.outstanding.is_empty() {
+            // nothing pending here: forget this consumer (a consumer holding entries is
+            // left for XAUTOCLAIM, which is how its entries reach a live one)
+            p.cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(&cfg.name)
+                .arg(&cfg.group)
+                .arg(&self.consumer)
+                .ignore();
+        }
+        let _ = p.exec(c);
+    }
+}
