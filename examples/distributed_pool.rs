@@ -27,7 +27,10 @@ fn square(x: u64) -> (u64, u32) {
 /// A slower task, to show `apply_async`.
 fn describe(x: u64) -> String {
     std::thread::sleep(Duration::from_millis(50));
-    format!("{x} is {}", if x % 2 == 0 { "even" } else { "odd" })
+    format!(
+        "{x} is {}",
+        if x.is_multiple_of(2) { "even" } else { "odd" }
+    )
 }
 
 fn url() -> String {

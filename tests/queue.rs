@@ -838,8 +838,8 @@ fn sigkill_at_random_moments_never_tears_or_hangs() {
             while Instant::now() < until {
                 t.take(&q, Duration::from_millis(20));
             }
-            let mut kill_prod = rng(&mut seed) % 3 != 0;
-            let kill_cons = rng(&mut seed) % 3 != 0;
+            let mut kill_prod = !rng(&mut seed).is_multiple_of(3);
+            let kill_cons = !rng(&mut seed).is_multiple_of(3);
             if !kill_prod && !kill_cons {
                 kill_prod = true;
             }

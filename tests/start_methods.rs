@@ -461,7 +461,7 @@ fn sibling_test_binary(name: &str) -> std::path::PathBuf {
             continue;
         }
         let modified = entry.metadata().unwrap().modified().unwrap();
-        if !best.as_ref().is_some_and(|(t, _)| modified <= *t) {
+        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
             best = Some((modified, entry.path()));
         }
     }

@@ -1108,7 +1108,7 @@ impl Event {
                 }
             }
             n += 1;
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 let now = Instant::now();
                 if now >= spin_until || deadline.is_some_and(|d| now >= d) {
                     break;

@@ -66,7 +66,7 @@ impl<const N: usize> Journal<N> {
     /// [`commit`](Journal::commit) panic, as every [`ShmRegion`] access does.
     pub const fn new(state: usize, words: usize) -> Self {
         assert!(
-            state % 8 == 0 && words % 8 == 0,
+            state.is_multiple_of(8) && words.is_multiple_of(8),
             "journal offsets must be 8-aligned"
         );
         assert!(

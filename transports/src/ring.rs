@@ -563,7 +563,7 @@ impl Ring {
                 return true;
             }
             n += 1;
-            if n % 32 == 0 {
+            if n.is_multiple_of(32) {
                 let now = Instant::now();
                 let end =
                     *spin_end.get_or_insert_with(|| now + Duration::from_micros(budget.into()));

@@ -110,7 +110,7 @@ pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acq
             return Some(Acquired::Clean);
         }
         n += 1;
-        if n % 64 == 0 && Instant::now() >= spin_until {
+        if n.is_multiple_of(64) && Instant::now() >= spin_until {
             break;
         }
         std::hint::spin_loop();

@@ -73,7 +73,7 @@ pub(crate) fn lock_handoff_latency(rounds: u64) -> f64 {
     while done < rounds {
         let _g = lock.acquire().unwrap_or_else(|e| e.into_inner());
         let v = t.load(Ordering::Relaxed);
-        if v % 2 == 0 {
+        if v.is_multiple_of(2) {
             t.store(v + 1, Ordering::Relaxed);
             done += 1;
         }

@@ -185,9 +185,7 @@ mod tests {
     #[test]
     fn too_many_fds_is_an_error() {
         let (a, _b) = socketpair().unwrap();
-        let fds: Vec<_> = std::iter::repeat(a.as_fd())
-            .take(MAX_FDS_PER_MSG + 1)
-            .collect();
+        let fds: Vec<_> = std::iter::repeat_n(a.as_fd(), MAX_FDS_PER_MSG + 1).collect();
         assert!(send(a.as_fd(), &[b"x"], &fds, false).is_err());
     }
 }

@@ -172,7 +172,7 @@ impl ShmRegion {
 
     #[inline]
     fn check(&self, offset: usize, size: usize) {
-        if offset % size != 0 || !offset.checked_add(size).is_some_and(|e| e <= self.len) {
+        if !offset.is_multiple_of(size) || offset.checked_add(size).is_none_or(|e| e > self.len) {
             out_of_bounds(offset, size, self.len);
         }
     }
