@@ -1833,8 +1833,16 @@ mod tests {
             (e1.wait_timeout(Duration::from_secs(20)), t.elapsed())
         });
         let untimed = std::thread::spawn(move || e2.wait());
-        // let both get past their spin into the futex wait
-        std::thread::sleep(Duration::from_millis(200));
+        // both past their spin and counted as sleepers (a fixed sleep was not enough
+        // on a loaded machine: a waiter that came late missed the pulse)
+        let t0 = Instant::now();
+        while e.r.atomic_u32(EVENT_WAITERS).load(Ordering::SeqCst) < 2 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the waiters never slept"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         e.set();
         e.clear();
         let (flag, waited) = timed.join().unwrap();
