@@ -26,6 +26,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+/// How long a joiner polls (the child's pidfd, its control socket, its status) before
+/// it sleeps: on an idle VM a sleeping thread takes tens of microseconds to wake, a
+/// good part of a short child's whole life (`process_start_join_*` in `bench/`).
+pub(crate) const JOIN_SPIN: Duration = Duration::from_micros(300);
+
 /// How long a fork-server child that has ended may wait for its relayed status before
 /// the server is checked for death again.
 const RELAY_CHECK: Duration = Duration::from_millis(20);
@@ -101,6 +106,22 @@ impl ChildState {
         os::poll_readable(&[self.pidfd.as_fd()], Some(Instant::now())).is_ok_and(|r| r[0])
     }
 
+    /// Polls the pidfd (yielding between polls) for up to [`JOIN_SPIN`]; whether the
+    /// process has ended.
+    fn spin_until_ended(&self, deadline: Option<Instant>) -> bool {
+        let until = Instant::now() + JOIN_SPIN;
+        let until = deadline.map_or(until, |d| d.min(until));
+        loop {
+            if self.ended() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Reaps the child if it has exited (whoever calls first: the monitor thread or a
     /// joiner that saw the exit itself, saving a cross-thread wake-up) and returns the
     /// status; `None` while it runs. A fork-server child that has ended waits (briefly)
@@ -136,9 +157,9 @@ impl ChildState {
         Some(reaped)
     }
 
-    /// For a fork-server child the OS says has ended: waits for the relayed status until
-    /// `deadline`; if its server has died meanwhile, the status is lost with it and the
-    /// child is reported killed (it died of the parent-death signal).
+    /// For a fork-server child: waits for the relayed status until `deadline`; if its
+    /// server has died, the status is lost with it and the child, once ended, is
+    /// reported killed (it died of the parent-death signal).
     fn settle_relayed(&self, server: u32, deadline: Option<Instant>) -> Option<ExitStatus> {
         loop {
             let step = Instant::now() + RELAY_CHECK;
@@ -146,7 +167,7 @@ impl ChildState {
             if let Some(s) = self.wait_exit(Some(until)) {
                 return Some(s);
             }
-            if server_is_dead(server) {
+            if server_is_dead(server) && self.ended() {
                 relayed_exit(server, self.pid, ExitStatus::Signal(os::SIGKILL));
                 return self.exit_status();
             }
@@ -159,22 +180,23 @@ impl ChildState {
     /// Waits until the child has exited or `deadline` passes, reaping it from this
     /// thread when it sees the exit first.
     pub(crate) fn wait_exit_direct(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
+        if let Some(server) = self.relayed {
+            // (its status comes from the relay thread: nothing to reap or poll here)
+            return self.settle_relayed(server, deadline);
+        }
         loop {
             if let Some(s) = self.exit_status() {
                 return Some(s);
             }
-            match os::poll_readable(&[self.pidfd.as_fd()], deadline) {
-                Ok(r) if r[0] => {}
-                Ok(_) => return None, // deadline passed
-                Err(_) => return self.wait_exit(deadline),
-            }
-            match self.relayed {
-                Some(server) => return self.settle_relayed(server, deadline),
-                None => {
-                    if let Some(s) = self.reap_now() {
-                        return Some(s);
-                    }
+            if !self.spin_until_ended(deadline) {
+                match os::poll_readable(&[self.pidfd.as_fd()], deadline) {
+                    Ok(r) if r[0] => {}
+                    Ok(_) => return None, // deadline passed
+                    Err(_) => return self.wait_exit(deadline),
                 }
+            }
+            if let Some(s) = self.reap_now() {
+                return Some(s);
             }
         }
     }

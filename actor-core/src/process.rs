@@ -308,7 +308,16 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
     Ok(Process {
         state,
         control: Some(ours),
-        reader: FrameReader::new(),
+        reader: {
+            // a forked child starts at once and a short target is done within a few
+            // hundred microseconds: seen without a sleep and a wake-up (others take a
+            // millisecond or more to start, and polling would only burn the CPU)
+            let mut r = FrameReader::new();
+            if method == StartMethod::Fork {
+                r.set_spin(monitor::JOIN_SPIN);
+            }
+            r
+        },
         outcome: None,
         outcome_fds: Vec::new(),
         result_taken: false,

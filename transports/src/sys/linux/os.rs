@@ -425,18 +425,38 @@ pub fn pidfd_of(pid: u32) -> io::Result<OwnedFd> {
     Ok(pidfd_open(to_pid(pid)?, PidfdFlags::empty())?)
 }
 
-/// The number of threads of this process, counted in `/proc/self/task`.
+/// The number of threads of this process, as the kernel counts them (`num_threads`,
+/// field 20 of `/proc/self/stat`: one open, one read, no allocation).
 ///
 /// # Errors
 ///
-/// `/proc` is not mounted.
+/// `/proc` is not mounted, or the line is not what the kernel writes.
 pub fn thread_count() -> io::Result<usize> {
-    let mut n = 0;
-    for entry in std::fs::read_dir("/proc/self/task")? {
-        entry?;
-        n += 1;
+    let fd = rustix::fs::open(
+        "/proc/self/stat",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(n)
+    parse_num_threads(&buf[..len])
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/stat"))
+}
+
+/// `num_threads` from a `/proc/PID/stat` line: the 18th field after the command name,
+/// which is in parentheses and may itself hold spaces and parentheses.
+fn parse_num_threads(stat: &[u8]) -> Option<usize> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
+    rest.split_ascii_whitespace().nth(17)?.parse().ok()
 }
 
 /// What [`fork_single_threaded`] returns on each side of the fork.
@@ -557,6 +577,23 @@ mod tests {
         assert!(e.to_string().contains("threads"), "{e}");
         drop(tx);
         let _ = t.join();
+    }
+
+    #[test]
+    fn thread_count_reads_the_kernels_num_threads() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        // (other tests' threads come and go meanwhile: compare what cannot change)
+        assert!(thread_count().unwrap() >= 2);
+        let line = std::fs::read("/proc/self/stat").unwrap();
+        assert!(parse_num_threads(&line).is_some_and(|n| n >= 2));
+        drop(tx);
+        let _ = t.join();
+        // a command name with spaces and parentheses does not confuse the parser
+        let line = b"42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 7 0 5 1000";
+        assert_eq!(parse_num_threads(line), Some(7));
+        assert_eq!(parse_num_threads(b"42 (x) S 1"), None);
+        assert_eq!(parse_num_threads(b"garbage"), None);
     }
 
     #[test]
