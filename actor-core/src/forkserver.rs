@@ -158,9 +158,13 @@ fn start_server() -> io::Result<Client> {
         .name("procactor-forkserver".into())
         .spawn(move || relay(statuses, server_pid, server_pidfd))?;
     tracing::debug!(pid = server.pid, "fork server started");
+    // (the answer comes as soon as the server has forked: a sleep and a wake-up would
+    // cost a good part of that)
+    let mut reader = FrameReader::new();
+    reader.set_spin(monitor::JOIN_SPIN);
     Ok(Client {
         requests,
-        reader: FrameReader::new(),
+        reader,
         server,
     })
 }
