@@ -34,9 +34,9 @@ pub(crate) const CHILD_ENV: &str = "PROCACTOR_CHILD";
 ///
 /// | method | start+join here | with threads | what the child starts from |
 /// |---|---|---|---|
-/// | `Spawn` | ~1 ms | yes | a fresh image of the binary, stopped in `init()` |
-/// | `ForkServer` | ~0.5 ms | yes | a copy of the fork server: a fresh image stopped in `init()` |
-/// | `Fork` | ~0.4 ms | refused | a copy of the caller, all its memory and descriptors |
+/// | `Spawn` | 1.2–1.3 ms | yes | a fresh image of the binary, stopped in `init()` |
+/// | `ForkServer` | 0.4–0.6 ms | yes | a copy of the fork server: a fresh image stopped in `init()` |
+/// | `Fork` | 0.25–0.4 ms | refused | a copy of the caller, all its memory and descriptors |
 ///
 /// Set it for the whole program with [`set_start_method`] (or the environment variable
 /// `PROCACTOR_START_METHOD=spawn|forkserver|fork`, read by [`init`]), for one process
