@@ -271,13 +271,14 @@ fn serve(env: &str) -> io::Result<()> {
                     Ok(Some(ExitInfo::Signal(s))) => (HOW_SIGNAL, s),
                     Err(_) => (HOW_CODE, -1),
                 };
+                out.clear();
+                codec::encode(&(pid, how, value), &mut out, None).map_err(io::Error::other)?;
+                // (first: someone may be waiting for it; the parent gone, its death takes
+                // this process and the children too)
+                frame::write_frame(statuses.as_fd(), &out, &[])?;
                 if let Some(fd) = children.remove(&pid) {
                     let _ = poller.delete(fd.as_fd());
                 }
-                out.clear();
-                codec::encode(&(pid, how, value), &mut out, None).map_err(io::Error::other)?;
-                // (the parent gone: its death takes this process and the children too)
-                frame::write_frame(statuses.as_fd(), &out, &[])?;
                 continue;
             }
             if !accepting {

@@ -63,13 +63,14 @@ impl ChildState {
     /// Records the status (first one wins); whether this call recorded it.
     fn complete(&self, status: ExitStatus) -> bool {
         let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
-        if g.is_none() {
-            *g = Some(status);
-            self.cv.notify_all();
-            true
-        } else {
-            false
+        if g.is_some() {
+            return false;
         }
+        *g = Some(status);
+        drop(g);
+        // (after unlocking: a waiter woken under the lock would only block on it again)
+        self.cv.notify_all();
+        true
     }
 
     /// Waits until the child's status is known or `deadline` passes.
@@ -149,9 +150,9 @@ impl ChildState {
                 Err(_) => ExitStatus::Code(-1),
             };
             *g = Some(status);
-            self.cv.notify_all();
             status
         };
+        self.cv.notify_all();
         // (outside the status lock: the monitor's locks come after it, never before)
         retire(None, self, reaped);
         Some(reaped)
