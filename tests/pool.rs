@@ -255,18 +255,17 @@ fn close_join_and_terminate() {
 #[test]
 fn the_start_method_is_the_builders_choice() {
     watchdog(60, || {
-        let pool = Pool::builder()
-            .processes(1)
-            .start_method(procactor::StartMethod::Spawn)
-            .build()
-            .unwrap();
-        assert_eq!(pool.apply(square, 3).unwrap(), 9);
-        let pool = Pool::builder()
-            .processes(1)
-            .start_method(procactor::StartMethod::ForkServer)
-            .build()
-            .unwrap();
-        assert_eq!(pool.apply(square, 4).unwrap(), 16);
+        for (method, x) in [
+            (procactor::StartMethod::Spawn, 3),
+            (procactor::StartMethod::ForkServer, 4),
+        ] {
+            let pool = Pool::builder()
+                .processes(1)
+                .start_method(method)
+                .build()
+                .unwrap();
+            assert_eq!(pool.apply(square, x).unwrap(), x * x);
+        }
         // a pool runs threads of its own: fork is refused at build, not silently replaced
         let e = Pool::builder()
             .processes(1)

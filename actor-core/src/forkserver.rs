@@ -104,11 +104,7 @@ pub(crate) fn after_fork_in_child() {
 
 /// Alive and in step.
 fn usable(c: &Client) -> bool {
-    let gone = matches!(
-        os::poll_readable(&[c.server.pidfd.as_fd()], Some(Instant::now())),
-        Ok(r) if r[0]
-    );
-    !gone && !c.reader.saw_eof()
+    !os::pidfd_ended(c.server.pidfd.as_fd()) && !c.reader.saw_eof()
 }
 
 enum Failure {

@@ -104,7 +104,7 @@ impl ChildState {
 
     /// Whether the OS says the process has ended (its pidfd is readable).
     fn ended(&self) -> bool {
-        os::poll_readable(&[self.pidfd.as_fd()], Some(Instant::now())).is_ok_and(|r| r[0])
+        os::pidfd_ended(self.pidfd.as_fd())
     }
 
     /// Polls the pidfd (yielding between polls) for up to [`JOIN_SPIN`]; whether the

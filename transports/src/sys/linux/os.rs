@@ -425,6 +425,12 @@ pub fn pidfd_of(pid: u32) -> io::Result<OwnedFd> {
     Ok(pidfd_open(to_pid(pid)?, PidfdFlags::empty())?)
 }
 
+/// Whether the process behind `pidfd` has ended (its pidfd is readable), asked without
+/// waiting. Any process can be asked about, not only a child.
+pub fn pidfd_ended(pidfd: BorrowedFd<'_>) -> bool {
+    poll_readable(&[pidfd], Some(Instant::now())).is_ok_and(|r| r[0])
+}
+
 /// The number of threads of this process, as the kernel counts them (`num_threads`,
 /// field 20 of `/proc/self/stat`: one open, one read, no allocation).
 ///
