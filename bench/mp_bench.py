@@ -24,11 +24,19 @@ def _noop():
     pass
 
 
+# Untimed runs first, for at least this long (at least one): as bench/src's WARM_UP.
+WARM_UP_S = 0.030
+
+
 def _start_join_with(method, count):
     ctx = mp.get_context(method)
-    p = ctx.Process(target=_noop)
-    p.start()
-    p.join()
+    t0 = time.perf_counter()
+    while True:
+        p = ctx.Process(target=_noop)
+        p.start()
+        p.join()
+        if time.perf_counter() - t0 >= WARM_UP_S:
+            break
     times = []
     for _ in range(count):
         t0 = time.perf_counter()
@@ -40,7 +48,10 @@ def _start_join_with(method, count):
 
 
 def _raw(count, once):
+    t0 = time.perf_counter()
     once()
+    while time.perf_counter() - t0 < WARM_UP_S:
+        once()
     times = []
     for _ in range(count):
         t0 = time.perf_counter()

@@ -334,6 +334,10 @@ fn fork_scenarios(_: ()) -> usize {
         1,
         "the scenario child should start single-threaded"
     );
+    assert!(
+        procactor_transports::os::never_threaded(),
+        "glibc should say no thread was ever started here"
+    );
     set_start_method(StartMethod::Fork).unwrap();
     let me = std::process::id();
 
@@ -425,6 +429,12 @@ fn fork_scenarios(_: ()) -> usize {
     }
     drop(tx);
     let _ = th.join();
+    // the thread is gone: glibc's flag stays down, the threads are counted (one), and
+    // forking works again
+    assert!(!procactor_transports::os::never_threaded());
+    let mut p = Process::new(square, 3).start().unwrap();
+    assert_eq!(join_within(&mut p), ExitStatus::Code(0));
+    assert_eq!(p.result().unwrap(), 9);
     n as usize
 }
 

@@ -235,6 +235,9 @@ fn serve(env: &str) -> io::Result<()> {
         .pop()
         .ok_or_else(|| io::Error::other("no status socket"))?;
     let me = os::current_pid();
+    // The image's fingerprint is taken once, here: the children inherit it (a fork runs
+    // the same image), so none of them reads `/proc` to prove it.
+    runtime::fingerprint()?;
     let poller = Poller::new()?;
     const REQUESTS: u64 = u64::MAX;
     poller.add(requests.as_fd(), REQUESTS)?;

@@ -583,6 +583,8 @@ fn run_child(
         return Ok(1); // the parent died before we could watch it
     }
     let mut reader = FrameReader::new();
+    // (the bootstrap is small, and a large argument frame grows the buffer as it comes)
+    reader.set_min_read(4096);
     let boot: Bootstrap = match &preloaded {
         Some(p) => codec::decode(&p.boot, Vec::new()).map_err(|e| e.to_string())?,
         None => read_frame(&mut reader, &control)?.0,

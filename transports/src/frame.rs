@@ -149,6 +149,8 @@ pub struct FrameReader {
     eof: bool,
     broken: bool,
     spin: Duration,
+    /// The buffer's first size and smallest read; 0: [`MIN_READ`].
+    min_read: usize,
 }
 
 impl FrameReader {
@@ -162,6 +164,22 @@ impl FrameReader {
     /// short spin answers fast replies without that cost.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin;
+    }
+
+    /// Sets the buffer's first size and smallest read (64 KiB unless set; at least 64
+    /// bytes). A reader that takes a few small frames (a child reading its bootstrap)
+    /// needs one page, not 64 KiB of fresh memory zero-filled and faulted in page by
+    /// page; it still grows as large frames come.
+    pub fn set_min_read(&mut self, bytes: usize) {
+        self.min_read = bytes.max(64);
+    }
+
+    fn min_read(&self) -> usize {
+        if self.min_read == 0 {
+            MIN_READ
+        } else {
+            self.min_read
+        }
     }
 
     /// Whether a complete frame is already buffered (no system call).
@@ -329,7 +347,8 @@ impl FrameReader {
         // Grow for what the header announces only up to MAX_PREALLOC ahead of the data:
         // a lying header must not make us allocate it (`read_some` grows the buffer
         // further as bytes really arrive).
-        let want = need.min(self.avail() + MAX_PREALLOC).max(MIN_READ);
+        let min_read = self.min_read();
+        let want = need.min(self.avail() + MAX_PREALLOC).max(min_read);
         if self.buf.len() - self.start < want {
             // move the partial frame to the front, then grow if still short
             self.buf.copy_within(self.start..self.end, 0);
@@ -338,7 +357,7 @@ impl FrameReader {
             if self.buf.len() < want {
                 self.buf.resize(want, 0);
             }
-        } else if self.buf.len() - self.end < MIN_READ.min(need - self.avail().min(need)).max(1) {
+        } else if self.buf.len() - self.end < min_read.min(need - self.avail().min(need)).max(1) {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
@@ -347,7 +366,7 @@ impl FrameReader {
 
     fn read_some(&mut self, sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
         if self.end == self.buf.len() {
-            let n = self.buf.len().max(MIN_READ);
+            let n = self.buf.len().max(self.min_read());
             self.buf.resize(n * 2, 0);
         }
         let n = match fdpass::recv(

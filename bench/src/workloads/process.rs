@@ -8,9 +8,18 @@ use std::time::{Duration, Instant};
 
 fn noop(_: ()) {}
 
-/// Median milliseconds of `n` runs of `once` (after one untimed warm-up run).
+/// How long `once` runs untimed before the timed runs (at least once): an idle VM's
+/// vCPUs are slow to wake until kept busy for a while, and a start's first run also
+/// faults the code in. The Python twins warm up the same way.
+const WARM_UP: Duration = Duration::from_millis(30);
+
+/// Median milliseconds of `n` runs of `once`, after [`WARM_UP`].
 fn median_ms(n: u32, mut once: impl FnMut()) -> f64 {
+    let t0 = Instant::now();
     once();
+    while t0.elapsed() < WARM_UP {
+        once();
+    }
     let mut times: Vec<f64> = (0..n.max(1))
         .map(|_| {
             let t0 = Instant::now();

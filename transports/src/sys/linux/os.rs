@@ -83,10 +83,23 @@ fn to_pid(pid: u32) -> io::Result<Pid> {
 /// `/proc/self/exe`. Two processes running the same image give the same value; a
 /// rebuilt or different binary does not.
 ///
+/// Taken once per image: a forked child, which runs its parent's image, inherits the
+/// parent's (an `exec` starts the statics afresh). A fork server's children thus prove
+/// their image without a `stat` each.
+///
 /// # Errors
 ///
 /// `/proc` is not mounted.
 pub fn exe_fingerprint() -> io::Result<[u64; 5]> {
+    static TAKEN: std::sync::OnceLock<[u64; 5]> = std::sync::OnceLock::new();
+    if let Some(f) = TAKEN.get() {
+        return Ok(*f);
+    }
+    let f = exe_fingerprint_now()?;
+    Ok(*TAKEN.get_or_init(|| f))
+}
+
+fn exe_fingerprint_now() -> io::Result<[u64; 5]> {
     let st = rustix::fs::stat("/proc/self/exe")?;
     Ok([
         st.st_dev,
@@ -238,6 +251,93 @@ pub fn pidfd_try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitInfo>> {
             st.exit_status().map(ExitInfo::Code)
         }
     }))
+}
+
+/// The kernel's `struct pidfd_info` (`linux/pidfd.h`), its first version (64 bytes):
+/// the fields `PIDFD_GET_INFO` fills. Only `mask` and `exit_code` are read here.
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+}
+
+const _: () = assert!(std::mem::size_of::<PidfdInfo>() == 64);
+
+/// `PIDFD_INFO_EXIT`: asks for (and, in the answer, marks) the exit status.
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+/// `PIDFD_GET_INFO` = `_IOWR(0xFF, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: rustix::ioctl::Opcode =
+    rustix::ioctl::opcode::read_write::<PidfdInfo>(0xFF, 11);
+
+/// Set once the kernel has said it has no `PIDFD_GET_INFO` (before Linux 6.15): no
+/// further call is made.
+static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
+
+/// How the process behind `pidfd` ended, once its parent has reaped it, asked of the
+/// kernel (`PIDFD_GET_INFO`, Linux 6.15 and later). Unlike [`pidfd_try_reap`] this works
+/// for any process, not only a child: it is how a fork server's children are seen to
+/// end without waiting for the server to say so. `Ok(None)` while the process runs, or
+/// has ended and is not reaped yet.
+///
+/// # Errors
+///
+/// [`io::ErrorKind::Unsupported`] on kernels without `PIDFD_GET_INFO` (then at once, with
+/// no system call); `EBADF` if `pidfd` is not a pidfd.
+pub fn pidfd_reaped_status(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitInfo>> {
+    if NO_PIDFD_INFO.load(Ordering::Relaxed) {
+        return Err(io::ErrorKind::Unsupported.into());
+    }
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_EXIT,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: the opcode is `_IOWR(0xFF, 11, struct pidfd_info)` and `PidfdInfo` is that
+    // struct's first version, `repr(C)`, 64 bytes (checked at compile time above), which
+    // the kernel accepts (it copies at most the size the opcode names). `info` is a live,
+    // exclusively borrowed value for the whole call; the kernel only writes plain integers
+    // into it. A descriptor that is not a pidfd makes the call fail, touching nothing.
+    let r = unsafe {
+        rustix::ioctl::ioctl(
+            pidfd,
+            rustix::ioctl::Updater::<{ PIDFD_GET_INFO }, PidfdInfo>::new(&mut info),
+        )
+    };
+    match r {
+        Ok(()) if info.mask & PIDFD_INFO_EXIT != 0 => Ok(Some(decode_wait_status(info.exit_code))),
+        Ok(()) => Ok(None),
+        // ENOTTY: no such ioctl on pidfds; EINVAL: an older, smaller struct or flags
+        Err(Errno::NOTTY) | Err(Errno::INVAL) => {
+            NO_PIDFD_INFO.store(true, Ordering::Relaxed);
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        // (ESRCH: reaped, yet no exit status kept; cannot happen with PIDFD_INFO_EXIT
+        // asked, but is "no status" rather than a failure)
+        Err(Errno::SRCH) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A `wait` status word (`WIFEXITED`/`WEXITSTATUS`, `WTERMSIG`) as an [`ExitInfo`].
+fn decode_wait_status(status: i32) -> ExitInfo {
+    let sig = status & 0x7f;
+    if sig == 0 {
+        ExitInfo::Code((status >> 8) & 0xff)
+    } else {
+        ExitInfo::Signal(sig)
+    }
 }
 
 /// An epoll set that reports which registered descriptor (by token) became readable.
@@ -485,18 +585,21 @@ pub enum Forked {
 /// [`io::ErrorKind::Unsupported`] when the process has more than one thread; `fork`
 /// failing (out of processes or memory).
 pub fn fork_single_threaded() -> io::Result<Forked> {
-    let threads = thread_count()?;
-    if threads != 1 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("fork() refused: this process has {threads} threads, not 1"),
-        ));
+    if !never_threaded() {
+        let threads = thread_count()?;
+        if threads != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("fork() refused: this process has {threads} threads, not 1"),
+            ));
+        }
     }
     // SAFETY: `fork` takes no arguments and touches no memory of ours. The process has
-    // exactly one thread (counted just above; only this thread could have started another
-    // since, and it is here), so no lock can be held by a thread that the child lacks:
-    // the child's copy of the address space is consistent. It is glibc's fork(), which
-    // also runs glibc's own at-fork handlers (malloc arenas, stdio).
+    // exactly one thread (glibc says none was ever started, or counted just above; only
+    // this thread could have started another since, and it is here), so no lock can be
+    // held by a thread that the child lacks: the child's copy of the address space is
+    // consistent. It is glibc's fork(), which also runs glibc's own at-fork handlers
+    // (malloc arenas, stdio).
     let pid = unsafe { libc::fork() };
     match pid {
         -1 => Err(io::Error::last_os_error()),
@@ -523,6 +626,36 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
             }
         }
     }
+}
+
+/// Where glibc's `__libc_single_threaded` is (glibc 2.32 and later), found once; null
+/// when this libc has none. The address is the same in a forked child.
+static SINGLE_THREADED_FLAG: std::sync::atomic::AtomicPtr<libc::c_char> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static SINGLE_THREADED_LOOKED_UP: AtomicBool = AtomicBool::new(false);
+
+/// Whether glibc says this process has never started a second thread: its
+/// `__libc_single_threaded` flag, which `pthread_create` (every Rust thread, every C
+/// library's thread) clears before the new thread exists and which is never set again.
+/// `false` means "maybe threaded": count them (threads may have ended since). Costs a
+/// byte read, where counting reads `/proc` (a tenth of a fork-server start).
+pub fn never_threaded() -> bool {
+    if !SINGLE_THREADED_LOOKED_UP.load(Ordering::Acquire) {
+        // SAFETY: `dlsym` with the pseudo-handle RTLD_DEFAULT and a NUL-terminated name
+        // only looks the symbol up; it returns its address or null.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+        SINGLE_THREADED_FLAG.store(p.cast(), Ordering::Release);
+        SINGLE_THREADED_LOOKED_UP.store(true, Ordering::Release);
+    }
+    let p = SINGLE_THREADED_FLAG.load(Ordering::Acquire);
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: `p` is the address of glibc's `char __libc_single_threaded`, a global that
+    // lives as long as the process. A byte read; glibc writes it only on the thread that
+    // starts a thread, before that thread exists, so when it reads nonzero no other
+    // thread exists to write it concurrently (and a stale zero only makes us count).
+    unsafe { std::ptr::read_volatile(p) != 0 }
 }
 
 /// Ends the process at once with `code`: no `atexit` handlers, no destructors, no flush
@@ -555,6 +688,84 @@ mod tests {
         // reaped: the pid names nothing now (or, at worst, an unrelated new process we
         // must not signal: so only check that an invalid pid is refused)
         assert!(signal_pid(0, SIGTERM).is_err());
+    }
+
+    #[test]
+    fn a_process_that_started_a_thread_is_never_again_called_never_threaded() {
+        // (libtest runs this test on a thread of its own; a thread of ours makes sure)
+        std::thread::spawn(|| ()).join().unwrap();
+        assert!(!never_threaded());
+        assert!(
+            SINGLE_THREADED_LOOKED_UP.load(Ordering::Relaxed),
+            "looked up once"
+        );
+        // and fork is still refused: counted, not assumed
+        assert!(fork_single_threaded().is_err());
+    }
+
+    #[test]
+    fn wait_statuses_decode_as_waitpid_does() {
+        assert_eq!(decode_wait_status(0), ExitInfo::Code(0));
+        assert_eq!(decode_wait_status(7 << 8), ExitInfo::Code(7));
+        assert_eq!(decode_wait_status(255 << 8), ExitInfo::Code(255));
+        assert_eq!(decode_wait_status(9), ExitInfo::Signal(9));
+        assert_eq!(decode_wait_status(0x80 | 11), ExitInfo::Signal(11)); // core dumped
+    }
+
+    #[test]
+    fn a_non_childs_status_is_read_from_its_pidfd_once_reaped() {
+        // `sh` is the parent of a `sleep` it reaps later: its exit status reaches us
+        // through the pidfd although it is not our child
+        let mut sh = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("sleep 0.2 & echo $!; wait; sleep 0.3")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(sh.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid: u32 = line.trim().parse().unwrap();
+        let fd = pidfd_of(pid).unwrap();
+        match pidfd_reaped_status(fd.as_fd()) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                // a kernel before 6.15: asked once, and never again
+                assert!(NO_PIDFD_INFO.load(Ordering::Relaxed));
+                let _ = sh.wait();
+                return;
+            }
+            r => assert_eq!(r.unwrap(), None, "running"),
+        }
+        // not our child: waitid refuses it
+        assert!(pidfd_try_reap(fd.as_fd()).is_err());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(st) = pidfd_reaped_status(fd.as_fd()).unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "no status within 10 s");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(status, ExitInfo::Code(0));
+        assert!(pidfd_ended(fd.as_fd()));
+        // a killed process: its signal
+        let mut c = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fd = pidfd_of(c.id()).unwrap();
+        assert!(pidfd_signal(fd.as_fd(), SIGKILL).unwrap());
+        let _ = c.wait();
+        assert_eq!(
+            pidfd_reaped_status(fd.as_fd()).unwrap(),
+            Some(ExitInfo::Signal(SIGKILL))
+        );
+        assert!(sh.wait().unwrap().success());
+        // not a pidfd: an error, not a status
+        let (a, _b) = rustix::pipe::pipe().unwrap();
+        assert!(pidfd_reaped_status(a.as_fd()).is_err());
     }
 
     #[test]
