@@ -1,10 +1,16 @@
 //! Start methods (API.md section 0, issue 11): children of the fork server and children
 //! made by `fork()` behave as spawned ones do, and the test matrix: every cross-process
-//! integration suite run again under the fork server.
+//! integration suite run again under the fork server, and the process, pipe, queue,
+//! shared and sync suites under `Fork`.
 //!
-//! `Fork` cannot run the libtest suites themselves: libtest runs every test on a thread
-//! of its own, and `Fork` is refused in a process with more than one thread. Its
-//! scenarios run inside a spawned child instead, whose only thread is its main thread.
+//! `Fork` is refused in a process with more than one thread, and libtest runs every test
+//! on a thread of its own, except when it cannot start one: then it runs the test on the
+//! main thread ("synchronously here instead"). The `Fork` matrix run makes every thread
+//! start fail (`RUST_MIN_STACK` larger than any address space) and passes
+//! `--test-threads=1`: the suites' own tests run single-threaded, forking for real.
+//! Pools, actors, supervisors and managers run threads, so they refuse `Fork` by design
+//! and are not in that run. The `Fork` scenarios below (run inside a spawned child,
+//! whose only thread is its main thread) cover what the suites cannot: refusal, threads.
 
 mod common;
 
@@ -487,6 +493,11 @@ fn sibling_test_binary(name: &str) -> std::path::PathBuf {
 
 /// Runs one whole integration suite with `PROCACTOR_START_METHOD=method`.
 fn run_suite(name: &str, method: &str) {
+    run_suite_with(name, method, &[], &[]);
+}
+
+/// As [`run_suite`], with more variables and arguments for the test binary.
+fn run_suite_with(name: &str, method: &str, env: &[(&str, &str)], args: &[&str]) {
     let bin = sibling_test_binary(name);
     let out_path = std::env::temp_dir().join(format!(
         "procactor-matrix-{name}-{method}-{}.log",
@@ -495,6 +506,8 @@ fn run_suite(name: &str, method: &str) {
     let log = std::fs::File::create(&out_path).unwrap();
     let mut child = std::process::Command::new(&bin)
         .arg("-q")
+        .args(args)
+        .envs(env.iter().copied())
         .env("PROCACTOR_START_METHOD", method)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -542,5 +555,71 @@ fn every_cross_process_suite_passes_under_the_fork_server() {
         "manager",
     ] {
         run_suite(suite, "forkserver");
+    }
+}
+
+/// Tests of the `Fork` matrix run that do not apply to it, with why.
+const NOT_UNDER_FORK: &[(&str, &str, &str)] = &[
+    (
+        "process",
+        "a_child_outlives_the_thread_that_started_it",
+        "starts from a thread",
+    ),
+    (
+        "process",
+        "fork_is_refused_clearly_in_a_threaded_process",
+        "needs a thread (the Fork scenarios cover it)",
+    ),
+    (
+        "process",
+        "exited_children_are_reaped_without_join",
+        "forked children are reaped by their handles: a forking program has no monitor thread",
+    ),
+    (
+        "process",
+        "a_child_running_another_binary_refuses_the_target",
+        "a Spawn start, whose monitor thread this run cannot start",
+    ),
+    ("pipe", "one_end_shared_by_two_threads", "needs threads"),
+    // A forked child holds a copy of every descriptor of its parent, the parent's pipe end
+    // too (as under Python's fork): the parent's drop brings no end-of-file, and these
+    // children stop only at their 20 s receive timeout. They pass, slowly.
+    (
+        "pipe",
+        "duplex_send_recv_with_a_child",
+        "the child inherits the parent's end",
+    ),
+    (
+        "pipe",
+        "typed_pipe_request_reply",
+        "the child inherits the parent's end",
+    ),
+    (
+        "pipe",
+        "a_value_that_fails_to_encode_writes_nothing",
+        "the child inherits the parent's end",
+    ),
+];
+
+#[test]
+fn the_process_pipe_queue_shared_and_sync_suites_pass_under_fork() {
+    for suite in ["process", "pipe", "queue", "shared", "sync"] {
+        let mut args = vec!["--test-threads=1", "--exact"];
+        for (s, test, _why) in NOT_UNDER_FORK {
+            if *s == suite {
+                args.extend(["--skip", test]);
+            }
+        }
+        run_suite_with(
+            suite,
+            "fork",
+            &[
+                (common::ON_MAIN_THREAD, "1"),
+                // 1 PiB: no thread stack can be mapped, so libtest runs each test on the
+                // main thread (see the module's documentation)
+                ("RUST_MIN_STACK", "1125899906842624"),
+            ],
+            &args,
+        );
     }
 }

@@ -174,6 +174,10 @@ static INITIALIZED: AtomicBool = AtomicBool::new(false);
 /// the first start costs no more than the next ones. `Fork` is accepted in any process,
 /// but each start is refused while the process has more than one thread.
 ///
+/// Children started by `Fork` keep the parent's default (their memory is a copy of the
+/// parent's, as with Python's fork); spawned and fork-server children start with
+/// `Spawn`.
+///
 /// # Errors
 ///
 /// [`SpawnError::Io`] when the fork server cannot be started; the setting is then left
@@ -552,7 +556,9 @@ pub(crate) fn forked_child_main(
     *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = None;
     NAME_COUNTER.store(0, Ordering::Relaxed);
     *SPAWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    START_METHOD.store(0, Ordering::SeqCst);
+    // (the default start method stays: a `Fork` child has its parent's, as a child of
+    // Python's fork has, its memory being a copy; the fork server never sets one, so its
+    // children have the default, as spawned children do)
     // Above us on this stack are the parent's frames (the caller of `start`, or the fork
     // server's loop): a panic must never unwind into them, so everything that could
     // panic here (the target is already wrapped; a failed `eprintln!` is not) is caught.
