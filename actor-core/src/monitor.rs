@@ -9,7 +9,10 @@
 //! Children of the fork server are not ours: the kernel lets only their parent, the
 //! server, reap them. Their pidfds still tell when they end and take signals, and the
 //! server *relays* each exit status ([`relayed_exit`]); such a child is registered as
-//! [`Watch::Relayed`] by the server's pid. When a server dies, its children die with it
+//! [`Watch::Relayed`] by the server's pid. A joiner does not wait for the relay when the
+//! kernel can tell: once the server has reaped the child, its pidfd gives the status
+//! (`PIDFD_GET_INFO`, Linux 6.15+), which the joiner records (first wins; the relay
+//! brings the same status later, and takes the child out of the monitor). When a server dies, its children die with it
 //! (parent-death signal) and their statuses are lost: each is reported killed by
 //! `SIGKILL` once its pidfd says it has ended ([`server_died`]).
 //!
