@@ -534,7 +534,7 @@ fn child_run(env: &str) -> Result<i32, String> {
 /// The bootstrap and the arguments frame, already in the child's memory (a child made by
 /// `fork()` in its parent has its parent's copies; nothing needs to travel).
 pub(crate) struct Preloaded {
-    pub(crate) boot: Vec<u8>,
+    pub(crate) boot: Bootstrap,
     pub(crate) args: Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
 }
@@ -553,9 +553,12 @@ pub(crate) fn forked_child_main(
     // parent's), the fork server connection, the identity, the child counter
     crate::monitor::after_fork_in_child();
     crate::forkserver::after_fork_in_child();
-    *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    // (forgotten, not dropped: freeing would write to heap pages shared with the
+    // parent, a copy-on-write fault each, for memory this short-lived process never
+    // needs back)
+    std::mem::forget(IDENTITY.lock().unwrap_or_else(|e| e.into_inner()).take());
     NAME_COUNTER.store(0, Ordering::Relaxed);
-    *SPAWNER.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    std::mem::forget(SPAWNER.lock().unwrap_or_else(|e| e.into_inner()).take());
     // (the default start method stays: a `Fork` child has its parent's, as a child of
     // Python's fork has, its memory being a copy; the fork server never sets one, so its
     // children have the default, as spawned children do)
@@ -591,9 +594,9 @@ fn run_child(
     let mut reader = FrameReader::new();
     // (the bootstrap is small, and a large argument frame grows the buffer as it comes)
     reader.set_min_read(4096);
-    let boot: Bootstrap = match &preloaded {
-        Some(p) => codec::decode(&p.boot, Vec::new()).map_err(|e| e.to_string())?,
-        None => read_frame(&mut reader, &control)?.0,
+    let (boot, preloaded): (Bootstrap, _) = match preloaded {
+        Some(p) => (p.boot, Some((p.args, p.fds))),
+        None => (read_frame(&mut reader, &control)?.0, None),
     };
     if boot.token != token {
         return Err("control channel token mismatch".into());
@@ -608,11 +611,11 @@ fn run_child(
     let _ = IMAGE_PROOF.set(proof.clone());
     *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Identity {
         current: ProcessInfo {
-            name: boot.name.clone(),
+            name: boot.name,
             pid: os::current_pid(),
         },
-        parent: Some(boot.parent.clone()),
-        ids: boot.ids.clone(),
+        parent: Some(boot.parent),
+        ids: boot.ids,
     }));
     INITIALIZED.store(true, Ordering::SeqCst);
 
@@ -627,7 +630,7 @@ fn run_child(
         type_name: boot.target.1,
     };
     let (args, fds) = match preloaded {
-        Some(p) => (p.args, p.fds),
+        Some(p) => p,
         None => {
             frame_fill(&mut reader, &control)?;
             (reader.payload().to_vec(), reader.consume())
