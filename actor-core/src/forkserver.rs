@@ -236,8 +236,19 @@ fn serve(env: &str) -> io::Result<()> {
         .ok_or_else(|| io::Error::other("no status socket"))?;
     let me = os::current_pid();
     // The image's fingerprint is taken once, here: the children inherit it (a fork runs
-    // the same image), so none of them reads `/proc` to prove it.
+    // the same image), so none of them reads `/proc` to prove it. Likewise the standard
+    // streams, which every child flushes before it exits: set up once here rather than
+    // in each child.
     runtime::fingerprint()?;
+    {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        // (the codec's thread-local tables, which a child's outcome encoding sets up,
+        // and the tracing dispatcher's default)
+        let _ = codec::encode(&0u8, &mut Vec::new(), Some(&mut Vec::new()));
+        tracing::trace!(parent = ppid, "fork server ready");
+    }
     let poller = Poller::new()?;
     const REQUESTS: u64 = u64::MAX;
     poller.add(requests.as_fd(), REQUESTS)?;
@@ -310,12 +321,17 @@ fn serve(env: &str) -> io::Result<()> {
                 };
                 let answered = match os::fork_single_threaded() {
                     Ok(Forked::Child) => {
-                        // the server's descriptors are the server's business
-                        drop(reader);
+                        // The server's descriptors are the server's business: closed.
+                        // Its memory is forgotten, not freed: freeing writes to heap
+                        // pages shared with the server, a copy-on-write fault each.
+                        reader.close_fds();
+                        std::mem::forget(reader);
                         drop(requests);
                         drop(statuses);
                         drop(poller);
-                        drop(children);
+                        let mut pidfds = children.into_values();
+                        pidfds.by_ref().for_each(drop);
+                        std::mem::forget(pidfds);
                         runtime::forked_child_main(control, token, me, None)
                     }
                     Ok(Forked::Parent(child)) => {

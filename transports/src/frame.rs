@@ -190,6 +190,18 @@ impl FrameReader {
             .is_some_and(|i| self.avail() >= HEADER_LEN + i.len)
     }
 
+    /// Closes the descriptors received and not yet taken with [`consume`], and leaves the
+    /// reader otherwise as it is. A process just made by `fork()` that must not keep its
+    /// parent's descriptors calls this, then forgets the reader rather than dropping it:
+    /// freeing the buffer would write to heap pages shared with the parent (a
+    /// copy-on-write fault each) for memory it never needs back.
+    ///
+    /// [`consume`]: FrameReader::consume
+    pub fn close_fds(&mut self) {
+        self.fds.clear();
+        self.scratch_fds.clear();
+    }
+
     /// Whether the peer has closed (end of stream seen) — frames may still be buffered.
     pub fn saw_eof(&self) -> bool {
         self.eof
@@ -445,6 +457,31 @@ mod tests {
             r.fill(b.as_fd(), Wait::Forever, None),
             Err(FrameError::Eof)
         ));
+    }
+
+    #[test]
+    fn close_fds_closes_what_came_and_was_not_taken_and_a_small_reader_grows() {
+        let (a, b) = pair();
+        let (pr, pw) = rustix::pipe::pipe().unwrap();
+        let big = vec![7u8; 100_000];
+        write_frame(a.as_fd(), b"x", &[pw.as_fd()]).unwrap();
+        write_frame(a.as_fd(), &big, &[]).unwrap();
+        drop(pw); // the frame's copy is now the only write end
+        let mut r = FrameReader::new();
+        r.set_min_read(64);
+        r.fill(b.as_fd(), Wait::Forever, None).unwrap();
+        assert_eq!(r.buffered().1, 1);
+        r.close_fds();
+        assert_eq!(r.buffered().1, 0);
+        // the pipe's last write end is gone: its reader sees end-of-file
+        let mut buf = [0u8; 1];
+        assert_eq!(rustix::io::read(&pr, &mut buf).unwrap(), 0);
+        // the buffered bytes are untouched, and a frame far over the first size arrives
+        assert_eq!(r.payload(), b"x");
+        r.consume();
+        let i = r.fill(b.as_fd(), Wait::Forever, None).unwrap();
+        assert_eq!(i.len, big.len());
+        assert_eq!(r.payload(), &big[..]);
     }
 
     #[test]
