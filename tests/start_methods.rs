@@ -436,8 +436,17 @@ fn fork_scenarios(_: ()) -> usize {
     drop(tx);
     let _ = th.join();
     // the thread is gone: glibc's flag stays down, the threads are counted (one), and
-    // forking works again
+    // forking works again (the kernel drops a joined thread from its count a moment
+    // after the join returns)
     assert!(!procactor_transports::os::never_threaded());
+    let t0 = std::time::Instant::now();
+    while threads() != 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the joined thread still counts"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut p = Process::new(square, 3).start().unwrap();
     assert_eq!(join_within(&mut p), ExitStatus::Code(0));
     assert_eq!(p.result().unwrap(), 9);

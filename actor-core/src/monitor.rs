@@ -420,11 +420,25 @@ pub(crate) fn register(
         exit: Mutex::new(None),
         cv: Condvar::new(),
     });
-    let server_dead = {
+    let (server_dead, replaced) = {
         let mut c = m.lock_children();
-        c.map.insert((relayed.unwrap_or(0), pid), state.clone());
-        relayed.is_some_and(|s| c.dead_servers.contains(&s))
+        let replaced = c.map.insert((relayed.unwrap_or(0), pid), state.clone());
+        (
+            relayed.is_some_and(|s| c.dead_servers.contains(&s)),
+            replaced,
+        )
     };
+    // An entry with this pid still there: an ended child whose status was read from its
+    // pidfd and whose relay has not come yet (its pid reused by now). Its exit is
+    // published here, as the relay would have.
+    if let Some(old) = replaced {
+        if let Some(status) = old.exit_status() {
+            m.publish(ExitEvent {
+                pid: old.pid,
+                status,
+            });
+        }
+    }
     {
         let mut live = m.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|w| w.upgrade().is_some_and(|c| c.exit_status().is_none()));
@@ -464,6 +478,12 @@ pub(crate) fn relayed_exit(server: u32, pid: u32, status: ExitStatus) {
     let Ok(m) = monitor() else { return };
     let child = m.lock_children().map.get(&(server, pid)).cloned();
     match child {
+        // A status for a process that has not ended is stale: its pid was reused by a
+        // newer child of the same server after a joiner read the old one's status from
+        // its pidfd and before this relay came.
+        Some(child) if child.exit_status().is_none() && !child.ended() => {
+            tracing::debug!(server, pid, "stale relayed status dropped");
+        }
         Some(child) => {
             // (its status may have been read from its pidfd already: the same status;
             // the child is taken out of the monitor here either way)
@@ -599,6 +619,14 @@ mod tests {
         // a status from another server is not this child's either
         relayed_exit(2, pid, ExitStatus::Code(8));
         assert_eq!(st.exit_status(), None);
+        // nor one for its pid while it runs (an older child's, the pid reused since)
+        relayed_exit(1, pid, ExitStatus::Code(5));
+        assert_eq!(st.exit_status(), None);
+        assert!(monitor()
+            .unwrap()
+            .lock_children()
+            .map
+            .contains_key(&(1, pid)));
         let _ = c.kill();
         let _ = c.wait();
         relayed_exit(1, pid, ExitStatus::Signal(9));
