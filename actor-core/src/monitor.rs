@@ -643,18 +643,9 @@ mod tests {
         // a process whose parent (standing in for a fork server) reaps it: its status
         // comes from its pidfd without the relay; the relay, when it comes, takes the
         // entry out of the monitor
-        let mut sh = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("sleep 0.1 & echo $!; wait; sleep 30")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(sh.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid: u32 = line.trim().parse().unwrap();
+        let (mut sh, pid) = procactor_transports::testing::shell_and_its_child(
+            "sleep 0.1 & echo $!; wait; sleep 30",
+        );
         let server = sh.id();
         let st = register(
             pid,

@@ -39,5 +39,7 @@ pub mod robust;
 pub mod shm;
 pub mod socket;
 pub mod target;
+#[doc(hidden)]
+pub mod testing;
 
 pub use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};

@@ -749,18 +749,8 @@ mod tests {
     fn a_non_childs_status_is_read_from_its_pidfd_once_reaped() {
         // `sh` is the parent of a `sleep` it reaps later: its exit status reaches us
         // through the pidfd although it is not our child
-        let mut sh = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("sleep 0.2 & echo $!; wait; sleep 0.3")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(sh.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let pid: u32 = line.trim().parse().unwrap();
+        let (mut sh, pid) =
+            crate::testing::shell_and_its_child("sleep 0.2 & echo $!; wait; sleep 0.3");
         let fd = pidfd_of(pid).unwrap();
         match pidfd_reaped_status(fd.as_fd()) {
             Err(e) if e.kind() == io::ErrorKind::Unsupported => {
