@@ -266,7 +266,8 @@ fn the_start_method_is_the_builders_choice() {
                 .unwrap();
             assert_eq!(pool.apply(square, x).unwrap(), x * x);
         }
-        // a pool runs threads of its own: fork is refused at build, not silently replaced
+        // fork needs a single-threaded process at build (this test runs on one of
+        // libtest's threads): refused, not silently replaced
         let e = Pool::builder()
             .processes(1)
             .start_method(procactor::StartMethod::Fork)

@@ -310,22 +310,21 @@ fn pools_and_supervisors_run_on_the_fork_server() {
             .build()
             .unwrap();
         sup.shutdown(T).unwrap();
-        // fork: refused for both, with the reason
-        for e in [
-            Pool::builder()
-                .processes(1)
-                .start_method(StartMethod::Fork)
-                .build()
-                .unwrap_err()
-                .to_string(),
-            Supervisor::builder()
-                .start_method(StartMethod::Fork)
-                .build()
-                .unwrap_err()
-                .to_string(),
-        ] {
-            assert!(e.contains("threads of its own"), "{e}");
-        }
+        // fork: refused for both here, with the reason (a pool forks a copy of this
+        // process at build, which needs a single-threaded process; a supervisor not at all)
+        let e = Pool::builder()
+            .processes(1)
+            .start_method(StartMethod::Fork)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("single-threaded process"), "{e}");
+        let e = Supervisor::builder()
+            .start_method(StartMethod::Fork)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("threads of its own"), "{e}");
     });
 }
 
@@ -467,6 +466,68 @@ fn fork_children_behave_like_spawned_ones_in_a_single_threaded_process() {
         }
         assert_eq!(status, ExitStatus::Code(0));
     });
+}
+
+/// What the program holds when its fork pool is built (a worker sees this value).
+static SNAPSHOT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn snapshot_plus(x: u64) -> u64 {
+    SNAPSHOT.load(std::sync::atomic::Ordering::Relaxed) + x
+}
+
+fn my_os_parent(_: u64) -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+fn exit_at_once(_: u64) -> u64 {
+    std::process::exit(3)
+}
+
+/// Runs in a spawned child, whose only thread is its main thread: a pool with `Fork`.
+fn fork_pool_scenario(_: ()) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let me = std::process::id();
+    SNAPSHOT.store(1000, Relaxed);
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(StartMethod::Fork)
+        .build()
+        .unwrap();
+    // the workers are copies of this process as it was at build
+    SNAPSHOT.store(5, Relaxed);
+    let r: Vec<u64> = pool.map(snapshot_plus, 0..10u64).unwrap();
+    assert_eq!(r, (1000..1010).collect::<Vec<u64>>());
+    // forked by one zygote (their OS parent), not by this process
+    let parents: Vec<u32> = pool.map_chunksize(my_os_parent, 0..8u64, 1).unwrap();
+    let zygote = parents[0];
+    assert!(parents.iter().all(|&p| p == zygote), "{parents:?}");
+    assert_ne!(zygote, me);
+    // a worker that dies is replaced, from the same snapshot, though the pool runs
+    // threads by now
+    assert!(pool.apply(exit_at_once, 0).is_err());
+    let r: Vec<u64> = pool.map_chunksize(snapshot_plus, 0..6u64, 1).unwrap();
+    assert_eq!(r, (1000..1006).collect::<Vec<u64>>());
+    // the zygote ends with the pool
+    let zfd = procactor_transports::os::pidfd_of(zygote).unwrap();
+    drop(pool);
+    let ended = procactor_transports::os::poll_readable(
+        &[procactor_transports::AsFd::as_fd(&zfd)],
+        Some(Instant::now() + Duration::from_secs(10)),
+    )
+    .unwrap();
+    assert!(ended[0], "the zygote outlived its pool");
+    // this process has threads now: a second fork pool is refused, clearly
+    let e = Pool::builder()
+        .processes(1)
+        .start_method(StartMethod::Fork)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("single-threaded"), "{e}");
+}
+
+#[test]
+fn a_fork_pool_forks_its_workers_from_a_copy_made_at_build() {
+    watchdog(120, || in_own_child(fork_pool_scenario));
 }
 
 /// The newest build of integration-test binary `name` next to this one

@@ -95,6 +95,108 @@ pub(crate) fn ensure_started() -> io::Result<()> {
     Ok(())
 }
 
+/// A fork server made by forking this process (not by re-executing it): a *zygote*. Its
+/// children are copies of this process as it was when the zygote was made, as children
+/// of Python's fork are copies of their parent, but forked by a process that stays
+/// single-threaded whatever this one does next. A pool built with
+/// [`StartMethod::Fork`](crate::StartMethod::Fork) forks its workers, and their
+/// replacements, through one.
+///
+/// It dies with this process (parent-death signal), and ends once dropped and its
+/// children have ended. It cannot be replaced: its memory is the snapshot.
+pub(crate) struct Zygote {
+    client: Mutex<Client>,
+    pid: u32,
+}
+
+impl std::fmt::Debug for Zygote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zygote").field("pid", &self.pid).finish()
+    }
+}
+
+impl Zygote {
+    /// Forks the zygote. Refused ([`io::ErrorKind::Unsupported`]) when this process has
+    /// more than one thread, as every `fork()` of ours is.
+    pub(crate) fn fork() -> io::Result<std::sync::Arc<Zygote>> {
+        let (requests, theirs) = fdpass::socketpair()?;
+        let (statuses, statuses_theirs) = fdpass::socketpair()?;
+        let me = os::current_pid();
+        {
+            // what is buffered would otherwise be written twice
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+        }
+        match os::fork_single_threaded()? {
+            Forked::Child => {
+                drop(requests);
+                drop(statuses);
+                runtime::forget_parent_runtime();
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if !os::set_parent_death_kill(me)? {
+                        return Ok(()); // the parent is already gone
+                    }
+                    serve_loop(theirs, statuses_theirs, FrameReader::new(), me)
+                }));
+                let code = match code {
+                    Ok(Ok(())) => 0,
+                    Ok(Err(e)) => {
+                        eprintln!("procactor zygote {}: {e}", os::current_pid());
+                        1
+                    }
+                    Err(_) => 1,
+                };
+                os::exit_now(code)
+            }
+            Forked::Parent(server) => {
+                drop(theirs);
+                drop(statuses_theirs);
+                let server_pidfd = server.pidfd.try_clone()?;
+                let pid = server.pid;
+                std::thread::Builder::new()
+                    .name("procactor-zygote".into())
+                    .spawn(move || relay(statuses, pid, server_pidfd))?;
+                tracing::debug!(pid, "zygote forked");
+                let mut reader = FrameReader::new();
+                reader.set_spin(monitor::JOIN_SPIN);
+                Ok(std::sync::Arc::new(Zygote {
+                    client: Mutex::new(Client {
+                        requests,
+                        reader,
+                        server,
+                    }),
+                    pid,
+                }))
+            }
+        }
+    }
+
+    /// Starts a child through the zygote, as [`start_child`] does through the fork
+    /// server; a zygote that has ended fails every start from then on.
+    pub(crate) fn start_child(
+        &self,
+        token: u64,
+        control: OwnedFd,
+    ) -> io::Result<(SpawnedChild, u32)> {
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if !usable(&client) {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the zygote (the copy of this process that forks the pool's workers) has ended",
+            ));
+        }
+        match request(&mut client, token, control) {
+            Ok(child) => Ok((child, self.pid)),
+            Err(Failure::CouldNotFork) => Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "the zygote could not fork (out of processes or memory)",
+            )),
+            Err(Failure::Broken(e)) => Err(e),
+        }
+    }
+}
+
 /// In a child made by `fork()`: forgets the parent's server connection without closing
 /// it (closing is the parent's business; the child starts its own server if it needs one).
 pub(crate) fn after_fork_in_child() {
@@ -234,6 +336,18 @@ fn serve(env: &str) -> io::Result<()> {
         .consume()
         .pop()
         .ok_or_else(|| io::Error::other("no status socket"))?;
+    serve_loop(requests, statuses, reader, ppid)
+}
+
+/// The server's loop, on its request and status sockets (`reader` may hold requests
+/// already read), for parent `ppid`: until the parent stops asking and the children
+/// there are have ended.
+fn serve_loop(
+    requests: OwnedFd,
+    statuses: OwnedFd,
+    mut reader: FrameReader,
+    ppid: u32,
+) -> io::Result<()> {
     let me = os::current_pid();
     // The image's fingerprint is taken once, here: the children inherit it (a fork runs
     // the same image), so none of them reads `/proc` to prove it. Likewise the standard

@@ -31,7 +31,7 @@
 use crate::codec::{self, Encoded};
 use crate::error::{Error, SpawnError};
 use crate::monitor::ExitWatcher;
-use crate::process::{start_encoded, Process};
+use crate::process::{start_encoded_via, Process};
 use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
 use crate::shared::RawArray;
@@ -315,6 +315,9 @@ struct Inner {
     maxtasks: u64,
     /// How workers start (`None`: the process-wide default).
     method: Option<StartMethod>,
+    /// With `StartMethod::Fork`: the copy of the owner, made at `build`, that forks the
+    /// workers.
+    zygote: Option<Arc<crate::forkserver::Zygote>>,
     /// Each worker's task ring (usable without the state lock; put into under `puts`).
     rings: Vec<Queue<TaskMsg>>,
     /// Taken by whoever puts into worker `i`'s ring, and by the collector while it
@@ -343,13 +346,14 @@ impl Inner {
             init,
             maxtasks: self.maxtasks,
         };
-        let p = start_encoded(
+        let p = start_encoded_via(
             worker_main,
             &boot,
             Some(format!("PoolWorker-{}", i + 1)),
             true,
             self.method,
             None,
+            self.zygote.as_deref(),
         )?;
         w.proc = Some(p);
         Ok(())
@@ -458,8 +462,16 @@ impl PoolBuilder {
 
     /// How the workers (and their replacements) start (default: the process-wide
     /// [`start_method()`](crate::start_method), read at `build`). `ForkServer` is the fast
-    /// choice. `Fork` makes `build` fail with a clear error: the pool runs threads of its
-    /// own, so its workers cannot be forked safely.
+    /// choice.
+    ///
+    /// `Fork`: `build` forks a copy of this process (a *zygote*, which stays
+    /// single-threaded) before the pool starts any thread, and the zygote forks every
+    /// worker and every replacement. So workers see this process's memory as it was at
+    /// `build` (copy-on-write, as workers of Python's fork pool do), though the pool runs
+    /// threads. `build` needs a single-threaded process for that fork, and fails with a
+    /// clear error otherwise. The zygote holds a copy of every descriptor open at `build`
+    /// until the pool is dropped (a pipe end among them keeps its peer from seeing
+    /// end-of-file).
     pub fn start_method(mut self, m: StartMethod) -> Self {
         self.method = Some(m);
         self
@@ -480,7 +492,26 @@ impl PoolBuilder {
             ));
         }
         let init = self.init;
-        let method = Some(runtime::method_for_owner(self.method, "pool")?);
+        let (method, zygote) = match self.method.unwrap_or_else(runtime::start_method) {
+            StartMethod::Fork => {
+                let z = crate::forkserver::Zygote::fork().map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::Unsupported {
+                        Error::Spawn(SpawnError::Unsupported {
+                            method: "fork",
+                            why: format!(
+                                "a pool with Fork forks a copy of this process at build, \
+                                 which needs a single-threaded process ({e}); use \
+                                 StartMethod::ForkServer, as fast and safe with threads"
+                            ),
+                        })
+                    } else {
+                        Error::Spawn(SpawnError::Io(e))
+                    }
+                })?;
+                (Some(StartMethod::Fork), Some(z))
+            }
+            _ => (Some(runtime::method_for_owner(self.method, "pool")?), None),
+        };
         let results: Queue<ResultMsg> = Queue::with_capacity_bytes(4 << 20)?;
         let mut workers = Vec::with_capacity(n);
         let mut rings = Vec::with_capacity(n);
@@ -513,6 +544,7 @@ impl PoolBuilder {
             init,
             maxtasks: self.maxtasks,
             method,
+            zygote,
         });
         // watching before any worker starts, so that no exit is missed
         let i3 = inner.clone();

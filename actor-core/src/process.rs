@@ -176,8 +176,25 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
     method: Option<StartMethod>,
     exe: Option<std::path::PathBuf>,
 ) -> Result<Process<R>, SpawnError> {
+    start_encoded_via(target, value, name, daemon, method, exe, None)
+}
+
+/// As [`start_encoded`]; with `zygote`, the child is forked by that zygote (the method is
+/// then the fork server's protocol, whatever `method` says).
+pub(crate) fn start_encoded_via<A: Message, R: Message, B: Serialize + ?Sized>(
+    target: fn(A) -> R,
+    value: &B,
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    exe: Option<std::path::PathBuf>,
+    zygote: Option<&crate::forkserver::Zygote>,
+) -> Result<Process<R>, SpawnError> {
     runtime::ensure_initialized()?;
-    let method = method.unwrap_or_else(runtime::start_method);
+    let method = match zygote {
+        Some(_) => StartMethod::ForkServer,
+        None => method.unwrap_or_else(runtime::start_method),
+    };
     if method != StartMethod::Fork {
         // (Fork's check, the thread count, is made by the fork itself)
         method.check_available()?;
@@ -244,7 +261,10 @@ pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
             (child, Watch::Reap)
         }
         StartMethod::ForkServer => {
-            let (child, server) = crate::forkserver::start_child(token, theirs)?;
+            let (child, server) = match zygote {
+                Some(z) => z.start_child(token, theirs)?,
+                None => crate::forkserver::start_child(token, theirs)?,
+            };
             (child, Watch::Relayed(server))
         }
         StartMethod::Fork => {

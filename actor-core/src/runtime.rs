@@ -128,7 +128,8 @@ impl StartMethod {
 /// The start method a pool or a supervisor (`owner`) will use: `method`, or the default.
 /// `Fork` is refused for them: they run threads of their own (a result collector, an exit
 /// watcher), so every worker after the first, and every replacement, would have to be
-/// forked from a multi-threaded process.
+/// forked from a multi-threaded process. (A pool takes `Fork` through a zygote instead:
+/// see `PoolBuilder::start_method`.)
 pub(crate) fn method_for_owner(
     method: Option<StartMethod>,
     owner: &str,
@@ -539,6 +540,19 @@ pub(crate) struct Preloaded {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
+/// In a process just made by `fork()`: nothing of the parent's runtime is ours: the
+/// monitor (its epoll set is the parent's), the fork server connection, the identity,
+/// the child counter, the spawner thread.
+pub(crate) fn forget_parent_runtime() {
+    crate::monitor::after_fork_in_child();
+    crate::forkserver::after_fork_in_child();
+    // (forgotten, not dropped: freeing would write to heap pages shared with the
+    // parent, a copy-on-write fault each, for memory this process never needs back)
+    std::mem::forget(IDENTITY.lock().unwrap_or_else(|e| e.into_inner()).take());
+    NAME_COUNTER.store(0, Ordering::Relaxed);
+    std::mem::forget(SPAWNER.lock().unwrap_or_else(|e| e.into_inner()).take());
+}
+
 /// The life of a child made by `fork()` (by [`StartMethod::Fork`] in the caller, or by
 /// the fork server): from the control channel on, exactly a spawned child's. It ends
 /// with `_exit` (after flushing the standard streams), so that `atexit` handlers its
@@ -549,16 +563,7 @@ pub(crate) fn forked_child_main(
     parent: u32,
     preloaded: Option<Preloaded>,
 ) -> ! {
-    // nothing of the parent's runtime is ours: the monitor (its epoll set is the
-    // parent's), the fork server connection, the identity, the child counter
-    crate::monitor::after_fork_in_child();
-    crate::forkserver::after_fork_in_child();
-    // (forgotten, not dropped: freeing would write to heap pages shared with the
-    // parent, a copy-on-write fault each, for memory this short-lived process never
-    // needs back)
-    std::mem::forget(IDENTITY.lock().unwrap_or_else(|e| e.into_inner()).take());
-    NAME_COUNTER.store(0, Ordering::Relaxed);
-    std::mem::forget(SPAWNER.lock().unwrap_or_else(|e| e.into_inner()).take());
+    forget_parent_runtime();
     // (the default start method stays: a `Fork` child has its parent's, as a child of
     // Python's fork has, its memory being a copy; the fork server never sets one, so its
     // children have the default, as spawned children do)
