@@ -310,21 +310,23 @@ fn pools_and_supervisors_run_on_the_fork_server() {
             .build()
             .unwrap();
         sup.shutdown(T).unwrap();
-        // fork: refused for both here, with the reason (a pool forks a copy of this
-        // process at build, which needs a single-threaded process; a supervisor not at all)
-        let e = Pool::builder()
-            .processes(1)
-            .start_method(StartMethod::Fork)
-            .build()
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("single-threaded process"), "{e}");
-        let e = Supervisor::builder()
-            .start_method(StartMethod::Fork)
-            .build()
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("threads of its own"), "{e}");
+        // fork: refused for both here, with the reason (each forks a copy of this
+        // process when it is built, which needs a single-threaded process)
+        for e in [
+            Pool::builder()
+                .processes(1)
+                .start_method(StartMethod::Fork)
+                .build()
+                .unwrap_err()
+                .to_string(),
+            Supervisor::builder()
+                .start_method(StartMethod::Fork)
+                .build()
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(e.contains("single-threaded process"), "{e}");
+        }
     });
 }
 
@@ -523,6 +525,89 @@ fn fork_pool_scenario(_: ()) {
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("single-threaded"), "{e}");
+}
+
+/// An actor that answers with what it sees: the snapshot and its pid.
+#[procactor::process_actor]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Seer {
+    out: Queue<(u64, u32)>,
+}
+
+impl procactor::Actor for Seer {
+    type Msg = bool;
+    type Reply = ();
+    fn handle(
+        &mut self,
+        die: bool,
+        _: &mut procactor::Context<Self>,
+    ) -> Result<(), procactor::ActorError> {
+        if die {
+            std::process::exit(9);
+        }
+        self.out.put((
+            SNAPSHOT.load(std::sync::atomic::Ordering::Relaxed),
+            std::process::id(),
+        ))?;
+        Ok(())
+    }
+}
+
+/// Runs in a spawned child, whose only thread is its main thread: a supervision tree
+/// with `Fork`, a child supervisor (`Fork` too) below the root.
+fn fork_supervisor_scenario(_: ()) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let me = std::process::id();
+    SNAPSHOT.store(77, Relaxed);
+    let out: Queue<(u64, u32)> = Queue::new().unwrap();
+    let mut child = Supervisor::builder()
+        .name("below")
+        .start_method(StartMethod::Fork);
+    let low = child.add(Seer { out: out.clone() }).unwrap();
+    let sup = Supervisor::builder()
+        .start_method(StartMethod::Fork)
+        .build()
+        .unwrap();
+    SNAPSHOT.store(5, Relaxed);
+    let top = sup.spawn(Seer { out: out.clone() }).unwrap();
+    let _below = sup.spawn_supervisor(child).unwrap();
+    let ask = |a: &procactor::ActorRef<Seer>| {
+        a.send(false).unwrap();
+        out.get_timeout(T).unwrap()
+    };
+    // children see the root's memory as it was when the root started (its zygote's)
+    let (seen, pid) = ask(&top);
+    assert_eq!(seen, 77);
+    let zygote = os_parent(pid).unwrap();
+    assert_ne!(zygote, me, "the actor was not forked by a zygote");
+    // the child supervisor's actor: forked by the child supervisor's own zygote
+    let (seen, low_pid) = ask(&low);
+    assert_eq!(seen, 77);
+    let low_zygote = os_parent(low_pid).unwrap();
+    assert_ne!(low_zygote, zygote);
+    // a restart comes from the same zygote, with the same snapshot
+    top.send(true).unwrap();
+    let t0 = Instant::now();
+    let (seen, pid2) = loop {
+        assert!(t0.elapsed() < T, "no restart");
+        if top.restarts() >= 1 {
+            let r = ask(&top);
+            if r.1 != pid {
+                break r;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(seen, 77);
+    assert_eq!(os_parent(pid2), Some(zygote));
+    sup.shutdown(T).unwrap();
+    drop(sup);
+    wait_until(T, "the zygote to end with its supervisor", || gone(zygote));
+}
+
+#[test]
+fn a_fork_supervision_tree_forks_its_children_from_zygotes() {
+    watchdog(120, || in_own_child(fork_supervisor_scenario));
 }
 
 #[test]

@@ -172,6 +172,27 @@ impl Zygote {
         }
     }
 
+    /// [`Zygote::fork`] for a pool or supervisor built with `Fork` (`owner` names it in
+    /// the error): a threaded process gets a clear [`SpawnError::Unsupported`].
+    ///
+    /// [`SpawnError::Unsupported`]: crate::SpawnError::Unsupported
+    pub(crate) fn for_owner(owner: &str) -> Result<std::sync::Arc<Zygote>, crate::SpawnError> {
+        Zygote::fork().map_err(|e| {
+            if e.kind() == io::ErrorKind::Unsupported {
+                crate::SpawnError::Unsupported {
+                    method: "fork",
+                    why: format!(
+                        "a {owner} with Fork forks a copy of this process when it is built, \
+                         which needs a single-threaded process ({e}); use \
+                         StartMethod::ForkServer, as fast and safe with threads"
+                    ),
+                }
+            } else {
+                crate::SpawnError::Io(e)
+            }
+        })
+    }
+
     /// Starts a child through the zygote, as [`start_child`] does through the fork
     /// server; a zygote that has ended fails every start from then on.
     pub(crate) fn start_child(

@@ -493,23 +493,10 @@ impl PoolBuilder {
         }
         let init = self.init;
         let (method, zygote) = match self.method.unwrap_or_else(runtime::start_method) {
-            StartMethod::Fork => {
-                let z = crate::forkserver::Zygote::fork().map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::Unsupported {
-                        Error::Spawn(SpawnError::Unsupported {
-                            method: "fork",
-                            why: format!(
-                                "a pool with Fork forks a copy of this process at build, \
-                                 which needs a single-threaded process ({e}); use \
-                                 StartMethod::ForkServer, as fast and safe with threads"
-                            ),
-                        })
-                    } else {
-                        Error::Spawn(SpawnError::Io(e))
-                    }
-                })?;
-                (Some(StartMethod::Fork), Some(z))
-            }
+            StartMethod::Fork => (
+                Some(StartMethod::Fork),
+                Some(crate::forkserver::Zygote::for_owner("pool")?),
+            ),
             _ => (Some(runtime::method_for_owner(self.method, "pool")?), None),
         };
         let results: Queue<ResultMsg> = Queue::with_capacity_bytes(4 << 20)?;

@@ -34,14 +34,17 @@ pub(crate) const CHILD_ENV: &str = "PROCACTOR_CHILD";
 ///
 /// | method | start+join here | with threads | what the child starts from |
 /// |---|---|---|---|
-/// | `Spawn` | 1.2–1.3 ms | yes | a fresh image of the binary, stopped in `init()` |
-/// | `ForkServer` | 0.4–0.6 ms | yes | a copy of the fork server: a fresh image stopped in `init()` |
-/// | `Fork` | 0.25–0.4 ms | refused | a copy of the caller, all its memory and descriptors |
+/// | `Spawn` | 1.0–1.5 ms | yes | a fresh image of the binary, stopped in `init()` |
+/// | `ForkServer` | 0.3–0.6 ms | yes | a copy of the fork server: a fresh image stopped in `init()` |
+/// | `Fork` | 0.25–0.45 ms | refused | a copy of the caller, all its memory and descriptors |
 ///
 /// Set it for the whole program with [`set_start_method`] (or the environment variable
 /// `PROCACTOR_START_METHOD=spawn|forkserver|fork`, read by [`init`]), for one process
 /// with [`ProcessBuilder::start_method`](crate::ProcessBuilder::start_method), for a pool
-/// or a supervisor with their builders' `start_method`.
+/// or a supervisor with their builders' `start_method`. A pool or a supervisor built
+/// with `Fork` in a single-threaded program forks a copy of it then (a zygote), which
+/// forks its workers or children from that snapshot, although the pool or supervisor
+/// runs threads.
 ///
 /// # Examples
 ///
@@ -128,8 +131,8 @@ impl StartMethod {
 /// The start method a pool or a supervisor (`owner`) will use: `method`, or the default.
 /// `Fork` is refused for them: they run threads of their own (a result collector, an exit
 /// watcher), so every worker after the first, and every replacement, would have to be
-/// forked from a multi-threaded process. (A pool takes `Fork` through a zygote instead:
-/// see `PoolBuilder::start_method`.)
+/// forked from a multi-threaded process. (Pools and supervisors take `Fork` through a
+/// zygote instead, `forkserver::Zygote`, and do not call this for it.)
 pub(crate) fn method_for_owner(
     method: Option<StartMethod>,
     owner: &str,

@@ -40,7 +40,7 @@ use crate::actor::{
 use crate::codec::Encoded;
 use crate::error::{EncodeError, SpawnError};
 use crate::monitor::{ExitEvent, ExitWatcher};
-use crate::process::{start_encoded, Process};
+use crate::process::{start_encoded_via, Process};
 use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
 use crate::sync::Event;
@@ -233,17 +233,21 @@ pub struct ChildInfo {
 
 // ------------------------------------------------------------------ units
 
+/// How a supervisor starts its children: the start method, and the zygote that forks
+/// them when it is `Fork`.
+#[derive(Clone, Copy)]
+struct Via<'a> {
+    method: Option<StartMethod>,
+    zygote: Option<&'a crate::forkserver::Zygote>,
+}
+
 /// A child unit as the supervisor handles it, whatever the actor type: one actor, a pool
 /// of actors sharing a mailbox (one member per process), or a child supervisor.
 trait Unit: Send + Sync {
     fn members(&self) -> u32;
     fn group(&self) -> &Group;
     fn member_name(&self, member: u32) -> String;
-    fn start(
-        &self,
-        member: u32,
-        method: Option<StartMethod>,
-    ) -> Result<Process<ExitReport>, SpawnError>;
+    fn start(&self, member: u32, via: Via<'_>) -> Result<Process<ExitReport>, SpawnError>;
     fn mailbox_len(&self) -> usize;
     /// After a member's death: frees the mailbox's reader lock if the dead process held
     /// it (it died waiting for a message), so the next incarnation starts at once.
@@ -324,11 +328,7 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
     fn member_name(&self, member: u32) -> String {
         member_name(&self.name, self.members(), member)
     }
-    fn start(
-        &self,
-        member: u32,
-        method: Option<StartMethod>,
-    ) -> Result<Process<ExitReport>, SpawnError> {
+    fn start(&self, member: u32, via: Via<'_>) -> Result<Process<ExitReport>, SpawnError> {
         let name = self.member_name(member);
         let actors = self.actors.lock().unwrap_or_else(|e| e.into_inner());
         let actor = actors
@@ -342,13 +342,14 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
             index: member,
             name: &name,
         };
-        start_encoded(
+        start_encoded_via(
             actor_main::<A>,
             &boot,
             Some(name.clone()),
             true,
-            method,
+            via.method,
             None,
+            via.zygote,
         )
     }
     fn mailbox_len(&self) -> usize {
@@ -484,21 +485,18 @@ impl Unit for SupUnit {
     fn member_name(&self, _member: u32) -> String {
         self.name.clone()
     }
-    fn start(
-        &self,
-        _member: u32,
-        method: Option<StartMethod>,
-    ) -> Result<Process<ExitReport>, SpawnError> {
+    fn start(&self, _member: u32, via: Via<'_>) -> Result<Process<ExitReport>, SpawnError> {
         self.group.word(cell::STOPPING).store(0, Ordering::Release);
         self.shutdown.clear();
         let boot = self.boot().map_err(SpawnError::Encode)?;
-        start_encoded(
+        start_encoded_via(
             supervisor_main,
             &boot,
             Some(self.name.clone()),
             true,
-            method,
+            via.method,
             None,
+            via.zygote,
         )
     }
     fn mailbox_len(&self) -> usize {
@@ -636,6 +634,8 @@ struct State {
     status: Status,
     shutdown_requested: bool,
     names: std::collections::HashMap<String, u32>,
+    /// With `Fork`: the copy of this process, made at build, that forks the children.
+    zygote: Option<Arc<crate::forkserver::Zygote>>,
 }
 
 struct Shared {
@@ -772,9 +772,14 @@ impl SupervisorBuilder {
 
     /// How its children start (default: the process-wide
     /// [`start_method()`](crate::start_method)); a child supervisor passes it on to its
-    /// own children only if its builder says so too. `Fork` is refused when the
-    /// supervisor starts: it runs threads of its own, so its children cannot be forked
-    /// safely (`ForkServer` is the fast choice).
+    /// own children only if its builder says so too.
+    ///
+    /// `Fork`: the supervisor, when it starts, forks a copy of its process (a *zygote*,
+    /// which stays single-threaded) before it starts any thread, and the zygote forks
+    /// every child and every restart, so they see the supervisor's process as it was
+    /// then. That start needs a single-threaded process and fails clearly otherwise (a
+    /// child supervisor told `Fork` makes its own zygote, in its own process, which is
+    /// single-threaded at that point). `ForkServer` is the fast choice with threads.
     pub fn start_method(mut self, m: StartMethod) -> Self {
         self.settings.method = Some(m);
         self
@@ -1050,7 +1055,18 @@ impl Supervisor {
     ) -> Result<Supervisor, SupervisorError> {
         runtime::ensure_initialized()?;
         let mut settings = settings;
-        settings.method = Some(runtime::method_for_owner(settings.method, "supervisor")?);
+        // (with Fork, a zygote forked now, before this supervisor starts any thread, forks
+        // its children; a child supervisor, told Fork too, makes its own the same way)
+        let zygote = match settings.method.unwrap_or_else(runtime::start_method) {
+            StartMethod::Fork => {
+                settings.method = Some(StartMethod::Fork);
+                Some(crate::forkserver::Zygote::for_owner("supervisor")?)
+            }
+            _ => {
+                settings.method = Some(runtime::method_for_owner(settings.method, "supervisor")?);
+                None
+            }
+        };
         let shared = Arc::new(Shared {
             st: Mutex::new(State {
                 name,
@@ -1061,6 +1077,7 @@ impl Supervisor {
                 status: Status::Running,
                 shutdown_requested: false,
                 names: Default::default(),
+                zygote,
             }),
             cv: Condvar::new(),
         });
@@ -1425,7 +1442,13 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
         g.actor_word(c.member, cell::RESTARTS)
             .fetch_add(1, Ordering::AcqRel);
     }
-    let p = c.unit.start(c.member, st.settings.method)?;
+    let p = c.unit.start(
+        c.member,
+        Via {
+            method: st.settings.method,
+            zygote: st.zygote.as_deref(),
+        },
+    )?;
     let pid = p.pid();
     g.actor_word(c.member, cell::PID)
         .store(u64::from(pid), Ordering::Release);
