@@ -1,16 +1,19 @@
 //! Start methods (API.md section 0, issue 11): children of the fork server and children
 //! made by `fork()` behave as spawned ones do, and the test matrix: every cross-process
-//! integration suite run again under the fork server, and the process, pipe, queue,
-//! shared and sync suites under `Fork`.
+//! integration suite run again under the fork server, and under `Fork`: the process,
+//! pipe, queue, shared and sync suites in one process each, the pool, actor and
+//! supervisor suites one test per process.
 //!
 //! `Fork` is refused in a process with more than one thread, and libtest runs every test
 //! on a thread of its own, except when it cannot start one: then it runs the test on the
-//! main thread ("synchronously here instead"). The `Fork` matrix run makes every thread
-//! start fail (`RUST_MIN_STACK` larger than any address space) and passes
-//! `--test-threads=1`: the suites' own tests run single-threaded, forking for real.
-//! Pools, actors, supervisors and managers run threads, so they refuse `Fork` by design
-//! and are not in that run. The `Fork` scenarios below (run inside a spawned child,
-//! whose only thread is its main thread) cover what the suites cannot: refusal, threads.
+//! main thread ("synchronously here instead"). The `Fork` matrix run makes every such
+//! thread start fail (`RUST_MIN_STACK` larger than any address space; procactor's own
+//! threads set their stack size and still start) and passes `--test-threads=1`: the
+//! suites' own tests run single-threaded, forking for real. A pool or supervisor with
+//! `Fork` forks a zygote when built, which needs a single-threaded process: hence one
+//! process per test for those suites. Tests that cannot apply are listed, with why, in
+//! `NOT_UNDER_FORK`. The `Fork` scenarios below (run inside a spawned child, whose only
+//! thread is its main thread) cover what the suites cannot: refusal, threads, zygotes.
 
 mod common;
 
@@ -648,11 +651,12 @@ fn sibling_test_binary(name: &str) -> std::path::PathBuf {
 
 /// Runs one whole integration suite with `PROCACTOR_START_METHOD=method`.
 fn run_suite(name: &str, method: &str) {
-    run_suite_with(name, method, &[], &[]);
+    let _ = run_suite_with(name, method, &[], &[]);
 }
 
 /// As [`run_suite`], with more variables and arguments for the test binary.
-fn run_suite_with(name: &str, method: &str, env: &[(&str, &str)], args: &[&str]) {
+/// Returns the run's output.
+fn run_suite_with(name: &str, method: &str, env: &[(&str, &str)], args: &[&str]) -> String {
     let bin = sibling_test_binary(name);
     let out_path = std::env::temp_dir().join(format!(
         "procactor-matrix-{name}-{method}-{}.log",
@@ -689,6 +693,7 @@ fn run_suite_with(name: &str, method: &str, env: &[(&str, &str)], args: &[&str])
     match status {
         Some(st) if st.success() => {
             assert!(text.contains("test result: ok."), "{name}: {tail}");
+            text
         }
         Some(st) => panic!("suite `{name}` under {method} failed ({st}):\n{tail}"),
         None => panic!("suite `{name}` under {method} ran over 300 s:\n{tail}"),
@@ -754,6 +759,39 @@ const NOT_UNDER_FORK: &[(&str, &str, &str)] = &[
         "a_value_that_fails_to_encode_writes_nothing",
         "the child inherits the parent's end",
     ),
+    // A pool or supervisor with Fork forks its zygote when built, which needs a
+    // single-threaded process: these build a second one (or start a plain Fork process)
+    // once the first one's threads run, and are refused, by design.
+    (
+        "pool",
+        "close_join_and_terminate",
+        "a second pool once the first runs threads",
+    ),
+    (
+        "pool",
+        "workers_killed_at_random_moments_never_lose_or_repeat_a_task",
+        "needs threads",
+    ),
+    (
+        "actor",
+        "calls_from_several_processes_each_get_their_own_reply",
+        "plain Fork starts once a supervisor runs threads",
+    ),
+    (
+        "actor",
+        "refs_travel_to_other_processes",
+        "plain Fork starts once a supervisor runs threads",
+    ),
+    (
+        "supervisor",
+        "otp_defaults_and_restarts_older_than_the_period_are_forgotten",
+        "a second supervisor once the first runs threads",
+    ),
+    (
+        "supervisor",
+        "random_crash_schedules_lose_nothing_queued_and_count_restarts",
+        "a supervisor per proptest case, in one process",
+    ),
 ];
 
 #[test]
@@ -776,5 +814,52 @@ fn the_process_pipe_queue_shared_and_sync_suites_pass_under_fork() {
             ],
             &args,
         );
+    }
+}
+
+/// The tests of suite `name` (`--list`).
+fn tests_of(name: &str) -> Vec<String> {
+    let out = std::process::Command::new(sibling_test_binary(name))
+        .args(["--list", "--format", "terse"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tests: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect();
+    assert!(!tests.is_empty(), "no tests listed in {name}: {text}");
+    tests
+}
+
+/// Pool, actor and supervisor tests under `Fork`, each in a process of its own (a pool or
+/// supervisor with `Fork` forks its zygote when built, which needs the process to be
+/// single-threaded then: a fresh process per test, its test on the main thread).
+#[test]
+fn the_pool_actor_and_supervisor_suites_pass_under_fork_one_test_per_process() {
+    for suite in ["pool", "actor", "supervisor"] {
+        for test in tests_of(suite) {
+            if let Some((_, _, why)) = NOT_UNDER_FORK
+                .iter()
+                .find(|(s, t, _)| *s == suite && *t == test)
+            {
+                eprintln!("{suite}::{test} skipped under fork: {why}");
+                continue;
+            }
+            let out = run_suite_with(
+                suite,
+                "fork",
+                &[
+                    (common::ON_MAIN_THREAD, "1"),
+                    ("RUST_MIN_STACK", "1125899906842624"),
+                ],
+                &["--test-threads=1", "--exact", &test],
+            );
+            assert!(
+                out.contains("test result: ok. 1 passed"),
+                "{suite}::{test} did not run: {out}"
+            );
+        }
     }
 }

@@ -154,8 +154,7 @@ impl Zygote {
                 drop(statuses_theirs);
                 let server_pidfd = server.pidfd.try_clone()?;
                 let pid = server.pid;
-                std::thread::Builder::new()
-                    .name("procactor-zygote".into())
+                crate::runtime::thread_builder("procactor-zygote")
                     .spawn(move || relay(statuses, pid, server_pidfd))?;
                 tracing::debug!(pid, "zygote forked");
                 let mut reader = FrameReader::new();
@@ -273,8 +272,7 @@ fn start_server() -> io::Result<Client> {
     drop(statuses_theirs);
     let server_pidfd = server.pidfd.try_clone()?;
     let server_pid = server.pid;
-    std::thread::Builder::new()
-        .name("procactor-forkserver".into())
+    crate::runtime::thread_builder("procactor-forkserver")
         .spawn(move || relay(statuses, server_pid, server_pidfd))?;
     tracing::debug!(pid = server.pid, "fork server started");
     // (the answer comes as soon as the server has forked: a sleep and a wake-up would

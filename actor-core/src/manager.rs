@@ -334,8 +334,7 @@ fn server_main(boot: ServerBoot) {
     match conn::Listener::bind(&Address::Local(local.0.clone())) {
         Ok(l) => {
             let (store, key) = (store.clone(), local.1.into_vec());
-            let _ = std::thread::Builder::new()
-                .name("procactor-manager-local".into())
+            let _ = crate::runtime::thread_builder("procactor-manager-local")
                 .spawn(move || serve_remote(l, key, store));
         }
         Err(e) => {
@@ -346,8 +345,7 @@ fn server_main(boot: ServerBoot) {
         let l = conn::Listener::from_tcp(TcpListener::from(fd.0));
         let key = key.into_vec();
         let store = store.clone();
-        let _ = std::thread::Builder::new()
-            .name("procactor-manager-listener".into())
+        let _ = crate::runtime::thread_builder("procactor-manager-listener")
             .spawn(move || serve_remote(l, key, store));
     }
     loop {
@@ -383,12 +381,10 @@ fn serve_remote(l: conn::Listener, key: Vec<u8>, store: Arc<Mutex<Store>>) {
             continue; // dropped: closed at once
         }
         let (store, key, live2) = (store.clone(), key.clone(), live.clone());
-        let spawned = std::thread::Builder::new()
-            .name("procactor-manager-conn".into())
-            .spawn(move || {
-                serve_connection(s, &key, &store);
-                live2.fetch_sub(1, Ordering::AcqRel);
-            });
+        let spawned = crate::runtime::thread_builder("procactor-manager-conn").spawn(move || {
+            serve_connection(s, &key, &store);
+            live2.fetch_sub(1, Ordering::AcqRel);
+        });
         if spawned.is_err() {
             live.fetch_sub(1, Ordering::AcqRel);
         }

@@ -318,8 +318,7 @@ impl Monitor {
         self.thread
             .get_or_try_init(|| {
                 let m = self.clone();
-                std::thread::Builder::new()
-                    .name("procactor-monitor".into())
+                crate::runtime::thread_builder("procactor-monitor")
                     .spawn(move || m.run())
                     .map(|_| ())
             })
@@ -565,17 +564,15 @@ impl ExitWatcher {
     ) -> std::io::Result<ExitWatcher> {
         let exits = subscribe()?;
         let (quit, quit_rx) = crossbeam_channel::bounded::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || loop {
-                crossbeam_channel::select! {
-                    recv(exits) -> ev => match ev {
-                        Ok(ev) => on_exit(ev),
-                        Err(_) => return,
-                    },
-                    recv(quit_rx) -> _ => return,
-                }
-            })?;
+        let thread = crate::runtime::thread_builder(name).spawn(move || loop {
+            crossbeam_channel::select! {
+                recv(exits) -> ev => match ev {
+                    Ok(ev) => on_exit(ev),
+                    Err(_) => return,
+                },
+                recv(quit_rx) -> _ => return,
+            }
+        })?;
         Ok(ExitWatcher {
             quit: Some(quit),
             thread: Some(thread),

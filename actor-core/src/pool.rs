@@ -553,8 +553,7 @@ impl PoolBuilder {
         let reader = inner.results.clone();
         reader.close(); // the collector only reads
         let i2 = inner.clone();
-        let collector = std::thread::Builder::new()
-            .name("procactor-pool-results".into())
+        let collector = crate::runtime::thread_builder("procactor-pool-results")
             .spawn(move || collect(i2, reader))?;
         Ok(Pool {
             inner,

@@ -693,6 +693,20 @@ fn read_frame<T: serde::de::DeserializeOwned>(
     v.map(|v| (v, fds))
 }
 
+/// The stack of procactor's own threads: the standard library's default, set
+/// explicitly so that `RUST_MIN_STACK` (meant for the program's threads) does not change
+/// it. The `Fork` test matrix relies on this: it makes libtest's thread starts fail
+/// with an impossible `RUST_MIN_STACK` so that tests run on the main thread, while
+/// pools and supervisors still start theirs.
+const THREAD_STACK: usize = 2 << 20;
+
+/// A builder for one of procactor's own threads, named `name` (see [`THREAD_STACK`]).
+pub(crate) fn thread_builder(name: &str) -> std::thread::Builder {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(THREAD_STACK)
+}
+
 type SpawnJob = Box<dyn FnOnce() + Send>;
 
 static SPAWNER: Lazy<Mutex<Option<crossbeam_channel::Sender<SpawnJob>>>> =
@@ -721,13 +735,11 @@ pub(crate) fn on_spawner_thread<T: Send + 'static>(
             Some(s) => s.clone(),
             None => {
                 let (jtx, jrx) = crossbeam_channel::unbounded::<SpawnJob>();
-                std::thread::Builder::new()
-                    .name("procactor-spawner".into())
-                    .spawn(move || {
-                        for job in jrx {
-                            job();
-                        }
-                    })?;
+                thread_builder("procactor-spawner").spawn(move || {
+                    for job in jrx {
+                        job();
+                    }
+                })?;
                 *slot = Some(jtx.clone());
                 jtx
             }

@@ -569,14 +569,12 @@ fn supervisor_main(boot: SupBoot) -> ExitReport {
     // a shutdown request from the parent wakes the waiting below
     let shared = sup.shared.clone();
     let request = unit.shutdown.clone();
-    let _ = std::thread::Builder::new()
-        .name("procactor-sup-shutdown".into())
-        .spawn(move || {
-            request.wait();
-            let mut st = shared.lock();
-            st.shutdown_requested = true;
-            shared.cv.notify_all();
-        });
+    let _ = crate::runtime::thread_builder("procactor-sup-shutdown").spawn(move || {
+        request.wait();
+        let mut st = shared.lock();
+        st.shutdown_requested = true;
+        shared.cv.notify_all();
+    });
     let mut st = sup.shared.lock();
     loop {
         if st.shutdown_requested {
