@@ -512,6 +512,14 @@ fn fork_pool_scenario(_: ()) {
     assert!(pool.apply(exit_at_once, 0).is_err());
     let r: Vec<u64> = pool.map_chunksize(snapshot_plus, 0..6u64, 1).unwrap();
     assert_eq!(r, (1000..1006).collect::<Vec<u64>>());
+    // an interrupt (Ctrl-C reaches the whole process group) does not take the zygote,
+    // which cannot be replaced: workers are still replaced after it
+    assert!(procactor_transports::os::signal_pid(zygote, 2).unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!gone(zygote), "the zygote died of SIGINT");
+    assert!(pool.apply(exit_at_once, 0).is_err());
+    let r: Vec<u64> = pool.map_chunksize(snapshot_plus, 0..4u64, 1).unwrap();
+    assert_eq!(r, (1000..1004).collect::<Vec<u64>>());
     // the zygote ends with the pool
     let zfd = procactor_transports::os::pidfd_of(zygote).unwrap();
     drop(pool);
@@ -836,6 +844,16 @@ fn tests_of(name: &str) -> Vec<String> {
 /// Pool, actor and supervisor tests under `Fork`, each in a process of its own (a pool or
 /// supervisor with `Fork` forks its zygote when built, which needs the process to be
 /// single-threaded then: a fresh process per test, its test on the main thread).
+#[test]
+fn every_test_skipped_under_fork_exists() {
+    for (suite, test, _) in NOT_UNDER_FORK {
+        assert!(
+            tests_of(suite).iter().any(|t| t == test),
+            "NOT_UNDER_FORK names {suite}::{test}, which does not exist"
+        );
+    }
+}
+
 #[test]
 fn the_pool_actor_and_supervisor_suites_pass_under_fork_one_test_per_process() {
     for suite in ["pool", "actor", "supervisor"] {

@@ -107,6 +107,9 @@ pub(crate) fn ensure_started() -> io::Result<()> {
 pub(crate) struct Zygote {
     client: Mutex<Client>,
     pid: u32,
+    /// Set when a start failed out of step (no answer in time, a malformed one): later
+    /// answers could belong to earlier requests, so no start is made any more.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Zygote {
@@ -137,7 +140,17 @@ impl Zygote {
                     if !os::set_parent_death_kill(me)? {
                         return Ok(()); // the parent is already gone
                     }
-                    serve_loop(theirs, statuses_theirs, FrameReader::new(), me)
+                    // Ctrl-C reaches the whole process group: a program that handles it
+                    // must not lose its zygote (which cannot be replaced) to it. The
+                    // children get the program's handling back.
+                    let interrupt = os::ignore_interrupts()?;
+                    serve_loop(
+                        theirs,
+                        statuses_theirs,
+                        FrameReader::new(),
+                        me,
+                        Some(&interrupt),
+                    )
                 }));
                 let code = match code {
                     Ok(Ok(())) => 0,
@@ -152,10 +165,18 @@ impl Zygote {
             Forked::Parent(server) => {
                 drop(theirs);
                 drop(statuses_theirs);
-                let server_pidfd = server.pidfd.try_clone()?;
                 let pid = server.pid;
-                crate::runtime::thread_builder("procactor-zygote")
-                    .spawn(move || relay(statuses, pid, server_pidfd))?;
+                let relayed = server.pidfd.try_clone().and_then(|server_pidfd| {
+                    crate::runtime::thread_builder("procactor-zygote")
+                        .spawn(move || relay(statuses, pid, server_pidfd))
+                });
+                if let Err(e) = relayed {
+                    // not left unowned, nor a zombie
+                    let _ = os::pidfd_signal(server.pidfd.as_fd(), os::SIGKILL);
+                    let _ = os::poll_readable(&[server.pidfd.as_fd()], None);
+                    let _ = os::pidfd_try_reap(server.pidfd.as_fd());
+                    return Err(e);
+                }
                 tracing::debug!(pid, "zygote forked");
                 let mut reader = FrameReader::new();
                 reader.set_spin(monitor::JOIN_SPIN);
@@ -166,6 +187,7 @@ impl Zygote {
                         server,
                     }),
                     pid,
+                    broken: std::sync::atomic::AtomicBool::new(false),
                 }))
             }
         }
@@ -200,7 +222,7 @@ impl Zygote {
         control: OwnedFd,
     ) -> io::Result<(SpawnedChild, u32)> {
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if !usable(&client) {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) || !usable(&client) {
             return Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 "the zygote (the copy of this process that forks the pool's workers) has ended",
@@ -212,7 +234,14 @@ impl Zygote {
                 io::ErrorKind::OutOfMemory,
                 "the zygote could not fork (out of processes or memory)",
             )),
-            Err(Failure::Broken(e)) => Err(e),
+            Err(Failure::Broken(e)) => {
+                // out of step: retired, as the fork server is (it serves out its
+                // children and exits); every later start fails clearly
+                self.broken
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = fdpass::shutdown(client.requests.as_fd());
+                Err(e)
+            }
         }
     }
 }
@@ -355,17 +384,19 @@ fn serve(env: &str) -> io::Result<()> {
         .consume()
         .pop()
         .ok_or_else(|| io::Error::other("no status socket"))?;
-    serve_loop(requests, statuses, reader, ppid)
+    serve_loop(requests, statuses, reader, ppid, None)
 }
 
 /// The server's loop, on its request and status sockets (`reader` may hold requests
 /// already read), for parent `ppid`: until the parent stops asking and the children
 /// there are have ended.
+/// `interrupt`: `SIGINT`'s disposition for the children, when the server ignores it.
 fn serve_loop(
     requests: OwnedFd,
     statuses: OwnedFd,
     mut reader: FrameReader,
     ppid: u32,
+    interrupt: Option<&os::SavedInterrupt>,
 ) -> io::Result<()> {
     let me = os::current_pid();
     // The image's fingerprint is taken once, here: the children inherit it (a fork runs
@@ -465,6 +496,9 @@ fn serve_loop(
                         let mut pidfds = children.into_values();
                         pidfds.by_ref().for_each(drop);
                         std::mem::forget(pidfds);
+                        if let Some(i) = interrupt {
+                            let _ = i.restore();
+                        }
                         runtime::forked_child_main(control, token, me, None)
                     }
                     Ok(Forked::Parent(child)) => {

@@ -661,6 +661,59 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
+/// `SIGINT`'s disposition as it was before [`ignore_interrupts`], to give back to a
+/// process forked afterwards ([`SavedInterrupt::restore`]).
+pub struct SavedInterrupt(libc::sigaction);
+
+impl std::fmt::Debug for SavedInterrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedInterrupt")
+            .field("handler", &self.0.sa_sigaction)
+            .finish()
+    }
+}
+
+/// Makes this process ignore `SIGINT` (Ctrl-C at a terminal reaches the whole process
+/// group): for a process that forks others and must outlive an interrupt its owner
+/// handles, as Python's forkserver does. Returns the disposition it had.
+///
+/// # Errors
+///
+/// `sigaction` failing.
+pub fn ignore_interrupts() -> io::Result<SavedInterrupt> {
+    // SAFETY: `sigaction` reads `ign` and writes `old`, both live, properly aligned
+    // values of the type it expects; `SIG_IGN` installs no handler code. A zeroed
+    // `sigaction` is a valid value (empty mask, no flags).
+    unsafe {
+        let mut ign: libc::sigaction = std::mem::zeroed();
+        ign.sa_sigaction = libc::SIG_IGN;
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGINT, &ign, &mut old) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SavedInterrupt(old))
+    }
+}
+
+impl SavedInterrupt {
+    /// Gives `SIGINT` back its disposition from before [`ignore_interrupts`] (in a
+    /// process forked from the one that ignored it, whose memory holds the same handler
+    /// code, if there was one).
+    ///
+    /// # Errors
+    ///
+    /// `sigaction` failing.
+    pub fn restore(&self) -> io::Result<()> {
+        // SAFETY: `self.0` is the disposition `sigaction` itself returned in this image
+        // (or in the process this one was forked from: same memory, same handler
+        // addresses); passing it back installs exactly that.
+        if unsafe { libc::sigaction(libc::SIGINT, &self.0, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 /// Where glibc's `__libc_single_threaded` is (glibc 2.32 and later), found once; null
 /// when this libc has none. The address is the same in a forked child.
 static SINGLE_THREADED_FLAG: std::sync::atomic::AtomicPtr<libc::c_char> =
@@ -734,6 +787,45 @@ mod tests {
         );
         // and fork is still refused: counted, not assumed
         assert!(fork_single_threaded().is_err());
+    }
+
+    #[test]
+    fn interrupts_are_ignored_then_given_back() {
+        // in a child of our own, not to touch this test process's handling
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sys::linux::os::tests::interrupt_child",
+                "--ignored",
+            ])
+            .env("PROCACTOR_INTERRUPT_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+    }
+
+    #[test]
+    #[ignore = "run by interrupts_are_ignored_then_given_back"]
+    fn interrupt_child() {
+        if std::env::var_os("PROCACTOR_INTERRUPT_CHILD").is_none() {
+            return;
+        }
+        let saved = ignore_interrupts().unwrap();
+        // ignored: the process survives its own SIGINT
+        rustix::process::kill_process(rustix::process::getpid(), Signal::INT).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        saved.restore().unwrap();
+        // given back (the default here): the next one ends the process, so the check is
+        // the disposition itself
+        // SAFETY: reading the current disposition into a live, zeroed value.
+        let now = unsafe {
+            let mut cur: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(libc::SIGINT, std::ptr::null(), &mut cur), 0);
+            cur.sa_sigaction
+        };
+        assert_eq!(now, libc::SIG_DFL);
     }
 
     #[test]
