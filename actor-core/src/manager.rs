@@ -1139,11 +1139,12 @@ impl ManagerBuilder {
                 )
             }),
         };
-        let p = crate::process::start_encoded(
+        let p = crate::process::start_encoded_via(
             server_main,
             &boot,
             Some("SyncManager".into()),
             true,
+            None,
             None,
             None,
         )?;

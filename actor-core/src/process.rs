@@ -150,13 +150,14 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
     /// [`SpawnError::Encode`] when the arguments cannot be encoded, and
     /// [`SpawnError::Io`] when the OS refuses.
     pub fn start(self) -> Result<Process<R>, SpawnError> {
-        start_encoded(
+        start_encoded_via(
             self.target,
             &self.args,
             self.name,
             self.daemon,
             self.method,
             self.exe,
+            None,
         )
     }
 }
@@ -167,20 +168,9 @@ const PREWRITE_MAX: usize = 32 << 10;
 
 /// Starts `target` in a child with arguments encoded from `args`, which must encode
 /// exactly as an `A` does (a borrowed view of an `A`, so that a supervisor can start the
-/// same actor again and again without giving it away).
-pub(crate) fn start_encoded<A: Message, R: Message, B: Serialize + ?Sized>(
-    target: fn(A) -> R,
-    value: &B,
-    name: Option<String>,
-    daemon: bool,
-    method: Option<StartMethod>,
-    exe: Option<std::path::PathBuf>,
-) -> Result<Process<R>, SpawnError> {
-    start_encoded_via(target, value, name, daemon, method, exe, None)
-}
-
-/// As [`start_encoded`]; with `zygote`, the child is forked by that zygote (the method is
-/// then the fork server's protocol, whatever `method` says).
+/// same actor again and again without giving it away). With `zygote`, the child is
+/// forked by that zygote (the method is then the fork server's protocol, whatever
+/// `method` says).
 pub(crate) fn start_encoded_via<A: Message, R: Message, B: Serialize + ?Sized>(
     target: fn(A) -> R,
     value: &B,
