@@ -16,6 +16,10 @@
 //!
 //! The server has the parent-death signal set: it dies with its parent, and its children
 //! (whose parent it is) die with it.
+//!
+//! A [`Zygote`] runs the same loop in a copy of the program made by `fork()` (for pools
+//! and supervisors with `StartMethod::Fork`): its children start from the program's
+//! memory as it was then.
 
 use crate::codec;
 use crate::monitor;
@@ -98,9 +102,9 @@ pub(crate) fn ensure_started() -> io::Result<()> {
 /// A fork server made by forking this process (not by re-executing it): a *zygote*. Its
 /// children are copies of this process as it was when the zygote was made, as children
 /// of Python's fork are copies of their parent, but forked by a process that stays
-/// single-threaded whatever this one does next. A pool built with
-/// [`StartMethod::Fork`](crate::StartMethod::Fork) forks its workers, and their
-/// replacements, through one.
+/// single-threaded whatever this one does next. A pool or supervisor built with
+/// [`StartMethod::Fork`](crate::StartMethod::Fork) forks its workers or children, and
+/// their replacements, through one.
 ///
 /// It dies with this process (parent-death signal), and ends once dropped and its
 /// children have ended. It cannot be replaced: its memory is the snapshot.
