@@ -492,13 +492,8 @@ impl PoolBuilder {
             ));
         }
         let init = self.init;
-        let (method, zygote) = match self.method.unwrap_or_else(runtime::start_method) {
-            StartMethod::Fork => (
-                Some(StartMethod::Fork),
-                Some(crate::forkserver::Zygote::for_owner("pool")?),
-            ),
-            _ => (Some(runtime::method_for_owner(self.method, "pool")?), None),
-        };
+        let (method, zygote) = runtime::method_for_owner(self.method, "pool")?;
+        let method = Some(method);
         let results: Queue<ResultMsg> = Queue::with_capacity_bytes(4 << 20)?;
         let mut workers = Vec::with_capacity(n);
         let mut rings = Vec::with_capacity(n);

@@ -128,28 +128,22 @@ impl StartMethod {
     }
 }
 
-/// The start method a pool or a supervisor (`owner`) will use: `method`, or the default.
-/// `Fork` is refused for them: they run threads of their own (a result collector, an exit
-/// watcher), so every worker after the first, and every replacement, would have to be
-/// forked from a multi-threaded process. (Pools and supervisors take `Fork` through a
-/// zygote instead, `forkserver::Zygote`, and do not call this for it.)
+/// How a pool or a supervisor (`owner`) will start its children: `method` or the
+/// default, and with `Fork` the zygote that forks them. They run threads of their own (a
+/// result collector, an exit watcher), so no worker or replacement can be forked from
+/// their process itself: `Fork` forks a zygote now, before those threads exist
+/// ([`Zygote::for_owner`](crate::forkserver::Zygote::for_owner), refused in a
+/// threaded process), and the zygote forks every child.
 pub(crate) fn method_for_owner(
     method: Option<StartMethod>,
     owner: &str,
-) -> Result<StartMethod, SpawnError> {
+) -> Result<(StartMethod, Option<Arc<crate::forkserver::Zygote>>), SpawnError> {
     let m = method.unwrap_or_else(start_method);
     if m == StartMethod::Fork {
-        return Err(SpawnError::Unsupported {
-            method: "fork",
-            why: format!(
-                "a {owner} runs threads of its own, so its workers and their replacements \
-                 cannot be forked safely (use StartMethod::ForkServer: children forked by a \
-                 single-threaded server, or Spawn)"
-            ),
-        });
+        return Ok((m, Some(crate::forkserver::Zygote::for_owner(owner)?)));
     }
     m.check_available()?;
-    Ok(m)
+    Ok((m, None))
 }
 
 fn fork_refused(threads: usize) -> SpawnError {

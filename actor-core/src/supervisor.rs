@@ -1055,16 +1055,8 @@ impl Supervisor {
         let mut settings = settings;
         // (with Fork, a zygote forked now, before this supervisor starts any thread, forks
         // its children; a child supervisor, told Fork too, makes its own the same way)
-        let zygote = match settings.method.unwrap_or_else(runtime::start_method) {
-            StartMethod::Fork => {
-                settings.method = Some(StartMethod::Fork);
-                Some(crate::forkserver::Zygote::for_owner("supervisor")?)
-            }
-            _ => {
-                settings.method = Some(runtime::method_for_owner(settings.method, "supervisor")?);
-                None
-            }
-        };
+        let (method, zygote) = runtime::method_for_owner(settings.method, "supervisor")?;
+        settings.method = Some(method);
         let shared = Arc::new(Shared {
             st: Mutex::new(State {
                 name,
