@@ -129,12 +129,7 @@ impl Zygote {
         let (requests, theirs) = fdpass::socketpair()?;
         let (statuses, statuses_theirs) = fdpass::socketpair()?;
         let me = os::current_pid();
-        {
-            // what is buffered would otherwise be written twice
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
-        }
+        runtime::flush_std_streams();
         match os::fork_single_threaded()? {
             Forked::Child => {
                 drop(requests);
@@ -409,9 +404,7 @@ fn serve_loop(
     // in each child.
     runtime::fingerprint()?;
     {
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
+        runtime::flush_std_streams();
         // (the codec's thread-local tables, which a child's outcome encoding sets up,
         // and the tracing dispatcher's default)
         let _ = codec::encode(&0u8, &mut Vec::new(), Some(&mut Vec::new()));

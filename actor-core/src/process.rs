@@ -258,10 +258,7 @@ pub(crate) fn start_encoded_via<A: Message, R: Message, B: Serialize + ?Sized>(
             (child, Watch::Relayed(server))
         }
         StartMethod::Fork => {
-            // what is buffered would otherwise be written twice, by both processes
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
+            runtime::flush_std_streams();
             match os::fork_single_threaded() {
                 Ok(os::Forked::Child) => {
                     // the bootstrap and the arguments are right here, in our copy of

@@ -505,9 +505,7 @@ fn child_main(env: &str) -> ! {
             1
         }
     };
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    flush_std_streams();
     std::process::exit(code)
 }
 
@@ -575,9 +573,7 @@ pub(crate) fn forked_child_main(
                 1
             }
         };
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
+        flush_std_streams();
         code
     }))
     .unwrap_or(1);
@@ -700,6 +696,14 @@ pub(crate) fn thread_builder(name: &str) -> std::thread::Builder {
     std::thread::Builder::new()
         .name(name.into())
         .stack_size(THREAD_STACK)
+}
+
+/// Flushes standard output and error (errors ignored): before a `fork()`, so that what
+/// is buffered is not written twice, and before a process ends with `_exit`.
+pub(crate) fn flush_std_streams() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
 }
 
 type SpawnJob = Box<dyn FnOnce() + Send>;
