@@ -12,9 +12,10 @@
 //! [`Watch::Relayed`] by the server's pid. A joiner does not wait for the relay when the
 //! kernel can tell: once the server has reaped the child, its pidfd gives the status
 //! (`PIDFD_GET_INFO`, Linux 6.15+), which the joiner records (first wins; the relay
-//! brings the same status later, and takes the child out of the monitor). When a server dies, its children die with it
-//! (parent-death signal) and their statuses are lost: each is reported killed by
-//! `SIGKILL` once its pidfd says it has ended ([`server_died`]).
+//! brings the same status later, and takes the child out of the monitor). When a server
+//! dies, its children die with it (parent-death signal) and their statuses are lost:
+//! each is reported killed by `SIGKILL` once its pidfd says it has ended
+//! ([`server_died`]).
 //!
 //! The thread starts with the first child it must watch, except for children started by
 //! [`StartMethod::Fork`](crate::StartMethod::Fork): a program that forks must stay
@@ -165,7 +166,9 @@ impl ChildState {
     }
 
     /// For a fork-server child: its status read from its pidfd, if the server has reaped
-    /// it (and the kernel tells: Linux 6.15 and later), recorded here first-wins. The
+    /// it (and the kernel tells: Linux 6.15 and later), recorded here first-wins. (One
+    /// call whatever the child's state: a running or unreaped child simply has no status
+    /// yet, so no separate "has it ended" poll is needed first.) The
     /// status the server relays later is the same one; the relay takes the child out of
     /// the monitor and publishes its exit ([`relayed_exit`]).
     fn reaped_by_server(&self) -> Option<ExitStatus> {
@@ -189,10 +192,8 @@ impl ChildState {
             if let Some(s) = self.exit_status() {
                 return Some(s);
             }
-            if self.ended() {
-                if let Some(s) = self.reaped_by_server() {
-                    return Some(s);
-                }
+            if let Some(s) = self.reaped_by_server() {
+                return Some(s);
             }
             if Instant::now() >= until {
                 return None;
@@ -211,10 +212,8 @@ impl ChildState {
             if let Some(s) = self.wait_exit(Some(until)) {
                 return Some(s);
             }
-            if self.ended() {
-                if let Some(s) = self.reaped_by_server() {
-                    return Some(s);
-                }
+            if let Some(s) = self.reaped_by_server() {
+                return Some(s);
             }
             if server_is_dead(server) && self.ended() {
                 relayed_exit(server, self.pid, ExitStatus::Signal(os::SIGKILL));

@@ -686,9 +686,10 @@ fn read_frame<T: serde::de::DeserializeOwned>(
 /// The stack of procactor's own threads: the standard library's default, set
 /// explicitly so that `RUST_MIN_STACK` (meant for the program's threads) does not change
 /// it. Some of them run user code (a supervisor encodes an actor's state for a restart,
-/// a manager's connection threads serve user values): 2 MiB whatever the environment. The `Fork` test matrix relies on this: it makes libtest's thread starts fail
-/// with an impossible `RUST_MIN_STACK` so that tests run on the main thread, while
-/// pools and supervisors still start theirs.
+/// a manager's connection threads serve user values): 2 MiB whatever the environment.
+/// The `Fork` test matrix relies on this: it makes libtest's thread starts fail with an
+/// impossible `RUST_MIN_STACK` so that tests run on the main thread, while pools and
+/// supervisors still start theirs.
 const THREAD_STACK: usize = 2 << 20;
 
 /// A builder for one of procactor's own threads, named `name` (see [`THREAD_STACK`]).
