@@ -714,11 +714,9 @@ impl SavedInterrupt {
     }
 }
 
-/// Where glibc's `__libc_single_threaded` is (glibc 2.32 and later), found once; null
-/// when this libc has none. The address is the same in a forked child.
-static SINGLE_THREADED_FLAG: std::sync::atomic::AtomicPtr<libc::c_char> =
-    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
-static SINGLE_THREADED_LOOKED_UP: AtomicBool = AtomicBool::new(false);
+/// Where glibc's `__libc_single_threaded` is (glibc 2.32 and later), looked up once (an
+/// address; 0 when this libc has none). The address is the same in a forked child.
+static SINGLE_THREADED_FLAG: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 /// Whether glibc says this process has never started a second thread: its
 /// `__libc_single_threaded` flag, which `pthread_create` (every Rust thread, every C
@@ -726,14 +724,11 @@ static SINGLE_THREADED_LOOKED_UP: AtomicBool = AtomicBool::new(false);
 /// `false` means "maybe threaded": count them (threads may have ended since). Costs a
 /// byte read, where counting reads `/proc` (a tenth of a fork-server start).
 pub fn never_threaded() -> bool {
-    if !SINGLE_THREADED_LOOKED_UP.load(Ordering::Acquire) {
+    let p = *SINGLE_THREADED_FLAG.get_or_init(|| {
         // SAFETY: `dlsym` with the pseudo-handle RTLD_DEFAULT and a NUL-terminated name
         // only looks the symbol up; it returns its address or null.
-        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
-        SINGLE_THREADED_FLAG.store(p.cast(), Ordering::Release);
-        SINGLE_THREADED_LOOKED_UP.store(true, Ordering::Release);
-    }
-    let p = SINGLE_THREADED_FLAG.load(Ordering::Acquire);
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) as usize }
+    }) as *const libc::c_char;
     if p.is_null() {
         return false;
     }
@@ -781,10 +776,7 @@ mod tests {
         // (libtest runs this test on a thread of its own; a thread of ours makes sure)
         std::thread::spawn(|| ()).join().unwrap();
         assert!(!never_threaded());
-        assert!(
-            SINGLE_THREADED_LOOKED_UP.load(Ordering::Relaxed),
-            "looked up once"
-        );
+        assert!(SINGLE_THREADED_FLAG.get().is_some(), "looked up once");
         // and fork is still refused: counted, not assumed
         assert!(fork_single_threaded().is_err());
     }
