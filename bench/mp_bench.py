@@ -28,30 +28,28 @@ def _noop():
 WARM_UP_S = 0.030
 
 
-def _start_join_with(method, count):
-    ctx = mp.get_context(method)
-    t0 = time.perf_counter()
-    while True:
-        p = ctx.Process(target=_noop)
-        p.start()
-        p.join()
-        if time.perf_counter() - t0 >= WARM_UP_S:
-            break
-    times = []
-    for _ in range(count):
-        t0 = time.perf_counter()
-        p = ctx.Process(target=_noop)
-        p.start()
-        p.join()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def _raw(count, once):
+def _warm_up(once):
+    """Runs once() untimed for WARM_UP_S (at least once)."""
     t0 = time.perf_counter()
     once()
     while time.perf_counter() - t0 < WARM_UP_S:
         once()
+
+
+def _start_join_with(method, count):
+    ctx = mp.get_context(method)
+
+    def start_join():
+        p = ctx.Process(target=_noop)
+        p.start()
+        p.join()
+
+    return _median_ms(count, start_join)
+
+
+def _median_ms(count, once):
+    """Median milliseconds of count timed runs of once(), after the warm-up."""
+    _warm_up(once)
     times = []
     for _ in range(count):
         t0 = time.perf_counter()
@@ -126,8 +124,8 @@ WORKLOADS = {
     "process_start_join_spawn": (lambda: _start_join_with("spawn", n(20)), "ms"),
     "process_start_join_forkserver": (lambda: _start_join_with("forkserver", n(50)), "ms"),
     "process_start_join_fork": (lambda: _start_join_with("fork", n(50)), "ms"),
-    "raw_fork_wait": (lambda: _raw(n(200), _fork_wait), "ms"),
-    "raw_fork_exec": (lambda: _raw(n(200), _fork_exec), "ms"),
+    "raw_fork_wait": (lambda: _median_ms(n(200), _fork_wait), "ms"),
+    "raw_fork_exec": (lambda: _median_ms(n(200), _fork_exec), "ms"),
     "pipe_round_trip_small": (lambda: pipe_round_trip_small(n(5_000)), "us"),
     "pipe_bulk_1mib": (lambda: pipe_bulk_1mib(n(200)), "GB/s"),
 }

@@ -726,6 +726,14 @@ fn every_cross_process_suite_passes_under_the_fork_server() {
     }
 }
 
+/// The environment of a suite's `Fork` run (beside the start method itself): 1 PiB of
+/// stack cannot be mapped, so libtest runs each test on the main thread (see the
+/// module's documentation).
+const FORK_RUN_ENV: &[(&str, &str)] = &[
+    (common::ON_MAIN_THREAD, "1"),
+    ("RUST_MIN_STACK", "1125899906842624"),
+];
+
 /// Tests of the `Fork` matrix run that do not apply to it, with why.
 const NOT_UNDER_FORK: &[(&str, &str, &str)] = &[
     (
@@ -811,17 +819,7 @@ fn the_process_pipe_queue_shared_and_sync_suites_pass_under_fork() {
                 args.extend(["--skip", test]);
             }
         }
-        run_suite_with(
-            suite,
-            "fork",
-            &[
-                (common::ON_MAIN_THREAD, "1"),
-                // 1 PiB: no thread stack can be mapped, so libtest runs each test on the
-                // main thread (see the module's documentation)
-                ("RUST_MIN_STACK", "1125899906842624"),
-            ],
-            &args,
-        );
+        run_suite_with(suite, "fork", FORK_RUN_ENV, &args);
     }
 }
 
@@ -868,10 +866,7 @@ fn the_pool_actor_and_supervisor_suites_pass_under_fork_one_test_per_process() {
             let out = run_suite_with(
                 suite,
                 "fork",
-                &[
-                    (common::ON_MAIN_THREAD, "1"),
-                    ("RUST_MIN_STACK", "1125899906842624"),
-                ],
+                FORK_RUN_ENV,
                 &["--test-threads=1", "--exact", &test],
             );
             assert!(
