@@ -61,10 +61,42 @@ fn tasks() -> Tasks {
     Tasks::new().with(square).with(describe)
 }
 
+/// Says how to start Redis, and exits with status 1, when nothing answers at `url`.
+fn require_redis(url: &str) {
+    let addr = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let addr = addr.rsplit('@').next().unwrap_or(addr);
+    let addr = if addr.contains(':') {
+        addr.to_string()
+    } else {
+        format!("{addr}:6379")
+    };
+    let reachable = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if !reachable {
+        eprintln!(
+            "distributed_pool: no Redis server answers at {url}.\n\
+             Start one:  redis-server --port 6379 --save '' --appendonly no\n\
+             (Debian: apt-get install redis-server), or point PROCACTOR_REDIS_URL at one."
+        );
+        std::process::exit(1);
+    }
+}
+
 #[procactor::main]
 fn main() {
     let role = std::env::args().nth(1).unwrap_or_default();
     let url = url();
+    if matches!(role.as_str(), "" | "worker" | "submit") {
+        require_redis(&url);
+    }
     match role.as_str() {
         "worker" => {
             println!("worker {} serving {POOL} at {url}", std::process::id());

@@ -42,7 +42,7 @@
 //! | `Manager()`, `dict()`, `list()`, `Namespace()` | [`Manager`], [`SharedDict`], [`SharedList`], [`Namespace`] |
 //! | `multiprocessing.connection` `Listener`, `Client` | [`connection::Listener`], [`connection::Client`] |
 //! | (Erlang/OTP actors and supervisors) | `#[process_actor]`, [`Actor`], [`ActorRef`], [`Supervisor`] |
-//! | a remote Manager's queue, across hosts | [`redis`]: `Queue::connect_redis(url, name)`, [`redis::Pool`], [`redis::spawn_workers`] |
+//! | a remote Manager's queue, across hosts | `redis` (feature `redis`, default): `Queue::connect_redis(url, name)`, `redis::Pool`, `redis::spawn_workers` |
 //!
 //! ## Message passing
 //!
@@ -114,7 +114,9 @@
 
 pub use procactor_core::*;
 pub use procactor_macros::{main, process_actor};
-/// Queue, JoinableQueue, Pool and supervised workers across hosts on Redis Streams.
+/// Queue, JoinableQueue, Pool and supervised workers across hosts on Redis Streams
+/// (the cargo feature `redis`, on by default).
+#[cfg(feature = "redis")]
 pub use procactor_redis as redis;
 
 /// The names most programs need.
@@ -128,6 +130,7 @@ pub mod prelude {
         Actor, ActorError, ActorRef, ChildSpec, Context, Restart, Shutdown, Strategy, Supervisor,
     };
     pub use procactor_macros::process_actor;
+    #[cfg(feature = "redis")]
     pub use procactor_redis::ConnectRedis;
 }
 

@@ -9,7 +9,7 @@ mod redis_support;
 use common::{wait_until, watchdog};
 use procactor::redis::{self, ConnectRedis, Pool, RedisQueue, Tasks};
 use procactor::{ActorError, JoinableQueue, Process, Supervisor, TaskError};
-use redis_support::{unique, url};
+use redis_support::{require_redis, unique, url};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -37,6 +37,7 @@ fn slow_with_pid((x, ms): (u64, u64)) -> (u64, u32) {
 
 #[test]
 fn map_apply_async_and_imap_unordered() {
+    require_redis!();
     watchdog(60, || {
         let pool = Pool::builder(&url(), &unique("pool"))
             .task(square)
@@ -96,6 +97,7 @@ fn host((url, pool): (String, String)) {
 
 #[test]
 fn workers_on_several_hosts_share_the_work_and_stop_on_request() {
+    require_redis!();
     watchdog(60, || {
         let name = unique("hosts");
         let pool = Pool::builder(&url(), &name)
@@ -125,6 +127,7 @@ fn workers_on_several_hosts_share_the_work_and_stop_on_request() {
 
 #[test]
 fn a_worker_sigkilled_mid_task_loses_nothing() {
+    require_redis!();
     watchdog(60, || {
         let pool = Pool::builder(&url(), &unique("kill"))
             .task(slow_with_pid)
@@ -178,6 +181,7 @@ fn handle_job(job: Job) -> Result<(), ActorError> {
 
 #[test]
 fn supervised_redis_workers_restart_and_their_item_is_redelivered() {
+    require_redis!();
     watchdog(60, || {
         let jobs = redis::RedisJoinableQueue::<Job>::builder(&url(), &unique("sup-jobs"))
             .visibility_timeout(Duration::from_millis(300))

@@ -9,13 +9,73 @@ use common::watchdog;
 use procactor::redis::{ConnectRedis, RedisJoinableQueue, RedisQueue};
 use procactor::{ExitStatus, GetError, JoinableQueue, Process, PutError, Queue};
 use proptest::prelude::{proptest, ProptestConfig};
-use redis_support::{unique, url};
+use redis_support::{require_redis, unique, url};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(10);
 
+/// The skip rule itself (issue 17): this test binary, run again on a "machine without
+/// Redis" (failing `redis-server`/`redis-cli` stubs first on `PATH`, no
+/// `PROCACTOR_REDIS_URL`), passes its Redis tests by skipping them, and says so once;
+/// with `PROCACTOR_REQUIRE_REDIS=1` the same run fails, saying why.
+#[test]
+fn without_redis_the_tests_skip_visibly_unless_required() {
+    watchdog(120, || {
+        let stubs = redis_support::stub_dir_without_redis();
+        let path = format!(
+            "{}:{}",
+            stubs.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let run = |require: bool| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "--test-threads=2",
+                "put_get_is_fifo_and_len_counts_undelivered",
+                "put_many_and_delivery_counts",
+            ])
+            .env("PATH", &path)
+            .env_remove("PROCACTOR_REDIS_URL")
+            .env_remove("PROCACTOR_REQUIRE_REDIS")
+            .stdin(std::process::Stdio::null());
+            if require {
+                cmd.env("PROCACTOR_REQUIRE_REDIS", "1");
+            }
+            let out = cmd.output().expect("running this test binary again");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.success(), text)
+        };
+        let (ok, text) = run(false);
+        assert!(ok, "the run without Redis failed:\n{text}");
+        assert_eq!(
+            text.matches(redis_support::SKIP_LINE).count(),
+            1,
+            "the skip line, exactly once per binary:\n{text}"
+        );
+        assert!(text.contains("2 passed; 0 failed"), "{text}");
+        let (ok, text) = run(true);
+        assert!(
+            !ok,
+            "PROCACTOR_REQUIRE_REDIS=1 without Redis passed:\n{text}"
+        );
+        assert!(
+            text.contains("PROCACTOR_REQUIRE_REDIS=1 but no Redis server"),
+            "{text}"
+        );
+        assert!(text.contains("0 passed; 2 failed"), "{text}");
+        assert!(!text.contains(redis_support::SKIP_LINE), "{text}");
+        let _ = std::fs::remove_dir_all(stubs);
+    });
+}
+
 #[test]
 fn put_get_is_fifo_and_len_counts_undelivered() {
+    require_redis!();
     watchdog(30, || {
         let q = Queue::<(u64, String)>::connect_redis(&url(), &unique("fifo")).unwrap();
         assert!(q.is_empty());
@@ -43,6 +103,7 @@ fn put_get_is_fifo_and_len_counts_undelivered() {
 
 #[test]
 fn put_many_and_delivery_counts() {
+    require_redis!();
     watchdog(30, || {
         let q = RedisQueue::<u32>::builder(&url(), &unique("many"))
             .prefetch(8)
@@ -60,6 +121,7 @@ fn put_many_and_delivery_counts() {
 
 #[test]
 fn two_groups_each_get_every_item_and_a_clone_shares_the_group() {
+    require_redis!();
     watchdog(30, || {
         let name = unique("groups");
         let a = RedisQueue::<u8>::builder(&url(), &name)
@@ -83,6 +145,7 @@ fn two_groups_each_get_every_item_and_a_clone_shares_the_group() {
 
 #[test]
 fn close_refuses_put_and_get_on_this_handle_only() {
+    require_redis!();
     watchdog(30, || {
         let q = Queue::<u8>::connect_redis(&url(), &unique("close")).unwrap();
         let other = q.clone();
@@ -97,6 +160,7 @@ fn close_refuses_put_and_get_on_this_handle_only() {
 
 #[test]
 fn bounded_put_waits_for_room_instead_of_trimming() {
+    require_redis!();
     watchdog(30, || {
         let q = RedisQueue::<u8>::builder(&url(), &unique("bounded"))
             .maxsize(2)
@@ -121,6 +185,7 @@ fn bounded_put_waits_for_room_instead_of_trimming() {
 
 #[test]
 fn undecodable_entries_are_dropped_with_a_decode_error() {
+    require_redis!();
     watchdog(30, || {
         let name = unique("decode");
         let raw = Queue::<String>::connect_redis(&url(), &name).unwrap();
@@ -134,6 +199,7 @@ fn undecodable_entries_are_dropped_with_a_decode_error() {
 
 #[test]
 fn joinable_join_waits_for_task_done() {
+    require_redis!();
     watchdog(30, || {
         let q = JoinableQueue::<u64>::connect_redis(&url(), &unique("join")).unwrap();
         q.put(1).unwrap();
@@ -162,6 +228,7 @@ fn produce((q, n): (RedisQueue<(u32, u64)>, u64)) {
 
 #[test]
 fn producers_in_other_processes_each_keep_their_order() {
+    require_redis!();
     watchdog(60, || {
         let q = RedisQueue::<(u32, u64)>::builder(&url(), &unique("xproc"))
             .prefetch(64)
@@ -196,6 +263,7 @@ fn take_and_wait((q, taken): (RedisJoinableQueue<String>, Queue<()>)) {
 
 #[test]
 fn an_item_held_by_a_sigkilled_consumer_is_redelivered() {
+    require_redis!();
     watchdog(60, || {
         let q = RedisJoinableQueue::<String>::builder(&url(), &unique("dead"))
             .visibility_timeout(Duration::from_millis(300))
@@ -229,6 +297,9 @@ proptest! {
     #[test]
     fn no_loss_no_duplicate_fifo(ops in proptest::collection::vec((0usize..20, 0usize..25), 1..12),
                                  prefetch in 1usize..8) {
+        if !redis_support::available() {
+            return Ok(());
+        }
         let name = unique("prop");
         let a = RedisQueue::<u64>::builder(&url(), &name).prefetch(prefetch).connect().unwrap();
         let b = a.clone();
@@ -272,6 +343,7 @@ struct Point {
 /// reads what Rust put and puts what Rust reads.
 #[test]
 fn a_python_program_reads_and_writes_the_entries() {
+    require_redis!();
     watchdog(60, || {
         let python = std::process::Command::new("python3")
             .arg("--version")

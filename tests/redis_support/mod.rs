@@ -1,25 +1,95 @@
 //! A Redis server for the Redis tests: `PROCACTOR_REDIS_URL` when set (CI starts one),
 //! else a private `redis-server` on a free loopback port, stopped when the test process
-//! exits. Without `redis-server` the tests fail, saying so.
-#![allow(dead_code, unreachable_pub)]
+//! exits.
+//!
+//! Redis is a service this project does not ship. Without it (no `PROCACTOR_REDIS_URL`
+//! and no working `redis-server` on `PATH`) every Redis test **skips**: it returns at
+//! once, and the test binary prints one line saying why and how to run them, to the
+//! terminal (not captured by the harness). `PROCACTOR_REQUIRE_REDIS=1` turns the skip
+//! into a failure (CI sets it, so a change whose Redis tests did not run never lands).
+//!
+//! Every Redis test starts with `require_redis!();`.
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
-static URL: OnceLock<String> = OnceLock::new();
+/// The line printed (once per test binary) when the Redis tests skip.
+pub const SKIP_LINE: &str = "redis tests skipped: redis-server not found and \
+     PROCACTOR_REDIS_URL not set (apt-get install redis-server to run them; \
+     PROCACTOR_REQUIRE_REDIS=1 makes this a failure)";
 
-/// The URL of a running Redis server.
-pub fn url() -> String {
-    URL.get_or_init(|| {
-        if let Ok(u) = std::env::var("PROCACTOR_REDIS_URL") {
-            if !u.is_empty() {
-                return u;
-            }
+/// Returns from the calling test (after printing the skip line once) when no Redis
+/// server can be had; fails the test instead under `PROCACTOR_REQUIRE_REDIS=1`.
+macro_rules! require_redis {
+    () => {
+        if !redis_support::available() {
+            return;
         }
-        start_private_server()
-    })
-    .clone()
+    };
+}
+pub(crate) use require_redis;
+
+static SERVER: OnceLock<Option<String>> = OnceLock::new();
+static SKIP_NOTICE: Once = Once::new();
+
+/// Whether a Redis server is there for the tests (see the module doc). Starts the
+/// private server the first time it is asked, if one is needed.
+///
+/// # Panics
+///
+/// With `PROCACTOR_REQUIRE_REDIS=1` set and no server to be had.
+pub fn available() -> bool {
+    if SERVER.get_or_init(find_or_start).is_some() {
+        return true;
+    }
+    if required() {
+        panic!(
+            "PROCACTOR_REQUIRE_REDIS=1 but no Redis server: redis-server not found and \
+             PROCACTOR_REDIS_URL not set (apt-get install redis-server, or set \
+             PROCACTOR_REDIS_URL=redis://host:port/)"
+        );
+    }
+    SKIP_NOTICE.call_once(|| {
+        // Straight to the process's stderr: the harness captures only `eprintln!`.
+        let _ = writeln!(std::io::stderr().lock(), "\n{SKIP_LINE}\n");
+    });
+    false
+}
+
+fn required() -> bool {
+    std::env::var("PROCACTOR_REQUIRE_REDIS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The URL of the running Redis server.
+///
+/// # Panics
+///
+/// When there is none: call it only after [`require_redis!`].
+pub fn url() -> String {
+    SERVER
+        .get_or_init(find_or_start)
+        .clone()
+        .expect("url() called without a Redis server: start the test with require_redis!()")
+}
+
+fn find_or_start() -> Option<String> {
+    if let Ok(u) = std::env::var("PROCACTOR_REDIS_URL") {
+        if !u.is_empty() {
+            return Some(u);
+        }
+    }
+    // A `redis-server` that cannot even print its version (absent, or a stub) is none.
+    let works = std::process::Command::new("redis-server")
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    works.then(start_private_server)
 }
 
 fn start_private_server() -> String {
@@ -34,17 +104,6 @@ fn start_private_server() -> String {
          >/dev/null 2>&1 & r=$!; \
          while kill -0 {me} 2>/dev/null && kill -0 $r 2>/dev/null; do sleep 0.2; done; \
          kill $r; wait $r"
-    );
-    let found = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("command -v redis-server")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "these tests need a Redis server: install redis-server (Debian: apt-get install -y \
-         redis-server) or set PROCACTOR_REDIS_URL=redis://host:port/"
     );
     // never waited for: it outlives this process by design (it stops the server after
     // the test process is gone), and is reaped by init then
@@ -79,4 +138,22 @@ pub fn unique(what: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// A directory holding `redis-server` and `redis-cli` stubs that fail, to put first on
+/// `PATH`: a machine without Redis, for the test of the skip logic itself.
+pub fn stub_dir_without_redis() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("procactor-no-redis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("stub dir");
+    for name in ["redis-server", "redis-cli"] {
+        let p = dir.join(name);
+        std::fs::write(
+            &p,
+            "#!/bin/sh\necho \"$0: not installed (test stub)\" >&2\nexit 127\n",
+        )
+        .expect("stub");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    dir
 }
