@@ -445,6 +445,8 @@ fn a_failing_started_is_a_crash() {
                 _ => None,
             })
             .collect();
+        // one exit, one restart, a second exit: intensity (1 in 60 s) exceeded
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
         assert!(
             reasons.iter().all(|r| r.contains("not today")),
             "{reasons:?}"

@@ -503,17 +503,23 @@ fn poll_times_out_then_sees_data() {
 #[test]
 fn recv_timeout_keeps_a_partial_message() {
     watchdog(60, || {
-        let (a, b) = Pipe::<()>::new().unwrap();
-        // half a frame: header announcing 8 bytes, then 4 of them
+        let (a, b) = Pipe::<String>::new().unwrap();
+        // half a frame: header announcing 9 bytes (the CBOR of an 8-byte string), then 5
         let mut raw = std::fs::File::from(a.as_fd().try_clone_to_owned().unwrap());
         let mut header = Vec::from(*b"PAF1");
         header.extend_from_slice(&0u32.to_le_bytes());
-        header.extend_from_slice(&8u64.to_le_bytes());
+        header.extend_from_slice(&9u64.to_le_bytes());
         raw.write_all(&header).unwrap();
-        raw.write_all(b"abcd").unwrap();
+        raw.write_all(&[0x68, b'a', b'b', b'c', b'd']).unwrap();
+        // the typed receive times out on the half frame and must keep what it read
+        let r = b.recv_timeout(Duration::from_millis(30));
+        assert!(matches!(r, Err(RecvError::Timeout)), "{r:?}");
         assert!(!b.poll(Some(Duration::from_millis(20))).unwrap());
         raw.write_all(b"efgh").unwrap();
-        assert_eq!(b.recv_bytes(None).unwrap(), b"abcdefgh");
+        assert_eq!(b.recv_timeout(T).unwrap(), "abcdefgh");
+        // and the stream is still in step: a normal message follows
+        a.send(&"next".to_string()).unwrap();
+        assert_eq!(b.recv_timeout(T).unwrap(), "next");
     });
 }
 
