@@ -1163,6 +1163,8 @@ pub struct Manager {
     client: Arc<Client>,
     server: Mutex<Option<Process<()>>>,
     address: Option<String>,
+    /// Whether the server's local socket is known to be bound (see `new_sync`).
+    sync_ready: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Manager {
@@ -1260,6 +1262,7 @@ impl ManagerBuilder {
             }),
             server: Mutex::new(Some(p)),
             address,
+            sync_ready: Default::default(),
         })
     }
 }
@@ -1303,6 +1306,7 @@ impl Manager {
             }),
             server: Mutex::new(None),
             address: Some(address.to_string()),
+            sync_ready: Default::default(),
         })
     }
 

@@ -939,6 +939,18 @@ impl Manager {
         name: Option<&str>,
         n: u64,
     ) -> Result<SyncHandle, ManagerError> {
+        if matches!(&*self.client, Client::Local { .. })
+            && !self.sync_ready.load(std::sync::atomic::Ordering::Acquire)
+        {
+            // the server binds its local socket before it answers its first request
+            // over the rings: one answer (here a refusal) means the name is there
+            match self.client.call(Req::Len(0)) {
+                Ok(_) | Err(ManagerError::Refused(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.sync_ready
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let (address, key) = self.sync_target();
         let r = sync_call(
             &address,
