@@ -660,7 +660,7 @@ fn an_rlock_reenters_in_its_owner_thread_only_and_only_the_owner_releases() {
         let mut p = Process::new(try_rlock_and_release, l.clone())
             .start()
             .unwrap();
-        assert_eq!(p.result().unwrap().0, true);
+        assert!(p.result().unwrap().0);
         wait_until(T, "the child's rlock to be released", || {
             !l.is_locked().unwrap()
         });
