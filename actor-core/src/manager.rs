@@ -26,6 +26,70 @@
 //! as the server's local socket name and a random key made for it, and connects again by
 //! name from the process it lands in. A proxy of a remote manager carries the address and
 //! the key, and connects again likewise.
+//!
+//! # Synchronisation objects and queues
+//!
+//! Python's `SyncManager` objects are here too: [`Manager::lock`], [`Manager::rlock`],
+//! [`Manager::semaphore`], [`Manager::bounded_semaphore`], [`Manager::condition`],
+//! [`Manager::event`], [`Manager::barrier`], [`Manager::queue`] (and
+//! [`Manager::queue_bounded`]), [`Manager::joinable_queue`], [`Manager::value`] and
+//! [`Manager::array`], each with a `_named` form that another client uses to find the
+//! same object. Values and arrays go over the rings like dicts. A synchronisation
+//! proxy ([`SharedLock`], [`SharedRLock`], [`SharedSemaphore`],
+//! [`SharedCondition`], [`SharedEvent`], [`SharedBarrier`], [`SharedQueue`],
+//! [`SharedJoinableQueue`]) is only the server's address, a key and the object's
+//! number. Each **thread** of a client process that uses one opens its own
+//! authenticated connection to the server (over the server's local socket name, or over
+//! TCP for a remote manager) on first use and keeps it for every proxy of that manager
+//! until the thread ends; a blocking call occupies that connection and the server thread
+//! behind it, and nothing else. So:
+//!
+//! - a lock is **owned by the thread** (of a process) that acquired it, as Python's
+//!   manager locks are: an [`SharedRLock`] re-enters in that thread only, and only that
+//!   thread may release it; a [`SharedLock`] may be released by anyone (as Python's);
+//! - when the connection closes — the process died (even by `SIGKILL`: the kernel
+//!   closes its sockets), the thread ended, or the server found the client gone or
+//!   misbehaving — the server **releases every lock that connection held**: a `Lock`, an
+//!   `RLock` whatever its count, a condition's lock, and the semaphore acquisitions
+//!   not yet released (see [`SharedSemaphore`]). A waiter whose connection closes stops
+//!   waiting (a barrier it waited at breaks);
+//! - proxies serialize as plain data (address, key, number): pass them to children,
+//!   `Pool` workers (initializer or task arguments, queues) or remote clients; each
+//!   process connects on its own.
+//!
+//! A server that is gone gives [`ManagerError::Disconnected`]: the connection's end
+//! shows at once on one host, and a server on another host that vanished without a
+//! reset is given up on after 30 s without a frame (a waiting server sends a
+//! heartbeat every 5 s).
+//!
+//! On the server, each connection has its own thread, so a client blocked in an
+//! `acquire`, a `get` or a `wait` holds up nobody else; a blocked server thread checks
+//! every 100 ms whether its client hung up (then it stops waiting, and whatever that
+//! connection held is released).
+//!
+//! ```
+//! use procactor::{Manager, Process, SharedLock, Namespace};
+//!
+//! fn add_one((lock, ns): (SharedLock, Namespace)) {
+//!     let _g = lock.acquire().unwrap(); // released when `_g` drops
+//!     let n: u32 = ns.get("n").unwrap();
+//!     ns.set("n", &(n + 1)).unwrap();
+//! }
+//!
+//! fn main() {
+//!     procactor::init();
+//!     let mgr = Manager::start().unwrap();
+//!     let (lock, ns) = (mgr.lock().unwrap(), mgr.namespace().unwrap());
+//!     ns.set("n", &0u32).unwrap();
+//!     let mut ps: Vec<_> = (0..3)
+//!         .map(|_| Process::new(add_one, (lock.clone(), ns.clone())).start().unwrap())
+//!         .collect();
+//!     for p in &mut ps {
+//!         p.join().unwrap();
+//!     }
+//!     assert_eq!(ns.get::<u32>("n").unwrap(), 3);
+//! }
+//! ```
 
 use crate::codec;
 use crate::error::{DecodeError, EncodeError, SpawnError};

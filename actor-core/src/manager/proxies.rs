@@ -1,34 +1,7 @@
 //! The proxies of a manager's synchronisation objects, queues, values and arrays, and
 //! the [`Manager`] methods that make them.
 //!
-//! # Connections and ownership
-//!
-//! A synchronisation proxy ([`SharedLock`], [`SharedRLock`], [`SharedSemaphore`],
-//! [`SharedCondition`], [`SharedEvent`], [`SharedBarrier`], [`SharedQueue`],
-//! [`SharedJoinableQueue`]) is only the server's address, a key and the object's
-//! number. Each **thread** of a client process that uses one opens its own
-//! authenticated connection to the server (over the server's local socket name, or over
-//! TCP for a remote manager) on first use and keeps it for every proxy of that manager
-//! until the thread ends; a blocking call occupies that connection and the server thread
-//! behind it, and nothing else. So:
-//!
-//! - a lock is **owned by the thread** (of a process) that acquired it, as Python's
-//!   manager locks are: an [`SharedRLock`] re-enters in that thread only, and only that
-//!   thread may release it; a [`SharedLock`] may be released by anyone (as Python's);
-//! - when the connection closes — the process died (even by `SIGKILL`: the kernel
-//!   closes its sockets), the thread ended, or the server found the client gone or
-//!   misbehaving — the server **releases every lock that connection held**: a `Lock`, an
-//!   `RLock` whatever its count, a condition's lock, and the semaphore acquisitions
-//!   not yet released (see [`SharedSemaphore`]). A waiter whose connection closes stops
-//!   waiting (a barrier it waited at breaks);
-//! - proxies serialize as plain data (address, key, number): pass them to children,
-//!   `Pool` workers (initializer or task arguments, queues) or remote clients; each
-//!   process connects on its own.
-//!
-//! A server that is gone gives [`ManagerError::Disconnected`]: the connection's end
-//! shows at once on one host, and a server on another host that vanished without a
-//! reset is given up on after 30 s without a frame (a waiting server sends a
-//! heartbeat every 5 s).
+//! See the parent module's docs for how they connect and who owns a lock.
 
 use super::objects::{SyncKind, SyncReq, Wait};
 use super::{
@@ -243,7 +216,7 @@ macro_rules! acquire_grid {
 /// (errors are ignored then; [`release`](ManagerGuard::release) reports them).
 ///
 /// It is not `Send`: an acquisition belongs to the thread that made it (see the
-/// [module docs](self)).
+/// [module docs](crate::manager#synchronisation-objects-and-queues)).
 #[must_use = "the lock is released at once when the guard is dropped"]
 pub struct ManagerGuard<'a> {
     h: &'a SyncHandle,
@@ -290,7 +263,7 @@ impl Drop for ManagerGuard<'_> {
 /// [`acquire_timeout`](SharedLock::acquire_timeout) or a [`SharedRLock`]). Any thread
 /// or process may [`release`](SharedLock::release) it, as Python's; the server releases
 /// it itself when the connection of the thread that holds it closes (that thread's
-/// process died or the thread ended: see the [module docs](self)).
+/// process died or the thread ended: see the [module docs](crate::manager#synchronisation-objects-and-queues)).
 ///
 /// # Examples
 ///
@@ -329,7 +302,7 @@ impl SharedLock {
 /// holds it may acquire it again, and must release it as many times.
 ///
 /// The owner is the thread of a client process (its connection, see the
-/// [module docs](self)); another thread's `release` is refused
+/// [module docs](crate::manager#synchronisation-objects-and-queues)); another thread's `release` is refused
 /// ([`ManagerError::Refused`]). The server releases it, whatever its count, when the
 /// owner's connection closes.
 #[derive(Clone, Serialize, Deserialize)]
@@ -387,7 +360,7 @@ impl SharedSemaphore {
 /// count, waits for a [`notify`](SharedCondition::notify), and takes the lock back with
 /// its count before it returns (taking it back has no deadline, as in Python). `notify`
 /// too needs the lock. The lock is released by the server when its owner's connection
-/// closes (see the [module docs](self)).
+/// closes (see the [module docs](crate::manager#synchronisation-objects-and-queues)).
 ///
 /// # Examples
 ///
