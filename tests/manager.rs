@@ -1169,3 +1169,25 @@ fn a_server_killed_under_a_waiting_client_gives_disconnected() {
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     });
 }
+
+/// Waits on the event (the server sends heartbeats meanwhile); whether it was set, and
+/// whether the same connection still answers afterwards.
+fn wait_past_heartbeats(ev: SharedEvent) -> (bool, bool) {
+    let set = ev.wait_timeout(T).unwrap();
+    (set, ev.is_set().unwrap())
+}
+
+#[test]
+fn a_wait_longer_than_the_heartbeat_period_gets_its_answer() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let ev = mgr.event().unwrap();
+        let mut p = Process::new(wait_past_heartbeats, ev.clone())
+            .start()
+            .unwrap();
+        // the server's heartbeat comes every 5 s; the client skips it and keeps waiting
+        std::thread::sleep(Duration::from_secs(6));
+        ev.set().unwrap();
+        assert_eq!(p.result().unwrap(), (true, true));
+    });
+}
