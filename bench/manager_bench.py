@@ -92,9 +92,37 @@ def manager_remote_ops(ops):
     return ops / dt
 
 
+def _acquire_release(lock, cycles):
+    t0 = time.perf_counter()
+    for _ in range(cycles):
+        lock.acquire()
+        lock.release()
+    return time.perf_counter() - t0
+
+
+def _lock_child(lock, ops, out):
+    _acquire_release(lock, WARM_UP // 2)
+    out.value = _acquire_release(lock, ops // 2)
+
+
+def manager_lock_ops(ops):
+    """A child Process does `ops` operations (acquire + release pairs) on a
+    Manager().Lock() proxy."""
+    ops = max(2, ops) & ~1
+    with mp.Manager() as mgr:
+        lock = mgr.Lock()
+        out = mp.Value("d", 0.0)
+        p = mp.Process(target=_lock_child, args=(lock, ops, out))
+        p.start()
+        p.join()
+        assert p.exitcode == 0
+    return ops / out.value
+
+
 WORKLOADS = {
     "manager_dict_ops": (lambda: manager_dict_ops(n(20_000)), "ops/s"),
     "manager_remote_ops": (lambda: manager_remote_ops(n(20_000)), "ops/s"),
+    "manager_lock_ops": (lambda: manager_lock_ops(n(20_000)), "ops/s"),
 }
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@
 //! | `Event`, `Condition`, `Barrier` | [`Event`], [`Condition`], [`Barrier`] |
 //! | `Pool`, `map`, `imap`, `apply_async` | [`Pool`], [`AsyncResult`], [`TaskError`] |
 //! | `Manager()`, `dict()`, `list()`, `Namespace()` | [`Manager`], [`SharedDict`], [`SharedList`], [`Namespace`] |
+//! | `Manager().Lock()`, `RLock()`, `Semaphore()`, `Condition()`, `Event()`, `Barrier()`, `Queue()`, `JoinableQueue()`, `Value()`, `Array()` | [`Manager::lock`] → [`SharedLock`], [`SharedRLock`], [`SharedSemaphore`], [`SharedCondition`], [`SharedEvent`], [`SharedBarrier`], [`SharedQueue`], [`SharedJoinableQueue`], [`SharedValue`], [`SharedArray`] |
 //! | `multiprocessing.connection` `Listener`, `Client` | [`connection::Listener`], [`connection::Client`] |
 //! | (Erlang/OTP actors and supervisors) | `#[process_actor]`, [`Actor`], [`ActorRef`], [`Supervisor`] |
 //! | a remote Manager's queue, across hosts | `redis` (feature `redis`, default): `Queue::connect_redis(url, name)`, `redis::Pool`, `redis::spawn_workers` |

@@ -584,3 +584,610 @@ fn a_server_killed_in_the_middle_of_a_clients_operations() {
         );
     });
 }
+
+// ------------------------------------------------------------------ synchronisation objects
+
+use procactor::{
+    Namespace, SharedArray, SharedBarrier, SharedCondition, SharedEvent, SharedJoinableQueue,
+    SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
+};
+
+/// Five read-modify-writes of the namespace's `n`, each under the manager lock, with a
+/// pause between the read and the write (without the lock, workers overwrite each
+/// other's increments).
+fn increment_under_lock((lock, ns): (SharedLock, Namespace)) -> u32 {
+    for _ in 0..5 {
+        let _g = lock.acquire().unwrap();
+        let n: u32 = ns.get("n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        ns.set("n", &(n + 1)).unwrap();
+    }
+    std::process::id()
+}
+
+#[test]
+fn a_manager_lock_makes_read_modify_writes_from_four_pool_workers_exact() {
+    watchdog(120, || {
+        let mgr = Manager::start().unwrap();
+        let lock = mgr.lock().unwrap();
+        let ns = mgr.namespace().unwrap();
+        ns.set("n", &0u32).unwrap();
+        let pool = procactor::Pool::new(4).unwrap();
+        let pids = pool
+            .map_chunksize(
+                increment_under_lock,
+                (0..4).map(|_| (lock.clone(), ns.clone())),
+                1,
+            )
+            .unwrap();
+        assert_eq!(pids.len(), 4);
+        assert_eq!(ns.get::<u32>("n").unwrap(), 20);
+        assert!(!lock.is_locked().unwrap(), "every guard released its lock");
+    });
+}
+
+fn try_rlock_and_release(l: SharedRLock) -> (bool, bool) {
+    let got = l.try_acquire().unwrap().is_some();
+    let release_refused = matches!(l.release(), Err(ManagerError::Refused(_)));
+    (got, release_refused)
+}
+
+#[test]
+fn an_rlock_reenters_in_its_owner_thread_only_and_only_the_owner_releases() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let l = mgr.rlock().unwrap();
+        let g1 = l.acquire().unwrap();
+        let g2 = l.try_acquire().unwrap().expect("the owner re-enters");
+        // another process: neither acquires nor releases it
+        let mut p = Process::new(try_rlock_and_release, l.clone())
+            .start()
+            .unwrap();
+        assert_eq!(p.result().unwrap(), (false, true));
+        // another thread of this process is another owner
+        let l2 = l.clone();
+        let other = std::thread::spawn(move || try_rlock_and_release(l2));
+        assert_eq!(other.join().unwrap(), (false, true));
+        drop(g2);
+        assert!(l.is_locked().unwrap(), "one release of two keeps it held");
+        let mut p = Process::new(try_rlock_and_release, l.clone())
+            .start()
+            .unwrap();
+        assert_eq!(p.result().unwrap(), (false, true));
+        drop(g1);
+        assert!(!l.is_locked().unwrap());
+        // free now: the child acquires it (and its exit releases it)
+        let mut p = Process::new(try_rlock_and_release, l.clone())
+            .start()
+            .unwrap();
+        assert!(p.result().unwrap().0);
+        wait_until(T, "the child's rlock to be released", || {
+            !l.is_locked().unwrap()
+        });
+        assert!(matches!(l.release(), Err(ManagerError::Refused(_))));
+    });
+}
+
+fn acquire_semaphore_within(s: SharedSemaphore) -> bool {
+    let g = s.acquire_timeout(T).unwrap();
+    g.is_some()
+}
+
+#[test]
+fn semaphores_count_and_a_bounded_one_refuses_an_over_release() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let s = mgr.semaphore(2).unwrap();
+        assert_eq!(s.value().unwrap(), 2);
+        let a = s.acquire().unwrap();
+        let b = s
+            .acquire_timeout(Duration::MAX)
+            .unwrap()
+            .expect("a second unit, with a timeout that does not overflow");
+        assert_eq!(s.value().unwrap(), 0);
+        assert!(s.try_acquire().unwrap().is_none());
+        let t = Instant::now();
+        assert!(s
+            .acquire_timeout(Duration::from_millis(100))
+            .unwrap()
+            .is_none());
+        assert!(
+            t.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            t.elapsed()
+        );
+        // a child waits for a unit; this process releases one
+        let mut p = Process::new(acquire_semaphore_within, s.clone())
+            .start()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        drop(a);
+        assert!(p.result().unwrap());
+        drop(b);
+        wait_until(T, "both units back", || s.value().unwrap() == 2);
+        // a plain semaphore may be released above its start (Python's)
+        s.release().unwrap();
+        assert_eq!(s.value().unwrap(), 3);
+
+        let bs = mgr.bounded_semaphore(1).unwrap();
+        assert!(matches!(bs.release(), Err(ManagerError::Refused(_))));
+        let g = bs.acquire().unwrap();
+        assert!(bs.try_acquire().unwrap().is_none());
+        g.release().unwrap();
+        assert!(matches!(bs.release(), Err(ManagerError::Refused(_))));
+        assert_eq!(bs.value().unwrap(), 1);
+        // the same object by name
+        let again = mgr.bounded_semaphore_named("gate", 1).unwrap();
+        let _held = again.acquire().unwrap();
+        assert!(mgr
+            .bounded_semaphore_named("gate", 1)
+            .unwrap()
+            .try_acquire()
+            .unwrap()
+            .is_none());
+    });
+}
+
+fn wait_event_then_ack((ev, ack): (SharedEvent, SharedEvent)) -> bool {
+    let seen = ev.wait_timeout(T).unwrap();
+    ack.set().unwrap();
+    seen
+}
+
+#[test]
+fn an_event_is_set_waited_for_and_cleared_across_processes() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let ev = mgr.event().unwrap();
+        let ack = mgr.event_named("ack").unwrap();
+        assert!(!ev.is_set().unwrap());
+        let mut p = Process::new(wait_event_then_ack, (ev.clone(), ack.clone()))
+            .start()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!ack.is_set().unwrap(), "the child waits for the event");
+        ev.set().unwrap();
+        assert!(ack.wait_timeout(T).unwrap());
+        assert!(p.result().unwrap());
+        assert!(ev.is_set().unwrap());
+        ev.wait().unwrap();
+        assert!(ev.wait_timeout(Duration::MAX).unwrap(), "no overflow");
+        ev.clear().unwrap();
+        let t = Instant::now();
+        assert!(!ev.wait_timeout(Duration::from_millis(100)).unwrap());
+        assert!(
+            t.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(mgr.event_named("ack").unwrap().is_set().unwrap());
+    });
+}
+
+/// Holds the condition's lock, says so, and waits to be notified; whether it was, and
+/// whether it held the lock again after the wait.
+fn wait_on_condition((c, waiting): (SharedCondition, SharedEvent)) -> (bool, bool) {
+    let g = c.acquire().unwrap();
+    waiting.set().unwrap();
+    let notified = c.wait_timeout(T).unwrap();
+    // re-entering works only for the owner: the wait gave the lock back
+    let again = c.try_acquire().unwrap().is_some();
+    drop(g);
+    (notified, again)
+}
+
+#[test]
+fn a_condition_notify_wakes_a_waiter_in_another_process() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let c = mgr.condition().unwrap();
+        let waiting = mgr.event().unwrap();
+        assert!(matches!(c.notify(1), Err(ManagerError::Refused(_))));
+        assert!(matches!(c.wait(), Err(ManagerError::Refused(_))));
+        let mut p = Process::new(wait_on_condition, (c.clone(), waiting.clone()))
+            .start()
+            .unwrap();
+        assert!(waiting.wait_timeout(T).unwrap());
+        // the child releases the lock only by waiting
+        let g = c
+            .acquire_timeout(T)
+            .unwrap()
+            .expect("the waiter released the lock");
+        let t = Instant::now();
+        c.notify(1).unwrap();
+        drop(g);
+        assert_eq!(p.result().unwrap(), (true, true));
+        assert!(t.elapsed() < Duration::from_secs(10));
+        // wait_for: the predicate is checked with the lock held, after each notify
+        let flag = mgr.value(false).unwrap();
+        let g = c.acquire().unwrap();
+        let t = Instant::now();
+        assert!(!c
+            .wait_for_timeout(|| flag.get().unwrap(), Duration::from_millis(100))
+            .unwrap());
+        assert!(t.elapsed() >= Duration::from_millis(90));
+        flag.set(true).unwrap();
+        c.wait_for(|| flag.get().unwrap()).unwrap();
+        drop(g);
+    });
+}
+
+fn wait_at_barrier(b: SharedBarrier) -> usize {
+    b.wait_timeout(T).unwrap()
+}
+
+#[test]
+fn a_barrier_of_three_processes_and_a_broken_one() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let b = mgr.barrier(3).unwrap();
+        assert_eq!(b.parties().unwrap(), 3);
+        let mut ps: Vec<_> = (0..2)
+            .map(|_| Process::new(wait_at_barrier, b.clone()).start().unwrap())
+            .collect();
+        wait_until(T, "two waiters", || b.n_waiting().unwrap() == 2);
+        let mut idx = vec![b.wait_timeout(T).unwrap()];
+        for p in &mut ps {
+            idx.push(p.result().unwrap());
+        }
+        idx.sort();
+        assert_eq!(idx, [0, 1, 2]);
+        assert_eq!(b.n_waiting().unwrap(), 0);
+        // a wait that times out breaks it, for later waiters too, until reset
+        let t = Instant::now();
+        assert!(matches!(
+            b.wait_timeout(Duration::from_millis(100)),
+            Err(ManagerError::BrokenBarrier)
+        ));
+        assert!(t.elapsed() >= Duration::from_millis(90));
+        assert!(b.is_broken().unwrap());
+        assert!(matches!(b.wait(), Err(ManagerError::BrokenBarrier)));
+        b.reset().unwrap();
+        assert!(!b.is_broken().unwrap());
+        // abort wakes a waiter in another process with BrokenBarrier
+        let mut p = Process::new(barrier_outcome, b.clone()).start().unwrap();
+        wait_until(T, "a waiter", || b.n_waiting().unwrap() == 1);
+        b.abort().unwrap();
+        assert_eq!(p.result().unwrap(), "broken");
+        assert!(matches!(mgr.barrier(0), Err(ManagerError::Refused(_))));
+    });
+}
+
+fn barrier_outcome(b: SharedBarrier) -> String {
+    match b.wait_timeout(T) {
+        Ok(i) => format!("passed {i}"),
+        Err(ManagerError::BrokenBarrier) => "broken".into(),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+fn put_numbers((q, n): (SharedQueue<u32>, u32)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+fn get_one(q: SharedQueue<String>) -> Option<String> {
+    q.get_timeout(T).unwrap()
+}
+
+#[test]
+fn a_queue_is_fifo_across_processes_with_timeouts_and_a_bound() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let q = mgr.queue::<u32>().unwrap();
+        let mut p = Process::new(put_numbers, (q.clone(), 200)).start().unwrap();
+        let got: Vec<u32> = (0..200)
+            .map(|_| q.get_timeout(T).unwrap().unwrap())
+            .collect();
+        assert_eq!(got, (0..200).collect::<Vec<_>>());
+        p.result().unwrap();
+        assert!(q.is_empty().unwrap());
+        assert_eq!(q.try_get().unwrap(), None);
+        let t = Instant::now();
+        assert_eq!(q.get_timeout(Duration::from_millis(100)).unwrap(), None);
+        assert!(
+            t.elapsed() >= Duration::from_millis(90),
+            "{:?}",
+            t.elapsed()
+        );
+
+        let b = mgr.queue_bounded::<u32>(2).unwrap();
+        b.put(1).unwrap();
+        assert_eq!(b.try_put(2).unwrap(), Ok(()));
+        assert_eq!(b.try_put(3).unwrap(), Err(3), "full: the item comes back");
+        let t = Instant::now();
+        assert_eq!(
+            b.put_timeout(4, Duration::from_millis(100)).unwrap(),
+            Err(4)
+        );
+        assert!(t.elapsed() >= Duration::from_millis(90));
+        assert_eq!(b.len().unwrap(), 2);
+        assert_eq!(b.get().unwrap(), 1);
+        assert_eq!(b.put_timeout(5, Duration::MAX).unwrap(), Ok(()));
+        assert_eq!((b.get().unwrap(), b.get().unwrap()), (2, 5));
+
+        // a child blocked in get is woken by a put here; by name
+        let named = mgr.queue_named::<String>("jobs", 0).unwrap();
+        let mut p = Process::new(get_one, named.clone()).start().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        mgr.queue_named::<String>("jobs", 0)
+            .unwrap()
+            .put("hello".into())
+            .unwrap();
+        assert_eq!(p.result().unwrap().as_deref(), Some("hello"));
+    });
+}
+
+fn work_off(q: SharedJoinableQueue<u32>) -> u32 {
+    let mut sum = 0;
+    while let Some(x) = q.get_timeout(Duration::from_millis(500)).unwrap() {
+        std::thread::sleep(Duration::from_millis(20));
+        sum += x;
+        q.task_done().unwrap();
+    }
+    sum
+}
+
+#[test]
+fn a_joinable_queue_joins_when_every_task_is_done() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let q = mgr.joinable_queue::<u32>().unwrap();
+        assert!(
+            q.join_timeout(Duration::from_millis(10)).unwrap(),
+            "nothing put"
+        );
+        for i in 1..=5 {
+            q.put(i).unwrap();
+        }
+        assert!(!q.join_timeout(Duration::from_millis(100)).unwrap());
+        let mut p = Process::new(work_off, q.clone()).start().unwrap();
+        assert!(q.join_timeout(T).unwrap());
+        assert!(q.is_empty().unwrap());
+        assert!(matches!(q.task_done(), Err(ManagerError::Refused(_))));
+        assert_eq!(p.result().unwrap(), 15);
+        q.join().unwrap();
+    });
+}
+
+fn set_value_and_item((v, a): (SharedValue<i64>, SharedArray<u8>)) {
+    v.set(v.get().unwrap() * 2).unwrap();
+    a.set(3, 9).unwrap();
+}
+
+#[test]
+fn values_and_arrays_get_and_set_across_processes() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let v = mgr.value(21i64).unwrap();
+        let a = mgr.array([0u8; 4]).unwrap();
+        let mut p = Process::new(set_value_and_item, (v.clone(), a.clone()))
+            .start()
+            .unwrap();
+        p.result().unwrap();
+        assert_eq!(v.get().unwrap(), 42);
+        assert_eq!(a.to_vec().unwrap(), [0, 0, 0, 9]);
+        assert_eq!(a.get(3).unwrap(), Some(9));
+        assert_eq!(a.get(4).unwrap(), None);
+        assert_eq!(a.len().unwrap(), 4);
+        assert!(matches!(a.set(4, 1), Err(ManagerError::Refused(_))));
+        // named: made once, found afterwards (the first contents win)
+        let n = mgr.value_named("v", "first".to_string()).unwrap();
+        let again = mgr.value_named("v", "ignored".to_string()).unwrap();
+        assert_eq!(again.get().unwrap(), "first");
+        again.set("second".into()).unwrap();
+        assert_eq!(n.get().unwrap(), "second");
+        let an = mgr.array_named("a", [1u32, 2]).unwrap();
+        assert_eq!(
+            mgr.array_named::<u32>("a", []).unwrap().to_vec().unwrap(),
+            [1, 2]
+        );
+        assert!(!an.is_empty().unwrap());
+    });
+}
+
+/// Takes every lock-like object it is given, says so, and sleeps until killed.
+fn hold_locks_until_killed(
+    (l, r, s, c, held): (
+        SharedLock,
+        SharedRLock,
+        SharedSemaphore,
+        SharedCondition,
+        SharedEvent,
+    ),
+) {
+    let _l = l.acquire().unwrap();
+    let _r1 = r.acquire().unwrap();
+    let _r2 = r.acquire().unwrap();
+    let _s = s.acquire().unwrap();
+    let _c = c.acquire().unwrap();
+    held.set().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn locks_held_by_a_killed_client_are_released() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let (l, r, s, c) = (
+            mgr.lock().unwrap(),
+            mgr.rlock().unwrap(),
+            mgr.semaphore(1).unwrap(),
+            mgr.condition().unwrap(),
+        );
+        let held = mgr.event().unwrap();
+        let p = Process::new(
+            hold_locks_until_killed,
+            (l.clone(), r.clone(), s.clone(), c.clone(), held.clone()),
+        )
+        .start()
+        .unwrap();
+        assert!(held.wait_timeout(T).unwrap());
+        assert!(l.try_acquire().unwrap().is_none());
+        assert!(r.try_acquire().unwrap().is_none());
+        assert!(s.try_acquire().unwrap().is_none());
+        assert!(c.try_acquire().unwrap().is_none());
+        // a waiter that started before the kill gets it too
+        let l2 = l.clone();
+        let waiter = std::thread::spawn(move || {
+            let t = Instant::now();
+            let got = l2.acquire_timeout(T).unwrap().is_some();
+            (got, t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        p.kill().unwrap();
+        let (got, _) = waiter.join().unwrap();
+        assert!(got);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(r.acquire_timeout(Duration::from_secs(5)).unwrap().is_some());
+        let sg = s.acquire_timeout(Duration::from_secs(5)).unwrap();
+        assert!(sg.is_some());
+        assert!(c.acquire_timeout(Duration::from_secs(5)).unwrap().is_some());
+        assert_eq!(
+            s.value().unwrap(),
+            0,
+            "one unit: given back once, taken here"
+        );
+        drop(sg);
+        assert_eq!(s.value().unwrap(), 1);
+    });
+}
+
+fn get_forever(q: SharedQueue<u8>) -> u8 {
+    q.get().unwrap()
+}
+
+#[test]
+fn a_blocked_client_does_not_stop_other_clients() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let q = mgr.queue::<u8>().unwrap();
+        let l = mgr.lock().unwrap();
+        let hold = l.acquire().unwrap();
+        let mut blocked: Vec<_> = (0..3)
+            .map(|_| Process::new(get_forever, q.clone()).start().unwrap())
+            .collect();
+        let l2 = l.clone();
+        let lock_waiter = std::thread::spawn(move || l2.acquire_timeout(T).unwrap().is_some());
+        std::thread::sleep(Duration::from_millis(200));
+        // three processes and a thread wait in the server; everything else goes on
+        let d = mgr.dict::<u32, u32>().unwrap();
+        let ev = mgr.event().unwrap();
+        let t = Instant::now();
+        for i in 0..50 {
+            d.insert(i, i).unwrap();
+            ev.set().unwrap();
+            assert!(ev.is_set().unwrap());
+            ev.clear().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        for i in 0..3 {
+            q.put(i).unwrap();
+        }
+        let mut got: Vec<u8> = blocked.iter_mut().map(|p| p.result().unwrap()).collect();
+        got.sort();
+        assert_eq!(got, [0, 1, 2]);
+        drop(hold);
+        assert!(lock_waiter.join().unwrap());
+    });
+}
+
+/// A remote client: connects over TCP, takes the named lock (waiting while the server's
+/// host holds it), then puts three items on the named queue under it.
+fn remote_client(addr: String) -> Vec<u32> {
+    let m = Manager::connect(&addr, KEY).unwrap();
+    let l = m.lock_named("L").unwrap();
+    let q = m.queue_named::<u32>("Q", 0).unwrap();
+    let _g = l.acquire_timeout(T).unwrap().expect("the lock is released");
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    let back = m.queue_named::<u32>("back", 0).unwrap();
+    (0..2)
+        .map(|_| back.get_timeout(T).unwrap().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_remote_client_over_tcp_uses_a_lock_and_a_queue() {
+    watchdog(60, || {
+        let (mgr, addr) = listening();
+        let l = mgr.lock_named("L").unwrap();
+        let q = mgr.queue_named::<u32>("Q", 0).unwrap();
+        let g = l.acquire().unwrap();
+        let mut p = Process::new(remote_client, addr.clone()).start().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            q.is_empty().unwrap(),
+            "the remote client waits for the lock"
+        );
+        drop(g);
+        let got: Vec<u32> = (0..3).map(|_| q.get_timeout(T).unwrap().unwrap()).collect();
+        assert_eq!(got, [0, 1, 2]);
+        let back = mgr.queue_named::<u32>("back", 0).unwrap();
+        back.put(7).unwrap();
+        back.put(8).unwrap();
+        assert_eq!(p.result().unwrap(), [7, 8]);
+        // a remote proxy in this process, too; then the server goes away
+        let remote = Manager::connect(&addr, KEY).unwrap();
+        let rl = remote.lock_named("L").unwrap();
+        let ev = remote.event().unwrap();
+        assert!(rl.try_acquire().unwrap().is_some());
+        mgr.shutdown().unwrap();
+        let t = Instant::now();
+        assert!(matches!(rl.try_acquire(), Err(ManagerError::Disconnected)));
+        assert!(matches!(ev.wait(), Err(ManagerError::Disconnected)));
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    });
+}
+
+fn wait_for_event_forever(ev: SharedEvent) -> bool {
+    matches!(ev.wait(), Err(ManagerError::Disconnected))
+}
+
+#[test]
+fn a_server_killed_under_a_waiting_client_gives_disconnected() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let ev = mgr.event().unwrap();
+        let mut p = Process::new(wait_for_event_forever, ev.clone())
+            .start()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let pid = mgr.pid().unwrap();
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        let t = Instant::now();
+        assert!(
+            p.result().unwrap(),
+            "the waiter's call ends with Disconnected"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    });
+}
+
+/// Waits on the event (the server sends heartbeats meanwhile); whether it was set, and
+/// whether the same connection still answers afterwards.
+fn wait_past_heartbeats(ev: SharedEvent) -> (bool, bool) {
+    let set = ev.wait_timeout(T).unwrap();
+    (set, ev.is_set().unwrap())
+}
+
+#[test]
+fn a_wait_longer_than_the_heartbeat_period_gets_its_answer() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let ev = mgr.event().unwrap();
+        let mut p = Process::new(wait_past_heartbeats, ev.clone())
+            .start()
+            .unwrap();
+        // the server's heartbeat comes every 5 s; the client skips it and keeps waiting
+        std::thread::sleep(Duration::from_secs(6));
+        ev.set().unwrap();
+        assert_eq!(p.result().unwrap(), (true, true));
+    });
+}

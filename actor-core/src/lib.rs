@@ -33,7 +33,11 @@ pub use actor::{
 };
 pub use bytes::Bytes;
 pub use error::*;
-pub use manager::{Manager, ManagerBuilder, ManagerError, Namespace, SharedDict, SharedList};
+pub use manager::{
+    Manager, ManagerBuilder, ManagerError, ManagerGuard, Namespace, SharedArray, SharedBarrier,
+    SharedCondition, SharedDict, SharedEvent, SharedJoinableQueue, SharedList, SharedLock,
+    SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
+};
 pub use pipe::*;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, TaskError};
 pub use process::*;

@@ -26,6 +26,70 @@
 //! as the server's local socket name and a random key made for it, and connects again by
 //! name from the process it lands in. A proxy of a remote manager carries the address and
 //! the key, and connects again likewise.
+//!
+//! # Synchronisation objects and queues
+//!
+//! Python's `SyncManager` objects are here too: [`Manager::lock`], [`Manager::rlock`],
+//! [`Manager::semaphore`], [`Manager::bounded_semaphore`], [`Manager::condition`],
+//! [`Manager::event`], [`Manager::barrier`], [`Manager::queue`] (and
+//! [`Manager::queue_bounded`]), [`Manager::joinable_queue`], [`Manager::value`] and
+//! [`Manager::array`], each with a `_named` form that another client uses to find the
+//! same object. Values and arrays go over the rings like dicts. A synchronisation
+//! proxy ([`SharedLock`], [`SharedRLock`], [`SharedSemaphore`],
+//! [`SharedCondition`], [`SharedEvent`], [`SharedBarrier`], [`SharedQueue`],
+//! [`SharedJoinableQueue`]) is only the server's address, a key and the object's
+//! number. Each **thread** of a client process that uses one opens its own
+//! authenticated connection to the server (over the server's local socket name, or over
+//! TCP for a remote manager) on first use and keeps it for every proxy of that manager
+//! until the thread ends; a blocking call occupies that connection and the server thread
+//! behind it, and nothing else. So:
+//!
+//! - a lock is **owned by the thread** (of a process) that acquired it, as Python's
+//!   manager locks are: an [`SharedRLock`] re-enters in that thread only, and only that
+//!   thread may release it; a [`SharedLock`] may be released by anyone (as Python's);
+//! - when the connection closes — the process died (even by `SIGKILL`: the kernel
+//!   closes its sockets), the thread ended, or the server found the client gone or
+//!   misbehaving — the server **releases every lock that connection held**: a `Lock`, an
+//!   `RLock` whatever its count, a condition's lock, and the semaphore acquisitions
+//!   not yet released (see [`SharedSemaphore`]). A waiter whose connection closes stops
+//!   waiting (a barrier it waited at breaks);
+//! - proxies serialize as plain data (address, key, number): pass them to children,
+//!   `Pool` workers (initializer or task arguments, queues) or remote clients; each
+//!   process connects on its own.
+//!
+//! A server that is gone gives [`ManagerError::Disconnected`]: the connection's end
+//! shows at once on one host, and a server on another host that vanished without a
+//! reset is given up on after 30 s without a frame (a waiting server sends a
+//! heartbeat every 5 s).
+//!
+//! On the server, each connection has its own thread, so a client blocked in an
+//! `acquire`, a `get` or a `wait` holds up nobody else; a blocked server thread checks
+//! every 100 ms whether its client hung up (then it stops waiting, and whatever that
+//! connection held is released).
+//!
+//! ```
+//! use procactor::{Manager, Process, SharedLock, Namespace};
+//!
+//! fn add_one((lock, ns): (SharedLock, Namespace)) {
+//!     let _g = lock.acquire().unwrap(); // released when `_g` drops
+//!     let n: u32 = ns.get("n").unwrap();
+//!     ns.set("n", &(n + 1)).unwrap();
+//! }
+//!
+//! fn main() {
+//!     procactor::init();
+//!     let mgr = Manager::start().unwrap();
+//!     let (lock, ns) = (mgr.lock().unwrap(), mgr.namespace().unwrap());
+//!     ns.set("n", &0u32).unwrap();
+//!     let mut ps: Vec<_> = (0..3)
+//!         .map(|_| Process::new(add_one, (lock.clone(), ns.clone())).start().unwrap())
+//!         .collect();
+//!     for p in &mut ps {
+//!         p.join().unwrap();
+//!     }
+//!     assert_eq!(ns.get::<u32>("n").unwrap(), 3);
+//! }
+//! ```
 
 use crate::codec;
 use crate::error::{DecodeError, EncodeError, SpawnError};
@@ -73,20 +137,38 @@ pub enum ManagerError {
     /// An I/O error (connecting, binding).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// A [`SharedBarrier`] is broken (aborted, reset while this client waited, or a
+    /// waiter timed out or went away).
+    #[error("the barrier is broken")]
+    BrokenBarrier,
 }
 
 // ------------------------------------------------------------------ protocol
+
+mod objects;
+
+use objects::{SyncObjects, SyncReq};
+pub use proxies::{
+    ManagerGuard, SharedArray, SharedBarrier, SharedCondition, SharedEvent, SharedJoinableQueue,
+    SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 enum Kind {
     Dict,
     List,
     Namespace,
+    Value,
+    Array,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Req {
     New(Kind, Option<String>),
+    /// A value or an array with its first contents (named: get or create).
+    NewWith(Kind, Option<String>, Vec<Bytes>),
+    VGet(u64),
+    VSet(u64, Bytes),
     Len(u64),
     Clear(u64),
     DInsert(u64, Bytes, Bytes),
@@ -110,6 +192,8 @@ enum Req {
     NRemove(u64, String),
     NNames(u64),
     Shutdown,
+    /// A synchronisation object or a queue: only over a socket connection.
+    Sync(SyncReq),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -124,12 +208,20 @@ enum Resp {
     Pairs(Vec<(Bytes, Bytes)>),
     Names(Vec<String>),
     Refused(String),
+    /// The server still waits on the client's blocking request (a heartbeat).
+    Pending,
+    /// A barrier: parties, waiting, broken.
+    Barrier(u64, u64, bool),
+    /// A barrier is broken.
+    Broken,
 }
 
 enum Obj {
     Dict(BTreeMap<Bytes, Bytes>),
     List(Vec<Bytes>),
     Ns(BTreeMap<String, Bytes>),
+    Value(Bytes),
+    Array(Vec<Bytes>),
 }
 
 #[derive(Default)]
@@ -147,31 +239,26 @@ impl Store {
     fn apply(&mut self, req: Req) -> Resp {
         use Req::*;
         match req {
-            New(kind, name) => {
-                if let Some(n) = &name {
-                    if let Some(&id) = self.names.get(&(kind, n.clone())) {
-                        return Resp::Id(id);
-                    }
+            New(kind, name) => self.create(kind, name, Vec::new()),
+            NewWith(kind, name, init) => self.create(kind, name, init),
+            VGet(id) => match self.objs.get(&id) {
+                Some(Obj::Value(v)) => Resp::One(v.clone()),
+                Some(_) => refused(format!("object {id} is not a value")),
+                None => no_object(id),
+            },
+            VSet(id, x) => match self.objs.get_mut(&id) {
+                Some(Obj::Value(v)) => {
+                    *v = x;
+                    Resp::Unit
                 }
-                self.next += 1;
-                let id = self.next;
-                self.objs.insert(
-                    id,
-                    match kind {
-                        Kind::Dict => Obj::Dict(BTreeMap::new()),
-                        Kind::List => Obj::List(Vec::new()),
-                        Kind::Namespace => Obj::Ns(BTreeMap::new()),
-                    },
-                );
-                if let Some(n) = name {
-                    self.names.insert((kind, n), id);
-                }
-                Resp::Id(id)
-            }
+                Some(_) => refused(format!("object {id} is not a value")),
+                None => no_object(id),
+            },
             Len(id) => match self.objs.get(&id) {
                 Some(Obj::Dict(d)) => Resp::Count(d.len() as u64),
-                Some(Obj::List(l)) => Resp::Count(l.len() as u64),
+                Some(Obj::List(l)) | Some(Obj::Array(l)) => Resp::Count(l.len() as u64),
                 Some(Obj::Ns(n)) => Resp::Count(n.len() as u64),
+                Some(Obj::Value(_)) => refused(format!("object {id} is a value")),
                 None => no_object(id),
             },
             Clear(id) => match self.objs.get_mut(&id) {
@@ -187,6 +274,7 @@ impl Store {
                     n.clear();
                     Resp::Unit
                 }
+                Some(_) => refused(format!("object {id} cannot be cleared")),
                 None => no_object(id),
             },
             DInsert(id, k, v) => self.dict(id, |d| Resp::Opt(d.insert(k, v))),
@@ -207,8 +295,8 @@ impl Store {
                 Resp::Unit
             }),
             LPop(id) => self.list(id, |l| Resp::Opt(l.pop())),
-            LGet(id, i) => self.list(id, |l| Resp::Opt(l.get(i as usize).cloned())),
-            LSet(id, i, v) => self.list(id, |l| match l.get_mut(i as usize) {
+            LGet(id, i) => self.seq(id, |l| Resp::Opt(l.get(i as usize).cloned())),
+            LSet(id, i, v) => self.seq(id, |l| match l.get_mut(i as usize) {
                 Some(slot) => {
                     *slot = v;
                     Resp::Unit
@@ -232,7 +320,7 @@ impl Store {
                 l.extend(vs);
                 Resp::Unit
             }),
-            LAll(id) => self.list(id, |l| Resp::Many(l.clone())),
+            LAll(id) => self.seq(id, |l| Resp::Many(l.clone())),
             NSet(id, n, v) => self.ns(id, |m| {
                 m.insert(n, v);
                 Resp::Unit
@@ -241,6 +329,41 @@ impl Store {
             NRemove(id, n) => self.ns(id, |m| Resp::Opt(m.remove(&n))),
             NNames(id) => self.ns(id, |m| Resp::Names(m.keys().cloned().collect())),
             Shutdown => Resp::Unit,
+            Sync(_) => refused("synchronisation objects are served over a socket connection"),
+        }
+    }
+
+    fn create(&mut self, kind: Kind, name: Option<String>, init: Vec<Bytes>) -> Resp {
+        if let Some(n) = &name {
+            if let Some(&id) = self.names.get(&(kind, n.clone())) {
+                return Resp::Id(id);
+            }
+        }
+        let obj = match kind {
+            Kind::Dict => Obj::Dict(BTreeMap::new()),
+            Kind::List => Obj::List(init),
+            Kind::Namespace => Obj::Ns(BTreeMap::new()),
+            Kind::Value => match init.into_iter().next() {
+                Some(v) => Obj::Value(v),
+                None => return refused("a value needs its first contents"),
+            },
+            Kind::Array => Obj::Array(init),
+        };
+        self.next += 1;
+        let id = self.next;
+        self.objs.insert(id, obj);
+        if let Some(n) = name {
+            self.names.insert((kind, n), id);
+        }
+        Resp::Id(id)
+    }
+
+    /// A list or an array (the operations both have: get, set, all, len).
+    fn seq(&mut self, id: u64, f: impl FnOnce(&mut Vec<Bytes>) -> Resp) -> Resp {
+        match self.objs.get_mut(&id) {
+            Some(Obj::List(l)) | Some(Obj::Array(l)) => f(l),
+            Some(_) => refused(format!("object {id} is not a list or an array")),
+            None => no_object(id),
         }
     }
 
@@ -292,8 +415,11 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const SERVER_SPIN: Duration = Duration::from_micros(50);
 const CLIENT_SPIN: Duration = Duration::from_micros(200);
 
-/// Remote connections served at once; more are refused (closed at once).
-const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once per listener (the local socket name, TCP); more are
+/// refused (closed at once). A client process opens one connection per thread that uses
+/// a synchronisation object or a queue (see [`SharedLock`]), besides the one a remote
+/// manager's dicts and lists use.
+const MAX_CONNECTIONS: usize = 256;
 
 /// What the server process receives.
 #[derive(Serialize, Deserialize)]
@@ -330,12 +456,13 @@ fn server_main(boot: ServerBoot) {
     } = boot;
     requests.close(); // the server only takes requests
     let store = Arc::new(Mutex::new(Store::default()));
+    let objects = Arc::new(SyncObjects::default());
     // bound before the first request is answered, so before any proxy exists
     match conn::Listener::bind(&Address::Local(local.0.clone())) {
         Ok(l) => {
-            let (store, key) = (store.clone(), local.1.into_vec());
+            let (store, objects, key) = (store.clone(), objects.clone(), local.1.into_vec());
             let _ = crate::runtime::thread_builder("procactor-manager-local")
-                .spawn(move || serve_remote(l, key, store));
+                .spawn(move || serve_remote(l, key, store, objects));
         }
         Err(e) => {
             tracing::error!(error = %e, "manager: no local socket; proxies will not travel through queues")
@@ -346,7 +473,7 @@ fn server_main(boot: ServerBoot) {
         let key = key.into_vec();
         let store = store.clone();
         let _ = crate::runtime::thread_builder("procactor-manager-listener")
-            .spawn(move || serve_remote(l, key, store));
+            .spawn(move || serve_remote(l, key, store, objects));
     }
     loop {
         let (n, req) = match requests.get() {
@@ -368,7 +495,12 @@ fn server_main(boot: ServerBoot) {
     }
 }
 
-fn serve_remote(l: conn::Listener, key: Vec<u8>, store: Arc<Mutex<Store>>) {
+fn serve_remote(
+    l: conn::Listener,
+    key: Vec<u8>,
+    store: Arc<Mutex<Store>>,
+    objects: Arc<SyncObjects>,
+) {
     let live = Arc::new(AtomicUsize::new(0));
     let key: Arc<[u8]> = key.into();
     loop {
@@ -381,8 +513,12 @@ fn serve_remote(l: conn::Listener, key: Vec<u8>, store: Arc<Mutex<Store>>) {
             continue; // dropped: closed at once
         }
         let (store, key, live2) = (store.clone(), key.clone(), live.clone());
+        let objects = objects.clone();
         let spawned = crate::runtime::thread_builder("procactor-manager-conn").spawn(move || {
-            serve_connection(s, &key, &store);
+            let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+            serve_connection(s, &key, &store, &objects, conn);
+            // whatever it ended with, what it held is released
+            objects.disconnect(conn);
             live2.fetch_sub(1, Ordering::AcqRel);
         });
         if spawned.is_err() {
@@ -391,8 +527,31 @@ fn serve_remote(l: conn::Listener, key: Vec<u8>, store: Arc<Mutex<Store>>) {
     }
 }
 
+/// Numbers the server's connections (the owner of a lock is a connection).
+static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A connection's client as a blocked request sees it.
+struct ConnPeer<'a>(&'a mut std::io::BufReader<Stream>);
+
+impl objects::Peer for ConnPeer<'_> {
+    fn alive(&mut self) -> bool {
+        // the client sends nothing while it waits for its answer: bytes or the end of
+        // the stream mean it is gone (or broke the protocol)
+        self.0.buffer().is_empty() && !self.0.get_ref().spin_until_readable(Duration::ZERO)
+    }
+    fn heartbeat(&mut self) -> bool {
+        send_resp(self.0.get_mut(), &Resp::Pending).is_ok()
+    }
+}
+
 /// Serves one remote client; any misbehaviour ends this connection only.
-fn serve_connection(mut s: Stream, key: &[u8], store: &Mutex<Store>) {
+fn serve_connection(
+    mut s: Stream,
+    key: &[u8],
+    store: &Mutex<Store>,
+    objects: &SyncObjects,
+    conn: u64,
+) {
     if crate::connection::authenticate(&mut s, key).is_err() {
         return;
     }
@@ -410,6 +569,7 @@ fn serve_connection(mut s: Stream, key: &[u8], store: &Mutex<Store>) {
             return;
         };
         let resp = match codec::decode::<Req>(&frame, Vec::new()) {
+            Ok(Req::Sync(req)) => objects.apply(conn, req, &mut ConnPeer(&mut r)),
             Ok(req) => {
                 let shutdown = matches!(req, Req::Shutdown);
                 let resp = store.lock().unwrap_or_else(|e| e.into_inner()).apply(req);
@@ -745,6 +905,8 @@ macro_rules! proxy_common {
     };
 }
 
+mod proxies;
+
 /// A dict in a manager (Python's `Manager().dict()`): a proxy; every call is one round
 /// trip to the server. Keys compare by their CBOR encoding (see the module docs).
 pub struct SharedDict<K, V> {
@@ -1065,6 +1227,8 @@ pub struct Manager {
     client: Arc<Client>,
     server: Mutex<Option<Process<()>>>,
     address: Option<String>,
+    /// Whether the server's local socket is known to be bound (see `new_sync`).
+    sync_ready: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Manager {
@@ -1162,6 +1326,7 @@ impl ManagerBuilder {
             }),
             server: Mutex::new(Some(p)),
             address,
+            sync_ready: Default::default(),
         })
     }
 }
@@ -1205,6 +1370,7 @@ impl Manager {
             }),
             server: Mutex::new(None),
             address: Some(address.to_string()),
+            sync_ready: Default::default(),
         })
     }
 

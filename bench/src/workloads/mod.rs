@@ -227,6 +227,13 @@ pub(crate) const ALL: &[Workload] = &[
         run: |s| manager::manager_remote_ops(n(40_000, s)),
     },
     Workload {
+        name: "manager_lock_ops",
+        unit: "ops/s",
+        higher_is_better: true,
+        script: "manager_bench.py",
+        run: |s| manager::manager_lock_ops(n(40_000, s)),
+    },
+    Workload {
         name: "redis_put_get",
         unit: "msgs/s",
         higher_is_better: true,

@@ -1,0 +1,840 @@
+//! The server side of the manager's synchronisation objects and queues (Python's
+//! `SyncManager.Lock()`, `RLock()`, `Semaphore()`, `BoundedSemaphore()`, `Condition()`,
+//! `Event()`, `Barrier()`, `Queue()`, `JoinableQueue()`).
+//!
+//! # Threading model
+//!
+//! These objects are only reached over the server's socket connections (its local socket
+//! name, or TCP), never over the shared-memory rings that serve dicts and lists: the
+//! server runs **one thread per connection**, so a request that blocks (an `acquire`, a
+//! `get` from an empty queue, an event's `wait`) blocks that connection's thread only.
+//! All objects share one mutex and one condition variable; a thread that changed
+//! anything wakes every blocked thread, and each checks whether its own request can now
+//! proceed. A blocked thread also wakes every [`SLICE`] to see whether its client hung
+//! up (the client sends nothing while it waits, so a readable socket means it is gone),
+//! and sends a [`Resp::Pending`] frame every [`HEARTBEAT`] so that the client can tell
+//! a server that still waits from one that vanished.
+//!
+//! # Ownership
+//!
+//! Every connection has a number; a lock records the number of the connection that
+//! holds it. When a connection ends (the client closed it, died, or broke the protocol)
+//! [`Objects::disconnect`] releases whatever it holds: a `Lock`, an `RLock` (whatever
+//! its count), a `Condition`'s lock, and the `Semaphore` acquisitions it has not
+//! released. A client process opens one connection per thread (see the proxies), so
+//! ownership is per thread of a client process.
+
+use super::{refused, Resp};
+use crate::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long a blocked server thread sleeps before it checks whether its client is gone.
+pub(super) const SLICE: Duration = Duration::from_millis(100);
+/// How often a blocked server thread tells its client that it still waits.
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// What kind of object (a name finds an object of one kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(super) enum SyncKind {
+    Lock,
+    RLock,
+    Semaphore,
+    BoundedSemaphore,
+    Condition,
+    Event,
+    Barrier,
+    Queue,
+    JoinableQueue,
+}
+
+/// A timeout as it travels: microseconds, `None` for no limit.
+pub(super) type Wait = Option<u64>;
+
+/// A request about a synchronisation object or a queue.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) enum SyncReq {
+    /// A new object (`name`: get or create); the `u64` is a semaphore's value, a
+    /// barrier's parties or a queue's maxsize (0: unbounded).
+    New(SyncKind, Option<String>, u64),
+    /// Lock, RLock, Semaphore, Condition: acquire.
+    Acquire(u64, Wait),
+    /// Lock, RLock, Semaphore, Condition: release.
+    Release(u64),
+    /// Lock: whether held; RLock/Condition: held by anyone; Event: whether set.
+    IsSet(u64),
+    /// A semaphore's value.
+    Value(u64),
+    /// Condition: wait (the lock must be held); Event: wait; Barrier: wait;
+    /// JoinableQueue: join.
+    Wait(u64, Wait),
+    /// Condition: wake up to `n` waiters.
+    Notify(u64, u64),
+    /// Event: set; Barrier: abort.
+    Set(u64),
+    /// Event: clear; Barrier: reset.
+    Clear(u64),
+    /// Barrier: (parties, waiting, broken).
+    BarrierState(u64),
+    /// Queue: put.
+    Put(u64, Bytes, Wait),
+    /// Queue: get.
+    Get(u64, Wait),
+    /// Queue: its length.
+    Len(u64),
+    /// JoinableQueue: one item is done.
+    TaskDone(u64),
+}
+
+enum Obj {
+    Lock(Option<u64>),
+    RLock(Option<(u64, u64)>),
+    Sem {
+        value: u64,
+        bound: Option<u64>,
+        /// acquisitions not released yet, per connection
+        held: HashMap<u64, u64>,
+    },
+    Cond {
+        lock: Option<(u64, u64)>,
+        /// waiting tickets, oldest first
+        waiters: VecDeque<u64>,
+        /// tickets notified and not yet seen by their waiter
+        notified: Vec<u64>,
+    },
+    Event(bool),
+    Barrier {
+        parties: u64,
+        waiting: u64,
+        generation: u64,
+        broken: bool,
+        /// generations ended by a reset (their waiters get a broken barrier)
+        reset: VecDeque<u64>,
+    },
+    Queue {
+        items: VecDeque<Bytes>,
+        max: Option<usize>,
+        /// `Some` for a joinable queue: items put and not yet `task_done`
+        unfinished: Option<u64>,
+    },
+}
+
+#[derive(Default)]
+pub(super) struct Objects {
+    objs: HashMap<u64, Obj>,
+    names: HashMap<(SyncKind, String), u64>,
+    next: u64,
+    next_ticket: u64,
+}
+
+/// Why a blocked request stopped waiting.
+enum Stop {
+    TimedOut,
+    Gone,
+}
+
+/// The blocked thread's view of its client: whether it is still there, and the
+/// heartbeats.
+pub(super) trait Peer {
+    /// Whether the client is still there (checked without the objects' mutex held).
+    fn alive(&mut self) -> bool;
+    /// Tells the client the server still waits; false when that failed.
+    fn heartbeat(&mut self) -> bool;
+}
+
+/// Every synchronisation object of one server.
+#[derive(Default)]
+pub(super) struct SyncObjects {
+    m: Mutex<Objects>,
+    cv: Condvar,
+}
+
+fn deadline(w: Wait) -> Option<Instant> {
+    w.and_then(|us| Instant::now().checked_add(Duration::from_micros(us)))
+}
+
+fn not_kind(id: u64, what: &str) -> Resp {
+    refused(format!("object {id} is not {what}"))
+}
+
+fn no_object(id: u64) -> Resp {
+    refused(format!("no object {id} in this manager"))
+}
+
+impl SyncObjects {
+    fn lock(&self) -> MutexGuard<'_, Objects> {
+        self.m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits one slice (or until `until`); `Some(stop)` when the request must stop
+    /// waiting.
+    fn block<'a>(
+        &'a self,
+        g: MutexGuard<'a, Objects>,
+        until: Option<Instant>,
+        peer: &mut dyn Peer,
+        beat: &mut Instant,
+    ) -> (MutexGuard<'a, Objects>, Option<Stop>) {
+        let now = Instant::now();
+        let slice = match until {
+            Some(d) if d <= now => return (g, Some(Stop::TimedOut)),
+            Some(d) => (d - now).min(SLICE),
+            None => SLICE,
+        };
+        let (g, _) = self
+            .cv
+            .wait_timeout(g, slice)
+            .unwrap_or_else(|e| e.into_inner());
+        drop(g);
+        let mut ok = peer.alive();
+        if ok && beat.elapsed() >= HEARTBEAT {
+            ok = peer.heartbeat();
+            *beat = Instant::now();
+        }
+        let g = self.lock();
+        (g, (!ok).then_some(Stop::Gone))
+    }
+
+    /// Releases what connection `conn` holds (it ended).
+    pub(super) fn disconnect(&self, conn: u64) {
+        let mut g = self.lock();
+        for o in g.objs.values_mut() {
+            match o {
+                Obj::Lock(h) if *h == Some(conn) => *h = None,
+                Obj::RLock(h) | Obj::Cond { lock: h, .. } if h.is_some_and(|(c, _)| c == conn) => {
+                    *h = None
+                }
+                Obj::Sem { value, held, .. } => {
+                    if let Some(n) = held.remove(&conn) {
+                        *value += n;
+                    }
+                }
+                _ => {}
+            }
+        }
+        drop(g);
+        self.cv.notify_all();
+    }
+
+    /// Serves one request of connection `conn`.
+    pub(super) fn apply(&self, conn: u64, req: SyncReq, peer: &mut dyn Peer) -> Resp {
+        let mut beat = Instant::now();
+        let mut g = self.lock();
+        let resp = match req {
+            SyncReq::New(kind, name, n) => {
+                if let Some(n) = &name {
+                    if let Some(&id) = g.names.get(&(kind, n.clone())) {
+                        return Resp::Id(id);
+                    }
+                }
+                let obj = match kind {
+                    SyncKind::Lock => Obj::Lock(None),
+                    SyncKind::RLock => Obj::RLock(None),
+                    SyncKind::Semaphore | SyncKind::BoundedSemaphore => Obj::Sem {
+                        value: n,
+                        bound: (kind == SyncKind::BoundedSemaphore).then_some(n),
+                        held: HashMap::new(),
+                    },
+                    SyncKind::Condition => Obj::Cond {
+                        lock: None,
+                        waiters: VecDeque::new(),
+                        notified: Vec::new(),
+                    },
+                    SyncKind::Event => Obj::Event(false),
+                    SyncKind::Barrier if n == 0 => {
+                        return refused("a barrier needs at least one party")
+                    }
+                    SyncKind::Barrier => Obj::Barrier {
+                        parties: n,
+                        waiting: 0,
+                        generation: 0,
+                        broken: false,
+                        reset: VecDeque::new(),
+                    },
+                    SyncKind::Queue | SyncKind::JoinableQueue => Obj::Queue {
+                        items: VecDeque::new(),
+                        max: (n > 0).then(|| usize::try_from(n).unwrap_or(usize::MAX)),
+                        unfinished: (kind == SyncKind::JoinableQueue).then_some(0),
+                    },
+                };
+                g.next += 1;
+                let id = g.next;
+                g.objs.insert(id, obj);
+                if let Some(n) = name {
+                    g.names.insert((kind, n), id);
+                }
+                Resp::Id(id)
+            }
+            SyncReq::Acquire(id, w) => {
+                let until = deadline(w);
+                loop {
+                    let got = match g.objs.get_mut(&id) {
+                        Some(Obj::Lock(h)) => h.is_none().then(|| *h = Some(conn)).is_some(),
+                        Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => match h {
+                            None => {
+                                *h = Some((conn, 1));
+                                true
+                            }
+                            Some((c, n)) if *c == conn => {
+                                *n += 1;
+                                true
+                            }
+                            Some(_) => false,
+                        },
+                        Some(Obj::Sem { value, held, .. }) => {
+                            if *value > 0 {
+                                *value -= 1;
+                                *held.entry(conn).or_insert(0) += 1;
+                                true
+                            } else {
+                                false
+                            }
+                        }
+                        Some(_) => return not_kind(id, "a lock or a semaphore"),
+                        None => return no_object(id),
+                    };
+                    if got {
+                        break Resp::Bool(true);
+                    }
+                    let (g2, stop) = self.block(g, until, peer, &mut beat);
+                    g = g2;
+                    if stop.is_some() {
+                        break Resp::Bool(false);
+                    }
+                }
+            }
+            SyncReq::Release(id) => match g.objs.get_mut(&id) {
+                Some(Obj::Lock(h)) => match h.take() {
+                    Some(_) => Resp::Unit,
+                    None => refused("release of an unlocked lock"),
+                },
+                Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => match h {
+                    Some((c, n)) if *c == conn => {
+                        *n -= 1;
+                        if *n == 0 {
+                            *h = None;
+                        }
+                        Resp::Unit
+                    }
+                    _ => refused("release of a lock this thread does not hold"),
+                },
+                Some(Obj::Sem { value, bound, held }) => {
+                    if bound.is_some_and(|b| *value >= b) {
+                        refused("a bounded semaphore released too many times")
+                    } else {
+                        *value += 1;
+                        // the releaser's own acquisition first, else anyone's (a
+                        // semaphore may be released by another client than the one
+                        // that acquired it)
+                        let who = if held.get(&conn).is_some_and(|n| *n > 0) {
+                            Some(conn)
+                        } else {
+                            held.iter().find(|(_, n)| **n > 0).map(|(c, _)| *c)
+                        };
+                        if let Some(c) = who {
+                            if let Some(n) = held.get_mut(&c) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    held.remove(&c);
+                                }
+                            }
+                        }
+                        Resp::Unit
+                    }
+                }
+                Some(_) => not_kind(id, "a lock or a semaphore"),
+                None => no_object(id),
+            },
+            SyncReq::IsSet(id) => match g.objs.get(&id) {
+                Some(Obj::Lock(h)) => Resp::Bool(h.is_some()),
+                Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => Resp::Bool(h.is_some()),
+                Some(Obj::Event(b)) => Resp::Bool(*b),
+                Some(_) => not_kind(id, "a lock or an event"),
+                None => no_object(id),
+            },
+            SyncReq::Value(id) => match g.objs.get(&id) {
+                Some(Obj::Sem { value, .. }) => Resp::Count(*value),
+                Some(_) => not_kind(id, "a semaphore"),
+                None => no_object(id),
+            },
+            SyncReq::Wait(id, w) => {
+                let until = deadline(w);
+                match g.objs.get(&id) {
+                    Some(Obj::Cond { .. }) => return self.cond_wait(g, conn, id, until, peer),
+                    Some(Obj::Barrier { .. }) => {
+                        return self.barrier_wait(g, id, until, peer);
+                    }
+                    Some(Obj::Event(_)) | Some(Obj::Queue { .. }) => {}
+                    Some(_) => return not_kind(id, "a condition, an event, a barrier or a queue"),
+                    None => return no_object(id),
+                }
+                loop {
+                    let done = match g.objs.get(&id) {
+                        Some(Obj::Event(b)) => *b,
+                        Some(Obj::Queue {
+                            unfinished: Some(u),
+                            ..
+                        }) => *u == 0,
+                        Some(Obj::Queue { .. }) => return not_kind(id, "a joinable queue"),
+                        _ => return no_object(id),
+                    };
+                    if done {
+                        break Resp::Bool(true);
+                    }
+                    let (g2, stop) = self.block(g, until, peer, &mut beat);
+                    g = g2;
+                    if stop.is_some() {
+                        break Resp::Bool(false);
+                    }
+                }
+            }
+            SyncReq::Notify(id, n) => match g.objs.get_mut(&id) {
+                Some(Obj::Cond {
+                    lock,
+                    waiters,
+                    notified,
+                }) => {
+                    if !lock.is_some_and(|(c, _)| c == conn) {
+                        return refused(
+                            "notify on a condition whose lock this thread does not hold",
+                        );
+                    }
+                    for _ in 0..n {
+                        match waiters.pop_front() {
+                            Some(t) => notified.push(t),
+                            None => break,
+                        }
+                    }
+                    Resp::Unit
+                }
+                Some(_) => not_kind(id, "a condition"),
+                None => no_object(id),
+            },
+            SyncReq::Set(id) => match g.objs.get_mut(&id) {
+                Some(Obj::Event(b)) => {
+                    *b = true;
+                    Resp::Unit
+                }
+                Some(Obj::Barrier { broken, .. }) => {
+                    *broken = true;
+                    Resp::Unit
+                }
+                Some(_) => not_kind(id, "an event or a barrier"),
+                None => no_object(id),
+            },
+            SyncReq::Clear(id) => match g.objs.get_mut(&id) {
+                Some(Obj::Event(b)) => {
+                    *b = false;
+                    Resp::Unit
+                }
+                Some(Obj::Barrier {
+                    waiting,
+                    generation,
+                    broken,
+                    reset,
+                    ..
+                }) => {
+                    if *waiting > 0 {
+                        reset.push_back(*generation);
+                        if reset.len() > 64 {
+                            reset.pop_front();
+                        }
+                        *generation += 1;
+                        *waiting = 0;
+                    }
+                    *broken = false;
+                    Resp::Unit
+                }
+                Some(_) => not_kind(id, "an event or a barrier"),
+                None => no_object(id),
+            },
+            SyncReq::BarrierState(id) => match g.objs.get(&id) {
+                Some(Obj::Barrier {
+                    parties,
+                    waiting,
+                    broken,
+                    ..
+                }) => Resp::Barrier(*parties, *waiting, *broken),
+                Some(_) => not_kind(id, "a barrier"),
+                None => no_object(id),
+            },
+            SyncReq::Put(id, item, w) => {
+                let until = deadline(w);
+                let mut item = Some(item);
+                loop {
+                    match g.objs.get_mut(&id) {
+                        Some(Obj::Queue {
+                            items,
+                            max,
+                            unfinished,
+                        }) => {
+                            if max.is_none_or(|m| items.len() < m) {
+                                items.extend(item.take());
+                                if let Some(u) = unfinished {
+                                    *u += 1;
+                                }
+                                break Resp::Bool(true);
+                            }
+                        }
+                        Some(_) => return not_kind(id, "a queue"),
+                        None => return no_object(id),
+                    }
+                    let (g2, stop) = self.block(g, until, peer, &mut beat);
+                    g = g2;
+                    if stop.is_some() {
+                        break Resp::Bool(false);
+                    }
+                }
+            }
+            SyncReq::Get(id, w) => {
+                let until = deadline(w);
+                loop {
+                    match g.objs.get_mut(&id) {
+                        Some(Obj::Queue { items, .. }) => {
+                            if let Some(x) = items.pop_front() {
+                                break Resp::Opt(Some(x));
+                            }
+                        }
+                        Some(_) => return not_kind(id, "a queue"),
+                        None => return no_object(id),
+                    }
+                    let (g2, stop) = self.block(g, until, peer, &mut beat);
+                    g = g2;
+                    if stop.is_some() {
+                        break Resp::Opt(None);
+                    }
+                }
+            }
+            SyncReq::Len(id) => match g.objs.get(&id) {
+                Some(Obj::Queue { items, .. }) => Resp::Count(items.len() as u64),
+                Some(_) => not_kind(id, "a queue"),
+                None => no_object(id),
+            },
+            SyncReq::TaskDone(id) => match g.objs.get_mut(&id) {
+                Some(Obj::Queue {
+                    unfinished: Some(u),
+                    ..
+                }) => {
+                    if *u == 0 {
+                        refused("task_done() called more times than items were put")
+                    } else {
+                        *u -= 1;
+                        Resp::Unit
+                    }
+                }
+                Some(_) => not_kind(id, "a joinable queue"),
+                None => no_object(id),
+            },
+        };
+        drop(g);
+        self.cv.notify_all();
+        resp
+    }
+
+    /// A condition's `wait`: releases the lock (whatever its count), waits for a
+    /// `notify` or the deadline, then takes the lock back with its count (without a
+    /// deadline, as Python's). `Bool(false)` on a timeout.
+    fn cond_wait<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, Objects>,
+        conn: u64,
+        id: u64,
+        until: Option<Instant>,
+        peer: &mut dyn Peer,
+    ) -> Resp {
+        let mut beat = Instant::now();
+        g.next_ticket += 1;
+        let ticket = g.next_ticket;
+        let saved = match g.objs.get_mut(&id) {
+            Some(Obj::Cond { lock, waiters, .. }) => match *lock {
+                Some((c, n)) if c == conn => {
+                    *lock = None;
+                    waiters.push_back(ticket);
+                    n
+                }
+                _ => return refused("wait on a condition whose lock this thread does not hold"),
+            },
+            _ => return no_object(id),
+        };
+        self.cv.notify_all();
+        let mut gone = false;
+        let notified = loop {
+            let Some(Obj::Cond { notified, .. }) = g.objs.get_mut(&id) else {
+                return no_object(id);
+            };
+            if let Some(i) = notified.iter().position(|t| *t == ticket) {
+                notified.swap_remove(i);
+                break true;
+            }
+            let (g2, stop) = self.block(g, until, peer, &mut beat);
+            g = g2;
+            if let Some(stop) = stop {
+                let Some(Obj::Cond {
+                    waiters, notified, ..
+                }) = g.objs.get_mut(&id)
+                else {
+                    return no_object(id);
+                };
+                // a notify may have come in the meantime
+                if let Some(i) = notified.iter().position(|t| *t == ticket) {
+                    notified.swap_remove(i);
+                    break true;
+                }
+                waiters.retain(|t| *t != ticket);
+                gone = matches!(stop, Stop::Gone);
+                break false;
+            }
+        };
+        if gone {
+            return Resp::Bool(false);
+        }
+        // take the lock back
+        loop {
+            let Some(Obj::Cond { lock, .. }) = g.objs.get_mut(&id) else {
+                return no_object(id);
+            };
+            if lock.is_none() {
+                *lock = Some((conn, saved));
+                return Resp::Bool(notified);
+            }
+            let (g2, stop) = self.block(g, None, peer, &mut beat);
+            g = g2;
+            if stop.is_some() {
+                return Resp::Bool(false);
+            }
+        }
+    }
+
+    /// A barrier's `wait`: `Count(arrival index)`, or `Refused("broken")` when the
+    /// barrier is or gets broken (a timeout or a waiter gone breaks it, as Python's).
+    fn barrier_wait<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, Objects>,
+        id: u64,
+        until: Option<Instant>,
+        peer: &mut dyn Peer,
+    ) -> Resp {
+        let mut beat = Instant::now();
+        let (gen, index) = match g.objs.get_mut(&id) {
+            Some(Obj::Barrier {
+                parties,
+                waiting,
+                generation,
+                broken,
+                ..
+            }) => {
+                if *broken {
+                    return Resp::Broken;
+                }
+                let index = *waiting;
+                *waiting += 1;
+                if *waiting == *parties {
+                    *waiting = 0;
+                    *generation += 1;
+                    drop(g);
+                    self.cv.notify_all();
+                    return Resp::Count(index);
+                }
+                (*generation, index)
+            }
+            _ => return no_object(id),
+        };
+        loop {
+            let Some(Obj::Barrier {
+                waiting,
+                generation,
+                broken,
+                reset,
+                ..
+            }) = g.objs.get_mut(&id)
+            else {
+                return no_object(id);
+            };
+            if *generation != gen {
+                return if reset.contains(&gen) {
+                    Resp::Broken
+                } else {
+                    Resp::Count(index)
+                };
+            }
+            if *broken {
+                *waiting = waiting.saturating_sub(1);
+                return Resp::Broken;
+            }
+            let (g2, stop) = self.block(g, until, peer, &mut beat);
+            g = g2;
+            if stop.is_some() {
+                if let Some(Obj::Barrier {
+                    waiting,
+                    generation,
+                    broken,
+                    reset,
+                    ..
+                }) = g.objs.get_mut(&id)
+                {
+                    if *generation != gen {
+                        // it tripped (or was reset) just as the wait ended
+                        return if reset.contains(&gen) {
+                            Resp::Broken
+                        } else {
+                            Resp::Count(index)
+                        };
+                    }
+                    *broken = true;
+                    *waiting = waiting.saturating_sub(1);
+                }
+                drop(g);
+                self.cv.notify_all();
+                return Resp::Broken;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A client that stays (or, with `gone`, has left).
+    struct Fake {
+        gone: bool,
+    }
+    impl Peer for Fake {
+        fn alive(&mut self) -> bool {
+            !self.gone
+        }
+        fn heartbeat(&mut self) -> bool {
+            !self.gone
+        }
+    }
+    /// A client that stays, made fresh for each call.
+    fn here() -> Fake {
+        Fake { gone: false }
+    }
+
+    fn new(o: &SyncObjects, kind: SyncKind, n: u64) -> u64 {
+        match o.apply(0, SyncReq::New(kind, None, n), &mut here()) {
+            Resp::Id(id) => id,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    fn try_acquire(o: &SyncObjects, conn: u64, id: u64) -> bool {
+        matches!(
+            o.apply(conn, SyncReq::Acquire(id, Some(0)), &mut here()),
+            Resp::Bool(true)
+        )
+    }
+
+    #[test]
+    fn a_closed_connection_releases_what_it_holds_and_nothing_else() {
+        let o = SyncObjects::default();
+        let (l, r, c) = (
+            new(&o, SyncKind::Lock, 0),
+            new(&o, SyncKind::RLock, 0),
+            new(&o, SyncKind::Condition, 0),
+        );
+        assert!(try_acquire(&o, 1, l));
+        assert!(try_acquire(&o, 1, r));
+        assert!(try_acquire(&o, 1, r));
+        assert!(try_acquire(&o, 1, c));
+        assert!(!try_acquire(&o, 2, l) && !try_acquire(&o, 2, r) && !try_acquire(&o, 2, c));
+        o.disconnect(3); // someone else: nothing changes
+        assert!(!try_acquire(&o, 2, l) && !try_acquire(&o, 2, r) && !try_acquire(&o, 2, c));
+        o.disconnect(1);
+        assert!(try_acquire(&o, 2, l) && try_acquire(&o, 2, r) && try_acquire(&o, 2, c));
+    }
+
+    #[test]
+    fn semaphore_units_are_given_back_once() {
+        let o = SyncObjects::default();
+        let s = new(&o, SyncKind::Semaphore, 2);
+        let value = |o: &SyncObjects| match o.apply(0, SyncReq::Value(s), &mut here()) {
+            Resp::Count(n) => n,
+            r => panic!("{r:?}"),
+        };
+        assert!(try_acquire(&o, 1, s) && try_acquire(&o, 1, s));
+        assert!(!try_acquire(&o, 2, s));
+        // connection 2 releases one of connection 1's units (a signal)
+        assert!(matches!(
+            o.apply(2, SyncReq::Release(s), &mut here()),
+            Resp::Unit
+        ));
+        assert_eq!(value(&o), 1);
+        o.disconnect(1); // one unit still held by 1 comes back, not two
+        assert_eq!(value(&o), 2);
+        let b = new(&o, SyncKind::BoundedSemaphore, 1);
+        assert!(matches!(
+            o.apply(1, SyncReq::Release(b), &mut here()),
+            Resp::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn a_waiter_whose_client_left_stops_waiting_and_breaks_a_barrier() {
+        let o = SyncObjects::default();
+        let l = new(&o, SyncKind::Lock, 0);
+        assert!(try_acquire(&o, 1, l));
+        let t = Instant::now();
+        let r = o.apply(2, SyncReq::Acquire(l, None), &mut Fake { gone: true });
+        assert!(matches!(r, Resp::Bool(false)));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let b = new(&o, SyncKind::Barrier, 2);
+        let r = o.apply(2, SyncReq::Wait(b, None), &mut Fake { gone: true });
+        assert!(matches!(r, Resp::Broken));
+        assert!(matches!(
+            o.apply(3, SyncReq::Wait(b, Some(0)), &mut here()),
+            Resp::Broken
+        ));
+        o.apply(3, SyncReq::Clear(b), &mut here());
+        assert!(matches!(
+            o.apply(3, SyncReq::BarrierState(b), &mut here()),
+            Resp::Barrier(2, 0, false)
+        ));
+    }
+
+    #[test]
+    fn a_reset_breaks_the_current_waiters_only() {
+        let o = Arc::new(SyncObjects::default());
+        let b = new(&o, SyncKind::Barrier, 2);
+        let o2 = o.clone();
+        let waiter = std::thread::spawn(move || {
+            o2.apply(1, SyncReq::Wait(b, Some(20_000_000)), &mut here())
+        });
+        let t = Instant::now();
+        while !matches!(
+            o.apply(0, SyncReq::BarrierState(b), &mut here()),
+            Resp::Barrier(_, 1, _)
+        ) {
+            assert!(t.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        o.apply(0, SyncReq::Clear(b), &mut here());
+        assert!(matches!(waiter.join().unwrap(), Resp::Broken));
+        // usable again: two waiters pass
+        let o2 = o.clone();
+        let w = std::thread::spawn(move || o2.apply(1, SyncReq::Wait(b, None), &mut here()));
+        let mine = o.apply(2, SyncReq::Wait(b, Some(20_000_000)), &mut here());
+        let theirs = w.join().unwrap();
+        let mut idx = [&mine, &theirs].map(|r| match r {
+            Resp::Count(i) => *i,
+            r => panic!("{r:?}"),
+        });
+        idx.sort();
+        assert_eq!(idx, [0, 1]);
+    }
+
+    #[test]
+    fn a_deadline_too_far_to_represent_waits_forever_without_overflow() {
+        let o = SyncObjects::default();
+        let e = new(&o, SyncKind::Event, 0);
+        o.apply(0, SyncReq::Set(e), &mut here());
+        assert!(matches!(
+            o.apply(0, SyncReq::Wait(e, Some(u64::MAX)), &mut here()),
+            Resp::Bool(true)
+        ));
+    }
+}
