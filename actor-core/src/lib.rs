@@ -35,7 +35,7 @@ pub use bytes::Bytes;
 pub use error::*;
 pub use manager::{Manager, ManagerBuilder, ManagerError, Namespace, SharedDict, SharedList};
 pub use pipe::*;
-pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, TaskError};
+pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, TaskError, IMAP_WINDOW_PER_WORKER};
 pub use process::*;
 pub use queue::*;
 pub use runtime::{
