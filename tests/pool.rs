@@ -828,7 +828,12 @@ fn typed_task_errors() {
 #[test]
 #[ignore = "run by a_worker_panic_prints_nothing_on_stderr"]
 fn child_pool_task_panics() {
-    let pool = Pool::new(1).unwrap();
+    // (the fork server whatever the matrix run says: libtest runs this on a thread)
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(procactor::StartMethod::ForkServer)
+        .build()
+        .unwrap();
     match pool.apply(panics_on_7, 7) {
         Err(TaskError::Panicked { message }) => {
             assert!(message.contains("seven is not allowed"), "{message}")
@@ -847,7 +852,9 @@ fn a_worker_panic_prints_nothing_on_stderr() {
         let run = |log: Option<&str>| {
             let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
             cmd.args(["--exact", "child_pool_task_panics", "--ignored", "--nocapture"])
-                .env_remove("PROCACTOR_LOG");
+                .env_remove("PROCACTOR_LOG")
+                .env_remove(common::ON_MAIN_THREAD)
+                .env_remove("RUST_MIN_STACK");
             if let Some(l) = log {
                 cmd.env("PROCACTOR_LOG", l);
             }
