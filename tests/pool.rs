@@ -542,10 +542,13 @@ fn a_queue_as_an_apply_async_argument_reaches_the_worker() {
         assert_eq!(pool.apply(put_into, (q.clone(), 5)).unwrap(), 5);
         assert_eq!(q.get_timeout(T).unwrap(), 50);
         let got: Vec<u64> = pool
-            .imap(put_into, (0..6u64).map({
-                let q = q.clone();
-                move |i| (q.clone(), i)
-            }))
+            .imap(
+                put_into,
+                (0..6u64).map({
+                    let q = q.clone();
+                    move |i| (q.clone(), i)
+                }),
+            )
             .unwrap()
             .map(Result::unwrap)
             .collect();
@@ -583,7 +586,9 @@ fn handle_chunks_queued_behind_a_dying_worker_reach_its_replacement() {
     watchdog(60, || {
         let pool = Pool::new(1).unwrap();
         let q: Queue<u64> = Queue::new().unwrap();
-        let first = pool.apply_async(hold_then_put, (q.clone(), 100, 20_000)).unwrap();
+        let first = pool
+            .apply_async(hold_then_put, (q.clone(), 100, 20_000))
+            .unwrap();
         let rest: Vec<_> = (1..=3u64)
             .map(|i| pool.apply_async(hold_then_put, (q.clone(), i, 0)).unwrap())
             .collect();
@@ -614,7 +619,10 @@ fn an_unencodable_argument_is_one_clear_error() {
         let text = e.to_string();
         assert!(matches!(e, procactor::Error::Encode(_)), "{e:?}");
         assert!(text.contains("refuses to be encoded"), "{text}");
-        assert!(!text.contains("could not complete"), "not wrapped twice: {text}");
+        assert!(
+            !text.contains("could not complete"),
+            "not wrapped twice: {text}"
+        );
     });
 }
 
@@ -670,9 +678,15 @@ fn an_endless_imap_read_partially_stays_within_its_window() {
             it.next().unwrap().unwrap();
         }
         // it runs ahead eagerly, up to the window of unread chunks (chunksize 1)…
-        wait_until(T, "the window to fill", || runs.get() >= 10 + it.window() as u64);
+        wait_until(T, "the window to fill", || {
+            runs.get() >= 10 + it.window() as u64
+        });
         let ran = runs.get();
-        assert_eq!(ran, 10 + it.window() as u64, "exactly the window runs ahead");
+        assert_eq!(
+            ran,
+            10 + it.window() as u64,
+            "exactly the window runs ahead"
+        );
         // …and no further while nobody reads
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(runs.get(), ran);
@@ -743,7 +757,11 @@ fn callbacks_run_exactly_once_with_the_right_value() {
             .map_async_with(
                 square,
                 0..50u64,
-                move |v: Vec<u64>| l1.lock().unwrap().push(format!("ok {}", v.iter().sum::<u64>())),
+                move |v: Vec<u64>| {
+                    l1.lock()
+                        .unwrap()
+                        .push(format!("ok {}", v.iter().sum::<u64>()))
+                },
                 move |e| l2.lock().unwrap().push(format!("err {e}")),
             )
             .unwrap();
@@ -779,7 +797,7 @@ struct NotEven {
 }
 
 fn halve(x: u64) -> Result<u64, NotEven> {
-    if x % 2 == 0 {
+    if x.is_multiple_of(2) {
         Ok(x / 2)
     } else {
         Err(NotEven { value: x })
@@ -801,7 +819,10 @@ fn typed_task_errors() {
             Err(TaskError::Failed(NotEven { value: 9 }))
         );
         let h = pool.try_apply_async(halve, 5).unwrap();
-        assert_eq!(h.get_timeout(T), Err(TaskError::Failed(NotEven { value: 5 })));
+        assert_eq!(
+            h.get_timeout(T),
+            Err(TaskError::Failed(NotEven { value: 5 }))
+        );
         assert_eq!(h.successful(), Some(false));
         assert_eq!(
             pool.try_map(halve, (0..10u64).map(|x| x * 2)),
@@ -851,10 +872,15 @@ fn a_worker_panic_prints_nothing_on_stderr() {
     watchdog(120, || {
         let run = |log: Option<&str>| {
             let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-            cmd.args(["--exact", "child_pool_task_panics", "--ignored", "--nocapture"])
-                .env_remove("PROCACTOR_LOG")
-                .env_remove(common::ON_MAIN_THREAD)
-                .env_remove("RUST_MIN_STACK");
+            cmd.args([
+                "--exact",
+                "child_pool_task_panics",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env_remove("PROCACTOR_LOG")
+            .env_remove(common::ON_MAIN_THREAD)
+            .env_remove("RUST_MIN_STACK");
             if let Some(l) = log {
                 cmd.env("PROCACTOR_LOG", l);
             }
@@ -918,8 +944,15 @@ fn workers_are_named_as_python_names_them() {
         let after = numbers(&names, "SpawnPoolWorker-");
         assert_eq!(after.len(), 2, "{names:?}");
         let newest = *after.iter().max().unwrap();
-        assert!(newest > *before.iter().max().unwrap(), "{before:?} then {after:?}");
-        assert_eq!(after.intersection(&before).count(), 1, "{before:?} then {after:?}");
+        assert!(
+            newest > *before.iter().max().unwrap(),
+            "{before:?} then {after:?}"
+        );
+        assert_eq!(
+            after.intersection(&before).count(),
+            1,
+            "{before:?} then {after:?}"
+        );
 
         let pool = Pool::builder()
             .processes(1)
@@ -928,6 +961,9 @@ fn workers_are_named_as_python_names_them() {
             .unwrap();
         let names = pool.map(my_name, 0..2u64).unwrap();
         let n = numbers(&names, "ForkServerPoolWorker-");
-        assert!(*n.iter().next().unwrap() > newest, "a process-wide counter: {n:?}");
+        assert!(
+            *n.iter().next().unwrap() > newest,
+            "a process-wide counter: {n:?}"
+        );
     });
 }

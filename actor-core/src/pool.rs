@@ -406,6 +406,15 @@ struct Pending {
     frame: Option<Arc<FdFrame>>,
 }
 
+/// Where an `AsyncResult`'s chunks arrive.
+type ResultsRx = crossbeam_channel::Receiver<(u64, Outcome)>;
+/// Sees one task's outcome on the result thread (runs its callbacks).
+type Hook = Box<dyn FnOnce(&Outcome) + Send>;
+/// Sees every chunk's outcome of a `map_async_with`, in order, once all are there.
+type OnAll = Box<dyn FnOnce(&[Outcome]) + Send>;
+/// What an `Imap` holds of its type parameters and the pool's borrow.
+type Marker<'p, A, R, I> = PhantomData<(&'p (), fn(A, I) -> R)>;
+
 /// Sinks to call once the state lock is released.
 type Finished = Vec<(usize, u64, Sink, Outcome)>;
 
@@ -915,13 +924,12 @@ fn collect(inner: Arc<Inner>, results: Queue<ResultMsg>) {
         match results.get() {
             Ok(ResultMsg::Done(chunk, out)) => {
                 let mut st = inner.lock();
-                let done = st.pending.remove(&chunk).map(|p| {
+                let done = st.pending.remove(&chunk).inspect(|p| {
                     if let Some(w) = st.workers.get_mut(p.worker) {
                         if let Some(pos) = w.outstanding.iter().position(|&c| c == chunk) {
                             w.outstanding.remove(pos);
                         }
                     }
-                    p
                 });
                 drop(st);
                 if let Some(p) = done {
@@ -1314,7 +1322,7 @@ impl Pool {
         f: fn(A) -> R,
         items: Vec<A>,
         gather: Option<Arc<Gather>>,
-    ) -> Result<(crossbeam_channel::Receiver<(u64, Outcome)>, Vec<u64>), Error> {
+    ) -> Result<(ResultsRx, Vec<u64>), Error> {
         let cs = default_chunksize(items.len(), self.processes);
         let (tx, rx) = crossbeam_channel::unbounded();
         let fid = self.inner.fn_id(f)?;
@@ -1385,11 +1393,10 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let cs = default_chunksize(items.len(), self.processes);
         let n = items.len().div_ceil(cs);
-        let on_all: Box<dyn FnOnce(&[Outcome]) + Send> =
-            Box::new(move |outs: &[Outcome]| match decode_all::<R>(outs) {
-                Ok(v) => guarded("callback", || callback(v)),
-                Err(e) => guarded("error callback", || error_callback(e)),
-            });
+        let on_all: OnAll = Box::new(move |outs: &[Outcome]| match decode_all::<R>(outs) {
+            Ok(v) => guarded("callback", || callback(v)),
+            Err(e) => guarded("error callback", || error_callback(e)),
+        });
         let gather = Arc::new(Gather {
             st: Mutex::new((vec![None; n], n, Some(on_all))),
         });
@@ -1421,7 +1428,7 @@ impl Pool {
         &self,
         f: fn(A) -> R,
         arg: &A,
-        hook: Option<Box<dyn FnOnce(&Outcome) + Send>>,
+        hook: Option<Hook>,
         decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
     ) -> Result<AsyncResult<T, E>, Error> {
         let (payload, unsent) = encode_chunk(std::slice::from_ref(arg)).map_err(Error::Encode)?;
@@ -1496,11 +1503,13 @@ impl Pool {
         C: FnOnce(R) + Send + 'static,
         EC: FnOnce(TaskError) + Send + 'static,
     {
-        let hook: Box<dyn FnOnce(&Outcome) + Send> =
-            Box::new(move |out: &Outcome| match decode_one::<R>(std::slice::from_ref(out)) {
-                Ok(v) => guarded("callback", || callback(v)),
-                Err(e) => guarded("error callback", || error_callback(e)),
-            });
+        let hook: Hook =
+            Box::new(
+                move |out: &Outcome| match decode_one::<R>(std::slice::from_ref(out)) {
+                    Ok(v) => guarded("callback", || callback(v)),
+                    Err(e) => guarded("error callback", || error_callback(e)),
+                },
+            );
         self.submit_one(f, &arg, Some(hook), decode_one::<R>)
     }
 
@@ -1547,7 +1556,11 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap<A, R, I>(&self, f: fn(A) -> R, items: I) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
+    pub fn imap<A, R, I>(
+        &self,
+        f: fn(A) -> R,
+        items: I,
+    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
     where
         A: Message,
         R: Message,
@@ -1713,12 +1726,8 @@ impl Drop for Pool {
 
 /// Every chunk's outcome of a `map_async_with`, and what runs once all are there.
 struct Gather {
-    #[allow(clippy::type_complexity)]
-    st: Mutex<(
-        Vec<Option<Outcome>>,
-        usize,
-        Option<Box<dyn FnOnce(&[Outcome]) + Send>>,
-    )>,
+    /// Each chunk's outcome, how many are missing, what runs once none is.
+    st: Mutex<(Vec<Option<Outcome>>, usize, Option<OnAll>)>,
 }
 
 impl Gather {
@@ -1852,8 +1861,7 @@ fn feed_loop<A: Message, I: Iterator<Item = A>>(
                 s.done += 1;
                 // with every worker busy, one worker takes `processes / rate` per chunk
                 if let Some(t0) = s.started {
-                    let per_worker =
-                        t0.elapsed().as_secs_f64() * processes as f64 / s.done as f64;
+                    let per_worker = t0.elapsed().as_secs_f64() * processes as f64 / s.done as f64;
                     s.window = window_for(Duration::from_secs_f64(per_worker));
                 }
             }
@@ -1894,7 +1902,7 @@ pub struct Imap<'p, A, R, I> {
     seen: u64,
     reorder: BTreeMap<u64, (Vec<Result<R, TaskError>>, bool)>,
     ready: VecDeque<Result<R, TaskError>>,
-    _t: PhantomData<(&'p (), fn(A, I) -> R)>,
+    _t: Marker<'p, A, R, I>,
 }
 
 impl<A, R, I> fmt::Debug for Imap<'_, A, R, I> {
