@@ -38,7 +38,7 @@
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier` | [`Event`], [`Condition`], [`Barrier`] |
-//! | `Pool`, `map`, `imap`, `apply_async` | [`Pool`], [`AsyncResult`], [`TaskError`] |
+//! | `Pool`, `map`, `imap`, `apply_async(.., callback, error_callback)` | [`Pool`] (`apply_async_with`, `try_map`…), [`AsyncResult`], [`Imap`], [`TaskError`] |
 //! | `Manager()`, `dict()`, `list()`, `Namespace()` | [`Manager`], [`SharedDict`], [`SharedList`], [`Namespace`] |
 //! | `multiprocessing.connection` `Listener`, `Client` | [`connection::Listener`], [`connection::Client`] |
 //! | (Erlang/OTP actors and supervisors) | `#[process_actor]`, [`Actor`], [`ActorRef`], [`Supervisor`] |
