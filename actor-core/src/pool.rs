@@ -1778,6 +1778,8 @@ struct FeedState {
     gone: bool,
     /// Chunks per worker (see `window_for`).
     window: usize,
+    /// The feeder waits for room (to be woken).
+    waiting: bool,
     started: Option<Instant>,
 }
 
@@ -1821,11 +1823,13 @@ fn feed_loop<A: Message, I: Iterator<Item = A>>(
                 if unread < feed.cap || inner.joining.load(Ordering::SeqCst) {
                     break;
                 }
+                s.waiting = true;
                 s = feed
                     .cv
                     .wait_timeout(s, Duration::from_millis(50))
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                s.waiting = false;
             }
             s.window
         };
@@ -1856,7 +1860,7 @@ fn feed_loop<A: Message, I: Iterator<Item = A>>(
                     Some(v.saturating_sub(1))
                 });
             }
-            {
+            let wake = {
                 let mut s = feed_s.lock();
                 s.done += 1;
                 // with every worker busy, one worker takes `processes / rate` per chunk
@@ -1864,8 +1868,12 @@ fn feed_loop<A: Message, I: Iterator<Item = A>>(
                     let per_worker = t0.elapsed().as_secs_f64() * processes as f64 / s.done as f64;
                     s.window = window_for(Duration::from_secs_f64(per_worker));
                 }
+                s.waiting
+            };
+            // (a wake-up is a system call: only when the feeder waits for room)
+            if wake {
+                feed_s.cv.notify_all();
             }
-            feed_s.cv.notify_all();
             let _ = tx_s.send(FeedMsg::Chunk(seq, n, out, true));
         });
         match inner.submit(fid, payload, window, &feed.mine, sink, true) {
@@ -1993,8 +2001,14 @@ impl<A, R: Message, I> Imap<'_, A, R, I> {
             read += u64::from(counted);
         }
         if read > 0 {
-            self.feed.lock().delivered += read;
-            self.feed.cv.notify_all();
+            let wake = {
+                let mut s = self.feed.lock();
+                s.delivered += read;
+                s.waiting
+            };
+            if wake {
+                self.feed.cv.notify_all();
+            }
         }
     }
 }
