@@ -561,6 +561,29 @@ fn a_queue_as_an_apply_async_argument_reaches_the_worker() {
     });
 }
 
+fn reply_through((conn, ev, x): (procactor::Connection<u64, u64>, procactor::Event, u64)) -> u64 {
+    let asked = conn.recv_timeout(T).unwrap();
+    conn.send(&(asked + x)).unwrap();
+    ev.set();
+    x
+}
+
+#[test]
+fn a_pipe_end_and_an_event_as_arguments_work_in_the_worker() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let (mine, theirs) = procactor::Pipe::<u64>::new().unwrap();
+        let ev = procactor::Event::new().unwrap();
+        let h = pool
+            .apply_async(reply_through, (theirs, ev.clone(), 5))
+            .unwrap();
+        mine.send(&100).unwrap();
+        assert_eq!(mine.recv_timeout(T).unwrap(), 105);
+        assert!(ev.wait_timeout(T));
+        assert_eq!(h.get_timeout(T).unwrap(), 5);
+    });
+}
+
 #[test]
 fn a_lock_and_a_value_as_map_arguments_count_exactly() {
     watchdog(60, || {
@@ -696,6 +719,24 @@ fn an_endless_imap_read_partially_stays_within_its_window() {
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(runs.get(), ran + 1);
         drop(it);
+    });
+}
+
+#[test]
+fn an_input_iterator_that_panics_ends_the_imap_with_an_error() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let input = (0..10u64).inspect(|&i| assert_ne!(i, 3, "no three in the input"));
+        let got: Vec<Result<u64, TaskError>> = pool.imap(square, input).unwrap().collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[..3], [Ok(0), Ok(1), Ok(4)]);
+        match &got[3] {
+            Err(TaskError::Failed(m)) => assert!(m.contains("no three in the input"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // nothing waits for that feeder
+        pool.close();
+        pool.join().unwrap();
     });
 }
 

@@ -1198,6 +1198,7 @@ impl Pool {
             let _g = inner.lock();
             inner.cv.notify_all();
         });
+        // (`feed_loop` catches a panic of the input iterator: the count always goes down)
         if let Err(e) = spawned {
             self.inner.feeders.fetch_sub(1, Ordering::SeqCst);
             return Err(e.into());
@@ -1400,10 +1401,10 @@ impl Pool {
         let gather = Arc::new(Gather {
             st: Mutex::new((vec![None; n], n, Some(on_all))),
         });
+        let (rx, chunks) = self.submit_all(f, items, Some(gather.clone()))?;
         if n == 0 {
-            gather.fire();
+            gather.fire(); // (an empty list: at once, on this thread)
         }
-        let (rx, chunks) = self.submit_all(f, items, Some(gather))?;
         Ok(AsyncResult::new(
             rx,
             Collect::Chunks(chunks),
@@ -1833,7 +1834,23 @@ fn feed_loop<A: Message, I: Iterator<Item = A>>(
             }
             s.window
         };
-        let part: Vec<A> = input.by_ref().take(chunksize).collect();
+        // the input is the user's code: a panic in it ends the input with an error item
+        // (not the feeder, whose end `join` and the iterator wait for)
+        let part = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            input.by_ref().take(chunksize).collect::<Vec<A>>()
+        }));
+        let part = match part {
+            Ok(part) => part,
+            Err(p) => {
+                let why = TaskError::Failed(format!(
+                    "the input iterator panicked: {}",
+                    runtime::take_panic_message(&*p)
+                ));
+                let _ = tx.send(FeedMsg::Chunk(seq, 1, Err(why), false));
+                seq += 1;
+                break;
+            }
+        };
         if part.is_empty() {
             break;
         }
