@@ -582,7 +582,7 @@ impl Inner {
         let mut sink = Some(sink);
         let mut payload = Some(payload);
         loop {
-            let (i, sock) = {
+            let i = {
                 let st = self.lock();
                 if refused(st.phase) {
                     return Err(closed());
@@ -603,7 +603,7 @@ impl Inner {
                             && !self.dead[*i].load(Ordering::Acquire)
                     })
                     .min_by_key(|(_, w)| w.outstanding.len())
-                    .map(|(i, w)| (i, w.sock.clone()));
+                    .map(|(i, _)| i);
                 match pick {
                     Some(p) => p,
                     None => {
@@ -620,7 +620,7 @@ impl Inner {
                 Some(Payload::Fds(f)) => Some(f.clone()),
                 _ => None,
             };
-            let chunk = {
+            let (chunk, sock) = {
                 let mut st = self.lock();
                 if refused(st.phase) {
                     return Err(closed());
@@ -629,6 +629,9 @@ impl Inner {
                     drop(_g);
                     continue;
                 }
+                // (read under the put lock: a replacement, which takes it too, cannot
+                // come between this and the write)
+                let sock = st.workers[i].sock.clone();
                 let chunk = st.next_chunk;
                 st.next_chunk += 1;
                 st.workers[i].outstanding.push_back(chunk);
@@ -640,7 +643,7 @@ impl Inner {
                         frame: frame.clone(),
                     },
                 );
-                chunk
+                (chunk, sock)
             };
             if let Some(m) = mine.get(i) {
                 m.fetch_add(1, Ordering::AcqRel);
