@@ -38,7 +38,7 @@
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier` | [`Event`], [`Condition`], [`Barrier`] |
-//! | `Pool`, `map`, `imap`, `apply_async` | [`Pool`], [`AsyncResult`], [`TaskError`] |
+//! | `Pool`, `map`, `imap`, `apply_async(.., callback, error_callback)` | [`Pool`] (`apply_async_with`, `try_map`…), [`AsyncResult`], [`Imap`], [`TaskError`] |
 //! | `Manager()`, `dict()`, `list()`, `Namespace()` | [`Manager`], [`SharedDict`], [`SharedList`], [`Namespace`] |
 //! | `Manager().Lock()`, `RLock()`, `Semaphore()`, `Condition()`, `Event()`, `Barrier()`, `Queue()`, `JoinableQueue()`, `Value()`, `Array()` | [`Manager::lock`] → [`SharedLock`], [`SharedRLock`], [`SharedSemaphore`], [`SharedCondition`], [`SharedEvent`], [`SharedBarrier`], [`SharedQueue`], [`SharedJoinableQueue`], [`SharedValue`], [`SharedArray`] |
 //! | `multiprocessing.connection` `Listener`, `Client` | [`connection::Listener`], [`connection::Client`] |

@@ -530,7 +530,8 @@ fn proxies_travel_through_queues_and_pool_task_arguments() {
     watchdog(60, || {
         let mgr = Manager::start().unwrap();
         let l = mgr.list::<u64>().unwrap();
-        // a task's arguments go through shared memory: the proxy reconnects by name
+        // a task's arguments carry descriptors (the worker's task socket): the proxy
+        // travels as its rings there
         let pool = procactor::Pool::new(2).unwrap();
         let done = pool
             .map_chunksize(append_from_task, (0..10u64).map(|x| (l.clone(), x)), 1)

@@ -4,7 +4,7 @@ procactor::test_support!();
 
 mod common;
 use common::{wait_until, watchdog};
-use procactor::{Array, Pool, Queue, TaskError};
+use procactor::{Array, Lock, Pool, Queue, TaskError, Value};
 use proptest::prelude::{proptest, ProptestConfig};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -370,20 +370,23 @@ fn imap_reads_its_input_lazily_with_flat_memory() {
     watchdog(120, || {
         let pool = Pool::new(2).unwrap();
         // an endless input: only what is consumed (plus a bounded window) is read
-        let pulled = std::sync::atomic::AtomicU64::new(0);
-        let first: Vec<u64> = pool
+        let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let p2 = pulled.clone();
+        let mut it = pool
             .imap(
                 square,
-                (0u64..).inspect(|_| {
-                    pulled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (0u64..).inspect(move |_| {
+                    p2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }),
             )
-            .unwrap()
-            .take(100)
-            .map(Result::unwrap)
-            .collect();
+            .unwrap();
+        let first: Vec<u64> = it.by_ref().take(100).map(Result::unwrap).collect();
         assert_eq!(first[99], 99 * 99);
-        assert!(pulled.load(std::sync::atomic::Ordering::Relaxed) < 100_000);
+        // the feeder stops at the window (plus the chunk it may hold, not yet submitted)
+        std::thread::sleep(Duration::from_millis(200));
+        let read = pulled.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(read <= 100 + it.window() as u64 + 1, "{read} read");
+        drop(it);
 
         fn rss_kib() -> u64 {
             let s = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -504,4 +507,504 @@ fn map_reports_the_first_failure_in_input_order_and_unencodable_arguments() {
 
 fn refuse(_: common::Refuses) -> u8 {
     0
+}
+
+// ------------------------------------------------------------- handles as arguments
+
+fn put_into((q, x): (Queue<u64>, u64)) -> u64 {
+    q.put(x * 10).unwrap();
+    x
+}
+
+fn hold_then_put((q, x, ms): (Queue<u64>, u64, u64)) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    q.put(x).unwrap();
+    x
+}
+
+fn count_under_lock((v, l): (Value<u64>, Lock)) -> u32 {
+    let _g = l.acquire().unwrap();
+    let n = v.get();
+    std::thread::yield_now();
+    v.set(n + 1);
+    std::process::id()
+}
+
+#[test]
+fn a_queue_as_an_apply_async_argument_reaches_the_worker() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let q: Queue<u64> = Queue::new().unwrap();
+        let h = pool.apply_async(put_into, (q.clone(), 4)).unwrap();
+        assert_eq!(h.get_timeout(T).unwrap(), 4);
+        assert_eq!(q.get_timeout(T).unwrap(), 40);
+        // and through every other operation
+        assert_eq!(pool.apply(put_into, (q.clone(), 5)).unwrap(), 5);
+        assert_eq!(q.get_timeout(T).unwrap(), 50);
+        let got: Vec<u64> = pool
+            .imap(
+                put_into,
+                (0..6u64).map({
+                    let q = q.clone();
+                    move |i| (q.clone(), i)
+                }),
+            )
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, (0..6).collect::<Vec<_>>());
+        let mut put: Vec<u64> = (0..6).map(|_| q.get_timeout(T).unwrap()).collect();
+        put.sort();
+        assert_eq!(put, (0..6).map(|i| i * 10).collect::<Vec<_>>());
+        // handles and plain chunks mixed keep working
+        assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
+    });
+}
+
+fn reply_through((conn, ev, x): (procactor::Connection<u64, u64>, procactor::Event, u64)) -> u64 {
+    let asked = conn.recv_timeout(T).unwrap();
+    conn.send(&(asked + x)).unwrap();
+    ev.set();
+    x
+}
+
+#[test]
+fn a_pipe_end_and_an_event_as_arguments_work_in_the_worker() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let (mine, theirs) = procactor::Pipe::<u64>::new().unwrap();
+        let ev = procactor::Event::new().unwrap();
+        let h = pool
+            .apply_async(reply_through, (theirs, ev.clone(), 5))
+            .unwrap();
+        mine.send(&100).unwrap();
+        assert_eq!(mine.recv_timeout(T).unwrap(), 105);
+        assert!(ev.wait_timeout(T));
+        assert_eq!(h.get_timeout(T).unwrap(), 5);
+    });
+}
+
+#[test]
+fn a_lock_and_a_value_as_map_arguments_count_exactly() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let v = Value::new(0u64).unwrap();
+        let l = Lock::new().unwrap();
+        let n = 200;
+        let items: Vec<(Value<u64>, Lock)> = (0..n).map(|_| (v.clone(), l.clone())).collect();
+        let pids = pool.map_chunksize(count_under_lock, items, 10).unwrap();
+        assert_eq!(pids.len(), n);
+        assert_eq!(v.get(), n as u64);
+        let distinct: std::collections::BTreeSet<u32> = pids.into_iter().collect();
+        assert!(!distinct.contains(&std::process::id()));
+        // starmap too
+        let items: Vec<(Value<u64>, Lock)> = (0..10).map(|_| (v.clone(), l.clone())).collect();
+        assert_eq!(pool.starmap(count_under_lock, items).unwrap().len(), 10);
+        assert_eq!(v.get(), n as u64 + 10);
+    });
+}
+
+#[test]
+fn handle_chunks_queued_behind_a_dying_worker_reach_its_replacement() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let q: Queue<u64> = Queue::new().unwrap();
+        let first = pool
+            .apply_async(hold_then_put, (q.clone(), 100, 20_000))
+            .unwrap();
+        let rest: Vec<_> = (1..=3u64)
+            .map(|i| pool.apply_async(hold_then_put, (q.clone(), i, 0)).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let victim = pool.pids()[0];
+        std::process::Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .unwrap();
+        match first.get_timeout(T) {
+            Err(TaskError::WorkerDied(procactor::ExitStatus::Signal(9))) => {}
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        for (i, h) in rest.iter().enumerate() {
+            assert_eq!(h.get_timeout(T).unwrap(), i as u64 + 1);
+        }
+        let got: Vec<u64> = (0..3).map(|_| q.get_timeout(T).unwrap()).collect();
+        assert_eq!(got, [1, 2, 3], "in submission order, by the replacement");
+        assert!(q.get_timeout(Duration::from_millis(100)).is_err());
+    });
+}
+
+#[test]
+fn an_unencodable_argument_is_one_clear_error() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let e = pool.apply_async(refuse, common::Refuses).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, procactor::Error::Encode(_)), "{e:?}");
+        assert!(text.contains("refuses to be encoded"), "{text}");
+        assert!(
+            !text.contains("could not complete"),
+            "not wrapped twice: {text}"
+        );
+    });
+}
+
+// ------------------------------------------------------------- eager imap
+
+static RUNS: OnceLock<Value<u64>> = OnceLock::new();
+
+fn keep_runs(v: Value<u64>) {
+    let _ = RUNS.set(v);
+}
+
+fn count_run(x: u64) -> u64 {
+    *RUNS.get().expect("initializer").lock().unwrap() += 1;
+    x
+}
+
+fn counting_pool(runs: &Value<u64>) -> Pool {
+    Pool::builder()
+        .processes(2)
+        .initializer(keep_runs, runs.clone())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn imap_then_close_and_join_runs_every_task() {
+    watchdog(60, || {
+        let runs = Value::new(0u64).unwrap();
+        let pool = counting_pool(&runs);
+        // dropped at once, never read: Python's semantics, every task still runs
+        let _ = pool.imap(count_run, 0..4u64).unwrap();
+        let _ = pool.imap_unordered(count_run, 0..3u64).unwrap();
+        // held and not read until after join
+        let held = pool.imap(count_run, 0..50u64).unwrap();
+        pool.close();
+        pool.join().unwrap();
+        assert_eq!(runs.get(), 57);
+        let got: Vec<u64> = held.map(Result::unwrap).collect();
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn an_endless_imap_read_partially_stays_within_its_window() {
+    watchdog(60, || {
+        let runs = Value::new(0u64).unwrap();
+        let pool = counting_pool(&runs);
+        // (unordered: each result read is one chunk read, so the count is exact; in
+        // order, results that came early wait and count as unread)
+        let mut it = pool.imap_unordered(count_run, 0u64..).unwrap();
+        assert_eq!(it.window(), procactor::IMAP_WINDOW_PER_WORKER * 2);
+        for _ in 0..10 {
+            it.next().unwrap().unwrap();
+        }
+        // it runs ahead eagerly, up to the window of unread chunks (chunksize 1)…
+        wait_until(T, "the window to fill", || {
+            runs.get() >= 10 + it.window() as u64
+        });
+        let ran = runs.get();
+        assert_eq!(
+            ran,
+            10 + it.window() as u64,
+            "exactly the window runs ahead"
+        );
+        // …and no further while nobody reads
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(runs.get(), ran);
+        // reading one more lets exactly one more run
+        it.next().unwrap().unwrap();
+        wait_until(T, "one more task", || runs.get() > ran);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(runs.get(), ran + 1);
+        drop(it);
+    });
+}
+
+#[test]
+fn an_input_iterator_that_panics_ends_the_imap_with_an_error() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let input = (0..10u64).inspect(|&i| assert_ne!(i, 3, "no three in the input"));
+        let got: Vec<Result<u64, TaskError>> = pool.imap(square, input).unwrap().collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[..3], [Ok(0), Ok(1), Ok(4)]);
+        match &got[3] {
+            Err(TaskError::Failed(m)) => assert!(m.contains("no three in the input"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // nothing waits for that feeder
+        pool.close();
+        pool.join().unwrap();
+    });
+}
+
+#[test]
+fn next_timeout_times_out_then_returns_the_value() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let mut it = pool.imap(sleep_then, vec![(1u64, 500u64), (2, 0)]).unwrap();
+        assert_eq!(
+            it.next_timeout(Duration::from_millis(20)),
+            Some(Err(TaskError::Timeout))
+        );
+        assert_eq!(it.next_timeout(T), Some(Ok(1)));
+        assert_eq!(it.next_timeout(T), Some(Ok(2)));
+        assert_eq!(it.next_timeout(T), None);
+        assert_eq!(it.next(), None);
+    });
+}
+
+// ------------------------------------------------------------- callbacks
+
+#[test]
+fn callbacks_run_exactly_once_with_the_right_value() {
+    use std::sync::{Arc, Mutex};
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (l1, l2) = (log.clone(), log.clone());
+        let h = pool
+            .apply_async_with(
+                square,
+                12,
+                move |v| l1.lock().unwrap().push(format!("ok {v}")),
+                move |e| l2.lock().unwrap().push(format!("err {e}")),
+            )
+            .unwrap();
+        assert_eq!(h.get_timeout(T).unwrap(), 144);
+        // the callback ran before the result was ready
+        assert_eq!(*log.lock().unwrap(), ["ok 144"]);
+
+        log.lock().unwrap().clear();
+        let (l1, l2) = (log.clone(), log.clone());
+        let h = pool
+            .apply_async_with(
+                panics_on_7,
+                7,
+                move |v| l1.lock().unwrap().push(format!("ok {v}")),
+                move |e| l2.lock().unwrap().push(format!("err {e}")),
+            )
+            .unwrap();
+        assert!(matches!(h.get_timeout(T), Err(TaskError::Panicked { .. })));
+        let got = log.lock().unwrap().clone();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("err ") && got[0].contains("seven is not allowed"));
+
+        log.lock().unwrap().clear();
+        let (l1, l2) = (log.clone(), log.clone());
+        let h = pool
+            .map_async_with(
+                square,
+                0..50u64,
+                move |v: Vec<u64>| {
+                    l1.lock()
+                        .unwrap()
+                        .push(format!("ok {}", v.iter().sum::<u64>()))
+                },
+                move |e| l2.lock().unwrap().push(format!("err {e}")),
+            )
+            .unwrap();
+        assert_eq!(h.get_timeout(T).unwrap().len(), 50);
+        let want: u64 = (0..50u64).map(|x| x * x).sum();
+        assert_eq!(*log.lock().unwrap(), [format!("ok {want}")]);
+
+        log.lock().unwrap().clear();
+        let (l1, l2) = (log.clone(), log.clone());
+        let h = pool
+            .map_async_with(
+                fails_on_multiples_of_7,
+                0..30u64,
+                move |v: Vec<u64>| l1.lock().unwrap().push(format!("ok {}", v.len())),
+                move |e| l2.lock().unwrap().push(format!("err {e}")),
+            )
+            .unwrap();
+        assert!(h.get_timeout(T).is_err());
+        let got = log.lock().unwrap().clone();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("multiple of seven: 7"), "{got:?}");
+        // and nothing more arrives later
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(log.lock().unwrap().len(), 1);
+    });
+}
+
+// ------------------------------------------------------------- typed errors
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct NotEven {
+    value: u64,
+}
+
+fn halve(x: u64) -> Result<u64, NotEven> {
+    if x.is_multiple_of(2) {
+        Ok(x / 2)
+    } else {
+        Err(NotEven { value: x })
+    }
+}
+
+fn halve_or_panic(x: u64) -> Result<u64, NotEven> {
+    assert_ne!(x, 7, "seven is not allowed");
+    halve(x)
+}
+
+#[test]
+fn typed_task_errors() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.try_apply(halve, 8), Ok(4));
+        assert_eq!(
+            pool.try_apply(halve, 9),
+            Err(TaskError::Failed(NotEven { value: 9 }))
+        );
+        let h = pool.try_apply_async(halve, 5).unwrap();
+        assert_eq!(
+            h.get_timeout(T),
+            Err(TaskError::Failed(NotEven { value: 5 }))
+        );
+        assert_eq!(h.successful(), Some(false));
+        assert_eq!(
+            pool.try_map(halve, (0..10u64).map(|x| x * 2)),
+            Ok((0..10).collect())
+        );
+        // the first failure in input order
+        assert_eq!(
+            pool.try_map(halve, [2, 4, 5, 7, 8]),
+            Err(TaskError::Failed(NotEven { value: 5 }))
+        );
+        assert!(matches!(
+            pool.try_map(halve_or_panic, [2, 7, 9]),
+            Err(TaskError::Panicked { .. })
+        ));
+        pool.close();
+        assert!(matches!(pool.try_apply(halve, 2), Err(TaskError::Pool(_))));
+    });
+}
+
+// ------------------------------------------------------------- quiet panics
+
+/// Run only by `a_worker_panic_prints_nothing_on_stderr`, in a child test process
+/// whose stderr that test reads.
+#[test]
+#[ignore = "run by a_worker_panic_prints_nothing_on_stderr"]
+fn child_pool_task_panics() {
+    // (the fork server whatever the matrix run says: libtest runs this on a thread)
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(procactor::StartMethod::ForkServer)
+        .build()
+        .unwrap();
+    match pool.apply(panics_on_7, 7) {
+        Err(TaskError::Panicked { message }) => {
+            assert!(message.contains("seven is not allowed"), "{message}")
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert_eq!(pool.apply(panics_on_7, 3).unwrap(), 3);
+    pool.close();
+    pool.join().unwrap();
+    println!("CHILD-DONE");
+}
+
+#[test]
+fn a_worker_panic_prints_nothing_on_stderr() {
+    watchdog(120, || {
+        let run = |log: Option<&str>| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "child_pool_task_panics",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env_remove("PROCACTOR_LOG")
+            .env_remove(common::ON_MAIN_THREAD)
+            .env_remove("RUST_MIN_STACK");
+            if let Some(l) = log {
+                cmd.env("PROCACTOR_LOG", l);
+            }
+            let out = cmd.output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{stdout}\n{stderr}");
+            assert!(stdout.contains("CHILD-DONE"), "{stdout}");
+            stderr
+        };
+        let quiet = run(None);
+        assert!(!quiet.contains("seven is not allowed"), "{quiet}");
+        assert!(!quiet.contains("panicked"), "{quiet}");
+        // asked for: printed, as any panic (so the check above can fail)
+        let loud = run(Some("debug"));
+        assert!(loud.contains("seven is not allowed"), "{loud}");
+    });
+}
+
+// ------------------------------------------------------------- worker names
+
+fn my_name(_: u64) -> String {
+    std::thread::sleep(Duration::from_millis(2));
+    procactor::current_process().name().to_string()
+}
+
+fn numbers(names: &[String], prefix: &str) -> std::collections::BTreeSet<u64> {
+    names
+        .iter()
+        .map(|n| {
+            n.strip_prefix(prefix)
+                .and_then(|k| k.parse().ok())
+                .unwrap_or_else(|| panic!("{n:?} is not {prefix}N"))
+        })
+        .collect()
+}
+
+#[test]
+fn workers_are_named_as_python_names_them() {
+    watchdog(60, || {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(procactor::StartMethod::Spawn)
+            .build()
+            .unwrap();
+        let names = pool.map_chunksize(my_name, 0..40u64, 1).unwrap();
+        let before = numbers(&names, "SpawnPoolWorker-");
+        assert_eq!(before.len(), 2, "{names:?}");
+        assert!(before.iter().all(|&n| n >= 1));
+        // a replacement gets a new number
+        let victim = pool.pids()[0];
+        std::process::Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .unwrap();
+        wait_until(T, "a replacement", || {
+            let p = pool.pids();
+            p.len() == 2 && !p.contains(&victim)
+        });
+        let names = pool.map_chunksize(my_name, 0..40u64, 1).unwrap();
+        let after = numbers(&names, "SpawnPoolWorker-");
+        assert_eq!(after.len(), 2, "{names:?}");
+        let newest = *after.iter().max().unwrap();
+        assert!(
+            newest > *before.iter().max().unwrap(),
+            "{before:?} then {after:?}"
+        );
+        assert_eq!(
+            after.intersection(&before).count(),
+            1,
+            "{before:?} then {after:?}"
+        );
+
+        let pool = Pool::builder()
+            .processes(1)
+            .start_method(procactor::StartMethod::ForkServer)
+            .build()
+            .unwrap();
+        let names = pool.map(my_name, 0..2u64).unwrap();
+        let n = numbers(&names, "ForkServerPoolWorker-");
+        assert!(
+            *n.iter().next().unwrap() > newest,
+            "a process-wide counter: {n:?}"
+        );
+    });
 }

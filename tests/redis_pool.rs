@@ -29,6 +29,29 @@ fn never_registered(x: u64) -> u64 {
     x + 1
 }
 
+fn put_into((q, x): (procactor::Queue<u64>, u64)) -> u64 {
+    q.put(x).unwrap();
+    x
+}
+
+#[test]
+fn a_handle_in_a_task_argument_is_refused_naming_the_alternatives() {
+    watchdog(60, || {
+        let pool = Pool::builder(&url(), &unique("pool-handles"))
+            .task(put_into)
+            .build()
+            .unwrap();
+        let q = procactor::Queue::new().unwrap();
+        match pool.apply_async(put_into, (q, 1)) {
+            Err(TaskError::Failed(m)) => {
+                assert!(m.contains("local procactor::Pool"), "{m}");
+                assert!(!m.contains("could not complete"), "not wrapped twice: {m}");
+            }
+            other => panic!("expected a clear refusal, got {other:?}"),
+        }
+    });
+}
+
 /// Sleeps `ms`, then answers `(x, pid of the worker)`.
 fn slow_with_pid((x, ms): (u64, u64)) -> (u64, u32) {
     std::thread::sleep(Duration::from_millis(ms));

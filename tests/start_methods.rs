@@ -789,6 +789,11 @@ const NOT_UNDER_FORK: &[(&str, &str, &str)] = &[
         "needs threads",
     ),
     (
+        "pool",
+        "child_pool_task_panics",
+        "ignored: run by a_worker_panic_prints_nothing_on_stderr",
+    ),
+    (
         "actor",
         "calls_from_several_processes_each_get_their_own_reply",
         "plain Fork starts once a supervisor runs threads",

@@ -225,8 +225,8 @@ impl Serialize for SendFd<'_> {
                 .as_mut()
                 .ok_or_else(|| {
                     "a procactor handle cannot travel through this channel (a Queue or a \
-                 non-procactor serializer): pass it in a child's args or send it through \
-                 a Pipe"
+                 non-procactor serializer): pass it in a child's args, a Pool task's \
+                 arguments or initializer, or send it through a Pipe"
                         .to_string()
                 })?
                 .fds;

@@ -39,7 +39,7 @@ pub use manager::{
     SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
 pub use pipe::*;
-pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, TaskError};
+pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, TaskError, IMAP_WINDOW_PER_WORKER};
 pub use process::*;
 pub use queue::*;
 pub use runtime::{

@@ -4,9 +4,17 @@
 //!
 //! Each worker process has its own task ring (a [`Queue`]) and a small shared cell
 //! naming the chunk it is running; all workers put their results on one result ring,
-//! which a collector thread reads and routes to whoever waits (a `map`, an `imap`
-//! iterator, an [`AsyncResult`]). The pool therefore knows, at every moment, which chunks
-//! sit in which worker's ring.
+//! which a collector thread (the pool's *result thread*) reads and routes to whoever
+//! waits (a `map`, an `imap` iterator, an [`AsyncResult`], a callback). The pool
+//! therefore knows, at every moment, which chunks sit in which worker's ring.
+//!
+//! **Handles as task arguments.** A chunk whose arguments hold procactor handles (a
+//! `Queue`, a `Lock`, a `Value`, a Pipe's `Connection`…) cannot travel through shared
+//! memory: its arguments go, with their descriptors (`SCM_RIGHTS`), over a socket of
+//! the worker's own, and only a marker goes into the ring, at the chunk's place. Chunks
+//! without handles take the ring alone, as fast as before. The pool keeps a handle
+//! chunk's encoded arguments until it finishes, so that a replacement worker can be
+//! sent them again.
 //!
 //! When a worker dies (a signal, an abort, the OOM killer) the exit watcher puts a
 //! notice on the result ring *behind* every result the dead worker published; when the
@@ -17,38 +25,67 @@
 //! and no call waits forever.
 //!
 //! A task that panics is caught in the worker: its item gets [`TaskError::Panicked`],
-//! the rest of its chunk and the worker go on.
+//! the rest of its chunk and the worker go on. The panic is not printed on the worker's
+//! stderr (Python's pool does not print a task's exception either: it goes back to the
+//! caller) unless `PROCACTOR_LOG=debug` (or `trace`) is set.
 //!
 //! # Chunks
 //!
 //! `map` and friends send items in chunks (one message and one result per chunk). The
 //! default chunk size is Python's: `len / (4 × processes)`, rounded up; `imap` and
-//! `imap_unordered` default to 1, as in Python, and take their input lazily, so an
-//! endless iterator works with bounded memory (Python reads the whole input first).
-//! A worker that dies takes its whole chunk with it: each item of that chunk gets
-//! `WorkerDied`. `maxtasksperchild` counts chunks, as Python counts its tasks.
+//! `imap_unordered` default to 1, as in Python. A worker that dies takes its whole chunk
+//! with it: each item of that chunk gets `WorkerDied`. `maxtasksperchild` counts chunks,
+//! as Python counts its tasks.
+//!
+//! # imap runs eagerly, with a bounded window
+//!
+//! As in Python, `imap` and `imap_unordered` submit their tasks at the call: a feeder
+//! thread of their own (Python's task handler) reads the input and submits its chunks
+//! whether or not the results are read, so `pool.imap(f, items)` followed by `close()`
+//! and `join()` runs every task. Unlike Python, which reads the whole input at once, the
+//! feeder keeps at most [`IMAP_WINDOW_PER_WORKER`] × `processes` chunks submitted and not
+//! yet read ([`Imap::window`]): an endless input works with flat memory. Once the
+//! iterator is dropped its results are thrown away, so the window then only counts chunks
+//! still running; while [`Pool::join`] waits, the window does not hold the feeders back
+//! (results then wait for their reader in memory, as in Python).
+//!
+//! # Worker names
+//!
+//! Workers are named as Python names them: `SpawnPoolWorker-N`, `ForkServerPoolWorker-N`
+//! or `ForkPoolWorker-N` by start method, `N` counting from 1 over every pool worker this
+//! process started (a replacement gets the next number). Python's `N` is the counter
+//! of every child process; procactor counts pool workers alone.
 
-use crate::codec::{self, Encoded};
-use crate::error::{Error, SpawnError};
+use crate::codec::{self, Encoded, RecvFd, SendFd, Unsent};
+use crate::error::{EncodeError, Error, SpawnError};
 use crate::monitor::ExitWatcher;
 use crate::process::{start_encoded_via, Process};
 use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
 use crate::shared::RawArray;
 use crate::{Bytes, ExitStatus, GetError, Message};
+use procactor_transports::fdpass;
+use procactor_transports::frame::{self, FrameReader, Wait};
 use procactor_transports::target::{self, SameImage, TargetRef};
+use procactor_transports::{AsFd, BorrowedFd, OwnedFd};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Why one task has no result.
+///
+/// `E` is the type of a task's own error: `String` for the plain operations (`map`,
+/// `apply`…), whose tasks return a value, and the task's `E` for the `try_` operations
+/// ([`Pool::try_map`], [`Pool::try_apply`], [`Pool::try_apply_async`]), whose tasks
+/// return `Result<R, E>`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TaskError {
+pub enum TaskError<E = String> {
     /// The task panicked; the message (and location) of its panic.
     #[error("the task panicked: {message}")]
     Panicked {
@@ -58,13 +95,33 @@ pub enum TaskError {
     /// The worker process running the task died (its exit status); the pool replaced it.
     #[error("the worker running the task died ({0})")]
     WorkerDied(ExitStatus),
-    /// [`AsyncResult::get_timeout`] ran out of time (the task may still finish).
+    /// [`AsyncResult::get_timeout`] or [`Imap::next_timeout`] ran out of time (the task
+    /// may still finish).
     #[error("timed out waiting for the result")]
     Timeout,
-    /// The task could not run or its result could not be read: an argument that cannot
-    /// be encoded, a result that cannot be decoded, the pool terminated before it ran.
+    /// The task failed. For the `try_` operations: the `Err(e)` the task returned. For
+    /// the plain ones (`E = String`): why the task could not complete — an argument that
+    /// cannot be encoded, a result that cannot be decoded, the pool terminated before it
+    /// ran.
+    #[error("the task failed: {0}")]
+    Failed(E),
+    /// The `try_` operations only: the pool could not run the task or deliver its
+    /// result (what the plain operations report as `Failed(String)`).
     #[error("the task could not complete: {0}")]
-    Failed(String),
+    Pool(String),
+}
+
+impl TaskError {
+    /// This error for a `try_` operation: the task's own errors are `Failed(E)`, so the
+    /// pool's reasons become `Pool(String)`.
+    fn typed<E>(self) -> TaskError<E> {
+        match self {
+            TaskError::Panicked { message } => TaskError::Panicked { message },
+            TaskError::WorkerDied(s) => TaskError::WorkerDied(s),
+            TaskError::Timeout => TaskError::Timeout,
+            TaskError::Failed(m) | TaskError::Pool(m) => TaskError::Pool(m),
+        }
+    }
 }
 
 // ------------------------------------------------------------------ wire
@@ -78,6 +135,10 @@ enum TaskMsg {
     /// Run chunk `id` with function `f` over the CBOR of a `Vec<A>`.
     #[serde(rename = "r")]
     Run(u64, u32, Bytes),
+    /// Run chunk `id` with function `f`; its arguments hold handles and come, with their
+    /// descriptors, as the next frame on the worker's task socket.
+    #[serde(rename = "s")]
+    RunSocket(u64, u32),
 }
 
 /// A function reference as it travels: image-relative address and type name. Public
@@ -120,8 +181,9 @@ enum ResultMsg {
 /// else one `Result` per item.
 type ChunkOut<R> = Result<Vec<R>, Vec<Result<R, String>>>;
 
-/// A bound function in a worker: decodes a chunk, runs it, encodes its results.
-type Runner = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
+/// A bound function in a worker: decodes a chunk (bytes and the descriptors of its
+/// handles), runs it, encodes its results.
+type Runner = Box<dyn Fn(&[u8], Vec<OwnedFd>) -> Result<Vec<u8>, String>>;
 /// The non-generic signature of every binder.
 type BindFn = fn(&TargetRef, &SameImage) -> Option<Runner>;
 /// The non-generic signature of every initializer trampoline.
@@ -131,13 +193,14 @@ type InitArgs = Box<dyn Fn() -> Result<Encoded, crate::EncodeError> + Send + Syn
 
 fn bind<A: Message, R: Message>(target: &TargetRef, proof: &SameImage) -> Option<Runner> {
     let f: fn(A) -> R = target::resolve_checked(target, proof)?;
-    Some(Box::new(move |bytes: &[u8]| {
+    Some(Box::new(move |bytes: &[u8], fds: Vec<OwnedFd>| {
         let args: Vec<A> =
-            codec::decode(bytes, Vec::new()).map_err(|e| format!("decoding the arguments: {e}"))?;
+            codec::decode(bytes, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
         let mut ok = Vec::with_capacity(args.len());
         let mut mixed: Option<Vec<Result<R, String>>> = None;
         for a in args {
-            let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(a)))
+            // (the panic goes back as the item's result: not printed, see the module)
+            let r = runtime::quietly(|| std::panic::catch_unwind(AssertUnwindSafe(|| f(a))))
                 .map_err(|p| runtime::take_panic_message(&*p));
             match (&mut mixed, r) {
                 (None, Ok(v)) => ok.push(v),
@@ -179,12 +242,29 @@ const CELL_WORDS: usize = 2;
 /// initializer fails) is given up: its chunks fail instead of waiting forever.
 const MAX_START_FAILURES: u32 = 3;
 
+/// A worker's end of its task socket, as it travels in its boot.
+struct TaskSocket(OwnedFd);
+
+impl Serialize for TaskSocket {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SendFd(self.0.as_fd()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskSocket {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RecvFd::deserialize(d).map(|f| TaskSocket(f.0))
+    }
+}
+
 /// What a worker process receives.
 #[derive(Serialize, Deserialize)]
 struct WorkerBoot {
     tasks: Queue<TaskMsg>,
     results: Queue<ResultMsg>,
     cell: RawArray<u64>,
+    /// Its end of the task socket (chunks whose arguments hold handles).
+    sock: TaskSocket,
     fns: Vec<(u32, FnRef, FnRef)>,
     init: Option<(FnRef, FnRef, Encoded)>,
     maxtasks: u64,
@@ -195,6 +275,7 @@ struct WorkerBootRef<'a> {
     tasks: &'a Queue<TaskMsg>,
     results: &'a Queue<ResultMsg>,
     cell: &'a RawArray<u64>,
+    sock: SendFd<'a>,
     fns: &'a [(u32, FnRef, FnRef)],
     init: Option<(&'a FnRef, &'a FnRef, Encoded)>,
     maxtasks: u64,
@@ -206,6 +287,7 @@ fn worker_main(boot: WorkerBoot) {
         tasks,
         results,
         cell,
+        sock,
         fns,
         init,
         maxtasks,
@@ -236,35 +318,53 @@ fn worker_main(boot: WorkerBoot) {
         register(&mut runners, *id, b, t);
     }
     let chunk_word = cell.atomic_u64(CELL_CHUNK);
+    let mut reader = FrameReader::new();
     let mut done = 0u64;
     loop {
-        match tasks.get() {
-            Ok(TaskMsg::Register(id, b, t)) => register(&mut runners, id, &b, &t),
-            Ok(TaskMsg::Run(chunk, f, args)) => {
-                if let Some(w) = chunk_word {
-                    w.store(chunk, Ordering::Release);
-                }
-                let out = match runners.get(&f) {
-                    Some(run) => run(&args).map(Bytes::from),
-                    None => Err(format!("unknown function {f} in the worker")),
-                };
-                if let Err(e) = results.put(ResultMsg::Done(chunk, out)) {
-                    panic!("pool worker: the result ring refused a result: {e}");
-                }
-                if let Some(w) = chunk_word {
-                    w.store(0, Ordering::Release);
-                }
-                done += 1;
-                if maxtasks != 0 && done >= maxtasks {
-                    return; // recycled: the pool starts a fresh worker on this ring
+        let (chunk, f, args, fds) = match tasks.get() {
+            Ok(TaskMsg::Register(id, b, t)) => {
+                register(&mut runners, id, &b, &t);
+                continue;
+            }
+            Ok(TaskMsg::Run(chunk, f, args)) => (chunk, f, Ok(args), Vec::new()),
+            Ok(TaskMsg::RunSocket(chunk, f)) => {
+                match reader.fill(sock.0.as_fd(), Wait::Forever, None) {
+                    Ok(_) => {
+                        let args = Bytes::from(reader.payload());
+                        (chunk, f, Ok(args), reader.consume())
+                    }
+                    Err(e) => (
+                        chunk,
+                        f,
+                        Err(format!("reading the task's arguments from the pool: {e}")),
+                        Vec::new(),
+                    ),
                 }
             }
             Err(GetError::Disconnected) => return, // the pool is gone or closed
             Err(GetError::Decode(e)) => {
-                tracing::error!(error = %e, "pool worker: undecodable task skipped")
+                tracing::error!(error = %e, "pool worker: undecodable task skipped");
+                continue;
             }
-            Err(GetError::Empty) => {}
+            Err(GetError::Empty) => continue,
             Err(GetError::Broken) => panic!("pool worker: the task ring is broken"),
+        };
+        if let Some(w) = chunk_word {
+            w.store(chunk, Ordering::Release);
+        }
+        let out = args.and_then(|args| match runners.get(&f) {
+            Some(run) => run(&args, fds).map(Bytes::from),
+            None => Err(format!("unknown function {f} in the worker")),
+        });
+        if let Err(e) = results.put(ResultMsg::Done(chunk, out)) {
+            panic!("pool worker: the result ring refused a result: {e}");
+        }
+        if let Some(w) = chunk_word {
+            w.store(0, Ordering::Release);
+        }
+        done += 1;
+        if maxtasks != 0 && done >= maxtasks {
+            return; // recycled: the pool starts a fresh worker on this ring
         }
     }
 }
@@ -273,14 +373,62 @@ fn worker_main(boot: WorkerBoot) {
 
 type Outcome = Result<Bytes, TaskError>;
 
+/// Where a chunk's outcome goes: called exactly once, with the worker it was given to,
+/// never under the pool's state lock (it may run a user's callback).
+type Sink = Box<dyn FnOnce(usize, u64, Outcome) + Send>;
+
+/// A chunk's arguments that hold handles, kept until the chunk finishes: the bytes and
+/// the handles' descriptors (sent again to a replacement worker if needed).
+struct FdFrame {
+    bytes: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl FdFrame {
+    fn write_to(&self, sock: BorrowedFd<'_>) -> std::io::Result<()> {
+        let fds: Vec<BorrowedFd<'_>> = self.fds.iter().map(|f| f.as_fd()).collect();
+        frame::write_frame(sock, &self.bytes, &fds)
+    }
+}
+
+/// A chunk's encoded arguments.
+enum Payload {
+    /// No handles: the bytes go through the worker's ring.
+    Plain(Bytes),
+    /// Handles: through the worker's socket.
+    Fds(Arc<FdFrame>),
+}
+
 struct Pending {
     worker: usize,
-    tx: crossbeam_channel::Sender<(u64, Outcome)>,
+    sink: Sink,
+    /// The arguments of a chunk sent through the worker's socket.
+    frame: Option<Arc<FdFrame>>,
+}
+
+/// Where an `AsyncResult`'s chunks arrive.
+type ResultsRx = crossbeam_channel::Receiver<(u64, Outcome)>;
+/// Sees one task's outcome on the result thread (runs its callbacks).
+type Hook = Box<dyn FnOnce(&Outcome) + Send>;
+/// Sees every chunk's outcome of a `map_async_with`, in order, once all are there.
+type OnAll = Box<dyn FnOnce(&[Outcome]) + Send>;
+/// What an `Imap` holds of its type parameters and the pool's borrow.
+type Marker<'p, A, R, I> = PhantomData<(&'p (), fn(A, I) -> R)>;
+
+/// Sinks to call once the state lock is released.
+type Finished = Vec<(usize, u64, Sink, Outcome)>;
+
+fn run_sinks(done: Finished) {
+    for (w, c, sink, out) in done {
+        sink(w, c, out);
+    }
 }
 
 struct Worker {
     cell: RawArray<u64>,
     proc: Option<Process<()>>,
+    /// The pool's end of this worker's task socket.
+    sock: Option<Arc<OwnedFd>>,
     /// Chunks put in this worker's ring and not finished, in ring order.
     outstanding: VecDeque<u64>,
     /// Exits in a row before being ready.
@@ -305,26 +453,36 @@ struct State {
     phase: Phase,
 }
 
+/// The process-wide number of the next pool worker (Python's `…PoolWorker-N`).
+static WORKER_NUMBER: AtomicU64 = AtomicU64::new(1);
+
 struct Inner {
     st: Mutex<State>,
     /// Signalled whenever a chunk finishes or a worker is replaced.
     cv: Condvar,
+    processes: usize,
     /// The pool's handle on the result ring: it puts exit notices and `Quit`.
     results: Queue<ResultMsg>,
     init: Option<(FnRef, FnRef, InitArgs)>,
     maxtasks: u64,
-    /// How workers start (`None`: the process-wide default).
-    method: Option<StartMethod>,
+    /// How workers start.
+    method: StartMethod,
     /// With `StartMethod::Fork`: the copy of the owner, made at `build`, that forks the
     /// workers.
     zygote: Option<Arc<crate::forkserver::Zygote>>,
     /// Each worker's task ring (usable without the state lock; put into under `puts`).
     rings: Vec<Queue<TaskMsg>>,
-    /// Taken by whoever puts into worker `i`'s ring, and by the collector while it
-    /// replaces that worker; always before the state lock.
+    /// Taken by whoever puts into worker `i`'s ring (or writes to its socket), and by the
+    /// collector while it replaces that worker; always before the state lock.
     puts: Vec<Mutex<()>>,
     /// Set by the exit watcher when worker `i` exits, cleared when it is replaced.
-    dead: Vec<std::sync::atomic::AtomicBool>,
+    dead: Vec<AtomicBool>,
+    /// Feeder threads (of `imap` and `map`) still submitting.
+    feeders: AtomicUsize,
+    /// `join` waits: feeders ignore their window.
+    joining: AtomicBool,
+    /// `terminate` was called: feeders stop.
+    terminated: AtomicBool,
 }
 
 impl Inner {
@@ -337,26 +495,210 @@ impl Inner {
             None => None,
             Some((t, f, args)) => Some((t, f, args()?)),
         };
+        let (ours, theirs) = fdpass::socketpair()?;
         let w = &mut st.workers[i];
         let boot = WorkerBootRef {
             tasks: &self.rings[i],
             results: &self.results,
             cell: &w.cell,
+            sock: SendFd(theirs.as_fd()),
             fns: &st.fns,
             init,
             maxtasks: self.maxtasks,
         };
+        let prefix = match (self.zygote.is_some(), self.method) {
+            (true, _) | (_, StartMethod::Fork) => "Fork",
+            (false, StartMethod::ForkServer) => "ForkServer",
+            (false, StartMethod::Spawn) => "Spawn",
+        };
+        let n = WORKER_NUMBER.fetch_add(1, Ordering::Relaxed);
         let p = start_encoded_via(
             worker_main,
             &boot,
-            Some(format!("PoolWorker-{}", i + 1)),
+            Some(format!("{prefix}PoolWorker-{n}")),
             true,
-            self.method,
+            Some(self.method),
             None,
             self.zygote.as_deref(),
         )?;
         w.proc = Some(p);
+        w.sock = Some(Arc::new(ours));
         Ok(())
+    }
+
+    /// The id workers know `f` by, registering it first if needed. Every worker's ring
+    /// gets the registration before the id is handed out, so it precedes every chunk
+    /// that uses it (a replacement worker gets all registrations in its boot).
+    fn fn_id<A: Message, R: Message>(&self, f: fn(A) -> R) -> Result<u32, Error> {
+        let binder: BindFn = bind::<A, R>;
+        let key = (FnRef::of(binder), FnRef::of(f));
+        let id = {
+            let mut st = self.lock();
+            if st.phase != Phase::Running {
+                return Err(closed());
+            }
+            if let Some(&id) = st.fn_ids.get(&key) {
+                return Ok(id);
+            }
+            let id = st.fns.len() as u32 + 1;
+            st.fns.push((id, key.0.clone(), key.1.clone()));
+            id
+        };
+        for i in 0..self.processes {
+            let _g = self.puts[i].lock().unwrap_or_else(|e| e.into_inner());
+            let mut msg = TaskMsg::Register(id, key.0.clone(), key.1.clone());
+            loop {
+                match self.rings[i].put_timeout(msg, PUT_SLICE) {
+                    Ok(()) => break,
+                    Err(e) if self.dead[i].load(Ordering::Acquire) || !e.is_full() => {
+                        break; // a replacement gets every registration in its boot
+                    }
+                    Err(e) => msg = e.into_inner(),
+                }
+            }
+        }
+        self.lock().fn_ids.insert(key, id);
+        Ok(id)
+    }
+
+    /// Sends one chunk: to the least loaded worker (everything queued in it) among those
+    /// where this operation has fewer than `window` chunks (`mine` counts them; empty:
+    /// no window). `after_close`: a feeder finishing what was given before `close`.
+    /// `mine[worker]` is counted up here; the sink counts it down.
+    fn submit(
+        &self,
+        fid: u32,
+        payload: Payload,
+        window: usize,
+        mine: &[AtomicUsize],
+        sink: Sink,
+        after_close: bool,
+    ) -> Result<(u64, usize), Error> {
+        let refused = |phase: Phase| match phase {
+            Phase::Running => false,
+            Phase::Closed => !after_close,
+            Phase::Terminated => true,
+        };
+        let mut sink = Some(sink);
+        let mut payload = Some(payload);
+        loop {
+            let i = {
+                let st = self.lock();
+                if refused(st.phase) {
+                    return Err(closed());
+                }
+                if st.workers.iter().all(|w| w.broken) {
+                    return Err(Error::InvalidArgument(format!(
+                        "every pool worker failed to start {MAX_START_FAILURES} times in a row \
+                         (does the initializer fail?)"
+                    )));
+                }
+                let pick = st
+                    .workers
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| {
+                        mine.get(*i)
+                            .is_none_or(|m| m.load(Ordering::Acquire) < window)
+                            && !self.dead[*i].load(Ordering::Acquire)
+                    })
+                    .min_by_key(|(_, w)| w.outstanding.len())
+                    .map(|(i, _)| i);
+                match pick {
+                    Some(p) => p,
+                    None => {
+                        // no room: wait for a chunk to finish or a worker to come back
+                        let _ = self.cv.wait_timeout(st, Duration::from_millis(50));
+                        continue;
+                    }
+                }
+            };
+            // the put lock orders this worker's ring (and socket) as `outstanding`
+            // records it
+            let _g = self.puts[i].lock().unwrap_or_else(|e| e.into_inner());
+            let frame = match &payload {
+                Some(Payload::Fds(f)) => Some(f.clone()),
+                _ => None,
+            };
+            let (chunk, sock) = {
+                let mut st = self.lock();
+                if refused(st.phase) {
+                    return Err(closed());
+                }
+                if self.dead[i].load(Ordering::Acquire) {
+                    drop(_g);
+                    continue;
+                }
+                // (read under the put lock: a replacement, which takes it too, cannot
+                // come between this and the write)
+                let sock = st.workers[i].sock.clone();
+                let chunk = st.next_chunk;
+                st.next_chunk += 1;
+                st.workers[i].outstanding.push_back(chunk);
+                st.pending.insert(
+                    chunk,
+                    Pending {
+                        worker: i,
+                        sink: sink.take().unwrap_or_else(|| Box::new(|_, _, _| {})),
+                        frame: frame.clone(),
+                    },
+                );
+                (chunk, sock)
+            };
+            if let Some(m) = mine.get(i) {
+                m.fetch_add(1, Ordering::AcqRel);
+            }
+            let mut msg = match payload.take() {
+                Some(Payload::Plain(b)) => TaskMsg::Run(chunk, fid, b),
+                _ => TaskMsg::RunSocket(chunk, fid),
+            };
+            loop {
+                match self.rings[i].put_timeout(msg, PUT_SLICE) {
+                    Ok(()) => {
+                        if let (Some(f), Some(sock)) = (&frame, &sock) {
+                            // the worker waits for it at the marker; a worker that died
+                            // meanwhile makes it fail, and the exit handling sends the
+                            // frame again to its replacement if the marker was queued
+                            if let Err(e) = f.write_to(sock.as_fd()) {
+                                tracing::debug!(worker = i, error = %e, "pool: task socket");
+                            }
+                        }
+                        return Ok((chunk, i));
+                    }
+                    Err(e) if e.is_full() && !self.dead[i].load(Ordering::Acquire) => {
+                        msg = e.into_inner();
+                    }
+                    Err(e) => {
+                        // its worker died (or the ring refuses): take the reservation
+                        // back and choose again
+                        if let Some(m) = mine.get(i) {
+                            m.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        let mut st = self.lock();
+                        if let Some(p) = st.pending.remove(&chunk) {
+                            sink = Some(p.sink);
+                        }
+                        st.workers[i].outstanding.retain(|&c| c != chunk);
+                        if !e.is_full() && !e.is_closed() {
+                            return Err(Error::InvalidArgument(format!(
+                                "a worker's task ring refused a chunk: {e}"
+                            )));
+                        }
+                        payload = Some(match e.into_inner() {
+                            TaskMsg::Run(_, _, p) => Payload::Plain(p),
+                            _ => match frame {
+                                Some(f) => Payload::Fds(f),
+                                None => Payload::Plain(Bytes::from(Vec::new())),
+                            },
+                        });
+                        break;
+                    }
+                }
+            }
+            drop(_g);
+            let st = self.lock();
+            let _ = self.cv.wait_timeout(st, Duration::from_millis(20));
+        }
     }
 }
 
@@ -367,6 +709,10 @@ impl Inner {
 /// or says why not: a panicking task fails alone ([`TaskError::Panicked`]), a worker that
 /// dies fails exactly the tasks it held ([`TaskError::WorkerDied`]) and is replaced, and
 /// the rest of the work completes.
+///
+/// Arguments may hold procactor handles (a `Queue`, a `Lock`, a `Value`, an `Event`, a
+/// Pipe's `Connection`…), as Python's pool pickles them: they reach the worker and work
+/// there (see the module documentation for how).
 ///
 /// Dropping the pool terminates it (as Python's `with Pool(...)` does).
 ///
@@ -447,10 +793,10 @@ impl PoolBuilder {
     }
 
     /// `f(args)` runs in every worker when it starts (also in replacements), before its
-    /// first task. `args` may hold handles (a `Queue`, a `Value`, an `ActorRef`…): this is
-    /// how tasks reach shared state, since a task's own arguments travel through shared
-    /// memory, where descriptors cannot (keep them in a `static` set by the initializer).
-    /// An initializer that panics makes the worker exit; the pool starts another.
+    /// first task. `args` may hold handles (a `Queue`, a `Value`, an `ActorRef`…), kept
+    /// by the initializer in a `static` for the tasks (Python's `initializer=`,
+    /// `initargs=`); tasks' own arguments may hold handles too. An initializer that
+    /// panics makes the worker exit; the pool starts another.
     pub fn initializer<A: Message>(mut self, f: fn(A), args: A) -> Self {
         let tramp: InitFn = init_trampoline::<A>;
         let args = Mutex::new(args);
@@ -493,7 +839,6 @@ impl PoolBuilder {
         }
         let init = self.init;
         let (method, zygote) = runtime::method_for_owner(self.method, "pool")?;
-        let method = Some(method);
         let results: Queue<ResultMsg> = Queue::with_capacity_bytes(4 << 20)?;
         let mut workers = Vec::with_capacity(n);
         let mut rings = Vec::with_capacity(n);
@@ -502,6 +847,7 @@ impl PoolBuilder {
             workers.push(Worker {
                 cell: RawArray::zeroed(CELL_WORDS)?,
                 proc: None,
+                sock: None,
                 outstanding: VecDeque::new(),
                 start_failures: 0,
                 broken: false,
@@ -510,9 +856,7 @@ impl PoolBuilder {
         let inner = Arc::new(Inner {
             rings,
             puts: (0..n).map(|_| Mutex::new(())).collect(),
-            dead: (0..n)
-                .map(|_| std::sync::atomic::AtomicBool::new(false))
-                .collect(),
+            dead: (0..n).map(|_| AtomicBool::new(false)).collect(),
             st: Mutex::new(State {
                 workers,
                 pending: HashMap::new(),
@@ -522,11 +866,15 @@ impl PoolBuilder {
                 phase: Phase::Running,
             }),
             cv: Condvar::new(),
+            processes: n,
             results,
             init,
             maxtasks: self.maxtasks,
             method,
             zygote,
+            feeders: AtomicUsize::new(0),
+            joining: AtomicBool::new(false),
+            terminated: AtomicBool::new(false),
         });
         // watching before any worker starts, so that no exit is missed
         let i3 = inner.clone();
@@ -579,15 +927,17 @@ fn collect(inner: Arc<Inner>, results: Queue<ResultMsg>) {
         match results.get() {
             Ok(ResultMsg::Done(chunk, out)) => {
                 let mut st = inner.lock();
-                if let Some(p) = st.pending.remove(&chunk) {
+                let done = st.pending.remove(&chunk).inspect(|p| {
                     if let Some(w) = st.workers.get_mut(p.worker) {
                         if let Some(pos) = w.outstanding.iter().position(|&c| c == chunk) {
                             w.outstanding.remove(pos);
                         }
                     }
-                    let _ = p.tx.send((chunk, out.map_err(TaskError::Failed)));
-                }
+                });
                 drop(st);
+                if let Some(p) = done {
+                    (p.sink)(p.worker, chunk, out.map_err(TaskError::Failed));
+                }
                 inner.cv.notify_all();
             }
             Ok(ResultMsg::Exited(i)) => {
@@ -595,10 +945,12 @@ fn collect(inner: Arc<Inner>, results: Queue<ResultMsg>) {
                 let Some(put) = inner.puts.get(i) else {
                     continue;
                 };
-                let _g = put.lock().unwrap_or_else(|e| e.into_inner());
+                let g = put.lock().unwrap_or_else(|e| e.into_inner());
                 let mut st = inner.lock();
-                on_worker_exit(&inner, &mut st, i);
+                let finished = on_worker_exit(&inner, &mut st, i);
                 drop(st);
+                drop(g);
+                run_sinks(finished);
                 inner.cv.notify_all();
             }
             Ok(ResultMsg::Quit) | Err(GetError::Disconnected) | Err(GetError::Broken) => return,
@@ -610,11 +962,25 @@ fn collect(inner: Arc<Inner>, results: Queue<ResultMsg>) {
     }
 }
 
-fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) {
+/// Fails the pending chunks `ids` with `why`.
+fn fail_pending(st: &mut State, ids: impl IntoIterator<Item = u64>, why: &TaskError) -> Finished {
+    ids.into_iter()
+        .filter_map(|c| {
+            st.pending
+                .remove(&c)
+                .map(|p| (p.worker, c, p.sink, Err(why.clone())))
+        })
+        .collect()
+}
+
+fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) -> Finished {
     let Some(w) = st.workers.get_mut(i) else {
-        return;
+        return Vec::new();
     };
-    let Some(mut p) = w.proc.take() else { return };
+    let Some(mut p) = w.proc.take() else {
+        return Vec::new();
+    };
+    w.sock = None; // its socket, and what the dead worker did not read there, go
     let status = p.join().unwrap_or(ExitStatus::Code(-1));
     if let Some(word) = w.cell.atomic_u64(CELL_CHUNK) {
         word.store(0, Ordering::Release);
@@ -632,17 +998,10 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) {
         w.broken = true;
         let ids: Vec<u64> = w.outstanding.drain(..).collect();
         tracing::error!(worker = i, %why, "pool worker keeps failing to start; giving it up");
-        for c in ids {
-            if let Some(pd) = st.pending.remove(&c) {
-                let _ = pd.tx.send((
-                    c,
-                    Err(TaskError::Failed(format!(
-                        "the worker failed to start {MAX_START_FAILURES} times in a row: {why}"
-                    ))),
-                ));
-            }
-        }
-        return; // `dead` stays set: nothing is sent to it again
+        let e = TaskError::Failed(format!(
+            "the worker failed to start {MAX_START_FAILURES} times in a row: {why}"
+        ));
+        return fail_pending(st, ids, &e); // `dead` stays set: nothing is sent to it again
     }
     // What is still in its ring was not taken: take it back (this also completes or
     // rolls back a get the worker died in the middle of)…
@@ -656,7 +1015,7 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) {
     let queued_ids: Vec<u64> = queued
         .iter()
         .filter_map(|m| match m {
-            TaskMsg::Run(c, _, _) => Some(*c),
+            TaskMsg::Run(c, _, _) | TaskMsg::RunSocket(c, _) => Some(*c),
             TaskMsg::Register(..) => None,
         })
         .collect();
@@ -668,13 +1027,9 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) {
         .filter(|c| !queued_ids.contains(c))
         .collect();
     w.outstanding.retain(|c| queued_ids.contains(c));
-    for c in &lost {
-        if let Some(pd) = st.pending.remove(c) {
-            let _ = pd.tx.send((*c, Err(TaskError::WorkerDied(status))));
-        }
-    }
+    let mut finished = fail_pending(st, lost.iter().copied(), &TaskError::WorkerDied(status));
     if st.phase == Phase::Terminated {
-        return;
+        return finished;
     }
     tracing::debug!(worker = i, %status, lost = lost.len(), "pool worker exited; replacing it");
     // a replacement on the same ring, with the queued chunks back in order
@@ -685,27 +1040,31 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) {
         let w = &mut st.workers[i];
         w.broken = true;
         let ids: Vec<u64> = w.outstanding.drain(..).collect();
-        for c in ids {
-            if let Some(pd) = st.pending.remove(&c) {
-                let _ = pd.tx.send((
-                    c,
-                    Err(TaskError::Failed(
-                        "no replacement worker could start".into(),
-                    )),
-                ));
-            }
-        }
-        return;
+        let e = TaskError::Failed("no replacement worker could start".into());
+        finished.extend(fail_pending(st, ids, &e));
+        return finished;
     }
     inner.dead[i].store(false, Ordering::Release);
+    let sock = st.workers[i].sock.clone();
     for m in queued {
-        if let TaskMsg::Run(..) = m {
-            // they were in this ring a moment ago, so they fit again
-            if ring.try_put(m).is_err() {
-                tracing::error!("pool: a queued chunk could not be put back");
+        let frame = match &m {
+            TaskMsg::Run(..) => None,
+            TaskMsg::RunSocket(c, _) => st.pending.get(c).and_then(|p| p.frame.clone()),
+            TaskMsg::Register(..) => continue,
+        };
+        // they were in this ring a moment ago, so they fit again
+        if ring.try_put(m).is_err() {
+            tracing::error!("pool: a queued chunk could not be put back");
+            continue;
+        }
+        // (the new worker reads the frame when it reaches the marker)
+        if let (Some(f), Some(sock)) = (frame, &sock) {
+            if let Err(e) = f.write_to(sock.as_fd()) {
+                tracing::debug!(worker = i, error = %e, "pool: task socket");
             }
         }
     }
+    finished
 }
 
 /// How long one blocking put into a worker's ring waits before looking whether the
@@ -729,10 +1088,47 @@ const QUEUED_WORK: Duration = Duration::from_millis(1);
 /// The most chunks one operation keeps in one worker's ring.
 const MAX_WINDOW: usize = 256;
 
+/// How many chunks per worker an `imap` (or `map`) keeps submitted and not yet read by
+/// its iterator: its memory bound with an endless input is this × `processes` chunks of
+/// results and arguments (see [`Imap::window`]).
+pub const IMAP_WINDOW_PER_WORKER: usize = MAX_WINDOW;
+
 /// The window for chunks that take `service` each in a worker.
 fn window_for(service: Duration) -> usize {
     let s = service.as_nanos().max(1);
     (QUEUED_WORK.as_nanos().div_ceil(s) as usize).clamp(1, MAX_WINDOW)
+}
+
+/// Encodes a chunk's arguments, with the descriptors of the handles inside them; the
+/// guard undoes the handles' side effects unless told the chunk was sent.
+fn encode_chunk<A: Serialize>(items: &[A]) -> Result<(Payload, Unsent), EncodeError> {
+    let mut buf = Vec::new();
+    let mut fds = Vec::new();
+    let unsent = codec::encode_for_sending(items, &mut buf, Some(&mut fds))?;
+    let payload = if fds.is_empty() {
+        Payload::Plain(Bytes::from(buf))
+    } else if fds.len() > fdpass::MAX_FDS_PER_MSG {
+        return Err(EncodeError(format!(
+            "a chunk's arguments hold {} descriptors, more than the {} one message can \
+             carry: use a smaller chunksize",
+            fds.len(),
+            fdpass::MAX_FDS_PER_MSG
+        )));
+    } else {
+        Payload::Fds(Arc::new(FdFrame { bytes: buf, fds }))
+    };
+    Ok((payload, unsent))
+}
+
+fn encode_failed(e: EncodeError) -> TaskError {
+    TaskError::Failed(format!("could not encode the arguments: {}", e.0))
+}
+
+/// Runs a user's callback on the result thread; a panic in it is logged, not spread.
+fn guarded(what: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(AssertUnwindSafe(f)).is_err() {
+        tracing::error!("pool: a {what} panicked (ignored)");
+    }
 }
 
 impl Pool {
@@ -769,143 +1165,57 @@ impl Pool {
             .collect()
     }
 
-    /// The id workers know `f` by, registering it first if needed. Every worker's ring
-    /// gets the registration before the id is handed out, so it precedes every chunk
-    /// that uses it (a replacement worker gets all registrations in its boot).
-    fn fn_id<A: Message, R: Message>(&self, f: fn(A) -> R) -> Result<u32, Error> {
-        let binder: BindFn = bind::<A, R>;
-        let key = (FnRef::of(binder), FnRef::of(f));
-        let id = {
-            let mut st = self.inner.lock();
-            if st.phase != Phase::Running {
-                return Err(closed());
-            }
-            if let Some(&id) = st.fn_ids.get(&key) {
-                return Ok(id);
-            }
-            let id = st.fns.len() as u32 + 1;
-            st.fns.push((id, key.0.clone(), key.1.clone()));
-            id
-        };
-        for i in 0..self.processes {
-            let _g = self.inner.puts[i].lock().unwrap_or_else(|e| e.into_inner());
-            let mut msg = TaskMsg::Register(id, key.0.clone(), key.1.clone());
-            loop {
-                match self.inner.rings[i].put_timeout(msg, PUT_SLICE) {
-                    Ok(()) => break,
-                    Err(e) if self.inner.dead[i].load(Ordering::Acquire) || !e.is_full() => {
-                        break; // a replacement gets every registration in its boot
-                    }
-                    Err(e) => msg = e.into_inner(),
-                }
-            }
-        }
-        self.inner.lock().fn_ids.insert(key, id);
-        Ok(id)
-    }
-
-    /// Sends one chunk: to the least loaded worker (everything queued in it) among those
-    /// where this operation has fewer than `window` chunks.
-    fn submit(
+    /// Starts a feeder thread that submits `input` in chunks, and returns the iterator
+    /// of its results.
+    fn feed<A, R, I>(
         &self,
-        fid: u32,
-        payload: Bytes,
-        window: usize,
-        mine: &mut [usize],
-        tx: &crossbeam_channel::Sender<(u64, Outcome)>,
-    ) -> Result<(u64, usize), Error> {
-        let inner = &*self.inner;
-        let mut payload = Some(payload);
-        loop {
-            let pick = {
-                let st = inner.lock();
-                if st.phase != Phase::Running {
-                    return Err(closed());
-                }
-                if st.workers.iter().all(|w| w.broken) {
-                    return Err(Error::InvalidArgument(format!(
-                        "every pool worker failed to start {MAX_START_FAILURES} times in a row \
-                         (does the initializer fail?)"
-                    )));
-                }
-                let pick = st
-                    .workers
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| {
-                        mine.get(*i).is_some_and(|&m| m < window)
-                            && !inner.dead[*i].load(Ordering::Acquire)
-                    })
-                    .min_by_key(|(_, w)| w.outstanding.len())
-                    .map(|(i, _)| i);
-                match pick {
-                    Some(i) => i,
-                    None => {
-                        // no room: wait for a chunk to finish or a worker to come back
-                        let _ = inner.cv.wait_timeout(st, Duration::from_millis(50));
-                        continue;
-                    }
-                }
-            };
-            let i = pick;
-            // the put lock orders this worker's ring as `outstanding` records it
-            let _g = inner.puts[i].lock().unwrap_or_else(|e| e.into_inner());
-            let chunk = {
-                let mut st = inner.lock();
-                if st.phase != Phase::Running {
-                    return Err(closed());
-                }
-                let chunk = st.next_chunk;
-                st.next_chunk += 1;
-                st.workers[i].outstanding.push_back(chunk);
-                st.pending.insert(
-                    chunk,
-                    Pending {
-                        worker: i,
-                        tx: tx.clone(),
-                    },
-                );
-                chunk
-            };
-            let mut msg = TaskMsg::Run(chunk, fid, payload.take().unwrap_or_default());
-            loop {
-                match inner.rings[i].put_timeout(msg, PUT_SLICE) {
-                    Ok(()) => {
-                        mine[i] += 1;
-                        return Ok((chunk, i));
-                    }
-                    Err(e) if e.is_full() && !inner.dead[i].load(Ordering::Acquire) => {
-                        msg = e.into_inner();
-                    }
-                    Err(e) => {
-                        // its worker died (or the ring refuses): take the reservation
-                        // back and choose again
-                        let mut st = inner.lock();
-                        st.pending.remove(&chunk);
-                        st.workers[i].outstanding.retain(|&c| c != chunk);
-                        if !e.is_full() && !e.is_closed() {
-                            return Err(Error::InvalidArgument(format!(
-                                "a worker's task ring refused a chunk: {e}"
-                            )));
-                        }
-                        if let TaskMsg::Run(_, _, p) = e.into_inner() {
-                            payload = Some(p);
-                        }
-                        break;
-                    }
-                }
-            }
-            drop(_g);
-            let st = inner.lock();
-            let _ = inner.cv.wait_timeout(st, Duration::from_millis(20));
+        f: fn(A) -> R,
+        input: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<Imap<'_, A, R, I>, Error>
+    where
+        A: Message,
+        R: Message,
+        I: Iterator<Item = A> + Send + 'static,
+    {
+        let fid = self.inner.fn_id(f)?;
+        let feed = Arc::new(Feed {
+            st: Mutex::new(FeedState {
+                // one chunk per worker until the first results say how long one takes
+                window: 1,
+                ..FeedState::default()
+            }),
+            cv: Condvar::new(),
+            mine: (0..self.processes).map(|_| AtomicUsize::new(0)).collect(),
+            cap: (IMAP_WINDOW_PER_WORKER * self.processes) as u64,
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        // counted before the call returns, so that a join right after waits for it
+        self.inner.feeders.fetch_add(1, Ordering::SeqCst);
+        let (inner, feed2) = (self.inner.clone(), feed.clone());
+        let spawned = runtime::thread_builder("procactor-pool-feeder").spawn(move || {
+            feed_loop(&inner, &feed2, fid, input, chunksize.max(1), &tx);
+            drop(tx);
+            inner.feeders.fetch_sub(1, Ordering::SeqCst);
+            let _g = inner.lock();
+            inner.cv.notify_all();
+        });
+        // (`feed_loop` catches a panic of the input iterator: the count always goes down)
+        if let Err(e) = spawned {
+            self.inner.feeders.fetch_sub(1, Ordering::SeqCst);
+            return Err(e.into());
         }
-    }
-
-    fn encode_chunk<A: Serialize>(items: &[A]) -> Result<Bytes, TaskError> {
-        let mut buf = Vec::new();
-        codec::encode(items, &mut buf, None)
-            .map(|()| Bytes::from(buf))
-            .map_err(|e| TaskError::Failed(format!("could not encode the arguments: {e}")))
+        Ok(Imap {
+            feed,
+            rx,
+            ordered,
+            total: None,
+            seen: 0,
+            reorder: BTreeMap::new(),
+            ready: VecDeque::new(),
+            _t: PhantomData,
+        })
     }
 
     /// The results of every item, in order: `f` applied to each (Python's `map`).
@@ -935,12 +1245,62 @@ impl Pool {
         items: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError> {
-        let mut out = Vec::new();
+        // (Python's map reads the whole input first too)
+        let items: Vec<A> = items.into_iter().collect();
+        let mut out = Vec::with_capacity(items.len());
         let results = self
-            .run(f, items.into_iter(), chunksize.max(1), true)
+            .feed(f, items.into_iter(), chunksize, true)
             .map_err(|e| TaskError::Failed(e.to_string()))?;
         for r in results {
             out.push(r?);
+        }
+        Ok(out)
+    }
+
+    /// As [`map`](Pool::map) for tasks that return `Result<R, E>`: the first failed
+    /// item (in input order) gives its error, typed: `Err(e)` from the task is
+    /// [`TaskError::Failed(e)`](TaskError::Failed); a panic, a worker's death and the
+    /// pool's own reasons ([`TaskError::Pool`]) as for `map`.
+    ///
+    /// # Errors
+    ///
+    /// As above.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor::{Pool, TaskError};
+    ///
+    /// fn parse(s: String) -> Result<u32, String> {
+    ///     s.parse().map_err(|_| format!("not a number: {s}"))
+    /// }
+    ///
+    /// fn main() {
+    ///     procactor::init();
+    ///     let pool = Pool::new(2).unwrap();
+    ///     let ok = pool.try_map(parse, ["1", "2"].map(String::from)).unwrap();
+    ///     assert_eq!(ok, [1, 2]);
+    ///     let bad = pool.try_map(parse, ["1", "x"].map(String::from));
+    ///     assert_eq!(bad, Err(TaskError::Failed("not a number: x".to_string())));
+    /// }
+    /// ```
+    pub fn try_map<A: Message, R: Message, E: Message>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        items: impl IntoIterator<Item = A>,
+    ) -> Result<Vec<R>, TaskError<E>> {
+        let items: Vec<A> = items.into_iter().collect();
+        let cs = default_chunksize(items.len(), self.processes);
+        let mut out = Vec::with_capacity(items.len());
+        let results = self
+            .feed(f, items.into_iter(), cs, true)
+            .map_err(|e| TaskError::Pool(e.to_string()))?;
+        for r in results {
+            match r {
+                Ok(Ok(v)) => out.push(v),
+                Ok(Err(e)) => return Err(TaskError::Failed(e)),
+                Err(e) => return Err(e.typed()),
+            }
         }
         Ok(out)
     }
@@ -959,29 +1319,94 @@ impl Pool {
         self.map(f, items)
     }
 
+    /// Submits every chunk of `items` at once (no window: `map_async` must not block);
+    /// `gather` (if any) sees each chunk's outcome on the result thread.
+    fn submit_all<A: Message, R: Message>(
+        &self,
+        f: fn(A) -> R,
+        items: Vec<A>,
+        gather: Option<Arc<Gather>>,
+    ) -> Result<(ResultsRx, Vec<u64>), Error> {
+        let cs = default_chunksize(items.len(), self.processes);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let fid = self.inner.fn_id(f)?;
+        let mut chunks = Vec::new();
+        for (k, part) in items.chunks(cs).enumerate() {
+            let (payload, unsent) = encode_chunk(part).map_err(Error::Encode)?;
+            let tx = tx.clone();
+            let gather = gather.clone();
+            let sink: Sink = Box::new(move |_, c, out| {
+                if let Some(g) = gather {
+                    g.put(k, &out);
+                }
+                let _ = tx.send((c, out));
+            });
+            let (c, _) = self.inner.submit(fid, payload, 0, &[], sink, false)?;
+            unsent.sent();
+            chunks.push(c);
+        }
+        Ok((rx, chunks))
+    }
+
     /// As [`map`](Pool::map), without waiting: the result is an [`AsyncResult`] of the
     /// whole list (its `get` gives the first error, as `map`).
     ///
     /// # Errors
     ///
-    /// The pool is closed, or an item cannot be encoded.
+    /// The pool is closed, or an item cannot be encoded ([`Error::Encode`]).
     pub fn map_async<A: Message, R: Message>(
         &self,
         f: fn(A) -> R,
         items: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>, Error> {
+        let (rx, chunks) = self.submit_all(f, items.into_iter().collect(), None)?;
+        Ok(AsyncResult::new(
+            rx,
+            Collect::Chunks(chunks),
+            decode_all::<R>,
+        ))
+    }
+
+    /// As [`map_async`](Pool::map_async), with Python's `callback` and `error_callback`:
+    /// once every item is done, exactly one of them runs, on the pool's result thread,
+    /// before the [`AsyncResult`] is ready: `callback(results)` (in input order), or
+    /// `error_callback(e)` with the first failed item's error in input order (Python
+    /// calls it at the first failure to arrive; here it comes when all items are done).
+    ///
+    /// A callback must not block: the result thread routes every result of the pool and
+    /// waits for it (a panic in a callback is logged and ignored). When the pool is
+    /// terminated first, `error_callback` gets `TaskError::Failed` on the terminating
+    /// thread. When this call returns an error, no callback runs.
+    ///
+    /// # Errors
+    ///
+    /// As `map_async`.
+    pub fn map_async_with<A, R, C, EC>(
+        &self,
+        f: fn(A) -> R,
+        items: impl IntoIterator<Item = A>,
+        callback: C,
+        error_callback: EC,
+    ) -> Result<AsyncResult<Vec<R>>, Error>
+    where
+        A: Message,
+        R: Message,
+        C: FnOnce(Vec<R>) + Send + 'static,
+        EC: FnOnce(TaskError) + Send + 'static,
+    {
         let items: Vec<A> = items.into_iter().collect();
         let cs = default_chunksize(items.len(), self.processes);
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let fid = self.fn_id(f)?;
-        let mut mine = vec![0; self.processes];
-        let mut chunks = Vec::new();
-        for part in items.chunks(cs) {
-            let payload =
-                Self::encode_chunk(part).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            // no window: everything is queued now (map_async must not block)
-            let (c, _) = self.submit(fid, payload, usize::MAX / 4, &mut mine, &tx)?;
-            chunks.push(c);
+        let n = items.len().div_ceil(cs);
+        let on_all: OnAll = Box::new(move |outs: &[Outcome]| match decode_all::<R>(outs) {
+            Ok(v) => guarded("callback", || callback(v)),
+            Err(e) => guarded("error callback", || error_callback(e)),
+        });
+        let gather = Arc::new(Gather {
+            st: Mutex::new((vec![None; n], n, Some(on_all))),
+        });
+        let (rx, chunks) = self.submit_all(f, items, Some(gather.clone()))?;
+        if n == 0 {
+            gather.fire(); // (an empty list: at once, on this thread)
         }
         Ok(AsyncResult::new(
             rx,
@@ -994,43 +1419,158 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As [`AsyncResult::get`].
+    /// As [`AsyncResult::get`]; an argument that cannot be encoded or a closed pool give
+    /// `TaskError::Failed`.
     pub fn apply<A: Message, R: Message>(&self, f: fn(A) -> R, arg: A) -> Result<R, TaskError> {
         self.apply_async(f, arg)
             .map_err(|e| TaskError::Failed(e.to_string()))?
             .get()
     }
 
+    /// Submits one task; `hook` sees its outcome on the result thread.
+    fn submit_one<A: Message, R: Message, T, E>(
+        &self,
+        f: fn(A) -> R,
+        arg: &A,
+        hook: Option<Hook>,
+        decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
+    ) -> Result<AsyncResult<T, E>, Error> {
+        let (payload, unsent) = encode_chunk(std::slice::from_ref(arg)).map_err(Error::Encode)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let fid = self.inner.fn_id(f)?;
+        let sink: Sink = Box::new(move |_, c, out| {
+            if let Some(h) = hook {
+                h(&out);
+            }
+            let _ = tx.send((c, out));
+        });
+        let (c, _) = self.inner.submit(fid, payload, 0, &[], sink, false)?;
+        unsent.sent();
+        Ok(AsyncResult::new(rx, Collect::One(c), decode))
+    }
+
     /// Runs `f(arg)` in a worker; the result comes through the returned handle.
     ///
     /// # Errors
     ///
-    /// The pool is closed, or `arg` cannot be encoded.
+    /// The pool is closed, or `arg` cannot be encoded ([`Error::Encode`]).
     pub fn apply_async<A: Message, R: Message>(
         &self,
         f: fn(A) -> R,
         arg: A,
     ) -> Result<AsyncResult<R>, Error> {
-        let payload = Self::encode_chunk(std::slice::from_ref(&arg))
-            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let fid = self.fn_id(f)?;
-        let mut mine = vec![0; self.processes];
-        let (c, _) = self.submit(fid, payload, usize::MAX / 4, &mut mine, &tx)?;
-        Ok(AsyncResult::new(rx, Collect::One(c), decode_one::<R>))
+        self.submit_one(f, &arg, None, decode_one::<R>)
     }
 
-    /// The results in input order, as they come (Python's `imap`, chunk size 1). The
-    /// input is read lazily: at most a bounded number of chunks are in flight.
+    /// As [`apply_async`](Pool::apply_async), with Python's `callback` and
+    /// `error_callback`: exactly one of them runs, on the pool's result thread, before
+    /// the [`AsyncResult`] is ready — `callback(result)`, or `error_callback(e)`.
+    ///
+    /// A callback must not block: the result thread routes every result of the pool and
+    /// waits for it (a panic in a callback is logged and ignored). When the pool is
+    /// terminated first, `error_callback` gets `TaskError::Failed` on the terminating
+    /// thread. When this call returns an error, no callback runs.
+    ///
+    /// # Errors
+    ///
+    /// As `apply_async`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor::Pool;
+    /// use std::time::Duration;
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// fn main() {
+    ///     procactor::init();
+    ///     let pool = Pool::new(1).unwrap();
+    ///     let (tx, rx) = std::sync::mpsc::channel();
+    ///     let h = pool
+    ///         .apply_async_with(square, 7, move |v| tx.send(v).unwrap(), |e| panic!("{e}"))
+    ///         .unwrap();
+    ///     assert_eq!(h.get().unwrap(), 49);
+    ///     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 49);
+    /// }
+    /// ```
+    pub fn apply_async_with<A, R, C, EC>(
+        &self,
+        f: fn(A) -> R,
+        arg: A,
+        callback: C,
+        error_callback: EC,
+    ) -> Result<AsyncResult<R>, Error>
+    where
+        A: Message,
+        R: Message,
+        C: FnOnce(R) + Send + 'static,
+        EC: FnOnce(TaskError) + Send + 'static,
+    {
+        let hook: Hook =
+            Box::new(
+                move |out: &Outcome| match decode_one::<R>(std::slice::from_ref(out)) {
+                    Ok(v) => guarded("callback", || callback(v)),
+                    Err(e) => guarded("error callback", || error_callback(e)),
+                },
+            );
+        self.submit_one(f, &arg, Some(hook), decode_one::<R>)
+    }
+
+    /// As [`apply`](Pool::apply) for a task that returns `Result<R, E>`: its `Err(e)` is
+    /// [`TaskError::Failed(e)`](TaskError::Failed), typed; the pool's own reasons are
+    /// [`TaskError::Pool`].
+    ///
+    /// # Errors
+    ///
+    /// As above.
+    pub fn try_apply<A: Message, R: Message, E: Message>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Result<R, TaskError<E>> {
+        self.try_apply_async(f, arg)
+            .map_err(|e| TaskError::Pool(e.to_string()))?
+            .get()
+    }
+
+    /// As [`apply_async`](Pool::apply_async) for a task that returns `Result<R, E>`: the
+    /// handle's `get` gives `R`, or the task's `Err(e)` as
+    /// [`TaskError::Failed(e)`](TaskError::Failed).
+    ///
+    /// # Errors
+    ///
+    /// As `apply_async`.
+    pub fn try_apply_async<A: Message, R: Message, E: Message>(
+        &self,
+        f: fn(A) -> Result<R, E>,
+        arg: A,
+    ) -> Result<AsyncResult<R, E>, Error> {
+        self.submit_one(f, &arg, None, decode_one_typed::<R, E>)
+    }
+
+    /// The results in input order, as they come (Python's `imap`, chunk size 1).
+    ///
+    /// The tasks are submitted at once, as in Python: a feeder thread reads `items` and
+    /// submits them whether or not the results are read (dropping the iterator does not
+    /// stop them; `close()` and `join()` then wait for them), keeping at most
+    /// [`Imap::window`] chunks submitted and unread, so that an endless input works with
+    /// flat memory. `items` is read on that thread, hence `Send + 'static`.
     ///
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap<A: Message, R: Message, I: IntoIterator<Item = A>>(
+    pub fn imap<A, R, I>(
         &self,
         f: fn(A) -> R,
         items: I,
-    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
+    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
+    where
+        A: Message,
+        R: Message,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
         self.imap_chunksize(f, items, 1)
     }
 
@@ -1039,13 +1579,19 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_chunksize<A: Message, R: Message, I: IntoIterator<Item = A>>(
+    pub fn imap_chunksize<A, R, I>(
         &self,
         f: fn(A) -> R,
         items: I,
         chunksize: usize,
-    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
-        self.lazy(f, items.into_iter(), chunksize, true)
+    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
+    where
+        A: Message,
+        R: Message,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.feed(f, items.into_iter(), chunksize, true)
     }
 
     /// As [`imap`](Pool::imap), in completion order (Python's `imap_unordered`).
@@ -1053,11 +1599,17 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_unordered<A: Message, R: Message, I: IntoIterator<Item = A>>(
+    pub fn imap_unordered<A, R, I>(
         &self,
         f: fn(A) -> R,
         items: I,
-    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
+    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
+    where
+        A: Message,
+        R: Message,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
         self.imap_unordered_chunksize(f, items, 1)
     }
 
@@ -1066,58 +1618,23 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_unordered_chunksize<A: Message, R: Message, I: IntoIterator<Item = A>>(
+    pub fn imap_unordered_chunksize<A, R, I>(
         &self,
         f: fn(A) -> R,
         items: I,
         chunksize: usize,
-    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
-        self.lazy(f, items.into_iter(), chunksize, false)
+    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
+    where
+        A: Message,
+        R: Message,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
+    {
+        self.feed(f, items.into_iter(), chunksize, false)
     }
 
-    fn lazy<A: Message, R: Message, I: Iterator<Item = A>>(
-        &self,
-        f: fn(A) -> R,
-        items: I,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Result<Imap<'_, A, R, I>, Error> {
-        self.run(f, items, chunksize.max(1), ordered)
-    }
-
-    fn run<A: Message, R: Message, I: Iterator<Item = A>>(
-        &self,
-        f: fn(A) -> R,
-        input: I,
-        chunksize: usize,
-        ordered: bool,
-    ) -> Result<Imap<'_, A, R, I>, Error> {
-        let fid = self.fn_id(f)?;
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Ok(Imap {
-            pool: self,
-            fid,
-            input: Some(input),
-            chunksize,
-            ordered,
-            // one chunk per worker until the first results say how long a chunk takes
-            window: 1,
-            started: None,
-            completed: 0,
-            mine: vec![0; self.processes],
-            tx,
-            rx,
-            seq_of: HashMap::new(),
-            next_seq: 0,
-            emit_seq: 0,
-            reorder: BTreeMap::new(),
-            ready: VecDeque::new(),
-            in_flight: 0,
-            _t: PhantomData,
-        })
-    }
-
-    /// No more tasks: later submissions are errors; work already given completes.
+    /// No more tasks: later submissions are errors; work already given completes
+    /// (including what `imap` feeders have still to submit).
     pub fn close(&self) {
         let mut st = self.inner.lock();
         if st.phase == Phase::Running {
@@ -1126,7 +1643,9 @@ impl Pool {
     }
 
     /// Waits for the work given so far to complete, then for the workers to exit. Call
-    /// [`close`](Pool::close) first (as in Python).
+    /// [`close`](Pool::close) first (as in Python). Work given includes every item of an
+    /// `imap`'s input, read or not (an endless input makes `join` wait forever, as in
+    /// Python).
     ///
     /// # Errors
     ///
@@ -1138,7 +1657,8 @@ impl Pool {
                 "join() needs close() or terminate() first".into(),
             ));
         }
-        while !st.pending.is_empty() {
+        self.inner.joining.store(true, Ordering::SeqCst);
+        while !st.pending.is_empty() || self.inner.feeders.load(Ordering::SeqCst) > 0 {
             st = self
                 .inner
                 .cv
@@ -1164,8 +1684,10 @@ impl Pool {
     }
 
     /// Stops at once: the workers are killed and every unfinished task fails with
-    /// `TaskError::Failed`. Calling it again is harmless.
+    /// `TaskError::Failed` (its error callback, if any, runs on this thread); `imap`
+    /// feeders stop. Calling it again is harmless.
     pub fn terminate(&self) {
+        self.inner.terminated.store(true, Ordering::SeqCst);
         let mut st = self.inner.lock();
         st.phase = Phase::Terminated;
         let procs: Vec<Process<()>> = st
@@ -1179,11 +1701,14 @@ impl Pool {
         for r in &self.inner.rings {
             r.close();
         }
-        for (c, p) in st.pending.drain() {
-            let _ =
-                p.tx.send((c, Err(TaskError::Failed("the pool was terminated".into()))));
-        }
+        let why = TaskError::Failed("the pool was terminated".into());
+        let finished: Finished = st
+            .pending
+            .drain()
+            .map(|(c, p)| (p.worker, c, p.sink, Err(why.clone())))
+            .collect();
         drop(st);
+        run_sinks(finished);
         for mut p in procs {
             let _ = p.kill();
             let _ = p.join();
@@ -1203,46 +1728,225 @@ impl Drop for Pool {
     }
 }
 
-/// Results of [`Pool::imap`] and [`Pool::imap_unordered`]: one `Result` per input item.
-/// Dropping it early abandons the rest (chunks already sent still run).
-pub struct Imap<'p, A, R, I> {
-    pool: &'p Pool,
-    fid: u32,
-    input: Option<I>,
-    chunksize: usize,
-    ordered: bool,
+/// Every chunk's outcome of a `map_async_with`, and what runs once all are there.
+struct Gather {
+    /// Each chunk's outcome, how many are missing, what runs once none is.
+    st: Mutex<(Vec<Option<Outcome>>, usize, Option<OnAll>)>,
+}
+
+impl Gather {
+    fn put(&self, k: usize, out: &Outcome) {
+        {
+            let mut g = self.st.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = g.0.get_mut(k) {
+                if slot.is_none() {
+                    *slot = Some(out.clone());
+                    g.1 -= 1;
+                }
+            }
+            if g.1 != 0 {
+                return;
+            }
+        }
+        self.fire();
+    }
+
+    fn fire(&self) {
+        let (outs, f) = {
+            let mut g = self.st.lock().unwrap_or_else(|e| e.into_inner());
+            let outs: Vec<Outcome> = g.0.iter_mut().filter_map(Option::take).collect();
+            (outs, g.2.take())
+        };
+        if let Some(f) = f {
+            f(&outs);
+        }
+    }
+}
+
+/// What a feeder and its iterator share: how many chunks are submitted, done and read.
+struct Feed {
+    st: Mutex<FeedState>,
+    cv: Condvar,
+    /// This operation's chunks queued in each worker.
+    mine: Vec<AtomicUsize>,
+    /// The most chunks submitted and not read.
+    cap: u64,
+}
+
+#[derive(Default)]
+struct FeedState {
+    submitted: u64,
+    done: u64,
+    delivered: u64,
+    /// The iterator was dropped: results are thrown away.
+    gone: bool,
+    /// Chunks per worker (see `window_for`).
     window: usize,
-    /// When the first chunk was sent, and how many have come back since: the rate
-    /// that sets `window`.
+    /// The feeder waits for room (to be woken).
+    waiting: bool,
     started: Option<Instant>,
-    completed: u64,
-    mine: Vec<usize>,
-    tx: crossbeam_channel::Sender<(u64, Outcome)>,
-    rx: crossbeam_channel::Receiver<(u64, Outcome)>,
-    /// chunk id → (sequence number, item count, worker)
-    seq_of: HashMap<u64, (u64, usize, usize)>,
-    next_seq: u64,
-    emit_seq: u64,
-    reorder: BTreeMap<u64, Vec<Result<R, TaskError>>>,
+}
+
+impl Feed {
+    fn lock(&self) -> MutexGuard<'_, FeedState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What a feeder (and the sinks of its chunks) send its iterator.
+enum FeedMsg {
+    /// Chunk `seq` of `n` items; whether it was submitted (counted in the window).
+    Chunk(u64, usize, Outcome, bool),
+    /// The input ended (or the pool was terminated) after this many chunks.
+    End(u64),
+}
+
+fn feed_loop<A: Message, I: Iterator<Item = A>>(
+    inner: &Arc<Inner>,
+    feed: &Arc<Feed>,
+    fid: u32,
+    mut input: I,
+    chunksize: usize,
+    tx: &crossbeam_channel::Sender<FeedMsg>,
+) {
+    let mut seq = 0u64;
+    loop {
+        // room in the window?
+        let window = {
+            let mut s = feed.lock();
+            loop {
+                if inner.terminated.load(Ordering::SeqCst) {
+                    let _ = tx.send(FeedMsg::End(seq));
+                    return;
+                }
+                let unread = if s.gone {
+                    s.submitted - s.done
+                } else {
+                    s.submitted - s.delivered
+                };
+                if unread < feed.cap || inner.joining.load(Ordering::SeqCst) {
+                    break;
+                }
+                s.waiting = true;
+                s = feed
+                    .cv
+                    .wait_timeout(s, Duration::from_millis(50))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+                s.waiting = false;
+            }
+            s.window
+        };
+        // the input is the user's code: a panic in it ends the input with an error item
+        // (not the feeder, whose end `join` and the iterator wait for)
+        let part = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            input.by_ref().take(chunksize).collect::<Vec<A>>()
+        }));
+        let part = match part {
+            Ok(part) => part,
+            Err(p) => {
+                let why = TaskError::Failed(format!(
+                    "the input iterator panicked: {}",
+                    runtime::take_panic_message(&*p)
+                ));
+                let _ = tx.send(FeedMsg::Chunk(seq, 1, Err(why), false));
+                seq += 1;
+                break;
+            }
+        };
+        if part.is_empty() {
+            break;
+        }
+        let n = part.len();
+        let (payload, unsent) = match encode_chunk(&part) {
+            Ok(p) => p,
+            Err(e) => {
+                // its items fail; the rest goes on
+                let _ = tx.send(FeedMsg::Chunk(seq, n, Err(encode_failed(e)), false));
+                seq += 1;
+                continue;
+            }
+        };
+        drop(part);
+        {
+            let mut s = feed.lock();
+            s.submitted += 1;
+            s.started.get_or_insert_with(Instant::now);
+        }
+        let (feed_s, tx_s, processes) = (feed.clone(), tx.clone(), inner.processes);
+        let sink: Sink = Box::new(move |w, _, out| {
+            if let Some(m) = feed_s.mine.get(w) {
+                let _ = m.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    Some(v.saturating_sub(1))
+                });
+            }
+            let wake = {
+                let mut s = feed_s.lock();
+                s.done += 1;
+                // with every worker busy, one worker takes `processes / rate` per chunk
+                if let Some(t0) = s.started {
+                    let per_worker = t0.elapsed().as_secs_f64() * processes as f64 / s.done as f64;
+                    s.window = window_for(Duration::from_secs_f64(per_worker));
+                }
+                s.waiting
+            };
+            // (a wake-up is a system call: only when the feeder waits for room)
+            if wake {
+                feed_s.cv.notify_all();
+            }
+            let _ = tx_s.send(FeedMsg::Chunk(seq, n, out, true));
+        });
+        match inner.submit(fid, payload, window, &feed.mine, sink, true) {
+            Ok(_) => unsent.sent(),
+            Err(e) => {
+                // terminated (or every worker given up): this chunk fails, and the
+                // input is not read further
+                feed.lock().submitted -= 1;
+                let _ = tx.send(FeedMsg::Chunk(
+                    seq,
+                    n,
+                    Err(TaskError::Failed(e.to_string())),
+                    false,
+                ));
+                seq += 1;
+                break;
+            }
+        }
+        seq += 1;
+    }
+    let _ = tx.send(FeedMsg::End(seq));
+}
+
+/// Results of [`Pool::imap`] and [`Pool::imap_unordered`] (and the driver of `map`):
+/// one `Result` per input item. Its tasks run whether it is read or dropped (see
+/// [`Pool::imap`]).
+pub struct Imap<'p, A, R, I> {
+    feed: Arc<Feed>,
+    rx: crossbeam_channel::Receiver<FeedMsg>,
+    ordered: bool,
+    /// How many chunks the input made (once the feeder is done).
+    total: Option<u64>,
+    /// Chunks whose items went to `ready`.
+    seen: u64,
+    reorder: BTreeMap<u64, (Vec<Result<R, TaskError>>, bool)>,
     ready: VecDeque<Result<R, TaskError>>,
-    in_flight: usize,
-    _t: PhantomData<fn(A) -> R>,
+    _t: Marker<'p, A, R, I>,
 }
 
 impl<A, R, I> fmt::Debug for Imap<'_, A, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Imap")
-            .field("chunksize", &self.chunksize)
             .field("ordered", &self.ordered)
-            .field("in_flight", &self.in_flight)
+            .field("window", &self.feed.cap)
+            .field("chunks_seen", &self.seen)
             .finish()
     }
 }
 
-fn decode_chunk<R: Message>(out: Outcome, n: usize) -> Vec<Result<R, TaskError>> {
+fn decode_chunk<R: DeserializeOwned>(out: &Outcome, n: usize) -> Vec<Result<R, TaskError>> {
     match out {
         Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
-        Ok(bytes) => match codec::decode::<ChunkOut<R>>(&bytes, Vec::new()) {
+        Ok(bytes) => match codec::decode::<ChunkOut<R>>(bytes, Vec::new()) {
             Ok(Ok(v)) => v.into_iter().map(Ok).collect(),
             Ok(Err(v)) => v
                 .into_iter()
@@ -1259,88 +1963,88 @@ fn decode_chunk<R: Message>(out: Outcome, n: usize) -> Vec<Result<R, TaskError>>
     }
 }
 
-impl<A: Message, R: Message, I: Iterator<Item = A>> Imap<'_, A, R, I> {
-    /// Sends chunks while the window has room and input remains.
-    fn fill(&mut self) {
-        let cap = self.window * self.pool.processes;
-        while self.in_flight < cap {
-            let Some(input) = self.input.as_mut() else {
-                return;
-            };
-            let part: Vec<A> = input.by_ref().take(self.chunksize).collect();
-            if part.is_empty() {
-                self.input = None;
-                return;
-            }
-            let n = part.len();
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let sent = Pool::encode_chunk(&part).and_then(|payload| {
-                self.pool
-                    .submit(self.fid, payload, self.window, &mut self.mine, &self.tx)
-                    .map_err(|e| TaskError::Failed(e.to_string()))
-            });
-            match sent {
-                Ok((chunk, w)) => {
-                    self.started.get_or_insert_with(Instant::now);
-                    self.seq_of.insert(chunk, (seq, n, w));
-                    self.in_flight += 1;
-                }
-                Err(e) => {
-                    let items = (0..n).map(|_| Err(e.clone())).collect();
-                    self.deliver(seq, items);
-                }
-            }
-        }
+impl<A, R: Message, I> Imap<'_, A, R, I> {
+    /// The most chunks (of `chunksize` items) its feeder keeps submitted and not yet
+    /// read: [`IMAP_WINDOW_PER_WORKER`] × the pool's processes.
+    pub fn window(&self) -> usize {
+        self.feed.cap as usize
     }
 
-    fn deliver(&mut self, seq: u64, items: Vec<Result<R, TaskError>>) {
-        if !self.ordered {
-            self.ready.extend(items);
-            return;
-        }
-        self.reorder.insert(seq, items);
-        while let Some(items) = self.reorder.remove(&self.emit_seq) {
-            self.ready.extend(items);
-            self.emit_seq += 1;
-        }
+    /// The next result, waiting at most `timeout` (Python's `IMapIterator.next(timeout)`):
+    /// `Some(Err(TaskError::Timeout))` when none came in time (the iterator is unchanged:
+    /// ask again), `None` at the end.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, TaskError>> {
+        self.next_until(Instant::now().checked_add(timeout))
     }
-}
 
-impl<A: Message, R: Message, I: Iterator<Item = A>> Iterator for Imap<'_, A, R, I> {
-    type Item = Result<R, TaskError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
         loop {
             if let Some(r) = self.ready.pop_front() {
                 return Some(r);
             }
-            self.fill();
-            if let Some(r) = self.ready.pop_front() {
-                return Some(r);
-            }
-            if self.in_flight == 0 {
+            if self.total.is_some_and(|t| self.seen >= t) {
                 return None;
             }
-            let (chunk, out) = self.rx.recv().ok()?;
-            let Some((seq, n, w)) = self.seq_of.remove(&chunk) else {
-                continue;
+            let msg = match deadline {
+                None => self.rx.recv().ok()?,
+                Some(d) => match self.rx.recv_deadline(d) {
+                    Ok(m) => m,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        return Some(Err(TaskError::Timeout))
+                    }
+                    // every sender is gone: nothing more comes
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
+                },
             };
-            self.in_flight -= 1;
-            // that worker has room again in this operation's window
-            if let Some(m) = self.mine.get_mut(w) {
-                *m = m.saturating_sub(1);
+            match msg {
+                FeedMsg::End(t) => self.total = Some(t),
+                FeedMsg::Chunk(seq, n, out, counted) => {
+                    let items = decode_chunk::<R>(&out, n);
+                    self.deliver(seq, items, counted);
+                }
             }
-            // with every worker busy, one worker takes `processes / rate` per chunk
-            self.completed += 1;
-            if let Some(t0) = self.started {
-                let per_worker =
-                    t0.elapsed().as_secs_f64() * self.pool.processes as f64 / self.completed as f64;
-                self.window = window_for(Duration::from_secs_f64(per_worker));
-            }
-            let items = decode_chunk::<R>(out, n);
-            self.deliver(seq, items);
         }
+    }
+
+    fn deliver(&mut self, seq: u64, items: Vec<Result<R, TaskError>>, counted: bool) {
+        let mut read = 0;
+        if self.ordered {
+            self.reorder.insert(seq, (items, counted));
+            while let Some((items, counted)) = self.reorder.remove(&self.seen) {
+                self.ready.extend(items);
+                self.seen += 1;
+                read += u64::from(counted);
+            }
+        } else {
+            self.ready.extend(items);
+            self.seen += 1;
+            read += u64::from(counted);
+        }
+        if read > 0 {
+            let wake = {
+                let mut s = self.feed.lock();
+                s.delivered += read;
+                s.waiting
+            };
+            if wake {
+                self.feed.cv.notify_all();
+            }
+        }
+    }
+}
+
+impl<A, R, I> Drop for Imap<'_, A, R, I> {
+    fn drop(&mut self) {
+        self.feed.lock().gone = true;
+        self.feed.cv.notify_all();
+    }
+}
+
+impl<A, R: Message, I> Iterator for Imap<'_, A, R, I> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_until(None)
     }
 }
 
@@ -1350,32 +2054,42 @@ enum Collect {
 }
 
 /// The result of [`Pool::apply_async`] / [`Pool::map_async`], to fetch later
-/// (Python's `AsyncResult`).
-pub struct AsyncResult<T> {
+/// (Python's `AsyncResult`). `E`: see [`TaskError`] (the task's error type for
+/// [`Pool::try_apply_async`]).
+pub struct AsyncResult<T, E = String> {
     rx: crossbeam_channel::Receiver<(u64, Outcome)>,
     what: Collect,
     got: Mutex<HashMap<u64, Outcome>>,
-    decode: fn(Vec<Outcome>) -> Result<T, TaskError>,
+    decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
 }
 
-impl<T> fmt::Debug for AsyncResult<T> {
+impl<T, E> fmt::Debug for AsyncResult<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncResult").finish_non_exhaustive()
     }
 }
 
-fn decode_one<R: Message>(chunks: Vec<Outcome>) -> Result<R, TaskError> {
-    let out = chunks
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| Err(TaskError::Failed("no result".into())));
+fn decode_one<R: DeserializeOwned>(chunks: &[Outcome]) -> Result<R, TaskError> {
+    let Some(out) = chunks.first() else {
+        return Err(TaskError::Failed("no result".into()));
+    };
     decode_chunk::<R>(out, 1)
         .into_iter()
         .next()
         .unwrap_or_else(|| Err(TaskError::Failed("an empty result".into())))
 }
 
-fn decode_all<R: Message>(chunks: Vec<Outcome>) -> Result<Vec<R>, TaskError> {
+fn decode_one_typed<R: DeserializeOwned, E: DeserializeOwned>(
+    chunks: &[Outcome],
+) -> Result<R, TaskError<E>> {
+    match decode_one::<Result<R, E>>(chunks) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(TaskError::Failed(e)),
+        Err(e) => Err(e.typed()),
+    }
+}
+
+fn decode_all<R: DeserializeOwned>(chunks: &[Outcome]) -> Result<Vec<R>, TaskError> {
     let mut v = Vec::new();
     for out in chunks {
         // the item count only matters for a failed chunk, where any positive one does
@@ -1386,11 +2100,11 @@ fn decode_all<R: Message>(chunks: Vec<Outcome>) -> Result<Vec<R>, TaskError> {
     Ok(v)
 }
 
-impl<T> AsyncResult<T> {
+impl<T, E> AsyncResult<T, E> {
     fn new(
         rx: crossbeam_channel::Receiver<(u64, Outcome)>,
         what: Collect,
-        decode: fn(Vec<Outcome>) -> Result<T, TaskError>,
+        decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
     ) -> Self {
         AsyncResult {
             rx,
@@ -1457,7 +2171,7 @@ impl<T> AsyncResult<T> {
     /// # Errors
     ///
     /// The task's [`TaskError`] (for `map_async`: the first failed item's, in order).
-    pub fn get(&self) -> Result<T, TaskError> {
+    pub fn get(&self) -> Result<T, TaskError<E>> {
         self.wait();
         self.value()
     }
@@ -1467,14 +2181,14 @@ impl<T> AsyncResult<T> {
     /// # Errors
     ///
     /// [`TaskError::Timeout`] when the result is not there in time; else as `get`.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, TaskError> {
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, TaskError<E>> {
         if !self.wait_timeout(timeout) {
             return Err(TaskError::Timeout);
         }
         self.value()
     }
 
-    fn value(&self) -> Result<T, TaskError> {
+    fn value(&self) -> Result<T, TaskError<E>> {
         let got = self.got.lock().unwrap_or_else(|e| e.into_inner());
         let chunks: Vec<Outcome> = self
             .ids()
@@ -1485,7 +2199,7 @@ impl<T> AsyncResult<T> {
                     .unwrap_or_else(|| Err(TaskError::Failed("no result".into())))
             })
             .collect();
-        (self.decode)(chunks)
+        (self.decode)(&chunks)
     }
 }
 
@@ -1516,12 +2230,12 @@ mod tests {
         let mut buf = Vec::new();
         let all_ok: ChunkOut<u32> = Ok(vec![1, 2]);
         codec::encode(&all_ok, &mut buf, None).unwrap();
-        let v = decode_chunk::<u32>(Ok(Bytes::from(buf.clone())), 2);
+        let v = decode_chunk::<u32>(&Ok(Bytes::from(buf.clone())), 2);
         assert_eq!(v, [Ok(1), Ok(2)]);
         buf.clear();
         let mixed: ChunkOut<u32> = Err(vec![Ok(1), Err("boom".into())]);
         codec::encode(&mixed, &mut buf, None).unwrap();
-        let v = decode_chunk::<u32>(Ok(Bytes::from(buf)), 2);
+        let v = decode_chunk::<u32>(&Ok(Bytes::from(buf)), 2);
         assert_eq!(
             v[1],
             Err(TaskError::Panicked {
@@ -1529,9 +2243,9 @@ mod tests {
             })
         );
         // a whole-chunk failure repeats for each item; garbage is a decode failure
-        let v = decode_chunk::<u32>(Err(TaskError::WorkerDied(ExitStatus::Signal(9))), 3);
+        let v = decode_chunk::<u32>(&Err(TaskError::WorkerDied(ExitStatus::Signal(9))), 3);
         assert_eq!(v.len(), 3);
-        let v = decode_chunk::<u32>(Ok(Bytes::from(vec![0xff, 0x00])), 2);
+        let v = decode_chunk::<u32>(&Ok(Bytes::from(vec![0xff, 0x00])), 2);
         assert!(matches!(v[0], Err(TaskError::Failed(_))));
     }
 }

@@ -423,6 +423,42 @@ impl Outcome {
 
 static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
 
+thread_local! {
+    /// Set while a pool worker runs a task: its panic is not printed (see [`quietly`]).
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's panics not printed on stderr by a child's panic hook (the
+/// message is still recorded for [`take_panic_message`]), unless [`log_debug`]: a pool
+/// worker runs each task so, since the panic travels back to the caller as
+/// `TaskError::Panicked`.
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            QUIET_PANICS.with(|q| q.set(self.0));
+        }
+    }
+    let _reset = Reset(QUIET_PANICS.with(|q| q.replace(true)));
+    f()
+}
+
+/// The environment variable that asks procactor for more diagnostics on stderr.
+pub const LOG_ENV: &str = "PROCACTOR_LOG";
+
+/// Whether `PROCACTOR_LOG` is `debug` or `trace` (read once per process): then pool
+/// workers print their tasks' panics on stderr too, as any panic is printed (by default
+/// the panic only travels back to the caller as `TaskError::Panicked`).
+pub fn log_debug() -> bool {
+    static ON: OnceCell<bool> = OnceCell::new();
+    *ON.get_or_init(|| {
+        std::env::var(LOG_ENV).is_ok_and(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            v == "debug" || v == "trace"
+        })
+    })
+}
+
 /// The monomorphised trampoline a child calls: decode `A`, call the target, encode `R`.
 pub(crate) fn entry<A, R>(
     target: &TargetRef,
@@ -645,7 +681,11 @@ fn run_child(
         if let Ok(mut m) = PANIC_MESSAGE.lock() {
             *m = Some(msg);
         }
-        default_hook(info);
+        // a pool task's panic goes back to the caller as its result (as Python's
+        // pool sends the exception back): printed only when PROCACTOR_LOG asks
+        if !QUIET_PANICS.with(std::cell::Cell::get) || log_debug() {
+            default_hook(info);
+        }
     }));
 
     let outcome = entry(&target_ref, &proof, &args, fds);

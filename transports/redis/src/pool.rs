@@ -587,7 +587,16 @@ impl Pool {
         let mut numbers = Vec::with_capacity(chunks.len());
         for chunk in chunks {
             let mut args = Vec::new();
-            codec::encode(&chunk, &mut args, None).map_err(|e| TaskError::Failed(e.to_string()))?;
+            codec::encode(&chunk, &mut args, None).map_err(|e| {
+                TaskError::Failed(format!(
+                    "could not encode the arguments ({}): a Redis pool's tasks travel \
+                     through Redis, where a procactor handle (a local Queue, Lock, Value, \
+                     Pipe end…) cannot go; use a local procactor::Pool, whose tasks take \
+                     handles, or reach shared state by name in the task (e.g. \
+                     Queue::connect_redis)",
+                    e.0
+                ))
+            })?;
             let task = self.inner.next_task.fetch_add(1, Ordering::Relaxed);
             let msg = TaskMsg {
                 f: fkey.clone(),
