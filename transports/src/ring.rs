@@ -81,10 +81,11 @@
 use crate::futex::{self, WaitOutcome};
 use crate::journal::Journal;
 use crate::robust::{self, Acquired};
-use crate::shm::ShmRegion;
+use crate::shm::{ShmRegion, ShmWindow};
 use crate::{BorrowedFd, OwnedFd};
 use std::io;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const MAGIC: u32 = 0x5052_5131; // "PRQ1"
@@ -95,56 +96,88 @@ const OFF_MAGIC: usize = 0;
 const OFF_CAP: usize = 8;
 const OFF_MAXSIZE: usize = 16;
 const OFF_BROKEN: usize = 24;
-// line 1: writer state + journal
+/// Size of the overflow area (`0`: none) and its byte offset in the memory file.
+const OFF_OV_SIZE: usize = 32;
+const OFF_OV_BASE: usize = 40;
+// lines 1-2: writer state + journal
 const OFF_TAIL: usize = 64;
 const OFF_WRITTEN: usize = 72;
 const OFF_WPARTIAL: usize = 80;
-const OFF_JW_STATE: usize = 88;
-const OFF_JW_TAIL: usize = 96;
-const OFF_JW_WRITTEN: usize = 104;
-const OFF_JW_WPARTIAL: usize = 112;
-const OFF_JW_TASKS: usize = 120;
-// line 2: reader state + journal
-const OFF_HEAD: usize = 128;
-const OFF_READ: usize = 136;
-const OFF_RPARTIAL: usize = 144;
-const OFF_JR_STATE: usize = 152;
-const OFF_JR_HEAD: usize = 160;
-const OFF_JR_READ: usize = 168;
-const OFF_JR_RPARTIAL: usize = 176;
-/// The writer's journal: `[tail, written, writing-partial, tasks put]`.
-const W_JOURNAL: Journal<4> = Journal::new(OFF_JW_STATE, OFF_JW_TAIL);
-/// The reader's journal: `[head, read, reading-partial]`.
-const R_JOURNAL: Journal<3> = Journal::new(OFF_JR_STATE, OFF_JR_HEAD);
+const OFF_OV_TAIL: usize = 88;
+const OFF_WMODE: usize = 96;
+const OFF_JW_STATE: usize = 104;
+const OFF_JW_TAIL: usize = 112;
+const OFF_JW_WRITTEN: usize = 120;
+const OFF_JW_WPARTIAL: usize = 128;
+const OFF_JW_TASKS: usize = 136;
+const OFF_JW_OV_TAIL: usize = 144;
+const OFF_JW_WMODE: usize = 152;
+// lines 3-4: reader state + journal
+const OFF_HEAD: usize = 192;
+const OFF_READ: usize = 200;
+const OFF_RPARTIAL: usize = 208;
+const OFF_OV_HEAD: usize = 216;
+const OFF_RMODE: usize = 224;
+const OFF_JR_STATE: usize = 232;
+const OFF_JR_HEAD: usize = 240;
+const OFF_JR_READ: usize = 248;
+const OFF_JR_RPARTIAL: usize = 256;
+const OFF_JR_OV_HEAD: usize = 264;
+const OFF_JR_RMODE: usize = 272;
+/// Overflow bytes before this position have been given back to the system (reader
+/// side, not journaled: punching a hole twice is harmless).
+const OFF_OV_PUNCHED: usize = 280;
+/// The writer's journal: `[tail, written, writing-partial, tasks put, ov_tail, mode]`.
+const W_JOURNAL: Journal<6> = Journal::new(OFF_JW_STATE, OFF_JW_TAIL);
+/// The reader's journal: `[head, read, reading-partial, ov_head, mode]`.
+const R_JOURNAL: Journal<5> = Journal::new(OFF_JR_STATE, OFF_JR_HEAD);
 // a journal's words are consecutive, in the order its `apply` takes them
 const _: () = assert!(
     OFF_JW_WRITTEN == OFF_JW_TAIL + 8
         && OFF_JW_WPARTIAL == OFF_JW_TAIL + 16
         && OFF_JW_TASKS == OFF_JW_TAIL + 24
+        && OFF_JW_OV_TAIL == OFF_JW_TAIL + 32
+        && OFF_JW_WMODE == OFF_JW_TAIL + 40
         && OFF_JR_READ == OFF_JR_HEAD + 8
         && OFF_JR_RPARTIAL == OFF_JR_HEAD + 16
+        && OFF_JR_OV_HEAD == OFF_JR_HEAD + 24
+        && OFF_JR_RMODE == OFF_JR_HEAD + 32
 );
-// line 3/4: wake-up words
-const OFF_DATA_SEQ: usize = 192;
-const OFF_READERS_WAITING: usize = 196;
-const OFF_SPACE_SEQ: usize = 256;
-const OFF_WRITERS_WAITING: usize = 260;
-// line 5/6: locks
-const OFF_WLOCK: usize = 320;
-const OFF_RLOCK: usize = 384;
-// line 7: task counters (JoinableQueue). `tasks put` is writer state (journaled with
+// lines 5/6: wake-up words
+const OFF_DATA_SEQ: usize = 320;
+const OFF_READERS_WAITING: usize = 324;
+const OFF_SPACE_SEQ: usize = 384;
+const OFF_WRITERS_WAITING: usize = 388;
+// lines 7/8: locks
+const OFF_WLOCK: usize = 448;
+const OFF_RLOCK: usize = 512;
+// line 9: task counters (JoinableQueue). `tasks put` is writer state (journaled with
 // `tail`); `tasks done` is advanced by consumers with compare-and-swap.
-const OFF_TASKS_PUT: usize = 448;
-const OFF_JOIN_SEQ: usize = 456;
-const OFF_JOIN_WAITERS: usize = 460;
-const OFF_TASKS_DONE: usize = 464;
-// line 8..: producer registry; slot 0 is the overflow counter
-const OFF_SLOTS: usize = 512;
+const OFF_TASKS_PUT: usize = 576;
+const OFF_JOIN_SEQ: usize = 584;
+const OFF_JOIN_WAITERS: usize = 588;
+const OFF_TASKS_DONE: usize = 592;
+// line 10..: producer registry; slot 0 is the overflow counter
+const OFF_SLOTS: usize = 640;
 const N_SLOTS: usize = (HEADER - OFF_SLOTS) / 8;
 
 const LEN_MASK: u32 = (1 << 30) - 1;
 const MORE: u32 = 1 << 30;
 const ABORT: u32 = 1 << 31;
+/// `ABORT | MORE` (never a valid data record) marks a control record; its length field
+/// says which one, and it carries no bytes.
+const CONTROL: u32 = ABORT | MORE;
+/// In the hot ring: the messages that follow are in the overflow area.
+const LINK: u32 = CONTROL | 1;
+/// In the overflow area: the messages that follow are in the hot ring again.
+const RETURN: u32 = CONTROL | 2;
+
+/// The overflow area of an unbounded ring ([`Ring::create_unbounded`]): 64 GiB of sparse
+/// memory file, taking memory only for the backlog actually in it.
+pub const DEFAULT_OVERFLOW_BYTES: u64 = 1 << 36;
+/// The reader gives consumed overflow memory back in steps of this many bytes (and
+/// whatever is consumed when it returns to the hot ring).
+const PUNCH_CHUNK: u64 = 1 << 20;
 
 /// A streamed message travels in pieces of at most `capacity / STREAM_PIECE_DIVISOR`.
 const STREAM_PIECE_DIVISOR: u64 = 4;
@@ -153,6 +186,8 @@ const STREAM_PIECE_DIVISOR: u64 = 4;
 pub const MIN_CAPACITY: usize = 64;
 /// The largest ring, in bytes (record lengths have 30 bits).
 pub const MAX_CAPACITY: usize = 1 << 30;
+/// The largest overflow area, in bytes (64 TiB of address space).
+pub const MAX_OVERFLOW: u64 = 1 << 46;
 
 /// When a blocking [`Ring::push`] or [`Ring::pop`] gives up.
 ///
@@ -227,6 +262,12 @@ pub struct Ring {
     cached_tail: AtomicU64,
     /// Adaptive spin budget in microseconds.
     spin_us: AtomicU32,
+    /// Size of the overflow area (`0`: none; then a power of two) and its offset in the
+    /// memory file.
+    ov_size: u64,
+    ov_base: u64,
+    /// This process's mapping of the overflow area, made the first time it is needed.
+    ov: OnceLock<Option<ShmWindow>>,
 }
 
 impl std::fmt::Debug for Ring {
@@ -251,53 +292,120 @@ impl Ring {
     ///
     /// `capacity` above [`MAX_CAPACITY`], or the kernel refusing the memory.
     pub fn create(capacity: usize, maxsize: u64) -> io::Result<Ring> {
+        Self::create_with(capacity, maxsize, 0)
+    }
+
+    /// Creates a really unbounded ring: a hot ring of `capacity` bytes (as
+    /// [`create`](Ring::create)) plus an overflow area of [`DEFAULT_OVERFLOW_BYTES`] of
+    /// sparse memory file. A [`push`](Ring::push) that finds the hot ring too full (or a
+    /// message larger than it) appends to the overflow area instead of waiting, so it
+    /// never waits for room unless the backlog fills the whole overflow area. See the
+    /// [module docs](self#overflow-unbounded-rings).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Ring::create).
+    pub fn create_unbounded(capacity: usize) -> io::Result<Ring> {
+        Self::create_with(capacity, 0, DEFAULT_OVERFLOW_BYTES)
+    }
+
+    /// Creates a ring with an overflow area of `overflow` bytes (rounded up to a power of
+    /// two, at least the page size and the hot ring's size; `0`: none, as
+    /// [`create`](Ring::create)). A ring with an overflow area has no message limit.
+    ///
+    /// # Errors
+    ///
+    /// `capacity` above [`MAX_CAPACITY`], `maxsize > 0` with an overflow area, an
+    /// overflow area above 2^46 bytes, or the kernel refusing the memory.
+    pub fn create_with(capacity: usize, maxsize: u64, overflow: u64) -> io::Result<Ring> {
         if capacity > MAX_CAPACITY {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("ring capacity {capacity} above the maximum {MAX_CAPACITY}"),
             ));
         }
+        if overflow > 0 && maxsize > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a bounded ring has no overflow area",
+            ));
+        }
+        if overflow > MAX_OVERFLOW {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("overflow area {overflow} above the maximum {MAX_OVERFLOW}"),
+            ));
+        }
         let cap = capacity.max(MIN_CAPACITY).next_power_of_two();
-        let region = ShmRegion::create("queue", HEADER + cap)?;
+        let page = rustix::param::page_size() as u64;
+        let (ov_size, ov_base) = if overflow == 0 {
+            (0, 0)
+        } else {
+            let size = overflow.max(page).max(cap as u64).next_power_of_two();
+            ((size), (HEADER as u64 + cap as u64).div_ceil(page) * page)
+        };
+        let region = ShmRegion::create_sparse("queue", HEADER + cap, ov_base + ov_size)?;
         region
             .atomic_u64(OFF_CAP)
             .store(cap as u64, Ordering::Relaxed);
         region
             .atomic_u64(OFF_MAXSIZE)
             .store(maxsize, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_OV_SIZE)
+            .store(ov_size, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_OV_BASE)
+            .store(ov_base, Ordering::Relaxed);
         region.atomic_u32(OFF_MAGIC).store(MAGIC, Ordering::Release);
-        Ok(Self::from_region(region, cap as u64))
+        Ok(Self::from_region(region, cap as u64, ov_size, ov_base))
     }
 
     /// Opens a ring created by [`Ring::create`] (in this or another process) from its
-    /// memory file's descriptor.
+    /// memory file's descriptor. Only the header and the hot ring are mapped; an overflow
+    /// area is mapped the first time this process needs it.
     ///
     /// # Errors
     ///
-    /// The descriptor is not a ring's memory (wrong magic, impossible capacity for the
-    /// mapping's size) or cannot be mapped.
+    /// The descriptor is not a ring's memory (wrong magic, impossible capacity or
+    /// overflow area for the file's size) or cannot be mapped.
     pub fn open(fd: OwnedFd) -> io::Result<Ring> {
-        let region = ShmRegion::from_fd(fd)?;
         let bad =
             |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("not a queue ring: {m}"));
-        if region.len() < HEADER + MIN_CAPACITY {
+        // the header says how much to map: read it before mapping
+        let mut h = [0u8; 48];
+        let n = rustix::io::pread(&fd, &mut h, 0)?;
+        if n < h.len() {
             return Err(bad("region too small"));
         }
-        if region.atomic_u32(OFF_MAGIC).load(Ordering::Acquire) != MAGIC {
+        let word = |off: usize| u64::from_le_bytes(h[off..off + 8].try_into().expect("8 bytes"));
+        if u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) != MAGIC {
             return Err(bad("wrong magic number"));
         }
-        let cap = region.atomic_u64(OFF_CAP).load(Ordering::Relaxed);
-        if !cap.is_power_of_two()
-            || cap < MIN_CAPACITY as u64
-            || cap > MAX_CAPACITY as u64
-            || HEADER as u64 + cap > region.len() as u64
-        {
+        let cap = word(OFF_CAP);
+        let (ov_size, ov_base) = (word(OFF_OV_SIZE), word(OFF_OV_BASE));
+        if !cap.is_power_of_two() || cap < MIN_CAPACITY as u64 || cap > MAX_CAPACITY as u64 {
             return Err(bad("impossible capacity"));
         }
-        Ok(Self::from_region(region, cap))
+        let page = rustix::param::page_size() as u64;
+        if ov_size != 0
+            && (!ov_size.is_power_of_two()
+                || ov_size > MAX_OVERFLOW
+                || ov_size < cap
+                || !ov_base.is_multiple_of(page)
+                || ov_base < HEADER as u64 + cap
+                || ov_base > HEADER as u64 + cap + page)
+        {
+            return Err(bad("impossible overflow area"));
+        }
+        let region = ShmRegion::from_fd_prefix(fd, HEADER + cap as usize)?;
+        if ov_size != 0 && region.file_len()? < ov_base + ov_size {
+            return Err(bad("memory file shorter than its overflow area"));
+        }
+        Ok(Self::from_region(region, cap, ov_size, ov_base))
     }
 
-    fn from_region(region: ShmRegion, cap: u64) -> Ring {
+    fn from_region(region: ShmRegion, cap: u64, ov_size: u64, ov_base: u64) -> Ring {
         Ring {
             region,
             cap,
@@ -305,6 +413,9 @@ impl Ring {
             cached_head: AtomicU64::new(0),
             cached_tail: AtomicU64::new(0),
             spin_us: AtomicU32::new(SPIN_MAX_US),
+            ov_size,
+            ov_base,
+            ov: OnceLock::new(),
         }
     }
 
@@ -356,11 +467,42 @@ impl Ring {
         if max > 0 {
             return self.len() >= max;
         }
+        if self.ov_size > 0 {
+            // only a backlog filling the whole overflow area makes a push wait
+            let used = self
+                .u64(OFF_OV_TAIL)
+                .load(Ordering::Acquire)
+                .wrapping_sub(self.u64(OFF_OV_HEAD).load(Ordering::Acquire));
+            return self.ov_size.saturating_sub(used) < 8;
+        }
         let used = self
             .u64(OFF_TAIL)
             .load(Ordering::Acquire)
             .wrapping_sub(self.u64(OFF_HEAD).load(Ordering::Acquire));
         self.cap.saturating_sub(used) < 8
+    }
+
+    /// The size of the overflow area in bytes (`0`: none; see
+    /// [`create_unbounded`](Ring::create_unbounded)).
+    pub fn overflow_capacity(&self) -> u64 {
+        self.ov_size
+    }
+
+    /// Bytes of the backlog now in the overflow area (advisory).
+    pub fn overflow_len(&self) -> u64 {
+        let tail = self.u64(OFF_OV_TAIL).load(Ordering::Acquire);
+        tail.wrapping_sub(self.u64(OFF_OV_HEAD).load(Ordering::Acquire))
+            .min(self.ov_size)
+    }
+
+    /// The memory the ring's file takes now, in bytes (header, hot ring pages touched,
+    /// overflow backlog not yet given back).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refusing `fstat`.
+    pub fn allocated_bytes(&self) -> io::Result<u64> {
+        self.region.allocated_bytes()
     }
 
     /// Whether the ring was found corrupt (every operation then fails).
@@ -454,6 +596,90 @@ impl Ring {
         }
     }
 
+    /// This process's mapping of the overflow area (made on first use; `None` if the
+    /// ring has none or the mapping failed, e.g. for lack of address space).
+    fn overflow(&self) -> Option<&ShmWindow> {
+        if self.ov_size == 0 {
+            return None;
+        }
+        self.ov
+            .get_or_init(|| {
+                let len = usize::try_from(self.ov_size).ok()?;
+                self.region.map_window(self.ov_base, len).ok()
+            })
+            .as_ref()
+    }
+
+    /// Copies `src` into the overflow area at logical position `pos`, wrapping at its end.
+    fn ov_copy_in(&self, ov: &ShmWindow, pos: u64, src: &[u8]) {
+        assert!(src.len() as u64 <= self.ov_size && ov.len() as u64 == self.ov_size);
+        let idx = (pos & (self.ov_size - 1)) as usize;
+        let first = src.len().min(ov.len() - idx);
+        // SAFETY: `ov` maps exactly `ov_size` bytes (asserted) and lives as long as
+        // `self`; `idx + first <= ov_size` and `src.len() - first <= ov_size`, so both
+        // destinations lie inside it. As in `copy_in`, nothing references these bytes
+        // (raw copies only) and they lie past `ov_tail`, which only we (the writer-lock
+        // holder) move, so no reader reads them yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), ov.as_ptr().add(idx), first);
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), ov.as_ptr(), src.len() - first);
+        }
+    }
+
+    /// Appends `len` bytes of the overflow area from logical position `pos` to `out`.
+    fn ov_copy_out_append(&self, ov: &ShmWindow, pos: u64, len: usize, out: &mut Vec<u8>) {
+        assert!(len as u64 <= self.ov_size && ov.len() as u64 == self.ov_size);
+        out.reserve(len);
+        let at = out.len();
+        let idx = (pos & (self.ov_size - 1)) as usize;
+        let first = len.min(ov.len() - idx);
+        // SAFETY: sources inside the `ov_size`-byte window (bounds as in `ov_copy_in`),
+        // published by the writer's release store of `ov_tail`, loaded by us with acquire;
+        // destinations in `out`'s spare capacity (`reserve(len)`), which cannot overlap
+        // the mapping; all `len` bytes are written before `set_len`.
+        unsafe {
+            let dst = out.as_mut_ptr().add(at);
+            std::ptr::copy_nonoverlapping(ov.as_ptr().add(idx), dst, first);
+            std::ptr::copy_nonoverlapping(ov.as_ptr(), dst.add(first), len - first);
+            out.set_len(at + len);
+        }
+    }
+
+    fn ov_read_u32(&self, ov: &ShmWindow, pos: u64) -> u32 {
+        let mut b = Vec::with_capacity(4);
+        self.ov_copy_out_append(ov, pos, 4, &mut b);
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// Gives the overflow memory before `ov_head` back to the system: in steps of
+    /// [`PUNCH_CHUNK`], or all of it (whole pages) when `all` (the reader has left the
+    /// overflow area). Reader-lock holder only.
+    fn punch_consumed(&self, ov_head: u64, all: bool) {
+        let punched = self.u64(OFF_OV_PUNCHED);
+        let from = punched.load(Ordering::Relaxed);
+        let page = rustix::param::page_size() as u64;
+        let step = PUNCH_CHUNK.min(self.ov_size / 2).max(page);
+        let to = if all {
+            ov_head / page * page
+        } else {
+            ov_head / step * step
+        };
+        if to <= from || to - from > self.ov_size {
+            return;
+        }
+        // the range may wrap at the end of the area: at most two calls
+        let mut pos = from;
+        while pos < to {
+            let idx = pos & (self.ov_size - 1);
+            let n = (to - pos).min(self.ov_size - idx);
+            if self.region.punch_hole(self.ov_base + idx, n).is_err() {
+                return; // memory stays allocated; tried again next time
+            }
+            pos += n;
+        }
+        punched.store(to, Ordering::Relaxed);
+    }
+
     fn read_u32_at(&self, pos: u64) -> u32 {
         let mut b = [0u8; 4];
         self.copy_out(pos, &mut b);
@@ -462,11 +688,18 @@ impl Ring {
 
     // ---------------------------------------------------------------- journals
 
+    /// Commits the writer state, keeping the overflow position and mode as they are.
     fn w_commit(&self, tail: u64, written: u64, partial: u64, tasks: u64) {
+        let ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+        let mode = self.u64(OFF_WMODE).load(Ordering::Relaxed);
+        self.w_commit_ov(tail, written, partial, tasks, ov_tail, mode);
+    }
+
+    fn w_commit_ov(&self, tail: u64, written: u64, partial: u64, tasks: u64, ov: u64, mode: u64) {
         W_JOURNAL.commit(
             &self.region,
-            [tail, written, partial, tasks],
-            |[t, w, p, k]| self.w_apply(t, w, p, k),
+            [tail, written, partial, tasks, ov, mode],
+            |[t, w, p, k, o, m]| self.w_apply(t, w, p, k, o, m),
         );
         // Pairs with the reader's waiter-count increment: either it sees the new tail,
         // or we see its count and wake it.
@@ -477,9 +710,10 @@ impl Ring {
         }
     }
 
-    /// `tasks` is stored before `tail` (release), so whoever sees a message also sees it
-    /// counted as a task.
-    fn w_apply(&self, tail: u64, written: u64, partial: u64, tasks: u64) {
+    /// `tasks` and the overflow position are stored before `tail` (release), so whoever
+    /// sees a message (or a `LINK`) also sees it counted as a task (and the overflow
+    /// bytes it leads to).
+    fn w_apply(&self, tail: u64, written: u64, partial: u64, tasks: u64, ov: u64, mode: u64) {
         self.u64(OFF_WRITTEN).store(written, Ordering::Relaxed);
         self.u64(OFF_WPARTIAL).store(partial, Ordering::Relaxed);
         // written only when it changes: a plain Queue never dirties the task line
@@ -487,13 +721,25 @@ impl Ring {
         if put.load(Ordering::Relaxed) != tasks {
             put.store(tasks, Ordering::Release);
         }
+        self.u64(OFF_WMODE).store(mode, Ordering::Relaxed);
+        self.u64(OFF_OV_TAIL).store(ov, Ordering::Release);
+        fail_point("w_apply: overflow position stored, tail not yet");
         self.u64(OFF_TAIL).store(tail, Ordering::Release);
     }
 
+    /// Commits the reader state, keeping the overflow position and mode as they are.
     fn r_commit(&self, head: u64, read: u64, partial: u64) {
-        R_JOURNAL.commit(&self.region, [head, read, partial], |[h, r, p]| {
-            self.r_apply(h, r, p)
-        });
+        let ov_head = self.u64(OFF_OV_HEAD).load(Ordering::Relaxed);
+        let mode = self.u64(OFF_RMODE).load(Ordering::Relaxed);
+        self.r_commit_ov(head, read, partial, ov_head, mode);
+    }
+
+    fn r_commit_ov(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
+        R_JOURNAL.commit(
+            &self.region,
+            [head, read, partial, ov_head, mode],
+            |[h, r, p, o, m]| self.r_apply(h, r, p, o, m),
+        );
         fence(Ordering::SeqCst);
         if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
             self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
@@ -501,8 +747,11 @@ impl Ring {
         }
     }
 
-    fn r_apply(&self, head: u64, read: u64, partial: u64) {
+    fn r_apply(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
         self.u64(OFF_RPARTIAL).store(partial, Ordering::Relaxed);
+        self.u64(OFF_RMODE).store(mode, Ordering::Relaxed);
+        self.u64(OFF_OV_HEAD).store(ov_head, Ordering::Release);
+        fail_point("r_apply: overflow position stored, head not yet");
         self.u64(OFF_READ).store(read, Ordering::Release);
         self.u64(OFF_HEAD).store(head, Ordering::Release);
     }
@@ -511,7 +760,9 @@ impl Ring {
     /// reader suspects the writer died): finish a pending journal, abort a half-streamed
     /// message. Returns `false` if the state is inconsistent (ring marked broken).
     fn recover_writer(&self) -> bool {
-        W_JOURNAL.apply_pending(&self.region, |[t, w, p, k]| self.w_apply(t, w, p, k));
+        W_JOURNAL.apply_pending(&self.region, |[t, w, p, k, o, m]| {
+            self.w_apply(t, w, p, k, o, m)
+        });
         if self.u64(OFF_WPARTIAL).load(Ordering::Relaxed) != 0 {
             let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
             let head = self.u64(OFF_HEAD).load(Ordering::Acquire);
@@ -529,8 +780,9 @@ impl Ring {
     }
 
     fn recover_reader(&self) {
-        R_JOURNAL.apply_pending(&self.region, |[h, r, p]| self.r_apply(h, r, p));
-        // a half-read message is discarded by `pop_locked` (it sees `rpartial`)
+        R_JOURNAL.apply_pending(&self.region, |[h, r, p, o, m]| self.r_apply(h, r, p, o, m));
+        // a half-read message is discarded by `pop_locked` (it sees `rpartial`); overflow
+        // memory consumed but not yet given back is punched by the next `pop`
     }
 
     // ---------------------------------------------------------------- waiting
@@ -758,6 +1010,193 @@ impl Ring {
         deadline: &mut Deadline,
         task: bool,
     ) -> Result<(), PushError> {
+        if self.ov_size != 0 {
+            return self.push_unbounded(msg, deadline, task);
+        }
+        self.push_hot(msg, deadline, task)
+    }
+
+    /// Whether at least `need` bytes of the hot ring are free (the cached `head` first,
+    /// the shared one if that is not enough).
+    fn hot_free_at_least(&self, tail: u64, need: u64) -> Result<bool, PushError> {
+        let head = self.cached_head.load(Ordering::Relaxed);
+        let used = tail.wrapping_sub(head);
+        if used <= self.cap && self.cap - used >= need {
+            return Ok(true);
+        }
+        Ok(self.fresh_free(tail)? >= need)
+    }
+
+    /// Free bytes of the overflow area.
+    fn ov_free(&self, ov_tail: u64) -> Result<u64, PushError> {
+        let used = ov_tail.wrapping_sub(self.u64(OFF_OV_HEAD).load(Ordering::Acquire));
+        if used > self.ov_size {
+            self.set_broken();
+            return Err(PushError::Broken);
+        }
+        Ok(self.ov_size - used)
+    }
+
+    /// Writes `msg` into the overflow area at `pos` as records of at most `LEN_MASK`
+    /// bytes (all but the last flagged `MORE`); returns the position after them.
+    fn ov_write_message(&self, ov: &ShmWindow, mut pos: u64, msg: &[u8]) -> u64 {
+        let mut off = 0;
+        loop {
+            let chunk = (msg.len() - off).min(LEN_MASK as usize);
+            let last = off + chunk == msg.len();
+            let hdr = chunk as u32 | if last { 0 } else { MORE };
+            self.ov_copy_in(ov, pos, &hdr.to_le_bytes());
+            self.ov_copy_in(ov, pos + 4, &msg[off..off + chunk]);
+            pos += 4 + chunk as u64;
+            off += chunk;
+            if last {
+                return pos;
+            }
+        }
+    }
+
+    /// Push into a ring with an overflow area (writer lock held). The hot ring always
+    /// keeps 4 bytes free for a `LINK`, the overflow area 4 bytes for a `RETURN`.
+    fn push_unbounded(
+        &self,
+        msg: &[u8],
+        deadline: &mut Deadline,
+        task: bool,
+    ) -> Result<(), PushError> {
+        let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
+        let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+        let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
+        let tasks_after = tasks + u64::from(task);
+        let mut ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+        let mut over = self.u64(OFF_WMODE).load(Ordering::Relaxed) != 0;
+        let total = 4 + msg.len() as u64;
+        let fits_hot = total + 4 <= self.cap;
+        let pieces = (msg.len() as u64).div_ceil(u64::from(LEN_MASK)).max(1);
+        let ov_need = msg.len() as u64 + 4 * pieces;
+        let fits_ov = ov_need + 4 <= self.ov_size;
+        // fast path: room in the hot ring
+        if !over && fits_hot && self.free_bytes(tail)? >= total + 4 {
+            self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+            self.copy_in(tail + 4, msg);
+            self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail, 0);
+            return Ok(());
+        }
+        loop {
+            if self.is_broken() {
+                return Err(PushError::Broken);
+            }
+            let ov = self.overflow();
+            if !over {
+                if fits_hot && self.hot_free_at_least(tail, total + 4)? {
+                    self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+                    self.copy_in(tail + 4, msg);
+                    self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail, 0);
+                    return Ok(());
+                }
+                if !fits_ov || ov.is_none() {
+                    // larger than the overflow area (or it cannot be mapped here):
+                    // through the hot ring, streamed if need be, as without overflow
+                    return self.push_hot(msg, deadline, task);
+                }
+                if let Some(ov) = ov {
+                    if self.ov_free(ov_tail)? >= ov_need + 4 && self.hot_free_at_least(tail, 4)? {
+                        // switch: LINK in the hot ring, the message in the overflow area,
+                        // both made visible by one journaled commit
+                        self.copy_in(tail, &LINK.to_le_bytes());
+                        let end = self.ov_write_message(ov, ov_tail, msg);
+                        fail_point("link: written, not committed");
+                        self.w_commit_ov(tail + 4, written + 1, 0, tasks_after, end, 1);
+                        fail_point("link: committed, lock held");
+                        return Ok(());
+                    }
+                }
+            } else {
+                let Some(ov) = ov else {
+                    // mid-overflow and this process cannot map the area (no address
+                    // space left): this push fails; the ring itself is fine
+                    return Err(PushError::Broken);
+                };
+                let back = self.hot_free_at_least(tail, (total + 4).max(self.cap / 2))?;
+                if back && (fits_hot || !fits_ov) {
+                    // the hot ring has drained: RETURN in the overflow area (there is
+                    // always room for it), then the message in the hot ring (or, too
+                    // large for either, go back to the hot ring and stream it)
+                    self.ov_copy_in(ov, ov_tail, &RETURN.to_le_bytes());
+                    if !fits_hot {
+                        self.w_commit_ov(tail, written, 0, tasks, ov_tail + 4, 0);
+                        return self.push_hot(msg, deadline, task);
+                    }
+                    self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+                    self.copy_in(tail + 4, msg);
+                    fail_point("return: written, not committed");
+                    self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail + 4, 0);
+                    fail_point("return: committed, lock held");
+                    return Ok(());
+                }
+                if fits_ov && self.ov_free(ov_tail)? >= ov_need + 4 {
+                    let end = self.ov_write_message(ov, ov_tail, msg);
+                    fail_point("overflow: written, not committed");
+                    self.w_commit_ov(tail, written + 1, 0, tasks_after, end, 1);
+                    return Ok(());
+                }
+            }
+            // the overflow area is full (or a giant message waits for the hot ring)
+            if !self.wait_unbounded(tail, ov_tail, total, ov_need, deadline)? {
+                return Err(PushError::Full);
+            }
+            ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+            over = self.u64(OFF_WMODE).load(Ordering::Relaxed) != 0;
+        }
+    }
+
+    /// Waits until the reader frees room in either area (or `until`); whether it did.
+    fn wait_unbounded(
+        &self,
+        tail: u64,
+        ov_tail: u64,
+        total: u64,
+        ov_need: u64,
+        until: &mut Deadline,
+    ) -> Result<bool, PushError> {
+        let until = until.resolve();
+        let err = std::cell::Cell::new(None);
+        let mut ready = || {
+            let r = self.fresh_free(tail).and_then(|f| {
+                Ok(f >= (total + 4).max(self.cap / 2) || self.ov_free(ov_tail)? >= ov_need + 4)
+            });
+            r.unwrap_or_else(|e| {
+                err.set(Some(e));
+                true
+            })
+        };
+        loop {
+            let slice = Instant::now() + Duration::from_millis(100);
+            let until_now = Some(until.map_or(slice, |u| u.min(slice)));
+            let got = self.wait_for(
+                &mut ready,
+                OFF_SPACE_SEQ,
+                OFF_WRITERS_WAITING,
+                until_now,
+                false,
+            );
+            if let Some(e) = err.get() {
+                return Err(e);
+            }
+            if got {
+                return Ok(true);
+            }
+            if self.is_broken() {
+                return Err(PushError::Broken);
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Push through the hot ring only: one record, or streamed in pieces (writer lock
+    /// held).
+    fn push_hot(&self, msg: &[u8], deadline: &mut Deadline, task: bool) -> Result<(), PushError> {
         let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
         let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
         // only the writer-lock holder changes `tasks put`
@@ -917,6 +1356,8 @@ impl Ring {
         out.clear();
         let mut head = self.u64(OFF_HEAD).load(Ordering::Relaxed);
         let mut read = self.u64(OFF_READ).load(Ordering::Relaxed);
+        let mut ov_head = self.u64(OFF_OV_HEAD).load(Ordering::Relaxed);
+        let mut over = self.u64(OFF_RMODE).load(Ordering::Relaxed) != 0;
         // a predecessor died in the middle of a streamed message: drop the rest of it
         let mut discarding = self.u64(OFF_RPARTIAL).load(Ordering::Relaxed) != 0;
         let mut in_msg = discarding;
@@ -924,10 +1365,27 @@ impl Ring {
             if self.is_broken() {
                 return Err(PopError::Broken);
             }
+            if over {
+                if self.pop_overflow(out, &mut head, &mut read, &mut ov_head, &mut over)? {
+                    return Ok(());
+                }
+                if over {
+                    self.wait_data(ov_head, true, false, deadline.resolve(), disconnect)?;
+                }
+                continue;
+            }
             let n = self.avail(head)?;
             if n >= 4 {
                 let hdr = self.read_u32_at(head);
                 let len = u64::from(hdr & LEN_MASK);
+                if hdr == LINK && !in_msg && self.ov_size != 0 {
+                    // the messages that follow are in the overflow area
+                    head += 4;
+                    over = true;
+                    fail_point("reader link: before commit");
+                    self.r_commit_ov(head, read, 0, ov_head, 1);
+                    continue;
+                }
                 if len > n - 4 || (hdr & ABORT != 0 && (len != 0 || hdr & MORE != 0)) {
                     self.set_broken();
                     return Err(PopError::Broken);
@@ -961,29 +1419,101 @@ impl Ring {
                 }
                 return Ok(());
             }
-            self.wait_data(head, in_msg, deadline.resolve(), disconnect)?;
+            self.wait_data(head, false, in_msg, deadline.resolve(), disconnect)?;
         }
     }
 
-    /// Waits for at least one record header past `head`. Mid-message: no deadline, but
-    /// the writer's liveness is checked. Otherwise: `Empty` at the deadline,
-    /// `Disconnected` when asked for and no producer is alive.
+    /// One step in the overflow area (reader lock held, in overflow mode): takes a whole
+    /// message into `out` (`Ok(true)`), or follows a `RETURN` back to the hot ring, or
+    /// finds nothing yet (both `Ok(false)`; `over` says which).
+    fn pop_overflow(
+        &self,
+        out: &mut Vec<u8>,
+        head: &mut u64,
+        read: &mut u64,
+        ov_head: &mut u64,
+        over: &mut bool,
+    ) -> Result<bool, PopError> {
+        let Some(ov) = self.overflow() else {
+            // no overflow area (a corrupt mode word), or no address space left to map it
+            // here: this call fails; the ring is marked broken only in the first case
+            if self.ov_size == 0 {
+                self.set_broken();
+            }
+            return Err(PopError::Broken);
+        };
+        let bad = || {
+            self.set_broken();
+            Err(PopError::Broken)
+        };
+        let ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Acquire);
+        let n = ov_tail.wrapping_sub(*ov_head);
+        if n > self.ov_size {
+            return bad();
+        }
+        if n < 4 {
+            return Ok(false);
+        }
+        let hdr = self.ov_read_u32(ov, *ov_head);
+        if hdr == RETURN {
+            *ov_head += 4;
+            *over = false;
+            fail_point("reader return: before commit");
+            self.r_commit_ov(*head, *read, 0, *ov_head, 0);
+            self.punch_consumed(*ov_head, true);
+            return Ok(false);
+        }
+        // a message: all its pieces were published together
+        let mut pos = *ov_head;
+        loop {
+            let hdr = self.ov_read_u32(ov, pos);
+            let len = u64::from(hdr & LEN_MASK);
+            if hdr & ABORT != 0 || len > ov_tail.wrapping_sub(pos) - 4 {
+                return bad();
+            }
+            self.ov_copy_out_append(ov, pos + 4, len as usize, out);
+            pos += 4 + len;
+            if hdr & MORE == 0 {
+                break;
+            }
+            if ov_tail.wrapping_sub(pos) < 4 {
+                return bad();
+            }
+        }
+        *ov_head = pos;
+        *read += 1;
+        fail_point("reader overflow: copied, before commit");
+        self.r_commit_ov(*head, *read, 0, *ov_head, 1);
+        self.punch_consumed(*ov_head, false);
+        Ok(true)
+    }
+
+    /// Waits for at least one record header past `pos` (in the overflow area if
+    /// `overflow`, else in the hot ring). Mid-message: no deadline, but the writer's
+    /// liveness is checked. Otherwise: `Empty` at the deadline, `Disconnected` when asked
+    /// for and no producer is alive.
     fn wait_data(
         &self,
-        head: u64,
+        pos: u64,
+        overflow: bool,
         in_msg: bool,
         deadline: Option<Instant>,
         disconnect: bool,
     ) -> Result<(), PopError> {
+        let (tail_off, size) = if overflow {
+            (OFF_OV_TAIL, self.ov_size)
+        } else {
+            (OFF_TAIL, self.cap)
+        };
         let mut slice = Duration::from_millis(5);
         loop {
             if self.is_broken() {
                 return Err(PopError::Broken);
             }
             let mut ready = || {
-                let t = self.u64(OFF_TAIL).load(Ordering::Acquire);
-                let n = t.wrapping_sub(head);
-                n >= 4 || n > self.cap || self.is_broken()
+                let t = self.u64(tail_off).load(Ordering::Acquire);
+                let n = t.wrapping_sub(pos);
+                n >= 4 || n > size || self.is_broken()
             };
             let now = Instant::now();
             let limit = if in_msg { None } else { deadline };
@@ -999,7 +1529,7 @@ impl Ring {
             }
             slice = (slice * 2).min(Duration::from_millis(100));
             if in_msg {
-                self.check_writer_alive(head)?;
+                self.check_writer_alive(pos)?;
             } else if disconnect && !self.producers_alive(robust::my_id()) {
                 // anything put before the last producer left is visible by now
                 if ready() {
@@ -1207,6 +1737,22 @@ impl Ring {
         }
     }
 }
+
+/// Where a test makes this thread "die" (panic, leaving the locks held) in the middle of
+/// an operation, to check recovery from that exact point.
+#[cfg(test)]
+fn fail_point(name: &'static str) {
+    tests::FAIL_AT.with(|f| {
+        if f.get() == Some(name) {
+            f.set(None);
+            panic!("killed at fail point: {name}");
+        }
+    });
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn fail_point(_: &'static str) {}
 
 #[cfg(test)]
 mod tests;

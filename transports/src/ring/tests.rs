@@ -3,6 +3,12 @@ use proptest::prelude::*;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+thread_local! {
+    /// The fail point (see `fail_point`) at which this thread "dies" next.
+    pub(super) static FAIL_AT: std::cell::Cell<Option<&'static str>> =
+        const { std::cell::Cell::new(None) };
+}
+
 fn secs(s: u64) -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(s))
 }
