@@ -645,10 +645,21 @@ impl Ring {
         }
     }
 
+    /// The record header at overflow position `pos` (wrapping at the area's end).
     fn ov_read_u32(&self, ov: &ShmWindow, pos: u64) -> u32 {
-        let mut b = Vec::with_capacity(4);
-        self.ov_copy_out_append(ov, pos, 4, &mut b);
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        let mut b = [0u8; 4];
+        let idx = (pos & (self.ov_size - 1)) as usize;
+        let first = 4.min(ov.len() - idx);
+        assert!(ov.len() as u64 == self.ov_size);
+        // SAFETY: `idx < ov_size == ov.len()`, `idx + first <= ov.len()` and
+        // `4 - first <= ov.len()`: both sources lie inside the live window; the bytes
+        // were published by the writer's release store of `ov_tail` (loaded with
+        // acquire); `b` is a local buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(ov.as_ptr().add(idx), b.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(ov.as_ptr(), b.as_mut_ptr().add(first), 4 - first);
+        }
+        u32::from_le_bytes(b)
     }
 
     /// Gives the overflow memory before `ov_head` back to the system: in steps of
