@@ -58,6 +58,67 @@
 //! hostile peer can produce) marks the ring **broken**: every later operation then
 //! returns `Broken`.
 //!
+//! # Overflow: unbounded rings
+//!
+//! A ring made by [`Ring::create_unbounded`] (what an unbounded `Queue` uses) never makes
+//! a writer wait for room. Its memory file is `[header][hot ring][overflow area]`: the
+//! overflow area (64 GiB by default) is sparse — `ftruncate` costs nothing and tmpfs
+//! allocates a page only when it is first written — and each process maps it (`MAP_SHARED
+//! | MAP_NORESERVE`) only the first time it needs it. There is one memory file per queue,
+//! so no descriptor ever has to be passed to a peer when the backlog grows.
+//!
+//! The overflow area is a second byte ring with 64-bit positions (`ov_tail` moved by the
+//! writer-lock holder, `ov_head` by the reader-lock holder) and the same record format.
+//! Two *control records*, `ABORT | MORE` with length 1 or 2 (a combination no data or
+//! abort record has), switch between the areas:
+//!
+//! - **`LINK`** (in the hot ring): the messages that follow are in the overflow area. A
+//!   writer that finds the hot ring too full for its message, or a message larger than
+//!   the hot ring, writes `LINK` at `tail` and the message at `ov_tail`, and commits
+//!   `tail + 4`, `ov_tail + size` and *overflow mode* in one journaled step. While in
+//!   overflow mode every writer appends to the overflow area, so FIFO order (and each
+//!   producer's order) holds.
+//! - **`RETURN`** (in the overflow area): the messages that follow are in the hot ring
+//!   again. A writer in overflow mode that finds at least half of the hot ring free (and
+//!   room for its message) writes `RETURN` at `ov_tail` and its message at `tail`, and
+//!   commits both positions and *hot mode* in one step. The half-ring threshold keeps the
+//!   sides from flapping between the areas at every message.
+//!
+//! The reader follows: a `LINK` at `head` puts it in overflow mode (it then reads at
+//! `ov_head`), a `RETURN` at `ov_head` back in hot mode. Its mode is journaled with
+//! `head` and `ov_head`; the writer's with `tail` and `ov_tail` (`ov_tail` is stored
+//! before `tail`, so a reader that sees a `LINK` sees the overflow bytes it leads to).
+//! The hot ring always keeps 4 bytes free for a `LINK` and the overflow area 4 bytes for
+//! a `RETURN`, as a streaming writer keeps 4 bytes for an `ABORT`.
+//!
+//! A message in the overflow area is written whole (in records of at most 1 GiB flagged
+//! `MORE`, all committed at once), never streamed: overflow messages need no `ABORT`,
+//! and a writer or reader killed at any step of a switch is recovered by the journals
+//! exactly as in the hot ring (the switch *is* a journaled commit): a writer killed
+//! before its commit leaves nothing visible, one killed inside it has its commit
+//! completed by the next writer; a reader killed before its commit leaves the message
+//! (or the `LINK`/`RETURN`) in place for the next reader, one killed inside it counts as
+//! having taken it.
+//!
+//! The reader gives memory back: after taking a message from the overflow area it
+//! punches a hole (`fallocate(PUNCH_HOLE)`) over every whole 1 MiB step it has consumed,
+//! one system call per MiB, and over all it has consumed when it follows a `RETURN` or
+//! finds the overflow area empty. How far it has punched (`ov_punched`) is not
+//! journaled: punching twice is harmless, and a reader killed before punching leaves the
+//! work to the next one. Writers count the overflow area's free bytes from `ov_punched`,
+//! not `ov_head`: a byte consumed but not yet punched is never written again (after the
+//! area wraps) before the punch that would zero it.
+//!
+//! Only a backlog filling the whole overflow area (more than the machine's memory, in
+//! practice) makes a writer wait, for the reader to free room in either area, exactly as
+//! in a full bounded ring. A message larger than the overflow area itself is streamed
+//! through the hot ring as without overflow. A process that cannot map the overflow area
+//! (no address space left) gets [`PushError::Broken`] / [`PopError::Broken`] for the
+//! operations that need it; the ring itself is not marked broken.
+//!
+//! `len()` counts messages in both areas (`written - read`); `is_full()` is true only
+//! when the overflow area is (nearly) full.
+//!
 //! # Producers
 //!
 //! The header also keeps a registry of *producer* processes (pid and handle count) so
@@ -683,12 +744,18 @@ impl Ring {
         while pos < to {
             let idx = pos & (self.ov_size - 1);
             let n = (to - pos).min(self.ov_size - idx);
-            if self.region.punch_hole(self.ov_base + idx, n).is_err() {
-                return; // memory stays allocated; tried again next time
-            }
+            // a failed punch zeroes nothing: the memory stays allocated (until the area
+            // wraps over it), and moving `ov_punched` on is still safe
+            let _ = self.region.punch_hole(self.ov_base + idx, n);
             pos += n;
         }
-        punched.store(to, Ordering::Relaxed);
+        // the writer counts free overflow bytes from here (see `ov_free`)
+        punched.store(to, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
+            self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(self.u32(OFF_SPACE_SEQ));
+        }
     }
 
     fn read_u32_at(&self, pos: u64) -> u32 {
@@ -1038,9 +1105,11 @@ impl Ring {
         Ok(self.fresh_free(tail)? >= need)
     }
 
-    /// Free bytes of the overflow area.
+    /// Free bytes of the overflow area. Counted from `ov_punched`, not `ov_head`: the
+    /// reader punches consumed bytes *after* committing `ov_head`, so bytes between the
+    /// two may still be punched and must not be written again (after a wrap) until then.
     fn ov_free(&self, ov_tail: u64) -> Result<u64, PushError> {
-        let used = ov_tail.wrapping_sub(self.u64(OFF_OV_HEAD).load(Ordering::Acquire));
+        let used = ov_tail.wrapping_sub(self.u64(OFF_OV_PUNCHED).load(Ordering::Acquire));
         if used > self.ov_size {
             self.set_broken();
             return Err(PushError::Broken);
@@ -1463,6 +1532,9 @@ impl Ring {
             return bad();
         }
         if n < 4 {
+            // drained: give back all that was consumed (the writer only writes at
+            // `ov_tail` and past it, beyond the pages punched)
+            self.punch_consumed(*ov_head, true);
             return Ok(false);
         }
         let hdr = self.ov_read_u32(ov, *ov_head);

@@ -757,6 +757,9 @@ fn consumed_overflow_memory_is_given_back() {
     let half = r.allocated_bytes().unwrap();
     assert!(half <= 34 << 20, "{half} bytes with 32 MiB left");
     assert_eq!(drain(&r).len(), 512);
+    // drained, the reader still in the overflow area: all of it given back already
+    let drained = r.allocated_bytes().unwrap();
+    assert!(drained < idle + (1 << 20), "{drained} bytes drained ({idle} idle)");
     // the writer goes back to the hot ring; the reader follows and gives back the rest
     r.push(b"\x05after the backlog", now()).unwrap();
     r.pop(&mut out, now(), false).unwrap();
@@ -765,6 +768,22 @@ fn consumed_overflow_memory_is_given_back() {
         after < idle + (1 << 20),
         "{after} bytes after draining ({idle} idle)"
     );
+}
+
+#[test]
+fn a_small_overflow_area_wraps_many_times_under_concurrent_traffic() {
+    // 64 KiB of overflow, ~2 MB of traffic: the area wraps some 30 times while the
+    // reader punches behind itself and the writer waits when it is full
+    let mut s = 0x1234_5678u64;
+    let sizes: Vec<usize> = (0..2000)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2000) as usize
+        })
+        .collect();
+    run_schedule_on(small_unbounded(), vec![sizes.clone(), sizes], 2);
 }
 
 /// Runs `f` as a thread that is killed (at `point`) holding `lock`: the panic stands for
