@@ -1138,7 +1138,7 @@ fn fifty_thousand_jobs(consumers_first: bool) {
     if !consumers_first {
         // everything is in the queue before any consumer exists
         assert_eq!(tasks.len() as u64, JOBS + WORKERS as u64);
-        assert_eq!(tasks.unfinished_tasks() as u64, JOBS + WORKERS as u64);
+        assert_eq!(tasks.unfinished_tasks(), JOBS + WORKERS as u64);
         workers = start();
     }
     assert!(tasks.join_timeout(120 * SEC), "join never returned");
@@ -1224,7 +1224,7 @@ fn an_item_four_times_the_ring_is_put_and_got_on_one_thread() {
 
 /// Puts self-checking messages until killed, never waiting (the queue is unbounded).
 fn endless_unbounded_producer((q, id, max_len): (Queue<Vec<u8>>, u8, usize)) {
-    let mut s = u64::from(id) * 0x9e37_79b9 | 1;
+    let mut s = (u64::from(id) * 0x9e37_79b9) | 1;
     let mut seq = 0u64;
     loop {
         let len = (rng(&mut s) % max_len as u64) as usize;

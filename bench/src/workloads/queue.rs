@@ -161,9 +161,7 @@ pub(crate) fn queue_backlog(n: u64) -> f64 {
     for i in 0..n {
         q.put(small(i)).expect("put");
     }
-    let mut p = Process::new(drain, (q.clone(), n))
-        .start()
-        .expect("start");
+    let mut p = Process::new(drain, (q.clone(), n)).start().expect("start");
     let sum = p.result().expect("consumer");
     let dt = t0.elapsed().as_secs_f64();
     assert_eq!(sum, n * (n - 1) / 2);

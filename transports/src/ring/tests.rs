@@ -759,7 +759,10 @@ fn consumed_overflow_memory_is_given_back() {
     assert_eq!(drain(&r).len(), 512);
     // drained, the reader still in the overflow area: all of it given back already
     let drained = r.allocated_bytes().unwrap();
-    assert!(drained < idle + (1 << 20), "{drained} bytes drained ({idle} idle)");
+    assert!(
+        drained < idle + (1 << 20),
+        "{drained} bytes drained ({idle} idle)"
+    );
     // the writer goes back to the hot ring; the reader follows and gives back the rest
     r.push(b"\x05after the backlog", now()).unwrap();
     r.pop(&mut out, now(), false).unwrap();
