@@ -163,34 +163,39 @@ const OFF_BROKEN: usize = 24;
 /// Size of the overflow area (`0`: none) and its byte offset in the memory file.
 const OFF_OV_SIZE: usize = 32;
 const OFF_OV_BASE: usize = 40;
-// lines 1-2: writer state + journal
-const OFF_TAIL: usize = 64;
-const OFF_WRITTEN: usize = 72;
-const OFF_WPARTIAL: usize = 80;
-const OFF_OV_TAIL: usize = 88;
-const OFF_WMODE: usize = 96;
-const OFF_JW_STATE: usize = 104;
-const OFF_JW_TAIL: usize = 112;
-const OFF_JW_WRITTEN: usize = 120;
-const OFF_JW_WPARTIAL: usize = 128;
-const OFF_JW_TASKS: usize = 136;
-const OFF_JW_OV_TAIL: usize = 144;
-const OFF_JW_WMODE: usize = 152;
-// lines 3-4: reader state + journal
-const OFF_HEAD: usize = 192;
-const OFF_READ: usize = 200;
-const OFF_RPARTIAL: usize = 208;
-const OFF_OV_HEAD: usize = 216;
-const OFF_RMODE: usize = 224;
-const OFF_JR_STATE: usize = 232;
-const OFF_JR_HEAD: usize = 240;
-const OFF_JR_READ: usize = 248;
-const OFF_JR_RPARTIAL: usize = 256;
-const OFF_JR_OV_HEAD: usize = 264;
-const OFF_JR_RMODE: usize = 272;
+// Each side's words sit in their own 128-byte pair of cache lines (the adjacent-line
+// prefetcher moves lines in such pairs: a side's second line must not pair with a line
+// the other side writes).
+// lines 2-3: writer state + journal. What a commit in the hot ring writes (the first
+// four journal words, `tail`, `written`, `writing-partial`) is in line 2; the overflow
+// words, stored only when they change, are in line 3.
+const OFF_TAIL: usize = 128;
+const OFF_WRITTEN: usize = 136;
+const OFF_WPARTIAL: usize = 144;
+const OFF_JW_STATE: usize = 152;
+const OFF_JW_TAIL: usize = 160;
+const OFF_JW_WRITTEN: usize = 168;
+const OFF_JW_WPARTIAL: usize = 176;
+const OFF_JW_TASKS: usize = 184;
+const OFF_JW_OV_TAIL: usize = 192;
+const OFF_JW_WMODE: usize = 200;
+const OFF_OV_TAIL: usize = 208;
+const OFF_WMODE: usize = 216;
+// lines 4-5: reader state + journal, in the same way
+const OFF_HEAD: usize = 256;
+const OFF_READ: usize = 264;
+const OFF_RPARTIAL: usize = 272;
+const OFF_JR_STATE: usize = 280;
+const OFF_JR_HEAD: usize = 288;
+const OFF_JR_READ: usize = 296;
+const OFF_JR_RPARTIAL: usize = 304;
+const OFF_JR_OV_HEAD: usize = 312;
+const OFF_JR_RMODE: usize = 320;
+const OFF_OV_HEAD: usize = 328;
+const OFF_RMODE: usize = 336;
 /// Overflow bytes before this position have been given back to the system (reader
 /// side, not journaled: punching a hole twice is harmless).
-const OFF_OV_PUNCHED: usize = 280;
+const OFF_OV_PUNCHED: usize = 344;
 /// The writer's journal: `[tail, written, writing-partial, tasks put, ov_tail, mode]`.
 const W_JOURNAL: Journal<6> = Journal::new(OFF_JW_STATE, OFF_JW_TAIL);
 /// The reader's journal: `[head, read, reading-partial, ov_head, mode]`.
@@ -207,22 +212,22 @@ const _: () = assert!(
         && OFF_JR_OV_HEAD == OFF_JR_HEAD + 24
         && OFF_JR_RMODE == OFF_JR_HEAD + 32
 );
-// lines 5/6: wake-up words
-const OFF_DATA_SEQ: usize = 320;
-const OFF_READERS_WAITING: usize = 324;
-const OFF_SPACE_SEQ: usize = 384;
-const OFF_WRITERS_WAITING: usize = 388;
-// lines 7/8: locks
-const OFF_WLOCK: usize = 448;
-const OFF_RLOCK: usize = 512;
-// line 9: task counters (JoinableQueue). `tasks put` is writer state (journaled with
-// `tail`); `tasks done` is advanced by consumers with compare-and-swap.
-const OFF_TASKS_PUT: usize = 576;
-const OFF_JOIN_SEQ: usize = 584;
-const OFF_JOIN_WAITERS: usize = 588;
-const OFF_TASKS_DONE: usize = 592;
-// line 10..: producer registry; slot 0 is the overflow counter
-const OFF_SLOTS: usize = 640;
+// lines 6-7 and 8-9: wake-up words
+const OFF_DATA_SEQ: usize = 384;
+const OFF_READERS_WAITING: usize = 388;
+const OFF_SPACE_SEQ: usize = 512;
+const OFF_WRITERS_WAITING: usize = 516;
+// lines 10-11 and 12-13: locks
+const OFF_WLOCK: usize = 640;
+const OFF_RLOCK: usize = 768;
+// lines 14-15: task counters (JoinableQueue). `tasks put` is writer state (journaled
+// with `tail`); `tasks done` is advanced by consumers with compare-and-swap.
+const OFF_TASKS_PUT: usize = 896;
+const OFF_JOIN_SEQ: usize = 904;
+const OFF_JOIN_WAITERS: usize = 908;
+const OFF_TASKS_DONE: usize = 912;
+// line 16..: producer registry; slot 0 is the overflow counter
+const OFF_SLOTS: usize = 1024;
 const N_SLOTS: usize = (HEADER - OFF_SLOTS) / 8;
 
 const LEN_MASK: u32 = (1 << 30) - 1;
@@ -777,8 +782,9 @@ impl Ring {
     }
 
     fn w_commit_ov(&self, tail: u64, written: u64, partial: u64, tasks: u64, ov: u64, mode: u64) {
-        W_JOURNAL.commit(
+        W_JOURNAL.commit_sparse(
             &self.region,
+            3,
             [tail, written, partial, tasks, ov, mode],
             |[t, w, p, k, o, m]| self.w_apply(t, w, p, k, o, m),
         );
@@ -802,8 +808,15 @@ impl Ring {
         if put.load(Ordering::Relaxed) != tasks {
             put.store(tasks, Ordering::Release);
         }
-        self.u64(OFF_WMODE).store(mode, Ordering::Relaxed);
-        self.u64(OFF_OV_TAIL).store(ov, Ordering::Release);
+        // the overflow words only when they change (line 3 stays clean in the hot ring)
+        let m = self.u64(OFF_WMODE);
+        if m.load(Ordering::Relaxed) != mode {
+            m.store(mode, Ordering::Relaxed);
+        }
+        let o = self.u64(OFF_OV_TAIL);
+        if o.load(Ordering::Relaxed) != ov {
+            o.store(ov, Ordering::Release);
+        }
         fail_point("w_apply: overflow position stored, tail not yet");
         self.u64(OFF_TAIL).store(tail, Ordering::Release);
     }
@@ -816,8 +829,9 @@ impl Ring {
     }
 
     fn r_commit_ov(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
-        R_JOURNAL.commit(
+        R_JOURNAL.commit_sparse(
             &self.region,
+            3,
             [head, read, partial, ov_head, mode],
             |[h, r, p, o, m]| self.r_apply(h, r, p, o, m),
         );
@@ -830,8 +844,14 @@ impl Ring {
 
     fn r_apply(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
         self.u64(OFF_RPARTIAL).store(partial, Ordering::Relaxed);
-        self.u64(OFF_RMODE).store(mode, Ordering::Relaxed);
-        self.u64(OFF_OV_HEAD).store(ov_head, Ordering::Release);
+        let m = self.u64(OFF_RMODE);
+        if m.load(Ordering::Relaxed) != mode {
+            m.store(mode, Ordering::Relaxed);
+        }
+        let o = self.u64(OFF_OV_HEAD);
+        if o.load(Ordering::Relaxed) != ov_head {
+            o.store(ov_head, Ordering::Release);
+        }
         fail_point("r_apply: overflow position stored, head not yet");
         self.u64(OFF_READ).store(read, Ordering::Release);
         self.u64(OFF_HEAD).store(head, Ordering::Release);
