@@ -89,6 +89,33 @@ def queue_round_trip(n):
     return dt * 1e6 / n
 
 
+def drain(q, n):
+    total = 0
+    for _ in range(n):
+        total += q.get()[0]
+    return total
+
+
+def drain_and_report(q, n, out):
+    out.put(drain(q, n))
+
+
+def queue_backlog(n):
+    # every item is put before the consumer process exists (Python's feeder thread
+    # holds what the pipe cannot), then one consumer drains them
+    q, out = mp.Queue(), mp.Queue()
+    t0 = time.perf_counter()
+    for i in range(n):
+        q.put((i, SMALL_S))
+    p = mp.Process(target=drain_and_report, args=(q, n, out))
+    p.start()
+    total = out.get()
+    dt = time.perf_counter() - t0
+    p.join()
+    assert total == n * (n - 1) // 2
+    return n / dt
+
+
 def joinable_worker(q):
     while True:
         item = q.get()
@@ -140,6 +167,7 @@ WORKLOADS = {
     "queue_1to1": (lambda: queue_1to1(n(200_000)), "msgs/s"),
     "queue_2to2": (lambda: queue_2to2(2 * n(100_000)), "msgs/s"),
     "queue_round_trip": (lambda: queue_round_trip(n(5_000)), "us"),
+    "queue_backlog_1m": (lambda: queue_backlog(n(1_000_000)), "msgs/s"),
     "joinable": (lambda: joinable(n(200_000)), "items/s"),
     "big_message_16mib_through_64kib": (lambda: big_message_16mib_through_64kib(n(10)), "GB/s"),
 }

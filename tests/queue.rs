@@ -919,7 +919,9 @@ fn signal_then_get((q, ready): (Queue<Vec<u8>>, Queue<String>)) {
 #[test]
 fn a_writer_killed_while_streaming_leaves_no_torn_message() {
     watchdog(30, || {
-        let q: Queue<Vec<u8>> = Queue::with_capacity_bytes(4096).unwrap();
+        // bounded: an item larger than the ring is streamed (an unbounded queue puts it
+        // in its overflow area instead)
+        let q: Queue<Vec<u8>> = Queue::bounded_with_capacity_bytes(100, 4096).unwrap();
         // nobody reads: the child blocks in the middle of streaming 4x the ring
         let p = Process::new(put_big_then_small, (q.clone(), 4 * 4096))
             .start()
@@ -959,9 +961,11 @@ fn put_two_tasks_then_big((q, big): (JoinableQueue<Vec<u8>>, usize)) {
 #[test]
 fn a_producer_killed_mid_put_leaves_no_task_for_join_to_wait_for() {
     watchdog(30, || {
-        let q: JoinableQueue<Vec<u8>> = JoinableQueue::with_capacity_bytes(4096).unwrap();
+        // bounded, so that an item larger than the ring is streamed
+        let q: JoinableQueue<Vec<u8>> = JoinableQueue::bounded(100).unwrap();
+        let big = 4 * procactor::DEFAULT_CAPACITY_BYTES;
         // two small tasks, then a task 4x the ring that blocks mid-stream (nobody reads)
-        let p = Process::new(put_two_tasks_then_big, (q.clone(), 4 * 4096))
+        let p = Process::new(put_two_tasks_then_big, (q.clone(), big))
             .start()
             .unwrap();
         wait_until(10 * SEC, "the producer to get going", || {
@@ -991,7 +995,8 @@ fn a_producer_killed_mid_put_leaves_no_task_for_join_to_wait_for() {
 fn a_reader_killed_while_reassembling_leaves_no_torn_message() {
     watchdog(60, || {
         const BIG: usize = 64 << 20;
-        let q: Queue<Vec<u8>> = Queue::with_capacity_bytes(4096).unwrap();
+        // bounded, so that the big item is streamed and reassembled
+        let q: Queue<Vec<u8>> = Queue::bounded_with_capacity_bytes(100, 4096).unwrap();
         let ready: Queue<String> = Queue::new().unwrap();
         let p = Process::new(put_big_then_small, (q.clone(), BIG))
             .start()
@@ -1083,4 +1088,200 @@ proptest! {
     ) {
         watchdog(60, move || run_schedule(2048, maxsize, producers, consumers));
     }
+}
+
+// ------------------------------------------------------------------ unbounded queues
+
+/// Python's classic worker: squares jobs until a poison pill, one `task_done` per item.
+fn squaring_worker((tasks, results): (JoinableQueue<Option<u64>>, Queue<u64>)) {
+    tasks.close();
+    while let Ok(t) = tasks.get_timeout(Duration::from_secs(60)) {
+        match t {
+            Some(n) => {
+                results.put(n * n).unwrap();
+                tasks.task_done().unwrap();
+            }
+            None => {
+                tasks.task_done().unwrap();
+                break;
+            }
+        }
+    }
+}
+
+/// 50 000 jobs, 2 consumers, poison pills: the parent puts everything, then joins the
+/// tasks queue, and only then reads the results (which pile up past the hot ring while
+/// it waits in `join`, where a byte-bounded ring would hang both sides).
+fn fifty_thousand_jobs(consumers_first: bool) {
+    const JOBS: u64 = 50_000;
+    const WORKERS: usize = 2;
+    let tasks: JoinableQueue<Option<u64>> = JoinableQueue::new().unwrap();
+    let results: Queue<u64> = Queue::new().unwrap();
+    let start = || -> Vec<Process> {
+        (0..WORKERS)
+            .map(|_| {
+                Process::new(squaring_worker, (tasks.clone(), results.clone()))
+                    .start()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let mut workers = if consumers_first { start() } else { Vec::new() };
+    let t0 = Instant::now();
+    for i in 0..JOBS {
+        tasks.put(Some(i)).unwrap();
+    }
+    for _ in 0..WORKERS {
+        tasks.put(None).unwrap();
+    }
+    let put_time = t0.elapsed();
+    if !consumers_first {
+        // everything is in the queue before any consumer exists
+        assert_eq!(tasks.len() as u64, JOBS + WORKERS as u64);
+        assert_eq!(tasks.unfinished_tasks(), JOBS + WORKERS as u64);
+        workers = start();
+    }
+    assert!(tasks.join_timeout(120 * SEC), "join never returned");
+    let mut sum = 0u64;
+    for _ in 0..JOBS {
+        sum += results.get_timeout(10 * SEC).unwrap();
+    }
+    assert_eq!(sum, (0..JOBS).map(|i| i * i).sum::<u64>());
+    assert_eq!(results.try_get(), Err(GetError::Empty));
+    for mut w in workers {
+        assert_eq!(w.join_timeout(20 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+    }
+    eprintln!(
+        "50k jobs (consumers first: {consumers_first}): puts {put_time:?}, all {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn fifty_thousand_joinable_jobs_with_consumers_started_first() {
+    watchdog(180, || fifty_thousand_jobs(true));
+}
+
+#[test]
+fn fifty_thousand_joinable_jobs_all_put_before_any_consumer_starts() {
+    watchdog(180, || fifty_thousand_jobs(false));
+}
+
+/// Takes exactly `n` items; returns their sum.
+fn sum_of((q, n): (Queue<u64>, u64)) -> u64 {
+    q.close();
+    let mut sum = 0u64;
+    for _ in 0..n {
+        sum = sum.wrapping_add(q.get_timeout(Duration::from_secs(30)).unwrap());
+    }
+    sum
+}
+
+#[test]
+fn ten_million_u64_put_before_any_consumer_then_drained_by_a_child() {
+    watchdog(300, || {
+        const N: u64 = 10_000_000;
+        let q: Queue<u64> = Queue::new().unwrap();
+        let t0 = Instant::now();
+        for i in 0..N {
+            // try_put: an unbounded queue never needs to wait for room
+            q.try_put(i * 3).unwrap();
+        }
+        let put_time = t0.elapsed();
+        assert_eq!(q.len() as u64, N);
+        assert!(!q.is_full());
+        let mut c = Process::new(sum_of, (q.clone(), N)).start().unwrap();
+        assert_eq!(c.result().unwrap(), 3 * N * (N - 1) / 2);
+        assert!(q.is_empty());
+        assert_eq!(q.try_get(), Err(GetError::Empty));
+        eprintln!("10M u64: puts {put_time:?}, all {:?}", t0.elapsed());
+    });
+}
+
+#[test]
+fn an_item_four_times_the_ring_is_put_and_got_on_one_thread() {
+    watchdog(60, || {
+        let q: Queue<procactor::Bytes> = Queue::new().unwrap();
+        let big: Vec<u8> = (0..4 * procactor::DEFAULT_CAPACITY_BYTES)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        q.try_put(procactor::Bytes::from(big.clone())).unwrap();
+        q.try_put(procactor::Bytes::from(vec![1, 2, 3])).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(&q.try_get().unwrap()[..], &big[..]);
+        assert_eq!(&q.try_get().unwrap()[..], &[1, 2, 3]);
+        // a SimpleQueue and a JoinableQueue too
+        let s: SimpleQueue<procactor::Bytes> = SimpleQueue::new().unwrap();
+        s.put(procactor::Bytes::from(big.clone())).unwrap();
+        assert_eq!(&s.get().unwrap()[..], &big[..]);
+        let j: JoinableQueue<procactor::Bytes> = JoinableQueue::new().unwrap();
+        j.put(procactor::Bytes::from(big.clone())).unwrap();
+        assert_eq!(&j.get().unwrap()[..], &big[..]);
+        j.task_done().unwrap();
+        assert!(j.join_timeout(SEC));
+    });
+}
+
+/// Puts self-checking messages until killed, never waiting (the queue is unbounded).
+fn endless_unbounded_producer((q, id, max_len): (Queue<Vec<u8>>, u8, usize)) {
+    let mut s = (u64::from(id) * 0x9e37_79b9) | 1;
+    let mut seq = 0u64;
+    loop {
+        let len = (rng(&mut s) % max_len as u64) as usize;
+        q.try_put(message(id, seq, len)).unwrap();
+        seq += 1;
+    }
+}
+
+#[test]
+fn a_producer_killed_while_the_queue_is_in_overflow_mode_loses_nothing_else() {
+    watchdog(120, || {
+        const RING: usize = 4096;
+        let q: Queue<Vec<u8>> = Queue::with_capacity_bytes(RING).unwrap();
+        // nobody reads: the killed producer has filled the hot ring many times over, so
+        // it is writing into the overflow area when it dies
+        let mut p = Process::new(endless_unbounded_producer, (q.clone(), 1, 2 * RING))
+            .start()
+            .unwrap();
+        // 200 messages of 4 KiB on average: some 200 times the hot ring
+        wait_until(30 * SEC, "a backlog far larger than the ring", || {
+            q.len() > 200
+        });
+        p.kill().unwrap();
+        assert_eq!(
+            p.join_timeout(10 * SEC).unwrap(),
+            Some(ExitStatus::Signal(9))
+        );
+        // another producer goes on after it, through the same overflow area
+        let sizes: Vec<usize> = (0..300).map(|i| (i * 37) % (3 * RING)).collect();
+        let mut p2 = Process::new(put_messages, (q.clone(), 2, sizes.clone()))
+            .start()
+            .unwrap();
+        assert_eq!(
+            p2.join_timeout(30 * SEC).unwrap(),
+            Some(ExitStatus::Code(0))
+        );
+        q.close();
+        // everything the dead producer finished putting, then all of the second's
+        let mut last1 = None;
+        let mut second = Vec::new();
+        loop {
+            match q.get_timeout(10 * SEC) {
+                Ok(m) => match check(&m).expect("torn message") {
+                    (1, s) => {
+                        assert!(second.is_empty(), "producer 1 after producer 2");
+                        assert_eq!(s, last1.map_or(0, |l| l + 1), "gap in producer 1");
+                        last1 = Some(s);
+                    }
+                    (2, s) => second.push(s),
+                    other => panic!("{other:?}"),
+                },
+                Err(GetError::Disconnected) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(last1.is_some_and(|l| l > 100), "{last1:?}");
+        assert_eq!(second, (0..300).collect::<Vec<u64>>());
+        assert!(!q.is_broken());
+    });
 }

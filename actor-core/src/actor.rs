@@ -731,7 +731,8 @@ impl<A: ProcessActor> ActorRef<A> {
         }
     }
 
-    /// Sends a message, waiting while the mailbox is full.
+    /// Sends a message. A queue mailbox is unbounded (see [`Queue::new`](crate::Queue::new)),
+    /// so this does not wait for room.
     ///
     /// # Errors
     ///
@@ -753,7 +754,7 @@ impl<A: ProcessActor> ActorRef<A> {
     }
 
     /// As [`send`](ActorRef::send) without waiting: [`PutError::Full`] at once when the
-    /// mailbox is full.
+    /// mailbox is full (a queue mailbox is unbounded: only a 64 GiB backlog fills it).
     ///
     /// # Errors
     ///

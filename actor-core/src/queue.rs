@@ -9,6 +9,17 @@
 //! hanging at exit (Python's "joining a process that has put items" deadlock does not
 //! exist here).
 //!
+//! # Unbounded queues
+//!
+//! As in Python, a queue without `maxsize` is really unbounded: `put` never waits and
+//! never fails for lack of room while memory lasts. Its memory file holds a small *hot*
+//! ring (256 KiB by default), used while consumers keep up, and a large sparse *overflow
+//! area* (64 GiB of address range in the same file, taking memory only for the backlog
+//! actually in it, given back as consumers drain it). A producer that finds the hot ring
+//! full, or an item larger than it, appends to the overflow area instead of waiting;
+//! consumers follow in order. Only a backlog of 64 GiB would make `put` wait. Bounded
+//! queues ([`Queue::bounded`]) keep their back-pressure: `put` waits at `maxsize` items.
+//!
 //! # Producers and `Disconnected`
 //!
 //! Every open handle — the one `new` returns, each [`Clone`], each handle a child
@@ -72,8 +83,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The byte capacity of [`Queue::new`] and [`Queue::bounded`]: 256 KiB. Messages larger
-/// than the capacity still go through (streamed).
+/// The byte capacity of the shared-memory ring of [`Queue::new`] and [`Queue::bounded`]:
+/// 256 KiB. For an unbounded queue this is the *hot* ring, used while the backlog is
+/// small; a backlog beyond it goes to the queue's overflow area (see [`Queue::new`]). In
+/// a bounded queue, items larger than the ring still go through (streamed to a consumer).
 pub const DEFAULT_CAPACITY_BYTES: usize = 256 * 1024;
 
 /// Per-thread encode/decode buffers larger than this are released after use (smaller
@@ -121,7 +134,11 @@ struct Handle {
 
 impl Handle {
     fn create(capacity: usize, maxsize: usize) -> io::Result<Handle> {
-        let ring = Ring::create(capacity, maxsize as u64)?;
+        let ring = if maxsize == 0 {
+            Ring::create_unbounded(capacity)?
+        } else {
+            Ring::create(capacity, maxsize as u64)?
+        };
         Ok(Handle::attach(Arc::new(ring), true))
     }
 
@@ -400,8 +417,15 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
 }
 
 impl<T: Message> Queue<T> {
-    /// A queue bounded only by its byte capacity ([`DEFAULT_CAPACITY_BYTES`]): `put`
-    /// waits only while the ring is full of bytes (back-pressure).
+    /// An unbounded queue (Python's `Queue()`): `put` never waits and never fails for
+    /// lack of room while memory lasts.
+    ///
+    /// Items go through a hot ring of [`DEFAULT_CAPACITY_BYTES`] while consumers keep up;
+    /// a larger backlog (or an item larger than the hot ring) goes to the queue's sparse
+    /// 64 GiB overflow area, which takes memory only for what is in it and gives it back
+    /// as consumers drain it (1 MiB at a time, and all of it once the backlog is gone).
+    /// Only a backlog filling the whole overflow area would make `put` wait (as a full
+    /// bounded queue does). Items keep their order across both areas.
     ///
     /// # Errors
     ///
@@ -435,9 +459,10 @@ impl<T: Message> Queue<T> {
         Self::build(maxsize, DEFAULT_CAPACITY_BYTES)
     }
 
-    /// An unbounded queue whose ring holds `bytes` bytes (rounded up to a power of two,
-    /// at least 64). Each item takes its CBOR size plus 4 bytes; larger items stream
-    /// through.
+    /// An unbounded queue (as [`new`](Queue::new)) whose *hot* ring holds `bytes` bytes
+    /// (rounded up to a power of two, at least 64). Each item takes its CBOR size plus 4
+    /// bytes there; a backlog beyond the hot ring, or an item larger than it, goes to the
+    /// overflow area, so `put` does not wait for room whatever `bytes` is.
     ///
     /// # Errors
     ///
@@ -453,7 +478,10 @@ impl<T: Message> Queue<T> {
         Self::build(0, bytes)
     }
 
-    /// A queue with both an item limit (`0`: none) and a ring of `bytes` bytes.
+    /// A queue with both an item limit and a ring of `bytes` bytes. With `maxsize == 0`
+    /// it is unbounded, as [`with_capacity_bytes`](Queue::with_capacity_bytes); with a
+    /// limit, `put` also waits while the ring is out of bytes, and an item larger than
+    /// the ring is streamed through it (the `put` finishes as a consumer takes it).
     ///
     /// # Errors
     ///
@@ -565,7 +593,9 @@ impl<T: Message> Queue<T> {
     }
 
     /// Whether a `put` would wait now (Python's `full`; advisory): `maxsize` items are in
-    /// a bounded queue, or the ring has (almost) no free byte.
+    /// a bounded queue. An unbounded queue is full only when its whole overflow area is
+    /// (a 64 GiB backlog), so this is `false` for it in practice, as Python's `full()`
+    /// is for a queue without `maxsize`.
     pub fn is_full(&self) -> bool {
         self.h.ring.is_full()
     }
@@ -575,7 +605,8 @@ impl<T: Message> Queue<T> {
         usize::try_from(self.h.ring.maxsize()).unwrap_or(usize::MAX)
     }
 
-    /// The ring's size in bytes.
+    /// The ring's size in bytes (for an unbounded queue: the hot ring's, the overflow
+    /// area comes on top).
     pub fn capacity_bytes(&self) -> usize {
         self.h.ring.capacity()
     }
@@ -649,7 +680,7 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
 }
 
 impl<T: Message> SimpleQueue<T> {
-    /// A new queue with a ring of [`DEFAULT_CAPACITY_BYTES`].
+    /// A new, unbounded queue (see [`Queue::new`]): `put` never waits for room.
     ///
     /// # Errors
     ///
@@ -658,7 +689,7 @@ impl<T: Message> SimpleQueue<T> {
         Ok(SimpleQueue { q: Queue::new()? })
     }
 
-    /// Puts `item`, waiting while the ring is full of bytes.
+    /// Puts `item` (never waits for room: the queue is unbounded, see [`Queue::new`]).
     ///
     /// # Errors
     ///
@@ -753,7 +784,8 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
 }
 
 impl<T: Message> JoinableQueue<T> {
-    /// A joinable queue bounded only by its byte capacity (see [`Queue::new`]).
+    /// An unbounded joinable queue (see [`Queue::new`]): `put` never waits for room,
+    /// whether or not consumers run yet.
     ///
     /// # Errors
     ///
@@ -773,7 +805,7 @@ impl<T: Message> JoinableQueue<T> {
         })
     }
 
-    /// A joinable queue whose ring holds `bytes` bytes (see
+    /// An unbounded joinable queue whose hot ring holds `bytes` bytes (see
     /// [`Queue::with_capacity_bytes`]).
     ///
     /// # Errors
@@ -1048,41 +1080,55 @@ mod tests {
     }
 
     #[test]
-    fn an_unbounded_queue_is_full_when_its_ring_is_out_of_bytes() {
-        let q: Queue<u8> = Queue::with_capacity_bytes(1).unwrap();
-        assert_eq!((q.capacity_bytes(), q.maxsize()), (64, 0));
+    fn a_bounded_queue_is_also_full_when_its_ring_is_out_of_bytes() {
+        let q: Queue<u8> = Queue::bounded_with_capacity_bytes(1000, 1).unwrap();
+        assert_eq!((q.capacity_bytes(), q.maxsize()), (64, 1000));
         assert!(!q.is_full());
         // 12 items of 5 bytes: 4 bytes left, not enough for another
         assert_eq!(fill(|x| q.try_put(x)), 12);
         assert_eq!(q.len(), 12);
-        assert!(q.is_full());
-        assert!(q.clone().is_full(), "every handle sees the same ring");
         assert!(matches!(
             q.put_timeout(99, Duration::from_millis(5)),
             Err(PutError::Full(99))
         ));
         // one get makes room for one more
         assert_eq!(q.try_get().unwrap(), 0);
-        assert!(!q.is_full());
         q.try_put(12).unwrap();
-        assert!(q.is_full());
         for i in 1..=12 {
             assert_eq!(q.try_get().unwrap(), i);
-            assert!(!q.is_full());
         }
         assert!(q.is_empty());
     }
 
     #[test]
-    fn an_unbounded_joinable_queue_is_full_when_its_ring_is_out_of_bytes() {
+    fn an_unbounded_queue_with_a_tiny_ring_is_never_full() {
+        let q: Queue<u32> = Queue::with_capacity_bytes(1).unwrap();
+        assert_eq!((q.capacity_bytes(), q.maxsize()), (64, 0));
+        for i in 0..10_000 {
+            q.try_put(i).unwrap();
+            assert!(!q.is_full());
+        }
+        assert!(!q.clone().is_full(), "every handle sees the same ring");
+        assert_eq!(q.len(), 10_000);
+        for i in 0..10_000 {
+            assert_eq!(q.try_get().unwrap(), i);
+        }
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_unbounded_joinable_queue_counts_every_task_without_waiting() {
         let q: JoinableQueue<u8> = JoinableQueue::with_capacity_bytes(64).unwrap();
+        for i in 0..200 {
+            q.try_put(i).unwrap();
+        }
         assert!(!q.is_full());
-        assert_eq!(fill(|x| q.try_put(x)), 12);
-        assert!(q.is_full());
-        // the refused put counted no task
-        assert_eq!(q.unfinished_tasks(), 12);
-        assert_eq!(q.try_get().unwrap(), 0);
-        assert!(!q.is_full());
+        assert_eq!(q.unfinished_tasks(), 200);
+        for i in 0..200 {
+            assert_eq!(q.try_get().unwrap(), i);
+            q.task_done().unwrap();
+        }
+        assert!(q.join_timeout(Duration::from_millis(5)));
     }
 
     /// Serializes as a long run of bytes, then fails.

@@ -58,6 +58,70 @@
 //! hostile peer can produce) marks the ring **broken**: every later operation then
 //! returns `Broken`.
 //!
+//! # Overflow: unbounded rings
+//!
+//! A ring made by [`Ring::create_unbounded`] (what an unbounded `Queue` uses) never makes
+//! a writer wait for room. Its memory file is `[header][hot ring][overflow area]`: the
+//! overflow area (64 GiB by default) is sparse — `ftruncate` costs nothing and tmpfs
+//! allocates a page only when it is first written — and each process maps it (`MAP_SHARED
+//! | MAP_NORESERVE`) only the first time it needs it. There is one memory file per queue,
+//! so no descriptor ever has to be passed to a peer when the backlog grows.
+//!
+//! The overflow area is a second byte ring with 64-bit positions (`ov_tail` moved by the
+//! writer-lock holder, `ov_head` by the reader-lock holder) and the same record format.
+//! Two *control records*, `ABORT | MORE` with length 1 or 2 (a combination no data or
+//! abort record has), switch between the areas:
+//!
+//! - **`LINK`** (in the hot ring): the messages that follow are in the overflow area. A
+//!   writer that finds the hot ring too full for its message, or a message larger than
+//!   the hot ring, writes `LINK` at `tail` and the message at `ov_tail`, and commits
+//!   `tail + 4`, `ov_tail + size` and *overflow mode* in one journaled step. While in
+//!   overflow mode every writer appends to the overflow area, so FIFO order (and each
+//!   producer's order) holds. (When the hot ring is full and the reader is in it and not
+//!   asleep, the writer first spins up to 50 µs for room — 10 µs if `head` does not move
+//!   at all: a producer slightly faster than its consumer then stays in the hot ring, as
+//!   before, instead of paying for fresh overflow pages.)
+//! - **`RETURN`** (in the overflow area): the messages that follow are in the hot ring
+//!   again. A writer in overflow mode that finds at least half of the hot ring free (and
+//!   room for its message) writes `RETURN` at `ov_tail` and its message at `tail`, and
+//!   commits both positions and *hot mode* in one step. The half-ring threshold keeps the
+//!   sides from flapping between the areas at every message.
+//!
+//! The reader follows: a `LINK` at `head` puts it in overflow mode (it then reads at
+//! `ov_head`), a `RETURN` at `ov_head` back in hot mode. Its mode is journaled with
+//! `head` and `ov_head`; the writer's with `tail` and `ov_tail` (`ov_tail` is stored
+//! before `tail`, so a reader that sees a `LINK` sees the overflow bytes it leads to).
+//! The hot ring always keeps 4 bytes free for a `LINK` and the overflow area 4 bytes for
+//! a `RETURN`, as a streaming writer keeps 4 bytes for an `ABORT`.
+//!
+//! A message in the overflow area is written whole (in records of at most 1 GiB flagged
+//! `MORE`, all committed at once), never streamed: overflow messages need no `ABORT`,
+//! and a writer or reader killed at any step of a switch is recovered by the journals
+//! exactly as in the hot ring (the switch *is* a journaled commit): a writer killed
+//! before its commit leaves nothing visible, one killed inside it has its commit
+//! completed by the next writer; a reader killed before its commit leaves the message
+//! (or the `LINK`/`RETURN`) in place for the next reader, one killed inside it counts as
+//! having taken it.
+//!
+//! The reader gives memory back: after taking a message from the overflow area it
+//! punches a hole (`fallocate(PUNCH_HOLE)`) over every whole 1 MiB step it has consumed,
+//! one system call per MiB, and over all it has consumed when it follows a `RETURN` or
+//! finds the overflow area empty. How far it has punched (`ov_punched`) is not
+//! journaled: punching twice is harmless, and a reader killed before punching leaves the
+//! work to the next one. Writers count the overflow area's free bytes from `ov_punched`,
+//! not `ov_head`: a byte consumed but not yet punched is never written again (after the
+//! area wraps) before the punch that would zero it.
+//!
+//! Only a backlog filling the whole overflow area (more than the machine's memory, in
+//! practice) makes a writer wait, for the reader to free room in either area, exactly as
+//! in a full bounded ring. A message larger than the overflow area itself is streamed
+//! through the hot ring as without overflow. A process that cannot map the overflow area
+//! (no address space left) gets [`PushError::Broken`] / [`PopError::Broken`] for the
+//! operations that need it; the ring itself is not marked broken.
+//!
+//! `len()` counts messages in both areas (`written - read`); `is_full()` is true only
+//! when the overflow area is (nearly) full.
+//!
 //! # Producers
 //!
 //! The header also keeps a registry of *producer* processes (pid and handle count) so
@@ -81,10 +145,11 @@
 use crate::futex::{self, WaitOutcome};
 use crate::journal::Journal;
 use crate::robust::{self, Acquired};
-use crate::shm::ShmRegion;
+use crate::shm::{ShmRegion, ShmWindow};
 use crate::{BorrowedFd, OwnedFd};
 use std::io;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const MAGIC: u32 = 0x5052_5131; // "PRQ1"
@@ -95,56 +160,93 @@ const OFF_MAGIC: usize = 0;
 const OFF_CAP: usize = 8;
 const OFF_MAXSIZE: usize = 16;
 const OFF_BROKEN: usize = 24;
-// line 1: writer state + journal
-const OFF_TAIL: usize = 64;
-const OFF_WRITTEN: usize = 72;
-const OFF_WPARTIAL: usize = 80;
-const OFF_JW_STATE: usize = 88;
-const OFF_JW_TAIL: usize = 96;
-const OFF_JW_WRITTEN: usize = 104;
-const OFF_JW_WPARTIAL: usize = 112;
-const OFF_JW_TASKS: usize = 120;
-// line 2: reader state + journal
-const OFF_HEAD: usize = 128;
-const OFF_READ: usize = 136;
-const OFF_RPARTIAL: usize = 144;
-const OFF_JR_STATE: usize = 152;
-const OFF_JR_HEAD: usize = 160;
-const OFF_JR_READ: usize = 168;
-const OFF_JR_RPARTIAL: usize = 176;
-/// The writer's journal: `[tail, written, writing-partial, tasks put]`.
-const W_JOURNAL: Journal<4> = Journal::new(OFF_JW_STATE, OFF_JW_TAIL);
-/// The reader's journal: `[head, read, reading-partial]`.
-const R_JOURNAL: Journal<3> = Journal::new(OFF_JR_STATE, OFF_JR_HEAD);
+/// Size of the overflow area (`0`: none) and its byte offset in the memory file.
+const OFF_OV_SIZE: usize = 32;
+const OFF_OV_BASE: usize = 40;
+// Each side's words sit in their own 128-byte pair of cache lines (the adjacent-line
+// prefetcher moves lines in such pairs: a side's second line must not pair with a line
+// the other side writes).
+// lines 2-3: writer state + journal. What a commit in the hot ring writes (the first
+// four journal words, `tail`, `written`, `writing-partial`) is in line 2; the overflow
+// words, stored only when they change, are in line 3.
+const OFF_TAIL: usize = 128;
+const OFF_WRITTEN: usize = 136;
+const OFF_WPARTIAL: usize = 144;
+const OFF_JW_STATE: usize = 152;
+const OFF_JW_TAIL: usize = 160;
+const OFF_JW_WRITTEN: usize = 168;
+const OFF_JW_WPARTIAL: usize = 176;
+const OFF_JW_TASKS: usize = 184;
+const OFF_JW_OV_TAIL: usize = 192;
+const OFF_JW_WMODE: usize = 200;
+const OFF_OV_TAIL: usize = 208;
+const OFF_WMODE: usize = 216;
+// lines 4-5: reader state + journal, in the same way
+const OFF_HEAD: usize = 256;
+const OFF_READ: usize = 264;
+const OFF_RPARTIAL: usize = 272;
+const OFF_JR_STATE: usize = 280;
+const OFF_JR_HEAD: usize = 288;
+const OFF_JR_READ: usize = 296;
+const OFF_JR_RPARTIAL: usize = 304;
+const OFF_JR_OV_HEAD: usize = 312;
+const OFF_JR_RMODE: usize = 320;
+const OFF_OV_HEAD: usize = 328;
+const OFF_RMODE: usize = 336;
+/// Overflow bytes before this position have been given back to the system (reader
+/// side, not journaled: punching a hole twice is harmless).
+const OFF_OV_PUNCHED: usize = 344;
+/// The writer's journal: `[tail, written, writing-partial, tasks put, ov_tail, mode]`.
+const W_JOURNAL: Journal<6> = Journal::new(OFF_JW_STATE, OFF_JW_TAIL);
+/// The reader's journal: `[head, read, reading-partial, ov_head, mode]`.
+const R_JOURNAL: Journal<5> = Journal::new(OFF_JR_STATE, OFF_JR_HEAD);
 // a journal's words are consecutive, in the order its `apply` takes them
 const _: () = assert!(
     OFF_JW_WRITTEN == OFF_JW_TAIL + 8
         && OFF_JW_WPARTIAL == OFF_JW_TAIL + 16
         && OFF_JW_TASKS == OFF_JW_TAIL + 24
+        && OFF_JW_OV_TAIL == OFF_JW_TAIL + 32
+        && OFF_JW_WMODE == OFF_JW_TAIL + 40
         && OFF_JR_READ == OFF_JR_HEAD + 8
         && OFF_JR_RPARTIAL == OFF_JR_HEAD + 16
+        && OFF_JR_OV_HEAD == OFF_JR_HEAD + 24
+        && OFF_JR_RMODE == OFF_JR_HEAD + 32
 );
-// line 3/4: wake-up words
-const OFF_DATA_SEQ: usize = 192;
-const OFF_READERS_WAITING: usize = 196;
-const OFF_SPACE_SEQ: usize = 256;
-const OFF_WRITERS_WAITING: usize = 260;
-// line 5/6: locks
-const OFF_WLOCK: usize = 320;
-const OFF_RLOCK: usize = 384;
-// line 7: task counters (JoinableQueue). `tasks put` is writer state (journaled with
-// `tail`); `tasks done` is advanced by consumers with compare-and-swap.
-const OFF_TASKS_PUT: usize = 448;
-const OFF_JOIN_SEQ: usize = 456;
-const OFF_JOIN_WAITERS: usize = 460;
-const OFF_TASKS_DONE: usize = 464;
-// line 8..: producer registry; slot 0 is the overflow counter
-const OFF_SLOTS: usize = 512;
+// lines 6-7 and 8-9: wake-up words
+const OFF_DATA_SEQ: usize = 384;
+const OFF_READERS_WAITING: usize = 388;
+const OFF_SPACE_SEQ: usize = 512;
+const OFF_WRITERS_WAITING: usize = 516;
+// lines 10-11 and 12-13: locks
+const OFF_WLOCK: usize = 640;
+const OFF_RLOCK: usize = 768;
+// lines 14-15: task counters (JoinableQueue). `tasks put` is writer state (journaled
+// with `tail`); `tasks done` is advanced by consumers with compare-and-swap.
+const OFF_TASKS_PUT: usize = 896;
+const OFF_JOIN_SEQ: usize = 904;
+const OFF_JOIN_WAITERS: usize = 908;
+const OFF_TASKS_DONE: usize = 912;
+// line 16..: producer registry; slot 0 is the overflow counter
+const OFF_SLOTS: usize = 1024;
 const N_SLOTS: usize = (HEADER - OFF_SLOTS) / 8;
 
 const LEN_MASK: u32 = (1 << 30) - 1;
 const MORE: u32 = 1 << 30;
 const ABORT: u32 = 1 << 31;
+/// `ABORT | MORE` (never a valid data record) marks a control record; its length field
+/// says which one, and it carries no bytes.
+const CONTROL: u32 = ABORT | MORE;
+/// In the hot ring: the messages that follow are in the overflow area.
+const LINK: u32 = CONTROL | 1;
+/// In the overflow area: the messages that follow are in the hot ring again.
+const RETURN: u32 = CONTROL | 2;
+
+/// The overflow area of an unbounded ring ([`Ring::create_unbounded`]): 64 GiB of sparse
+/// memory file, taking memory only for the backlog actually in it.
+pub const DEFAULT_OVERFLOW_BYTES: u64 = 1 << 36;
+/// The reader gives consumed overflow memory back in steps of this many bytes (and
+/// whatever is consumed when it returns to the hot ring).
+const PUNCH_CHUNK: u64 = 1 << 20;
 
 /// A streamed message travels in pieces of at most `capacity / STREAM_PIECE_DIVISOR`.
 const STREAM_PIECE_DIVISOR: u64 = 4;
@@ -153,6 +255,8 @@ const STREAM_PIECE_DIVISOR: u64 = 4;
 pub const MIN_CAPACITY: usize = 64;
 /// The largest ring, in bytes (record lengths have 30 bits).
 pub const MAX_CAPACITY: usize = 1 << 30;
+/// The largest overflow area, in bytes (64 TiB of address space).
+pub const MAX_OVERFLOW: u64 = 1 << 46;
 
 /// When a blocking [`Ring::push`] or [`Ring::pop`] gives up.
 ///
@@ -227,6 +331,12 @@ pub struct Ring {
     cached_tail: AtomicU64,
     /// Adaptive spin budget in microseconds.
     spin_us: AtomicU32,
+    /// Size of the overflow area (`0`: none; then a power of two) and its offset in the
+    /// memory file.
+    ov_size: u64,
+    ov_base: u64,
+    /// This process's mapping of the overflow area, made the first time it is needed.
+    ov: OnceLock<Option<ShmWindow>>,
 }
 
 impl std::fmt::Debug for Ring {
@@ -251,53 +361,120 @@ impl Ring {
     ///
     /// `capacity` above [`MAX_CAPACITY`], or the kernel refusing the memory.
     pub fn create(capacity: usize, maxsize: u64) -> io::Result<Ring> {
+        Self::create_with(capacity, maxsize, 0)
+    }
+
+    /// Creates a really unbounded ring: a hot ring of `capacity` bytes (as
+    /// [`create`](Ring::create)) plus an overflow area of [`DEFAULT_OVERFLOW_BYTES`] of
+    /// sparse memory file. A [`push`](Ring::push) that finds the hot ring too full (or a
+    /// message larger than it) appends to the overflow area instead of waiting, so it
+    /// never waits for room unless the backlog fills the whole overflow area. See the
+    /// [module docs](self#overflow-unbounded-rings).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Ring::create).
+    pub fn create_unbounded(capacity: usize) -> io::Result<Ring> {
+        Self::create_with(capacity, 0, DEFAULT_OVERFLOW_BYTES)
+    }
+
+    /// Creates a ring with an overflow area of `overflow` bytes (rounded up to a power of
+    /// two, at least the page size and the hot ring's size; `0`: none, as
+    /// [`create`](Ring::create)). A ring with an overflow area has no message limit.
+    ///
+    /// # Errors
+    ///
+    /// `capacity` above [`MAX_CAPACITY`], `maxsize > 0` with an overflow area, an
+    /// overflow area above 2^46 bytes, or the kernel refusing the memory.
+    pub fn create_with(capacity: usize, maxsize: u64, overflow: u64) -> io::Result<Ring> {
         if capacity > MAX_CAPACITY {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("ring capacity {capacity} above the maximum {MAX_CAPACITY}"),
             ));
         }
+        if overflow > 0 && maxsize > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a bounded ring has no overflow area",
+            ));
+        }
+        if overflow > MAX_OVERFLOW {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("overflow area {overflow} above the maximum {MAX_OVERFLOW}"),
+            ));
+        }
         let cap = capacity.max(MIN_CAPACITY).next_power_of_two();
-        let region = ShmRegion::create("queue", HEADER + cap)?;
+        let page = rustix::param::page_size() as u64;
+        let (ov_size, ov_base) = if overflow == 0 {
+            (0, 0)
+        } else {
+            let size = overflow.max(page).max(cap as u64).next_power_of_two();
+            ((size), (HEADER as u64 + cap as u64).div_ceil(page) * page)
+        };
+        let region = ShmRegion::create_sparse("queue", HEADER + cap, ov_base + ov_size)?;
         region
             .atomic_u64(OFF_CAP)
             .store(cap as u64, Ordering::Relaxed);
         region
             .atomic_u64(OFF_MAXSIZE)
             .store(maxsize, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_OV_SIZE)
+            .store(ov_size, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_OV_BASE)
+            .store(ov_base, Ordering::Relaxed);
         region.atomic_u32(OFF_MAGIC).store(MAGIC, Ordering::Release);
-        Ok(Self::from_region(region, cap as u64))
+        Ok(Self::from_region(region, cap as u64, ov_size, ov_base))
     }
 
     /// Opens a ring created by [`Ring::create`] (in this or another process) from its
-    /// memory file's descriptor.
+    /// memory file's descriptor. Only the header and the hot ring are mapped; an overflow
+    /// area is mapped the first time this process needs it.
     ///
     /// # Errors
     ///
-    /// The descriptor is not a ring's memory (wrong magic, impossible capacity for the
-    /// mapping's size) or cannot be mapped.
+    /// The descriptor is not a ring's memory (wrong magic, impossible capacity or
+    /// overflow area for the file's size) or cannot be mapped.
     pub fn open(fd: OwnedFd) -> io::Result<Ring> {
-        let region = ShmRegion::from_fd(fd)?;
         let bad =
             |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("not a queue ring: {m}"));
-        if region.len() < HEADER + MIN_CAPACITY {
+        // the header says how much to map: read it before mapping
+        let mut h = [0u8; 48];
+        let n = rustix::io::pread(&fd, &mut h, 0)?;
+        if n < h.len() {
             return Err(bad("region too small"));
         }
-        if region.atomic_u32(OFF_MAGIC).load(Ordering::Acquire) != MAGIC {
+        let word = |off: usize| u64::from_le_bytes(h[off..off + 8].try_into().expect("8 bytes"));
+        if u32::from_le_bytes(h[..4].try_into().expect("4 bytes")) != MAGIC {
             return Err(bad("wrong magic number"));
         }
-        let cap = region.atomic_u64(OFF_CAP).load(Ordering::Relaxed);
-        if !cap.is_power_of_two()
-            || cap < MIN_CAPACITY as u64
-            || cap > MAX_CAPACITY as u64
-            || HEADER as u64 + cap > region.len() as u64
-        {
+        let cap = word(OFF_CAP);
+        let (ov_size, ov_base) = (word(OFF_OV_SIZE), word(OFF_OV_BASE));
+        if !cap.is_power_of_two() || cap < MIN_CAPACITY as u64 || cap > MAX_CAPACITY as u64 {
             return Err(bad("impossible capacity"));
         }
-        Ok(Self::from_region(region, cap))
+        let page = rustix::param::page_size() as u64;
+        if ov_size != 0
+            && (!ov_size.is_power_of_two()
+                || ov_size > MAX_OVERFLOW
+                || ov_size < cap
+                || !ov_base.is_multiple_of(page)
+                || ov_base < HEADER as u64 + cap
+                || ov_base > HEADER as u64 + cap + page)
+        {
+            return Err(bad("impossible overflow area"));
+        }
+        let region = ShmRegion::from_fd_prefix(fd, HEADER + cap as usize)?;
+        if ov_size != 0 && region.file_len()? < ov_base + ov_size {
+            return Err(bad("memory file shorter than its overflow area"));
+        }
+        Ok(Self::from_region(region, cap, ov_size, ov_base))
     }
 
-    fn from_region(region: ShmRegion, cap: u64) -> Ring {
+    fn from_region(region: ShmRegion, cap: u64, ov_size: u64, ov_base: u64) -> Ring {
         Ring {
             region,
             cap,
@@ -305,6 +482,9 @@ impl Ring {
             cached_head: AtomicU64::new(0),
             cached_tail: AtomicU64::new(0),
             spin_us: AtomicU32::new(SPIN_MAX_US),
+            ov_size,
+            ov_base,
+            ov: OnceLock::new(),
         }
     }
 
@@ -356,11 +536,42 @@ impl Ring {
         if max > 0 {
             return self.len() >= max;
         }
+        if self.ov_size > 0 {
+            // only a backlog filling the whole overflow area makes a push wait
+            let used = self
+                .u64(OFF_OV_TAIL)
+                .load(Ordering::Acquire)
+                .wrapping_sub(self.u64(OFF_OV_HEAD).load(Ordering::Acquire));
+            return self.ov_size.saturating_sub(used) < 8;
+        }
         let used = self
             .u64(OFF_TAIL)
             .load(Ordering::Acquire)
             .wrapping_sub(self.u64(OFF_HEAD).load(Ordering::Acquire));
         self.cap.saturating_sub(used) < 8
+    }
+
+    /// The size of the overflow area in bytes (`0`: none; see
+    /// [`create_unbounded`](Ring::create_unbounded)).
+    pub fn overflow_capacity(&self) -> u64 {
+        self.ov_size
+    }
+
+    /// Bytes of the backlog now in the overflow area (advisory).
+    pub fn overflow_len(&self) -> u64 {
+        let tail = self.u64(OFF_OV_TAIL).load(Ordering::Acquire);
+        tail.wrapping_sub(self.u64(OFF_OV_HEAD).load(Ordering::Acquire))
+            .min(self.ov_size)
+    }
+
+    /// The memory the ring's file takes now, in bytes (header, hot ring pages touched,
+    /// overflow backlog not yet given back).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refusing `fstat`.
+    pub fn allocated_bytes(&self) -> io::Result<u64> {
+        self.region.allocated_bytes()
     }
 
     /// Whether the ring was found corrupt (every operation then fails).
@@ -454,6 +665,107 @@ impl Ring {
         }
     }
 
+    /// This process's mapping of the overflow area (made on first use; `None` if the
+    /// ring has none or the mapping failed, e.g. for lack of address space).
+    fn overflow(&self) -> Option<&ShmWindow> {
+        if self.ov_size == 0 {
+            return None;
+        }
+        self.ov
+            .get_or_init(|| {
+                let len = usize::try_from(self.ov_size).ok()?;
+                self.region.map_window(self.ov_base, len).ok()
+            })
+            .as_ref()
+    }
+
+    /// Copies `src` into the overflow area at logical position `pos`, wrapping at its end.
+    fn ov_copy_in(&self, ov: &ShmWindow, pos: u64, src: &[u8]) {
+        assert!(src.len() as u64 <= self.ov_size && ov.len() as u64 == self.ov_size);
+        let idx = (pos & (self.ov_size - 1)) as usize;
+        let first = src.len().min(ov.len() - idx);
+        // SAFETY: `ov` maps exactly `ov_size` bytes (asserted) and lives as long as
+        // `self`; `idx + first <= ov_size` and `src.len() - first <= ov_size`, so both
+        // destinations lie inside it. As in `copy_in`, nothing references these bytes
+        // (raw copies only) and they lie past `ov_tail`, which only we (the writer-lock
+        // holder) move, so no reader reads them yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), ov.as_ptr().add(idx), first);
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), ov.as_ptr(), src.len() - first);
+        }
+    }
+
+    /// Appends `len` bytes of the overflow area from logical position `pos` to `out`.
+    fn ov_copy_out_append(&self, ov: &ShmWindow, pos: u64, len: usize, out: &mut Vec<u8>) {
+        assert!(len as u64 <= self.ov_size && ov.len() as u64 == self.ov_size);
+        out.reserve(len);
+        let at = out.len();
+        let idx = (pos & (self.ov_size - 1)) as usize;
+        let first = len.min(ov.len() - idx);
+        // SAFETY: sources inside the `ov_size`-byte window (bounds as in `ov_copy_in`),
+        // published by the writer's release store of `ov_tail`, loaded by us with acquire;
+        // destinations in `out`'s spare capacity (`reserve(len)`), which cannot overlap
+        // the mapping; all `len` bytes are written before `set_len`.
+        unsafe {
+            let dst = out.as_mut_ptr().add(at);
+            std::ptr::copy_nonoverlapping(ov.as_ptr().add(idx), dst, first);
+            std::ptr::copy_nonoverlapping(ov.as_ptr(), dst.add(first), len - first);
+            out.set_len(at + len);
+        }
+    }
+
+    /// The record header at overflow position `pos` (wrapping at the area's end).
+    fn ov_read_u32(&self, ov: &ShmWindow, pos: u64) -> u32 {
+        let mut b = [0u8; 4];
+        let idx = (pos & (self.ov_size - 1)) as usize;
+        let first = 4.min(ov.len() - idx);
+        assert!(ov.len() as u64 == self.ov_size);
+        // SAFETY: `idx < ov_size == ov.len()`, `idx + first <= ov.len()` and
+        // `4 - first <= ov.len()`: both sources lie inside the live window; the bytes
+        // were published by the writer's release store of `ov_tail` (loaded with
+        // acquire); `b` is a local buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(ov.as_ptr().add(idx), b.as_mut_ptr(), first);
+            std::ptr::copy_nonoverlapping(ov.as_ptr(), b.as_mut_ptr().add(first), 4 - first);
+        }
+        u32::from_le_bytes(b)
+    }
+
+    /// Gives the overflow memory before `ov_head` back to the system: in steps of
+    /// [`PUNCH_CHUNK`], or all of it (whole pages) when `all` (the reader has left the
+    /// overflow area). Reader-lock holder only.
+    fn punch_consumed(&self, ov_head: u64, all: bool) {
+        let punched = self.u64(OFF_OV_PUNCHED);
+        let from = punched.load(Ordering::Relaxed);
+        let page = rustix::param::page_size() as u64;
+        let step = PUNCH_CHUNK.min(self.ov_size / 2).max(page);
+        let to = if all {
+            ov_head / page * page
+        } else {
+            ov_head / step * step
+        };
+        if to <= from || to - from > self.ov_size {
+            return;
+        }
+        // the range may wrap at the end of the area: at most two calls
+        let mut pos = from;
+        while pos < to {
+            let idx = pos & (self.ov_size - 1);
+            let n = (to - pos).min(self.ov_size - idx);
+            // a failed punch zeroes nothing: the memory stays allocated (until the area
+            // wraps over it), and moving `ov_punched` on is still safe
+            let _ = self.region.punch_hole(self.ov_base + idx, n);
+            pos += n;
+        }
+        // the writer counts free overflow bytes from here (see `ov_free`)
+        punched.store(to, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
+            self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
+            futex::wake_all(self.u32(OFF_SPACE_SEQ));
+        }
+    }
+
     fn read_u32_at(&self, pos: u64) -> u32 {
         let mut b = [0u8; 4];
         self.copy_out(pos, &mut b);
@@ -462,11 +774,19 @@ impl Ring {
 
     // ---------------------------------------------------------------- journals
 
+    /// Commits the writer state, keeping the overflow position and mode as they are.
     fn w_commit(&self, tail: u64, written: u64, partial: u64, tasks: u64) {
-        W_JOURNAL.commit(
+        let ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+        let mode = self.u64(OFF_WMODE).load(Ordering::Relaxed);
+        self.w_commit_ov(tail, written, partial, tasks, ov_tail, mode);
+    }
+
+    fn w_commit_ov(&self, tail: u64, written: u64, partial: u64, tasks: u64, ov: u64, mode: u64) {
+        W_JOURNAL.commit_sparse(
             &self.region,
-            [tail, written, partial, tasks],
-            |[t, w, p, k]| self.w_apply(t, w, p, k),
+            3,
+            [tail, written, partial, tasks, ov, mode],
+            |[t, w, p, k, o, m]| self.w_apply(t, w, p, k, o, m),
         );
         // Pairs with the reader's waiter-count increment: either it sees the new tail,
         // or we see its count and wake it.
@@ -477,9 +797,10 @@ impl Ring {
         }
     }
 
-    /// `tasks` is stored before `tail` (release), so whoever sees a message also sees it
-    /// counted as a task.
-    fn w_apply(&self, tail: u64, written: u64, partial: u64, tasks: u64) {
+    /// `tasks` and the overflow position are stored before `tail` (release), so whoever
+    /// sees a message (or a `LINK`) also sees it counted as a task (and the overflow
+    /// bytes it leads to).
+    fn w_apply(&self, tail: u64, written: u64, partial: u64, tasks: u64, ov: u64, mode: u64) {
         self.u64(OFF_WRITTEN).store(written, Ordering::Relaxed);
         self.u64(OFF_WPARTIAL).store(partial, Ordering::Relaxed);
         // written only when it changes: a plain Queue never dirties the task line
@@ -487,13 +808,33 @@ impl Ring {
         if put.load(Ordering::Relaxed) != tasks {
             put.store(tasks, Ordering::Release);
         }
+        // the overflow words only when they change (line 3 stays clean in the hot ring)
+        let m = self.u64(OFF_WMODE);
+        if m.load(Ordering::Relaxed) != mode {
+            m.store(mode, Ordering::Relaxed);
+        }
+        let o = self.u64(OFF_OV_TAIL);
+        if o.load(Ordering::Relaxed) != ov {
+            o.store(ov, Ordering::Release);
+        }
+        fail_point("w_apply: overflow position stored, tail not yet");
         self.u64(OFF_TAIL).store(tail, Ordering::Release);
     }
 
+    /// Commits the reader state, keeping the overflow position and mode as they are.
     fn r_commit(&self, head: u64, read: u64, partial: u64) {
-        R_JOURNAL.commit(&self.region, [head, read, partial], |[h, r, p]| {
-            self.r_apply(h, r, p)
-        });
+        let ov_head = self.u64(OFF_OV_HEAD).load(Ordering::Relaxed);
+        let mode = self.u64(OFF_RMODE).load(Ordering::Relaxed);
+        self.r_commit_ov(head, read, partial, ov_head, mode);
+    }
+
+    fn r_commit_ov(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
+        R_JOURNAL.commit_sparse(
+            &self.region,
+            3,
+            [head, read, partial, ov_head, mode],
+            |[h, r, p, o, m]| self.r_apply(h, r, p, o, m),
+        );
         fence(Ordering::SeqCst);
         if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
             self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
@@ -501,8 +842,17 @@ impl Ring {
         }
     }
 
-    fn r_apply(&self, head: u64, read: u64, partial: u64) {
+    fn r_apply(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
         self.u64(OFF_RPARTIAL).store(partial, Ordering::Relaxed);
+        let m = self.u64(OFF_RMODE);
+        if m.load(Ordering::Relaxed) != mode {
+            m.store(mode, Ordering::Relaxed);
+        }
+        let o = self.u64(OFF_OV_HEAD);
+        if o.load(Ordering::Relaxed) != ov_head {
+            o.store(ov_head, Ordering::Release);
+        }
+        fail_point("r_apply: overflow position stored, head not yet");
         self.u64(OFF_READ).store(read, Ordering::Release);
         self.u64(OFF_HEAD).store(head, Ordering::Release);
     }
@@ -511,7 +861,9 @@ impl Ring {
     /// reader suspects the writer died): finish a pending journal, abort a half-streamed
     /// message. Returns `false` if the state is inconsistent (ring marked broken).
     fn recover_writer(&self) -> bool {
-        W_JOURNAL.apply_pending(&self.region, |[t, w, p, k]| self.w_apply(t, w, p, k));
+        W_JOURNAL.apply_pending(&self.region, |[t, w, p, k, o, m]| {
+            self.w_apply(t, w, p, k, o, m)
+        });
         if self.u64(OFF_WPARTIAL).load(Ordering::Relaxed) != 0 {
             let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
             let head = self.u64(OFF_HEAD).load(Ordering::Acquire);
@@ -529,8 +881,9 @@ impl Ring {
     }
 
     fn recover_reader(&self) {
-        R_JOURNAL.apply_pending(&self.region, |[h, r, p]| self.r_apply(h, r, p));
-        // a half-read message is discarded by `pop_locked` (it sees `rpartial`)
+        R_JOURNAL.apply_pending(&self.region, |[h, r, p, o, m]| self.r_apply(h, r, p, o, m));
+        // a half-read message is discarded by `pop_locked` (it sees `rpartial`); overflow
+        // memory consumed but not yet given back is punched by the next `pop`
     }
 
     // ---------------------------------------------------------------- waiting
@@ -758,6 +1111,234 @@ impl Ring {
         deadline: &mut Deadline,
         task: bool,
     ) -> Result<(), PushError> {
+        if self.ov_size != 0 {
+            return self.push_unbounded(msg, deadline, task);
+        }
+        self.push_hot(msg, deadline, task)
+    }
+
+    /// Whether at least `need` bytes of the hot ring are free (the cached `head` first,
+    /// the shared one if that is not enough).
+    fn hot_free_at_least(&self, tail: u64, need: u64) -> Result<bool, PushError> {
+        let head = self.cached_head.load(Ordering::Relaxed);
+        let used = tail.wrapping_sub(head);
+        if used <= self.cap && self.cap - used >= need {
+            return Ok(true);
+        }
+        Ok(self.fresh_free(tail)? >= need)
+    }
+
+    /// Free bytes of the overflow area. Counted from `ov_punched`, not `ov_head`: the
+    /// reader punches consumed bytes *after* committing `ov_head`, so bytes between the
+    /// two may still be punched and must not be written again (after a wrap) until then.
+    fn ov_free(&self, ov_tail: u64) -> Result<u64, PushError> {
+        let used = ov_tail.wrapping_sub(self.u64(OFF_OV_PUNCHED).load(Ordering::Acquire));
+        if used > self.ov_size {
+            self.set_broken();
+            return Err(PushError::Broken);
+        }
+        Ok(self.ov_size - used)
+    }
+
+    /// Writes `msg` into the overflow area at `pos` as records of at most `LEN_MASK`
+    /// bytes (all but the last flagged `MORE`); returns the position after them.
+    fn ov_write_message(&self, ov: &ShmWindow, mut pos: u64, msg: &[u8]) -> u64 {
+        let mut off = 0;
+        loop {
+            let chunk = (msg.len() - off).min(LEN_MASK as usize);
+            let last = off + chunk == msg.len();
+            let hdr = chunk as u32 | if last { 0 } else { MORE };
+            self.ov_copy_in(ov, pos, &hdr.to_le_bytes());
+            self.ov_copy_in(ov, pos + 4, &msg[off..off + chunk]);
+            pos += 4 + chunk as u64;
+            off += chunk;
+            if last {
+                return pos;
+            }
+        }
+    }
+
+    /// Push into a ring with an overflow area (writer lock held). The hot ring always
+    /// keeps 4 bytes free for a `LINK`, the overflow area 4 bytes for a `RETURN`.
+    fn push_unbounded(
+        &self,
+        msg: &[u8],
+        deadline: &mut Deadline,
+        task: bool,
+    ) -> Result<(), PushError> {
+        let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
+        let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+        let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
+        let tasks_after = tasks + u64::from(task);
+        let mut ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+        let mut over = self.u64(OFF_WMODE).load(Ordering::Relaxed) != 0;
+        let total = 4 + msg.len() as u64;
+        let fits_hot = total + 4 <= self.cap;
+        let pieces = (msg.len() as u64).div_ceil(u64::from(LEN_MASK)).max(1);
+        let ov_need = msg.len() as u64 + 4 * pieces;
+        let fits_ov = ov_need + 4 <= self.ov_size;
+        // fast path: room in the hot ring
+        if !over && fits_hot && self.free_bytes(tail)? >= total + 4 {
+            self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+            self.copy_in(tail + 4, msg);
+            self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail, 0);
+            return Ok(());
+        }
+        loop {
+            if self.is_broken() {
+                return Err(PushError::Broken);
+            }
+            let ov = self.overflow();
+            if !over {
+                if fits_hot && self.hot_free_at_least(tail, total + 4)? {
+                    self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+                    self.copy_in(tail + 4, msg);
+                    self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail, 0);
+                    return Ok(());
+                }
+                if !fits_ov || ov.is_none() {
+                    // larger than the overflow area (or it cannot be mapped here):
+                    // through the hot ring, streamed if need be, as without overflow
+                    return self.push_hot(msg, deadline, task);
+                }
+                if fits_hot && self.spin_for_hot_room(tail, total + 4)? {
+                    self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+                    self.copy_in(tail + 4, msg);
+                    self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail, 0);
+                    return Ok(());
+                }
+                if let Some(ov) = ov {
+                    if self.ov_free(ov_tail)? >= ov_need + 4 && self.hot_free_at_least(tail, 4)? {
+                        // switch: LINK in the hot ring, the message in the overflow area,
+                        // both made visible by one journaled commit
+                        self.copy_in(tail, &LINK.to_le_bytes());
+                        let end = self.ov_write_message(ov, ov_tail, msg);
+                        fail_point("link: written, not committed");
+                        self.w_commit_ov(tail + 4, written + 1, 0, tasks_after, end, 1);
+                        fail_point("link: committed, lock held");
+                        return Ok(());
+                    }
+                }
+            } else {
+                let Some(ov) = ov else {
+                    // mid-overflow and this process cannot map the area (no address
+                    // space left): this push fails; the ring itself is fine
+                    return Err(PushError::Broken);
+                };
+                let back = self.hot_free_at_least(tail, (total + 4).max(self.cap / 2))?;
+                if back && (fits_hot || !fits_ov) {
+                    // the hot ring has drained: RETURN in the overflow area (there is
+                    // always room for it), then the message in the hot ring (or, too
+                    // large for either, go back to the hot ring and stream it)
+                    self.ov_copy_in(ov, ov_tail, &RETURN.to_le_bytes());
+                    if !fits_hot {
+                        self.w_commit_ov(tail, written, 0, tasks, ov_tail + 4, 0);
+                        return self.push_hot(msg, deadline, task);
+                    }
+                    self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+                    self.copy_in(tail + 4, msg);
+                    fail_point("return: written, not committed");
+                    self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail + 4, 0);
+                    fail_point("return: committed, lock held");
+                    return Ok(());
+                }
+                if fits_ov && self.ov_free(ov_tail)? >= ov_need + 4 {
+                    let end = self.ov_write_message(ov, ov_tail, msg);
+                    fail_point("overflow: written, not committed");
+                    self.w_commit_ov(tail, written + 1, 0, tasks_after, end, 1);
+                    return Ok(());
+                }
+            }
+            // the overflow area is full (or a giant message waits for the hot ring)
+            if !self.wait_unbounded(tail, ov_tail, total, ov_need, deadline)? {
+                return Err(PushError::Full);
+            }
+            ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+            over = self.u64(OFF_WMODE).load(Ordering::Relaxed) != 0;
+        }
+    }
+
+    /// The hot ring is too full, but a consumer may be taking from it right now (the
+    /// reader is in the hot ring and not asleep): spins at most [`SPIN_MAX_US`] for
+    /// `need` bytes, giving up after [`SPIN_MIN_US`] x 5 if `head` has not moved at all
+    /// (no consumer at work). Room a few microseconds away is far cheaper than
+    /// overflowing (fresh pages for the writer, cold ones for the reader) when a producer
+    /// is just a little faster than its consumer. Never sleeps.
+    fn spin_for_hot_room(&self, tail: u64, need: u64) -> Result<bool, PushError> {
+        if self.u64(OFF_RMODE).load(Ordering::Relaxed) != 0
+            || self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) != 0
+        {
+            return Ok(false);
+        }
+        let head0 = self.u64(OFF_HEAD).load(Ordering::Relaxed);
+        let start = Instant::now();
+        let idle_limit = Duration::from_micros(u64::from(SPIN_MIN_US) * 5);
+        let limit = Duration::from_micros(SPIN_MAX_US.into());
+        let mut n = 0u32;
+        loop {
+            if self.fresh_free(tail)? >= need {
+                return Ok(true);
+            }
+            n += 1;
+            if n.is_multiple_of(16) {
+                let spent = start.elapsed();
+                let moved = self.u64(OFF_HEAD).load(Ordering::Relaxed) != head0;
+                if spent >= limit || (!moved && spent >= idle_limit) {
+                    return Ok(false);
+                }
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Waits until the reader frees room in either area (or `until`); whether it did.
+    fn wait_unbounded(
+        &self,
+        tail: u64,
+        ov_tail: u64,
+        total: u64,
+        ov_need: u64,
+        until: &mut Deadline,
+    ) -> Result<bool, PushError> {
+        let until = until.resolve();
+        let err = std::cell::Cell::new(None);
+        let mut ready = || {
+            let r = self.fresh_free(tail).and_then(|f| {
+                Ok(f >= (total + 4).max(self.cap / 2) || self.ov_free(ov_tail)? >= ov_need + 4)
+            });
+            r.unwrap_or_else(|e| {
+                err.set(Some(e));
+                true
+            })
+        };
+        loop {
+            let slice = Instant::now() + Duration::from_millis(100);
+            let until_now = Some(until.map_or(slice, |u| u.min(slice)));
+            let got = self.wait_for(
+                &mut ready,
+                OFF_SPACE_SEQ,
+                OFF_WRITERS_WAITING,
+                until_now,
+                false,
+            );
+            if let Some(e) = err.get() {
+                return Err(e);
+            }
+            if got {
+                return Ok(true);
+            }
+            if self.is_broken() {
+                return Err(PushError::Broken);
+            }
+            if until.is_some_and(|u| Instant::now() >= u) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Push through the hot ring only: one record, or streamed in pieces (writer lock
+    /// held).
+    fn push_hot(&self, msg: &[u8], deadline: &mut Deadline, task: bool) -> Result<(), PushError> {
         let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
         let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
         // only the writer-lock holder changes `tasks put`
@@ -917,6 +1498,8 @@ impl Ring {
         out.clear();
         let mut head = self.u64(OFF_HEAD).load(Ordering::Relaxed);
         let mut read = self.u64(OFF_READ).load(Ordering::Relaxed);
+        let mut ov_head = self.u64(OFF_OV_HEAD).load(Ordering::Relaxed);
+        let mut over = self.u64(OFF_RMODE).load(Ordering::Relaxed) != 0;
         // a predecessor died in the middle of a streamed message: drop the rest of it
         let mut discarding = self.u64(OFF_RPARTIAL).load(Ordering::Relaxed) != 0;
         let mut in_msg = discarding;
@@ -924,10 +1507,27 @@ impl Ring {
             if self.is_broken() {
                 return Err(PopError::Broken);
             }
+            if over {
+                if self.pop_overflow(out, &mut head, &mut read, &mut ov_head, &mut over)? {
+                    return Ok(());
+                }
+                if over {
+                    self.wait_data(ov_head, true, false, deadline.resolve(), disconnect)?;
+                }
+                continue;
+            }
             let n = self.avail(head)?;
             if n >= 4 {
                 let hdr = self.read_u32_at(head);
                 let len = u64::from(hdr & LEN_MASK);
+                if hdr == LINK && !in_msg && self.ov_size != 0 {
+                    // the messages that follow are in the overflow area
+                    head += 4;
+                    over = true;
+                    fail_point("reader link: before commit");
+                    self.r_commit_ov(head, read, 0, ov_head, 1);
+                    continue;
+                }
                 if len > n - 4 || (hdr & ABORT != 0 && (len != 0 || hdr & MORE != 0)) {
                     self.set_broken();
                     return Err(PopError::Broken);
@@ -961,29 +1561,104 @@ impl Ring {
                 }
                 return Ok(());
             }
-            self.wait_data(head, in_msg, deadline.resolve(), disconnect)?;
+            self.wait_data(head, false, in_msg, deadline.resolve(), disconnect)?;
         }
     }
 
-    /// Waits for at least one record header past `head`. Mid-message: no deadline, but
-    /// the writer's liveness is checked. Otherwise: `Empty` at the deadline,
-    /// `Disconnected` when asked for and no producer is alive.
+    /// One step in the overflow area (reader lock held, in overflow mode): takes a whole
+    /// message into `out` (`Ok(true)`), or follows a `RETURN` back to the hot ring, or
+    /// finds nothing yet (both `Ok(false)`; `over` says which).
+    fn pop_overflow(
+        &self,
+        out: &mut Vec<u8>,
+        head: &mut u64,
+        read: &mut u64,
+        ov_head: &mut u64,
+        over: &mut bool,
+    ) -> Result<bool, PopError> {
+        let Some(ov) = self.overflow() else {
+            // no overflow area (a corrupt mode word), or no address space left to map it
+            // here: this call fails; the ring is marked broken only in the first case
+            if self.ov_size == 0 {
+                self.set_broken();
+            }
+            return Err(PopError::Broken);
+        };
+        let bad = || {
+            self.set_broken();
+            Err(PopError::Broken)
+        };
+        let ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Acquire);
+        let n = ov_tail.wrapping_sub(*ov_head);
+        if n > self.ov_size {
+            return bad();
+        }
+        if n < 4 {
+            // drained: give back all that was consumed (the writer only writes at
+            // `ov_tail` and past it, beyond the pages punched)
+            self.punch_consumed(*ov_head, true);
+            return Ok(false);
+        }
+        let hdr = self.ov_read_u32(ov, *ov_head);
+        if hdr == RETURN {
+            *ov_head += 4;
+            *over = false;
+            fail_point("reader return: before commit");
+            self.r_commit_ov(*head, *read, 0, *ov_head, 0);
+            self.punch_consumed(*ov_head, true);
+            return Ok(false);
+        }
+        // a message: all its pieces were published together
+        let mut pos = *ov_head;
+        loop {
+            let hdr = self.ov_read_u32(ov, pos);
+            let len = u64::from(hdr & LEN_MASK);
+            if hdr & ABORT != 0 || len > ov_tail.wrapping_sub(pos) - 4 {
+                return bad();
+            }
+            self.ov_copy_out_append(ov, pos + 4, len as usize, out);
+            pos += 4 + len;
+            if hdr & MORE == 0 {
+                break;
+            }
+            if ov_tail.wrapping_sub(pos) < 4 {
+                return bad();
+            }
+        }
+        *ov_head = pos;
+        *read += 1;
+        fail_point("reader overflow: copied, before commit");
+        self.r_commit_ov(*head, *read, 0, *ov_head, 1);
+        self.punch_consumed(*ov_head, false);
+        Ok(true)
+    }
+
+    /// Waits for at least one record header past `pos` (in the overflow area if
+    /// `overflow`, else in the hot ring). Mid-message: no deadline, but the writer's
+    /// liveness is checked. Otherwise: `Empty` at the deadline, `Disconnected` when asked
+    /// for and no producer is alive.
     fn wait_data(
         &self,
-        head: u64,
+        pos: u64,
+        overflow: bool,
         in_msg: bool,
         deadline: Option<Instant>,
         disconnect: bool,
     ) -> Result<(), PopError> {
+        let (tail_off, size) = if overflow {
+            (OFF_OV_TAIL, self.ov_size)
+        } else {
+            (OFF_TAIL, self.cap)
+        };
         let mut slice = Duration::from_millis(5);
         loop {
             if self.is_broken() {
                 return Err(PopError::Broken);
             }
             let mut ready = || {
-                let t = self.u64(OFF_TAIL).load(Ordering::Acquire);
-                let n = t.wrapping_sub(head);
-                n >= 4 || n > self.cap || self.is_broken()
+                let t = self.u64(tail_off).load(Ordering::Acquire);
+                let n = t.wrapping_sub(pos);
+                n >= 4 || n > size || self.is_broken()
             };
             let now = Instant::now();
             let limit = if in_msg { None } else { deadline };
@@ -999,7 +1674,7 @@ impl Ring {
             }
             slice = (slice * 2).min(Duration::from_millis(100));
             if in_msg {
-                self.check_writer_alive(head)?;
+                self.check_writer_alive(pos)?;
             } else if disconnect && !self.producers_alive(robust::my_id()) {
                 // anything put before the last producer left is visible by now
                 if ready() {
@@ -1207,6 +1882,22 @@ impl Ring {
         }
     }
 }
+
+/// Where a test makes this thread "die" (panic, leaving the locks held) in the middle of
+/// an operation, to check recovery from that exact point.
+#[cfg(test)]
+fn fail_point(name: &'static str) {
+    tests::FAIL_AT.with(|f| {
+        if f.get() == Some(name) {
+            f.set(None);
+            panic!("killed at fail point: {name}");
+        }
+    });
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn fail_point(_: &'static str) {}
 
 #[cfg(test)]
 mod tests;

@@ -115,6 +115,13 @@ pub(crate) const ALL: &[Workload] = &[
         run: |s| queue::queue_round_trip(n(100_000, s)),
     },
     Workload {
+        name: "queue_backlog_1m",
+        unit: "msgs/s",
+        higher_is_better: true,
+        script: "queue_bench.py",
+        run: |s| queue::queue_backlog(n(1_000_000, s)),
+    },
+    Workload {
         name: "joinable",
         unit: "items/s",
         higher_is_better: true,

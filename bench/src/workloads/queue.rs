@@ -141,6 +141,33 @@ pub(crate) fn joinable(n: u64) -> f64 {
     n as f64 / dt
 }
 
+/// Takes exactly `n` small messages; returns the sum of their numbers.
+fn drain((q, n): (Queue<Small>, u64)) -> u64 {
+    q.close();
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += q.get_timeout(LONG).expect("get").0;
+    }
+    sum
+}
+
+/// Queue backlog: the parent puts `n` small messages before any consumer exists (they
+/// pile up far past the hot ring, in the overflow area), then starts one consumer
+/// process that drains them. Returns messages per second over the whole run (puts,
+/// consumer start, drain).
+pub(crate) fn queue_backlog(n: u64) -> f64 {
+    let q: Queue<Small> = Queue::new().expect("queue");
+    let t0 = Instant::now();
+    for i in 0..n {
+        q.put(small(i)).expect("put");
+    }
+    let mut p = Process::new(drain, (q.clone(), n)).start().expect("start");
+    let sum = p.result().expect("consumer");
+    let dt = t0.elapsed().as_secs_f64();
+    assert_eq!(sum, n * (n - 1) / 2);
+    n as f64 / dt
+}
+
 fn put_big((go, q, size, reps): (Queue<()>, Queue<Bytes>, usize, u32)) {
     let msg = Bytes::from(vec![7u8; size]);
     // one untimed message first: both sides' buffers grow to size (and fault their

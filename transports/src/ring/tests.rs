@@ -3,6 +3,12 @@ use proptest::prelude::*;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+thread_local! {
+    /// The fail point (see `fail_point`) at which this thread "dies" next.
+    pub(super) static FAIL_AT: std::cell::Cell<Option<&'static str>> =
+        const { std::cell::Cell::new(None) };
+}
+
 fn secs(s: u64) -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(s))
 }
@@ -414,7 +420,12 @@ fn a_writer_killed_mid_stream_leaves_no_task_behind() {
 /// exactly once, intact, in order per writer; a bounded ring never holds more than
 /// `maxsize`.
 fn run_schedule(cap: usize, maxsize: u64, writers: Vec<Vec<usize>>, readers: usize) {
-    let r = Arc::new(Ring::create(cap, maxsize).unwrap());
+    run_schedule_on(Ring::create(cap, maxsize).unwrap(), writers, readers);
+}
+
+fn run_schedule_on(r: Ring, writers: Vec<Vec<usize>>, readers: usize) {
+    let maxsize = r.maxsize();
+    let r = Arc::new(r);
     let total: usize = writers.iter().map(Vec::len).sum();
     let taken = Arc::new(AtomicU64::new(0));
     let over = Arc::new(AtomicBool::new(false));
@@ -569,4 +580,455 @@ fn deadlines_after_a_duration_read_the_clock_only_when_waiting() {
     );
     r.pop_timeout(&mut out, Duration::MAX, false).unwrap();
     assert_eq!(out, [1; 40]);
+}
+
+// ---------------------------------------------------------------- overflow area
+
+/// A small unbounded ring: a 256-byte hot ring and a 64 KiB overflow area.
+fn small_unbounded() -> Ring {
+    Ring::create_with(256, 0, 64 << 10).unwrap()
+}
+
+fn now() -> Option<Instant> {
+    Some(Instant::now())
+}
+
+fn writer_mode(r: &Ring) -> u64 {
+    r.u64(OFF_WMODE).load(Ordering::SeqCst)
+}
+
+fn reader_mode(r: &Ring) -> u64 {
+    r.u64(OFF_RMODE).load(Ordering::SeqCst)
+}
+
+/// Pops everything (a try-pop each, nothing waited for) and returns the (writer, seq)
+/// of each message, checking each is intact.
+fn drain(r: &Ring) -> Vec<(u8, u64)> {
+    let mut got = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        match r.pop(&mut out, now(), false) {
+            Ok(()) => got.push(check(&out)),
+            Err(PopError::Empty) => return got,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn an_unbounded_ring_takes_far_more_than_its_hot_ring_without_waiting() {
+    let r = small_unbounded();
+    assert_eq!((r.capacity(), r.overflow_capacity()), (256, 64 << 10));
+    // 1000 messages of 40 bytes: 44 KB, 170 times the hot ring; none may wait
+    for i in 0..1000 {
+        r.push(&message(1, i, 40), now()).unwrap();
+    }
+    assert_eq!(r.len(), 1000);
+    assert_eq!(
+        writer_mode(&r),
+        1,
+        "the writer went over to the overflow area"
+    );
+    assert!(r.overflow_len() > 40_000);
+    assert!(!r.is_full());
+    // another mapping (as another process) takes them, in order
+    let other = Ring::open(r.try_clone_fd().unwrap()).unwrap();
+    let got = drain(&other);
+    assert_eq!(got, (0..1000).map(|i| (1, i)).collect::<Vec<_>>());
+    assert!(r.is_empty());
+    assert_eq!(reader_mode(&r), 1, "the reader followed the LINK");
+    // the next push finds the hot ring empty and goes back (RETURN)
+    r.push(&message(1, 1000, 10), now()).unwrap();
+    assert_eq!(writer_mode(&r), 0);
+    assert_eq!(drain(&other), [(1, 1000)]);
+    assert_eq!(reader_mode(&r), 0, "the reader followed the RETURN");
+    assert_eq!(r.overflow_len(), 0);
+}
+
+#[test]
+fn fifo_holds_across_many_link_and_return_cycles() {
+    let r = small_unbounded();
+    let mut next_put = 0u64;
+    let mut next_get = 0u64;
+    let mut out = Vec::new();
+    let (mut links, mut returns) = (0, 0);
+    for cycle in 0..50u64 {
+        // fill past the hot ring, then take part of it back
+        let before = writer_mode(&r);
+        for _ in 0..(10 + cycle % 7) {
+            r.push(&message(2, next_put, 9 + (next_put % 50) as usize), now())
+                .unwrap();
+            next_put += 1;
+            let m = writer_mode(&r);
+            if before == 0 && m == 1 {
+                links += 1;
+            }
+        }
+        for _ in 0..(5 + cycle % 11) {
+            if next_get == next_put {
+                break;
+            }
+            let was = writer_mode(&r);
+            r.pop(&mut out, now(), false).unwrap();
+            assert_eq!(check(&out), (2, next_get));
+            next_get += 1;
+            let _ = was;
+        }
+        if before == 1 && writer_mode(&r) == 0 {
+            returns += 1;
+        }
+        // a push after draining goes back to the hot ring
+        let m0 = writer_mode(&r);
+        r.push(&message(2, next_put, 12), now()).unwrap();
+        next_put += 1;
+        if m0 == 1 && writer_mode(&r) == 0 {
+            returns += 1;
+        }
+    }
+    for (w, s) in drain(&r) {
+        assert_eq!((w, s), (2, next_get));
+        next_get += 1;
+    }
+    assert_eq!(next_get, next_put);
+    assert!(
+        links >= 5 && returns >= 5,
+        "{links} LINKs, {returns} RETURNs"
+    );
+}
+
+#[test]
+fn a_message_larger_than_the_hot_ring_goes_to_the_overflow_area_on_one_thread() {
+    let r = small_unbounded();
+    r.push(&message(3, 0, 20), now()).unwrap();
+    // 4x the hot ring, no reader anywhere: must not wait (streaming would)
+    r.push(&message(3, 1, 1024), now()).unwrap();
+    r.push(&message(3, 2, 20), now()).unwrap();
+    assert_eq!(drain(&r), [(3, 0), (3, 1), (3, 2)]);
+    // and the same for a task
+    r.push_task(&message(3, 3, 4096), Deadline::After(Duration::ZERO))
+        .unwrap();
+    assert_eq!(r.unfinished(), 1);
+    assert_eq!(drain(&r), [(3, 3)]);
+}
+
+#[test]
+fn only_a_full_overflow_area_makes_a_push_wait() {
+    let r = small_unbounded();
+    let mut n = 0u64;
+    while r.push(&message(4, n, 100), now()).is_ok() {
+        n += 1;
+        assert!(n < 10_000, "never full");
+    }
+    // 64 KiB of overflow plus the hot ring, 104 bytes a record
+    assert!((600..=660).contains(&n), "{n} messages");
+    let t0 = Instant::now();
+    assert_eq!(r.push(&message(4, n, 100), ms(30)), Err(PushError::Full));
+    assert!(t0.elapsed() >= Duration::from_millis(30));
+    // a waiting writer is woken by the reader making room
+    let r = Arc::new(r);
+    let w = r.clone();
+    let t = std::thread::spawn(move || w.push(&message(4, n, 100), secs(20)));
+    std::thread::sleep(Duration::from_millis(20));
+    let mut out = Vec::new();
+    r.pop(&mut out, now(), false).unwrap();
+    assert_eq!(check(&out), (4, 0));
+    t.join().unwrap().unwrap();
+    let got = drain(&r);
+    assert_eq!(got, (1..=n).map(|i| (4, i)).collect::<Vec<_>>());
+}
+
+#[test]
+fn consumed_overflow_memory_is_given_back() {
+    let r = Ring::create_unbounded(64 << 10).unwrap();
+    assert_eq!(r.overflow_capacity(), DEFAULT_OVERFLOW_BYTES);
+    let idle = r.allocated_bytes().unwrap();
+    assert!(idle < 1 << 20, "{idle} bytes before any backlog");
+    for i in 0..1024 {
+        r.push(&message(5, i, 64 << 10), now()).unwrap();
+    }
+    let full = r.allocated_bytes().unwrap();
+    assert!(full >= 64 << 20, "{full} bytes for a 64 MiB backlog");
+    // half drained: about half given back already (1 MiB steps)
+    let mut out = Vec::new();
+    for i in 0..512 {
+        r.pop(&mut out, now(), false).unwrap();
+        assert_eq!(check(&out), (5, i));
+    }
+    let half = r.allocated_bytes().unwrap();
+    assert!(half <= 34 << 20, "{half} bytes with 32 MiB left");
+    assert_eq!(drain(&r).len(), 512);
+    // drained, the reader still in the overflow area: all of it given back already
+    let drained = r.allocated_bytes().unwrap();
+    assert!(
+        drained < idle + (1 << 20),
+        "{drained} bytes drained ({idle} idle)"
+    );
+    // the writer goes back to the hot ring; the reader follows and gives back the rest
+    r.push(b"\x05after the backlog", now()).unwrap();
+    r.pop(&mut out, now(), false).unwrap();
+    let after = r.allocated_bytes().unwrap();
+    assert!(
+        after < idle + (1 << 20),
+        "{after} bytes after draining ({idle} idle)"
+    );
+}
+
+#[test]
+fn a_small_overflow_area_wraps_many_times_under_concurrent_traffic() {
+    // 64 KiB of overflow, ~2 MB of traffic: the area wraps some 30 times while the
+    // reader punches behind itself and the writer waits when it is full
+    let mut s = 0x1234_5678u64;
+    let sizes: Vec<usize> = (0..2000)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2000) as usize
+        })
+        .collect();
+    run_schedule_on(small_unbounded(), vec![sizes.clone(), sizes], 2);
+}
+
+/// Runs `f` as a thread that is killed (at `point`) holding `lock`: the panic stands for
+/// the kill, then the lock is made to look owned by a dead process.
+fn killed_at(r: &Ring, lock: usize, point: &'static str, f: impl FnOnce()) {
+    FAIL_AT.with(|c| c.set(Some(point)));
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    FAIL_AT.with(|c| c.set(None));
+    assert!(died.is_err(), "fail point {point} not reached");
+    r.u32(lock).store(dead_pid(), Ordering::SeqCst);
+    if lock == OFF_RLOCK {
+        // as a supervisor that saw the consumer die does (the try-pops of `drain` do not
+        // wait out the lock's liveness check)
+        r.recover_dead_reader();
+    }
+}
+
+/// A small unbounded ring where the next push of a 40-byte message switches into the
+/// overflow area (`to_overflow`) or back out of it. Returns the ring, the next sequence
+/// number to put and the first one still in the ring.
+fn ring_at_switch(to_overflow: bool) -> (Ring, u64, u64) {
+    let r = small_unbounded();
+    let mut n = 0;
+    // 40-byte messages take 44 bytes: the hot ring takes 5 with room for a LINK
+    for _ in 0..5 {
+        r.push(&message(6, n, 40), now()).unwrap();
+        n += 1;
+    }
+    assert_eq!(writer_mode(&r), 0);
+    if to_overflow {
+        return (r, n, 0);
+    }
+    for _ in 0..3 {
+        r.push(&message(6, n, 40), now()).unwrap();
+        n += 1;
+    }
+    assert_eq!(writer_mode(&r), 1);
+    // the reader empties the hot ring and follows the LINK into the overflow area
+    let mut out = Vec::new();
+    let mut first = 0;
+    while reader_mode(&r) == 0 {
+        r.pop(&mut out, now(), false).unwrap();
+        assert_eq!(check(&out), (6, first));
+        first += 1;
+    }
+    assert!(first >= 5, "{first}");
+    (r, n, first)
+}
+
+/// A writer killed at `point` while putting message `killed`: the next writer recovers,
+/// and a reader gets everything before it, the killed one if `delivered`, and the one
+/// after it, intact and in order; nothing hangs.
+fn writer_killed_at(point: &'static str, to_overflow: bool, delivered: bool) {
+    let (r, n, first) = ring_at_switch(to_overflow);
+    killed_at(&r, OFF_WLOCK, point, || {
+        let _ = r.push(&message(6, n, 40), now());
+    });
+    r.push(&message(6, n + 1, 40), secs(10)).unwrap();
+    let mut expect: Vec<(u8, u64)> = (first..n).map(|i| (6, i)).collect();
+    if delivered {
+        expect.push((6, n));
+    }
+    expect.push((6, n + 1));
+    assert_eq!(drain(&r), expect, "killed at {point}");
+    assert!(!r.is_broken());
+    // and the ring works on in both areas
+    for i in n + 2..n + 40 {
+        r.push(&message(6, i, 40), now()).unwrap();
+    }
+    assert_eq!(
+        drain(&r),
+        (n + 2..n + 40).map(|i| (6, i)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_writer_killed_while_switching_into_the_overflow_area_loses_at_most_its_message() {
+    writer_killed_at("link: written, not committed", true, false);
+    writer_killed_at(
+        "w_apply: overflow position stored, tail not yet",
+        true,
+        true,
+    );
+    writer_killed_at("link: committed, lock held", true, true);
+}
+
+#[test]
+fn a_writer_killed_while_switching_back_to_the_hot_ring_loses_at_most_its_message() {
+    writer_killed_at("return: written, not committed", false, false);
+    writer_killed_at(
+        "w_apply: overflow position stored, tail not yet",
+        false,
+        true,
+    );
+    writer_killed_at("return: committed, lock held", false, true);
+}
+
+#[test]
+fn a_writer_killed_while_appending_to_the_overflow_area_loses_at_most_its_message() {
+    // in the overflow area with the hot ring still full: the next put appends there
+    for (point, delivered) in [
+        ("overflow: written, not committed", false),
+        ("w_apply: overflow position stored, tail not yet", true),
+    ] {
+        let (r, n, _) = ring_at_switch(true);
+        r.push(&message(6, n, 40), now()).unwrap();
+        assert_eq!(writer_mode(&r), 1);
+        killed_at(&r, OFF_WLOCK, point, || {
+            let _ = r.push(&message(6, n + 1, 40), now());
+        });
+        r.push(&message(6, n + 2, 40), secs(10)).unwrap();
+        let mut expect: Vec<(u8, u64)> = (0..=n).map(|i| (6, i)).collect();
+        if delivered {
+            expect.push((6, n + 1));
+        }
+        expect.push((6, n + 2));
+        assert_eq!(drain(&r), expect, "killed at {point}");
+    }
+}
+
+/// A reader killed at `point` during the pop that follows a LINK (`at_link`) or a
+/// RETURN: the next reader goes on; at most the message being taken is lost.
+#[test]
+fn a_reader_killed_while_following_link_or_return_loses_at_most_one_message() {
+    // killed following the LINK (before its commit, or half way through it): nothing
+    // is lost, the next reader follows the LINK again or completes the journal
+    for point in [
+        "reader link: before commit",
+        "r_apply: overflow position stored, head not yet",
+    ] {
+        let r = small_unbounded();
+        for i in 0..20 {
+            r.push(&message(7, i, 40), now()).unwrap();
+        }
+        let mut out = Vec::new();
+        for i in 0..5 {
+            r.pop(&mut out, now(), false).unwrap();
+            assert_eq!(check(&out), (7, i));
+        }
+        // the next record in the hot ring is the LINK
+        killed_at(&r, OFF_RLOCK, point, || {
+            let _ = r.pop(&mut out, now(), false);
+        });
+        assert_eq!(
+            drain(&r),
+            (5..20).map(|i| (7, i)).collect::<Vec<_>>(),
+            "{point}"
+        );
+    }
+    // killed taking a message out of the overflow area: before its commit the message
+    // is still there; half way through the commit it counts as taken
+    for (point, lost) in [
+        ("reader overflow: copied, before commit", false),
+        ("r_apply: overflow position stored, head not yet", true),
+    ] {
+        let (r, n, first) = ring_at_switch(false);
+        let mut out = Vec::new();
+        killed_at(&r, OFF_RLOCK, point, || {
+            let _ = r.pop(&mut out, now(), false);
+        });
+        let from = first + u64::from(lost);
+        assert_eq!(
+            drain(&r),
+            (from..n).map(|i| (6, i)).collect::<Vec<_>>(),
+            "{point}"
+        );
+    }
+    // killed following a RETURN
+    for point in [
+        "reader return: before commit",
+        "r_apply: overflow position stored, head not yet",
+    ] {
+        let (r, n, first) = ring_at_switch(false);
+        let mut out = Vec::new();
+        // take the overflow backlog, leaving the reader just before the RETURN
+        let mut next = first;
+        while r.overflow_len() > 0 {
+            r.pop(&mut out, now(), false).unwrap();
+            assert_eq!(check(&out), (6, next));
+            next += 1;
+        }
+        assert_eq!(next, n);
+        r.push(&message(6, n, 40), now()).unwrap();
+        assert_eq!(writer_mode(&r), 0, "the writer went back");
+        killed_at(&r, OFF_RLOCK, point, || {
+            let _ = r.pop(&mut out, now(), false);
+        });
+        assert_eq!(drain(&r), [(6, n)], "{point}");
+        assert_eq!(reader_mode(&r), 0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// Random puts (sizes from empty to 6x the hot ring) and gets on one small unbounded
+    /// ring, against a `VecDeque`: no put waits, no loss, no duplicate, order kept.
+    #[test]
+    fn an_unbounded_ring_behaves_as_a_fifo(
+        ops in proptest::collection::vec(
+            prop_oneof![
+                3 => (0usize..64).prop_map(Some),
+                2 => (0usize..1536).prop_map(Some),
+                4 => Just(None),
+            ],
+            1..400),
+    ) {
+        let r = Ring::create_with(256, 0, 1 << 20).unwrap();
+        let mut model = std::collections::VecDeque::new();
+        let mut out = Vec::new();
+        for (seq, op) in ops.into_iter().enumerate() {
+            match op {
+                Some(len) => {
+                    let m = message(8, seq as u64, len);
+                    prop_assert_eq!(r.push(&m, now()), Ok(()));
+                    model.push_back(m);
+                }
+                None => match model.pop_front() {
+                    Some(m) => {
+                        prop_assert_eq!(r.pop(&mut out, now(), false), Ok(()));
+                        prop_assert_eq!(&out, &m);
+                    }
+                    None => prop_assert_eq!(r.pop(&mut out, now(), false), Err(PopError::Empty)),
+                },
+            }
+            prop_assert_eq!(r.len(), model.len() as u64);
+        }
+        while let Some(m) = model.pop_front() {
+            prop_assert_eq!(r.pop(&mut out, now(), false), Ok(()));
+            prop_assert_eq!(&out, &m);
+        }
+        prop_assert_eq!(r.pop(&mut out, now(), false), Err(PopError::Empty));
+        prop_assert_eq!(r.overflow_len(), 0);
+    }
+
+    /// Threads putting and getting at once on a small unbounded ring.
+    #[test]
+    fn any_schedule_on_an_unbounded_ring_delivers_everything_once_in_order(
+        writers in proptest::collection::vec(
+            proptest::collection::vec(prop_oneof![0usize..64, 0usize..1024, 0usize..4096], 0..40),
+            1..=4),
+        readers in 1usize..=4,
+    ) {
+        run_schedule_on(Ring::create_with(1024, 0, 1 << 20).unwrap(), writers, readers);
+    }
 }

@@ -1,5 +1,5 @@
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{fstat, ftruncate, memfd_create, MemfdFlags};
+use rustix::fs::{fallocate, fstat, ftruncate, memfd_create, FallocateFlags, MemfdFlags};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 use std::io;
 use std::ptr::NonNull;
@@ -69,6 +69,121 @@ impl ShmRegion {
         let fd = memfd_create(format!("procactor:{name}"), MemfdFlags::CLOEXEC)?;
         ftruncate(&fd, len as u64)?;
         Self::map(fd, len)
+    }
+
+    /// Creates a region whose memory file is `file_len` bytes long (at least the mapping)
+    /// but of which only the first `map_len` bytes (rounded up to whole pages) are mapped. The rest of the file
+    /// is sparse: it takes no memory until written through a [`ShmWindow`]
+    /// ([`map_window`](ShmRegion::map_window)), and [`punch_hole`](ShmRegion::punch_hole)
+    /// gives written pages back.
+    ///
+    /// # Errors
+    ///
+    /// `map_len == 0`, or the kernel refusing the memory.
+    pub fn create_sparse(name: &str, map_len: usize, file_len: u64) -> io::Result<Self> {
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_string());
+        if map_len == 0 {
+            return Err(bad("a shared memory region needs at least one byte"));
+        }
+        let map_len = round_to_page(map_len).ok_or_else(|| bad("region size overflows"))?;
+        let fd = memfd_create(format!("procactor:{name}"), MemfdFlags::CLOEXEC)?;
+        ftruncate(&fd, file_len.max(map_len as u64))?;
+        Self::map(fd, map_len)
+    }
+
+    /// Maps the first `map_len` bytes (rounded up to whole pages) of a memory file
+    /// received from another process.
+    ///
+    /// # Errors
+    ///
+    /// `map_len == 0`, the file is shorter than that, or `mmap` fails.
+    pub fn from_fd_prefix(fd: OwnedFd, map_len: usize) -> io::Result<Self> {
+        let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+        let map_len = round_to_page(map_len)
+            .filter(|&l| l > 0)
+            .ok_or_else(|| bad("bad mapping length"))?;
+        let st = fstat(&fd)?;
+        if u64::try_from(st.st_size).map_or(true, |s| s < map_len as u64) {
+            return Err(bad("shared region shorter than expected"));
+        }
+        Self::map(fd, map_len)
+    }
+
+    /// Maps `len` bytes of the memory file from byte `offset` (a multiple of the page
+    /// size), `MAP_SHARED | MAP_NORESERVE`: a window on a sparse part of the file that
+    /// takes memory only where written.
+    ///
+    /// # Errors
+    ///
+    /// `offset` not page-aligned, `len == 0`, the window past the end of the file, or
+    /// `mmap` failing (e.g. no address space left).
+    pub fn map_window(&self, offset: u64, len: usize) -> io::Result<ShmWindow> {
+        let page = rustix::param::page_size() as u64;
+        let st = fstat(&self.fd)?;
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        if !offset.is_multiple_of(page)
+            || len == 0
+            || offset.checked_add(len as u64).is_none_or(|e| e > size)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("window {offset}+{len} not page-aligned or outside the file ({size})"),
+            ));
+        }
+        // SAFETY: a fresh mapping at an address the kernel picks, of a file we hold, inside
+        // the file's current size (checked above); it aliases no Rust object. The
+        // returned `ShmWindow` owns it and unmaps it once on drop.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::NORESERVE,
+                &self.fd,
+                offset,
+            )?
+        };
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(ShmWindow { ptr, len })
+    }
+
+    /// Gives the memory behind bytes `offset..offset + len` of the file back to the
+    /// system (`fallocate(PUNCH_HOLE | KEEP_SIZE)`): they read as zeros afterwards, in
+    /// every mapping. Whole pages inside the range are freed; partial pages are zeroed.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refusing the call.
+    pub fn punch_hole(&self, offset: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        fallocate(
+            &self.fd,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            offset,
+            len,
+        )?;
+        Ok(())
+    }
+
+    /// The memory the file takes now, in bytes (`st_blocks * 512`).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refusing `fstat`.
+    pub fn allocated_bytes(&self) -> io::Result<u64> {
+        Ok(fstat(&self.fd)?.st_blocks as u64 * 512)
+    }
+
+    /// The memory file's size in bytes (at least the mapping's length).
+    ///
+    /// # Errors
+    ///
+    /// The kernel refusing `fstat`.
+    pub fn file_len(&self) -> io::Result<u64> {
+        Ok(u64::try_from(fstat(&self.fd)?.st_size).unwrap_or(0))
     }
 
     /// Maps a region from a file descriptor received from another process.
@@ -192,6 +307,51 @@ impl Drop for ShmRegion {
     }
 }
 
+/// A second mapping of part of a [`ShmRegion`]'s memory file (see
+/// [`ShmRegion::map_window`]), unmapped when dropped. Access is through raw pointers whose
+/// use the caller justifies, as for [`ShmRegion::as_ptr`].
+pub struct ShmWindow {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: as for `ShmRegion`: plain shared memory owned by this value, accessed only
+// through raw pointers whose users synchronise by their own protocol.
+unsafe impl Send for ShmWindow {}
+// SAFETY: as above.
+unsafe impl Sync for ShmWindow {}
+
+impl std::fmt::Debug for ShmWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmWindow").field("len", &self.len).finish()
+    }
+}
+
+impl ShmWindow {
+    /// The start of the window, valid for `len()` bytes while `self` lives.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The window's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: a window has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for ShmWindow {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `map_window`, unmapped once
+        // here; no reference derived from it outlives `&self`.
+        let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
 fn round_to_page(len: usize) -> Option<usize> {
     let page = rustix::param::page_size();
     len.checked_add(page - 1).map(|l| l / page * page)
@@ -217,6 +377,32 @@ mod tests {
         assert_eq!(b.len(), 8192);
         a.atomic_u64(4096).store(0xdead_beef, Ordering::SeqCst);
         assert_eq!(b.atomic_u64(4096).load(Ordering::SeqCst), 0xdead_beef);
+    }
+
+    #[test]
+    fn a_sparse_file_takes_memory_only_where_written_and_punched_holes_give_it_back() {
+        let page = rustix::param::page_size();
+        let big = 1u64 << 36; // 64 GiB of file, one page mapped
+        let r = ShmRegion::create_sparse("t", 1, big).unwrap();
+        assert_eq!((r.len(), r.file_len().unwrap()), (page, big));
+        assert!(r.allocated_bytes().unwrap() < 1 << 20);
+        let w = r.map_window(big - (4 << 20), 4 << 20).unwrap();
+        assert_eq!(w.len(), 4 << 20);
+        // SAFETY (test): the window is 4 MiB long and private to this test
+        unsafe { std::ptr::write_bytes(w.as_ptr(), 0x5a, 4 << 20) };
+        assert!(r.allocated_bytes().unwrap() >= 4 << 20);
+        // another process's view: the same bytes through its own window
+        let other = ShmRegion::from_fd_prefix(r.try_clone_fd().unwrap(), 1).unwrap();
+        let w2 = other.map_window(big - (4 << 20), 4 << 20).unwrap();
+        // SAFETY (test): in bounds of the 4 MiB window
+        assert_eq!(unsafe { *w2.as_ptr().add(12345) }, 0x5a);
+        r.punch_hole(big - (4 << 20), 4 << 20).unwrap();
+        assert!(r.allocated_bytes().unwrap() < 1 << 20);
+        // SAFETY (test): in bounds; punched memory reads as zeros
+        assert_eq!(unsafe { *w2.as_ptr().add(12345) }, 0);
+        assert!(r.map_window(1, 10).is_err(), "unaligned");
+        assert!(r.map_window(big, page).is_err(), "past the end");
+        assert!(ShmRegion::from_fd_prefix(r.try_clone_fd().unwrap(), usize::MAX / 2).is_err());
     }
 
     #[test]
