@@ -36,7 +36,7 @@ use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
 use crate::shared::RawArray;
 use crate::{Bytes, ExitStatus, GetError, Message};
-use procactor_transports::target::{self, SameImage, TargetRef};
+use procactor_transports::target::{self, SameImage, Target, TargetRef};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -129,27 +129,34 @@ type InitFn = fn(&TargetRef, &SameImage, Encoded) -> Result<(), String>;
 /// Encodes the initializer's arguments afresh for each worker start.
 type InitArgs = Box<dyn Fn() -> Result<Encoded, crate::EncodeError> + Send + Sync>;
 
-fn bind<A: Message, R: Message>(target: &TargetRef, proof: &SameImage) -> Option<Runner> {
-    let f: fn(A) -> R = target::resolve_checked(target, proof)?;
+fn bind<A: Message, S: 'static, F: Target<A, S>>(
+    target: &TargetRef,
+    proof: &SameImage,
+) -> Option<Runner>
+where
+    F::Output: Message,
+{
+    type R<F, A, S> = <F as Target<A, S>>::Output;
+    let f = target::resolve_target::<F, A, S>(target, proof)?;
     Some(Box::new(move |bytes: &[u8]| {
         let args: Vec<A> =
             codec::decode(bytes, Vec::new()).map_err(|e| format!("decoding the arguments: {e}"))?;
         let mut ok = Vec::with_capacity(args.len());
-        let mut mixed: Option<Vec<Result<R, String>>> = None;
+        let mut mixed: Option<Vec<Result<R<F, A, S>, String>>> = None;
         for a in args {
-            let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(a)))
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| f.call(a)))
                 .map_err(|p| runtime::take_panic_message(&*p));
             match (&mut mixed, r) {
                 (None, Ok(v)) => ok.push(v),
                 (None, Err(m)) => {
-                    let mut all: Vec<Result<R, String>> = ok.drain(..).map(Ok).collect();
+                    let mut all: Vec<Result<R<F, A, S>, String>> = ok.drain(..).map(Ok).collect();
                     all.push(Err(m));
                     mixed = Some(all);
                 }
                 (Some(all), r) => all.push(r),
             }
         }
-        let out: ChunkOut<R> = match mixed {
+        let out: ChunkOut<R<F, A, S>> = match mixed {
             None => Ok(ok),
             Some(all) => Err(all),
         };
@@ -159,15 +166,15 @@ fn bind<A: Message, R: Message>(target: &TargetRef, proof: &SameImage) -> Option
     }))
 }
 
-fn init_trampoline<A: Message>(
+fn init_trampoline<A: Message, S: 'static, F: Target<A, S, Output = ()>>(
     target: &TargetRef,
     proof: &SameImage,
     args: Encoded,
 ) -> Result<(), String> {
-    let f: fn(A) = target::resolve_checked(target, proof)
+    let f = target::resolve_target::<F, A, S>(target, proof)
         .ok_or_else(|| "initializer of an unexpected type".to_string())?;
     let a: A = args.decode().map_err(|e| e.to_string())?;
-    f(a);
+    f.call(a);
     Ok(())
 }
 
@@ -362,8 +369,11 @@ impl Inner {
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
 ///
-/// Targets are `fn(A) -> R` (fn items or non-capturing closures) with serde arguments
-/// and results, as for [`Process`]. Every method that waits either returns the results
+/// Targets are functions of 0 to 8 arguments (function items, closures capturing
+/// nothing, function pointers: [`Target`]) with serde arguments and results, as for
+/// [`Process::new`]: each item is the arguments of one call, `()` for none, the value
+/// itself for one, a tuple for more (so [`map`](Pool::map) and
+/// [`starmap`](Pool::starmap) are the same method here). Every method that waits either returns the results
 /// or says why not: a panicking task fails alone ([`TaskError::Panicked`]), a worker that
 /// dies fails exactly the tasks it held ([`TaskError::WorkerDied`]) and is replaced, and
 /// the rest of the work completes.
@@ -418,6 +428,8 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     maxtasks: u64,
     init: Option<(FnRef, FnRef, InitArgs)>,
+    /// Why the initializer given cannot run in a worker (reported by `build`).
+    bad_init: Option<String>,
     method: Option<StartMethod>,
 }
 
@@ -451,12 +463,28 @@ impl PoolBuilder {
     /// how tasks reach shared state, since a task's own arguments travel through shared
     /// memory, where descriptors cannot (keep them in a `static` set by the initializer).
     /// An initializer that panics makes the worker exit; the pool starts another.
-    pub fn initializer<A: Message>(mut self, f: fn(A), args: A) -> Self {
-        let tramp: InitFn = init_trampoline::<A>;
+    ///
+    /// `f` takes 0 to 8 arguments given as one value, as [`Process::new`]'s target does
+    /// (Python's `initargs`).
+    /// A closure capturing a pointer-sized value (other capturing closures are refused
+    /// at build time) makes [`build`](PoolBuilder::build) fail; pass the value in `args`.
+    pub fn initializer<A: Message, S: 'static, F: Target<A, S, Output = ()>>(
+        mut self,
+        f: F,
+        args: A,
+    ) -> Self {
+        let tramp: InitFn = init_trampoline::<A, S, F>;
+        let t = match target::describe_target(f) {
+            Ok(t) => t,
+            Err(e) => {
+                self.bad_init = Some(e.0);
+                return self;
+            }
+        };
         let args = Mutex::new(args);
         let enc: InitArgs =
             Box::new(move || Encoded::new(&*args.lock().unwrap_or_else(|e| e.into_inner())));
-        self.init = Some((FnRef::of(tramp), FnRef::of(f), enc));
+        self.init = Some((FnRef::of(tramp), FnRef(t.offset.0, t.type_name), enc));
         self
     }
 
@@ -490,6 +518,9 @@ impl PoolBuilder {
             return Err(Error::InvalidArgument(
                 "a pool needs at least one process".into(),
             ));
+        }
+        if let Some(why) = self.bad_init {
+            return Err(Error::InvalidArgument(format!("the initializer: {why}")));
         }
         let init = self.init;
         let (method, zygote) = runtime::method_for_owner(self.method, "pool")?;
@@ -751,6 +782,7 @@ impl Pool {
             processes: None,
             maxtasks: 0,
             init: None,
+            bad_init: None,
             method: None,
         }
     }
@@ -772,9 +804,10 @@ impl Pool {
     /// The id workers know `f` by, registering it first if needed. Every worker's ring
     /// gets the registration before the id is handed out, so it precedes every chunk
     /// that uses it (a replacement worker gets all registrations in its boot).
-    fn fn_id<A: Message, R: Message>(&self, f: fn(A) -> R) -> Result<u32, Error> {
-        let binder: BindFn = bind::<A, R>;
-        let key = (FnRef::of(binder), FnRef::of(f));
+    fn fn_id<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(&self, f: F) -> Result<u32, Error> {
+        let binder: BindFn = bind::<A, S, F>;
+        let t = target::describe_target(f).map_err(|e| Error::InvalidArgument(e.0))?;
+        let key = (FnRef::of(binder), FnRef(t.offset.0, t.type_name));
         let id = {
             let mut st = self.inner.lock();
             if st.phase != Phase::Running {
@@ -914,9 +947,9 @@ impl Pool {
     ///
     /// The first failed item's [`TaskError`] (in input order); a closed pool gives
     /// `TaskError::Failed`.
-    pub fn map<A: Message, R: Message>(
+    pub fn map<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, TaskError> {
         let items: Vec<A> = items.into_iter().collect();
@@ -929,9 +962,9 @@ impl Pool {
     /// # Errors
     ///
     /// As `map`.
-    pub fn map_chunksize<A: Message, R: Message>(
+    pub fn map_chunksize<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError> {
@@ -945,15 +978,32 @@ impl Pool {
         Ok(out)
     }
 
-    /// Python's `starmap`: `f` takes the tuple each item is (a Rust function of a tuple
-    /// argument), so it is `map` over tuples.
+    /// Python's `starmap`: each item is a tuple unpacked into `f`'s arguments
+    /// (`starmap(mul, [(1, 2), (3, 4)])` calls `mul(1, 2)` and `mul(3, 4)`). Items are
+    /// always unpacked this way here, so it is [`map`](Pool::map) under Python's name; a
+    /// one-argument `f` whose parameter is a tuple gets each tuple whole.
     ///
     /// # Errors
     ///
     /// As `map`.
-    pub fn starmap<A: Message, R: Message>(
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor::Pool;
+    ///
+    /// fn mul(a: u64, b: u64) -> u64 { a * b }
+    ///
+    /// fn main() {
+    ///     procactor::init();
+    ///     let pool = Pool::new(2).unwrap();
+    ///     assert_eq!(pool.starmap(mul, vec![(1, 2), (3, 4)]).unwrap(), [2, 12]);
+    ///     assert_eq!(pool.apply(mul, (6, 7)).unwrap(), 42);
+    /// }
+    /// ```
+    pub fn starmap<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, TaskError> {
         self.map(f, items)
@@ -965,9 +1015,9 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed, or an item cannot be encoded.
-    pub fn map_async<A: Message, R: Message>(
+    pub fn map_async<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>, Error> {
         let items: Vec<A> = items.into_iter().collect();
@@ -995,7 +1045,7 @@ impl Pool {
     /// # Errors
     ///
     /// As [`AsyncResult::get`].
-    pub fn apply<A: Message, R: Message>(&self, f: fn(A) -> R, arg: A) -> Result<R, TaskError> {
+    pub fn apply<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(&self, f: F, arg: A) -> Result<R, TaskError> {
         self.apply_async(f, arg)
             .map_err(|e| TaskError::Failed(e.to_string()))?
             .get()
@@ -1006,9 +1056,9 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed, or `arg` cannot be encoded.
-    pub fn apply_async<A: Message, R: Message>(
+    pub fn apply_async<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         arg: A,
     ) -> Result<AsyncResult<R>, Error> {
         let payload = Self::encode_chunk(std::slice::from_ref(&arg))
@@ -1026,9 +1076,9 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap<A: Message, R: Message, I: IntoIterator<Item = A>>(
+    pub fn imap<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: IntoIterator<Item = A>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: I,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
         self.imap_chunksize(f, items, 1)
@@ -1039,9 +1089,9 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_chunksize<A: Message, R: Message, I: IntoIterator<Item = A>>(
+    pub fn imap_chunksize<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: IntoIterator<Item = A>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: I,
         chunksize: usize,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
@@ -1053,9 +1103,9 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_unordered<A: Message, R: Message, I: IntoIterator<Item = A>>(
+    pub fn imap_unordered<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: IntoIterator<Item = A>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: I,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
         self.imap_unordered_chunksize(f, items, 1)
@@ -1066,18 +1116,18 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_unordered_chunksize<A: Message, R: Message, I: IntoIterator<Item = A>>(
+    pub fn imap_unordered_chunksize<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: IntoIterator<Item = A>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: I,
         chunksize: usize,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error> {
         self.lazy(f, items.into_iter(), chunksize, false)
     }
 
-    fn lazy<A: Message, R: Message, I: Iterator<Item = A>>(
+    fn lazy<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: Iterator<Item = A>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: I,
         chunksize: usize,
         ordered: bool,
@@ -1085,9 +1135,9 @@ impl Pool {
         self.run(f, items, chunksize.max(1), ordered)
     }
 
-    fn run<A: Message, R: Message, I: Iterator<Item = A>>(
+    fn run<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: Iterator<Item = A>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         input: I,
         chunksize: usize,
         ordered: bool,
