@@ -505,3 +505,93 @@ fn map_reports_the_first_failure_in_input_order_and_unencodable_arguments() {
 fn refuse(_: common::Refuses) -> u8 {
     0
 }
+
+// ---- targets of any arity (issue 18, item 6)
+
+fn mul(a: u64, b: u64) -> u64 {
+    a * b
+}
+
+fn three(a: u64, b: String, c: bool) -> String {
+    format!("{a}{b}{c}")
+}
+
+fn forty_two() -> u64 {
+    42
+}
+
+static PREFIX: OnceLock<String> = OnceLock::new();
+
+fn set_prefix(a: String, b: u32) {
+    let _ = PREFIX.set(format!("{a}{b}"));
+}
+
+fn prefixed(x: u64) -> String {
+    format!("{}-{x}", PREFIX.get().expect("the initializer ran"))
+}
+
+#[test]
+fn every_method_takes_targets_of_any_arity() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // Python's starmap: each tuple unpacked into the parameters
+        assert_eq!(pool.starmap(mul, vec![(1, 2), (3, 4)]).unwrap(), [2, 12]);
+        // a one-argument function of a tuple still gets the tuple whole
+        assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
+        assert_eq!(pool.map(mul, vec![(5, 5)]).unwrap(), [25]);
+        assert_eq!(pool.map_chunksize(mul, vec![(1, 1), (2, 2), (3, 3)], 2).unwrap(), [1, 4, 9]);
+        assert_eq!(pool.apply(mul, (6, 7)).unwrap(), 42);
+        assert_eq!(pool.apply(forty_two, ()).unwrap(), 42);
+        assert_eq!(
+            pool.apply(three, (1, "x".to_string(), true)).unwrap(),
+            "1xtrue"
+        );
+        let h = pool.apply_async(|a: u8, b: u8| a + b, (2, 3)).unwrap();
+        assert_eq!(h.get_timeout(T).unwrap(), 5);
+        let h = pool.map_async(mul, vec![(2, 3), (4, 5)]).unwrap();
+        assert_eq!(h.get_timeout(T).unwrap(), [6, 20]);
+        let v: Vec<u64> = pool
+            .imap(mul, (0..5u64).map(|x| (x, x)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(v, [0, 1, 4, 9, 16]);
+        let mut v: Vec<u64> = pool
+            .imap_unordered_chunksize(mul, (0..5u64).map(|x| (x, 2)), 2)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        v.sort();
+        assert_eq!(v, [0, 2, 4, 6, 8]);
+        // function pointers too
+        let p: fn(u64, u64) -> u64 = mul;
+        assert_eq!(pool.starmap(p, vec![(7, 7)]).unwrap(), [49]);
+    });
+}
+
+#[test]
+fn initializers_take_any_arity_and_capturing_closures_are_refused() {
+    watchdog(60, || {
+        let pool = Pool::builder()
+            .processes(1)
+            .initializer(set_prefix, ("p".to_string(), 3))
+            .build()
+            .unwrap();
+        assert_eq!(pool.map(prefixed, [1u64, 2]).unwrap(), ["p3-1", "p3-2"]);
+        drop(pool);
+
+        let y = 3u64;
+        let e = Pool::builder()
+            .processes(1)
+            .initializer(move |x: u64| assert_eq!(x, y), 3)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("captures variables"), "{e}");
+        let pool = Pool::new(1).unwrap();
+        let e = pool.apply(move |x: u64| x + y, 1).unwrap_err();
+        assert!(
+            matches!(&e, TaskError::Failed(m) if m.contains("captures variables")),
+            "{e:?}"
+        );
+    });
+}
