@@ -539,7 +539,11 @@ fn every_method_takes_targets_of_any_arity() {
         // a one-argument function of a tuple still gets the tuple whole
         assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
         assert_eq!(pool.map(mul, vec![(5, 5)]).unwrap(), [25]);
-        assert_eq!(pool.map_chunksize(mul, vec![(1, 1), (2, 2), (3, 3)], 2).unwrap(), [1, 4, 9]);
+        assert_eq!(
+            pool.map_chunksize(mul, vec![(1, 1), (2, 2), (3, 3)], 2)
+                .unwrap(),
+            [1, 4, 9]
+        );
         assert_eq!(pool.apply(mul, (6, 7)).unwrap(), 42);
         assert_eq!(pool.apply(forty_two, ()).unwrap(), 42);
         assert_eq!(

@@ -479,7 +479,9 @@ fn targets_take_zero_to_eight_arguments() {
         // two and more: a tuple, unpacked into the parameters
         let mut p = Process::new(mul, (6, -7)).start().unwrap();
         assert_eq!(p.result().unwrap(), -42);
-        let mut p = Process::new(concat3, ("ab".to_string(), 'c', 9)).start().unwrap();
+        let mut p = Process::new(concat3, ("ab".to_string(), 'c', 9))
+            .start()
+            .unwrap();
         assert_eq!(p.result().unwrap(), "abc9");
         let args = (1, 2, 3, 4, -5, -6, -7, "eight".to_string());
         let mut p = Process::new(eight, args).start().unwrap();
@@ -538,10 +540,19 @@ fn my_name(_: ()) -> String {
 
 /// The default names of the first two children this child starts, and its own.
 fn first_children_names(_: ()) -> (String, String, String) {
-    let mut a = Process::new(my_name, ()).start().expect("grandchild starts");
-    let mut b = Process::new(my_name, ()).name("custom").start().expect("grandchild starts");
+    let mut a = Process::new(my_name, ())
+        .start()
+        .expect("grandchild starts");
+    let mut b = Process::new(my_name, ())
+        .name("custom")
+        .start()
+        .expect("grandchild starts");
     let mine = current_process().name().to_string();
-    (a.result().expect("result"), b.result().expect("result"), mine)
+    (
+        a.result().expect("result"),
+        b.result().expect("result"),
+        mine,
+    )
 }
 
 #[test]
@@ -551,7 +562,11 @@ fn a_child_reports_its_default_name_and_numbers_its_own_children_from_one() {
         let name = p.name().to_string();
         let n: u64 = name.strip_prefix("Process-").unwrap().parse().unwrap();
         assert!(n >= 1, "{name}");
-        assert_eq!(p.result().unwrap(), name, "current_process().name() in the child");
+        assert_eq!(
+            p.result().unwrap(),
+            name,
+            "current_process().name() in the child"
+        );
 
         let mut p = Process::new(first_children_names, ()).start().unwrap();
         let outer = p.name().to_string();

@@ -804,7 +804,10 @@ impl Pool {
     /// The id workers know `f` by, registering it first if needed. Every worker's ring
     /// gets the registration before the id is handed out, so it precedes every chunk
     /// that uses it (a replacement worker gets all registrations in its boot).
-    fn fn_id<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(&self, f: F) -> Result<u32, Error> {
+    fn fn_id<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
+        &self,
+        f: F,
+    ) -> Result<u32, Error> {
         let binder: BindFn = bind::<A, S, F>;
         let t = target::describe_target(f).map_err(|e| Error::InvalidArgument(e.0))?;
         let key = (FnRef::of(binder), FnRef(t.offset.0, t.type_name));
@@ -1045,7 +1048,11 @@ impl Pool {
     /// # Errors
     ///
     /// As [`AsyncResult::get`].
-    pub fn apply<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(&self, f: F, arg: A) -> Result<R, TaskError> {
+    pub fn apply<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
+        &self,
+        f: F,
+        arg: A,
+    ) -> Result<R, TaskError> {
         self.apply_async(f, arg)
             .map_err(|e| TaskError::Failed(e.to_string()))?
             .get()
@@ -1076,7 +1083,13 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: IntoIterator<Item = A>>(
+    pub fn imap<
+        A: Message,
+        R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
+        I: IntoIterator<Item = A>,
+    >(
         &self,
         f: F,
         items: I,
@@ -1089,7 +1102,13 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_chunksize<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: IntoIterator<Item = A>>(
+    pub fn imap_chunksize<
+        A: Message,
+        R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
+        I: IntoIterator<Item = A>,
+    >(
         &self,
         f: F,
         items: I,
@@ -1103,7 +1122,13 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_unordered<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: IntoIterator<Item = A>>(
+    pub fn imap_unordered<
+        A: Message,
+        R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
+        I: IntoIterator<Item = A>,
+    >(
         &self,
         f: F,
         items: I,
@@ -1116,7 +1141,13 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_unordered_chunksize<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: IntoIterator<Item = A>>(
+    pub fn imap_unordered_chunksize<
+        A: Message,
+        R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
+        I: IntoIterator<Item = A>,
+    >(
         &self,
         f: F,
         items: I,
@@ -1125,7 +1156,13 @@ impl Pool {
         self.lazy(f, items.into_iter(), chunksize, false)
     }
 
-    fn lazy<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: Iterator<Item = A>>(
+    fn lazy<
+        A: Message,
+        R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
+        I: Iterator<Item = A>,
+    >(
         &self,
         f: F,
         items: I,
@@ -1135,7 +1172,13 @@ impl Pool {
         self.run(f, items, chunksize.max(1), ordered)
     }
 
-    fn run<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, I: Iterator<Item = A>>(
+    fn run<
+        A: Message,
+        R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
+        I: Iterator<Item = A>,
+    >(
         &self,
         f: F,
         input: I,

@@ -131,7 +131,6 @@ pub fn resolve_checked<F: Copy + 'static>(r: &TargetRef, proof: &SameImage) -> O
     Some(unsafe { resolve::<F>(r.offset) })
 }
 
-
 // ------------------------------------------------------------------ targets of any arity
 
 mod sealed {
@@ -162,8 +161,8 @@ mod sealed {
 /// This trait is sealed: it is implemented for every `F: Fn(A, …) -> R + Copy + 'static`
 /// and for nothing else.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a process target taking the arguments `{Args}`",
-    label = "not a function taking `{Args}`",
+    message = "`{Self}` cannot be a process target",
+    label = "not a function (or a closure capturing nothing) that takes these arguments",
     note = "a target is a function (or a closure capturing nothing) of 0 to 8 arguments, \
             given as one value: `()` for none, the value itself for one \
             (`Process::new(square, 7)`), a tuple for more (`Process::new(mul, (6, 7))`)",
