@@ -129,34 +129,30 @@ type InitFn = fn(&TargetRef, &SameImage, Encoded) -> Result<(), String>;
 /// Encodes the initializer's arguments afresh for each worker start.
 type InitArgs = Box<dyn Fn() -> Result<Encoded, crate::EncodeError> + Send + Sync>;
 
-fn bind<A: Message, S: 'static, F: Target<A, S>>(
+fn bind<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
     target: &TargetRef,
     proof: &SameImage,
-) -> Option<Runner>
-where
-    F::Output: Message,
-{
-    type R<F, A, S> = <F as Target<A, S>>::Output;
+) -> Option<Runner> {
     let f = target::resolve_target::<F, A, S>(target, proof)?;
     Some(Box::new(move |bytes: &[u8]| {
         let args: Vec<A> =
             codec::decode(bytes, Vec::new()).map_err(|e| format!("decoding the arguments: {e}"))?;
         let mut ok = Vec::with_capacity(args.len());
-        let mut mixed: Option<Vec<Result<R<F, A, S>, String>>> = None;
+        let mut mixed: Option<Vec<Result<R, String>>> = None;
         for a in args {
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| f.call(a)))
                 .map_err(|p| runtime::take_panic_message(&*p));
             match (&mut mixed, r) {
                 (None, Ok(v)) => ok.push(v),
                 (None, Err(m)) => {
-                    let mut all: Vec<Result<R<F, A, S>, String>> = ok.drain(..).map(Ok).collect();
+                    let mut all: Vec<Result<R, String>> = ok.drain(..).map(Ok).collect();
                     all.push(Err(m));
                     mixed = Some(all);
                 }
                 (Some(all), r) => all.push(r),
             }
         }
-        let out: ChunkOut<R<F, A, S>> = match mixed {
+        let out: ChunkOut<R> = match mixed {
             None => Ok(ok),
             Some(all) => Err(all),
         };
@@ -808,7 +804,7 @@ impl Pool {
         &self,
         f: F,
     ) -> Result<u32, Error> {
-        let binder: BindFn = bind::<A, S, F>;
+        let binder: BindFn = bind::<A, R, S, F>;
         let t = target::describe_target(f).map_err(|e| Error::InvalidArgument(e.0))?;
         let key = (FnRef::of(binder), FnRef(t.offset.0, t.type_name));
         let id = {

@@ -407,7 +407,7 @@ impl<T: AtomicInt> PodSlice<T> {
         // SAFETY: `i < len`, so the element lies inside the mapping (checked when the
         // view was made).
         let p = unsafe { self.as_ptr().add(i) };
-        if (p as usize) % std::mem::align_of::<T::Atomic>() != 0 {
+        if !p.cast::<T::Atomic>().is_aligned() {
             return None;
         }
         // SAFETY: `p` points to an in-bounds element of the same size as `T::Atomic`
@@ -569,7 +569,7 @@ mod tests {
             "wraps as std does"
         );
         assert!(a.atomic(3).is_none());
-        drop((x, y));
+
         let (g, _) = a.lock(None).unwrap();
         assert_eq!(&*g, &[5, i16::MIN, 7]);
         drop(g);

@@ -411,6 +411,7 @@ mod arity_tests {
     fn mul(a: i32, b: i32) -> i32 {
         a * b
     }
+    #[allow(clippy::too_many_arguments)]
     fn eight(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8) -> u32 {
         [a, b, c, d, e, f, g, h].iter().map(|&x| u32::from(x)).sum()
     }
@@ -446,20 +447,23 @@ mod arity_tests {
 
     #[test]
     fn a_reference_resolves_only_as_its_own_target() {
-        let proof = SameImage::verify(&crate::os::exe_fingerprint().unwrap()).unwrap();
-        let r = describe_target(square).unwrap();
-        // another function of the same signature: another trampoline
+        type Sig = fn(u64) -> u64;
         fn cube(x: u64) -> u64 {
             x * x * x
         }
-        assert!(resolve_target::<_, u64, fn(u64) -> u64>(&r, &proof)
-            .map(|_: Resolved<fn(u64) -> u64, _, _>| ())
-            .is_none());
-        fn expect_none<F: Target<u64, fn(u64) -> u64>>(_: F, r: &TargetRef, p: &SameImage) -> bool {
-            resolve_target::<F, u64, fn(u64) -> u64>(r, p).is_none()
+        fn resolves<F: Target<u64, Sig>>(_: F, r: &TargetRef, p: &SameImage) -> bool {
+            resolve_target::<F, u64, Sig>(r, p).is_some()
         }
-        assert!(expect_none(cube, &r, &proof));
-        assert!(!expect_none(square, &r, &proof));
+        let proof = SameImage::verify(&crate::os::exe_fingerprint().unwrap()).unwrap();
+        let r = describe_target(square).unwrap();
+        assert!(resolves(square, &r, &proof));
+        // another function of the same signature has another trampoline
+        assert!(!resolves(cube, &r, &proof));
+        // a trampoline reference is not a function pointer, nor the reverse
+        assert!(!resolves(square as Sig, &r, &proof));
+        let p = describe_target(square as Sig).unwrap();
+        assert!(resolves(square as Sig, &p, &proof));
+        assert!(!resolves(square, &p, &proof));
     }
 
     #[test]
