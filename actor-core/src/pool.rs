@@ -369,10 +369,11 @@ impl Inner {
 /// nothing, function pointers: [`Target`]) with serde arguments and results, as for
 /// [`Process::new`]: each item is the arguments of one call, `()` for none, the value
 /// itself for one, a tuple for more (so [`map`](Pool::map) and
-/// [`starmap`](Pool::starmap) are the same method here). Every method that waits either returns the results
-/// or says why not: a panicking task fails alone ([`TaskError::Panicked`]), a worker that
-/// dies fails exactly the tasks it held ([`TaskError::WorkerDied`]) and is replaced, and
-/// the rest of the work completes.
+/// [`starmap`](Pool::starmap) are the same method here).
+///
+/// Every method that waits either returns the results or says why not: a panicking task
+/// fails alone ([`TaskError::Panicked`]), a worker that dies fails exactly the tasks it
+/// held ([`TaskError::WorkerDied`]) and is replaced, and the rest of the work completes.
 ///
 /// Dropping the pool terminates it (as Python's `with Pool(...)` does).
 ///
@@ -461,9 +462,9 @@ impl PoolBuilder {
     /// An initializer that panics makes the worker exit; the pool starts another.
     ///
     /// `f` takes 0 to 8 arguments given as one value, as [`Process::new`]'s target does
-    /// (Python's `initargs`).
-    /// A closure capturing a pointer-sized value (other capturing closures are refused
-    /// at build time) makes [`build`](PoolBuilder::build) fail; pass the value in `args`.
+    /// (Python's `initargs`). A closure capturing a pointer-sized value (other capturing
+    /// closures are refused at build time) makes [`build`](PoolBuilder::build) fail;
+    /// pass the value in `args`.
     pub fn initializer<A: Message, S: 'static, F: Target<A, S, Output = ()>>(
         mut self,
         f: F,
