@@ -26,7 +26,7 @@ fn task3(msg: String) {
     std::thread::sleep(Duration::from_secs(1));
 }
 
-fn forever(_: ()) {
+fn forever() {
     loop {
         std::thread::sleep(Duration::from_secs(1));
     }

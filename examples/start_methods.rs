@@ -18,7 +18,7 @@ fn who(tag: String) -> String {
     format!("{tag}: {} (pid {}, parent {parent})", me.name(), me.pid())
 }
 
-fn noop(_: ()) {}
+fn noop() {}
 
 fn median_us(method: StartMethod, n: usize) -> f64 {
     let mut times: Vec<f64> = (0..n)

@@ -30,12 +30,14 @@
 //! | Python `multiprocessing` | procactor |
 //! |---|---|
 //! | `Process(target=f, args=(x,))` | [`Process::new(f, x)`](Process::new) `.start()` |
+//! | `Process(target=g)`, `Process(target=mul, args=(a, b))` | [`Process::new(g, ())`](Process::new), `Process::new(mul, (a, b))`: 0 to 8 arguments ([`Target`]) |
 //! | `p.join()`, `p.exitcode` | [`Process::join`], [`Process::exitcode`] → [`ExitStatus`] |
 //! | `current_process()`, `active_children()`, `cpu_count()` | [`current_process`], [`active_children`], [`cpu_count`] |
 //! | `set_start_method('spawn'/'forkserver'/'fork')` | [`set_start_method`]`(`[`StartMethod`]`::Spawn / ForkServer / Fork)` |
 //! | `Pipe()`, `Pipe(duplex=False)` | [`Pipe::new`], [`Pipe::oneway`], [`Pipe::typed`] → [`Connection`] |
 //! | `Queue(maxsize)`, `SimpleQueue`, `JoinableQueue` | [`Queue::new`] / [`Queue::bounded`], [`SimpleQueue`], [`JoinableQueue`] |
 //! | `Value`, `Array`, `RawValue`, `RawArray` | [`Value`], [`Array`], [`RawValue`], [`RawArray`] |
+//! | `Value('i', 0, lock=False)` | [`RawValue`], with lock-free [`RawValue::fetch_add`], [`RawValue::compare_exchange`], … |
 //! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore` | [`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`] |
 //! | `Event`, `Condition`, `Barrier` | [`Event`], [`Condition`], [`Barrier`] |
 //! | `Pool`, `map`, `imap`, `apply_async(.., callback, error_callback)` | [`Pool`] (`apply_async_with`, `try_map`…), [`AsyncResult`], [`Imap`], [`TaskError`] |

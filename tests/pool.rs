@@ -1008,3 +1008,221 @@ fn workers_are_named_as_python_names_them() {
         );
     });
 }
+
+// ---- targets of any arity (issue 18, item 6)
+
+fn mul(a: u64, b: u64) -> u64 {
+    a * b
+}
+
+fn three(a: u64, b: String, c: bool) -> String {
+    format!("{a}{b}{c}")
+}
+
+fn forty_two() -> u64 {
+    42
+}
+
+static PREFIX: OnceLock<String> = OnceLock::new();
+
+fn set_prefix(a: String, b: u32) {
+    let _ = PREFIX.set(format!("{a}{b}"));
+}
+
+fn prefixed(x: u64) -> String {
+    format!("{}-{x}", PREFIX.get().expect("the initializer ran"))
+}
+
+#[test]
+fn every_method_takes_targets_of_any_arity() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // Python's starmap: each tuple unpacked into the parameters
+        assert_eq!(pool.starmap(mul, vec![(1, 2), (3, 4)]).unwrap(), [2, 12]);
+        // a one-argument function of a tuple still gets the tuple whole
+        assert_eq!(pool.starmap(add, vec![(1, 2), (3, 4)]).unwrap(), [3, 7]);
+        assert_eq!(pool.map(mul, vec![(5, 5)]).unwrap(), [25]);
+        assert_eq!(
+            pool.map_chunksize(mul, vec![(1, 1), (2, 2), (3, 3)], 2)
+                .unwrap(),
+            [1, 4, 9]
+        );
+        assert_eq!(pool.apply(mul, (6, 7)).unwrap(), 42);
+        assert_eq!(pool.apply(forty_two, ()).unwrap(), 42);
+        assert_eq!(
+            pool.apply(three, (1, "x".to_string(), true)).unwrap(),
+            "1xtrue"
+        );
+        let h = pool.apply_async(|a: u8, b: u8| a + b, (2, 3)).unwrap();
+        assert_eq!(h.get_timeout(T).unwrap(), 5);
+        let h = pool.map_async(mul, vec![(2, 3), (4, 5)]).unwrap();
+        assert_eq!(h.get_timeout(T).unwrap(), [6, 20]);
+        let v: Vec<u64> = pool
+            .imap(mul, (0..5u64).map(|x| (x, x)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(v, [0, 1, 4, 9, 16]);
+        let mut v: Vec<u64> = pool
+            .imap_unordered_chunksize(mul, (0..5u64).map(|x| (x, 2)), 2)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        v.sort();
+        assert_eq!(v, [0, 2, 4, 6, 8]);
+        // function pointers too
+        let p: fn(u64, u64) -> u64 = mul;
+        assert_eq!(pool.starmap(p, vec![(7, 7)]).unwrap(), [49]);
+    });
+}
+
+fn checked_div(a: u64, b: u64) -> Result<u64, String> {
+    a.checked_div(b)
+        .ok_or_else(|| format!("division by zero: {a}/0"))
+}
+
+fn always_fails() -> Result<u64, String> {
+    Err("no".to_string())
+}
+
+/// feat-pool's methods (callbacks, typed errors, the eager imap family) unpack tuples
+/// into the target's parameters exactly as the older ones do.
+#[test]
+fn callback_and_typed_methods_take_targets_of_any_arity() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // typed errors: the target's Output is Result<R, E>
+        assert_eq!(
+            pool.try_map(checked_div, vec![(6, 3), (8, 2)]).unwrap(),
+            [2, 4]
+        );
+        assert_eq!(
+            pool.try_map(checked_div, vec![(6, 3), (1, 0), (2, 0)]),
+            Err(TaskError::Failed("division by zero: 1/0".to_string()))
+        );
+        assert_eq!(pool.try_apply(checked_div, (9, 3)), Ok(3));
+        assert_eq!(
+            pool.try_apply(checked_div, (5, 0)),
+            Err(TaskError::Failed("division by zero: 5/0".to_string()))
+        );
+        assert_eq!(
+            pool.try_apply(always_fails, ()),
+            Err(TaskError::Failed("no".to_string()))
+        );
+        let h = pool.try_apply_async(checked_div, (10, 5)).unwrap();
+        assert_eq!(h.get_timeout(T), Ok(2));
+        let h = pool
+            .try_apply_async(|a: u64, b: u64| a.checked_div(b).ok_or(a), (7, 0))
+            .unwrap();
+        assert_eq!(h.get_timeout(T), Err(TaskError::Failed(7u64)));
+
+        // callbacks
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = pool
+            .apply_async_with(
+                mul,
+                (3, 4),
+                move |v| tx.send(v).unwrap(),
+                |e| panic!("unexpected error callback: {e}"),
+            )
+            .unwrap();
+        assert_eq!(h.get_timeout(T).unwrap(), 12);
+        assert_eq!(rx.recv_timeout(T).unwrap(), 12);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = pool
+            .map_async_with(
+                three,
+                vec![(1, "a".to_string(), true), (2, "b".to_string(), false)],
+                move |v| tx.send(v).unwrap(),
+                |e| panic!("unexpected error callback: {e}"),
+            )
+            .unwrap();
+        let want = ["1atrue".to_string(), "2bfalse".to_string()];
+        assert_eq!(h.get_timeout(T).unwrap(), want);
+        assert_eq!(rx.recv_timeout(T).unwrap(), want);
+
+        // the eager imap family
+        let v: Vec<u64> = pool
+            .imap_chunksize(mul, (0..6u64).map(|x| (x, 3)), 4)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(v, [0, 3, 6, 9, 12, 15]);
+        let mut v: Vec<u64> = pool
+            .imap_unordered(
+                |a: u64, b: u64, c: u64| a + b + c,
+                (0..4u64).map(|x| (x, x, 1)),
+            )
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        v.sort();
+        assert_eq!(v, [1, 3, 5, 7]);
+        let v: Vec<u64> = pool
+            .imap(forty_two, vec![(), ()])
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(v, [42, 42]);
+
+        // a capturing closure: one clear error from each, and no callback runs
+        let y = 3u64;
+        let e = pool
+            .try_apply(move |x: u64| -> Result<u64, String> { Ok(x + y) }, 1)
+            .unwrap_err();
+        assert!(
+            matches!(&e, TaskError::Pool(m) if m.contains("captures variables")),
+            "{e:?}"
+        );
+        let e = pool
+            .try_map(move |x: u64| -> Result<u64, String> { Ok(x + y) }, [1u64])
+            .unwrap_err();
+        assert!(
+            matches!(&e, TaskError::Pool(m) if m.contains("captures variables")),
+            "{e:?}"
+        );
+        let (tx, rx) = std::sync::mpsc::channel::<&str>();
+        let tx2 = tx.clone();
+        let e = pool
+            .apply_async_with(
+                move |x: u64| x + y,
+                1,
+                move |_| tx.send("callback").unwrap(),
+                move |_| tx2.send("error callback").unwrap(),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("captures variables"), "{e}");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "no callback after a refused submission"
+        );
+        assert!(pool.imap(move |x: u64| x + y, [1u64]).is_err());
+    });
+}
+
+#[test]
+fn initializers_take_any_arity_and_capturing_closures_are_refused() {
+    watchdog(60, || {
+        // (one pool in all: under the Fork matrix run a second pool could not fork its
+        // zygote once the first has run threads; the refused build starts none)
+        let y = 3u64;
+        let e = Pool::builder()
+            .processes(1)
+            .initializer(move |x: u64| assert_eq!(x, y), 3)
+            .build()
+            .unwrap_err();
+        assert!(e.to_string().contains("captures variables"), "{e}");
+
+        let pool = Pool::builder()
+            .processes(1)
+            .initializer(set_prefix, ("p".to_string(), 3))
+            .build()
+            .unwrap();
+        assert_eq!(pool.map(prefixed, [1u64, 2]).unwrap(), ["p3-1", "p3-2"]);
+        let e = pool.apply(move |x: u64| x + y, 1).unwrap_err();
+        assert!(
+            matches!(&e, TaskError::Failed(m) if m.contains("captures variables")),
+            "{e:?}"
+        );
+    });
+}

@@ -448,3 +448,134 @@ fn a_child_outlives_the_thread_that_started_it() {
         assert_eq!(p.result().unwrap(), 1500);
     });
 }
+
+// ---- targets of any arity (issue 18, item 6)
+
+fn hello() -> String {
+    "hello".to_string()
+}
+
+fn mul(a: u64, b: i32) -> i64 {
+    a as i64 * i64::from(b)
+}
+
+fn concat3(a: String, b: char, c: u8) -> String {
+    format!("{a}{b}{c}")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eight(a: u8, b: u16, c: u32, d: u64, e: i8, f: i16, g: i32, h: String) -> String {
+    format!("{a} {b} {c} {d} {e} {f} {g} {h}")
+}
+
+#[test]
+fn targets_take_zero_to_eight_arguments() {
+    watchdog(60, || {
+        let mut p = Process::new(hello, ()).start().unwrap();
+        assert_eq!(p.result().unwrap(), "hello");
+        // one argument: the value itself, not a 1-tuple
+        let mut p = Process::new(square, 7).start().unwrap();
+        assert_eq!(p.result().unwrap(), 49);
+        // two and more: a tuple, unpacked into the parameters
+        let mut p = Process::new(mul, (6, -7)).start().unwrap();
+        assert_eq!(p.result().unwrap(), -42);
+        let mut p = Process::new(concat3, ("ab".to_string(), 'c', 9))
+            .start()
+            .unwrap();
+        assert_eq!(p.result().unwrap(), "abc9");
+        let args = (1, 2, 3, 4, -5, -6, -7, "eight".to_string());
+        let mut p = Process::new(eight, args).start().unwrap();
+        assert_eq!(p.result().unwrap(), "1 2 3 4 -5 -6 -7 eight");
+        // a one-argument function of a tuple gets the tuple whole
+        let mut p = Process::new(whoami, ()).start().unwrap();
+        assert_eq!(p.result().unwrap().0.pid(), p.pid());
+    });
+}
+
+#[test]
+fn closures_of_any_arity_are_targets() {
+    watchdog(60, || {
+        let mut p = Process::new(|| 5u8, ()).start().unwrap();
+        assert_eq!(p.result().unwrap(), 5);
+        let mut p = Process::new(|a: u64, b: u64, c: u64| a * b + c, (6, 7, 1))
+            .start()
+            .unwrap();
+        assert_eq!(p.result().unwrap(), 43);
+    });
+}
+
+#[test]
+fn function_pointers_of_any_arity_are_targets() {
+    watchdog(60, || {
+        let one: fn(u64) -> u64 = square;
+        let mut p = Process::new(one, 8).start().unwrap();
+        assert_eq!(p.result().unwrap(), 64);
+        let two: fn(u64, i32) -> i64 = mul;
+        let mut p = Process::new(two, (3, 5)).start().unwrap();
+        assert_eq!(p.result().unwrap(), 15);
+        let none: fn() -> String = hello;
+        let mut p = Process::new(none, ()).start().unwrap();
+        assert_eq!(p.result().unwrap(), "hello");
+        // (the start-method matrix runs of tests/start_methods.rs run these under
+        // ForkServer and Fork too)
+    });
+}
+
+#[test]
+fn a_closure_capturing_a_pointer_sized_value_is_refused_at_start() {
+    // (captures of any other size are refused at build time: tests/ui)
+    let y = 5u64;
+    let before = active_children().len();
+    let e = Process::new(move |x: u64| x + y, 1).start().unwrap_err();
+    assert!(matches!(e, SpawnError::NotATarget(_)), "{e:?}");
+    assert!(e.to_string().contains("captures variables"), "{e}");
+    assert!(active_children().len() <= before);
+}
+
+// ---- Python's process names (issue 18, item 7)
+
+fn my_name(_: ()) -> String {
+    current_process().name().to_string()
+}
+
+/// The default names of the first two children this child starts, and its own.
+fn first_children_names(_: ()) -> (String, String, String) {
+    let mut a = Process::new(my_name, ())
+        .start()
+        .expect("grandchild starts");
+    let mut b = Process::new(my_name, ())
+        .name("custom")
+        .start()
+        .expect("grandchild starts");
+    let mine = current_process().name().to_string();
+    (
+        a.result().expect("result"),
+        b.result().expect("result"),
+        mine,
+    )
+}
+
+#[test]
+fn a_child_reports_its_default_name_and_numbers_its_own_children_from_one() {
+    watchdog(60, || {
+        let mut p = Process::new(my_name, ()).start().unwrap();
+        let name = p.name().to_string();
+        let n: u64 = name.strip_prefix("Process-").unwrap().parse().unwrap();
+        assert!(n >= 1, "{name}");
+        assert_eq!(
+            p.result().unwrap(),
+            name,
+            "current_process().name() in the child"
+        );
+
+        let mut p = Process::new(first_children_names, ()).start().unwrap();
+        let outer = p.name().to_string();
+        let (first, custom, mine) = p.result().unwrap();
+        assert_eq!(mine, outer);
+        // Python's `_process_counter` starts at 1 in every process; a child's children
+        // carry its identity as a prefix; an explicit name wins (and still counts)
+        assert_eq!(first, format!("{outer}:1"));
+        assert_eq!(custom, "custom");
+        assert_eq!(current_process().name(), "MainProcess");
+    });
+}

@@ -306,3 +306,113 @@ proptest! {
         }
     }
 }
+
+// ---- lock-free integers (issue 18, item 8)
+
+const ADDS: u64 = 10_000;
+
+fn add_atomically(v: RawValue<u64>, go: Event) {
+    assert!(go.wait_timeout(Duration::from_secs(30)));
+    for _ in 0..ADDS {
+        v.fetch_add(1);
+    }
+}
+
+#[test]
+fn raw_value_fetch_add_is_exact_across_processes() {
+    watchdog(120, || {
+        let v = RawValue::new(0u64).unwrap();
+        let go = Event::new().unwrap();
+        let mut ps: Vec<_> = (0..4)
+            .map(|_| {
+                Process::new(add_atomically, (v.clone(), go.clone()))
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        go.set();
+        for p in &mut ps {
+            let s = p.join_timeout(Duration::from_secs(60)).unwrap();
+            assert!(s.is_some_and(|s| s.success()), "{s:?}");
+        }
+        assert_eq!(v.load(), 4 * ADDS);
+    });
+}
+
+/// Takes tickets 0, 1, 2, … with compare_exchange loops; returns the ones it won.
+fn take_tickets((v, go, n): (RawValue<i32>, Event, i32)) -> Vec<i32> {
+    assert!(go.wait_timeout(Duration::from_secs(30)));
+    let mut won = Vec::new();
+    loop {
+        let cur = v.load();
+        if cur >= n {
+            return won;
+        }
+        if v.compare_exchange(cur, cur + 1) == Ok(cur) {
+            won.push(cur);
+        }
+    }
+}
+
+#[test]
+fn compare_exchange_hands_every_ticket_to_exactly_one_process() {
+    watchdog(120, || {
+        let v = RawValue::new(0i32).unwrap();
+        let go = Event::new().unwrap();
+        let n = 20_000;
+        let mut ps: Vec<_> = (0..3)
+            .map(|_| {
+                Process::new(take_tickets, (v.clone(), go.clone(), n))
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        go.set();
+        let mut all: Vec<i32> = ps.iter_mut().flat_map(|p| p.result().unwrap()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>());
+        assert_eq!(v.load(), n);
+    });
+}
+
+#[test]
+fn atomic_operations_have_std_semantics() {
+    let v = RawValue::new(10i8).unwrap();
+    let w: RawValue<i8> = v.clone();
+    assert_eq!(
+        v.compare_exchange(11, 0),
+        Err(10),
+        "no match: nothing written"
+    );
+    assert_eq!(w.load(), 10);
+    assert_eq!(v.compare_exchange(10, -3), Ok(10));
+    assert_eq!(w.load(), -3);
+    assert_eq!(w.swap(7), -3);
+    assert_eq!(v.fetch_sub(8), 7);
+    assert_eq!(v.load(), -1);
+    v.store(i8::MIN);
+    assert_eq!(v.fetch_sub(1), i8::MIN);
+    assert_eq!(v.load(), i8::MAX, "wraps as std's atomics do");
+    assert_eq!(v.atomic().load(Ordering::Relaxed), i8::MAX);
+    // every integer width
+    let u = RawValue::new(usize::MAX).unwrap();
+    assert_eq!(u.fetch_add(1), usize::MAX);
+    assert_eq!(u.load(), 0);
+    let s = RawValue::new(-5isize).unwrap();
+    assert_eq!(s.swap(5), -5);
+    let b = RawValue::new(200u8).unwrap();
+    assert_eq!(b.fetch_add(100), 200);
+    assert_eq!(b.load(), 44);
+    let h = RawValue::new(1u16).unwrap();
+    assert_eq!(h.compare_exchange(1, 2), Ok(1));
+    let i = RawValue::new(0i64).unwrap();
+    assert_eq!(i.fetch_sub(1), 0);
+    assert_eq!(i.load(), -1);
+    // per element of an integer RawArray
+    let a = RawArray::<u32>::zeroed(2).unwrap();
+    a.atomic(1).unwrap().fetch_add(9, Ordering::SeqCst);
+    assert!(a.atomic(2).is_none());
+    // SAFETY: single-threaded, no other process holds the array.
+    assert_eq!(unsafe { a.view().read(1) }, Some(9));
+}

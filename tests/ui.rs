@@ -1,4 +1,5 @@
-//! Compile-time diagnostics of the attribute macros (one file per diagnostic).
+//! Compile-time diagnostics of the attribute macros and of process targets (one file
+//! per diagnostic).
 
 #[test]
 fn macro_diagnostics() {
@@ -18,4 +19,16 @@ fn macro_diagnostics() {
     t.compile_fail("tests/ui/unknown_mailbox.rs");
     t.compile_fail("tests/ui/repeated_option.rs");
     t.compile_fail("tests/ui/pipe_actor_without_reply.rs");
+}
+
+#[test]
+fn target_diagnostics() {
+    let t = trybuild::TestCases::new();
+    t.pass("tests/ui/target_ok.rs");
+    t.compile_fail("tests/ui/target_tuple_too_long.rs");
+    t.compile_fail("tests/ui/target_wrong_argument_type.rs");
+    t.compile_fail("tests/ui/target_capturing_closure.rs");
+    t.compile_fail("tests/ui/target_capturing_copy_closure.rs");
+    t.compile_fail("tests/ui/target_not_a_function.rs");
+    t.compile_fail("tests/ui/target_pool_starmap_mismatch.rs");
 }

@@ -104,6 +104,10 @@ pub enum SpawnError {
     /// The child did not acknowledge its bootstrap (it died or refused).
     #[error("the child failed during start-up: {0}")]
     Bootstrap(String),
+    /// The target cannot run in another process: a closure that captures a
+    /// pointer-sized value (other capturing closures are refused at build time).
+    #[error("{0}")]
+    NotATarget(String),
 }
 
 /// Why a process has no result.

@@ -66,7 +66,7 @@ use crate::shared::RawArray;
 use crate::{Bytes, ExitStatus, GetError, Message};
 use procactor_transports::fdpass;
 use procactor_transports::frame::{self, FrameReader, Wait};
-use procactor_transports::target::{self, SameImage, TargetRef};
+use procactor_transports::target::{self, SameImage, Target, TargetRef};
 use procactor_transports::{AsFd, BorrowedFd, OwnedFd};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -191,8 +191,11 @@ type InitFn = fn(&TargetRef, &SameImage, Encoded) -> Result<(), String>;
 /// Encodes the initializer's arguments afresh for each worker start.
 type InitArgs = Box<dyn Fn() -> Result<Encoded, crate::EncodeError> + Send + Sync>;
 
-fn bind<A: Message, R: Message>(target: &TargetRef, proof: &SameImage) -> Option<Runner> {
-    let f: fn(A) -> R = target::resolve_checked(target, proof)?;
+fn bind<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
+    target: &TargetRef,
+    proof: &SameImage,
+) -> Option<Runner> {
+    let f = target::resolve_target::<F, A, S>(target, proof)?;
     Some(Box::new(move |bytes: &[u8], fds: Vec<OwnedFd>| {
         let args: Vec<A> =
             codec::decode(bytes, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
@@ -200,7 +203,7 @@ fn bind<A: Message, R: Message>(target: &TargetRef, proof: &SameImage) -> Option
         let mut mixed: Option<Vec<Result<R, String>>> = None;
         for a in args {
             // (the panic goes back as the item's result: not printed, see the module)
-            let r = runtime::quietly(|| std::panic::catch_unwind(AssertUnwindSafe(|| f(a))))
+            let r = runtime::quietly(|| std::panic::catch_unwind(AssertUnwindSafe(|| f.call(a))))
                 .map_err(|p| runtime::take_panic_message(&*p));
             match (&mut mixed, r) {
                 (None, Ok(v)) => ok.push(v),
@@ -222,15 +225,15 @@ fn bind<A: Message, R: Message>(target: &TargetRef, proof: &SameImage) -> Option
     }))
 }
 
-fn init_trampoline<A: Message>(
+fn init_trampoline<A: Message, S: 'static, F: Target<A, S, Output = ()>>(
     target: &TargetRef,
     proof: &SameImage,
     args: Encoded,
 ) -> Result<(), String> {
-    let f: fn(A) = target::resolve_checked(target, proof)
+    let f = target::resolve_target::<F, A, S>(target, proof)
         .ok_or_else(|| "initializer of an unexpected type".to_string())?;
     let a: A = args.decode().map_err(|e| e.to_string())?;
-    f(a);
+    f.call(a);
     Ok(())
 }
 
@@ -529,9 +532,13 @@ impl Inner {
     /// The id workers know `f` by, registering it first if needed. Every worker's ring
     /// gets the registration before the id is handed out, so it precedes every chunk
     /// that uses it (a replacement worker gets all registrations in its boot).
-    fn fn_id<A: Message, R: Message>(&self, f: fn(A) -> R) -> Result<u32, Error> {
-        let binder: BindFn = bind::<A, R>;
-        let key = (FnRef::of(binder), FnRef::of(f));
+    fn fn_id<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
+        &self,
+        f: F,
+    ) -> Result<u32, Error> {
+        let binder: BindFn = bind::<A, R, S, F>;
+        let t = target::describe_target(f).map_err(|e| Error::InvalidArgument(e.0))?;
+        let key = (FnRef::of(binder), FnRef(t.offset.0, t.type_name));
         let id = {
             let mut st = self.lock();
             if st.phase != Phase::Running {
@@ -704,11 +711,17 @@ impl Inner {
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
 ///
-/// Targets are `fn(A) -> R` (fn items or non-capturing closures) with serde arguments
-/// and results, as for [`Process`]. Every method that waits either returns the results
-/// or says why not: a panicking task fails alone ([`TaskError::Panicked`]), a worker that
-/// dies fails exactly the tasks it held ([`TaskError::WorkerDied`]) and is replaced, and
-/// the rest of the work completes.
+/// Targets are functions of 0 to 8 arguments (function items, closures capturing
+/// nothing, function pointers: [`Target`]) with serde arguments and results, as for
+/// [`Process::new`]: each item is the arguments of one call, `()` for none, the value
+/// itself for one, a tuple for more (so [`map`](Pool::map) and
+/// [`starmap`](Pool::starmap) are the same method here). This holds for every method,
+/// the callback and typed-error ones included (for `try_*` the target returns
+/// `Result<R, E>`).
+///
+/// Every method that waits either returns the results or says why not: a panicking task
+/// fails alone ([`TaskError::Panicked`]), a worker that dies fails exactly the tasks it
+/// held ([`TaskError::WorkerDied`]) and is replaced, and the rest of the work completes.
 ///
 /// Arguments may hold procactor handles (a `Queue`, a `Lock`, a `Value`, an `Event`, a
 /// Pipe's `Connection`…), as Python's pool pickles them: they reach the worker and work
@@ -764,6 +777,8 @@ pub struct PoolBuilder {
     processes: Option<usize>,
     maxtasks: u64,
     init: Option<(FnRef, FnRef, InitArgs)>,
+    /// Why the initializer given cannot run in a worker (reported by `build`).
+    bad_init: Option<String>,
     method: Option<StartMethod>,
 }
 
@@ -797,12 +812,28 @@ impl PoolBuilder {
     /// by the initializer in a `static` for the tasks (Python's `initializer=`,
     /// `initargs=`); tasks' own arguments may hold handles too. An initializer that
     /// panics makes the worker exit; the pool starts another.
-    pub fn initializer<A: Message>(mut self, f: fn(A), args: A) -> Self {
-        let tramp: InitFn = init_trampoline::<A>;
+    ///
+    /// `f` takes 0 to 8 arguments given as one value, as [`Process::new`]'s target does
+    /// (Python's `initargs`). A closure capturing a pointer-sized value (other capturing
+    /// closures are refused at build time) makes [`build`](PoolBuilder::build) fail;
+    /// pass the value in `args`.
+    pub fn initializer<A: Message, S: 'static, F: Target<A, S, Output = ()>>(
+        mut self,
+        f: F,
+        args: A,
+    ) -> Self {
+        let tramp: InitFn = init_trampoline::<A, S, F>;
+        let t = match target::describe_target(f) {
+            Ok(t) => t,
+            Err(e) => {
+                self.bad_init = Some(e.0);
+                return self;
+            }
+        };
         let args = Mutex::new(args);
         let enc: InitArgs =
             Box::new(move || Encoded::new(&*args.lock().unwrap_or_else(|e| e.into_inner())));
-        self.init = Some((FnRef::of(tramp), FnRef::of(f), enc));
+        self.init = Some((FnRef::of(tramp), FnRef(t.offset.0, t.type_name), enc));
         self
     }
 
@@ -836,6 +867,9 @@ impl PoolBuilder {
             return Err(Error::InvalidArgument(
                 "a pool needs at least one process".into(),
             ));
+        }
+        if let Some(why) = self.bad_init {
+            return Err(Error::InvalidArgument(format!("the initializer: {why}")));
         }
         let init = self.init;
         let (method, zygote) = runtime::method_for_owner(self.method, "pool")?;
@@ -1147,6 +1181,7 @@ impl Pool {
             processes: None,
             maxtasks: 0,
             init: None,
+            bad_init: None,
             method: None,
         }
     }
@@ -1167,9 +1202,9 @@ impl Pool {
 
     /// Starts a feeder thread that submits `input` in chunks, and returns the iterator
     /// of its results.
-    fn feed<A, R, I>(
+    fn feed<A, R, S, F, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         input: I,
         chunksize: usize,
         ordered: bool,
@@ -1177,6 +1212,8 @@ impl Pool {
     where
         A: Message,
         R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
         I: Iterator<Item = A> + Send + 'static,
     {
         let fid = self.inner.fn_id(f)?;
@@ -1224,9 +1261,9 @@ impl Pool {
     ///
     /// The first failed item's [`TaskError`] (in input order); a closed pool gives
     /// `TaskError::Failed`.
-    pub fn map<A: Message, R: Message>(
+    pub fn map<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, TaskError> {
         let items: Vec<A> = items.into_iter().collect();
@@ -1239,9 +1276,9 @@ impl Pool {
     /// # Errors
     ///
     /// As `map`.
-    pub fn map_chunksize<A: Message, R: Message>(
+    pub fn map_chunksize<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError> {
@@ -1284,9 +1321,15 @@ impl Pool {
     ///     assert_eq!(bad, Err(TaskError::Failed("not a number: x".to_string())));
     /// }
     /// ```
-    pub fn try_map<A: Message, R: Message, E: Message>(
+    pub fn try_map<
+        A: Message,
+        R: Message,
+        E: Message,
+        S: 'static,
+        F: Target<A, S, Output = Result<R, E>>,
+    >(
         &self,
-        f: fn(A) -> Result<R, E>,
+        f: F,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, TaskError<E>> {
         let items: Vec<A> = items.into_iter().collect();
@@ -1305,15 +1348,32 @@ impl Pool {
         Ok(out)
     }
 
-    /// Python's `starmap`: `f` takes the tuple each item is (a Rust function of a tuple
-    /// argument), so it is `map` over tuples.
+    /// Python's `starmap`: each item is a tuple unpacked into `f`'s arguments
+    /// (`starmap(mul, [(1, 2), (3, 4)])` calls `mul(1, 2)` and `mul(3, 4)`). Items are
+    /// always unpacked this way here, so it is [`map`](Pool::map) under Python's name; a
+    /// one-argument `f` whose parameter is a tuple gets each tuple whole.
     ///
     /// # Errors
     ///
     /// As `map`.
-    pub fn starmap<A: Message, R: Message>(
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor::Pool;
+    ///
+    /// fn mul(a: u64, b: u64) -> u64 { a * b }
+    ///
+    /// fn main() {
+    ///     procactor::init();
+    ///     let pool = Pool::new(2).unwrap();
+    ///     assert_eq!(pool.starmap(mul, vec![(1, 2), (3, 4)]).unwrap(), [2, 12]);
+    ///     assert_eq!(pool.apply(mul, (6, 7)).unwrap(), 42);
+    /// }
+    /// ```
+    pub fn starmap<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
     ) -> Result<Vec<R>, TaskError> {
         self.map(f, items)
@@ -1321,9 +1381,9 @@ impl Pool {
 
     /// Submits every chunk of `items` at once (no window: `map_async` must not block);
     /// `gather` (if any) sees each chunk's outcome on the result thread.
-    fn submit_all<A: Message, R: Message>(
+    fn submit_all<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: Vec<A>,
         gather: Option<Arc<Gather>>,
     ) -> Result<(ResultsRx, Vec<u64>), Error> {
@@ -1354,9 +1414,9 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed, or an item cannot be encoded ([`Error::Encode`]).
-    pub fn map_async<A: Message, R: Message>(
+    pub fn map_async<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>, Error> {
         let (rx, chunks) = self.submit_all(f, items.into_iter().collect(), None)?;
@@ -1381,9 +1441,9 @@ impl Pool {
     /// # Errors
     ///
     /// As `map_async`.
-    pub fn map_async_with<A, R, C, EC>(
+    pub fn map_async_with<A, R, S, F, C, EC>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: impl IntoIterator<Item = A>,
         callback: C,
         error_callback: EC,
@@ -1391,6 +1451,8 @@ impl Pool {
     where
         A: Message,
         R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
         C: FnOnce(Vec<R>) + Send + 'static,
         EC: FnOnce(TaskError) + Send + 'static,
     {
@@ -1421,16 +1483,20 @@ impl Pool {
     ///
     /// As [`AsyncResult::get`]; an argument that cannot be encoded or a closed pool give
     /// `TaskError::Failed`.
-    pub fn apply<A: Message, R: Message>(&self, f: fn(A) -> R, arg: A) -> Result<R, TaskError> {
+    pub fn apply<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
+        &self,
+        f: F,
+        arg: A,
+    ) -> Result<R, TaskError> {
         self.apply_async(f, arg)
             .map_err(|e| TaskError::Failed(e.to_string()))?
             .get()
     }
 
     /// Submits one task; `hook` sees its outcome on the result thread.
-    fn submit_one<A: Message, R: Message, T, E>(
+    fn submit_one<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>, T, E>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         arg: &A,
         hook: Option<Hook>,
         decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
@@ -1454,9 +1520,9 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed, or `arg` cannot be encoded ([`Error::Encode`]).
-    pub fn apply_async<A: Message, R: Message>(
+    pub fn apply_async<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         arg: A,
     ) -> Result<AsyncResult<R>, Error> {
         self.submit_one(f, &arg, None, decode_one::<R>)
@@ -1494,9 +1560,9 @@ impl Pool {
     ///     assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 49);
     /// }
     /// ```
-    pub fn apply_async_with<A, R, C, EC>(
+    pub fn apply_async_with<A, R, S, F, C, EC>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         arg: A,
         callback: C,
         error_callback: EC,
@@ -1504,6 +1570,8 @@ impl Pool {
     where
         A: Message,
         R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
         C: FnOnce(R) + Send + 'static,
         EC: FnOnce(TaskError) + Send + 'static,
     {
@@ -1524,9 +1592,15 @@ impl Pool {
     /// # Errors
     ///
     /// As above.
-    pub fn try_apply<A: Message, R: Message, E: Message>(
+    pub fn try_apply<
+        A: Message,
+        R: Message,
+        E: Message,
+        S: 'static,
+        F: Target<A, S, Output = Result<R, E>>,
+    >(
         &self,
-        f: fn(A) -> Result<R, E>,
+        f: F,
         arg: A,
     ) -> Result<R, TaskError<E>> {
         self.try_apply_async(f, arg)
@@ -1541,9 +1615,15 @@ impl Pool {
     /// # Errors
     ///
     /// As `apply_async`.
-    pub fn try_apply_async<A: Message, R: Message, E: Message>(
+    pub fn try_apply_async<
+        A: Message,
+        R: Message,
+        E: Message,
+        S: 'static,
+        F: Target<A, S, Output = Result<R, E>>,
+    >(
         &self,
-        f: fn(A) -> Result<R, E>,
+        f: F,
         arg: A,
     ) -> Result<AsyncResult<R, E>, Error> {
         self.submit_one(f, &arg, None, decode_one_typed::<R, E>)
@@ -1560,14 +1640,12 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap<A, R, I>(
-        &self,
-        f: fn(A) -> R,
-        items: I,
-    ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
+    pub fn imap<A, R, S, F, I>(&self, f: F, items: I) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
     where
         A: Message,
         R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
@@ -1579,15 +1657,17 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_chunksize<A, R, I>(
+    pub fn imap_chunksize<A, R, S, F, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: I,
         chunksize: usize,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
     where
         A: Message,
         R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
@@ -1599,14 +1679,16 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_unordered<A, R, I>(
+    pub fn imap_unordered<A, R, S, F, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: I,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
     where
         A: Message,
         R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {
@@ -1618,15 +1700,17 @@ impl Pool {
     /// # Errors
     ///
     /// The pool is closed.
-    pub fn imap_unordered_chunksize<A, R, I>(
+    pub fn imap_unordered_chunksize<A, R, S, F, I>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: I,
         chunksize: usize,
     ) -> Result<Imap<'_, A, R, I::IntoIter>, Error>
     where
         A: Message,
         R: Message,
+        S: 'static,
+        F: Target<A, S, Output = R>,
         I: IntoIterator<Item = A>,
         I::IntoIter: Send + 'static,
     {

@@ -6,7 +6,8 @@ use crate::monitor::{self, ChildState, Watch};
 use crate::runtime::{self, Bootstrap, EntryFn, StartMethod};
 use crate::Message;
 use procactor_transports::frame::{self, FrameError, FrameReader, Wait};
-use procactor_transports::{fdpass, os, target, AsFd, BorrowedFd, OwnedFd};
+use procactor_transports::target::{self, TargetRef};
+use procactor_transports::{fdpass, os, AsFd, BorrowedFd, OwnedFd};
 use serde::Serialize;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -15,14 +16,16 @@ use std::time::{Duration, Instant};
 // How a process ends lives in the leaf module `status`; re-exported here so that
 // `procactor_core::process::ExitStatus` keeps working.
 pub use crate::status::ExitStatus;
+pub use procactor_transports::target::Target;
 
 /// A process that runs `target(args)` in a child process. Build it with
 /// [`Process::new`], start it with [`ProcessBuilder::start`].
 ///
-/// The target is a plain function (or a non-capturing closure) `fn(A) -> R`; the child
-/// runs the same binary, so the function is found by its address in the image. `A` and
-/// `R` cross the process boundary as CBOR ([`Message`]); handles inside `A` (a Pipe end,
-/// a Queue, a Lock, …) travel as file descriptors.
+/// The target is a function of 0 to 8 arguments ([`Target`]: a function item, a
+/// closure that captures nothing, or a function pointer); the child runs the same
+/// binary, so the function is found by its address in the image. The arguments and the
+/// result cross the process boundary as CBOR ([`Message`]); handles inside the
+/// arguments (a Pipe end, a Queue, a Lock, …) travel as file descriptors.
 ///
 /// **At drop**, a non-daemon child still running is joined (Python joins non-daemon
 /// children at interpreter exit) and a daemon child is terminated (`SIGTERM`, then
@@ -76,36 +79,71 @@ impl<R> std::fmt::Debug for Process<R> {
 /// A process not yet started: set its name, daemon flag and start method, then
 /// [`start`](ProcessBuilder::start) it.
 pub struct ProcessBuilder<A, R> {
-    target: fn(A) -> R,
+    entry: TargetRef,
+    target: Result<TargetRef, target::NotATarget>,
     args: A,
     name: Option<String>,
     daemon: bool,
     method: Option<StartMethod>,
     exe: Option<std::path::PathBuf>,
+    _r: PhantomData<fn() -> R>,
 }
 
 impl<A, R> std::fmt::Debug for ProcessBuilder<A, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessBuilder")
-            .field("target", &std::any::type_name::<fn(A) -> R>())
+            .field("target", &self.target)
             .field("name", &self.name)
             .field("daemon", &self.daemon)
             .finish()
     }
 }
 
-impl<R: Message> Process<R> {
-    /// A process that will run `target(args)`. Nothing runs until
+impl Process {
+    /// A process that will run `target` with `args`. Nothing runs until
     /// [`start`](ProcessBuilder::start).
+    ///
+    /// `target` takes 0 to 8 arguments, given as one value (Python's `args=(…)`): `()`
+    /// for none, the value itself for one, a tuple for more. A one-argument function
+    /// whose parameter is a tuple gets the tuple whole. A closure that captures variables
+    /// is refused at build time (see [`Target`]); pass the values as arguments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::Process;
+    ///
+    /// fn hello() -> String { "hello".into() }
+    /// fn square(x: u64) -> u64 { x * x }
+    /// fn mul(a: u64, b: u64) -> u64 { a * b }
+    ///
+    /// fn main() {
+    ///     procactor_core::init();
+    ///     assert_eq!(Process::new(hello, ()).start().unwrap().result().unwrap(), "hello");
+    ///     assert_eq!(Process::new(square, 7).start().unwrap().result().unwrap(), 49);
+    ///     assert_eq!(Process::new(mul, (6, 7)).start().unwrap().result().unwrap(), 42);
+    ///     let add = |a: u64, b: u64, c: u64| a + b + c;
+    ///     assert_eq!(Process::new(add, (1, 2, 3)).start().unwrap().result().unwrap(), 6);
+    /// }
+    /// ```
     #[allow(clippy::new_ret_no_self)]
-    pub fn new<A: Message>(target: fn(A) -> R, args: A) -> ProcessBuilder<A, R> {
+    pub fn new<A, S, F>(target: F, args: A) -> ProcessBuilder<A, F::Output>
+    where
+        A: Message,
+        S: 'static,
+        F: Target<A, S>,
+        F::Output: Message,
+    {
+        let (entry, target) = describe::<A, S, F>(target);
         ProcessBuilder {
+            entry,
             target,
             args,
             name: None,
             daemon: false,
             method: None,
             exe: None,
+            _r: PhantomData,
         }
     }
 }
@@ -150,8 +188,10 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
     /// [`SpawnError::Encode`] when the arguments cannot be encoded, and
     /// [`SpawnError::Io`] when the OS refuses.
     pub fn start(self) -> Result<Process<R>, SpawnError> {
-        start_encoded_via(
-            self.target,
+        let target = self.target.map_err(|e| SpawnError::NotATarget(e.0))?;
+        start_described(
+            self.entry,
+            target,
             &self.args,
             self.name,
             self.daemon,
@@ -166,13 +206,49 @@ impl<A: Message, R: Message> ProcessBuilder<A, R> {
 /// the socket's buffer, so the writes cannot block on a reader that does not exist yet).
 const PREWRITE_MAX: usize = 32 << 10;
 
+/// The child's entry for target `F` and the reference to `target` it resolves.
+fn describe<A, S, F>(target: F) -> (TargetRef, Result<TargetRef, target::NotATarget>)
+where
+    A: Message,
+    S: 'static,
+    F: Target<A, S>,
+    F::Output: Message,
+{
+    let entry: EntryFn = runtime::entry::<A, S, F>;
+    (target::describe(entry), target::describe_target(target))
+}
+
 /// Starts `target` in a child with arguments encoded from `args`, which must encode
 /// exactly as an `A` does (a borrowed view of an `A`, so that a supervisor can start the
 /// same actor again and again without giving it away). With `zygote`, the child is
 /// forked by that zygote (the method is then the fork server's protocol, whatever
 /// `method` says).
-pub(crate) fn start_encoded_via<A: Message, R: Message, B: Serialize + ?Sized>(
-    target: fn(A) -> R,
+pub(crate) fn start_encoded_via<A, S, F, B>(
+    target: F,
+    value: &B,
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    exe: Option<std::path::PathBuf>,
+    zygote: Option<&crate::forkserver::Zygote>,
+) -> Result<Process<F::Output>, SpawnError>
+where
+    A: Message,
+    S: 'static,
+    F: Target<A, S>,
+    F::Output: Message,
+    B: Serialize + ?Sized,
+{
+    let (entry, target) = describe::<A, S, F>(target);
+    let target = target.map_err(|e| SpawnError::NotATarget(e.0))?;
+    start_described(entry, target, value, name, daemon, method, exe, zygote)
+}
+
+/// As [`start_encoded_via`], with the entry and the target already described.
+#[allow(clippy::too_many_arguments)]
+fn start_described<R: Message, B: Serialize + ?Sized>(
+    entry: TargetRef,
+    tgt: TargetRef,
     value: &B,
     name: Option<String>,
     daemon: bool,
@@ -205,9 +281,6 @@ pub(crate) fn start_encoded_via<A: Message, R: Message, B: Serialize + ?Sized>(
     let name = name.unwrap_or_else(|| runtime::default_name(&ids));
     let me = runtime::current_process();
     let token = runtime::random_token();
-    let entry: EntryFn = runtime::entry::<A, R>;
-    let entry = target::describe(entry);
-    let tgt = target::describe(target);
     let boot = Bootstrap {
         token,
         fingerprint: runtime::fingerprint()?,

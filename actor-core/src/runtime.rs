@@ -459,29 +459,32 @@ pub fn log_debug() -> bool {
     })
 }
 
-/// The monomorphised trampoline a child calls: decode `A`, call the target, encode `R`.
-pub(crate) fn entry<A, R>(
+/// The monomorphised entry a child calls: decode the arguments, call the target, encode
+/// its result.
+pub(crate) fn entry<A, S, F>(
     target: &TargetRef,
     proof: &SameImage,
     args: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Outcome
 where
-    A: serde::de::DeserializeOwned + Serialize + Send + 'static,
-    R: serde::de::DeserializeOwned + Serialize + Send + 'static,
+    A: crate::Message,
+    S: 'static,
+    F: target::Target<A, S>,
+    F::Output: crate::Message,
 {
-    let Some(f) = target::resolve_checked::<fn(A) -> R>(target, proof) else {
+    let Some(f) = target::resolve_target::<F, A, S>(target, proof) else {
         return Outcome::failed(format!(
             "target type mismatch: parent sent {}, child expected {}",
             target.type_name,
-            std::any::type_name::<fn(A) -> R>()
+            std::any::type_name::<F>()
         ));
     };
     let a: A = match codec::decode(args, fds) {
         Ok(a) => a,
         Err(e) => return Outcome::failed(format!("could not decode the arguments: {e}")),
     };
-    match std::panic::catch_unwind(AssertUnwindSafe(move || f(a))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(move || f.call(a))) {
         Ok(r) => {
             let mut bytes = Vec::new();
             let mut fds = Vec::new();

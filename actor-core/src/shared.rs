@@ -44,12 +44,13 @@
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{Error, LockError};
 use crate::Pod;
+pub use procactor_transports::pod::AtomicInt;
 use procactor_transports::pod::{PodGuard, PodSlice};
 use procactor_transports::robust::Acquired;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,6 +141,12 @@ macro_rules! handle_serde {
 /// `get` and `set` are atomic with respect to [`lock`](Value::lock) holders in every
 /// process. Clone it (cheap: another handle to the same memory) or pass it in a child's
 /// arguments to share it.
+///
+/// A `Value` has no lock-free atomic operations: its guard reads and writes the value
+/// plainly, and a plain access racing with an atomic one is undefined behaviour. For a
+/// lock-free counter use [`RawValue`] (Python's `Value('i', 0, lock=False)`), whose
+/// integer operations ([`RawValue::fetch_add`], [`RawValue::compare_exchange`], …) are
+/// atomic.
 ///
 /// # Examples
 ///
@@ -393,6 +400,13 @@ impl<T: Pod> Array<T> {
 ///
 /// There is no safe plain read or write, because another process may write at any
 /// moment. Access it
+/// - for an integer `T` (`i8`…`i64`, `u8`…`u64`, `isize`, `usize`: [`AtomicInt`]),
+///   through its lock-free atomic operations: [`load`](RawValue::load),
+///   [`store`](RawValue::store), [`fetch_add`](RawValue::fetch_add),
+///   [`fetch_sub`](RawValue::fetch_sub), [`swap`](RawValue::swap),
+///   [`compare_exchange`](RawValue::compare_exchange), all sequentially consistent
+///   (Python's `Value` makes no weaker promise), or [`atomic`](RawValue::atomic), the
+///   `std::sync::atomic` twin, for other orderings;
 /// - through atomics when `T` is 4 or 8 bytes with matching alignment
 ///   ([`atomic_u32`](RawValue::atomic_u32), [`atomic_u64`](RawValue::atomic_u64)), or
 /// - through the `unsafe` accessors of [`view`](RawValue::view)
@@ -410,6 +424,31 @@ impl<T: Pod> Array<T> {
 /// v.atomic_u64().unwrap().fetch_add(1, Ordering::SeqCst);
 /// // SAFETY: no other handle to this memory exists yet, so nobody writes concurrently.
 /// assert_eq!(unsafe { v.view().read(0) }, Some(6));
+/// ```
+///
+/// A lock-free counter shared by processes (Python's `Value('i', 0, lock=False)`, with
+/// the atomicity Python's lacks):
+///
+/// ```
+/// use procactor_core::{Process, RawValue};
+///
+/// fn count(n: RawValue<i32>) {
+///     for _ in 0..1000 {
+///         n.fetch_add(1);
+///     }
+/// }
+///
+/// fn main() {
+///     procactor_core::init();
+///     let n = RawValue::new(0i32).unwrap();
+///     let mut ps: Vec<_> = (0..2).map(|_| Process::new(count, n.clone()).start().unwrap()).collect();
+///     for p in &mut ps {
+///         p.join().unwrap();
+///     }
+///     assert_eq!(n.load(), 2000);
+///     assert_eq!(n.compare_exchange(2000, -1), Ok(2000));
+///     assert_eq!(n.compare_exchange(2000, 5), Err(-1));
+/// }
 /// ```
 pub struct RawValue<T> {
     slice: Arc<PodSlice<T>>,
@@ -450,6 +489,70 @@ impl<T: Pod> RawValue<T> {
     /// `unsafe` and the caller's synchronisation must rule out concurrent writes.
     pub fn as_ptr(&self) -> *mut T {
         self.slice.as_ptr()
+    }
+}
+
+impl<T: AtomicInt> RawValue<T> {
+    /// The value as its `std::sync::atomic` twin (`AtomicI32` for `i32`, …), for
+    /// orderings other than `SeqCst`.
+    pub fn atomic(&self) -> &T::Atomic {
+        match self.slice.atomic(0) {
+            Some(a) => a,
+            // (a RawValue has exactly one element, checked when it was made or mapped,
+            // and element 0 sits 64 bytes into a page-aligned mapping)
+            None => unreachable!("a RawValue's element is always aligned for its atomic"),
+        }
+    }
+
+    /// Reads the value atomically.
+    pub fn load(&self) -> T {
+        T::load(self.atomic(), Ordering::SeqCst)
+    }
+
+    /// Writes the value atomically.
+    pub fn store(&self, v: T) {
+        T::store(self.atomic(), v, Ordering::SeqCst)
+    }
+
+    /// Adds `v` (wrapping on overflow, as `std`'s atomics) and returns the previous
+    /// value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let n = procactor_core::RawValue::new(u8::MAX).unwrap();
+    /// assert_eq!(n.fetch_add(2), 255);
+    /// assert_eq!(n.load(), 1);
+    /// ```
+    pub fn fetch_add(&self, v: T) -> T {
+        T::fetch_add(self.atomic(), v, Ordering::SeqCst)
+    }
+
+    /// Subtracts `v` (wrapping on overflow) and returns the previous value.
+    pub fn fetch_sub(&self, v: T) -> T {
+        T::fetch_sub(self.atomic(), v, Ordering::SeqCst)
+    }
+
+    /// Replaces the value with `v` and returns the previous one.
+    pub fn swap(&self, v: T) -> T {
+        T::swap(self.atomic(), v, Ordering::SeqCst)
+    }
+
+    /// Writes `new` if the value is `current`: `Ok(current)` then, otherwise
+    /// `Err(actual value)` and nothing is written (`std`'s `compare_exchange`, never
+    /// failing spuriously).
+    ///
+    /// # Errors
+    ///
+    /// `Err(actual)` when the value was not `current`.
+    pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
+        T::compare_exchange(
+            self.atomic(),
+            current,
+            new,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
     }
 }
 
@@ -525,6 +628,26 @@ impl<T: Pod> RawArray<T> {
     /// The typed view with the `unsafe` accessors.
     pub fn view(&self) -> &PodSlice<T> {
         &self.slice
+    }
+
+    /// Element `i` of an integer array as its `std::sync::atomic` twin (`AtomicI16` for
+    /// `i16`, …); `None` when `i >= len()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    ///
+    /// let a = procactor_core::RawArray::<i16>::zeroed(3).unwrap();
+    /// a.atomic(1).unwrap().fetch_sub(5, Ordering::SeqCst);
+    /// assert_eq!(a.atomic(1).unwrap().load(Ordering::SeqCst), -5);
+    /// assert!(a.atomic(3).is_none());
+    /// ```
+    pub fn atomic(&self, i: usize) -> Option<&T::Atomic>
+    where
+        T: AtomicInt,
+    {
+        self.slice.atomic(i)
     }
 
     /// A pointer to the first element (valid for `len()` elements while this handle

@@ -18,7 +18,13 @@
 //! - **raw**: [`PodSlice::read`], [`PodSlice::write`], [`PodSlice::as_mut_slice`] are
 //!   `unsafe` (the caller promises there is no concurrent conflicting access), and
 //!   [`PodSlice::atomic_u32`] / [`PodSlice::atomic_u64`] are safe atomic views of
-//!   elements whose size and alignment allow it.
+//!   elements whose size and alignment allow it, and [`PodSlice::atomic`] the atomic
+//!   view of an integer element as its own atomic type ([`AtomicInt`]).
+//!
+//! Atomic views and the lock are two separate disciplines: a locked guard reads and
+//! writes plainly, so an element accessed atomically in one place and through a guard in
+//! another is a data race. `procactor-core` keeps them apart by type (its locked `Value`
+//! has no atomic operations, its unlocked `RawValue` has no guard).
 //!
 //! The header is validated when a view is made from a descriptor received from another
 //! process ([`PodSlice::from_fd`]), so a peer cannot make this process read outside the
@@ -309,6 +315,112 @@ impl<T: Pod> PodSlice<T> {
     }
 }
 
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The integer types that have an atomic twin in `std::sync::atomic` of the same size
+/// (`i8`…`i64`, `u8`…`u64`, `isize`, `usize`): what [`PodSlice::atomic`] offers, with the
+/// operations of the twin. Sealed.
+pub trait AtomicInt: Pod + sealed::Sealed {
+    /// The `std::sync::atomic` type of the same size (`AtomicU64` for `u64`, …).
+    type Atomic: Send + Sync + std::fmt::Debug;
+    /// `Atomic::load`.
+    fn load(a: &Self::Atomic, order: Ordering) -> Self;
+    /// `Atomic::store`.
+    fn store(a: &Self::Atomic, v: Self, order: Ordering);
+    /// `Atomic::swap`.
+    fn swap(a: &Self::Atomic, v: Self, order: Ordering) -> Self;
+    /// `Atomic::fetch_add` (wrapping on overflow).
+    fn fetch_add(a: &Self::Atomic, v: Self, order: Ordering) -> Self;
+    /// `Atomic::fetch_sub` (wrapping on overflow).
+    fn fetch_sub(a: &Self::Atomic, v: Self, order: Ordering) -> Self;
+    /// `Atomic::compare_exchange`: `Ok(previous)` when the value was `current` and is now
+    /// `new`, else `Err(actual)` and nothing written.
+    fn compare_exchange(
+        a: &Self::Atomic,
+        current: Self,
+        new: Self,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<Self, Self>;
+}
+
+macro_rules! atomic_int {
+    ($($t:ty => $a:ty),* $(,)?) => {$(
+        impl sealed::Sealed for $t {}
+        impl AtomicInt for $t {
+            type Atomic = $a;
+            fn load(a: &$a, order: Ordering) -> $t {
+                a.load(order)
+            }
+            fn store(a: &$a, v: $t, order: Ordering) {
+                a.store(v, order)
+            }
+            fn swap(a: &$a, v: $t, order: Ordering) -> $t {
+                a.swap(v, order)
+            }
+            fn fetch_add(a: &$a, v: $t, order: Ordering) -> $t {
+                a.fetch_add(v, order)
+            }
+            fn fetch_sub(a: &$a, v: $t, order: Ordering) -> $t {
+                a.fetch_sub(v, order)
+            }
+            fn compare_exchange(
+                a: &$a,
+                current: $t,
+                new: $t,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$t, $t> {
+                a.compare_exchange(current, new, success, failure)
+            }
+        }
+    )*};
+}
+
+atomic_int!(
+    i8 => std::sync::atomic::AtomicI8,
+    i16 => std::sync::atomic::AtomicI16,
+    i32 => std::sync::atomic::AtomicI32,
+    i64 => std::sync::atomic::AtomicI64,
+    isize => std::sync::atomic::AtomicIsize,
+    u8 => std::sync::atomic::AtomicU8,
+    u16 => std::sync::atomic::AtomicU16,
+    u32 => std::sync::atomic::AtomicU32,
+    u64 => AtomicU64,
+    usize => std::sync::atomic::AtomicUsize,
+);
+
+impl<T: AtomicInt> PodSlice<T> {
+    /// Element `i` as its atomic twin (`AtomicI32` for `i32`, …); `None` when
+    /// `i >= len()` or the element is not aligned for the atomic type (an atomic may
+    /// need more alignment than its integer: `AtomicU64` on 32-bit x86). Element 0 is
+    /// always aligned (the data starts 64 bytes into a page-aligned mapping), so a
+    /// one-element slice always has its atomic.
+    pub fn atomic(&self, i: usize) -> Option<&T::Atomic> {
+        // (true of every std atomic; checked so that the cast below stays in bounds)
+        const { assert!(std::mem::size_of::<T::Atomic>() == std::mem::size_of::<T>()) };
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: `i < len`, so the element lies inside the mapping (checked when the
+        // view was made).
+        let p = unsafe { self.as_ptr().add(i) };
+        if !p.cast::<T::Atomic>().is_aligned() {
+            return None;
+        }
+        // SAFETY: `p` points to an in-bounds element of the same size as `T::Atomic`
+        // (asserted at compile time), aligned for it (checked just above); every bit
+        // pattern is a valid integer and a valid atomic of it (same in-memory
+        // representation); the mapping outlives `&self`; the atomic is `Sync`, and
+        // concurrent access through other references of other processes is atomic too,
+        // unless they use the `unsafe` raw accessors or a guard, whose contracts exclude
+        // concurrent access (see the module documentation).
+        Some(unsafe { &*p.cast::<T::Atomic>() })
+    }
+}
+
 /// Exclusive access to a [`PodSlice`]'s elements: the robust lock is held until drop.
 pub struct PodGuard<'a, T: Pod> {
     slice: &'a PodSlice<T>,
@@ -430,6 +542,52 @@ mod tests {
             .unwrap()
             .atomic_u32(0)
             .is_none());
+    }
+
+    #[test]
+    fn integer_atomics_share_memory_across_mappings() {
+        let a = PodSlice::<i16>::from_slice("t", 1, &[5, -1, 7]).unwrap();
+        let b = PodSlice::<i16>::from_fd(a.try_clone_fd().unwrap(), 1, None).unwrap();
+        let (x, y) = (a.atomic(1).unwrap(), b.atomic(1).unwrap());
+        assert_eq!(i16::fetch_add(x, 3, Ordering::SeqCst), -1);
+        assert_eq!(i16::load(y, Ordering::SeqCst), 2);
+        assert_eq!(i16::fetch_sub(y, 4, Ordering::SeqCst), 2);
+        assert_eq!(i16::swap(x, 100, Ordering::SeqCst), -2);
+        assert_eq!(
+            i16::compare_exchange(y, 1, 9, Ordering::SeqCst, Ordering::SeqCst),
+            Err(100)
+        );
+        assert_eq!(
+            i16::compare_exchange(y, 100, 9, Ordering::SeqCst, Ordering::SeqCst),
+            Ok(100)
+        );
+        i16::store(x, i16::MAX, Ordering::SeqCst);
+        assert_eq!(i16::fetch_add(y, 1, Ordering::SeqCst), i16::MAX);
+        assert_eq!(
+            i16::load(x, Ordering::SeqCst),
+            i16::MIN,
+            "wraps as std does"
+        );
+        assert!(a.atomic(3).is_none());
+
+        let (g, _) = a.lock(None).unwrap();
+        assert_eq!(&*g, &[5, i16::MIN, 7]);
+        drop(g);
+        // every element of every integer width is reachable and aligned
+        let u = PodSlice::<u64>::zeroed("t", 1, 3).unwrap();
+        for i in 0..3 {
+            u64::fetch_add(u.atomic(i).unwrap(), i as u64 + 1, Ordering::SeqCst);
+        }
+        assert_eq!(&*u.lock(None).unwrap().0, &[1, 2, 3]);
+        let z = PodSlice::<usize>::zeroed("t", 1, 1).unwrap();
+        assert_eq!(
+            usize::fetch_sub(z.atomic(0).unwrap(), 1, Ordering::SeqCst),
+            0
+        );
+        assert_eq!(
+            usize::load(z.atomic(0).unwrap(), Ordering::SeqCst),
+            usize::MAX
+        );
     }
 
     #[test]

@@ -131,6 +131,362 @@ pub fn resolve_checked<F: Copy + 'static>(r: &TargetRef, proof: &SameImage) -> O
     Some(unsafe { resolve::<F>(r.offset) })
 }
 
+// ------------------------------------------------------------------ targets of any arity
+
+mod sealed {
+    /// Implemented only by this module's blanket impls: nobody else can make a type a
+    /// [`Target`](super::Target) (the trampolines below conjure zero-sized targets, which
+    /// is sound only for functions and closures).
+    pub trait Sealed<Args, Signature> {}
+}
+
+/// A function that a process, a pool worker or a supervisor can run in another process:
+/// a function item, a closure that captures nothing, or a function pointer, taking 0 to
+/// 8 arguments.
+///
+/// The arguments are given as one value: `()` for none, the value itself for one
+/// (`Process::new(square, 7)`), a tuple for two or more (`Process::new(mul, (6, 7))`
+/// calls `mul(6, 7)`). A one-argument function whose argument is a tuple takes that
+/// tuple as it is (`fn f((a, b): (u32, u32))` with `(1, 2)`). `Signature` is the
+/// function pointer type of the target (`fn(A, B) -> R`); it is inferred, never
+/// written.
+///
+/// A closure that captures variables is refused when the program is built (a
+/// monomorphisation-time error, reported by `cargo build`, not by `cargo check`): the
+/// child runs the same binary and finds the function by its address, but a captured
+/// value would have to travel too. The one exception the compiler cannot see is a
+/// closure whose captures are exactly pointer-sized (one `u64`, one `&'static T`): it is
+/// refused when the process starts, with an error. Pass such values as arguments.
+///
+/// This trait is sealed: it is implemented for every `F: Fn(A, …) -> R + Copy + 'static`
+/// and for nothing else.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a process target",
+    label = "not a function (or a closure capturing nothing) that takes these arguments",
+    note = "a target is a function (or a closure capturing nothing) of 0 to 8 arguments, \
+            given as one value: `()` for none, the value itself for one \
+            (`Process::new(square, 7)`), a tuple for more (`Process::new(mul, (6, 7))`)",
+    note = "the argument types must be exactly the function's parameter types"
+)]
+pub trait Target<Args, Signature>: sealed::Sealed<Args, Signature> + Copy + 'static {
+    /// What the function returns.
+    type Output;
+
+    /// Calls the function with the arguments unpacked.
+    fn call(self, args: Args) -> Self::Output;
+}
+
+impl<F, A, R> sealed::Sealed<A, fn(A) -> R> for F where F: Fn(A) -> R + Copy + 'static {}
+
+impl<F, A, R> Target<A, fn(A) -> R> for F
+where
+    F: Fn(A) -> R + Copy + 'static,
+{
+    type Output = R;
+    fn call(self, a: A) -> R {
+        self(a)
+    }
+}
+
+macro_rules! target_arity {
+    ($($t:ident $v:ident),*) => {
+        impl<F, $($t,)* R> sealed::Sealed<($($t,)*), fn($($t),*) -> R> for F
+        where
+            F: Fn($($t),*) -> R + Copy + 'static,
+        {
+        }
+
+        impl<F, $($t,)* R> Target<($($t,)*), fn($($t),*) -> R> for F
+        where
+            F: Fn($($t),*) -> R + Copy + 'static,
+        {
+            type Output = R;
+            #[allow(clippy::unused_unit)]
+            fn call(self, ($($v,)*): ($($t,)*)) -> R {
+                self($($v),*)
+            }
+        }
+    };
+}
+
+target_arity!();
+target_arity!(A a, B b);
+target_arity!(A a, B b, C c);
+target_arity!(A a, B b, C c, D d);
+target_arity!(A a, B b, C c, D d, E e);
+target_arity!(A a, B b, C c, D d, E e, G g);
+target_arity!(A a, B b, C c, D d, E e, G g, H h);
+target_arity!(A a, B b, C c, D d, E e, G g, H h, I i);
+
+/// Makes a value of the zero-sized type `F` out of nothing.
+///
+/// `None` when `F` is not zero-sized (never the case where it is called: the size is
+/// known at compile time and the branch is folded away).
+///
+/// # Safety
+///
+/// A value of type `F` must have existed in this program (in this process, or in the
+/// parent process running the same image): `F` being `Copy`, a conjured value is then
+/// no more than another copy of it. Conjuring a type that was never constructed would
+/// bypass whatever its constructor checks.
+unsafe fn conjure<F: Copy + 'static>() -> Option<F> {
+    if std::mem::size_of::<F>() != 0 {
+        return None;
+    }
+    // SAFETY: `F` has no bytes, so reading it through a dangling but well-aligned
+    // non-null pointer reads no memory; the caller promises that `F` is inhabited by a
+    // value that existed in this program, and `F: Copy` allows any number of copies.
+    Some(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() })
+}
+
+/// The function a zero-sized target travels as: its address is specific to `F` (one
+/// monomorphisation per target), and it conjures `F` to call it.
+fn trampoline<F, Args, S>(args: Args) -> F::Output
+where
+    F: Target<Args, S>,
+{
+    // SAFETY: the address of `trampoline::<F, …>` is taken in one place only,
+    // `describe_target`, which holds a value of `F` (and checked it is zero-sized); a
+    // child calls it after resolving that address in the same image.
+    match unsafe { conjure::<F>() } {
+        Some(f) => f.call(args),
+        // (unreachable: `describe_target` and `resolve_target` use the trampoline only
+        // for zero-sized targets)
+        None => unreachable!("trampoline of a target that is not zero-sized"),
+    }
+}
+
+/// Why a value cannot be a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotATarget(pub String);
+
+impl std::fmt::Display for NotATarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotATarget {}
+
+fn trampoline_name<F, Args, S>() -> String
+where
+    F: Target<Args, S>,
+{
+    format!(
+        "trampoline of {} as {}",
+        std::any::type_name::<F>(),
+        std::any::type_name::<fn(Args) -> F::Output>()
+    )
+}
+
+/// Describes target `f` for a child running the same image: a zero-sized target (a
+/// function item or a closure capturing nothing) as the address of its trampoline, a
+/// function pointer as itself.
+///
+/// A capturing closure is a build error when its captures are not pointer-sized, and
+/// this error otherwise.
+///
+/// # Errors
+///
+/// `f` is a closure that captures a pointer-sized value.
+pub fn describe_target<F, Args, S>(f: F) -> Result<TargetRef, NotATarget>
+where
+    F: Target<Args, S>,
+    Args: 'static,
+    S: 'static,
+{
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0 || std::mem::size_of::<F>() == std::mem::size_of::<S>(),
+            "a closure that captures variables cannot be a process target: pass the \
+             values as arguments instead"
+        )
+    };
+    if std::mem::size_of::<F>() == 0 {
+        let t: fn(Args) -> F::Output = trampoline::<F, Args, S>;
+        Ok(TargetRef {
+            offset: offset_of(t),
+            type_name: trampoline_name::<F, Args, S>(),
+        })
+    } else if std::any::TypeId::of::<F>() == std::any::TypeId::of::<S>() {
+        // a function pointer: its own type is its signature
+        Ok(describe(f))
+    } else {
+        Err(NotATarget(format!(
+            "{} captures variables and cannot be a process target: pass the values as \
+             arguments instead",
+            std::any::type_name::<F>()
+        )))
+    }
+}
+
+/// A target resolved in a child: call it with [`Resolved::call`].
+pub struct Resolved<F: Target<Args, S>, Args, S> {
+    how: How<F, Args, S>,
+}
+
+enum How<F: Target<Args, S>, Args, S> {
+    Trampoline(fn(Args) -> F::Output),
+    Pointer(F),
+}
+
+impl<F: Target<Args, S>, Args, S> Clone for Resolved<F, Args, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F: Target<Args, S>, Args, S> Copy for Resolved<F, Args, S> {}
+
+impl<F: Target<Args, S>, Args, S> Clone for How<F, Args, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F: Target<Args, S>, Args, S> Copy for How<F, Args, S> {}
+
+impl<F: Target<Args, S>, Args, S> std::fmt::Debug for Resolved<F, Args, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("target", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+impl<F: Target<Args, S>, Args, S> Resolved<F, Args, S> {
+    /// Calls the target.
+    pub fn call(&self, args: Args) -> F::Output {
+        match self.how {
+            How::Trampoline(t) => t(args),
+            How::Pointer(f) => f.call(args),
+        }
+    }
+}
+
+/// Resolves a reference made by [`describe_target`]`::<F, Args, S>` in the parent, or
+/// `None` when it was made for another target.
+///
+/// As [`resolve_checked`], soundness rests on the image being the same (`proof`) and
+/// the reference coming from the parent over the private control channel; the name it
+/// carries is compared with what `describe_target` would have written for `F`.
+pub fn resolve_target<F, Args, S>(r: &TargetRef, proof: &SameImage) -> Option<Resolved<F, Args, S>>
+where
+    F: Target<Args, S>,
+    Args: 'static,
+    S: 'static,
+{
+    if std::mem::size_of::<F>() == 0 {
+        if r.type_name != trampoline_name::<F, Args, S>() {
+            return None;
+        }
+        let _ = proof;
+        // SAFETY: same image (proof), and the parent made this offset from
+        // `trampoline::<F, Args, S>` as a `fn(Args) -> F::Output` (the names match),
+        // which is `resolve`'s contract.
+        let t: fn(Args) -> F::Output = unsafe { resolve(r.offset) };
+        Some(Resolved {
+            how: How::Trampoline(t),
+        })
+    } else if std::any::TypeId::of::<F>() == std::any::TypeId::of::<S>() {
+        let f: F = resolve_checked(r, proof)?;
+        Some(Resolved {
+            how: How::Pointer(f),
+        })
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod arity_tests {
+    use super::*;
+
+    fn hello() -> &'static str {
+        "hello"
+    }
+    fn square(x: u64) -> u64 {
+        x * x
+    }
+    fn mul(a: i32, b: i32) -> i32 {
+        a * b
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn eight(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8) -> u32 {
+        [a, b, c, d, e, f, g, h].iter().map(|&x| u32::from(x)).sum()
+    }
+    fn pair((a, b): (u32, u32)) -> u32 {
+        a + b
+    }
+
+    fn round_trip<F, Args, S>(f: F, args: Args) -> F::Output
+    where
+        F: Target<Args, S>,
+        Args: 'static,
+        S: 'static,
+    {
+        let proof = SameImage::verify(&crate::os::exe_fingerprint().unwrap()).unwrap();
+        let r = describe_target(f).unwrap();
+        resolve_target::<F, Args, S>(&r, &proof).unwrap().call(args)
+    }
+
+    #[test]
+    fn every_arity_round_trips() {
+        assert_eq!(round_trip(hello, ()), "hello");
+        assert_eq!(round_trip(square, 7), 49);
+        assert_eq!(round_trip(mul, (6, 7)), 42);
+        assert_eq!(round_trip(eight, (1, 2, 3, 4, 5, 6, 7, 8)), 36);
+        assert_eq!(round_trip(pair, (1, 2)), 3);
+        assert_eq!(round_trip(|a: u8, b: u8, c: u8| a + b + c, (1, 2, 3)), 6);
+        // function pointers travel as themselves
+        let p: fn(i32, i32) -> i32 = mul;
+        assert_eq!(round_trip(p, (3, 4)), 12);
+        let q: fn(u64) -> u64 = square;
+        assert_eq!(round_trip(q, 3), 9);
+    }
+
+    #[test]
+    fn a_reference_resolves_only_as_its_own_target() {
+        type Sig = fn(u64) -> u64;
+        fn cube(x: u64) -> u64 {
+            x * x * x
+        }
+        fn resolves<F: Target<u64, Sig>>(_: F, r: &TargetRef, p: &SameImage) -> bool {
+            resolve_target::<F, u64, Sig>(r, p).is_some()
+        }
+        let proof = SameImage::verify(&crate::os::exe_fingerprint().unwrap()).unwrap();
+        let r = describe_target(square).unwrap();
+        assert!(resolves(square, &r, &proof));
+        // another function of the same signature has another trampoline
+        assert!(!resolves(cube, &r, &proof));
+        // a trampoline reference is not a function pointer, nor the reverse
+        assert!(!resolves(square as Sig, &r, &proof));
+        let p = describe_target(square as Sig).unwrap();
+        assert!(resolves(square as Sig, &p, &proof));
+        assert!(!resolves(square, &p, &proof));
+    }
+
+    #[test]
+    fn a_pointer_sized_capture_is_refused() {
+        let y = 5u64;
+        let e = describe_target(move |x: u64| x + y).unwrap_err();
+        assert!(e.0.contains("captures variables"), "{e}");
+    }
+
+    #[test]
+    fn conjured_zero_sized_values_work_and_others_are_refused() {
+        fn conjure_like<F: Copy + 'static>(_: &F) -> Option<F> {
+            // SAFETY: a value of `F` exists (the argument).
+            unsafe { conjure::<F>() }
+        }
+        let add = |a: u32, b: u32| a + b;
+        let f = conjure_like(&add).expect("a closure capturing nothing is zero-sized");
+        assert_eq!(f(2, 3), 5);
+        let g = conjure_like(&(square as fn(u64) -> u64));
+        assert!(g.is_none(), "a function pointer is not zero-sized");
+    }
+}
+
 #[cfg(test)]
 mod checked_tests {
     use super::*;
