@@ -103,6 +103,18 @@
 //! (or the `LINK`/`RETURN`) in place for the next reader, one killed inside it counts as
 //! having taken it.
 //!
+//! A message larger than the hot ring, put while a consumer is inside a `pop` on the
+//! hot ring (it holds the reader lock, in hot mode), is first **streamed** through the
+//! hot ring as in a bounded ring: no fresh pages on either side, the consumer copying
+//! one piece out while the writer copies the next in. If the consumer stops making room
+//! for `STREAM_STALL` (1 ms), the writer writes `ABORT` (the reader drops the pieces it
+//! gathered) and then `LINK` and the whole message in the overflow area, so `put` still
+//! never waits for a consumer. With no consumer inside a `pop` (e.g. `q.put(big);
+//! q.get()` on one thread), the message goes to the overflow area at once. A writer in
+//! overflow mode with such a message, finding the overflow area consumed to its end and
+//! a consumer inside a `pop`, writes `RETURN` and streams it through the hot ring the
+//! same way (so a run of large messages does not stay in the overflow area for good).
+//!
 //! The reader gives memory back: after taking a message from the overflow area it
 //! punches a hole (`fallocate(PUNCH_HOLE)`) over every whole 1 MiB step it has consumed,
 //! one system call per MiB, and over all it has consumed when it follows a `RETURN` or
@@ -247,6 +259,11 @@ pub const DEFAULT_OVERFLOW_BYTES: u64 = 1 << 36;
 /// The reader gives consumed overflow memory back in steps of this many bytes (and
 /// whatever is consumed when it returns to the hot ring).
 const PUNCH_CHUNK: u64 = 1 << 20;
+
+/// How long a writer streaming a message larger than the hot ring of an unbounded ring
+/// waits for the consumer to make room before it aborts the stream and writes the
+/// message to the overflow area instead.
+const STREAM_STALL: Duration = Duration::from_millis(1);
 
 /// A streamed message travels in pieces of at most `capacity / STREAM_PIECE_DIVISOR`.
 const STREAM_PIECE_DIVISOR: u64 = 4;
@@ -1114,7 +1131,7 @@ impl Ring {
         if self.ov_size != 0 {
             return self.push_unbounded(msg, deadline, task);
         }
-        self.push_hot(msg, deadline, task)
+        self.push_hot(msg, deadline, task, None)
     }
 
     /// Whether at least `need` bytes of the hot ring are free (the cached `head` first,
@@ -1166,11 +1183,12 @@ impl Ring {
         deadline: &mut Deadline,
         task: bool,
     ) -> Result<(), PushError> {
-        let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
-        let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+        let mut tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
+        let mut written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
         let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
         let tasks_after = tasks + u64::from(task);
         let mut ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+        let mut tried_stream = false;
         let mut over = self.u64(OFF_WMODE).load(Ordering::Relaxed) != 0;
         let total = 4 + msg.len() as u64;
         let fits_hot = total + 4 <= self.cap;
@@ -1199,7 +1217,24 @@ impl Ring {
                 if !fits_ov || ov.is_none() {
                     // larger than the overflow area (or it cannot be mapped here):
                     // through the hot ring, streamed if need be, as without overflow
-                    return self.push_hot(msg, deadline, task);
+                    return self.push_hot(msg, deadline, task, None);
+                }
+                if !fits_hot && !tried_stream && self.consumer_inside() {
+                    // larger than the hot ring, and a consumer is taking from it right
+                    // now: stream it through the hot ring (no fresh pages on either
+                    // side). If the consumer stalls for STREAM_STALL, the stream is
+                    // aborted (the reader drops the pieces) and the message goes to the
+                    // overflow area whole.
+                    tried_stream = true;
+                    match self.push_hot(msg, deadline, task, Some(STREAM_STALL)) {
+                        Ok(()) => return Ok(()),
+                        Err(PushError::Full) => {
+                            tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
+                            written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 if fits_hot && self.spin_for_hot_room(tail, total + 4)? {
                     self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
@@ -1225,6 +1260,32 @@ impl Ring {
                     // space left): this push fails; the ring itself is fine
                     return Err(PushError::Broken);
                 };
+                // a message larger than the hot ring, and the consumer has taken all of
+                // the overflow area and waits inside pop: back to the hot ring to stream
+                // it there (aborted to the overflow area again if the consumer stalls)
+                if !fits_hot
+                    && fits_ov
+                    && !tried_stream
+                    && self.u64(OFF_OV_HEAD).load(Ordering::Acquire) == ov_tail
+                    && robust::owner(self.u32(OFF_RLOCK)).is_some()
+                    && self.hot_free_at_least(tail, self.cap / 2)?
+                {
+                    tried_stream = true;
+                    self.ov_copy_in(ov, ov_tail, &RETURN.to_le_bytes());
+                    fail_point("stream return: written, not committed");
+                    self.w_commit_ov(tail, written, 0, tasks, ov_tail + 4, 0);
+                    match self.push_hot(msg, deadline, task, Some(STREAM_STALL)) {
+                        Ok(()) => return Ok(()),
+                        Err(PushError::Full) => {
+                            tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
+                            written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+                            ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+                            over = false;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 let back = self.hot_free_at_least(tail, (total + 4).max(self.cap / 2))?;
                 if back && (fits_hot || !fits_ov) {
                     // the hot ring has drained: RETURN in the overflow area (there is
@@ -1233,7 +1294,7 @@ impl Ring {
                     self.ov_copy_in(ov, ov_tail, &RETURN.to_le_bytes());
                     if !fits_hot {
                         self.w_commit_ov(tail, written, 0, tasks, ov_tail + 4, 0);
-                        return self.push_hot(msg, deadline, task);
+                        return self.push_hot(msg, deadline, task, None);
                     }
                     self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
                     self.copy_in(tail + 4, msg);
@@ -1336,17 +1397,38 @@ impl Ring {
         }
     }
 
+    /// Whether a consumer is inside a `pop` on the hot ring right now (it holds the
+    /// reader lock, in hot mode): one that will take a streamed message's pieces.
+    fn consumer_inside(&self) -> bool {
+        self.u64(OFF_RMODE).load(Ordering::Relaxed) == 0
+            && robust::owner(self.u32(OFF_RLOCK)).is_some()
+    }
+
     /// Push through the hot ring only: one record, or streamed in pieces (writer lock
-    /// held).
-    fn push_hot(&self, msg: &[u8], deadline: &mut Deadline, task: bool) -> Result<(), PushError> {
+    /// held). With `stall`, each wait for room gives up after that long instead of at
+    /// `deadline` (a stream begun is then aborted: `Err(Full)` with nothing delivered).
+    fn push_hot(
+        &self,
+        msg: &[u8],
+        deadline: &mut Deadline,
+        task: bool,
+        stall: Option<Duration>,
+    ) -> Result<(), PushError> {
         let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
         let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
         // only the writer-lock holder changes `tasks put`
         let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
         let tasks_after = tasks + u64::from(task);
         let total = 4 + msg.len() as u64;
+        let mut stalled = stall.map(Deadline::After);
         if total <= self.cap && msg.len() as u64 <= u64::from(LEN_MASK) {
-            if !self.wait_room(tail, written, total, true, deadline)? {
+            if !self.wait_room(
+                tail,
+                written,
+                total,
+                true,
+                stalled.as_mut().unwrap_or(deadline),
+            )? {
                 return Err(PushError::Full);
             }
             self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
@@ -1364,7 +1446,9 @@ impl Ring {
         while off < msg.len() || first {
             let left = (msg.len() - off) as u64;
             let want = left.min(piece - 8) + 8;
-            let got = self.wait_room(tail, written, want, first, deadline)?;
+            stalled = stall.map(Deadline::After);
+            let until = stalled.as_mut().unwrap_or(&mut *deadline);
+            let got = self.wait_room(tail, written, want, first, until)?;
             if !got {
                 // Deadline: at the first piece nothing was written; later, abort.
                 if !first {

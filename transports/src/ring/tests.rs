@@ -711,6 +711,68 @@ fn a_message_larger_than_the_hot_ring_goes_to_the_overflow_area_on_one_thread() 
     assert_eq!(drain(&r), [(3, 3)]);
 }
 
+/// A message larger than the hot ring, put while a consumer waits in `pop`, is streamed
+/// through the hot ring (the overflow area is never touched: `ov_tail` stays 0). The
+/// consumer thread may be descheduled for longer than the stall budget on a loaded
+/// machine (then the message rightly goes to the overflow area), so one streamed
+/// transfer out of ten attempts is what is required.
+#[test]
+fn a_message_larger_than_the_hot_ring_streams_to_a_consumer_waiting_in_pop() {
+    let mut streamed = 0;
+    for attempt in 0..10u64 {
+        let r = Arc::new(Ring::create_with(4096, 0, 4 << 20).unwrap());
+        let reader = r.clone();
+        let t = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            reader.pop(&mut out, secs(20), false).unwrap();
+            out
+        });
+        // the consumer is inside pop once it holds the reader lock
+        let t0 = Instant::now();
+        while robust::owner(r.u32(OFF_RLOCK)).is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "reader never started"
+            );
+            std::thread::yield_now();
+        }
+        r.push(&message(9, attempt, 256 << 10), secs(20)).unwrap();
+        assert_eq!(check(&t.join().unwrap()), (9, attempt));
+        if r.u64(OFF_OV_TAIL).load(Ordering::SeqCst) == 0 {
+            streamed += 1;
+        }
+        assert!(r.is_empty());
+    }
+    assert!(streamed >= 1, "no transfer of ten was streamed");
+}
+
+/// A consumer that is inside `pop` but makes no room (here: the reader lock held by
+/// the test, nobody reading): the writer streams what fits, waits `STREAM_STALL`, aborts
+/// the stream and puts the message whole in the overflow area; `push` returns and the
+/// reader later gets the message once, intact, in order.
+#[test]
+fn a_stalled_stream_is_aborted_and_the_message_goes_to_the_overflow_area() {
+    let r = Ring::create_with(4096, 0, 4 << 20).unwrap();
+    r.push(&message(8, 0, 20), now()).unwrap();
+    assert_eq!(robust::lock(r.u32(OFF_RLOCK), None), Some(Acquired::Clean));
+    let t0 = Instant::now();
+    r.push(&message(8, 1, 100 << 10), now()).unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        waited >= STREAM_STALL,
+        "{waited:?}: the stream was not tried"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert!(
+        r.u64(OFF_OV_TAIL).load(Ordering::SeqCst) > 0,
+        "not in the overflow area"
+    );
+    r.push(&message(8, 2, 20), now()).unwrap();
+    robust::unlock(r.u32(OFF_RLOCK));
+    assert_eq!(drain(&r), [(8, 0), (8, 1), (8, 2)]);
+    assert_eq!(r.len(), 0);
+}
+
 #[test]
 fn only_a_full_overflow_area_makes_a_push_wait() {
     let r = small_unbounded();
@@ -882,6 +944,47 @@ fn a_writer_killed_while_switching_back_to_the_hot_ring_loses_at_most_its_messag
         true,
     );
     writer_killed_at("return: committed, lock held", false, true);
+}
+
+/// A writer in overflow mode, the overflow area consumed to its end, a consumer inside
+/// `pop` (here: the reader lock held by the test) and a message larger than the hot
+/// ring: the writer returns to the hot ring to stream it. Killed before that RETURN is
+/// committed, it loses only its message; not killed, the stream stalls (nobody reads),
+/// is aborted and the message goes to the overflow area: delivered once, in order.
+#[test]
+fn a_writer_returning_to_the_hot_ring_to_stream_is_killed_or_stalls_safely() {
+    for kill in [true, false] {
+        let (r, n, first) = ring_at_switch(false);
+        let mut got: Vec<(u8, u64)> = Vec::new();
+        let mut out = Vec::new();
+        while let Ok(()) = r.pop(&mut out, now(), false) {
+            got.push(check(&out));
+        }
+        assert_eq!(got, (first..n).map(|i| (6, i)).collect::<Vec<_>>());
+        assert_eq!(writer_mode(&r), 1, "the writer is still in overflow mode");
+        assert_eq!(robust::lock(r.u32(OFF_RLOCK), None), Some(Acquired::Clean));
+        if kill {
+            killed_at(
+                &r,
+                OFF_WLOCK,
+                "stream return: written, not committed",
+                || {
+                    let _ = r.push(&message(6, n, 1024), now());
+                },
+            );
+        } else {
+            r.push(&message(6, n, 1024), now()).unwrap();
+        }
+        robust::unlock(r.u32(OFF_RLOCK));
+        r.push(&message(6, n + 1, 40), secs(10)).unwrap();
+        let mut expect = Vec::new();
+        if !kill {
+            expect.push((6, n));
+        }
+        expect.push((6, n + 1));
+        assert_eq!(drain(&r), expect, "kill: {kill}");
+        assert!(!r.is_broken());
+    }
 }
 
 #[test]
