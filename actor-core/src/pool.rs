@@ -2013,7 +2013,10 @@ pub struct Imap<'p, A, R, I> {
     /// Chunks whose items went to `ready`.
     seen: u64,
     reorder: BTreeMap<u64, (Vec<Result<R, TaskError>>, bool)>,
-    ready: VecDeque<Result<R, TaskError>>,
+    /// Results in order, each with whether taking it completes a chunk that counts in
+    /// the feeder's window (its last item): a chunk is *read* when the caller has taken
+    /// all of it, not when it arrived.
+    ready: VecDeque<(Result<R, TaskError>, bool)>,
     _t: Marker<'p, A, R, I>,
 }
 
@@ -2063,7 +2066,10 @@ impl<A, R: Message, I> Imap<'_, A, R, I> {
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
         loop {
-            if let Some(r) = self.ready.pop_front() {
+            if let Some((r, completes)) = self.ready.pop_front() {
+                if completes {
+                    self.read_chunks(1);
+                }
                 return Some(r);
             }
             if self.total.is_some_and(|t| self.seen >= t) {
@@ -2091,28 +2097,42 @@ impl<A, R: Message, I> Imap<'_, A, R, I> {
     }
 
     fn deliver(&mut self, seq: u64, items: Vec<Result<R, TaskError>>, counted: bool) {
-        let mut read = 0;
         if self.ordered {
             self.reorder.insert(seq, (items, counted));
             while let Some((items, counted)) = self.reorder.remove(&self.seen) {
-                self.ready.extend(items);
+                self.make_ready(items, counted);
                 self.seen += 1;
-                read += u64::from(counted);
             }
         } else {
-            self.ready.extend(items);
+            self.make_ready(items, counted);
             self.seen += 1;
-            read += u64::from(counted);
         }
-        if read > 0 {
-            let wake = {
-                let mut s = self.feed.lock();
-                s.delivered += read;
-                s.waiting
-            };
-            if wake {
-                self.feed.cv.notify_all();
-            }
+    }
+
+    /// Queues a chunk's results for the caller; the chunk counts as read when its last
+    /// result is taken (at once if it has none).
+    fn make_ready(&mut self, items: Vec<Result<R, TaskError>>, counted: bool) {
+        let n = items.len();
+        if n == 0 && counted {
+            self.read_chunks(1);
+        }
+        self.ready.extend(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (r, counted && i + 1 == n)),
+        );
+    }
+
+    /// `n` chunks of this operation were read: room in the feeder's window.
+    fn read_chunks(&self, n: u64) {
+        let wake = {
+            let mut s = self.feed.lock();
+            s.delivered += n;
+            s.waiting
+        };
+        if wake {
+            self.feed.cv.notify_all();
         }
     }
 }
