@@ -107,6 +107,111 @@ fn map_apply_async_and_imap_unordered() {
     });
 }
 
+fn mul(a: u64, b: u64) -> u64 {
+    a * b
+}
+
+fn answer() -> u64 {
+    42
+}
+
+fn label(name: String, n: u32, upper: bool) -> String {
+    let s = format!("{name}-{n}");
+    if upper {
+        s.to_uppercase()
+    } else {
+        s
+    }
+}
+
+#[test]
+fn tasks_of_two_zero_and_three_arguments_run_on_local_workers() {
+    require_redis!();
+    watchdog(60, || {
+        let pool = Pool::builder(&url(), &unique("pool-arity"))
+            .task(mul)
+            .task(answer)
+            .task(label)
+            .task(|a: u64, b: u64| a + b)
+            .local_workers(2)
+            .build()
+            .unwrap();
+        // two arguments, given as a tuple per call
+        assert_eq!(
+            pool.map_timeout(mul, vec![(1, 2), (3, 4), (5, 6)], T).unwrap(),
+            [2, 12, 30]
+        );
+        let pairs: Vec<(u64, u64)> = (0..50).map(|i| (i, i + 1)).collect();
+        let want: Vec<u64> = pairs.iter().map(|&(a, b)| a * b).collect();
+        assert_eq!(pool.map_chunksize(mul, pairs.clone(), 7).unwrap(), want);
+        assert_eq!(pool.apply_async(mul, (6, 7)).unwrap().get_timeout(T), Ok(42));
+        let mut got: Vec<u64> = pool
+            .imap_unordered(mul, pairs)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        got.sort();
+        assert_eq!(got, want);
+        // no argument: `()` per call
+        assert_eq!(pool.apply_async(answer, ()).unwrap().get_timeout(T), Ok(42));
+        assert_eq!(
+            pool.map_timeout(answer, vec![(); 3], T).unwrap(),
+            [42, 42, 42]
+        );
+        // three arguments of different types
+        assert_eq!(
+            pool.apply_async(label, ("a".to_string(), 3, true))
+                .unwrap()
+                .get_timeout(T),
+            Ok("A-3".to_string())
+        );
+        // the closure is not the one registered (each closure is its own type)
+        assert!(matches!(
+            pool.apply_async(|a: u64, b: u64| a + b, (1, 2)),
+            Err(TaskError::Failed(_))
+        ));
+        // a function registered as an item is not registered as a pointer
+        match pool.apply_async(mul as fn(u64, u64) -> u64, (1, 2)) {
+            Err(TaskError::Failed(m)) => assert!(m.contains("not one of this pool's tasks"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.duplicates(), 0);
+    });
+}
+
+#[test]
+fn function_pointers_of_any_arity_are_tasks_and_capturing_closures_are_refused() {
+    require_redis!();
+    watchdog(60, || {
+        let p: fn(u64, u64) -> u64 = mul;
+        let pool = Pool::builder(&url(), &unique("pool-pointers"))
+            .task(p)
+            .local_workers(1)
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply_async(p, (6, 7)).unwrap().get_timeout(T), Ok(42));
+        assert!(matches!(pool.apply_async(mul, (6, 7)), Err(TaskError::Failed(_))));
+        drop(pool);
+
+        let y = 5u64;
+        match Pool::builder(&url(), &unique("pool-capture"))
+            .task(move |x: u64| x + y)
+            .build()
+        {
+            Err(redis::PoolError::NotATarget(m)) => assert!(m.contains("captures variables"), "{m}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let e = redis::run_worker(
+            &url(),
+            &unique("pool-capture"),
+            Tasks::new().with(move |x: u64| x + y),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("captures variables"), "{e}");
+    });
+}
+
 /// Another "host": its own process, its own Redis client, its own list of functions.
 fn host((url, pool): (String, String)) {
     redis::run_worker(
