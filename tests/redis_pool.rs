@@ -346,3 +346,44 @@ fn supervised_redis_workers_restart_and_their_item_is_redelivered() {
             JoinableQueue::<u8>::connect_redis(&url(), &unique("sup-x")).unwrap();
     });
 }
+
+/// A two-argument handler: the queue's items are `(out, x)` pairs.
+fn put_tenfold(out: RedisQueue<u64>, x: u64) -> Result<(), ActorError> {
+    out.put(x * 10).map_err(|e| ActorError::new(e.to_string()))
+}
+
+#[test]
+fn supervised_redis_workers_take_a_two_argument_handler() {
+    require_redis!();
+    watchdog(60, || {
+        let jobs = redis::RedisJoinableQueue::<(RedisQueue<u64>, u64)>::builder(
+            &url(),
+            &unique("sup-pairs"),
+        )
+        .connect_joinable()
+        .unwrap();
+        let out = RedisQueue::<u64>::connect(&url(), &unique("sup-pairs-out")).unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let _workers = redis::spawn_workers(&sup, 2, &jobs, put_tenfold).unwrap();
+        for x in 0..10 {
+            jobs.put((out.clone(), x)).unwrap();
+        }
+        assert!(jobs.join_timeout(T), "every job done");
+        let mut got = HashSet::new();
+        while let Ok(v) = out.get_timeout(Duration::from_millis(200)) {
+            got.insert(v);
+        }
+        assert_eq!(got, (0..10).map(|x| x * 10).collect::<HashSet<u64>>());
+        // a plain function pointer (`Handler`) still makes a worker directly
+        let h: redis::Handler<(RedisQueue<u64>, u64)> = |(o, x)| put_tenfold(o, x + 100);
+        sup.shutdown(Duration::from_secs(5)).unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let _w = sup
+            .spawn_pool(1, || redis::RedisWorker::new(jobs.clone(), h))
+            .unwrap();
+        jobs.put((out.clone(), 1)).unwrap();
+        assert!(jobs.join_timeout(T), "the pointer handler's job done");
+        assert_eq!(out.get_timeout(T).unwrap(), 1010);
+        sup.shutdown(Duration::from_secs(5)).unwrap();
+    });
+}
