@@ -138,13 +138,17 @@ fn tasks_of_two_zero_and_three_arguments_run_on_local_workers() {
             .unwrap();
         // two arguments, given as a tuple per call
         assert_eq!(
-            pool.map_timeout(mul, vec![(1, 2), (3, 4), (5, 6)], T).unwrap(),
+            pool.map_timeout(mul, vec![(1, 2), (3, 4), (5, 6)], T)
+                .unwrap(),
             [2, 12, 30]
         );
         let pairs: Vec<(u64, u64)> = (0..50).map(|i| (i, i + 1)).collect();
         let want: Vec<u64> = pairs.iter().map(|&(a, b)| a * b).collect();
         assert_eq!(pool.map_chunksize(mul, pairs.clone(), 7).unwrap(), want);
-        assert_eq!(pool.apply_async(mul, (6, 7)).unwrap().get_timeout(T), Ok(42));
+        assert_eq!(
+            pool.apply_async(mul, (6, 7)).unwrap().get_timeout(T),
+            Ok(42)
+        );
         let mut got: Vec<u64> = pool
             .imap_unordered(mul, pairs)
             .unwrap()
@@ -190,7 +194,10 @@ fn function_pointers_of_any_arity_are_tasks_and_capturing_closures_are_refused()
             .build()
             .unwrap();
         assert_eq!(pool.apply_async(p, (6, 7)).unwrap().get_timeout(T), Ok(42));
-        assert!(matches!(pool.apply_async(mul, (6, 7)), Err(TaskError::Failed(_))));
+        assert!(matches!(
+            pool.apply_async(mul, (6, 7)),
+            Err(TaskError::Failed(_))
+        ));
         drop(pool);
 
         let y = 5u64;
@@ -198,7 +205,9 @@ fn function_pointers_of_any_arity_are_tasks_and_capturing_closures_are_refused()
             .task(move |x: u64| x + y)
             .build()
         {
-            Err(redis::PoolError::NotATarget(m)) => assert!(m.contains("captures variables"), "{m}"),
+            Err(redis::PoolError::NotATarget(m)) => {
+                assert!(m.contains("captures variables"), "{m}")
+            }
             other => panic!("expected a refusal, got {other:?}"),
         }
         let e = redis::run_worker(
