@@ -728,7 +728,9 @@ impl Pool {
     }
 
     /// `f` over every item, results in order (Python's `Pool.map`), in chunks of
-    /// `len / (4 × workers)`.
+    /// `len / (4 × workers)`. Each item is one call's arguments as one value: `()` for a
+    /// function of none, a tuple for two or more (`pool.map(mul, vec![(1, 2), (3, 4)])`,
+    /// which also covers Python's `starmap`).
     ///
     /// # Errors
     ///
