@@ -107,6 +107,120 @@ fn map_apply_async_and_imap_unordered() {
     });
 }
 
+fn mul(a: u64, b: u64) -> u64 {
+    a * b
+}
+
+fn answer() -> u64 {
+    42
+}
+
+fn label(name: String, n: u32, upper: bool) -> String {
+    let s = format!("{name}-{n}");
+    if upper {
+        s.to_uppercase()
+    } else {
+        s
+    }
+}
+
+#[test]
+fn tasks_of_two_zero_and_three_arguments_run_on_local_workers() {
+    require_redis!();
+    watchdog(60, || {
+        let pool = Pool::builder(&url(), &unique("pool-arity"))
+            .task(mul)
+            .task(answer)
+            .task(label)
+            .task(|a: u64, b: u64| a + b)
+            .local_workers(2)
+            .build()
+            .unwrap();
+        // two arguments, given as a tuple per call
+        assert_eq!(
+            pool.map_timeout(mul, vec![(1, 2), (3, 4), (5, 6)], T)
+                .unwrap(),
+            [2, 12, 30]
+        );
+        let pairs: Vec<(u64, u64)> = (0..50).map(|i| (i, i + 1)).collect();
+        let want: Vec<u64> = pairs.iter().map(|&(a, b)| a * b).collect();
+        assert_eq!(pool.map_chunksize(mul, pairs.clone(), 7).unwrap(), want);
+        assert_eq!(
+            pool.apply_async(mul, (6, 7)).unwrap().get_timeout(T),
+            Ok(42)
+        );
+        let mut got: Vec<u64> = pool
+            .imap_unordered(mul, pairs)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        got.sort();
+        assert_eq!(got, want);
+        // no argument: `()` per call
+        assert_eq!(pool.apply_async(answer, ()).unwrap().get_timeout(T), Ok(42));
+        assert_eq!(
+            pool.map_timeout(answer, vec![(); 3], T).unwrap(),
+            [42, 42, 42]
+        );
+        // three arguments of different types
+        assert_eq!(
+            pool.apply_async(label, ("a".to_string(), 3, true))
+                .unwrap()
+                .get_timeout(T),
+            Ok("A-3".to_string())
+        );
+        // the closure is not the one registered (each closure is its own type)
+        assert!(matches!(
+            pool.apply_async(|a: u64, b: u64| a + b, (1, 2)),
+            Err(TaskError::Failed(_))
+        ));
+        // a function registered as an item is not registered as a pointer
+        match pool.apply_async(mul as fn(u64, u64) -> u64, (1, 2)) {
+            Err(TaskError::Failed(m)) => assert!(m.contains("not one of this pool's tasks"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.duplicates(), 0);
+    });
+}
+
+#[test]
+fn function_pointers_of_any_arity_are_tasks_and_capturing_closures_are_refused() {
+    require_redis!();
+    watchdog(60, || {
+        let p: fn(u64, u64) -> u64 = mul;
+        let pool = Pool::builder(&url(), &unique("pool-pointers"))
+            .task(p)
+            .local_workers(1)
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply_async(p, (6, 7)).unwrap().get_timeout(T), Ok(42));
+        assert!(matches!(
+            pool.apply_async(mul, (6, 7)),
+            Err(TaskError::Failed(_))
+        ));
+        drop(pool);
+
+        let y = 5u64;
+        match Pool::builder(&url(), &unique("pool-capture"))
+            .task(move |x: u64| x + y)
+            .build()
+        {
+            Err(redis::PoolError::NotATarget(m)) => {
+                assert!(m.contains("captures variables"), "{m}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let e = redis::run_worker(
+            &url(),
+            &unique("pool-capture"),
+            Tasks::new().with(move |x: u64| x + y),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("captures variables"), "{e}");
+    });
+}
+
 /// Another "host": its own process, its own Redis client, its own list of functions.
 fn host((url, pool): (String, String)) {
     redis::run_worker(
@@ -239,5 +353,46 @@ fn supervised_redis_workers_restart_and_their_item_is_redelivered() {
         // the same handle type through the facade's trait
         let _: redis::RedisJoinableQueue<u8> =
             JoinableQueue::<u8>::connect_redis(&url(), &unique("sup-x")).unwrap();
+    });
+}
+
+/// A two-argument handler: the queue's items are `(out, x)` pairs.
+fn put_tenfold(out: RedisQueue<u64>, x: u64) -> Result<(), ActorError> {
+    out.put(x * 10).map_err(|e| ActorError::new(e.to_string()))
+}
+
+#[test]
+fn supervised_redis_workers_take_a_two_argument_handler() {
+    require_redis!();
+    watchdog(60, || {
+        let jobs = redis::RedisJoinableQueue::<(RedisQueue<u64>, u64)>::builder(
+            &url(),
+            &unique("sup-pairs"),
+        )
+        .connect_joinable()
+        .unwrap();
+        let out = RedisQueue::<u64>::connect(&url(), &unique("sup-pairs-out")).unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let _workers = redis::spawn_workers(&sup, 2, &jobs, put_tenfold).unwrap();
+        for x in 0..10 {
+            jobs.put((out.clone(), x)).unwrap();
+        }
+        assert!(jobs.join_timeout(T), "every job done");
+        let mut got = HashSet::new();
+        while let Ok(v) = out.get_timeout(Duration::from_millis(200)) {
+            got.insert(v);
+        }
+        assert_eq!(got, (0..10).map(|x| x * 10).collect::<HashSet<u64>>());
+        // a plain function pointer (`Handler`) still makes a worker directly
+        let h: redis::Handler<(RedisQueue<u64>, u64)> = |(o, x)| put_tenfold(o, x + 100);
+        sup.shutdown(Duration::from_secs(5)).unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let _w = sup
+            .spawn_pool(1, || redis::RedisWorker::new(jobs.clone(), h))
+            .unwrap();
+        jobs.put((out.clone(), 1)).unwrap();
+        assert!(jobs.join_timeout(T), "the pointer handler's job done");
+        assert_eq!(out.get_timeout(T).unwrap(), 1010);
+        sup.shutdown(Duration::from_secs(5)).unwrap();
     });
 }

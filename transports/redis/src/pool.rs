@@ -7,7 +7,11 @@
 //!
 //! - `P:tasks`, consumer group `workers`: one entry per chunk, field `cbor` = the CBOR
 //!   of `{"f": key, "args": <CBOR of Vec<A>>, "reply": stream, "task": n}`, where `key`
-//!   names the function (`"<offset>:<type>"`, the same in every copy of one binary);
+//!   names the function (`"<offset>:<type>"`, the same in every copy of one binary: for a
+//!   function item or a closure capturing nothing, the offset and name of its
+//!   per-target trampoline; for a function pointer, its own) and `A` is the function's
+//!   arguments as one value (`()`, the argument itself, or a tuple: see
+//!   [`Target`]);
 //! - `P:results:<caller>`: one entry per finished chunk, field `cbor` = the CBOR of
 //!   `{"task": n, "deliveries": d, "out": Ok(<CBOR of Vec<Result<R, String>>>) | Err(why)}`;
 //! - `P:stop`: set by [`Pool::stop_workers`]; every [`run_worker`] returns when it sees it.
@@ -30,9 +34,9 @@ use crate::conn::{self, RedisError};
 use crate::stream::{Config, Core, Failure};
 use procactor_core::pool::FnRef;
 use procactor_core::{codec, runtime, Bytes, Message, Process, TaskError};
-use procactor_transports::target::{self, SameImage, TargetRef};
+use procactor_transports::target::{self, SameImage, Target, TargetRef};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,32 +67,54 @@ fn key(f: &FnRef) -> String {
     format!("{}:{}", f.0, f.1)
 }
 
-type Runner = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
+/// A bound function in a worker: decodes a chunk's arguments, runs it, encodes its
+/// results.
+type Runner = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
+/// The non-generic signature of every binder.
 type BindFn = fn(&TargetRef, &SameImage) -> Option<Runner>;
 
-fn runner<A: Message, R: Message>(f: fn(A) -> R) -> Runner {
-    Box::new(move |bytes: &[u8]| {
+fn bind<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
+    t: &TargetRef,
+    proof: &SameImage,
+) -> Option<Runner> {
+    let f = target::resolve_target::<F, A, S>(t, proof)?;
+    Some(Box::new(move |bytes: &[u8]| {
         let args: Vec<A> =
             codec::decode(bytes, Vec::new()).map_err(|e| format!("decoding the arguments: {e}"))?;
         let out: Vec<Result<R, String>> = args
             .into_iter()
             .map(|a| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| f(a)))
+                std::panic::catch_unwind(AssertUnwindSafe(|| f.call(a)))
                     .map_err(|p| runtime::take_panic_message(&*p))
             })
             .collect();
         let mut buf = Vec::new();
         codec::encode(&out, &mut buf, None).map_err(|e| format!("encoding the results: {e}"))?;
         Ok(buf)
-    })
+    }))
 }
 
-fn bind<A: Message, R: Message>(t: &TargetRef, proof: &SameImage) -> Option<Runner> {
-    let f: fn(A) -> R = target::resolve_checked(t, proof)?;
-    Some(runner(f))
+/// The key `f` travels as, or why it cannot be a task.
+fn target_key<A: 'static, S: 'static, F: Target<A, S>>(f: F) -> Result<FnRef, String> {
+    let t = target::describe_target(f).map_err(|e| e.0)?;
+    Ok(FnRef(t.offset.0, t.type_name))
 }
 
-/// The functions a worker serves (and a pool accepts), each `fn(A) -> R`.
+/// The functions a worker serves (and a pool accepts): any [`Target`] (a function item,
+/// a closure capturing nothing or a function pointer of 0 to 8 arguments) whose
+/// arguments and result are serde [`Message`]s.
+///
+/// A task's arguments are one value, as for the local `procactor::Pool`: `()` for a
+/// function of none, the argument itself for one, a tuple for two or more
+/// (`pool.map(mul, vec![(1, 2), (3, 4)])` calls `mul(1, 2)` and `mul(3, 4)`).
+///
+/// A function is known by what it is when given: a function item (`square`) and the
+/// same function as a pointer (`square as fn(u64) -> u64`) are two different tasks, and
+/// `map` accepts each only if it was added in that form.
+///
+/// A closure capturing variables is refused: when the program is built if its captures
+/// are not pointer-sized, otherwise by [`PoolBuilder::build`] and [`run_worker`] (with an
+/// error naming it).
 ///
 /// # Examples
 ///
@@ -96,13 +122,16 @@ fn bind<A: Message, R: Message>(t: &TargetRef, proof: &SameImage) -> Option<Runn
 /// use procactor_redis::Tasks;
 /// fn square(x: u64) -> u64 { x * x }
 /// fn shout(s: String) -> String { s.to_uppercase() }
-/// let tasks = Tasks::new().with(square).with(shout);
-/// assert_eq!(tasks.len(), 2);
+/// fn mul(a: u64, b: u64) -> u64 { a * b }
+/// fn answer() -> u64 { 42 }
+/// let tasks = Tasks::new().with(square).with(shout).with(mul).with(answer);
+/// assert_eq!(tasks.len(), 4);
 /// ```
 #[derive(Default)]
 pub struct Tasks {
-    runners: HashMap<String, Runner>,
+    keys: HashSet<String>,
     refs: Vec<(FnRef, FnRef)>,
+    refused: Vec<String>,
 }
 
 impl fmt::Debug for Tasks {
@@ -112,6 +141,7 @@ impl fmt::Debug for Tasks {
                 "functions",
                 &self.refs.iter().map(|r| &r.1 .1).collect::<Vec<_>>(),
             )
+            .field("refused", &self.refused)
             .finish()
     }
 }
@@ -122,42 +152,65 @@ impl Tasks {
         Self::default()
     }
 
-    /// Adds `f` (adding it twice is harmless).
-    pub fn with<A: Message, R: Message>(mut self, f: fn(A) -> R) -> Self {
-        let target = FnRef::of(f);
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.runners.entry(key(&target)) {
-            slot.insert(runner(f));
-            self.refs.push((FnRef::of(bind::<A, R> as BindFn), target));
+    /// Adds `f` (adding it twice is harmless). A closure capturing a pointer-sized value
+    /// is not added: it is reported by [`PoolBuilder::build`] or [`run_worker`].
+    pub fn with<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
+        mut self,
+        f: F,
+    ) -> Self {
+        match target_key(f) {
+            Ok(target) => {
+                if self.keys.insert(key(&target)) {
+                    self.refs
+                        .push((FnRef::of(bind::<A, R, S, F> as BindFn), target));
+                }
+            }
+            Err(why) => self.refused.push(why),
         }
         self
     }
 
     /// How many functions.
     pub fn len(&self) -> usize {
-        self.runners.len()
+        self.keys.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.runners.is_empty()
+        self.keys.is_empty()
     }
 
     fn contains(&self, key: &str) -> bool {
-        self.runners.contains_key(key)
+        self.keys.contains(key)
     }
 
-    /// Rebuilds a set from references the parent sent (a local worker's start).
-    fn from_refs(refs: &[(FnRef, FnRef)]) -> Result<Tasks, String> {
+    /// Why some functions were refused, or `None`.
+    fn refused(&self) -> Option<String> {
+        (!self.refused.is_empty()).then(|| self.refused.join("; "))
+    }
+
+    /// Binds every function (in the process that serves them; the references were made
+    /// in this image or, for a local worker, in its parent running the same image).
+    fn runners(&self) -> Result<HashMap<String, Runner>, String> {
         let proof = runtime::image_proof()?;
-        let mut t = Tasks::new();
-        for (b, f) in refs {
+        let mut runners = HashMap::with_capacity(self.refs.len());
+        for (b, f) in &self.refs {
             let binder: BindFn = target::resolve_checked(&b.target(), proof)
                 .ok_or("a task binder of an unexpected type")?;
             let run = binder(&f.target(), proof).ok_or("a task of an unexpected type")?;
-            t.runners.insert(key(f), run);
-            t.refs.push((b.clone(), f.clone()));
+            runners.insert(key(f), run);
         }
-        Ok(t)
+        Ok(runners)
+    }
+
+    /// Rebuilds a set from references the parent sent (a local worker's start); they are
+    /// checked when [`run_worker`] binds them.
+    fn from_refs(refs: &[(FnRef, FnRef)]) -> Tasks {
+        Tasks {
+            keys: refs.iter().map(|(_, f)| key(f)).collect(),
+            refs: refs.to_vec(),
+            refused: Vec::new(),
+        }
     }
 }
 
@@ -187,7 +240,10 @@ fn worker_config(url: &str, pool: &str, visibility: Duration) -> Config {
 ///
 /// # Errors
 ///
-/// The server cannot be reached at start. Later connection losses are retried.
+/// The server cannot be reached at start, `tasks` holds a refused function (a closure
+/// capturing variables), or this process's image cannot be read from `/proc` (all three
+/// reported as a [`RedisError`]; the last two as a client error). Later connection losses
+/// are retried.
 ///
 /// # Examples
 ///
@@ -208,11 +264,22 @@ pub fn run_worker(
     tasks: Tasks,
     visibility: Duration,
 ) -> Result<(), RedisError> {
+    let refused = |why: String| {
+        RedisError::from(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "redis pool worker",
+            why,
+        )))
+    };
+    if let Some(why) = tasks.refused() {
+        return Err(refused(why));
+    }
+    let runners = tasks.runners().map_err(refused)?;
     let core = Core::connect(worker_config(url, pool, visibility), false)?;
-    serve(&core, &tasks)
+    serve(&core, &runners)
 }
 
-fn serve(core: &Core, tasks: &Tasks) -> Result<(), RedisError> {
+fn serve(core: &Core, runners: &HashMap<String, Runner>) -> Result<(), RedisError> {
     let pool_stop = stop_key(core.cfg.name.trim_end_matches(":tasks"));
     let mut next_stop_check = Instant::now();
     loop {
@@ -247,7 +314,7 @@ fn serve(core: &Core, tasks: &Tasks) -> Result<(), RedisError> {
                 continue;
             }
         };
-        let out = match tasks.runners.get(&msg.f) {
+        let out = match runners.get(&msg.f) {
             Some(run) => run(&msg.args).map(Bytes::from),
             None => Err(format!(
                 "function {} is not served by worker {}",
@@ -297,7 +364,7 @@ struct LocalBoot {
 }
 
 fn local_worker_main(boot: LocalBoot) {
-    let tasks = Tasks::from_refs(&boot.fns).unwrap_or_else(|e| panic!("redis pool worker: {e}"));
+    let tasks = Tasks::from_refs(&boot.fns);
     let visibility = Duration::from_millis(boot.visibility_ms);
     if let Err(e) = run_worker(&boot.url, &boot.pool, tasks, visibility) {
         panic!("redis pool worker: {e}");
@@ -315,8 +382,13 @@ pub struct PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// Adds a function the pool runs (and its local workers serve).
-    pub fn task<A: Message, R: Message>(mut self, f: fn(A) -> R) -> Self {
+    /// Adds a function the pool runs (and its local workers serve): any [`Target`], as
+    /// [`Tasks::with`] (`.task(mul)` for `fn mul(a: u64, b: u64) -> u64`, then
+    /// `pool.map(mul, vec![(1, 2), (3, 4)])`).
+    pub fn task<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
+        mut self,
+        f: F,
+    ) -> Self {
         self.tasks = self.tasks.with(f);
         self
     }
@@ -340,8 +412,12 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// The server cannot be reached, or a local worker could not start.
+    /// The server cannot be reached, a local worker could not start, or a task was
+    /// refused ([`PoolError::NotATarget`]).
     pub fn build(self) -> Result<Pool, PoolError> {
+        if let Some(why) = self.tasks.refused() {
+            return Err(PoolError::NotATarget(why));
+        }
         let reply_core = Core::connect(Config::new(&self.url, "unused"), true)?;
         let reply = format!("{}:results:{}", self.name, reply_core.consumer);
         let tasks_core =
@@ -396,6 +472,10 @@ pub enum PoolError {
     /// A local worker process or the collector thread could not start.
     #[error("could not start a worker: {0}")]
     Spawn(String),
+    /// A function given to [`PoolBuilder::task`] cannot be a task (a closure capturing
+    /// variables).
+    #[error("{0}")]
+    NotATarget(String),
 }
 
 type Outcome = Result<Bytes, String>;
@@ -570,17 +650,17 @@ impl Pool {
         }
     }
 
-    fn submit<A: Message, R: Message>(
+    fn submit<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         chunks: Vec<Vec<A>>,
         tx: &crossbeam_channel::Sender<(u64, Outcome)>,
     ) -> Result<Vec<u64>, TaskError> {
-        let fkey = key(&FnRef::of(f));
+        let fkey = key(&target_key(f).map_err(TaskError::Failed)?);
         if !self.tasks.contains(&fkey) {
             return Err(TaskError::Failed(format!(
                 "{} is not one of this pool's tasks (add it with PoolBuilder::task)",
-                std::any::type_name::<fn(A) -> R>()
+                std::any::type_name::<F>()
             )));
         }
         let mut payloads = Vec::with_capacity(chunks.len());
@@ -648,14 +728,16 @@ impl Pool {
     }
 
     /// `f` over every item, results in order (Python's `Pool.map`), in chunks of
-    /// `len / (4 × workers)`.
+    /// `len / (4 × workers)`. Each item is one call's arguments as one value: `()` for a
+    /// function of none, a tuple for two or more (`pool.map(mul, vec![(1, 2), (3, 4)])`,
+    /// which also covers Python's `starmap`).
     ///
     /// # Errors
     ///
     /// The first item's error, in order ([`TaskError::Panicked`], [`TaskError::Failed`]).
-    pub fn map<A: Message, R: Message>(
+    pub fn map<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: Vec<A>,
     ) -> Result<Vec<R>, TaskError> {
         let c = self.default_chunksize(items.len());
@@ -667,9 +749,9 @@ impl Pool {
     /// # Errors
     ///
     /// As `map`.
-    pub fn map_chunksize<A: Message, R: Message>(
+    pub fn map_chunksize<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: Vec<A>,
         chunksize: usize,
     ) -> Result<Vec<R>, TaskError> {
@@ -681,9 +763,9 @@ impl Pool {
     /// # Errors
     ///
     /// As `map`, and `Timeout`.
-    pub fn map_timeout<A: Message, R: Message>(
+    pub fn map_timeout<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: Vec<A>,
         timeout: Duration,
     ) -> Result<Vec<R>, TaskError> {
@@ -691,9 +773,9 @@ impl Pool {
         self.map_chunksize_deadline(f, items, c, Some(Instant::now() + timeout))
     }
 
-    fn map_chunksize_deadline<A: Message, R: Message>(
+    fn map_chunksize_deadline<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: Vec<A>,
         chunksize: usize,
         deadline: Option<Instant>,
@@ -746,9 +828,9 @@ impl Pool {
     /// # Errors
     ///
     /// `f` is not one of the pool's tasks, or the task could not be queued.
-    pub fn apply_async<A: Message, R: Message>(
+    pub fn apply_async<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         arg: A,
     ) -> Result<AsyncResult<R>, TaskError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -765,9 +847,9 @@ impl Pool {
     /// # Errors
     ///
     /// `f` is not one of the pool's tasks, or the tasks could not be queued.
-    pub fn imap_unordered<A: Message, R: Message>(
+    pub fn imap_unordered<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
-        f: fn(A) -> R,
+        f: F,
         items: Vec<A>,
     ) -> Result<ImapUnordered<R>, TaskError> {
         let (tx, rx) = crossbeam_channel::unbounded();

@@ -10,16 +10,34 @@ use procactor_core::actor::QueueMailbox;
 use procactor_core::pool::FnRef;
 use procactor_core::{
     runtime, Actor, ActorError, Context, GetError, Message, PoolRef, ProcessActor, PutError,
-    Supervisor, SupervisorError,
+    SpawnError, Supervisor, SupervisorError,
 };
-use procactor_transports::target;
+use procactor_transports::target::{self, SameImage, Target, TargetRef};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// What a [`RedisWorker`] calls for each item. An `Err` crashes the worker (the item is
-/// not marked done, so it is delivered again).
+/// What a [`RedisWorker`] calls for each item, in its simplest form. An `Err` crashes
+/// the worker (the item is not marked done, so it is delivered again).
+///
+/// Any [`Target`] returning `Result<(), ActorError>` is accepted as a handler: a function
+/// item, a closure capturing nothing or a function pointer of 0 to 8 arguments, the
+/// queue's items being its arguments as one value (a tuple for two or more: a handler
+/// `fn(String, u32) -> Result<(), ActorError>` serves a queue of `(String, u32)`).
 pub type Handler<T> = fn(T) -> Result<(), ActorError>;
+
+/// A handler bound in the worker's process.
+type Bound<T> = Box<dyn Fn(T) -> Result<(), ActorError> + Send + Sync>;
+/// The non-generic signature of every handler binder.
+type BindFn<T> = fn(&TargetRef, &SameImage) -> Option<Bound<T>>;
+
+fn bind<T: Message, S: 'static, F>(t: &TargetRef, proof: &SameImage) -> Option<Bound<T>>
+where
+    F: Target<T, S, Output = Result<(), ActorError>> + Send + Sync,
+{
+    let f = target::resolve_target::<F, T, S>(t, proof)?;
+    Some(Box::new(move |item| f.call(item)))
+}
 
 /// The message a [`RedisWorker`] sends itself to take its next turn at the Redis queue
 /// (so that a stop request from its supervisor is handled between turns).
@@ -38,9 +56,11 @@ const TURN: Duration = Duration::from_millis(100);
 #[serde(bound = "")]
 pub struct RedisWorker<T> {
     queue: RedisJoinableQueue<T>,
+    /// The binder (`bind::<T, S, F>`) and the handler, as function references.
+    binder: FnRef,
     handler: FnRef,
     #[serde(skip)]
-    resolved: Option<Handler<T>>,
+    resolved: Option<Bound<T>>,
     /// Items handled by this incarnation.
     #[serde(skip)]
     handled: u64,
@@ -57,25 +77,55 @@ impl<T> fmt::Debug for RedisWorker<T> {
 }
 
 impl<T: Message> RedisWorker<T> {
-    /// A worker taking items from `queue` and calling `handler` on each.
+    /// A worker taking items from `queue` and calling `handler` on each (any [`Target`]
+    /// taking the item as its arguments, see [`Handler`]).
+    ///
+    /// # Errors
+    ///
+    /// `handler` is a closure capturing a pointer-sized value (one capturing anything
+    /// else does not build).
+    pub fn try_new<S: 'static, F>(
+        queue: RedisJoinableQueue<T>,
+        handler: F,
+    ) -> Result<Self, target::NotATarget>
+    where
+        F: Target<T, S, Output = Result<(), ActorError>> + Send + Sync,
+    {
+        let t = target::describe_target(handler)?;
+        let binder: BindFn<T> = bind::<T, S, F>;
+        Ok(RedisWorker {
+            queue,
+            binder: FnRef::of(binder),
+            handler: FnRef(t.offset.0, t.type_name),
+            resolved: None,
+            handled: 0,
+        })
+    }
+
+    /// As [`try_new`](Self::try_new), for a plain function (which cannot be refused).
     pub fn new(queue: RedisJoinableQueue<T>, handler: Handler<T>) -> Self {
+        let binder: BindFn<T> = bind::<T, fn(T) -> Result<(), ActorError>, Handler<T>>;
+        let t = target::describe(handler);
         RedisWorker {
             queue,
-            handler: FnRef::of(handler),
-            resolved: Some(handler),
+            binder: FnRef::of(binder),
+            handler: FnRef(t.offset.0, t.type_name),
+            resolved: None,
             handled: 0,
         }
     }
 
-    fn resolve(&mut self) -> Result<Handler<T>, ActorError> {
-        if let Some(h) = self.resolved {
-            return Ok(h);
+    fn resolve(&mut self) -> Result<&Bound<T>, ActorError> {
+        if self.resolved.is_none() {
+            let proof = runtime::image_proof().map_err(ActorError::new)?;
+            let unexpected = || ActorError::new("a redis worker handler of an unexpected type");
+            let binder: BindFn<T> =
+                target::resolve_checked(&self.binder.target(), proof).ok_or_else(unexpected)?;
+            self.resolved = Some(binder(&self.handler.target(), proof).ok_or_else(unexpected)?);
         }
-        let proof = runtime::image_proof().map_err(ActorError::new)?;
-        let h: Handler<T> = target::resolve_checked(&self.handler.target(), proof)
-            .ok_or_else(|| ActorError::new("a redis worker handler of an unexpected type"))?;
-        self.resolved = Some(h);
-        Ok(h)
+        self.resolved
+            .as_ref()
+            .ok_or_else(|| ActorError::new("a redis worker handler not bound"))
     }
 }
 
@@ -92,7 +142,7 @@ impl<T: Message> Actor for RedisWorker<T> {
     }
 
     fn handle(&mut self, _: Turn, ctx: &mut Context<Self>) -> Result<(), ActorError> {
-        let handler = self.resolve()?;
+        self.resolve()?;
         let end = Instant::now() + TURN;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -101,7 +151,9 @@ impl<T: Message> Actor for RedisWorker<T> {
             }
             match self.queue.get_timeout(left) {
                 Ok(item) => {
-                    handler(item)?;
+                    if let Some(handler) = &self.resolved {
+                        handler(item)?;
+                    }
                     self.queue.task_done().map_err(|e| {
                         ActorError::new(format!("task_done: {e} ({:?})", self.queue.last_error()))
                     })?;
@@ -139,11 +191,13 @@ impl<T: Message> ProcessActor for RedisWorker<T> {
     type Mailbox = QueueMailbox;
 }
 
-/// Starts `n` [`RedisWorker`]s under `sup`, serving `queue` with `handler`.
+/// Starts `n` [`RedisWorker`]s under `sup`, serving `queue` with `handler` (any
+/// [`Target`] taking the item as its arguments, see [`Handler`]).
 ///
 /// # Errors
 ///
-/// As [`Supervisor::spawn_pool`].
+/// As [`Supervisor::spawn_pool`], and [`SupervisorError::Spawn`] for a closure capturing
+/// a pointer-sized value.
 ///
 /// # Examples
 ///
@@ -165,11 +219,23 @@ impl<T: Message> ProcessActor for RedisWorker<T> {
 ///     q.join();
 /// }
 /// ```
-pub fn spawn_workers<T: Message>(
+pub fn spawn_workers<T: Message, S: 'static, F>(
     sup: &Supervisor,
     n: usize,
     queue: &RedisJoinableQueue<T>,
-    handler: Handler<T>,
-) -> Result<PoolRef<RedisWorker<T>>, SupervisorError> {
-    sup.spawn_pool(n, || RedisWorker::new(queue.clone(), handler))
+    handler: F,
+) -> Result<PoolRef<RedisWorker<T>>, SupervisorError>
+where
+    F: Target<T, S, Output = Result<(), ActorError>> + Send + Sync,
+{
+    let first = RedisWorker::try_new(queue.clone(), handler)
+        .map_err(|e| SupervisorError::Spawn(SpawnError::NotATarget(e.0)))?;
+    let (binder, handler) = (first.binder, first.handler);
+    sup.spawn_pool(n, || RedisWorker {
+        queue: queue.clone(),
+        binder: binder.clone(),
+        handler: handler.clone(),
+        resolved: None,
+        handled: 0,
+    })
 }
