@@ -34,8 +34,17 @@ fn put_into((q, x): (procactor::Queue<u64>, u64)) -> u64 {
     x
 }
 
+/// The skip rule itself (issue 17): see `redis_support::check_the_skip_rule`.
+#[test]
+fn without_redis_the_tests_skip_visibly_unless_required() {
+    watchdog(120, || {
+        redis_support::check_the_skip_rule("without_redis_the_tests_skip_visibly_unless_required")
+    });
+}
+
 #[test]
 fn a_handle_in_a_task_argument_is_refused_naming_the_alternatives() {
+    require_redis!();
     watchdog(60, || {
         let pool = Pool::builder(&url(), &unique("pool-handles"))
             .task(put_into)

@@ -14,62 +14,11 @@ use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(10);
 
-/// The skip rule itself (issue 17): this test binary, run again on a "machine without
-/// Redis" (failing `redis-server`/`redis-cli` stubs first on `PATH`, no
-/// `PROCACTOR_REDIS_URL`), passes its Redis tests by skipping them, and says so once;
-/// with `PROCACTOR_REQUIRE_REDIS=1` the same run fails, saying why.
+/// The skip rule itself (issue 17): see `redis_support::check_the_skip_rule`.
 #[test]
 fn without_redis_the_tests_skip_visibly_unless_required() {
     watchdog(120, || {
-        let stubs = redis_support::stub_dir_without_redis();
-        let path = format!(
-            "{}:{}",
-            stubs.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let run = |require: bool| {
-            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-            cmd.args([
-                "--exact",
-                "--test-threads=2",
-                "put_get_is_fifo_and_len_counts_undelivered",
-                "put_many_and_delivery_counts",
-            ])
-            .env("PATH", &path)
-            .env_remove("PROCACTOR_REDIS_URL")
-            .env_remove("PROCACTOR_REQUIRE_REDIS")
-            .stdin(std::process::Stdio::null());
-            if require {
-                cmd.env("PROCACTOR_REQUIRE_REDIS", "1");
-            }
-            let out = cmd.output().expect("running this test binary again");
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (out.status.success(), text)
-        };
-        let (ok, text) = run(false);
-        assert!(ok, "the run without Redis failed:\n{text}");
-        assert_eq!(
-            text.matches(redis_support::SKIP_LINE).count(),
-            1,
-            "the skip line, exactly once per binary:\n{text}"
-        );
-        assert!(text.contains("2 passed; 0 failed"), "{text}");
-        let (ok, text) = run(true);
-        assert!(
-            !ok,
-            "PROCACTOR_REQUIRE_REDIS=1 without Redis passed:\n{text}"
-        );
-        assert!(
-            text.contains("PROCACTOR_REQUIRE_REDIS=1 but no Redis server"),
-            "{text}"
-        );
-        assert!(text.contains("0 passed; 2 failed"), "{text}");
-        assert!(!text.contains(redis_support::SKIP_LINE), "{text}");
-        let _ = std::fs::remove_dir_all(stubs);
+        redis_support::check_the_skip_rule("without_redis_the_tests_skip_visibly_unless_required")
     });
 }
 

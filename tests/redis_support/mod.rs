@@ -140,6 +140,77 @@ pub fn unique(what: &str) -> String {
     )
 }
 
+/// Runs this test binary again, every test but `this_test`, on a "machine without
+/// Redis" (failing `redis-server`/`redis-cli` stubs first on `PATH`, no
+/// `PROCACTOR_REDIS_URL`), and checks the skip rule: the run passes, every test
+/// counted as passed, and prints the skip line exactly once; with
+/// `PROCACTOR_REQUIRE_REDIS=1` the same run fails, every test, saying why. A Redis test
+/// that forgets `require_redis!()` fails the first run.
+pub fn check_the_skip_rule(this_test: &str) {
+    let stubs = stub_dir_without_redis();
+    let path = format!(
+        "{}:{}",
+        stubs.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |require: bool| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--test-threads=2", "--skip", this_test])
+            .env("PATH", &path)
+            .env_remove("PROCACTOR_REDIS_URL")
+            .env_remove("PROCACTOR_REQUIRE_REDIS")
+            .stdin(std::process::Stdio::null());
+        if require {
+            cmd.env("PROCACTOR_REQUIRE_REDIS", "1");
+        }
+        let out = cmd.output().expect("running this test binary again");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    // "N passed; M failed" of the run's result line
+    let counts = |text: &str| -> (u32, u32) {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("test result:"))
+            .unwrap_or_else(|| panic!("no result line:\n{text}"));
+        let num = |word: &str| -> u32 {
+            let before = &line[..line.find(word).expect("count")];
+            before
+                .trim_end()
+                .rsplit([' ', '.'])
+                .next()
+                .and_then(|n| n.parse().ok())
+                .expect("a number")
+        };
+        (num(" passed"), num(" failed"))
+    };
+    let (ok, text) = run(false);
+    assert!(ok, "the run without Redis failed:\n{text}");
+    assert_eq!(
+        text.matches(SKIP_LINE).count(),
+        1,
+        "the skip line, exactly once per binary:\n{text}"
+    );
+    let (passed, failed) = counts(&text);
+    assert!(passed >= 2 && failed == 0, "{text}");
+    let (ok, text) = run(true);
+    assert!(
+        !ok,
+        "PROCACTOR_REQUIRE_REDIS=1 without Redis passed:\n{text}"
+    );
+    assert!(
+        text.contains("PROCACTOR_REQUIRE_REDIS=1 but no Redis server"),
+        "{text}"
+    );
+    assert_eq!(counts(&text), (0, passed), "{text}");
+    assert!(!text.contains(SKIP_LINE), "{text}");
+    let _ = std::fs::remove_dir_all(stubs);
+}
+
 /// A directory holding `redis-server` and `redis-cli` stubs that fail, to put first on
 /// `PATH`: a machine without Redis, for the test of the skip logic itself.
 pub fn stub_dir_without_redis() -> std::path::PathBuf {
