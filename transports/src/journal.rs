@@ -84,17 +84,8 @@ impl<const N: usize> Journal<N> {
     /// The caller holds the lock that guards what `apply` writes.
     #[inline]
     pub fn commit(&self, region: &ShmRegion, values: [u64; N], apply: impl FnOnce([u64; N])) {
-        for (i, v) in values.iter().enumerate() {
-            region
-                .atomic_u64(self.words + 8 * i)
-                .store(*v, Ordering::Relaxed);
-        }
-        let state = region.atomic_u64(self.state);
-        state.store(1, Ordering::Release);
-        fence(Ordering::Release);
-        apply(values);
-        fence(Ordering::Release);
-        state.store(0, Ordering::Release);
+        // every word stored (the sparse form with no sparse tail)
+        self.commit_sparse(region, N, values, apply);
     }
 
     /// As [`commit`](Journal::commit), except that the journal words from index `k` on

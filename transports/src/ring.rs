@@ -821,19 +821,10 @@ impl Ring {
         self.u64(OFF_WRITTEN).store(written, Ordering::Relaxed);
         self.u64(OFF_WPARTIAL).store(partial, Ordering::Relaxed);
         // written only when it changes: a plain Queue never dirties the task line
-        let put = self.u64(OFF_TASKS_PUT);
-        if put.load(Ordering::Relaxed) != tasks {
-            put.store(tasks, Ordering::Release);
-        }
+        store_if_changed(self.u64(OFF_TASKS_PUT), tasks, Ordering::Release);
         // the overflow words only when they change (line 3 stays clean in the hot ring)
-        let m = self.u64(OFF_WMODE);
-        if m.load(Ordering::Relaxed) != mode {
-            m.store(mode, Ordering::Relaxed);
-        }
-        let o = self.u64(OFF_OV_TAIL);
-        if o.load(Ordering::Relaxed) != ov {
-            o.store(ov, Ordering::Release);
-        }
+        store_if_changed(self.u64(OFF_WMODE), mode, Ordering::Relaxed);
+        store_if_changed(self.u64(OFF_OV_TAIL), ov, Ordering::Release);
         fail_point("w_apply: overflow position stored, tail not yet");
         self.u64(OFF_TAIL).store(tail, Ordering::Release);
     }
@@ -861,14 +852,8 @@ impl Ring {
 
     fn r_apply(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
         self.u64(OFF_RPARTIAL).store(partial, Ordering::Relaxed);
-        let m = self.u64(OFF_RMODE);
-        if m.load(Ordering::Relaxed) != mode {
-            m.store(mode, Ordering::Relaxed);
-        }
-        let o = self.u64(OFF_OV_HEAD);
-        if o.load(Ordering::Relaxed) != ov_head {
-            o.store(ov_head, Ordering::Release);
-        }
+        store_if_changed(self.u64(OFF_RMODE), mode, Ordering::Relaxed);
+        store_if_changed(self.u64(OFF_OV_HEAD), ov_head, Ordering::Release);
         fail_point("r_apply: overflow position stored, head not yet");
         self.u64(OFF_READ).store(read, Ordering::Release);
         self.u64(OFF_HEAD).store(head, Ordering::Release);
@@ -1964,6 +1949,15 @@ impl Ring {
                 return self.unfinished() == 0;
             }
         }
+    }
+}
+
+/// Stores `v` only if the word holds another value: a word that rarely changes then
+/// leaves its cache line clean (read, not written) on most commits.
+#[inline]
+fn store_if_changed(w: &AtomicU64, v: u64, order: Ordering) {
+    if w.load(Ordering::Relaxed) != v {
+        w.store(v, order);
     }
 }
 
