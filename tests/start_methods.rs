@@ -676,6 +676,7 @@ fn run_suite_with(name: &str, method: &str, env: &[(&str, &str)], args: &[&str])
         .args(args)
         .envs(env.iter().copied())
         .env("PROCACTOR_START_METHOD", method)
+        .env(common::MATRIX_METHOD_ENV, method)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
@@ -701,6 +702,21 @@ fn run_suite_with(name: &str, method: &str, env: &[(&str, &str)], args: &[&str])
     match status {
         Some(st) if st.success() => {
             assert!(text.contains("test result: ok."), "{name}: {tail}");
+            // the suite ran under the method asked for (checked by a test of its own),
+            // unless this run picked single tests that leave that one out
+            let mut picked = false;
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                if *a == "--skip" {
+                    it.next();
+                } else if !a.starts_with('-') {
+                    picked = true;
+                }
+            }
+            assert!(
+                picked || text.contains(&format!("{} {method}", common::MATRIX_CHECKED)),
+                "{name}: the start method in force was not checked to be {method}:\n{tail}"
+            );
             text
         }
         Some(st) => panic!("suite `{name}` under {method} failed ({st}):\n{tail}"),

@@ -39,7 +39,9 @@ pub(crate) const CHILD_ENV: &str = "PROCACTOR_CHILD";
 /// | `Fork` | 0.25–0.45 ms | refused | a copy of the caller, all its memory and descriptors |
 ///
 /// Set it for the whole program with [`set_start_method`] (or the environment variable
-/// `PROCACTOR_START_METHOD=spawn|forkserver|fork`, read by [`init`]), for one process
+/// `PROCACTOR_START_METHOD=spawn|forkserver|fork`, read by [`init`], which exits the
+/// program with status 2 and a message when the value is not one of these or the
+/// method cannot be set), for one process
 /// with [`ProcessBuilder::start_method`](crate::ProcessBuilder::start_method), for a pool
 /// or a supervisor with their builders' `start_method`. A pool or a supervisor built
 /// with `Fork` in a single-threaded program forks a copy of it then (a zygote), which
@@ -367,16 +369,24 @@ pub fn init() {
             let _ = identity();
             // the test matrix's way to run a whole binary under another start method
             // (taken out, so that children of children start with the default)
+            // It fails loudly (exit status 2) when it cannot be honoured: a program, or
+            // a test matrix, that asked for a method must not run quietly under another.
             if let Some(m) = os::take_env(START_METHOD_ENV) {
                 match StartMethod::from_name(&m) {
-                    Some(m) => {
-                        if let Err(e) = set_start_method(m) {
-                            eprintln!("procactor: {START_METHOD_ENV}={m:?}: {e}");
+                    Some(method) => {
+                        if let Err(e) = set_start_method(method) {
+                            eprintln!(
+                                "procactor: {START_METHOD_ENV}={m:?} cannot be honoured: {e}"
+                            );
+                            std::process::exit(2);
                         }
                     }
-                    None => eprintln!(
-                        "procactor: {START_METHOD_ENV}={m:?} is not spawn, forkserver or fork; ignored"
-                    ),
+                    None => {
+                        eprintln!(
+                            "procactor: {START_METHOD_ENV}={m:?} is not spawn, forkserver or fork"
+                        );
+                        std::process::exit(2);
+                    }
                 }
             }
         }

@@ -78,3 +78,60 @@ impl<'de> serde::Deserialize<'de> for Refuses {
         Err(serde::de::Error::custom("a Refuses is never sent"))
     }
 }
+
+/// The variable the start-method matrix (`tests/start_methods.rs`) sets beside
+/// `PROCACTOR_START_METHOD` (which `init` takes out of the environment): the method the
+/// suite must be running under.
+pub const MATRIX_METHOD_ENV: &str = "PROCACTOR_MATRIX_METHOD";
+
+/// What [`the_start_method_in_force_is_the_one_the_matrix_asked_for`] prints when it
+/// has checked (the matrix looks for it, so a suite cannot pass under the wrong method
+/// or without the check).
+pub const MATRIX_CHECKED: &str = "start method in force, checked:";
+
+fn os_parent() -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+/// In every suite that includes this module: under the start-method matrix, the
+/// method asked for is the one in force — the default says so, and a child's OS parent
+/// is the fork server (`forkserver`) or this process (`spawn`, `fork`). Outside the
+/// matrix it checks nothing and says so.
+#[test]
+fn the_start_method_in_force_is_the_one_the_matrix_asked_for() {
+    use std::io::Write;
+    let Ok(want) = std::env::var(MATRIX_METHOD_ENV) else {
+        return;
+    };
+    let expected = match want.as_str() {
+        "spawn" => procactor::StartMethod::Spawn,
+        "forkserver" => procactor::StartMethod::ForkServer,
+        "fork" => procactor::StartMethod::Fork,
+        other => panic!("{MATRIX_METHOD_ENV}={other:?} is not a start method"),
+    };
+    assert_eq!(
+        procactor::start_method(),
+        expected,
+        "the default start method"
+    );
+    let mut p = procactor::Process::new(os_parent, ()).start().unwrap();
+    assert!(
+        p.join_timeout(Duration::from_secs(60)).unwrap().is_some(),
+        "child ended"
+    );
+    let parent = p.result().unwrap();
+    if expected == procactor::StartMethod::ForkServer {
+        assert_ne!(
+            parent,
+            std::process::id(),
+            "a fork-server child's OS parent is the server"
+        );
+    } else {
+        assert_eq!(
+            parent,
+            std::process::id(),
+            "the child's OS parent is this process"
+        );
+    }
+    let _ = writeln!(std::io::stderr().lock(), "{MATRIX_CHECKED} {want}");
+}
