@@ -829,6 +829,17 @@ mod tests {
         assert_eq!(decode_wait_status(0x80 | 11), ExitInfo::Signal(11)); // core dumped
     }
 
+    /// Says, past the harness's capture, that the pidfd status test checked only the
+    /// fallback flag on this kernel (a visible skip, not a silent pass).
+    fn skipped_for_this_kernel() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "pidfd exit-status check skipped: this kernel gives no exit status through \
+             PIDFD_GET_INFO (Linux 6.15+); only the fallback was checked"
+        );
+    }
+
     #[test]
     fn a_non_childs_status_is_read_from_its_pidfd_once_reaped() {
         // `sh` is the parent of a `sleep` it reaps later: its exit status reaches us
@@ -841,6 +852,7 @@ mod tests {
                 // a kernel before 6.15: asked once, and never again
                 assert!(NO_PIDFD_INFO.load(Ordering::Relaxed));
                 let _ = sh.wait();
+                skipped_for_this_kernel();
                 return;
             }
             r => assert_eq!(r.unwrap(), None, "running"),
@@ -856,6 +868,7 @@ mod tests {
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
                     assert!(NO_PIDFD_INFO.load(Ordering::Relaxed));
                     let _ = sh.wait();
+                    skipped_for_this_kernel();
                     return;
                 }
                 Err(e) => panic!("{e}"),
