@@ -1085,9 +1085,7 @@ impl Ring {
                     true
                 }
             };
-            // sleep in slices so that a broken flag is noticed
-            let slice = Instant::now() + Duration::from_millis(100);
-            let until_now = Some(until.map_or(slice, |u| u.min(slice)));
+            let until_now = slice_end(until);
             let got = self.wait_for(
                 &mut ready,
                 OFF_SPACE_SEQ,
@@ -1358,8 +1356,7 @@ impl Ring {
             })
         };
         loop {
-            let slice = Instant::now() + Duration::from_millis(100);
-            let until_now = Some(until.map_or(slice, |u| u.min(slice)));
+            let until_now = slice_end(until);
             let got = self.wait_for(
                 &mut ready,
                 OFF_SPACE_SEQ,
@@ -1950,6 +1947,13 @@ impl Ring {
             }
         }
     }
+}
+
+/// The end of one sleep before a waiting writer looks again: `until`, or 100 ms from
+/// now if that is sooner. Writers sleep in such slices so that a broken flag is noticed.
+fn slice_end(until: Option<Instant>) -> Option<Instant> {
+    let slice = Instant::now() + Duration::from_millis(100);
+    Some(until.map_or(slice, |u| u.min(slice)))
 }
 
 /// Stores `v` only if the word holds another value: a word that rarely changes then
