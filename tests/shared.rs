@@ -19,23 +19,28 @@ fn add_locked((v, go): (Value<u64>, Event)) {
     }
 }
 
+/// Starts four processes with `start(go)`, lets them go at once (so that they really
+/// contend) and checks that each ends successfully.
+fn four_together(start: impl Fn(&Event) -> Process<()>) {
+    let go = Event::new().unwrap();
+    let mut ps: Vec<_> = (0..4).map(|_| start(&go)).collect();
+    std::thread::sleep(Duration::from_millis(50));
+    go.set();
+    for p in &mut ps {
+        let s = p.join_timeout(Duration::from_secs(60)).unwrap();
+        assert!(s.is_some_and(|s| s.success()), "{s:?}");
+    }
+}
+
 #[test]
 fn value_counts_exactly_under_contention() {
     watchdog(120, || {
         let v = Value::new(0u64).unwrap();
-        let go = Event::new().unwrap();
-        let mut ps: Vec<_> = (0..4)
-            .map(|_| {
-                Process::new(add_locked, (v.clone(), go.clone()))
-                    .start()
-                    .unwrap()
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(50));
-        go.set();
-        for p in &mut ps {
-            assert!(p.join().unwrap().success());
-        }
+        four_together(|go| {
+            Process::new(add_locked, (v.clone(), go.clone()))
+                .start()
+                .unwrap()
+        });
         assert_eq!(v.get(), 4 * N);
     });
 }
@@ -322,20 +327,11 @@ fn add_atomically(v: RawValue<u64>, go: Event) {
 fn raw_value_fetch_add_is_exact_across_processes() {
     watchdog(120, || {
         let v = RawValue::new(0u64).unwrap();
-        let go = Event::new().unwrap();
-        let mut ps: Vec<_> = (0..4)
-            .map(|_| {
-                Process::new(add_atomically, (v.clone(), go.clone()))
-                    .start()
-                    .unwrap()
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(50));
-        go.set();
-        for p in &mut ps {
-            let s = p.join_timeout(Duration::from_secs(60)).unwrap();
-            assert!(s.is_some_and(|s| s.success()), "{s:?}");
-        }
+        four_together(|go| {
+            Process::new(add_atomically, (v.clone(), go.clone()))
+                .start()
+                .unwrap()
+        });
         assert_eq!(v.load(), 4 * ADDS);
     });
 }
