@@ -17,7 +17,9 @@
 //! area* (64 GiB of address range in the same file, taking memory only for the backlog
 //! actually in it, given back as consumers drain it). A producer that finds the hot ring
 //! full, or an item larger than it, appends to the overflow area instead of waiting;
-//! consumers follow in order. Only a backlog of 64 GiB would make `put` wait. Bounded
+//! consumers follow in order. (An item larger than the hot ring put while a consumer is
+//! inside `get` is streamed to it through the hot ring instead, as in a bounded queue;
+//! if that consumer stops taking pieces for 1 ms, the item goes to the overflow area.) Only a backlog of 64 GiB would make `put` wait. Bounded
 //! queues ([`Queue::bounded`]) keep their back-pressure: `put` waits at `maxsize` items.
 //!
 //! # Producers and `Disconnected`
