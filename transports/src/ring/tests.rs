@@ -1135,3 +1135,32 @@ proptest! {
         run_schedule_on(Ring::create_with(1024, 0, 1 << 20).unwrap(), writers, readers);
     }
 }
+
+/// Created and dropped many times, each time through the overflow area: every memory
+/// file, mapping and overflow window is given back (a leaked window alone would be
+/// 64 GiB of address space per ring; a leaked file, one descriptor).
+#[test]
+fn unbounded_rings_created_and_dropped_many_times_free_what_they_made() {
+    fn fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+    fn vm_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+    let (fd0, vm0) = (fds(), vm_kib());
+    for i in 0..3000u64 {
+        let r = Ring::create_unbounded(256).unwrap();
+        for k in 0..4 {
+            r.push(&message(7, k, 200), now()).unwrap();
+        }
+        assert!(r.u64(OFF_OV_TAIL).load(Ordering::SeqCst) > 0, "overflowed");
+        assert_eq!(drain(&r).len(), 4, "round {i}");
+    }
+    // other tests run beside this one: generous margins, far below one leak per round
+    assert!(fds() < fd0 + 200, "descriptors: {fd0} -> {}", fds());
+    assert!(vm_kib() < vm0 + (8 << 20), "address space: {vm0} -> {} KiB", vm_kib());
+}
