@@ -1192,3 +1192,39 @@ fn a_wait_longer_than_the_heartbeat_period_gets_its_answer() {
         assert_eq!(p.result().unwrap(), (true, true));
     });
 }
+
+/// A guard whose connection failed (here: closed on purpose) must not release the lock
+/// when dropped: the server released it when that connection closed, and another client
+/// may hold it now. Without the connection check, the stale guard's release (sent
+/// through a new connection) freed the other holder's lock.
+#[test]
+fn a_guard_whose_connection_was_lost_does_not_release_a_later_holder() {
+    watchdog(60, || {
+        let mgr = Manager::start().unwrap();
+        let lock = mgr.lock().unwrap();
+        let stale = lock.acquire().unwrap();
+        procactor::manager::close_this_threads_connections();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let l2 = lock.clone();
+        let other = std::thread::spawn(move || {
+            let g = l2
+                .acquire_timeout(Duration::from_secs(20))
+                .unwrap()
+                .expect("released by the server when the first connection closed");
+            held_tx.send(()).unwrap();
+            done_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+            g.release().unwrap();
+        });
+        held_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        drop(stale);
+        assert!(
+            lock.try_acquire().unwrap().is_none(),
+            "the stale guard released the other holder's lock"
+        );
+        done_tx.send(()).unwrap();
+        other.join().unwrap();
+        let g = lock.acquire_timeout(Duration::from_secs(20)).unwrap();
+        assert!(g.is_some(), "free once its holder released it");
+    });
+}

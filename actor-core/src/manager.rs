@@ -148,6 +148,8 @@ pub enum ManagerError {
 mod objects;
 
 use objects::{SyncObjects, SyncReq};
+#[doc(hidden)]
+pub use proxies::close_this_threads_connections;
 pub use proxies::{
     ManagerGuard, SharedArray, SharedBarrier, SharedCondition, SharedEvent, SharedJoinableQueue,
     SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,

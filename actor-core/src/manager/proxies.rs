@@ -24,8 +24,13 @@ struct SyncConn {
     key: Bytes,
     /// the process that opened it (a forked child must not use its parent's)
     pid: u32,
+    /// which connection this is (process-wide count): an acquisition made on one is
+    /// released by the server when that connection closes, never through a later one
+    gen: u64,
     s: std::io::BufReader<Stream>,
 }
+
+static NEXT_GEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 thread_local! {
     static CONNS: RefCell<Vec<SyncConn>> = const { RefCell::new(Vec::new()) };
@@ -50,6 +55,13 @@ fn take_conn(address: &str, key: &Bytes) -> Option<SyncConn> {
 fn put_back(c: SyncConn) {
     // (a thread that is ending closes it instead)
     let _ = CONNS.try_with(|v| v.borrow_mut().push(c));
+}
+
+/// Closes this thread's connections to every manager, as a connection failure does (the
+/// server then releases what they held). For tests of connection loss.
+#[doc(hidden)]
+pub fn close_this_threads_connections() {
+    let _ = CONNS.try_with(|c| c.borrow_mut().clear());
 }
 
 /// Where a synchronisation object lives, and its number.
@@ -90,19 +102,58 @@ impl SyncHandle {
     }
 
     fn acquire(&self, w: Wait) -> Result<Option<ManagerGuard<'_>>, ManagerError> {
-        Ok(self
-            .bool(SyncReq::Acquire(self.id, w))?
-            .then(|| ManagerGuard {
+        let (r, gen) = sync_call_on(&self.address, &self.key, SyncReq::Acquire(self.id, w), None)?
+            .ok_or(ManagerError::Disconnected)?;
+        match r {
+            // (`then`, not `then_some`: a guard made and dropped would release the lock)
+            Resp::Bool(got) => Ok(got.then(|| ManagerGuard {
                 h: self,
+                gen,
                 _not_send: PhantomData,
-            }))
+            })),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Releases the acquisition a guard made on connection `gen`. When this thread's
+    /// connection is another one (that one failed and closed), the server has released
+    /// it already: nothing is sent (a `Lock` may be released by anyone, so a release
+    /// through a new connection would free whoever holds it now).
+    fn release_on(&self, gen: u64) -> Result<(), ManagerError> {
+        match sync_call_on(
+            &self.address,
+            &self.key,
+            SyncReq::Release(self.id),
+            Some(gen),
+        )? {
+            None | Some((Resp::Unit, _)) => Ok(()),
+            Some((r, _)) => Err(unexpected(r)),
+        }
     }
 }
 
 fn sync_call(address: &str, key: &Bytes, req: SyncReq) -> Result<Resp, ManagerError> {
-    let mut c = match take_conn(address, key) {
-        Some(c) => c,
-        None => {
+    let (r, _) = sync_call_on(address, key, req, None)?.ok_or(ManagerError::Disconnected)?;
+    Ok(r)
+}
+
+/// As [`sync_call`], also saying on which connection; with `only_on: Some(gen)`, the
+/// request is sent only if this thread's connection to that manager is still `gen`
+/// (`Ok(None)` otherwise: nothing sent).
+fn sync_call_on(
+    address: &str,
+    key: &Bytes,
+    req: SyncReq,
+    only_on: Option<u64>,
+) -> Result<Option<(Resp, u64)>, ManagerError> {
+    let mut c = match (take_conn(address, key), only_on) {
+        (Some(c), Some(gen)) if c.gen != gen => {
+            put_back(c);
+            return Ok(None);
+        }
+        (None, Some(_)) => return Ok(None),
+        (Some(c), _) => c,
+        (None, None) => {
             let s = connect(&Address::parse(address), key).map_err(|e| match e {
                 ManagerError::Io(_) => ManagerError::Disconnected,
                 e => e,
@@ -111,6 +162,7 @@ fn sync_call(address: &str, key: &Bytes, req: SyncReq) -> Result<Resp, ManagerEr
                 address: address.to_string(),
                 key: key.clone(),
                 pid: std::process::id(),
+                gen: NEXT_GEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 s: std::io::BufReader::new(s),
             }
         }
@@ -134,8 +186,9 @@ fn sync_call(address: &str, key: &Bytes, req: SyncReq) -> Result<Resp, ManagerEr
                 return Err(ManagerError::Refused(m));
             }
             Ok(r) => {
+                let gen = c.gen;
                 put_back(c);
-                return Ok(r);
+                return Ok(Some((r, gen)));
             }
             // out of step with the server: this connection is not used again
             Err(e) => return Err(e.into()),
@@ -215,11 +268,18 @@ macro_rules! acquire_grid {
 /// An acquisition of a manager lock, semaphore or condition; dropping it releases it
 /// (errors are ignored then; [`release`](ManagerGuard::release) reports them).
 ///
+/// The acquisition belongs to the connection it was made on: if that connection failed
+/// meanwhile, the server released it then, and the guard sends nothing (a `Lock` may be
+/// released by anyone, so a release through a newer connection would free whoever holds
+/// it now).
+///
 /// It is not `Send`: an acquisition belongs to the thread that made it (see the
 /// [module docs](crate::manager#synchronisation-objects-and-queues)).
 #[must_use = "the lock is released at once when the guard is dropped"]
 pub struct ManagerGuard<'a> {
     h: &'a SyncHandle,
+    /// the connection the acquisition was made on
+    gen: u64,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -238,9 +298,9 @@ impl ManagerGuard<'_> {
     ///
     /// [`ManagerError::Disconnected`] when the server is gone.
     pub fn release(self) -> Result<(), ManagerError> {
-        let h = self.h;
+        let (h, gen) = (self.h, self.gen);
         std::mem::forget(self);
-        h.unit(SyncReq::Release(h.id))
+        h.release_on(gen)
     }
     /// Keeps the acquisition without a guard (release it with the proxy's `release`).
     pub fn forget(self) {
@@ -250,7 +310,7 @@ impl ManagerGuard<'_> {
 
 impl Drop for ManagerGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.h.unit(SyncReq::Release(self.h.id));
+        let _ = self.h.release_on(self.gen);
     }
 }
 

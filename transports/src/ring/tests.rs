@@ -1162,5 +1162,9 @@ fn unbounded_rings_created_and_dropped_many_times_free_what_they_made() {
     }
     // other tests run beside this one: generous margins, far below one leak per round
     assert!(fds() < fd0 + 200, "descriptors: {fd0} -> {}", fds());
-    assert!(vm_kib() < vm0 + (8 << 20), "address space: {vm0} -> {} KiB", vm_kib());
+    assert!(
+        vm_kib() < vm0 + (8 << 20),
+        "address space: {vm0} -> {} KiB",
+        vm_kib()
+    );
 }
