@@ -441,8 +441,9 @@ thread_local! {
 /// Runs `f` with this thread's panics not printed on stderr by a child's panic hook (the
 /// message is still recorded for [`take_panic_message`]), unless [`log_debug`]: a pool
 /// worker runs each task so, since the panic travels back to the caller as
-/// `TaskError::Panicked`.
-pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
+/// `TaskError::Panicked` (also the Redis pool's workers, hence public and hidden).
+#[doc(hidden)]
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
     struct Reset(bool);
     impl Drop for Reset {
         fn drop(&mut self) {

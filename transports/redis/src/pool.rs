@@ -84,7 +84,9 @@ fn bind<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         let out: Vec<Result<R, String>> = args
             .into_iter()
             .map(|a| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| f.call(a)))
+                // (the panic goes back as the item's result: not printed unless
+                // `PROCACTOR_LOG=debug`, as in the local pool)
+                runtime::quietly(|| std::panic::catch_unwind(AssertUnwindSafe(|| f.call(a))))
                     .map_err(|p| runtime::take_panic_message(&*p))
             })
             .collect();
