@@ -165,9 +165,10 @@ impl FnRef {
 /// What the result ring carries.
 #[derive(Serialize, Deserialize)]
 enum ResultMsg {
-    /// Chunk `id` is done: the CBOR of its results, or why the whole chunk failed.
+    /// Chunk `id` is done (by worker slot `w`): the CBOR of its results, or why the whole
+    /// chunk failed.
     #[serde(rename = "d")]
-    Done(u64, Result<Bytes, String>),
+    Done(u64, u32, Result<Bytes, String>),
     /// Worker `i` has exited (put by the pool's exit watcher, behind the worker's last
     /// result).
     #[serde(rename = "x")]
@@ -175,6 +176,55 @@ enum ResultMsg {
     /// The collector should end (the pool is gone).
     #[serde(rename = "q")]
     Quit,
+}
+
+/// What a worker puts on the result ring: a [`ResultMsg::Done`] as the collector reads
+/// it, or (fault injection only, see [`fault`]) an item the collector cannot decode.
+#[derive(Serialize, Deserialize)]
+enum WorkerResult {
+    #[serde(rename = "d")]
+    Done(u64, u32, Result<Bytes, String>),
+    /// Not a `ResultMsg`: undecodable for the collector.
+    #[serde(rename = "garbage")]
+    Garbage(u64),
+}
+
+/// Test-only fault injection (hidden, not part of the API): makes the pool's own
+/// operations fail as the OS or a broken worker could, so that tests can show that no
+/// task is stranded when they do. Each counter is "the next `n` such operations in this
+/// process fail".
+#[doc(hidden)]
+pub mod fault {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub(super) static FRAME_WRITES: AtomicUsize = AtomicUsize::new(0);
+    pub(super) static RING_PUTS: AtomicUsize = AtomicUsize::new(0);
+    pub(super) static RESULTS: AtomicUsize = AtomicUsize::new(0);
+
+    /// The next `n` writes of a handle chunk's frame to a worker's socket fail (in the
+    /// pool's process), as with `EMFILE`.
+    pub fn fail_frame_writes(n: usize) {
+        FRAME_WRITES.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` puts of a chunk into a worker's task ring fail (in the pool's
+    /// process), as with a broken ring.
+    pub fn fail_ring_puts(n: usize) {
+        RING_PUTS.store(n, Ordering::SeqCst);
+    }
+
+    /// Called from a task, in a worker: the next `n` results this worker sends are
+    /// garbage the pool cannot decode.
+    pub fn send_garbage_results(n: usize) {
+        RESULTS.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether the next operation counted by `c` fails (counting it down).
+    pub(super) fn hit(c: &AtomicUsize) -> bool {
+        c.load(Ordering::Relaxed) != 0
+            && c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                .is_ok()
+    }
 }
 
 /// A chunk's results as the worker encodes them: all values when nothing panicked,
@@ -237,10 +287,12 @@ fn init_trampoline<A: Message, S: 'static, F: Target<A, S, Output = ()>>(
     Ok(())
 }
 
-/// Words of a worker's cell: the chunk it runs, and 1 once it is ready (initialized).
+/// Words of a worker's cell: the chunk it runs, 1 once it is ready (initialized), and
+/// how many results it has started to put on the result ring.
 const CELL_CHUNK: usize = 0;
 const CELL_READY: usize = 1;
-const CELL_WORDS: usize = 2;
+const CELL_SENT: usize = 2;
+const CELL_WORDS: usize = 3;
 /// A worker slot whose process exits this many times in a row before being ready (its
 /// initializer fails) is given up: its chunks fail instead of waiting forever.
 const MAX_START_FAILURES: u32 = 3;
@@ -264,7 +316,9 @@ impl<'de> Deserialize<'de> for TaskSocket {
 #[derive(Serialize, Deserialize)]
 struct WorkerBoot {
     tasks: Queue<TaskMsg>,
-    results: Queue<ResultMsg>,
+    results: Queue<WorkerResult>,
+    /// Its slot (named in its results).
+    slot: u32,
     cell: RawArray<u64>,
     /// Its end of the task socket (chunks whose arguments hold handles).
     sock: TaskSocket,
@@ -277,6 +331,7 @@ struct WorkerBoot {
 struct WorkerBootRef<'a> {
     tasks: &'a Queue<TaskMsg>,
     results: &'a Queue<ResultMsg>,
+    slot: u32,
     cell: &'a RawArray<u64>,
     sock: SendFd<'a>,
     fns: &'a [(u32, FnRef, FnRef)],
@@ -289,6 +344,7 @@ fn worker_main(boot: WorkerBoot) {
     let WorkerBoot {
         tasks,
         results,
+        slot,
         cell,
         sock,
         fns,
@@ -359,7 +415,15 @@ fn worker_main(boot: WorkerBoot) {
             Some(run) => run(&args, fds).map(Bytes::from),
             None => Err(format!("unknown function {f} in the worker")),
         });
-        if let Err(e) = results.put(ResultMsg::Done(chunk, out)) {
+        if let Some(w) = cell.atomic_u64(CELL_SENT) {
+            w.fetch_add(1, Ordering::AcqRel);
+        }
+        let msg = if fault::hit(&fault::RESULTS) {
+            WorkerResult::Garbage(chunk)
+        } else {
+            WorkerResult::Done(chunk, slot, out)
+        };
+        if let Err(e) = results.put(msg) {
             panic!("pool worker: the result ring refused a result: {e}");
         }
         if let Some(w) = chunk_word {
@@ -388,9 +452,38 @@ struct FdFrame {
 }
 
 impl FdFrame {
-    fn write_to(&self, sock: BorrowedFd<'_>) -> std::io::Result<()> {
-        let fds: Vec<BorrowedFd<'_>> = self.fds.iter().map(|f| f.as_fd()).collect();
-        frame::write_frame(sock, &self.bytes, &fds)
+    /// Writes what the socket takes now of this frame, from byte `*sent` on (the header
+    /// counts); never blocks. `Ok(true)` once all of it is written, `Ok(false)` when the
+    /// socket is full (call again later).
+    fn write_some(&self, sock: BorrowedFd<'_>, sent: &mut usize) -> std::io::Result<bool> {
+        if fault::hit(&fault::FRAME_WRITES) {
+            return Err(std::io::Error::other(
+                "injected failure (too many open files)",
+            ));
+        }
+        let h = frame::header(self.bytes.len(), self.fds.len());
+        let total = frame::HEADER_LEN + self.bytes.len();
+        while *sent < total {
+            let res = if *sent < frame::HEADER_LEN {
+                // (the descriptors go with the first byte written)
+                let fds: Vec<BorrowedFd<'_>> = if *sent == 0 {
+                    self.fds.iter().map(|f| f.as_fd()).collect()
+                } else {
+                    Vec::new()
+                };
+                fdpass::send(sock, &[&h[*sent..], &self.bytes], &fds, true)
+            } else {
+                fdpass::send(sock, &[&self.bytes[*sent - frame::HEADER_LEN..]], &[], true)
+            };
+            match res {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => *sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -402,11 +495,85 @@ enum Payload {
     Fds(Arc<FdFrame>),
 }
 
+impl Payload {
+    /// What it counts in the submission window.
+    fn cost(&self) -> Cost {
+        match self {
+            Payload::Plain(b) => Cost {
+                chunks: 1,
+                bytes: b.len(),
+                fds: 0,
+            },
+            Payload::Fds(f) => Cost {
+                chunks: 1,
+                bytes: f.bytes.len(),
+                fds: f.fds.len(),
+            },
+        }
+    }
+}
+
+/// Chunks, argument bytes and duplicated descriptors: what the submission window
+/// bounds (see [`SUBMIT_WINDOW_CHUNKS`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cost {
+    chunks: usize,
+    bytes: usize,
+    fds: usize,
+}
+
+impl Cost {
+    /// Whether `more` fits in the window on top of `self` (an empty window takes any
+    /// one chunk, however large, so that nothing waits forever).
+    fn admits(&self, more: Cost) -> bool {
+        *self == Cost::default()
+            || (self.chunks + more.chunks <= SUBMIT_WINDOW_CHUNKS
+                && self.bytes + more.bytes <= SUBMIT_WINDOW_BYTES
+                && self.fds + more.fds <= SUBMIT_WINDOW_FDS)
+    }
+    fn add(&mut self, c: Cost) {
+        self.chunks += c.chunks;
+        self.bytes += c.bytes;
+        self.fds += c.fds;
+    }
+    fn sub(&mut self, c: Cost) {
+        self.chunks = self.chunks.saturating_sub(c.chunks);
+        self.bytes = self.bytes.saturating_sub(c.bytes);
+        self.fds = self.fds.saturating_sub(c.fds);
+    }
+}
+
+/// The most chunks accepted by the pool and not finished (in the submission queue, in
+/// workers' rings or running) before a submitting call waits: see [`Pool`]'s
+/// "Submission" section.
+pub const SUBMIT_WINDOW_CHUNKS: usize = 1 << 16;
+/// The most bytes of encoded arguments accepted and not finished before a submitting
+/// call waits (a single larger chunk is taken when nothing else is in flight).
+pub const SUBMIT_WINDOW_BYTES: usize = 256 << 20;
+/// The most descriptors held for handle arguments of chunks accepted and not finished
+/// before a submitting call waits.
+pub const SUBMIT_WINDOW_FDS: usize = 256;
+
+/// The slot of a chunk not given to a worker yet.
+const NO_WORKER: usize = usize::MAX;
+
 struct Pending {
+    /// Its worker's slot, or `NO_WORKER` while in the submission queue.
     worker: usize,
     sink: Sink,
     /// The arguments of a chunk sent through the worker's socket.
     frame: Option<Arc<FdFrame>>,
+    /// What it counts in the submission window.
+    cost: Cost,
+    /// When it was given to its worker.
+    given: Option<Instant>,
+}
+
+/// A chunk accepted and not yet given to a worker.
+struct Sub {
+    chunk: u64,
+    fid: u32,
+    payload: Payload,
 }
 
 /// Where an `AsyncResult`'s chunks arrive.
@@ -415,6 +582,8 @@ type ResultsRx = crossbeam_channel::Receiver<(u64, Outcome)>;
 type Hook = Box<dyn FnOnce(&Outcome) + Send>;
 /// Sees every chunk's outcome of a `map_async_with`, in order, once all are there.
 type OnAll = Box<dyn FnOnce(&[Outcome]) + Send>;
+/// Runs a `map_async_with`'s error callback.
+type OnErr = Box<dyn FnOnce(TaskError) + Send>;
 /// What an `Imap` holds of its type parameters and the pool's borrow.
 type Marker<'p, A, R, I> = PhantomData<(&'p (), fn(A, I) -> R)>;
 
@@ -438,6 +607,35 @@ struct Worker {
     start_failures: u32,
     /// Given up (see `MAX_START_FAILURES`).
     broken: bool,
+    /// The functions it knows: ids `1..=known` (from its boot or registrations put in
+    /// its ring).
+    known: u32,
+    /// Frames of handle chunks still to write to its socket, in ring order; the first
+    /// one may be partly written (`frame_sent` bytes).
+    frames: VecDeque<Arc<FdFrame>>,
+    frame_sent: usize,
+    /// Results received from its current process (compared with its `CELL_SENT`).
+    received: u64,
+    /// When it last finished a chunk.
+    last_done: Option<Instant>,
+}
+
+impl Worker {
+    fn new(cell: RawArray<u64>) -> Worker {
+        Worker {
+            cell,
+            proc: None,
+            sock: None,
+            outstanding: VecDeque::new(),
+            start_failures: 0,
+            broken: false,
+            known: 0,
+            frames: VecDeque::new(),
+            frame_sent: 0,
+            received: 0,
+            last_done: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -450,19 +648,66 @@ enum Phase {
 struct State {
     workers: Vec<Worker>,
     pending: HashMap<u64, Pending>,
+    /// The submission queue: chunks accepted, waiting for a worker with room.
+    queue: VecDeque<Sub>,
+    /// What the chunks accepted and not finished hold.
+    in_flight: Cost,
     fns: Vec<(u32, FnRef, FnRef)>,
     fn_ids: HashMap<(FnRef, FnRef), u32>,
     next_chunk: u64,
     phase: Phase,
+    /// The time one chunk takes in a worker (moving average, seconds).
+    service: Option<f64>,
+    /// How many chunks each worker's ring may hold (see `window_for`).
+    depth: usize,
+    /// The dispatcher sleeps on `dcv`.
+    dispatcher_waiting: bool,
+    /// Threads sleeping on `cv` (submitters waiting for the window, `join`).
+    cv_waiters: usize,
+    /// Pids of workers that exited before their slot recorded them (see `install`).
+    early_exits: Vec<u32>,
 }
 
 /// The process-wide number of the next pool worker (Python's `…PoolWorker-N`).
 static WORKER_NUMBER: AtomicU64 = AtomicU64::new(1);
 
+/// Wakes the pool's input reader (the feeder of `imap` and `map`).
+#[derive(Default)]
+struct Wake {
+    flag: Mutex<bool>,
+    cv: Condvar,
+    /// The reader is about to sleep or sleeps: changes must set `flag`.
+    waiting: AtomicBool,
+}
+
+impl Wake {
+    fn wake(&self) {
+        if self.waiting.load(Ordering::SeqCst) {
+            *self.flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.cv.notify_one();
+        }
+    }
+
+    /// Sleeps until woken (at most `limit`).
+    fn sleep(&self, limit: Duration) {
+        let mut f = self.flag.lock().unwrap_or_else(|e| e.into_inner());
+        if !*f {
+            f = self
+                .cv
+                .wait_timeout(f, limit)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *f = false;
+    }
+}
+
 struct Inner {
     st: Mutex<State>,
-    /// Signalled whenever a chunk finishes or a worker is replaced.
+    /// Signalled when a chunk finishes (while someone waits: `cv_waiters`).
     cv: Condvar,
+    /// Signalled when the dispatcher has work (while it waits: `dispatcher_waiting`).
+    dcv: Condvar,
     processes: usize,
     /// The pool's handle on the result ring: it puts exit notices and `Quit`.
     results: Queue<ResultMsg>,
@@ -473,19 +718,27 @@ struct Inner {
     /// With `StartMethod::Fork`: the copy of the owner, made at `build`, that forks the
     /// workers.
     zygote: Option<Arc<crate::forkserver::Zygote>>,
-    /// Each worker's task ring (usable without the state lock; put into under `puts`).
+    /// Each worker's task ring (put into under the state lock).
     rings: Vec<Queue<TaskMsg>>,
-    /// Taken by whoever puts into worker `i`'s ring (or writes to its socket), and by the
-    /// collector while it replaces that worker; always before the state lock.
-    puts: Vec<Mutex<()>>,
-    /// Set by the exit watcher when worker `i` exits, cleared when it is replaced.
+    /// Set by the exit watcher when worker `i` exits (or by the pool when it kills it),
+    /// cleared when it is replaced.
     dead: Vec<AtomicBool>,
-    /// Feeder threads (of `imap` and `map`) still submitting.
+    /// `imap`/`map` inputs still being read.
     feeders: AtomicUsize,
-    /// `join` waits: feeders ignore their window.
+    /// `close` (or `join`/`terminate`) was called: dropped `imap`s read on.
+    closing: AtomicBool,
+    /// `join` waits: inputs ignore their window.
     joining: AtomicBool,
-    /// `terminate` was called: feeders stop.
+    /// `terminate` was called: inputs stop.
     terminated: AtomicBool,
+    /// The pool is being dropped: its threads end.
+    quit: AtomicBool,
+    /// New `imap`/`map` inputs for the reader thread.
+    sources: Mutex<Option<crossbeam_channel::Sender<Source>>>,
+    /// Wakes the reader thread.
+    wake: Arc<Wake>,
+    /// The result thread (a callback on it that submits must not wait for the window).
+    collector: std::sync::OnceLock<std::thread::ThreadId>,
 }
 
 impl Inner {
@@ -493,19 +746,27 @@ impl Inner {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn start_worker(&self, st: &mut State, i: usize) -> Result<(), SpawnError> {
+    /// Starts a worker process for slot `i` (without the state lock: spawning takes
+    /// time): its process, the pool's end of its socket, and how many functions its boot
+    /// carried.
+    fn spawn_worker(
+        &self,
+        i: usize,
+        cell: &RawArray<u64>,
+        fns: &[(u32, FnRef, FnRef)],
+    ) -> Result<(Process<()>, Arc<OwnedFd>), SpawnError> {
         let init = match &self.init {
             None => None,
             Some((t, f, args)) => Some((t, f, args()?)),
         };
         let (ours, theirs) = fdpass::socketpair()?;
-        let w = &mut st.workers[i];
         let boot = WorkerBootRef {
             tasks: &self.rings[i],
             results: &self.results,
-            cell: &w.cell,
+            slot: i as u32,
+            cell,
             sock: SendFd(theirs.as_fd()),
-            fns: &st.fns,
+            fns,
             init,
             maxtasks: self.maxtasks,
         };
@@ -524,14 +785,36 @@ impl Inner {
             None,
             self.zygote.as_deref(),
         )?;
-        w.proc = Some(p);
-        w.sock = Some(Arc::new(ours));
-        Ok(())
+        Ok((p, Arc::new(ours)))
     }
 
-    /// The id workers know `f` by, registering it first if needed. Every worker's ring
-    /// gets the registration before the id is handed out, so it precedes every chunk
-    /// that uses it (a replacement worker gets all registrations in its boot).
+    /// Records a started worker in slot `i` (`known`: the functions its boot carried).
+    /// An exit the watcher saw before this (a worker dying at once) is replayed.
+    fn install(&self, st: &mut State, i: usize, p: Process<()>, sock: Arc<OwnedFd>, known: u32) {
+        let pid = p.pid();
+        let w = &mut st.workers[i];
+        w.proc = Some(p);
+        w.sock = Some(sock);
+        w.known = known;
+        w.frames.clear();
+        w.frame_sent = 0;
+        w.received = 0;
+        w.last_done = None;
+        if let Some(word) = w.cell.atomic_u64(CELL_SENT) {
+            word.store(0, Ordering::Release);
+        }
+        self.dead[i].store(false, Ordering::Release);
+        if let Some(k) = st.early_exits.iter().position(|&p| p == pid) {
+            st.early_exits.swap_remove(k);
+            self.dead[i].store(true, Ordering::Release);
+            let _ = self.results.put(ResultMsg::Exited(i as u32));
+        }
+    }
+
+    /// The id workers know `f` by, registering it first if needed. Never waits: the
+    /// registration reaches each worker's ring (before the first chunk using it) when
+    /// the pool gives that worker such a chunk (a replacement gets every registration in
+    /// its boot).
     fn fn_id<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
         f: F,
@@ -539,173 +822,247 @@ impl Inner {
         let binder: BindFn = bind::<A, R, S, F>;
         let t = target::describe_target(f).map_err(|e| Error::InvalidArgument(e.0))?;
         let key = (FnRef::of(binder), FnRef(t.offset.0, t.type_name));
-        let id = {
-            let mut st = self.lock();
-            if st.phase != Phase::Running {
-                return Err(closed());
-            }
-            if let Some(&id) = st.fn_ids.get(&key) {
-                return Ok(id);
-            }
-            let id = st.fns.len() as u32 + 1;
-            st.fns.push((id, key.0.clone(), key.1.clone()));
-            id
-        };
-        for i in 0..self.processes {
-            let _g = self.puts[i].lock().unwrap_or_else(|e| e.into_inner());
-            let mut msg = TaskMsg::Register(id, key.0.clone(), key.1.clone());
-            loop {
-                match self.rings[i].put_timeout(msg, PUT_SLICE) {
-                    Ok(()) => break,
-                    Err(e) if self.dead[i].load(Ordering::Acquire) || !e.is_full() => {
-                        break; // a replacement gets every registration in its boot
-                    }
-                    Err(e) => msg = e.into_inner(),
-                }
-            }
+        let mut st = self.lock();
+        if st.phase != Phase::Running {
+            return Err(closed());
         }
-        self.lock().fn_ids.insert(key, id);
+        if let Some(&id) = st.fn_ids.get(&key) {
+            return Ok(id);
+        }
+        let id = st.fns.len() as u32 + 1;
+        st.fns.push((id, key.0.clone(), key.1.clone()));
+        st.fn_ids.insert(key, id);
         Ok(id)
     }
 
-    /// Sends one chunk: to the least loaded worker (everything queued in it) among those
-    /// where this operation has fewer than `window` chunks (`mine` counts them; empty:
-    /// no window). `after_close`: a feeder finishing what was given before `close`.
-    /// `mine[worker]` is counted up here; the sink counts it down.
+    /// Accepts one chunk into the submission queue and gives what it can to workers at
+    /// once; waits only while the submission window is full. `after_close`: an input
+    /// finishing what was given before `close`.
     fn submit(
         &self,
         fid: u32,
         payload: Payload,
-        window: usize,
-        mine: &[AtomicUsize],
         sink: Sink,
         after_close: bool,
-    ) -> Result<(u64, usize), Error> {
-        let refused = |phase: Phase| match phase {
-            Phase::Running => false,
-            Phase::Closed => !after_close,
-            Phase::Terminated => true,
-        };
-        let mut sink = Some(sink);
-        let mut payload = Some(payload);
+    ) -> Result<u64, Error> {
+        let cost = payload.cost();
+        // a callback on the result thread that submits must not wait for the window:
+        // only that thread makes room in it
+        let on_result_thread = self.collector.get() == Some(&std::thread::current().id());
+        let mut st = self.lock();
         loop {
-            let i = {
-                let st = self.lock();
-                if refused(st.phase) {
-                    return Err(closed());
-                }
-                if st.workers.iter().all(|w| w.broken) {
-                    return Err(Error::InvalidArgument(format!(
-                        "every pool worker failed to start {MAX_START_FAILURES} times in a row \
-                         (does the initializer fail?)"
-                    )));
-                }
-                let pick = st
-                    .workers
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| {
-                        mine.get(*i)
-                            .is_none_or(|m| m.load(Ordering::Acquire) < window)
-                            && !self.dead[*i].load(Ordering::Acquire)
-                    })
-                    .min_by_key(|(_, w)| w.outstanding.len())
-                    .map(|(i, _)| i);
-                match pick {
-                    Some(p) => p,
-                    None => {
-                        // no room: wait for a chunk to finish or a worker to come back
-                        let _ = self.cv.wait_timeout(st, Duration::from_millis(50));
-                        continue;
-                    }
-                }
+            let refused = match st.phase {
+                Phase::Running => false,
+                Phase::Closed => !after_close,
+                Phase::Terminated => true,
             };
-            // the put lock orders this worker's ring (and socket) as `outstanding`
-            // records it
-            let _g = self.puts[i].lock().unwrap_or_else(|e| e.into_inner());
-            let frame = match &payload {
-                Some(Payload::Fds(f)) => Some(f.clone()),
-                _ => None,
-            };
-            let (chunk, sock) = {
-                let mut st = self.lock();
-                if refused(st.phase) {
-                    return Err(closed());
-                }
-                if self.dead[i].load(Ordering::Acquire) {
-                    drop(_g);
-                    continue;
-                }
-                // (read under the put lock: a replacement, which takes it too, cannot
-                // come between this and the write)
-                let sock = st.workers[i].sock.clone();
-                let chunk = st.next_chunk;
-                st.next_chunk += 1;
-                st.workers[i].outstanding.push_back(chunk);
-                st.pending.insert(
-                    chunk,
-                    Pending {
-                        worker: i,
-                        sink: sink.take().unwrap_or_else(|| Box::new(|_, _, _| {})),
-                        frame: frame.clone(),
-                    },
-                );
-                (chunk, sock)
-            };
-            if let Some(m) = mine.get(i) {
-                m.fetch_add(1, Ordering::AcqRel);
+            if refused {
+                return Err(closed());
             }
-            let mut msg = match payload.take() {
-                Some(Payload::Plain(b)) => TaskMsg::Run(chunk, fid, b),
-                _ => TaskMsg::RunSocket(chunk, fid),
+            if st.workers.iter().all(|w| w.broken) {
+                return Err(Error::InvalidArgument(all_broken()));
+            }
+            if on_result_thread || st.in_flight.admits(cost) {
+                break;
+            }
+            st.cv_waiters += 1;
+            st = self
+                .cv
+                .wait_timeout(st, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            st.cv_waiters -= 1;
+        }
+        let chunk = st.next_chunk;
+        st.next_chunk += 1;
+        st.in_flight.add(cost);
+        let frame = match &payload {
+            Payload::Fds(f) => Some(f.clone()),
+            Payload::Plain(_) => None,
+        };
+        st.pending.insert(
+            chunk,
+            Pending {
+                worker: NO_WORKER,
+                sink,
+                frame,
+                cost,
+                given: None,
+            },
+        );
+        st.queue.push_back(Sub {
+            chunk,
+            fid,
+            payload,
+        });
+        let mut failed = Vec::new();
+        self.place(&mut st, &mut failed);
+        self.pump(&mut st);
+        let wake = st.dispatcher_waiting
+            && (!st.queue.is_empty() || st.workers.iter().any(|w| !w.frames.is_empty()));
+        drop(st);
+        if wake {
+            self.dcv.notify_one();
+        }
+        run_sinks(failed);
+        Ok(chunk)
+    }
+
+    /// Gives queued chunks to workers with room in their ring (the least loaded first),
+    /// putting the registrations they need ahead of them. Never waits. Chunks a ring
+    /// refuses fail (into `failed`).
+    fn place(&self, st: &mut State, failed: &mut Finished) {
+        if st.queue.is_empty() {
+            return;
+        }
+        if st.workers.iter().all(|w| w.broken) {
+            let ids: Vec<u64> = st.queue.drain(..).map(|s| s.chunk).collect();
+            failed.extend(fail_pending(st, ids, &TaskError::Failed(all_broken())));
+            return;
+        }
+        let depth = st.depth;
+        loop {
+            let pick = st
+                .workers
+                .iter()
+                .enumerate()
+                .filter(|(i, w)| {
+                    !w.broken
+                        && w.proc.is_some()
+                        && w.outstanding.len() < depth
+                        && !self.dead[*i].load(Ordering::Acquire)
+                })
+                .min_by_key(|(_, w)| w.outstanding.len())
+                .map(|(i, _)| i);
+            let Some(i) = pick else { return };
+            let Some(sub) = st.queue.pop_front() else {
+                return;
             };
-            loop {
-                match self.rings[i].put_timeout(msg, PUT_SLICE) {
-                    Ok(()) => {
-                        if let (Some(f), Some(sock)) = (&frame, &sock) {
-                            // the worker waits for it at the marker; a worker that died
-                            // meanwhile makes it fail, and the exit handling sends the
-                            // frame again to its replacement if the marker was queued
-                            if let Err(e) = f.write_to(sock.as_fd()) {
-                                tracing::debug!(worker = i, error = %e, "pool: task socket");
-                            }
-                        }
-                        return Ok((chunk, i));
-                    }
-                    Err(e) if e.is_full() && !self.dead[i].load(Ordering::Acquire) => {
-                        msg = e.into_inner();
-                    }
+            let chunk = sub.chunk;
+            let mut refused = None;
+            while st.workers[i].known < sub.fid {
+                let id = st.workers[i].known + 1;
+                let Some((_, b, t)) = st.fns.get(id as usize - 1).cloned() else {
+                    break;
+                };
+                match ring_put(&self.rings[i], TaskMsg::Register(id, b, t)) {
+                    Ok(()) => st.workers[i].known = id,
                     Err(e) => {
-                        // its worker died (or the ring refuses): take the reservation
-                        // back and choose again
-                        if let Some(m) = mine.get(i) {
-                            m.fetch_sub(1, Ordering::AcqRel);
-                        }
-                        let mut st = self.lock();
-                        if let Some(p) = st.pending.remove(&chunk) {
-                            sink = Some(p.sink);
-                        }
-                        st.workers[i].outstanding.retain(|&c| c != chunk);
-                        if !e.is_full() && !e.is_closed() {
-                            return Err(Error::InvalidArgument(format!(
-                                "a worker's task ring refused a chunk: {e}"
-                            )));
-                        }
-                        payload = Some(match e.into_inner() {
-                            TaskMsg::Run(_, _, p) => Payload::Plain(p),
-                            _ => match frame {
-                                Some(f) => Payload::Fds(f),
-                                None => Payload::Plain(Bytes::from(Vec::new())),
-                            },
-                        });
+                        refused = Some(e);
                         break;
                     }
                 }
             }
-            drop(_g);
-            let st = self.lock();
-            let _ = self.cv.wait_timeout(st, Duration::from_millis(20));
+            if refused.is_none() {
+                let msg = match sub.payload {
+                    Payload::Plain(b) => TaskMsg::Run(chunk, sub.fid, b),
+                    Payload::Fds(_) => TaskMsg::RunSocket(chunk, sub.fid),
+                };
+                match ring_put(&self.rings[i], msg) {
+                    Ok(()) => {
+                        let now = Instant::now();
+                        let w = &mut st.workers[i];
+                        w.outstanding.push_back(chunk);
+                        if let Some(p) = st.pending.get_mut(&chunk) {
+                            p.worker = i;
+                            p.given = Some(now);
+                            if let Some(f) = &p.frame {
+                                // (the worker reads it when it reaches the marker)
+                                w.frames.push_back(f.clone());
+                            }
+                        }
+                        continue;
+                    }
+                    Err(e) => refused = Some(e),
+                }
+            }
+            // the ring refused (broken, or closed by terminate): the chunk fails
+            // rather than waiting for ever
+            let why = refused.unwrap_or_default();
+            tracing::error!(worker = i, error = %why, "pool: a worker's ring refused a chunk");
+            let e = TaskError::Failed(format!("a worker's task ring refused the chunk: {why}"));
+            failed.extend(fail_pending(st, [chunk], &e));
         }
+    }
+
+    /// Writes what the workers' sockets take now of the frames waiting for them; never
+    /// waits. A write that fails (other than a full socket) kills that worker: it is
+    /// replaced, the chunks queued in its ring go to other workers and the one it was
+    /// running (or waiting for its frame) fails with `WorkerDied`.
+    fn pump(&self, st: &mut State) {
+        for (i, w) in st.workers.iter_mut().enumerate() {
+            while let Some(f) = w.frames.front() {
+                let Some(sock) = &w.sock else {
+                    w.frames.clear();
+                    break;
+                };
+                match f.write_some(sock.as_fd(), &mut w.frame_sent) {
+                    Ok(true) => {
+                        w.frames.pop_front();
+                        w.frame_sent = 0;
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::error!(worker = i, error = %e,
+                            "pool: writing a task's arguments to a worker failed; replacing it");
+                        self.dead[i].store(true, Ordering::Release);
+                        if let Some(p) = &w.proc {
+                            let _ = p.kill();
+                        }
+                        w.frames.clear();
+                        w.frame_sent = 0;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Puts `msg` into a worker's ring without waiting for room (the ring is unbounded).
+fn ring_put(ring: &Queue<TaskMsg>, msg: TaskMsg) -> Result<(), String> {
+    if fault::hit(&fault::RING_PUTS) {
+        return Err("injected failure (a broken ring)".into());
+    }
+    ring.try_put(msg).map_err(|e| e.to_string())
+}
+
+fn all_broken() -> String {
+    format!(
+        "every pool worker failed to start {MAX_START_FAILURES} times in a row \
+         (does the initializer fail?)"
+    )
+}
+
+/// The pool's dispatcher thread: gives queued chunks to workers as they make room, and
+/// writes handle chunks' frames as the workers' sockets take them (never blocking on
+/// one worker).
+fn dispatch(inner: Arc<Inner>) {
+    let mut st = inner.lock();
+    loop {
+        if inner.quit.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut failed = Vec::new();
+        inner.place(&mut st, &mut failed);
+        inner.pump(&mut st);
+        if !failed.is_empty() {
+            drop(st);
+            run_sinks(failed);
+            st = inner.lock();
+            continue;
+        }
+        // frames the sockets did not take: look again soon (a worker reads its frame
+        // when it reaches its marker)
+        let frames = st.workers.iter().any(|w| !w.frames.is_empty());
+        st.dispatcher_waiting = true;
+        let limit = Duration::from_millis(if frames { 2 } else { 100 });
+        st = inner
+            .dcv
+            .wait_timeout(st, limit)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        st.dispatcher_waiting = false;
     }
 }
 
@@ -758,6 +1115,8 @@ pub struct Pool {
     inner: Arc<Inner>,
     processes: usize,
     collector: Option<std::thread::JoinHandle<()>>,
+    dispatcher: Option<std::thread::JoinHandle<()>>,
+    feeder: Option<std::thread::JoinHandle<()>>,
     watcher: Option<ExitWatcher>,
 }
 
@@ -878,28 +1237,30 @@ impl PoolBuilder {
         let mut rings = Vec::with_capacity(n);
         for _ in 0..n {
             rings.push(Queue::with_capacity_bytes(1 << 20)?);
-            workers.push(Worker {
-                cell: RawArray::zeroed(CELL_WORDS)?,
-                proc: None,
-                sock: None,
-                outstanding: VecDeque::new(),
-                start_failures: 0,
-                broken: false,
-            });
+            workers.push(Worker::new(RawArray::zeroed(CELL_WORDS)?));
         }
+        let (src_tx, src_rx) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {
             rings,
-            puts: (0..n).map(|_| Mutex::new(())).collect(),
             dead: (0..n).map(|_| AtomicBool::new(false)).collect(),
             st: Mutex::new(State {
                 workers,
                 pending: HashMap::new(),
+                queue: VecDeque::new(),
+                in_flight: Cost::default(),
                 fns: Vec::new(),
                 fn_ids: HashMap::new(),
                 next_chunk: 1,
                 phase: Phase::Running,
+                service: None,
+                // one chunk per worker until the first results say how long one takes
+                depth: 1,
+                dispatcher_waiting: false,
+                cv_waiters: 0,
+                early_exits: Vec::new(),
             }),
             cv: Condvar::new(),
+            dcv: Condvar::new(),
             processes: n,
             results,
             init,
@@ -907,35 +1268,57 @@ impl PoolBuilder {
             method,
             zygote,
             feeders: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
             joining: AtomicBool::new(false),
             terminated: AtomicBool::new(false),
+            quit: AtomicBool::new(false),
+            sources: Mutex::new(Some(src_tx)),
+            wake: Arc::new(Wake::default()),
+            collector: std::sync::OnceLock::new(),
         });
         // watching before any worker starts, so that no exit is missed
         let i3 = inner.clone();
         let watcher =
             ExitWatcher::start("procactor-pool-exits", move |ev| worker_exited(&i3, ev.pid))?;
-        {
-            let mut st = inner.lock();
-            for i in 0..n {
-                if let Err(e) = inner.start_worker(&mut st, i) {
-                    for w in &st.workers {
-                        if let Some(p) = &w.proc {
-                            let _ = p.kill();
-                        }
+        let mut started = Vec::with_capacity(n);
+        for i in 0..n {
+            let cell = inner.lock().workers[i].cell.clone();
+            match inner.spawn_worker(i, &cell, &[]) {
+                Ok(w) => started.push(w),
+                Err(e) => {
+                    for (p, _) in &started {
+                        let _ = p.kill();
                     }
                     return Err(e.into());
                 }
             }
         }
+        {
+            let mut st = inner.lock();
+            for (i, (p, sock)) in started.into_iter().enumerate() {
+                inner.install(&mut st, i, p, sock, 0);
+            }
+        }
         let reader = inner.results.clone();
         reader.close(); // the collector only reads
         let i2 = inner.clone();
-        let collector = crate::runtime::thread_builder("procactor-pool-results")
-            .spawn(move || collect(i2, reader))?;
+        let collector =
+            crate::runtime::thread_builder("procactor-pool-results").spawn(move || {
+                let _ = i2.collector.set(std::thread::current().id());
+                collect(i2, reader)
+            })?;
+        let i4 = inner.clone();
+        let dispatcher = crate::runtime::thread_builder("procactor-pool-dispatch")
+            .spawn(move || dispatch(i4))?;
+        let i5 = inner.clone();
+        let feeder = crate::runtime::thread_builder("procactor-pool-feeder")
+            .spawn(move || read_inputs(&i5, &src_rx))?;
         Ok(Pool {
             inner,
             processes: n,
             collector: Some(collector),
+            dispatcher: Some(dispatcher),
+            feeder: Some(feeder),
             watcher: Some(watcher),
         })
     }
@@ -944,10 +1327,20 @@ impl PoolBuilder {
 /// Puts an exit notice on the result ring when a worker exits (behind its results).
 fn worker_exited(inner: &Inner, pid: u32) {
     let idx = {
-        let st = inner.lock();
-        st.workers
+        let mut st = inner.lock();
+        let idx = st
+            .workers
             .iter()
-            .position(|w| w.proc.as_ref().is_some_and(|p| p.pid() == pid))
+            .position(|w| w.proc.as_ref().is_some_and(|p| p.pid() == pid));
+        if idx.is_none() {
+            // a worker being installed (its slot learns its pid after the spawn): the
+            // slot replays this exit (bounded: a few pids at most)
+            st.early_exits.push(pid);
+            if st.early_exits.len() > 64 {
+                st.early_exits.remove(0);
+            }
+        }
+        idx
     };
     if let Some(i) = idx {
         inner.dead[i].store(true, Ordering::Release);
@@ -959,62 +1352,171 @@ fn worker_exited(inner: &Inner, pid: u32) {
 fn collect(inner: Arc<Inner>, results: Queue<ResultMsg>) {
     loop {
         match results.get() {
-            Ok(ResultMsg::Done(chunk, out)) => {
+            Ok(ResultMsg::Done(chunk, slot, out)) => {
                 let mut st = inner.lock();
-                let done = st.pending.remove(&chunk).inspect(|p| {
-                    if let Some(w) = st.workers.get_mut(p.worker) {
-                        if let Some(pos) = w.outstanding.iter().position(|&c| c == chunk) {
-                            w.outstanding.remove(pos);
-                        }
-                    }
-                });
+                if let Some(w) = st.workers.get_mut(slot as usize) {
+                    w.received += 1;
+                }
+                let done = take_pending(&mut st, chunk);
+                if let Some(p) = &done {
+                    note_service(&mut st, p);
+                }
+                let mut failed = Vec::new();
+                inner.place(&mut st, &mut failed);
+                let wake_d =
+                    st.dispatcher_waiting && st.workers.iter().any(|w| !w.frames.is_empty());
+                let wake = st.cv_waiters > 0;
                 drop(st);
                 if let Some(p) = done {
                     (p.sink)(p.worker, chunk, out.map_err(TaskError::Failed));
                 }
-                inner.cv.notify_all();
+                run_sinks(failed);
+                if wake_d {
+                    inner.dcv.notify_one();
+                }
+                if wake {
+                    inner.cv.notify_all();
+                }
             }
             Ok(ResultMsg::Exited(i)) => {
                 let i = i as usize;
-                let Some(put) = inner.puts.get(i) else {
+                if i >= inner.processes {
                     continue;
-                };
-                let g = put.lock().unwrap_or_else(|e| e.into_inner());
-                let mut st = inner.lock();
-                let finished = on_worker_exit(&inner, &mut st, i);
-                drop(st);
-                drop(g);
-                run_sinks(finished);
-                inner.cv.notify_all();
+                }
+                replace_worker(&inner, i);
             }
             Ok(ResultMsg::Quit) | Err(GetError::Disconnected) | Err(GetError::Broken) => return,
             Err(GetError::Decode(e)) => {
-                tracing::error!(error = %e, "pool: undecodable result skipped")
+                // a worker broke the protocol: the ones with results in the ring are
+                // suspects (usually one); they are replaced, so that the chunk whose
+                // result this was fails instead of waiting for ever
+                let st = inner.lock();
+                let suspects: Vec<usize> = st
+                    .workers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| {
+                        w.proc.is_some()
+                            && w.cell
+                                .atomic_u64(CELL_SENT)
+                                .is_some_and(|s| s.load(Ordering::Acquire) > w.received)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                tracing::error!(error = %e, ?suspects,
+                    "pool: an undecodable result; replacing the workers that may have sent it");
+                for &i in &suspects {
+                    if let Some(p) = &st.workers[i].proc {
+                        let _ = p.kill();
+                    }
+                }
+                drop(st);
             }
             Err(GetError::Empty) => {}
         }
     }
 }
 
+/// Removes chunk `c` from the pending ones (and its worker's ring record, and the
+/// window).
+fn take_pending(st: &mut State, c: u64) -> Option<Pending> {
+    let p = st.pending.remove(&c)?;
+    st.in_flight.sub(p.cost);
+    if let Some(w) = st.workers.get_mut(p.worker) {
+        if let Some(pos) = w.outstanding.iter().position(|&x| x == c) {
+            w.outstanding.remove(pos);
+        }
+    }
+    Some(p)
+}
+
+/// Updates the estimate of a chunk's time in a worker, hence how many chunks a worker's
+/// ring may hold.
+fn note_service(st: &mut State, p: &Pending) {
+    let (Some(given), Some(w)) = (p.given, st.workers.get_mut(p.worker)) else {
+        return;
+    };
+    let now = Instant::now();
+    // it started when it was given or when the previous one finished, the later
+    let start = match w.last_done {
+        Some(t) if t > given => t,
+        _ => given,
+    };
+    w.last_done = Some(now);
+    let sample = now.saturating_duration_since(start).as_secs_f64();
+    let s = match st.service {
+        None => sample,
+        Some(s) => s * 0.875 + sample * 0.125,
+    };
+    st.service = Some(s);
+    st.depth = window_for(Duration::from_secs_f64(s));
+}
+
 /// Fails the pending chunks `ids` with `why`.
 fn fail_pending(st: &mut State, ids: impl IntoIterator<Item = u64>, why: &TaskError) -> Finished {
     ids.into_iter()
-        .filter_map(|c| {
-            st.pending
-                .remove(&c)
-                .map(|p| (p.worker, c, p.sink, Err(why.clone())))
-        })
+        .filter_map(|c| take_pending(st, c).map(|p| (p.worker, c, p.sink, Err(why.clone()))))
         .collect()
 }
 
-fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) -> Finished {
+/// Handles worker `i`'s exit (on the result thread): fails what it was running, puts
+/// what was queued in its ring back at the front of the submission queue, and starts a
+/// replacement — the spawn without the state lock, so that submitters never wait for
+/// it.
+fn replace_worker(inner: &Inner, i: usize) {
+    let (finished, respawn) = {
+        let mut st = inner.lock();
+        on_worker_exit(inner, &mut st, i)
+    };
+    run_sinks(finished);
+    if let Some((cell, fns)) = respawn {
+        let started = inner.spawn_worker(i, &cell, &fns);
+        let mut st = inner.lock();
+        let mut failed = Vec::new();
+        match started {
+            Ok((mut p, sock)) => {
+                if st.phase == Phase::Terminated {
+                    drop(st);
+                    let _ = p.kill();
+                    let _ = p.join();
+                    return;
+                }
+                inner.install(&mut st, i, p, sock, fns.len() as u32);
+            }
+            Err(e) => {
+                // given up like a worker that keeps failing to start (`dead` stays set),
+                // so nothing waits for it: when every slot is given up, submissions are
+                // refused and queued chunks fail
+                tracing::error!(worker = i, error = %e, "pool: no replacement worker could start");
+                st.workers[i].broken = true;
+            }
+        }
+        inner.place(&mut st, &mut failed);
+        inner.pump(&mut st);
+        let wake_d = st.dispatcher_waiting;
+        drop(st);
+        run_sinks(failed);
+        if wake_d {
+            inner.dcv.notify_one();
+        }
+    }
+    inner.cv.notify_all();
+}
+
+/// What a replacement for a worker needs: its cell and the functions so far.
+type Respawn = Option<(RawArray<u64>, Vec<(u32, FnRef, FnRef)>)>;
+
+fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) -> (Finished, Respawn) {
     let Some(w) = st.workers.get_mut(i) else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let Some(mut p) = w.proc.take() else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
-    w.sock = None; // its socket, and what the dead worker did not read there, go
+    // its socket, and what the dead worker did not read there, go
+    w.sock = None;
+    w.frames.clear();
+    w.frame_sent = 0;
     let status = p.join().unwrap_or(ExitStatus::Code(-1));
     if let Some(word) = w.cell.atomic_u64(CELL_CHUNK) {
         word.store(0, Ordering::Release);
@@ -1024,19 +1526,6 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) -> Finished {
         .atomic_u64(CELL_READY)
         .is_some_and(|r| r.swap(0, Ordering::AcqRel) == 1);
     w.start_failures = if was_ready { 0 } else { w.start_failures + 1 };
-    if w.start_failures >= MAX_START_FAILURES {
-        let why = match p.result() {
-            Err(crate::JoinError::Panicked { message }) => message,
-            _ => status.to_string(),
-        };
-        w.broken = true;
-        let ids: Vec<u64> = w.outstanding.drain(..).collect();
-        tracing::error!(worker = i, %why, "pool worker keeps failing to start; giving it up");
-        let e = TaskError::Failed(format!(
-            "the worker failed to start {MAX_START_FAILURES} times in a row: {why}"
-        ));
-        return fail_pending(st, ids, &e); // `dead` stays set: nothing is sent to it again
-    }
     // What is still in its ring was not taken: take it back (this also completes or
     // rolls back a get the worker died in the middle of)…
     // (the dead worker may hold the ring's reader lock, asleep in `get`: free it first)
@@ -1060,50 +1549,53 @@ fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) -> Finished {
         .copied()
         .filter(|c| !queued_ids.contains(c))
         .collect();
-    w.outstanding.retain(|c| queued_ids.contains(c));
+    w.outstanding.clear();
     let mut finished = fail_pending(st, lost.iter().copied(), &TaskError::WorkerDied(status));
-    if st.phase == Phase::Terminated {
-        return finished;
-    }
-    tracing::debug!(worker = i, %status, lost = lost.len(), "pool worker exited; replacing it");
-    // a replacement on the same ring, with the queued chunks back in order
-    if let Err(e) = inner.start_worker(st, i) {
-        // given up like a worker that keeps failing to start (`dead` stays set), so
-        // nothing waits for it: when every slot is given up, submissions are refused
-        tracing::error!(worker = i, error = %e, "pool: no replacement worker could start");
-        let w = &mut st.workers[i];
-        w.broken = true;
-        let ids: Vec<u64> = w.outstanding.drain(..).collect();
-        let e = TaskError::Failed("no replacement worker could start".into());
-        finished.extend(fail_pending(st, ids, &e));
-        return finished;
-    }
-    inner.dead[i].store(false, Ordering::Release);
-    let sock = st.workers[i].sock.clone();
-    for m in queued {
-        let frame = match &m {
-            TaskMsg::Run(..) => None,
-            TaskMsg::RunSocket(c, _) => st.pending.get(c).and_then(|p| p.frame.clone()),
+    // the queued ones go back to the front of the submission queue, in order, for any
+    // worker (the pool's memory: nothing can refuse them)
+    for m in queued.into_iter().rev() {
+        let (c, fid, payload) = match m {
+            TaskMsg::Run(c, f, b) => (c, f, Payload::Plain(b)),
+            TaskMsg::RunSocket(c, f) => match st.pending.get(&c).and_then(|p| p.frame.clone()) {
+                Some(frame) => (c, f, Payload::Fds(frame)),
+                None => continue,
+            },
             TaskMsg::Register(..) => continue,
         };
-        // they were in this ring a moment ago, so they fit again
-        if ring.try_put(m).is_err() {
-            tracing::error!("pool: a queued chunk could not be put back");
+        let Some(p) = st.pending.get_mut(&c) else {
             continue;
-        }
-        // (the new worker reads the frame when it reaches the marker)
-        if let (Some(f), Some(sock)) = (frame, &sock) {
-            if let Err(e) = f.write_to(sock.as_fd()) {
-                tracing::debug!(worker = i, error = %e, "pool: task socket");
-            }
-        }
+        };
+        p.worker = NO_WORKER;
+        p.given = None;
+        st.queue.push_front(Sub {
+            chunk: c,
+            fid,
+            payload,
+        });
     }
-    finished
+    if st.phase == Phase::Terminated {
+        return (finished, None);
+    }
+    let w = &mut st.workers[i];
+    if w.start_failures >= MAX_START_FAILURES {
+        let why = match p.result() {
+            Err(crate::JoinError::Panicked { message }) => message,
+            _ => status.to_string(),
+        };
+        w.broken = true;
+        tracing::error!(worker = i, %why, "pool worker keeps failing to start; giving it up");
+        if st.workers.iter().all(|w| w.broken) {
+            let ids: Vec<u64> = st.queue.drain(..).map(|s| s.chunk).collect();
+            let e = TaskError::Failed(format!(
+                "the worker failed to start {MAX_START_FAILURES} times in a row: {why}"
+            ));
+            finished.extend(fail_pending(st, ids, &e));
+        }
+        return (finished, None); // `dead` stays set: nothing is sent to it again
+    }
+    tracing::debug!(worker = i, %status, lost = lost.len(), "pool worker exited; replacing it");
+    (finished, Some((st.workers[i].cell.clone(), st.fns.clone())))
 }
-
-/// How long one blocking put into a worker's ring waits before looking whether the
-/// worker died.
-const PUT_SLICE: Duration = Duration::from_millis(100);
 
 fn closed() -> Error {
     Error::InvalidArgument("the pool is closed: no new tasks".into())
@@ -1200,8 +1692,8 @@ impl Pool {
             .collect()
     }
 
-    /// Starts a feeder thread that submits `input` in chunks, and returns the iterator
-    /// of its results.
+    /// Hands `input` to the pool's feeder, which submits it in chunks, and returns the
+    /// iterator of its results.
     fn feed<A, R, S, F, I>(
         &self,
         f: F,
@@ -1218,31 +1710,33 @@ impl Pool {
     {
         let fid = self.inner.fn_id(f)?;
         let feed = Arc::new(Feed {
-            st: Mutex::new(FeedState {
-                // one chunk per worker until the first results say how long one takes
-                window: 1,
-                ..FeedState::default()
-            }),
-            cv: Condvar::new(),
-            mine: (0..self.processes).map(|_| AtomicUsize::new(0)).collect(),
+            st: Mutex::new(FeedState::default()),
             cap: (IMAP_WINDOW_PER_WORKER * self.processes) as u64,
+            wake: self.inner.wake.clone(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
+        let source = Source {
+            input: Box::new(InputOf {
+                input,
+                chunksize: chunksize.max(1),
+                _a: PhantomData,
+            }),
+            feed: feed.clone(),
+            fid,
+            seq: 0,
+            tx,
+        };
         // counted before the call returns, so that a join right after waits for it
         self.inner.feeders.fetch_add(1, Ordering::SeqCst);
-        let (inner, feed2) = (self.inner.clone(), feed.clone());
-        let spawned = runtime::thread_builder("procactor-pool-feeder").spawn(move || {
-            feed_loop(&inner, &feed2, fid, input, chunksize.max(1), &tx);
-            drop(tx);
-            inner.feeders.fetch_sub(1, Ordering::SeqCst);
-            let _g = inner.lock();
-            inner.cv.notify_all();
-        });
-        // (`feed_loop` catches a panic of the input iterator: the count always goes down)
-        if let Err(e) = spawned {
+        let sent = match &*self.inner.sources.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(s) => s.send(source).is_ok(),
+            None => false,
+        };
+        if !sent {
             self.inner.feeders.fetch_sub(1, Ordering::SeqCst);
-            return Err(e.into());
+            return Err(closed());
         }
+        self.inner.wake.wake();
         Ok(Imap {
             feed,
             rx,
@@ -1379,8 +1873,8 @@ impl Pool {
         self.map(f, items)
     }
 
-    /// Submits every chunk of `items` at once (no window: `map_async` must not block);
-    /// `gather` (if any) sees each chunk's outcome on the result thread.
+    /// Submits every chunk of `items` (waiting only while the submission window is
+    /// full); `gather` (if any) sees each chunk's outcome on the result thread.
     fn submit_all<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
         f: F,
@@ -1401,7 +1895,7 @@ impl Pool {
                 }
                 let _ = tx.send((c, out));
             });
-            let (c, _) = self.inner.submit(fid, payload, 0, &[], sink, false)?;
+            let c = self.inner.submit(fid, payload, sink, false)?;
             unsent.sent();
             chunks.push(c);
         }
@@ -1428,10 +1922,13 @@ impl Pool {
     }
 
     /// As [`map_async`](Pool::map_async), with Python's `callback` and `error_callback`:
-    /// once every item is done, exactly one of them runs, on the pool's result thread,
-    /// before the [`AsyncResult`] is ready: `callback(results)` (in input order), or
-    /// `error_callback(e)` with the first failed item's error in input order (Python
-    /// calls it at the first failure to arrive; here it comes when all items are done).
+    /// exactly one of them runs, on the pool's result thread. `callback(results)` (in
+    /// input order) once every item is done, before the [`AsyncResult`] is ready; or, as
+    /// CPython's `MapResult` does, `error_callback(e)` as soon as the first failed chunk
+    /// arrives (whatever its place in the input; `e` is its first failed item's error),
+    /// without waiting for the other chunks. The `AsyncResult` itself still waits for
+    /// every chunk and its `get` gives the first failed item in input order (CPython's
+    /// is ready at the first failure).
     ///
     /// A callback must not block: the result thread routes every result of the pool and
     /// waits for it (a panic in a callback is logged and ignored). When the pool is
@@ -1459,12 +1956,29 @@ impl Pool {
         let items: Vec<A> = items.into_iter().collect();
         let cs = default_chunksize(items.len(), self.processes);
         let n = items.len().div_ceil(cs);
+        let on_err: OnErr =
+            Box::new(move |e: TaskError| guarded("error callback", || error_callback(e)));
+        let on_err = Arc::new(Mutex::new(Some(on_err)));
+        let on_err2 = on_err.clone();
         let on_all: OnAll = Box::new(move |outs: &[Outcome]| match decode_all::<R>(outs) {
             Ok(v) => guarded("callback", || callback(v)),
-            Err(e) => guarded("error callback", || error_callback(e)),
+            Err(e) => {
+                // (a result that failed to decode: not seen as a failure chunk by chunk)
+                let f = on_err2.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(f) = f {
+                    f(e)
+                }
+            }
         });
         let gather = Arc::new(Gather {
-            st: Mutex::new((vec![None; n], n, Some(on_all))),
+            st: Mutex::new(GatherState {
+                outs: vec![None; n],
+                missing: n,
+                on_all: Some(on_all),
+                failed: false,
+            }),
+            on_err,
+            first_error: chunk_error::<R>,
         });
         let (rx, chunks) = self.submit_all(f, items, Some(gather.clone()))?;
         if n == 0 {
@@ -1510,7 +2024,7 @@ impl Pool {
             }
             let _ = tx.send((c, out));
         });
-        let (c, _) = self.inner.submit(fid, payload, 0, &[], sink, false)?;
+        let c = self.inner.submit(fid, payload, sink, false)?;
         unsent.sent();
         Ok(AsyncResult::new(rx, Collect::One(c), decode))
     }
@@ -1724,6 +2238,9 @@ impl Pool {
         if st.phase == Phase::Running {
             st.phase = Phase::Closed;
         }
+        drop(st);
+        self.inner.closing.store(true, Ordering::SeqCst);
+        self.inner.wake.wake();
     }
 
     /// Waits for the work given so far to complete, then for the workers to exit. Call
@@ -1742,13 +2259,17 @@ impl Pool {
             ));
         }
         self.inner.joining.store(true, Ordering::SeqCst);
+        self.inner.closing.store(true, Ordering::SeqCst);
+        self.inner.wake.wake();
         while !st.pending.is_empty() || self.inner.feeders.load(Ordering::SeqCst) > 0 {
+            st.cv_waiters += 1;
             st = self
                 .inner
                 .cv
                 .wait_timeout(st, Duration::from_millis(100))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.cv_waiters -= 1;
         }
         st.phase = Phase::Terminated;
         // every worker's ring is empty: closing the pool's handles disconnects them
@@ -1772,6 +2293,7 @@ impl Pool {
     /// feeders stop. Calling it again is harmless.
     pub fn terminate(&self) {
         self.inner.terminated.store(true, Ordering::SeqCst);
+        self.inner.closing.store(true, Ordering::SeqCst);
         let mut st = self.inner.lock();
         st.phase = Phase::Terminated;
         let procs: Vec<Process<()>> = st
@@ -1781,7 +2303,11 @@ impl Pool {
             .collect();
         for w in &mut st.workers {
             w.outstanding.clear();
+            w.frames.clear();
+            w.frame_sent = 0;
         }
+        st.queue.clear();
+        st.in_flight = Cost::default();
         for r in &self.inner.rings {
             r.close();
         }
@@ -1792,54 +2318,137 @@ impl Pool {
             .map(|(c, p)| (p.worker, c, p.sink, Err(why.clone())))
             .collect();
         drop(st);
+        self.inner.wake.wake();
+        // SIGKILL first to all, then reap: the time of one worker's end, not n
+        for p in &procs {
+            let _ = p.kill();
+        }
         run_sinks(finished);
         for mut p in procs {
-            let _ = p.kill();
             let _ = p.join();
         }
         self.inner.cv.notify_all();
+        self.inner.dcv.notify_all();
     }
 }
 
+/// How long dropping a pool waits for its result thread and its feeder (busy in a
+/// user's callback or input iterator) before leaving them to end on their own.
+pub const DROP_WAIT: Duration = Duration::from_secs(1);
+
+/// Joins `t` if it ends before `deadline`; otherwise leaves it (detached).
+fn join_until(t: std::thread::JoinHandle<()>, deadline: Instant) {
+    while !t.is_finished() {
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = t.join();
+}
+
 impl Drop for Pool {
+    /// Terminates the pool (as Python's `with Pool(...)` does on exit) within a bound:
+    /// the workers are sent `SIGKILL` and reaped, every unfinished task fails (its
+    /// error callback runs here), and the pool's threads end. A thread of the pool busy
+    /// in user code — the result thread in a callback, the feeder in an `imap` input's
+    /// `next` — is waited for at most [`DROP_WAIT`], then left to end on its own (it
+    /// does nothing more). So a drop, including one while a panic unwinds, takes about
+    /// `DROP_WAIT` at most beyond the kernel's time to end the killed workers.
     fn drop(&mut self) {
         self.terminate();
+        self.inner.quit.store(true, Ordering::SeqCst);
+        self.inner
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.inner.wake.wake();
+        {
+            let _st = self.inner.lock();
+            self.inner.dcv.notify_all();
+        }
         let _ = self.inner.results.put(ResultMsg::Quit);
+        let deadline = Instant::now() + DROP_WAIT;
+        if let Some(t) = self.dispatcher.take() {
+            // (it may be running an error callback of a chunk a ring refused)
+            join_until(t, deadline);
+        }
         if let Some(t) = self.collector.take() {
-            let _ = t.join();
+            join_until(t, deadline);
+        }
+        if let Some(t) = self.feeder.take() {
+            join_until(t, deadline);
         }
         self.watcher.take();
     }
 }
 
-/// Every chunk's outcome of a `map_async_with`, and what runs once all are there.
+/// Every chunk's outcome of a `map_async_with`, and what runs once all are there (or
+/// at the first failure).
 struct Gather {
-    /// Each chunk's outcome, how many are missing, what runs once none is.
-    st: Mutex<(Vec<Option<Outcome>>, usize, Option<OnAll>)>,
+    st: Mutex<GatherState>,
+    /// The error callback, run at the first failed chunk.
+    on_err: Arc<Mutex<Option<OnErr>>>,
+    /// A chunk's first failed item, if any.
+    first_error: fn(&Outcome) -> Option<TaskError>,
+}
+
+struct GatherState {
+    /// Each chunk's outcome.
+    outs: Vec<Option<Outcome>>,
+    /// How many are missing.
+    missing: usize,
+    /// What runs once none is (unless one failed).
+    on_all: Option<OnAll>,
+    /// A chunk failed: `on_all` will not run.
+    failed: bool,
+}
+
+/// The first failed item of a chunk (decoded as `R`, so that a result that cannot be
+/// decoded counts as a failure too).
+fn chunk_error<R: DeserializeOwned>(out: &Outcome) -> Option<TaskError> {
+    match out {
+        Err(e) => Some(e.clone()),
+        Ok(_) => decode_chunk::<R>(out, 1).into_iter().find_map(Result::err),
+    }
 }
 
 impl Gather {
     fn put(&self, k: usize, out: &Outcome) {
+        let err = (self.first_error)(out);
         {
             let mut g = self.st.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(slot) = g.0.get_mut(k) {
+            if let Some(slot) = g.outs.get_mut(k) {
                 if slot.is_none() {
                     *slot = Some(out.clone());
-                    g.1 -= 1;
+                    g.missing -= 1;
                 }
             }
-            if g.1 != 0 {
+            if err.is_none() && (g.missing != 0 || g.failed) {
                 return;
             }
+            if err.is_some() {
+                g.failed = true;
+                g.on_all = None;
+            }
         }
-        self.fire();
+        match err {
+            Some(e) => {
+                let f = self.on_err.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(f) = f {
+                    f(e);
+                }
+            }
+            None => self.fire(),
+        }
     }
 
     fn fire(&self) {
         let (outs, f) = {
             let mut g = self.st.lock().unwrap_or_else(|e| e.into_inner());
-            let outs: Vec<Outcome> = g.0.iter_mut().filter_map(Option::take).collect();
-            (outs, g.2.take())
+            let outs: Vec<Outcome> = g.outs.iter_mut().filter_map(Option::take).collect();
+            (outs, g.on_all.take())
         };
         if let Some(f) = f {
             f(&outs);
@@ -1847,14 +2456,14 @@ impl Gather {
     }
 }
 
-/// What a feeder and its iterator share: how many chunks are submitted, done and read.
+/// What the feeder and an `imap`'s iterator share: how many chunks are submitted, done
+/// and read.
 struct Feed {
     st: Mutex<FeedState>,
-    cv: Condvar,
-    /// This operation's chunks queued in each worker.
-    mine: Vec<AtomicUsize>,
     /// The most chunks submitted and not read.
     cap: u64,
+    /// Wakes the feeder when room is made.
+    wake: Arc<Wake>,
 }
 
 #[derive(Default)]
@@ -1864,11 +2473,8 @@ struct FeedState {
     delivered: u64,
     /// The iterator was dropped: results are thrown away.
     gone: bool,
-    /// Chunks per worker (see `window_for`).
-    window: usize,
-    /// The feeder waits for room (to be woken).
-    waiting: bool,
-    started: Option<Instant>,
+    /// `submitted` when the iterator was dropped.
+    submitted_at_drop: u64,
 }
 
 impl Feed {
@@ -1877,7 +2483,7 @@ impl Feed {
     }
 }
 
-/// What a feeder (and the sinks of its chunks) send its iterator.
+/// What the feeder (and the sinks of its chunks) send an iterator.
 enum FeedMsg {
     /// Chunk `seq` of `n` items; whether it was submitted (counted in the window).
     Chunk(u64, usize, Outcome, bool),
@@ -1885,120 +2491,183 @@ enum FeedMsg {
     End(u64),
 }
 
-fn feed_loop<A: Message, I: Iterator<Item = A>>(
-    inner: &Arc<Inner>,
-    feed: &Arc<Feed>,
-    fid: u32,
-    mut input: I,
+/// One chunk read from an input.
+enum Part {
+    /// Encoded, `n` items.
+    Chunk(Payload, Unsent, usize),
+    /// `n` items that cannot go (they fail with this error); `true`: the input ends.
+    Failed(TaskError, usize, bool),
+}
+
+/// An `imap`'s input, as the feeder reads it.
+trait Input: Send {
+    /// The next chunk, `None` at the end of the input.
+    fn next_chunk(&mut self) -> Option<Part>;
+}
+
+struct InputOf<A, I> {
+    input: I,
     chunksize: usize,
-    tx: &crossbeam_channel::Sender<FeedMsg>,
-) {
-    let mut seq = 0u64;
-    loop {
-        // room in the window?
-        let window = {
-            let mut s = feed.lock();
-            loop {
-                if inner.terminated.load(Ordering::SeqCst) {
-                    let _ = tx.send(FeedMsg::End(seq));
-                    return;
-                }
-                let unread = if s.gone {
-                    s.submitted - s.done
-                } else {
-                    s.submitted - s.delivered
-                };
-                if unread < feed.cap || inner.joining.load(Ordering::SeqCst) {
-                    break;
-                }
-                s.waiting = true;
-                s = feed
-                    .cv
-                    .wait_timeout(s, Duration::from_millis(50))
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-                s.waiting = false;
-            }
-            s.window
-        };
+    _a: PhantomData<fn(A)>,
+}
+
+impl<A: Message, I: Iterator<Item = A> + Send> Input for InputOf<A, I> {
+    fn next_chunk(&mut self) -> Option<Part> {
         // the input is the user's code: a panic in it ends the input with an error item
-        // (not the feeder, whose end `join` and the iterator wait for)
-        let part = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            input.by_ref().take(chunksize).collect::<Vec<A>>()
-        }));
-        let part = match part {
-            Ok(part) => part,
-            Err(p) => {
-                let why = TaskError::Failed(format!(
+        // (not the feeder, which every input and `join` wait for)
+        let n = self.chunksize;
+        let input = &mut self.input;
+        let part = std::panic::catch_unwind(AssertUnwindSafe(|| input.take(n).collect::<Vec<A>>()));
+        match part {
+            Err(p) => Some(Part::Failed(
+                TaskError::Failed(format!(
                     "the input iterator panicked: {}",
                     runtime::take_panic_message(&*p)
-                ));
-                let _ = tx.send(FeedMsg::Chunk(seq, 1, Err(why), false));
-                seq += 1;
-                break;
-            }
-        };
-        if part.is_empty() {
-            break;
-        }
-        let n = part.len();
-        let (payload, unsent) = match encode_chunk(&part) {
-            Ok(p) => p,
-            Err(e) => {
+                )),
+                1,
+                true,
+            )),
+            Ok(part) if part.is_empty() => None,
+            Ok(part) => Some(match encode_chunk(&part) {
+                Ok((payload, unsent)) => Part::Chunk(payload, unsent, part.len()),
                 // its items fail; the rest goes on
-                let _ = tx.send(FeedMsg::Chunk(seq, n, Err(encode_failed(e)), false));
-                seq += 1;
-                continue;
-            }
-        };
-        drop(part);
-        {
-            let mut s = feed.lock();
-            s.submitted += 1;
-            s.started.get_or_insert_with(Instant::now);
+                Err(e) => Part::Failed(encode_failed(e), part.len(), false),
+            }),
         }
-        let (feed_s, tx_s, processes) = (feed.clone(), tx.clone(), inner.processes);
-        let sink: Sink = Box::new(move |w, _, out| {
-            if let Some(m) = feed_s.mine.get(w) {
-                let _ = m.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                    Some(v.saturating_sub(1))
-                });
-            }
-            let wake = {
-                let mut s = feed_s.lock();
-                s.done += 1;
-                // with every worker busy, one worker takes `processes / rate` per chunk
-                if let Some(t0) = s.started {
-                    let per_worker = t0.elapsed().as_secs_f64() * processes as f64 / s.done as f64;
-                    s.window = window_for(Duration::from_secs_f64(per_worker));
-                }
-                s.waiting
-            };
-            // (a wake-up is a system call: only when the feeder waits for room)
-            if wake {
-                feed_s.cv.notify_all();
-            }
-            let _ = tx_s.send(FeedMsg::Chunk(seq, n, out, true));
-        });
-        match inner.submit(fid, payload, window, &feed.mine, sink, true) {
-            Ok(_) => unsent.sent(),
-            Err(e) => {
-                // terminated (or every worker given up): this chunk fails, and the
-                // input is not read further
-                feed.lock().submitted -= 1;
-                let _ = tx.send(FeedMsg::Chunk(
-                    seq,
-                    n,
-                    Err(TaskError::Failed(e.to_string())),
-                    false,
-                ));
-                seq += 1;
-                break;
-            }
-        }
-        seq += 1;
     }
-    let _ = tx.send(FeedMsg::End(seq));
+}
+
+/// An input being fed, with its iterator's side.
+struct Source {
+    input: Box<dyn Input>,
+    feed: Arc<Feed>,
+    fid: u32,
+    /// The next chunk's number.
+    seq: u64,
+    tx: crossbeam_channel::Sender<FeedMsg>,
+}
+
+/// What one look at a source did.
+enum Step {
+    Read,
+    Wait,
+    Ended,
+}
+
+/// The pool's feeder thread (Python's task handler): reads every `imap`/`map` input,
+/// a chunk at a time in turn, each within its window, and submits the chunks.
+fn read_inputs(inner: &Arc<Inner>, new: &crossbeam_channel::Receiver<Source>) {
+    let mut sources: Vec<Source> = Vec::new();
+    loop {
+        // (set before looking, so that a change made while looking is not missed)
+        inner.wake.waiting.store(true, Ordering::SeqCst);
+        while let Ok(s) = new.try_recv() {
+            sources.push(s);
+        }
+        let quit = inner.quit.load(Ordering::SeqCst);
+        let mut progressed = false;
+        let mut k = 0;
+        while k < sources.len() {
+            let step = if quit {
+                Step::Ended
+            } else {
+                feed_one(inner, &mut sources[k])
+            };
+            match step {
+                Step::Read => {
+                    progressed = true;
+                    k += 1;
+                }
+                Step::Wait => k += 1,
+                Step::Ended => {
+                    let s = sources.remove(k);
+                    let _ = s.tx.send(FeedMsg::End(s.seq));
+                    drop(s);
+                    inner.feeders.fetch_sub(1, Ordering::SeqCst);
+                    let st = inner.lock();
+                    let wake = st.cv_waiters > 0;
+                    drop(st);
+                    if wake {
+                        inner.cv.notify_all();
+                    }
+                    progressed = true;
+                }
+            }
+        }
+        if quit {
+            return;
+        }
+        if !progressed {
+            inner.wake.sleep(Duration::from_millis(100));
+        }
+        inner.wake.waiting.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Reads and submits one chunk of `src` if its window allows.
+fn feed_one(inner: &Arc<Inner>, src: &mut Source) -> Step {
+    if inner.terminated.load(Ordering::SeqCst) {
+        return Step::Ended;
+    }
+    {
+        let s = src.feed.lock();
+        if s.gone && !inner.closing.load(Ordering::SeqCst) {
+            // dropped while the pool runs: a window more, then it stops (an endless
+            // input does not run for ever); `close` lets it finish, as in Python
+            if s.submitted - s.submitted_at_drop >= src.feed.cap {
+                return Step::Ended;
+            }
+        }
+        let unread = if s.gone {
+            s.submitted - s.done
+        } else {
+            s.submitted - s.delivered
+        };
+        if unread >= src.feed.cap && !inner.joining.load(Ordering::SeqCst) {
+            return Step::Wait;
+        }
+    }
+    let seq = src.seq;
+    match src.input.next_chunk() {
+        None => Step::Ended,
+        Some(Part::Failed(e, n, end)) => {
+            let _ = src.tx.send(FeedMsg::Chunk(seq, n, Err(e), false));
+            src.seq += 1;
+            if end {
+                Step::Ended
+            } else {
+                Step::Read
+            }
+        }
+        Some(Part::Chunk(payload, unsent, n)) => {
+            src.feed.lock().submitted += 1;
+            let (feed_s, tx_s) = (src.feed.clone(), src.tx.clone());
+            let sink: Sink = Box::new(move |_, _, out| {
+                feed_s.lock().done += 1;
+                feed_s.wake.wake();
+                let _ = tx_s.send(FeedMsg::Chunk(seq, n, out, true));
+            });
+            src.seq += 1;
+            match inner.submit(src.fid, payload, sink, true) {
+                Ok(_) => {
+                    unsent.sent();
+                    Step::Read
+                }
+                Err(e) => {
+                    // terminated (or every worker given up): this chunk fails, and the
+                    // input is not read further
+                    src.feed.lock().submitted -= 1;
+                    let _ = src.tx.send(FeedMsg::Chunk(
+                        seq,
+                        n,
+                        Err(TaskError::Failed(e.to_string())),
+                        false,
+                    ));
+                    Step::Ended
+                }
+            }
+        }
+    }
 }
 
 /// Results of [`Pool::imap`] and [`Pool::imap_unordered`] (and the driver of `map`):
@@ -2126,21 +2795,19 @@ impl<A, R: Message, I> Imap<'_, A, R, I> {
 
     /// `n` chunks of this operation were read: room in the feeder's window.
     fn read_chunks(&self, n: u64) {
-        let wake = {
-            let mut s = self.feed.lock();
-            s.delivered += n;
-            s.waiting
-        };
-        if wake {
-            self.feed.cv.notify_all();
-        }
+        self.feed.lock().delivered += n;
+        self.feed.wake.wake();
     }
 }
 
 impl<A, R, I> Drop for Imap<'_, A, R, I> {
     fn drop(&mut self) {
-        self.feed.lock().gone = true;
-        self.feed.cv.notify_all();
+        {
+            let mut s = self.feed.lock();
+            s.gone = true;
+            s.submitted_at_drop = s.submitted;
+        }
+        self.feed.wake.wake();
     }
 }
 
@@ -2160,11 +2827,26 @@ enum Collect {
 /// The result of [`Pool::apply_async`] / [`Pool::map_async`], to fetch later
 /// (Python's `AsyncResult`). `E`: see [`TaskError`] (the task's error type for
 /// [`Pool::try_apply_async`]).
+///
+/// Its methods may be called from several threads at once; [`ready`](AsyncResult::ready),
+/// [`successful`](AsyncResult::successful) and the `_timeout` methods never wait behind
+/// another thread's [`get`](AsyncResult::get) (which waits without holding the handle's
+/// lock).
 pub struct AsyncResult<T, E = String> {
     rx: crossbeam_channel::Receiver<(u64, Outcome)>,
     what: Collect,
-    got: Mutex<HashMap<u64, Outcome>>,
+    got: Mutex<Got>,
+    /// Signalled when the thread receiving for everyone got something.
+    cv: Condvar,
     decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
+}
+
+/// The chunks an `AsyncResult` has received.
+#[derive(Default)]
+struct Got {
+    outs: HashMap<u64, Outcome>,
+    /// A thread waits in the channel's `recv` (without the lock) for everyone.
+    receiving: bool,
 }
 
 impl<T, E> fmt::Debug for AsyncResult<T, E> {
@@ -2213,7 +2895,8 @@ impl<T, E> AsyncResult<T, E> {
         AsyncResult {
             rx,
             what,
-            got: Mutex::new(HashMap::new()),
+            got: Mutex::new(Got::default()),
+            cv: Condvar::new(),
             decode,
         }
     }
@@ -2225,23 +2908,59 @@ impl<T, E> AsyncResult<T, E> {
         }
     }
 
-    /// Takes what has arrived; `true` once everything has.
+    /// Takes what has arrived, waiting until `deadline` (`None`: for ever) for the rest;
+    /// `true` once everything has. The lock is never held across a blocking receive:
+    /// one waiting thread receives for all, the others wait on `cv` (each with its own
+    /// deadline), and a `deadline` already passed never waits.
     fn gather(&self, deadline: Option<Instant>) -> bool {
         let ids = self.ids();
-        let mut got = self.got.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = || self.got.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = lock();
         loop {
-            if ids.iter().all(|c| got.contains_key(c)) {
+            while let Ok((c, out)) = self.rx.try_recv() {
+                g.outs.insert(c, out);
+            }
+            if ids.iter().all(|c| g.outs.contains_key(c)) {
                 return true;
             }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                return false;
+            }
+            if g.receiving {
+                // another thread receives: wait for what it gets (or our deadline)
+                g = match deadline {
+                    None => self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        self.cv
+                            .wait_timeout(g, d - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+                continue;
+            }
+            g.receiving = true;
+            drop(g);
             let r = match deadline {
-                None => self.rx.recv().map_err(|_| ()),
-                Some(d) => self.rx.recv_deadline(d).map_err(|_| ()),
+                None => self.rx.recv().map_err(|_| true),
+                Some(d) => self.rx.recv_deadline(d).map_err(|e| e.is_disconnected()),
             };
+            g = lock();
+            g.receiving = false;
+            self.cv.notify_all();
             match r {
                 Ok((c, out)) => {
-                    got.insert(c, out);
+                    g.outs.insert(c, out);
                 }
-                Err(()) => return ids.iter().all(|c| got.contains_key(c)),
+                Err(true) => {
+                    // every sender is gone: nothing more comes
+                    while let Ok((c, out)) = self.rx.try_recv() {
+                        g.outs.insert(c, out);
+                    }
+                    return ids.iter().all(|c| g.outs.contains_key(c));
+                }
+                Err(false) => {} // timed out: the loop sees the deadline passed
             }
         }
     }
@@ -2298,7 +3017,8 @@ impl<T, E> AsyncResult<T, E> {
             .ids()
             .iter()
             .map(|c| {
-                got.get(c)
+                got.outs
+                    .get(c)
                     .cloned()
                     .unwrap_or_else(|| Err(TaskError::Failed("no result".into())))
             })
