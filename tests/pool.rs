@@ -1226,3 +1226,417 @@ fn initializers_take_any_arity_and_capturing_closures_are_refused() {
         );
     });
 }
+
+// ------------------------------------------------------------- submission never blocks,
+// nothing stranded, bounded drop (issue 21 items 4 and 6; review gaps of the pool)
+
+fn len_of(v: procactor::Bytes) -> usize {
+    v.len()
+}
+
+fn hold_big((q, x, ms, pad): (Queue<u64>, u64, u64, Vec<u8>)) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    q.put(x).unwrap();
+    x + pad.len() as u64 * 0
+}
+
+fn garbage_result(x: u64) -> u64 {
+    procactor::pool::fault::send_garbage_results(1);
+    x
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// The "seen" case of issue 21: one worker busy, 48 tasks of 1 MiB each; every
+/// `apply_async` returns at once (it used to take up to 1.9 s) and all complete.
+#[test]
+fn apply_async_of_48_large_tasks_behind_a_busy_worker_never_blocks() {
+    watchdog(120, || {
+        let pool = Pool::new(2).unwrap();
+        let busy = pool.apply_async(sleep_then, (1, 1500)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // (a `Bytes`, one CBOR byte string: a `Vec<u8>` would measure the debug build's
+        // element-by-element encoding, ~90 ms per MiB here, on the caller's thread)
+        let data = procactor::Bytes::from(vec![7u8; 1 << 20]);
+        let mut slowest = Duration::ZERO;
+        let mut hs = Vec::new();
+        for _ in 0..48 {
+            let t = Instant::now();
+            hs.push(pool.apply_async(len_of, data.clone()).unwrap());
+            slowest = slowest.max(t.elapsed());
+        }
+        assert!(
+            slowest < Duration::from_millis(100),
+            "an apply_async took {slowest:?}"
+        );
+        for h in &hs {
+            assert_eq!(h.get_timeout(T).unwrap(), 1 << 20);
+        }
+        assert_eq!(busy.get_timeout(T).unwrap(), 1);
+    });
+}
+
+/// `ready`, `successful` and `get_timeout` never wait behind another thread's `get`.
+#[test]
+fn ready_and_get_timeout_never_wait_behind_another_threads_get() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let h = pool.apply_async(sleep_then, (4, 1500)).unwrap();
+        std::thread::scope(|s| {
+            let getter = s.spawn(|| h.get());
+            std::thread::sleep(Duration::from_millis(150)); // the getter waits in get
+            let t = Instant::now();
+            assert!(!h.ready());
+            assert_eq!(h.successful(), None);
+            assert_eq!(
+                h.get_timeout(Duration::from_millis(20)),
+                Err(TaskError::Timeout)
+            );
+            assert!(!h.wait_timeout(Duration::from_millis(20)));
+            let took = t.elapsed();
+            assert!(took < Duration::from_millis(500), "took {took:?}");
+            assert_eq!(getter.join().unwrap(), Ok(4));
+        });
+        assert!(h.ready());
+        assert_eq!(h.successful(), Some(true));
+        assert_eq!(h.get_timeout(Duration::ZERO), Ok(4));
+    });
+}
+
+/// Review gap 2: chunks whose arguments hold handles, queued behind a worker that dies,
+/// go to its replacement without anyone waiting for its socket: while the replacement
+/// works through them (each 1 MiB frame more than its socket holds), submissions and
+/// `pids` answer at once.
+#[test]
+fn resending_handle_chunks_to_a_replacement_blocks_nobody() {
+    watchdog(120, || {
+        let pool = Pool::new(1).unwrap();
+        let q: Queue<u64> = Queue::new().unwrap();
+        let first = pool
+            .apply_async(hold_then_put, (q.clone(), 100, 30_000))
+            .unwrap();
+        let big: Vec<_> = (1..=3u64)
+            .map(|i| {
+                pool.apply_async(hold_big, (q.clone(), i, 700, vec![1u8; 1 << 20]))
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let victim = pool.pids()[0];
+        std::process::Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .unwrap();
+        let t0 = Instant::now();
+        let mut slowest = Duration::ZERO;
+        let mut small = Vec::new();
+        let mut i = 0;
+        while t0.elapsed() < Duration::from_millis(2500) {
+            let t = Instant::now();
+            small.push(pool.apply_async(square, i).unwrap());
+            let _ = pool.pids();
+            slowest = slowest.max(t.elapsed());
+            i += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            slowest < Duration::from_millis(300),
+            "a call took {slowest:?}"
+        );
+        assert!(matches!(
+            first.get_timeout(T),
+            Err(TaskError::WorkerDied(procactor::ExitStatus::Signal(9)))
+        ));
+        for (i, h) in big.iter().enumerate() {
+            assert_eq!(h.get_timeout(T).unwrap(), i as u64 + 1);
+        }
+        for (i, h) in small.iter().enumerate() {
+            assert_eq!(h.get_timeout(T).unwrap(), (i * i) as u64);
+        }
+    });
+}
+
+/// Review gap 1: a handle chunk's frame that cannot be written to a live worker (here an
+/// injected `EMFILE`-like failure) does not leave that worker waiting for it for ever:
+/// the worker is replaced, the chunk completes (it failed with the worker, or ran on the
+/// replacement), and handle chunks work again.
+#[test]
+fn a_frame_that_cannot_be_written_replaces_the_worker() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let q: Queue<u64> = Queue::new().unwrap();
+        assert_eq!(pool.apply(put_into, (q.clone(), 1)).unwrap(), 1);
+        let before = pool.pids();
+        pool.fail_next_frame_writes(1);
+        let h = pool.apply_async(put_into, (q.clone(), 2)).unwrap();
+        match h.get_timeout(T) {
+            Ok(2) | Err(TaskError::WorkerDied(_)) => {}
+            other => panic!("expected the chunk to complete, got {other:?}"),
+        }
+        wait_until(T, "a replacement worker", || {
+            let now = pool.pids();
+            now.len() == 1 && now != before
+        });
+        assert_eq!(pool.apply(put_into, (q.clone(), 3)).unwrap(), 3);
+        assert_eq!(q.get_timeout(T).unwrap(), 10);
+    });
+}
+
+/// Review gap 3: a frozen (SIGSTOPped) worker does not make submitting a task of a new
+/// function wait.
+#[test]
+fn a_frozen_worker_does_not_block_a_new_functions_submission() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.map(square, 0..4u64).unwrap(), [0, 1, 4, 9]);
+        let frozen = pool.pids()[0];
+        let signal = |sig: &str| {
+            std::process::Command::new("kill")
+                .args([sig, &frozen.to_string()])
+                .status()
+                .unwrap()
+        };
+        signal("-STOP");
+        let t = Instant::now();
+        let hs: Vec<_> = (0..20u64)
+            .map(|i| pool.apply_async(add, (i, 1)).unwrap())
+            .collect();
+        let took = t.elapsed();
+        // the other worker runs what it is given meanwhile (the frozen one keeps what
+        // it was given until it runs again, as a frozen Python worker does)
+        let t = Instant::now();
+        let mut some_done = false;
+        while !some_done && t.elapsed() < Duration::from_secs(10) {
+            some_done = hs.iter().any(|h| h.ready());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        signal("-CONT");
+        assert!(
+            took < Duration::from_millis(200),
+            "submitting took {took:?}"
+        );
+        assert!(some_done, "nothing ran while a worker was frozen");
+        for (i, h) in hs.iter().enumerate() {
+            assert_eq!(h.get_timeout(T).unwrap(), i as u64 + 1);
+        }
+    });
+}
+
+/// Review gap 4: chunks taken back from a dead worker that cannot be put into a ring
+/// again (an injected ring failure) fail, instead of never completing; the pool goes on.
+#[test]
+fn requeued_chunks_that_cannot_be_put_back_fail() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let first = pool.apply_async(sleep_then, (1, 30_000)).unwrap();
+        let queued: Vec<_> = (0..2u64)
+            .map(|i| pool.apply_async(square, i).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        pool.fail_next_ring_puts(2);
+        let victim = pool.pids()[0];
+        std::process::Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .unwrap();
+        assert!(matches!(
+            first.get_timeout(T),
+            Err(TaskError::WorkerDied(_))
+        ));
+        for h in &queued {
+            match h.get_timeout(T) {
+                Err(TaskError::Failed(m)) => assert!(m.contains("refused"), "{m}"),
+                other => panic!("expected a failure, got {other:?}"),
+            }
+        }
+        assert_eq!(pool.apply(square, 3).unwrap(), 9);
+    });
+}
+
+/// Review gap 5: a worker that puts garbage on the result ring is replaced, and the
+/// chunk whose result that was fails instead of never completing.
+#[test]
+fn garbage_on_the_result_ring_replaces_its_worker_and_fails_its_chunk() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let before = pool.pids();
+        match pool.apply_async(garbage_result, 5).unwrap().get_timeout(T) {
+            Err(TaskError::WorkerDied(_)) => {}
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        assert_eq!(pool.apply(square, 6).unwrap(), 36);
+        assert_ne!(pool.pids(), before);
+    });
+}
+
+/// Review gap 7: the descriptors duplicated for handle arguments are bounded by the
+/// submission window ([`procactor::pool::SUBMIT_WINDOW_FDS`]), however many tasks are
+/// submitted behind a busy worker; the submitter waits for room, and all complete.
+#[test]
+fn handle_arguments_hold_a_bounded_number_of_descriptors() {
+    watchdog(120, || {
+        let pool = Pool::new(1).unwrap();
+        let q: Queue<u64> = Queue::new().unwrap();
+        assert_eq!(pool.apply(put_into, (q.clone(), 0)).unwrap(), 0);
+        let base = open_fds();
+        let busy = pool.apply_async(sleep_then, (1, 1000)).unwrap();
+        let mut peak = 0;
+        let mut hs = Vec::new();
+        for i in 0..1500u64 {
+            hs.push(pool.apply_async(put_into, (q.clone(), i)).unwrap());
+            if i % 50 == 0 {
+                peak = peak.max(open_fds());
+            }
+        }
+        for (i, h) in hs.iter().enumerate() {
+            assert_eq!(h.get_timeout(T).unwrap(), i as u64);
+        }
+        assert_eq!(busy.get_timeout(T).unwrap(), 1);
+        let bound = base + procactor::pool::SUBMIT_WINDOW_FDS + 64;
+        assert!(peak <= bound, "{peak} descriptors open (from {base})");
+        let mut got = 0;
+        while q.get_timeout(Duration::from_millis(500)).is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 1501);
+    });
+}
+
+/// Review gap 7: one feeder thread per pool, however many `imap`s run; an `imap` over
+/// an endless input that is dropped stops being fed (a window after the drop).
+#[test]
+fn imaps_share_one_feeder_and_a_dropped_endless_imap_stops() {
+    watchdog(120, || {
+        let runs = Value::new(0u64).unwrap();
+        let pool = counting_pool(&runs);
+        let threads = thread_count();
+        let its: Vec<_> = (0..20)
+            .map(|_| pool.imap(count_run, 0u64..).unwrap())
+            .collect();
+        assert_eq!(thread_count(), threads, "an imap started a thread");
+        let cap = its[0].window() as u64;
+        drop(its);
+        // each dropped input is fed at most a window more, then stops
+        wait_until(T, "the dropped imaps to stop", || {
+            let a = runs.get();
+            std::thread::sleep(Duration::from_millis(300));
+            runs.get() == a
+        });
+        let ran = runs.get();
+        assert!(ran <= 20 * 2 * cap, "{ran} tasks ran");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(runs.get(), ran, "a dropped endless imap is still fed");
+        // the pool still works, and close + join ends (nothing is fed for ever)
+        assert_eq!(pool.map(count_run, 0..10u64).unwrap().len(), 10);
+        pool.close();
+        pool.join().unwrap();
+    });
+}
+
+/// Review gap 7: `map_async_with`'s error callback runs at the first failure, as
+/// CPython's does, not when the last chunk is done.
+#[test]
+fn map_async_with_calls_the_error_callback_at_the_first_failure() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = Instant::now();
+        // chunk size 1: item 0 sleeps 3 s, item 1 panics at once
+        let h = pool
+            .map_async_with(
+                sleep_or_panic,
+                [(0u64, 3000u64), (7, 0)],
+                |_| panic!("no callback expected"),
+                move |e| tx.send((e, Instant::now())).unwrap(),
+            )
+            .unwrap();
+        let (e, at) = rx.recv_timeout(T).unwrap();
+        assert!(matches!(e, TaskError::Panicked { .. }), "{e:?}");
+        let after = at - t;
+        assert!(
+            after < Duration::from_millis(2000),
+            "error callback after {after:?}"
+        );
+        assert!(h.get_timeout(T).is_err());
+    });
+}
+
+fn sleep_or_panic((x, ms): (u64, u64)) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    panics_on_7(x)
+}
+
+fn block_forever<T>(_: T) {
+    std::thread::sleep(Duration::from_secs(3600));
+}
+
+/// Run only by `a_panic_with_a_live_pool_never_hangs`, in a child test process: a
+/// pool with a worker stuck in a task and a callback that blocks the result thread,
+/// then a panic, whose unwinding drops the pool.
+#[test]
+#[ignore = "run by a_panic_with_a_live_pool_never_hangs"]
+fn child_pool_panics_with_a_stuck_worker() {
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(procactor::StartMethod::ForkServer)
+        .build()
+        .unwrap();
+    let _stuck = pool.apply_async(sleep_then, (1, 3_600_000)).unwrap();
+    let _other = pool
+        .apply_async_with(square, 2, block_forever, block_forever)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    println!("CHILD-PANICS");
+    panic!("the parent panics with a live pool");
+}
+
+/// Issue 21.6: dropping a pool is bounded, so a panic in its owner never becomes a hang
+/// (the child exits, failing, within seconds).
+#[test]
+fn a_panic_with_a_live_pool_never_hangs() {
+    watchdog(120, || {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_pool_panics_with_a_stuck_worker",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env_remove(common::ON_MAIN_THREAD)
+            .env_remove("RUST_MIN_STACK")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let Some(status) = status else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the child still runs 20 s after its panic: the pool's drop hangs");
+        };
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(out.contains("CHILD-PANICS"), "{out}");
+        assert!(
+            !status.success(),
+            "the child's test should fail (it panicked)"
+        );
+        // (the pool's bound is DROP_WAIT, 1 s, plus the kills; generous here)
+        assert!(t.elapsed() < Duration::from_secs(20));
+    });
+}

@@ -191,27 +191,13 @@ enum WorkerResult {
 
 /// Test-only fault injection (hidden, not part of the API): makes the pool's own
 /// operations fail as the OS or a broken worker could, so that tests can show that no
-/// task is stranded when they do. Each counter is "the next `n` such operations in this
-/// process fail".
+/// task is stranded when they do (the pool's side: [`Pool::fail_next_frame_writes`],
+/// [`Pool::fail_next_ring_puts`]). Each counter is "the next `n` such operations fail".
 #[doc(hidden)]
 pub mod fault {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    pub(super) static FRAME_WRITES: AtomicUsize = AtomicUsize::new(0);
-    pub(super) static RING_PUTS: AtomicUsize = AtomicUsize::new(0);
     pub(super) static RESULTS: AtomicUsize = AtomicUsize::new(0);
-
-    /// The next `n` writes of a handle chunk's frame to a worker's socket fail (in the
-    /// pool's process), as with `EMFILE`.
-    pub fn fail_frame_writes(n: usize) {
-        FRAME_WRITES.store(n, Ordering::SeqCst);
-    }
-
-    /// The next `n` puts of a chunk into a worker's task ring fail (in the pool's
-    /// process), as with a broken ring.
-    pub fn fail_ring_puts(n: usize) {
-        RING_PUTS.store(n, Ordering::SeqCst);
-    }
 
     /// Called from a task, in a worker: the next `n` results this worker sends are
     /// garbage the pool cannot decode.
@@ -455,8 +441,13 @@ impl FdFrame {
     /// Writes what the socket takes now of this frame, from byte `*sent` on (the header
     /// counts); never blocks. `Ok(true)` once all of it is written, `Ok(false)` when the
     /// socket is full (call again later).
-    fn write_some(&self, sock: BorrowedFd<'_>, sent: &mut usize) -> std::io::Result<bool> {
-        if fault::hit(&fault::FRAME_WRITES) {
+    fn write_some(
+        &self,
+        sock: BorrowedFd<'_>,
+        sent: &mut usize,
+        fail: &AtomicUsize,
+    ) -> std::io::Result<bool> {
+        if fault::hit(fail) {
             return Err(std::io::Error::other(
                 "injected failure (too many open files)",
             ));
@@ -739,6 +730,9 @@ struct Inner {
     wake: Arc<Wake>,
     /// The result thread (a callback on it that submits must not wait for the window).
     collector: std::sync::OnceLock<std::thread::ThreadId>,
+    /// Fault injection (see [`fault`]): frame writes and ring puts still to fail.
+    fail_frames: AtomicUsize,
+    fail_puts: AtomicUsize,
 }
 
 impl Inner {
@@ -945,7 +939,7 @@ impl Inner {
                 let Some((_, b, t)) = st.fns.get(id as usize - 1).cloned() else {
                     break;
                 };
-                match ring_put(&self.rings[i], TaskMsg::Register(id, b, t)) {
+                match ring_put(&self.rings[i], TaskMsg::Register(id, b, t), &self.fail_puts) {
                     Ok(()) => st.workers[i].known = id,
                     Err(e) => {
                         refused = Some(e);
@@ -958,7 +952,7 @@ impl Inner {
                     Payload::Plain(b) => TaskMsg::Run(chunk, sub.fid, b),
                     Payload::Fds(_) => TaskMsg::RunSocket(chunk, sub.fid),
                 };
-                match ring_put(&self.rings[i], msg) {
+                match ring_put(&self.rings[i], msg, &self.fail_puts) {
                     Ok(()) => {
                         let now = Instant::now();
                         let w = &mut st.workers[i];
@@ -996,7 +990,7 @@ impl Inner {
                     w.frames.clear();
                     break;
                 };
-                match f.write_some(sock.as_fd(), &mut w.frame_sent) {
+                match f.write_some(sock.as_fd(), &mut w.frame_sent, &self.fail_frames) {
                     Ok(true) => {
                         w.frames.pop_front();
                         w.frame_sent = 0;
@@ -1020,8 +1014,8 @@ impl Inner {
 }
 
 /// Puts `msg` into a worker's ring without waiting for room (the ring is unbounded).
-fn ring_put(ring: &Queue<TaskMsg>, msg: TaskMsg) -> Result<(), String> {
-    if fault::hit(&fault::RING_PUTS) {
+fn ring_put(ring: &Queue<TaskMsg>, msg: TaskMsg, fail: &AtomicUsize) -> Result<(), String> {
+    if fault::hit(fail) {
         return Err("injected failure (a broken ring)".into());
     }
     ring.try_put(msg).map_err(|e| e.to_string())
@@ -1084,7 +1078,33 @@ fn dispatch(inner: Arc<Inner>) {
 /// Pipe's `Connection`…), as Python's pool pickles them: they reach the worker and work
 /// there (see the module documentation for how).
 ///
-/// Dropping the pool terminates it (as Python's `with Pool(...)` does).
+/// Dropping the pool terminates it (as Python's `with Pool(...)` does), in bounded time
+/// even while a panic unwinds (see [`DROP_WAIT`]).
+///
+/// # Submission
+///
+/// Submitting never waits for a worker: `apply_async`, `map_async` and their `_with` and
+/// `try_` forms encode the arguments on the calling thread and put the chunks in the
+/// pool's submission queue (in the caller's process), from which the pool gives each
+/// worker a few chunks at a time (about a millisecond of work queued in its ring, at
+/// least one chunk) as it makes room; `imap` and `map` inputs are read by the pool's
+/// single feeder thread. Nothing in that path waits for a worker — not a busy, slow,
+/// dead or frozen (`SIGSTOP`ped) one, not a worker's socket for handle arguments, not a
+/// replacement starting — so such a call returns after its encoding plus a few
+/// microseconds of bookkeeping.
+///
+/// Memory is bounded by the **submission window**: the chunks accepted and not yet
+/// finished (queued, in a ring or running) hold at most [`SUBMIT_WINDOW_CHUNKS`] chunks,
+/// [`SUBMIT_WINDOW_BYTES`] bytes of encoded arguments and [`SUBMIT_WINDOW_FDS`]
+/// duplicated descriptors of handle arguments. A submitting call waits (for chunks to
+/// finish) only while that window is full — that is the one case where it blocks, and
+/// it is where Python's pool, whose queue is unbounded, would grow instead. A chunk
+/// larger than the byte window is taken when nothing else is in flight. A callback
+/// running on the pool's result thread never waits for the window (it alone would make
+/// room), so callbacks that submit more tasks cannot deadlock.
+///
+/// Registering a new function with the workers happens with its first chunk, in each
+/// worker's ring, and never makes a caller wait either.
 ///
 /// # Examples
 ///
@@ -1275,6 +1295,8 @@ impl PoolBuilder {
             sources: Mutex::new(Some(src_tx)),
             wake: Arc::new(Wake::default()),
             collector: std::sync::OnceLock::new(),
+            fail_frames: AtomicUsize::new(0),
+            fail_puts: AtomicUsize::new(0),
         });
         // watching before any worker starts, so that no exit is missed
         let i3 = inner.clone();
@@ -1676,6 +1698,20 @@ impl Pool {
             bad_init: None,
             method: None,
         }
+    }
+
+    /// Fault injection for tests (hidden, see [`fault`]): the next `n` writes of a
+    /// handle chunk's frame to a worker's socket fail, as with `EMFILE`.
+    #[doc(hidden)]
+    pub fn fail_next_frame_writes(&self, n: usize) {
+        self.inner.fail_frames.store(n, Ordering::SeqCst);
+    }
+
+    /// Fault injection for tests (hidden, see [`fault`]): the next `n` puts into a
+    /// worker's task ring fail, as with a broken ring.
+    #[doc(hidden)]
+    pub fn fail_next_ring_puts(&self, n: usize) {
+        self.inner.fail_puts.store(n, Ordering::SeqCst);
     }
 
     /// The number of worker processes.
@@ -2292,6 +2328,14 @@ impl Pool {
     /// `TaskError::Failed` (its error callback, if any, runs on this thread); `imap`
     /// feeders stop. Calling it again is harmless.
     pub fn terminate(&self) {
+        let finished = self.stop_all();
+        run_sinks(finished);
+        self.inner.cv.notify_all();
+        self.inner.dcv.notify_all();
+    }
+
+    /// `terminate` without running the failed tasks' sinks (returned, to run).
+    fn stop_all(&self) -> Finished {
         self.inner.terminated.store(true, Ordering::SeqCst);
         self.inner.closing.store(true, Ordering::SeqCst);
         let mut st = self.inner.lock();
@@ -2323,12 +2367,10 @@ impl Pool {
         for p in &procs {
             let _ = p.kill();
         }
-        run_sinks(finished);
         for mut p in procs {
             let _ = p.join();
         }
-        self.inner.cv.notify_all();
-        self.inner.dcv.notify_all();
+        finished
     }
 }
 
@@ -2350,13 +2392,25 @@ fn join_until(t: std::thread::JoinHandle<()>, deadline: Instant) {
 impl Drop for Pool {
     /// Terminates the pool (as Python's `with Pool(...)` does on exit) within a bound:
     /// the workers are sent `SIGKILL` and reaped, every unfinished task fails (its
-    /// error callback runs here), and the pool's threads end. A thread of the pool busy
-    /// in user code — the result thread in a callback, the feeder in an `imap` input's
-    /// `next` — is waited for at most [`DROP_WAIT`], then left to end on its own (it
-    /// does nothing more). So a drop, including one while a panic unwinds, takes about
-    /// `DROP_WAIT` at most beyond the kernel's time to end the killed workers.
+    /// error callback runs on a thread of its own), and the pool's threads end. User
+    /// code the drop would wait for — those error callbacks, the result thread in a
+    /// callback, the feeder in an `imap` input's `next` — is waited for until
+    /// [`DROP_WAIT`] after the drop began, then left to end on its own (the pool does
+    /// nothing more). So a drop, including one while a panic unwinds, takes at most
+    /// about `DROP_WAIT` beyond the kernel's time to end the killed workers.
     fn drop(&mut self) {
-        self.terminate();
+        let deadline = Instant::now() + DROP_WAIT;
+        let finished = self.stop_all();
+        if !finished.is_empty() {
+            // the unfinished tasks' error callbacks are user code: on a thread of their
+            // own, waited for until the deadline
+            let spawned =
+                runtime::thread_builder("procactor-pool-drop").spawn(move || run_sinks(finished));
+            if let Ok(t) = spawned {
+                join_until(t, deadline);
+            }
+        }
+        self.inner.cv.notify_all();
         self.inner.quit.store(true, Ordering::SeqCst);
         self.inner
             .sources
@@ -2369,7 +2423,6 @@ impl Drop for Pool {
             self.inner.dcv.notify_all();
         }
         let _ = self.inner.results.put(ResultMsg::Quit);
-        let deadline = Instant::now() + DROP_WAIT;
         if let Some(t) = self.dispatcher.take() {
             // (it may be running an error callback of a chunk a ring refused)
             join_until(t, deadline);
