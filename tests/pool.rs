@@ -1234,10 +1234,11 @@ fn len_of(v: procactor::Bytes) -> usize {
     v.len()
 }
 
-fn hold_big((q, x, ms, pad): (Queue<u64>, u64, u64, Vec<u8>)) -> u64 {
+fn hold_big((q, x, ms, pad): (Queue<u64>, u64, u64, procactor::Bytes)) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     q.put(x).unwrap();
-    x + pad.len() as u64 * 0
+    assert_eq!(pad.len(), 1 << 20);
+    x
 }
 
 fn garbage_result(x: u64) -> u64 {
@@ -1323,7 +1324,7 @@ fn resending_handle_chunks_to_a_replacement_blocks_nobody() {
             .unwrap();
         let big: Vec<_> = (1..=3u64)
             .map(|i| {
-                pool.apply_async(hold_big, (q.clone(), i, 700, vec![1u8; 1 << 20]))
+                pool.apply_async(hold_big, (q.clone(), i, 700, vec![1u8; 1 << 20].into()))
                     .unwrap()
             })
             .collect();
