@@ -405,3 +405,66 @@ fn supervised_redis_workers_take_a_two_argument_handler() {
         sup.shutdown(Duration::from_secs(5)).unwrap();
     });
 }
+
+// ------------------------------------------------------------- quiet task panics
+
+/// Run only by `a_redis_worker_panic_prints_nothing_on_stderr`, in a child test
+/// process whose stderr that test reads.
+#[test]
+#[ignore = "run by a_redis_worker_panic_prints_nothing_on_stderr"]
+fn child_redis_pool_task_panics() {
+    require_redis!();
+    let pool = Pool::builder(&url(), &unique("quiet"))
+        .task(panics_on_7)
+        .local_workers(1)
+        .build()
+        .unwrap();
+    match pool.apply_async(panics_on_7, 7).unwrap().get_timeout(T) {
+        Err(TaskError::Panicked { message }) => {
+            assert!(message.contains("seven is not allowed"), "{message}")
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert_eq!(
+        pool.apply_async(panics_on_7, 3).unwrap().get_timeout(T),
+        Ok(3)
+    );
+    drop(pool);
+    println!("CHILD-DONE");
+}
+
+/// A task's panic goes back to the caller and is not printed by the Redis pool's worker
+/// (as the local pool's), unless `PROCACTOR_LOG=debug` asks for it.
+#[test]
+fn a_redis_worker_panic_prints_nothing_on_stderr() {
+    require_redis!();
+    watchdog(120, || {
+        let run = |log: Option<&str>| {
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.args([
+                "--exact",
+                "child_redis_pool_task_panics",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env_remove("PROCACTOR_LOG")
+            .env_remove(common::ON_MAIN_THREAD)
+            .env_remove("RUST_MIN_STACK")
+            .env("PROCACTOR_REDIS_URL", url());
+            if let Some(l) = log {
+                cmd.env("PROCACTOR_LOG", l);
+            }
+            let out = cmd.output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{stdout}\n{stderr}");
+            assert!(stdout.contains("CHILD-DONE"), "{stdout}");
+            stderr
+        };
+        let quiet = run(None);
+        assert!(!quiet.contains("seven is not allowed"), "{quiet}");
+        // asked for: printed, as any panic (so the check above can fail)
+        let loud = run(Some("debug"));
+        assert!(loud.contains("seven is not allowed"), "{loud}");
+    });
+}

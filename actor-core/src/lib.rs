@@ -39,7 +39,10 @@ pub use manager::{
     SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
 pub use pipe::*;
-pub use pool::{AsyncResult, Imap, Pool, PoolBuilder, TaskError, IMAP_WINDOW_PER_WORKER};
+pub use pool::{
+    AsyncResult, Imap, Pool, PoolBuilder, TaskError, DROP_WAIT, IMAP_WINDOW_PER_WORKER,
+    SUBMIT_WINDOW_BYTES, SUBMIT_WINDOW_CHUNKS, SUBMIT_WINDOW_FDS,
+};
 pub use process::*;
 pub use queue::*;
 pub use runtime::{

@@ -39,15 +39,33 @@
 //!
 //! # imap runs eagerly, with a bounded window
 //!
-//! As in Python, `imap` and `imap_unordered` submit their tasks at the call: a feeder
-//! thread of their own (Python's task handler) reads the input and submits its chunks
-//! whether or not the results are read, so `pool.imap(f, items)` followed by `close()`
-//! and `join()` runs every task. Unlike Python, which reads the whole input at once, the
-//! feeder keeps at most [`IMAP_WINDOW_PER_WORKER`] × `processes` chunks submitted and not
-//! yet read ([`Imap::window`]): an endless input works with flat memory. Once the
-//! iterator is dropped its results are thrown away, so the window then only counts chunks
-//! still running; while [`Pool::join`] waits, the window does not hold the feeders back
-//! (results then wait for their reader in memory, as in Python).
+//! As in Python, `imap` and `imap_unordered` submit their tasks at the call: the pool's
+//! feeder thread (one per pool, Python's task handler) reads every input, a chunk of
+//! each in turn, and submits the chunks whether or not the results are read, so
+//! `pool.imap(f, items)` followed by `close()` and `join()` runs every task. Unlike
+//! Python, which reads the whole input at once, the feeder keeps at most
+//! [`IMAP_WINDOW_PER_WORKER`] × `processes` chunks of one input submitted and not yet read
+//! ([`Imap::window`]): an endless input works with flat memory. While [`Pool::join`]
+//! waits, the window does not hold the feeder back (results then wait for their reader
+//! in memory, as in Python). An input whose `next` blocks holds back the other `imap` and
+//! `map` inputs of the pool (as in Python), not `apply_async`/`map_async`.
+//!
+//! Once an iterator is dropped, its results are thrown away and its input is read at
+//! most one window further (so a dropped `imap` over an endless input stops), unless
+//! [`Pool::close`] comes first: then all of it is read, as Python's `close(); join()`
+//! does.
+//!
+//! # Submission never waits for a worker
+//!
+//! Chunks go into the pool's submission queue, from which the caller itself, the result
+//! thread and a dispatcher thread give each worker what it has room for (see [`Pool`],
+//! "Submission", for the window that bounds memory). A handle chunk's frame is written
+//! to the worker's socket without blocking, as the socket takes it; a write that fails
+//! kills that worker (it is replaced, its queued chunks go back to the submission queue,
+//! the chunk it was running fails with [`TaskError::WorkerDied`]). A chunk a ring
+//! refuses fails with [`TaskError::Failed`]; a result the pool cannot decode gets the
+//! workers that may have sent it replaced, so the chunk it was for fails too: nothing
+//! waits for ever.
 //!
 //! # Worker names
 //!
@@ -2181,11 +2199,12 @@ impl Pool {
 
     /// The results in input order, as they come (Python's `imap`, chunk size 1).
     ///
-    /// The tasks are submitted at once, as in Python: a feeder thread reads `items` and
-    /// submits them whether or not the results are read (dropping the iterator does not
-    /// stop them; `close()` and `join()` then wait for them), keeping at most
+    /// The tasks are submitted at once, as in Python: the pool's feeder thread reads
+    /// `items` and submits them whether or not the results are read, keeping at most
     /// [`Imap::window`] chunks submitted and unread, so that an endless input works with
-    /// flat memory. `items` is read on that thread, hence `Send + 'static`.
+    /// flat memory. Dropping the iterator lets the input be read at most a window further
+    /// (all of it after `close()`, which `join()` then waits for: see the module
+    /// documentation). `items` is read on that thread, hence `Send + 'static`.
     ///
     /// # Errors
     ///
