@@ -1322,12 +1322,19 @@ fn resending_handle_chunks_to_a_replacement_blocks_nobody() {
         let first = pool
             .apply_async(hold_then_put, (q.clone(), 100, 30_000))
             .unwrap();
+        // (each frame is more than the worker's socket holds, and the worker is busy)
+        let t = Instant::now();
         let big: Vec<_> = (1..=3u64)
             .map(|i| {
                 pool.apply_async(hold_big, (q.clone(), i, 700, vec![1u8; 1 << 20].into()))
                     .unwrap()
             })
             .collect();
+        let took = t.elapsed();
+        assert!(
+            took < Duration::from_millis(900),
+            "submitting took {took:?}"
+        );
         std::thread::sleep(Duration::from_millis(300));
         let victim = pool.pids()[0];
         std::process::Command::new("kill")
