@@ -3122,6 +3122,36 @@ mod tests {
     }
 
     #[test]
+    fn the_submission_window_bounds_chunks_bytes_and_descriptors() {
+        let one = |bytes, fds| Cost {
+            chunks: 1,
+            bytes,
+            fds,
+        };
+        let mut w = Cost::default();
+        // an empty window takes any one chunk, however large
+        assert!(w.admits(one(SUBMIT_WINDOW_BYTES * 2, SUBMIT_WINDOW_FDS * 2)));
+        w.add(one(SUBMIT_WINDOW_BYTES - 10, 0));
+        assert!(w.admits(one(10, 0)));
+        assert!(!w.admits(one(11, 0)));
+        let mut f = Cost::default();
+        f.add(one(0, SUBMIT_WINDOW_FDS));
+        assert!(!f.admits(one(0, 1)));
+        assert!(f.admits(one(100, 0)));
+        let mut c = Cost {
+            chunks: SUBMIT_WINDOW_CHUNKS,
+            bytes: 0,
+            fds: 0,
+        };
+        assert!(!c.admits(one(0, 0)));
+        c.sub(one(0, 0));
+        assert!(c.admits(one(0, 0)));
+        // taking back more than was added never wraps
+        c.sub(one(5, 5));
+        assert_eq!((c.bytes, c.fds), (0, 0));
+    }
+
+    #[test]
     fn chunk_outcomes_decode_per_item() {
         let mut buf = Vec::new();
         let all_ok: ChunkOut<u32> = Ok(vec![1, 2]);
