@@ -10,6 +10,8 @@
 //! - [`futex`]: wait/wake on a `u32` in shared memory, with deadlines.
 //! - [`journal`]: a commit journal in shared memory (a multi-word change that a process
 //!   killed half-way leaves undone or completable).
+//! - [`killpoint`]: named places where a test makes the process die (`SIGKILL`),
+//!   compiled in only for tests and the `kill-points` feature.
 //! - [`conn`]: authenticated byte channels between programs (TCP or local socket names,
 //!   HMAC-SHA-256 challenge/response, bounded frames).
 //! - [`fdpass`]: sending and receiving file descriptors alongside bytes (`SCM_RIGHTS`).
@@ -32,6 +34,7 @@ pub mod fdpass;
 pub mod frame;
 pub mod futex;
 pub mod journal;
+pub mod killpoint;
 pub mod os;
 pub mod pod;
 pub mod ring;
