@@ -2225,3 +2225,6 @@ mod tests;
 
 #[cfg(test)]
 mod garbage_tests;
+
+#[cfg(test)]
+mod kill_tests;
