@@ -257,7 +257,8 @@ proptest! {
         before in 0usize..6,
         writes in proptest::collection::vec((0..WORDS.len(), garbage_value()), 1..6),
         bytes in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..20),
-        lock_dead in any::<bool>(),
+        locks in 0u8..3,
+        lock_words in (any::<u32>(), any::<u32>()),
     ) {
         let r = garbage_ring(kind);
         let other = Ring::create(128, 0).unwrap();
@@ -271,7 +272,13 @@ proptest! {
             let idx = u64::from(at) & r.mask;
             r.copy_in(idx, &[b]);
         }
-        if lock_dead {
+        if locks == 2 {
+            // random lock words (owner ids of processes that mostly do not exist, the
+            // waiters bit set or not)
+            r.u32(OFF_WLOCK).store(lock_words.0, Ordering::SeqCst);
+            r.u32(OFF_RLOCK).store(lock_words.1, Ordering::SeqCst);
+        }
+        if locks == 1 {
             // garbage owners too: both locks held by a process that no longer exists
             let dead = {
                 let mut c = std::process::Command::new("true").spawn().unwrap();
