@@ -22,6 +22,8 @@
 //! - [`pod`]: typed views of `Pod` elements in a shared region, behind a robust lock.
 //! - [`ring`]: the shared-memory byte ring behind `Queue` (streaming, robust recovery).
 //! - [`robust`]: a robust process-shared mutex on a `u32` (dead owners are detected).
+//! - [`waiter`]: the futex waiter handshake (never a lost wake-up, no system call when
+//!   nobody sleeps), generic so that it is model-checked under loom.
 //! - [`target`]: function targets identified by their address relative to the image.
 //!
 //! All OS-specific code sits in `sys/` (today `sys/linux/`); the modules above re-export
@@ -42,6 +44,10 @@ pub mod robust;
 pub mod shm;
 pub mod socket;
 pub mod target;
+pub mod waiter;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 #[doc(hidden)]
 pub mod testing;
 

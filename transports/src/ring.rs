@@ -159,9 +159,10 @@ use crate::journal::Journal;
 use crate::killpoint;
 use crate::robust::{self, Acquired};
 use crate::shm::{ShmRegion, ShmWindow};
+use crate::waiter;
 use crate::{BorrowedFd, OwnedFd};
 use std::io;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -937,11 +938,11 @@ impl Ring {
         }
         // the writer counts free overflow bytes from here (see `ov_free`)
         punched.store(to, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(OFF_SPACE_SEQ));
-        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_SPACE_SEQ),
+            self.u32(OFF_WRITERS_WAITING),
+        );
     }
 
     fn read_u32_at(&self, pos: u64) -> u32 {
@@ -966,13 +967,11 @@ impl Ring {
             [tail, written, partial, tasks, ov, mode],
             |[t, w, p, k, o, m]| self.w_apply(t, w, p, k, o, m),
         );
-        // Pairs with the reader's waiter-count increment: either it sees the new tail,
-        // or we see its count and wake it.
-        fence(Ordering::SeqCst);
-        if self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.u32(OFF_DATA_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(OFF_DATA_SEQ));
-        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_DATA_SEQ),
+            self.u32(OFF_READERS_WAITING),
+        );
     }
 
     /// `tasks` and the overflow position are stored before `tail` (release), so whoever
@@ -1004,11 +1003,11 @@ impl Ring {
             [head, read, partial, ov_head, mode],
             |[h, r, p, o, m]| self.r_apply(h, r, p, o, m),
         );
-        fence(Ordering::SeqCst);
-        if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(OFF_SPACE_SEQ));
-        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_SPACE_SEQ),
+            self.u32(OFF_WRITERS_WAITING),
+        );
     }
 
     fn r_apply(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
@@ -1107,19 +1106,13 @@ impl Ring {
                 return true;
             }
         }
-        let seq = self.u32(seq_off);
-        let waiters = self.u32(waiters_off);
-        waiters.fetch_add(1, Ordering::SeqCst);
-        let s = seq.load(Ordering::SeqCst);
-        let ok = if ready() {
-            true
-        } else {
-            let deadline = until.map(|u| u.max(Instant::now()));
-            futex::wait(seq, s, deadline);
-            ready()
-        };
-        waiters.fetch_sub(1, Ordering::SeqCst);
-        ok
+        waiter::sleep_registered(
+            &waiter::Os,
+            self.u32(seq_off),
+            self.u32(waiters_off),
+            ready,
+            until,
+        )
     }
 
     // ---------------------------------------------------------------- push
@@ -2059,11 +2052,11 @@ impl Ring {
             let o = self.slot(0);
             let _ = o.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1));
         }
-        fence(Ordering::SeqCst);
-        if self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.u32(OFF_DATA_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(OFF_DATA_SEQ));
-        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_DATA_SEQ),
+            self.u32(OFF_READERS_WAITING),
+        );
     }
 
     fn reclaim_dead(&self, me: u32) {
