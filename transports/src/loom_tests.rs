@@ -149,7 +149,7 @@ fn broken_handshake_child() {
         let h2 = h.clone();
         let w = loom::thread::spawn(move || {
             // a waiter that reads the sequence word before registering
-            let mut ready = || h2.data.load(Ordering::Acquire) != 0;
+            let ready = || h2.data.load(Ordering::Acquire) != 0;
             while !ready() {
                 let s = h2.seq.load(Ordering::SeqCst);
                 if ready() {
