@@ -280,6 +280,18 @@ fn a_writer_stopped_mid_message_does_not_hold_a_reader_past_its_deadline() {
     }
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    // the signal is delivered asynchronously: wait until the child really is stopped
+    // (state `T`), so that it cannot stream on while we read
+    let stat = format!("/proc/{}/stat", child.id());
+    let stopped = || {
+        let s = std::fs::read_to_string(&stat).unwrap_or_default();
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('T'))
+    };
+    while !stopped() {
+        assert!(Instant::now() < end, "the writer did not stop");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let start = Instant::now();
     let mut out = Vec::new();
     assert_eq!(
