@@ -360,6 +360,10 @@ fn give_back<M>(e: PutError<Envelope<M>>) -> Result<PutError<M>, PutError<()>> {
             .into_msg()
             .map(PutError::Broken)
             .ok_or(PutError::Broken(())),
+        PutError::TooLarge(env) => env
+            .into_msg()
+            .map(PutError::TooLarge)
+            .ok_or(PutError::TooLarge(())),
         PutError::Encode(env, e) => match env.into_msg() {
             Some(m) => Ok(PutError::Encode(m, e)),
             None => Err(PutError::Encode((), e)),

@@ -212,6 +212,10 @@ pub enum PutError<T> {
     Broken(T),
     /// The item could not be encoded; nothing was written.
     Encode(T, EncodeError),
+    /// The encoded item is larger than the queue's maximum message size
+    /// ([`QueueBuilder::max_message_size`](crate::QueueBuilder::max_message_size));
+    /// nothing was written, the queue stays usable.
+    TooLarge(T),
 }
 
 impl<T> PutError<T> {
@@ -219,6 +223,7 @@ impl<T> PutError<T> {
     pub fn into_inner(self) -> T {
         match self {
             PutError::Full(t) | PutError::Closed(t) | PutError::Broken(t) => t,
+            PutError::TooLarge(t) => t,
             PutError::Encode(t, _) => t,
         }
     }
@@ -230,6 +235,7 @@ impl<T> PutError<T> {
             PutError::Closed(t) => PutError::Closed(f(t)),
             PutError::Broken(t) => PutError::Broken(f(t)),
             PutError::Encode(t, e) => PutError::Encode(f(t), e),
+            PutError::TooLarge(t) => PutError::TooLarge(f(t)),
         }
     }
     /// Whether the queue was full.
@@ -244,6 +250,10 @@ impl<T> PutError<T> {
     pub fn is_broken(&self) -> bool {
         matches!(self, PutError::Broken(_))
     }
+    /// Whether the item was larger than the queue's maximum message size.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, PutError::TooLarge(_))
+    }
 }
 
 impl<T> fmt::Debug for PutError<T> {
@@ -253,6 +263,7 @@ impl<T> fmt::Debug for PutError<T> {
             PutError::Closed(_) => f.write_str("Closed(..)"),
             PutError::Broken(_) => f.write_str("Broken(..)"),
             PutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
+            PutError::TooLarge(_) => f.write_str("TooLarge(..)"),
         }
     }
 }
@@ -264,6 +275,9 @@ impl<T> fmt::Display for PutError<T> {
             PutError::Closed(_) => f.write_str("queue is closed"),
             PutError::Broken(_) => f.write_str("queue is broken: its shared state is inconsistent"),
             PutError::Encode(_, e) => write!(f, "{e}"),
+            PutError::TooLarge(_) => {
+                f.write_str("item too large: its encoding exceeds the queue's maximum message size")
+            }
         }
     }
 }

@@ -72,7 +72,9 @@
 use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{Error, GetError, PutError, TaskDoneError};
 use crate::Message;
-use procactor_transports::ring::{Deadline, PopError, PushError, Ring};
+use procactor_transports::ring::{
+    Deadline, PopError, PushError, Ring, DEFAULT_MAX_MESSAGE, DEFAULT_OVERFLOW_BYTES,
+};
 use procactor_transports::robust;
 use serde::de::Error as _;
 use serde::ser::SerializeStruct;
@@ -135,11 +137,11 @@ struct Handle {
 }
 
 impl Handle {
-    fn create(capacity: usize, maxsize: usize) -> io::Result<Handle> {
+    fn create(capacity: usize, maxsize: usize, max_message: u64) -> io::Result<Handle> {
         let ring = if maxsize == 0 {
-            Ring::create_unbounded(capacity)?
+            Ring::create_limited(capacity, 0, DEFAULT_OVERFLOW_BYTES, max_message)?
         } else {
-            Ring::create(capacity, maxsize as u64)?
+            Ring::create_limited(capacity, maxsize as u64, 0, max_message)?
         };
         Ok(Handle::attach(Arc::new(ring), true))
     }
@@ -186,6 +188,7 @@ impl Handle {
                 Ok(()) => Ok(()),
                 Err(PushError::Full) => Err(PutError::Full(item)),
                 Err(PushError::Broken) => Err(PutError::Broken(item)),
+                Err(PushError::TooLarge) => Err(PutError::TooLarge(item)),
             }
         })
     }
@@ -309,6 +312,88 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 pub struct Queue<T> {
     h: Handle,
     _t: PhantomData<fn(T) -> T>,
+}
+
+/// Configures a [`Queue`] (or a [`JoinableQueue`], [`SimpleQueue`]) before creating it:
+/// `Queue::builder().maxsize(10).max_message_size(1 << 20).build()`.
+///
+/// Defaults: unbounded (`maxsize` 0), a ring of [`DEFAULT_CAPACITY_BYTES`], a maximum
+/// message size of 1 GiB.
+pub struct QueueBuilder<T> {
+    maxsize: usize,
+    bytes: usize,
+    max_message: u64,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for QueueBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueBuilder")
+            .field("maxsize", &self.maxsize)
+            .field("capacity_bytes", &self.bytes)
+            .field("max_message_size", &self.max_message)
+            .finish()
+    }
+}
+
+impl<T: Message> QueueBuilder<T> {
+    /// At most `maxsize` items (`0`: unbounded, as [`Queue::new`]).
+    pub fn maxsize(mut self, maxsize: usize) -> Self {
+        self.maxsize = maxsize;
+        self
+    }
+
+    /// The ring's size in bytes (see [`Queue::with_capacity_bytes`] and
+    /// [`Queue::bounded_with_capacity_bytes`]).
+    pub fn capacity_bytes(mut self, bytes: usize) -> Self {
+        self.bytes = bytes;
+        self
+    }
+
+    /// The largest item, as its encoded size in bytes, the queue takes (default 1 GiB).
+    ///
+    /// A larger `put` fails at once with [`PutError::TooLarge`] (the item comes back,
+    /// nothing is written, the queue stays usable); the limit is part of the queue's
+    /// shared memory, so a consumer in any process also refuses (discards unread, never
+    /// allocating more than the limit for it) a larger message that a misbehaving peer
+    /// writes into the ring. Python's `multiprocessing` has no such limit; this one
+    /// bounds what any peer can make a consumer allocate.
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Creates the queue.
+    ///
+    /// # Errors
+    ///
+    /// `capacity_bytes` above 1 GiB, `max_message_size` 0 or above 64 TiB, or the
+    /// kernel refused the shared memory.
+    pub fn build(self) -> Result<Queue<T>, Error> {
+        Ok(Queue {
+            h: Handle::create(self.bytes, self.maxsize, self.max_message)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Creates a [`JoinableQueue`] with these settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](QueueBuilder::build).
+    pub fn build_joinable(self) -> Result<JoinableQueue<T>, Error> {
+        Ok(JoinableQueue { q: self.build()? })
+    }
+
+    /// Creates a [`SimpleQueue`] with these settings (its `maxsize` should stay 0: a
+    /// `SimpleQueue` is unbounded).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](QueueBuilder::build).
+    pub fn build_simple(self) -> Result<SimpleQueue<T>, Error> {
+        Ok(SimpleQueue { q: self.build()? })
+    }
 }
 
 impl<T> fmt::Debug for Queue<T> {
@@ -493,10 +578,38 @@ impl<T: Message> Queue<T> {
     }
 
     fn build(maxsize: usize, bytes: usize) -> Result<Self, Error> {
-        Ok(Queue {
-            h: Handle::create(bytes, maxsize)?,
+        Self::builder()
+            .maxsize(maxsize)
+            .capacity_bytes(bytes)
+            .build()
+    }
+
+    /// A [`QueueBuilder`]: item limit, ring size and maximum message size in one place.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::Queue;
+    ///
+    /// let q: Queue<Vec<u8>> = Queue::builder().max_message_size(1024).build().unwrap();
+    /// q.put(vec![0; 100]).unwrap();
+    /// let e = q.put(vec![0; 2000]).unwrap_err();
+    /// assert!(e.is_too_large());
+    /// assert_eq!(e.into_inner().len(), 2000); // the item comes back
+    /// ```
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder {
+            maxsize: 0,
+            bytes: DEFAULT_CAPACITY_BYTES,
+            max_message: DEFAULT_MAX_MESSAGE,
             _t: PhantomData,
-        })
+        }
+    }
+
+    /// The largest encoded item (in bytes) this queue takes (see
+    /// [`QueueBuilder::max_message_size`]).
+    pub fn max_message_size(&self) -> u64 {
+        self.h.ring.max_message_size()
     }
 
     /// Puts `item`, waiting as long as the queue is full.
@@ -559,6 +672,11 @@ impl<T: Message> Queue<T> {
     /// # Errors
     ///
     /// [`GetError::Empty`] when nothing came in time; otherwise as [`get`](Queue::get).
+    ///
+    /// An item larger than the ring that is arriving in pieces when the timeout passes
+    /// is still awaited while its producer keeps sending pieces; a producer frozen in
+    /// the middle of it (stopped, starved) makes this return `Empty` at most 100 ms past
+    /// the timeout, and that item is lost (the next `get` drops the rest of it).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.h.get(Deadline::After(timeout))
     }
@@ -1181,5 +1299,39 @@ mod tests {
         }
         assert!(!q.is_broken());
         assert_eq!(q.try_get().err(), Some(GetError::Empty));
+    }
+
+    #[test]
+    fn the_builder_sets_a_max_message_size_that_put_enforces_with_too_large() {
+        let q: Queue<Vec<u8>> = Queue::builder()
+            .capacity_bytes(4096)
+            .max_message_size(1000)
+            .build()
+            .unwrap();
+        assert_eq!(q.max_message_size(), 1000);
+        assert_eq!(q.capacity_bytes(), 4096);
+        let e = q.put(vec![7; 5000]).unwrap_err();
+        assert!(e.is_too_large(), "{e:?}");
+        assert_eq!(e.into_inner(), vec![7; 5000]);
+        assert!(q.is_empty());
+        q.put(vec![1; 10]).unwrap();
+        assert_eq!(q.try_get().unwrap(), vec![1; 10]);
+
+        let j: JoinableQueue<Vec<u8>> = Queue::builder()
+            .maxsize(2)
+            .max_message_size(100)
+            .build_joinable()
+            .unwrap();
+        assert!(j.put(vec![0; 200]).unwrap_err().is_too_large());
+        assert!(
+            j.join_timeout(Duration::from_millis(1)),
+            "a refused put counts no task"
+        );
+        let s: SimpleQueue<String> = Queue::builder().max_message_size(8).build_simple().unwrap();
+        assert!(s
+            .put("far more than eight bytes".into())
+            .unwrap_err()
+            .is_too_large());
+        assert!(Queue::<u8>::builder().max_message_size(0).build().is_err());
     }
 }

@@ -45,7 +45,50 @@
 //! ```
 
 use crate::shm::ShmRegion;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
+
+/// The memory a [`Journal`] works on: `u64` words at byte offsets, and fences. Shared
+/// memory ([`ShmRegion`]) in production; a model checker's atomics over a heap buffer in
+/// the loom tests (`RUSTFLAGS="--cfg loom"`), which so check this very code.
+pub trait Words {
+    /// Loads the word at byte `off`.
+    fn load(&self, off: usize, order: Ordering) -> u64;
+    /// Stores `v` into the word at byte `off`.
+    fn store(&self, off: usize, v: u64, order: Ordering);
+    /// A memory fence.
+    fn fence(&self, order: Ordering);
+}
+
+/// A shared handle to words is words (callers keep passing `&Arc<ShmRegion>`).
+impl<T: Words + ?Sized> Words for std::sync::Arc<T> {
+    #[inline]
+    fn load(&self, off: usize, order: Ordering) -> u64 {
+        (**self).load(off, order)
+    }
+    #[inline]
+    fn store(&self, off: usize, v: u64, order: Ordering) {
+        (**self).store(off, v, order);
+    }
+    #[inline]
+    fn fence(&self, order: Ordering) {
+        (**self).fence(order);
+    }
+}
+
+impl Words for ShmRegion {
+    #[inline]
+    fn load(&self, off: usize, order: Ordering) -> u64 {
+        self.atomic_u64(off).load(order)
+    }
+    #[inline]
+    fn store(&self, off: usize, v: u64, order: Ordering) {
+        self.atomic_u64(off).store(v, order);
+    }
+    #[inline]
+    fn fence(&self, order: Ordering) {
+        std::sync::atomic::fence(order);
+    }
+}
 
 /// Where a journal of `N` `u64` words and its `state` word lie in a [`ShmRegion`] (byte
 /// offsets). See the [module docs](self) for the protocol.
@@ -83,7 +126,12 @@ impl<const N: usize> Journal<N> {
     ///
     /// The caller holds the lock that guards what `apply` writes.
     #[inline]
-    pub fn commit(&self, region: &ShmRegion, values: [u64; N], apply: impl FnOnce([u64; N])) {
+    pub fn commit<W: Words + ?Sized>(
+        &self,
+        region: &W,
+        values: [u64; N],
+        apply: impl FnOnce([u64; N]),
+    ) {
         // every word stored (the sparse form with no sparse tail)
         self.commit_sparse(region, N, values, apply);
     }
@@ -94,25 +142,24 @@ impl<const N: usize> Journal<N> {
     /// only read, never written, by most commits. The journal's content (and so
     /// recovery) is exactly as after `commit`.
     #[inline]
-    pub fn commit_sparse(
+    pub fn commit_sparse<W: Words + ?Sized>(
         &self,
-        region: &ShmRegion,
+        region: &W,
         k: usize,
         values: [u64; N],
         apply: impl FnOnce([u64; N]),
     ) {
         for (i, v) in values.iter().enumerate() {
-            let w = region.atomic_u64(self.words + 8 * i);
-            if i < k || w.load(Ordering::Relaxed) != *v {
-                w.store(*v, Ordering::Relaxed);
+            let off = self.words + 8 * i;
+            if i < k || region.load(off, Ordering::Relaxed) != *v {
+                region.store(off, *v, Ordering::Relaxed);
             }
         }
-        let state = region.atomic_u64(self.state);
-        state.store(1, Ordering::Release);
-        fence(Ordering::Release);
+        region.store(self.state, 1, Ordering::Release);
+        region.fence(Ordering::Release);
         apply(values);
-        fence(Ordering::Release);
-        state.store(0, Ordering::Release);
+        region.fence(Ordering::Release);
+        region.store(self.state, 0, Ordering::Release);
     }
 
     /// Completes a change whose committer died after journaling it: if one is pending,
@@ -122,26 +169,26 @@ impl<const N: usize> Journal<N> {
     /// Call it after taking over the guarding lock from a dead owner (calling it at any
     /// other time with the lock held is harmless: nothing is pending then).
     #[inline]
-    pub fn apply_pending(&self, region: &ShmRegion, apply: impl FnOnce([u64; N])) -> bool {
-        let state = region.atomic_u64(self.state);
-        if state.load(Ordering::Acquire) != 1 {
+    pub fn apply_pending<W: Words + ?Sized>(
+        &self,
+        region: &W,
+        apply: impl FnOnce([u64; N]),
+    ) -> bool {
+        if region.load(self.state, Ordering::Acquire) != 1 {
             return false;
         }
-        let values: [u64; N] = std::array::from_fn(|i| {
-            region
-                .atomic_u64(self.words + 8 * i)
-                .load(Ordering::Relaxed)
-        });
+        let values: [u64; N] =
+            std::array::from_fn(|i| region.load(self.words + 8 * i, Ordering::Relaxed));
         apply(values);
-        fence(Ordering::Release);
-        state.store(0, Ordering::Release);
+        region.fence(Ordering::Release);
+        region.store(self.state, 0, Ordering::Release);
         true
     }
 
     /// Whether a journaled change is waiting to be completed (advisory: for tests and
     /// diagnostics).
-    pub fn is_pending(&self, region: &ShmRegion) -> bool {
-        region.atomic_u64(self.state).load(Ordering::Acquire) == 1
+    pub fn is_pending<W: Words + ?Sized>(&self, region: &W) -> bool {
+        region.load(self.state, Ordering::Acquire) == 1
     }
 }
 

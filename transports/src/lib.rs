@@ -10,6 +10,8 @@
 //! - [`futex`]: wait/wake on a `u32` in shared memory, with deadlines.
 //! - [`journal`]: a commit journal in shared memory (a multi-word change that a process
 //!   killed half-way leaves undone or completable).
+//! - [`killpoint`]: named places where a test makes the process die (`SIGKILL`),
+//!   compiled in only for tests and the `kill-points` feature.
 //! - [`conn`]: authenticated byte channels between programs (TCP or local socket names,
 //!   HMAC-SHA-256 challenge/response, bounded frames).
 //! - [`fdpass`]: sending and receiving file descriptors alongside bytes (`SCM_RIGHTS`).
@@ -20,6 +22,8 @@
 //! - [`pod`]: typed views of `Pod` elements in a shared region, behind a robust lock.
 //! - [`ring`]: the shared-memory byte ring behind `Queue` (streaming, robust recovery).
 //! - [`robust`]: a robust process-shared mutex on a `u32` (dead owners are detected).
+//! - [`waiter`]: the futex waiter handshake (never a lost wake-up, no system call when
+//!   nobody sleeps), generic so that it is model-checked under loom.
 //! - [`target`]: function targets identified by their address relative to the image.
 //!
 //! All OS-specific code sits in `sys/` (today `sys/linux/`); the modules above re-export
@@ -32,6 +36,7 @@ pub mod fdpass;
 pub mod frame;
 pub mod futex;
 pub mod journal;
+pub mod killpoint;
 pub mod os;
 pub mod pod;
 pub mod ring;
@@ -39,6 +44,10 @@ pub mod robust;
 pub mod shm;
 pub mod socket;
 pub mod target;
+pub mod waiter;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 #[doc(hidden)]
 pub mod testing;
 

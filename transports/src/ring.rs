@@ -156,11 +156,13 @@
 
 use crate::futex::{self, WaitOutcome};
 use crate::journal::Journal;
+use crate::killpoint;
 use crate::robust::{self, Acquired};
 use crate::shm::{ShmRegion, ShmWindow};
+use crate::waiter;
 use crate::{BorrowedFd, OwnedFd};
 use std::io;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -175,6 +177,9 @@ const OFF_BROKEN: usize = 24;
 /// Size of the overflow area (`0`: none) and its byte offset in the memory file.
 const OFF_OV_SIZE: usize = 32;
 const OFF_OV_BASE: usize = 40;
+/// The largest message a writer may put and a reader accepts (see
+/// [`Ring::max_message_size`]).
+const OFF_MAX_MSG: usize = 48;
 // Each side's words sit in their own 128-byte pair of cache lines (the adjacent-line
 // prefetcher moves lines in such pairs: a side's second line must not pair with a line
 // the other side writes).
@@ -268,6 +273,20 @@ const STREAM_STALL: Duration = Duration::from_millis(1);
 /// A streamed message travels in pieces of at most `capacity / STREAM_PIECE_DIVISOR`.
 const STREAM_PIECE_DIVISOR: u64 = 4;
 
+/// The default [`Ring::max_message_size`]: 1 GiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
+
+/// Positions and counters read from shared memory must stay below this (2^62): a ring
+/// would need exbibytes of traffic to get there, so a larger value is garbage (memory
+/// corruption or a hostile peer) and breaks the ring. Below it, adding the size of any
+/// one message (at most 2^46) cannot overflow.
+const POS_LIMIT: u64 = 1 << 62;
+
+/// Mid-message, a reader whose deadline has passed still waits this long for the next
+/// piece: a writer streaming right now supplies one within microseconds, so only a
+/// frozen (stopped, starved) writer makes the reader give up.
+const MID_STREAM_GRACE: Duration = Duration::from_millis(100);
+
 /// The smallest ring, in bytes.
 pub const MIN_CAPACITY: usize = 64;
 /// The largest ring, in bytes (record lengths have 30 bits).
@@ -317,6 +336,9 @@ impl From<Option<Instant>> for Deadline {
 pub enum PushError {
     /// No room (bytes or `maxsize`) before the deadline, or the writer lock stayed busy.
     Full,
+    /// The message is larger than the ring's [`max_message_size`](Ring::max_message_size);
+    /// nothing was written.
+    TooLarge,
     /// The ring's shared state is corrupt; every later operation fails the same way.
     Broken,
 }
@@ -352,6 +374,11 @@ pub struct Ring {
     /// memory file.
     ov_size: u64,
     ov_base: u64,
+    /// The message limit (`0`: none), copied once from the header at create/open: a
+    /// peer rewriting the shared word changes nothing here.
+    maxsize: u64,
+    /// The largest message accepted (copied once from the header and validated).
+    max_msg: u64,
     /// This process's mapping of the overflow area, made the first time it is needed.
     ov: OnceLock<Option<ShmWindow>>,
 }
@@ -364,6 +391,50 @@ impl std::fmt::Debug for Ring {
             .field("len", &self.len())
             .field("broken", &self.is_broken())
             .finish()
+    }
+}
+
+/// A shared word held a value no correct peer writes; the ring is marked broken.
+#[derive(Debug, Clone, Copy)]
+struct Garbage;
+
+impl From<Garbage> for PushError {
+    fn from(_: Garbage) -> Self {
+        PushError::Broken
+    }
+}
+
+impl From<Garbage> for PopError {
+    fn from(_: Garbage) -> Self {
+        PopError::Broken
+    }
+}
+
+/// One side's robust lock, held: released when dropped, also when a panic unwinds
+/// through the locked section (a bug, or garbage a check missed). In that case the
+/// half-done operation is first completed or aborted exactly as the next owner would
+/// after this process's death (pending journal applied, a half-streamed message
+/// aborted), so a live process never leaks the lock nor leaves a torn state behind.
+struct SideLock<'a> {
+    ring: &'a Ring,
+    off: usize,
+}
+
+impl Drop for SideLock<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            #[cfg(test)]
+            if DYING.with(|d| d.get()) {
+                // a test's stand-in for a kill: a dead process releases nothing
+                return;
+            }
+            if self.off == OFF_WLOCK {
+                self.ring.recover_writer();
+            } else {
+                self.ring.recover_reader();
+            }
+        }
+        robust::unlock(self.ring.u32(self.off));
     }
 }
 
@@ -404,6 +475,40 @@ impl Ring {
     /// `capacity` above [`MAX_CAPACITY`], `maxsize > 0` with an overflow area, an
     /// overflow area above 2^46 bytes, or the kernel refusing the memory.
     pub fn create_with(capacity: usize, maxsize: u64, overflow: u64) -> io::Result<Ring> {
+        Self::create_limited(capacity, maxsize, overflow, DEFAULT_MAX_MESSAGE)
+    }
+
+    /// As [`create_with`](Ring::create_with), with a maximum message size of
+    /// `max_message` bytes (see [`max_message_size`](Ring::max_message_size); the others
+    /// use [`DEFAULT_MAX_MESSAGE`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`create_with`](Ring::create_with), and `max_message == 0` or above
+    /// [`MAX_OVERFLOW`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_transports::ring::{PushError, Ring};
+    ///
+    /// let r = Ring::create_limited(4096, 0, 0, 100).unwrap();
+    /// assert_eq!(r.max_message_size(), 100);
+    /// assert_eq!(r.push(&[0; 101], None), Err(PushError::TooLarge));
+    /// r.push(&[0; 100], None).unwrap();
+    /// ```
+    pub fn create_limited(
+        capacity: usize,
+        maxsize: u64,
+        overflow: u64,
+        max_message: u64,
+    ) -> io::Result<Ring> {
+        if max_message == 0 || max_message > MAX_OVERFLOW {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("maximum message size {max_message} not in 1..={MAX_OVERFLOW}"),
+            ));
+        }
         if capacity > MAX_CAPACITY {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -443,8 +548,14 @@ impl Ring {
         region
             .atomic_u64(OFF_OV_BASE)
             .store(ov_base, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_MAX_MSG)
+            .store(max_message, Ordering::Relaxed);
         region.atomic_u32(OFF_MAGIC).store(MAGIC, Ordering::Release);
-        Ok(Self::from_region(region, cap as u64, ov_size, ov_base))
+        Ok(Self::from_region(
+            region,
+            [cap as u64, ov_size, ov_base, maxsize, max_message],
+        ))
     }
 
     /// Opens a ring created by [`Ring::create`] (in this or another process) from its
@@ -459,7 +570,7 @@ impl Ring {
         let bad =
             |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("not a queue ring: {m}"));
         // the header says how much to map: read it before mapping
-        let mut h = [0u8; 48];
+        let mut h = [0u8; 56];
         let n = rustix::io::pread(&fd, &mut h, 0)?;
         if n < h.len() {
             return Err(bad("region too small"));
@@ -484,14 +595,25 @@ impl Ring {
         {
             return Err(bad("impossible overflow area"));
         }
+        let (maxsize, max_msg) = (word(OFF_MAXSIZE), word(OFF_MAX_MSG));
+        if max_msg == 0 || max_msg > MAX_OVERFLOW {
+            return Err(bad("impossible maximum message size"));
+        }
+        if ov_size != 0 && maxsize != 0 {
+            return Err(bad("a bounded ring with an overflow area"));
+        }
         let region = ShmRegion::from_fd_prefix(fd, HEADER + cap as usize)?;
         if ov_size != 0 && region.file_len()? < ov_base + ov_size {
             return Err(bad("memory file shorter than its overflow area"));
         }
-        Ok(Self::from_region(region, cap, ov_size, ov_base))
+        Ok(Self::from_region(
+            region,
+            [cap, ov_size, ov_base, maxsize, max_msg],
+        ))
     }
 
-    fn from_region(region: ShmRegion, cap: u64, ov_size: u64, ov_base: u64) -> Ring {
+    /// `[capacity, overflow size, overflow base, maxsize, max message]`, validated.
+    fn from_region(region: ShmRegion, [cap, ov_size, ov_base, maxsize, max_msg]: [u64; 5]) -> Ring {
         Ring {
             region,
             cap,
@@ -501,6 +623,8 @@ impl Ring {
             spin_us: AtomicU32::new(SPIN_MAX_US),
             ov_size,
             ov_base,
+            maxsize,
+            max_msg,
             ov: OnceLock::new(),
         }
     }
@@ -526,7 +650,17 @@ impl Ring {
 
     /// The message limit (`0`: none).
     pub fn maxsize(&self) -> u64 {
-        self.u64(OFF_MAXSIZE).load(Ordering::Relaxed)
+        self.maxsize
+    }
+
+    /// The largest message in bytes that [`push`](Ring::push) accepts (a larger one
+    /// fails with [`PushError::TooLarge`]) and that [`pop`](Ring::pop) delivers: a
+    /// message larger than this found in the ring (only a writer of another build, or a
+    /// hostile one, can put it there) is discarded unread, the reader never allocating
+    /// more than this for it. Fixed when the ring is created; every process opening it
+    /// uses the same value.
+    pub fn max_message_size(&self) -> u64 {
+        self.max_msg
     }
 
     /// Messages in the ring (a streamed message counts from its first piece).
@@ -606,6 +740,34 @@ impl Ring {
 
     fn u32(&self, off: usize) -> &AtomicU32 {
         self.region.atomic_u32(off)
+    }
+
+    /// A position or counter word of the shared state, checked: a value at or above
+    /// [`POS_LIMIT`] is garbage, and marks the ring broken.
+    fn pos(&self, off: usize) -> Result<u64, Garbage> {
+        let v = self.u64(off).load(Ordering::Relaxed);
+        if v >= POS_LIMIT {
+            self.set_broken();
+            return Err(Garbage);
+        }
+        Ok(v)
+    }
+
+    /// Takes one side's lock (`OFF_WLOCK` or `OFF_RLOCK`) with `how`, as a guard.
+    fn side_lock(
+        &self,
+        off: usize,
+        how: impl FnOnce(&AtomicU32) -> Option<Acquired>,
+    ) -> Option<(SideLock<'_>, Acquired)> {
+        #[cfg(test)]
+        DYING.with(|d| d.set(false));
+        let a = how(self.u32(off))?;
+        killpoint::hit(if off == OFF_WLOCK {
+            "ring.lock.writer_acquired"
+        } else {
+            "ring.lock.reader_acquired"
+        });
+        Some((SideLock { ring: self, off }, a))
     }
 
     fn u64(&self, off: usize) -> &AtomicU64 {
@@ -776,11 +938,11 @@ impl Ring {
         }
         // the writer counts free overflow bytes from here (see `ov_free`)
         punched.store(to, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(OFF_SPACE_SEQ));
-        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_SPACE_SEQ),
+            self.u32(OFF_WRITERS_WAITING),
+        );
     }
 
     fn read_u32_at(&self, pos: u64) -> u32 {
@@ -805,13 +967,11 @@ impl Ring {
             [tail, written, partial, tasks, ov, mode],
             |[t, w, p, k, o, m]| self.w_apply(t, w, p, k, o, m),
         );
-        // Pairs with the reader's waiter-count increment: either it sees the new tail,
-        // or we see its count and wake it.
-        fence(Ordering::SeqCst);
-        if self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.u32(OFF_DATA_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(OFF_DATA_SEQ));
-        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_DATA_SEQ),
+            self.u32(OFF_READERS_WAITING),
+        );
     }
 
     /// `tasks` and the overflow position are stored before `tail` (release), so whoever
@@ -843,11 +1003,11 @@ impl Ring {
             [head, read, partial, ov_head, mode],
             |[h, r, p, o, m]| self.r_apply(h, r, p, o, m),
         );
-        fence(Ordering::SeqCst);
-        if self.u32(OFF_WRITERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.u32(OFF_SPACE_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(OFF_SPACE_SEQ));
-        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_SPACE_SEQ),
+            self.u32(OFF_WRITERS_WAITING),
+        );
     }
 
     fn r_apply(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
@@ -867,7 +1027,13 @@ impl Ring {
             self.w_apply(t, w, p, k, o, m)
         });
         if self.u64(OFF_WPARTIAL).load(Ordering::Relaxed) != 0 {
-            let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
+            let (Ok(tail), Ok(written), Ok(tasks)) = (
+                self.pos(OFF_TAIL),
+                self.pos(OFF_WRITTEN),
+                self.pos(OFF_TASKS_PUT),
+            ) else {
+                return false;
+            };
             let head = self.u64(OFF_HEAD).load(Ordering::Acquire);
             let used = tail.wrapping_sub(head);
             if used > self.cap || self.cap - used < 4 {
@@ -875,8 +1041,6 @@ impl Ring {
                 return false;
             }
             self.copy_in(tail, &ABORT.to_le_bytes());
-            let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
-            let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
             self.w_commit(tail + 4, written, 0, tasks);
         }
         true
@@ -942,19 +1106,13 @@ impl Ring {
                 return true;
             }
         }
-        let seq = self.u32(seq_off);
-        let waiters = self.u32(waiters_off);
-        waiters.fetch_add(1, Ordering::SeqCst);
-        let s = seq.load(Ordering::SeqCst);
-        let ok = if ready() {
-            true
-        } else {
-            let deadline = until.map(|u| u.max(Instant::now()));
-            futex::wait(seq, s, deadline);
-            ready()
-        };
-        waiters.fetch_sub(1, Ordering::SeqCst);
-        ok
+        waiter::sleep_registered(
+            &waiter::Os,
+            self.u32(seq_off),
+            self.u32(waiters_off),
+            ready,
+            until,
+        )
     }
 
     // ---------------------------------------------------------------- push
@@ -1003,26 +1161,23 @@ impl Ring {
     }
 
     fn push_inner(&self, msg: &[u8], mut deadline: Deadline, task: bool) -> Result<(), PushError> {
+        if msg.len() as u64 > self.max_msg {
+            return Err(PushError::TooLarge);
+        }
         if self.is_broken() {
             return Err(PushError::Broken);
         }
-        let wlock = self.u32(OFF_WLOCK);
-        let acquired = robust::try_lock(wlock, false)
-            .or_else(|| robust::lock_contended(wlock, deadline.resolve()));
-        match acquired {
-            None => return Err(PushError::Full),
-            Some(Acquired::Clean) => {}
-            Some(Acquired::OwnerDied) => {
-                // taken over from a dead writer: finish its journal, abort its stream
-                if !self.recover_writer() {
-                    robust::unlock(wlock);
-                    return Err(PushError::Broken);
-                }
-            }
+        let Some((_guard, acquired)) = self.side_lock(OFF_WLOCK, |w| {
+            robust::try_lock(w, false).or_else(|| robust::lock_contended(w, deadline.resolve()))
+        }) else {
+            return Err(PushError::Full);
+        };
+        if acquired == Acquired::OwnerDied && !self.recover_writer() {
+            // taken over from a dead writer: its journal is finished, its stream
+            // aborted, unless the state is garbage
+            return Err(PushError::Broken);
         }
-        let r = self.push_locked(msg, &mut deadline, task);
-        robust::unlock(wlock);
-        r
+        self.push_locked(msg, &mut deadline, task)
     }
 
     fn free_bytes(&self, tail: u64) -> Result<u64, PushError> {
@@ -1166,11 +1321,11 @@ impl Ring {
         deadline: &mut Deadline,
         task: bool,
     ) -> Result<(), PushError> {
-        let mut tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
-        let mut written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
-        let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
+        let mut tail = self.pos(OFF_TAIL)?;
+        let mut written = self.pos(OFF_WRITTEN)?;
+        let tasks = self.pos(OFF_TASKS_PUT)?;
         let tasks_after = tasks + u64::from(task);
-        let mut ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+        let mut ov_tail = self.pos(OFF_OV_TAIL)?;
         let mut tried_stream = false;
         let mut over = self.u64(OFF_WMODE).load(Ordering::Relaxed) != 0;
         let total = 4 + msg.len() as u64;
@@ -1181,8 +1336,11 @@ impl Ring {
         // fast path: room in the hot ring
         if !over && fits_hot && self.free_bytes(tail)? >= total + 4 {
             self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+            fail_point("ring.put.after_header");
             self.copy_in(tail + 4, msg);
+            fail_point("ring.put.written");
             self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail, 0);
+            fail_point("ring.put.committed");
             return Ok(());
         }
         loop {
@@ -1212,8 +1370,8 @@ impl Ring {
                     match self.push_hot(msg, deadline, task, Some(STREAM_STALL)) {
                         Ok(()) => return Ok(()),
                         Err(PushError::Full) => {
-                            tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
-                            written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+                            tail = self.pos(OFF_TAIL)?;
+                            written = self.pos(OFF_WRITTEN)?;
                             continue;
                         }
                         Err(e) => return Err(e),
@@ -1260,9 +1418,9 @@ impl Ring {
                     match self.push_hot(msg, deadline, task, Some(STREAM_STALL)) {
                         Ok(()) => return Ok(()),
                         Err(PushError::Full) => {
-                            tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
-                            written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
-                            ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+                            tail = self.pos(OFF_TAIL)?;
+                            written = self.pos(OFF_WRITTEN)?;
+                            ov_tail = self.pos(OFF_OV_TAIL)?;
                             over = false;
                             continue;
                         }
@@ -1297,7 +1455,7 @@ impl Ring {
             if !self.wait_unbounded(tail, ov_tail, total, ov_need, deadline)? {
                 return Err(PushError::Full);
             }
-            ov_tail = self.u64(OFF_OV_TAIL).load(Ordering::Relaxed);
+            ov_tail = self.pos(OFF_OV_TAIL)?;
             over = self.u64(OFF_WMODE).load(Ordering::Relaxed) != 0;
         }
     }
@@ -1396,10 +1554,10 @@ impl Ring {
         task: bool,
         stall: Option<Duration>,
     ) -> Result<(), PushError> {
-        let tail = self.u64(OFF_TAIL).load(Ordering::Relaxed);
-        let written = self.u64(OFF_WRITTEN).load(Ordering::Relaxed);
+        let tail = self.pos(OFF_TAIL)?;
+        let written = self.pos(OFF_WRITTEN)?;
         // only the writer-lock holder changes `tasks put`
-        let tasks = self.u64(OFF_TASKS_PUT).load(Ordering::Relaxed);
+        let tasks = self.pos(OFF_TASKS_PUT)?;
         let tasks_after = tasks + u64::from(task);
         let total = 4 + msg.len() as u64;
         let mut stalled = stall.map(Deadline::After);
@@ -1414,8 +1572,11 @@ impl Ring {
                 return Err(PushError::Full);
             }
             self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
+            fail_point("ring.put.after_header");
             self.copy_in(tail + 4, msg);
+            fail_point("ring.put.written");
             self.w_commit(tail + total, written + 1, 0, tasks_after);
+            fail_point("ring.put.committed");
             return Ok(());
         }
         // Stream: pieces of at most a quarter of the ring, always leaving 4 bytes free.
@@ -1441,6 +1602,11 @@ impl Ring {
                 return Err(PushError::Full);
             }
             let free = self.free_bytes(tail)?;
+            if free < want {
+                // `wait_room` saw `want` free: only a peer moving `head` back does this
+                self.set_broken();
+                return Err(PushError::Broken);
+            }
             let chunk = left.min(free - 8).min(piece) as usize;
             let last = off + chunk == msg.len();
             let hdr = chunk as u32 | if last { 0 } else { MORE };
@@ -1451,7 +1617,15 @@ impl Ring {
             first = false;
             // the task counts with the last piece, when the message can be taken
             let t = if last { tasks_after } else { tasks };
+            fail_point(if last {
+                "ring.put.stream.last_piece_written"
+            } else {
+                "ring.put.stream.piece_written"
+            });
             self.w_commit(tail, written + 1, u64::from(!last), t);
+            if !last {
+                fail_point("ring.put.stream.piece_committed");
+            }
         }
         Ok(())
     }
@@ -1463,8 +1637,13 @@ impl Ring {
     /// waiting when the ring is empty and no producer is alive.
     ///
     /// Once the first piece of a streamed message has been taken, the rest is awaited
-    /// past the deadline (the writer is streaming it right now; if it dies, the message
-    /// is aborted and dropped).
+    /// past the deadline as long as the writer makes progress: the call gives up
+    /// ([`PopError::Empty`]) when the deadline has passed and no piece came for 100 ms (a
+    /// writer frozen, e.g. `SIGSTOP`ped, in the middle of a message). The message is then
+    /// lost: the next `pop` drops its remaining pieces (as if this reader had died
+    /// holding it). A writer that dies mid-message has it aborted and dropped. A message
+    /// larger than [`max_message_size`](Ring::max_message_size) is discarded unread and
+    /// the next one is taken.
     ///
     /// # Errors
     ///
@@ -1507,20 +1686,21 @@ impl Ring {
         if self.is_broken() {
             return Err(PopError::Broken);
         }
-        let rlock = self.u32(OFF_RLOCK);
-        let acquired = robust::try_lock(rlock, false)
-            .or_else(|| robust::lock_contended(rlock, deadline.resolve()));
-        match acquired {
-            None => return Err(PopError::Empty),
-            Some(Acquired::Clean) => {}
-            Some(Acquired::OwnerDied) => {
-                // taken over from a dead reader: finish its journal (a half-read
-                // message is then discarded by `pop_locked`)
-                self.recover_reader();
-            }
+        let Some((_guard, acquired)) = self.side_lock(OFF_RLOCK, |w| {
+            robust::try_lock(w, false).or_else(|| robust::lock_contended(w, deadline.resolve()))
+        }) else {
+            return Err(PopError::Empty);
+        };
+        if acquired == Acquired::OwnerDied {
+            // taken over from a dead reader: finish its journal (a half-read message is
+            // then discarded by `pop_locked`)
+            self.recover_reader();
         }
         let r = self.pop_locked(out, &mut deadline, disconnect);
-        robust::unlock(rlock);
+        if r.is_err() {
+            // nothing is delivered: not even the pieces of a message given up on
+            out.clear();
+        }
         r
     }
 
@@ -1529,14 +1709,10 @@ impl Ring {
     /// A supervisor that has just seen a consumer die calls it, so that the successor
     /// starts without first waiting out the lock's liveness check (~10 ms).
     pub fn recover_dead_reader(&self) {
-        let rlock = self.u32(OFF_RLOCK);
-        match robust::try_lock(rlock, true) {
-            Some(Acquired::OwnerDied) => {
-                self.recover_reader();
-                robust::unlock(rlock);
-            }
-            Some(Acquired::Clean) => robust::unlock(rlock),
-            None => {}
+        if let Some((_guard, Acquired::OwnerDied)) =
+            self.side_lock(OFF_RLOCK, |w| robust::try_lock(w, true))
+        {
+            self.recover_reader();
         }
     }
 
@@ -1562,9 +1738,9 @@ impl Ring {
         disconnect: bool,
     ) -> Result<(), PopError> {
         out.clear();
-        let mut head = self.u64(OFF_HEAD).load(Ordering::Relaxed);
-        let mut read = self.u64(OFF_READ).load(Ordering::Relaxed);
-        let mut ov_head = self.u64(OFF_OV_HEAD).load(Ordering::Relaxed);
+        let mut head = self.pos(OFF_HEAD)?;
+        let mut read = self.pos(OFF_READ)?;
+        let mut ov_head = self.pos(OFF_OV_HEAD)?;
         let mut over = self.u64(OFF_RMODE).load(Ordering::Relaxed) != 0;
         // a predecessor died in the middle of a streamed message: drop the rest of it
         let mut discarding = self.u64(OFF_RPARTIAL).load(Ordering::Relaxed) != 0;
@@ -1608,17 +1784,32 @@ impl Ring {
                     in_msg = false;
                     continue;
                 }
+                if !discarding && out.len() as u64 + len > self.max_msg {
+                    // larger than this queue accepts: refuse it, drop its pieces
+                    discarding = true;
+                    out.clear();
+                    out.shrink_to(self.cap as usize);
+                }
                 if !discarding {
+                    killpoint::hit(if hdr & MORE != 0 {
+                        "ring.get.stream.before_piece_copy"
+                    } else {
+                        "ring.get.before_copy"
+                    });
                     self.copy_out_append(head + 4, len as usize, out);
                 }
                 head += 4 + len;
                 if hdr & MORE != 0 {
+                    fail_point("ring.get.stream.piece_copied");
                     self.r_commit(head, read, 1);
+                    fail_point("ring.get.stream.piece_committed");
                     in_msg = true;
                     continue;
                 }
                 read += 1;
+                fail_point("ring.get.copied");
                 self.r_commit(head, read, 0);
+                fail_point("ring.get.committed");
                 if discarding {
                     discarding = false;
                     in_msg = false;
@@ -1676,13 +1867,21 @@ impl Ring {
         }
         // a message: all its pieces were published together
         let mut pos = *ov_head;
+        let mut size = 0u64;
         loop {
             let hdr = self.ov_read_u32(ov, pos);
             let len = u64::from(hdr & LEN_MASK);
             if hdr & ABORT != 0 || len > ov_tail.wrapping_sub(pos) - 4 {
                 return bad();
             }
-            self.ov_copy_out_append(ov, pos + 4, len as usize, out);
+            size += len;
+            if size <= self.max_msg {
+                self.ov_copy_out_append(ov, pos + 4, len as usize, out);
+            } else if !out.is_empty() {
+                // larger than this queue accepts: refused, skipped unread
+                out.clear();
+                out.shrink_to(0);
+            }
             pos += 4 + len;
             if hdr & MORE == 0 {
                 break;
@@ -1696,7 +1895,7 @@ impl Ring {
         fail_point("reader overflow: copied, before commit");
         self.r_commit_ov(*head, *read, 0, *ov_head, 1);
         self.punch_consumed(*ov_head, false);
-        Ok(true)
+        Ok(size <= self.max_msg)
     }
 
     /// Waits for at least one record header past `pos` (in the overflow area if
@@ -1717,6 +1916,14 @@ impl Ring {
             (OFF_TAIL, self.cap)
         };
         let mut slice = Duration::from_millis(5);
+        // Mid-message, the deadline still holds, but only once the writer has made no
+        // progress for MID_STREAM_GRACE (a live writer supplies its next piece within
+        // microseconds): a frozen writer cannot hold a reader with a deadline forever.
+        let limit = if in_msg {
+            deadline.map(|d| d.max(Instant::now() + MID_STREAM_GRACE))
+        } else {
+            deadline
+        };
         loop {
             if self.is_broken() {
                 return Err(PopError::Broken);
@@ -1727,8 +1934,12 @@ impl Ring {
                 n >= 4 || n > size || self.is_broken()
             };
             let now = Instant::now();
-            let limit = if in_msg { None } else { deadline };
             if limit.is_some_and(|d| now >= d) {
+                if in_msg {
+                    // given up mid-message: the pieces taken are dropped, and the next
+                    // reader drops the rest (`reading-partial` is committed)
+                    return Err(PopError::Empty);
+                }
                 if disconnect && !self.producers_alive(robust::my_id()) && !ready() {
                     return Err(PopError::Disconnected);
                 }
@@ -1754,8 +1965,7 @@ impl Ring {
     /// Mid-message with no data: if the writer lock's owner is dead, recover the writer
     /// side (which aborts the half-streamed message).
     fn check_writer_alive(&self, head: u64) -> Result<(), PopError> {
-        let wlock = self.u32(OFF_WLOCK);
-        let Some(acq) = robust::try_lock(wlock, true) else {
+        let Some((_guard, acq)) = self.side_lock(OFF_WLOCK, |w| robust::try_lock(w, true)) else {
             return Ok(()); // a live writer holds it: it is streaming to us
         };
         let ok = match acq {
@@ -1773,7 +1983,6 @@ impl Ring {
                 }
             }
         };
-        robust::unlock(wlock);
         if ok {
             Ok(())
         } else {
@@ -1843,11 +2052,11 @@ impl Ring {
             let o = self.slot(0);
             let _ = o.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1));
         }
-        fence(Ordering::SeqCst);
-        if self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) > 0 {
-            self.u32(OFF_DATA_SEQ).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(OFF_DATA_SEQ));
-        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_DATA_SEQ),
+            self.u32(OFF_READERS_WAITING),
+        );
     }
 
     fn reclaim_dead(&self, me: u32) {
@@ -1965,21 +2174,50 @@ fn store_if_changed(w: &AtomicU64, v: u64, order: Ordering) {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Set by a fail point standing in for a kill: the unwinding lock guards then leave
+    /// their locks held, as a dead process would.
+    static DYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// A fail point at which this thread panics for real (a bug inside the locked
+    /// section): the lock guards must recover and release.
+    static PANIC_AT: std::cell::Cell<Option<&'static str>> =
+        const { std::cell::Cell::new(None) };
+}
+
 /// Where a test makes this thread "die" (panic, leaving the locks held) in the middle of
-/// an operation, to check recovery from that exact point.
+/// an operation, to check recovery from that exact point; and a [kill
+/// point](crate::killpoint) of the same name (the process is `SIGKILL`ed there when
+/// `PROCACTOR_KILL_AT` names it).
 #[cfg(test)]
 fn fail_point(name: &'static str) {
+    killpoint::hit(name);
     tests::FAIL_AT.with(|f| {
         if f.get() == Some(name) {
             f.set(None);
+            DYING.with(|d| d.set(true));
             panic!("killed at fail point: {name}");
+        }
+    });
+    PANIC_AT.with(|f| {
+        if f.get() == Some(name) {
+            f.set(None);
+            panic!("a bug at: {name}");
         }
     });
 }
 
 #[cfg(not(test))]
 #[inline(always)]
-fn fail_point(_: &'static str) {}
+fn fail_point(name: &'static str) {
+    killpoint::hit(name);
+}
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod garbage_tests;
+
+#[cfg(test)]
+mod kill_tests;
