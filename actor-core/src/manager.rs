@@ -453,8 +453,8 @@ pub const CALL_MARGIN: Duration = Duration::from_secs(2);
 const SERVER_SPIN: Duration = Duration::from_micros(50);
 const CLIENT_SPIN: Duration = Duration::from_micros(200);
 
-/// Connections served at once per listener (the local socket name, TCP); more are
-/// refused (closed at once). A client process opens one connection per thread that uses
+/// Authenticated connections served at once per listener (the local socket name,
+/// TCP); more are closed after their handshake. A client process opens one connection per thread that uses
 /// a synchronisation object or a queue (see [`SharedLock`]), one for its references
 /// (see [`refs`]), besides the one a remote manager's dicts and lists use.
 const MAX_CONNECTIONS: usize = 256;
@@ -674,10 +674,6 @@ fn serve_remote(l: conn::Listener, key: Vec<u8>, server: Arc<Server>) {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        if live.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            live.fetch_sub(1, Ordering::AcqRel);
-            continue; // dropped: closed at once
-        }
         let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
         {
             let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -698,7 +694,8 @@ fn serve_remote(l: conn::Listener, key: Vec<u8>, server: Arc<Server>) {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .retain(|(c, _)| *c != conn);
-            if let Ok(session) = session {
+            let Ok(session) = session else { return };
+            if live2.fetch_add(1, Ordering::AcqRel) < MAX_CONNECTIONS {
                 serve_connection(session, &server, conn);
                 // whatever it ended with, what it held is released
                 server.end(conn);
@@ -706,7 +703,6 @@ fn serve_remote(l: conn::Listener, key: Vec<u8>, server: Arc<Server>) {
             live2.fetch_sub(1, Ordering::AcqRel);
         });
         if spawned.is_err() {
-            live.fetch_sub(1, Ordering::AcqRel);
             pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1526,14 +1522,13 @@ impl ManagerBuilder {
         };
         let boot_replies = replies.clone();
         replies.close(); // clients only take replies
-        let nonce = conn::random_nonce()?;
+        // the name is world-readable (`/proc/net/unix`): it comes from random bytes of
+        // its own, never from the key's
+        let (tag, nonce) = (conn::random_nonce()?, conn::random_nonce()?);
         let local_name = format!(
             "procactor-manager-{}-{}",
             std::process::id(),
-            nonce[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            tag[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
         let local_key = Bytes::from(nonce.to_vec());
         let boot = ServerBootRef {

@@ -191,7 +191,12 @@ fn sync_call_on(
         (None, None) => {
             let s = open_session_by(&Address::parse(address), key, deadline).map_err(
                 |e| match e {
-                    ManagerError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    ManagerError::Io(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                        ) && deadline.is_some() =>
+                    {
                         ManagerError::Timeout
                     }
                     ManagerError::Io(_) => ManagerError::Disconnected,
