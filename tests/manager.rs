@@ -310,7 +310,10 @@ fn garbage_and_slow_clients_never_take_the_server_down() {
         raw.send_bytes(b"\xff\x00 not a request").unwrap();
         let nonce = raw.recv_bytes(1 << 20).unwrap();
         assert_eq!(nonce.len(), 32);
-        assert!(raw.recv_bytes(1 << 20).is_err(), "the server closed the connection");
+        assert!(
+            raw.recv_bytes(1 << 20).is_err(),
+            "the server closed the connection"
+        );
         assert_eq!(d.get(&3).unwrap(), Some(3));
         drop((g, h));
         assert!(mgr.shutdown().is_ok());
@@ -1349,10 +1352,7 @@ fn named_objects_live_until_remove_named() {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(mgr.object_count().unwrap(), start + 2, "names keep them");
         assert_eq!(
-            mgr.dict_named::<u8, u8>("kept")
-                .unwrap()
-                .get(&1)
-                .unwrap(),
+            mgr.dict_named::<u8, u8>("kept").unwrap().get(&1).unwrap(),
             Some(2)
         );
         let held = mgr.dict_named::<u8, u8>("kept").unwrap();
@@ -1562,7 +1562,11 @@ fn mitm(target: String) -> Mitm {
                         break;
                     }
                     n += 1;
-                    let mode = if n > 4 { m.swap(PASS, Ordering::SeqCst) } else { PASS };
+                    let mode = if n > 4 {
+                        m.swap(PASS, Ordering::SeqCst)
+                    } else {
+                        PASS
+                    };
                     if mode == TAMPER {
                         frame[0] ^= 1;
                     }
@@ -1615,7 +1619,11 @@ fn a_tampered_or_replayed_frame_is_refused_and_the_server_serves_the_others() {
         wait_until(T, "the server to close the connection", || {
             m.closed.load(Ordering::SeqCst) > closed
         });
-        assert_eq!(mine.to_vec().unwrap(), [1, 2], "the altered push was refused");
+        assert_eq!(
+            mine.to_vec().unwrap(),
+            [1, 2],
+            "the altered push was refused"
+        );
         // the others are served all along, and the client can connect again
         assert_eq!(l.len().unwrap(), 2);
         drop(mgr);

@@ -15,7 +15,8 @@
 //! and a reply ring, calls numbered and serialised by a robust cross-process lock): one
 //! operation costs about a microsecond instead of a socket round trip. A remote client
 //! talks over TCP or a local socket, after an HMAC-SHA-256 handshake in both directions
-//! ([`procactor_transports::conn`]). Every operation is one round trip, and every error
+//! ([`procactor_transports::conn`]), every frame authenticated (see
+//! [what the authkey protects](#what-the-authkey-protects)). Every operation is one round trip, and every error
 //! is a `Result`: a missing key is `None`, a value of another type is a decode error
 //! naming the type expected, and a server that is gone gives
 //! [`ManagerError::Disconnected`] — promptly, never a hang.
@@ -66,6 +67,65 @@
 //! `acquire`, a `get` or a `wait` holds up nobody else; a blocked server thread checks
 //! every 100 ms whether its client hung up (then it stops waiting, and whatever that
 //! connection held is released).
+//!
+//! # Freeing
+//!
+//! An object lives while a proxy of it lives in some process, as in Python (whose
+//! proxies count references at the server): the server counts, per object, the
+//! processes' references, and frees the object when the count falls to zero.
+//!
+//! - Clones of a proxy in one process are one reference. Dropping the last of them
+//!   queues a decrement for a background thread of this process (one per manager, with
+//!   its own connection to the server): a drop never waits for the server.
+//! - A proxy that travels (a `Process` argument, a `Pool` task, a queue, a value
+//!   stored in the manager) is one more reference: encoding it asks the server for it,
+//!   decoding it takes it over. Bytes of a proxy that are never decoded keep their
+//!   reference until the process that encoded them ends.
+//! - When a client process ends — even by `SIGKILL`, or when its reference
+//!   connection breaks — the server drops every reference it held.
+//! - Objects made with a `_named` method live until [`Manager::remove_named`] (then
+//!   until their last proxy goes) or the server's shutdown.
+//!
+//! [`Manager::object_count`] says how many objects the server holds. A process that
+//! holds manager proxies has that background thread, so it cannot start children with
+//! [`StartMethod::Fork`](crate::StartMethod) afterwards (the fork server and spawn
+//! are fine).
+//!
+//! # Timeouts
+//!
+//! A call with a timeout (`try_acquire`, `acquire_timeout`, `get_timeout`,
+//! `wait_timeout`, …) returns within its timeout and [`CALL_MARGIN`] even when the
+//! server is frozen (stopped, swapped out, overloaded): it then fails with
+//! [`ManagerError::Timeout`] and closes its connection, so that whatever the call may
+//! have obtained at the server is given back there (a lock is released, an item taken
+//! from a queue is put back at its front). Calls without a timeout wait as long as the
+//! server says it is still waiting (a heartbeat every 5 s), and give up after 30 s
+//! without any frame.
+//!
+//! The server never blocks for good on a client either: a write to a client that makes
+//! no progress for 5 s (the client is frozen, or its host is gone) ends that
+//! connection, which releases what it held. An item a queue's `get` took for a client
+//! whose answer could not be written is put back at the front of the queue, so a
+//! client that dies or freezes in a `get` loses no item.
+//!
+//! # What the authkey protects
+//!
+//! As with Python's `BaseManager`, the authkey is what lets a peer in: a connection
+//! (over TCP or the local socket name) must prove it knows the key (HMAC-SHA-256
+//! challenge/response in both directions) before the server reads a request, and the
+//! client checks that the server knows it too. Here, unlike Python, the rest of the
+//! connection is protected as well: both sides derive a key for the connection from
+//! the authkey and random bytes of both, and every frame carries an HMAC-SHA-256 tag
+//! under it over a sequence number, so a peer on the path cannot inject, alter,
+//! reorder or replay a request or an answer — the server closes a connection whose
+//! frame fails the check, and keeps serving the others. Frames are **not encrypted**:
+//! anyone on the path can read the values exchanged. Whoever knows the key is fully
+//! trusted (it can read and change every object and shut the server down); keep it as
+//! secret as the data. The local socket name is visible to every user of the host
+//! (`/proc/net/unix`) and reveals nothing of its key. At most 8 connections may be in
+//! their handshake at once (each has 3 s); one more closes the oldest of them, so
+//! silent peers cannot keep a client that knows the key out, and idle authenticated
+//! connections are kept (TCP keepalive finds peers whose host vanished).
 //!
 //! ```
 //! use procactor::{Manager, Process, SharedLock, Namespace};
@@ -165,14 +225,14 @@ mod refs;
 mod wire;
 
 use objects::{SyncObjects, SyncReq};
-use refs::{Oid, Ref, RefReq, Refs, Space};
-use wire::{RecvError, Session};
 #[doc(hidden)]
 pub use proxies::close_this_threads_connections;
 pub use proxies::{
     ManagerGuard, SharedArray, SharedBarrier, SharedCondition, SharedEvent, SharedJoinableQueue,
     SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
+use refs::{Oid, Ref, RefReq, Refs, Space};
+use wire::{RecvError, Session};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 enum Kind {
@@ -849,7 +909,8 @@ fn round_trip(
             true,
         ));
     }
-    s.send(&buf).map_err(|_| (ManagerError::Disconnected, false))?;
+    s.send(&buf)
+        .map_err(|_| (ManagerError::Disconnected, false))?;
     loop {
         s.spin(CLIENT_SPIN);
         let now = std::time::Instant::now();
@@ -1441,7 +1502,10 @@ impl Namespace {
 /// A manager: a server process owning shared objects (Python's `Manager()`), or a
 /// connection to a remote one ([`Manager::connect`]).
 ///
-/// Dropping a manager that started its server shuts the server down.
+/// Dropping a manager that started its server shuts the server down. An object of the
+/// manager is freed when its last proxy (in any process) is dropped, or, for a `_named`
+/// one, once [`remove_named`](Manager::remove_named) was called (see
+/// [Freeing](crate::manager#freeing)).
 ///
 /// # Examples
 ///
@@ -1522,13 +1586,16 @@ impl ManagerBuilder {
         };
         let boot_replies = replies.clone();
         replies.close(); // clients only take replies
-        // the name is world-readable (`/proc/net/unix`): it comes from random bytes of
-        // its own, never from the key's
+                         // the name is world-readable (`/proc/net/unix`): it comes from random bytes of
+                         // its own, never from the key's
         let (tag, nonce) = (conn::random_nonce()?, conn::random_nonce()?);
         let local_name = format!(
             "procactor-manager-{}-{}",
             std::process::id(),
-            tag[..8].iter().map(|b| format!("{b:02x}")).collect::<String>()
+            tag[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         );
         let local_key = Bytes::from(nonce.to_vec());
         let boot = ServerBootRef {
@@ -1630,8 +1697,7 @@ impl Manager {
     /// This process's reference connection to the server (see [`refs`]), and its
     /// number there.
     fn link(&self) -> Result<(Arc<refs::Link>, u64), ManagerError> {
-        if matches!(&*self.client, Client::Local { .. })
-            && !self.sync_ready.load(Ordering::Acquire)
+        if matches!(&*self.client, Client::Local { .. }) && !self.sync_ready.load(Ordering::Acquire)
         {
             // the server binds its local socket before it answers its first request
             // over the rings: one answer (here a refusal) means the name is there

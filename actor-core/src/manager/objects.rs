@@ -933,6 +933,67 @@ mod tests {
         assert_eq!(idx, [0, 1]);
     }
 
+    /// A client whose departure the test decides.
+    struct Leaves(Arc<std::sync::atomic::AtomicBool>);
+    impl Peer for Leaves {
+        fn alive(&mut self) -> bool {
+            !self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn heartbeat(&mut self) -> bool {
+            self.alive()
+        }
+    }
+
+    fn waiting(o: &SyncObjects, id: u64) -> usize {
+        match o.lock().obj(id) {
+            Some(Obj::Cond { waiters, .. }) => waiters.len(),
+            _ => panic!("not a condition"),
+        }
+    }
+
+    #[test]
+    fn a_notify_taken_by_a_waiter_that_left_goes_to_the_next_one() {
+        let o = Arc::new(SyncObjects::default());
+        let c = new(&o, SyncKind::Condition, 0);
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wait_in = |conn: u64, peer: Box<dyn Peer + Send>, w: Wait| {
+            let o = o.clone();
+            std::thread::spawn(move || {
+                let mut peer = peer;
+                assert!(try_acquire(&o, conn, c));
+                o.apply(conn, SyncReq::Wait(c, w), &mut *peer)
+            })
+        };
+        // the oldest waiter's client is about to leave; the second stays
+        let first = wait_in(1, Box::new(Leaves(gone.clone())), None);
+        let t = Instant::now();
+        while waiting(&o, c) < 1 {
+            assert!(t.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let second = wait_in(2, Box::new(here()), Some(20_000_000));
+        while waiting(&o, c) < 2 {
+            assert!(t.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(try_acquire(&o, 3, c));
+        assert!(matches!(
+            o.apply(3, SyncReq::Notify(c, 1), &mut here()),
+            Resp::Unit
+        ));
+        assert!(matches!(
+            o.apply(3, SyncReq::Release(c), &mut here()),
+            Resp::Unit
+        ));
+        assert!(matches!(first.join().unwrap(), Resp::Bool(false)));
+        assert!(
+            matches!(second.join().unwrap(), Resp::Bool(true)),
+            "the live waiter got the notification"
+        );
+        assert!(t.elapsed() < Duration::from_secs(15));
+    }
+
     #[test]
     fn a_deadline_too_far_to_represent_waits_forever_without_overflow() {
         let o = SyncObjects::default();

@@ -12,11 +12,11 @@ use super::{
 };
 use crate::{Bytes, Message};
 use procactor_transports::conn::Address;
-use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------ connections
@@ -189,8 +189,8 @@ fn sync_call_on(
         (None, Some(_)) => return Ok(None),
         (Some(c), _) => c,
         (None, None) => {
-            let s = open_session_by(&Address::parse(address), key, deadline).map_err(
-                |e| match e {
+            let s =
+                open_session_by(&Address::parse(address), key, deadline).map_err(|e| match e {
                     ManagerError::Io(e)
                         if matches!(
                             e.kind(),
@@ -201,8 +201,7 @@ fn sync_call_on(
                     }
                     ManagerError::Io(_) => ManagerError::Disconnected,
                     e => e,
-                },
-            )?;
+                })?;
             SyncConn {
                 address: address.to_string(),
                 key: key.clone(),
@@ -266,7 +265,9 @@ macro_rules! acquire_grid {
             ///
             /// # Errors
             ///
-            /// As [`acquire`](Self::acquire).
+            /// [`ManagerError::Timeout`] when the server does not answer within
+            /// [`CALL_MARGIN`] (see [Timeouts](crate::manager#timeouts)); as
+            /// [`acquire`](Self::acquire).
             pub fn try_acquire(&self) -> Result<Option<ManagerGuard<'_>>, ManagerError> {
                 self.h.acquire(NOW)
             }
@@ -275,7 +276,9 @@ macro_rules! acquire_grid {
             ///
             /// # Errors
             ///
-            /// As [`acquire`](Self::acquire).
+            /// [`ManagerError::Timeout`] when the server does not answer within
+            /// `timeout` and [`CALL_MARGIN`] (see
+            /// [Timeouts](crate::manager#timeouts)); as [`acquire`](Self::acquire).
             pub fn acquire_timeout(
                 &self,
                 timeout: Duration,
@@ -771,7 +774,9 @@ macro_rules! queue_ops {
             ///
             /// # Errors
             ///
-            /// As [`put`](Self::put).
+            /// [`ManagerError::Timeout`] when the server does not answer within
+            /// `timeout` and [`CALL_MARGIN`] (the item may or may not be in the queue);
+            /// as [`put`](Self::put).
             pub fn put_timeout(
                 &self,
                 x: T,
@@ -801,7 +806,10 @@ macro_rules! queue_ops {
             ///
             /// # Errors
             ///
-            /// As [`get`](Self::get).
+            /// [`ManagerError::Timeout`] when the server does not answer within
+            /// `timeout` and [`CALL_MARGIN`] (the item, if one was taken, goes back to
+            /// the front of the queue: see [Timeouts](crate::manager#timeouts)); as
+            /// [`get`](Self::get).
             pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
                 self.get_for(wait_of(timeout))
             }
@@ -831,8 +839,9 @@ macro_rules! queue_ops {
 /// Items live in the server as their CBOR encoding, so the queue reaches other hosts
 /// (unlike the shared-memory [`Queue`](crate::Queue)), at a round trip per operation.
 /// A `get` that waits occupies its thread's connection only; other clients are served.
-/// An item taken by a client whose connection broke before the answer reached it is
-/// lost (as in Python).
+/// An item taken for a client whose answer cannot be written (it died, froze, or its
+/// call timed out) is put back at the front of the queue (Python loses it); over TCP,
+/// an answer the kernel accepted for a peer that vanished afterwards is still lost.
 ///
 /// # Examples
 ///

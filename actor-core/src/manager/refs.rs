@@ -23,8 +23,8 @@ use super::ManagerError;
 use crate::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Which of the server's two stores an object lives in.
@@ -126,8 +126,7 @@ impl Refs {
     }
 
     pub(super) fn lend(&mut self, conn: u64, o: Oid, token: u64) -> bool {
-        if !self.holders.contains_key(&conn) || !self.exists(o) || self.lent.contains_key(&token)
-        {
+        if !self.holders.contains_key(&conn) || !self.exists(o) || self.lent.contains_key(&token) {
             return false;
         }
         *self.count.entry(o).or_insert(0) += 1;
@@ -202,7 +201,9 @@ type Target = (String, Bytes);
 
 /// This process's links, by manager (address, key); `pid` guards against copies
 /// inherited through a fork.
-static LINKS: Mutex<Option<(u32, HashMap<Target, Arc<Link>>)>> = Mutex::new(None);
+static LINKS: Mutex<Option<(u32, Links)>> = Mutex::new(None);
+
+type Links = HashMap<Target, Arc<Link>>;
 
 /// The link to the manager at `address` with `key`, made (and its thread started) if
 /// there is none yet.
@@ -235,7 +236,9 @@ pub(super) fn link(address: &str, key: &Bytes) -> Arc<Link> {
     let spawned = crate::runtime::thread_builder("procactor-manager-refs")
         .spawn(move || run_link(t, rx, htx, weak));
     if spawned.is_err() {
-        let _ = l.holder.set(Err("could not start the reference thread".into()));
+        let _ = l
+            .holder
+            .set(Err("could not start the reference thread".into()));
         l.closed.store(true, Ordering::Release);
     }
     map.insert(target, l.clone());

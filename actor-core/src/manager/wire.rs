@@ -217,8 +217,8 @@ impl Session {
 
     fn fill(&mut self, until: Option<Instant>) -> Result<&[u8], RecvError> {
         if self.s.buffer().is_empty() {
-            let ready = os::poll_readable(&[self.s.get_ref().as_fd()], until)
-                .map_err(|_| RecvError::Io)?;
+            let ready =
+                os::poll_readable(&[self.s.get_ref().as_fd()], until).map_err(|_| RecvError::Io)?;
             if !ready[0] {
                 return Err(RecvError::TimedOut);
             }
@@ -290,10 +290,7 @@ mod tests {
         forged.extend_from_slice(b"bad");
         forged.extend_from_slice(&[0u8; TAG]);
         c.s.get_mut().write_all(&forged).unwrap();
-        assert!(matches!(
-            s.recv(100, deadline(), t),
-            Err(RecvError::BadTag)
-        ));
+        assert!(matches!(s.recv(100, deadline(), t), Err(RecvError::BadTag)));
     }
 
     #[test]
