@@ -1878,3 +1878,45 @@ impl Drop for Manager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(s: &mut Session, r: &Resp) {
+        let mut buf = Vec::new();
+        codec::encode(r, &mut buf, None).unwrap();
+        s.send(&buf).unwrap();
+    }
+
+    #[test]
+    fn an_answer_that_does_not_decode_fails_its_call_and_keeps_the_connection() {
+        let (mut client, mut server) = wire::tests::pair();
+        let until = || Some(std::time::Instant::now() + Duration::from_secs(10));
+        // an authentic frame whose payload is no answer (a newer server, say)
+        server.send(b"\xff\xfe not an answer").unwrap();
+        let r = round_trip(&mut client, &Req::ObjectCount, until());
+        assert!(matches!(r, Err((ManagerError::Decode(_), true))), "{r:?}");
+        // the connection is in step: the next call gets its answer
+        send(&mut server, &Resp::Count(7));
+        assert!(matches!(
+            round_trip(&mut client, &Req::ObjectCount, until()),
+            Ok(Resp::Count(7))
+        ));
+        // an answer over the limit is TooLarge, the connection kept too
+        send(&mut server, &Resp::TooLarge(1 << 40));
+        assert!(matches!(
+            round_trip(&mut client, &Req::ObjectCount, until()),
+            Err((ManagerError::TooLarge { size, .. }, true)) if size == 1 << 40
+        ));
+        // and a deadline that passes is Timeout, the connection out of step
+        let t = std::time::Instant::now();
+        let r = round_trip(
+            &mut client,
+            &Req::ObjectCount,
+            Some(t + Duration::from_millis(50)),
+        );
+        assert!(matches!(r, Err((ManagerError::Timeout, false))), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+}

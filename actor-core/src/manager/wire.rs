@@ -261,11 +261,11 @@ fn read_nonce(s: &mut Stream, until: Instant) -> io::Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use procactor_transports::conn::{Address, Listener};
 
-    fn pair() -> (Session, Session) {
+    pub(in crate::manager) fn pair() -> (Session, Session) {
         let l = Listener::bind(&Address::Tcp("127.0.0.1:0".into())).unwrap();
         let a = l.address().unwrap();
         let until = Instant::now() + Duration::from_secs(10);
