@@ -712,7 +712,11 @@ impl SyncObjects {
                 }
                 o.wake(id);
             }
-            Resp::Pending // (gone: never answered)
+            match stop {
+                // timed out: the lock is taken back below
+                Stop::TimedOut => Resp::Bool(false),
+                Stop::Gone => Resp::Pending, // (never answered)
+            }
         });
         g = g2;
         let notified = match r {
@@ -992,6 +996,22 @@ mod tests {
             "the live waiter got the notification"
         );
         assert!(t.elapsed() < Duration::from_secs(15));
+    }
+
+    #[test]
+    fn a_condition_wait_that_times_out_holds_the_lock_again() {
+        let o = SyncObjects::default();
+        let c = new(&o, SyncKind::Condition, 0);
+        assert!(try_acquire(&o, 1, c));
+        assert!(matches!(
+            o.apply(1, SyncReq::Wait(c, Some(10_000)), &mut here()),
+            Resp::Bool(false)
+        ));
+        assert!(!try_acquire(&o, 2, c), "held by 1 again");
+        assert!(matches!(
+            o.apply(1, SyncReq::Notify(c, 1), &mut here()),
+            Resp::Unit
+        ));
     }
 
     #[test]
