@@ -60,6 +60,8 @@ pub(super) struct Session {
     out_dir: u8,
     sent: u64,
     received: u64,
+    /// a poll just saw bytes (or the end) waiting: the next read need not poll again
+    ready: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -127,6 +129,7 @@ impl Session {
             out_dir,
             sent: 0,
             received: 0,
+            ready: false,
         }
     }
 
@@ -159,8 +162,12 @@ impl Session {
 
     /// Whether a frame's first bytes are here already, after polling up to `spin`
     /// without sleeping (a peer in a loop of calls answers within microseconds).
-    pub(super) fn spin(&self, spin: Duration) -> bool {
-        !self.s.buffer().is_empty() || self.s.get_ref().spin_until_readable(spin)
+    pub(super) fn spin(&mut self, spin: Duration) -> bool {
+        if !self.s.buffer().is_empty() {
+            return true;
+        }
+        self.ready = self.s.get_ref().spin_until_readable(spin);
+        self.ready
     }
 
     /// Whether bytes (or the end of the stream) wait to be read: a client that waits for
@@ -216,7 +223,7 @@ impl Session {
     }
 
     fn fill(&mut self, until: Option<Instant>) -> Result<&[u8], RecvError> {
-        if self.s.buffer().is_empty() {
+        if self.s.buffer().is_empty() && !std::mem::take(&mut self.ready) {
             let ready =
                 os::poll_readable(&[self.s.get_ref().as_fd()], until).map_err(|_| RecvError::Io)?;
             if !ready[0] {
