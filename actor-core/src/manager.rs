@@ -15,7 +15,8 @@
 //! and a reply ring, calls numbered and serialised by a robust cross-process lock): one
 //! operation costs about a microsecond instead of a socket round trip. A remote client
 //! talks over TCP or a local socket, after an HMAC-SHA-256 handshake in both directions
-//! ([`procactor_transports::conn`]). Every operation is one round trip, and every error
+//! ([`procactor_transports::conn`]), every frame authenticated (see
+//! [what the authkey protects](#what-the-authkey-protects)). Every operation is one round trip, and every error
 //! is a `Result`: a missing key is `None`, a value of another type is a decode error
 //! naming the type expected, and a server that is gone gives
 //! [`ManagerError::Disconnected`] — promptly, never a hang.
@@ -66,6 +67,65 @@
 //! `acquire`, a `get` or a `wait` holds up nobody else; a blocked server thread checks
 //! every 100 ms whether its client hung up (then it stops waiting, and whatever that
 //! connection held is released).
+//!
+//! # Freeing
+//!
+//! An object lives while a proxy of it lives in some process, as in Python (whose
+//! proxies count references at the server): the server counts, per object, the
+//! processes' references, and frees the object when the count falls to zero.
+//!
+//! - Clones of a proxy in one process are one reference. Dropping the last of them
+//!   queues a decrement for a background thread of this process (one per manager, with
+//!   its own connection to the server): a drop never waits for the server.
+//! - A proxy that travels (a `Process` argument, a `Pool` task, a queue, a value
+//!   stored in the manager) is one more reference: encoding it asks the server for it,
+//!   decoding it takes it over. Bytes of a proxy that are never decoded keep their
+//!   reference until the process that encoded them ends.
+//! - When a client process ends — even by `SIGKILL`, or when its reference
+//!   connection breaks — the server drops every reference it held.
+//! - Objects made with a `_named` method live until [`Manager::remove_named`] (then
+//!   until their last proxy goes) or the server's shutdown.
+//!
+//! [`Manager::object_count`] says how many objects the server holds. A process that
+//! holds manager proxies has that background thread, so it cannot start children with
+//! [`StartMethod::Fork`](crate::StartMethod) afterwards (the fork server and spawn
+//! are fine).
+//!
+//! # Timeouts
+//!
+//! A call with a timeout (`try_acquire`, `acquire_timeout`, `get_timeout`,
+//! `wait_timeout`, …) returns within its timeout and [`CALL_MARGIN`] even when the
+//! server is frozen (stopped, swapped out, overloaded): it then fails with
+//! [`ManagerError::Timeout`] and closes its connection, so that whatever the call may
+//! have obtained at the server is given back there (a lock is released, an item taken
+//! from a queue is put back at its front). Calls without a timeout wait as long as the
+//! server says it is still waiting (a heartbeat every 5 s), and give up after 30 s
+//! without any frame.
+//!
+//! The server never blocks for good on a client either: a write to a client that makes
+//! no progress for 5 s (the client is frozen, or its host is gone) ends that
+//! connection, which releases what it held. An item a queue's `get` took for a client
+//! whose answer could not be written is put back at the front of the queue, so a
+//! client that dies or freezes in a `get` loses no item.
+//!
+//! # What the authkey protects
+//!
+//! As with Python's `BaseManager`, the authkey is what lets a peer in: a connection
+//! (over TCP or the local socket name) must prove it knows the key (HMAC-SHA-256
+//! challenge/response in both directions) before the server reads a request, and the
+//! client checks that the server knows it too. Here, unlike Python, the rest of the
+//! connection is protected as well: both sides derive a key for the connection from
+//! the authkey and random bytes of both, and every frame carries an HMAC-SHA-256 tag
+//! under it over a sequence number, so a peer on the path cannot inject, alter,
+//! reorder or replay a request or an answer — the server closes a connection whose
+//! frame fails the check, and keeps serving the others. Frames are **not encrypted**:
+//! anyone on the path can read the values exchanged. Whoever knows the key is fully
+//! trusted (it can read and change every object and shut the server down); keep it as
+//! secret as the data. The local socket name is visible to every user of the host
+//! (`/proc/net/unix`) and reveals nothing of its key. At most 8 connections may be in
+//! their handshake at once (each has 3 s); one more closes the oldest of them, so
+//! silent peers cannot keep a client that knows the key out, and idle authenticated
+//! connections are kept (TCP keepalive finds peers whose host vanished).
 //!
 //! ```
 //! use procactor::{Manager, Process, SharedLock, Namespace};
@@ -141,11 +201,28 @@ pub enum ManagerError {
     /// waiter timed out or went away).
     #[error("the barrier is broken")]
     BrokenBarrier,
+    /// A call with a timeout got no answer within that timeout and
+    /// [`CALL_MARGIN`]: the server is frozen or overloaded. The call's connection was
+    /// closed, so whatever the call may have obtained at the server (a lock, a queue's
+    /// item) is given back there (see the [module docs](crate::manager#timeouts)).
+    #[error("the manager did not answer in time")]
+    Timeout,
+    /// A request or an answer is larger than one frame may be (64 MiB). For an answer,
+    /// nothing was taken: a queue's item stays in the queue.
+    #[error("a message of {size} bytes is over the {limit}-byte frame limit")]
+    TooLarge {
+        /// Its size, in bytes.
+        size: u64,
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 // ------------------------------------------------------------------ protocol
 
 mod objects;
+mod refs;
+mod wire;
 
 use objects::{SyncObjects, SyncReq};
 #[doc(hidden)]
@@ -154,6 +231,8 @@ pub use proxies::{
     ManagerGuard, SharedArray, SharedBarrier, SharedCondition, SharedEvent, SharedJoinableQueue,
     SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
+use refs::{Oid, Ref, RefReq, Refs, Space};
+use wire::{RecvError, Session};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 enum Kind {
@@ -166,9 +245,18 @@ enum Kind {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Req {
-    New(Kind, Option<String>),
+    /// A new object (named: get or create); its first reference is held by the
+    /// reference connection numbered last.
+    New(Kind, Option<String>, u64),
     /// A value or an array with its first contents (named: get or create).
-    NewWith(Kind, Option<String>, Vec<Bytes>),
+    NewWith(Kind, Option<String>, Vec<Bytes>, u64),
+    /// Forgets a name (of any kind, in both stores): its objects go when their last
+    /// reference does.
+    RemoveNamed(String),
+    /// How many objects the server holds.
+    ObjectCount,
+    /// A reference operation: only over a socket connection.
+    Ref(RefReq),
     VGet(u64),
     VSet(u64, Bytes),
     Len(u64),
@@ -216,6 +304,8 @@ enum Resp {
     Barrier(u64, u64, bool),
     /// A barrier is broken.
     Broken,
+    /// The answer would have been this many bytes, over the frame limit.
+    TooLarge(u64),
 }
 
 enum Obj {
@@ -241,8 +331,6 @@ impl Store {
     fn apply(&mut self, req: Req) -> Resp {
         use Req::*;
         match req {
-            New(kind, name) => self.create(kind, name, Vec::new()),
-            NewWith(kind, name, init) => self.create(kind, name, init),
             VGet(id) => match self.objs.get(&id) {
                 Some(Obj::Value(v)) => Resp::One(v.clone()),
                 Some(_) => refused(format!("object {id} is not a value")),
@@ -331,7 +419,9 @@ impl Store {
             NRemove(id, n) => self.ns(id, |m| Resp::Opt(m.remove(&n))),
             NNames(id) => self.ns(id, |m| Resp::Names(m.keys().cloned().collect())),
             Shutdown => Resp::Unit,
-            Sync(_) => refused("synchronisation objects are served over a socket connection"),
+            New(..) | NewWith(..) | RemoveNamed(_) | ObjectCount | Ref(_) | Sync(_) => {
+                refused("not a request about one object")
+            }
         }
     }
 
@@ -404,24 +494,34 @@ fn out_of_range(i: u64, len: usize) -> Resp {
 
 /// The most bytes one remote frame may carry.
 const MAX_FRAME: usize = 64 << 20;
-/// How long a remote peer may take over the handshake, and over the rest of a frame
-/// once its first byte came.
+/// How long a remote peer may take over the rest of a frame once its first byte came.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a remote client waits for one reply before it calls the server gone (the
-/// server answers every request from memory at once).
+/// How long a peer may take over the whole handshake (both challenges and the session
+/// nonces).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a client waits for one frame of its answer before it calls the server gone
+/// (a server that waits on a blocking request sends a heartbeat every 5 s).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a call with a timeout allows the server beyond that timeout: a call with a
+/// deadline returns [`ManagerError::Timeout`] by `timeout + CALL_MARGIN` (capped at
+/// [`REPLY_TIMEOUT`] per frame) even when the server is frozen.
+pub const CALL_MARGIN: Duration = Duration::from_secs(2);
 /// How long a remote connection's server thread polls for the client's next request
-/// before it sleeps in `recv`, and how long a remote client polls for the reply: a
-/// sleeping thread takes tens of microseconds to wake on a VM, as long as a whole
-/// loopback round trip (measured: `manager_remote_ops` in `bench/`).
+/// before it sleeps, and how long a client polls for the reply: a sleeping thread takes
+/// tens of microseconds to wake on a VM, as long as a whole loopback round trip
+/// (measured: `manager_remote_ops` in `bench/`).
 const SERVER_SPIN: Duration = Duration::from_micros(50);
 const CLIENT_SPIN: Duration = Duration::from_micros(200);
 
-/// Connections served at once per listener (the local socket name, TCP); more are
-/// refused (closed at once). A client process opens one connection per thread that uses
-/// a synchronisation object or a queue (see [`SharedLock`]), besides the one a remote
-/// manager's dicts and lists use.
+/// Authenticated connections served at once per listener (the local socket name,
+/// TCP); more are closed after their handshake. A client process opens one connection per thread that uses
+/// a synchronisation object or a queue (see [`SharedLock`]), one for its references
+/// (see [`refs`]), besides the one a remote manager's dicts and lists use.
 const MAX_CONNECTIONS: usize = 256;
+/// Connections that have not finished the handshake, at once per listener: when one
+/// more arrives, the oldest of them is closed, so silent peers can never keep a client
+/// that knows the key out.
+const MAX_UNAUTHENTICATED: usize = 8;
 
 /// What the server process receives.
 #[derive(Serialize, Deserialize)]
@@ -449,6 +549,127 @@ impl<'de> Deserialize<'de> for Fd {
     }
 }
 
+/// Everything a server process owns.
+#[derive(Default)]
+struct Server {
+    store: Mutex<Store>,
+    objects: SyncObjects,
+    refs: Mutex<Refs>,
+}
+
+impl Server {
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn refs(&self) -> std::sync::MutexGuard<'_, Refs> {
+        self.refs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn free(&self, freed: refs::Freed) {
+        for (space, id) in freed {
+            match space {
+                Space::Data => {
+                    self.store().objs.remove(&id);
+                }
+                Space::Sync => self.objects.remove(id),
+            }
+        }
+    }
+
+    /// The first reference of an object just made (or found by name) goes to `holder`.
+    fn created(&self, resp: Resp, space: Space, named: bool, holder: u64) -> Resp {
+        let Resp::Id(id) = resp else { return resp };
+        let o = (space, id);
+        let mut r = self.refs();
+        if named {
+            r.set_named(o);
+        }
+        if r.add(holder, o) {
+            return resp;
+        }
+        let orphan = !named && !r.exists(o);
+        drop(r);
+        if orphan {
+            self.free(vec![o]);
+        }
+        refused("the creating process's reference connection is gone")
+    }
+
+    /// Serves a request that does not block (the rings' loop, and a connection's
+    /// requests other than synchronisation ones).
+    fn apply(&self, req: Req) -> Resp {
+        match req {
+            Req::New(kind, name, holder) => {
+                let named = name.is_some();
+                let r = self.store().create(kind, name, Vec::new());
+                self.created(r, Space::Data, named, holder)
+            }
+            Req::NewWith(kind, name, init, holder) => {
+                let named = name.is_some();
+                let r = self.store().create(kind, name, init);
+                self.created(r, Space::Data, named, holder)
+            }
+            Req::RemoveNamed(name) => {
+                let mut ids: Vec<Oid> = {
+                    let mut st = self.store();
+                    let mut out = Vec::new();
+                    st.names.retain(|(_, n), id| {
+                        let hit = *n == name;
+                        if hit {
+                            out.push((Space::Data, *id));
+                        }
+                        !hit
+                    });
+                    out
+                };
+                ids.extend(
+                    self.objects
+                        .remove_names(&name)
+                        .into_iter()
+                        .map(|id| (Space::Sync, id)),
+                );
+                let n = ids.len() as u64;
+                let free: Vec<Oid> = {
+                    let mut r = self.refs();
+                    ids.into_iter().filter(|o| r.unname(*o)).collect()
+                };
+                self.free(free);
+                Resp::Count(n)
+            }
+            Req::ObjectCount => Resp::Count((self.store().objs.len() + self.objects.len()) as u64),
+            Req::Ref(_) => refused("references are counted over a socket connection"),
+            req => self.store().apply(req),
+        }
+    }
+
+    fn reference(&self, conn: u64, r: RefReq) -> Resp {
+        let freed = {
+            let mut refs = self.refs();
+            match r {
+                RefReq::Hello => {
+                    refs.hello(conn);
+                    return Resp::Id(conn);
+                }
+                RefReq::Lend(o, token) => return Resp::Bool(refs.lend(conn, o, token)),
+                RefReq::Claim(o, token) => {
+                    refs.claim(conn, o, token);
+                    return Resp::Unit;
+                }
+                RefReq::Dec(o) => refs.dec(conn, o),
+            }
+        };
+        self.free(freed);
+        Resp::Unit
+    }
+
+    /// Connection `conn` ended: what it held (locks, references) is released.
+    fn end(&self, conn: u64) {
+        self.objects.disconnect(conn);
+        let freed = self.refs().end(conn);
+        self.free(freed);
+    }
+}
+
 fn server_main(boot: ServerBoot) {
     let ServerBoot {
         requests,
@@ -457,14 +678,13 @@ fn server_main(boot: ServerBoot) {
         local,
     } = boot;
     requests.close(); // the server only takes requests
-    let store = Arc::new(Mutex::new(Store::default()));
-    let objects = Arc::new(SyncObjects::default());
+    let server = Arc::new(Server::default());
     // bound before the first request is answered, so before any proxy exists
     match conn::Listener::bind(&Address::Local(local.0.clone())) {
         Ok(l) => {
-            let (store, objects, key) = (store.clone(), objects.clone(), local.1.into_vec());
+            let (server, key) = (server.clone(), local.1.into_vec());
             let _ = crate::runtime::thread_builder("procactor-manager-local")
-                .spawn(move || serve_remote(l, key, store, objects));
+                .spawn(move || serve_remote(l, key, server));
         }
         Err(e) => {
             tracing::error!(error = %e, "manager: no local socket; proxies will not travel through queues")
@@ -473,9 +693,9 @@ fn server_main(boot: ServerBoot) {
     if let Some((fd, key)) = listener {
         let l = conn::Listener::from_tcp(TcpListener::from(fd.0));
         let key = key.into_vec();
-        let store = store.clone();
+        let server = server.clone();
         let _ = crate::runtime::thread_builder("procactor-manager-listener")
-            .spawn(move || serve_remote(l, key, store, objects));
+            .spawn(move || serve_remote(l, key, server));
     }
     loop {
         let (n, req) = match requests.get() {
@@ -489,7 +709,11 @@ fn server_main(boot: ServerBoot) {
             Err(GetError::Broken) => return,
         };
         let shutdown = matches!(req, Req::Shutdown);
-        let resp = store.lock().unwrap_or_else(|e| e.into_inner()).apply(req);
+        let resp = if matches!(req, Req::Sync(_)) {
+            refused("synchronisation objects are served over a socket connection")
+        } else {
+            server.apply(req)
+        };
         let _ = replies.put((n, resp));
         if shutdown {
             return;
@@ -497,156 +721,233 @@ fn server_main(boot: ServerBoot) {
     }
 }
 
-fn serve_remote(
-    l: conn::Listener,
-    key: Vec<u8>,
-    store: Arc<Mutex<Store>>,
-    objects: Arc<SyncObjects>,
-) {
+/// Connections not yet authenticated, oldest first (their number and a handle to close
+/// them).
+type Pending = Arc<Mutex<std::collections::VecDeque<(u64, std::os::fd::OwnedFd)>>>;
+
+fn serve_remote(l: conn::Listener, key: Vec<u8>, server: Arc<Server>) {
     let live = Arc::new(AtomicUsize::new(0));
+    let pending: Pending = Default::default();
     let key: Arc<[u8]> = key.into();
     loop {
         let Ok(s) = l.accept() else {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         };
-        if live.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            live.fetch_sub(1, Ordering::AcqRel);
-            continue; // dropped: closed at once
+        let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            if p.len() >= MAX_UNAUTHENTICATED {
+                if let Some((_, oldest)) = p.pop_front() {
+                    wire::shutdown(&oldest);
+                }
+            }
+            if let Ok(fd) = std::os::fd::AsFd::as_fd(&s).try_clone_to_owned() {
+                p.push_back((conn, fd));
+            }
         }
-        let (store, key, live2) = (store.clone(), key.clone(), live.clone());
-        let objects = objects.clone();
+        let (server, key, live2, pending2) =
+            (server.clone(), key.clone(), live.clone(), pending.clone());
         let spawned = crate::runtime::thread_builder("procactor-manager-conn").spawn(move || {
-            let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-            serve_connection(s, &key, &store, &objects, conn);
-            // whatever it ended with, what it held is released
-            objects.disconnect(conn);
+            let session = handshake(s, &key);
+            pending2
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(c, _)| *c != conn);
+            let Ok(session) = session else { return };
+            if live2.fetch_add(1, Ordering::AcqRel) < MAX_CONNECTIONS {
+                serve_connection(session, &server, conn);
+                // whatever it ended with, what it held is released
+                server.end(conn);
+            }
             live2.fetch_sub(1, Ordering::AcqRel);
         });
         if spawned.is_err() {
-            live.fetch_sub(1, Ordering::AcqRel);
+            pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(c, _)| *c != conn);
         }
     }
+}
+
+/// The server's half of the handshake and the session key, within
+/// [`HANDSHAKE_TIMEOUT`] however the peer dribbles.
+fn handshake(mut s: Stream, key: &[u8]) -> std::io::Result<Session> {
+    let until = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    conn::server_handshake(&mut conn::WithDeadline::new(&mut s, until), key)?;
+    Session::server(s, key, until)
 }
 
 /// Numbers the server's connections (the owner of a lock is a connection).
 static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A connection's client as a blocked request sees it.
-struct ConnPeer<'a>(&'a mut std::io::BufReader<Stream>);
+struct ConnPeer<'a>(&'a mut Session);
 
 impl objects::Peer for ConnPeer<'_> {
     fn alive(&mut self) -> bool {
         // the client sends nothing while it waits for its answer: bytes or the end of
         // the stream mean it is gone (or broke the protocol)
-        self.0.buffer().is_empty() && !self.0.get_ref().spin_until_readable(Duration::ZERO)
+        !self.0.readable_now()
     }
     fn heartbeat(&mut self) -> bool {
-        send_resp(self.0.get_mut(), &Resp::Pending).is_ok()
+        send_resp(self.0, &Resp::Pending).is_ok()
     }
 }
 
 /// Serves one remote client; any misbehaviour ends this connection only.
-fn serve_connection(
-    mut s: Stream,
-    key: &[u8],
-    store: &Mutex<Store>,
-    objects: &SyncObjects,
-    conn: u64,
-) {
-    if crate::connection::authenticate(&mut s, key).is_err() {
-        return;
-    }
-    if s.set_read_timeout(Some(PEER_TIMEOUT)).is_err() {
-        return;
-    }
-    // (buffered: a small request is one `recv`)
-    let mut r = std::io::BufReader::new(s);
+fn serve_connection(mut s: Session, server: &Server, conn: u64) {
     loop {
-        if r.buffer().is_empty() {
-            // a client in a loop of calls sends the next one within microseconds
-            r.get_ref().spin_until_readable(SERVER_SPIN);
-        }
-        let Ok(frame) = read_request_frame(&mut r) else {
+        // a client in a loop of calls sends the next one within microseconds
+        s.spin(SERVER_SPIN);
+        // an authenticated client may stay idle between requests; once a frame has
+        // begun, all of it must come within `PEER_TIMEOUT`
+        let Ok(frame) = s.recv(MAX_FRAME, None, PEER_TIMEOUT) else {
             return;
         };
-        let resp = match codec::decode::<Req>(&frame, Vec::new()) {
-            Ok(Req::Sync(req)) => objects.apply(conn, req, &mut ConnPeer(&mut r)),
-            Ok(req) => {
-                let shutdown = matches!(req, Req::Shutdown);
-                let resp = store.lock().unwrap_or_else(|e| e.into_inner()).apply(req);
-                if shutdown {
-                    let _ = send_resp(r.get_mut(), &resp);
-                    std::process::exit(0);
-                }
-                resp
+        let req = codec::decode::<Req>(&frame, Vec::new());
+        // an item taken from a queue goes back if its answer cannot be written
+        let taken_from = match &req {
+            Ok(Req::Sync(SyncReq::Get(id, _))) => Some(*id),
+            _ => None,
+        };
+        let resp = match req {
+            Ok(Req::Sync(SyncReq::New(kind, name, n, holder))) => {
+                let named = name.is_some();
+                let r = server.objects.apply(
+                    conn,
+                    SyncReq::New(kind, name, n, holder),
+                    &mut ConnPeer(&mut s),
+                );
+                server.created(r, Space::Sync, named, holder)
             }
+            Ok(Req::Sync(req)) => server.objects.apply(conn, req, &mut ConnPeer(&mut s)),
+            Ok(Req::Ref(r)) => server.reference(conn, r),
+            Ok(Req::Shutdown) => {
+                let _ = send_resp(&mut s, &Resp::Unit);
+                std::process::exit(0);
+            }
+            Ok(req) => server.apply(req),
             Err(e) => refused(format!("undecodable request: {e}")),
         };
-        if send_resp(r.get_mut(), &resp).is_err() {
-            return;
-        }
-    }
-}
-
-/// An authenticated client may stay idle between requests (a read timeout before the
-/// first byte of a frame just means "still idle"); once a frame has begun, all of it
-/// must come within [`PEER_TIMEOUT`].
-fn read_request_frame(r: &mut std::io::BufReader<Stream>) -> std::io::Result<Vec<u8>> {
-    use std::io::{BufRead, ErrorKind};
-    loop {
-        match r.fill_buf() {
-            Ok([]) => return Err(ErrorKind::UnexpectedEof.into()),
-            Ok(_) => break,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let mut rest = FrameDeadline {
-        r,
-        until: std::time::Instant::now() + PEER_TIMEOUT,
-        shortened: false,
-    };
-    let frame = conn::read_frame(&mut rest, MAX_FRAME);
-    if rest.shortened {
-        rest.r.get_ref().set_read_timeout(Some(PEER_TIMEOUT))?;
-    }
-    frame
-}
-
-/// The rest of a frame, all of it by `until`: the stream's timeout is shortened only
-/// when the buffer runs dry mid-frame (and put back to [`PEER_TIMEOUT`] by the caller),
-/// so a small frame costs no extra system call.
-struct FrameDeadline<'a> {
-    r: &'a mut std::io::BufReader<Stream>,
-    until: std::time::Instant,
-    shortened: bool,
-}
-
-impl std::io::Read for FrameDeadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.r.buffer().is_empty() {
-            let left = self
-                .until
-                .saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(std::io::ErrorKind::TimedOut.into());
+        if let Err(e) = send_resp(&mut s, &resp) {
+            if let (Some(id), Resp::Opt(Some(item))) = (taken_from, resp) {
+                server.objects.put_back(id, item);
             }
-            self.r.get_ref().set_read_timeout(Some(left))?;
-            self.shortened = true;
+            if e.kind() != std::io::ErrorKind::InvalidData {
+                return;
+            }
         }
-        self.r.read(buf)
     }
 }
 
-fn send_resp(s: &mut Stream, r: &Resp) -> std::io::Result<()> {
+/// Sends `r`; one over [`MAX_FRAME`] is replaced by a [`Resp::TooLarge`] (and is an
+/// `InvalidData` error, the connection staying usable).
+fn send_resp(s: &mut Session, r: &Resp) -> std::io::Result<()> {
     let mut buf = Vec::new();
     codec::encode(r, &mut buf, None).map_err(|e| std::io::Error::other(e.to_string()))?;
-    conn::write_frame(s, &buf)
+    if buf.len() > MAX_FRAME {
+        let mut small = Vec::new();
+        codec::encode(&Resp::TooLarge(buf.len() as u64), &mut small, None)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        s.send(&small)?;
+        return Err(std::io::ErrorKind::InvalidData.into());
+    }
+    s.send(&buf)
 }
 
 // ------------------------------------------------------------------ clients
+
+/// Connects to a manager's `address`, proves `key` both ways and sets up the session
+/// key, all by `until` (at most [`HANDSHAKE_TIMEOUT`] from now).
+fn open_session_by(
+    address: &Address,
+    key: &[u8],
+    until: Option<std::time::Instant>,
+) -> Result<Session, ManagerError> {
+    let h = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    let until = until.map_or(h, |u| u.min(h));
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ManagerError::Auth(e.to_string()),
+        _ => ManagerError::Io(e),
+    };
+    let mut s = Stream::connect(address).map_err(io)?;
+    conn::client_handshake(&mut conn::WithDeadline::new(&mut s, until), key).map_err(io)?;
+    Session::client(s, key, until).map_err(io)
+}
+
+/// As [`open_session_by`], the address as text; a server that does not answer is
+/// [`ManagerError::Disconnected`].
+fn open_session(address: &str, key: &[u8]) -> Result<Session, ManagerError> {
+    open_session_by(&Address::parse(address), key, None).map_err(|e| match e {
+        ManagerError::Io(_) => ManagerError::Disconnected,
+        e => e,
+    })
+}
+
+/// A call's failure, and whether the connection is still in step (else close it).
+type CallError = (ManagerError, bool);
+
+/// One request and its answer over a session (heartbeats skipped). `deadline`: the
+/// call's ([`ManagerError::Timeout`] when it passes; the connection is then out of
+/// step). A refusal, an undecodable answer or an answer over the limit leave the
+/// connection usable.
+fn round_trip(
+    s: &mut Session,
+    req: &Req,
+    deadline: Option<std::time::Instant>,
+) -> Result<Resp, CallError> {
+    let mut buf = Vec::new();
+    codec::encode(req, &mut buf, None).map_err(|e| (e.into(), true))?;
+    if buf.len() > MAX_FRAME {
+        return Err((
+            ManagerError::TooLarge {
+                size: buf.len() as u64,
+                limit: MAX_FRAME,
+            },
+            true,
+        ));
+    }
+    s.send(&buf)
+        .map_err(|_| (ManagerError::Disconnected, false))?;
+    loop {
+        s.spin(CLIENT_SPIN);
+        let now = std::time::Instant::now();
+        let patience = now + REPLY_TIMEOUT;
+        let first = deadline.map_or(patience, |d| d.min(patience));
+        let frame = match s.recv(MAX_FRAME, Some(first), REPLY_TIMEOUT) {
+            Ok(f) => f,
+            Err(RecvError::TimedOut) if deadline.is_some_and(|d| d <= patience) => {
+                return Err((ManagerError::Timeout, false))
+            }
+            Err(RecvError::TooLarge(size)) => {
+                return Err((
+                    ManagerError::TooLarge {
+                        size,
+                        limit: MAX_FRAME,
+                    },
+                    false,
+                ))
+            }
+            Err(_) => return Err((ManagerError::Disconnected, false)),
+        };
+        return match codec::decode::<Resp>(&frame, Vec::new()) {
+            Ok(Resp::Pending) => continue,
+            Ok(Resp::Refused(m)) => Err((ManagerError::Refused(m), true)),
+            Ok(Resp::TooLarge(size)) => Err((
+                ManagerError::TooLarge {
+                    size,
+                    limit: MAX_FRAME,
+                },
+                true,
+            )),
+            Ok(r) => Ok(r),
+            // the frame was whole and authentic: the connection is still in step
+            Err(e) => Err((e.into(), true)),
+        };
+    }
+}
 
 /// How a process reaches the server.
 enum Client {
@@ -662,7 +963,7 @@ enum Client {
     Remote {
         address: Address,
         key: Vec<u8>,
-        stream: Mutex<Option<std::io::BufReader<Stream>>>,
+        session: Mutex<Option<Session>>,
     },
 }
 
@@ -720,8 +1021,20 @@ impl Client {
             ClientWire::Remote(a, key) => Client::Remote {
                 address: Address::parse(&a),
                 key: key.into_vec(),
-                stream: Mutex::new(None),
+                session: Mutex::new(None),
             },
+        }
+    }
+
+    /// The address and key socket connections use (synchronisation objects,
+    /// references).
+    fn target(&self) -> (String, Bytes) {
+        match self {
+            Client::Local { by_name, .. } => (
+                Address::Local(by_name.0.clone()).to_string(),
+                by_name.1.clone(),
+            ),
+            Client::Remote { address, key, .. } => (address.to_string(), Bytes::from(key.clone())),
         }
     }
 
@@ -762,33 +1075,21 @@ impl Client {
             Client::Remote {
                 address,
                 key,
-                stream,
+                session,
             } => {
-                let mut g = stream.lock().unwrap_or_else(|e| e.into_inner());
-                if g.is_none() {
+                let mut g = session.lock().unwrap_or_else(|e| e.into_inner());
+                let s = match g.as_mut() {
+                    Some(s) => s,
                     // (a server that is gone refuses the connection)
-                    let s = connect(address, key).map_err(|e| match e {
-                        ManagerError::Io(_) => ManagerError::Disconnected,
-                        e => e,
-                    })?;
-                    *g = Some(std::io::BufReader::new(s));
-                }
-                let Some(s) = g.as_mut() else {
-                    return Err(ManagerError::Disconnected);
+                    None => g.insert(open_session(&address.to_string(), key)?),
                 };
-                let mut buf = Vec::new();
-                codec::encode(&req, &mut buf, None)?;
-                let r = conn::write_frame(s.get_mut(), &buf).and_then(|()| {
-                    if s.buffer().is_empty() {
-                        s.get_ref().spin_until_readable(CLIENT_SPIN);
-                    }
-                    conn::read_frame(s, MAX_FRAME)
-                });
-                match r {
-                    Ok(frame) => codec::decode::<Resp>(&frame, Vec::new())?,
-                    Err(_) => {
-                        *g = None;
-                        return Err(ManagerError::Disconnected);
+                match round_trip(s, &req, None) {
+                    Ok(r) => r,
+                    Err((e, keep)) => {
+                        if !keep {
+                            *g = None;
+                        }
+                        return Err(e);
                     }
                 }
             }
@@ -798,16 +1099,6 @@ impl Client {
             r => Ok(r),
         }
     }
-}
-
-fn connect(address: &Address, key: &[u8]) -> Result<Stream, ManagerError> {
-    let s = crate::connection::connect_authenticated(address, key).map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => ManagerError::Auth(e.to_string()),
-        _ => ManagerError::Io(e),
-    })?;
-    // a server whose host vanished without a reset is given up on after this long
-    s.set_read_timeout(Some(REPLY_TIMEOUT))?;
-    Ok(s)
 }
 
 fn unexpected(r: Resp) -> ManagerError {
@@ -824,25 +1115,33 @@ fn dec<T: Message>(b: &Bytes) -> Result<T, ManagerError> {
     Ok(codec::decode(b, Vec::new())?)
 }
 
-/// The shared part of every proxy: the connection and the object's id.
+/// The shared part of every proxy: the connection, the object's id and this
+/// process's reference to it.
 #[derive(Clone)]
 struct Handle {
     client: Arc<Client>,
     id: u64,
+    _ref: Arc<Ref>,
 }
 
 impl Serialize for Handle {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (self.client.wire(), self.id).serialize(s)
+        // the encoding holds a reference of its own (see `refs`)
+        let token = self._ref.lend().map_err(serde::ser::Error::custom)?;
+        (self.client.wire(), self.id, token).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Handle {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (w, id): (ClientWire, u64) = Deserialize::deserialize(d)?;
+        let (w, id, token): (ClientWire, u64, u64) = Deserialize::deserialize(d)?;
+        let client = Client::from_wire(w);
+        let (address, key) = client.target();
+        let link = refs::link(&address, &key);
         Ok(Handle {
-            client: Arc::new(Client::from_wire(w)),
+            client: Arc::new(client),
             id,
+            _ref: Ref::claimed(link, (Space::Data, id), token),
         })
     }
 }
@@ -1203,7 +1502,10 @@ impl Namespace {
 /// A manager: a server process owning shared objects (Python's `Manager()`), or a
 /// connection to a remote one ([`Manager::connect`]).
 ///
-/// Dropping a manager that started its server shuts the server down.
+/// Dropping a manager that started its server shuts the server down. An object of the
+/// manager is freed when its last proxy (in any process) is dropped, or, for a `_named`
+/// one, once [`remove_named`](Manager::remove_named) was called (see
+/// [Freeing](crate::manager#freeing)).
 ///
 /// # Examples
 ///
@@ -1284,11 +1586,13 @@ impl ManagerBuilder {
         };
         let boot_replies = replies.clone();
         replies.close(); // clients only take replies
-        let nonce = conn::random_nonce()?;
+                         // the name is world-readable (`/proc/net/unix`): it comes from random bytes of
+                         // its own, never from the key's
+        let (tag, nonce) = (conn::random_nonce()?, conn::random_nonce()?);
         let local_name = format!(
             "procactor-manager-{}-{}",
             std::process::id(),
-            nonce[..8]
+            tag[..8]
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
@@ -1363,12 +1667,12 @@ impl Manager {
     /// [`ManagerError::Auth`] for a wrong key, [`ManagerError::Io`] when nobody listens.
     pub fn connect(address: &str, key: &[u8]) -> Result<Manager, ManagerError> {
         let address = Address::parse(address);
-        let s = connect(&address, key)?;
+        let s = open_session_by(&address, key, None)?;
         Ok(Manager {
             client: Arc::new(Client::Remote {
                 address: address.clone(),
                 key: key.to_vec(),
-                stream: Mutex::new(Some(std::io::BufReader::new(s))),
+                session: Mutex::new(Some(s)),
             }),
             server: Mutex::new(None),
             address: Some(address.to_string()),
@@ -1390,12 +1694,79 @@ impl Manager {
             .map(Process::pid)
     }
 
+    /// This process's reference connection to the server (see [`refs`]), and its
+    /// number there.
+    fn link(&self) -> Result<(Arc<refs::Link>, u64), ManagerError> {
+        if matches!(&*self.client, Client::Local { .. }) && !self.sync_ready.load(Ordering::Acquire)
+        {
+            // the server binds its local socket before it answers its first request
+            // over the rings: one answer (here a refusal) means the name is there
+            match self.client.call(Req::Len(0)) {
+                Ok(_) | Err(ManagerError::Refused(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.sync_ready.store(true, Ordering::Release);
+        }
+        let (address, key) = self.client.target();
+        let link = refs::link(&address, &key);
+        let holder = link.holder()?;
+        Ok((link, holder))
+    }
+
     fn new_obj(&self, kind: Kind, name: Option<&str>) -> Result<Handle, ManagerError> {
-        match self.client.call(Req::New(kind, name.map(str::to_string)))? {
+        self.new_with_init(kind, name, None)
+    }
+
+    /// A dict, list, namespace (`init: None`), value or array.
+    fn new_with_init(
+        &self,
+        kind: Kind,
+        name: Option<&str>,
+        init: Option<Vec<Bytes>>,
+    ) -> Result<Handle, ManagerError> {
+        let (link, holder) = self.link()?;
+        let name = name.map(str::to_string);
+        let req = match init {
+            None => Req::New(kind, name, holder),
+            Some(init) => Req::NewWith(kind, name, init, holder),
+        };
+        match self.client.call(req)? {
             Resp::Id(id) => Ok(Handle {
                 client: self.client.clone(),
                 id,
+                _ref: Ref::counted(link, (Space::Data, id)),
             }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// How many objects the server holds now (named ones included): what a test of
+    /// freeing looks at. An object goes when the last proxy of it, in any process, is
+    /// dropped (see [`Manager`]); the server learns of a drop a moment later (the
+    /// decrement is sent in the background), so a caller that dropped its last proxy
+    /// may see the old count for a few milliseconds.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Disconnected`] when the server is gone.
+    pub fn object_count(&self) -> Result<usize, ManagerError> {
+        match self.client.call(Req::ObjectCount)? {
+            Resp::Count(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Forgets `name` (for objects of every kind made with a `_named` method under that
+    /// name): they then go when their last proxy does — at once if there is none.
+    /// Returns whether any object had that name. A later `_named` call with this name
+    /// makes a new object.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Disconnected`] when the server is gone.
+    pub fn remove_named(&self, name: &str) -> Result<bool, ManagerError> {
+        match self.client.call(Req::RemoveNamed(name.to_string()))? {
+            Resp::Count(n) => Ok(n > 0),
             r => Err(unexpected(r)),
         }
     }
@@ -1505,5 +1876,47 @@ impl Drop for Manager {
         if started {
             let _ = self.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send(s: &mut Session, r: &Resp) {
+        let mut buf = Vec::new();
+        codec::encode(r, &mut buf, None).unwrap();
+        s.send(&buf).unwrap();
+    }
+
+    #[test]
+    fn an_answer_that_does_not_decode_fails_its_call_and_keeps_the_connection() {
+        let (mut client, mut server) = wire::tests::pair();
+        let until = || Some(std::time::Instant::now() + Duration::from_secs(10));
+        // an authentic frame whose payload is no answer (a newer server, say)
+        server.send(b"\xff\xfe not an answer").unwrap();
+        let r = round_trip(&mut client, &Req::ObjectCount, until());
+        assert!(matches!(r, Err((ManagerError::Decode(_), true))), "{r:?}");
+        // the connection is in step: the next call gets its answer
+        send(&mut server, &Resp::Count(7));
+        assert!(matches!(
+            round_trip(&mut client, &Req::ObjectCount, until()),
+            Ok(Resp::Count(7))
+        ));
+        // an answer over the limit is TooLarge, the connection kept too
+        send(&mut server, &Resp::TooLarge(1 << 40));
+        assert!(matches!(
+            round_trip(&mut client, &Req::ObjectCount, until()),
+            Err((ManagerError::TooLarge { size, .. }, true)) if size == 1 << 40
+        ));
+        // and a deadline that passes is Timeout, the connection out of step
+        let t = std::time::Instant::now();
+        let r = round_trip(
+            &mut client,
+            &Req::ObjectCount,
+            Some(t + Duration::from_millis(50)),
+        );
+        assert!(matches!(r, Err((ManagerError::Timeout, false))), "{r:?}");
+        assert!(t.elapsed() < Duration::from_secs(5));
     }
 }

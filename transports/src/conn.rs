@@ -108,10 +108,7 @@ impl Stream {
     /// to wake up on this kind of machine; after it, the caller's blocking read sleeps as
     /// usual. Returns whether bytes (or the end of the stream) are there.
     pub fn spin_until_readable(&self, spin: Duration) -> bool {
-        let fd = match self {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Local(interprocess::local_socket::Stream::UdSocket(s)) => s.as_fd(),
-        };
+        let fd = self.as_fd();
         let start = std::time::Instant::now();
         loop {
             match crate::os::poll_readable(&[fd], Some(std::time::Instant::now())) {
@@ -123,6 +120,15 @@ impl Stream {
                 return false;
             }
             std::thread::yield_now();
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> rustix::fd::BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.as_fd(),
+            Stream::Local(interprocess::local_socket::Stream::UdSocket(s)) => s.as_fd(),
         }
     }
 }

@@ -8,27 +8,28 @@
 //! name, or TCP), never over the shared-memory rings that serve dicts and lists: the
 //! server runs **one thread per connection**, so a request that blocks (an `acquire`, a
 //! `get` from an empty queue, an event's `wait`) blocks that connection's thread only.
-//! All objects share one mutex and one condition variable; a thread that changed
-//! anything wakes every blocked thread, and each checks whether its own request can now
-//! proceed. A blocked thread also wakes every [`SLICE`] to see whether its client hung
-//! up (the client sends nothing while it waits, so a readable socket means it is gone),
-//! and sends a [`Resp::Pending`] frame every [`HEARTBEAT`] so that the client can tell
-//! a server that still waits from one that vanished.
+//! All objects share one mutex; **each object has its own condition variable**, and a
+//! request that changed an object wakes the threads blocked on that object only. A
+//! blocked thread also wakes every [`SLICE`] to see whether its client hung up (the
+//! client sends nothing while it waits, so a readable socket means it is gone), and
+//! sends a [`Resp::Pending`] frame every [`HEARTBEAT`] so that the client can tell a
+//! server that still waits from one that vanished.
 //!
 //! # Ownership
 //!
 //! Every connection has a number; a lock records the number of the connection that
-//! holds it. When a connection ends (the client closed it, died, or broke the protocol)
-//! [`Objects::disconnect`] releases whatever it holds: a `Lock`, an `RLock` (whatever
-//! its count), a `Condition`'s lock, and the `Semaphore` acquisitions it has not
-//! released. A client process opens one connection per thread (see the proxies), so
-//! ownership is per thread of a client process.
+//! holds it, and each connection has the list of the objects it holds something of.
+//! When a connection ends (the client closed it, died, or broke the protocol)
+//! [`SyncObjects::disconnect`] releases, in those objects only, whatever it holds: a
+//! `Lock`, an `RLock` (whatever its count), a `Condition`'s lock, and the `Semaphore`
+//! acquisitions it has not released. A client process opens one connection per thread
+//! (see the proxies), so ownership is per thread of a client process.
 
 use super::{refused, Resp};
 use crate::Bytes;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a blocked server thread sleeps before it checks whether its client is gone.
@@ -56,9 +57,10 @@ pub(super) type Wait = Option<u64>;
 /// A request about a synchronisation object or a queue.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum SyncReq {
-    /// A new object (`name`: get or create); the `u64` is a semaphore's value, a
-    /// barrier's parties or a queue's maxsize (0: unbounded).
-    New(SyncKind, Option<String>, u64),
+    /// A new object (`name`: get or create); the first `u64` is a semaphore's value, a
+    /// barrier's parties or a queue's maxsize (0: unbounded), the second the reference
+    /// connection that holds its first reference (see `refs`).
+    New(SyncKind, Option<String>, u64, u64),
     /// Lock, RLock, Semaphore, Condition: acquire.
     Acquire(u64, Wait),
     /// Lock, RLock, Semaphore, Condition: release.
@@ -88,6 +90,19 @@ pub(super) enum SyncReq {
     TaskDone(u64),
 }
 
+impl SyncReq {
+    /// How long the server may wait on it (`None`: it does not wait, or without limit).
+    pub(super) fn wait(&self) -> Wait {
+        match self {
+            SyncReq::Acquire(_, w)
+            | SyncReq::Wait(_, w)
+            | SyncReq::Put(_, _, w)
+            | SyncReq::Get(_, w) => *w,
+            _ => None,
+        }
+    }
+}
+
 enum Obj {
     Lock(Option<u64>),
     RLock(Option<(u64, u64)>),
@@ -107,11 +122,12 @@ enum Obj {
     Event(bool),
     Barrier {
         parties: u64,
-        waiting: u64,
-        generation: u64,
+        /// the tickets of the current waiters, in arrival order
+        waiting: Vec<u64>,
         broken: bool,
-        /// generations ended by a reset (their waiters get a broken barrier)
-        reset: VecDeque<u64>,
+        /// how each waiter's wait ended (its arrival index; `None`: broken), until it
+        /// sees it (each waiter takes its own: nothing piles up)
+        outcome: HashMap<u64, Option<u64>>,
     },
     Queue {
         items: VecDeque<Bytes>,
@@ -121,15 +137,83 @@ enum Obj {
     },
 }
 
+/// An object and the condition variable its waiters sleep on.
+struct Entry {
+    obj: Obj,
+    cv: Arc<Condvar>,
+}
+
 #[derive(Default)]
 pub(super) struct Objects {
-    objs: HashMap<u64, Obj>,
+    objs: HashMap<u64, Entry>,
     names: HashMap<(SyncKind, String), u64>,
     next: u64,
     next_ticket: u64,
+    /// per connection, the objects it holds something of (a lock, semaphore units)
+    held: HashMap<u64, HashSet<u64>>,
+}
+
+impl Objects {
+    fn obj(&mut self, id: u64) -> Option<&mut Obj> {
+        self.objs.get_mut(&id).map(|e| &mut e.obj)
+    }
+    fn hold(&mut self, conn: u64, id: u64) {
+        self.held.entry(conn).or_default().insert(id);
+    }
+    fn unhold(&mut self, conn: u64, id: u64) {
+        if let Some(h) = self.held.get_mut(&conn) {
+            h.remove(&id);
+            if h.is_empty() {
+                self.held.remove(&conn);
+            }
+        }
+    }
+    fn ticket(&mut self) -> u64 {
+        self.next_ticket += 1;
+        self.next_ticket
+    }
+    fn wake(&self, id: u64) {
+        if let Some(e) = self.objs.get(&id) {
+            e.cv.notify_all();
+        }
+    }
+
+    /// One attempt at an acquisition by `conn`: `None` when it must wait.
+    fn try_acquire(&mut self, conn: u64, id: u64) -> Option<Resp> {
+        let got = match self.obj(id) {
+            Some(Obj::Lock(h)) => h.is_none().then(|| *h = Some(conn)).is_some(),
+            Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => match h {
+                None => {
+                    *h = Some((conn, 1));
+                    true
+                }
+                Some((c, n)) if *c == conn => {
+                    *n += 1;
+                    true
+                }
+                Some(_) => false,
+            },
+            Some(Obj::Sem { value, held, .. }) => {
+                if *value > 0 {
+                    *value -= 1;
+                    *held.entry(conn).or_insert(0) += 1;
+                    true
+                } else {
+                    false
+                }
+            }
+            Some(_) => return Some(not_kind(id, "a lock or a semaphore")),
+            None => return Some(no_object(id)),
+        };
+        got.then(|| {
+            self.hold(conn, id);
+            Resp::Bool(true)
+        })
+    }
 }
 
 /// Why a blocked request stopped waiting.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Stop {
     TimedOut,
     Gone,
@@ -148,7 +232,6 @@ pub(super) trait Peer {
 #[derive(Default)]
 pub(super) struct SyncObjects {
     m: Mutex<Objects>,
-    cv: Condvar,
 }
 
 fn deadline(w: Wait) -> Option<Instant> {
@@ -163,67 +246,125 @@ fn no_object(id: u64) -> Resp {
     refused(format!("no object {id} in this manager"))
 }
 
+type Guard<'a> = MutexGuard<'a, Objects>;
+
 impl SyncObjects {
-    fn lock(&self) -> MutexGuard<'_, Objects> {
+    fn lock(&self) -> Guard<'_> {
         self.m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits one slice (or until `until`); `Some(stop)` when the request must stop
-    /// waiting.
-    fn block<'a>(
+    /// The one wait loop of every blocking request: runs `step` (with the mutex held)
+    /// first and after every wake-up of object `id`'s condition variable until it gives
+    /// the answer; when the deadline passes or the client is gone first, `on_stop`
+    /// gives it (it may still find the request done: it runs with the mutex held).
+    fn wait_until<'a>(
         &'a self,
-        g: MutexGuard<'a, Objects>,
+        mut g: Guard<'a>,
+        id: u64,
         until: Option<Instant>,
         peer: &mut dyn Peer,
-        beat: &mut Instant,
-    ) -> (MutexGuard<'a, Objects>, Option<Stop>) {
-        let now = Instant::now();
-        let slice = match until {
-            Some(d) if d <= now => return (g, Some(Stop::TimedOut)),
-            Some(d) => (d - now).min(SLICE),
-            None => SLICE,
-        };
-        let (g, _) = self
-            .cv
-            .wait_timeout(g, slice)
-            .unwrap_or_else(|e| e.into_inner());
-        drop(g);
-        let mut ok = peer.alive();
-        if ok && beat.elapsed() >= HEARTBEAT {
-            ok = peer.heartbeat();
-            *beat = Instant::now();
+        mut step: impl FnMut(&mut Objects) -> Option<Resp>,
+        on_stop: impl FnOnce(&mut Objects, Stop) -> Resp,
+    ) -> (Guard<'a>, Resp) {
+        let mut beat = Instant::now();
+        loop {
+            if let Some(r) = step(&mut g) {
+                return (g, r);
+            }
+            let Some(cv) = g.objs.get(&id).map(|e| e.cv.clone()) else {
+                return (g, no_object(id));
+            };
+            let now = Instant::now();
+            let slice = match until {
+                Some(d) if d <= now => {
+                    let r = on_stop(&mut g, Stop::TimedOut);
+                    return (g, r);
+                }
+                Some(d) => (d - now).min(SLICE),
+                None => SLICE,
+            };
+            let (g2, _) = cv.wait_timeout(g, slice).unwrap_or_else(|e| e.into_inner());
+            drop(g2);
+            let mut ok = peer.alive();
+            if ok && beat.elapsed() >= HEARTBEAT {
+                ok = peer.heartbeat();
+                beat = Instant::now();
+            }
+            g = self.lock();
+            if !ok {
+                let r = on_stop(&mut g, Stop::Gone);
+                return (g, r);
+            }
         }
-        let g = self.lock();
-        (g, (!ok).then_some(Stop::Gone))
     }
 
-    /// Releases what connection `conn` holds (it ended).
+    /// Releases what connection `conn` holds (it ended): only in the objects on its
+    /// list, waking only their waiters.
     pub(super) fn disconnect(&self, conn: u64) {
         let mut g = self.lock();
-        for o in g.objs.values_mut() {
-            match o {
-                Obj::Lock(h) if *h == Some(conn) => *h = None,
-                Obj::RLock(h) | Obj::Cond { lock: h, .. } if h.is_some_and(|(c, _)| c == conn) => {
+        for id in g.held.remove(&conn).unwrap_or_default() {
+            match g.obj(id) {
+                Some(Obj::Lock(h)) if *h == Some(conn) => *h = None,
+                Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. })
+                    if h.is_some_and(|(c, _)| c == conn) =>
+                {
                     *h = None
                 }
-                Obj::Sem { value, held, .. } => {
+                Some(Obj::Sem { value, held, .. }) => {
                     if let Some(n) = held.remove(&conn) {
                         *value += n;
                     }
                 }
                 _ => {}
             }
+            g.wake(id);
         }
-        drop(g);
-        self.cv.notify_all();
+    }
+
+    /// Frees object `id` (its last reference went); a thread still blocked on it gets
+    /// a refusal.
+    pub(super) fn remove(&self, id: u64) {
+        let mut g = self.lock();
+        if let Some(e) = g.objs.remove(&id) {
+            e.cv.notify_all();
+        }
+    }
+
+    /// Forgets the name `name` for every kind; the objects it named.
+    pub(super) fn remove_names(&self, name: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        self.lock().names.retain(|(_, n), id| {
+            let hit = n == name;
+            if hit {
+                out.push(*id);
+            }
+            !hit
+        });
+        out
+    }
+
+    /// How many objects there are.
+    pub(super) fn len(&self) -> usize {
+        self.lock().objs.len()
+    }
+
+    /// Puts an item taken for a client that never got it back at the front of its
+    /// queue.
+    pub(super) fn put_back(&self, id: u64, item: Bytes) {
+        let mut g = self.lock();
+        if let Some(Obj::Queue { items, .. }) = g.obj(id) {
+            items.push_front(item);
+            g.wake(id);
+        }
     }
 
     /// Serves one request of connection `conn`.
     pub(super) fn apply(&self, conn: u64, req: SyncReq, peer: &mut dyn Peer) -> Resp {
-        let mut beat = Instant::now();
         let mut g = self.lock();
+        // the object this request changed: its waiters are woken
+        let mut changed = None;
         let resp = match req {
-            SyncReq::New(kind, name, n) => {
+            SyncReq::New(kind, name, n, _holder) => {
                 if let Some(n) = &name {
                     if let Some(&id) = g.names.get(&(kind, n.clone())) {
                         return Resp::Id(id);
@@ -248,10 +389,9 @@ impl SyncObjects {
                     }
                     SyncKind::Barrier => Obj::Barrier {
                         parties: n,
-                        waiting: 0,
-                        generation: 0,
+                        waiting: Vec::new(),
                         broken: false,
-                        reset: VecDeque::new(),
+                        outcome: HashMap::new(),
                     },
                     SyncKind::Queue | SyncKind::JoinableQueue => Obj::Queue {
                         items: VecDeque::new(),
@@ -261,136 +401,127 @@ impl SyncObjects {
                 };
                 g.next += 1;
                 let id = g.next;
-                g.objs.insert(id, obj);
+                g.objs.insert(
+                    id,
+                    Entry {
+                        obj,
+                        cv: Arc::default(),
+                    },
+                );
                 if let Some(n) = name {
                     g.names.insert((kind, n), id);
                 }
                 Resp::Id(id)
             }
             SyncReq::Acquire(id, w) => {
-                let until = deadline(w);
-                loop {
-                    let got = match g.objs.get_mut(&id) {
-                        Some(Obj::Lock(h)) => h.is_none().then(|| *h = Some(conn)).is_some(),
-                        Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => match h {
-                            None => {
-                                *h = Some((conn, 1));
-                                true
-                            }
-                            Some((c, n)) if *c == conn => {
-                                *n += 1;
-                                true
-                            }
-                            Some(_) => false,
-                        },
-                        Some(Obj::Sem { value, held, .. }) => {
-                            if *value > 0 {
-                                *value -= 1;
-                                *held.entry(conn).or_insert(0) += 1;
-                                true
-                            } else {
-                                false
-                            }
-                        }
-                        Some(_) => return not_kind(id, "a lock or a semaphore"),
-                        None => return no_object(id),
-                    };
-                    if got {
-                        break Resp::Bool(true);
-                    }
-                    let (g2, stop) = self.block(g, until, peer, &mut beat);
-                    g = g2;
-                    if stop.is_some() {
-                        break Resp::Bool(false);
-                    }
-                }
+                let (g2, r) = self.wait_until(
+                    g,
+                    id,
+                    deadline(w),
+                    peer,
+                    |o| o.try_acquire(conn, id),
+                    |_, _| Resp::Bool(false),
+                );
+                g = g2;
+                r
             }
-            SyncReq::Release(id) => match g.objs.get_mut(&id) {
-                Some(Obj::Lock(h)) => match h.take() {
-                    Some(_) => Resp::Unit,
-                    None => refused("release of an unlocked lock"),
-                },
-                Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => match h {
-                    Some((c, n)) if *c == conn => {
-                        *n -= 1;
-                        if *n == 0 {
-                            *h = None;
+            SyncReq::Release(id) => {
+                changed = Some(id);
+                let Objects { objs, held, .. } = &mut *g;
+                let mut unhold = None;
+                let r = match objs.get_mut(&id).map(|e| &mut e.obj) {
+                    Some(Obj::Lock(h)) => match h.take() {
+                        Some(c) => {
+                            unhold = Some(c);
+                            Resp::Unit
                         }
-                        Resp::Unit
-                    }
-                    _ => refused("release of a lock this thread does not hold"),
-                },
-                Some(Obj::Sem { value, bound, held }) => {
-                    if bound.is_some_and(|b| *value >= b) {
-                        refused("a bounded semaphore released too many times")
-                    } else {
-                        *value += 1;
-                        // the releaser's own acquisition first, else anyone's (a
-                        // semaphore may be released by another client than the one
-                        // that acquired it)
-                        let who = if held.get(&conn).is_some_and(|n| *n > 0) {
-                            Some(conn)
+                        None => refused("release of an unlocked lock"),
+                    },
+                    Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => match h {
+                        Some((c, n)) if *c == conn => {
+                            *n -= 1;
+                            if *n == 0 {
+                                *h = None;
+                                unhold = Some(conn);
+                            }
+                            Resp::Unit
+                        }
+                        _ => refused("release of a lock this thread does not hold"),
+                    },
+                    Some(Obj::Sem {
+                        value,
+                        bound,
+                        held: by,
+                    }) => {
+                        if bound.is_some_and(|b| *value >= b) {
+                            refused("a bounded semaphore released too many times")
                         } else {
-                            held.iter().find(|(_, n)| **n > 0).map(|(c, _)| *c)
-                        };
-                        if let Some(c) = who {
-                            if let Some(n) = held.get_mut(&c) {
-                                *n -= 1;
-                                if *n == 0 {
-                                    held.remove(&c);
+                            *value += 1;
+                            // the releaser's own acquisition first, else anyone's (a
+                            // semaphore may be released by another client than the one
+                            // that acquired it)
+                            let who = if by.get(&conn).is_some_and(|n| *n > 0) {
+                                Some(conn)
+                            } else {
+                                by.iter().find(|(_, n)| **n > 0).map(|(c, _)| *c)
+                            };
+                            if let Some(c) = who {
+                                if let Some(n) = by.get_mut(&c) {
+                                    *n -= 1;
+                                    if *n == 0 {
+                                        by.remove(&c);
+                                        unhold = Some(c);
+                                    }
                                 }
                             }
+                            Resp::Unit
                         }
-                        Resp::Unit
+                    }
+                    Some(_) => not_kind(id, "a lock or a semaphore"),
+                    None => no_object(id),
+                };
+                if let Some(c) = unhold {
+                    if let Some(h) = held.get_mut(&c) {
+                        h.remove(&id);
                     }
                 }
-                Some(_) => not_kind(id, "a lock or a semaphore"),
-                None => no_object(id),
-            },
-            SyncReq::IsSet(id) => match g.objs.get(&id) {
+                r
+            }
+            SyncReq::IsSet(id) => match g.obj(id) {
                 Some(Obj::Lock(h)) => Resp::Bool(h.is_some()),
                 Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => Resp::Bool(h.is_some()),
                 Some(Obj::Event(b)) => Resp::Bool(*b),
                 Some(_) => not_kind(id, "a lock or an event"),
                 None => no_object(id),
             },
-            SyncReq::Value(id) => match g.objs.get(&id) {
+            SyncReq::Value(id) => match g.obj(id) {
                 Some(Obj::Sem { value, .. }) => Resp::Count(*value),
                 Some(_) => not_kind(id, "a semaphore"),
                 None => no_object(id),
             },
             SyncReq::Wait(id, w) => {
                 let until = deadline(w);
-                match g.objs.get(&id) {
+                match g.obj(id) {
                     Some(Obj::Cond { .. }) => return self.cond_wait(g, conn, id, until, peer),
-                    Some(Obj::Barrier { .. }) => {
-                        return self.barrier_wait(g, id, until, peer);
-                    }
+                    Some(Obj::Barrier { .. }) => return self.barrier_wait(g, id, until, peer),
                     Some(Obj::Event(_)) | Some(Obj::Queue { .. }) => {}
                     Some(_) => return not_kind(id, "a condition, an event, a barrier or a queue"),
                     None => return no_object(id),
                 }
-                loop {
-                    let done = match g.objs.get(&id) {
-                        Some(Obj::Event(b)) => *b,
-                        Some(Obj::Queue {
-                            unfinished: Some(u),
-                            ..
-                        }) => *u == 0,
-                        Some(Obj::Queue { .. }) => return not_kind(id, "a joinable queue"),
-                        _ => return no_object(id),
-                    };
-                    if done {
-                        break Resp::Bool(true);
-                    }
-                    let (g2, stop) = self.block(g, until, peer, &mut beat);
-                    g = g2;
-                    if stop.is_some() {
-                        break Resp::Bool(false);
-                    }
-                }
+                let step = |o: &mut Objects| match o.obj(id) {
+                    Some(Obj::Event(b)) => b.then_some(Resp::Bool(true)),
+                    Some(Obj::Queue {
+                        unfinished: Some(u),
+                        ..
+                    }) => (*u == 0).then_some(Resp::Bool(true)),
+                    Some(Obj::Queue { .. }) => Some(not_kind(id, "a joinable queue")),
+                    _ => Some(no_object(id)),
+                };
+                let (g2, r) = self.wait_until(g, id, until, peer, step, |_, _| Resp::Bool(false));
+                g = g2;
+                r
             }
-            SyncReq::Notify(id, n) => match g.objs.get_mut(&id) {
+            SyncReq::Notify(id, n) => match g.obj(id) {
                 Some(Obj::Cond {
                     lock,
                     waiters,
@@ -407,112 +538,103 @@ impl SyncObjects {
                             None => break,
                         }
                     }
+                    changed = Some(id);
                     Resp::Unit
                 }
                 Some(_) => not_kind(id, "a condition"),
                 None => no_object(id),
             },
-            SyncReq::Set(id) => match g.objs.get_mut(&id) {
+            SyncReq::Set(id) => match g.obj(id) {
                 Some(Obj::Event(b)) => {
                     *b = true;
+                    changed = Some(id);
                     Resp::Unit
                 }
-                Some(Obj::Barrier { broken, .. }) => {
+                Some(Obj::Barrier {
+                    broken,
+                    waiting,
+                    outcome,
+                    ..
+                }) => {
                     *broken = true;
+                    outcome.extend(waiting.drain(..).map(|t| (t, None)));
+                    changed = Some(id);
                     Resp::Unit
                 }
                 Some(_) => not_kind(id, "an event or a barrier"),
                 None => no_object(id),
             },
-            SyncReq::Clear(id) => match g.objs.get_mut(&id) {
+            SyncReq::Clear(id) => match g.obj(id) {
                 Some(Obj::Event(b)) => {
                     *b = false;
                     Resp::Unit
                 }
                 Some(Obj::Barrier {
                     waiting,
-                    generation,
                     broken,
-                    reset,
+                    outcome,
                     ..
                 }) => {
-                    if *waiting > 0 {
-                        reset.push_back(*generation);
-                        if reset.len() > 64 {
-                            reset.pop_front();
-                        }
-                        *generation += 1;
-                        *waiting = 0;
-                    }
+                    // the current waiters' generation ends broken
+                    outcome.extend(waiting.drain(..).map(|t| (t, None)));
                     *broken = false;
+                    changed = Some(id);
                     Resp::Unit
                 }
                 Some(_) => not_kind(id, "an event or a barrier"),
                 None => no_object(id),
             },
-            SyncReq::BarrierState(id) => match g.objs.get(&id) {
+            SyncReq::BarrierState(id) => match g.obj(id) {
                 Some(Obj::Barrier {
                     parties,
                     waiting,
                     broken,
                     ..
-                }) => Resp::Barrier(*parties, *waiting, *broken),
+                }) => Resp::Barrier(*parties, waiting.len() as u64, *broken),
                 Some(_) => not_kind(id, "a barrier"),
                 None => no_object(id),
             },
             SyncReq::Put(id, item, w) => {
-                let until = deadline(w);
                 let mut item = Some(item);
-                loop {
-                    match g.objs.get_mut(&id) {
-                        Some(Obj::Queue {
-                            items,
-                            max,
-                            unfinished,
-                        }) => {
-                            if max.is_none_or(|m| items.len() < m) {
-                                items.extend(item.take());
-                                if let Some(u) = unfinished {
-                                    *u += 1;
-                                }
-                                break Resp::Bool(true);
-                            }
+                let step = |o: &mut Objects| match o.obj(id) {
+                    Some(Obj::Queue {
+                        items,
+                        max,
+                        unfinished,
+                    }) => max.is_none_or(|m| items.len() < m).then(|| {
+                        items.extend(item.take());
+                        if let Some(u) = unfinished {
+                            *u += 1;
                         }
-                        Some(_) => return not_kind(id, "a queue"),
-                        None => return no_object(id),
-                    }
-                    let (g2, stop) = self.block(g, until, peer, &mut beat);
-                    g = g2;
-                    if stop.is_some() {
-                        break Resp::Bool(false);
-                    }
-                }
+                        Resp::Bool(true)
+                    }),
+                    Some(_) => Some(not_kind(id, "a queue")),
+                    None => Some(no_object(id)),
+                };
+                let (g2, r) =
+                    self.wait_until(g, id, deadline(w), peer, step, |_, _| Resp::Bool(false));
+                g = g2;
+                changed = Some(id);
+                r
             }
             SyncReq::Get(id, w) => {
-                let until = deadline(w);
-                loop {
-                    match g.objs.get_mut(&id) {
-                        Some(Obj::Queue { items, .. }) => {
-                            if let Some(x) = items.pop_front() {
-                                break Resp::Opt(Some(x));
-                            }
-                        }
-                        Some(_) => return not_kind(id, "a queue"),
-                        None => return no_object(id),
-                    }
-                    let (g2, stop) = self.block(g, until, peer, &mut beat);
-                    g = g2;
-                    if stop.is_some() {
-                        break Resp::Opt(None);
-                    }
-                }
+                let step = |o: &mut Objects| match o.obj(id) {
+                    Some(Obj::Queue { items, .. }) => items.pop_front().map(|x| Resp::Opt(Some(x))),
+                    Some(_) => Some(not_kind(id, "a queue")),
+                    None => Some(no_object(id)),
+                };
+                let (g2, r) =
+                    self.wait_until(g, id, deadline(w), peer, step, |_, _| Resp::Opt(None));
+                g = g2;
+                changed = Some(id);
+                r
             }
-            SyncReq::Len(id) => match g.objs.get(&id) {
+            SyncReq::Len(id) => match g.obj(id) {
                 Some(Obj::Queue { items, .. }) => Resp::Count(items.len() as u64),
                 Some(_) => not_kind(id, "a queue"),
                 None => no_object(id),
             },
-            SyncReq::TaskDone(id) => match g.objs.get_mut(&id) {
+            SyncReq::TaskDone(id) => match g.obj(id) {
                 Some(Obj::Queue {
                     unfinished: Some(u),
                     ..
@@ -521,6 +643,7 @@ impl SyncObjects {
                         refused("task_done() called more times than items were put")
                     } else {
                         *u -= 1;
+                        changed = Some(id);
                         Resp::Unit
                     }
                 }
@@ -528,26 +651,27 @@ impl SyncObjects {
                 None => no_object(id),
             },
         };
-        drop(g);
-        self.cv.notify_all();
+        if let Some(id) = changed {
+            g.wake(id);
+        }
         resp
     }
 
     /// A condition's `wait`: releases the lock (whatever its count), waits for a
     /// `notify` or the deadline, then takes the lock back with its count (without a
-    /// deadline, as Python's). `Bool(false)` on a timeout.
+    /// deadline, as Python's). `Bool(false)` on a timeout. A waiter whose client left
+    /// after it was notified passes the notification on to the next waiter, so a
+    /// dead waiter never swallows a `notify` meant for a live one.
     fn cond_wait<'a>(
         &'a self,
-        mut g: MutexGuard<'a, Objects>,
+        mut g: Guard<'a>,
         conn: u64,
         id: u64,
         until: Option<Instant>,
         peer: &mut dyn Peer,
     ) -> Resp {
-        let mut beat = Instant::now();
-        g.next_ticket += 1;
-        let ticket = g.next_ticket;
-        let saved = match g.objs.get_mut(&id) {
+        let ticket = g.ticket();
+        let saved = match g.obj(id) {
             Some(Obj::Cond { lock, waiters, .. }) => match *lock {
                 Some((c, n)) if c == conn => {
                     *lock = None;
@@ -558,138 +682,124 @@ impl SyncObjects {
             },
             _ => return no_object(id),
         };
-        self.cv.notify_all();
-        let mut gone = false;
-        let notified = loop {
-            let Some(Obj::Cond { notified, .. }) = g.objs.get_mut(&id) else {
+        g.unhold(conn, id);
+        g.wake(id);
+        let seen = |o: &mut Objects| match o.obj(id) {
+            Some(Obj::Cond { notified, .. }) => {
+                let i = notified.iter().position(|t| *t == ticket)?;
+                notified.swap_remove(i);
+                Some(Resp::Bool(true))
+            }
+            _ => Some(no_object(id)),
+        };
+        let (g2, r) = self.wait_until(g, id, until, peer, seen, |o, stop| {
+            let Some(Obj::Cond {
+                waiters, notified, ..
+            }) = o.obj(id)
+            else {
                 return no_object(id);
             };
+            waiters.retain(|t| *t != ticket);
+            // a notify may have come in the meantime
             if let Some(i) = notified.iter().position(|t| *t == ticket) {
                 notified.swap_remove(i);
-                break true;
-            }
-            let (g2, stop) = self.block(g, until, peer, &mut beat);
-            g = g2;
-            if let Some(stop) = stop {
-                let Some(Obj::Cond {
-                    waiters, notified, ..
-                }) = g.objs.get_mut(&id)
-                else {
-                    return no_object(id);
-                };
-                // a notify may have come in the meantime
-                if let Some(i) = notified.iter().position(|t| *t == ticket) {
-                    notified.swap_remove(i);
-                    break true;
+                if stop == Stop::TimedOut {
+                    return Resp::Bool(true);
                 }
-                waiters.retain(|t| *t != ticket);
-                gone = matches!(stop, Stop::Gone);
-                break false;
+                // gone: the notification goes to the next waiter
+                if let Some(next) = waiters.pop_front() {
+                    notified.push(next);
+                }
+                o.wake(id);
             }
+            match stop {
+                // timed out: the lock is taken back below
+                Stop::TimedOut => Resp::Bool(false),
+                Stop::Gone => Resp::Pending, // (never answered)
+            }
+        });
+        g = g2;
+        let notified = match r {
+            Resp::Bool(b) => b,
+            Resp::Pending => return Resp::Bool(false),
+            r => return r,
         };
-        if gone {
-            return Resp::Bool(false);
-        }
         // take the lock back
-        loop {
-            let Some(Obj::Cond { lock, .. }) = g.objs.get_mut(&id) else {
-                return no_object(id);
-            };
-            if lock.is_none() {
-                *lock = Some((conn, saved));
-                return Resp::Bool(notified);
+        let take = |o: &mut Objects| {
+            match o.obj(id) {
+                Some(Obj::Cond { lock, .. }) if lock.is_none() => *lock = Some((conn, saved)),
+                Some(Obj::Cond { .. }) => return None,
+                _ => return Some(no_object(id)),
             }
-            let (g2, stop) = self.block(g, None, peer, &mut beat);
-            g = g2;
-            if stop.is_some() {
-                return Resp::Bool(false);
-            }
-        }
+            o.hold(conn, id);
+            Some(Resp::Bool(notified))
+        };
+        self.wait_until(g, id, None, peer, take, |_, _| Resp::Bool(false))
+            .1
     }
 
-    /// A barrier's `wait`: `Count(arrival index)`, or `Refused("broken")` when the
-    /// barrier is or gets broken (a timeout or a waiter gone breaks it, as Python's).
+    /// A barrier's `wait`: `Count(arrival index)`, or `Broken` when the barrier is or
+    /// gets broken (a timeout or a waiter gone breaks it, as Python's).
     fn barrier_wait<'a>(
         &'a self,
-        mut g: MutexGuard<'a, Objects>,
+        mut g: Guard<'a>,
         id: u64,
         until: Option<Instant>,
         peer: &mut dyn Peer,
     ) -> Resp {
-        let mut beat = Instant::now();
-        let (gen, index) = match g.objs.get_mut(&id) {
+        let ticket = g.ticket();
+        match g.obj(id) {
             Some(Obj::Barrier {
                 parties,
                 waiting,
-                generation,
                 broken,
-                ..
+                outcome,
             }) => {
                 if *broken {
                     return Resp::Broken;
                 }
-                let index = *waiting;
-                *waiting += 1;
-                if *waiting == *parties {
-                    *waiting = 0;
-                    *generation += 1;
-                    drop(g);
-                    self.cv.notify_all();
+                waiting.push(ticket);
+                if waiting.len() as u64 == *parties {
+                    let index = waiting.len() as u64 - 1;
+                    outcome.extend(
+                        waiting
+                            .drain(..)
+                            .enumerate()
+                            .filter(|(_, t)| *t != ticket)
+                            .map(|(i, t)| (t, Some(i as u64))),
+                    );
+                    g.wake(id);
                     return Resp::Count(index);
                 }
-                (*generation, index)
             }
             _ => return no_object(id),
-        };
-        loop {
-            let Some(Obj::Barrier {
-                waiting,
-                generation,
-                broken,
-                reset,
-                ..
-            }) = g.objs.get_mut(&id)
-            else {
-                return no_object(id);
-            };
-            if *generation != gen {
-                return if reset.contains(&gen) {
-                    Resp::Broken
-                } else {
-                    Resp::Count(index)
-                };
-            }
-            if *broken {
-                *waiting = waiting.saturating_sub(1);
-                return Resp::Broken;
-            }
-            let (g2, stop) = self.block(g, until, peer, &mut beat);
-            g = g2;
-            if stop.is_some() {
-                if let Some(Obj::Barrier {
-                    waiting,
-                    generation,
-                    broken,
-                    reset,
-                    ..
-                }) = g.objs.get_mut(&id)
-                {
-                    if *generation != gen {
-                        // it tripped (or was reset) just as the wait ended
-                        return if reset.contains(&gen) {
-                            Resp::Broken
-                        } else {
-                            Resp::Count(index)
-                        };
-                    }
-                    *broken = true;
-                    *waiting = waiting.saturating_sub(1);
-                }
-                drop(g);
-                self.cv.notify_all();
-                return Resp::Broken;
-            }
         }
+        let ended = move |o: &mut Objects| match o.obj(id) {
+            Some(Obj::Barrier { outcome, .. }) => outcome.remove(&ticket).map(|r| match r {
+                Some(i) => Resp::Count(i),
+                None => Resp::Broken,
+            }),
+            _ => Some(no_object(id)),
+        };
+        let (_g, r) = self.wait_until(g, id, until, peer, ended, |o, _| {
+            if let Some(r) = ended(o) {
+                return r; // it ended just as the wait did
+            }
+            if let Some(Obj::Barrier {
+                waiting,
+                broken,
+                outcome,
+                ..
+            }) = o.obj(id)
+            {
+                waiting.retain(|t| *t != ticket);
+                *broken = true;
+                outcome.extend(waiting.drain(..).map(|t| (t, None)));
+            }
+            o.wake(id);
+            Resp::Broken
+        });
+        r
     }
 }
 
@@ -716,7 +826,7 @@ mod tests {
     }
 
     fn new(o: &SyncObjects, kind: SyncKind, n: u64) -> u64 {
-        match o.apply(0, SyncReq::New(kind, None, n), &mut here()) {
+        match o.apply(0, SyncReq::New(kind, None, n, 0), &mut here()) {
             Resp::Id(id) => id,
             r => panic!("{r:?}"),
         }
@@ -825,6 +935,83 @@ mod tests {
         });
         idx.sort();
         assert_eq!(idx, [0, 1]);
+    }
+
+    /// A client whose departure the test decides.
+    struct Leaves(Arc<std::sync::atomic::AtomicBool>);
+    impl Peer for Leaves {
+        fn alive(&mut self) -> bool {
+            !self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn heartbeat(&mut self) -> bool {
+            self.alive()
+        }
+    }
+
+    fn waiting(o: &SyncObjects, id: u64) -> usize {
+        match o.lock().obj(id) {
+            Some(Obj::Cond { waiters, .. }) => waiters.len(),
+            _ => panic!("not a condition"),
+        }
+    }
+
+    #[test]
+    fn a_notify_taken_by_a_waiter_that_left_goes_to_the_next_one() {
+        let o = Arc::new(SyncObjects::default());
+        let c = new(&o, SyncKind::Condition, 0);
+        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let wait_in = |conn: u64, peer: Box<dyn Peer + Send>, w: Wait| {
+            let o = o.clone();
+            std::thread::spawn(move || {
+                let mut peer = peer;
+                assert!(try_acquire(&o, conn, c));
+                o.apply(conn, SyncReq::Wait(c, w), &mut *peer)
+            })
+        };
+        // the oldest waiter's client is about to leave; the second stays
+        let first = wait_in(1, Box::new(Leaves(gone.clone())), None);
+        let t = Instant::now();
+        while waiting(&o, c) < 1 {
+            assert!(t.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let second = wait_in(2, Box::new(here()), Some(20_000_000));
+        while waiting(&o, c) < 2 {
+            assert!(t.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        gone.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(try_acquire(&o, 3, c));
+        assert!(matches!(
+            o.apply(3, SyncReq::Notify(c, 1), &mut here()),
+            Resp::Unit
+        ));
+        assert!(matches!(
+            o.apply(3, SyncReq::Release(c), &mut here()),
+            Resp::Unit
+        ));
+        assert!(matches!(first.join().unwrap(), Resp::Bool(false)));
+        assert!(
+            matches!(second.join().unwrap(), Resp::Bool(true)),
+            "the live waiter got the notification"
+        );
+        assert!(t.elapsed() < Duration::from_secs(15));
+    }
+
+    #[test]
+    fn a_condition_wait_that_times_out_holds_the_lock_again() {
+        let o = SyncObjects::default();
+        let c = new(&o, SyncKind::Condition, 0);
+        assert!(try_acquire(&o, 1, c));
+        assert!(matches!(
+            o.apply(1, SyncReq::Wait(c, Some(10_000)), &mut here()),
+            Resp::Bool(false)
+        ));
+        assert!(!try_acquire(&o, 2, c), "held by 1 again");
+        assert!(matches!(
+            o.apply(1, SyncReq::Notify(c, 1), &mut here()),
+            Resp::Unit
+        ));
     }
 
     #[test]

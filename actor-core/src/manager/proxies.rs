@@ -4,16 +4,19 @@
 //! See the parent module's docs for how they connect and who owns a lock.
 
 use super::objects::{SyncKind, SyncReq, Wait};
+use super::refs::{self, Ref, Space};
+use super::wire::Session;
 use super::{
-    connect, dec, enc, unexpected, Client, Handle, Invariant, Kind, Manager, ManagerError, Req,
-    Resp, MAX_FRAME,
+    dec, enc, open_session_by, round_trip, unexpected, Handle, Invariant, Kind, Manager,
+    ManagerError, Req, Resp, CALL_MARGIN,
 };
-use crate::{codec, Bytes, Message};
-use procactor_transports::conn::{self, Address, Stream};
+use crate::{Bytes, Message};
+use procactor_transports::conn::Address;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------ connections
@@ -27,7 +30,7 @@ struct SyncConn {
     /// which connection this is (process-wide count): an acquisition made on one is
     /// released by the server when that connection closes, never through a later one
     gen: u64,
-    s: std::io::BufReader<Stream>,
+    s: Session,
 }
 
 static NEXT_GEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -64,18 +67,41 @@ pub fn close_this_threads_connections() {
     let _ = CONNS.try_with(|c| c.borrow_mut().clear());
 }
 
-/// Where a synchronisation object lives, and its number.
-#[derive(Clone, Serialize, Deserialize)]
+/// Where a synchronisation object lives, its number, and this process's reference to
+/// it.
+#[derive(Clone)]
 struct SyncHandle {
     address: String,
     key: Bytes,
     id: u64,
+    _ref: Arc<Ref>,
+}
+
+impl Serialize for SyncHandle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // the encoding holds a reference of its own (see `refs`)
+        let token = self._ref.lend().map_err(serde::ser::Error::custom)?;
+        (&self.address, &self.key, self.id, token).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SyncHandle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (address, key, id, token): (String, Bytes, u64, u64) = Deserialize::deserialize(d)?;
+        let link = refs::link(&address, &key);
+        Ok(SyncHandle {
+            address,
+            key,
+            id,
+            _ref: Ref::claimed(link, (Space::Sync, id), token),
+        })
+    }
 }
 
 impl SyncHandle {
-    /// One request over this thread's connection; heartbeats are skipped. Any I/O error
-    /// closes the connection (the server then releases what it held) and is
-    /// [`ManagerError::Disconnected`].
+    /// One request over this thread's connection; heartbeats are skipped. A failure
+    /// that leaves the connection out of step closes it (the server then releases what
+    /// it held).
     fn call(&self, req: SyncReq) -> Result<Resp, ManagerError> {
         sync_call(&self.address, &self.key, req)
     }
@@ -137,6 +163,14 @@ fn sync_call(address: &str, key: &Bytes, req: SyncReq) -> Result<Resp, ManagerEr
     Ok(r)
 }
 
+/// The deadline of a call that waits at most `w` at the server: `w` and
+/// [`CALL_MARGIN`] from now (`None`: no deadline, heartbeats tell a waiting server from
+/// a vanished one).
+fn call_deadline(w: Wait) -> Option<Instant> {
+    let w = w?;
+    Instant::now().checked_add(Duration::from_micros(w).checked_add(CALL_MARGIN)?)
+}
+
 /// As [`sync_call`], also saying on which connection; with `only_on: Some(gen)`, the
 /// request is sent only if this thread's connection to that manager is still `gen`
 /// (`Ok(None)` otherwise: nothing sent).
@@ -146,6 +180,7 @@ fn sync_call_on(
     req: SyncReq,
     only_on: Option<u64>,
 ) -> Result<Option<(Resp, u64)>, ManagerError> {
+    let deadline = call_deadline(req.wait());
     let mut c = match (take_conn(address, key), only_on) {
         (Some(c), Some(gen)) if c.gen != gen => {
             put_back(c);
@@ -154,44 +189,39 @@ fn sync_call_on(
         (None, Some(_)) => return Ok(None),
         (Some(c), _) => c,
         (None, None) => {
-            let s = connect(&Address::parse(address), key).map_err(|e| match e {
-                ManagerError::Io(_) => ManagerError::Disconnected,
-                e => e,
-            })?;
+            let s =
+                open_session_by(&Address::parse(address), key, deadline).map_err(|e| match e {
+                    ManagerError::Io(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                        ) && deadline.is_some() =>
+                    {
+                        ManagerError::Timeout
+                    }
+                    ManagerError::Io(_) => ManagerError::Disconnected,
+                    e => e,
+                })?;
             SyncConn {
                 address: address.to_string(),
                 key: key.clone(),
                 pid: std::process::id(),
                 gen: NEXT_GEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                s: std::io::BufReader::new(s),
+                s,
             }
         }
     };
-    let mut buf = Vec::new();
-    codec::encode(&Req::Sync(req), &mut buf, None)?;
-    if conn::write_frame(c.s.get_mut(), &buf).is_err() {
-        return Err(ManagerError::Disconnected);
-    }
-    loop {
-        // (the stream's read timeout is the client's reply timeout: a waiting server
-        // sends a heartbeat well within it)
-        let frame = match conn::read_frame(&mut c.s, MAX_FRAME) {
-            Ok(f) => f,
-            Err(_) => return Err(ManagerError::Disconnected),
-        };
-        match codec::decode::<Resp>(&frame, Vec::new()) {
-            Ok(Resp::Pending) => continue,
-            Ok(Resp::Refused(m)) => {
+    match round_trip(&mut c.s, &Req::Sync(req), deadline) {
+        Ok(r) => {
+            let gen = c.gen;
+            put_back(c);
+            Ok(Some((r, gen)))
+        }
+        Err((e, keep)) => {
+            if keep {
                 put_back(c);
-                return Err(ManagerError::Refused(m));
             }
-            Ok(r) => {
-                let gen = c.gen;
-                put_back(c);
-                return Ok(Some((r, gen)));
-            }
-            // out of step with the server: this connection is not used again
-            Err(e) => return Err(e.into()),
+            Err(e)
         }
     }
 }
@@ -235,7 +265,9 @@ macro_rules! acquire_grid {
             ///
             /// # Errors
             ///
-            /// As [`acquire`](Self::acquire).
+            /// [`ManagerError::Timeout`] when the server does not answer within
+            /// [`CALL_MARGIN`] (see [Timeouts](crate::manager#timeouts)); as
+            /// [`acquire`](Self::acquire).
             pub fn try_acquire(&self) -> Result<Option<ManagerGuard<'_>>, ManagerError> {
                 self.h.acquire(NOW)
             }
@@ -244,7 +276,9 @@ macro_rules! acquire_grid {
             ///
             /// # Errors
             ///
-            /// As [`acquire`](Self::acquire).
+            /// [`ManagerError::Timeout`] when the server does not answer within
+            /// `timeout` and [`CALL_MARGIN`] (see
+            /// [Timeouts](crate::manager#timeouts)); as [`acquire`](Self::acquire).
             pub fn acquire_timeout(
                 &self,
                 timeout: Duration,
@@ -740,7 +774,9 @@ macro_rules! queue_ops {
             ///
             /// # Errors
             ///
-            /// As [`put`](Self::put).
+            /// [`ManagerError::Timeout`] when the server does not answer within
+            /// `timeout` and [`CALL_MARGIN`] (the item may or may not be in the queue);
+            /// as [`put`](Self::put).
             pub fn put_timeout(
                 &self,
                 x: T,
@@ -770,7 +806,10 @@ macro_rules! queue_ops {
             ///
             /// # Errors
             ///
-            /// As [`get`](Self::get).
+            /// [`ManagerError::Timeout`] when the server does not answer within
+            /// `timeout` and [`CALL_MARGIN`] (the item, if one was taken, goes back to
+            /// the front of the queue: see [Timeouts](crate::manager#timeouts)); as
+            /// [`get`](Self::get).
             pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
                 self.get_for(wait_of(timeout))
             }
@@ -800,8 +839,9 @@ macro_rules! queue_ops {
 /// Items live in the server as their CBOR encoding, so the queue reaches other hosts
 /// (unlike the shared-memory [`Queue`](crate::Queue)), at a round trip per operation.
 /// A `get` that waits occupies its thread's connection only; other clients are served.
-/// An item taken by a client whose connection broke before the answer reached it is
-/// lost (as in Python).
+/// An item taken for a client whose answer cannot be written (it died, froze, or its
+/// call timed out) is put back at the front of the queue (Python loses it); over TCP,
+/// an answer the kernel accepted for a peer that vanished afterwards is still lost.
 ///
 /// # Examples
 ///
@@ -955,43 +995,26 @@ impl<T: Message> SharedArray<T> {
 // ------------------------------------------------------------------ Manager
 
 impl Manager {
-    /// The address and key a synchronisation proxy connects with.
-    fn sync_target(&self) -> (String, Bytes) {
-        match &*self.client {
-            Client::Local { by_name, .. } => (
-                Address::Local(by_name.0.clone()).to_string(),
-                by_name.1.clone(),
-            ),
-            Client::Remote { address, key, .. } => (address.to_string(), Bytes::from(key.clone())),
-        }
-    }
-
     fn new_sync(
         &self,
         kind: SyncKind,
         name: Option<&str>,
         n: u64,
     ) -> Result<SyncHandle, ManagerError> {
-        if matches!(&*self.client, Client::Local { .. })
-            && !self.sync_ready.load(std::sync::atomic::Ordering::Acquire)
-        {
-            // the server binds its local socket before it answers its first request
-            // over the rings: one answer (here a refusal) means the name is there
-            match self.client.call(Req::Len(0)) {
-                Ok(_) | Err(ManagerError::Refused(_)) => {}
-                Err(e) => return Err(e),
-            }
-            self.sync_ready
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        let (address, key) = self.sync_target();
+        let (link, holder) = self.link()?;
+        let (address, key) = self.client.target();
         let r = sync_call(
             &address,
             &key,
-            SyncReq::New(kind, name.map(str::to_string), n),
+            SyncReq::New(kind, name.map(str::to_string), n, holder),
         )?;
         match r {
-            Resp::Id(id) => Ok(SyncHandle { address, key, id }),
+            Resp::Id(id) => Ok(SyncHandle {
+                address,
+                key,
+                id,
+                _ref: Ref::counted(link, (Space::Sync, id)),
+            }),
             r => Err(unexpected(r)),
         }
     }
@@ -1002,16 +1025,7 @@ impl Manager {
         name: Option<&str>,
         init: Vec<Bytes>,
     ) -> Result<Handle, ManagerError> {
-        match self
-            .client
-            .call(Req::NewWith(kind, name.map(str::to_string), init))?
-        {
-            Resp::Id(id) => Ok(Handle {
-                client: self.client.clone(),
-                id,
-            }),
-            r => Err(unexpected(r)),
-        }
+        self.new_with_init(kind, name, Some(init))
     }
 
     /// A new lock ([`SharedLock`], Python's `Manager().Lock()`).
