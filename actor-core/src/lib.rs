@@ -49,8 +49,9 @@ pub use runtime::{
 pub use shared::*;
 pub use status::ExitStatus;
 pub use supervisor::{
-    ChildInfo, ChildSpec, PoolRef, Restart, Shutdown, Strategy, Supervisor, SupervisorBuilder,
-    SupervisorError, SupervisorEvent, SupervisorRef,
+    ChildInfo, ChildSpec, EventTotals, PoolRef, Restart, Shutdown, Strategy, Supervisor,
+    SupervisorBuilder, SupervisorError, SupervisorEvent, SupervisorRef, DEFAULT_EVENT_HISTORY,
+    DROP_SHUTDOWN_LIMIT, DROP_SHUTDOWN_LIMIT_PANICKING,
 };
 pub use sync::*;
 
