@@ -26,10 +26,11 @@ pub mod shared;
 mod status;
 pub mod supervisor;
 pub mod sync;
+mod test_hooks;
 
 pub use actor::{
     registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context, MailboxKind,
-    PipeMailbox, ProcessActor, QueueMailbox,
+    PipeMailbox, ProcessActor, QueueMailbox, STOP_WAIT_FOR_SENDERS,
 };
 pub use bytes::Bytes;
 pub use error::*;

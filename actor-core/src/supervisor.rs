@@ -276,7 +276,7 @@ struct ActorUnit<A: ProcessActor> {
     #[serde(bound = "")]
     mailbox: Queue<Envelope<A::Msg>>,
     #[serde(bound = "")]
-    replies: Option<Queue<ReplyOf<A::Reply>>>,
+    replies: Vec<Queue<ReplyOf<A::Reply>>>,
     group: Group,
     name: String,
 }
@@ -285,14 +285,13 @@ impl<A: ProcessActor> ActorUnit<A> {
     fn create(name: String, actors: Vec<A>) -> Result<ActorUnit<A>, crate::Error> {
         let calls = <A::Mailbox as MailboxKind>::REPLIES;
         let mailbox: Queue<Envelope<A::Msg>> = Queue::new()?;
-        let replies = if calls {
-            Some(Queue::<ReplyOf<A::Reply>>::new()?)
-        } else {
-            None
-        };
+        // one reply queue per call lane (see `actor::lanes`)
+        let replies = (0..crate::actor::lanes(actors.len(), calls))
+            .map(|_| Queue::<ReplyOf<A::Reply>>::new())
+            .collect::<Result<Vec<_>, _>>()?;
         // the supervisor's handles are not senders (see the actor module docs)
         mailbox.close();
-        if let Some(r) = &replies {
+        for r in &replies {
             r.close();
         }
         let group = Group::new(actors.len(), calls)?;
@@ -359,7 +358,7 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
         self.mailbox.recover_dead_consumer();
     }
     fn request_stop(&self) {
-        self.group.word(cell::STOPPING).store(1, Ordering::Release);
+        self.group.close_for_stop();
         let sender = self.mailbox.clone_open();
         for _ in 0..self.members() {
             if sender
@@ -1015,6 +1014,20 @@ impl<A: ProcessActor<Mailbox = crate::PipeMailbox>> PoolRef<A> {
     pub fn call(&self, msg: A::Msg) -> Result<A::Reply, crate::CallError> {
         self.inner.call(msg)
     }
+    /// See [`ActorRef::call_timeout`]: any member answers. Calls from several threads
+    /// or processes run on different members at once (one call lane per member, at
+    /// most 64).
+    ///
+    /// # Errors
+    ///
+    /// As [`ActorRef::call_timeout`].
+    pub fn call_timeout(
+        &self,
+        msg: A::Msg,
+        timeout: Duration,
+    ) -> Result<A::Reply, crate::CallError> {
+        self.inner.call_timeout(msg, timeout)
+    }
 }
 
 /// A handle on a child supervisor ([`Supervisor::spawn_supervisor`]).
@@ -1627,6 +1640,8 @@ fn reap_proc(st: &mut State, i: usize, mut p: Process<ExitReport>) -> (Superviso
         g.word(cell::LOST_CALL).store(in_call, Ordering::Release);
     }
     let taken = g.actor_word(c.member, cell::TAKEN).load(Ordering::Acquire);
+    // (a caller whose call vanished looks at this: see `ActorRef::call`)
+    g.word(cell::EXITS).fetch_add(1, Ordering::AcqRel);
     c.unit.recover();
     let (reason, ended) = match (&report, status) {
         (Ok(ExitReport::Intensity), _) => ("gave up (restart intensity)", Ended::GaveUp),
