@@ -678,3 +678,26 @@ proptest::proptest! {
         proptest::prop_assert_eq!(handled, accepted);
     }
 }
+
+#[test]
+fn a_stop_racing_slow_senders_loses_no_accepted_message() {
+    // the proptest above, in a child test process whose senders pause 2 ms between
+    // their stop check and their put: a stop almost always lands in that window
+    watchdog(300, || {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_stop_racing_senders_loses_no_accepted_message",
+                "--nocapture",
+            ])
+            .env("PROCACTOR_TEST_PAUSE_AT", "actor.send.after_check")
+            .env_remove(common::ON_MAIN_THREAD)
+            .env_remove("RUST_MIN_STACK")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+    });
+}

@@ -867,6 +867,7 @@ impl<A: ProcessActor> ActorRef<A> {
         if self.group.word(cell::STOPPING).load(Ordering::SeqCst) != 0 || self.group.all_ended() {
             Err(PutError::Closed(msg))
         } else {
+            crate::test_hooks::pause_point("actor.send.after_check");
             Ok((msg, sending))
         }
     }

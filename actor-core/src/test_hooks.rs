@@ -7,6 +7,10 @@
 //!
 //! Points: `actor.call.after_pop` (a pipe actor took a call and has recorded nothing
 //! yet).
+//!
+//! Likewise `PROCACTOR_TEST_PAUSE_AT=<point>` makes the process sleep 2 ms at that
+//! point, to widen a race window: `actor.send.after_check` (a sender has seen that no
+//! stop was asked for and has not put its message yet).
 
 /// The environment variable naming the kill point.
 #[cfg(feature = "test-hooks")]
@@ -33,3 +37,18 @@ pub(crate) fn kill_point(point: &str) {
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(crate) fn kill_point(_point: &str) {}
+
+/// Sleeps 2 ms here if this process was told to (see the module docs).
+#[cfg(feature = "test-hooks")]
+pub(crate) fn pause_point(point: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var("PROCACTOR_TEST_PAUSE_AT").ok());
+    if at.as_deref() == Some(point) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// (without the `test-hooks` feature: nothing)
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn pause_point(_point: &str) {}
