@@ -984,3 +984,48 @@ fn events_keep_the_last_n_and_count_all() {
         sup.shutdown(T).unwrap();
     });
 }
+
+/// Builds a supervisor whose child takes 60 s to end (stopped, `Timeout(60 s)`), then
+/// panics with it alive: the supervisor's drop runs while unwinding.
+fn panic_holding_a_supervisor() -> u32 {
+    let out: Reports = Queue::new().unwrap();
+    let sup = Supervisor::builder().build().unwrap();
+    let w = sup
+        .spawn_with(
+            ChildSpec::new().shutdown(Shutdown::Timeout(Duration::from_secs(60))),
+            Worker {
+                tag: 1,
+                out: out.clone(),
+            },
+        )
+        .unwrap();
+    started(&out, &[1]);
+    stop_process(w.pid().unwrap());
+    panic!("boom while holding a supervisor");
+}
+
+#[test]
+fn a_panic_holding_a_supervisor_does_not_wait_for_its_children() {
+    watchdog(60, || {
+        let t = Instant::now();
+        let mut p = procactor::Process::new(panic_holding_a_supervisor, ())
+            .start()
+            .unwrap();
+        let status = p.join_timeout(Duration::from_secs(15)).unwrap();
+        assert!(
+            status.is_some(),
+            "the panicking parent still waits for its child"
+        );
+        assert!(matches!(
+            p.result(),
+            Err(procactor::JoinError::Panicked { .. })
+        ));
+        // drop while panicking: at most DROP_SHUTDOWN_LIMIT_PANICKING (1 s) for the
+        // children, whatever their shutdown time (60 s here)
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+        assert_eq!(
+            procactor::DROP_SHUTDOWN_LIMIT_PANICKING,
+            Duration::from_secs(1)
+        );
+    });
+}
