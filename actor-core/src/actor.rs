@@ -840,7 +840,7 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 impl<A: ProcessActor> ActorRef<A> {
     pub(crate) fn new(
         mailbox: &Queue<Envelope<A::Msg>>,
-        replies: &Vec<Queue<ReplyOf<A::Reply>>>,
+        replies: &[Queue<ReplyOf<A::Reply>>],
         group: &Group,
         index: u32,
         name: String,
@@ -849,7 +849,7 @@ impl<A: ProcessActor> ActorRef<A> {
             mailbox: mailbox.clone_open(),
             // callers only take replies: a closed handle, so that a dead actor's reply
             // queue looks disconnected
-            replies: replies.clone(),
+            replies: replies.to_vec(),
             group: group.clone(),
             index,
             name,

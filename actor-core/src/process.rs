@@ -651,13 +651,8 @@ impl<R> Drop for Process<R> {
         // drain the report so that a child blocked writing it can exit, then wait
         if let Some(c) = self.control.take() {
             let mut reader = FrameReader::new();
-            loop {
-                match reader.fill(c.as_fd(), Wait::Until(until), None) {
-                    Ok(_) => {
-                        reader.consume();
-                    }
-                    Err(_) => break,
-                }
+            while reader.fill(c.as_fd(), Wait::Until(until), None).is_ok() {
+                reader.consume();
             }
         }
         if self.state.wait_exit_direct(Some(until)).is_none() {

@@ -1463,10 +1463,10 @@ impl Supervisor {
                     })
                 }
                 Status::ShutDown if st.busy == 0 => return Ok(()),
-                Status::Running => {
-                    if !st.children.is_empty() && st.children.iter().all(|c| c.done) {
-                        return Ok(());
-                    }
+                Status::Running
+                    if !st.children.is_empty() && st.children.iter().all(|c| c.done) =>
+                {
+                    return Ok(())
                 }
                 _ => {}
             }
