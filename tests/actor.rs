@@ -525,7 +525,9 @@ fn a_call_whose_request_cannot_be_decoded_returns_an_error_promptly() {
 #[test]
 #[ignore = "run by a_taker_killed_between_pop_and_record_is_died_not_a_hang"]
 fn child_call_killed_after_pop() {
+    // (the fork server whatever the matrix run says: libtest runs this on a thread)
     let sup = Supervisor::builder()
+        .start_method(procactor::StartMethod::ForkServer)
         .max_restarts(100, Duration::from_secs(60))
         .build()
         .unwrap();
