@@ -671,6 +671,40 @@ mod tests {
     }
 
     #[test]
+    fn a_routed_watcher_sees_the_exits_of_its_children_only() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (_w, route) = ExitWatcher::start_routed("test-routed", move |ev| {
+            let _ = tx.send(ev.pid);
+        })
+        .unwrap();
+        let (mine, fd1, mut c1) = sleeper("30");
+        let (other, fd2, mut c2) = sleeper("30");
+        let s1 = register(mine, "mine".into(), fd1, Watch::Reap).unwrap();
+        let s2 = register(other, "other".into(), fd2, Watch::Reap).unwrap();
+        route.watch(mine, || s1.exit_status().is_some());
+        // (the other one's exit is published too, but routed to nobody)
+        let _ = c2.kill();
+        let _ = s2.wait_exit(Some(Instant::now() + Duration::from_secs(10)));
+        let _ = c1.kill();
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(got, mine);
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        assert!(!monitor()
+            .unwrap()
+            .routes
+            .lock()
+            .unwrap()
+            .contains_key(&mine));
+        // a child that ended before its route was set: its exit is sent at `watch`
+        let (late, fd3, mut c3) = sleeper("0");
+        let s3 = register(late, "late".into(), fd3, Watch::Reap).unwrap();
+        let _ = s3.wait_exit(Some(Instant::now() + Duration::from_secs(10)));
+        route.watch(late, || s3.exit_status().is_some());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), late);
+        let _ = (c1.wait(), c2.wait(), c3.wait());
+    }
+
+    #[test]
     fn a_relayed_status_waits_for_its_child_and_a_stale_one_is_dropped() {
         // a live process with a status "relayed" before it was registered: stale (a pid
         // reused after a failed start), so it must not be taken as this child's exit
