@@ -1498,6 +1498,18 @@ mod tests {
         buf.clear();
         crate::codec::encode(&Envelope::Msg(7u32), &mut buf, None).unwrap();
         assert_eq!(buf.len(), 3, "[0, 7]: two items, three bytes");
+        // a call whose message is not the actor's type: its number is still read
+        buf.clear();
+        crate::codec::encode(
+            &Envelope::Call(9, "not a number".to_string()),
+            &mut buf,
+            None,
+        )
+        .unwrap();
+        match crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).unwrap() {
+            Envelope::BadCall(9, why) => assert!(why.contains("u32"), "{why}"),
+            _ => panic!("expected BadCall(9, ..)"),
+        }
     }
 
     #[test]
