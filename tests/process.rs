@@ -579,3 +579,57 @@ fn a_child_reports_its_default_name_and_numbers_its_own_children_from_one() {
         assert_eq!(current_process().name(), "MainProcess");
     });
 }
+
+// ------------------------------------------------------------------ issue 21: drops are
+// bounded; a panic never turns into a wait
+
+/// Starts a child that sleeps 60 s, then panics with its handle alive: the handle's
+/// drop runs while unwinding.
+fn panic_holding_a_child(daemon: bool) -> u32 {
+    let _child = Process::new(sleep_ms, 60_000)
+        .daemon(daemon)
+        .start()
+        .unwrap();
+    panic!("boom while holding a child");
+}
+
+#[test]
+fn a_panic_holding_a_running_child_does_not_wait_for_it() {
+    watchdog(60, || {
+        for daemon in [false, true] {
+            let t = Instant::now();
+            let mut p = Process::new(panic_holding_a_child, daemon).start().unwrap();
+            let status = p.join_timeout(Duration::from_secs(10)).unwrap();
+            assert!(
+                status.is_some(),
+                "daemon={daemon}: the panicking parent still waits for its child"
+            );
+            assert!(matches!(p.result(), Err(JoinError::Panicked { .. })));
+            assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        }
+    });
+}
+
+#[test]
+fn dropping_a_stopped_daemon_child_ends_and_reaps_it_in_bounded_time() {
+    watchdog(60, || {
+        // (stopped: the kernel still ends it on SIGTERM, whose default action is fatal)
+        let p = Process::new(sleep_ms, 60_000).daemon(true).start().unwrap();
+        std::process::Command::new("kill")
+            .args(["-STOP", &p.pid().to_string()])
+            .status()
+            .unwrap();
+        let pid = p.pid();
+        let t = Instant::now();
+        drop(p);
+        let took = t.elapsed();
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "the daemon child is gone (and reaped)"
+        );
+        assert!(
+            took < procactor::PROCESS_DROP_KILL_WAIT * 2 + Duration::from_secs(1),
+            "{took:?}"
+        );
+    });
+}

@@ -820,6 +820,21 @@ const NOT_UNDER_FORK: &[(&str, &str, &str)] = &[
         "plain Fork starts once a supervisor runs threads",
     ),
     (
+        "actor",
+        "calls_to_a_pool_run_on_its_members_at_once",
+        "needs threads (concurrent callers)",
+    ),
+    (
+        "actor",
+        "a_stop_racing_senders_loses_no_accepted_message",
+        "needs threads (concurrent senders)",
+    ),
+    (
+        "actor",
+        "child_call_killed_after_pop",
+        "ignored: run by a_taker_killed_between_pop_and_record_is_died_not_a_hang",
+    ),
+    (
         "supervisor",
         "otp_defaults_and_restarts_older_than_the_period_are_forgotten",
         "a second supervisor once the first runs threads",

@@ -778,3 +778,254 @@ fn refs_to_a_tree_whose_supervisor_died_do_not_wait_forever() {
             .is_err());
     });
 }
+
+// ------------------------------------------------------------------ issue 21: the API
+// answers while children end; ends in parallel; bounded events
+
+fn stop_process(pid: u32) {
+    // a stopped process does not act on SIGTERM (it stays pending): like a child that
+    // ignores it, it takes its whole shutdown time, then SIGKILL ends it
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+fn quick<R>(what: &str, limit: Duration, f: impl FnOnce() -> R) -> R {
+    let t = Instant::now();
+    let r = f();
+    let took = t.elapsed();
+    assert!(took < limit, "{what} took {took:?} (limit {limit:?})");
+    r
+}
+
+#[test]
+fn the_api_answers_while_a_restart_waits_for_a_slow_child() {
+    watchdog(60, || {
+        let out: Reports = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .strategy(Strategy::OneForAll)
+            .max_restarts(10, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let slow = sup
+            .spawn_with(
+                ChildSpec::new()
+                    .name("slow")
+                    .shutdown(Shutdown::Timeout(Duration::from_secs(3))),
+                Worker {
+                    tag: 1,
+                    out: out.clone(),
+                },
+            )
+            .unwrap();
+        let crasher = sup
+            .spawn_with(
+                ChildSpec::new().name("crasher"),
+                Worker {
+                    tag: 2,
+                    out: out.clone(),
+                },
+            )
+            .unwrap();
+        started(&out, &[1, 2]);
+        stop_process(slow.pid().unwrap());
+        let t0 = Instant::now();
+        crasher.kill().unwrap();
+        // the restart is under way once the crash is recorded: it now ends `slow`
+        // (3 s: SIGTERM stays pending, then SIGKILL)
+        wait_until(T, "the crash recorded", || {
+            sup.events()
+                .iter()
+                .any(|e| matches!(e, SupervisorEvent::Exited { name, .. } if name == "crasher"))
+        });
+        let limit = Duration::from_millis(500);
+        for _ in 0..3 {
+            quick("children()", limit, || sup.children());
+            quick("tree()", limit, || sup.tree());
+            quick("events()", limit, || sup.events());
+            let r = quick(
+                "wait_timeout(50 ms)",
+                Duration::from_millis(50) + limit,
+                || sup.wait_timeout(Duration::from_millis(50)),
+            );
+            assert!(matches!(r, Err(SupervisorError::Timeout)), "{r:?}");
+        }
+        let extra = quick("spawn()", Duration::from_secs(2), || {
+            sup.spawn(Worker {
+                tag: 3,
+                out: out.clone(),
+            })
+        })
+        .unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_millis(2500),
+            "the probes ran while the restart still waited"
+        );
+        // the restart completes: both started again, the new child untouched
+        let mut want = vec![1, 2, 3];
+        while !want.is_empty() {
+            let (tag, id, _) = next(&out);
+            assert_eq!(id, 0);
+            want.retain(|&t| t != tag);
+        }
+        assert!(t0.elapsed() >= Duration::from_secs(2), "slow got its 3 s");
+        assert_eq!(slow.restarts(), 1);
+        assert_eq!(crasher.restarts(), 1);
+        assert_eq!(extra.restarts(), 0);
+        sup.shutdown(T).unwrap();
+    });
+}
+
+#[test]
+fn shutdown_during_a_restart_returns_by_its_deadline() {
+    watchdog(60, || {
+        let out: Reports = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .strategy(Strategy::OneForAll)
+            .max_restarts(10, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let slow = sup
+            .spawn_with(
+                ChildSpec::new().shutdown(Shutdown::Timeout(Duration::from_secs(3))),
+                Worker {
+                    tag: 1,
+                    out: out.clone(),
+                },
+            )
+            .unwrap();
+        let crasher = spawn_worker(&sup, 2, &out);
+        started(&out, &[1, 2]);
+        let slow_pid = slow.pid().unwrap();
+        stop_process(slow_pid);
+        crasher.kill().unwrap();
+        wait_until(T, "the crash recorded", || {
+            sup.events()
+                .iter()
+                .any(|e| matches!(e, SupervisorEvent::Exited { .. }))
+        });
+        quick(
+            "shutdown(300 ms) during a restart",
+            Duration::from_millis(300 + 400),
+            || sup.shutdown(Duration::from_millis(300)).unwrap(),
+        );
+        // the slow child was killed at the shutdown's deadline, not after its own 3 s
+        wait_until(Duration::from_secs(1), "the slow child gone", || {
+            !std::path::Path::new(&format!("/proc/{slow_pid}/status")).exists()
+                || std::fs::read_to_string(format!("/proc/{slow_pid}/status"))
+                    .is_ok_and(|s| s.contains("zombie"))
+        });
+        assert!(sup.wait_timeout(Duration::from_secs(1)).is_ok());
+        assert_eq!(slow.state(), ActorState::Ended);
+        assert_eq!(crasher.state(), ActorState::Ended);
+        assert_eq!(slow.restarts(), 0, "nothing restarts after a shutdown");
+    });
+}
+
+#[test]
+fn a_pool_ends_its_members_in_parallel() {
+    watchdog(60, || {
+        let out: Reports = Queue::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let pool = sup
+            .spawn_pool_with(
+                ChildSpec::new().shutdown(Shutdown::Timeout(Duration::from_secs(1))),
+                3,
+                || Worker {
+                    tag: 1,
+                    out: out.clone(),
+                },
+            )
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(next(&out).1, 0);
+        }
+        for pid in pool.pids() {
+            stop_process(pid);
+        }
+        // one after another: 3 × 1 s; together: 1 s
+        let t = Instant::now();
+        sup.shutdown(T).unwrap();
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(900), "{took:?}");
+        assert!(took < Duration::from_millis(2500), "{took:?}");
+        assert!(pool.join_timeout(Duration::from_secs(1)));
+    });
+}
+
+#[test]
+fn events_keep_the_last_n_and_count_all() {
+    watchdog(60, || {
+        let out: Reports = Queue::new().unwrap();
+        let sup = Supervisor::builder()
+            .max_restarts(100, Duration::from_secs(60))
+            .event_history(4)
+            .build()
+            .unwrap();
+        let w = spawn_worker(&sup, 1, &out);
+        started(&out, &[1]);
+        for n in 1..=5 {
+            w.send((n, Act::Panic)).unwrap();
+            started(&out, &[1]);
+        }
+        wait_until(T, "5 restarts", || w.restarts() == 5);
+        let evs = sup.events();
+        assert_eq!(evs.len(), 4, "{evs:?}");
+        assert!(matches!(
+            evs.last(),
+            Some(SupervisorEvent::Restarted { restarts: 5, .. })
+        ));
+        let t = sup.event_totals();
+        assert_eq!((t.started, t.exited, t.restarted), (6, 5, 5));
+        assert_eq!(t.dropped, 16 - 4);
+        // the default keeps 1000
+        assert_eq!(procactor::DEFAULT_EVENT_HISTORY, 1000);
+        sup.shutdown(T).unwrap();
+    });
+}
+
+/// Builds a supervisor whose child takes 60 s to end (stopped, `Timeout(60 s)`), then
+/// panics with it alive: the supervisor's drop runs while unwinding.
+fn panic_holding_a_supervisor() -> u32 {
+    let out: Reports = Queue::new().unwrap();
+    let sup = Supervisor::builder().build().unwrap();
+    let w = sup
+        .spawn_with(
+            ChildSpec::new().shutdown(Shutdown::Timeout(Duration::from_secs(60))),
+            Worker {
+                tag: 1,
+                out: out.clone(),
+            },
+        )
+        .unwrap();
+    started(&out, &[1]);
+    stop_process(w.pid().unwrap());
+    panic!("boom while holding a supervisor");
+}
+
+#[test]
+fn a_panic_holding_a_supervisor_does_not_wait_for_its_children() {
+    watchdog(60, || {
+        let t = Instant::now();
+        let mut p = procactor::Process::new(panic_holding_a_supervisor, ())
+            .start()
+            .unwrap();
+        let status = p.join_timeout(Duration::from_secs(15)).unwrap();
+        assert!(
+            status.is_some(),
+            "the panicking parent still waits for its child"
+        );
+        assert!(matches!(
+            p.result(),
+            Err(procactor::JoinError::Panicked { .. })
+        ));
+        // drop while panicking: at most DROP_SHUTDOWN_LIMIT_PANICKING (1 s) for the
+        // children, whatever their shutdown time (60 s here)
+        assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+        assert_eq!(
+            procactor::DROP_SHUTDOWN_LIMIT_PANICKING,
+            Duration::from_secs(1)
+        );
+    });
+}

@@ -14,8 +14,21 @@
 //! (`#[process_actor(mailbox = pipe)]`) answers each message: its mailbox is a
 //! request/reply pair, and [`ActorRef::call`] sends a request and waits for its reply.
 //! Both directions are shared-memory rings (a socketpair round trip costs ~5 µs on the
-//! machines we measure, a ring round trip under 1 µs); calls from several handles are
-//! serialised by a cross-process lock, and each reply carries its request's number.
+//! machines we measure, a ring round trip under 1 µs). A pool of pipe actors has one
+//! call *lane* per member (at most 64): a lane is a cross-process lock and a reply
+//! queue, a caller takes a free lane (or waits for one), so calls to a pool run on its
+//! members at once; each reply carries its request's number (whose low byte names the
+//! lane), and a late reply to a caller that gave up is dropped by the lane's next
+//! caller.
+//!
+//! # A call always ends
+//!
+//! With its reply, [`CallError::Timeout`], [`CallError::Died`] (the process that took
+//! it died: the caller sees it in the lane's record of who took the call, or, if the
+//! taker died before recording it, from the call having left the mailbox while a
+//! process of the group ended), [`CallError::Stopped`] or [`CallError::Failed`] (also
+//! for a request the actor could not decode: it answers with the decoding error and
+//! goes on).
 //!
 //! # Ending
 //!
@@ -182,7 +195,9 @@ impl<E: std::error::Error> From<E> for ActorError {
 /// A failed [`ActorRef::call`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// `handle` returned this error (the actor then crashed).
+    /// `handle` returned this error (the actor then crashed), or the actor could not
+    /// read the request (a message whose `Deserialize` fails in the actor's process:
+    /// the error says so, and the actor goes on).
     #[error("the actor failed: {0}")]
     Failed(ActorError),
     /// The actor's process died while handling this call (a panic, a signal): no reply
@@ -263,11 +278,46 @@ pub fn assert_serde_actor<T: SerdeActor + ?Sized>() {}
 // ------------------------------------------------------------------ envelope
 
 /// What travels in a mailbox: a message, a call (request number + message), or a stop
-/// request. Encoded as a CBOR array: `[0, message]`, `[1, number, message]`, `[2]`.
+/// request. Encoded as a CBOR array: `[0, message]`, `[1, number, bytes]`, `[2]`, where
+/// a call's message is CBOR inside a byte string: its kind and number are read before
+/// the message, so a call whose message cannot be read is still answered (with an
+/// error) instead of leaving its caller without a reply.
 pub(crate) enum Envelope<M> {
     Msg(M),
     Call(u64, M),
     Stop,
+    /// (decoding only) a call whose message could not be read, and why.
+    BadCall(u64, String),
+}
+
+/// A byte string (a call's encoded message).
+struct AsBytes<'a>(&'a [u8]);
+
+impl Serialize for AsBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+struct RawBytes(Vec<u8>);
+
+impl<'de> Deserialize<'de> for RawBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct B;
+        impl<'de> Visitor<'de> for B {
+            type Value = RawBytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawBytes, E> {
+                Ok(RawBytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<RawBytes, E> {
+                Ok(RawBytes(v))
+            }
+        }
+        d.deserialize_byte_buf(B)
+    }
 }
 
 const KIND_MSG: u8 = 0;
@@ -284,10 +334,13 @@ impl<M: Serialize> Serialize for Envelope<M> {
                 t.end()
             }
             Envelope::Call(n, m) => {
+                let mut buf = Vec::new();
+                crate::codec::encode(m, &mut buf, None)
+                    .map_err(|e| serde::ser::Error::custom(e.to_string()))?;
                 let mut t = s.serialize_tuple(3)?;
                 t.serialize_element(&KIND_CALL)?;
                 t.serialize_element(n)?;
-                t.serialize_element(m)?;
+                t.serialize_element(&AsBytes(&buf))?;
                 t.end()
             }
             Envelope::Stop => {
@@ -295,14 +348,17 @@ impl<M: Serialize> Serialize for Envelope<M> {
                 t.serialize_element(&KIND_STOP)?;
                 t.end()
             }
+            Envelope::BadCall(..) => Err(serde::ser::Error::custom(
+                "an undecodable call is not sent again",
+            )),
         }
     }
 }
 
-impl<'de, M: Deserialize<'de>> Deserialize<'de> for Envelope<M> {
+impl<'de, M: DeserializeOwned> Deserialize<'de> for Envelope<M> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<M>(PhantomData<M>);
-        impl<'de, M: Deserialize<'de>> Visitor<'de> for V<M> {
+        impl<'de, M: DeserializeOwned> Visitor<'de> for V<M> {
             type Value = Envelope<M>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a mailbox envelope [0, message], [1, number, message] or [2]")
@@ -322,10 +378,14 @@ impl<'de, M: Deserialize<'de>> Deserialize<'de> for Envelope<M> {
                         let n = a
                             .next_element()?
                             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                        let m = a
+                        let RawBytes(b) = a
                             .next_element()?
                             .ok_or_else(|| de::Error::invalid_length(2, &self))?;
-                        Ok(Envelope::Call(n, m))
+                        // the number is known: a message that cannot be read is answered
+                        Ok(match crate::codec::decode::<M>(&b, Vec::new()) {
+                            Ok(m) => Envelope::Call(n, m),
+                            Err(e) => Envelope::BadCall(n, e.to_string()),
+                        })
                     }
                     KIND_STOP => Ok(Envelope::Stop),
                     k => Err(de::Error::custom(format!(
@@ -343,7 +403,7 @@ impl<M> Envelope<M> {
     fn into_msg(self) -> Option<M> {
         match self {
             Envelope::Msg(m) | Envelope::Call(_, m) => Some(m),
-            Envelope::Stop => None,
+            Envelope::Stop | Envelope::BadCall(..) => None,
         }
     }
 }
@@ -389,6 +449,12 @@ pub(crate) mod cell {
     pub(crate) const ENDED: usize = 3;
     /// The pid of the process supervising the group (0: none yet).
     pub(crate) const SUPERVISOR: usize = 4;
+    /// How many of the group's processes have ended (the supervisor counts them): a
+    /// caller whose call vanished looks whether one ended since it sent it.
+    pub(crate) const EXITS: usize = 5;
+    /// Senders between their `stopping` check and the end of their put (see
+    /// `ActorRef::stop`).
+    pub(crate) const SENDING: usize = 6;
     /// (a whole cache line: the per-actor words the actor writes on every message do not
     /// share a line with the header words every sender reads)
     pub(crate) const HEADER: usize = 8;
@@ -405,6 +471,11 @@ pub(crate) mod cell {
     pub(crate) const IN_CALL: usize = 4;
     /// Per actor: the last exit status (see `encode_status`), 0 = none yet.
     pub(crate) const EXIT: usize = 5;
+    /// Per call lane (lane `k` uses actor block `k`'s word): the number of the last call
+    /// of this lane an actor took.
+    pub(crate) const LANE_TAKEN: usize = 6;
+    /// Per call lane: who took it, `member << 32 | pid` (written before `LANE_TAKEN`).
+    pub(crate) const LANE_TAKER: usize = 7;
     pub(crate) const BLOCK: usize = 8;
 
     pub(crate) fn len(actors: usize) -> usize {
@@ -476,8 +547,51 @@ pub(crate) fn decode_status(w: u64) -> Option<ExitStatus> {
 pub(crate) struct Group {
     pub(crate) cell: RawArray<u64>,
     pub(crate) ended: Event,
-    pub(crate) call_lock: Option<Lock>,
+    /// One lock per call lane (pipe actors: one lane per member, at most
+    /// [`MAX_LANES`]): a caller holds a lane for its call, and the lane's reply queue
+    /// carries its reply.
+    pub(crate) call_locks: Vec<Lock>,
     pub(crate) actors: u32,
+}
+
+/// How long [`ActorRef::stop`] waits at most for the sends under way (counted in the
+/// mailbox's shared cell) to finish before it queues the stop request.
+pub const STOP_WAIT_FOR_SENDERS: Duration = Duration::from_secs(1);
+
+/// A sender between its `stopping` check and the end of its put (counted in the
+/// group's `SENDING` word).
+struct Sending<'a>(&'a AtomicU64);
+
+impl<'a> Sending<'a> {
+    fn enter(g: &'a Group) -> Sending<'a> {
+        let w = g.word(cell::SENDING);
+        w.fetch_add(1, Ordering::SeqCst);
+        Sending(w)
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// At most this many calls to one pool of pipe actors run at once (a pool of more
+/// members shares the lanes); each lane is a lock and a reply queue.
+pub(crate) const MAX_LANES: usize = 64;
+
+/// How many call lanes a group of `actors` has: one per member for pipe actors.
+pub(crate) fn lanes(actors: usize, calls: bool) -> usize {
+    if calls {
+        actors.clamp(1, MAX_LANES)
+    } else {
+        0
+    }
+}
+
+/// A call number carries its lane in its low byte.
+fn lane_of(n: u64) -> usize {
+    (n & 0xff) as usize
 }
 
 impl Group {
@@ -485,7 +599,9 @@ impl Group {
         Ok(Group {
             cell: RawArray::zeroed(cell::len(actors))?,
             ended: Event::new()?,
-            call_lock: if calls { Some(Lock::new()?) } else { None },
+            call_locks: (0..lanes(actors, calls))
+                .map(|_| Lock::new())
+                .collect::<Result<_, _>>()?,
             actors: actors as u32,
         })
     }
@@ -539,6 +655,24 @@ impl Group {
             self.set_state(actor, ActorState::Restarting);
             self.word(cell::ENDED).fetch_sub(1, Ordering::AcqRel);
             self.ended.clear();
+        }
+    }
+
+    /// Refuses sends from now on and waits (at most [`STOP_WAIT_FOR_SENDERS`]) until
+    /// the senders that got past their check have put their message: a stop request
+    /// queued after this comes after every message whose send returned `Ok`.
+    pub(crate) fn close_for_stop(&self) {
+        self.word(cell::STOPPING).store(1, Ordering::SeqCst);
+        let sending = self.word(cell::SENDING);
+        let until = Instant::now() + STOP_WAIT_FOR_SENDERS;
+        let mut spins = 0u32;
+        while sending.load(Ordering::SeqCst) != 0 && Instant::now() < until {
+            spins += 1;
+            if spins < 100 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(200));
+            }
         }
     }
 
@@ -614,7 +748,7 @@ impl Group {
 /// ```
 pub struct ActorRef<A: ProcessActor> {
     pub(crate) mailbox: Queue<Envelope<A::Msg>>,
-    pub(crate) replies: Option<Queue<ReplyOf<A::Reply>>>,
+    pub(crate) replies: Vec<Queue<ReplyOf<A::Reply>>>,
     pub(crate) group: Group,
     pub(crate) index: u32,
     pub(crate) name: String,
@@ -649,7 +783,7 @@ impl<A: ProcessActor> fmt::Debug for ActorRef<A> {
 struct RefWireOut<'a, M, R> {
     actor: &'a str,
     mailbox: &'a Queue<M>,
-    replies: &'a Option<Queue<R>>,
+    replies: &'a Vec<Queue<R>>,
     group: &'a Group,
     index: u32,
     name: &'a str,
@@ -659,7 +793,7 @@ struct RefWireOut<'a, M, R> {
 struct RefWireIn<M, R> {
     actor: String,
     mailbox: Queue<M>,
-    replies: Option<Queue<R>>,
+    replies: Vec<Queue<R>>,
     group: Group,
     index: u32,
     name: String,
@@ -710,7 +844,7 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 impl<A: ProcessActor> ActorRef<A> {
     pub(crate) fn new(
         mailbox: &Queue<Envelope<A::Msg>>,
-        replies: &Option<Queue<ReplyOf<A::Reply>>>,
+        replies: &[Queue<ReplyOf<A::Reply>>],
         group: &Group,
         index: u32,
         name: String,
@@ -719,7 +853,7 @@ impl<A: ProcessActor> ActorRef<A> {
             mailbox: mailbox.clone_open(),
             // callers only take replies: a closed handle, so that a dead actor's reply
             // queue looks disconnected
-            replies: replies.clone(),
+            replies: replies.to_vec(),
             group: group.clone(),
             index,
             name,
@@ -727,11 +861,18 @@ impl<A: ProcessActor> ActorRef<A> {
         }
     }
 
-    fn refuse_if_stopping(&self, msg: A::Msg) -> Result<A::Msg, PutError<A::Msg>> {
-        if self.group.word(cell::STOPPING).load(Ordering::Acquire) != 0 || self.group.all_ended() {
+    /// Counts this sender in (see [`Group::close_for_stop`]) unless a stop was asked
+    /// for: the message back then. The guard counts it out when dropped, once its put
+    /// has ended.
+    fn refuse_if_stopping(&self, msg: A::Msg) -> Result<(A::Msg, Sending<'_>), PutError<A::Msg>> {
+        let sending = Sending::enter(&self.group);
+        // (SeqCst, with `close_for_stop`: either this sender sees the stop, or the
+        // stopper sees this sender)
+        if self.group.word(cell::STOPPING).load(Ordering::SeqCst) != 0 || self.group.all_ended() {
             Err(PutError::Closed(msg))
         } else {
-            Ok(msg)
+            crate::test_hooks::pause_point("actor.send.after_check");
+            Ok((msg, sending))
         }
     }
 
@@ -772,7 +913,7 @@ impl<A: ProcessActor> ActorRef<A> {
         msg: A::Msg,
         deadline: Option<Instant>,
     ) -> Result<(), PutError<A::Msg>> {
-        let msg = self.refuse_if_stopping(msg)?;
+        let (msg, _sending) = self.refuse_if_stopping(msg)?;
         let r = match deadline {
             None => self.mailbox.put(Envelope::Msg(msg)),
             Some(d) => self.mailbox.put_deadline(Envelope::Msg(msg), d),
@@ -826,7 +967,10 @@ impl<A: ProcessActor> ActorRef<A> {
 
     /// Asks the actor to stop gracefully: later sends are refused, the messages queued
     /// before the request are still handled, then [`Actor::stopped`] runs and the process
-    /// exits. The supervisor does not restart an actor stopped this way. Returns at once
+    /// exits. Every `send` that returned `Ok` is handled, even one racing with this call
+    /// (from any process): the stop request is queued only after the sends under way
+    /// have finished putting (waiting for them at most [`STOP_WAIT_FOR_SENDERS`]: a
+    /// sender killed in the middle of its put is not waited for longer). The supervisor does not restart an actor stopped this way. Returns at once
     /// (use [`join`](ActorRef::join) to wait). For a pool, every actor of the pool stops.
     ///
     /// # Errors
@@ -836,7 +980,7 @@ impl<A: ProcessActor> ActorRef<A> {
         if self.group.all_ended() {
             return Ok(());
         }
-        self.group.word(cell::STOPPING).store(1, Ordering::Release);
+        self.group.close_for_stop();
         for _ in 0..self.group.actors {
             match self.mailbox.put(Envelope::Stop) {
                 Ok(()) => {}
@@ -940,33 +1084,56 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
     }
 
     fn call_deadline(&self, msg: A::Msg, deadline: Option<Instant>) -> Result<A::Reply, CallError> {
-        let (Some(replies), Some(lock)) = (&self.replies, &self.group.call_lock) else {
+        let lanes = self.group.call_locks.len().min(self.replies.len());
+        if lanes == 0 {
             return Err(CallError::Send("this actor has no reply channel".into()));
-        };
-        let msg = self
+        }
+        let (msg, sending) = self
             .refuse_if_stopping(msg)
             .map_err(|_| CallError::Stopped)?;
-        // one call at a time per mailbox: replies come back on one ring
-        let _guard = match deadline {
-            None => lock.acquire().unwrap_or_else(|e| e.into_inner()),
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                match lock.acquire_timeout(left) {
-                    Ok(Some(g)) => g,
-                    Ok(None) => return Err(CallError::Timeout),
-                    Err(e) => e.into_inner(),
-                }
-            }
-        };
-        let n = self
+        // a lane for this call: a free one if any (calls to a pool run on its members at
+        // once), else wait for the one this call number falls on
+        let c = self
             .group
             .word(cell::NEXT_CALL)
             .fetch_add(1, Ordering::AcqRel)
             + 1;
+        let first = (c % lanes as u64) as usize;
+        let mut held = None;
+        for k in (0..lanes).map(|i| (first + i) % lanes) {
+            match self.group.call_locks[k].try_acquire() {
+                Ok(Some(g)) => held = Some((k, g)),
+                Ok(None) => continue,
+                Err(e) => held = Some((k, e.into_inner())),
+            }
+            break;
+        }
+        let (lane, _guard) = match held {
+            Some(h) => h,
+            None => {
+                let lock = &self.group.call_locks[first];
+                let g = match deadline {
+                    None => lock.acquire().unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        match lock.acquire_timeout(left) {
+                            Ok(Some(g)) => g,
+                            Ok(None) => return Err(CallError::Timeout),
+                            Err(e) => e.into_inner(),
+                        }
+                    }
+                };
+                (first, g)
+            }
+        };
+        let replies = &self.replies[lane];
+        let n = (c << 8) | lane as u64;
+        let exits = self.group.word(cell::EXITS).load(Ordering::Acquire);
         let put = match deadline {
             None => self.mailbox.put(Envelope::Call(n, msg)),
             Some(d) => self.mailbox.put_deadline(Envelope::Call(n, msg), d),
         };
+        drop(sending);
         if let Err(e) = put {
             return Err(match e {
                 PutError::Full(_) => CallError::Timeout,
@@ -976,19 +1143,51 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
         }
         // every few milliseconds without the reply: was the request lost with a dying
         // actor, or has the actor ended (a reply may still have come just before)?
-        let check = || {
+        let lane_word = |w| self.group.actor_word(lane as u32, w);
+        let mut vanished_since: Option<Instant> = None;
+        let mut check = || {
             if self.group.word(cell::LOST_CALL).load(Ordering::Acquire) == n {
                 return Some(Err(CallError::Died));
             }
+            let last_reply = || match replies.try_get() {
+                Ok((k, r)) if k == n => Some(r.map_err(CallError::Failed)),
+                _ => None,
+            };
+            if lane_word(cell::LANE_TAKEN).load(Ordering::Acquire) == n {
+                // taken: by an incarnation that has ended since?
+                let taker = lane_word(cell::LANE_TAKER).load(Ordering::Acquire);
+                let (member, pid) = ((taker >> 32) as u32, taker as u32);
+                let ended = member >= self.group.actors
+                    || self.group.pid(member) != Some(pid)
+                    || !os::process_alive(pid);
+                if ended {
+                    return Some(last_reply().unwrap_or(Err(CallError::Died)));
+                }
+            } else if self.mailbox.is_empty()
+                && self.group.word(cell::EXITS).load(Ordering::Acquire) != exits
+            {
+                // not in the mailbox, taken by nobody alive, and a process of the group
+                // ended since it was sent: it died between taking it and recording it
+                // (seen twice, VANISHED apart, so that a live taker has recorded it)
+                let now = Instant::now();
+                match vanished_since {
+                    None => vanished_since = Some(now),
+                    Some(t) if now.duration_since(t) >= VANISHED => {
+                        if lane_word(cell::LANE_TAKEN).load(Ordering::Acquire) != n {
+                            return Some(last_reply().unwrap_or(Err(CallError::Died)));
+                        }
+                    }
+                    Some(_) => {}
+                }
+            } else {
+                vanished_since = None;
+            }
             if self.group.over() {
-                return Some(match replies.try_get() {
-                    Ok((k, r)) if k == n => r.map_err(CallError::Failed),
-                    _ => Err(CallError::Stopped),
-                });
+                return Some(last_reply().unwrap_or(Err(CallError::Stopped)));
             }
             None
         };
-        match await_reply(replies, n, deadline, check) {
+        match await_reply(replies, n, deadline, &mut check) {
             Ok(r) => r.map_err(CallError::Failed),
             Err(NoReply::Stopped(outcome)) => outcome,
             Err(NoReply::Timeout) => Err(CallError::Timeout),
@@ -998,6 +1197,11 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
     }
 }
 
+/// How long a call must look lost (taken from the mailbox, recorded by nobody, a process
+/// of its group ended) before its caller concludes that the taker died: a live actor
+/// records a call microseconds after taking it.
+const VANISHED: Duration = Duration::from_millis(50);
+
 // ------------------------------------------------------------------ Context
 
 /// What an actor knows about itself while it runs: its name, a reference to itself, and
@@ -1005,7 +1209,7 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
 pub struct Context<A: Actor> {
     name: String,
     mailbox: Queue<Envelope<A::Msg>>,
-    replies: Option<Queue<ReplyOf<A::Reply>>>,
+    replies: Vec<Queue<ReplyOf<A::Reply>>>,
     group: Group,
     index: u32,
     stop: bool,
@@ -1079,7 +1283,7 @@ pub(crate) struct ActorBoot<A: ProcessActor> {
     #[serde(bound = "")]
     mailbox: Queue<Envelope<A::Msg>>,
     #[serde(bound = "")]
-    replies: Option<Queue<ReplyOf<A::Reply>>>,
+    replies: Vec<Queue<ReplyOf<A::Reply>>>,
     group: Group,
     index: u32,
     name: String,
@@ -1093,7 +1297,7 @@ pub(crate) struct ActorBootRef<'a, A: ProcessActor> {
     #[serde(bound = "")]
     pub(crate) mailbox: &'a Queue<Envelope<A::Msg>>,
     #[serde(bound = "")]
-    pub(crate) replies: &'a Option<Queue<ReplyOf<A::Reply>>>,
+    pub(crate) replies: &'a Vec<Queue<ReplyOf<A::Reply>>>,
     pub(crate) group: &'a Group,
     pub(crate) index: u32,
     pub(crate) name: &'a str,
@@ -1112,8 +1316,8 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
     // the actor's own mailbox handle must not count as a sender (see module docs)
     mailbox.close();
     // …and it is the one sender of replies
-    let open_replies = replies.as_ref().map(Queue::clone_open);
-    if let Some(r) = &replies {
+    let open_replies: Vec<_> = replies.iter().map(Queue::clone_open).collect();
+    for r in &replies {
         r.close();
     }
     group
@@ -1166,7 +1370,10 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
                 }
             }
             Envelope::Call(n, m) => {
-                answer_call(&mut actor, &mut ctx, in_call, &replies, n, m);
+                answer_call(&mut actor, &mut ctx, in_call, &replies, n, Ok(m));
+            }
+            Envelope::BadCall(n, e) => {
+                answer_call(&mut actor, &mut ctx, in_call, &replies, n, Err(e));
             }
             Envelope::Stop => {
                 // graceful: what was queued before the stop request is still handled
@@ -1179,7 +1386,10 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
                             }
                         }
                         Envelope::Call(n, m) => {
-                            answer_call(&mut actor, &mut ctx, in_call, &replies, n, m);
+                            answer_call(&mut actor, &mut ctx, in_call, &replies, n, Ok(m));
+                        }
+                        Envelope::BadCall(n, e) => {
+                            answer_call(&mut actor, &mut ctx, in_call, &replies, n, Err(e));
                         }
                         // another pool member's stop request: put it back for it
                         Envelope::Stop => {
@@ -1196,26 +1406,61 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
     report
 }
 
-/// Handles call `n`: records it as in flight (so a death here is reported to the caller
-/// as `Died`), sends the reply, and ends the actor as a crash if `handle` failed.
+/// How long an actor tries to put a reply (a reply queue is unbounded: only a caller
+/// that stopped reading a huge backlog of replies could make it wait): a late reply to
+/// a caller that gave up never holds the actor longer.
+const REPLY_PUT_LIMIT: Duration = Duration::from_secs(1);
+
+/// Handles call `n` (or answers a call whose message could not be read with an error,
+/// without crashing): records it as taken on its lane and in flight (so a death here
+/// is reported to the caller as `Died`), sends the reply on the lane's reply queue, and
+/// ends the actor as a crash if `handle` failed.
 fn answer_call<A: ProcessActor>(
     actor: &mut A,
     ctx: &mut Context<A>,
     in_call: &AtomicU64,
-    replies: &Option<Queue<ReplyOf<A::Reply>>>,
+    replies: &[Queue<ReplyOf<A::Reply>>],
     n: u64,
-    m: A::Msg,
+    m: Result<A::Msg, String>,
 ) {
+    crate::test_hooks::kill_point("actor.call.after_pop");
+    let lane = lane_of(n);
+    if lane < replies.len() {
+        let taker = (u64::from(ctx.index) << 32) | u64::from(os::current_pid());
+        ctx.group
+            .actor_word(lane as u32, cell::LANE_TAKER)
+            .store(taker, Ordering::Release);
+        ctx.group
+            .actor_word(lane as u32, cell::LANE_TAKEN)
+            .store(n, Ordering::Release);
+    }
     in_call.store(n, Ordering::Release);
-    let r = actor.handle(m, ctx);
-    let failed = r.as_ref().err().cloned();
-    if let Some(replies) = replies {
-        if let Err(e) = replies.put((n, r)) {
-            tracing::error!(actor = %ctx.name, error = %e, "reply not sent");
+    let (r, crash_on) = match m {
+        Ok(m) => {
+            let r = actor.handle(m, ctx);
+            let failed = r.as_ref().err().cloned();
+            (r, failed)
         }
+        Err(e) => {
+            tracing::error!(actor = %ctx.name, error = %e, "undecodable call answered with an error");
+            (
+                Err(ActorError::new(format!(
+                    "the request could not be read: {e}"
+                ))),
+                None,
+            )
+        }
+    };
+    match replies.get(lane) {
+        Some(q) => {
+            if let Err(e) = q.put_deadline((n, r), Instant::now() + REPLY_PUT_LIMIT) {
+                tracing::error!(actor = %ctx.name, error = %e, "reply not sent");
+            }
+        }
+        None => tracing::error!(actor = %ctx.name, call = n, "a call on no lane: not answered"),
     }
     in_call.store(0, Ordering::Release);
-    if let Some(e) = failed {
+    if let Some(e) = crash_on {
         crash(&ctx.name, "handle", &e);
     }
 }
@@ -1257,6 +1502,18 @@ mod tests {
         buf.clear();
         crate::codec::encode(&Envelope::Msg(7u32), &mut buf, None).unwrap();
         assert_eq!(buf.len(), 3, "[0, 7]: two items, three bytes");
+        // a call whose message is not the actor's type: its number is still read
+        buf.clear();
+        crate::codec::encode(
+            &Envelope::Call(9, "not a number".to_string()),
+            &mut buf,
+            None,
+        )
+        .unwrap();
+        match crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).unwrap() {
+            Envelope::BadCall(9, why) => assert!(why.contains("u32"), "{why}"),
+            _ => panic!("expected BadCall(9, ..)"),
+        }
     }
 
     #[test]
@@ -1318,7 +1575,13 @@ mod tests {
     fn one_ref() -> ActorRef<One> {
         let q: Queue<Envelope<u32>> = Queue::new().unwrap();
         q.close();
-        ActorRef::new(&q, &None, &Group::new(1, false).unwrap(), 0, "one".into())
+        ActorRef::new(
+            &q,
+            &Vec::new(),
+            &Group::new(1, false).unwrap(),
+            0,
+            "one".into(),
+        )
     }
 
     #[test]

@@ -26,10 +26,11 @@ pub mod shared;
 mod status;
 pub mod supervisor;
 pub mod sync;
+mod test_hooks;
 
 pub use actor::{
     registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context, MailboxKind,
-    PipeMailbox, ProcessActor, QueueMailbox,
+    PipeMailbox, ProcessActor, QueueMailbox, STOP_WAIT_FOR_SENDERS,
 };
 pub use bytes::Bytes;
 pub use error::*;
@@ -52,8 +53,9 @@ pub use runtime::{
 pub use shared::*;
 pub use status::ExitStatus;
 pub use supervisor::{
-    ChildInfo, ChildSpec, PoolRef, Restart, Shutdown, Strategy, Supervisor, SupervisorBuilder,
-    SupervisorError, SupervisorEvent, SupervisorRef,
+    ChildInfo, ChildSpec, EventTotals, PoolRef, Restart, Shutdown, Strategy, Supervisor,
+    SupervisorBuilder, SupervisorError, SupervisorEvent, SupervisorRef, DEFAULT_EVENT_HISTORY,
+    DROP_SHUTDOWN_LIMIT, DROP_SHUTDOWN_LIMIT_PANICKING,
 };
 pub use sync::*;
 

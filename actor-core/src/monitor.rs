@@ -276,6 +276,9 @@ struct Monitor {
     children: Mutex<Children>,
     live: Mutex<Vec<Weak<ChildState>>>,
     subscribers: Mutex<Vec<crossbeam_channel::Sender<ExitEvent>>>,
+    /// Owners that asked for the exit of one child each (a supervisor): the exit goes to
+    /// that owner only, not to every subscriber (see [`ExitRoute`]).
+    routes: Mutex<HashMap<u32, crossbeam_channel::Sender<ExitEvent>>>,
     /// Statuses a fork server relayed before their child was registered here, by
     /// (server, child) pid.
     early: Mutex<HashMap<(u32, u32), ExitStatus>>,
@@ -296,6 +299,7 @@ fn monitor() -> std::io::Result<Arc<Monitor>> {
         children: Mutex::new(Children::default()),
         live: Mutex::new(Vec::new()),
         subscribers: Mutex::new(Vec::new()),
+        routes: Mutex::new(HashMap::new()),
         early: Mutex::new(HashMap::new()),
         thread: OnceCell::new(),
     });
@@ -325,6 +329,14 @@ impl Monitor {
     }
 
     fn publish(&self, ev: ExitEvent) {
+        let routed = self
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ev.pid);
+        if let Some(tx) = routed {
+            let _ = tx.send(ev.clone());
+        }
         self.subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -548,20 +560,74 @@ pub(crate) fn subscribe() -> std::io::Result<crossbeam_channel::Receiver<ExitEve
     Ok(rx)
 }
 
-/// A thread that handles every exit of this process's children from now on (for the
-/// owners of many children: a supervisor, a pool) until it is dropped. The subscription
-/// is taken before `start` returns, so no exit of a child started afterwards is missed.
+/// A thread that handles exits of this process's children (for the owners of many
+/// children: a supervisor, a pool) until it is dropped: every exit from now on
+/// ([`start`](ExitWatcher::start), a subscription taken before `start` returns, so no
+/// exit of a child started afterwards is missed), or only the exits of the children
+/// routed to it ([`start_routed`](ExitWatcher::start_routed)).
 pub(crate) struct ExitWatcher {
     quit: Option<crossbeam_channel::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Where the exits of an owner's children go: the owner names each child it starts
+/// with [`watch`](ExitRoute::watch), and the monitor sends that child's exit to this
+/// owner alone (one map lookup per exit, instead of a copy to every owner of the
+/// process).
+#[derive(Clone)]
+pub(crate) struct ExitRoute {
+    tx: crossbeam_channel::Sender<ExitEvent>,
+}
+
+impl ExitRoute {
+    /// Routes the exit of child `pid` to this owner. `ended` tells whether the child's
+    /// status is already known (it may have exited and been published before this
+    /// call): then the exit is sent here directly. (An exit may so arrive twice; the
+    /// owner ignores a pid it no longer has.)
+    pub(crate) fn watch(&self, pid: u32, ended: impl FnOnce() -> bool) {
+        let Ok(m) = monitor() else { return };
+        m.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pid, self.tx.clone());
+        if ended() {
+            m.routes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&pid);
+            let _ = self.tx.send(ExitEvent {
+                pid,
+                status: ExitStatus::Code(-1),
+            });
+        }
+    }
+}
+
 impl ExitWatcher {
     pub(crate) fn start(
         name: &str,
+        on_exit: impl FnMut(ExitEvent) + Send + 'static,
+    ) -> std::io::Result<ExitWatcher> {
+        Self::run_on(name, subscribe()?, on_exit)
+    }
+
+    /// A watcher that sees only the exits routed to it through the returned
+    /// [`ExitRoute`].
+    pub(crate) fn start_routed(
+        name: &str,
+        on_exit: impl FnMut(ExitEvent) + Send + 'static,
+    ) -> std::io::Result<(ExitWatcher, ExitRoute)> {
+        let m = monitor()?;
+        m.ensure_thread()?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Ok((Self::run_on(name, rx, on_exit)?, ExitRoute { tx }))
+    }
+
+    fn run_on(
+        name: &str,
+        exits: crossbeam_channel::Receiver<ExitEvent>,
         mut on_exit: impl FnMut(ExitEvent) + Send + 'static,
     ) -> std::io::Result<ExitWatcher> {
-        let exits = subscribe()?;
         let (quit, quit_rx) = crossbeam_channel::bounded::<()>(1);
         let thread = crate::runtime::thread_builder(name).spawn(move || loop {
             crossbeam_channel::select! {
@@ -602,6 +668,40 @@ mod tests {
             .unwrap();
         let pid = c.id();
         (pid, os::pidfd_of(pid).unwrap(), c)
+    }
+
+    #[test]
+    fn a_routed_watcher_sees_the_exits_of_its_children_only() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (_w, route) = ExitWatcher::start_routed("test-routed", move |ev| {
+            let _ = tx.send(ev.pid);
+        })
+        .unwrap();
+        let (mine, fd1, mut c1) = sleeper("30");
+        let (other, fd2, mut c2) = sleeper("30");
+        let s1 = register(mine, "mine".into(), fd1, Watch::Reap).unwrap();
+        let s2 = register(other, "other".into(), fd2, Watch::Reap).unwrap();
+        route.watch(mine, || s1.exit_status().is_some());
+        // (the other one's exit is published too, but routed to nobody)
+        let _ = c2.kill();
+        let _ = s2.wait_exit(Some(Instant::now() + Duration::from_secs(10)));
+        let _ = c1.kill();
+        let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(got, mine);
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        assert!(!monitor()
+            .unwrap()
+            .routes
+            .lock()
+            .unwrap()
+            .contains_key(&mine));
+        // a child that ended before its route was set: its exit is sent at `watch`
+        let (late, fd3, mut c3) = sleeper("0");
+        let s3 = register(late, "late".into(), fd3, Watch::Reap).unwrap();
+        let _ = s3.wait_exit(Some(Instant::now() + Duration::from_secs(10)));
+        route.watch(late, || s3.exit_status().is_some());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), late);
+        let _ = (c1.wait(), c2.wait(), c3.wait());
     }
 
     #[test]

@@ -28,8 +28,10 @@ pub use procactor_transports::target::Target;
 /// arguments (a Pipe end, a Queue, a Lock, …) travel as file descriptors.
 ///
 /// **At drop**, a non-daemon child still running is joined (Python joins non-daemon
-/// children at interpreter exit) and a daemon child is terminated (`SIGTERM`, then
-/// `SIGKILL` if it has not exited after a second). Every child also gets `SIGKILL`
+/// children at interpreter exit), for at most [`PROCESS_DROP_JOIN_LIMIT`], and a daemon
+/// child is terminated (`SIGTERM`, then `SIGKILL` if it has not exited after a second);
+/// while the dropping thread panics nothing is waited for (see the `Drop` impl: every
+/// drop is bounded). Every child also gets `SIGKILL`
 /// from the kernel when its parent process dies (`PR_SET_PDEATHSIG`), so a crashed or
 /// killed parent never leaves orphans behind. (The kernel ties that signal to the
 /// forking *thread*; children started from threads other than the main thread are
@@ -599,35 +601,66 @@ fn parse_outcome(payload: &[u8]) -> Result<Vec<u8>, JoinError> {
     }
 }
 
+/// How long dropping a [`Process`] handle waits for a running non-daemon child to end
+/// before it lets it run on unwatched (see [`Process`]'s drop).
+pub const PROCESS_DROP_JOIN_LIMIT: Duration = Duration::from_secs(60);
+/// How long dropping a handle waits for a daemon child after `SIGTERM` (then after
+/// `SIGKILL`).
+pub const PROCESS_DROP_KILL_WAIT: Duration = Duration::from_secs(1);
+
 impl<R> Drop for Process<R> {
+    /// Bounded whatever the child does:
+    ///
+    /// - a daemon child is sent `SIGTERM`, given [`PROCESS_DROP_KILL_WAIT`] (1 s), sent
+    ///   `SIGKILL` and given 1 s more: at most 2 s;
+    /// - a non-daemon child is joined (its report read, so that a child blocked writing
+    ///   a large result can end), for at most [`PROCESS_DROP_JOIN_LIMIT`] (60 s); one
+    ///   still running then is left to run on (a warning is logged; the monitor reaps it
+    ///   when it ends; it still dies with this process, by its parent-death signal);
+    /// - while the dropping thread is panicking, nothing is waited for: a daemon child
+    ///   is sent `SIGKILL` (and given at most 1 s), a non-daemon child is left to run on
+    ///   at once, so that a panic never turns into a wait for a child.
     fn drop(&mut self) {
         if self.state.exit_status().is_some() {
             return;
         }
+        let panicking = std::thread::panicking();
+        let pidfd = self.state.pidfd.as_fd();
         if self.daemon {
-            let _ = os::pidfd_signal(self.state.pidfd.as_fd(), os::SIGTERM);
-            if self
-                .state
-                .wait_exit_direct(Some(Instant::now() + Duration::from_secs(1)))
-                .is_none()
-            {
-                let _ = os::pidfd_signal(self.state.pidfd.as_fd(), os::SIGKILL);
-                let _ = self.state.wait_exit_direct(None);
-            }
-        } else {
-            // drain the report so that a child blocked writing it can exit, then wait
-            self.control = self.control.take().and_then(|c| {
-                let mut reader = FrameReader::new();
-                loop {
-                    match reader.fill(c.as_fd(), Wait::Forever, None) {
-                        Ok(_) => {
-                            reader.consume();
-                        }
-                        Err(_) => break None::<OwnedFd>,
-                    }
+            if !panicking {
+                let _ = os::pidfd_signal(pidfd, os::SIGTERM);
+                if self
+                    .state
+                    .wait_exit_direct(Some(Instant::now() + PROCESS_DROP_KILL_WAIT))
+                    .is_some()
+                {
+                    return;
                 }
-            });
-            let _ = self.state.wait_exit_direct(None);
+            }
+            let _ = os::pidfd_signal(pidfd, os::SIGKILL);
+            let _ = self
+                .state
+                .wait_exit_direct(Some(Instant::now() + PROCESS_DROP_KILL_WAIT));
+            return;
+        }
+        if panicking {
+            tracing::debug!(pid = self.state.pid, "dropped while panicking: not joined");
+            return;
+        }
+        let until = Instant::now() + PROCESS_DROP_JOIN_LIMIT;
+        // drain the report so that a child blocked writing it can exit, then wait
+        if let Some(c) = self.control.take() {
+            let mut reader = FrameReader::new();
+            while reader.fill(c.as_fd(), Wait::Until(until), None).is_ok() {
+                reader.consume();
+            }
+        }
+        if self.state.wait_exit_direct(Some(until)).is_none() {
+            tracing::warn!(
+                pid = self.state.pid,
+                name = %self.state.name,
+                "a dropped non-daemon child still runs after {PROCESS_DROP_JOIN_LIMIT:?}: left to run on"
+            );
         }
     }
 }

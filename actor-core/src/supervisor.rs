@@ -276,7 +276,7 @@ struct ActorUnit<A: ProcessActor> {
     #[serde(bound = "")]
     mailbox: Queue<Envelope<A::Msg>>,
     #[serde(bound = "")]
-    replies: Option<Queue<ReplyOf<A::Reply>>>,
+    replies: Vec<Queue<ReplyOf<A::Reply>>>,
     group: Group,
     name: String,
 }
@@ -285,14 +285,13 @@ impl<A: ProcessActor> ActorUnit<A> {
     fn create(name: String, actors: Vec<A>) -> Result<ActorUnit<A>, crate::Error> {
         let calls = <A::Mailbox as MailboxKind>::REPLIES;
         let mailbox: Queue<Envelope<A::Msg>> = Queue::new()?;
-        let replies = if calls {
-            Some(Queue::<ReplyOf<A::Reply>>::new()?)
-        } else {
-            None
-        };
+        // one reply queue per call lane (see `actor::lanes`)
+        let replies = (0..crate::actor::lanes(actors.len(), calls))
+            .map(|_| Queue::<ReplyOf<A::Reply>>::new())
+            .collect::<Result<Vec<_>, _>>()?;
         // the supervisor's handles are not senders (see the actor module docs)
         mailbox.close();
-        if let Some(r) = &replies {
+        for r in &replies {
             r.close();
         }
         let group = Group::new(actors.len(), calls)?;
@@ -359,7 +358,7 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
         self.mailbox.recover_dead_consumer();
     }
     fn request_stop(&self) {
-        self.group.word(cell::STOPPING).store(1, Ordering::Release);
+        self.group.close_for_stop();
         let sender = self.mailbox.clone_open();
         for _ in 0..self.members() {
             if sender
@@ -443,6 +442,30 @@ struct Settings {
     period: Duration,
     /// How its children start (`None`: the process-wide default).
     method: Option<StartMethod>,
+    /// How many events [`Supervisor::events`] keeps (the most recent ones).
+    history: usize,
+}
+
+/// The default of [`SupervisorBuilder::event_history`].
+pub const DEFAULT_EVENT_HISTORY: usize = 1000;
+
+/// How many events of each kind a supervisor has emitted since it started
+/// ([`Supervisor::event_totals`]), including those no longer kept by
+/// [`Supervisor::events`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventTotals {
+    /// [`SupervisorEvent::Started`] events.
+    pub started: u64,
+    /// [`SupervisorEvent::Exited`] events.
+    pub exited: u64,
+    /// [`SupervisorEvent::Restarted`] events.
+    pub restarted: u64,
+    /// [`SupervisorEvent::GaveUp`] events.
+    pub gave_up: u64,
+    /// [`SupervisorEvent::ShutDown`] events.
+    pub shut_down: u64,
+    /// Events emitted but no longer kept (the oldest, beyond the history size).
+    pub dropped: u64,
 }
 
 /// What a child supervisor's process receives.
@@ -586,7 +609,7 @@ fn supervisor_main(boot: SupBoot) -> ExitReport {
             }
             return ExitReport::Shutdown;
         }
-        if let Status::GaveUp = st.status {
+        if st.status == Status::GaveUp && st.busy == 0 {
             return ExitReport::Intensity;
         }
         st = sup.shared.cv.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -628,7 +651,14 @@ struct State {
     settings: Settings,
     children: Vec<Child>,
     restarts: VecDeque<Instant>,
-    events: Vec<SupervisorEvent>,
+    /// The most recent events (at most `settings.history`), oldest first.
+    events: VecDeque<SupervisorEvent>,
+    totals: EventTotals,
+    /// Ends under way outside the lock (sets of children being ended by a restart, a
+    /// give-up or a shutdown): `wait` reports the end of the supervisor only after them.
+    busy: usize,
+    /// Where the exits of this supervisor's children go (its exit watcher).
+    route: Option<crate::monitor::ExitRoute>,
     status: Status,
     shutdown_requested: bool,
     names: std::collections::HashMap<String, u32>,
@@ -639,11 +669,24 @@ struct State {
 struct Shared {
     st: Mutex<State>,
     cv: Condvar,
+    /// Set by a shutdown with a deadline: every end under way (a restart's, a
+    /// give-up's) kills what is still running by then, whatever its own shutdown time.
+    kill_by: Mutex<Option<Instant>>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn kill_by(&self) -> Option<Instant> {
+        *self.kill_by.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Brings the kill deadline of every end under way forward to `d`.
+    fn hurry(&self, d: Instant) {
+        let mut k = self.kill_by.lock().unwrap_or_else(|e| e.into_inner());
+        *k = Some(k.map_or(d, |k| k.min(d)));
     }
 }
 
@@ -765,6 +808,14 @@ impl SupervisorBuilder {
     pub fn max_restarts(mut self, n: u32, period: Duration) -> Self {
         self.settings.max_restarts = n;
         self.settings.period = period;
+        self
+    }
+
+    /// How many events [`Supervisor::events`] keeps: the most recent `n` (default
+    /// [`DEFAULT_EVENT_HISTORY`], 1000), so that a long-lived supervisor's memory does
+    /// not grow with its restarts. [`Supervisor::event_totals`] counts every event.
+    pub fn event_history(mut self, n: usize) -> Self {
+        self.settings.history = n;
         self
     }
 
@@ -963,6 +1014,20 @@ impl<A: ProcessActor<Mailbox = crate::PipeMailbox>> PoolRef<A> {
     pub fn call(&self, msg: A::Msg) -> Result<A::Reply, crate::CallError> {
         self.inner.call(msg)
     }
+    /// See [`ActorRef::call_timeout`]: any member answers. Calls from several threads
+    /// or processes run on different members at once (one call lane per member, at
+    /// most 64).
+    ///
+    /// # Errors
+    ///
+    /// As [`ActorRef::call_timeout`].
+    pub fn call_timeout(
+        &self,
+        msg: A::Msg,
+        timeout: Duration,
+    ) -> Result<A::Reply, crate::CallError> {
+        self.inner.call_timeout(msg, timeout)
+    }
 }
 
 /// A handle on a child supervisor ([`Supervisor::spawn_supervisor`]).
@@ -1041,6 +1106,7 @@ impl Supervisor {
                 max_restarts: 1,
                 period: Duration::from_secs(5),
                 method: None,
+                history: DEFAULT_EVENT_HISTORY,
             },
             children: Vec::new(),
         }
@@ -1063,17 +1129,23 @@ impl Supervisor {
                 settings,
                 children: Vec::new(),
                 restarts: VecDeque::new(),
-                events: Vec::new(),
+                events: VecDeque::new(),
+                totals: EventTotals::default(),
+                busy: 0,
+                route: None,
                 status: Status::Running,
                 shutdown_requested: false,
                 names: Default::default(),
                 zygote,
             }),
             cv: Condvar::new(),
+            kill_by: Mutex::new(None),
         });
         let sh = shared.clone();
-        let watcher = ExitWatcher::start("procactor-supervisor", move |ev| on_exit_event(&sh, ev))
-            .map_err(SpawnError::Io)?;
+        let (watcher, route) =
+            ExitWatcher::start_routed("procactor-supervisor", move |ev| on_exit_event(&sh, ev))
+                .map_err(SpawnError::Io)?;
+        shared.lock().route = Some(route);
         let sup = Supervisor {
             shared,
             watcher: Some(watcher),
@@ -1105,13 +1177,22 @@ impl Supervisor {
         }
         for i in first..st.children.len() {
             if let Err(e) = start_child(&mut st, i, false) {
-                // undo this unit: end what started of it
+                // undo this unit: kill what started of it (and wait for it outside the
+                // lock: its exits are this thread's, the entries gone)
+                let mut started = Vec::new();
                 for j in (first..st.children.len()).rev() {
-                    end_child(&mut st, j);
-                    let c = &st.children[j];
+                    let c = &mut st.children[j];
+                    if let Some(p) = c.proc.take() {
+                        let _ = p.kill();
+                        started.push(p);
+                    }
                     c.unit.group().mark_ended(c.member);
                 }
                 st.children.truncate(first);
+                drop(st);
+                for mut p in started {
+                    let _ = p.join();
+                }
                 return Err(e.into());
             }
         }
@@ -1247,9 +1328,17 @@ impl Supervisor {
             .collect()
     }
 
-    /// Everything that happened so far, oldest first.
+    /// What happened lately, oldest first: the most recent events, at most
+    /// [`event_history`](SupervisorBuilder::event_history) of them (default 1000; older
+    /// ones are dropped, and counted in [`event_totals`](Supervisor::event_totals)).
     pub fn events(&self) -> Vec<SupervisorEvent> {
-        self.shared.lock().events.clone()
+        self.shared.lock().events.iter().cloned().collect()
+    }
+
+    /// How many events of each kind happened since the supervisor started, including
+    /// those [`events`](Supervisor::events) no longer keeps.
+    pub fn event_totals(&self) -> EventTotals {
+        self.shared.lock().totals
     }
 
     /// The live tree as text, `pstree`-like: every child with its pid, state, restarts
@@ -1272,10 +1361,14 @@ impl Supervisor {
         out
     }
 
-    /// Stops every child in reverse start order — a graceful stop request (actors
+    /// Stops every child — a graceful stop request to all of them at once (actors
     /// handle what is queued, then `stopped` runs; child supervisors stop their own
-    /// children), then a wait of at most the child's shutdown time and at most what is
-    /// left of `timeout`, then `SIGKILL` — and ends the supervisor. Calling it again is
+    /// children), then one wait of at most each child's shutdown time and at most
+    /// `timeout`, then `SIGKILL` — and ends the supervisor. The children end in
+    /// parallel (OTP ends them one after another, last started first: with many slow
+    /// children that is the sum of their shutdown times; here it is the longest one). An
+    /// end already under way (a restart's) is cut short by `timeout` too. Returns within
+    /// `timeout` plus a few milliseconds whatever the children do. Calling it again is
     /// harmless.
     ///
     /// # Errors
@@ -1287,22 +1380,35 @@ impl Supervisor {
     }
 
     fn shutdown_children(&self, deadline: Option<Instant>) {
+        if let Some(d) = deadline {
+            self.shared.hurry(d);
+        }
         let mut st = self.shared.lock();
         if st.status == Status::Running {
-            // one child at a time, last started first (OTP); a pool gets its stop
-            // requests once, at its last member, and then each member is waited for
-            let mut asked: Vec<*const ()> = Vec::new();
-            for i in (0..st.children.len()).rev() {
-                let c = &st.children[i];
-                let unit = Arc::as_ptr(&c.unit) as *const ();
-                if c.proc.is_some() && !asked.contains(&unit) {
-                    asked.push(unit);
-                    c.unit.request_stop();
-                }
-                wait_or_kill(&mut st, i, deadline);
-            }
+            // from now on nothing restarts and nothing new starts
             st.status = Status::ShutDown;
+            let set: Vec<usize> = (0..st.children.len()).rev().collect();
+            st = end_set(&self.shared, st, &set, EndHow::Graceful, deadline);
             push_event(&mut st, SupervisorEvent::ShutDown);
+        }
+        // ends under way on other threads (a restart, a give-up): killed by the deadline
+        // (see `hurry`), recorded a moment later
+        let give_up_at = deadline.map(|d| d + SETTLE);
+        while st.busy > 0 {
+            st = match give_up_at {
+                None => self.shared.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    self.shared
+                        .cv
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
         for c in &st.children {
             c.unit.group().mark_ended(c.member);
@@ -1310,22 +1416,21 @@ impl Supervisor {
         self.shared.cv.notify_all();
     }
 
-    /// Ends every child now, last started first, by its shutdown spec, without the
-    /// graceful mailbox stop: a child supervisor about to be restarted by its parent does
-    /// this, so its children's mailboxes wait for their next incarnation.
+    /// Ends every child now, all at once, by its shutdown spec, without the graceful
+    /// mailbox stop: a child supervisor about to be restarted by its parent does this,
+    /// so its children's mailboxes wait for their next incarnation.
     fn terminate_children(&self) {
         let mut st = self.shared.lock();
         if st.status == Status::Running {
-            for i in (0..st.children.len()).rev() {
-                end_child(&mut st, i);
-                let c = &st.children[i];
+            st.status = Status::ShutDown;
+            let set: Vec<usize> = (0..st.children.len()).rev().collect();
+            st = end_set(&self.shared, st, &set, EndHow::Terminate, None);
+            for c in &st.children {
                 c.unit.group().set_state(c.member, ActorState::Restarting);
             }
-            st.status = Status::ShutDown;
         }
         self.shared.cv.notify_all();
     }
-
     /// Waits until the supervisor has ended: `Ok` after a shutdown or once every child
     /// has ended for good, `Err(Intensity)` when it gave up.
     ///
@@ -1349,19 +1454,21 @@ impl Supervisor {
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), SupervisorError> {
         let mut st = self.shared.lock();
         loop {
+            // (an end under way is part of the supervisor's end: reported once recorded)
             match st.status {
-                Status::GaveUp => {
+                Status::GaveUp if st.busy == 0 => {
                     return Err(SupervisorError::Intensity {
                         max_restarts: st.settings.max_restarts,
                         period: st.settings.period,
                     })
                 }
-                Status::ShutDown => return Ok(()),
-                Status::Running => {
-                    if !st.children.is_empty() && st.children.iter().all(|c| c.done) {
-                        return Ok(());
-                    }
+                Status::ShutDown if st.busy == 0 => return Ok(()),
+                Status::Running
+                    if !st.children.is_empty() && st.children.iter().all(|c| c.done) =>
+                {
+                    return Ok(())
                 }
+                _ => {}
             }
             st = match deadline {
                 None => self.shared.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
@@ -1381,9 +1488,26 @@ impl Supervisor {
     }
 }
 
+/// How long a dropped supervisor waits for its children at most (then `SIGKILL`).
+pub const DROP_SHUTDOWN_LIMIT: Duration = Duration::from_secs(30);
+/// The same while the dropping thread is panicking.
+pub const DROP_SHUTDOWN_LIMIT_PANICKING: Duration = Duration::from_secs(1);
+/// How long past a shutdown's deadline it waits for a killed child's end to be recorded.
+const SETTLE: Duration = Duration::from_millis(30);
+
 impl Drop for Supervisor {
+    /// Shuts the supervisor down, bounded: each child gets its own shutdown time but
+    /// all of them together at most [`DROP_SHUTDOWN_LIMIT`] (30 s), or
+    /// [`DROP_SHUTDOWN_LIMIT_PANICKING`] (1 s) while the thread is panicking (so that a
+    /// panic unwinding through a supervisor never turns into a long wait); then whatever
+    /// still runs is killed.
     fn drop(&mut self) {
-        self.shutdown_children(None);
+        let limit = if std::thread::panicking() {
+            DROP_SHUTDOWN_LIMIT_PANICKING
+        } else {
+            DROP_SHUTDOWN_LIMIT
+        };
+        self.shutdown_children(Instant::now().checked_add(limit));
         self.watcher.take();
     }
 }
@@ -1417,7 +1541,19 @@ fn push_event(st: &mut State, ev: SupervisorEvent) {
             tracing::info!(target: "procactor::supervisor", supervisor = %st.name, "shut down")
         }
     }
-    st.events.push(ev);
+    let t = &mut st.totals;
+    match &ev {
+        SupervisorEvent::Started { .. } => t.started += 1,
+        SupervisorEvent::Exited { .. } => t.exited += 1,
+        SupervisorEvent::Restarted { .. } => t.restarted += 1,
+        SupervisorEvent::GaveUp { .. } => t.gave_up += 1,
+        SupervisorEvent::ShutDown => t.shut_down += 1,
+    }
+    st.events.push_back(ev);
+    while st.events.len() > st.settings.history {
+        st.events.pop_front();
+        st.totals.dropped += 1;
+    }
 }
 
 /// Starts child `i`'s process (again, when `restart`).
@@ -1440,6 +1576,11 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
         },
     )?;
     let pid = p.pid();
+    if let Some(route) = &st.route {
+        route.watch(pid, || crate::pipe::Waitable::ready_cached(&p));
+    }
+    let c = &mut st.children[i];
+    let g = c.unit.group();
     g.actor_word(c.member, cell::PID)
         .store(u64::from(pid), Ordering::Release);
     // the actor sets Running itself too; a supervisor child has no one else to
@@ -1467,7 +1608,6 @@ fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(), SpawnError
     Ok(())
 }
 
-/// Reaps child `i`'s ended process and records its end; returns the exit event.
 /// How a child's process ended, as the restart decision needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
@@ -1475,16 +1615,17 @@ enum Ended {
     Normal,
     /// Nothing left to do: stopped on request, every sender gone, or shut down.
     Finished,
-    /// A child supervisor gave up: abnormal, but like OTP's `shutdown` exit reason a
-    /// `Transient` one is not restarted.
+    /// A child supervisor gave up (restart intensity): abnormal, but like OTP's
+    /// `shutdown` exit reason a `Transient` one is not restarted.
     GaveUp,
     /// A crash: a panic, an `Err` from `handle`, a signal.
     Crashed,
 }
 
-fn reap(st: &mut State, i: usize) -> Option<(SupervisorEvent, Ended)> {
+/// Records the end of child `i`'s process `p` (which has ended: this joins it) and
+/// returns the exit event.
+fn reap_proc(st: &mut State, i: usize, mut p: Process<ExitReport>) -> (SupervisorEvent, Ended) {
     let c = &mut st.children[i];
-    let mut p = c.proc.take()?;
     let status = p.join().unwrap_or(ExitStatus::Code(-1));
     let report = p.result();
     let g = c.unit.group();
@@ -1499,6 +1640,8 @@ fn reap(st: &mut State, i: usize) -> Option<(SupervisorEvent, Ended)> {
         g.word(cell::LOST_CALL).store(in_call, Ordering::Release);
     }
     let taken = g.actor_word(c.member, cell::TAKEN).load(Ordering::Acquire);
+    // (a caller whose call vanished looks at this: see `ActorRef::call`)
+    g.word(cell::EXITS).fetch_add(1, Ordering::AcqRel);
     c.unit.recover();
     let (reason, ended) = match (&report, status) {
         (Ok(ExitReport::Intensity), _) => ("gave up (restart intensity)", Ended::GaveUp),
@@ -1523,50 +1666,144 @@ fn reap(st: &mut State, i: usize) -> Option<(SupervisorEvent, Ended)> {
         in_flight: (abnormal && taken > 0 && !c.unit.is_supervisor()).then_some(taken),
         lost_call: (in_call != 0).then_some(in_call),
     };
-    Some((ev, ended))
+    (ev, ended)
 }
 
-/// Ends child `i` now (for a restart of its siblings or a give-up), by its shutdown
-/// spec; no graceful mailbox drain (its messages wait for the restart).
-fn end_child(st: &mut State, i: usize) {
-    let c = &st.children[i];
-    let Some(p) = &c.proc else { return };
-    match c.spec.shutdown {
-        Shutdown::BrutalKill => {
-            let _ = p.kill();
+/// How [`end_set`] asks children to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndHow {
+    /// A final, graceful stop: stop requests through the mailboxes (actors drain what
+    /// is queued), a shutdown request to child supervisors.
+    Graceful,
+    /// An end before a restart (or a give-up): `SIGTERM` (a shutdown request to a child
+    /// supervisor), no mailbox drain: queued messages wait for the next incarnation.
+    Terminate,
+}
+
+/// A child being ended outside the supervisor's lock.
+struct Ending {
+    idx: usize,
+    proc: Process<ExitReport>,
+    /// When it is killed if still running (its shutdown time, capped by the deadline).
+    until: Option<Instant>,
+    killed: bool,
+    ended: bool,
+}
+
+/// Ends the children `set` (indices, in the order their requests go out) all at once
+/// and records their exits, without waiting under the lock: their processes are taken
+/// out of the state (so their exits are not handled as crashes), the requests sent,
+/// the lock released for the wait (one wait for all: each is killed at its own
+/// shutdown time, or at `deadline`, or at a shutdown's deadline, whichever comes
+/// first), and re-taken to record them. Returns the re-taken lock: the caller must
+/// look at the state afresh (a shutdown may have come meanwhile).
+fn end_set<'a>(
+    shared: &'a Shared,
+    mut st: MutexGuard<'a, State>,
+    set: &[usize],
+    how: EndHow,
+    deadline: Option<Instant>,
+) -> MutexGuard<'a, State> {
+    let now = Instant::now();
+    let mut ending = Vec::new();
+    let mut to_stop: Vec<Arc<dyn Unit>> = Vec::new();
+    for &j in set {
+        let c = &mut st.children[j];
+        let Some(p) = c.proc.take() else { continue };
+        let mut until = match c.spec.shutdown {
+            Shutdown::BrutalKill => Some(now),
+            Shutdown::Timeout(d) => now.checked_add(d),
+        };
+        if let Some(d) = deadline {
+            until = Some(until.map_or(d, |u| u.min(d)));
         }
-        Shutdown::Timeout(_) => c.unit.ask_to_end(p.pid()),
+        match (c.spec.shutdown, how) {
+            (Shutdown::BrutalKill, _) => {
+                let _ = p.kill();
+            }
+            (Shutdown::Timeout(_), EndHow::Terminate) => c.unit.ask_to_end(p.pid()),
+            (Shutdown::Timeout(_), EndHow::Graceful) => {
+                // a pool gets its stop requests once, for all its members
+                let unit = Arc::as_ptr(&c.unit) as *const ();
+                if !to_stop
+                    .iter()
+                    .any(|u| std::ptr::eq(Arc::as_ptr(u) as *const (), unit))
+                {
+                    to_stop.push(c.unit.clone());
+                }
+            }
+        }
+        ending.push(Ending {
+            idx: j,
+            proc: p,
+            until,
+            killed: false,
+            ended: false,
+        });
     }
-    wait_or_kill(st, i, None);
+    if ending.is_empty() {
+        return st;
+    }
+    st.busy += 1;
+    drop(st);
+    for u in &to_stop {
+        u.request_stop();
+    }
+    wait_all(shared, &mut ending);
+    let mut st = shared.lock();
+    for e in ending {
+        let (ev, _) = reap_proc(&mut st, e.idx, e.proc);
+        push_event(&mut st, ev);
+    }
+    st.busy -= 1;
+    shared.cv.notify_all();
+    st
 }
 
-/// Waits for child `i` to end (its shutdown time, capped by `deadline`), kills it if
-/// it does not, and records the exit.
-fn wait_or_kill(st: &mut State, i: usize, deadline: Option<Instant>) {
-    let c = &mut st.children[i];
-    let Some(p) = c.proc.as_mut() else { return };
-    let mut until = match c.spec.shutdown {
-        Shutdown::BrutalKill => Some(Instant::now()),
-        Shutdown::Timeout(d) => Instant::now().checked_add(d),
-    };
-    if let Some(d) = deadline {
-        until = Some(until.map_or(d, |u| u.min(d)));
-    }
-    let left = until.map(|u| u.saturating_duration_since(Instant::now()));
-    let ended = match left {
-        None => p.join().ok(),
-        Some(l) => p.join_timeout(l).ok().flatten(),
-    };
-    if ended.is_none() {
-        let _ = p.kill();
-        let _ = p.join();
-    }
-    if let Some((ev, _)) = reap(st, i) {
-        push_event(st, ev);
+/// Waits until every process of `ending` has ended, killing each at its deadline (or
+/// at the shared kill deadline of a shutdown, if earlier).
+fn wait_all(shared: &Shared, ending: &mut [Ending]) {
+    // (a wake-up at least this often, to see a shutdown's deadline)
+    const SLICE: Duration = Duration::from_millis(10);
+    loop {
+        let now = Instant::now();
+        let hurry = shared.kill_by();
+        let mut next = now + SLICE;
+        for e in ending.iter_mut().filter(|e| !e.ended && !e.killed) {
+            let until = match (e.until, hurry) {
+                (Some(u), Some(h)) => Some(u.min(h)),
+                (u, h) => u.or(h),
+            };
+            match until {
+                Some(u) if u <= now => {
+                    let _ = e.proc.kill();
+                    e.killed = true;
+                }
+                Some(u) => next = next.min(u),
+                None => {}
+            }
+        }
+        let pending: Vec<usize> = (0..ending.len()).filter(|&k| !ending[k].ended).collect();
+        if pending.is_empty() {
+            return;
+        }
+        let fds: Vec<_> = pending.iter().map(|&k| ending[k].proc.exit_fd()).collect();
+        let ready = os::poll_readable(&fds, Some(next));
+        drop(fds);
+        match ready {
+            Ok(r) => {
+                for (n, &k) in pending.iter().enumerate() {
+                    if r.get(n).copied().unwrap_or(false) {
+                        // ended: its report and status are read when it is recorded
+                        ending[k].ended = true;
+                    }
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
     }
 }
 
-/// The exit watcher: applies the strategy to every child exit.
 /// Applies the strategy to one child exit (on the exit watcher's thread).
 fn on_exit_event(shared: &Shared, ev: ExitEvent) {
     let mut st = shared.lock();
@@ -1578,16 +1815,30 @@ fn on_exit_event(shared: &Shared, ev: ExitEvent) {
         .iter()
         .position(|c| c.proc.as_ref().is_some_and(|p| p.pid() == ev.pid));
     if let Some(i) = idx {
-        on_exit(&mut st, i);
+        // (a duplicate of an exit already handled finds no process with that pid)
+        let alive = st.children[i]
+            .proc
+            .as_ref()
+            .is_some_and(|p| !os::pidfd_ended(p.exit_fd()));
+        if alive {
+            return;
+        }
+        st = on_exit(shared, st, i);
+        drop(st);
         shared.cv.notify_all();
     }
 }
 
-fn on_exit(st: &mut State, i: usize) {
-    let Some((ev, ended)) = reap(st, i) else {
-        return;
+fn on_exit<'a>(
+    shared: &'a Shared,
+    mut st: MutexGuard<'a, State>,
+    i: usize,
+) -> MutexGuard<'a, State> {
+    let Some(p) = st.children[i].proc.take() else {
+        return st;
     };
-    push_event(st, ev);
+    let (ev, ended) = reap_proc(&mut st, i, p);
+    push_event(&mut st, ev);
     let c = &st.children[i];
     // a stop under way: a normal end finishes it; a crash in the middle of the drain is
     // restarted (by its restart type) and told to stop again, so the drain goes on
@@ -1603,7 +1854,7 @@ fn on_exit(st: &mut State, i: usize) {
         st.children[i].done = true;
         let c = &st.children[i];
         c.unit.group().mark_ended(c.member);
-        return;
+        return st;
     }
     // restart intensity, as OTP: this restart counts; more than max in the period fails
     let now = Instant::now();
@@ -1617,23 +1868,30 @@ fn on_exit(st: &mut State, i: usize) {
         st.restarts.pop_front();
     }
     if st.restarts.len() > st.settings.max_restarts as usize {
-        give_up(st);
-        return;
+        return give_up(shared, st);
     }
     let set: Vec<usize> = match st.settings.strategy {
         Strategy::OneForOne => vec![i],
         Strategy::OneForAll => (0..st.children.len()).collect(),
         Strategy::RestForOne => (i..st.children.len()).collect(),
     };
-    // terminate the others in reverse start order…
-    for &j in set.iter().rev() {
-        if j != i && st.children[j].proc.is_some() {
-            end_child(st, j);
+    // end the others (all at once, outside the lock)…
+    let others: Vec<usize> = set.iter().rev().copied().filter(|&j| j != i).collect();
+    st = end_set(shared, st, &others, EndHow::Terminate, None);
+    if st.status != Status::Running {
+        // a shutdown came meanwhile: nothing restarts
+        for &j in &set {
+            if st.children[j].proc.is_none() {
+                st.children[j].done = true;
+                let c = &st.children[j];
+                c.unit.group().mark_ended(c.member);
+            }
         }
+        return st;
     }
     // …then start them again in start order; temporary siblings are not restarted
     for &j in &set {
-        if st.children[j].done {
+        if st.children[j].done || st.children[j].proc.is_some() {
             continue;
         }
         if j != i && st.children[j].spec.restart == Restart::Temporary {
@@ -1642,26 +1900,29 @@ fn on_exit(st: &mut State, i: usize) {
             c.unit.group().mark_ended(c.member);
             continue;
         }
-        if start_child(st, j, true).is_err() {
-            give_up(st);
-            return;
+        if start_child(&mut st, j, true).is_err() {
+            return give_up(shared, st);
         }
         let c = &st.children[j];
         if c.unit.group().word(cell::STOPPING).load(Ordering::Acquire) != 0 {
             c.unit.resume_stop();
         }
     }
+    st
 }
 
-fn give_up(st: &mut State) {
+/// Restart intensity exceeded: the supervisor fails. Nothing restarts from now on; every
+/// child is ended (all at once) and marked ended for good.
+fn give_up<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
     let n = st.restarts.len() as u32;
-    push_event(st, SupervisorEvent::GaveUp { restarts: n });
-    for j in (0..st.children.len()).rev() {
-        end_child(st, j);
-    }
+    push_event(&mut st, SupervisorEvent::GaveUp { restarts: n });
+    st.status = Status::GaveUp;
+    let set: Vec<usize> = (0..st.children.len()).rev().collect();
+    st = end_set(shared, st, &set, EndHow::Terminate, None);
     for c in &mut st.children {
         c.done = true;
         c.unit.group().mark_ended(c.member);
     }
-    st.status = Status::GaveUp;
+    shared.cv.notify_all();
+    st
 }
