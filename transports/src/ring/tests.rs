@@ -191,10 +191,16 @@ fn a_blocked_reader_is_woken_by_the_last_producer_leaving() {
     // between its last check of the ring and the futex sleep)
     let t0 = Instant::now();
     while r.u32(OFF_READERS_WAITING).load(Ordering::SeqCst) == 0 {
-        assert!(t0.elapsed() < Duration::from_secs(20), "the reader never waited");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the reader never waited"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(!t.is_finished(), "the reader returned without a producer leaving");
+    assert!(
+        !t.is_finished(),
+        "the reader returned without a producer leaving"
+    );
     // (a second, foreign sleeper counted for the moment of the unregistration: between
     // two of its sleep slices the reader is briefly not counted, and the wake-up must
     // not depend on that timing)
