@@ -1114,14 +1114,25 @@ fn locks_held_by_a_killed_client_are_released() {
         assert!(r.try_acquire().unwrap().is_none());
         assert!(s.try_acquire().unwrap().is_none());
         assert!(c.try_acquire().unwrap().is_none());
-        // a waiter that started before the kill gets it too
+        // a waiter that started before the kill gets it too (it is asleep in its
+        // acquire when the holder is killed: the only place its thread can sleep)
         let l2 = l.clone();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
+            let tid = std::fs::read_link("/proc/thread-self").unwrap();
+            tid_tx.send(tid).unwrap();
             let t = Instant::now();
             let got = l2.acquire_timeout(T).unwrap().is_some();
             (got, t.elapsed())
         });
-        std::thread::sleep(Duration::from_millis(100));
+        let tid = tid_rx.recv_timeout(T).unwrap();
+        wait_until(T, "the waiter asleep in acquire", || {
+            asleep(&format!("/proc/{}/stat", tid.display())) || waiter.is_finished()
+        });
+        assert!(
+            !waiter.is_finished(),
+            "the waiter got the lock of a live holder"
+        );
         let t = Instant::now();
         p.kill().unwrap();
         let (got, _) = waiter.join().unwrap();
@@ -1229,7 +1240,17 @@ fn a_remote_client_over_tcp_uses_a_lock_and_a_queue() {
     });
 }
 
-fn wait_for_event_forever(ev: SharedEvent) -> bool {
+/// Whether the task whose `stat` file is `stat_path` is asleep (state `S`).
+fn asleep(stat_path: &str) -> bool {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        == Some('S')
+}
+
+/// Says it is about to wait (`ready`), then waits on the event.
+fn wait_for_event_forever((ev, ready): (SharedEvent, procactor::Event)) -> bool {
+    ready.set();
     matches!(ev.wait(), Err(ManagerError::Disconnected))
 }
 
@@ -1238,10 +1259,17 @@ fn a_server_killed_under_a_waiting_client_gives_disconnected() {
     watchdog(60, || {
         let mgr = Manager::start().unwrap();
         let ev = mgr.event().unwrap();
-        let mut p = Process::new(wait_for_event_forever, ev.clone())
+        let ready = procactor::Event::new().unwrap();
+        let mut p = Process::new(wait_for_event_forever, (ev.clone(), ready.clone()))
             .start()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        // the client is inside its wait when the server dies: it said it was about to
+        // wait, and its main thread sleeps (in the call: the only place it can)
+        assert!(ready.wait_timeout(T));
+        let child = p.pid();
+        wait_until(T, "the client asleep in its wait", || {
+            asleep(&format!("/proc/{child}/task/{child}/stat"))
+        });
         let pid = mgr.pid().unwrap();
         std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])

@@ -261,8 +261,13 @@ fn close_join_and_terminate() {
         }
 
         let pool = Pool::new(2).unwrap();
-        let h = pool.apply_async(sleep_then, (1, 20_000)).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        let started = Queue::new().unwrap();
+        let never = procactor::Event::new().unwrap();
+        let h = pool
+            .apply_async(announce_and_hold, (started.clone(), never.clone(), 1))
+            .unwrap();
+        // a worker holds the task when the pool is terminated
+        assert!(pool.pids().contains(&started.get_timeout(T).unwrap()));
         let t = Instant::now();
         pool.terminate();
         assert!(t.elapsed() < Duration::from_secs(5), "terminate is prompt");
@@ -697,14 +702,18 @@ fn handle_chunks_queued_behind_a_dying_worker_reach_its_replacement() {
     watchdog(60, || {
         let pool = Pool::new(1).unwrap();
         let q: Queue<u64> = Queue::new().unwrap();
+        let started = Queue::new().unwrap();
+        let never = procactor::Event::new().unwrap();
         let first = pool
-            .apply_async(hold_then_put, (q.clone(), 100, 20_000))
+            .apply_async(announce_and_hold, (started.clone(), never.clone(), 100))
             .unwrap();
         let rest: Vec<_> = (1..=3u64)
             .map(|i| pool.apply_async(hold_then_put, (q.clone(), i, 0)).unwrap())
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        // the worker holds `first` when it dies (it said so, and waits for an event
+        // nobody sets)
         let victim = pool.pids()[0];
+        assert_eq!(started.get_timeout(T).unwrap(), victim);
         std::process::Command::new("kill")
             .args(["-9", &victim.to_string()])
             .status()
