@@ -201,9 +201,9 @@ pub fn assert_os_parent(child: u32, method: procactor::StartMethod, what: &str) 
     }
 }
 
-/// The proptest configuration of the integration tests: `default_cases` cases (small, for
-/// CI time) unless `PROPTEST_CASES` says how many, multiplied by
-/// `PROCACTOR_PROPTEST_SCALE` if set (`scripts/proptest-10x.sh` sets 10). The other
+/// The proptest configuration of the integration tests: `PROPTEST_CASES` cases if set
+/// (exactly: the replay line below gives it), else `default_cases` (small, for CI time)
+/// times `PROCACTOR_PROPTEST_SCALE` if set (`scripts/proptest-10x.sh` sets 10). The other
 /// `PROPTEST_*` variables work as proptest documents them. The random seed is drawn here
 /// unless `PROPTEST_RNG_SEED` gives one, and printed with the command that replays the
 /// run (libtest shows it when the test fails); a failing case is also persisted in
@@ -213,13 +213,11 @@ pub fn proptest_config(default_cases: u32) -> proptest::test_runner::Config {
     use proptest::test_runner::{Config, RngSeed};
     let mut c = Config::default(); // reads the PROPTEST_* variables
     if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = default_cases;
-    }
-    if let Some(k) = std::env::var("PROCACTOR_PROPTEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<u32>().ok())
-    {
-        c.cases = c.cases.saturating_mul(k.max(1));
+        let scale = std::env::var("PROCACTOR_PROPTEST_SCALE")
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(1);
+        c.cases = default_cases.saturating_mul(scale.max(1));
     }
     if matches!(c.rng_seed, RngSeed::Random) {
         c.rng_seed = RngSeed::Fixed(fresh_seed());

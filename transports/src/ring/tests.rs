@@ -507,20 +507,18 @@ fn run_schedule_on(r: Ring, writers: Vec<Vec<usize>>, readers: usize) {
     }
 }
 
-/// The proptests' configuration: `default_cases` unless `PROPTEST_CASES` says, times
+/// The proptests' configuration: `PROPTEST_CASES` if set, else `default_cases` times
 /// `PROCACTOR_PROPTEST_SCALE` if set (`scripts/proptest-10x.sh`); a seed drawn here
 /// unless `PROPTEST_RNG_SEED` gives one, printed with how to replay it. Failures are
 /// persisted where proptest puts them (`transports/proptest-regressions/`).
 fn config(default_cases: u32) -> ProptestConfig {
     let mut c = ProptestConfig::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = default_cases;
-    }
-    if let Some(k) = std::env::var("PROCACTOR_PROPTEST_SCALE")
-        .ok()
-        .and_then(|s| s.parse::<u32>().ok())
-    {
-        c.cases = c.cases.saturating_mul(k.max(1));
+        let scale = std::env::var("PROCACTOR_PROPTEST_SCALE")
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(1);
+        c.cases = default_cases.saturating_mul(scale.max(1));
     }
     if matches!(c.rng_seed, proptest::test_runner::RngSeed::Random) {
         let seed = std::time::SystemTime::now()
