@@ -309,20 +309,60 @@ fn terminate_and_kill_are_crashes_the_supervisor_answers() {
     });
 }
 
+/// Echoes every message into `out`; `"hold"` first says `"holding"`, then waits (up to
+/// 30 s) for `gate`: meanwhile it takes nothing from its mailbox.
+#[process_actor]
+#[derive(Serialize, Deserialize)]
+struct Gated {
+    out: Queue<String>,
+    gate: procactor::Event,
+}
+
+impl Actor for Gated {
+    type Msg = String;
+    type Reply = ();
+    fn handle(&mut self, m: String, _: &mut Context<Self>) -> Result<(), ActorError> {
+        if m == "hold" {
+            self.out.put("holding".into())?;
+            if !self.gate.wait_timeout(Duration::from_secs(30)) {
+                return Err(ActorError::new("never released"));
+            }
+        }
+        self.out.put(m)?;
+        Ok(())
+    }
+}
+
 #[test]
 fn a_mailbox_is_unbounded_try_send_never_finds_it_full() {
     watchdog(60, || {
-        let (_sup, r, out) = recorder(Supervisor::builder());
-        // 64 messages of 100 KiB (25 times the mailbox's hot ring) while the actor
-        // sleeps on "slow": none waits, none is refused, all arrive in order
-        r.send("slow".into()).unwrap();
+        let out = Queue::new().unwrap();
+        let gate = procactor::Event::new().unwrap();
+        let sup = Supervisor::builder().build().unwrap();
+        let r = sup
+            .spawn(Gated {
+                out: out.clone(),
+                gate: gate.clone(),
+            })
+            .unwrap();
+        // 64 messages of 100 KiB (25 times the mailbox's hot ring) while the actor holds
+        // on "hold" (it said so, and waits for the gate): none waits, none is refused,
+        // all are in the mailbox at once, all arrive in order
+        r.send("hold".into()).unwrap();
+        assert_eq!(recv(&out), "holding");
         for i in 0..64 {
             let big = format!("{i:02}{}", "x".repeat(100 * 1024));
             r.try_send(big).unwrap();
         }
         r.send_timeout("last".into(), Duration::from_millis(20))
             .unwrap();
-        assert_eq!(recv(&out), "slow");
+        assert_eq!(
+            sup.children()[0].mailbox_len,
+            65,
+            "all queued while it held"
+        );
+        gate.set();
+        assert_eq!(recv(&out), "hold");
         for i in 0..64 {
             let m = recv(&out);
             assert_eq!((&m[..2], m.len()), (&format!("{i:02}")[..], 2 + 100 * 1024));

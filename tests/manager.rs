@@ -4,7 +4,7 @@ procactor::test_support!();
 mod common;
 use common::{wait_until, watchdog};
 use procactor::{Manager, ManagerError, Process, SharedDict, SharedList};
-use proptest::prelude::{proptest, ProptestConfig};
+use proptest::prelude::proptest;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::time::{Duration, Instant};
@@ -399,26 +399,37 @@ enum Op {
     Get(u8),
 }
 
-/// Applies `ops` to the shared dict (keys prefixed by the process number, so that each
-/// process owns its keys) and list; returns what each op answered.
-/// What each process of the proptest gets: the dict, the list, its number, its ops.
+/// What each process of the proptest gets: the dict, the list, its number, its ops, and
+/// the event that starts every process at once.
 type OpsArgs = (
-    SharedDict<(u32, u8), u32>,
+    SharedDict<u8, u32>,
     SharedList<(u32, u32)>,
     u32,
     Vec<Op>,
+    procactor::Event,
 );
 
-fn run_ops((d, l, me, ops): OpsArgs) -> Vec<Option<u32>> {
+/// The value process `me` writes with its `i`-th op: unique in the whole run, so that
+/// every answer says which write it saw.
+fn written(me: u32, i: usize) -> u32 {
+    me * 1000 + i as u32
+}
+
+/// Applies `ops` to the shared dict (keys shared by every process: they contend) and
+/// list, once `go` is set; returns what each op answered. An insert writes
+/// [`written`] (the generated value is ignored).
+fn run_ops((d, l, me, ops, go): OpsArgs) -> Vec<Option<u32>> {
+    assert!(go.wait_timeout(T), "never told to go");
     ops.iter()
-        .map(|op| match op {
-            Op::Insert(k, v) => d.insert((me, *k), *v).unwrap(),
-            Op::Remove(k) => d.remove(&(me, *k)).unwrap(),
+        .enumerate()
+        .map(|(i, op)| match op {
+            Op::Insert(k, _) => d.insert(*k, written(me, i)).unwrap(),
+            Op::Remove(k) => d.remove(k).unwrap(),
             Op::Push(v) => {
                 l.push((me, *v)).unwrap();
                 None
             }
-            Op::Get(k) => d.get(&(me, *k)).unwrap(),
+            Op::Get(k) => d.get(k).unwrap(),
         })
         .collect()
 }
@@ -426,15 +437,62 @@ fn run_ops((d, l, me, ops): OpsArgs) -> Vec<Option<u32>> {
 fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
     use proptest::prelude::*;
     prop_oneof![
-        (0u8..6, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
-        (0u8..6).prop_map(Op::Remove),
+        (0u8..3, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+        (0u8..3).prop_map(Op::Remove),
         any::<u32>().prop_map(Op::Push),
-        (0u8..6).prop_map(Op::Get),
+        (0u8..3).prop_map(Op::Get),
     ]
 }
 
+/// Checks a concurrent history of one key's writes (`(what it wrote, what it answered)`,
+/// `None` written by a remove) and reads against the key's final value: the writes form
+/// one sequence in which each write answers the state the previous one left. Values
+/// are unique, so: every value answered was written to this key; each value written is
+/// answered by exactly one later write, unless it is the final value (then by none);
+/// the empty state (the start, and each remove) likewise.
+fn check_key(
+    k: u8,
+    writes: &[(Option<u32>, Option<u32>)],
+    reads: &[Option<u32>],
+    fin: Option<u32>,
+) {
+    let inserted: Vec<u32> = writes.iter().filter_map(|w| w.0).collect();
+    for got in writes
+        .iter()
+        .map(|w| w.1)
+        .chain(reads.iter().copied())
+        .flatten()
+    {
+        assert!(
+            inserted.contains(&got),
+            "key {k}: {got} was never written to it"
+        );
+    }
+    if let Some(f) = fin {
+        assert!(
+            inserted.contains(&f),
+            "key {k}: final {f} was never written to it"
+        );
+    }
+    for v in &inserted {
+        let answered = writes.iter().filter(|w| w.1 == Some(*v)).count();
+        let want = usize::from(fin != Some(*v));
+        assert_eq!(
+            answered, want,
+            "key {k}: {v} replaced {answered} times: {writes:?}"
+        );
+    }
+    let removes = writes.iter().filter(|w| w.0.is_none()).count();
+    let answered_none = writes.iter().filter(|w| w.1.is_none()).count();
+    let want = 1 + removes - usize::from(fin.is_none());
+    assert_eq!(
+        answered_none, want,
+        "key {k}: empty states answered: {writes:?}"
+    );
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(6))]
     #[test]
     fn operations_from_several_processes_match_a_local_model(
         per_process in proptest::collection::vec(
@@ -443,47 +501,74 @@ proptest! {
         let per = per_process.clone();
         watchdog(120, move || {
             let mgr = Manager::start().unwrap();
-            let d = mgr.dict::<(u32, u8), u32>().unwrap();
+            let d = mgr.dict::<u8, u32>().unwrap();
             let l = mgr.list::<(u32, u32)>().unwrap();
+            let go = procactor::Event::new().unwrap();
             let mut ps: Vec<_> = per
                 .iter()
                 .enumerate()
                 .map(|(me, ops)| {
-                    Process::new(run_ops, (d.clone(), l.clone(), me as u32, ops.clone()))
-                        .start()
-                        .unwrap()
+                    let args = (d.clone(), l.clone(), me as u32, ops.clone(), go.clone());
+                    Process::new(run_ops, args).start().unwrap()
                 })
                 .collect();
-            let mut model: BTreeMap<(u32, u8), u32> = BTreeMap::new();
-            let mut pushed: Vec<Vec<u32>> = vec![Vec::new(); per.len()];
-            for (me, (ops, p)) in per.iter().zip(ps.iter_mut()).enumerate() {
-                let answers = p.result().unwrap();
-                // the process's own keys: each answer is what a local map answers
-                for (op, got) in ops.iter().zip(answers) {
+            go.set();
+            let answers: Vec<Vec<Option<u32>>> =
+                ps.iter_mut().map(|p| p.result().unwrap()).collect();
+            let fin: BTreeMap<u8, u32> = d.items().unwrap().into_iter().collect();
+            // one process: its answers are exactly a local map's
+            if per.len() == 1 {
+                let mut model: BTreeMap<u8, u32> = BTreeMap::new();
+                for (i, (op, got)) in per[0].iter().zip(&answers[0]).enumerate() {
                     let want = match op {
-                        Op::Insert(k, v) => model.insert((me as u32, *k), *v),
-                        Op::Remove(k) => model.remove(&(me as u32, *k)),
-                        Op::Push(v) => {
-                            pushed[me].push(*v);
-                            None
-                        }
-                        Op::Get(k) => model.get(&(me as u32, *k)).copied(),
+                        Op::Insert(k, _) => model.insert(*k, written(0, i)),
+                        Op::Remove(k) => model.remove(k),
+                        Op::Push(_) => None,
+                        Op::Get(k) => model.get(k).copied(),
                     };
-                    assert_eq!(got, want, "{op:?}");
+                    assert_eq!(*got, want, "{op:?}");
                 }
+                assert_eq!(fin, model);
             }
-            assert_eq!(d.items().unwrap().into_iter().collect::<BTreeMap<_, _>>(), model);
+            // several: every key's history is one sequence of writes (see check_key)
+            for k in 0u8..3 {
+                let mut writes = Vec::new();
+                let mut reads = Vec::new();
+                for (me, (ops, got)) in per.iter().zip(&answers).enumerate() {
+                    assert_eq!(ops.len(), got.len());
+                    for (i, (op, a)) in ops.iter().zip(got).enumerate() {
+                        match op {
+                            Op::Insert(x, _) if *x == k => {
+                                writes.push((Some(written(me as u32, i)), *a))
+                            }
+                            Op::Remove(x) if *x == k => writes.push((None, *a)),
+                            Op::Get(x) if *x == k => reads.push(*a),
+                            _ => {}
+                        }
+                    }
+                }
+                check_key(k, &writes, &reads, fin.get(&k).copied());
+            }
+            assert!(fin.keys().all(|k| *k < 3), "{fin:?}");
             // the list is an interleaving that keeps each process's order
             let all = l.to_vec().unwrap();
-            for (me, want) in pushed.iter().enumerate() {
+            for (me, ops) in per.iter().enumerate() {
+                let want: Vec<u32> = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::Push(v) => Some(*v),
+                        _ => None,
+                    })
+                    .collect();
                 let mine: Vec<u32> = all
                     .iter()
                     .filter(|(p, _)| *p == me as u32)
                     .map(|(_, v)| *v)
                     .collect();
-                assert_eq!(&mine, want);
+                assert_eq!(mine, want);
             }
-            assert_eq!(all.len(), pushed.iter().map(Vec::len).sum::<usize>());
+            let pushes = per.iter().flatten().filter(|op| matches!(op, Op::Push(_))).count();
+            assert_eq!(all.len(), pushes);
         });
     }
 }
@@ -1035,14 +1120,25 @@ fn locks_held_by_a_killed_client_are_released() {
         assert!(r.try_acquire().unwrap().is_none());
         assert!(s.try_acquire().unwrap().is_none());
         assert!(c.try_acquire().unwrap().is_none());
-        // a waiter that started before the kill gets it too
+        // a waiter that started before the kill gets it too (it is asleep in its
+        // acquire when the holder is killed: the only place its thread can sleep)
         let l2 = l.clone();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let waiter = std::thread::spawn(move || {
+            let tid = std::fs::read_link("/proc/thread-self").unwrap();
+            tid_tx.send(tid).unwrap();
             let t = Instant::now();
             let got = l2.acquire_timeout(T).unwrap().is_some();
             (got, t.elapsed())
         });
-        std::thread::sleep(Duration::from_millis(100));
+        let tid = tid_rx.recv_timeout(T).unwrap();
+        wait_until(T, "the waiter asleep in acquire", || {
+            asleep(&format!("/proc/{}/stat", tid.display())) || waiter.is_finished()
+        });
+        assert!(
+            !waiter.is_finished(),
+            "the waiter got the lock of a live holder"
+        );
         let t = Instant::now();
         p.kill().unwrap();
         let (got, _) = waiter.join().unwrap();
@@ -1150,7 +1246,17 @@ fn a_remote_client_over_tcp_uses_a_lock_and_a_queue() {
     });
 }
 
-fn wait_for_event_forever(ev: SharedEvent) -> bool {
+/// Whether the task whose `stat` file is `stat_path` is asleep (state `S`).
+fn asleep(stat_path: &str) -> bool {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        == Some('S')
+}
+
+/// Says it is about to wait (`ready`), then waits on the event.
+fn wait_for_event_forever((ev, ready): (SharedEvent, procactor::Event)) -> bool {
+    ready.set();
     matches!(ev.wait(), Err(ManagerError::Disconnected))
 }
 
@@ -1159,10 +1265,17 @@ fn a_server_killed_under_a_waiting_client_gives_disconnected() {
     watchdog(60, || {
         let mgr = Manager::start().unwrap();
         let ev = mgr.event().unwrap();
-        let mut p = Process::new(wait_for_event_forever, ev.clone())
+        let ready = procactor::Event::new().unwrap();
+        let mut p = Process::new(wait_for_event_forever, (ev.clone(), ready.clone()))
             .start()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        // the client is inside its wait when the server dies: it said it was about to
+        // wait, and its main thread sleeps (in the call: the only place it can)
+        assert!(ready.wait_timeout(T));
+        let child = p.pid();
+        wait_until(T, "the client asleep in its wait", || {
+            asleep(&format!("/proc/{child}/task/{child}/stat"))
+        });
         let pid = mgr.pid().unwrap();
         std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])

@@ -460,7 +460,18 @@ fn sending_a_connection_through_itself_does_not_deadlock() {
         let SelfRef(a2) = b.recv_timeout(T).unwrap();
         // a2 is another descriptor for a's socket: what it sends arrives at b
         a2.send(&SelfRef(a2.clone())).unwrap();
-        assert!(b.recv_timeout(T).is_ok());
+        let SelfRef(a3) = b.recv_timeout(T).unwrap();
+        // what arrived is an end of a's socket (same inode), open and working
+        let inode = |c: &Connection<SelfRef, SelfRef>| {
+            use std::os::unix::fs::MetadataExt;
+            let fd = std::os::fd::AsFd::as_fd(c).try_clone_to_owned().unwrap();
+            std::fs::File::from(fd).metadata().unwrap().ino()
+        };
+        assert_eq!(inode(&a3), inode(&a));
+        assert_eq!(inode(&a2), inode(&a));
+        a3.send(&SelfRef(a3.clone())).unwrap();
+        let SelfRef(a4) = b.recv_timeout(T).unwrap();
+        assert_eq!(inode(&a4), inode(&a));
     });
 }
 
@@ -471,7 +482,13 @@ fn a_closed_end_cannot_travel() {
         let (mut x, _y) = Pipe::<u8>::new().unwrap();
         x.close();
         assert!(matches!(control.send(&x), Err(SendError::Encode(_))));
-        assert!(Process::new(echo_closed_probe, x).start().is_err());
+        match Process::new(echo_closed_probe, x).start() {
+            Err(procactor::SpawnError::Encode(e)) => {
+                assert!(e.to_string().contains("closed"), "{e}")
+            }
+            Err(e) => panic!("expected an encoding error, got {e:?}"),
+            Ok(_) => panic!("a closed end travelled to a child"),
+        }
     });
 }
 
@@ -615,7 +632,7 @@ fn frame_bytes(payload: &[u8]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(common::proptest_config(48))]
 
     /// Raw payloads written in arbitrary pieces (with the receiver polling between
     /// pieces, so it sees partial frames) come out whole and in order.

@@ -5,7 +5,7 @@ procactor::test_support!();
 mod common;
 use common::{wait_until, watchdog};
 use procactor::{Array, Lock, Pool, Queue, TaskError, Value};
-use proptest::prelude::{proptest, ProptestConfig};
+use proptest::prelude::proptest;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -147,19 +147,41 @@ fn a_dying_worker_fails_only_its_tasks_and_is_replaced() {
     });
 }
 
+/// Says (its pid) that it has task `i`, then holds it until `release` is set.
+fn announce_and_hold((started, release, i): (Queue<u32>, procactor::Event, u64)) -> u64 {
+    started.put(std::process::id()).unwrap();
+    assert!(
+        release.wait_timeout(Duration::from_secs(30)),
+        "never released"
+    );
+    i
+}
+
 #[test]
 fn a_worker_killed_from_outside_fails_what_it_held_and_the_rest_completes() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
+        let started = Queue::new().unwrap();
+        let release = procactor::Event::new().unwrap();
         let h = pool
-            .map_async(sleep_then, (0..20u64).map(|i| (i, 50)))
+            .map_async(
+                announce_and_hold,
+                (0..20u64).map(|i| (started.clone(), release.clone(), i)),
+            )
             .unwrap();
-        std::thread::sleep(Duration::from_millis(120));
+        // the victim holds a task (it said so, and waits for the release) when killed
         let victim = pool.pids()[0];
-        std::process::Command::new("kill")
+        while started
+            .get_timeout(T)
+            .expect("the victim never took a task")
+            != victim
+        {}
+        let killed = std::process::Command::new("kill")
             .args(["-9", &victim.to_string()])
             .status()
             .unwrap();
+        assert!(killed.success());
+        release.set();
         match h.get_timeout(T) {
             Err(TaskError::WorkerDied(procactor::ExitStatus::Signal(9))) => {}
             other => panic!("expected WorkerDied, got {other:?}"),
@@ -211,11 +233,21 @@ fn imap_unordered_yields_every_item_once_in_completion_order() {
 fn close_join_and_terminate() {
     watchdog(60, || {
         let pool = Pool::new(2).unwrap();
-        assert!(pool.join().is_err(), "join before close is an error");
+        match pool.join() {
+            Err(procactor::Error::InvalidArgument(m)) => assert!(m.contains("close()"), "{m}"),
+            other => panic!("join before close: expected InvalidArgument, got {other:?}"),
+        }
         let h = pool.apply_async(sleep_then, (1, 200)).unwrap();
         pool.close();
-        assert!(pool.apply_async(square, 1).is_err());
-        assert!(pool.map(square, 0..3u64).is_err());
+        match pool.apply_async(square, 1) {
+            Err(procactor::Error::InvalidArgument(m)) => assert!(m.contains("closed"), "{m}"),
+            Err(e) => panic!("apply_async after close: expected InvalidArgument, got {e:?}"),
+            Ok(_) => panic!("apply_async after close was accepted"),
+        }
+        match pool.map(square, 0..3u64) {
+            Err(TaskError::Failed(m)) => assert!(m.contains("closed"), "{m}"),
+            other => panic!("map after close: expected Failed, got {other:?}"),
+        }
         let pids = pool.pids();
         pool.join().unwrap();
         assert_eq!(h.get().unwrap(), 1, "work given before close completes");
@@ -229,8 +261,13 @@ fn close_join_and_terminate() {
         }
 
         let pool = Pool::new(2).unwrap();
-        let h = pool.apply_async(sleep_then, (1, 20_000)).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        let started = Queue::new().unwrap();
+        let never = procactor::Event::new().unwrap();
+        let h = pool
+            .apply_async(announce_and_hold, (started.clone(), never.clone(), 1))
+            .unwrap();
+        // a worker holds the task when the pool is terminated
+        assert!(pool.pids().contains(&started.get_timeout(T).unwrap()));
         let t = Instant::now();
         pool.terminate();
         assert!(t.elapsed() < Duration::from_secs(5), "terminate is prompt");
@@ -252,9 +289,43 @@ fn close_join_and_terminate() {
     });
 }
 
+/// Runs in a child of its own (single-threaded, as a `Fork` pool's build needs): the
+/// workers of a `Fork` pool are forked by its zygote, this child's own child.
+fn a_fork_pools_workers_come_from_its_zygote(_: ()) {
+    let pool = Pool::builder()
+        .processes(2)
+        .start_method(procactor::StartMethod::Fork)
+        .build()
+        .unwrap();
+    let pids = pool.pids();
+    assert_eq!(pids.len(), 2);
+    for &pid in &pids {
+        common::assert_os_parent(pid, procactor::StartMethod::Fork, "fork pool worker");
+    }
+    assert_eq!(
+        common::os_parent_of(pids[0]),
+        common::os_parent_of(pids[1]),
+        "one zygote forks every worker"
+    );
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+}
+
 #[test]
 fn the_start_method_is_the_builders_choice() {
     watchdog(60, || {
+        // (first: under the matrix's Fork run this process must still be single-threaded
+        // to start the child with its default method)
+        let mut p = procactor::Process::new(a_fork_pools_workers_come_from_its_zygote, ())
+            .start()
+            .unwrap();
+        let st = p
+            .join_timeout(T)
+            .unwrap()
+            .expect("the Fork pool child ended");
+        if let Err(e) = p.result() {
+            panic!("the Fork pool child failed ({st:?}): {e}");
+        }
+        // each worker's OS parent is the one the method gives it
         for (method, x) in [
             (procactor::StartMethod::Spawn, 3),
             (procactor::StartMethod::ForkServer, 4),
@@ -264,6 +335,9 @@ fn the_start_method_is_the_builders_choice() {
                 .start_method(method)
                 .build()
                 .unwrap();
+            for pid in pool.pids() {
+                common::assert_os_parent(pid, method, "pool worker");
+            }
             assert_eq!(pool.apply(square, x).unwrap(), x * x);
         }
         // fork needs a single-threaded process at build (this test runs on one of
@@ -425,19 +499,38 @@ fn run_kill_schedule(kills: &[u64]) {
         .initializer(keep_counts, counts.clone())
         .build()
         .unwrap();
+    let mut killed: Vec<u32> = Vec::new();
     let each: Vec<Result<u64, TaskError>> = std::thread::scope(|s| {
-        // kill a worker at each scheduled moment while the imap runs
+        // kill a worker at each scheduled moment while the imap runs: a live one not
+        // killed before (a replacement, once the first victim is replaced)
         s.spawn(|| {
             for &ms in kills {
                 std::thread::sleep(Duration::from_millis(ms));
-                if let Some(&pid) = pool.pids().first() {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-9", &pid.to_string()])
-                        .status();
-                }
+                let mut victim = None;
+                wait_until(T, "a live worker not killed yet", || {
+                    victim = pool.pids().into_iter().find(|p| {
+                        !killed.contains(p)
+                            && std::fs::read_to_string(format!("/proc/{p}/stat"))
+                                .is_ok_and(|st| !st.contains(") Z"))
+                    });
+                    victim.is_some()
+                });
+                let pid = victim.unwrap();
+                let st = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                assert!(st.success(), "kill -9 {pid}: {st}");
+                killed.push(pid);
             }
         });
         pool.imap(counted, 0..n as u64).unwrap().collect()
+    });
+    // every scheduled kill landed on a worker, which the pool replaced
+    assert_eq!(killed.len(), kills.len(), "kills made: {killed:?}");
+    wait_until(T, "the killed workers to be replaced", || {
+        let p = pool.pids();
+        p.len() == 2 && killed.iter().all(|k| !p.contains(k))
     });
     // every task ends with its result or WorkerDied: never lost, never twice
     assert_eq!(each.len(), n);
@@ -470,7 +563,7 @@ fn run_kill_schedule(kills: &[u64]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 5, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(5))]
     #[test]
     fn workers_killed_at_random_moments_never_lose_or_repeat_a_task(
         kills in proptest::collection::vec(0u64..60, 0..3),
@@ -609,14 +702,18 @@ fn handle_chunks_queued_behind_a_dying_worker_reach_its_replacement() {
     watchdog(60, || {
         let pool = Pool::new(1).unwrap();
         let q: Queue<u64> = Queue::new().unwrap();
+        let started = Queue::new().unwrap();
+        let never = procactor::Event::new().unwrap();
         let first = pool
-            .apply_async(hold_then_put, (q.clone(), 100, 20_000))
+            .apply_async(announce_and_hold, (started.clone(), never.clone(), 100))
             .unwrap();
         let rest: Vec<_> = (1..=3u64)
             .map(|i| pool.apply_async(hold_then_put, (q.clone(), i, 0)).unwrap())
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        // the worker holds `first` when it dies (it said so, and waits for an event
+        // nobody sets)
         let victim = pool.pids()[0];
+        assert_eq!(started.get_timeout(T).unwrap(), victim);
         std::process::Command::new("kill")
             .args(["-9", &victim.to_string()])
             .status()

@@ -267,10 +267,29 @@ fn unencodable_args_fail_before_any_process_starts() {
         }
     }
     fn take(_: Bad) {}
-    let before = active_children().len();
-    let e = Process::new(take, Bad).start().unwrap_err();
-    assert!(matches!(e, SpawnError::Encode(_)), "{e:?}");
-    assert!(active_children().len() <= before);
+    /// In a child of its own (no other test starts processes there): the refused start
+    /// leaves no child behind, in procactor's records or in the OS's.
+    fn refused_start_leaves_no_child(_: ()) {
+        let os_children = || common::os_children_of(std::process::id());
+        assert_eq!(os_children(), Vec::<u32>::new(), "children before");
+        assert_eq!(active_children().len(), 0);
+        let e = Process::new(take, Bad).start().unwrap_err();
+        match &e {
+            SpawnError::Encode(m) => assert!(m.to_string().contains("nope"), "{m}"),
+            other => panic!("expected an encoding error, got {other:?}"),
+        }
+        assert_eq!(active_children().len(), 0, "a child is recorded");
+        assert_eq!(os_children(), Vec::<u32>::new(), "a child was started");
+    }
+    watchdog(60, || {
+        let mut p = Process::new(refused_start_leaves_no_child, ())
+            .start()
+            .unwrap();
+        let st = p.join_timeout(Duration::from_secs(30)).unwrap();
+        if let Err(e) = p.result() {
+            panic!("the child's check failed ({st:?}): {e}");
+        }
+    });
 }
 
 #[test]

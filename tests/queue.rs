@@ -817,12 +817,7 @@ impl Tally {
 fn sigkill_at_random_moments_never_tears_or_hangs() {
     watchdog(90, || {
         const RING: usize = 4096;
-        let mut seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1;
-        eprintln!("sigkill test seed {seed}");
+        let mut seed = common::test_seed("sigkill test") | 1;
         let q: Queue<Vec<u8>> = Queue::with_capacity_bytes(RING).unwrap();
         let mut t = Tally::default();
         for round in 0..12u8 {
@@ -1077,7 +1072,7 @@ fn run_schedule(ring: usize, maxsize: usize, producers: Vec<Vec<usize>>, consume
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(6))]
     #[test]
     fn any_schedule_of_processes_delivers_everything_once_intact_in_order(
         producers in proptest::collection::vec(

@@ -271,21 +271,39 @@ fn workers_on_several_hosts_share_the_work_and_stop_on_request() {
     });
 }
 
+/// Says which process took it (its pid, on the Redis queue named `started`), sleeps
+/// `ms`, then answers `(x, pid of the worker)`.
+fn announce_then_sleep((x, ms, url, started): (u64, u64, String, String)) -> (u64, u32) {
+    RedisQueue::<u32>::connect(&url, &started)
+        .unwrap()
+        .put(std::process::id())
+        .unwrap();
+    slow_with_pid((x, ms))
+}
+
 #[test]
 fn a_worker_sigkilled_mid_task_loses_nothing() {
     require_redis!();
     watchdog(60, || {
         let pool = Pool::builder(&url(), &unique("kill"))
-            .task(slow_with_pid)
+            .task(announce_then_sleep)
             .local_workers(2)
             .visibility_timeout(Duration::from_millis(700))
             .build()
             .unwrap();
         let victim = pool.worker_pids()[0];
-        let items: Vec<(u64, u64)> = (0..8).map(|x| (x, 300)).collect();
-        let pending = pool.imap_unordered(slow_with_pid, items).unwrap();
-        // both workers are busy for 300 ms a task: the victim holds one when it dies
-        std::thread::sleep(Duration::from_millis(450));
+        let started_name = unique("kill-started");
+        let started = RedisQueue::<u32>::connect(&url(), &started_name).unwrap();
+        let items: Vec<(u64, u64, String, String)> = (0..8)
+            .map(|x| (x, 300, url(), started_name.clone()))
+            .collect();
+        let pending = pool.imap_unordered(announce_then_sleep, items).unwrap();
+        // the victim holds a task when it dies: it said it took one, and sleeps 300 ms
+        while started
+            .get_timeout(T)
+            .expect("the victim never took a task")
+            != victim
+        {}
         let killed = std::process::Command::new("sh")
             .arg("-c")
             .arg(format!("kill -KILL {victim}"))
@@ -330,7 +348,7 @@ fn supervised_redis_workers_restart_and_their_item_is_redelivered() {
     require_redis!();
     watchdog(60, || {
         let jobs = redis::RedisJoinableQueue::<Job>::builder(&url(), &unique("sup-jobs"))
-            .visibility_timeout(Duration::from_millis(300))
+            .visibility_timeout(Duration::from_millis(1000))
             .connect_joinable()
             .unwrap();
         let out = RedisQueue::<u64>::connect(&url(), &unique("sup-out")).unwrap();
@@ -349,11 +367,14 @@ fn supervised_redis_workers_restart_and_their_item_is_redelivered() {
             .unwrap();
         }
         assert!(jobs.join_timeout(T), "every job done");
-        let mut got = HashSet::new();
-        while let Ok(v) = out.get_timeout(Duration::from_millis(200)) {
-            got.insert(v);
+        // read until quiet (each job is done, so nothing more is coming) and compare
+        // the multiset: a job handled twice shows up twice
+        let mut got = Vec::new();
+        while let Ok(v) = out.get_timeout(Duration::from_millis(500)) {
+            got.push(v);
         }
-        assert_eq!(got, (0..20).map(|x| x * 10).collect::<HashSet<u64>>());
+        got.sort_unstable();
+        assert_eq!(got, (0..20).map(|x| x * 10).collect::<Vec<u64>>());
         wait_until(Duration::from_secs(5), "a restart", || {
             (0..2).any(|i| workers.member(i).is_some_and(|m| m.restarts() >= 1))
         });
@@ -387,11 +408,13 @@ fn supervised_redis_workers_take_a_two_argument_handler() {
             jobs.put((out.clone(), x)).unwrap();
         }
         assert!(jobs.join_timeout(T), "every job done");
-        let mut got = HashSet::new();
-        while let Ok(v) = out.get_timeout(Duration::from_millis(200)) {
-            got.insert(v);
+        // read until quiet, compare the multiset (a duplicate shows up twice)
+        let mut got = Vec::new();
+        while let Ok(v) = out.get_timeout(Duration::from_millis(500)) {
+            got.push(v);
         }
-        assert_eq!(got, (0..10).map(|x| x * 10).collect::<HashSet<u64>>());
+        got.sort_unstable();
+        assert_eq!(got, (0..10).map(|x| x * 10).collect::<Vec<u64>>());
         // a plain function pointer (`Handler`) still makes a worker directly
         let h: redis::Handler<(RedisQueue<u64>, u64)> = |(o, x)| put_tenfold(o, x + 100);
         sup.shutdown(Duration::from_secs(5)).unwrap();

@@ -8,7 +8,7 @@ mod redis_support;
 use common::watchdog;
 use procactor::redis::{ConnectRedis, RedisJoinableQueue, RedisQueue};
 use procactor::{ExitStatus, GetError, JoinableQueue, Process, PutError, Queue};
-use proptest::prelude::{proptest, ProptestConfig};
+use proptest::prelude::proptest;
 use redis_support::{require_redis, unique, url};
 use std::time::{Duration, Instant};
 
@@ -239,7 +239,7 @@ fn an_item_held_by_a_sigkilled_consumer_is_redelivered() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 16, .. ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(16))]
 
     /// Random batches of puts and runs of gets through two handles on one group:
     /// every item comes out exactly once, in the order put.

@@ -45,24 +45,62 @@ fn value_counts_exactly_under_contention() {
     });
 }
 
-/// Holds the value's lock for ~300 ms, writing the two halves at either end of that
-/// time; returns what it sees just before letting go.
-fn slow_update((v, held): (Value<[u64; 2]>, Event)) -> [u64; 2] {
+/// Holds the value's lock until `release` is set (at most 20 s), writing the two halves
+/// at either end of that time; returns what it sees just before letting go.
+fn slow_update((v, held, release): (Value<[u64; 2]>, Event, Event)) -> [u64; 2] {
     let mut g = v.lock().unwrap();
     g[0] += 1;
     held.set();
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        release.wait_timeout(Duration::from_secs(20)),
+        "never released"
+    );
     g[1] += 1;
     *g
 }
 
-/// Starts `slow_update` and returns once it holds the lock.
-fn start_holder(v: &Value<[u64; 2]>) -> Process<[u64; 2]> {
+/// Starts `slow_update` and returns once it holds the lock, with its release event.
+fn start_holder(v: &Value<[u64; 2]>) -> (Process<[u64; 2]>, Event) {
     let held = Event::new().unwrap();
-    let p = Process::new(slow_update, (v.clone(), held.clone()))
+    let release = Event::new().unwrap();
+    let p = Process::new(slow_update, (v.clone(), held.clone(), release.clone()))
         .start()
         .unwrap();
     assert!(held.wait_timeout(Duration::from_secs(20)));
+    (p, release)
+}
+
+/// Says it is about to take the lock (`asking`), then sets the value to `to` if given,
+/// else gets it; returns what it set or got.
+fn contend((v, asking, to): (Value<[u64; 2]>, Event, Option<[u64; 2]>)) -> [u64; 2] {
+    asking.set();
+    match to {
+        Some(x) => {
+            v.set(x);
+            x
+        }
+        None => v.get(),
+    }
+}
+
+/// Starts `contend` while a holder holds the lock; returns once the contender is asleep
+/// waiting for it (it said it was asking, and sleeps on a futex: the lock's), failing if
+/// it finished instead.
+fn start_contender(v: &Value<[u64; 2]>, to: Option<[u64; 2]>) -> Process<[u64; 2]> {
+    let asking = Event::new().unwrap();
+    let p = Process::new(contend, (v.clone(), asking.clone(), to))
+        .start()
+        .unwrap();
+    assert!(asking.wait_timeout(Duration::from_secs(20)));
+    common::wait_until(
+        Duration::from_secs(20),
+        "the contender asleep on the lock",
+        || !p.is_alive() || common::asleep_in_futex(p.pid()),
+    );
+    assert!(
+        p.is_alive(),
+        "the contender did not wait for the lock holder"
+    );
     p
 }
 
@@ -70,21 +108,17 @@ fn start_holder(v: &Value<[u64; 2]>) -> Process<[u64; 2]> {
 fn get_and_set_wait_for_a_lock_holder_in_another_process() {
     watchdog(60, || {
         let v = Value::new([0u64; 2]).unwrap();
-        let waited = |t: Instant| {
-            let e = t.elapsed();
-            assert!(e >= Duration::from_millis(150), "returned after {e:?}");
-        };
         // get: waits for the holder, never sees its half-done update
-        let mut p = start_holder(&v);
-        let t = Instant::now();
-        assert_eq!(v.get(), [1, 1]);
-        waited(t);
+        let (mut p, release) = start_holder(&v);
+        let mut c = start_contender(&v, None);
+        release.set();
+        assert_eq!(c.result().unwrap(), [1, 1]);
         assert_eq!(p.result().unwrap(), [1, 1]);
         // set: waits too, so it neither lands inside the holder's update nor is lost
-        let mut p = start_holder(&v);
-        let t = Instant::now();
-        v.set([7, 7]);
-        waited(t);
+        let (mut p, release) = start_holder(&v);
+        let mut c = start_contender(&v, Some([7, 7]));
+        release.set();
+        assert_eq!(c.result().unwrap(), [7, 7]);
         assert_eq!(
             p.result().unwrap(),
             [2, 2],
@@ -269,7 +303,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(common::proptest_config(64))]
 
     #[test]
     fn array_indexing_matches_a_vec(

@@ -299,10 +299,11 @@ fn pools_and_supervisors_run_on_the_fork_server() {
             .start_method(StartMethod::ForkServer)
             .build()
             .unwrap();
-        let me = std::process::id();
-        for pid in pool.pids() {
-            let parent = os_parent(pid).unwrap();
-            assert_ne!(parent, me, "pool worker {pid} was not forked by the server");
+        // each worker's OS parent is our fork server (our child, run with its variable)
+        let pids = pool.pids();
+        assert_eq!(pids.len(), 2);
+        for &pid in &pids {
+            common::assert_os_parent(pid, StartMethod::ForkServer, "pool worker");
         }
         assert_eq!(
             pool.map(square, 0..100u64).unwrap(),
@@ -312,6 +313,21 @@ fn pools_and_supervisors_run_on_the_fork_server() {
             .start_method(StartMethod::ForkServer)
             .build()
             .unwrap();
+        // a supervised actor, and its restart, come from the fork server too
+        let out: Queue<(u64, u32)> = Queue::new().unwrap();
+        let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
+        seer.send(false).unwrap();
+        let (_, pid) = out.get_timeout(T).unwrap();
+        assert_eq!(Some(pid), seer.pid());
+        common::assert_os_parent(pid, StartMethod::ForkServer, "supervised actor");
+        seer.send(true).unwrap(); // exits with 9: restarted
+        wait_until(T, "the actor's restart", || {
+            seer.pid().is_some_and(|p| p != pid)
+        });
+        seer.send(false).unwrap();
+        let (_, pid2) = out.get_timeout(T).unwrap();
+        assert_ne!(pid2, pid);
+        common::assert_os_parent(pid2, StartMethod::ForkServer, "restarted actor");
         sup.shutdown(T).unwrap();
         // fork: refused for both here, with the reason (each forks a copy of this
         // process when it is built, which needs a single-threaded process)

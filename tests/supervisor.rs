@@ -8,7 +8,7 @@ use procactor::{
     process_actor, Actor, ActorError, ActorState, ChildSpec, Context, Queue, Restart, Shutdown,
     Strategy, Supervisor, SupervisorError, SupervisorEvent,
 };
-use proptest::prelude::{prop_oneof, proptest, Just, ProptestConfig};
+use proptest::prelude::{prop_oneof, proptest, Just};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -592,11 +592,6 @@ fn run_schedule(schedule: &[Crash], max_restarts: u32, strategy: Strategy) {
             sup.wait_timeout(T),
             Err(SupervisorError::Intensity { .. })
         ));
-        while let Ok((tag, id, _)) = out.try_get() {
-            if tag == 1 && id != 0 {
-                handled.push(id);
-            }
-        }
     } else {
         while handled.len() < expected.len() {
             let (tag, id, _) = next(&out);
@@ -605,8 +600,6 @@ fn run_schedule(schedule: &[Crash], max_restarts: u32, strategy: Strategy) {
             }
         }
     }
-    // no message queued and not in flight is lost or handled twice, order kept
-    assert_eq!(handled, expected);
     let want = crashes.min(max_restarts);
     wait_until(T, "the restarts to be counted", || {
         w.restarts() as u32 >= want
@@ -632,10 +625,63 @@ fn run_schedule(schedule: &[Crash], max_restarts: u32, strategy: Strategy) {
     for pid in pids {
         wait_until(T, "a child to be gone after shutdown", || proc_gone(pid));
     }
+    // every worker is gone: what is in the queue now is all it will ever hold. No
+    // message queued and not in flight is lost or handled twice (read to the end, not
+    // just the number expected), order kept.
+    while let Ok((tag, id, _)) = out.try_get() {
+        if tag == 1 && id != 0 {
+            handled.push(id);
+        }
+    }
+    assert_eq!(handled, expected);
+    // each scheduled crash happened, as scheduled: worker 1's abnormal exits are the
+    // crashes up to the one it gave up at, in order, each with a message in flight and
+    // the exit its kind makes (a SIGKILL landed as signal 9, an abort as signal 6)
+    let crashes_made: Vec<(u64, &Crash)> = schedule
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !matches!(c, Crash::None))
+        .map(|(i, c)| (i as u64 + 1, c))
+        .take(max_restarts as usize + 1)
+        .collect();
+    let exits: Vec<(Option<u64>, procactor::ExitStatus)> = sup
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            SupervisorEvent::Exited {
+                name,
+                status,
+                abnormal: true,
+                in_flight,
+                ..
+            } if name == w.name() => Some((in_flight, status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        exits.len(),
+        crashes_made.len(),
+        "{exits:?} for {crashes_made:?}"
+    );
+    let mut prev = 0;
+    for ((in_flight, status), (id, crash)) in exits.iter().zip(&crashes_made) {
+        // the message in flight, counted from the incarnation's start (the crashed
+        // message is not redelivered: the next incarnation starts with the one after it)
+        assert_eq!(*in_flight, Some(id - prev), "message {id}: {exits:?}");
+        prev = *id;
+        match crash {
+            Crash::Kill => assert_eq!(*status, procactor::ExitStatus::Signal(9), "message {id}"),
+            Crash::Abort => assert_eq!(*status, procactor::ExitStatus::Signal(6), "message {id}"),
+            _ => assert!(
+                matches!(status, procactor::ExitStatus::Code(c) if *c != 0),
+                "message {id}: {status:?}"
+            ),
+        }
+    }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #![proptest_config(common::proptest_config(6))]
     #[test]
     fn random_crash_schedules_lose_nothing_queued_and_count_restarts(
         schedule in proptest::collection::vec(crash_strategy(), 1..14),
@@ -651,16 +697,47 @@ proptest! {
     }
 }
 
+/// Runs in a child of its own (single-threaded, as a `Fork` supervisor's build needs):
+/// a `Fork` supervisor's actor is forked by its zygote, this child's own child.
+fn a_fork_supervisors_actor_comes_from_its_zygote(_: ()) {
+    let out = Queue::new().unwrap();
+    let sup = Supervisor::builder()
+        .start_method(procactor::StartMethod::Fork)
+        .build()
+        .unwrap();
+    let _w = spawn_worker(&sup, 1, &out);
+    let pid = started(&out, &[1])[&1];
+    common::assert_os_parent(pid, procactor::StartMethod::Fork, "fork supervisor's actor");
+    sup.shutdown(T).unwrap();
+}
+
 #[test]
 fn the_start_method_is_the_builders_choice() {
     watchdog(60, || {
-        let out = Queue::new().unwrap();
-        let sup = Supervisor::builder()
-            .start_method(procactor::StartMethod::Spawn)
-            .build()
+        // (first: under the matrix's Fork run this process must still be single-threaded
+        // to start the child with its default method)
+        let mut p = procactor::Process::new(a_fork_supervisors_actor_comes_from_its_zygote, ())
+            .start()
             .unwrap();
-        let _w = spawn_worker(&sup, 1, &out);
-        started(&out, &[1]);
+        let st = p
+            .join_timeout(T)
+            .unwrap()
+            .expect("the Fork supervisor child ended");
+        if let Err(e) = p.result() {
+            panic!("the Fork supervisor child failed ({st:?}): {e}");
+        }
+        // each actor's OS parent is the one the method gives it
+        let out = Queue::new().unwrap();
+        for (tag, method) in [
+            (1, procactor::StartMethod::Spawn),
+            (2, procactor::StartMethod::ForkServer),
+        ] {
+            let sup = Supervisor::builder().start_method(method).build().unwrap();
+            let _w = spawn_worker(&sup, tag, &out);
+            let pid = started(&out, &[tag])[&tag];
+            common::assert_os_parent(pid, method, "supervised actor");
+            sup.shutdown(T).unwrap();
+        }
         let e = Supervisor::builder()
             .start_method(procactor::StartMethod::Fork)
             .build()
@@ -770,12 +847,18 @@ fn refs_to_a_tree_whose_supervisor_died_do_not_wait_forever() {
         let t = Instant::now();
         assert!(inner.join_timeout(T), "the orphaned actor counts as ended");
         assert!(t.elapsed() < Duration::from_secs(5));
-        assert!(root
-            .spawn_pool(0, || Worker {
-                tag: 0,
-                out: out.clone()
-            })
-            .is_err());
+        // the root still runs (it refuses an empty pool for what it is, not because it
+        // is gone)
+        match root.spawn_pool(0, || Worker {
+            tag: 0,
+            out: out.clone(),
+        }) {
+            Err(SupervisorError::Resource(procactor::Error::InvalidArgument(m))) => {
+                assert!(m.contains("at least one"), "{m}")
+            }
+            Err(e) => panic!("expected the empty pool's refusal, got {e:?}"),
+            Ok(_) => panic!("an empty pool was accepted"),
+        }
     });
 }
 

@@ -4,7 +4,7 @@ procactor::test_support!();
 
 mod common;
 
-use common::{wait_until, watchdog};
+use common::{asleep_in_futex, wait_until, watchdog};
 use procactor::{
     Barrier, BoundedSemaphore, BrokenBarrier, Condition, Error, Event, Lock, LockError, Process,
     RLock, RawArray, RawValue, Semaphore, Value,
@@ -249,8 +249,7 @@ fn sem_churn((s, go): (Semaphore, Event)) {
 fn processes_killed_at_random_moments_neither_lose_nor_make_up_slots() {
     watchdog(240, || {
         let s = Semaphore::new(2).unwrap();
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
-        eprintln!("seed {seed}");
+        let mut seed = common::test_seed("semaphore kill test") | 1;
         for round in 0..8 {
             let go = Event::new().unwrap();
             let mut ps: Vec<_> = (0..3)
@@ -263,7 +262,8 @@ fn processes_killed_at_random_moments_neither_lose_nor_make_up_slots() {
             std::thread::sleep(Duration::from_micros(500 + seed % 20_000));
             for p in &mut ps {
                 p.kill().unwrap();
-                p.join().unwrap();
+                // the kill landed: the churner (which never ends by itself) died of it
+                assert_eq!(p.join().unwrap(), procactor::ExitStatus::Signal(9));
             }
             // every slot the dead held comes back, and no more than the two there are
             let took = || match s.acquire_timeout(LONG) {
@@ -370,27 +370,6 @@ fn event_untimed_wait_blocks_until_set() {
 }
 
 // ---- Condition
-
-/// Whether the main thread of process `pid` (the one running a child's target) is
-/// asleep in a futex wait (Linux: `/proc/<pid>/task/<pid>/{stat,wchan}`).
-///
-/// Where the kernel hides wait channels (`wchan` unreadable, empty or `0`) the sleeping
-/// state alone decides; the callers only ask once every child has passed the point after
-/// which the only place it can sleep is the condition's futex.
-fn asleep_in_futex(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap_or_default();
-    // the state letter follows the ")" that closes the command name
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    if state != Some('S') {
-        return false;
-    }
-    let wchan =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan")).unwrap_or_default();
-    let wchan = wchan.trim();
-    wchan.contains("futex") || wchan.is_empty() || wchan == "0"
-}
 
 fn wait_until_asleep<R: procactor::Message>(ps: &[Process<R>]) {
     for p in ps {
@@ -853,7 +832,7 @@ fn sem_op() -> impl Strategy<Value = SemOp> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(common::proptest_config(48))]
 
     #[test]
     fn semaphore_schedules_match_a_counter(

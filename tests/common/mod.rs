@@ -135,3 +135,145 @@ fn the_start_method_in_force_is_the_one_the_matrix_asked_for() {
     }
     let _ = writeln!(std::io::stderr().lock(), "{MATRIX_CHECKED} {want}");
 }
+
+/// The OS's idea of process `pid`'s parent (field 4 of `/proc/PID/stat`), or `None` when
+/// the process is gone.
+pub fn os_parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    after.split(' ').nth(1)?.parse().ok()
+}
+
+/// The processes whose OS parent is `pid` (a scan of `/proc`).
+pub fn os_children_of(pid: u32) -> Vec<u32> {
+    let mut kids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| os_parent_of(p) == Some(pid))
+        .collect();
+    kids.sort_unstable();
+    kids
+}
+
+/// Whether `pid` is a fork server of this process: this process's child, re-executed
+/// with `PROCACTOR_FORKSERVER=<this pid>` in its environment (how `init` recognises a
+/// server). Read from the OS (`/proc`), not from procactor's records.
+pub fn is_my_fork_server(pid: u32) -> bool {
+    let me = std::process::id();
+    if os_parent_of(pid) != Some(me) {
+        return false;
+    }
+    let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    let want = format!("PROCACTOR_FORKSERVER={me}");
+    env.split(|&b| b == 0).any(|v| v == want.as_bytes())
+}
+
+/// Asserts that process `child` (a child procactor started with `method` from this
+/// process) has the OS parent that method gives it: this process for `Spawn`, this
+/// process's fork server for `ForkServer`, a zygote (a forked copy of this process,
+/// this process's child) for `Fork`.
+pub fn assert_os_parent(child: u32, method: procactor::StartMethod, what: &str) {
+    let me = std::process::id();
+    let parent = os_parent_of(child).unwrap_or_else(|| panic!("{what} {child} is gone"));
+    match method {
+        procactor::StartMethod::Spawn => {
+            assert_eq!(
+                parent, me,
+                "{what} {child}: a spawned child's OS parent is us"
+            )
+        }
+        procactor::StartMethod::ForkServer => assert!(
+            is_my_fork_server(parent),
+            "{what} {child}: its OS parent {parent} is not our fork server (we are {me})"
+        ),
+        procactor::StartMethod::Fork => {
+            assert_ne!(parent, me, "{what} {child}: forked by us, not by a zygote");
+            assert!(
+                !is_my_fork_server(parent),
+                "{what} {child}: made by the fork server"
+            );
+            assert_eq!(
+                os_parent_of(parent),
+                Some(me),
+                "{what} {child}: its zygote {parent} is not our child"
+            );
+        }
+    }
+}
+
+/// The proptest configuration of the integration tests: `PROPTEST_CASES` cases if set
+/// (exactly: the replay line below gives it), else `default_cases` (small, for CI time)
+/// times `PROCACTOR_PROPTEST_SCALE` if set (`scripts/proptest-10x.sh` sets 10). The other
+/// `PROPTEST_*` variables work as proptest documents them. The random seed is drawn here
+/// unless `PROPTEST_RNG_SEED` gives one, and printed with the command that replays the
+/// run (libtest shows it when the test fails); a failing case is also persisted in
+/// `tests/<suite>.proptest-regressions` (commit those files), and replayed first on
+/// every later run.
+pub fn proptest_config(default_cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngSeed};
+    let mut c = Config::default(); // reads the PROPTEST_* variables
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        let scale = std::env::var("PROCACTOR_PROPTEST_SCALE")
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(1);
+        c.cases = default_cases.saturating_mul(scale.max(1));
+    }
+    if matches!(c.rng_seed, RngSeed::Random) {
+        c.rng_seed = RngSeed::Fixed(fresh_seed());
+    }
+    // beside the suite's source: `tests/<suite>.proptest-regressions` (what proptest's
+    // default ends up at here, after a warning that `tests/` has no lib.rs)
+    c.failure_persistence = Some(Box::new(
+        proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+    ));
+    eprintln!(
+        "proptest: {} cases, seed {} (replay: PROPTEST_RNG_SEED={} PROPTEST_CASES={})",
+        c.cases, c.rng_seed, c.rng_seed, c.cases
+    );
+    c
+}
+
+/// A seed for a test's own random choices: `PROCACTOR_TEST_SEED` if set, else a fresh
+/// one; printed with how to replay it (libtest shows it when the test fails).
+pub fn test_seed(what: &str) -> u64 {
+    let seed = std::env::var("PROCACTOR_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(fresh_seed);
+    eprintln!("{what}: seed {seed} (replay: PROCACTOR_TEST_SEED={seed})");
+    seed
+}
+
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Whether the main thread of process `pid` (the one running a child's target) is
+/// asleep in a futex wait (Linux: `/proc/<pid>/task/<pid>/{stat,wchan}`).
+///
+/// Where the kernel hides wait channels (`wchan` unreadable, empty or `0`) the sleeping
+/// state alone decides; the callers only ask once the child has passed the point after
+/// which the only place it can sleep is the futex it waits on.
+pub fn asleep_in_futex(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).unwrap_or_default();
+    // the state letter follows the ")" that closes the command name
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if state != Some('S') {
+        return false;
+    }
+    let wchan =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/wchan")).unwrap_or_default();
+    let wchan = wchan.trim();
+    wchan.contains("futex") || wchan.is_empty() || wchan == "0"
+}

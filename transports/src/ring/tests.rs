@@ -177,27 +177,45 @@ fn disconnected_needs_every_producer_gone() {
 #[test]
 fn a_blocked_reader_is_woken_by_the_last_producer_leaving() {
     let r = Arc::new(Ring::create(256, 0).unwrap());
-    // a live "other process": our parent (the test runner's parent shell / cargo)
+    // the only producer: this process (the reader below is in it too, and asks with
+    // `disconnect`, so it counts this process's registration as a live producer)
     r.register_producer(robust::my_id());
     let r2 = r.clone();
     let t = std::thread::spawn(move || {
         let mut out = Vec::new();
-        let t0 = Instant::now();
-        // the thread's own process is the producer, so it checks with a foreign id
-        let res = loop {
-            match r2.pop(&mut out, ms(20), false) {
-                Err(PopError::Empty) if r2.producers_alive(0) => continue,
-                other => break other,
-            }
-        };
-        (res, t0.elapsed())
+        // one blocking pop, far deadline: it can only end early by the disconnection
+        let res = r2.pop(&mut out, secs(60), true);
+        (res, Instant::now())
     });
-    std::thread::sleep(Duration::from_millis(50));
+    // the reader is inside the wait: counted as a sleeping reader (which it only is
+    // between its last check of the ring and the futex sleep)
+    let t0 = Instant::now();
+    while r.u32(OFF_READERS_WAITING).load(Ordering::SeqCst) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the reader never waited"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        !t.is_finished(),
+        "the reader returned without a producer leaving"
+    );
+    // (a second, foreign sleeper counted for the moment of the unregistration: between
+    // two of its sleep slices the reader is briefly not counted, and the wake-up must
+    // not depend on that timing)
+    r.u32(OFF_READERS_WAITING).fetch_add(1, Ordering::SeqCst);
+    let seq = r.u32(OFF_DATA_SEQ).load(Ordering::SeqCst);
+    let left = Instant::now();
     r.unregister_producer(robust::my_id());
-    let (res, took) = t.join().unwrap();
-    assert_eq!(res, Err(PopError::Empty));
-    assert!(took < Duration::from_secs(5));
-    assert!(!r.producers_alive(0));
+    let woke = r.u32(OFF_DATA_SEQ).load(Ordering::SeqCst);
+    r.u32(OFF_READERS_WAITING).fetch_sub(1, Ordering::SeqCst);
+    assert_ne!(woke, seq, "leaving did not wake the waiting readers");
+    let (res, ended) = t.join().unwrap();
+    assert_eq!(res, Err(PopError::Disconnected));
+    // well before its 60 s deadline (generous: a loaded machine)
+    assert!(ended.duration_since(left) < Duration::from_secs(20));
+    assert!(!r.producers_alive(robust::my_id()));
 }
 
 #[test]
@@ -489,8 +507,35 @@ fn run_schedule_on(r: Ring, writers: Vec<Vec<usize>>, readers: usize) {
     }
 }
 
+/// The proptests' configuration: `PROPTEST_CASES` if set, else `default_cases` times
+/// `PROCACTOR_PROPTEST_SCALE` if set (`scripts/proptest-10x.sh`); a seed drawn here
+/// unless `PROPTEST_RNG_SEED` gives one, printed with how to replay it. Failures are
+/// persisted where proptest puts them (`transports/proptest-regressions/`).
+fn config(default_cases: u32) -> ProptestConfig {
+    let mut c = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        let scale = std::env::var("PROCACTOR_PROPTEST_SCALE")
+            .ok()
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(1);
+        c.cases = default_cases.saturating_mul(scale.max(1));
+    }
+    if matches!(c.rng_seed, proptest::test_runner::RngSeed::Random) {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(seed);
+    }
+    eprintln!(
+        "proptest: {} cases, seed {} (replay: PROPTEST_RNG_SEED={} PROPTEST_CASES={})",
+        c.cases, c.rng_seed, c.rng_seed, c.cases
+    );
+    c
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(config(24))]
     #[test]
     fn any_schedule_delivers_everything_once_intact_in_order(
         writers in proptest::collection::vec(
@@ -1083,7 +1128,7 @@ fn a_reader_killed_while_following_link_or_return_loses_at_most_one_message() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(config(64))]
     /// Random puts (sizes from empty to 6x the hot ring) and gets on one small unbounded
     /// ring, against a `VecDeque`: no put waits, no loss, no duplicate, order kept.
     #[test]
