@@ -11,7 +11,7 @@ mod common;
 
 use common::watchdog;
 use procactor::{Array, Barrier, Event, Lock, LockError, Process, Queue, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs `victim` in its own process and requires it to exit successfully within `secs`.
 fn in_victim(victim: fn(()), secs: u64) {
@@ -95,10 +95,15 @@ fn use_all(o: &Objects, value: u64) {
 fn victim_truncated((): ()) {
     let o = objects();
     use_all(&o, 41);
-    let mut h = Process::new(truncate_everything, o.clone()).start().unwrap();
+    let mut h = Process::new(truncate_everything, o.clone())
+        .start()
+        .unwrap();
     assert!(h.join_timeout(Duration::from_secs(60)).unwrap().is_some());
     let (found, allowed) = h.result().unwrap();
-    assert!(found >= 6, "the hostile child held only {found} shared files");
+    assert!(
+        found >= 6,
+        "the hostile child held only {found} shared files"
+    );
     // every page of every object still there: no SIGBUS
     use_all(&o, 42);
     assert_eq!(allowed, 0, "the kernel let a peer resize shared memory");
@@ -107,4 +112,114 @@ fn victim_truncated((): ()) {
 #[test]
 fn a_child_cannot_truncate_or_grow_shared_memory_under_its_parent() {
     in_victim(victim_truncated, 120);
+}
+
+/// Sends `sig` (`"STOP"`, `"KILL"`) to `pid` with kill(1), as an operator would.
+fn send_signal(pid: u32, sig: &str) {
+    let s = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(s.success(), "kill -{sig} {pid}");
+}
+
+/// Holds `l` for 30 s (or until killed), after setting `held`.
+fn hold_lock((l, held): (Lock, Event)) {
+    let _g = l.acquire().unwrap();
+    held.set();
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+/// Starts a process that holds `l`, and returns once it does.
+fn start_holder(l: &Lock) -> Process<()> {
+    let held = Event::new().unwrap();
+    let h = Process::new(hold_lock, (l.clone(), held.clone()))
+        .start()
+        .unwrap();
+    assert!(
+        held.wait_timeout(Duration::from_secs(30)),
+        "holder never held"
+    );
+    h
+}
+
+/// After the holder `h` of `l` is killed: the next acquisition says so, and the lock
+/// works normally afterwards.
+fn kill_holder_and_recover(l: &Lock, mut h: Process<()>) {
+    h.kill().unwrap();
+    assert!(h.join_timeout(Duration::from_secs(10)).unwrap().is_some());
+    match l.acquire_timeout(Duration::from_secs(10)) {
+        Err(LockError::OwnerDied(g)) => drop(g),
+        Ok(g) => panic!("the dead owner went unnoticed (got {:?})", g.is_some()),
+    }
+    drop(l.acquire_timeout(Duration::from_secs(1)).unwrap().unwrap());
+}
+
+fn victim_frozen_owner((): ()) {
+    let l = Lock::new().unwrap();
+    let h = start_holder(&l);
+    send_signal(h.pid(), "STOP");
+    let t = Instant::now();
+    match l.acquire_timeout(Duration::from_millis(1500)) {
+        Ok(None) => {}
+        Ok(Some(_)) => panic!("acquired a lock that a frozen process holds"),
+        Err(_) => panic!("a frozen owner was taken for dead"),
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(matches!(l.try_acquire(), Ok(None)));
+    kill_holder_and_recover(&l, h);
+}
+
+#[test]
+fn a_frozen_lock_owner_is_not_taken_over_and_a_killed_one_is() {
+    in_victim(victim_frozen_owner, 120);
+}
+
+/// Lowers this process's descriptor limit to the lowest free descriptor number, so that
+/// opening any file (e.g. `/proc/<pid>/stat`) fails with `EMFILE`, then tries to take `l`
+/// for 500 ms. Returns what happened, with the limit restored.
+fn starved_contender(l: Lock) -> String {
+    use std::os::fd::AsRawFd;
+    let lowest_free = std::fs::File::open("/dev/null").unwrap().as_raw_fd() as u64;
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the live local `old`.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) }, 0);
+    let low = libc::rlimit {
+        rlim_cur: lowest_free,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: setrlimit reads one live `rlimit`; lowering the soft limit is allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+    let starved = std::fs::File::open("/proc/self/stat").is_err();
+    let outcome = match l.acquire_timeout(Duration::from_millis(500)) {
+        Ok(None) => "timed out".to_string(),
+        Ok(Some(_)) => "acquired".to_string(),
+        Err(_) => "took the lock over as if its owner had died".to_string(),
+    };
+    // SAFETY: as above; raising the soft limit back to its old value (<= the hard one).
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) }, 0);
+    assert!(starved, "the descriptor limit did not bite");
+    outcome
+}
+
+fn victim_starved_contender((): ()) {
+    let l = Lock::new().unwrap();
+    let h = start_holder(&l);
+    let mut c = Process::new(starved_contender, l.clone()).start().unwrap();
+    assert!(c.join_timeout(Duration::from_secs(30)).unwrap().is_some());
+    assert_eq!(c.result().unwrap(), "timed out");
+    kill_holder_and_recover(&l, h);
+}
+
+#[test]
+fn a_contender_out_of_descriptors_does_not_take_over_a_living_owners_lock() {
+    in_victim(victim_starved_contender, 120);
 }

@@ -403,7 +403,7 @@ impl RLock {
 
     /// Re-enters if this thread owns the lock.
     fn reenter(&self) -> Option<RLockGuard<'_>> {
-        if robust::owner(self.word()) == Some(robust::my_id())
+        if robust::held_by_this_process(self.word())
             && self.r.atomic_u32(RLOCK_TID).load(Ordering::Relaxed) == thread_number()
         {
             let c = self.r.atomic_u32(RLOCK_COUNT);
