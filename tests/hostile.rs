@@ -223,3 +223,33 @@ fn victim_starved_contender((): ()) {
 fn a_contender_out_of_descriptors_does_not_take_over_a_living_owners_lock() {
     in_victim(victim_starved_contender, 120);
 }
+
+/// A program that a child starts by other means than procactor (here: the test binary,
+/// listing no test) inherits the child's start variables when the child had threads
+/// running at `init()` (they are removed only while single-threaded). A value naming a
+/// living process that is not its parent is not addressed to it: it runs its own `main`.
+#[test]
+fn a_start_variable_addressed_to_another_process_is_ignored() {
+    watchdog(60, || {
+        let me = std::env::current_exe().unwrap();
+        // pid 1 is alive and is not the parent of what this test starts
+        for (key, value) in [
+            ("PROCACTOR_CHILD", "0:12345:1"),
+            ("PROCACTOR_FORKSERVER", "1"),
+        ] {
+            let out = std::process::Command::new(&me)
+                .args(["--exact", "no_test_has_this_name"])
+                .env(key, value)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("0 passed"),
+                "{key}={value}: {:?}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+}

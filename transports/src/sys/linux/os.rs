@@ -481,13 +481,23 @@ pub fn raw_fd(fd: BorrowedFd<'_>) -> RawFd {
     fd.as_fd().as_raw_fd()
 }
 
-/// Reads and removes an environment variable (so that this process's own children do
-/// not inherit it). Call it before starting threads that read the environment.
+/// Reads an environment variable and, only while this process is provably
+/// single-threaded (the kernel counts one thread, [`thread_count`]), removes it, so that
+/// programs this one starts do not inherit it.
+///
+/// With other threads running (an async runtime started before `init()`, a library's
+/// worker) the variable is left in place: `setenv`/`unsetenv` racing with another
+/// thread's `getenv` (C code does not take Rust's environment lock) is undefined
+/// behaviour in glibc. Readers of such variables therefore check that a value is
+/// addressed to them (procactor's carry the pid of the process that set them).
 pub fn take_env(key: &str) -> Option<String> {
     let v = std::env::var(key).ok()?;
-    // SAFETY (edition 2021: `remove_var` is a safe fn): called from `init()` at the top
-    // of `main`, before the program starts threads of its own.
-    std::env::remove_var(key);
+    if thread_count().is_ok_and(|n| n == 1) {
+        // SAFETY (edition 2021: `remove_var` is a safe fn): the kernel counts one thread
+        // in this process, and only this thread can start another, so nothing reads the
+        // environment concurrently.
+        std::env::remove_var(key);
+    }
     Some(v)
 }
 
@@ -857,6 +867,19 @@ pub fn exit_now(code: i32) -> ! {
 #[cfg(test)]
 mod liveness_tests {
     use super::*;
+
+    #[test]
+    fn take_env_leaves_the_environment_alone_while_threads_run() {
+        // libtest runs this test on a thread of its own: the process has several
+        assert!(thread_count().unwrap() > 1);
+        let (key, value) = std::env::vars().next().expect("some environment variable");
+        assert_eq!(take_env(&key), Some(value.clone()));
+        assert_eq!(
+            std::env::var(&key).ok(),
+            Some(value),
+            "removed with threads running"
+        );
+    }
 
     #[test]
     fn stat_fields_are_counted_from_the_last_parenthesis() {
