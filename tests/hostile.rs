@@ -253,3 +253,152 @@ fn a_start_variable_addressed_to_another_process_is_ignored() {
         }
     });
 }
+
+/// Maps (the first MiB of) every shared memory file this process holds whose name
+/// contains `which`, as a peer can (the files are sealed, so the mapping is accepted).
+fn map_my_regions(which: &str) -> Vec<procactor_transports::shm::ShmRegion> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let name = target.to_string_lossy().into_owned();
+        if !name.starts_with("/memfd:procactor") || !name.contains(which) {
+            continue;
+        }
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(e.path())
+        else {
+            continue;
+        };
+        // the first MiB at most (a queue's file is a 64 GiB sparse overflow area)
+        let len = f.metadata().unwrap().len().min(1 << 20) as usize;
+        out.push(procactor_transports::shm::ShmRegion::from_fd_prefix(f.into(), len).unwrap());
+    }
+    out
+}
+
+/// Hostile: writes `parties = u32::MAX`, a count and a state no barrier has into the
+/// barrier's shared header.
+fn corrupt_barrier_header(b: Barrier) {
+    let rs = map_my_regions("barrier");
+    assert_eq!(rs.len(), 1);
+    for (off, v) in [(24, u32::MAX), (20, 1000), (16, 77)] {
+        rs[0]
+            .atomic_u32(off)
+            .store(v, std::sync::atomic::Ordering::SeqCst);
+    }
+    drop(b);
+}
+
+fn victim_corrupt_barrier((): ()) {
+    let o = objects();
+    let b = Barrier::new(2).unwrap();
+    let mut h = Process::new(corrupt_barrier_header, b.clone())
+        .start()
+        .unwrap();
+    assert!(h
+        .join_timeout(Duration::from_secs(30))
+        .unwrap()
+        .unwrap()
+        .success());
+    assert!(b.is_broken());
+    assert_eq!(b.parties(), 2);
+    assert!(b.wait_timeout(Duration::from_secs(2)).is_err());
+    // the other objects are unaffected, and reset repairs the barrier
+    use_all(&o, 41);
+    b.reset();
+    let b2 = b.clone();
+    let t = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(30)));
+    let mine = b.wait_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(mine + t.join().unwrap().unwrap(), 1);
+}
+
+#[test]
+fn a_corrupted_barrier_header_is_a_broken_barrier_not_a_panic() {
+    in_victim(victim_corrupt_barrier, 120);
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+fn scribble(r: &procactor_transports::shm::ShmRegion, seed: u64) {
+    let mut x = seed | 1;
+    for off in (0..r.len()).step_by(8) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.atomic_u64(off).store(
+            x.wrapping_mul(0x2545_f491_4f6c_dd1d),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
+/// Hostile: random bytes over every shared region of `o` whose name contains one of
+/// `which` (the child holds only `o`'s descriptors). Returns how many it scribbled on.
+fn scribble_objects((o, which, seed): (Objects, Vec<String>, u64)) -> usize {
+    let mut n = 0;
+    for w in &which {
+        for r in map_my_regions(w) {
+            scribble(&r, seed.wrapping_add(n as u64));
+            n += 1;
+        }
+    }
+    // (not dropped: a handle's own drop may wait on the garbage; this test is about
+    // the victim)
+    std::mem::forget(o);
+    n
+}
+
+/// Uses every object once with deadlines; any result is fine except a panic or a hang
+/// (the values are garbage now).
+fn use_all_tolerantly(o: &Objects) {
+    let (v, a, l, q, e, b) = o;
+    let _ = v.get();
+    v.set(1);
+    let _ = a.to_vec();
+    let _ = a.get(1);
+    let _ = l.acquire_timeout(Duration::from_secs(2));
+    let _ = q.put_timeout("x".into(), Duration::from_secs(2));
+    let _ = q.get_timeout(Duration::from_secs(2));
+    e.set();
+    let _ = e.wait_timeout(Duration::from_millis(100));
+    let _ = b.wait_timeout(Duration::from_secs(2));
+    let _ = (b.is_broken(), b.n_waiting(), q.len(), q.is_broken());
+}
+
+fn victim_scribbled(which: &[&str]) {
+    // a set that nobody scribbles on: must keep working exactly
+    let clean = objects();
+    let which: Vec<String> = which.iter().map(|s| s.to_string()).collect();
+    for (k, seed) in [1u64, 0xdead_beef, 42].into_iter().enumerate() {
+        let o = objects();
+        let mut h = Process::new(scribble_objects, (o.clone(), which.clone(), seed))
+            .start()
+            .unwrap();
+        assert!(h.join_timeout(Duration::from_secs(30)).unwrap().is_some());
+        assert!(h.result().unwrap() >= which.len());
+        use_all_tolerantly(&o);
+        use_all(&clean, 41 + k as u64);
+    }
+}
+
+fn victim_scribbled_sync((): ()) {
+    victim_scribbled(&["value", "array", "lock", "event", "barrier"]);
+}
+
+#[test]
+fn a_child_scribbling_over_values_locks_and_barriers_cannot_crash_or_hang_its_parent() {
+    in_victim(victim_scribbled_sync, 180);
+}
+
+fn victim_scribbled_queue((): ()) {
+    victim_scribbled(&["queue"]);
+}
+
+/// The queue's ring header is validated by the ring itself (`transports/src/ring.rs`).
+#[test]
+fn a_child_scribbling_over_a_queue_cannot_crash_or_hang_its_parent() {
+    in_victim(victim_scribbled_queue, 180);
+}
