@@ -623,21 +623,26 @@ pub const PID_BITS: u32 = 22;
 #[inline]
 pub fn current_lock_id_cached() -> u32 {
     match LOCK_ID_CACHE.load(Ordering::Relaxed) {
-        0 => {
-            let pid = current_pid_cached();
-            let id = if pid < 1 << PID_BITS {
-                pid | current_start_tag() << PID_BITS
-            } else {
-                pid // (not Linux as we know it) identified by pid alone
-            };
-            // the first identity taken is this process's for good (two threads could
-            // compute different ones if one of them cannot read /proc)
-            match LOCK_ID_CACHE.compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => id,
-                Err(first) => first,
-            }
-        }
+        0 => take_lock_id(),
         id => id,
+    }
+}
+
+/// Computes and caches this process's lock identity (first use; after a fork).
+#[cold]
+#[inline(never)]
+fn take_lock_id() -> u32 {
+    let pid = current_pid_cached();
+    let id = if pid < 1 << PID_BITS {
+        pid | current_start_tag() << PID_BITS
+    } else {
+        pid // (not Linux as we know it) identified by pid alone
+    };
+    // the first identity taken is this process's for good (two threads could compute
+    // different ones if one of them cannot read /proc)
+    match LOCK_ID_CACHE.compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => id,
+        Err(first) => first,
     }
 }
 
