@@ -402,3 +402,54 @@ fn victim_scribbled_queue((): ()) {
 fn a_child_scribbling_over_a_queue_cannot_crash_or_hang_its_parent() {
     in_victim(victim_scribbled_queue, 180);
 }
+
+/// Puts one 8 MiB item: through a 64 KiB ring it streams, so the put lasts until a
+/// consumer has taken it all.
+fn put_large(q: Queue<Vec<u8>>) {
+    q.put(vec![7u8; 8 << 20]).unwrap();
+}
+
+fn victim_frozen_writer((): ()) {
+    let q: Queue<Vec<u8>> = Queue::bounded_with_capacity_bytes(4, 64 << 10).unwrap();
+    let w = Process::new(put_large, q.clone()).start().unwrap();
+    // let it fill the ring and wait for a consumer inside its message
+    std::thread::sleep(Duration::from_millis(500));
+    send_signal(w.pid(), "STOP");
+    // the reader takes what is there, then waits for a writer that does not move: its
+    // deadline holds, and it gets no partial message
+    let t = Instant::now();
+    let got = q.get_timeout(Duration::from_secs(1));
+    let waited = t.elapsed();
+    assert!(got.is_err(), "a partial message was delivered");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?} ({got:?})"
+    );
+    send_signal(w.pid(), "KILL");
+    let mut w = w;
+    assert!(w.join_timeout(Duration::from_secs(10)).unwrap().is_some());
+    // the queue works again: the torn message is discarded, a new one crosses
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match q.put_timeout(vec![1, 2, 3], Duration::from_secs(2)) {
+            Ok(()) => break,
+            Err(e) => assert!(Instant::now() < deadline, "put never recovered: {e:?}"),
+        }
+    }
+    let mut seen = Vec::new();
+    loop {
+        match q.get_timeout(Duration::from_secs(2)) {
+            Ok(v) if v == vec![1, 2, 3] => break,
+            Ok(v) => seen.push(v.len()),
+            Err(e) => panic!("the queue did not recover after the writer died: {e:?}"),
+        }
+        assert!(Instant::now() < deadline, "no recovery");
+    }
+    assert!(seen.is_empty(), "got parts of the torn message: {seen:?}");
+}
+
+/// Ring scenario (the stream protocol is `transports/src/ring.rs`).
+#[test]
+fn a_writer_frozen_mid_message_does_not_hang_or_fool_the_reader() {
+    in_victim(victim_frozen_writer, 120);
+}

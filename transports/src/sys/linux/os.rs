@@ -523,9 +523,9 @@ pub fn process_alive(pid: u32) -> bool {
 /// counts as alive: liveness errs on the side of "alive", never the other way.
 pub fn incarnation_alive(pid: u32, tag: u32) -> bool {
     let Ok(p) = to_pid(pid) else { return false };
-    match rustix::process::test_kill_process(p) {
-        Err(Errno::SRCH) => return false,
-        Ok(()) | Err(_) => {}
+    // only "no such process" means gone; EPERM and any other error: it may be there
+    if let Err(Errno::SRCH) = rustix::process::test_kill_process(p) {
+        return false;
     }
     // it exists (or we could not tell); a zombie still answers kill(0), so look at its
     // state, and at its start time for a reused pid
