@@ -83,9 +83,11 @@ fn owner_is_dead(id: u32) -> bool {
     }
     let (pid, tag) = (id & PID_MASK, id >> crate::os::PID_BITS);
     if pid == me & PID_MASK {
-        // our own pid with another start tag: an earlier process that had our pid (this
-        // process's identity never changes once taken); it is gone, since the pid is ours
-        return true;
+        // our own pid with another known start tag: an earlier process that had our pid
+        // (this process's identity never changes once taken); it is gone, since the pid
+        // is ours. Tag 0 (an owner that could not read its start time) names the pid
+        // alone, and that pid is alive: us.
+        return tag != 0;
     }
     !crate::os::incarnation_alive(pid, tag)
 }
@@ -276,6 +278,12 @@ mod tests {
         unlock(&w);
         c.kill().unwrap();
         c.wait().unwrap();
+    }
+
+    #[test]
+    fn an_owner_known_by_our_pid_alone_is_us_and_alive() {
+        let w = AtomicU32::new(my_id());
+        assert_eq!(try_lock(&w, true), None);
     }
 
     #[test]
