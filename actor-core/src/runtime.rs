@@ -358,9 +358,11 @@ pub(crate) fn fingerprint() -> std::io::Result<[u64; 5]> {
 /// ```
 pub fn init() {
     if let Some(v) = os::take_env(crate::forkserver::SERVER_ENV) {
-        crate::forkserver::server_main(&v);
+        if addressed_to_me(v.parse().ok()) {
+            crate::forkserver::server_main(&v);
+        }
     }
-    match os::take_env(CHILD_ENV) {
+    match os::take_env(CHILD_ENV).filter(|v| addressed_to_me(parse_env(v).map(|(_, _, p)| p))) {
         Some(v) => child_main(&v),
         None => {
             if INITIALIZED.swap(true, Ordering::SeqCst) {
@@ -557,6 +559,22 @@ fn child_main(env: &str) -> ! {
     };
     flush_std_streams();
     std::process::exit(code)
+}
+
+/// Whether a start variable naming `spawner` (the pid of the process that set it) is meant
+/// for this process: `init()` removes such variables only while single-threaded (see
+/// `os::take_env`), so a program that a child with running threads starts by other means
+/// (`std::process::Command` on its own binary) inherits them and must ignore them.
+///
+/// Ours when our parent is `spawner`, or when `spawner` is gone (we were orphaned before
+/// reading it: the child path then finds its parent dead and exits, as it should). Not
+/// ours when `spawner` is alive but is not our parent. A malformed value counts as ours,
+/// so that the child path reports it instead of running `main` by mistake.
+fn addressed_to_me(spawner: Option<u32>) -> bool {
+    match spawner {
+        None => true,
+        Some(p) => os::parent_pid() == Some(p) || !os::process_alive(p),
+    }
 }
 
 fn parse_env(env: &str) -> Option<(i32, u64, u32)> {

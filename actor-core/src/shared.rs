@@ -45,7 +45,7 @@ use crate::codec::{RecvFd, SendFd};
 use crate::error::{Error, LockError};
 use crate::Pod;
 pub use procactor_transports::pod::AtomicInt;
-use procactor_transports::pod::{PodGuard, PodSlice};
+use procactor_transports::pod::{PodCells, PodGuard, PodSlice};
 use procactor_transports::robust::Acquired;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -93,7 +93,7 @@ fn either<G>(r: Result<G, LockError<G>>) -> G {
 }
 
 macro_rules! handle_serde {
-    ($t:ident, $tag:expr, $len:expr) => {
+    ($t:ident, $view:ident, $tag:expr, $len:expr) => {
         impl<T: Pod> Serialize for $t<T> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 SendFd(self.slice.fd()).serialize(s)
@@ -103,7 +103,7 @@ macro_rules! handle_serde {
         impl<'de, T: Pod> Deserialize<'de> for $t<T> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let RecvFd(fd) = RecvFd::deserialize(d)?;
-                let slice = PodSlice::from_fd(fd, $tag, $len).map_err(|e| {
+                let slice = $view::from_fd(fd, $tag, $len).map_err(|e| {
                     D::Error::custom(format!(
                         "cannot map a {}<{}>: {e}",
                         stringify!($t),
@@ -165,7 +165,7 @@ pub struct Value<T> {
     slice: Arc<PodSlice<T>>,
 }
 
-handle_serde!(Value, TAG_VALUE, Some(1));
+handle_serde!(Value, PodSlice, TAG_VALUE, Some(1));
 
 /// Exclusive access to a [`Value`]'s `T`; the lock is released on drop.
 pub struct ValueGuard<'a, T: Pod>(PodGuard<'a, T>);
@@ -272,7 +272,7 @@ pub struct Array<T> {
     slice: Arc<PodSlice<T>>,
 }
 
-handle_serde!(Array, TAG_ARRAY, None);
+handle_serde!(Array, PodSlice, TAG_ARRAY, None);
 
 /// Exclusive access to an [`Array`]'s elements; the lock is released on drop.
 pub struct ArrayGuard<'a, T: Pod>(PodGuard<'a, T>);
@@ -409,10 +409,9 @@ impl<T: Pod> Array<T> {
 ///   `std::sync::atomic` twin, for other orderings;
 /// - through atomics when `T` is 4 or 8 bytes with matching alignment
 ///   ([`atomic_u32`](RawValue::atomic_u32), [`atomic_u64`](RawValue::atomic_u64)), or
-/// - through the `unsafe` accessors of [`view`](RawValue::view)
-///   ([`PodSlice::read`], [`PodSlice::write`]) or the raw pointer
-///   [`as_ptr`](RawValue::as_ptr), when the program's own synchronisation (a [`Lock`](
-///   crate::Lock), a [`Barrier`](crate::Barrier), a join) rules out concurrent access.
+/// - through the raw pointer [`as_ptr`](RawValue::as_ptr) (`unsafe` reads and writes),
+///   when the program's own synchronisation (a [`Lock`](crate::Lock), a
+///   [`Barrier`](crate::Barrier), a join) rules out concurrent access.
 ///
 /// # Examples
 ///
@@ -423,7 +422,7 @@ impl<T: Pod> Array<T> {
 /// let v = RawValue::new(5u64).unwrap();
 /// v.atomic_u64().unwrap().fetch_add(1, Ordering::SeqCst);
 /// // SAFETY: no other handle to this memory exists yet, so nobody writes concurrently.
-/// assert_eq!(unsafe { v.view().read(0) }, Some(6));
+/// assert_eq!(unsafe { v.as_ptr().read() }, 6);
 /// ```
 ///
 /// A lock-free counter shared by processes (Python's `Value('i', 0, lock=False)`, with
@@ -451,10 +450,10 @@ impl<T: Pod> Array<T> {
 /// }
 /// ```
 pub struct RawValue<T> {
-    slice: Arc<PodSlice<T>>,
+    slice: Arc<PodCells<T>>,
 }
 
-handle_serde!(RawValue, TAG_RAW_VALUE, Some(1));
+handle_serde!(RawValue, PodCells, TAG_RAW_VALUE, Some(1));
 
 impl<T: Pod> RawValue<T> {
     /// A new unlocked shared value holding `v`.
@@ -464,7 +463,7 @@ impl<T: Pod> RawValue<T> {
     /// The kernel refused the shared memory ([`Error::Io`]).
     pub fn new(v: T) -> Result<Self, Error> {
         Ok(Self {
-            slice: Arc::new(PodSlice::from_slice("rawvalue", TAG_RAW_VALUE, &[v])?),
+            slice: Arc::new(PodCells::from_slice("rawvalue", TAG_RAW_VALUE, &[v])?),
         })
     }
 
@@ -478,11 +477,6 @@ impl<T: Pod> RawValue<T> {
     /// otherwise.
     pub fn atomic_u64(&self) -> Option<&AtomicU64> {
         self.slice.atomic_u64(0)
-    }
-
-    /// The typed view with the `unsafe` accessors (element `0` is the value).
-    pub fn view(&self) -> &PodSlice<T> {
-        &self.slice
     }
 
     /// A pointer to the value (valid while this handle lives); dereferencing it is
@@ -558,9 +552,9 @@ impl<T: AtomicInt> RawValue<T> {
 
 /// `len` elements of `T` in shared memory **without** a lock (Python's `RawArray`).
 ///
-/// Access rules as [`RawValue`]: atomics per element for 4- and 8-byte types, or the
-/// `unsafe` accessors of [`view`](RawArray::view) under the program's own
-/// synchronisation.
+/// Access rules as [`RawValue`]: atomics per element for 4- and 8-byte types, or
+/// `unsafe` reads and writes through [`as_ptr`](RawArray::as_ptr) under the program's
+/// own synchronisation.
 ///
 /// # Examples
 ///
@@ -571,14 +565,15 @@ impl<T: AtomicInt> RawValue<T> {
 /// let a = RawArray::<i32>::zeroed(4).unwrap();
 /// a.atomic_u32(2).unwrap().store(7, Ordering::SeqCst);
 /// assert!(a.atomic_u32(4).is_none()); // out of range: None, not a panic
-/// // SAFETY: this process holds the only handle, so nothing writes concurrently.
-/// assert_eq!(unsafe { a.view().read(2) }, Some(7));
+/// // SAFETY: this process holds the only handle, so nothing writes concurrently;
+/// // element 2 of 4 is in bounds.
+/// assert_eq!(unsafe { a.as_ptr().add(2).read() }, 7);
 /// ```
 pub struct RawArray<T> {
-    slice: Arc<PodSlice<T>>,
+    slice: Arc<PodCells<T>>,
 }
 
-handle_serde!(RawArray, TAG_RAW_ARRAY, None);
+handle_serde!(RawArray, PodCells, TAG_RAW_ARRAY, None);
 
 impl<T: Pod> RawArray<T> {
     /// A new unlocked shared array holding a copy of `values`.
@@ -588,7 +583,7 @@ impl<T: Pod> RawArray<T> {
     /// The size overflows or the kernel refused the memory ([`Error::Io`]).
     pub fn from_slice(values: &[T]) -> Result<Self, Error> {
         Ok(Self {
-            slice: Arc::new(PodSlice::from_slice("rawarray", TAG_RAW_ARRAY, values)?),
+            slice: Arc::new(PodCells::from_slice("rawarray", TAG_RAW_ARRAY, values)?),
         })
     }
 
@@ -599,7 +594,7 @@ impl<T: Pod> RawArray<T> {
     /// As [`from_slice`](RawArray::from_slice).
     pub fn zeroed(len: usize) -> Result<Self, Error> {
         Ok(Self {
-            slice: Arc::new(PodSlice::zeroed("rawarray", TAG_RAW_ARRAY, len)?),
+            slice: Arc::new(PodCells::zeroed("rawarray", TAG_RAW_ARRAY, len)?),
         })
     }
 
@@ -623,11 +618,6 @@ impl<T: Pod> RawArray<T> {
     /// `i >= len()`.
     pub fn atomic_u64(&self, i: usize) -> Option<&AtomicU64> {
         self.slice.atomic_u64(i)
-    }
-
-    /// The typed view with the `unsafe` accessors.
-    pub fn view(&self) -> &PodSlice<T> {
-        &self.slice
     }
 
     /// Element `i` of an integer array as its `std::sync::atomic` twin (`AtomicI16` for

@@ -403,7 +403,7 @@ impl RLock {
 
     /// Re-enters if this thread owns the lock.
     fn reenter(&self) -> Option<RLockGuard<'_>> {
-        if robust::owner(self.word()) == Some(robust::my_id())
+        if robust::held_by_this_process(self.word())
             && self.r.atomic_u32(RLOCK_TID).load(Ordering::Relaxed) == thread_number()
         {
             let c = self.r.atomic_u32(RLOCK_COUNT);
@@ -1390,6 +1390,11 @@ const BAR_TICK: Duration = Duration::from_millis(50);
 /// liveness every 50 ms). [`reset`](Barrier::reset) breaks the current round (its
 /// waiters get `BrokenBarrier`) and makes the barrier usable again.
 ///
+/// The number of parties is copied into each handle when it is made or received; a
+/// shared header that no longer agrees with it (a process scribbled over the barrier's
+/// memory) makes the barrier broken — `wait` returns [`BrokenBarrier`], never panics or
+/// indexes outside the memory — until [`reset`](Barrier::reset) rewrites the header.
+///
 /// # Examples
 ///
 /// ```
@@ -1410,6 +1415,9 @@ const BAR_TICK: Duration = Duration::from_millis(50);
 #[derive(Clone)]
 pub struct Barrier {
     r: Arc<ShmRegion>,
+    /// The number of parties, validated against the region's size when this handle was
+    /// made (a private copy: the shared one is checked against it at each use).
+    parties: usize,
 }
 
 impl Serialize for Barrier {
@@ -1426,7 +1434,7 @@ impl<'de> Deserialize<'de> for Barrier {
         if parties == 0 || parties > MAX_PARTIES || BAR_TABLE + 4 * parties > r.len() {
             return Err(D::Error::custom("the Barrier's header is inconsistent"));
         }
-        Ok(Self { r })
+        Ok(Self { r, parties })
     }
 }
 
@@ -1467,8 +1475,16 @@ impl BarrierLocked<'_> {
             .atomic_u32(BAR_COUNT)
             .store(c as u32, Ordering::Relaxed);
     }
+    /// Slot `i < self.b.parties` (in the region: checked when the handle was made).
     fn slot(&self, i: usize) -> &AtomicU32 {
         self.b.r.atomic_u32(BAR_TABLE + 4 * i)
+    }
+    /// Whether the shared header is one this code could have written: the parties this
+    /// handle knows, a count below them, a known state.
+    fn header_ok(&self) -> bool {
+        self.b.r.atomic_u32(BAR_PARTIES).load(Ordering::Relaxed) as usize == self.b.parties
+            && self.count() <= self.b.parties
+            && self.state() <= BROKEN
     }
     fn notify_all(&self) {
         let seq = self.b.r.atomic_u32(BAR_SEQ);
@@ -1490,7 +1506,7 @@ impl BarrierLocked<'_> {
     fn reap_dead(&self) {
         let me = robust::my_id();
         let mut dead = 0;
-        for i in 0..self.b.parties() {
+        for i in 0..self.b.parties {
             let pid = self.slot(i).load(Ordering::Relaxed);
             if pid != 0 && pid != me && !os::process_alive(pid) {
                 self.slot(i).store(0, Ordering::Relaxed);
@@ -1525,7 +1541,7 @@ impl Barrier {
         let r = create("barrier", BAR_TABLE + 4 * parties, MAGIC_BARRIER)?;
         r.atomic_u32(BAR_PARTIES)
             .store(parties as u32, Ordering::Release);
-        Ok(Self { r })
+        Ok(Self { r, parties })
     }
 
     fn locked(&self) -> BarrierLocked<'_> {
@@ -1535,9 +1551,21 @@ impl Barrier {
         BarrierLocked { b: self }
     }
 
+    /// The internal lock, waiting until `deadline` at most (a live process could hold it
+    /// forever if it scribbled a live pid into the word).
+    fn locked_until(&self, deadline: Option<Instant>) -> Option<BarrierLocked<'_>> {
+        robust::lock(self.r.atomic_u32(BAR_LOCK), deadline)?;
+        Some(BarrierLocked { b: self })
+    }
+
     /// Releases the internal lock, sleeps until notified, `deadline` or one tick, and
     /// takes the lock again (checking for dead waiters after a quiet tick).
-    fn sleep<'a>(&'a self, l: BarrierLocked<'a>, deadline: Option<Instant>) -> BarrierLocked<'a> {
+    /// `None` when the lock could not be taken again before `deadline`.
+    fn sleep<'a>(
+        &'a self,
+        l: BarrierLocked<'a>,
+        deadline: Option<Instant>,
+    ) -> Option<BarrierLocked<'a>> {
         let seq = self.r.atomic_u32(BAR_SEQ);
         let waiters = self.r.atomic_u32(BAR_WAITERS);
         let s = seq.load(Ordering::SeqCst);
@@ -1545,26 +1573,30 @@ impl Barrier {
         drop(l);
         let out = sleep_tick(seq, s, deadline, BAR_TICK);
         waiters.fetch_sub(1, Ordering::SeqCst);
-        let l = self.locked();
-        if out == WaitOutcome::TimedOut {
+        let l = self.locked_until(deadline)?;
+        if out == WaitOutcome::TimedOut && l.header_ok() {
             l.reap_dead();
         }
-        l
+        Some(l)
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<usize, BrokenBarrier> {
-        let mut l = self.locked();
+        let mut l = self.locked_until(deadline).ok_or(BrokenBarrier)?;
         // a previous round still draining (or resetting): wait until it is done
-        while matches!(l.state(), DRAINING | RESETTING) {
+        while l.header_ok() && matches!(l.state(), DRAINING | RESETTING) {
             if passed(deadline) {
                 return Err(BrokenBarrier);
             }
-            l = self.sleep(l, deadline);
+            l = self.sleep(l, deadline).ok_or(BrokenBarrier)?;
+        }
+        if !l.header_ok() {
+            tracing::warn!("a Barrier's shared header is corrupt: treated as broken");
+            return Err(BrokenBarrier);
         }
         if l.state() == BROKEN {
             return Err(BrokenBarrier);
         }
-        let parties = self.parties();
+        let parties = self.parties;
         let index = l.count();
         l.set_count(index + 1);
         let me = robust::my_id();
@@ -1578,7 +1610,7 @@ impl Barrier {
             Ok(index)
         } else {
             loop {
-                if l.state() != FILLING {
+                if l.state() != FILLING || !l.header_ok() {
                     break;
                 }
                 if passed(deadline) {
@@ -1586,9 +1618,9 @@ impl Barrier {
                     l.notify_all();
                     break;
                 }
-                l = self.sleep(l, deadline);
+                l = self.sleep(l, deadline).ok_or(BrokenBarrier)?;
             }
-            if l.state() == DRAINING {
+            if l.state() == DRAINING && l.header_ok() {
                 Ok(index)
             } else {
                 Err(BrokenBarrier)
@@ -1636,8 +1668,24 @@ impl Barrier {
 
     /// Returns the barrier to its empty, usable state; processes waiting in the current
     /// round get [`BrokenBarrier`].
+    ///
+    /// A barrier whose shared header was corrupted is rewritten from this handle's own
+    /// copy of the number of parties, with no waiter (any process still waiting in it gets
+    /// [`BrokenBarrier`] at its next check).
     pub fn reset(&self) {
         let l = self.locked();
+        if !l.header_ok() {
+            self.r
+                .atomic_u32(BAR_PARTIES)
+                .store(self.parties as u32, Ordering::Relaxed);
+            for i in 0..self.parties {
+                l.slot(i).store(0, Ordering::Relaxed);
+            }
+            l.set_count(0);
+            l.set_state(FILLING);
+            l.notify_all();
+            return;
+        }
         if l.count() > 0 {
             if matches!(l.state(), FILLING | BROKEN) {
                 l.set_state(RESETTING);
@@ -1650,7 +1698,7 @@ impl Barrier {
 
     /// The number of processes needed to pass the barrier.
     pub fn parties(&self) -> usize {
-        self.r.atomic_u32(BAR_PARTIES).load(Ordering::Relaxed) as usize
+        self.parties
     }
 
     /// How many are waiting in the current round (advisory).
@@ -1662,9 +1710,12 @@ impl Barrier {
         }
     }
 
-    /// Whether the barrier is broken.
+    /// Whether the barrier is broken (also when its shared header is corrupt).
     pub fn is_broken(&self) -> bool {
         self.r.atomic_u32(BAR_STATE).load(Ordering::Relaxed) == BROKEN
+            || self.r.atomic_u32(BAR_PARTIES).load(Ordering::Relaxed) as usize != self.parties
+            || self.r.atomic_u32(BAR_STATE).load(Ordering::Relaxed) > BROKEN
+            || self.r.atomic_u32(BAR_COUNT).load(Ordering::Relaxed) as usize > self.parties
     }
 }
 
@@ -1673,6 +1724,30 @@ mod tests {
     use super::*;
 
     use crate::codec::round_trip;
+
+    #[test]
+    fn a_corrupt_barrier_header_breaks_the_barrier_until_reset() {
+        let b = Barrier::new(2).unwrap();
+        for (off, bad) in [
+            (BAR_PARTIES, u32::MAX),
+            (BAR_PARTIES, 0),
+            (BAR_COUNT, 7),
+            (BAR_STATE, 99),
+        ] {
+            b.r.atomic_u32(off).store(bad, Ordering::Relaxed);
+            assert!(b.is_broken(), "{off}={bad}");
+            assert_eq!(b.parties(), 2);
+            let t = Instant::now();
+            assert!(b.wait_timeout(Duration::from_secs(5)).is_err());
+            assert!(t.elapsed() < Duration::from_secs(4), "no quick error");
+            b.reset();
+            assert!(!b.is_broken());
+            let b2 = b.clone();
+            let other = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(30)));
+            let mine = b.wait_timeout(Duration::from_secs(30)).unwrap();
+            assert_eq!(mine + other.join().unwrap().unwrap(), 1);
+        }
+    }
 
     #[test]
     fn handles_of_the_wrong_kind_are_refused() {

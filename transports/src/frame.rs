@@ -2,8 +2,17 @@
 //!
 //! A frame is a 16-byte header — magic `b"PAF1"`, the number of descriptors attached
 //! (`u32` LE), the payload length (`u64` LE) — followed by the payload. Descriptors are
-//! sent with the header's first byte (`SCM_RIGHTS`) and queued by the reader until their
+//! sent with the header's first byte (`SCM_RIGHTS`) and held by the reader until their
 //! frame is complete.
+//!
+//! Received descriptors belong to the frame that announced them. The kernel hands a batch
+//! of descriptors to the read that took the byte they were sent with (a read ends after
+//! such a byte's message), so the reader notes the stream range of each read that
+//! brought descriptors; a frame announcing `n` descriptors takes the batch whose range
+//! holds its header's first byte, and it must hold exactly `n` (else `BadHeader`). A
+//! batch no frame claims once its range is consumed was not asked for: its descriptors
+//! are closed. At most [`MAX_PENDING_FDS`] descriptors wait in a reader; a peer sending
+//! more breaks the connection (`BadHeader`) instead of filling our descriptor table.
 //!
 //! The reader keeps one growable buffer and reuses it: a small frame costs no allocation
 //! once the buffer has grown, and many small frames are taken from one `recvmsg`.
@@ -21,6 +30,18 @@ pub const HEADER_LEN: usize = 16;
 const MAGIC: [u8; 4] = *b"PAF1";
 const MIN_READ: usize = 64 * 1024;
 const MAX_PREALLOC: usize = 64 << 20;
+
+/// The most received descriptors a [`FrameReader`] holds before their frames are
+/// consumed (four full batches).
+pub const MAX_PENDING_FDS: usize = 4 * fdpass::MAX_FDS_PER_MSG;
+
+/// Descriptors that came with the read of stream bytes `from..to`.
+#[derive(Debug)]
+struct FdBatch {
+    from: u64,
+    to: u64,
+    fds: Vec<OwnedFd>,
+}
 
 /// How long a read may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,7 +165,13 @@ pub struct FrameReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    fds: VecDeque<OwnedFd>,
+    /// Stream offset of `buf[start]` (bytes consumed before it).
+    pos: u64,
+    /// Descriptor batches not yet claimed by a frame, oldest first.
+    fds: VecDeque<FdBatch>,
+    /// The descriptors of the frame at `claimed_at` (the front one once claimed).
+    claimed: Vec<OwnedFd>,
+    claimed_at: Option<u64>,
     scratch_fds: Vec<OwnedFd>,
     eof: bool,
     broken: bool,
@@ -199,7 +226,38 @@ impl FrameReader {
     /// [`consume`]: FrameReader::consume
     pub fn close_fds(&mut self) {
         self.fds.clear();
+        self.claimed.clear();
+        self.claimed_at = None;
         self.scratch_fds.clear();
+    }
+
+    fn pending_fds(&self) -> usize {
+        self.fds.iter().map(|b| b.fds.len()).sum::<usize>() + self.claimed.len()
+    }
+
+    /// Takes the descriptors of the complete frame at the front (announcing `nfds`):
+    /// exactly the batch whose range holds the header's first byte.
+    fn claim(&mut self, nfds: usize) -> Result<(), FrameError> {
+        if self.claimed_at == Some(self.pos) {
+            return Ok(());
+        }
+        let p = self.pos;
+        let at = self.fds.iter().position(|b| b.from <= p && p < b.to);
+        let got = at.map_or(0, |i| self.fds[i].fds.len());
+        if nfds == 0 {
+            // a batch in range may belong to a later frame of the same read
+            return Ok(());
+        }
+        if got != nfds {
+            return Err(FrameError::BadHeader(format!(
+                "frame announces {nfds} descriptors, {got} arrived with it"
+            )));
+        }
+        if let Some(b) = at.and_then(|i| self.fds.remove(i)) {
+            self.claimed = b.fds;
+            self.claimed_at = Some(p);
+        }
+        Ok(())
     }
 
     /// Whether the peer has closed (end of stream seen) — frames may still be buffered.
@@ -211,7 +269,7 @@ impl FrameReader {
     /// one), plus descriptors received and not yet handed out. Whoever hands the socket
     /// to another process must check that both are zero: buffered data would stay here.
     pub fn buffered(&self) -> (usize, usize) {
-        (self.avail(), self.fds.len())
+        (self.avail(), self.pending_fds())
     }
 
     fn avail(&self) -> usize {
@@ -277,13 +335,10 @@ impl FrameReader {
                     }
                 }
                 if self.avail() >= HEADER_LEN + info.len {
-                    if self.fds.len() < info.nfds {
+                    if let Err(e) = self.claim(info.nfds) {
                         self.broken = true;
-                        return Err(FrameError::BadHeader(format!(
-                            "frame announces {} descriptors, {} arrived",
-                            info.nfds,
-                            self.fds.len()
-                        )));
+                        self.close_fds();
+                        return Err(e);
                     }
                     return Ok(info);
                 }
@@ -393,7 +448,26 @@ impl FrameReader {
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
             Err(e) => return Err(e),
         };
-        self.fds.extend(self.scratch_fds.drain(..));
+        if !self.scratch_fds.is_empty() {
+            let from = self.pos + self.avail() as u64;
+            self.fds.push_back(FdBatch {
+                from,
+                to: from + n.max(1) as u64,
+                fds: std::mem::take(&mut self.scratch_fds),
+            });
+            if self.pending_fds() > MAX_PENDING_FDS {
+                let held = self.pending_fds();
+                self.close_fds();
+                self.broken = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "peer sent {held} descriptors ahead of their frames (at most \
+                         {MAX_PENDING_FDS}): connection refused"
+                    ),
+                ));
+            }
+        }
         if n == 0 {
             self.eof = true;
         }
@@ -413,13 +487,25 @@ impl FrameReader {
         }
     }
 
-    /// Drops the frame at the front and returns the descriptors that came with it.
+    /// Drops the frame at the front and returns the descriptors that came with it (those
+    /// [`fill`](FrameReader::fill) matched to it). Descriptors that arrived with bytes now
+    /// consumed and that no frame announced are closed.
     pub fn consume(&mut self) -> Vec<OwnedFd> {
         match self.parse() {
             Ok(Some(i)) if self.avail() >= HEADER_LEN + i.len => {
-                self.start += HEADER_LEN + i.len;
-                let n = i.nfds.min(self.fds.len());
-                self.fds.drain(..n).collect()
+                let fds = if self.claimed_at == Some(self.pos) {
+                    std::mem::take(&mut self.claimed)
+                } else {
+                    Vec::new()
+                };
+                self.claimed_at = None;
+                let n = HEADER_LEN + i.len;
+                self.start += n;
+                self.pos += n as u64;
+                // batches whose bytes are all consumed were not asked for: close them
+                let pos = self.pos;
+                self.fds.retain(|b| b.to > pos);
+                fds
             }
             _ => Vec::new(),
         }
@@ -434,6 +520,79 @@ mod tests {
 
     fn pair() -> (OwnedFd, OwnedFd) {
         fdpass::socketpair().unwrap()
+    }
+
+    fn inode(fd: BorrowedFd<'_>) -> u64 {
+        rustix::fs::fstat(fd).unwrap().st_ino
+    }
+
+    #[test]
+    fn descriptors_nobody_announced_are_closed_not_handed_to_a_later_frame() {
+        let (a, b) = pair();
+        let (pr, pw) = rustix::pipe::pipe().unwrap();
+        let (_qr, qw) = rustix::pipe::pipe().unwrap();
+        // a frame announcing no descriptor, with one attached anyway
+        let h = header(3, 0);
+        fdpass::send(a.as_fd(), &[&h, b"abc"], &[pw.as_fd()], false).unwrap();
+        drop(pw);
+        write_frame(a.as_fd(), b"x", &[qw.as_fd()]).unwrap();
+        let mut r = FrameReader::new();
+        assert_eq!(r.fill(b.as_fd(), Wait::Forever, None).unwrap().nfds, 0);
+        assert!(r.consume().is_empty());
+        let i = r.fill(b.as_fd(), Wait::Forever, None).unwrap();
+        assert_eq!(i.nfds, 1);
+        let fds = r.consume();
+        assert_eq!(fds.len(), 1);
+        assert_eq!(
+            inode(fds[0].as_fd()),
+            inode(qw.as_fd()),
+            "its own descriptor"
+        );
+        assert_eq!(r.buffered(), (0, 0));
+        // the unasked write end was closed: the pipe has no writer left
+        assert_eq!(rustix::io::read(&pr, &mut [0u8; 1]).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_frame_must_get_exactly_the_descriptors_it_announces() {
+        let (a, b) = pair();
+        let (_pr, pw) = rustix::pipe::pipe().unwrap();
+        let h = header(1, 1);
+        fdpass::send(a.as_fd(), &[&h, b"z"], &[pw.as_fd(), pw.as_fd()], false).unwrap();
+        let mut r = FrameReader::new();
+        let e = r.fill(b.as_fd(), Wait::Forever, None).unwrap_err();
+        assert!(
+            matches!(e, FrameError::BadHeader(ref m) if m.contains("2 arrived")),
+            "{e}"
+        );
+        assert_eq!(r.buffered().1, 0, "closed");
+    }
+
+    #[test]
+    fn descriptors_piling_up_ahead_of_their_frame_are_bounded() {
+        let (a, b) = pair();
+        let (_pr, pw) = rustix::pipe::pipe().unwrap();
+        let t = std::thread::spawn(move || {
+            let many: Vec<_> = std::iter::repeat_n(pw.as_fd(), fdpass::MAX_FDS_PER_MSG).collect();
+            // a frame of 1 MiB whose pieces each bring a full batch of descriptors
+            fdpass::send(a.as_fd(), &[&header(1 << 20, 0)], &[], false).unwrap();
+            for _ in 0..8 {
+                let _ = fdpass::send(a.as_fd(), &[&[0u8; 1000]], &many, false);
+            }
+            drop(many);
+            (a, pw)
+        });
+        let mut r = FrameReader::new();
+        let e = r
+            .fill(
+                b.as_fd(),
+                Wait::Until(Instant::now() + Duration::from_secs(20)),
+                None,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("descriptors ahead"), "{e}");
+        assert!(r.buffered().1 <= MAX_PENDING_FDS);
+        drop(t.join().unwrap());
     }
 
     #[test]

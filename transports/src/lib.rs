@@ -28,6 +28,38 @@
 //!
 //! All OS-specific code sits in `sys/` (today `sys/linux/`); the modules above re-export
 //! it, so nothing above this crate needs `cfg`.
+//!
+//! # Shared memory and untrusted peers: the model
+//!
+//! Every process holding a handle (a descriptor) to a shared region can write any byte of
+//! it at any time; it may be buggy, hostile, frozen mid-operation or killed. This crate
+//! keeps these promises to the *other* processes:
+//!
+//! - **No fault.** Memory files are sealed against shrinking and growing once sized, and
+//!   a received descriptor without those seals is refused before it is mapped
+//!   ([`shm::ShmRegion`]): a peer cannot make our mappings raise `SIGBUS`.
+//! - **Nothing derived from shared bytes indexes our memory unchecked.** Sizes, counts,
+//!   offsets and tags in shared headers are read with atomic loads, and either copied once
+//!   into private memory and validated (a [`pod::PodSlice`]'s element count and layout,
+//!   checked against the file size at mapping time) or validated at each use; a bad value
+//!   is an error for that object, never an out-of-bounds access, a panic or a hang.
+//! - **Shared words are atomics.** Lock words, counters and ring indices are read and
+//!   written only through `Atomic*` references ([`shm::ShmRegion::atomic_u32`]), never
+//!   through a plain `&u32` a peer could change underneath.
+//! - **Elements are plain old data.** The only plain (non-atomic) references into shared
+//!   memory are a [`pod::PodGuard`]'s `&[T]`/`&mut [T]` with `T: Pod` (every bit pattern
+//!   valid), held while the robust lock is ours. A peer that writes them without the lock
+//!   breaks the protocol and can make us read a garbage `T` — never an invalid value, a
+//!   pointer or a length. The guard's lock word is private to its view and a view has no
+//!   atomic accessors, so no safe code of this process can make two guards, or a guard
+//!   and an atomic view, alias through one view.
+//! - **Liveness errs on "alive".** A lock owner is declared dead only on the kernel's
+//!   word (see [`robust`] and [`os::incarnation_alive`]): a frozen or unreadable owner
+//!   keeps its lock; waiters time out instead.
+//!
+//! What a peer *can* do: corrupt the values it shares (garbage in, garbage out), hold a
+//! lock forever (waiters with a deadline time out), make a shared object report itself
+//! broken, and waste memory up to the region's fixed size.
 
 mod sys;
 

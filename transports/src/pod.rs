@@ -16,15 +16,18 @@
 //!   [`PodGuard`], which derefs to `[T]`. Safe: while the guard lives no other
 //!   locked access (from any thread of any process) can happen.
 //! - **raw**: [`PodSlice::read`], [`PodSlice::write`], [`PodSlice::as_mut_slice`] are
-//!   `unsafe` (the caller promises there is no concurrent conflicting access), and
-//!   [`PodSlice::atomic_u32`] / [`PodSlice::atomic_u64`] are safe atomic views of
-//!   elements whose size and alignment allow it, and [`PodSlice::atomic`] the atomic
+//!   `unsafe` (the caller promises there is no concurrent conflicting access).
+//! - **atomic**, on the other type [`PodCells`] (same layout, no guard):
+//!   [`PodCells::atomic_u32`] / [`PodCells::atomic_u64`] are safe atomic views of
+//!   elements whose size and alignment allow it, and [`PodCells::atomic`] the atomic
 //!   view of an integer element as its own atomic type ([`AtomicInt`]).
 //!
 //! Atomic views and the lock are two separate disciplines: a locked guard reads and
 //! writes plainly, so an element accessed atomically in one place and through a guard in
-//! another is a data race. `procactor-core` keeps them apart by type (its locked `Value`
-//! has no atomic operations, its unlocked `RawValue` has no guard).
+//! another is a data race. The two types keep them apart: no safe code can hold a guard's
+//! `&mut [T]` and an atomic view of the same view's memory at once (`procactor-core`'s
+//! locked `Value` is a `PodSlice`, its unlocked `RawValue` a `PodCells`). The lock word
+//! is private to the view, so no safe code can unlock it under a live guard either.
 //!
 //! The header is validated when a view is made from a descriptor received from another
 //! process ([`PodSlice::from_fd`]), so a peer cannot make this process read outside the
@@ -49,6 +52,27 @@ const OFF_ALIGN: usize = 20;
 const OFF_TAG: usize = 24;
 
 /// `len` elements of `T` in a shared-memory region, with a robust lock word.
+///
+/// A `PodSlice` has no atomic views of its elements (those are on [`PodCells`]), and its
+/// lock word is private, so a guard's `&mut [T]` is the only reference to the elements
+/// through this view while it lives:
+///
+/// ```compile_fail
+/// use procactor_transports::pod::PodSlice;
+/// let s = PodSlice::<u32>::zeroed("example", 7, 1).unwrap();
+/// let (mut g, _) = s.lock(None).unwrap();
+/// let a = s.atomic_u32(0).unwrap(); // no such method
+/// g[0] = 1;
+/// a.load(std::sync::atomic::Ordering::SeqCst);
+/// ```
+///
+/// ```compile_fail
+/// use procactor_transports::pod::PodSlice;
+/// let s = PodSlice::<u32>::zeroed("example", 7, 1).unwrap();
+/// let (g, _) = s.lock(None).unwrap();
+/// procactor_transports::robust::unlock(s.lock_word()); // private
+/// let (g2, _) = s.lock(None).unwrap();
+/// ```
 ///
 /// # Examples
 ///
@@ -222,8 +246,10 @@ impl<T: Pod> PodSlice<T> {
         self.region.try_clone_fd()
     }
 
-    /// The robust lock word guarding the elements (see [`crate::robust`]).
-    pub fn lock_word(&self) -> &AtomicU32 {
+    /// The robust lock word guarding the elements (see [`crate::robust`]). Private: safe
+    /// code that could unlock it while a [`PodGuard`] lives could make a second guard, and
+    /// two `&mut [T]` to the same memory.
+    fn lock_word(&self) -> &AtomicU32 {
         self.region.atomic_u32(OFF_LOCK)
     }
 
@@ -291,27 +317,133 @@ impl<T: Pod> PodSlice<T> {
         // caller's promise.
         unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
     }
+}
+
+/// `len` elements of `T` in a shared-memory region **without** a lock: the other
+/// discipline of [`PodSlice`]. Elements are reached through atomic views
+/// ([`PodCells::atomic_u32`], [`PodCells::atomic_u64`], [`PodCells::atomic`]) or the
+/// `unsafe` raw accessors; there is no guard, so no `&[T]`/`&mut [T]` can ever alias an
+/// atomic view of the same memory (a [`PodSlice`] has guards and no atomic views).
+///
+/// The layout and header checks are those of [`PodSlice`] (the `tag` tells the two kinds
+/// of handle apart).
+///
+/// # Examples
+///
+/// ```
+/// use procactor_transports::pod::PodCells;
+/// use std::sync::atomic::Ordering;
+///
+/// let a = PodCells::<u32>::from_slice("example", 9, &[1, 2, 3]).unwrap();
+/// let b = PodCells::<u32>::from_fd(a.try_clone_fd().unwrap(), 9, Some(3)).unwrap();
+/// a.atomic_u32(1).unwrap().fetch_add(5, Ordering::SeqCst);
+/// assert_eq!(b.atomic(1).unwrap().load(Ordering::SeqCst), 7);
+/// ```
+pub struct PodCells<T>(PodSlice<T>);
+
+impl<T> std::fmt::Debug for PodCells<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PodCells").field(&self.0).finish()
+    }
+}
+
+impl<T: Pod> PodCells<T> {
+    /// As [`PodSlice::zeroed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PodSlice::zeroed`].
+    pub fn zeroed(name: &str, tag: u32, len: usize) -> io::Result<Self> {
+        PodSlice::zeroed(name, tag, len).map(Self)
+    }
+
+    /// As [`PodSlice::from_slice`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PodSlice::zeroed`].
+    pub fn from_slice(name: &str, tag: u32, values: &[T]) -> io::Result<Self> {
+        PodSlice::from_slice(name, tag, values).map(Self)
+    }
+
+    /// As [`PodSlice::from_fd`].
+    ///
+    /// # Errors
+    ///
+    /// As [`PodSlice::from_fd`].
+    pub fn from_fd(fd: OwnedFd, tag: u32, expected_len: Option<usize>) -> io::Result<Self> {
+        PodSlice::from_fd(fd, tag, expected_len).map(Self)
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.0.len
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// The region's descriptor (to send to another process).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.fd()
+    }
+
+    /// A new descriptor for the same region.
+    ///
+    /// # Errors
+    ///
+    /// Out of descriptors.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.0.try_clone_fd()
+    }
+
+    /// As [`PodSlice::as_ptr`].
+    pub fn as_ptr(&self) -> *mut T {
+        self.0.as_ptr()
+    }
+
+    /// As [`PodSlice::read`].
+    ///
+    /// # Safety
+    ///
+    /// As [`PodSlice::read`]; atomic views count as writers.
+    pub unsafe fn read(&self, i: usize) -> Option<T> {
+        // SAFETY: forwarded contract.
+        unsafe { self.0.read(i) }
+    }
+
+    /// As [`PodSlice::write`].
+    ///
+    /// # Safety
+    ///
+    /// As [`PodSlice::write`]; atomic views count as readers and writers.
+    pub unsafe fn write(&self, i: usize, v: T) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.0.write(i, v) }
+    }
 
     /// Element `i` as an `AtomicU32`, when `T` is 4 bytes with alignment 4 (`u32`, `i32`,
     /// `f32`, …); `None` for other types or `i >= len()`.
     pub fn atomic_u32(&self, i: usize) -> Option<&AtomicU32> {
-        if std::mem::size_of::<T>() != 4 || std::mem::align_of::<T>() < 4 || i >= self.len {
+        if std::mem::size_of::<T>() != 4 || std::mem::align_of::<T>() < 4 || i >= self.0.len {
             return None;
         }
         // SAFETY: element `i` is in bounds and 4-aligned, 4 bytes wide; AtomicU32 has the
         // layout of u32 and every bit pattern is valid for both; the mapping outlives
         // `&self`; all access through the returned reference is atomic.
-        Some(unsafe { &*self.as_ptr().add(i).cast::<AtomicU32>() })
+        Some(unsafe { &*self.0.as_ptr().add(i).cast::<AtomicU32>() })
     }
 
     /// Element `i` as an `AtomicU64`, when `T` is 8 bytes with alignment 8 (`u64`,
     /// `i64`, `f64`, …); `None` for other types or `i >= len()`.
     pub fn atomic_u64(&self, i: usize) -> Option<&AtomicU64> {
-        if std::mem::size_of::<T>() != 8 || std::mem::align_of::<T>() < 8 || i >= self.len {
+        if std::mem::size_of::<T>() != 8 || std::mem::align_of::<T>() < 8 || i >= self.0.len {
             return None;
         }
         // SAFETY: as `atomic_u32`, for an 8-byte, 8-aligned element.
-        Some(unsafe { &*self.as_ptr().add(i).cast::<AtomicU64>() })
+        Some(unsafe { &*self.0.as_ptr().add(i).cast::<AtomicU64>() })
     }
 }
 
@@ -392,7 +524,7 @@ atomic_int!(
     usize => std::sync::atomic::AtomicUsize,
 );
 
-impl<T: AtomicInt> PodSlice<T> {
+impl<T: AtomicInt> PodCells<T> {
     /// Element `i` as its atomic twin (`AtomicI32` for `i32`, …); `None` when
     /// `i >= len()` or the element is not aligned for the atomic type (an atomic may
     /// need more alignment than its integer: `AtomicU64` on 32-bit x86). Element 0 is
@@ -401,12 +533,12 @@ impl<T: AtomicInt> PodSlice<T> {
     pub fn atomic(&self, i: usize) -> Option<&T::Atomic> {
         // (true of every std atomic; checked so that the cast below stays in bounds)
         const { assert!(std::mem::size_of::<T::Atomic>() == std::mem::size_of::<T>()) };
-        if i >= self.len {
+        if i >= self.0.len {
             return None;
         }
         // SAFETY: `i < len`, so the element lies inside the mapping (checked when the
         // view was made).
-        let p = unsafe { self.as_ptr().add(i) };
+        let p = unsafe { self.0.as_ptr().add(i) };
         if !p.cast::<T::Atomic>().is_aligned() {
             return None;
         }
@@ -526,19 +658,19 @@ mod tests {
 
     #[test]
     fn atomics_only_for_fitting_types() {
-        let a = PodSlice::<u32>::zeroed("t", 1, 2).unwrap();
+        let a = PodCells::<u32>::zeroed("t", 1, 2).unwrap();
         a.atomic_u32(1).unwrap().fetch_add(3, Ordering::SeqCst);
         assert!(a.atomic_u32(2).is_none());
         assert!(a.atomic_u64(0).is_none());
-        let (g, _) = a.lock(None).unwrap();
-        assert_eq!(&*g, &[0, 3]);
-        drop(g);
-        let b = PodSlice::<f64>::zeroed("t", 1, 1).unwrap();
+        // SAFETY (test): single-threaded, nothing writes during the reads
+        assert_eq!(unsafe { (a.read(0), a.read(1)) }, (Some(0), Some(3)));
+        let b = PodCells::<f64>::zeroed("t", 1, 1).unwrap();
         b.atomic_u64(0)
             .unwrap()
             .store(2.5f64.to_bits(), Ordering::SeqCst);
-        assert_eq!(b.lock(None).unwrap().0[0], 2.5);
-        assert!(PodSlice::<u8>::zeroed("t", 1, 8)
+        // SAFETY (test): as above
+        assert_eq!(unsafe { b.read(0) }, Some(2.5));
+        assert!(PodCells::<u8>::zeroed("t", 1, 8)
             .unwrap()
             .atomic_u32(0)
             .is_none());
@@ -546,8 +678,8 @@ mod tests {
 
     #[test]
     fn integer_atomics_share_memory_across_mappings() {
-        let a = PodSlice::<i16>::from_slice("t", 1, &[5, -1, 7]).unwrap();
-        let b = PodSlice::<i16>::from_fd(a.try_clone_fd().unwrap(), 1, None).unwrap();
+        let a = PodCells::<i16>::from_slice("t", 1, &[5, -1, 7]).unwrap();
+        let b = PodCells::<i16>::from_fd(a.try_clone_fd().unwrap(), 1, None).unwrap();
         let (x, y) = (a.atomic(1).unwrap(), b.atomic(1).unwrap());
         assert_eq!(i16::fetch_add(x, 3, Ordering::SeqCst), -1);
         assert_eq!(i16::load(y, Ordering::SeqCst), 2);
@@ -570,16 +702,16 @@ mod tests {
         );
         assert!(a.atomic(3).is_none());
 
-        let (g, _) = a.lock(None).unwrap();
-        assert_eq!(&*g, &[5, i16::MIN, 7]);
-        drop(g);
+        // SAFETY (test): single-threaded, nothing writes during the reads
+        assert_eq!(unsafe { a.read(1) }, Some(i16::MIN));
         // every element of every integer width is reachable and aligned
-        let u = PodSlice::<u64>::zeroed("t", 1, 3).unwrap();
+        let u = PodCells::<u64>::zeroed("t", 1, 3).unwrap();
         for i in 0..3 {
             u64::fetch_add(u.atomic(i).unwrap(), i as u64 + 1, Ordering::SeqCst);
         }
-        assert_eq!(&*u.lock(None).unwrap().0, &[1, 2, 3]);
-        let z = PodSlice::<usize>::zeroed("t", 1, 1).unwrap();
+        // SAFETY (test): as above
+        assert_eq!(unsafe { u.read(2) }, Some(3));
+        let z = PodCells::<usize>::zeroed("t", 1, 1).unwrap();
         assert_eq!(
             usize::fetch_sub(z.atomic(0).unwrap(), 1, Ordering::SeqCst),
             0
@@ -588,6 +720,18 @@ mod tests {
             usize::load(z.atomic(0).unwrap(), Ordering::SeqCst),
             usize::MAX
         );
+    }
+
+    #[test]
+    fn a_guard_and_atomic_views_never_share_one_view() {
+        // the same memory as cells and as a locked slice: two views (like two processes);
+        // within each view, only one discipline exists
+        let cells = PodCells::<u32>::from_slice("t", 1, &[1]).unwrap();
+        let locked = PodSlice::<u32>::from_fd(cells.try_clone_fd().unwrap(), 1, None).unwrap();
+        let (mut g, _) = locked.lock(None).unwrap();
+        g[0] = 2;
+        drop(g);
+        assert_eq!(cells.atomic_u32(0).unwrap().load(Ordering::SeqCst), 2);
     }
 
     #[test]

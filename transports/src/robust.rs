@@ -1,11 +1,18 @@
 //! A robust process-shared mutex on one `u32` in shared memory.
 //!
-//! The word holds `0` when free, or the owner's process id with flag bits: bit 31 says
-//! that somebody may be sleeping on it. A waiter that has slept for a while without
-//! getting the lock checks whether the owner process is still alive
-//! ([`crate::os::process_alive`]); if it is not, the waiter takes the lock over and is
-//! told so ([`Acquired::OwnerDied`]), so a process killed while holding a lock never
-//! leaves the others hanging (robust-mutex semantics).
+//! The word holds `0` when free, or the owner's identity with a flag bit: bits 0..22 are
+//! its process id, bits 22..31 a tag of its start time
+//! ([`crate::os::current_lock_id_cached`]), and bit 31 says that somebody may be sleeping
+//! on it. A waiter that has slept for a while without getting the lock checks whether the
+//! owner is still alive ([`crate::os::incarnation_alive`]); if it is not, the waiter
+//! takes the lock over and is told so ([`Acquired::OwnerDied`]), so a process killed
+//! while holding a lock never leaves the others hanging (robust-mutex semantics).
+//!
+//! "Not alive" is decided only on the kernel's word: `kill(pid, 0)` = `ESRCH`, a zombie
+//! state read from `/proc`, or a start time that differs from the owner's (its pid was
+//! reused by a newer process). Whatever cannot be read counts as alive, so a frozen
+//! (`SIGSTOP`ped) owner, or a contender that is out of file descriptors, never leads to a
+//! takeover of a living owner's lock: the contender just keeps waiting (or times out).
 //!
 //! Uncontended lock and unlock are one atomic read-modify-write each, no system call.
 //! Contended waiters spin briefly (a sleeping waiter on another core takes tens of
@@ -18,7 +25,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const WAITERS: u32 = 1 << 31;
-const PID_MASK: u32 = !WAITERS;
+/// The owner's identity: pid and start tag.
+const ID_MASK: u32 = !WAITERS;
+const PID_MASK: u32 = (1 << crate::os::PID_BITS) - 1;
 
 /// How an acquisition ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,17 +39,23 @@ pub enum Acquired {
     OwnerDied,
 }
 
-/// This process's id, as stored in lock words.
+/// This process's id (the pid part of the identity stored in lock words).
 #[inline]
 pub fn my_id() -> u32 {
     crate::os::current_pid_cached()
+}
+
+/// This process's full identity as stored in lock words (pid and start tag).
+#[inline]
+fn my_word() -> u32 {
+    crate::os::current_lock_id_cached()
 }
 
 /// Tries once (plus a dead-owner check when `check_owner`): `None` if another live
 /// process holds the lock.
 #[inline]
 pub fn try_lock(word: &AtomicU32, check_owner: bool) -> Option<Acquired> {
-    let me = my_id();
+    let me = my_word();
     let cur = word.load(Ordering::Relaxed);
     if cur == 0
         && word
@@ -59,14 +74,32 @@ pub fn try_lock(word: &AtomicU32, check_owner: bool) -> Option<Acquired> {
     None
 }
 
+/// Whether the owner identity `id` (pid and start tag, never 0) is a process that no
+/// longer runs.
+fn owner_is_dead(id: u32) -> bool {
+    let me = my_word();
+    if id == me {
+        return false; // this process (another of its threads) holds it
+    }
+    let (pid, tag) = (id & PID_MASK, id >> crate::os::PID_BITS);
+    if pid == me & PID_MASK {
+        // our own pid with another known start tag: an earlier process that had our pid
+        // (this process's identity never changes once taken); it is gone, since the pid
+        // is ours. Tag 0 (an owner that could not read its start time) names the pid
+        // alone, and that pid is alive: us.
+        return tag != 0;
+    }
+    !crate::os::incarnation_alive(pid, tag)
+}
+
 fn take_over_if_dead(word: &AtomicU32, seen: u32) -> Option<Acquired> {
-    let owner = seen & PID_MASK;
-    if owner != 0 && owner != my_id() && !crate::os::process_alive(owner) {
+    let owner = seen & ID_MASK;
+    if owner != 0 && owner_is_dead(owner) {
         // Keep the waiters bit: others may be asleep and must be woken on unlock.
         if word
             .compare_exchange(
                 seen,
-                my_id() | WAITERS,
+                my_word() | WAITERS,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             )
@@ -91,13 +124,13 @@ pub fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
 /// off computing `deadline` until it is needed): goes straight to spinning and sleeping.
 #[cold]
 pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
-    let me = my_id();
+    let me = my_word();
     // 1. spin: the owner usually releases within a few microseconds
     let spin_until = Instant::now() + Duration::from_micros(20);
     let mut n = 0u32;
     loop {
         let cur = word.load(Ordering::Relaxed);
-        if cur & PID_MASK == 0
+        if cur & ID_MASK == 0
             && word
                 .compare_exchange(
                     cur,
@@ -119,7 +152,7 @@ pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acq
     let mut check_every = Duration::from_millis(10);
     loop {
         let cur = word.load(Ordering::Relaxed);
-        if cur & PID_MASK == 0 {
+        if cur & ID_MASK == 0 {
             // free: take it, keeping the waiters bit since we cannot know we were alone
             if word
                 .compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
@@ -164,12 +197,18 @@ pub fn unlock(word: &AtomicU32) {
     }
 }
 
-/// The process holding the lock, if any.
+/// The id of the process holding the lock, if any.
 pub fn owner(word: &AtomicU32) -> Option<u32> {
-    match word.load(Ordering::Relaxed) & PID_MASK {
+    match word.load(Ordering::Relaxed) & ID_MASK {
         0 => None,
-        p => Some(p),
+        id => Some(id & PID_MASK),
     }
+}
+
+/// Whether this process (any of its threads) holds the lock: its full identity, pid and
+/// start tag, is in the word (an earlier process that had the same pid does not count).
+pub fn held_by_this_process(word: &AtomicU32) -> bool {
+    word.load(Ordering::Relaxed) & ID_MASK == my_word()
 }
 
 #[cfg(test)]
@@ -209,6 +248,54 @@ mod tests {
             Some(Acquired::OwnerDied)
         );
         assert_eq!(owner(&w), Some(my_id()));
+        unlock(&w);
+    }
+
+    /// A sleeping child and its lock identity (pid and start tag).
+    fn live_child() -> (std::process::Child, u32) {
+        let c = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let tag = crate::os::start_tag_of(c.id()).unwrap();
+        let id = c.id() | tag << crate::os::PID_BITS;
+        (c, id)
+    }
+
+    #[test]
+    fn a_live_owner_is_never_taken_over_a_reused_pid_is() {
+        let (mut c, id) = live_child();
+        let w = AtomicU32::new(id | WAITERS);
+        assert_eq!(try_lock(&w, true), None);
+        let t0 = Instant::now();
+        assert_eq!(lock(&w, Some(t0 + Duration::from_millis(60))), None);
+        assert_eq!(owner(&w), Some(c.id()));
+        // the same pid with another start tag: the owner was an earlier process
+        let other = (id >> crate::os::PID_BITS) % 511 + 1;
+        let w = AtomicU32::new(c.id() | other << crate::os::PID_BITS);
+        assert_eq!(try_lock(&w, true), Some(Acquired::OwnerDied));
+        assert!(held_by_this_process(&w));
+        unlock(&w);
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    #[test]
+    fn an_owner_known_by_our_pid_alone_is_us_and_alive() {
+        let w = AtomicU32::new(my_id());
+        assert_eq!(try_lock(&w, true), None);
+    }
+
+    #[test]
+    fn an_earlier_process_with_our_pid_is_dead_and_not_us() {
+        let me = crate::os::current_lock_id_cached();
+        let tag = me >> crate::os::PID_BITS;
+        assert_ne!(tag, 0, "this process's start tag");
+        let earlier = my_id() | (tag % 511 + 1) << crate::os::PID_BITS;
+        let w = AtomicU32::new(earlier);
+        assert!(!held_by_this_process(&w));
+        assert_eq!(try_lock(&w, true), Some(Acquired::OwnerDied));
+        assert!(held_by_this_process(&w));
         unlock(&w);
     }
 

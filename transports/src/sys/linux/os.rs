@@ -481,40 +481,128 @@ pub fn raw_fd(fd: BorrowedFd<'_>) -> RawFd {
     fd.as_fd().as_raw_fd()
 }
 
-/// Reads and removes an environment variable (so that this process's own children do
-/// not inherit it). Call it before starting threads that read the environment.
+/// Reads an environment variable and, only while this process is provably
+/// single-threaded (the kernel counts one thread, [`thread_count`]), removes it, so that
+/// programs this one starts do not inherit it.
+///
+/// With other threads running (an async runtime started before `init()`, a library's
+/// worker) the variable is left in place: `setenv`/`unsetenv` racing with another
+/// thread's `getenv` (C code does not take Rust's environment lock) is undefined
+/// behaviour in glibc. Readers of such variables therefore check that a value is
+/// addressed to them (procactor's carry the pid of the process that set them).
 pub fn take_env(key: &str) -> Option<String> {
     let v = std::env::var(key).ok()?;
-    // SAFETY (edition 2021: `remove_var` is a safe fn): called from `init()` at the top
-    // of `main`, before the program starts threads of its own.
-    std::env::remove_var(key);
+    if thread_count().is_ok_and(|n| n == 1) {
+        // SAFETY (edition 2021: `remove_var` is a safe fn): the kernel counts one thread
+        // in this process, and only this thread can start another, so nothing reads the
+        // environment concurrently.
+        std::env::remove_var(key);
+    }
     Some(v)
 }
 
-/// Whether process `pid` is alive: it exists and is not a zombie (a process that has
-/// died but not yet been reaped counts as dead). Used when a lock's owner is suspected
-/// dead.
+/// Whether process `pid` may be alive. It counts as dead only when the kernel says so:
+/// `kill(pid, 0)` fails with `ESRCH`, or `/proc/<pid>/stat` was read and shows a zombie
+/// (`Z`) or dead (`X`) process (one that died but is not reaped yet). Any other outcome —
+/// including a failure to read `/proc` (out of descriptors, out of memory, `hidepid`,
+/// another pid namespace) — counts as *alive*: mistaking a living process for a dead one
+/// hands its lock to a second owner, while the opposite mistake only delays a recovery
+/// until the next check. A stopped (`SIGSTOP`) process is alive.
+///
+/// This cannot tell a process from a later one that got the same pid; see
+/// [`incarnation_alive`] for that.
 pub fn process_alive(pid: u32) -> bool {
+    incarnation_alive(pid, 0)
+}
+
+/// As [`process_alive`], for the process with id `pid` whose start tag (see
+/// [`start_tag`]) was `tag` (`0`: unknown): it also counts as dead when `pid` now belongs
+/// to a process with a different start tag (the pid was reused after it died).
+///
+/// A reused pid whose new process happens to have the same tag (one chance in 511) still
+/// counts as alive: liveness errs on the side of "alive", never the other way.
+pub fn incarnation_alive(pid: u32, tag: u32) -> bool {
     let Ok(p) = to_pid(pid) else { return false };
-    match rustix::process::test_kill_process(p) {
-        Ok(()) | Err(Errno::PERM) => {}
-        Err(_) => return false,
+    // only "no such process" means gone; EPERM and any other error: it may be there
+    if let Err(Errno::SRCH) = rustix::process::test_kill_process(p) {
+        return false;
     }
-    // exists; a zombie still answers kill(0), so look at its state
-    match std::fs::read(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // "pid (comm) S ..." — comm may contain anything, so take the last ')'
-            let state = stat
-                .iter()
-                .rposition(|&b| b == b')')
-                .and_then(|i| stat.get(i + 2).copied());
-            !matches!(state, Some(b'Z') | Some(b'X'))
-        }
-        Err(_) => false,
+    // it exists (or we could not tell); a zombie still answers kill(0), so look at its
+    // state, and at its start time for a reused pid
+    match read_stat(pid) {
+        Some(stat) => match stat_fields(&stat) {
+            Some((state, start)) => {
+                !matches!(state, b'Z' | b'X') && (tag == 0 || start_tag(start) == tag)
+            }
+            None => true, // not what the kernel writes: we cannot tell, so alive
+        },
+        None => true,
     }
 }
 
+/// A 9-bit tag (1..=511) of a process's start time (clock ticks since boot, field 22 of
+/// `/proc/<pid>/stat`): with the pid, it tells a process from a later one that reused its
+/// pid (a robust lock word stores both).
+pub fn start_tag(start_ticks: u64) -> u32 {
+    (start_ticks % 511) as u32 + 1
+}
+
+/// This process's start tag (see [`start_tag`]), or `0` when `/proc/self/stat` cannot be
+/// read (then peers identify this process by its pid alone).
+pub fn current_start_tag() -> u32 {
+    read_stat_path("/proc/self/stat")
+        .and_then(|s| stat_fields(&s))
+        .map_or(0, |(_, start)| start_tag(start))
+}
+
+/// The start tag (see [`start_tag`]) of process `pid`, if its `/proc/<pid>/stat` can be
+/// read.
+pub fn start_tag_of(pid: u32) -> Option<u32> {
+    read_stat(pid)
+        .and_then(|s| stat_fields(&s))
+        .map(|(_, start)| start_tag(start))
+}
+
+fn read_stat(pid: u32) -> Option<Vec<u8>> {
+    read_stat_path(&format!("/proc/{pid}/stat"))
+}
+
+/// Reads a `stat` file with one open and a few reads into a stack buffer; `None` on any
+/// error.
+fn read_stat_path(path: &str) -> Option<Vec<u8>> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(buf[..len].to_vec())
+}
+
+/// The state letter (field 3) and start time (field 22) of a `stat` line. `comm` (field 2)
+/// may contain anything, spaces and parentheses included, so fields are counted from the
+/// last `)`.
+fn stat_fields(stat: &[u8]) -> Option<(u8, u64)> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
 static PID_CACHE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static LOCK_ID_CACHE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// This process's id, cached after the first call (lock words store it on every
 /// acquisition). A process created by `fork()` must call [`refresh_pid_cache`] first.
@@ -526,10 +614,44 @@ pub fn current_pid_cached() -> u32 {
     }
 }
 
-/// Re-reads this process's id into the cache (after `fork()`).
+/// How many low bits of a lock identity hold the pid: Linux pids are below
+/// `PID_MAX_LIMIT` = 2²² (`/proc/sys/kernel/pid_max` cannot be set higher).
+pub const PID_BITS: u32 = 22;
+
+/// This process's lock identity, cached: its pid in the low [`PID_BITS`] bits and its
+/// start tag ([`start_tag`], 9 bits) above them. Bit 31 is always clear.
+#[inline]
+pub fn current_lock_id_cached() -> u32 {
+    match LOCK_ID_CACHE.load(Ordering::Relaxed) {
+        0 => take_lock_id(),
+        id => id,
+    }
+}
+
+/// Computes and caches this process's lock identity (first use; after a fork).
+#[cold]
+#[inline(never)]
+fn take_lock_id() -> u32 {
+    let pid = current_pid_cached();
+    let id = if pid < 1 << PID_BITS {
+        pid | current_start_tag() << PID_BITS
+    } else {
+        pid // (not Linux as we know it) identified by pid alone
+    };
+    // the first identity taken is this process's for good (two threads could compute
+    // different ones if one of them cannot read /proc)
+    match LOCK_ID_CACHE.compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => id,
+        Err(first) => first,
+    }
+}
+
+/// Re-reads this process's id into the cache (after `fork()`), and forgets the cached
+/// lock identity (recomputed on first use).
 pub fn refresh_pid_cache() -> u32 {
     let p = current_pid();
     PID_CACHE.store(p, Ordering::Relaxed);
+    LOCK_ID_CACHE.store(0, Ordering::Relaxed);
     p
 }
 
@@ -745,6 +867,63 @@ pub fn never_threaded() -> bool {
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` takes an integer, touches no memory of ours and does not return.
     unsafe { libc::_exit(code) }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    #[test]
+    fn take_env_leaves_the_environment_alone_while_threads_run() {
+        // libtest runs this test on a thread of its own: the process has several
+        assert!(thread_count().unwrap() > 1);
+        let (key, value) = std::env::vars().next().expect("some environment variable");
+        assert_eq!(take_env(&key), Some(value.clone()));
+        assert_eq!(
+            std::env::var(&key).ok(),
+            Some(value),
+            "removed with threads running"
+        );
+    }
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let line = b"123 (a) b (c) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 99 100\n";
+        assert_eq!(stat_fields(line), Some((b'R', 4242)));
+        assert_eq!(stat_fields(b"123 (x"), None);
+        assert_eq!(stat_fields(b"123 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn a_stopped_process_is_alive_a_zombie_and_a_reaped_one_are_not() {
+        let mut c = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = c.id();
+        let tag = start_tag_of(pid).unwrap();
+        assert!(process_alive(pid) && incarnation_alive(pid, tag));
+        assert!(
+            !incarnation_alive(pid, tag % 511 + 1),
+            "another start tag: reused pid"
+        );
+        rustix::process::kill_process(to_pid(pid).unwrap(), Signal::STOP).unwrap();
+        assert!(incarnation_alive(pid, tag), "a frozen process is alive");
+        c.kill().unwrap();
+        // a zombie until reaped
+        let t = Instant::now();
+        while incarnation_alive(pid, tag) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "never became a zombie"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        c.wait().unwrap();
+        assert!(!process_alive(pid));
+        assert!(current_start_tag() != 0);
+        assert_eq!(start_tag_of(current_pid()), Some(current_start_tag()));
+    }
 }
 
 #[cfg(test)]

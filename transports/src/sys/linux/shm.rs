@@ -1,5 +1,8 @@
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{fallocate, fstat, ftruncate, memfd_create, FallocateFlags, MemfdFlags};
+use rustix::fs::{
+    fallocate, fcntl_add_seals, fcntl_get_seals, fstat, ftruncate, memfd_create, FallocateFlags,
+    MemfdFlags, SealFlags,
+};
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 use std::io;
 use std::ptr::NonNull;
@@ -11,6 +14,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// The mapping is `MAP_SHARED`, page-aligned and zero-filled at creation. Every process
 /// that maps the same memory file sees the same bytes. The region is unmapped when the
 /// value is dropped; the memory itself lives while any process holds a mapping or the fd.
+///
+/// The memory file is *sealed* once sized (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`):
+/// no process holding the descriptor — however it reopens it — can change its size, so
+/// no peer can make another process's mapping fault with `SIGBUS` by truncating the
+/// file. [`ShmRegion::from_fd`] and [`ShmRegion::from_fd_prefix`] refuse a file without
+/// those seals. A peer can still write any bytes into the memory (that is what sharing
+/// means): readers treat its contents as untrusted (see the crate documentation).
 ///
 /// Access is through atomics ([`ShmRegion::atomic_u32`], [`ShmRegion::atomic_u64`]) and
 /// through raw pointers whose use the caller justifies (see [`ShmRegion::as_ptr`]).
@@ -66,8 +76,7 @@ impl ShmRegion {
         }
         let len = round_to_page(len)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "region size overflows"))?;
-        let fd = memfd_create(format!("procactor:{name}"), MemfdFlags::CLOEXEC)?;
-        ftruncate(&fd, len as u64)?;
+        let fd = sealed_memfd(name, len as u64)?;
         Self::map(fd, len)
     }
 
@@ -86,8 +95,7 @@ impl ShmRegion {
             return Err(bad("a shared memory region needs at least one byte"));
         }
         let map_len = round_to_page(map_len).ok_or_else(|| bad("region size overflows"))?;
-        let fd = memfd_create(format!("procactor:{name}"), MemfdFlags::CLOEXEC)?;
-        ftruncate(&fd, file_len.max(map_len as u64))?;
+        let fd = sealed_memfd(name, file_len.max(map_len as u64))?;
         Self::map(fd, map_len)
     }
 
@@ -96,14 +104,14 @@ impl ShmRegion {
     ///
     /// # Errors
     ///
-    /// `map_len == 0`, the file is shorter than that, or `mmap` fails.
+    /// `map_len == 0`, the file is not a sealed memory file (see [`ShmRegion`]), it is
+    /// shorter than `map_len`, or `mmap` fails.
     pub fn from_fd_prefix(fd: OwnedFd, map_len: usize) -> io::Result<Self> {
         let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
         let map_len = round_to_page(map_len)
             .filter(|&l| l > 0)
             .ok_or_else(|| bad("bad mapping length"))?;
-        let st = fstat(&fd)?;
-        if u64::try_from(st.st_size).map_or(true, |s| s < map_len as u64) {
+        if check_sealed(&fd)? < map_len as u64 {
             return Err(bad("shared region shorter than expected"));
         }
         Self::map(fd, map_len)
@@ -188,16 +196,17 @@ impl ShmRegion {
 
     /// Maps a region from a file descriptor received from another process.
     ///
-    /// The size is read from the file itself, so a peer cannot make this mapping larger
-    /// than the memory behind it.
+    /// The size is read from the file itself, and the file must be sealed against
+    /// shrinking and growing (see [`ShmRegion`]), so a peer can make this mapping neither
+    /// larger than the memory behind it nor, later, fault.
     ///
     /// # Errors
     ///
-    /// The fd is not a mappable file, is empty, or `mmap` fails.
+    /// The fd is not a sealed memory file (`InvalidData`: e.g. a pipe, a regular file, a
+    /// memfd some process made without the seals), is empty, or `mmap` fails.
     pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
-        let st = fstat(&fd)?;
-        let len = usize::try_from(st.st_size).map_err(|_| {
-            io::Error::new(io::ErrorKind::InvalidData, "shared region size is negative")
+        let len = usize::try_from(check_sealed(&fd)?).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidData, "shared region too large to map")
         })?;
         if len == 0 {
             return Err(io::Error::new(
@@ -352,6 +361,44 @@ impl Drop for ShmWindow {
     }
 }
 
+/// The seals every shared memory file carries once sized: its size can never change again
+/// and no seal can be added or removed.
+const SEALS: SealFlags = SealFlags::SHRINK
+    .union(SealFlags::GROW)
+    .union(SealFlags::SEAL);
+
+/// A new memory file of `len` bytes, sealed (see [`SEALS`]).
+fn sealed_memfd(name: &str, len: u64) -> io::Result<OwnedFd> {
+    let fd = memfd_create(
+        format!("procactor:{name}"),
+        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+    )?;
+    ftruncate(&fd, len)?;
+    fcntl_add_seals(&fd, SEALS)?;
+    Ok(fd)
+}
+
+/// The size of a received memory file, if it carries all of [`SEALS`] (so that the size
+/// read here is the size for good); a clear `InvalidData` error otherwise, before anything
+/// is mapped.
+fn check_sealed(fd: &OwnedFd) -> io::Result<u64> {
+    let seals = fcntl_get_seals(fd).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not a sealable shared memory file ({e})"),
+        )
+    })?;
+    if !seals.contains(SEALS) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "shared memory file is not sealed against resizing: refused (a peer could \
+             truncate it under our mapping)",
+        ));
+    }
+    u64::try_from(fstat(fd)?.st_size)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative file size"))
+}
+
 fn round_to_page(len: usize) -> Option<usize> {
     let page = rustix::param::page_size();
     len.checked_add(page - 1).map(|l| l / page * page)
@@ -403,6 +450,65 @@ mod tests {
         assert!(r.map_window(1, 10).is_err(), "unaligned");
         assert!(r.map_window(big, page).is_err(), "past the end");
         assert!(ShmRegion::from_fd_prefix(r.try_clone_fd().unwrap(), usize::MAX / 2).is_err());
+    }
+
+    /// Reopens the memory file behind `fd` for writing, as any process holding a handle
+    /// can (through `/proc/self/fd`), and tries to resize it.
+    fn resize_through_proc(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+        use rustix::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+        f.set_len(len)
+    }
+
+    #[test]
+    fn a_region_cannot_be_truncated_or_grown_by_anyone_holding_it() {
+        let r = ShmRegion::create("t", 8192).unwrap();
+        r.atomic_u64(4096).store(5, Ordering::SeqCst);
+        for len in [0, 4096, 1 << 20] {
+            let e = resize_through_proc(r.fd(), len).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{len}: {e}");
+        }
+        assert_eq!(r.file_len().unwrap(), 8192);
+        // still mapped and readable: no SIGBUS
+        assert_eq!(r.atomic_u64(4096).load(Ordering::SeqCst), 5);
+        // the seals cannot be removed or changed either
+        assert!(fcntl_add_seals(r.fd(), SealFlags::WRITE).is_err());
+    }
+
+    #[test]
+    fn unsealed_or_foreign_files_are_refused_before_mapping() {
+        // a memfd made without seals (by a peer not using this crate)
+        let fd = memfd_create("foreign", MemfdFlags::CLOEXEC).unwrap();
+        ftruncate(&fd, 4096).unwrap();
+        let e = ShmRegion::from_fd(fd.try_clone().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+        assert!(e.to_string().contains("sealed"), "{e}");
+        assert!(ShmRegion::from_fd_prefix(fd, 4096).is_err());
+        // sealable but only partly sealed
+        let fd = memfd_create("partial", MemfdFlags::ALLOW_SEALING).unwrap();
+        ftruncate(&fd, 4096).unwrap();
+        fcntl_add_seals(&fd, SealFlags::SHRINK).unwrap();
+        assert!(ShmRegion::from_fd(fd).is_err());
+        // a regular file
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        assert!(ShmRegion::from_fd(OwnedFd::from(f)).is_err());
+    }
+
+    #[test]
+    fn punching_holes_and_windows_still_work_on_a_sealed_sparse_file() {
+        let page = rustix::param::page_size();
+        let r = ShmRegion::create_sparse("t", 1, 1 << 30).unwrap();
+        let seals = fcntl_get_seals(r.fd()).unwrap();
+        assert!(seals.contains(SEALS), "{seals:?}");
+        let w = r.map_window(1 << 29, 2 * page).unwrap();
+        // SAFETY (test): the window is two pages long and private to this test
+        unsafe { std::ptr::write_bytes(w.as_ptr(), 7, 2 * page) };
+        r.punch_hole(1 << 29, 2 * page as u64).unwrap();
+        // SAFETY (test): in bounds; the punched page reads as zeros
+        assert_eq!(unsafe { *w.as_ptr().add(page + 1) }, 0);
+        assert_eq!(r.file_len().unwrap(), 1 << 30);
     }
 
     #[test]
