@@ -20,6 +20,7 @@
 //! - [`pod`]: typed views of `Pod` elements in a shared region, behind a robust lock.
 //! - [`ring`]: the shared-memory byte ring behind `Queue` (streaming, robust recovery).
 //! - [`robust`]: a robust process-shared mutex on a `u32` (dead owners are detected).
+//! - [`spin`]: the `PROCACTOR_SPIN=0` switch that turns off every spin-before-sleep.
 //! - [`target`]: function targets identified by their address relative to the image.
 //!
 //! All OS-specific code sits in `sys/` (today `sys/linux/`); the modules above re-export
@@ -38,6 +39,7 @@ pub mod ring;
 pub mod robust;
 pub mod shm;
 pub mod socket;
+pub mod spin;
 pub mod target;
 #[doc(hidden)]
 pub mod testing;
