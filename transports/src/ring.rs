@@ -936,7 +936,7 @@ impl Ring {
             (budget / 2).clamp(SPIN_MIN_US, SPIN_MAX_US),
             Ordering::Relaxed,
         );
-        for _ in 0..2 {
+        for _ in 0..2 * u8::from(crate::spin::enabled()) {
             std::thread::yield_now();
             if ready() {
                 return true;

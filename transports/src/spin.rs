@@ -21,7 +21,9 @@
 //! With `PROCACTOR_SPIN=0` (also `false`, `off`, `no`) each of them checks its
 //! condition once and goes straight to its blocking wait (futex, `poll`). Results are
 //! the same; wake-ups are slower (tens of microseconds on a VM) and idle waiting costs
-//! no CPU. A ring waiter still yields the CPU twice (`sched_yield`) before sleeping.
+//! no CPU (a ring waiter also skips the two `sched_yield`s it makes before sleeping:
+//! on a loaded machine a yield can hand the core to a busy neighbour for a whole time
+//! slice).
 //! Any other value, or no variable, leaves spinning on.
 //!
 //! The variable is read once per process, on the first wait that asks (children
