@@ -11,8 +11,9 @@
 //! ```
 //!
 //! Options: `--reps N` (rounds, default 5), `--scale X` (sizes, default 1.0), `--quick`
-//! (= `--reps 1 --scale 0.05`), `--filter S` (workloads whose id contains `S`, may be
-//! repeated), `--no-python`, `--no-variants` (no no-spin and no loaded rows), `--json
+//! (= `--reps 1 --scale 0.05 --no-loaded`), `--filter S` (workloads whose id contains
+//! `S`, may be repeated), `--no-python`, `--no-variants` (no no-spin and no loaded
+//! rows), `--no-loaded` (no loaded rows), `--json
 //! PATH` (also write the results as JSON; a Python twin that fails then makes the run
 //! fail), `--markdown-from PATH` (print the README table of a results file, run nothing).
 //!
@@ -57,6 +58,7 @@ struct Options {
     filters: Vec<String>,
     python: bool,
     variants: bool,
+    loaded: bool,
     json: Option<PathBuf>,
     markdown_from: Option<String>,
     worker: Option<String>,
@@ -65,7 +67,7 @@ struct Options {
 fn usage() -> ! {
     eprintln!(
         "usage: procactor-bench [--quick] [--reps N] [--scale X] [--filter S]... \
-         [--no-python] [--no-variants] [--json PATH] | --markdown-from PATH"
+         [--no-python] [--no-variants] [--no-loaded] [--json PATH] | --markdown-from PATH"
     );
     std::process::exit(2)
 }
@@ -77,6 +79,7 @@ fn parse_args() -> Options {
         filters: Vec::new(),
         python: true,
         variants: true,
+        loaded: true,
         json: None,
         markdown_from: None,
         worker: None,
@@ -88,12 +91,14 @@ fn parse_args() -> Options {
             "--quick" => {
                 o.reps = 1;
                 o.scale = 0.05;
+                o.loaded = false;
             }
             "--reps" => o.reps = value().parse().unwrap_or_else(|_| usage()),
             "--scale" => o.scale = value().parse().unwrap_or_else(|_| usage()),
             "--filter" => o.filters.push(value()),
             "--no-python" => o.python = false,
             "--no-variants" => o.variants = false,
+            "--no-loaded" => o.loaded = false,
             "--json" => o.json = Some(PathBuf::from(value())),
             "--markdown-from" => o.markdown_from = Some(value()),
             "--worker" => o.worker = Some(value()),
@@ -497,7 +502,7 @@ fn main() {
     };
     phase(&mut rows, &mut baselines, false);
     let loaded_load;
-    if o.variants && selected.iter().any(|w| w.latency) {
+    if o.variants && o.loaded && selected.iter().any(|w| w.latency) {
         match cpu::Neighbours::start(cpus) {
             Ok(n) => {
                 std::thread::sleep(Duration::from_millis(200));
