@@ -102,6 +102,55 @@ mod tests {
         }
     }
 
+    /// Runs this test binary again with `PROCACTOR_SPIN=0`, on the tests whose names
+    /// contain `filter`; returns its output. `Err` if it failed.
+    fn rerun_without_spinning(filter: &str) -> Result<String, String> {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([filter, "--test-threads=2"])
+            .env("PROCACTOR_SPIN", "0")
+            .env("PROCACTOR_SPIN_TEST_CHILD", "1")
+            .output()
+            .expect("run the test binary");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// A process started with `PROCACTOR_SPIN=0` does not spin (checked in a child
+    /// started with the variable: this process's answer is cached).
+    #[test]
+    fn a_process_started_with_spin_0_does_not_spin() {
+        if std::env::var_os("PROCACTOR_SPIN_TEST_CHILD").is_some() {
+            assert!(!enabled());
+            assert!(budget(Duration::from_micros(300)).is_zero());
+            return;
+        }
+        let out = rerun_without_spinning("spin::tests::a_process_started_with_spin_0")
+            .expect("the child saw spinning off");
+        assert!(out.contains("1 passed"), "{out}");
+    }
+
+    /// Every ring test (blocked readers and writers, streaming, overflow, dead peers)
+    /// passes with spinning off: the waits that no longer spin still wake.
+    #[test]
+    fn ring_tests_pass_without_spinning() {
+        if std::env::var_os("PROCACTOR_SPIN_TEST_CHILD").is_some() {
+            return;
+        }
+        let out = rerun_without_spinning("ring::").expect("ring tests with PROCACTOR_SPIN=0");
+        let passed = out
+            .lines()
+            .find_map(|l| l.strip_prefix("test result: ok. "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+        assert!(passed >= 10, "too few ring tests ran: {out}");
+    }
+
     #[test]
     fn the_answer_is_cached_and_matches_the_environment() {
         let want = !std::env::var("PROCACTOR_SPIN").is_ok_and(|v| turns_off(&v));
