@@ -323,17 +323,20 @@ pub(crate) fn markdown(results: &Json, path: &str) -> Result<String, String> {
         } else {
             "″"
         };
-        let ours = r.num_at("procactor");
         let range = match (r.num_at("procactor_min"), r.num_at("procactor_max")) {
             (Some(lo), Some(hi)) => format!(" ({}–{})", fmt_value(lo), fmt_value(hi)),
             _ => String::new(),
         };
         let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), fmt_value);
-        let py = if r.get("python_error").and_then(Json::str).is_some() {
-            "failed".to_string()
-        } else {
-            cell(r.num_at("python"))
+        // a side that has an error and no figure: killed (by the time limit) or failed
+        let figure = |side: &str| match (r.num_at(side), r.get(&format!("{side}_error"))) {
+            (None, Some(Json::Str(e))) if e.contains("SIGKILL") || e.contains("signal: 9") => {
+                "did not finish".to_string()
+            }
+            (None, Some(Json::Str(_))) => "failed".to_string(),
+            (v, _) => cell(v),
         };
+        let py = figure("python");
         let py_same = r.get("python_from").and_then(Json::str).is_some();
         let (py, py_cpu) = if py_same {
             (format!("{py} (as above)"), "".to_string())
@@ -347,7 +350,7 @@ pub(crate) fn markdown(results: &Json, path: &str) -> Result<String, String> {
             what,
             variant_label(variant),
             r.str_at("unit").replace("us", "µs"),
-            cell(ours),
+            figure("procactor"),
             range,
             cell(r.num_at("procactor_cpu_us")),
             py,
