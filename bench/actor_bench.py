@@ -4,7 +4,10 @@ Python has no actors: each twin is the plain-multiprocessing program an actor st
 for — a Process looping over a Queue (send), a Process echoing over a Pipe (call), a
 Process started again after one died (restart).
 
-Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Prints one JSON object per line: {"workload": name, "value": x, "ops": k, "unit": u},
+k being the operations the run did in all (warm-up included; the benchmark divides the
+run's CPU time by it). The workload "noop" does nothing: the benchmark measures its CPU
+time (interpreter start, imports) and subtracts it.
 Usage: python3 bench/actor_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
 scales the sizes.
 """
@@ -100,14 +103,20 @@ def actor_restart_ms(count):
     return statistics.median(times)
 
 
+def _with_ops(fn, count, ops):
+    return fn(count), ops
+
+
 WORKLOADS = {
-    "actor_send": (lambda: actor_send(n(200_000)), "msgs/s"),
-    "actor_call_rtt": (lambda: actor_call_rtt(n(20_000)), "us"),
-    "actor_restart_ms": (lambda: actor_restart_ms(n(50)), "ms"),
+    "noop": (lambda: (0.0, 1), "-"),
+    "actor_send": (lambda: _with_ops(actor_send, n(200_000), n(200_000)), "msgs/s"),
+    "actor_call_rtt": (lambda: _with_ops(actor_call_rtt, n(20_000), n(20_000) + 1000), "us"),
+    "actor_restart_ms": (lambda: _with_ops(actor_restart_ms, n(50), n(50) + 1), "ms"),
 }
 
 if __name__ == "__main__":
     mp.set_start_method("fork")
     for name in sys.argv[1:] or list(WORKLOADS):
         fn, unit = WORKLOADS[name]
-        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
+        value, ops = fn()
+        print(json.dumps({"workload": name, "value": value, "ops": ops, "unit": unit}), flush=True)

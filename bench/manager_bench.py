@@ -5,7 +5,10 @@ Each insert (`d[k] = v`) and each get (`d[k]`) on a dict proxy is one operation,
 round trip to the manager's server process. Starting the manager and the child,
 connecting and a short warm-up are not timed.
 
-Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Prints one JSON object per line: {"workload": name, "value": x, "ops": k, "unit": u},
+k being the operations the run did in all (warm-up included; the benchmark divides the
+run's CPU time by it). The workload "noop" does nothing: the benchmark measures its CPU
+time (interpreter start, imports) and subtracts it.
 Usage: python3 bench/manager_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
 scales the sizes.
 """
@@ -119,14 +122,20 @@ def manager_lock_ops(ops):
     return ops / out.value
 
 
+def _with_ops(fn, count):
+    return fn(count), count + WARM_UP
+
+
 WORKLOADS = {
-    "manager_dict_ops": (lambda: manager_dict_ops(n(20_000)), "ops/s"),
-    "manager_remote_ops": (lambda: manager_remote_ops(n(20_000)), "ops/s"),
-    "manager_lock_ops": (lambda: manager_lock_ops(n(20_000)), "ops/s"),
+    "noop": (lambda: (0.0, 1), "-"),
+    "manager_dict_ops": (lambda: _with_ops(manager_dict_ops, n(20_000)), "ops/s"),
+    "manager_remote_ops": (lambda: _with_ops(manager_remote_ops, n(20_000)), "ops/s"),
+    "manager_lock_ops": (lambda: _with_ops(manager_lock_ops, n(20_000)), "ops/s"),
 }
 
 if __name__ == "__main__":
     mp.set_start_method("fork")
     for name in sys.argv[1:] or list(WORKLOADS):
         fn, unit = WORKLOADS[name]
-        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
+        value, ops = fn()
+        print(json.dumps({"workload": name, "value": value, "ops": ops, "unit": unit}), flush=True)

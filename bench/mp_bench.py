@@ -1,7 +1,10 @@
 """Python twins of bench/src/workloads/{process,pipe}.rs (multiprocessing, fork start
 method unless a workload names another).
 
-Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Prints one JSON object per line: {"workload": name, "value": x, "ops": k, "unit": u},
+k being the operations the run did in all (warm-up included; the benchmark divides the
+run's CPU time by it). The workload "noop" does nothing: the benchmark measures its CPU
+time (interpreter start, imports) and subtracts it.
 Usage: python3 bench/mp_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
 scales the sizes.
 """
@@ -29,11 +32,14 @@ WARM_UP_S = 0.030
 
 
 def _warm_up(once):
-    """Runs once() untimed for WARM_UP_S (at least once)."""
+    """Runs once() untimed for WARM_UP_S (at least once); returns how many times."""
     t0 = time.perf_counter()
     once()
+    runs = 1
     while time.perf_counter() - t0 < WARM_UP_S:
         once()
+        runs += 1
+    return runs
 
 
 def _start_join_with(method, count):
@@ -48,14 +54,15 @@ def _start_join_with(method, count):
 
 
 def _median_ms(count, once):
-    """Median milliseconds of count timed runs of once(), after the warm-up."""
-    _warm_up(once)
+    """Median milliseconds of count timed runs of once(), after the warm-up, and the
+    number of runs in all."""
+    runs = _warm_up(once)
     times = []
     for _ in range(count):
         t0 = time.perf_counter()
         once()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(times), runs + count
 
 
 def _fork_wait():
@@ -119,19 +126,25 @@ def pipe_bulk_1mib(reps):
     return size * reps / dt / 1e9
 
 
+def _with_ops(fn, count, extra=0):
+    return fn(count), count + extra
+
+
 WORKLOADS = {
+    "noop": (lambda: (0.0, 1), "-"),
     "process_start_join": (lambda: _start_join_with("fork", n(50)), "ms"),
     "process_start_join_spawn": (lambda: _start_join_with("spawn", n(20)), "ms"),
     "process_start_join_forkserver": (lambda: _start_join_with("forkserver", n(50)), "ms"),
     "process_start_join_fork": (lambda: _start_join_with("fork", n(50)), "ms"),
     "raw_fork_wait": (lambda: _median_ms(n(200), _fork_wait), "ms"),
     "raw_fork_exec": (lambda: _median_ms(n(200), _fork_exec), "ms"),
-    "pipe_round_trip_small": (lambda: pipe_round_trip_small(n(5_000)), "us"),
-    "pipe_bulk_1mib": (lambda: pipe_bulk_1mib(n(200)), "GB/s"),
+    "pipe_round_trip_small": (lambda: _with_ops(pipe_round_trip_small, n(5_000), 1000), "us"),
+    "pipe_bulk_1mib": (lambda: _with_ops(pipe_bulk_1mib, n(200), 1), "GB/s"),
 }
 
 if __name__ == "__main__":
     mp.set_start_method("fork")
     for name in sys.argv[1:] or list(WORKLOADS):
         fn, unit = WORKLOADS[name]
-        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
+        value, ops = fn()
+        print(json.dumps({"workload": name, "value": value, "ops": ops, "unit": unit}), flush=True)

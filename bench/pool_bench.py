@@ -4,7 +4,10 @@ method).
 Each twin starts the pool, warms it up with one small map (untimed), times the
 workload, and ends the pool (untimed).
 
-Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Prints one JSON object per line: {"workload": name, "value": x, "ops": k, "unit": u},
+k being the operations the run did in all (warm-up included; the benchmark divides the
+run's CPU time by it). The workload "noop" does nothing: the benchmark measures its CPU
+time (interpreter start, imports) and subtracts it.
 Usage: python3 bench/pool_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
 scales the sizes.
 """
@@ -74,15 +77,27 @@ def pool_apply_async_rtt(rounds):
     return dt * 1e6 / rounds
 
 
+def _with_ops(fn, count, ops):
+    return fn(count), ops
+
+
 WORKLOADS = {
-    "pool_map": (lambda: pool_map(n(200_000)), "tasks/s"),
-    "pool_map_cs1": (lambda: pool_map_cs1(n(20_000)), "tasks/s"),
-    "pool_imap_unordered_cs1": (lambda: pool_imap_unordered_cs1(n(50_000)), "tasks/s"),
-    "pool_apply_async_rtt": (lambda: pool_apply_async_rtt(n(5_000)), "us"),
+    "noop": (lambda: (0.0, 1), "-"),
+    "pool_map": (lambda: _with_ops(pool_map, n(200_000), n(200_000) + 1000), "tasks/s"),
+    "pool_map_cs1": (lambda: _with_ops(pool_map_cs1, n(20_000), n(20_000) + 1000), "tasks/s"),
+    "pool_imap_unordered_cs1": (
+        lambda: _with_ops(pool_imap_unordered_cs1, n(50_000), n(50_000) + 1000),
+        "tasks/s",
+    ),
+    "pool_apply_async_rtt": (
+        lambda: _with_ops(pool_apply_async_rtt, n(5_000), n(5_000) + 2000),
+        "us",
+    ),
 }
 
 if __name__ == "__main__":
     mp.set_start_method("fork")
     for name in sys.argv[1:] or list(WORKLOADS):
         fn, unit = WORKLOADS[name]
-        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
+        value, ops = fn()
+        print(json.dumps({"workload": name, "value": value, "ops": ops, "unit": unit}), flush=True)

@@ -1,6 +1,9 @@
 """Python twins of bench/src/workloads/queue.rs (multiprocessing, fork start method).
 
-Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Prints one JSON object per line: {"workload": name, "value": x, "ops": k, "unit": u},
+k being the operations the run did in all (warm-up included; the benchmark divides the
+run's CPU time by it). The workload "noop" does nothing: the benchmark measures its CPU
+time (interpreter start, imports) and subtracts it.
 Usage: python3 bench/queue_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
 scales the sizes.
 """
@@ -76,7 +79,7 @@ def queue_round_trip(n):
     req, resp = mp.Queue(), mp.Queue()
     p = mp.Process(target=echo, args=(req, resp))
     p.start()
-    for i in range(100):
+    for i in range(1000):  # as many untimed round trips as the Rust twin
         req.put(i)
         resp.get()
     t0 = time.perf_counter()
@@ -163,18 +166,26 @@ def big_message_16mib_through_64kib(reps):
     return size * reps / dt / 1e9
 
 
+def _with_ops(fn, count, ops):
+    return fn(count), ops
+
+
 WORKLOADS = {
-    "queue_1to1": (lambda: queue_1to1(n(200_000)), "msgs/s"),
-    "queue_2to2": (lambda: queue_2to2(2 * n(100_000)), "msgs/s"),
-    "queue_round_trip": (lambda: queue_round_trip(n(5_000)), "us"),
-    "queue_backlog_1m": (lambda: queue_backlog(n(1_000_000)), "msgs/s"),
-    "joinable": (lambda: joinable(n(200_000)), "items/s"),
-    "big_message_16mib_through_64kib": (lambda: big_message_16mib_through_64kib(n(10)), "GB/s"),
+    "noop": (lambda: (0.0, 1), "-"),
+    "queue_1to1": (lambda: _with_ops(queue_1to1, n(200_000), n(200_000)), "msgs/s"),
+    "queue_2to2": (lambda: _with_ops(queue_2to2, 2 * n(100_000), 2 * n(100_000)), "msgs/s"),
+    "queue_round_trip": (lambda: _with_ops(queue_round_trip, n(5_000), n(5_000) + 1000), "us"),
+    "queue_backlog_1m": (lambda: _with_ops(queue_backlog, n(1_000_000), n(1_000_000)), "msgs/s"),
+    "joinable": (lambda: _with_ops(joinable, n(200_000), n(200_000)), "items/s"),
+    "big_message_16mib_through_64kib": (
+        lambda: _with_ops(big_message_16mib_through_64kib, n(10), n(10) + 1),
+        "GB/s",
+    ),
 }
 
 if __name__ == "__main__":
     mp.set_start_method("fork")
-    names = sys.argv[1:] or list(WORKLOADS)
-    for name in names:
+    for name in sys.argv[1:] or list(WORKLOADS):
         fn, unit = WORKLOADS[name]
-        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
+        value, ops = fn()
+        print(json.dumps({"workload": name, "value": value, "ops": ops, "unit": unit}), flush=True)

@@ -2,12 +2,19 @@
 hosts, a `multiprocessing.managers.BaseManager` server on 127.0.0.1 (TCP, authkey)
 serving `queue.Queue`s, used by client processes (fork start method).
 
-- redis_put_get: a child process puts `n` (int, 32-byte str) items; this process gets
-  them. Items per second, from the child's start to the last item received.
+- redis_put_get: a child process puts `n` (int, 32-byte str) items, one `put` each;
+  this process gets them one `get` each. Items per second, from the child's start to
+  the last item received.
+- redis_put_get_batched: the same, batched as the Rust twin batches (`put_many` of 256,
+  read-ahead of 256): the child puts lists of 256 items, one `put` per list, and this
+  process gets the lists.
 - redis_rtt: this process puts an int on a request queue, a child echoes it on a reply
   queue, this process gets it: microseconds per round trip (after a warm-up).
 
-Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Prints one JSON object per line: {"workload": name, "value": x, "ops": k, "unit": u},
+k being the operations the run did in all (warm-up included; the benchmark divides the
+run's CPU time by it). The workload "noop" does nothing: the benchmark measures its CPU
+time (interpreter start, imports) and subtracts it.
 Usage: python3 bench/redis_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
 scales the sizes.
 """
@@ -53,24 +60,34 @@ def _client(address, name):
     return c, c.get_queue(name)
 
 
-def _producer(address, count):
+BATCH = 256
+
+
+def _producer(address, count, batch):
     c, q = _client(address, "items")
     payload = "x" * 32
-    for k in range(count):
-        q.put((k, payload))
+    if batch <= 1:
+        for k in range(count):
+            q.put((k, payload))
+        return
+    for start in range(0, count, batch):
+        q.put([(k, payload) for k in range(start, min(start + batch, count))])
 
 
-def redis_put_get(count):
+def _put_get(count, batch):
     server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
     server.start()
     try:
         c, q = _client(server.address, "items")
         t0 = time.perf_counter()
-        p = mp.Process(target=_producer, args=(server.address, count))
+        p = mp.Process(target=_producer, args=(server.address, count, batch))
         p.start()
-        for k in range(count):
-            got, _ = q.get(timeout=30)
-            assert got == k
+        k = 0
+        while k < count:
+            items = q.get(timeout=30) if batch > 1 else [q.get(timeout=30)]
+            for got, _ in items:
+                assert got == k
+                k += 1
         dt = time.perf_counter() - t0
         p.join()
         assert p.exitcode == 0
@@ -78,6 +95,14 @@ def redis_put_get(count):
     finally:
         server.shutdown()
     return count / dt
+
+
+def redis_put_get(count):
+    return _put_get(count, 1)
+
+
+def redis_put_get_batched(count):
+    return _put_get(count, BATCH)
 
 
 def _echo(address, count):
@@ -111,13 +136,23 @@ def redis_rtt(count):
     return dt * 1e6 / count
 
 
+def _with_ops(fn, count, ops):
+    return fn(count), ops
+
+
 WORKLOADS = {
-    "redis_put_get": (lambda: redis_put_get(n(20_000)), "msgs/s"),
-    "redis_rtt": (lambda: redis_rtt(n(5_000)), "us"),
+    "noop": (lambda: (0.0, 1), "-"),
+    "redis_put_get": (lambda: _with_ops(redis_put_get, n(20_000), n(20_000)), "msgs/s"),
+    "redis_put_get_batched": (
+        lambda: _with_ops(redis_put_get_batched, n(100_000), n(100_000)),
+        "msgs/s",
+    ),
+    "redis_rtt": (lambda: _with_ops(redis_rtt, n(5_000), n(5_000) + WARM_UP), "us"),
 }
 
 if __name__ == "__main__":
     mp.set_start_method("fork")
     for name in sys.argv[1:] or list(WORKLOADS):
         fn, unit = WORKLOADS[name]
-        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
+        value, ops = fn()
+        print(json.dumps({"workload": name, "value": value, "ops": ops, "unit": unit}), flush=True)

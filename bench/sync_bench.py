@@ -1,6 +1,9 @@
 """Python twins of bench/src/workloads/sync.rs (multiprocessing, fork start method).
 
-Prints one JSON object per line: {"workload": name, "value": x, "unit": u}.
+Prints one JSON object per line: {"workload": name, "value": x, "ops": k, "unit": u},
+k being the operations the run did in all (warm-up included; the benchmark divides the
+run's CPU time by it). The workload "noop" does nothing: the benchmark measures its CPU
+time (interpreter start, imports) and subtracts it.
 Usage: python3 bench/sync_bench.py [workload ...]; PROCACTOR_BENCH_SCALE (default 1)
 scales the sizes.
 """
@@ -93,8 +96,15 @@ def event_set_wake_latency(rounds=10_000):
     return secs * 1e6 / (2 * rounds)
 
 
+# untimed calls before the timed ones, as many as the Rust twin's
+WARM_UP = 100_000
+
+
 def uncontended_lock_ns(n=2_000_000):
     lock = mp.Lock()
+    for _ in range(WARM_UP):
+        lock.acquire()
+        lock.release()
     t = time.perf_counter()
     for _ in range(n):
         lock.acquire()
@@ -104,6 +114,9 @@ def uncontended_lock_ns(n=2_000_000):
 
 def uncontended_semaphore_ns(n=2_000_000):
     sem = mp.Semaphore(1)
+    for _ in range(WARM_UP):
+        sem.acquire()
+        sem.release()
     t = time.perf_counter()
     for _ in range(n):
         sem.acquire()
@@ -111,12 +124,29 @@ def uncontended_semaphore_ns(n=2_000_000):
     return (time.perf_counter() - t) * 1e9 / n
 
 
+def _with_ops(fn, count, ops):
+    return fn(count), ops
+
+
 WORKLOADS = {
-    "value_locked_increments_2proc": (lambda: value_locked_increments_2proc(n(500_000)), "ops/s"),
-    "lock_handoff_latency": (lambda: lock_handoff_latency(n(20_000)), "us"),
-    "event_set_wake_latency": (lambda: event_set_wake_latency(n(10_000)), "us"),
-    "uncontended_lock_ns": (lambda: uncontended_lock_ns(n(2_000_000)), "ns"),
-    "uncontended_semaphore_ns": (lambda: uncontended_semaphore_ns(n(2_000_000)), "ns"),
+    "noop": (lambda: (0.0, 1), "-"),
+    "value_locked_increments_2proc": (
+        lambda: _with_ops(value_locked_increments_2proc, n(500_000), 2 * n(500_000)),
+        "ops/s",
+    ),
+    "lock_handoff_latency": (lambda: _with_ops(lock_handoff_latency, n(20_000), 2 * n(20_000)), "us"),
+    "event_set_wake_latency": (
+        lambda: _with_ops(event_set_wake_latency, n(10_000), 2 * n(10_000)),
+        "us",
+    ),
+    "uncontended_lock_ns": (
+        lambda: _with_ops(uncontended_lock_ns, n(2_000_000), n(2_000_000) + WARM_UP),
+        "ns",
+    ),
+    "uncontended_semaphore_ns": (
+        lambda: _with_ops(uncontended_semaphore_ns, n(2_000_000), n(2_000_000) + WARM_UP),
+        "ns",
+    ),
 }
 
 
@@ -124,7 +154,8 @@ def main():
     mp.set_start_method("fork")
     for name in sys.argv[1:] or list(WORKLOADS):
         fn, unit = WORKLOADS[name]
-        print(json.dumps({"workload": name, "value": fn(), "unit": unit}), flush=True)
+        value, ops = fn()
+        print(json.dumps({"workload": name, "value": value, "ops": ops, "unit": unit}), flush=True)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ impl ChildState {
     /// Polls the pidfd (yielding between polls) for up to [`JOIN_SPIN`]; whether the
     /// process has ended.
     fn spin_until_ended(&self, deadline: Option<Instant>) -> bool {
-        let until = Instant::now() + JOIN_SPIN;
+        let until = Instant::now() + procactor_transports::spin::budget(JOIN_SPIN);
         let until = deadline.map_or(until, |d| d.min(until));
         loop {
             if self.ended() {
@@ -186,7 +186,7 @@ impl ChildState {
     /// wake-ups one after the other (the relay thread's, then this thread's) at the end
     /// of every short child.
     fn spin_until_reaped_by_server(&self, deadline: Option<Instant>) -> Option<ExitStatus> {
-        let until = Instant::now() + JOIN_SPIN;
+        let until = Instant::now() + procactor_transports::spin::budget(JOIN_SPIN);
         let until = deadline.map_or(until, |d| d.min(until));
         loop {
             if let Some(s) = self.exit_status() {

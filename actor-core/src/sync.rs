@@ -729,7 +729,7 @@ impl SemCore {
 
     fn acquire_deadline(&self, deadline: Option<Instant>) -> TimedLockResult<SemGuard<'_>> {
         let mut took = self.try_take(deadline);
-        if took.is_none() {
+        if took.is_none() && procactor_transports::spin::enabled() {
             for _ in 0..200 {
                 std::hint::spin_loop();
                 if self.value().load(Ordering::Relaxed) > 0 {
@@ -1099,7 +1099,7 @@ impl Event {
         let released = |w: u32| w & 1 != 0 || w >> 1 != seen >> 1;
         let spin_until = Instant::now() + Duration::from_micros(50);
         let mut n = 0u32;
-        loop {
+        while procactor_transports::spin::enabled() {
             for _ in 0..64 {
                 std::hint::spin_loop();
                 let w = self.flag().load(Ordering::Acquire);

@@ -116,7 +116,7 @@ impl Stream {
                 Ok(_) => {}
                 Err(_) => return false,
             }
-            if start.elapsed() >= spin {
+            if !crate::spin::enabled() || start.elapsed() >= spin {
                 return false;
             }
             std::thread::yield_now();

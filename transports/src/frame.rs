@@ -190,7 +190,7 @@ impl FrameReader {
     /// kernel. A waiting process on another core takes tens of microseconds to wake; a
     /// short spin answers fast replies without that cost.
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.spin = crate::spin::budget(spin);
     }
 
     /// Sets the buffer's first size and smallest read (64 KiB unless set; at least 64

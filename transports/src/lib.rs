@@ -24,6 +24,7 @@
 //! - [`robust`]: a robust process-shared mutex on a `u32` (dead owners are detected).
 //! - [`waiter`]: the futex waiter handshake (never a lost wake-up, no system call when
 //!   nobody sleeps), generic so that it is model-checked under loom.
+//! - [`spin`]: the `PROCACTOR_SPIN=0` switch that turns off every spin-before-sleep.
 //! - [`target`]: function targets identified by their address relative to the image.
 //!
 //! All OS-specific code sits in `sys/` (today `sys/linux/`); the modules above re-export
@@ -75,6 +76,7 @@ pub mod ring;
 pub mod robust;
 pub mod shm;
 pub mod socket;
+pub mod spin;
 pub mod target;
 pub mod waiter;
 

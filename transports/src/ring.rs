@@ -1077,7 +1077,7 @@ impl Ring {
         // the clock is first read after 32 spins: a short wait reads it not at all
         let mut spin_end = None;
         let mut n = 0u32;
-        loop {
+        while crate::spin::enabled() {
             if ready() {
                 self.spin_us.store(
                     (budget * 2).clamp(SPIN_MIN_US, SPIN_MAX_US),
@@ -1100,7 +1100,7 @@ impl Ring {
             (budget / 2).clamp(SPIN_MIN_US, SPIN_MAX_US),
             Ordering::Relaxed,
         );
-        for _ in 0..2 {
+        for _ in 0..2 * u8::from(crate::spin::enabled()) {
             std::thread::yield_now();
             if ready() {
                 return true;
@@ -1467,7 +1467,8 @@ impl Ring {
     /// overflowing (fresh pages for the writer, cold ones for the reader) when a producer
     /// is just a little faster than its consumer. Never sleeps.
     fn spin_for_hot_room(&self, tail: u64, need: u64) -> Result<bool, PushError> {
-        if self.u64(OFF_RMODE).load(Ordering::Relaxed) != 0
+        if !crate::spin::enabled()
+            || self.u64(OFF_RMODE).load(Ordering::Relaxed) != 0
             || self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) != 0
         {
             return Ok(false);

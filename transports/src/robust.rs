@@ -128,7 +128,7 @@ pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acq
     // 1. spin: the owner usually releases within a few microseconds
     let spin_until = Instant::now() + Duration::from_micros(20);
     let mut n = 0u32;
-    loop {
+    while crate::spin::enabled() {
         let cur = word.load(Ordering::Relaxed);
         if cur & ID_MASK == 0
             && word

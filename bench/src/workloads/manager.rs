@@ -12,7 +12,7 @@ use procactor::{Manager, Process, SharedDict, SharedLock};
 use std::time::Instant;
 
 /// Untimed operations before the timed ones (connections made, pages touched).
-const WARM_UP: u64 = 1_000;
+pub(crate) const WARM_UP: u64 = 1_000;
 
 /// The number of distinct keys the operations cycle through.
 const KEYS: u64 = 1_000;

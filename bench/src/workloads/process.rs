@@ -13,12 +13,15 @@ fn noop(_: ()) {}
 /// faults the code in. The Python twins warm up the same way.
 const WARM_UP: Duration = Duration::from_millis(30);
 
-/// Median milliseconds of `n` runs of `once`, after [`WARM_UP`].
-fn median_ms(n: u32, mut once: impl FnMut()) -> f64 {
+/// Median milliseconds of `n` runs of `once`, after [`WARM_UP`], and the number of
+/// runs in all (warm-up included: the CPU time is divided by it).
+fn median_ms(n: u32, mut once: impl FnMut()) -> (f64, u64) {
     let t0 = Instant::now();
+    let mut runs = 1u64;
     once();
     while t0.elapsed() < WARM_UP {
         once();
+        runs += 1;
     }
     let mut times: Vec<f64> = (0..n.max(1))
         .map(|_| {
@@ -27,7 +30,7 @@ fn median_ms(n: u32, mut once: impl FnMut()) -> f64 {
             t0.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    crate::median(&mut times)
+    (crate::median(&mut times), runs + u64::from(n.max(1)))
 }
 
 fn start_join(method: StartMethod) {
@@ -40,18 +43,18 @@ fn start_join(method: StartMethod) {
 }
 
 /// `Spawn` start + join (the Python twin uses the spawn start method).
-pub(crate) fn process_start_join_spawn(n: u32) -> f64 {
+pub(crate) fn process_start_join_spawn(n: u32) -> (f64, u64) {
     median_ms(n, || start_join(StartMethod::Spawn))
 }
 
 /// `ForkServer` start + join (Python: the forkserver start method).
-pub(crate) fn process_start_join_forkserver(n: u32) -> f64 {
+pub(crate) fn process_start_join_forkserver(n: u32) -> (f64, u64) {
     median_ms(n, || start_join(StartMethod::ForkServer))
 }
 
 /// Runs `measure(n)` in a spawned child: the benchmark process has threads (a Python
 /// watchdog, the monitor), and forking is for single-threaded processes only.
-fn in_single_threaded_child(measure: fn(u32) -> f64, n: u32) -> f64 {
+fn in_single_threaded_child(measure: fn(u32) -> (f64, u64), n: u32) -> (f64, u64) {
     let mut p = Process::new(measure, n)
         .start_method(StartMethod::Spawn)
         .start()
@@ -62,16 +65,16 @@ fn in_single_threaded_child(measure: fn(u32) -> f64, n: u32) -> f64 {
     p.result().expect("the measuring child's result")
 }
 
-fn fork_start_join_here(n: u32) -> f64 {
+fn fork_start_join_here(n: u32) -> (f64, u64) {
     median_ms(n, || start_join(StartMethod::Fork))
 }
 
 /// `Fork` start + join, measured in a single-threaded child (Python: fork).
-pub(crate) fn process_start_join_fork(n: u32) -> f64 {
+pub(crate) fn process_start_join_fork(n: u32) -> (f64, u64) {
     in_single_threaded_child(fork_start_join_here, n)
 }
 
-fn raw_fork_wait_here(n: u32) -> f64 {
+fn raw_fork_wait_here(n: u32) -> (f64, u64) {
     median_ms(n, || match os::fork_single_threaded().expect("fork") {
         os::Forked::Child => os::exit_now(0),
         os::Forked::Parent(c) => {
@@ -83,12 +86,12 @@ fn raw_fork_wait_here(n: u32) -> f64 {
 
 /// The floor: `fork()`, the child `_exit(0)`s, the parent waits for it (through a pidfd,
 /// as procactor does). Measured in a single-threaded child.
-pub(crate) fn raw_fork_wait(n: u32) -> f64 {
+pub(crate) fn raw_fork_wait(n: u32) -> (f64, u64) {
     in_single_threaded_child(raw_fork_wait_here, n)
 }
 
 /// The other floor: start `/bin/true` (posix_spawn: vfork + exec) and wait for it.
-pub(crate) fn raw_fork_exec(n: u32) -> f64 {
+pub(crate) fn raw_fork_exec(n: u32) -> (f64, u64) {
     median_ms(n, || {
         let st = std::process::Command::new("/bin/true")
             .status()
@@ -100,6 +103,6 @@ pub(crate) fn raw_fork_exec(n: u32) -> f64 {
 /// Start a child that runs an empty function (default start method: spawn) and join it,
 /// `n` times one after the other, beside Python's fork. Returns the median milliseconds
 /// of one start + join.
-pub(crate) fn process_start_join(n: u32) -> f64 {
+pub(crate) fn process_start_join(n: u32) -> (f64, u64) {
     median_ms(n, || start_join(procactor::start_method()))
 }

@@ -1,14 +1,18 @@
 //! Redis Streams workloads (`procactor::redis`, issue 12), against a Redis server at
 //! `PROCACTOR_REDIS_URL` (default `redis://127.0.0.1:6379/`):
 //!
-//! - `redis_put_get`: a child process puts `n` `(u64, 32-byte String)` items with
-//!   `put_many` in batches of [`BATCH`]; this process gets them (reading ahead
-//!   [`BATCH`]). Items per second, from the child's start to the last item received.
+//! - `redis_put_get`: a child process puts `n` `(u64, 32-byte String)` items one `put`
+//!   (one round trip) each; this process gets them with `prefetch(1)` (one item per
+//!   read). Items per second, from the child's start to the last item received.
+//! - `redis_put_get_batched`: the same, batched: `put_many` of [`BATCH`] items, and
+//!   reading ahead [`BATCH`].
 //! - `redis_rtt`: this process puts a `u64` on a request stream, a child echoes it on a
-//!   reply stream, this process gets it: microseconds per round trip.
+//!   reply stream, this process gets it: microseconds per round trip (`prefetch(1)`).
 //!
 //! The Python twins (`bench/redis_bench.py`) do the same through a `BaseManager` server
-//! on 127.0.0.1 serving `queue.Queue`s (Python's way to share a queue across hosts).
+//! on 127.0.0.1 serving `queue.Queue`s (Python's way to share a queue across hosts):
+//! one `put`/`get` per item, and for the batched row one `put`/`get` per list of
+//! [`BATCH`] items.
 
 use procactor::redis::RedisQueue;
 use procactor::Process;
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 /// Items per `put_many` and per read-ahead.
 const BATCH: usize = 256;
 /// Untimed round trips first.
-const WARM_UP: u64 = 200;
+pub(crate) const WARM_UP: u64 = 200;
 const T: Duration = Duration::from_secs(30);
 
 fn url() -> String {
@@ -32,29 +36,36 @@ fn name(what: &str) -> String {
     format!("bench:{what}:{}:{nanos}", std::process::id())
 }
 
-fn connect<T: procactor::Message>(name: &str) -> RedisQueue<T> {
+fn connect<T: procactor::Message>(name: &str, prefetch: usize) -> RedisQueue<T> {
     RedisQueue::builder(&url(), name)
-        .prefetch(BATCH)
+        .prefetch(prefetch)
         .connect()
         .unwrap_or_else(|e| panic!("the redis workloads need a Redis server at {}: {e}", url()))
 }
 
-fn producer((q, n): (RedisQueue<(u64, String)>, u64)) {
+fn producer((q, n, batch): (RedisQueue<(u64, String)>, u64, usize)) {
     let payload = "x".repeat(32);
+    if batch <= 1 {
+        for k in 0..n {
+            q.put((k, payload.clone())).expect("put");
+        }
+        return;
+    }
     let mut i = 0;
     while i < n {
-        let end = (i + BATCH as u64).min(n);
+        let end = (i + batch as u64).min(n);
         q.put_many((i..end).map(|k| (k, payload.clone())).collect())
             .expect("put_many");
         i = end;
     }
 }
 
-/// Items per second from a producer process to this one.
-pub(crate) fn redis_put_get(n: u64) -> f64 {
-    let q = connect::<(u64, String)>(&name("put_get"));
+/// Items per second from a producer process to this one, `batch` items per `put_many`
+/// and per read (1: `put` and `prefetch(1)`).
+fn put_get(n: u64, batch: usize) -> f64 {
+    let q = connect::<(u64, String)>(&name("put_get"), batch);
     let t0 = Instant::now();
-    let mut p = Process::new(producer, (q.clone(), n))
+    let mut p = Process::new(producer, (q.clone(), n, batch))
         .start()
         .expect("start");
     for k in 0..n {
@@ -66,6 +77,16 @@ pub(crate) fn redis_put_get(n: u64) -> f64 {
     n as f64 / secs
 }
 
+/// Items per second, one `put` per item and `prefetch(1)`.
+pub(crate) fn redis_put_get(n: u64) -> f64 {
+    put_get(n, 1)
+}
+
+/// Items per second, `put_many` of [`BATCH`] and `prefetch(BATCH)`.
+pub(crate) fn redis_put_get_batched(n: u64) -> f64 {
+    put_get(n, BATCH)
+}
+
 fn echo((requests, replies, n): (RedisQueue<u64>, RedisQueue<u64>, u64)) {
     for _ in 0..n {
         let x = requests.get_timeout(T).expect("request");
@@ -75,8 +96,8 @@ fn echo((requests, replies, n): (RedisQueue<u64>, RedisQueue<u64>, u64)) {
 
 /// Microseconds per request → echo → reply round trip.
 pub(crate) fn redis_rtt(n: u64) -> f64 {
-    let requests = connect::<u64>(&name("rtt-req"));
-    let replies = connect::<u64>(&name("rtt-rep"));
+    let requests = connect::<u64>(&name("rtt-req"), 1);
+    let replies = connect::<u64>(&name("rtt-rep"), 1);
     let mut p = Process::new(echo, (requests.clone(), replies.clone(), WARM_UP + n))
         .start()
         .expect("start");

@@ -115,9 +115,13 @@ pub(crate) fn event_set_wake_latency(rounds: u64) -> f64 {
     secs * 1e6 / (2 * rounds) as f64
 }
 
-/// Nanoseconds per call of `op`, after 100k untimed warm-up calls.
+/// Untimed calls before the timed ones in the uncontended workloads (the Python twins
+/// make as many).
+pub(crate) const WARM_UP: u64 = 100_000;
+
+/// Nanoseconds per call of `op`, after [`WARM_UP`] untimed calls.
 fn ns_per_op(n: u32, mut op: impl FnMut()) -> f64 {
-    for _ in 0..100_000 {
+    for _ in 0..WARM_UP {
         op();
     }
     let start = Instant::now();

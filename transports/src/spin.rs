@@ -1,0 +1,168 @@
+//! The one switch for spinning: `PROCACTOR_SPIN=0` turns off every spin-before-sleep
+//! in procactor, for users who prefer cores to microseconds.
+//!
+//! By default a waiter that expects an answer within microseconds polls for a short
+//! while before it sleeps in the kernel: a sleeping thread on another core takes tens
+//! of microseconds to wake on a typical VM, a spinning one a fraction of one. The
+//! price is CPU time: while it polls, the waiter keeps a core busy (and on a loaded
+//! machine it takes that core from someone else). The spin sites and their budgets:
+//!
+//! | where | budget |
+//! |---|---|
+//! | a `Queue` ring reader or writer waiting for data or room | 2–50 µs, adaptive |
+//! | a ring writer waiting for hot-ring room before it overflows | up to 50 µs |
+//! | `Event::wait` | 50 µs |
+//! | `Semaphore` acquire | 200 spin-loop hints |
+//! | `Lock`/`Value` locks (the robust mutex) | 20 µs |
+//! | pipes and frames (`Connection::recv`, `PROCACTOR_PIPE_SPIN_US`) | 40 µs, adaptive |
+//! | a manager's server and its clients | 50 µs / 200 µs |
+//! | `Process::join` (and the fork server's relayed exit status) | 300 µs |
+//!
+//! With `PROCACTOR_SPIN=0` (also `false`, `off`, `no`) each of them checks its
+//! condition once and goes straight to its blocking wait (futex, `poll`). Results are
+//! the same; wake-ups are slower (tens of microseconds on a VM) and idle waiting costs
+//! no CPU (a ring waiter also skips the two `sched_yield`s it makes before sleeping:
+//! on a loaded machine a yield can hand the core to a busy neighbour for a whole time
+//! slice).
+//! Any other value, or no variable, leaves spinning on.
+//!
+//! The variable is read once per process, on the first wait that asks (children
+//! inherit the environment, so setting it before the program starts covers the whole
+//! process tree); after that the answer is a cached relaxed atomic load: no `getenv`
+//! and no system call on a hot path. Setting the variable later in a running process
+//! changes nothing in it.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+/// 0: not read yet, 1: spinning on, 2: off.
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether `value` (of `PROCACTOR_SPIN`) turns spinning off.
+fn turns_off(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "off" | "no"
+    )
+}
+
+#[cold]
+fn read_env() -> bool {
+    let on = !std::env::var("PROCACTOR_SPIN").is_ok_and(|v| turns_off(&v));
+    STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    on
+}
+
+/// Whether waits may spin before they sleep: `false` when the process started with
+/// `PROCACTOR_SPIN=0` (see the [module docs](self)).
+///
+/// ```
+/// // a program started without PROCACTOR_SPIN spins (the default)
+/// if std::env::var_os("PROCACTOR_SPIN").is_none() {
+///     assert!(procactor_transports::spin::enabled());
+/// }
+/// ```
+#[inline]
+pub fn enabled() -> bool {
+    match STATE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => read_env(),
+    }
+}
+
+/// `budget` when spinning is on, zero when it is off: for spin sites that take a
+/// duration.
+///
+/// ```
+/// use std::time::Duration;
+/// let b = procactor_transports::spin::budget(Duration::from_micros(40));
+/// assert!(b == Duration::from_micros(40) || b.is_zero());
+/// ```
+#[inline]
+pub fn budget(budget: Duration) -> Duration {
+    if enabled() {
+        budget
+    } else {
+        Duration::ZERO
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_documented_values_turn_spinning_off() {
+        for v in ["0", "false", "OFF", " no ", "False"] {
+            assert!(turns_off(v), "{v:?}");
+        }
+        for v in ["1", "", "yes", "on", "2", "00x"] {
+            assert!(!turns_off(v), "{v:?}");
+        }
+    }
+
+    /// Runs this test binary again with `PROCACTOR_SPIN=0`, on the tests whose names
+    /// contain `filter`; returns its output. `Err` if it failed.
+    fn rerun_without_spinning(filter: &str) -> Result<String, String> {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([filter, "--test-threads=2"])
+            .env("PROCACTOR_SPIN", "0")
+            .env("PROCACTOR_SPIN_TEST_CHILD", "1")
+            .output()
+            .expect("run the test binary");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// A process started with `PROCACTOR_SPIN=0` does not spin (checked in a child
+    /// started with the variable: this process's answer is cached).
+    #[test]
+    fn a_process_started_with_spin_0_does_not_spin() {
+        if std::env::var_os("PROCACTOR_SPIN_TEST_CHILD").is_some() {
+            assert!(!enabled());
+            assert!(budget(Duration::from_micros(300)).is_zero());
+            return;
+        }
+        let out = rerun_without_spinning("spin::tests::a_process_started_with_spin_0")
+            .expect("the child saw spinning off");
+        assert!(out.contains("1 passed"), "{out}");
+    }
+
+    /// Every ring test (blocked readers and writers, streaming, overflow, dead peers)
+    /// passes with spinning off: the waits that no longer spin still wake.
+    #[test]
+    fn ring_tests_pass_without_spinning() {
+        if std::env::var_os("PROCACTOR_SPIN_TEST_CHILD").is_some() {
+            return;
+        }
+        let out = rerun_without_spinning("ring::").expect("ring tests with PROCACTOR_SPIN=0");
+        let passed = out
+            .lines()
+            .find_map(|l| l.strip_prefix("test result: ok. "))
+            .and_then(|l| l.split(' ').next())
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+        assert!(passed >= 10, "too few ring tests ran: {out}");
+    }
+
+    #[test]
+    fn the_answer_is_cached_and_matches_the_environment() {
+        let want = !std::env::var("PROCACTOR_SPIN").is_ok_and(|v| turns_off(&v));
+        assert_eq!(enabled(), want);
+        assert_eq!(STATE.load(Ordering::Relaxed), if want { 1 } else { 2 });
+        assert_eq!(
+            budget(Duration::from_micros(50)),
+            if want {
+                Duration::from_micros(50)
+            } else {
+                Duration::ZERO
+            }
+        );
+    }
+}
