@@ -406,7 +406,10 @@ mod tests {
         let (s, mut c) = pair();
         let t0 = std::time::Instant::now();
         assert!(!s.spin_until_readable(Duration::from_millis(20)));
-        assert!(t0.elapsed() >= Duration::from_millis(20));
+        // with PROCACTOR_SPIN=0 it looks once and gives up at once
+        if crate::spin::enabled() {
+            assert!(t0.elapsed() >= Duration::from_millis(20));
+        }
         write_frame(&mut c, b"x").unwrap();
         assert!(s.spin_until_readable(Duration::from_secs(10)));
         // the end of the stream counts as readable too (the read then says so)
