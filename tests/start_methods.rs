@@ -875,18 +875,26 @@ fn the_process_pipe_queue_shared_and_sync_suites_pass_under_fork() {
     }
 }
 
-/// The tests of suite `name` (`--list`).
+/// The tests of suite `name` that run by default (`--list`, less `--list --ignored`:
+/// ignored tests are helpers that other tests run in a child).
 fn tests_of(name: &str) -> Vec<String> {
-    let out = std::process::Command::new(sibling_test_binary(name))
-        .args(["--list", "--format", "terse"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let tests: Vec<String> = text
-        .lines()
-        .filter_map(|l| l.strip_suffix(": test"))
-        .map(str::to_string)
-        .collect();
+    let list = |extra: &[&str]| {
+        let out = std::process::Command::new(sibling_test_binary(name))
+            .args(["--list", "--format", "terse"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let tests: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_suffix(": test"))
+            .map(str::to_string)
+            .collect();
+        (tests, text)
+    };
+    let (all, text) = list(&[]);
+    let (ignored, _) = list(&["--ignored"]);
+    let tests: Vec<String> = all.into_iter().filter(|t| !ignored.contains(t)).collect();
     assert!(!tests.is_empty(), "no tests listed in {name}: {text}");
     tests
 }
