@@ -198,6 +198,13 @@ const OFF_JW_OV_TAIL: usize = 192;
 const OFF_JW_WMODE: usize = 200;
 const OFF_OV_TAIL: usize = 208;
 const OFF_WMODE: usize = 216;
+/// The fate of the message being streamed (see [`Ring::drop_stream`] and
+/// [`Ring::claim_stream`]): `FATE_DROPPED | tag` once the reader has given up on the
+/// message, `FATE_CLAIMED | tag` once the writer is publishing its last piece (`tag` =
+/// [`stream_tag`] of the message's number). Changed only by compare-and-swap, one step,
+/// so it needs no journal. In the writer's line 3: the writer loads it at every piece,
+/// the reader writes it only when it gives up mid-message.
+const OFF_STREAM_FATE: usize = 224;
 // lines 4-5: reader state + journal, in the same way
 const OFF_HEAD: usize = 256;
 const OFF_READ: usize = 264;
@@ -286,6 +293,20 @@ const POS_LIMIT: u64 = 1 << 62;
 /// piece: a writer streaming right now supplies one within microseconds, so only a
 /// frozen (stopped, starved) writer makes the reader give up.
 const MID_STREAM_GRACE: Duration = Duration::from_millis(100);
+
+/// In `OFF_STREAM_FATE`: the reader gave up on the message (the writer aborts it and
+/// delivers it again).
+const FATE_DROPPED: u64 = 1 << 62;
+/// In `OFF_STREAM_FATE`: the writer is publishing the message's last piece (the reader
+/// waits for it).
+const FATE_CLAIMED: u64 = 1 << 63;
+
+/// The tag of message number `id` (the writer's `written` count before its first piece,
+/// which is the reader's `read` count while it reads the message) in `OFF_STREAM_FATE`:
+/// never 0, so the word's initial value matches no message.
+fn stream_tag(id: u64) -> u64 {
+    (id & ((1 << 61) - 1)) + 1
+}
 
 /// The smallest ring, in bytes.
 pub const MIN_CAPACITY: usize = 64;
@@ -1212,6 +1233,8 @@ impl Ring {
     }
 
     /// Waits until `need` bytes are free (and, if `new_msg`, a message slot), or `until`.
+    /// With `watch`, also returns `Ok(true)` as soon as the reader has given up on the
+    /// message with that number (see [`Ring::stream_dropped`]; the caller checks).
     fn wait_room(
         &self,
         tail: u64,
@@ -1219,9 +1242,11 @@ impl Ring {
         need: u64,
         new_msg: bool,
         until: &mut Deadline,
+        watch: Option<u64>,
     ) -> Result<bool, PushError> {
+        let dropped = |s: &Self| watch.is_some_and(|id| s.stream_dropped(id));
         let ok = |s: &Self| -> Result<bool, PushError> {
-            Ok(s.free_bytes(tail)? >= need && (!new_msg || s.slot_free(written)))
+            Ok(s.free_bytes(tail)? >= need && (!new_msg || s.slot_free(written)) || dropped(s))
         };
         if ok(self)? {
             return Ok(true);
@@ -1234,7 +1259,7 @@ impl Ring {
             let mut err = None;
             let mut ready = || match (self.fresh_free(tail), new_msg) {
                 (Ok(f), true) => f >= need && self.slot_free(written),
-                (Ok(f), false) => f >= need,
+                (Ok(f), false) => f >= need || dropped(self),
                 (Err(e), _) => {
                     err = Some(e);
                     true
@@ -1568,6 +1593,7 @@ impl Ring {
                 total,
                 true,
                 stalled.as_mut().unwrap_or(deadline),
+                None,
             )? {
                 return Err(PushError::Full);
             }
@@ -1583,49 +1609,87 @@ impl Ring {
         // Small enough that the reader copies one piece out while we copy the next ones
         // in (with half-ring pieces, two never fit at once and the sides take turns).
         let piece = self.cap / STREAM_PIECE_DIVISOR;
-        let mut tail = tail;
-        let mut off = 0usize;
-        let mut first = true;
-        while off < msg.len() || first {
-            let left = (msg.len() - off) as u64;
-            let want = left.min(piece - 8) + 8;
-            stalled = stall.map(Deadline::After);
-            let until = stalled.as_mut().unwrap_or(&mut *deadline);
-            let got = self.wait_room(tail, written, want, first, until)?;
-            if !got {
-                // Deadline: at the first piece nothing was written; later, abort.
-                if !first {
-                    // the 4 reserved bytes are free (invariant)
+        let (mut tail, mut written) = (tail, written);
+        'message: loop {
+            // this message's number: a reader that gives up on it says so with this id
+            let id = written;
+            let mut off = 0usize;
+            let mut first = true;
+            while off < msg.len() || first {
+                let left = (msg.len() - off) as u64;
+                let want = left.min(piece - 8) + 8;
+                stalled = stall.map(Deadline::After);
+                let until = stalled.as_mut().unwrap_or(&mut *deadline);
+                let watch = (!first).then_some(id);
+                let got = self.wait_room(tail, written, want, first, until, watch)?;
+                let dropped = !first && self.stream_dropped(id);
+                if !got || dropped {
+                    // Deadline: at the first piece nothing was written; later, abort.
+                    if !first {
+                        // the 4 reserved bytes are free (invariant)
+                        self.copy_in(tail, &ABORT.to_le_bytes());
+                        self.w_commit(tail + 4, written + 1, 0, tasks);
+                        fail_point("ring.put.stream.aborted");
+                    }
+                    if dropped && stall.is_none() {
+                        // the reader gave up on it: deliver it again, from the start
+                        tail += 4;
+                        written += 1;
+                        continue 'message;
+                    }
+                    // (a dropped stream with `stall`: the caller puts it in the overflow
+                    // area)
+                    return Err(PushError::Full);
+                }
+                let free = self.free_bytes(tail)?;
+                if free < want {
+                    // `wait_room` saw `want` free: only a peer moving `head` back does this
+                    self.set_broken();
+                    return Err(PushError::Broken);
+                }
+                let chunk = left.min(free - 8).min(piece) as usize;
+                let last = off + chunk == msg.len();
+                let hdr = chunk as u32 | if last { 0 } else { MORE };
+                self.copy_in(tail, &hdr.to_le_bytes());
+                self.copy_in(tail + 4, &msg[off..off + chunk]);
+                // the task counts with the last piece, when the message can be taken
+                let t = if last { tasks_after } else { tasks };
+                fail_point(if last {
+                    "ring.put.stream.last_piece_written"
+                } else {
+                    "ring.put.stream.piece_written"
+                });
+                // A reader that gave up meanwhile drops whatever follows: abort (the
+                // piece just copied is not committed; the ABORT overwrites its header).
+                // Before the last piece, this is a compare-and-swap the reader's give-up
+                // races with: either the reader waits for the piece, or we abort.
+                let go_on = if first {
+                    true
+                } else if last {
+                    self.claim_stream(id)
+                } else {
+                    !self.stream_dropped(id)
+                };
+                if !go_on {
                     self.copy_in(tail, &ABORT.to_le_bytes());
                     self.w_commit(tail + 4, written + 1, 0, tasks);
+                    fail_point("ring.put.stream.aborted");
+                    if stall.is_some() {
+                        return Err(PushError::Full);
+                    }
+                    tail += 4;
+                    written += 1;
+                    continue 'message;
                 }
-                return Err(PushError::Full);
+                tail += 4 + chunk as u64;
+                off += chunk;
+                first = false;
+                self.w_commit(tail, written + 1, u64::from(!last), t);
+                if !last {
+                    fail_point("ring.put.stream.piece_committed");
+                }
             }
-            let free = self.free_bytes(tail)?;
-            if free < want {
-                // `wait_room` saw `want` free: only a peer moving `head` back does this
-                self.set_broken();
-                return Err(PushError::Broken);
-            }
-            let chunk = left.min(free - 8).min(piece) as usize;
-            let last = off + chunk == msg.len();
-            let hdr = chunk as u32 | if last { 0 } else { MORE };
-            self.copy_in(tail, &hdr.to_le_bytes());
-            self.copy_in(tail + 4, &msg[off..off + chunk]);
-            tail += 4 + chunk as u64;
-            off += chunk;
-            first = false;
-            // the task counts with the last piece, when the message can be taken
-            let t = if last { tasks_after } else { tasks };
-            fail_point(if last {
-                "ring.put.stream.last_piece_written"
-            } else {
-                "ring.put.stream.piece_written"
-            });
-            self.w_commit(tail, written + 1, u64::from(!last), t);
-            if !last {
-                fail_point("ring.put.stream.piece_committed");
-            }
+            break;
         }
         Ok(())
     }
@@ -1754,7 +1818,7 @@ impl Ring {
                     return Ok(());
                 }
                 if over {
-                    self.wait_data(ov_head, true, false, deadline.resolve(), disconnect)?;
+                    self.wait_data(ov_head, true, false, None, deadline.resolve(), disconnect)?;
                 }
                 continue;
             }
@@ -1818,7 +1882,9 @@ impl Ring {
                 }
                 return Ok(());
             }
-            self.wait_data(head, false, in_msg, deadline.resolve(), disconnect)?;
+            // mid-message (and not discarding it): this message's number is `read`
+            let drop_id = (in_msg && !discarding).then_some(read);
+            self.wait_data(head, false, in_msg, drop_id, deadline.resolve(), disconnect)?;
         }
     }
 
@@ -1899,14 +1965,18 @@ impl Ring {
     }
 
     /// Waits for at least one record header past `pos` (in the overflow area if
-    /// `overflow`, else in the hot ring). Mid-message: no deadline, but the writer's
-    /// liveness is checked. Otherwise: `Empty` at the deadline, `Disconnected` when asked
+    /// `overflow`, else in the hot ring). Mid-message: the deadline holds only once the
+    /// writer has made no progress for [`MID_STREAM_GRACE`], and the writer's liveness is
+    /// checked; giving up on message number `drop_id` (a message being delivered, not one
+    /// being discarded) is recorded with [`Ring::drop_stream`], so that the writer
+    /// delivers it again. Otherwise: `Empty` at the deadline, `Disconnected` when asked
     /// for and no producer is alive.
     fn wait_data(
         &self,
         pos: u64,
         overflow: bool,
         in_msg: bool,
+        drop_id: Option<u64>,
         deadline: Option<Instant>,
         disconnect: bool,
     ) -> Result<(), PopError> {
@@ -1919,7 +1989,7 @@ impl Ring {
         // Mid-message, the deadline still holds, but only once the writer has made no
         // progress for MID_STREAM_GRACE (a live writer supplies its next piece within
         // microseconds): a frozen writer cannot hold a reader with a deadline forever.
-        let limit = if in_msg {
+        let mut limit = if in_msg {
             deadline.map(|d| d.max(Instant::now() + MID_STREAM_GRACE))
         } else {
             deadline
@@ -1936,8 +2006,22 @@ impl Ring {
             let now = Instant::now();
             if limit.is_some_and(|d| now >= d) {
                 if in_msg {
+                    if ready() {
+                        // a piece came at the last moment: progress, take it
+                        return Ok(());
+                    }
+                    if let Some(id) = drop_id {
+                        if !self.drop_stream(id) {
+                            // the writer is publishing the last piece right now (it
+                            // claimed it): wait for it
+                            limit = Some(now + MID_STREAM_GRACE);
+                            continue;
+                        }
+                    }
                     // given up mid-message: the pieces taken are dropped, and the next
-                    // reader drops the rest (`reading-partial` is committed)
+                    // reader drops the rest up to the writer's ABORT (`reading-partial`
+                    // is committed); the writer, told by `drop_stream`, delivers the
+                    // message again
                     return Err(PopError::Empty);
                 }
                 if disconnect && !self.producers_alive(robust::my_id()) && !ready() {
@@ -1988,6 +2072,65 @@ impl Ring {
         } else {
             Err(PopError::Broken)
         }
+    }
+
+    /// Whether the reader has given up on the streamed message number `id` (a relaxed
+    /// load: the writer checks it at every piece, no system call).
+    fn stream_dropped(&self, id: u64) -> bool {
+        self.u64(OFF_STREAM_FATE).load(Ordering::Relaxed) == FATE_DROPPED | stream_tag(id)
+    }
+
+    /// The writer, about to publish the last piece of message number `id`: claims it
+    /// (compare-and-swap), unless the reader has given up on it first (`false`: the
+    /// writer aborts it and delivers it again). After a successful claim the reader no
+    /// longer gives up on this message: it waits for the piece.
+    fn claim_stream(&self, id: u64) -> bool {
+        let fate = self.u64(OFF_STREAM_FATE);
+        let mut v = fate.load(Ordering::Relaxed);
+        loop {
+            if v == FATE_DROPPED | stream_tag(id) {
+                return false;
+            }
+            match fate.compare_exchange_weak(
+                v,
+                FATE_CLAIMED | stream_tag(id),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => v = now,
+            }
+        }
+    }
+
+    /// The reader gives up on the streamed message number `id` it is in the middle of:
+    /// records that (compare-and-swap) so that the writer aborts the message and
+    /// delivers it again, and wakes a writer waiting for room. `false` if the writer has
+    /// already claimed the message's last piece (it is being published: the reader
+    /// waits for it instead).
+    fn drop_stream(&self, id: u64) -> bool {
+        let fate = self.u64(OFF_STREAM_FATE);
+        let mut v = fate.load(Ordering::Relaxed);
+        loop {
+            if v == FATE_CLAIMED | stream_tag(id) {
+                return false;
+            }
+            match fate.compare_exchange_weak(
+                v,
+                FATE_DROPPED | stream_tag(id),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => v = now,
+            }
+        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_SPACE_SEQ),
+            self.u32(OFF_WRITERS_WAITING),
+        );
+        true
     }
 
     // ---------------------------------------------------------------- producers
@@ -2183,6 +2326,10 @@ thread_local! {
     /// section): the lock guards must recover and release.
     static PANIC_AT: std::cell::Cell<Option<&'static str>> =
         const { std::cell::Cell::new(None) };
+    /// A fail point at which this thread stops (as if `SIGSTOP`ped) until the flag is
+    /// set: 30 s at most, so that a failing test cannot hang.
+    static PAUSE_AT: std::cell::Cell<Option<(&'static str, &'static std::sync::atomic::AtomicBool)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Where a test makes this thread "die" (panic, leaving the locks held) in the middle of
@@ -2203,6 +2350,17 @@ fn fail_point(name: &'static str) {
         if f.get() == Some(name) {
             f.set(None);
             panic!("a bug at: {name}");
+        }
+    });
+    PAUSE_AT.with(|f| {
+        if let Some((at, go)) = f.get() {
+            if at == name {
+                f.set(None);
+                let end = Instant::now() + Duration::from_secs(30);
+                while !go.load(Ordering::SeqCst) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
         }
     });
 }
