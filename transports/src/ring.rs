@@ -58,6 +58,35 @@
 //! hostile peer can produce) marks the ring **broken**: every later operation then
 //! returns `Broken`.
 //!
+//! # A reader that gives up mid-message: the writer delivers it again
+//!
+//! A reader with a deadline that is in the middle of a streamed message waits past the
+//! deadline only while the writer makes progress: when the deadline has passed and no
+//! piece came for `MID_STREAM_GRACE` (100 ms: a frozen writer, e.g. `SIGSTOP`ped), it
+//! returns `Empty`. It records that in the header's *stream fate* word (`dropped`, with
+//! the message's number: the writer's `written` before its first piece, which is the
+//! reader's `read` while it reads it) with one compare-and-swap, and leaves
+//! `reading-partial` set, so the next reader drops the rest of that message up to its
+//! `ABORT`. The writer loads the word (relaxed, no system call) before each piece and
+//! while it waits for room; before publishing the *last* piece it claims the message
+//! (`claimed`, a compare-and-swap on the same word). Whichever side's swap comes first
+//! decides:
+//!
+//! - the reader's: the writer writes `ABORT` and delivers the message again, in the hot
+//!   ring streamed anew from its first piece (a bounded ring waits for room and a free
+//!   slot as any put does, and the put fails with `Full` if its deadline passes first:
+//!   never `Ok` for a message not delivered), or, in an unbounded ring whose writer was
+//!   streaming to a consumer inside `pop`, whole in the overflow area;
+//! - the writer's: the reader does not give up on this message; it waits for the last
+//!   piece, which is being published (only a writer frozen in the few instructions
+//!   between its swap and its commit holds it longer).
+//!
+//! A process killed at any point has either swapped or not (one word, one step: no
+//! journal); a writer killed after either swap has its stream aborted by recovery as
+//! before, and its put never returned. So an item whose put returned `Ok` is delivered,
+//! also when a reader gave up in the middle of it. (A reader that *dies* mid-message
+//! still takes the message with it, as if it had received it.)
+//!
 //! # Overflow: unbounded rings
 //!
 //! A ring made by [`Ring::create_unbounded`] (what an unbounded `Queue` uses) never makes
@@ -296,16 +325,71 @@ const MID_STREAM_GRACE: Duration = Duration::from_millis(100);
 
 /// In `OFF_STREAM_FATE`: the reader gave up on the message (the writer aborts it and
 /// delivers it again).
-const FATE_DROPPED: u64 = 1 << 62;
+pub(crate) const FATE_DROPPED: u64 = 1 << 62;
 /// In `OFF_STREAM_FATE`: the writer is publishing the message's last piece (the reader
 /// waits for it).
-const FATE_CLAIMED: u64 = 1 << 63;
+pub(crate) const FATE_CLAIMED: u64 = 1 << 63;
 
 /// The tag of message number `id` (the writer's `written` count before its first piece,
 /// which is the reader's `read` count while it reads the message) in `OFF_STREAM_FATE`:
 /// never 0, so the word's initial value matches no message.
-fn stream_tag(id: u64) -> u64 {
+pub(crate) fn stream_tag(id: u64) -> u64 {
     (id & ((1 << 61) - 1)) + 1
+}
+
+/// The word holding a streamed message's fate (`OFF_STREAM_FATE`): shared memory here,
+/// a model checker's atomic in the loom tests, which so check [`settle_fate`] itself.
+pub(crate) trait FateWord {
+    fn load(&self, order: Ordering) -> u64;
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64>;
+}
+
+impl FateWord for AtomicU64 {
+    #[inline]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+    #[inline]
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        AtomicU64::compare_exchange_weak(self, current, new, success, failure)
+    }
+}
+
+/// Decides the fate of streamed message number `id` for one side: `mine` is
+/// [`FATE_CLAIMED`] (the writer, about to publish the last piece) or [`FATE_DROPPED`]
+/// (the reader, giving up mid-message). Sets the word to `mine | tag` unless it already
+/// holds the other side's decision for this message (`false`: the other side decided
+/// first). One compare-and-swap on one word: whichever side's succeeds first wins, and a
+/// process killed at any instruction has either decided or not.
+pub(crate) fn settle_fate<W: FateWord + ?Sized>(fate: &W, id: u64, mine: u64) -> bool {
+    let theirs = (FATE_CLAIMED | FATE_DROPPED) ^ mine;
+    let mut v = fate.load(Ordering::Relaxed);
+    loop {
+        if v == theirs | stream_tag(id) {
+            return false;
+        }
+        match fate.compare_exchange_weak(
+            v,
+            mine | stream_tag(id),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return true,
+            Err(now) => v = now,
+        }
+    }
 }
 
 /// The smallest ring, in bytes.
@@ -1140,7 +1224,11 @@ impl Ring {
 
     /// Appends `msg` as one message, waiting until `deadline` (`None`: forever) for the
     /// writer lock and for room. A message larger than the ring is streamed through it
-    /// (this needs a reader taking it meanwhile).
+    /// (this needs a reader taking it meanwhile). If the reader gives up in the middle
+    /// of the stream (its deadline passed while this writer was frozen, see
+    /// [`pop`](Ring::pop)), the stream is aborted and the message streamed again from the
+    /// start, for the next reader, under the same `deadline`. `Ok` means the whole
+    /// message was published for a reader that takes it.
     ///
     /// # Errors
     ///
@@ -1703,11 +1791,19 @@ impl Ring {
     /// Once the first piece of a streamed message has been taken, the rest is awaited
     /// past the deadline as long as the writer makes progress: the call gives up
     /// ([`PopError::Empty`]) when the deadline has passed and no piece came for 100 ms (a
-    /// writer frozen, e.g. `SIGSTOP`ped, in the middle of a message). The message is then
-    /// lost: the next `pop` drops its remaining pieces (as if this reader had died
-    /// holding it). A writer that dies mid-message has it aborted and dropped. A message
-    /// larger than [`max_message_size`](Ring::max_message_size) is discarded unread and
-    /// the next one is taken.
+    /// writer frozen, e.g. `SIGSTOP`ped, in the middle of a message). The message is not
+    /// lost: the give-up is recorded in shared memory, and the writer, when it resumes,
+    /// aborts the stream and delivers the message again from the start (streamed anew,
+    /// or in the overflow area of an unbounded ring); a later `pop` gets it whole, after
+    /// dropping the pieces of the abandoned try. Its `push` returns `Ok` only once the
+    /// message is delivered that way (a bounded ring whose `push` deadline passes before
+    /// the new try fits makes it return [`PushError::Full`] instead). The one exception
+    /// to the 100 ms: a writer frozen between claiming the message's last piece and
+    /// publishing it (a few instructions) is waited for, because its `push` is about to
+    /// return `Ok`. See the [module docs](self#a-reader-that-gives-up-mid-message-the-writer-delivers-it-again).
+    /// A writer that dies mid-message has it aborted and dropped (its `push` never
+    /// returned). A message larger than [`max_message_size`](Ring::max_message_size) is
+    /// discarded unread and the next one is taken.
     ///
     /// # Errors
     ///
@@ -2085,22 +2181,7 @@ impl Ring {
     /// writer aborts it and delivers it again). After a successful claim the reader no
     /// longer gives up on this message: it waits for the piece.
     fn claim_stream(&self, id: u64) -> bool {
-        let fate = self.u64(OFF_STREAM_FATE);
-        let mut v = fate.load(Ordering::Relaxed);
-        loop {
-            if v == FATE_DROPPED | stream_tag(id) {
-                return false;
-            }
-            match fate.compare_exchange_weak(
-                v,
-                FATE_CLAIMED | stream_tag(id),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => v = now,
-            }
-        }
+        settle_fate(self.u64(OFF_STREAM_FATE), id, FATE_CLAIMED)
     }
 
     /// The reader gives up on the streamed message number `id` it is in the middle of:
@@ -2109,21 +2190,8 @@ impl Ring {
     /// already claimed the message's last piece (it is being published: the reader
     /// waits for it instead).
     fn drop_stream(&self, id: u64) -> bool {
-        let fate = self.u64(OFF_STREAM_FATE);
-        let mut v = fate.load(Ordering::Relaxed);
-        loop {
-            if v == FATE_CLAIMED | stream_tag(id) {
-                return false;
-            }
-            match fate.compare_exchange_weak(
-                v,
-                FATE_DROPPED | stream_tag(id),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => v = now,
-            }
+        if !settle_fate(self.u64(OFF_STREAM_FATE), id, FATE_DROPPED) {
+            return false;
         }
         waiter::wake_waiters(
             &waiter::Os,
