@@ -22,6 +22,21 @@ impl Word32 for AtomicU32 {
     }
 }
 
+impl crate::ring::FateWord for AtomicU64 {
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        AtomicU64::compare_exchange_weak(self, current, new, success, failure)
+    }
+}
+
 /// A futex made of a mutex and a condition variable: the value check and the sleep are
 /// atomic with respect to a wake-up (the kernel's hash-bucket lock). A lost wake-up
 /// leaves a thread asleep forever, which loom reports as a deadlock.
