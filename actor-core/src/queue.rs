@@ -627,8 +627,10 @@ impl<T: Message> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`PutError::Full`] (with the item) when no room came in time; otherwise as
-    /// [`put`](Queue::put).
+    /// [`PutError::Full`] (with the item) when no room came in time (also for an item
+    /// larger than the ring that had to be sent again because a consumer gave up in the
+    /// middle of it, see [`get_timeout`](Queue::get_timeout): the item was then not
+    /// delivered); otherwise as [`put`](Queue::put).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
         self.put_inner(item, Deadline::After(timeout))
     }
@@ -675,8 +677,14 @@ impl<T: Message> Queue<T> {
     ///
     /// An item larger than the ring that is arriving in pieces when the timeout passes
     /// is still awaited while its producer keeps sending pieces; a producer frozen in
-    /// the middle of it (stopped, starved) makes this return `Empty` at most 100 ms past
-    /// the timeout, and that item is lost (the next `get` drops the rest of it).
+    /// the middle of it (stopped, starved) makes this return `Empty` about 100 ms past
+    /// the timeout. The item is not lost: the producer, once it runs again, sees that
+    /// this consumer gave up and sends the item again from the start, and a later `get`
+    /// (of this or another consumer) receives it whole; the producer's `put` returns
+    /// `Ok` only then (a bounded queue's `put_timeout` may instead fail with `Full` if
+    /// its own timeout passes before the item fits again; it then was not delivered).
+    /// Only a producer frozen in the few instructions that publish the item's very last
+    /// piece is waited for past the 100 ms, since its `put` is about to succeed.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.h.get(Deadline::After(timeout))
     }

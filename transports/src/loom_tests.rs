@@ -22,6 +22,21 @@ impl Word32 for AtomicU32 {
     }
 }
 
+impl crate::ring::FateWord for AtomicU64 {
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        AtomicU64::compare_exchange_weak(self, current, new, success, failure)
+    }
+}
+
 /// A futex made of a mutex and a condition variable: the value check and the sleep are
 /// atomic with respect to a wake-up (the kernel's hash-bucket lock). A lost wake-up
 /// leaves a thread asleep forever, which loom reports as a deadlock.
@@ -380,6 +395,56 @@ mod mini_ring {
             assert_eq!(r.pop(), vec![21, 22]);
             writer.join().unwrap();
             assert_eq!(r.heap.load(WRITTEN, Ordering::Relaxed), 2);
+        });
+    }
+}
+
+/// The decision on a streamed message's last piece ([`settle_fate`], the very code the
+/// ring runs): the writer claims the last piece and then publishes it (its put returns
+/// `Ok`), or, finding that the reader gave up, writes `ABORT` (and delivers the message
+/// again); the reader, finding no piece, gives up unless the writer has claimed it, in
+/// which case it waits for the piece. In every interleaving: the put returns `Ok`
+/// exactly when the reader gets the message, and an `ABORT` comes only after a give-up.
+#[test]
+fn loom_a_message_given_up_on_mid_stream_is_never_reported_delivered() {
+    use crate::ring::{settle_fate, stream_tag, FATE_CLAIMED, FATE_DROPPED};
+    /// The message's number.
+    const ID: u64 = 3;
+    // the word starts as the previous message left it (delivered, or given up on)
+    let prev = stream_tag(ID - 1);
+    for before in [0, FATE_CLAIMED | prev, FATE_DROPPED | prev] {
+        loom::model(move || {
+            let fate = Arc::new(AtomicU64::new(before));
+            // the record after the pieces taken: 0 none yet, 1 the last piece, 2 ABORT
+            let next = Arc::new(AtomicU64::new(0));
+            let (f2, n2) = (fate.clone(), next.clone());
+            let writer = loom::thread::spawn(move || {
+                if settle_fate(&*f2, ID, FATE_CLAIMED) {
+                    n2.store(1, Ordering::Release);
+                    true
+                } else {
+                    n2.store(2, Ordering::Release);
+                    false
+                }
+            });
+            let got = loop {
+                match next.load(Ordering::Acquire) {
+                    1 => break Some(true),
+                    2 => break Some(false),
+                    _ => {}
+                }
+                if settle_fate(&*fate, ID, FATE_DROPPED) {
+                    break None;
+                }
+                // claimed: the last piece is coming
+                loom::thread::yield_now();
+            };
+            let put_ok = writer.join().unwrap();
+            match got {
+                Some(true) => assert!(put_ok),
+                Some(false) => panic!("an ABORT the reader did not ask for"),
+                None => assert!(!put_ok, "the put returned Ok for a message given up on"),
+            }
         });
     }
 }

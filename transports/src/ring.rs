@@ -58,6 +58,35 @@
 //! hostile peer can produce) marks the ring **broken**: every later operation then
 //! returns `Broken`.
 //!
+//! # A reader that gives up mid-message: the writer delivers it again
+//!
+//! A reader with a deadline that is in the middle of a streamed message waits past the
+//! deadline only while the writer makes progress: when the deadline has passed and no
+//! piece came for `MID_STREAM_GRACE` (100 ms: a frozen writer, e.g. `SIGSTOP`ped), it
+//! returns `Empty`. It records that in the header's *stream fate* word (`dropped`, with
+//! the message's number: the writer's `written` before its first piece, which is the
+//! reader's `read` while it reads it) with one compare-and-swap, and leaves
+//! `reading-partial` set, so the next reader drops the rest of that message up to its
+//! `ABORT`. The writer loads the word (relaxed, no system call) before each piece and
+//! while it waits for room; before publishing the *last* piece it claims the message
+//! (`claimed`, a compare-and-swap on the same word). Whichever side's swap comes first
+//! decides:
+//!
+//! - the reader's: the writer writes `ABORT` and delivers the message again, in the hot
+//!   ring streamed anew from its first piece (a bounded ring waits for room and a free
+//!   slot as any put does, and the put fails with `Full` if its deadline passes first:
+//!   never `Ok` for a message not delivered), or, in an unbounded ring whose writer was
+//!   streaming to a consumer inside `pop`, whole in the overflow area;
+//! - the writer's: the reader does not give up on this message; it waits for the last
+//!   piece, which is being published (only a writer frozen in the few instructions
+//!   between its swap and its commit holds it longer).
+//!
+//! A process killed at any point has either swapped or not (one word, one step: no
+//! journal); a writer killed after either swap has its stream aborted by recovery as
+//! before, and its put never returned. So an item whose put returned `Ok` is delivered,
+//! also when a reader gave up in the middle of it. (A reader that *dies* mid-message
+//! still takes the message with it, as if it had received it.)
+//!
 //! # Overflow: unbounded rings
 //!
 //! A ring made by [`Ring::create_unbounded`] (what an unbounded `Queue` uses) never makes
@@ -198,6 +227,13 @@ const OFF_JW_OV_TAIL: usize = 192;
 const OFF_JW_WMODE: usize = 200;
 const OFF_OV_TAIL: usize = 208;
 const OFF_WMODE: usize = 216;
+/// The fate of the message being streamed (see [`Ring::drop_stream`] and
+/// [`Ring::claim_stream`]): `FATE_DROPPED | tag` once the reader has given up on the
+/// message, `FATE_CLAIMED | tag` once the writer is publishing its last piece (`tag` =
+/// [`stream_tag`] of the message's number). Changed only by compare-and-swap, one step,
+/// so it needs no journal. In the writer's line 3: the writer loads it at every piece,
+/// the reader writes it only when it gives up mid-message.
+const OFF_STREAM_FATE: usize = 224;
 // lines 4-5: reader state + journal, in the same way
 const OFF_HEAD: usize = 256;
 const OFF_READ: usize = 264;
@@ -286,6 +322,75 @@ const POS_LIMIT: u64 = 1 << 62;
 /// piece: a writer streaming right now supplies one within microseconds, so only a
 /// frozen (stopped, starved) writer makes the reader give up.
 const MID_STREAM_GRACE: Duration = Duration::from_millis(100);
+
+/// In `OFF_STREAM_FATE`: the reader gave up on the message (the writer aborts it and
+/// delivers it again).
+pub(crate) const FATE_DROPPED: u64 = 1 << 62;
+/// In `OFF_STREAM_FATE`: the writer is publishing the message's last piece (the reader
+/// waits for it).
+pub(crate) const FATE_CLAIMED: u64 = 1 << 63;
+
+/// The tag of message number `id` (the writer's `written` count before its first piece,
+/// which is the reader's `read` count while it reads the message) in `OFF_STREAM_FATE`:
+/// never 0, so the word's initial value matches no message.
+pub(crate) fn stream_tag(id: u64) -> u64 {
+    (id & ((1 << 61) - 1)) + 1
+}
+
+/// The word holding a streamed message's fate (`OFF_STREAM_FATE`): shared memory here,
+/// a model checker's atomic in the loom tests, which so check [`settle_fate`] itself.
+pub(crate) trait FateWord {
+    fn load(&self, order: Ordering) -> u64;
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64>;
+}
+
+impl FateWord for AtomicU64 {
+    #[inline]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+    #[inline]
+    fn compare_exchange_weak(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u64, u64> {
+        AtomicU64::compare_exchange_weak(self, current, new, success, failure)
+    }
+}
+
+/// Decides the fate of streamed message number `id` for one side: `mine` is
+/// [`FATE_CLAIMED`] (the writer, about to publish the last piece) or [`FATE_DROPPED`]
+/// (the reader, giving up mid-message). Sets the word to `mine | tag` unless it already
+/// holds the other side's decision for this message (`false`: the other side decided
+/// first). One compare-and-swap on one word: whichever side's succeeds first wins, and a
+/// process killed at any instruction has either decided or not.
+pub(crate) fn settle_fate<W: FateWord + ?Sized>(fate: &W, id: u64, mine: u64) -> bool {
+    let theirs = (FATE_CLAIMED | FATE_DROPPED) ^ mine;
+    let mut v = fate.load(Ordering::Relaxed);
+    loop {
+        if v == theirs | stream_tag(id) {
+            return false;
+        }
+        match fate.compare_exchange_weak(
+            v,
+            mine | stream_tag(id),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => return true,
+            Err(now) => v = now,
+        }
+    }
+}
 
 /// The smallest ring, in bytes.
 pub const MIN_CAPACITY: usize = 64;
@@ -1119,7 +1224,11 @@ impl Ring {
 
     /// Appends `msg` as one message, waiting until `deadline` (`None`: forever) for the
     /// writer lock and for room. A message larger than the ring is streamed through it
-    /// (this needs a reader taking it meanwhile).
+    /// (this needs a reader taking it meanwhile). If the reader gives up in the middle
+    /// of the stream (its deadline passed while this writer was frozen, see
+    /// [`pop`](Ring::pop)), the stream is aborted and the message streamed again from the
+    /// start, for the next reader, under the same `deadline`. `Ok` means the whole
+    /// message was published for a reader that takes it.
     ///
     /// # Errors
     ///
@@ -1212,6 +1321,8 @@ impl Ring {
     }
 
     /// Waits until `need` bytes are free (and, if `new_msg`, a message slot), or `until`.
+    /// With `watch`, also returns `Ok(true)` as soon as the reader has given up on the
+    /// message with that number (see [`Ring::stream_dropped`]; the caller checks).
     fn wait_room(
         &self,
         tail: u64,
@@ -1219,9 +1330,11 @@ impl Ring {
         need: u64,
         new_msg: bool,
         until: &mut Deadline,
+        watch: Option<u64>,
     ) -> Result<bool, PushError> {
+        let dropped = |s: &Self| watch.is_some_and(|id| s.stream_dropped(id));
         let ok = |s: &Self| -> Result<bool, PushError> {
-            Ok(s.free_bytes(tail)? >= need && (!new_msg || s.slot_free(written)))
+            Ok(s.free_bytes(tail)? >= need && (!new_msg || s.slot_free(written)) || dropped(s))
         };
         if ok(self)? {
             return Ok(true);
@@ -1234,7 +1347,7 @@ impl Ring {
             let mut err = None;
             let mut ready = || match (self.fresh_free(tail), new_msg) {
                 (Ok(f), true) => f >= need && self.slot_free(written),
-                (Ok(f), false) => f >= need,
+                (Ok(f), false) => f >= need || dropped(self),
                 (Err(e), _) => {
                     err = Some(e);
                     true
@@ -1569,6 +1682,7 @@ impl Ring {
                 total,
                 true,
                 stalled.as_mut().unwrap_or(deadline),
+                None,
             )? {
                 return Err(PushError::Full);
             }
@@ -1584,49 +1698,87 @@ impl Ring {
         // Small enough that the reader copies one piece out while we copy the next ones
         // in (with half-ring pieces, two never fit at once and the sides take turns).
         let piece = self.cap / STREAM_PIECE_DIVISOR;
-        let mut tail = tail;
-        let mut off = 0usize;
-        let mut first = true;
-        while off < msg.len() || first {
-            let left = (msg.len() - off) as u64;
-            let want = left.min(piece - 8) + 8;
-            stalled = stall.map(Deadline::After);
-            let until = stalled.as_mut().unwrap_or(&mut *deadline);
-            let got = self.wait_room(tail, written, want, first, until)?;
-            if !got {
-                // Deadline: at the first piece nothing was written; later, abort.
-                if !first {
-                    // the 4 reserved bytes are free (invariant)
+        let (mut tail, mut written) = (tail, written);
+        'message: loop {
+            // this message's number: a reader that gives up on it says so with this id
+            let id = written;
+            let mut off = 0usize;
+            let mut first = true;
+            while off < msg.len() || first {
+                let left = (msg.len() - off) as u64;
+                let want = left.min(piece - 8) + 8;
+                stalled = stall.map(Deadline::After);
+                let until = stalled.as_mut().unwrap_or(&mut *deadline);
+                let watch = (!first).then_some(id);
+                let got = self.wait_room(tail, written, want, first, until, watch)?;
+                let dropped = !first && self.stream_dropped(id);
+                if !got || dropped {
+                    // Deadline: at the first piece nothing was written; later, abort.
+                    if !first {
+                        // the 4 reserved bytes are free (invariant)
+                        self.copy_in(tail, &ABORT.to_le_bytes());
+                        self.w_commit(tail + 4, written + 1, 0, tasks);
+                        fail_point("ring.put.stream.aborted");
+                    }
+                    if dropped && stall.is_none() {
+                        // the reader gave up on it: deliver it again, from the start
+                        tail += 4;
+                        written += 1;
+                        continue 'message;
+                    }
+                    // (a dropped stream with `stall`: the caller puts it in the overflow
+                    // area)
+                    return Err(PushError::Full);
+                }
+                let free = self.free_bytes(tail)?;
+                if free < want {
+                    // `wait_room` saw `want` free: only a peer moving `head` back does this
+                    self.set_broken();
+                    return Err(PushError::Broken);
+                }
+                let chunk = left.min(free - 8).min(piece) as usize;
+                let last = off + chunk == msg.len();
+                let hdr = chunk as u32 | if last { 0 } else { MORE };
+                self.copy_in(tail, &hdr.to_le_bytes());
+                self.copy_in(tail + 4, &msg[off..off + chunk]);
+                // the task counts with the last piece, when the message can be taken
+                let t = if last { tasks_after } else { tasks };
+                fail_point(if last {
+                    "ring.put.stream.last_piece_written"
+                } else {
+                    "ring.put.stream.piece_written"
+                });
+                // A reader that gave up meanwhile drops whatever follows: abort (the
+                // piece just copied is not committed; the ABORT overwrites its header).
+                // Before the last piece, this is a compare-and-swap the reader's give-up
+                // races with: either the reader waits for the piece, or we abort.
+                let go_on = if first {
+                    true
+                } else if last {
+                    self.claim_stream(id)
+                } else {
+                    !self.stream_dropped(id)
+                };
+                if !go_on {
                     self.copy_in(tail, &ABORT.to_le_bytes());
                     self.w_commit(tail + 4, written + 1, 0, tasks);
+                    fail_point("ring.put.stream.aborted");
+                    if stall.is_some() {
+                        return Err(PushError::Full);
+                    }
+                    tail += 4;
+                    written += 1;
+                    continue 'message;
                 }
-                return Err(PushError::Full);
+                tail += 4 + chunk as u64;
+                off += chunk;
+                first = false;
+                self.w_commit(tail, written + 1, u64::from(!last), t);
+                if !last {
+                    fail_point("ring.put.stream.piece_committed");
+                }
             }
-            let free = self.free_bytes(tail)?;
-            if free < want {
-                // `wait_room` saw `want` free: only a peer moving `head` back does this
-                self.set_broken();
-                return Err(PushError::Broken);
-            }
-            let chunk = left.min(free - 8).min(piece) as usize;
-            let last = off + chunk == msg.len();
-            let hdr = chunk as u32 | if last { 0 } else { MORE };
-            self.copy_in(tail, &hdr.to_le_bytes());
-            self.copy_in(tail + 4, &msg[off..off + chunk]);
-            tail += 4 + chunk as u64;
-            off += chunk;
-            first = false;
-            // the task counts with the last piece, when the message can be taken
-            let t = if last { tasks_after } else { tasks };
-            fail_point(if last {
-                "ring.put.stream.last_piece_written"
-            } else {
-                "ring.put.stream.piece_written"
-            });
-            self.w_commit(tail, written + 1, u64::from(!last), t);
-            if !last {
-                fail_point("ring.put.stream.piece_committed");
-            }
+            break;
         }
         Ok(())
     }
@@ -1640,11 +1792,19 @@ impl Ring {
     /// Once the first piece of a streamed message has been taken, the rest is awaited
     /// past the deadline as long as the writer makes progress: the call gives up
     /// ([`PopError::Empty`]) when the deadline has passed and no piece came for 100 ms (a
-    /// writer frozen, e.g. `SIGSTOP`ped, in the middle of a message). The message is then
-    /// lost: the next `pop` drops its remaining pieces (as if this reader had died
-    /// holding it). A writer that dies mid-message has it aborted and dropped. A message
-    /// larger than [`max_message_size`](Ring::max_message_size) is discarded unread and
-    /// the next one is taken.
+    /// writer frozen, e.g. `SIGSTOP`ped, in the middle of a message). The message is not
+    /// lost: the give-up is recorded in shared memory, and the writer, when it resumes,
+    /// aborts the stream and delivers the message again from the start (streamed anew,
+    /// or in the overflow area of an unbounded ring); a later `pop` gets it whole, after
+    /// dropping the pieces of the abandoned try. Its `push` returns `Ok` only once the
+    /// message is delivered that way (a bounded ring whose `push` deadline passes before
+    /// the new try fits makes it return [`PushError::Full`] instead). The one exception
+    /// to the 100 ms: a writer frozen between claiming the message's last piece and
+    /// publishing it (a few instructions) is waited for, because its `push` is about to
+    /// return `Ok`. See the [module docs](self#a-reader-that-gives-up-mid-message-the-writer-delivers-it-again).
+    /// A writer that dies mid-message has it aborted and dropped (its `push` never
+    /// returned). A message larger than [`max_message_size`](Ring::max_message_size) is
+    /// discarded unread and the next one is taken.
     ///
     /// # Errors
     ///
@@ -1755,7 +1915,7 @@ impl Ring {
                     return Ok(());
                 }
                 if over {
-                    self.wait_data(ov_head, true, false, deadline.resolve(), disconnect)?;
+                    self.wait_data(ov_head, true, false, None, deadline.resolve(), disconnect)?;
                 }
                 continue;
             }
@@ -1819,7 +1979,9 @@ impl Ring {
                 }
                 return Ok(());
             }
-            self.wait_data(head, false, in_msg, deadline.resolve(), disconnect)?;
+            // mid-message (and not discarding it): this message's number is `read`
+            let drop_id = (in_msg && !discarding).then_some(read);
+            self.wait_data(head, false, in_msg, drop_id, deadline.resolve(), disconnect)?;
         }
     }
 
@@ -1900,14 +2062,18 @@ impl Ring {
     }
 
     /// Waits for at least one record header past `pos` (in the overflow area if
-    /// `overflow`, else in the hot ring). Mid-message: no deadline, but the writer's
-    /// liveness is checked. Otherwise: `Empty` at the deadline, `Disconnected` when asked
+    /// `overflow`, else in the hot ring). Mid-message: the deadline holds only once the
+    /// writer has made no progress for [`MID_STREAM_GRACE`], and the writer's liveness is
+    /// checked; giving up on message number `drop_id` (a message being delivered, not one
+    /// being discarded) is recorded with [`Ring::drop_stream`], so that the writer
+    /// delivers it again. Otherwise: `Empty` at the deadline, `Disconnected` when asked
     /// for and no producer is alive.
     fn wait_data(
         &self,
         pos: u64,
         overflow: bool,
         in_msg: bool,
+        drop_id: Option<u64>,
         deadline: Option<Instant>,
         disconnect: bool,
     ) -> Result<(), PopError> {
@@ -1920,7 +2086,7 @@ impl Ring {
         // Mid-message, the deadline still holds, but only once the writer has made no
         // progress for MID_STREAM_GRACE (a live writer supplies its next piece within
         // microseconds): a frozen writer cannot hold a reader with a deadline forever.
-        let limit = if in_msg {
+        let mut limit = if in_msg {
             deadline.map(|d| d.max(Instant::now() + MID_STREAM_GRACE))
         } else {
             deadline
@@ -1937,8 +2103,22 @@ impl Ring {
             let now = Instant::now();
             if limit.is_some_and(|d| now >= d) {
                 if in_msg {
+                    if ready() {
+                        // a piece came at the last moment: progress, take it
+                        return Ok(());
+                    }
+                    if let Some(id) = drop_id {
+                        if !self.drop_stream(id) {
+                            // the writer is publishing the last piece right now (it
+                            // claimed it): wait for it
+                            limit = Some(now + MID_STREAM_GRACE);
+                            continue;
+                        }
+                    }
                     // given up mid-message: the pieces taken are dropped, and the next
-                    // reader drops the rest (`reading-partial` is committed)
+                    // reader drops the rest up to the writer's ABORT (`reading-partial`
+                    // is committed); the writer, told by `drop_stream`, delivers the
+                    // message again
                     return Err(PopError::Empty);
                 }
                 if disconnect && !self.producers_alive(robust::my_id()) && !ready() {
@@ -1989,6 +2169,37 @@ impl Ring {
         } else {
             Err(PopError::Broken)
         }
+    }
+
+    /// Whether the reader has given up on the streamed message number `id` (a relaxed
+    /// load: the writer checks it at every piece, no system call).
+    fn stream_dropped(&self, id: u64) -> bool {
+        self.u64(OFF_STREAM_FATE).load(Ordering::Relaxed) == FATE_DROPPED | stream_tag(id)
+    }
+
+    /// The writer, about to publish the last piece of message number `id`: claims it
+    /// (compare-and-swap), unless the reader has given up on it first (`false`: the
+    /// writer aborts it and delivers it again). After a successful claim the reader no
+    /// longer gives up on this message: it waits for the piece.
+    fn claim_stream(&self, id: u64) -> bool {
+        settle_fate(self.u64(OFF_STREAM_FATE), id, FATE_CLAIMED)
+    }
+
+    /// The reader gives up on the streamed message number `id` it is in the middle of:
+    /// records that (compare-and-swap) so that the writer aborts the message and
+    /// delivers it again, and wakes a writer waiting for room. `false` if the writer has
+    /// already claimed the message's last piece (it is being published: the reader
+    /// waits for it instead).
+    fn drop_stream(&self, id: u64) -> bool {
+        if !settle_fate(self.u64(OFF_STREAM_FATE), id, FATE_DROPPED) {
+            return false;
+        }
+        waiter::wake_waiters(
+            &waiter::Os,
+            self.u32(OFF_SPACE_SEQ),
+            self.u32(OFF_WRITERS_WAITING),
+        );
+        true
     }
 
     // ---------------------------------------------------------------- producers
@@ -2184,6 +2395,10 @@ thread_local! {
     /// section): the lock guards must recover and release.
     static PANIC_AT: std::cell::Cell<Option<&'static str>> =
         const { std::cell::Cell::new(None) };
+    /// A fail point at which this thread stops (as if `SIGSTOP`ped) until the flag is
+    /// set: 30 s at most, so that a failing test cannot hang.
+    static PAUSE_AT: std::cell::Cell<Option<(&'static str, &'static std::sync::atomic::AtomicBool)>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// Where a test makes this thread "die" (panic, leaving the locks held) in the middle of
@@ -2204,6 +2419,17 @@ fn fail_point(name: &'static str) {
         if f.get() == Some(name) {
             f.set(None);
             panic!("a bug at: {name}");
+        }
+    });
+    PAUSE_AT.with(|f| {
+        if let Some((at, go)) = f.get() {
+            if at == name {
+                f.set(None);
+                let end = Instant::now() + Duration::from_secs(30);
+                while !go.load(Ordering::SeqCst) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
         }
     });
 }

@@ -134,8 +134,16 @@ fn a_reader_mid_stream_gives_up_at_its_deadline_when_the_writer_is_frozen() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(!r.is_broken());
+    // the give-up is recorded for the writer (which, resumed, would abort the stream and
+    // deliver message 0 again: `ring::tests::a_message_a_reader_gave_up_on_mid_stream_
+    // arrives_whole_on_the_next_pop`), and the reader left the message half read
+    assert_eq!(
+        r.u64(OFF_STREAM_FATE).load(Ordering::SeqCst),
+        FATE_DROPPED | stream_tag(0)
+    );
+    assert_eq!(r.u64(OFF_RPARTIAL).load(Ordering::SeqCst), 1);
     // once the writer is killed, the queue works again (its stream is aborted, the
-    // piece already taken is not delivered)
+    // piece already taken is not delivered: a writer that dies never returned `Ok`)
     frozen.kill().unwrap();
     frozen.wait().unwrap();
     let r3 = r.clone();
@@ -220,6 +228,7 @@ const WORDS: &[usize] = &[
     OFF_OV_HEAD,
     OFF_RMODE,
     OFF_OV_PUNCHED,
+    OFF_STREAM_FATE,
     OFF_TASKS_PUT,
     OFF_TASKS_DONE,
 ];

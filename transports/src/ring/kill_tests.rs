@@ -268,8 +268,10 @@ fn a_reader_killed_at_any_step_loses_at_most_its_message_and_duplicates_nothing(
     }
 }
 
-#[test]
-fn a_writer_stopped_mid_message_does_not_hold_a_reader_past_its_deadline() {
+/// A writer `SIGSTOP`ped mid-message, a reader giving up at its deadline; then the
+/// writer is resumed (`SIGCONT`: the message it was putting is delivered whole to the
+/// next reader, and its put succeeds) or killed (the message is dropped).
+fn writer_stopped_mid_message(resume: bool) {
     let r = Ring::create(256, 0).unwrap();
     let mut child = spawn_child(&r, "put_big", None);
     // the writer fills the ring with the first pieces and waits for room, mid-message
@@ -302,8 +304,42 @@ fn a_writer_stopped_mid_message_does_not_hold_a_reader_past_its_deadline() {
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(out.is_empty(), "nothing of the half message is delivered");
-    // killed while stopped: the queue works again
-    child.kill().unwrap();
-    child.wait().unwrap();
+    if resume {
+        // resumed: the writer sees that the reader gave up, aborts the stream and
+        // streams the message again; the next reader drops the rest of the first try
+        // and gets it whole
+        rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+        r.pop_timeout(&mut out, Duration::from_secs(30), false)
+            .unwrap();
+        assert_eq!(out, vec![5u8; 2560]);
+        let end = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < end, "the writer did not finish");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert!(status.success(), "the writer's put failed: {status}");
+        assert_eq!(
+            r.pop_timeout(&mut out, Duration::from_millis(50), false),
+            Err(PopError::Empty),
+            "delivered twice"
+        );
+    } else {
+        // killed while stopped: the queue works again
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
     still_works(&r);
+}
+
+#[test]
+fn a_writer_stopped_mid_message_does_not_hold_a_reader_past_its_deadline() {
+    writer_stopped_mid_message(false);
+}
+
+#[test]
+fn a_writer_stopped_mid_message_and_resumed_delivers_its_message_whole() {
+    writer_stopped_mid_message(true);
 }

@@ -1213,3 +1213,76 @@ fn unbounded_rings_created_and_dropped_many_times_free_what_they_made() {
         vm_kib()
     );
 }
+
+/// A writer paused in the middle of a streamed message (as if `SIGSTOP`ped) makes a
+/// reader with a deadline give up; when the writer resumes it sees that, aborts the
+/// stream and delivers the message again (streamed anew in a plain or bounded ring,
+/// through the overflow area in an unbounded one): the next `pop` gets it whole, and the
+/// `push` returns `Ok` for a message that was delivered.
+#[test]
+fn a_message_a_reader_gave_up_on_mid_stream_arrives_whole_on_the_next_pop() {
+    // paused after the first piece, or with every piece but the last taken (just before
+    // the writer claims the last piece)
+    for point in [
+        "ring.put.stream.piece_committed",
+        "ring.put.stream.last_piece_written",
+    ] {
+        reader_gives_up_then_gets_it_whole(Ring::create(256, 0).unwrap(), point, false);
+        reader_gives_up_then_gets_it_whole(Ring::create(256, 1).unwrap(), point, false);
+    }
+    // (the unbounded ring's writer aborts a stream to the overflow area after 1 ms
+    // without room: paused only at the first piece, which never waits)
+    let unbounded = Ring::create_with(256, 0, 1 << 16).unwrap();
+    reader_gives_up_then_gets_it_whole(unbounded, "ring.put.stream.piece_committed", true);
+}
+
+fn reader_gives_up_then_gets_it_whole(r: Ring, point: &'static str, overflow: bool) {
+    let r = Arc::new(r);
+    let go: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let msg = message(3, 7, 2000);
+    // the reader is inside `pop` first (an unbounded ring streams only to a consumer
+    // inside a pop); its deadline leaves the writer ample time to start
+    let r1 = r.clone();
+    let first = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let start = Instant::now();
+        let res = r1.pop_timeout(&mut out, Duration::from_millis(1500), false);
+        (res, out, start.elapsed())
+    });
+    let end = Instant::now() + Duration::from_secs(30);
+    while robust::owner(r.u32(OFF_RLOCK)).is_none() {
+        assert!(Instant::now() < end, "the reader never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (r2, m2) = (r.clone(), msg.clone());
+    let writer = std::thread::spawn(move || {
+        super::PAUSE_AT.with(|p| p.set(Some((point, go))));
+        r2.push(&m2, secs(60))
+    });
+    let (res, out, took) = first.join().unwrap();
+    assert_eq!(res, Err(PopError::Empty), "{point}");
+    assert!(
+        out.is_empty(),
+        "{point}: nothing of the half message is delivered"
+    );
+    assert!(took >= Duration::from_millis(1500), "{point}: {took:?}");
+    assert_eq!(
+        r.u64(OFF_STREAM_FATE).load(Ordering::SeqCst),
+        FATE_DROPPED | stream_tag(0),
+        "{point}: the reader did not give up mid-message"
+    );
+    // the writer resumes: the item comes whole on the next pop
+    go.store(true, Ordering::SeqCst);
+    let mut out = Vec::new();
+    r.pop(&mut out, secs(30), false).unwrap();
+    assert_eq!(out, msg, "{point}");
+    assert_eq!(writer.join().unwrap(), Ok(()), "{point}");
+    assert_eq!(r.len(), 0, "{point}");
+    assert_eq!(r.pop(&mut out, ms(50), false), Err(PopError::Empty));
+    assert_eq!(
+        r.u64(OFF_OV_TAIL).load(Ordering::SeqCst) > 0,
+        overflow,
+        "{point}"
+    );
+    assert!(!r.is_broken());
+}
