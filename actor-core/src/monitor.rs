@@ -275,9 +275,8 @@ struct Monitor {
     poller: Poller,
     children: Mutex<Children>,
     live: Mutex<Vec<Weak<ChildState>>>,
-    subscribers: Mutex<Vec<crossbeam_channel::Sender<ExitEvent>>>,
-    /// Owners that asked for the exit of one child each (a supervisor): the exit goes to
-    /// that owner only, not to every subscriber (see [`ExitRoute`]).
+    /// Owners that asked for the exit of one child each (a supervisor, a pool): the exit
+    /// goes to that owner only (see [`ExitRoute`]); nobody else is told.
     routes: Mutex<HashMap<u32, crossbeam_channel::Sender<ExitEvent>>>,
     /// Statuses a fork server relayed before their child was registered here, by
     /// (server, child) pid.
@@ -298,7 +297,6 @@ fn monitor() -> std::io::Result<Arc<Monitor>> {
         poller: Poller::new()?,
         children: Mutex::new(Children::default()),
         live: Mutex::new(Vec::new()),
-        subscribers: Mutex::new(Vec::new()),
         routes: Mutex::new(HashMap::new()),
         early: Mutex::new(HashMap::new()),
         thread: OnceCell::new(),
@@ -335,12 +333,8 @@ impl Monitor {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ev.pid);
         if let Some(tx) = routed {
-            let _ = tx.send(ev.clone());
+            let _ = tx.send(ev);
         }
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| s.send(ev.clone()).is_ok());
     }
 
     fn run(&self) {
@@ -548,23 +542,10 @@ pub(crate) fn live_children() -> Vec<Arc<ChildState>> {
         .collect()
 }
 
-/// A stream of every child exit from now on.
-pub(crate) fn subscribe() -> std::io::Result<crossbeam_channel::Receiver<ExitEvent>> {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let m = monitor()?;
-    m.ensure_thread()?;
-    m.subscribers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(tx);
-    Ok(rx)
-}
-
 /// A thread that handles exits of this process's children (for the owners of many
-/// children: a supervisor, a pool) until it is dropped: every exit from now on
-/// ([`start`](ExitWatcher::start), a subscription taken before `start` returns, so no
-/// exit of a child started afterwards is missed), or only the exits of the children
-/// routed to it ([`start_routed`](ExitWatcher::start_routed)).
+/// children: a supervisor, a pool) until it is dropped: the exits of the children
+/// routed to it ([`start_routed`](ExitWatcher::start_routed)), and only those (one
+/// channel per owner, no broadcast to every owner of the process).
 pub(crate) struct ExitWatcher {
     quit: Option<crossbeam_channel::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -604,13 +585,6 @@ impl ExitRoute {
 }
 
 impl ExitWatcher {
-    pub(crate) fn start(
-        name: &str,
-        on_exit: impl FnMut(ExitEvent) + Send + 'static,
-    ) -> std::io::Result<ExitWatcher> {
-        Self::run_on(name, subscribe()?, on_exit)
-    }
-
     /// A watcher that sees only the exits routed to it through the returned
     /// [`ExitRoute`].
     pub(crate) fn start_routed(

@@ -76,7 +76,7 @@
 
 use crate::codec::{self, Encoded, RecvFd, SendFd, Unsent};
 use crate::error::{EncodeError, Error, SpawnError};
-use crate::monitor::ExitWatcher;
+use crate::monitor::{ExitRoute, ExitWatcher};
 use crate::process::{start_encoded_via, Process};
 use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
@@ -751,6 +751,9 @@ struct Inner {
     /// Fault injection (see [`fault`]): frame writes and ring puts still to fail.
     fail_frames: AtomicUsize,
     fail_puts: AtomicUsize,
+    /// Where the monitor sends the exits of this pool's workers (and only theirs): set
+    /// before the first worker starts.
+    route: std::sync::OnceLock<ExitRoute>,
 }
 
 impl Inner {
@@ -797,6 +800,9 @@ impl Inner {
             None,
             self.zygote.as_deref(),
         )?;
+        if let Some(route) = self.route.get() {
+            route.watch(p.pid(), || crate::pipe::Waitable::ready_cached(&p));
+        }
         Ok((p, Arc::new(ours)))
     }
 
@@ -1315,11 +1321,15 @@ impl PoolBuilder {
             collector: std::sync::OnceLock::new(),
             fail_frames: AtomicUsize::new(0),
             fail_puts: AtomicUsize::new(0),
+            route: std::sync::OnceLock::new(),
         });
         // watching before any worker starts, so that no exit is missed
+        // (routed: the exits of this pool's workers only, not every child of the process)
         let i3 = inner.clone();
-        let watcher =
-            ExitWatcher::start("procactor-pool-exits", move |ev| worker_exited(&i3, ev.pid))?;
+        let (watcher, route) = ExitWatcher::start_routed("procactor-pool-exits", move |ev| {
+            worker_exited(&i3, ev.pid)
+        })?;
+        let _ = inner.route.set(route);
         let mut started = Vec::with_capacity(n);
         for i in 0..n {
             let cell = inner.lock().workers[i].cell.clone();
