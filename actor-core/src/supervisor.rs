@@ -15,7 +15,7 @@
 //!   (a child supervisor: a shutdown request, so that it ends its own children first),
 //!   waits `d`, then `SIGKILL`s; `BrutalKill` `SIGKILL`s at once.
 //! - Restart intensity: more than `max_restarts` restarts within `period` and the
-//!   supervisor gives up: it terminates its children (reverse start order) and fails —
+//!   supervisor gives up: it terminates its children (all at once, one deadline) and fails —
 //!   [`Supervisor::wait`] returns [`SupervisorError::Intensity`], and a parent supervisor
 //!   treats it as an abnormal exit of that child and applies its own strategy. OTP's
 //!   defaults: `OneForOne`, 1 restart in 5 s; children `Permanent`, `Timeout(5 s)`.
@@ -60,7 +60,7 @@ pub enum Strategy {
     /// Only the child that ended (the default).
     #[default]
     OneForOne,
-    /// Every child: the others are terminated (reverse start order), then all restart.
+    /// Every child: the others are terminated (all at once, one deadline: not one after another in reverse start order as OTP), then all restart.
     OneForAll,
     /// The child that ended and every child started after it.
     RestForOne,
