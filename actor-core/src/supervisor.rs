@@ -60,7 +60,8 @@ pub enum Strategy {
     /// Only the child that ended (the default).
     #[default]
     OneForOne,
-    /// Every child: the others are terminated (all at once, one deadline: not one after another in reverse start order as OTP), then all restart.
+    /// Every child: the others are terminated (all at once, one deadline; OTP ends them
+    /// one after another in reverse start order), then all restart.
     OneForAll,
     /// The child that ended and every child started after it.
     RestForOne,
