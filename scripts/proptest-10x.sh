@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every property test at 10 times the case count of a plain `cargo test` (issue 19): more
-# schedules, crash and kill patterns, payload splits. `.ci/run` runs it after the test
-# suite (about 70 s on a loaded 2-core machine once the tests are built); run it too
-# after touching rings, queues, pools, supervisors or the manager.
+# schedules, crash and kill patterns, payload splits (about 50-70 s on a 2-core machine
+# once the tests are built). Not a `.ci/run` step (CI time); run it after touching
+# rings, queues, pools, supervisors or the manager.
 #
 #   scripts/proptest-10x.sh            # 10x
 #   PROCACTOR_PROPTEST_SCALE=30 scripts/proptest-10x.sh
