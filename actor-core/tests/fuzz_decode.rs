@@ -4,66 +4,12 @@
 //! lengths the bytes declare.
 
 use procactor_core::codec::decode;
+use procactor_transports::testing::{peak_during, AllocMeter};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::BTreeMap;
-
-struct Meter;
-
-thread_local! {
-    static LIVE: Cell<usize> = const { Cell::new(0) };
-    static PEAK: Cell<usize> = const { Cell::new(0) };
-}
-
-fn add(n: usize) {
-    let _ = LIVE.try_with(|l| {
-        let v = l.get() + n;
-        l.set(v);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
-    });
-}
-
-fn sub(n: usize) {
-    let _ = LIVE.try_with(|l| l.set(l.get().saturating_sub(n)));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the meter only
-// updates thread-local counters (const-initialized, no destructor: always accessible).
-unsafe impl GlobalAlloc for Meter {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        add(l.size());
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        add(l.size());
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        sub(l.size());
-        // SAFETY: `p` was allocated by `System` with layout `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        add(new);
-        sub(l.size());
-        // SAFETY: `p` was allocated by `System` with layout `l`.
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
 #[global_allocator]
-static METER: Meter = Meter;
-
-fn peak_during(f: impl FnOnce()) -> usize {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    f();
-    PEAK.with(Cell::get) - base
-}
+static METER: AllocMeter = AllocMeter;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 enum Shape {
@@ -178,4 +124,12 @@ fn the_meter_sees_this_threads_allocations() {
         std::hint::black_box(&v);
     });
     assert!(peak >= 1 << 20, "{peak}");
+}
+
+/// The meter is this binary's allocator and counts (else every bound above holds for
+/// nothing).
+#[test]
+fn the_allocation_meter_counts() {
+    let peak = peak_during(|| drop(std::hint::black_box(vec![1u8; 1 << 20])));
+    assert!(peak >= 1 << 20, "peak {peak}");
 }
