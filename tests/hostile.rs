@@ -451,13 +451,12 @@ fn victim_frozen_writer((): ()) {
     assert!(seen.is_empty(), "got parts of the torn message: {seen:?}");
 }
 
-/// Ring scenario (the stream protocol is `transports/src/ring.rs`). FAILS TODAY: a reader
-/// inside a streamed message waits with no deadline (`ring.rs`, `let limit = if in_msg
-/// { None } else { deadline }` in the reader's wait), so `get_timeout` hangs while the
-/// writer is frozen. Ignored, with this reason, until the ring's fix lands (issue 20,
-/// part 4: "a reader mid-stream honours its deadline"); run it with `--ignored`.
+/// Ring scenario (the stream protocol is `transports/src/ring.rs`): a reader inside a
+/// streamed message honours its deadline when the writer is frozen (it waited with no
+/// deadline before issue 20's ring work), gets no partial message, and the queue works
+/// once the writer is killed. (A writer that is resumed instead re-sends its item whole:
+/// `ring::kill_tests::a_writer_stopped_mid_message_and_resumed_delivers_its_message_whole`.)
 #[test]
-#[ignore = "fails today: ring.rs reader ignores its deadline mid-stream (issue 20 part 4)"]
 fn a_writer_frozen_mid_message_does_not_hang_or_fool_the_reader() {
     in_victim(victim_frozen_writer, 60);
 }
