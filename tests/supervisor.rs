@@ -882,36 +882,45 @@ fn quick<R>(what: &str, limit: Duration, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// A OneForAll supervisor with two running workers: "slow" (tag 1, a 3 s shutdown time)
+/// and "crasher" (tag 2).
+fn one_for_all_with_a_slow_child() -> (
+    Supervisor,
+    procactor::ActorRef<Worker>,
+    procactor::ActorRef<Worker>,
+    Reports,
+) {
+    let out: Reports = Queue::new().unwrap();
+    let sup = Supervisor::builder()
+        .strategy(Strategy::OneForAll)
+        .max_restarts(10, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let worker = |spec: ChildSpec, tag: u32| {
+        sup.spawn_with(
+            spec,
+            Worker {
+                tag,
+                out: out.clone(),
+            },
+        )
+        .unwrap()
+    };
+    let slow = worker(
+        ChildSpec::new()
+            .name("slow")
+            .shutdown(Shutdown::Timeout(Duration::from_secs(3))),
+        1,
+    );
+    let crasher = worker(ChildSpec::new().name("crasher"), 2);
+    started(&out, &[1, 2]);
+    (sup, slow, crasher, out)
+}
+
 #[test]
 fn the_api_answers_while_a_restart_waits_for_a_slow_child() {
     watchdog(60, || {
-        let out: Reports = Queue::new().unwrap();
-        let sup = Supervisor::builder()
-            .strategy(Strategy::OneForAll)
-            .max_restarts(10, Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let slow = sup
-            .spawn_with(
-                ChildSpec::new()
-                    .name("slow")
-                    .shutdown(Shutdown::Timeout(Duration::from_secs(3))),
-                Worker {
-                    tag: 1,
-                    out: out.clone(),
-                },
-            )
-            .unwrap();
-        let crasher = sup
-            .spawn_with(
-                ChildSpec::new().name("crasher"),
-                Worker {
-                    tag: 2,
-                    out: out.clone(),
-                },
-            )
-            .unwrap();
-        started(&out, &[1, 2]);
+        let (sup, slow, crasher, out) = one_for_all_with_a_slow_child();
         stop_process(slow.pid().unwrap());
         let t0 = Instant::now();
         crasher.kill().unwrap();
@@ -963,23 +972,7 @@ fn the_api_answers_while_a_restart_waits_for_a_slow_child() {
 #[test]
 fn shutdown_during_a_restart_returns_by_its_deadline() {
     watchdog(60, || {
-        let out: Reports = Queue::new().unwrap();
-        let sup = Supervisor::builder()
-            .strategy(Strategy::OneForAll)
-            .max_restarts(10, Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let slow = sup
-            .spawn_with(
-                ChildSpec::new().shutdown(Shutdown::Timeout(Duration::from_secs(3))),
-                Worker {
-                    tag: 1,
-                    out: out.clone(),
-                },
-            )
-            .unwrap();
-        let crasher = spawn_worker(&sup, 2, &out);
-        started(&out, &[1, 2]);
+        let (sup, slow, crasher, _out) = one_for_all_with_a_slow_child();
         let slow_pid = slow.pid().unwrap();
         stop_process(slow_pid);
         crasher.kill().unwrap();
