@@ -299,25 +299,50 @@ impl Serialize for AsBytes<'_> {
     }
 }
 
-struct RawBytes(Vec<u8>);
+/// A call's message, decoded straight from its byte string (borrowed from the frame by
+/// the fast decoder, lent from a scratch buffer by ciborium: no copy either way); a
+/// message that cannot be read is kept as its error.
+struct CallMsg<M>(Result<M, String>);
 
-impl<'de> Deserialize<'de> for RawBytes {
+impl<'de, M: DeserializeOwned> Deserialize<'de> for CallMsg<M> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct B;
-        impl<'de> Visitor<'de> for B {
-            type Value = RawBytes;
+        struct B<M>(PhantomData<M>);
+        impl<'de, M: DeserializeOwned> Visitor<'de> for B<M> {
+            type Value = CallMsg<M>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a byte string")
             }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawBytes, E> {
-                Ok(RawBytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<RawBytes, E> {
-                Ok(RawBytes(v))
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<CallMsg<M>, E> {
+                Ok(CallMsg(
+                    crate::codec::decode::<M>(v, Vec::new()).map_err(|e| e.to_string()),
+                ))
             }
         }
-        d.deserialize_byte_buf(B)
+        d.deserialize_bytes(B(PhantomData))
     }
+}
+
+thread_local! {
+    /// Where a call's message is encoded before it goes into its envelope.
+    static CALL_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer grown past this by a large message is given back.
+const CALL_SCRATCH_KEEP: usize = 64 * 1024;
+
+/// `[KIND_CALL, n, bytes of m]`, `m` encoded in `buf` first.
+fn serialize_call<S: Serializer, M: Serialize>(
+    s: S,
+    n: u64,
+    m: &M,
+    buf: &mut Vec<u8>,
+) -> Result<S::Ok, S::Error> {
+    crate::codec::encode(m, buf, None).map_err(|e| serde::ser::Error::custom(e.to_string()))?;
+    let mut t = s.serialize_tuple(3)?;
+    t.serialize_element(&KIND_CALL)?;
+    t.serialize_element(&n)?;
+    t.serialize_element(&AsBytes(buf))?;
+    t.end()
 }
 
 const KIND_MSG: u8 = 0;
@@ -334,14 +359,21 @@ impl<M: Serialize> Serialize for Envelope<M> {
                 t.end()
             }
             Envelope::Call(n, m) => {
-                let mut buf = Vec::new();
-                crate::codec::encode(m, &mut buf, None)
-                    .map_err(|e| serde::ser::Error::custom(e.to_string()))?;
-                let mut t = s.serialize_tuple(3)?;
-                t.serialize_element(&KIND_CALL)?;
-                t.serialize_element(n)?;
-                t.serialize_element(&AsBytes(&buf))?;
-                t.end()
+                // the message as a byte string of its own, so that a receiver that cannot
+                // read it still has the call's number (and answers it with an error);
+                // encoded in a per-thread scratch buffer: no allocation per call
+                CALL_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut buf) => {
+                        buf.clear();
+                        let r = serialize_call(s, *n, m, &mut buf);
+                        if buf.capacity() > CALL_SCRATCH_KEEP {
+                            *buf = Vec::new();
+                        }
+                        r
+                    }
+                    // (a call envelope encoded inside another one's message)
+                    Err(_) => serialize_call(s, *n, m, &mut Vec::new()),
+                })
             }
             Envelope::Stop => {
                 let mut t = s.serialize_tuple(1)?;
@@ -378,13 +410,13 @@ impl<'de, M: DeserializeOwned> Deserialize<'de> for Envelope<M> {
                         let n = a
                             .next_element()?
                             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                        let RawBytes(b) = a
+                        let CallMsg(m) = a
                             .next_element()?
                             .ok_or_else(|| de::Error::invalid_length(2, &self))?;
                         // the number is known: a message that cannot be read is answered
-                        Ok(match crate::codec::decode::<M>(&b, Vec::new()) {
+                        Ok(match m {
                             Ok(m) => Envelope::Call(n, m),
-                            Err(e) => Envelope::BadCall(n, e.to_string()),
+                            Err(e) => Envelope::BadCall(n, e),
                         })
                     }
                     KIND_STOP => Ok(Envelope::Stop),
@@ -1426,7 +1458,8 @@ fn answer_call<A: ProcessActor>(
     crate::test_hooks::kill_point("actor.call.after_pop");
     let lane = lane_of(n);
     if lane < replies.len() {
-        let taker = (u64::from(ctx.index) << 32) | u64::from(os::current_pid());
+        // (the cached pid: `getpid` is a system call on every call otherwise)
+        let taker = (u64::from(ctx.index) << 32) | u64::from(os::current_pid_cached());
         ctx.group
             .actor_word(lane as u32, cell::LANE_TAKER)
             .store(taker, Ordering::Release);
