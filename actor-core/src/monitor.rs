@@ -123,7 +123,7 @@ impl ChildState {
             if Instant::now() >= until {
                 return false;
             }
-            std::thread::yield_now();
+            procactor_transports::spin::yield_now();
         }
     }
 
@@ -198,7 +198,7 @@ impl ChildState {
             if Instant::now() >= until {
                 return None;
             }
-            std::thread::yield_now();
+            procactor_transports::spin::yield_now();
         }
     }
 

@@ -1111,6 +1111,7 @@ impl Event {
             if n.is_multiple_of(4) {
                 let now = Instant::now();
                 if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                    procactor_transports::spin::note_overrun(spin_until, now);
                     break;
                 }
             }

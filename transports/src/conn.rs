@@ -119,7 +119,7 @@ impl Stream {
             if !crate::spin::enabled() || start.elapsed() >= spin {
                 return false;
             }
-            std::thread::yield_now();
+            crate::spin::yield_now();
         }
     }
 }

@@ -1196,6 +1196,7 @@ impl Ring {
                 let end =
                     *spin_end.get_or_insert_with(|| now + Duration::from_micros(budget.into()));
                 if now >= end || until.is_some_and(|u| now >= u) {
+                    crate::spin::note_overrun(end, now);
                     break;
                 }
             }
@@ -1206,7 +1207,7 @@ impl Ring {
             Ordering::Relaxed,
         );
         for _ in 0..2 * u8::from(crate::spin::enabled()) {
-            std::thread::yield_now();
+            crate::spin::yield_now();
             if ready() {
                 return true;
             }

@@ -143,8 +143,12 @@ pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acq
             return Some(Acquired::Clean);
         }
         n += 1;
-        if n.is_multiple_of(64) && Instant::now() >= spin_until {
-            break;
+        if n.is_multiple_of(64) {
+            let now = Instant::now();
+            if now >= spin_until {
+                crate::spin::note_overrun(spin_until, now);
+                break;
+            }
         }
         std::hint::spin_loop();
     }
