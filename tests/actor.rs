@@ -594,7 +594,7 @@ fn a_taker_killed_between_pop_and_record_is_died_not_a_hang() {
                 "--ignored",
                 "--nocapture",
             ])
-            .env("PROCACTOR_TEST_KILL_AT", "actor.call.after_pop")
+            .env("PROCACTOR_KILL_AT", "actor.call.after_pop")
             .env_remove(common::ON_MAIN_THREAD)
             .env_remove("RUST_MIN_STACK")
             .output()
@@ -732,7 +732,7 @@ fn a_stop_racing_slow_senders_loses_no_accepted_message() {
                 "a_stop_racing_senders_loses_no_accepted_message",
                 "--nocapture",
             ])
-            .env("PROCACTOR_TEST_PAUSE_AT", "actor.send.after_check")
+            .env("PROCACTOR_PAUSE_AT", "actor.send.after_check")
             .env_remove(common::ON_MAIN_THREAD)
             .env_remove("RUST_MIN_STACK")
             .output()
