@@ -138,15 +138,22 @@ mod imp {
     }
 }
 
+/// Without the hooks compiled in: points that do nothing.
+#[cfg(not(any(test, feature = "kill-points")))]
+mod imp {
+    #[inline(always)]
+    pub(super) fn hit(_: &str) {}
+
+    #[inline(always)]
+    pub(super) fn pause(_: &str) {}
+}
+
 /// The process reaches the kill point `name`: it dies here with `SIGKILL` if
 /// `PROCACTOR_KILL_AT` names it (see the [module docs](self)); otherwise (and always
 /// without the hook compiled in) nothing happens.
 #[inline(always)]
 pub fn hit(name: &str) {
-    #[cfg(any(test, feature = "kill-points"))]
     imp::hit(name);
-    #[cfg(not(any(test, feature = "kill-points")))]
-    let _ = name;
 }
 
 /// The thread reaches the pause point `name`: it sleeps [`PAUSE`] here if
@@ -154,8 +161,5 @@ pub fn hit(name: &str) {
 /// without the hook compiled in) nothing happens.
 #[inline(always)]
 pub fn pause(name: &str) {
-    #[cfg(any(test, feature = "kill-points"))]
     imp::pause(name);
-    #[cfg(not(any(test, feature = "kill-points")))]
-    let _ = name;
 }
