@@ -587,22 +587,9 @@ fn child_call_killed_after_pop() {
 #[test]
 fn a_taker_killed_between_pop_and_record_is_died_not_a_hang() {
     watchdog(120, || {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "child_call_killed_after_pop",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env("PROCACTOR_TEST_KILL_AT", "actor.call.after_pop")
-            .env_remove(common::ON_MAIN_THREAD)
-            .env_remove("RUST_MIN_STACK")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stdout}\n{stderr}");
-        assert!(stdout.contains("CHILD-DONE"), "{stdout}\n{stderr}");
+        let kill_at = [("PROCACTOR_KILL_AT", Some("actor.call.after_pop"))];
+        let out = common::run_test_in_child("child_call_killed_after_pop", true, &kill_at);
+        assert!(out.stdout.contains("CHILD-DONE"), "{}", out.stdout);
     });
 }
 
@@ -726,20 +713,9 @@ fn a_stop_racing_slow_senders_loses_no_accepted_message() {
     // the proptest above, in a child test process whose senders pause 2 ms between
     // their stop check and their put: a stop almost always lands in that window
     watchdog(300, || {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_stop_racing_senders_loses_no_accepted_message",
-                "--nocapture",
-            ])
-            .env("PROCACTOR_TEST_PAUSE_AT", "actor.send.after_check")
-            .env_remove(common::ON_MAIN_THREAD)
-            .env_remove("RUST_MIN_STACK")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stdout}\n{stderr}");
-        assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+        let pause_at = [("PROCACTOR_PAUSE_AT", Some("actor.send.after_check"))];
+        let test = "a_stop_racing_senders_loses_no_accepted_message";
+        let out = common::run_test_in_child(test, false, &pause_at);
+        assert!(out.stdout.contains("1 passed"), "{}", out.stdout);
     });
 }

@@ -1492,15 +1492,7 @@ fn calls_with_a_timeout_return_in_time_against_a_frozen_server() {
         let (l, q) = (mgr.lock().unwrap(), mgr.queue::<u8>().unwrap());
         let g = l.acquire().unwrap();
         assert!(q.try_get().unwrap().is_none()); // this thread's connection is made
-        signal(pid, "-STOP");
-        // (continued whatever happens below)
-        struct Cont(u32);
-        impl Drop for Cont {
-            fn drop(&mut self) {
-                signal(self.0, "-CONT");
-            }
-        }
-        let cont = Cont(pid);
+        let cont = freeze(pid);
         let bound = Duration::from_millis(1) + procactor::manager::CALL_MARGIN;
         let slack = Duration::from_secs(3);
         let t = Instant::now();
@@ -1524,6 +1516,169 @@ fn calls_with_a_timeout_return_in_time_against_a_frozen_server() {
         drop(g);
         assert!(l.acquire_timeout(T).unwrap().is_some());
         assert_eq!(q.try_get().unwrap(), None);
+    });
+}
+
+/// Stops process `pid` (`SIGSTOP`) until the guard is dropped (`SIGCONT`, whatever
+/// happens in between).
+struct Frozen(u32);
+
+fn freeze(pid: u32) -> Frozen {
+    signal(pid, "-STOP");
+    let frozen = Frozen(pid);
+    // (the signal stops each thread at its next kernel entry: wait until all are)
+    wait_until(T, "the process stopped", || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .all(|t| {
+                let stat = std::fs::read_to_string(t.unwrap().path().join("stat"));
+                // the state letter follows the ")" that closes the command name
+                stat.unwrap_or_default()
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+    });
+    frozen
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+/// The call timeout of the frozen-server tests below, and what a timed-out call may
+/// take (generous: a loaded 2-core machine).
+const CALL_TIMEOUT: Duration = Duration::from_millis(300);
+const CALL_BOUND: Duration = Duration::from_secs(3);
+
+/// `f` fails with `Timeout`, after the call timeout and within its bound.
+fn times_out<R: std::fmt::Debug>(what: &str, f: impl FnOnce() -> Result<R, ManagerError>) {
+    let t = Instant::now();
+    let r = f();
+    let took = t.elapsed();
+    assert!(matches!(r, Err(ManagerError::Timeout)), "{what}: {r:?}");
+    assert!(
+        took >= CALL_TIMEOUT && took < CALL_TIMEOUT + CALL_BOUND,
+        "{what}: {took:?}"
+    );
+}
+
+/// A frozen server: a dict's `get` and `insert` under a 300 ms call timeout give
+/// `Timeout` in time; once the server runs again the same proxy works, and the late
+/// answers to the timed-out calls are not taken for the answers to the next ones.
+fn dict_calls_time_out_then_work(mgr: &Manager, pid: u32) {
+    let d = mgr.dict::<u32, u64>().unwrap();
+    d.insert(1, 10).unwrap();
+    let frozen = freeze(pid);
+    // (late answers, if read by the next calls: `Some(10)`, then `None`)
+    times_out("get", || d.get(&1));
+    times_out("insert", || d.insert(2, 20));
+    times_out("len", || d.len());
+    drop(frozen);
+    // the timed-out insert may or may not be applied (a remote one whose request
+    // was written is; a local one in the request ring is): look, then make it so
+    let applied = d.get(&2).unwrap();
+    assert!(matches!(applied, None | Some(20)), "{applied:?}");
+    assert_eq!(d.insert(2, 21).unwrap(), applied);
+    assert_eq!(d.get(&1).unwrap(), Some(10));
+    assert_eq!(d.get(&3).unwrap(), None);
+    assert_eq!(d.len().unwrap(), 2);
+    assert_eq!(d.items().unwrap(), [(1, 10), (2, 21)]);
+}
+
+#[test]
+fn a_call_timeout_bounds_dict_calls_to_a_frozen_server() {
+    watchdog(120, || {
+        let mgr = Manager::builder()
+            .call_timeout(CALL_TIMEOUT)
+            .start()
+            .unwrap();
+        assert_eq!(mgr.call_timeout(), Some(CALL_TIMEOUT));
+        let pid = mgr.pid().unwrap();
+        dict_calls_time_out_then_work(&mgr, pid);
+        // the manager's own calls too
+        let frozen = freeze(pid);
+        times_out("list", || mgr.list::<u8>());
+        drop(frozen);
+        assert!(mgr.object_count().unwrap() >= 1);
+        // none (the default, as Python): a call waits for the server
+        mgr.set_call_timeout(None);
+        assert_eq!(mgr.call_timeout(), None);
+        let d = mgr.dict::<u32, u32>().unwrap();
+        let frozen = freeze(pid);
+        let cont = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(frozen);
+        });
+        assert_eq!(d.insert(1, 1).unwrap(), None);
+        cont.join().unwrap();
+    });
+}
+
+#[test]
+fn a_call_timeout_bounds_a_remote_managers_calls_to_a_frozen_server() {
+    watchdog(120, || {
+        let key = b"frozen-remote".to_vec();
+        let server = Manager::builder()
+            .listen("127.0.0.1:0")
+            .authkey(key.clone())
+            .start()
+            .unwrap();
+        assert_eq!(server.call_timeout(), None);
+        let remote = Manager::connect(&server.address().unwrap(), &key).unwrap();
+        remote.set_call_timeout(Some(CALL_TIMEOUT));
+        dict_calls_time_out_then_work(&remote, server.pid().unwrap());
+    });
+}
+
+/// Says it is ready (its proxy decoded), waits for `go`, then reports how `d.get(&1)`
+/// ended (and how long it took, in ms).
+fn get_when_told(
+    (d, go, out): (
+        SharedDict<u32, u64>,
+        procactor::Event,
+        procactor::Queue<String>,
+    ),
+) {
+    out.put("ready".into()).unwrap();
+    assert!(go.wait_timeout(T));
+    let t = Instant::now();
+    let r = d.get(&1);
+    out.put(format!("{r:?} {}", t.elapsed().as_millis()))
+        .unwrap();
+}
+
+#[test]
+fn a_proxy_sent_to_a_child_keeps_its_managers_call_timeout() {
+    watchdog(120, || {
+        let mgr = Manager::builder()
+            .call_timeout(CALL_TIMEOUT)
+            .start()
+            .unwrap();
+        let d = mgr.dict::<u32, u64>().unwrap();
+        d.insert(1, 10).unwrap();
+        let go = procactor::Event::new().unwrap();
+        let out = procactor::Queue::<String>::new().unwrap();
+        let mut p = Process::new(get_when_told, (d.clone(), go.clone(), out.clone()))
+            .start()
+            .unwrap();
+        // (freeze the server only once the child has its proxy)
+        assert_eq!(out.get_timeout(T).unwrap(), "ready");
+        let frozen = freeze(mgr.pid().unwrap());
+        go.set();
+        let r = out.get_timeout(T + CALL_BOUND).unwrap();
+        drop(frozen);
+        let (what, ms) = r.rsplit_once(' ').unwrap();
+        assert_eq!(what, "Err(Timeout)", "{r}");
+        let ms: u64 = ms.parse().unwrap();
+        assert!(
+            ms >= CALL_TIMEOUT.as_millis() as u64
+                && ms < (CALL_TIMEOUT + CALL_BOUND).as_millis() as u64,
+            "{r}"
+        );
+        assert_eq!(p.join_timeout(T).unwrap().map(|s| s.success()), Some(true));
+        assert_eq!(d.get(&1).unwrap(), Some(10));
     });
 }
 

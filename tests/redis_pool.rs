@@ -463,26 +463,15 @@ fn a_redis_worker_panic_prints_nothing_on_stderr() {
     require_redis!();
     watchdog(120, || {
         let run = |log: Option<&str>| {
-            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-            cmd.args([
-                "--exact",
-                "child_redis_pool_task_panics",
-                "--ignored",
-                "--nocapture",
-            ])
-            .env_remove("PROCACTOR_LOG")
-            .env_remove(common::ON_MAIN_THREAD)
-            .env_remove("RUST_MIN_STACK")
-            .env("PROCACTOR_REDIS_URL", url());
-            if let Some(l) = log {
-                cmd.env("PROCACTOR_LOG", l);
-            }
-            let out = cmd.output().unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "{stdout}\n{stderr}");
-            assert!(stdout.contains("CHILD-DONE"), "{stdout}");
-            stderr
+            let url = url();
+            let env = [
+                ("PROCACTOR_LOG", log),
+                ("PROCACTOR_REDIS_URL", Some(url.as_str())),
+            ];
+            let test = "child_redis_pool_task_panics";
+            let out = common::run_test_in_child(test, true, &env);
+            assert!(out.stdout.contains("CHILD-DONE"), "{}", out.stdout);
+            out.stderr
         };
         let quiet = run(None);
         assert!(!quiet.contains("seven is not allowed"), "{quiet}");

@@ -903,7 +903,7 @@ impl<A: ProcessActor> ActorRef<A> {
         if self.group.word(cell::STOPPING).load(Ordering::SeqCst) != 0 || self.group.all_ended() {
             Err(PutError::Closed(msg))
         } else {
-            crate::test_hooks::pause_point("actor.send.after_check");
+            procactor_transports::killpoint::pause("actor.send.after_check");
             Ok((msg, sending))
         }
     }
@@ -1455,7 +1455,7 @@ fn answer_call<A: ProcessActor>(
     n: u64,
     m: Result<A::Msg, String>,
 ) {
-    crate::test_hooks::kill_point("actor.call.after_pop");
+    procactor_transports::killpoint::hit("actor.call.after_pop");
     let lane = lane_of(n);
     if lane < replies.len() {
         // (the cached pid: `getpid` is a system call on every call otherwise)

@@ -26,7 +26,6 @@ pub mod shared;
 mod status;
 pub mod supervisor;
 pub mod sync;
-mod test_hooks;
 
 pub use actor::{
     registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context, MailboxKind,

@@ -102,6 +102,12 @@
 //! server says it is still waiting (a heartbeat every 5 s), and give up after 30 s
 //! without any frame.
 //!
+//! A manager may also have a **call timeout** ([`ManagerBuilder::call_timeout`],
+//! [`Manager::set_call_timeout`]; none by default, as in Python): then every operation
+//! of its dicts, lists, namespaces, values and arrays, which have no timeout of their
+//! own, fails with [`ManagerError::Timeout`] once that much time has passed, and the
+//! proxy stays usable (a late answer is never taken for a later call's).
+//!
 //! The server never blocks for good on a client either: a write to a client that makes
 //! no progress for 5 s (the client is frozen, or its host is gone) ends that
 //! connection, which releases what it held. An item a queue's `get` took for a client
@@ -886,6 +892,28 @@ fn open_session(address: &str, key: &[u8]) -> Result<Session, ManagerError> {
     })
 }
 
+/// As [`open_session_by`] for a call with an optional deadline: a server that does not
+/// answer is [`ManagerError::Disconnected`], or [`ManagerError::Timeout`] when the
+/// handshake ran into the call's deadline (a frozen server).
+fn open_session_until(
+    address: &Address,
+    key: &[u8],
+    deadline: Option<std::time::Instant>,
+) -> Result<Session, ManagerError> {
+    open_session_by(address, key, deadline).map_err(|e| match e {
+        ManagerError::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) && deadline.is_some_and(|d| d <= std::time::Instant::now()) =>
+        {
+            ManagerError::Timeout
+        }
+        ManagerError::Io(_) => ManagerError::Disconnected,
+        e => e,
+    })
+}
+
 /// A call's failure, and whether the connection is still in step (else close it).
 type CallError = (ManagerError, bool);
 
@@ -959,24 +987,68 @@ enum Client {
         cell: RawArray<u64>,
         /// The server's local socket name and key (see `ServerBoot::local`).
         by_name: (String, Bytes),
+        /// The call timeout (see [`Manager::set_call_timeout`]).
+        timeout: CallTimeout,
     },
     Remote {
         address: Address,
         key: Vec<u8>,
         session: Mutex<Option<Session>>,
+        /// The call timeout (see [`Manager::set_call_timeout`]).
+        timeout: CallTimeout,
     },
+}
+
+/// A manager's call timeout in microseconds, [`CallTimeout::NONE`] for none; shared by
+/// the [`Manager`] and every proxy of it in this process (they share its `Client`).
+struct CallTimeout(std::sync::atomic::AtomicU64);
+
+impl CallTimeout {
+    const NONE: u64 = u64::MAX;
+
+    /// As it travels: microseconds, `None` for no timeout.
+    fn new(micros: Option<u64>) -> Self {
+        CallTimeout(std::sync::atomic::AtomicU64::new(
+            micros.unwrap_or(Self::NONE),
+        ))
+    }
+
+    fn set(&self, d: Option<Duration>) {
+        // (a timeout too long for the microsecond count is none: it never passes)
+        let us = d.map_or(Self::NONE, |d| {
+            u64::try_from(d.as_micros()).map_or(Self::NONE, |us| us.min(Self::NONE - 1))
+        });
+        self.0.store(us, Ordering::Relaxed);
+    }
+
+    fn micros(&self) -> Option<u64> {
+        let us = self.0.load(Ordering::Relaxed);
+        (us != Self::NONE).then_some(us)
+    }
+
+    fn get(&self) -> Option<Duration> {
+        self.micros().map(Duration::from_micros)
+    }
+
+    /// The deadline of a call starting now (`None`: none, or too far to name).
+    fn deadline(&self) -> Option<std::time::Instant> {
+        std::time::Instant::now().checked_add(self.get()?)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 enum ClientWire {
+    // (the last field: the call timeout in force when the proxy was encoded, in
+    // microseconds)
     Local(
         Queue<(u64, Req)>,
         Queue<(u64, Resp)>,
         Lock,
         RawArray<u64>,
         (String, Bytes),
+        Option<u64>,
     ),
-    Remote(String, Bytes),
+    Remote(String, Bytes, Option<u64>),
 }
 
 /// How long one put of a request waits before the server's liveness is checked.
@@ -986,9 +1058,12 @@ impl Client {
     fn wire(&self) -> ClientWire {
         match self {
             // through a channel that cannot carry descriptors, reconnect by name
-            Client::Local { by_name, .. } if !codec::can_carry_fds() => ClientWire::Remote(
+            Client::Local {
+                by_name, timeout, ..
+            } if !codec::can_carry_fds() => ClientWire::Remote(
                 Address::Local(by_name.0.clone()).to_string(),
                 by_name.1.clone(),
+                timeout.micros(),
             ),
             Client::Local {
                 requests,
@@ -996,32 +1071,43 @@ impl Client {
                 lock,
                 cell,
                 by_name,
+                timeout,
             } => ClientWire::Local(
                 requests.clone(),
                 replies.clone(),
                 lock.clone(),
                 cell.clone(),
                 by_name.clone(),
+                timeout.micros(),
             ),
-            Client::Remote { address, key, .. } => {
-                ClientWire::Remote(address.to_string(), Bytes::from(key.clone()))
-            }
+            Client::Remote {
+                address,
+                key,
+                timeout,
+                ..
+            } => ClientWire::Remote(
+                address.to_string(),
+                Bytes::from(key.clone()),
+                timeout.micros(),
+            ),
         }
     }
 
     fn from_wire(w: ClientWire) -> Client {
         match w {
-            ClientWire::Local(requests, replies, lock, cell, by_name) => Client::Local {
+            ClientWire::Local(requests, replies, lock, cell, by_name, t) => Client::Local {
                 requests,
                 replies,
                 lock,
                 cell,
                 by_name,
+                timeout: CallTimeout::new(t),
             },
-            ClientWire::Remote(a, key) => Client::Remote {
+            ClientWire::Remote(a, key, t) => Client::Remote {
                 address: Address::parse(&a),
                 key: key.into_vec(),
                 session: Mutex::new(None),
+                timeout: CallTimeout::new(t),
             },
         }
     }
@@ -1043,7 +1129,19 @@ impl Client {
         pid != 0 && u32::try_from(pid).is_ok_and(os::process_alive)
     }
 
+    fn timeout(&self) -> &CallTimeout {
+        match self {
+            Client::Local { timeout, .. } | Client::Remote { timeout, .. } => timeout,
+        }
+    }
+
+    /// One request and its answer, by the call timeout's deadline if there is one
+    /// ([`ManagerError::Timeout`] then; the call's reply, should it come later, is never
+    /// taken for another call's: local replies are numbered and a reply to another
+    /// number is dropped, and a remote call's connection is closed).
     fn call(&self, req: Req) -> Result<Resp, ManagerError> {
+        let deadline = self.timeout().deadline();
+        let left = |d: std::time::Instant| d.saturating_duration_since(std::time::Instant::now());
         let resp = match self {
             Client::Local {
                 requests,
@@ -1052,22 +1150,37 @@ impl Client {
                 cell,
                 ..
             } => {
-                let _g = lock.acquire().unwrap_or_else(|e| e.into_inner());
+                let _g = match deadline {
+                    None => lock.acquire().unwrap_or_else(|e| e.into_inner()),
+                    // (another thread's call holds the lock, stuck at a frozen server)
+                    Some(d) => match lock.acquire_timeout(left(d)) {
+                        Ok(Some(g)) => g,
+                        Ok(None) => return Err(ManagerError::Timeout),
+                        Err(e) => e.into_inner(),
+                    },
+                };
                 let n = cell
                     .atomic_u64(0)
                     .map_or(0, |w| w.fetch_add(1, Ordering::AcqRel) + 1);
                 let mut item = (n, req);
                 loop {
-                    match requests.put_timeout(item, CHECK) {
+                    let wait = deadline.map_or(CHECK, |d| left(d).min(CHECK));
+                    match requests.put_timeout(item, wait) {
                         Ok(()) => break,
+                        Err(PutError::Full(_)) if deadline.is_some_and(|d| left(d).is_zero()) => {
+                            return Err(ManagerError::Timeout)
+                        }
                         Err(PutError::Full(i)) if Self::server_alive(cell) => item = i,
                         Err(PutError::Encode(_, e)) => return Err(e.into()),
                         Err(_) => return Err(ManagerError::Disconnected),
                     }
                 }
                 let gone = || (!Self::server_alive(cell)).then_some(());
-                match await_reply(replies, n, None, gone) {
+                // (a reply to call `n` that comes after it timed out is dropped by the
+                // next call, which waits for its own number)
+                match await_reply(replies, n, deadline, gone) {
                     Ok(r) => r,
+                    Err(NoReply::Timeout) => return Err(ManagerError::Timeout),
                     Err(NoReply::Decode(e)) => return Err(e.into()),
                     Err(_) => return Err(ManagerError::Disconnected),
                 }
@@ -1076,16 +1189,34 @@ impl Client {
                 address,
                 key,
                 session,
+                ..
             } => {
-                let mut g = session.lock().unwrap_or_else(|e| e.into_inner());
+                let mut g = match deadline {
+                    None => session.lock().unwrap_or_else(|e| e.into_inner()),
+                    // (another thread's call holds the session, stuck at a frozen server)
+                    Some(d) => loop {
+                        match session.try_lock() {
+                            Ok(g) => break g,
+                            Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
+                            Err(std::sync::TryLockError::WouldBlock) if left(d).is_zero() => {
+                                return Err(ManagerError::Timeout)
+                            }
+                            Err(std::sync::TryLockError::WouldBlock) => {
+                                std::thread::sleep(left(d).min(Duration::from_millis(1)))
+                            }
+                        }
+                    },
+                };
                 let s = match g.as_mut() {
                     Some(s) => s,
                     // (a server that is gone refuses the connection)
-                    None => g.insert(open_session(&address.to_string(), key)?),
+                    None => g.insert(open_session_until(address, key, deadline)?),
                 };
-                match round_trip(s, &req, None) {
+                match round_trip(s, &req, deadline) {
                     Ok(r) => r,
                     Err((e, keep)) => {
+                        // (a timeout leaves the connection out of step: closed, so a late
+                        // answer is never read; the next call opens a new one)
                         if !keep {
                             *g = None;
                         }
@@ -1548,6 +1679,7 @@ impl fmt::Debug for Manager {
 pub struct ManagerBuilder {
     listen: Option<String>,
     authkey: Option<Vec<u8>>,
+    call_timeout: Option<Duration>,
 }
 
 impl ManagerBuilder {
@@ -1560,6 +1692,12 @@ impl ManagerBuilder {
     /// The key remote clients must prove they know (required with `listen`).
     pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.authkey = Some(key.into());
+        self
+    }
+    /// The manager's call timeout (default: none, as in Python): see
+    /// [`Manager::set_call_timeout`].
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
         self
     }
     /// Starts the server process.
@@ -1622,6 +1760,8 @@ impl ManagerBuilder {
         if let Some(w) = cell.atomic_u64(1) {
             w.store(u64::from(p.pid()), Ordering::Release);
         }
+        let timeout = CallTimeout::new(None);
+        timeout.set(self.call_timeout);
         Ok(Manager {
             client: Arc::new(Client::Local {
                 requests,
@@ -1629,6 +1769,7 @@ impl ManagerBuilder {
                 lock: Lock::new()?,
                 cell,
                 by_name: (local_name, local_key),
+                timeout,
             }),
             server: Mutex::new(Some(p)),
             address,
@@ -1673,11 +1814,64 @@ impl Manager {
                 address: address.clone(),
                 key: key.to_vec(),
                 session: Mutex::new(Some(s)),
+                timeout: CallTimeout::new(None),
             }),
             server: Mutex::new(None),
             address: Some(address.to_string()),
             sync_ready: Default::default(),
         })
+    }
+
+    /// Sets the **call timeout**: how long an operation that has no timeout of its own
+    /// may wait for the server before it fails with [`ManagerError::Timeout`]; `None`
+    /// (the default, as in Python) waits as long as the server is there.
+    ///
+    /// It applies to every operation of the dicts, lists, namespaces, values and arrays
+    /// of this manager (their proxies in this process share it, whenever they were
+    /// made, and see a change at once), and to this manager's own calls (making an
+    /// object, [`object_count`](Manager::object_count),
+    /// [`remove_named`](Manager::remove_named); [`shutdown`](Manager::shutdown) of a
+    /// server this process started kills it when it does not answer in time). A proxy
+    /// that travels to another process carries the timeout in force when it was
+    /// encoded (a later change here does not reach it). The synchronisation objects
+    /// and queues ([`SharedLock`], [`SharedQueue`], …) are not covered: their waiting
+    /// operations have `try_`/`_timeout` forms, and their other operations give up on
+    /// a server that sends nothing for 30 s (see [Timeouts](crate::manager#timeouts)).
+    ///
+    /// An operation that timed out may or may not have been applied (the server may
+    /// be frozen with the request in hand, and apply it when it runs again; a frozen
+    /// server cannot say). Its answer, should it come later, is never taken for the
+    /// answer to a later call: local answers are numbered and a late one is dropped; a
+    /// remote manager's connection is closed and the next call opens a new one. The
+    /// timeout counts from the start of the call, including the wait for another
+    /// thread's call on the same connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor::Manager;
+    /// use std::time::Duration;
+    ///
+    /// fn main() {
+    ///     procactor::init();
+    ///     let mgr = Manager::builder()
+    ///         .call_timeout(Duration::from_secs(5))
+    ///         .start()
+    ///         .unwrap();
+    ///     assert_eq!(mgr.call_timeout(), Some(Duration::from_secs(5)));
+    ///     let d = mgr.dict::<u32, u32>().unwrap();
+    ///     d.insert(1, 2).unwrap(); // fails with `Timeout` after 5 s of a frozen server
+    ///     mgr.set_call_timeout(None); // as Python: wait as long as the server lives
+    ///     assert_eq!(d.get(&1).unwrap(), Some(2));
+    /// }
+    /// ```
+    pub fn set_call_timeout(&self, timeout: Option<Duration>) {
+        self.client.timeout().set(timeout);
+    }
+
+    /// The call timeout (see [`set_call_timeout`](Manager::set_call_timeout)).
+    pub fn call_timeout(&self) -> Option<Duration> {
+        self.client.timeout().get()
     }
 
     /// The address remote clients use (`None` for a manager that does not listen).
@@ -1850,6 +2044,8 @@ impl Manager {
         let mut server = self.server.lock().unwrap_or_else(|e| e.into_inner());
         match self.client.call(Req::Shutdown) {
             Ok(_) | Err(ManagerError::Disconnected) => {}
+            // (a server of ours that did not answer in time is killed below)
+            Err(ManagerError::Timeout) if server.is_some() => {}
             Err(e) => return Err(e),
         }
         if let Some(mut p) = server.take() {

@@ -197,37 +197,74 @@ enum ResultMsg {
 }
 
 /// What a worker puts on the result ring: a [`ResultMsg::Done`] as the collector reads
-/// it, or (fault injection only, see [`fault`]) an item the collector cannot decode.
+/// it, or (fault injection only, with the `test-hooks` feature) an item the collector
+/// cannot decode.
 #[derive(Serialize, Deserialize)]
 enum WorkerResult {
     #[serde(rename = "d")]
     Done(u64, u32, Result<Bytes, String>),
     /// Not a `ResultMsg`: undecodable for the collector.
+    #[cfg(feature = "test-hooks")]
     #[serde(rename = "garbage")]
     Garbage(u64),
 }
 
-/// Test-only fault injection (hidden, not part of the API): makes the pool's own
+/// Test-only fault injection (hidden, not part of the API; only with the `test-hooks`
+/// feature, which the workspace's own tests turn on): makes the pool's own
 /// operations fail as the OS or a broken worker could, so that tests can show that no
 /// task is stranded when they do (the pool's side: [`Pool::fail_next_frame_writes`],
 /// [`Pool::fail_next_ring_puts`]). Each counter is "the next `n` such operations fail".
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod fault {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    pub(super) static RESULTS: AtomicUsize = AtomicUsize::new(0);
+    /// "The next `n` such operations fail".
+    pub(super) struct Counter(AtomicUsize);
+
+    impl Counter {
+        pub(super) const fn new() -> Self {
+            Counter(AtomicUsize::new(0))
+        }
+
+        pub(super) fn set(&self, n: usize) {
+            self.0.store(n, Ordering::SeqCst);
+        }
+
+        /// Whether the next operation counted here fails (counting it down).
+        pub(super) fn hit(&self) -> bool {
+            self.0.load(Ordering::Relaxed) != 0
+                && self
+                    .0
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                    .is_ok()
+        }
+    }
+
+    pub(super) static RESULTS: Counter = Counter::new();
 
     /// Called from a task, in a worker: the next `n` results this worker sends are
     /// garbage the pool cannot decode.
     pub fn send_garbage_results(n: usize) {
-        RESULTS.store(n, Ordering::SeqCst);
+        RESULTS.set(n);
     }
+}
 
-    /// Whether the next operation counted by `c` fails (counting it down).
-    pub(super) fn hit(c: &AtomicUsize) -> bool {
-        c.load(Ordering::Relaxed) != 0
-            && c.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-                .is_ok()
+/// Without the `test-hooks` feature: no fault injection. The counters are zero-sized
+/// and never fire; their checks are a constant `false` the compiler removes.
+#[cfg(not(feature = "test-hooks"))]
+mod fault {
+    pub(super) struct Counter;
+
+    impl Counter {
+        pub(super) const fn new() -> Self {
+            Counter
+        }
+
+        #[inline(always)]
+        pub(super) fn hit(&self) -> bool {
+            false
+        }
     }
 }
 
@@ -422,11 +459,14 @@ fn worker_main(boot: WorkerBoot) {
         if let Some(w) = cell.atomic_u64(CELL_SENT) {
             w.fetch_add(1, Ordering::AcqRel);
         }
-        let msg = if fault::hit(&fault::RESULTS) {
+        #[cfg(feature = "test-hooks")]
+        let msg = if fault::RESULTS.hit() {
             WorkerResult::Garbage(chunk)
         } else {
             WorkerResult::Done(chunk, slot, out)
         };
+        #[cfg(not(feature = "test-hooks"))]
+        let msg = WorkerResult::Done(chunk, slot, out);
         if let Err(e) = results.put(msg) {
             panic!("pool worker: the result ring refused a result: {e}");
         }
@@ -463,9 +503,9 @@ impl FdFrame {
         &self,
         sock: BorrowedFd<'_>,
         sent: &mut usize,
-        fail: &AtomicUsize,
+        fail: &fault::Counter,
     ) -> std::io::Result<bool> {
-        if fault::hit(fail) {
+        if fail.hit() {
             return Err(std::io::Error::other(
                 "injected failure (too many open files)",
             ));
@@ -748,9 +788,10 @@ struct Inner {
     wake: Arc<Wake>,
     /// The result thread (a callback on it that submits must not wait for the window).
     collector: std::sync::OnceLock<std::thread::ThreadId>,
-    /// Fault injection (see [`fault`]): frame writes and ring puts still to fail.
-    fail_frames: AtomicUsize,
-    fail_puts: AtomicUsize,
+    /// Fault injection (`fault`, with the `test-hooks` feature only): frame writes and
+    /// ring puts still to fail.
+    fail_frames: fault::Counter,
+    fail_puts: fault::Counter,
     /// Where the monitor sends the exits of this pool's workers (and only theirs): set
     /// before the first worker starts.
     route: std::sync::OnceLock<ExitRoute>,
@@ -1038,8 +1079,8 @@ impl Inner {
 }
 
 /// Puts `msg` into a worker's ring without waiting for room (the ring is unbounded).
-fn ring_put(ring: &Queue<TaskMsg>, msg: TaskMsg, fail: &AtomicUsize) -> Result<(), String> {
-    if fault::hit(fail) {
+fn ring_put(ring: &Queue<TaskMsg>, msg: TaskMsg, fail: &fault::Counter) -> Result<(), String> {
+    if fail.hit() {
         return Err("injected failure (a broken ring)".into());
     }
     ring.try_put(msg).map_err(|e| e.to_string())
@@ -1319,8 +1360,8 @@ impl PoolBuilder {
             sources: Mutex::new(Some(src_tx)),
             wake: Arc::new(Wake::default()),
             collector: std::sync::OnceLock::new(),
-            fail_frames: AtomicUsize::new(0),
-            fail_puts: AtomicUsize::new(0),
+            fail_frames: fault::Counter::new(),
+            fail_puts: fault::Counter::new(),
             route: std::sync::OnceLock::new(),
         });
         // watching before any worker starts, so that no exit is missed
@@ -1728,18 +1769,22 @@ impl Pool {
         }
     }
 
-    /// Fault injection for tests (hidden, see [`fault`]): the next `n` writes of a
-    /// handle chunk's frame to a worker's socket fail, as with `EMFILE`.
+    /// Fault injection for tests (hidden, see [`fault`]; only with the `test-hooks`
+    /// feature): the next `n` writes of a handle chunk's frame to a worker's socket
+    /// fail, as with `EMFILE`.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn fail_next_frame_writes(&self, n: usize) {
-        self.inner.fail_frames.store(n, Ordering::SeqCst);
+        self.inner.fail_frames.set(n);
     }
 
-    /// Fault injection for tests (hidden, see [`fault`]): the next `n` puts into a
-    /// worker's task ring fail, as with a broken ring.
+    /// Fault injection for tests (hidden, see [`fault`]; only with the `test-hooks`
+    /// feature): the next `n` puts into a worker's task ring fail, as with a broken
+    /// ring.
+    #[cfg(feature = "test-hooks")]
     #[doc(hidden)]
     pub fn fail_next_ring_puts(&self, n: usize) {
-        self.inner.fail_puts.store(n, Ordering::SeqCst);
+        self.inner.fail_puts.set(n);
     }
 
     /// The number of worker processes.

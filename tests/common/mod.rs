@@ -277,3 +277,43 @@ pub fn asleep_in_futex(pid: u32) -> bool {
     let wchan = wchan.trim();
     wchan.contains("futex") || wchan.is_empty() || wchan == "0"
 }
+
+/// What a child test process printed (see [`run_test_in_child`]).
+pub struct ChildRun {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the test `name` of this test binary in a child process (`--exact`,
+/// `--nocapture`, and `--ignored` when `ignored`: the tests that only another test runs)
+/// with `env` set (a `None` value removes that variable) and without the `Fork` matrix's
+/// settings ([`ON_MAIN_THREAD`]); fails unless the child's test run passed. What it
+/// printed, for the caller's own checks.
+pub fn run_test_in_child(name: &str, ignored: bool, env: &[(&str, Option<&str>)]) -> ChildRun {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture"])
+        .env_remove(ON_MAIN_THREAD)
+        .env_remove("RUST_MIN_STACK");
+    if ignored {
+        cmd.arg("--ignored");
+    }
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().unwrap();
+    let run = ChildRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        out.status.success(),
+        "{name}: {:?}\n{}\n{}",
+        out.status,
+        run.stdout,
+        run.stderr
+    );
+    run
+}
