@@ -49,10 +49,10 @@
 
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{BrokenBarrier, Error, LockError};
-use procactor_transports::futex::{self, WaitOutcome};
 use procactor_transports::journal::Journal;
 use procactor_transports::robust::{self, Acquired};
 use procactor_transports::shm::ShmRegion;
+use procactor_transports::waiter::{self, Os, Slept};
 use procactor_transports::{os, OwnedFd};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -101,19 +101,11 @@ fn passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-/// Sleeps on `word` while it holds `expected`, until `deadline` or at most `tick`.
-fn sleep_tick(
-    word: &AtomicU32,
-    expected: u32,
-    deadline: Option<Instant>,
-    tick: Duration,
-) -> WaitOutcome {
+/// The end of a sleep that must look around (liveness checks) after `tick` at most:
+/// `deadline`, or `tick` from now if that is sooner.
+fn tick_end(deadline: Option<Instant>, tick: Duration) -> Option<Instant> {
     let wake_at = Instant::now() + tick;
-    futex::wait(
-        word,
-        expected,
-        Some(deadline.map_or(wake_at, |d| d.min(wake_at))),
-    )
+    Some(deadline.map_or(wake_at, |d| d.min(wake_at)))
 }
 
 fn fmt_region(f: &mut std::fmt::Formatter<'_>, name: &str, r: &ShmRegion) -> std::fmt::Result {
@@ -618,21 +610,14 @@ impl SemCore {
         })
     }
 
-    /// Releases the lock after the count went up by `n`, waking up to `n` sleepers. The
-    /// sleeper count is read before unlocking: sleepers register and deregister under
-    /// the lock too, so reading zero there means a later sleeper sees the raised count.
+    /// Releases the lock after the count went up by `n` (the count is the word sleepers
+    /// sleep on), waking up to `n` sleepers if any is counted ([`waiter::wake`]: no
+    /// system call otherwise). A woken sleeper that finds no slot (another process took
+    /// it first) sleeps again; the slot it was woken for is in the count, for whoever
+    /// takes it.
     fn unlock_waking(&self, n: u32) {
-        let sleepers = self.r.atomic_u32(SEM_WAITERS).load(Ordering::Relaxed);
         self.unlock();
-        if n > 0 && sleepers > 0 {
-            futex::wake(self.value(), n);
-        }
-    }
-
-    /// With the lock held: adds `d` (+1 or -1 as `u32` wrapping) to the sleeper count.
-    fn add_sleepers(&self, d: u32) {
-        let w = self.r.atomic_u32(SEM_WAITERS);
-        w.store(w.load(Ordering::Relaxed).wrapping_add(d), Ordering::Relaxed);
+        waiter::wake(&Os, self.value(), self.r.atomic_u32(SEM_WAITERS), n);
     }
 
     // ------------------------------------------------------------ operations
@@ -742,33 +727,28 @@ impl SemCore {
         }
         let mut reclaimed = false;
         let mut tick = Duration::from_millis(10);
-        let mut registered = false;
         let tracked = loop {
             if let Some(t) = took {
                 break t;
             }
-            // a registered sleeper must get the lock to deregister, deadline or not
-            if !self.lock(if registered { None } else { deadline }) {
+            if !self.lock(deadline) {
                 return Ok(None);
-            }
-            if registered {
-                self.add_sleepers(u32::MAX);
-                registered = false;
             }
             took = self.take_locked();
             if took.is_some() {
                 self.unlock();
                 continue; // breaks with the slot
             }
+            self.unlock();
             if passed(deadline) {
-                self.unlock();
                 return Ok(None);
             }
-            // empty: register under the lock (see `sleepers`), then sleep
-            self.add_sleepers(1);
-            registered = true;
-            self.unlock();
-            if sleep_tick(self.value(), 0, deadline, tick) == WaitOutcome::TimedOut {
+            // empty: sleep on the count until it is non-zero, a tick at most (then the
+            // holders' liveness is checked)
+            let sleepers = self.r.atomic_u32(SEM_WAITERS);
+            let until = tick_end(deadline, tick);
+            if waiter::sleep(&Os, self.value(), sleepers, &mut |v| v != 0, until) == Slept::TimedOut
+            {
                 reclaimed |= self.reclaim_dead() > 0;
                 tick = (tick * 2).min(Duration::from_millis(200));
             }
@@ -1075,8 +1055,9 @@ impl Event {
                 (w & 1 == 0).then(|| (w | 1).wrapping_add(2))
             })
             .is_ok();
-        if raised && self.r.atomic_u32(EVENT_WAITERS).load(Ordering::SeqCst) > 0 {
-            futex::wake_all(self.flag());
+        if raised {
+            let waiters = self.r.atomic_u32(EVENT_WAITERS);
+            waiter::wake(&Os, self.flag(), waiters, waiter::ALL);
         }
     }
 
@@ -1125,10 +1106,11 @@ impl Event {
             if passed(deadline) {
                 return false;
             }
-            waiters.fetch_add(1, Ordering::SeqCst);
-            // sleeps only while the word is still `w` (flag down, no new `set`)
-            futex::wait(self.flag(), w, deadline);
-            waiters.fetch_sub(1, Ordering::SeqCst);
+            // sleeps only while the word is unchanged (flag down, no new `set`)
+            let slept = waiter::sleep(&Os, self.flag(), waiters, &mut |v| released(v), deadline);
+            if slept == Slept::TimedOut {
+                return false;
+            }
         }
     }
 
@@ -1252,13 +1234,12 @@ impl Condition {
         }
         let seq = self.seq();
         let waiters = self.r.atomic_u32(COND_WAITERS);
+        // read under the lock: a notification after this changes the word (notifiers
+        // bump it whether or not anyone is counted), so none is missed once it is read
         let s = seq.load(Ordering::SeqCst);
-        waiters.fetch_add(1, Ordering::SeqCst);
         drop(guard);
-        let out = futex::wait(seq, s, deadline);
-        waiters.fetch_sub(1, Ordering::SeqCst);
-        let woken = out != WaitOutcome::TimedOut || seq.load(Ordering::SeqCst) != s;
-        (lock.acquire(), woken)
+        let slept = waiter::sleep(&Os, seq, waiters, &mut |w| w != s, deadline);
+        (lock.acquire(), slept != Slept::TimedOut)
     }
 
     /// Releases the lock, waits for a notification, re-acquires the lock.
@@ -1345,18 +1326,20 @@ impl Condition {
     /// with [`wait_while`](Condition::wait_while), not for a number of notifications.
     pub fn notify(&self, n: usize) {
         self.seq().fetch_add(1, Ordering::SeqCst);
-        if n > 0 && self.r.atomic_u32(COND_WAITERS).load(Ordering::SeqCst) > 0 {
-            // (`futex::wake` takes any count above i32::MAX as "all")
-            futex::wake(self.seq(), u32::try_from(n).unwrap_or(u32::MAX));
-        }
+        // (any count above i32::MAX wakes all)
+        let n = u32::try_from(n).unwrap_or(waiter::ALL);
+        waiter::wake(&Os, self.seq(), self.r.atomic_u32(COND_WAITERS), n);
     }
 
     /// Wakes every waiter.
     pub fn notify_all(&self) {
         self.seq().fetch_add(1, Ordering::SeqCst);
-        if self.r.atomic_u32(COND_WAITERS).load(Ordering::SeqCst) > 0 {
-            futex::wake_all(self.seq());
-        }
+        waiter::wake(
+            &Os,
+            self.seq(),
+            self.r.atomic_u32(COND_WAITERS),
+            waiter::ALL,
+        );
     }
 }
 
@@ -1490,9 +1473,7 @@ impl BarrierLocked<'_> {
     fn notify_all(&self) {
         let seq = self.b.r.atomic_u32(BAR_SEQ);
         seq.fetch_add(1, Ordering::SeqCst);
-        if self.b.r.atomic_u32(BAR_WAITERS).load(Ordering::SeqCst) > 0 {
-            futex::wake_all(seq);
-        }
+        waiter::wake(&Os, seq, self.b.r.atomic_u32(BAR_WAITERS), waiter::ALL);
     }
 
     /// The last one out of a draining or resetting round makes the barrier fill again.
@@ -1569,13 +1550,13 @@ impl Barrier {
     ) -> Option<BarrierLocked<'a>> {
         let seq = self.r.atomic_u32(BAR_SEQ);
         let waiters = self.r.atomic_u32(BAR_WAITERS);
+        // read under the lock: a notification after this changes the word
         let s = seq.load(Ordering::SeqCst);
-        waiters.fetch_add(1, Ordering::SeqCst);
         drop(l);
-        let out = sleep_tick(seq, s, deadline, BAR_TICK);
-        waiters.fetch_sub(1, Ordering::SeqCst);
+        let until = tick_end(deadline, BAR_TICK);
+        let out = waiter::sleep(&Os, seq, waiters, &mut |w| w != s, until);
         let l = self.locked_until(deadline)?;
-        if out == WaitOutcome::TimedOut && l.header_ok() {
+        if out == Slept::TimedOut && l.header_ok() {
             l.reap_dead();
         }
         Some(l)

@@ -3,6 +3,7 @@
 //! [`waiter`](crate::waiter) code, on threads over heap memory, with the futex behind
 //! the [`Futex`] trait, in every interleaving loom explores.
 
+use crate::futex::WaitOutcome;
 use crate::journal::{Journal, Words};
 use crate::waiter::{self, Futex, Word32};
 use loom::sync::atomic::{AtomicU32, AtomicU64};
@@ -39,7 +40,9 @@ impl crate::ring::FateWord for AtomicU64 {
 
 /// A futex made of a mutex and a condition variable: the value check and the sleep are
 /// atomic with respect to a wake-up (the kernel's hash-bucket lock). A lost wake-up
-/// leaves a thread asleep forever, which loom reports as a deadlock.
+/// leaves a thread asleep forever, which loom reports as a deadlock. Waking `n` wakes
+/// `n` sleepers (`notify_one` each; loom's condition variable has no spurious
+/// wake-ups), so a model with a wake of fewer than all uses one futex per word.
 struct ModelFutex {
     m: Mutex<()>,
     cv: Condvar,
@@ -59,15 +62,24 @@ impl Futex for ModelFutex {
     fn fence(&self, order: Ordering) {
         loom::sync::atomic::fence(order);
     }
-    fn wait(&self, word: &AtomicU32, expected: u32, _deadline: Option<Instant>) {
+    fn wait(&self, word: &AtomicU32, expected: u32, _deadline: Option<Instant>) -> WaitOutcome {
         let g = self.m.lock().unwrap();
         if word.load(Ordering::SeqCst) == expected {
             drop(self.cv.wait(g).unwrap());
+            WaitOutcome::Woken
+        } else {
+            WaitOutcome::Changed
         }
     }
-    fn wake_all(&self, _word: &AtomicU32) {
+    fn wake(&self, _word: &AtomicU32, n: u32) {
         let _g = self.m.lock().unwrap();
-        self.cv.notify_all();
+        if n >= i32::MAX as u32 {
+            self.cv.notify_all();
+        } else {
+            for _ in 0..n {
+                self.cv.notify_one();
+            }
+        }
     }
 }
 
@@ -177,9 +189,102 @@ fn broken_handshake_child() {
         });
         h.data.store(1, Ordering::Release);
         if h.waiters.load(Ordering::Relaxed) > 0 {
-            h.fx.wake_all(&h.seq);
+            h.fx.wake(&h.seq, waiter::ALL);
         }
         w.join().unwrap();
+    });
+}
+
+/// A semaphore in miniature on the value-word path ([`waiter::sleep`] on the count
+/// itself, [`waiter::wake`] of one sleeper per slot given): two takers find no slot and
+/// sleep, the giver gives two slots one at a time, waking one sleeper each. Both takers
+/// get a slot: a wake of one is never lost nor wasted on a taker that already has its
+/// slot (a taker woken for a slot another took sleeps again, and the slot it leaves is
+/// the one the other was woken for).
+#[test]
+fn loom_value_word_wake_one_per_slot_wakes_every_taker() {
+    struct Sem {
+        count: AtomicU32,
+        waiters: AtomicU32,
+        fx: ModelFutex,
+    }
+    fn take(s: &Sem) {
+        loop {
+            let v = s.count.load(Ordering::Acquire);
+            if v > 0 {
+                if s.count
+                    .compare_exchange(v, v - 1, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return;
+                }
+                continue;
+            }
+            let _ = waiter::sleep(&s.fx, &s.count, &s.waiters, &mut |v| v != 0, None);
+        }
+    }
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let s = Arc::new(Sem {
+            count: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            fx: ModelFutex::new(),
+        });
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s.clone();
+                loom::thread::spawn(move || take(&s))
+            })
+            .collect();
+        for _ in 0..2 {
+            s.count.fetch_add(1, Ordering::AcqRel);
+            waiter::wake(&s.fx, &s.count, &s.waiters, 1);
+        }
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(s.count.load(Ordering::Relaxed), 0);
+    });
+}
+
+/// A condition variable in miniature (the `Condition` and `Barrier` path): the waiter
+/// reads the notification counter under the lock, releases the lock and sleeps on the
+/// counter until it moves; the notifier, under the lock, sets the state, bumps the
+/// counter and wakes one sleeper if any is counted. The waiter always returns.
+#[test]
+fn loom_condition_notify_one_after_unlock_is_never_lost() {
+    struct Cond {
+        lock: Mutex<bool>,
+        seq: AtomicU32,
+        waiters: AtomicU32,
+        fx: ModelFutex,
+    }
+    loom::model(|| {
+        let c = Arc::new(Cond {
+            lock: Mutex::new(false),
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            fx: ModelFutex::new(),
+        });
+        let c2 = c.clone();
+        let notifier = loom::thread::spawn(move || {
+            let mut g = c2.lock.lock().unwrap();
+            *g = true;
+            c2.seq.fetch_add(1, Ordering::SeqCst);
+            waiter::wake(&c2.fx, &c2.seq, &c2.waiters, 1);
+            drop(g);
+        });
+        loop {
+            let g = c.lock.lock().unwrap();
+            if *g {
+                break;
+            }
+            let s = c.seq.load(Ordering::SeqCst);
+            drop(g);
+            let _ = waiter::sleep(&c.fx, &c.seq, &c.waiters, &mut |w| w != s, None);
+        }
+        notifier.join().unwrap();
     });
 }
 

@@ -183,12 +183,11 @@
 //! assert_eq!(buf, b"hello");
 //! ```
 
-use crate::futex::{self, WaitOutcome};
 use crate::journal::Journal;
 use crate::killpoint;
 use crate::robust::{self, Acquired};
 use crate::shm::{ShmRegion, ShmWindow};
-use crate::waiter;
+use crate::waiter::{self, Slept};
 use crate::{BorrowedFd, OwnedFd};
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -837,9 +836,9 @@ impl Ring {
 
     fn set_broken(&self) {
         self.u32(OFF_BROKEN).store(1, Ordering::Release);
+        // every sleeper, whatever the (shared, possibly scribbled) waiter counts say
         for w in [OFF_DATA_SEQ, OFF_SPACE_SEQ] {
-            self.u32(w).fetch_add(1, Ordering::SeqCst);
-            futex::wake_all(self.u32(w));
+            waiter::bump_and_wake_all(&waiter::Os, self.u32(w));
         }
     }
 
@@ -2326,10 +2325,12 @@ impl Ring {
             match done.compare_exchange_weak(d, d + 1, Ordering::SeqCst, Ordering::SeqCst) {
                 Ok(_) => {
                     if d + 1 == put {
-                        self.u32(OFF_JOIN_SEQ).fetch_add(1, Ordering::SeqCst);
-                        if self.u32(OFF_JOIN_WAITERS).load(Ordering::SeqCst) > 0 {
-                            futex::wake_all(self.u32(OFF_JOIN_SEQ));
-                        }
+                        // the SeqCst `done` above is the publication joiners read
+                        waiter::wake_waiters(
+                            &waiter::Os,
+                            self.u32(OFF_JOIN_SEQ),
+                            self.u32(OFF_JOIN_WAITERS),
+                        );
                     }
                     return true;
                 }
@@ -2356,16 +2357,11 @@ impl Ring {
             if self.unfinished() == 0 {
                 return true;
             }
-            waiters.fetch_add(1, Ordering::SeqCst);
-            let s = seq.load(Ordering::SeqCst);
-            let r = if self.unfinished() == 0 {
-                WaitOutcome::Changed
-            } else {
-                futex::wait(seq, s, deadline)
-            };
-            waiters.fetch_sub(1, Ordering::SeqCst);
-            if r == WaitOutcome::TimedOut {
-                return self.unfinished() == 0;
+            let mut done = |_| self.unfinished() == 0;
+            match waiter::sleep(&waiter::Os, seq, waiters, &mut done, deadline) {
+                Slept::Ready => return true,
+                Slept::TimedOut => return self.unfinished() == 0,
+                Slept::Woken => {}
             }
         }
     }
