@@ -456,19 +456,22 @@ fn sending_a_connection_through_itself_does_not_deadlock() {
     watchdog(30, || {
         let (a, b) = Pipe::<SelfRef>::new().unwrap();
         let a = Arc::new(a);
-        a.send(&SelfRef(a.clone())).unwrap();
-        let SelfRef(a2) = b.recv_timeout(T).unwrap();
-        // a2 is another descriptor for a's socket: what it sends arrives at b
-        a2.send(&SelfRef(a2.clone())).unwrap();
-        let SelfRef(a3) = b.recv_timeout(T).unwrap();
-        // what arrived is an end of a's socket (same inode), open and working
+        // each end of a socket pair is a socket of its own (its own inode)
         let inode = |c: &Connection<SelfRef, SelfRef>| {
             use std::os::unix::fs::MetadataExt;
             let fd = std::os::fd::AsFd::as_fd(c).try_clone_to_owned().unwrap();
             std::fs::File::from(fd).metadata().unwrap().ino()
         };
+        assert_ne!(inode(&a), inode(&b));
+        a.send(&SelfRef(a.clone())).unwrap();
+        let SelfRef(a2) = b.recv_timeout(T).unwrap();
+        // what arrived is another descriptor for a's socket (same inode), checked before
+        // it is used: an end of any other socket fails here, not by a timeout below
+        assert_eq!(inode(&a2), inode(&a), "the end that arrived is not a's");
+        // and it works: what it sends arrives at b
+        a2.send(&SelfRef(a2.clone())).unwrap();
+        let SelfRef(a3) = b.recv_timeout(T).unwrap();
         assert_eq!(inode(&a3), inode(&a));
-        assert_eq!(inode(&a2), inode(&a));
         a3.send(&SelfRef(a3.clone())).unwrap();
         let SelfRef(a4) = b.recv_timeout(T).unwrap();
         assert_eq!(inode(&a4), inode(&a));

@@ -847,6 +847,12 @@ fn refs_to_a_tree_whose_supervisor_died_do_not_wait_forever() {
         let t = Instant::now();
         assert!(inner.join_timeout(T), "the orphaned actor counts as ended");
         assert!(t.elapsed() < Duration::from_secs(5));
+        // the root has handled the subtree's end (so what follows sees its state after)
+        wait_until(T, "the root to see the subtree's exit", || {
+            root.events().iter().any(
+                |e| matches!(e, SupervisorEvent::Exited { pid: p, abnormal: true, .. } if *p == pid),
+            )
+        });
         // the root still runs (it refuses an empty pool for what it is, not because it
         // is gone)
         match root.spawn_pool(0, || Worker {
@@ -859,6 +865,25 @@ fn refs_to_a_tree_whose_supervisor_died_do_not_wait_forever() {
             Err(e) => panic!("expected the empty pool's refusal, got {e:?}"),
             Ok(_) => panic!("an empty pool was accepted"),
         }
+        // the refusal comes before the supervisor looks at its own state: that it still
+        // runs is shown by a child it starts now (and by no give-up in its events)
+        let after = root
+            .spawn(Worker {
+                tag: 11,
+                out: out.clone(),
+            })
+            .expect("the root still starts children");
+        started(&out, &[11]);
+        assert!(after.pid().is_some());
+        assert!(
+            !root
+                .events()
+                .iter()
+                .any(|e| matches!(e, SupervisorEvent::GaveUp { .. })),
+            "{:?}",
+            root.events()
+        );
+        root.shutdown(T).unwrap();
     });
 }
 

@@ -32,6 +32,11 @@
 //!   compared with the same round's Python figure, which the variable does not
 //!   affect), `loaded` (both sides again with one busy neighbour process per CPU
 //!   spinning beside them) and `loaded, no spin`.
+//! - The measured loops that can crawl (`lock_handoff_latency`: Python's hand-off takes
+//!   milliseconds; `actor_call_rtt` beside busy neighbours) stop once a time budget has
+//!   passed (`PROCACTOR_BENCH_BUDGET` seconds, default 20, the same on both sides) and
+//!   divide by the iterations done, which are the run's operations (`*_ops` in the
+//!   JSON). The budget is in the JSON's `meta` and in the table's heading.
 //!
 //! The ratio column is "how many times better procactor is": Python / procactor for
 //! times, procactor / Python for rates. Python's sizes are smaller than procactor's
@@ -427,8 +432,10 @@ fn main() {
     }
     let load_before = load_average();
     let cpus = procactor::cpu_count();
+    let budget_s = workloads::budget().as_secs_f64();
     println!(
-        "procactor-bench: {} round(s), scale {}, {cpus} CPU(s), load average {load_before}",
+        "procactor-bench: {} round(s), scale {}, {cpus} CPU(s), load average {load_before}, \
+         time budget {budget_s} s for the loops that can crawl",
         o.reps, o.scale,
     );
 
@@ -629,7 +636,7 @@ fn main() {
             "{{\n  \"meta\": {{\"date\": {}, \"machine\": {}, \"cpus\": {cpus}, \"kernel\": {}, \
              \"python\": {}, \"command\": {}, \"reps\": {}, \"scale\": {}, \
              \"load_before\": {}, \"load_with_neighbours\": {}, \"seconds\": {}, \
-             \"baseline_cpu_s\": {{{}}}}},\n  \"rows\": [\n{}\n  ]\n}}\n",
+             \"budget_s\": {}, \"baseline_cpu_s\": {{{}}}}},\n  \"rows\": [\n{}\n  ]\n}}\n",
             json_str(&today()),
             json_str(&machine()),
             json_str(
@@ -647,6 +654,7 @@ fn main() {
             json_str(&load_before),
             json_str(&loaded_load),
             json_num(Some(secs.round())),
+            json_num(Some(budget_s)),
             baselines.join(", "),
             json_rows.join(",\n"),
         );

@@ -311,6 +311,16 @@ pub(crate) fn markdown(results: &Json, path: &str) -> Result<String, String> {
         meta.str_at("command"),
         meta.num_at("reps").unwrap_or(0.0),
     );
+    if let Some(b) = meta.num_at("budget_s") {
+        // results written before the budget existed have no such field (and no line)
+        let _ = writeln!(
+            out,
+            "The measured loops of `lock_handoff_latency` and `actor_call_rtt` stop, on \
+             both sides, once {} s have passed, and their figure is per iteration done \
+             (the JSON's `*_ops` say how many).",
+            fmt_value(b)
+        );
+    }
     out.push('\n');
     out.push_str(
         "| workload id | what | run | unit | procactor (range) | CPU µs/op | Python | CPU µs/op | procactor is |\n\
@@ -431,6 +441,18 @@ mod tests {
         assert_eq!(fmt_value(0.1534), "0.153");
         assert_eq!(fmt_value(0.0055), "0.00550");
         assert_eq!(fmt_value(f64::NAN), "-");
+    }
+
+    /// A results file that records a time budget says so above the table; one without
+    /// (written before the budget existed) prints as before.
+    #[test]
+    fn the_time_budget_is_disclosed_when_recorded() {
+        let with = parse("{\"meta\": {\"budget_s\": 20}, \"rows\": []}").unwrap();
+        let text = markdown(&with, "x.json").unwrap();
+        assert!(text.contains("once 20.0 s have passed"), "{text}");
+        let without = parse("{\"meta\": {}, \"rows\": []}").unwrap();
+        let text = markdown(&without, "x.json").unwrap();
+        assert!(!text.contains("have passed"), "{text}");
     }
 
     /// The README's table is the one `--markdown-from` prints for the results file its

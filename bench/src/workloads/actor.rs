@@ -77,22 +77,29 @@ impl Actor for Echo {
     }
 }
 
-/// `n` calls (a `u64` request, a `u64` reply) to a pipe actor, one after the other,
-/// after 1000 untimed ones. Returns microseconds per call.
-pub(crate) fn actor_call_rtt(n: u64) -> f64 {
+/// At most `n` calls (a `u64` request, a `u64` reply) to a pipe actor, one after the
+/// other, after 1000 untimed ones; the timed loop stops after the call under way once
+/// `budget` has passed (see [`super::budget`]). Returns microseconds per call and the
+/// timed calls done.
+pub(crate) fn actor_call_rtt(n: u64, budget: Duration) -> (f64, u64) {
     let sup = Supervisor::builder().build().expect("supervisor");
     let echo = sup.spawn(Echo).expect("spawn");
     for i in 0..1000 {
         assert_eq!(echo.call(i).expect("call"), i + 1);
     }
     let t0 = Instant::now();
-    for i in 0..n {
-        let r = echo.call(i).expect("call");
-        debug_assert_eq!(r, i + 1);
+    let mut done = 0;
+    while done < n {
+        let r = echo.call(done).expect("call");
+        debug_assert_eq!(r, done + 1);
+        done += 1;
+        if t0.elapsed() >= budget {
+            break;
+        }
     }
     let dt = t0.elapsed().as_secs_f64();
     sup.shutdown(LONG).expect("shutdown");
-    dt * 1e6 / n as f64
+    (dt * 1e6 / done as f64, done)
 }
 
 /// Puts `(incarnation, message)` on `out` for every message.

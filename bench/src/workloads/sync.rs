@@ -42,11 +42,13 @@ pub(crate) fn value_locked_increments_2proc(n: u64) -> f64 {
 }
 
 /// Takes turns with the parent: waits (on the lock) for the shared turn counter to be
-/// odd, makes it even.
-fn handoff_child((lock, turn, rounds): (Lock, RawValue<u64>, u64)) {
+/// odd, makes it even; stops after as many turns as `limit` says (the parent lowers it
+/// when its time budget has passed).
+fn handoff_child((lock, turn, limit): (Lock, RawValue<u64>, RawValue<u64>)) {
     let t = turn.atomic_u64().expect("u64 is atomic");
+    let limit = limit.atomic_u64().expect("u64 is atomic");
     let mut done = 0;
-    while done < rounds {
+    while done < limit.load(Ordering::SeqCst) {
         let _g = lock.acquire().unwrap_or_else(|e| e.into_inner());
         let v = t.load(Ordering::Relaxed);
         if v % 2 == 1 {
@@ -57,15 +59,19 @@ fn handoff_child((lock, turn, rounds): (Lock, RawValue<u64>, u64)) {
 }
 
 /// Lock hand-off between two processes: they take turns incrementing a counter, each
-/// turn needing the lock to pass from one process to the other. Microseconds per
-/// hand-off.
-pub(crate) fn lock_handoff_latency(rounds: u64) -> f64 {
+/// turn needing the lock to pass from one process to the other. At most `rounds` turns
+/// each; once `budget` has passed the parent stops after its turn under way and the
+/// child after its matching one (see [`super::budget`]). Returns microseconds per
+/// hand-off and the hand-offs done (twice the rounds done).
+pub(crate) fn lock_handoff_latency(rounds: u64, budget: Duration) -> (f64, u64) {
     let lock = Lock::new().expect("lock");
     let turn = RawValue::new(0u64).expect("raw value");
-    let mut p = Process::new(handoff_child, (lock.clone(), turn.clone(), rounds))
+    let limit_v = RawValue::new(rounds).expect("raw value");
+    let mut p = Process::new(handoff_child, (lock.clone(), turn.clone(), limit_v.clone()))
         .start()
         .expect("start");
     let t = turn.atomic_u64().expect("u64 is atomic");
+    let limit = limit_v.atomic_u64().expect("u64 is atomic");
     // let the child start and wait on the lock
     std::thread::sleep(Duration::from_millis(100));
     let start = Instant::now();
@@ -76,15 +82,21 @@ pub(crate) fn lock_handoff_latency(rounds: u64) -> f64 {
         if v.is_multiple_of(2) {
             t.store(v + 1, Ordering::Relaxed);
             done += 1;
+            if done < rounds && start.elapsed() >= budget {
+                // under the lock, before the child can take its turn `done`: it stops
+                // after that one
+                limit.store(done, Ordering::SeqCst);
+                break;
+            }
         }
     }
     // wait for the child's last turn
-    while t.load(Ordering::Relaxed) < 2 * rounds {
+    while t.load(Ordering::Relaxed) < 2 * done {
         std::hint::spin_loop();
     }
     let secs = start.elapsed().as_secs_f64();
     p.join().expect("join");
-    secs * 1e6 / (2 * rounds) as f64
+    (secs * 1e6 / (2 * done) as f64, 2 * done)
 }
 
 fn pong((ping, pong, rounds): (Event, Event, u64)) {
