@@ -226,9 +226,12 @@ pub fn wake_waiters<F: Futex + ?Sized>(f: &F, seq: &F::Word, waiters: &F::Word) 
 /// `notify(n)`).
 #[inline]
 pub fn wake<F: Futex + ?Sized>(f: &F, word: &F::Word, waiters: &F::Word, n: u32) {
+    if n == 0 {
+        return;
+    }
     // pairs with the waiter's fence: either it reads our new value, or we see it counted
     f.fence(Ordering::SeqCst);
-    if n > 0 && waiters.load(Ordering::Relaxed) > 0 {
+    if waiters.load(Ordering::Relaxed) > 0 {
         f.wake(word, n);
     }
 }
