@@ -140,5 +140,5 @@ fn main() {
             .map_or_else(|| "-".to_string(), |s| s.python_exitcode().to_string())
     );
 
-    sup.shutdown(WAIT).expect("shutdown");
+    sup.shutdown(WAIT);
 }

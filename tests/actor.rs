@@ -392,7 +392,7 @@ fn an_actor_holds_another_actors_ref_and_its_own() {
         drop(fwd);
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(sup.children()[1].state, ActorState::Running);
-        sup.shutdown(T).unwrap();
+        sup.shutdown(T);
         assert_eq!(recv(&out), "stopped");
     });
 }

@@ -378,7 +378,7 @@ fn supervised_redis_workers_restart_and_their_item_is_redelivered() {
         wait_until(Duration::from_secs(5), "a restart", || {
             (0..2).any(|i| workers.member(i).is_some_and(|m| m.restarts() >= 1))
         });
-        sup.shutdown(Duration::from_secs(5)).unwrap();
+        sup.shutdown(Duration::from_secs(5));
         let _ = std::fs::remove_dir(&marker);
         // the same handle type through the facade's trait
         let _: redis::RedisJoinableQueue<u8> =
@@ -417,7 +417,7 @@ fn supervised_redis_workers_take_a_two_argument_handler() {
         assert_eq!(got, (0..10).map(|x| x * 10).collect::<Vec<u64>>());
         // a plain function pointer (`Handler`) still makes a worker directly
         let h: redis::Handler<(RedisQueue<u64>, u64)> = |(o, x)| put_tenfold(o, x + 100);
-        sup.shutdown(Duration::from_secs(5)).unwrap();
+        sup.shutdown(Duration::from_secs(5));
         let sup = Supervisor::builder().build().unwrap();
         let _w = sup
             .spawn_pool(1, || redis::RedisWorker::new(jobs.clone(), h))
@@ -425,7 +425,7 @@ fn supervised_redis_workers_take_a_two_argument_handler() {
         jobs.put((out.clone(), 1)).unwrap();
         assert!(jobs.join_timeout(T), "the pointer handler's job done");
         assert_eq!(out.get_timeout(T).unwrap(), 1010);
-        sup.shutdown(Duration::from_secs(5)).unwrap();
+        sup.shutdown(Duration::from_secs(5));
     });
 }
 

@@ -724,7 +724,7 @@ impl Shared {
 ///     let d = sup.spawn(Doubler { out: out.clone() }).unwrap();
 ///     d.send(21).unwrap();
 ///     assert_eq!(out.get_timeout(Duration::from_secs(10)).unwrap(), 42);
-///     sup.shutdown(Duration::from_secs(5)).unwrap();
+///     sup.shutdown(Duration::from_secs(5));
 /// }
 /// ```
 pub struct Supervisor {
@@ -1370,14 +1370,10 @@ impl Supervisor {
     /// children that is the sum of their shutdown times; here it is the longest one). An
     /// end already under way (a restart's) is cut short by `timeout` too. Returns within
     /// `timeout` plus a few milliseconds whatever the children do. Calling it again is
-    /// harmless.
-    ///
-    /// # Errors
-    ///
-    /// None today; kept fallible for symmetry with `wait`.
-    pub fn shutdown(&self, timeout: Duration) -> Result<(), SupervisorError> {
+    /// harmless. It cannot fail (a child that does not end in time is killed), so it
+    /// returns nothing; what happened to each child is in [`events`](Supervisor::events).
+    pub fn shutdown(&self, timeout: Duration) {
         self.shutdown_children(Instant::now().checked_add(timeout));
-        Ok(())
     }
 
     fn shutdown_children(&self, deadline: Option<Instant>) {
