@@ -89,9 +89,7 @@ fn add_to((v, n): (Value<u64>, u64)) {
 }
 
 fn join_within(p: &mut Process<impl procactor::Message>) -> ExitStatus {
-    p.join_timeout(T)
-        .unwrap()
-        .expect("the child did not end in time")
+    p.join_timeout(T).expect("the child did not end in time")
 }
 
 /// Runs `scenario` in a spawned child and fails with its panic, if any.

@@ -953,7 +953,7 @@ impl<A: ProcessActor> PoolRef<A> {
     /// # Errors
     ///
     /// As [`ActorRef::try_send`].
-    pub fn try_send(&self, msg: A::Msg) -> Result<(), crate::PutError<A::Msg>> {
+    pub fn try_send(&self, msg: A::Msg) -> Result<(), crate::TryPutError<A::Msg>> {
         self.inner.try_send(msg)
     }
     /// See [`ActorRef::send_timeout`].
@@ -961,7 +961,11 @@ impl<A: ProcessActor> PoolRef<A> {
     /// # Errors
     ///
     /// As [`ActorRef::send_timeout`].
-    pub fn send_timeout(&self, msg: A::Msg, d: Duration) -> Result<(), crate::PutError<A::Msg>> {
+    pub fn send_timeout(
+        &self,
+        msg: A::Msg,
+        d: Duration,
+    ) -> Result<(), crate::PutTimeoutError<A::Msg>> {
         self.inner.send_timeout(msg, d)
     }
     /// How many actors share the mailbox.
@@ -1001,7 +1005,12 @@ impl<A: ProcessActor> PoolRef<A> {
         self.inner.join();
     }
     /// As [`join`](PoolRef::join), at most `timeout`.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError`](crate::JoinTimeoutError) when a member had not ended by
+    /// then.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), crate::JoinTimeoutError> {
         self.inner.join_timeout(timeout)
     }
 }
