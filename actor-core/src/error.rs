@@ -937,6 +937,34 @@ mod tests {
     }
 
     #[test]
+    fn a_blocking_recv_error_converts_into_the_timed_one_and_back() {
+        let t = RecvTimeoutError::from(RecvError::BufferTooShort { needed: 4 });
+        assert!(matches!(t, RecvTimeoutError::BufferTooShort { needed: 4 }));
+        assert!(!t.is_timeout() && RecvTimeoutError::Timeout.is_timeout());
+        assert!(matches!(
+            RecvTimeoutError::Eof.into_blocking(),
+            RecvError::Eof
+        ));
+        // a blocking receive never times out: the internal `Timeout` (only a descriptor
+        // made non-blocking can give it) is said as the i/o error it is
+        match RecvTimeoutError::Timeout.into_blocking() {
+            RecvError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+            other => panic!("{other:?}"),
+        }
+        fn f() -> std::result::Result<u8, RecvTimeoutError> {
+            Err(RecvError::Closed)?
+        }
+        assert!(matches!(f(), Err(RecvTimeoutError::Closed)));
+        assert!(matches!(
+            Error::from(RecvTimeoutError::Timeout),
+            Error::RecvTimeout(RecvTimeoutError::Timeout)
+        ));
+        assert!(matches!(Error::from(JoinTimeoutError), Error::Timeout));
+        assert_eq!(joined(true), Ok(()));
+        assert_eq!(joined(false), Err(JoinTimeoutError));
+    }
+
+    #[test]
     fn display_texts_are_lowercase_without_a_final_period() {
         let texts = [
             TryPutError::Full(NoDebug).to_string(),
