@@ -119,5 +119,5 @@ fn main() {
         let result = results.get().expect("a result per job");
         println!("Result: {result}");
     }
-    sup.shutdown(Duration::from_secs(5)).expect("shutdown");
+    sup.shutdown(Duration::from_secs(5));
 }

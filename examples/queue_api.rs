@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo run --example queue_api`
 
-use procactor::{GetError, Process, PutError, Queue};
+use procactor::{Process, PutError, Queue, TryGetError, TryPutError};
 use std::time::{Duration, Instant};
 
 fn child_puts(q: Queue<String>) {
@@ -36,16 +36,16 @@ fn main() {
 
     // a full queue: put_nowait raises queue.Full at once; the item comes back
     match q.try_put("d".into()) {
-        Err(PutError::Full(item)) => println!("put_nowait({item:?}) -> Full"),
+        Err(TryPutError::Full(item)) => println!("put_nowait({item:?}) -> Full"),
         other => println!("unexpected: {other:?}"),
     }
-    // put(obj, timeout=0.5) waits, then raises queue.Full
+    // put(obj, timeout=0.5) waits, then raises queue.Full (here: `Timeout`)
     let t0 = Instant::now();
     if let Err(e) = q.put_timeout("e".into(), Duration::from_millis(500)) {
         let waited = t0.elapsed().as_secs_f32();
-        let (full, what) = (e.is_full(), e.to_string());
+        let (full, what) = (e.is_timeout(), e.to_string());
         let item = e.into_inner();
-        println!("put({item:?}, timeout=0.5) -> {what} (Full: {full}) after {waited:.1} s");
+        println!("put({item:?}, timeout=0.5) -> {what} (timed out: {full}) after {waited:.1} s");
     }
 
     // get() / get_nowait() take in FIFO order
@@ -64,7 +64,7 @@ fn main() {
 
     // an empty queue: get_nowait raises queue.Empty; get(timeout) waits first
     match q.try_get() {
-        Err(GetError::Empty) => println!("get_nowait() -> Empty"),
+        Err(TryGetError::Empty) => println!("get_nowait() -> Empty"),
         other => println!("unexpected: {other:?}"),
     }
     let t0 = Instant::now();

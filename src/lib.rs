@@ -108,7 +108,7 @@
 //!     assert_eq!(c.call(2).unwrap(), 2);
 //!     assert_eq!(c.call(40).unwrap(), 42);
 //!     c.stop().unwrap();
-//!     assert!(c.join_timeout(std::time::Duration::from_secs(10)));
+//!     assert!(c.join_timeout(std::time::Duration::from_secs(10)).is_ok());
 //! }
 //! ```
 //!

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 fn in_victim(victim: fn(()), secs: u64) {
     watchdog(secs + 30, move || {
         let mut p = Process::new(victim, ()).start().unwrap();
-        let s = p.join_timeout(Duration::from_secs(secs)).unwrap();
+        let s = p.join_timeout(Duration::from_secs(secs)).ok();
         if s.is_none() {
             let _ = p.kill();
             let _ = p.join_timeout(Duration::from_secs(10));
@@ -98,7 +98,7 @@ fn victim_truncated((): ()) {
     let mut h = Process::new(truncate_everything, o.clone())
         .start()
         .unwrap();
-    assert!(h.join_timeout(Duration::from_secs(60)).unwrap().is_some());
+    assert!(h.join_timeout(Duration::from_secs(60)).is_ok());
     let (found, allowed) = h.result().unwrap();
     assert!(
         found >= 6,
@@ -148,7 +148,7 @@ fn start_holder(l: &Lock) -> Process<()> {
 /// works normally afterwards.
 fn kill_holder_and_recover(l: &Lock, mut h: Process<()>) {
     h.kill().unwrap();
-    assert!(h.join_timeout(Duration::from_secs(10)).unwrap().is_some());
+    assert!(h.join_timeout(Duration::from_secs(10)).is_ok());
     match l.acquire_timeout(Duration::from_secs(10)) {
         Err(LockError::OwnerDied(g)) => drop(g),
         Ok(g) => panic!("the dead owner went unnoticed (got {:?})", g.is_some()),
@@ -214,7 +214,7 @@ fn victim_starved_contender((): ()) {
     let l = Lock::new().unwrap();
     let h = start_holder(&l);
     let mut c = Process::new(starved_contender, l.clone()).start().unwrap();
-    assert!(c.join_timeout(Duration::from_secs(30)).unwrap().is_some());
+    assert!(c.join_timeout(Duration::from_secs(30)).is_ok());
     assert_eq!(c.result().unwrap(), "timed out");
     kill_holder_and_recover(&l, h);
 }
@@ -299,11 +299,7 @@ fn victim_corrupt_barrier((): ()) {
     let mut h = Process::new(corrupt_barrier_header, b.clone())
         .start()
         .unwrap();
-    assert!(h
-        .join_timeout(Duration::from_secs(30))
-        .unwrap()
-        .unwrap()
-        .success());
+    assert!(h.join_timeout(Duration::from_secs(30)).unwrap().success());
     assert!(b.is_broken());
     assert_eq!(b.parties(), 2);
     assert!(b.wait_timeout(Duration::from_secs(2)).is_err());
@@ -377,7 +373,7 @@ fn victim_scribbled(which: &[&str]) {
         let mut h = Process::new(scribble_objects, (o.clone(), which.clone(), seed))
             .start()
             .unwrap();
-        assert!(h.join_timeout(Duration::from_secs(30)).unwrap().is_some());
+        assert!(h.join_timeout(Duration::from_secs(30)).is_ok());
         assert!(h.result().unwrap() >= which.len());
         use_all_tolerantly(&o);
         use_all(&clean, 41 + k as u64);
@@ -429,7 +425,7 @@ fn victim_frozen_writer((): ()) {
     eprintln!("victim: get returned after {waited:?}: {got:?}");
     send_signal(w.pid(), "KILL");
     let mut w = w;
-    assert!(w.join_timeout(Duration::from_secs(10)).unwrap().is_some());
+    assert!(w.join_timeout(Duration::from_secs(10)).is_ok());
     eprintln!("victim: writer killed");
     // the queue works again: the torn message is discarded, a new one crosses
     let deadline = Instant::now() + Duration::from_secs(20);

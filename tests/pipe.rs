@@ -4,7 +4,8 @@ mod common;
 
 use common::{watchdog, Refuses};
 use procactor::{
-    codec, wait, Connection, ExitStatus, Pipe, Process, RecvError, SendError, Waitable,
+    codec, wait, Connection, ExitStatus, Pipe, Process, RecvError, RecvTimeoutError, SendError,
+    Waitable,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -156,7 +157,7 @@ fn seed_000_child_sends_a_list() {
             vec![Py::Int(42), Py::None, Py::Str("hello".into())]
         );
         // the child exited and its end is gone
-        assert!(matches!(parent.recv_timeout(T), Err(RecvError::Eof)));
+        assert!(matches!(parent.recv_timeout(T), Err(RecvTimeoutError::Eof)));
     });
 }
 
@@ -168,7 +169,7 @@ fn oneway_pipe_from_a_producer_child() {
         for i in 0..1000 {
             assert_eq!(rx.recv_timeout(T).unwrap(), i);
         }
-        assert!(matches!(rx.recv_timeout(T), Err(RecvError::Eof)));
+        assert!(matches!(rx.recv_timeout(T), Err(RecvTimeoutError::Eof)));
         assert!(p.join().unwrap().success());
         // the receive end cannot send
         assert!(matches!(rx.send(&()), Err(SendError::Disconnected)));
@@ -237,11 +238,11 @@ fn eof_when_the_peer_process_is_killed() {
         let mut p = Process::new(sleep_forever, b).start().unwrap();
         assert!(matches!(
             a.recv_timeout(Duration::from_millis(100)),
-            Err(RecvError::Timeout)
+            Err(RecvTimeoutError::Timeout)
         ));
         p.kill().unwrap();
         let t0 = Instant::now();
-        assert!(matches!(a.recv_timeout(T), Err(RecvError::Eof)));
+        assert!(matches!(a.recv_timeout(T), Err(RecvTimeoutError::Eof)));
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert_eq!(p.join().unwrap(), ExitStatus::Signal(9));
         // sending to a dead peer is Disconnected, not a SIGPIPE
@@ -344,7 +345,7 @@ fn garbage_and_wrong_type_are_decode_errors_and_the_connection_survives() {
         let mut p = Process::new(send_garbage_then_value, b).start().unwrap();
         for _ in 0..2 {
             match a.recv_timeout(T) {
-                Err(RecvError::Decode(e)) => {
+                Err(RecvTimeoutError::Decode(e)) => {
                     assert!(e.expected.contains("u64"), "{e}");
                     assert!(e.to_string().contains("String"), "{e}");
                 }
@@ -432,7 +433,7 @@ fn a_child_hands_an_end_back_to_the_parent() {
         end.send(&41).unwrap();
         assert_eq!(end.recv_timeout(T).unwrap(), 42);
         assert!(p.join().unwrap().success());
-        assert!(matches!(end.recv_timeout(T), Err(RecvError::Eof)));
+        assert!(matches!(end.recv_timeout(T), Err(RecvTimeoutError::Eof)));
     });
 }
 
@@ -533,7 +534,7 @@ fn recv_timeout_keeps_a_partial_message() {
         raw.write_all(&[0x68, b'a', b'b', b'c', b'd']).unwrap();
         // the typed receive times out on the half frame and must keep what it read
         let r = b.recv_timeout(Duration::from_millis(30));
-        assert!(matches!(r, Err(RecvError::Timeout)), "{r:?}");
+        assert!(matches!(r, Err(RecvTimeoutError::Timeout)), "{r:?}");
         assert!(!b.poll(Some(Duration::from_millis(20))).unwrap());
         raw.write_all(b"efgh").unwrap();
         assert_eq!(b.recv_timeout(T).unwrap(), "abcdefgh");
@@ -587,7 +588,7 @@ fn close_on_both_sides() {
         let mut p = Process::new(close_then_report, b).start().unwrap();
         assert_eq!(a.recv_timeout(T).unwrap(), 1);
         // the child closed its only copy: end of file while it is still running
-        assert!(matches!(a.recv_timeout(T), Err(RecvError::Eof)));
+        assert!(matches!(a.recv_timeout(T), Err(RecvTimeoutError::Eof)));
         assert_eq!(p.result().unwrap(), (true, true));
 
         let (mut c, d) = Pipe::<u8>::new().unwrap();
@@ -692,7 +693,7 @@ proptest! {
         let mut ended = false;
         for _ in 0..20 {
             let r: Result<(), RecvError> = match how {
-                0 => b.recv_timeout(T).map(drop),
+                0 => b.recv_timeout(T).map(drop).map_err(as_recv_error),
                 1 => b.recv_bytes(Some(300)).map(drop),
                 _ => b.recv_bytes_into(&mut buf).map(drop),
             };
@@ -710,5 +711,20 @@ proptest! {
             }
         }
         prop_assert!(ended);
+    }
+}
+
+/// `recv_timeout`'s error as `recv`'s, its `Timeout` as an i/o error (which the tests
+/// that use this count as unexpected).
+fn as_recv_error(e: RecvTimeoutError) -> RecvError {
+    match e {
+        RecvTimeoutError::Timeout => RecvError::Io(std::io::Error::other("timed out")),
+        RecvTimeoutError::Eof => RecvError::Eof,
+        RecvTimeoutError::TooLong => RecvError::TooLong,
+        RecvTimeoutError::BufferTooShort { needed } => RecvError::BufferTooShort { needed },
+        RecvTimeoutError::Decode(d) => RecvError::Decode(d),
+        RecvTimeoutError::Broken(w) => RecvError::Broken(w),
+        RecvTimeoutError::Closed => RecvError::Closed,
+        RecvTimeoutError::Io(e) => RecvError::Io(e),
     }
 }

@@ -318,10 +318,7 @@ fn the_start_method_is_the_builders_choice() {
         let mut p = procactor::Process::new(a_fork_pools_workers_come_from_its_zygote, ())
             .start()
             .unwrap();
-        let st = p
-            .join_timeout(T)
-            .unwrap()
-            .expect("the Fork pool child ended");
+        let st = p.join_timeout(T).expect("the Fork pool child ended");
         if let Err(e) = p.result() {
             panic!("the Fork pool child failed ({st:?}): {e}");
         }

@@ -8,8 +8,9 @@ mod common;
 
 use common::{wait_until, watchdog, Refuses};
 use procactor::{
-    Connection, ExitStatus, GetError, JoinableQueue, Pipe, Process, PutError, Queue, SendError,
-    SimpleQueue, SpawnError, TaskDoneError,
+    Connection, ExitStatus, GetError, GetTimeoutError, JoinableQueue, Pipe, Process, PutError,
+    PutTimeoutError, Queue, SendError, SimpleQueue, SpawnError, TaskDoneError, TryGetError,
+    TryPutError,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -82,7 +83,7 @@ fn consume_all((q, maxsize): (Queue<Vec<u8>>, usize)) -> (Vec<(u8, u64, usize)>,
                 Some((p, s)) => got.push((p, s, m.len())),
                 None => torn += 1,
             },
-            Err(GetError::Disconnected) => break,
+            Err(GetTimeoutError::Disconnected) => break,
             Err(e) => panic!("consumer: {e}"),
         }
         if maxsize > 0 && q.len() > maxsize {
@@ -95,11 +96,11 @@ fn consume_all((q, maxsize): (Queue<Vec<u8>>, usize)) -> (Vec<(u8, u64, usize)>,
 /// Reports what a full bounded queue looks like from another process.
 fn probe_full(q: Queue<u32>) -> (usize, bool, bool, bool, u128) {
     let full = q.is_full();
-    let try_full = matches!(q.try_put(99), Err(PutError::Full(99)));
+    let try_full = matches!(q.try_put(99), Err(TryPutError::Full(99)));
     let t0 = Instant::now();
     let timed_full = matches!(
         q.put_timeout(98, Duration::from_millis(50)),
-        Err(PutError::Full(98))
+        Err(PutTimeoutError::Timeout(98))
     );
     (
         q.len(),
@@ -116,9 +117,9 @@ fn get_one(q: Queue<u32>) -> u32 {
 
 fn try_get_on_empty(q: Queue<u32>) -> (bool, bool, bool, u128) {
     let empty = q.is_empty();
-    let nowait = q.try_get() == Err(GetError::Empty);
+    let nowait = q.try_get() == Err(TryGetError::Empty);
     let t0 = Instant::now();
-    let timed = q.get_timeout(Duration::from_millis(50)) == Err(GetError::Empty);
+    let timed = q.get_timeout(Duration::from_millis(50)) == Err(GetTimeoutError::Timeout);
     (empty, nowait, timed, t0.elapsed().as_millis())
 }
 
@@ -175,7 +176,7 @@ fn endless_producer((q, id, seed, max_len): (Queue<Vec<u8>>, u8, u64, usize)) {
         let len = (rng(&mut s) % max_len as u64) as usize;
         match q.put_timeout(message(id, seq, len), Duration::from_millis(200)) {
             Ok(()) => seq += 1,
-            Err(PutError::Full(_)) => {} // no reader right now: retry the same seq
+            Err(PutTimeoutError::Timeout(_)) => {} // no reader right now: retry the same seq
             Err(e) => panic!("producer: {e}"),
         }
     }
@@ -191,7 +192,7 @@ fn endless_consumer(q: Queue<Vec<u8>>) {
                     std::process::exit(3);
                 }
             }
-            Err(GetError::Empty) | Err(GetError::Disconnected) => {}
+            Err(GetTimeoutError::Timeout) | Err(GetTimeoutError::Disconnected) => {}
             Err(e) => panic!("consumer: {e}"),
         }
     }
@@ -216,13 +217,13 @@ fn child_exits_right_after_put_and_nothing_is_lost() {
         let q: Queue<u64> = Queue::new().unwrap();
         let mut p = Process::new(put_range, (q.clone(), 5000)).start().unwrap();
         // join FIRST: the child is not held back by a feeder thread
-        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), ExitStatus::Code(0));
         assert_eq!(q.len(), 5000);
         for i in 0..5000 {
             assert_eq!(q.try_get().unwrap(), i);
         }
         q.close();
-        assert_eq!(q.try_get(), Err(GetError::Disconnected));
+        assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
     });
 }
 
@@ -305,7 +306,7 @@ fn a_sigkilled_producer_disconnects_the_queue() {
         // the child still holds an open handle: get waits
         assert_eq!(
             q.get_timeout(Duration::from_millis(100)),
-            Err(GetError::Empty)
+            Err(GetTimeoutError::Timeout)
         );
         p.kill().unwrap();
         let t0 = Instant::now();
@@ -334,7 +335,7 @@ fn disconnected_waits_for_every_producer_process() {
                     check(&m).expect("intact");
                     n += 1;
                 }
-                Err(GetError::Disconnected) => break,
+                Err(GetTimeoutError::Disconnected) => break,
                 Err(e) => panic!("{e}"),
             }
         }
@@ -430,7 +431,7 @@ fn simple_queue_across_processes() {
         inq.close();
         assert!(matches!(inq.put("x".into()), Err(PutError::Closed(_))));
         // the child ends when every producer of `inq` is gone
-        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), ExitStatus::Code(0));
         assert!(!outq.is_empty());
         outq.close();
         let got: Vec<String> = std::iter::from_fn(|| outq.get().ok()).collect();
@@ -457,7 +458,7 @@ fn joinable_queue_join_waits_for_task_done_in_other_processes() {
         for _ in 0..2 {
             tasks.put(None).unwrap();
         }
-        assert!(tasks.join_timeout(20 * SEC));
+        assert!(tasks.join_timeout(20 * SEC).is_ok());
         assert_eq!(tasks.unfinished_tasks(), 0);
         // every result is already there: join means the work is done
         let mut got: Vec<u64> = (0..20).map(|_| results.try_get().unwrap()).collect();
@@ -477,7 +478,7 @@ fn joinable_join_times_out_while_tasks_are_pending() {
         let tasks: JoinableQueue<u8> = JoinableQueue::new().unwrap();
         tasks.put(1).unwrap();
         let t0 = Instant::now();
-        assert!(!tasks.join_timeout(Duration::from_millis(50)));
+        assert!(tasks.join_timeout(Duration::from_millis(50)).is_err());
         assert!(t0.elapsed() >= Duration::from_millis(50));
     });
 }
@@ -528,7 +529,7 @@ fn after_an_item_fails_to_encode_the_same_handle_puts_and_gets() {
         for prefix in [0, 10, 1 << 20] {
             match q.put(Item::Bad(vec![0xEE; prefix], Refuses)) {
                 Err(e @ PutError::Encode(..)) => {
-                    assert!(!e.is_full() && !e.is_closed() && !e.is_broken());
+                    assert!(!e.is_too_large() && !e.is_closed() && !e.is_broken());
                     assert!(e.to_string().contains("refuses"), "{e}");
                     assert_eq!(e.into_inner(), Item::Bad(vec![0xEE; prefix], Refuses));
                 }
@@ -544,16 +545,16 @@ fn after_an_item_fails_to_encode_the_same_handle_puts_and_gets() {
                 q.get_timeout(SEC).unwrap(),
                 Item::Good(message(1, prefix as u64, 50))
             );
-            assert_eq!(q.try_get(), Err(GetError::Empty));
+            assert_eq!(q.try_get(), Err(TryGetError::Empty));
         }
         // try_put and put_timeout refuse it the same way
         assert!(matches!(
             q.try_put(Item::Bad(vec![], Refuses)),
-            Err(PutError::Encode(..))
+            Err(TryPutError::Encode(..))
         ));
         assert!(matches!(
             q.put_timeout(Item::Bad(vec![], Refuses), SEC),
-            Err(PutError::Encode(..))
+            Err(PutTimeoutError::Encode(..))
         ));
         assert!(!q.is_broken());
 
@@ -572,7 +573,7 @@ fn after_an_item_fails_to_encode_the_same_handle_puts_and_gets() {
             "the child's failed put was not an Encode error"
         );
         q.close();
-        assert_eq!(q.get_timeout(10 * SEC), Err(GetError::Disconnected));
+        assert_eq!(q.get_timeout(10 * SEC), Err(GetTimeoutError::Disconnected));
     });
 }
 
@@ -585,12 +586,12 @@ fn a_joinable_put_that_fails_to_encode_counts_no_task() {
             Err(PutError::Encode(..))
         ));
         assert_eq!(q.unfinished_tasks(), 0);
-        assert!(q.join_timeout(Duration::from_millis(10)));
+        assert!(q.join_timeout(Duration::from_millis(10)).is_ok());
         q.put(Item::Good(vec![2])).unwrap();
         assert_eq!(q.unfinished_tasks(), 1);
         assert_eq!(q.get_timeout(SEC).unwrap(), Item::Good(vec![2]));
         q.task_done().unwrap();
-        assert!(q.join_timeout(SEC));
+        assert!(q.join_timeout(SEC).is_ok());
         assert_eq!(q.task_done(), Err(TaskDoneError));
     });
 }
@@ -613,7 +614,7 @@ fn put_errors_format_without_the_item_being_debug() {
         q.close();
         let e = q.put(NoDebug(3)).unwrap_err();
         assert_eq!(format!("{e:?}"), "Closed(..)");
-        assert!(e.is_closed() && !e.is_full() && !e.is_broken());
+        assert!(e.is_closed() && !e.is_too_large() && !e.is_broken());
         let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
         assert_eq!(boxed.to_string(), "queue is closed");
         let e: procactor::Error = q.put(NoDebug(4)).unwrap_err().into();
@@ -647,11 +648,11 @@ fn a_queue_sent_through_a_pipe_after_start_carries_items_back() {
         control.send(&(q.clone(), "hello".to_string())).unwrap();
         assert_eq!(q.get_timeout(10 * SEC).unwrap(), "HELLO");
         assert_eq!(control.recv_timeout(10 * SEC).unwrap(), "done");
-        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), ExitStatus::Code(0));
         // the handle's producer count moved to the child and left with it: once ours is
         // closed, nobody can put
         q.close();
-        assert_eq!(q.get_timeout(10 * SEC), Err(GetError::Disconnected));
+        assert_eq!(q.get_timeout(10 * SEC), Err(GetTimeoutError::Disconnected));
     });
 }
 
@@ -676,13 +677,13 @@ fn a_joinable_queue_sent_through_a_pipe_after_start_is_joined_across_processes()
         assert_eq!(q.unfinished_tasks(), 1);
         control.send(&q).unwrap();
         // returns only once the child has called task_done
-        assert!(q.join_timeout(10 * SEC));
+        assert!(q.join_timeout(10 * SEC).is_ok());
         assert_eq!(q.unfinished_tasks(), 0);
         assert_eq!(control.recv_timeout(10 * SEC).unwrap(), 41);
         assert_eq!(q.task_done(), Err(TaskDoneError));
-        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), ExitStatus::Code(0));
         q.close();
-        assert_eq!(q.get_timeout(10 * SEC), Err(GetError::Disconnected));
+        assert_eq!(q.get_timeout(10 * SEC), Err(GetTimeoutError::Disconnected));
     });
 }
 
@@ -707,7 +708,7 @@ fn a_simple_queue_sent_through_a_pipe_after_start_carries_items_back() {
         assert_eq!(check(&q.get().unwrap()), Some((3, 0)));
         let big = q.get().unwrap();
         assert_eq!((check(&big), big.len()), (Some((3, 1)), 600 * 1024));
-        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), ExitStatus::Code(0));
         assert!(q.is_empty());
         assert_eq!(q.get(), Err(GetError::Disconnected));
     });
@@ -728,13 +729,13 @@ fn a_queue_made_by_a_child_outlives_it_in_the_parent() {
         let mut p = Process::new(hand_a_queue_back, child_end).start().unwrap();
         let q = control.recv_timeout(10 * SEC).unwrap();
         // the creator is gone; its shared memory lives on in our handle
-        assert_eq!(p.join_timeout(10 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), ExitStatus::Code(0));
         assert_eq!(q.get_timeout(10 * SEC).unwrap(), 5);
         assert_eq!(q.get_timeout(10 * SEC).unwrap(), 6);
         q.put(7).unwrap();
         assert_eq!(q.get_timeout(10 * SEC).unwrap(), 7);
         q.close();
-        assert_eq!(q.get_timeout(10 * SEC), Err(GetError::Disconnected));
+        assert_eq!(q.get_timeout(10 * SEC), Err(GetTimeoutError::Disconnected));
     });
 }
 
@@ -751,7 +752,7 @@ fn a_queue_in_a_message_that_is_not_sent_leaves_no_producer_behind() {
             q.close();
             assert_eq!(
                 q.get_timeout(10 * SEC),
-                Err(GetError::Disconnected),
+                Err(GetTimeoutError::Disconnected),
                 "{what}: a producer count was left behind"
             );
         };
@@ -804,7 +805,7 @@ impl Tally {
                 }
                 self.received += 1;
             }
-            Err(GetError::Empty) => {}
+            Err(GetTimeoutError::Timeout) => {}
             Err(e) => panic!("parent get: {e}"),
         }
     }
@@ -852,9 +853,9 @@ fn sigkill_at_random_moments_never_tears_or_hangs() {
             }
             prod.kill().unwrap();
             cons.kill().unwrap();
-            let st = prod.join_timeout(10 * SEC).unwrap().expect("producer exit");
+            let st = prod.join_timeout(10 * SEC).expect("producer exit");
             assert_eq!(st, ExitStatus::Signal(9), "producer failed: {st}");
-            let st = cons.join_timeout(10 * SEC).unwrap().expect("consumer exit");
+            let st = cons.join_timeout(10 * SEC).expect("consumer exit");
             assert_eq!(
                 st,
                 ExitStatus::Signal(9),
@@ -885,7 +886,7 @@ fn sigkill_at_random_moments_never_tears_or_hangs() {
                 Ok(m) => {
                     check(&m).expect("torn message");
                 }
-                Err(GetError::Disconnected) => break,
+                Err(GetTimeoutError::Disconnected) => break,
                 Err(e) => panic!("{e}"),
             }
         }
@@ -928,7 +929,7 @@ fn a_writer_killed_while_streaming_leaves_no_torn_message() {
         // the half-streamed message is aborted, never delivered; the queue goes on
         assert_eq!(
             q.get_timeout(Duration::from_millis(300)),
-            Err(GetError::Empty)
+            Err(GetTimeoutError::Timeout)
         );
         assert!(!q.is_broken());
         let mut c = Process::new(put_messages, (q.clone(), 9, vec![4 * 4096, 5]))
@@ -977,10 +978,10 @@ fn a_producer_killed_mid_put_leaves_no_task_for_join_to_wait_for() {
             q.task_done().unwrap();
         }
         // the killed put left neither its item nor a task
-        assert!(q.join_timeout(10 * SEC));
+        assert!(q.join_timeout(10 * SEC).is_ok());
         assert_eq!(
             q.get_timeout(Duration::from_millis(200)),
-            Err(GetError::Empty)
+            Err(GetTimeoutError::Timeout)
         );
         assert_eq!(q.task_done(), Err(TaskDoneError));
     });
@@ -1008,7 +1009,7 @@ fn a_reader_killed_while_reassembling_leaves_no_torn_message() {
         // next message arrives intact
         let got = ready.try_get();
         let m = q.get_timeout(30 * SEC).unwrap();
-        if got == Err(GetError::Empty) {
+        if got == Err(TryGetError::Empty) {
             assert_eq!(check(&m), Some((50, 1)), "expected the small message");
         } else {
             // (the child was faster than the kill: it had the whole big message)
@@ -1136,15 +1137,15 @@ fn fifty_thousand_jobs(consumers_first: bool) {
         assert_eq!(tasks.unfinished_tasks(), JOBS + WORKERS as u64);
         workers = start();
     }
-    assert!(tasks.join_timeout(120 * SEC), "join never returned");
+    assert!(tasks.join_timeout(120 * SEC).is_ok(), "join never returned");
     let mut sum = 0u64;
     for _ in 0..JOBS {
         sum += results.get_timeout(10 * SEC).unwrap();
     }
     assert_eq!(sum, (0..JOBS).map(|i| i * i).sum::<u64>());
-    assert_eq!(results.try_get(), Err(GetError::Empty));
+    assert_eq!(results.try_get(), Err(TryGetError::Empty));
     for mut w in workers {
-        assert_eq!(w.join_timeout(20 * SEC).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(w.join_timeout(20 * SEC).unwrap(), ExitStatus::Code(0));
     }
     eprintln!(
         "50k jobs (consumers first: {consumers_first}): puts {put_time:?}, all {:?}",
@@ -1188,7 +1189,7 @@ fn ten_million_u64_put_before_any_consumer_then_drained_by_a_child() {
         let mut c = Process::new(sum_of, (q.clone(), N)).start().unwrap();
         assert_eq!(c.result().unwrap(), 3 * N * (N - 1) / 2);
         assert!(q.is_empty());
-        assert_eq!(q.try_get(), Err(GetError::Empty));
+        assert_eq!(q.try_get(), Err(TryGetError::Empty));
         eprintln!("10M u64: puts {put_time:?}, all {:?}", t0.elapsed());
     });
 }
@@ -1213,7 +1214,7 @@ fn an_item_four_times_the_ring_is_put_and_got_on_one_thread() {
         j.put(procactor::Bytes::from(big.clone())).unwrap();
         assert_eq!(&j.get().unwrap()[..], &big[..]);
         j.task_done().unwrap();
-        assert!(j.join_timeout(SEC));
+        assert!(j.join_timeout(SEC).is_ok());
     });
 }
 
@@ -1243,19 +1244,13 @@ fn a_producer_killed_while_the_queue_is_in_overflow_mode_loses_nothing_else() {
             q.len() > 200
         });
         p.kill().unwrap();
-        assert_eq!(
-            p.join_timeout(10 * SEC).unwrap(),
-            Some(ExitStatus::Signal(9))
-        );
+        assert_eq!(p.join_timeout(10 * SEC).unwrap(), ExitStatus::Signal(9));
         // another producer goes on after it, through the same overflow area
         let sizes: Vec<usize> = (0..300).map(|i| (i * 37) % (3 * RING)).collect();
         let mut p2 = Process::new(put_messages, (q.clone(), 2, sizes.clone()))
             .start()
             .unwrap();
-        assert_eq!(
-            p2.join_timeout(30 * SEC).unwrap(),
-            Some(ExitStatus::Code(0))
-        );
+        assert_eq!(p2.join_timeout(30 * SEC).unwrap(), ExitStatus::Code(0));
         q.close();
         // everything the dead producer finished putting, then all of the second's
         let mut last1 = None;
@@ -1271,12 +1266,84 @@ fn a_producer_killed_while_the_queue_is_in_overflow_mode_loses_nothing_else() {
                     (2, s) => second.push(s),
                     other => panic!("{other:?}"),
                 },
-                Err(GetError::Disconnected) => break,
+                Err(GetTimeoutError::Disconnected) => break,
                 Err(e) => panic!("{e}"),
             }
         }
         assert!(last1.is_some_and(|l| l > 100), "{last1:?}");
         assert_eq!(second, (0..300).collect::<Vec<u64>>());
         assert!(!q.is_broken());
+    });
+}
+
+/// Each operation's error names only what it can return (issue 22): the matches below
+/// are exhaustive without a wildcard, so a variant added to (or an `Empty`/`Full` put
+/// back into) a blocking operation's error stops this file from compiling.
+#[test]
+fn each_operation_has_its_own_error_type() {
+    watchdog(30, || {
+        let q: Queue<u8> = Queue::bounded(1).unwrap();
+        let what_get = |r: Result<u8, GetError>| match r {
+            Ok(x) => format!("item {x}"),
+            Err(GetError::Disconnected) => "disconnected".into(),
+            Err(GetError::Broken) => "broken".into(),
+            Err(GetError::Decode(_)) => "decode".into(),
+        };
+        let what_try_get = |r: Result<u8, TryGetError>| match r {
+            Ok(x) => format!("item {x}"),
+            Err(TryGetError::Empty) => "empty".into(),
+            Err(TryGetError::Disconnected) => "disconnected".into(),
+            Err(TryGetError::Broken) => "broken".into(),
+            Err(TryGetError::Decode(_)) => "decode".into(),
+        };
+        let what_get_timeout = |r: Result<u8, GetTimeoutError>| match r {
+            Ok(x) => format!("item {x}"),
+            Err(GetTimeoutError::Timeout) => "timeout".into(),
+            Err(GetTimeoutError::Disconnected) => "disconnected".into(),
+            Err(GetTimeoutError::Broken) => "broken".into(),
+            Err(GetTimeoutError::Decode(_)) => "decode".into(),
+        };
+        let what_put = |r: Result<(), PutError<u8>>| match r {
+            Ok(()) => "ok".to_string(),
+            Err(PutError::Closed(x)) => format!("closed {x}"),
+            Err(PutError::Broken(x)) => format!("broken {x}"),
+            Err(PutError::Encode(x, _)) => format!("encode {x}"),
+            Err(PutError::TooLarge(x)) => format!("too large {x}"),
+        };
+        let what_try_put = |r: Result<(), TryPutError<u8>>| match r {
+            Ok(()) => "ok".to_string(),
+            Err(TryPutError::Full(x)) => format!("full {x}"),
+            Err(TryPutError::Closed(x)) => format!("closed {x}"),
+            Err(TryPutError::Broken(x)) => format!("broken {x}"),
+            Err(TryPutError::Encode(x, _)) => format!("encode {x}"),
+            Err(TryPutError::TooLarge(x)) => format!("too large {x}"),
+        };
+        let what_put_timeout = |r: Result<(), PutTimeoutError<u8>>| match r {
+            Ok(()) => "ok".to_string(),
+            Err(PutTimeoutError::Timeout(x)) => format!("timeout {x}"),
+            Err(PutTimeoutError::Closed(x)) => format!("closed {x}"),
+            Err(PutTimeoutError::Broken(x)) => format!("broken {x}"),
+            Err(PutTimeoutError::Encode(x, _)) => format!("encode {x}"),
+            Err(PutTimeoutError::TooLarge(x)) => format!("too large {x}"),
+        };
+        let ms = Duration::from_millis(5);
+        assert_eq!(what_try_get(q.try_get()), "empty");
+        assert_eq!(what_get_timeout(q.get_timeout(ms)), "timeout");
+        assert_eq!(what_put(q.put(1)), "ok");
+        assert_eq!(what_try_put(q.try_put(2)), "full 2");
+        assert_eq!(what_put_timeout(q.put_timeout(3, ms)), "timeout 3");
+        assert_eq!(what_get(q.get()), "item 1");
+        q.close();
+        assert_eq!(what_put(q.put(4)), "closed 4");
+        assert_eq!(what_try_put(q.try_put(5)), "closed 5");
+        assert_eq!(what_put_timeout(q.put_timeout(6, ms)), "closed 6");
+        assert_eq!(what_get(q.get()), "disconnected");
+        assert_eq!(what_try_get(q.try_get()), "disconnected");
+        assert_eq!(what_get_timeout(q.get_timeout(ms)), "disconnected");
+        // `?` carries a blocking get's error into the timed one's
+        fn first_or_timeout(q: &Queue<u8>) -> Result<u8, GetTimeoutError> {
+            Ok(q.get()?)
+        }
+        assert_eq!(first_or_timeout(&q), Err(GetTimeoutError::Disconnected));
     });
 }

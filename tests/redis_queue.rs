@@ -7,7 +7,10 @@ mod common;
 mod redis_support;
 use common::watchdog;
 use procactor::redis::{ConnectRedis, RedisJoinableQueue, RedisQueue};
-use procactor::{ExitStatus, GetError, JoinableQueue, Process, PutError, Queue};
+use procactor::{
+    ExitStatus, GetTimeoutError, JoinableQueue, Process, PutError, PutTimeoutError, Queue,
+    TryGetError, TryPutError,
+};
 use proptest::prelude::proptest;
 use redis_support::{require_redis, unique, url};
 use std::time::{Duration, Instant};
@@ -36,11 +39,11 @@ fn put_get_is_fifo_and_len_counts_undelivered() {
         assert_eq!(q.len(), 2);
         assert_eq!(q.get().unwrap().0, 1);
         assert_eq!(q.try_get().unwrap().0, 2);
-        assert_eq!(q.try_get(), Err(GetError::Empty));
+        assert_eq!(q.try_get(), Err(TryGetError::Empty));
         let t = Instant::now();
         assert_eq!(
             q.get_timeout(Duration::from_millis(150)),
-            Err(GetError::Empty)
+            Err(GetTimeoutError::Timeout)
         );
         let waited = t.elapsed();
         assert!(
@@ -88,7 +91,7 @@ fn two_groups_each_get_every_item_and_a_clone_shares_the_group() {
         assert_ne!(a.consumer(), a2.consumer());
         assert_eq!(a2.get_timeout(T).unwrap(), 1);
         assert_eq!(a.get_timeout(T).unwrap(), 2);
-        assert_eq!(a2.try_get(), Err(GetError::Empty));
+        assert_eq!(a2.try_get(), Err(TryGetError::Empty));
     });
 }
 
@@ -101,7 +104,7 @@ fn close_refuses_put_and_get_on_this_handle_only() {
         q.close();
         assert!(q.is_closed());
         assert!(matches!(q.put(1), Err(PutError::Closed(1))));
-        assert_eq!(q.get_timeout(T), Err(GetError::Disconnected));
+        assert_eq!(q.get_timeout(T), Err(GetTimeoutError::Disconnected));
         other.put(5).unwrap();
         assert_eq!(other.get_timeout(T).unwrap(), 5);
     });
@@ -118,11 +121,11 @@ fn bounded_put_waits_for_room_instead_of_trimming() {
         q.put(1).unwrap();
         q.put(2).unwrap();
         assert!(q.is_full());
-        assert!(matches!(q.try_put(3), Err(PutError::Full(3))));
+        assert!(matches!(q.try_put(3), Err(TryPutError::Full(3))));
         let t = Instant::now();
         assert!(matches!(
             q.put_timeout(3, Duration::from_millis(100)),
-            Err(PutError::Full(3))
+            Err(PutTimeoutError::Timeout(3))
         ));
         assert!(t.elapsed() >= Duration::from_millis(90));
         assert_eq!(q.get_timeout(T).unwrap(), 1); // nothing was trimmed
@@ -141,7 +144,7 @@ fn undecodable_entries_are_dropped_with_a_decode_error() {
         raw.put("not a number".into()).unwrap();
         let q = Queue::<u64>::connect_redis(&url(), &name).unwrap();
         q.put(9).unwrap();
-        assert!(matches!(q.get_timeout(T), Err(GetError::Decode(_))));
+        assert!(matches!(q.get_timeout(T), Err(GetTimeoutError::Decode(_))));
         assert_eq!(q.get_timeout(T).unwrap(), 9);
     });
 }
@@ -157,12 +160,12 @@ fn joinable_join_waits_for_task_done() {
         assert_eq!(q.get_timeout(T).unwrap(), 1);
         assert_eq!(q.get_timeout(T).unwrap(), 2);
         assert_eq!(q.len(), 0);
-        assert!(!q.join_timeout(Duration::from_millis(50)));
+        assert!(q.join_timeout(Duration::from_millis(50)).is_err());
         q.task_done().unwrap();
         assert_eq!(q.unfinished_tasks(), 1);
-        assert!(!q.join_timeout(Duration::from_millis(50)));
+        assert!(q.join_timeout(Duration::from_millis(50)).is_err());
         q.task_done().unwrap();
-        assert!(q.join_timeout(T));
+        assert!(q.join_timeout(T).is_ok());
         assert!(q.task_done().is_err());
     });
 }
@@ -198,7 +201,7 @@ fn producers_in_other_processes_each_keep_their_order() {
             p.join().unwrap();
         }
         assert_eq!(next.len(), 2);
-        assert_eq!(q.try_get(), Err(GetError::Empty));
+        assert_eq!(q.try_get(), Err(TryGetError::Empty));
     });
 }
 
@@ -227,14 +230,14 @@ fn an_item_held_by_a_sigkilled_consumer_is_redelivered() {
         p.kill().unwrap(); // SIGKILL: no task_done, no destructor
         assert_eq!(p.join().unwrap(), ExitStatus::Signal(9));
         assert_eq!(q.len(), 0, "the dead consumer had taken it");
-        assert!(!q.join_timeout(Duration::from_millis(20)));
+        assert!(q.join_timeout(Duration::from_millis(20)).is_err());
         let t = Instant::now();
         let d = q.get_delivery(T).unwrap();
         assert_eq!(d.value, "precious");
         assert!(d.deliveries >= 2, "{d:?}");
         assert!(t.elapsed() < Duration::from_secs(5));
         q.task_done().unwrap();
-        assert!(q.join_timeout(T));
+        assert!(q.join_timeout(T).is_ok());
     });
 }
 
@@ -261,7 +264,7 @@ proptest! {
             for _ in 0..gets {
                 match a.try_get() {
                     Ok(x) => got.push(x),
-                    Err(GetError::Empty) => break,
+                    Err(TryGetError::Empty) => break,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -269,13 +272,13 @@ proptest! {
         loop {
             match a.get_timeout(Duration::from_millis(50)) {
                 Ok(x) => got.push(x),
-                Err(GetError::Empty) => break,
+                Err(GetTimeoutError::Timeout) => break,
                 Err(e) => panic!("{e}"),
             }
         }
         let want: Vec<u64> = (0..next_in).collect();
         proptest::prop_assert_eq!(got, want);
-        proptest::prop_assert_eq!(b.try_get(), Err(GetError::Empty));
+        proptest::prop_assert_eq!(b.try_get(), Err(TryGetError::Empty));
     }
 }
 

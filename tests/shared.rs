@@ -27,7 +27,7 @@ fn four_together(start: impl Fn(&Event) -> Process<()>) {
     std::thread::sleep(Duration::from_millis(50));
     go.set();
     for p in &mut ps {
-        let s = p.join_timeout(Duration::from_secs(60)).unwrap();
+        let s = p.join_timeout(Duration::from_secs(60)).ok();
         assert!(s.is_some_and(|s| s.success()), "{s:?}");
     }
 }

@@ -89,9 +89,7 @@ fn add_to((v, n): (Value<u64>, u64)) {
 }
 
 fn join_within(p: &mut Process<impl procactor::Message>) -> ExitStatus {
-    p.join_timeout(T)
-        .unwrap()
-        .expect("the child did not end in time")
+    p.join_timeout(T).expect("the child did not end in time")
 }
 
 /// Runs `scenario` in a spawned child and fails with its panic, if any.
@@ -328,7 +326,7 @@ fn pools_and_supervisors_run_on_the_fork_server() {
         let (_, pid2) = out.get_timeout(T).unwrap();
         assert_ne!(pid2, pid);
         common::assert_os_parent(pid2, StartMethod::ForkServer, "restarted actor");
-        sup.shutdown(T).unwrap();
+        sup.shutdown(T);
         // fork: refused for both here, with the reason (each forks a copy of this
         // process when it is built, which needs a single-threaded process)
         for e in [
@@ -627,7 +625,7 @@ fn fork_supervisor_scenario(_: ()) {
     };
     assert_eq!(seen, 77);
     assert_eq!(os_parent(pid2), Some(zygote));
-    sup.shutdown(T).unwrap();
+    sup.shutdown(T);
     drop(sup);
     wait_until(T, "the zygote to end with its supervisor", || gone(zygote));
 }

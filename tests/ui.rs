@@ -28,6 +28,10 @@ fn target_diagnostics() {
     t.compile_fail("tests/ui/target_tuple_too_long.rs");
     t.compile_fail("tests/ui/target_wrong_argument_type.rs");
     t.compile_fail("tests/ui/target_capturing_closure.rs");
+    // each queue operation's error has only its own cases (issue 22; here rather than
+    // in a test of its own, which would cost CI another trybuild pass)
+    t.compile_fail("tests/ui/blocking_get_has_no_empty.rs");
+    t.compile_fail("tests/ui/blocking_put_has_no_full.rs");
     t.compile_fail("tests/ui/target_capturing_copy_closure.rs");
     t.compile_fail("tests/ui/target_not_a_function.rs");
     t.compile_fail("tests/ui/target_pool_starmap_mismatch.rs");

@@ -43,7 +43,7 @@
 //!   the supervisor may answer with a restart), after a pipe actor has sent the error as
 //!   the reply to the call it was handling.
 
-use crate::error::{GetError, PutError};
+use crate::error::{joined, GetError, JoinTimeoutError, PutError, PutTimeoutError, TryPutError};
 use crate::queue::{await_reply, NoReply, Queue};
 use crate::shared::RawArray;
 use crate::sync::{Event, Lock};
@@ -440,28 +440,32 @@ impl<M> Envelope<M> {
     }
 }
 
-/// A refused message/call envelope's error, with the caller's message given back.
-fn give_back<M>(e: PutError<Envelope<M>>) -> Result<PutError<M>, PutError<()>> {
-    match e {
-        PutError::Full(env) => env.into_msg().map(PutError::Full).ok_or(PutError::Full(())),
-        PutError::Closed(env) => env
-            .into_msg()
-            .map(PutError::Closed)
-            .ok_or(PutError::Closed(())),
-        PutError::Broken(env) => env
-            .into_msg()
-            .map(PutError::Broken)
-            .ok_or(PutError::Broken(())),
-        PutError::TooLarge(env) => env
-            .into_msg()
-            .map(PutError::TooLarge)
-            .ok_or(PutError::TooLarge(())),
-        PutError::Encode(env, e) => match env.into_msg() {
-            Some(m) => Ok(PutError::Encode(m, e)),
-            None => Err(PutError::Encode((), e)),
-        },
-    }
+/// A refused message/call envelope's error, with the caller's message given back
+/// (`Err` with `()` for an envelope that carries none).
+fn give_back<M, E: GiveBack<Envelope<M>>>(e: E) -> Result<E::With<M>, E::With<()>> {
+    e.give_back(Envelope::into_msg)
 }
+
+/// The three put errors' `filter_map`, for [`give_back`].
+trait GiveBack<T> {
+    type With<U>;
+    fn give_back<U>(self, f: impl FnOnce(T) -> Option<U>) -> Result<Self::With<U>, Self::With<()>>;
+}
+
+macro_rules! give_back_for {
+    ($($e:ident),*) => {$(
+        impl<T> GiveBack<T> for $e<T> {
+            type With<U> = $e<U>;
+            fn give_back<U>(
+                self,
+                f: impl FnOnce(T) -> Option<U>,
+            ) -> Result<$e<U>, $e<()>> {
+                self.filter_map(f)
+            }
+        }
+    )*};
+}
+give_back_for!(PutError, TryPutError, PutTimeoutError);
 
 /// A reply: the request's number and the handler's result.
 pub(crate) type ReplyOf<R> = (u64, Result<R, ActorError>);
@@ -896,12 +900,12 @@ impl<A: ProcessActor> ActorRef<A> {
     /// Counts this sender in (see [`Group::close_for_stop`]) unless a stop was asked
     /// for: the message back then. The guard counts it out when dropped, once its put
     /// has ended.
-    fn refuse_if_stopping(&self, msg: A::Msg) -> Result<(A::Msg, Sending<'_>), PutError<A::Msg>> {
+    fn refuse_if_stopping(&self, msg: A::Msg) -> Result<(A::Msg, Sending<'_>), A::Msg> {
         let sending = Sending::enter(&self.group);
         // (SeqCst, with `close_for_stop`: either this sender sees the stop, or the
         // stopper sees this sender)
         if self.group.word(cell::STOPPING).load(Ordering::SeqCst) != 0 || self.group.all_ended() {
-            Err(PutError::Closed(msg))
+            Err(msg)
         } else {
             procactor_transports::killpoint::pause("actor.send.after_check");
             Ok((msg, sending))
@@ -918,39 +922,47 @@ impl<A: ProcessActor> ActorRef<A> {
     /// cannot travel through a mailbox: send it in the actor's fields instead), and
     /// [`PutError::Broken`]. The message comes back in every case.
     pub fn send(&self, msg: A::Msg) -> Result<(), PutError<A::Msg>> {
-        self.send_deadline(msg, None)
+        let (msg, _sending) = self.refuse_if_stopping(msg).map_err(PutError::Closed)?;
+        self.mailbox
+            .put(Envelope::Msg(msg))
+            .map_err(|e| give_back(e).unwrap_or_else(|_| PutError::Closed(unreachable_msg())))
     }
 
-    /// As [`send`](ActorRef::send), giving up with [`PutError::Full`] after `timeout`.
+    /// As [`send`](ActorRef::send), giving up with [`PutTimeoutError::Timeout`] after
+    /// `timeout` (`Duration::MAX`: never).
     ///
     /// # Errors
     ///
-    /// As `send`, and `Full` on timeout.
-    pub fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), PutError<A::Msg>> {
-        self.send_deadline(msg, deadline_after(timeout))
+    /// As `send`, and `Timeout`.
+    pub fn send_timeout(
+        &self,
+        msg: A::Msg,
+        timeout: Duration,
+    ) -> Result<(), PutTimeoutError<A::Msg>> {
+        self.send_until(msg, deadline_after(timeout))
+            .map_err(TryPutError::into_timeout)
     }
 
-    /// As [`send`](ActorRef::send) without waiting: [`PutError::Full`] at once when the
-    /// mailbox is full (a queue mailbox is unbounded: only a 64 GiB backlog fills it).
+    /// As [`send`](ActorRef::send) without waiting: [`TryPutError::Full`] at once when
+    /// the mailbox is full (a queue mailbox is unbounded: only a 64 GiB backlog fills it).
     ///
     /// # Errors
     ///
     /// As `send`, and `Full`.
-    pub fn try_send(&self, msg: A::Msg) -> Result<(), PutError<A::Msg>> {
-        self.send_deadline(msg, Some(Instant::now()))
+    pub fn try_send(&self, msg: A::Msg) -> Result<(), TryPutError<A::Msg>> {
+        self.send_until(msg, Some(Instant::now()))
     }
 
-    fn send_deadline(
+    /// `Full`: the deadline passed.
+    fn send_until(
         &self,
         msg: A::Msg,
         deadline: Option<Instant>,
-    ) -> Result<(), PutError<A::Msg>> {
-        let (msg, _sending) = self.refuse_if_stopping(msg)?;
-        let r = match deadline {
-            None => self.mailbox.put(Envelope::Msg(msg)),
-            Some(d) => self.mailbox.put_deadline(Envelope::Msg(msg), d),
-        };
-        r.map_err(|e| give_back(e).unwrap_or_else(|_| PutError::Closed(unreachable_msg())))
+    ) -> Result<(), TryPutError<A::Msg>> {
+        let (msg, _sending) = self.refuse_if_stopping(msg).map_err(TryPutError::Closed)?;
+        self.mailbox
+            .put_until(Envelope::Msg(msg), deadline)
+            .map_err(|e| give_back(e).unwrap_or_else(|_| TryPutError::Closed(unreachable_msg())))
     }
 
     /// The actor's registered name and this actor's name (`"Consumer"`, `"worker-2"`…).
@@ -1058,12 +1070,22 @@ impl<A: ProcessActor> ActorRef<A> {
     /// without being restarted, given up on by its supervisor, or gone with its
     /// supervisor's process (checked every 100 ms).
     pub fn join(&self) {
-        while !self.join_timeout(Duration::from_secs(3600)) {}
+        while !self.join_until(Instant::now().checked_add(Duration::from_secs(3600))) {}
     }
 
-    /// As [`join`](ActorRef::join), at most `timeout`; whether it has ended.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let until = Instant::now().checked_add(timeout);
+    /// As [`join`](ActorRef::join), at most `timeout` (`Duration::MAX`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError`] when the actor had not ended by then (the crate-wide
+    /// `join_timeout` convention: `Ok` with what `join` returns, see
+    /// [`error`](crate::error)).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
+        joined(self.join_until(Instant::now().checked_add(timeout)))
+    }
+
+    /// Whether the actor ended before `until` (`None`: waits for it).
+    fn join_until(&self, until: Option<Instant>) -> bool {
         loop {
             if self.group.over() {
                 return true;
@@ -1161,15 +1183,12 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
         let replies = &self.replies[lane];
         let n = (c << 8) | lane as u64;
         let exits = self.group.word(cell::EXITS).load(Ordering::Acquire);
-        let put = match deadline {
-            None => self.mailbox.put(Envelope::Call(n, msg)),
-            Some(d) => self.mailbox.put_deadline(Envelope::Call(n, msg), d),
-        };
+        let put = self.mailbox.put_until(Envelope::Call(n, msg), deadline);
         drop(sending);
         if let Err(e) = put {
             return Err(match e {
-                PutError::Full(_) => CallError::Timeout,
-                PutError::Closed(_) => CallError::Stopped,
+                TryPutError::Full(_) => CallError::Timeout,
+                TryPutError::Closed(_) => CallError::Stopped,
                 e => CallError::Send(e.to_string()),
             });
         }
@@ -1386,7 +1405,6 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
                 taken.store(count, Ordering::Relaxed);
                 continue;
             }
-            Err(GetError::Empty) => continue,
             Err(GetError::Broken) => crash(
                 &ctx.name,
                 "mailbox",
@@ -1564,10 +1582,13 @@ mod tests {
 
     #[test]
     fn give_back_returns_the_message() {
-        let e = give_back(PutError::Full(Envelope::Msg(5u32))).unwrap();
+        let e = give_back(TryPutError::Full(Envelope::Msg(5u32))).unwrap();
         assert!(e.is_full());
         assert_eq!(e.into_inner(), 5);
         assert!(give_back(PutError::Closed(Envelope::<u32>::Stop)).is_err());
+        let e = give_back(PutTimeoutError::Timeout(Envelope::Call(1, 6u32))).unwrap();
+        assert!(e.is_timeout());
+        assert_eq!(e.into_inner(), 6);
     }
 
     #[test]
@@ -1643,7 +1664,7 @@ mod tests {
         let r2 = one_ref();
         r2.group.mark_ended(0);
         assert!(r2.send(4).unwrap_err().is_closed());
-        assert!(r2.join_timeout(Duration::from_millis(1)));
+        assert_eq!(r2.join_timeout(Duration::from_millis(1)), Ok(()));
         assert_eq!(r2.pid(), None);
         assert!(!r2.is_alive());
         assert_eq!(r2.exitcode(), None);

@@ -4,6 +4,42 @@
 //! `Broken`) are distinct variants a caller can match. An error that carries the
 //! caller's item (a failed `put`) gives it back with `into_inner()` and does not require
 //! `T: Debug`. `Display` texts are lowercase without a final period.
+//!
+//! # One error type per operation
+//!
+//! As in crossbeam-channel, an operation's error type names only what that operation
+//! can return, so a `match` needs no arm for what cannot happen:
+//!
+//! | operation | error | its own variant |
+//! |---|---|---|
+//! | `get`, `recv` (blocking) | [`GetError`], [`RecvError`] | — (waits, so never empty) |
+//! | `try_get` | [`TryGetError`] | `Empty` |
+//! | `get_timeout`, `get_deadline` | [`GetTimeoutError`] | `Timeout` |
+//! | `recv_timeout` | [`RecvTimeoutError`] | `Timeout` |
+//! | `put`, `send` (blocking) | [`PutError<T>`] | — (waits, so never full) |
+//! | `try_put`, `try_send` | [`TryPutError<T>`] | `Full(T)` |
+//! | `put_timeout`, `put_deadline`, `send_timeout` | [`PutTimeoutError<T>`] | `Timeout(T)` |
+//!
+//! The rest of each family is shared (`Disconnected`, `Broken`, `Decode` for gets;
+//! `Closed`, `Broken`, `Encode`, `TooLarge` for puts). The types are the same for
+//! [`Queue`](crate::Queue), [`SimpleQueue`](crate::SimpleQueue),
+//! [`JoinableQueue`](crate::JoinableQueue), an actor's mailbox
+//! ([`ActorRef`](crate::ActorRef)) and the Redis queues. They are exhaustive enums (no
+//! `#[non_exhaustive]`), like crossbeam's, so that a `match` lists every case; a new
+//! case would be a breaking change, made on purpose. The blocking error converts into
+//! the other two with `From` (so `?` works from a `get` inside a function returning
+//! [`GetTimeoutError`]), and every one converts into [`Error`].
+//!
+//! # `join_timeout`
+//!
+//! Everything that can be joined has `join_timeout(timeout) -> Result<T, E>`: `Ok` with
+//! what `join` returns (`()` for a queue, an actor or a supervisor; the
+//! [`ExitStatus`] for a process) once it finished in time, `Err` when the time ran out
+//! ([`JoinTimeoutError`], or a `Timeout` variant of the type's own error when its join
+//! can fail otherwise too). Python's `join(timeout)` returns `None` either way and leaves
+//! the caller to look again; `std`'s `recv_timeout` and crossbeam's `Err(Timeout)` are
+//! the model here, and a `Result` cannot be ignored unnoticed (`#[must_use]`) where a
+//! `bool` can.
 
 use crate::status::ExitStatus;
 use std::fmt;
@@ -21,6 +57,9 @@ pub enum Error {
     /// Receiving from a connection failed.
     #[error(transparent)]
     Recv(#[from] RecvError),
+    /// Receiving from a connection with a timeout failed.
+    #[error(transparent)]
+    RecvTimeout(#[from] RecvTimeoutError),
     /// Sending on a connection failed.
     #[error(transparent)]
     Send(#[from] SendError),
@@ -30,10 +69,17 @@ pub enum Error {
     /// Bytes could not be decoded.
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    /// Taking from a queue failed.
+    /// A blocking `get` from a queue failed.
     #[error(transparent)]
     Get(#[from] GetError),
-    /// Putting on a queue failed (the item was dropped on conversion).
+    /// A `try_get` from a queue failed.
+    #[error(transparent)]
+    TryGet(#[from] TryGetError),
+    /// A `get_timeout` (or `get_deadline`) from a queue failed.
+    #[error(transparent)]
+    GetTimeout(#[from] GetTimeoutError),
+    /// Putting on a queue failed (any of [`PutError`], [`TryPutError`],
+    /// [`PutTimeoutError`]; the item was dropped on conversion).
     #[error("{0}")]
     Put(String),
     /// `task_done` called too often.
@@ -65,12 +111,6 @@ pub enum Error {
     /// An operating-system error.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
-}
-
-impl<T> From<PutError<T>> for Error {
-    fn from(e: PutError<T>) -> Self {
-        Error::Put(e.to_string())
-    }
 }
 
 impl<G> From<LockError<G>> for Error {
@@ -146,17 +186,14 @@ pub struct DecodeError {
     pub message: String,
 }
 
-/// Why `recv` on a connection failed.
+/// Why a blocking `recv` (or `recv_bytes`, `recv_bytes_into`) on a connection failed.
+/// It waits, so it never times out; see [`RecvTimeoutError`].
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum RecvError {
     /// The other end is closed (dropped, `close()`d or its process died) and nothing is
     /// left to read (Python's `EOFError`).
     #[error("end of file: the other end is closed")]
     Eof,
-    /// Nothing arrived in time.
-    #[error("timed out")]
-    Timeout,
     /// The frame is longer than `maxlength`; the connection is unusable afterwards.
     #[error("message longer than maxlength")]
     TooLong,
@@ -182,6 +219,76 @@ pub enum RecvError {
     Io(#[from] std::io::Error),
 }
 
+/// Why `recv_timeout` on a connection failed: [`RecvError`]'s cases and `Timeout`.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvTimeoutError {
+    /// Nothing complete arrived in time (a partly received message stays buffered).
+    #[error("timed out")]
+    Timeout,
+    /// As [`RecvError::Eof`].
+    #[error("end of file: the other end is closed")]
+    Eof,
+    /// As [`RecvError::TooLong`].
+    #[error("message longer than maxlength")]
+    TooLong,
+    /// As [`RecvError::BufferTooShort`].
+    #[error("buffer too short: the message needs {needed} bytes")]
+    BufferTooShort {
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// As [`RecvError::Decode`].
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// As [`RecvError::Broken`].
+    #[error("connection broken: {0}")]
+    Broken(String),
+    /// As [`RecvError::Closed`].
+    #[error("connection closed")]
+    Closed,
+    /// As [`RecvError::Io`].
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl RecvTimeoutError {
+    /// Whether nothing came in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+    /// The internal receive's outcome as a blocking receive's error. A receive without
+    /// a deadline does not time out; a descriptor a user made non-blocking could make
+    /// it "would block", which is said as that i/o error.
+    pub(crate) fn into_blocking(self) -> RecvError {
+        match self {
+            RecvTimeoutError::Timeout => {
+                RecvError::Io(std::io::Error::from(std::io::ErrorKind::WouldBlock))
+            }
+            RecvTimeoutError::Eof => RecvError::Eof,
+            RecvTimeoutError::TooLong => RecvError::TooLong,
+            RecvTimeoutError::BufferTooShort { needed } => RecvError::BufferTooShort { needed },
+            RecvTimeoutError::Decode(e) => RecvError::Decode(e),
+            RecvTimeoutError::Broken(w) => RecvError::Broken(w),
+            RecvTimeoutError::Closed => RecvError::Closed,
+            RecvTimeoutError::Io(e) => RecvError::Io(e),
+        }
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Eof => RecvTimeoutError::Eof,
+            RecvError::TooLong => RecvTimeoutError::TooLong,
+            RecvError::BufferTooShort { needed } => RecvTimeoutError::BufferTooShort { needed },
+            RecvError::Decode(e) => RecvTimeoutError::Decode(e),
+            RecvError::Broken(w) => RecvTimeoutError::Broken(w),
+            RecvError::Closed => RecvTimeoutError::Closed,
+            RecvError::Io(e) => RecvTimeoutError::Io(e),
+        }
+    }
+}
+
 /// Why `send` on a connection failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -200,97 +307,203 @@ pub enum SendError {
     Io(#[from] std::io::Error),
 }
 
-/// A failed `put`: the item comes back.
-pub enum PutError<T> {
-    /// The queue is full (after the timeout, or at once for `try_put`).
-    Full(T),
-    /// This handle (or the queue) was closed with `close()`.
-    Closed(T),
-    /// The queue's shared memory is inconsistent (only memory corruption or a hostile
-    /// process can do that: a process killed mid-operation is recovered from); every
-    /// later operation says so too.
-    Broken(T),
-    /// The item could not be encoded; nothing was written.
-    Encode(T, EncodeError),
-    /// The encoded item is larger than the queue's maximum message size
-    /// ([`QueueBuilder::max_message_size`](crate::QueueBuilder::max_message_size));
-    /// nothing was written, the queue stays usable.
-    TooLarge(T),
-}
+// ------------------------------------------------------------------ put errors
 
-impl<T> PutError<T> {
-    /// The item that was not put.
-    pub fn into_inner(self) -> T {
-        match self {
-            PutError::Full(t) | PutError::Closed(t) | PutError::Broken(t) => t,
-            PutError::TooLarge(t) => t,
-            PutError::Encode(t, _) => t,
+/// The failures every put shares (defined once, for the three put error types).
+macro_rules! put_error {
+    (
+        $(#[$m:meta])*
+        $name:ident $(, $(#[$xm:meta])* $extra:ident => $text:literal, $pred:ident)?
+    ) => {
+        $(#[$m])*
+        pub enum $name<T> {
+            $(
+                $(#[$xm])*
+                $extra(T),
+            )?
+            /// This handle (or the queue, or the actor's mailbox) was closed with
+            /// `close()` (for an actor: it was asked to stop or has ended for good).
+            Closed(T),
+            /// The queue's shared memory is inconsistent (only memory corruption or a
+            /// hostile process can do that: a process killed mid-operation is recovered
+            /// from); every later operation says so too.
+            Broken(T),
+            /// The item could not be encoded; nothing was written.
+            Encode(T, EncodeError),
+            /// The encoded item is larger than the queue's maximum message size
+            /// ([`QueueBuilder::max_message_size`](crate::QueueBuilder::max_message_size));
+            /// nothing was written, the queue stays usable.
+            TooLarge(T),
         }
-    }
-    /// The same error with the item transformed by `f` (a wrapper that put an envelope
-    /// around the caller's item gives the caller's item back this way).
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> PutError<U> {
-        match self {
-            PutError::Full(t) => PutError::Full(f(t)),
-            PutError::Closed(t) => PutError::Closed(f(t)),
-            PutError::Broken(t) => PutError::Broken(f(t)),
-            PutError::Encode(t, e) => PutError::Encode(f(t), e),
-            PutError::TooLarge(t) => PutError::TooLarge(f(t)),
-        }
-    }
-    /// Whether the queue was full.
-    pub fn is_full(&self) -> bool {
-        matches!(self, PutError::Full(_))
-    }
-    /// Whether the queue was closed.
-    pub fn is_closed(&self) -> bool {
-        matches!(self, PutError::Closed(_))
-    }
-    /// Whether the queue is broken.
-    pub fn is_broken(&self) -> bool {
-        matches!(self, PutError::Broken(_))
-    }
-    /// Whether the item was larger than the queue's maximum message size.
-    pub fn is_too_large(&self) -> bool {
-        matches!(self, PutError::TooLarge(_))
-    }
-}
 
-impl<T> fmt::Debug for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PutError::Full(_) => f.write_str("Full(..)"),
-            PutError::Closed(_) => f.write_str("Closed(..)"),
-            PutError::Broken(_) => f.write_str("Broken(..)"),
-            PutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
-            PutError::TooLarge(_) => f.write_str("TooLarge(..)"),
-        }
-    }
-}
-
-impl<T> fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PutError::Full(_) => f.write_str("queue is full"),
-            PutError::Closed(_) => f.write_str("queue is closed"),
-            PutError::Broken(_) => f.write_str("queue is broken: its shared state is inconsistent"),
-            PutError::Encode(_, e) => write!(f, "{e}"),
-            PutError::TooLarge(_) => {
-                f.write_str("item too large: its encoding exceeds the queue's maximum message size")
+        impl<T> $name<T> {
+            /// The item that was not put.
+            pub fn into_inner(self) -> T {
+                match self {
+                    $($name::$extra(t) |)? $name::Closed(t) | $name::Broken(t) | $name::TooLarge(t) => t,
+                    $name::Encode(t, _) => t,
+                }
+            }
+            /// The same error with the item transformed by `f` (a wrapper that put an
+            /// envelope around the caller's item gives the caller's item back this way).
+            pub fn map<U>(self, f: impl FnOnce(T) -> U) -> $name<U> {
+                match self {
+                    $($name::$extra(t) => $name::$extra(f(t)),)?
+                    $name::Closed(t) => $name::Closed(f(t)),
+                    $name::Broken(t) => $name::Broken(f(t)),
+                    $name::Encode(t, e) => $name::Encode(f(t), e),
+                    $name::TooLarge(t) => $name::TooLarge(f(t)),
+                }
+            }
+            /// `map` with an `f` that may find no item to give back: the same error
+            /// with `()` then.
+            pub(crate) fn filter_map<U>(
+                self,
+                f: impl FnOnce(T) -> Option<U>,
+            ) -> Result<$name<U>, $name<()>> {
+                match self {
+                    $($name::$extra(t) => f(t).map($name::$extra).ok_or($name::$extra(())),)?
+                    $name::Closed(t) => f(t).map($name::Closed).ok_or($name::Closed(())),
+                    $name::Broken(t) => f(t).map($name::Broken).ok_or($name::Broken(())),
+                    $name::TooLarge(t) => f(t).map($name::TooLarge).ok_or($name::TooLarge(())),
+                    $name::Encode(t, e) => match f(t) {
+                        Some(u) => Ok($name::Encode(u, e)),
+                        None => Err($name::Encode((), e)),
+                    },
+                }
+            }
+            $(
+                #[doc = concat!("Whether this is [`", stringify!($extra), "`](", stringify!($name), "::", stringify!($extra), ").")]
+                pub fn $pred(&self) -> bool {
+                    matches!(self, $name::$extra(_))
+                }
+            )?
+            /// Whether the handle, queue or mailbox was closed.
+            pub fn is_closed(&self) -> bool {
+                matches!(self, $name::Closed(_))
+            }
+            /// Whether the queue is broken.
+            pub fn is_broken(&self) -> bool {
+                matches!(self, $name::Broken(_))
+            }
+            /// Whether the item was larger than the queue's maximum message size.
+            pub fn is_too_large(&self) -> bool {
+                matches!(self, $name::TooLarge(_))
             }
         }
+
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($name::$extra(_) => f.write_str(concat!(stringify!($extra), "(..)")),)?
+                    $name::Closed(_) => f.write_str("Closed(..)"),
+                    $name::Broken(_) => f.write_str("Broken(..)"),
+                    $name::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
+                    $name::TooLarge(_) => f.write_str("TooLarge(..)"),
+                }
+            }
+        }
+
+        impl<T> fmt::Display for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($name::$extra(_) => f.write_str($text),)?
+                    $name::Closed(_) => f.write_str("queue is closed"),
+                    $name::Broken(_) => {
+                        f.write_str("queue is broken: its shared state is inconsistent")
+                    }
+                    $name::Encode(_, e) => write!(f, "{e}"),
+                    $name::TooLarge(_) => f.write_str(
+                        "item too large: its encoding exceeds the queue's maximum message size",
+                    ),
+                }
+            }
+        }
+
+        impl<T> std::error::Error for $name<T> {}
+
+        impl<T> From<$name<T>> for Error {
+            fn from(e: $name<T>) -> Self {
+                Error::Put(e.to_string())
+            }
+        }
+    };
+}
+
+put_error!(
+    /// A failed blocking `put` (`Queue::put`, `ActorRef::send`…): the item comes back.
+    ///
+    /// It waits for room, so it is never "full"; see [`TryPutError`] and
+    /// [`PutTimeoutError`] for the operations that give up.
+    PutError
+);
+
+put_error!(
+    /// A failed `try_put` / `try_send`: the item comes back.
+    TryPutError,
+    /// The queue (or mailbox) is full now.
+    Full => "queue is full", is_full
+);
+
+put_error!(
+    /// A failed `put_timeout` / `put_deadline` / `send_timeout`: the item comes back.
+    PutTimeoutError,
+    /// No room came before the timeout (or the deadline).
+    Timeout => "timed out: the queue stayed full", is_timeout
+);
+
+impl<T> From<PutError<T>> for TryPutError<T> {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Closed(t) => TryPutError::Closed(t),
+            PutError::Broken(t) => TryPutError::Broken(t),
+            PutError::Encode(t, e) => TryPutError::Encode(t, e),
+            PutError::TooLarge(t) => TryPutError::TooLarge(t),
+        }
     }
 }
 
-impl<T> std::error::Error for PutError<T> {}
+impl<T> From<PutError<T>> for PutTimeoutError<T> {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Closed(t) => PutTimeoutError::Closed(t),
+            PutError::Broken(t) => PutTimeoutError::Broken(t),
+            PutError::Encode(t, e) => PutTimeoutError::Encode(t, e),
+            PutError::TooLarge(t) => PutTimeoutError::TooLarge(t),
+        }
+    }
+}
 
-/// A failed `get`.
+impl<T> TryPutError<T> {
+    /// The internal put's outcome (`Full`: the deadline passed) as a timed put's error.
+    pub(crate) fn into_timeout(self) -> PutTimeoutError<T> {
+        match self {
+            TryPutError::Full(t) => PutTimeoutError::Timeout(t),
+            TryPutError::Closed(t) => PutTimeoutError::Closed(t),
+            TryPutError::Broken(t) => PutTimeoutError::Broken(t),
+            TryPutError::Encode(t, e) => PutTimeoutError::Encode(t, e),
+            TryPutError::TooLarge(t) => PutTimeoutError::TooLarge(t),
+        }
+    }
+    /// The internal put's outcome as a blocking put's error; `Err(item)` for `Full`,
+    /// which a put without a deadline does not report (the caller tries again).
+    pub(crate) fn into_blocking(self) -> Result<PutError<T>, T> {
+        match self {
+            TryPutError::Full(t) => Err(t),
+            TryPutError::Closed(t) => Ok(PutError::Closed(t)),
+            TryPutError::Broken(t) => Ok(PutError::Broken(t)),
+            TryPutError::Encode(t, e) => Ok(PutError::Encode(t, e)),
+            TryPutError::TooLarge(t) => Ok(PutError::TooLarge(t)),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ get errors
+
+/// A failed blocking `get` (`Queue::get`, `SimpleQueue::get`…). It waits for an item, so
+/// it is never "empty"; see [`TryGetError`] and [`GetTimeoutError`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
 pub enum GetError {
-    /// Nothing arrived in time (at once for `try_get`).
-    #[error("queue is empty")]
-    Empty,
     /// Every producer handle is closed or dropped and the queue is drained.
     #[error("queue is empty and every producer is gone")]
     Disconnected,
@@ -304,11 +517,41 @@ pub enum GetError {
     Decode(#[from] DecodeError),
 }
 
+/// A failed `try_get` (Python's `get_nowait`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TryGetError {
+    /// No item is there now (Python's `queue.Empty`).
+    #[error("queue is empty")]
+    Empty,
+    /// As [`GetError::Disconnected`].
+    #[error("queue is empty and every producer is gone")]
+    Disconnected,
+    /// As [`GetError::Broken`].
+    #[error("queue is broken: its shared state is inconsistent")]
+    Broken,
+    /// As [`GetError::Decode`].
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+/// A failed `get_timeout` / `get_deadline`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GetTimeoutError {
+    /// Nothing came before the timeout (or the deadline) (Python's `queue.Empty`).
+    #[error("timed out: the queue stayed empty")]
+    Timeout,
+    /// As [`GetError::Disconnected`].
+    #[error("queue is empty and every producer is gone")]
+    Disconnected,
+    /// As [`GetError::Broken`].
+    #[error("queue is broken: its shared state is inconsistent")]
+    Broken,
+    /// As [`GetError::Decode`].
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
 impl GetError {
-    /// Whether nothing arrived in time (`try_get` on an empty queue, a timeout).
-    pub fn is_empty(&self) -> bool {
-        matches!(self, GetError::Empty)
-    }
     /// Whether the queue is drained and no producer is left (nothing will ever come).
     pub fn is_disconnected(&self) -> bool {
         matches!(self, GetError::Disconnected)
@@ -316,6 +559,97 @@ impl GetError {
     /// Whether the queue is broken.
     pub fn is_broken(&self) -> bool {
         matches!(self, GetError::Broken)
+    }
+}
+
+impl TryGetError {
+    /// Whether no item was there.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryGetError::Empty)
+    }
+    /// Whether the queue is drained and no producer is left (nothing will ever come).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, TryGetError::Disconnected)
+    }
+    /// Whether the queue is broken.
+    pub fn is_broken(&self) -> bool {
+        matches!(self, TryGetError::Broken)
+    }
+    /// The internal get's outcome (`Empty`: the deadline passed) as a timed get's error.
+    pub(crate) fn into_timeout(self) -> GetTimeoutError {
+        match self {
+            TryGetError::Empty => GetTimeoutError::Timeout,
+            TryGetError::Disconnected => GetTimeoutError::Disconnected,
+            TryGetError::Broken => GetTimeoutError::Broken,
+            TryGetError::Decode(e) => GetTimeoutError::Decode(e),
+        }
+    }
+    /// The internal get's outcome as a blocking get's error; `None` for `Empty`, which a
+    /// get without a deadline does not report (the caller tries again).
+    pub(crate) fn into_blocking(self) -> Option<GetError> {
+        match self {
+            TryGetError::Empty => None,
+            TryGetError::Disconnected => Some(GetError::Disconnected),
+            TryGetError::Broken => Some(GetError::Broken),
+            TryGetError::Decode(e) => Some(GetError::Decode(e)),
+        }
+    }
+}
+
+impl GetTimeoutError {
+    /// Whether nothing came in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, GetTimeoutError::Timeout)
+    }
+    /// Whether the queue is drained and no producer is left (nothing will ever come).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, GetTimeoutError::Disconnected)
+    }
+    /// Whether the queue is broken.
+    pub fn is_broken(&self) -> bool {
+        matches!(self, GetTimeoutError::Broken)
+    }
+}
+
+impl From<GetError> for TryGetError {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Disconnected => TryGetError::Disconnected,
+            GetError::Broken => TryGetError::Broken,
+            GetError::Decode(d) => TryGetError::Decode(d),
+        }
+    }
+}
+
+impl From<GetError> for GetTimeoutError {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Disconnected => GetTimeoutError::Disconnected,
+            GetError::Broken => GetTimeoutError::Broken,
+            GetError::Decode(d) => GetTimeoutError::Decode(d),
+        }
+    }
+}
+
+/// A `join_timeout` (or `join_deadline`) ran out of time before what it waits for
+/// finished; for the types whose `join` cannot fail otherwise (queues, actors). See the
+/// [module docs](self) for the convention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out waiting for the join")]
+pub struct JoinTimeoutError;
+
+/// A wait's "finished in time" as the `join_timeout` result.
+pub(crate) fn joined(done: bool) -> Result<(), JoinTimeoutError> {
+    if done {
+        Ok(())
+    } else {
+        Err(JoinTimeoutError)
+    }
+}
+
+impl From<JoinTimeoutError> for Error {
+    fn from(_: JoinTimeoutError) -> Self {
+        Error::Timeout
     }
 }
 
@@ -369,12 +703,12 @@ mod tests {
     /// Deliberately without `Debug`.
     struct NoDebug;
 
-    fn all_puts() -> [PutError<NoDebug>; 4] {
+    fn all_puts() -> [TryPutError<NoDebug>; 4] {
         [
-            PutError::Full(NoDebug),
-            PutError::Closed(NoDebug),
-            PutError::Broken(NoDebug),
-            PutError::Encode(NoDebug, EncodeError("bad".into())),
+            TryPutError::Full(NoDebug),
+            TryPutError::Closed(NoDebug),
+            TryPutError::Broken(NoDebug),
+            TryPutError::Encode(NoDebug, EncodeError("bad".into())),
         ]
     }
 
@@ -395,16 +729,46 @@ mod tests {
             .collect();
         assert_eq!(got, EACH_ITS_OWN);
         for (i, e) in [
-            PutError::Full(1),
-            PutError::Closed(2),
-            PutError::Broken(3),
-            PutError::Encode(4, EncodeError(String::new())),
+            TryPutError::Full(1),
+            TryPutError::Closed(2),
+            TryPutError::Broken(3),
+            TryPutError::Encode(4, EncodeError(String::new())),
+            TryPutError::TooLarge(5),
         ]
         .into_iter()
         .enumerate()
         {
             assert_eq!(e.into_inner(), i + 1);
         }
+        let t = PutTimeoutError::Timeout(7);
+        assert!(t.is_timeout() && !t.is_closed() && !t.is_broken() && !t.is_too_large());
+        assert_eq!(t.map(|x| x * 2).into_inner(), 14);
+        let b = PutError::TooLarge(8);
+        assert!(b.is_too_large() && !b.is_closed() && !b.is_broken());
+        assert_eq!(b.into_inner(), 8);
+    }
+
+    #[test]
+    fn a_blocking_put_error_converts_into_the_other_two_keeping_the_item() {
+        let t: TryPutError<u8> = PutError::Closed(1).into();
+        assert!(matches!(t, TryPutError::Closed(1)));
+        let t: PutTimeoutError<u8> = PutError::Encode(2, EncodeError("x".into())).into();
+        assert!(matches!(t, PutTimeoutError::Encode(2, _)));
+        // (the crate's own mapping: `Full` is the deadline passing)
+        assert!(matches!(
+            TryPutError::Full(3).into_timeout(),
+            PutTimeoutError::Timeout(3)
+        ));
+        assert!(matches!(TryPutError::Full(4).into_blocking(), Err(4)));
+        assert!(matches!(
+            TryPutError::Broken(5).into_blocking(),
+            Ok(PutError::Broken(5))
+        ));
+        // `?` from a blocking put in a function returning a try-put error
+        fn f() -> std::result::Result<(), TryPutError<u8>> {
+            Err(PutError::Closed(6))?
+        }
+        assert!(matches!(f(), Err(TryPutError::Closed(6))));
     }
 
     #[test]
@@ -430,9 +794,17 @@ mod tests {
             ]
         );
         // `{:#?}` and `unwrap_err` (which needs `T: Debug` for `Ok(T)`) work too
-        assert_eq!(format!("{:#?}", PutError::Full(NoDebug)), "Full(..)");
-        fn refuse() -> std::result::Result<(), PutError<NoDebug>> {
-            Err(PutError::Full(NoDebug))
+        assert_eq!(format!("{:#?}", TryPutError::Full(NoDebug)), "Full(..)");
+        assert_eq!(
+            format!("{:?}", PutTimeoutError::Timeout(NoDebug)),
+            "Timeout(..)"
+        );
+        assert_eq!(
+            PutTimeoutError::Timeout(NoDebug).to_string(),
+            "timed out: the queue stayed full"
+        );
+        fn refuse() -> std::result::Result<(), TryPutError<NoDebug>> {
+            Err(TryPutError::Full(NoDebug))
         }
         assert!(refuse().unwrap_err().is_full());
 
@@ -448,12 +820,14 @@ mod tests {
     #[test]
     fn put_and_lock_errors_are_std_errors_and_convert_without_t_debug() {
         fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
-        is_error(&PutError::Full(NoDebug));
+        is_error(&PutError::Closed(NoDebug));
+        is_error(&TryPutError::Full(NoDebug));
+        is_error(&PutTimeoutError::Timeout(NoDebug));
         is_error(&LockError::OwnerDied(NoDebug));
         let b: Box<dyn std::error::Error + Send + Sync> = Box::new(PutError::Broken(NoDebug));
         assert!(b.to_string().starts_with("queue is broken"));
 
-        let e = Error::from(PutError::Full(NoDebug));
+        let e = Error::from(TryPutError::Full(NoDebug));
         assert!(matches!(&e, Error::Put(m) if m == "queue is full"), "{e:?}");
         assert_eq!(e.to_string(), "queue is full");
         let e = Error::from(LockError::OwnerDied(NoDebug));
@@ -462,24 +836,76 @@ mod tests {
 
     #[test]
     fn get_error_predicates_name_exactly_their_variant() {
+        let decode = || DecodeError {
+            expected: "u8",
+            message: "x".into(),
+        };
         let got: Vec<(bool, bool, bool)> = [
-            GetError::Empty,
-            GetError::Disconnected,
-            GetError::Broken,
-            GetError::Decode(DecodeError {
-                expected: "u8",
-                message: "x".into(),
-            }),
+            TryGetError::Empty,
+            TryGetError::Disconnected,
+            TryGetError::Broken,
+            TryGetError::Decode(decode()),
         ]
         .iter()
         .map(|e| (e.is_empty(), e.is_disconnected(), e.is_broken()))
         .collect();
         assert_eq!(got, EACH_ITS_OWN);
+        let got: Vec<(bool, bool, bool)> = [
+            GetTimeoutError::Timeout,
+            GetTimeoutError::Disconnected,
+            GetTimeoutError::Broken,
+            GetTimeoutError::Decode(decode()),
+        ]
+        .iter()
+        .map(|e| (e.is_timeout(), e.is_disconnected(), e.is_broken()))
+        .collect();
+        assert_eq!(got, EACH_ITS_OWN);
+        let got: Vec<(bool, bool)> = [
+            GetError::Disconnected,
+            GetError::Broken,
+            GetError::Decode(decode()),
+        ]
+        .iter()
+        .map(|e| (e.is_disconnected(), e.is_broken()))
+        .collect();
+        assert_eq!(got, [(true, false), (false, true), (false, false)]);
+    }
+
+    #[test]
+    fn a_blocking_get_error_converts_into_the_other_two() {
+        assert_eq!(
+            TryGetError::from(GetError::Disconnected),
+            TryGetError::Disconnected
+        );
+        assert_eq!(
+            GetTimeoutError::from(GetError::Broken),
+            GetTimeoutError::Broken
+        );
+        assert_eq!(TryGetError::Empty.into_timeout(), GetTimeoutError::Timeout);
+        assert_eq!(TryGetError::Empty.into_blocking(), None);
+        assert_eq!(
+            TryGetError::Disconnected.into_blocking(),
+            Some(GetError::Disconnected)
+        );
+        fn f() -> std::result::Result<u8, GetTimeoutError> {
+            Err(GetError::Disconnected)?
+        }
+        assert_eq!(f(), Err(GetTimeoutError::Disconnected));
+        // and every one into the crate-wide error, keeping the variant
+        assert!(matches!(
+            Error::from(GetTimeoutError::Timeout),
+            Error::GetTimeout(GetTimeoutError::Timeout)
+        ));
+        assert!(matches!(
+            Error::from(GetError::Broken),
+            Error::Get(GetError::Broken)
+        ));
     }
 
     #[test]
     fn get_error_debug_names_the_variant() {
-        assert_eq!(format!("{:?}", GetError::Empty), "Empty");
+        assert_eq!(format!("{:?}", TryGetError::Empty), "Empty");
+        assert_eq!(format!("{:?}", GetTimeoutError::Timeout), "Timeout");
         assert_eq!(format!("{:?}", GetError::Disconnected), "Disconnected");
         assert_eq!(format!("{:?}", GetError::Broken), "Broken");
         let d = GetError::Decode(DecodeError {
@@ -488,36 +914,75 @@ mod tests {
         });
         assert!(format!("{d:?}").starts_with("Decode("), "{d:?}");
         assert_eq!(d.to_string(), "decode error (expected u64): wrong");
-        assert_eq!(GetError::Empty.to_string(), "queue is empty");
+        assert_eq!(TryGetError::Empty.to_string(), "queue is empty");
+        assert_eq!(
+            GetTimeoutError::Timeout.to_string(),
+            "timed out: the queue stayed empty"
+        );
         assert_eq!(
             GetError::Disconnected.to_string(),
             "queue is empty and every producer is gone"
         );
-        assert_ne!(GetError::Empty, GetError::Disconnected);
+        assert_ne!(TryGetError::Empty, TryGetError::Disconnected);
         assert_eq!(format!("{TaskDoneError:?}"), "TaskDoneError");
         // through the crate-wide error, the variant is kept
         assert!(matches!(
-            Error::from(GetError::Empty),
-            Error::Get(GetError::Empty)
+            Error::from(TryGetError::Empty),
+            Error::TryGet(TryGetError::Empty)
         ));
-        assert_eq!(Error::from(GetError::Empty).to_string(), "queue is empty");
+        assert_eq!(
+            Error::from(TryGetError::Empty).to_string(),
+            "queue is empty"
+        );
+    }
+
+    #[test]
+    fn a_blocking_recv_error_converts_into_the_timed_one_and_back() {
+        let t = RecvTimeoutError::from(RecvError::BufferTooShort { needed: 4 });
+        assert!(matches!(t, RecvTimeoutError::BufferTooShort { needed: 4 }));
+        assert!(!t.is_timeout() && RecvTimeoutError::Timeout.is_timeout());
+        assert!(matches!(
+            RecvTimeoutError::Eof.into_blocking(),
+            RecvError::Eof
+        ));
+        // a blocking receive never times out: the internal `Timeout` (only a descriptor
+        // made non-blocking can give it) is said as the i/o error it is
+        match RecvTimeoutError::Timeout.into_blocking() {
+            RecvError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+            other => panic!("{other:?}"),
+        }
+        fn f() -> std::result::Result<u8, RecvTimeoutError> {
+            Err(RecvError::Closed)?
+        }
+        assert!(matches!(f(), Err(RecvTimeoutError::Closed)));
+        assert!(matches!(
+            Error::from(RecvTimeoutError::Timeout),
+            Error::RecvTimeout(RecvTimeoutError::Timeout)
+        ));
+        assert!(matches!(Error::from(JoinTimeoutError), Error::Timeout));
+        assert_eq!(joined(true), Ok(()));
+        assert_eq!(joined(false), Err(JoinTimeoutError));
     }
 
     #[test]
     fn display_texts_are_lowercase_without_a_final_period() {
         let texts = [
-            PutError::Full(NoDebug).to_string(),
+            TryPutError::Full(NoDebug).to_string(),
+            PutTimeoutError::Timeout(NoDebug).to_string(),
             PutError::Closed(NoDebug).to_string(),
             PutError::Broken(NoDebug).to_string(),
+            PutError::TooLarge(NoDebug).to_string(),
             PutError::Encode(NoDebug, EncodeError("x".into())).to_string(),
             LockError::OwnerDied(NoDebug).to_string(),
-            GetError::Empty.to_string(),
+            TryGetError::Empty.to_string(),
+            GetTimeoutError::Timeout.to_string(),
             GetError::Disconnected.to_string(),
             GetError::Broken.to_string(),
             TaskDoneError.to_string(),
+            JoinTimeoutError.to_string(),
             BrokenBarrier.to_string(),
             RecvError::Eof.to_string(),
-            RecvError::Timeout.to_string(),
+            RecvTimeoutError::Timeout.to_string(),
             RecvError::TooLong.to_string(),
             RecvError::BufferTooShort { needed: 3 }.to_string(),
             RecvError::Broken("x".into()).to_string(),

@@ -163,7 +163,7 @@ use crate::process::Process;
 use crate::queue::{await_reply, NoReply, Queue};
 use crate::shared::RawArray;
 use crate::sync::Lock;
-use crate::{Bytes, GetError, Message, PutError};
+use crate::{Bytes, GetError, Message, PutTimeoutError};
 use procactor_transports::conn::{self, Address, Stream};
 use procactor_transports::os;
 use serde::{Deserialize, Serialize};
@@ -213,6 +213,10 @@ pub enum ManagerError {
     /// item) is given back there (see the [module docs](crate::manager#timeouts)).
     #[error("the manager did not answer in time")]
     Timeout,
+    /// A `join_timeout` ran out of time: the server answered that tasks were still
+    /// unfinished (unlike [`Timeout`](ManagerError::Timeout), the connection is fine).
+    #[error(transparent)]
+    JoinTimeout(#[from] crate::JoinTimeoutError),
     /// A request or an answer is larger than one frame may be (64 MiB). For an answer,
     /// nothing was taken: a queue's item stays in the queue.
     #[error("a message of {size} bytes is over the {limit}-byte frame limit")]
@@ -711,7 +715,6 @@ fn server_main(boot: ServerBoot) {
                 tracing::error!(error = %e, "manager: undecodable request skipped");
                 continue;
             }
-            Err(GetError::Empty) => continue,
             Err(GetError::Broken) => return,
         };
         let shutdown = matches!(req, Req::Shutdown);
@@ -1167,11 +1170,13 @@ impl Client {
                     let wait = deadline.map_or(CHECK, |d| left(d).min(CHECK));
                     match requests.put_timeout(item, wait) {
                         Ok(()) => break,
-                        Err(PutError::Full(_)) if deadline.is_some_and(|d| left(d).is_zero()) => {
+                        Err(PutTimeoutError::Timeout(_))
+                            if deadline.is_some_and(|d| left(d).is_zero()) =>
+                        {
                             return Err(ManagerError::Timeout)
                         }
-                        Err(PutError::Full(i)) if Self::server_alive(cell) => item = i,
-                        Err(PutError::Encode(_, e)) => return Err(e.into()),
+                        Err(PutTimeoutError::Timeout(i)) if Self::server_alive(cell) => item = i,
+                        Err(PutTimeoutError::Encode(_, e)) => return Err(e.into()),
                         Err(_) => return Err(ManagerError::Disconnected),
                     }
                 }
@@ -2049,11 +2054,7 @@ impl Manager {
             Err(e) => return Err(e),
         }
         if let Some(mut p) = server.take() {
-            if p.join_timeout(Duration::from_secs(5))
-                .ok()
-                .flatten()
-                .is_none()
-            {
+            if p.join_timeout(Duration::from_secs(5)).is_err() {
                 let _ = p.kill();
                 let _ = p.join();
             }

@@ -28,7 +28,7 @@
 //! (read once per process) sets the budget; `0` disables spinning.
 
 use crate::codec::{self, RecvFd, SendFd};
-use crate::error::{Error, RecvError, SendError};
+use crate::error::{Error, RecvError, RecvTimeoutError, SendError};
 use crate::Message;
 use once_cell::sync::Lazy;
 use procactor_transports::frame::{self, FrameError, FrameInfo, FrameReader, Wait};
@@ -271,9 +271,9 @@ impl Rx {
         fd: BorrowedFd<'_>,
         wait: Wait,
         max_len: Option<u64>,
-    ) -> Result<FrameInfo, RecvError> {
+    ) -> Result<FrameInfo, RecvTimeoutError> {
         if let Some(why) = &self.broken {
-            return Err(RecvError::Broken(why.clone()));
+            return Err(RecvTimeoutError::Broken(why.clone()));
         }
         let started = if wait != Wait::No && !self.reader.has_frame() {
             self.reader.set_spin(self.spin.budget);
@@ -288,17 +288,18 @@ impl Rx {
         res.map_err(|e| self.frame_error(e))
     }
 
-    fn frame_error(&mut self, e: FrameError) -> RecvError {
+    /// `Timeout`: the wait's deadline passed (a receive without one gets none).
+    fn frame_error(&mut self, e: FrameError) -> RecvTimeoutError {
         match e {
-            FrameError::Eof => RecvError::Eof,
-            FrameError::Timeout => RecvError::Timeout,
-            FrameError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => RecvError::Timeout,
-            FrameError::Io(e) => RecvError::Io(e),
+            FrameError::Eof => RecvTimeoutError::Eof,
+            FrameError::Timeout => RecvTimeoutError::Timeout,
+            FrameError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => RecvTimeoutError::Timeout,
+            FrameError::Io(e) => RecvTimeoutError::Io(e),
             FrameError::TooLong { .. } => {
                 self.broken = Some(e.to_string());
-                RecvError::TooLong
+                RecvTimeoutError::TooLong
             }
-            FrameError::Broken => RecvError::Broken(
+            FrameError::Broken => RecvTimeoutError::Broken(
                 self.broken
                     .clone()
                     .unwrap_or_else(|| FrameError::Broken.to_string()),
@@ -306,13 +307,13 @@ impl Rx {
             e @ (FrameError::Truncated { .. } | FrameError::BadHeader(_)) => {
                 let why = e.to_string();
                 self.broken = Some(why.clone());
-                RecvError::Broken(why)
+                RecvTimeoutError::Broken(why)
             }
         }
     }
 
     /// Decodes and drops the frame at the front (dropped even when decoding fails).
-    fn take<T: DeserializeOwned>(&mut self, info: FrameInfo) -> Result<T, RecvError> {
+    fn take<T: DeserializeOwned>(&mut self, info: FrameInfo) -> Result<T, RecvTimeoutError> {
         if info.nfds == 0 {
             let res = codec::decode(self.reader.payload(), Vec::new());
             // the frame's descriptors (none announced; any strays are closed here)
@@ -340,7 +341,10 @@ impl Rx {
         if self.ready_without_syscall() {
             return true;
         }
-        !matches!(self.fill(fd, Wait::No, None), Err(RecvError::Timeout))
+        !matches!(
+            self.fill(fd, Wait::No, None),
+            Err(RecvTimeoutError::Timeout)
+        )
     }
 }
 
@@ -437,7 +441,8 @@ impl<S, R> Connection<S, R> {
     pub fn recv_bytes(&self, maxlength: Option<usize>) -> Result<Vec<u8>, RecvError> {
         let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
         let mut rx = self.lock_rx();
-        rx.fill(fd.as_fd(), Wait::Forever, maxlength.map(|m| m as u64))?;
+        rx.fill(fd.as_fd(), Wait::Forever, maxlength.map(|m| m as u64))
+            .map_err(RecvTimeoutError::into_blocking)?;
         let bytes = rx.reader.payload().to_vec();
         drop(rx.reader.consume());
         Ok(bytes)
@@ -467,7 +472,9 @@ impl<S, R> Connection<S, R> {
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
         let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
         let mut rx = self.lock_rx();
-        let info = rx.fill(fd.as_fd(), Wait::Forever, None)?;
+        let info = rx
+            .fill(fd.as_fd(), Wait::Forever, None)
+            .map_err(RecvTimeoutError::into_blocking)?;
         if info.len > buf.len() {
             return Err(RecvError::BufferTooShort { needed: info.len });
         }
@@ -508,8 +515,8 @@ impl<S, R> Connection<S, R> {
         }
         match rx.fill(fd, deadline_of(timeout), None) {
             Ok(_) => Ok(true),
-            Err(RecvError::Timeout) => Ok(false),
-            Err(RecvError::Io(e)) => Err(Error::Io(e)),
+            Err(RecvTimeoutError::Timeout) => Ok(false),
+            Err(RecvTimeoutError::Io(e)) => Err(Error::Io(e)),
             // Eof, Broken: a receive returns at once (with that error)
             Err(_) => Ok(true),
         }
@@ -593,31 +600,34 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     /// one. [`RecvError::Closed`] after [`close`](Connection::close).
     pub fn recv(&self) -> Result<R, RecvError> {
         self.recv_wait(Wait::Forever)
+            .map_err(RecvTimeoutError::into_blocking)
     }
 
     /// Receives one value, waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`RecvError::Timeout`] when nothing complete arrived in time (a partly received
+    /// [`RecvTimeoutError::Timeout`] when nothing complete arrived in time (a partly received
     /// message stays buffered); otherwise as [`recv`](Connection::recv).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::time::Duration;
-    /// use procactor_core::{Pipe, RecvError};
+    /// use procactor_core::{Pipe, RecvTimeoutError};
     /// let (a, b) = Pipe::<u8>::new().unwrap();
-    /// assert!(matches!(b.recv_timeout(Duration::from_millis(10)), Err(RecvError::Timeout)));
+    /// let e = b.recv_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert!(matches!(e, RecvTimeoutError::Timeout));
     /// a.send(&7).unwrap();
     /// assert_eq!(b.recv_timeout(Duration::from_secs(5)).unwrap(), 7);
     /// ```
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<R, RecvError> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<R, RecvTimeoutError> {
         self.recv_wait(deadline_of(Some(timeout)))
     }
 
-    fn recv_wait(&self, wait: Wait) -> Result<R, RecvError> {
-        let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
+    /// `Timeout`: `wait`'s deadline passed.
+    fn recv_wait(&self, wait: Wait) -> Result<R, RecvTimeoutError> {
+        let fd = self.fd.as_ref().ok_or(RecvTimeoutError::Closed)?;
         let mut rx = self.lock_rx();
         let info = rx.fill(fd.as_fd(), wait, None)?;
         rx.take(info)

@@ -446,7 +446,6 @@ fn worker_main(boot: WorkerBoot) {
                 tracing::error!(error = %e, "pool worker: undecodable task skipped");
                 continue;
             }
-            Err(GetError::Empty) => continue,
             Err(GetError::Broken) => panic!("pool worker: the task ring is broken"),
         };
         if let Some(w) = chunk_word {
@@ -1503,7 +1502,6 @@ fn collect(inner: Arc<Inner>, results: Queue<ResultMsg>) {
                 }
                 drop(st);
             }
-            Err(GetError::Empty) => {}
         }
     }
 }

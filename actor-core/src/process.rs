@@ -449,13 +449,16 @@ impl<R: Message> Process<R> {
             .expect("join without a deadline returns a status"))
     }
 
-    /// Waits at most `timeout`; `Ok(None)` if the child is still running then.
+    /// As [`join`](Process::join), at most `timeout`.
     ///
     /// # Errors
     ///
-    /// As [`join`](Process::join).
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, Error> {
-        self.join_deadline(Some(Instant::now() + timeout))
+    /// [`Error::Timeout`] when the child is still running then (the crate-wide
+    /// `join_timeout` convention: `Ok` with what `join` returns, a timeout is an error,
+    /// see [`error`](crate::error)); otherwise as [`join`](Process::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
+        self.join_deadline(Some(Instant::now() + timeout))?
+            .ok_or(Error::Timeout)
     }
 
     fn join_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<ExitStatus>, Error> {

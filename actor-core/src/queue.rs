@@ -70,7 +70,10 @@
 //! ```
 
 use crate::codec::{self, RecvFd, SendFd};
-use crate::error::{Error, GetError, PutError, TaskDoneError};
+use crate::error::{
+    joined, Error, GetError, GetTimeoutError, JoinTimeoutError, PutError, PutTimeoutError,
+    TaskDoneError, TryGetError, TryPutError,
+};
 use crate::Message;
 use procactor_transports::ring::{
     Deadline, PopError, PushError, Ring, DEFAULT_MAX_MESSAGE, DEFAULT_OVERFLOW_BYTES,
@@ -171,13 +174,13 @@ impl Handle {
         item: T,
         deadline: Deadline,
         task: bool,
-    ) -> Result<(), PutError<T>> {
+    ) -> Result<(), TryPutError<T>> {
         if !self.is_open() {
-            return Err(PutError::Closed(item));
+            return Err(TryPutError::Closed(item));
         }
         with_buf(&ENCODE_BUF, |buf| {
             if let Err(e) = codec::encode(&item, buf, None) {
-                return Err(PutError::Encode(item, e));
+                return Err(TryPutError::Encode(item, e));
             }
             let pushed = if task {
                 self.ring.push_task(buf, deadline)
@@ -186,25 +189,55 @@ impl Handle {
             };
             match pushed {
                 Ok(()) => Ok(()),
-                Err(PushError::Full) => Err(PutError::Full(item)),
-                Err(PushError::Broken) => Err(PutError::Broken(item)),
-                Err(PushError::TooLarge) => Err(PutError::TooLarge(item)),
+                Err(PushError::Full) => Err(TryPutError::Full(item)),
+                Err(PushError::Broken) => Err(TryPutError::Broken(item)),
+                Err(PushError::TooLarge) => Err(TryPutError::TooLarge(item)),
             }
         })
     }
 
-    fn get<T: Message>(&self, deadline: Deadline) -> Result<T, GetError> {
+    /// A put without a deadline: the ring reports no `Full` then; were it ever to, the
+    /// put is simply tried again (nothing of the item was made visible).
+    fn put_blocking<T: Serialize>(&self, mut item: T, task: bool) -> Result<(), PutError<T>> {
+        loop {
+            match self.put_bytes(item, Deadline::Never, task) {
+                Ok(()) => return Ok(()),
+                Err(e) => match e.into_blocking() {
+                    Ok(e) => return Err(e),
+                    Err(back) => item = back,
+                },
+            }
+        }
+    }
+
+    /// `Empty` means the deadline passed.
+    fn get<T: Message>(&self, deadline: Deadline) -> Result<T, TryGetError> {
         with_buf(&DECODE_BUF, |buf| {
             self.ring
                 .pop_with(buf, deadline, true)
                 .map_err(|e| match e {
-                    PopError::Empty => GetError::Empty,
-                    PopError::Disconnected => GetError::Disconnected,
-                    PopError::Broken => GetError::Broken,
+                    PopError::Empty => TryGetError::Empty,
+                    PopError::Disconnected => TryGetError::Disconnected,
+                    PopError::Broken => TryGetError::Broken,
                 })?;
             // the reader lock is released: decode outside it
             Ok(codec::decode(buf, Vec::new())?)
         })
+    }
+
+    /// A get without a deadline: the ring reports no `Empty` then; were it ever to, the
+    /// get is simply tried again.
+    fn get_blocking<T: Message>(&self) -> Result<T, GetError> {
+        loop {
+            match self.get(Deadline::Never) {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    if let Some(e) = e.into_blocking() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -284,7 +317,7 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 /// | `Queue()`, `Queue(maxsize)` | [`Queue::new`], [`Queue::bounded`] |
 /// | `put(x)`, `put(x, timeout=t)`, `put_nowait(x)` | [`put`](Queue::put), [`put_timeout`](Queue::put_timeout), [`try_put`](Queue::try_put) |
 /// | `get()`, `get(timeout=t)`, `get_nowait()` | [`get`](Queue::get), [`get_timeout`](Queue::get_timeout), [`try_get`](Queue::try_get) |
-/// | `queue.Full`, `queue.Empty` | [`PutError::Full`], [`GetError::Empty`] |
+/// | `queue.Full`, `queue.Empty` | [`TryPutError::Full`], [`PutTimeoutError::Timeout`]; [`TryGetError::Empty`], [`GetTimeoutError::Timeout`] |
 /// | `qsize()`, `empty()`, `full()` | [`len`](Queue::len), [`is_empty`](Queue::is_empty), [`is_full`](Queue::is_full) |
 /// | `close()` | [`close`](Queue::close) |
 /// | `join_thread()`, `cancel_join_thread()` | not needed: there is no feeder thread |
@@ -292,7 +325,7 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 /// # Examples
 ///
 /// ```
-/// use procactor_core::{Queue, GetError, PutError};
+/// use procactor_core::{Queue, GetError, PutError, TryGetError};
 ///
 /// let q: Queue<(u64, String)> = Queue::bounded(2).unwrap();
 /// q.put((1, "a".into())).unwrap();
@@ -304,9 +337,9 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 /// assert_eq!(q.len(), 2);
 /// assert_eq!(q.get().unwrap(), (1, "a".into()));
 /// assert_eq!(q.try_get().unwrap().0, 2);
-/// assert_eq!(q.try_get(), Err(GetError::Empty)); // our own open handle could still put
+/// assert_eq!(q.try_get(), Err(TryGetError::Empty)); // our own open handle could still put
 /// q.close();
-/// assert_eq!(q.try_get(), Err(GetError::Disconnected));
+/// assert_eq!(q.get(), Err(GetError::Disconnected)); // a blocking get has no `Empty`
 /// assert!(matches!(q.put((4, "d".into())), Err(PutError::Closed(_))));
 /// ```
 pub struct Queue<T> {
@@ -474,10 +507,10 @@ pub(crate) fn await_reply<R: Message, E>(
         match replies.get_deadline(until) {
             Ok((k, r)) if k == n => return Ok(r),
             Ok(_) => continue,
-            Err(GetError::Empty) => {}
-            Err(GetError::Disconnected) => std::thread::sleep(Duration::from_millis(1)),
-            Err(GetError::Decode(e)) => return Err(NoReply::Decode(e)),
-            Err(GetError::Broken) => return Err(NoReply::Broken),
+            Err(GetTimeoutError::Timeout) => {}
+            Err(GetTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(1)),
+            Err(GetTimeoutError::Decode(e)) => return Err(NoReply::Decode(e)),
+            Err(GetTimeoutError::Broken) => return Err(NoReply::Broken),
         }
         if let Some(e) = check() {
             return Err(NoReply::Stopped(e));
@@ -620,19 +653,20 @@ impl<T: Message> Queue<T> {
     /// item cannot be serialized (nothing is written, the queue stays usable),
     /// [`PutError::Broken`]. Each gives the item back.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, Deadline::Never)
+        self.h.put_blocking(item, false)
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
     ///
     /// # Errors
     ///
-    /// [`PutError::Full`] (with the item) when no room came in time (also for an item
+    /// [`PutTimeoutError::Timeout`] (with the item) when no room came in time (also for an item
     /// larger than the ring that had to be sent again because a consumer gave up in the
     /// middle of it, see [`get_timeout`](Queue::get_timeout): the item was then not
     /// delivered); otherwise as [`put`](Queue::put).
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         self.put_inner(item, Deadline::After(timeout))
+            .map_err(TryPutError::into_timeout)
     }
 
     /// Puts `item`, waiting until `deadline` for room.
@@ -640,22 +674,33 @@ impl<T: Message> Queue<T> {
     /// # Errors
     ///
     /// As [`put_timeout`](Queue::put_timeout).
-    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
+    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
         self.put_inner(item, Deadline::At(deadline))
+            .map_err(TryPutError::into_timeout)
     }
 
     /// Puts `item` only if there is room now (Python's `put_nowait`).
     ///
     /// # Errors
     ///
-    /// [`PutError::Full`] (with the item) when the queue is full; otherwise as
+    /// [`TryPutError::Full`] (with the item) when the queue is full; otherwise as
     /// [`put`](Queue::put).
-    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         self.put_inner(item, Deadline::After(Duration::ZERO))
     }
 
-    fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), PutError<T>> {
+    fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), TryPutError<T>> {
         self.h.put_bytes(item, deadline, false)
+    }
+
+    /// A put until `deadline` (`None`: none, and then never `Full`) for the crate's
+    /// wrappers, which give each of their operations its own error type.
+    pub(crate) fn put_until(
+        &self,
+        item: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), TryPutError<T>> {
+        self.put_inner(item, deadline.into())
     }
 
     /// Takes the next item, waiting for one.
@@ -666,27 +711,30 @@ impl<T: Message> Queue<T> {
     /// (see the [module docs](self)), [`GetError::Decode`] when the message is not a `T`
     /// (it is dropped; the queue stays usable), [`GetError::Broken`].
     pub fn get(&self) -> Result<T, GetError> {
-        self.h.get(Deadline::Never)
+        self.h.get_blocking()
     }
 
     /// Takes the next item, waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`GetError::Empty`] when nothing came in time; otherwise as [`get`](Queue::get).
+    /// [`GetTimeoutError::Timeout`] when nothing came in time; otherwise as
+    /// [`get`](Queue::get).
     ///
     /// An item larger than the ring that is arriving in pieces when the timeout passes
     /// is still awaited while its producer keeps sending pieces; a producer frozen in
-    /// the middle of it (stopped, starved) makes this return `Empty` about 100 ms past
+    /// the middle of it (stopped, starved) makes this return `Timeout` about 100 ms past
     /// the timeout. The item is not lost: the producer, once it runs again, sees that
     /// this consumer gave up and sends the item again from the start, and a later `get`
     /// (of this or another consumer) receives it whole; the producer's `put` returns
-    /// `Ok` only then (a bounded queue's `put_timeout` may instead fail with `Full` if
+    /// `Ok` only then (a bounded queue's `put_timeout` may instead fail with `Timeout` if
     /// its own timeout passes before the item fits again; it then was not delivered).
     /// Only a producer frozen in the few instructions that publish the item's very last
     /// piece is waited for past the 100 ms, since its `put` is about to succeed.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.h.get(Deadline::After(timeout))
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.h
+            .get(Deadline::After(timeout))
+            .map_err(TryGetError::into_timeout)
     }
 
     /// Takes the next item, waiting until `deadline`.
@@ -694,17 +742,19 @@ impl<T: Message> Queue<T> {
     /// # Errors
     ///
     /// As [`get_timeout`](Queue::get_timeout).
-    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
-        self.h.get(Deadline::At(deadline))
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
+        self.h
+            .get(Deadline::At(deadline))
+            .map_err(TryGetError::into_timeout)
     }
 
     /// Takes an item only if one is there now (Python's `get_nowait`).
     ///
     /// # Errors
     ///
-    /// [`GetError::Empty`] when there is none (or another consumer is taking one right
+    /// [`TryGetError::Empty`] when there is none (or another consumer is taking one right
     /// now); otherwise as [`get`](Queue::get).
-    pub fn try_get(&self) -> Result<T, GetError> {
+    pub fn try_get(&self) -> Result<T, TryGetError> {
         self.h.get(Deadline::After(Duration::ZERO))
     }
 
@@ -869,7 +919,7 @@ impl<T: Message> SimpleQueue<T> {
 ///
 /// let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
 /// q.put(1).unwrap();
-/// assert!(!q.join_timeout(Duration::from_millis(10))); // one unfinished task
+/// assert!(q.join_timeout(Duration::from_millis(10)).is_err()); // one unfinished task
 /// let _item = q.get().unwrap();
 /// q.task_done().unwrap();
 /// q.join();
@@ -945,7 +995,7 @@ impl<T: Message> JoinableQueue<T> {
         })
     }
 
-    fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), PutError<T>> {
+    fn put_inner(&self, item: T, deadline: Deadline) -> Result<(), TryPutError<T>> {
         // the task is counted in the same step that makes the item visible (see
         // `Ring::push_task`): a consumer never takes an uncounted item, and a producer
         // killed mid-put leaves no task that nobody will ever finish
@@ -958,7 +1008,8 @@ impl<T: Message> JoinableQueue<T> {
     ///
     /// As [`Queue::put`]; a failed put adds no task.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_inner(item, Deadline::Never)
+        // counted as in `put_inner`
+        self.q.h.put_blocking(item, true)
     }
 
     /// As [`Queue::put_timeout`], counting a task on success.
@@ -966,8 +1017,9 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::put_timeout`].
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         self.put_inner(item, Deadline::After(timeout))
+            .map_err(TryPutError::into_timeout)
     }
 
     /// As [`Queue::put_deadline`], counting a task on success.
@@ -975,8 +1027,9 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::put_deadline`].
-    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
+    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
         self.put_inner(item, Deadline::At(deadline))
+            .map_err(TryPutError::into_timeout)
     }
 
     /// As [`Queue::try_put`], counting a task on success.
@@ -984,7 +1037,7 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::try_put`].
-    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         self.put_inner(item, Deadline::After(Duration::ZERO))
     }
 
@@ -1002,7 +1055,7 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::get_timeout`].
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         self.q.get_timeout(timeout)
     }
 
@@ -1011,7 +1064,7 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::get_deadline`].
-    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
         self.q.get_deadline(deadline)
     }
 
@@ -1020,7 +1073,7 @@ impl<T: Message> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::try_get`].
-    pub fn try_get(&self) -> Result<T, GetError> {
+    pub fn try_get(&self) -> Result<T, TryGetError> {
         self.q.try_get()
     }
 
@@ -1044,14 +1097,24 @@ impl<T: Message> JoinableQueue<T> {
         self.q.h.ring.task_join(None);
     }
 
-    /// Waits at most `timeout`; whether every task was done by then.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.q.h.ring.task_join(deadline_after(timeout))
+    /// As [`join`](JoinableQueue::join), at most `timeout` (`Duration::MAX`: for ever).
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError`] when tasks were still unfinished then (the crate-wide
+    /// `join_timeout` convention: `Ok` with what `join` returns, see
+    /// [`error`](crate::error)).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
+        joined(self.q.h.ring.task_join(deadline_after(timeout)))
     }
 
-    /// Waits until `deadline`; whether every task was done by then.
-    pub fn join_deadline(&self, deadline: Instant) -> bool {
-        self.q.h.ring.task_join(Some(deadline))
+    /// As [`join`](JoinableQueue::join), until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As [`join_timeout`](JoinableQueue::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinTimeoutError> {
+        joined(self.q.h.ring.task_join(Some(deadline)))
     }
 
     /// Items put and not yet marked done (advisory).
@@ -1152,7 +1215,7 @@ mod tests {
         };
         assert!(closed.is_closed());
         q.close();
-        assert_eq!(q.try_get(), Err(GetError::Empty)); // `a` is open
+        assert_eq!(q.try_get(), Err(TryGetError::Empty)); // `a` is open
         a.put(9).unwrap();
         drop(a);
         assert_eq!(q.get().unwrap(), 9);
@@ -1169,7 +1232,7 @@ mod tests {
         codec::encode(&q, &mut buf, Some(&mut fds)).unwrap();
         q.close();
         // the travelling handle keeps the queue connected
-        assert_eq!(q.try_get(), Err(GetError::Empty));
+        assert_eq!(q.try_get(), Err(TryGetError::Empty));
         let back: Queue<u8> = codec::decode(&buf, fds).unwrap();
         back.put(3).unwrap();
         assert_eq!(q.get().unwrap(), 3);
@@ -1184,15 +1247,15 @@ mod tests {
         assert!(q.try_put(2).unwrap_err().is_full());
         assert_eq!(q.unfinished_tasks(), 1);
         assert_eq!(q.get().unwrap(), 1);
-        assert!(!q.join_timeout(Duration::from_millis(5)));
+        assert!(q.join_timeout(Duration::from_millis(5)).is_err());
         q.task_done().unwrap();
-        assert!(q.join_timeout(Duration::from_millis(5)));
+        assert!(q.join_timeout(Duration::from_millis(5)).is_ok());
         assert_eq!(q.task_done(), Err(TaskDoneError));
     }
 
     /// Fills a queue of `u8` (each item: 1 CBOR byte + 4 header bytes) with `try_put`
     /// until `Full`; returns how many went in.
-    fn fill(put: impl Fn(u8) -> Result<(), PutError<u8>>) -> u8 {
+    fn fill(put: impl Fn(u8) -> Result<(), TryPutError<u8>>) -> u8 {
         let mut n = 0u8;
         loop {
             match put(n) {
@@ -1217,7 +1280,7 @@ mod tests {
         assert_eq!(q.len(), 12);
         assert!(matches!(
             q.put_timeout(99, Duration::from_millis(5)),
-            Err(PutError::Full(99))
+            Err(PutTimeoutError::Timeout(99))
         ));
         // one get makes room for one more
         assert_eq!(q.try_get().unwrap(), 0);
@@ -1256,7 +1319,7 @@ mod tests {
             assert_eq!(q.try_get().unwrap(), i);
             q.task_done().unwrap();
         }
-        assert!(q.join_timeout(Duration::from_millis(5)));
+        assert!(q.join_timeout(Duration::from_millis(5)).is_ok());
     }
 
     /// Serializes as a long run of bytes, then fails.
@@ -1306,7 +1369,7 @@ mod tests {
             }
         }
         assert!(!q.is_broken());
-        assert_eq!(q.try_get().err(), Some(GetError::Empty));
+        assert_eq!(q.try_get().err(), Some(TryGetError::Empty));
     }
 
     #[test]
@@ -1331,10 +1394,8 @@ mod tests {
             .build_joinable()
             .unwrap();
         assert!(j.put(vec![0; 200]).unwrap_err().is_too_large());
-        assert!(
-            j.join_timeout(Duration::from_millis(1)),
-            "a refused put counts no task"
-        );
+        j.join_timeout(Duration::from_millis(1))
+            .expect("a refused put counts no task");
         let s: SimpleQueue<String> = Queue::builder().max_message_size(8).build_simple().unwrap();
         assert!(s
             .put("far more than eight bytes".into())

@@ -724,7 +724,7 @@ impl Shared {
 ///     let d = sup.spawn(Doubler { out: out.clone() }).unwrap();
 ///     d.send(21).unwrap();
 ///     assert_eq!(out.get_timeout(Duration::from_secs(10)).unwrap(), 42);
-///     sup.shutdown(Duration::from_secs(5)).unwrap();
+///     sup.shutdown(Duration::from_secs(5));
 /// }
 /// ```
 pub struct Supervisor {
@@ -953,7 +953,7 @@ impl<A: ProcessActor> PoolRef<A> {
     /// # Errors
     ///
     /// As [`ActorRef::try_send`].
-    pub fn try_send(&self, msg: A::Msg) -> Result<(), crate::PutError<A::Msg>> {
+    pub fn try_send(&self, msg: A::Msg) -> Result<(), crate::TryPutError<A::Msg>> {
         self.inner.try_send(msg)
     }
     /// See [`ActorRef::send_timeout`].
@@ -961,7 +961,11 @@ impl<A: ProcessActor> PoolRef<A> {
     /// # Errors
     ///
     /// As [`ActorRef::send_timeout`].
-    pub fn send_timeout(&self, msg: A::Msg, d: Duration) -> Result<(), crate::PutError<A::Msg>> {
+    pub fn send_timeout(
+        &self,
+        msg: A::Msg,
+        d: Duration,
+    ) -> Result<(), crate::PutTimeoutError<A::Msg>> {
         self.inner.send_timeout(msg, d)
     }
     /// How many actors share the mailbox.
@@ -1001,7 +1005,12 @@ impl<A: ProcessActor> PoolRef<A> {
         self.inner.join();
     }
     /// As [`join`](PoolRef::join), at most `timeout`.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError`](crate::JoinTimeoutError) when a member had not ended by
+    /// then.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), crate::JoinTimeoutError> {
         self.inner.join_timeout(timeout)
     }
 }
@@ -1370,14 +1379,10 @@ impl Supervisor {
     /// children that is the sum of their shutdown times; here it is the longest one). An
     /// end already under way (a restart's) is cut short by `timeout` too. Returns within
     /// `timeout` plus a few milliseconds whatever the children do. Calling it again is
-    /// harmless.
-    ///
-    /// # Errors
-    ///
-    /// None today; kept fallible for symmetry with `wait`.
-    pub fn shutdown(&self, timeout: Duration) -> Result<(), SupervisorError> {
+    /// harmless. It cannot fail (a child that does not end in time is killed), so it
+    /// returns nothing; what happened to each child is in [`events`](Supervisor::events).
+    pub fn shutdown(&self, timeout: Duration) {
         self.shutdown_children(Instant::now().checked_add(timeout));
-        Ok(())
     }
 
     fn shutdown_children(&self, deadline: Option<Instant>) {

@@ -895,13 +895,20 @@ impl<T: Message> SharedJoinableQueue<T> {
     pub fn join(&self) -> Result<(), ManagerError> {
         self.h.bool(SyncReq::Wait(self.h.id, None)).map(drop)
     }
-    /// Waits at most `timeout` (`Duration::MAX`: forever); whether every item is done.
+    /// As [`join`](SharedJoinableQueue::join), at most `timeout` (`Duration::MAX`:
+    /// forever).
     ///
     /// # Errors
     ///
-    /// As [`join`](SharedJoinableQueue::join).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
-        self.h.bool(SyncReq::Wait(self.h.id, wait_of(timeout)))
+    /// [`ManagerError::JoinTimeout`] when items were still unfinished then (the crate-wide
+    /// `join_timeout` convention: `Ok` with what `join` returns, see
+    /// [`error`](crate::error)); otherwise as [`join`](SharedJoinableQueue::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), ManagerError> {
+        if self.h.bool(SyncReq::Wait(self.h.id, wait_of(timeout)))? {
+            Ok(())
+        } else {
+            Err(crate::JoinTimeoutError.into())
+        }
     }
 }
 

@@ -60,7 +60,6 @@ fn in_single_threaded_child(measure: fn(u32) -> (f64, u64), n: u32) -> (f64, u64
         .start()
         .expect("start the measuring child");
     p.join_timeout(Duration::from_secs(120))
-        .expect("join")
         .expect("the measuring child took over 120 s");
     p.result().expect("the measuring child's result")
 }

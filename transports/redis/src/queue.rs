@@ -2,7 +2,10 @@
 
 use crate::conn::RedisError;
 use crate::stream::{Config, Core, Delivered, Failure};
-use procactor_core::{codec, DecodeError, GetError, Message, PutError, TaskDoneError};
+use procactor_core::{
+    codec, DecodeError, GetError, GetTimeoutError, JoinTimeoutError, Message, PutError,
+    PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
@@ -114,26 +117,67 @@ fn encode<T: Message>(item: &T) -> Result<Vec<u8>, procactor_core::EncodeError> 
     Ok(buf)
 }
 
-fn put_failure<T>(item: T, f: Failure) -> PutError<T> {
+/// A put's failure (`Full`: its deadline passed).
+fn put_failure<T>(item: T, f: Failure) -> TryPutError<T> {
     match f {
-        Failure::Full => PutError::Full(item),
-        Failure::Closed => PutError::Closed(item),
-        Failure::Empty | Failure::Redis(_) => PutError::Broken(item),
+        Failure::Full => TryPutError::Full(item),
+        Failure::Closed => TryPutError::Closed(item),
+        Failure::Empty | Failure::Redis(_) => TryPutError::Broken(item),
     }
 }
 
-fn get_failure(f: Failure) -> GetError {
-    match f {
-        Failure::Empty => GetError::Empty,
-        Failure::Closed => GetError::Disconnected,
-        Failure::Full | Failure::Redis(_) => GetError::Broken,
+/// A put without a deadline: the stream layer reports `Full` only once a deadline
+/// passed, so `Full` does not come here; were it to, it would be a broken state.
+fn blocking_put<T>(e: TryPutError<T>) -> PutError<T> {
+    match e {
+        TryPutError::Closed(t) => PutError::Closed(t),
+        TryPutError::Encode(t, e) => PutError::Encode(t, e),
+        TryPutError::TooLarge(t) => PutError::TooLarge(t),
+        TryPutError::Full(t) | TryPutError::Broken(t) => PutError::Broken(t),
     }
 }
 
-fn decode<T: Message>(core: &Core, d: Delivered) -> Result<Delivery<T>, GetError> {
+fn timed_put<T>(e: TryPutError<T>) -> PutTimeoutError<T> {
+    match e {
+        TryPutError::Full(t) => PutTimeoutError::Timeout(t),
+        TryPutError::Closed(t) => PutTimeoutError::Closed(t),
+        TryPutError::Encode(t, e) => PutTimeoutError::Encode(t, e),
+        TryPutError::TooLarge(t) => PutTimeoutError::TooLarge(t),
+        TryPutError::Broken(t) => PutTimeoutError::Broken(t),
+    }
+}
+
+/// A get's failure (`Empty`: its deadline passed).
+fn get_failure(f: Failure) -> TryGetError {
+    match f {
+        Failure::Empty => TryGetError::Empty,
+        Failure::Closed => TryGetError::Disconnected,
+        Failure::Full | Failure::Redis(_) => TryGetError::Broken,
+    }
+}
+
+/// A get without a deadline: `Empty` does not come here (see [`blocking_put`]).
+fn blocking_get(e: TryGetError) -> GetError {
+    match e {
+        TryGetError::Disconnected => GetError::Disconnected,
+        TryGetError::Decode(d) => GetError::Decode(d),
+        TryGetError::Empty | TryGetError::Broken => GetError::Broken,
+    }
+}
+
+fn timed_get(e: TryGetError) -> GetTimeoutError {
+    match e {
+        TryGetError::Empty => GetTimeoutError::Timeout,
+        TryGetError::Disconnected => GetTimeoutError::Disconnected,
+        TryGetError::Decode(d) => GetTimeoutError::Decode(d),
+        TryGetError::Broken => GetTimeoutError::Broken,
+    }
+}
+
+fn decode<T: Message>(core: &Core, d: Delivered) -> Result<Delivery<T>, TryGetError> {
     let value = match &d.payload {
-        Some(bytes) => codec::decode::<T>(bytes, Vec::new()).map_err(GetError::Decode),
-        None => Err(GetError::Decode(DecodeError {
+        Some(bytes) => codec::decode::<T>(bytes, Vec::new()).map_err(TryGetError::Decode),
+        None => Err(TryGetError::Decode(DecodeError {
             expected: std::any::type_name::<T>(),
             message: format!(
                 "stream entry {} has no `{}` field",
@@ -229,32 +273,38 @@ macro_rules! queue_common {
             /// [`PutError::Encode`], [`PutError::Broken`] when Redis failed (see
             /// [`last_error`](Self::last_error)); the item comes back.
             pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-                self.put_inner(item, None)
+                self.put_inner(item, None).map_err(blocking_put)
             }
 
-            /// As [`put`](Self::put), giving up with [`PutError::Full`] after `timeout`.
+            /// As [`put`](Self::put), giving up with [`PutTimeoutError::Timeout`] after
+            /// `timeout`.
             ///
             /// # Errors
             ///
-            /// As `put`, and `Full`.
-            pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+            /// As `put`, and `Timeout`.
+            pub fn put_timeout(
+                &self,
+                item: T,
+                timeout: Duration,
+            ) -> Result<(), PutTimeoutError<T>> {
                 self.put_inner(item, Some(deadline(timeout)))
+                    .map_err(timed_put)
             }
 
-            /// As [`put`](Self::put), with [`PutError::Full`] at once when there is no
-            /// room.
+            /// As [`put`](Self::put), with [`TryPutError::Full`] at once when there is
+            /// no room.
             ///
             /// # Errors
             ///
             /// As `put`, and `Full`.
-            pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+            pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
                 self.put_inner(item, Some(Instant::now()))
             }
 
-            fn put_inner(&self, item: T, deadline: Option<Instant>) -> Result<(), PutError<T>> {
+            fn put_inner(&self, item: T, deadline: Option<Instant>) -> Result<(), TryPutError<T>> {
                 let bytes = match encode(&item) {
                     Ok(b) => b,
-                    Err(e) => return Err(PutError::Encode(item, e)),
+                    Err(e) => return Err(TryPutError::Encode(item, e)),
                 };
                 self.core
                     .put(std::slice::from_ref(&bytes), deadline)
@@ -278,7 +328,7 @@ macro_rules! queue_common {
                 }
                 self.core
                     .put(&bytes, None)
-                    .map_err(|f| put_failure(items, f))
+                    .map_err(|f| blocking_put(put_failure(items, f)))
             }
 
             /// Takes the next item, waiting for one: a stale item taken over from a dead
@@ -290,26 +340,30 @@ macro_rules! queue_common {
             /// [`GetError::Decode`] (the entry is dropped), [`GetError::Broken`] when
             /// Redis failed.
             pub fn get(&self) -> Result<T, GetError> {
-                self.get_delivery_deadline(None).map(|d| d.value)
+                self.get_delivery_deadline(None)
+                    .map(|d| d.value)
+                    .map_err(blocking_get)
             }
 
-            /// As [`get`](Self::get), giving up with [`GetError::Empty`] after `timeout`.
+            /// As [`get`](Self::get), giving up with [`GetTimeoutError::Timeout`] after
+            /// `timeout`.
             ///
             /// # Errors
             ///
-            /// As `get`, and `Empty`.
-            pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+            /// As `get`, and `Timeout`.
+            pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
                 self.get_delivery_deadline(Some(deadline(timeout)))
                     .map(|d| d.value)
+                    .map_err(timed_get)
             }
 
-            /// As [`get`](Self::get), with [`GetError::Empty`] at once when nothing is
-            /// there.
+            /// As [`get`](Self::get), with [`TryGetError::Empty`] at once when nothing
+            /// is there.
             ///
             /// # Errors
             ///
             /// As `get`, and `Empty`.
-            pub fn try_get(&self) -> Result<T, GetError> {
+            pub fn try_get(&self) -> Result<T, TryGetError> {
                 self.get_delivery_deadline(Some(Instant::now()))
                     .map(|d| d.value)
             }
@@ -320,14 +374,16 @@ macro_rules! queue_common {
             /// # Errors
             ///
             /// As `get_timeout`.
-            pub fn get_delivery(&self, timeout: Duration) -> Result<Delivery<T>, GetError> {
+            pub fn get_delivery(&self, timeout: Duration) -> Result<Delivery<T>, GetTimeoutError> {
                 self.get_delivery_deadline(Some(deadline(timeout)))
+                    .map_err(timed_get)
             }
 
+            /// `Empty`: the deadline passed.
             fn get_delivery_deadline(
                 &self,
                 deadline: Option<Instant>,
-            ) -> Result<Delivery<T>, GetError> {
+            ) -> Result<Delivery<T>, TryGetError> {
                 let d = self.core.get(deadline).map_err(get_failure)?;
                 decode(&self.core, d)
             }
@@ -431,7 +487,7 @@ queue_common!(RedisQueue, true);
 /// let d = q.get_delivery(Duration::from_secs(1)).unwrap();
 /// assert_eq!((d.value, d.deliveries), (7, 1));
 /// q.task_done().unwrap();
-/// assert!(q.join_timeout(Duration::from_secs(1)));
+/// q.join_timeout(Duration::from_secs(1)).unwrap();
 /// ```
 pub struct RedisJoinableQueue<T> {
     core: Core,
@@ -461,9 +517,19 @@ impl<T: Message> RedisJoinableQueue<T> {
         self.join_deadline(None);
     }
 
-    /// As [`join`](Self::join), for at most `timeout`; whether every item was done.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.join_deadline(Some(deadline(timeout)))
+    /// As [`join`](Self::join), for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinTimeoutError`] when items were still unfinished then (the crate-wide
+    /// `join_timeout` convention: `Ok` with what `join` returns, see
+    /// [`procactor_core::error`]).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
+        if self.join_deadline(Some(deadline(timeout))) {
+            Ok(())
+        } else {
+            Err(JoinTimeoutError)
+        }
     }
 
     fn join_deadline(&self, deadline: Option<Instant>) -> bool {

@@ -9,7 +9,7 @@ use crate::queue::RedisJoinableQueue;
 use procactor_core::actor::QueueMailbox;
 use procactor_core::pool::FnRef;
 use procactor_core::{
-    runtime, Actor, ActorError, Context, GetError, Message, PoolRef, ProcessActor, PutError,
+    runtime, Actor, ActorError, Context, GetTimeoutError, Message, PoolRef, ProcessActor, PutError,
     SpawnError, Supervisor, SupervisorError,
 };
 use procactor_transports::target::{self, SameImage, Target, TargetRef};
@@ -159,8 +159,10 @@ impl<T: Message> Actor for RedisWorker<T> {
                     })?;
                     self.handled += 1;
                 }
-                Err(GetError::Empty) => break,
-                Err(GetError::Decode(e)) => tracing::error!(error = %e, "redis worker: dropped"),
+                Err(GetTimeoutError::Timeout) => break,
+                Err(GetTimeoutError::Decode(e)) => {
+                    tracing::error!(error = %e, "redis worker: dropped")
+                }
                 Err(e) => {
                     return Err(ActorError::new(format!(
                         "redis queue: {e} ({:?})",
