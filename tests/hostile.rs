@@ -460,3 +460,88 @@ fn victim_frozen_writer((): ()) {
 fn a_writer_frozen_mid_message_does_not_hang_or_fool_the_reader() {
     in_victim(victim_frozen_writer, 60);
 }
+
+/// How many descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+const UNASKED_ROUNDS: usize = 200;
+
+/// Hostile: sends frames that announce no descriptors but carry three (SCM_RIGHTS on its
+/// end of the pipe), many times; then a normal message; then a frame announcing one
+/// descriptor that carries two.
+fn send_unasked_fds(conn: procactor::Connection<String, String>) {
+    use procactor_transports::{fdpass, frame};
+    use std::os::fd::AsFd;
+    let null: Vec<std::fs::File> = (0..3)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect();
+    let all: Vec<_> = null.iter().map(|f| f.as_fd()).collect();
+    for i in 0..UNASKED_ROUNDS {
+        let payload = format!("m{i}");
+        let h = frame::header(payload.len(), 0);
+        let n = fdpass::send(conn.as_fd(), &[&h, payload.as_bytes()], &all, false).unwrap();
+        assert_eq!(n, h.len() + payload.len());
+    }
+    conn.send(&"done".to_string()).unwrap();
+    let h = frame::header(4, 1);
+    fdpass::send(conn.as_fd(), &[&h, b"more"], &all[..2], false).unwrap();
+    // stay until the victim has read everything (it closes its end)
+    let _ = conn.poll(Some(Duration::from_secs(20)));
+}
+
+fn victim_unasked_fds((): ()) {
+    // (a first child so that the runtime's own descriptors exist before counting)
+    let mut warm = Process::new(|()| {}, ()).start().unwrap();
+    warm.join_timeout(Duration::from_secs(20)).unwrap().unwrap();
+    let before = open_fds();
+    let (mine, theirs) = procactor::Pipe::<String>::new().unwrap();
+    let mut h = Process::new(send_unasked_fds, theirs).start().unwrap();
+    for i in 0..UNASKED_ROUNDS {
+        assert!(
+            mine.poll(Some(Duration::from_secs(20))).unwrap(),
+            "round {i}"
+        );
+        let got = mine.recv_bytes(None).unwrap();
+        assert_eq!(got, format!("m{i}").as_bytes());
+        // the extras are closed as their frame is consumed: at most one batch is held
+        assert!(
+            open_fds() <= before + 1 + 3,
+            "round {i}: {} > {before}",
+            open_fds()
+        );
+    }
+    assert_eq!(mine.recv_timeout(Duration::from_secs(20)).unwrap(), "done");
+    // more descriptors than announced: a clear error, and the connection is broken
+    match mine.recv_timeout(Duration::from_secs(20)) {
+        Err(procactor::RecvError::Broken(m)) => assert!(m.contains("descriptors"), "{m}"),
+        other => panic!("a frame with more descriptors than it announced: {other:?}"),
+    }
+    assert!(matches!(
+        mine.recv_timeout(Duration::from_secs(1)),
+        Err(procactor::RecvError::Broken(_))
+    ));
+    drop(mine);
+    assert!(h.join_timeout(Duration::from_secs(20)).unwrap().is_some());
+    drop(h); // (its pidfd)
+    let after = open_fds();
+    let links: Vec<_> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()))
+        .collect();
+    assert!(
+        after <= before,
+        "descriptors grew from {before} to {after}: {links:?}"
+    );
+}
+
+/// Descriptors a frame did not announce: a frame announcing none that carries three is
+/// delivered without them (they are closed, the count of open descriptors does not grow
+/// over 200 such frames) and the connection keeps working; a frame carrying more than it
+/// announced is a clear `Broken` error and the connection stays broken.
+#[test]
+fn descriptors_a_frame_did_not_announce_are_closed_not_kept() {
+    in_victim(victim_unasked_fds, 60);
+}
