@@ -545,3 +545,74 @@ fn victim_unasked_fds((): ()) {
 fn descriptors_a_frame_did_not_announce_are_closed_not_kept() {
     in_victim(victim_unasked_fds, 60);
 }
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+type Parts = (i64, String, u64);
+
+/// In a child: resolves a reference its parent described and one forged from it, and
+/// says whether the tree's key is visible in its environment.
+fn resolve_in_child((genuine, forged): (Parts, Parts)) -> (Result<u64, String>, String, bool) {
+    use procactor_transports::target::{resolve_checked, SameImage, TargetRef};
+    let proof = SameImage::verify(&procactor_transports::os::exe_fingerprint().unwrap()).unwrap();
+    let g = TargetRef::from_parts(genuine.0, genuine.1, genuine.2);
+    let ok = resolve_checked::<fn(u64) -> u64>(&g, &proof)
+        .map(|f| f(21))
+        .map_err(|e| e.to_string());
+    let f = TargetRef::from_parts(forged.0, forged.1, forged.2);
+    let refused = match resolve_checked::<fn(u64) -> u64>(&f, &proof) {
+        Ok(_) => "resolved".to_string(),
+        Err(e) => e.to_string(),
+    };
+    (
+        ok,
+        refused,
+        std::env::var_os("PROCACTOR_TREE_KEY").is_some(),
+    )
+}
+
+fn check_forged_in_children(methods: &[procactor::StartMethod]) {
+    let genuine = procactor_transports::target::describe(double as fn(u64) -> u64);
+    let g = genuine.into_parts();
+    let forged = (g.0 + 64, g.1.clone(), g.2);
+    for &method in methods {
+        let mut p = Process::new(resolve_in_child, (g.clone(), forged.clone()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        let ended = p.join_timeout(Duration::from_secs(30)).unwrap();
+        assert!(ended.is_some(), "{method:?}: the child did not end");
+        let (ok, refused, visible) = p.result().unwrap_or_else(|e| panic!("{method:?}: {e:?}"));
+        assert_eq!(ok, Ok(42), "{method:?}");
+        assert!(
+            refused.contains("MAC does not verify"),
+            "{method:?}: {refused}"
+        );
+        assert!(
+            !visible,
+            "{method:?}: the key is in the child's environment"
+        );
+    }
+}
+
+/// (In a spawned, single-threaded process: the test binary has threads, so `Fork` is
+/// refused there.) Its key came by `exec`; its forked child has it by copy.
+fn victim_forked_resolution((): ()) {
+    check_forged_in_children(&[procactor::StartMethod::Fork, procactor::StartMethod::Spawn]);
+}
+
+/// A function reference forged from safe code (an offset moved, the MAC kept) does not
+/// resolve in a child, whichever way it was started, while one its parent described
+/// does (the tree's key reaches every child, and no child sees it in its environment).
+#[test]
+fn a_forged_function_reference_does_not_resolve_in_a_child() {
+    watchdog(120, || {
+        check_forged_in_children(&[
+            procactor::StartMethod::Spawn,
+            procactor::StartMethod::ForkServer,
+        ]);
+    });
+    in_victim(victim_forked_resolution, 60);
+}

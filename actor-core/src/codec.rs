@@ -245,7 +245,9 @@ pub(crate) fn check_declared_lengths(bytes: &[u8]) -> Result<(), String> {
             continue;
         }
         let Some(&b) = bytes.get(at) else {
-            return Err(format!("truncated: the value ends at byte {at} with items missing"));
+            return Err(format!(
+                "truncated: the value ends at byte {at} with items missing"
+            ));
         };
         let head_at = at;
         at += 1;
@@ -459,7 +461,10 @@ mod declared_length_tests {
     fn declarations_the_bytes_cannot_hold_are_refused() {
         // an array of 2^32-1 items in 5 bytes
         let e = check_declared_lengths(&[0x9a, 0xff, 0xff, 0xff, 0xff]).unwrap_err();
-        assert!(e.contains("an array at byte 0 declares 4294967295 but only 0 bytes"), "{e}");
+        assert!(
+            e.contains("an array at byte 0 declares 4294967295 but only 0 bytes"),
+            "{e}"
+        );
         // a string one byte longer than what follows
         assert!(check_declared_lengths(&[0x43, 1, 2]).is_err());
         // a map of n pairs needs 2n items

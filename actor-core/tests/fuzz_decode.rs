@@ -129,7 +129,11 @@ fn nested_declared_huge_arrays_cost_a_multiple_of_the_input() {
         let r = decode::<Vec<Vec<Vec<String>>>>(&b, Vec::new());
         assert!(r.is_err());
     });
-    assert!(peak <= allowed(b.len()), "{peak} bytes for {} bytes", b.len());
+    assert!(
+        peak <= allowed(b.len()),
+        "{peak} bytes for {} bytes",
+        b.len()
+    );
 }
 
 /// The meter works (so the bounds above measure something).
