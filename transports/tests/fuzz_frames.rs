@@ -101,7 +101,7 @@ fn without_a_limit_a_lying_header_costs_only_what_arrived() {
         for sent in [0usize, 100, 60 << 10] {
             let mut b = header(0, 0).to_vec();
             b[8..16].copy_from_slice(&announced.to_le_bytes());
-            b.extend(std::iter::repeat(7u8).take(sent));
+            b.extend(std::iter::repeat_n(7u8, sent));
             let peak = read_all_within(&b, None);
             assert!(
                 peak <= READ_BUFFER + 4 * b.len(),
