@@ -22,9 +22,10 @@
 //! removes before `main` runs (single-threaded), so that no code of the child, and no
 //! child it starts otherwise, sees it. No function returns or sets the key.
 //!
-//! Out of this model (as reading or writing `/proc/self/mem` is out of Rust's): code that
-//! reads `/proc/self/environ` (the kernel's copy of the initial environment) in a spawned
-//! child, or the parent's memory with a debugger, learns the key.
+//! The variable's digits are also overwritten with `0` in the environment strings
+//! themselves, which is what `/proc/self/environ` shows. Out of this model (as writing
+//! `/proc/self/mem` is out of Rust's): code that reads a process's memory through
+//! `/proc/<pid>/mem` or a debugger learns the key.
 
 /// A function's position in the image, relative to the anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -224,9 +225,43 @@ fn take_inherited_key() {
             if let Some(k) = parse_key(v.as_bytes()) {
                 let _ = INHERITED_KEY.set(k);
             }
+            scrub_initial_environment();
             std::env::remove_var(KEY_ENV);
         }
     });
+}
+
+extern "C" {
+    /// The C library's environment array (`environ(7)`).
+    static environ: *const *mut std::ffi::c_char;
+}
+
+/// Overwrites the key's digits with `0` in the environment strings themselves: the
+/// initial ones are the memory `/proc/self/environ` shows, which removing the variable
+/// from the array does not change.
+fn scrub_initial_environment() {
+    let prefix = format!("{KEY_ENV}=");
+    // SAFETY: called only from `take_inherited_key`, before `main` or from a constructor,
+    // when no other thread exists to read or change the environment. `environ` is the C
+    // library's NULL-terminated array of pointers to NUL-terminated strings, which live in
+    // writable memory (the initial process stack, or the heap for variables set later);
+    // we read each string up to its NUL and overwrite bytes inside it only, never the NUL.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return;
+        }
+        while !(*p).is_null() {
+            let s = *p;
+            let bytes = std::ffi::CStr::from_ptr(s).to_bytes();
+            if bytes.starts_with(prefix.as_bytes()) {
+                for i in prefix.len()..bytes.len() {
+                    s.add(i).cast::<u8>().write(b'0');
+                }
+            }
+            p = p.add(1);
+        }
+    }
 }
 
 extern "C" fn take_inherited_key_at_start() {
