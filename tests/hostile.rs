@@ -456,3 +456,165 @@ fn victim_frozen_writer((): ()) {
 fn a_writer_frozen_mid_message_does_not_hang_or_fool_the_reader() {
     in_victim(victim_frozen_writer, 60);
 }
+
+/// How many descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+const UNASKED_ROUNDS: usize = 200;
+
+/// Hostile: sends frames that announce no descriptors but carry three (SCM_RIGHTS on its
+/// end of the pipe), many times; then a normal message; then a frame announcing one
+/// descriptor that carries two.
+fn send_unasked_fds(conn: procactor::Connection<String, String>) {
+    use procactor_transports::{fdpass, frame};
+    use std::os::fd::AsFd;
+    let null: Vec<std::fs::File> = (0..3)
+        .map(|_| std::fs::File::open("/dev/null").unwrap())
+        .collect();
+    let all: Vec<_> = null.iter().map(|f| f.as_fd()).collect();
+    for i in 0..UNASKED_ROUNDS {
+        let payload = format!("m{i}");
+        let h = frame::header(payload.len(), 0);
+        let n = fdpass::send(conn.as_fd(), &[&h, payload.as_bytes()], &all, false).unwrap();
+        assert_eq!(n, h.len() + payload.len());
+    }
+    conn.send(&"done".to_string()).unwrap();
+    let h = frame::header(4, 1);
+    fdpass::send(conn.as_fd(), &[&h, b"more"], &all[..2], false).unwrap();
+    // stay until the victim has read everything (it closes its end)
+    let _ = conn.poll(Some(Duration::from_secs(20)));
+}
+
+fn victim_unasked_fds((): ()) {
+    // (a first child so that the runtime's own descriptors exist before counting)
+    let mut warm = Process::new(|()| {}, ()).start().unwrap();
+    warm.join_timeout(Duration::from_secs(20)).unwrap().unwrap();
+    let before = open_fds();
+    let (mine, theirs) = procactor::Pipe::<String>::new().unwrap();
+    let mut h = Process::new(send_unasked_fds, theirs).start().unwrap();
+    for i in 0..UNASKED_ROUNDS {
+        assert!(
+            mine.poll(Some(Duration::from_secs(20))).unwrap(),
+            "round {i}"
+        );
+        let got = mine.recv_bytes(None).unwrap();
+        assert_eq!(got, format!("m{i}").as_bytes());
+        // the extras are closed as their frame is consumed: at most one batch is held
+        assert!(
+            open_fds() <= before + 1 + 3,
+            "round {i}: {} > {before}",
+            open_fds()
+        );
+    }
+    assert_eq!(mine.recv_timeout(Duration::from_secs(20)).unwrap(), "done");
+    // more descriptors than announced: a clear error, and the connection is broken
+    match mine.recv_timeout(Duration::from_secs(20)) {
+        Err(procactor::RecvError::Broken(m)) => assert!(m.contains("descriptors"), "{m}"),
+        other => panic!("a frame with more descriptors than it announced: {other:?}"),
+    }
+    assert!(matches!(
+        mine.recv_timeout(Duration::from_secs(1)),
+        Err(procactor::RecvError::Broken(_))
+    ));
+    drop(mine);
+    assert!(h.join_timeout(Duration::from_secs(20)).unwrap().is_some());
+    drop(h); // (its pidfd)
+    let after = open_fds();
+    let links: Vec<_> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()))
+        .collect();
+    assert!(
+        after <= before,
+        "descriptors grew from {before} to {after}: {links:?}"
+    );
+}
+
+/// Descriptors a frame did not announce: a frame announcing none that carries three is
+/// delivered without them (they are closed, the count of open descriptors does not grow
+/// over 200 such frames) and the connection keeps working; a frame carrying more than it
+/// announced is a clear `Broken` error and the connection stays broken.
+#[test]
+fn descriptors_a_frame_did_not_announce_are_closed_not_kept() {
+    in_victim(victim_unasked_fds, 60);
+}
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+type Parts = (i64, String, u64);
+
+/// In a child: resolves a reference its parent described and one forged from it, and
+/// says whether the tree's key is visible in its environment.
+fn resolve_in_child((genuine, forged): (Parts, Parts)) -> (Result<u64, String>, String, bool) {
+    use procactor_transports::target::{resolve_checked, SameImage, TargetRef};
+    let proof = SameImage::verify(&procactor_transports::os::exe_fingerprint().unwrap()).unwrap();
+    let g = TargetRef::from_parts(genuine.0, genuine.1, genuine.2);
+    let ok = resolve_checked::<fn(u64) -> u64>(&g, &proof)
+        .map(|f| f(21))
+        .map_err(|e| e.to_string());
+    let f = TargetRef::from_parts(forged.0, forged.1, forged.2);
+    let refused = match resolve_checked::<fn(u64) -> u64>(&f, &proof) {
+        Ok(_) => "resolved".to_string(),
+        Err(e) => e.to_string(),
+    };
+    // the variable is gone, and the kernel's copy of the start environment holds no key
+    let environ = std::fs::read("/proc/self/environ").unwrap();
+    let leaked = environ.split(|&b| b == 0).any(|v| {
+        v.strip_prefix(b"PROCACTOR_TREE_KEY=")
+            .is_some_and(|k| k.iter().any(|&d| d != b'0'))
+    });
+    (
+        ok,
+        refused,
+        std::env::var_os("PROCACTOR_TREE_KEY").is_some() || leaked,
+    )
+}
+
+fn check_forged_in_children(methods: &[procactor::StartMethod]) {
+    let genuine = procactor_transports::target::describe(double as fn(u64) -> u64);
+    let g = genuine.into_parts();
+    let forged = (g.0 + 64, g.1.clone(), g.2);
+    for &method in methods {
+        let mut p = Process::new(resolve_in_child, (g.clone(), forged.clone()))
+            .start_method(method)
+            .start()
+            .unwrap();
+        let ended = p.join_timeout(Duration::from_secs(30)).unwrap();
+        assert!(ended.is_some(), "{method:?}: the child did not end");
+        let (ok, refused, visible) = p.result().unwrap_or_else(|e| panic!("{method:?}: {e:?}"));
+        assert_eq!(ok, Ok(42), "{method:?}");
+        assert!(
+            refused.contains("MAC does not verify"),
+            "{method:?}: {refused}"
+        );
+        assert!(
+            !visible,
+            "{method:?}: the key is in the child's environment"
+        );
+    }
+}
+
+/// (In a spawned, single-threaded process: the test binary has threads, so `Fork` is
+/// refused there.) Its key came by `exec`; its forked child has it by copy.
+fn victim_forked_resolution((): ()) {
+    check_forged_in_children(&[procactor::StartMethod::Fork, procactor::StartMethod::Spawn]);
+}
+
+/// A function reference forged from safe code (an offset moved, the MAC kept) does not
+/// resolve in a child, whichever way it was started, while one its parent described
+/// does (the tree's key reaches every child, and no child sees it in its environment).
+#[test]
+fn a_forged_function_reference_does_not_resolve_in_a_child() {
+    watchdog(120, || {
+        check_forged_in_children(&[
+            procactor::StartMethod::Spawn,
+            procactor::StartMethod::ForkServer,
+        ]);
+    });
+    in_victim(victim_forked_resolution, 60);
+}

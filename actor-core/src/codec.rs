@@ -168,6 +168,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T,
         }
         // the fast decoder gave up: ciborium decides (see the module docs)
     }
+    // ciborium (through serde) preallocates for the lengths the bytes declare (up to
+    // 1 MiB per collection): refuse declarations the bytes cannot hold first
+    if let Err(message) = check_declared_lengths(bytes) {
+        return Err(DecodeError {
+            expected: std::any::type_name::<T>(),
+            message,
+        });
+    }
     if has_fds {
         IN_FDS.with(|t| *t.borrow_mut() = fds.into_iter().map(Some).collect());
     }
@@ -203,6 +211,104 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T,
         return Err(trailing::<T>(reader.len()));
     }
     Ok(value)
+}
+
+/// One open container of [`check_declared_lengths`]'s walk.
+enum Open {
+    /// A definite-length array or map: this many items still to come.
+    Items(u64),
+    /// An indefinite-length array, map or string: items until a break byte.
+    UntilBreak,
+}
+
+/// Walks the first CBOR item of `bytes` (heads only, string contents skipped) and
+/// checks that every length it declares is there: a string's bytes, and an array's or
+/// map's items, each of which takes at least one byte. Linear in the bytes; allocates
+/// at most one small entry per nesting level.
+///
+/// Run before ciborium decodes (the fallback path): serde preallocates for a declared
+/// collection length (capped at 1 MiB per collection), so 16 bytes of nested arrays each
+/// declaring 2^32 items would otherwise cost megabytes. After this check the total of
+/// the declared items is at most the number of bytes, so what serde preallocates is what
+/// a real value of that size would need. Bytes past the first item are not looked at
+/// (the decoder reports them as trailing).
+///
+/// # Errors
+///
+/// A message naming the first declaration the bytes cannot hold, or a malformed head.
+pub(crate) fn check_declared_lengths(bytes: &[u8]) -> Result<(), String> {
+    let mut at = 0usize;
+    let mut open: Vec<Open> = vec![Open::Items(1)];
+    while let Some(top) = open.last_mut() {
+        if let Open::Items(0) = top {
+            open.pop();
+            continue;
+        }
+        let Some(&b) = bytes.get(at) else {
+            return Err(format!(
+                "truncated: the value ends at byte {at} with items missing"
+            ));
+        };
+        let head_at = at;
+        at += 1;
+        let major = b >> 5;
+        let info = b & 0x1f;
+        if b == 0xff {
+            if !matches!(top, Open::UntilBreak) {
+                return Err(format!("unexpected break at byte {head_at}"));
+            }
+            open.pop();
+            continue;
+        }
+        let arg: Option<u64> = match info {
+            0..=23 => Some(u64::from(info)),
+            24..=27 => {
+                let n = 1usize << (info - 24);
+                let Some(a) = bytes.get(at..at + n) else {
+                    return Err(format!("truncated head at byte {head_at}"));
+                };
+                at += n;
+                Some(a.iter().fold(0u64, |v, &x| (v << 8) | u64::from(x)))
+            }
+            31 if matches!(major, 2..=5) => None,
+            _ => return Err(format!("invalid head {b:#04x} at byte {head_at}")),
+        };
+        if major == 6 {
+            continue; // a tag: the item it tags follows (and is what counts)
+        }
+        // this head is one item of its container
+        if let Open::Items(n) = top {
+            *n -= 1;
+        }
+        let left = (bytes.len() - at) as u64;
+        let too_long = |what: &str, n: u64| {
+            format!("truncated: {what} at byte {head_at} declares {n} but only {left} bytes follow")
+        };
+        match (major, arg) {
+            (2 | 3, Some(n)) => {
+                if n > left {
+                    return Err(too_long("a string", n));
+                }
+                at += n as usize;
+            }
+            (4, Some(n)) => {
+                if n > left {
+                    return Err(too_long("an array", n));
+                }
+                open.push(Open::Items(n));
+            }
+            (5, Some(n)) => {
+                let items = n.saturating_mul(2);
+                if items > left {
+                    return Err(too_long("a map", n));
+                }
+                open.push(Open::Items(items));
+            }
+            (2..=5, None) => open.push(Open::UntilBreak),
+            _ => {} // an integer, a simple value or a float: its argument was all of it
+        }
+    }
+    Ok(())
 }
 
 fn trailing<T>(n: usize) -> DecodeError {
@@ -318,6 +424,60 @@ pub(crate) fn round_trip<B: DeserializeOwned>(v: &impl Serialize) -> Result<B, S
     let mut fds = Vec::new();
     encode(v, &mut buf, Some(&mut fds)).map_err(|e| e.to_string())?;
     decode(&buf, fds).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod declared_length_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode(v, &mut b, None).unwrap();
+        b
+    }
+
+    #[test]
+    fn what_our_encoder_writes_passes() {
+        let mut m = BTreeMap::new();
+        m.insert("k".to_string(), vec![1u64, 2, u64::MAX]);
+        for b in [
+            enc(&0u8),
+            enc(&"text"),
+            enc(&vec![vec![1u8; 300]; 3]),
+            enc(&m),
+            enc(&(1.5f64, -3i64, None::<u8>, true, ())),
+            enc(&Vec::<u8>::new()),
+        ] {
+            check_declared_lengths(&b).unwrap();
+        }
+        // indefinite lengths and tags too (ciborium reads them)
+        check_declared_lengths(&[0x9f, 0x01, 0x5f, 0x41, 0x00, 0xff, 0xff]).unwrap();
+        check_declared_lengths(&[0xc1, 0x1a, 0, 0, 0, 1]).unwrap();
+        check_declared_lengths(&[0xbf, 0x61, b'a', 0x01, 0xff]).unwrap();
+    }
+
+    #[test]
+    fn declarations_the_bytes_cannot_hold_are_refused() {
+        // an array of 2^32-1 items in 5 bytes
+        let e = check_declared_lengths(&[0x9a, 0xff, 0xff, 0xff, 0xff]).unwrap_err();
+        assert!(
+            e.contains("an array at byte 0 declares 4294967295 but only 0 bytes"),
+            "{e}"
+        );
+        // a string one byte longer than what follows
+        assert!(check_declared_lengths(&[0x43, 1, 2]).is_err());
+        // a map of n pairs needs 2n items
+        assert!(check_declared_lengths(&[0xa2, 1, 2, 3]).is_err());
+        // declared items missing at the end, a lone break, a reserved head
+        assert!(check_declared_lengths(&[0x82, 1]).is_err());
+        assert!(check_declared_lengths(&[0xff]).is_err());
+        assert!(check_declared_lengths(&[0x1c]).is_err());
+        assert!(check_declared_lengths(&[0x9f, 0x01]).is_err());
+        // and decode says so before ciborium allocates
+        let e = decode::<Vec<Vec<u64>>>(&[0x81, 0x9a, 0xff, 0xff, 0xff, 0xff], Vec::new());
+        assert!(e.unwrap_err().to_string().contains("declares"));
+    }
 }
 
 #[cfg(test)]

@@ -159,24 +159,29 @@ enum TaskMsg {
     RunSocket(u64, u32),
 }
 
-/// A function reference as it travels: image-relative address and type name. Public
-/// (hidden) for `procactor-redis`, whose local workers receive theirs the same way.
+/// A function reference as it travels: image-relative address, type name and the MAC
+/// that lets a process of this tree resolve it (see `procactor_transports::target`).
+/// Public (hidden) for `procactor-redis`, whose local workers receive theirs the same way.
 #[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FnRef(pub i64, pub String);
+pub struct FnRef(pub i64, pub String, pub u64);
 
 impl FnRef {
     /// Describes function pointer `f`.
     pub fn of<F: Copy + 'static>(f: F) -> FnRef {
-        let t = target::describe(f);
-        FnRef(t.offset.0, t.type_name)
+        FnRef::from(target::describe(f))
     }
-    /// The reference as `procactor_transports::target` resolves it.
+    /// The reference as `procactor_transports::target` resolves it (which checks its
+    /// MAC).
     pub fn target(&self) -> TargetRef {
-        TargetRef {
-            offset: target::FnOffset(self.0),
-            type_name: self.1.clone(),
-        }
+        TargetRef::from_parts(self.0, self.1.clone(), self.2)
+    }
+}
+
+impl From<TargetRef> for FnRef {
+    fn from(t: TargetRef) -> FnRef {
+        let (offset, name, mac) = t.into_parts();
+        FnRef(offset, name, mac)
     }
 }
 
@@ -286,7 +291,7 @@ fn bind<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
     target: &TargetRef,
     proof: &SameImage,
 ) -> Option<Runner> {
-    let f = target::resolve_target::<F, A, S>(target, proof)?;
+    let f = target::resolve_target::<F, A, S>(target, proof).ok()?;
     Some(Box::new(move |bytes: &[u8], fds: Vec<OwnedFd>| {
         let args: Vec<A> =
             codec::decode(bytes, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
@@ -322,7 +327,7 @@ fn init_trampoline<A: Message, S: 'static, F: Target<A, S, Output = ()>>(
     args: Encoded,
 ) -> Result<(), String> {
     let f = target::resolve_target::<F, A, S>(target, proof)
-        .ok_or_else(|| "initializer of an unexpected type".to_string())?;
+        .map_err(|e| format!("initializer: {e}"))?;
     let a: A = args.decode().map_err(|e| e.to_string())?;
     f.call(a);
     Ok(())
@@ -399,7 +404,7 @@ fn worker_main(boot: WorkerBoot) {
     };
     if let Some((tramp, target, args)) = init {
         let t: InitFn = target::resolve_checked(&tramp.target(), proof)
-            .unwrap_or_else(|| panic!("pool worker: unexpected initializer trampoline"));
+            .unwrap_or_else(|e| panic!("pool worker: initializer trampoline: {e}"));
         if let Err(e) = t(&target.target(), proof, args) {
             panic!("pool worker: initializer failed: {e}");
         }
@@ -409,7 +414,7 @@ fn worker_main(boot: WorkerBoot) {
     }
     let mut runners: HashMap<u32, Runner> = HashMap::new();
     let register = |runners: &mut HashMap<u32, Runner>, id: u32, b: &FnRef, t: &FnRef| {
-        let binder: Option<BindFn> = target::resolve_checked(&b.target(), proof);
+        let binder: Option<BindFn> = target::resolve_checked(&b.target(), proof).ok();
         if let Some(r) = binder.and_then(|binder| binder(&t.target(), proof)) {
             runners.insert(id, r);
         }
@@ -879,7 +884,7 @@ impl Inner {
     ) -> Result<u32, Error> {
         let binder: BindFn = bind::<A, R, S, F>;
         let t = target::describe_target(f).map_err(|e| Error::InvalidArgument(e.0))?;
-        let key = (FnRef::of(binder), FnRef(t.offset.0, t.type_name));
+        let key = (FnRef::of(binder), FnRef::from(t));
         let mut st = self.lock();
         if st.phase != Phase::Running {
             return Err(closed());
@@ -1276,7 +1281,7 @@ impl PoolBuilder {
         let args = Mutex::new(args);
         let enc: InitArgs =
             Box::new(move || Encoded::new(&*args.lock().unwrap_or_else(|e| e.into_inner())));
-        self.init = Some((FnRef::of(tramp), FnRef(t.offset.0, t.type_name), enc));
+        self.init = Some((FnRef::of(tramp), FnRef::from(t), enc));
         self
     }
 

@@ -286,8 +286,8 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
     let boot = Bootstrap {
         token,
         fingerprint: runtime::fingerprint()?,
-        entry: (entry.offset.0, entry.type_name),
-        target: (tgt.offset.0, tgt.type_name),
+        entry: entry.into_parts(),
+        target: tgt.into_parts(),
         name: name.clone(),
         ids,
         parent: me.clone(),

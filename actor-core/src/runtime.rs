@@ -400,8 +400,8 @@ pub fn init() {
 pub(crate) struct Bootstrap {
     pub(crate) token: u64,
     pub(crate) fingerprint: [u64; 5],
-    pub(crate) entry: (i64, String),
-    pub(crate) target: (i64, String),
+    pub(crate) entry: (i64, String, u64),
+    pub(crate) target: (i64, String, u64),
     pub(crate) name: String,
     pub(crate) ids: Vec<u64>,
     pub(crate) parent: ProcessInfo,
@@ -486,12 +486,9 @@ where
     F: target::Target<A, S>,
     F::Output: crate::Message,
 {
-    let Some(f) = target::resolve_target::<F, A, S>(target, proof) else {
-        return Outcome::failed(format!(
-            "target type mismatch: parent sent {}, child expected {}",
-            target.type_name,
-            std::any::type_name::<F>()
-        ));
+    let f = match target::resolve_target::<F, A, S>(target, proof) {
+        Ok(f) => f,
+        Err(e) => return Outcome::failed(format!("the target does not resolve: {e}")),
     };
     let a: A = match codec::decode(args, fds) {
         Ok(a) => a,
@@ -685,16 +682,18 @@ fn run_child(
     }));
     INITIALIZED.store(true, Ordering::SeqCst);
 
-    let entry_ref = TargetRef {
-        offset: target::FnOffset(boot.entry.0),
-        type_name: boot.entry.1,
-    };
-    let entry: EntryFn = target::resolve_checked(&entry_ref, &proof)
-        .ok_or("bootstrap entry has an unexpected type")?;
-    let target_ref = TargetRef {
-        offset: target::FnOffset(boot.target.0),
-        type_name: boot.target.1,
-    };
+    let (offset, name, mac) = boot.entry;
+    let entry: EntryFn =
+        match target::resolve_checked(&TargetRef::from_parts(offset, name, mac), &proof) {
+            Ok(f) => f,
+            Err(e) => {
+                let msg = format!("the bootstrap entry does not resolve: {e}");
+                report(&control, &Outcome::failed(msg.clone()));
+                return Err(msg);
+            }
+        };
+    let (offset, name, mac) = boot.target;
+    let target_ref = TargetRef::from_parts(offset, name, mac);
     let (args, fds) = match preloaded {
         Some(p) => p,
         None => {

@@ -400,27 +400,24 @@ fn decode_actor_unit<A: ProcessActor>(unit: Encoded) -> Result<Arc<dyn Unit>, St
 /// binary) and the unit, encoded once with its handles' descriptors.
 #[derive(Serialize, Deserialize)]
 struct UnitWire {
-    decoder: (i64, String),
+    decoder: (i64, String, u64),
     unit: Encoded,
 }
 
 impl UnitWire {
     fn encode<T: Serialize>(decoder: DecodeFn, value: &T) -> Result<UnitWire, EncodeError> {
-        let d = target::describe(decoder);
         Ok(UnitWire {
-            decoder: (d.offset.0, d.type_name),
+            decoder: target::describe(decoder).into_parts(),
             unit: Encoded::new(value)?,
         })
     }
 
     fn decode(self) -> Result<Arc<dyn Unit>, String> {
         let proof = runtime::image_proof()?;
-        let r = TargetRef {
-            offset: target::FnOffset(self.decoder.0),
-            type_name: self.decoder.1,
-        };
-        let f: DecodeFn = target::resolve_checked(&r, proof)
-            .ok_or_else(|| format!("unexpected unit decoder {}", r.type_name))?;
+        let (offset, name, mac) = self.decoder;
+        let r = TargetRef::from_parts(offset, name, mac);
+        let f: DecodeFn =
+            target::resolve_checked(&r, proof).map_err(|e| format!("unit decoder: {e}"))?;
         f(self.unit)
     }
 }

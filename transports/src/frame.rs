@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 pub const HEADER_LEN: usize = 16;
 const MAGIC: [u8; 4] = *b"PAF1";
 const MIN_READ: usize = 64 * 1024;
-const MAX_PREALLOC: usize = 64 << 20;
+/// How far ahead of the bytes already buffered the reader grows its buffer for the
+/// length a header announces: 64 KiB, or as much again as is buffered (so that a large
+/// real frame grows by doubling). A lying header costs at most this, never its length.
+const MAX_PREALLOC: usize = 64 << 10;
 
 /// The most received descriptors a [`FrameReader`] holds before their frames are
 /// consumed (four full batches).
@@ -411,11 +414,12 @@ impl FrameReader {
             self.start = 0;
             self.end = 0;
         }
-        // Grow for what the header announces only up to MAX_PREALLOC ahead of the data:
-        // a lying header must not make us allocate it (`read_some` grows the buffer
-        // further as bytes really arrive).
+        // Grow for what the header announces only up to MAX_PREALLOC (or the bytes
+        // buffered, whichever is more) ahead of the data: a lying header must not make
+        // us allocate it; a real large frame grows by doubling as its bytes arrive.
         let min_read = self.min_read();
-        let want = need.min(self.avail() + MAX_PREALLOC).max(min_read);
+        let ahead = MAX_PREALLOC.max(self.avail());
+        let want = need.min(self.avail().saturating_add(ahead)).max(min_read);
         if self.buf.len() - self.start < want {
             // move the partial frame to the front, then grow if still short
             self.buf.copy_within(self.start..self.end, 0);

@@ -61,6 +61,14 @@
 //! What a peer *can* do: corrupt the values it shares (garbage in, garbage out), hold a
 //! lock forever (waiters with a deadline time out), make a shared object report itself
 //! broken, and waste memory up to the region's fixed size.
+//!
+//! Over sockets and pipes, the same: a frame header's announced length costs the reader
+//! at most 64 KiB (or as much as already arrived) ahead of the bytes that really came
+//! ([`frame::FrameReader`]); descriptors a frame did not announce are closed when its
+//! bytes are consumed, and a frame carrying more than it announced breaks the connection
+//! with an error. Function references ([`target::TargetRef`]) resolve only when a process
+//! of this program's process tree described them (a MAC keyed with the tree's secret),
+//! so no safe code can turn bytes into a jump to an address of its choosing.
 
 mod sys;
 

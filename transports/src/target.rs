@@ -4,6 +4,28 @@
 //! [`crate::os::exe_fingerprint`]) to call a function sends the function's offset from a
 //! fixed anchor symbol of this crate. Position-independent executables load at a different
 //! base in each process, but the distance between two functions of one image is fixed.
+//!
+//! # Only described targets resolve
+//!
+//! A [`TargetRef`] is made only by [`describe`] / [`describe_target`]; its fields are
+//! private and it carries a MAC: SipHash-2-4, keyed with a 128-bit secret of the process
+//! tree, over its offset and type name. [`resolve_checked`] and [`resolve_target`] refuse
+//! a reference whose MAC does not verify ([`TargetError::Forged`]), so safe code cannot
+//! make a callable pointer to an address of its choosing: a reference rebuilt from
+//! bytes ([`TargetRef::from_parts`], a decoded message) resolves only if a process of
+//! this tree described it.
+//!
+//! The secret is drawn from the kernel (`/dev/urandom`) by the root process the first time
+//! it is needed. A child made by `fork` (the `Fork` start method, the fork server's
+//! children) has it in its copied memory. A child made by [`crate::os::spawn_self`] gets
+//! it in an environment variable of its `exec` that a constructor of this crate reads and
+//! removes before `main` runs (single-threaded), so that no code of the child, and no
+//! child it starts otherwise, sees it. No function returns or sets the key.
+//!
+//! The variable's digits are also overwritten with `0` in the environment strings
+//! themselves, which is what `/proc/self/environ` shows. Out of this model (as writing
+//! `/proc/self/mem` is out of Rust's): code that reads a process's memory through
+//! `/proc/<pid>/mem` or a debugger learns the key.
 
 /// A function's position in the image, relative to the anchor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,21 +93,245 @@ mod tests {
     }
 }
 
-/// A function target as it travels to a child: its offset and its type's name.
+/// A function target as it travels to a child: its offset, its type's name and a MAC
+/// over both, keyed with this process tree's secret (see the [module](self) docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetRef {
-    /// Offset from the anchor.
-    pub offset: FnOffset,
-    /// `std::any::type_name` of the function pointer type.
-    pub type_name: String,
+    offset: FnOffset,
+    type_name: String,
+    mac: u64,
+}
+
+impl TargetRef {
+    fn new(offset: FnOffset, type_name: String) -> TargetRef {
+        let mac = mac(offset, &type_name);
+        TargetRef {
+            offset,
+            type_name,
+            mac,
+        }
+    }
+
+    /// A reference rebuilt from the parts a message carried ([`TargetRef::offset`],
+    /// [`TargetRef::type_name`], [`TargetRef::mac`] on the sending side). Nothing is
+    /// checked here: resolving it checks the MAC, and refuses it unless a process of
+    /// this tree described it.
+    pub fn from_parts(offset: i64, type_name: String, mac: u64) -> TargetRef {
+        TargetRef {
+            offset: FnOffset(offset),
+            type_name,
+            mac,
+        }
+    }
+
+    /// The offset from the anchor.
+    pub fn offset(&self) -> i64 {
+        self.offset.0
+    }
+
+    /// `std::any::type_name` of the function pointer type (or the trampoline's name).
+    pub fn type_name(&self) -> &str {
+        &self.type_name
+    }
+
+    /// The MAC that makes the reference resolvable in this process tree.
+    pub fn mac(&self) -> u64 {
+        self.mac
+    }
+
+    /// Splits the reference into its parts (for a message).
+    pub fn into_parts(self) -> (i64, String, u64) {
+        (self.offset.0, self.type_name, self.mac)
+    }
+
+    fn verify(&self) -> Result<(), TargetError> {
+        // (not constant-time: the MAC is compared once per reference, and a process that
+        // can time it is a process of the tree that could describe targets anyway)
+        if mac(self.offset, &self.type_name) == self.mac {
+            Ok(())
+        } else {
+            Err(TargetError::Forged {
+                type_name: self.type_name.clone(),
+            })
+        }
+    }
+}
+
+/// Why a [`TargetRef`] does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    /// The reference was not made by [`describe`] / [`describe_target`] in this process
+    /// tree: its MAC does not verify (forged, corrupted, or from another program run).
+    Forged {
+        /// The type name the reference claims.
+        type_name: String,
+    },
+    /// The reference was described for another type than the one asked for.
+    WrongType {
+        /// The type name the reference carries.
+        found: String,
+        /// The type name expected.
+        expected: String,
+    },
+}
+
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetError::Forged { type_name } => write!(
+                f,
+                "refusing a function reference ({type_name}) that no process of this \
+                 program described: its MAC does not verify"
+            ),
+            TargetError::WrongType { found, expected } => {
+                write!(f, "function reference of type {found}, expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+/// The environment variable that carries the tree's key to a spawned child (read and
+/// removed before `main`, see the module docs).
+pub(crate) const KEY_ENV: &str = "PROCACTOR_TREE_KEY";
+
+/// The key a spawned child found in its start environment (set before `main`).
+static INHERITED_KEY: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+/// This process's key: inherited, or drawn at first use.
+static KEY: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+
+fn parse_key(v: &[u8]) -> Option<[u64; 2]> {
+    let s = std::str::from_utf8(v).ok()?;
+    if s.len() != 32 {
+        return None;
+    }
+    let k0 = u64::from_str_radix(s.get(..16)?, 16).ok()?;
+    let k1 = u64::from_str_radix(s.get(16..)?, 16).ok()?;
+    Some([k0, k1])
+}
+
+static TAKEN: std::sync::Once = std::sync::Once::new();
+
+/// Takes the key a parent put in this process's start environment, and removes the
+/// variable so that nothing else reads it; once. It runs before `main`, single-threaded:
+/// from this crate's constructor, or from an earlier constructor that needs the key (a
+/// test binary's `test_support!` runs `init`, which starts a child's target, as a
+/// constructor, in an order the linker chooses).
+fn take_inherited_key() {
+    TAKEN.call_once(|| {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(v) = std::env::var_os(KEY_ENV) {
+            if let Some(k) = parse_key(v.as_bytes()) {
+                let _ = INHERITED_KEY.set(k);
+            }
+            // Changing the environment is sound only while no other thread can read
+            // it: always so from a constructor; were this crate's constructor not linked
+            // in, the first `key()` may come later, when threads run: then the variable
+            // is only read (and stays visible to this process's code).
+            if crate::os::thread_count().is_ok_and(|n| n == 1) {
+                scrub_initial_environment();
+                std::env::remove_var(KEY_ENV);
+            }
+        }
+    });
+}
+
+extern "C" {
+    /// The C library's environment array (`environ(7)`).
+    static environ: *const *mut std::ffi::c_char;
+}
+
+/// Overwrites the key's digits with `0` in the environment strings themselves: the
+/// initial ones are the memory `/proc/self/environ` shows, which removing the variable
+/// from the array does not change.
+fn scrub_initial_environment() {
+    let prefix = format!("{KEY_ENV}=");
+    // SAFETY: called only from `take_inherited_key` when the kernel counts one thread in
+    // this process (before `main`, from a constructor, or a single-threaded program), so
+    // no other thread exists to read or change the environment meanwhile. `environ` is the C
+    // library's NULL-terminated array of pointers to NUL-terminated strings, which live in
+    // writable memory (the initial process stack, or the heap for variables set later);
+    // we read each string up to its NUL and overwrite bytes inside it only, never the NUL.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return;
+        }
+        while !(*p).is_null() {
+            let s = *p;
+            let bytes = std::ffi::CStr::from_ptr(s).to_bytes();
+            if bytes.starts_with(prefix.as_bytes()) {
+                for i in prefix.len()..bytes.len() {
+                    s.add(i).cast::<u8>().write(b'0');
+                }
+            }
+            p = p.add(1);
+        }
+    }
+}
+
+extern "C" fn take_inherited_key_at_start() {
+    take_inherited_key();
+}
+
+#[used]
+#[link_section = ".init_array"]
+static TAKE_INHERITED_KEY: extern "C" fn() = take_inherited_key_at_start;
+
+fn random_key() -> [u64; 2] {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
+    if ok.is_err() {
+        // (no /dev/urandom — never seen where procactor runs: the standard library's
+        // hash keys, which it draws from the kernel's getrandom, mixed with the time)
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        let a = h.finish();
+        let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
+        h2.write_u64(a);
+        b[..8].copy_from_slice(&a.to_le_bytes());
+        b[8..].copy_from_slice(&h2.finish().to_le_bytes());
+    }
+    let mut k = [0u64; 2];
+    for (i, w) in k.iter_mut().enumerate() {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[i * 8..i * 8 + 8]);
+        *w = u64::from_le_bytes(x);
+    }
+    k
+}
+
+fn key() -> [u64; 2] {
+    take_inherited_key();
+    *KEY.get_or_init(|| INHERITED_KEY.get().copied().unwrap_or_else(random_key))
+}
+
+/// The key as the environment variable's value, for a child this process spawns.
+pub(crate) fn key_for_child() -> String {
+    let [k0, k1] = key();
+    format!("{k0:016x}{k1:016x}")
+}
+
+fn mac(offset: FnOffset, type_name: &str) -> u64 {
+    use std::hash::Hasher;
+    let [k0, k1] = key();
+    #[allow(deprecated)] // (SipHash-2-4 with a given key, which std has no other name for)
+    let mut h = std::hash::SipHasher::new_with_keys(k0, k1);
+    h.write_i64(offset.0);
+    h.write(type_name.as_bytes());
+    h.finish()
 }
 
 /// Describes function pointer `f` of type `F` for a child running the same image.
 pub fn describe<F: Copy + 'static>(f: F) -> TargetRef {
-    TargetRef {
-        offset: offset_of(f),
-        type_name: std::any::type_name::<F>().to_string(),
-    }
+    TargetRef::new(offset_of(f), std::any::type_name::<F>().to_string())
 }
 
 /// Proof that this process runs the same binary image as the process that made the
@@ -114,21 +360,32 @@ impl SameImage {
     }
 }
 
-/// Resolves `r` as a function pointer of type `F`, or `None` when `r` was described as
-/// another type.
+/// Resolves `r` as a function pointer of type `F`.
 ///
-/// Soundness rests on two facts this function checks or is given: the image is the same
-/// (`proof`), and `r` was made by [`describe`] for the same type `F` (type name
-/// compared). The control channel that carries `r` is a private socketpair between a
-/// parent and the child it started, so only that parent can write it.
-pub fn resolve_checked<F: Copy + 'static>(r: &TargetRef, proof: &SameImage) -> Option<F> {
+/// Soundness rests on three facts this function checks or is given: the image is the
+/// same (`proof`), `r` was made by [`describe`] in this process tree (its MAC verifies,
+/// see the [module](self) docs), and for the same type `F` (type name compared).
+///
+/// # Errors
+///
+/// [`TargetError::Forged`] when the MAC does not verify; [`TargetError::WrongType`] when
+/// `r` was described as another type.
+pub fn resolve_checked<F: Copy + 'static>(
+    r: &TargetRef,
+    proof: &SameImage,
+) -> Result<F, TargetError> {
     let _ = proof;
+    r.verify()?;
     if r.type_name != std::any::type_name::<F>() {
-        return None;
+        return Err(TargetError::WrongType {
+            found: r.type_name.clone(),
+            expected: std::any::type_name::<F>().to_string(),
+        });
     }
-    // SAFETY: same image (proof), and the offset was made by `describe::<F>` in the
-    // parent (the type names match), which is `resolve`'s contract.
-    Some(unsafe { resolve::<F>(r.offset) })
+    // SAFETY: same image (proof), and the offset was made by `describe::<F>` in this
+    // process tree (the MAC verifies, and only `describe`/`describe_target` make one)
+    // for type `F` (the type names match), which is `resolve`'s contract.
+    Ok(unsafe { resolve::<F>(r.offset) })
 }
 
 // ------------------------------------------------------------------ targets of any arity
@@ -304,10 +561,10 @@ where
     };
     if std::mem::size_of::<F>() == 0 {
         let t: fn(Args) -> F::Output = trampoline::<F, Args, S>;
-        Ok(TargetRef {
-            offset: offset_of(t),
-            type_name: trampoline_name::<F, Args, S>(),
-        })
+        Ok(TargetRef::new(
+            offset_of(t),
+            trampoline_name::<F, Args, S>(),
+        ))
     } else if std::any::TypeId::of::<F>() == std::any::TypeId::of::<S>() {
         // a function pointer: its own type is its signature
         Ok(describe(f))
@@ -364,37 +621,52 @@ impl<F: Target<Args, S>, Args, S> Resolved<F, Args, S> {
     }
 }
 
-/// Resolves a reference made by [`describe_target`]`::<F, Args, S>` in the parent, or
-/// `None` when it was made for another target.
+/// Resolves a reference made by [`describe_target`]`::<F, Args, S>` in this process
+/// tree.
 ///
 /// As [`resolve_checked`], soundness rests on the image being the same (`proof`) and
-/// the reference coming from the parent over the private control channel; the name it
-/// carries is compared with what `describe_target` would have written for `F`.
-pub fn resolve_target<F, Args, S>(r: &TargetRef, proof: &SameImage) -> Option<Resolved<F, Args, S>>
+/// the reference's MAC verifying; the name it carries is compared with what
+/// `describe_target` would have written for `F`.
+///
+/// # Errors
+///
+/// As [`resolve_checked`]: a forged reference, or one made for another target.
+pub fn resolve_target<F, Args, S>(
+    r: &TargetRef,
+    proof: &SameImage,
+) -> Result<Resolved<F, Args, S>, TargetError>
 where
     F: Target<Args, S>,
     Args: 'static,
     S: 'static,
 {
+    r.verify()?;
     if std::mem::size_of::<F>() == 0 {
-        if r.type_name != trampoline_name::<F, Args, S>() {
-            return None;
+        let expected = trampoline_name::<F, Args, S>();
+        if r.type_name != expected {
+            return Err(TargetError::WrongType {
+                found: r.type_name.clone(),
+                expected,
+            });
         }
         let _ = proof;
-        // SAFETY: same image (proof), and the parent made this offset from
-        // `trampoline::<F, Args, S>` as a `fn(Args) -> F::Output` (the names match),
-        // which is `resolve`'s contract.
+        // SAFETY: same image (proof), and a process of this tree made this offset from
+        // `trampoline::<F, Args, S>` as a `fn(Args) -> F::Output` (the MAC verifies and
+        // the names match), which is `resolve`'s contract.
         let t: fn(Args) -> F::Output = unsafe { resolve(r.offset) };
-        Some(Resolved {
+        Ok(Resolved {
             how: How::Trampoline(t),
         })
     } else if std::any::TypeId::of::<F>() == std::any::TypeId::of::<S>() {
         let f: F = resolve_checked(r, proof)?;
-        Some(Resolved {
+        Ok(Resolved {
             how: How::Pointer(f),
         })
     } else {
-        None
+        Err(TargetError::WrongType {
+            found: r.type_name.clone(),
+            expected: std::any::type_name::<F>().to_string(),
+        })
     }
 }
 
@@ -452,7 +724,7 @@ mod arity_tests {
             x * x * x
         }
         fn resolves<F: Target<u64, Sig>>(_: F, r: &TargetRef, p: &SameImage) -> bool {
-            resolve_target::<F, u64, Sig>(r, p).is_some()
+            resolve_target::<F, u64, Sig>(r, p).is_ok()
         }
         let proof = SameImage::verify(&crate::os::exe_fingerprint().unwrap()).unwrap();
         let r = describe_target(square).unwrap();
@@ -501,7 +773,71 @@ mod checked_tests {
         let r = describe(add_one as fn(i32) -> i32);
         let f: fn(i32) -> i32 = resolve_checked(&r, &proof).unwrap();
         assert_eq!(f(1), 2);
-        assert!(resolve_checked::<fn(u8) -> u8>(&r, &proof).is_none());
+        assert!(matches!(
+            resolve_checked::<fn(u8) -> u8>(&r, &proof),
+            Err(TargetError::WrongType { .. })
+        ));
         assert!(SameImage::verify(&[0, 0, 0, 0, 0]).is_err());
+    }
+
+    fn forged_variants(r: &TargetRef) -> Vec<TargetRef> {
+        let (off, name, mac) = r.clone().into_parts();
+        vec![
+            // another address, the MAC left as it was
+            TargetRef::from_parts(off + 16, name.clone(), mac),
+            // a MAC guessed
+            TargetRef::from_parts(off + 16, name.clone(), 0),
+            // the right address with a damaged MAC
+            TargetRef::from_parts(off, name.clone(), mac ^ 1),
+            // another type name for the same address and MAC
+            TargetRef::from_parts(off, format!("{name} "), mac),
+        ]
+    }
+
+    #[test]
+    fn a_forged_reference_is_refused_with_a_clear_error() {
+        let proof = SameImage::verify(&crate::os::exe_fingerprint().unwrap()).unwrap();
+        let r = describe(add_one as fn(i32) -> i32);
+        // the parts round-trip
+        let back = r.clone().into_parts();
+        let again = TargetRef::from_parts(back.0, back.1, back.2);
+        assert_eq!(
+            resolve_checked::<fn(i32) -> i32>(&again, &proof).unwrap()(2),
+            3
+        );
+        for forged in forged_variants(&r) {
+            let e = resolve_checked::<fn(i32) -> i32>(&forged, &proof).unwrap_err();
+            assert!(matches!(e, TargetError::Forged { .. }), "{e:?}");
+            assert!(e.to_string().contains("MAC does not verify"), "{e}");
+        }
+        // the same through `resolve_target`, for a trampoline and for a pointer
+        fn refused<F: Target<i32, fn(i32) -> i32>>(_: F, r: &TargetRef, p: &SameImage) -> bool {
+            matches!(
+                resolve_target::<F, i32, fn(i32) -> i32>(r, p),
+                Err(TargetError::Forged { .. })
+            )
+        }
+        let t = describe_target(add_one).unwrap();
+        for forged in forged_variants(&t) {
+            assert!(refused(add_one, &forged, &proof));
+        }
+        assert_eq!(
+            resolve_target::<fn(i32) -> i32, i32, fn(i32) -> i32>(&r, &proof)
+                .unwrap()
+                .call(4),
+            5
+        );
+        for forged in forged_variants(&r) {
+            let e = resolve_target::<fn(i32) -> i32, i32, fn(i32) -> i32>(&forged, &proof);
+            assert!(matches!(e, Err(TargetError::Forged { .. })));
+        }
+    }
+
+    #[test]
+    fn the_key_travels_as_32_hex_digits() {
+        let k = key_for_child();
+        assert_eq!(parse_key(k.as_bytes()), Some(key()));
+        assert_eq!(parse_key(b"xyz"), None);
+        assert_eq!(parse_key(&[b'g'; 32]), None);
     }
 }

@@ -77,7 +77,7 @@ fn bind<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
     t: &TargetRef,
     proof: &SameImage,
 ) -> Option<Runner> {
-    let f = target::resolve_target::<F, A, S>(t, proof)?;
+    let f = target::resolve_target::<F, A, S>(t, proof).ok()?;
     Some(Box::new(move |bytes: &[u8]| {
         let args: Vec<A> =
             codec::decode(bytes, Vec::new()).map_err(|e| format!("decoding the arguments: {e}"))?;
@@ -99,7 +99,7 @@ fn bind<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
 /// The key `f` travels as, or why it cannot be a task.
 fn target_key<A: 'static, S: 'static, F: Target<A, S>>(f: F) -> Result<FnRef, String> {
     let t = target::describe_target(f).map_err(|e| e.0)?;
-    Ok(FnRef(t.offset.0, t.type_name))
+    Ok(FnRef::from(t))
 }
 
 /// The functions a worker serves (and a pool accepts): any [`Target`] (a function item,
@@ -198,7 +198,7 @@ impl Tasks {
         let mut runners = HashMap::with_capacity(self.refs.len());
         for (b, f) in &self.refs {
             let binder: BindFn = target::resolve_checked(&b.target(), proof)
-                .ok_or("a task binder of an unexpected type")?;
+                .map_err(|e| format!("a task binder: {e}"))?;
             let run = binder(&f.target(), proof).ok_or("a task of an unexpected type")?;
             runners.insert(key(f), run);
         }

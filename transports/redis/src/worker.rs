@@ -35,7 +35,7 @@ fn bind<T: Message, S: 'static, F>(t: &TargetRef, proof: &SameImage) -> Option<B
 where
     F: Target<T, S, Output = Result<(), ActorError>> + Send + Sync,
 {
-    let f = target::resolve_target::<F, T, S>(t, proof)?;
+    let f = target::resolve_target::<F, T, S>(t, proof).ok()?;
     Some(Box::new(move |item| f.call(item)))
 }
 
@@ -96,7 +96,7 @@ impl<T: Message> RedisWorker<T> {
         Ok(RedisWorker {
             queue,
             binder: FnRef::of(binder),
-            handler: FnRef(t.offset.0, t.type_name),
+            handler: FnRef::from(t),
             resolved: None,
             handled: 0,
         })
@@ -109,7 +109,7 @@ impl<T: Message> RedisWorker<T> {
         RedisWorker {
             queue,
             binder: FnRef::of(binder),
-            handler: FnRef(t.offset.0, t.type_name),
+            handler: FnRef::from(t),
             resolved: None,
             handled: 0,
         }
@@ -119,8 +119,8 @@ impl<T: Message> RedisWorker<T> {
         if self.resolved.is_none() {
             let proof = runtime::image_proof().map_err(ActorError::new)?;
             let unexpected = || ActorError::new("a redis worker handler of an unexpected type");
-            let binder: BindFn<T> =
-                target::resolve_checked(&self.binder.target(), proof).ok_or_else(unexpected)?;
+            let binder: BindFn<T> = target::resolve_checked(&self.binder.target(), proof)
+                .map_err(|e| ActorError::new(format!("a redis worker handler: {e}")))?;
             self.resolved = Some(binder(&self.handler.target(), proof).ok_or_else(unexpected)?);
         }
         self.resolved

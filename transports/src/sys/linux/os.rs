@@ -39,8 +39,14 @@ pub const CHILD_CONTROL_FD: RawFd = 0;
 /// # Errors
 ///
 /// `fork`/`exec` failing (out of processes or memory, binary deleted and unreadable).
+///
+/// The child also gets this process tree's target key (see [`crate::target`]), which it
+/// takes out of its environment before `main`.
 pub fn spawn_self(child_fd: OwnedFd, env: &[(&str, &str)]) -> io::Result<SpawnedChild> {
-    spawn_exe(std::path::Path::new("/proc/self/exe"), child_fd, env)
+    let key = crate::target::key_for_child();
+    let mut all: Vec<(&str, &str)> = env.to_vec();
+    all.push((crate::target::KEY_ENV, &key));
+    spawn_exe(std::path::Path::new("/proc/self/exe"), child_fd, &all)
 }
 
 /// Like [`spawn_self`] but executes `exe` (same `argv`). Used to check that a child
