@@ -48,6 +48,7 @@ use crate::queue::{await_reply, NoReply, Queue};
 use crate::shared::RawArray;
 use crate::sync::{Event, Lock};
 use crate::{ExitStatus, Message};
+use procactor_transports::deadline::Deadline;
 use procactor_transports::os;
 use serde::de::{self, DeserializeOwned, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
@@ -869,10 +870,6 @@ impl<'de, A: ProcessActor> Deserialize<'de> for ActorRef<A> {
     }
 }
 
-fn deadline_after(d: Duration) -> Option<Instant> {
-    Instant::now().checked_add(d)
-}
-
 impl<A: ProcessActor> ActorRef<A> {
     pub(crate) fn new(
         mailbox: &Queue<Envelope<A::Msg>>,
@@ -927,7 +924,7 @@ impl<A: ProcessActor> ActorRef<A> {
     ///
     /// As `send`, and `Full` on timeout.
     pub fn send_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<(), PutError<A::Msg>> {
-        self.send_deadline(msg, deadline_after(timeout))
+        self.send_deadline(msg, Deadline::after(timeout).instant())
     }
 
     /// As [`send`](ActorRef::send) without waiting: [`PutError::Full`] at once when the
@@ -1063,7 +1060,7 @@ impl<A: ProcessActor> ActorRef<A> {
 
     /// As [`join`](ActorRef::join), at most `timeout`; whether it has ended.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let until = Instant::now().checked_add(timeout);
+        let until = Deadline::after(timeout).instant();
         loop {
             if self.group.over() {
                 return true;
@@ -1112,7 +1109,7 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
     ///
     /// As `call`, and `Timeout`.
     pub fn call_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallError> {
-        self.call_deadline(msg, deadline_after(timeout))
+        self.call_deadline(msg, Deadline::after(timeout).instant())
     }
 
     fn call_deadline(&self, msg: A::Msg, deadline: Option<Instant>) -> Result<A::Reply, CallError> {

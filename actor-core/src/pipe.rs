@@ -31,6 +31,7 @@ use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{Error, RecvError, SendError};
 use crate::Message;
 use once_cell::sync::Lazy;
+use procactor_transports::deadline::Deadline;
 use procactor_transports::frame::{self, FrameError, FrameInfo, FrameReader, Wait};
 use procactor_transports::{fdpass, os, socket};
 use procactor_transports::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -348,7 +349,7 @@ fn deadline_of(timeout: Option<Duration>) -> Wait {
     match timeout {
         None => Wait::Forever,
         Some(d) if d.is_zero() => Wait::No,
-        Some(d) => match Instant::now().checked_add(d) {
+        Some(d) => match Deadline::after(d).instant() {
             Some(t) => Wait::Until(t),
             None => Wait::Forever,
         },
@@ -775,7 +776,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
     if objects.is_empty() {
         return Ok(Vec::new());
     }
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let deadline = Deadline::after_opt(timeout).instant();
     loop {
         // Ready without a system call (buffered frame, known exit, closed)…
         let cached: Vec<bool> = objects

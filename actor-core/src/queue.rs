@@ -260,11 +260,6 @@ impl<'de> Deserialize<'de> for Handle {
     }
 }
 
-fn deadline_after(d: Duration) -> Option<Instant> {
-    // a timeout too large to represent waits forever
-    Instant::now().checked_add(d)
-}
-
 /// A multi-producer, multi-consumer FIFO queue between processes (Python's
 /// `multiprocessing.Queue`).
 ///
@@ -1046,7 +1041,7 @@ impl<T: Message> JoinableQueue<T> {
 
     /// Waits at most `timeout`; whether every task was done by then.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.q.h.ring.task_join(deadline_after(timeout))
+        self.q.h.ring.task_join(Deadline::after(timeout).instant())
     }
 
     /// Waits until `deadline`; whether every task was done by then.

@@ -44,6 +44,7 @@
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{Error, LockError};
 use crate::Pod;
+use procactor_transports::deadline::Deadline;
 pub use procactor_transports::pod::AtomicInt;
 use procactor_transports::pod::{PodCells, PodGuard, PodSlice};
 use procactor_transports::robust::Acquired;
@@ -245,7 +246,7 @@ impl<T: Pod> Value<T> {
         &self,
         timeout: Duration,
     ) -> Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        lock_with(&self.slice, Some(Instant::now() + timeout), ValueGuard)
+        lock_with(&self.slice, Deadline::after(timeout).instant(), ValueGuard)
     }
 }
 
@@ -391,7 +392,7 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        lock_with(&self.slice, Some(Instant::now() + timeout), ArrayGuard)
+        lock_with(&self.slice, Deadline::after(timeout).instant(), ArrayGuard)
     }
 }
 

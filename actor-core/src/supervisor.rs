@@ -45,6 +45,7 @@ use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
 use crate::sync::Event;
 use crate::{ActorRef, ExitStatus, MailboxKind, ProcessActor};
+use procactor_transports::deadline::Deadline;
 use procactor_transports::os;
 use procactor_transports::target::{self, TargetRef};
 use serde::{Deserialize, Serialize};
@@ -1376,7 +1377,7 @@ impl Supervisor {
     ///
     /// None today; kept fallible for symmetry with `wait`.
     pub fn shutdown(&self, timeout: Duration) -> Result<(), SupervisorError> {
-        self.shutdown_children(Instant::now().checked_add(timeout));
+        self.shutdown_children(Deadline::after(timeout).instant());
         Ok(())
     }
 
@@ -1449,7 +1450,7 @@ impl Supervisor {
     ///
     /// `Intensity`, or `Timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), SupervisorError> {
-        self.wait_deadline(Instant::now().checked_add(timeout))
+        self.wait_deadline(Deadline::after(timeout).instant())
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), SupervisorError> {
@@ -1508,7 +1509,7 @@ impl Drop for Supervisor {
         } else {
             DROP_SHUTDOWN_LIMIT
         };
-        self.shutdown_children(Instant::now().checked_add(limit));
+        self.shutdown_children(Deadline::after(limit).instant());
         self.watcher.take();
     }
 }

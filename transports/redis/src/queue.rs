@@ -3,6 +3,7 @@
 use crate::conn::RedisError;
 use crate::stream::{Config, Core, Delivered, Failure};
 use procactor_core::{codec, DecodeError, GetError, Message, PutError, TaskDoneError};
+use procactor_transports::deadline::Deadline;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
@@ -156,12 +157,6 @@ fn decode<T: Message>(core: &Core, d: Delivered) -> Result<Delivery<T>, GetError
     }
 }
 
-fn deadline(timeout: Duration) -> Instant {
-    Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365))
-}
-
 macro_rules! queue_common {
     ($ty:ident, $auto_ack:expr) => {
         impl<T> fmt::Debug for $ty<T> {
@@ -238,7 +233,7 @@ macro_rules! queue_common {
             ///
             /// As `put`, and `Full`.
             pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-                self.put_inner(item, Some(deadline(timeout)))
+                self.put_inner(item, Deadline::after(timeout).instant())
             }
 
             /// As [`put`](Self::put), with [`PutError::Full`] at once when there is no
@@ -299,7 +294,7 @@ macro_rules! queue_common {
             ///
             /// As `get`, and `Empty`.
             pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-                self.get_delivery_deadline(Some(deadline(timeout)))
+                self.get_delivery_deadline(Deadline::after(timeout).instant())
                     .map(|d| d.value)
             }
 
@@ -321,7 +316,7 @@ macro_rules! queue_common {
             ///
             /// As `get_timeout`.
             pub fn get_delivery(&self, timeout: Duration) -> Result<Delivery<T>, GetError> {
-                self.get_delivery_deadline(Some(deadline(timeout)))
+                self.get_delivery_deadline(Deadline::after(timeout).instant())
             }
 
             fn get_delivery_deadline(
@@ -463,7 +458,7 @@ impl<T: Message> RedisJoinableQueue<T> {
 
     /// As [`join`](Self::join), for at most `timeout`; whether every item was done.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.join_deadline(Some(deadline(timeout)))
+        self.join_deadline(Deadline::after(timeout).instant())
     }
 
     fn join_deadline(&self, deadline: Option<Instant>) -> bool {
