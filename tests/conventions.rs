@@ -271,7 +271,7 @@ fn duration_max_value_and_array_locks() {
             let mut g = v.lock_timeout(MAX).unwrap().unwrap();
             *g += 1;
         }
-        assert_eq!(v.get(), 42);
+        assert_eq!(v.get().unwrap(), 42);
         let a = Array::from_slice(&[1u8, 2, 3]).unwrap();
         assert_eq!(&*a.lock_timeout(MAX).unwrap().unwrap(), &[1, 2, 3]);
     });
@@ -350,5 +350,57 @@ fn duration_max_manager() {
         let e = m.event().unwrap();
         e.set().unwrap();
         assert!(e.wait_timeout(MAX).unwrap());
+    });
+}
+
+// ------------------------------------------------------------------ Value::get under its own lock
+
+fn read_value(v: Value<u64>) -> u64 {
+    v.get().unwrap()
+}
+
+#[test]
+fn value_get_and_set_by_the_lock_holder_are_errors_not_deadlocks() {
+    // the watchdog turns a regression (a wait for ever) into a failure
+    watchdog(30, || {
+        let v = Value::new(5u64).unwrap();
+        let a = Array::from_slice(&[1u8, 2]).unwrap();
+        {
+            let mut g = v.lock().unwrap();
+            *g += 1;
+            assert!(matches!(v.get(), Err(procactor::Error::WouldDeadlock)));
+            assert!(matches!(v.set(0), Err(procactor::Error::WouldDeadlock)));
+            let clone = v.clone(); // a clone is the same handle: same answer
+            assert!(matches!(clone.get(), Err(procactor::Error::WouldDeadlock)));
+            *g += 1; // the guard still works, nothing was written by the refused set
+            let ga = a.lock().unwrap();
+            assert!(matches!(a.set(0, 9), Err(procactor::Error::WouldDeadlock)));
+            drop(ga);
+        }
+        assert_eq!(v.get().unwrap(), 7);
+        v.set(8).unwrap();
+        assert_eq!(a.to_vec(), [1, 2]);
+
+        // another thread of the same process is not the holder: it waits, then reads
+        let g = v.lock().unwrap();
+        let v2 = v.clone();
+        let t = std::thread::spawn(move || v2.get().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!t.is_finished(), "another thread waits for the lock");
+        drop(g);
+        assert_eq!(t.join().unwrap(), 8);
+
+        // and so does another process
+        let g = v.lock().unwrap();
+        let mut child = Process::new(read_value, v.clone()).start().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            child.join_timeout(Duration::ZERO).unwrap(),
+            None,
+            "the child waits"
+        );
+        drop(g);
+        assert_eq!(child.join_timeout(T).unwrap(), Some(ExitStatus::Code(0)));
+        assert_eq!(child.result().unwrap(), 8);
     });
 }

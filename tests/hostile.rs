@@ -81,8 +81,8 @@ fn truncate_everything(objs: Objects) -> (usize, usize) {
 /// Uses every object once and checks the results.
 fn use_all(o: &Objects, value: u64) {
     let (v, a, l, q, e, b) = o;
-    assert_eq!(v.get(), value);
-    v.set(value + 1);
+    assert_eq!(v.get().unwrap(), value);
+    v.set(value + 1).unwrap();
     assert_eq!(a.to_vec(), vec![1, 2, 3]);
     drop(l.acquire_timeout(Duration::from_secs(5)).unwrap());
     q.put("hello".into()).unwrap();
@@ -356,7 +356,7 @@ fn scribble_objects((o, which, seed): (Objects, Vec<String>, u64)) -> usize {
 fn use_all_tolerantly(o: &Objects) {
     let (v, a, l, q, e, b) = o;
     let _ = v.get();
-    v.set(1);
+    let _ = v.set(1);
     let _ = a.to_vec();
     let _ = a.get(1);
     let _ = l.acquire_timeout(Duration::from_secs(2));
