@@ -78,6 +78,15 @@
 //! ```
 
 //!
+//! ## Timeouts and iteration
+//!
+//! Every `_timeout(d)` method takes any `Duration`: one too large to add to the clock
+//! (e.g. `Duration::MAX`) means no deadline, as the method without `_timeout` (Python's
+//! `timeout=None`). Queues and connections iterate as `std::sync::mpsc` receivers do:
+//! `for x in &q` waits for each item and ends when every producer is gone
+//! ([`GetError::Disconnected`]; [`RecvError::Eof`] for a connection), `try_iter()` takes
+//! only what is there now.
+//!
 //! ## Actors and supervision
 //!
 //! A struct marked `#[process_actor]` with an [`Actor`] impl runs in its own process,
