@@ -15,6 +15,7 @@ pub mod codec;
 pub mod connection;
 pub mod error;
 mod forkserver;
+mod iter;
 pub mod manager;
 mod monitor;
 pub mod pipe;

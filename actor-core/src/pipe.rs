@@ -29,6 +29,7 @@
 
 use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{Error, RecvError, SendError};
+use crate::iter::EndsAtError;
 use crate::Message;
 use once_cell::sync::Lazy;
 use procactor_transports::deadline::Deadline;
@@ -831,14 +832,14 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
 /// and [`error`](RecvIter::error) tells why. It is fused: once ended, it stays ended.
 pub struct RecvIter<'a, S, R> {
     c: &'a Connection<S, R>,
-    error: Option<RecvError>,
+    end: EndsAtError<RecvError>,
 }
 
 impl<S, R> std::fmt::Debug for RecvIter<'_, S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvIter")
             .field("connection", self.c)
-            .field("error", &self.error)
+            .field("error", &self.end.error())
             .finish()
     }
 }
@@ -847,7 +848,7 @@ impl<S, R> RecvIter<'_, S, R> {
     /// Why the iteration ended (`None` while it has not): [`RecvError::Eof`] for the
     /// normal end.
     pub fn error(&self) -> Option<&RecvError> {
-        self.error.as_ref()
+        self.end.error()
     }
 }
 
@@ -855,16 +856,8 @@ impl<S, R: DeserializeOwned> Iterator for RecvIter<'_, S, R> {
     type Item = R;
 
     fn next(&mut self) -> Option<R> {
-        if self.error.is_some() {
-            return None;
-        }
-        match self.c.recv() {
-            Ok(x) => Some(x),
-            Err(e) => {
-                self.error = Some(e);
-                None
-            }
-        }
+        let src = &self.c;
+        self.end.step(|| src.recv())
     }
 }
 
@@ -878,14 +871,14 @@ impl<S, R: DeserializeOwned> std::iter::FusedIterator for RecvIter<'_, S, R> {}
 /// other error as [`RecvIter`]; [`error`](TryRecvIter::error) tells which. It never waits.
 pub struct TryRecvIter<'a, S, R> {
     c: &'a Connection<S, R>,
-    error: Option<RecvError>,
+    end: EndsAtError<RecvError>,
 }
 
 impl<S, R> std::fmt::Debug for TryRecvIter<'_, S, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TryRecvIter")
             .field("connection", self.c)
-            .field("error", &self.error)
+            .field("error", &self.end.error())
             .finish()
     }
 }
@@ -894,7 +887,7 @@ impl<S, R> TryRecvIter<'_, S, R> {
     /// Why the iteration ended (`None` while it has not): [`RecvError::Timeout`] for the
     /// usual end (nothing there now).
     pub fn error(&self) -> Option<&RecvError> {
-        self.error.as_ref()
+        self.end.error()
     }
 }
 
@@ -902,16 +895,8 @@ impl<S, R: DeserializeOwned> Iterator for TryRecvIter<'_, S, R> {
     type Item = R;
 
     fn next(&mut self) -> Option<R> {
-        if self.error.is_some() {
-            return None;
-        }
-        match self.c.recv_wait(Wait::No) {
-            Ok(x) => Some(x),
-            Err(e) => {
-                self.error = Some(e);
-                None
-            }
-        }
+        let src = &self.c;
+        self.end.step(|| src.recv_wait(Wait::No))
     }
 }
 
@@ -947,7 +932,7 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     pub fn iter(&self) -> RecvIter<'_, S, R> {
         RecvIter {
             c: self,
-            error: None,
+            end: EndsAtError::new(),
         }
     }
 
@@ -968,7 +953,7 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
     pub fn try_iter(&self) -> TryRecvIter<'_, S, R> {
         TryRecvIter {
             c: self,
-            error: None,
+            end: EndsAtError::new(),
         }
     }
 }

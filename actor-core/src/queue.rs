@@ -71,6 +71,7 @@
 
 use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{Error, GetError, PutError, TaskDoneError};
+use crate::iter::EndsAtError;
 use crate::Message;
 use procactor_transports::ring::{
     Deadline, PopError, PushError, Ring, DEFAULT_MAX_MESSAGE, DEFAULT_OVERFLOW_BYTES,
@@ -1106,14 +1107,14 @@ impl<T: Message> JoinableQueue<T> {
 /// created the queue and never closed it) never sees `Disconnected`: close it first.
 pub struct QueueIter<'a, T> {
     q: &'a Queue<T>,
-    error: Option<GetError>,
+    end: EndsAtError<GetError>,
 }
 
 impl<T> fmt::Debug for QueueIter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueIter")
             .field("queue", self.q)
-            .field("error", &self.error)
+            .field("error", &self.end.error())
             .finish()
     }
 }
@@ -1122,7 +1123,7 @@ impl<T> QueueIter<'_, T> {
     /// Why the iteration ended (`None` while it has not): [`GetError::Disconnected`] for
     /// the normal end.
     pub fn error(&self) -> Option<&GetError> {
-        self.error.as_ref()
+        self.end.error()
     }
 }
 
@@ -1130,16 +1131,8 @@ impl<T: Message> Iterator for QueueIter<'_, T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        if self.error.is_some() {
-            return None;
-        }
-        match self.q.get() {
-            Ok(x) => Some(x),
-            Err(e) => {
-                self.error = Some(e);
-                None
-            }
-        }
+        let src = &self.q;
+        self.end.step(|| src.get())
     }
 }
 
@@ -1156,14 +1149,14 @@ impl<T: Message> std::iter::FusedIterator for QueueIter<'_, T> {}
 /// seen. It is fused: once ended, it stays ended.
 pub struct QueueTryIter<'a, T> {
     q: &'a Queue<T>,
-    error: Option<GetError>,
+    end: EndsAtError<GetError>,
 }
 
 impl<T> fmt::Debug for QueueTryIter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueTryIter")
             .field("queue", self.q)
-            .field("error", &self.error)
+            .field("error", &self.end.error())
             .finish()
     }
 }
@@ -1172,7 +1165,7 @@ impl<T> QueueTryIter<'_, T> {
     /// Why the iteration ended (`None` while it has not): [`GetError::Empty`] for the
     /// usual end.
     pub fn error(&self) -> Option<&GetError> {
-        self.error.as_ref()
+        self.end.error()
     }
 }
 
@@ -1180,16 +1173,8 @@ impl<T: Message> Iterator for QueueTryIter<'_, T> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        if self.error.is_some() {
-            return None;
-        }
-        match self.q.try_get() {
-            Ok(x) => Some(x),
-            Err(e) => {
-                self.error = Some(e);
-                None
-            }
-        }
+        let src = &self.q;
+        self.end.step(|| src.try_get())
     }
 }
 
@@ -1226,7 +1211,7 @@ impl<T: Message> Queue<T> {
     pub fn iter(&self) -> QueueIter<'_, T> {
         QueueIter {
             q: self,
-            error: None,
+            end: EndsAtError::new(),
         }
     }
 
@@ -1247,7 +1232,7 @@ impl<T: Message> Queue<T> {
     pub fn try_iter(&self) -> QueueTryIter<'_, T> {
         QueueTryIter {
             q: self,
-            error: None,
+            end: EndsAtError::new(),
         }
     }
 }
