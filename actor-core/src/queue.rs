@@ -1256,9 +1256,9 @@ impl<T: Message> SimpleQueue<T> {
     /// ```
     /// use procactor_core::SimpleQueue;
     ///
-    /// let q: SimpleQueue<&'static str> = SimpleQueue::new().unwrap();
-    /// q.put("a").unwrap();
-    /// q.put("b").unwrap();
+    /// let q: SimpleQueue<String> = SimpleQueue::new().unwrap();
+    /// q.put("a".into()).unwrap();
+    /// q.put("b".into()).unwrap();
     /// q.close(); // the only producer handle: once drained, the iteration ends
     /// assert_eq!(q.iter().collect::<Vec<_>>(), ["a", "b"]);
     /// ```

@@ -159,8 +159,8 @@ macro_rules! handle_serde {
 ///     let mut g = n.lock().unwrap(); // Python: with n.get_lock(): n.value += 1
 ///     *g += 1;
 /// }
-/// n.set(n.get().unwrap().unwrap() * 10).unwrap().unwrap();
-/// assert_eq!(n.get().unwrap().unwrap(), 10);
+/// n.set(n.get().unwrap() * 10).unwrap();
+/// assert_eq!(n.get().unwrap(), 10);
 /// ```
 pub struct Value<T> {
     slice: Arc<PodSlice<T>>,
@@ -230,9 +230,9 @@ impl<T: Pod> Value<T> {
     /// let v = Value::new(1u32).unwrap();
     /// let mut g = v.lock().unwrap();
     /// *g += 1; // the holder reads and writes through its guard
-    /// assert!(matches!(v.get().unwrap(), Err(Error::WouldDeadlock)));
+    /// assert!(matches!(v.get(), Err(Error::WouldDeadlock)));
     /// drop(g);
-    /// assert_eq!(v.get().unwrap().unwrap(), 2);
+    /// assert_eq!(v.get().unwrap(), 2);
     /// ```
     pub fn get(&self) -> Result<T, Error> {
         if self.slice.held_by_this_thread() {
