@@ -11,7 +11,7 @@
 use procactor::{Array, Process, Value};
 
 fn f((n, a): (Value<i32>, Array<i32>)) {
-    n.set(n.get() + 1); // Python: n.value = n.value + 1
+    n.set(n.get().unwrap() + 1).unwrap(); // Python: n.value = n.value + 1
     for x in a.lock().unwrap().iter_mut() {
         *x *= 10; // Python: a[i] = a[i] * 10
     }
@@ -24,11 +24,11 @@ fn main() {
 
     let mut p = Process::new(f, (num.clone(), arr.clone())).start().unwrap();
     p.join().unwrap();
-    println!("{}", num.get());
+    println!("{}", num.get().unwrap());
     println!("{:?}", arr.to_vec());
 
     let mut p2 = Process::new(f, (num.clone(), arr.clone())).start().unwrap();
     p2.join().unwrap();
-    println!("{}", num.get());
+    println!("{}", num.get().unwrap());
     println!("{:?}", arr.to_vec());
 }

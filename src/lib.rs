@@ -78,6 +78,15 @@
 //! ```
 
 //!
+//! ## Timeouts and iteration
+//!
+//! Every `_timeout(d)` method takes any `Duration`: one too large to add to the clock
+//! (e.g. `Duration::MAX`) means no deadline, as the method without `_timeout` (Python's
+//! `timeout=None`). Queues and connections iterate as `std::sync::mpsc` receivers do:
+//! `for x in &q` waits for each item and ends when every producer is gone
+//! ([`GetError::Disconnected`]; [`RecvError::Eof`] for a connection), `try_iter()` takes
+//! only what is there now.
+//!
 //! ## Actors and supervision
 //!
 //! A struct marked `#[process_actor]` with an [`Actor`] impl runs in its own process,
@@ -131,7 +140,53 @@
 // Doctests that start processes need an explicit `fn main` that calls `init()` first.
 #![allow(clippy::needless_doctest_main)]
 
-pub use procactor_core::*;
+// The whole API, by area (each name also stays reachable through its module below).
+// Processes and the runtime:
+pub use procactor_core::{
+    active_children, cpu_count, current_process, init, parent_process, set_start_method,
+    start_method, ExitStatus, Message, Process, ProcessBuilder, ProcessInfo, StartMethod, Target,
+    PROCESS_DROP_JOIN_LIMIT, PROCESS_DROP_KILL_WAIT,
+};
+// Channels: pipes, queues, `wait`, and what crosses them:
+pub use procactor_core::{
+    wait, Bytes, ConnPair, Connection, JoinableQueue, Pipe, Queue, QueueBuilder, QueueIter,
+    QueueTryIter, RecvIter, SimpleQueue, TryRecvIter, Waitable, DEFAULT_CAPACITY_BYTES,
+};
+// Shared memory and synchronisation:
+pub use procactor_core::{
+    Array, ArrayGuard, AtomicInt, Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard,
+    Pod, RLock, RLockGuard, RawArray, RawValue, SemGuard, Semaphore, Value, ValueGuard,
+};
+// Pool:
+pub use procactor_core::{
+    AsyncResult, Imap, Pool, PoolBuilder, TaskError, DROP_WAIT, IMAP_WINDOW_PER_WORKER,
+    SUBMIT_WINDOW_BYTES, SUBMIT_WINDOW_CHUNKS, SUBMIT_WINDOW_FDS,
+};
+// Manager:
+pub use procactor_core::{
+    Manager, ManagerBuilder, ManagerError, ManagerGuard, Namespace, SharedArray, SharedBarrier,
+    SharedCondition, SharedDict, SharedEvent, SharedJoinableQueue, SharedList, SharedLock,
+    SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
+};
+// Actors and supervision:
+pub use procactor_core::{
+    registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, ChildInfo, ChildSpec,
+    Context, EventTotals, MailboxKind, PipeMailbox, PoolRef, ProcessActor, QueueMailbox, Restart,
+    Shutdown, Strategy, Supervisor, SupervisorBuilder, SupervisorError, SupervisorEvent,
+    SupervisorRef, DEFAULT_EVENT_HISTORY, DROP_SHUTDOWN_LIMIT, DROP_SHUTDOWN_LIMIT_PANICKING,
+    STOP_WAIT_FOR_SENDERS,
+};
+// Errors:
+pub use procactor_core::{
+    BrokenBarrier, DecodeError, EncodeError, Error, GetError, GetTimeoutError, JoinError,
+    JoinTimeoutError, LockError, PutError, PutTimeoutError, RecvError, RecvTimeoutError, Result,
+    SendError, SpawnError, TaskDoneError, TryGetError, TryPutError,
+};
+// The modules, for the rest (builders' helpers, iterators' docs, the codec):
+pub use procactor_core::{
+    actor, codec, connection, error, manager, pipe, pool, process, queue, runtime, shared,
+    supervisor, sync,
+};
 pub use procactor_macros::{main, process_actor};
 /// Queue, JoinableQueue, Pool and supervised workers across hosts on Redis Streams
 /// (the cargo feature `redis`, on by default).

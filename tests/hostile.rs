@@ -81,8 +81,8 @@ fn truncate_everything(objs: Objects) -> (usize, usize) {
 /// Uses every object once and checks the results.
 fn use_all(o: &Objects, value: u64) {
     let (v, a, l, q, e, b) = o;
-    assert_eq!(v.get(), value);
-    v.set(value + 1);
+    assert_eq!(v.get().unwrap(), value);
+    v.set(value + 1).unwrap();
     assert_eq!(a.to_vec(), vec![1, 2, 3]);
     drop(l.acquire_timeout(Duration::from_secs(5)).unwrap());
     q.put("hello".into()).unwrap();
@@ -352,7 +352,7 @@ fn scribble_objects((o, which, seed): (Objects, Vec<String>, u64)) -> usize {
 fn use_all_tolerantly(o: &Objects) {
     let (v, a, l, q, e, b) = o;
     let _ = v.get();
-    v.set(1);
+    let _ = v.set(1);
     let _ = a.to_vec();
     let _ = a.get(1);
     let _ = l.acquire_timeout(Duration::from_secs(2));
@@ -490,7 +490,7 @@ fn send_unasked_fds(conn: procactor::Connection<String, String>) {
 fn victim_unasked_fds((): ()) {
     // (a first child so that the runtime's own descriptors exist before counting)
     let mut warm = Process::new(|()| {}, ()).start().unwrap();
-    warm.join_timeout(Duration::from_secs(20)).unwrap().unwrap();
+    warm.join_timeout(Duration::from_secs(20)).unwrap();
     let before = open_fds();
     let (mine, theirs) = procactor::Pipe::<String>::new().unwrap();
     let mut h = Process::new(send_unasked_fds, theirs).start().unwrap();
@@ -511,15 +511,15 @@ fn victim_unasked_fds((): ()) {
     assert_eq!(mine.recv_timeout(Duration::from_secs(20)).unwrap(), "done");
     // more descriptors than announced: a clear error, and the connection is broken
     match mine.recv_timeout(Duration::from_secs(20)) {
-        Err(procactor::RecvError::Broken(m)) => assert!(m.contains("descriptors"), "{m}"),
+        Err(procactor::RecvTimeoutError::Broken(m)) => assert!(m.contains("descriptors"), "{m}"),
         other => panic!("a frame with more descriptors than it announced: {other:?}"),
     }
     assert!(matches!(
         mine.recv_timeout(Duration::from_secs(1)),
-        Err(procactor::RecvError::Broken(_))
+        Err(procactor::RecvTimeoutError::Broken(_))
     ));
     drop(mine);
-    assert!(h.join_timeout(Duration::from_secs(20)).unwrap().is_some());
+    h.join_timeout(Duration::from_secs(20)).unwrap();
     drop(h); // (its pidfd)
     let after = open_fds();
     let links: Vec<_> = std::fs::read_dir("/proc/self/fd")
@@ -584,8 +584,8 @@ fn check_forged_in_children(methods: &[procactor::StartMethod]) {
             .start_method(method)
             .start()
             .unwrap();
-        let ended = p.join_timeout(Duration::from_secs(30)).unwrap();
-        assert!(ended.is_some(), "{method:?}: the child did not end");
+        p.join_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{method:?}: the child did not end: {e}"));
         let (ok, refused, visible) = p.result().unwrap_or_else(|e| panic!("{method:?}: {e:?}"));
         assert_eq!(ok, Ok(42), "{method:?}");
         assert!(

@@ -614,9 +614,9 @@ fn hold_then_put((q, x, ms): (Queue<u64>, u64, u64)) -> u64 {
 
 fn count_under_lock((v, l): (Value<u64>, Lock)) -> u32 {
     let _g = l.acquire().unwrap();
-    let n = v.get();
+    let n = v.get().unwrap();
     std::thread::yield_now();
-    v.set(n + 1);
+    v.set(n + 1).unwrap();
     std::process::id()
 }
 
@@ -684,13 +684,13 @@ fn a_lock_and_a_value_as_map_arguments_count_exactly() {
         let items: Vec<(Value<u64>, Lock)> = (0..n).map(|_| (v.clone(), l.clone())).collect();
         let pids = pool.map_chunksize(count_under_lock, items, 10).unwrap();
         assert_eq!(pids.len(), n);
-        assert_eq!(v.get(), n as u64);
+        assert_eq!(v.get().unwrap(), n as u64);
         let distinct: std::collections::BTreeSet<u32> = pids.into_iter().collect();
         assert!(!distinct.contains(&std::process::id()));
         // starmap too
         let items: Vec<(Value<u64>, Lock)> = (0..10).map(|_| (v.clone(), l.clone())).collect();
         assert_eq!(pool.starmap(count_under_lock, items).unwrap().len(), 10);
-        assert_eq!(v.get(), n as u64 + 10);
+        assert_eq!(v.get().unwrap(), n as u64 + 10);
     });
 }
 
@@ -776,7 +776,7 @@ fn imap_then_close_and_join_runs_every_task() {
         let held = pool.imap(count_run, 0..50u64).unwrap();
         pool.close();
         pool.join().unwrap();
-        assert_eq!(runs.get(), 57);
+        assert_eq!(runs.get().unwrap(), 57);
         let got: Vec<u64> = held.map(Result::unwrap).collect();
         assert_eq!(got, (0..50).collect::<Vec<_>>());
     });
@@ -796,9 +796,9 @@ fn an_endless_imap_read_partially_stays_within_its_window() {
         }
         // it runs ahead eagerly, up to the window of unread chunks (chunksize 1)…
         wait_until(T, "the window to fill", || {
-            runs.get() >= 10 + it.window() as u64
+            runs.get().unwrap() >= 10 + it.window() as u64
         });
-        let ran = runs.get();
+        let ran = runs.get().unwrap();
         assert_eq!(
             ran,
             10 + it.window() as u64,
@@ -806,12 +806,12 @@ fn an_endless_imap_read_partially_stays_within_its_window() {
         );
         // …and no further while nobody reads
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(runs.get(), ran);
+        assert_eq!(runs.get().unwrap(), ran);
         // reading one more lets exactly one more run
         it.next().unwrap().unwrap();
-        wait_until(T, "one more task", || runs.get() > ran);
+        wait_until(T, "one more task", || runs.get().unwrap() > ran);
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(runs.get(), ran + 1);
+        assert_eq!(runs.get().unwrap(), ran + 1);
         drop(it);
     });
 }
@@ -1623,14 +1623,18 @@ fn imaps_share_one_feeder_and_a_dropped_endless_imap_stops() {
         drop(its);
         // each dropped input is fed at most a window more, then stops
         wait_until(T, "the dropped imaps to stop", || {
-            let a = runs.get();
+            let a = runs.get().unwrap();
             std::thread::sleep(Duration::from_millis(300));
-            runs.get() == a
+            runs.get().unwrap() == a
         });
-        let ran = runs.get();
+        let ran = runs.get().unwrap();
         assert!(ran <= 20 * 2 * cap, "{ran} tasks ran");
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(runs.get(), ran, "a dropped endless imap is still fed");
+        assert_eq!(
+            runs.get().unwrap(),
+            ran,
+            "a dropped endless imap is still fed"
+        );
         // the pool still works, and close + join ends (nothing is fed for ever)
         assert_eq!(pool.map(count_run, 0..10u64).unwrap().len(), 10);
         pool.close();

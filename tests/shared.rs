@@ -41,7 +41,7 @@ fn value_counts_exactly_under_contention() {
                 .start()
                 .unwrap()
         });
-        assert_eq!(v.get(), 4 * N);
+        assert_eq!(v.get().unwrap(), 4 * N);
     });
 }
 
@@ -76,10 +76,10 @@ fn contend((v, asking, to): (Value<[u64; 2]>, Event, Option<[u64; 2]>)) -> [u64;
     asking.set();
     match to {
         Some(x) => {
-            v.set(x);
+            v.set(x).unwrap();
             x
         }
-        None => v.get(),
+        None => v.get().unwrap(),
     }
 }
 
@@ -124,12 +124,12 @@ fn get_and_set_wait_for_a_lock_holder_in_another_process() {
             [2, 2],
             "the holder's update was interleaved"
         );
-        assert_eq!(v.get(), [7, 7]);
+        assert_eq!(v.get().unwrap(), [7, 7]);
     });
 }
 
 fn times_ten((n, a): (Value<i32>, Array<i32>)) {
-    n.set(n.get() + 1);
+    n.set(n.get().unwrap() + 1).unwrap();
     let mut g = a.lock().unwrap();
     for x in g.iter_mut() {
         *x *= 10;
@@ -146,7 +146,7 @@ fn value_and_array_are_shared_with_children_in_turn() {
                 .start()
                 .unwrap();
             p.join().unwrap();
-            assert_eq!(n.get(), 1 + round);
+            assert_eq!(n.get().unwrap(), 1 + round);
             let k = 10i32.pow(round as u32);
             assert_eq!(a.to_vec(), (0..10).map(|i| i * k).collect::<Vec<_>>());
         }
@@ -200,7 +200,7 @@ fn value_owner_death_is_reported_and_the_lock_recovers() {
         assert!(t.elapsed() < Duration::from_secs(10));
         // the lock is usable again, and clean
         assert!(v.lock_timeout(Duration::from_secs(5)).unwrap().is_some());
-        assert_eq!(v.get(), 7);
+        assert_eq!(v.get().unwrap(), 7);
     });
 }
 

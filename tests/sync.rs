@@ -390,7 +390,7 @@ fn cond_wait_untimed_loop((c, flag, tests, i): FlagWaiterArgs) -> u32 {
     let tested = tests.atomic_u32(i).unwrap();
     let mut g = c.lock().acquire().unwrap();
     loop {
-        let f = flag.get();
+        let f = flag.get().unwrap();
         tested.fetch_add(1, Ordering::SeqCst);
         if f != 0 {
             return f;
@@ -405,12 +405,12 @@ fn cond_wait_while_untimed((c, flag, tests, i): FlagWaiterArgs) -> u32 {
     let g = c.lock().acquire().unwrap();
     let _g = c
         .wait_while(g, || {
-            let f = flag.get();
+            let f = flag.get().unwrap();
             tested.fetch_add(1, Ordering::SeqCst);
             f == 0
         })
         .unwrap();
-    flag.get()
+    flag.get().unwrap()
 }
 
 #[test]
@@ -450,7 +450,7 @@ fn condition_untimed_wait_and_wait_while_are_woken_by_notify_all_across_processe
 
         {
             let _g = lock.acquire().unwrap();
-            flag.set(42);
+            flag.set(42).unwrap();
             c.notify_all();
         }
         for (i, p) in ps.iter_mut().enumerate() {
@@ -480,7 +480,7 @@ fn condition_untimed_wait_is_woken_by_notify_one_across_processes() {
             let value = 7 + round as u32;
             {
                 let _g = lock.acquire().unwrap();
-                flag.set(value);
+                flag.set(value).unwrap();
                 c.notify(1);
             }
             assert!(
@@ -489,7 +489,7 @@ fn condition_untimed_wait_is_woken_by_notify_one_across_processes() {
             );
             assert_eq!(p.result().unwrap(), value, "{name}");
             assert_eq!(tested(), 2, "{name}");
-            flag.set(0);
+            flag.set(0).unwrap();
         }
     });
 }
@@ -594,7 +594,9 @@ fn condition_notify_with_a_huge_n_wakes_every_waiter() {
 
 fn cond_waiter((c, flag): (Condition, Value<u32>)) -> bool {
     let g = c.lock().acquire().unwrap();
-    let (_g, ok) = c.wait_timeout_while(g, LONG, || flag.get() == 0).unwrap();
+    let (_g, ok) = c
+        .wait_timeout_while(g, LONG, || flag.get().unwrap() == 0)
+        .unwrap();
     ok
 }
 
@@ -622,7 +624,7 @@ fn condition_notifies_across_processes() {
         std::thread::sleep(Duration::from_millis(50));
         {
             let _g = lock.acquire().unwrap();
-            flag.set(1);
+            flag.set(1).unwrap();
             c.notify_all();
         }
         for w in &mut ws {

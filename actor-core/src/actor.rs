@@ -48,6 +48,7 @@ use crate::queue::{await_reply, NoReply, Queue};
 use crate::shared::RawArray;
 use crate::sync::{Event, Lock};
 use crate::{ExitStatus, Message};
+use procactor_transports::deadline::Deadline;
 use procactor_transports::os;
 use serde::de::{self, DeserializeOwned, SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
@@ -873,10 +874,6 @@ impl<'de, A: ProcessActor> Deserialize<'de> for ActorRef<A> {
     }
 }
 
-fn deadline_after(d: Duration) -> Option<Instant> {
-    Instant::now().checked_add(d)
-}
-
 impl<A: ProcessActor> ActorRef<A> {
     pub(crate) fn new(
         mailbox: &Queue<Envelope<A::Msg>>,
@@ -939,7 +936,7 @@ impl<A: ProcessActor> ActorRef<A> {
         msg: A::Msg,
         timeout: Duration,
     ) -> Result<(), PutTimeoutError<A::Msg>> {
-        self.send_until(msg, deadline_after(timeout))
+        self.send_until(msg, Deadline::after(timeout).instant())
             .map_err(TryPutError::into_timeout)
     }
 
@@ -1081,7 +1078,7 @@ impl<A: ProcessActor> ActorRef<A> {
     /// `join_timeout` convention: `Ok` with what `join` returns, see
     /// [`error`](crate::error)).
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
-        joined(self.join_until(Instant::now().checked_add(timeout)))
+        joined(self.join_until(Deadline::after(timeout).instant()))
     }
 
     /// Whether the actor ended before `until` (`None`: waits for it).
@@ -1134,7 +1131,7 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
     ///
     /// As `call`, and `Timeout`.
     pub fn call_timeout(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallError> {
-        self.call_deadline(msg, deadline_after(timeout))
+        self.call_deadline(msg, Deadline::after(timeout).instant())
     }
 
     fn call_deadline(&self, msg: A::Msg, deadline: Option<Instant>) -> Result<A::Reply, CallError> {

@@ -105,6 +105,10 @@ pub enum Error {
     /// A wait ran out of time.
     #[error("timed out")]
     Timeout,
+    /// The calling thread already holds the lock this operation needs: waiting for it
+    /// would never end ([`Value::get`](crate::Value::get) inside `v.lock()`).
+    #[error("this thread already holds the lock (use its guard): waiting would deadlock")]
+    WouldDeadlock,
     /// An argument outside what the operation accepts (e.g. a barrier of 0 parties).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

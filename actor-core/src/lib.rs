@@ -15,6 +15,7 @@ pub mod codec;
 pub mod connection;
 pub mod error;
 mod forkserver;
+mod iter;
 pub mod manager;
 mod monitor;
 pub mod pipe;
@@ -32,31 +33,44 @@ pub use actor::{
     PipeMailbox, ProcessActor, QueueMailbox, STOP_WAIT_FOR_SENDERS,
 };
 pub use bytes::Bytes;
-pub use error::*;
+pub use error::{
+    BrokenBarrier, DecodeError, EncodeError, Error, GetError, GetTimeoutError, JoinError,
+    JoinTimeoutError, LockError, PutError, PutTimeoutError, RecvError, RecvTimeoutError, Result,
+    SendError, SpawnError, TaskDoneError, TryGetError, TryPutError,
+};
 pub use manager::{
     Manager, ManagerBuilder, ManagerError, ManagerGuard, Namespace, SharedArray, SharedBarrier,
     SharedCondition, SharedDict, SharedEvent, SharedJoinableQueue, SharedList, SharedLock,
     SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
-pub use pipe::*;
+pub use pipe::{wait, ConnPair, Connection, Pipe, RecvIter, TryRecvIter, Waitable};
 pub use pool::{
     AsyncResult, Imap, Pool, PoolBuilder, TaskError, DROP_WAIT, IMAP_WINDOW_PER_WORKER,
     SUBMIT_WINDOW_BYTES, SUBMIT_WINDOW_CHUNKS, SUBMIT_WINDOW_FDS,
 };
-pub use process::*;
-pub use queue::*;
+pub use process::{
+    active_children, Process, ProcessBuilder, Target, PROCESS_DROP_JOIN_LIMIT,
+    PROCESS_DROP_KILL_WAIT,
+};
+pub use queue::{
+    JoinableQueue, Queue, QueueBuilder, QueueIter, QueueTryIter, SimpleQueue,
+    DEFAULT_CAPACITY_BYTES,
+};
 pub use runtime::{
     cpu_count, current_process, init, parent_process, set_start_method, start_method, ProcessInfo,
     StartMethod,
 };
-pub use shared::*;
+pub use shared::{Array, ArrayGuard, AtomicInt, RawArray, RawValue, Value, ValueGuard};
 pub use status::ExitStatus;
 pub use supervisor::{
     ChildInfo, ChildSpec, EventTotals, PoolRef, Restart, Shutdown, Strategy, Supervisor,
     SupervisorBuilder, SupervisorError, SupervisorEvent, SupervisorRef, DEFAULT_EVENT_HISTORY,
     DROP_SHUTDOWN_LIMIT, DROP_SHUTDOWN_LIMIT_PANICKING,
 };
-pub use sync::*;
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, Event, Lock, LockGuard, RLock, RLockGuard, SemGuard,
+    Semaphore,
+};
 
 /// What a value needs to cross a process boundary: serde both ways, `Send`, `'static`.
 /// Every such type implements it automatically.

@@ -29,8 +29,10 @@
 
 use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{Error, RecvError, RecvTimeoutError, SendError};
+use crate::iter::EndsAtError;
 use crate::Message;
 use once_cell::sync::Lazy;
+use procactor_transports::deadline::Deadline;
 use procactor_transports::frame::{self, FrameError, FrameInfo, FrameReader, Wait};
 use procactor_transports::{fdpass, os, socket};
 use procactor_transports::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -352,7 +354,7 @@ fn deadline_of(timeout: Option<Duration>) -> Wait {
     match timeout {
         None => Wait::Forever,
         Some(d) if d.is_zero() => Wait::No,
-        Some(d) => match Instant::now().checked_add(d) {
+        Some(d) => match Deadline::after(d).instant() {
             Some(t) => Wait::Until(t),
             None => Wait::Forever,
         },
@@ -785,7 +787,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
     if objects.is_empty() {
         return Ok(Vec::new());
     }
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let deadline = Deadline::after_opt(timeout).instant();
     loop {
         // Ready without a system call (buffered frame, known exit, closed)…
         let cached: Vec<bool> = objects
@@ -823,6 +825,156 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(Vec::new());
         }
+    }
+}
+
+// ------------------------------------------------------------------ iterators
+
+/// A blocking iterator over the values a [`Connection`] receives, from
+/// [`Connection::iter`] (or `for x in &conn`), as `std::sync::mpsc::Receiver::iter`:
+/// each `next` is a [`recv`](Connection::recv).
+///
+/// It ends when `recv` fails: normally with [`RecvError::Eof`] (the other end is closed
+/// or its process died and nothing is left to read, where Python's `recv` raises
+/// `EOFError`), and also at any other error ([`RecvError::Decode`]: that frame is
+/// dropped, the connection stays usable; [`RecvError::Broken`], [`RecvError::Closed`]):
+/// an iterator yields plain `R`s, so instead of skipping a bad frame silently it stops,
+/// and [`error`](RecvIter::error) tells why. It is fused: once ended, it stays ended.
+pub struct RecvIter<'a, S, R> {
+    c: &'a Connection<S, R>,
+    end: EndsAtError<RecvError>,
+}
+
+impl<S, R> std::fmt::Debug for RecvIter<'_, S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvIter")
+            .field("connection", self.c)
+            .field("error", &self.end.error())
+            .finish()
+    }
+}
+
+impl<S, R> RecvIter<'_, S, R> {
+    /// Why the iteration ended (`None` while it has not): [`RecvError::Eof`] for the
+    /// normal end.
+    pub fn error(&self) -> Option<&RecvError> {
+        self.end.error()
+    }
+}
+
+impl<S, R: DeserializeOwned> Iterator for RecvIter<'_, S, R> {
+    type Item = R;
+
+    fn next(&mut self) -> Option<R> {
+        let src = &self.c;
+        self.end.step(|| src.recv())
+    }
+}
+
+impl<S, R: DeserializeOwned> std::iter::FusedIterator for RecvIter<'_, S, R> {}
+
+/// A non-blocking iterator over the values already received or readable now, from
+/// [`Connection::try_iter`]: each `next` is a `recv_timeout(Duration::ZERO)`.
+///
+/// It ends at the first failure: [`RecvError::Timeout`] (no complete value there now; a
+/// partly arrived one stays buffered for the next `recv`), [`RecvError::Eof`], or any
+/// other error as [`RecvIter`]; [`error`](TryRecvIter::error) tells which. It never waits.
+pub struct TryRecvIter<'a, S, R> {
+    c: &'a Connection<S, R>,
+    end: EndsAtError<RecvTimeoutError>,
+}
+
+impl<S, R> std::fmt::Debug for TryRecvIter<'_, S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TryRecvIter")
+            .field("connection", self.c)
+            .field("error", &self.end.error())
+            .finish()
+    }
+}
+
+impl<S, R> TryRecvIter<'_, S, R> {
+    /// Why the iteration ended (`None` while it has not): [`RecvTimeoutError::Timeout`]
+    /// for the usual end (nothing there now).
+    pub fn error(&self) -> Option<&RecvTimeoutError> {
+        self.end.error()
+    }
+}
+
+impl<S, R: DeserializeOwned> Iterator for TryRecvIter<'_, S, R> {
+    type Item = R;
+
+    fn next(&mut self) -> Option<R> {
+        let src = &self.c;
+        self.end.step(|| src.recv_wait(Wait::No))
+    }
+}
+
+impl<S, R: DeserializeOwned> std::iter::FusedIterator for TryRecvIter<'_, S, R> {}
+
+impl<S, R: DeserializeOwned> Connection<S, R> {
+    /// A blocking iterator over the values received: each step is a
+    /// [`recv`](Connection::recv); it ends at [`RecvError::Eof`] (or any other error,
+    /// see [`RecvIter`]). `for x in &conn` is the same.
+    ///
+    /// # Examples
+    ///
+    /// A child sends, the parent reads to the end of the stream:
+    ///
+    /// ```
+    /// use procactor_core::{Connection, Pipe, Process};
+    ///
+    /// fn produce(tx: Connection<u32, ()>) {
+    ///     for i in 0..5 {
+    ///         tx.send(&i).unwrap();
+    ///     }
+    /// } // the child's end closes: the parent sees the end of file
+    ///
+    /// fn main() {
+    ///     procactor_core::init();
+    ///     let (rx, tx) = Pipe::<u32>::oneway().unwrap();
+    ///     let mut child = Process::new(produce, tx).start().unwrap();
+    ///     let got: Vec<u32> = rx.iter().collect();
+    ///     assert_eq!(got, [0, 1, 2, 3, 4]);
+    ///     child.join().unwrap();
+    /// }
+    /// ```
+    pub fn iter(&self) -> RecvIter<'_, S, R> {
+        RecvIter {
+            c: self,
+            end: EndsAtError::new(),
+        }
+    }
+
+    /// The values there now, without waiting; ends at the first [`RecvError::Timeout`]
+    /// (nothing complete there) or other error, see [`TryRecvIter`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::Pipe;
+    ///
+    /// let (a, b) = Pipe::<u8>::new().unwrap();
+    /// assert_eq!(b.try_iter().count(), 0); // nothing there: ends at once
+    /// a.send(&1).unwrap();
+    /// a.send(&2).unwrap();
+    /// assert_eq!(b.try_iter().collect::<Vec<_>>(), [1, 2]);
+    /// ```
+    pub fn try_iter(&self) -> TryRecvIter<'_, S, R> {
+        TryRecvIter {
+            c: self,
+            end: EndsAtError::new(),
+        }
+    }
+}
+
+impl<'a, S, R: DeserializeOwned> IntoIterator for &'a Connection<S, R> {
+    type Item = R;
+    type IntoIter = RecvIter<'a, S, R>;
+
+    /// As [`Connection::iter`].
+    fn into_iter(self) -> RecvIter<'a, S, R> {
+        self.iter()
     }
 }
 

@@ -82,6 +82,7 @@ use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
 use crate::shared::RawArray;
 use crate::{Bytes, ExitStatus, GetError, Message};
+use procactor_transports::deadline::Deadline;
 use procactor_transports::fdpass;
 use procactor_transports::frame::{self, FrameReader, Wait};
 use procactor_transports::target::{self, SameImage, Target, TargetRef};
@@ -2860,7 +2861,7 @@ impl<A, R: Message, I> Imap<'_, A, R, I> {
     /// `Some(Err(TaskError::Timeout))` when none came in time (the iterator is unchanged:
     /// ask again), `None` at the end.
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, TaskError>> {
-        self.next_until(Instant::now().checked_add(timeout))
+        self.next_until(Deadline::after(timeout).instant())
     }
 
     fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R, TaskError>> {
@@ -3107,7 +3108,7 @@ impl<T, E> AsyncResult<T, E> {
 
     /// Waits at most `timeout`; whether the result is there (Python's `wait(timeout)`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.gather(Instant::now().checked_add(timeout))
+        self.gather(Deadline::after(timeout).instant())
     }
 
     /// Whether it completed without error (Python's `successful()`); `None` while not

@@ -5,6 +5,7 @@ use crate::error::{Error, JoinError, SpawnError};
 use crate::monitor::{self, ChildState, Watch};
 use crate::runtime::{self, Bootstrap, EntryFn, StartMethod};
 use crate::Message;
+use procactor_transports::deadline::Deadline;
 use procactor_transports::frame::{self, FrameError, FrameReader, Wait};
 use procactor_transports::target::{self, TargetRef};
 use procactor_transports::{fdpass, os, AsFd, BorrowedFd, OwnedFd};
@@ -457,7 +458,7 @@ impl<R: Message> Process<R> {
     /// `join_timeout` convention: `Ok` with what `join` returns, a timeout is an error,
     /// see [`error`](crate::error)); otherwise as [`join`](Process::join).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<ExitStatus, Error> {
-        self.join_deadline(Some(Instant::now() + timeout))?
+        self.join_deadline(Deadline::after(timeout).instant())?
             .ok_or(Error::Timeout)
     }
 

@@ -36,7 +36,7 @@
 //!     let a = Array::from_slice(&[0, 1, 2]).unwrap();
 //!     let mut p = Process::new(work, (n.clone(), a.clone())).start().unwrap();
 //!     p.join().unwrap();
-//!     assert_eq!(n.get(), 2);
+//!     assert_eq!(n.get().unwrap(), 2);
 //!     assert_eq!(a.to_vec(), [0, 10, 20]);
 //! }
 //! ```
@@ -44,6 +44,7 @@
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{Error, LockError};
 use crate::Pod;
+use procactor_transports::deadline::Deadline;
 pub use procactor_transports::pod::AtomicInt;
 use procactor_transports::pod::{PodCells, PodGuard, PodSlice};
 use procactor_transports::robust::Acquired;
@@ -158,8 +159,8 @@ macro_rules! handle_serde {
 ///     let mut g = n.lock().unwrap(); // Python: with n.get_lock(): n.value += 1
 ///     *g += 1;
 /// }
-/// n.set(n.get() * 10);
-/// assert_eq!(n.get(), 10);
+/// n.set(n.get().unwrap() * 10).unwrap();
+/// assert_eq!(n.get().unwrap(), 10);
 /// ```
 pub struct Value<T> {
     slice: Arc<PodSlice<T>>,
@@ -202,14 +203,56 @@ impl<T: Pod> Value<T> {
         })
     }
 
-    /// A copy of the value, read under the lock.
-    pub fn get(&self) -> T {
-        *either(self.lock())
+    /// A copy of the value, read under the lock (Python's `v.value`).
+    ///
+    /// Python's `Value` lock is an `RLock`, so `v.value` inside `with v.get_lock():`
+    /// works there. Here the thread holding a [`ValueGuard`] of this value reads and
+    /// writes through the guard (`*g`): the guard hands out `&mut T`, and a second
+    /// access to the same memory while that reference may be alive would break Rust's
+    /// aliasing rules. So `get` (and [`set`](Value::set)) from the thread that holds this
+    /// value's lock (through this handle or a clone of it) is an
+    /// [`Error::WouldDeadlock`] at once, not a wait for ever. Another thread, or another
+    /// process, waits for the lock as usual. (Taking [`lock`](Value::lock) twice on one
+    /// thread still waits for ever, as `std::sync::Mutex` may.)
+    ///
+    /// A lock taken over from a dead owner is used as is (the value may be
+    /// half-updated; [`lock`](Value::lock) tells).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldDeadlock`] when the calling thread holds this value's lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::{Error, Value};
+    ///
+    /// let v = Value::new(1u32).unwrap();
+    /// let mut g = v.lock().unwrap();
+    /// *g += 1; // the holder reads and writes through its guard
+    /// assert!(matches!(v.get(), Err(Error::WouldDeadlock)));
+    /// drop(g);
+    /// assert_eq!(v.get().unwrap(), 2);
+    /// ```
+    pub fn get(&self) -> Result<T, Error> {
+        if self.slice.held_by_this_thread() {
+            return Err(Error::WouldDeadlock);
+        }
+        Ok(*either(self.lock()))
     }
 
-    /// Replaces the value, under the lock.
-    pub fn set(&self, v: T) {
+    /// Replaces the value, under the lock (Python's `v.value = x`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WouldDeadlock`] when the calling thread holds this value's lock (see
+    /// [`get`](Value::get)); nothing is written.
+    pub fn set(&self, v: T) -> Result<(), Error> {
+        if self.slice.held_by_this_thread() {
+            return Err(Error::WouldDeadlock);
+        }
         *either(self.lock()) = v;
+        Ok(())
     }
 
     /// Takes the lock (Python's `get_lock()`), waiting as long as it takes; the guard
@@ -245,7 +288,7 @@ impl<T: Pod> Value<T> {
         &self,
         timeout: Duration,
     ) -> Result<Option<ValueGuard<'_, T>>, LockError<ValueGuard<'_, T>>> {
-        lock_with(&self.slice, Some(Instant::now() + timeout), ValueGuard)
+        lock_with(&self.slice, Deadline::after(timeout).instant(), ValueGuard)
     }
 }
 
@@ -340,8 +383,15 @@ impl<T: Pod> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfRange`] when `i >= len()`; nothing is written.
+    /// [`Error::OutOfRange`] when `i >= len()`; [`Error::WouldDeadlock`] when the
+    /// calling thread holds this array's lock (write through its guard instead, see
+    /// [`Value::get`]); nothing is written. ([`get`](Array::get) and
+    /// [`to_vec`](Array::to_vec) have no error to say so: from the lock's holder they wait
+    /// for ever, as a second [`lock`](Array::lock) does.)
     pub fn set(&self, i: usize, v: T) -> Result<(), Error> {
+        if self.slice.held_by_this_thread() {
+            return Err(Error::WouldDeadlock);
+        }
         let mut g = either(self.lock());
         let len = g.len();
         match g.get_mut(i) {
@@ -391,7 +441,7 @@ impl<T: Pod> Array<T> {
         &self,
         timeout: Duration,
     ) -> Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
-        lock_with(&self.slice, Some(Instant::now() + timeout), ArrayGuard)
+        lock_with(&self.slice, Deadline::after(timeout).instant(), ArrayGuard)
     }
 }
 
@@ -657,8 +707,8 @@ mod tests {
     fn handles_travel_and_share_memory() {
         let v = Value::new(3u16).unwrap();
         let v2: Value<u16> = round_trip(&v).unwrap();
-        v2.set(9);
-        assert_eq!(v.get(), 9);
+        v2.set(9).unwrap();
+        assert_eq!(v.get().unwrap(), 9);
         let a = Array::from_slice(&[1.5f32, 2.5]).unwrap();
         let a2: Array<f32> = round_trip(&a).unwrap();
         a2.set(1, 0.5).unwrap();

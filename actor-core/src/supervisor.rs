@@ -45,6 +45,7 @@ use crate::queue::Queue;
 use crate::runtime::{self, StartMethod};
 use crate::sync::Event;
 use crate::{ActorRef, ExitStatus, MailboxKind, ProcessActor};
+use procactor_transports::deadline::Deadline;
 use procactor_transports::os;
 use procactor_transports::target::{self, TargetRef};
 use serde::{Deserialize, Serialize};
@@ -1379,7 +1380,7 @@ impl Supervisor {
     /// harmless. It cannot fail (a child that does not end in time is killed), so it
     /// returns nothing; what happened to each child is in [`events`](Supervisor::events).
     pub fn shutdown(&self, timeout: Duration) {
-        self.shutdown_children(Instant::now().checked_add(timeout));
+        self.shutdown_children(Deadline::after(timeout).instant());
     }
 
     fn shutdown_children(&self, deadline: Option<Instant>) {
@@ -1451,7 +1452,7 @@ impl Supervisor {
     ///
     /// `Intensity`, or `Timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), SupervisorError> {
-        self.wait_deadline(Instant::now().checked_add(timeout))
+        self.wait_deadline(Deadline::after(timeout).instant())
     }
 
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), SupervisorError> {
@@ -1510,7 +1511,7 @@ impl Drop for Supervisor {
         } else {
             DROP_SHUTDOWN_LIMIT
         };
-        self.shutdown_children(Instant::now().checked_add(limit));
+        self.shutdown_children(Deadline::after(limit).instant());
         self.watcher.take();
     }
 }

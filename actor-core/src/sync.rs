@@ -49,6 +49,7 @@
 
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{BrokenBarrier, Error, LockError};
+use procactor_transports::deadline::Deadline;
 use procactor_transports::journal::Journal;
 use procactor_transports::robust::{self, Acquired};
 use procactor_transports::shm::ShmRegion;
@@ -92,13 +93,8 @@ fn map(fd: OwnedFd, min_len: usize, magic: u32, what: &str) -> Result<Arc<ShmReg
     Ok(Arc::new(r))
 }
 
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    // a timeout too large to represent is as good as none
-    Instant::now().checked_add(timeout)
-}
-
 fn passed(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+    Deadline::from(deadline).expired()
 }
 
 /// The end of a sleep that must look around (liveness checks) after `tick` at most:
@@ -280,7 +276,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> Result<Option<LockGuard<'_>>, LockError<LockGuard<'_>>> {
-        self.acquire_deadline(deadline_after(timeout))
+        self.acquire_deadline(Deadline::after(timeout).instant())
     }
 
     /// Whether some process holds the lock (advisory: it may change at once).
@@ -452,7 +448,7 @@ impl RLock {
         &self,
         timeout: Duration,
     ) -> Result<Option<RLockGuard<'_>>, LockError<RLockGuard<'_>>> {
-        self.acquire_deadline(deadline_after(timeout))
+        self.acquire_deadline(Deadline::after(timeout).instant())
     }
 
     /// The recursion depth of the current owner (0 when free; advisory).
@@ -840,7 +836,8 @@ macro_rules! sem_api {
                 &self,
                 timeout: Duration,
             ) -> Result<Option<SemGuard<'_>>, LockError<SemGuard<'_>>> {
-                self.core.acquire_deadline(deadline_after(timeout))
+                self.core
+                    .acquire_deadline(Deadline::after(timeout).instant())
             }
 
             /// The number of free slots (advisory: it may change at once).
@@ -1122,7 +1119,7 @@ impl Event {
     /// Waits at most `timeout` for the flag; whether it is set (Python's
     /// `wait(timeout)`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_deadline(deadline_after(timeout))
+        self.wait_deadline(Deadline::after(timeout).instant())
     }
 }
 
@@ -1266,7 +1263,7 @@ impl Condition {
         guard: LockGuard<'a>,
         timeout: Duration,
     ) -> Result<(LockGuard<'a>, bool), LockError<(LockGuard<'a>, bool)>> {
-        match self.wait_deadline(guard, deadline_after(timeout)) {
+        match self.wait_deadline(guard, Deadline::after(timeout).instant()) {
             (Ok(g), woken) => Ok((g, woken)),
             (Err(LockError::OwnerDied(g)), woken) => Err(LockError::OwnerDied((g, woken))),
         }
@@ -1302,7 +1299,7 @@ impl Condition {
         timeout: Duration,
         mut condition: impl FnMut() -> bool,
     ) -> Result<(LockGuard<'a>, bool), LockError<(LockGuard<'a>, bool)>> {
-        let deadline = deadline_after(timeout);
+        let deadline = Deadline::after(timeout).instant();
         loop {
             if !condition() {
                 return Ok((guard, true));
@@ -1637,7 +1634,7 @@ impl Barrier {
     ///
     /// As [`wait`](Barrier::wait), and when the time ran out.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BrokenBarrier> {
-        self.wait_deadline(deadline_after(timeout))
+        self.wait_deadline(Deadline::after(timeout).instant())
     }
 
     /// Breaks the barrier: current and future waiters get [`BrokenBarrier`] until

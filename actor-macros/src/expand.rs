@@ -19,14 +19,15 @@ pub(crate) fn expand(item: &syn::Item, actor: &Actor<'_>, options: &Options) -> 
     // Written out again in the registration rather than `<Name as ProcessActor>::NAME`,
     // so that a missing `impl Actor` is reported once (at the struct's name), not twice.
     let name_expr = quote_spanned!(span=> ::core::concat!(::core::module_path!(), "::", #name));
+    let krate = crate::facade::path();
     let mailbox = match options.mailbox {
-        Mailbox::Queue => quote_spanned!(span=> ::procactor::__private::QueueMailbox),
-        Mailbox::Pipe => quote_spanned!(span=> ::procactor::__private::PipeMailbox),
+        Mailbox::Queue => quote_spanned!(span=> #krate::__private::QueueMailbox),
+        Mailbox::Pipe => quote_spanned!(span=> #krate::__private::PipeMailbox),
     };
 
     let process_actor = quote_spanned! {span=>
         #[automatically_derived]
-        impl #impl_generics ::procactor::__private::ProcessActor for #ident #ty_generics
+        impl #impl_generics #krate::__private::ProcessActor for #ident #ty_generics
         #where_clause
         {
             const NAME: &'static str = #name_expr;
@@ -40,7 +41,7 @@ pub(crate) fn expand(item: &syn::Item, actor: &Actor<'_>, options: &Options) -> 
         const _: () = {
             #[allow(dead_code)]
             fn __procactor_check #impl_generics () #where_clause {
-                ::procactor::__private::assert_serde_actor::<#ident #ty_generics>();
+                #krate::__private::assert_serde_actor::<#ident #ty_generics>();
             }
         };
     };
@@ -58,7 +59,7 @@ pub(crate) fn expand(item: &syn::Item, actor: &Actor<'_>, options: &Options) -> 
                 #link_section
                 static __PROCACTOR_REGISTER: extern "C" fn() = {
                     extern "C" fn __procactor_register() {
-                        ::procactor::__private::register_actor(#name_expr);
+                        #krate::__private::register_actor(#name_expr);
                     }
                     __procactor_register
                 };

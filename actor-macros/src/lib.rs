@@ -7,6 +7,7 @@
 mod ast;
 mod attr;
 mod expand;
+mod facade;
 mod validate;
 
 use proc_macro::TokenStream;
@@ -45,7 +46,8 @@ pub fn main(attr: TokenStream, item: TokenStream) -> TokenStream {
         let errs = errors.into_iter().map(|e| e.to_compile_error());
         return quote!(#(#errs)* #f).into();
     }
-    let stmt: syn::Stmt = syn::parse_quote!(::procactor::init(););
+    let krate = facade::path();
+    let stmt: syn::Stmt = syn::parse_quote!(#krate::init(););
     f.block.stmts.insert(0, stmt);
     quote!(#f).into()
 }

@@ -73,6 +73,7 @@
 mod sys;
 
 pub mod conn;
+pub mod deadline;
 pub mod fdpass;
 pub mod frame;
 pub mod futex;

@@ -92,7 +92,18 @@ pub struct PodSlice<T> {
     region: ShmRegion,
     len: usize,
     data_off: usize,
+    /// The [`thread_token`] of the thread of this process holding the lock through this
+    /// view (0: none); process-local, so that a re-entry by the holder can be told
+    /// from another thread that must wait.
+    holder: AtomicU64,
     _t: PhantomData<T>,
+}
+
+/// A number that identifies the calling thread within its process (never 0).
+fn thread_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+    TOKEN.with(|t| *t)
 }
 
 impl<T> std::fmt::Debug for PodSlice<T> {
@@ -153,6 +164,7 @@ impl<T: Pod> PodSlice<T> {
             region,
             len,
             data_off,
+            holder: AtomicU64::new(0),
             _t: PhantomData,
         })
     }
@@ -218,6 +230,7 @@ impl<T: Pod> PodSlice<T> {
             region,
             len,
             data_off,
+            holder: AtomicU64::new(0),
             _t: PhantomData,
         })
     }
@@ -265,12 +278,30 @@ impl<T: Pod> PodSlice<T> {
     /// Takes the lock, waiting until `deadline` (`None`: forever). `None` on timeout;
     /// otherwise the guard and whether the lock was taken over from a dead owner.
     pub fn lock(&self, deadline: Option<Instant>) -> Option<(PodGuard<'_, T>, Acquired)> {
-        robust::lock(self.lock_word(), deadline).map(|a| (PodGuard { slice: self }, a))
+        robust::lock(self.lock_word(), deadline).map(|a| (self.guard(), a))
     }
 
     /// Takes the lock if it is free (or held by a dead owner when `check_owner`).
     pub fn try_lock(&self, check_owner: bool) -> Option<(PodGuard<'_, T>, Acquired)> {
-        robust::try_lock(self.lock_word(), check_owner).map(|a| (PodGuard { slice: self }, a))
+        robust::try_lock(self.lock_word(), check_owner).map(|a| (self.guard(), a))
+    }
+
+    /// The guard of a lock just taken by this thread.
+    fn guard(&self) -> PodGuard<'_, T> {
+        self.holder.store(thread_token(), Ordering::Relaxed);
+        PodGuard { slice: self }
+    }
+
+    /// Whether the calling thread holds the lock through this view (a guard from
+    /// [`lock`](PodSlice::lock) or [`try_lock`](PodSlice::try_lock) of this same
+    /// `PodSlice` is alive on this thread). Taking the lock again would wait for ever;
+    /// another view of the same region (mapped again from its descriptor) is not seen.
+    pub fn held_by_this_thread(&self) -> bool {
+        // Only this thread stores its own token, so a relaxed load sees it exactly when
+        // this thread's guard is alive; the lock word rules out a token inherited over
+        // fork (the child's lock-word identity differs from the parent's).
+        self.holder.load(Ordering::Relaxed) == thread_token()
+            && robust::held_by_this_process(self.lock_word())
     }
 
     /// Reads element `i` without the lock; `None` when `i >= len()`.
@@ -586,6 +617,7 @@ impl<T: Pod> DerefMut for PodGuard<'_, T> {
 
 impl<T: Pod> Drop for PodGuard<'_, T> {
     fn drop(&mut self) {
+        self.slice.holder.store(0, Ordering::Relaxed);
         robust::unlock(self.slice.lock_word());
     }
 }
@@ -593,6 +625,23 @@ impl<T: Pod> Drop for PodGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_holding_thread_is_known_and_no_other() {
+        let s: PodSlice<u64> = PodSlice::zeroed("value", 1, 1).unwrap();
+        assert!(!s.held_by_this_thread());
+        let (g, _) = s.lock(None).unwrap();
+        assert!(s.held_by_this_thread());
+        std::thread::scope(|sc| {
+            sc.spawn(|| assert!(!s.held_by_this_thread(), "another thread is not the holder"));
+        });
+        drop(g);
+        assert!(!s.held_by_this_thread());
+        let (g, _) = s.try_lock(false).unwrap();
+        assert!(s.held_by_this_thread());
+        drop(g);
+        assert!(!s.held_by_this_thread());
+    }
     use std::time::Duration;
 
     #[test]

@@ -398,42 +398,7 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 /// The largest overflow area, in bytes (64 TiB of address space).
 pub const MAX_OVERFLOW: u64 = 1 << 46;
 
-/// When a blocking [`Ring::push`] or [`Ring::pop`] gives up.
-///
-/// [`Deadline::After`] reads the clock only once the operation actually has to wait, so
-/// an operation that finds room or a message at once makes no clock read at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deadline {
-    /// Wait as long as it takes.
-    Never,
-    /// Give up at this instant.
-    At(Instant),
-    /// Give up this long after the operation started waiting (a duration too large to
-    /// represent waits forever).
-    After(Duration),
-}
-
-impl Deadline {
-    /// The instant to give up at (`None`: never), reading the clock on the first call for
-    /// [`Deadline::After`] and keeping the answer.
-    fn resolve(&mut self) -> Option<Instant> {
-        match *self {
-            Deadline::Never => None,
-            Deadline::At(at) => Some(at),
-            Deadline::After(d) => {
-                let at = Instant::now().checked_add(d);
-                *self = at.map_or(Deadline::Never, Deadline::At);
-                at
-            }
-        }
-    }
-}
-
-impl From<Option<Instant>> for Deadline {
-    fn from(d: Option<Instant>) -> Self {
-        d.map_or(Deadline::Never, Deadline::At)
-    }
-}
+pub use crate::deadline::Deadline;
 
 /// Why a [`Ring::push`] did not happen. Nothing of the message is visible to readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,6 +27,7 @@
 
 use super::{refused, Resp};
 use crate::Bytes;
+use procactor_transports::deadline::Deadline;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -235,7 +236,7 @@ pub(super) struct SyncObjects {
 }
 
 fn deadline(w: Wait) -> Option<Instant> {
-    w.and_then(|us| Instant::now().checked_add(Duration::from_micros(us)))
+    Deadline::after_opt(w.map(Duration::from_micros)).instant()
 }
 
 fn not_kind(id: u64, what: &str) -> Resp {

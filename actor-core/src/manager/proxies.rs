@@ -12,6 +12,7 @@ use super::{
 };
 use crate::{Bytes, Message};
 use procactor_transports::conn::Address;
+use procactor_transports::deadline::Deadline;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::fmt;
@@ -167,8 +168,8 @@ fn sync_call(address: &str, key: &Bytes, req: SyncReq) -> Result<Resp, ManagerEr
 /// [`CALL_MARGIN`] from now (`None`: no deadline, heartbeats tell a waiting server from
 /// a vanished one).
 fn call_deadline(w: Wait) -> Option<Instant> {
-    let w = w?;
-    Instant::now().checked_add(Duration::from_micros(w).checked_add(CALL_MARGIN)?)
+    let w = Duration::from_micros(w?).checked_add(CALL_MARGIN)?;
+    Deadline::after(w).instant()
 }
 
 /// As [`sync_call`], also saying on which connection; with `only_on: Some(gen)`, the
@@ -522,7 +523,7 @@ impl SharedCondition {
         mut pred: impl FnMut() -> bool,
         timeout: Duration,
     ) -> Result<bool, ManagerError> {
-        let until = Instant::now().checked_add(timeout);
+        let until = Deadline::after(timeout).instant();
         loop {
             if pred() {
                 return Ok(true);

@@ -37,7 +37,7 @@ pub(crate) fn value_locked_increments_2proc(n: u64) -> f64 {
         .iter_mut()
         .map(|p| p.result().expect("child result"))
         .fold(0.0f64, f64::max);
-    assert_eq!(v.get(), 2 * n, "lost increments");
+    assert_eq!(v.get().unwrap(), 2 * n, "lost increments");
     (2 * n) as f64 / secs
 }
 

@@ -34,6 +34,7 @@ use crate::conn::{self, RedisError};
 use crate::stream::{Config, Core, Failure};
 use procactor_core::pool::FnRef;
 use procactor_core::{codec, runtime, Bytes, Message, Process, TaskError};
+use procactor_transports::deadline::Deadline;
 use procactor_transports::target::{self, SameImage, Target, TargetRef};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -772,7 +773,7 @@ impl Pool {
         timeout: Duration,
     ) -> Result<Vec<R>, TaskError> {
         let c = self.default_chunksize(items.len());
-        self.map_chunksize_deadline(f, items, c, Some(Instant::now() + timeout))
+        self.map_chunksize_deadline(f, items, c, Deadline::after(timeout).instant())
     }
 
     fn map_chunksize_deadline<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(

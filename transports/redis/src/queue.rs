@@ -6,6 +6,7 @@ use procactor_core::{
     codec, DecodeError, GetError, GetTimeoutError, JoinTimeoutError, Message, PutError,
     PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
+use procactor_transports::deadline::Deadline;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
@@ -200,12 +201,6 @@ fn decode<T: Message>(core: &Core, d: Delivered) -> Result<Delivery<T>, TryGetEr
     }
 }
 
-fn deadline(timeout: Duration) -> Instant {
-    Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365))
-}
-
 macro_rules! queue_common {
     ($ty:ident, $auto_ack:expr) => {
         impl<T> fmt::Debug for $ty<T> {
@@ -287,7 +282,7 @@ macro_rules! queue_common {
                 item: T,
                 timeout: Duration,
             ) -> Result<(), PutTimeoutError<T>> {
-                self.put_inner(item, Some(deadline(timeout)))
+                self.put_inner(item, Deadline::after(timeout).instant())
                     .map_err(timed_put)
             }
 
@@ -352,7 +347,7 @@ macro_rules! queue_common {
             ///
             /// As `get`, and `Timeout`.
             pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-                self.get_delivery_deadline(Some(deadline(timeout)))
+                self.get_delivery_deadline(Deadline::after(timeout).instant())
                     .map(|d| d.value)
                     .map_err(timed_get)
             }
@@ -375,7 +370,7 @@ macro_rules! queue_common {
             ///
             /// As `get_timeout`.
             pub fn get_delivery(&self, timeout: Duration) -> Result<Delivery<T>, GetTimeoutError> {
-                self.get_delivery_deadline(Some(deadline(timeout)))
+                self.get_delivery_deadline(Deadline::after(timeout).instant())
                     .map_err(timed_get)
             }
 
@@ -525,7 +520,7 @@ impl<T: Message> RedisJoinableQueue<T> {
     /// `join_timeout` convention: `Ok` with what `join` returns, see
     /// [`procactor_core::error`]).
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
-        if self.join_deadline(Some(deadline(timeout))) {
+        if self.join_deadline(Deadline::after(timeout).instant()) {
             Ok(())
         } else {
             Err(JoinTimeoutError)
