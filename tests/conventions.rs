@@ -105,7 +105,10 @@ fn try_iter_on_an_empty_queue_yields_nothing_at_once() {
         let t0 = std::time::Instant::now();
         let mut it = q.try_iter();
         assert_eq!(it.next(), None);
-        assert!(matches!(it.error(), Some(procactor::TryGetError::Empty)), "{it:?}");
+        assert!(
+            matches!(it.error(), Some(procactor::TryGetError::Empty)),
+            "{it:?}"
+        );
         let s: SimpleQueue<u32> = SimpleQueue::new().unwrap();
         assert_eq!(s.try_iter().count(), 0);
         let j: JoinableQueue<u32> = JoinableQueue::new().unwrap();
@@ -113,7 +116,10 @@ fn try_iter_on_an_empty_queue_yields_nothing_at_once() {
         let (_a, b) = Pipe::<u32>::new().unwrap();
         let mut pit = b.try_iter();
         assert_eq!(pit.next(), None);
-        assert!(matches!(pit.error(), Some(procactor::RecvTimeoutError::Timeout)), "{pit:?}");
+        assert!(
+            matches!(pit.error(), Some(procactor::RecvTimeoutError::Timeout)),
+            "{pit:?}"
+        );
         // generous: "at once" means no wait, not a precise figure
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
 
@@ -196,7 +202,10 @@ fn iterators_stop_at_an_undecodable_item_and_say_why() {
         let mut pit = b.try_iter();
         assert_eq!(pit.next(), Some(Picky(3)));
         assert_eq!(pit.next(), None);
-        assert!(matches!(pit.error(), Some(procactor::RecvTimeoutError::Decode(_))), "{pit:?}");
+        assert!(
+            matches!(pit.error(), Some(procactor::RecvTimeoutError::Decode(_))),
+            "{pit:?}"
+        );
         // the frame was dropped; the connection stays usable
         assert_eq!(b.iter().next(), Some(Picky(4)));
     });
@@ -395,7 +404,10 @@ fn value_get_and_set_by_the_lock_holder_are_errors_not_deadlocks() {
         let mut child = Process::new(read_value, v.clone()).start().unwrap();
         std::thread::sleep(Duration::from_millis(20));
         assert!(
-            matches!(child.join_timeout(Duration::ZERO), Err(procactor::Error::Timeout)),
+            matches!(
+                child.join_timeout(Duration::ZERO),
+                Err(procactor::Error::Timeout)
+            ),
             "the child waits"
         );
         drop(g);

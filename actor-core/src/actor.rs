@@ -1501,7 +1501,14 @@ fn answer_call<A: ProcessActor>(
     };
     match replies.get(lane) {
         Some(q) => {
-            if let Err(e) = q.put_deadline((n, r), Instant::now() + REPLY_PUT_LIMIT) {
+            // (at once when there is room, as there nearly always is: no clock read)
+            let sent = match q.try_put((n, r)) {
+                Err(TryPutError::Full(reply)) => q
+                    .put_deadline(reply, Instant::now() + REPLY_PUT_LIMIT)
+                    .map_err(|e| e.to_string()),
+                r => r.map_err(|e| e.to_string()),
+            };
+            if let Err(e) = sent {
                 tracing::error!(actor = %ctx.name, error = %e, "reply not sent");
             }
         }
