@@ -1363,8 +1363,10 @@ fn apply_async_of_48_large_tasks_behind_a_busy_worker_never_blocks() {
             hs.push(pool.apply_async(len_of, data.clone()).unwrap());
             slowest = slowest.max(t.elapsed());
         }
+        // (generous for a shared 2-core machine: one call took 180 ms under load 14
+        // once; the behaviour this guards against took 1.9 s)
         assert!(
-            slowest < Duration::from_millis(100),
+            slowest < Duration::from_millis(600),
             "an apply_async took {slowest:?}"
         );
         for h in &hs {
