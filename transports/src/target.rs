@@ -308,6 +308,13 @@ fn random_key() -> [u64; 2] {
     k
 }
 
+/// Draws (or takes the inherited) key now if it was not yet: called before every `fork`,
+/// so that parent and child share one key (a child that drew its own could not verify
+/// the references its parent describes later, and the other way round).
+pub(crate) fn ensure_key() {
+    let _ = key();
+}
+
 fn key() -> [u64; 2] {
     take_inherited_key();
     *KEY.get_or_init(|| INHERITED_KEY.get().copied().unwrap_or_else(random_key))

@@ -736,6 +736,8 @@ pub enum Forked {
 /// [`io::ErrorKind::Unsupported`] when the process has more than one thread; `fork`
 /// failing (out of processes or memory).
 pub fn fork_single_threaded() -> io::Result<Forked> {
+    // one function-reference key for the whole tree: drawn before the copy is made
+    crate::target::ensure_key();
     if !never_threaded() {
         // A thread that was just joined still counts for a moment: `pthread_join`
         // returns when the thread is as good as gone, the kernel drops it from the count
