@@ -43,7 +43,7 @@
 //!     for p in &mut ps {
 //!         p.join().unwrap();
 //!     }
-//!     assert_eq!(n.get(), 2000);
+//!     assert_eq!(n.get().unwrap(), 2000);
 //! }
 //! ```
 
@@ -1146,7 +1146,7 @@ const COND_WAITERS: usize = 12;
 ///
 /// fn producer((cond, ready): (Condition, Value<u8>)) {
 ///     let _g = cond.lock().acquire().unwrap();
-///     ready.set(1);
+///     ready.set(1).unwrap();
 ///     cond.notify_all();
 /// }
 ///
@@ -1158,7 +1158,7 @@ const COND_WAITERS: usize = 12;
 ///     let g = lock.acquire().unwrap();
 ///     let mut p = Process::new(producer, (cond.clone(), ready.clone())).start().unwrap();
 ///     let (g, ok) = cond
-///         .wait_timeout_while(g, Duration::from_secs(30), || ready.get() == 0)
+///         .wait_timeout_while(g, Duration::from_secs(30), || ready.get().unwrap() == 0)
 ///         .unwrap();
 ///     assert!(ok);
 ///     drop(g);
