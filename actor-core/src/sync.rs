@@ -1082,7 +1082,7 @@ impl Event {
                 std::hint::spin_loop();
                 let w = self.flag().load(Ordering::Acquire);
                 if released(w) {
-                    return w & 1 != 0;
+                    return true; // (a `set` since the call: Python reports True)
                 }
             }
             n += 1;
@@ -1098,7 +1098,7 @@ impl Event {
         loop {
             let w = self.flag().load(Ordering::Acquire);
             if released(w) {
-                return w & 1 != 0;
+                return true; // (a `set` since the call: Python reports True)
             }
             if passed(deadline) {
                 return false;
@@ -1116,8 +1116,9 @@ impl Event {
         self.wait_deadline(None);
     }
 
-    /// Waits at most `timeout` for the flag; whether it is set (Python's
-    /// `wait(timeout)`).
+    /// Waits at most `timeout` for the flag (Python's `wait(timeout)`): `true` if it was
+    /// set when called or a `set` happened during the wait (even if a `clear` followed,
+    /// as Python's `Event.wait` returns `True` then), `false` on timeout.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(Deadline::after(timeout).instant())
     }
@@ -1901,8 +1902,9 @@ mod tests {
         e.clear();
         let (flag, waited) = timed.join().unwrap();
         assert!(
-            !flag,
-            "the flag is down again, as Python's wait(timeout) reports"
+            flag,
+            "a set during the wait is reported even if cleared since, as Python's \
+             wait(timeout) returns True"
         );
         assert!(waited < Duration::from_secs(10), "{waited:?}");
         untimed.join().unwrap();
