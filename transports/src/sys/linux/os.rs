@@ -576,12 +576,16 @@ fn read_stat(pid: u32) -> Option<Vec<u8>> {
 /// Reads a `stat` file with one open and a few reads into a stack buffer; `None` on any
 /// error.
 fn read_stat_path(path: &str) -> Option<Vec<u8>> {
+    read_stat_file(path).ok()
+}
+
+/// As [`read_stat_path`], saying why it failed.
+fn read_stat_file(path: &str) -> io::Result<Vec<u8>> {
     let fd = rustix::fs::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
-    )
-    .ok()?;
+    )?;
     let mut buf = [0u8; 1024];
     let mut len = 0;
     while len < buf.len() {
@@ -589,10 +593,10 @@ fn read_stat_path(path: &str) -> Option<Vec<u8>> {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(Errno::INTR) => {}
-            Err(_) => return None,
+            Err(e) => return Err(e.into()),
         }
     }
-    Some(buf[..len].to_vec())
+    Ok(buf[..len].to_vec())
 }
 
 /// The state letter (field 3) and start time (field 22) of a `stat` line. `comm` (field 2)
@@ -689,22 +693,8 @@ pub fn pidfd_ended(pidfd: BorrowedFd<'_>) -> bool {
 ///
 /// `/proc` is not mounted, or the line is not what the kernel writes.
 pub fn thread_count() -> io::Result<usize> {
-    let fd = rustix::fs::open(
-        "/proc/self/stat",
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    let mut buf = [0u8; 1024];
-    let mut len = 0;
-    while len < buf.len() {
-        match rustix::io::read(&fd, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    parse_num_threads(&buf[..len])
+    let stat = read_stat_file("/proc/self/stat")?;
+    parse_num_threads(&stat)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/stat"))
 }
 
