@@ -9,24 +9,24 @@
 // Doctests that start processes need an explicit `fn main` that calls `init()` first.
 #![allow(clippy::needless_doctest_main)]
 
-pub mod actor;
-mod bytes;
-pub mod codec;
-pub mod connection;
+// The code is grouped by layer, each directory building only on the ones before it:
+// channels → process → shared → actors, services (checked by `layers::tests`). The public
+// module paths (`procactor::queue`, `procactor::runtime`, …) stay flat: re-exported here.
+pub mod actors;
+pub mod channels;
 pub mod error;
-mod forkserver;
-mod iter;
-pub mod manager;
-mod monitor;
-pub mod pipe;
-pub mod pool;
 pub mod process;
-pub mod queue;
-pub mod runtime;
+pub mod services;
 pub mod shared;
 mod status;
-pub mod supervisor;
-pub mod sync;
+
+pub use actors::{actor, supervisor};
+pub(crate) use channels::{bytes, iter};
+pub use channels::{codec, connection, pipe, queue};
+pub use process::runtime;
+pub(crate) use process::{forkserver, monitor};
+pub use services::{manager, pool};
+pub use shared::sync;
 
 pub use actor::{
     registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context, MailboxKind,

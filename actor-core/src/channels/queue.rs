@@ -1205,7 +1205,7 @@ impl<T: Message> std::iter::FusedIterator for QueueIter<'_, T> {}
 /// (also [`SimpleQueue::try_iter`], [`JoinableQueue::try_iter`]), as
 /// `std::sync::mpsc::Receiver::try_iter`: each `next` is a [`Queue::try_get`].
 ///
-/// It ends at the first `try_get` that fails: [`GetError::Empty`] (nothing there now, or
+/// It ends at the first `try_get` that fails: [`TryGetError::Empty`] (nothing there now, or
 /// another consumer is taking an item right now), or any other error, as
 /// [`QueueIter`] does; [`error`](QueueTryIter::error) tells which. It never waits, so on
 /// an empty queue it yields nothing at once. Items put while it runs may or may not be
@@ -1279,7 +1279,7 @@ impl<T: Message> Queue<T> {
     }
 
     /// The items there now, without waiting: each step is a [`try_get`](Queue::try_get);
-    /// it ends at the first [`GetError::Empty`] (or other error), see [`QueueTryIter`].
+    /// it ends at the first [`TryGetError::Empty`] (or other error), see [`QueueTryIter`].
     ///
     /// # Examples
     ///

@@ -1,9 +1,17 @@
 //! Processes: Python's `Process`, with typed function targets and results.
+//!
+//! This directory is the *process* layer: the [`Process`] handle (this file), the
+//! [`runtime`] (`init`, start methods, a child's entry), the fork server and the exit
+//! monitor. It builds on the channels layer only.
+
+pub(crate) mod forkserver;
+pub(crate) mod monitor;
+pub mod runtime;
 
 use crate::codec;
 use crate::error::{Error, JoinError, SpawnError};
-use crate::monitor::{self, ChildState, Watch};
-use crate::runtime::{self, Bootstrap, EntryFn, StartMethod};
+use crate::monitor::{ChildState, Watch};
+use crate::runtime::{Bootstrap, EntryFn, StartMethod};
 use crate::Message;
 use procactor_transports::deadline::Deadline;
 use procactor_transports::frame::{self, FrameError, FrameReader, Wait};

@@ -272,7 +272,7 @@ pub(super) mod tests {
     use super::*;
     use procactor_transports::conn::{Address, Listener};
 
-    pub(in crate::manager) fn pair() -> (Session, Session) {
+    pub(in crate::services::manager) fn pair() -> (Session, Session) {
         let l = Listener::bind(&Address::Tcp("127.0.0.1:0".into())).unwrap();
         let a = l.address().unwrap();
         let until = Instant::now() + Duration::from_secs(10);

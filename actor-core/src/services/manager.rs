@@ -514,7 +514,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a call with a timeout allows the server beyond that timeout: a call with a
 /// deadline returns [`ManagerError::Timeout`] by `timeout + CALL_MARGIN` (capped at
-/// [`REPLY_TIMEOUT`] per frame) even when the server is frozen.
+/// `REPLY_TIMEOUT` per frame) even when the server is frozen.
 pub const CALL_MARGIN: Duration = Duration::from_secs(2);
 /// How long a remote connection's server thread polls for the client's next request
 /// before it sleeps, and how long a client polls for the reply: a sleeping thread takes

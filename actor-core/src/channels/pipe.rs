@@ -876,7 +876,7 @@ impl<S, R: DeserializeOwned> std::iter::FusedIterator for RecvIter<'_, S, R> {}
 /// A non-blocking iterator over the values already received or readable now, from
 /// [`Connection::try_iter`]: each `next` is a `recv_timeout(Duration::ZERO)`.
 ///
-/// It ends at the first failure: [`RecvError::Timeout`] (no complete value there now; a
+/// It ends at the first failure: [`RecvTimeoutError::Timeout`] (no complete value there now; a
 /// partly arrived one stays buffered for the next `recv`), [`RecvError::Eof`], or any
 /// other error as [`RecvIter`]; [`error`](TryRecvIter::error) tells which. It never waits.
 pub struct TryRecvIter<'a, S, R> {
@@ -946,7 +946,7 @@ impl<S, R: DeserializeOwned> Connection<S, R> {
         }
     }
 
-    /// The values there now, without waiting; ends at the first [`RecvError::Timeout`]
+    /// The values there now, without waiting; ends at the first [`RecvTimeoutError::Timeout`]
     /// (nothing complete there) or other error, see [`TryRecvIter`].
     ///
     /// # Examples

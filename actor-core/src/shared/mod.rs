@@ -40,6 +40,12 @@
 //!     assert_eq!(a.to_vec(), [0, 10, 20]);
 //! }
 //! ```
+//!
+//! This directory is the *shared state* layer: [`Value`]/[`Array`] (this file) and the
+//! cross-process synchronisation primitives ([`sync`]). It builds on the channels and
+//! process layers.
+
+pub mod sync;
 
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{Error, LockError};
