@@ -328,7 +328,7 @@ fn refused(what: &str) -> io::Error {
 /// # Errors
 ///
 /// `PermissionDenied` when the peer's answer is wrong; any I/O error.
-pub fn deliver_challenge(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<()> {
+pub(crate) fn deliver_challenge(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<()> {
     let mut msg = Vec::with_capacity(CHALLENGE.len() + DIGEST.len() + NONCE_LEN);
     msg.extend_from_slice(CHALLENGE);
     msg.extend_from_slice(DIGEST);
@@ -352,7 +352,7 @@ pub fn deliver_challenge(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<
 ///
 /// `PermissionDenied` when the peer refuses the answer (or sends no proper
 /// challenge); any I/O error.
-pub fn answer_challenge(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<()> {
+pub(crate) fn answer_challenge(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<()> {
     let msg = read_frame(s, HANDSHAKE_MAX)?;
     let Some(challenge) = msg.strip_prefix(CHALLENGE) else {
         return Err(refused("the peer sent no challenge"));
@@ -373,7 +373,7 @@ pub fn answer_challenge(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<(
 ///
 /// # Errors
 ///
-/// As [`deliver_challenge`] and [`answer_challenge`].
+/// The stream fails, or the client does not know the key (`PermissionDenied`).
 pub fn server_handshake(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<()> {
     deliver_challenge(s, key)?;
     answer_challenge(s, key)
@@ -383,7 +383,7 @@ pub fn server_handshake(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<(
 ///
 /// # Errors
 ///
-/// As [`deliver_challenge`] and [`answer_challenge`].
+/// The stream fails, or the server does not know the key (`PermissionDenied`).
 pub fn client_handshake(s: &mut (impl Read + Write), key: &[u8]) -> io::Result<()> {
     answer_challenge(s, key)?;
     deliver_challenge(s, key)

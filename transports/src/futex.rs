@@ -2,4 +2,5 @@
 //!
 //! The futexes are *shared* (not `FUTEX_PRIVATE_FLAG`), so a waiter in one process is
 //! woken by a waker in another process that maps the same [`crate::shm::ShmRegion`].
-pub use crate::sys::futex::{wait, wake, wake_all, WaitOutcome};
+pub use crate::sys::futex::WaitOutcome;
+pub(crate) use crate::sys::futex::{wait, wake};

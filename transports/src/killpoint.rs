@@ -42,10 +42,6 @@
 //! procactor_transports::killpoint::pause("example.window");
 //! ```
 
-/// Whether kill points are compiled in (this crate's tests or the `kill-points`
-/// feature).
-pub const ENABLED: bool = cfg!(any(test, feature = "kill-points"));
-
 /// The environment variable naming the point to die at.
 pub const ENV: &str = "PROCACTOR_KILL_AT";
 

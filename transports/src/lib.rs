@@ -5,27 +5,45 @@
 //! `unsafe` block of the procactor workspace lives here, each with a `// SAFETY:`
 //! comment and a test.
 //!
+//! # Public surface
+//!
+//! This crate is procactor's plumbing, not an API of its own: every public module is here
+//! because `procactor-core` (or `procactor-redis`, the benchmark, the tests) uses it, and
+//! what no other crate uses is `pub(crate)` (raw futex calls, `set_cloexec`, the
+//! pid-start tags, the spin state, the kill-point variables…). The surface, by user:
+//!
 //! - [`shm`]: a memfd-backed shared mapping ([`shm::ShmRegion`]), passed between
-//!   processes as a file descriptor.
-//! - [`futex`]: wait/wake on a `u32` in shared memory, with deadlines.
-//! - [`journal`]: a commit journal in shared memory (a multi-word change that a process
-//!   killed half-way leaves undone or completable).
-//! - [`killpoint`]: named places where a test makes the process die (`SIGKILL`),
-//!   compiled in only for tests and the `kill-points` feature.
-//! - [`conn`]: authenticated byte channels between programs (TCP or local socket names,
-//!   HMAC-SHA-256 challenge/response, bounded frames).
-//! - [`fdpass`]: sending and receiving file descriptors alongside bytes (`SCM_RIGHTS`).
-//! - [`frame`]: length-prefixed frames over a stream socket, read into reusable buffers.
-//! - [`socket`]: Unix stream socket options (buffer sizes, half-close).
-//! - [`os`]: process plumbing: self re-execution, pidfds, signals, parent-death signal,
-//!   polling.
-//! - [`pod`]: typed views of `Pod` elements in a shared region, behind a robust lock.
-//! - [`ring`]: the shared-memory byte ring behind `Queue` (streaming, robust recovery).
-//! - [`robust`]: a robust process-shared mutex on a `u32` (dead owners are detected).
+//!   processes as a file descriptor — core (`Value`, `Array`, queues), tests.
+//! - [`ring`]: the shared-memory byte ring behind `Queue` (streaming, robust recovery,
+//!   the overflow area of unbounded queues) — core's queues and mailboxes.
+//! - [`pod`]: typed views of `Pod` elements in a shared region, behind a robust lock —
+//!   core's `Value`/`Array`/`RawValue`.
+//! - [`robust`]: a robust process-shared mutex on a `u32` (dead owners are detected) —
+//!   core's `Lock`/`RLock`/`Condition`.
 //! - [`waiter`]: the futex waiter handshake (never a lost wake-up, no system call when
-//!   nobody sleeps), generic so that it is model-checked under loom.
-//! - [`spin`]: the `PROCACTOR_SPIN=0` switch that turns off every spin-before-sleep.
-//! - [`target`]: function targets identified by their address relative to the image.
+//!   nobody sleeps), generic so that it is model-checked under loom — core's
+//!   `Semaphore`, `Event`, `Condition`, `Barrier`, `JoinableQueue`, process joins.
+//! - [`futex`]: only [`futex::WaitOutcome`], the answer of a wait in [`waiter::Futex`]
+//!   (the raw wait and wake are crate-private: every sleeper goes through [`waiter`]).
+//! - [`journal`]: a commit journal in shared memory (a multi-word change that a process
+//!   killed half-way leaves undone or completable) — core's `Barrier`.
+//! - [`frame`]: length-prefixed frames over a stream socket, read into reusable buffers
+//!   — core's pipes, the child's control socket, the fork server; tests.
+//! - [`fdpass`]: sending and receiving file descriptors alongside bytes (`SCM_RIGHTS`)
+//!   — core's codec (handles travel as descriptors), Pool handle chunks.
+//! - [`socket`]: Unix stream socket options (buffer sizes, half-close) — core's `Pipe`.
+//! - [`conn`]: authenticated byte channels between programs (TCP or local socket names,
+//!   HMAC-SHA-256 challenge/response, bounded frames) — core's remote `Manager`.
+//! - [`os`]: process plumbing: self re-execution, pidfds, signals, parent-death signal,
+//!   liveness, polling — core's process layer, tests, the benchmark.
+//! - [`target`]: function targets identified by their address relative to the image,
+//!   MAC'd with the process tree's key — core's `Target`, the Redis pool.
+//! - [`deadline`]: the one deadline type (`Duration::MAX` = for ever) — core, Redis.
+//! - [`spin`]: the `PROCACTOR_SPIN=0` switch and the self-pausing spin budget — core's
+//!   actors, joins and connections.
+//! - [`killpoint`]: named places where a test makes the process die (`SIGKILL`) or
+//!   pause, compiled in only for tests and the `kill-points` feature — core's tests.
+//! - `testing` (`#[doc(hidden)]`): helpers for this workspace's tests only.
 //!
 //! All OS-specific code sits in `sys/` (today `sys/linux/`); the modules above re-export
 //! it, so nothing above this crate needs `cfg`.

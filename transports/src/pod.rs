@@ -483,7 +483,7 @@ mod sealed {
 }
 
 /// The integer types that have an atomic twin in `std::sync::atomic` of the same size
-/// (`i8`…`i64`, `u8`…`u64`, `isize`, `usize`): what [`PodSlice::atomic`] offers, with the
+/// (`i8`…`i64`, `u8`…`u64`, `isize`, `usize`): what [`PodCells::atomic`] offers, with the
 /// operations of the twin. Sealed.
 pub trait AtomicInt: Pod + sealed::Sealed {
     /// The `std::sync::atomic` type of the same size (`AtomicU64` for `u64`, …).

@@ -121,7 +121,7 @@ fn paused_check() -> bool {
 /// [module docs](self)): spinning pauses for [`PAUSE`]. Nothing changes when
 /// `PROCACTOR_SPIN=0` turned spinning off for good.
 #[cold]
-pub fn note_preempted() {
+pub(crate) fn note_preempted() {
     let until = nanos_since_epoch(Instant::now() + PAUSE);
     PAUSED_UNTIL.store(until, Ordering::Relaxed);
     let _ = STATE.compare_exchange(1, 3, Ordering::Relaxed, Ordering::Relaxed);
@@ -150,7 +150,8 @@ pub fn note_overrun(end: Instant, now: Instant) {
 
 /// Whether spinning is paused right now by [`note_preempted`] (for tests and the
 /// benchmark's notes).
-pub fn paused() -> bool {
+#[cfg(test)]
+pub(crate) fn paused() -> bool {
     STATE.load(Ordering::Relaxed) == 3 && !paused_check()
 }
 

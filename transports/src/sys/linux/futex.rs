@@ -2,11 +2,11 @@ use rustix::thread::futex;
 use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
-/// Why [`wait`] returned. Every outcome may be spurious; callers re-check their
+/// Why a futex wait returned. Every outcome may be spurious; callers re-check their
 /// condition in a loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitOutcome {
-    /// Woken by [`wake`] (or a signal, or spuriously).
+    /// Woken by a futex wake (or a signal, or spuriously).
     Woken,
     /// The word did not hold `expected` when the kernel looked.
     Changed,
@@ -30,7 +30,7 @@ pub enum WaitOutcome {
 /// let d = Instant::now() + Duration::from_millis(5);
 /// assert_eq!(wait(&w, 1, Some(d)), WaitOutcome::TimedOut);
 /// ```
-pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitOutcome {
+pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitOutcome {
     let ts;
     let timeout = match deadline {
         None => None,
@@ -57,13 +57,14 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitO
 /// Wakes at most `n` waiters on `word`; returns how many were woken. Any `n` above
 /// `i32::MAX` means all of them (the kernel reads the count as an `int`, and a negative
 /// one would wake a single waiter).
-pub fn wake(word: &AtomicU32, n: u32) -> usize {
+pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
     let n = n.min(i32::MAX as u32);
     futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
 }
 
 /// Wakes every waiter on `word`.
-pub fn wake_all(word: &AtomicU32) -> usize {
+#[cfg(test)]
+pub(crate) fn wake_all(word: &AtomicU32) -> usize {
     wake(word, i32::MAX as u32)
 }
 

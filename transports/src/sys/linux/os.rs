@@ -1,6 +1,6 @@
 use rustix::event::{epoll, poll, PollFd, PollFlags};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use rustix::io::{fcntl_getfd, fcntl_setfd, Errno, FdFlags};
+use rustix::io::{fcntl_getfd, Errno};
 use rustix::process::{
     pidfd_open, pidfd_send_signal, waitid, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions,
 };
@@ -465,23 +465,6 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::R
     Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect())
 }
 
-/// Marks `fd` close-on-exec or not.
-///
-/// # Errors
-///
-/// `fd` is not open.
-pub fn set_cloexec(fd: BorrowedFd<'_>, cloexec: bool) -> io::Result<()> {
-    fcntl_setfd(
-        fd,
-        if cloexec {
-            FdFlags::CLOEXEC
-        } else {
-            FdFlags::empty()
-        },
-    )?;
-    Ok(())
-}
-
 /// The raw number of a descriptor (for the environment variable naming the control fd).
 pub fn raw_fd(fd: BorrowedFd<'_>) -> RawFd {
     fd.as_fd().as_raw_fd()
@@ -522,7 +505,7 @@ pub fn process_alive(pid: u32) -> bool {
 }
 
 /// As [`process_alive`], for the process with id `pid` whose start tag (see
-/// [`start_tag`]) was `tag` (`0`: unknown): it also counts as dead when `pid` now belongs
+/// `start_tag`) was `tag` (`0`: unknown): it also counts as dead when `pid` now belongs
 /// to a process with a different start tag (the pid was reused after it died).
 ///
 /// A reused pid whose new process happens to have the same tag (one chance in 511) still
@@ -549,13 +532,13 @@ pub fn incarnation_alive(pid: u32, tag: u32) -> bool {
 /// A 9-bit tag (1..=511) of a process's start time (clock ticks since boot, field 22 of
 /// `/proc/<pid>/stat`): with the pid, it tells a process from a later one that reused its
 /// pid (a robust lock word stores both).
-pub fn start_tag(start_ticks: u64) -> u32 {
+pub(crate) fn start_tag(start_ticks: u64) -> u32 {
     (start_ticks % 511) as u32 + 1
 }
 
 /// This process's start tag (see [`start_tag`]), or `0` when `/proc/self/stat` cannot be
 /// read (then peers identify this process by its pid alone).
-pub fn current_start_tag() -> u32 {
+pub(crate) fn current_start_tag() -> u32 {
     read_stat_path("/proc/self/stat")
         .and_then(|s| stat_fields(&s))
         .map_or(0, |(_, start)| start_tag(start))
@@ -563,7 +546,8 @@ pub fn current_start_tag() -> u32 {
 
 /// The start tag (see [`start_tag`]) of process `pid`, if its `/proc/<pid>/stat` can be
 /// read.
-pub fn start_tag_of(pid: u32) -> Option<u32> {
+#[cfg(test)]
+pub(crate) fn start_tag_of(pid: u32) -> Option<u32> {
     read_stat(pid)
         .and_then(|s| stat_fields(&s))
         .map(|(_, start)| start_tag(start))
@@ -615,7 +599,8 @@ static PID_CACHE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::n
 static LOCK_ID_CACHE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// This process's id, cached after the first call (lock words store it on every
-/// acquisition). A process created by `fork()` must call [`refresh_pid_cache`] first.
+/// acquisition). A child made by this crate's fork (the only fork procactor does,
+/// [`fork_single_threaded`]) refreshes the cache before it returns.
 #[inline]
 pub fn current_pid_cached() -> u32 {
     match PID_CACHE.load(Ordering::Relaxed) {
@@ -626,10 +611,10 @@ pub fn current_pid_cached() -> u32 {
 
 /// How many low bits of a lock identity hold the pid: Linux pids are below
 /// `PID_MAX_LIMIT` = 2²² (`/proc/sys/kernel/pid_max` cannot be set higher).
-pub const PID_BITS: u32 = 22;
+pub(crate) const PID_BITS: u32 = 22;
 
-/// This process's lock identity, cached: its pid in the low [`PID_BITS`] bits and its
-/// start tag ([`start_tag`], 9 bits) above them. Bit 31 is always clear.
+/// This process's lock identity, cached: its pid in the low 22 bits (`PID_BITS`) and its
+/// start tag (9 bits) above them. Bit 31 is always clear.
 #[inline]
 pub fn current_lock_id_cached() -> u32 {
     match LOCK_ID_CACHE.load(Ordering::Relaxed) {
@@ -658,7 +643,7 @@ fn take_lock_id() -> u32 {
 
 /// Re-reads this process's id into the cache (after `fork()`), and forgets the cached
 /// lock identity (recomputed on first use).
-pub fn refresh_pid_cache() -> u32 {
+pub(crate) fn refresh_pid_cache() -> u32 {
     let p = current_pid();
     PID_CACHE.store(p, Ordering::Relaxed);
     LOCK_ID_CACHE.store(0, Ordering::Relaxed);
