@@ -18,18 +18,7 @@ pub enum WaitOutcome {
 ///
 /// Works across processes when `word` lives in a [`crate::shm::ShmRegion`].
 ///
-/// # Examples
-///
-/// ```
-/// use procactor_transports::futex::{wait, WaitOutcome};
-/// use std::sync::atomic::AtomicU32;
-/// use std::time::{Duration, Instant};
-///
-/// let w = AtomicU32::new(1);
-/// assert_eq!(wait(&w, 0, None), WaitOutcome::Changed);
-/// let d = Instant::now() + Duration::from_millis(5);
-/// assert_eq!(wait(&w, 1, Some(d)), WaitOutcome::TimedOut);
-/// ```
+/// (Tested in `tests::wait_returns_changed_or_timed_out`.)
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> WaitOutcome {
     let ts;
     let timeout = match deadline {
@@ -74,6 +63,14 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
     use std::time::Duration;
+
+    #[test]
+    fn wait_returns_changed_or_timed_out() {
+        let w = AtomicU32::new(1);
+        assert_eq!(wait(&w, 0, None), WaitOutcome::Changed);
+        let d = Instant::now() + Duration::from_millis(5);
+        assert_eq!(wait(&w, 1, Some(d)), WaitOutcome::TimedOut);
+    }
 
     #[test]
     fn a_count_above_i32_max_wakes_every_waiter() {
