@@ -19,8 +19,8 @@ const EVENT_WAITERS: usize = 12;
 /// kernel's wake-up time.
 ///
 /// As in Python, a `set` releases every process waiting at that moment even if `clear`
-/// follows at once: their `wait` returns, and `wait_timeout` returns the flag as it is
-/// then (`false` after such a pulse, as Python's `wait(timeout)` does).
+/// follows at once: their `wait` returns, and their `wait_timeout` returns `true` (a
+/// `set` happened during the wait; see [`wait_timeout`](Event::wait_timeout)).
 ///
 /// # Examples
 ///
