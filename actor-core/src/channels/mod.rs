@@ -10,4 +10,6 @@ pub mod codec;
 pub mod connection;
 pub(crate) mod iter;
 pub mod pipe;
+mod pipe_io;
 pub mod queue;
+mod wait;

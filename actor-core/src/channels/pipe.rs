@@ -27,39 +27,25 @@
 //! does not cost its consumer CPU. The environment variable `PROCACTOR_PIPE_SPIN_US`
 //! (read once per process) sets the budget; `0` disables spinning.
 
+use super::pipe_io::{deadline_of, send_io_error, Rx, Tx, KEEP_ENCODE_BUFFER};
+pub(crate) use super::wait::sealed;
+pub use super::wait::{wait, Waitable};
 use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{Error, RecvError, RecvTimeoutError, SendError};
 use crate::iter::EndsAtError;
 use crate::Message;
-use once_cell::sync::Lazy;
-use procactor_transports::deadline::Deadline;
-use procactor_transports::frame::{self, FrameError, FrameInfo, FrameReader, Wait};
-use procactor_transports::{fdpass, os, socket};
+use procactor_transports::frame::{self, Wait};
+use procactor_transports::{fdpass, socket};
 use procactor_transports::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::io;
 use std::marker::PhantomData;
 use std::sync::{Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Socket buffer size asked for on both ends: a 1 MiB message fits in flight, so a
 /// writer is not woken and put to sleep many times per message.
 const SOCKET_BUFFER: usize = 4 << 20;
-/// The encode buffer is freed after a message larger than this (so that one huge
-/// message does not pin memory for the connection's lifetime).
-const KEEP_ENCODE_BUFFER: usize = 1 << 20;
-/// A wait that ended within spin + this allowance would have been served by spinning.
-const WAKE_ALLOWANCE: Duration = Duration::from_micros(40);
-/// Consecutive waits longer than that before a connection stops spinning.
-const MISSES_BEFORE_SLEEPING: u8 = 3;
-
-static SPIN_BUDGET: Lazy<Duration> = Lazy::new(|| {
-    std::env::var("PROCACTOR_PIPE_SPIN_US")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::from_micros(40), Duration::from_micros)
-});
 
 /// Makes pipes: Python's `multiprocessing.Pipe`.
 ///
@@ -204,167 +190,6 @@ impl<S, R> std::fmt::Debug for Connection<S, R> {
         d.field("sends", &std::any::type_name::<S>())
             .field("receives", &std::any::type_name::<R>())
             .finish()
-    }
-}
-
-#[derive(Debug)]
-struct Rx {
-    reader: FrameReader,
-    /// Why the stream is unusable (bad framing, truncated frame, `TooLong`).
-    broken: Option<String>,
-    spin: Spin,
-    /// Payload copy for frames that carry descriptors (decoding needs the payload and
-    /// the descriptors the reader hands out when the frame is consumed).
-    scratch: Vec<u8>,
-}
-
-#[derive(Debug, Default)]
-struct Tx {
-    buf: Vec<u8>,
-    fds: Vec<OwnedFd>,
-}
-
-/// The adaptive spin budget of one connection's receive side.
-#[derive(Debug)]
-struct Spin {
-    max: Duration,
-    budget: Duration,
-    misses: u8,
-}
-
-impl Spin {
-    fn new() -> Self {
-        let max = *SPIN_BUDGET;
-        Spin {
-            max,
-            budget: max,
-            misses: 0,
-        }
-    }
-
-    /// Learns from a wait that took `waited`: a wait spinning could have served keeps
-    /// (or turns back on) spinning; several long ones in a row turn it off.
-    fn observe(&mut self, waited: Duration) {
-        if waited <= self.max + WAKE_ALLOWANCE {
-            self.budget = self.max;
-            self.misses = 0;
-        } else {
-            self.misses = self.misses.saturating_add(1);
-            if self.misses >= MISSES_BEFORE_SLEEPING {
-                self.budget = Duration::ZERO;
-            }
-        }
-    }
-}
-
-impl Rx {
-    fn new() -> Self {
-        Rx {
-            reader: FrameReader::new(),
-            broken: None,
-            spin: Spin::new(),
-            scratch: Vec::new(),
-        }
-    }
-
-    /// Makes sure a complete frame is buffered.
-    fn fill(
-        &mut self,
-        fd: BorrowedFd<'_>,
-        wait: Wait,
-        max_len: Option<u64>,
-    ) -> Result<FrameInfo, RecvTimeoutError> {
-        if let Some(why) = &self.broken {
-            return Err(RecvTimeoutError::Broken(why.clone()));
-        }
-        let started = if wait != Wait::No && !self.reader.has_frame() {
-            self.reader.set_spin(self.spin.budget);
-            Some(Instant::now())
-        } else {
-            None
-        };
-        let res = self.reader.fill(fd, wait, max_len);
-        if let Some(t0) = started {
-            self.spin.observe(t0.elapsed());
-        }
-        res.map_err(|e| self.frame_error(e))
-    }
-
-    /// `Timeout`: the wait's deadline passed (a receive without one gets none).
-    fn frame_error(&mut self, e: FrameError) -> RecvTimeoutError {
-        match e {
-            FrameError::Eof => RecvTimeoutError::Eof,
-            FrameError::Timeout => RecvTimeoutError::Timeout,
-            FrameError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => RecvTimeoutError::Timeout,
-            FrameError::Io(e) => RecvTimeoutError::Io(e),
-            FrameError::TooLong { .. } => {
-                self.broken = Some(e.to_string());
-                RecvTimeoutError::TooLong
-            }
-            FrameError::Broken => RecvTimeoutError::Broken(
-                self.broken
-                    .clone()
-                    .unwrap_or_else(|| FrameError::Broken.to_string()),
-            ),
-            e @ (FrameError::Truncated { .. } | FrameError::BadHeader(_)) => {
-                let why = e.to_string();
-                self.broken = Some(why.clone());
-                RecvTimeoutError::Broken(why)
-            }
-        }
-    }
-
-    /// Decodes and drops the frame at the front (dropped even when decoding fails).
-    fn take<T: DeserializeOwned>(&mut self, info: FrameInfo) -> Result<T, RecvTimeoutError> {
-        if info.nfds == 0 {
-            let res = codec::decode(self.reader.payload(), Vec::new());
-            // the frame's descriptors (none announced; any strays are closed here)
-            drop(self.reader.consume());
-            Ok(res?)
-        } else {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(self.reader.payload());
-            let fds = self.reader.consume();
-            let res = codec::decode(&self.scratch, fds);
-            if self.scratch.capacity() > KEEP_ENCODE_BUFFER {
-                self.scratch = Vec::new();
-            }
-            Ok(res?)
-        }
-    }
-
-    /// Whether a receive would return at once (a frame, end of stream, or an error).
-    fn ready_without_syscall(&self) -> bool {
-        self.broken.is_some() || self.reader.has_frame() || self.reader.saw_eof()
-    }
-
-    /// A non-blocking look: whether a receive would return at once.
-    fn ready_now(&mut self, fd: BorrowedFd<'_>) -> bool {
-        if self.ready_without_syscall() {
-            return true;
-        }
-        !matches!(
-            self.fill(fd, Wait::No, None),
-            Err(RecvTimeoutError::Timeout)
-        )
-    }
-}
-
-fn deadline_of(timeout: Option<Duration>) -> Wait {
-    match timeout {
-        None => Wait::Forever,
-        Some(d) if d.is_zero() => Wait::No,
-        Some(d) => match Deadline::after(d).instant() {
-            Some(t) => Wait::Until(t),
-            None => Wait::Forever,
-        },
-    }
-}
-
-fn send_io_error(e: io::Error) -> SendError {
-    match e.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => SendError::Disconnected,
-        _ => SendError::Io(e),
     }
 }
 
@@ -699,28 +524,6 @@ impl<'de, S, R> Deserialize<'de> for Connection<S, R> {
     }
 }
 
-pub(crate) mod sealed {
-    /// Only procactor types can be waited on.
-    #[allow(unreachable_pub)]
-    pub trait Sealed {}
-}
-
-/// Something [`wait`] can wait for: a [`Connection`] (ready when a message, end of file
-/// or an error is there) or a [`Process`](crate::Process) (ready when it has exited).
-///
-/// This trait is sealed: it is implemented by procactor types only.
-pub trait Waitable: sealed::Sealed {
-    /// Ready without asking the kernel (buffered frame, end of file seen, exit known).
-    #[doc(hidden)]
-    fn ready_cached(&self) -> bool;
-    /// The descriptor that becomes readable when the object may be ready; `None`: ready.
-    #[doc(hidden)]
-    fn ready_fd(&self) -> Option<BorrowedFd<'_>>;
-    /// Called when `ready_fd` is readable: whether the object is really ready.
-    #[doc(hidden)]
-    fn confirm_ready(&self) -> bool;
-}
-
 impl<S, R> sealed::Sealed for Connection<S, R> {}
 
 impl<S, R> Waitable for Connection<S, R> {
@@ -745,85 +548,6 @@ impl<S, R> Waitable for Connection<S, R> {
             Err(TryLockError::Poisoned(p)) => p.into_inner().ready_now(fd.as_fd()),
             // another thread is receiving; the descriptor is readable: report it
             Err(TryLockError::WouldBlock) => true,
-        }
-    }
-}
-
-/// Waits until at least one of `objects` is ready or `timeout` passes, and returns the
-/// indices of the ready ones, in order (Python's `multiprocessing.connection.wait`).
-/// An empty vector means the timeout passed. `None` waits without limit.
-///
-/// A [`Connection`] is ready when [`recv`](Connection::recv) would return at once: a
-/// complete message, end of file, or an error (a partly arrived message does not count).
-/// A closed connection is ready. A [`Process`](crate::Process) is ready once it has
-/// exited. An empty `objects` returns an empty vector at once.
-///
-/// # Errors
-///
-/// An OS error from `poll`.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use procactor_core::{wait, Pipe, Process};
-///
-/// fn nap(ms: u64) { std::thread::sleep(Duration::from_millis(ms)) }
-///
-/// fn main() {
-///     procactor_core::init();
-///     let (a, b) = Pipe::<u8>::new().unwrap();
-///     let mut p = Process::new(nap, 50).start().unwrap();
-///     // nothing is ready yet
-///     assert!(wait(&[&b, &p], Some(Duration::ZERO)).unwrap().is_empty());
-///     a.send(&1).unwrap();
-///     assert_eq!(wait(&[&b, &p], Some(Duration::from_secs(5))).unwrap(), vec![0]);
-///     assert_eq!(b.recv().unwrap(), 1);
-///     assert_eq!(wait(&[&b, &p], Some(Duration::from_secs(5))).unwrap(), vec![1]);
-///     p.join().unwrap();
-/// }
-/// ```
-pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>, Error> {
-    if objects.is_empty() {
-        return Ok(Vec::new());
-    }
-    let deadline = Deadline::after_opt(timeout).instant();
-    loop {
-        // Ready without a system call (buffered frame, known exit, closed)…
-        let cached: Vec<bool> = objects
-            .iter()
-            .map(|o| o.ready_cached() || o.ready_fd().is_none())
-            .collect();
-        // …and the others, asked of the kernel: at once if something is ready already.
-        let (index, fds): (Vec<usize>, Vec<BorrowedFd<'_>>) = objects
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| !cached[i])
-            .filter_map(|(i, o)| o.ready_fd().map(|fd| (i, fd)))
-            .unzip();
-        let any_cached = cached.iter().any(|&c| c);
-        let readable = if fds.is_empty() {
-            Vec::new()
-        } else {
-            os::poll_readable(
-                &fds,
-                if any_cached {
-                    Some(Instant::now())
-                } else {
-                    deadline
-                },
-            )?
-        };
-        let mut ready = cached;
-        for (i, r) in index.into_iter().zip(readable) {
-            ready[i] = r && objects[i].confirm_ready();
-        }
-        let ready: Vec<usize> = (0..objects.len()).filter(|&i| ready[i]).collect();
-        if !ready.is_empty() {
-            return Ok(ready);
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(Vec::new());
         }
     }
 }
@@ -981,33 +705,6 @@ impl<'a, S, R: DeserializeOwned> IntoIterator for &'a Connection<S, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spin_turns_off_after_long_waits_and_back_on_after_short_ones() {
-        let mut s = Spin {
-            max: Duration::from_micros(40),
-            budget: Duration::from_micros(40),
-            misses: 0,
-        };
-        for _ in 0..MISSES_BEFORE_SLEEPING {
-            assert_eq!(s.budget, Duration::from_micros(40));
-            s.observe(Duration::from_millis(5));
-        }
-        assert_eq!(s.budget, Duration::ZERO);
-        s.observe(Duration::from_micros(30));
-        assert_eq!(s.budget, Duration::from_micros(40));
-    }
-
-    #[test]
-    fn deadline_mapping() {
-        assert_eq!(deadline_of(None), Wait::Forever);
-        assert_eq!(deadline_of(Some(Duration::ZERO)), Wait::No);
-        assert_eq!(deadline_of(Some(Duration::MAX)), Wait::Forever);
-        assert!(matches!(
-            deadline_of(Some(Duration::from_secs(1))),
-            Wait::Until(_)
-        ));
-    }
 
     #[test]
     fn in_process_round_trip_and_errors() {
