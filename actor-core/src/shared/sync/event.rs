@@ -135,7 +135,12 @@ impl Event {
 
     /// Waits at most `timeout` for the flag (Python's `wait(timeout)`): `true` if it was
     /// set when called or a `set` happened during the wait (even if a `clear` followed,
-    /// as Python's `Event.wait` returns `True` then), `false` on timeout.
+    /// as `threading.Event.wait` returns `True` then), `false` on timeout.
+    ///
+    /// CPython's `multiprocessing.Event.wait` differs here: it re-reads the flag after
+    /// waking, so a set/clear pulse gives `True` or `False` depending on whether the
+    /// waiter ran before the `clear`. procactor reports the `set` the waiter was woken
+    /// by, an answer that does not depend on scheduling.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(Deadline::after(timeout).instant())
     }
@@ -169,8 +174,8 @@ mod tests {
         let (flag, waited) = timed.join().unwrap();
         assert!(
             flag,
-            "a set during the wait is reported even if cleared since, as Python's \
-             wait(timeout) returns True"
+            "a set during the wait is reported even if cleared since, as \
+             threading.Event.wait(timeout) returns True"
         );
         assert!(waited < Duration::from_secs(10), "{waited:?}");
         untimed.join().unwrap();
