@@ -314,13 +314,13 @@ pub(crate) fn fail_point(name: &'static str) {
         KILL_AT.with(|k| k.set(None));
         DYING.with(|d| d.set(true));
         die();
-        std::panic::resume_unwind(Box::new(Killed(name)));
+        std::panic::resume_unwind(Box::new(Killed));
     }
 }
 
 /// The unwinding payload of a thread killed at a fail point.
 #[derive(Debug)]
-pub(crate) struct Killed(pub(crate) &'static str);
+pub(crate) struct Killed;
 
 /// Whether this thread is unwinding from its death.
 pub(crate) fn dying() -> bool {
