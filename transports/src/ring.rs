@@ -112,7 +112,8 @@
 //!   producer's order) holds. (When the hot ring is full and the reader is in it and not
 //!   asleep, the writer first spins up to 50 µs for room — 10 µs if `head` does not move
 //!   at all: a producer slightly faster than its consumer then stays in the hot ring, as
-//!   before, instead of paying for fresh overflow pages.)
+//!   before, instead of paying for fresh overflow pages. A put whose deadline has already
+//!   passed — `try_put` — does not spin: it overflows at once.)
 //! - **`RETURN`** (in the overflow area): the messages that follow are in the hot ring
 //!   again. A writer in overflow mode that finds at least half of the hot ring free (and
 //!   room for its message) writes `RETURN` at `ov_tail` and its message at `tail`, and
@@ -1494,7 +1495,9 @@ impl Ring {
                         Err(e) => return Err(e),
                     }
                 }
-                if fits_hot && self.spin_for_hot_room(tail, total + 4)? {
+                // a `try_` put (its deadline already passed) never waits, not even a spin
+                // of microseconds: it overflows at once
+                if fits_hot && !deadline.expired() && self.spin_for_hot_room(tail, total + 4)? {
                     self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
                     self.copy_in(tail + 4, msg);
                     self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail, 0);
@@ -1582,8 +1585,11 @@ impl Ring {
     /// `need` bytes, giving up after [`SPIN_MIN_US`] x 5 if `head` has not moved at all
     /// (no consumer at work). Room a few microseconds away is far cheaper than
     /// overflowing (fresh pages for the writer, cold ones for the reader) when a producer
-    /// is just a little faster than its consumer. Never sleeps.
+    /// is just a little faster than its consumer. Never sleeps. Not called for a put
+    /// whose deadline has already passed (`try_put`): that one overflows at once.
     fn spin_for_hot_room(&self, tail: u64, need: u64) -> Result<bool, PushError> {
+        #[cfg(all(test, not(loom)))]
+        tests::HOT_ROOM_SPINS.with(|c| c.set(c.get() + 1));
         if !FX.spin()
             || self.u64(OFF_RMODE).load(Ordering::Relaxed) != 0
             || self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) != 0
