@@ -1,42 +1,22 @@
 //! Model checks under loom (`RUSTFLAGS="--cfg loom" cargo test -p procactor-transports
-//! --release loom`): the real [`journal`](crate::journal) and
-//! [`waiter`](crate::waiter) code, on threads over heap memory, with the futex behind
-//! the [`Futex`] trait, in every interleaving loom explores.
+//! --release --lib loom`): the real [`journal`](crate::journal),
+//! [`waiter`](crate::waiter), [`robust`](crate::robust) and [`ring`](crate::ring) code,
+//! on threads over heap memory, with the futex behind the [`Futex`] trait, in every
+//! interleaving loom explores (within the stated preemption bounds). [`model`] is the
+//! world they run in; [`robust`](mod@robust) and [`ring`](mod@ring) hold the lock's and the
+//! ring's checks.
+
+pub(crate) mod model;
+mod ring;
+mod robust;
 
 use crate::futex::WaitOutcome;
 use crate::journal::{Journal, Words};
-use crate::waiter::{self, Futex, Word32};
+use crate::waiter::{self, Futex};
 use loom::sync::atomic::{AtomicU32, AtomicU64};
 use loom::sync::{Arc, Condvar, Mutex};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-impl Word32 for AtomicU32 {
-    fn load(&self, order: Ordering) -> u32 {
-        AtomicU32::load(self, order)
-    }
-    fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
-        AtomicU32::fetch_add(self, v, order)
-    }
-    fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
-        AtomicU32::fetch_sub(self, v, order)
-    }
-}
-
-impl crate::ring::FateWord for AtomicU64 {
-    fn load(&self, order: Ordering) -> u64 {
-        AtomicU64::load(self, order)
-    }
-    fn compare_exchange_weak(
-        &self,
-        current: u64,
-        new: u64,
-        success: Ordering,
-        failure: Ordering,
-    ) -> Result<u64, u64> {
-        AtomicU64::compare_exchange_weak(self, current, new, success, failure)
-    }
-}
 
 /// A futex made of a mutex and a condition variable: the value check and the sleep are
 /// atomic with respect to a wake-up (the kernel's hash-bucket lock). A lost wake-up
@@ -550,202 +530,6 @@ fn loom_a_message_given_up_on_mid_stream_is_never_reported_delivered() {
                 Some(false) => panic!("an ABORT the reader did not ask for"),
                 None => assert!(!put_ok, "the put returned Ok for a message given up on"),
             }
-        });
-    }
-}
-
-/// The robust lock's protocol ([`crate::robust`]), step for step, on a loom word: the
-/// lock word (owner identity, bit 31 = somebody may sleep), the uncontended CAS, the
-/// waiter that sets the waiters bit and sleeps on the futex with the value it saw, the
-/// unlock that swaps in 0 and wakes one sleeper when the bit was set, and the takeover
-/// of a dead owner (a CAS from the value seen to our identity, keeping the waiters bit).
-///
-/// What is and is not covered: this is a transcription of `try_lock`, `lock_contended`
-/// (its sleeping loop; the spin phase only retries the same CAS), `take_over_if_dead`
-/// and `unlock`, not those functions themselves: they read this process's identity and
-/// `/proc` (every loom thread is one process), so the model gives each thread an
-/// identity and a "dead" flag instead. The futex times out (the real one wakes every
-/// 10–200 ms to check the owner) only while the owner it waits on is dead; with a
-/// living owner a timeout just loops back, which the model leaves out. Liveness itself
-/// (`incarnation_alive`) is tested on real processes (`tests/hostile.rs`).
-mod robust_model {
-    use super::*;
-
-    const WAITERS: u32 = 1 << 31;
-    const ID_MASK: u32 = !WAITERS;
-
-    struct Lock {
-        word: AtomicU32,
-        /// Identities (bit i = identity i + 1) of threads that died.
-        dead: AtomicU32,
-        m: Mutex<()>,
-        cv: Condvar,
-        /// What the lock protects: a non-atomic-style counter checked for exclusion.
-        inside: AtomicU32,
-    }
-
-    impl Lock {
-        fn new() -> Arc<Lock> {
-            Arc::new(Lock {
-                word: AtomicU32::new(0),
-                dead: AtomicU32::new(0),
-                m: Mutex::new(()),
-                cv: Condvar::new(),
-                inside: AtomicU32::new(0),
-            })
-        }
-
-        fn is_dead(&self, id: u32) -> bool {
-            self.dead.load(Ordering::SeqCst) & (1 << (id - 1)) != 0
-        }
-
-        /// `futex::wait`: `true` when it timed out.
-        fn futex_wait(&self, expected: u32) -> bool {
-            let g = self.m.lock().unwrap();
-            let cur = self.word.load(Ordering::SeqCst);
-            if cur != expected {
-                return false;
-            }
-            if cur & ID_MASK != 0 && self.is_dead(cur & ID_MASK) {
-                return true; // the periodic owner check
-            }
-            drop(self.cv.wait(g).unwrap());
-            false
-        }
-
-        fn futex_wake(&self) {
-            let _g = self.m.lock().unwrap();
-            self.cv.notify_one();
-        }
-
-        /// Identity `id` dies. A sleeper then wakes (the real waiter's futex wait has a
-        /// 10–200 ms timeout after which it checks the owner; a sleeper that no one
-        /// would wake stands for one whose timer runs out).
-        fn die(&self, id: u32) {
-            let _g = self.m.lock().unwrap();
-            self.dead.fetch_or(1 << (id - 1), Ordering::SeqCst);
-            self.cv.notify_all();
-        }
-
-        /// `take_over_if_dead`.
-        fn take_over_if_dead(&self, me: u32, seen: u32) -> bool {
-            let owner = seen & ID_MASK;
-            owner != 0
-                && self.is_dead(owner)
-                && self
-                    .word
-                    .compare_exchange(seen, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-        }
-
-        /// `lock`: `true` when taken over from a dead owner.
-        fn lock(&self, me: u32) -> bool {
-            if self
-                .word
-                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return false;
-            }
-            loop {
-                let cur = self.word.load(Ordering::Relaxed);
-                if cur & ID_MASK == 0 {
-                    if self
-                        .word
-                        .compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        return false;
-                    }
-                    continue;
-                }
-                if cur & WAITERS == 0
-                    && self
-                        .word
-                        .compare_exchange(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                        .is_err()
-                {
-                    continue;
-                }
-                if self.futex_wait(cur | WAITERS) && self.take_over_if_dead(me, cur | WAITERS) {
-                    return true;
-                }
-            }
-        }
-
-        /// `unlock`.
-        fn unlock(&self) {
-            let prev = self.word.swap(0, Ordering::Release);
-            if prev & WAITERS != 0 {
-                self.futex_wake();
-            }
-        }
-
-        fn critical_section(&self) {
-            assert_eq!(self.inside.fetch_add(1, Ordering::Relaxed), 0, "two owners");
-            assert_eq!(self.inside.fetch_sub(1, Ordering::Relaxed), 1, "two owners");
-        }
-    }
-
-    /// Two contenders and the main thread: mutual exclusion, and no sleeper is left
-    /// behind (a lost wake-up is a loom deadlock).
-    #[test]
-    fn loom_robust_lock_excludes_and_wakes_every_contender() {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b.check(|| {
-            let l = Lock::new();
-            let ts: Vec<_> = [1u32, 2]
-                .into_iter()
-                .map(|id| {
-                    let l = l.clone();
-                    loom::thread::spawn(move || {
-                        assert!(!l.lock(id), "nobody died");
-                        l.critical_section();
-                        l.unlock();
-                    })
-                })
-                .collect();
-            assert!(!l.lock(3));
-            l.critical_section();
-            l.unlock();
-            for t in ts {
-                t.join().unwrap();
-            }
-            assert_eq!(l.word.load(Ordering::SeqCst), 0);
-        });
-    }
-
-    /// An owner that dies holding the lock (it acquired it, and its identity is reported
-    /// dead while the others contend): one contender takes the lock over and is told so,
-    /// the other then gets it cleanly, both exclude each other, and nobody is left asleep.
-    #[test]
-    fn loom_robust_lock_a_dead_owner_is_taken_over_once() {
-        let mut b = loom::model::Builder::new();
-        b.preemption_bound = Some(3);
-        b.check(|| {
-            let l = Lock::new();
-            assert!(!l.lock(1)); // the owner acquires, then stops
-            let death = {
-                let l = l.clone();
-                loom::thread::spawn(move || l.die(1))
-            };
-            let other = {
-                let l = l.clone();
-                loom::thread::spawn(move || {
-                    let t = l.lock(2);
-                    l.critical_section();
-                    l.unlock();
-                    t
-                })
-            };
-            let mine = l.lock(3);
-            l.critical_section();
-            l.unlock();
-            let theirs = other.join().unwrap();
-            death.join().unwrap();
-            assert_eq!(u32::from(mine) + u32::from(theirs), 1, "one takeover");
-            assert_eq!(l.word.load(Ordering::SeqCst), 0);
         });
     }
 }

@@ -1,3 +1,6 @@
+// Over 800 lines (about 2450): not split in the change that made it model-checkable
+// (loom), so that a move does not hide in a behaviour-sensitive refactor; natural cuts for a
+// later split: streaming, the overflow area, recovery and the producer registry.
 //! A multi-producer multi-consumer byte ring in shared memory: the body of a `Queue`.
 //!
 //! One [`ShmRegion`] holds a one-page header and a power-of-two byte ring. Messages are
@@ -109,7 +112,8 @@
 //!   producer's order) holds. (When the hot ring is full and the reader is in it and not
 //!   asleep, the writer first spins up to 50 µs for room — 10 µs if `head` does not move
 //!   at all: a producer slightly faster than its consumer then stays in the hot ring, as
-//!   before, instead of paying for fresh overflow pages.)
+//!   before, instead of paying for fresh overflow pages. A put whose deadline has already
+//!   passed — `try_put` — does not spin: it overflows at once.)
 //! - **`RETURN`** (in the overflow area): the messages that follow are in the hot ring
 //!   again. A writer in overflow mode that finds at least half of the hot ring free (and
 //!   room for its message) writes `RETURN` at `ov_tail` and its message at `tail`, and
@@ -185,14 +189,32 @@
 
 use crate::journal::Journal;
 use crate::killpoint;
-use crate::robust::{self, Acquired};
-use crate::shm::{ShmRegion, ShmWindow};
+use crate::robust::{self, Acquired, Owners};
+#[cfg(not(all(test, loom)))]
+use crate::shm::ShmRegion;
+use crate::shm::ShmWindow;
 use crate::waiter::{self, Slept};
+#[cfg(not(all(test, loom)))]
 use crate::{BorrowedFd, OwnedFd};
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+// What the ring's shared memory and sleeping are made of. In every build but the loom
+// tests: the memory file's words (`std` atomics), the operating system's futex, this
+// process's lock identity and liveness checks (`waiter::Os`). Under
+// `RUSTFLAGS="--cfg loom" cargo test`, the same code runs on a heap region of loom
+// atomics, a modelled futex and one lock identity per thread
+// (`loom_tests::model`): nothing else in this file changes.
+#[cfg(not(all(test, loom)))]
+use std::sync::atomic::{AtomicU32, AtomicU64};
+#[cfg(not(all(test, loom)))]
+type Region = ShmRegion;
+#[cfg(not(all(test, loom)))]
+const FX: waiter::Os = waiter::Os;
+#[cfg(all(test, loom))]
+use crate::loom_tests::model::{fail_point, AtomicU32, AtomicU64, Region, FX};
 
 const MAGIC: u32 = 0x5052_5131; // "PRQ1"
 const HEADER: usize = 4096;
@@ -203,7 +225,9 @@ const OFF_CAP: usize = 8;
 const OFF_MAXSIZE: usize = 16;
 const OFF_BROKEN: usize = 24;
 /// Size of the overflow area (`0`: none) and its byte offset in the memory file.
+#[cfg_attr(all(test, loom), allow(dead_code))] // read by `open`, not built under loom
 const OFF_OV_SIZE: usize = 32;
+#[cfg_attr(all(test, loom), allow(dead_code))]
 const OFF_OV_BASE: usize = 40;
 /// The largest message a writer may put and a reader accepts (see
 /// [`Ring::max_message_size`]).
@@ -429,7 +453,7 @@ pub enum PopError {
 /// same ring in another process with [`Ring::open`] on a descriptor from
 /// [`Ring::try_clone_fd`].
 pub struct Ring {
-    region: ShmRegion,
+    region: Region,
     cap: u64,
     mask: u64,
     /// Process-local lower bound of the shared `head` (it only grows): the writer
@@ -493,7 +517,7 @@ impl Drop for SideLock<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             #[cfg(test)]
-            if DYING.with(|d| d.get()) {
+            if dying() {
                 // a test's stand-in for a kill: a dead process releases nothing
                 return;
             }
@@ -503,7 +527,7 @@ impl Drop for SideLock<'_> {
                 self.ring.recover_reader();
             }
         }
-        robust::unlock(self.ring.u32(self.off));
+        robust::unlock_in(&FX, self.ring.u32(self.off));
     }
 }
 
@@ -517,6 +541,7 @@ impl Ring {
     /// # Errors
     ///
     /// `capacity` above [`MAX_CAPACITY`], or the kernel refusing the memory.
+    #[cfg(not(all(test, loom)))]
     pub fn create(capacity: usize, maxsize: u64) -> io::Result<Ring> {
         Self::create_with(capacity, maxsize, 0)
     }
@@ -531,6 +556,7 @@ impl Ring {
     /// # Errors
     ///
     /// As [`create`](Ring::create).
+    #[cfg(not(all(test, loom)))]
     pub fn create_unbounded(capacity: usize) -> io::Result<Ring> {
         Self::create_with(capacity, 0, DEFAULT_OVERFLOW_BYTES)
     }
@@ -543,6 +569,7 @@ impl Ring {
     ///
     /// `capacity` above [`MAX_CAPACITY`], `maxsize > 0` with an overflow area, an
     /// overflow area above 2^46 bytes, or the kernel refusing the memory.
+    #[cfg(not(all(test, loom)))]
     pub fn create_with(capacity: usize, maxsize: u64, overflow: u64) -> io::Result<Ring> {
         Self::create_limited(capacity, maxsize, overflow, DEFAULT_MAX_MESSAGE)
     }
@@ -566,6 +593,7 @@ impl Ring {
     /// assert_eq!(r.push(&[0; 101], None), Err(PushError::TooLarge));
     /// r.push(&[0; 100], None).unwrap();
     /// ```
+    #[cfg(not(all(test, loom)))]
     pub fn create_limited(
         capacity: usize,
         maxsize: u64,
@@ -635,6 +663,7 @@ impl Ring {
     ///
     /// The descriptor is not a ring's memory (wrong magic, impossible capacity or
     /// overflow area for the file's size) or cannot be mapped.
+    #[cfg(not(all(test, loom)))]
     pub fn open(fd: OwnedFd) -> io::Result<Ring> {
         let bad =
             |m: &str| io::Error::new(io::ErrorKind::InvalidData, format!("not a queue ring: {m}"));
@@ -681,8 +710,34 @@ impl Ring {
         ))
     }
 
+    /// The loom tests' [`create`](Ring::create): a ring of `cap` bytes (a power of two)
+    /// and `maxsize` on a heap region made by `loom_tests::model`, header written as
+    /// `create` writes it.
+    #[cfg(all(test, loom))]
+    pub(crate) fn model_create(region: &Region, cap: u64, maxsize: u64) -> Ring {
+        assert!(cap.is_power_of_two() && region.data_len() as u64 == cap);
+        region.atomic_u64(OFF_CAP).store(cap, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_MAXSIZE)
+            .store(maxsize, Ordering::Relaxed);
+        region
+            .atomic_u64(OFF_MAX_MSG)
+            .store(DEFAULT_MAX_MESSAGE, Ordering::Relaxed);
+        region.atomic_u32(OFF_MAGIC).store(MAGIC, Ordering::Release);
+        Self::from_region(region.clone(), [cap, 0, 0, maxsize, DEFAULT_MAX_MESSAGE])
+    }
+
+    /// The loom tests' [`open`](Ring::open): another process's view of the same region
+    /// (its own caches and spin budget).
+    #[cfg(all(test, loom))]
+    pub(crate) fn model_open(region: &Region) -> Ring {
+        let cap = region.data_len() as u64;
+        let maxsize = region.atomic_u64(OFF_MAXSIZE).load(Ordering::Relaxed);
+        Self::from_region(region.clone(), [cap, 0, 0, maxsize, DEFAULT_MAX_MESSAGE])
+    }
+
     /// `[capacity, overflow size, overflow base, maxsize, max message]`, validated.
-    fn from_region(region: ShmRegion, [cap, ov_size, ov_base, maxsize, max_msg]: [u64; 5]) -> Ring {
+    fn from_region(region: Region, [cap, ov_size, ov_base, maxsize, max_msg]: [u64; 5]) -> Ring {
         Ring {
             region,
             cap,
@@ -699,6 +754,7 @@ impl Ring {
     }
 
     /// The memory file's descriptor.
+    #[cfg(not(all(test, loom)))]
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.region.fd()
     }
@@ -708,6 +764,7 @@ impl Ring {
     /// # Errors
     ///
     /// Out of descriptors.
+    #[cfg(not(all(test, loom)))]
     pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
         self.region.try_clone_fd()
     }
@@ -803,7 +860,7 @@ impl Ring {
         self.u32(OFF_BROKEN).store(1, Ordering::Release);
         // every sleeper, whatever the (shared, possibly scribbled) waiter counts say
         for w in [OFF_DATA_SEQ, OFF_SPACE_SEQ] {
-            waiter::bump_and_wake_all(&waiter::Os, self.u32(w));
+            waiter::bump_and_wake_all(&FX, self.u32(w));
         }
     }
 
@@ -829,7 +886,7 @@ impl Ring {
         how: impl FnOnce(&AtomicU32) -> Option<Acquired>,
     ) -> Option<(SideLock<'_>, Acquired)> {
         #[cfg(test)]
-        DYING.with(|d| d.set(false));
+        set_dying(false);
         let a = how(self.u32(off))?;
         killpoint::hit(if off == OFF_WLOCK {
             "ring.lock.writer_acquired"
@@ -1007,11 +1064,7 @@ impl Ring {
         }
         // the writer counts free overflow bytes from here (see `ov_free`)
         punched.store(to, Ordering::Release);
-        waiter::wake_waiters(
-            &waiter::Os,
-            self.u32(OFF_SPACE_SEQ),
-            self.u32(OFF_WRITERS_WAITING),
-        );
+        waiter::wake_waiters(&FX, self.u32(OFF_SPACE_SEQ), self.u32(OFF_WRITERS_WAITING));
     }
 
     fn read_u32_at(&self, pos: u64) -> u32 {
@@ -1036,11 +1089,7 @@ impl Ring {
             [tail, written, partial, tasks, ov, mode],
             |[t, w, p, k, o, m]| self.w_apply(t, w, p, k, o, m),
         );
-        waiter::wake_waiters(
-            &waiter::Os,
-            self.u32(OFF_DATA_SEQ),
-            self.u32(OFF_READERS_WAITING),
-        );
+        waiter::wake_waiters(&FX, self.u32(OFF_DATA_SEQ), self.u32(OFF_READERS_WAITING));
     }
 
     /// `tasks` and the overflow position are stored before `tail` (release), so whoever
@@ -1072,11 +1121,7 @@ impl Ring {
             [head, read, partial, ov_head, mode],
             |[h, r, p, o, m]| self.r_apply(h, r, p, o, m),
         );
-        waiter::wake_waiters(
-            &waiter::Os,
-            self.u32(OFF_SPACE_SEQ),
-            self.u32(OFF_WRITERS_WAITING),
-        );
+        waiter::wake_waiters(&FX, self.u32(OFF_SPACE_SEQ), self.u32(OFF_WRITERS_WAITING));
     }
 
     fn r_apply(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
@@ -1146,7 +1191,7 @@ impl Ring {
         // the clock is first read after 32 spins: a short wait reads it not at all
         let mut spin_end = None;
         let mut n = 0u32;
-        while crate::spin::enabled() {
+        while FX.spin() {
             if ready() {
                 self.spin_us.store(
                     (budget * 2).clamp(SPIN_MIN_US, SPIN_MAX_US),
@@ -1170,19 +1215,13 @@ impl Ring {
             (budget / 2).clamp(SPIN_MIN_US, SPIN_MAX_US),
             Ordering::Relaxed,
         );
-        for _ in 0..2 * u8::from(crate::spin::enabled()) {
+        for _ in 0..2 * u8::from(FX.spin()) {
             crate::spin::yield_now();
             if ready() {
                 return true;
             }
         }
-        waiter::sleep_registered(
-            &waiter::Os,
-            self.u32(seq_off),
-            self.u32(waiters_off),
-            ready,
-            until,
-        )
+        waiter::sleep_registered(&FX, self.u32(seq_off), self.u32(waiters_off), ready, until)
     }
 
     // ---------------------------------------------------------------- push
@@ -1242,7 +1281,8 @@ impl Ring {
             return Err(PushError::Broken);
         }
         let Some((_guard, acquired)) = self.side_lock(OFF_WLOCK, |w| {
-            robust::try_lock(w, false).or_else(|| robust::lock_contended(w, deadline.resolve()))
+            robust::try_lock_in(&FX, w, false)
+                .or_else(|| robust::lock_contended_in(&FX, w, deadline.resolve()))
         }) else {
             return Err(PushError::Full);
         };
@@ -1455,7 +1495,9 @@ impl Ring {
                         Err(e) => return Err(e),
                     }
                 }
-                if fits_hot && self.spin_for_hot_room(tail, total + 4)? {
+                // a `try_` put (its deadline already passed) never waits, not even a spin
+                // of microseconds: it overflows at once
+                if fits_hot && !deadline.expired() && self.spin_for_hot_room(tail, total + 4)? {
                     self.copy_in(tail, &(msg.len() as u32).to_le_bytes());
                     self.copy_in(tail + 4, msg);
                     self.w_commit_ov(tail + total, written + 1, 0, tasks_after, ov_tail, 0);
@@ -1486,7 +1528,7 @@ impl Ring {
                     && fits_ov
                     && !tried_stream
                     && self.u64(OFF_OV_HEAD).load(Ordering::Acquire) == ov_tail
-                    && robust::owner(self.u32(OFF_RLOCK)).is_some()
+                    && robust::owner_in(&FX, self.u32(OFF_RLOCK)).is_some()
                     && self.hot_free_at_least(tail, self.cap / 2)?
                 {
                     tried_stream = true;
@@ -1543,9 +1585,12 @@ impl Ring {
     /// `need` bytes, giving up after [`SPIN_MIN_US`] x 5 if `head` has not moved at all
     /// (no consumer at work). Room a few microseconds away is far cheaper than
     /// overflowing (fresh pages for the writer, cold ones for the reader) when a producer
-    /// is just a little faster than its consumer. Never sleeps.
+    /// is just a little faster than its consumer. Never sleeps. Not called for a put
+    /// whose deadline has already passed (`try_put`): that one overflows at once.
     fn spin_for_hot_room(&self, tail: u64, need: u64) -> Result<bool, PushError> {
-        if !crate::spin::enabled()
+        #[cfg(all(test, not(loom)))]
+        tests::HOT_ROOM_SPINS.with(|c| c.set(c.get() + 1));
+        if !FX.spin()
             || self.u64(OFF_RMODE).load(Ordering::Relaxed) != 0
             || self.u32(OFF_READERS_WAITING).load(Ordering::Relaxed) != 0
         {
@@ -1620,7 +1665,7 @@ impl Ring {
     /// reader lock, in hot mode): one that will take a streamed message's pieces.
     fn consumer_inside(&self) -> bool {
         self.u64(OFF_RMODE).load(Ordering::Relaxed) == 0
-            && robust::owner(self.u32(OFF_RLOCK)).is_some()
+            && robust::owner_in(&FX, self.u32(OFF_RLOCK)).is_some()
     }
 
     /// Push through the hot ring only: one record, or streamed in pieces (writer lock
@@ -1813,7 +1858,8 @@ impl Ring {
             return Err(PopError::Broken);
         }
         let Some((_guard, acquired)) = self.side_lock(OFF_RLOCK, |w| {
-            robust::try_lock(w, false).or_else(|| robust::lock_contended(w, deadline.resolve()))
+            robust::try_lock_in(&FX, w, false)
+                .or_else(|| robust::lock_contended_in(&FX, w, deadline.resolve()))
         }) else {
             return Err(PopError::Empty);
         };
@@ -1836,7 +1882,7 @@ impl Ring {
     /// starts without first waiting out the lock's liveness check (~10 ms).
     pub fn recover_dead_reader(&self) {
         if let Some((_guard, Acquired::OwnerDied)) =
-            self.side_lock(OFF_RLOCK, |w| robust::try_lock(w, true))
+            self.side_lock(OFF_RLOCK, |w| robust::try_lock_in(&FX, w, true))
         {
             self.recover_reader();
         }
@@ -2111,7 +2157,8 @@ impl Ring {
     /// Mid-message with no data: if the writer lock's owner is dead, recover the writer
     /// side (which aborts the half-streamed message).
     fn check_writer_alive(&self, head: u64) -> Result<(), PopError> {
-        let Some((_guard, acq)) = self.side_lock(OFF_WLOCK, |w| robust::try_lock(w, true)) else {
+        let Some((_guard, acq)) = self.side_lock(OFF_WLOCK, |w| robust::try_lock_in(&FX, w, true))
+        else {
             return Ok(()); // a live writer holds it: it is streaming to us
         };
         let ok = match acq {
@@ -2159,11 +2206,7 @@ impl Ring {
         if !settle_fate(self.u64(OFF_STREAM_FATE), id, FATE_DROPPED) {
             return false;
         }
-        waiter::wake_waiters(
-            &waiter::Os,
-            self.u32(OFF_SPACE_SEQ),
-            self.u32(OFF_WRITERS_WAITING),
-        );
+        waiter::wake_waiters(&FX, self.u32(OFF_SPACE_SEQ), self.u32(OFF_WRITERS_WAITING));
         true
     }
 
@@ -2229,11 +2272,7 @@ impl Ring {
             let o = self.slot(0);
             let _ = o.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1));
         }
-        waiter::wake_waiters(
-            &waiter::Os,
-            self.u32(OFF_DATA_SEQ),
-            self.u32(OFF_READERS_WAITING),
-        );
+        waiter::wake_waiters(&FX, self.u32(OFF_DATA_SEQ), self.u32(OFF_READERS_WAITING));
     }
 
     fn reclaim_dead(&self, me: u32) {
@@ -2292,7 +2331,7 @@ impl Ring {
                     if d + 1 == put {
                         // the SeqCst `done` above is the publication joiners read
                         waiter::wake_waiters(
-                            &waiter::Os,
+                            &FX,
                             self.u32(OFF_JOIN_SEQ),
                             self.u32(OFF_JOIN_WAITERS),
                         );
@@ -2323,7 +2362,7 @@ impl Ring {
                 return true;
             }
             let mut done = |_| self.unfinished() == 0;
-            match waiter::sleep(&waiter::Os, seq, waiters, &mut done, deadline) {
+            match waiter::sleep(&FX, seq, waiters, &mut done, deadline) {
                 Slept::Ready => return true,
                 Slept::TimedOut => return self.unfinished() == 0,
                 Slept::Woken => {}
@@ -2348,7 +2387,7 @@ fn store_if_changed(w: &AtomicU64, v: u64, order: Ordering) {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 thread_local! {
     /// Set by a fail point standing in for a kill: the unwinding lock guards then leave
     /// their locks held, as a dead process would.
@@ -2367,7 +2406,7 @@ thread_local! {
 /// an operation, to check recovery from that exact point; and a [kill
 /// point](crate::killpoint) of the same name (the process is `SIGKILL`ed there when
 /// `PROCACTOR_KILL_AT` names it).
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 fn fail_point(name: &'static str) {
     killpoint::hit(name);
     tests::FAIL_AT.with(|f| {
@@ -2402,11 +2441,25 @@ fn fail_point(name: &'static str) {
     killpoint::hit(name);
 }
 
-#[cfg(test)]
+/// Whether this thread is "dying" at a fail point (see [`fail_point`]).
+#[cfg(all(test, not(loom)))]
+fn dying() -> bool {
+    DYING.with(|d| d.get())
+}
+
+#[cfg(all(test, not(loom)))]
+fn set_dying(v: bool) {
+    DYING.with(|d| d.set(v));
+}
+
+#[cfg(all(test, loom))]
+use crate::loom_tests::model::{dying, set_dying};
+
+#[cfg(all(test, not(loom)))]
 mod tests;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod garbage_tests;
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod kill_tests;

@@ -19,8 +19,17 @@
 //! microseconds to wake on this class of machine), then sleep on the futex.
 //!
 //! Ownership is per *process*: two threads of one process contend like two processes.
+//!
+//! The protocol is written once, generic over an [`Owners`] environment (the word type,
+//! the futex, this process's identity, the liveness check, whether to spin): the public
+//! functions run it on the operating system ([`Os`]); the loom tests
+//! (`RUSTFLAGS="--cfg loom" cargo test -p procactor-transports --release --lib loom`)
+//! run the very same functions on a model checker's atomics, with one identity per
+//! thread and a thread that stops while holding the lock as a dead owner.
 
-use crate::futex::{self, WaitOutcome};
+use crate::futex::WaitOutcome;
+pub use crate::waiter::Os;
+use crate::waiter::{Futex, Word32};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -39,6 +48,32 @@ pub enum Acquired {
     OwnerDied,
 }
 
+/// Where the lock protocol runs: a [`Futex`] (word type, sleeping, waking) plus who the
+/// caller is and whether an owner is dead. [`Os`] is the real one; a model checker
+/// provides another (one identity per thread).
+pub(crate) trait Owners: Futex {
+    /// The caller's full identity as stored in lock words (never 0, bit 31 clear).
+    fn me(&self) -> u32;
+    /// Whether the owner identity `id` (never 0) is a process that no longer runs.
+    fn owner_is_dead(&self, id: u32) -> bool;
+    /// Whether contended waiters spin before they sleep.
+    fn spin(&self) -> bool;
+}
+
+impl Owners for Os {
+    #[inline]
+    fn me(&self) -> u32 {
+        my_word()
+    }
+    fn owner_is_dead(&self, id: u32) -> bool {
+        owner_is_dead(id)
+    }
+    #[inline]
+    fn spin(&self) -> bool {
+        crate::spin::enabled()
+    }
+}
+
 /// This process's id (the pid part of the identity stored in lock words).
 #[inline]
 pub fn my_id() -> u32 {
@@ -55,7 +90,17 @@ fn my_word() -> u32 {
 /// process holds the lock.
 #[inline]
 pub fn try_lock(word: &AtomicU32, check_owner: bool) -> Option<Acquired> {
-    let me = my_word();
+    try_lock_in(&Os, word, check_owner)
+}
+
+/// [`try_lock`] in the environment `e`.
+#[inline]
+pub(crate) fn try_lock_in<E: Owners + ?Sized>(
+    e: &E,
+    word: &E::Word,
+    check_owner: bool,
+) -> Option<Acquired> {
+    let me = e.me();
     let cur = word.load(Ordering::Relaxed);
     if cur == 0
         && word
@@ -67,9 +112,9 @@ pub fn try_lock(word: &AtomicU32, check_owner: bool) -> Option<Acquired> {
     if check_owner {
         let cur = word.load(Ordering::Relaxed);
         if cur == 0 {
-            return try_lock(word, false);
+            return try_lock_in(e, word, false);
         }
-        return take_over_if_dead(word, cur);
+        return take_over_if_dead(e, word, cur);
     }
     None
 }
@@ -92,17 +137,12 @@ fn owner_is_dead(id: u32) -> bool {
     !crate::os::incarnation_alive(pid, tag)
 }
 
-fn take_over_if_dead(word: &AtomicU32, seen: u32) -> Option<Acquired> {
+fn take_over_if_dead<E: Owners + ?Sized>(e: &E, word: &E::Word, seen: u32) -> Option<Acquired> {
     let owner = seen & ID_MASK;
-    if owner != 0 && owner_is_dead(owner) {
+    if owner != 0 && e.owner_is_dead(owner) {
         // Keep the waiters bit: others may be asleep and must be woken on unlock.
         if word
-            .compare_exchange(
-                seen,
-                my_word() | WAITERS,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(seen, e.me() | WAITERS, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
             return Some(Acquired::OwnerDied);
@@ -124,11 +164,21 @@ pub fn lock(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
 /// off computing `deadline` until it is needed): goes straight to spinning and sleeping.
 #[cold]
 pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acquired> {
-    let me = my_word();
+    lock_contended_in(&Os, word, deadline)
+}
+
+/// [`lock_contended`] in the environment `e`.
+#[inline]
+pub(crate) fn lock_contended_in<E: Owners + ?Sized>(
+    e: &E,
+    word: &E::Word,
+    deadline: Option<Instant>,
+) -> Option<Acquired> {
+    let me = e.me();
     // 1. spin: the owner usually releases within a few microseconds
     let spin_until = Instant::now() + Duration::from_micros(20);
     let mut n = 0u32;
-    while crate::spin::enabled() {
+    while e.spin() {
         let cur = word.load(Ordering::Relaxed);
         if cur & ID_MASK == 0
             && word
@@ -183,8 +233,8 @@ pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acq
             Some(d) => d.min(now + check_every),
             None => now + check_every,
         };
-        if futex::wait(word, cur | WAITERS, Some(wake_at)) == WaitOutcome::TimedOut {
-            if let Some(a) = take_over_if_dead(word, cur | WAITERS) {
+        if e.wait(word, cur | WAITERS, Some(wake_at)) == WaitOutcome::TimedOut {
+            if let Some(a) = take_over_if_dead(e, word, cur | WAITERS) {
                 return Some(a);
             }
             check_every = (check_every * 2).min(Duration::from_millis(200));
@@ -195,14 +245,26 @@ pub fn lock_contended(word: &AtomicU32, deadline: Option<Instant>) -> Option<Acq
 /// Unlocks. Only the owner may call it (the caller's guard type guarantees that).
 #[inline]
 pub fn unlock(word: &AtomicU32) {
+    unlock_in(&Os, word);
+}
+
+/// [`unlock`] in the environment `e`.
+#[inline]
+pub(crate) fn unlock_in<E: Owners + ?Sized>(e: &E, word: &E::Word) {
     let prev = word.swap(0, Ordering::Release);
     if prev & WAITERS != 0 {
-        futex::wake(word, 1);
+        e.wake(word, 1);
     }
 }
 
 /// The id of the process holding the lock, if any.
 pub fn owner(word: &AtomicU32) -> Option<u32> {
+    owner_in(&Os, word)
+}
+
+/// [`owner`] in the environment `e`.
+#[inline]
+pub(crate) fn owner_in<E: Owners + ?Sized>(_e: &E, word: &E::Word) -> Option<u32> {
     match word.load(Ordering::Relaxed) & ID_MASK {
         0 => None,
         id => Some(id & PID_MASK),

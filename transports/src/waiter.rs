@@ -75,6 +75,20 @@ pub trait Word32 {
     fn fetch_add(&self, v: u32, order: Ordering) -> u32;
     /// Atomic subtract; returns the previous value.
     fn fetch_sub(&self, v: u32, order: Ordering) -> u32;
+    /// Atomic compare-and-exchange (strong).
+    ///
+    /// # Errors
+    ///
+    /// The value found, when it is not `current`.
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
+    /// Atomic swap; returns the previous value.
+    fn swap(&self, v: u32, order: Ordering) -> u32;
 }
 
 impl Word32 for AtomicU32 {
@@ -89,6 +103,20 @@ impl Word32 for AtomicU32 {
     #[inline]
     fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
         AtomicU32::fetch_sub(self, v, order)
+    }
+    #[inline]
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        AtomicU32::compare_exchange(self, current, new, success, failure)
+    }
+    #[inline]
+    fn swap(&self, v: u32, order: Ordering) -> u32 {
+        AtomicU32::swap(self, v, order)
     }
 }
 

@@ -7,6 +7,8 @@ thread_local! {
     /// The fail point (see `fail_point`) at which this thread "dies" next.
     pub(super) static FAIL_AT: std::cell::Cell<Option<&'static str>> =
         const { std::cell::Cell::new(None) };
+    /// How many times this thread entered `spin_for_hot_room`.
+    pub(super) static HOT_ROOM_SPINS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 fn secs(s: u64) -> Option<Instant> {
@@ -816,6 +818,44 @@ fn a_stalled_stream_is_aborted_and_the_message_goes_to_the_overflow_area() {
     robust::unlock(r.u32(OFF_RLOCK));
     assert_eq!(drain(&r), [(8, 0), (8, 1), (8, 2)]);
     assert_eq!(r.len(), 0);
+}
+
+/// A put whose deadline has passed (`try_put`) into an unbounded ring whose hot ring is
+/// full overflows at once: it never enters the spin for hot room (which may last up to
+/// 50 µs), while a put allowed to wait does (when spinning is on).
+#[test]
+fn a_try_put_on_a_full_hot_ring_overflows_without_spinning() {
+    let r = small_unbounded();
+    let mut n = 0u64;
+    // fill the hot ring (the first overflow switch is a LINK: stop before it)
+    while r.overflow_len() == 0 {
+        HOT_ROOM_SPINS.with(|c| c.set(0));
+        r.push_with(&message(4, n, 100), Deadline::After(Duration::ZERO))
+            .unwrap();
+        assert_eq!(HOT_ROOM_SPINS.with(|c| c.get()), 0, "message {n}");
+        n += 1;
+        assert!(n < 10_000, "never overflowed");
+    }
+    HOT_ROOM_SPINS.with(|c| c.set(0));
+    r.push_with(&message(4, n, 100), Deadline::After(Duration::ZERO))
+        .unwrap();
+    assert_eq!(HOT_ROOM_SPINS.with(|c| c.get()), 0);
+    n += 1;
+    assert_eq!(drain(&r), (0..n).map(|i| (4, i)).collect::<Vec<_>>());
+    // the control: a put that may wait finds the hot ring full and spins first
+    if crate::spin::enabled() {
+        let r = small_unbounded();
+        let mut m = 0u64;
+        HOT_ROOM_SPINS.with(|c| c.set(0));
+        while r.overflow_len() == 0 {
+            r.push(&message(4, m, 100), secs(10)).unwrap();
+            m += 1;
+        }
+        assert!(
+            HOT_ROOM_SPINS.with(|c| c.get()) > 0,
+            "the control never spun"
+        );
+    }
 }
 
 #[test]
