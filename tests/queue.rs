@@ -1347,3 +1347,58 @@ fn each_operation_has_its_own_error_type() {
         assert_eq!(first_or_timeout(&q), Err(GetTimeoutError::Disconnected));
     });
 }
+
+/// In a child: lowers the file-size limit (`ulimit -f`, which memory files count
+/// against) to `limit` bytes, then creates an unbounded queue and puts `n` items before
+/// reading any. Returns the sum read back, or the creation error's kind and message.
+fn backlog_under_a_file_size_limit((limit, n): (u64, u64)) -> Result<u64, (String, String)> {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the live local `old`.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut old) }, 0);
+    let low = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: setrlimit reads one live `rlimit`; lowering the soft limit is allowed.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &low) }, 0);
+    let q: Queue<u64> = match Queue::new() {
+        Ok(q) => q,
+        Err(e) => {
+            let kind = match &e {
+                procactor::Error::Io(io) => format!("{:?}", io.kind()),
+                other => format!("not Io: {other:?}"),
+            };
+            return Err((kind, e.to_string()));
+        }
+    };
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += q.get_timeout(Duration::from_secs(20)).unwrap();
+    }
+    Ok(sum)
+}
+
+#[test]
+fn a_file_size_limit_shrinks_the_overflow_area_or_refuses_clearly_never_sigxfsz() {
+    // Without the check, sizing the 64 GiB sparse overflow file raised SIGXFSZ: the
+    // child died with signal 25 before its first put.
+    watchdog(60, || {
+        let n = 100_000u64; // ~2 MB of backlog: past the 256 KiB hot ring
+        let mut p = Process::new(backlog_under_a_file_size_limit, (64 << 20, n))
+            .start()
+            .unwrap();
+        assert_eq!(p.result().unwrap(), Ok(n * (n - 1) / 2));
+        let mut p = Process::new(backlog_under_a_file_size_limit, (100 << 10, 10))
+            .start()
+            .unwrap();
+        let (kind, msg) = p.result().unwrap().unwrap_err();
+        assert_eq!(kind, "FileTooLarge", "{msg}");
+        assert!(msg.contains("ulimit -f"), "{msg}");
+    });
+}

@@ -319,6 +319,12 @@ const RETURN: u32 = CONTROL | 2;
 
 /// The overflow area of an unbounded ring ([`Ring::create_unbounded`]): 64 GiB of sparse
 /// memory file, taking memory only for the backlog actually in it.
+///
+/// A process with a file-size limit (`ulimit -f`, which memory files count against)
+/// gets the largest power of two that fits under it instead, so that sizing the file
+/// never raises `SIGXFSZ`; a backlog that fills that smaller area waits for room as a
+/// bounded queue does. Below the hot ring's size, creating the ring fails with
+/// `FileTooLarge`.
 pub const DEFAULT_OVERFLOW_BYTES: u64 = 1 << 36;
 /// The reader gives consumed overflow memory back in steps of this many bytes (and
 /// whatever is consumed when it returns to the hot ring).
@@ -629,8 +635,19 @@ impl Ring {
         let (ov_size, ov_base) = if overflow == 0 {
             (0, 0)
         } else {
-            let size = overflow.max(page).max(cap as u64).next_power_of_two();
-            ((size), (HEADER as u64 + cap as u64).div_ceil(page) * page)
+            let mut size = overflow.max(page).max(cap as u64).next_power_of_two();
+            let base = (HEADER as u64 + cap as u64).div_ceil(page) * page;
+            // Under a file-size limit (`ulimit -f`) the sparse area shrinks to the largest
+            // power of two that fits (a backlog then waits for room at that size, as
+            // documented on `DEFAULT_OVERFLOW_BYTES`); below its minimum, creating the
+            // file fails with a clear error instead of `SIGXFSZ`.
+            if let Some(limit) = crate::shm::file_size_limit() {
+                let floor = page.max(cap as u64).next_power_of_two();
+                while base + size > limit && size / 2 >= floor {
+                    size /= 2;
+                }
+            }
+            (size, base)
         };
         let region = ShmRegion::create_sparse("queue", HEADER + cap, ov_base + ov_size)?;
         region

@@ -367,8 +367,27 @@ const SEALS: SealFlags = SealFlags::SHRINK
     .union(SealFlags::GROW)
     .union(SealFlags::SEAL);
 
-/// A new memory file of `len` bytes, sealed (see [`SEALS`]).
+/// This process's file-size limit (`RLIMIT_FSIZE`, `ulimit -f`) in bytes, `None` when
+/// unlimited. Memory files count against it: sizing one above it would make the kernel
+/// send `SIGXFSZ`, which kills the process, so [`ShmRegion::create`] and
+/// [`ShmRegion::create_sparse`] refuse such a size with an error first, and the queue
+/// ring sizes its sparse overflow area to fit under it.
+pub fn file_size_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Fsize).current
+}
+
+/// A new memory file of `len` bytes, sealed (see [`SEALS`]). A size above the process's
+/// file-size limit is an error (`FileTooLarge`), never a `SIGXFSZ`.
 fn sealed_memfd(name: &str, len: u64) -> io::Result<OwnedFd> {
+    if let Some(limit) = file_size_limit().filter(|&l| len > l) {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "a shared memory file of {len} bytes is above this process's file-size \
+                 limit (RLIMIT_FSIZE, `ulimit -f`) of {limit} bytes"
+            ),
+        ));
+    }
     let fd = memfd_create(
         format!("procactor:{name}"),
         MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
