@@ -231,6 +231,7 @@ impl Inner {
                 frame,
                 cost,
                 given: None,
+                unsendable: None,
             },
         );
         st.queue.push_back(Sub {
@@ -311,7 +312,7 @@ impl Inner {
                             p.given = Some(now);
                             if let Some(f) = &p.frame {
                                 // (the worker reads it when it reaches the marker)
-                                w.frames.push_back(f.clone());
+                                w.frames.push_back((chunk, f.clone()));
                             }
                         }
                         continue;
@@ -329,12 +330,16 @@ impl Inner {
     }
 
     /// Writes what the workers' sockets take now of the frames waiting for them; never
-    /// waits. A write that fails (other than a full socket) kills that worker: it is
-    /// replaced, the chunks queued in its ring go to other workers and the one it was
-    /// running (or waiting for its frame) fails with `WorkerDied`.
+    /// waits. A write that fails (other than a full socket: e.g. a descriptor limit)
+    /// kills that worker, which would otherwise wait for the frame for ever: it is
+    /// replaced, the chunk whose frame failed fails with `TaskError::Failed` (not
+    /// requeued: the same write would fail again, killing worker after worker), the
+    /// other chunks queued in its ring go to other workers and the one it was running
+    /// fails with `WorkerDied`.
     pub(super) fn pump(&self, st: &mut State) {
+        let mut unsendable = Vec::new();
         for (i, w) in st.workers.iter_mut().enumerate() {
-            while let Some(f) = w.frames.front() {
+            while let Some((chunk, f)) = w.frames.front() {
                 let Some(sock) = &w.sock else {
                     w.frames.clear();
                     break;
@@ -348,6 +353,7 @@ impl Inner {
                     Err(e) => {
                         tracing::error!(worker = i, error = %e,
                             "pool: writing a task's arguments to a worker failed; replacing it");
+                        unsendable.push((*chunk, e));
                         self.dead[i].store(true, Ordering::Release);
                         if let Some(p) = &w.proc {
                             let _ = p.kill();
@@ -357,6 +363,14 @@ impl Inner {
                         break;
                     }
                 }
+            }
+        }
+        for (chunk, e) in unsendable {
+            if let Some(p) = st.pending.get_mut(&chunk) {
+                p.unsendable = Some(format!(
+                    "could not send the task's arguments (with their descriptors) to its \
+                     worker: {e}"
+                ));
             }
         }
     }

@@ -61,8 +61,11 @@
 //! thread and a dispatcher thread give each worker what it has room for (see [`Pool`],
 //! "Submission", for the window that bounds memory). A handle chunk's frame is written
 //! to the worker's socket without blocking, as the socket takes it; a write that fails
-//! kills that worker (it is replaced, its queued chunks go back to the submission queue,
-//! the chunk it was running fails with [`TaskError::WorkerDied`]). A chunk a ring
+//! (a descriptor limit, say) kills that worker, which would otherwise wait for the frame
+//! for ever: it is replaced, the chunk whose frame failed fails with
+//! [`TaskError::Failed`] saying so (it is not sent again: a lasting failure would kill
+//! worker after worker), its other queued chunks go back to the submission queue and
+//! the chunk it was running fails with [`TaskError::WorkerDied`]. A chunk a ring
 //! refuses fails with [`TaskError::Failed`]; a result the pool cannot decode gets the
 //! workers that may have sent it replaced, so the chunk it was for fails too: nothing
 //! waits for ever.

@@ -189,14 +189,26 @@ pub(super) fn on_worker_exit(inner: &Inner, st: &mut State, i: usize) -> (Finish
         })
         .collect();
     // …and every other unfinished chunk it was given went down with it
-    let lost: Vec<u64> = w
-        .outstanding
+    let outstanding: Vec<u64> = w.outstanding.drain(..).collect();
+    // (except a chunk whose frame could not be written: it fails with why, for that is
+    // what got the worker killed, and requeued it would fail the same way again)
+    let mut finished = Finished::new();
+    for &c in &outstanding {
+        let why = st.pending.get(&c).and_then(|p| p.unsendable.clone());
+        if let Some(why) = why {
+            finished.extend(fail_pending(st, [c], &TaskError::Failed(why)));
+        }
+    }
+    let lost: Vec<u64> = outstanding
         .iter()
         .copied()
         .filter(|c| !queued_ids.contains(c))
         .collect();
-    w.outstanding.clear();
-    let mut finished = fail_pending(st, lost.iter().copied(), &TaskError::WorkerDied(status));
+    finished.extend(fail_pending(
+        st,
+        lost.iter().copied(),
+        &TaskError::WorkerDied(status),
+    ));
     // the queued ones go back to the front of the submission queue, in order, for any
     // worker (the pool's memory: nothing can refuse them)
     for m in queued.into_iter().rev() {

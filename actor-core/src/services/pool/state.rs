@@ -155,6 +155,9 @@ pub(super) struct Pending {
     pub(super) cost: Cost,
     /// When it was given to its worker.
     pub(super) given: Option<Instant>,
+    /// Why its frame could not be written to its worker's socket: it fails with this
+    /// when that worker is gone, instead of being requeued (see `Inner::pump`).
+    pub(super) unsendable: Option<String>,
 }
 
 /// A chunk accepted and not yet given to a worker.
@@ -198,9 +201,9 @@ pub(super) struct Worker {
     /// The functions it knows: ids `1..=known` (from its boot or registrations put in
     /// its ring).
     pub(super) known: u32,
-    /// Frames of handle chunks still to write to its socket, in ring order; the first
-    /// one may be partly written (`frame_sent` bytes).
-    pub(super) frames: VecDeque<Arc<FdFrame>>,
+    /// Frames of handle chunks (with their chunk) still to write to its socket, in ring
+    /// order; the first one may be partly written (`frame_sent` bytes).
+    pub(super) frames: VecDeque<(u64, Arc<FdFrame>)>,
     pub(super) frame_sent: usize,
     /// Results received from its current process (compared with its `CELL_SENT`).
     pub(super) received: u64,
