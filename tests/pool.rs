@@ -1463,10 +1463,16 @@ fn resending_handle_chunks_to_a_replacement_blocks_nobody() {
     });
 }
 
+fn expect_unsendable<T: std::fmt::Debug>(r: Result<T, TaskError>) {
+    match r {
+        Err(TaskError::Failed(m)) => assert!(m.contains("could not send"), "{m}"),
+        other => panic!("expected the chunk to fail as unsendable, got {other:?}"),
+    }
+}
+
 /// Review gap 1: a handle chunk's frame that cannot be written to a live worker (here an
 /// injected `EMFILE`-like failure) does not leave that worker waiting for it for ever:
-/// the worker is replaced, the chunk completes (it failed with the worker, or ran on the
-/// replacement), and handle chunks work again.
+/// the worker is replaced, the chunk fails with why, and handle chunks work again.
 #[test]
 fn a_frame_that_cannot_be_written_replaces_the_worker() {
     watchdog(60, || {
@@ -1476,16 +1482,38 @@ fn a_frame_that_cannot_be_written_replaces_the_worker() {
         let before = pool.pids();
         pool.fail_next_frame_writes(1);
         let h = pool.apply_async(put_into, (q.clone(), 2)).unwrap();
-        match h.get_timeout(T) {
-            Ok(2) | Err(TaskError::WorkerDied(_)) => {}
-            other => panic!("expected the chunk to complete, got {other:?}"),
-        }
+        expect_unsendable(h.get_timeout(T));
         wait_until(T, "a replacement worker", || {
             let now = pool.pids();
             now.len() == 1 && now != before
         });
         assert_eq!(pool.apply(put_into, (q.clone(), 3)).unwrap(), 3);
         assert_eq!(q.get_timeout(T).unwrap(), 10);
+    });
+}
+
+/// Review gap 1, the queued case: a handle chunk whose frame cannot be written while it
+/// waits in a busy worker's ring fails with why, once; it is not requeued to the
+/// replacement (where a lasting failure, such as a descriptor limit, would kill worker
+/// after worker). The chunk the killed worker was running fails with `WorkerDied`.
+#[test]
+fn an_unsendable_handle_chunk_fails_once_instead_of_being_requeued() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let q: Queue<u64> = Queue::new().unwrap();
+        // (quick results first: the worker's ring then takes more than one chunk)
+        assert_eq!(pool.map(square, 0..200u64).unwrap().len(), 200);
+        let busy = pool.apply_async(sleep_then, (1, 1500)).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        pool.fail_next_frame_writes(3);
+        let h = pool.apply_async(put_into, (q.clone(), 2)).unwrap();
+        expect_unsendable(h.get_timeout(T));
+        assert!(matches!(busy.get_timeout(T), Err(TaskError::WorkerDied(_))));
+        pool.fail_next_frame_writes(0);
+        assert_eq!(pool.apply(put_into, (q.clone(), 3)).unwrap(), 3);
+        // the unsendable chunk never ran
+        assert_eq!(q.get_timeout(T).unwrap(), 30);
+        assert!(q.get_timeout(Duration::from_millis(100)).is_err());
     });
 }
 
