@@ -35,8 +35,9 @@ pub(super) fn open_session(address: &str, key: &[u8]) -> Result<Session, Manager
 }
 
 /// As [`open_session_by`] for a call with an optional deadline: a server that does not
-/// answer is [`ManagerError::Disconnected`], or [`ManagerError::Timeout`] when the
-/// handshake ran into the call's deadline (a frozen server).
+/// answer is [`ManagerError::Disconnected`]; a call with a deadline whose handshake
+/// timed out (the call's deadline, or the handshake's own 3 s) is
+/// [`ManagerError::Timeout`] (a frozen server), as a timed-out answer is.
 pub(super) fn open_session_until(
     address: &Address,
     key: &[u8],
@@ -47,7 +48,7 @@ pub(super) fn open_session_until(
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-            ) && deadline.is_some_and(|d| d <= std::time::Instant::now()) =>
+            ) && deadline.is_some() =>
         {
             ManagerError::Timeout
         }

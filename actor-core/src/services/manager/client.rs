@@ -29,14 +29,14 @@ pub(super) enum Client {
         /// The server's local socket name and key (see `ServerBoot::local`).
         by_name: (String, Bytes),
         /// The call timeout (see [`Manager::set_call_timeout`]).
-        timeout: CallTimeout,
+        timeout: Arc<CallTimeout>,
     },
     Remote {
         address: Address,
         key: Vec<u8>,
         session: Mutex<Option<Session>>,
         /// The call timeout (see [`Manager::set_call_timeout`]).
-        timeout: CallTimeout,
+        timeout: Arc<CallTimeout>,
     },
 }
 
@@ -142,13 +142,13 @@ impl Client {
                 lock,
                 cell,
                 by_name,
-                timeout: CallTimeout::new(t),
+                timeout: Arc::new(CallTimeout::new(t)),
             },
             ClientWire::Remote(a, key, t) => Client::Remote {
                 address: Address::parse(&a),
                 key: key.into_vec(),
                 session: Mutex::new(None),
-                timeout: CallTimeout::new(t),
+                timeout: Arc::new(CallTimeout::new(t)),
             },
         }
     }
@@ -170,7 +170,7 @@ impl Client {
         pid != 0 && u32::try_from(pid).is_ok_and(os::process_alive)
     }
 
-    pub(super) fn timeout(&self) -> &CallTimeout {
+    pub(super) fn timeout(&self) -> &Arc<CallTimeout> {
         match self {
             Client::Local { timeout, .. } | Client::Remote { timeout, .. } => timeout,
         }

@@ -98,15 +98,26 @@
 //! server is frozen (stopped, swapped out, overloaded): it then fails with
 //! [`ManagerError::Timeout`] and closes its connection, so that whatever the call may
 //! have obtained at the server is given back there (a lock is released, an item taken
-//! from a queue is put back at its front). Calls without a timeout wait as long as the
-//! server says it is still waiting (a heartbeat every 5 s), and give up after 30 s
-//! without any frame.
+//! from a queue is put back at its front). Calls that wait without a timeout
+//! (`acquire`, `get`, `wait`, a bounded queue's `put`) wait as long as the server says
+//! it is still waiting (a heartbeat every 5 s), and give up after 30 s without any
+//! frame.
+//!
+//! The calls of synchronisation objects and queues that do not wait (`release`,
+//! `set`, `clear`, `is_set`, `is_locked`, `len`, `value`, `notify`, `task_done`, …)
+//! give up by the manager's call timeout (below) or, when it has none, by
+//! [`CALL_MARGIN`], with [`ManagerError::Timeout`]: a frozen server holds them up no
+//! longer than that. Their connection is closed then, as for a call with a timeout
+//! (whatever it held is given back at the server), and the call may or may not have
+//! been applied.
 //!
 //! A manager may also have a **call timeout** ([`ManagerBuilder::call_timeout`],
 //! [`Manager::set_call_timeout`]; none by default, as in Python): then every operation
 //! of its dicts, lists, namespaces, values and arrays, which have no timeout of their
-//! own, fails with [`ManagerError::Timeout`] once that much time has passed, and the
-//! proxy stays usable (a late answer is never taken for a later call's).
+//! own, and every call of its synchronisation objects and queues that does not wait,
+//! fails with [`ManagerError::Timeout`] once that much time has passed, and the proxy
+//! stays usable (a late answer is never taken for a later call's). It also bounds
+//! making an object. A proxy carries the call timeout of its manager when it travels.
 //!
 //! The server never blocks for good on a client either: a write to a client that makes
 //! no progress for 5 s (the client is frozen, or its host is gone) ends that

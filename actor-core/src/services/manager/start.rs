@@ -151,7 +151,7 @@ impl ManagerBuilder {
         if let Some(w) = cell.atomic_u64(1) {
             w.store(u64::from(p.pid()), Ordering::Release);
         }
-        let timeout = CallTimeout::new(None);
+        let timeout = Arc::new(CallTimeout::new(None));
         timeout.set(self.call_timeout);
         Ok(Manager {
             client: Arc::new(Client::Local {
@@ -205,7 +205,7 @@ impl Manager {
                 address: address.clone(),
                 key: key.to_vec(),
                 session: Mutex::new(Some(s)),
-                timeout: CallTimeout::new(None),
+                timeout: Arc::new(CallTimeout::new(None)),
             }),
             server: Mutex::new(None),
             address: Some(address.to_string()),

@@ -102,6 +102,15 @@ impl SyncReq {
             _ => None,
         }
     }
+
+    /// Whether the server may wait on it (with or without a limit): an acquire, a
+    /// `wait`, a queue's put or get. The other requests are answered at once.
+    pub(super) fn blocks(&self) -> bool {
+        matches!(
+            self,
+            SyncReq::Acquire(..) | SyncReq::Wait(..) | SyncReq::Put(..) | SyncReq::Get(..)
+        )
+    }
 }
 
 enum Obj {

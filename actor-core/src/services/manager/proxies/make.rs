@@ -26,10 +26,12 @@ impl Manager {
     ) -> Result<SyncHandle, ManagerError> {
         let (link, holder) = self.link()?;
         let (address, key) = self.client.target();
+        let timeout = self.client.timeout().clone();
         let r = sync_call(
             &address,
             &key,
             SyncReq::New(kind, name.map(str::to_string), n, holder),
+            timeout.get(),
         )?;
         match r {
             Resp::Id(id) => Ok(SyncHandle {
@@ -37,6 +39,7 @@ impl Manager {
                 key,
                 id,
                 _ref: Ref::counted(link, (Space::Sync, id)),
+                timeout,
             }),
             r => Err(unexpected(r)),
         }
@@ -52,6 +55,14 @@ impl Manager {
     }
 
     /// A new lock ([`SharedLock`], Python's `Manager().Lock()`).
+    ///
+    /// A client that holds it and then freezes (stopped, swapped out, stuck) without
+    /// closing its connection **keeps it**, as in Python: while that client sends
+    /// nothing and is sent nothing, the server cannot tell it from a slow one. The lock
+    /// is released when that connection closes: the client process dies (even by
+    /// `SIGKILL`), the thread that holds it ends, or the server fails to write an answer
+    /// to it for 5 s (a frozen client that had a request in flight). Other clients can
+    /// use [`acquire_timeout`](SharedLock::acquire_timeout) to stay in control.
     ///
     /// # Errors
     ///

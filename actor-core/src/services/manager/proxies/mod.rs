@@ -3,7 +3,8 @@
 //!
 //! See the parent module's docs for how they connect and who owns a lock.
 
-use super::calls::{open_session_by, round_trip};
+use super::calls::{open_session_until, round_trip};
+use super::client::CallTimeout;
 use super::objects::{SyncReq, Wait};
 use super::refs::{self, Ref, Space};
 use super::wire::Session;
@@ -75,25 +76,32 @@ struct SyncHandle {
     key: Bytes,
     id: u64,
     _ref: Arc<Ref>,
+    /// The manager's call timeout, which bounds the calls that do not wait (see
+    /// [`call_deadline`]); shared with the [`Manager`](super::Manager) that made it.
+    timeout: Arc<CallTimeout>,
 }
 
 impl Serialize for SyncHandle {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         // the encoding holds a reference of its own (see `refs`)
         let token = self._ref.lend().map_err(serde::ser::Error::custom)?;
-        (&self.address, &self.key, self.id, token).serialize(s)
+        // (with the call timeout in force, as a dict's proxy travels)
+        let t = self.timeout.micros();
+        (&self.address, &self.key, self.id, token, t).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for SyncHandle {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (address, key, id, token): (String, Bytes, u64, u64) = Deserialize::deserialize(d)?;
+        let (address, key, id, token, t): (String, Bytes, u64, u64, Option<u64>) =
+            Deserialize::deserialize(d)?;
         let link = refs::link(&address, &key);
         Ok(SyncHandle {
             address,
             key,
             id,
             _ref: Ref::claimed(link, (Space::Sync, id), token),
+            timeout: Arc::new(CallTimeout::new(t)),
         })
     }
 }
@@ -103,7 +111,7 @@ impl SyncHandle {
     /// that leaves the connection out of step closes it (the server then releases what
     /// it held).
     fn call(&self, req: SyncReq) -> Result<Resp, ManagerError> {
-        sync_call(&self.address, &self.key, req)
+        sync_call(&self.address, &self.key, req, self.timeout.get())
     }
 
     fn unit(&self, req: SyncReq) -> Result<(), ManagerError> {
@@ -128,8 +136,14 @@ impl SyncHandle {
     }
 
     fn acquire(&self, w: Wait) -> Result<Option<ManagerGuard<'_>>, ManagerError> {
-        let (r, gen) = sync_call_on(&self.address, &self.key, SyncReq::Acquire(self.id, w), None)?
-            .ok_or(ManagerError::Disconnected)?;
+        let (r, gen) = sync_call_on(
+            &self.address,
+            &self.key,
+            SyncReq::Acquire(self.id, w),
+            None,
+            None,
+        )?
+        .ok_or(ManagerError::Disconnected)?;
         match r {
             // (`then`, not `then_some`: a guard made and dropped would release the lock)
             Resp::Bool(got) => Ok(got.then(|| ManagerGuard {
@@ -151,6 +165,7 @@ impl SyncHandle {
             &self.key,
             SyncReq::Release(self.id),
             Some(gen),
+            self.timeout.get(),
         )? {
             None | Some((Resp::Unit, _)) => Ok(()),
             Some((r, _)) => Err(unexpected(r)),
@@ -158,16 +173,35 @@ impl SyncHandle {
     }
 }
 
-fn sync_call(address: &str, key: &Bytes, req: SyncReq) -> Result<Resp, ManagerError> {
-    let (r, _) = sync_call_on(address, key, req, None)?.ok_or(ManagerError::Disconnected)?;
+/// One request over this thread's connection to the manager at `address`; a request
+/// that does not wait gives up after `call_timeout` (see [`call_deadline`]).
+fn sync_call(
+    address: &str,
+    key: &Bytes,
+    req: SyncReq,
+    call_timeout: Option<Duration>,
+) -> Result<Resp, ManagerError> {
+    let (r, _) =
+        sync_call_on(address, key, req, None, call_timeout)?.ok_or(ManagerError::Disconnected)?;
     Ok(r)
 }
 
-/// The deadline of a call that waits at most `w` at the server: `w` and
-/// [`CALL_MARGIN`] from now (`None`: no deadline, heartbeats tell a waiting server from
-/// a vanished one).
-fn call_deadline(w: Wait) -> Option<Instant> {
-    let w = Duration::from_micros(w?).checked_add(CALL_MARGIN)?;
+/// The deadline of request `req`, from now:
+///
+/// - one that waits at most `w` at the server: `w` and [`CALL_MARGIN`];
+/// - one that may wait without limit (`acquire`, `get`, `wait`): none, heartbeats tell
+///   a waiting server from a vanished one;
+/// - one that does not wait (`release`, `set`, `len`, `is_set`, …): the manager's call
+///   timeout when it has one, else [`CALL_MARGIN`], so a frozen server cannot hold it
+///   up for the 30 s a silent server is given;
+/// - making an object: the manager's call timeout, as for a dict (none by default).
+fn call_deadline(req: &SyncReq, call_timeout: Option<Duration>) -> Option<Instant> {
+    let w = match (req.blocks(), req.wait()) {
+        (true, None) => return None,
+        (true, Some(w)) => Duration::from_micros(w).checked_add(CALL_MARGIN)?,
+        _ if matches!(req, SyncReq::New(..)) => call_timeout?,
+        (false, _) => call_timeout.unwrap_or(CALL_MARGIN),
+    };
     Deadline::after(w).instant()
 }
 
@@ -179,8 +213,9 @@ fn sync_call_on(
     key: &Bytes,
     req: SyncReq,
     only_on: Option<u64>,
+    call_timeout: Option<Duration>,
 ) -> Result<Option<(Resp, u64)>, ManagerError> {
-    let deadline = call_deadline(req.wait());
+    let deadline = call_deadline(&req, call_timeout);
     let mut c = match (take_conn(address, key), only_on) {
         (Some(c), Some(gen)) if c.gen != gen => {
             put_back(c);
@@ -189,19 +224,7 @@ fn sync_call_on(
         (None, Some(_)) => return Ok(None),
         (Some(c), _) => c,
         (None, None) => {
-            let s =
-                open_session_by(&Address::parse(address), key, deadline).map_err(|e| match e {
-                    ManagerError::Io(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                        ) && deadline.is_some() =>
-                    {
-                        ManagerError::Timeout
-                    }
-                    ManagerError::Io(_) => ManagerError::Disconnected,
-                    e => e,
-                })?;
+            let s = open_session_until(&Address::parse(address), key, deadline)?;
             SyncConn {
                 address: address.to_string(),
                 key: key.clone(),
