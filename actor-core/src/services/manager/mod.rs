@@ -208,10 +208,12 @@ pub enum ManagerError {
     /// waiter timed out or went away).
     #[error("the barrier is broken")]
     BrokenBarrier,
-    /// A call with a timeout got no answer within that timeout and
-    /// [`CALL_MARGIN`]: the server is frozen or overloaded. The call's connection was
-    /// closed, so whatever the call may have obtained at the server (a lock, a queue's
-    /// item) is given back there (see the [module docs](crate::manager#timeouts)).
+    /// A call got no answer in time: a call with a timeout within that timeout and
+    /// [`CALL_MARGIN`], another call within the manager's call timeout (or, for a
+    /// synchronisation object's or queue's call that does not wait, [`CALL_MARGIN`]
+    /// when there is none): the server is frozen or overloaded. The call's connection
+    /// was closed, so whatever the call may have obtained at the server (a lock, a
+    /// queue's item) is given back there (see the [module docs](crate::manager#timeouts)).
     #[error("the manager did not answer in time")]
     Timeout,
     /// A `join_timeout` ran out of time: the server answered that tasks were still

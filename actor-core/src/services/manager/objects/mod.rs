@@ -554,46 +554,33 @@ impl SyncObjects {
                 Some(_) => not_kind(id, "a condition"),
                 None => no_object(id),
             },
-            SyncReq::Set(id) => match g.obj(id) {
-                Some(Obj::Event(b)) => {
-                    *b = true;
-                    changed = Some(id);
-                    Resp::Unit
+            SyncReq::Set(id) | SyncReq::Clear(id) => {
+                let on = matches!(req, SyncReq::Set(_));
+                match g.obj(id) {
+                    Some(Obj::Event(b)) => {
+                        *b = on;
+                        if on {
+                            changed = Some(id);
+                        }
+                        Resp::Unit
+                    }
+                    // a barrier's abort (set: broken until a reset) or reset (clear): the
+                    // current waiters' generation ends broken either way
+                    Some(Obj::Barrier {
+                        broken,
+                        waiting,
+                        outcome,
+                        ..
+                    }) => {
+                        outcome.extend(waiting.drain(..).map(|t| (t, None)));
+                        *broken = on;
+                        changed = Some(id);
+                        Resp::Unit
+                    }
+                    Some(_) => not_kind(id, "an event or a barrier"),
+                    None => no_object(id),
                 }
-                Some(Obj::Barrier {
-                    broken,
-                    waiting,
-                    outcome,
-                    ..
-                }) => {
-                    *broken = true;
-                    outcome.extend(waiting.drain(..).map(|t| (t, None)));
-                    changed = Some(id);
-                    Resp::Unit
-                }
-                Some(_) => not_kind(id, "an event or a barrier"),
-                None => no_object(id),
-            },
-            SyncReq::Clear(id) => match g.obj(id) {
-                Some(Obj::Event(b)) => {
-                    *b = false;
-                    Resp::Unit
-                }
-                Some(Obj::Barrier {
-                    waiting,
-                    broken,
-                    outcome,
-                    ..
-                }) => {
-                    // the current waiters' generation ends broken
-                    outcome.extend(waiting.drain(..).map(|t| (t, None)));
-                    *broken = false;
-                    changed = Some(id);
-                    Resp::Unit
-                }
-                Some(_) => not_kind(id, "an event or a barrier"),
-                None => no_object(id),
-            },
+            }
             SyncReq::BarrierState(id) => match g.obj(id) {
                 Some(Obj::Barrier {
                     parties,
