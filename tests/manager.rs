@@ -1899,3 +1899,45 @@ fn a_tampered_or_replayed_frame_is_refused_and_the_server_serves_the_others() {
         drop(mgr);
     });
 }
+
+/// Calls that do not wait (`release`, `set`, `is_set`, `len`, `value`, `is_locked`)
+/// against a frozen server: each gives `Timeout` after the manager's call timeout (and
+/// within its bound), or, without one, after [`CALL_MARGIN`] — never the 30 s a silent
+/// server is given. The connection a timed-out call closed gives back what it held.
+#[test]
+fn calls_that_do_not_wait_give_up_by_the_call_timeout_or_the_margin_against_a_frozen_server() {
+    watchdog(120, || {
+        let mgr = Manager::start().unwrap();
+        let pid = mgr.pid().unwrap();
+        let (l, ev, q) = (
+            mgr.lock().unwrap(),
+            mgr.event().unwrap(),
+            mgr.queue::<u8>().unwrap(),
+        );
+        let s = mgr.semaphore(1).unwrap();
+        let g = l.acquire().unwrap(); // this thread's connection is made
+        mgr.set_call_timeout(Some(CALL_TIMEOUT));
+        let frozen = freeze(pid);
+        times_out("release", || g.release());
+        // (each call below opens a new connection: its handshake has the deadline too)
+        times_out("set", || ev.set());
+        times_out("is_set", || ev.is_set());
+        times_out("len", || q.len());
+        times_out("value", || s.value());
+        times_out("is_locked", || l.is_locked());
+        // no call timeout: the margin bounds it
+        mgr.set_call_timeout(None);
+        let margin = procactor::manager::CALL_MARGIN;
+        let t = Instant::now();
+        let r = ev.is_set();
+        assert!(matches!(r, Err(ManagerError::Timeout)), "{r:?}");
+        let took = t.elapsed();
+        assert!(took >= margin && took < margin + CALL_BOUND, "{took:?}");
+        drop(frozen);
+        // the release timed out: its connection was closed, so the server released the
+        // lock then
+        assert!(l.acquire_timeout(T).unwrap().is_some());
+        assert_eq!(q.len().unwrap(), 0);
+        assert_eq!(s.value().unwrap(), 1);
+    });
+}

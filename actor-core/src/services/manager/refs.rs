@@ -306,11 +306,11 @@ fn run_link(
         }
         let _ = hello.send(Err(why));
     };
-    let mut s = match super::open_session(&target.0, &target.1) {
+    let mut s = match super::calls::open_session(&target.0, &target.1) {
         Ok(s) => s,
         Err(e) => return fail(e.to_string()),
     };
-    match super::round_trip(&mut s, &super::Req::Ref(RefReq::Hello), None) {
+    match super::calls::round_trip(&mut s, &super::Req::Ref(RefReq::Hello), None) {
         Ok(super::Resp::Id(h)) => {
             let _ = hello.send(Ok(h));
         }
@@ -324,7 +324,7 @@ fn run_link(
             Op::Claim(o, t) => (RefReq::Claim(o, t), None),
             Op::Lend(o, t, a) => (RefReq::Lend(o, t), Some(a)),
         };
-        match super::round_trip(&mut s, &super::Req::Ref(req), None) {
+        match super::calls::round_trip(&mut s, &super::Req::Ref(req), None) {
             Ok(r) => {
                 if let Some(a) = answer {
                     let _ = a.send(matches!(r, super::Resp::Bool(true)));

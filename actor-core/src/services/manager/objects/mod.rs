@@ -102,6 +102,15 @@ impl SyncReq {
             _ => None,
         }
     }
+
+    /// Whether the server may wait on it (with or without a limit): an acquire, a
+    /// `wait`, a queue's put or get. The other requests are answered at once.
+    pub(super) fn blocks(&self) -> bool {
+        matches!(
+            self,
+            SyncReq::Acquire(..) | SyncReq::Wait(..) | SyncReq::Put(..) | SyncReq::Get(..)
+        )
+    }
 }
 
 enum Obj {
@@ -545,46 +554,33 @@ impl SyncObjects {
                 Some(_) => not_kind(id, "a condition"),
                 None => no_object(id),
             },
-            SyncReq::Set(id) => match g.obj(id) {
-                Some(Obj::Event(b)) => {
-                    *b = true;
-                    changed = Some(id);
-                    Resp::Unit
+            SyncReq::Set(id) | SyncReq::Clear(id) => {
+                let on = matches!(req, SyncReq::Set(_));
+                match g.obj(id) {
+                    Some(Obj::Event(b)) => {
+                        *b = on;
+                        if on {
+                            changed = Some(id);
+                        }
+                        Resp::Unit
+                    }
+                    // a barrier's abort (set: broken until a reset) or reset (clear): the
+                    // current waiters' generation ends broken either way
+                    Some(Obj::Barrier {
+                        broken,
+                        waiting,
+                        outcome,
+                        ..
+                    }) => {
+                        outcome.extend(waiting.drain(..).map(|t| (t, None)));
+                        *broken = on;
+                        changed = Some(id);
+                        Resp::Unit
+                    }
+                    Some(_) => not_kind(id, "an event or a barrier"),
+                    None => no_object(id),
                 }
-                Some(Obj::Barrier {
-                    broken,
-                    waiting,
-                    outcome,
-                    ..
-                }) => {
-                    *broken = true;
-                    outcome.extend(waiting.drain(..).map(|t| (t, None)));
-                    changed = Some(id);
-                    Resp::Unit
-                }
-                Some(_) => not_kind(id, "an event or a barrier"),
-                None => no_object(id),
-            },
-            SyncReq::Clear(id) => match g.obj(id) {
-                Some(Obj::Event(b)) => {
-                    *b = false;
-                    Resp::Unit
-                }
-                Some(Obj::Barrier {
-                    waiting,
-                    broken,
-                    outcome,
-                    ..
-                }) => {
-                    // the current waiters' generation ends broken
-                    outcome.extend(waiting.drain(..).map(|t| (t, None)));
-                    *broken = false;
-                    changed = Some(id);
-                    Resp::Unit
-                }
-                Some(_) => not_kind(id, "an event or a barrier"),
-                None => no_object(id),
-            },
+            }
             SyncReq::BarrierState(id) => match g.obj(id) {
                 Some(Obj::Barrier {
                     parties,
@@ -657,372 +653,9 @@ impl SyncObjects {
         }
         resp
     }
-
-    /// A condition's `wait`: releases the lock (whatever its count), waits for a
-    /// `notify` or the deadline, then takes the lock back with its count (without a
-    /// deadline, as Python's). `Bool(false)` on a timeout. A waiter whose client left
-    /// after it was notified passes the notification on to the next waiter, so a
-    /// dead waiter never swallows a `notify` meant for a live one.
-    fn cond_wait<'a>(
-        &'a self,
-        mut g: Guard<'a>,
-        conn: u64,
-        id: u64,
-        until: Option<Instant>,
-        peer: &mut dyn Peer,
-    ) -> Resp {
-        let ticket = g.ticket();
-        let saved = match g.obj(id) {
-            Some(Obj::Cond { lock, waiters, .. }) => match *lock {
-                Some((c, n)) if c == conn => {
-                    *lock = None;
-                    waiters.push_back(ticket);
-                    n
-                }
-                _ => return refused("wait on a condition whose lock this thread does not hold"),
-            },
-            _ => return no_object(id),
-        };
-        g.unhold(conn, id);
-        g.wake(id);
-        let seen = |o: &mut Objects| match o.obj(id) {
-            Some(Obj::Cond { notified, .. }) => {
-                let i = notified.iter().position(|t| *t == ticket)?;
-                notified.swap_remove(i);
-                Some(Resp::Bool(true))
-            }
-            _ => Some(no_object(id)),
-        };
-        let (g2, r) = self.wait_until(g, id, until, peer, seen, |o, stop| {
-            let Some(Obj::Cond {
-                waiters, notified, ..
-            }) = o.obj(id)
-            else {
-                return no_object(id);
-            };
-            waiters.retain(|t| *t != ticket);
-            // a notify may have come in the meantime
-            if let Some(i) = notified.iter().position(|t| *t == ticket) {
-                notified.swap_remove(i);
-                if stop == Stop::TimedOut {
-                    return Resp::Bool(true);
-                }
-                // gone: the notification goes to the next waiter
-                if let Some(next) = waiters.pop_front() {
-                    notified.push(next);
-                }
-                o.wake(id);
-            }
-            match stop {
-                // timed out: the lock is taken back below
-                Stop::TimedOut => Resp::Bool(false),
-                Stop::Gone => Resp::Pending, // (never answered)
-            }
-        });
-        g = g2;
-        let notified = match r {
-            Resp::Bool(b) => b,
-            Resp::Pending => return Resp::Bool(false),
-            r => return r,
-        };
-        // take the lock back
-        let take = |o: &mut Objects| {
-            match o.obj(id) {
-                Some(Obj::Cond { lock, .. }) if lock.is_none() => *lock = Some((conn, saved)),
-                Some(Obj::Cond { .. }) => return None,
-                _ => return Some(no_object(id)),
-            }
-            o.hold(conn, id);
-            Some(Resp::Bool(notified))
-        };
-        self.wait_until(g, id, None, peer, take, |_, _| Resp::Bool(false))
-            .1
-    }
-
-    /// A barrier's `wait`: `Count(arrival index)`, or `Broken` when the barrier is or
-    /// gets broken (a timeout or a waiter gone breaks it, as Python's).
-    fn barrier_wait<'a>(
-        &'a self,
-        mut g: Guard<'a>,
-        id: u64,
-        until: Option<Instant>,
-        peer: &mut dyn Peer,
-    ) -> Resp {
-        let ticket = g.ticket();
-        match g.obj(id) {
-            Some(Obj::Barrier {
-                parties,
-                waiting,
-                broken,
-                outcome,
-            }) => {
-                if *broken {
-                    return Resp::Broken;
-                }
-                waiting.push(ticket);
-                if waiting.len() as u64 == *parties {
-                    let index = waiting.len() as u64 - 1;
-                    outcome.extend(
-                        waiting
-                            .drain(..)
-                            .enumerate()
-                            .filter(|(_, t)| *t != ticket)
-                            .map(|(i, t)| (t, Some(i as u64))),
-                    );
-                    g.wake(id);
-                    return Resp::Count(index);
-                }
-            }
-            _ => return no_object(id),
-        }
-        let ended = move |o: &mut Objects| match o.obj(id) {
-            Some(Obj::Barrier { outcome, .. }) => outcome.remove(&ticket).map(|r| match r {
-                Some(i) => Resp::Count(i),
-                None => Resp::Broken,
-            }),
-            _ => Some(no_object(id)),
-        };
-        let (_g, r) = self.wait_until(g, id, until, peer, ended, |o, _| {
-            if let Some(r) = ended(o) {
-                return r; // it ended just as the wait did
-            }
-            if let Some(Obj::Barrier {
-                waiting,
-                broken,
-                outcome,
-                ..
-            }) = o.obj(id)
-            {
-                waiting.retain(|t| *t != ticket);
-                *broken = true;
-                outcome.extend(waiting.drain(..).map(|t| (t, None)));
-            }
-            o.wake(id);
-            Resp::Broken
-        });
-        r
-    }
 }
+
+mod waits;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    /// A client that stays (or, with `gone`, has left).
-    struct Fake {
-        gone: bool,
-    }
-    impl Peer for Fake {
-        fn alive(&mut self) -> bool {
-            !self.gone
-        }
-        fn heartbeat(&mut self) -> bool {
-            !self.gone
-        }
-    }
-    /// A client that stays, made fresh for each call.
-    fn here() -> Fake {
-        Fake { gone: false }
-    }
-
-    fn new(o: &SyncObjects, kind: SyncKind, n: u64) -> u64 {
-        match o.apply(0, SyncReq::New(kind, None, n, 0), &mut here()) {
-            Resp::Id(id) => id,
-            r => panic!("{r:?}"),
-        }
-    }
-
-    fn try_acquire(o: &SyncObjects, conn: u64, id: u64) -> bool {
-        matches!(
-            o.apply(conn, SyncReq::Acquire(id, Some(0)), &mut here()),
-            Resp::Bool(true)
-        )
-    }
-
-    #[test]
-    fn a_closed_connection_releases_what_it_holds_and_nothing_else() {
-        let o = SyncObjects::default();
-        let (l, r, c) = (
-            new(&o, SyncKind::Lock, 0),
-            new(&o, SyncKind::RLock, 0),
-            new(&o, SyncKind::Condition, 0),
-        );
-        assert!(try_acquire(&o, 1, l));
-        assert!(try_acquire(&o, 1, r));
-        assert!(try_acquire(&o, 1, r));
-        assert!(try_acquire(&o, 1, c));
-        assert!(!try_acquire(&o, 2, l) && !try_acquire(&o, 2, r) && !try_acquire(&o, 2, c));
-        o.disconnect(3); // someone else: nothing changes
-        assert!(!try_acquire(&o, 2, l) && !try_acquire(&o, 2, r) && !try_acquire(&o, 2, c));
-        o.disconnect(1);
-        assert!(try_acquire(&o, 2, l) && try_acquire(&o, 2, r) && try_acquire(&o, 2, c));
-    }
-
-    #[test]
-    fn semaphore_units_are_given_back_once() {
-        let o = SyncObjects::default();
-        let s = new(&o, SyncKind::Semaphore, 2);
-        let value = |o: &SyncObjects| match o.apply(0, SyncReq::Value(s), &mut here()) {
-            Resp::Count(n) => n,
-            r => panic!("{r:?}"),
-        };
-        assert!(try_acquire(&o, 1, s) && try_acquire(&o, 1, s));
-        assert!(!try_acquire(&o, 2, s));
-        // connection 2 releases one of connection 1's units (a signal)
-        assert!(matches!(
-            o.apply(2, SyncReq::Release(s), &mut here()),
-            Resp::Unit
-        ));
-        assert_eq!(value(&o), 1);
-        o.disconnect(1); // one unit still held by 1 comes back, not two
-        assert_eq!(value(&o), 2);
-        let b = new(&o, SyncKind::BoundedSemaphore, 1);
-        assert!(matches!(
-            o.apply(1, SyncReq::Release(b), &mut here()),
-            Resp::Refused(_)
-        ));
-    }
-
-    #[test]
-    fn a_waiter_whose_client_left_stops_waiting_and_breaks_a_barrier() {
-        let o = SyncObjects::default();
-        let l = new(&o, SyncKind::Lock, 0);
-        assert!(try_acquire(&o, 1, l));
-        let t = Instant::now();
-        let r = o.apply(2, SyncReq::Acquire(l, None), &mut Fake { gone: true });
-        assert!(matches!(r, Resp::Bool(false)));
-        assert!(t.elapsed() < Duration::from_secs(2));
-        let b = new(&o, SyncKind::Barrier, 2);
-        let r = o.apply(2, SyncReq::Wait(b, None), &mut Fake { gone: true });
-        assert!(matches!(r, Resp::Broken));
-        assert!(matches!(
-            o.apply(3, SyncReq::Wait(b, Some(0)), &mut here()),
-            Resp::Broken
-        ));
-        o.apply(3, SyncReq::Clear(b), &mut here());
-        assert!(matches!(
-            o.apply(3, SyncReq::BarrierState(b), &mut here()),
-            Resp::Barrier(2, 0, false)
-        ));
-    }
-
-    #[test]
-    fn a_reset_breaks_the_current_waiters_only() {
-        let o = Arc::new(SyncObjects::default());
-        let b = new(&o, SyncKind::Barrier, 2);
-        let o2 = o.clone();
-        let waiter = std::thread::spawn(move || {
-            o2.apply(1, SyncReq::Wait(b, Some(20_000_000)), &mut here())
-        });
-        let t = Instant::now();
-        while !matches!(
-            o.apply(0, SyncReq::BarrierState(b), &mut here()),
-            Resp::Barrier(_, 1, _)
-        ) {
-            assert!(t.elapsed() < Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        o.apply(0, SyncReq::Clear(b), &mut here());
-        assert!(matches!(waiter.join().unwrap(), Resp::Broken));
-        // usable again: two waiters pass
-        let o2 = o.clone();
-        let w = std::thread::spawn(move || o2.apply(1, SyncReq::Wait(b, None), &mut here()));
-        let mine = o.apply(2, SyncReq::Wait(b, Some(20_000_000)), &mut here());
-        let theirs = w.join().unwrap();
-        let mut idx = [&mine, &theirs].map(|r| match r {
-            Resp::Count(i) => *i,
-            r => panic!("{r:?}"),
-        });
-        idx.sort();
-        assert_eq!(idx, [0, 1]);
-    }
-
-    /// A client whose departure the test decides.
-    struct Leaves(Arc<std::sync::atomic::AtomicBool>);
-    impl Peer for Leaves {
-        fn alive(&mut self) -> bool {
-            !self.0.load(std::sync::atomic::Ordering::SeqCst)
-        }
-        fn heartbeat(&mut self) -> bool {
-            self.alive()
-        }
-    }
-
-    fn waiting(o: &SyncObjects, id: u64) -> usize {
-        match o.lock().obj(id) {
-            Some(Obj::Cond { waiters, .. }) => waiters.len(),
-            _ => panic!("not a condition"),
-        }
-    }
-
-    #[test]
-    fn a_notify_taken_by_a_waiter_that_left_goes_to_the_next_one() {
-        let o = Arc::new(SyncObjects::default());
-        let c = new(&o, SyncKind::Condition, 0);
-        let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let wait_in = |conn: u64, peer: Box<dyn Peer + Send>, w: Wait| {
-            let o = o.clone();
-            std::thread::spawn(move || {
-                let mut peer = peer;
-                assert!(try_acquire(&o, conn, c));
-                o.apply(conn, SyncReq::Wait(c, w), &mut *peer)
-            })
-        };
-        // the oldest waiter's client is about to leave; the second stays
-        let first = wait_in(1, Box::new(Leaves(gone.clone())), None);
-        let t = Instant::now();
-        while waiting(&o, c) < 1 {
-            assert!(t.elapsed() < Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let second = wait_in(2, Box::new(here()), Some(20_000_000));
-        while waiting(&o, c) < 2 {
-            assert!(t.elapsed() < Duration::from_secs(20));
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        gone.store(true, std::sync::atomic::Ordering::SeqCst);
-        assert!(try_acquire(&o, 3, c));
-        assert!(matches!(
-            o.apply(3, SyncReq::Notify(c, 1), &mut here()),
-            Resp::Unit
-        ));
-        assert!(matches!(
-            o.apply(3, SyncReq::Release(c), &mut here()),
-            Resp::Unit
-        ));
-        assert!(matches!(first.join().unwrap(), Resp::Bool(false)));
-        assert!(
-            matches!(second.join().unwrap(), Resp::Bool(true)),
-            "the live waiter got the notification"
-        );
-        assert!(t.elapsed() < Duration::from_secs(15));
-    }
-
-    #[test]
-    fn a_condition_wait_that_times_out_holds_the_lock_again() {
-        let o = SyncObjects::default();
-        let c = new(&o, SyncKind::Condition, 0);
-        assert!(try_acquire(&o, 1, c));
-        assert!(matches!(
-            o.apply(1, SyncReq::Wait(c, Some(10_000)), &mut here()),
-            Resp::Bool(false)
-        ));
-        assert!(!try_acquire(&o, 2, c), "held by 1 again");
-        assert!(matches!(
-            o.apply(1, SyncReq::Notify(c, 1), &mut here()),
-            Resp::Unit
-        ));
-    }
-
-    #[test]
-    fn a_deadline_too_far_to_represent_waits_forever_without_overflow() {
-        let o = SyncObjects::default();
-        let e = new(&o, SyncKind::Event, 0);
-        o.apply(0, SyncReq::Set(e), &mut here());
-        assert!(matches!(
-            o.apply(0, SyncReq::Wait(e, Some(u64::MAX)), &mut here()),
-            Resp::Bool(true)
-        ));
-    }
-}
+mod tests;

@@ -1,0 +1,354 @@
+//! The server process: the shared-memory rings' loop, the listeners, one thread per
+//! socket connection.
+
+use super::objects::{self, SyncObjects, SyncReq};
+use super::refs::{self, Oid, RefReq, Refs, Space};
+use super::store::Store;
+use super::wire::{self, Session};
+use super::{refused, Req, Resp};
+use super::{
+    HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, MAX_FRAME, MAX_UNAUTHENTICATED, PEER_TIMEOUT, SERVER_SPIN,
+};
+use crate::codec;
+use crate::queue::Queue;
+use crate::{Bytes, GetError};
+use procactor_transports::conn::{self, Address, Stream};
+use serde::{Deserialize, Serialize};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the server process receives.
+#[derive(Serialize, Deserialize)]
+pub(super) struct ServerBoot {
+    pub(super) requests: Queue<(u64, Req)>,
+    pub(super) replies: Queue<(u64, Resp)>,
+    pub(super) listener: Option<(Fd, Bytes)>,
+    /// The local socket name and key proxies use when they travel where descriptors
+    /// cannot (through a queue: a `Pool` task's arguments).
+    pub(super) local: (String, Bytes),
+}
+
+/// A descriptor that travels as a handle does (its own `Serialize`/`Deserialize`).
+pub(super) struct Fd(pub(super) std::os::fd::OwnedFd);
+
+impl Serialize for Fd {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        codec::SendFd(std::os::fd::AsFd::as_fd(&self.0)).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fd {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Fd(codec::RecvFd::deserialize(d)?.0))
+    }
+}
+
+/// Everything a server process owns.
+#[derive(Default)]
+pub(super) struct Server {
+    pub(super) store: Mutex<Store>,
+    pub(super) objects: SyncObjects,
+    pub(super) refs: Mutex<Refs>,
+}
+
+impl Server {
+    pub(super) fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub(super) fn refs(&self) -> std::sync::MutexGuard<'_, Refs> {
+        self.refs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn free(&self, freed: refs::Freed) {
+        for (space, id) in freed {
+            match space {
+                Space::Data => {
+                    self.store().objs.remove(&id);
+                }
+                Space::Sync => self.objects.remove(id),
+            }
+        }
+    }
+
+    /// The first reference of an object just made (or found by name) goes to `holder`.
+    pub(super) fn created(&self, resp: Resp, space: Space, named: bool, holder: u64) -> Resp {
+        let Resp::Id(id) = resp else { return resp };
+        let o = (space, id);
+        let mut r = self.refs();
+        if named {
+            r.set_named(o);
+        }
+        if r.add(holder, o) {
+            return resp;
+        }
+        let orphan = !named && !r.exists(o);
+        drop(r);
+        if orphan {
+            self.free(vec![o]);
+        }
+        refused("the creating process's reference connection is gone")
+    }
+
+    /// Serves a request that does not block (the rings' loop, and a connection's
+    /// requests other than synchronisation ones).
+    pub(super) fn apply(&self, req: Req) -> Resp {
+        match req {
+            Req::New(kind, name, holder) => {
+                let named = name.is_some();
+                let r = self.store().create(kind, name, Vec::new());
+                self.created(r, Space::Data, named, holder)
+            }
+            Req::NewWith(kind, name, init, holder) => {
+                let named = name.is_some();
+                let r = self.store().create(kind, name, init);
+                self.created(r, Space::Data, named, holder)
+            }
+            Req::RemoveNamed(name) => {
+                let mut ids: Vec<Oid> = {
+                    let mut st = self.store();
+                    let mut out = Vec::new();
+                    st.names.retain(|(_, n), id| {
+                        let hit = *n == name;
+                        if hit {
+                            out.push((Space::Data, *id));
+                        }
+                        !hit
+                    });
+                    out
+                };
+                ids.extend(
+                    self.objects
+                        .remove_names(&name)
+                        .into_iter()
+                        .map(|id| (Space::Sync, id)),
+                );
+                let n = ids.len() as u64;
+                let free: Vec<Oid> = {
+                    let mut r = self.refs();
+                    ids.into_iter().filter(|o| r.unname(*o)).collect()
+                };
+                self.free(free);
+                Resp::Count(n)
+            }
+            Req::ObjectCount => Resp::Count((self.store().objs.len() + self.objects.len()) as u64),
+            Req::Ref(_) => refused("references are counted over a socket connection"),
+            req => self.store().apply(req),
+        }
+    }
+
+    pub(super) fn reference(&self, conn: u64, r: RefReq) -> Resp {
+        let freed = {
+            let mut refs = self.refs();
+            match r {
+                RefReq::Hello => {
+                    refs.hello(conn);
+                    return Resp::Id(conn);
+                }
+                RefReq::Lend(o, token) => return Resp::Bool(refs.lend(conn, o, token)),
+                RefReq::Claim(o, token) => {
+                    refs.claim(conn, o, token);
+                    return Resp::Unit;
+                }
+                RefReq::Dec(o) => refs.dec(conn, o),
+            }
+        };
+        self.free(freed);
+        Resp::Unit
+    }
+
+    /// Connection `conn` ended: what it held (locks, references) is released.
+    pub(super) fn end(&self, conn: u64) {
+        self.objects.disconnect(conn);
+        let freed = self.refs().end(conn);
+        self.free(freed);
+    }
+}
+
+pub(super) fn server_main(boot: ServerBoot) {
+    let ServerBoot {
+        requests,
+        replies,
+        listener,
+        local,
+    } = boot;
+    requests.close(); // the server only takes requests
+    let server = Arc::new(Server::default());
+    // bound before the first request is answered, so before any proxy exists
+    match conn::Listener::bind(&Address::Local(local.0.clone())) {
+        Ok(l) => {
+            let (server, key) = (server.clone(), local.1.into_vec());
+            let _ = crate::runtime::thread_builder("procactor-manager-local")
+                .spawn(move || serve_remote(l, key, server));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "manager: no local socket; proxies will not travel through queues")
+        }
+    }
+    if let Some((fd, key)) = listener {
+        let l = conn::Listener::from_tcp(TcpListener::from(fd.0));
+        let key = key.into_vec();
+        let server = server.clone();
+        let _ = crate::runtime::thread_builder("procactor-manager-listener")
+            .spawn(move || serve_remote(l, key, server));
+    }
+    loop {
+        let (n, req) = match requests.get() {
+            Ok(r) => r,
+            Err(GetError::Disconnected) => return, // no client left
+            Err(GetError::Decode(e)) => {
+                tracing::error!(error = %e, "manager: undecodable request skipped");
+                continue;
+            }
+            Err(GetError::Broken) => return,
+        };
+        let shutdown = matches!(req, Req::Shutdown);
+        let resp = if matches!(req, Req::Sync(_)) {
+            refused("synchronisation objects are served over a socket connection")
+        } else {
+            server.apply(req)
+        };
+        let _ = replies.put((n, resp));
+        if shutdown {
+            return;
+        }
+    }
+}
+
+/// Connections not yet authenticated, oldest first (their number and a handle to close
+/// them).
+pub(super) type Pending = Arc<Mutex<std::collections::VecDeque<(u64, std::os::fd::OwnedFd)>>>;
+
+pub(super) fn serve_remote(l: conn::Listener, key: Vec<u8>, server: Arc<Server>) {
+    let live = Arc::new(AtomicUsize::new(0));
+    let pending: Pending = Default::default();
+    let key: Arc<[u8]> = key.into();
+    loop {
+        let Ok(s) = l.accept() else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let conn = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            if p.len() >= MAX_UNAUTHENTICATED {
+                if let Some((_, oldest)) = p.pop_front() {
+                    wire::shutdown(&oldest);
+                }
+            }
+            if let Ok(fd) = std::os::fd::AsFd::as_fd(&s).try_clone_to_owned() {
+                p.push_back((conn, fd));
+            }
+        }
+        let (server, key, live2, pending2) =
+            (server.clone(), key.clone(), live.clone(), pending.clone());
+        let spawned = crate::runtime::thread_builder("procactor-manager-conn").spawn(move || {
+            let session = handshake(s, &key);
+            pending2
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(c, _)| *c != conn);
+            let Ok(session) = session else { return };
+            if live2.fetch_add(1, Ordering::AcqRel) < MAX_CONNECTIONS {
+                serve_connection(session, &server, conn);
+                // whatever it ended with, what it held is released
+                server.end(conn);
+            }
+            live2.fetch_sub(1, Ordering::AcqRel);
+        });
+        if spawned.is_err() {
+            pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(c, _)| *c != conn);
+        }
+    }
+}
+
+/// The server's half of the handshake and the session key, within
+/// [`HANDSHAKE_TIMEOUT`] however the peer dribbles.
+pub(super) fn handshake(mut s: Stream, key: &[u8]) -> std::io::Result<Session> {
+    let until = std::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    conn::server_handshake(&mut conn::WithDeadline::new(&mut s, until), key)?;
+    Session::server(s, key, until)
+}
+
+/// Numbers the server's connections (the owner of a lock is a connection).
+pub(super) static NEXT_CONNECTION: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(1);
+
+/// A connection's client as a blocked request sees it.
+pub(super) struct ConnPeer<'a>(pub(super) &'a mut Session);
+
+impl objects::Peer for ConnPeer<'_> {
+    fn alive(&mut self) -> bool {
+        // the client sends nothing while it waits for its answer: bytes or the end of
+        // the stream mean it is gone (or broke the protocol)
+        !self.0.readable_now()
+    }
+    fn heartbeat(&mut self) -> bool {
+        send_resp(self.0, &Resp::Pending).is_ok()
+    }
+}
+
+/// Serves one remote client; any misbehaviour ends this connection only.
+pub(super) fn serve_connection(mut s: Session, server: &Server, conn: u64) {
+    loop {
+        // a client in a loop of calls sends the next one within microseconds
+        s.spin(SERVER_SPIN);
+        // an authenticated client may stay idle between requests; once a frame has
+        // begun, all of it must come within `PEER_TIMEOUT`
+        let Ok(frame) = s.recv(MAX_FRAME, None, PEER_TIMEOUT) else {
+            return;
+        };
+        let req = codec::decode::<Req>(&frame, Vec::new());
+        // an item taken from a queue goes back if its answer cannot be written
+        let taken_from = match &req {
+            Ok(Req::Sync(SyncReq::Get(id, _))) => Some(*id),
+            _ => None,
+        };
+        let resp = match req {
+            Ok(Req::Sync(SyncReq::New(kind, name, n, holder))) => {
+                let named = name.is_some();
+                let r = server.objects.apply(
+                    conn,
+                    SyncReq::New(kind, name, n, holder),
+                    &mut ConnPeer(&mut s),
+                );
+                server.created(r, Space::Sync, named, holder)
+            }
+            Ok(Req::Sync(req)) => server.objects.apply(conn, req, &mut ConnPeer(&mut s)),
+            Ok(Req::Ref(r)) => server.reference(conn, r),
+            Ok(Req::Shutdown) => {
+                let _ = send_resp(&mut s, &Resp::Unit);
+                std::process::exit(0);
+            }
+            Ok(req) => server.apply(req),
+            Err(e) => refused(format!("undecodable request: {e}")),
+        };
+        if let Err(e) = send_resp(&mut s, &resp) {
+            if let (Some(id), Resp::Opt(Some(item))) = (taken_from, resp) {
+                server.objects.put_back(id, item);
+            }
+            if e.kind() != std::io::ErrorKind::InvalidData {
+                return;
+            }
+        }
+    }
+}
+
+/// Sends `r`; one over [`MAX_FRAME`] is replaced by a [`Resp::TooLarge`] (and is an
+/// `InvalidData` error, the connection staying usable).
+pub(super) fn send_resp(s: &mut Session, r: &Resp) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    codec::encode(r, &mut buf, None).map_err(|e| std::io::Error::other(e.to_string()))?;
+    if buf.len() > MAX_FRAME {
+        let mut small = Vec::new();
+        codec::encode(&Resp::TooLarge(buf.len() as u64), &mut small, None)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        s.send(&small)?;
+        return Err(std::io::ErrorKind::InvalidData.into());
+    }
+    s.send(&buf)
+}
