@@ -2,22 +2,53 @@
 //! threads, flushing the standard streams before a fork or an `_exit`, the spawner thread,
 //! start tokens) and what a child made by `fork()` does first.
 
-use super::identity::{IDENTITY, NAME_COUNTER};
+//!
+//! It uses no other file of this directory: the files that keep process-global state a
+//! forked child must not keep (the monitor, the fork server connection, the identity)
+//! *register* what to do about it here ([`at_fork_in_child`]), and
+//! [`forget_parent_runtime`] runs what was registered, without naming them.
+
 use once_cell::sync::Lazy;
 use procactor_transports::os;
-use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-/// In a process just made by `fork()`: nothing of the parent's runtime is ours: the
-/// monitor (its epoll set is the parent's), the fork server connection, the identity,
-/// the child counter, the spawner thread.
+/// What a piece of process-global state does in a child made by `fork()`.
+type AfterForkHook = fn();
+
+/// The hooks registered so far, in the order of registration. A child made by `fork()`
+/// inherits the list with the state the hooks are about.
+static AFTER_FORK: Mutex<Vec<AfterForkHook>> = Mutex::new(Vec::new());
+
+/// Registers `hook`, to be run by [`forget_parent_runtime`] in every child made by
+/// `fork()` from this process from now on (and from its forked children, which inherit
+/// the list). A file that keeps process-global state registers its hook once (under a
+/// `std::sync::Once`), before it first creates that state: a process that never created
+/// it has nothing to forget. A hook runs in a single-threaded process that is a copy of
+/// its parent; it forgets (`std::mem::forget`) rather than drops what it takes, since
+/// freeing would write to heap pages shared with the parent, a copy-on-write fault each,
+/// for memory the child never needs back.
+pub(crate) fn at_fork_in_child(hook: AfterForkHook) {
+    AFTER_FORK
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(hook);
+}
+
+/// In a process just made by `fork()`: nothing of the parent's runtime is ours. Runs
+/// every hook registered with [`at_fork_in_child`] (the monitor, whose epoll set is the
+/// parent's; the fork server connection; the identity and the child counter), then
+/// forgets the spawner thread (this file's own state). The registry's lock is not held
+/// while a hook runs, so a hook may register another (run in its turn).
 pub(crate) fn forget_parent_runtime() {
-    crate::monitor::after_fork_in_child();
-    crate::forkserver::after_fork_in_child();
-    // (forgotten, not dropped: freeing would write to heap pages shared with the
-    // parent, a copy-on-write fault each, for memory this process never needs back)
-    std::mem::forget(IDENTITY.lock().unwrap_or_else(|e| e.into_inner()).take());
-    NAME_COUNTER.store(0, Ordering::Relaxed);
+    let mut i = 0;
+    loop {
+        let hook = match AFTER_FORK.lock().unwrap_or_else(|e| e.into_inner()).get(i) {
+            Some(&hook) => hook,
+            None => break,
+        };
+        hook();
+        i += 1;
+    }
     std::mem::forget(SPAWNER.lock().unwrap_or_else(|e| e.into_inner()).take());
 }
 

@@ -3,7 +3,7 @@
 //! it runs and the outcome it reports.
 
 use super::base::{flush_std_streams, forget_parent_runtime};
-use super::identity::{Identity, ProcessInfo, IDENTITY, IMAGE_PROOF, INITIALIZED};
+use super::identity::{become_child, ProcessInfo};
 use crate::codec;
 use once_cell::sync::OnceCell;
 use procactor_transports::frame::{self, FrameReader, Wait};
@@ -11,8 +11,7 @@ use procactor_transports::target::{self, SameImage, TargetRef};
 use procactor_transports::{os, AsFd, OwnedFd};
 use serde::{Deserialize, Serialize};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 pub(crate) const CHILD_ENV: &str = "PROCACTOR_CHILD";
 
@@ -279,13 +278,7 @@ fn run_child(
             return Err(e.to_string());
         }
     };
-    let _ = IMAGE_PROOF.set(proof.clone());
-    *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(Identity {
-        current: ProcessInfo::new(boot.name, os::current_pid()),
-        parent: Some(boot.parent),
-        ids: boot.ids,
-    }));
-    INITIALIZED.store(true, Ordering::SeqCst);
+    become_child(proof.clone(), boot.name, boot.parent, boot.ids);
 
     let (offset, name, mac) = boot.entry;
     let entry: EntryFn =

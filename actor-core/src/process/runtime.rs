@@ -16,7 +16,7 @@
 
 pub(crate) use super::child::CHILD_ENV;
 use super::child::{addressed_to_me, child_main, parse_env};
-use super::identity::{identity, INITIALIZED};
+use super::identity::{identity, is_initialized, mark_initialized};
 use crate::error::SpawnError;
 use procactor_transports::os;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 // What the rest of the crate and the facade reach through `runtime::` (the items live in
 // the files of this directory that build before this one).
-pub(crate) use super::base::forget_parent_runtime;
 pub(crate) use super::base::{flush_std_streams, on_spawner_thread, random_token, thread_builder};
 pub(crate) use super::child::{entry, forked_child_main};
 pub use super::child::{log_debug, LOG_ENV};
@@ -201,7 +200,7 @@ static START_METHOD: AtomicU8 = AtomicU8::new(0);
 /// assert_eq!(start_method(), StartMethod::Spawn);
 /// ```
 pub fn set_start_method(method: StartMethod) -> Result<(), SpawnError> {
-    if method == StartMethod::ForkServer && INITIALIZED.load(Ordering::SeqCst) {
+    if method == StartMethod::ForkServer && is_initialized() {
         crate::forkserver::ensure_started()?;
     }
     START_METHOD.store(method as u8, Ordering::SeqCst);
@@ -261,7 +260,7 @@ pub fn init() {
     match os::take_env(CHILD_ENV).filter(|v| addressed_to_me(parse_env(v).map(|(_, _, p)| p))) {
         Some(v) => child_main(&v),
         None => {
-            if INITIALIZED.swap(true, Ordering::SeqCst) {
+            if mark_initialized() {
                 return;
             }
             let _ = identity();
