@@ -15,6 +15,8 @@
 pub mod actors;
 pub mod channels;
 pub mod error;
+#[cfg(test)]
+mod layers;
 pub mod process;
 pub mod services;
 pub mod shared;

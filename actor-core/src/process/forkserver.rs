@@ -21,9 +21,13 @@
 //! and supervisors with `StartMethod::Fork`): its children start from the program's
 //! memory as it was then.
 
+use super::base::{
+    at_fork_in_child, flush_std_streams, forget_parent_runtime, on_spawner_thread, thread_builder,
+};
+use super::child::forked_child_main;
+use super::identity::fingerprint;
+use super::monitor;
 use crate::codec;
-use crate::monitor;
-use crate::runtime;
 use crate::status::ExitStatus;
 use procactor_transports::frame::{self, FrameReader, Wait};
 use procactor_transports::os::{self, ExitInfo, Forked, Poller, SpawnedChild};
@@ -129,12 +133,12 @@ impl Zygote {
         let (requests, theirs) = fdpass::socketpair()?;
         let (statuses, statuses_theirs) = fdpass::socketpair()?;
         let me = os::current_pid();
-        runtime::flush_std_streams();
+        flush_std_streams();
         match os::fork_single_threaded()? {
             Forked::Child => {
                 drop(requests);
                 drop(statuses);
-                runtime::forget_parent_runtime();
+                forget_parent_runtime();
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     if !os::set_parent_death_kill(me)? {
                         return Ok(()); // the parent is already gone
@@ -166,7 +170,7 @@ impl Zygote {
                 drop(statuses_theirs);
                 let pid = server.pid;
                 let relayed = server.pidfd.try_clone().and_then(|server_pidfd| {
-                    crate::runtime::thread_builder("procactor-zygote")
+                    thread_builder("procactor-zygote")
                         .spawn(move || relay(statuses, pid, server_pidfd))
                 });
                 if let Err(e) = relayed {
@@ -247,7 +251,8 @@ impl Zygote {
 
 /// In a child made by `fork()`: forgets the parent's server connection without closing
 /// it (closing is the parent's business; the child starts its own server if it needs one).
-pub(crate) fn after_fork_in_child() {
+/// Registered with [`at_fork_in_child`] before the first server is started.
+fn forget_in_fork_child() {
     let old = CLIENT.lock().unwrap_or_else(|e| e.into_inner()).take();
     std::mem::forget(old);
 }
@@ -289,10 +294,12 @@ fn request(client: &mut Client, token: u64, control: OwnedFd) -> Result<SpawnedC
 }
 
 fn start_server() -> io::Result<Client> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| at_fork_in_child(forget_in_fork_child));
     let (requests, theirs) = fdpass::socketpair()?;
     let (statuses, statuses_theirs) = fdpass::socketpair()?;
     let me = os::current_pid();
-    let server = runtime::on_spawner_thread(move || {
+    let server = on_spawner_thread(move || {
         let ppid = me.to_string();
         os::spawn_self(theirs, &[(SERVER_ENV, ppid.as_str())])
     })??;
@@ -300,7 +307,7 @@ fn start_server() -> io::Result<Client> {
     drop(statuses_theirs);
     let server_pidfd = server.pidfd.try_clone()?;
     let server_pid = server.pid;
-    crate::runtime::thread_builder("procactor-forkserver")
+    thread_builder("procactor-forkserver")
         .spawn(move || relay(statuses, server_pid, server_pidfd))?;
     tracing::debug!(pid = server.pid, "fork server started");
     // (the answer comes as soon as the server has forked: a sleep and a wake-up would
@@ -402,9 +409,9 @@ fn serve_loop(
     // the same image), so none of them reads `/proc` to prove it. Likewise the standard
     // streams, which every child flushes before it exits: set up once here rather than
     // in each child.
-    runtime::fingerprint()?;
+    fingerprint()?;
     {
-        runtime::flush_std_streams();
+        flush_std_streams();
         // (the codec's thread-local tables, which a child's outcome encoding sets up,
         // and the tracing dispatcher's default)
         let _ = codec::encode(&0u8, &mut Vec::new(), Some(&mut Vec::new()));
@@ -496,7 +503,7 @@ fn serve_loop(
                         if let Some(i) = interrupt {
                             let _ = i.restore();
                         }
-                        runtime::forked_child_main(control, token, me, None)
+                        forked_child_main(control, token, me, None)
                     }
                     Ok(Forked::Parent(child)) => {
                         drop(control);

@@ -4,7 +4,10 @@
 //! [`runtime`] (`init`, start methods, a child's entry), the fork server and the exit
 //! monitor. It builds on the channels layer only.
 
+mod base;
+mod child;
 pub(crate) mod forkserver;
+mod identity;
 pub(crate) mod monitor;
 pub mod runtime;
 

@@ -22,6 +22,7 @@
 //! single-threaded, so those are reaped by their handles (which poll the pidfd
 //! themselves) until something else needs the thread.
 
+use super::base::{at_fork_in_child, thread_builder};
 use crate::status::ExitStatus;
 use once_cell::sync::OnceCell;
 use procactor_transports::os::{self, ExitInfo, Poller};
@@ -293,6 +294,8 @@ fn monitor() -> std::io::Result<Arc<Monitor>> {
     if let Some(m) = &*slot {
         return Ok(m.clone());
     }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| at_fork_in_child(forget_in_fork_child));
     let m = Arc::new(Monitor {
         poller: Poller::new()?,
         children: Mutex::new(Children::default()),
@@ -307,8 +310,9 @@ fn monitor() -> std::io::Result<Arc<Monitor>> {
 
 /// In a child made by `fork()`: forgets the parent's monitor (its epoll set is shared
 /// with the parent and its thread does not exist here) without running its destructors.
-/// The process is single-threaded, so no lock of the old monitor is held.
-pub(crate) fn after_fork_in_child() {
+/// The process is single-threaded, so no lock of the old monitor is held. Registered
+/// with [`at_fork_in_child`] before the first monitor is made.
+fn forget_in_fork_child() {
     let old = MONITOR.lock().unwrap_or_else(|e| e.into_inner()).take();
     std::mem::forget(old);
 }
@@ -319,7 +323,7 @@ impl Monitor {
         self.thread
             .get_or_try_init(|| {
                 let m = self.clone();
-                crate::runtime::thread_builder("procactor-monitor")
+                thread_builder("procactor-monitor")
                     .spawn(move || m.run())
                     .map(|_| ())
             })
@@ -603,7 +607,7 @@ impl ExitWatcher {
         mut on_exit: impl FnMut(ExitEvent) + Send + 'static,
     ) -> std::io::Result<ExitWatcher> {
         let (quit, quit_rx) = crossbeam_channel::bounded::<()>(1);
-        let thread = crate::runtime::thread_builder(name).spawn(move || loop {
+        let thread = thread_builder(name).spawn(move || loop {
             crossbeam_channel::select! {
                 recv(exits) -> ev => match ev {
                     Ok(ev) => on_exit(ev),
