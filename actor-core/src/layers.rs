@@ -1,3 +1,5 @@
+// Longer than ~800 lines: one idea (the module-graph check), nearly half of it the tests
+// that show the check itself can fail.
 //! The crate's module graph, read from its own sources (test-only): the layers build in
 //! the order channels → process → shared → {actors, services}, and within every
 //! directory the sibling modules use each other without a circle.

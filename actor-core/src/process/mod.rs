@@ -1,8 +1,10 @@
 //! Processes: Python's `Process`, with typed function targets and results.
 //!
 //! This directory is the *process* layer: the [`Process`] handle (this file), the
-//! [`runtime`] (`init`, start methods, a child's entry), the fork server and the exit
-//! monitor. It builds on the channels layer only.
+//! [`runtime`] (`init`, start methods), and private files that form a DAG, each using
+//! only those before it: `base` (threads, stream flushing, after-fork hooks), `identity`,
+//! `monitor` (the exit monitor), `child` (a child's entry), `forkserver`, then `runtime`.
+//! It builds on the channels layer only.
 
 mod base;
 mod child;
