@@ -483,3 +483,65 @@ fn a_redis_worker_panic_prints_nothing_on_stderr() {
         assert!(loud.contains("seven is not allowed"), "{loud}");
     });
 }
+
+/// Run only by `a_plain_process_running_run_worker_prints_no_task_panic`: a worker served
+/// by `run_worker` on a thread of a process that is not a procactor child (as on another
+/// host, from a plain `main`: no child panic hook is installed there by the runtime).
+#[test]
+#[ignore = "run by a_plain_process_running_run_worker_prints_no_task_panic"]
+fn child_plain_run_worker_task_panics() {
+    require_redis!();
+    let name = unique("plain-quiet");
+    let pool = Pool::builder(&url(), &name)
+        .task(panics_on_7)
+        .build()
+        .unwrap();
+    let (u, n) = (url(), name.clone());
+    let worker = std::thread::spawn(move || {
+        redis::run_worker(&u, &n, Tasks::new().with(panics_on_7), T).unwrap();
+    });
+    match pool.apply_async(panics_on_7, 7).unwrap().get_timeout(T) {
+        Err(TaskError::Panicked { message }) => {
+            assert!(message.contains("seven is not allowed"), "{message}");
+            // the location, as the local pool's message has it
+            assert!(message.contains("redis_pool.rs:"), "{message}");
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    assert_eq!(
+        pool.apply_async(panics_on_7, 3).unwrap().get_timeout(T),
+        Ok(3)
+    );
+    pool.stop_workers().unwrap();
+    worker.join().unwrap();
+    // a panic outside a task is still printed (the hook passes it on)
+    let other = std::thread::spawn(|| panic!("not a task: printed")).join();
+    assert!(other.is_err());
+    println!("CHILD-DONE");
+}
+
+/// `run_worker` in a plain process (a remote host's `main`) does not print its tasks'
+/// panics either (they go back to the caller), unless `PROCACTOR_LOG=debug`; a panic
+/// outside a task is printed as usual.
+#[test]
+fn a_plain_process_running_run_worker_prints_no_task_panic() {
+    require_redis!();
+    watchdog(120, || {
+        let run = |log: Option<&str>| {
+            let url = url();
+            let env = [
+                ("PROCACTOR_LOG", log),
+                ("PROCACTOR_REDIS_URL", Some(url.as_str())),
+            ];
+            let out = common::run_test_in_child("child_plain_run_worker_task_panics", true, &env);
+            assert!(out.stdout.contains("CHILD-DONE"), "{}", out.stdout);
+            out.stderr
+        };
+        let quiet = run(None);
+        assert!(!quiet.contains("seven is not allowed"), "{quiet}");
+        assert!(quiet.contains("not a task: printed"), "{quiet}");
+        // asked for: printed (so the check above can fail)
+        let loud = run(Some("debug"));
+        assert!(loud.contains("seven is not allowed"), "{loud}");
+    });
+}

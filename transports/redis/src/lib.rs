@@ -54,6 +54,7 @@
 mod conn;
 pub mod pool;
 mod queue;
+mod quiet;
 mod stream;
 pub mod worker;
 

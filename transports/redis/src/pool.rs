@@ -39,7 +39,6 @@ use procactor_transports::target::{self, SameImage, Target, TargetRef};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -87,8 +86,7 @@ fn bind<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
             .map(|a| {
                 // (the panic goes back as the item's result: not printed unless
                 // `PROCACTOR_LOG=debug`, as in the local pool)
-                runtime::quietly(|| std::panic::catch_unwind(AssertUnwindSafe(|| f.call(a))))
-                    .map_err(|p| runtime::take_panic_message(&*p))
+                crate::quiet::run_task(|| f.call(a))
             })
             .collect();
         let mut buf = Vec::new();
@@ -241,6 +239,11 @@ fn worker_config(url: &str, pool: &str, visibility: Duration) -> Config {
 /// [`PoolBuilder::visibility_timeout`] should be the same); it must exceed the longest
 /// task.
 ///
+/// A task's panic goes back to the caller ([`TaskError::Panicked`], with its location)
+/// and is not printed on this process's stderr, unless `PROCACTOR_LOG=debug` (or
+/// `trace`) asks, as in the local pool. For that, the first call installs a panic hook
+/// that wraps the process's own: panics outside a task still reach the previous hook.
+///
 /// # Errors
 ///
 /// The server cannot be reached at start, `tasks` holds a refused function (a closure
@@ -278,6 +281,8 @@ pub fn run_worker(
         return Err(refused(why));
     }
     let runners = tasks.runners().map_err(refused)?;
+    // (a plain process has no hook that keeps a task's panic quiet: see `quiet`)
+    crate::quiet::install();
     let core = Core::connect(worker_config(url, pool, visibility), false)?;
     serve(&core, &runners)
 }

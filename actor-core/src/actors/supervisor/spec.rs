@@ -1,0 +1,104 @@
+//! How children are supervised (strategy, restart type, shutdown, child spec) and a
+//! supervisor's settings.
+
+use crate::runtime::StartMethod;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Which children a supervisor restarts when one ends (OTP's restart strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Only the child that ended (the default).
+    #[default]
+    OneForOne,
+    /// Every child: the others are terminated (all at once, one deadline; OTP ends them
+    /// one after another in reverse start order), then all restart.
+    OneForAll,
+    /// The child that ended and every child started after it.
+    RestForOne,
+}
+
+/// When a child is restarted (OTP's restart types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Restart {
+    /// Always (the default).
+    #[default]
+    Permanent,
+    /// Only after an abnormal exit.
+    Transient,
+    /// Never.
+    Temporary,
+}
+
+/// How a supervisor ends a child (OTP's shutdown values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Shutdown {
+    /// Ask it to end (`SIGTERM`, or a shutdown request to a child supervisor), wait at
+    /// most this long, then `SIGKILL`.
+    Timeout(Duration),
+    /// `SIGKILL` at once.
+    BrutalKill,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::Timeout(Duration::from_secs(5))
+    }
+}
+
+/// How one child is supervised: its name, restart type and shutdown.
+///
+/// # Examples
+///
+/// ```
+/// use procactor::{ChildSpec, Restart, Shutdown};
+/// use std::time::Duration;
+/// let spec = ChildSpec::new()
+///     .name("parser")
+///     .restart(Restart::Transient)
+///     .shutdown(Shutdown::Timeout(Duration::from_millis(500)));
+/// assert_eq!(spec.restart_type(), Restart::Transient);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildSpec {
+    pub(super) name: Option<String>,
+    pub(super) restart: Restart,
+    pub(super) shutdown: Shutdown,
+}
+
+impl ChildSpec {
+    /// `Permanent`, `Timeout(5 s)`, named after the actor type.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The child's name (a pool's members get `-1`, `-2`, … after it).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// The restart type.
+    pub fn restart(mut self, r: Restart) -> Self {
+        self.restart = r;
+        self
+    }
+    /// How the child is ended.
+    pub fn shutdown(mut self, s: Shutdown) -> Self {
+        self.shutdown = s;
+        self
+    }
+    /// The restart type set.
+    pub fn restart_type(&self) -> Restart {
+        self.restart
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct Settings {
+    pub(super) strategy: Strategy,
+    pub(super) max_restarts: u32,
+    pub(super) period: Duration,
+    /// How its children start (`None`: the process-wide default).
+    pub(super) method: Option<StartMethod>,
+    /// How many events [`Supervisor::events`] keeps (the most recent ones).
+    pub(super) history: usize,
+}
