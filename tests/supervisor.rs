@@ -896,6 +896,18 @@ fn stop_process(pid: u32) {
         .args(["-STOP", &pid.to_string()])
         .status()
         .unwrap();
+    // Wait until the kernel has really stopped it: a SIGTERM sent while the SIGSTOP is
+    // still pending is delivered first (lower number) and ends the child at once, which
+    // made the 3 s checks below fail on a loaded machine.
+    wait_until(T, "the child stopped (state T)", || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .map(|i| s[i + 1..].trim_start().starts_with('T'))
+            })
+            .unwrap_or(false)
+    });
 }
 
 fn quick<R>(what: &str, limit: Duration, f: impl FnOnce() -> R) -> R {
