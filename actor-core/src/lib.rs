@@ -23,7 +23,7 @@ pub mod shared;
 mod status;
 
 pub use actors::{actor, supervisor};
-pub(crate) use channels::{bytes, iter};
+pub(crate) use channels::{aio, bytes, iter};
 pub use channels::{codec, connection, pipe, queue};
 pub use process::runtime;
 pub(crate) use process::{forkserver, monitor};

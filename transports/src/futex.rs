@@ -3,4 +3,4 @@
 //! The futexes are *shared* (not `FUTEX_PRIVATE_FLAG`), so a waiter in one process is
 //! woken by a waker in another process that maps the same [`crate::shm::ShmRegion`].
 pub use crate::sys::futex::WaitOutcome;
-pub(crate) use crate::sys::futex::{wait, wake};
+pub(crate) use crate::sys::futex::{wait, wait_any, wake, AnyOutcome, AnyWord, WAIT_ANY_MAX};

@@ -106,6 +106,7 @@ pub mod socket;
 pub mod spin;
 pub mod target;
 pub mod waiter;
+pub mod watch;
 
 #[cfg(all(test, loom))]
 mod loom_tests;

@@ -2330,6 +2330,28 @@ impl Ring {
         alive
     }
 
+    // ---------------------------------------------------------------- async waiters
+
+    /// The words a reader that does not block (a future) waits on for data: the data
+    /// sequence word and the readers' waiter count. The waiter counts itself in the
+    /// count, re-checks, and waits for the sequence word to change from the value it
+    /// read (see [`crate::waiter`] and [`crate::watch`]); every publication that sees it
+    /// counted bumps the word and wakes it.
+    pub fn data_signal(&self) -> (&AtomicU32, &AtomicU32) {
+        (self.u32(OFF_DATA_SEQ), self.u32(OFF_READERS_WAITING))
+    }
+
+    /// As [`data_signal`](Ring::data_signal), for a writer waiting for room.
+    pub fn space_signal(&self) -> (&AtomicU32, &AtomicU32) {
+        (self.u32(OFF_SPACE_SEQ), self.u32(OFF_WRITERS_WAITING))
+    }
+
+    /// As [`data_signal`](Ring::data_signal), for a joiner waiting for the unfinished
+    /// task count to reach zero.
+    pub fn join_signal(&self) -> (&AtomicU32, &AtomicU32) {
+        (self.u32(OFF_JOIN_SEQ), self.u32(OFF_JOIN_WAITERS))
+    }
+
     // ---------------------------------------------------------------- task counter
 
     /// Marks one task done; `false` (and no change) if every task counted by

@@ -5,6 +5,7 @@
 //! shared-memory ring) and [`connection`]. It builds on `procactor-transports` and the
 //! crate's error types only: nothing here knows about processes, actors or services.
 
+pub(crate) mod aio;
 pub(crate) mod bytes;
 pub mod codec;
 pub mod connection;

@@ -76,6 +76,7 @@
 // `mpmc` (`Queue`, `QueueBuilder`) → `simple`, `joinable` (each adds its own
 // `QueueBuilder::build_*`) → `iter`; `reply` (the numbered-reply wait the actor runtime
 // and the manager share) builds on `mpmc`.
+mod asynch;
 mod handle;
 mod iter;
 mod joinable;
