@@ -48,6 +48,28 @@ def queue_1to1(n):
     return n / dt
 
 
+def queue_1to1_async(n):
+    # asyncio has no multiprocessing queue: the usual way is a thread-pool hop per get
+    import asyncio
+
+    go, q = mp.Queue(), mp.Queue()
+    p = mp.Process(target=produce, args=(go, q, n))
+    p.start()
+    time.sleep(0.05)
+
+    async def drain():
+        loop = asyncio.get_running_loop()
+        for _ in range(n):
+            await loop.run_in_executor(None, q.get)
+
+    t0 = time.perf_counter()
+    go.put(None)
+    asyncio.run(drain())
+    dt = time.perf_counter() - t0
+    p.join()
+    return n / dt
+
+
 def queue_2to2(n):
     go, q = mp.Queue(), mp.Queue()
     half = n // 2
@@ -173,6 +195,7 @@ def _with_ops(fn, count, ops):
 WORKLOADS = {
     "noop": (lambda: (0.0, 1), "-"),
     "queue_1to1": (lambda: _with_ops(queue_1to1, n(200_000), n(200_000)), "msgs/s"),
+    "queue_1to1_async": (lambda: _with_ops(queue_1to1_async, n(50_000), n(50_000)), "msgs/s"),
     "queue_2to2": (lambda: _with_ops(queue_2to2, 2 * n(100_000), 2 * n(100_000)), "msgs/s"),
     "queue_round_trip": (lambda: _with_ops(queue_round_trip, n(5_000), n(5_000) + 1000), "us"),
     "queue_backlog_1m": (lambda: _with_ops(queue_backlog, n(1_000_000), n(1_000_000)), "msgs/s"),

@@ -16,6 +16,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+/// How many times a first poll looks again before registering (each try is a
+/// `try_` operation: tens of nanoseconds; all of them, a few microseconds).
+const SPIN_TRIES: u32 = 64;
+
 /// Picks a word out of its host.
 pub(crate) type Pick<H> = fn(&H) -> &AtomicU32;
 
@@ -73,6 +77,18 @@ impl<H: Send + Sync + 'static> WordWait<H> {
                     }
                     None => Poll::Pending,
                 };
+            }
+        }
+        if self.watch.is_none() {
+            // before the first registration (a lock, a system call and a hop through the
+            // watcher thread), look again for a few microseconds: a queue fed by a busy
+            // producer, a reply on its way, are there by then. Disclosed in the design
+            // notes; never more than SPIN_TRIES tries.
+            for _ in 0..SPIN_TRIES {
+                std::hint::spin_loop();
+                if let Some(v) = ready() {
+                    return Poll::Ready(v);
+                }
             }
         }
         if !self.counted {

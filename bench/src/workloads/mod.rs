@@ -145,6 +145,15 @@ pub(crate) const ALL: &[Workload] = &[
         run: |s| { let k = n(2_000_000, s); (queue::queue_1to1(k), k) },
     },
     Workload {
+        name: "queue_1to1_async",
+        label: "Queue 1→1, consumer async (`get_async` on tokio; Python: `run_in_executor(None, q.get)` on asyncio)",
+        unit: "msgs/s",
+        higher_is_better: true,
+        latency: false,
+        script: "queue_bench.py",
+        run: |s| { let k = n(2_000_000, s); (queue::queue_1to1_async(k), k) },
+    },
+    Workload {
         name: "queue_2to2",
         label: "Queue 2→2",
         unit: "msgs/s",

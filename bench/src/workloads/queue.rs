@@ -51,6 +51,30 @@ pub(crate) fn queue_1to1(n: u64) -> f64 {
     n as f64 / dt
 }
 
+/// Queue 1→1, the consumer async: as [`queue_1to1`], the parent taking each item with
+/// `get_async().await` on a tokio current-thread runtime. Returns messages per second.
+pub(crate) fn queue_1to1_async(n: u64) -> f64 {
+    let go: Queue<()> = Queue::new().expect("queue");
+    let q: Queue<Small> = Queue::new().expect("queue");
+    let mut p = Process::new(produce, (go.clone(), q.clone(), n))
+        .start()
+        .expect("start");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    std::thread::sleep(Duration::from_millis(50));
+    let t0 = Instant::now();
+    go.put(()).expect("go");
+    rt.block_on(async {
+        for _ in 0..n {
+            q.get_async().await.expect("get");
+        }
+    });
+    let dt = t0.elapsed().as_secs_f64();
+    p.join().expect("join");
+    n as f64 / dt
+}
+
 /// Queue 2→2: two producer processes put `n / 2` small messages each, two consumer
 /// processes take `n / 2` each. Returns messages per second.
 pub(crate) fn queue_2to2(n: u64) -> f64 {
