@@ -2,6 +2,7 @@
 //! queue, giving them to workers (`place`), writing handle frames (`pump`), and the
 //! dispatcher thread.
 
+use super::direct::Role;
 use super::fault;
 use super::feed::{Source, Wake};
 use super::state::{
@@ -72,6 +73,9 @@ pub(super) struct Inner {
     /// Where the monitor sends the exits of this pool's workers (and only theirs): set
     /// before the first worker starts.
     pub(super) route: std::sync::OnceLock<ExitRoute>,
+    /// Who reads the result ring: the result thread, or a caller waiting for its
+    /// result (see `direct`).
+    pub(super) role: Role,
 }
 
 impl Inner {
@@ -151,6 +155,7 @@ impl Inner {
             st.early_exits.swap_remove(k);
             self.dead[i].store(true, Ordering::Release);
             let _ = self.results.put(ResultMsg::Exited(i as u32));
+            self.role.wake_collector();
         }
     }
 
@@ -180,13 +185,16 @@ impl Inner {
 
     /// Accepts one chunk into the submission queue and gives what it can to workers at
     /// once; waits only while the submission window is full. `after_close`: an input
-    /// finishing what was given before `close`.
+    /// finishing what was given before `close`. `direct`: its result is read by the
+    /// caller waiting for it (see `direct`), so the result thread, if idle, is not woken
+    /// for it alone.
     pub(super) fn submit(
         &self,
         fid: u32,
         payload: Payload,
         sink: Sink,
         after_close: bool,
+        direct: bool,
     ) -> Result<u64, Error> {
         let cost = payload.cost();
         // a callback on the result thread that submits must not wait for the window:
@@ -244,9 +252,15 @@ impl Inner {
         self.pump(&mut st);
         let wake = st.dispatcher_waiting
             && (!st.queue.is_empty() || st.workers.iter().any(|w| !w.frames.is_empty()));
+        // a direct chunk alone in flight: its caller reads its result; with others, the
+        // result thread routes theirs (and makes room for queued chunks) meanwhile
+        let alone = st.pending.len() == 1;
         drop(st);
         if wake {
             self.dcv.notify_one();
+        }
+        if !direct || !alone {
+            self.role.wake_collector();
         }
         run_sinks(failed);
         Ok(chunk)
