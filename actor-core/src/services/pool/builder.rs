@@ -234,6 +234,7 @@ impl PoolBuilder {
                 in_flight: Cost::default(),
                 fns: Vec::new(),
                 fn_ids: HashMap::new(),
+                fn_by_type: HashMap::new(),
                 next_chunk: 1,
                 phase: Phase::Running,
                 service: None,

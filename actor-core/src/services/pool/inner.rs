@@ -23,6 +23,7 @@ use crate::Message;
 use procactor_transports::fdpass;
 use procactor_transports::target::{self, Target};
 use procactor_transports::{AsFd, OwnedFd};
+use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -162,11 +163,22 @@ impl Inner {
     /// The id workers know `f` by, registering it first if needed. Never waits: the
     /// registration reaches each worker's ring (before the first chunk using it) when
     /// the pool gives that worker such a chunk (a replacement gets every registration in
-    /// its boot).
+    /// its boot). A zero-sized target (a function item, a closure capturing nothing) is
+    /// known by its types after its first use: no description, no string hashed.
     pub(super) fn fn_id<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
         f: F,
     ) -> Result<u32, Error> {
+        let by_type = (std::mem::size_of::<F>() == 0).then(TypeId::of::<(F, A, R, S)>);
+        if let Some(t) = by_type {
+            let st = self.lock();
+            if st.phase != Phase::Running {
+                return Err(closed());
+            }
+            if let Some(&id) = st.fn_by_type.get(&t) {
+                return Ok(id);
+            }
+        }
         let binder: BindFn = bind::<A, R, S, F>;
         let t = target::describe_target(f).map_err(|e| Error::InvalidArgument(e.0))?;
         let key = (FnRef::of(binder), FnRef::from(t));
@@ -174,12 +186,18 @@ impl Inner {
         if st.phase != Phase::Running {
             return Err(closed());
         }
-        if let Some(&id) = st.fn_ids.get(&key) {
-            return Ok(id);
+        let id = match st.fn_ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = st.fns.len() as u32 + 1;
+                st.fns.push((id, key.0.clone(), key.1.clone()));
+                st.fn_ids.insert(key, id);
+                id
+            }
+        };
+        if let Some(t) = by_type {
+            st.fn_by_type.insert(t, id);
         }
-        let id = st.fns.len() as u32 + 1;
-        st.fns.push((id, key.0.clone(), key.1.clone()));
-        st.fn_ids.insert(key, id);
         Ok(id)
     }
 
