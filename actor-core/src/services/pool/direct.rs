@@ -1,6 +1,7 @@
-//! The direct path of a task's result: a caller waiting in [`AsyncResult::get`] reads
-//! the result ring itself, instead of the result thread reading it and then waking the
-//! caller (one thread hop, one sleep and one wake-up less per round trip).
+//! The direct path of a task's result: a caller waiting in
+//! [`AsyncResult::get`](super::AsyncResult::get) reads the result ring itself, instead
+//! of the result thread reading it and then waking the caller (one thread hop, one
+//! sleep and one wake-up less per round trip).
 //!
 //! # Who reads the result ring
 //!
