@@ -1773,3 +1773,160 @@ fn a_panic_with_a_live_pool_never_hangs() {
         assert!(t.elapsed() < Duration::from_secs(20));
     });
 }
+
+// ------------------------------------------------- the direct path of `get`
+
+/// A caller waiting in `get` reads the result ring itself (see the pool's `direct`
+/// module): a worker SIGKILLed while it runs that caller's task still gives
+/// `WorkerDied` (handled on the result thread, which the reader hands the exit notice
+/// to), promptly, and the pool goes on with a replacement.
+#[test]
+fn a_worker_killed_under_a_waiting_get_gives_worker_died() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        // the caller is the ring's reader before the task starts (a round trip first)
+        assert_eq!(pool.apply_async(square, 3).unwrap().get(), Ok(9));
+        let started = Queue::new().unwrap();
+        let release = procactor::Event::new().unwrap();
+        let h = pool
+            .apply_async(announce_and_hold, (started.clone(), release.clone(), 5))
+            .unwrap();
+        let victim = started.get_timeout(T).expect("the task never started");
+        // killed from outside while this thread waits in `get` (a shell, not a thread:
+        // the test runs under the `Fork` matrix too)
+        let t0 = Instant::now();
+        let mut killer = std::process::Command::new("sh")
+            .args(["-c", &format!("sleep 0.05; kill -9 {victim}")])
+            .spawn()
+            .unwrap();
+        let r = h.get(); // (no timeout: the watchdog bounds the test)
+        let took = t0.elapsed();
+        assert!(killer.wait().unwrap().success());
+        release.set();
+        match r {
+            Err(TaskError::WorkerDied(procactor::ExitStatus::Signal(9))) => {}
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        // (the kill comes 50 ms after `t0`)
+        assert!(
+            took < Duration::from_secs(5),
+            "WorkerDied came after {took:?}"
+        );
+        for x in 0..20u64 {
+            assert_eq!(pool.apply_async(square, x).unwrap().get(), Ok(x * x));
+        }
+    });
+}
+
+/// Several threads in `get` at once (one of them reads the ring, the others' results
+/// go through the result thread), callbacks (still on the result thread) and an `imap`
+/// meanwhile: every result arrives, exactly once.
+#[test]
+fn gets_on_many_threads_with_callbacks_and_imap_meanwhile() {
+    use std::sync::{Arc, Mutex};
+    watchdog(120, || {
+        let pool = Arc::new(Pool::new(2).unwrap());
+        let names: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let mut threads = Vec::new();
+        for t in 0..3u64 {
+            let pool = pool.clone();
+            threads.push(std::thread::spawn(move || {
+                for x in 0..300u64 {
+                    let x = t * 1000 + x;
+                    assert_eq!(pool.apply_async(square, x).unwrap().get(), Ok(x * x));
+                    assert_eq!(pool.apply(square, x), Ok(x * x));
+                }
+            }));
+        }
+        {
+            let (pool, names) = (pool.clone(), names.clone());
+            threads.push(std::thread::spawn(move || {
+                for x in 0..200u64 {
+                    let n = names.clone();
+                    let h = pool
+                        .apply_async_with(
+                            square,
+                            x,
+                            move |v| {
+                                assert_eq!(v, x * x);
+                                let me = std::thread::current().name().map(String::from);
+                                n.lock().unwrap().push(me);
+                            },
+                            |e| panic!("{e}"),
+                        )
+                        .unwrap();
+                    assert_eq!(h.get(), Ok(x * x));
+                }
+            }));
+        }
+        let sum: u64 = pool
+            .imap(square, 0..2000u64)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .sum();
+        assert_eq!(sum, (0..2000u64).map(|x| x * x).sum::<u64>());
+        for t in threads {
+            t.join().unwrap();
+        }
+        let names = names.lock().unwrap();
+        assert_eq!(names.len(), 200);
+        assert!(
+            names
+                .iter()
+                .all(|n| n.as_deref() == Some("procactor-pool-results")),
+            "callbacks ran elsewhere than on the result thread"
+        );
+    });
+}
+
+/// `terminate`, and dropping the pool, end a `get` that waits on the result ring at
+/// once (with `TaskError::Failed`), also when the handle outlives the pool.
+#[test]
+fn terminate_and_drop_end_a_waiting_get() {
+    watchdog(60, || {
+        for drop_it in [false, true] {
+            let pool = Pool::new(1).unwrap();
+            assert_eq!(pool.apply_async(square, 3).unwrap().get(), Ok(9));
+            let h = pool.apply_async(sleep_then, (1, 20_000)).unwrap();
+            let waiter = std::thread::spawn(move || {
+                let r = h.get();
+                (r, Instant::now())
+            });
+            std::thread::sleep(Duration::from_millis(200)); // it waits in `get`
+            let t0 = Instant::now();
+            if drop_it {
+                drop(pool);
+            } else {
+                pool.terminate();
+            }
+            let (r, at) = waiter.join().unwrap();
+            assert!(matches!(r, Err(TaskError::Failed(_))), "{r:?}");
+            assert!(
+                at.saturating_duration_since(t0) < Duration::from_secs(5),
+                "the get ended {:?} after",
+                at.saturating_duration_since(t0)
+            );
+        }
+    });
+}
+
+/// A result nobody waits for in `get` still completes the task: `ready()` polling sees
+/// it, `join()` ends, and a `map` after a run of direct gets is not held back.
+#[test]
+fn results_nobody_waits_for_still_arrive() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        for x in 0..50u64 {
+            assert_eq!(pool.apply_async(square, x).unwrap().get(), Ok(x * x));
+        }
+        let h = pool.apply_async(square, 7).unwrap();
+        wait_until(T, "ready", || h.ready());
+        assert_eq!(h.get_timeout(T), Ok(49));
+        let t0 = Instant::now();
+        assert_eq!(pool.map(square, 0..1000u64).unwrap()[999], 999 * 999);
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        let _unread = pool.apply_async(square, 8).unwrap();
+        pool.close();
+        pool.join().unwrap();
+    });
+}

@@ -825,6 +825,16 @@ const NOT_UNDER_FORK: &[(&str, &str, &str)] = &[
     ),
     (
         "pool",
+        "gets_on_many_threads_with_callbacks_and_imap_meanwhile",
+        "needs threads",
+    ),
+    (
+        "pool",
+        "terminate_and_drop_end_a_waiting_get",
+        "needs a thread of its own",
+    ),
+    (
+        "pool",
         "child_pool_task_panics",
         "ignored: run by a_worker_panic_prints_nothing_on_stderr",
     ),

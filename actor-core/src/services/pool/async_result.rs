@@ -1,6 +1,7 @@
 //! [`AsyncResult`] (Python's `AsyncResult`), decoding chunk outcomes, and the gathering
 //! of `map_async_with`'s chunks for its callbacks.
 
+use super::direct::{self, Direct, Received};
 use super::state::{OnAll, OnErr, Outcome};
 use super::task_error::TaskError;
 use super::wire::ChunkOut;
@@ -32,6 +33,8 @@ pub struct AsyncResult<T, E = String> {
     /// Signalled when the thread receiving for everyone got something.
     pub(super) cv: Condvar,
     pub(super) decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
+    /// Set for a task whose waiting caller reads the result ring itself.
+    pub(super) direct: Option<Direct>,
 }
 
 /// The chunks an `AsyncResult` has received.
@@ -91,6 +94,7 @@ impl<T, E> AsyncResult<T, E> {
             got: Mutex::new(Got::default()),
             cv: Condvar::new(),
             decode,
+            direct: None,
         }
     }
 
@@ -104,11 +108,13 @@ impl<T, E> AsyncResult<T, E> {
     /// Takes what has arrived, waiting until `deadline` (`None`: for ever) for the rest;
     /// `true` once everything has. The lock is never held across a blocking receive:
     /// one waiting thread receives for all, the others wait on `cv` (each with its own
-    /// deadline), and a `deadline` already passed never waits.
+    /// deadline), and a `deadline` already passed never waits (a direct task then looks
+    /// at the result ring once, if nobody reads it).
     pub(super) fn gather(&self, deadline: Option<Instant>) -> bool {
         let ids = self.ids();
         let lock = || self.got.lock().unwrap_or_else(|e| e.into_inner());
         let mut g = lock();
+        let mut polled = false;
         loop {
             while let Ok((c, out)) = self.rx.try_recv() {
                 g.outs.insert(c, out);
@@ -116,29 +122,29 @@ impl<T, E> AsyncResult<T, E> {
             if ids.iter().all(|c| g.outs.contains_key(c)) {
                 return true;
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| d <= now) {
+            let passed = deadline.is_some_and(|d| d <= Instant::now());
+            if passed && (polled || self.direct.is_none()) {
                 return false;
             }
             if g.receiving {
                 // another thread receives: wait for what it gets (or our deadline)
                 g = match deadline {
                     None => self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                    Some(_) if passed => return false,
                     Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
                         self.cv
-                            .wait_timeout(g, d - now)
+                            .wait_timeout(g, left)
                             .unwrap_or_else(|e| e.into_inner())
                             .0
                     }
                 };
                 continue;
             }
+            polled = true;
             g.receiving = true;
             drop(g);
-            let r = match deadline {
-                None => self.rx.recv().map_err(|_| true),
-                Some(d) => self.rx.recv_deadline(d).map_err(|e| e.is_disconnected()),
-            };
+            let r = self.receive(deadline);
             g = lock();
             g.receiving = false;
             self.cv.notify_all();
@@ -155,6 +161,24 @@ impl<T, E> AsyncResult<T, E> {
                 }
                 Err(false) => {} // timed out: the loop sees the deadline passed
             }
+        }
+    }
+
+    /// Receives one outcome until `deadline`: reading the result ring directly when the
+    /// task allows it (see `direct`), else from the channel the result thread fills.
+    /// `Err(true)`: every sender is gone; `Err(false)`: timed out.
+    fn receive(&self, deadline: Option<Instant>) -> Result<(u64, Outcome), bool> {
+        if let Some(d) = &self.direct {
+            match direct::receive(d, &self.rx, deadline) {
+                Received::Out(c, out) => return Ok((c, out)),
+                Received::Timeout => return Err(false),
+                Received::Disconnected => return Err(true),
+                Received::Fallback => {}
+            }
+        }
+        match deadline {
+            None => self.rx.recv().map_err(|_| true),
+            Some(d) => self.rx.recv_deadline(d).map_err(|e| e.is_disconnected()),
         }
     }
 

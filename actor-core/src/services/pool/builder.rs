@@ -1,6 +1,7 @@
 //! [`Pool`] itself and [`PoolBuilder`]: configuration and starting the workers and the
 //! pool's threads.
 
+use super::direct::Role;
 use super::fault;
 use super::feed::Wake;
 use super::feeder::read_inputs;
@@ -222,6 +223,7 @@ impl PoolBuilder {
             workers.push(Worker::new(RawArray::zeroed(CELL_WORDS)?));
         }
         let (src_tx, src_rx) = crossbeam_channel::unbounded();
+        let (handoff_tx, handoff_rx) = crossbeam_channel::unbounded();
         let inner = Arc::new(Inner {
             rings,
             dead: (0..n).map(|_| AtomicBool::new(false)).collect(),
@@ -232,6 +234,7 @@ impl PoolBuilder {
                 in_flight: Cost::default(),
                 fns: Vec::new(),
                 fn_ids: HashMap::new(),
+                fn_by_type: HashMap::new(),
                 next_chunk: 1,
                 phase: Phase::Running,
                 service: None,
@@ -260,6 +263,7 @@ impl PoolBuilder {
             fail_frames: fault::Counter::new(),
             fail_puts: fault::Counter::new(),
             route: std::sync::OnceLock::new(),
+            role: Role::new(handoff_tx),
         });
         // watching before any worker starts, so that no exit is missed
         // (routed: the exits of this pool's workers only, not every child of the process)
@@ -293,7 +297,7 @@ impl PoolBuilder {
         let collector =
             crate::runtime::thread_builder("procactor-pool-results").spawn(move || {
                 let _ = i2.collector.set(std::thread::current().id());
-                collect(i2, reader)
+                collect(i2, reader, handoff_rx)
             })?;
         let i4 = inner.clone();
         let dispatcher = crate::runtime::thread_builder("procactor-pool-dispatch")

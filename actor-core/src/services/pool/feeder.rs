@@ -103,7 +103,7 @@ pub(super) fn feed_one(inner: &Arc<Inner>, src: &mut Source) -> Step {
                 let _ = tx_s.send(FeedMsg::Chunk(seq, n, out, true));
             });
             src.seq += 1;
-            match inner.submit(src.fid, payload, sink, true) {
+            match inner.submit(src.fid, payload, sink, true, false) {
                 Ok(_) => {
                     unsent.sent();
                     Step::Read

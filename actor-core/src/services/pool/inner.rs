@@ -2,6 +2,7 @@
 //! queue, giving them to workers (`place`), writing handle frames (`pump`), and the
 //! dispatcher thread.
 
+use super::direct::Role;
 use super::fault;
 use super::feed::{Source, Wake};
 use super::state::{
@@ -22,6 +23,7 @@ use crate::Message;
 use procactor_transports::fdpass;
 use procactor_transports::target::{self, Target};
 use procactor_transports::{AsFd, OwnedFd};
+use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -72,6 +74,9 @@ pub(super) struct Inner {
     /// Where the monitor sends the exits of this pool's workers (and only theirs): set
     /// before the first worker starts.
     pub(super) route: std::sync::OnceLock<ExitRoute>,
+    /// Who reads the result ring: the result thread, or a caller waiting for its
+    /// result (see `direct`).
+    pub(super) role: Role,
 }
 
 impl Inner {
@@ -151,17 +156,29 @@ impl Inner {
             st.early_exits.swap_remove(k);
             self.dead[i].store(true, Ordering::Release);
             let _ = self.results.put(ResultMsg::Exited(i as u32));
+            self.role.wake_collector();
         }
     }
 
     /// The id workers know `f` by, registering it first if needed. Never waits: the
     /// registration reaches each worker's ring (before the first chunk using it) when
     /// the pool gives that worker such a chunk (a replacement gets every registration in
-    /// its boot).
+    /// its boot). A zero-sized target (a function item, a closure capturing nothing) is
+    /// known by its types after its first use: no description, no string hashed.
     pub(super) fn fn_id<A: Message, R: Message, S: 'static, F: Target<A, S, Output = R>>(
         &self,
         f: F,
     ) -> Result<u32, Error> {
+        let by_type = (std::mem::size_of::<F>() == 0).then(TypeId::of::<(F, A, R, S)>);
+        if let Some(t) = by_type {
+            let st = self.lock();
+            if st.phase != Phase::Running {
+                return Err(closed());
+            }
+            if let Some(&id) = st.fn_by_type.get(&t) {
+                return Ok(id);
+            }
+        }
         let binder: BindFn = bind::<A, R, S, F>;
         let t = target::describe_target(f).map_err(|e| Error::InvalidArgument(e.0))?;
         let key = (FnRef::of(binder), FnRef::from(t));
@@ -169,24 +186,33 @@ impl Inner {
         if st.phase != Phase::Running {
             return Err(closed());
         }
-        if let Some(&id) = st.fn_ids.get(&key) {
-            return Ok(id);
+        let id = match st.fn_ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = st.fns.len() as u32 + 1;
+                st.fns.push((id, key.0.clone(), key.1.clone()));
+                st.fn_ids.insert(key, id);
+                id
+            }
+        };
+        if let Some(t) = by_type {
+            st.fn_by_type.insert(t, id);
         }
-        let id = st.fns.len() as u32 + 1;
-        st.fns.push((id, key.0.clone(), key.1.clone()));
-        st.fn_ids.insert(key, id);
         Ok(id)
     }
 
     /// Accepts one chunk into the submission queue and gives what it can to workers at
     /// once; waits only while the submission window is full. `after_close`: an input
-    /// finishing what was given before `close`.
+    /// finishing what was given before `close`. `direct`: its result is read by the
+    /// caller waiting for it (see `direct`), so the result thread, if idle, is not woken
+    /// for it alone.
     pub(super) fn submit(
         &self,
         fid: u32,
         payload: Payload,
         sink: Sink,
         after_close: bool,
+        direct: bool,
     ) -> Result<u64, Error> {
         let cost = payload.cost();
         // a callback on the result thread that submits must not wait for the window:
@@ -244,9 +270,15 @@ impl Inner {
         self.pump(&mut st);
         let wake = st.dispatcher_waiting
             && (!st.queue.is_empty() || st.workers.iter().any(|w| !w.frames.is_empty()));
+        // a direct chunk alone in flight: its caller reads its result; with others, the
+        // result thread routes theirs (and makes room for queued chunks) meanwhile
+        let alone = st.pending.len() == 1;
         drop(st);
         if wake {
             self.dcv.notify_one();
+        }
+        if !direct || !alone {
+            self.role.wake_collector();
         }
         run_sinks(failed);
         Ok(chunk)

@@ -1,6 +1,7 @@
 //! Ending a pool: `close`, `join`, `terminate` and drop.
 
 use super::builder::Pool;
+use super::direct::Handoff;
 use super::state::{run_sinks, Cost, Finished, Phase};
 use super::task_error::TaskError;
 use super::wire::ResultMsg;
@@ -167,6 +168,8 @@ impl Drop for Pool {
             self.inner.dcv.notify_all();
         }
         let _ = self.inner.results.put(ResultMsg::Quit);
+        // (the result thread may be idle, a caller holding the reader role)
+        self.inner.role.hand_off(Handoff::Msg(ResultMsg::Quit));
         if let Some(t) = self.dispatcher.take() {
             // (it may be running an error callback of a chunk a ring refused)
             join_until(t, deadline);

@@ -6,7 +6,10 @@
 //! naming the chunk it is running; all workers put their results on one result ring,
 //! which a collector thread (the pool's *result thread*) reads and routes to whoever
 //! waits (a `map`, an `imap` iterator, an [`AsyncResult`], a callback). The pool
-//! therefore knows, at every moment, which chunks sit in which worker's ring.
+//! therefore knows, at every moment, which chunks sit in which worker's ring. A caller
+//! waiting in [`AsyncResult::get`] for a task without callbacks reads the result ring
+//! itself meanwhile, handing the result thread whatever else it finds there, so that a
+//! round trip costs no hop through that thread (see `direct.rs`).
 //!
 //! **Handles as task arguments.** A chunk whose arguments hold procactor handles (a
 //! `Queue`, a `Lock`, a `Value`, a Pipe's `Connection`…) cannot travel through shared
@@ -79,6 +82,7 @@
 
 mod async_result;
 mod builder;
+mod direct;
 #[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod fault;

@@ -5,6 +5,7 @@ use super::async_result::{
     GatherState,
 };
 use super::builder::Pool;
+use super::direct::{nudge, Direct};
 use super::feed::{Feed, FeedState, InputOf, Source};
 use super::imap::Imap;
 use super::state::{
@@ -18,7 +19,7 @@ use crate::Message;
 use procactor_transports::target::Target;
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 impl Pool {
@@ -257,7 +258,7 @@ impl Pool {
                 }
                 let _ = tx.send((c, out));
             });
-            let c = self.inner.submit(fid, payload, sink, false)?;
+            let c = self.inner.submit(fid, payload, sink, false, false)?;
             unsent.sent();
             chunks.push(c);
         }
@@ -387,15 +388,32 @@ impl Pool {
         let (payload, unsent) = encode_chunk(std::slice::from_ref(arg)).map_err(Error::Encode)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let fid = self.inner.fn_id(f)?;
-        let sink: Sink = Box::new(move |_, c, out| {
-            if let Some(h) = hook {
-                h(&out);
-            }
-            let _ = tx.send((c, out));
-        });
-        let c = self.inner.submit(fid, payload, sink, false)?;
+        // without callbacks (which run on the result thread), the caller waiting for the
+        // result reads it from the result ring itself (see `direct`)
+        let direct = hook.is_none();
+        let reading = Arc::new(AtomicBool::new(false));
+        let weak = Arc::downgrade(&self.inner);
+        let sink: Sink = {
+            let (reading, weak) = (reading.clone(), weak.clone());
+            Box::new(move |_, c, out| {
+                if let Some(h) = hook {
+                    h(&out);
+                }
+                let _ = tx.send((c, out));
+                nudge(&weak, &reading);
+            })
+        };
+        let c = self.inner.submit(fid, payload, sink, false, direct)?;
         unsent.sent();
-        Ok(AsyncResult::new(rx, Collect::One(c), decode))
+        let mut r = AsyncResult::new(rx, Collect::One(c), decode);
+        if direct {
+            r.direct = Some(Direct {
+                inner: weak,
+                chunk: c,
+                reading,
+            });
+        }
+        Ok(r)
     }
 
     /// Runs `f(arg)` in a worker; the result comes through the returned handle.

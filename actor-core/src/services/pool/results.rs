@@ -1,6 +1,7 @@
 //! The pool's result thread: routes results to their waiters, and replaces workers
 //! that exit (failing what they ran, requeuing what they had queued).
 
+use super::direct::{Handoff, IDLE_CHECK};
 use super::inner::Inner;
 use super::state::{
     fail_pending, note_service, run_sinks, take_pending, Finished, Payload, Phase, State, Sub,
@@ -10,7 +11,7 @@ use super::task_error::TaskError;
 use super::wire::{FnRef, ResultMsg, TaskMsg, CELL_CHUNK, CELL_READY, CELL_SENT};
 use crate::queue::Queue;
 use crate::shared::RawArray;
-use crate::{ExitStatus, GetError};
+use crate::{Bytes, ExitStatus, GetError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -35,75 +36,152 @@ pub(super) fn worker_exited(inner: &Inner, pid: u32) {
     if let Some(i) = idx {
         inner.dead[i].store(true, Ordering::Release);
         let _ = inner.results.put(ResultMsg::Exited(i as u32));
+        inner.role.wake_collector();
     }
 }
 
-/// Routes results to their waiters; handles worker exits.
-pub(super) fn collect(inner: Arc<Inner>, results: Queue<ResultMsg>) {
+/// Routes results to their waiters; handles worker exits. It reads the result ring
+/// while it holds the reader role, and otherwise runs what the direct reader hands it
+/// (see `direct`).
+pub(super) fn collect(
+    inner: Arc<Inner>,
+    results: Queue<ResultMsg>,
+    handoff: crossbeam_channel::Receiver<Handoff>,
+) {
     loop {
-        match results.get() {
-            Ok(ResultMsg::Done(chunk, slot, out)) => {
-                let mut st = inner.lock();
-                if let Some(w) = st.workers.get_mut(slot as usize) {
-                    w.received += 1;
-                }
-                let done = take_pending(&mut st, chunk);
-                if let Some(p) = &done {
-                    note_service(&mut st, p);
-                }
-                let mut failed = Vec::new();
-                inner.place(&mut st, &mut failed);
-                let wake_d =
-                    st.dispatcher_waiting && st.workers.iter().any(|w| !w.frames.is_empty());
-                let wake = st.cv_waiters > 0;
-                drop(st);
-                if let Some(p) = done {
-                    (p.sink)(p.worker, chunk, out.map_err(TaskError::Failed));
-                }
-                run_sinks(failed);
-                if wake_d {
-                    inner.dcv.notify_one();
-                }
-                if wake {
-                    inner.cv.notify_all();
+        // waits for the role, running what a direct reader hands over meanwhile
+        loop {
+            while let Ok(h) = handoff.try_recv() {
+                if !on_handoff(&inner, h) {
+                    return;
                 }
             }
-            Ok(ResultMsg::Exited(i)) => {
-                let i = i as usize;
-                if i >= inner.processes {
-                    continue;
-                }
-                replace_worker(&inner, i);
+            if inner.role.collector_takes(&inner) {
+                break;
             }
-            Ok(ResultMsg::Quit) | Err(GetError::Disconnected) | Err(GetError::Broken) => return,
-            Err(GetError::Decode(e)) => {
-                // a worker broke the protocol: the ones with results in the ring are
-                // suspects (usually one); they are replaced, so that the chunk whose
-                // result this was fails instead of waiting for ever
-                let st = inner.lock();
-                let suspects: Vec<usize> = st
-                    .workers
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, w)| {
-                        w.proc.is_some()
-                            && w.cell
-                                .atomic_u64(CELL_SENT)
-                                .is_some_and(|s| s.load(Ordering::Acquire) > w.received)
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                tracing::error!(error = %e, ?suspects,
-                    "pool: an undecodable result; replacing the workers that may have sent it");
-                for &i in &suspects {
-                    if let Some(p) = &st.workers[i].proc {
-                        let _ = p.kill();
+            match handoff.recv_timeout(IDLE_CHECK) {
+                Ok(h) => {
+                    if !on_handoff(&inner, h) {
+                        return;
                     }
                 }
-                drop(st);
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        // reads until a caller asks for the role
+        loop {
+            match results.get() {
+                Ok(ResultMsg::Yield) => {
+                    if inner.role.collector_yields() {
+                        break;
+                    }
+                }
+                Ok(m) => {
+                    if !on_msg(&inner, m) {
+                        return;
+                    }
+                }
+                Err(GetError::Disconnected) | Err(GetError::Broken) => return,
+                Err(GetError::Decode(e)) => on_garbage(&inner, &e.to_string()),
             }
         }
     }
+}
+
+/// Runs what a direct reader handed over; `false`: the pool is gone.
+fn on_handoff(inner: &Inner, h: Handoff) -> bool {
+    match h {
+        Handoff::Msg(m) => return on_msg(inner, m),
+        Handoff::Garbage(e) => on_garbage(inner, &e),
+        Handoff::Sinks(s) => run_sinks(s),
+        Handoff::Resume => {}
+    }
+    true
+}
+
+/// Handles one message of the result ring on the result thread; `false`: the pool is
+/// gone.
+fn on_msg(inner: &Inner, m: ResultMsg) -> bool {
+    match m {
+        ResultMsg::Done(chunk, slot, out) => on_done(inner, chunk, slot, out, true),
+        ResultMsg::Exited(i) => {
+            let i = i as usize;
+            if i < inner.processes {
+                replace_worker(inner, i);
+            }
+        }
+        ResultMsg::Yield => {}
+        ResultMsg::Quit => return false,
+    }
+    true
+}
+
+/// Routes chunk `chunk`'s result (from worker slot `slot`) to its sink and gives the
+/// workers what the freed room allows. `on_collector`: this is the result thread; else
+/// (a direct reader with its own result) the sinks of chunks failed meanwhile, which may
+/// run callbacks, go to the result thread.
+pub(super) fn on_done(
+    inner: &Inner,
+    chunk: u64,
+    slot: u32,
+    out: Result<Bytes, String>,
+    on_collector: bool,
+) {
+    let mut st = inner.lock();
+    if let Some(w) = st.workers.get_mut(slot as usize) {
+        w.received += 1;
+    }
+    let done = take_pending(&mut st, chunk);
+    if let Some(p) = &done {
+        note_service(&mut st, p);
+    }
+    let mut failed = Vec::new();
+    inner.place(&mut st, &mut failed);
+    let wake_d = st.dispatcher_waiting && st.workers.iter().any(|w| !w.frames.is_empty());
+    let wake = st.cv_waiters > 0;
+    drop(st);
+    if let Some(p) = done {
+        (p.sink)(p.worker, chunk, out.map_err(TaskError::Failed));
+    }
+    if on_collector {
+        run_sinks(failed);
+    } else if !failed.is_empty() {
+        inner.role.hand_off(Handoff::Sinks(failed));
+    }
+    if wake_d {
+        inner.dcv.notify_one();
+    }
+    if wake {
+        inner.cv.notify_all();
+    }
+}
+
+/// A worker broke the protocol: the ones with results in the ring are suspects
+/// (usually one); they are replaced, so that the chunk whose result this was fails
+/// instead of waiting for ever.
+fn on_garbage(inner: &Inner, e: &str) {
+    let st = inner.lock();
+    let suspects: Vec<usize> = st
+        .workers
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| {
+            w.proc.is_some()
+                && w.cell
+                    .atomic_u64(CELL_SENT)
+                    .is_some_and(|s| s.load(Ordering::Acquire) > w.received)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    tracing::error!(error = %e, ?suspects,
+        "pool: an undecodable result; replacing the workers that may have sent it");
+    for &i in &suspects {
+        if let Some(p) = &st.workers[i].proc {
+            let _ = p.kill();
+        }
+    }
+    drop(st);
 }
 /// Handles worker `i`'s exit (on the result thread): fails what it was running, puts
 /// what was queued in its ring back at the front of the submission queue, and starts a

@@ -244,6 +244,9 @@ pub(super) struct State {
     pub(super) in_flight: Cost,
     pub(super) fns: Vec<(u32, FnRef, FnRef)>,
     pub(super) fn_ids: HashMap<(FnRef, FnRef), u32>,
+    /// The ids of zero-sized targets by their types (target, argument, result,
+    /// signature), which alone decide their description.
+    pub(super) fn_by_type: HashMap<std::any::TypeId, u32>,
     pub(super) next_chunk: u64,
     pub(super) phase: Phase,
     /// The time one chunk takes in a worker (moving average, seconds).

@@ -66,6 +66,9 @@ pub(super) enum ResultMsg {
     /// The collector should end (the pool is gone).
     #[serde(rename = "q")]
     Quit,
+    /// Whoever reads: look at the reader role, or at your own result (see `direct`).
+    #[serde(rename = "y")]
+    Yield,
 }
 
 /// What a worker puts on the result ring: a [`ResultMsg::Done`] as the collector reads
