@@ -1501,8 +1501,12 @@ fn an_unsendable_handle_chunk_fails_once_instead_of_being_requeued() {
     watchdog(60, || {
         let pool = Pool::new(1).unwrap();
         let q: Queue<u64> = Queue::new().unwrap();
-        // (quick results first: the worker's ring then takes more than one chunk)
-        assert_eq!(pool.map(square, 0..200u64).unwrap().len(), 200);
+        // (quick results first, one task per chunk: the estimate of a chunk's time, a
+        // moving average, then says microseconds and the worker's ring takes more than
+        // one chunk; a few large chunks, or a worker still starting, could leave it at
+        // one, and the handle chunk would then wait outside the ring)
+        assert_eq!(pool.map(square, 0..4u64).unwrap().len(), 4);
+        assert_eq!(pool.map_chunksize(square, 0..400u64, 1).unwrap().len(), 400);
         let busy = pool.apply_async(sleep_then, (1, 1500)).unwrap();
         std::thread::sleep(Duration::from_millis(200));
         pool.fail_next_frame_writes(3);
