@@ -7,10 +7,13 @@ use super::mpmc::Queue;
 use super::simple::SimpleQueue;
 use crate::aio::WordWait;
 use crate::error::{GetError, PutError, TryGetError};
+use crate::pipe::sealed::{Sealed, WordReady};
+use crate::pipe::Waitable;
 use crate::Message;
 use procactor_transports::ring::Ring;
+use procactor_transports::BorrowedFd;
 use std::future::poll_fn;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often a waiting future looks again although no word changed: a producer that
 /// died (so that `Disconnected` is due) announces nothing.
@@ -279,3 +282,66 @@ impl<T: Message> JoinableQueue<T> {
         poll_fn(|cx| wait.poll(cx, None, || (ring.unfinished() == 0).then_some(()))).await;
     }
 }
+
+// ------------------------------------------------------------------ `wait` on queues
+
+impl Handle {
+    /// Whether `get` would not wait: an item is there, the ring is broken, or (when
+    /// `producers` is asked: it makes system calls) no producer is left.
+    fn ready_now(&self, producers: bool) -> bool {
+        !self.ring.is_empty()
+            || self.ring.is_broken()
+            || (producers
+                && !self
+                    .ring
+                    .producers_alive(procactor_transports::robust::my_id()))
+    }
+
+    /// Readiness as a poll function for `wait`/`wait_async`: the data word, with the
+    /// producers' liveness checked every [`ASYNC_RECHECK`] (a dying producer announces
+    /// nothing).
+    fn word_ready(&self) -> WordReady<'_> {
+        let mut wait = WordWait::new(self.ring.clone(), data_seq, data_waiters);
+        let mut next_check = Instant::now() + ASYNC_RECHECK;
+        WordReady(Box::new(move |cx| {
+            let now = Instant::now();
+            let mut check = now >= next_check;
+            if check {
+                next_check = now + ASYNC_RECHECK;
+            }
+            let recheck = next_check.saturating_duration_since(now);
+            wait.poll(cx, Some(recheck), || {
+                self.ready_now(std::mem::take(&mut check)).then_some(())
+            })
+        }))
+    }
+}
+
+macro_rules! waitable_queue {
+    ($t:ident, |$s:ident| $handle:expr) => {
+        impl<T> Sealed for $t<T> {}
+
+        /// Ready for [`wait`](crate::wait) when `get` would not wait (an item is there,
+        /// or it would report `Disconnected` or `Broken`).
+        impl<T> Waitable for $t<T> {
+            fn ready_cached(&self) -> bool {
+                let $s = self;
+                $handle.ready_now(true)
+            }
+            fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+                None
+            }
+            fn confirm_ready(&self) -> bool {
+                self.ready_cached()
+            }
+            fn word_ready(&self) -> Option<WordReady<'_>> {
+                let $s = self;
+                Some($handle.word_ready())
+            }
+        }
+    };
+}
+
+waitable_queue!(Queue, |s| s.h);
+waitable_queue!(SimpleQueue, |s| s.q.h);
+waitable_queue!(JoinableQueue, |s| s.q.h);

@@ -200,6 +200,27 @@ impl Event {
     }
 }
 
+impl crate::pipe::sealed::Sealed for Event {}
+
+/// Ready for [`wait`](crate::wait) while the flag is set.
+impl crate::pipe::Waitable for Event {
+    fn ready_cached(&self) -> bool {
+        self.is_set()
+    }
+    fn ready_fd(&self) -> Option<procactor_transports::BorrowedFd<'_>> {
+        None
+    }
+    fn confirm_ready(&self) -> bool {
+        self.is_set()
+    }
+    fn word_ready(&self) -> Option<crate::pipe::sealed::WordReady<'_>> {
+        let mut wait = WordWait::new(self.r.clone(), flag_word, flag_waiters);
+        Some(crate::pipe::sealed::WordReady(Box::new(move |cx| {
+            wait.poll(cx, None, || self.is_set().then_some(()))
+        })))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
