@@ -1,7 +1,8 @@
 //! The sync primitives' async face (`Lock`/`RLock`/`Semaphore`/`BoundedSemaphore::
 //! acquire_async`, `Event::wait_async`, `Barrier::wait_async`) across processes, under
 //! tokio (`current_thread`, `multi_thread`) and `futures::executor::block_on`: a child
-//! holds the lock / sets the event / releases the slot / arrives at the barrier; a holder
+//! holds the lock / sets the event / releases the slot / arrives at the barrier /
+//! notifies the condition (`Condition::wait_async`); a holder
 //! SIGKILLed while an async waiter waits; cancellation (a dropped acquisition holds
 //! nothing, even when it had been woken).
 
@@ -12,8 +13,8 @@ mod common;
 use common::aio::{on_each_executor, poll_once, within, Exec};
 use common::{asleep_in_futex, wait_until, watchdog};
 use procactor::{
-    Barrier, BoundedSemaphore, BrokenBarrier, Event, ExitStatus, Lock, LockError, Process, RLock,
-    Semaphore,
+    Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, ExitStatus, Lock, LockError,
+    Process, RLock, Semaphore, Value,
 };
 use std::time::{Duration, Instant};
 
@@ -467,5 +468,66 @@ fn a_killed_barrier_party_breaks_an_async_wait() {
             assert_eq!(r, Err(BrokenBarrier));
         });
         p.join_timeout(LONG).unwrap();
+    });
+}
+
+// ------------------------------------------------------------------ condition
+
+fn notify_when_told((c, flag, go): (Condition, Value<u8>, Event)) {
+    assert!(go.wait_timeout(LONG));
+    let _g = c.lock().acquire().unwrap();
+    flag.set(1).unwrap();
+    c.notify_all();
+}
+
+#[test]
+fn condition_wait_async_until_a_child_notifies() {
+    procactor::init();
+    watchdog(180, || {
+        on_each_executor(|e| async move {
+            let l = Lock::new().unwrap();
+            let c = Condition::new(&l).unwrap();
+            let flag = Value::new(0u8).unwrap();
+            let go = Event::new().unwrap();
+            let p = start(notify_when_told, (c.clone(), flag.clone(), go.clone()));
+            let mut g = within(e, LONG, l.acquire_async()).await.unwrap().unwrap();
+            let mut first = true;
+            let t = Instant::now();
+            while flag.get().unwrap() == 0 {
+                assert!(t.elapsed() < LONG);
+                if first {
+                    // the lock is released while waiting: the child can take it
+                    go.set();
+                    first = false;
+                }
+                g = within(e, LONG, c.wait_async(g))
+                    .await
+                    .expect("hung")
+                    .unwrap();
+            }
+            assert!(l.is_locked());
+            drop(g);
+            ok(p);
+        });
+    });
+}
+
+#[test]
+fn a_dropped_condition_wait_async_leaves_the_lock_free() {
+    procactor::init();
+    watchdog(60, || {
+        on_each_executor(|e| async move {
+            let l = Lock::new().unwrap();
+            let c = Condition::new(&l).unwrap();
+            let g = l.acquire().unwrap();
+            assert!(within(e, Duration::from_millis(30), c.wait_async(g))
+                .await
+                .is_none());
+            assert!(!l.is_locked());
+            // dropped before its first poll: the guard goes with it
+            let g = l.acquire().unwrap();
+            drop(c.wait_async(g));
+            assert!(!l.is_locked());
+        });
     });
 }
