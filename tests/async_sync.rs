@@ -531,3 +531,36 @@ fn a_dropped_condition_wait_async_leaves_the_lock_free() {
         });
     });
 }
+
+// ------------------------------------------------------------------ Send
+
+fn assert_send<T: Send>(_: &T) {}
+
+/// Every future here is `Send`, so that `tokio::spawn` takes it (a compile-time check;
+/// the `RLock` one is not listed: its guard is not `Send`, by design).
+#[test]
+fn the_async_waits_are_send_futures() {
+    let l = Lock::new().unwrap();
+    let s = Semaphore::new(1).unwrap();
+    let bs = BoundedSemaphore::new(1).unwrap();
+    let e = Event::new().unwrap();
+    let b = Barrier::new(1).unwrap();
+    let c = Condition::new(&l).unwrap();
+    assert_send(&l.acquire_async());
+    assert_send(&s.acquire_async());
+    assert_send(&bs.acquire_async());
+    assert_send(&e.wait_async());
+    assert_send(&b.wait_async());
+    let g = l.acquire().unwrap();
+    assert_send(&c.wait_async(g));
+    let q: procactor::Queue<u8> = procactor::Queue::bounded(1).unwrap();
+    let sq: procactor::SimpleQueue<u8> = procactor::SimpleQueue::new().unwrap();
+    let jq: procactor::JoinableQueue<u8> = procactor::JoinableQueue::new().unwrap();
+    assert_send(&q.get_async());
+    assert_send(&q.put_async(1));
+    assert_send(&sq.get_async());
+    assert_send(&sq.put_async(1));
+    assert_send(&jq.get_async());
+    assert_send(&jq.put_async(1));
+    assert_send(&jq.join_async());
+}
