@@ -149,8 +149,8 @@ pub use procactor_core::{
 };
 // Channels: pipes, queues, `wait`, and what crosses them:
 pub use procactor_core::{
-    wait, Bytes, ConnPair, Connection, JoinableQueue, Pipe, Queue, QueueBuilder, QueueIter,
-    QueueTryIter, RecvIter, SimpleQueue, TryRecvIter, Waitable, DEFAULT_CAPACITY_BYTES,
+    wait, wait_async, Bytes, ConnPair, Connection, JoinableQueue, Pipe, Queue, QueueBuilder,
+    QueueIter, QueueTryIter, RecvIter, SimpleQueue, TryRecvIter, Waitable, DEFAULT_CAPACITY_BYTES,
 };
 // Shared memory and synchronisation:
 pub use procactor_core::{

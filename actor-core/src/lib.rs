@@ -45,7 +45,7 @@ pub use manager::{
     SharedCondition, SharedDict, SharedEvent, SharedJoinableQueue, SharedList, SharedLock,
     SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
-pub use pipe::{wait, ConnPair, Connection, Pipe, RecvIter, TryRecvIter, Waitable};
+pub use pipe::{wait, wait_async, ConnPair, Connection, Pipe, RecvIter, TryRecvIter, Waitable};
 pub use pool::{
     AsyncResult, Imap, Pool, PoolBuilder, TaskError, DROP_WAIT, IMAP_WINDOW_PER_WORKER,
     SUBMIT_WINDOW_BYTES, SUBMIT_WINDOW_CHUNKS, SUBMIT_WINDOW_FDS,

@@ -242,6 +242,48 @@ pub(crate) fn lock_contended_in<E: Owners + ?Sized>(
     }
 }
 
+/// One attempt of a waiter that does not sleep on the futex itself (an async future
+/// whose watcher thread sleeps on the word for it): takes the lock if it is free
+/// (keeping the waiters bit, as a sleeper does: others may be asleep), or, with
+/// `check_owner`, over a dead owner ([`Acquired::OwnerDied`]); otherwise makes sure the
+/// waiters bit is set, so that the owner's unlock wakes the word's sleepers, and
+/// returns `None`: watch the word for a change.
+pub fn try_lock_waiting(word: &AtomicU32, check_owner: bool) -> Option<Acquired> {
+    try_lock_waiting_in(&Os, word, check_owner)
+}
+
+/// [`try_lock_waiting`] in the environment `e`.
+pub(crate) fn try_lock_waiting_in<E: Owners + ?Sized>(
+    e: &E,
+    word: &E::Word,
+    check_owner: bool,
+) -> Option<Acquired> {
+    let me = e.me();
+    loop {
+        let cur = word.load(Ordering::Relaxed);
+        if cur & ID_MASK == 0 {
+            if word
+                .compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(Acquired::Clean);
+            }
+            continue;
+        }
+        if cur & WAITERS == 0
+            && word
+                .compare_exchange(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        if check_owner {
+            return take_over_if_dead(e, word, cur | WAITERS);
+        }
+        return None;
+    }
+}
+
 /// Unlocks. Only the owner may call it (the caller's guard type guarantees that).
 #[inline]
 pub fn unlock(word: &AtomicU32) {
@@ -344,6 +386,27 @@ mod tests {
         unlock(&w);
         c.kill().unwrap();
         c.wait().unwrap();
+    }
+
+    #[test]
+    fn a_waiting_attempt_sets_the_waiters_bit_and_keeps_it_when_it_takes() {
+        let w = AtomicU32::new(0);
+        lock(&w, None).unwrap();
+        // held by this process: never "dead", so the attempt fails and marks a waiter
+        assert_eq!(try_lock_waiting(&w, true), None);
+        assert_ne!(w.load(Ordering::Relaxed) & WAITERS, 0);
+        unlock(&w);
+        assert_eq!(try_lock_waiting(&w, false), Some(Acquired::Clean));
+        assert_eq!(w.load(Ordering::Relaxed), my_word() | WAITERS);
+        unlock(&w);
+        // a dead owner is taken over only when asked to look
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let dead = c.id();
+        c.wait().unwrap();
+        let w = AtomicU32::new(dead);
+        assert_eq!(try_lock_waiting(&w, false), None);
+        assert_eq!(try_lock_waiting(&w, true), Some(Acquired::OwnerDied));
+        assert!(held_by_this_process(&w));
     }
 
     #[test]

@@ -29,7 +29,7 @@
 
 use super::pipe_io::{deadline_of, send_io_error, Rx, Tx, KEEP_ENCODE_BUFFER};
 pub(crate) use super::wait::sealed;
-pub use super::wait::{wait, Waitable};
+pub use super::wait::{wait, wait_async, Waitable};
 use crate::codec::{self, RecvFd, SendFd};
 use crate::error::{Error, RecvError, RecvTimeoutError, SendError};
 use crate::iter::EndsAtError;

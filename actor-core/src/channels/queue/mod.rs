@@ -42,6 +42,13 @@
 //! does not go out at all (the rest of it fails to encode, the Pipe's peer is gone, the
 //! child cannot be started) takes its count back at once.
 //!
+//! # Async
+//!
+//! `get_async` and `put_async` (all three types) and `JoinableQueue::join_async` wait as
+//! futures, on any executor; a dropped `get_async` never loses an item. A queue can also
+//! be waited for with [`wait`](crate::wait) / [`wait_async`](crate::wait_async) next to
+//! pipes, processes and events.
+//!
 //! # Killed processes
 //!
 //! A process killed in the middle of a `put` or `get` — even while streaming a message

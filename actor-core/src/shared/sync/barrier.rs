@@ -1,6 +1,7 @@
 //! [`Barrier`], for a fixed number of processes.
 
 use super::region::{create, map, passed, tick_end, MAGIC_BARRIER};
+use crate::aio::WordWait;
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{BrokenBarrier, Error};
 use procactor_transports::deadline::Deadline;
@@ -152,6 +153,18 @@ impl BarrierLocked<'_> {
         }
     }
 
+    /// This waiter leaves its round: its slot (if it still holds it: a reaper clears a
+    /// slot only if its process was dead) and its count.
+    fn leave(&self, slot: Option<usize>, me: u32) {
+        if let Some(i) = slot {
+            if self.slot(i).load(Ordering::Relaxed) == me {
+                self.slot(i).store(0, Ordering::Relaxed);
+            }
+        }
+        self.set_count(self.count().saturating_sub(1));
+        self.exit_check();
+    }
+
     /// Forgets waiters whose processes died; a death during filling breaks the barrier.
     fn reap_dead(&self) {
         let me = robust::my_id();
@@ -172,6 +185,36 @@ impl BarrierLocked<'_> {
             self.notify_all();
             self.exit_check();
         }
+    }
+}
+
+fn seq_word(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(BAR_SEQ)
+}
+fn seq_waiters(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(BAR_WAITERS)
+}
+
+/// An async waiter that has arrived in a round: dropped before the round ended (the
+/// future was cancelled), it breaks the barrier as a timeout does, and leaves.
+struct Arrived<'a> {
+    b: &'a Barrier,
+    slot: Option<usize>,
+    me: u32,
+    left: bool,
+}
+
+impl Drop for Arrived<'_> {
+    fn drop(&mut self) {
+        if self.left {
+            return;
+        }
+        let l = self.b.locked();
+        if l.header_ok() && l.state() == FILLING {
+            l.set_state(BROKEN);
+            l.notify_all();
+        }
+        l.leave(self.slot, self.me);
     }
 }
 
@@ -276,16 +319,110 @@ impl Barrier {
                 Err(BrokenBarrier)
             }
         };
-        // leave: a reaper may already have cleared our slot only if we were dead, so
-        // it is still ours
-        if let Some(i) = slot {
-            if l.slot(i).load(Ordering::Relaxed) == me {
-                l.slot(i).store(0, Ordering::Relaxed);
-            }
-        }
-        l.set_count(l.count().saturating_sub(1));
-        l.exit_check();
+        l.leave(slot, me);
         res
+    }
+
+    /// Waits, as a future, until the notification word moves from `s` (`false`) or one
+    /// tick passes without it moving (`true`: time for a liveness check).
+    async fn notified_or_tick(&self, s: u32) -> bool {
+        let tick_at = Instant::now() + BAR_TICK;
+        let mut wait = WordWait::new(self.r.clone(), seq_word, seq_waiters);
+        std::future::poll_fn(|cx| {
+            let recheck = tick_at.saturating_duration_since(Instant::now());
+            wait.poll(cx, Some(recheck), || {
+                if seq_word(&self.r).load(Ordering::SeqCst) != s {
+                    Some(false)
+                } else if Instant::now() >= tick_at {
+                    Some(true)
+                } else {
+                    None
+                }
+            })
+        })
+        .await
+    }
+
+    /// As [`wait`](Barrier::wait), as a future: completes once `parties` callers (sync
+    /// or async, in any process) have arrived, with a distinct index in `0..parties`.
+    /// On any executor; the barrier's internal lock is taken only for the few
+    /// instructions of each look, as `wait` does. Waiters' liveness is checked every
+    /// 50 ms, as by `wait`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future after it has arrived (its first poll) and before the barrier
+    /// tripped **breaks the barrier**, exactly as a `wait_timeout` that runs out does
+    /// (Python's rule: so `tokio::time::timeout(d, b.wait_async())` behaves as
+    /// `wait_timeout(d)`); the arrival could not be withdrawn without giving two waiters
+    /// the same index. Dropped after the barrier tripped, it just leaves its round.
+    /// Dropped before its first poll, it did nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Barrier::wait): [`BrokenBarrier`].
+    pub async fn wait_async(&self) -> Result<usize, BrokenBarrier> {
+        let me = robust::my_id();
+        // a previous round still draining (or resetting): wait until it is done
+        let (index, slot, mut s) = loop {
+            let l = self.locked();
+            if l.header_ok() && matches!(l.state(), DRAINING | RESETTING) {
+                let s = seq_word(&self.r).load(Ordering::SeqCst);
+                drop(l);
+                if self.notified_or_tick(s).await {
+                    let l = self.locked();
+                    if l.header_ok() {
+                        l.reap_dead();
+                    }
+                }
+                continue;
+            }
+            if !l.header_ok() {
+                tracing::warn!("a Barrier's shared header is corrupt: treated as broken");
+                return Err(BrokenBarrier);
+            }
+            if l.state() == BROKEN {
+                return Err(BrokenBarrier);
+            }
+            let index = l.count();
+            l.set_count(index + 1);
+            let slot = (0..self.parties).find(|&i| l.slot(i).load(Ordering::Relaxed) == 0);
+            if let Some(i) = slot {
+                l.slot(i).store(me, Ordering::Relaxed);
+            }
+            if index + 1 >= self.parties {
+                l.set_state(DRAINING);
+                l.notify_all();
+                l.leave(slot, me);
+                return Ok(index);
+            }
+            break (index, slot, seq_word(&self.r).load(Ordering::SeqCst));
+        };
+        let mut arrived = Arrived {
+            b: self,
+            slot,
+            me,
+            left: false,
+        };
+        loop {
+            let ticked = self.notified_or_tick(s).await;
+            let l = self.locked();
+            if ticked && l.header_ok() {
+                l.reap_dead();
+            }
+            if l.state() != FILLING || !l.header_ok() {
+                let res = if l.state() == DRAINING && l.header_ok() {
+                    Ok(index)
+                } else {
+                    Err(BrokenBarrier)
+                };
+                arrived.left = true;
+                l.leave(slot, me);
+                return res;
+            }
+            // read under the lock: a notification after this changes the word
+            s = seq_word(&self.r).load(Ordering::SeqCst);
+        }
     }
 
     /// Waits until `parties` callers have arrived; a distinct index in `0..parties`.

@@ -2,6 +2,7 @@
 
 use super::lock::{Lock, LockGuard, IDENT};
 use super::region::{create, fmt_region, map, passed, MAGIC_COND, SMALL};
+use crate::aio::WordWait;
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{Error, LockError};
 use procactor_transports::deadline::Deadline;
@@ -15,6 +16,13 @@ use std::time::{Duration, Instant};
 
 const COND_SEQ: usize = 8;
 const COND_WAITERS: usize = 12;
+
+fn seq_word(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(COND_SEQ)
+}
+fn seq_waiters(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(COND_WAITERS)
+}
 
 /// A condition variable over a [`Lock`], shared by processes (Python's
 /// `multiprocessing.Condition`, `std::sync::Condvar`).
@@ -137,6 +145,81 @@ impl Condition {
         guard: LockGuard<'a>,
     ) -> Result<LockGuard<'a>, LockError<LockGuard<'a>>> {
         self.wait_deadline(guard, None).0
+    }
+
+    /// As [`wait`](Condition::wait), as a future: releases the lock, waits for a
+    /// notification without blocking a thread (on any executor), re-acquires the lock
+    /// with [`Lock::acquire_async`]. Wake-ups may be spurious, as for `wait`: test the
+    /// state in a loop.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe in the sense that the guard is consumed: the lock is released at
+    /// the first poll (or, if the future is dropped before it, when the guard is dropped
+    /// with it), and a future dropped before it completes returns no guard, so the lock
+    /// is then **not** held. It holds nothing either (the re-acquisition is cancel
+    /// safe), and a notification it was woken by and will not use is passed on.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Condition::wait): [`LockError::OwnerDied`] when re-acquiring found
+    /// the lock's holder dead (the lock is held anyway: the guard is inside).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::{Condition, Lock, Value};
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::task::{Context, Poll, Wake, Waker};
+    /// #     use std::sync::Arc;
+    /// #     struct T(std::thread::Thread);
+    /// #     impl Wake for T { fn wake(self: Arc<Self>) { self.0.unpark() } }
+    /// #     let w = Waker::from(Arc::new(T(std::thread::current())));
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&w)) { return v; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// let lock = Lock::new().unwrap();
+    /// let cond = Condition::new(&lock).unwrap();
+    /// let ready = Value::new(0u8).unwrap();
+    /// let (c2, r2) = (cond.clone(), ready.clone());
+    /// let t = std::thread::spawn(move || {
+    ///     let _g = c2.lock().acquire().unwrap();
+    ///     r2.set(1).unwrap();
+    ///     c2.notify_all();
+    /// });
+    /// block_on(async {
+    ///     let mut g = lock.acquire_async().await.unwrap();
+    ///     while ready.get().unwrap() == 0 {
+    ///         g = cond.wait_async(g).await.unwrap();
+    ///     }
+    /// });
+    /// t.join().unwrap();
+    /// ```
+    pub async fn wait_async<'a>(
+        &self,
+        guard: LockGuard<'a>,
+    ) -> Result<LockGuard<'a>, LockError<LockGuard<'a>>> {
+        let lock = guard.lock;
+        if !lock.same_as(&self.lock) {
+            tracing::warn!(
+                "Condition::wait_async with the guard of a lock other than the condition's"
+            );
+        }
+        // read under the lock, as `wait` does
+        let s = self.seq().load(Ordering::SeqCst);
+        drop(guard);
+        let mut wait = WordWait::new(self.r.clone(), seq_word, seq_waiters);
+        std::future::poll_fn(|cx| {
+            wait.poll(cx, None, || {
+                (self.seq().load(Ordering::SeqCst) != s).then_some(())
+            })
+        })
+        .await;
+        drop(wait);
+        lock.acquire_async().await
     }
 
     /// As [`wait`](Condition::wait), for at most `timeout`; the flag is `false` when the

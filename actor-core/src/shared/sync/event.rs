@@ -1,6 +1,7 @@
 //! [`Event`], a flag processes can wait for.
 
 use super::region::{create, passed, region_handle, MAGIC_EVENT, SMALL};
+use crate::aio::WordWait;
 use crate::error::Error;
 use procactor_transports::deadline::Deadline;
 use procactor_transports::shm::ShmRegion;
@@ -11,6 +12,13 @@ use std::time::{Duration, Instant};
 
 const EVENT_FLAG: usize = 8;
 const EVENT_WAITERS: usize = 12;
+
+fn flag_word(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(EVENT_FLAG)
+}
+fn flag_waiters(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(EVENT_WAITERS)
+}
 
 /// A flag processes can wait for (Python's `multiprocessing.Event`).
 ///
@@ -128,6 +136,52 @@ impl Event {
         }
     }
 
+    /// As [`wait`](Event::wait), as a future: completes once the flag is set, or a `set`
+    /// happened since the first poll (even if a `clear` followed, as for `wait`). On any
+    /// executor; for a timeout, wrap it in the runtime's own
+    /// (`tokio::time::timeout(d, e.wait_async())`, whose `Err` is Python's `False`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches the flag (dropping it changes nothing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::Event;
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::task::{Context, Poll, Wake, Waker};
+    /// #     use std::sync::Arc;
+    /// #     struct T(std::thread::Thread);
+    /// #     impl Wake for T { fn wake(self: Arc<Self>) { self.0.unpark() } }
+    /// #     let w = Waker::from(Arc::new(T(std::thread::current())));
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&w)) { return v; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// let e = Event::new().unwrap();
+    /// let e2 = e.clone();
+    /// let t = std::thread::spawn(move || e2.set());
+    /// block_on(e.wait_async());
+    /// assert!(e.is_set());
+    /// t.join().unwrap();
+    /// ```
+    pub async fn wait_async(&self) {
+        let mut seen = None;
+        let mut wait = WordWait::new(self.r.clone(), flag_word, flag_waiters);
+        std::future::poll_fn(|cx| {
+            wait.poll(cx, None, || {
+                let w = self.flag().load(Ordering::Acquire);
+                let s = *seen.get_or_insert(w);
+                // set, or released by a `set` since the first look (even if cleared)
+                (w & 1 != 0 || w >> 1 != s >> 1).then_some(())
+            })
+        })
+        .await;
+    }
+
     /// Waits until the flag is set (or a `set` happened since the call, see above).
     pub fn wait(&self) {
         self.wait_deadline(None);
@@ -143,6 +197,27 @@ impl Event {
     /// by, an answer that does not depend on scheduling.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(Deadline::after(timeout).instant())
+    }
+}
+
+impl crate::pipe::sealed::Sealed for Event {}
+
+/// Ready for [`wait`](crate::wait) while the flag is set.
+impl crate::pipe::Waitable for Event {
+    fn ready_cached(&self) -> bool {
+        self.is_set()
+    }
+    fn ready_fd(&self) -> Option<procactor_transports::BorrowedFd<'_>> {
+        None
+    }
+    fn confirm_ready(&self) -> bool {
+        self.is_set()
+    }
+    fn word_ready(&self) -> Option<crate::pipe::sealed::WordReady<'_>> {
+        let mut wait = WordWait::new(self.r.clone(), flag_word, flag_waiters);
+        Some(crate::pipe::sealed::WordReady(Box::new(move |cx| {
+            wait.poll(cx, None, || self.is_set().then_some(()))
+        })))
     }
 }
 

@@ -2,6 +2,7 @@
 //! shares (the `OwnerDied` report, the deadline-or-none result).
 
 use super::region::{create, region_handle, MAGIC_LOCK, SMALL};
+use crate::aio::WordWait;
 use crate::error::{Error, LockError};
 use procactor_transports::deadline::Deadline;
 use procactor_transports::robust::{self, Acquired};
@@ -83,6 +84,48 @@ pub(super) fn some<G>(r: Option<LockResult<G>>) -> TimedLockResult<G> {
     }
 }
 
+fn lock_word(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(LOCK_WORD)
+}
+
+/// The robust lock has no waiter count (a waiter marks itself in the word's waiters bit
+/// instead, which [`robust::try_lock_waiting`] does): a private count stands in for it.
+fn no_count(_: &ShmRegion) -> &'static AtomicU32 {
+    static UNUSED: AtomicU32 = AtomicU32::new(0);
+    &UNUSED
+}
+
+/// The first liveness check of a dead owner and its cap, as in the blocking path
+/// (`robust::lock`): 10 ms, doubling up to 200 ms.
+const FIRST_CHECK: Duration = Duration::from_millis(10);
+const LAST_CHECK: Duration = Duration::from_millis(200);
+
+/// Takes the robust lock in `r`'s `LOCK_WORD` as a future: the lock is taken only in
+/// the poll that returns (so a dropped future holds nothing). While it waits, the
+/// waiters bit is set (the owner's unlock wakes the watcher) and the owner's liveness is
+/// checked as the blocking path does, 10 ms after the start, backing off to 200 ms.
+pub(super) async fn lock_async(r: &Arc<ShmRegion>) -> Acquired {
+    if let Some(a) = robust::try_lock(lock_word(r), false) {
+        return a;
+    }
+    let mut wait = WordWait::new(r.clone(), lock_word, no_count);
+    let mut period = FIRST_CHECK;
+    let mut next_check = Instant::now() + period;
+    std::future::poll_fn(|cx| {
+        let now = Instant::now();
+        let mut check = now >= next_check;
+        if check {
+            period = (period * 2).min(LAST_CHECK);
+            next_check = now + period;
+        }
+        let recheck = next_check.saturating_duration_since(now);
+        wait.poll(cx, Some(recheck), || {
+            robust::try_lock_waiting(lock_word(r), std::mem::take(&mut check))
+        })
+    })
+    .await
+}
+
 /// The result of an acquisition with a deadline: `Ok(None)` when it ran out.
 pub(super) type TimedLockResult<G> = Result<Option<G>, LockError<G>>;
 
@@ -149,6 +192,57 @@ impl Lock {
         timeout: Duration,
     ) -> Result<Option<LockGuard<'_>>, LockError<LockGuard<'_>>> {
         self.acquire_deadline(Deadline::after(timeout).instant())
+    }
+
+    /// As [`acquire`](Lock::acquire), as a future: waits for the lock without blocking a
+    /// thread, on any executor (tokio, `futures::executor::block_on`, …). For a timeout,
+    /// wrap it in the runtime's own (`tokio::time::timeout(d, lock.acquire_async())`).
+    ///
+    /// A holder that dies is noticed as by `acquire` (its liveness is checked 10 ms into
+    /// the wait, then at most every 200 ms), with the same
+    /// [`Err(LockError::OwnerDied(guard))`](LockError::OwnerDied).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the lock is taken only in the poll that returns the guard, so a
+    /// dropped future holds nothing. If it had been woken by an unlock it will now not
+    /// use, that wake-up is passed on to the lock's other waiters.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Lock::acquire): [`LockError::OwnerDied`], with the lock held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor_core::Lock;
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::task::{Context, Poll, Wake, Waker};
+    /// #     use std::sync::Arc;
+    /// #     struct T(std::thread::Thread);
+    /// #     impl Wake for T { fn wake(self: Arc<Self>) { self.0.unpark() } }
+    /// #     let w = Waker::from(Arc::new(T(std::thread::current())));
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&w)) { return v; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// let lock = Lock::new().unwrap();
+    /// let held = lock.acquire().unwrap();
+    /// let other = lock.clone(); // another handle (in a child, typically)
+    /// let t = std::thread::spawn(move || {
+    ///     // any executor: tokio's `block_on` or `futures::executor::block_on` alike
+    ///     let g = block_on(other.acquire_async()).unwrap();
+    ///     drop(g);
+    /// });
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// drop(held); // the waiting future gets the lock
+    /// t.join().unwrap();
+    /// ```
+    pub async fn acquire_async(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        let how = lock_async(&self.r).await;
+        acquired(how, LockGuard { lock: self })
     }
 
     /// Whether some process holds the lock (advisory: it may change at once).

@@ -7,7 +7,11 @@
 //! children inside a [`Process`](crate::Process)'s arguments (or through a Pipe).
 //!
 //! Blocking operations come as `x` (wait as long as it takes), `try_x` (never waits) and
-//! `x_timeout(Duration)`.
+//! `x_timeout(Duration)`; the waits also come as futures, on any executor:
+//! `acquire_async` ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`]),
+//! [`Event::wait_async`], [`Barrier::wait_async`], [`Condition::wait_async`] (a timeout
+//! is the runtime's own, such as `tokio::time::timeout`; each method's `# Cancel safety`
+//! section says what dropping it does).
 //!
 //! # Dead processes never leave others hanging
 //!

@@ -165,6 +165,31 @@ impl RLock {
         self.acquire_deadline(Deadline::after(timeout).instant())
     }
 
+    /// As [`acquire`](RLock::acquire), as a future: waits for the lock without blocking
+    /// a thread, on any executor. The owner is the thread that polls the future to
+    /// completion (re-entry is by thread, as for `acquire`); the guard is not `Send`, so
+    /// it stays on that thread.
+    ///
+    /// A dead owner is noticed as by `acquire` (see [`Lock::acquire_async`](
+    /// super::Lock::acquire_async)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the lock is taken only in the poll that returns the guard; a dropped
+    /// future holds nothing (a wake-up it got and will not use is passed on).
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](RLock::acquire): [`LockError::OwnerDied`], with the lock held.
+    pub async fn acquire_async(&self) -> Result<RLockGuard<'_>, LockError<RLockGuard<'_>>> {
+        if let Some(g) = self.reenter() {
+            return Ok(g);
+        }
+        let how = super::lock::lock_async(&self.r).await;
+        // (in the poll that took it: this thread owns it)
+        self.took(how)
+    }
+
     /// The recursion depth of the current owner (0 when free; advisory).
     pub fn count(&self) -> u32 {
         if robust::owner(self.word()).is_none() {

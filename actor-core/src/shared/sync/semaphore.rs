@@ -3,6 +3,7 @@
 
 use super::lock::{forever, TimedLockResult};
 use super::region::{create, map, passed, tick_end, MAGIC_BSEM, MAGIC_SEM, SMALL};
+use crate::aio::WordWait;
 use crate::codec::{RecvFd, SendFd};
 use crate::error::{Error, LockError};
 use procactor_transports::deadline::Deadline;
@@ -315,6 +316,45 @@ impl SemCore {
     }
 }
 
+fn value_word(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(SEM_VALUE)
+}
+fn value_waiters(r: &ShmRegion) -> &AtomicU32 {
+    r.atomic_u32(SEM_WAITERS)
+}
+
+impl SemCore {
+    /// As `acquire_deadline(None)`, as a future: the slot is taken only in the poll that
+    /// returns it; dead holders' slots are reclaimed on the blocking path's schedule (10
+    /// ms into the wait, backing off to 200 ms).
+    async fn acquire_async(&self) -> Result<SemGuard<'_>, LockError<SemGuard<'_>>> {
+        let mut wait = WordWait::new(self.r.clone(), value_word, value_waiters);
+        let mut reclaimed = false;
+        let mut tick = Duration::from_millis(10);
+        let mut next_check = Instant::now() + tick;
+        let tracked = std::future::poll_fn(|cx| {
+            let now = Instant::now();
+            if now >= next_check {
+                reclaimed |= self.reclaim_dead() > 0;
+                tick = (tick * 2).min(Duration::from_millis(200));
+                next_check = now + tick;
+            }
+            let recheck = next_check.saturating_duration_since(now);
+            wait.poll(cx, Some(recheck), || self.try_take(None))
+        })
+        .await;
+        let g = SemGuard {
+            core: self,
+            tracked,
+        };
+        if reclaimed {
+            Err(LockError::OwnerDied(g))
+        } else {
+            Ok(g)
+        }
+    }
+}
+
 /// A slot of a [`Semaphore`] or [`BoundedSemaphore`]; given back on drop.
 ///
 /// While it lives, the slot is recorded as held by this process, so that if the
@@ -392,6 +432,54 @@ macro_rules! sem_api {
             ) -> Result<Option<SemGuard<'_>>, LockError<SemGuard<'_>>> {
                 self.core
                     .acquire_deadline(Deadline::after(timeout).instant())
+            }
+
+            /// As [`acquire`](Self::acquire), as a future: waits for a slot without
+            /// blocking a thread, on any executor. For a timeout, wrap it in the
+            /// runtime's own (`tokio::time::timeout`). Dead holders' slots are given
+            /// back as by `acquire` (10 ms into the wait, then at most every 200 ms).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: the slot is taken only in the poll that returns the guard,
+            /// so a dropped future holds nothing. If it had been woken by a release it
+            /// will now not use, that wake-up is passed on to the other waiters.
+            ///
+            /// # Errors
+            ///
+            /// As [`acquire`](Self::acquire): [`LockError::OwnerDied`] when this wait
+            /// gave back slots of dead holders (the slot is taken anyway).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = concat!("use procactor_core::", stringify!($t), ";")]
+            /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+            /// #     use std::task::{Context, Poll, Wake, Waker};
+            /// #     use std::sync::Arc;
+            /// #     struct T(std::thread::Thread);
+            /// #     impl Wake for T { fn wake(self: Arc<Self>) { self.0.unpark() } }
+            /// #     let w = Waker::from(Arc::new(T(std::thread::current())));
+            /// #     let mut f = std::pin::pin!(f);
+            /// #     loop {
+            /// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&w)) { return v; }
+            /// #         std::thread::park();
+            /// #     }
+            /// # }
+            #[doc = concat!("let s = ", stringify!($t), "::new(1).unwrap();")]
+            /// let first = s.acquire().unwrap();
+            /// let s2 = s.clone();
+            /// let t = std::thread::spawn(move || {
+            ///     let g = block_on(s2.acquire_async()).unwrap();
+            ///     drop(g);
+            /// });
+            /// std::thread::sleep(std::time::Duration::from_millis(20));
+            /// drop(first); // the slot goes to the waiting future
+            /// t.join().unwrap();
+            /// assert_eq!(s.value(), 1);
+            /// ```
+            pub async fn acquire_async(&self) -> Result<SemGuard<'_>, LockError<SemGuard<'_>>> {
+                self.core.acquire_async().await
             }
 
             /// The number of free slots (advisory: it may change at once).
