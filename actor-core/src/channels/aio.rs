@@ -128,13 +128,11 @@ impl<H: Send + Sync + 'static> Drop for WordWait<H> {
 }
 
 /// A wait, across polls, for a descriptor to become readable or writable.
-#[allow(dead_code)] // (its users, the async Connection and Process, come next)
 #[derive(Default)]
 pub(crate) struct FdWait {
     watch: Option<FdWatch>,
 }
 
-#[allow(dead_code)]
 impl FdWait {
     /// After an operation on `fd` would have blocked: arms the watch (one-shot,
     /// level-triggered: a descriptor that became ready meanwhile fires at once) and
