@@ -519,15 +519,17 @@ impl<S, R> Serialize for Connection<S, R> {
                 ))
             }
         }
+        // (a send under way holds the lock: this very send, when a connection travels
+        // through itself; it finishes its frame, so nothing is left half-written)
         let half_sent = match self.tx.try_lock() {
             Ok(tx) => tx.pending.is_some(),
             Err(TryLockError::Poisoned(p)) => p.into_inner().pending.is_some(),
-            Err(TryLockError::WouldBlock) => true,
+            Err(TryLockError::WouldBlock) => false,
         };
         if half_sent {
             return Err(Z::Error::custom(
-                "cannot send a Connection while a frame it sends is half-written (a \
-                 dropped send_async's, finished by its next send) or being sent",
+                "cannot send a Connection holding a half-written frame (a dropped \
+                 send_async's, finished by its next send): send on it first",
             ));
         }
         SendFd(fd.as_fd()).serialize(s)
