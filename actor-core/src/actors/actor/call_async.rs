@@ -62,7 +62,9 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
     /// within milliseconds that the actor died handling the request
     /// ([`CallError::Died`]) or has stopped. The reply wait first tries again for up to
     /// 20 µs before it registers (a fast actor's reply is then taken without the two
-    /// cross-thread wake-ups a registered wait costs: see `docs/design-notes.md`).
+    /// cross-thread wake-ups a registered wait costs: see `docs/design-notes.md`); that
+    /// spin holds the executor's thread, and `PROCACTOR_SPIN=0` turns it off with
+    /// every other spin (see `procactor_transports::spin`).
     ///
     /// A process that has used an async method has a watcher thread, so it can no
     /// longer start children with [`StartMethod::Fork`](crate::StartMethod).
@@ -145,7 +147,8 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
             });
         }
         let check = self.lost_call_check(lane, n, exits);
-        match await_reply_async(&self.replies[lane], n, REPLY_SPIN, check).await {
+        let spin = procactor_transports::spin::budget(REPLY_SPIN);
+        match await_reply_async(&self.replies[lane], n, spin, check).await {
             Ok(r) => r.map_err(CallError::Failed),
             Err(NoReply::Stopped(outcome)) => outcome,
             Err(NoReply::Timeout) => Err(CallError::Timeout),

@@ -87,10 +87,18 @@ pub(crate) async fn await_reply_async<R: Message, E>(
     if !spin.is_zero() {
         let until = Instant::now() + spin;
         loop {
-            if let Some(r) = take() {
-                return r;
+            // (two loads while the ring is empty: the reader lock a `try_get` takes is
+            // left alone while the actor writes the reply)
+            if !replies.h.ring.is_empty() {
+                if let Some(r) = take() {
+                    return r;
+                }
             }
-            if Instant::now() >= until {
+            let now = Instant::now();
+            if now >= until {
+                // (an overrun far past the budget: this thread lost its core meanwhile,
+                // and spinning pauses in the whole process)
+                procactor_transports::spin::note_overrun(until, now);
                 break;
             }
             std::hint::spin_loop();
