@@ -88,3 +88,73 @@ fn ten_thousand_call_async_in_flight_on_few_threads() {
         sup.shutdown(Duration::from_secs(20));
     });
 }
+
+/// This process's CPU time so far (user + system, all threads), from `/proc/self/stat`.
+fn cpu_time() -> Duration {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = s.rsplit_once(") ").unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // fields 14 and 15 of stat (utime, stime), 12 and 13 after the name
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // (USER_HZ is 100 on Linux)
+}
+
+/// Round-trip figures for the design notes: the blocking `call`, and `call_async` on
+/// tokio's current-thread runtime, one call at a time against one pipe actor; with the
+/// caller's CPU time per call. Run with `PROCACTOR_SPIN=0` for the no-spin figures.
+/// Ignored: a measurement, not a check (`cargo test --release --test async_many_calls
+/// -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn call_async_round_trip_figures() {
+    procactor::init();
+    const N: u64 = 20_000;
+    let sup = Supervisor::builder().build().unwrap();
+    let one = sup.spawn(Triple).unwrap();
+    for i in 0..1000 {
+        assert_eq!(one.call(i).unwrap(), 3 * i);
+    }
+    let (t0, c0) = (Instant::now(), cpu_time());
+    for i in 0..N {
+        assert_eq!(one.call(i).unwrap(), 3 * i);
+    }
+    let (sync_wall, sync_cpu) = (t0.elapsed(), cpu_time() - c0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (async_wall, async_cpu) = rt.block_on(async {
+        for i in 0..1000 {
+            assert_eq!(one.call_async(i).await.unwrap(), 3 * i);
+        }
+        let (t0, c0) = (Instant::now(), cpu_time());
+        for i in 0..N {
+            assert_eq!(one.call_async(i).await.unwrap(), 3 * i);
+        }
+        (t0.elapsed(), cpu_time() - c0)
+    });
+    let (t0, c0) = (Instant::now(), cpu_time());
+    for i in 0..N {
+        assert_eq!(
+            futures::executor::block_on(one.call_async(i)).unwrap(),
+            3 * i
+        );
+    }
+    let (fut_wall, fut_cpu) = (t0.elapsed(), cpu_time() - c0);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / N as f64;
+    eprintln!(
+        "call_async on futures::executor::block_on: {:.1} µs/call ({:.1} µs CPU in this \
+         process)",
+        per(fut_wall),
+        per(fut_cpu)
+    );
+    eprintln!(
+        "call: {:.1} µs/call ({:.1} µs CPU in this process); call_async on tokio \
+         current_thread: {:.1} µs/call ({:.1} µs CPU in this process)",
+        per(sync_wall),
+        per(sync_cpu),
+        per(async_wall),
+        per(async_cpu)
+    );
+    sup.shutdown(Duration::from_secs(20));
+}
