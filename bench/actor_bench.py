@@ -87,6 +87,47 @@ def actor_call_rtt(rounds):
     return dt * 1e6 / done, done
 
 
+def actor_call_async_rtt(rounds):
+    """As actor_call_rtt, each reply awaited in asyncio (the event loop watches the
+    Pipe's descriptor with add_reader): the async twin of a Pipe round trip."""
+    import asyncio
+
+    here, there = mp.Pipe()
+    p = mp.Process(target=_echo, args=(there,))
+    p.start()
+    there.close()
+
+    async def calls():
+        loop = asyncio.get_running_loop()
+
+        async def call(x):
+            here.send(x)
+            if not here.poll(0):
+                ready = loop.create_future()
+                loop.add_reader(here.fileno(), lambda: ready.done() or ready.set_result(None))
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(here.fileno())
+            return here.recv()
+
+        for i in range(1000):
+            await call(i)
+        t0 = time.perf_counter()
+        done = 0
+        while done < rounds:
+            await call(done)
+            done += 1
+            if time.perf_counter() - t0 >= BUDGET_S:
+                break
+        return time.perf_counter() - t0, done
+
+    dt, done = asyncio.run(calls())
+    here.send(None)
+    p.join()
+    return dt * 1e6 / done, done
+
+
 def _phoenix(conn, incarnation):
     while True:
         conn.send((incarnation, conn.recv()))
@@ -123,6 +164,7 @@ WORKLOADS = {
     "noop": (lambda: (0.0, 1), "-"),
     "actor_send": (lambda: _with_ops(actor_send, n(200_000), n(200_000)), "msgs/s"),
     "actor_call_rtt": (lambda: (lambda r: (r[0], r[1] + 1000))(actor_call_rtt(n(20_000))), "us"),
+    "actor_call_async_rtt": (lambda: (lambda r: (r[0], r[1] + 1000))(actor_call_async_rtt(n(20_000))), "us"),
     "actor_restart_ms": (lambda: _with_ops(actor_restart_ms, n(50), n(50) + 1), "ms"),
 }
 

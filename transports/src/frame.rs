@@ -153,6 +153,43 @@ pub fn write_frame(sock: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd<'_>])
     Ok(())
 }
 
+/// Writes more of one frame (`header`, then `payload`; `fds` go with the header's first
+/// byte, so only while `*sent` is 0), from byte `*sent` on, advancing `*sent`. With
+/// `nonblocking` every write has `MSG_DONTWAIT` (the descriptor itself is left as it
+/// is, since blocking users share it): a full socket buffer gives `Err(WouldBlock)`
+/// with `*sent` telling how far the frame got, and a later call continues it. `Ok`
+/// once the whole frame is written.
+///
+/// # Errors
+///
+/// `WouldBlock` (only when `nonblocking`), the peer is gone (`BrokenPipe`), too many
+/// descriptors, or another OS error. After an error other than `WouldBlock` with
+/// `*sent` between 0 and the frame's length the stream is out of step.
+pub fn write_frame_from(
+    sock: BorrowedFd<'_>,
+    header: &[u8; HEADER_LEN],
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+    sent: &mut usize,
+    nonblocking: bool,
+) -> io::Result<()> {
+    let total = HEADER_LEN + payload.len();
+    while *sent < total {
+        let res = if *sent < HEADER_LEN {
+            let fds = if *sent == 0 { fds } else { &[] };
+            fdpass::send(sock, &[&header[*sent..], payload], fds, nonblocking)
+        } else {
+            fdpass::send(sock, &[&payload[*sent - HEADER_LEN..]], &[], nonblocking)
+        };
+        match res {
+            Ok(n) => *sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// A parsed header of the frame at the front of the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameInfo {
@@ -645,6 +682,26 @@ mod tests {
         let i = r.fill(b.as_fd(), Wait::Forever, None).unwrap();
         assert_eq!(i.len, big.len());
         assert_eq!(r.payload(), &big[..]);
+    }
+
+    #[test]
+    fn a_frame_written_in_nonblocking_parts_reads_whole() {
+        let (a, b) = pair();
+        let payload = vec![7u8; 16 << 20]; // more than any socket buffer
+        let h = header(payload.len(), 0);
+        let mut sent = 0;
+        let e = write_frame_from(a.as_fd(), &h, &payload, &[], &mut sent, true).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(sent > 0 && sent < HEADER_LEN + payload.len(), "{sent}");
+        let reader = std::thread::spawn(move || {
+            let mut r = FrameReader::new();
+            let info = r.fill(b.as_fd(), Wait::Forever, None).unwrap();
+            assert_eq!(info.len, 16 << 20);
+            assert!(r.payload().iter().all(|&x| x == 7));
+        });
+        write_frame_from(a.as_fd(), &h, &payload, &[], &mut sent, false).unwrap();
+        assert_eq!(sent, HEADER_LEN + payload.len());
+        reader.join().unwrap();
     }
 
     #[test]

@@ -284,6 +284,25 @@ pub(crate) fn try_lock_waiting_in<E: Owners + ?Sized>(
     }
 }
 
+/// Sets the waiters bit of a held lock, so that its unlock wakes the word's sleepers
+/// (for a waiter that watches the word instead of sleeping in [`lock`], such as a
+/// future: `procactor_transports::watch`); `false` if the lock is free now.
+pub fn mark_waiters(word: &AtomicU32) -> bool {
+    let mut cur = word.load(Ordering::Relaxed);
+    loop {
+        if cur & ID_MASK == 0 {
+            return false;
+        }
+        if cur & WAITERS != 0 {
+            return true;
+        }
+        match word.compare_exchange_weak(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(c) => cur = c,
+        }
+    }
+}
+
 /// Unlocks. Only the owner may call it (the caller's guard type guarantees that).
 #[inline]
 pub fn unlock(word: &AtomicU32) {
@@ -323,6 +342,19 @@ pub fn held_by_this_process(word: &AtomicU32) -> bool {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn marked_waiters_are_woken_by_unlock() {
+        let w = AtomicU32::new(0);
+        assert!(!mark_waiters(&w)); // free: nothing to mark
+        assert_eq!(w.load(Ordering::Relaxed), 0);
+        lock(&w, None).unwrap();
+        assert!(mark_waiters(&w));
+        assert_ne!(w.load(Ordering::Relaxed) & WAITERS, 0);
+        assert_eq!(owner(&w), Some(my_id()));
+        unlock(&w);
+        assert_eq!(w.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn uncontended_lock_unlock() {

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod connection;
 pub(crate) mod iter;
 pub mod pipe;
+mod pipe_async;
 mod pipe_io;
 pub mod queue;
 mod wait;

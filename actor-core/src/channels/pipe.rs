@@ -174,9 +174,9 @@ fn pair<A, B>() -> Result<ConnPair<A, B>, Error> {
 /// connection stays usable. Bytes that are not frames at all give
 /// [`RecvError::Broken`], after which the connection only reports that error.
 pub struct Connection<S, R> {
-    fd: Option<OwnedFd>,
-    rx: Mutex<Rx>,
-    tx: Mutex<Tx>,
+    pub(super) fd: Option<OwnedFd>,
+    pub(super) rx: Mutex<Rx>,
+    pub(super) tx: Mutex<Tx>,
     _types: PhantomData<fn(S) -> R>,
 }
 
@@ -243,7 +243,10 @@ impl<S, R> Connection<S, R> {
     /// ```
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendError> {
         let fd = self.fd.as_ref().ok_or(SendError::Closed)?;
-        let _tx = self.lock_tx();
+        let mut tx = self.lock_tx();
+        // (a frame a dropped `send_async` left half-written goes first)
+        tx.finish_pending(fd.as_fd(), false)
+            .map_err(send_io_error)?;
         frame::write_frame(fd.as_fd(), bytes, &[]).map_err(send_io_error)
     }
 
@@ -394,6 +397,9 @@ impl<S: Serialize, R> Connection<S, R> {
         let fd = self.fd.as_ref().ok_or(SendError::Closed)?;
         let mut guard = self.lock_tx();
         let tx = &mut *guard;
+        // (a frame a dropped `send_async` left half-written goes first)
+        tx.finish_pending(fd.as_fd(), false)
+            .map_err(send_io_error)?;
         tx.buf.clear();
         tx.fds.clear();
         let unsent = codec::encode_for_sending(value, &mut tx.buf, Some(&mut tx.fds))?;
@@ -512,6 +518,19 @@ impl<S, R> Serialize for Connection<S, R> {
                     "cannot send a Connection while another thread is receiving on it",
                 ))
             }
+        }
+        // (a send under way holds the lock: this very send, when a connection travels
+        // through itself; it finishes its frame, so nothing is left half-written)
+        let half_sent = match self.tx.try_lock() {
+            Ok(tx) => tx.pending.is_some(),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().pending.is_some(),
+            Err(TryLockError::WouldBlock) => false,
+        };
+        if half_sent {
+            return Err(Z::Error::custom(
+                "cannot send a Connection holding a half-written frame (a dropped \
+                 send_async's, finished by its next send): send on it first",
+            ));
         }
         SendFd(fd.as_fd()).serialize(s)
     }

@@ -6,7 +6,7 @@ use crate::codec;
 use crate::error::{RecvTimeoutError, SendError};
 use once_cell::sync::Lazy;
 use procactor_transports::deadline::Deadline;
-use procactor_transports::frame::{FrameError, FrameInfo, FrameReader, Wait};
+use procactor_transports::frame::{self, FrameError, FrameInfo, FrameReader, Wait};
 use procactor_transports::{BorrowedFd, OwnedFd};
 use serde::de::DeserializeOwned;
 use std::io;
@@ -42,6 +42,51 @@ pub(super) struct Rx {
 pub(super) struct Tx {
     pub(super) buf: Vec<u8>,
     pub(super) fds: Vec<OwnedFd>,
+    /// A frame `send_async` started and could not finish without waiting (its payload
+    /// is `buf`; its descriptors went with its first byte): every send finishes it
+    /// before writing its own.
+    pub(super) pending: Option<Partial>,
+    /// Frames started with `send_async` get numbers from here ...
+    pub(super) started: u64,
+    /// ... and this is the highest finished one (frames finish in order).
+    pub(super) finished: u64,
+}
+
+/// A frame partly written: its header and how many of its bytes are in the socket.
+#[derive(Debug)]
+pub(super) struct Partial {
+    pub(super) header: [u8; frame::HEADER_LEN],
+    pub(super) sent: usize,
+    pub(super) id: u64,
+}
+
+impl Tx {
+    /// Writes the rest of the pending frame, if any (`nonblocking`: as far as the socket
+    /// takes now, `Err(WouldBlock)` if not all). An error other than `WouldBlock` drops
+    /// the frame (the stream is out of step then, as after a failed blocking send).
+    pub(super) fn finish_pending(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        nonblocking: bool,
+    ) -> io::Result<()> {
+        let Some(p) = &mut self.pending else {
+            return Ok(());
+        };
+        let res =
+            frame::write_frame_from(sock, &p.header, &self.buf, &[], &mut p.sent, nonblocking);
+        match res {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(e),
+            r => {
+                self.finished = p.id;
+                self.pending = None;
+                self.buf.clear();
+                if self.buf.capacity() > KEEP_ENCODE_BUFFER {
+                    self.buf = Vec::new();
+                }
+                r
+            }
+        }
+    }
 }
 
 /// The adaptive spin budget of one connection's receive side.

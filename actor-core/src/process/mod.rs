@@ -6,6 +6,7 @@
 //! `monitor` (the exit monitor), `child` (a child's entry), `forkserver`, then `runtime`.
 //! It builds on the channels layer only.
 
+mod asynch;
 mod base;
 mod child;
 pub(crate) mod forkserver;

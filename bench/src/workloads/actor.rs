@@ -102,6 +102,52 @@ pub(crate) fn actor_call_rtt(n: u64, budget: Duration) -> (f64, u64) {
     (dt * 1e6 / done as f64, done)
 }
 
+/// As [`actor_call_rtt`], with `ActorRef::call_async` awaited on a minimal
+/// current-thread executor (the calling thread polls, parks while the future is
+/// pending, and is unparked by its waker): the cost of the async path itself
+/// (registration with the watcher thread, its wake-up, the executor's), as on tokio's
+/// current-thread runtime, without a runtime dependency in the benchmark.
+pub(crate) fn actor_call_async_rtt(n: u64, budget: Duration) -> (f64, u64) {
+    let sup = Supervisor::builder().build().expect("supervisor");
+    let echo = sup.spawn(Echo).expect("spawn");
+    for i in 0..1000 {
+        assert_eq!(block_on(echo.call_async(i)).expect("call"), i + 1);
+    }
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let r = block_on(echo.call_async(done)).expect("call");
+        debug_assert_eq!(r, done + 1);
+        done += 1;
+        if t0.elapsed() >= budget {
+            break;
+        }
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    sup.shutdown(LONG);
+    (dt * 1e6 / done as f64, done)
+}
+
+/// Runs `f` on this thread: polls it, parks while it is pending.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&waker)) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
 /// Puts `(incarnation, message)` on `out` for every message.
 #[process_actor]
 #[derive(Serialize, Deserialize)]

@@ -262,6 +262,15 @@ pub(crate) const ALL: &[Workload] = &[
         run: |s| { let (us, calls) = actor::actor_call_rtt(n(200_000, s), budget()); (us, calls + 1000) },
     },
     Workload {
+        name: "actor_call_async_rtt",
+        label: "pipe-actor `call_async` round trip, awaited on a current-thread executor (Python: asyncio awaiting a Process on a Pipe through `add_reader`; measured loop stops after the time budget)",
+        unit: "us",
+        higher_is_better: false,
+        latency: true,
+        script: "actor_bench.py",
+        run: |s| { let (us, calls) = actor::actor_call_async_rtt(n(200_000, s), budget()); (us, calls + 1000) },
+    },
+    Workload {
         name: "actor_restart_ms",
         label: "actor restart: SIGKILL → replacement handling a message",
         unit: "ms",

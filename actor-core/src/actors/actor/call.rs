@@ -91,11 +91,32 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
                 e => CallError::Send(e.to_string()),
             });
         }
+        let mut check = self.lost_call_check(lane, n, exits);
+        match await_reply(replies, n, deadline, &mut check) {
+            Ok(r) => r.map_err(CallError::Failed),
+            Err(NoReply::Stopped(outcome)) => outcome,
+            Err(NoReply::Timeout) => Err(CallError::Timeout),
+            Err(NoReply::Decode(e)) => Err(CallError::Reply(e.to_string())),
+            Err(NoReply::Broken) => Err(CallError::Send("the reply channel is broken".into())),
+        }
+    }
+
+    /// What a caller waiting for call `n`'s reply on `lane` checks every so often (see
+    /// [`await_reply`]): whether the request was lost with a dying actor, or the actor
+    /// has ended (a reply may still have come just before). `exits`: the group's exit
+    /// count when the request was sent.
+    pub(super) fn lost_call_check(
+        &self,
+        lane: usize,
+        n: u64,
+        exits: u64,
+    ) -> impl FnMut() -> Option<Result<A::Reply, CallError>> + '_ {
+        let replies = &self.replies[lane];
         // every few milliseconds without the reply: was the request lost with a dying
         // actor, or has the actor ended (a reply may still have come just before)?
-        let lane_word = |w| self.group.actor_word(lane as u32, w);
+        let lane_word = move |w| self.group.actor_word(lane as u32, w);
         let mut vanished_since: Option<Instant> = None;
-        let mut check = || {
+        move || {
             if self.group.word(cell::LOST_CALL).load(Ordering::Acquire) == n {
                 return Some(Err(CallError::Died));
             }
@@ -136,13 +157,6 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
                 return Some(last_reply().unwrap_or(Err(CallError::Stopped)));
             }
             None
-        };
-        match await_reply(replies, n, deadline, &mut check) {
-            Ok(r) => r.map_err(CallError::Failed),
-            Err(NoReply::Stopped(outcome)) => outcome,
-            Err(NoReply::Timeout) => Err(CallError::Timeout),
-            Err(NoReply::Decode(e)) => Err(CallError::Reply(e.to_string())),
-            Err(NoReply::Broken) => Err(CallError::Send("the reply channel is broken".into())),
         }
     }
 }

@@ -153,6 +153,9 @@ pub(crate) struct Group {
     /// carries its reply.
     pub(crate) call_locks: Vec<Lock>,
     pub(crate) actors: u32,
+    /// This process's line of `call_async` futures (not shared with other processes).
+    #[serde(skip)]
+    pub(crate) gate: super::gate::CallGate,
 }
 
 /// How long [`ActorRef::stop`](crate::ActorRef::stop) waits at most for the sends under way (counted in the
@@ -204,6 +207,7 @@ impl Group {
                 .map(|_| Lock::new())
                 .collect::<Result<_, _>>()?,
             actors: actors as u32,
+            gate: Default::default(),
         })
     }
 

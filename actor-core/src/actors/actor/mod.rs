@@ -53,8 +53,10 @@
 
 mod actor_ref;
 mod call;
+mod call_async;
 mod context;
 mod envelope;
+mod gate;
 mod mailbox;
 mod registry;
 mod run;

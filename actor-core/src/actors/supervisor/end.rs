@@ -165,7 +165,7 @@ pub(super) fn end_set<'a>(
         push_event(&mut st, ev);
     }
     st.busy -= 1;
-    shared.cv.notify_all();
+    shared.notify_all();
     st
 }
 

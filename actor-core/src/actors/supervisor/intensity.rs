@@ -39,6 +39,6 @@ pub(super) fn give_up<'a>(
         c.done = true;
         c.unit.group().mark_ended(c.member);
     }
-    shared.cv.notify_all();
+    shared.notify_all();
     st
 }

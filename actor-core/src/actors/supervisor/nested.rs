@@ -158,7 +158,7 @@ fn supervisor_main(boot: SupBoot) -> ExitReport {
         request.wait();
         let mut st = shared.lock();
         st.shutdown_requested = true;
-        shared.cv.notify_all();
+        shared.notify_all();
     });
     let mut st = sup.shared.lock();
     loop {

@@ -56,6 +56,19 @@ impl<A: ProcessActor> PoolRef<A> {
     pub fn send(&self, msg: A::Msg) -> Result<(), crate::PutError<A::Msg>> {
         self.inner.send(msg)
     }
+
+    /// As [`send`](PoolRef::send), as a future (see [`ActorRef::send_async`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ActorRef::send_async`]: dropped before it completes, it sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`ActorRef::send`].
+    pub async fn send_async(&self, msg: A::Msg) -> Result<(), crate::PutError<A::Msg>> {
+        self.inner.send_async(msg).await
+    }
     /// See [`ActorRef::try_send`].
     ///
     /// # Errors
@@ -145,5 +158,23 @@ impl<A: ProcessActor<Mailbox = crate::PipeMailbox>> PoolRef<A> {
         timeout: Duration,
     ) -> Result<A::Reply, crate::CallError> {
         self.inner.call_timeout(msg, timeout)
+    }
+
+    /// See [`ActorRef::call_async`]: any member answers; the calls of this process wait
+    /// in line for a free member (one call lane per member, at most 64), so any number
+    /// of them can be in flight at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`ActorRef::call_async`]: a dropped call leaves no stale reply for the next
+    /// one and holds no lane.
+    ///
+    /// # Errors
+    ///
+    /// As [`ActorRef::call_async`]: a call whose member died handling it gives
+    /// [`CallError::Died`](crate::CallError::Died) (the supervisor restarts the member;
+    /// the next call is served).
+    pub async fn call_async(&self, msg: A::Msg) -> Result<A::Reply, crate::CallError> {
+        self.inner.call_async(msg).await
     }
 }

@@ -87,7 +87,7 @@ pub(super) fn on_exit_event(shared: &Shared, ev: ExitEvent) {
         }
         st = on_exit(shared, st, i);
         drop(st);
-        shared.cv.notify_all();
+        shared.notify_all();
     }
 }
 

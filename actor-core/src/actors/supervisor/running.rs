@@ -102,6 +102,7 @@ impl Supervisor {
                 zygote,
             }),
             cv: Condvar::new(),
+            wakers: Mutex::new(Vec::new()),
             kill_by: Mutex::new(None),
         });
         let sh = shared.clone();
@@ -321,7 +322,7 @@ impl Supervisor {
         for c in &st.children {
             c.unit.group().mark_ended(c.member);
         }
-        self.shared.cv.notify_all();
+        self.shared.notify_all();
     }
 
     /// Ends every child now, all at once, by its shutdown spec, without the graceful
@@ -337,7 +338,7 @@ impl Supervisor {
                 c.unit.group().set_state(c.member, ActorState::Restarting);
             }
         }
-        self.shared.cv.notify_all();
+        self.shared.notify_all();
     }
     /// Waits until the supervisor has ended: `Ok` after a shutdown or once every child
     /// has ended for good, `Err(Intensity)` when it gave up.
@@ -359,24 +360,39 @@ impl Supervisor {
         self.wait_deadline(Deadline::after(timeout).instant())
     }
 
+    /// As [`wait`](Supervisor::wait), as a future: waits without blocking a thread, on
+    /// any executor, until the supervisor has ended. For a timeout, wrap it in the
+    /// runtime's own (`tokio::time::timeout`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches; dropping it changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Supervisor::wait): [`SupervisorError::Intensity`].
+    pub async fn wait_async(&self) -> Result<(), SupervisorError> {
+        std::future::poll_fn(|cx| {
+            let st = self.shared.lock();
+            if let Some(r) = st.outcome() {
+                return std::task::Poll::Ready(r);
+            }
+            // (registered under the state lock, which every change takes before it
+            // notifies: no change can slip between the look and the registration)
+            let mut w = self.shared.wakers.lock().unwrap_or_else(|e| e.into_inner());
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
     fn wait_deadline(&self, deadline: Option<Instant>) -> Result<(), SupervisorError> {
         let mut st = self.shared.lock();
         loop {
-            // (an end under way is part of the supervisor's end: reported once recorded)
-            match st.status {
-                Status::GaveUp if st.busy == 0 => {
-                    return Err(SupervisorError::Intensity {
-                        max_restarts: st.settings.max_restarts,
-                        period: st.settings.period,
-                    })
-                }
-                Status::ShutDown if st.busy == 0 => return Ok(()),
-                Status::Running
-                    if !st.children.is_empty() && st.children.iter().all(|c| c.done) =>
-                {
-                    return Ok(())
-                }
-                _ => {}
+            if let Some(r) = st.outcome() {
+                return r;
             }
             st = match deadline {
                 None => self.shared.cv.wait(st).unwrap_or_else(|e| e.into_inner()),

@@ -4,11 +4,13 @@
 use super::events::{EventTotals, SupervisorEvent};
 use super::spec::{ChildSpec, Settings};
 use super::unit::Unit;
+use super::SupervisorError;
 use crate::actor::{cell, ExitReport};
 use crate::process::Process;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::Instant;
 
 pub(super) struct Child {
@@ -59,12 +61,35 @@ pub(super) struct State {
     pub(super) zygote: Option<Arc<crate::forkserver::Zygote>>,
 }
 
+impl State {
+    /// How the supervisor ended, once it has (`None` while it runs): `Ok` after a
+    /// shutdown or once every child has ended for good, `Err(Intensity)` when it gave
+    /// up. (An end under way is part of the supervisor's end: reported once recorded.)
+    pub(super) fn outcome(&self) -> Option<Result<(), SupervisorError>> {
+        match self.status {
+            Status::GaveUp if self.busy == 0 => Some(Err(SupervisorError::Intensity {
+                max_restarts: self.settings.max_restarts,
+                period: self.settings.period,
+            })),
+            Status::ShutDown if self.busy == 0 => Some(Ok(())),
+            Status::Running
+                if !self.children.is_empty() && self.children.iter().all(|c| c.done) =>
+            {
+                Some(Ok(()))
+            }
+            _ => None,
+        }
+    }
+}
+
 pub(super) struct Shared {
     pub(super) st: Mutex<State>,
     pub(super) cv: Condvar,
     /// Set by a shutdown with a deadline: every end under way (a restart's, a
     /// give-up's) kills what is still running by then, whatever its own shutdown time.
     pub(super) kill_by: Mutex<Option<Instant>>,
+    /// The tasks of `wait_async` futures, woken with the condition variable's waiters.
+    pub(super) wakers: Mutex<Vec<Waker>>,
 }
 
 impl Shared {
@@ -74,6 +99,15 @@ impl Shared {
 
     pub(super) fn kill_by(&self) -> Option<Instant> {
         *self.kill_by.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes every waiter of the state: the threads on `cv` and the `wait_async` tasks.
+    pub(super) fn notify_all(&self) {
+        self.cv.notify_all();
+        let wakers = std::mem::take(&mut *self.wakers.lock().unwrap_or_else(|e| e.into_inner()));
+        for w in wakers {
+            w.wake();
+        }
     }
 
     /// Brings the kill deadline of every end under way forward to `d`.

@@ -23,10 +23,10 @@ pub(crate) const ASYNC_RECHECK: Duration = Duration::from_millis(50);
 /// reader lock at its try (it publishes nothing when it lets go).
 pub(crate) const CONTENDED_RECHECK: Duration = Duration::from_micros(200);
 
-fn data_seq(r: &Ring) -> &std::sync::atomic::AtomicU32 {
+pub(super) fn data_seq(r: &Ring) -> &std::sync::atomic::AtomicU32 {
     r.data_signal().0
 }
-fn data_waiters(r: &Ring) -> &std::sync::atomic::AtomicU32 {
+pub(super) fn data_waiters(r: &Ring) -> &std::sync::atomic::AtomicU32 {
     r.data_signal().1
 }
 fn space_seq(r: &Ring) -> &std::sync::atomic::AtomicU32 {

@@ -94,7 +94,7 @@ mod simple;
 pub use iter::{QueueIter, QueueTryIter};
 pub use joinable::JoinableQueue;
 pub use mpmc::{Queue, QueueBuilder, DEFAULT_CAPACITY_BYTES};
-pub(crate) use reply::{await_reply, NoReply};
+pub(crate) use reply::{await_reply, await_reply_async, NoReply, REPLY_SPIN};
 pub use simple::SimpleQueue;
 
 #[cfg(test)]

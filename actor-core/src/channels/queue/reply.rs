@@ -1,9 +1,12 @@
 //! Waiting for a numbered reply on a queue shared by numbered calls (the pipe actors'
 //! and the manager's reply rings).
 
+use super::asynch::{data_seq, data_waiters};
 use super::mpmc::Queue;
-use crate::error::GetTimeoutError;
+use crate::aio::WordWait;
+use crate::error::{GetTimeoutError, TryGetError};
 use crate::Message;
+use std::future::poll_fn;
 use std::time::{Duration, Instant};
 
 /// Why [`await_reply`] came back without the reply.
@@ -53,4 +56,70 @@ pub(crate) fn await_reply<R: Message, E>(
             return Err(NoReply::Stopped(e));
         }
     }
+}
+
+/// How long [`await_reply_async`] tries again before it registers its wait: a reply that
+/// comes within this is taken without the watcher thread's wake-up and the executor's
+/// (two cross-thread wake-ups, tens of microseconds each on a virtual machine).
+pub(crate) const REPLY_SPIN: Duration = Duration::from_micros(20);
+
+/// As [`await_reply`], as a future (no deadline: the caller's runtime times it out by
+/// dropping it). The replies ring's data word wakes it; every 20 ms without the reply,
+/// `check` says whether to stop waiting. Replies to other numbers are dropped, as
+/// [`await_reply`] does. Before its first registration it tries again for up to
+/// `spin` (see [`REPLY_SPIN`]).
+pub(crate) async fn await_reply_async<R: Message, E>(
+    replies: &Queue<(u64, R)>,
+    n: u64,
+    spin: Duration,
+    mut check: impl FnMut() -> Option<E>,
+) -> Result<R, NoReply<E>> {
+    let take = || loop {
+        match replies.try_get() {
+            Ok((k, r)) if k == n => return Some(Ok(r)),
+            Ok(_) => continue,
+            // (no process can put a reply now: `check` tells whether one ever comes)
+            Err(TryGetError::Empty | TryGetError::Disconnected) => return None,
+            Err(TryGetError::Decode(e)) => return Some(Err(NoReply::Decode(e))),
+            Err(TryGetError::Broken) => return Some(Err(NoReply::Broken)),
+        }
+    };
+    if !spin.is_zero() {
+        let until = Instant::now() + spin;
+        loop {
+            // (two loads while the ring is empty: the reader lock a `try_get` takes is
+            // left alone while the actor writes the reply)
+            if !replies.h.ring.is_empty() {
+                if let Some(r) = take() {
+                    return r;
+                }
+            }
+            let now = Instant::now();
+            if now >= until {
+                // (an overrun far past the budget: this thread lost its core meanwhile,
+                // and spinning pauses in the whole process)
+                procactor_transports::spin::note_overrun(until, now);
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    let mut wait = WordWait::new(replies.h.ring.clone(), data_seq, data_waiters);
+    let mut checked = Instant::now();
+    poll_fn(|cx| {
+        wait.poll(cx, Some(REPLY_CHECK), || {
+            if let Some(r) = take() {
+                return Some(r);
+            }
+            let now = Instant::now();
+            if now.duration_since(checked) >= REPLY_CHECK {
+                checked = now;
+                if let Some(e) = check() {
+                    return Some(Err(NoReply::Stopped(e)));
+                }
+            }
+            None
+        })
+    })
+    .await
 }

@@ -338,3 +338,188 @@ impl Gather {
         }
     }
 }
+
+/// `pool.apply_async(f, x)?.await` (and `map_async`'s): gives what
+/// [`get`](AsyncResult::get) gives, waiting without blocking a thread, on any executor.
+/// For a timeout, wrap it in the runtime's own (`tokio::time::timeout`).
+///
+/// One thread of the process (started at the first such wait) waits for the results
+/// of every awaited `AsyncResult` at once and wakes their tasks; a process that has
+/// awaited one can no longer start children with `StartMethod::Fork`.
+///
+/// # Cancel safety
+///
+/// The future owns the `AsyncResult`: dropping it drops the result (the task still
+/// runs in the pool; its outcome is discarded), as dropping an `AsyncResult` does.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_core::Pool;
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     // a minimal executor: any runtime works the same way
+/// #     use std::task::{Context, Poll, Wake, Waker};
+/// #     use std::sync::Arc;
+/// #     struct T(std::thread::Thread);
+/// #     impl Wake for T { fn wake(self: Arc<Self>) { self.0.unpark() } }
+/// #     let w = Waker::from(Arc::new(T(std::thread::current())));
+/// #     let mut f = std::pin::pin!(f);
+/// #     loop {
+/// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&w)) { return v; }
+/// #         std::thread::park();
+/// #     }
+/// # }
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() {
+///     procactor_core::init();
+///     let pool = Pool::new(2).unwrap();
+///     let r = block_on(async { pool.apply_async(square, 7).unwrap().await });
+///     assert_eq!(r.unwrap(), 49);
+///     let v = block_on(async {
+///         pool.map_async(square, vec![1, 2, 3]).unwrap().await
+///     });
+///     assert_eq!(v.unwrap(), vec![1, 4, 9]);
+/// }
+/// ```
+impl<T: Send + 'static, E: Send + 'static> std::future::IntoFuture for AsyncResult<T, E> {
+    type Output = Result<T, TaskError<E>>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, TaskError<E>>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let mut reg = Registration(None);
+            let ids = self.ids();
+            std::future::poll_fn(|cx| {
+                let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
+                let mut over = false;
+                loop {
+                    match self.rx.try_recv() {
+                        Ok((c, out)) => {
+                            g.outs.insert(c, out);
+                        }
+                        Err(crossbeam_channel::TryRecvError::Empty) => break,
+                        // every sender is gone: nothing more comes
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                            over = true;
+                            break;
+                        }
+                    }
+                }
+                if over || ids.iter().all(|c| g.outs.contains_key(c)) {
+                    reg.cancel();
+                    return std::task::Poll::Ready(());
+                }
+                // (a result that came after the try above makes the channel ready at
+                // once for the waiting thread)
+                reg.register(&self.rx, cx.waker());
+                std::task::Poll::Pending
+            })
+            .await;
+            self.value()
+        })
+    }
+}
+
+/// The channel an [`AsyncResult`]'s outcomes come on.
+type ResultRx = crossbeam_channel::Receiver<(u64, Outcome)>;
+
+/// The thread that waits for the results of every awaited [`AsyncResult`] (one
+/// `crossbeam_channel::Select` over their channels) and the registrations it serves.
+struct Awaited {
+    regs: Mutex<HashMap<u64, (ResultRx, std::task::Waker)>>,
+    next: std::sync::atomic::AtomicU64,
+    /// Told of every new registration, so that the thread selects over it too.
+    poke: crossbeam_channel::Sender<()>,
+}
+
+fn awaited() -> &'static Awaited {
+    static AWAITED: std::sync::OnceLock<&'static Awaited> = std::sync::OnceLock::new();
+    AWAITED.get_or_init(|| {
+        let (poke, poked) = crossbeam_channel::unbounded();
+        let a: &'static Awaited = Box::leak(Box::new(Awaited {
+            regs: Mutex::new(HashMap::new()),
+            next: std::sync::atomic::AtomicU64::new(1),
+            poke,
+        }));
+        let spawned = std::thread::Builder::new()
+            .name("procactor-await".into())
+            .spawn(move || run_awaited(a, &poked));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the thread that wakes awaited results");
+        }
+        a
+    })
+}
+
+fn run_awaited(a: &Awaited, poked: &crossbeam_channel::Receiver<()>) {
+    loop {
+        let regs: Vec<(u64, ResultRx)> = a
+            .regs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, (rx, _))| (*id, rx.clone()))
+            .collect();
+        let mut sel = crossbeam_channel::Select::new();
+        sel.recv(poked);
+        for (_, rx) in &regs {
+            sel.recv(rx);
+        }
+        let i = sel.ready();
+        if i == 0 {
+            while poked.try_recv().is_ok() {}
+            continue;
+        }
+        // (ready: a result is there, or its channel is closed; its future takes it)
+        let woken = a
+            .regs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&regs[i - 1].0);
+        if let Some((_, w)) = woken {
+            w.wake();
+        }
+    }
+}
+
+/// A future's registration with the [`Awaited`] thread, removed on drop.
+struct Registration(Option<u64>);
+
+impl Registration {
+    fn register(&mut self, rx: &ResultRx, waker: &std::task::Waker) {
+        let a = awaited();
+        let mut regs = a.regs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = self.0 {
+            if let Some((_, w)) = regs.get_mut(&id) {
+                w.clone_from(waker);
+                return;
+            }
+        }
+        let id = a.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        regs.insert(id, (rx.clone(), waker.clone()));
+        drop(regs);
+        self.0 = Some(id);
+        let _ = a.poke.send(());
+    }
+
+    fn cancel(&mut self) {
+        if let Some(id) = self.0.take() {
+            awaited()
+                .regs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}

@@ -245,6 +245,18 @@ impl Lock {
         acquired(how, LockGuard { lock: self })
     }
 
+    /// For a future waiting for the lock (`crate::aio::WordWait`): the memory holding
+    /// its word, and how to pick the word out of it.
+    pub(crate) fn word_host(&self) -> (Arc<ShmRegion>, fn(&ShmRegion) -> &AtomicU32) {
+        (self.r.clone(), |r| r.atomic_u32(LOCK_WORD))
+    }
+
+    /// Marks the lock, if held, as waited for, so that its release wakes the word's
+    /// sleepers (a future's watcher among them); `false` if it is free.
+    pub(crate) fn mark_waited(&self) -> bool {
+        robust::mark_waiters(self.word())
+    }
+
     /// Whether some process holds the lock (advisory: it may change at once).
     pub fn is_locked(&self) -> bool {
         robust::owner(self.word()).is_some()
