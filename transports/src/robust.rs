@@ -205,24 +205,10 @@ pub(crate) fn lock_contended_in<E: Owners + ?Sized>(
     // 2. sleep, checking the owner's liveness every so often
     let mut check_every = Duration::from_millis(10);
     loop {
-        let cur = word.load(Ordering::Relaxed);
-        if cur & ID_MASK == 0 {
-            // free: take it, keeping the waiters bit since we cannot know we were alone
-            if word
-                .compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Some(Acquired::Clean);
-            }
-            continue;
-        }
-        if cur & WAITERS == 0
-            && word
-                .compare_exchange(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            continue;
-        }
+        let cur = match take_or_mark(word, me) {
+            Ok(()) => return Some(Acquired::Clean),
+            Err(cur) => cur,
+        };
         let now = Instant::now();
         if let Some(d) = deadline {
             if now >= d {
@@ -233,8 +219,8 @@ pub(crate) fn lock_contended_in<E: Owners + ?Sized>(
             Some(d) => d.min(now + check_every),
             None => now + check_every,
         };
-        if e.wait(word, cur | WAITERS, Some(wake_at)) == WaitOutcome::TimedOut {
-            if let Some(a) = take_over_if_dead(e, word, cur | WAITERS) {
+        if e.wait(word, cur, Some(wake_at)) == WaitOutcome::TimedOut {
+            if let Some(a) = take_over_if_dead(e, word, cur) {
                 return Some(a);
             }
             check_every = (check_every * 2).min(Duration::from_millis(200));
@@ -258,7 +244,19 @@ pub(crate) fn try_lock_waiting_in<E: Owners + ?Sized>(
     word: &E::Word,
     check_owner: bool,
 ) -> Option<Acquired> {
-    let me = e.me();
+    match take_or_mark(word, e.me()) {
+        Ok(()) => Some(Acquired::Clean),
+        Err(cur) if check_owner => take_over_if_dead(e, word, cur),
+        Err(_) => None,
+    }
+}
+
+/// The step every waiter takes before it sleeps (or watches): takes the lock if it is
+/// free, keeping the waiters bit since others may be asleep (`Ok`); otherwise makes sure
+/// the waiters bit is set, so that the owner's unlock wakes the word's sleepers, and
+/// gives the word's value, bit included (`Err`): sleep while the word still holds it.
+#[inline]
+fn take_or_mark<W: Word32 + ?Sized>(word: &W, me: u32) -> Result<(), u32> {
     loop {
         let cur = word.load(Ordering::Relaxed);
         if cur & ID_MASK == 0 {
@@ -266,21 +264,17 @@ pub(crate) fn try_lock_waiting_in<E: Owners + ?Sized>(
                 .compare_exchange(cur, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return Some(Acquired::Clean);
+                return Ok(());
             }
             continue;
         }
-        if cur & WAITERS == 0
-            && word
+        if cur & WAITERS != 0
+            || word
                 .compare_exchange(cur, cur | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
+                .is_ok()
         {
-            continue;
+            return Err(cur | WAITERS);
         }
-        if check_owner {
-            return take_over_if_dead(e, word, cur | WAITERS);
-        }
-        return None;
     }
 }
 
