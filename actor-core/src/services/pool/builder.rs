@@ -1,12 +1,12 @@
 //! [`Pool`] itself and [`PoolBuilder`]: configuration and starting the workers and the
 //! pool's threads.
 
-use super::direct::Role;
 use super::fault;
 use super::feed::Wake;
 use super::feeder::read_inputs;
 use super::inner::{dispatch, Inner};
 use super::results::{collect, worker_exited};
+use super::role::Role;
 use super::state::{Cost, InitArgs, Phase, State, Worker};
 use super::wire::{FnRef, ResultMsg, CELL_WORDS};
 use super::worker::{init_trampoline, InitFn};

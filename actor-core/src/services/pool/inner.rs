@@ -2,9 +2,9 @@
 //! queue, giving them to workers (`place`), writing handle frames (`pump`), and the
 //! dispatcher thread.
 
-use super::direct::Role;
 use super::fault;
 use super::feed::{Source, Wake};
+use super::role::Role;
 use super::state::{
     all_broken, closed, fail_pending, run_sinks, Finished, InitArgs, Payload, Pending, Phase, Sink,
     State, Sub, NO_WORKER,

@@ -1,7 +1,7 @@
 //! Ending a pool: `close`, `join`, `terminate` and drop.
 
 use super::builder::Pool;
-use super::direct::Handoff;
+use super::role::Handoff;
 use super::state::{run_sinks, Cost, Finished, Phase};
 use super::task_error::TaskError;
 use super::wire::ResultMsg;

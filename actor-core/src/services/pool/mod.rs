@@ -93,6 +93,7 @@ mod inner;
 mod lifecycle;
 mod ops;
 mod results;
+mod role;
 mod state;
 mod task_error;
 #[cfg(test)]

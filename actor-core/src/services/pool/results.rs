@@ -1,8 +1,8 @@
 //! The pool's result thread: routes results to their waiters, and replaces workers
 //! that exit (failing what they ran, requeuing what they had queued).
 
-use super::direct::{Handoff, IDLE_CHECK};
 use super::inner::Inner;
+use super::role::{Handoff, IDLE_CHECK};
 use super::state::{
     fail_pending, note_service, run_sinks, take_pending, Finished, Payload, Phase, State, Sub,
     MAX_START_FAILURES, NO_WORKER,
@@ -56,7 +56,10 @@ pub(super) fn collect(
                     return;
                 }
             }
-            if inner.role.collector_takes(&inner) {
+            if inner
+                .role
+                .collector_takes(|| !inner.results.is_empty() || !inner.lock().pending.is_empty())
+            {
                 break;
             }
             match handoff.recv_timeout(IDLE_CHECK) {
