@@ -521,6 +521,7 @@ fn victim_unasked_fds((): ()) {
     drop(mine);
     h.join_timeout(Duration::from_secs(20)).unwrap();
     drop(h); // (its pidfd)
+
     // (a descriptor another thread of the runtime is closing right now, such as the exit
     // monitor's copy of the child's pidfd, may still be open for a moment: a leak never
     // goes away, so wait a bounded while for the count to settle)
