@@ -4,7 +4,7 @@
 //! doc. The Python twins are in `bench/actor_bench.py`.
 
 use crate::workloads::queue::Small;
-use procactor::{process_actor, Actor, ActorError, Context, Queue, Supervisor};
+use procactor::{process_actor, Actor, ActorError, ActorRef, Context, Queue, Supervisor};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -82,15 +82,21 @@ impl Actor for Echo {
 /// `budget` has passed (see [`super::budget`]). Returns microseconds per call and the
 /// timed calls done.
 pub(crate) fn actor_call_rtt(n: u64, budget: Duration) -> (f64, u64) {
+    call_loop(n, budget, |echo, i| echo.call(i).expect("call"))
+}
+
+/// The loop of the call round-trip rows: 1000 untimed calls, then at most `n` timed
+/// ones until `budget` has passed.
+fn call_loop(n: u64, budget: Duration, call: impl Fn(&ActorRef<Echo>, u64) -> u64) -> (f64, u64) {
     let sup = Supervisor::builder().build().expect("supervisor");
     let echo = sup.spawn(Echo).expect("spawn");
     for i in 0..1000 {
-        assert_eq!(echo.call(i).expect("call"), i + 1);
+        assert_eq!(call(&echo, i), i + 1);
     }
     let t0 = Instant::now();
     let mut done = 0;
     while done < n {
-        let r = echo.call(done).expect("call");
+        let r = call(&echo, done);
         debug_assert_eq!(r, done + 1);
         done += 1;
         if t0.elapsed() >= budget {
@@ -108,24 +114,9 @@ pub(crate) fn actor_call_rtt(n: u64, budget: Duration) -> (f64, u64) {
 /// (registration with the watcher thread, its wake-up, the executor's), as on tokio's
 /// current-thread runtime, without a runtime dependency in the benchmark.
 pub(crate) fn actor_call_async_rtt(n: u64, budget: Duration) -> (f64, u64) {
-    let sup = Supervisor::builder().build().expect("supervisor");
-    let echo = sup.spawn(Echo).expect("spawn");
-    for i in 0..1000 {
-        assert_eq!(block_on(echo.call_async(i)).expect("call"), i + 1);
-    }
-    let t0 = Instant::now();
-    let mut done = 0;
-    while done < n {
-        let r = block_on(echo.call_async(done)).expect("call");
-        debug_assert_eq!(r, done + 1);
-        done += 1;
-        if t0.elapsed() >= budget {
-            break;
-        }
-    }
-    let dt = t0.elapsed().as_secs_f64();
-    sup.shutdown(LONG);
-    (dt * 1e6 / done as f64, done)
+    call_loop(n, budget, |echo, i| {
+        block_on(echo.call_async(i)).expect("call")
+    })
 }
 
 /// Runs `f` on this thread: polls it, parks while it is pending.
