@@ -421,6 +421,26 @@ fn rss_kib_and_threads() -> (u64, u64) {
     (field("VmRSS:"), field("Threads:"))
 }
 
+/// The churn, in a process of its own (the test binary's other tests would change its
+/// memory and thread count meanwhile): `(rss before, rss after, threads before,
+/// threads after)`, and whether the queue still delivered.
+fn churn_get_async((): ()) -> (u64, u64, u64, u64, bool) {
+    let q: Queue<u64> = Queue::new().unwrap();
+    let churn = |n: u32| {
+        for _ in 0..n {
+            let mut f = std::pin::pin!(q.get_async());
+            assert!(poll_once(f.as_mut()).is_pending());
+        }
+    };
+    churn(20_000); // warm: the watcher thread, the tables' capacity
+    let (rss0, threads0) = rss_kib_and_threads();
+    churn(200_000);
+    let (rss1, threads1) = rss_kib_and_threads();
+    q.put(7).unwrap();
+    let delivered = q.get_timeout(Duration::from_secs(10)) == Ok(7);
+    (rss0, rss1, threads0, threads1, delivered)
+}
+
 /// Churn: a `get_async` registered (polled once, pending) and dropped, 200 000 times
 /// on one queue, frees what it made: memory and threads stay flat (a registration left
 /// in the watcher's table would be about 100 bytes: 20 MB here), and an item put
@@ -429,23 +449,14 @@ fn rss_kib_and_threads() -> (u64, u64) {
 fn two_hundred_thousand_registered_and_dropped_get_async_free_what_they_made() {
     procactor::init();
     watchdog(120, || {
-        let q: Queue<u64> = Queue::new().unwrap();
-        let churn = |n: u32| {
-            for _ in 0..n {
-                let mut f = std::pin::pin!(q.get_async());
-                assert!(poll_once(f.as_mut()).is_pending());
-            }
-        };
-        churn(20_000); // warm: the watcher thread, the tables' capacity
-        let (rss0, threads0) = rss_kib_and_threads();
-        churn(200_000);
-        let (rss1, threads1) = rss_kib_and_threads();
+        let mut p = Process::new(churn_get_async, ()).start().unwrap();
+        p.join_timeout(Duration::from_secs(100)).unwrap();
+        let (rss0, rss1, threads0, threads1, delivered) = p.result().unwrap();
         assert_eq!(threads1, threads0, "threads grew");
         assert!(
             rss1 < rss0 + 8 * 1024,
             "memory grew from {rss0} to {rss1} KiB"
         );
-        q.put(7).unwrap();
-        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 7);
+        assert!(delivered, "the queue did not deliver after the churn");
     });
 }
