@@ -393,6 +393,14 @@ impl WordWatch {
         self.watcher.poke();
     }
 
+    /// Whether the watch, still armed, would wake `waker` (a task polled again before
+    /// the word changed need not re-arm it then).
+    pub fn wakes(&self, waker: &Waker) -> bool {
+        lock(&self.watcher.table)
+            .get(&self.id)
+            .is_some_and(|e| e.waker.will_wake(waker))
+    }
+
     /// The wait it served is over (its future got what it waited for): dropping it
     /// passes no wake-up on.
     pub fn done(&mut self) {

@@ -63,12 +63,14 @@ impl<H: Send + Sync + 'static> WordWait<H> {
         }
         if let Some(w) = &self.watch {
             if !w.fired() {
-                // polled again before the word changed (a select, a join): keep the watch,
-                // with this task's waker
-                let seen = (self.word)(&self.host).load(Ordering::SeqCst);
-                let at = recheck.map(|d| Instant::now() + d);
-                if let Some(w) = &mut self.watch {
-                    w.rearm(seen, at, cx.waker());
+                // polled again before the word changed (a select, a join): keep the watch
+                // as it is if it already wakes this task, else arm it with its waker
+                if !w.wakes(cx.waker()) {
+                    let seen = (self.word)(&self.host).load(Ordering::SeqCst);
+                    let at = recheck.map(|d| Instant::now() + d);
+                    if let Some(w) = &mut self.watch {
+                        w.rearm(seen, at, cx.waker());
+                    }
                 }
                 return match ready() {
                     Some(v) => {
