@@ -184,7 +184,7 @@ pub use procactor_core::{
 };
 // The modules, for the rest (builders' helpers, iterators' docs, the codec):
 pub use procactor_core::{
-    actor, codec, connection, error, manager, pipe, pool, process, queue, runtime, shared,
+    actor, codec, connection, error, manager, pipe, pool, process, queue, runtime, shared, stats,
     supervisor, sync,
 };
 pub use procactor_macros::{main, process_actor};

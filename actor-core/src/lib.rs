@@ -20,6 +20,7 @@ mod layers;
 pub mod process;
 pub mod services;
 pub mod shared;
+pub mod stats;
 mod status;
 
 pub use actors::{actor, supervisor};

@@ -1,0 +1,316 @@
+//! What a running program shows of itself (issue 24): the data of a snapshot, and the
+//! histogram that actors keep in shared memory.
+//!
+//! These are plain serde types, the contract between a program and whoever observes it
+//! (`Supervisor::snapshot`, the observe socket, `procactor-top --json`, the `metrics`
+//! facade). They use nothing layered, so every layer may fill in its part: the actors
+//! layer the per-actor statistics, the channels layer a named queue's counts, the
+//! observer the figures it reads from `/proc`.
+//!
+//! A histogram of durations is kept as [`HISTOGRAM_BUCKETS`] counters, one per power of
+//! two of nanoseconds (bucket `b` counts durations in `[2^b, 2^(b+1))` ns, bucket 0 also
+//! takes 0 ns, the last bucket everything longer), plus the largest value seen. Writers
+//! add to the counters with relaxed atomics (no lock, no syscall); a reader copies them
+//! and gets quantiles to within a factor of two, which is what "is this actor's p99
+//! 10 µs or 10 ms" needs.
+
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Buckets of a duration histogram: powers of two from 1 ns to 2^39 ns (~9 minutes).
+pub const HISTOGRAM_BUCKETS: usize = 40;
+
+/// The bucket a duration of `ns` nanoseconds is counted in.
+#[inline]
+pub fn bucket_of(ns: u64) -> usize {
+    let b = 63 - (ns | 1).leading_zeros() as usize;
+    b.min(HISTOGRAM_BUCKETS - 1)
+}
+
+/// Records one duration into histogram words laid out as [`HISTOGRAM_BUCKETS`] counters
+/// followed by one "largest so far" word (`words.len() == HISTOGRAM_BUCKETS + 1`; shorter
+/// slices record nothing). Relaxed atomics: a reader may see a count without the matching
+/// max for a moment, never a torn word.
+#[inline]
+pub fn record_duration(words: &[AtomicU64], ns: u64) {
+    if words.len() <= HISTOGRAM_BUCKETS {
+        return;
+    }
+    words[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+    let max = &words[HISTOGRAM_BUCKETS];
+    if ns > max.load(Ordering::Relaxed) {
+        max.fetch_max(ns, Ordering::Relaxed);
+    }
+}
+
+/// A duration histogram as a reader sees it: the count, quantiles and the largest value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Durations recorded.
+    pub count: u64,
+    /// Median, in nanoseconds (the upper edge of its bucket, at most `max_ns`).
+    pub p50_ns: u64,
+    /// 90th percentile, in nanoseconds (same rounding).
+    pub p90_ns: u64,
+    /// 99th percentile, in nanoseconds (same rounding).
+    pub p99_ns: u64,
+    /// The largest duration recorded, in nanoseconds.
+    pub max_ns: u64,
+    /// The counters, one per power of two of nanoseconds (see the module docs): what a
+    /// `metrics` histogram or a merge of several histograms needs.
+    pub buckets: Vec<u64>,
+}
+
+impl Histogram {
+    /// Reads histogram words written by [`record_duration`].
+    pub fn read(words: &[AtomicU64]) -> Histogram {
+        if words.len() <= HISTOGRAM_BUCKETS {
+            return Histogram::default();
+        }
+        let buckets: Vec<u64> = words[..HISTOGRAM_BUCKETS]
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .collect();
+        Histogram::from_buckets(buckets, words[HISTOGRAM_BUCKETS].load(Ordering::Relaxed))
+    }
+
+    /// The histogram of these bucket counts and this largest value.
+    pub fn from_buckets(buckets: Vec<u64>, max_ns: u64) -> Histogram {
+        let count: u64 = buckets.iter().sum();
+        let q = |p: u64| -> u64 {
+            if count == 0 {
+                return 0;
+            }
+            // the smallest bucket whose running total reaches p% of the count
+            let want = (count * p).div_ceil(100).max(1);
+            let mut seen = 0u64;
+            for (b, n) in buckets.iter().enumerate() {
+                seen += n;
+                if seen >= want {
+                    let upper = if b >= 63 {
+                        u64::MAX
+                    } else {
+                        (1u64 << (b + 1)) - 1
+                    };
+                    return upper.min(max_ns.max(1));
+                }
+            }
+            max_ns
+        };
+        Histogram {
+            count,
+            p50_ns: q(50),
+            p90_ns: q(90),
+            p99_ns: q(99),
+            max_ns,
+            buckets,
+        }
+    }
+}
+
+/// An actor's own statistics (one member of a pool: its own), kept in the mailbox
+/// group's shared memory and written by the actor's process.
+///
+/// Counts are per child, across restarts (they are not reset when the process is
+/// started again); `uptime_ms` is the current incarnation's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorStats {
+    /// Messages and calls handled (`handle` returned, `Ok` or `Err`).
+    pub handled: u64,
+    /// Of them, calls (request/reply).
+    pub calls: u64,
+    /// `handle` (or `started`) returned `Err` or panicked.
+    pub errors: u64,
+    /// Undecodable messages skipped.
+    pub undecodable: u64,
+    /// Time spent in `handle`.
+    pub handle_time: Histogram,
+    /// Time a message waited in the mailbox (from the sender's put to the actor's take).
+    pub mailbox_wait: Histogram,
+    /// Since the current process started its loop (`None` while not running).
+    pub uptime_ms: Option<u64>,
+}
+
+/// Memory and CPU of one process as the observer reads them from `/proc/<pid>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    /// Unique set size (private clean + private dirty, `smaps_rollup`), KiB: what the
+    /// process alone holds. Not RSS, which counts shared memory in every process.
+    pub uss_kib: u64,
+    /// Proportional set size (`smaps_rollup`), KiB.
+    pub pss_kib: u64,
+    /// User + system CPU time so far (`stat` fields 14 and 15), milliseconds. A viewer
+    /// derives CPU% from two snapshots.
+    pub cpu_ms: u64,
+}
+
+/// What kind of child a line of the tree is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChildKind {
+    /// One actor.
+    Actor,
+    /// One member of a pool of actors sharing a mailbox.
+    PoolMember {
+        /// The pool's name.
+        pool: String,
+        /// The member's index in it.
+        member: u32,
+    },
+    /// A child supervisor (its own children are in [`ChildSnapshot::supervisor`]).
+    Supervisor,
+}
+
+/// One child of a supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildSnapshot {
+    /// Its name (a pool member's: `pool[i]`).
+    pub name: String,
+    /// What it is.
+    pub kind: ChildKind,
+    /// Its current pid (`None` while not running).
+    pub pid: Option<u32>,
+    /// `starting`, `running`, `restarting` or `ended` (as [`crate::ActorState`] displays).
+    pub state: String,
+    /// Restarts so far.
+    pub restarts: u64,
+    /// How its last process ended (`exit code 1`, `signal 9`), `None` before any end.
+    pub last_exit: Option<String>,
+    /// Messages waiting in its mailbox (shared by a pool's members).
+    pub mailbox_len: u64,
+    /// The actor's statistics (`None` for a child supervisor).
+    pub stats: Option<ActorStats>,
+    /// Its process's memory and CPU (`None` when not running or unreadable).
+    pub usage: Option<ProcessUsage>,
+    /// A child supervisor's own tree (`None` for actors, or when it could not be read).
+    pub supervisor: Option<Box<SupervisorSnapshot>>,
+}
+
+/// One supervisor and everything below it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SupervisorSnapshot {
+    /// Its name.
+    pub name: String,
+    /// The process it runs in.
+    pub pid: u32,
+    /// `OneForOne`, `OneForAll` or `RestForOne`.
+    pub strategy: String,
+    /// `running`, `shut down` or `gave up`.
+    pub status: String,
+    /// Restarts of its children so far.
+    pub restarts: u64,
+    /// Its children, in start order.
+    pub children: Vec<ChildSnapshot>,
+}
+
+/// A queue given a name (`Queue::builder().name("jobs")`), as every handle of it counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnapshot {
+    /// Its name.
+    pub name: String,
+    /// Items in it now.
+    pub depth: u64,
+    /// Items put so far (all processes).
+    pub puts: u64,
+    /// Items taken so far (all processes).
+    pub gets: u64,
+}
+
+/// One worker of a [`Pool`](crate::Pool).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolWorkerSnapshot {
+    /// Its index in the pool.
+    pub index: u32,
+    /// Its current pid (`None` between a death and its replacement).
+    pub pid: Option<u32>,
+    /// Tasks it finished (results and task errors).
+    pub tasks: u64,
+    /// Of them, tasks whose function failed (an `Err` or a panic).
+    pub errors: u64,
+    /// Times this worker's place was given a new process.
+    pub restarts: u64,
+    /// Time spent running tasks.
+    pub task_time: Histogram,
+    /// Its process's memory and CPU.
+    pub usage: Option<ProcessUsage>,
+}
+
+/// A [`Pool`](crate::Pool) of this program.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSnapshot {
+    /// Its name (`pool-<n>` unless given one).
+    pub name: String,
+    /// Tasks submitted and not yet finished.
+    pub pending: u64,
+    /// Its workers.
+    pub workers: Vec<PoolWorkerSnapshot>,
+}
+
+/// Everything one program shows: what `procactor-top` displays and `--json` prints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramSnapshot {
+    /// The program's pid.
+    pub pid: u32,
+    /// Its command name (`/proc/<pid>/comm`).
+    pub command: String,
+    /// When the snapshot was taken, milliseconds since the Unix epoch.
+    pub taken_at_ms: u64,
+    /// The program's own memory and CPU.
+    pub usage: Option<ProcessUsage>,
+    /// Its supervisors (the ones created in this process), oldest first.
+    pub supervisors: Vec<SupervisorSnapshot>,
+    /// Its pools.
+    pub pools: Vec<PoolSnapshot>,
+    /// Its named queues.
+    pub queues: Vec<QueueSnapshot>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words() -> Vec<AtomicU64> {
+        (0..=HISTOGRAM_BUCKETS).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    #[test]
+    fn buckets_are_powers_of_two() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(1), 0);
+        assert_eq!(bucket_of(2), 1);
+        assert_eq!(bucket_of(3), 1);
+        assert_eq!(bucket_of(1024), 10);
+        assert_eq!(bucket_of(2047), 10);
+        assert_eq!(bucket_of(u64::MAX), HISTOGRAM_BUCKETS - 1);
+    }
+
+    #[test]
+    fn quantiles_come_from_the_buckets_and_never_exceed_the_max() {
+        let w = words();
+        // 98 fast (~1 µs), 2 slow (~1 ms)
+        for _ in 0..98 {
+            record_duration(&w, 1_000);
+        }
+        record_duration(&w, 1_000_000);
+        record_duration(&w, 1_500_000);
+        let h = Histogram::read(&w);
+        assert_eq!(h.count, 100);
+        assert_eq!(h.max_ns, 1_500_000);
+        assert_eq!(h.p50_ns, 1023);
+        assert_eq!(h.p90_ns, 1023);
+        // the 99th of 100 is the first slow one: the upper edge of its bucket
+        // [2^19, 2^20), within a factor of two of it
+        assert_eq!(h.p99_ns, (1 << 20) - 1);
+        let one = words();
+        record_duration(&one, 700);
+        let h = Histogram::read(&one);
+        assert_eq!((h.p50_ns, h.p99_ns, h.max_ns), (700, 700, 700));
+    }
+
+    #[test]
+    fn an_empty_or_short_histogram_reads_as_zero() {
+        assert_eq!(Histogram::read(&words()).count, 0);
+        let short: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(5)).collect();
+        record_duration(&short, 10);
+        assert_eq!(Histogram::read(&short), Histogram::default());
+    }
+}
