@@ -17,6 +17,7 @@ pub mod channels;
 pub mod error;
 #[cfg(test)]
 mod layers;
+pub mod observe;
 pub mod process;
 pub mod services;
 pub mod shared;
