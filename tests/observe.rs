@@ -499,3 +499,41 @@ fn pool_members_count_apart_and_sampling_times_some_messages() {
         sup.shutdown(T);
     });
 }
+
+fn take_n((q, n): (procactor::Queue<u32>, u32)) -> u32 {
+    (0..n).map(|_| q.get_timeout(T).unwrap()).sum()
+}
+
+#[test]
+fn a_named_queue_is_listed_with_its_depth_puts_and_gets() {
+    watchdog(60, || {
+        let q = procactor::Queue::<u32>::builder()
+            .name("jobs-a")
+            .build()
+            .unwrap();
+        let unnamed = procactor::Queue::<u32>::new().unwrap();
+        for i in 0..10 {
+            q.put(i).unwrap();
+        }
+        // another process takes 4 (its handle counts too)
+        let mut p = Process::new(take_n, (q.clone(), 4)).start().unwrap();
+        p.join_timeout(T).unwrap();
+        assert_eq!(p.result().unwrap(), 6);
+        let find = || {
+            observe::snapshot()
+                .queues
+                .into_iter()
+                .find(|s| s.name == "jobs-a")
+        };
+        let s = find().expect("the named queue listed");
+        assert_eq!((s.depth, s.puts, s.gets), (6, 10, 4), "{s:?}");
+        assert_eq!(s.depth as usize, q.len());
+        // only named queues are listed; a dropped one is no longer
+        drop(unnamed);
+        let clone = q.clone();
+        drop(q);
+        assert!(find().is_some(), "a clone still lives");
+        drop(clone);
+        assert!(find().is_none());
+    });
+}
