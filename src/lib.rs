@@ -173,8 +173,8 @@ pub use procactor_core::{
     registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, ChildInfo, ChildSpec,
     Context, EventTotals, MailboxKind, PipeMailbox, PoolRef, ProcessActor, QueueMailbox, Restart,
     Shutdown, Strategy, Supervisor, SupervisorBuilder, SupervisorError, SupervisorEvent,
-    SupervisorRef, DEFAULT_EVENT_HISTORY, DROP_SHUTDOWN_LIMIT, DROP_SHUTDOWN_LIMIT_PANICKING,
-    STOP_WAIT_FOR_SENDERS,
+    SupervisorRef, DEFAULT_EVENT_HISTORY, DEFAULT_TIME_EVERY, DROP_SHUTDOWN_LIMIT,
+    DROP_SHUTDOWN_LIMIT_PANICKING, STOP_WAIT_FOR_SENDERS,
 };
 // Errors:
 pub use procactor_core::{

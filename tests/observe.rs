@@ -233,10 +233,10 @@ fn hostile_clients_are_dropped_and_the_next_one_is_served() {
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         drop(idle);
         // once they are gone, served again; requests repeat on one connection
-        let mut c = raw_connect();
         wait_until(T, "the server to serve again", || {
             observe::fetch(std::process::id(), Duration::from_secs(10)).is_ok()
         });
+        let mut c = raw_connect();
         for _ in 0..3 {
             c.write_all(b"snapshot\n").unwrap();
             assert_eq!(raw_reply(&mut c).pid, std::process::id());
@@ -327,8 +327,11 @@ fn another_user_is_refused() {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        // and the same user is still served
-        assert!(observe::fetch(std::process::id(), T).is_ok());
+        // and the same user is still served (once another test's idle connections, if
+        // any, have left it a slot)
+        wait_until(T, "the same user to be served", || {
+            observe::fetch(std::process::id(), T).is_ok()
+        });
         drop(root);
     });
 }
@@ -341,4 +344,196 @@ fn procactor_transports_euid() -> u32 {
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1).map(|u| u.parse().unwrap()))
         .unwrap()
+}
+
+/// Answers calls: `Work(µs)` busy for that long, `Fail` returns an error (a crash).
+#[process_actor(mailbox = pipe)]
+#[derive(Serialize, Deserialize)]
+struct Server;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Job {
+    Work(u64),
+    Fail,
+    Panic,
+}
+
+impl Actor for Server {
+    type Msg = Job;
+    type Reply = u32;
+    fn handle(&mut self, job: Job, _: &mut Context<Self>) -> Result<u32, ActorError> {
+        match job {
+            Job::Work(us) => {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_micros(us) {
+                    std::hint::spin_loop();
+                }
+                Ok(std::process::id())
+            }
+            Job::Fail => Err(ActorError::new("asked to fail")),
+            Job::Panic => panic!("asked to panic"),
+        }
+    }
+}
+
+/// Busy for the given µs per message.
+#[process_actor]
+#[derive(Serialize, Deserialize)]
+struct Busy;
+
+impl Actor for Busy {
+    type Msg = u64;
+    type Reply = ();
+    fn handle(&mut self, us: u64, _: &mut Context<Self>) -> Result<(), ActorError> {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_micros(us) {
+            std::hint::spin_loop();
+        }
+        Ok(())
+    }
+}
+
+fn stats_of(sup: &Supervisor, name: &str) -> procactor::stats::ActorStats {
+    child(&sup.snapshot(), name)
+        .stats
+        .clone()
+        .expect("an actor's statistics")
+}
+
+#[test]
+fn statistics_count_messages_calls_errors_and_restarts() {
+    watchdog(60, || {
+        let sup = Supervisor::builder()
+            .name("stats-a")
+            .max_restarts(5, Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let spec = |n: &str| procactor::ChildSpec::new().name(n).time_every(1);
+        let busy = sup.spawn_with(spec("busy"), Busy).unwrap();
+        let server = sup.spawn_with(spec("server"), Server).unwrap();
+        const N: u64 = 200;
+        for i in 0..N {
+            busy.send(if i % 50 == 0 { 2_000 } else { 20 }).unwrap();
+        }
+        wait_until(T, "every message handled", || {
+            stats_of(&sup, "busy").handled == N
+        });
+        let s = stats_of(&sup, "busy");
+        assert_eq!((s.calls, s.errors, s.undecodable), (0, 0, 0), "{s:?}");
+        // every message timed (time_every(1)): both histograms count them all
+        assert_eq!(s.handle_time.count, N, "{s:?}");
+        assert_eq!(s.mailbox_wait.count, N, "{s:?}");
+        let h = &s.handle_time;
+        assert!(h.p50_ns >= 10_000 && h.p99_ns >= h.p50_ns, "{h:?}");
+        // the 2 ms ones are the slowest: the max is one of them (within the bucket's
+        // factor of two), the median one of the 20 µs ones
+        assert!(h.max_ns >= 2_000_000 && h.p50_ns < 1_000_000, "{h:?}");
+        assert!(s.mailbox_wait.max_ns > 0);
+        assert!(s.uptime_ms.is_some());
+        // calls
+        for _ in 0..5 {
+            server.call_timeout(Job::Work(10), T).unwrap();
+        }
+        let s = stats_of(&sup, "server");
+        assert_eq!((s.handled, s.calls, s.errors), (5, 5, 0), "{s:?}");
+        assert_eq!(s.handle_time.count, 5);
+        // an Err from handle: counted, the actor crashes and is restarted
+        let e = server.call_timeout(Job::Fail, T).unwrap_err();
+        assert!(matches!(e, procactor::CallError::Failed(_)), "{e}");
+        wait_until(T, "the restart", || {
+            let c = child(&sup.snapshot(), "server").clone();
+            c.restarts == 1 && c.state == "running"
+        });
+        let c = child(&sup.snapshot(), "server").clone();
+        assert_eq!(c.last_exit.as_deref(), Some("exit code 1"));
+        let s = c.stats.unwrap();
+        // counts carry across restarts; the uptime is the new incarnation's
+        assert_eq!((s.handled, s.calls, s.errors), (6, 6, 1), "{s:?}");
+        server.call_timeout(Job::Work(1), T).unwrap();
+        assert_eq!(stats_of(&sup, "server").handled, 7);
+        // a panic in handle: an error too (counted as the process unwinds), not handled
+        let e = server.call_timeout(Job::Panic, T).unwrap_err();
+        assert_eq!(e, procactor::CallError::Died);
+        wait_until(T, "the second restart", || {
+            let c = child(&sup.snapshot(), "server").clone();
+            c.restarts == 2 && c.state == "running"
+        });
+        let s = stats_of(&sup, "server");
+        assert_eq!((s.handled, s.errors), (7, 2), "{s:?}");
+        // the tree shows the counts
+        let text = sup.tree();
+        assert!(
+            text.lines()
+                .any(|l| l.contains("busy") && l.contains(&format!("handled {N}"))),
+            "{text}"
+        );
+        sup.shutdown(T);
+    });
+}
+
+#[test]
+fn pool_members_count_apart_and_sampling_times_some_messages() {
+    watchdog(60, || {
+        let sup = Supervisor::builder().name("stats-b").build().unwrap();
+        let pool = sup
+            .spawn_pool_with(procactor::ChildSpec::new().name("crew"), 2, || Busy)
+            .unwrap();
+        const N: u64 = 640;
+        for _ in 0..N {
+            pool.send(50).unwrap();
+        }
+        wait_until(T, "every message handled", || {
+            stats_of(&sup, "crew-1").handled + stats_of(&sup, "crew-2").handled == N
+        });
+        let (a, b) = (stats_of(&sup, "crew-1"), stats_of(&sup, "crew-2"));
+        // each member its own block: both worked (50 µs each, two processes)
+        assert!(a.handled > 0 && b.handled > 0, "{a:?} {b:?}");
+        // one in 16 timed by default (at random: 40 expected of 640)
+        let timed = a.handle_time.count + b.handle_time.count;
+        assert!(timed > 0 && timed < N / 2, "{timed} of {N} timed");
+        assert_eq!(
+            a.mailbox_wait.count + b.mailbox_wait.count,
+            timed,
+            "a timed message has both its wait and its handle time"
+        );
+        sup.shutdown(T);
+    });
+}
+
+fn take_n((q, n): (procactor::Queue<u32>, u32)) -> u32 {
+    (0..n).map(|_| q.get_timeout(T).unwrap()).sum()
+}
+
+#[test]
+fn a_named_queue_is_listed_with_its_depth_puts_and_gets() {
+    watchdog(60, || {
+        let q = procactor::Queue::<u32>::builder()
+            .name("jobs-a")
+            .build()
+            .unwrap();
+        let unnamed = procactor::Queue::<u32>::new().unwrap();
+        for i in 0..10 {
+            q.put(i).unwrap();
+        }
+        // another process takes 4 (its handle counts too)
+        let mut p = Process::new(take_n, (q.clone(), 4)).start().unwrap();
+        p.join_timeout(T).unwrap();
+        assert_eq!(p.result().unwrap(), 6);
+        let find = || {
+            observe::snapshot()
+                .queues
+                .into_iter()
+                .find(|s| s.name == "jobs-a")
+        };
+        let s = find().expect("the named queue listed");
+        assert_eq!((s.depth, s.puts, s.gets), (6, 10, 4), "{s:?}");
+        assert_eq!(s.depth as usize, q.len());
+        // only named queues are listed; a dropped one is no longer
+        drop(unnamed);
+        let clone = q.clone();
+        drop(q);
+        assert!(find().is_some(), "a clone still lives");
+        drop(clone);
+        assert!(find().is_none());
+    });
 }

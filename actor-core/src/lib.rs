@@ -34,7 +34,7 @@ pub use shared::sync;
 
 pub use actor::{
     registered_actors, Actor, ActorError, ActorRef, ActorState, CallError, Context, MailboxKind,
-    PipeMailbox, ProcessActor, QueueMailbox, STOP_WAIT_FOR_SENDERS,
+    PipeMailbox, ProcessActor, QueueMailbox, DEFAULT_TIME_EVERY, STOP_WAIT_FOR_SENDERS,
 };
 pub use bytes::Bytes;
 pub use error::{

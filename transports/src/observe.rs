@@ -6,7 +6,8 @@
 //! depending on what this machine's processes hold.
 
 pub use crate::sys::observe::{
-    clock_ticks_per_second, connect_abstract, effective_uid, listen_abstract, peer_uid,
+    clock_ticks_per_second, connect_abstract, effective_uid, listen_abstract, monotonic_ns,
+    peer_uid,
 };
 use std::io;
 
@@ -126,6 +127,18 @@ mod tests {
         assert!(me.uss_kib > 0);
         assert!(!command_name(None).unwrap().is_empty());
         assert!(process_usage(Some(u32::MAX - 1)).is_err());
+    }
+
+    #[test]
+    fn the_monotonic_clock_is_the_one_instant_reads() {
+        let a = monotonic_ns();
+        let i = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let b = monotonic_ns();
+        let e = i.elapsed().as_nanos() as u64;
+        assert!(b > a);
+        // the two clocks advanced alike (to within 5 ms)
+        assert!((b - a).abs_diff(e) < 5_000_000, "{} vs {e}", b - a);
     }
 
     #[test]

@@ -818,6 +818,14 @@ impl Ring {
         written.saturating_sub(read)
     }
 
+    /// Messages written into the ring and read from it since it was made (`len` is
+    /// their difference): what an observer shows as a queue's puts and gets.
+    pub fn counts(&self) -> (u64, u64) {
+        let written = self.u64(OFF_WRITTEN).load(Ordering::Acquire);
+        let read = self.u64(OFF_READ).load(Ordering::Acquire);
+        (written, read)
+    }
+
     /// Whether no message is in the ring (advisory).
     pub fn is_empty(&self) -> bool {
         self.len() == 0

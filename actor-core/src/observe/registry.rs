@@ -19,7 +19,7 @@ pub(crate) trait QueueSource: Send + Sync {
     fn snapshot(&self) -> QueueSnapshot;
 }
 
-// (pools and named queues register once they count what they show)
+// (pools register once they count what they show)
 #[allow(dead_code)]
 pub(crate) enum Source {
     Supervisor(Weak<dyn SupervisorSource>),

@@ -202,7 +202,7 @@ impl<A: ProcessActor> ActorRef<A> {
     pub fn send(&self, msg: A::Msg) -> Result<(), PutError<A::Msg>> {
         let (msg, _sending) = self.refuse_if_stopping(msg).map_err(PutError::Closed)?;
         self.mailbox
-            .put(Envelope::Msg(msg))
+            .put(Envelope::Msg(msg, self.group.meta()))
             .map_err(|e| give_back(e).unwrap_or_else(|_| PutError::Closed(unreachable_msg())))
     }
 
@@ -239,7 +239,7 @@ impl<A: ProcessActor> ActorRef<A> {
     ) -> Result<(), TryPutError<A::Msg>> {
         let (msg, _sending) = self.refuse_if_stopping(msg).map_err(TryPutError::Closed)?;
         self.mailbox
-            .put_until(Envelope::Msg(msg), deadline)
+            .put_until(Envelope::Msg(msg, self.group.meta()), deadline)
             .map_err(|e| give_back(e).unwrap_or_else(|_| TryPutError::Closed(unreachable_msg())))
     }
 

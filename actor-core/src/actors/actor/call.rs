@@ -4,6 +4,7 @@
 
 use super::actor_ref::ActorRef;
 use super::context::Context;
+use super::counters::Counters;
 use super::envelope::{Envelope, ReplyOf};
 use super::mailbox::{cell, lane_of, PipeMailbox};
 use super::{crash, ActorError, CallError, ProcessActor};
@@ -82,7 +83,9 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
         let replies = &self.replies[lane];
         let n = (c << 8) | lane as u64;
         let exits = self.group.word(cell::EXITS).load(Ordering::Acquire);
-        let put = self.mailbox.put_until(Envelope::Call(n, msg), deadline);
+        let put = self
+            .mailbox
+            .put_until(Envelope::Call(n, msg, self.group.meta()), deadline);
         drop(sending);
         if let Err(e) = put {
             return Err(match e {
@@ -175,9 +178,12 @@ const REPLY_PUT_LIMIT: Duration = Duration::from_secs(1);
 /// without crashing): records it as taken on its lane and in flight (so a death here
 /// is reported to the caller as `Died`), sends the reply on the lane's reply queue, and
 /// ends the actor as a crash if `handle` failed.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn answer_call<A: ProcessActor>(
     actor: &mut A,
     ctx: &mut Context<A>,
+    counters: &Counters<'_>,
+    took: Option<u64>,
     in_call: &AtomicU64,
     replies: &[Queue<ReplyOf<A::Reply>>],
     n: u64,
@@ -198,8 +204,14 @@ pub(super) fn answer_call<A: ProcessActor>(
     in_call.store(n, Ordering::Release);
     let (r, crash_on) = match m {
         Ok(m) => {
+            let unwinding = counters.on_unwind();
             let r = actor.handle(m, ctx);
+            unwinding.disarm();
+            counters.handled(true, took);
             let failed = r.as_ref().err().cloned();
+            if failed.is_some() {
+                counters.error();
+            }
             (r, failed)
         }
         Err(e) => {

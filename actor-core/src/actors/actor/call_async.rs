@@ -40,7 +40,7 @@ impl<A: ProcessActor> ActorRef<A> {
     pub async fn send_async(&self, msg: A::Msg) -> Result<(), PutError<A::Msg>> {
         let (msg, _sending) = self.refuse_if_stopping(msg).map_err(PutError::Closed)?;
         self.mailbox
-            .put_async(Envelope::Msg(msg))
+            .put_async(Envelope::Msg(msg, self.group.meta()))
             .await
             .map_err(|e| {
                 give_back(e).unwrap_or_else(|_| {
@@ -138,7 +138,10 @@ impl<A: ProcessActor<Mailbox = PipeMailbox>> ActorRef<A> {
             .map_err(|_| CallError::Stopped)?;
         let n = (c << 8) | lane as u64;
         let exits = self.group.word(cell::EXITS).load(Ordering::Acquire);
-        let put = self.mailbox.put_async(Envelope::Call(n, msg)).await;
+        let put = self
+            .mailbox
+            .put_async(Envelope::Call(n, msg, self.group.meta()))
+            .await;
         drop(sending);
         if let Err(e) = put {
             return Err(match e {

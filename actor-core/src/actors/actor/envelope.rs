@@ -12,13 +12,29 @@ use std::marker::PhantomData;
 /// request. Encoded as a CBOR array: `[0, message]`, `[1, number, bytes]`, `[2]`, where
 /// a call's message is CBOR inside a byte string: its kind and number are read before
 /// the message, so a call whose message cannot be read is still answered (with an
-/// error) instead of leaving its caller without a reply.
+/// error) instead of leaving its caller without a reply. A message or call whose
+/// [`Meta`] says something carries it after the message: `[0, message, sent_ns]`,
+/// `[1, number, bytes, sent_ns]`.
 pub(crate) enum Envelope<M> {
-    Msg(M),
-    Call(u64, M),
+    Msg(M, Meta),
+    Call(u64, M, Meta),
     Stop,
     /// (decoding only) a call whose message could not be read, and why.
     BadCall(u64, String),
+}
+
+/// What a message carries besides itself: when it was sent (`CLOCK_MONOTONIC` ns, for
+/// the mailbox-wait histogram; 0 when the sender did not time it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub(crate) sent_ns: u64,
+}
+
+impl Meta {
+    /// Whether it adds nothing to the envelope.
+    fn is_empty(&self) -> bool {
+        self.sent_ns == 0
+    }
 }
 
 /// A byte string (a call's encoded message).
@@ -66,13 +82,17 @@ fn serialize_call<S: Serializer, M: Serialize>(
     s: S,
     n: u64,
     m: &M,
+    meta: &Meta,
     buf: &mut Vec<u8>,
 ) -> Result<S::Ok, S::Error> {
     crate::codec::encode(m, buf, None).map_err(|e| serde::ser::Error::custom(e.to_string()))?;
-    let mut t = s.serialize_tuple(3)?;
+    let mut t = s.serialize_tuple(if meta.is_empty() { 3 } else { 4 })?;
     t.serialize_element(&KIND_CALL)?;
     t.serialize_element(&n)?;
     t.serialize_element(&AsBytes(buf))?;
+    if !meta.is_empty() {
+        t.serialize_element(&meta.sent_ns)?;
+    }
     t.end()
 }
 
@@ -83,27 +103,30 @@ const KIND_STOP: u8 = 2;
 impl<M: Serialize> Serialize for Envelope<M> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Envelope::Msg(m) => {
-                let mut t = s.serialize_tuple(2)?;
+            Envelope::Msg(m, meta) => {
+                let mut t = s.serialize_tuple(if meta.is_empty() { 2 } else { 3 })?;
                 t.serialize_element(&KIND_MSG)?;
                 t.serialize_element(m)?;
+                if !meta.is_empty() {
+                    t.serialize_element(&meta.sent_ns)?;
+                }
                 t.end()
             }
-            Envelope::Call(n, m) => {
+            Envelope::Call(n, m, meta) => {
                 // the message as a byte string of its own, so that a receiver that cannot
                 // read it still has the call's number (and answers it with an error);
                 // encoded in a per-thread scratch buffer: no allocation per call
                 CALL_SCRATCH.with(|cell| match cell.try_borrow_mut() {
                     Ok(mut buf) => {
                         buf.clear();
-                        let r = serialize_call(s, *n, m, &mut buf);
+                        let r = serialize_call(s, *n, m, meta, &mut buf);
                         if buf.capacity() > CALL_SCRATCH_KEEP {
                             *buf = Vec::new();
                         }
                         r
                     }
                     // (a call envelope encoded inside another one's message)
-                    Err(_) => serialize_call(s, *n, m, &mut Vec::new()),
+                    Err(_) => serialize_call(s, *n, m, meta, &mut Vec::new()),
                 })
             }
             Envelope::Stop => {
@@ -135,7 +158,7 @@ impl<'de, M: DeserializeOwned> Deserialize<'de> for Envelope<M> {
                         let m = a
                             .next_element()?
                             .ok_or_else(|| de::Error::invalid_length(1, &self))?;
-                        Ok(Envelope::Msg(m))
+                        Ok(Envelope::Msg(m, read_meta(&mut a)?))
                     }
                     KIND_CALL => {
                         let n = a
@@ -144,9 +167,10 @@ impl<'de, M: DeserializeOwned> Deserialize<'de> for Envelope<M> {
                         let CallMsg(m) = a
                             .next_element()?
                             .ok_or_else(|| de::Error::invalid_length(2, &self))?;
+                        let meta = read_meta(&mut a)?;
                         // the number is known: a message that cannot be read is answered
                         Ok(match m {
-                            Ok(m) => Envelope::Call(n, m),
+                            Ok(m) => Envelope::Call(n, m, meta),
                             Err(e) => Envelope::BadCall(n, e),
                         })
                     }
@@ -161,11 +185,18 @@ impl<'de, M: DeserializeOwned> Deserialize<'de> for Envelope<M> {
     }
 }
 
+/// The optional fields after a message.
+fn read_meta<'de, A: SeqAccess<'de>>(a: &mut A) -> Result<Meta, A::Error> {
+    Ok(Meta {
+        sent_ns: a.next_element::<u64>()?.unwrap_or(0),
+    })
+}
+
 impl<M> Envelope<M> {
     /// The sender's message back out of a refused envelope (`Stop` carries none).
     fn into_msg(self) -> Option<M> {
         match self {
-            Envelope::Msg(m) | Envelope::Call(_, m) => Some(m),
+            Envelope::Msg(m, _) | Envelope::Call(_, m, _) => Some(m),
             Envelope::Stop | Envelope::BadCall(..) => None,
         }
     }

@@ -56,6 +56,9 @@ pub(crate) mod cell {
     /// Senders between their `stopping` check and the end of their put (see
     /// `ActorRef::stop`).
     pub(crate) const SENDING: usize = 6;
+    /// One message in this many is timed (its sender stamps it; 0: none; see
+    /// `counters`).
+    pub(crate) const TIME_EVERY: usize = 7;
     /// (a whole cache line: the per-actor words the actor writes on every message do not
     /// share a line with the header words every sender reads)
     pub(crate) const HEADER: usize = 8;
@@ -77,7 +80,29 @@ pub(crate) mod cell {
     pub(crate) const LANE_TAKEN: usize = 6;
     /// Per call lane: who took it, `member << 32 | pid` (written before `LANE_TAKEN`).
     pub(crate) const LANE_TAKER: usize = 7;
-    pub(crate) const BLOCK: usize = 8;
+
+    // The actor's statistics (written by its own process only, with relaxed loads and
+    // stores: one writer at a time, a restarted incarnation after the dead one), read
+    // by any process holding the group. Counts are kept across restarts.
+    /// Per actor: messages and calls handled (`handle` returned).
+    pub(crate) const HANDLED: usize = 8;
+    /// Per actor: of them, calls.
+    pub(crate) const CALLS: usize = 9;
+    /// Per actor: `handle` or `started` returned `Err` or panicked.
+    pub(crate) const ERRORS: usize = 10;
+    /// Per actor: undecodable messages and calls.
+    pub(crate) const UNDECODABLE: usize = 11;
+    /// Per actor: when the current incarnation started its loop (`CLOCK_MONOTONIC` ns).
+    pub(crate) const STARTED_AT: usize = 12;
+    /// Per actor: the handle-time histogram (see [`crate::stats`]: buckets then the max),
+    /// on a cache line boundary.
+    pub(crate) const HANDLE_TIME: usize = 16;
+    /// Per actor: the mailbox-wait histogram.
+    pub(crate) const MAILBOX_WAIT: usize = HANDLE_TIME + HIST;
+    /// Words of a histogram.
+    pub(crate) const HIST: usize = crate::stats::HISTOGRAM_BUCKETS + 1;
+    /// (rounded up to whole cache lines: pool members write their own blocks at once)
+    pub(crate) const BLOCK: usize = (MAILBOX_WAIT + HIST).div_ceil(8) * 8;
 
     pub(crate) fn len(actors: usize) -> usize {
         HEADER + BLOCK * actors
@@ -158,6 +183,11 @@ pub(crate) struct Group {
     pub(crate) gate: super::gate::CallGate,
 }
 
+/// One message in this many is timed (mailbox wait and handle time) unless the child
+/// spec says otherwise ([`ChildSpec::time_every`](crate::ChildSpec::time_every)): the
+/// counts are exact, the histograms a random sample (see the `counters` module).
+pub const DEFAULT_TIME_EVERY: u32 = 16;
+
 /// How long [`ActorRef::stop`](crate::ActorRef::stop) waits at most for the sends under way (counted in the
 /// mailbox's shared cell) to finish before it queues the stop request.
 pub const STOP_WAIT_FOR_SENDERS: Duration = Duration::from_secs(1);
@@ -200,8 +230,12 @@ pub(super) fn lane_of(n: u64) -> usize {
 
 impl Group {
     pub(crate) fn new(actors: usize, calls: bool) -> Result<Group, crate::Error> {
+        let cell = RawArray::zeroed(cell::len(actors))?;
+        if let Some(w) = cell.atomic_u64(cell::TIME_EVERY) {
+            w.store(u64::from(DEFAULT_TIME_EVERY), Ordering::Relaxed);
+        }
         Ok(Group {
-            cell: RawArray::zeroed(cell::len(actors))?,
+            cell,
             ended: Event::new()?,
             call_locks: (0..lanes(actors, calls))
                 .map(|_| Lock::new())
@@ -237,6 +271,34 @@ impl Group {
             0 => None,
             p => u32::try_from(p).ok(),
         }
+    }
+
+    /// Actor `actor`'s statistics as its process has written them.
+    pub(crate) fn actor_stats(&self, actor: u32) -> crate::stats::ActorStats {
+        let w = |i| self.actor_word(actor, i).load(Ordering::Relaxed);
+        let started = w(cell::STARTED_AT);
+        let uptime_ms = (self.state(actor) == ActorState::Running && started != 0).then(|| {
+            procactor_transports::observe::monotonic_ns().saturating_sub(started) / 1_000_000
+        });
+        crate::stats::ActorStats {
+            handled: w(cell::HANDLED),
+            calls: w(cell::CALLS),
+            errors: w(cell::ERRORS),
+            undecodable: w(cell::UNDECODABLE),
+            handle_time: self.histogram(actor, cell::HANDLE_TIME),
+            mailbox_wait: self.histogram(actor, cell::MAILBOX_WAIT),
+            uptime_ms,
+        }
+    }
+
+    fn histogram(&self, actor: u32, at: usize) -> crate::stats::Histogram {
+        let buckets = (0..crate::stats::HISTOGRAM_BUCKETS)
+            .map(|b| self.actor_word(actor, at + b).load(Ordering::Relaxed))
+            .collect();
+        let max = self
+            .actor_word(actor, at + crate::stats::HISTOGRAM_BUCKETS)
+            .load(Ordering::Relaxed);
+        crate::stats::Histogram::from_buckets(buckets, max)
     }
 
     /// Marks one actor as ended for good; the last one sets the end event.

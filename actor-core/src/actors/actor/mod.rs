@@ -55,6 +55,7 @@ mod actor_ref;
 mod call;
 mod call_async;
 mod context;
+mod counters;
 mod envelope;
 mod gate;
 mod mailbox;
@@ -65,7 +66,9 @@ mod tests;
 
 pub use actor_ref::ActorRef;
 pub use context::Context;
-pub use mailbox::{ActorState, MailboxKind, PipeMailbox, QueueMailbox, STOP_WAIT_FOR_SENDERS};
+pub use mailbox::{
+    ActorState, MailboxKind, PipeMailbox, QueueMailbox, DEFAULT_TIME_EVERY, STOP_WAIT_FOR_SENDERS,
+};
 pub use registry::{assert_serde_actor, register_actor, registered_actors, SerdeActor};
 
 pub(crate) use envelope::{Envelope, ReplyOf};

@@ -2,6 +2,7 @@
 
 use super::call::answer_call;
 use super::context::Context;
+use super::counters::Counters;
 use super::envelope::{Envelope, ReplyOf};
 use super::mailbox::{cell, ActorState, Group};
 use super::{crash, ActorError, ProcessActor};
@@ -9,7 +10,7 @@ use crate::error::GetError;
 use crate::queue::Queue;
 use procactor_transports::os;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How an actor's (or a child supervisor's) process ended, as its target returns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,20 +75,24 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
     group
         .actor_word(index, cell::PID)
         .store(u64::from(os::current_pid()), Ordering::Release);
+    Counters::started(&group, index);
     group.set_state(index, ActorState::Running);
-    let taken = group.actor_word(index, cell::TAKEN);
-    let in_call = group.actor_word(index, cell::IN_CALL);
+    let group_ = group.clone();
+    let counters = Counters::new(&group_, index);
+    let taken = group_.actor_word(index, cell::TAKEN);
+    let in_call = group_.actor_word(index, cell::IN_CALL);
     taken.store(0, Ordering::Relaxed);
     let mut ctx = Context {
         name,
         mailbox,
         replies,
-        group: group.clone(),
+        group,
         index,
         stop: false,
     };
     let replies = open_replies;
     if let Err(e) = actor.started(&mut ctx) {
+        counters.error();
         crash(&ctx.name, "started", &e);
     }
     let mut count = 0u64;
@@ -101,6 +106,7 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
             Err(GetError::Decode(e)) => {
                 // a message this actor cannot read: say so and go on with the next
                 tracing::error!(actor = %ctx.name, error = %e, "undecodable message skipped");
+                counters.undecodable();
                 count += 1;
                 taken.store(count, Ordering::Relaxed);
                 continue;
@@ -113,45 +119,54 @@ pub(crate) fn actor_main<A: ProcessActor>(boot: ActorBoot<A>) -> ExitReport {
         };
         count += 1;
         taken.store(count, Ordering::Relaxed);
-        match env {
-            Envelope::Msg(m) => {
-                if let Err(e) = actor.handle(m, &mut ctx) {
-                    crash(&ctx.name, "handle", &e);
+        let stop = handle_envelope(&mut actor, &mut ctx, &counters, in_call, &replies, env);
+        if stop {
+            // graceful: what was queued before the stop request is still handled
+            // (and what raced with it), then the loop ends
+            while let Ok(env) = ctx.mailbox.try_get() {
+                if handle_envelope(&mut actor, &mut ctx, &counters, in_call, &replies, env) {
+                    // another pool member's stop request: put it back for it
+                    let _ = ctx.mailbox.clone_open().put(Envelope::Stop);
+                    break;
                 }
             }
-            Envelope::Call(n, m) => {
-                answer_call(&mut actor, &mut ctx, in_call, &replies, n, Ok(m));
-            }
-            Envelope::BadCall(n, e) => {
-                answer_call(&mut actor, &mut ctx, in_call, &replies, n, Err(e));
-            }
-            Envelope::Stop => {
-                // graceful: what was queued before the stop request is still handled
-                // (and what raced with it), then the loop ends
-                while let Ok(env) = ctx.mailbox.try_get() {
-                    match env {
-                        Envelope::Msg(m) => {
-                            if let Err(e) = actor.handle(m, &mut ctx) {
-                                crash(&ctx.name, "handle", &e);
-                            }
-                        }
-                        Envelope::Call(n, m) => {
-                            answer_call(&mut actor, &mut ctx, in_call, &replies, n, Ok(m));
-                        }
-                        Envelope::BadCall(n, e) => {
-                            answer_call(&mut actor, &mut ctx, in_call, &replies, n, Err(e));
-                        }
-                        // another pool member's stop request: put it back for it
-                        Envelope::Stop => {
-                            let _ = ctx.mailbox.clone_open().put(Envelope::Stop);
-                            break;
-                        }
-                    }
-                }
-                break ExitReport::Stopped;
-            }
+            break ExitReport::Stopped;
         }
     };
     actor.stopped();
     report
+}
+
+/// Handles one envelope, counted; whether it was a stop request.
+fn handle_envelope<A: ProcessActor>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    counters: &Counters<'_>,
+    in_call: &AtomicU64,
+    replies: &[Queue<ReplyOf<A::Reply>>],
+    env: Envelope<A::Msg>,
+) -> bool {
+    match env {
+        Envelope::Msg(m, meta) => {
+            let took = counters.took(&meta);
+            let unwinding = counters.on_unwind();
+            let r = actor.handle(m, ctx);
+            unwinding.disarm();
+            counters.handled(false, took);
+            if let Err(e) = r {
+                counters.error();
+                crash(&ctx.name, "handle", &e);
+            }
+        }
+        Envelope::Call(n, m, meta) => {
+            let took = counters.took(&meta);
+            answer_call(actor, ctx, counters, took, in_call, replies, n, Ok(m));
+        }
+        Envelope::BadCall(n, e) => {
+            counters.undecodable();
+            answer_call(actor, ctx, counters, None, in_call, replies, n, Err(e));
+        }
+        Envelope::Stop => return true,
+    }
+    false
 }

@@ -1,6 +1,6 @@
 //! Unit tests of the actor module's parts (envelopes, status words, refs, groups).
 
-use super::envelope::{give_back, KIND_MSG};
+use super::envelope::{give_back, Meta, KIND_MSG};
 use super::mailbox::decode_status;
 use super::*;
 use crate::error::{PutError, PutTimeoutError, TryPutError};
@@ -11,9 +11,16 @@ use std::time::Duration;
 #[test]
 fn envelopes_round_trip_and_bad_kinds_are_errors() {
     let mut buf = Vec::new();
-    crate::codec::encode(&Envelope::Call(7, "x".to_string()), &mut buf, None).unwrap();
+    let meta = Meta { sent_ns: 12345 };
+    crate::codec::encode(&Envelope::Call(7, "x".to_string(), meta), &mut buf, None).unwrap();
     match crate::codec::decode::<Envelope<String>>(&buf, Vec::new()).unwrap() {
-        Envelope::Call(7, s) => assert_eq!(s, "x"),
+        Envelope::Call(7, s, m) => assert_eq!((s.as_str(), m), ("x", meta)),
+        _ => panic!("wrong envelope"),
+    }
+    buf.clear();
+    crate::codec::encode(&Envelope::Msg(3u8, meta), &mut buf, None).unwrap();
+    match crate::codec::decode::<Envelope<u8>>(&buf, Vec::new()).unwrap() {
+        Envelope::Msg(3, m) => assert_eq!(m, meta),
         _ => panic!("wrong envelope"),
     }
     buf.clear();
@@ -26,19 +33,23 @@ fn envelopes_round_trip_and_bad_kinds_are_errors() {
     crate::codec::encode(&(9u8, 1u32), &mut buf, None).unwrap();
     assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
     buf.clear();
-    // a message envelope without its message, or with one too many items
+    // a message envelope without its message, with a time stamp that is not a number,
+    // or with an item after the stamp that is nothing known
     crate::codec::encode(&(KIND_MSG,), &mut buf, None).unwrap();
     assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
     buf.clear();
-    crate::codec::encode(&(KIND_MSG, 1u32, 2u32), &mut buf, None).unwrap();
+    crate::codec::encode(&(KIND_MSG, 1u32, "x"), &mut buf, None).unwrap();
     assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
     buf.clear();
-    crate::codec::encode(&Envelope::Msg(7u32), &mut buf, None).unwrap();
+    crate::codec::encode(&(KIND_MSG, 1u32, 2u64, 3u32), &mut buf, None).unwrap();
+    assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
+    buf.clear();
+    crate::codec::encode(&Envelope::Msg(7u32, Meta::default()), &mut buf, None).unwrap();
     assert_eq!(buf.len(), 3, "[0, 7]: two items, three bytes");
     // a call whose message is not the actor's type: its number is still read
     buf.clear();
     crate::codec::encode(
-        &Envelope::Call(9, "not a number".to_string()),
+        &Envelope::Call(9, "not a number".to_string(), Meta::default()),
         &mut buf,
         None,
     )
@@ -64,11 +75,16 @@ fn exit_status_words_round_trip() {
 
 #[test]
 fn give_back_returns_the_message() {
-    let e = give_back(TryPutError::Full(Envelope::Msg(5u32))).unwrap();
+    let e = give_back(TryPutError::Full(Envelope::Msg(5u32, Meta::default()))).unwrap();
     assert!(e.is_full());
     assert_eq!(e.into_inner(), 5);
     assert!(give_back(PutError::Closed(Envelope::<u32>::Stop)).is_err());
-    let e = give_back(PutTimeoutError::Timeout(Envelope::Call(1, 6u32))).unwrap();
+    let e = give_back(PutTimeoutError::Timeout(Envelope::Call(
+        1,
+        6u32,
+        Meta::default(),
+    )))
+    .unwrap();
     assert!(e.is_timeout());
     assert_eq!(e.into_inner(), 6);
 }

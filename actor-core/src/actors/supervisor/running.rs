@@ -141,6 +141,9 @@ impl Supervisor {
             return Err(SupervisorError::NotRunning);
         }
         let first = st.children.len();
+        if let Some(every) = spec.time_every {
+            unit.group().set_time_every(every);
+        }
         for m in 0..unit.members() {
             st.children.push(Child {
                 spec: spec.clone(),

@@ -110,8 +110,7 @@ pub(super) fn child_snapshot(u: &dyn Unit, m: u32) -> ChildSnapshot {
         last_exit: decode_status(g.actor_word(m, cell::EXIT).load(Ordering::Acquire))
             .map(|s| s.to_string()),
         mailbox_len: u.mailbox_len() as u64,
-        // (the per-actor counters are not kept yet)
-        stats: None,
+        stats: (!u.is_supervisor()).then(|| g.actor_stats(m)),
         usage: pid.and_then(|p| observe::usage(Some(p))),
         supervisor: sub.map(|t| Box::new(subtree_snapshot(t, pid, state))),
     }

@@ -64,6 +64,9 @@ pub struct ChildSpec {
     pub(super) name: Option<String>,
     pub(super) restart: Restart,
     pub(super) shutdown: Shutdown,
+    /// One message in this many is timed (`None`: [`DEFAULT_TIME_EVERY`](crate::actor::DEFAULT_TIME_EVERY)).
+    #[serde(default)]
+    pub(super) time_every: Option<u32>,
 }
 
 impl ChildSpec {
@@ -89,6 +92,24 @@ impl ChildSpec {
     /// The restart type set.
     pub fn restart_type(&self) -> Restart {
         self.restart
+    }
+    /// Times one message in `every` (default [`DEFAULT_TIME_EVERY`](crate::actor::DEFAULT_TIME_EVERY), 16): its sender
+    /// stamps it and the actor records how long it waited in the mailbox and how long
+    /// `handle` took, in the histograms of its [`ActorStats`](crate::stats::ActorStats)
+    /// (see [`Supervisor::snapshot`](crate::Supervisor::snapshot)). `1` times every
+    /// message (three clock reads more per message: ~0.1 µs on a small VM), `0` none.
+    /// The counts (handled, calls, errors) are exact whatever this says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor::ChildSpec;
+    /// let every_message = ChildSpec::new().name("billing").time_every(1);
+    /// # let _ = every_message;
+    /// ```
+    pub fn time_every(mut self, every: u32) -> Self {
+        self.time_every = Some(every);
+        self
     }
 }
 

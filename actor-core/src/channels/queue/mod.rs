@@ -88,6 +88,7 @@ mod handle;
 mod iter;
 mod joinable;
 mod mpmc;
+mod named;
 mod reply;
 mod simple;
 

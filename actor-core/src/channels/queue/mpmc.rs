@@ -1,6 +1,7 @@
 //! [`Queue`], the multi-producer multi-consumer queue, and [`QueueBuilder`].
 
 use super::handle::Handle;
+use super::named::Named;
 use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
@@ -9,6 +10,7 @@ use procactor_transports::ring::{Deadline, DEFAULT_MAX_MESSAGE};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The byte capacity of the shared-memory ring of [`Queue::new`] and [`Queue::bounded`]:
@@ -64,6 +66,8 @@ pub const DEFAULT_CAPACITY_BYTES: usize = 256 * 1024;
 pub struct Queue<T> {
     pub(super) h: Handle,
     pub(super) _t: PhantomData<fn(T) -> T>,
+    /// A named queue's place among what this process shows (shared by its clones).
+    pub(super) named: Option<Arc<Named>>,
 }
 
 /// Configures a [`Queue`] (or a [`JoinableQueue`](super::JoinableQueue),
@@ -73,6 +77,7 @@ pub struct Queue<T> {
 /// Defaults: unbounded (`maxsize` 0), a ring of [`DEFAULT_CAPACITY_BYTES`], a maximum
 /// message size of 1 GiB.
 pub struct QueueBuilder<T> {
+    name: Option<String>,
     maxsize: usize,
     bytes: usize,
     max_message: u64,
@@ -82,6 +87,7 @@ pub struct QueueBuilder<T> {
 impl<T> fmt::Debug for QueueBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueBuilder")
+            .field("name", &self.name)
             .field("maxsize", &self.maxsize)
             .field("capacity_bytes", &self.bytes)
             .field("max_message_size", &self.max_message)
@@ -116,6 +122,28 @@ impl<T: Message> QueueBuilder<T> {
         self
     }
 
+    /// Gives the queue a name: this process's snapshot
+    /// ([`observe::snapshot`](crate::observe::snapshot), `procactor-top`) lists it with
+    /// its depth and the items put and taken so far (by every process), for as long as a
+    /// handle of it lives in this process. Counting costs nothing more (every queue keeps
+    /// those counts in its shared memory).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor::{observe, Queue};
+    ///
+    /// let q = Queue::<u32>::builder().name("jobs").build().unwrap();
+    /// q.put(1).unwrap();
+    /// let snap = observe::snapshot();
+    /// let jobs = snap.queues.iter().find(|s| s.name == "jobs").unwrap();
+    /// assert_eq!((jobs.depth, jobs.puts, jobs.gets), (1, 1, 0));
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// Creates the queue.
     ///
     /// # Errors
@@ -123,9 +151,12 @@ impl<T: Message> QueueBuilder<T> {
     /// `capacity_bytes` above 1 GiB, `max_message_size` 0 or above 64 TiB, or the
     /// kernel refused the shared memory.
     pub fn build(self) -> Result<Queue<T>, Error> {
+        let h = Handle::create(self.bytes, self.maxsize, self.max_message)?;
+        let named = self.name.map(|n| Named::register(n, h.ring.clone()));
         Ok(Queue {
-            h: Handle::create(self.bytes, self.maxsize, self.max_message)?,
+            h,
             _t: PhantomData,
+            named,
         })
     }
 }
@@ -148,6 +179,7 @@ impl<T> Clone for Queue<T> {
         Queue {
             h: self.h.clone(),
             _t: PhantomData,
+            named: self.named.clone(),
         }
     }
 }
@@ -166,6 +198,7 @@ impl<T> Queue<T> {
         Queue {
             h: Handle::attach(self.h.ring.clone(), true),
             _t: PhantomData,
+            named: self.named.clone(),
         }
     }
 }
@@ -184,6 +217,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
         Ok(Queue {
             h: Handle::deserialize(d)?,
             _t: PhantomData,
+            named: None,
         })
     }
 }
@@ -284,6 +318,7 @@ impl<T: Message> Queue<T> {
     /// ```
     pub fn builder() -> QueueBuilder<T> {
         QueueBuilder {
+            name: None,
             maxsize: 0,
             bytes: DEFAULT_CAPACITY_BYTES,
             max_message: DEFAULT_MAX_MESSAGE,

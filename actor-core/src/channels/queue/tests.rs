@@ -51,6 +51,7 @@ fn wrong_type_is_a_decode_error_and_the_queue_goes_on() {
     let wrong: Queue<u64> = Queue {
         h: q.h.clone(),
         _t: PhantomData,
+        named: None,
     };
     assert!(matches!(wrong.get(), Err(GetError::Decode(_))));
     assert_eq!(q.get().unwrap(), "more");

@@ -38,6 +38,17 @@ pub fn clock_ticks_per_second() -> u64 {
     rustix::param::clock_ticks_per_second()
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the machine (what
+/// `std::time::Instant` reads too), so that a time stamped by one process and read by
+/// another gives the time between them.
+#[inline]
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(t.tv_nsec as u64)
+}
+
 /// Reads a `/proc/<pid>/<what>` file (`None` for `pid` reads `/proc/self`).
 pub(crate) fn read_proc(pid: Option<u32>, what: &str) -> io::Result<String> {
     let path = match pid {
