@@ -72,14 +72,11 @@ pub(crate) struct Aio {
 }
 
 impl Aio {
-    /// Whether a read round is still under way on the read lane (see `Core`'s drop).
+    /// Whether the read lane may have had entries delivered that it never read: a read
+    /// round still under way, or one whose connection failed (see `Core`'s drop).
     pub(crate) fn reading(&mut self) -> bool {
         let st = self.read.0.get_mut().unwrap_or_else(|e| e.into_inner());
-        st.conn.as_ref().is_some_and(|c| {
-            c.jobs
-                .iter()
-                .any(|j| matches!(j.kind, Kind::Fetch { .. } | Kind::Counts { .. }))
-        })
+        st.lost_read || st.conn.as_ref().is_some_and(Conn::reading)
     }
 
     /// Whether either lane ever connected.
@@ -100,6 +97,9 @@ pub(crate) struct Lane(Mutex<LaneState>);
 struct LaneState {
     conn: Option<Conn>,
     ever_connected: bool,
+    /// A read round's connection failed before its reply was read: entries may have
+    /// been delivered to this consumer that only `XAUTOCLAIM` can now reach.
+    lost_read: bool,
     /// The futures waiting for this lane, by ticket: the first drives it.
     line: BTreeMap<u64, Waker>,
     next_ticket: u64,
@@ -113,6 +113,15 @@ impl std::fmt::Debug for LaneState {
             .field("connected", &self.conn.is_some())
             .field("waiting", &self.line.len())
             .finish()
+    }
+}
+
+impl Drop for LaneState {
+    fn drop(&mut self) {
+        // a fired guard dropped as is would pass its wake-up on to the other timers
+        if let Some(w) = &mut self.guard {
+            w.done();
+        }
     }
 }
 
@@ -134,7 +143,9 @@ impl LaneState {
 
     /// The connection failed: dropped (the next user reconnects), the error remembered.
     fn fail(&mut self, core: &Core, e: &RedisError) {
-        self.conn = None;
+        if self.conn.take().is_some_and(|c| c.reading()) {
+            self.lost_read = true;
+        }
         core.note_error(e);
     }
 
@@ -303,6 +314,8 @@ struct Conn {
     written: u64,
     /// Bytes read and not yet parsed.
     inb: Vec<u8>,
+    /// What one `read` fills (allocated once per connection).
+    scratch: Box<[u8]>,
     jobs: VecDeque<Job>,
     /// The replies of `jobs[0]` so far.
     replies: Vec<Value>,
@@ -377,6 +390,7 @@ impl Conn {
             out: Vec::new(),
             written: 0,
             inb: Vec::new(),
+            scratch: vec![0; 16 * 1024].into_boxed_slice(),
             jobs: VecDeque::new(),
             replies: Vec::new(),
             rwatch: None,
@@ -420,6 +434,13 @@ impl Conn {
             start,
             end,
         });
+    }
+
+    /// Whether a read round (or its follow-up) is under way.
+    fn reading(&self) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| matches!(j.kind, Kind::Fetch { .. } | Kind::Counts { .. }))
     }
 
     fn owns(&self, t: u64) -> bool {
@@ -523,11 +544,10 @@ impl Conn {
             if self.quiet_since.elapsed() >= QUIET_LIMIT {
                 return Poll::Ready(Err(io_error(
                     "the Redis server sent nothing for too long",
-                    format!("{QUIET_LIMIT:?} without a reply owed"),
+                    format!("{QUIET_LIMIT:?} with a reply owed"),
                 )));
             }
-            let mut chunk = [0u8; 16 * 1024];
-            match self.io.read(&mut chunk) {
+            match self.io.read(&mut self.scratch) {
                 Ok(0) => {
                     return Poll::Ready(Err(io_error(
                         "the Redis server closed the connection",
@@ -535,7 +555,7 @@ impl Conn {
                     )))
                 }
                 Ok(n) => {
-                    self.inb.extend_from_slice(&chunk[..n]);
+                    self.inb.extend_from_slice(&self.scratch[..n]);
                     self.quiet_since = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

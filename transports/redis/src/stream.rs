@@ -128,6 +128,9 @@ struct State {
     outstanding: VecDeque<String>,
     last_claim: Option<Instant>,
     last_error: Option<String>,
+    /// A read round failed after it was sent: entries may have been delivered to this
+    /// consumer that only `XAUTOCLAIM` can now reach (so the consumer is not deleted).
+    lost_read: bool,
 }
 
 /// One handle's stream state.
@@ -343,13 +346,16 @@ impl Core {
     fn fetch(&self, st: &mut State, deadline: Option<Instant>) -> Result<(), Failure> {
         let plan = self.plan_fetch(st, deadline);
         // (`query` leaves out the replies of the ignored acknowledgements)
-        let replies: Vec<Value> = self.run(st, |c| plan.pipe.query(c))?;
+        let replies: Vec<Value> = self
+            .run(st, |c| plan.pipe.query(c))
+            .inspect_err(|_| st.lost_read = true)?;
         let (claimed, read) = split_fetch(plan.claim, &replies);
         let counts = if claimed.is_empty() {
             Vec::new()
         } else {
             let p = self.counts_pipeline(&claimed);
-            self.run(st, |c| p.query(c))?
+            self.run(st, |c| p.query(c))
+                .inspect_err(|_| st.lost_read = true)?
         };
         buffer(st, claimed, counts, read);
         Ok(())
@@ -562,7 +568,7 @@ impl Drop for Core {
         let cfg = &self.cfg;
         let mut p = redis::pipe();
         ack_cmds(&mut p, cfg, &st.to_ack);
-        if st.buffer.is_empty() && st.outstanding.is_empty() && !reading {
+        if st.buffer.is_empty() && st.outstanding.is_empty() && !reading && !st.lost_read {
             // nothing pending here: forget this consumer (a consumer holding entries is
             // left for XAUTOCLAIM, which is how its entries reach a live one)
             p.cmd("XGROUP")
