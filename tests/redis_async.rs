@@ -354,6 +354,7 @@ fn a_thousand_pending_get_async_on_two_workers_take_no_thread_each() {
             .unwrap();
         p.join_timeout(Duration::from_secs(100)).unwrap();
         let (before, pending, each_once) = p.result().unwrap();
+        eprintln!("threads: {before} before, {pending} with 1000 get_async pending");
         assert!(
             pending <= before + 2,
             "threads went from {before} to {pending} with 1000 gets pending"
