@@ -10,6 +10,8 @@ serving `queue.Queue`s, used by client processes (fork start method).
   process gets the lists.
 - redis_rtt: this process puts an int on a request queue, a child echoes it on a reply
   queue, this process gets it: microseconds per round trip (after a warm-up).
+- redis_put_get_async, redis_rtt_async: the same from asyncio, each blocking manager
+  call through `run_in_executor` (asyncio's way to await a blocking client).
 
 Prints one JSON object per line: {"workload": name, "value": x, "ops": k, "unit": u},
 k being the operations the run did in all (warm-up included; the benchmark divides the
@@ -136,6 +138,67 @@ def redis_rtt(count):
     return dt * 1e6 / count
 
 
+def redis_put_get_async(count):
+    import asyncio
+
+    server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
+    server.start()
+    try:
+        c, q = _client(server.address, "items")
+        t0 = time.perf_counter()
+        p = mp.Process(target=_producer, args=(server.address, count, 1))
+        p.start()
+
+        async def drain():
+            loop = asyncio.get_running_loop()
+            for k in range(count):
+                got, _ = await loop.run_in_executor(None, q.get, True, 30)
+                assert got == k
+
+        asyncio.run(drain())
+        dt = time.perf_counter() - t0
+        p.join()
+        assert p.exitcode == 0
+        del q
+    finally:
+        server.shutdown()
+    return count / dt
+
+
+def redis_rtt_async(count):
+    import asyncio
+
+    server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
+    server.start()
+    try:
+        c, requests = _client(server.address, "requests")
+        c2, replies = _client(server.address, "replies")
+        p = mp.Process(target=_echo, args=(server.address, WARM_UP + count))
+        p.start()
+
+        async def rounds():
+            loop = asyncio.get_running_loop()
+
+            async def one(i):
+                await loop.run_in_executor(None, requests.put, i)
+                assert await loop.run_in_executor(None, replies.get, True, 30) == i
+
+            for i in range(WARM_UP):
+                await one(i)
+            t0 = time.perf_counter()
+            for i in range(WARM_UP, WARM_UP + count):
+                await one(i)
+            return time.perf_counter() - t0
+
+        dt = asyncio.run(rounds())
+        p.join()
+        assert p.exitcode == 0
+        del requests, replies
+    finally:
+        server.shutdown()
+    return dt * 1e6 / count
+
+
 def _with_ops(fn, count, ops):
     return fn(count), ops
 
@@ -148,6 +211,14 @@ WORKLOADS = {
         "msgs/s",
     ),
     "redis_rtt": (lambda: _with_ops(redis_rtt, n(5_000), n(5_000) + WARM_UP), "us"),
+    "redis_put_get_async": (
+        lambda: _with_ops(redis_put_get_async, n(20_000), n(20_000)),
+        "msgs/s",
+    ),
+    "redis_rtt_async": (
+        lambda: _with_ops(redis_rtt_async, n(5_000), n(5_000) + WARM_UP),
+        "us",
+    ),
 }
 
 if __name__ == "__main__":

@@ -352,6 +352,15 @@ pub(crate) const ALL: &[Workload] = &[
         run: |s| { let k = n(50_000, s); (redis::redis_put_get(k), k) },
     },
     Workload {
+        name: "redis_put_get_async",
+        label: "Redis queue `put`→`get_async` (tokio current-thread), one item per round trip (Python: remote Manager `queue.Queue`, `get` through `run_in_executor` on asyncio)",
+        unit: "msgs/s",
+        higher_is_better: true,
+        latency: false,
+        script: "redis_bench.py",
+        run: |s| { let k = n(50_000, s); (redis::redis_put_get_async(k), k) },
+    },
+    Workload {
         name: "redis_put_get_batched",
         label: "Redis queue **batched**: `put_many` of 256, `prefetch(256)` (Python: remote Manager `queue.Queue`, lists of 256 items)",
         unit: "msgs/s",
@@ -368,5 +377,14 @@ pub(crate) const ALL: &[Workload] = &[
         latency: true,
         script: "redis_bench.py",
         run: |s| { let k = n(20_000, s); (redis::redis_rtt(k), k + redis::WARM_UP) },
+    },
+    Workload {
+        name: "redis_rtt_async",
+        label: "Redis queue round trip, `put_async` and `get_async` awaited on tokio current-thread (Python: remote Manager, `put`/`get` through `run_in_executor` on asyncio)",
+        unit: "us",
+        higher_is_better: false,
+        latency: true,
+        script: "redis_bench.py",
+        run: |s| { let k = n(20_000, s); (redis::redis_rtt_async(k), k + redis::WARM_UP) },
     },
 ];

@@ -8,6 +8,10 @@
 //!   reading ahead [`BATCH`].
 //! - `redis_rtt`: this process puts a `u64` on a request stream, a child echoes it on a
 //!   reply stream, this process gets it: microseconds per round trip (`prefetch(1)`).
+//! - `redis_put_get_async`: as `redis_put_get`, this process getting with `get_async`
+//!   on a tokio current-thread runtime.
+//! - `redis_rtt_async`: as `redis_rtt`, this process's `put` and `get` being
+//!   `put_async` and `get_async` on a tokio current-thread runtime.
 //!
 //! The Python twins (`bench/redis_bench.py`) do the same through a `BaseManager` server
 //! on 127.0.0.1 serving `queue.Queue`s (Python's way to share a queue across hosts):
@@ -77,6 +81,28 @@ fn put_get(n: u64, batch: usize) -> f64 {
     n as f64 / secs
 }
 
+/// As [`put_get`] with `batch` 1, the consumer awaiting `get_async` on a tokio
+/// current-thread runtime.
+pub(crate) fn redis_put_get_async(n: u64) -> f64 {
+    let q = connect::<(u64, String)>(&name("put_get_async"), 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let t0 = Instant::now();
+    let mut p = Process::new(producer, (q.clone(), n, 1))
+        .start()
+        .expect("start");
+    rt.block_on(async {
+        for k in 0..n {
+            let (got, _) = q.get_async().await.expect("get");
+            assert_eq!(got, k, "in order");
+        }
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    p.join().expect("join");
+    n as f64 / secs
+}
+
 /// Items per second, one `put` per item and `prefetch(1)`.
 pub(crate) fn redis_put_get(n: u64) -> f64 {
     put_get(n, 1)
@@ -109,6 +135,38 @@ pub(crate) fn redis_rtt(n: u64) -> f64 {
     let t0 = Instant::now();
     (WARM_UP..WARM_UP + n).for_each(round);
     let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    p.join().expect("join");
+    us
+}
+
+/// Microseconds per round trip, as [`redis_rtt`], this process awaiting `put_async` and
+/// `get_async` on a tokio current-thread runtime.
+pub(crate) fn redis_rtt_async(n: u64) -> f64 {
+    let requests = connect::<u64>(&name("rtt-async-req"), 1);
+    let replies = connect::<u64>(&name("rtt-async-rep"), 1);
+    let mut p = Process::new(echo, (requests.clone(), replies.clone(), WARM_UP + n))
+        .start()
+        .expect("start");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let us = rt.block_on(async {
+        let round = |i: u64| {
+            let (requests, replies) = (&requests, &replies);
+            async move {
+                requests.put_async(i).await.expect("put");
+                assert_eq!(replies.get_async().await.expect("get"), i);
+            }
+        };
+        for i in 0..WARM_UP {
+            round(i).await;
+        }
+        let t0 = Instant::now();
+        for i in WARM_UP..WARM_UP + n {
+            round(i).await;
+        }
+        t0.elapsed().as_secs_f64() * 1e6 / n as f64
+    });
     p.join().expect("join");
     us
 }

@@ -29,6 +29,23 @@
 //! | `len` | `XLEN` − pending (`XPENDING`) |
 //! | `join` | waits for `XLEN` = 0 |
 //!
+//! # Async
+//!
+//! `get_async`, `get_delivery_async`, `put_async` (and a joinable queue's `join_async`)
+//! are the same operations as futures, on any executor (tokio's runtimes,
+//! `futures::executor::block_on`, …): std futures and wakers, no async runtime among
+//! this crate's dependencies, and no thread per pending operation. A handle opens two
+//! non-blocking connections for them on first use (one for reads, one for writes, so
+//! that a put never waits behind a blocked read); the futures waiting on one stand in
+//! line, and the first drives the connection, woken through procactor's one epoll
+//! thread (`procactor_transports::watch`). Ten thousand pending `get_async` on a handle
+//! are ten thousand wakers in a map and one watched descriptor. Timeouts are the
+//! runtime's (`tokio::time::timeout`): each method's `# Cancel safety` says what a
+//! dropped future did. The sync methods keep their own connection; both share the
+//! handle's items read ahead and acknowledgements owed, so a handle may be used both
+//! ways. A host name in the URL is resolved with the system's (blocking) resolver when
+//! a lane connects; TLS URLs are not supported by the async methods.
+//!
 //! # Wire format (for readers in other languages)
 //!
 //! Each item is one stream entry with one field, [`PAYLOAD_FIELD`] (`"cbor"`), whose
@@ -51,6 +68,7 @@
 //! are undelivered (checked with `XLEN` and `XPENDING` before each `XADD`).
 #![forbid(unsafe_code)]
 
+mod aio;
 mod conn;
 pub mod pool;
 mod queue;

@@ -175,7 +175,9 @@ fn timed_get(e: TryGetError) -> GetTimeoutError {
     }
 }
 
-fn decode<T: Message>(core: &Core, d: Delivered) -> Result<Delivery<T>, TryGetError> {
+/// `later`: an undecodable entry is acknowledged with the handle's next read round (the
+/// async methods, which make no blocking round trip), else at once.
+fn decode<T: Message>(core: &Core, d: Delivered, later: bool) -> Result<Delivery<T>, TryGetError> {
     let value = match &d.payload {
         Some(bytes) => codec::decode::<T>(bytes, Vec::new()).map_err(TryGetError::Decode),
         None => Err(TryGetError::Decode(DecodeError {
@@ -195,7 +197,11 @@ fn decode<T: Message>(core: &Core, d: Delivered) -> Result<Delivery<T>, TryGetEr
         }),
         Err(e) => {
             // an undecodable entry is dropped, as a local queue drops it
-            let _ = core.discard(&d.id);
+            if later {
+                core.discard_later(&d.id);
+            } else {
+                let _ = core.discard(&d.id);
+            }
             Err(e)
         }
     }
@@ -380,7 +386,92 @@ macro_rules! queue_common {
                 deadline: Option<Instant>,
             ) -> Result<Delivery<T>, TryGetError> {
                 let d = self.core.get(deadline).map_err(get_failure)?;
-                decode(&self.core, d)
+                decode(&self.core, d, false)
+            }
+
+            /// As [`put`](Self::put), as a future: usable on any executor (tokio's
+            /// runtimes, `futures::executor::block_on`, …), with no thread of its own
+            /// (see the [crate docs](crate#async)). A bounded queue's wait for room
+            /// is a timed re-check, as `put`'s; for a deadline, wrap the future in your
+            /// runtime's timeout.
+            ///
+            /// # Cancel safety
+            ///
+            /// Not cancel safe: a dropped `put_async` may have put its item. Dropped
+            /// before its `XADD` was written to the socket (waiting for its turn on the
+            /// handle's write connection, or for room), it put nothing; dropped with
+            /// the command partly written, it closes that connection and the server
+            /// discards the incomplete command: nothing put; dropped after the
+            /// command was written whole, the item is put (once; the reply is read by
+            /// the handle's next async put). The caller of a dropped future cannot
+            /// tell the last two apart; a reader can (the item shows up or not).
+            ///
+            /// # Errors
+            ///
+            /// As [`put`](Self::put).
+            ///
+            /// # Examples
+            ///
+            /// ```no_run
+            /// # use procactor_redis::RedisQueue;
+            /// let q = RedisQueue::<u32>::connect("redis://127.0.0.1:6379/", "q").unwrap();
+            /// futures::executor::block_on(async {
+            ///     q.put_async(1).await.unwrap();
+            ///     assert_eq!(q.get_async().await.unwrap(), 1);
+            /// });
+            /// ```
+            pub async fn put_async(&self, item: T) -> Result<(), PutError<T>> {
+                let bytes = match encode(&item) {
+                    Ok(b) => b,
+                    Err(e) => return Err(PutError::Encode(item, e)),
+                };
+                if self.core.is_closed() {
+                    return Err(PutError::Closed(item));
+                }
+                crate::aio::put(&self.core, vec![bytes])
+                    .await
+                    .map_err(|f| blocking_put(put_failure(item, f)))
+            }
+
+            /// As [`get`](Self::get), as a future: usable on any executor, with no
+            /// thread of its own (see the [crate docs](crate#async)). It waits with
+            /// `XREADGROUP … BLOCK` rounds of at most a second on the handle's read
+            /// connection; for a deadline, wrap it in your runtime's timeout.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: a dropped `get_async` loses no item. An item is taken
+            /// from the handle only in the poll that returns it; the entries of a read
+            /// round still under way when the future is dropped are read all the same
+            /// (by the handle's next async get) and handed to the handle's next get.
+            /// Should the handle be dropped first, they stay pending in the consumer
+            /// group, and another consumer takes them over after the visibility
+            /// timeout, as a dead consumer's.
+            ///
+            /// # Errors
+            ///
+            /// As [`get`](Self::get). A server that is gone (connection closed, or
+            /// silent for 31 s while it owes a reply) ends the future with
+            /// [`GetError::Broken`] (see [`last_error`](Self::last_error)).
+            pub async fn get_async(&self) -> Result<T, GetError> {
+                self.get_delivery_async().await.map(|d| d.value)
+            }
+
+            /// As [`get_async`](Self::get_async), with the entry's id and delivery
+            /// count.
+            ///
+            /// # Cancel safety
+            ///
+            /// As [`get_async`](Self::get_async): cancel safe.
+            ///
+            /// # Errors
+            ///
+            /// As `get_async`.
+            pub async fn get_delivery_async(&self) -> Result<Delivery<T>, GetError> {
+                let d = crate::aio::get(&self.core)
+                    .await
+                    .map_err(|f| blocking_get(get_failure(f)))?;
+                decode(&self.core, d, true).map_err(blocking_get)
             }
 
             /// Items put and not yet delivered to any consumer (`XLEN` minus the
@@ -541,6 +632,38 @@ impl<T: Message> RedisJoinableQueue<T> {
             }
             nap = (nap * 2).min(Duration::from_millis(20));
         }
+    }
+
+    /// As [`join`](Self::join), as a future: usable on any executor, with no thread of
+    /// its own. It checks `XLEN` on the handle's write connection, pausing between
+    /// checks as `join` does (200 µs, doubling up to 20 ms).
+    ///
+    /// Unlike `join`, which keeps waiting through Redis errors, `join_async` ends with
+    /// the error: a server that is gone ends it rather than leaving it pending.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisError`] when Redis failed (the connection is dropped; the next call
+    /// reconnects).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use procactor_redis::RedisJoinableQueue;
+    /// let q = RedisJoinableQueue::<u32>::connect("redis://127.0.0.1:6379/", "jobs").unwrap();
+    /// futures::executor::block_on(async {
+    ///     q.put_async(7).await.unwrap();
+    ///     assert_eq!(q.get_async().await.unwrap(), 7);
+    ///     q.task_done().unwrap();
+    ///     q.join_async().await.unwrap();
+    /// });
+    /// ```
+    pub async fn join_async(&self) -> Result<(), RedisError> {
+        crate::aio::join(&self.core).await
     }
 
     /// Items put and not yet done (`XLEN`); 0 when Redis cannot be reached.

@@ -1,6 +1,7 @@
 //! The untyped core of every queue handle: one Redis stream read by one consumer group,
 //! one connection and one consumer name per handle.
 
+use crate::aio::Aio;
 use crate::conn::{self, Entry, RedisError, MAX_BLOCK, PAYLOAD_FIELD};
 use redis::Value;
 use serde::{Deserialize, Serialize};
@@ -72,6 +73,50 @@ impl From<redis::RedisError> for Failure {
     }
 }
 
+/// One read round's commands (see `Core::fetch`): `acks` acknowledgement commands,
+/// then `XAUTOCLAIM` when `claim`, then `XREADGROUP`.
+pub(crate) struct FetchPlan {
+    pub(crate) pipe: redis::Pipeline,
+    pub(crate) claim: bool,
+    pub(crate) acks: usize,
+}
+
+/// The entries claimed and the entries read, out of the replies of a read round
+/// (`[XAUTOCLAIM,] XREADGROUP`, without the acknowledgements').
+pub(crate) fn split_fetch(claim: bool, replies: &[Value]) -> (Vec<Entry>, Vec<Entry>) {
+    match (claim, replies) {
+        (true, [claim, read]) => (conn::autoclaim_reply(claim).0, conn::read_reply(read)),
+        (false, [read]) => (Vec::new(), conn::read_reply(read)),
+        _ => (Vec::new(), Vec::new()),
+    }
+}
+
+/// Buffers the entries of a read round: the claimed ones first (stale entries before
+/// new ones), with their delivery counts (`XPENDING` replies, in order), then the ones
+/// read.
+fn buffer(st: &mut State, claimed: Vec<Entry>, counts: Vec<Value>, read: Vec<Entry>) {
+    let mut counts = counts.into_iter();
+    for Entry { id, payload } in claimed {
+        let deliveries = counts
+            .next()
+            .and_then(|n| conn::pending_deliveries(&n))
+            .unwrap_or(2);
+        tracing::debug!(%id, deliveries, "took over a stale entry");
+        st.buffer.push_back(Delivered {
+            id,
+            payload,
+            deliveries,
+        });
+    }
+    for Entry { id, payload } in read {
+        st.buffer.push_back(Delivered {
+            id,
+            payload,
+            deliveries: 1,
+        });
+    }
+}
+
 #[derive(Default)]
 struct State {
     con: Option<redis::Connection>,
@@ -83,6 +128,9 @@ struct State {
     outstanding: VecDeque<String>,
     last_claim: Option<Instant>,
     last_error: Option<String>,
+    /// A read round failed after it was sent: entries may have been delivered to this
+    /// consumer that only `XAUTOCLAIM` can now reach (so the consumer is not deleted).
+    lost_read: bool,
 }
 
 /// One handle's stream state.
@@ -94,6 +142,8 @@ pub(crate) struct Core {
     auto_ack: bool,
     closed: AtomicBool,
     state: Mutex<State>,
+    /// The async methods' connections (`crate::aio`); lock order: a lane, then `state`.
+    pub(crate) aio: Aio,
 }
 
 impl std::fmt::Debug for Core {
@@ -128,6 +178,7 @@ impl Core {
             auto_ack,
             closed: AtomicBool::new(false),
             state: Mutex::new(State::default()),
+            aio: Aio::default(),
         }
     }
 
@@ -293,6 +344,26 @@ impl Core {
     /// `XREADGROUP >` blocking at most until the next claim is due, `deadline`, or
     /// [`MAX_BLOCK`] (not at all when the claim found entries).
     fn fetch(&self, st: &mut State, deadline: Option<Instant>) -> Result<(), Failure> {
+        let plan = self.plan_fetch(st, deadline);
+        // (`query` leaves out the replies of the ignored acknowledgements)
+        let replies: Vec<Value> = self
+            .run(st, |c| plan.pipe.query(c))
+            .inspect_err(|_| st.lost_read = true)?;
+        let (claimed, read) = split_fetch(plan.claim, &replies);
+        let counts = if claimed.is_empty() {
+            Vec::new()
+        } else {
+            let p = self.counts_pipeline(&claimed);
+            self.run(st, |c| p.query(c))
+                .inspect_err(|_| st.lost_read = true)?
+        };
+        buffer(st, claimed, counts, read);
+        Ok(())
+    }
+
+    /// The commands of one read round (see [`Core::fetch`]), taking the acknowledgements
+    /// owed and starting the claim interval when a claim is due.
+    fn plan_fetch(&self, st: &mut State, deadline: Option<Instant>) -> FetchPlan {
         let cfg = &self.cfg;
         let now = Instant::now();
         let interval = cfg.claim_interval();
@@ -308,73 +379,127 @@ impl Core {
             wait = wait.min(d.saturating_duration_since(now));
         }
         let to_ack = std::mem::take(&mut st.to_ack);
-        let consumer = &self.consumer;
         let count = cfg.prefetch.max(1);
-        let replies: Vec<Value> = self.run(st, |c| {
-            let mut p = redis::pipe();
-            ack_cmds(&mut p, cfg, &to_ack);
-            if claim_due {
-                p.cmd("XAUTOCLAIM")
-                    .arg(&cfg.name)
-                    .arg(&cfg.group)
-                    .arg(consumer)
-                    .arg(cfg.visibility_ms)
-                    .arg("0-0")
-                    .arg("COUNT")
-                    .arg(count);
-            }
-            let block_ms = wait.as_millis() as u64;
-            let read = p
-                .cmd("XREADGROUP")
-                .arg("GROUP")
+        let mut p = redis::pipe();
+        ack_cmds(&mut p, cfg, &to_ack);
+        let acks = p.len();
+        if claim_due {
+            p.cmd("XAUTOCLAIM")
+                .arg(&cfg.name)
                 .arg(&cfg.group)
-                .arg(consumer)
+                .arg(&self.consumer)
+                .arg(cfg.visibility_ms)
+                .arg("0-0")
                 .arg("COUNT")
                 .arg(count);
-            if block_ms > 0 && !claim_due {
-                // BLOCK 0 would be for ever: a zero wait is a non-blocking read. A claim
-                // round does not block (what it claims must not wait behind the read).
-                read.arg("BLOCK").arg(block_ms);
-            }
-            read.arg("STREAMS").arg(&cfg.name).arg(">");
-            p.query(c)
-        })?;
-        let (claimed, read) = match replies.as_slice() {
-            [claim, read] => (conn::autoclaim_reply(claim).0, read),
-            [read] => (Vec::new(), read),
-            _ => return Ok(()),
-        };
-        if !claimed.is_empty() {
-            let counts: Vec<Value> = self.run(st, |c| {
-                let mut p = redis::pipe();
-                for e in &claimed {
-                    p.cmd("XPENDING")
-                        .arg(&cfg.name)
-                        .arg(&cfg.group)
-                        .arg(&e.id)
-                        .arg(&e.id)
-                        .arg(1);
-                }
-                p.query(c)
-            })?;
-            for (Entry { id, payload }, n) in claimed.into_iter().zip(counts) {
-                let deliveries = conn::pending_deliveries(&n).unwrap_or(2);
-                tracing::debug!(%id, deliveries, "took over a stale entry");
-                st.buffer.push_back(Delivered {
-                    id,
-                    payload,
-                    deliveries,
-                });
-            }
         }
-        for Entry { id, payload } in conn::read_reply(read) {
-            st.buffer.push_back(Delivered {
-                id,
-                payload,
-                deliveries: 1,
-            });
+        let block_ms = wait.as_millis() as u64;
+        let read = p
+            .cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&cfg.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count);
+        if block_ms > 0 && !claim_due {
+            // BLOCK 0 would be for ever: a zero wait is a non-blocking read. A claim
+            // round does not block (what it claims must not wait behind the read).
+            read.arg("BLOCK").arg(block_ms);
         }
-        Ok(())
+        read.arg("STREAMS").arg(&cfg.name).arg(">");
+        FetchPlan {
+            pipe: p,
+            claim: claim_due,
+            acks,
+        }
+    }
+
+    /// `XPENDING` of each claimed entry, for its delivery count.
+    pub(crate) fn counts_pipeline(&self, claimed: &[Entry]) -> redis::Pipeline {
+        let cfg = &self.cfg;
+        let mut p = redis::pipe();
+        for e in claimed {
+            p.cmd("XPENDING")
+                .arg(&cfg.name)
+                .arg(&cfg.group)
+                .arg(&e.id)
+                .arg(&e.id)
+                .arg(1);
+        }
+        p
+    }
+
+    // ---- the async lanes' side (`crate::aio`): the same commands and the same state,
+    // ---- sent and read on the lanes' own connections
+
+    /// A read round for an async `get` (no deadline: the runtime's own timeouts cancel
+    /// the future instead).
+    pub(crate) fn fetch_job(&self) -> FetchPlan {
+        let mut st = self.lock();
+        self.plan_fetch(&mut st, None)
+    }
+
+    /// Buffers what an async read round brought: `claimed` (with their `XPENDING`
+    /// `counts`) first, then `read`.
+    pub(crate) fn fetched(&self, claimed: Vec<Entry>, counts: Vec<Value>, read: Vec<Entry>) {
+        buffer(&mut self.lock(), claimed, counts, read);
+    }
+
+    /// An entry read ahead, handed to the caller (recorded for its acknowledgement as
+    /// `get` records it).
+    pub(crate) fn take_buffered(&self) -> Option<Delivered> {
+        let mut st = self.lock();
+        let d = st.buffer.pop_front()?;
+        if self.auto_ack {
+            st.to_ack.push(d.id.clone());
+        } else {
+            st.outstanding.push_back(d.id.clone());
+        }
+        Some(d)
+    }
+
+    /// An async connection failed: remembered for [`Core::last_error`].
+    pub(crate) fn note_error(&self, e: &RedisError) {
+        self.lock().last_error = Some(e.to_string());
+    }
+
+    /// Entry `id` (undecodable) is acknowledged and deleted with this handle's next read
+    /// round, as an item `get` returned: no round trip of its own (for async callers).
+    pub(crate) fn discard_later(&self, id: &str) {
+        let mut st = self.lock();
+        st.outstanding.retain(|o| o != id);
+        if !st.to_ack.iter().any(|o| o == id) {
+            st.to_ack.push(id.to_string());
+        }
+    }
+
+    /// `XADD` of each payload.
+    pub(crate) fn put_pipeline(&self, payloads: &[Vec<u8>]) -> redis::Pipeline {
+        let mut p = redis::pipe();
+        for b in payloads {
+            p.cmd("XADD")
+                .arg(&self.cfg.name)
+                .arg("*")
+                .arg(PAYLOAD_FIELD)
+                .arg(b.as_slice());
+        }
+        p
+    }
+
+    /// `XLEN` and the group's `XPENDING` summary: undelivered = the first − the second's
+    /// count.
+    pub(crate) fn len_pipeline(&self) -> redis::Pipeline {
+        let mut p = redis::pipe();
+        p.cmd("XLEN").arg(&self.cfg.name);
+        p.cmd("XPENDING").arg(&self.cfg.name).arg(&self.cfg.group);
+        p
+    }
+
+    /// `XLEN`.
+    pub(crate) fn xlen_pipeline(&self) -> redis::Pipeline {
+        let mut p = redis::pipe();
+        p.cmd("XLEN").arg(&self.cfg.name);
+        p
     }
 
     /// Acknowledges (and deletes) the oldest entry `get` returned and `task_done` has
@@ -427,12 +552,23 @@ impl Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
+        // a read round of an async `get` still under way (its future dropped) may have
+        // delivered entries to this consumer that no one has read: they must stay in
+        // the group's pending list, for XAUTOCLAIM (deleting the consumer drops them)
+        let reading = self.aio.reading();
+        let used_async = self.aio.used();
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if st.con.is_none() && (used_async || !st.to_ack.is_empty()) {
+            // a handle used only through its async methods: its acknowledgements owed,
+            // and its consumer, are settled on a connection of its own (as the sync
+            // path's are, a blocking round trip)
+            st.con = conn::connect(&self.cfg.url).ok();
+        }
         let Some(c) = st.con.as_mut() else { return };
         let cfg = &self.cfg;
         let mut p = redis::pipe();
         ack_cmds(&mut p, cfg, &st.to_ack);
-        if st.buffer.is_empty() && st.outstanding.is_empty() {
+        if st.buffer.is_empty() && st.outstanding.is_empty() && !reading && !st.lost_read {
             // nothing pending here: forget this consumer (a consumer holding entries is
             // left for XAUTOCLAIM, which is how its entries reach a live one)
             p.cmd("XGROUP")

@@ -1,0 +1,434 @@
+//! The Redis queues' async face (`get_async`, `put_async`, `join_async`) against a real
+//! redis-server, under tokio (`current_thread`, `multi_thread`) and
+//! `futures::executor::block_on`: each method, a producer in another process,
+//! cancellation (every item exactly once through repeated timeouts; a dropped get's
+//! entry recovered by another consumer), a thousand pending gets on a 2-worker runtime
+//! without a thread each, and a server killed under a waiting future.
+procactor::test_support!();
+
+mod common;
+mod redis_support;
+use common::aio::{on_each_executor, poll_once, within, Exec};
+use common::watchdog;
+use procactor::redis::{RedisJoinableQueue, RedisQueue};
+use procactor::{GetError, Process, PutError};
+use redis_support::{require_redis, unique, url};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(10);
+
+/// The skip rule itself (issue 17): see `redis_support::check_the_skip_rule`.
+#[test]
+fn without_redis_the_tests_skip_visibly_unless_required() {
+    watchdog(120, || {
+        redis_support::check_the_skip_rule("without_redis_the_tests_skip_visibly_unless_required")
+    });
+}
+
+#[test]
+fn put_async_get_async_and_join_async_on_each_executor() {
+    require_redis!();
+    watchdog(60, || {
+        on_each_executor(|e| async move {
+            let q = RedisQueue::<(u32, String)>::connect(&url(), &unique("async")).unwrap();
+            for i in 0..20 {
+                q.put_async((i, format!("item {i}"))).await.unwrap();
+            }
+            assert_eq!(q.len(), 20);
+            for i in 0..20 {
+                let v = within(e, T, q.get_async()).await.expect("get_async hung");
+                assert_eq!(v.unwrap(), (i, format!("item {i}")));
+            }
+            // nothing left: a get_async waits (and is cancelled by the timeout)
+            assert!(within(e, Duration::from_millis(100), q.get_async())
+                .await
+                .is_none());
+            // the sync and async faces share the handle
+            q.put((99, "sync".to_string())).unwrap();
+            let d = within(e, T, q.get_delivery_async()).await.unwrap().unwrap();
+            assert_eq!((d.value.0, d.deliveries), (99, 1));
+
+            let j = RedisJoinableQueue::<u32>::connect(&url(), &unique("ajoin")).unwrap();
+            j.put_async(1).await.unwrap();
+            j.put_async(2).await.unwrap();
+            assert_eq!(within(e, T, j.get_async()).await.unwrap().unwrap(), 1);
+            // one item undelivered, one not done: join_async waits
+            assert!(within(e, Duration::from_millis(100), j.join_async())
+                .await
+                .is_none());
+            j.task_done().unwrap();
+            assert_eq!(within(e, T, j.get_async()).await.unwrap().unwrap(), 2);
+            assert!(within(e, Duration::from_millis(50), j.join_async())
+                .await
+                .is_none());
+            j.task_done().unwrap();
+            within(e, T, j.join_async()).await.unwrap().unwrap();
+            assert_eq!(j.unfinished_tasks(), 0);
+        });
+    });
+}
+
+#[test]
+fn a_bounded_put_async_waits_for_room_and_close_refuses() {
+    require_redis!();
+    watchdog(60, || {
+        on_each_executor(|e| async move {
+            let q = RedisQueue::<u8>::builder(&url(), &unique("abound"))
+                .maxsize(2)
+                .connect()
+                .unwrap();
+            q.put_async(1).await.unwrap();
+            q.put_async(2).await.unwrap();
+            // full: the third waits (cancelled by the timeout: nothing put)
+            assert!(within(e, Duration::from_millis(150), q.put_async(3))
+                .await
+                .is_none());
+            assert_eq!(q.len(), 2);
+            assert_eq!(q.get_async().await.unwrap(), 1);
+            within(e, T, q.put_async(3)).await.unwrap().unwrap();
+            assert_eq!(q.get_async().await.unwrap(), 2);
+            assert_eq!(q.get_async().await.unwrap(), 3);
+            q.close();
+            assert!(matches!(q.put_async(4).await, Err(PutError::Closed(4))));
+            assert_eq!(q.get_async().await, Err(GetError::Disconnected));
+        });
+    });
+}
+
+fn produce((q, n): (RedisQueue<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+#[test]
+fn an_async_consumer_takes_what_a_producer_process_puts() {
+    require_redis!();
+    watchdog(90, || {
+        on_each_executor(|e| async move {
+            let q = RedisQueue::<u64>::connect(&url(), &unique("axproc")).unwrap();
+            let n = 300;
+            let mut p = Process::new(produce, (q.clone(), n)).start().unwrap();
+            for i in 0..n {
+                let v = within(e, T, q.get_async()).await.expect("get_async hung");
+                assert_eq!(v.unwrap(), i);
+            }
+            p.join_timeout(T).unwrap();
+            assert!(within(e, Duration::from_millis(50), q.get_async())
+                .await
+                .is_none());
+        });
+    });
+}
+
+/// Every item exactly once, in order, through a `get_async` cancelled over and over by
+/// tokio's timeout (and by `within` under `block_on`) while a producer process puts.
+#[test]
+fn repeatedly_cancelled_get_async_delivers_every_item_exactly_once() {
+    require_redis!();
+    watchdog(120, || {
+        on_each_executor(|e| async move {
+            let q = RedisQueue::<u64>::connect(&url(), &unique("acancel")).unwrap();
+            let n = 300;
+            let mut p = Process::new(produce, (q.clone(), n)).start().unwrap();
+            let mut got = Vec::new();
+            let mut cancelled = 0;
+            let t = Instant::now();
+            while got.len() < n as usize {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "stuck at {}",
+                    got.len()
+                );
+                match within(e, Duration::from_micros(300), q.get_async()).await {
+                    Some(v) => got.push(v.unwrap()),
+                    None => cancelled += 1,
+                }
+            }
+            p.join_timeout(T).unwrap();
+            assert_eq!(got, (0..n).collect::<Vec<_>>());
+            assert!(
+                cancelled > 0,
+                "no get_async was cancelled: the test tested nothing"
+            );
+            assert!(within(e, Duration::from_millis(50), q.get_async())
+                .await
+                .is_none());
+            // nothing left pending in the group either
+            drop(q);
+        });
+    });
+}
+
+/// A `get_async` dropped while its read round is under way, then its handle dropped:
+/// the entry the server delivered to that consumer stays pending and another consumer
+/// takes it over after the visibility timeout.
+#[test]
+fn an_entry_read_for_a_dropped_get_async_of_a_dropped_handle_is_taken_over() {
+    require_redis!();
+    watchdog(60, || {
+        let name = unique("aorphan");
+        // a: rounds of `XREADGROUP … BLOCK 1000` after its first (claim) round
+        let a = RedisQueue::<String>::connect(&url(), &name).unwrap();
+        // b: takes over what has been pending for 300 ms
+        let b = RedisQueue::<String>::builder(&url(), &name)
+            .visibility_timeout(Duration::from_millis(300))
+            .connect()
+            .unwrap();
+        {
+            let mut f = std::pin::pin!(a.get_async());
+            let t = Instant::now();
+            // polled until the claim round's reply is in and the blocking round sent
+            while t.elapsed() < Duration::from_millis(50) {
+                assert!(poll_once(f.as_mut()).is_pending());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        } // dropped with its XREADGROUP … BLOCK under way
+        b.put("precious".into()).unwrap();
+        std::thread::sleep(Duration::from_millis(100)); // delivered to a's consumer
+        assert_eq!(b.len(), 0, "a's read round had taken it");
+        drop(a);
+        let d = b.get_delivery(T).unwrap();
+        assert_eq!(d.value, "precious");
+        assert!(d.deliveries >= 2, "{d:?}");
+    });
+}
+
+/// Dropped puts: before their first poll, or waiting in line behind another put,
+/// nothing is put; after a poll that wrote their `XADD`, the item is put, once; puts
+/// cancelled by tokio's timeout are each there once or not at all. Order is kept.
+#[test]
+fn a_dropped_put_async_put_its_item_once_or_not_at_all_as_documented() {
+    require_redis!();
+    watchdog(60, || {
+        on_each_executor(|e| async move {
+            let q = RedisQueue::<u32>::connect(&url(), &unique("aputdrop")).unwrap();
+            let mut sure = Vec::new(); // completed, or dropped after writing: put
+            for i in 0..100 {
+                let mut f = std::pin::pin!(q.put_async(i));
+                match poll_once(f.as_mut()) {
+                    std::task::Poll::Ready(r) => r.unwrap(),
+                    std::task::Poll::Pending => {} // dropped with its XADD written
+                }
+                sure.push(i);
+            }
+            // never polled: nothing put
+            drop(q.put_async(1000));
+            // waiting in line behind another put: nothing put
+            {
+                let mut first = std::pin::pin!(q.put_async(100));
+                let mut second = Box::pin(q.put_async(1001));
+                assert!(poll_once(first.as_mut()).is_pending());
+                assert!(poll_once(second.as_mut()).is_pending());
+                drop(second);
+                within(e, T, first).await.unwrap().unwrap();
+                sure.push(100);
+            }
+            let mut maybe = Vec::new(); // cancelled by a timeout: there or not
+            for i in 101..200 {
+                let d = Duration::from_micros(if i % 2 == 0 { 1 } else { 300 });
+                match within(e, d, q.put_async(i)).await {
+                    Some(r) => {
+                        r.unwrap();
+                        sure.push(i);
+                    }
+                    None => maybe.push(i),
+                }
+            }
+            q.put_async(5000).await.unwrap();
+            let mut got = Vec::new();
+            loop {
+                let v = within(e, T, q.get_async()).await.unwrap().unwrap();
+                if v == 5000 {
+                    break;
+                }
+                got.push(v);
+            }
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "order or duplicate: {got:?}"
+            );
+            for c in &sure {
+                assert!(got.contains(c), "put {c} missing");
+            }
+            assert!(!got.contains(&1000) && !got.contains(&1001), "{got:?}");
+            let landed = got.iter().filter(|v| maybe.contains(v)).count();
+            eprintln!(
+                "{} puts cancelled by a timeout, {landed} of them put",
+                maybe.len()
+            );
+        });
+    });
+}
+
+/// A put dropped with its command partly written (8 MiB: more than a poll writes)
+/// closes its connection: the item is put whole or not at all, and the handle goes on.
+#[test]
+fn a_put_async_dropped_mid_write_leaves_a_whole_item_or_none() {
+    require_redis!();
+    watchdog(60, || {
+        let q = RedisQueue::<Vec<u8>>::connect(&url(), &unique("apartial")).unwrap();
+        let big = vec![7u8; 8 << 20];
+        {
+            let mut f = std::pin::pin!(q.put_async(big.clone()));
+            assert!(poll_once(f.as_mut()).is_pending());
+        }
+        futures::executor::block_on(async {
+            q.put_async(vec![1]).await.unwrap();
+            let first = q.get_async().await.unwrap();
+            if first == big {
+                eprintln!("the dropped put had been written whole: put");
+                assert_eq!(q.get_async().await.unwrap(), vec![1]);
+            } else {
+                eprintln!("the dropped put was cut: not put");
+                assert_eq!(first, vec![1]);
+            }
+        });
+        assert!(q.get_timeout(Duration::from_millis(50)).is_err());
+    });
+}
+
+fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Threads:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// In a process of its own (the test binary's other tests change its thread count):
+/// 1000 `get_async` tasks pending on one handle on a 2-worker runtime, then fed.
+/// Returns `(threads before, threads while pending, items each got once)`.
+fn thousand_pending((url, name): (String, String)) -> (u64, u64, bool) {
+    const N: u64 = 1000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let q = Arc::new(
+            RedisQueue::<u64>::builder(&url, &name)
+                .prefetch(16)
+                .connect()
+                .unwrap(),
+        );
+        // warm: the epoll and watcher threads exist before counting
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), q.get_async())
+                .await
+                .is_err()
+        );
+        let before = threads();
+        let tasks: Vec<_> = (0..N)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move { tokio::time::timeout(T * 3, q.get_async()).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pending = threads();
+        let producer = RedisQueue::<u64>::connect(&url, &name).unwrap();
+        producer.put_many((0..N).collect()).unwrap();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap().expect("a get_async hung").unwrap());
+        }
+        got.sort_unstable();
+        (before, pending, got == (0..N).collect::<Vec<_>>())
+    })
+}
+
+#[test]
+fn a_thousand_pending_get_async_on_two_workers_take_no_thread_each() {
+    require_redis!();
+    watchdog(120, || {
+        let mut p = Process::new(thousand_pending, (url(), unique("athousand")))
+            .start()
+            .unwrap();
+        p.join_timeout(Duration::from_secs(100)).unwrap();
+        let (before, pending, each_once) = p.result().unwrap();
+        eprintln!("threads: {before} before, {pending} with 1000 get_async pending");
+        assert!(
+            pending <= before + 2,
+            "threads went from {before} to {pending} with 1000 gets pending"
+        );
+        assert!(each_once, "the 1000 gets did not get each item once");
+    });
+}
+
+/// A redis-server of this test's own, to kill.
+fn private_server() -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting redis-server");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < T, "redis-server did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, format!("redis://127.0.0.1:{port}/"))
+}
+
+#[test]
+fn a_server_killed_under_waiting_futures_ends_them_with_an_error() {
+    require_redis!();
+    let have_binary = std::process::Command::new("redis-server")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_binary {
+        // a server given by PROCACTOR_REDIS_URL, and no redis-server here to kill
+        eprintln!("a_server_killed_…: skipped (no redis-server binary to start and kill)");
+        return;
+    }
+    watchdog(60, || {
+        for e in [Exec::CurrentThread, Exec::MultiThread, Exec::BlockOn] {
+            let (mut server, url) = private_server();
+            let q = RedisQueue::<u32>::connect(&url, "killed").unwrap();
+            let j = RedisJoinableQueue::<u32>::connect(&url, "killed-j").unwrap();
+            j.put(1).unwrap(); // never done: join_async waits
+            let killer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                server.kill().unwrap();
+                server.wait().unwrap();
+            });
+            let t = Instant::now();
+            let (g, jn) = e.run(async {
+                futures::join!(within(e, T, q.get_async()), within(e, T, j.join_async()))
+            });
+            killer.join().unwrap();
+            assert_eq!(g.expect("get_async hung"), Err(GetError::Broken), "{e:?}");
+            assert!(jn.expect("join_async hung").is_err(), "{e:?}");
+            assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+            assert!(q.last_error().is_some());
+            // and after: at once, an error (connection refused), not a hang
+            let again = e.run(async { within(e, T, q.put_async(2)).await });
+            assert!(matches!(again, Some(Err(PutError::Broken(2)))), "{again:?}");
+        }
+    });
+}

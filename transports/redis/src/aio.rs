@@ -1,0 +1,1036 @@
+//! The async methods' machinery: `get_async`, `put_async` and `join_async` of a queue
+//! handle, as std futures on any executor, with no async runtime and no thread of their
+//! own.
+//!
+//! # Lanes
+//!
+//! A handle has two *lanes*, each a non-blocking connection of its own (opened on first
+//! use): the read lane carries `get_async`'s read rounds (`XAUTOCLAIM`, `XREADGROUP …
+//! BLOCK`), the write lane `put_async`'s `XADD`s and `join_async`'s `XLEN`s, so that a
+//! put never waits behind a blocked read. The handle's sync methods keep their own
+//! blocking connection; all of them share the handle's state (entries read ahead,
+//! acknowledgements owed, items outstanding).
+//!
+//! A lane serves one future at a time: the futures waiting on it stand in line (a
+//! ticket each, their wakers kept in ticket order), and only the first in line drives
+//! the connection: it writes its commands, reads the replies, and, when the socket
+//! would block, arms the socket's registration with the process's one epoll thread
+//! (`procactor_transports::watch::FdWatch`) with its waker. When it is done (or
+//! dropped), it wakes the next in line. So 10 000 pending `get_async` on a handle cost
+//! 10 000 wakers in a map and one registered descriptor: no thread each, no task each.
+//!
+//! # Cancellation
+//!
+//! The commands a future sent belong to the lane, not to the future: the replies of a
+//! dropped future's commands are read by whoever drives the lane next, and their
+//! effects applied all the same. A read round's entries go to the handle's buffer, so
+//! an entry read for a `get_async` that was dropped is handed to the handle's next get
+//! (or, if the handle is dropped first, stays pending in the group for `XAUTOCLAIM`).
+//! A `put_async` dropped before its `XADD` was written takes it back (not put); dropped
+//! with it partly written, it closes the lane's connection, so the server discards the
+//! incomplete command (not put); dropped after it was written whole, the item is put.
+//!
+//! # Timers
+//!
+//! `join_async` and a bounded `put_async` wait between checks, and a lane gives up on a
+//! server that sends nothing for [`QUIET_LIMIT`] (a stopped server keeps its
+//! connections open): both are wake-ups at a time, taken from procactor's watcher
+//! thread (`WordWatch` with a recheck time, on one word no one changes).
+
+use crate::conn::{self, Entry, RedisError, MAX_BLOCK};
+use crate::stream::{split_fetch, Core, Delivered, Failure};
+use procactor_transports::watch::{FdWatch, Interest, WordWatch};
+use procactor_transports::BorrowedFd;
+use redis::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How long a lane waits for a reply before it declares the server gone: the longest
+/// `BLOCK` it sends, plus the sync connections' read timeout.
+pub(crate) const QUIET_LIMIT: Duration = Duration::from_secs(31);
+const _: () = assert!(QUIET_LIMIT.as_secs() > MAX_BLOCK.as_secs());
+
+/// The first and the longest pause between two checks of `join_async` and of a bounded
+/// `put_async` waiting for room (as the sync methods').
+const FIRST_NAP: Duration = Duration::from_micros(200);
+const LONGEST_NAP: Duration = Duration::from_millis(20);
+
+/// A handle's two lanes.
+#[derive(Debug, Default)]
+pub(crate) struct Aio {
+    pub(crate) read: Lane,
+    pub(crate) write: Lane,
+}
+
+impl Aio {
+    /// Whether the read lane may have had entries delivered that it never read: a read
+    /// round still under way, or one whose connection failed (see `Core`'s drop).
+    pub(crate) fn reading(&mut self) -> bool {
+        let st = self.read.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        st.lost_read || st.conn.as_ref().is_some_and(Conn::reading)
+    }
+
+    /// Whether either lane ever connected.
+    pub(crate) fn used(&mut self) -> bool {
+        [&mut self.read, &mut self.write].into_iter().any(|l| {
+            l.0.get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .ever_connected
+        })
+    }
+}
+
+/// One non-blocking connection and the line of futures waiting to use it.
+#[derive(Debug, Default)]
+pub(crate) struct Lane(Mutex<LaneState>);
+
+#[derive(Default)]
+struct LaneState {
+    conn: Option<Conn>,
+    ever_connected: bool,
+    /// A read round's connection failed before its reply was read: entries may have
+    /// been delivered to this consumer that only `XAUTOCLAIM` can now reach.
+    lost_read: bool,
+    /// The futures waiting for this lane, by ticket: the first drives it.
+    line: BTreeMap<u64, Waker>,
+    next_ticket: u64,
+    /// Wakes the first in line when the server has been quiet too long.
+    guard: Option<WordWatch>,
+}
+
+impl std::fmt::Debug for LaneState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneState")
+            .field("connected", &self.conn.is_some())
+            .field("waiting", &self.line.len())
+            .finish()
+    }
+}
+
+impl Drop for LaneState {
+    fn drop(&mut self) {
+        // a fired guard dropped as is would pass its wake-up on to the other timers
+        if let Some(w) = &mut self.guard {
+            w.done();
+        }
+    }
+}
+
+impl Lane {
+    fn lock(&self) -> MutexGuard<'_, LaneState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl LaneState {
+    /// The connection, opened (its handshake queued) if there is none.
+    fn conn(&mut self, core: &Core) -> Result<&mut Conn, RedisError> {
+        if self.conn.is_none() {
+            self.conn = Some(Conn::open(core)?);
+            self.ever_connected = true;
+        }
+        Ok(self.conn.as_mut().expect("opened just above"))
+    }
+
+    /// The connection failed: dropped (the next user reconnects), the error remembered.
+    fn fail(&mut self, core: &Core, e: &RedisError) {
+        if self.conn.take().is_some_and(|c| c.reading()) {
+            self.lost_read = true;
+        }
+        core.note_error(e);
+    }
+
+    /// After the connection would block with replies owed: the first in line is also
+    /// woken when the server has been quiet for [`QUIET_LIMIT`].
+    fn guard(&mut self, cx: &Context<'_>) {
+        let Some(c) = &self.conn else { return };
+        if c.jobs.is_empty() {
+            return;
+        }
+        let at = c.quiet_since + QUIET_LIMIT;
+        match &mut self.guard {
+            None => self.guard = Some(timer(at, cx.waker())),
+            Some(w) => {
+                if w.fired() || !w.wakes(cx.waker()) {
+                    w.rearm(0, Some(at), cx.waker());
+                }
+            }
+        }
+    }
+}
+
+/// A future's place in a lane's line.
+pub(crate) struct Turn<'a> {
+    lane: &'a Lane,
+    ticket: Option<u64>,
+}
+
+impl<'a> Turn<'a> {
+    fn new(lane: &'a Lane) -> Self {
+        Turn { lane, ticket: None }
+    }
+
+    /// Whether this future is first in line (standing in it, with its current waker,
+    /// either way).
+    fn first(&mut self, st: &mut LaneState, cx: &Context<'_>) -> bool {
+        let t = *self.ticket.get_or_insert_with(|| {
+            st.next_ticket += 1;
+            st.next_ticket
+        });
+        match st.line.get_mut(&t) {
+            Some(w) => {
+                if !w.will_wake(cx.waker()) {
+                    *w = cx.waker().clone();
+                }
+            }
+            None => {
+                st.line.insert(t, cx.waker().clone());
+            }
+        }
+        st.line.keys().next() == Some(&t)
+    }
+
+    /// Leaves the line (waking the next if this was the first); the commands this
+    /// future sent and has not had the replies of are left to the lane (see the module
+    /// docs, "Cancellation").
+    fn leave(&mut self, st: &mut LaneState) {
+        let Some(t) = self.ticket.take() else { return };
+        let was_first = st.line.keys().next() == Some(&t);
+        st.line.remove(&t);
+        if let Some(c) = &mut st.conn {
+            if c.abandon(t) {
+                st.conn = None;
+            }
+        }
+        if was_first {
+            if let Some(w) = st.line.values().next() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    fn ticket(&self) -> u64 {
+        self.ticket.unwrap_or(0)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.ticket.is_some() {
+            let mut st = self.lane.lock();
+            self.leave(&mut st);
+        }
+    }
+}
+
+impl std::fmt::Debug for Turn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("ticket", &self.ticket)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------- the connection
+
+enum Io {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Io {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(s) => s.read(b),
+            Io::Unix(s) => s.read(b),
+        }
+    }
+
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Io::Tcp(s) => s.write(b),
+            Io::Unix(s) => s.write(b),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Io::Tcp(s) => s.as_fd(),
+            Io::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// What a group of replies is for.
+enum Kind {
+    /// `[AUTH,] [SELECT,] XGROUP CREATE`: errors fail the connection, but `BUSYGROUP`.
+    Init,
+    /// A read round: `acks` acknowledgement commands, `[XAUTOCLAIM,] XREADGROUP`.
+    Fetch { claim: bool, acks: usize },
+    /// The `XPENDING` of the entries a read round claimed, buffered with them.
+    Counts {
+        claimed: Vec<Entry>,
+        read: Vec<Entry>,
+    },
+    /// `XADD`s.
+    Put,
+    /// `XLEN`, `XPENDING` summary: the undelivered count.
+    Len,
+    /// `XLEN`.
+    Xlen,
+}
+
+/// Commands sent (or queued to be), awaiting `replies` replies.
+struct Job {
+    kind: Kind,
+    replies: usize,
+    /// The ticket of the future that sent it; `None` once that future is gone.
+    owner: Option<u64>,
+    /// Its bytes' place in everything written on the connection.
+    start: u64,
+    end: u64,
+}
+
+/// What a finished job tells its future.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Done,
+    Count(u64),
+}
+
+struct Conn {
+    io: Io,
+    /// Bytes not yet written; `out[0]` is byte `written` of the connection.
+    out: Vec<u8>,
+    written: u64,
+    /// Bytes read and not yet parsed.
+    inb: Vec<u8>,
+    /// What one `read` fills (allocated once per connection).
+    scratch: Box<[u8]>,
+    jobs: VecDeque<Job>,
+    /// The replies of `jobs[0]` so far.
+    replies: Vec<Value>,
+    rwatch: Option<FdWatch>,
+    wwatch: Option<FdWatch>,
+    /// Since when the server has owed a reply and sent nothing.
+    quiet_since: Instant,
+}
+
+fn from_io(e: io::Error) -> RedisError {
+    RedisError(e.into())
+}
+
+fn io_error(what: &'static str, detail: String) -> RedisError {
+    RedisError(redis::RedisError::from((
+        redis::ErrorKind::Io,
+        what,
+        detail,
+    )))
+}
+
+impl Conn {
+    /// Starts connecting to the handle's server (non-blocking: the connection completes
+    /// while the first commands wait to be written) and queues the handshake.
+    fn open(core: &Core) -> Result<Conn, RedisError> {
+        let client = redis::Client::open(core.cfg.url.as_str())?;
+        let info = client.get_connection_info();
+        let io = match info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => {
+                // a host name is looked up by the system's resolver (blocking); an
+                // address needs no lookup
+                let addr = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| io_error("cannot resolve the Redis host", e.to_string()))?
+                    .next()
+                    .ok_or_else(|| io_error("no address for the Redis host", host.clone()))?;
+                let family = if addr.is_ipv4() {
+                    rustix::net::AddressFamily::INET
+                } else {
+                    rustix::net::AddressFamily::INET6
+                };
+                let fd = rustix::net::socket_with(
+                    family,
+                    rustix::net::SocketType::STREAM,
+                    rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
+                    None,
+                )
+                .map_err(|e| from_io(e.into()))?;
+                match rustix::net::connect(&fd, &addr) {
+                    Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+                    Err(e) => return Err(from_io(e.into())),
+                }
+                let s = TcpStream::from(fd);
+                s.set_nodelay(true).map_err(from_io)?;
+                Io::Tcp(s)
+            }
+            redis::ConnectionAddr::Unix(path) => {
+                // a Unix socket connects at once (or is refused)
+                let s = UnixStream::connect(path).map_err(from_io)?;
+                s.set_nonblocking(true).map_err(from_io)?;
+                Io::Unix(s)
+            }
+            _ => {
+                return Err(io_error(
+                    "the async methods support redis:// and redis+unix:// URLs",
+                    core.cfg.url.clone(),
+                ))
+            }
+        };
+        let mut c = Conn {
+            io,
+            out: Vec::new(),
+            written: 0,
+            inb: Vec::new(),
+            scratch: vec![0; 16 * 1024].into_boxed_slice(),
+            jobs: VecDeque::new(),
+            replies: Vec::new(),
+            rwatch: None,
+            wwatch: None,
+            quiet_since: Instant::now(),
+        };
+        let r = info.redis_settings();
+        let mut p = redis::pipe();
+        if let Some(pw) = r.password() {
+            let auth = p.cmd("AUTH");
+            if let Some(user) = r.username() {
+                auth.arg(user);
+            }
+            auth.arg(pw);
+        }
+        if r.db() != 0 {
+            p.cmd("SELECT").arg(r.db());
+        }
+        p.cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&core.cfg.name)
+            .arg(&core.cfg.group)
+            .arg("0")
+            .arg("MKSTREAM");
+        c.push(&p, Kind::Init, None);
+        Ok(c)
+    }
+
+    /// Queues a pipeline's commands, awaiting all its replies.
+    fn push(&mut self, p: &redis::Pipeline, kind: Kind, owner: Option<u64>) {
+        if self.jobs.is_empty() {
+            self.quiet_since = Instant::now();
+        }
+        let start = self.written + self.out.len() as u64;
+        self.out.extend_from_slice(&p.get_packed_pipeline());
+        let end = self.written + self.out.len() as u64;
+        self.jobs.push_back(Job {
+            kind,
+            replies: p.len(),
+            owner,
+            start,
+            end,
+        });
+    }
+
+    /// Whether a read round (or its follow-up) is under way.
+    fn reading(&self) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| matches!(j.kind, Kind::Fetch { .. } | Kind::Counts { .. }))
+    }
+
+    fn owns(&self, t: u64) -> bool {
+        self.jobs.iter().any(|j| j.owner == Some(t))
+    }
+
+    /// Future `t` is gone: its jobs are left to the lane, but a put (or a check) not yet
+    /// written is taken back, and a put partly written closes the connection (`true`):
+    /// the server then discards the incomplete command.
+    fn abandon(&mut self, t: u64) -> bool {
+        let last = self.jobs.len().wrapping_sub(1);
+        let mut close = false;
+        let mut take_back = None;
+        for (i, j) in self.jobs.iter_mut().enumerate() {
+            if j.owner != Some(t) {
+                continue;
+            }
+            let unsent = j.start >= self.written;
+            let whole = j.end <= self.written;
+            match j.kind {
+                Kind::Put | Kind::Len | Kind::Xlen if unsent && i == last => {
+                    take_back = Some(j.start);
+                }
+                Kind::Put if !whole => close = true,
+                _ => j.owner = None,
+            }
+        }
+        if let Some(start) = take_back {
+            self.out.truncate((start - self.written) as usize);
+            self.jobs.pop_back();
+        }
+        close
+    }
+
+    /// Moves the connection on: writes what is queued, reads and applies replies.
+    /// `Ready(Some)` when a job of `me` finished, `Ready(None)` when no job is left,
+    /// `Pending` when the socket would block (the watches armed with `cx`'s waker).
+    fn drive(
+        &mut self,
+        core: &Core,
+        me: u64,
+        cx: &Context<'_>,
+    ) -> Poll<Result<Option<Out>, RedisError>> {
+        loop {
+            while !self.out.is_empty() {
+                match self.io.write(&self.out) {
+                    Ok(0) => return Poll::Ready(Err(from_io(io::ErrorKind::WriteZero.into()))),
+                    Ok(n) => {
+                        self.out.drain(..n);
+                        self.written += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Poll::Ready(Err(from_io(e))),
+                }
+            }
+            let mut parsed = 0;
+            let mut mine = None;
+            while let Some(job) = self.jobs.front() {
+                let n = match frame_len(&self.inb[parsed..]) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(()) => {
+                        return Poll::Ready(Err(io_error(
+                            "a reply that is not RESP",
+                            String::from_utf8_lossy(
+                                &self.inb[parsed..(parsed + 64).min(self.inb.len())],
+                            )
+                            .into_owned(),
+                        )))
+                    }
+                };
+                let v = redis::parse_redis_value(&self.inb[parsed..parsed + n]);
+                parsed += n;
+                self.replies.push(v.map_err(RedisError)?);
+                if self.replies.len() < job.replies {
+                    continue;
+                }
+                let job = self.jobs.pop_front().expect("looked at just above");
+                let replies = std::mem::take(&mut self.replies);
+                let owner = job.owner;
+                let out = match self.finish(core, job, replies) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        self.inb.drain(..parsed);
+                        return Poll::Ready(Err(e));
+                    }
+                };
+                if owner == Some(me) && out.is_some() {
+                    mine = out;
+                    break;
+                }
+            }
+            self.inb.drain(..parsed);
+            if mine.is_some() {
+                return Poll::Ready(Ok(mine));
+            }
+            if self.jobs.is_empty() {
+                return Poll::Ready(Ok(None));
+            }
+            if self.quiet_since.elapsed() >= QUIET_LIMIT {
+                return Poll::Ready(Err(io_error(
+                    "the Redis server sent nothing for too long",
+                    format!("{QUIET_LIMIT:?} with a reply owed"),
+                )));
+            }
+            match self.io.read(&mut self.scratch) {
+                Ok(0) => {
+                    return Poll::Ready(Err(io_error(
+                        "the Redis server closed the connection",
+                        String::new(),
+                    )))
+                }
+                Ok(n) => {
+                    self.inb.extend_from_slice(&self.scratch[..n]);
+                    self.quiet_since = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.arm(cx) {
+                        return Poll::Ready(Err(from_io(e)));
+                    }
+                    return Poll::Pending;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Poll::Ready(Err(from_io(e))),
+            }
+        }
+    }
+
+    /// Arms the read watch (and the write watch while bytes wait to be written).
+    fn arm(&mut self, cx: &Context<'_>) -> io::Result<()> {
+        match &mut self.rwatch {
+            None => self.rwatch = Some(FdWatch::new(self.io.fd(), Interest::Read, cx.waker())?),
+            Some(w) => w.rearm(cx.waker())?,
+        }
+        if !self.out.is_empty() {
+            match &mut self.wwatch {
+                None => {
+                    self.wwatch = Some(FdWatch::new(self.io.fd(), Interest::Write, cx.waker())?)
+                }
+                Some(w) => w.rearm(cx.waker())?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A job's replies are all in: its effects, whoever sent it.
+    fn finish(
+        &mut self,
+        core: &Core,
+        job: Job,
+        replies: Vec<Value>,
+    ) -> Result<Option<Out>, RedisError> {
+        let last = replies.len().saturating_sub(1);
+        let mut checked = Vec::with_capacity(replies.len());
+        for (i, v) in replies.into_iter().enumerate() {
+            match v.extract_error() {
+                Ok(v) => checked.push(v),
+                Err(e)
+                    if matches!(job.kind, Kind::Init)
+                        && i == last
+                        && e.code() == Some("BUSYGROUP") =>
+                {
+                    checked.push(Value::Nil)
+                }
+                Err(e) => return Err(RedisError(e)),
+            }
+        }
+        Ok(match job.kind {
+            Kind::Init => None,
+            Kind::Fetch { claim, acks } => {
+                let (claimed, read) = split_fetch(claim, checked.get(acks..).unwrap_or(&[]));
+                if claimed.is_empty() {
+                    core.fetched(Vec::new(), Vec::new(), read);
+                } else {
+                    let p = core.counts_pipeline(&claimed);
+                    self.push(&p, Kind::Counts { claimed, read }, job.owner);
+                }
+                Some(Out::Done)
+            }
+            Kind::Counts { claimed, read } => {
+                core.fetched(claimed, checked, read);
+                Some(Out::Done)
+            }
+            Kind::Put => Some(Out::Done),
+            Kind::Len => {
+                let xlen = checked.first().map_or(0, conn::int);
+                let pending = checked.get(1).map_or(0, conn::pending_count);
+                Some(Out::Count(xlen.saturating_sub(pending)))
+            }
+            Kind::Xlen => Some(Out::Count(checked.first().map_or(0, conn::int))),
+        })
+    }
+}
+
+/// The length of the first complete RESP value (RESP2 or RESP3) at the start of `b`;
+/// `Ok(None)` while it is incomplete, `Err` when `b` is not RESP.
+pub(crate) fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
+    let mut pos = 0usize;
+    // values still to read: the one asked for, plus the elements announced so far
+    let mut left: u64 = 1;
+    while left > 0 {
+        let Some(eol) = b[pos..].windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let ty = b[pos];
+        let line = &b[pos + 1..pos + eol];
+        pos += eol + 2;
+        left -= 1;
+        let count = |line: &[u8]| -> Result<i64, ()> {
+            std::str::from_utf8(line)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or(())
+        };
+        match ty {
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {}
+            b'$' | b'!' | b'=' => {
+                let n = count(line)?;
+                if n >= 0 {
+                    let n = usize::try_from(n).map_err(|_| ())?;
+                    let end = pos.checked_add(n).ok_or(())?;
+                    if b.len() < end + 2 {
+                        return Ok(None);
+                    }
+                    if &b[end..end + 2] != b"\r\n" {
+                        return Err(());
+                    }
+                    pos = end + 2;
+                }
+            }
+            b'*' | b'~' | b'>' => {
+                let n = count(line)?;
+                if n > 0 {
+                    left = left.checked_add(n as u64).ok_or(())?;
+                }
+            }
+            b'%' | b'|' => {
+                let n = count(line)?;
+                if n > 0 {
+                    left = left
+                        .checked_add((n as u64).checked_mul(2).ok_or(())?)
+                        .ok_or(())?;
+                }
+                if ty == b'|' {
+                    // an attribute map precedes the value it describes
+                    left += 1;
+                }
+            }
+            _ => return Err(()),
+        }
+    }
+    Ok(Some(pos))
+}
+
+// ---------------------------------------------------------------- timers
+
+fn timer_word() -> Arc<AtomicU32> {
+    static WORD: OnceLock<Arc<AtomicU32>> = OnceLock::new();
+    WORD.get_or_init(|| Arc::new(AtomicU32::new(0))).clone()
+}
+
+/// A watch that fires at `at` (the word it watches never changes).
+fn timer(at: Instant, waker: &Waker) -> WordWatch {
+    WordWatch::new(timer_word(), |w: &AtomicU32| w, 0, Some(at), waker)
+}
+
+/// A pause, as a part of a future's poll.
+struct Nap {
+    at: Instant,
+    watch: Option<WordWatch>,
+}
+
+impl Nap {
+    fn new(d: Duration) -> Nap {
+        Nap {
+            at: Instant::now() + d,
+            watch: None,
+        }
+    }
+
+    fn poll(&mut self, cx: &Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.at {
+            if let Some(mut w) = self.watch.take() {
+                w.done();
+            }
+            return Poll::Ready(());
+        }
+        match &mut self.watch {
+            None => self.watch = Some(timer(self.at, cx.waker())),
+            Some(w) => {
+                if w.fired() || !w.wakes(cx.waker()) {
+                    w.rearm(0, Some(self.at), cx.waker());
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Nap {
+    fn drop(&mut self) {
+        if let Some(w) = &mut self.watch {
+            w.done();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the futures
+
+/// One step of a lane's first in line: makes sure a job of its own is under way
+/// (`start` queues it, given the connection, when none is), then drives.
+fn step(
+    turn: &mut Turn<'_>,
+    core: &Core,
+    cx: &Context<'_>,
+    start: &mut dyn FnMut(&mut Conn, u64),
+) -> Poll<Result<Option<Out>, RedisError>> {
+    let mut st = turn.lane.lock();
+    if !turn.first(&mut st, cx) {
+        return Poll::Pending;
+    }
+    let me = turn.ticket();
+    let c = match st.conn(core) {
+        Ok(c) => c,
+        Err(e) => {
+            core.note_error(&e);
+            turn.leave(&mut st);
+            return Poll::Ready(Err(e));
+        }
+    };
+    if !c.owns(me) {
+        start(c, me);
+    }
+    match c.drive(core, me, cx) {
+        Poll::Pending => {
+            st.guard(cx);
+            Poll::Pending
+        }
+        Poll::Ready(Ok(out)) => Poll::Ready(Ok(out)),
+        Poll::Ready(Err(e)) => {
+            st.fail(core, &e);
+            turn.leave(&mut st);
+            Poll::Ready(Err(e))
+        }
+    }
+}
+
+/// `get_async`'s future: the next entry for this handle.
+pub(crate) struct Get<'a> {
+    core: &'a Core,
+    turn: Turn<'a>,
+}
+
+pub(crate) fn get(core: &Core) -> Get<'_> {
+    Get {
+        core,
+        turn: Turn::new(&core.aio.read),
+    }
+}
+
+impl Future for Get<'_> {
+    type Output = Result<Delivered, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let core = this.core;
+        loop {
+            if core.is_closed() {
+                let mut st = this.turn.lane.lock();
+                this.turn.leave(&mut st);
+                return Poll::Ready(Err(Failure::Closed));
+            }
+            if let Some(d) = core.take_buffered() {
+                let mut st = this.turn.lane.lock();
+                this.turn.leave(&mut st);
+                return Poll::Ready(Ok(d));
+            }
+            // a read round of our own, unless one (ours, or a dropped future's) is
+            // still under way: its entries come to the buffer
+            let mut start = |c: &mut Conn, me: u64| {
+                if c.jobs.iter().all(|j| matches!(j.kind, Kind::Init)) {
+                    let plan = core.fetch_job();
+                    c.push(
+                        &plan.pipe,
+                        Kind::Fetch {
+                            claim: plan.claim,
+                            acks: plan.acks,
+                        },
+                        Some(me),
+                    );
+                }
+            };
+            match ready!(step(&mut this.turn, core, cx, &mut start)) {
+                Ok(_) => continue,
+                Err(e) => return Poll::Ready(Err(Failure::Redis(e))),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Get<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Get").field("turn", &self.turn).finish()
+    }
+}
+
+enum PutState {
+    /// A bounded queue's room to be checked.
+    Check,
+    /// Waiting before checking again.
+    Nap(Nap),
+    /// The `XADD`s to be sent (or sent).
+    Send,
+}
+
+/// `put_async`'s future: `XADD` of the payloads, after waiting for room when the
+/// queue is bounded.
+pub(crate) struct Put<'a> {
+    core: &'a Core,
+    turn: Turn<'a>,
+    payloads: Vec<Vec<u8>>,
+    state: PutState,
+    nap: Duration,
+}
+
+pub(crate) fn put(core: &Core, payloads: Vec<Vec<u8>>) -> Put<'_> {
+    Put {
+        core,
+        turn: Turn::new(&core.aio.write),
+        state: if core.cfg.maxsize > 0 {
+            PutState::Check
+        } else {
+            PutState::Send
+        },
+        payloads,
+        nap: FIRST_NAP,
+    }
+}
+
+impl Future for Put<'_> {
+    type Output = Result<(), Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let core = this.core;
+        loop {
+            if let PutState::Nap(n) = &mut this.state {
+                ready!(n.poll(cx));
+                this.state = PutState::Check;
+            }
+            if core.is_closed() && this.turn.ticket.is_none() {
+                return Poll::Ready(Err(Failure::Closed));
+            }
+            let checking = matches!(this.state, PutState::Check);
+            let payloads = &this.payloads;
+            let mut start = |c: &mut Conn, me: u64| {
+                if checking {
+                    c.push(&core.len_pipeline(), Kind::Len, Some(me));
+                } else {
+                    c.push(&core.put_pipeline(payloads), Kind::Put, Some(me));
+                }
+            };
+            match ready!(step(&mut this.turn, core, cx, &mut start)) {
+                Err(e) => return Poll::Ready(Err(Failure::Redis(e))),
+                Ok(None) => continue, // a dropped future's commands were answered
+                Ok(Some(Out::Count(len))) => {
+                    let n = this.payloads.len() as u64;
+                    if len == 0 || len + n <= core.cfg.maxsize as u64 {
+                        this.state = PutState::Send;
+                    } else {
+                        // no room: out of the line while waiting, so that others go on
+                        let mut st = this.turn.lane.lock();
+                        this.turn.leave(&mut st);
+                        drop(st);
+                        this.state = PutState::Nap(Nap::new(this.nap));
+                        this.nap = (this.nap * 2).min(LONGEST_NAP);
+                    }
+                }
+                Ok(Some(Out::Done)) => {
+                    let mut st = this.turn.lane.lock();
+                    this.turn.leave(&mut st);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Put<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Put")
+            .field("turn", &self.turn)
+            .field("items", &self.payloads.len())
+            .finish()
+    }
+}
+
+/// `join_async`'s future: waits for the stream to be empty (`XLEN` = 0).
+pub(crate) struct Join<'a> {
+    core: &'a Core,
+    turn: Turn<'a>,
+    nap: Option<Nap>,
+    next_nap: Duration,
+}
+
+pub(crate) fn join(core: &Core) -> Join<'_> {
+    Join {
+        core,
+        turn: Turn::new(&core.aio.write),
+        nap: None,
+        next_nap: FIRST_NAP,
+    }
+}
+
+impl Future for Join<'_> {
+    type Output = Result<(), RedisError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let core = this.core;
+        loop {
+            if let Some(n) = &mut this.nap {
+                ready!(n.poll(cx));
+                this.nap = None;
+            }
+            let mut start =
+                |c: &mut Conn, me: u64| c.push(&core.xlen_pipeline(), Kind::Xlen, Some(me));
+            match ready!(step(&mut this.turn, core, cx, &mut start)) {
+                Err(e) => return Poll::Ready(Err(e)),
+                Ok(None) | Ok(Some(Out::Done)) => continue,
+                Ok(Some(Out::Count(n))) => {
+                    let mut st = this.turn.lane.lock();
+                    this.turn.leave(&mut st);
+                    drop(st);
+                    if n == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.nap = Some(Nap::new(this.next_nap));
+                    this.next_nap = (this.next_nap * 2).min(LONGEST_NAP);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Join<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Join").field("turn", &self.turn).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_len;
+
+    #[test]
+    fn frame_len_finds_whole_values_only() {
+        let cases: &[(&[u8], Option<usize>)] = &[
+            (b"+OK\r\n", Some(5)),
+            (b"+OK\r", None),
+            (b":12\r\n:3\r\n", Some(5)),
+            (b"$3\r\nabc\r\n", Some(9)),
+            (b"$3\r\nabc\r", None),
+            (b"$-1\r\n", Some(5)),
+            (b"*-1\r\n", Some(5)),
+            (b"*0\r\n", Some(4)),
+            (b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n", Some(19)),
+            (b"*2\r\n$1\r\na\r\n*1\r\n", None),
+            (b"%1\r\n+k\r\n+v\r\n", Some(12)),
+            (b"-ERR x\r\n", Some(8)),
+            (b"$2\r\n\r\n\r\n", Some(8)), // a payload holding CRLF
+            (b"", None),
+        ];
+        for (b, want) in cases {
+            assert_eq!(frame_len(b), Ok(*want), "{:?}", String::from_utf8_lossy(b));
+        }
+        assert_eq!(frame_len(b"?x\r\n"), Err(()));
+        assert_eq!(frame_len(b"$3\r\nabcd\r\n"), Err(()));
+        assert_eq!(frame_len(b"*x\r\n"), Err(()));
+    }
+
+    #[test]
+    fn frame_len_agrees_with_the_redis_parser() {
+        let b = b"*3\r\n$1\r\nq\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$4\r\ncbor\r\n$2\r\n\x01\x02\r\n:7\r\n";
+        let n = frame_len(b).unwrap().unwrap();
+        assert_eq!(n, b.len());
+        assert!(redis::parse_redis_value(&b[..n]).is_ok());
+        for cut in 0..n {
+            assert_eq!(frame_len(&b[..cut]), Ok(None), "cut at {cut}");
+        }
+    }
+}
