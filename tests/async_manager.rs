@@ -10,7 +10,7 @@ procactor::test_support!();
 
 mod common;
 
-use common::aio::{on_each_executor, sleep, within, Exec};
+use common::aio::{on_each_executor, poll_once, sleep, within, Exec};
 use common::watchdog;
 use procactor::{
     Manager, ManagerError, Namespace, Process, SharedBarrier, SharedCondition, SharedDict,
@@ -375,14 +375,14 @@ fn a_dropped_acquire_async_holds_nothing() {
                 let toggler = std::thread::spawn(move || {
                     while !stop2.load(Ordering::Relaxed) {
                         if let Some(g) = l2.acquire_timeout(Duration::from_secs(10)).unwrap() {
-                            std::thread::sleep(Duration::from_micros(300));
+                            std::thread::sleep(Duration::from_millis(1));
                             drop(g);
                         }
                     }
                 });
                 let (mut got, mut gave_up) = (0, 0);
                 for i in 0..300u64 {
-                    let d = Duration::from_micros(100 + (i * 37) % 900);
+                    let d = Duration::from_micros(50 + (i * 37) % 1200);
                     match within(exec, d, l.acquire_async()).await {
                         Some(g) => {
                             drop(g.unwrap());
@@ -394,6 +394,7 @@ fn a_dropped_acquire_async_holds_nothing() {
                 stop.store(true, Ordering::Relaxed);
                 toggler.join().unwrap();
                 eprintln!("{got} acquired, {gave_up} given up");
+                assert!(gave_up > 0 && got > 0, "{got} acquired, {gave_up} given up");
                 // nothing is left held: another process gets it
                 let mut p = Process::new(try_lock_in_child, l.clone()).start().unwrap();
                 assert!(p.join_timeout(LONG).unwrap().success());
@@ -406,9 +407,7 @@ fn a_dropped_acquire_async_holds_nothing() {
 fn produce_slowly((q, n): (SharedQueue<u64>, u64)) {
     for i in 0..n {
         q.put(i).unwrap();
-        if i % 10 == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        std::thread::sleep(Duration::from_micros(700));
     }
 }
 
@@ -428,7 +427,7 @@ fn a_dropped_get_async_loses_no_item() {
                 let (mut i, t) = (0u64, Instant::now());
                 while (got.len() as u64) < n && t.elapsed() < LONG {
                     i += 1;
-                    let d = Duration::from_micros(50 + (i * 53) % 1500);
+                    let d = Duration::from_micros(20 + (i * 53) % 600);
                     if let Some(r) = within(exec, d, q.get_async()).await {
                         got.push(r.unwrap());
                     }
@@ -441,6 +440,39 @@ fn a_dropped_get_async_loses_no_item() {
                 assert!(i > n, "some gets were given up");
             }
         });
+    });
+}
+
+/// The answer crossed the withdrawal: the future was answered (the lock granted, an
+/// item taken) but dropped before it was polled again.
+#[test]
+fn a_future_dropped_after_its_answer_came_gives_back_what_it_got() {
+    procactor::init();
+    watchdog(120, || {
+        let mgr = Manager::start().unwrap();
+        let (l, q) = (mgr.lock().unwrap(), mgr.queue::<u32>().unwrap());
+        for round in 0..3 {
+            // a lock granted to a future that is then dropped
+            let g = l.acquire().unwrap();
+            let mut f = Box::pin(l.acquire_async());
+            assert!(poll_once(f.as_mut()).is_pending());
+            drop(g); // the server grants it to the parked request
+            std::thread::sleep(Duration::from_millis(100)); // (its answer arrives)
+            drop(f);
+            let mut p = Process::new(try_lock_in_child, l.clone()).start().unwrap();
+            assert!(p.join_timeout(LONG).unwrap().success(), "round {round}");
+
+            // an item taken for a future that is then dropped goes back to the front
+            let mut f = Box::pin(q.get_async());
+            assert!(poll_once(f.as_mut()).is_pending());
+            q.put(1).unwrap();
+            q.put(2).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            drop(f);
+            let t = Duration::from_secs(10);
+            assert_eq!(q.get_timeout(t).unwrap(), Some(1), "round {round}");
+            assert_eq!(q.get_timeout(t).unwrap(), Some(2));
+        }
     });
 }
 

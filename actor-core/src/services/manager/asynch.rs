@@ -80,12 +80,11 @@ impl Dead {
 
 /// One request's place on the connection.
 enum Slot {
-    /// Sent; its future waits (`waits`: a request the server may park, which has no
-    /// deadline of its own).
+    /// Sent; its future waits, until `deadline` at the latest (and, like every
+    /// request, until 30 s pass without a frame from the server).
     Waiting {
         waker: Option<Waker>,
         deadline: Option<Instant>,
-        waits: bool,
     },
     /// Answered; its future has not taken the answer yet.
     Done(Result<Resp, Dead>),
@@ -156,12 +155,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// in the calling thread (at most [`HANDSHAKE_TIMEOUT`](super::HANDSHAKE_TIMEOUT)).
 pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> {
     let pid = std::process::id();
-    let mut all = lock(&MUXES);
-    // (a forked child's copies, and connections given up, are forgotten)
-    all.retain(|m| m.pid == pid && lock(&m.st).dead.is_none());
-    if let Some(m) = all.iter().find(|m| m.address == address && m.key == *key) {
-        return Ok(m.clone());
+    let find = || {
+        let mut all = lock(&MUXES);
+        // (a forked child's copies, and connections given up, are forgotten)
+        all.retain(|m| m.pid == pid && lock(&m.st).dead.is_none());
+        all.iter()
+            .find(|m| m.address == address && m.key == *key)
+            .cloned()
+    };
+    if let Some(m) = find() {
+        return Ok(m);
     }
+    // (without the list's lock: a server slow to answer holds up no other manager's)
     let s = open_session_until(&Address::parse(address), key, None)?;
     let m = Arc::new_cyclic(|me: &Weak<Mux>| Mux {
         st: Mutex::new(State {
@@ -180,6 +185,16 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
         address: address.to_string(),
         key: key.clone(),
     });
+    let mut all = lock(&MUXES);
+    // (another thread may have opened one meanwhile: it is used, this one closed)
+    if let Some(other) = all
+        .iter()
+        .find(|o| o.pid == pid && o.address == address && o.key == *key)
+    {
+        if lock(&other.st).dead.is_none() {
+            return Ok(other.clone());
+        }
+    }
     all.push(m.clone());
     Ok(m)
 }
@@ -249,13 +264,10 @@ impl State {
         let now = Instant::now();
         let mut late = None;
         for slot in self.slots.values() {
-            if let Slot::Waiting {
-                deadline, waits, ..
-            } = slot
-            {
+            if let Slot::Waiting { deadline, .. } = slot {
                 if deadline.is_some_and(|d| d <= now) {
                     late = Some(Dead::Timeout);
-                } else if *waits && now.duration_since(self.heard) >= REPLY_TIMEOUT {
+                } else if now.duration_since(self.heard) >= REPLY_TIMEOUT {
                     late = late.or(Some(Dead::Disconnected));
                 }
             }
@@ -300,24 +312,22 @@ impl State {
             // (the descriptor cannot be watched: nothing would ever wake the futures)
             return self.kill(Dead::Disconnected, &mut Vec::new());
         }
-        let mut at: Option<Instant> = None;
+        // (the server's silence: a server with parked requests of this connection
+        // sends a heartbeat every 5 s, any other answers at once)
+        let mut at = self.heard + REPLY_TIMEOUT;
         for slot in self.slots.values() {
             if let Slot::Waiting {
-                deadline, waits, ..
+                deadline: Some(d), ..
             } = slot
             {
-                let d = if *waits {
-                    Some(self.heard + REPLY_TIMEOUT)
-                } else {
-                    *deadline
-                };
-                if let Some(d) = d {
-                    at = Some(at.map_or(d, |a| a.min(d)));
-                }
+                at = at.min(*d);
             }
         }
+        let at = Some(at);
         let fired = self.timer.as_ref().is_none_or(|t| t.fired());
-        if at.is_some() && (at != self.timer_at || fired) {
+        // (re-armed when it must fire earlier: one that fires late for a server heard
+        // from meanwhile is armed again then, at most every 30 s)
+        if fired || self.timer_at.is_none_or(|t| at.is_some_and(|a| a < t)) {
             match &mut self.timer {
                 Some(t) => t.rearm(0, at, driver),
                 None => self.timer = Some(WordWatch::new(timer_word(), |w| w, 0, at, driver)),
@@ -385,7 +395,6 @@ impl Mux {
         self: &Arc<Self>,
         m: impl FnOnce(u64) -> MuxReq,
         deadline: Option<Instant>,
-        waits: bool,
         put_back_to: Option<u64>,
         end_owner: bool,
     ) -> Call {
@@ -399,7 +408,6 @@ impl Mux {
                     Slot::Waiting {
                         waker: None,
                         deadline,
-                        waits,
                     },
                 );
             }

@@ -328,7 +328,6 @@ impl Client {
                 mux.call(
                     move |_| super::MuxReq::Do(Box::new(req)),
                     deadline,
-                    false,
                     None,
                     false,
                 )

@@ -370,24 +370,43 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
     // the client's owner numbers and the server's (an owner holds as a connection does)
     let mut owners: HashMap<u64, u64> = HashMap::new();
     let mut next = Some(first);
+    // the requests of this connection parked at the objects (heartbeats go out while
+    // there are some: an idle connection gets no frame it would have to read)
+    let mut parked: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut beat = std::time::Instant::now();
     loop {
         if let Some((tag, m)) = next.take() {
-            if let Some((tag, resp, from)) = serve_mux_req(server, conn, &mut owners, tag, m, &out)
-            {
-                if !send_tagged(&mut s, server, tag, resp, from) {
-                    break;
+            match serve_mux_req(server, conn, &mut owners, tag, m, &out) {
+                Served::Answer(tag, resp, from) => {
+                    parked.remove(&tag); // (a withdrawal's answer)
+                    if !send_tagged(&mut s, server, tag, resp, from) {
+                        break;
+                    }
                 }
+                Served::Parked(tag) => {
+                    if parked.is_empty() {
+                        beat = std::time::Instant::now();
+                    }
+                    parked.insert(tag);
+                }
+                Served::Stopped(tags) => {
+                    if !tags.into_iter().all(|tag| {
+                        parked.remove(&tag);
+                        send_tagged(&mut s, server, tag, Resp::Pending, None)
+                    }) {
+                        break;
+                    }
+                }
+                Served::Nothing => {}
             }
         }
-        if !out
-            .take()
-            .into_iter()
-            .all(|(tag, resp, from)| send_tagged(&mut s, server, tag, resp, Some(from)))
-        {
+        if !out.take().into_iter().all(|(tag, resp, from)| {
+            parked.remove(&tag);
+            send_tagged(&mut s, server, tag, resp, Some(from))
+        }) {
             break;
         }
-        if beat.elapsed() >= objects::HEARTBEAT {
+        if !parked.is_empty() && beat.elapsed() >= objects::HEARTBEAT {
             if send_resp(&mut s, &Resp::Pending).is_err() {
                 break;
             }
@@ -395,7 +414,7 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
         }
         if !s.buffered() {
             let fds = [s.fd(), std::os::fd::AsFd::as_fd(&bell)];
-            let until = Some(beat + objects::HEARTBEAT);
+            let until = (!parked.is_empty()).then(|| beat + objects::HEARTBEAT);
             let Ok(ready) = procactor_transports::os::poll_readable(&fds, until) else {
                 break;
             };
@@ -420,9 +439,19 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
     server.objects.end_parked(conn, owners.into_values());
 }
 
-/// Serves one request of multiplexed connection `conn`: an answer now (its tag, and
-/// the queue an item may have been taken from), or `None` (parked, or a request that
-/// is not answered).
+/// What a multiplexed connection's request came to.
+enum Served {
+    /// An answer to send now: its tag, and the queue an item may have been taken from.
+    Answer(u64, Resp, Option<u64>),
+    /// Request `tag` waits, parked; its answer will come through the outbox.
+    Parked(u64),
+    /// Requests withdrawn (their owner ended): each is answered "nothing done".
+    Stopped(Vec<u64>),
+    /// A request that is not answered.
+    Nothing,
+}
+
+/// Serves one request of multiplexed connection `conn`.
 fn serve_mux_req(
     server: &Server,
     conn: u64,
@@ -430,9 +459,9 @@ fn serve_mux_req(
     tag: u64,
     m: MuxReq,
     out: &Arc<objects::Outbox>,
-) -> Option<(u64, Resp, Option<u64>)> {
+) -> Served {
     match m {
-        MuxReq::Do(req) => Some((
+        MuxReq::Do(req) => Served::Answer(
             tag,
             match *req {
                 Req::Sync(_) | Req::Ref(_) | Req::Mux(..) | Req::Shutdown => {
@@ -441,7 +470,7 @@ fn serve_mux_req(
                 req => server.apply(req),
             },
             None,
-        )),
+        ),
         MuxReq::Sync(owner, req) => {
             let who = match owner {
                 0 => conn,
@@ -456,25 +485,25 @@ fn serve_mux_req(
             if let SyncReq::New(_, name, _, holder) = &req {
                 let (named, holder) = (name.is_some(), *holder);
                 let r = server.objects.apply(who, req, &mut Nobody);
-                return Some((tag, server.created(r, Space::Sync, named, holder), None));
+                return Served::Answer(tag, server.created(r, Space::Sync, named, holder), None);
             }
-            let r = server.objects.apply_parked(conn, who, tag, req, out)?;
-            Some((tag, r, from))
+            match server.objects.apply_parked(conn, who, tag, req, out) {
+                Some(r) => Served::Answer(tag, r, from),
+                None => Served::Parked(tag),
+            }
         }
         // (its answer is the given-up request's, under that request's tag)
-        MuxReq::Cancel(t) => server
-            .objects
-            .cancel(conn, t)
-            .then_some((t, Resp::Pending, None)),
-        MuxReq::End(n) => {
-            if let Some(who) = owners.remove(&n) {
-                server.objects.end_owner(conn, who);
-            }
-            None
-        }
+        MuxReq::Cancel(t) => match server.objects.cancel(conn, t) {
+            true => Served::Answer(t, Resp::Pending, None),
+            false => Served::Nothing,
+        },
+        MuxReq::End(n) => match owners.remove(&n) {
+            Some(who) => Served::Stopped(server.objects.end_owner(conn, who)),
+            None => Served::Nothing,
+        },
         MuxReq::PutBack(id, item) => {
             server.objects.put_back(id, item);
-            None
+            Served::Nothing
         }
     }
 }

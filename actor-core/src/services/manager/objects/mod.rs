@@ -576,19 +576,20 @@ impl SyncObjects {
     /// already.
     pub(super) fn cancel(&self, conn: u64, tag: u64) -> bool {
         let mut g = self.lock();
-        let found = g.unpark(|p| p.conn == conn && p.tag == tag);
+        let found = !g.unpark(|p| p.conn == conn && p.tag == tag).is_empty();
         g.settle();
         found
     }
 
     /// Owner `owner` (of multiplexed connection `conn`) is done: its parked requests
-    /// stop (so none of them can acquire for it afterwards) and what it holds is
-    /// released.
-    pub(super) fn end_owner(&self, conn: u64, owner: u64) {
+    /// stop (so none of them can acquire for it afterwards; their tags are returned,
+    /// to be answered "nothing done") and what it holds is released.
+    pub(super) fn end_owner(&self, conn: u64, owner: u64) -> Vec<u64> {
         let mut g = self.lock();
-        g.unpark(|p| p.conn == conn && p.owner == owner);
+        let stopped = g.unpark(|p| p.conn == conn && p.owner == owner);
         Self::disconnect_in(&mut g, owner);
         g.settle();
+        stopped
     }
 
     /// Multiplexed connection `conn` ended: its parked requests stop as if their client
@@ -604,9 +605,8 @@ impl SyncObjects {
 }
 
 impl Objects {
-    /// Stops the parked requests `which` picks (their client is gone); whether there
-    /// was one.
-    fn unpark(&mut self, which: impl Fn(&Parked) -> bool) -> bool {
+    /// Stops the parked requests `which` picks (their client is gone); their tags.
+    fn unpark(&mut self, which: impl Fn(&Parked) -> bool) -> Vec<u64> {
         let mut gone = Vec::new();
         for list in self.parked.values_mut() {
             let mut i = 0;
@@ -619,12 +619,13 @@ impl Objects {
             }
         }
         self.parked.retain(|_, l| !l.is_empty());
-        let found = !gone.is_empty();
+        let mut tags = Vec::with_capacity(gone.len());
         for mut p in gone {
             let _ = (p.b.on_stop)(self, Stop::Gone);
             self.wake(p.b.id);
+            tags.push(p.tag);
         }
-        found
+        tags
     }
 
     /// What request `req` of connection (or owner) `conn` comes to at once: its answer,

@@ -23,8 +23,7 @@ impl SyncHandle {
         owner: u64,
         req: SyncReq,
     ) -> Result<Resp, ManagerError> {
-        let waits = req.blocks();
-        let deadline = if waits {
+        let deadline = if req.blocks() {
             None
         } else {
             call_deadline(&req, self.timeout.get())
@@ -34,13 +33,7 @@ impl SyncHandle {
             _ => None,
         };
         match mux
-            .call(
-                move |_| MuxReq::Sync(owner, req),
-                deadline,
-                waits,
-                put_back,
-                false,
-            )
+            .call(move |_| MuxReq::Sync(owner, req), deadline, put_back, false)
             .await?
         {
             Resp::Refused(m) => Err(ManagerError::Refused(m)),
@@ -78,7 +71,6 @@ impl SyncHandle {
         let call = mux.call(
             move |tag| MuxReq::Sync(tag, SyncReq::Acquire(id, None)),
             None,
-            true,
             None,
             true,
         );
