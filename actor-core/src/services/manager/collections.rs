@@ -573,6 +573,40 @@ impl<K: Message, V: Message> SharedDict<K, V> {
     pub async fn clear_async(&self) -> Result<(), ManagerError> {
         self.h.unit_async(Req::Clear(self.h.id)).await
     }
+    /// As [`to_map`](Self::to_map), as a future: one round trip without blocking a
+    /// thread.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`to_map`](Self::to_map).
+    pub async fn to_map_async(&self) -> Result<HashMap<K, V>, ManagerError>
+    where
+        K: Eq + std::hash::Hash,
+    {
+        Ok(self.items_async().await?.into_iter().collect())
+    }
+    /// The same as [`update_async`](Self::update_async) (the `Extend` spelling).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update).
+    pub async fn extend_async(
+        &self,
+        kvs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), ManagerError> {
+        self.update_async(kvs).await
+    }
 }
 
 impl<T: Message> SharedList<T> {
@@ -607,6 +641,41 @@ impl<T: Message> SharedList<T> {
     /// manager has one.
     pub async fn pop_async(&self) -> Result<Option<T>, ManagerError> {
         self.h.opt_async(Req::LPop(self.h.id)).await
+    }
+    /// As [`insert`](Self::insert), as a future: one round trip without blocking a
+    /// thread.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    pub async fn insert_async(&self, i: usize, x: T) -> Result<(), ManagerError> {
+        self.h
+            .unit_async(Req::LInsert(self.h.id, i as u64, enc(&x)?))
+            .await
+    }
+    /// As [`remove`](Self::remove), as a future: one round trip without blocking a
+    /// thread.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove).
+    pub async fn remove_async(&self, i: usize) -> Result<T, ManagerError> {
+        match self.h.call_async(Req::LRemove(self.h.id, i as u64)).await? {
+            Resp::One(b) => dec(&b),
+            r => Err(unexpected(r)),
+        }
     }
     /// As [`get`](Self::get), as a future: one round trip without blocking a thread
     /// (see [async calls](crate::manager#async-calls)).

@@ -186,6 +186,47 @@ acquire_async!(SharedRLock);
 acquire_async!(SharedSemaphore);
 acquire_async!(SharedCondition);
 
+macro_rules! is_locked_async {
+    ($t:ident) => {
+        impl $t {
+            /// As [`is_locked`](Self::is_locked), as a future.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe (it changes nothing).
+            ///
+            /// # Errors
+            ///
+            /// As [`is_locked`](Self::is_locked); [`ManagerError::Timeout`] as the
+            /// blocking call.
+            pub async fn is_locked_async(&self) -> Result<bool, ManagerError> {
+                self.h.bool_async(SyncReq::IsSet(self.h.id)).await
+            }
+        }
+    };
+}
+
+is_locked_async!(SharedLock);
+is_locked_async!(SharedRLock);
+
+impl SharedSemaphore {
+    /// As [`value`](SharedSemaphore::value), as a future.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe (it changes nothing).
+    ///
+    /// # Errors
+    ///
+    /// As [`value`](SharedSemaphore::value).
+    pub async fn value_async(&self) -> Result<u64, ManagerError> {
+        match self.h.call_async(SyncReq::Value(self.h.id)).await? {
+            Resp::Count(n) => Ok(n),
+            r => Err(unexpected(r)),
+        }
+    }
+}
+
 impl SharedCondition {
     /// As [`wait`](SharedCondition::wait), as a future, for the lock held by `guard`
     /// (from this condition's [`acquire_async`](SharedCondition::acquire_async)): the
@@ -393,6 +434,60 @@ impl SharedBarrier {
     /// As [`abort`](SharedBarrier::abort).
     pub async fn abort_async(&self) -> Result<(), ManagerError> {
         self.h.unit_async(SyncReq::Set(self.h.id)).await
+    }
+    /// As [`reset`](SharedBarrier::reset), as a future.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it may or may not have reset the barrier.
+    ///
+    /// # Errors
+    ///
+    /// As [`reset`](SharedBarrier::reset).
+    pub async fn reset_async(&self) -> Result<(), ManagerError> {
+        self.h.unit_async(SyncReq::Clear(self.h.id)).await
+    }
+    async fn state_async(&self) -> Result<(u64, u64, bool), ManagerError> {
+        match self.h.call_async(SyncReq::BarrierState(self.h.id)).await? {
+            Resp::Barrier(p, w, b) => Ok((p, w, b)),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// As [`parties`](SharedBarrier::parties), as a future.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe (it changes nothing).
+    ///
+    /// # Errors
+    ///
+    /// As [`parties`](SharedBarrier::parties).
+    pub async fn parties_async(&self) -> Result<usize, ManagerError> {
+        Ok(self.state_async().await?.0 as usize)
+    }
+    /// As [`n_waiting`](SharedBarrier::n_waiting), as a future.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe (it changes nothing).
+    ///
+    /// # Errors
+    ///
+    /// As [`n_waiting`](SharedBarrier::n_waiting).
+    pub async fn n_waiting_async(&self) -> Result<usize, ManagerError> {
+        Ok(self.state_async().await?.1 as usize)
+    }
+    /// As [`is_broken`](SharedBarrier::is_broken), as a future.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe (it changes nothing).
+    ///
+    /// # Errors
+    ///
+    /// As [`is_broken`](SharedBarrier::is_broken).
+    pub async fn is_broken_async(&self) -> Result<bool, ManagerError> {
+        Ok(self.state_async().await?.2)
     }
 }
 
