@@ -105,6 +105,9 @@ struct State {
     timer_at: Option<Instant>,
     /// The last time the server was heard from (or a request sent).
     heard: Instant,
+    /// Wakers of futures ended where no list to wake was at hand (a failed send): woken
+    /// once the state is let go.
+    orphans: Vec<Waker>,
 }
 
 /// A multiplexed connection to one manager.
@@ -178,6 +181,7 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
             timer: None,
             timer_at: None,
             heard: Instant::now(),
+            orphans: Vec::new(),
         }),
         driver: Waker::from(Arc::new(Driver(me.clone()))),
         need_drive: std::sync::atomic::AtomicBool::new(false),
@@ -215,7 +219,9 @@ impl State {
         }
         let sent = self.s.as_mut().map(|s| s.send(&buf));
         if !matches!(sent, Some(Ok(()))) {
-            self.kill(Dead::Disconnected, &mut Vec::new());
+            let mut wake = std::mem::take(&mut self.orphans);
+            self.kill(Dead::Disconnected, &mut wake);
+            self.orphans = wake;
             return Err(ManagerError::Disconnected);
         }
         self.heard = self.heard.max(Instant::now());
@@ -310,7 +316,10 @@ impl State {
         };
         if armed.is_err() {
             // (the descriptor cannot be watched: nothing would ever wake the futures)
-            return self.kill(Dead::Disconnected, &mut Vec::new());
+            let mut wake = std::mem::take(&mut self.orphans);
+            self.kill(Dead::Disconnected, &mut wake);
+            self.orphans = wake;
+            return;
         }
         // (the server's silence: a server with parked requests of this connection
         // sends a heartbeat every 5 s, any other answers at once)
@@ -355,6 +364,7 @@ impl Mux {
             let mut wake = Vec::new();
             st.pump(&mut wake);
             st.arm(&self.driver);
+            wake.append(&mut st.orphans);
             drop(st);
             for w in wake {
                 w.wake();
@@ -369,7 +379,12 @@ impl Mux {
     /// meanwhile.
     fn with<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Waker>) -> R) -> R {
         let mut wake = Vec::new();
-        let r = f(&mut lock(&self.st), &mut wake);
+        let r = {
+            let mut st = lock(&self.st);
+            let r = f(&mut st, &mut wake);
+            wake.append(&mut st.orphans);
+            r
+        };
         for w in wake {
             w.wake();
         }
