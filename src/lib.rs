@@ -164,9 +164,9 @@ pub use procactor_core::{
 };
 // Manager:
 pub use procactor_core::{
-    Manager, ManagerBuilder, ManagerError, ManagerGuard, Namespace, SharedArray, SharedBarrier,
-    SharedCondition, SharedDict, SharedEvent, SharedJoinableQueue, SharedList, SharedLock,
-    SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
+    Manager, ManagerAsyncGuard, ManagerBuilder, ManagerError, ManagerGuard, Namespace, SharedArray,
+    SharedBarrier, SharedCondition, SharedDict, SharedEvent, SharedJoinableQueue, SharedList,
+    SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
 // Actors and supervision:
 pub use procactor_core::{

@@ -43,9 +43,9 @@ pub use error::{
     SendError, SpawnError, TaskDoneError, TryGetError, TryPutError,
 };
 pub use manager::{
-    Manager, ManagerBuilder, ManagerError, ManagerGuard, Namespace, SharedArray, SharedBarrier,
-    SharedCondition, SharedDict, SharedEvent, SharedJoinableQueue, SharedList, SharedLock,
-    SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
+    Manager, ManagerAsyncGuard, ManagerBuilder, ManagerError, ManagerGuard, Namespace, SharedArray,
+    SharedBarrier, SharedCondition, SharedDict, SharedEvent, SharedJoinableQueue, SharedList,
+    SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
 pub use pipe::{wait, wait_async, ConnPair, Connection, Pipe, RecvIter, TryRecvIter, Waitable};
 pub use pool::{

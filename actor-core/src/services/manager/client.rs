@@ -34,7 +34,7 @@ pub(super) enum Client {
     Remote {
         address: Address,
         key: Vec<u8>,
-        session: Mutex<Option<Session>>,
+        session: Mutex<Option<Box<Session>>>,
         /// The call timeout (see [`Manager::set_call_timeout`]).
         timeout: Arc<CallTimeout>,
     },
@@ -253,7 +253,7 @@ impl Client {
                 let s = match g.as_mut() {
                     Some(s) => s,
                     // (a server that is gone refuses the connection)
-                    None => g.insert(open_session_until(address, key, deadline)?),
+                    None => g.insert(Box::new(open_session_until(address, key, deadline)?)),
                 };
                 match round_trip(s, &req, deadline) {
                     Ok(r) => r,
@@ -270,6 +270,76 @@ impl Client {
         };
         match resp {
             Resp::Refused(m) => Err(ManagerError::Refused(m)),
+            r => Ok(r),
+        }
+    }
+}
+
+impl Client {
+    /// As [`call`](Client::call), as a future that never blocks its thread: a local
+    /// client takes the rings' lock with [`Lock::acquire_async`], puts its request
+    /// (waiting for room as a future, checking every 20 ms that the server lives) and
+    /// waits for its numbered reply on the reply ring's word; a remote one sends it on
+    /// this process's multiplexed connection (see `asynch`). The call timeout, if any,
+    /// bounds it all ([`ManagerError::Timeout`]).
+    ///
+    /// Dropped at any point, it leaves nothing behind: the rings' lock is released with
+    /// its guard, and a reply that comes later is dropped by the next call (it waits
+    /// for its own number); the request, once sent, may or may not be applied.
+    pub(super) async fn call_async(&self, req: Req) -> Result<Resp, ManagerError> {
+        let deadline = self.timeout().deadline();
+        let resp = match self {
+            Client::Local {
+                requests,
+                replies,
+                lock,
+                cell,
+                ..
+            } => {
+                super::asynch::by(deadline, async {
+                    let _g = lock
+                        .acquire_async()
+                        .await
+                        .unwrap_or_else(|e| e.into_inner());
+                    let n = cell
+                        .atomic_u64(0)
+                        .map_or(0, |w| w.fetch_add(1, Ordering::AcqRel) + 1);
+                    let alive = || Self::server_alive(cell);
+                    let put = super::asynch::while_true(CHECK, alive, async {
+                        requests.put_async((n, req)).await.map_err(|e| match e {
+                            crate::PutError::Encode(_, e) => e.into(),
+                            _ => ManagerError::Disconnected,
+                        })
+                    });
+                    put.await?;
+                    let spin = procactor_transports::spin::budget(crate::queue::REPLY_SPIN);
+                    let gone = || (!Self::server_alive(cell)).then_some(());
+                    match crate::queue::await_reply_async(replies, n, spin, gone).await {
+                        Ok(r) => Ok(r),
+                        Err(NoReply::Decode(e)) => Err(e.into()),
+                        Err(_) => Err(ManagerError::Disconnected),
+                    }
+                })
+                .await?
+            }
+            Client::Remote { .. } => {
+                let (address, key) = self.target();
+                let mux = super::asynch::mux(&address, &key)?;
+                mux.call(
+                    move |_| super::MuxReq::Do(Box::new(req)),
+                    deadline,
+                    None,
+                    false,
+                )
+                .await?
+            }
+        };
+        match resp {
+            Resp::Refused(m) => Err(ManagerError::Refused(m)),
+            Resp::TooLarge(size) => Err(ManagerError::TooLarge {
+                size,
+                limit: super::MAX_FRAME,
+            }),
             r => Ok(r),
         }
     }
@@ -331,6 +401,37 @@ impl Handle {
     }
     pub(super) fn many<T: Message>(&self, r: Req) -> Result<Vec<T>, ManagerError> {
         match self.call(r)? {
+            Resp::Many(v) => v.iter().map(dec).collect(),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    // the same, as futures (see `Client::call_async`)
+
+    pub(super) async fn call_async(&self, r: Req) -> Result<Resp, ManagerError> {
+        self.client.call_async(r).await
+    }
+    pub(super) async fn unit_async(&self, r: Req) -> Result<(), ManagerError> {
+        match self.call_async(r).await? {
+            Resp::Unit => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+    pub(super) async fn opt_async<T: Message>(&self, r: Req) -> Result<Option<T>, ManagerError> {
+        match self.call_async(r).await? {
+            Resp::Opt(None) => Ok(None),
+            Resp::Opt(Some(b)) => Ok(Some(dec(&b)?)),
+            r => Err(unexpected(r)),
+        }
+    }
+    pub(super) async fn count_async(&self) -> Result<usize, ManagerError> {
+        match self.call_async(Req::Len(self.id)).await? {
+            Resp::Count(n) => Ok(n as usize),
+            r => Err(unexpected(r)),
+        }
+    }
+    pub(super) async fn many_async<T: Message>(&self, r: Req) -> Result<Vec<T>, ManagerError> {
+        match self.call_async(r).await? {
             Resp::Many(v) => v.iter().map(dec).collect(),
             r => Err(unexpected(r)),
         }

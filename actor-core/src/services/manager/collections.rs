@@ -369,3 +369,493 @@ impl Manager {
         })
     }
 }
+
+impl<K: Message, V: Message> SharedDict<K, V> {
+    /// As [`insert`](Self::insert), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use procactor::Manager;
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     use std::task::{Context, Poll, Wake, Waker};
+    /// #     use std::sync::Arc;
+    /// #     struct T(std::thread::Thread);
+    /// #     impl Wake for T { fn wake(self: Arc<Self>) { self.0.unpark() } }
+    /// #     let w = Waker::from(Arc::new(T(std::thread::current())));
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&w)) { return v; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    ///
+    /// fn main() {
+    ///     procactor::init();
+    ///     let mgr = Manager::start().unwrap();
+    ///     let d = mgr.dict::<String, u32>().unwrap();
+    ///     // any executor: tokio, `futures::executor::block_on`, …
+    ///     block_on(async {
+    ///         d.insert_async("a".into(), 1).await.unwrap();
+    ///         assert_eq!(d.get_async(&"a".into()).await.unwrap(), Some(1));
+    ///     });
+    /// }
+    /// ```
+    pub async fn insert_async(&self, k: K, v: V) -> Result<Option<V>, ManagerError> {
+        self.h
+            .opt_async(Req::DInsert(self.h.id, enc(&k)?, enc(&v)?))
+            .await
+    }
+    /// As [`get`](Self::get), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn get_async(&self, k: &K) -> Result<Option<V>, ManagerError> {
+        self.h.opt_async(Req::DGet(self.h.id, enc(k)?)).await
+    }
+    /// As [`remove`](Self::remove), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn remove_async(&self, k: &K) -> Result<Option<V>, ManagerError> {
+        self.h.opt_async(Req::DRemove(self.h.id, enc(k)?)).await
+    }
+    /// As [`contains_key`](Self::contains_key), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`contains_key`](Self::contains_key); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn contains_key_async(&self, k: &K) -> Result<bool, ManagerError> {
+        match self
+            .h
+            .call_async(Req::DContains(self.h.id, enc(k)?))
+            .await?
+        {
+            Resp::Bool(b) => Ok(b),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// As [`len`](Self::len), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn len_async(&self) -> Result<usize, ManagerError> {
+        self.h.count_async().await
+    }
+    /// As [`keys`](Self::keys), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`keys`](Self::keys); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn keys_async(&self) -> Result<Vec<K>, ManagerError> {
+        self.h.many_async(Req::DKeys(self.h.id)).await
+    }
+    /// As [`values`](Self::values), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`values`](Self::values); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn values_async(&self) -> Result<Vec<V>, ManagerError> {
+        self.h.many_async(Req::DValues(self.h.id)).await
+    }
+    /// As [`items`](Self::items), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`items`](Self::items); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn items_async(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        match self.h.call_async(Req::DItems(self.h.id)).await? {
+            Resp::Pairs(v) => v.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect(),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// As [`update`](Self::update), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn update_async(
+        &self,
+        kvs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), ManagerError> {
+        let kvs: Result<Vec<(Bytes, Bytes)>, ManagerError> = kvs
+            .into_iter()
+            .map(|(k, v)| Ok((enc(&k)?, enc(&v)?)))
+            .collect();
+        self.h.unit_async(Req::DUpdate(self.h.id, kvs?)).await
+    }
+    /// As [`clear`](Self::clear), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`clear`](Self::clear); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn clear_async(&self) -> Result<(), ManagerError> {
+        self.h.unit_async(Req::Clear(self.h.id)).await
+    }
+    /// As [`to_map`](Self::to_map), as a future: one round trip without blocking a
+    /// thread.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`to_map`](Self::to_map).
+    pub async fn to_map_async(&self) -> Result<HashMap<K, V>, ManagerError>
+    where
+        K: Eq + std::hash::Hash,
+    {
+        Ok(self.items_async().await?.into_iter().collect())
+    }
+    /// The same as [`update_async`](Self::update_async) (the `Extend` spelling).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update).
+    pub async fn extend_async(
+        &self,
+        kvs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<(), ManagerError> {
+        self.update_async(kvs).await
+    }
+}
+
+impl<T: Message> SharedList<T> {
+    /// As [`push`](Self::push), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn push_async(&self, x: T) -> Result<(), ManagerError> {
+        self.h.unit_async(Req::LPush(self.h.id, enc(&x)?)).await
+    }
+    /// As [`pop`](Self::pop), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`pop`](Self::pop); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn pop_async(&self) -> Result<Option<T>, ManagerError> {
+        self.h.opt_async(Req::LPop(self.h.id)).await
+    }
+    /// As [`insert`](Self::insert), as a future: one round trip without blocking a
+    /// thread.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Self::insert).
+    pub async fn insert_async(&self, i: usize, x: T) -> Result<(), ManagerError> {
+        self.h
+            .unit_async(Req::LInsert(self.h.id, i as u64, enc(&x)?))
+            .await
+    }
+    /// As [`remove`](Self::remove), as a future: one round trip without blocking a
+    /// thread.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove).
+    pub async fn remove_async(&self, i: usize) -> Result<T, ManagerError> {
+        match self.h.call_async(Req::LRemove(self.h.id, i as u64)).await? {
+            Resp::One(b) => dec(&b),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// As [`get`](Self::get), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn get_async(&self, i: usize) -> Result<Option<T>, ManagerError> {
+        self.h.opt_async(Req::LGet(self.h.id, i as u64)).await
+    }
+    /// As [`set`](Self::set), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn set_async(&self, i: usize, x: T) -> Result<(), ManagerError> {
+        self.h
+            .unit_async(Req::LSet(self.h.id, i as u64, enc(&x)?))
+            .await
+    }
+    /// As [`len`](Self::len), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn len_async(&self) -> Result<usize, ManagerError> {
+        self.h.count_async().await
+    }
+    /// As [`to_vec`](Self::to_vec), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`to_vec`](Self::to_vec); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError> {
+        self.h.many_async(Req::LAll(self.h.id)).await
+    }
+    /// As [`extend`](Self::extend), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`extend`](Self::extend); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn extend_async(&self, xs: impl IntoIterator<Item = T>) -> Result<(), ManagerError> {
+        let xs: Result<Vec<Bytes>, ManagerError> = xs.into_iter().map(|x| enc(&x)).collect();
+        self.h.unit_async(Req::LExtend(self.h.id, xs?)).await
+    }
+    /// As [`clear`](Self::clear), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`clear`](Self::clear); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn clear_async(&self) -> Result<(), ManagerError> {
+        self.h.unit_async(Req::Clear(self.h.id)).await
+    }
+}
+
+impl Namespace {
+    /// As [`set`](Self::set), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn set_async<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        v: &T,
+    ) -> Result<(), ManagerError> {
+        let b = enc(v)?;
+        self.h
+            .unit_async(Req::NSet(self.h.id, name.to_string(), b))
+            .await
+    }
+    /// As [`get`](Self::get), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn get_async<T: Message>(&self, name: &str) -> Result<T, ManagerError> {
+        self.h
+            .opt_async(Req::NGet(self.h.id, name.to_string()))
+            .await?
+            .ok_or_else(|| ManagerError::Refused(format!("the namespace has no `{name}`")))
+    }
+    /// As [`remove`](Self::remove), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`remove`](Self::remove); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn remove_async(&self, name: &str) -> Result<bool, ManagerError> {
+        match self
+            .h
+            .call_async(Req::NRemove(self.h.id, name.to_string()))
+            .await?
+        {
+            Resp::Opt(o) => Ok(o.is_some()),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// As [`names`](Self::names), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`names`](Self::names); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn names_async(&self) -> Result<Vec<String>, ManagerError> {
+        match self.h.call_async(Req::NNames(self.h.id)).await? {
+            Resp::Names(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+}

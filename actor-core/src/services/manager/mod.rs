@@ -68,7 +68,49 @@
 //! every 100 ms whether its client hung up (then it stops waiting, and whatever that
 //! connection held is released).
 //!
+//! # Async calls
+//!
+//! Every operation that makes a round trip has an `_async` twin (`get_async`,
+//! `insert_async`, `acquire_async`, `wait_async`, `put_async`, …): a future that waits
+//! without blocking a thread, on any executor (tokio's runtimes,
+//! `futures::executor::block_on`, …; no runtime is a dependency). There are no
+//! `_async_timeout` variants: wrap a future in the runtime's own timeout
+//! (`tokio::time::timeout`), which drops it; each method's **Cancel safety** section
+//! says what a drop leaves (never a lost queue item, never a held lock, never an
+//! answer taken for another call's).
+//!
+//! - Dicts, lists, namespaces, values and arrays of a local manager go over the same
+//!   shared-memory rings as the blocking calls: the rings' lock is taken with
+//!   [`Lock::acquire_async`](crate::Lock::acquire_async) and the numbered reply awaited
+//!   on the reply ring's word.
+//! - Synchronisation objects and queues (and a remote manager's dicts and lists) go
+//!   over **one multiplexed connection per manager per process**, shared by every
+//!   future: requests are tagged, answers come back in any order, and a request that
+//!   must wait (an `acquire_async`, a `get_async` from an empty queue, a `wait_async`)
+//!   is parked at the server, with no thread waiting for it there either. So
+//!   thousands of pending futures cost no thread; the process's epoll thread reads
+//!   the connection and wakes the futures answered.
+//! - An async acquisition belongs to its [`ManagerAsyncGuard`] (not to a thread: a task
+//!   may move between threads); dropping the guard releases it, and the server
+//!   releases it too if the process dies (the connection closes).
+//!
+//! A server that dies ends every pending future with [`ManagerError::Disconnected`] as
+//! soon as the connection (or, for the rings, the 20 ms liveness check) shows it. A
+//! frozen server is treated as by the blocking calls: a call that does not wait fails
+//! with [`ManagerError::Timeout`] by the call timeout (for a synchronisation object's,
+//! by [`CALL_MARGIN`] when there is none), a waiting one after 30 s without a frame (a
+//! server with parked requests sends a heartbeat every 5 s); the connection is then
+//! closed, which ends the other futures on it with the same error, and the next call
+//! opens a new one.
+//!
+//! Two costs remain in the calling thread: the first async call of a process to a
+//! manager (and the first after a connection failure) opens the connection, a
+//! handshake of at most 3 s; and a request is written with a blocking write, which
+//! waits only when the socket's buffer is full (a request of megabytes to a server
+//! that does not read), at most 5 s.
+//!
 //! # Freeing
+//!
 //!
 //! An object lives while a proxy of it lives in some process, as in Python (whose
 //! proxies count references at the server): the server counts, per object, the
@@ -231,6 +273,7 @@ pub enum ManagerError {
     },
 }
 
+mod asynch;
 mod calls;
 mod client;
 mod objects;
@@ -244,8 +287,8 @@ pub use collections::{Namespace, SharedDict, SharedList};
 #[doc(hidden)]
 pub use proxies::close_this_threads_connections;
 pub use proxies::{
-    ManagerGuard, SharedArray, SharedBarrier, SharedCondition, SharedEvent, SharedJoinableQueue,
-    SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
+    ManagerAsyncGuard, ManagerGuard, SharedArray, SharedBarrier, SharedCondition, SharedEvent,
+    SharedJoinableQueue, SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SharedValue,
 };
 pub use start::{Manager, ManagerBuilder};
 
@@ -302,6 +345,32 @@ enum Req {
     Shutdown,
     /// A synchronisation object or a queue: only over a socket connection.
     Sync(SyncReq),
+    /// A request of a multiplexed connection (the async proxies'), tagged with a number
+    /// its answer ([`Resp::Tagged`]) carries back: see `asynch`.
+    Mux(u64, MuxReq),
+}
+
+/// What a multiplexed connection asks (see `asynch`). Only the first two are answered.
+#[derive(Debug, Serialize, Deserialize)]
+enum MuxReq {
+    /// A request that does not wait (a dict's, a list's, …; not a synchronisation one),
+    /// answered at once.
+    Do(Box<Req>),
+    /// A synchronisation object's or a queue's request on behalf of owner `n` (a number
+    /// the client picks on this connection; 0: the connection itself): what it
+    /// acquires belongs to that owner. One that must wait is parked at the server (no
+    /// thread waits for it) and answered when it is done.
+    Sync(u64, SyncReq),
+    /// The client gave up request `tag`: if it still waits, it stops (as if its client
+    /// were gone) and is answered [`Resp::Pending`] (nothing done); otherwise its
+    /// answer is on its way already. Not answered itself.
+    Cancel(u64),
+    /// Owner `n` is done: whatever it holds is released, as when a connection closes.
+    /// Not answered.
+    End(u64),
+    /// An item a queue's `get` gave a client that no longer wanted it goes back to the
+    /// front of queue `id`. Not answered.
+    PutBack(u64, Bytes),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -324,6 +393,8 @@ enum Resp {
     Broken,
     /// The answer would have been this many bytes, over the frame limit.
     TooLarge(u64),
+    /// The answer to a multiplexed connection's request `tag` (see [`Req::Mux`]).
+    Tagged(u64, Box<Resp>),
 }
 
 fn refused(m: impl Into<String>) -> Resp {

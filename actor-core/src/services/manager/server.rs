@@ -5,7 +5,7 @@ use super::objects::{self, SyncObjects, SyncReq};
 use super::refs::{self, Oid, RefReq, Refs, Space};
 use super::store::Store;
 use super::wire::{self, Session};
-use super::{refused, Req, Resp};
+use super::{refused, MuxReq, Req, Resp};
 use super::{
     HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, MAX_FRAME, MAX_UNAUTHENTICATED, PEER_TIMEOUT, SERVER_SPIN,
 };
@@ -14,6 +14,7 @@ use crate::queue::Queue;
 use crate::{Bytes, GetError};
 use procactor_transports::conn::{self, Address, Stream};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -320,6 +321,8 @@ pub(super) fn serve_connection(mut s: Session, server: &Server, conn: u64) {
             }
             Ok(Req::Sync(req)) => server.objects.apply(conn, req, &mut ConnPeer(&mut s)),
             Ok(Req::Ref(r)) => server.reference(conn, r),
+            // the connection is multiplexed from now on
+            Ok(Req::Mux(tag, m)) => return serve_mux(s, server, conn, (tag, m)),
             Ok(Req::Shutdown) => {
                 let _ = send_resp(&mut s, &Resp::Unit);
                 std::process::exit(0);
@@ -351,4 +354,185 @@ pub(super) fn send_resp(s: &mut Session, r: &Resp) -> std::io::Result<()> {
         return Err(std::io::ErrorKind::InvalidData.into());
     }
     s.send(&buf)
+}
+
+/// Serves a multiplexed connection (the async proxies', see `asynch`): tagged requests,
+/// each answered with its tag; a request that must wait is parked at the objects (no
+/// thread waits for it) and its answer comes through this connection's outbox. The
+/// thread sleeps on the socket and the outbox's bell at once, and sends a heartbeat
+/// every [`objects::HEARTBEAT`] so the client can tell a server that is there from one
+/// that vanished. When the connection ends, its parked requests stop (as a blocked
+/// thread's whose client left) and every owner it named releases what it holds.
+fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
+    let Ok((out, bell)) = objects::Outbox::new() else {
+        return;
+    };
+    // the client's owner numbers and the server's (an owner holds as a connection does)
+    let mut owners: HashMap<u64, u64> = HashMap::new();
+    let mut next = Some(first);
+    // the requests of this connection parked at the objects (heartbeats go out while
+    // there are some: an idle connection gets no frame it would have to read)
+    let mut parked: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut beat = std::time::Instant::now();
+    loop {
+        if let Some((tag, m)) = next.take() {
+            match serve_mux_req(server, conn, &mut owners, tag, m, &out) {
+                Served::Answer(tag, resp, from) => {
+                    parked.remove(&tag); // (a withdrawal's answer)
+                    if !send_tagged(&mut s, server, tag, resp, from) {
+                        break;
+                    }
+                }
+                Served::Parked(tag) => {
+                    if parked.is_empty() {
+                        beat = std::time::Instant::now();
+                    }
+                    parked.insert(tag);
+                }
+                Served::Stopped(tags) => {
+                    if !tags.into_iter().all(|tag| {
+                        parked.remove(&tag);
+                        send_tagged(&mut s, server, tag, Resp::Pending, None)
+                    }) {
+                        break;
+                    }
+                }
+                Served::Nothing => {}
+            }
+        }
+        if !out.take().into_iter().all(|(tag, resp, from)| {
+            parked.remove(&tag);
+            send_tagged(&mut s, server, tag, resp, Some(from))
+        }) {
+            break;
+        }
+        if !parked.is_empty() && beat.elapsed() >= objects::HEARTBEAT {
+            if send_resp(&mut s, &Resp::Pending).is_err() {
+                break;
+            }
+            beat = std::time::Instant::now();
+        }
+        if !s.buffered() {
+            let fds = [s.fd(), std::os::fd::AsFd::as_fd(&bell)];
+            let until = (!parked.is_empty()).then(|| beat + objects::HEARTBEAT);
+            let Ok(ready) = procactor_transports::os::poll_readable(&fds, until) else {
+                break;
+            };
+            if ready[1] {
+                // (the outbox is read after the bell is emptied: no answer is missed)
+                let mut sink = [0u8; 64];
+                while matches!(std::io::Read::read(&mut &bell, &mut sink), Ok(n) if n > 0) {}
+            }
+            if !ready[0] {
+                continue;
+            }
+        }
+        let Ok(frame) = s.recv(MAX_FRAME, None, PEER_TIMEOUT) else {
+            break;
+        };
+        match codec::decode::<Req>(&frame, Vec::new()) {
+            Ok(Req::Mux(tag, m)) => next = Some((tag, m)),
+            // (anything else breaks the protocol)
+            _ => break,
+        }
+    }
+    server.objects.end_parked(conn, owners.into_values());
+}
+
+/// What a multiplexed connection's request came to.
+enum Served {
+    /// An answer to send now: its tag, and the queue an item may have been taken from.
+    Answer(u64, Resp, Option<u64>),
+    /// Request `tag` waits, parked; its answer will come through the outbox.
+    Parked(u64),
+    /// Requests withdrawn (their owner ended): each is answered "nothing done".
+    Stopped(Vec<u64>),
+    /// A request that is not answered.
+    Nothing,
+}
+
+/// Serves one request of multiplexed connection `conn`.
+fn serve_mux_req(
+    server: &Server,
+    conn: u64,
+    owners: &mut HashMap<u64, u64>,
+    tag: u64,
+    m: MuxReq,
+    out: &Arc<objects::Outbox>,
+) -> Served {
+    match m {
+        MuxReq::Do(req) => Served::Answer(
+            tag,
+            match *req {
+                Req::Sync(_) | Req::Ref(_) | Req::Mux(..) | Req::Shutdown => {
+                    refused("not a request a multiplexed connection may make")
+                }
+                req => server.apply(req),
+            },
+            None,
+        ),
+        MuxReq::Sync(owner, req) => {
+            let who = match owner {
+                0 => conn,
+                n => *owners
+                    .entry(n)
+                    .or_insert_with(|| NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed)),
+            };
+            let from = match &req {
+                SyncReq::Get(id, _) => Some(*id),
+                _ => None,
+            };
+            if let SyncReq::New(_, name, _, holder) = &req {
+                let (named, holder) = (name.is_some(), *holder);
+                let r = server.objects.apply(who, req, &mut Nobody);
+                return Served::Answer(tag, server.created(r, Space::Sync, named, holder), None);
+            }
+            match server.objects.apply_parked(conn, who, tag, req, out) {
+                Some(r) => Served::Answer(tag, r, from),
+                None => Served::Parked(tag),
+            }
+        }
+        // (its answer is the given-up request's, under that request's tag)
+        MuxReq::Cancel(t) => match server.objects.cancel(conn, t) {
+            true => Served::Answer(t, Resp::Pending, None),
+            false => Served::Nothing,
+        },
+        MuxReq::End(n) => match owners.remove(&n) {
+            Some(who) => Served::Stopped(server.objects.end_owner(conn, who)),
+            None => Served::Nothing,
+        },
+        MuxReq::PutBack(id, item) => {
+            server.objects.put_back(id, item);
+            Served::Nothing
+        }
+    }
+}
+
+/// A client that never waits (a request that is answered at once).
+struct Nobody;
+
+impl objects::Peer for Nobody {
+    fn alive(&mut self) -> bool {
+        true
+    }
+    fn heartbeat(&mut self) -> bool {
+        true
+    }
+}
+
+/// Sends the answer to request `tag`; an item taken from queue `from` whose answer
+/// could not be written goes back to its front. False when the connection failed.
+fn send_tagged(s: &mut Session, server: &Server, tag: u64, resp: Resp, from: Option<u64>) -> bool {
+    let tagged = Resp::Tagged(tag, Box::new(resp));
+    match send_resp(s, &tagged) {
+        Ok(()) => true,
+        Err(e) => {
+            if let (Some(id), Resp::Tagged(_, r)) = (from, tagged) {
+                if let Resp::Opt(Some(item)) = *r {
+                    server.objects.put_back(id, item);
+                }
+            }
+            e.kind() == std::io::ErrorKind::InvalidData
+        }
+    }
 }

@@ -204,7 +204,7 @@ impl Manager {
             client: Arc::new(Client::Remote {
                 address: address.clone(),
                 key: key.to_vec(),
-                session: Mutex::new(Some(s)),
+                session: Mutex::new(Some(Box::new(s))),
                 timeout: Arc::new(CallTimeout::new(None)),
             }),
             server: Mutex::new(None),

@@ -111,7 +111,7 @@ impl Store {
             NRemove(id, n) => self.ns(id, |m| Resp::Opt(m.remove(&n))),
             NNames(id) => self.ns(id, |m| Resp::Names(m.keys().cloned().collect())),
             Shutdown => Resp::Unit,
-            New(..) | NewWith(..) | RemoveNamed(_) | ObjectCount | Ref(_) | Sync(_) => {
+            New(..) | NewWith(..) | RemoveNamed(_) | ObjectCount | Ref(_) | Sync(_) | Mux(..) => {
                 refused("not a request about one object")
             }
         }

@@ -62,6 +62,8 @@ pub(super) struct Session {
     received: u64,
     /// a poll just saw bytes (or the end) waiting: the next read need not poll again
     ready: bool,
+    /// the start of a frame [`try_recv`](Session::try_recv) read before the rest came
+    partial: Vec<u8>,
 }
 
 impl std::fmt::Debug for Session {
@@ -130,6 +132,7 @@ impl Session {
             sent: 0,
             received: 0,
             ready: false,
+            partial: Vec::new(),
         }
     }
 
@@ -174,6 +177,76 @@ impl Session {
     /// its answer sends nothing, so that means it is gone or broke the protocol.
     pub(super) fn readable_now(&self) -> bool {
         !self.s.buffer().is_empty() || self.s.get_ref().spin_until_readable(Duration::ZERO)
+    }
+
+    /// The socket (to poll it).
+    pub(super) fn fd(&self) -> rustix::fd::BorrowedFd<'_> {
+        self.s.get_ref().as_fd()
+    }
+
+    /// Whether bytes read from the socket wait in the buffer (a poll of the socket
+    /// would not see them).
+    pub(super) fn buffered(&self) -> bool {
+        !self.s.buffer().is_empty()
+    }
+
+    /// Reads what has arrived without ever waiting: `Some(payload)` once a whole frame
+    /// of at most `max` payload bytes is there, `None` while it is not (the bytes of a
+    /// frame begun are kept for the next call). A session read this way is read only
+    /// this way. The payload grows with what arrives, as [`recv`](Session::recv)'s.
+    pub(super) fn try_recv(&mut self, max: usize) -> Result<Option<Vec<u8>>, RecvError> {
+        loop {
+            let mut want = 4;
+            if self.partial.len() >= 4 {
+                let mut len = [0u8; 4];
+                len.copy_from_slice(&self.partial[..4]);
+                let len = u64::from(u32::from_be_bytes(len));
+                let Some(n) = usize::try_from(len)
+                    .ok()
+                    .and_then(|n| n.checked_sub(TAG))
+                    .filter(|n| *n <= max)
+                else {
+                    return Err(RecvError::TooLarge(len.saturating_sub(TAG as u64)));
+                };
+                want = 4 + n + TAG;
+                if self.partial.len() == want {
+                    let frame = std::mem::take(&mut self.partial);
+                    let (payload, tag) = frame[4..].split_at(n);
+                    let peer = 1 - self.out_dir;
+                    if self
+                        .tag(peer, self.received, payload)
+                        .verify_slice(tag)
+                        .is_err()
+                    {
+                        return Err(RecvError::BadTag);
+                    }
+                    self.received += 1;
+                    return Ok(Some(payload.to_vec()));
+                }
+            }
+            if self.s.buffer().is_empty()
+                && !os::poll_readable(&[self.s.get_ref().as_fd()], Some(Instant::now()))
+                    .map_err(|_| RecvError::Io)?[0]
+            {
+                return Ok(None);
+            }
+            let chunk = match self.s.fill_buf() {
+                Ok([]) => return Err(RecvError::Io),
+                Ok(b) => b,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => return Err(RecvError::Io),
+            };
+            let take = chunk.len().min(want - self.partial.len());
+            self.partial.extend_from_slice(&chunk[..take]);
+            self.s.consume(take);
+        }
     }
 
     /// Reads one frame of at most `max` payload bytes, whose first byte comes by

@@ -161,6 +161,105 @@ pub(super) struct Objects {
     next_ticket: u64,
     /// per connection, the objects it holds something of (a lock, semaphore units)
     held: HashMap<u64, HashSet<u64>>,
+    /// per object, the requests of multiplexed connections that wait on it, oldest
+    /// first (see [`SyncObjects::apply_parked`])
+    parked: HashMap<u64, VecDeque<Parked>>,
+    /// objects changed since their parked requests were last tried
+    dirty: Vec<u64>,
+}
+
+/// A request that must wait: its object, its deadline, and how it goes on. Its steps
+/// own what they need, so that it can wait in a thread ([`SyncObjects::apply`]) or
+/// parked, with no thread ([`SyncObjects::apply_parked`]).
+pub(super) struct Blocked {
+    id: u64,
+    until: Option<Instant>,
+    /// With the mutex held, first and after each change of the object: the answer
+    /// once there is one (it has then done what the request asked).
+    step: Box<Step>,
+    /// The deadline passed or the client is gone: the answer, or `None` to go on
+    /// waiting without a deadline (a condition's waiter taking its lock back). It may
+    /// still find the request done.
+    on_stop: Box<OnStop>,
+}
+
+/// A blocked request's step (see [`Blocked`]).
+type Step = dyn FnMut(&mut Objects) -> Option<Resp> + Send;
+/// A blocked request's end (see [`Blocked`]).
+type OnStop = dyn FnMut(&mut Objects, Stop) -> Option<Resp> + Send;
+
+impl Blocked {
+    fn new(
+        id: u64,
+        until: Option<Instant>,
+        step: impl FnMut(&mut Objects) -> Option<Resp> + Send + 'static,
+        on_stop: impl FnMut(&mut Objects, Stop) -> Option<Resp> + Send + 'static,
+    ) -> Self {
+        Blocked {
+            id,
+            until,
+            step: Box::new(step),
+            on_stop: Box::new(on_stop),
+        }
+    }
+}
+
+/// What a request comes to at once.
+pub(super) enum Began {
+    /// Its answer.
+    Now(Resp),
+    /// It may have to wait.
+    Wait(Blocked),
+}
+
+/// Where the answers of a multiplexed connection's parked requests go: its thread
+/// writes them (never a thread that holds the objects' mutex, so a frozen client holds
+/// up nobody).
+pub(super) struct Outbox {
+    /// (tag, answer, object)
+    q: Mutex<VecDeque<(u64, Resp, u64)>>,
+    /// rung (a byte written, never blocking) when the queue stops being empty
+    bell: std::os::unix::net::UnixStream,
+}
+
+impl Outbox {
+    /// A new outbox and the end its connection's thread polls.
+    pub(super) fn new() -> std::io::Result<(Arc<Outbox>, std::os::unix::net::UnixStream)> {
+        let (bell, hears) = std::os::unix::net::UnixStream::pair()?;
+        bell.set_nonblocking(true)?;
+        hears.set_nonblocking(true)?;
+        Ok((
+            Arc::new(Outbox {
+                q: Mutex::new(VecDeque::new()),
+                bell,
+            }),
+            hears,
+        ))
+    }
+
+    fn deliver(&self, tag: u64, r: Resp, id: u64) {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_back((tag, r, id));
+        if q.len() == 1 {
+            // (a full socket means a byte is there already: the thread will look)
+            let _ = std::io::Write::write(&mut &self.bell, &[1]);
+        }
+    }
+
+    /// The answers ready to be written, oldest first: (tag, answer, object).
+    pub(super) fn take(&self) -> VecDeque<(u64, Resp, u64)> {
+        std::mem::take(&mut *self.q.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// A request of a multiplexed connection that waits, with no thread.
+struct Parked {
+    conn: u64,
+    /// on whose behalf it waits
+    owner: u64,
+    tag: u64,
+    b: Blocked,
+    out: Arc<Outbox>,
 }
 
 impl Objects {
@@ -182,9 +281,42 @@ impl Objects {
         self.next_ticket += 1;
         self.next_ticket
     }
-    fn wake(&self, id: u64) {
+    /// Object `id` changed: its blocked threads look again, and so do its parked
+    /// requests (at [`settle`](Objects::settle), before the mutex is let go).
+    fn wake(&mut self, id: u64) {
         if let Some(e) = self.objs.get(&id) {
             e.cv.notify_all();
+        }
+        if self.parked.contains_key(&id) {
+            self.dirty.push(id);
+        }
+    }
+
+    /// Tries again the parked requests of the objects that changed, oldest first,
+    /// until none makes progress; their answers go to their connections' outboxes.
+    fn settle(&mut self) {
+        while let Some(id) = self.dirty.pop() {
+            let Some(mut list) = self.parked.remove(&id) else {
+                continue;
+            };
+            let mut keep = VecDeque::new();
+            let mut progress = false;
+            while let Some(mut p) = list.pop_front() {
+                match (p.b.step)(self) {
+                    Some(r) => {
+                        p.out.deliver(p.tag, r, id);
+                        progress = true;
+                    }
+                    None => keep.push_back(p),
+                }
+            }
+            if !keep.is_empty() {
+                self.parked.insert(id, keep);
+            }
+            if progress {
+                // what was done (an item taken, a lock taken) may let others on
+                self.wake(id);
+            }
         }
     }
 
@@ -263,36 +395,41 @@ impl SyncObjects {
         self.m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The one wait loop of every blocking request: runs `step` (with the mutex held)
-    /// first and after every wake-up of object `id`'s condition variable until it gives
-    /// the answer; when the deadline passes or the client is gone first, `on_stop`
-    /// gives it (it may still find the request done: it runs with the mutex held).
+    /// The one wait loop of every request that blocks a thread: runs the request's step
+    /// (with the mutex held) first and after every wake-up of its object's condition
+    /// variable until it gives the answer; when the deadline passes or the client is
+    /// gone first, its `on_stop` gives it (or, at a deadline, says to go on without
+    /// one).
     fn wait_until<'a>(
         &'a self,
         mut g: Guard<'a>,
-        id: u64,
-        until: Option<Instant>,
+        mut b: Blocked,
         peer: &mut dyn Peer,
-        mut step: impl FnMut(&mut Objects) -> Option<Resp>,
-        on_stop: impl FnOnce(&mut Objects, Stop) -> Resp,
     ) -> (Guard<'a>, Resp) {
+        let id = b.id;
         let mut beat = Instant::now();
         loop {
-            if let Some(r) = step(&mut g) {
+            if let Some(r) = (b.step)(&mut g) {
+                g.wake(id);
                 return (g, r);
             }
             let Some(cv) = g.objs.get(&id).map(|e| e.cv.clone()) else {
                 return (g, no_object(id));
             };
             let now = Instant::now();
-            let slice = match until {
-                Some(d) if d <= now => {
-                    let r = on_stop(&mut g, Stop::TimedOut);
-                    return (g, r);
-                }
+            let slice = match b.until {
+                Some(d) if d <= now => match (b.on_stop)(&mut g, Stop::TimedOut) {
+                    Some(r) => return (g, r),
+                    None => {
+                        b.until = None;
+                        continue;
+                    }
+                },
                 Some(d) => (d - now).min(SLICE),
                 None => SLICE,
             };
+            // (what the request changed before it waits is seen by the parked ones)
+            g.settle();
             let (g2, _) = cv.wait_timeout(g, slice).unwrap_or_else(|e| e.into_inner());
             drop(g2);
             let mut ok = peer.alive();
@@ -302,7 +439,7 @@ impl SyncObjects {
             }
             g = self.lock();
             if !ok {
-                let r = on_stop(&mut g, Stop::Gone);
+                let r = (b.on_stop)(&mut g, Stop::Gone).unwrap_or(Resp::Bool(false));
                 return (g, r);
             }
         }
@@ -312,6 +449,11 @@ impl SyncObjects {
     /// list, waking only their waiters.
     pub(super) fn disconnect(&self, conn: u64) {
         let mut g = self.lock();
+        Self::disconnect_in(&mut g, conn);
+        g.settle();
+    }
+
+    fn disconnect_in(g: &mut Objects, conn: u64) {
         for id in g.held.remove(&conn).unwrap_or_default() {
             match g.obj(id) {
                 Some(Obj::Lock(h)) if *h == Some(conn) => *h = None,
@@ -331,13 +473,17 @@ impl SyncObjects {
         }
     }
 
-    /// Frees object `id` (its last reference went); a thread still blocked on it gets
-    /// a refusal.
+    /// Frees object `id` (its last reference went); a thread still blocked on it, or a
+    /// request parked on it, gets a refusal.
     pub(super) fn remove(&self, id: u64) {
         let mut g = self.lock();
         if let Some(e) = g.objs.remove(&id) {
             e.cv.notify_all();
         }
+        if g.parked.contains_key(&id) {
+            g.dirty.push(id);
+        }
+        g.settle();
     }
 
     /// Forgets the name `name` for every kind; the objects it named.
@@ -366,18 +512,132 @@ impl SyncObjects {
             items.push_front(item);
             g.wake(id);
         }
+        g.settle();
     }
 
-    /// Serves one request of connection `conn`.
+    /// Serves one request of connection `conn`, waiting in this thread if it must.
     pub(super) fn apply(&self, conn: u64, req: SyncReq, peer: &mut dyn Peer) -> Resp {
         let mut g = self.lock();
+        let r = match g.begin(conn, req) {
+            Began::Now(r) => r,
+            Began::Wait(b) => {
+                let (g2, r) = self.wait_until(g, b, peer);
+                g = g2;
+                r
+            }
+        };
+        g.settle();
+        r
+    }
+
+    /// Serves one request of a multiplexed connection `conn` (tag `tag`) on behalf of
+    /// `owner` (what an acquisition belongs to): its answer now, or `None` when it must
+    /// wait, then it is **parked** (no thread waits for it) and its answer goes to
+    /// `out` once a change of its object lets it finish. A parked request has no
+    /// deadline (the client gives up by [`cancel`](SyncObjects::cancel)); a deadline it
+    /// carries is ignored.
+    pub(super) fn apply_parked(
+        &self,
+        conn: u64,
+        owner: u64,
+        tag: u64,
+        req: SyncReq,
+        out: &Arc<Outbox>,
+    ) -> Option<Resp> {
+        let mut g = self.lock();
+        let r = match g.begin(owner, req) {
+            Began::Now(r) => Some(r),
+            Began::Wait(mut b) => match (b.step)(&mut g) {
+                Some(r) => {
+                    g.wake(b.id);
+                    Some(r)
+                }
+                None if !g.objs.contains_key(&b.id) => Some(no_object(b.id)),
+                None => {
+                    b.until = None;
+                    g.parked.entry(b.id).or_default().push_back(Parked {
+                        conn,
+                        owner,
+                        tag,
+                        b,
+                        out: out.clone(),
+                    });
+                    None
+                }
+            },
+        };
+        g.settle();
+        r
+    }
+
+    /// The client of multiplexed connection `conn` gave up request `tag`: if it is still
+    /// parked, it stops as if its client were gone (a condition's waiter passes a
+    /// notification on, a barrier breaks) and `true`; `false` when it was answered
+    /// already.
+    pub(super) fn cancel(&self, conn: u64, tag: u64) -> bool {
+        let mut g = self.lock();
+        let found = !g.unpark(|p| p.conn == conn && p.tag == tag).is_empty();
+        g.settle();
+        found
+    }
+
+    /// Owner `owner` (of multiplexed connection `conn`) is done: its parked requests
+    /// stop (so none of them can acquire for it afterwards; their tags are returned,
+    /// to be answered "nothing done") and what it holds is released.
+    pub(super) fn end_owner(&self, conn: u64, owner: u64) -> Vec<u64> {
+        let mut g = self.lock();
+        let stopped = g.unpark(|p| p.conn == conn && p.owner == owner);
+        Self::disconnect_in(&mut g, owner);
+        g.settle();
+        stopped
+    }
+
+    /// Multiplexed connection `conn` ended: its parked requests stop as if their client
+    /// were gone, and each of `owners` releases what it holds.
+    pub(super) fn end_parked(&self, conn: u64, owners: impl IntoIterator<Item = u64>) {
+        let mut g = self.lock();
+        g.unpark(|p| p.conn == conn);
+        for o in owners {
+            Self::disconnect_in(&mut g, o);
+        }
+        g.settle();
+    }
+}
+
+impl Objects {
+    /// Stops the parked requests `which` picks (their client is gone); their tags.
+    fn unpark(&mut self, which: impl Fn(&Parked) -> bool) -> Vec<u64> {
+        let mut gone = Vec::new();
+        for list in self.parked.values_mut() {
+            let mut i = 0;
+            while i < list.len() {
+                if which(&list[i]) {
+                    gone.extend(list.remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.parked.retain(|_, l| !l.is_empty());
+        let mut tags = Vec::with_capacity(gone.len());
+        for mut p in gone {
+            let _ = (p.b.on_stop)(self, Stop::Gone);
+            self.wake(p.b.id);
+            tags.push(p.tag);
+        }
+        tags
+    }
+
+    /// What request `req` of connection (or owner) `conn` comes to at once: its answer,
+    /// or how it waits.
+    fn begin(&mut self, conn: u64, req: SyncReq) -> Began {
         // the object this request changed: its waiters are woken
         let mut changed = None;
         let resp = match req {
             SyncReq::New(kind, name, n, _holder) => {
                 if let Some(n) = &name {
-                    if let Some(&id) = g.names.get(&(kind, n.clone())) {
-                        return Resp::Id(id);
+                    if let Some(&id) = self.names.get(&(kind, n.clone())) {
+                        return Began::Now(Resp::Id(id));
                     }
                 }
                 let obj = match kind {
@@ -395,7 +655,7 @@ impl SyncObjects {
                     },
                     SyncKind::Event => Obj::Event(false),
                     SyncKind::Barrier if n == 0 => {
-                        return refused("a barrier needs at least one party")
+                        return Began::Now(refused("a barrier needs at least one party"))
                     }
                     SyncKind::Barrier => Obj::Barrier {
                         parties: n,
@@ -409,9 +669,9 @@ impl SyncObjects {
                         unfinished: (kind == SyncKind::JoinableQueue).then_some(0),
                     },
                 };
-                g.next += 1;
-                let id = g.next;
-                g.objs.insert(
+                self.next += 1;
+                let id = self.next;
+                self.objs.insert(
                     id,
                     Entry {
                         obj,
@@ -419,25 +679,21 @@ impl SyncObjects {
                     },
                 );
                 if let Some(n) = name {
-                    g.names.insert((kind, n), id);
+                    self.names.insert((kind, n), id);
                 }
                 Resp::Id(id)
             }
             SyncReq::Acquire(id, w) => {
-                let (g2, r) = self.wait_until(
-                    g,
+                return Began::Wait(Blocked::new(
                     id,
                     deadline(w),
-                    peer,
-                    |o| o.try_acquire(conn, id),
-                    |_, _| Resp::Bool(false),
-                );
-                g = g2;
-                r
+                    move |o| o.try_acquire(conn, id),
+                    |_, _| Some(Resp::Bool(false)),
+                ))
             }
             SyncReq::Release(id) => {
                 changed = Some(id);
-                let Objects { objs, held, .. } = &mut *g;
+                let Objects { objs, held, .. } = &mut *self;
                 let mut unhold = None;
                 let r = match objs.get_mut(&id).map(|e| &mut e.obj) {
                     Some(Obj::Lock(h)) => match h.take() {
@@ -497,28 +753,33 @@ impl SyncObjects {
                 }
                 r
             }
-            SyncReq::IsSet(id) => match g.obj(id) {
+            SyncReq::IsSet(id) => match self.obj(id) {
                 Some(Obj::Lock(h)) => Resp::Bool(h.is_some()),
                 Some(Obj::RLock(h)) | Some(Obj::Cond { lock: h, .. }) => Resp::Bool(h.is_some()),
                 Some(Obj::Event(b)) => Resp::Bool(*b),
                 Some(_) => not_kind(id, "a lock or an event"),
                 None => no_object(id),
             },
-            SyncReq::Value(id) => match g.obj(id) {
+            SyncReq::Value(id) => match self.obj(id) {
                 Some(Obj::Sem { value, .. }) => Resp::Count(*value),
                 Some(_) => not_kind(id, "a semaphore"),
                 None => no_object(id),
             },
             SyncReq::Wait(id, w) => {
                 let until = deadline(w);
-                match g.obj(id) {
-                    Some(Obj::Cond { .. }) => return self.cond_wait(g, conn, id, until, peer),
-                    Some(Obj::Barrier { .. }) => return self.barrier_wait(g, id, until, peer),
+                match self.obj(id) {
+                    Some(Obj::Cond { .. }) => return self.cond_begin(conn, id, until),
+                    Some(Obj::Barrier { .. }) => return self.barrier_begin(id, until),
                     Some(Obj::Event(_)) | Some(Obj::Queue { .. }) => {}
-                    Some(_) => return not_kind(id, "a condition, an event, a barrier or a queue"),
-                    None => return no_object(id),
+                    Some(_) => {
+                        return Began::Now(not_kind(
+                            id,
+                            "a condition, an event, a barrier or a queue",
+                        ))
+                    }
+                    None => return Began::Now(no_object(id)),
                 }
-                let step = |o: &mut Objects| match o.obj(id) {
+                let step = move |o: &mut Objects| match o.obj(id) {
                     Some(Obj::Event(b)) => b.then_some(Resp::Bool(true)),
                     Some(Obj::Queue {
                         unfinished: Some(u),
@@ -527,20 +788,20 @@ impl SyncObjects {
                     Some(Obj::Queue { .. }) => Some(not_kind(id, "a joinable queue")),
                     _ => Some(no_object(id)),
                 };
-                let (g2, r) = self.wait_until(g, id, until, peer, step, |_, _| Resp::Bool(false));
-                g = g2;
-                r
+                return Began::Wait(Blocked::new(id, until, step, |_, _| {
+                    Some(Resp::Bool(false))
+                }));
             }
-            SyncReq::Notify(id, n) => match g.obj(id) {
+            SyncReq::Notify(id, n) => match self.obj(id) {
                 Some(Obj::Cond {
                     lock,
                     waiters,
                     notified,
                 }) => {
                     if !lock.is_some_and(|(c, _)| c == conn) {
-                        return refused(
+                        return Began::Now(refused(
                             "notify on a condition whose lock this thread does not hold",
-                        );
+                        ));
                     }
                     for _ in 0..n {
                         match waiters.pop_front() {
@@ -556,7 +817,7 @@ impl SyncObjects {
             },
             SyncReq::Set(id) | SyncReq::Clear(id) => {
                 let on = matches!(req, SyncReq::Set(_));
-                match g.obj(id) {
+                match self.obj(id) {
                     Some(Obj::Event(b)) => {
                         *b = on;
                         if on {
@@ -581,7 +842,7 @@ impl SyncObjects {
                     None => no_object(id),
                 }
             }
-            SyncReq::BarrierState(id) => match g.obj(id) {
+            SyncReq::BarrierState(id) => match self.obj(id) {
                 Some(Obj::Barrier {
                     parties,
                     waiting,
@@ -593,7 +854,7 @@ impl SyncObjects {
             },
             SyncReq::Put(id, item, w) => {
                 let mut item = Some(item);
-                let step = |o: &mut Objects| match o.obj(id) {
+                let step = move |o: &mut Objects| match o.obj(id) {
                     Some(Obj::Queue {
                         items,
                         max,
@@ -608,30 +869,26 @@ impl SyncObjects {
                     Some(_) => Some(not_kind(id, "a queue")),
                     None => Some(no_object(id)),
                 };
-                let (g2, r) =
-                    self.wait_until(g, id, deadline(w), peer, step, |_, _| Resp::Bool(false));
-                g = g2;
-                changed = Some(id);
-                r
+                return Began::Wait(Blocked::new(id, deadline(w), step, |_, _| {
+                    Some(Resp::Bool(false))
+                }));
             }
             SyncReq::Get(id, w) => {
-                let step = |o: &mut Objects| match o.obj(id) {
+                let step = move |o: &mut Objects| match o.obj(id) {
                     Some(Obj::Queue { items, .. }) => items.pop_front().map(|x| Resp::Opt(Some(x))),
                     Some(_) => Some(not_kind(id, "a queue")),
                     None => Some(no_object(id)),
                 };
-                let (g2, r) =
-                    self.wait_until(g, id, deadline(w), peer, step, |_, _| Resp::Opt(None));
-                g = g2;
-                changed = Some(id);
-                r
+                return Began::Wait(Blocked::new(id, deadline(w), step, |_, _| {
+                    Some(Resp::Opt(None))
+                }));
             }
-            SyncReq::Len(id) => match g.obj(id) {
+            SyncReq::Len(id) => match self.obj(id) {
                 Some(Obj::Queue { items, .. }) => Resp::Count(items.len() as u64),
                 Some(_) => not_kind(id, "a queue"),
                 None => no_object(id),
             },
-            SyncReq::TaskDone(id) => match g.obj(id) {
+            SyncReq::TaskDone(id) => match self.obj(id) {
                 Some(Obj::Queue {
                     unfinished: Some(u),
                     ..
@@ -649,9 +906,9 @@ impl SyncObjects {
             },
         };
         if let Some(id) = changed {
-            g.wake(id);
+            self.wake(id);
         }
-        resp
+        Began::Now(resp)
     }
 }
 

@@ -218,3 +218,64 @@ fn a_deadline_too_far_to_represent_waits_forever_without_overflow() {
         Resp::Bool(true)
     ));
 }
+
+#[test]
+fn parked_requests_are_answered_by_the_change_that_lets_them_finish() {
+    let o = SyncObjects::default();
+    let (out, bell) = Outbox::new().unwrap();
+    let (l, q) = (new(&o, SyncKind::Lock, 0), new(&o, SyncKind::Queue, 0));
+    assert!(try_acquire(&o, 1, l));
+    // owner 7 of connection 100 waits for the lock, tags 1 and 2 for the queue
+    assert!(o
+        .apply_parked(100, 7, 1, SyncReq::Acquire(l, None), &out)
+        .is_none());
+    assert!(o
+        .apply_parked(100, 0, 2, SyncReq::Get(q, None), &out)
+        .is_none());
+    assert!(o
+        .apply_parked(100, 0, 3, SyncReq::Get(q, None), &out)
+        .is_none());
+    assert!(out.take().is_empty());
+    // the lock let go: granted to owner 7, answered through the outbox (the bell rung)
+    o.disconnect(1);
+    let got: Vec<_> = out.take().into_iter().collect();
+    assert!(
+        matches!(got[..], [(1, Resp::Bool(true), id)] if id == l),
+        "{:?}",
+        got.len()
+    );
+    let mut byte = [0u8; 1];
+    assert_eq!(std::io::Read::read(&mut &bell, &mut byte).unwrap(), 1);
+    assert!(!try_acquire(&o, 2, l));
+    // an item: the oldest get takes it; the other, withdrawn, is found parked once
+    o.apply(
+        0,
+        SyncReq::Put(q, Bytes::from(vec![9u8]), None),
+        &mut here(),
+    );
+    assert!(matches!(
+        &out.take().into_iter().collect::<Vec<_>>()[..],
+        [(2, Resp::Opt(Some(_)), _)]
+    ));
+    assert!(o.cancel(100, 3));
+    assert!(!o.cancel(100, 3));
+    assert!(!o.cancel(100, 2));
+    // ending owner 7 releases the lock; a parked request of it is withdrawn first
+    assert!(o
+        .apply_parked(100, 8, 4, SyncReq::Acquire(l, None), &out)
+        .is_none());
+    assert!(o.end_owner(100, 8) == vec![4]);
+    assert!(o.end_owner(100, 7).is_empty());
+    assert!(try_acquire(&o, 2, l));
+    // a connection's end withdraws what it parked
+    assert!(o
+        .apply_parked(101, 9, 5, SyncReq::Acquire(l, None), &out)
+        .is_none());
+    o.end_parked(101, [9]);
+    o.disconnect(2);
+    assert!(
+        out.take().is_empty(),
+        "nothing is answered to a connection gone"
+    );
+    assert!(try_acquire(&o, 3, l));
+}

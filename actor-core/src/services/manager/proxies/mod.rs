@@ -371,12 +371,14 @@ impl Drop for ManagerGuard<'_> {
     }
 }
 
+mod asynch;
 mod locks;
 mod make;
 mod queues;
 mod signals;
 mod values;
 
+pub use asynch::ManagerAsyncGuard;
 pub use locks::{SharedCondition, SharedLock, SharedRLock, SharedSemaphore};
 pub use queues::{SharedJoinableQueue, SharedQueue};
 pub use signals::{SharedBarrier, SharedEvent};

@@ -94,3 +94,106 @@ impl<T: Message> SharedArray<T> {
         self.h.many(Req::LAll(self.h.id))
     }
 }
+
+impl<T: Message> SharedValue<T> {
+    /// As [`get`](Self::get), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn get_async(&self) -> Result<T, ManagerError> {
+        match self.h.call_async(Req::VGet(self.h.id)).await? {
+            Resp::One(b) => dec(&b),
+            r => Err(unexpected(r)),
+        }
+    }
+    /// As [`set`](Self::set), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn set_async(&self, v: T) -> Result<(), ManagerError> {
+        self.h.unit_async(Req::VSet(self.h.id, enc(&v)?)).await
+    }
+}
+
+impl<T: Message> SharedArray<T> {
+    /// As [`get`](Self::get), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn get_async(&self, i: usize) -> Result<Option<T>, ManagerError> {
+        self.h.opt_async(Req::LGet(self.h.id, i as u64)).await
+    }
+    /// As [`set`](Self::set), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped once its request is sent, the change may or may not be applied (the
+    /// server applies a request it received); a late answer is never taken for
+    /// another call's, and nothing stays locked.
+    ///
+    /// # Errors
+    ///
+    /// As [`set`](Self::set); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn set_async(&self, i: usize, v: T) -> Result<(), ManagerError> {
+        self.h
+            .unit_async(Req::LSet(self.h.id, i as u64, enc(&v)?))
+            .await
+    }
+    /// As [`len`](Self::len), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`len`](Self::len); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn len_async(&self) -> Result<usize, ManagerError> {
+        self.h.count_async().await
+    }
+    /// As [`to_vec`](Self::to_vec), as a future: one round trip without blocking a thread
+    /// (see [async calls](crate::manager#async-calls)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it changes nothing, and an answer that comes after the future was
+    /// dropped is never taken for another call's.
+    ///
+    /// # Errors
+    ///
+    /// As [`to_vec`](Self::to_vec); [`ManagerError::Timeout`] by the call timeout, if the
+    /// manager has one.
+    pub async fn to_vec_async(&self) -> Result<Vec<T>, ManagerError> {
+        self.h.many_async(Req::LAll(self.h.id)).await
+    }
+}
