@@ -1,5 +1,6 @@
 //! Seeing inside a running program: [`snapshot`] of this process, [`fetch`] of another
-//! one through its observe socket.
+//! one through its observe socket, and traces that follow a message into an actor's
+//! process.
 //!
 //! # What is observed
 //!
@@ -38,6 +39,29 @@
 //! no request for [`IDLE`] is closed, a reply that is not read within [`WRITE_LIMIT`]
 //! is dropped with its connection. The server holds at most 9 bytes per connection and
 //! one reply at a time.
+//!
+//! # Traces across processes
+//!
+//! Without OpenTelemetry, "context" here is three numbers a message carries from its
+//! sender to the actor: a **trace id** (minted at the first hop, carried on by every
+//! later one: an actor sending while it handles a traced message passes its trace id
+//! on), the sender's **span id** (its current span, as the sender's subscriber numbers
+//! it: meaningful in the sender's process only) and the sender's **pid**. They travel
+//! only when a subscriber is interested: no dispatcher ever set in the sender's process,
+//! no current span, or a disabled one, and nothing is added to the envelope (one atomic
+//! load per send).
+//!
+//! In the actor's process, `handle` runs inside a span `actor.handle` (target
+//! `procactor::actor`) with the fields `actor` (its name), `msg` (the message type),
+//! `kind` (`send` or `call`), `trace_id`, `parent_span` and `parent_pid`. An actor's
+//! process is the program's binary started again and does not run `main`: install the
+//! subscriber there in [`Actor::started`](crate::Actor::started) (e.g.
+//! `let _ = tracing_subscriber::fmt().try_init();`). With `tracing-subscriber`'s `fmt`
+//! layer every event inside `handle` is then printed with
+//! `actor.handle{actor=worker-1 msg=u64 kind=call trace_id=… parent_span=… parent_pid=…}`
+//! in front of it, and the caller's own lines show its span: the `trace_id` ties the
+//! lines of one request together across processes, `parent_pid` and `parent_span` say
+//! which process and which of its spans the hop came from.
 
 mod client;
 mod registry;

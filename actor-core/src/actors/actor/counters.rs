@@ -51,6 +51,7 @@ impl Group {
         let timed = every == 1 || (every > 1 && picked(every));
         Meta {
             sent_ns: if timed { monotonic_ns() } else { 0 },
+            trace: super::trace::current(),
         }
     }
 

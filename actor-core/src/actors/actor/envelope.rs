@@ -24,16 +24,37 @@ pub(crate) enum Envelope<M> {
 }
 
 /// What a message carries besides itself: when it was sent (`CLOCK_MONOTONIC` ns, for
-/// the mailbox-wait histogram; 0 when the sender did not time it).
+/// the mailbox-wait histogram; 0 when the sender did not time it) and the sender's
+/// trace context (when a subscriber of the sender's was interested).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Meta {
     pub(crate) sent_ns: u64,
+    pub(crate) trace: Option<super::trace::TraceCtx>,
 }
 
 impl Meta {
     /// Whether it adds nothing to the envelope.
     fn is_empty(&self) -> bool {
-        self.sent_ns == 0
+        self.sent_ns == 0 && self.trace.is_none()
+    }
+
+    /// Items it adds after the message: none, the stamp, or the stamp and the context.
+    fn items(&self) -> usize {
+        match (self.is_empty(), self.trace.is_some()) {
+            (true, _) => 0,
+            (false, false) => 1,
+            (false, true) => 2,
+        }
+    }
+
+    fn serialize_into<T: SerializeTuple>(&self, t: &mut T) -> Result<(), T::Error> {
+        if !self.is_empty() {
+            t.serialize_element(&self.sent_ns)?;
+        }
+        if let Some(c) = &self.trace {
+            t.serialize_element(&(c.trace_id, c.span_id, c.pid))?;
+        }
+        Ok(())
     }
 }
 
@@ -86,13 +107,11 @@ fn serialize_call<S: Serializer, M: Serialize>(
     buf: &mut Vec<u8>,
 ) -> Result<S::Ok, S::Error> {
     crate::codec::encode(m, buf, None).map_err(|e| serde::ser::Error::custom(e.to_string()))?;
-    let mut t = s.serialize_tuple(if meta.is_empty() { 3 } else { 4 })?;
+    let mut t = s.serialize_tuple(3 + meta.items())?;
     t.serialize_element(&KIND_CALL)?;
     t.serialize_element(&n)?;
     t.serialize_element(&AsBytes(buf))?;
-    if !meta.is_empty() {
-        t.serialize_element(&meta.sent_ns)?;
-    }
+    meta.serialize_into(&mut t)?;
     t.end()
 }
 
@@ -104,12 +123,10 @@ impl<M: Serialize> Serialize for Envelope<M> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Envelope::Msg(m, meta) => {
-                let mut t = s.serialize_tuple(if meta.is_empty() { 2 } else { 3 })?;
+                let mut t = s.serialize_tuple(2 + meta.items())?;
                 t.serialize_element(&KIND_MSG)?;
                 t.serialize_element(m)?;
-                if !meta.is_empty() {
-                    t.serialize_element(&meta.sent_ns)?;
-                }
+                meta.serialize_into(&mut t)?;
                 t.end()
             }
             Envelope::Call(n, m, meta) => {
@@ -187,9 +204,15 @@ impl<'de, M: DeserializeOwned> Deserialize<'de> for Envelope<M> {
 
 /// The optional fields after a message.
 fn read_meta<'de, A: SeqAccess<'de>>(a: &mut A) -> Result<Meta, A::Error> {
-    Ok(Meta {
-        sent_ns: a.next_element::<u64>()?.unwrap_or(0),
-    })
+    let sent_ns = a.next_element::<u64>()?.unwrap_or(0);
+    let trace = a
+        .next_element::<(u64, u64, u32)>()?
+        .map(|(trace_id, span_id, pid)| super::trace::TraceCtx {
+            trace_id,
+            span_id,
+            pid,
+        });
+    Ok(Meta { sent_ns, trace })
 }
 
 impl<M> Envelope<M> {

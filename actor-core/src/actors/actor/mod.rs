@@ -63,6 +63,7 @@ mod registry;
 mod run;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 pub use actor_ref::ActorRef;
 pub use context::Context;

@@ -5,11 +5,13 @@ use super::context::Context;
 use super::counters::Counters;
 use super::envelope::{Envelope, ReplyOf};
 use super::mailbox::{cell, ActorState, Group};
+use super::trace;
 use super::{crash, ActorError, ProcessActor};
 use crate::error::GetError;
 use crate::queue::Queue;
 use procactor_transports::os;
 use serde::{Deserialize, Serialize};
+use std::any::type_name;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How an actor's (or a child supervisor's) process ended, as its target returns it.
@@ -150,7 +152,15 @@ fn handle_envelope<A: ProcessActor>(
         Envelope::Msg(m, meta) => {
             let took = counters.took(&meta);
             let unwinding = counters.on_unwind();
-            let r = actor.handle(m, ctx);
+            let r = match &meta.trace {
+                None => actor.handle(m, ctx),
+                Some(t) => {
+                    let name = ctx.name.clone();
+                    trace::in_span(t, &name, type_name::<A::Msg>(), "send", || {
+                        actor.handle(m, ctx)
+                    })
+                }
+            };
             unwinding.disarm();
             counters.handled(false, took);
             if let Err(e) = r {
@@ -160,7 +170,15 @@ fn handle_envelope<A: ProcessActor>(
         }
         Envelope::Call(n, m, meta) => {
             let took = counters.took(&meta);
-            answer_call(actor, ctx, counters, took, in_call, replies, n, Ok(m));
+            match &meta.trace {
+                None => answer_call(actor, ctx, counters, took, in_call, replies, n, Ok(m)),
+                Some(t) => {
+                    let name = ctx.name.clone();
+                    trace::in_span(t, &name, type_name::<A::Msg>(), "call", || {
+                        answer_call(actor, ctx, counters, took, in_call, replies, n, Ok(m))
+                    })
+                }
+            }
         }
         Envelope::BadCall(n, e) => {
             counters.undecodable();

@@ -11,7 +11,14 @@ use std::time::Duration;
 #[test]
 fn envelopes_round_trip_and_bad_kinds_are_errors() {
     let mut buf = Vec::new();
-    let meta = Meta { sent_ns: 12345 };
+    let meta = Meta {
+        sent_ns: 12345,
+        trace: Some(super::trace::TraceCtx {
+            trace_id: 9,
+            span_id: 8,
+            pid: 7,
+        }),
+    };
     crate::codec::encode(&Envelope::Call(7, "x".to_string(), meta), &mut buf, None).unwrap();
     match crate::codec::decode::<Envelope<String>>(&buf, Vec::new()).unwrap() {
         Envelope::Call(7, s, m) => assert_eq!((s.as_str(), m), ("x", meta)),
@@ -43,6 +50,14 @@ fn envelopes_round_trip_and_bad_kinds_are_errors() {
     buf.clear();
     crate::codec::encode(&(KIND_MSG, 1u32, 2u64, 3u32), &mut buf, None).unwrap();
     assert!(crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).is_err());
+    buf.clear();
+    // a trace context alone (no time stamp: 0)
+    let traced = Meta { sent_ns: 0, ..meta };
+    crate::codec::encode(&Envelope::Msg(1u32, traced), &mut buf, None).unwrap();
+    match crate::codec::decode::<Envelope<u32>>(&buf, Vec::new()).unwrap() {
+        Envelope::Msg(1, m) => assert_eq!(m, traced),
+        _ => panic!("wrong envelope"),
+    }
     buf.clear();
     crate::codec::encode(&Envelope::Msg(7u32, Meta::default()), &mut buf, None).unwrap();
     assert_eq!(buf.len(), 3, "[0, 7]: two items, three bytes");

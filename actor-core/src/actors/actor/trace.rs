@@ -1,0 +1,95 @@
+//! Traces across processes: the sender's span context in the envelope, and the actor's
+//! `handle` run inside a child span of it (see the `observe` module's docs for what
+//! "context" means here and how to see it).
+
+use std::cell::Cell;
+
+/// The sender's side of a hop: the trace it belongs to and the span it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TraceCtx {
+    /// Minted at the first hop, carried on by every later one.
+    pub(crate) trace_id: u64,
+    /// The sender's current span (an id of the sender's subscriber, in its process).
+    pub(crate) span_id: u64,
+    /// The sender's pid.
+    pub(crate) pid: u32,
+}
+
+thread_local! {
+    /// The trace of the message this thread's actor is handling (0: none).
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+    static MINTED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The context to send, when a subscriber is interested: `None` (nothing added to the
+/// envelope, no allocation) when no subscriber was ever set, or when the current span
+/// is disabled or there is none.
+#[inline]
+pub(crate) fn current() -> Option<TraceCtx> {
+    if !tracing::dispatcher::has_been_set() {
+        return None;
+    }
+    sender_ctx()
+}
+
+#[cold]
+fn sender_ctx() -> Option<TraceCtx> {
+    let span = tracing::Span::current();
+    let span_id = span.id()?.into_u64();
+    let pid = procactor_transports::os::current_pid_cached();
+    let trace_id = match CURRENT.with(Cell::get) {
+        0 => mint(pid),
+        t => t,
+    };
+    Some(TraceCtx {
+        trace_id,
+        span_id,
+        pid,
+    })
+}
+
+/// A new trace id: the pid, the clock and a per-thread count, mixed (splitmix64).
+fn mint(pid: u32) -> u64 {
+    let n = MINTED.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n
+    });
+    let mut z = (u64::from(pid) << 32)
+        ^ procactor_transports::observe::monotonic_ns()
+        ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) | 1
+}
+
+/// Runs `f` (the actor's `handle`) inside an `actor.handle` span, child of the remote
+/// context, with the trace id carried on to what it sends.
+pub(crate) fn in_span<R>(
+    ctx: &TraceCtx,
+    actor: &str,
+    msg: &'static str,
+    kind: &'static str,
+    f: impl FnOnce() -> R,
+) -> R {
+    let span = tracing::info_span!(
+        target: "procactor::actor",
+        "actor.handle",
+        actor = %actor,
+        msg,
+        kind,
+        trace_id = ctx.trace_id,
+        parent_span = ctx.span_id,
+        parent_pid = ctx.pid,
+    );
+    let _entered = span.enter();
+    let before = CURRENT.with(|c| c.replace(ctx.trace_id));
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(before);
+    f()
+}
