@@ -289,6 +289,109 @@ fn a_start_that_fails_on_the_server_leaves_its_other_children_running() {
     });
 }
 
+/// What a pool worker sees of its environment: `PROCACTOR_TEST_MARK` and its working
+/// directory.
+fn env_and_cwd(_: u64) -> (Option<String>, String) {
+    (
+        std::env::var("PROCACTOR_TEST_MARK").ok(),
+        std::env::current_dir().unwrap().display().to_string(),
+    )
+}
+
+/// Runs in a spawned child, where no start method was set: pools and supervisors
+/// default to the fork server (their restarts too), an explicit `Spawn` on a builder or
+/// for the process is honoured, and the default server has the current environment and
+/// working directory at each build.
+fn owners_default_to_the_fork_server_scenario(_: ()) {
+    assert_eq!(procactor::start_method(), StartMethod::Spawn, "nothing set");
+    let fs = StartMethod::ForkServer;
+    // a pool built without a method: its workers are forked by our fork server
+    let pool = Pool::builder().processes(2).build().unwrap();
+    for pid in pool.pids() {
+        common::assert_os_parent(pid, fs, "default pool worker");
+    }
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+    // …and so is a replacement
+    let victim = pool.pids()[0];
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status();
+    wait_until(T, "the pool worker's replacement", || {
+        let p = pool.pids();
+        p.len() == 2 && !p.contains(&victim)
+    });
+    for pid in pool.pids() {
+        common::assert_os_parent(pid, fs, "default pool worker's replacement");
+    }
+    drop(pool);
+    // a supervisor built without a method: its actor and the actor's restart too
+    let sup = Supervisor::builder().build().unwrap();
+    let out: Queue<(u64, u32)> = Queue::new().unwrap();
+    let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
+    seer.send(false).unwrap();
+    let (_, pid) = out.get_timeout(T).unwrap();
+    common::assert_os_parent(pid, fs, "default supervised actor");
+    seer.send(true).unwrap(); // exits with 9: restarted
+    seer.send(false).unwrap();
+    let (_, pid2) = out.get_timeout(T).unwrap();
+    assert_ne!(pid2, pid);
+    common::assert_os_parent(pid2, fs, "default supervised actor's restart");
+    sup.shutdown(T);
+
+    // the builders' explicit Spawn is honoured, restarts included
+    let spawn = StartMethod::Spawn;
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(spawn)
+        .build()
+        .unwrap();
+    common::assert_os_parent(pool.pids()[0], spawn, "Spawn pool worker");
+    drop(pool);
+    let sup = Supervisor::builder().start_method(spawn).build().unwrap();
+    let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
+    seer.send(false).unwrap();
+    let (_, pid) = out.get_timeout(T).unwrap();
+    common::assert_os_parent(pid, spawn, "Spawn supervised actor");
+    seer.send(true).unwrap();
+    seer.send(false).unwrap();
+    let (_, pid2) = out.get_timeout(T).unwrap();
+    assert_ne!(pid2, pid);
+    common::assert_os_parent(pid2, spawn, "Spawn supervised actor's restart");
+    sup.shutdown(T);
+
+    // the default server follows the environment and the working directory: a pool
+    // built after a change sees it, as a spawned worker would
+    let dir = std::env::temp_dir().canonicalize().unwrap();
+    std::env::set_var("PROCACTOR_TEST_MARK", "after");
+    std::env::set_current_dir(&dir).unwrap();
+    let pool = Pool::builder().processes(1).build().unwrap();
+    common::assert_os_parent(pool.pids()[0], fs, "default pool worker");
+    assert_eq!(
+        pool.apply(env_and_cwd, 0).unwrap(),
+        (Some("after".to_string()), dir.display().to_string())
+    );
+    drop(pool);
+
+    // a method set for the process, Spawn included, is honoured by the owners too
+    procactor::set_start_method(spawn).unwrap();
+    let pool = Pool::builder().processes(1).build().unwrap();
+    common::assert_os_parent(pool.pids()[0], spawn, "pool worker after set_start_method");
+    drop(pool);
+    let sup = Supervisor::builder().build().unwrap();
+    let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
+    seer.send(false).unwrap();
+    let (_, pid) = out.get_timeout(T).unwrap();
+    common::assert_os_parent(pid, spawn, "actor after set_start_method");
+    sup.shutdown(T);
+}
+
+#[test]
+fn pools_and_supervisors_default_to_the_fork_server_unless_told_otherwise() {
+    watchdog(120, || {
+        in_own_child(owners_default_to_the_fork_server_scenario)
+    });
+}
+
 #[test]
 fn pools_and_supervisors_run_on_the_fork_server() {
     watchdog(120, || {

@@ -53,6 +53,9 @@ struct Client {
     requests: OwnedFd,
     reader: FrameReader,
     server: SpawnedChild,
+    /// The environment and working directory the server started with
+    /// ([`context_digest`]; 0 for a zygote, which is never compared).
+    context: u64,
 }
 
 static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
@@ -101,6 +104,40 @@ pub(crate) fn ensure_started() -> io::Result<()> {
         *slot = Some(start_server()?);
     }
     Ok(())
+}
+
+/// As [`ensure_started`], and a server started under another environment or working
+/// directory than this process's current ones is replaced (retired: it serves out its
+/// children, which keep running) by one started now: so that pools and supervisors that
+/// default to the fork server start their children with the environment and working
+/// directory a spawned child would have (see `StartMethod`'s docs). Costs a read of the
+/// environment and a `getcwd` when the server is current.
+pub(crate) fn ensure_current() -> io::Result<()> {
+    let now = context_digest();
+    let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+    if slot
+        .as_ref()
+        .is_some_and(|c| !usable(c) || c.context != now)
+    {
+        *slot = None; // (closing its request socket retires it)
+    }
+    if slot.is_none() {
+        *slot = Some(start_server()?);
+    }
+    Ok(())
+}
+
+/// A digest of what a re-executed server inherits from this process and a forked
+/// child from the server: the environment and the working directory.
+fn context_digest() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::env::current_dir().ok().hash(&mut h);
+    for (k, v) in std::env::vars_os() {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A fork server made by forking this process (not by re-executing it): a *zygote*. Its
@@ -188,6 +225,7 @@ impl Zygote {
                         requests,
                         reader,
                         server,
+                        context: 0,
                     }),
                     pid,
                     broken: std::sync::atomic::AtomicBool::new(false),
@@ -299,6 +337,7 @@ fn start_server() -> io::Result<Client> {
     let (requests, theirs) = fdpass::socketpair()?;
     let (statuses, statuses_theirs) = fdpass::socketpair()?;
     let me = os::current_pid();
+    let context = context_digest();
     let server = on_spawner_thread(move || {
         let ppid = me.to_string();
         os::spawn_self(theirs, &[(SERVER_ENV, ppid.as_str())])
@@ -318,6 +357,7 @@ fn start_server() -> io::Result<Client> {
         requests,
         reader,
         server,
+        context,
     })
 }
 
