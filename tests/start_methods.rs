@@ -263,6 +263,12 @@ fn a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario(_
         .status()
         .unwrap();
     assert!(limited.success());
+    // the spare the server forked after `a`'s start (before the limit) serves the next
+    // start…
+    let mut spare = Process::new(square, 3).start_method(fs).start().unwrap();
+    assert_eq!(join_within(&mut spare), ExitStatus::Code(0));
+    assert_eq!(spare.result().unwrap(), 9);
+    // …and the one after needs a fork the crippled server cannot make
     let failed = Process::new(square, 2).start_method(fs).start();
     assert!(
         failed.is_err(),
@@ -286,6 +292,60 @@ fn a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario(_
 fn a_start_that_fails_on_the_server_leaves_its_other_children_running() {
     watchdog(120, || {
         in_own_child(a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario)
+    });
+}
+
+/// In a child of its own (its own fork server): after each start the server forks the
+/// next start's child ahead of need (a spare, waiting for its bootstrap), the next start
+/// is that very process, and a spare whose server is retired exits, quietly, while the
+/// retired server's other children run on.
+fn the_fork_server_forks_each_start_ahead_scenario(_: ()) {
+    let fs = StartMethod::ForkServer;
+    let mut a = Process::new(sleep_forever, ())
+        .start_method(fs)
+        .start()
+        .unwrap();
+    let server = os_parent(a.pid()).unwrap();
+    let spare = || {
+        common::os_children_of(server)
+            .into_iter()
+            .find(|&c| c != a.pid() && !gone(c))
+    };
+    wait_until(T, "the server to fork a spare", || spare().is_some());
+    let waiting = spare().unwrap();
+    // the next start is the process that was waiting
+    let mut b = Process::new(whoami, ()).start_method(fs).start().unwrap();
+    assert_eq!(b.pid(), waiting, "the start did not take the spare");
+    assert_eq!(join_within(&mut b), ExitStatus::Code(0));
+    let (_, pid, _, os_parent_b) = b.result().unwrap();
+    assert_eq!((pid, os_parent_b), (waiting, Some(server)));
+    // a new spare waits again; retiring the server (a default pool built under another
+    // environment brings up a current one) ends it, not `a`
+    wait_until(T, "the next spare", || spare().is_some());
+    let next = spare().unwrap();
+    assert_ne!(next, waiting);
+    std::env::set_var("PROCACTOR_TEST_MARK", "retire the server");
+    let pool = Pool::builder().processes(1).build().unwrap();
+    assert_ne!(
+        os_parent(pool.pids()[0]),
+        Some(server),
+        "the server was not replaced"
+    );
+    wait_until(T, "the retired server's spare to exit", || gone(next));
+    assert!(
+        a.is_alive(),
+        "the retired server's child died with the spare"
+    );
+    drop(pool);
+    a.kill().unwrap();
+    assert_eq!(join_within(&mut a), ExitStatus::Signal(9));
+    wait_until(T, "the retired server to exit", || gone(server));
+}
+
+#[test]
+fn the_fork_server_forks_each_start_ahead() {
+    watchdog(120, || {
+        in_own_child(the_fork_server_forks_each_start_ahead_scenario)
     });
 }
 

@@ -109,7 +109,10 @@ pub enum StartMethod {
     /// signal from the server, which gets it from the parent: the parent's death takes
     /// the server and every child with it. A server that dies is replaced at the next
     /// start (its children die with it and are reported killed by `SIGKILL`); one that
-    /// cannot fork fails that start only. As with Python's forkserver, a child inherits
+    /// cannot fork fails that start only. After each start the server forks the next
+    /// start's child ahead of need, which waits, idle, for its bootstrap: a start (a
+    /// restart, a pool worker's replacement) then costs no fork and no round trip to the
+    /// server, at the price of that one idle process. As with Python's forkserver, a child inherits
     /// the environment, working directory and limits the *server* started with, not the
     /// parent's current ones (a spawned child gets the parent's current ones).
     ForkServer,
