@@ -263,6 +263,12 @@ fn a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario(_
         .status()
         .unwrap();
     assert!(limited.success());
+    // the spare the server forked after `a`'s start (before the limit) serves the next
+    // start…
+    let mut spare = Process::new(square, 3).start_method(fs).start().unwrap();
+    assert_eq!(join_within(&mut spare), ExitStatus::Code(0));
+    assert_eq!(spare.result().unwrap(), 9);
+    // …and the one after needs a fork the crippled server cannot make
     let failed = Process::new(square, 2).start_method(fs).start();
     assert!(
         failed.is_err(),
@@ -286,6 +292,163 @@ fn a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario(_
 fn a_start_that_fails_on_the_server_leaves_its_other_children_running() {
     watchdog(120, || {
         in_own_child(a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario)
+    });
+}
+
+/// In a child of its own (its own fork server): after each start the server forks the
+/// next start's child ahead of need (a spare, waiting for its bootstrap), the next start
+/// is that very process, and a spare whose server is retired exits, quietly, while the
+/// retired server's other children run on.
+fn the_fork_server_forks_each_start_ahead_scenario(_: ()) {
+    let fs = StartMethod::ForkServer;
+    let mut a = Process::new(sleep_forever, ())
+        .start_method(fs)
+        .start()
+        .unwrap();
+    let server = os_parent(a.pid()).unwrap();
+    let spare = || {
+        common::os_children_of(server)
+            .into_iter()
+            .find(|&c| c != a.pid() && !gone(c))
+    };
+    wait_until(T, "the server to fork a spare", || spare().is_some());
+    let waiting = spare().unwrap();
+    // the next start is the process that was waiting
+    let mut b = Process::new(whoami, ()).start_method(fs).start().unwrap();
+    assert_eq!(b.pid(), waiting, "the start did not take the spare");
+    assert_eq!(join_within(&mut b), ExitStatus::Code(0));
+    let (_, pid, _, os_parent_b) = b.result().unwrap();
+    assert_eq!((pid, os_parent_b), (waiting, Some(server)));
+    // a new spare waits again; retiring the server (a default pool built under another
+    // environment brings up a current one) ends it, not `a`
+    wait_until(T, "the next spare", || spare().is_some());
+    let next = spare().unwrap();
+    assert_ne!(next, waiting);
+    std::env::set_var("PROCACTOR_TEST_MARK", "retire the server");
+    let pool = Pool::builder().processes(1).build().unwrap();
+    assert_ne!(
+        os_parent(pool.pids()[0]),
+        Some(server),
+        "the server was not replaced"
+    );
+    wait_until(T, "the retired server's spare to exit", || gone(next));
+    assert!(
+        a.is_alive(),
+        "the retired server's child died with the spare"
+    );
+    drop(pool);
+    a.kill().unwrap();
+    assert_eq!(join_within(&mut a), ExitStatus::Signal(9));
+    wait_until(T, "the retired server to exit", || gone(server));
+}
+
+#[test]
+fn the_fork_server_forks_each_start_ahead() {
+    watchdog(120, || {
+        in_own_child(the_fork_server_forks_each_start_ahead_scenario)
+    });
+}
+
+/// What a pool worker sees of its environment: `PROCACTOR_TEST_MARK` and its working
+/// directory.
+fn env_and_cwd(_: u64) -> (Option<String>, String) {
+    (
+        std::env::var("PROCACTOR_TEST_MARK").ok(),
+        std::env::current_dir().unwrap().display().to_string(),
+    )
+}
+
+/// Runs in a spawned child, where no start method was set: pools and supervisors
+/// default to the fork server (their restarts too), an explicit `Spawn` on a builder or
+/// for the process is honoured, and the default server has the current environment and
+/// working directory at each build.
+fn owners_default_to_the_fork_server_scenario(_: ()) {
+    assert_eq!(procactor::start_method(), StartMethod::Spawn, "nothing set");
+    let fs = StartMethod::ForkServer;
+    // a pool built without a method: its workers are forked by our fork server
+    let pool = Pool::builder().processes(2).build().unwrap();
+    for pid in pool.pids() {
+        common::assert_os_parent(pid, fs, "default pool worker");
+    }
+    assert_eq!(pool.apply(square, 6).unwrap(), 36);
+    // …and so is a replacement
+    let victim = pool.pids()[0];
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status();
+    wait_until(T, "the pool worker's replacement", || {
+        let p = pool.pids();
+        p.len() == 2 && !p.contains(&victim)
+    });
+    for pid in pool.pids() {
+        common::assert_os_parent(pid, fs, "default pool worker's replacement");
+    }
+    drop(pool);
+    // a supervisor built without a method: its actor and the actor's restart too
+    let sup = Supervisor::builder().build().unwrap();
+    let out: Queue<(u64, u32)> = Queue::new().unwrap();
+    let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
+    seer.send(false).unwrap();
+    let (_, pid) = out.get_timeout(T).unwrap();
+    common::assert_os_parent(pid, fs, "default supervised actor");
+    seer.send(true).unwrap(); // exits with 9: restarted
+    seer.send(false).unwrap();
+    let (_, pid2) = out.get_timeout(T).unwrap();
+    assert_ne!(pid2, pid);
+    common::assert_os_parent(pid2, fs, "default supervised actor's restart");
+    sup.shutdown(T);
+
+    // the builders' explicit Spawn is honoured, restarts included
+    let spawn = StartMethod::Spawn;
+    let pool = Pool::builder()
+        .processes(1)
+        .start_method(spawn)
+        .build()
+        .unwrap();
+    common::assert_os_parent(pool.pids()[0], spawn, "Spawn pool worker");
+    drop(pool);
+    let sup = Supervisor::builder().start_method(spawn).build().unwrap();
+    let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
+    seer.send(false).unwrap();
+    let (_, pid) = out.get_timeout(T).unwrap();
+    common::assert_os_parent(pid, spawn, "Spawn supervised actor");
+    seer.send(true).unwrap();
+    seer.send(false).unwrap();
+    let (_, pid2) = out.get_timeout(T).unwrap();
+    assert_ne!(pid2, pid);
+    common::assert_os_parent(pid2, spawn, "Spawn supervised actor's restart");
+    sup.shutdown(T);
+
+    // the default server follows the environment and the working directory: a pool
+    // built after a change sees it, as a spawned worker would
+    let dir = std::env::temp_dir().canonicalize().unwrap();
+    std::env::set_var("PROCACTOR_TEST_MARK", "after");
+    std::env::set_current_dir(&dir).unwrap();
+    let pool = Pool::builder().processes(1).build().unwrap();
+    common::assert_os_parent(pool.pids()[0], fs, "default pool worker");
+    assert_eq!(
+        pool.apply(env_and_cwd, 0).unwrap(),
+        (Some("after".to_string()), dir.display().to_string())
+    );
+    drop(pool);
+
+    // a method set for the process, Spawn included, is honoured by the owners too
+    procactor::set_start_method(spawn).unwrap();
+    let pool = Pool::builder().processes(1).build().unwrap();
+    common::assert_os_parent(pool.pids()[0], spawn, "pool worker after set_start_method");
+    drop(pool);
+    let sup = Supervisor::builder().build().unwrap();
+    let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
+    seer.send(false).unwrap();
+    let (_, pid) = out.get_timeout(T).unwrap();
+    common::assert_os_parent(pid, spawn, "actor after set_start_method");
+    sup.shutdown(T);
+}
+
+#[test]
+fn pools_and_supervisors_default_to_the_fork_server_unless_told_otherwise() {
+    watchdog(120, || {
+        in_own_child(owners_default_to_the_fork_server_scenario)
     });
 }
 

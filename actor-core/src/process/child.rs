@@ -266,7 +266,15 @@ fn run_child(
     reader.set_min_read(4096);
     let (boot, preloaded): (Bootstrap, _) = match preloaded {
         Some(p) => (p.boot, Some((p.args, p.fds))),
-        None => (read_frame(&mut reader, &control)?.0, None),
+        None => match reader.fill(control.as_fd(), Wait::Forever, None) {
+            // the parent closed the control socket before any bootstrap: nobody will
+            // start this child (a fork server's spare given up, a start abandoned), and
+            // nobody waits for its report either
+            Err(frame::FrameError::Eof) => return Ok(0),
+            Err(e) => return Err(format!("reading the bootstrap: {e}")),
+            // (the frame is buffered: this only decodes it)
+            Ok(_) => (read_frame(&mut reader, &control)?.0, None),
+        },
     };
     if boot.token != token {
         return Err("control channel token mismatch".into());

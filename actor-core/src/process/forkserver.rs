@@ -17,12 +17,28 @@
 //! The server has the parent-death signal set: it dies with its parent, and its children
 //! (whose parent it is) die with it.
 //!
+//! # A child forked ahead: the spare
+//!
+//! A start through the server would wait for the server to wake, fork, and answer; and
+//! the child, for its bootstrap, which the parent writes once it has the answer. So the
+//! parent asks, right after each start (and when the server starts), for the *next*
+//! start's child: the server forks it while nobody waits, and it waits in its bootstrap
+//! read. The next start reads the answer (there by then), writes the bootstrap, and the
+//! child runs: no fork and no round trip on the path of a start, which is what a
+//! supervisor's restart or a pool's replacement waits for (issue 23: restart ≤ 0.5 ms).
+//! The price is one more process, idle, per server (a fork of the small server: a few
+//! hundred KiB of its own memory). A spare that dies while it waits is skipped (a child
+//! is forked for that start instead); one given up (its server retired, the program
+//! ending) sees its control socket end and exits quietly with status 0. Its status, which
+//! nobody asked for, is dropped when its server ends.
+//!
 //! A [`Zygote`] runs the same loop in a copy of the program made by `fork()` (for pools
 //! and supervisors with `StartMethod::Fork`): its children start from the program's
 //! memory as it was then.
 
 use super::base::{
-    at_fork_in_child, flush_std_streams, forget_parent_runtime, on_spawner_thread, thread_builder,
+    at_fork_in_child, flush_std_streams, forget_parent_runtime, on_spawner_thread, random_token,
+    thread_builder,
 };
 use super::child::forked_child_main;
 use super::identity::fingerprint;
@@ -53,19 +69,43 @@ struct Client {
     requests: OwnedFd,
     reader: FrameReader,
     server: SpawnedChild,
+    /// The environment and working directory the server started with
+    /// ([`context_digest`]; 0 for a zygote, which is never compared).
+    context: u64,
+    /// The *spare*: a child asked for ahead of the next start (the token it waits for and
+    /// our end of its control socket), whose answer is read at that start. The server
+    /// forks it while nobody waits, and the next start only hands it its bootstrap: no
+    /// fork, no round trip to the server, on the path of a start (a restart among them).
+    /// `None` for a zygote (a `Fork` owner's snapshot), which forks on demand.
+    spare: Option<(u64, OwnedFd)>,
+}
+
+/// A fork-server child that runs and waits for its bootstrap, which must carry `token`,
+/// on `control` (our end of its control socket).
+pub(crate) struct Waiting {
+    pub(crate) child: SpawnedChild,
+    /// The server's pid (the child's OS parent).
+    pub(crate) server: u32,
+    pub(crate) control: OwnedFd,
+    pub(crate) token: u64,
 }
 
 static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 
 /// Starts a child through the fork server (starting the server first if there is none or
-/// it has died): the child will read its bootstrap from `control` as a spawned child does.
-/// Returns the child and the server's pid.
+/// it has died): the child then waits for its bootstrap on the returned control socket,
+/// as a spawned child does. It is the spare asked for at the previous start when that
+/// one is there and alive (the usual case: no fork and no wait here), else one forked
+/// now. The caller asks for the next start's spare with [`ask_next_spare`] once it has
+/// given this child its bootstrap (so that the server's fork does not compete with this
+/// child's start for a core).
 ///
 /// A server that cannot fork (out of processes) just fails this start. A server that
 /// breaks the protocol or does not answer in time is *retired*: no more requests go to
 /// it, it serves out the children it has (they are never killed for another start's
-/// failure) and exits, and the next start brings up a new one.
-pub(crate) fn start_child(token: u64, control: OwnedFd) -> io::Result<(SpawnedChild, u32)> {
+/// failure; a spare, whose control socket closes with it, exits quietly) and exits, and
+/// the next start brings up a new one.
+pub(crate) fn start_waiting() -> io::Result<Waiting> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
     if slot.as_ref().is_some_and(|c| !usable(c)) {
         *slot = None; // (closing its request socket retires it)
@@ -77,8 +117,28 @@ pub(crate) fn start_child(token: u64, control: OwnedFd) -> io::Result<(SpawnedCh
         return Err(io::Error::other("fork server missing"));
     };
     let server = client.server.pid;
-    match request(client, token, control) {
-        Ok(child) => Ok((child, server)),
+    let spare = match client.spare.take() {
+        Some((token, control)) => match read_answer(client) {
+            Ok(child) if !os::pidfd_ended(child.pidfd.as_fd()) => Ok(Some(Waiting {
+                child,
+                server,
+                control,
+                token,
+            })),
+            // killed while it waited (its status goes the way of any status nobody
+            // asked for), or not forked: a child is forked now instead
+            Ok(_) | Err(Failure::CouldNotFork) => Ok(None),
+            Err(Failure::Broken(e)) => Err(e),
+        },
+        None => Ok(None),
+    };
+    let started = match spare {
+        Ok(Some(w)) => Ok(w),
+        Ok(None) => fresh(client, server),
+        Err(e) => Err(Failure::Broken(e)),
+    };
+    match started {
+        Ok(w) => Ok(w),
         Err(Failure::CouldNotFork) => Err(io::Error::new(
             io::ErrorKind::OutOfMemory,
             "the fork server could not fork (out of processes or memory)",
@@ -88,6 +148,41 @@ pub(crate) fn start_child(token: u64, control: OwnedFd) -> io::Result<(SpawnedCh
             Err(e)
         }
     }
+}
+
+/// Asks the fork server for the next start's spare, unless one is asked for already
+/// (without waiting for the answer, which the next start reads). A server that cannot
+/// take the request is retired (its children, the last one started among them, are
+/// served out); the next start brings up a new one.
+pub(crate) fn ask_next_spare() {
+    let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(client) = slot.as_mut() {
+        if client.spare.is_none() && ask_spare(client).is_err() {
+            *slot = None;
+        }
+    }
+}
+
+/// A child forked for this start (no spare at hand).
+fn fresh(client: &mut Client, server: u32) -> Result<Waiting, Failure> {
+    let token = random_token();
+    let (control, theirs) = fdpass::socketpair().map_err(Failure::Broken)?;
+    let child = request(client, token, theirs)?;
+    Ok(Waiting {
+        child,
+        server,
+        control,
+        token,
+    })
+}
+
+/// Asks the server for the next start's spare; its answer is read at that start.
+fn ask_spare(client: &mut Client) -> Result<(), Failure> {
+    let token = random_token();
+    let (control, theirs) = fdpass::socketpair().map_err(Failure::Broken)?;
+    send_request(client, token, theirs)?;
+    client.spare = Some((token, control));
+    Ok(())
 }
 
 /// Starts the fork server now rather than at the first start (so that the first start
@@ -101,6 +196,40 @@ pub(crate) fn ensure_started() -> io::Result<()> {
         *slot = Some(start_server()?);
     }
     Ok(())
+}
+
+/// As [`ensure_started`], and a server started under another environment or working
+/// directory than this process's current ones is replaced (retired: it serves out its
+/// children, which keep running) by one started now: so that pools and supervisors that
+/// default to the fork server start their children with the environment and working
+/// directory a spawned child would have (see `StartMethod`'s docs). Costs a read of the
+/// environment and a `getcwd` when the server is current.
+pub(crate) fn ensure_current() -> io::Result<()> {
+    let now = context_digest();
+    let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
+    if slot
+        .as_ref()
+        .is_some_and(|c| !usable(c) || c.context != now)
+    {
+        *slot = None; // (closing its request socket retires it)
+    }
+    if slot.is_none() {
+        *slot = Some(start_server()?);
+    }
+    Ok(())
+}
+
+/// A digest of what a re-executed server inherits from this process and a forked
+/// child from the server: the environment and the working directory.
+fn context_digest() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::env::current_dir().ok().hash(&mut h);
+    for (k, v) in std::env::vars_os() {
+        k.hash(&mut h);
+        v.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A fork server made by forking this process (not by re-executing it): a *zygote*. Its
@@ -188,6 +317,8 @@ impl Zygote {
                         requests,
                         reader,
                         server,
+                        context: 0,
+                        spare: None,
                     }),
                     pid,
                     broken: std::sync::atomic::AtomicBool::new(false),
@@ -269,13 +400,27 @@ enum Failure {
     Broken(io::Error),
 }
 
+fn broken(e: String) -> Failure {
+    Failure::Broken(io::Error::other(format!("fork server: {e}")))
+}
+
+/// Asks for a child that will wait for a bootstrap with `token` on `control` (its end),
+/// and reads the answer.
 fn request(client: &mut Client, token: u64, control: OwnedFd) -> Result<SpawnedChild, Failure> {
-    let broken = |e: String| Failure::Broken(io::Error::other(format!("fork server: {e}")));
+    send_request(client, token, control)?;
+    read_answer(client)
+}
+
+fn send_request(client: &mut Client, token: u64, control: OwnedFd) -> Result<(), Failure> {
     let mut bytes = Vec::with_capacity(16);
     codec::encode(&token, &mut bytes, None).map_err(|e| broken(e.to_string()))?;
     frame::write_frame(client.requests.as_fd(), &bytes, &[control.as_fd()])
         .map_err(|e| broken(e.to_string()))?;
-    drop(control);
+    Ok(())
+}
+
+/// Reads the answer to the oldest request not answered yet (answers come in order).
+fn read_answer(client: &mut Client) -> Result<SpawnedChild, Failure> {
     client
         .reader
         .fill(
@@ -299,6 +444,7 @@ fn start_server() -> io::Result<Client> {
     let (requests, theirs) = fdpass::socketpair()?;
     let (statuses, statuses_theirs) = fdpass::socketpair()?;
     let me = os::current_pid();
+    let context = context_digest();
     let server = on_spawner_thread(move || {
         let ppid = me.to_string();
         os::spawn_self(theirs, &[(SERVER_ENV, ppid.as_str())])
@@ -314,11 +460,18 @@ fn start_server() -> io::Result<Client> {
     // cost a good part of that)
     let mut reader = FrameReader::new();
     reader.set_spin(monitor::JOIN_SPIN);
-    Ok(Client {
+    let mut client = Client {
         requests,
         reader,
         server,
-    })
+        context,
+        spare: None,
+    };
+    // (the first start takes a spare too)
+    match ask_spare(&mut client) {
+        Ok(()) | Err(Failure::CouldNotFork) => Ok(client),
+        Err(Failure::Broken(e)) => Err(e),
+    }
 }
 
 /// The parent's relay thread: hands each status the server sends to the monitor. When

@@ -297,10 +297,20 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
     let ids = runtime::next_child_ids();
     let name = name.unwrap_or_else(|| runtime::default_name(&ids));
     let me = runtime::current_process();
-    let token = runtime::random_token();
+    let fingerprint = runtime::fingerprint()?;
+    // A fork-server child (not a zygote's) runs already and waits for its bootstrap,
+    // with the token it was given: mostly the spare forked after the previous start (see
+    // `forkserver::start_waiting`).
+    let waiting = match (method, zygote) {
+        (StartMethod::ForkServer, None) => Some(crate::forkserver::start_waiting()?),
+        _ => None,
+    };
+    let token = waiting
+        .as_ref()
+        .map_or_else(runtime::random_token, |w| w.token);
     let boot = Bootstrap {
         token,
-        fingerprint: runtime::fingerprint()?,
+        fingerprint,
         entry: entry.into_parts(),
         target: tgt.into_parts(),
         name: name.clone(),
@@ -313,13 +323,24 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
         codec::encode(&boot, &mut boot_bytes, None)?;
     }
 
-    let (ours, theirs) = fdpass::socketpair()?;
+    let server_child = waiting.is_some();
+    let (ours, theirs, waiting) = match waiting {
+        Some(w) => (w.control, None, Some((w.child, w.server))),
+        None => {
+            let (ours, theirs) = fdpass::socketpair()?;
+            (ours, Some(theirs), None)
+        }
+    };
+    let theirs =
+        || theirs.ok_or_else(|| SpawnError::Io(std::io::Error::other("no control socket to pass")));
     // whether the child already has its bootstrap and arguments: a forked child has them
-    // in memory; a fork-server child finds them waiting in its control socket when they
+    // in memory; a zygote's child finds them waiting in its control socket when they
     // are small and carry no handle whose side effects would need undoing if the child
-    // died before reading them (see `codec::Unsent`)
+    // died before reading them (see `codec::Unsent`); a fork-server child waiting
+    // already gets them at once, below
     let mut delivered = false;
     if method == StartMethod::ForkServer
+        && waiting.is_none()
         && unsent.is_empty()
         && boot_bytes.len() + args.len() <= PREWRITE_MAX
     {
@@ -330,6 +351,7 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
     }
     let (child, watch) = match method {
         StartMethod::Spawn => {
+            let theirs = theirs()?;
             let env = format!("{}:{token}:{}", os::CHILD_CONTROL_FD, me.pid());
             let child = runtime::on_spawner_thread(move || {
                 let env = [(runtime::CHILD_ENV, env.as_str())];
@@ -341,13 +363,19 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
             (child, Watch::Reap)
         }
         StartMethod::ForkServer => {
-            let (child, server) = match zygote {
-                Some(z) => z.start_child(token, theirs)?,
-                None => crate::forkserver::start_child(token, theirs)?,
+            let (child, server) = match (waiting, zygote) {
+                (Some(w), _) => w,
+                (None, Some(z)) => z.start_child(token, theirs()?)?,
+                (None, None) => {
+                    return Err(SpawnError::Io(std::io::Error::other(
+                        "no fork-server child",
+                    )))
+                }
             };
             (child, Watch::Relayed(server))
         }
         StartMethod::Fork => {
+            let theirs = theirs()?;
             runtime::flush_std_streams();
             match os::fork_single_threaded() {
                 Ok(os::Forked::Child) => {
@@ -403,6 +431,10 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
         }
         // the child died at once and never gets its arguments: undo (drop `unsent`)
         Err(_) => drop(unsent),
+    }
+    if server_child {
+        // the next start's child, forked while this one starts
+        crate::forkserver::ask_next_spare();
     }
     tracing::debug!(pid = state.pid, name = %state.name, "process started");
     Ok(Process {

@@ -2,9 +2,10 @@
 //! reaps it as soon as it exits. No zombies, no `SIGCHLD` handler, no polling.
 //!
 //! Whoever owns a child (a [`crate::Process`] handle, later the Pool or a Supervisor)
-//! holds an `Arc<ChildState>` and waits on its condition variable, or subscribes to the
-//! exit stream with [`subscribe`]. Whoever reaps a child first (the thread, or a handle
-//! that saw the exit itself) takes it out of the monitor and publishes its exit, once.
+//! holds an `Arc<ChildState>` and waits on its condition variable; an owner of many
+//! children has their exits reported by an [`ExitWatcher`] of its own. Whoever reaps a
+//! child first (the thread, or a handle that saw the exit itself) takes it out of the
+//! monitor and records its status, once.
 //!
 //! Children of the fork server are not ours: the kernel lets only their parent, the
 //! server, reap them. Their pidfds still tell when they end and take signals, and the
@@ -26,7 +27,7 @@ use super::base::{at_fork_in_child, thread_builder};
 use crate::status::ExitStatus;
 use once_cell::sync::OnceCell;
 use procactor_transports::os::{self, ExitInfo, Poller};
-use procactor_transports::{AsFd, OwnedFd};
+use procactor_transports::{AsFd, BorrowedFd, OwnedFd};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -171,7 +172,7 @@ impl ChildState {
     /// call whatever the child's state: a running or unreaped child simply has no status
     /// yet, so no separate "has it ended" poll is needed first.) The
     /// status the server relays later is the same one; the relay takes the child out of
-    /// the monitor and publishes its exit ([`relayed_exit`]).
+    /// the monitor ([`relayed_exit`]).
     fn reaped_by_server(&self) -> Option<ExitStatus> {
         let status = match os::pidfd_reaped_status(self.pidfd.as_fd()) {
             Ok(Some(ExitInfo::Code(c))) => ExitStatus::Code(c),
@@ -255,12 +256,11 @@ impl ChildState {
     }
 }
 
-/// An exit, as the exit stream reports it.
+/// An exit, as an [`ExitWatcher`] reports it: the process has ended (its status is its
+/// owner's to read, from its handle).
 #[derive(Debug, Clone)]
 pub(crate) struct ExitEvent {
     pub(crate) pid: u32,
-    #[allow(dead_code)]
-    pub(crate) status: ExitStatus,
 }
 
 /// The children being watched, by (server pid or 0 for our own, pid), and the fork
@@ -276,9 +276,6 @@ struct Monitor {
     poller: Poller,
     children: Mutex<Children>,
     live: Mutex<Vec<Weak<ChildState>>>,
-    /// Owners that asked for the exit of one child each (a supervisor, a pool): the exit
-    /// goes to that owner only (see [`ExitRoute`]); nobody else is told.
-    routes: Mutex<HashMap<u32, crossbeam_channel::Sender<ExitEvent>>>,
     /// Statuses a fork server relayed before their child was registered here, by
     /// (server, child) pid.
     early: Mutex<HashMap<(u32, u32), ExitStatus>>,
@@ -300,7 +297,6 @@ fn monitor() -> std::io::Result<Arc<Monitor>> {
         poller: Poller::new()?,
         children: Mutex::new(Children::default()),
         live: Mutex::new(Vec::new()),
-        routes: Mutex::new(HashMap::new()),
         early: Mutex::new(HashMap::new()),
         thread: OnceCell::new(),
     });
@@ -330,17 +326,6 @@ impl Monitor {
             .map(|_| ())
     }
 
-    fn publish(&self, ev: ExitEvent) {
-        let routed = self
-            .routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ev.pid);
-        if let Some(tx) = routed {
-            let _ = tx.send(ev);
-        }
-    }
-
     fn run(&self) {
         let mut ready = Vec::new();
         loop {
@@ -353,7 +338,7 @@ impl Monitor {
                 let pid = token as u32;
                 let child = self.lock_children().map.get(&(0, pid)).cloned();
                 match child {
-                    // (reaping takes it out of the monitor and publishes the exit)
+                    // (reaping takes it out of the monitor)
                     Some(child) => drop(child.reap_now()),
                     // an entry already taken out: its registration must not linger
                     None => tracing::trace!(pid, "exit of a child no longer watched"),
@@ -368,7 +353,7 @@ impl Monitor {
 }
 
 /// Takes `child` (whose status was just recorded) out of the monitor, if this very
-/// entry is still there, and publishes its exit: exactly once, whoever calls first.
+/// entry is still there: exactly once, whoever calls first.
 fn retire(server: Option<u32>, child: &ChildState, status: ExitStatus) {
     let Ok(m) = monitor() else { return };
     let key = (server.unwrap_or(0), child.pid);
@@ -386,10 +371,6 @@ fn retire(server: Option<u32>, child: &ChildState, status: ExitStatus) {
         let _ = m.poller.delete(child.pidfd.as_fd());
     }
     tracing::debug!(pid = child.pid, name = %child.name, ?status, "child exited");
-    m.publish(ExitEvent {
-        pid: child.pid,
-        status,
-    });
 }
 
 /// How a child was started, as far as watching it goes.
@@ -428,25 +409,14 @@ pub(crate) fn register(
         exit: Mutex::new(None),
         cv: Condvar::new(),
     });
-    let (server_dead, replaced) = {
+    // (an entry with this pid still there is an ended child whose status was read from
+    // its pidfd and whose relay has not come yet, its pid reused by now: replaced; its
+    // owner learnt of its end from its pidfd)
+    let server_dead = {
         let mut c = m.lock_children();
-        let replaced = c.map.insert((relayed.unwrap_or(0), pid), state.clone());
-        (
-            relayed.is_some_and(|s| c.dead_servers.contains(&s)),
-            replaced,
-        )
+        c.map.insert((relayed.unwrap_or(0), pid), state.clone());
+        relayed.is_some_and(|s| c.dead_servers.contains(&s))
     };
-    // An entry with this pid still there: an ended child whose status was read from its
-    // pidfd and whose relay has not come yet (its pid reused by now). Its exit is
-    // published here, as the relay would have.
-    if let Some(old) = replaced {
-        if let Some(status) = old.exit_status() {
-            m.publish(ExitEvent {
-                pid: old.pid,
-                status,
-            });
-        }
-    }
     {
         let mut live = m.live.lock().unwrap_or_else(|e| e.into_inner());
         live.retain(|w| w.upgrade().is_some_and(|c| c.exit_status().is_none()));
@@ -546,80 +516,112 @@ pub(crate) fn live_children() -> Vec<Arc<ChildState>> {
         .collect()
 }
 
-/// A thread that handles exits of this process's children (for the owners of many
-/// children: a supervisor, a pool) until it is dropped: the exits of the children
-/// routed to it ([`start_routed`](ExitWatcher::start_routed)), and only those (one
-/// channel per owner, no broadcast to every owner of the process).
+/// A thread that handles the exits of one owner's children (a supervisor's, a pool's)
+/// until it is dropped: it waits on their pidfds itself (one epoll set per owner), so
+/// that an exit reaches the owner straight from the kernel, with one wake-up, whoever
+/// reaps the child (the monitor thread, or for a fork-server child the server, whose
+/// status comes by its relay thread: two more wake-ups one after the other, which a
+/// restart would wait for). The owner reads the status from the child's handle.
 pub(crate) struct ExitWatcher {
-    quit: Option<crossbeam_channel::Sender<()>>,
+    /// Dropped to stop the thread (its peer, in the epoll set, then reads end-of-file).
+    quit: Option<OwnedFd>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Where the exits of an owner's children go: the owner names each child it starts
-/// with [`watch`](ExitRoute::watch), and the monitor sends that child's exit to this
-/// owner alone (one map lookup per exit, instead of a copy to every owner of the
-/// process).
+/// Where an owner's children are watched: [`watch`](ExitRoute::watch) adds each one it
+/// starts, and its [`ExitWatcher`] reports that child's exit, once.
 #[derive(Clone)]
 pub(crate) struct ExitRoute {
-    tx: crossbeam_channel::Sender<ExitEvent>,
+    watched: Arc<Watched>,
 }
 
+/// The epoll set of an owner's watcher, and the children in it: a copy of each one's
+/// pidfd, by the token it was registered with (not by pid: a pid may be reused by a
+/// later child before the watcher has handled the earlier one's exit).
+struct Watched {
+    poller: Poller,
+    fds: Mutex<HashMap<u64, (u32, OwnedFd)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// The token of the watcher's quit socket in its epoll set (child tokens count up from
+/// 0 and never get there).
+const QUIT: u64 = u64::MAX;
+
 impl ExitRoute {
-    /// Routes the exit of child `pid` to this owner. `ended` tells whether the child's
-    /// status is already known (it may have exited and been published before this
-    /// call): then the exit is sent here directly. (An exit may so arrive twice; the
-    /// owner ignores a pid it no longer has.)
-    pub(crate) fn watch(&self, pid: u32, ended: impl FnOnce() -> bool) {
-        let Ok(m) = monitor() else { return };
-        m.routes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pid, self.tx.clone());
-        if ended() {
-            m.routes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&pid);
-            let _ = self.tx.send(ExitEvent {
-                pid,
-                status: ExitStatus::Code(-1),
-            });
-        }
+    /// Watches child `pid` through its pidfd: the owner's watcher reports its exit as
+    /// soon as the OS does (at once for a child that has ended already). (The owner
+    /// ignores the exit of a pid it no longer has.)
+    ///
+    /// # Errors
+    ///
+    /// Out of descriptors (a copy of the pidfd is kept), or the epoll set refused it:
+    /// the child's exit would go unnoticed, so the caller must not keep the child.
+    pub(crate) fn watch(&self, pid: u32, pidfd: BorrowedFd<'_>) -> std::io::Result<()> {
+        let fd = pidfd.try_clone_to_owned()?;
+        let token = self
+            .watched
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut fds = self.watched.lock_fds();
+        self.watched.poller.add(fd.as_fd(), token)?;
+        fds.insert(token, (pid, fd));
+        Ok(())
+    }
+}
+
+impl Watched {
+    fn lock_fds(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (u32, OwnedFd)>> {
+        self.fds.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl ExitWatcher {
-    /// A watcher that sees only the exits routed to it through the returned
-    /// [`ExitRoute`].
+    /// A watcher thread, named `name`, that calls `on_exit` for each child watched
+    /// through the returned [`ExitRoute`] once it has ended.
     pub(crate) fn start_routed(
         name: &str,
-        on_exit: impl FnMut(ExitEvent) + Send + 'static,
-    ) -> std::io::Result<(ExitWatcher, ExitRoute)> {
-        let m = monitor()?;
-        m.ensure_thread()?;
-        let (tx, rx) = crossbeam_channel::unbounded();
-        Ok((Self::run_on(name, rx, on_exit)?, ExitRoute { tx }))
-    }
-
-    fn run_on(
-        name: &str,
-        exits: crossbeam_channel::Receiver<ExitEvent>,
         mut on_exit: impl FnMut(ExitEvent) + Send + 'static,
-    ) -> std::io::Result<ExitWatcher> {
-        let (quit, quit_rx) = crossbeam_channel::bounded::<()>(1);
-        let thread = thread_builder(name).spawn(move || loop {
-            crossbeam_channel::select! {
-                recv(exits) -> ev => match ev {
-                    Ok(ev) => on_exit(ev),
-                    Err(_) => return,
-                },
-                recv(quit_rx) -> _ => return,
+    ) -> std::io::Result<(ExitWatcher, ExitRoute)> {
+        // (the monitor thread reaps our own children as they end)
+        monitor()?.ensure_thread()?;
+        let watched = Arc::new(Watched {
+            poller: Poller::new()?,
+            fds: Mutex::new(HashMap::new()),
+            next: std::sync::atomic::AtomicU64::new(0),
+        });
+        let (quit, quit_theirs) = procactor_transports::fdpass::socketpair()?;
+        watched.poller.add(quit_theirs.as_fd(), QUIT)?;
+        let w = watched.clone();
+        let thread = thread_builder(name).spawn(move || {
+            let _quit = quit_theirs;
+            let mut ready = Vec::new();
+            loop {
+                ready.clear();
+                if w.poller.wait(&mut ready, None).is_err() {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                for &token in &ready {
+                    if token == QUIT {
+                        return;
+                    }
+                    let taken = w.lock_fds().remove(&token);
+                    if let Some((pid, fd)) = taken {
+                        let _ = w.poller.delete(fd.as_fd());
+                        drop(fd);
+                        on_exit(ExitEvent { pid });
+                    }
+                }
             }
         })?;
-        Ok(ExitWatcher {
-            quit: Some(quit),
-            thread: Some(thread),
-        })
+        Ok((
+            ExitWatcher {
+                quit: Some(quit),
+                thread: Some(thread),
+            },
+            ExitRoute { watched },
+        ))
     }
 }
 
@@ -649,9 +651,9 @@ mod tests {
     }
 
     #[test]
-    fn a_routed_watcher_sees_the_exits_of_its_children_only() {
+    fn a_watcher_sees_the_exits_of_its_children_only() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let (_w, route) = ExitWatcher::start_routed("test-routed", move |ev| {
+        let (w, route) = ExitWatcher::start_routed("test-routed", move |ev| {
             let _ = tx.send(ev.pid);
         })
         .unwrap();
@@ -659,27 +661,29 @@ mod tests {
         let (other, fd2, mut c2) = sleeper("30");
         let s1 = register(mine, "mine".into(), fd1, Watch::Reap).unwrap();
         let s2 = register(other, "other".into(), fd2, Watch::Reap).unwrap();
-        route.watch(mine, || s1.exit_status().is_some());
-        // (the other one's exit is published too, but routed to nobody)
+        route.watch(mine, s1.pidfd.as_fd()).unwrap();
+        // (the other one is not watched by this owner)
         let _ = c2.kill();
         let _ = s2.wait_exit(Some(Instant::now() + Duration::from_secs(10)));
         let _ = c1.kill();
         let got = rx.recv_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(got, mine);
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
-        assert!(!monitor()
-            .unwrap()
-            .routes
-            .lock()
-            .unwrap()
-            .contains_key(&mine));
-        // a child that ended before its route was set: its exit is sent at `watch`
+        assert!(
+            route.watched.lock_fds().is_empty(),
+            "a reported child is still watched"
+        );
+        // a child that ended before it was watched: reported at once
         let (late, fd3, mut c3) = sleeper("0");
         let s3 = register(late, "late".into(), fd3, Watch::Reap).unwrap();
         let _ = s3.wait_exit(Some(Instant::now() + Duration::from_secs(10)));
-        route.watch(late, || s3.exit_status().is_some());
+        route.watch(late, s3.pidfd.as_fd()).unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), late);
         let _ = (c1.wait(), c2.wait(), c3.wait());
+        // a dropped watcher's thread ends (the drop joins it)
+        drop(w);
+        assert!(route.watch(mine, s1.pidfd.as_fd()).is_ok());
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
     }
 
     #[test]

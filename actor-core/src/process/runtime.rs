@@ -57,6 +57,24 @@ pub(crate) use super::identity::{default_name, ensure_initialized, fingerprint, 
 /// forks its workers or children from that snapshot, although the pool or supervisor
 /// runs threads.
 ///
+/// # Pools and supervisors: the fork server by default
+///
+/// A [`Pool`](crate::Pool) or a [`Supervisor`](crate::Supervisor) whose builder was not
+/// given a method, in a process where no method was set (neither [`set_start_method`]
+/// nor `PROCACTOR_START_METHOD`), starts its workers or children, and every replacement,
+/// through the fork server: a restart is then a `fork()` of a small process rather than
+/// the execution of a whole binary (as Python 3.14 made `forkserver` its default on
+/// Linux). A method given to the builder, or set for the process (`Spawn` included),
+/// is always honoured. [`Process`](crate::Process) keeps `Spawn` as its default.
+///
+/// The fork server's children start with the environment and working directory the
+/// server started with (see `ForkServer` below). So that the default changes nothing
+/// there, a pool or supervisor that takes it checks, when it is built, that the server
+/// runs with this process's current environment and working directory, and replaces
+/// it otherwise (the old one serves out its children). Its workers and restarts then
+/// start with those; a change made later is not seen by them (pick `Spawn` for that).
+/// Resource limits and the umask are not compared: a child has the server's.
+///
 /// # Examples
 ///
 /// ```
@@ -77,7 +95,9 @@ pub(crate) use super::identity::{default_name, ensure_initialized, fingerprint, 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum StartMethod {
     /// Re-execute the current binary (`posix_spawn` of `/proc/self/exe`); the child runs
-    /// from `init()` with nothing of the parent's memory. Safe with threads; the default.
+    /// from `init()` with nothing of the parent's memory. Safe with threads; the default
+    /// of [`Process`](crate::Process) (pools and supervisors default to `ForkServer`
+    /// unless a method was set for the process: see above).
     #[default]
     Spawn,
     /// A fork server forks each child. The server is the binary re-executed once, the
@@ -89,7 +109,10 @@ pub enum StartMethod {
     /// signal from the server, which gets it from the parent: the parent's death takes
     /// the server and every child with it. A server that dies is replaced at the next
     /// start (its children die with it and are reported killed by `SIGKILL`); one that
-    /// cannot fork fails that start only. As with Python's forkserver, a child inherits
+    /// cannot fork fails that start only. After each start the server forks the next
+    /// start's child ahead of need, which waits, idle, for its bootstrap: a start (a
+    /// restart, a pool worker's replacement) then costs no fork and no round trip to the
+    /// server, at the price of that one idle process. As with Python's forkserver, a child inherits
     /// the environment, working directory and limits the *server* started with, not the
     /// parent's current ones (a spawned child gets the parent's current ones).
     ForkServer,
@@ -149,7 +172,15 @@ pub(crate) fn method_for_owner(
     method: Option<StartMethod>,
     owner: &str,
 ) -> Result<(StartMethod, Option<Arc<crate::forkserver::Zygote>>), SpawnError> {
-    let m = method.unwrap_or_else(start_method);
+    let m = match method.or_else(chosen_start_method) {
+        Some(m) => m,
+        None => {
+            // the owners' own default: the fork server, brought in line with this
+            // process's current environment and working directory first
+            crate::forkserver::ensure_current().map_err(SpawnError::Io)?;
+            StartMethod::ForkServer
+        }
+    };
     if m == StartMethod::Fork {
         return Ok((m, Some(crate::forkserver::Zygote::for_owner(owner)?)));
     }
@@ -173,10 +204,14 @@ fn fork_refused(threads: usize) -> SpawnError {
 /// another start method.
 pub const START_METHOD_ENV: &str = "PROCACTOR_START_METHOD";
 
-static START_METHOD: AtomicU8 = AtomicU8::new(0);
+/// The process-wide start method: [`UNSET`] until [`set_start_method`] (or
+/// [`START_METHOD_ENV`]) sets one, else the method's number (see [`start_method`]).
+static START_METHOD: AtomicU8 = AtomicU8::new(UNSET);
+const UNSET: u8 = u8::MAX;
 
 /// Sets the default start method for processes started after this call (and for
-/// pools and supervisors built after it).
+/// pools and supervisors built after it: once a method is set, whatever it is, they
+/// use it instead of their own default, the fork server; see [`StartMethod`]).
 ///
 /// `ForkServer` starts the fork server now (a process that forks each child), so that
 /// the first start costs no more than the next ones. `Fork` is accepted in any process,
@@ -207,12 +242,23 @@ pub fn set_start_method(method: StartMethod) -> Result<(), SpawnError> {
     Ok(())
 }
 
-/// The default start method (`Spawn` unless changed by [`set_start_method`]).
+/// The default start method of [`Process`](crate::Process) (`Spawn` unless changed by
+/// [`set_start_method`]).
+///
+/// Pools and supervisors have a default of their own while no method was set: see
+/// [`StartMethod`]'s "Pools and supervisors".
 pub fn start_method() -> StartMethod {
+    chosen_start_method().unwrap_or(StartMethod::Spawn)
+}
+
+/// The method set by [`set_start_method`] (or [`START_METHOD_ENV`]) in this process, if
+/// any (a child made by `Fork` has its parent's, its memory being a copy).
+pub(crate) fn chosen_start_method() -> Option<StartMethod> {
     match START_METHOD.load(Ordering::SeqCst) {
-        1 => StartMethod::ForkServer,
-        2 => StartMethod::Fork,
-        _ => StartMethod::Spawn,
+        0 => Some(StartMethod::Spawn),
+        1 => Some(StartMethod::ForkServer),
+        2 => Some(StartMethod::Fork),
+        _ => None,
     }
 }
 

@@ -58,9 +58,16 @@ impl SupervisorBuilder {
         self
     }
 
-    /// How its children start (default: the process-wide
-    /// [`start_method()`](crate::start_method)); a child supervisor passes it on to its
-    /// own children only if its builder says so too.
+    /// How its children start, and restart. Default: the method set for the process
+    /// ([`set_start_method`](crate::set_start_method) or `PROCACTOR_START_METHOD`), or,
+    /// when none was set, [`StartMethod::ForkServer`]: a restart forks a small server
+    /// rather than executing the whole binary again (about 0.3 ms instead of 1–1.5 ms).
+    /// The method given here is always honoured (`Spawn` included), and so is one set
+    /// for the process. With the fork-server default the supervisor checks, when it
+    /// starts, that the server has this process's current environment and working
+    /// directory (replacing it otherwise): its children and restarts start with those
+    /// (see [`StartMethod`]). A child supervisor passes the method on to its own
+    /// children only if its builder says so too.
     ///
     /// `Fork`: the supervisor, when it starts, forks a copy of its process (a *zygote*,
     /// which stays single-threaded) before it starts any thread, and the zygote forks

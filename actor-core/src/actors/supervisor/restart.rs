@@ -35,7 +35,11 @@ pub(super) fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(),
     )?;
     let pid = p.pid();
     if let Some(route) = &st.route {
-        route.watch(pid, || crate::pipe::Waitable::ready_cached(&p));
+        if let Err(e) = route.watch(pid, p.exit_fd()) {
+            // its end would go unnoticed: not kept
+            let _ = p.kill();
+            return Err(SpawnError::Io(e));
+        }
     }
     let c = &mut st.children[i];
     let g = c.unit.group();

@@ -179,9 +179,15 @@ impl PoolBuilder {
         self
     }
 
-    /// How the workers (and their replacements) start (default: the process-wide
-    /// [`start_method()`](crate::start_method), read at `build`). `ForkServer` is the fast
-    /// choice.
+    /// How the workers (and their replacements) start. Default, read at `build`: the
+    /// method set for the process ([`set_start_method`](crate::set_start_method) or
+    /// `PROCACTOR_START_METHOD`), or, when none was set, [`StartMethod::ForkServer`] (a
+    /// worker or a replacement is a `fork()` of a small server instead of a new
+    /// execution of the binary). The method given here is always honoured (`Spawn`
+    /// included), and so is one set for the process. With the fork-server default,
+    /// `build` checks that the server has this process's current environment and
+    /// working directory (replacing it otherwise): the workers and their replacements
+    /// start with those (see [`StartMethod`]).
     ///
     /// `Fork`: `build` forks a copy of this process (a *zygote*, which stays
     /// single-threaded) before the pool starts any thread, and the zygote forks every

@@ -124,7 +124,11 @@ impl Inner {
             self.zygote.as_deref(),
         )?;
         if let Some(route) = self.route.get() {
-            route.watch(p.pid(), || crate::pipe::Waitable::ready_cached(&p));
+            if let Err(e) = route.watch(p.pid(), p.exit_fd()) {
+                // its end would go unnoticed: not kept
+                let _ = p.kill();
+                return Err(SpawnError::Io(e));
+            }
         }
         Ok((p, Arc::new(ours)))
     }
