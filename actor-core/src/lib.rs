@@ -17,6 +17,8 @@ pub mod channels;
 pub mod error;
 #[cfg(test)]
 mod layers;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod process;
 pub mod services;
 pub mod shared;
