@@ -187,8 +187,8 @@ pub use procactor_core::{
 #[cfg(feature = "metrics")]
 pub use procactor_core::metrics;
 pub use procactor_core::{
-    actor, codec, connection, error, manager, pipe, pool, process, queue, runtime, shared, stats,
-    supervisor, sync,
+    actor, codec, connection, error, manager, observe, pipe, pool, process, queue, runtime, shared,
+    stats, supervisor, sync,
 };
 pub use procactor_macros::{main, process_actor};
 /// Queue, JoinableQueue, Pool and supervised workers across hosts on Redis Streams

@@ -19,6 +19,7 @@ pub mod error;
 mod layers;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod observe;
 pub mod process;
 pub mod services;
 pub mod shared;

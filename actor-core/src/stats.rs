@@ -163,7 +163,8 @@ pub enum ChildKind {
 /// One child of a supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildSnapshot {
-    /// Its name (a pool member's: `pool[i]`).
+    /// Its name (a pool member's: `pool-1`, `pool-2`, … as [`crate::Supervisor::children`]
+    /// names them).
     pub name: String,
     /// What it is.
     pub kind: ChildKind,
@@ -194,7 +195,9 @@ pub struct SupervisorSnapshot {
     pub pid: u32,
     /// `OneForOne`, `OneForAll` or `RestForOne`.
     pub strategy: String,
-    /// `running`, `shut down` or `gave up`.
+    /// `running`, `shut down` or `gave up`; a child supervisor read from its parent's
+    /// side (see [`crate::Supervisor::snapshot`]): its state as a child (`starting`,
+    /// `running`, `restarting`, `ended`).
     pub status: String,
     /// Restarts of its children so far.
     pub restarts: u64,

@@ -34,6 +34,8 @@
 //! - [`socket`]: Unix stream socket options (buffer sizes, half-close) — core's `Pipe`.
 //! - [`conn`]: authenticated byte channels between programs (TCP or local socket names,
 //!   HMAC-SHA-256 challenge/response, bounded frames) — core's remote `Manager`.
+//! - [`observe`]: the abstract socket a program serves its snapshot on, the peer's uid,
+//!   a process's USS/PSS/CPU time from `/proc` — core's `observe`.
 //! - [`os`]: process plumbing: self re-execution, pidfds, signals, parent-death signal,
 //!   liveness, polling — core's process layer, tests, the benchmark.
 //! - [`target`]: function targets identified by their address relative to the image,
@@ -97,6 +99,7 @@ pub mod frame;
 pub mod futex;
 pub mod journal;
 pub mod killpoint;
+pub mod observe;
 pub mod os;
 pub mod pod;
 pub mod ring;

@@ -69,7 +69,7 @@ pub use mailbox::{ActorState, MailboxKind, PipeMailbox, QueueMailbox, STOP_WAIT_
 pub use registry::{assert_serde_actor, register_actor, registered_actors, SerdeActor};
 
 pub(crate) use envelope::{Envelope, ReplyOf};
-pub(crate) use mailbox::{cell, encode_status, lanes, Group};
+pub(crate) use mailbox::{cell, decode_status, encode_status, lanes, Group};
 pub(crate) use run::{actor_main, ActorBootRef, ExitReport};
 
 use crate::Message;

@@ -53,6 +53,7 @@ mod nested;
 mod pool;
 mod restart;
 mod running;
+mod snapshot;
 mod spec;
 mod state;
 mod tree;

@@ -3,10 +3,10 @@
 
 use super::builder::SupervisorBuilder;
 use super::running::Supervisor;
+use super::snapshot::child_snapshot;
 use super::spec::{ChildSpec, Settings, Shutdown};
 use super::state::Status;
-use super::tree::render_line;
-use super::unit::{DecodeFn, Unit, UnitWire, Via};
+use super::unit::{DecodeFn, SubTree, Unit, UnitWire, Via};
 use super::SupervisorError;
 use crate::actor::{cell, ActorState, ExitReport, Group};
 use crate::codec::Encoded;
@@ -104,17 +104,15 @@ impl Unit for SupUnit {
     fn is_supervisor(&self) -> bool {
         true
     }
-    fn render_children(&self, out: &mut String, prefix: &str) {
-        let n = self.children.len();
-        for (i, (_, u)) in self.children.iter().enumerate() {
-            let members = u.members();
-            for m in 0..members {
-                let last = i + 1 == n && m + 1 == members;
-                render_line(out, prefix, last, &**u, m);
-                let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
-                u.render_children(out, &deeper);
-            }
-        }
+    fn base_name(&self) -> &str {
+        &self.name
+    }
+    fn subtree(&self) -> Option<SubTree<'_>> {
+        Some(SubTree {
+            name: &self.name,
+            strategy: format!("{:?}", self.settings.strategy),
+            children: self.children.iter().map(|(_, u)| u.clone()).collect(),
+        })
     }
     fn wire(&self) -> Result<UnitWire, EncodeError> {
         let decoder: DecodeFn = decode_sup_unit;
@@ -284,7 +282,15 @@ impl SupervisorRef {
     /// Its tree (as [`Supervisor::tree`] draws it, from its parent's view).
     pub fn tree(&self) -> String {
         let mut out = format!("{} (supervisor)\n", self.unit.name);
-        self.unit.render_children(&mut out, "");
+        if let Some(s) = self.snapshot().supervisor {
+            super::tree::render_children(&mut out, "", &s.children);
+        }
         out
+    }
+
+    /// Its line of its parent's [`Supervisor::snapshot`], with its subtree (read from
+    /// its children's shared memory, as the parent reads it).
+    pub fn snapshot(&self) -> crate::stats::ChildSnapshot {
+        child_snapshot(&*self.unit, 0)
     }
 }

@@ -60,6 +60,8 @@ use std::time::{Duration, Instant};
 pub struct Supervisor {
     pub(super) shared: Arc<Shared>,
     pub(super) watcher: Option<ExitWatcher>,
+    /// Its place among what this process shows (`crate::observe`).
+    observed: Option<crate::observe::Registration>,
 }
 
 impl fmt::Debug for Supervisor {
@@ -110,9 +112,15 @@ impl Supervisor {
             ExitWatcher::start_routed("procactor-supervisor", move |ev| on_exit_event(&sh, ev))
                 .map_err(SpawnError::Io)?;
         shared.lock().route = Some(route);
+        // (after the zygote: with `Fork` it must be made before the process has threads)
+        let weak: std::sync::Weak<Shared> = Arc::downgrade(&shared);
+        let observed = Some(crate::observe::register(
+            crate::observe::Source::Supervisor(weak),
+        ));
         let sup = Supervisor {
             shared,
             watcher: Some(watcher),
+            observed,
         };
         for (spec, unit) in units {
             if let Err(e) = sup.add_unit(spec, unit) {
@@ -433,5 +441,6 @@ impl Drop for Supervisor {
         };
         self.shutdown_children(Deadline::after(limit).instant());
         self.watcher.take();
+        self.observed.take();
     }
 }

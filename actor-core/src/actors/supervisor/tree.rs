@@ -1,50 +1,69 @@
-//! The supervision tree as text, `pstree`-like.
+//! The supervision tree as text, `pstree`-like, rendered from its snapshot.
 
 use super::running::Supervisor;
-use super::unit::Unit;
-use crate::actor::{cell, ActorState};
+use crate::stats::{ChildSnapshot, SupervisorSnapshot};
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 impl Supervisor {
-    /// The live tree as text, `pstree`-like: every child with its pid, state, restarts
-    /// and mailbox length, child supervisors with their own children below them.
+    /// The live tree as text, `pstree`-like: every child with its pid, state, restarts,
+    /// mailbox length and (once it has handled messages) how many and its p99 handle
+    /// time; child supervisors with their own children below them. It renders
+    /// [`snapshot`](Supervisor::snapshot).
     pub fn tree(&self) -> String {
-        let st = self.shared.lock();
-        let mut out = format!(
-            "{} (supervisor, pid {}, {:?})\n",
-            st.name,
-            std::process::id(),
-            st.settings.strategy
-        );
-        let n = st.children.len();
-        for (i, c) in st.children.iter().enumerate() {
-            let last = i + 1 == n;
-            render_line(&mut out, "", last, &*c.unit, c.member);
-            c.unit
-                .render_children(&mut out, if last { "   " } else { "│  " });
-        }
-        out
+        render(&self.snapshot())
     }
 }
 
-pub(super) fn render_line(out: &mut String, prefix: &str, last: bool, u: &dyn Unit, m: u32) {
-    let g = u.group();
-    let state = g.state(m);
-    let pid = match (state, g.pid(m)) {
-        (ActorState::Running, Some(p)) => p.to_string(),
-        _ => "-".to_string(),
-    };
-    let restarts = g.actor_word(m, cell::RESTARTS).load(Ordering::Acquire);
-    let kind = if u.is_supervisor() {
+/// `s` as text: its own line, then its children.
+pub(super) fn render(s: &SupervisorSnapshot) -> String {
+    let mut out = format!("{} (supervisor, pid {}, {})\n", s.name, s.pid, s.strategy);
+    render_children(&mut out, "", &s.children);
+    out
+}
+
+pub(super) fn render_children(out: &mut String, prefix: &str, children: &[ChildSnapshot]) {
+    let n = children.len();
+    for (i, c) in children.iter().enumerate() {
+        let last = i + 1 == n;
+        render_line(out, prefix, last, c);
+        if let Some(sub) = &c.supervisor {
+            let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
+            render_children(out, &deeper, &sub.children);
+        }
+    }
+}
+
+fn render_line(out: &mut String, prefix: &str, last: bool, c: &ChildSnapshot) {
+    let pid = c.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+    let mut kind = if c.supervisor.is_some() || c.kind == crate::stats::ChildKind::Supervisor {
         " (supervisor)".to_string()
     } else {
-        format!("  mailbox {}", u.mailbox_len())
+        format!("  mailbox {}", c.mailbox_len)
     };
+    if let Some(st) = c.stats.as_ref().filter(|s| s.handled > 0) {
+        let _ = write!(
+            kind,
+            "  handled {}  p99 {}",
+            st.handled,
+            duration_text(st.handle_time.p99_ns)
+        );
+    }
     let _ = writeln!(
         out,
-        "{prefix}{} {}  pid {pid}  {state}  restarts {restarts}{kind}",
+        "{prefix}{} {}  pid {pid}  {}  restarts {}{kind}",
         if last { "└─" } else { "├─" },
-        u.member_name(m),
+        c.name,
+        c.state,
+        c.restarts,
     );
+}
+
+/// A duration in the unit that suits it: `850ns`, `12.3µs`, `4.5ms`, `2.0s`.
+pub(crate) fn duration_text(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{:.1}µs", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
+        _ => format!("{:.1}s", ns as f64 / 1e9),
+    }
 }

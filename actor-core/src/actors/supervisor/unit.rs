@@ -43,10 +43,19 @@ pub(super) trait Unit: Send + Sync {
     /// Asks one running member to end now (before the kill that follows a timeout).
     fn ask_to_end(&self, pid: u32);
     fn is_supervisor(&self) -> bool;
-    /// Renders a child supervisor's children below it in a tree.
-    fn render_children(&self, out: &mut String, prefix: &str);
+    /// The unit's name (a pool's, not its members').
+    fn base_name(&self) -> &str;
+    /// A child supervisor's own children (`None` for actors).
+    fn subtree(&self) -> Option<SubTree<'_>>;
     /// Encodes the unit for a child supervisor's process.
     fn wire(&self) -> Result<UnitWire, EncodeError>;
+}
+
+/// What a child supervisor's unit shows of its own children.
+pub(super) struct SubTree<'a> {
+    pub(super) name: &'a str,
+    pub(super) strategy: String,
+    pub(super) children: Vec<Arc<dyn Unit>>,
 }
 
 /// The parts of a unit of actors of type `A`.
@@ -164,7 +173,12 @@ impl<A: ProcessActor> Unit for ActorUnit<A> {
     fn is_supervisor(&self) -> bool {
         false
     }
-    fn render_children(&self, _out: &mut String, _prefix: &str) {}
+    fn base_name(&self) -> &str {
+        &self.name
+    }
+    fn subtree(&self) -> Option<SubTree<'_>> {
+        None
+    }
     fn wire(&self) -> Result<UnitWire, EncodeError> {
         let decoder: DecodeFn = decode_actor_unit::<A>;
         UnitWire::encode(decoder, self)

@@ -1,0 +1,202 @@
+//! The observe socket's client: [`fetch`] one snapshot, or keep an [`Observer`]
+//! connected and ask again.
+
+use super::server::REQUEST;
+use super::socket_name;
+use crate::stats::ProgramSnapshot;
+use procactor_transports::observe as sys;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// The largest reply a client reads (a snapshot of tens of thousands of actors is a few
+/// MiB): a longer announced length is garbage.
+pub const MAX_REPLY: u32 = 64 << 20;
+
+/// Why a program could not be observed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    /// Nothing listens on the program's observe socket.
+    #[error(
+        "no observe server for pid {pid}: no such process, not a procactor program, \
+         observing turned off (PROCACTOR_OBSERVE=0), or it has made nothing observable \
+         (a supervisor, a pool, a named queue) yet"
+    )]
+    NoServer {
+        /// The pid asked for.
+        pid: u32,
+    },
+    /// The program closed the connection without answering: the observer runs as
+    /// another user (only the same user may observe a program), or the program already
+    /// serves as many observers as it takes.
+    #[error(
+        "pid {pid} refused to be observed: only the same user may observe a program \
+         (or it serves as many observers as it takes already)"
+    )]
+    Refused {
+        /// The pid asked for.
+        pid: u32,
+    },
+    /// No complete answer in time.
+    #[error("pid {pid} did not answer within {timeout:?}")]
+    Timeout {
+        /// The pid asked for.
+        pid: u32,
+        /// The time given.
+        timeout: Duration,
+    },
+    /// The answer is not a snapshot.
+    #[error("pid {pid} answered with something that is not a snapshot: {reason}")]
+    Garbage {
+        /// The pid asked for.
+        pid: u32,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Any other failure of the connection.
+    #[error("observing pid {pid} failed: {source}")]
+    Io {
+        /// The pid asked for.
+        pid: u32,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Asks the program running as `pid` for its snapshot, over its observe socket, and
+/// waits at most `timeout` for the answer.
+///
+/// # Errors
+///
+/// See [`ObserveError`]: no server, refused, timeout, garbage.
+///
+/// # Examples
+///
+/// ```
+/// use procactor::observe::{fetch, ObserveError};
+/// use std::time::Duration;
+///
+/// // pid 1 is not a procactor program
+/// let e = fetch(1, Duration::from_secs(1)).unwrap_err();
+/// assert!(matches!(e, ObserveError::NoServer { .. }), "{e}");
+/// ```
+pub fn fetch(pid: u32, timeout: Duration) -> Result<ProgramSnapshot, ObserveError> {
+    Observer::connect(pid)?.snapshot(timeout)
+}
+
+/// A connection to a program's observe socket, kept for repeated snapshots (what a
+/// live viewer uses: one connection, one request per refresh).
+#[derive(Debug)]
+pub struct Observer {
+    pid: u32,
+    stream: UnixStream,
+    answered: bool,
+}
+
+impl Observer {
+    /// Connects to the observe socket of the program running as `pid`.
+    ///
+    /// # Errors
+    ///
+    /// [`ObserveError::NoServer`] when nothing listens there.
+    pub fn connect(pid: u32) -> Result<Observer, ObserveError> {
+        match sys::connect_abstract(&socket_name(pid)) {
+            Ok(stream) => Ok(Observer {
+                pid,
+                stream,
+                answered: false,
+            }),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                ) =>
+            {
+                Err(ObserveError::NoServer { pid })
+            }
+            Err(source) => Err(ObserveError::Io { pid, source }),
+        }
+    }
+
+    /// The pid observed.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Asks for a snapshot and waits at most `timeout` for it. After an error the
+    /// connection is of no further use: connect again.
+    ///
+    /// # Errors
+    ///
+    /// As [`fetch`].
+    pub fn snapshot(&mut self, timeout: Duration) -> Result<ProgramSnapshot, ObserveError> {
+        let pid = self.pid;
+        let deadline = Instant::now() + timeout;
+        let io_err = |e: io::Error, answered: bool| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                ObserveError::Timeout { pid, timeout }
+            }
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+                if !answered =>
+            {
+                ObserveError::Refused { pid }
+            }
+            _ => ObserveError::Io { pid, source: e },
+        };
+        let answered = self.answered;
+        self.set_timeout(deadline)
+            .map_err(|e| io_err(e, answered))?;
+        self.stream
+            .write_all(REQUEST)
+            .map_err(|e| io_err(e, answered))?;
+        let mut len = [0u8; 4];
+        self.read_exact_by(&mut len, deadline)
+            .map_err(|e| io_err(e, answered))?;
+        let n = u32::from_le_bytes(len);
+        if n > MAX_REPLY {
+            return Err(ObserveError::Garbage {
+                pid,
+                reason: format!("a reply of {n} bytes announced (at most {MAX_REPLY})"),
+            });
+        }
+        // (grown as the bytes come, not by the announced length)
+        let mut body = Vec::new();
+        let mut chunk = [0u8; 16 << 10];
+        while body.len() < n as usize {
+            let want = (n as usize - body.len()).min(chunk.len());
+            self.read_exact_by(&mut chunk[..want], deadline)
+                .map_err(|e| io_err(e, true))?;
+            body.extend_from_slice(&chunk[..want]);
+        }
+        self.answered = true;
+        ciborium::from_reader(&body[..]).map_err(|e| ObserveError::Garbage {
+            pid,
+            reason: e.to_string(),
+        })
+    }
+
+    fn set_timeout(&self, deadline: Instant) -> io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.set_write_timeout(Some(left))
+    }
+
+    fn read_exact_by(&mut self, mut buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+        while !buf.is_empty() {
+            self.set_timeout(deadline)?;
+            match self.stream.read(buf) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => buf = &mut buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

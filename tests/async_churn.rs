@@ -1,0 +1,220 @@
+//! Churn of every kind of pending future (issue 23): a future registered (polled once,
+//! pending) and dropped, tens of thousands of times, frees what it made — the watcher's
+//! table entries (futex words), the epoll registrations and their duplicated descriptors
+//! (connections, pidfds) — and the object still works afterwards: the next future on it
+//! completes when its condition comes true.
+//!
+//! `get_async`'s own churn (200 000) is in `tests/async_queue.rs`. Each churn runs in a
+//! process of its own: the test binary's other tests would change its memory, thread and
+//! descriptor counts meanwhile.
+
+procactor::test_support!();
+
+mod common;
+
+use common::aio::poll_once;
+use common::watchdog;
+use procactor::{Event, JoinableQueue, Lock, Pipe, Process, Semaphore};
+use std::future::Future;
+use std::time::Duration;
+
+const ROUNDS: u32 = 30_000;
+const WARM: u32 = 3_000;
+
+/// `(VmRSS KiB, threads, open descriptors)` of this process.
+fn footprint() -> (u64, u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u64 {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    (field("VmRSS:"), field("Threads:"), fds)
+}
+
+/// Registers and drops `make()`'s future `n` times; each must be pending at its poll.
+fn churn<F: Future>(n: u32, mut make: impl FnMut() -> F) {
+    for i in 0..n {
+        let mut f = std::pin::pin!(make());
+        assert!(
+            poll_once(f.as_mut()).is_pending(),
+            "future {i} was ready: the churn would prove nothing"
+        );
+    }
+}
+
+/// What one churn left: footprint before and after, and whether the object still
+/// delivered afterwards.
+type Outcome = ((u64, u64, u64), (u64, u64, u64), bool);
+
+/// Warms, measures, churns, measures, then `check`s that the object still works.
+fn measured<F: Future>(make: impl FnMut() -> F + Clone, check: impl FnOnce() -> bool) -> Outcome {
+    churn(WARM, make.clone()); // the watcher threads, the tables' capacity
+    let before = footprint();
+    churn(ROUNDS, make);
+    let after = footprint();
+    (before, after, check())
+}
+
+/// Runs `f` to completion on a runtime-free executor, at most `d` (then `None`).
+fn block_on_within<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + d;
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = poll_once(f.as_mut()) {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+const DONE: Duration = Duration::from_secs(10);
+
+fn churn_lock((): ()) -> Outcome {
+    let l = Lock::new().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let l2 = l.clone();
+    let holder = std::thread::spawn(move || {
+        let _g = l2.acquire().unwrap();
+        held_tx.send(()).unwrap();
+        let _ = rx.recv_timeout(Duration::from_secs(60));
+    });
+    held_rx.recv_timeout(DONE).unwrap();
+    measured(
+        || l.acquire_async(),
+        || {
+            tx.send(()).unwrap();
+            holder.join().unwrap();
+            block_on_within(DONE, l.acquire_async()).is_some_and(|g| g.is_ok())
+        },
+    )
+}
+
+fn churn_semaphore((): ()) -> Outcome {
+    let s = Semaphore::new(0).unwrap();
+    measured(
+        || s.acquire_async(),
+        || {
+            s.release().unwrap();
+            block_on_within(DONE, s.acquire_async()).is_some_and(|g| g.is_ok())
+        },
+    )
+}
+
+fn churn_event((): ()) -> Outcome {
+    let e = Event::new().unwrap();
+    measured(
+        || e.wait_async(),
+        || {
+            e.set();
+            block_on_within(DONE, e.wait_async()).is_some()
+        },
+    )
+}
+
+fn churn_join_async((): ()) -> Outcome {
+    let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
+    q.put(1).unwrap();
+    measured(
+        || q.join_async(),
+        || {
+            q.get().unwrap();
+            q.task_done().unwrap();
+            block_on_within(DONE, q.join_async()).is_some()
+        },
+    )
+}
+
+fn churn_recv_async((): ()) -> Outcome {
+    let (a, b) = Pipe::<u32>::new().unwrap();
+    measured(
+        || b.recv_async(),
+        || {
+            a.send(&5).unwrap();
+            block_on_within(DONE, b.recv_async()).is_some_and(|r| r.ok() == Some(5))
+        },
+    )
+}
+
+fn sleep_then_exit(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+fn churn_process_join_async((): ()) -> Outcome {
+    // (`join_async` borrows the process mutably: the churn is written out)
+    let mut p = Process::new(sleep_then_exit, 60_000u64).start().unwrap();
+    let mut churn_join = |n: u32| {
+        for i in 0..n {
+            let mut f = std::pin::pin!(p.join_async());
+            assert!(poll_once(f.as_mut()).is_pending(), "join {i} was ready");
+        }
+    };
+    churn_join(WARM);
+    let before = footprint();
+    churn_join(ROUNDS);
+    let after = footprint();
+    p.kill().unwrap();
+    let works = block_on_within(DONE, p.join_async()).is_some_and(|r| r.is_ok());
+    (before, after, works)
+}
+
+fn check(what: &str, (before, after, works): Outcome) {
+    eprintln!("{what}: before {before:?}, after {after:?}, works afterwards: {works}");
+    assert_eq!(after.1, before.1, "{what}: threads grew");
+    assert_eq!(after.2, before.2, "{what}: descriptors grew");
+    // a registration left behind is ~100 bytes: 30 000 of them would be ~3 MB
+    assert!(
+        after.0 < before.0 + 2 * 1024,
+        "{what}: memory grew from {} to {} KiB",
+        before.0,
+        after.0
+    );
+    assert!(works, "{what}: the object did not deliver after the churn");
+}
+
+fn run(what: &str, target: fn(()) -> Outcome) {
+    procactor::init();
+    let what = what.to_string();
+    watchdog(120, move || {
+        let mut p = Process::new(target, ()).start().unwrap();
+        p.join_timeout(Duration::from_secs(100)).unwrap();
+        check(&what, p.result().unwrap());
+    });
+}
+
+#[test]
+fn lock_acquire_async_churn_frees_what_it_made() {
+    run("Lock::acquire_async", churn_lock);
+}
+
+#[test]
+fn semaphore_acquire_async_churn_frees_what_it_made() {
+    run("Semaphore::acquire_async", churn_semaphore);
+}
+
+#[test]
+fn event_wait_async_churn_frees_what_it_made() {
+    run("Event::wait_async", churn_event);
+}
+
+#[test]
+fn joinable_queue_join_async_churn_frees_what_it_made() {
+    run("JoinableQueue::join_async", churn_join_async);
+}
+
+#[test]
+fn connection_recv_async_churn_frees_what_it_made() {
+    run("Connection::recv_async", churn_recv_async);
+}
+
+#[test]
+fn process_join_async_churn_frees_what_it_made() {
+    run("Process::join_async", churn_process_join_async);
+}
