@@ -183,9 +183,6 @@ pub use procactor_core::{
     SendError, SpawnError, TaskDoneError, TryGetError, TryPutError,
 };
 // The modules, for the rest (builders' helpers, iterators' docs, the codec):
-/// A program's snapshot through the `metrics` crate facade (the cargo feature `metrics`).
-#[cfg(feature = "metrics")]
-pub use procactor_core::metrics;
 pub use procactor_core::{
     actor, codec, connection, error, manager, observe, pipe, pool, process, queue, runtime, shared,
     stats, supervisor, sync,

@@ -38,7 +38,7 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// Files at the root of `src/` that every layer may use (they use nothing layered).
-const ROOT_FILES: &[&str] = &["error", "metrics", "observe", "stats", "status"];
+const ROOT_FILES: &[&str] = &["error", "observe", "stats", "status"];
 
 type ModPath = Vec<String>;
 

@@ -17,8 +17,6 @@ pub mod channels;
 pub mod error;
 #[cfg(test)]
 mod layers;
-#[cfg(feature = "metrics")]
-pub mod metrics;
 pub mod observe;
 pub mod process;
 pub mod services;

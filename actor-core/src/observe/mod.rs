@@ -40,6 +40,8 @@
 //! one reply at a time.
 
 mod client;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod registry;
 mod server;
 

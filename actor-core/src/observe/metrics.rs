@@ -53,7 +53,7 @@
 //!     queues: vec![QueueSnapshot { name: "jobs".into(), depth: 3, puts: 10, gets: 7 }],
 //!     ..ProgramSnapshot::default()
 //! };
-//! procactor_core::metrics::publish(&snap);
+//! procactor_core::observe::metrics::publish(&snap);
 //! ```
 
 use crate::stats::{
