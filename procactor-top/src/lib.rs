@@ -158,14 +158,7 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// This is the one place `procactor-top` gets a snapshot from.
 pub fn snapshot_of(pid: u32, timeout: Duration) -> Result<ProgramSnapshot, String> {
-    let _ = timeout;
-    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-        return Err(format!("no process with pid {pid}"));
-    }
-    Err(format!(
-        "cannot ask pid {pid} for its snapshot: this build has no observe client yet \
-         (procactor::observe::fetch, issue 24 parts 1-2)"
-    ))
+    procactor::observe::fetch(pid, timeout).map_err(|e| e.to_string())
 }
 
 /// The `--once` text: two snapshots `interval` apart (so that rates and CPU% are known),
@@ -235,9 +228,15 @@ mod tests {
     }
 
     #[test]
-    fn a_pid_that_is_no_process_says_so() {
-        // pids above the kernel's pid_max (at most 2^22) are never in use
-        let e = snapshot_of(4_194_304 + 17, Duration::from_millis(100)).unwrap_err();
-        assert!(e.contains("no process with pid"), "{e}");
+    fn a_pid_with_no_observe_server_says_so() {
+        // pids above the kernel's pid_max (at most 2^22) are never in use; this test
+        // process has made nothing observable
+        for pid in [4_194_304 + 17, std::process::id()] {
+            let e = snapshot_of(pid, Duration::from_millis(500)).unwrap_err();
+            assert!(
+                e.contains(&format!("no observe server for pid {pid}")),
+                "{e}"
+            );
+        }
     }
 }
