@@ -6,7 +6,7 @@
 //! this process in its [`ProgramSnapshot`]. So the publishing happens here, from
 //! snapshots: [`publish`] sets every metric from one snapshot (counters to their
 //! absolute values, gauges to theirs), and [`Publisher::start`] does it from a thread
-//! every interval.
+//! every interval with this process's [`snapshot`](super::snapshot).
 //!
 //! # Names and labels
 //!
@@ -326,6 +326,17 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// Publishes this process's [`snapshot`](super::snapshot) now and then every
+    /// `every`, through the global recorder (install the exporter first), until the
+    /// returned handle is dropped or stopped.
+    ///
+    /// # Errors
+    ///
+    /// The thread could not be started.
+    pub fn start(every: Duration) -> std::io::Result<Publisher> {
+        Publisher::start_with(every, super::snapshot)
+    }
+
     /// Publishes `source()` now and then every `every` (through the global recorder:
     /// install the exporter first), until the returned handle is dropped or stopped.
     ///
