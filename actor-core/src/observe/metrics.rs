@@ -21,7 +21,8 @@
 //! | `procactor_actor_up` (1 running, 0 not), `procactor_actor_uptime_seconds` | gauge | supervisor, actor, (member) |
 //! | `procactor_actor_handle_seconds`, `procactor_actor_mailbox_wait_seconds` | gauge per `quantile` (`0.5`, `0.9`, `0.99`, `1` = max) | supervisor, actor, (member), quantile |
 //! | `procactor_actor_mailbox_depth` | gauge | supervisor, actor (a pool's shared mailbox once, without `member`) |
-//! | `procactor_supervisor_restarts_total` | counter | supervisor |
+//! | `procactor_supervisor_restarts_total` (of its children) | counter | supervisor |
+//! | `procactor_supervisor_process_restarts_total` (a child supervisor's own process, restarted by its parent) | counter | supervisor |
 //! | `procactor_supervisor_children`, `procactor_supervisor_up` (1 running) | gauge | supervisor |
 //! | `procactor_pool_pending` | gauge | pool |
 //! | `procactor_pool_tasks_total`, `_task_errors_total`, `_worker_restarts_total` | counter | pool, member |
@@ -108,8 +109,11 @@ fn supervisor(s: &SupervisorSnapshot, path: &str) {
         match &c.kind {
             ChildKind::Supervisor => {
                 let sub = format!("{path}/{}", c.name);
+                let own = [Label::new("supervisor", sub.clone())];
+                counter!("procactor_supervisor_process_restarts_total", own.iter())
+                    .absolute(c.restarts);
                 if let Some(u) = &c.usage {
-                    usage(&[Label::new("supervisor", sub.clone())], u);
+                    usage(&own, u);
                 }
                 if let Some(inner) = &c.supervisor {
                     supervisor(inner, &sub);
@@ -185,7 +189,7 @@ fn usage(labels: &[Label], u: &ProcessUsage) {
 
 /// Units and descriptions, for the exporters that show them (`# HELP` lines).
 fn describe() {
-    let counters: [(&'static str, Unit, &'static str); 12] = [
+    let counters: [(&'static str, Unit, &'static str); 13] = [
         (
             "procactor_actor_handled_total",
             Unit::Count,
@@ -215,6 +219,11 @@ fn describe() {
             "procactor_supervisor_restarts_total",
             Unit::Count,
             "Restarts of a supervisor's children",
+        ),
+        (
+            "procactor_supervisor_process_restarts_total",
+            Unit::Count,
+            "Restarts of a child supervisor's own process",
         ),
         (
             "procactor_pool_tasks_total",
@@ -649,6 +658,10 @@ mod tests {
         );
         assert_eq!(get("procactor_supervisor_children{supervisor=root}"), 4.0);
         assert_eq!(get("procactor_supervisor_up{supervisor=root/sub}"), 1.0);
+        assert_eq!(
+            get("procactor_supervisor_process_restarts_total{supervisor=root/sub}"),
+            2.0
+        );
         assert_eq!(
             get("procactor_process_uss_bytes{supervisor=root/sub}"),
             102_400.0
