@@ -64,6 +64,8 @@
 //! which process and which of its spans the hop came from.
 
 mod client;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod registry;
 mod server;
 
