@@ -31,7 +31,8 @@
 //!
 //! # Metrics
 //!
-//! The cargo feature `metrics` (required by this example) gives
+//! The cargo feature `metrics` (on for this workspace's examples and tests; a program of
+//! yours enables it in its `Cargo.toml`) gives
 //! `procactor::observe::metrics`: [`procactor::observe::metrics::Publisher`] publishes this process's
 //! snapshot (its trees, Pools and named queues, with the actors' statistics read from
 //! shared memory) through the `metrics` facade every second; here
