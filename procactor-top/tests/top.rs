@@ -293,7 +293,6 @@ fn once_and_json_show_the_tree_mailboxes_usage_and_a_restart() {
 }
 
 #[test]
-#[ignore = "needs the per-actor statistics in the snapshot (issue 24 part 1)"]
 fn once_shows_counts_rates_and_p99_of_busy_actors() {
     tree();
     let me = std::process::id();
