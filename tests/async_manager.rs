@@ -11,7 +11,7 @@ procactor::test_support!();
 mod common;
 
 use common::aio::{on_each_executor, poll_once, sleep, within, Exec};
-use common::watchdog;
+use common::{wait_until, watchdog};
 use procactor::{
     Manager, ManagerError, Namespace, Process, SharedBarrier, SharedCondition, SharedDict,
     SharedEvent, SharedJoinableQueue, SharedLock, SharedQueue,
@@ -484,7 +484,13 @@ fn a_future_dropped_after_its_answer_came_gives_back_what_it_got() {
             q.put(2).unwrap();
             std::thread::sleep(Duration::from_millis(100));
             drop(f);
+            // the giving back is not awaited by the drop: on a loaded machine the
+            // answer may still be on its way; once both items are in the queue, the
+            // given-back one is at the front
             let t = Duration::from_secs(10);
+            wait_until(t, "the taken item back in the queue", || {
+                q.len().unwrap() == 2
+            });
             assert_eq!(q.get_timeout(t).unwrap(), Some(1), "round {round}");
             assert_eq!(q.get_timeout(t).unwrap(), Some(2));
         }

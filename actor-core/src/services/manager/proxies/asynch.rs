@@ -525,7 +525,9 @@ macro_rules! queue_async {
             /// before, that item goes back to the **front** of the queue (as for a
             /// blocking `get` whose client vanished), so every item is got exactly once
             /// through repeated cancellations (the order may change only by that
-            /// putting back).
+            /// putting back). The drop does not wait for it: the item is back shortly
+            /// after (once the answer reaches this process), so a `get` made at once
+            /// after the drop may take the next item first.
             ///
             /// # Errors
             ///
