@@ -385,18 +385,8 @@ fn owners_default_to_the_fork_server_scenario(_: ()) {
     }
     drop(pool);
     // a supervisor built without a method: its actor and the actor's restart too
-    let sup = Supervisor::builder().build().unwrap();
     let out: Queue<(u64, u32)> = Queue::new().unwrap();
-    let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
-    seer.send(false).unwrap();
-    let (_, pid) = out.get_timeout(T).unwrap();
-    common::assert_os_parent(pid, fs, "default supervised actor");
-    seer.send(true).unwrap(); // exits with 9: restarted
-    seer.send(false).unwrap();
-    let (_, pid2) = out.get_timeout(T).unwrap();
-    assert_ne!(pid2, pid);
-    common::assert_os_parent(pid2, fs, "default supervised actor's restart");
-    sup.shutdown(T);
+    actor_and_restart_started_by(Supervisor::builder(), &out, fs, "default supervised actor");
 
     // the builders' explicit Spawn is honoured, restarts included
     let spawn = StartMethod::Spawn;
@@ -407,17 +397,12 @@ fn owners_default_to_the_fork_server_scenario(_: ()) {
         .unwrap();
     common::assert_os_parent(pool.pids()[0], spawn, "Spawn pool worker");
     drop(pool);
-    let sup = Supervisor::builder().start_method(spawn).build().unwrap();
-    let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
-    seer.send(false).unwrap();
-    let (_, pid) = out.get_timeout(T).unwrap();
-    common::assert_os_parent(pid, spawn, "Spawn supervised actor");
-    seer.send(true).unwrap();
-    seer.send(false).unwrap();
-    let (_, pid2) = out.get_timeout(T).unwrap();
-    assert_ne!(pid2, pid);
-    common::assert_os_parent(pid2, spawn, "Spawn supervised actor's restart");
-    sup.shutdown(T);
+    actor_and_restart_started_by(
+        Supervisor::builder().start_method(spawn),
+        &out,
+        spawn,
+        "Spawn supervised actor",
+    );
 
     // the default server follows the environment and the working directory: a pool
     // built after a change sees it, as a spawned worker would
@@ -437,11 +422,32 @@ fn owners_default_to_the_fork_server_scenario(_: ()) {
     let pool = Pool::builder().processes(1).build().unwrap();
     common::assert_os_parent(pool.pids()[0], spawn, "pool worker after set_start_method");
     drop(pool);
-    let sup = Supervisor::builder().build().unwrap();
+    actor_and_restart_started_by(
+        Supervisor::builder(),
+        &out,
+        spawn,
+        "actor after set_start_method",
+    );
+}
+
+/// Builds the supervisor, spawns a [`Seer`], and checks that its process and the
+/// process of its restart (it exits with 9 when told) were started by `method`.
+fn actor_and_restart_started_by(
+    builder: procactor::SupervisorBuilder,
+    out: &Queue<(u64, u32)>,
+    method: StartMethod,
+    what: &str,
+) {
+    let sup = builder.build().unwrap();
     let seer = sup.spawn(Seer { out: out.clone() }).unwrap();
     seer.send(false).unwrap();
     let (_, pid) = out.get_timeout(T).unwrap();
-    common::assert_os_parent(pid, spawn, "actor after set_start_method");
+    common::assert_os_parent(pid, method, what);
+    seer.send(true).unwrap(); // exits with 9: restarted
+    seer.send(false).unwrap();
+    let (_, pid2) = out.get_timeout(T).unwrap();
+    assert_ne!(pid2, pid);
+    common::assert_os_parent(pid2, method, &format!("{what}'s restart"));
     sup.shutdown(T);
 }
 
