@@ -12,7 +12,7 @@ procactor::test_support!();
 
 mod common;
 
-use common::aio::poll_once;
+use common::aio::{poll_once, within, Exec};
 use common::watchdog;
 use procactor::{Event, JoinableQueue, Lock, Pipe, Process, Semaphore};
 use std::future::Future;
@@ -59,22 +59,25 @@ fn measured<F: Future>(make: impl FnMut() -> F + Clone, check: impl FnOnce() -> 
     (before, after, check())
 }
 
-/// Runs `f` to completion on a runtime-free executor, at most `d` (then `None`).
-fn block_on_within<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
-    let deadline = std::time::Instant::now() + d;
-    let mut f = std::pin::pin!(f);
-    loop {
-        if let std::task::Poll::Ready(v) = poll_once(f.as_mut()) {
-            return Some(v);
-        }
-        if std::time::Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+/// Runs `f` to completion under `futures::executor::block_on`, woken only through its
+/// waker: `None` unless it completes well within [`DONE`] (a timer at `DONE` would poll
+/// it once more, which must not count: a churn that broke wake-ups is caught).
+fn block_on_within<T>(f: impl Future<Output = T>) -> Option<T> {
+    let t0 = std::time::Instant::now();
+    let out = Exec::BlockOn.run(within(Exec::BlockOn, DONE, f));
+    out.filter(|_| t0.elapsed() < DONE / 2)
 }
 
 const DONE: Duration = Duration::from_secs(10);
+
+/// Runs `f` on a thread of its own 50 ms from now: the condition a future waits for
+/// comes true after the future has registered, so it is met through a wake-up.
+fn later(f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        f();
+    })
+}
 
 fn churn_lock((): ()) -> Outcome {
     let l = Lock::new().unwrap();
@@ -90,9 +93,11 @@ fn churn_lock((): ()) -> Outcome {
     measured(
         || l.acquire_async(),
         || {
-            tx.send(()).unwrap();
+            let release = later(move || tx.send(()).unwrap());
+            let works = block_on_within(l.acquire_async()).is_some_and(|g| g.is_ok());
+            release.join().unwrap();
             holder.join().unwrap();
-            block_on_within(DONE, l.acquire_async()).is_some_and(|g| g.is_ok())
+            works
         },
     )
 }
@@ -102,8 +107,11 @@ fn churn_semaphore((): ()) -> Outcome {
     measured(
         || s.acquire_async(),
         || {
-            s.release().unwrap();
-            block_on_within(DONE, s.acquire_async()).is_some_and(|g| g.is_ok())
+            let s2 = s.clone();
+            let release = later(move || s2.release().unwrap());
+            let works = block_on_within(s.acquire_async()).is_some_and(|g| g.is_ok());
+            release.join().unwrap();
+            works
         },
     )
 }
@@ -113,8 +121,11 @@ fn churn_event((): ()) -> Outcome {
     measured(
         || e.wait_async(),
         || {
-            e.set();
-            block_on_within(DONE, e.wait_async()).is_some()
+            let e2 = e.clone();
+            let set = later(move || e2.set());
+            let works = block_on_within(e.wait_async()).is_some();
+            set.join().unwrap();
+            works
         },
     )
 }
@@ -125,9 +136,14 @@ fn churn_join_async((): ()) -> Outcome {
     measured(
         || q.join_async(),
         || {
-            q.get().unwrap();
-            q.task_done().unwrap();
-            block_on_within(DONE, q.join_async()).is_some()
+            let q2 = q.clone();
+            let done = later(move || {
+                q2.get().unwrap();
+                q2.task_done().unwrap();
+            });
+            let works = block_on_within(q.join_async()).is_some();
+            done.join().unwrap();
+            works
         },
     )
 }
@@ -137,8 +153,10 @@ fn churn_recv_async((): ()) -> Outcome {
     measured(
         || b.recv_async(),
         || {
-            a.send(&5).unwrap();
-            block_on_within(DONE, b.recv_async()).is_some_and(|r| r.ok() == Some(5))
+            let sent = later(move || a.send(&5).unwrap());
+            let works = block_on_within(b.recv_async()).is_some_and(|r| r.ok() == Some(5));
+            sent.join().unwrap();
+            works
         },
     )
 }
@@ -160,8 +178,15 @@ fn churn_process_join_async((): ()) -> Outcome {
     let before = footprint();
     churn_join(ROUNDS);
     let after = footprint();
-    p.kill().unwrap();
-    let works = block_on_within(DONE, p.join_async()).is_some_and(|r| r.is_ok());
+    let pid = p.pid().to_string();
+    let killed = later(move || {
+        let st = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status();
+        assert!(st.unwrap().success());
+    });
+    let works = block_on_within(p.join_async()).is_some_and(|r| r.is_ok());
+    killed.join().unwrap();
     (before, after, works)
 }
 
