@@ -809,18 +809,17 @@ impl Ring {
     /// Messages in the ring (a streamed message counts from its first piece).
     /// Advisory: other processes change it at any time.
     pub fn len(&self) -> u64 {
-        // `written` first: both only grow, so a count read later can only be larger, and
-        // `written - read` never exceeds the messages in the ring at the moment `read` is
-        // loaded (read the other way round, gets and puts between the two loads made it
-        // overshoot: a bounded queue seemed to hold more than its maxsize)
-        let written = self.u64(OFF_WRITTEN).load(Ordering::Acquire);
-        let read = self.u64(OFF_READ).load(Ordering::Acquire);
+        let (written, read) = self.counts();
         written.saturating_sub(read)
     }
 
     /// Messages written into the ring and read from it since it was made (`len` is
     /// their difference): what an observer shows as a queue's puts and gets.
     pub fn counts(&self) -> (u64, u64) {
+        // `written` first: both only grow, so a count read later can only be larger, and
+        // `written - read` never exceeds the messages in the ring at the moment `read` is
+        // loaded (read the other way round, gets and puts between the two loads made it
+        // overshoot: a bounded queue seemed to hold more than its maxsize)
         let written = self.u64(OFF_WRITTEN).load(Ordering::Acquire);
         let read = self.u64(OFF_READ).load(Ordering::Acquire);
         (written, read)
