@@ -9,7 +9,7 @@ procactor::test_support!();
 
 mod common;
 
-use common::watchdog;
+use common::{send_signal, watchdog};
 use procactor::{Array, Barrier, Event, Lock, LockError, Process, Queue, Value};
 use std::time::{Duration, Instant};
 
@@ -112,16 +112,6 @@ fn victim_truncated((): ()) {
 #[test]
 fn a_child_cannot_truncate_or_grow_shared_memory_under_its_parent() {
     in_victim(victim_truncated, 120);
-}
-
-/// Sends `sig` (`"STOP"`, `"KILL"`) to `pid` with kill(1), as an operator would.
-fn send_signal(pid: u32, sig: &str) {
-    let s = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(s.success(), "kill -{sig} {pid}");
 }
 
 /// Holds `l` for 30 s (or until killed), after setting `held`.

@@ -4,7 +4,7 @@
 procactor::test_support!();
 
 mod common;
-use common::{run_test_in_child, wait_until, watchdog};
+use common::{run_test_in_child, send_signal, wait_until, watchdog};
 use procactor::observe::{self, ObserveError};
 use procactor::stats::{ChildKind, ChildSnapshot, ProgramSnapshot, SupervisorSnapshot};
 use procactor::{
@@ -535,5 +535,79 @@ fn a_named_queue_is_listed_with_its_depth_puts_and_gets() {
         assert!(find().is_some(), "a clone still lives");
         drop(clone);
         assert!(find().is_none());
+    });
+}
+
+fn square_or_panic(x: u64) -> u64 {
+    assert!(x != 13, "thirteen");
+    x * x
+}
+
+fn pool_of<'a>(p: &'a ProgramSnapshot, name: &str) -> &'a procactor::stats::PoolSnapshot {
+    p.pools
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("no pool {name} in {:?}", p.pools))
+}
+
+#[test]
+fn a_pools_workers_show_their_tasks_errors_time_and_restarts() {
+    watchdog(90, || {
+        let pool = procactor::Pool::builder()
+            .processes(2)
+            .name("squares")
+            .build()
+            .unwrap();
+        // 100 tasks in chunks of 10, one of which panics; then one apply_async
+        let out = pool
+            .map_chunksize(square_or_panic, 0..100u64, 10)
+            .expect_err("task 13 panicked");
+        assert!(out.to_string().contains("thirteen"), "{out}");
+        let h = pool.apply_async(square_or_panic, 7).unwrap();
+        assert_eq!(h.get_timeout(T).unwrap(), 49);
+        // (map returned at its first failed item: the chunks after it may still run)
+        wait_until(T, "every chunk finished", || {
+            pool_of(&observe::snapshot(), "squares").pending == 0
+        });
+        let snap = observe::snapshot();
+        let s = pool_of(&snap, "squares");
+        assert_eq!(s.workers.len(), 2);
+        let tasks: u64 = s.workers.iter().map(|w| w.tasks).sum();
+        let errors: u64 = s.workers.iter().map(|w| w.errors).sum();
+        assert_eq!((tasks, errors), (101, 1), "{s:?}");
+        let timed: u64 = s.workers.iter().map(|w| w.task_time.count).sum();
+        assert_eq!(timed, 11, "one sample per chunk: {s:?}");
+        for w in &s.workers {
+            assert!(w.pid.is_some(), "{w:?}");
+            assert_eq!(w.restarts, 0);
+            let u = w.usage.as_ref().expect("a live worker's usage");
+            assert!(u.uss_kib > 0, "{u:?}");
+            if w.task_time.count > 0 {
+                assert!(w.task_time.max_ns > 0 && w.task_time.p99_ns <= w.task_time.max_ns);
+            }
+        }
+        // a worker killed: its slot gets a new process, a restart, and keeps its counts
+        let victim = s.workers[0].pid.unwrap();
+        let before = s.workers[0].tasks;
+        send_signal(victim, "KILL");
+        wait_until(T, "the killed worker's replacement", || {
+            let snap = observe::snapshot();
+            let w = &pool_of(&snap, "squares").workers[0];
+            w.restarts == 1 && w.pid.is_some_and(|p| p != victim)
+        });
+        let snap = observe::snapshot();
+        assert_eq!(pool_of(&snap, "squares").workers[0].tasks, before);
+        // the unnamed pools of this process are named pool-<n>; a dropped pool is gone
+        let other = procactor::Pool::new(1).unwrap();
+        let snap = observe::snapshot();
+        assert!(
+            snap.pools.iter().any(|p| p.name.starts_with("pool-")),
+            "{:?}",
+            snap.pools
+        );
+        drop(other);
+        drop(pool);
+        let snap = observe::snapshot();
+        assert!(snap.pools.is_empty(), "{:?}", snap.pools);
     });
 }

@@ -43,6 +43,28 @@ pub fn record_duration(words: &[AtomicU64], ns: u64) {
     }
 }
 
+/// One writer's increment of a counter in shared memory: a load and a store, no
+/// read-modify-write (each counter has a single writing process at a time: an actor's
+/// own process, a Pool worker in its slot).
+#[inline]
+pub(crate) fn bump(w: &AtomicU64) {
+    w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// The words of one histogram in shared memory: [`HISTOGRAM_BUCKETS`] counters and the
+/// largest value so far.
+pub(crate) type HistogramWords<'a> = [&'a AtomicU64; HISTOGRAM_BUCKETS + 1];
+
+/// One writer records one duration of `ns` nanoseconds (see [`bump`]).
+#[inline]
+pub(crate) fn record(h: &HistogramWords<'_>, ns: u64) {
+    bump(h[bucket_of(ns)]);
+    let max = h[HISTOGRAM_BUCKETS];
+    if ns > max.load(Ordering::Relaxed) {
+        max.store(ns, Ordering::Relaxed);
+    }
+}
+
 /// A duration histogram as a reader sees it: the count, quantiles and the largest value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Histogram {
@@ -218,20 +240,28 @@ pub struct QueueSnapshot {
     pub gets: u64,
 }
 
-/// One worker of a [`Pool`](crate::Pool).
+/// One worker slot of a [`Pool`](crate::Pool). The counts and the histogram are written
+/// by the worker process in the slot's shared cell and add up over every process that
+/// held the slot (a replacement goes on counting).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolWorkerSnapshot {
     /// Its index in the pool.
     pub index: u32,
     /// Its current pid (`None` between a death and its replacement).
     pub pid: Option<u32>,
-    /// Tasks it finished (results and task errors).
+    /// Tasks it finished (items of `map` and friends, one per `apply`/`apply_async`).
     pub tasks: u64,
-    /// Of them, tasks whose function failed (an `Err` or a panic).
+    /// Of them, tasks whose function panicked ([`TaskError::Panicked`](crate::TaskError)).
+    /// A function returning `Err` is not counted: its `Err` is the task's value. A chunk
+    /// that failed as a whole in the worker (arguments it could not decode, say) counts
+    /// as one task and one error. Tasks lost with a dying worker are not counted here
+    /// (the worker did not finish them): see `restarts`.
     pub errors: u64,
-    /// Times this worker's place was given a new process.
+    /// Times this slot was given a new process (after a death, or recycled by
+    /// `maxtasksperchild`).
     pub restarts: u64,
-    /// Time spent running tasks.
+    /// Time each chunk took to run in the worker (every chunk is timed; `apply_async`'s
+    /// chunk is one task, `map`'s chunks hold `chunksize` tasks).
     pub task_time: Histogram,
     /// Its process's memory and CPU.
     pub usage: Option<ProcessUsage>,
@@ -240,9 +270,9 @@ pub struct PoolWorkerSnapshot {
 /// A [`Pool`](crate::Pool) of this program.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSnapshot {
-    /// Its name (`pool-<n>` unless given one).
+    /// Its name ([`PoolBuilder::name`](crate::PoolBuilder::name); default `pool-<n>`).
     pub name: String,
-    /// Tasks submitted and not yet finished.
+    /// Chunks submitted and not yet finished (queued, in a worker's ring or running).
     pub pending: u64,
     /// Its workers.
     pub workers: Vec<PoolWorkerSnapshot>,

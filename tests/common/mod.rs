@@ -319,3 +319,13 @@ pub fn run_test_in_child(name: &str, ignored: bool, env: &[(&str, Option<&str>)]
     );
     run
 }
+
+/// Sends `sig` (`"STOP"`, `"KILL"`) to `pid` with kill(1), as an operator would.
+pub fn send_signal(pid: u32, sig: &str) {
+    let s = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(s.success(), "kill -{sig} {pid}");
+}

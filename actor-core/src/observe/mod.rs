@@ -70,7 +70,6 @@ mod registry;
 mod server;
 
 pub use client::{fetch, ObserveError, Observer, MAX_REPLY};
-#[allow(unused_imports)] // (the pool and queue sources come with their counters)
 pub(crate) use registry::{PoolSource, QueueSource, Source, SupervisorSource};
 pub(crate) use server::{register, Registration};
 pub use server::{IDLE, MAX_CONNECTIONS, WRITE_LIMIT};

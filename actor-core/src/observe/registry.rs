@@ -19,8 +19,6 @@ pub(crate) trait QueueSource: Send + Sync {
     fn snapshot(&self) -> QueueSnapshot;
 }
 
-// (pools register once they count what they show)
-#[allow(dead_code)]
 pub(crate) enum Source {
     Supervisor(Weak<dyn SupervisorSource>),
     Pool(Weak<dyn PoolSource>),

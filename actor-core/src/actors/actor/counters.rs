@@ -15,7 +15,7 @@ use super::envelope::Meta;
 #[cfg(doc)]
 use super::mailbox::DEFAULT_TIME_EVERY;
 use super::mailbox::{cell, Group};
-use crate::stats::{bucket_of, HISTOGRAM_BUCKETS};
+use crate::stats::{bump, record, HistogramWords as Hist};
 use procactor_transports::observe::monotonic_ns;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,23 +59,6 @@ impl Group {
     pub(crate) fn set_time_every(&self, every: u32) {
         self.word(cell::TIME_EVERY)
             .store(u64::from(every), Ordering::Relaxed);
-    }
-}
-
-/// One writer's increment: a load and a store, no read-modify-write.
-#[inline]
-fn bump(w: &AtomicU64) {
-    w.store(w.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-}
-
-type Hist<'a> = [&'a AtomicU64; HISTOGRAM_BUCKETS + 1];
-
-#[inline]
-fn record(h: &Hist<'_>, ns: u64) {
-    bump(h[bucket_of(ns)]);
-    let max = h[HISTOGRAM_BUCKETS];
-    if ns > max.load(Ordering::Relaxed) {
-        max.store(ns, Ordering::Relaxed);
     }
 }
 

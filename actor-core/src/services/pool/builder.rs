@@ -20,7 +20,7 @@ use crate::Message;
 use procactor_transports::target::{self, Target};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
@@ -101,6 +101,8 @@ pub struct Pool {
     pub(super) dispatcher: Option<std::thread::JoinHandle<()>>,
     pub(super) feeder: Option<std::thread::JoinHandle<()>>,
     pub(super) watcher: Option<ExitWatcher>,
+    /// Its place among what this process shows its observer (`crate::observe`).
+    pub(super) observed: Option<crate::observe::Registration>,
 }
 
 impl fmt::Debug for Pool {
@@ -114,6 +116,9 @@ impl fmt::Debug for Pool {
     }
 }
 
+/// The number of the next pool of this process without a name (`pool-<n>`).
+static POOL_NUMBER: AtomicU64 = AtomicU64::new(1);
+
 /// Builds a [`Pool`]: `processes`, `maxtasksperchild`, `initializer`.
 pub struct PoolBuilder {
     pub(super) processes: Option<usize>,
@@ -122,6 +127,7 @@ pub struct PoolBuilder {
     /// Why the initializer given cannot run in a worker (reported by `build`).
     pub(super) bad_init: Option<String>,
     pub(super) method: Option<StartMethod>,
+    pub(super) name: Option<String>,
 }
 
 impl fmt::Debug for PoolBuilder {
@@ -131,6 +137,7 @@ impl fmt::Debug for PoolBuilder {
             .field("maxtasksperchild", &self.maxtasks)
             .field("initializer", &self.init.is_some())
             .field("start_method", &self.method)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -176,6 +183,14 @@ impl PoolBuilder {
         let enc: InitArgs =
             Box::new(move || Encoded::new(&*args.lock().unwrap_or_else(|e| e.into_inner())));
         self.init = Some((FnRef::of(tramp), FnRef::from(t), enc));
+        self
+    }
+
+    /// The name the pool is shown by to its observer (`procactor::observe`,
+    /// `procactor-top`, the `metrics` labels). Default: `pool-<n>`, `n` counting the
+    /// pools this process built from 1.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
         self
     }
 
@@ -230,7 +245,11 @@ impl PoolBuilder {
         }
         let (src_tx, src_rx) = crossbeam_channel::unbounded();
         let (handoff_tx, handoff_rx) = crossbeam_channel::unbounded();
+        let name = self
+            .name
+            .unwrap_or_else(|| format!("pool-{}", POOL_NUMBER.fetch_add(1, Ordering::Relaxed)));
         let inner = Arc::new(Inner {
+            name,
             rings,
             dead: (0..n).map(|_| AtomicBool::new(false)).collect(),
             st: Mutex::new(State {
@@ -311,8 +330,13 @@ impl PoolBuilder {
         let i5 = inner.clone();
         let feeder = crate::runtime::thread_builder("procactor-pool-feeder")
             .spawn(move || read_inputs(&i5, &src_rx))?;
+        // (after the zygote: with `Fork` it is made while the process has no thread, and
+        // the first registration starts the observe socket's)
+        let weak: std::sync::Weak<Inner> = Arc::downgrade(&inner);
+        let observed = Some(crate::observe::register(crate::observe::Source::Pool(weak)));
         Ok(Pool {
             inner,
+            observed,
             processes: n,
             collector: Some(collector),
             dispatcher: Some(dispatcher),
@@ -339,6 +363,7 @@ impl Pool {
             init: None,
             bad_init: None,
             method: None,
+            name: None,
         }
     }
 }

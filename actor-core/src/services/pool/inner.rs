@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 /// The process-wide number of the next pool worker (Python's `…PoolWorker-N`).
 pub(super) static WORKER_NUMBER: AtomicU64 = AtomicU64::new(1);
 pub(super) struct Inner {
+    /// Its name, as its observer shows it.
+    pub(super) name: String,
     pub(super) st: Mutex<State>,
     /// Signalled when a chunk finishes (while someone waits: `cv_waiters`).
     pub(super) cv: Condvar,

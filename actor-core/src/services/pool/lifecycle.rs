@@ -181,5 +181,6 @@ impl Drop for Pool {
             join_until(t, deadline);
         }
         self.watcher.take();
+        self.observed.take();
     }
 }

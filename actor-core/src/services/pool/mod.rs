@@ -91,6 +91,7 @@ mod feeder;
 mod imap;
 mod inner;
 mod lifecycle;
+mod observed;
 mod ops;
 mod results;
 mod role;

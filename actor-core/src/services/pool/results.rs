@@ -209,6 +209,7 @@ pub(super) fn replace_worker(inner: &Inner, i: usize) {
                     return;
                 }
                 inner.install(&mut st, i, p, sock, fns.len() as u32);
+                st.workers[i].restarts += 1;
             }
             Err(e) => {
                 // given up like a worker that keeps failing to start (`dead` stays set),

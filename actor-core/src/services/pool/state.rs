@@ -209,6 +209,8 @@ pub(super) struct Worker {
     pub(super) received: u64,
     /// When it last finished a chunk.
     pub(super) last_done: Option<Instant>,
+    /// Replacements installed in this slot (deaths and `maxtasksperchild` recycling).
+    pub(super) restarts: u64,
 }
 
 impl Worker {
@@ -225,6 +227,7 @@ impl Worker {
             frame_sent: 0,
             received: 0,
             last_done: None,
+            restarts: 0,
         }
     }
 }

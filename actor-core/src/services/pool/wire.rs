@@ -88,11 +88,17 @@ pub(super) enum WorkerResult {
 /// else one `Result` per item.
 pub(super) type ChunkOut<R> = Result<Vec<R>, Vec<Result<R, String>>>;
 /// Words of a worker's cell: the chunk it runs, 1 once it is ready (initialized), and
-/// how many results it has started to put on the result ring.
+/// how many results it has started to put on the result ring; then its statistics
+/// (written by the worker, read by the observer; they stay with the slot across
+/// replacements): tasks finished, tasks failed, and the histogram of the time each
+/// chunk took to run (see `crate::stats`).
 pub(super) const CELL_CHUNK: usize = 0;
 pub(super) const CELL_READY: usize = 1;
 pub(super) const CELL_SENT: usize = 2;
-pub(super) const CELL_WORDS: usize = 3;
+pub(super) const CELL_TASKS: usize = 3;
+pub(super) const CELL_ERRORS: usize = 4;
+pub(super) const CELL_TASK_TIME: usize = 5;
+pub(super) const CELL_WORDS: usize = CELL_TASK_TIME + crate::stats::HISTOGRAM_BUCKETS + 1;
 /// A worker's end of its task socket, as it travels in its boot.
 pub(super) struct TaskSocket(pub(super) OwnedFd);
 
