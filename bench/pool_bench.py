@@ -77,6 +77,26 @@ def pool_apply_async_rtt(rounds):
     return dt * 1e6 / rounds
 
 
+def pool_apply_await_rtt(rounds):
+    """The asyncio way to await one task in another process: run_in_executor on a
+    ProcessPoolExecutor of 2 (started and warmed up untimed)."""
+    import asyncio
+    from concurrent.futures import ProcessPoolExecutor
+
+    async def calls(ex):
+        loop = asyncio.get_running_loop()
+        for x in range(1000):
+            assert await loop.run_in_executor(ex, square, x) == x * x
+        t0 = time.perf_counter()
+        for x in range(rounds):
+            await loop.run_in_executor(ex, square, x)
+        return time.perf_counter() - t0
+
+    with ProcessPoolExecutor(2) as ex:
+        dt = asyncio.run(calls(ex))
+    return dt * 1e6 / rounds
+
+
 def _with_ops(fn, count, ops):
     return fn(count), ops
 
@@ -91,6 +111,10 @@ WORKLOADS = {
     ),
     "pool_apply_async_rtt": (
         lambda: _with_ops(pool_apply_async_rtt, n(5_000), n(5_000) + 2000),
+        "us",
+    ),
+    "pool_apply_await_rtt": (
+        lambda: _with_ops(pool_apply_await_rtt, n(5_000), n(5_000) + 2000),
         "us",
     ),
 }

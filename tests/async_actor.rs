@@ -451,3 +451,22 @@ fn async_result_is_a_future_on_every_executor() {
         });
     });
 }
+
+#[test]
+fn an_awaited_result_ends_when_its_pool_is_dropped() {
+    procactor::init();
+    common::watchdog(120, || {
+        on_every_executor(|| async {
+            let pool = Pool::new(1).unwrap();
+            let r = pool.apply_async(sleep_then, 10_000).unwrap();
+            let dropper = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                drop(pool);
+            });
+            // the drop fails the task (its worker killed): the awaiting task is woken
+            let got = tokio_timeout(T, r.into_future()).await;
+            assert!(matches!(got, Some(Err(_))), "{got:?}");
+            dropper.join().unwrap();
+        });
+    });
+}

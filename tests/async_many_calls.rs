@@ -1,7 +1,9 @@
 //! Ten thousand `call_async` in flight at once from one process, against a supervised
 //! pool of pipe actors: every call gets its own reply, and the process stays at a
 //! handful of threads (the futures wait in line; only the watcher and epoll threads
-//! wake them). Its own test binary, so that no other test's threads are counted.
+//! wake them). The same for ten thousand awaited `Pool` results (the pool's result
+//! thread wakes them). Its own test binary, so that no other test's threads are
+//! counted; its two tests run one at a time ([`SERIAL`]).
 procactor::test_support!();
 
 mod common;
@@ -34,9 +36,17 @@ fn threads() -> usize {
 
 const CALLS: usize = 10_000;
 
+/// Held by each test that counts threads, so that they do not count each other's.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn ten_thousand_call_async_in_flight_on_few_threads() {
     procactor::init();
+    let _one_at_a_time = serial();
     common::watchdog(300, || {
         let sup = Supervisor::builder().build().unwrap();
         let pool = sup.spawn_pool(2, || Triple).unwrap();
@@ -86,6 +96,70 @@ fn ten_thousand_call_async_in_flight_on_few_threads() {
         );
         assert!(max_threads < 20, "{max_threads} threads");
         sup.shutdown(Duration::from_secs(20));
+    });
+}
+
+fn hold(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn triple(x: u64) -> u64 {
+    3 * x
+}
+
+#[test]
+fn ten_thousand_awaited_pool_results_on_few_threads() {
+    procactor::init();
+    let _one_at_a_time = serial();
+    common::watchdog(300, || {
+        let pool = Arc::new(procactor::Pool::new(2).unwrap());
+        // both workers busy for a while: the tasks after them wait, in flight
+        let holds: Vec<_> = (0..2)
+            .map(|_| pool.apply_async(hold, 600).unwrap())
+            .collect();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let (max_threads, max_in_flight) = rt.block_on(async {
+            let mut tasks = Vec::with_capacity(CALLS);
+            for i in 0..CALLS as u64 {
+                let (pool, started, done) = (pool.clone(), started.clone(), done.clone());
+                tasks.push(tokio::spawn(async move {
+                    let r = pool.apply_async(triple, i).unwrap();
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let r = r.await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                    (i, r)
+                }));
+            }
+            let (mut max_threads, mut max_in_flight) = (0, 0);
+            while done.load(Ordering::SeqCst) < CALLS {
+                let in_flight =
+                    started.load(Ordering::SeqCst) - done.load(Ordering::SeqCst).min(CALLS);
+                max_in_flight = max_in_flight.max(in_flight);
+                max_threads = max_threads.max(threads());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            for t in tasks {
+                let (i, r) = t.await.unwrap();
+                assert_eq!(r.unwrap(), 3 * i, "task {i} got another task's result");
+            }
+            (max_threads, max_in_flight)
+        });
+        for h in holds {
+            assert_eq!(h.get_timeout(Duration::from_secs(20)).unwrap(), 600);
+        }
+        eprintln!("at most {max_in_flight} awaited results at once, at most {max_threads} threads");
+        assert!(
+            max_in_flight >= CALLS / 2,
+            "only {max_in_flight} results were awaited at once: the test proved little"
+        );
+        assert!(max_threads < 20, "{max_threads} threads");
     });
 }
 

@@ -120,7 +120,7 @@ pub(crate) fn actor_call_async_rtt(n: u64, budget: Duration) -> (f64, u64) {
 }
 
 /// Runs `f` on this thread: polls it, parks while it is pending.
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     use std::sync::Arc;
     use std::task::{Context, Poll, Wake, Waker};
     struct Unpark(std::thread::Thread);

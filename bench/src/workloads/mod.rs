@@ -316,6 +316,15 @@ pub(crate) const ALL: &[Workload] = &[
         run: |s| { let k = n(20_000, s); (pool::pool_apply_async_rtt(k), k + 2000) },
     },
     Workload {
+        name: "pool_apply_await_rtt",
+        label: "`Pool.apply_async(..)` awaited on a current-thread executor (Python: asyncio awaiting `loop.run_in_executor(ProcessPoolExecutor(2), f, x)`)",
+        unit: "us",
+        higher_is_better: false,
+        latency: true,
+        script: "pool_bench.py",
+        run: |s| { let k = n(20_000, s); (pool::pool_apply_await_rtt(k), k + 2000) },
+    },
+    Workload {
         name: "manager_dict_ops",
         label: "Manager dict insert/get from a child",
         unit: "ops/s",

@@ -1,11 +1,13 @@
 //! Pool workloads: procactor's side of `map` (default chunking and chunk size 1),
-//! `imap_unordered` with chunk size 1 and `apply_async(..).get()` round trips. Each
+//! `imap_unordered` with chunk size 1 and `apply_async(..).get()` round trips (also
+//! `.await`ed). Each
 //! function starts a pool of 2 workers, warms it up once (the task function is
 //! registered, the workers are running), times the workload, and returns the figure
 //! named in its doc; starting and ending the pool is not timed. The Python twins (a
 //! `multiprocessing.Pool(2)`) are in `bench/pool_bench.py`.
 
 use procactor::Pool;
+use std::future::IntoFuture;
 use std::time::Instant;
 
 /// The pool's size, as Python's `Pool(2)`.
@@ -81,6 +83,29 @@ pub(crate) fn pool_apply_async_rtt(n: u64) -> f64 {
     let t0 = Instant::now();
     for x in 0..n {
         let r = pool.apply_async(square, x).expect("apply_async").get();
+        debug_assert_eq!(r, Ok(square(x)));
+        r.expect("task");
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    dt * 1e6 / n as f64
+}
+
+/// As [`pool_apply_async_rtt`], each result `.await`ed (`AsyncResult: IntoFuture`) on
+/// the minimal current-thread executor of the actor rows (`actor::block_on`: polls,
+/// parks while pending, unparked by the waker): the pool's result thread routes the
+/// result and wakes the task. Returns microseconds per round trip.
+pub(crate) fn pool_apply_await_rtt(n: u64) -> f64 {
+    let pool = warm_pool();
+    let once = |x: u64| {
+        let r = pool.apply_async(square, x).expect("apply_async");
+        super::actor::block_on(r.into_future())
+    };
+    for x in 0..1000 {
+        assert_eq!(once(x).expect("task"), x * x);
+    }
+    let t0 = Instant::now();
+    for x in 0..n {
+        let r = once(x);
         debug_assert_eq!(r, Ok(square(x)));
         r.expect("task");
     }

@@ -2,7 +2,7 @@
 //! of `map_async_with`'s chunks for its callbacks.
 
 use super::direct::{self, Direct, Received};
-use super::state::{OnAll, OnErr, Outcome};
+use super::state::{OnAll, OnErr, Outcome, Signal};
 use super::task_error::TaskError;
 use super::wire::ChunkOut;
 use crate::codec;
@@ -35,6 +35,8 @@ pub struct AsyncResult<T, E = String> {
     pub(super) decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
     /// Set for a task whose waiting caller reads the result ring itself.
     pub(super) direct: Option<Direct>,
+    /// Shared with the sinks of its chunks (see [`Signal`]).
+    pub(super) signal: Arc<Signal>,
 }
 
 /// The chunks an `AsyncResult` has received.
@@ -87,6 +89,7 @@ impl<T, E> AsyncResult<T, E> {
         rx: crossbeam_channel::Receiver<(u64, Outcome)>,
         what: Collect,
         decode: fn(&[Outcome]) -> Result<T, TaskError<E>>,
+        signal: Arc<Signal>,
     ) -> Self {
         AsyncResult {
             rx,
@@ -95,6 +98,7 @@ impl<T, E> AsyncResult<T, E> {
             cv: Condvar::new(),
             decode,
             direct: None,
+            signal,
         }
     }
 
@@ -343,9 +347,11 @@ impl Gather {
 /// [`get`](AsyncResult::get) gives, waiting without blocking a thread, on any executor.
 /// For a timeout, wrap it in the runtime's own (`tokio::time::timeout`).
 ///
-/// One thread of the process (started at the first such wait) waits for the results
-/// of every awaited `AsyncResult` at once and wakes their tasks; a process that has
-/// awaited one can no longer start children with `StartMethod::Fork`.
+/// No thread waits for it: the thread that routes the result (the pool's result thread,
+/// or a caller of `get` reading the result ring) wakes the task once it sent the
+/// outcome. So an `.await` costs the hop from that thread to the task's, as a blocking
+/// `get` through the result thread does, and any number of awaited results cost no
+/// thread.
 ///
 /// # Cancel safety
 ///
@@ -392,31 +398,25 @@ impl<T: Send + 'static, E: Send + 'static> std::future::IntoFuture for AsyncResu
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let mut reg = Registration(None);
+            // (the waker is taken back when the future ends or is dropped)
+            let _armed = Armed(&self.signal);
             let ids = self.ids();
+            let mut routed = false;
             std::future::poll_fn(|cx| {
                 let mut g = self.got.lock().unwrap_or_else(|e| e.into_inner());
-                let mut over = false;
-                loop {
-                    match self.rx.try_recv() {
-                        Ok((c, out)) => {
-                            g.outs.insert(c, out);
-                        }
-                        Err(crossbeam_channel::TryRecvError::Empty) => break,
-                        // every sender is gone: nothing more comes
-                        Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                            over = true;
-                            break;
-                        }
-                    }
-                }
-                if over || ids.iter().all(|c| g.outs.contains_key(c)) {
-                    reg.cancel();
+                if self.take_arrived(&mut g, &ids) {
                     return std::task::Poll::Ready(());
                 }
-                // (a result that came after the try above makes the channel ready at
-                // once for the waiting thread)
-                reg.register(&self.rx, cx.waker());
+                // registered, then looked at again: an outcome sent before the
+                // registration is seen now, one sent after it wakes the task
+                self.signal.set(cx.waker());
+                if self.take_arrived(&mut g, &ids) {
+                    return std::task::Poll::Ready(());
+                }
+                if let (Some(d), false) = (&self.direct, routed) {
+                    routed = true;
+                    direct::routed_for_await(d);
+                }
                 std::task::Poll::Pending
             })
             .await;
@@ -425,101 +425,28 @@ impl<T: Send + 'static, E: Send + 'static> std::future::IntoFuture for AsyncResu
     }
 }
 
-/// The channel an [`AsyncResult`]'s outcomes come on.
-type ResultRx = crossbeam_channel::Receiver<(u64, Outcome)>;
-
-/// The thread that waits for the results of every awaited [`AsyncResult`] (one
-/// `crossbeam_channel::Select` over their channels) and the registrations it serves.
-struct Awaited {
-    regs: Mutex<HashMap<u64, (ResultRx, std::task::Waker)>>,
-    next: std::sync::atomic::AtomicU64,
-    /// Told of every new registration, so that the thread selects over it too.
-    poke: crossbeam_channel::Sender<()>,
-}
-
-fn awaited() -> &'static Awaited {
-    static AWAITED: std::sync::OnceLock<&'static Awaited> = std::sync::OnceLock::new();
-    AWAITED.get_or_init(|| {
-        let (poke, poked) = crossbeam_channel::unbounded();
-        let a: &'static Awaited = Box::leak(Box::new(Awaited {
-            regs: Mutex::new(HashMap::new()),
-            next: std::sync::atomic::AtomicU64::new(1),
-            poke,
-        }));
-        let spawned = std::thread::Builder::new()
-            .name("procactor-await".into())
-            .spawn(move || run_awaited(a, &poked));
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "could not start the thread that wakes awaited results");
-        }
-        a
-    })
-}
-
-fn run_awaited(a: &Awaited, poked: &crossbeam_channel::Receiver<()>) {
-    loop {
-        let regs: Vec<(u64, ResultRx)> = a
-            .regs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, (rx, _))| (*id, rx.clone()))
-            .collect();
-        let mut sel = crossbeam_channel::Select::new();
-        sel.recv(poked);
-        for (_, rx) in &regs {
-            sel.recv(rx);
-        }
-        let i = sel.ready();
-        if i == 0 {
-            while poked.try_recv().is_ok() {}
-            continue;
-        }
-        // (ready: a result is there, or its channel is closed; its future takes it)
-        let woken = a
-            .regs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&regs[i - 1].0);
-        if let Some((_, w)) = woken {
-            w.wake();
-        }
-    }
-}
-
-/// A future's registration with the [`Awaited`] thread, removed on drop.
-struct Registration(Option<u64>);
-
-impl Registration {
-    fn register(&mut self, rx: &ResultRx, waker: &std::task::Waker) {
-        let a = awaited();
-        let mut regs = a.regs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(id) = self.0 {
-            if let Some((_, w)) = regs.get_mut(&id) {
-                w.clone_from(waker);
-                return;
+impl<T, E> AsyncResult<T, E> {
+    /// Takes the outcomes on the channel; whether nothing more is to wait for (all of
+    /// `ids` arrived, or every sender is gone).
+    fn take_arrived(&self, g: &mut Got, ids: &[u64]) -> bool {
+        loop {
+            match self.rx.try_recv() {
+                Ok((c, out)) => {
+                    g.outs.insert(c, out);
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return true,
             }
         }
-        let id = a.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        regs.insert(id, (rx.clone(), waker.clone()));
-        drop(regs);
-        self.0 = Some(id);
-        let _ = a.poke.send(());
-    }
-
-    fn cancel(&mut self) {
-        if let Some(id) = self.0.take() {
-            awaited()
-                .regs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-        }
+        ids.iter().all(|c| g.outs.contains_key(c))
     }
 }
 
-impl Drop for Registration {
+/// Takes an awaiting task's waker back from the [`Signal`] when dropped.
+struct Armed<'a>(&'a Signal);
+
+impl Drop for Armed<'_> {
     fn drop(&mut self) {
-        self.cancel();
+        self.0.clear();
     }
 }

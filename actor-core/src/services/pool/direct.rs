@@ -36,6 +36,7 @@
 use super::inner::Inner;
 use super::role::{Handoff, PUT_LIMIT, SLICE};
 use super::state::Outcome;
+use super::state::Signal;
 use super::wire::ResultMsg;
 use crate::{GetTimeoutError, TryGetError};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,8 +47,9 @@ use std::time::Instant;
 pub(super) struct Direct {
     pub(super) inner: Weak<Inner>,
     pub(super) chunk: u64,
-    /// It reads the ring now: whoever else finishes the task wakes it (a `Yield`).
-    pub(super) reading: Arc<AtomicBool>,
+    /// Its `reading`: it reads the ring now, whoever else finishes the task wakes it (a
+    /// `Yield`).
+    pub(super) signal: Arc<Signal>,
 }
 
 /// Gives the role back when dropped.
@@ -96,8 +98,8 @@ pub(super) fn receive(d: &Direct, rx: &Rx, deadline: Option<Instant>) -> Receive
     if !took {
         return Received::Fallback;
     }
-    d.reading.store(true, Ordering::SeqCst);
-    let _held = Held(&inner, &d.reading);
+    d.signal.reading.store(true, Ordering::SeqCst);
+    let _held = Held(&inner, &d.signal.reading);
     loop {
         match rx.try_recv() {
             Ok((c, out)) => return Received::Out(c, out),
@@ -128,7 +130,7 @@ pub(super) fn receive(d: &Direct, rx: &Rx, deadline: Option<Instant>) -> Receive
         match msg {
             Ok(ResultMsg::Done(c, slot, out)) if c == d.chunk => {
                 // routed here as the result thread would (its sink fills `rx`)
-                d.reading.store(false, Ordering::SeqCst);
+                d.signal.reading.store(false, Ordering::SeqCst);
                 super::results::on_done(&inner, c, slot, out, false);
             }
             Ok(ResultMsg::Yield) => {}
@@ -139,6 +141,15 @@ pub(super) fn receive(d: &Direct, rx: &Rx, deadline: Option<Instant>) -> Receive
                 return Received::Fallback
             }
         }
+    }
+}
+
+/// An `.await`ed task's result is routed by the result thread (the awaiting task cannot
+/// read the ring: it would block its executor): wakes that thread if it is idle with
+/// nobody reading, as it may be when this direct task is all that is in flight.
+pub(super) fn routed_for_await(d: &Direct) {
+    if let Some(inner) = d.inner.upgrade() {
+        inner.role.wake_collector();
     }
 }
 

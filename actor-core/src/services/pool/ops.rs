@@ -9,8 +9,8 @@ use super::direct::{nudge, Direct};
 use super::feed::{Feed, FeedState, InputOf, Source};
 use super::imap::Imap;
 use super::state::{
-    closed, default_chunksize, encode_chunk, guarded, Hook, OnAll, OnErr, Outcome, ResultsRx, Sink,
-    IMAP_WINDOW_PER_WORKER,
+    closed, default_chunksize, encode_chunk, guarded, Deliver, Hook, OnAll, OnErr, Outcome,
+    ResultsRx, Signal, Sink, IMAP_WINDOW_PER_WORKER,
 };
 use super::task_error::TaskError;
 use crate::error::Error;
@@ -19,7 +19,7 @@ use crate::Message;
 use procactor_transports::target::Target;
 use std::collections::{BTreeMap, VecDeque};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 impl Pool {
@@ -243,6 +243,7 @@ impl Pool {
         f: F,
         items: Vec<A>,
         gather: Option<Arc<Gather>>,
+        signal: &Arc<Signal>,
     ) -> Result<(ResultsRx, Vec<u64>), Error> {
         let cs = default_chunksize(items.len(), self.processes);
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -250,13 +251,13 @@ impl Pool {
         let mut chunks = Vec::new();
         for (k, part) in items.chunks(cs).enumerate() {
             let (payload, unsent) = encode_chunk(part).map_err(Error::Encode)?;
-            let tx = tx.clone();
+            let back = Deliver::new(tx.clone(), signal.clone());
             let gather = gather.clone();
             let sink: Sink = Box::new(move |_, c, out| {
                 if let Some(g) = gather {
                     g.put(k, &out);
                 }
-                let _ = tx.send((c, out));
+                back.send(c, out);
             });
             let c = self.inner.submit(fid, payload, sink, false, false)?;
             unsent.sent();
@@ -276,11 +277,13 @@ impl Pool {
         f: F,
         items: impl IntoIterator<Item = A>,
     ) -> Result<AsyncResult<Vec<R>>, Error> {
-        let (rx, chunks) = self.submit_all(f, items.into_iter().collect(), None)?;
+        let signal = Arc::new(Signal::default());
+        let (rx, chunks) = self.submit_all(f, items.into_iter().collect(), None, &signal)?;
         Ok(AsyncResult::new(
             rx,
             Collect::Chunks(chunks),
             decode_all::<R>,
+            signal,
         ))
     }
 
@@ -343,7 +346,8 @@ impl Pool {
             on_err,
             first_error: chunk_error::<R>,
         });
-        let (rx, chunks) = self.submit_all(f, items, Some(gather.clone()))?;
+        let signal = Arc::new(Signal::default());
+        let (rx, chunks) = self.submit_all(f, items, Some(gather.clone()), &signal)?;
         if n == 0 {
             gather.fire(); // (an empty list: at once, on this thread)
         }
@@ -351,6 +355,7 @@ impl Pool {
             rx,
             Collect::Chunks(chunks),
             decode_all::<R>,
+            signal,
         ))
     }
 
@@ -391,26 +396,30 @@ impl Pool {
         // without callbacks (which run on the result thread), the caller waiting for the
         // result reads it from the result ring itself (see `direct`)
         let direct = hook.is_none();
-        let reading = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(Signal::default());
         let weak = Arc::downgrade(&self.inner);
         let sink: Sink = {
-            let (reading, weak) = (reading.clone(), weak.clone());
+            let (back, signal, weak) = (
+                Deliver::new(tx, signal.clone()),
+                signal.clone(),
+                weak.clone(),
+            );
             Box::new(move |_, c, out| {
                 if let Some(h) = hook {
                     h(&out);
                 }
-                let _ = tx.send((c, out));
-                nudge(&weak, &reading);
+                back.send(c, out);
+                nudge(&weak, &signal.reading);
             })
         };
         let c = self.inner.submit(fid, payload, sink, false, direct)?;
         unsent.sent();
-        let mut r = AsyncResult::new(rx, Collect::One(c), decode);
+        let mut r = AsyncResult::new(rx, Collect::One(c), decode, signal.clone());
         if direct {
             r.direct = Some(Direct {
                 inner: weak,
                 chunk: c,
-                reading,
+                signal,
             });
         }
         Ok(r)

@@ -16,7 +16,9 @@ use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 // ------------------------------------------------------------------ the pool's side
@@ -26,6 +28,75 @@ pub(super) type Outcome = Result<Bytes, TaskError>;
 /// Where a chunk's outcome goes: called exactly once, with the worker it was given to,
 /// never under the pool's state lock (it may run a user's callback).
 pub(super) type Sink = Box<dyn FnOnce(usize, u64, Outcome) + Send>;
+
+/// What an [`AsyncResult`](super::AsyncResult) shares with the sinks of its chunks: whether its caller
+/// reads the result ring itself (see `direct`), and the waker of a task `.await`ing it.
+/// A sink wakes that task after it sent its outcome, from the thread that routed it (the
+/// result thread, or a caller reading the ring): no thread of its own waits for awaited
+/// results.
+#[derive(Default)]
+pub(super) struct Signal {
+    pub(super) reading: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Signal {
+    /// Wakes the task awaiting the result, if one is (an uncontended lock: the cost a
+    /// sink adds to a result nobody awaits).
+    fn wake(&self) {
+        let w = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// The awaiting task's waker, to be woken by the next outcome.
+    pub(super) fn set(&self, waker: &Waker) {
+        let mut g = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *g {
+            Some(w) => w.clone_from(waker),
+            None => *g = Some(waker.clone()),
+        }
+    }
+
+    pub(super) fn clear(&self) {
+        self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// A chunk's way back to its [`AsyncResult`](super::AsyncResult): the outcome goes on the channel, then the
+/// awaiting task (if any) is woken; dropped without an outcome (the pool gone), it
+/// still wakes it, after its sender is gone, so that the future sees the channel closed.
+pub(super) struct Deliver {
+    tx: Option<crossbeam_channel::Sender<(u64, Outcome)>>,
+    signal: Arc<Signal>,
+}
+
+impl Deliver {
+    pub(super) fn new(
+        tx: crossbeam_channel::Sender<(u64, Outcome)>,
+        signal: Arc<Signal>,
+    ) -> Deliver {
+        Deliver {
+            tx: Some(tx),
+            signal,
+        }
+    }
+
+    /// Sends chunk `c`'s outcome (and wakes, as it is dropped).
+    pub(super) fn send(mut self, c: u64, out: Outcome) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send((c, out));
+        }
+    }
+}
+
+impl Drop for Deliver {
+    fn drop(&mut self) {
+        self.tx.take();
+        self.signal.wake();
+    }
+}
 
 /// A chunk's arguments that hold handles, kept until the chunk finishes: the bytes and
 /// the handles' descriptors (sent again to a replacement worker if needed).
