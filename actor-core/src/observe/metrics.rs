@@ -150,13 +150,9 @@ fn actor(c: &ChildSnapshot, sup: &[Label], name: &str, member: Option<u32>) {
         counter!("procactor_actor_errors_total", l.iter()).absolute(st.errors);
         counter!("procactor_actor_undecodable_total", l.iter()).absolute(st.undecodable);
         quantiles("procactor_actor_handle_seconds", &l, &st.handle_time);
-        if st.mailbox_wait.count > 0 {
-            quantiles("procactor_actor_mailbox_wait_seconds", &l, &st.mailbox_wait);
-        }
-        match st.uptime_ms {
-            Some(ms) => gauge!("procactor_actor_uptime_seconds", l.iter()).set(ms as f64 / 1e3),
-            None => gauge!("procactor_actor_uptime_seconds", l.iter()).set(0.0),
-        }
+        quantiles("procactor_actor_mailbox_wait_seconds", &l, &st.mailbox_wait);
+        gauge!("procactor_actor_uptime_seconds", l.iter())
+            .set(st.uptime_ms.map_or(0.0, |ms| ms as f64 / 1e3));
     }
     if let Some(u) = &c.usage {
         usage(&l, u);
