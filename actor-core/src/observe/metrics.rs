@@ -322,6 +322,10 @@ fn describe() {
     }
 }
 
+/// The shortest interval a [`Publisher`] publishes at (as `procactor-top`'s shortest
+/// `--interval`): a shorter one asked for is raised to this.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// A thread that [`publish`]es a snapshot every interval; dropping it (or
 /// [`stop`](Publisher::stop)) ends the thread.
 #[derive(Debug)]
@@ -332,7 +336,8 @@ pub struct Publisher {
 
 impl Publisher {
     /// Publishes this process's [`snapshot`](super::snapshot) now and then every
-    /// `every`, through the global recorder (install the exporter first), until the
+    /// `every` (at least [`MIN_INTERVAL`]: a shorter one, zero included, is raised to
+    /// it), through the global recorder (install the exporter first), until the
     /// returned handle is dropped or stopped.
     ///
     /// # Errors
@@ -342,8 +347,10 @@ impl Publisher {
         Publisher::start_with(every, super::snapshot)
     }
 
-    /// Publishes `source()` now and then every `every` (through the global recorder:
-    /// install the exporter first), until the returned handle is dropped or stopped.
+    /// Publishes `source()` now and then every `every` (at least [`MIN_INTERVAL`]: a
+    /// shorter one, zero included, is raised to it, so that the thread never spins a
+    /// core), through the global recorder (install the exporter first), until the
+    /// returned handle is dropped or stopped.
     ///
     /// # Errors
     ///
@@ -352,6 +359,7 @@ impl Publisher {
     where
         F: FnMut() -> ProgramSnapshot + Send + 'static,
     {
+        let every = every.max(MIN_INTERVAL);
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("procactor-metrics".into())
@@ -717,6 +725,22 @@ mod tests {
         metrics::with_local_recorder(&r, || publish(&later));
         let v = r.values.lock().unwrap().clone();
         assert_eq!(v["procactor_queue_gets_total{queue=jobs}"], 9.0);
+    }
+
+    #[test]
+    fn a_zero_interval_is_raised_to_the_floor() {
+        let calls = Arc::new(Mutex::new(0u32));
+        let c = calls.clone();
+        let p = Publisher::start_with(Duration::ZERO, move || {
+            *c.lock().unwrap() += 1;
+            ProgramSnapshot::default()
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        p.stop();
+        let n = *calls.lock().unwrap();
+        // at most one every 10 ms (plus the first): a spinning thread makes thousands
+        assert!((1..=25).contains(&n), "{n} publishes in 200 ms");
     }
 
     #[test]
