@@ -15,6 +15,11 @@
 //! `member` its index), `pool` (a [`Pool`](crate::Pool)'s name, with `member` the
 //! worker's index), `queue` (a named queue's name).
 //!
+//! Top-level supervisors of one program may share a name (every unnamed one is
+//! `supervisor`): so that each has series of its own, the second of a name is published
+//! as `name#2`, the third `name#3`, and so on, in the snapshot's order (the order they
+//! were started in), and the paths of their children supervisors start with that.
+//!
 //! | metric | kind | labels |
 //! |---|---|---|
 //! | `procactor_actor_handled_total`, `_calls_total`, `_errors_total`, `_undecodable_total`, `_restarts_total` | counter | supervisor, actor, (member) |
@@ -73,8 +78,15 @@ pub fn publish(snap: &ProgramSnapshot) {
     if let Some(u) = &snap.usage {
         usage(&[], u);
     }
+    let mut seen: Vec<&str> = Vec::with_capacity(snap.supervisors.len());
     for s in &snap.supervisors {
-        supervisor(s, &s.name);
+        let k = 1 + seen.iter().filter(|n| **n == s.name).count();
+        seen.push(&s.name);
+        if k == 1 {
+            supervisor(s, &s.name);
+        } else {
+            supervisor(s, &format!("{}#{k}", s.name));
+        }
     }
     for p in &snap.pools {
         let pool = vec![Label::new("pool", p.name.clone())];
@@ -725,6 +737,41 @@ mod tests {
         metrics::with_local_recorder(&r, || publish(&later));
         let v = r.values.lock().unwrap().clone();
         assert_eq!(v["procactor_queue_gets_total{queue=jobs}"], 9.0);
+    }
+
+    #[test]
+    fn same_named_supervisors_get_series_of_their_own() {
+        let mut snap = snapshot();
+        let mut other = snap.supervisors[0].clone();
+        other.restarts = 11;
+        other.children.truncate(1); // `a`
+        other.children[0].stats.as_mut().unwrap().handled = 55;
+        snap.supervisors.push(other.clone());
+        other.restarts = 12;
+        snap.supervisors.push(other);
+        let (v, _) = published(&snap);
+        assert_eq!(
+            v["procactor_supervisor_restarts_total{supervisor=root}"],
+            3.0
+        );
+        assert_eq!(
+            v["procactor_supervisor_restarts_total{supervisor=root#2}"],
+            11.0
+        );
+        assert_eq!(
+            v["procactor_supervisor_restarts_total{supervisor=root#3}"],
+            12.0
+        );
+        assert_eq!(
+            v["procactor_actor_handled_total{actor=a,supervisor=root}"],
+            100.0
+        );
+        assert_eq!(
+            v["procactor_actor_handled_total{actor=a,supervisor=root#2}"],
+            55.0
+        );
+        assert_eq!(v["procactor_supervisor_children{supervisor=root}"], 4.0);
+        assert_eq!(v["procactor_supervisor_children{supervisor=root#2}"], 1.0);
     }
 
     #[test]
