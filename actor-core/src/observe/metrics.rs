@@ -73,6 +73,13 @@ use std::time::Duration;
 /// Sets every metric from `snap` through the installed `metrics` recorder (see the
 /// module docs for the names and labels). Counters are set to the snapshot's absolute
 /// counts, so publishing the same snapshot twice changes nothing.
+///
+/// Only what the snapshot holds is set: the series of an actor, supervisor, pool or
+/// queue that is gone (stopped, renamed, dropped) are not removed, and the recorder
+/// keeps showing their last values for as long as it lives. Expiring them is the
+/// exporter's business: `metrics-exporter-prometheus`, for one, drops series not
+/// updated for a while with `PrometheusBuilder::idle_timeout` (a few publishing
+/// intervals; `examples/observe.rs` uses three).
 pub fn publish(snap: &ProgramSnapshot) {
     describe();
     if let Some(u) = &snap.usage {
