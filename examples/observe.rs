@@ -275,7 +275,11 @@ fn main() {
         .expect("add indexer");
     let _sub = root.spawn_supervisor(sub).expect("spawn the subtree");
     let pool = Arc::new(Pool::new(2).expect("start the Pool"));
-    let jobs: Queue<u64> = Queue::new().expect("the jobs queue");
+    // named, so that the snapshot (procactor-top, the metrics) lists it
+    let jobs: Queue<u64> = Queue::builder()
+        .name("jobs")
+        .build()
+        .expect("the jobs queue");
     let mut drainer = Process::new(drain, jobs.clone())
         .start()
         .expect("start the jobs drainer");

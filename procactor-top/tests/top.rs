@@ -3,14 +3,15 @@
 //!
 //! The program watched is this test process itself: it starts a supervision tree
 //! (`root` with `echo`, a pool of `hash` pipe actors, a child supervisor `sub` with
-//! `slow`) and threads that keep it busy, then runs the real `procactor-top` binary on
+//! `slow`), a named queue `top-jobs` holding three items, and threads that keep the
+//! tree busy, then runs the real `procactor-top` binary on
 //! its own pid. Every wait has a deadline; a `procactor-top` that does not end in time
 //! is killed and the test fails.
 
 procactor::test_support!();
 
 use procactor::stats::{ChildKind, ChildSnapshot, ProgramSnapshot};
-use procactor::{process_actor, Actor, ActorError, ChildSpec, Context, PoolRef, Supervisor};
+use procactor::{process_actor, Actor, ActorError, ChildSpec, Context, PoolRef, Queue, Supervisor};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -63,6 +64,8 @@ impl Actor for Slow {
 struct Tree {
     _root: Supervisor,
     hash: PoolRef<Hash>,
+    /// Listed in the snapshot for as long as this handle lives.
+    _jobs: Queue<u64>,
 }
 
 /// The tree, started once for the whole binary, with its load running for as long as
@@ -106,7 +109,19 @@ fn tree() -> &'static Tree {
                 std::thread::sleep(Duration::from_micros(2500));
             }
         });
-        Tree { _root: root, hash }
+        // a named queue: three items put, none taken
+        let jobs = Queue::builder()
+            .name("top-jobs")
+            .build()
+            .expect("the top-jobs queue");
+        for i in 0..3 {
+            jobs.put(i).expect("put into top-jobs");
+        }
+        Tree {
+            _root: root,
+            hash,
+            _jobs: jobs,
+        }
     })
 }
 
@@ -237,6 +252,12 @@ fn once_and_json_show_the_tree_mailboxes_usage_and_a_restart() {
         assert_ne!(column(&text, l, "CPU%"), "-", "{l}");
     }
     assert_eq!(column(&text, line(&text, "sub"), "KIND"), "sup", "{text}");
+    // the named queue: its depth, the items taken (none), no pid
+    let q = line(&text, "top-jobs");
+    assert_eq!(column(&text, q, "KIND"), "queue", "{text}");
+    assert_eq!(column(&text, q, "MAILBOX"), "3", "{text}");
+    assert_eq!(column(&text, q, "MSGS"), "0", "{text}");
+    assert_eq!(column(&text, q, "PID"), "-", "{text}");
     // slow is sent twice what it handles: its mailbox fills
     let slow_mailbox = |text: &str| -> u64 {
         column(text, line(text, "slow"), "MAILBOX")
