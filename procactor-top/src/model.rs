@@ -157,7 +157,9 @@ pub struct Totals {
     pub workers: usize,
     /// Named queues.
     pub queues: usize,
-    /// Restarts of all children (supervisors' counts, top level) and Pool workers.
+    /// Restarts of every actor, pool member, child supervisor (at any depth) and Pool
+    /// worker: the sum of their lines' RESTARTS (a top-level supervisor's line and a
+    /// Pool's line sum lines already counted, and are left out).
     pub restarts: u64,
     /// Messages handled per second by every actor and Pool worker (`None` on the first
     /// snapshot).
@@ -431,16 +433,15 @@ impl Tracker {
                     *t.cpu_pct.get_or_insert(0.0) += x;
                 }
             }
+            // each restart once: on the line of what restarted
+            if matches!(r.kind, Kind::Actor | Kind::Member | Kind::Worker)
+                || (r.kind == Kind::Supervisor && r.depth > 0)
+            {
+                t.restarts += r.restarts.unwrap_or(0);
+            }
             t.saturated += r.saturated as usize;
             t.flapping += r.flapping as usize;
         }
-        t.restarts = snap.supervisors.iter().map(|s| s.restarts).sum::<u64>()
-            + snap
-                .pools
-                .iter()
-                .flat_map(|p| &p.workers)
-                .map(|w| w.restarts)
-                .sum::<u64>();
         if let Some(u) = &snap.usage {
             t.uss_kib += u.uss_kib;
             if let Some((at, cpu)) = self.program {
@@ -727,6 +728,24 @@ pub(crate) mod tests {
             (1, 2, 1)
         );
         assert_eq!(v.totals.restarts, 1);
+    }
+
+    #[test]
+    fn the_restart_total_counts_children_of_child_supervisors() {
+        let mut p = program(1, 0, 1);
+        // sub's child c restarted twice, sub itself (as root's child) once; root counts
+        // only its direct children's restarts, sub its own
+        let sub = &mut p.supervisors[0].children[4];
+        sub.restarts = 1;
+        let inner = sub.supervisor.as_mut().unwrap();
+        inner.restarts = 2;
+        inner.children[0].restarts = 2;
+        p.supervisors[0].restarts = 2;
+        // and a Pool worker once
+        p.pools[0].workers[1].restarts = 1;
+        let v = Tracker::new().observe(&p);
+        // b 1, sub 1, c 2, the worker 1
+        assert_eq!(v.totals.restarts, 5);
     }
 
     #[test]
