@@ -5,8 +5,8 @@
 //! so that the whole view is unit-tested on snapshots built in memory.
 
 use procactor::stats::{
-    ActorStats, ChildKind, ChildSnapshot, PoolSnapshot, ProcessUsage, ProgramSnapshot,
-    QueueSnapshot, SupervisorSnapshot,
+    duration_text, ActorStats, ChildKind, ChildSnapshot, PoolSnapshot, ProcessUsage,
+    ProgramSnapshot, QueueSnapshot, SupervisorSnapshot,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -267,16 +267,16 @@ fn actor_detail(st: &ActorStats) -> String {
         st.handled,
         st.calls,
         st.errors,
-        fmt_ns(h.p50_ns),
-        fmt_ns(h.p90_ns),
-        fmt_ns(h.p99_ns),
-        fmt_ns(h.max_ns)
+        duration_text(h.p50_ns),
+        duration_text(h.p90_ns),
+        duration_text(h.p99_ns),
+        duration_text(h.max_ns)
     );
     if w.count > 0 {
         s.push_str(&format!(
             " · mailbox wait p50 {} p99 {}",
-            fmt_ns(w.p50_ns),
-            fmt_ns(w.p99_ns)
+            duration_text(w.p50_ns),
+            duration_text(w.p99_ns)
         ));
     }
     if st.undecodable > 0 {
@@ -323,9 +323,9 @@ fn pool(rows: &mut Vec<Row>, p: &PoolSnapshot, i: usize) {
             p.name,
             w.tasks,
             w.errors,
-            fmt_ns(w.task_time.p50_ns),
-            fmt_ns(w.task_time.p99_ns),
-            fmt_ns(w.task_time.max_ns)
+            duration_text(w.task_time.p50_ns),
+            duration_text(w.task_time.p99_ns),
+            duration_text(w.task_time.max_ns)
         );
         rows.push(r);
     }
@@ -477,20 +477,6 @@ fn rose(xs: impl DoubleEndedIterator<Item = Option<u64>>) -> bool {
     ) {
         (Some(newest), Some(oldest)) => last.len() > 1 && newest > oldest,
         _ => false,
-    }
-}
-
-/// `850ns`, `12.3µs`, `4.50ms`, `1.20s`.
-pub fn fmt_ns(ns: u64) -> String {
-    let x = ns as f64;
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1}µs", x / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2}ms", x / 1e6)
-    } else {
-        format!("{:.2}s", x / 1e9)
     }
 }
 
@@ -797,10 +783,11 @@ pub(crate) mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(fmt_ns(850), "850ns");
-        assert_eq!(fmt_ns(12_345), "12.3µs");
-        assert_eq!(fmt_ns(4_500_000), "4.50ms");
-        assert_eq!(fmt_ns(1_200_000_000), "1.20s");
+        // durations: procactor::stats::duration_text, as Supervisor::tree prints them
+        assert_eq!(duration_text(850), "850ns");
+        assert_eq!(duration_text(12_345), "12.3µs");
+        assert_eq!(duration_text(4_500_000), "4.5ms");
+        assert_eq!(duration_text(1_200_000_000), "1.2s");
         assert_eq!(fmt_kib(512), "512K");
         assert_eq!(fmt_kib(12_600), "12.3M");
         assert_eq!(fmt_count(1234), "1234");
