@@ -54,7 +54,10 @@ impl Kind {
 /// One line of the view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// Identity across refreshes (the path of names, with the top-level index).
+    /// Identity across refreshes: the path of names under a top-level key made of the
+    /// section, the name and its occurrence among the section's same-named items
+    /// (`s:root#1/sub/c`, `p:pool-1#1/0`, `q:jobs#2`), so that a line keeps its
+    /// history when an item listed before it goes away.
     pub key: String,
     /// The key of the line it is under (`None` at the top).
     pub parent: Option<String>,
@@ -187,8 +190,9 @@ pub struct View {
 /// The rows of one snapshot, before anything is derived from earlier ones.
 pub fn rows_of(snap: &ProgramSnapshot) -> Vec<Row> {
     let mut rows = Vec::new();
-    for (i, s) in snap.supervisors.iter().enumerate() {
-        let key = format!("s{i}:{}", s.name);
+    let mut sups = Occurrences::default();
+    for s in &snap.supervisors {
+        let key = sups.key("s", &s.name);
         let mut r = Row::new(key.clone(), None, 0, 0, Kind::Supervisor);
         r.name = s.name.clone();
         r.pid = Some(s.pid);
@@ -199,13 +203,30 @@ pub fn rows_of(snap: &ProgramSnapshot) -> Vec<Row> {
         rows.push(r);
         children(&mut rows, s, &key, 1);
     }
-    for (i, p) in snap.pools.iter().enumerate() {
-        pool(&mut rows, p, i);
+    let mut pools = Occurrences::default();
+    for p in &snap.pools {
+        pool(&mut rows, p, pools.key("p", &p.name));
     }
-    for (i, q) in snap.queues.iter().enumerate() {
-        rows.push(queue(q, i));
+    let mut queues = Occurrences::default();
+    for q in &snap.queues {
+        rows.push(queue(q, queues.key("q", &q.name)));
     }
     rows
+}
+
+/// How many times each name has come so far in one section of a snapshot.
+#[derive(Default)]
+struct Occurrences<'a>(HashMap<&'a str, usize>);
+
+impl<'a> Occurrences<'a> {
+    /// The top-level key of the next item named `name` in `section`: `s:root#1`, then
+    /// `s:root#2` for a second `root` (the count never holds a `#`, so no two distinct
+    /// names and counts give the same key).
+    fn key(&mut self, section: &str, name: &'a str) -> String {
+        let k = self.0.entry(name).or_insert(0);
+        *k += 1;
+        format!("{section}:{name}#{k}")
+    }
 }
 
 fn children(rows: &mut Vec<Row>, sup: &SupervisorSnapshot, parent: &str, depth: usize) {
@@ -288,8 +309,7 @@ fn actor_detail(st: &ActorStats) -> String {
     s
 }
 
-fn pool(rows: &mut Vec<Row>, p: &PoolSnapshot, i: usize) {
-    let key = format!("p{i}:{}", p.name);
+fn pool(rows: &mut Vec<Row>, p: &PoolSnapshot, key: String) {
     let mut r = Row::new(key.clone(), None, 1, 0, Kind::Pool);
     r.name = p.name.clone();
     r.state = "running".to_string();
@@ -331,8 +351,8 @@ fn pool(rows: &mut Vec<Row>, p: &PoolSnapshot, i: usize) {
     }
 }
 
-fn queue(q: &QueueSnapshot, i: usize) -> Row {
-    let mut r = Row::new(format!("q{i}:{}", q.name), None, 2, 0, Kind::Queue);
+fn queue(q: &QueueSnapshot, key: String) -> Row {
+    let mut r = Row::new(key, None, 2, 0, Kind::Queue);
     r.name = q.name.clone();
     r.mailbox = Some(q.depth);
     r.count = Some(q.gets);
@@ -682,7 +702,7 @@ pub(crate) mod tests {
                 (0, "jobs", Kind::Queue),
             ]
         );
-        assert_eq!(rows[6].parent.as_deref(), Some("s0:root/sub"));
+        assert_eq!(rows[6].parent.as_deref(), Some("s:root#1/sub"));
         assert_eq!(rows[7].mailbox, Some(7), "a Pool's pending tasks");
         assert_eq!(rows[10].mailbox, Some(5), "a queue's depth");
     }
@@ -714,6 +734,60 @@ pub(crate) mod tests {
             (1, 2, 1)
         );
         assert_eq!(v.totals.restarts, 1);
+    }
+
+    #[test]
+    fn a_line_keeps_its_history_when_an_earlier_item_goes() {
+        // before the program's items: a supervisor early, a Pool pool-0, a queue
+        // early-q; after them a second root and a second jobs
+        let more = |t: u64| {
+            let mut p = program(t, 0, 0);
+            let root = p.supervisors[0].clone();
+            let mut early = root.clone();
+            early.name = "early".to_string();
+            early.children = vec![actor("x", 500, 7 * t, 0, 0)];
+            p.supervisors.insert(0, early);
+            p.supervisors.push(root);
+            let mut pool = p.pools[0].clone();
+            pool.name = "pool-0".to_string();
+            p.pools.insert(0, pool);
+            let jobs = p.queues[0].clone();
+            let mut early_q = jobs.clone();
+            early_q.name = "early-q".to_string();
+            p.queues.insert(0, early_q);
+            p.queues.push(jobs);
+            p
+        };
+        let rows = rows_of(&more(1));
+        let keys: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.depth == 0)
+            .map(|r| r.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "s:early#1",
+                "s:root#1",
+                "s:root#2",
+                "p:pool-0#1",
+                "p:pool-1#1",
+                "q:early-q#1",
+                "q:jobs#1",
+                "q:jobs#2"
+            ]
+        );
+        let mut t = Tracker::new();
+        t.observe(&more(1));
+        // early, pool-0, early-q and the second root and jobs go: the lines that stay
+        // keep their history (with positional keys, each had moved up one place and
+        // started again without a rate)
+        let v = t.observe(&program(2, 0, 0));
+        assert_eq!(row(&v, "a").rate, Some(1000.0));
+        assert_eq!(row(&v, "c").rate, Some(10.0), "under root/sub");
+        assert_eq!(row(&v, "pool-1").rate, Some(40.0));
+        assert_eq!(row(&v, "pool-1[0]").rate, Some(20.0));
+        assert_eq!(row(&v, "jobs").rate, Some(30.0));
     }
 
     #[test]
