@@ -397,8 +397,9 @@ impl Tracker {
         for r in &mut rows {
             seen.insert(r.key.clone());
             let h = self.history.entry(r.key.clone()).or_default();
-            // a snapshot not newer than the last one only replaces it
-            if h.back().is_some_and(|s| s.at_ms >= now) {
+            // a snapshot not newer than the last ones replaces them (the program's
+            // clock went back): rates only over time that really passed
+            while h.back().is_some_and(|s| s.at_ms >= now) {
                 h.pop_back();
             }
             if let Some(prev) = h.back() {
@@ -846,6 +847,13 @@ pub(crate) mod tests {
         assert_eq!(row(&v, "a").rate, None, "no time passed");
         let v = t.observe(&program(1, 0, 0));
         assert_eq!(row(&v, "a").rate, None, "the clock went back");
+        let v = t.observe(&program(2, 0, 0));
+        assert_eq!(row(&v, "a").rate, Some(1000.0));
+        // back by more than one refresh: no rate, and no panic on a negative time
+        t.observe(&program(3, 0, 0));
+        let v = t.observe(&program(1, 0, 0));
+        assert_eq!(row(&v, "a").rate, None, "the clock went back two refreshes");
+        assert_eq!(row(&v, "a").cpu_pct, None);
         let v = t.observe(&program(2, 0, 0));
         assert_eq!(row(&v, "a").rate, Some(1000.0));
         // counts that go down (a program restarted under the same pid) give 0, not a wrap
