@@ -374,17 +374,49 @@ struct Sample {
     restarts: Option<u64>,
 }
 
-/// The last few snapshots' figures, per line: turns each new snapshot into a [`View`].
+/// The last few snapshots' figures, per line (and the program's own, under
+/// [`PROGRAM_KEY`]): turns each new snapshot into a [`View`].
 #[derive(Debug, Default)]
 pub struct Tracker {
     history: HashMap<String, VecDeque<Sample>>,
-    program: Option<(u64, u64)>,
 }
+
+/// The history key of the program's own usage (its CPU% in the header). No line's key
+/// is this: theirs all hold a `:`.
+const PROGRAM_KEY: &str = "program";
 
 impl Tracker {
     /// A tracker that has seen nothing.
     pub fn new() -> Tracker {
         Tracker::default()
+    }
+
+    /// Adds `s` to the history of `key` and returns the rate of its count and its CPU%
+    /// since the previous sample (none on the first, or when the clock did not move),
+    /// with the history.
+    fn record(&mut self, key: &str, s: Sample) -> (Option<f64>, Option<f64>, &VecDeque<Sample>) {
+        let h = self.history.entry(key.to_string()).or_default();
+        // a snapshot not newer than the last ones replaces them (the program's clock
+        // went back): rates only over time that really passed
+        while h.back().is_some_and(|p| p.at_ms >= s.at_ms) {
+            h.pop_back();
+        }
+        let (mut rate, mut cpu_pct) = (None, None);
+        if let Some(prev) = h.back() {
+            let dt = (s.at_ms - prev.at_ms) as f64 / 1000.0;
+            if let (Some(c), Some(p)) = (s.count, prev.count) {
+                rate = Some(c.saturating_sub(p) as f64 / dt);
+            }
+            // CPU time is per process: a new pid starts again from 0
+            if let (Some(c), Some(p), true) = (s.cpu_ms, prev.cpu_ms, s.pid == prev.pid) {
+                cpu_pct = Some(c.saturating_sub(p) as f64 / 10.0 / dt);
+            }
+        }
+        h.push_back(s);
+        while h.len() > HISTORY {
+            h.pop_front();
+        }
+        (rate, cpu_pct, h)
     }
 
     /// The view of `snap`, with rates and CPU% over the time since the previous snapshot
@@ -396,35 +428,33 @@ impl Tracker {
         let mut seen = HashSet::new();
         for r in &mut rows {
             seen.insert(r.key.clone());
-            let h = self.history.entry(r.key.clone()).or_default();
-            // a snapshot not newer than the last ones replaces them (the program's
-            // clock went back): rates only over time that really passed
-            while h.back().is_some_and(|s| s.at_ms >= now) {
-                h.pop_back();
-            }
-            if let Some(prev) = h.back() {
-                let dt = (now - prev.at_ms) as f64 / 1000.0;
-                if let (Some(c), Some(p)) = (r.count, prev.count) {
-                    r.rate = Some(c.saturating_sub(p) as f64 / dt);
-                }
-                // CPU time is per process: a new pid starts again from 0
-                if let (Some(c), Some(p), true) = (r.cpu_ms, prev.cpu_ms, r.pid == prev.pid) {
-                    r.cpu_pct = Some(c.saturating_sub(p) as f64 / 10.0 / dt);
-                }
-            }
-            h.push_back(Sample {
+            let sample = Sample {
                 at_ms: now,
                 pid: r.pid,
                 count: r.count,
                 cpu_ms: r.cpu_ms,
                 mailbox: r.mailbox,
                 restarts: r.restarts,
-            });
-            while h.len() > HISTORY {
-                h.pop_front();
-            }
+            };
+            let (rate, cpu_pct, h) = self.record(&r.key, sample);
+            r.rate = rate;
+            r.cpu_pct = cpu_pct;
             r.saturated = growing(h.iter().map(|s| s.mailbox));
             r.flapping = rose(h.iter().map(|s| s.restarts));
+        }
+        // the program's own CPU%, from the same history
+        let mut program_cpu = None;
+        if let Some(u) = &snap.usage {
+            seen.insert(PROGRAM_KEY.to_string());
+            let sample = Sample {
+                at_ms: now,
+                pid: Some(snap.pid),
+                count: None,
+                cpu_ms: Some(u.cpu_ms),
+                mailbox: None,
+                restarts: None,
+            };
+            program_cpu = self.record(PROGRAM_KEY, sample).1;
         }
         self.history.retain(|k, _| seen.contains(k));
 
@@ -465,14 +495,9 @@ impl Tracker {
         }
         if let Some(u) = &snap.usage {
             t.uss_kib += u.uss_kib;
-            if let Some((at, cpu)) = self.program {
-                if now > at {
-                    let x =
-                        u.cpu_ms.saturating_sub(cpu) as f64 / 10.0 / ((now - at) as f64 / 1000.0);
-                    *t.cpu_pct.get_or_insert(0.0) += x;
-                }
-            }
-            self.program = Some((now, u.cpu_ms));
+        }
+        if let Some(x) = program_cpu {
+            *t.cpu_pct.get_or_insert(0.0) += x;
         }
         View { totals: t, rows }
     }
@@ -789,6 +814,29 @@ pub(crate) mod tests {
         assert_eq!(row(&v, "pool-1").rate, Some(40.0));
         assert_eq!(row(&v, "pool-1[0]").rate, Some(20.0));
         assert_eq!(row(&v, "jobs").rate, Some(30.0));
+    }
+
+    #[test]
+    fn the_program_cpu_comes_from_its_own_history() {
+        // nothing but the program's own usage: 500 ms of CPU a second
+        let bare = |t: u64| ProgramSnapshot {
+            supervisors: vec![],
+            pools: vec![],
+            queues: vec![],
+            ..program(t, 0, 0)
+        };
+        let mut t = Tracker::new();
+        assert_eq!(t.observe(&bare(1)).totals.cpu_pct, None, "one snapshot");
+        assert_eq!(t.observe(&bare(3)).totals.cpu_pct, Some(50.0));
+        // the same snapshot again replaces the last one: CPU% over the one before
+        assert_eq!(t.observe(&bare(3)).totals.cpu_pct, Some(50.0));
+        // the clock back two refreshes: no CPU%, no panic; then again from there
+        assert_eq!(t.observe(&bare(1)).totals.cpu_pct, None);
+        assert_eq!(t.observe(&bare(2)).totals.cpu_pct, Some(50.0));
+        // another program under the same pid (a new pid): its CPU time starts again
+        let mut p = bare(4);
+        p.pid = 101;
+        assert_eq!(t.observe(&p).totals.cpu_pct, None);
     }
 
     #[test]
