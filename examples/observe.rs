@@ -36,7 +36,10 @@
 //! `procactor::observe::metrics`: [`procactor::observe::metrics::Publisher`] publishes this process's
 //! snapshot (its trees, Pools and named queues, with the actors' statistics read from
 //! shared memory) through the `metrics` facade every second; here
-//! `metrics-exporter-prometheus` renders it and a small `std::net` loop serves it.
+//! `metrics-exporter-prometheus` renders it and a small `std::net` loop serves it. The
+//! exporter drops a series that was not published for three seconds (`idle_timeout`):
+//! `publish` only sets what the snapshot holds, so without it the series of an actor
+//! or a queue that is gone would be served, frozen, for as long as the program runs.
 //!
 //! # Traces
 //!
@@ -49,6 +52,7 @@
 //! ```
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use procactor::{
     process_actor, Actor, ActorError, ChildSpec, Context, Pool, Process, Queue, Strategy,
     Supervisor,
@@ -59,6 +63,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How often the snapshot is published to the exporter.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Answers each call with the running total.
 #[process_actor(mailbox = pipe)]
@@ -237,7 +244,9 @@ fn load(stop: &Arc<AtomicBool>, mut f: impl FnMut() + Send + 'static) {
 #[procactor::main]
 fn main() {
     let o = options();
+    // series not published for three intervals (an actor, a queue that is gone) expire
     let handle = PrometheusBuilder::new()
+        .idle_timeout(MetricKindMask::ALL, Some(3 * PUBLISH_EVERY))
         .install_recorder()
         .expect("install the Prometheus recorder");
     let listener = TcpListener::bind(("127.0.0.1", o.port)).unwrap_or_else(|e| {
@@ -266,12 +275,16 @@ fn main() {
         .expect("add indexer");
     let _sub = root.spawn_supervisor(sub).expect("spawn the subtree");
     let pool = Arc::new(Pool::new(2).expect("start the Pool"));
-    let jobs: Queue<u64> = Queue::new().expect("the jobs queue");
+    // named, so that the snapshot (procactor-top, the metrics) lists it
+    let jobs: Queue<u64> = Queue::builder()
+        .name("jobs")
+        .build()
+        .expect("the jobs queue");
     let mut drainer = Process::new(drain, jobs.clone())
         .start()
         .expect("start the jobs drainer");
 
-    let publisher = procactor::observe::metrics::Publisher::start(Duration::from_secs(1))
+    let publisher = procactor::observe::metrics::Publisher::start(PUBLISH_EVERY)
         .expect("start publishing metrics");
 
     println!(

@@ -297,6 +297,30 @@ pub struct ProgramSnapshot {
     pub queues: Vec<QueueSnapshot>,
 }
 
+/// A duration of `ns` nanoseconds as short text, in the unit that suits it, with one
+/// decimal above nanoseconds: `850ns`, `12.3µs`, `4.5ms`, `2.0s` (seconds also above a
+/// minute). What [`Supervisor::tree`](crate::Supervisor::tree) and `procactor-top`
+/// show of a histogram's quantiles, so that both print the same text.
+///
+/// # Examples
+///
+/// ```
+/// use procactor::stats::duration_text;
+///
+/// assert_eq!(duration_text(850), "850ns");
+/// assert_eq!(duration_text(12_345), "12.3µs");
+/// assert_eq!(duration_text(4_500_000), "4.5ms");
+/// assert_eq!(duration_text(2_000_000_000), "2.0s");
+/// ```
+pub fn duration_text(ns: u64) -> String {
+    match ns {
+        0..=999 => format!("{ns}ns"),
+        1_000..=999_999 => format!("{:.1}µs", ns as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
+        _ => format!("{:.1}s", ns as f64 / 1e9),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

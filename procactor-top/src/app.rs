@@ -16,7 +16,7 @@ pub enum SortBy {
     Tree,
     /// Name, A to Z.
     Name,
-    /// Pid, lowest first.
+    /// Pid, lowest first; lines without one (not running, a Pool, a queue) last.
     Pid,
     /// Restarts, most first.
     Restarts,
@@ -87,10 +87,19 @@ impl SortBy {
                 (None, None) => Ordering::Equal,
             }
         }
+        // lowest first, unknown last
+        fn asc<T: Ord>(a: Option<T>, b: Option<T>) -> Ordering {
+            match (a, b) {
+                (Some(a), Some(b)) => a.cmp(&b),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            }
+        }
         match self {
             SortBy::Tree => Ordering::Equal,
             SortBy::Name => a.name.cmp(&b.name),
-            SortBy::Pid => desc(b.pid, a.pid),
+            SortBy::Pid => asc(a.pid, b.pid),
             SortBy::Restarts => desc(a.restarts, b.restarts),
             SortBy::Mailbox => desc(a.mailbox, b.mailbox),
             SortBy::Msgs => desc(a.count, b.count),
@@ -297,6 +306,26 @@ mod tests {
         assert_eq!(
             names(&sorted(&v.rows, SortBy::Pid, false))[1..6],
             ["a", "b", "w[0]", "w[1]", "sub"]
+        );
+    }
+
+    #[test]
+    fn lines_without_a_pid_sort_last_by_pid() {
+        let mut p = program(1, 0, 0);
+        let kids = &mut p.supervisors[0].children;
+        // a (101) is not running; b gets a pid below every other
+        kids[0].pid = None;
+        kids[0].state = "restarting".to_string();
+        kids[1].pid = Some(50);
+        let v = Tracker::new().observe(&p);
+        assert_eq!(
+            names(&sorted(&v.rows, SortBy::Pid, false))[1..7],
+            ["b", "w[0]", "w[1]", "sub", "c", "a"]
+        );
+        // reversed: highest first, so the one without a pid comes first
+        assert_eq!(
+            names(&sorted(&v.rows, SortBy::Pid, true))[1..7],
+            ["a", "sub", "c", "w[1]", "w[0]", "b"]
         );
     }
 

@@ -24,13 +24,14 @@
 //! The crate is the binary plus this library of its parts, which are plain functions of
 //! snapshots (no terminal, no socket) so that they are unit-tested: [`model`] turns
 //! snapshots into lines, [`app`] holds the selection and the sort and takes keys,
-//! [`render`] draws them (plain text or a ratatui frame); [`snapshot_of`] is the one
+//! [`render`] draws them (plain text or a ratatui frame); [`Source`] is the one
 //! place that asks a program for its snapshot.
 
 pub mod app;
 pub mod model;
 pub mod render;
 
+use procactor::observe::{ObserveError, Observer};
 use procactor::stats::ProgramSnapshot;
 use std::time::Duration;
 
@@ -152,28 +153,79 @@ pub enum ParseError {
 /// How long one request for a snapshot may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The snapshot of the program `pid`, asked for on its observe socket; `Err` says in
-/// words why there is none (no such process, not a procactor program, observing turned
-/// off, another user's program, no answer in time).
+/// Where `procactor-top` gets its snapshots from: the program's observe socket, over one
+/// connection ([`Observer`]) kept from one refresh to the next (one request per refresh,
+/// rather than a connect and an accept each time).
 ///
-/// This is the one place `procactor-top` gets a snapshot from.
-pub fn snapshot_of(pid: u32, timeout: Duration) -> Result<ProgramSnapshot, String> {
-    procactor::observe::fetch(pid, timeout).map_err(|e| e.to_string())
+/// This is the one place `procactor-top` gets a snapshot from. After a [`Timeout`] it
+/// keeps no connection (a late answer on it would be taken for the next request's), and
+/// connects again at the next request. After any other error of a connection that had
+/// already answered (the program closed it, e.g. after [`IDLE`] without a request when
+/// the interval is longer, or restarted its server), it connects again right away, once,
+/// and asks again; an error of that fresh connection, or of a first one, is reported.
+///
+/// [`Timeout`]: ObserveError::Timeout
+/// [`IDLE`]: procactor::observe::IDLE
+#[derive(Debug)]
+pub struct Source {
+    pid: u32,
+    observer: Option<Observer>,
 }
 
-/// The `--once` text: two snapshots `interval` apart (so that rates and CPU% are known),
-/// as a plain table.
+impl Source {
+    /// A source for the program `pid`; it connects at the first [`Source::snapshot`].
+    pub fn new(pid: u32) -> Source {
+        Source {
+            pid,
+            observer: None,
+        }
+    }
+
+    /// Whether a connection is kept for the next request.
+    pub fn connected(&self) -> bool {
+        self.observer.is_some()
+    }
+
+    /// The program's snapshot, waiting at most `timeout` for each try; `Err` says in
+    /// words why there is none (no such process, not a procactor program, observing
+    /// turned off, another user's program, no answer in time).
+    pub fn snapshot(&mut self, timeout: Duration) -> Result<ProgramSnapshot, String> {
+        let reused = self.observer.is_some();
+        match self.ask(timeout) {
+            Ok(s) => Ok(s),
+            Err(e) if !reused || matches!(e, ObserveError::Timeout { .. }) => Err(e.to_string()),
+            Err(_) => self.ask(timeout).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn ask(&mut self, timeout: Duration) -> Result<ProgramSnapshot, ObserveError> {
+        let o = match &mut self.observer {
+            Some(o) => o,
+            None => self.observer.insert(Observer::connect(self.pid)?),
+        };
+        let r = o.snapshot(timeout);
+        if r.is_err() {
+            // a connection that failed once is of no further use
+            self.observer = None;
+        }
+        r
+    }
+}
+
+/// The `--once` text: two snapshots `interval` apart (so that rates and CPU% are known,
+/// both asked for on one connection), as a plain table.
 pub fn once_text(pid: u32, interval: Duration) -> Result<String, String> {
+    let mut src = Source::new(pid);
     let mut t = model::Tracker::new();
-    t.observe(&snapshot_of(pid, FETCH_TIMEOUT)?);
+    t.observe(&src.snapshot(FETCH_TIMEOUT)?);
     std::thread::sleep(interval);
-    let v = t.observe(&snapshot_of(pid, FETCH_TIMEOUT)?);
+    let v = t.observe(&src.snapshot(FETCH_TIMEOUT)?);
     Ok(render::text(&v, &v.rows))
 }
 
 /// The `--json` text: one snapshot, pretty-printed.
 pub fn json_text(pid: u32) -> Result<String, String> {
-    let s = snapshot_of(pid, FETCH_TIMEOUT)?;
+    let s = Source::new(pid).snapshot(FETCH_TIMEOUT)?;
     serde_json::to_string_pretty(&s).map_err(|e| format!("cannot write the snapshot as JSON: {e}"))
 }
 
@@ -229,14 +281,47 @@ mod tests {
 
     #[test]
     fn a_pid_with_no_observe_server_says_so() {
-        // pids above the kernel's pid_max (at most 2^22) are never in use; this test
-        // process has made nothing observable
-        for pid in [4_194_304 + 17, std::process::id()] {
-            let e = snapshot_of(pid, Duration::from_millis(500)).unwrap_err();
-            assert!(
-                e.contains(&format!("no observe server for pid {pid}")),
-                "{e}"
-            );
+        // pids above the kernel's pid_max (at most 2^22) are never in use; pid 1 is no
+        // procactor program
+        for pid in [4_194_304 + 17, 1] {
+            let mut src = Source::new(pid);
+            for _ in 0..2 {
+                let e = src.snapshot(Duration::from_millis(500)).unwrap_err();
+                assert!(
+                    e.contains(&format!("no observe server for pid {pid}")),
+                    "{e}"
+                );
+                assert!(!src.connected());
+            }
         }
+    }
+
+    #[test]
+    fn a_source_keeps_its_connection_and_comes_back_after_losing_it() {
+        // a named queue makes this process observable
+        let q = procactor::Queue::<u8>::builder()
+            .name("lib-test-queue")
+            .build()
+            .unwrap();
+        let mut src = Source::new(std::process::id());
+        let has_queue = |s: &ProgramSnapshot| s.queues.iter().any(|q| q.name == "lib-test-queue");
+        assert!(has_queue(&src.snapshot(FETCH_TIMEOUT).unwrap()));
+        assert!(src.connected(), "the connection is kept");
+        q.put(1).unwrap();
+        let s = src.snapshot(FETCH_TIMEOUT).unwrap();
+        let depth = s
+            .queues
+            .iter()
+            .find(|q| q.name == "lib-test-queue")
+            .unwrap()
+            .depth;
+        assert_eq!(depth, 1, "a new snapshot on the kept connection");
+        // a timeout drops the connection; the next request connects again
+        let e = src.snapshot(Duration::ZERO).unwrap_err();
+        assert!(e.contains("did not answer"), "{e}");
+        assert!(!src.connected(), "no connection kept after a timeout");
+        assert!(has_queue(&src.snapshot(FETCH_TIMEOUT).unwrap()));
+        assert!(src.connected());
+        drop(q);
     }
 }

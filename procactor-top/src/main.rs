@@ -1,10 +1,11 @@
 //! `procactor-top <pid>`: the terminal side (see the library's docs for what is shown).
-//! Everything here is plumbing: arguments, one thread that asks for a snapshot every
-//! interval, and the loop that passes keys and snapshots to the [`App`] and draws it.
+//! Everything here is plumbing: arguments, one thread that asks its [`Source`] for a
+//! snapshot every interval, and the loop that passes keys and snapshots to the [`App`]
+//! and draws it.
 
 use procactor_top::app::{App, Key};
 use procactor_top::{
-    json_text, once_text, parse_args, render, snapshot_of, Mode, ParseError, FETCH_TIMEOUT, USAGE,
+    json_text, once_text, parse_args, render, Mode, ParseError, Source, FETCH_TIMEOUT, USAGE,
 };
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::DefaultTerminal;
@@ -47,14 +48,16 @@ fn main() -> ExitCode {
 /// The live view until a quit key. The first snapshot is asked for before the terminal
 /// is taken over, so that a wrong pid is a message and exit status 1, not a blank screen.
 fn live(pid: u32, interval: Duration) -> Result<(), String> {
-    let first = snapshot_of(pid, FETCH_TIMEOUT)?;
+    // one source (one connection) for the first snapshot and every refresh
+    let mut src = Source::new(pid);
+    let first = src.snapshot(FETCH_TIMEOUT)?;
     let (tx, rx) = mpsc::channel();
     // ends at its next send once the view is gone (or with the process)
     std::thread::Builder::new()
         .name("procactor-top-fetch".into())
         .spawn(move || loop {
             std::thread::sleep(interval);
-            if tx.send(snapshot_of(pid, FETCH_TIMEOUT)).is_err() {
+            if tx.send(src.snapshot(FETCH_TIMEOUT)).is_err() {
                 return;
             }
         })

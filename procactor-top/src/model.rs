@@ -5,8 +5,8 @@
 //! so that the whole view is unit-tested on snapshots built in memory.
 
 use procactor::stats::{
-    ActorStats, ChildKind, ChildSnapshot, PoolSnapshot, ProcessUsage, ProgramSnapshot,
-    QueueSnapshot, SupervisorSnapshot,
+    duration_text, ActorStats, ChildKind, ChildSnapshot, PoolSnapshot, ProcessUsage,
+    ProgramSnapshot, QueueSnapshot, SupervisorSnapshot,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -54,7 +54,10 @@ impl Kind {
 /// One line of the view.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// Identity across refreshes (the path of names, with the top-level index).
+    /// Identity across refreshes: the path of names under a top-level key made of the
+    /// section, the name and its occurrence among the section's same-named items
+    /// (`s:root#1/sub/c`, `p:pool-1#1/0`, `q:jobs#2`), so that a line keeps its
+    /// history when an item listed before it goes away.
     pub key: String,
     /// The key of the line it is under (`None` at the top).
     pub parent: Option<String>,
@@ -157,7 +160,9 @@ pub struct Totals {
     pub workers: usize,
     /// Named queues.
     pub queues: usize,
-    /// Restarts of all children (supervisors' counts, top level) and Pool workers.
+    /// Restarts of every actor, pool member, child supervisor (at any depth) and Pool
+    /// worker: the sum of their lines' RESTARTS (a top-level supervisor's line and a
+    /// Pool's line sum lines already counted, and are left out).
     pub restarts: u64,
     /// Messages handled per second by every actor and Pool worker (`None` on the first
     /// snapshot).
@@ -185,8 +190,9 @@ pub struct View {
 /// The rows of one snapshot, before anything is derived from earlier ones.
 pub fn rows_of(snap: &ProgramSnapshot) -> Vec<Row> {
     let mut rows = Vec::new();
-    for (i, s) in snap.supervisors.iter().enumerate() {
-        let key = format!("s{i}:{}", s.name);
+    let mut sups = Occurrences::default();
+    for s in &snap.supervisors {
+        let key = sups.key("s", &s.name);
         let mut r = Row::new(key.clone(), None, 0, 0, Kind::Supervisor);
         r.name = s.name.clone();
         r.pid = Some(s.pid);
@@ -197,13 +203,30 @@ pub fn rows_of(snap: &ProgramSnapshot) -> Vec<Row> {
         rows.push(r);
         children(&mut rows, s, &key, 1);
     }
-    for (i, p) in snap.pools.iter().enumerate() {
-        pool(&mut rows, p, i);
+    let mut pools = Occurrences::default();
+    for p in &snap.pools {
+        pool(&mut rows, p, pools.key("p", &p.name));
     }
-    for (i, q) in snap.queues.iter().enumerate() {
-        rows.push(queue(q, i));
+    let mut queues = Occurrences::default();
+    for q in &snap.queues {
+        rows.push(queue(q, queues.key("q", &q.name)));
     }
     rows
+}
+
+/// How many times each name has come so far in one section of a snapshot.
+#[derive(Default)]
+struct Occurrences<'a>(HashMap<&'a str, usize>);
+
+impl<'a> Occurrences<'a> {
+    /// The top-level key of the next item named `name` in `section`: `s:root#1`, then
+    /// `s:root#2` for a second `root` (the count never holds a `#`, so no two distinct
+    /// names and counts give the same key).
+    fn key(&mut self, section: &str, name: &'a str) -> String {
+        let k = self.0.entry(name).or_insert(0);
+        *k += 1;
+        format!("{section}:{name}#{k}")
+    }
 }
 
 fn children(rows: &mut Vec<Row>, sup: &SupervisorSnapshot, parent: &str, depth: usize) {
@@ -265,16 +288,16 @@ fn actor_detail(st: &ActorStats) -> String {
         st.handled,
         st.calls,
         st.errors,
-        fmt_ns(h.p50_ns),
-        fmt_ns(h.p90_ns),
-        fmt_ns(h.p99_ns),
-        fmt_ns(h.max_ns)
+        duration_text(h.p50_ns),
+        duration_text(h.p90_ns),
+        duration_text(h.p99_ns),
+        duration_text(h.max_ns)
     );
     if w.count > 0 {
         s.push_str(&format!(
             " · mailbox wait p50 {} p99 {}",
-            fmt_ns(w.p50_ns),
-            fmt_ns(w.p99_ns)
+            duration_text(w.p50_ns),
+            duration_text(w.p99_ns)
         ));
     }
     if st.undecodable > 0 {
@@ -286,8 +309,7 @@ fn actor_detail(st: &ActorStats) -> String {
     s
 }
 
-fn pool(rows: &mut Vec<Row>, p: &PoolSnapshot, i: usize) {
-    let key = format!("p{i}:{}", p.name);
+fn pool(rows: &mut Vec<Row>, p: &PoolSnapshot, key: String) {
     let mut r = Row::new(key.clone(), None, 1, 0, Kind::Pool);
     r.name = p.name.clone();
     r.state = "running".to_string();
@@ -321,16 +343,16 @@ fn pool(rows: &mut Vec<Row>, p: &PoolSnapshot, i: usize) {
             p.name,
             w.tasks,
             w.errors,
-            fmt_ns(w.task_time.p50_ns),
-            fmt_ns(w.task_time.p99_ns),
-            fmt_ns(w.task_time.max_ns)
+            duration_text(w.task_time.p50_ns),
+            duration_text(w.task_time.p99_ns),
+            duration_text(w.task_time.max_ns)
         );
         rows.push(r);
     }
 }
 
-fn queue(q: &QueueSnapshot, i: usize) -> Row {
-    let mut r = Row::new(format!("q{i}:{}", q.name), None, 2, 0, Kind::Queue);
+fn queue(q: &QueueSnapshot, key: String) -> Row {
+    let mut r = Row::new(key, None, 2, 0, Kind::Queue);
     r.name = q.name.clone();
     r.mailbox = Some(q.depth);
     r.count = Some(q.gets);
@@ -352,17 +374,49 @@ struct Sample {
     restarts: Option<u64>,
 }
 
-/// The last few snapshots' figures, per line: turns each new snapshot into a [`View`].
+/// The last few snapshots' figures, per line (and the program's own, under
+/// [`PROGRAM_KEY`]): turns each new snapshot into a [`View`].
 #[derive(Debug, Default)]
 pub struct Tracker {
     history: HashMap<String, VecDeque<Sample>>,
-    program: Option<(u64, u64)>,
 }
+
+/// The history key of the program's own usage (its CPU% in the header). No line's key
+/// is this: theirs all hold a `:`.
+const PROGRAM_KEY: &str = "program";
 
 impl Tracker {
     /// A tracker that has seen nothing.
     pub fn new() -> Tracker {
         Tracker::default()
+    }
+
+    /// Adds `s` to the history of `key` and returns the rate of its count and its CPU%
+    /// since the previous sample (none on the first, or when the clock did not move),
+    /// with the history.
+    fn record(&mut self, key: &str, s: Sample) -> (Option<f64>, Option<f64>, &VecDeque<Sample>) {
+        let h = self.history.entry(key.to_string()).or_default();
+        // a snapshot not newer than the last ones replaces them (the program's clock
+        // went back): rates only over time that really passed
+        while h.back().is_some_and(|p| p.at_ms >= s.at_ms) {
+            h.pop_back();
+        }
+        let (mut rate, mut cpu_pct) = (None, None);
+        if let Some(prev) = h.back() {
+            let dt = (s.at_ms - prev.at_ms) as f64 / 1000.0;
+            if let (Some(c), Some(p)) = (s.count, prev.count) {
+                rate = Some(c.saturating_sub(p) as f64 / dt);
+            }
+            // CPU time is per process: a new pid starts again from 0
+            if let (Some(c), Some(p), true) = (s.cpu_ms, prev.cpu_ms, s.pid == prev.pid) {
+                cpu_pct = Some(c.saturating_sub(p) as f64 / 10.0 / dt);
+            }
+        }
+        h.push_back(s);
+        while h.len() > HISTORY {
+            h.pop_front();
+        }
+        (rate, cpu_pct, h)
     }
 
     /// The view of `snap`, with rates and CPU% over the time since the previous snapshot
@@ -374,34 +428,33 @@ impl Tracker {
         let mut seen = HashSet::new();
         for r in &mut rows {
             seen.insert(r.key.clone());
-            let h = self.history.entry(r.key.clone()).or_default();
-            // a snapshot not newer than the last one only replaces it
-            if h.back().is_some_and(|s| s.at_ms >= now) {
-                h.pop_back();
-            }
-            if let Some(prev) = h.back() {
-                let dt = (now - prev.at_ms) as f64 / 1000.0;
-                if let (Some(c), Some(p)) = (r.count, prev.count) {
-                    r.rate = Some(c.saturating_sub(p) as f64 / dt);
-                }
-                // CPU time is per process: a new pid starts again from 0
-                if let (Some(c), Some(p), true) = (r.cpu_ms, prev.cpu_ms, r.pid == prev.pid) {
-                    r.cpu_pct = Some(c.saturating_sub(p) as f64 / 10.0 / dt);
-                }
-            }
-            h.push_back(Sample {
+            let sample = Sample {
                 at_ms: now,
                 pid: r.pid,
                 count: r.count,
                 cpu_ms: r.cpu_ms,
                 mailbox: r.mailbox,
                 restarts: r.restarts,
-            });
-            while h.len() > HISTORY {
-                h.pop_front();
-            }
+            };
+            let (rate, cpu_pct, h) = self.record(&r.key, sample);
+            r.rate = rate;
+            r.cpu_pct = cpu_pct;
             r.saturated = growing(h.iter().map(|s| s.mailbox));
             r.flapping = rose(h.iter().map(|s| s.restarts));
+        }
+        // the program's own CPU%, from the same history
+        let mut program_cpu = None;
+        if let Some(u) = &snap.usage {
+            seen.insert(PROGRAM_KEY.to_string());
+            let sample = Sample {
+                at_ms: now,
+                pid: Some(snap.pid),
+                count: None,
+                cpu_ms: Some(u.cpu_ms),
+                mailbox: None,
+                restarts: None,
+            };
+            program_cpu = self.record(PROGRAM_KEY, sample).1;
         }
         self.history.retain(|k, _| seen.contains(k));
 
@@ -431,26 +484,20 @@ impl Tracker {
                     *t.cpu_pct.get_or_insert(0.0) += x;
                 }
             }
+            // each restart once: on the line of what restarted
+            if matches!(r.kind, Kind::Actor | Kind::Member | Kind::Worker)
+                || (r.kind == Kind::Supervisor && r.depth > 0)
+            {
+                t.restarts += r.restarts.unwrap_or(0);
+            }
             t.saturated += r.saturated as usize;
             t.flapping += r.flapping as usize;
         }
-        t.restarts = snap.supervisors.iter().map(|s| s.restarts).sum::<u64>()
-            + snap
-                .pools
-                .iter()
-                .flat_map(|p| &p.workers)
-                .map(|w| w.restarts)
-                .sum::<u64>();
         if let Some(u) = &snap.usage {
             t.uss_kib += u.uss_kib;
-            if let Some((at, cpu)) = self.program {
-                if now > at {
-                    let x =
-                        u.cpu_ms.saturating_sub(cpu) as f64 / 10.0 / ((now - at) as f64 / 1000.0);
-                    *t.cpu_pct.get_or_insert(0.0) += x;
-                }
-            }
-            self.program = Some((now, u.cpu_ms));
+        }
+        if let Some(x) = program_cpu {
+            *t.cpu_pct.get_or_insert(0.0) += x;
         }
         View { totals: t, rows }
     }
@@ -476,20 +523,6 @@ fn rose(xs: impl DoubleEndedIterator<Item = Option<u64>>) -> bool {
     ) {
         (Some(newest), Some(oldest)) => last.len() > 1 && newest > oldest,
         _ => false,
-    }
-}
-
-/// `850ns`, `12.3µs`, `4.50ms`, `1.20s`.
-pub fn fmt_ns(ns: u64) -> String {
-    let x = ns as f64;
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{:.1}µs", x / 1e3)
-    } else if ns < 1_000_000_000 {
-        format!("{:.2}ms", x / 1e6)
-    } else {
-        format!("{:.2}s", x / 1e9)
     }
 }
 
@@ -695,7 +728,7 @@ pub(crate) mod tests {
                 (0, "jobs", Kind::Queue),
             ]
         );
-        assert_eq!(rows[6].parent.as_deref(), Some("s0:root/sub"));
+        assert_eq!(rows[6].parent.as_deref(), Some("s:root#1/sub"));
         assert_eq!(rows[7].mailbox, Some(7), "a Pool's pending tasks");
         assert_eq!(rows[10].mailbox, Some(5), "a queue's depth");
     }
@@ -727,6 +760,101 @@ pub(crate) mod tests {
             (1, 2, 1)
         );
         assert_eq!(v.totals.restarts, 1);
+    }
+
+    #[test]
+    fn a_line_keeps_its_history_when_an_earlier_item_goes() {
+        // before the program's items: a supervisor early, a Pool pool-0, a queue
+        // early-q; after them a second root and a second jobs
+        let more = |t: u64| {
+            let mut p = program(t, 0, 0);
+            let root = p.supervisors[0].clone();
+            let mut early = root.clone();
+            early.name = "early".to_string();
+            early.children = vec![actor("x", 500, 7 * t, 0, 0)];
+            p.supervisors.insert(0, early);
+            p.supervisors.push(root);
+            let mut pool = p.pools[0].clone();
+            pool.name = "pool-0".to_string();
+            p.pools.insert(0, pool);
+            let jobs = p.queues[0].clone();
+            let mut early_q = jobs.clone();
+            early_q.name = "early-q".to_string();
+            p.queues.insert(0, early_q);
+            p.queues.push(jobs);
+            p
+        };
+        let rows = rows_of(&more(1));
+        let keys: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.depth == 0)
+            .map(|r| r.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "s:early#1",
+                "s:root#1",
+                "s:root#2",
+                "p:pool-0#1",
+                "p:pool-1#1",
+                "q:early-q#1",
+                "q:jobs#1",
+                "q:jobs#2"
+            ]
+        );
+        let mut t = Tracker::new();
+        t.observe(&more(1));
+        // early, pool-0, early-q and the second root and jobs go: the lines that stay
+        // keep their history (with positional keys, each had moved up one place and
+        // started again without a rate)
+        let v = t.observe(&program(2, 0, 0));
+        assert_eq!(row(&v, "a").rate, Some(1000.0));
+        assert_eq!(row(&v, "c").rate, Some(10.0), "under root/sub");
+        assert_eq!(row(&v, "pool-1").rate, Some(40.0));
+        assert_eq!(row(&v, "pool-1[0]").rate, Some(20.0));
+        assert_eq!(row(&v, "jobs").rate, Some(30.0));
+    }
+
+    #[test]
+    fn the_program_cpu_comes_from_its_own_history() {
+        // nothing but the program's own usage: 500 ms of CPU a second
+        let bare = |t: u64| ProgramSnapshot {
+            supervisors: vec![],
+            pools: vec![],
+            queues: vec![],
+            ..program(t, 0, 0)
+        };
+        let mut t = Tracker::new();
+        assert_eq!(t.observe(&bare(1)).totals.cpu_pct, None, "one snapshot");
+        assert_eq!(t.observe(&bare(3)).totals.cpu_pct, Some(50.0));
+        // the same snapshot again replaces the last one: CPU% over the one before
+        assert_eq!(t.observe(&bare(3)).totals.cpu_pct, Some(50.0));
+        // the clock back two refreshes: no CPU%, no panic; then again from there
+        assert_eq!(t.observe(&bare(1)).totals.cpu_pct, None);
+        assert_eq!(t.observe(&bare(2)).totals.cpu_pct, Some(50.0));
+        // another program under the same pid (a new pid): its CPU time starts again
+        let mut p = bare(4);
+        p.pid = 101;
+        assert_eq!(t.observe(&p).totals.cpu_pct, None);
+    }
+
+    #[test]
+    fn the_restart_total_counts_children_of_child_supervisors() {
+        let mut p = program(1, 0, 1);
+        // sub's child c restarted twice, sub itself (as root's child) once; root counts
+        // only its direct children's restarts, sub its own
+        let sub = &mut p.supervisors[0].children[4];
+        sub.restarts = 1;
+        let inner = sub.supervisor.as_mut().unwrap();
+        inner.restarts = 2;
+        inner.children[0].restarts = 2;
+        p.supervisors[0].restarts = 2;
+        // and a Pool worker once
+        p.pools[0].workers[1].restarts = 1;
+        let v = Tracker::new().observe(&p);
+        // b 1, sub 1, c 2, the worker 1
+        assert_eq!(v.totals.restarts, 5);
     }
 
     #[test]
@@ -769,6 +897,13 @@ pub(crate) mod tests {
         assert_eq!(row(&v, "a").rate, None, "the clock went back");
         let v = t.observe(&program(2, 0, 0));
         assert_eq!(row(&v, "a").rate, Some(1000.0));
+        // back by more than one refresh: no rate, and no panic on a negative time
+        t.observe(&program(3, 0, 0));
+        let v = t.observe(&program(1, 0, 0));
+        assert_eq!(row(&v, "a").rate, None, "the clock went back two refreshes");
+        assert_eq!(row(&v, "a").cpu_pct, None);
+        let v = t.observe(&program(2, 0, 0));
+        assert_eq!(row(&v, "a").rate, Some(1000.0));
         // counts that go down (a program restarted under the same pid) give 0, not a wrap
         let mut p = program(3, 0, 0);
         p.supervisors[0].children[0].stats.as_mut().unwrap().handled = 0;
@@ -778,10 +913,11 @@ pub(crate) mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(fmt_ns(850), "850ns");
-        assert_eq!(fmt_ns(12_345), "12.3µs");
-        assert_eq!(fmt_ns(4_500_000), "4.50ms");
-        assert_eq!(fmt_ns(1_200_000_000), "1.20s");
+        // durations: procactor::stats::duration_text, as Supervisor::tree prints them
+        assert_eq!(duration_text(850), "850ns");
+        assert_eq!(duration_text(12_345), "12.3µs");
+        assert_eq!(duration_text(4_500_000), "4.5ms");
+        assert_eq!(duration_text(1_200_000_000), "1.2s");
         assert_eq!(fmt_kib(512), "512K");
         assert_eq!(fmt_kib(12_600), "12.3M");
         assert_eq!(fmt_count(1234), "1234");

@@ -3,7 +3,8 @@
 //! frame is drawn into whatever backend the caller has, a test's `TestBackend` too).
 
 use crate::app::{App, SortBy};
-use crate::model::{fmt_clock, fmt_count, fmt_kib, fmt_ns, fmt_rate, Kind, Row, Totals, View};
+use crate::model::{fmt_clock, fmt_count, fmt_kib, fmt_rate, Kind, Row, Totals, View};
+use procactor::stats::duration_text;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -44,7 +45,7 @@ pub fn cells(r: &Row) -> [String; 12] {
         or_dash(r.count, fmt_count),
         or_dash(r.rate, fmt_rate),
         // a histogram that has counted nothing has no p99 to show
-        or_dash(r.p99_ns.filter(|_| r.count != Some(0)), fmt_ns),
+        or_dash(r.p99_ns.filter(|_| r.count != Some(0)), duration_text),
         or_dash(r.uss_kib, fmt_kib),
         or_dash(r.cpu_pct, |x| format!("{x:.1}")),
         r.note(),

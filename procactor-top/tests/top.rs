@@ -3,19 +3,20 @@
 //!
 //! The program watched is this test process itself: it starts a supervision tree
 //! (`root` with `echo`, a pool of `hash` pipe actors, a child supervisor `sub` with
-//! `slow`) and threads that keep it busy, then runs the real `procactor-top` binary on
+//! `slow`), a named queue `top-jobs` holding three items, and threads that keep the
+//! tree busy, then runs the real `procactor-top` binary on
 //! its own pid. Every wait has a deadline; a `procactor-top` that does not end in time
 //! is killed and the test fails.
 
 procactor::test_support!();
 
 use procactor::stats::{ChildKind, ChildSnapshot, ProgramSnapshot};
-use procactor::{process_actor, Actor, ActorError, ChildSpec, Context, PoolRef, Supervisor};
+use procactor::{process_actor, Actor, ActorError, ChildSpec, Context, PoolRef, Queue, Supervisor};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const TOP: &str = env!("CARGO_BIN_EXE_procactor-top");
@@ -63,6 +64,8 @@ impl Actor for Slow {
 struct Tree {
     _root: Supervisor,
     hash: PoolRef<Hash>,
+    /// Listed in the snapshot for as long as this handle lives.
+    _jobs: Queue<u64>,
 }
 
 /// The tree, started once for the whole binary, with its load running for as long as
@@ -106,32 +109,69 @@ fn tree() -> &'static Tree {
                 std::thread::sleep(Duration::from_micros(2500));
             }
         });
-        Tree { _root: root, hash }
+        // a named queue: three items put, none taken
+        let jobs = Queue::builder()
+            .name("top-jobs")
+            .build()
+            .expect("the top-jobs queue");
+        for i in 0..3 {
+            jobs.put(i).expect("put into top-jobs");
+        }
+        Tree {
+            _root: root,
+            hash,
+            _jobs: jobs,
+        }
     })
 }
 
-/// Runs `procactor-top` with `args`; kills it and fails after `limit`.
+/// Polls `cond` every 20 ms until it gives `Ok`, and returns that; fails after `limit`
+/// with `what` and the last `Err` (what was seen instead).
+fn wait_until<T>(limit: Duration, what: &str, mut cond: impl FnMut() -> Result<T, String>) -> T {
+    let t0 = Instant::now();
+    loop {
+        match cond() {
+            Ok(x) => return x,
+            Err(seen) if t0.elapsed() > limit => {
+                panic!("no {what} within {limit:?}; last seen:\n{seen}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Runs `procactor-top` with `args`; kills it and fails after `limit`. Its output is
+/// collected while it runs (by a thread, so that a pipe never fills and blocks it).
 fn top(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(TOP)
+    let child = Command::new(TOP)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start procactor-top");
-    let t0 = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("collect");
-            panic!(
-                "procactor-top {args:?} still running after {limit:?}: {}",
-                String::from_utf8_lossy(&out.stdout)
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("collect"),
+        Err(_) => {
+            // not reaped yet (the thread's wait has not returned): the pid is still it
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).expect("a pid"),
+                rustix::process::Signal::KILL,
             );
+            let printed = rx
+                .recv_timeout(Duration::from_secs(10))
+                .ok()
+                .and_then(Result::ok)
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            panic!("procactor-top {args:?} still running after {limit:?}: {printed}")
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().expect("collect")
 }
 
 fn json(pid: u32) -> ProgramSnapshot {
@@ -146,18 +186,14 @@ fn json(pid: u32) -> ProgramSnapshot {
 
 /// Waits (at most 20 s) until `ok` holds for a `--json` snapshot, and returns it.
 fn json_until(pid: u32, what: &str, ok: impl Fn(&ProgramSnapshot) -> bool) -> ProgramSnapshot {
-    let t0 = Instant::now();
-    loop {
+    wait_until(Duration::from_secs(20), what, || {
         let s = json(pid);
         if ok(&s) {
-            return s;
+            Ok(s)
+        } else {
+            Err(format!("{s:#?}"))
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "no {what} in {s:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    })
 }
 
 /// The `--once` line of `name` (the first one whose first word it is).
@@ -237,6 +273,12 @@ fn once_and_json_show_the_tree_mailboxes_usage_and_a_restart() {
         assert_ne!(column(&text, l, "CPU%"), "-", "{l}");
     }
     assert_eq!(column(&text, line(&text, "sub"), "KIND"), "sup", "{text}");
+    // the named queue: its depth, the items taken (none), no pid
+    let q = line(&text, "top-jobs");
+    assert_eq!(column(&text, q, "KIND"), "queue", "{text}");
+    assert_eq!(column(&text, q, "MAILBOX"), "3", "{text}");
+    assert_eq!(column(&text, q, "MSGS"), "0", "{text}");
+    assert_eq!(column(&text, q, "PID"), "-", "{text}");
     // slow is sent twice what it handles: its mailbox fills
     let slow_mailbox = |text: &str| -> u64 {
         column(text, line(text, "slow"), "MAILBOX")
@@ -466,17 +508,18 @@ fn the_live_view_in_a_terminal_shows_the_tree_and_answers_keys() {
     let mut keys = std::fs::File::from(master);
     let shown = || screen_of(&screen.lock().unwrap(), 140, 40).join("\n");
     let wait_for = |what: &[&str]| {
-        let t0 = Instant::now();
-        loop {
-            let s = shown();
-            if what.iter().all(|w| s.contains(w)) {
-                return;
-            }
-            if t0.elapsed() > Duration::from_secs(20) {
-                panic!("the screen never showed {what:?}:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{what:?} on the screen"),
+            || {
+                let s = shown();
+                if what.iter().all(|w| s.contains(w)) {
+                    Ok(())
+                } else {
+                    Err(s)
+                }
+            },
+        )
     };
     let kill = |child: &mut std::process::Child| {
         let _ = child.kill();
@@ -507,14 +550,12 @@ fn the_live_view_in_a_terminal_shows_the_tree_and_answers_keys() {
         );
         assert!(child.try_wait().unwrap().is_none(), "still running");
         keys.write_all(b"q").unwrap();
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(10), "q did not quit");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let status = wait_until(Duration::from_secs(10), "exit after q", || {
+            child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "still running".to_string())
+        });
         assert!(status.success(), "{status:?}");
         // the terminal was given back: alternate screen left
         let raw = screen.lock().unwrap().clone();

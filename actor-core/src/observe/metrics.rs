@@ -15,6 +15,11 @@
 //! `member` its index), `pool` (a [`Pool`](crate::Pool)'s name, with `member` the
 //! worker's index), `queue` (a named queue's name).
 //!
+//! Top-level supervisors of one program may share a name (every unnamed one is
+//! `supervisor`): so that each has series of its own, the second of a name is published
+//! as `name#2`, the third `name#3`, and so on, in the snapshot's order (the order they
+//! were started in), and the paths of their children supervisors start with that.
+//!
 //! | metric | kind | labels |
 //! |---|---|---|
 //! | `procactor_actor_handled_total`, `_calls_total`, `_errors_total`, `_undecodable_total`, `_restarts_total` | counter | supervisor, actor, (member) |
@@ -68,13 +73,27 @@ use std::time::Duration;
 /// Sets every metric from `snap` through the installed `metrics` recorder (see the
 /// module docs for the names and labels). Counters are set to the snapshot's absolute
 /// counts, so publishing the same snapshot twice changes nothing.
+///
+/// Only what the snapshot holds is set: the series of an actor, supervisor, pool or
+/// queue that is gone (stopped, renamed, dropped) are not removed, and the recorder
+/// keeps showing their last values for as long as it lives. Expiring them is the
+/// exporter's business: `metrics-exporter-prometheus`, for one, drops series not
+/// updated for a while with `PrometheusBuilder::idle_timeout` (a few publishing
+/// intervals; `examples/observe.rs` uses three).
 pub fn publish(snap: &ProgramSnapshot) {
     describe();
     if let Some(u) = &snap.usage {
         usage(&[], u);
     }
+    let mut seen: Vec<&str> = Vec::with_capacity(snap.supervisors.len());
     for s in &snap.supervisors {
-        supervisor(s, &s.name);
+        let k = 1 + seen.iter().filter(|n| **n == s.name).count();
+        seen.push(&s.name);
+        if k == 1 {
+            supervisor(s, &s.name);
+        } else {
+            supervisor(s, &format!("{}#{k}", s.name));
+        }
     }
     for p in &snap.pools {
         let pool = vec![Label::new("pool", p.name.clone())];
@@ -150,13 +169,9 @@ fn actor(c: &ChildSnapshot, sup: &[Label], name: &str, member: Option<u32>) {
         counter!("procactor_actor_errors_total", l.iter()).absolute(st.errors);
         counter!("procactor_actor_undecodable_total", l.iter()).absolute(st.undecodable);
         quantiles("procactor_actor_handle_seconds", &l, &st.handle_time);
-        if st.mailbox_wait.count > 0 {
-            quantiles("procactor_actor_mailbox_wait_seconds", &l, &st.mailbox_wait);
-        }
-        match st.uptime_ms {
-            Some(ms) => gauge!("procactor_actor_uptime_seconds", l.iter()).set(ms as f64 / 1e3),
-            None => gauge!("procactor_actor_uptime_seconds", l.iter()).set(0.0),
-        }
+        quantiles("procactor_actor_mailbox_wait_seconds", &l, &st.mailbox_wait);
+        gauge!("procactor_actor_uptime_seconds", l.iter())
+            .set(st.uptime_ms.map_or(0.0, |ms| ms as f64 / 1e3));
     }
     if let Some(u) = &c.usage {
         usage(&l, u);
@@ -326,6 +341,10 @@ fn describe() {
     }
 }
 
+/// The shortest interval a [`Publisher`] publishes at (as `procactor-top`'s shortest
+/// `--interval`): a shorter one asked for is raised to this.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
 /// A thread that [`publish`]es a snapshot every interval; dropping it (or
 /// [`stop`](Publisher::stop)) ends the thread.
 #[derive(Debug)]
@@ -336,7 +355,8 @@ pub struct Publisher {
 
 impl Publisher {
     /// Publishes this process's [`snapshot`](super::snapshot) now and then every
-    /// `every`, through the global recorder (install the exporter first), until the
+    /// `every` (at least [`MIN_INTERVAL`]: a shorter one, zero included, is raised to
+    /// it), through the global recorder (install the exporter first), until the
     /// returned handle is dropped or stopped.
     ///
     /// # Errors
@@ -346,8 +366,10 @@ impl Publisher {
         Publisher::start_with(every, super::snapshot)
     }
 
-    /// Publishes `source()` now and then every `every` (through the global recorder:
-    /// install the exporter first), until the returned handle is dropped or stopped.
+    /// Publishes `source()` now and then every `every` (at least [`MIN_INTERVAL`]: a
+    /// shorter one, zero included, is raised to it, so that the thread never spins a
+    /// core), through the global recorder (install the exporter first), until the
+    /// returned handle is dropped or stopped.
     ///
     /// # Errors
     ///
@@ -356,6 +378,7 @@ impl Publisher {
     where
         F: FnMut() -> ProgramSnapshot + Send + 'static,
     {
+        let every = every.max(MIN_INTERVAL);
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("procactor-metrics".into())
@@ -721,6 +744,57 @@ mod tests {
         metrics::with_local_recorder(&r, || publish(&later));
         let v = r.values.lock().unwrap().clone();
         assert_eq!(v["procactor_queue_gets_total{queue=jobs}"], 9.0);
+    }
+
+    #[test]
+    fn same_named_supervisors_get_series_of_their_own() {
+        let mut snap = snapshot();
+        let mut other = snap.supervisors[0].clone();
+        other.restarts = 11;
+        other.children.truncate(1); // `a`
+        other.children[0].stats.as_mut().unwrap().handled = 55;
+        snap.supervisors.push(other.clone());
+        other.restarts = 12;
+        snap.supervisors.push(other);
+        let (v, _) = published(&snap);
+        assert_eq!(
+            v["procactor_supervisor_restarts_total{supervisor=root}"],
+            3.0
+        );
+        assert_eq!(
+            v["procactor_supervisor_restarts_total{supervisor=root#2}"],
+            11.0
+        );
+        assert_eq!(
+            v["procactor_supervisor_restarts_total{supervisor=root#3}"],
+            12.0
+        );
+        assert_eq!(
+            v["procactor_actor_handled_total{actor=a,supervisor=root}"],
+            100.0
+        );
+        assert_eq!(
+            v["procactor_actor_handled_total{actor=a,supervisor=root#2}"],
+            55.0
+        );
+        assert_eq!(v["procactor_supervisor_children{supervisor=root}"], 4.0);
+        assert_eq!(v["procactor_supervisor_children{supervisor=root#2}"], 1.0);
+    }
+
+    #[test]
+    fn a_zero_interval_is_raised_to_the_floor() {
+        let calls = Arc::new(Mutex::new(0u32));
+        let c = calls.clone();
+        let p = Publisher::start_with(Duration::ZERO, move || {
+            *c.lock().unwrap() += 1;
+            ProgramSnapshot::default()
+        })
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        p.stop();
+        let n = *calls.lock().unwrap();
+        // at most one every 10 ms (plus the first): a spinning thread makes thousands
+        assert!((1..=25).contains(&n), "{n} publishes in 200 ms");
     }
 
     #[test]

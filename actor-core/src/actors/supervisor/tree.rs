@@ -1,7 +1,7 @@
 //! The supervision tree as text, `pstree`-like, rendered from its snapshot.
 
 use super::running::Supervisor;
-use crate::stats::{ChildSnapshot, SupervisorSnapshot};
+use crate::stats::{duration_text, ChildSnapshot, SupervisorSnapshot};
 use std::fmt::Write as _;
 
 impl Supervisor {
@@ -56,14 +56,4 @@ fn render_line(out: &mut String, prefix: &str, last: bool, c: &ChildSnapshot) {
         c.state,
         c.restarts,
     );
-}
-
-/// A duration in the unit that suits it: `850ns`, `12.3µs`, `4.5ms`, `2.0s`.
-pub(crate) fn duration_text(ns: u64) -> String {
-    match ns {
-        0..=999 => format!("{ns}ns"),
-        1_000..=999_999 => format!("{:.1}µs", ns as f64 / 1e3),
-        1_000_000..=999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
-        _ => format!("{:.1}s", ns as f64 / 1e9),
-    }
 }
