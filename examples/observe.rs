@@ -22,11 +22,11 @@
 //! rise and its line turn red (flapping).
 //!
 //! Options: `--port N` (default 9464; `0` takes a free port, printed), `--seconds N`
-//! (default: until Ctrl-C). At the end it reads its own `/metrics` once and prints how
+//! (default: until Ctrl-C), `--trace` (below). At the end it reads its own `/metrics` once and prints how
 //! many `procactor_` lines were served, and a few figures of its final snapshot.
 //!
 //! In CI (`.ci/run`), which runs every example and needs each to end, this one is run
-//! with `--seconds 3 --port 0`: the arguments of each example are in that script; with
+//! with `--seconds 3 --port 0 --trace`: the arguments of each example are in that script; with
 //! no arguments, the example runs until it is stopped.
 //!
 //! # Metrics
@@ -45,11 +45,21 @@
 //!
 //! Messages carry the sender's `tracing` span context (when a subscriber is
 //! interested), and an actor's `handle` runs in a child span of it. To see them, install
-//! a subscriber in the program, e.g. with `tracing-subscriber`:
+//! a subscriber in the program, e.g. with `tracing-subscriber`'s `fmt`, and also in the
+//! actor's process, which does not run `main` (here in [`Counter`]'s `started`, when
+//! the actor was made with `trace: true`). With `--trace` this example does both, then
+//! makes three calls to the counter, each inside a span `request{n=…}` of `main`'s
+//! process, and the counter logs each probe. The output shows the hop:
 //!
 //! ```text
-//! tracing_subscriber::fmt().with_env_filter("procactor=debug,info").init();
+//!  INFO request{n=1}: observe: calling the counter
+//!  INFO actor.handle{actor=Counter msg="u64" kind="call" trace_id=… parent_span=… parent_pid=48213}: observe: counted total=…
+//!  INFO request{n=1}: observe: answered total=…
 //! ```
+//!
+//! The actor's line carries the caller's pid and span id and a trace id that every later
+//! hop of the same request carries on (see `procactor::observe`, "Traces across
+//! processes"). The load threads send without a span: their messages carry nothing.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
@@ -67,20 +77,40 @@ use std::time::{Duration, Instant};
 /// How often the snapshot is published to the exporter.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
-/// Answers each call with the running total.
+/// Answers each call with the running total; a call adding 0 is a probe, logged.
 #[process_actor(mailbox = pipe)]
 #[derive(Serialize, Deserialize)]
 struct Counter {
     n: u64,
+    /// Install a `tracing` subscriber in the actor's process (`--trace`).
+    trace: bool,
 }
 
 impl Actor for Counter {
     type Msg = u64;
     type Reply = u64;
+    fn started(&mut self, _: &mut Context<Self>) -> Result<(), ActorError> {
+        if self.trace {
+            subscribe();
+        }
+        Ok(())
+    }
     fn handle(&mut self, by: u64, _: &mut Context<Self>) -> Result<u64, ActorError> {
         self.n += by;
+        if by == 0 {
+            tracing::info!(total = self.n, "counted");
+        }
         Ok(self.n)
     }
+}
+
+/// Prints this process's `tracing` events and their spans on stderr.
+fn subscribe() {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 /// Counts the lines it is sent.
@@ -162,12 +192,14 @@ fn drain(jobs: Queue<u64>) -> u64 {
 struct Options {
     port: u16,
     seconds: Option<u64>,
+    trace: bool,
 }
 
 fn options() -> Options {
     let mut o = Options {
         port: 9464,
         seconds: None,
+        trace: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -181,6 +213,7 @@ fn options() -> Options {
                 o.port = u16::try_from(value(&mut args)).unwrap_or_else(|_| usage("port > 65535"))
             }
             "--seconds" => o.seconds = Some(value(&mut args)),
+            "--trace" => o.trace = true,
             "-h" | "--help" => usage(""),
             _ => usage(&format!("unknown argument {a}")),
         }
@@ -192,7 +225,7 @@ fn usage(why: &str) -> ! {
     if !why.is_empty() {
         eprintln!("observe: {why}");
     }
-    eprintln!("usage: observe [--port N (default 9464, 0 = any free one)] [--seconds N]");
+    eprintln!("usage: observe [--port N (default 9464, 0 = any free one)] [--seconds N] [--trace]");
     std::process::exit(if why.is_empty() { 0 } else { 2 })
 }
 
@@ -244,6 +277,9 @@ fn load(stop: &Arc<AtomicBool>, mut f: impl FnMut() + Send + 'static) {
 #[procactor::main]
 fn main() {
     let o = options();
+    if o.trace {
+        subscribe();
+    }
     // series not published for three intervals (an actor, a queue that is gone) expire
     let handle = PrometheusBuilder::new()
         .idle_timeout(MetricKindMask::ALL, Some(3 * PUBLISH_EVERY))
@@ -262,7 +298,23 @@ fn main() {
         .max_restarts(1000, Duration::from_secs(10))
         .build()
         .expect("start the root supervisor");
-    let counter = root.spawn(Counter { n: 0 }).expect("spawn counter");
+    let counter = root
+        .spawn(Counter {
+            n: 0,
+            trace: o.trace,
+        })
+        .expect("spawn counter");
+    if o.trace {
+        for n in 1..=3u32 {
+            let span = tracing::info_span!("request", n);
+            let _in = span.enter();
+            tracing::info!("calling the counter");
+            match counter.call_timeout(0, Duration::from_secs(5)) {
+                Ok(total) => tracing::info!(total, "answered"),
+                Err(e) => tracing::warn!(error = %e, "the probe failed"),
+            }
+        }
+    }
     let logger = root.spawn(Logger { lines: 0 }).expect("spawn logger");
     let hashers = root
         .spawn_pool_with(ChildSpec::new().name("hasher"), 3, || Hasher)
@@ -274,7 +326,13 @@ fn main() {
         .add_with(ChildSpec::new().name("indexer"), Indexer { seen: 0 })
         .expect("add indexer");
     let _sub = root.spawn_supervisor(sub).expect("spawn the subtree");
-    let pool = Arc::new(Pool::new(2).expect("start the Pool"));
+    let pool = Arc::new(
+        Pool::builder()
+            .processes(2)
+            .name("crunch")
+            .build()
+            .expect("start the Pool"),
+    );
     // named, so that the snapshot (procactor-top, the metrics) lists it
     let jobs: Queue<u64> = Queue::builder()
         .name("jobs")
@@ -300,7 +358,7 @@ fn main() {
     let mut i = 0u64;
     load(&stop, move || {
         i += 1;
-        let _ = counter.call_timeout(i % 7, Duration::from_secs(5));
+        let _ = counter.call_timeout(i % 7 + 1, Duration::from_secs(5));
         std::thread::sleep(Duration::from_micros(500));
     });
     load(&stop, move || {
