@@ -53,7 +53,7 @@ use procactor_transports::watch::{FdWatch, Interest, WordWatch};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -97,6 +97,8 @@ struct State {
     /// `None` once the connection is given up.
     s: Option<Session>,
     dead: Option<Dead>,
+    /// Set with `dead` (the [`Mux`]'s own flag): read without this state's lock.
+    gone: Arc<AtomicBool>,
     next_tag: u64,
     slots: HashMap<u64, Slot>,
     /// The connection's readiness, woken into [`Driver`].
@@ -116,9 +118,12 @@ pub(super) struct Mux {
     /// A wake-up of [`Driver`] found the state busy: whoever holds it drives once it
     /// lets go (so a wake-up is never lost, and a waker called while the state is held,
     /// as a watch born fired does, never deadlocks).
-    need_drive: std::sync::atomic::AtomicBool,
+    need_drive: AtomicBool,
     /// Wakes [`Mux::drive`]: given to the epoll thread and to the timer.
     driver: Waker,
+    /// The connection was given up (set once, as the state's `dead` is): read by
+    /// [`mux`] without the state's lock, which a call writing to a slow server holds.
+    gone: Arc<AtomicBool>,
     pid: u32,
     address: String,
     key: Bytes,
@@ -157,11 +162,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// (or the last one was given up). Opening it is a connection and a handshake, done
 /// in the calling thread (at most [`HANDSHAKE_TIMEOUT`](super::HANDSHAKE_TIMEOUT)).
 pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> {
-    let pid = std::process::id();
+    let pid = procactor_transports::os::current_pid_cached();
     let find = || {
         let mut all = lock(&MUXES);
-        // (a forked child's copies, and connections given up, are forgotten)
-        all.retain(|m| m.pid == pid && lock(&m.st).dead.is_none());
+        // (a forked child's copies, and connections given up, are forgotten; no
+        // connection's state is locked here: a caller blocked in a write to one
+        // manager holds up no lookup, and no wake-up of a connection's driver finds
+        // its state held by someone who would not drive it)
+        all.retain(|m| m.pid == pid && !m.gone.load(Ordering::Acquire));
         all.iter()
             .find(|m| m.address == address && m.key == *key)
             .cloned()
@@ -171,10 +179,12 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
     }
     // (without the list's lock: a server slow to answer holds up no other manager's)
     let s = open_session_until(&Address::parse(address), key, None)?;
+    let gone = Arc::new(AtomicBool::new(false));
     let m = Arc::new_cyclic(|me: &Weak<Mux>| Mux {
         st: Mutex::new(State {
             s: Some(s),
             dead: None,
+            gone: gone.clone(),
             next_tag: 1,
             slots: HashMap::new(),
             watch: None,
@@ -184,7 +194,8 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
             orphans: Vec::new(),
         }),
         driver: Waker::from(Arc::new(Driver(me.clone()))),
-        need_drive: std::sync::atomic::AtomicBool::new(false),
+        need_drive: AtomicBool::new(false),
+        gone,
         pid,
         address: address.to_string(),
         key: key.clone(),
@@ -195,7 +206,7 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
         .iter()
         .find(|o| o.pid == pid && o.address == address && o.key == *key)
     {
-        if lock(&other.st).dead.is_none() {
+        if !other.gone.load(Ordering::Acquire) {
             return Ok(other.clone());
         }
     }
@@ -233,6 +244,7 @@ impl State {
     fn kill(&mut self, d: Dead, wake: &mut Vec<Waker>) {
         if self.dead.is_none() {
             self.dead = Some(d);
+            self.gone.store(true, Ordering::Release);
         }
         self.s = None;
         self.watch = None;
@@ -388,7 +400,7 @@ impl Mux {
         for w in wake {
             w.wake();
         }
-        if self.need_drive.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.need_drive.load(Ordering::SeqCst) {
             self.drive();
         }
         r
@@ -396,7 +408,7 @@ impl Mux {
 
     /// Whether it is still in use (a guard's owner lives on it).
     pub(super) fn alive(&self) -> bool {
-        self.with(|st, _| st.dead.is_none())
+        !self.gone.load(Ordering::Acquire)
     }
 
     /// Sends a request that is not answered (`End`, `PutBack`); a connection given up
