@@ -181,18 +181,7 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
     let s = open_session_until(&Address::parse(address), key, None)?;
     let gone = Arc::new(AtomicBool::new(false));
     let m = Arc::new_cyclic(|me: &Weak<Mux>| Mux {
-        st: Mutex::new(State {
-            s: Some(s),
-            dead: None,
-            gone: gone.clone(),
-            next_tag: 1,
-            slots: HashMap::new(),
-            watch: None,
-            timer: None,
-            timer_at: None,
-            heard: Instant::now(),
-            orphans: Vec::new(),
-        }),
+        st: Mutex::new(State::new(Some(s), gone.clone())),
         driver: Waker::from(Arc::new(Driver(me.clone()))),
         need_drive: AtomicBool::new(false),
         gone,
@@ -215,6 +204,21 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
 }
 
 impl State {
+    fn new(s: Option<Session>, gone: Arc<AtomicBool>) -> State {
+        State {
+            s,
+            dead: None,
+            gone,
+            next_tag: 1,
+            slots: HashMap::new(),
+            watch: None,
+            timer: None,
+            timer_at: None,
+            heard: Instant::now(),
+            orphans: Vec::new(),
+        }
+    }
+
     /// Sends one request; `false` (and the connection given up) when that failed.
     fn send(&mut self, tag: u64, m: MuxReq) -> Result<(), ManagerError> {
         if let Some(d) = self.dead {
@@ -333,17 +337,9 @@ impl State {
             self.orphans = wake;
             return;
         }
-        // (the server's silence: a server with parked requests of this connection
-        // sends a heartbeat every 5 s, any other answers at once)
-        let mut at = self.heard + REPLY_TIMEOUT;
-        for slot in self.slots.values() {
-            if let Slot::Waiting {
-                deadline: Some(d), ..
-            } = slot
-            {
-                at = at.min(*d);
-            }
-        }
+        // (no future waits: nothing is due, the timer is not armed; an abandoned
+        // request's answer is read when it comes, as the readiness is still watched)
+        let Some(at) = self.next_due() else { return };
         let at = Some(at);
         let fired = self.timer.as_ref().is_none_or(|t| t.fired());
         // (re-armed when it must fire earlier: one that fires late for a server heard
@@ -355,6 +351,23 @@ impl State {
             }
             self.timer_at = at;
         }
+    }
+
+    /// When the next waiting future is due to give up: its deadline, or 30 s of the
+    /// server's silence (a server with parked requests of this connection sends a
+    /// heartbeat every 5 s, any other answers at once). `None` when no future waits:
+    /// abandoned requests are not timed (a timer armed for them at a time already
+    /// past would fire at once, again and again).
+    fn next_due(&self) -> Option<Instant> {
+        let mut at = None;
+        for slot in self.slots.values() {
+            if let Slot::Waiting { deadline, .. } = slot {
+                let due = self.heard + REPLY_TIMEOUT;
+                let due = deadline.map_or(due, |d| d.min(due));
+                at = Some(at.map_or(due, |a: Instant| a.min(due)));
+            }
+        }
+        at
     }
 }
 
@@ -640,4 +653,53 @@ pub(super) async fn while_true<T>(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ago(secs: u64) -> Instant {
+        Instant::now()
+            .checked_sub(Duration::from_secs(secs))
+            .expect("the monotonic clock is older than a minute")
+    }
+
+    fn state() -> State {
+        State::new(None, Arc::new(AtomicBool::new(false)))
+    }
+
+    #[test]
+    fn only_abandoned_requests_against_a_silent_server_arm_no_timer() {
+        let mut st = state();
+        st.heard = ago(60);
+        st.slots.insert(1, Slot::Abandoned(Some(7)));
+        st.slots.insert(2, Slot::Abandoned(None));
+        st.slots.insert(3, Slot::Done(Ok(Resp::Unit)));
+        assert_eq!(st.next_due(), None);
+    }
+
+    #[test]
+    fn a_waiting_request_is_due_at_its_deadline_or_the_servers_silence() {
+        let mut st = state();
+        st.heard = ago(60);
+        st.slots.insert(1, Slot::Abandoned(None));
+        st.slots.insert(
+            2,
+            Slot::Waiting {
+                waker: None,
+                deadline: None,
+            },
+        );
+        assert_eq!(st.next_due(), Some(st.heard + REPLY_TIMEOUT));
+        let soon = st.heard + Duration::from_secs(1);
+        st.slots.insert(
+            3,
+            Slot::Waiting {
+                waker: None,
+                deadline: Some(soon),
+            },
+        );
+        assert_eq!(st.next_due(), Some(soon));
+    }
 }
