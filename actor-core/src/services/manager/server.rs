@@ -344,11 +344,21 @@ pub(super) fn serve_connection(mut s: Session, server: &Server, conn: u64) {
 /// Sends `r`; one over [`MAX_FRAME`] is replaced by a [`Resp::TooLarge`] (and is an
 /// `InvalidData` error, the connection staying usable).
 pub(super) fn send_resp(s: &mut Session, r: &Resp) -> std::io::Result<()> {
+    send_or_too_large(s, r, Resp::TooLarge)
+}
+
+/// Sends `r`, or `too_large(size)` in its place when it is over [`MAX_FRAME`] (an
+/// `InvalidData` error then, the connection staying usable).
+fn send_or_too_large(
+    s: &mut Session,
+    r: &Resp,
+    too_large: impl FnOnce(u64) -> Resp,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     codec::encode(r, &mut buf, None).map_err(|e| std::io::Error::other(e.to_string()))?;
     if buf.len() > MAX_FRAME {
         let mut small = Vec::new();
-        codec::encode(&Resp::TooLarge(buf.len() as u64), &mut small, None)
+        codec::encode(&too_large(buf.len() as u64), &mut small, None)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         s.send(&small)?;
         return Err(std::io::ErrorKind::InvalidData.into());
@@ -521,10 +531,14 @@ impl objects::Peer for Nobody {
 }
 
 /// Sends the answer to request `tag`; an item taken from queue `from` whose answer
-/// could not be written goes back to its front. False when the connection failed.
+/// could not be written goes back to its front. An answer over [`MAX_FRAME`] is
+/// replaced by a [`Resp::TooLarge`] under the same tag (an untagged frame would break
+/// the multiplexed protocol: the client would give the whole connection up). False
+/// when the connection failed.
 fn send_tagged(s: &mut Session, server: &Server, tag: u64, resp: Resp, from: Option<u64>) -> bool {
     let tagged = Resp::Tagged(tag, Box::new(resp));
-    match send_resp(s, &tagged) {
+    let too_large = |size| Resp::Tagged(tag, Box::new(Resp::TooLarge(size)));
+    match send_or_too_large(s, &tagged, too_large) {
         Ok(()) => true,
         Err(e) => {
             if let (Some(id), Resp::Tagged(_, r)) = (from, tagged) {
@@ -534,5 +548,37 @@ fn send_tagged(s: &mut Session, server: &Server, tag: u64, resp: Resp, from: Opt
             }
             e.kind() == std::io::ErrorKind::InvalidData
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn recv(s: &mut Session) -> Resp {
+        let t = Duration::from_secs(10);
+        let frame = s.recv(MAX_FRAME, Some(Instant::now() + t), t).unwrap();
+        codec::decode::<Resp>(&frame, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn a_multiplexed_answer_over_the_frame_limit_is_too_large_under_its_tag() {
+        let (mut client, mut s) = wire::tests::pair();
+        let server = Server::default();
+        let big = Resp::One(vec![7u8; MAX_FRAME + 1].into());
+        // (the connection stays usable: the next answer goes through)
+        assert!(send_tagged(&mut s, &server, 5, big, None));
+        assert!(send_tagged(&mut s, &server, 6, Resp::Unit, None));
+        match recv(&mut client) {
+            Resp::Tagged(5, r) => {
+                assert!(
+                    matches!(*r, Resp::TooLarge(n) if n > MAX_FRAME as u64),
+                    "{r:?}"
+                )
+            }
+            r => panic!("expected a tagged TooLarge, got {r:?}"),
+        }
+        assert!(matches!(recv(&mut client), Resp::Tagged(6, r) if matches!(*r, Resp::Unit)));
     }
 }
