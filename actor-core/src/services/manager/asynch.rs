@@ -80,11 +80,13 @@ impl Dead {
 
 /// One request's place on the connection.
 enum Slot {
-    /// Sent; its future waits, until `deadline` at the latest (and, like every
-    /// request, until 30 s pass without a frame from the server).
+    /// Sent at `sent`; its future waits, until `deadline` at the latest (and, like
+    /// every request, until 30 s pass without a frame from the server since it was
+    /// sent).
     Waiting {
         waker: Option<Waker>,
         deadline: Option<Instant>,
+        sent: Instant,
     },
     /// Answered; its future has not taken the answer yet.
     Done(Result<Resp, Dead>),
@@ -105,7 +107,8 @@ struct State {
     watch: Option<FdWatch>,
     timer: Option<WordWatch>,
     timer_at: Option<Instant>,
-    /// The last time the server was heard from (or a request sent).
+    /// The last time a frame came from the server (sending is not hearing: a process
+    /// that keeps calling a frozen server must not keep its waits pending).
     heard: Instant,
     /// Wakers of futures ended where no list to wake was at hand (a failed send): woken
     /// once the state is let go.
@@ -239,7 +242,6 @@ impl State {
             self.orphans = wake;
             return Err(ManagerError::Disconnected);
         }
-        self.heard = self.heard.max(Instant::now());
         Ok(())
     }
 
@@ -286,10 +288,10 @@ impl State {
         let now = Instant::now();
         let mut late = None;
         for slot in self.slots.values() {
-            if let Slot::Waiting { deadline, .. } = slot {
+            if let Slot::Waiting { deadline, sent, .. } = slot {
                 if deadline.is_some_and(|d| d <= now) {
                     late = Some(Dead::Timeout);
-                } else if now.duration_since(self.heard) >= REPLY_TIMEOUT {
+                } else if now.duration_since(self.heard.max(*sent)) >= REPLY_TIMEOUT {
                     late = late.or(Some(Dead::Disconnected));
                 }
             }
@@ -354,15 +356,15 @@ impl State {
     }
 
     /// When the next waiting future is due to give up: its deadline, or 30 s of the
-    /// server's silence (a server with parked requests of this connection sends a
+    /// server's silence since it was sent (a server with parked requests of this connection sends a
     /// heartbeat every 5 s, any other answers at once). `None` when no future waits:
     /// abandoned requests are not timed (a timer armed for them at a time already
     /// past would fire at once, again and again).
     fn next_due(&self) -> Option<Instant> {
         let mut at = None;
         for slot in self.slots.values() {
-            if let Slot::Waiting { deadline, .. } = slot {
-                let due = self.heard + REPLY_TIMEOUT;
+            if let Slot::Waiting { deadline, sent, .. } = slot {
+                let due = self.heard.max(*sent) + REPLY_TIMEOUT;
                 let due = deadline.map_or(due, |d| d.min(due));
                 at = Some(at.map_or(due, |a: Instant| a.min(due)));
             }
@@ -448,6 +450,7 @@ impl Mux {
                     Slot::Waiting {
                         waker: None,
                         deadline,
+                        sent: Instant::now(),
                     },
                 );
             }
@@ -669,6 +672,12 @@ mod tests {
         State::new(None, Arc::new(AtomicBool::new(false)))
     }
 
+    /// A state on a real connection (and the server's end, kept open and silent).
+    fn connected() -> (State, Session) {
+        let (c, s) = super::super::wire::tests::pair();
+        (State::new(Some(c), Arc::new(AtomicBool::new(false))), s)
+    }
+
     #[test]
     fn only_abandoned_requests_against_a_silent_server_arm_no_timer() {
         let mut st = state();
@@ -683,23 +692,78 @@ mod tests {
     fn a_waiting_request_is_due_at_its_deadline_or_the_servers_silence() {
         let mut st = state();
         st.heard = ago(60);
+        let sent = ago(50);
         st.slots.insert(1, Slot::Abandoned(None));
         st.slots.insert(
             2,
             Slot::Waiting {
                 waker: None,
                 deadline: None,
+                sent,
             },
         );
-        assert_eq!(st.next_due(), Some(st.heard + REPLY_TIMEOUT));
-        let soon = st.heard + Duration::from_secs(1);
+        assert_eq!(st.next_due(), Some(sent + REPLY_TIMEOUT));
+        let soon = sent + Duration::from_secs(1);
         st.slots.insert(
             3,
             Slot::Waiting {
                 waker: None,
                 deadline: Some(soon),
+                sent,
             },
         );
         assert_eq!(st.next_due(), Some(soon));
+    }
+
+    #[test]
+    fn a_wait_against_a_silent_server_ends_though_the_process_keeps_calling() {
+        let (mut st, _server) = connected();
+        let heard = ago(60);
+        st.heard = heard;
+        st.slots.insert(
+            1,
+            Slot::Waiting {
+                waker: None,
+                deadline: None,
+                sent: ago(40),
+            },
+        );
+        // (a request just sent: sending is not hearing from the server)
+        st.send(2, MuxReq::End(2)).unwrap();
+        assert_eq!(st.heard, heard);
+        st.slots.insert(
+            2,
+            Slot::Waiting {
+                waker: None,
+                deadline: None,
+                sent: Instant::now(),
+            },
+        );
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert_eq!(st.dead, Some(Dead::Disconnected));
+        assert!(st.gone.load(Ordering::Acquire));
+        assert!(matches!(
+            st.slots.get(&1),
+            Some(Slot::Done(Err(Dead::Disconnected)))
+        ));
+    }
+
+    #[test]
+    fn a_request_sent_to_a_server_silent_for_long_is_not_late_at_once() {
+        let (mut st, _server) = connected();
+        st.heard = ago(60);
+        st.slots.insert(
+            1,
+            Slot::Waiting {
+                waker: None,
+                deadline: None,
+                sent: Instant::now(),
+            },
+        );
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert_eq!(st.dead, None);
+        assert!(st.next_due().is_some_and(|d| d > Instant::now()));
     }
 }
