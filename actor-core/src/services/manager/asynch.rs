@@ -523,7 +523,8 @@ impl Future for Call {
                 return Poll::Ready(Err(e));
             }
             // a first look, spinning a little: a quick answer is taken without the two
-            // cross-thread wake-ups a registered wait costs
+            // cross-thread wake-ups a registered wait costs (the project's spin rules:
+            // a single look with `PROCACTOR_SPIN=0` or while spinning is paused)
             let until = Instant::now() + procactor_transports::spin::budget(ANSWER_SPIN);
             loop {
                 let mux = this.mux.clone();
@@ -534,7 +535,11 @@ impl Future for Call {
                 if let Some(r) = r {
                     return Poll::Ready(r);
                 }
-                if Instant::now() >= until {
+                let now = Instant::now();
+                if now >= until {
+                    // (an overrun far past the budget: this thread lost its core
+                    // meanwhile, and spinning pauses in the whole process)
+                    procactor_transports::spin::note_overrun(until, now);
                     break;
                 }
                 std::hint::spin_loop();
