@@ -360,6 +360,42 @@ fn synchronisation_objects_and_queues_async_with_children() {
     });
 }
 
+/// The object number a guard shows (its `Debug`).
+fn guard_id(g: &procactor::ManagerAsyncGuard) -> String {
+    let d = format!("{g:?}");
+    let at = d.find("id: ").expect("the guard shows its object") + 4;
+    d[at..].chars().take_while(char::is_ascii_digit).collect()
+}
+
+#[test]
+fn a_guard_of_another_managers_object_with_the_same_number_is_refused() {
+    procactor::init();
+    watchdog(120, || {
+        // (two fresh managers number their first objects alike)
+        let (m1, m2) = (Manager::start().unwrap(), Manager::start().unwrap());
+        let (c1, c2) = (m1.condition().unwrap(), m2.condition().unwrap());
+        on_each_executor(|exec| {
+            let (c1, c2) = (c1.clone(), c2.clone());
+            async move {
+                let g = must(exec, c1.acquire_async()).await.unwrap();
+                let g2 = must(exec, c2.acquire_async()).await.unwrap();
+                assert_eq!(guard_id(&g), guard_id(&g2), "{g:?} {g2:?}");
+                drop(g2);
+                assert!(matches!(
+                    must(exec, c2.notify_async(&g, 1)).await,
+                    Err(ManagerError::Refused(_))
+                ));
+                assert!(matches!(
+                    must(exec, c2.wait_async(g)).await,
+                    Err(ManagerError::Refused(_))
+                ));
+                // (the guard went with the refusal: c1's lock is free)
+                drop(must(exec, c1.acquire_async()).await.unwrap());
+            }
+        });
+    });
+}
+
 // ------------------------------------------------------------------ cancellation
 
 #[test]

@@ -421,6 +421,11 @@ impl Mux {
         r
     }
 
+    /// Whether it is the connection to the manager at `address` with `key`.
+    pub(super) fn serves(&self, address: &str, key: &Bytes) -> bool {
+        self.address == address && self.key == *key
+    }
+
     /// Whether it is still in use (a guard's owner lives on it).
     pub(super) fn alive(&self) -> bool {
         !self.gone.load(Ordering::Acquire)

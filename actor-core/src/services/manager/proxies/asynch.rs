@@ -228,6 +228,17 @@ impl SharedSemaphore {
 }
 
 impl SharedCondition {
+    /// `Refused` unless `guard` is an acquisition of this condition: the same object
+    /// of the same manager (another manager's objects are numbered alike).
+    fn check_guard(&self, guard: &ManagerAsyncGuard) -> Result<(), ManagerError> {
+        if guard.id != self.h.id || !guard.mux.serves(&self.h.address, &self.h.key) {
+            return Err(ManagerError::Refused(
+                "the guard is not an acquisition of this condition".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// As [`wait`](SharedCondition::wait), as a future, for the lock held by `guard`
     /// (from this condition's [`acquire_async`](SharedCondition::acquire_async)): the
     /// lock is released while it waits for a notification and taken back (for the
@@ -242,18 +253,15 @@ impl SharedCondition {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::Refused`] when `guard` is not an acquisition of this condition;
-    /// otherwise as [`acquire_async`](SharedCondition::acquire_async). The guard is
+    /// [`ManagerError::Refused`] when `guard` is not an acquisition of this condition
+    /// (another object, or an object of another manager: the guard must come from a
+    /// handle that reaches the manager by the same address as this one); otherwise as [`acquire_async`](SharedCondition::acquire_async). The guard is
     /// dropped (released) with the error.
     pub async fn wait_async(
         &self,
         guard: ManagerAsyncGuard,
     ) -> Result<ManagerAsyncGuard, ManagerError> {
-        if guard.id != self.h.id {
-            return Err(ManagerError::Refused(
-                "the guard is not an acquisition of this condition".into(),
-            ));
-        }
+        self.check_guard(&guard)?;
         let r = self
             .h
             .call_on(&guard.mux, guard.owner, SyncReq::Wait(self.h.id, None))
@@ -280,11 +288,7 @@ impl SharedCondition {
         guard: &ManagerAsyncGuard,
         n: usize,
     ) -> Result<(), ManagerError> {
-        if guard.id != self.h.id {
-            return Err(ManagerError::Refused(
-                "the guard is not an acquisition of this condition".into(),
-            ));
-        }
+        self.check_guard(guard)?;
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         match self
             .h
