@@ -647,6 +647,8 @@ fn a_frozen_server_times_out_calls_that_do_not_wait() {
         let exec = Exec::CurrentThread;
         exec.run(async {
             must(exec, e.set_async()).await.unwrap(); // (the connection is open)
+            let l = mgr.lock().unwrap();
+            let g = must(exec, l.acquire_async()).await.unwrap();
             let waiting = e.clone();
             mgr.set_call_timeout(Some(Duration::from_millis(300)));
             kill(pid, "-STOP");
@@ -661,6 +663,16 @@ fn a_frozen_server_times_out_calls_that_do_not_wait() {
             assert!(dict_took < Duration::from_secs(5), "{dict_took:?}");
             assert!(matches!(r2, Err(ManagerError::Timeout)), "{r2:?}");
             assert!(event_took < Duration::from_secs(5), "{event_took:?}");
+            // the call that timed out closed the connection: the guard's acquisition
+            // was released with it, which its release reports as documented
+            let released = g.release();
+            assert!(
+                matches!(released, Err(ManagerError::Disconnected)),
+                "{released:?}"
+            );
+            wait_until(LONG, "the lock released at the server", || {
+                !l.is_locked().unwrap()
+            });
             // the server thawed: a new connection serves again
             mgr.set_call_timeout(None);
             must(exec, e.clear_async()).await.unwrap();

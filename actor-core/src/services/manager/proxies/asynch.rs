@@ -132,7 +132,12 @@ impl ManagerAsyncGuard {
     /// [`ManagerError::Disconnected`] when the connection it was made on is gone (the
     /// server released the acquisition then).
     pub fn release(self) -> Result<(), ManagerError> {
-        let r = self.mux.tell(MuxReq::End(self.owner));
+        // (a connection given up because a call on it timed out is gone just the same:
+        // what matters here is that the server released the acquisition)
+        let r = self.mux.tell(MuxReq::End(self.owner)).map_err(|e| match e {
+            ManagerError::Timeout => ManagerError::Disconnected,
+            e => e,
+        });
         std::mem::forget(self);
         r
     }
