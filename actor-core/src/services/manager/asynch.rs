@@ -426,11 +426,6 @@ impl Mux {
         self.address == address && self.key == *key
     }
 
-    /// Whether it is still in use (a guard's owner lives on it).
-    pub(super) fn alive(&self) -> bool {
-        !self.gone.load(Ordering::Acquire)
-    }
-
     /// Sends a request that is not answered (`End`, `PutBack`); a connection given up
     /// sends nothing (what it held was released when it closed).
     pub(super) fn tell(&self, m: MuxReq) -> Result<(), ManagerError> {

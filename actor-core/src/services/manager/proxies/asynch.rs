@@ -145,9 +145,8 @@ impl ManagerAsyncGuard {
 
 impl Drop for ManagerAsyncGuard {
     fn drop(&mut self) {
-        if self.mux.alive() {
-            let _ = self.mux.tell(MuxReq::End(self.owner));
-        }
+        // (a connection given up sends nothing: the server released it when it closed)
+        let _ = self.mux.tell(MuxReq::End(self.owner));
     }
 }
 
