@@ -11,7 +11,7 @@ procactor::test_support!();
 mod common;
 
 use common::aio::{on_each_executor, poll_once, sleep, within, Exec};
-use common::{wait_until, watchdog};
+use common::{proc_status_field, wait_until, watchdog};
 use procactor::{
     Manager, ManagerError, Namespace, Process, SharedBarrier, SharedCondition, SharedDict,
     SharedEvent, SharedJoinableQueue, SharedLock, SharedQueue,
@@ -27,12 +27,8 @@ async fn must<F: std::future::Future>(exec: Exec, f: F) -> F::Output {
     within(exec, LONG, f).await.expect("an async call hung")
 }
 
-fn threads_of(pid: &str) -> usize {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap()
+fn threads_of(pid: &str) -> u64 {
+    proc_status_field(pid, "Threads")
 }
 
 fn kill(pid: u32, sig: &str) {
