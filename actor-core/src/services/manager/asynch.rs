@@ -53,7 +53,7 @@ use procactor_transports::watch::{FdWatch, Interest, WordWatch};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -101,7 +101,6 @@ struct State {
     dead: Option<Dead>,
     /// Set with `dead` (the [`Mux`]'s own flag): read without this state's lock.
     gone: Arc<AtomicBool>,
-    next_tag: u64,
     slots: HashMap<u64, Slot>,
     /// The connection's readiness, woken into [`Driver`].
     watch: Option<FdWatch>,
@@ -124,6 +123,8 @@ pub(super) struct Mux {
     need_drive: AtomicBool,
     /// Wakes [`Mux::drive`]: given to the epoll thread and to the timer.
     driver: Waker,
+    /// The next request's tag (and owner number): taken without the state's lock.
+    next_tag: AtomicU64,
     /// The connection was given up (set once, as the state's `dead` is): read by
     /// [`mux`] without the state's lock, which a call writing to a slow server holds.
     gone: Arc<AtomicBool>,
@@ -187,6 +188,7 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
         st: Mutex::new(State::new(Some(s), gone.clone())),
         driver: Waker::from(Arc::new(Driver(me.clone()))),
         need_drive: AtomicBool::new(false),
+        next_tag: AtomicU64::new(1),
         gone,
         pid,
         address: address.to_string(),
@@ -206,13 +208,25 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
     Ok(m)
 }
 
+/// Request `m`'s frame under `tag`, checked against the frame limit.
+fn encode(tag: u64, m: MuxReq) -> Result<Vec<u8>, ManagerError> {
+    let mut buf = Vec::new();
+    codec::encode(&Req::Mux(tag, m), &mut buf, None)?;
+    if buf.len() > MAX_FRAME {
+        return Err(ManagerError::TooLarge {
+            size: buf.len() as u64,
+            limit: MAX_FRAME,
+        });
+    }
+    Ok(buf)
+}
+
 impl State {
     fn new(s: Option<Session>, gone: Arc<AtomicBool>) -> State {
         State {
             s,
             dead: None,
             gone,
-            next_tag: 1,
             slots: HashMap::new(),
             watch: None,
             timer: None,
@@ -222,20 +236,22 @@ impl State {
         }
     }
 
-    /// Sends one request; `false` (and the connection given up) when that failed.
+    /// Sends one request (one made while the state is held anyway: a `Cancel`, an
+    /// `End`, a `PutBack`).
     fn send(&mut self, tag: u64, m: MuxReq) -> Result<(), ManagerError> {
         if let Some(d) = self.dead {
             return Err(d.error());
         }
-        let mut buf = Vec::new();
-        codec::encode(&Req::Mux(tag, m), &mut buf, None)?;
-        if buf.len() > MAX_FRAME {
-            return Err(ManagerError::TooLarge {
-                size: buf.len() as u64,
-                limit: MAX_FRAME,
-            });
+        self.send_frame(&encode(tag, m)?)
+    }
+
+    /// Sends one request's frame ([`encode`]); the connection is given up when that
+    /// failed.
+    fn send_frame(&mut self, buf: &[u8]) -> Result<(), ManagerError> {
+        if let Some(d) = self.dead {
+            return Err(d.error());
         }
-        let sent = self.s.as_mut().map(|s| s.send(&buf));
+        let sent = self.s.as_mut().map(|s| s.send(buf));
         if !matches!(sent, Some(Ok(()))) {
             let mut wake = std::mem::take(&mut self.orphans);
             self.kill(Dead::Disconnected, &mut wake);
@@ -429,7 +445,9 @@ impl Mux {
     /// Sends a request that is not answered (`End`, `PutBack`); a connection given up
     /// sends nothing (what it held was released when it closed).
     pub(super) fn tell(&self, m: MuxReq) -> Result<(), ManagerError> {
-        self.with(|st, _| st.send(0, m))
+        // (encoded before the state is taken: other callers wait only for the write)
+        let buf = encode(0, m)?;
+        self.with(|st, _| st.send_frame(&buf))
     }
 
     /// Sends `m` and waits for its answer (see [`Call`]).
@@ -440,21 +458,24 @@ impl Mux {
         put_back_to: Option<u64>,
         end_owner: bool,
     ) -> Call {
-        let (tag, sent) = self.with(|st, _| {
-            let tag = st.next_tag;
-            st.next_tag += 1;
-            let sent = st.send(tag, m(tag));
-            if sent.is_ok() {
-                st.slots.insert(
-                    tag,
-                    Slot::Waiting {
-                        waker: None,
-                        deadline,
-                        sent: Instant::now(),
-                    },
-                );
-            }
-            (tag, sent)
+        // (numbered and encoded before the state is taken: other callers wait only
+        // for the write)
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let sent = encode(tag, m(tag)).and_then(|buf| {
+            self.with(|st, _| {
+                let sent = st.send_frame(&buf);
+                if sent.is_ok() {
+                    st.slots.insert(
+                        tag,
+                        Slot::Waiting {
+                            waker: None,
+                            deadline,
+                            sent: Instant::now(),
+                        },
+                    );
+                }
+                sent
+            })
         });
         Call {
             mux: self.clone(),
