@@ -5,7 +5,8 @@
 
 use super::super::asynch::{self, Mux};
 use super::super::objects::SyncReq;
-use super::super::{dec, enc, unexpected, ManagerError, MuxReq, Resp};
+use super::super::{as_bool, as_unit, dec, enc, resp_result, unexpected};
+use super::super::{ManagerError, MuxReq, Resp};
 use super::{call_deadline, SharedBarrier, SharedCondition, SharedEvent, SharedJoinableQueue};
 use super::{SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SyncHandle};
 use crate::Message;
@@ -32,17 +33,10 @@ impl SyncHandle {
             SyncReq::Get(id, _) => Some(*id),
             _ => None,
         };
-        match mux
-            .call(move |_| MuxReq::Sync(owner, req), deadline, put_back, false)
-            .await?
-        {
-            Resp::Refused(m) => Err(ManagerError::Refused(m)),
-            Resp::TooLarge(size) => Err(ManagerError::TooLarge {
-                size,
-                limit: super::super::MAX_FRAME,
-            }),
-            r => Ok(r),
-        }
+        resp_result(
+            mux.call(move |_| MuxReq::Sync(owner, req), deadline, put_back, false)
+                .await?,
+        )
     }
 
     async fn call_async(&self, req: SyncReq) -> Result<Resp, ManagerError> {
@@ -51,17 +45,11 @@ impl SyncHandle {
     }
 
     async fn unit_async(&self, req: SyncReq) -> Result<(), ManagerError> {
-        match self.call_async(req).await? {
-            Resp::Unit => Ok(()),
-            r => Err(unexpected(r)),
-        }
+        as_unit(self.call_async(req).await?)
     }
 
     async fn bool_async(&self, req: SyncReq) -> Result<bool, ManagerError> {
-        match self.call_async(req).await? {
-            Resp::Bool(b) => Ok(b),
-            r => Err(unexpected(r)),
-        }
+        as_bool(self.call_async(req).await?)
     }
 
     /// An acquisition owned by a new owner (its request's tag), kept by the guard.
@@ -81,9 +69,9 @@ impl SyncHandle {
             Resp::Bool(true) => Ok(ManagerAsyncGuard { mux, owner, id }),
             r => {
                 let _ = mux.tell(MuxReq::End(owner));
-                match r {
-                    Resp::Refused(m) => Err(ManagerError::Refused(m)),
-                    r => Err(unexpected(r)),
+                match resp_result(r) {
+                    Ok(r) => Err(unexpected(r)),
+                    Err(e) => Err(e),
                 }
             }
         }
