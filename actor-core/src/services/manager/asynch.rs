@@ -109,6 +109,10 @@ struct State {
     /// The last time a frame came from the server (sending is not hearing: a process
     /// that keeps calling a frozen server must not keep its waits pending).
     heard: Instant,
+    /// No waiting future is due to give up before this (`None`: none waits). It may be
+    /// earlier than the true next time (a future answered or dropped since, the server
+    /// heard from): only then are the slots looked at again, not on every poll.
+    due: Option<Instant>,
     /// Wakers of futures ended where no list to wake was at hand (a failed send): woken
     /// once the state is let go.
     orphans: Vec<Waker>,
@@ -232,6 +236,7 @@ impl State {
             timer: None,
             timer_at: None,
             heard: Instant::now(),
+            due: None,
             orphans: Vec::new(),
         }
     }
@@ -272,6 +277,7 @@ impl State {
         self.watch = None;
         self.timer = None;
         self.timer_at = None;
+        self.due = None;
         self.slots.retain(|_, slot| match slot {
             Slot::Waiting { waker, .. } => {
                 wake.extend(waker.take());
@@ -302,6 +308,11 @@ impl State {
             }
         }
         let now = Instant::now();
+        if self.due.is_none_or(|d| d > now) {
+            return;
+        }
+        // (something may be due: every waiting slot is looked at, and the next time
+        // found again)
         let mut late = None;
         for slot in self.slots.values() {
             if let Slot::Waiting { deadline, sent, .. } = slot {
@@ -312,9 +323,31 @@ impl State {
                 }
             }
         }
-        if let Some(d) = late {
-            self.kill(d, wake);
+        match late {
+            Some(d) => self.kill(d, wake),
+            None => self.due = self.next_due(),
         }
+    }
+
+    /// Records request `tag`, sent at `sent`: its future waits, until `deadline` at
+    /// the latest.
+    fn waiting(&mut self, tag: u64, deadline: Option<Instant>, sent: Instant) {
+        let due = self.due_of(deadline, sent);
+        self.due = Some(self.due.map_or(due, |d| d.min(due)));
+        let waker = None;
+        let slot = Slot::Waiting {
+            waker,
+            deadline,
+            sent,
+        };
+        self.slots.insert(tag, slot);
+    }
+
+    /// When a request sent at `sent` gives up: at `deadline`, or after 30 s of the
+    /// server's silence since it was sent.
+    fn due_of(&self, deadline: Option<Instant>, sent: Instant) -> Instant {
+        let due = self.heard.max(sent) + REPLY_TIMEOUT;
+        deadline.map_or(due, |d| d.min(due))
     }
 
     fn answer(&mut self, tag: u64, r: Resp, wake: &mut Vec<Waker>) {
@@ -357,7 +390,7 @@ impl State {
         }
         // (no future waits: nothing is due, the timer is not armed; an abandoned
         // request's answer is read when it comes, as the readiness is still watched)
-        let Some(at) = self.next_due() else { return };
+        let Some(at) = self.due else { return };
         let at = Some(at);
         let fired = self.timer.as_ref().is_none_or(|t| t.fired());
         // (re-armed when it must fire earlier: one that fires late for a server heard
@@ -380,8 +413,7 @@ impl State {
         let mut at = None;
         for slot in self.slots.values() {
             if let Slot::Waiting { deadline, sent, .. } = slot {
-                let due = self.heard.max(*sent) + REPLY_TIMEOUT;
-                let due = deadline.map_or(due, |d| d.min(due));
+                let due = self.due_of(*deadline, *sent);
                 at = Some(at.map_or(due, |a: Instant| a.min(due)));
             }
         }
@@ -465,14 +497,7 @@ impl Mux {
             self.with(|st, _| {
                 let sent = st.send_frame(&buf);
                 if sent.is_ok() {
-                    st.slots.insert(
-                        tag,
-                        Slot::Waiting {
-                            waker: None,
-                            deadline,
-                            sent: Instant::now(),
-                        },
-                    );
+                    st.waiting(tag, deadline, Instant::now());
                 }
                 sent
             })
@@ -746,25 +771,11 @@ mod tests {
         let (mut st, _server) = connected();
         let heard = ago(60);
         st.heard = heard;
-        st.slots.insert(
-            1,
-            Slot::Waiting {
-                waker: None,
-                deadline: None,
-                sent: ago(40),
-            },
-        );
+        st.waiting(1, None, ago(40));
         // (a request just sent: sending is not hearing from the server)
         st.send(2, MuxReq::End(2)).unwrap();
         assert_eq!(st.heard, heard);
-        st.slots.insert(
-            2,
-            Slot::Waiting {
-                waker: None,
-                deadline: None,
-                sent: Instant::now(),
-            },
-        );
+        st.waiting(2, None, Instant::now());
         let mut wake = Vec::new();
         st.pump(&mut wake);
         assert_eq!(st.dead, Some(Dead::Disconnected));
@@ -779,17 +790,35 @@ mod tests {
     fn a_request_sent_to_a_server_silent_for_long_is_not_late_at_once() {
         let (mut st, _server) = connected();
         st.heard = ago(60);
-        st.slots.insert(
-            1,
-            Slot::Waiting {
-                waker: None,
-                deadline: None,
-                sent: Instant::now(),
-            },
-        );
+        st.waiting(1, None, Instant::now());
         let mut wake = Vec::new();
         st.pump(&mut wake);
         assert_eq!(st.dead, None);
         assert!(st.next_due().is_some_and(|d| d > Instant::now()));
+    }
+
+    #[test]
+    fn the_slots_are_looked_at_again_only_once_the_earliest_time_passed() {
+        let (mut st, _server) = connected();
+        st.waiting(1, None, Instant::now());
+        let soon = Instant::now() + Duration::from_secs(5);
+        st.waiting(2, Some(soon), Instant::now());
+        assert_eq!(st.due, Some(soon));
+        // the early one answered, then dropped: the time kept is early, never late
+        st.slots.remove(&2);
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert_eq!(st.due, Some(soon));
+        // once it passed, the slots are looked at again and the next time found
+        st.due = Some(ago(1));
+        st.pump(&mut wake);
+        assert_eq!(st.dead, None);
+        assert_eq!(st.due, st.next_due());
+        assert!(st.due.is_some_and(|d| d > soon));
+        // only an abandoned request left: no time at all (no timer is armed)
+        st.slots.insert(1, Slot::Abandoned(None));
+        st.due = Some(ago(1));
+        st.pump(&mut wake);
+        assert_eq!(st.due, None);
     }
 }
