@@ -11,7 +11,7 @@ procactor::test_support!();
 mod common;
 
 use common::aio::{on_each_executor, poll_once, sleep, within, Exec};
-use common::{wait_until, watchdog};
+use common::{proc_status_field, wait_until, watchdog};
 use procactor::{
     Manager, ManagerError, Namespace, Process, SharedBarrier, SharedCondition, SharedDict,
     SharedEvent, SharedJoinableQueue, SharedLock, SharedQueue,
@@ -27,12 +27,8 @@ async fn must<F: std::future::Future>(exec: Exec, f: F) -> F::Output {
     within(exec, LONG, f).await.expect("an async call hung")
 }
 
-fn threads_of(pid: &str) -> usize {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap()
+fn threads_of(pid: &str) -> u64 {
+    proc_status_field(pid, "Threads")
 }
 
 fn kill(pid: u32, sig: &str) {
@@ -360,6 +356,42 @@ fn synchronisation_objects_and_queues_async_with_children() {
     });
 }
 
+/// The object number a guard shows (its `Debug`).
+fn guard_id(g: &procactor::ManagerAsyncGuard) -> String {
+    let d = format!("{g:?}");
+    let at = d.find("id: ").expect("the guard shows its object") + 4;
+    d[at..].chars().take_while(char::is_ascii_digit).collect()
+}
+
+#[test]
+fn a_guard_of_another_managers_object_with_the_same_number_is_refused() {
+    procactor::init();
+    watchdog(120, || {
+        // (two fresh managers number their first objects alike)
+        let (m1, m2) = (Manager::start().unwrap(), Manager::start().unwrap());
+        let (c1, c2) = (m1.condition().unwrap(), m2.condition().unwrap());
+        on_each_executor(|exec| {
+            let (c1, c2) = (c1.clone(), c2.clone());
+            async move {
+                let g = must(exec, c1.acquire_async()).await.unwrap();
+                let g2 = must(exec, c2.acquire_async()).await.unwrap();
+                assert_eq!(guard_id(&g), guard_id(&g2), "{g:?} {g2:?}");
+                drop(g2);
+                assert!(matches!(
+                    must(exec, c2.notify_async(&g, 1)).await,
+                    Err(ManagerError::Refused(_))
+                ));
+                assert!(matches!(
+                    must(exec, c2.wait_async(g)).await,
+                    Err(ManagerError::Refused(_))
+                ));
+                // (the guard went with the refusal: c1's lock is free)
+                drop(must(exec, c1.acquire_async()).await.unwrap());
+            }
+        });
+    });
+}
+
 // ------------------------------------------------------------------ cancellation
 
 #[test]
@@ -611,6 +643,8 @@ fn a_frozen_server_times_out_calls_that_do_not_wait() {
         let exec = Exec::CurrentThread;
         exec.run(async {
             must(exec, e.set_async()).await.unwrap(); // (the connection is open)
+            let l = mgr.lock().unwrap();
+            let g = must(exec, l.acquire_async()).await.unwrap();
             let waiting = e.clone();
             mgr.set_call_timeout(Some(Duration::from_millis(300)));
             kill(pid, "-STOP");
@@ -625,6 +659,16 @@ fn a_frozen_server_times_out_calls_that_do_not_wait() {
             assert!(dict_took < Duration::from_secs(5), "{dict_took:?}");
             assert!(matches!(r2, Err(ManagerError::Timeout)), "{r2:?}");
             assert!(event_took < Duration::from_secs(5), "{event_took:?}");
+            // the call that timed out closed the connection: the guard's acquisition
+            // was released with it, which its release reports as documented
+            let released = g.release();
+            assert!(
+                matches!(released, Err(ManagerError::Disconnected)),
+                "{released:?}"
+            );
+            wait_until(LONG, "the lock released at the server", || {
+                !l.is_locked().unwrap()
+            });
             // the server thawed: a new connection serves again
             mgr.set_call_timeout(None);
             must(exec, e.clear_async()).await.unwrap();

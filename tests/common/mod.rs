@@ -62,6 +62,18 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The number in field `name` (such as `"Threads"` or `"VmRSS"`, without the colon) of
+/// `/proc/<pid>/status`, `pid` a process number or `"self"`; a unit after the number
+/// (`kB`) is ignored. Panics when the process or the field is not there.
+pub fn proc_status_field(pid: &str, name: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let s = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    s.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no number in field {name} of {path}"))
+}
+
 /// A value whose `Serialize` always fails (after its siblings in a message may have been
 /// written); it is never received, so its `Deserialize` fails too.
 #[derive(Debug, PartialEq)]

@@ -53,7 +53,7 @@ use procactor_transports::watch::{FdWatch, Interest, WordWatch};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -80,11 +80,13 @@ impl Dead {
 
 /// One request's place on the connection.
 enum Slot {
-    /// Sent; its future waits, until `deadline` at the latest (and, like every
-    /// request, until 30 s pass without a frame from the server).
+    /// Sent at `sent`; its future waits, until `deadline` at the latest (and, like
+    /// every request, until 30 s pass without a frame from the server since it was
+    /// sent).
     Waiting {
         waker: Option<Waker>,
         deadline: Option<Instant>,
+        sent: Instant,
     },
     /// Answered; its future has not taken the answer yet.
     Done(Result<Resp, Dead>),
@@ -97,14 +99,20 @@ struct State {
     /// `None` once the connection is given up.
     s: Option<Session>,
     dead: Option<Dead>,
-    next_tag: u64,
+    /// Set with `dead` (the [`Mux`]'s own flag): read without this state's lock.
+    gone: Arc<AtomicBool>,
     slots: HashMap<u64, Slot>,
     /// The connection's readiness, woken into [`Driver`].
     watch: Option<FdWatch>,
     timer: Option<WordWatch>,
     timer_at: Option<Instant>,
-    /// The last time the server was heard from (or a request sent).
+    /// The last time a frame came from the server (sending is not hearing: a process
+    /// that keeps calling a frozen server must not keep its waits pending).
     heard: Instant,
+    /// No waiting future is due to give up before this (`None`: none waits). It may be
+    /// earlier than the true next time (a future answered or dropped since, the server
+    /// heard from): only then are the slots looked at again, not on every poll.
+    due: Option<Instant>,
     /// Wakers of futures ended where no list to wake was at hand (a failed send): woken
     /// once the state is let go.
     orphans: Vec<Waker>,
@@ -116,9 +124,14 @@ pub(super) struct Mux {
     /// A wake-up of [`Driver`] found the state busy: whoever holds it drives once it
     /// lets go (so a wake-up is never lost, and a waker called while the state is held,
     /// as a watch born fired does, never deadlocks).
-    need_drive: std::sync::atomic::AtomicBool,
+    need_drive: AtomicBool,
     /// Wakes [`Mux::drive`]: given to the epoll thread and to the timer.
     driver: Waker,
+    /// The next request's tag (and owner number): taken without the state's lock.
+    next_tag: AtomicU64,
+    /// The connection was given up (set once, as the state's `dead` is): read by
+    /// [`mux`] without the state's lock, which a call writing to a slow server holds.
+    gone: Arc<AtomicBool>,
     pid: u32,
     address: String,
     key: Bytes,
@@ -157,11 +170,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// (or the last one was given up). Opening it is a connection and a handshake, done
 /// in the calling thread (at most [`HANDSHAKE_TIMEOUT`](super::HANDSHAKE_TIMEOUT)).
 pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> {
-    let pid = std::process::id();
+    let pid = procactor_transports::os::current_pid_cached();
     let find = || {
         let mut all = lock(&MUXES);
-        // (a forked child's copies, and connections given up, are forgotten)
-        all.retain(|m| m.pid == pid && lock(&m.st).dead.is_none());
+        // (a forked child's copies, and connections given up, are forgotten; no
+        // connection's state is locked here: a caller blocked in a write to one
+        // manager holds up no lookup, and no wake-up of a connection's driver finds
+        // its state held by someone who would not drive it)
+        all.retain(|m| m.pid == pid && !m.gone.load(Ordering::Acquire));
         all.iter()
             .find(|m| m.address == address && m.key == *key)
             .cloned()
@@ -171,20 +187,13 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
     }
     // (without the list's lock: a server slow to answer holds up no other manager's)
     let s = open_session_until(&Address::parse(address), key, None)?;
+    let gone = Arc::new(AtomicBool::new(false));
     let m = Arc::new_cyclic(|me: &Weak<Mux>| Mux {
-        st: Mutex::new(State {
-            s: Some(s),
-            dead: None,
-            next_tag: 1,
-            slots: HashMap::new(),
-            watch: None,
-            timer: None,
-            timer_at: None,
-            heard: Instant::now(),
-            orphans: Vec::new(),
-        }),
+        st: Mutex::new(State::new(Some(s), gone.clone())),
         driver: Waker::from(Arc::new(Driver(me.clone()))),
-        need_drive: std::sync::atomic::AtomicBool::new(false),
+        need_drive: AtomicBool::new(false),
+        next_tag: AtomicU64::new(1),
+        gone,
         pid,
         address: address.to_string(),
         key: key.clone(),
@@ -195,7 +204,7 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
         .iter()
         .find(|o| o.pid == pid && o.address == address && o.key == *key)
     {
-        if lock(&other.st).dead.is_none() {
+        if !other.gone.load(Ordering::Acquire) {
             return Ok(other.clone());
         }
     }
@@ -203,28 +212,57 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
     Ok(m)
 }
 
+/// Request `m`'s frame under `tag`, checked against the frame limit.
+fn encode(tag: u64, m: MuxReq) -> Result<Vec<u8>, ManagerError> {
+    let mut buf = Vec::new();
+    codec::encode(&Req::Mux(tag, m), &mut buf, None)?;
+    if buf.len() > MAX_FRAME {
+        return Err(ManagerError::TooLarge {
+            size: buf.len() as u64,
+            limit: MAX_FRAME,
+        });
+    }
+    Ok(buf)
+}
+
 impl State {
-    /// Sends one request; `false` (and the connection given up) when that failed.
+    fn new(s: Option<Session>, gone: Arc<AtomicBool>) -> State {
+        State {
+            s,
+            dead: None,
+            gone,
+            slots: HashMap::new(),
+            watch: None,
+            timer: None,
+            timer_at: None,
+            heard: Instant::now(),
+            due: None,
+            orphans: Vec::new(),
+        }
+    }
+
+    /// Sends one request (one made while the state is held anyway: a `Cancel`, an
+    /// `End`, a `PutBack`).
     fn send(&mut self, tag: u64, m: MuxReq) -> Result<(), ManagerError> {
         if let Some(d) = self.dead {
             return Err(d.error());
         }
-        let mut buf = Vec::new();
-        codec::encode(&Req::Mux(tag, m), &mut buf, None)?;
-        if buf.len() > MAX_FRAME {
-            return Err(ManagerError::TooLarge {
-                size: buf.len() as u64,
-                limit: MAX_FRAME,
-            });
+        self.send_frame(&encode(tag, m)?)
+    }
+
+    /// Sends one request's frame ([`encode`]); the connection is given up when that
+    /// failed.
+    fn send_frame(&mut self, buf: &[u8]) -> Result<(), ManagerError> {
+        if let Some(d) = self.dead {
+            return Err(d.error());
         }
-        let sent = self.s.as_mut().map(|s| s.send(&buf));
+        let sent = self.s.as_mut().map(|s| s.send(buf));
         if !matches!(sent, Some(Ok(()))) {
             let mut wake = std::mem::take(&mut self.orphans);
             self.kill(Dead::Disconnected, &mut wake);
             self.orphans = wake;
             return Err(ManagerError::Disconnected);
         }
-        self.heard = self.heard.max(Instant::now());
         Ok(())
     }
 
@@ -233,11 +271,13 @@ impl State {
     fn kill(&mut self, d: Dead, wake: &mut Vec<Waker>) {
         if self.dead.is_none() {
             self.dead = Some(d);
+            self.gone.store(true, Ordering::Release);
         }
         self.s = None;
         self.watch = None;
         self.timer = None;
         self.timer_at = None;
+        self.due = None;
         self.slots.retain(|_, slot| match slot {
             Slot::Waiting { waker, .. } => {
                 wake.extend(waker.take());
@@ -268,19 +308,46 @@ impl State {
             }
         }
         let now = Instant::now();
+        if self.due.is_none_or(|d| d > now) {
+            return;
+        }
+        // (something may be due: every waiting slot is looked at, and the next time
+        // found again)
         let mut late = None;
         for slot in self.slots.values() {
-            if let Slot::Waiting { deadline, .. } = slot {
+            if let Slot::Waiting { deadline, sent, .. } = slot {
                 if deadline.is_some_and(|d| d <= now) {
                     late = Some(Dead::Timeout);
-                } else if now.duration_since(self.heard) >= REPLY_TIMEOUT {
+                } else if now.duration_since(self.heard.max(*sent)) >= REPLY_TIMEOUT {
                     late = late.or(Some(Dead::Disconnected));
                 }
             }
         }
-        if let Some(d) = late {
-            self.kill(d, wake);
+        match late {
+            Some(d) => self.kill(d, wake),
+            None => self.due = self.next_due(),
         }
+    }
+
+    /// Records request `tag`, sent at `sent`: its future waits, until `deadline` at
+    /// the latest.
+    fn waiting(&mut self, tag: u64, deadline: Option<Instant>, sent: Instant) {
+        let due = self.due_of(deadline, sent);
+        self.due = Some(self.due.map_or(due, |d| d.min(due)));
+        let waker = None;
+        let slot = Slot::Waiting {
+            waker,
+            deadline,
+            sent,
+        };
+        self.slots.insert(tag, slot);
+    }
+
+    /// When a request sent at `sent` gives up: at `deadline`, or after 30 s of the
+    /// server's silence since it was sent.
+    fn due_of(&self, deadline: Option<Instant>, sent: Instant) -> Instant {
+        let due = self.heard.max(sent) + REPLY_TIMEOUT;
+        deadline.map_or(due, |d| d.min(due))
     }
 
     fn answer(&mut self, tag: u64, r: Resp, wake: &mut Vec<Waker>) {
@@ -321,17 +388,9 @@ impl State {
             self.orphans = wake;
             return;
         }
-        // (the server's silence: a server with parked requests of this connection
-        // sends a heartbeat every 5 s, any other answers at once)
-        let mut at = self.heard + REPLY_TIMEOUT;
-        for slot in self.slots.values() {
-            if let Slot::Waiting {
-                deadline: Some(d), ..
-            } = slot
-            {
-                at = at.min(*d);
-            }
-        }
+        // (no future waits: nothing is due, the timer is not armed; an abandoned
+        // request's answer is read when it comes, as the readiness is still watched)
+        let Some(at) = self.due else { return };
         let at = Some(at);
         let fired = self.timer.as_ref().is_none_or(|t| t.fired());
         // (re-armed when it must fire earlier: one that fires late for a server heard
@@ -343,6 +402,22 @@ impl State {
             }
             self.timer_at = at;
         }
+    }
+
+    /// When the next waiting future is due to give up: its deadline, or 30 s of the
+    /// server's silence since it was sent (a server with parked requests of this connection sends a
+    /// heartbeat every 5 s, any other answers at once). `None` when no future waits:
+    /// abandoned requests are not timed (a timer armed for them at a time already
+    /// past would fire at once, again and again).
+    fn next_due(&self) -> Option<Instant> {
+        let mut at = None;
+        for slot in self.slots.values() {
+            if let Slot::Waiting { deadline, sent, .. } = slot {
+                let due = self.due_of(*deadline, *sent);
+                at = Some(at.map_or(due, |a: Instant| a.min(due)));
+            }
+        }
+        at
     }
 }
 
@@ -388,21 +463,23 @@ impl Mux {
         for w in wake {
             w.wake();
         }
-        if self.need_drive.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.need_drive.load(Ordering::SeqCst) {
             self.drive();
         }
         r
     }
 
-    /// Whether it is still in use (a guard's owner lives on it).
-    pub(super) fn alive(&self) -> bool {
-        self.with(|st, _| st.dead.is_none())
+    /// Whether it is the connection to the manager at `address` with `key`.
+    pub(super) fn serves(&self, address: &str, key: &Bytes) -> bool {
+        self.address == address && self.key == *key
     }
 
     /// Sends a request that is not answered (`End`, `PutBack`); a connection given up
     /// sends nothing (what it held was released when it closed).
     pub(super) fn tell(&self, m: MuxReq) -> Result<(), ManagerError> {
-        self.with(|st, _| st.send(0, m))
+        // (encoded before the state is taken: other callers wait only for the write)
+        let buf = encode(0, m)?;
+        self.with(|st, _| st.send_frame(&buf))
     }
 
     /// Sends `m` and waits for its answer (see [`Call`]).
@@ -413,20 +490,17 @@ impl Mux {
         put_back_to: Option<u64>,
         end_owner: bool,
     ) -> Call {
-        let (tag, sent) = self.with(|st, _| {
-            let tag = st.next_tag;
-            st.next_tag += 1;
-            let sent = st.send(tag, m(tag));
-            if sent.is_ok() {
-                st.slots.insert(
-                    tag,
-                    Slot::Waiting {
-                        waker: None,
-                        deadline,
-                    },
-                );
-            }
-            (tag, sent)
+        // (numbered and encoded before the state is taken: other callers wait only
+        // for the write)
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let sent = encode(tag, m(tag)).and_then(|buf| {
+            self.with(|st, _| {
+                let sent = st.send_frame(&buf);
+                if sent.is_ok() {
+                    st.waiting(tag, deadline, Instant::now());
+                }
+                sent
+            })
         });
         Call {
             mux: self.clone(),
@@ -495,7 +569,8 @@ impl Future for Call {
                 return Poll::Ready(Err(e));
             }
             // a first look, spinning a little: a quick answer is taken without the two
-            // cross-thread wake-ups a registered wait costs
+            // cross-thread wake-ups a registered wait costs (the project's spin rules:
+            // a single look with `PROCACTOR_SPIN=0` or while spinning is paused)
             let until = Instant::now() + procactor_transports::spin::budget(ANSWER_SPIN);
             loop {
                 let mux = this.mux.clone();
@@ -506,7 +581,11 @@ impl Future for Call {
                 if let Some(r) = r {
                     return Poll::Ready(r);
                 }
-                if Instant::now() >= until {
+                let now = Instant::now();
+                if now >= until {
+                    // (an overrun far past the budget: this thread lost its core
+                    // meanwhile, and spinning pauses in the whole process)
+                    procactor_transports::spin::note_overrun(until, now);
                     break;
                 }
                 std::hint::spin_loop();
@@ -628,4 +707,118 @@ pub(super) async fn while_true<T>(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ago(secs: u64) -> Instant {
+        Instant::now()
+            .checked_sub(Duration::from_secs(secs))
+            .expect("the monotonic clock is older than a minute")
+    }
+
+    fn state() -> State {
+        State::new(None, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// A state on a real connection (and the server's end, kept open and silent).
+    fn connected() -> (State, Session) {
+        let (c, s) = super::super::wire::tests::pair();
+        (State::new(Some(c), Arc::new(AtomicBool::new(false))), s)
+    }
+
+    #[test]
+    fn only_abandoned_requests_against_a_silent_server_arm_no_timer() {
+        let mut st = state();
+        st.heard = ago(60);
+        st.slots.insert(1, Slot::Abandoned(Some(7)));
+        st.slots.insert(2, Slot::Abandoned(None));
+        st.slots.insert(3, Slot::Done(Ok(Resp::Unit)));
+        assert_eq!(st.next_due(), None);
+    }
+
+    #[test]
+    fn a_waiting_request_is_due_at_its_deadline_or_the_servers_silence() {
+        let mut st = state();
+        st.heard = ago(60);
+        let sent = ago(50);
+        st.slots.insert(1, Slot::Abandoned(None));
+        st.slots.insert(
+            2,
+            Slot::Waiting {
+                waker: None,
+                deadline: None,
+                sent,
+            },
+        );
+        assert_eq!(st.next_due(), Some(sent + REPLY_TIMEOUT));
+        let soon = sent + Duration::from_secs(1);
+        st.slots.insert(
+            3,
+            Slot::Waiting {
+                waker: None,
+                deadline: Some(soon),
+                sent,
+            },
+        );
+        assert_eq!(st.next_due(), Some(soon));
+    }
+
+    #[test]
+    fn a_wait_against_a_silent_server_ends_though_the_process_keeps_calling() {
+        let (mut st, _server) = connected();
+        let heard = ago(60);
+        st.heard = heard;
+        st.waiting(1, None, ago(40));
+        // (a request just sent: sending is not hearing from the server)
+        st.send(2, MuxReq::End(2)).unwrap();
+        assert_eq!(st.heard, heard);
+        st.waiting(2, None, Instant::now());
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert_eq!(st.dead, Some(Dead::Disconnected));
+        assert!(st.gone.load(Ordering::Acquire));
+        assert!(matches!(
+            st.slots.get(&1),
+            Some(Slot::Done(Err(Dead::Disconnected)))
+        ));
+    }
+
+    #[test]
+    fn a_request_sent_to_a_server_silent_for_long_is_not_late_at_once() {
+        let (mut st, _server) = connected();
+        st.heard = ago(60);
+        st.waiting(1, None, Instant::now());
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert_eq!(st.dead, None);
+        assert!(st.next_due().is_some_and(|d| d > Instant::now()));
+    }
+
+    #[test]
+    fn the_slots_are_looked_at_again_only_once_the_earliest_time_passed() {
+        let (mut st, _server) = connected();
+        st.waiting(1, None, Instant::now());
+        let soon = Instant::now() + Duration::from_secs(5);
+        st.waiting(2, Some(soon), Instant::now());
+        assert_eq!(st.due, Some(soon));
+        // the early one answered, then dropped: the time kept is early, never late
+        st.slots.remove(&2);
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert_eq!(st.due, Some(soon));
+        // once it passed, the slots are looked at again and the next time found
+        st.due = Some(ago(1));
+        st.pump(&mut wake);
+        assert_eq!(st.dead, None);
+        assert_eq!(st.due, st.next_due());
+        assert!(st.due.is_some_and(|d| d > soon));
+        // only an abandoned request left: no time at all (no timer is armed)
+        st.slots.insert(1, Slot::Abandoned(None));
+        st.due = Some(ago(1));
+        st.pump(&mut wake);
+        assert_eq!(st.due, None);
+    }
 }

@@ -2,8 +2,8 @@
 //! deadline) and one request's round trip (heartbeats skipped, a deadline kept).
 
 use super::wire::{RecvError, Session};
+use super::{resp_result, Req, Resp};
 use super::{ManagerError, CLIENT_SPIN, HANDSHAKE_TIMEOUT, MAX_FRAME, REPLY_TIMEOUT};
-use super::{Req, Resp};
 use crate::codec;
 use procactor_transports::conn::{self, Address, Stream};
 
@@ -105,15 +105,8 @@ pub(super) fn round_trip(
         };
         return match codec::decode::<Resp>(&frame, Vec::new()) {
             Ok(Resp::Pending) => continue,
-            Ok(Resp::Refused(m)) => Err((ManagerError::Refused(m), true)),
-            Ok(Resp::TooLarge(size)) => Err((
-                ManagerError::TooLarge {
-                    size,
-                    limit: MAX_FRAME,
-                },
-                true,
-            )),
-            Ok(r) => Ok(r),
+            // (a refusal keeps the connection too)
+            Ok(r) => resp_result(r).map_err(|e| (e, true)),
             // the frame was whole and authentic: the connection is still in step
             Err(e) => Err((e.into(), true)),
         };

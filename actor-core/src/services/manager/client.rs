@@ -5,7 +5,7 @@ use super::calls::{open_session_until, round_trip};
 use super::refs::{self, Ref, Space};
 use super::wire::Session;
 use super::ManagerError;
-use super::{dec, unexpected, Req, Resp};
+use super::{as_count, as_many, as_opt, as_unit, resp_result, Req, Resp};
 use crate::codec;
 use crate::queue::{await_reply, NoReply, Queue};
 use crate::shared::RawArray;
@@ -268,10 +268,7 @@ impl Client {
                 }
             }
         };
-        match resp {
-            Resp::Refused(m) => Err(ManagerError::Refused(m)),
-            r => Ok(r),
-        }
+        resp_result(resp)
     }
 }
 
@@ -334,14 +331,7 @@ impl Client {
                 .await?
             }
         };
-        match resp {
-            Resp::Refused(m) => Err(ManagerError::Refused(m)),
-            Resp::TooLarge(size) => Err(ManagerError::TooLarge {
-                size,
-                limit: super::MAX_FRAME,
-            }),
-            r => Ok(r),
-        }
+        resp_result(resp)
     }
 }
 
@@ -381,29 +371,16 @@ impl Handle {
         self.client.call(r)
     }
     pub(super) fn unit(&self, r: Req) -> Result<(), ManagerError> {
-        match self.call(r)? {
-            Resp::Unit => Ok(()),
-            r => Err(unexpected(r)),
-        }
+        as_unit(self.call(r)?)
     }
     pub(super) fn opt<T: Message>(&self, r: Req) -> Result<Option<T>, ManagerError> {
-        match self.call(r)? {
-            Resp::Opt(None) => Ok(None),
-            Resp::Opt(Some(b)) => Ok(Some(dec(&b)?)),
-            r => Err(unexpected(r)),
-        }
+        as_opt(self.call(r)?)
     }
     pub(super) fn count(&self) -> Result<usize, ManagerError> {
-        match self.call(Req::Len(self.id))? {
-            Resp::Count(n) => Ok(n as usize),
-            r => Err(unexpected(r)),
-        }
+        as_count(self.call(Req::Len(self.id))?).map(|n| n as usize)
     }
     pub(super) fn many<T: Message>(&self, r: Req) -> Result<Vec<T>, ManagerError> {
-        match self.call(r)? {
-            Resp::Many(v) => v.iter().map(dec).collect(),
-            r => Err(unexpected(r)),
-        }
+        as_many(self.call(r)?)
     }
 
     // the same, as futures (see `Client::call_async`)
@@ -412,28 +389,15 @@ impl Handle {
         self.client.call_async(r).await
     }
     pub(super) async fn unit_async(&self, r: Req) -> Result<(), ManagerError> {
-        match self.call_async(r).await? {
-            Resp::Unit => Ok(()),
-            r => Err(unexpected(r)),
-        }
+        as_unit(self.call_async(r).await?)
     }
     pub(super) async fn opt_async<T: Message>(&self, r: Req) -> Result<Option<T>, ManagerError> {
-        match self.call_async(r).await? {
-            Resp::Opt(None) => Ok(None),
-            Resp::Opt(Some(b)) => Ok(Some(dec(&b)?)),
-            r => Err(unexpected(r)),
-        }
+        as_opt(self.call_async(r).await?)
     }
     pub(super) async fn count_async(&self) -> Result<usize, ManagerError> {
-        match self.call_async(Req::Len(self.id)).await? {
-            Resp::Count(n) => Ok(n as usize),
-            r => Err(unexpected(r)),
-        }
+        as_count(self.call_async(Req::Len(self.id)).await?).map(|n| n as usize)
     }
     pub(super) async fn many_async<T: Message>(&self, r: Req) -> Result<Vec<T>, ManagerError> {
-        match self.call_async(r).await? {
-            Resp::Many(v) => v.iter().map(dec).collect(),
-            r => Err(unexpected(r)),
-        }
+        as_many(self.call_async(r).await?)
     }
 }

@@ -405,6 +405,58 @@ fn unexpected(r: Resp) -> ManagerError {
     ManagerError::Refused(format!("unexpected answer from the server: {r:?}"))
 }
 
+/// An answer that says the request failed (refused, or too large to send back) as its
+/// error; any other as it is. The blocking and the async calls both pass their
+/// answers through it.
+fn resp_result(r: Resp) -> Result<Resp, ManagerError> {
+    match r {
+        Resp::Refused(m) => Err(ManagerError::Refused(m)),
+        Resp::TooLarge(size) => Err(ManagerError::TooLarge {
+            size,
+            limit: MAX_FRAME,
+        }),
+        r => Ok(r),
+    }
+}
+
+// the decoders of the answers, shared by the blocking and the async faces
+
+fn as_unit(r: Resp) -> Result<(), ManagerError> {
+    match r {
+        Resp::Unit => Ok(()),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn as_bool(r: Resp) -> Result<bool, ManagerError> {
+    match r {
+        Resp::Bool(b) => Ok(b),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn as_count(r: Resp) -> Result<u64, ManagerError> {
+    match r {
+        Resp::Count(n) => Ok(n),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn as_opt<T: Message>(r: Resp) -> Result<Option<T>, ManagerError> {
+    match r {
+        Resp::Opt(None) => Ok(None),
+        Resp::Opt(Some(b)) => Ok(Some(dec(&b)?)),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn as_many<T: Message>(r: Resp) -> Result<Vec<T>, ManagerError> {
+    match r {
+        Resp::Many(v) => v.iter().map(dec).collect(),
+        r => Err(unexpected(r)),
+    }
+}
+
 fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, ManagerError> {
     let mut buf = Vec::new();
     codec::encode(v, &mut buf, None)?;

@@ -344,11 +344,21 @@ pub(super) fn serve_connection(mut s: Session, server: &Server, conn: u64) {
 /// Sends `r`; one over [`MAX_FRAME`] is replaced by a [`Resp::TooLarge`] (and is an
 /// `InvalidData` error, the connection staying usable).
 pub(super) fn send_resp(s: &mut Session, r: &Resp) -> std::io::Result<()> {
+    send_or_too_large(s, r, Resp::TooLarge)
+}
+
+/// Sends `r`, or `too_large(size)` in its place when it is over [`MAX_FRAME`] (an
+/// `InvalidData` error then, the connection staying usable).
+fn send_or_too_large(
+    s: &mut Session,
+    r: &Resp,
+    too_large: impl FnOnce(u64) -> Resp,
+) -> std::io::Result<()> {
     let mut buf = Vec::new();
     codec::encode(r, &mut buf, None).map_err(|e| std::io::Error::other(e.to_string()))?;
     if buf.len() > MAX_FRAME {
         let mut small = Vec::new();
-        codec::encode(&Resp::TooLarge(buf.len() as u64), &mut small, None)
+        codec::encode(&too_large(buf.len() as u64), &mut small, None)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         s.send(&small)?;
         return Err(std::io::ErrorKind::InvalidData.into());
@@ -374,12 +384,17 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
     // there are some: an idle connection gets no frame it would have to read)
     let mut parked: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut beat = std::time::Instant::now();
+    // items taken from queues whose answers were not written, oldest first: they go
+    // back to the front of their queues
+    let mut unsent: Vec<(u64, Bytes)> = Vec::new();
     loop {
         if let Some((tag, m)) = next.take() {
             match serve_mux_req(server, conn, &mut owners, tag, m, &out) {
                 Served::Answer(tag, resp, from) => {
                     parked.remove(&tag); // (a withdrawal's answer)
-                    if !send_tagged(&mut s, server, tag, resp, from) {
+                    let sent = send_tagged(&mut s, tag, resp, from, &mut unsent);
+                    put_back_all(server, &mut unsent);
+                    if !sent {
                         break;
                     }
                 }
@@ -392,7 +407,7 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
                 Served::Stopped(tags) => {
                     if !tags.into_iter().all(|tag| {
                         parked.remove(&tag);
-                        send_tagged(&mut s, server, tag, Resp::Pending, None)
+                        send_tagged(&mut s, tag, Resp::Pending, None, &mut unsent)
                     }) {
                         break;
                     }
@@ -400,12 +415,21 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
                 Served::Nothing => {}
             }
         }
-        if !out.take().into_iter().all(|(tag, resp, from)| {
+        // (once a write failed, the rest of the batch is not written: its items go
+        // back)
+        let mut sent = true;
+        for (tag, resp, from) in out.take() {
             parked.remove(&tag);
-            send_tagged(&mut s, server, tag, resp, Some(from))
-        }) {
+            if sent {
+                sent = send_tagged(&mut s, tag, resp, Some(from), &mut unsent);
+            } else {
+                unsent.extend(taken_item(resp, Some(from)));
+            }
+        }
+        if !sent {
             break;
         }
+        put_back_all(server, &mut unsent);
         if !parked.is_empty() && beat.elapsed() >= objects::HEARTBEAT {
             if send_resp(&mut s, &Resp::Pending).is_err() {
                 break;
@@ -436,7 +460,13 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
             _ => break,
         }
     }
+    // (the parked requests stop first: no answer comes to the outbox afterwards, and
+    // the answers that came before and were never written give their items back)
     server.objects.end_parked(conn, owners.into_values());
+    for (_, resp, from) in out.take() {
+        unsent.extend(taken_item(resp, Some(from)));
+    }
+    put_back_all(server, &mut unsent);
 }
 
 /// What a multiplexed connection's request came to.
@@ -521,18 +551,120 @@ impl objects::Peer for Nobody {
 }
 
 /// Sends the answer to request `tag`; an item taken from queue `from` whose answer
-/// could not be written goes back to its front. False when the connection failed.
-fn send_tagged(s: &mut Session, server: &Server, tag: u64, resp: Resp, from: Option<u64>) -> bool {
+/// could not be written goes to `unsent` (to go back to its queue). An answer over [`MAX_FRAME`] is
+/// replaced by a [`Resp::TooLarge`] under the same tag (an untagged frame would break
+/// the multiplexed protocol: the client would give the whole connection up). False
+/// when the connection failed.
+fn send_tagged(
+    s: &mut Session,
+    tag: u64,
+    resp: Resp,
+    from: Option<u64>,
+    unsent: &mut Vec<(u64, Bytes)>,
+) -> bool {
     let tagged = Resp::Tagged(tag, Box::new(resp));
-    match send_resp(s, &tagged) {
+    let too_large = |size| Resp::Tagged(tag, Box::new(Resp::TooLarge(size)));
+    match send_or_too_large(s, &tagged, too_large) {
         Ok(()) => true,
         Err(e) => {
-            if let (Some(id), Resp::Tagged(_, r)) = (from, tagged) {
-                if let Resp::Opt(Some(item)) = *r {
-                    server.objects.put_back(id, item);
-                }
+            if let Resp::Tagged(_, r) = tagged {
+                unsent.extend(taken_item(*r, from));
             }
             e.kind() == std::io::ErrorKind::InvalidData
         }
+    }
+}
+
+/// The item an answer carries that was taken from queue `from` (to give back when the
+/// answer is not delivered).
+fn taken_item(resp: Resp, from: Option<u64>) -> Option<(u64, Bytes)> {
+    match (from, resp) {
+        (Some(id), Resp::Opt(Some(item))) => Some((id, item)),
+        _ => None,
+    }
+}
+
+/// Puts the items of `unsent` (oldest first) back at the front of their queues, in
+/// the order they were taken.
+fn put_back_all(server: &Server, unsent: &mut Vec<(u64, Bytes)>) {
+    for (id, item) in unsent.drain(..).rev() {
+        server.objects.put_back(id, item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn recv(s: &mut Session) -> Resp {
+        let t = Duration::from_secs(10);
+        let frame = s.recv(MAX_FRAME, Some(Instant::now() + t), t).unwrap();
+        codec::decode::<Resp>(&frame, Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn a_multiplexed_answer_over_the_frame_limit_is_too_large_under_its_tag() {
+        let (mut client, mut s) = wire::tests::pair();
+        let big = Resp::One(vec![7u8; MAX_FRAME + 1].into());
+        // (the connection stays usable: the next answer goes through)
+        let mut unsent = Vec::new();
+        assert!(send_tagged(&mut s, 5, big, None, &mut unsent));
+        assert!(send_tagged(&mut s, 6, Resp::Unit, None, &mut unsent));
+        match recv(&mut client) {
+            Resp::Tagged(5, r) => {
+                assert!(
+                    matches!(*r, Resp::TooLarge(n) if n > MAX_FRAME as u64),
+                    "{r:?}"
+                )
+            }
+            r => panic!("expected a tagged TooLarge, got {r:?}"),
+        }
+        assert!(matches!(recv(&mut client), Resp::Tagged(6, r) if matches!(*r, Resp::Unit)));
+    }
+
+    fn send(s: &mut Session, r: &Req) {
+        let mut buf = Vec::new();
+        codec::encode(r, &mut buf, None).unwrap();
+        s.send(&buf).unwrap();
+    }
+
+    #[test]
+    fn an_answer_left_in_the_outbox_when_the_connection_fails_gives_its_item_back() {
+        let (mut client, s) = wire::tests::pair();
+        let server = Arc::new(Server::default());
+        let new = SyncReq::New(objects::SyncKind::Queue, None, 0, 0);
+        let q = match server.objects.apply(0, new, &mut Nobody) {
+            Resp::Id(id) => id,
+            r => panic!("{r:?}"),
+        };
+        // two gets park (the first is the one that made the connection multiplexed);
+        // a put gives its item to the first (into the outbox) and its own answer
+        // cannot be written: the server's writes fail from the start
+        let get = move |tag| (tag, MuxReq::Sync(0, SyncReq::Get(q, None)));
+        let (t, m) = get(2);
+        send(&mut client, &Req::Mux(t, m));
+        let put = SyncReq::Put(q, vec![7u8].into(), None);
+        send(&mut client, &Req::Mux(3, MuxReq::Sync(0, put)));
+        let fd = s.fd().try_clone_to_owned().unwrap();
+        rustix::net::shutdown(&fd, rustix::net::Shutdown::Write).unwrap();
+        let (done, ended) = std::sync::mpsc::channel();
+        let srv = server.clone();
+        std::thread::spawn(move || {
+            serve_mux(s, &srv, 1000, get(1));
+            let _ = done.send(());
+        });
+        ended
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the connection's thread ends once a write failed");
+        // the item is back in the queue, and no get of the connection is left parked
+        let r = server
+            .objects
+            .apply(0, SyncReq::Get(q, Some(0)), &mut Nobody);
+        assert!(matches!(&r, Resp::Opt(Some(b)) if b[..] == [7u8]), "{r:?}");
+        let put = SyncReq::Put(q, vec![8u8].into(), None);
+        server.objects.apply(0, put, &mut Nobody);
+        let r = server.objects.apply(0, SyncReq::Len(q), &mut Nobody);
+        assert!(matches!(r, Resp::Count(1)), "{r:?}");
     }
 }

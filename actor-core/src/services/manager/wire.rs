@@ -62,7 +62,12 @@ pub(super) struct Session {
     received: u64,
     /// a poll just saw bytes (or the end) waiting: the next read need not poll again
     ready: bool,
-    /// the start of a frame [`try_recv`](Session::try_recv) read before the rest came
+    /// the length of the frame [`try_recv`](Session::try_recv) reads, as far as it
+    /// came (`head_got` bytes of it)
+    head: [u8; 4],
+    head_got: usize,
+    /// the payload and tag of that frame, as far as they came (returned as the
+    /// payload, without a copy, once it is all there)
     partial: Vec<u8>,
 }
 
@@ -132,6 +137,8 @@ impl Session {
             sent: 0,
             received: 0,
             ready: false,
+            head: [0; 4],
+            head_got: 0,
             partial: Vec::new(),
         }
     }
@@ -196,11 +203,10 @@ impl Session {
     /// this way. The payload grows with what arrives, as [`recv`](Session::recv)'s.
     pub(super) fn try_recv(&mut self, max: usize) -> Result<Option<Vec<u8>>, RecvError> {
         loop {
-            let mut want = 4;
-            if self.partial.len() >= 4 {
-                let mut len = [0u8; 4];
-                len.copy_from_slice(&self.partial[..4]);
-                let len = u64::from(u32::from_be_bytes(len));
+            // (once the length is here: the bytes of payload and tag the frame has)
+            let mut body = None;
+            if self.head_got == 4 {
+                let len = u64::from(u32::from_be_bytes(self.head));
                 let Some(n) = usize::try_from(len)
                     .ok()
                     .and_then(|n| n.checked_sub(TAG))
@@ -208,10 +214,8 @@ impl Session {
                 else {
                     return Err(RecvError::TooLarge(len.saturating_sub(TAG as u64)));
                 };
-                want = 4 + n + TAG;
-                if self.partial.len() == want {
-                    let frame = std::mem::take(&mut self.partial);
-                    let (payload, tag) = frame[4..].split_at(n);
+                if self.partial.len() == n + TAG {
+                    let (payload, tag) = self.partial.split_at(n);
                     let peer = 1 - self.out_dir;
                     if self
                         .tag(peer, self.received, payload)
@@ -221,8 +225,12 @@ impl Session {
                         return Err(RecvError::BadTag);
                     }
                     self.received += 1;
-                    return Ok(Some(payload.to_vec()));
+                    self.head_got = 0;
+                    let mut payload = std::mem::take(&mut self.partial);
+                    payload.truncate(n);
+                    return Ok(Some(payload));
                 }
+                body = Some(n + TAG);
             }
             if self.s.buffer().is_empty()
                 && !os::poll_readable(&[self.s.get_ref().as_fd()], Some(Instant::now()))
@@ -243,8 +251,20 @@ impl Session {
                 }
                 Err(_) => return Err(RecvError::Io),
             };
-            let take = chunk.len().min(want - self.partial.len());
-            self.partial.extend_from_slice(&chunk[..take]);
+            let take = match body {
+                Some(want) => {
+                    let take = chunk.len().min(want - self.partial.len());
+                    self.partial.extend_from_slice(&chunk[..take]);
+                    take
+                }
+                None => {
+                    let at = self.head_got;
+                    let take = chunk.len().min(4 - at);
+                    self.head[at..at + take].copy_from_slice(&chunk[..take]);
+                    self.head_got += take;
+                    take
+                }
+            };
             self.s.consume(take);
         }
     }
@@ -390,5 +410,56 @@ pub(super) mod tests {
             Err(RecvError::TimedOut)
         ));
         assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+
+    /// `try_recv` until a frame comes (within 10 s).
+    fn next(c: &mut Session) -> Vec<u8> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(f) = c.try_recv(100).unwrap() {
+                return f;
+            }
+            assert!(Instant::now() < until, "no frame came");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn try_recv_gives_a_frame_once_all_of_it_came_and_refuses_a_forged_one() {
+        let (mut c, mut s) = pair();
+        assert!(matches!(c.try_recv(100), Ok(None)));
+        // a frame that arrives in pieces: nothing until its last byte
+        let payload = b"in pieces";
+        let tag = s.tag(s.out_dir, s.sent, payload).finalize().into_bytes();
+        let mut raw = ((payload.len() + TAG) as u32).to_be_bytes().to_vec();
+        raw.extend_from_slice(payload);
+        raw.extend_from_slice(&tag);
+        s.sent += 1;
+        let (most, last) = raw.split_at(raw.len() - 1);
+        for piece in most.chunks(3) {
+            s.s.get_mut().write_all(piece).unwrap();
+            assert!(matches!(c.try_recv(100), Ok(None)));
+        }
+        s.s.get_mut().write_all(last).unwrap();
+        assert_eq!(next(&mut c), payload);
+        // frames back to back, an empty one among them
+        s.send(b"one").unwrap();
+        s.send(b"").unwrap();
+        s.send(b"two").unwrap();
+        assert_eq!(next(&mut c), b"one");
+        assert_eq!(next(&mut c), b"");
+        assert_eq!(next(&mut c), b"two");
+        // a frame written by someone without the key: refused
+        let mut forged = 3u32.wrapping_add(TAG as u32).to_be_bytes().to_vec();
+        forged.extend_from_slice(b"bad");
+        forged.extend_from_slice(&[0u8; TAG]);
+        s.s.get_mut().write_all(&forged).unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            match c.try_recv(100) {
+                Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+                r => break assert!(matches!(r, Err(RecvError::BadTag)), "{r:?}"),
+            }
+        }
     }
 }

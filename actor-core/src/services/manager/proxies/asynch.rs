@@ -5,7 +5,8 @@
 
 use super::super::asynch::{self, Mux};
 use super::super::objects::SyncReq;
-use super::super::{dec, enc, unexpected, ManagerError, MuxReq, Resp};
+use super::super::{as_bool, as_unit, dec, enc, resp_result, unexpected};
+use super::super::{ManagerError, MuxReq, Resp};
 use super::{call_deadline, SharedBarrier, SharedCondition, SharedEvent, SharedJoinableQueue};
 use super::{SharedLock, SharedQueue, SharedRLock, SharedSemaphore, SyncHandle};
 use crate::Message;
@@ -32,17 +33,10 @@ impl SyncHandle {
             SyncReq::Get(id, _) => Some(*id),
             _ => None,
         };
-        match mux
-            .call(move |_| MuxReq::Sync(owner, req), deadline, put_back, false)
-            .await?
-        {
-            Resp::Refused(m) => Err(ManagerError::Refused(m)),
-            Resp::TooLarge(size) => Err(ManagerError::TooLarge {
-                size,
-                limit: super::super::MAX_FRAME,
-            }),
-            r => Ok(r),
-        }
+        resp_result(
+            mux.call(move |_| MuxReq::Sync(owner, req), deadline, put_back, false)
+                .await?,
+        )
     }
 
     async fn call_async(&self, req: SyncReq) -> Result<Resp, ManagerError> {
@@ -51,17 +45,11 @@ impl SyncHandle {
     }
 
     async fn unit_async(&self, req: SyncReq) -> Result<(), ManagerError> {
-        match self.call_async(req).await? {
-            Resp::Unit => Ok(()),
-            r => Err(unexpected(r)),
-        }
+        as_unit(self.call_async(req).await?)
     }
 
     async fn bool_async(&self, req: SyncReq) -> Result<bool, ManagerError> {
-        match self.call_async(req).await? {
-            Resp::Bool(b) => Ok(b),
-            r => Err(unexpected(r)),
-        }
+        as_bool(self.call_async(req).await?)
     }
 
     /// An acquisition owned by a new owner (its request's tag), kept by the guard.
@@ -81,9 +69,9 @@ impl SyncHandle {
             Resp::Bool(true) => Ok(ManagerAsyncGuard { mux, owner, id }),
             r => {
                 let _ = mux.tell(MuxReq::End(owner));
-                match r {
-                    Resp::Refused(m) => Err(ManagerError::Refused(m)),
-                    r => Err(unexpected(r)),
+                match resp_result(r) {
+                    Ok(r) => Err(unexpected(r)),
+                    Err(e) => Err(e),
                 }
             }
         }
@@ -132,7 +120,12 @@ impl ManagerAsyncGuard {
     /// [`ManagerError::Disconnected`] when the connection it was made on is gone (the
     /// server released the acquisition then).
     pub fn release(self) -> Result<(), ManagerError> {
-        let r = self.mux.tell(MuxReq::End(self.owner));
+        // (a connection given up because a call on it timed out is gone just the same:
+        // what matters here is that the server released the acquisition)
+        let r = self.mux.tell(MuxReq::End(self.owner)).map_err(|e| match e {
+            ManagerError::Timeout => ManagerError::Disconnected,
+            e => e,
+        });
         std::mem::forget(self);
         r
     }
@@ -140,9 +133,8 @@ impl ManagerAsyncGuard {
 
 impl Drop for ManagerAsyncGuard {
     fn drop(&mut self) {
-        if self.mux.alive() {
-            let _ = self.mux.tell(MuxReq::End(self.owner));
-        }
+        // (a connection given up sends nothing: the server released it when it closed)
+        let _ = self.mux.tell(MuxReq::End(self.owner));
     }
 }
 
@@ -228,6 +220,17 @@ impl SharedSemaphore {
 }
 
 impl SharedCondition {
+    /// `Refused` unless `guard` is an acquisition of this condition: the same object
+    /// of the same manager (another manager's objects are numbered alike).
+    fn check_guard(&self, guard: &ManagerAsyncGuard) -> Result<(), ManagerError> {
+        if guard.id != self.h.id || !guard.mux.serves(&self.h.address, &self.h.key) {
+            return Err(ManagerError::Refused(
+                "the guard is not an acquisition of this condition".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// As [`wait`](SharedCondition::wait), as a future, for the lock held by `guard`
     /// (from this condition's [`acquire_async`](SharedCondition::acquire_async)): the
     /// lock is released while it waits for a notification and taken back (for the
@@ -242,18 +245,15 @@ impl SharedCondition {
     ///
     /// # Errors
     ///
-    /// [`ManagerError::Refused`] when `guard` is not an acquisition of this condition;
-    /// otherwise as [`acquire_async`](SharedCondition::acquire_async). The guard is
+    /// [`ManagerError::Refused`] when `guard` is not an acquisition of this condition
+    /// (another object, or an object of another manager: the guard must come from a
+    /// handle that reaches the manager by the same address as this one); otherwise as [`acquire_async`](SharedCondition::acquire_async). The guard is
     /// dropped (released) with the error.
     pub async fn wait_async(
         &self,
         guard: ManagerAsyncGuard,
     ) -> Result<ManagerAsyncGuard, ManagerError> {
-        if guard.id != self.h.id {
-            return Err(ManagerError::Refused(
-                "the guard is not an acquisition of this condition".into(),
-            ));
-        }
+        self.check_guard(&guard)?;
         let r = self
             .h
             .call_on(&guard.mux, guard.owner, SyncReq::Wait(self.h.id, None))
@@ -280,11 +280,7 @@ impl SharedCondition {
         guard: &ManagerAsyncGuard,
         n: usize,
     ) -> Result<(), ManagerError> {
-        if guard.id != self.h.id {
-            return Err(ManagerError::Refused(
-                "the guard is not an acquisition of this condition".into(),
-            ));
-        }
+        self.check_guard(guard)?;
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         match self
             .h

@@ -8,7 +8,7 @@ use super::client::CallTimeout;
 use super::objects::{SyncReq, Wait};
 use super::refs::{self, Ref, Space};
 use super::wire::Session;
-use super::{unexpected, Req, Resp};
+use super::{as_bool, as_count, as_unit, unexpected, Req, Resp};
 use super::{ManagerError, CALL_MARGIN};
 use crate::Bytes;
 use procactor_transports::conn::Address;
@@ -115,24 +115,15 @@ impl SyncHandle {
     }
 
     fn unit(&self, req: SyncReq) -> Result<(), ManagerError> {
-        match self.call(req)? {
-            Resp::Unit => Ok(()),
-            r => Err(unexpected(r)),
-        }
+        as_unit(self.call(req)?)
     }
 
     fn bool(&self, req: SyncReq) -> Result<bool, ManagerError> {
-        match self.call(req)? {
-            Resp::Bool(b) => Ok(b),
-            r => Err(unexpected(r)),
-        }
+        as_bool(self.call(req)?)
     }
 
     fn count(&self, req: SyncReq) -> Result<u64, ManagerError> {
-        match self.call(req)? {
-            Resp::Count(n) => Ok(n),
-            r => Err(unexpected(r)),
-        }
+        as_count(self.call(req)?)
     }
 
     fn acquire(&self, w: Wait) -> Result<Option<ManagerGuard<'_>>, ManagerError> {
