@@ -23,16 +23,9 @@ const WARM: u32 = 3_000;
 
 /// `(VmRSS KiB, threads, open descriptors)` of this process.
 fn footprint() -> (u64, u64, u64) {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |name: &str| -> u64 {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
+    let field = |name| common::proc_status_field("self", name);
     let fds = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-    (field("VmRSS:"), field("Threads:"), fds)
+    (field("VmRSS"), field("Threads"), fds)
 }
 
 /// Registers and drops `make()`'s future `n` times; each must be pending at its poll.

@@ -26,12 +26,8 @@ impl Actor for Triple {
     }
 }
 
-fn threads() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap()
+fn threads() -> u64 {
+    common::proc_status_field("self", "Threads")
 }
 
 const CALLS: usize = 10_000;
