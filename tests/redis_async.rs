@@ -12,7 +12,7 @@ use common::aio::{on_each_executor, poll_once, within, Exec};
 use common::watchdog;
 use procactor::redis::{RedisJoinableQueue, RedisQueue};
 use procactor::{GetError, Process, PutError};
-use redis_support::{require_redis, unique, url};
+use redis_support::{require_redis, unique, until_a_client_is_blocked, url};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,67 @@ fn a_bounded_put_async_waits_for_room_and_close_refuses() {
             assert!(matches!(q.put_async(4).await, Err(PutError::Closed(4))));
             assert_eq!(q.get_async().await, Err(GetError::Disconnected));
         });
+    });
+}
+
+/// A sync method waiting on one thread (a bounded `put` waiting for room, a `get`
+/// blocked in `XREADGROUP`) holds up no async method of the same handle: their polls do
+/// not wait for it (a get_async frees the room the sync put waits for).
+#[test]
+fn a_waiting_sync_put_or_get_holds_up_no_async_method_of_the_handle() {
+    require_redis!();
+    watchdog(60, || {
+        let e = Exec::CurrentThread;
+        let q = RedisQueue::<u32>::builder(&url(), &unique("asyncsync"))
+            .maxsize(2)
+            .connect()
+            .unwrap();
+        q.put(1).unwrap();
+        q.put(2).unwrap();
+        std::thread::scope(|s| {
+            // full: the sync put waits for room (up to 8 s)
+            let putter = s.spawn(|| q.put_timeout(3, Duration::from_secs(8)));
+            std::thread::sleep(Duration::from_millis(100));
+            let t = Instant::now();
+            let first = e.run(within(e, T, q.get_async())).expect("get_async hung");
+            assert_eq!(first.unwrap(), 1);
+            putter.join().unwrap().expect("the sync put found no room");
+            assert!(
+                t.elapsed() < Duration::from_secs(4),
+                "{:?}: the get_async waited for the sync put",
+                t.elapsed()
+            );
+        });
+        assert_eq!(e.run(within(e, T, q.get_async())).unwrap().unwrap(), 2);
+        assert_eq!(e.run(within(e, T, q.get_async())).unwrap().unwrap(), 3);
+        std::thread::scope(|s| {
+            // empty: the sync get is blocked in XREADGROUP (up to 6 s)
+            let getter = s.spawn(|| q.get_timeout(Duration::from_secs(6)));
+            until_a_client_is_blocked();
+            let t = Instant::now();
+            e.run(async {
+                // nothing for it: its polls return, and the timeout cancels it
+                assert!(within(e, Duration::from_millis(200), q.get_async())
+                    .await
+                    .is_none());
+                within(e, T, q.put_async(7))
+                    .await
+                    .expect("put_async hung")
+                    .unwrap();
+            });
+            assert!(
+                t.elapsed() < Duration::from_secs(4),
+                "{:?}: the async methods waited for the sync get",
+                t.elapsed()
+            );
+            // 7 went to the sync get (blocked first), or to the dropped get_async's read
+            // round, whose entries the handle's next get returns
+            match getter.join().unwrap() {
+                Ok(v) => assert_eq!(v, 7),
+                Err(_) => assert_eq!(q.get_timeout(T).unwrap(), 7),
+            }
+        });
+        assert_eq!(q.len(), 0);
     });
 }
 

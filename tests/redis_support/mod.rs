@@ -235,3 +235,41 @@ pub fn stub_dir_without_redis() -> std::path::PathBuf {
     }
     dir
 }
+
+/// The server's count of clients blocked in a command (`INFO clients`'
+/// `blocked_clients`, through `redis-cli`), for a test waiting until a `… BLOCK` read is
+/// in place. Every Redis test of the process shares the server: more than one's own.
+///
+/// # Panics
+///
+/// When `redis-cli` cannot be run or its reply has no such line.
+pub fn blocked_clients() -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(url())
+        .args(["INFO", "clients"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    let info = String::from_utf8_lossy(&out.stdout);
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no blocked_clients in INFO clients: {info}"))
+}
+
+/// Waits (at most 10 s) until at least one client is blocked (see [`blocked_clients`]).
+///
+/// # Panics
+///
+/// After 10 s.
+pub fn until_a_client_is_blocked() {
+    let t = Instant::now();
+    while blocked_clients() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no client blocked within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
