@@ -103,6 +103,13 @@ struct LaneState {
     /// The futures waiting for this lane, by ticket: the first drives it.
     line: BTreeMap<u64, Waker>,
     next_ticket: u64,
+    /// How many times the connection failed (an I/O error, a server quiet too long),
+    /// and the last such failure: a future that took its ticket before a failure gets
+    /// that failure when its turn comes, without connecting again (so that the futures
+    /// queued behind a frozen server do not each wait [`QUIET_LIMIT`] on a new
+    /// connection). One that comes later connects again.
+    epoch: u64,
+    failure: Option<redis::RedisError>,
     /// Wakes the first in line when the server has been quiet too long.
     guard: Option<WordWatch>,
 }
@@ -146,6 +153,11 @@ impl LaneState {
         if self.conn.take().is_some_and(|c| c.reading()) {
             self.lost_read = true;
         }
+        if e.0.is_io_error() {
+            // (an error reply concerns its own commands only)
+            self.epoch += 1;
+            self.failure = Some(e.0.clone());
+        }
         core.note_error(e);
     }
 
@@ -172,17 +184,25 @@ impl LaneState {
 pub(crate) struct Turn<'a> {
     lane: &'a Lane,
     ticket: Option<u64>,
+    /// The lane's failure count when the ticket was taken.
+    epoch: u64,
 }
 
 impl<'a> Turn<'a> {
     fn new(lane: &'a Lane) -> Self {
-        Turn { lane, ticket: None }
+        Turn {
+            lane,
+            ticket: None,
+            epoch: 0,
+        }
     }
 
     /// Whether this future is first in line (standing in it, with its current waker,
     /// either way).
     fn first(&mut self, st: &mut LaneState, cx: &Context<'_>) -> bool {
+        let epoch = &mut self.epoch;
         let t = *self.ticket.get_or_insert_with(|| {
+            *epoch = st.epoch;
             st.next_ticket += 1;
             st.next_ticket
         });
@@ -764,6 +784,13 @@ fn step(
         return Poll::Pending;
     }
     let me = turn.ticket();
+    if turn.epoch != st.epoch {
+        // the connection failed while this future waited in line: the same failure
+        if let Some(e) = st.failure.clone() {
+            turn.leave(&mut st);
+            return Poll::Ready(Err(RedisError(e)));
+        }
+    }
     let c = match st.conn(core) {
         Ok(c) => c,
         Err(e) => {
@@ -996,6 +1023,64 @@ impl std::fmt::Debug for Join<'_> {
 #[cfg(test)]
 mod tests {
     use super::frame_len;
+    use crate::stream::{Config, Core};
+    use std::future::Future;
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::{Duration, Instant};
+
+    /// The futures waiting in a lane's line when its connection fails get that failure
+    /// without connecting again: one connection for the three of them.
+    #[test]
+    fn the_futures_in_line_when_the_connection_fails_share_its_failure() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}", server.local_addr().unwrap());
+        let core = Core::lazy(Config::new(&url, "q"), true);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut puts: Vec<_> = (0..3u8)
+            .map(|i| Box::pin(super::put(&core, vec![vec![i]])))
+            .collect();
+        // the first connects and waits for its replies, the others wait in line
+        for p in &mut puts {
+            assert!(p.as_mut().poll(&mut cx).is_pending());
+        }
+        // the server reads the handshake and closes the connection
+        let (mut s, _) = server.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.read(&mut [0; 64]).unwrap();
+        drop(s);
+        let t = Instant::now();
+        for p in &mut puts {
+            loop {
+                match p.as_mut().poll(&mut cx) {
+                    Poll::Ready(r) => {
+                        assert!(r.is_err(), "a put succeeded on a closed connection");
+                        break;
+                    }
+                    Poll::Pending => {
+                        assert!(t.elapsed() < Duration::from_secs(10), "no failure in 10 s");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        // no other connection was opened
+        server.set_nonblocking(true).unwrap();
+        assert!(server.accept().is_err(), "a future in line connected again");
+        // a future that comes after the failure connects again
+        let mut late = pin!(super::put(&core, vec![vec![9]]));
+        assert!(late.as_mut().poll(&mut cx).is_pending());
+        let t = Instant::now();
+        while server.accept().is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "no new connection");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(late);
+        drop(puts);
+        drop(server);
+    }
 
     #[test]
     fn frame_len_finds_whole_values_only() {
