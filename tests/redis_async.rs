@@ -12,7 +12,9 @@ use common::aio::{on_each_executor, poll_once, within, Exec};
 use common::watchdog;
 use procactor::redis::{RedisJoinableQueue, RedisQueue};
 use procactor::{GetError, Process, PutError};
-use redis_support::{require_redis, unique, until_a_client_is_blocked, url};
+use redis_support::{
+    have_binary, info_number, private_server, require_redis, unique, until_a_client_is_blocked, url,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -424,45 +426,10 @@ fn a_thousand_pending_get_async_on_two_workers_take_no_thread_each() {
     });
 }
 
-/// A redis-server of this test's own, to kill.
-fn private_server() -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("starting redis-server");
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < T, "redis-server did not start on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, format!("redis://127.0.0.1:{port}/"))
-}
-
 #[test]
 fn a_server_killed_under_waiting_futures_ends_them_with_an_error() {
     require_redis!();
-    let have_binary = std::process::Command::new("redis-server")
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_binary {
+    if !have_binary() {
         // a server given by PROCACTOR_REDIS_URL, and no redis-server here to kill
         eprintln!("a_server_killed_…: skipped (no redis-server binary to start and kill)");
         return;
@@ -491,5 +458,35 @@ fn a_server_killed_under_waiting_futures_ends_them_with_an_error() {
             let again = e.run(async { within(e, T, q.put_async(2)).await });
             assert!(matches!(again, Some(Err(PutError::Broken(2)))), "{again:?}");
         }
+    });
+}
+
+/// A handle used only through `put_async` (a clone: no sync connection of its own)
+/// opens no connection when it is dropped: it owes no acknowledgement and made no
+/// consumer.
+#[test]
+fn a_handle_that_only_put_async_connects_for_nothing_when_dropped() {
+    require_redis!();
+    if !have_binary() {
+        eprintln!("a_handle_that_only_put_async_…: skipped (no redis-server binary to start)");
+        return;
+    }
+    watchdog(60, || {
+        let (mut server, url) = private_server();
+        let q = RedisQueue::<u32>::connect(&url, "putonly").unwrap();
+        let c = q.clone();
+        let e = Exec::BlockOn;
+        let put = e.run(within(e, T, c.put_async(1)));
+        let connections = || info_number(&url, "stats", "total_connections_received");
+        let before = connections();
+        drop(c);
+        let after = connections();
+        let len = q.len();
+        server.kill().unwrap();
+        server.wait().unwrap();
+        put.expect("put_async hung").unwrap();
+        assert_eq!(len, 1);
+        // (each count's own redis-cli connection is counted: one between the two)
+        assert_eq!(after, before + 1, "the dropped handle connected");
     });
 }

@@ -79,13 +79,14 @@ impl Aio {
         st.lost_read || st.conn.as_ref().is_some_and(Conn::reading)
     }
 
-    /// Whether either lane ever connected.
-    pub(crate) fn used(&mut self) -> bool {
-        [&mut self.read, &mut self.write].into_iter().any(|l| {
-            l.0.get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .ever_connected
-        })
+    /// Whether the read lane ever connected: a read round may have made this handle's
+    /// consumer in the group (the write lane's commands make none).
+    pub(crate) fn read_used(&mut self) -> bool {
+        self.read
+            .0
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .ever_connected
     }
 }
 

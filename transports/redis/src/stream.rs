@@ -571,13 +571,14 @@ impl Drop for Core {
         // delivered entries to this consumer that no one has read: they must stay in
         // the group's pending list, for XAUTOCLAIM (deleting the consumer drops them)
         let reading = self.aio.reading();
-        let used_async = self.aio.used();
+        let read_async = self.aio.read_used();
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         let con = self.sync_con.get_mut().unwrap_or_else(|e| e.into_inner());
-        if con.is_none() && (used_async || !st.to_ack.is_empty()) {
-            // a handle used only through its async methods: its acknowledgements owed,
-            // and its consumer, are settled on a connection of its own (as the sync
-            // path's are, a blocking round trip)
+        if con.is_none() && (read_async || !st.to_ack.is_empty()) {
+            // a handle used only through its async methods, with acknowledgements owed
+            // or a consumer its async reads made: settled on a connection of its own (as
+            // the sync path's are, a blocking round trip); one that only put (or
+            // joined) has nothing to settle and connects for nothing
             *con = conn::connect(&self.cfg.url).ok();
         }
         let Some(c) = con.as_mut() else { return };
