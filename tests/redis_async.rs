@@ -71,6 +71,28 @@ fn put_async_get_async_and_join_async_on_each_executor() {
     });
 }
 
+/// An entry `get_async` cannot decode is dropped (acknowledged with the handle's next
+/// round trip): `join_async` sends that acknowledgement, and returns.
+#[test]
+fn join_async_after_an_undecodable_entry_returns() {
+    require_redis!();
+    watchdog(60, || {
+        on_each_executor(|e| async move {
+            let name = unique("ajoinbad");
+            let j = RedisJoinableQueue::<u32>::connect(&url(), &name).unwrap();
+            let other = RedisQueue::<String>::connect(&url(), &name).unwrap();
+            other.put("not a number".into()).unwrap();
+            let got = within(e, T, j.get_async()).await.expect("get_async hung");
+            assert!(got.is_err(), "{got:?}");
+            within(e, T, j.join_async())
+                .await
+                .expect("join_async hung: the dropped entry was never acknowledged")
+                .unwrap();
+            assert_eq!(j.len(), 0);
+        });
+    });
+}
+
 #[test]
 fn a_bounded_put_async_waits_for_room_and_close_refuses() {
     require_redis!();

@@ -306,8 +306,9 @@ enum Kind {
     Put,
     /// `XLEN`, `XPENDING` summary: the undelivered count.
     Len,
-    /// `XLEN`.
-    Xlen,
+    /// `acks` acknowledgement commands (owed by this handle: an undecodable entry
+    /// dropped, auto-acknowledged items), then `XLEN`.
+    Xlen { acks: usize },
 }
 
 /// Commands sent (or queued to be), awaiting `replies` replies.
@@ -482,7 +483,9 @@ impl Conn {
             let unsent = j.start >= self.written;
             let whole = j.end <= self.written;
             match j.kind {
-                Kind::Put | Kind::Len | Kind::Xlen if unsent && i == last => {
+                // (a check that carries acknowledgements is sent all the same: taken
+                // back, they would be lost)
+                Kind::Put | Kind::Len | Kind::Xlen { acks: 0 } if unsent && i == last => {
                     take_back = Some(j.start);
                 }
                 Kind::Put if !whole => close = true,
@@ -652,7 +655,7 @@ impl Conn {
                 let pending = checked.get(1).map_or(0, conn::pending_count);
                 Some(Out::Count(xlen.saturating_sub(pending)))
             }
-            Kind::Xlen => Some(Out::Count(checked.first().map_or(0, conn::int))),
+            Kind::Xlen { acks } => Some(Out::Count(checked.get(acks).map_or(0, conn::int))),
         })
     }
 }
@@ -995,8 +998,10 @@ impl Future for Join<'_> {
                 ready!(n.poll(cx));
                 this.nap = None;
             }
-            let mut start =
-                |c: &mut Conn, me: u64| c.push(&core.xlen_pipeline(), Kind::Xlen, Some(me));
+            let mut start = |c: &mut Conn, me: u64| {
+                let (p, acks) = core.xlen_pipeline();
+                c.push(&p, Kind::Xlen { acks }, Some(me));
+            };
             match ready!(step(&mut this.turn, core, cx, &mut start)) {
                 Err(e) => return Poll::Ready(Err(e)),
                 Ok(None) | Ok(Some(Out::Done)) => continue,

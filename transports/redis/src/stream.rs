@@ -508,11 +508,17 @@ impl Core {
         p
     }
 
-    /// `XLEN`.
-    pub(crate) fn xlen_pipeline(&self) -> redis::Pipeline {
+    /// The acknowledgements owed (taken from the state, as a read round takes them),
+    /// then `XLEN`; and how many commands the acknowledgements are. Without them a
+    /// `join_async` after an undecodable entry (acknowledged with the next round) would
+    /// wait for ever when no read round comes.
+    pub(crate) fn xlen_pipeline(&self) -> (redis::Pipeline, usize) {
+        let to_ack = std::mem::take(&mut self.lock().to_ack);
         let mut p = redis::pipe();
+        ack_cmds(&mut p, &self.cfg, &to_ack);
+        let acks = p.len();
         p.cmd("XLEN").arg(&self.cfg.name);
-        p
+        (p, acks)
     }
 
     /// Acknowledges (and deletes) the oldest entry `get` returned and `task_done` has
