@@ -660,15 +660,31 @@ impl Conn {
     }
 }
 
+/// The longest type-and-length (or simple string, error, number) line [`frame_len`]
+/// accepts: a server that sends more without a CRLF is not speaking RESP.
+const MAX_LINE: usize = 64 * 1024;
+/// The largest bulk string length, or aggregate element count, [`frame_len`] accepts
+/// (Redis's own `proto-max-bulk-len` default): a larger one is garbage, not a reply to
+/// wait for.
+const MAX_DECLARED: i64 = 512 << 20;
+
 /// The length of the first complete RESP value (RESP2 or RESP3) at the start of `b`;
-/// `Ok(None)` while it is incomplete, `Err` when `b` is not RESP.
+/// `Ok(None)` while it is incomplete, `Err` when `b` is not RESP: an unknown type, a
+/// line longer than [`MAX_LINE`] without its CRLF, a declared length or count above
+/// [`MAX_DECLARED`] (so that a server writing garbage cannot make the caller buffer
+/// without bound).
 pub(crate) fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
     let mut pos = 0usize;
     // values still to read: the one asked for, plus the elements announced so far
     let mut left: u64 = 1;
     while left > 0 {
-        let Some(eol) = b[pos..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
+        let window = &b[pos..b.len().min(pos + MAX_LINE + 2)];
+        let Some(eol) = window.windows(2).position(|w| w == b"\r\n") else {
+            return if window.len() >= MAX_LINE + 2 {
+                Err(())
+            } else {
+                Ok(None)
+            };
         };
         let ty = b[pos];
         let line = &b[pos + 1..pos + eol];
@@ -678,6 +694,7 @@ pub(crate) fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
             std::str::from_utf8(line)
                 .ok()
                 .and_then(|t| t.parse::<i64>().ok())
+                .filter(|&n| n <= MAX_DECLARED)
                 .ok_or(())
         };
         match ty {
@@ -1112,6 +1129,34 @@ mod tests {
         assert_eq!(frame_len(b"?x\r\n"), Err(()));
         assert_eq!(frame_len(b"$3\r\nabcd\r\n"), Err(()));
         assert_eq!(frame_len(b"*x\r\n"), Err(()));
+    }
+
+    #[test]
+    fn frame_len_refuses_what_would_grow_the_buffer_without_bound() {
+        use super::{MAX_DECLARED, MAX_LINE};
+        // a line without its CRLF: incomplete up to the limit, garbage beyond
+        let mut line = b"+".to_vec();
+        line.resize(MAX_LINE, b'x');
+        assert_eq!(frame_len(&line), Ok(None));
+        line.resize(MAX_LINE + 2, b'x');
+        assert_eq!(frame_len(&line), Err(()));
+        // the same within an aggregate (the limit counts from the line's start)
+        let mut nested = b"*2\r\n:1\r\n+".to_vec();
+        nested.resize(nested.len() + MAX_LINE + 1, b'x');
+        assert_eq!(frame_len(&nested), Err(()));
+        // a long line with its CRLF in time is a value
+        let mut ok = b"+".to_vec();
+        ok.resize(MAX_LINE - 1, b'y');
+        ok.extend_from_slice(b"\r\n");
+        assert_eq!(frame_len(&ok), Ok(Some(ok.len())));
+        // declared lengths and counts: up to the limit, a value to wait for
+        for ty in ["$", "*", "%", "~"] {
+            let at = format!("{ty}{MAX_DECLARED}\r\n");
+            assert_eq!(frame_len(at.as_bytes()), Ok(None), "{at:?}");
+            let above = format!("{ty}{}\r\n", MAX_DECLARED + 1);
+            assert_eq!(frame_len(above.as_bytes()), Err(()), "{above:?}");
+        }
+        assert_eq!(frame_len(b"$99999999999999999999\r\n"), Err(()));
     }
 
     #[test]
