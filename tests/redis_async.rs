@@ -13,7 +13,8 @@ use common::watchdog;
 use procactor::redis::{RedisJoinableQueue, RedisQueue};
 use procactor::{GetError, Process, PutError};
 use redis_support::{
-    have_binary, info_number, private_server, require_redis, unique, until_a_client_is_blocked, url,
+    have_binary, info_number, private_server, private_server_with, require_redis, unique,
+    until_a_client_is_blocked, url,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -510,5 +511,42 @@ fn a_handle_that_only_put_async_connects_for_nothing_when_dropped() {
         assert_eq!(len, 1);
         // (each count's own redis-cli connection is counted: one between the two)
         assert_eq!(after, before + 1, "the dropped handle connected");
+    });
+}
+
+/// The async methods over a `redis+unix://` URL (a Unix socket, connected without
+/// blocking the poll).
+#[test]
+fn the_async_methods_work_over_a_unix_socket() {
+    require_redis!();
+    if !have_binary() {
+        eprintln!("the_async_methods_work_over_a_unix_socket: skipped (no redis-server binary)");
+        return;
+    }
+    watchdog(60, || {
+        let path =
+            std::env::temp_dir().join(format!("procactor-redis-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (mut server, _) = private_server_with(&["--unixsocket", path.to_str().unwrap()]);
+        let t = Instant::now();
+        while !path.exists() && t.elapsed() < T {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let url = format!("redis+unix://{}", path.display());
+        let q = RedisQueue::<u32>::connect(&url, "unix");
+        let e = Exec::BlockOn;
+        let got = q.as_ref().ok().map(|q| {
+            e.run(async {
+                within(e, T, q.put_async(5))
+                    .await
+                    .expect("put_async hung")
+                    .unwrap();
+                within(e, T, q.get_async()).await.expect("get_async hung")
+            })
+        });
+        server.kill().unwrap();
+        server.wait().unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got.expect("no connection over the Unix socket").unwrap(), 5);
     });
 }

@@ -103,10 +103,20 @@ pub fn have_binary() -> bool {
 ///
 /// When it cannot be started or does not listen within 10 s.
 pub fn private_server() -> (std::process::Child, String) {
+    private_server_with(&[])
+}
+
+/// As [`private_server`], with more `redis-server` arguments (`--unixsocket PATH`…).
+///
+/// # Panics
+///
+/// As [`private_server`].
+pub fn private_server_with(args: &[&str]) -> (std::process::Child, String) {
     let port = free_port();
     let child = std::process::Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -395,10 +395,29 @@ impl Conn {
                 Io::Tcp(s)
             }
             redis::ConnectionAddr::Unix(path) => {
-                // a Unix socket connects at once (or is refused)
-                let s = UnixStream::connect(path).map_err(from_io)?;
-                s.set_nonblocking(true).map_err(from_io)?;
-                Io::Unix(s)
+                // non-blocking too: a Unix socket connects at once, or is refused, or
+                // (the server's backlog full) would block, which is an error here (a
+                // Unix connect cannot be waited for as a TCP one is)
+                let addr = rustix::net::SocketAddrUnix::new(path.as_path())
+                    .map_err(|e| from_io(e.into()))?;
+                let fd = rustix::net::socket_with(
+                    rustix::net::AddressFamily::UNIX,
+                    rustix::net::SocketType::STREAM,
+                    rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
+                    None,
+                )
+                .map_err(|e| from_io(e.into()))?;
+                match rustix::net::connect(&fd, &addr) {
+                    Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+                    Err(rustix::io::Errno::AGAIN) => {
+                        return Err(io_error(
+                            "the Redis server's Unix socket backlog is full",
+                            path.display().to_string(),
+                        ))
+                    }
+                    Err(e) => return Err(from_io(e.into())),
+                }
+                Io::Unix(UnixStream::from(fd))
             }
             _ => {
                 return Err(io_error(
