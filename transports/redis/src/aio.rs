@@ -72,11 +72,12 @@ pub(crate) struct Aio {
 }
 
 impl Aio {
-    /// Whether the read lane may have had entries delivered that it never read: a read
-    /// round still under way, or one whose connection failed (see `Core`'s drop).
+    /// Whether the read lane may have had entries delivered that it has not read yet: a
+    /// read round still under way (see `Core`'s drop; one whose connection failed is
+    /// recorded in the handle's state, as the sync path's).
     pub(crate) fn reading(&mut self) -> bool {
         let st = self.read.0.get_mut().unwrap_or_else(|e| e.into_inner());
-        st.lost_read || st.conn.as_ref().is_some_and(Conn::reading)
+        st.conn.as_ref().is_some_and(Conn::reading)
     }
 
     /// Whether the read lane ever connected: a read round may have made this handle's
@@ -98,9 +99,6 @@ pub(crate) struct Lane(Mutex<LaneState>);
 struct LaneState {
     conn: Option<Conn>,
     ever_connected: bool,
-    /// A read round's connection failed before its reply was read: entries may have
-    /// been delivered to this consumer that only `XAUTOCLAIM` can now reach.
-    lost_read: bool,
     /// The futures waiting for this lane, by ticket: the first drives it.
     line: BTreeMap<u64, Waker>,
     next_ticket: u64,
@@ -152,7 +150,7 @@ impl LaneState {
     /// The connection failed: dropped (the next user reconnects), the error remembered.
     fn fail(&mut self, core: &Core, e: &RedisError) {
         if self.conn.take().is_some_and(|c| c.reading()) {
-            self.lost_read = true;
+            core.lost_read();
         }
         if e.0.is_io_error() {
             // (an error reply concerns its own commands only)

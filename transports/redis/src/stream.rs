@@ -127,8 +127,9 @@ struct State {
     outstanding: VecDeque<String>,
     last_claim: Option<Instant>,
     last_error: Option<String>,
-    /// A read round failed after it was sent: entries may have been delivered to this
-    /// consumer that only `XAUTOCLAIM` can now reach (so the consumer is not deleted).
+    /// A read round (sync, or an async lane's) failed after it was sent: entries may
+    /// have been delivered to this consumer that only `XAUTOCLAIM` can now reach (so
+    /// the consumer is not deleted).
     lost_read: bool,
 }
 
@@ -361,14 +362,14 @@ impl Core {
         // (`query` leaves out the replies of the ignored acknowledgements)
         let replies: Vec<Value> = self
             .run(con, |c| plan.pipe.query(c))
-            .inspect_err(|_| self.lock().lost_read = true)?;
+            .inspect_err(|_| self.lost_read())?;
         let (claimed, read) = split_fetch(plan.claim, &replies);
         let counts = if claimed.is_empty() {
             Vec::new()
         } else {
             let p = self.counts_pipeline(&claimed);
             self.run(con, |c| p.query(c))
-                .inspect_err(|_| self.lock().lost_read = true)?
+                .inspect_err(|_| self.lost_read())?
         };
         buffer(&mut self.lock(), claimed, counts, read);
         Ok(())
@@ -469,6 +470,11 @@ impl Core {
             st.outstanding.push_back(d.id.clone());
         }
         Some(d)
+    }
+
+    /// A read round failed after it was sent (see `State::lost_read`).
+    pub(crate) fn lost_read(&self) {
+        self.lock().lost_read = true;
     }
 
     /// An async connection failed: remembered for [`Core::last_error`].
