@@ -35,11 +35,11 @@
 //! `join_async` and a bounded `put_async` wait between checks, and a lane gives up on a
 //! server that sends nothing for [`QUIET_LIMIT`] (a stopped server keeps its
 //! connections open): both are wake-ups at a time, taken from procactor's watcher
-//! thread (`WordWatch` with a recheck time, on one word no one changes).
+//! thread (`procactor_transports::watch::Timer`, shared with the rest of procactor).
 
 use crate::conn::{self, Entry, RedisError, MAX_BLOCK};
 use crate::stream::{split_fetch, Core, Delivered, Failure};
-use procactor_transports::watch::{FdWatch, Interest, WordWatch};
+use procactor_transports::watch::{FdWatch, Interest, Timer};
 use procactor_transports::BorrowedFd;
 use redis::Value;
 use std::collections::{BTreeMap, VecDeque};
@@ -49,8 +49,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -110,7 +109,7 @@ struct LaneState {
     epoch: u64,
     failure: Option<redis::RedisError>,
     /// Wakes the first in line when the server has been quiet too long.
-    guard: Option<WordWatch>,
+    guard: Timer,
 }
 
 impl std::fmt::Debug for LaneState {
@@ -119,15 +118,6 @@ impl std::fmt::Debug for LaneState {
             .field("connected", &self.conn.is_some())
             .field("waiting", &self.line.len())
             .finish()
-    }
-}
-
-impl Drop for LaneState {
-    fn drop(&mut self) {
-        // a fired guard dropped as is would pass its wake-up on to the other timers
-        if let Some(w) = &mut self.guard {
-            w.done();
-        }
     }
 }
 
@@ -167,14 +157,11 @@ impl LaneState {
         if c.jobs.is_empty() {
             return;
         }
-        let at = c.quiet_since + QUIET_LIMIT;
-        match &mut self.guard {
-            None => self.guard = Some(timer(at, cx.waker())),
-            Some(w) => {
-                if w.fired() || !w.wakes(cx.waker()) {
-                    w.rearm(0, Some(at), cx.waker());
-                }
-            }
+        // (pushed back as replies come: the armed wake-up stays, and finds it early)
+        self.guard.set(Some(c.quiet_since + QUIET_LIMIT));
+        if self.guard.poll(cx).is_ready() {
+            // the limit passed meanwhile: the next poll's drive says so
+            cx.waker().wake_by_ref();
         }
     }
 }
@@ -754,60 +741,12 @@ pub(crate) fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
     Ok(Some(pos))
 }
 
-// ---------------------------------------------------------------- timers
-
-fn timer_word() -> Arc<AtomicU32> {
-    static WORD: OnceLock<Arc<AtomicU32>> = OnceLock::new();
-    WORD.get_or_init(|| Arc::new(AtomicU32::new(0))).clone()
-}
-
-/// A watch that fires at `at` (the word it watches never changes).
-fn timer(at: Instant, waker: &Waker) -> WordWatch {
-    WordWatch::new(timer_word(), |w: &AtomicU32| w, 0, Some(at), waker)
-}
-
-/// A pause, as a part of a future's poll.
-struct Nap {
-    at: Instant,
-    watch: Option<WordWatch>,
-}
-
-impl Nap {
-    fn new(d: Duration) -> Nap {
-        Nap {
-            at: Instant::now() + d,
-            watch: None,
-        }
-    }
-
-    fn poll(&mut self, cx: &Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.at {
-            if let Some(mut w) = self.watch.take() {
-                w.done();
-            }
-            return Poll::Ready(());
-        }
-        match &mut self.watch {
-            None => self.watch = Some(timer(self.at, cx.waker())),
-            Some(w) => {
-                if w.fired() || !w.wakes(cx.waker()) {
-                    w.rearm(0, Some(self.at), cx.waker());
-                }
-            }
-        }
-        Poll::Pending
-    }
-}
-
-impl Drop for Nap {
-    fn drop(&mut self) {
-        if let Some(w) = &mut self.watch {
-            w.done();
-        }
-    }
-}
-
 // ---------------------------------------------------------------- the futures
+
+/// A pause of `d` from now, as a part of a future's poll.
+fn nap(d: Duration) -> Timer {
+    Timer::at(Some(Instant::now() + d))
+}
 
 /// One step of a lane's first in line: makes sure a job of its own is under way
 /// (`start` queues it, given the connection, when none is), then drives.
@@ -917,7 +856,7 @@ enum PutState {
     /// A bounded queue's room to be checked.
     Check,
     /// Waiting before checking again.
-    Nap(Nap),
+    Nap(Timer),
     /// The `XADD`s to be sent (or sent).
     Send,
 }
@@ -981,7 +920,7 @@ impl Future for Put<'_> {
                         let mut st = this.turn.lane.lock();
                         this.turn.leave(&mut st);
                         drop(st);
-                        this.state = PutState::Nap(Nap::new(this.nap));
+                        this.state = PutState::Nap(nap(this.nap));
                         this.nap = (this.nap * 2).min(LONGEST_NAP);
                     }
                 }
@@ -1008,7 +947,7 @@ impl std::fmt::Debug for Put<'_> {
 pub(crate) struct Join<'a> {
     core: &'a Core,
     turn: Turn<'a>,
-    nap: Option<Nap>,
+    nap: Option<Timer>,
     next_nap: Duration,
 }
 
@@ -1046,7 +985,7 @@ impl Future for Join<'_> {
                     if n == 0 {
                         return Poll::Ready(Ok(()));
                     }
-                    this.nap = Some(Nap::new(this.next_nap));
+                    this.nap = Some(nap(this.next_nap));
                     this.next_nap = (this.next_nap * 2).min(LONGEST_NAP);
                 }
             }
