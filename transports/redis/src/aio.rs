@@ -1006,7 +1006,6 @@ mod tests {
     use std::future::Future;
     use std::io::Read;
     use std::net::TcpListener;
-    use std::pin::pin;
     use std::task::{Context, Poll, Waker};
     use std::time::{Duration, Instant};
 
@@ -1049,7 +1048,7 @@ mod tests {
         server.set_nonblocking(true).unwrap();
         assert!(server.accept().is_err(), "a future in line connected again");
         // a future that comes after the failure connects again
-        let mut late = pin!(super::put(&core, vec![vec![9]]));
+        let mut late = Box::pin(super::put(&core, vec![vec![9]]));
         assert!(late.as_mut().poll(&mut cx).is_pending());
         let t = Instant::now();
         while server.accept().is_err() {
