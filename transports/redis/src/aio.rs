@@ -316,8 +316,11 @@ enum Out {
 
 struct Conn {
     io: Io,
-    /// Bytes not yet written; `out[0]` is byte `written` of the connection.
+    /// Bytes queued: `out[sent..]` are not yet written, `out[sent]` is byte `written`
+    /// of the connection (an offset, not a drain per partial write: a big put is
+    /// written in many pieces).
     out: Vec<u8>,
+    sent: usize,
     written: u64,
     /// Bytes read and not yet parsed.
     inb: Vec<u8>,
@@ -414,6 +417,7 @@ impl Conn {
         let mut c = Conn {
             io,
             out: Vec::new(),
+            sent: 0,
             written: 0,
             inb: Vec::new(),
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
@@ -450,9 +454,16 @@ impl Conn {
         if self.jobs.is_empty() {
             self.quiet_since = Instant::now();
         }
-        let start = self.written + self.out.len() as u64;
-        self.out.extend_from_slice(&p.get_packed_pipeline());
-        let end = self.written + self.out.len() as u64;
+        let start = self.written + self.unsent().len() as u64;
+        let packed = p.get_packed_pipeline();
+        if self.unsent().is_empty() {
+            // (the usual case: the packed commands become the buffer, no copy)
+            self.out = packed;
+            self.sent = 0;
+        } else {
+            self.out.extend_from_slice(&packed);
+        }
+        let end = self.written + self.unsent().len() as u64;
         self.jobs.push_back(Job {
             kind,
             replies: p.len(),
@@ -460,6 +471,11 @@ impl Conn {
             start,
             end,
         });
+    }
+
+    /// The bytes queued and not yet written.
+    fn unsent(&self) -> &[u8] {
+        &self.out[self.sent..]
     }
 
     /// Whether a read round (or its follow-up) is under way.
@@ -497,7 +513,8 @@ impl Conn {
             }
         }
         if let Some(start) = take_back {
-            self.out.truncate((start - self.written) as usize);
+            self.out
+                .truncate(self.sent + (start - self.written) as usize);
             self.jobs.pop_back();
         }
         close
@@ -513,12 +530,16 @@ impl Conn {
         cx: &Context<'_>,
     ) -> Poll<Result<Option<Out>, RedisError>> {
         loop {
-            while !self.out.is_empty() {
-                match self.io.write(&self.out) {
+            while !self.unsent().is_empty() {
+                match self.io.write(&self.out[self.sent..]) {
                     Ok(0) => return Poll::Ready(Err(from_io(io::ErrorKind::WriteZero.into()))),
                     Ok(n) => {
-                        self.out.drain(..n);
+                        self.sent += n;
                         self.written += n as u64;
+                        if self.sent == self.out.len() {
+                            self.out.clear();
+                            self.sent = 0;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -548,9 +569,13 @@ impl Conn {
                     continue;
                 }
                 let job = self.jobs.pop_front().expect("looked at just above");
-                let replies = std::mem::take(&mut self.replies);
+                // (taken and given back: the vector keeps its capacity from job to job)
+                let mut replies = std::mem::take(&mut self.replies);
                 let owner = job.owner;
-                let out = match self.finish(core, job, replies) {
+                let finished = self.finish(core, job, &mut replies);
+                replies.clear();
+                self.replies = replies;
+                let out = match finished {
                     Ok(o) => o,
                     Err(e) => {
                         self.inb.drain(..parsed);
@@ -569,12 +594,6 @@ impl Conn {
             if self.jobs.is_empty() {
                 return Poll::Ready(Ok(None));
             }
-            if self.quiet_since.elapsed() >= QUIET_LIMIT {
-                return Poll::Ready(Err(io_error(
-                    "the Redis server sent nothing for too long",
-                    format!("{QUIET_LIMIT:?} with a reply owed"),
-                )));
-            }
             match self.io.read(&mut self.scratch) {
                 Ok(0) => {
                     return Poll::Ready(Err(io_error(
@@ -587,6 +606,13 @@ impl Conn {
                     self.quiet_since = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // (the clock read only when there is nothing to read)
+                    if self.quiet_since.elapsed() >= QUIET_LIMIT {
+                        return Poll::Ready(Err(io_error(
+                            "the Redis server sent nothing for too long",
+                            format!("{QUIET_LIMIT:?} with a reply owed"),
+                        )));
+                    }
                     if let Err(e) = self.arm(cx) {
                         return Poll::Ready(Err(from_io(e)));
                     }
@@ -604,7 +630,7 @@ impl Conn {
             None => self.rwatch = Some(FdWatch::new(self.io.fd(), Interest::Read, cx.waker())?),
             Some(w) => w.rearm(cx.waker())?,
         }
-        if !self.out.is_empty() {
+        if !self.unsent().is_empty() {
             match &mut self.wwatch {
                 None => {
                     self.wwatch = Some(FdWatch::new(self.io.fd(), Interest::Write, cx.waker())?)
@@ -620,11 +646,11 @@ impl Conn {
         &mut self,
         core: &Core,
         job: Job,
-        replies: Vec<Value>,
+        replies: &mut Vec<Value>,
     ) -> Result<Option<Out>, RedisError> {
         let last = replies.len().saturating_sub(1);
         let mut checked = Vec::with_capacity(replies.len());
-        for (i, v) in replies.into_iter().enumerate() {
+        for (i, v) in replies.drain(..).enumerate() {
             match v.extract_error() {
                 Ok(v) => checked.push(v),
                 Err(e)
