@@ -325,3 +325,24 @@ pub fn until_a_client_is_blocked() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// How many entries of stream `name` are pending in the default group (`procactor`):
+/// delivered and not acknowledged (`XPENDING`'s count, through `redis-cli`).
+///
+/// # Panics
+///
+/// When `redis-cli` cannot be run or its reply is not a count.
+pub fn pending_in_group(name: &str) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(url())
+        .args(["XPENDING", name, "procactor"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no XPENDING count: {text}"))
+}
