@@ -38,7 +38,7 @@
 //! thread (`procactor_transports::watch::Timer`, shared with the rest of procactor).
 
 use crate::conn::{self, Entry, RedisError, MAX_BLOCK};
-use crate::stream::{split_fetch, Core, Delivered, Failure};
+use crate::stream::{split_fetch, Core, Delivered, Failure, FIRST_NAP, LONGEST_NAP};
 use procactor_transports::watch::{FdWatch, Interest, Timer};
 use procactor_transports::BorrowedFd;
 use redis::Value;
@@ -57,11 +57,6 @@ use std::time::{Duration, Instant};
 /// `BLOCK` it sends, plus the sync connections' read timeout.
 pub(crate) const QUIET_LIMIT: Duration = Duration::from_secs(31);
 const _: () = assert!(QUIET_LIMIT.as_secs() > MAX_BLOCK.as_secs());
-
-/// The first and the longest pause between two checks of `join_async` and of a bounded
-/// `put_async` waiting for room (as the sync methods').
-const FIRST_NAP: Duration = Duration::from_micros(200);
-const LONGEST_NAP: Duration = Duration::from_millis(20);
 
 /// A handle's two lanes.
 #[derive(Debug, Default)]
@@ -289,8 +284,9 @@ enum Kind {
     },
     /// `XADD`s.
     Put,
-    /// `XLEN`, `XPENDING` summary: the undelivered count.
-    Len,
+    /// `acks` acknowledgement commands, then `XLEN`, `XPENDING` summary: the
+    /// undelivered count.
+    Len { acks: usize },
     /// `acks` acknowledgement commands (owed by this handle: an undecodable entry
     /// dropped, auto-acknowledged items), then `XLEN`.
     Xlen { acks: usize },
@@ -505,7 +501,9 @@ impl Conn {
             match j.kind {
                 // (a check that carries acknowledgements is sent all the same: taken
                 // back, they would be lost)
-                Kind::Put | Kind::Len | Kind::Xlen { acks: 0 } if unsent && i == last => {
+                Kind::Put | Kind::Len { acks: 0 } | Kind::Xlen { acks: 0 }
+                    if unsent && i == last =>
+                {
                     take_back = Some(j.start);
                 }
                 Kind::Put if !whole => close = true,
@@ -680,9 +678,9 @@ impl Conn {
                 Some(Out::Done)
             }
             Kind::Put => Some(Out::Done),
-            Kind::Len => {
-                let xlen = checked.first().map_or(0, conn::int);
-                let pending = checked.get(1).map_or(0, conn::pending_count);
+            Kind::Len { acks } => {
+                let xlen = checked.get(acks).map_or(0, conn::int);
+                let pending = checked.get(acks + 1).map_or(0, conn::pending_count);
                 Some(Out::Count(xlen.saturating_sub(pending)))
             }
             Kind::Xlen { acks } => Some(Out::Count(checked.get(acks).map_or(0, conn::int))),
@@ -929,7 +927,8 @@ impl Future for Put<'_> {
             let payloads = &this.payloads;
             let mut start = |c: &mut Conn, me: u64| {
                 if checking {
-                    c.push(&core.len_pipeline(), Kind::Len, Some(me));
+                    let (p, acks) = core.len_pipeline();
+                    c.push(&p, Kind::Len { acks }, Some(me));
                 } else {
                     c.push(&core.put_pipeline(payloads), Kind::Put, Some(me));
                 }

@@ -15,6 +15,11 @@ pub(crate) const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// The default consumer group.
 pub(crate) const DEFAULT_GROUP: &str = "procactor";
 
+/// The first and the longest pause between two checks of a bounded put waiting for
+/// room and of a join (sync and async alike): doubling from the first.
+pub(crate) const FIRST_NAP: Duration = Duration::from_micros(200);
+pub(crate) const LONGEST_NAP: Duration = Duration::from_millis(20);
+
 /// What a handle is, as it travels to another process: everything but the connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Config {
@@ -254,15 +259,9 @@ impl Core {
     }
 
     fn len_on(&self, con: &mut Option<redis::Connection>) -> Result<usize, RedisError> {
-        let to_ack = std::mem::take(&mut self.lock().to_ack);
-        let cfg = &self.cfg;
-        let (xlen, pending): (Value, Value) = self.run(con, |c| {
-            let mut p = redis::pipe();
-            ack_cmds(&mut p, cfg, &to_ack);
-            p.cmd("XLEN").arg(&cfg.name);
-            p.cmd("XPENDING").arg(&cfg.name).arg(&cfg.group);
-            p.query(c)
-        })?;
+        // (`query` leaves out the replies of the ignored acknowledgements)
+        let (p, _) = self.len_pipeline();
+        let (xlen, pending): (Value, Value) = self.run(con, |c| p.query(c))?;
         let undelivered = conn::int(&xlen).saturating_sub(conn::pending_count(&pending));
         Ok(usize::try_from(undelivered).unwrap_or(usize::MAX))
     }
@@ -271,14 +270,8 @@ impl Core {
     /// being deleted).
     pub(crate) fn unfinished(&self) -> Result<u64, RedisError> {
         let mut con = self.sync_con();
-        let to_ack = std::mem::take(&mut self.lock().to_ack);
-        let cfg = &self.cfg;
-        let (xlen,): (Value,) = self.run(&mut con, |c| {
-            let mut p = redis::pipe();
-            ack_cmds(&mut p, cfg, &to_ack);
-            p.cmd("XLEN").arg(&cfg.name);
-            p.query(c)
-        })?;
+        let (p, _) = self.xlen_pipeline();
+        let (xlen,): (Value,) = self.run(&mut con, |c| p.query(c))?;
         Ok(conn::int(&xlen))
     }
 
@@ -297,7 +290,7 @@ impl Core {
         }
         let mut con = self.sync_con();
         if self.cfg.maxsize > 0 {
-            let mut nap = Duration::from_micros(200);
+            let mut nap = FIRST_NAP;
             loop {
                 let len = self.len_on(&mut con)?;
                 if len == 0 || len + payloads.len() <= self.cfg.maxsize {
@@ -311,23 +304,12 @@ impl Core {
                     Some(d) => std::thread::sleep(nap.min(d - now)),
                     None => std::thread::sleep(nap),
                 }
-                nap = (nap * 2).min(Duration::from_millis(20));
+                nap = (nap * 2).min(LONGEST_NAP);
                 con = self.sync_con();
             }
         }
-        let cfg = &self.cfg;
-        self.run(&mut con, |c| {
-            let mut p = redis::pipe();
-            for b in payloads {
-                p.cmd("XADD")
-                    .arg(&cfg.name)
-                    .arg("*")
-                    .arg(PAYLOAD_FIELD)
-                    .arg(b.as_slice())
-                    .ignore();
-            }
-            p.exec(c)
-        })?;
+        let p = self.put_pipeline(payloads);
+        self.run(&mut con, |c| p.exec(c))?;
         Ok(())
     }
 
@@ -505,13 +487,18 @@ impl Core {
         p
     }
 
-    /// `XLEN` and the group's `XPENDING` summary: undelivered = the first − the second's
-    /// count.
-    pub(crate) fn len_pipeline(&self) -> redis::Pipeline {
+    /// The acknowledgements owed (taken from the state), then `XLEN` and the group's
+    /// `XPENDING` summary: undelivered = the first − the second's count; and how many
+    /// commands the acknowledgements are (their replies come first; `query` leaves
+    /// them out, being ignored).
+    pub(crate) fn len_pipeline(&self) -> (redis::Pipeline, usize) {
+        let to_ack = std::mem::take(&mut self.lock().to_ack);
         let mut p = redis::pipe();
+        ack_cmds(&mut p, &self.cfg, &to_ack);
+        let acks = p.len();
         p.cmd("XLEN").arg(&self.cfg.name);
         p.cmd("XPENDING").arg(&self.cfg.name).arg(&self.cfg.group);
-        p
+        (p, acks)
     }
 
     /// The acknowledgements owed (taken from the state, as a read round takes them),
