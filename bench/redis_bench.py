@@ -76,7 +76,9 @@ def _producer(address, count, batch):
         q.put([(k, payload) for k in range(start, min(start + batch, count))])
 
 
-def _put_get(count, batch):
+def _put_get_with(count, batch, consume):
+    """Items per second from a producer process to this one, `batch` items per put
+    (1: one item each), received in order by `consume(q, count)`."""
     server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
     server.start()
     try:
@@ -84,12 +86,7 @@ def _put_get(count, batch):
         t0 = time.perf_counter()
         p = mp.Process(target=_producer, args=(server.address, count, batch))
         p.start()
-        k = 0
-        while k < count:
-            items = q.get(timeout=30) if batch > 1 else [q.get(timeout=30)]
-            for got, _ in items:
-                assert got == k
-                k += 1
+        consume(q, count)
         dt = time.perf_counter() - t0
         p.join()
         assert p.exitcode == 0
@@ -97,6 +94,18 @@ def _put_get(count, batch):
     finally:
         server.shutdown()
     return count / dt
+
+
+def _put_get(count, batch):
+    def consume(q, count):
+        k = 0
+        while k < count:
+            items = q.get(timeout=30) if batch > 1 else [q.get(timeout=30)]
+            for got, _ in items:
+                assert got == k
+                k += 1
+
+    return _put_get_with(count, batch, consume)
 
 
 def redis_put_get(count):
@@ -107,6 +116,21 @@ def redis_put_get_batched(count):
     return _put_get(count, BATCH)
 
 
+def redis_put_get_async(count):
+    import asyncio
+
+    def consume(q, count):
+        async def drain():
+            loop = asyncio.get_running_loop()
+            for k in range(count):
+                got, _ = await loop.run_in_executor(None, q.get, True, 30)
+                assert got == k
+
+        asyncio.run(drain())
+
+    return _put_get_with(count, 1, consume)
+
+
 def _echo(address, count):
     c, requests = _client(address, "requests")
     c2, replies = _client(address, "replies")
@@ -114,7 +138,10 @@ def _echo(address, count):
         replies.put(requests.get(timeout=30))
 
 
-def redis_rtt(count):
+def _rtt_with(count, rounds):
+    """Microseconds per round trip: a child echoes WARM_UP + count requests;
+    `rounds(requests, replies, count)` runs them (the warm-up untimed) and returns the
+    seconds the `count` others took."""
     server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
     server.start()
     try:
@@ -122,14 +149,7 @@ def redis_rtt(count):
         c2, replies = _client(server.address, "replies")
         p = mp.Process(target=_echo, args=(server.address, WARM_UP + count))
         p.start()
-        for i in range(WARM_UP):
-            requests.put(i)
-            assert replies.get(timeout=30) == i
-        t0 = time.perf_counter()
-        for i in range(WARM_UP, WARM_UP + count):
-            requests.put(i)
-            assert replies.get(timeout=30) == i
-        dt = time.perf_counter() - t0
+        dt = rounds(requests, replies, count)
         p.join()
         assert p.exitcode == 0
         del requests, replies
@@ -138,45 +158,27 @@ def redis_rtt(count):
     return dt * 1e6 / count
 
 
-def redis_put_get_async(count):
-    import asyncio
+def redis_rtt(count):
+    def rounds(requests, replies, count):
+        def one(i):
+            requests.put(i)
+            assert replies.get(timeout=30) == i
 
-    server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
-    server.start()
-    try:
-        c, q = _client(server.address, "items")
+        for i in range(WARM_UP):
+            one(i)
         t0 = time.perf_counter()
-        p = mp.Process(target=_producer, args=(server.address, count, 1))
-        p.start()
+        for i in range(WARM_UP, WARM_UP + count):
+            one(i)
+        return time.perf_counter() - t0
 
-        async def drain():
-            loop = asyncio.get_running_loop()
-            for k in range(count):
-                got, _ = await loop.run_in_executor(None, q.get, True, 30)
-                assert got == k
-
-        asyncio.run(drain())
-        dt = time.perf_counter() - t0
-        p.join()
-        assert p.exitcode == 0
-        del q
-    finally:
-        server.shutdown()
-    return count / dt
+    return _rtt_with(count, rounds)
 
 
 def redis_rtt_async(count):
     import asyncio
 
-    server = _Server(address=("127.0.0.1", 0), authkey=AUTHKEY)
-    server.start()
-    try:
-        c, requests = _client(server.address, "requests")
-        c2, replies = _client(server.address, "replies")
-        p = mp.Process(target=_echo, args=(server.address, WARM_UP + count))
-        p.start()
-
-        async def rounds():
+    def rounds(requests, replies, count):
+        async def run():
             loop = asyncio.get_running_loop()
 
             async def one(i):
@@ -190,13 +192,9 @@ def redis_rtt_async(count):
                 await one(i)
             return time.perf_counter() - t0
 
-        dt = asyncio.run(rounds())
-        p.join()
-        assert p.exitcode == 0
-        del requests, replies
-    finally:
-        server.shutdown()
-    return dt * 1e6 / count
+        return asyncio.run(run())
+
+    return _rtt_with(count, rounds)
 
 
 def _with_ops(fn, count, ops):

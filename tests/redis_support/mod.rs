@@ -81,22 +81,71 @@ fn find_or_start() -> Option<String> {
             return Some(u);
         }
     }
-    // A `redis-server` that cannot even print its version (absent, or a stub) is none.
-    let works = std::process::Command::new("redis-server")
+    have_binary().then(start_private_server)
+}
+
+/// Whether a working `redis-server` is on `PATH` (one that cannot even print its
+/// version, absent or a stub, is none).
+pub fn have_binary() -> bool {
+    std::process::Command::new("redis-server")
         .arg("--version")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
-    works.then(start_private_server)
+        .is_ok_and(|s| s.success())
+}
+
+/// A `redis-server` of the caller's own on a free loopback port (to kill, or to count
+/// connections on), and its URL. The caller kills it (it is not watched).
+///
+/// # Panics
+///
+/// When it cannot be started or does not listen within 10 s.
+pub fn private_server() -> (std::process::Child, String) {
+    private_server_with(&[])
+}
+
+/// As [`private_server`], with more `redis-server` arguments (`--unixsocket PATH`…).
+///
+/// # Panics
+///
+/// As [`private_server`].
+pub fn private_server_with(args: &[&str]) -> (std::process::Child, String) {
+    let port = free_port();
+    let child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting redis-server");
+    until_listening(port);
+    (child, format!("redis://127.0.0.1:{port}/"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn until_listening(port: u16) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "redis-server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn start_private_server() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let me = std::process::id();
     // the shell watches this test process and stops the server when it is gone
     let script = format!(
@@ -114,14 +163,7 @@ fn start_private_server() -> String {
         .stdin(std::process::Stdio::null())
         .spawn()
         .expect("starting redis-server");
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "redis-server did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_listening(port);
     format!("redis://127.0.0.1:{port}/")
 }
 
@@ -234,4 +276,73 @@ pub fn stub_dir_without_redis() -> std::path::PathBuf {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     dir
+}
+
+/// The server's count of clients blocked in a command (`INFO clients`'
+/// `blocked_clients`, through `redis-cli`), for a test waiting until a `… BLOCK` read is
+/// in place. Every Redis test of the process shares the server: more than one's own.
+///
+/// # Panics
+///
+/// When `redis-cli` cannot be run or its reply has no such line.
+pub fn blocked_clients() -> u64 {
+    info_number(&url(), "clients", "blocked_clients")
+}
+
+/// A number of the server's `INFO section` (through `redis-cli`, whose own connection
+/// the server counts too).
+///
+/// # Panics
+///
+/// When `redis-cli` cannot be run or its reply has no such line.
+pub fn info_number(url: &str, section: &str, field: &str) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(url)
+        .args(["INFO", section])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    let info = String::from_utf8_lossy(&out.stdout);
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}: {info}"))
+}
+
+/// Waits (at most 10 s) until at least one client is blocked (see [`blocked_clients`]).
+///
+/// # Panics
+///
+/// After 10 s.
+pub fn until_a_client_is_blocked() {
+    let t = Instant::now();
+    while blocked_clients() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no client blocked within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How many entries of stream `name` are pending in the default group (`procactor`):
+/// delivered and not acknowledged (`XPENDING`'s count, through `redis-cli`).
+///
+/// # Panics
+///
+/// When `redis-cli` cannot be run or its reply is not a count.
+pub fn pending_in_group(name: &str) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(url())
+        .args(["XPENDING", name, "procactor"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no XPENDING count: {text}"))
 }

@@ -421,6 +421,126 @@ impl Drop for WordWatch {
     }
 }
 
+// ---------------------------------------------------------------- timers
+
+/// The word every timer watches: it never leaves 0, so a watch on it fires at its
+/// `recheck` time only.
+fn timer_word() -> Arc<AtomicU32> {
+    static WORD: std::sync::OnceLock<Arc<AtomicU32>> = std::sync::OnceLock::new();
+    WORD.get_or_init(|| Arc::new(AtomicU32::new(0))).clone()
+}
+
+/// A [`WordWatch`] that fires at `at` only (`None`: never), on the process's one timer
+/// word (a word no one changes, expected `0`): re-arm it with `rearm(0, at, waker)`.
+/// For a waker that is not a task's (a connection's driver); a future waits with a
+/// [`Timer`].
+pub fn timer_watch(at: Option<Instant>, waker: &Waker) -> WordWatch {
+    WordWatch::new(timer_word(), |w: &AtomicU32| w, 0, at, waker)
+}
+
+/// A wake-up at a time, for a future's `poll`: [`poll`](Timer::poll) is `Ready` once
+/// the time has passed, and otherwise arranges for the task to be woken then (by a
+/// watcher thread: no async runtime, no thread of its own).
+///
+/// It wakes no earlier than its time but may wake later (the watcher thread's sleep,
+/// a loaded machine). Moving it later ([`set`](Timer::set)) keeps the watch armed for
+/// the earlier time: that wake-up finds the time not come, and the poll then arms it
+/// again, so a timer pushed back often (a liveness guard) costs nothing each time.
+///
+/// # Examples
+///
+/// ```
+/// use procactor_transports::watch::Timer;
+/// use std::sync::Arc;
+/// use std::task::{Context, Wake, Waker};
+/// use std::time::{Duration, Instant};
+///
+/// // a task that is a parked thread
+/// struct Unpark(std::thread::Thread);
+/// impl Wake for Unpark {
+///     fn wake(self: Arc<Self>) {
+///         self.0.unpark()
+///     }
+/// }
+/// let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+/// let cx = Context::from_waker(&waker);
+///
+/// let t = Instant::now();
+/// let mut timer = Timer::at(Some(t + Duration::from_millis(20)));
+/// while timer.poll(&cx).is_pending() {
+///     std::thread::park(); // until woken (or spuriously: polled again)
+/// }
+/// assert!(t.elapsed() >= Duration::from_millis(20));
+/// ```
+#[derive(Debug, Default)]
+pub struct Timer {
+    at: Option<Instant>,
+    watch: Option<WordWatch>,
+    /// The time the watch is armed for.
+    armed: Option<Instant>,
+}
+
+impl Timer {
+    /// A timer for `at` (`None`: never ready).
+    pub fn at(at: Option<Instant>) -> Timer {
+        Timer {
+            at,
+            watch: None,
+            armed: None,
+        }
+    }
+
+    /// The time it is for.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.at
+    }
+
+    /// Makes it for `at` instead (taken into account by the next [`poll`](Timer::poll)).
+    pub fn set(&mut self, at: Option<Instant>) {
+        self.at = at;
+    }
+
+    /// `Ready` once its time has passed (and from then on); otherwise `Pending`, the
+    /// task to be woken at that time (`None`: `Pending` for ever, nothing armed).
+    pub fn poll(&mut self, cx: &std::task::Context<'_>) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let Some(at) = self.at else {
+            return Poll::Pending;
+        };
+        if Instant::now() >= at {
+            if let Some(mut w) = self.watch.take() {
+                // its wake-up, if it fired, was for this: nothing to pass on
+                w.done();
+            }
+            return Poll::Ready(());
+        }
+        let waker = cx.waker();
+        match &mut self.watch {
+            None => {
+                self.watch = Some(timer_watch(Some(at), waker));
+                self.armed = Some(at);
+            }
+            Some(w) => {
+                let early_enough = self.armed.is_some_and(|a| a <= at);
+                if w.fired() || !early_enough || !w.wakes(waker) {
+                    w.rearm(0, Some(at), waker);
+                    self.armed = Some(at);
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some(w) = &mut self.watch {
+            // a timer's wake-up concerns no one else
+            w.done();
+        }
+    }
+}
+
 // ---------------------------------------------------------------- descriptors
 
 struct Fds {
@@ -618,6 +738,60 @@ mod tests {
                 .unwrap();
             *g.0 >= n
         }
+    }
+
+    #[test]
+    fn a_timer_wakes_its_task_at_its_time_not_before() {
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        let cx = std::task::Context::from_waker(&waker);
+        let t = Instant::now();
+        let mut timer = Timer::at(Some(t + Duration::from_millis(60)));
+        assert!(timer.poll(&cx).is_pending());
+        assert!(flag.wait(1, Duration::from_secs(10)), "never woken");
+        assert!(
+            t.elapsed() >= Duration::from_millis(60),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(timer.poll(&cx).is_ready());
+        assert!(timer.poll(&cx).is_ready(), "ready from then on");
+        // never: pending, and no wake-up
+        let mut never = Timer::at(None);
+        assert!(never.poll(&cx).is_pending());
+        assert!(!flag.wait(2, Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_timer_moved_earlier_wakes_then_and_one_moved_later_not_before() {
+        let flag = Arc::new(Flag::default());
+        let waker = Waker::from(flag.clone());
+        let cx = std::task::Context::from_waker(&waker);
+        let t = Instant::now();
+        let mut timer = Timer::at(Some(t + Duration::from_secs(60)));
+        assert!(timer.poll(&cx).is_pending());
+        timer.set(Some(t + Duration::from_millis(30)));
+        assert_eq!(timer.deadline(), Some(t + Duration::from_millis(30)));
+        assert!(timer.poll(&cx).is_pending());
+        assert!(
+            flag.wait(1, Duration::from_secs(10)),
+            "not re-armed earlier"
+        );
+        assert!(timer.poll(&cx).is_ready());
+        // later: the early wake-up (if any) finds it pending, the poll re-arms it
+        let t = Instant::now();
+        timer.set(Some(t + Duration::from_millis(40)));
+        let mut wakes = 1;
+        while timer.poll(&cx).is_pending() {
+            assert!(t.elapsed() < Duration::from_secs(10), "never ready");
+            assert!(flag.wait(wakes + 1, Duration::from_secs(10)), "never woken");
+            wakes += 1;
+        }
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

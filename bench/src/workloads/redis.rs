@@ -65,42 +65,58 @@ fn producer((q, n, batch): (RedisQueue<(u64, String)>, u64, usize)) {
 }
 
 /// Items per second from a producer process to this one, `batch` items per `put_many`
-/// and per read (1: `put` and `prefetch(1)`).
-fn put_get(n: u64, batch: usize) -> f64 {
-    let q = connect::<(u64, String)>(&name("put_get"), batch);
+/// (and read ahead), the items received in order by `consume`.
+fn put_get_with(
+    what: &str,
+    n: u64,
+    batch: usize,
+    consume: impl FnOnce(&RedisQueue<(u64, String)>, u64),
+) -> f64 {
+    let q = connect::<(u64, String)>(&name(what), batch);
     let t0 = Instant::now();
     let mut p = Process::new(producer, (q.clone(), n, batch))
         .start()
         .expect("start");
-    for k in 0..n {
-        let (got, _) = q.get_timeout(T).expect("get");
-        assert_eq!(got, k, "in order");
-    }
+    consume(&q, n);
     let secs = t0.elapsed().as_secs_f64();
     p.join().expect("join");
     n as f64 / secs
 }
 
-/// As [`put_get`] with `batch` 1, the consumer awaiting `get_async` on a tokio
-/// current-thread runtime.
-pub(crate) fn redis_put_get_async(n: u64) -> f64 {
-    let q = connect::<(u64, String)>(&name("put_get_async"), 1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let t0 = Instant::now();
-    let mut p = Process::new(producer, (q.clone(), n, 1))
-        .start()
-        .expect("start");
-    rt.block_on(async {
+/// `batch` items per `put_many` and per read (1: `put` and `prefetch(1)`), the consumer
+/// calling `get_timeout`.
+fn put_get(n: u64, batch: usize) -> f64 {
+    put_get_with("put_get", n, batch, |q, n| {
         for k in 0..n {
-            let (got, _) = q.get_async().await.expect("get");
+            let (got, _) = q.get_timeout(T).expect("get");
             assert_eq!(got, k, "in order");
         }
-    });
-    let secs = t0.elapsed().as_secs_f64();
-    p.join().expect("join");
-    n as f64 / secs
+    })
+}
+
+/// A tokio current-thread runtime with its timer (for the gets' [`T`] timeout).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
+/// As [`put_get`] with `batch` 1, the consumer awaiting `get_async` on a tokio
+/// current-thread runtime (each get under the same [`T`] timeout as the sync row's).
+pub(crate) fn redis_put_get_async(n: u64) -> f64 {
+    let rt = runtime();
+    put_get_with("put_get_async", n, 1, |q, n| {
+        rt.block_on(async {
+            for k in 0..n {
+                let (got, _) = tokio::time::timeout(T, q.get_async())
+                    .await
+                    .expect("get timed out")
+                    .expect("get");
+                assert_eq!(got, k, "in order");
+            }
+        })
+    })
 }
 
 /// Items per second, one `put` per item and `prefetch(1)`.
@@ -120,53 +136,60 @@ fn echo((requests, replies, n): (RedisQueue<u64>, RedisQueue<u64>, u64)) {
     }
 }
 
-/// Microseconds per request → echo → reply round trip.
-pub(crate) fn redis_rtt(n: u64) -> f64 {
-    let requests = connect::<u64>(&name("rtt-req"), 1);
-    let replies = connect::<u64>(&name("rtt-rep"), 1);
+/// Microseconds per request → echo → reply round trip: a child echoes [`WARM_UP`] + `n`
+/// requests; `rounds(requests, replies)` runs them (the warm-up first, untimed) and
+/// returns the time the `n` others took.
+fn rtt_with(
+    what: &str,
+    n: u64,
+    rounds: impl FnOnce(&RedisQueue<u64>, &RedisQueue<u64>) -> Duration,
+) -> f64 {
+    let requests = connect::<u64>(&name(&format!("{what}-req")), 1);
+    let replies = connect::<u64>(&name(&format!("{what}-rep")), 1);
     let mut p = Process::new(echo, (requests.clone(), replies.clone(), WARM_UP + n))
         .start()
         .expect("start");
-    let round = |i: u64| {
-        requests.put(i).expect("put");
-        assert_eq!(replies.get_timeout(T).expect("get"), i);
-    };
-    (0..WARM_UP).for_each(round);
-    let t0 = Instant::now();
-    (WARM_UP..WARM_UP + n).for_each(round);
-    let us = t0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let took = rounds(&requests, &replies);
     p.join().expect("join");
-    us
+    took.as_secs_f64() * 1e6 / n as f64
+}
+
+/// Microseconds per round trip, `put` and `get_timeout`.
+pub(crate) fn redis_rtt(n: u64) -> f64 {
+    rtt_with("rtt", n, |requests, replies| {
+        let round = |i: u64| {
+            requests.put(i).expect("put");
+            assert_eq!(replies.get_timeout(T).expect("get"), i);
+        };
+        (0..WARM_UP).for_each(round);
+        let t0 = Instant::now();
+        (WARM_UP..WARM_UP + n).for_each(round);
+        t0.elapsed()
+    })
 }
 
 /// Microseconds per round trip, as [`redis_rtt`], this process awaiting `put_async` and
-/// `get_async` on a tokio current-thread runtime.
+/// `get_async` on a tokio current-thread runtime (the get under the same [`T`] timeout).
 pub(crate) fn redis_rtt_async(n: u64) -> f64 {
-    let requests = connect::<u64>(&name("rtt-async-req"), 1);
-    let replies = connect::<u64>(&name("rtt-async-rep"), 1);
-    let mut p = Process::new(echo, (requests.clone(), replies.clone(), WARM_UP + n))
-        .start()
-        .expect("start");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    let us = rt.block_on(async {
-        let round = |i: u64| {
-            let (requests, replies) = (&requests, &replies);
-            async move {
+    let rt = runtime();
+    rtt_with("rtt-async", n, |requests, replies| {
+        rt.block_on(async {
+            let round = |i: u64| async move {
                 requests.put_async(i).await.expect("put");
-                assert_eq!(replies.get_async().await.expect("get"), i);
+                let got = tokio::time::timeout(T, replies.get_async())
+                    .await
+                    .expect("get timed out")
+                    .expect("get");
+                assert_eq!(got, i);
+            };
+            for i in 0..WARM_UP {
+                round(i).await;
             }
-        };
-        for i in 0..WARM_UP {
-            round(i).await;
-        }
-        let t0 = Instant::now();
-        for i in WARM_UP..WARM_UP + n {
-            round(i).await;
-        }
-        t0.elapsed().as_secs_f64() * 1e6 / n as f64
-    });
-    p.join().expect("join");
-    us
+            let t0 = Instant::now();
+            for i in WARM_UP..WARM_UP + n {
+                round(i).await;
+            }
+            t0.elapsed()
+        })
+    })
 }

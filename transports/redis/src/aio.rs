@@ -35,11 +35,11 @@
 //! `join_async` and a bounded `put_async` wait between checks, and a lane gives up on a
 //! server that sends nothing for [`QUIET_LIMIT`] (a stopped server keeps its
 //! connections open): both are wake-ups at a time, taken from procactor's watcher
-//! thread (`WordWatch` with a recheck time, on one word no one changes).
+//! thread (`procactor_transports::watch::Timer`, shared with the rest of procactor).
 
 use crate::conn::{self, Entry, RedisError, MAX_BLOCK};
-use crate::stream::{split_fetch, Core, Delivered, Failure};
-use procactor_transports::watch::{FdWatch, Interest, WordWatch};
+use crate::stream::{split_fetch, Core, Delivered, Failure, FIRST_NAP, LONGEST_NAP};
+use procactor_transports::watch::{FdWatch, Interest, Timer};
 use procactor_transports::BorrowedFd;
 use redis::Value;
 use std::collections::{BTreeMap, VecDeque};
@@ -49,8 +49,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -58,11 +57,6 @@ use std::time::{Duration, Instant};
 /// `BLOCK` it sends, plus the sync connections' read timeout.
 pub(crate) const QUIET_LIMIT: Duration = Duration::from_secs(31);
 const _: () = assert!(QUIET_LIMIT.as_secs() > MAX_BLOCK.as_secs());
-
-/// The first and the longest pause between two checks of `join_async` and of a bounded
-/// `put_async` waiting for room (as the sync methods').
-const FIRST_NAP: Duration = Duration::from_micros(200);
-const LONGEST_NAP: Duration = Duration::from_millis(20);
 
 /// A handle's two lanes.
 #[derive(Debug, Default)]
@@ -72,20 +66,22 @@ pub(crate) struct Aio {
 }
 
 impl Aio {
-    /// Whether the read lane may have had entries delivered that it never read: a read
-    /// round still under way, or one whose connection failed (see `Core`'s drop).
+    /// Whether the read lane may have had entries delivered that it has not read yet: a
+    /// read round still under way (see `Core`'s drop; one whose connection failed is
+    /// recorded in the handle's state, as the sync path's).
     pub(crate) fn reading(&mut self) -> bool {
         let st = self.read.0.get_mut().unwrap_or_else(|e| e.into_inner());
-        st.lost_read || st.conn.as_ref().is_some_and(Conn::reading)
+        st.conn.as_ref().is_some_and(Conn::reading)
     }
 
-    /// Whether either lane ever connected.
-    pub(crate) fn used(&mut self) -> bool {
-        [&mut self.read, &mut self.write].into_iter().any(|l| {
-            l.0.get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .ever_connected
-        })
+    /// Whether the read lane ever connected: a read round may have made this handle's
+    /// consumer in the group (the write lane's commands make none).
+    pub(crate) fn read_used(&mut self) -> bool {
+        self.read
+            .0
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .ever_connected
     }
 }
 
@@ -97,14 +93,18 @@ pub(crate) struct Lane(Mutex<LaneState>);
 struct LaneState {
     conn: Option<Conn>,
     ever_connected: bool,
-    /// A read round's connection failed before its reply was read: entries may have
-    /// been delivered to this consumer that only `XAUTOCLAIM` can now reach.
-    lost_read: bool,
     /// The futures waiting for this lane, by ticket: the first drives it.
     line: BTreeMap<u64, Waker>,
     next_ticket: u64,
+    /// How many times the connection failed (an I/O error, a server quiet too long),
+    /// and the last such failure: a future that took its ticket before a failure gets
+    /// that failure when its turn comes, without connecting again (so that the futures
+    /// queued behind a frozen server do not each wait [`QUIET_LIMIT`] on a new
+    /// connection). One that comes later connects again.
+    epoch: u64,
+    failure: Option<redis::RedisError>,
     /// Wakes the first in line when the server has been quiet too long.
-    guard: Option<WordWatch>,
+    guard: Timer,
 }
 
 impl std::fmt::Debug for LaneState {
@@ -113,15 +113,6 @@ impl std::fmt::Debug for LaneState {
             .field("connected", &self.conn.is_some())
             .field("waiting", &self.line.len())
             .finish()
-    }
-}
-
-impl Drop for LaneState {
-    fn drop(&mut self) {
-        // a fired guard dropped as is would pass its wake-up on to the other timers
-        if let Some(w) = &mut self.guard {
-            w.done();
-        }
     }
 }
 
@@ -144,7 +135,12 @@ impl LaneState {
     /// The connection failed: dropped (the next user reconnects), the error remembered.
     fn fail(&mut self, core: &Core, e: &RedisError) {
         if self.conn.take().is_some_and(|c| c.reading()) {
-            self.lost_read = true;
+            core.lost_read();
+        }
+        if e.0.is_io_error() {
+            // (an error reply concerns its own commands only)
+            self.epoch += 1;
+            self.failure = Some(e.0.clone());
         }
         core.note_error(e);
     }
@@ -156,14 +152,11 @@ impl LaneState {
         if c.jobs.is_empty() {
             return;
         }
-        let at = c.quiet_since + QUIET_LIMIT;
-        match &mut self.guard {
-            None => self.guard = Some(timer(at, cx.waker())),
-            Some(w) => {
-                if w.fired() || !w.wakes(cx.waker()) {
-                    w.rearm(0, Some(at), cx.waker());
-                }
-            }
+        // (pushed back as replies come: the armed wake-up stays, and finds it early)
+        self.guard.set(Some(c.quiet_since + QUIET_LIMIT));
+        if self.guard.poll(cx).is_ready() {
+            // the limit passed meanwhile: the next poll's drive says so
+            cx.waker().wake_by_ref();
         }
     }
 }
@@ -172,17 +165,25 @@ impl LaneState {
 pub(crate) struct Turn<'a> {
     lane: &'a Lane,
     ticket: Option<u64>,
+    /// The lane's failure count when the ticket was taken.
+    epoch: u64,
 }
 
 impl<'a> Turn<'a> {
     fn new(lane: &'a Lane) -> Self {
-        Turn { lane, ticket: None }
+        Turn {
+            lane,
+            ticket: None,
+            epoch: 0,
+        }
     }
 
     /// Whether this future is first in line (standing in it, with its current waker,
     /// either way).
     fn first(&mut self, st: &mut LaneState, cx: &Context<'_>) -> bool {
+        let epoch = &mut self.epoch;
         let t = *self.ticket.get_or_insert_with(|| {
+            *epoch = st.epoch;
             st.next_ticket += 1;
             st.next_ticket
         });
@@ -283,10 +284,12 @@ enum Kind {
     },
     /// `XADD`s.
     Put,
-    /// `XLEN`, `XPENDING` summary: the undelivered count.
-    Len,
-    /// `XLEN`.
-    Xlen,
+    /// `acks` acknowledgement commands, then `XLEN`, `XPENDING` summary: the
+    /// undelivered count.
+    Len { acks: usize },
+    /// `acks` acknowledgement commands (owed by this handle: an undecodable entry
+    /// dropped, auto-acknowledged items), then `XLEN`.
+    Xlen { acks: usize },
 }
 
 /// Commands sent (or queued to be), awaiting `replies` replies.
@@ -309,8 +312,11 @@ enum Out {
 
 struct Conn {
     io: Io,
-    /// Bytes not yet written; `out[0]` is byte `written` of the connection.
+    /// Bytes queued: `out[sent..]` are not yet written, `out[sent]` is byte `written`
+    /// of the connection (an offset, not a drain per partial write: a big put is
+    /// written in many pieces).
     out: Vec<u8>,
+    sent: usize,
     written: u64,
     /// Bytes read and not yet parsed.
     inb: Vec<u8>,
@@ -373,10 +379,29 @@ impl Conn {
                 Io::Tcp(s)
             }
             redis::ConnectionAddr::Unix(path) => {
-                // a Unix socket connects at once (or is refused)
-                let s = UnixStream::connect(path).map_err(from_io)?;
-                s.set_nonblocking(true).map_err(from_io)?;
-                Io::Unix(s)
+                // non-blocking too: a Unix socket connects at once, or is refused, or
+                // (the server's backlog full) would block, which is an error here (a
+                // Unix connect cannot be waited for as a TCP one is)
+                let addr = rustix::net::SocketAddrUnix::new(path.as_path())
+                    .map_err(|e| from_io(e.into()))?;
+                let fd = rustix::net::socket_with(
+                    rustix::net::AddressFamily::UNIX,
+                    rustix::net::SocketType::STREAM,
+                    rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
+                    None,
+                )
+                .map_err(|e| from_io(e.into()))?;
+                match rustix::net::connect(&fd, &addr) {
+                    Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
+                    Err(rustix::io::Errno::AGAIN) => {
+                        return Err(io_error(
+                            "the Redis server's Unix socket backlog is full",
+                            path.display().to_string(),
+                        ))
+                    }
+                    Err(e) => return Err(from_io(e.into())),
+                }
+                Io::Unix(UnixStream::from(fd))
             }
             _ => {
                 return Err(io_error(
@@ -388,6 +413,7 @@ impl Conn {
         let mut c = Conn {
             io,
             out: Vec::new(),
+            sent: 0,
             written: 0,
             inb: Vec::new(),
             scratch: vec![0; 16 * 1024].into_boxed_slice(),
@@ -424,9 +450,16 @@ impl Conn {
         if self.jobs.is_empty() {
             self.quiet_since = Instant::now();
         }
-        let start = self.written + self.out.len() as u64;
-        self.out.extend_from_slice(&p.get_packed_pipeline());
-        let end = self.written + self.out.len() as u64;
+        let start = self.written + self.unsent().len() as u64;
+        let packed = p.get_packed_pipeline();
+        if self.unsent().is_empty() {
+            // (the usual case: the packed commands become the buffer, no copy)
+            self.out = packed;
+            self.sent = 0;
+        } else {
+            self.out.extend_from_slice(&packed);
+        }
+        let end = self.written + self.unsent().len() as u64;
         self.jobs.push_back(Job {
             kind,
             replies: p.len(),
@@ -434,6 +467,11 @@ impl Conn {
             start,
             end,
         });
+    }
+
+    /// The bytes queued and not yet written.
+    fn unsent(&self) -> &[u8] {
+        &self.out[self.sent..]
     }
 
     /// Whether a read round (or its follow-up) is under way.
@@ -461,7 +499,11 @@ impl Conn {
             let unsent = j.start >= self.written;
             let whole = j.end <= self.written;
             match j.kind {
-                Kind::Put | Kind::Len | Kind::Xlen if unsent && i == last => {
+                // (a check that carries acknowledgements is sent all the same: taken
+                // back, they would be lost)
+                Kind::Put | Kind::Len { acks: 0 } | Kind::Xlen { acks: 0 }
+                    if unsent && i == last =>
+                {
                     take_back = Some(j.start);
                 }
                 Kind::Put if !whole => close = true,
@@ -469,7 +511,8 @@ impl Conn {
             }
         }
         if let Some(start) = take_back {
-            self.out.truncate((start - self.written) as usize);
+            self.out
+                .truncate(self.sent + (start - self.written) as usize);
             self.jobs.pop_back();
         }
         close
@@ -485,12 +528,16 @@ impl Conn {
         cx: &Context<'_>,
     ) -> Poll<Result<Option<Out>, RedisError>> {
         loop {
-            while !self.out.is_empty() {
-                match self.io.write(&self.out) {
+            while !self.unsent().is_empty() {
+                match self.io.write(&self.out[self.sent..]) {
                     Ok(0) => return Poll::Ready(Err(from_io(io::ErrorKind::WriteZero.into()))),
                     Ok(n) => {
-                        self.out.drain(..n);
+                        self.sent += n;
                         self.written += n as u64;
+                        if self.sent == self.out.len() {
+                            self.out.clear();
+                            self.sent = 0;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -520,9 +567,13 @@ impl Conn {
                     continue;
                 }
                 let job = self.jobs.pop_front().expect("looked at just above");
-                let replies = std::mem::take(&mut self.replies);
+                // (taken and given back: the vector keeps its capacity from job to job)
+                let mut replies = std::mem::take(&mut self.replies);
                 let owner = job.owner;
-                let out = match self.finish(core, job, replies) {
+                let finished = self.finish(core, job, &mut replies);
+                replies.clear();
+                self.replies = replies;
+                let out = match finished {
                     Ok(o) => o,
                     Err(e) => {
                         self.inb.drain(..parsed);
@@ -541,12 +592,6 @@ impl Conn {
             if self.jobs.is_empty() {
                 return Poll::Ready(Ok(None));
             }
-            if self.quiet_since.elapsed() >= QUIET_LIMIT {
-                return Poll::Ready(Err(io_error(
-                    "the Redis server sent nothing for too long",
-                    format!("{QUIET_LIMIT:?} with a reply owed"),
-                )));
-            }
             match self.io.read(&mut self.scratch) {
                 Ok(0) => {
                     return Poll::Ready(Err(io_error(
@@ -559,6 +604,13 @@ impl Conn {
                     self.quiet_since = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // (the clock read only when there is nothing to read)
+                    if self.quiet_since.elapsed() >= QUIET_LIMIT {
+                        return Poll::Ready(Err(io_error(
+                            "the Redis server sent nothing for too long",
+                            format!("{QUIET_LIMIT:?} with a reply owed"),
+                        )));
+                    }
                     if let Err(e) = self.arm(cx) {
                         return Poll::Ready(Err(from_io(e)));
                     }
@@ -576,7 +628,7 @@ impl Conn {
             None => self.rwatch = Some(FdWatch::new(self.io.fd(), Interest::Read, cx.waker())?),
             Some(w) => w.rearm(cx.waker())?,
         }
-        if !self.out.is_empty() {
+        if !self.unsent().is_empty() {
             match &mut self.wwatch {
                 None => {
                     self.wwatch = Some(FdWatch::new(self.io.fd(), Interest::Write, cx.waker())?)
@@ -592,11 +644,11 @@ impl Conn {
         &mut self,
         core: &Core,
         job: Job,
-        replies: Vec<Value>,
+        replies: &mut Vec<Value>,
     ) -> Result<Option<Out>, RedisError> {
         let last = replies.len().saturating_sub(1);
         let mut checked = Vec::with_capacity(replies.len());
-        for (i, v) in replies.into_iter().enumerate() {
+        for (i, v) in replies.drain(..).enumerate() {
             match v.extract_error() {
                 Ok(v) => checked.push(v),
                 Err(e)
@@ -626,25 +678,41 @@ impl Conn {
                 Some(Out::Done)
             }
             Kind::Put => Some(Out::Done),
-            Kind::Len => {
-                let xlen = checked.first().map_or(0, conn::int);
-                let pending = checked.get(1).map_or(0, conn::pending_count);
+            Kind::Len { acks } => {
+                let xlen = checked.get(acks).map_or(0, conn::int);
+                let pending = checked.get(acks + 1).map_or(0, conn::pending_count);
                 Some(Out::Count(xlen.saturating_sub(pending)))
             }
-            Kind::Xlen => Some(Out::Count(checked.first().map_or(0, conn::int))),
+            Kind::Xlen { acks } => Some(Out::Count(checked.get(acks).map_or(0, conn::int))),
         })
     }
 }
 
+/// The longest type-and-length (or simple string, error, number) line [`frame_len`]
+/// accepts: a server that sends more without a CRLF is not speaking RESP.
+const MAX_LINE: usize = 64 * 1024;
+/// The largest bulk string length, or aggregate element count, [`frame_len`] accepts
+/// (Redis's own `proto-max-bulk-len` default): a larger one is garbage, not a reply to
+/// wait for.
+const MAX_DECLARED: i64 = 512 << 20;
+
 /// The length of the first complete RESP value (RESP2 or RESP3) at the start of `b`;
-/// `Ok(None)` while it is incomplete, `Err` when `b` is not RESP.
+/// `Ok(None)` while it is incomplete, `Err` when `b` is not RESP: an unknown type, a
+/// line longer than [`MAX_LINE`] without its CRLF, a declared length or count above
+/// [`MAX_DECLARED`] (so that a server writing garbage cannot make the caller buffer
+/// without bound).
 pub(crate) fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
     let mut pos = 0usize;
     // values still to read: the one asked for, plus the elements announced so far
     let mut left: u64 = 1;
     while left > 0 {
-        let Some(eol) = b[pos..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
+        let window = &b[pos..b.len().min(pos + MAX_LINE + 2)];
+        let Some(eol) = window.windows(2).position(|w| w == b"\r\n") else {
+            return if window.len() >= MAX_LINE + 2 {
+                Err(())
+            } else {
+                Ok(None)
+            };
         };
         let ty = b[pos];
         let line = &b[pos + 1..pos + eol];
@@ -654,6 +722,7 @@ pub(crate) fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
             std::str::from_utf8(line)
                 .ok()
                 .and_then(|t| t.parse::<i64>().ok())
+                .filter(|&n| n <= MAX_DECLARED)
                 .ok_or(())
         };
         match ty {
@@ -696,60 +765,12 @@ pub(crate) fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
     Ok(Some(pos))
 }
 
-// ---------------------------------------------------------------- timers
-
-fn timer_word() -> Arc<AtomicU32> {
-    static WORD: OnceLock<Arc<AtomicU32>> = OnceLock::new();
-    WORD.get_or_init(|| Arc::new(AtomicU32::new(0))).clone()
-}
-
-/// A watch that fires at `at` (the word it watches never changes).
-fn timer(at: Instant, waker: &Waker) -> WordWatch {
-    WordWatch::new(timer_word(), |w: &AtomicU32| w, 0, Some(at), waker)
-}
-
-/// A pause, as a part of a future's poll.
-struct Nap {
-    at: Instant,
-    watch: Option<WordWatch>,
-}
-
-impl Nap {
-    fn new(d: Duration) -> Nap {
-        Nap {
-            at: Instant::now() + d,
-            watch: None,
-        }
-    }
-
-    fn poll(&mut self, cx: &Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.at {
-            if let Some(mut w) = self.watch.take() {
-                w.done();
-            }
-            return Poll::Ready(());
-        }
-        match &mut self.watch {
-            None => self.watch = Some(timer(self.at, cx.waker())),
-            Some(w) => {
-                if w.fired() || !w.wakes(cx.waker()) {
-                    w.rearm(0, Some(self.at), cx.waker());
-                }
-            }
-        }
-        Poll::Pending
-    }
-}
-
-impl Drop for Nap {
-    fn drop(&mut self) {
-        if let Some(w) = &mut self.watch {
-            w.done();
-        }
-    }
-}
-
 // ---------------------------------------------------------------- the futures
+
+/// A pause of `d` from now, as a part of a future's poll.
+fn nap(d: Duration) -> Timer {
+    Timer::at(Some(Instant::now() + d))
+}
 
 /// One step of a lane's first in line: makes sure a job of its own is under way
 /// (`start` queues it, given the connection, when none is), then drives.
@@ -764,6 +785,13 @@ fn step(
         return Poll::Pending;
     }
     let me = turn.ticket();
+    if turn.epoch != st.epoch {
+        // the connection failed while this future waited in line: the same failure
+        if let Some(e) = st.failure.clone() {
+            turn.leave(&mut st);
+            return Poll::Ready(Err(RedisError(e)));
+        }
+    }
     let c = match st.conn(core) {
         Ok(c) => c,
         Err(e) => {
@@ -852,7 +880,7 @@ enum PutState {
     /// A bounded queue's room to be checked.
     Check,
     /// Waiting before checking again.
-    Nap(Nap),
+    Nap(Timer),
     /// The `XADD`s to be sent (or sent).
     Send,
 }
@@ -899,7 +927,8 @@ impl Future for Put<'_> {
             let payloads = &this.payloads;
             let mut start = |c: &mut Conn, me: u64| {
                 if checking {
-                    c.push(&core.len_pipeline(), Kind::Len, Some(me));
+                    let (p, acks) = core.len_pipeline();
+                    c.push(&p, Kind::Len { acks }, Some(me));
                 } else {
                     c.push(&core.put_pipeline(payloads), Kind::Put, Some(me));
                 }
@@ -916,7 +945,7 @@ impl Future for Put<'_> {
                         let mut st = this.turn.lane.lock();
                         this.turn.leave(&mut st);
                         drop(st);
-                        this.state = PutState::Nap(Nap::new(this.nap));
+                        this.state = PutState::Nap(nap(this.nap));
                         this.nap = (this.nap * 2).min(LONGEST_NAP);
                     }
                 }
@@ -943,7 +972,7 @@ impl std::fmt::Debug for Put<'_> {
 pub(crate) struct Join<'a> {
     core: &'a Core,
     turn: Turn<'a>,
-    nap: Option<Nap>,
+    nap: Option<Timer>,
     next_nap: Duration,
 }
 
@@ -967,8 +996,10 @@ impl Future for Join<'_> {
                 ready!(n.poll(cx));
                 this.nap = None;
             }
-            let mut start =
-                |c: &mut Conn, me: u64| c.push(&core.xlen_pipeline(), Kind::Xlen, Some(me));
+            let mut start = |c: &mut Conn, me: u64| {
+                let (p, acks) = core.xlen_pipeline();
+                c.push(&p, Kind::Xlen { acks }, Some(me));
+            };
             match ready!(step(&mut this.turn, core, cx, &mut start)) {
                 Err(e) => return Poll::Ready(Err(e)),
                 Ok(None) | Ok(Some(Out::Done)) => continue,
@@ -979,7 +1010,7 @@ impl Future for Join<'_> {
                     if n == 0 {
                         return Poll::Ready(Ok(()));
                     }
-                    this.nap = Some(Nap::new(this.next_nap));
+                    this.nap = Some(nap(this.next_nap));
                     this.next_nap = (this.next_nap * 2).min(LONGEST_NAP);
                 }
             }
@@ -996,6 +1027,63 @@ impl std::fmt::Debug for Join<'_> {
 #[cfg(test)]
 mod tests {
     use super::frame_len;
+    use crate::stream::{Config, Core};
+    use std::future::Future;
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::task::{Context, Poll, Waker};
+    use std::time::{Duration, Instant};
+
+    /// The futures waiting in a lane's line when its connection fails get that failure
+    /// without connecting again: one connection for the three of them.
+    #[test]
+    fn the_futures_in_line_when_the_connection_fails_share_its_failure() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}", server.local_addr().unwrap());
+        let core = Core::lazy(Config::new(&url, "q"), true);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut puts: Vec<_> = (0..3u8)
+            .map(|i| Box::pin(super::put(&core, vec![vec![i]])))
+            .collect();
+        // the first connects and waits for its replies, the others wait in line
+        for p in &mut puts {
+            assert!(p.as_mut().poll(&mut cx).is_pending());
+        }
+        // the server reads the handshake and closes the connection
+        let (mut s, _) = server.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.read(&mut [0; 64]).unwrap();
+        drop(s);
+        let t = Instant::now();
+        for p in &mut puts {
+            loop {
+                match p.as_mut().poll(&mut cx) {
+                    Poll::Ready(r) => {
+                        assert!(r.is_err(), "a put succeeded on a closed connection");
+                        break;
+                    }
+                    Poll::Pending => {
+                        assert!(t.elapsed() < Duration::from_secs(10), "no failure in 10 s");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        // no other connection was opened
+        server.set_nonblocking(true).unwrap();
+        assert!(server.accept().is_err(), "a future in line connected again");
+        // a future that comes after the failure connects again
+        let mut late = Box::pin(super::put(&core, vec![vec![9]]));
+        assert!(late.as_mut().poll(&mut cx).is_pending());
+        let t = Instant::now();
+        while server.accept().is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "no new connection");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(late);
+        drop(puts);
+        drop(server);
+    }
 
     #[test]
     fn frame_len_finds_whole_values_only() {
@@ -1021,6 +1109,34 @@ mod tests {
         assert_eq!(frame_len(b"?x\r\n"), Err(()));
         assert_eq!(frame_len(b"$3\r\nabcd\r\n"), Err(()));
         assert_eq!(frame_len(b"*x\r\n"), Err(()));
+    }
+
+    #[test]
+    fn frame_len_refuses_what_would_grow_the_buffer_without_bound() {
+        use super::{MAX_DECLARED, MAX_LINE};
+        // a line without its CRLF: incomplete up to the limit, garbage beyond
+        let mut line = b"+".to_vec();
+        line.resize(MAX_LINE, b'x');
+        assert_eq!(frame_len(&line), Ok(None));
+        line.resize(MAX_LINE + 2, b'x');
+        assert_eq!(frame_len(&line), Err(()));
+        // the same within an aggregate (the limit counts from the line's start)
+        let mut nested = b"*2\r\n:1\r\n+".to_vec();
+        nested.resize(nested.len() + MAX_LINE + 1, b'x');
+        assert_eq!(frame_len(&nested), Err(()));
+        // a long line with its CRLF in time is a value
+        let mut ok = b"+".to_vec();
+        ok.resize(MAX_LINE - 1, b'y');
+        ok.extend_from_slice(b"\r\n");
+        assert_eq!(frame_len(&ok), Ok(Some(ok.len())));
+        // declared lengths and counts: up to the limit, a value to wait for
+        for ty in ["$", "*", "%", "~"] {
+            let at = format!("{ty}{MAX_DECLARED}\r\n");
+            assert_eq!(frame_len(at.as_bytes()), Ok(None), "{at:?}");
+            let above = format!("{ty}{}\r\n", MAX_DECLARED + 1);
+            assert_eq!(frame_len(above.as_bytes()), Err(()), "{above:?}");
+        }
+        assert_eq!(frame_len(b"$99999999999999999999\r\n"), Err(()));
     }
 
     #[test]

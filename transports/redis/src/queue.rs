@@ -425,9 +425,7 @@ macro_rules! queue_common {
                     Ok(b) => b,
                     Err(e) => return Err(PutError::Encode(item, e)),
                 };
-                if self.core.is_closed() {
-                    return Err(PutError::Closed(item));
-                }
+                // (a closed handle: the future's first poll says so)
                 crate::aio::put(&self.core, vec![bytes])
                     .await
                     .map_err(|f| blocking_put(put_failure(item, f)))
@@ -619,7 +617,7 @@ impl<T: Message> RedisJoinableQueue<T> {
     }
 
     fn join_deadline(&self, deadline: Option<Instant>) -> bool {
-        let mut nap = Duration::from_micros(200);
+        let mut nap = crate::stream::FIRST_NAP;
         loop {
             if matches!(self.core.unfinished(), Ok(0)) {
                 return true;
@@ -630,7 +628,7 @@ impl<T: Message> RedisJoinableQueue<T> {
                 Some(d) => std::thread::sleep(nap.min(d - now)),
                 None => std::thread::sleep(nap),
             }
-            nap = (nap * 2).min(Duration::from_millis(20));
+            nap = (nap * 2).min(crate::stream::LONGEST_NAP);
         }
     }
 

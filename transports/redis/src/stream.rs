@@ -7,13 +7,18 @@ use redis::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// The default visibility timeout: a pending entry idle this long is taken over.
 pub(crate) const DEFAULT_VISIBILITY: Duration = Duration::from_secs(30);
 /// The default consumer group.
 pub(crate) const DEFAULT_GROUP: &str = "procactor";
+
+/// The first and the longest pause between two checks of a bounded put waiting for
+/// room and of a join (sync and async alike): doubling from the first.
+pub(crate) const FIRST_NAP: Duration = Duration::from_micros(200);
+pub(crate) const LONGEST_NAP: Duration = Duration::from_millis(20);
 
 /// What a handle is, as it travels to another process: everything but the connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,7 +124,6 @@ fn buffer(st: &mut State, claimed: Vec<Entry>, counts: Vec<Value>, read: Vec<Ent
 
 #[derive(Default)]
 struct State {
-    con: Option<redis::Connection>,
     /// Entries read ahead (`prefetch > 1`) and not yet returned.
     buffer: VecDeque<Delivered>,
     /// Auto-ack mode: ids returned by `get`, acknowledged with the next command.
@@ -128,8 +132,9 @@ struct State {
     outstanding: VecDeque<String>,
     last_claim: Option<Instant>,
     last_error: Option<String>,
-    /// A read round failed after it was sent: entries may have been delivered to this
-    /// consumer that only `XAUTOCLAIM` can now reach (so the consumer is not deleted).
+    /// A read round (sync, or an async lane's) failed after it was sent: entries may
+    /// have been delivered to this consumer that only `XAUTOCLAIM` can now reach (so
+    /// the consumer is not deleted).
     lost_read: bool,
 }
 
@@ -141,8 +146,15 @@ pub(crate) struct Core {
     /// `task_done` (`JoinableQueue`).
     auto_ack: bool,
     closed: AtomicBool,
+    /// The sync methods' blocking connection, held across their round trips (and a
+    /// bounded `put`'s waits between checks are taken without it).
+    sync_con: Mutex<Option<redis::Connection>>,
+    /// What the sync and the async methods share, locked only to plan a round trip and
+    /// to apply its replies, never across one (so that a sync `get` blocked in
+    /// `XREADGROUP` does not hold up the async methods). Lock order: `sync_con` or a
+    /// lane (`aio`), then `state`.
     state: Mutex<State>,
-    /// The async methods' connections (`crate::aio`); lock order: a lane, then `state`.
+    /// The async methods' connections (`crate::aio`).
     pub(crate) aio: Aio,
 }
 
@@ -177,6 +189,7 @@ impl Core {
             consumer: conn::consumer_name(),
             auto_ack,
             closed: AtomicBool::new(false),
+            sync_con: Mutex::new(None),
             state: Mutex::new(State::default()),
             aio: Aio::default(),
         }
@@ -185,40 +198,45 @@ impl Core {
     /// A handle connected now (so that a wrong URL or a missing server shows at once).
     pub(crate) fn connect(cfg: Config, auto_ack: bool) -> Result<Core, RedisError> {
         let core = Core::lazy(cfg, auto_ack);
-        {
-            let mut st = core.lock();
-            core.con(&mut st)?;
-        }
+        core.con(&mut core.sync_con())?;
         Ok(core)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn con<'a>(&self, st: &'a mut State) -> Result<&'a mut redis::Connection, RedisError> {
-        if st.con.is_none() {
-            let mut c = conn::connect(&self.cfg.url)?;
-            conn::ensure_group(&mut c, &self.cfg.name, &self.cfg.group)?;
-            st.con = Some(c);
-        }
-        Ok(st.con.as_mut().expect("connected just above"))
+    fn sync_con(&self) -> MutexGuard<'_, Option<redis::Connection>> {
+        self.sync_con.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` on the connection; an error drops the connection (the next call
-    /// reconnects) and is remembered for [`Core::last_error`].
+    fn con<'a>(
+        &self,
+        con: &'a mut Option<redis::Connection>,
+    ) -> Result<&'a mut redis::Connection, RedisError> {
+        if con.is_none() {
+            let mut c = conn::connect(&self.cfg.url)?;
+            conn::ensure_group(&mut c, &self.cfg.name, &self.cfg.group)?;
+            *con = Some(c);
+        }
+        Ok(con.as_mut().expect("connected just above"))
+    }
+
+    /// Runs `f` on the sync connection (`con`, locked by the caller; `state` is not
+    /// held); an error drops the connection (the next call reconnects) and is
+    /// remembered for [`Core::last_error`].
     fn run<R>(
         &self,
-        st: &mut State,
+        con: &mut Option<redis::Connection>,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> Result<R, RedisError> {
-        let r = match self.con(st) {
+        let r = match self.con(con) {
             Ok(c) => f(c).map_err(RedisError),
             Err(e) => Err(e),
         };
         if let Err(e) = &r {
-            st.con = None;
-            st.last_error = Some(e.to_string());
+            *con = None;
+            self.note_error(e);
         }
         r
     }
@@ -237,20 +255,13 @@ impl Core {
 
     /// Entries not yet delivered to any consumer (`XLEN` minus the group's pending).
     pub(crate) fn len(&self) -> Result<usize, RedisError> {
-        let mut st = self.lock();
-        self.len_locked(&mut st)
+        self.len_on(&mut self.sync_con())
     }
 
-    fn len_locked(&self, st: &mut State) -> Result<usize, RedisError> {
-        let to_ack = std::mem::take(&mut st.to_ack);
-        let cfg = &self.cfg;
-        let (xlen, pending): (Value, Value) = self.run(st, |c| {
-            let mut p = redis::pipe();
-            ack_cmds(&mut p, cfg, &to_ack);
-            p.cmd("XLEN").arg(&cfg.name);
-            p.cmd("XPENDING").arg(&cfg.name).arg(&cfg.group);
-            p.query(c)
-        })?;
+    fn len_on(&self, con: &mut Option<redis::Connection>) -> Result<usize, RedisError> {
+        // (`query` leaves out the replies of the ignored acknowledgements)
+        let (p, _) = self.len_pipeline();
+        let (xlen, pending): (Value, Value) = self.run(con, |c| p.query(c))?;
         let undelivered = conn::int(&xlen).saturating_sub(conn::pending_count(&pending));
         Ok(usize::try_from(undelivered).unwrap_or(usize::MAX))
     }
@@ -258,15 +269,9 @@ impl Core {
     /// Entries in the stream: put and not yet acknowledged (`XLEN`, acknowledged entries
     /// being deleted).
     pub(crate) fn unfinished(&self) -> Result<u64, RedisError> {
-        let mut st = self.lock();
-        let to_ack = std::mem::take(&mut st.to_ack);
-        let cfg = &self.cfg;
-        let (xlen,): (Value,) = self.run(&mut st, |c| {
-            let mut p = redis::pipe();
-            ack_cmds(&mut p, cfg, &to_ack);
-            p.cmd("XLEN").arg(&cfg.name);
-            p.query(c)
-        })?;
+        let mut con = self.sync_con();
+        let (p, _) = self.xlen_pipeline();
+        let (xlen,): (Value,) = self.run(&mut con, |c| p.query(c))?;
         Ok(conn::int(&xlen))
     }
 
@@ -283,36 +288,28 @@ impl Core {
         if payloads.is_empty() {
             return Ok(());
         }
-        let mut st = self.lock();
+        let mut con = self.sync_con();
         if self.cfg.maxsize > 0 {
-            let mut nap = Duration::from_micros(200);
+            let mut nap = FIRST_NAP;
             loop {
-                let len = self.len_locked(&mut st)?;
+                let len = self.len_on(&mut con)?;
                 if len == 0 || len + payloads.len() <= self.cfg.maxsize {
                     break;
                 }
+                // the wait holds no lock: other users of the handle go on meanwhile
+                drop(con);
                 let now = Instant::now();
                 match deadline {
                     Some(d) if now >= d => return Err(Failure::Full),
                     Some(d) => std::thread::sleep(nap.min(d - now)),
                     None => std::thread::sleep(nap),
                 }
-                nap = (nap * 2).min(Duration::from_millis(20));
+                nap = (nap * 2).min(LONGEST_NAP);
+                con = self.sync_con();
             }
         }
-        let cfg = &self.cfg;
-        self.run(&mut st, |c| {
-            let mut p = redis::pipe();
-            for b in payloads {
-                p.cmd("XADD")
-                    .arg(&cfg.name)
-                    .arg("*")
-                    .arg(PAYLOAD_FIELD)
-                    .arg(b.as_slice())
-                    .ignore();
-            }
-            p.exec(c)
-        })?;
+        let p = self.put_pipeline(payloads);
+        self.run(&mut con, |c| p.exec(c))?;
         Ok(())
     }
 
@@ -322,18 +319,13 @@ impl Core {
         if self.is_closed() {
             return Err(Failure::Closed);
         }
-        let mut st = self.lock();
+        let mut con = self.sync_con();
         loop {
-            if let Some(d) = st.buffer.pop_front() {
-                if self.auto_ack {
-                    st.to_ack.push(d.id.clone());
-                } else {
-                    st.outstanding.push_back(d.id.clone());
-                }
+            if let Some(d) = self.take_buffered() {
                 return Ok(d);
             }
-            self.fetch(&mut st, deadline)?;
-            if st.buffer.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+            self.fetch(&mut con, deadline)?;
+            if deadline.is_some_and(|d| Instant::now() >= d) && self.lock().buffer.is_empty() {
                 return Err(Failure::Empty);
             }
         }
@@ -343,21 +335,25 @@ impl Core {
     /// acknowledgements owed, a claim of stale entries when due (`XAUTOCLAIM`), then
     /// `XREADGROUP >` blocking at most until the next claim is due, `deadline`, or
     /// [`MAX_BLOCK`] (not at all when the claim found entries).
-    fn fetch(&self, st: &mut State, deadline: Option<Instant>) -> Result<(), Failure> {
-        let plan = self.plan_fetch(st, deadline);
+    fn fetch(
+        &self,
+        con: &mut Option<redis::Connection>,
+        deadline: Option<Instant>,
+    ) -> Result<(), Failure> {
+        let plan = self.plan_fetch(&mut self.lock(), deadline);
         // (`query` leaves out the replies of the ignored acknowledgements)
         let replies: Vec<Value> = self
-            .run(st, |c| plan.pipe.query(c))
-            .inspect_err(|_| st.lost_read = true)?;
+            .run(con, |c| plan.pipe.query(c))
+            .inspect_err(|_| self.lost_read())?;
         let (claimed, read) = split_fetch(plan.claim, &replies);
         let counts = if claimed.is_empty() {
             Vec::new()
         } else {
             let p = self.counts_pipeline(&claimed);
-            self.run(st, |c| p.query(c))
-                .inspect_err(|_| st.lost_read = true)?
+            self.run(con, |c| p.query(c))
+                .inspect_err(|_| self.lost_read())?
         };
-        buffer(st, claimed, counts, read);
+        buffer(&mut self.lock(), claimed, counts, read);
         Ok(())
     }
 
@@ -458,6 +454,11 @@ impl Core {
         Some(d)
     }
 
+    /// A read round failed after it was sent (see `State::lost_read`).
+    pub(crate) fn lost_read(&self) {
+        self.lock().lost_read = true;
+    }
+
     /// An async connection failed: remembered for [`Core::last_error`].
     pub(crate) fn note_error(&self, e: &RedisError) {
         self.lock().last_error = Some(e.to_string());
@@ -486,32 +487,43 @@ impl Core {
         p
     }
 
-    /// `XLEN` and the group's `XPENDING` summary: undelivered = the first − the second's
-    /// count.
-    pub(crate) fn len_pipeline(&self) -> redis::Pipeline {
+    /// The acknowledgements owed (taken from the state), then `XLEN` and the group's
+    /// `XPENDING` summary: undelivered = the first − the second's count; and how many
+    /// commands the acknowledgements are (their replies come first; `query` leaves
+    /// them out, being ignored).
+    pub(crate) fn len_pipeline(&self) -> (redis::Pipeline, usize) {
+        let to_ack = std::mem::take(&mut self.lock().to_ack);
         let mut p = redis::pipe();
+        ack_cmds(&mut p, &self.cfg, &to_ack);
+        let acks = p.len();
         p.cmd("XLEN").arg(&self.cfg.name);
         p.cmd("XPENDING").arg(&self.cfg.name).arg(&self.cfg.group);
-        p
+        (p, acks)
     }
 
-    /// `XLEN`.
-    pub(crate) fn xlen_pipeline(&self) -> redis::Pipeline {
+    /// The acknowledgements owed (taken from the state, as a read round takes them),
+    /// then `XLEN`; and how many commands the acknowledgements are. Without them a
+    /// `join_async` after an undecodable entry (acknowledged with the next round) would
+    /// wait for ever when no read round comes.
+    pub(crate) fn xlen_pipeline(&self) -> (redis::Pipeline, usize) {
+        let to_ack = std::mem::take(&mut self.lock().to_ack);
         let mut p = redis::pipe();
+        ack_cmds(&mut p, &self.cfg, &to_ack);
+        let acks = p.len();
         p.cmd("XLEN").arg(&self.cfg.name);
-        p
+        (p, acks)
     }
 
     /// Acknowledges (and deletes) the oldest entry `get` returned and `task_done` has
     /// not; `Ok(false)` when there is none.
     pub(crate) fn task_done(&self) -> Result<bool, RedisError> {
-        let mut st = self.lock();
-        let Some(id) = st.outstanding.pop_front() else {
+        let mut con = self.sync_con();
+        let Some(id) = self.lock().outstanding.pop_front() else {
             return Ok(false);
         };
         let cfg = &self.cfg;
         let ids = [id];
-        self.run(&mut st, |c| {
+        self.run(&mut con, |c| {
             let mut p = redis::pipe();
             ack_cmds(&mut p, cfg, &ids);
             p.exec(c)
@@ -522,12 +534,15 @@ impl Core {
     /// Acknowledges (and deletes) entry `id` at once: a task done, or a payload that
     /// cannot be decoded, dropped.
     pub(crate) fn discard(&self, id: &str) -> Result<(), RedisError> {
-        let mut st = self.lock();
-        st.outstanding.retain(|o| o != id);
-        st.to_ack.retain(|o| o != id);
+        let mut con = self.sync_con();
+        {
+            let mut st = self.lock();
+            st.outstanding.retain(|o| o != id);
+            st.to_ack.retain(|o| o != id);
+        }
         let cfg = &self.cfg;
         let ids = [id.to_string()];
-        self.run(&mut st, |c| {
+        self.run(&mut con, |c| {
             let mut p = redis::pipe();
             ack_cmds(&mut p, cfg, &ids);
             p.exec(c)
@@ -545,8 +560,7 @@ impl Core {
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> Result<R, RedisError> {
-        let mut st = self.lock();
-        self.run(&mut st, f)
+        self.run(&mut self.sync_con(), f)
     }
 }
 
@@ -556,15 +570,17 @@ impl Drop for Core {
         // delivered entries to this consumer that no one has read: they must stay in
         // the group's pending list, for XAUTOCLAIM (deleting the consumer drops them)
         let reading = self.aio.reading();
-        let used_async = self.aio.used();
+        let read_async = self.aio.read_used();
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if st.con.is_none() && (used_async || !st.to_ack.is_empty()) {
-            // a handle used only through its async methods: its acknowledgements owed,
-            // and its consumer, are settled on a connection of its own (as the sync
-            // path's are, a blocking round trip)
-            st.con = conn::connect(&self.cfg.url).ok();
+        let con = self.sync_con.get_mut().unwrap_or_else(|e| e.into_inner());
+        if con.is_none() && (read_async || !st.to_ack.is_empty()) {
+            // a handle used only through its async methods, with acknowledgements owed
+            // or a consumer its async reads made: settled on a connection of its own (as
+            // the sync path's are, a blocking round trip); one that only put (or
+            // joined) has nothing to settle and connects for nothing
+            *con = conn::connect(&self.cfg.url).ok();
         }
-        let Some(c) = st.con.as_mut() else { return };
+        let Some(c) = con.as_mut() else { return };
         let cfg = &self.cfg;
         let mut p = redis::pipe();
         ack_cmds(&mut p, cfg, &st.to_ack);

@@ -49,11 +49,11 @@ use super::{ManagerError, MuxReq, Req, Resp, MAX_FRAME, REPLY_TIMEOUT};
 use crate::codec;
 use crate::Bytes;
 use procactor_transports::conn::Address;
-use procactor_transports::watch::{FdWatch, Interest, WordWatch};
+use procactor_transports::watch::{self, FdWatch, Interest, Timer, WordWatch};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -150,13 +150,6 @@ impl Wake for Driver {
             m.drive();
         }
     }
-}
-
-/// The word every timer watches: it never changes, so a timer fires at its time only.
-fn timer_word() -> Arc<AtomicU32> {
-    static WORD: once_cell::sync::Lazy<Arc<AtomicU32>> =
-        once_cell::sync::Lazy::new(|| Arc::new(AtomicU32::new(0)));
-    WORD.clone()
 }
 
 /// This process's multiplexed connections, one per manager.
@@ -398,7 +391,7 @@ impl State {
         if fired || self.timer_at.is_none_or(|t| at.is_some_and(|a| a < t)) {
             match &mut self.timer {
                 Some(t) => t.rearm(0, at, driver),
-                None => self.timer = Some(WordWatch::new(timer_word(), |w| w, 0, at, driver)),
+                None => self.timer = Some(watch::timer_watch(at, driver)),
             }
             self.timer_at = at;
         }
@@ -641,35 +634,8 @@ impl Drop for Call {
 
 // ------------------------------------------------------------------ timers
 
-/// A future that is ready at `at` (`None`: never), woken by a watcher thread.
-pub(super) struct Sleep {
-    at: Option<Instant>,
-    watch: Option<WordWatch>,
-}
-
-impl Sleep {
-    pub(super) fn until(at: Option<Instant>) -> Sleep {
-        Sleep { at, watch: None }
-    }
-
-    pub(super) fn poll_at(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(at) = self.at else {
-            return Poll::Pending;
-        };
-        if Instant::now() >= at {
-            if let Some(mut w) = self.watch.take() {
-                w.done();
-            }
-            return Poll::Ready(());
-        }
-        match &mut self.watch {
-            Some(w) if !w.fired() && w.wakes(cx.waker()) => {}
-            Some(w) => w.rearm(0, Some(at), cx.waker()),
-            None => self.watch = Some(WordWatch::new(timer_word(), |w| w, 0, Some(at), cx.waker())),
-        }
-        Poll::Pending
-    }
-}
+// (`procactor_transports::watch::Timer`, the process's one timer, serves `by` and
+// `while_true`)
 
 /// Runs `f` until `at` (`None`: no limit): [`ManagerError::Timeout`] then.
 pub(super) async fn by<T>(
@@ -677,12 +643,12 @@ pub(super) async fn by<T>(
     f: impl Future<Output = Result<T, ManagerError>>,
 ) -> Result<T, ManagerError> {
     let mut f = std::pin::pin!(f);
-    let mut sleep = Sleep::until(at);
+    let mut sleep = Timer::at(at);
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = f.as_mut().poll(cx) {
             return Poll::Ready(r);
         }
-        sleep.poll_at(cx).map(|()| Err(ManagerError::Timeout))
+        sleep.poll(cx).map(|()| Err(ManagerError::Timeout))
     })
     .await
 }
@@ -695,15 +661,15 @@ pub(super) async fn while_true<T>(
     f: impl Future<Output = Result<T, ManagerError>>,
 ) -> Result<T, ManagerError> {
     let mut f = std::pin::pin!(f);
-    let mut sleep = Sleep::until(Some(Instant::now() + every));
+    let mut sleep = Timer::at(Some(Instant::now() + every));
     std::future::poll_fn(|cx| loop {
         if let Poll::Ready(r) = f.as_mut().poll(cx) {
             return Poll::Ready(r);
         }
-        match sleep.poll_at(cx) {
+        match sleep.poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(()) if !ok() => return Poll::Ready(Err(ManagerError::Disconnected)),
-            Poll::Ready(()) => sleep.at = Some(Instant::now() + every),
+            Poll::Ready(()) => sleep.set(Some(Instant::now() + every)),
         }
     })
     .await
