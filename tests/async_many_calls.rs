@@ -10,6 +10,7 @@ mod common;
 
 use procactor::{process_actor, Actor, ActorError, Context, Supervisor};
 use serde::{Deserialize, Serialize};
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,62 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs [`CALLS`] tokio tasks (multi_thread, 2 workers) that each await `make(i)`,
+/// which must give `3 * i`; samples the process's threads and the futures in flight
+/// every 2 ms, and checks that most were in flight at once on fewer than 20 threads.
+fn ten_thousand_in_flight<Fut, E>(what: &str, make: impl Fn(u64) -> Fut + Send + Sync + 'static)
+where
+    Fut: std::future::Future<Output = Result<u64, E>> + Send + 'static,
+    E: std::fmt::Debug + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let make = Arc::new(make);
+    let started = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let (max_threads, max_in_flight) = rt.block_on(async {
+        let mut tasks = Vec::with_capacity(CALLS);
+        for i in 0..CALLS as u64 {
+            let (make, started, done) = (make.clone(), started.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let fut = make(i);
+                started.fetch_add(1, Ordering::SeqCst);
+                let r = fut.await;
+                done.fetch_add(1, Ordering::SeqCst);
+                (i, r)
+            }));
+        }
+        // sample while they are in flight
+        let (mut max_threads, mut max_in_flight) = (0, 0);
+        while done.load(Ordering::SeqCst) < CALLS {
+            let in_flight = started.load(Ordering::SeqCst) - done.load(Ordering::SeqCst).min(CALLS);
+            max_in_flight = max_in_flight.max(in_flight);
+            max_threads = max_threads.max(threads());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            assert_eq!(r.unwrap(), 3 * i, "{what} {i} got another one's answer");
+        }
+        (max_threads, max_in_flight)
+    });
+    let took = t0.elapsed();
+    eprintln!(
+        "{CALLS} {what}s in {took:?} ({:.0}/s); at most {max_in_flight} in flight at once, \
+         at most {max_threads} threads",
+        CALLS as f64 / took.as_secs_f64()
+    );
+    assert!(
+        max_in_flight >= CALLS / 2,
+        "only {max_in_flight} {what}s were in flight at once: the test proved little"
+    );
+    assert!(max_threads < 20, "{max_threads} threads");
+}
+
 #[test]
 fn ten_thousand_call_async_in_flight_on_few_threads() {
     procactor::init();
@@ -46,51 +103,11 @@ fn ten_thousand_call_async_in_flight_on_few_threads() {
     common::watchdog(300, || {
         let sup = Supervisor::builder().build().unwrap();
         let pool = sup.spawn_pool(2, || Triple).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let started = Arc::new(AtomicUsize::new(0));
-        let done = Arc::new(AtomicUsize::new(0));
-        let t0 = Instant::now();
-        let (max_threads, max_in_flight) = rt.block_on(async {
-            let mut tasks = Vec::with_capacity(CALLS);
-            for i in 0..CALLS as u64 {
-                let (pool, started, done) = (pool.clone(), started.clone(), done.clone());
-                tasks.push(tokio::spawn(async move {
-                    started.fetch_add(1, Ordering::SeqCst);
-                    let r = pool.call_async(i).await;
-                    done.fetch_add(1, Ordering::SeqCst);
-                    (i, r)
-                }));
-            }
-            // sample while they are in flight
-            let (mut max_threads, mut max_in_flight) = (0, 0);
-            while done.load(Ordering::SeqCst) < CALLS {
-                let in_flight =
-                    started.load(Ordering::SeqCst) - done.load(Ordering::SeqCst).min(CALLS);
-                max_in_flight = max_in_flight.max(in_flight);
-                max_threads = max_threads.max(threads());
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            for t in tasks {
-                let (i, r) = t.await.unwrap();
-                assert_eq!(r.unwrap(), 3 * i, "call {i} got another call's reply");
-            }
-            (max_threads, max_in_flight)
+        let p = pool.clone();
+        ten_thousand_in_flight("call", move |i| {
+            let p = p.clone();
+            async move { p.call_async(i).await }
         });
-        let took = t0.elapsed();
-        eprintln!(
-            "{CALLS} calls in {took:?} ({:.0}/s); at most {max_in_flight} in flight at once, \
-             at most {max_threads} threads",
-            CALLS as f64 / took.as_secs_f64()
-        );
-        assert!(
-            max_in_flight >= CALLS / 2,
-            "only {max_in_flight} calls were in flight at once: the test proved little"
-        );
-        assert!(max_threads < 20, "{max_threads} threads");
         sup.shutdown(Duration::from_secs(20));
     });
 }
@@ -114,48 +131,13 @@ fn ten_thousand_awaited_pool_results_on_few_threads() {
         let holds: Vec<_> = (0..2)
             .map(|_| pool.apply_async(hold, 600).unwrap())
             .collect();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let started = Arc::new(AtomicUsize::new(0));
-        let done = Arc::new(AtomicUsize::new(0));
-        let (max_threads, max_in_flight) = rt.block_on(async {
-            let mut tasks = Vec::with_capacity(CALLS);
-            for i in 0..CALLS as u64 {
-                let (pool, started, done) = (pool.clone(), started.clone(), done.clone());
-                tasks.push(tokio::spawn(async move {
-                    let r = pool.apply_async(triple, i).unwrap();
-                    started.fetch_add(1, Ordering::SeqCst);
-                    let r = r.await;
-                    done.fetch_add(1, Ordering::SeqCst);
-                    (i, r)
-                }));
-            }
-            let (mut max_threads, mut max_in_flight) = (0, 0);
-            while done.load(Ordering::SeqCst) < CALLS {
-                let in_flight =
-                    started.load(Ordering::SeqCst) - done.load(Ordering::SeqCst).min(CALLS);
-                max_in_flight = max_in_flight.max(in_flight);
-                max_threads = max_threads.max(threads());
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            for t in tasks {
-                let (i, r) = t.await.unwrap();
-                assert_eq!(r.unwrap(), 3 * i, "task {i} got another task's result");
-            }
-            (max_threads, max_in_flight)
+        let p = pool.clone();
+        ten_thousand_in_flight("awaited pool result", move |i| {
+            p.apply_async(triple, i).unwrap().into_future()
         });
         for h in holds {
             assert_eq!(h.get_timeout(Duration::from_secs(20)).unwrap(), 600);
         }
-        eprintln!("at most {max_in_flight} awaited results at once, at most {max_threads} threads");
-        assert!(
-            max_in_flight >= CALLS / 2,
-            "only {max_in_flight} results were awaited at once: the test proved little"
-        );
-        assert!(max_threads < 20, "{max_threads} threads");
     });
 }
 
