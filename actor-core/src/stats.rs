@@ -75,17 +75,21 @@ impl Histogram {
     }
 
     /// The histogram of these bucket counts and this largest value.
+    ///
+    /// The counters may come from another process (shared memory, a peer's snapshot):
+    /// any words are accepted, sums saturate at `u64::MAX` rather than overflow.
     pub fn from_buckets(buckets: Vec<u64>, max_ns: u64) -> Histogram {
-        let count: u64 = buckets.iter().sum();
+        let count: u64 = buckets.iter().fold(0u64, |a, &n| a.saturating_add(n));
         let q = |p: u64| -> u64 {
             if count == 0 {
                 return 0;
             }
-            // the smallest bucket whose running total reaches p% of the count
-            let want = (count * p).div_ceil(100).max(1);
-            let mut seen = 0u64;
+            // the smallest bucket whose running total reaches p% of the count (in
+            // u128: `count * p` does not fit a u64 for counts near u64::MAX)
+            let want = (u128::from(count) * u128::from(p)).div_ceil(100).max(1);
+            let mut seen = 0u128;
             for (b, n) in buckets.iter().enumerate() {
-                seen += n;
+                seen += u128::from(*n);
                 if seen >= want {
                     let upper = if b >= 63 {
                         u64::MAX
@@ -315,5 +319,21 @@ mod tests {
         let short: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(5)).collect();
         record_duration(&short, 10);
         assert_eq!(Histogram::read(&short), Histogram::default());
+    }
+
+    #[test]
+    fn garbage_counters_saturate_instead_of_overflowing() {
+        let h = Histogram::from_buckets(vec![u64::MAX; HISTOGRAM_BUCKETS], u64::MAX);
+        assert_eq!(h.count, u64::MAX);
+        // half of the (saturated) count is reached in the first bucket
+        assert_eq!(h.p50_ns, 1);
+        assert_eq!(h.max_ns, u64::MAX);
+        let mut b = vec![0; HISTOGRAM_BUCKETS];
+        b[3] = u64::MAX;
+        b[30] = u64::MAX;
+        let h = Histogram::from_buckets(b, 5_000_000_000);
+        assert_eq!(h.count, u64::MAX);
+        assert_eq!(h.p50_ns, 15);
+        assert_eq!(h.p99_ns, 15);
     }
 }
