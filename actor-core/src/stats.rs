@@ -9,13 +9,13 @@
 //!
 //! A histogram of durations is kept as [`HISTOGRAM_BUCKETS`] counters, one per power of
 //! two of nanoseconds (bucket `b` counts durations in `[2^b, 2^(b+1))` ns, bucket 0 also
-//! takes 0 ns, the last bucket everything longer), plus the largest value seen. Writers
-//! add to the counters with relaxed atomics (no lock, no syscall); a reader copies them
-//! and gets quantiles to within a factor of two, which is what "is this actor's p99
-//! 10 µs or 10 ms" needs.
+//! takes 0 ns, the last bucket everything longer), plus the largest value seen. The one
+//! writer is the actor's process (`actors/actor/counters.rs`: relaxed atomics, no lock,
+//! no syscall); a reader copies the words (`Group::histogram`) and makes a [`Histogram`]
+//! with [`Histogram::from_buckets`]: quantiles to within a factor of two, which is what
+//! "is this actor's p99 10 µs or 10 ms" needs.
 
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Buckets of a duration histogram: powers of two from 1 ns to 2^39 ns (~9 minutes).
 pub const HISTOGRAM_BUCKETS: usize = 40;
@@ -25,22 +25,6 @@ pub const HISTOGRAM_BUCKETS: usize = 40;
 pub fn bucket_of(ns: u64) -> usize {
     let b = 63 - (ns | 1).leading_zeros() as usize;
     b.min(HISTOGRAM_BUCKETS - 1)
-}
-
-/// Records one duration into histogram words laid out as [`HISTOGRAM_BUCKETS`] counters
-/// followed by one "largest so far" word (`words.len() == HISTOGRAM_BUCKETS + 1`; shorter
-/// slices record nothing). Relaxed atomics: a reader may see a count without the matching
-/// max for a moment, never a torn word.
-#[inline]
-pub fn record_duration(words: &[AtomicU64], ns: u64) {
-    if words.len() <= HISTOGRAM_BUCKETS {
-        return;
-    }
-    words[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
-    let max = &words[HISTOGRAM_BUCKETS];
-    if ns > max.load(Ordering::Relaxed) {
-        max.fetch_max(ns, Ordering::Relaxed);
-    }
 }
 
 /// A duration histogram as a reader sees it: the count, quantiles and the largest value.
@@ -62,18 +46,6 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Reads histogram words written by [`record_duration`].
-    pub fn read(words: &[AtomicU64]) -> Histogram {
-        if words.len() <= HISTOGRAM_BUCKETS {
-            return Histogram::default();
-        }
-        let buckets: Vec<u64> = words[..HISTOGRAM_BUCKETS]
-            .iter()
-            .map(|w| w.load(Ordering::Relaxed))
-            .collect();
-        Histogram::from_buckets(buckets, words[HISTOGRAM_BUCKETS].load(Ordering::Relaxed))
-    }
-
     /// The histogram of these bucket counts and this largest value.
     ///
     /// The counters may come from another process (shared memory, a peer's snapshot):
@@ -275,8 +247,13 @@ pub struct ProgramSnapshot {
 mod tests {
     use super::*;
 
-    fn words() -> Vec<AtomicU64> {
-        (0..=HISTOGRAM_BUCKETS).map(|_| AtomicU64::new(0)).collect()
+    /// Bucket counters of these durations (what the actor's writer counts).
+    fn of(durations: &[u64]) -> Histogram {
+        let mut b = vec![0u64; HISTOGRAM_BUCKETS];
+        for &d in durations {
+            b[bucket_of(d)] += 1;
+        }
+        Histogram::from_buckets(b, durations.iter().copied().max().unwrap_or(0))
     }
 
     #[test]
@@ -292,14 +269,10 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_the_buckets_and_never_exceed_the_max() {
-        let w = words();
         // 98 fast (~1 µs), 2 slow (~1 ms)
-        for _ in 0..98 {
-            record_duration(&w, 1_000);
-        }
-        record_duration(&w, 1_000_000);
-        record_duration(&w, 1_500_000);
-        let h = Histogram::read(&w);
+        let mut d = vec![1_000; 98];
+        d.extend([1_000_000, 1_500_000]);
+        let h = of(&d);
         assert_eq!(h.count, 100);
         assert_eq!(h.max_ns, 1_500_000);
         assert_eq!(h.p50_ns, 1023);
@@ -307,18 +280,15 @@ mod tests {
         // the 99th of 100 is the first slow one: the upper edge of its bucket
         // [2^19, 2^20), within a factor of two of it
         assert_eq!(h.p99_ns, (1 << 20) - 1);
-        let one = words();
-        record_duration(&one, 700);
-        let h = Histogram::read(&one);
+        let h = of(&[700]);
         assert_eq!((h.p50_ns, h.p99_ns, h.max_ns), (700, 700, 700));
     }
 
     #[test]
-    fn an_empty_or_short_histogram_reads_as_zero() {
-        assert_eq!(Histogram::read(&words()).count, 0);
-        let short: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(5)).collect();
-        record_duration(&short, 10);
-        assert_eq!(Histogram::read(&short), Histogram::default());
+    fn an_empty_histogram_reads_as_zero() {
+        let h = Histogram::from_buckets(vec![0; HISTOGRAM_BUCKETS], 0);
+        assert_eq!((h.count, h.p50_ns, h.p99_ns, h.max_ns), (0, 0, 0, 0));
+        assert_eq!(Histogram::from_buckets(Vec::new(), 0).count, 0);
     }
 
     #[test]
