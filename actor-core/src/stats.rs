@@ -167,7 +167,8 @@ pub struct ChildSnapshot {
 pub struct SupervisorSnapshot {
     /// Its name.
     pub name: String,
-    /// The process it runs in.
+    /// The process it runs in; 0 for a child supervisor that is not running now
+    /// (starting, restarting or ended: it has no process).
     pub pid: u32,
     /// `OneForOne`, `OneForAll` or `RestForOne`.
     pub strategy: String,

@@ -116,6 +116,7 @@ pub(super) fn child_snapshot(u: &dyn Unit, m: u32) -> ChildSnapshot {
     }
 }
 
+/// A child supervisor's tree as its parent reads it (`pid` 0 when it is not running).
 fn subtree_snapshot(t: SubTree<'_>, pid: Option<u32>, state: ActorState) -> SupervisorSnapshot {
     let mut children = Vec::new();
     for u in &t.children {

@@ -35,7 +35,7 @@ pub(super) fn render_children(out: &mut String, prefix: &str, children: &[ChildS
 
 fn render_line(out: &mut String, prefix: &str, last: bool, c: &ChildSnapshot) {
     let pid = c.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
-    let mut kind = if c.supervisor.is_some() || c.kind == crate::stats::ChildKind::Supervisor {
+    let mut kind = if c.kind == crate::stats::ChildKind::Supervisor {
         " (supervisor)".to_string()
     } else {
         format!("  mailbox {}", c.mailbox_len)
