@@ -4,9 +4,12 @@
 //! A child supervisor runs in its own process, but its children's units (their mailbox
 //! groups: pid, state, restarts, statistics) are shared memory that this process holds
 //! too (they were made here and travelled to it): its subtree is read here, directly,
-//! with no request to its process. So a snapshot never waits for another process and
-//! works with the observe socket turned off. What only the child supervisor's process
-//! knows (whether it gave up, for one) shows as its state as a child instead.
+//! with no request to its process. So a snapshot sends no request to another process
+//! and works with the observe socket turned off. It does take the supervisor's state
+//! lock (briefly, to copy the list of children), and a (re)start of a child holds that
+//! lock while the child's process is started: a snapshot taken then waits for that
+//! start. What only the child supervisor's process knows (whether it gave up, for one)
+//! shows as its state as a child instead.
 
 use super::running::Supervisor;
 use super::state::{Shared, Status};
@@ -23,9 +26,10 @@ impl Supervisor {
     /// memory and CPU; child supervisors with their own children, recursively.
     ///
     /// A child supervisor's subtree is read from the shared memory of its children's
-    /// mailboxes (see the module source): no request to its process, so this never
-    /// waits on another process. Its `status` is then its state as a child
-    /// (`starting`, `running`, `restarting`, `ended`).
+    /// mailboxes (see the module source): no request to its process. Its `status` is
+    /// then its state as a child (`starting`, `running`, `restarting`, `ended`). The
+    /// supervisor's state lock is taken to copy the list of children: a snapshot taken
+    /// while a child is being (re)started waits for that start to finish.
     ///
     /// # Examples
     ///
