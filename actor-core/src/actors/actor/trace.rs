@@ -63,15 +63,29 @@ fn mint(pid: u32) -> u64 {
     (z ^ (z >> 31)) | 1
 }
 
-/// Runs `f` (the actor's `handle`) inside an `actor.handle` span, child of the remote
-/// context, with the trace id carried on to what it sends.
-pub(crate) fn in_span<R>(
+/// The actor's `handle` running in a trace: the entered `actor.handle` span, and this
+/// thread's trace id set to the message's (put back when dropped).
+pub(crate) struct Handling {
+    before: u64,
+    _span: tracing::span::EnteredSpan,
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        // (then the span is exited: fields drop after this)
+        CURRENT.with(|c| c.set(self.before));
+    }
+}
+
+/// Enters an `actor.handle` span, child of the remote context, with the trace id
+/// carried on to what the actor sends until the guard is dropped. `actor` is borrowed
+/// only while the span is made (its field is recorded then).
+pub(crate) fn enter(
     ctx: &TraceCtx,
     actor: &str,
     msg: &'static str,
     kind: &'static str,
-    f: impl FnOnce() -> R,
-) -> R {
+) -> Handling {
     let span = tracing::info_span!(
         target: "procactor::actor",
         "actor.handle",
@@ -82,14 +96,9 @@ pub(crate) fn in_span<R>(
         parent_span = ctx.span_id,
         parent_pid = ctx.pid,
     );
-    let _entered = span.enter();
-    let before = CURRENT.with(|c| c.replace(ctx.trace_id));
-    struct Restore(u64);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.with(|c| c.set(self.0));
-        }
+    let _span = span.entered();
+    Handling {
+        before: CURRENT.with(|c| c.replace(ctx.trace_id)),
+        _span,
     }
-    let _restore = Restore(before);
-    f()
 }
