@@ -6,8 +6,8 @@
 //! depending on what this machine's processes hold.
 
 pub use crate::sys::observe::{
-    clock_ticks_per_second, connect_abstract, effective_uid, listen_abstract, monotonic_ns,
-    peer_uid,
+    clock_ticks_per_second, connect_abstract, connect_abstract_within, effective_uid,
+    listen_abstract, monotonic_ns, peer_uid,
 };
 use std::io;
 
@@ -156,6 +156,44 @@ mod tests {
         assert_eq!(&b, b"hi");
         drop((l, s, c));
         let e = connect_abstract(&name).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_connect_to_a_full_backlog_gives_up_in_time() {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let name = format!("procactor-test-observe-full-{}", std::process::id());
+        // a listener that accepts nothing, with the smallest backlog (one pending
+        // connection fits; the next waits)
+        let l = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(
+            &l,
+            &SocketAddrUnix::new_abstract_name(name.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        rustix::net::listen(&l, 0).unwrap();
+        let timeout = std::time::Duration::from_millis(200);
+        let mut kept = Vec::new();
+        let started = std::time::Instant::now();
+        let e = loop {
+            match connect_abstract_within(&name, timeout) {
+                Ok(c) => kept.push(c),
+                Err(e) => break e,
+            }
+            assert!(kept.len() < 64, "the backlog never filled");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        // (generous: the waits are each 200 ms, a loaded machine adds to them)
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+        drop(l);
+        let e = connect_abstract_within(&name, timeout).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
     }
 }

@@ -82,7 +82,14 @@ pub enum ObserveError {
 /// assert!(matches!(e, ObserveError::NoServer { .. }), "{e}");
 /// ```
 pub fn fetch(pid: u32, timeout: Duration) -> Result<ProgramSnapshot, ObserveError> {
-    Observer::connect(pid)?.snapshot(timeout)
+    let deadline = Instant::now() + timeout;
+    let timed_out = |e| match e {
+        ObserveError::Timeout { pid, .. } => ObserveError::Timeout { pid, timeout },
+        e => e,
+    };
+    let mut o = Observer::connect(pid, timeout).map_err(timed_out)?;
+    o.snapshot(deadline.saturating_duration_since(Instant::now()))
+        .map_err(timed_out)
 }
 
 /// A connection to a program's observe socket, kept for repeated snapshots (what a
@@ -95,13 +102,16 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Connects to the observe socket of the program running as `pid`.
+    /// Connects to the observe socket of the program running as `pid`, waiting at most
+    /// `timeout` (a program that is stopped, or too busy to accept, with a full backlog
+    /// of pending connections would otherwise keep the caller waiting for ever).
     ///
     /// # Errors
     ///
-    /// [`ObserveError::NoServer`] when nothing listens there.
-    pub fn connect(pid: u32) -> Result<Observer, ObserveError> {
-        match sys::connect_abstract(&socket_name(pid)) {
+    /// [`ObserveError::NoServer`] when nothing listens there,
+    /// [`ObserveError::Timeout`] when the connection was not taken within `timeout`.
+    pub fn connect(pid: u32, timeout: Duration) -> Result<Observer, ObserveError> {
+        match sys::connect_abstract_within(&socket_name(pid), timeout) {
             Ok(stream) => Ok(Observer {
                 pid,
                 stream,
@@ -114,6 +124,14 @@ impl Observer {
                 ) =>
             {
                 Err(ObserveError::NoServer { pid })
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Err(ObserveError::Timeout { pid, timeout })
             }
             Err(source) => Err(ObserveError::Io { pid, source }),
         }

@@ -5,6 +5,7 @@ use rustix::fd::AsFd;
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::time::Duration;
 
 /// Listens on the abstract Unix socket `name` (no file: the name lives in the network
 /// namespace, and is gone when the last descriptor on it is closed).
@@ -17,6 +18,37 @@ pub fn listen_abstract(name: &str) -> io::Result<UnixListener> {
 pub fn connect_abstract(name: &str) -> io::Result<UnixStream> {
     let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
     UnixStream::connect_addr(&addr)
+}
+
+/// Connects to the abstract Unix socket `name`, waiting at most `timeout` (at least a
+/// microsecond) when its listener's backlog is full: a listener that accepts nothing
+/// (a stopped program) makes a plain `connect` wait for ever. `WouldBlock` when the time
+/// ran out, `ConnectionRefused` when nobody listens.
+///
+/// The send timeout (`SO_SNDTIMEO`, which bounds a Unix stream `connect` too) is set
+/// before the connect and stays on the stream: set it again before writing.
+pub fn connect_abstract_within(name: &str, timeout: Duration) -> io::Result<UnixStream> {
+    use rustix::net::{sockopt, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    sockopt::set_socket_timeout(
+        &fd,
+        sockopt::Timeout::Send,
+        Some(timeout.max(Duration::from_micros(1))),
+    )?;
+    let addr = SocketAddrUnix::new_abstract_name(name.as_bytes())?;
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => return Ok(UnixStream::from(fd)),
+            // (a signal: the kernel keeps no half-made Unix connection, so try again)
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The effective uid of the process at the other end of a connected Unix socket, as the
