@@ -53,6 +53,14 @@ pub enum ObserveError {
         /// What was wrong with it.
         reason: String,
     },
+    /// An earlier request on this [`Observer`] failed: its connection may hold the
+    /// late answer to it, which would be taken for the next one, so it is not used
+    /// again. Connect again.
+    #[error("an earlier request to pid {pid} failed on this connection: connect again")]
+    Broken {
+        /// The pid asked for.
+        pid: u32,
+    },
     /// Any other failure of the connection.
     #[error("observing pid {pid} failed: {source}")]
     Io {
@@ -99,6 +107,8 @@ pub struct Observer {
     pid: u32,
     stream: UnixStream,
     answered: bool,
+    /// A request failed: the connection is out of step (see [`ObserveError::Broken`]).
+    broken: bool,
 }
 
 impl Observer {
@@ -116,6 +126,7 @@ impl Observer {
                 pid,
                 stream,
                 answered: false,
+                broken: false,
             }),
             Err(e)
                 if matches!(
@@ -143,12 +154,23 @@ impl Observer {
     }
 
     /// Asks for a snapshot and waits at most `timeout` for it. After an error the
-    /// connection is of no further use: connect again.
+    /// connection is of no further use: every later call returns
+    /// [`ObserveError::Broken`] (a late answer to the failed request must not be taken
+    /// for the next one); connect again.
     ///
     /// # Errors
     ///
-    /// As [`fetch`].
+    /// As [`fetch`], and [`ObserveError::Broken`] after an error.
     pub fn snapshot(&mut self, timeout: Duration) -> Result<ProgramSnapshot, ObserveError> {
+        if self.broken {
+            return Err(ObserveError::Broken { pid: self.pid });
+        }
+        let r = self.ask(timeout);
+        self.broken = r.is_err();
+        r
+    }
+
+    fn ask(&mut self, timeout: Duration) -> Result<ProgramSnapshot, ObserveError> {
         let pid = self.pid;
         let deadline = Instant::now() + timeout;
         let io_err = |e: io::Error, answered: bool| match e.kind() {
@@ -216,5 +238,47 @@ impl Observer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply_bytes() -> Vec<u8> {
+        let mut body = Vec::new();
+        ciborium::into_writer(&ProgramSnapshot::default(), &mut body).unwrap();
+        let mut out = (body.len() as u32).to_le_bytes().to_vec();
+        out.extend(body);
+        out
+    }
+
+    #[test]
+    fn a_late_answer_is_not_taken_for_the_next_one() {
+        let (stream, mut server) = UnixStream::pair().unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut o = Observer {
+            pid: 7,
+            stream,
+            answered: false,
+            broken: false,
+        };
+        // served in time: fine, and asked again on the same connection
+        let mut req = [0u8; 9];
+        server.write_all(&reply_bytes()).unwrap();
+        o.snapshot(Duration::from_secs(10)).unwrap();
+        server.read_exact(&mut req).unwrap();
+        assert_eq!(&req, REQUEST);
+        // not answered in time: a timeout; the answer comes late
+        let e = o.snapshot(Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(e, ObserveError::Timeout { pid: 7, .. }), "{e}");
+        server.read_exact(&mut req).unwrap();
+        server.write_all(&reply_bytes()).unwrap();
+        // the next request is refused rather than answered with the late reply
+        let e = o.snapshot(Duration::from_secs(10)).unwrap_err();
+        assert!(matches!(e, ObserveError::Broken { pid: 7 }), "{e}");
+        assert!(e.to_string().contains("connect again"), "{e}");
     }
 }
