@@ -336,6 +336,35 @@ fn another_user_is_refused() {
     });
 }
 
+#[test]
+fn a_process_squatting_another_ones_socket_name_is_not_believed() {
+    watchdog(60, || {
+        // this process takes the name of a child's observe socket, and never answers
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let addr = SocketAddr::from_abstract_name(observe::socket_name(pid).as_bytes()).unwrap();
+        let squat = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+        let t = Instant::now();
+        let e = observe::fetch(pid, T).unwrap_err();
+        assert!(
+            matches!(e, ObserveError::Refused { pid: p } if p == pid),
+            "{e}"
+        );
+        // (refused at connect, not after waiting for an answer)
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        // and nothing was sent to the squatter
+        let (mut c, _) = squat.accept().unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(c.read(&mut buf).unwrap(), 0);
+        let _ = child.kill();
+        let _ = child.wait();
+    });
+}
+
 fn procactor_transports_euid() -> u32 {
     // (the test's own reading of its euid, not the library's)
     std::fs::read_to_string("/proc/self/status")

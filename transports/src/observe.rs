@@ -7,7 +7,7 @@
 
 pub use crate::sys::observe::{
     clock_ticks_per_second, connect_abstract, connect_abstract_within, effective_uid,
-    listen_abstract, monotonic_ns, peer_uid,
+    listen_abstract, monotonic_ns, peer_cred, peer_uid,
 };
 use std::io;
 
@@ -150,6 +150,15 @@ mod tests {
         let mut c = connect_abstract(&name).unwrap();
         let (mut s, _) = l.accept().unwrap();
         assert_eq!(peer_uid(&s).unwrap(), effective_uid());
+        // (both ends are this process)
+        assert_eq!(
+            peer_cred(&c).unwrap(),
+            (std::process::id(), effective_uid())
+        );
+        assert_eq!(
+            peer_cred(&s).unwrap(),
+            (std::process::id(), effective_uid())
+        );
         c.write_all(b"hi").unwrap();
         let mut b = [0u8; 2];
         s.read_exact(&mut b).unwrap();

@@ -28,10 +28,12 @@ pub enum ObserveError {
     },
     /// The program closed the connection without answering: the observer runs as
     /// another user (only the same user may observe a program), or the program already
-    /// serves as many observers as it takes.
+    /// serves as many observers as it takes. Also when the socket's listener is not
+    /// process `pid` of this user (another process took the name): nothing is asked.
     #[error(
         "pid {pid} refused to be observed: only the same user may observe a program \
-         (or it serves as many observers as it takes already)"
+         (or it serves as many observers as it takes already, or its socket is held by \
+         another process)"
     )]
     Refused {
         /// The pid asked for.
@@ -122,6 +124,9 @@ impl Observer {
     /// [`ObserveError::Timeout`] when the connection was not taken within `timeout`.
     pub fn connect(pid: u32, timeout: Duration) -> Result<Observer, ObserveError> {
         match sys::connect_abstract_within(&socket_name(pid), timeout) {
+            Ok(stream) if !peer_is(sys::peer_cred(&stream), pid, sys::effective_uid()) => {
+                Err(ObserveError::Refused { pid })
+            }
             Ok(stream) => Ok(Observer {
                 pid,
                 stream,
@@ -241,9 +246,31 @@ impl Observer {
     }
 }
 
+/// Whether the listener at the other end (`(pid, uid)` from `SO_PEERCRED`) is process
+/// `pid` of user `own`: an abstract name can be taken by anyone, so a process that
+/// squats another's name must not be believed (nor sent anything).
+fn peer_is(peer: io::Result<(u32, u32)>, pid: u32, own: u32) -> bool {
+    matches!(peer, Ok(p) if p == (pid, own))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_asked_process_of_this_user_is_believed() {
+        assert!(peer_is(Ok((42, 1000)), 42, 1000));
+        assert!(!peer_is(Ok((43, 1000)), 42, 1000), "another process");
+        assert!(!peer_is(Ok((42, 0)), 42, 1000), "another user");
+        assert!(!peer_is(Err(io::ErrorKind::Other.into()), 42, 1000));
+        // a connection to this process's own socket pair is this process
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(peer_is(
+            sys::peer_cred(&a),
+            std::process::id(),
+            sys::effective_uid()
+        ));
+    }
 
     fn reply_bytes() -> Vec<u8> {
         let mut body = Vec::new();

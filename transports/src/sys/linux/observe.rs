@@ -59,6 +59,14 @@ pub fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
         .as_raw())
 }
 
+/// The pid and effective uid of the process at the other end of a connected Unix
+/// socket, as the kernel recorded them when the connection was made (`SO_PEERCRED`;
+/// for a client, those of the process that made the listening socket listen).
+pub fn peer_cred(stream: &UnixStream) -> io::Result<(u32, u32)> {
+    let c = rustix::net::sockopt::socket_peercred(stream.as_fd())?;
+    Ok((c.pid.as_raw_pid() as u32, c.uid.as_raw()))
+}
+
 /// This process's effective uid.
 pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
