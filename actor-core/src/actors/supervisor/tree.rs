@@ -8,9 +8,10 @@ impl Supervisor {
     /// The live tree as text, `pstree`-like: every child with its pid, state, restarts,
     /// mailbox length and (once it has handled messages) how many and its p99 handle
     /// time; child supervisors with their own children below them. It renders
-    /// [`snapshot`](Supervisor::snapshot).
+    /// [`snapshot`](Supervisor::snapshot), without the children's memory and CPU (not
+    /// drawn, so not read from `/proc`).
     pub fn tree(&self) -> String {
-        render(&self.snapshot())
+        render(&self.shared.snapshot_with(false))
     }
 }
 
