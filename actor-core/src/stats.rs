@@ -214,7 +214,8 @@ pub struct PoolWorkerSnapshot {
     pub usage: Option<ProcessUsage>,
 }
 
-/// A [`Pool`](crate::Pool) of this program.
+/// A [`Pool`](crate::Pool) of this program (none is listed yet: see
+/// [`ProgramSnapshot::pools`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSnapshot {
     /// Its name (`pool-<n>` unless given one).
@@ -238,7 +239,8 @@ pub struct ProgramSnapshot {
     pub usage: Option<ProcessUsage>,
     /// Its supervisors (the ones created in this process), oldest first.
     pub supervisors: Vec<SupervisorSnapshot>,
-    /// Its pools.
+    /// Its pools: empty for now (a [`Pool`](crate::Pool) counts no statistics of its
+    /// own yet, and is not listed).
     pub pools: Vec<PoolSnapshot>,
     /// Its named queues.
     pub queues: Vec<QueueSnapshot>,

@@ -20,7 +20,7 @@ pub enum ObserveError {
     #[error(
         "no observe server for pid {pid}: no such process, not a procactor program, \
          observing turned off (PROCACTOR_OBSERVE=0), or it has made nothing observable \
-         (a supervisor, a pool, a named queue) yet"
+         (a supervisor, a named queue) yet"
     )]
     NoServer {
         /// The pid asked for.

@@ -6,8 +6,11 @@
 //!
 //! Every [`Supervisor`](crate::Supervisor) built in this process (oldest first, with
 //! its whole tree: child supervisors, pools of actors as their members, each actor's
-//! statistics), every [`Pool`](crate::Pool), every named [`Queue`](crate::Queue), and
-//! the process's own memory and CPU. The types are in [`crate::stats`].
+//! statistics), every named [`Queue`](crate::Queue), and the process's own memory and
+//! CPU. The types are in [`crate::stats`]. A process [`Pool`](crate::Pool) is not
+//! observed yet: it counts no statistics of its own, so
+//! [`ProgramSnapshot::pools`](crate::stats::ProgramSnapshot::pools) is empty (the type
+//! is there for viewers, and for when it does).
 //!
 //! Memory and CPU come from `/proc/<pid>`: USS (private clean + private dirty pages of
 //! `smaps_rollup`: what the process alone holds) and PSS rather than RSS, which counts
@@ -19,7 +22,7 @@
 //! A program serves its snapshot on the abstract Unix stream socket named
 //! `procactor-observe-<pid>` ([`socket_name`]; abstract: no file, gone with the
 //! process). One thread serves it, started when the process makes its first observable
-//! thing (a supervisor, a pool, a named queue) — not at [`init`](crate::init), so that
+//! thing (a supervisor or a named queue) — not at [`init`](crate::init), so that
 //! processes with nothing to show start no thread — and ended when the last one is
 //! dropped. `PROCACTOR_OBSERVE=0` (also `false`, `off`, `no`) in the environment turns
 //! it off: [`fetch`] then reports [`ObserveError::NoServer`].
@@ -72,8 +75,7 @@ mod registry;
 mod server;
 
 pub use client::{fetch, ObserveError, Observer, MAX_REPLY};
-#[allow(unused_imports)] // (the pool and queue sources come with their counters)
-pub(crate) use registry::{PoolSource, QueueSource, Source, SupervisorSource};
+pub(crate) use registry::{QueueSource, Source, SupervisorSource};
 pub(crate) use server::{register, Registration};
 pub use server::{IDLE, MAX_CONNECTIONS, WRITE_LIMIT};
 
@@ -115,7 +117,8 @@ fn observing_on(v: &str) -> bool {
     )
 }
 
-/// This process now: its supervisors (oldest first), pools, named queues and usage.
+/// This process now: its supervisors (oldest first), named queues and usage (no pools
+/// yet: see the module's docs).
 ///
 /// # Examples
 ///

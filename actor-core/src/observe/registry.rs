@@ -1,5 +1,5 @@
-//! What this process has that can be observed: its supervisors, pools and named
-//! queues, each registered by the layer that made it, for as long as it lives.
+//! What this process has that can be observed: its supervisors and named queues,
+//! each registered by the layer that made it, for as long as it lives.
 
 use crate::stats::{PoolSnapshot, QueueSnapshot, SupervisorSnapshot};
 use std::sync::{Mutex, MutexGuard, Weak};
@@ -9,7 +9,9 @@ pub(crate) trait SupervisorSource: Send + Sync {
     fn snapshot(&self) -> SupervisorSnapshot;
 }
 
-/// A [`Pool`](crate::Pool) of this process.
+/// A [`Pool`](crate::Pool) of this process. Nothing implements it yet: it waits for
+/// the pool's statistics (tasks, errors, restarts, task time per worker in the pool's
+/// cells), which are not counted; until then `ProgramSnapshot::pools` stays empty.
 pub(crate) trait PoolSource: Send + Sync {
     fn snapshot(&self) -> PoolSnapshot;
 }
@@ -19,7 +21,7 @@ pub(crate) trait QueueSource: Send + Sync {
     fn snapshot(&self) -> QueueSnapshot;
 }
 
-// (pools register once they count what they show)
+// (`Pool`: no pool registers yet, see `PoolSource`)
 #[allow(dead_code)]
 pub(crate) enum Source {
     Supervisor(Weak<dyn SupervisorSource>),
