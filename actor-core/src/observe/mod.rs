@@ -24,7 +24,9 @@
 //! process). One thread serves it, started when the process makes its first observable
 //! thing (a supervisor or a named queue) — not at [`init`](crate::init), so that
 //! processes with nothing to show start no thread — and ended when the last one is
-//! dropped. `PROCACTOR_OBSERVE=0` (also `false`, `off`, `no`) in the environment turns
+//! dropped (that last drop waits for the thread to end: up to
+//! [`WRITE_LIMIT`] when it is writing a reply to a client that does not read).
+//! `PROCACTOR_OBSERVE=0` (also `false`, `off`, `no`) in the environment turns
 //! it off: [`fetch`] then reports [`ObserveError::NoServer`].
 //!
 //! Protocol: the client writes the 9 bytes `snapshot\n`; the server answers a `u32`

@@ -73,6 +73,11 @@ pub(crate) fn serving() -> bool {
 /// registry is empty the server ends (so that a program with nothing observable left
 /// is back to its own threads: `StartMethod::Fork` needs a single-threaded process to
 /// make its zygote).
+///
+/// That last drop joins the server thread, which sees the wake-up between replies: if
+/// it is writing a reply to a client that does not read, the drop (a `Supervisor`'s
+/// or a named queue's) waits until the write gives up, at most [`WRITE_LIMIT`] (plus
+/// the time to take one snapshot).
 pub(crate) struct Registration {
     id: u64,
 }
