@@ -106,17 +106,10 @@ pub(crate) struct ObserveSettings {
 impl ObserveSettings {
     pub(crate) fn from_env() -> ObserveSettings {
         ObserveSettings {
-            enabled: std::env::var(OBSERVE_ENV).map_or(true, |v| observing_on(&v)),
+            enabled: !std::env::var(OBSERVE_ENV)
+                .is_ok_and(|v| procactor_transports::spin::turns_off(&v)),
         }
     }
-}
-
-/// Whether a value of [`OBSERVE_ENV`] leaves observing on.
-fn observing_on(v: &str) -> bool {
-    !matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "0" | "false" | "off" | "no"
-    )
 }
 
 /// This process now: its supervisors (oldest first), named queues and usage (no pools
@@ -163,16 +156,6 @@ pub(crate) fn usage(pid: Option<u32>) -> Option<ProcessUsage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn observing_is_off_only_when_asked() {
-        for off in ["0", "false", "OFF", " no ", "False"] {
-            assert!(!observing_on(off), "{off}");
-        }
-        for on in ["1", "true", "yes", "", "on"] {
-            assert!(observing_on(on), "{on}");
-        }
-    }
 
     #[test]
     fn only_a_peer_of_the_same_uid_is_served() {
