@@ -46,14 +46,16 @@ pub fn parse_smaps_rollup(text: &str) -> Option<(u64, u64)> {
 
 /// `utime + stime` in clock ticks (fields 14 and 15) from the text of `/proc/<pid>/stat`.
 /// The command name (field 2, in parentheses) may hold spaces and parentheses itself:
-/// the fields are counted after its *last* closing parenthesis.
+/// the fields are counted after its *last* closing parenthesis (by the crate's one
+/// `stat` field reader).
 pub fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
-    let rest = &text[text.rfind(')')? + 1..];
-    // after ")": field 3 (state) is the first
-    let mut f = rest.split_whitespace().skip(14 - 3);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    utime.checked_add(stime)
+    stat_cpu_ticks(text.as_bytes())
+}
+
+/// As [`parse_stat_cpu_ticks`], of the file's bytes (a command name need not be UTF-8).
+fn stat_cpu_ticks(stat: &[u8]) -> Option<u64> {
+    let field = |n| crate::sys::os::stat_field(stat, n)?.parse::<u64>().ok();
+    field(14)?.checked_add(field(15)?)
 }
 
 /// The memory and CPU of process `pid` (`None`: this process).
@@ -67,8 +69,11 @@ pub fn process_usage(pid: Option<u32>) -> io::Result<Usage> {
     let (uss_kib, pss_kib) =
         parse_smaps_rollup(&crate::sys::observe::read_proc(pid, "smaps_rollup")?)
             .ok_or_else(|| bad("smaps_rollup"))?;
-    let ticks = parse_stat_cpu_ticks(&crate::sys::observe::read_proc(pid, "stat")?)
-        .ok_or_else(|| bad("stat"))?;
+    let stat = match pid {
+        Some(p) => crate::sys::os::read_stat_file(&format!("/proc/{p}/stat"))?,
+        None => crate::sys::os::read_stat_file("/proc/self/stat")?,
+    };
+    let ticks = stat_cpu_ticks(&stat).ok_or_else(|| bad("stat"))?;
     let hz = clock_ticks_per_second().max(1);
     Ok(Usage {
         uss_kib,
@@ -109,6 +114,11 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks(text), Some(12));
         assert_eq!(parse_stat_cpu_ticks("42 (x) S 1"), None);
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        // a command name that is not UTF-8
+        assert_eq!(
+            stat_cpu_ticks(b"42 (\xff) S 1 42 42 0 -1 0 0 0 0 0 7 5 0"),
+            Some(12)
+        );
     }
 
     #[test]
