@@ -123,13 +123,20 @@ mod tests {
 
     #[test]
     fn this_process_has_usage_and_a_name() {
-        // burn a little CPU so that the figure is not trivially zero
+        // burn CPU so that the figure is not trivially zero: until the kernel counts a
+        // tick (60 ms of wall time gave less than one on a loaded 2-core machine), for at
+        // most 10 s
         let t = std::time::Instant::now();
         let mut x = 0u64;
-        while t.elapsed() < std::time::Duration::from_millis(60) {
-            x = x.wrapping_mul(31).wrapping_add(7);
+        while t.elapsed() < std::time::Duration::from_millis(60)
+            || (t.elapsed() < std::time::Duration::from_secs(10)
+                && process_usage(None).is_ok_and(|u| u.cpu_ms == 0))
+        {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(31).wrapping_add(7);
+            }
+            std::hint::black_box(x);
         }
-        std::hint::black_box(x);
         let u = process_usage(None).unwrap();
         assert!(u.uss_kib > 0 && u.pss_kib > 0, "{u:?}");
         assert!(u.cpu_ms > 0, "{u:?}");
