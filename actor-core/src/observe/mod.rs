@@ -31,7 +31,7 @@
 //!
 //! Protocol: the client writes the 9 bytes `snapshot\n`; the server answers a `u32`
 //! little-endian length, then that many bytes of CBOR of a
-//! [`ProgramSnapshot`](crate::stats::ProgramSnapshot); the client may ask again on the
+//! [`ProgramSnapshot`]; the client may ask again on the
 //! same connection ([`Observer`]).
 //!
 //! Threat model: the socket is reachable by every process of the machine's network
