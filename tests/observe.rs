@@ -309,7 +309,14 @@ fn another_user_is_refused() {
         let setpriv = std::path::Path::new("/usr/bin/setpriv");
         if !setpriv.exists() || procactor_transports_euid() != 0 {
             // (the uid check itself is unit-tested in procactor-core's observe module)
-            eprintln!("skipped: needs root and setpriv to run a client as another user");
+            // (written to the stderr descriptor itself, not with eprintln!: the test
+            // harness captures the macros' output of a passing test, so the skip would
+            // not show)
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED another_user_is_refused: needs root and /usr/bin/setpriv to run \
+                 a client as another user; nothing was checked"
+            );
             return;
         }
         let out = std::process::Command::new(setpriv)
@@ -333,6 +340,35 @@ fn another_user_is_refused() {
             observe::fetch(std::process::id(), T).is_ok()
         });
         drop(root);
+    });
+}
+
+#[test]
+fn a_process_squatting_another_ones_socket_name_is_not_believed() {
+    watchdog(60, || {
+        // this process takes the name of a child's observe socket, and never answers
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let addr = SocketAddr::from_abstract_name(observe::socket_name(pid).as_bytes()).unwrap();
+        let squat = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+        let t = Instant::now();
+        let e = observe::fetch(pid, T).unwrap_err();
+        assert!(
+            matches!(e, ObserveError::Refused { pid: p } if p == pid),
+            "{e}"
+        );
+        // (refused at connect, not after waiting for an answer)
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        // and nothing was sent to the squatter
+        let (mut c, _) = squat.accept().unwrap();
+        c.set_read_timeout(Some(T)).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(c.read(&mut buf).unwrap(), 0);
+        let _ = child.kill();
+        let _ = child.wait();
     });
 }
 

@@ -9,10 +9,11 @@
 //!
 //! A histogram of durations is kept as [`HISTOGRAM_BUCKETS`] counters, one per power of
 //! two of nanoseconds (bucket `b` counts durations in `[2^b, 2^(b+1))` ns, bucket 0 also
-//! takes 0 ns, the last bucket everything longer), plus the largest value seen. Writers
-//! add to the counters with relaxed atomics (no lock, no syscall); a reader copies them
-//! and gets quantiles to within a factor of two, which is what "is this actor's p99
-//! 10 µs or 10 ms" needs.
+//! takes 0 ns, the last bucket everything longer), plus the largest value seen. The one
+//! writer is the actor's process (`actors/actor/counters.rs`: relaxed atomics, no lock,
+//! no syscall); a reader copies the words (`Group::histogram`) and makes a [`Histogram`]
+//! with [`Histogram::from_buckets`]: quantiles to within a factor of two, which is what
+//! "is this actor's p99 10 µs or 10 ms" needs.
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,22 +26,6 @@ pub const HISTOGRAM_BUCKETS: usize = 40;
 pub fn bucket_of(ns: u64) -> usize {
     let b = 63 - (ns | 1).leading_zeros() as usize;
     b.min(HISTOGRAM_BUCKETS - 1)
-}
-
-/// Records one duration into histogram words laid out as [`HISTOGRAM_BUCKETS`] counters
-/// followed by one "largest so far" word (`words.len() == HISTOGRAM_BUCKETS + 1`; shorter
-/// slices record nothing). Relaxed atomics: a reader may see a count without the matching
-/// max for a moment, never a torn word.
-#[inline]
-pub fn record_duration(words: &[AtomicU64], ns: u64) {
-    if words.len() <= HISTOGRAM_BUCKETS {
-        return;
-    }
-    words[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
-    let max = &words[HISTOGRAM_BUCKETS];
-    if ns > max.load(Ordering::Relaxed) {
-        max.fetch_max(ns, Ordering::Relaxed);
-    }
 }
 
 /// One writer's increment of a counter in shared memory: a load and a store, no
@@ -84,30 +69,22 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Reads histogram words written by [`record_duration`].
-    pub fn read(words: &[AtomicU64]) -> Histogram {
-        if words.len() <= HISTOGRAM_BUCKETS {
-            return Histogram::default();
-        }
-        let buckets: Vec<u64> = words[..HISTOGRAM_BUCKETS]
-            .iter()
-            .map(|w| w.load(Ordering::Relaxed))
-            .collect();
-        Histogram::from_buckets(buckets, words[HISTOGRAM_BUCKETS].load(Ordering::Relaxed))
-    }
-
     /// The histogram of these bucket counts and this largest value.
+    ///
+    /// The counters may come from another process (shared memory, a peer's snapshot):
+    /// any words are accepted, sums saturate at `u64::MAX` rather than overflow.
     pub fn from_buckets(buckets: Vec<u64>, max_ns: u64) -> Histogram {
-        let count: u64 = buckets.iter().sum();
+        let count: u64 = buckets.iter().fold(0u64, |a, &n| a.saturating_add(n));
         let q = |p: u64| -> u64 {
             if count == 0 {
                 return 0;
             }
-            // the smallest bucket whose running total reaches p% of the count
-            let want = (count * p).div_ceil(100).max(1);
-            let mut seen = 0u64;
+            // the smallest bucket whose running total reaches p% of the count (in
+            // u128: `count * p` does not fit a u64 for counts near u64::MAX)
+            let want = (u128::from(count) * u128::from(p)).div_ceil(100).max(1);
+            let mut seen = 0u128;
             for (b, n) in buckets.iter().enumerate() {
-                seen += n;
+                seen += u128::from(*n);
                 if seen >= want {
                     let upper = if b >= 63 {
                         u64::MAX
@@ -213,7 +190,8 @@ pub struct ChildSnapshot {
 pub struct SupervisorSnapshot {
     /// Its name.
     pub name: String,
-    /// The process it runs in.
+    /// The process it runs in; 0 for a child supervisor that is not running now
+    /// (starting, restarting or ended: it has no process).
     pub pid: u32,
     /// `OneForOne`, `OneForAll` or `RestForOne`.
     pub strategy: String,
@@ -267,7 +245,8 @@ pub struct PoolWorkerSnapshot {
     pub usage: Option<ProcessUsage>,
 }
 
-/// A [`Pool`](crate::Pool) of this program.
+/// A [`Pool`](crate::Pool) of this program (none is listed yet: see
+/// [`ProgramSnapshot::pools`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSnapshot {
     /// Its name ([`PoolBuilder::name`](crate::PoolBuilder::name); default `pool-<n>`).
@@ -291,7 +270,8 @@ pub struct ProgramSnapshot {
     pub usage: Option<ProcessUsage>,
     /// Its supervisors (the ones created in this process), oldest first.
     pub supervisors: Vec<SupervisorSnapshot>,
-    /// Its pools.
+    /// Its pools: empty for now (a [`Pool`](crate::Pool) counts no statistics of its
+    /// own yet, and is not listed).
     pub pools: Vec<PoolSnapshot>,
     /// Its named queues.
     pub queues: Vec<QueueSnapshot>,
@@ -325,8 +305,13 @@ pub fn duration_text(ns: u64) -> String {
 mod tests {
     use super::*;
 
-    fn words() -> Vec<AtomicU64> {
-        (0..=HISTOGRAM_BUCKETS).map(|_| AtomicU64::new(0)).collect()
+    /// Bucket counters of these durations (what the actor's writer counts).
+    fn of(durations: &[u64]) -> Histogram {
+        let mut b = vec![0u64; HISTOGRAM_BUCKETS];
+        for &d in durations {
+            b[bucket_of(d)] += 1;
+        }
+        Histogram::from_buckets(b, durations.iter().copied().max().unwrap_or(0))
     }
 
     #[test]
@@ -342,14 +327,10 @@ mod tests {
 
     #[test]
     fn quantiles_come_from_the_buckets_and_never_exceed_the_max() {
-        let w = words();
         // 98 fast (~1 µs), 2 slow (~1 ms)
-        for _ in 0..98 {
-            record_duration(&w, 1_000);
-        }
-        record_duration(&w, 1_000_000);
-        record_duration(&w, 1_500_000);
-        let h = Histogram::read(&w);
+        let mut d = vec![1_000; 98];
+        d.extend([1_000_000, 1_500_000]);
+        let h = of(&d);
         assert_eq!(h.count, 100);
         assert_eq!(h.max_ns, 1_500_000);
         assert_eq!(h.p50_ns, 1023);
@@ -357,17 +338,30 @@ mod tests {
         // the 99th of 100 is the first slow one: the upper edge of its bucket
         // [2^19, 2^20), within a factor of two of it
         assert_eq!(h.p99_ns, (1 << 20) - 1);
-        let one = words();
-        record_duration(&one, 700);
-        let h = Histogram::read(&one);
+        let h = of(&[700]);
         assert_eq!((h.p50_ns, h.p99_ns, h.max_ns), (700, 700, 700));
     }
 
     #[test]
-    fn an_empty_or_short_histogram_reads_as_zero() {
-        assert_eq!(Histogram::read(&words()).count, 0);
-        let short: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(5)).collect();
-        record_duration(&short, 10);
-        assert_eq!(Histogram::read(&short), Histogram::default());
+    fn an_empty_histogram_reads_as_zero() {
+        let h = Histogram::from_buckets(vec![0; HISTOGRAM_BUCKETS], 0);
+        assert_eq!((h.count, h.p50_ns, h.p99_ns, h.max_ns), (0, 0, 0, 0));
+        assert_eq!(Histogram::from_buckets(Vec::new(), 0).count, 0);
+    }
+
+    #[test]
+    fn garbage_counters_saturate_instead_of_overflowing() {
+        let h = Histogram::from_buckets(vec![u64::MAX; HISTOGRAM_BUCKETS], u64::MAX);
+        assert_eq!(h.count, u64::MAX);
+        // half of the (saturated) count is reached in the first bucket
+        assert_eq!(h.p50_ns, 1);
+        assert_eq!(h.max_ns, u64::MAX);
+        let mut b = vec![0; HISTOGRAM_BUCKETS];
+        b[3] = u64::MAX;
+        b[30] = u64::MAX;
+        let h = Histogram::from_buckets(b, 5_000_000_000);
+        assert_eq!(h.count, u64::MAX);
+        assert_eq!(h.p50_ns, 15);
+        assert_eq!(h.p99_ns, 15);
     }
 }

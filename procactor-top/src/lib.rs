@@ -201,7 +201,7 @@ impl Source {
     fn ask(&mut self, timeout: Duration) -> Result<ProgramSnapshot, ObserveError> {
         let o = match &mut self.observer {
             Some(o) => o,
-            None => self.observer.insert(Observer::connect(self.pid)?),
+            None => self.observer.insert(Observer::connect(self.pid, timeout)?),
         };
         let r = o.snapshot(timeout);
         if r.is_err() {

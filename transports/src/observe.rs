@@ -6,8 +6,8 @@
 //! depending on what this machine's processes hold.
 
 pub use crate::sys::observe::{
-    clock_ticks_per_second, connect_abstract, effective_uid, listen_abstract, monotonic_ns,
-    peer_uid,
+    clock_ticks_per_second, connect_abstract, connect_abstract_within, effective_uid,
+    listen_abstract, monotonic_ns, peer_cred, peer_uid,
 };
 use std::io;
 
@@ -46,14 +46,16 @@ pub fn parse_smaps_rollup(text: &str) -> Option<(u64, u64)> {
 
 /// `utime + stime` in clock ticks (fields 14 and 15) from the text of `/proc/<pid>/stat`.
 /// The command name (field 2, in parentheses) may hold spaces and parentheses itself:
-/// the fields are counted after its *last* closing parenthesis.
+/// the fields are counted after its *last* closing parenthesis (by the crate's one
+/// `stat` field reader).
 pub fn parse_stat_cpu_ticks(text: &str) -> Option<u64> {
-    let rest = &text[text.rfind(')')? + 1..];
-    // after ")": field 3 (state) is the first
-    let mut f = rest.split_whitespace().skip(14 - 3);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    utime.checked_add(stime)
+    stat_cpu_ticks(text.as_bytes())
+}
+
+/// As [`parse_stat_cpu_ticks`], of the file's bytes (a command name need not be UTF-8).
+fn stat_cpu_ticks(stat: &[u8]) -> Option<u64> {
+    let field = |n| crate::sys::os::stat_field(stat, n)?.parse::<u64>().ok();
+    field(14)?.checked_add(field(15)?)
 }
 
 /// The memory and CPU of process `pid` (`None`: this process).
@@ -67,8 +69,11 @@ pub fn process_usage(pid: Option<u32>) -> io::Result<Usage> {
     let (uss_kib, pss_kib) =
         parse_smaps_rollup(&crate::sys::observe::read_proc(pid, "smaps_rollup")?)
             .ok_or_else(|| bad("smaps_rollup"))?;
-    let ticks = parse_stat_cpu_ticks(&crate::sys::observe::read_proc(pid, "stat")?)
-        .ok_or_else(|| bad("stat"))?;
+    let stat = match pid {
+        Some(p) => crate::sys::os::read_stat_file(&format!("/proc/{p}/stat"))?,
+        None => crate::sys::os::read_stat_file("/proc/self/stat")?,
+    };
+    let ticks = stat_cpu_ticks(&stat).ok_or_else(|| bad("stat"))?;
     let hz = clock_ticks_per_second().max(1);
     Ok(Usage {
         uss_kib,
@@ -109,17 +114,29 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks(text), Some(12));
         assert_eq!(parse_stat_cpu_ticks("42 (x) S 1"), None);
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
+        // a command name that is not UTF-8
+        assert_eq!(
+            stat_cpu_ticks(b"42 (\xff) S 1 42 42 0 -1 0 0 0 0 0 7 5 0"),
+            Some(12)
+        );
     }
 
     #[test]
     fn this_process_has_usage_and_a_name() {
-        // burn a little CPU so that the figure is not trivially zero
+        // burn CPU so that the figure is not trivially zero: until the kernel counts a
+        // tick (60 ms of wall time gave less than one on a loaded 2-core machine), for at
+        // most 10 s
         let t = std::time::Instant::now();
         let mut x = 0u64;
-        while t.elapsed() < std::time::Duration::from_millis(60) {
-            x = x.wrapping_mul(31).wrapping_add(7);
+        while t.elapsed() < std::time::Duration::from_millis(60)
+            || (t.elapsed() < std::time::Duration::from_secs(10)
+                && process_usage(None).is_ok_and(|u| u.cpu_ms == 0))
+        {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(31).wrapping_add(7);
+            }
+            std::hint::black_box(x);
         }
-        std::hint::black_box(x);
         let u = process_usage(None).unwrap();
         assert!(u.uss_kib > 0 && u.pss_kib > 0, "{u:?}");
         assert!(u.cpu_ms > 0, "{u:?}");
@@ -150,12 +167,59 @@ mod tests {
         let mut c = connect_abstract(&name).unwrap();
         let (mut s, _) = l.accept().unwrap();
         assert_eq!(peer_uid(&s).unwrap(), effective_uid());
+        // (both ends are this process)
+        assert_eq!(
+            peer_cred(&c).unwrap(),
+            (std::process::id(), effective_uid())
+        );
+        assert_eq!(
+            peer_cred(&s).unwrap(),
+            (std::process::id(), effective_uid())
+        );
         c.write_all(b"hi").unwrap();
         let mut b = [0u8; 2];
         s.read_exact(&mut b).unwrap();
         assert_eq!(&b, b"hi");
         drop((l, s, c));
         let e = connect_abstract(&name).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn a_connect_to_a_full_backlog_gives_up_in_time() {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let name = format!("procactor-test-observe-full-{}", std::process::id());
+        // a listener that accepts nothing, with the smallest backlog (one pending
+        // connection fits; the next waits)
+        let l = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        rustix::net::bind(
+            &l,
+            &SocketAddrUnix::new_abstract_name(name.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        rustix::net::listen(&l, 0).unwrap();
+        let timeout = std::time::Duration::from_millis(200);
+        let mut kept = Vec::new();
+        let started = std::time::Instant::now();
+        let e = loop {
+            match connect_abstract_within(&name, timeout) {
+                Ok(c) => kept.push(c),
+                Err(e) => break e,
+            }
+            assert!(kept.len() < 64, "the backlog never filled");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "{e}");
+        // (generous: the waits are each 200 ms, a loaded machine adds to them)
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+        drop(l);
+        let e = connect_abstract_within(&name, timeout).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
     }
 }

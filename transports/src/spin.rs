@@ -73,8 +73,17 @@ fn nanos_since_epoch(t: Instant) -> u64 {
     u64::try_from(t.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Whether `value` (of `PROCACTOR_SPIN`) turns spinning off.
-fn turns_off(value: &str) -> bool {
+/// Whether the value of an on/off environment variable (`PROCACTOR_SPIN`,
+/// `PROCACTOR_OBSERVE`) turns its feature off: `0`, `false`, `off` or `no`, in any case,
+/// blanks around ignored. Anything else (empty too) leaves it on. The one rule for
+/// every such switch of procactor.
+///
+/// ```
+/// use procactor_transports::spin::turns_off;
+/// assert!(turns_off(" Off "));
+/// assert!(!turns_off("1") && !turns_off(""));
+/// ```
+pub fn turns_off(value: &str) -> bool {
     matches!(
         value.trim().to_ascii_lowercase().as_str(),
         "0" | "false" | "off" | "no"

@@ -6,8 +6,10 @@
 //!
 //! Every [`Supervisor`](crate::Supervisor) built in this process (oldest first, with
 //! its whole tree: child supervisors, pools of actors as their members, each actor's
-//! statistics), every [`Pool`](crate::Pool), every named [`Queue`](crate::Queue), and
-//! the process's own memory and CPU. The types are in [`crate::stats`].
+//! statistics), every [`Pool`](crate::Pool) (its workers' tasks, panics, restarts and
+//! chunk times, counted by the workers in shared memory), every named
+//! [`Queue`](crate::Queue), and the process's own memory and CPU. The types are in
+//! [`crate::stats`].
 //!
 //! Memory and CPU come from `/proc/<pid>`: USS (private clean + private dirty pages of
 //! `smaps_rollup`: what the process alone holds) and PSS rather than RSS, which counts
@@ -19,14 +21,16 @@
 //! A program serves its snapshot on the abstract Unix stream socket named
 //! `procactor-observe-<pid>` ([`socket_name`]; abstract: no file, gone with the
 //! process). One thread serves it, started when the process makes its first observable
-//! thing (a supervisor, a pool, a named queue) — not at [`init`](crate::init), so that
+//! thing (a supervisor or a named queue) — not at [`init`](crate::init), so that
 //! processes with nothing to show start no thread — and ended when the last one is
-//! dropped. `PROCACTOR_OBSERVE=0` (also `false`, `off`, `no`) in the environment turns
+//! dropped (that last drop waits for the thread to end: up to
+//! [`WRITE_LIMIT`] when it is writing a reply to a client that does not read).
+//! `PROCACTOR_OBSERVE=0` (also `false`, `off`, `no`) in the environment turns
 //! it off: [`fetch`] then reports [`ObserveError::NoServer`].
 //!
 //! Protocol: the client writes the 9 bytes `snapshot\n`; the server answers a `u32`
 //! little-endian length, then that many bytes of CBOR of a
-//! [`ProgramSnapshot`](crate::stats::ProgramSnapshot); the client may ask again on the
+//! [`ProgramSnapshot`]; the client may ask again on the
 //! same connection ([`Observer`]).
 //!
 //! Threat model: the socket is reachable by every process of the machine's network
@@ -48,8 +52,10 @@
 //! on), the sender's **span id** (its current span, as the sender's subscriber numbers
 //! it: meaningful in the sender's process only) and the sender's **pid**. They travel
 //! only when a subscriber is interested: no dispatcher ever set in the sender's process,
-//! no current span, or a disabled one, and nothing is added to the envelope (one atomic
-//! load per send).
+//! no current span, or a disabled one, and nothing is added to the envelope. With no
+//! subscriber ever set, this costs one atomic load per send; with one, a look-up of the
+//! current span through the dispatcher (no span clone or close) and, for a span
+//! outside any trace, a new trace id from a per-thread generator.
 //!
 //! In the actor's process, `handle` runs inside a span `actor.handle` (target
 //! `procactor::actor`) with the fields `actor` (its name), `msg` (the message type),
@@ -99,17 +105,10 @@ pub(crate) struct ObserveSettings {
 impl ObserveSettings {
     pub(crate) fn from_env() -> ObserveSettings {
         ObserveSettings {
-            enabled: std::env::var(OBSERVE_ENV).map_or(true, |v| observing_on(&v)),
+            enabled: !std::env::var(OBSERVE_ENV)
+                .is_ok_and(|v| procactor_transports::spin::turns_off(&v)),
         }
     }
-}
-
-/// Whether a value of [`OBSERVE_ENV`] leaves observing on.
-fn observing_on(v: &str) -> bool {
-    !matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "0" | "false" | "off" | "no"
-    )
 }
 
 /// This process now: its supervisors (oldest first), pools, named queues and usage.
@@ -155,16 +154,6 @@ pub(crate) fn usage(pid: Option<u32>) -> Option<ProcessUsage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn observing_is_off_only_when_asked() {
-        for off in ["0", "false", "OFF", " no ", "False"] {
-            assert!(!observing_on(off), "{off}");
-        }
-        for on in ["1", "true", "yes", "", "on"] {
-            assert!(observing_on(on), "{on}");
-        }
-    }
 
     #[test]
     fn only_a_peer_of_the_same_uid_is_served() {

@@ -1,5 +1,5 @@
-//! What this process has that can be observed: its supervisors, pools and named
-//! queues, each registered by the layer that made it, for as long as it lives.
+//! What this process has that can be observed: its supervisors and named queues,
+//! each registered by the layer that made it, for as long as it lives.
 
 use crate::stats::{PoolSnapshot, QueueSnapshot, SupervisorSnapshot};
 use std::sync::{Mutex, MutexGuard, Weak};

@@ -73,6 +73,11 @@ pub(crate) fn serving() -> bool {
 /// registry is empty the server ends (so that a program with nothing observable left
 /// is back to its own threads: `StartMethod::Fork` needs a single-threaded process to
 /// make its zygote).
+///
+/// That last drop joins the server thread, which sees the wake-up between replies: if
+/// it is writing a reply to a client that does not read, the drop (a `Supervisor`'s
+/// or a named queue's) waits until the write gives up, at most [`WRITE_LIMIT`] (plus
+/// the time to take one snapshot).
 pub(crate) struct Registration {
     id: u64,
 }
@@ -89,10 +94,20 @@ impl Drop for Registration {
                 std::mem::forget(s);
                 return;
             }
-            let mut wake = &s.wake;
-            let _ = wake.write_all(b"x");
-            let _ = s.thread.join();
+            stop(s);
         }
+    }
+}
+
+/// Wakes the server thread to end it and joins it, unless this *is* the server thread:
+/// a source's last `Arc` can be dropped there (a snapshot upgraded it and its owner let
+/// it go meanwhile), and a thread joining itself fails. It then returns to its loop,
+/// sees the wake-up and ends; its handle is dropped (detached).
+fn stop(s: Server) {
+    let mut wake = &s.wake;
+    let _ = wake.write_all(b"x");
+    if s.thread.thread().id() != std::thread::current().id() {
+        let _ = s.thread.join();
     }
 }
 
@@ -247,4 +262,37 @@ fn write_within(stream: &UnixStream, data: &[u8], deadline: Instant) -> bool {
         }
     }
     ok && stream.set_nonblocking(true).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn the_server_thread_stopping_itself_does_not_join_itself() {
+        // what happens when a source's last `Arc` is dropped on the server thread and
+        // the registry becomes empty: `stop` runs on the thread it stops
+        let (wake, wakee) = UnixStream::pair().unwrap();
+        let (give, take) = mpsc::channel::<Server>();
+        let (done, result) = mpsc::channel::<bool>();
+        let thread = std::thread::spawn(move || {
+            let s = take.recv().unwrap();
+            // (with a join of its own handle this panicked: no `done` then)
+            stop(s);
+            let mut b = [0u8; 1];
+            let woken = (&wakee).read(&mut b).is_ok_and(|n| n == 1) && b == *b"x";
+            let _ = done.send(woken);
+        });
+        give.send(Server {
+            pid: os::current_pid(),
+            wake,
+            thread,
+        })
+        .unwrap();
+        let woken = result
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stop() on the server's own thread returned");
+        assert!(woken, "the wake-up byte was written");
+    }
 }

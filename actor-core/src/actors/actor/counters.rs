@@ -25,8 +25,11 @@ thread_local! {
     static PICK: Cell<u32> = const { Cell::new(0) };
 }
 
-/// Whether this send is one of the `every` that is timed (`every >= 2`).
-fn picked(every: u64) -> bool {
+/// Whether this send is one of the `every` that is timed (`every >= 2`): `x`, uniform
+/// over `1..2^32`, times `every` is below `2^32` for `ceil(2^32 / every) - 1` of its
+/// values, one in `every` (a multiplication and a shift: no 64-bit division per send;
+/// both are below `2^32`, so the product fits in a `u64`).
+fn picked(every: u32) -> bool {
     PICK.with(|c| {
         let mut x = c.get();
         if x == 0 {
@@ -38,7 +41,7 @@ fn picked(every: u64) -> bool {
         x ^= x >> 17;
         x ^= x << 5;
         c.set(x);
-        u64::from(x) % every == 0
+        (u64::from(x) * u64::from(every)) >> 32 == 0
     })
 }
 
@@ -48,7 +51,8 @@ impl Group {
     #[inline]
     pub(crate) fn meta(&self) -> Meta {
         let every = self.word(cell::TIME_EVERY).load(Ordering::Relaxed);
-        let timed = every == 1 || (every > 1 && picked(every));
+        // (the word is written from a `u32`; anything larger saturates)
+        let timed = every == 1 || (every > 1 && picked(u32::try_from(every).unwrap_or(u32::MAX)));
         Meta {
             sent_ns: if timed { monotonic_ns() } else { 0 },
             trace: super::trace::current(),
@@ -141,5 +145,27 @@ impl Unwinding<'_> {
 impl Drop for Unwinding<'_> {
     fn drop(&mut self) {
         bump(self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::picked;
+
+    #[test]
+    fn one_send_in_every_is_picked() {
+        for every in [2u32, 16, 1000] {
+            let draws = 1u32 << 20;
+            let hits = (0..draws).filter(|_| picked(every)).count() as f64;
+            let expected = f64::from(draws) / f64::from(every);
+            // (binomial: the bound is over 10 standard deviations for every=1000)
+            assert!(
+                (hits - expected).abs() < expected * 0.1 + 10.0 * expected.sqrt(),
+                "every {every}: {hits} picked of {draws}, expected about {expected}"
+            );
+        }
+        // the largest `every` still picks some (x == 1 only), never a wrong overflow
+        let big = (0..1000).filter(|_| picked(u32::MAX)).count();
+        assert!(big <= 1, "{big}");
     }
 }

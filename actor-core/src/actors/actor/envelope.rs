@@ -13,8 +13,11 @@ use std::marker::PhantomData;
 /// a call's message is CBOR inside a byte string: its kind and number are read before
 /// the message, so a call whose message cannot be read is still answered (with an
 /// error) instead of leaving its caller without a reply. A message or call whose
-/// [`Meta`] says something carries it after the message: `[0, message, sent_ns]`,
-/// `[1, number, bytes, sent_ns]`.
+/// [`Meta`] says something carries it after the message: the stamp, then the trace
+/// context when there is one (`[trace_id, span_id, pid]`): `[0, message, sent_ns]`,
+/// `[1, number, bytes, sent_ns]`, `[0, message, sent_ns, [trace_id, span_id, pid]]`,
+/// `[1, number, bytes, sent_ns, [trace_id, span_id, pid]]` (`sent_ns` is 0 when only
+/// the context is carried).
 pub(crate) enum Envelope<M> {
     Msg(M, Meta),
     Call(u64, M, Meta),

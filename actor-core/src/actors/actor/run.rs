@@ -152,14 +152,10 @@ fn handle_envelope<A: ProcessActor>(
         Envelope::Msg(m, meta) => {
             let took = counters.took(&meta);
             let unwinding = counters.on_unwind();
-            let r = match &meta.trace {
-                None => actor.handle(m, ctx),
-                Some(t) => {
-                    let name = ctx.name.clone();
-                    trace::in_span(t, &name, type_name::<A::Msg>(), "send", || {
-                        actor.handle(m, ctx)
-                    })
-                }
+            let r = {
+                let _handling = (meta.trace.as_ref())
+                    .map(|t| trace::enter(t, &ctx.name, type_name::<A::Msg>(), "send"));
+                actor.handle(m, ctx)
             };
             unwinding.disarm();
             counters.handled(false, took);
@@ -170,15 +166,9 @@ fn handle_envelope<A: ProcessActor>(
         }
         Envelope::Call(n, m, meta) => {
             let took = counters.took(&meta);
-            match &meta.trace {
-                None => answer_call(actor, ctx, counters, took, in_call, replies, n, Ok(m)),
-                Some(t) => {
-                    let name = ctx.name.clone();
-                    trace::in_span(t, &name, type_name::<A::Msg>(), "call", || {
-                        answer_call(actor, ctx, counters, took, in_call, replies, n, Ok(m))
-                    })
-                }
-            }
+            let _handling = (meta.trace.as_ref())
+                .map(|t| trace::enter(t, &ctx.name, type_name::<A::Msg>(), "call"));
+            answer_call(actor, ctx, counters, took, in_call, replies, n, Ok(m));
         }
         Envelope::BadCall(n, e) => {
             counters.undecodable();

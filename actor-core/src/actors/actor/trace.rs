@@ -18,12 +18,19 @@ pub(crate) struct TraceCtx {
 thread_local! {
     /// The trace of the message this thread's actor is handling (0: none).
     static CURRENT: Cell<u64> = const { Cell::new(0) };
+    /// This thread's trace id generator (splitmix64's state; 0: not seeded yet).
     static MINTED: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The context to send, when a subscriber is interested: `None` (nothing added to the
-/// envelope, no allocation) when no subscriber was ever set, or when the current span
-/// is disabled or there is none.
+/// envelope, no allocation) when no subscriber was ever set, or when there is no
+/// current span.
+///
+/// Cost per send: with no subscriber ever set in the process, one atomic load. With
+/// one, the dispatcher's thread-local lookup and the subscriber's `current_span` (for
+/// `tracing-subscriber`'s registry: its per-thread span stack and a look-up of the
+/// span's slot), no span clone or close; then, with a current span and no trace to
+/// carry on, a new id from a per-thread generator (no clock read).
 #[inline]
 pub(crate) fn current() -> Option<TraceCtx> {
     if !tracing::dispatcher::has_been_set() {
@@ -32,10 +39,9 @@ pub(crate) fn current() -> Option<TraceCtx> {
     sender_ctx()
 }
 
-#[cold]
 fn sender_ctx() -> Option<TraceCtx> {
-    let span = tracing::Span::current();
-    let span_id = span.id()?.into_u64();
+    let span_id =
+        tracing::dispatcher::get_default(|d| d.current_span().id().map(|id| id.into_u64()))?;
     let pid = procactor_transports::os::current_pid_cached();
     let trace_id = match CURRENT.with(Cell::get) {
         0 => mint(pid),
@@ -48,30 +54,51 @@ fn sender_ctx() -> Option<TraceCtx> {
     })
 }
 
-/// A new trace id: the pid, the clock and a per-thread count, mixed (splitmix64).
+/// A new trace id (never 0): splitmix64 over a per-thread state, seeded once from the
+/// pid, the clock and the thread (its stack address), stepped by the golden gamma.
 fn mint(pid: u32) -> u64 {
-    let n = MINTED.with(|c| {
-        let n = c.get().wrapping_add(1);
-        c.set(n);
-        n
+    let state = MINTED.with(|c| {
+        let mut s = c.get();
+        if s == 0 {
+            let local = 0u8;
+            s = (u64::from(pid) << 32)
+                ^ procactor_transports::observe::monotonic_ns()
+                ^ (std::ptr::addr_of!(local) as usize as u64).rotate_left(17);
+        }
+        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        // (a state of 0 would seed again: harmless, and 2^-64 likely)
+        c.set(s);
+        s
     });
-    let mut z = (u64::from(pid) << 32)
-        ^ procactor_transports::observe::monotonic_ns()
-        ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut z = state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) | 1
 }
 
-/// Runs `f` (the actor's `handle`) inside an `actor.handle` span, child of the remote
-/// context, with the trace id carried on to what it sends.
-pub(crate) fn in_span<R>(
+/// The actor's `handle` running in a trace: the entered `actor.handle` span, and this
+/// thread's trace id set to the message's (put back when dropped).
+pub(crate) struct Handling {
+    before: u64,
+    _span: tracing::span::EnteredSpan,
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        // (then the span is exited: fields drop after this)
+        CURRENT.with(|c| c.set(self.before));
+    }
+}
+
+/// Enters an `actor.handle` span, child of the remote context, with the trace id
+/// carried on to what the actor sends until the guard is dropped. `actor` is borrowed
+/// only while the span is made (its field is recorded then).
+pub(crate) fn enter(
     ctx: &TraceCtx,
     actor: &str,
     msg: &'static str,
     kind: &'static str,
-    f: impl FnOnce() -> R,
-) -> R {
+) -> Handling {
     let span = tracing::info_span!(
         target: "procactor::actor",
         "actor.handle",
@@ -82,14 +109,9 @@ pub(crate) fn in_span<R>(
         parent_span = ctx.span_id,
         parent_pid = ctx.pid,
     );
-    let _entered = span.enter();
-    let before = CURRENT.with(|c| c.replace(ctx.trace_id));
-    struct Restore(u64);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CURRENT.with(|c| c.set(self.0));
-        }
+    let _span = span.entered();
+    Handling {
+        before: CURRENT.with(|c| c.replace(ctx.trace_id)),
+        _span,
     }
-    let _restore = Restore(before);
-    f()
 }

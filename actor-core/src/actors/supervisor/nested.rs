@@ -282,7 +282,8 @@ impl SupervisorRef {
     /// Its tree (as [`Supervisor::tree`] draws it, from its parent's view).
     pub fn tree(&self) -> String {
         let mut out = format!("{} (supervisor)\n", self.unit.name);
-        if let Some(s) = self.snapshot().supervisor {
+        // (without the children's memory and CPU: not drawn)
+        if let Some(s) = child_snapshot(&*self.unit, 0, false).supervisor {
             super::tree::render_children(&mut out, "", &s.children);
         }
         out
@@ -291,6 +292,6 @@ impl SupervisorRef {
     /// Its line of its parent's [`Supervisor::snapshot`], with its subtree (read from
     /// its children's shared memory, as the parent reads it).
     pub fn snapshot(&self) -> crate::stats::ChildSnapshot {
-        child_snapshot(&*self.unit, 0)
+        child_snapshot(&*self.unit, 0, true)
     }
 }

@@ -60,8 +60,9 @@ use std::time::{Duration, Instant};
 pub struct Supervisor {
     pub(super) shared: Arc<Shared>,
     pub(super) watcher: Option<ExitWatcher>,
-    /// Its place among what this process shows (`crate::observe`).
-    observed: Option<crate::observe::Registration>,
+    /// Its place among what this process shows (`crate::observe`): dropped (the
+    /// supervisor unlisted) after `drop` has shut its children down.
+    _observed: crate::observe::Registration,
 }
 
 impl fmt::Debug for Supervisor {
@@ -114,13 +115,11 @@ impl Supervisor {
         shared.lock().route = Some(route);
         // (after the zygote: with `Fork` it must be made before the process has threads)
         let weak: std::sync::Weak<Shared> = Arc::downgrade(&shared);
-        let observed = Some(crate::observe::register(
-            crate::observe::Source::Supervisor(weak),
-        ));
+        let observed = crate::observe::register(crate::observe::Source::Supervisor(weak));
         let sup = Supervisor {
             shared,
             watcher: Some(watcher),
-            observed,
+            _observed: observed,
         };
         for (spec, unit) in units {
             if let Err(e) = sup.add_unit(spec, unit) {
@@ -444,6 +443,6 @@ impl Drop for Supervisor {
         };
         self.shutdown_children(Deadline::after(limit).instant());
         self.watcher.take();
-        self.observed.take();
+        // (`_observed` goes with the fields, after this)
     }
 }

@@ -4,9 +4,12 @@
 //! A child supervisor runs in its own process, but its children's units (their mailbox
 //! groups: pid, state, restarts, statistics) are shared memory that this process holds
 //! too (they were made here and travelled to it): its subtree is read here, directly,
-//! with no request to its process. So a snapshot never waits for another process and
-//! works with the observe socket turned off. What only the child supervisor's process
-//! knows (whether it gave up, for one) shows as its state as a child instead.
+//! with no request to its process. So a snapshot sends no request to another process
+//! and works with the observe socket turned off. It does take the supervisor's state
+//! lock (briefly, to copy the list of children), and a (re)start of a child holds that
+//! lock while the child's process is started: a snapshot taken then waits for that
+//! start. What only the child supervisor's process knows (whether it gave up, for one)
+//! shows as its state as a child instead.
 
 use super::running::Supervisor;
 use super::state::{Shared, Status};
@@ -23,9 +26,10 @@ impl Supervisor {
     /// memory and CPU; child supervisors with their own children, recursively.
     ///
     /// A child supervisor's subtree is read from the shared memory of its children's
-    /// mailboxes (see the module source): no request to its process, so this never
-    /// waits on another process. Its `status` is then its state as a child
-    /// (`starting`, `running`, `restarting`, `ended`).
+    /// mailboxes (see the module source): no request to its process. Its `status` is
+    /// then its state as a child (`starting`, `running`, `restarting`, `ended`). The
+    /// supervisor's state lock is taken to copy the list of children: a snapshot taken
+    /// while a child is being (re)started waits for that start to finish.
     ///
     /// # Examples
     ///
@@ -47,6 +51,15 @@ impl Supervisor {
 
 impl SupervisorSource for Shared {
     fn snapshot(&self) -> SupervisorSnapshot {
+        self.snapshot_with(true)
+    }
+}
+
+impl Shared {
+    /// The snapshot; `with_usage`: read each running child's memory and CPU from
+    /// `/proc` (two files per child: what [`Supervisor::tree`], which shows none of it,
+    /// does without).
+    pub(super) fn snapshot_with(&self, with_usage: bool) -> SupervisorSnapshot {
         // (copied under the lock, read without it: a restart under way holds nobody up)
         let (name, strategy, status, children) = {
             let st = self.lock();
@@ -69,7 +82,7 @@ impl SupervisorSource for Shared {
         };
         let children: Vec<ChildSnapshot> = children
             .iter()
-            .map(|(u, m)| child_snapshot(&**u, *m))
+            .map(|(u, m)| child_snapshot(&**u, *m, with_usage))
             .collect();
         SupervisorSnapshot {
             name,
@@ -82,8 +95,8 @@ impl SupervisorSource for Shared {
     }
 }
 
-/// One member of a unit.
-pub(super) fn child_snapshot(u: &dyn Unit, m: u32) -> ChildSnapshot {
+/// One member of a unit (`with_usage`: with its memory and CPU, read from `/proc`).
+pub(super) fn child_snapshot(u: &dyn Unit, m: u32, with_usage: bool) -> ChildSnapshot {
     let g = u.group();
     let state = g.state(m);
     let pid = match state {
@@ -111,16 +124,24 @@ pub(super) fn child_snapshot(u: &dyn Unit, m: u32) -> ChildSnapshot {
             .map(|s| s.to_string()),
         mailbox_len: u.mailbox_len() as u64,
         stats: (!u.is_supervisor()).then(|| g.actor_stats(m)),
-        usage: pid.and_then(|p| observe::usage(Some(p))),
-        supervisor: sub.map(|t| Box::new(subtree_snapshot(t, pid, state))),
+        usage: pid
+            .filter(|_| with_usage)
+            .and_then(|p| observe::usage(Some(p))),
+        supervisor: sub.map(|t| Box::new(subtree_snapshot(t, pid, state, with_usage))),
     }
 }
 
-fn subtree_snapshot(t: SubTree<'_>, pid: Option<u32>, state: ActorState) -> SupervisorSnapshot {
+/// A child supervisor's tree as its parent reads it (`pid` 0 when it is not running).
+fn subtree_snapshot(
+    t: SubTree<'_>,
+    pid: Option<u32>,
+    state: ActorState,
+    with_usage: bool,
+) -> SupervisorSnapshot {
     let mut children = Vec::new();
     for u in &t.children {
         for m in 0..u.members() {
-            children.push(child_snapshot(&**u, m));
+            children.push(child_snapshot(&**u, m, with_usage));
         }
     }
     SupervisorSnapshot {

@@ -8,9 +8,10 @@ impl Supervisor {
     /// The live tree as text, `pstree`-like: every child with its pid, state, restarts,
     /// mailbox length and (once it has handled messages) how many and its p99 handle
     /// time; child supervisors with their own children below them. It renders
-    /// [`snapshot`](Supervisor::snapshot).
+    /// [`snapshot`](Supervisor::snapshot), without the children's memory and CPU (not
+    /// drawn, so not read from `/proc`).
     pub fn tree(&self) -> String {
-        render(&self.snapshot())
+        render(&self.shared.snapshot_with(false))
     }
 }
 
@@ -35,7 +36,7 @@ pub(super) fn render_children(out: &mut String, prefix: &str, children: &[ChildS
 
 fn render_line(out: &mut String, prefix: &str, last: bool, c: &ChildSnapshot) {
     let pid = c.pid.map_or_else(|| "-".to_string(), |p| p.to_string());
-    let mut kind = if c.supervisor.is_some() || c.kind == crate::stats::ChildKind::Supervisor {
+    let mut kind = if c.kind == crate::stats::ChildKind::Supervisor {
         " (supervisor)".to_string()
     } else {
         format!("  mailbox {}", c.mailbox_len)

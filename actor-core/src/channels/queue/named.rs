@@ -14,21 +14,16 @@ use std::sync::Arc;
 pub(super) struct Named {
     name: String,
     ring: Arc<Ring>,
-    _observed: std::sync::OnceLock<Registration>,
+    _observed: Registration,
 }
 
 impl Named {
     pub(super) fn register(name: String, ring: Arc<Ring>) -> Arc<Named> {
-        let named = Arc::new(Named {
+        Arc::new_cyclic(|weak: &std::sync::Weak<Named>| Named {
             name,
             ring,
-            _observed: std::sync::OnceLock::new(),
-        });
-        let weak: std::sync::Weak<Named> = Arc::downgrade(&named);
-        let _ = named
-            ._observed
-            .set(observe::register(observe::Source::Queue(weak)));
-        named
+            _observed: observe::register(observe::Source::Queue(weak.clone())),
+        })
     }
 }
 

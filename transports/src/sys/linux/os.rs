@@ -563,8 +563,9 @@ fn read_stat_path(path: &str) -> Option<Vec<u8>> {
     read_stat_file(path).ok()
 }
 
-/// As [`read_stat_path`], saying why it failed.
-fn read_stat_file(path: &str) -> io::Result<Vec<u8>> {
+/// As [`read_stat_path`], saying why it failed. (Reads at most 1 KiB: a `stat` line is
+/// a few hundred bytes; the fields read from it are all in its first half.)
+pub(crate) fn read_stat_file(path: &str) -> io::Result<Vec<u8>> {
     let fd = rustix::fs::open(
         path,
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -583,15 +584,19 @@ fn read_stat_file(path: &str) -> io::Result<Vec<u8>> {
     Ok(buf[..len].to_vec())
 }
 
-/// The state letter (field 3) and start time (field 22) of a `stat` line. `comm` (field 2)
-/// may contain anything, spaces and parentheses included, so fields are counted from the
-/// last `)`.
-fn stat_fields(stat: &[u8]) -> Option<(u8, u64)> {
+/// Field `n` (numbered as in proc(5): 3 is the state, `n >= 3`) of a `/proc/<pid>/stat`
+/// line. `comm` (field 2) may contain anything, spaces and parentheses included, so
+/// fields are counted from the last `)`. The one reader of `stat` fields in the crate.
+pub(crate) fn stat_field(stat: &[u8], n: usize) -> Option<&str> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
-    let state = *fields.next()?.as_bytes().first()?;
-    let start = fields.nth(18)?.parse().ok()?;
+    rest.split_ascii_whitespace().nth(n.checked_sub(3)?)
+}
+
+/// The state letter (field 3) and start time (field 22) of a `stat` line.
+fn stat_fields(stat: &[u8]) -> Option<(u8, u64)> {
+    let state = *stat_field(stat, 3)?.as_bytes().first()?;
+    let start = stat_field(stat, 22)?.parse().ok()?;
     Some((state, start))
 }
 
@@ -683,12 +688,9 @@ pub fn thread_count() -> io::Result<usize> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/stat"))
 }
 
-/// `num_threads` from a `/proc/PID/stat` line: the 18th field after the command name,
-/// which is in parentheses and may itself hold spaces and parentheses.
+/// `num_threads` (field 20) from a `/proc/PID/stat` line.
 fn parse_num_threads(stat: &[u8]) -> Option<usize> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(stat.get(close + 1..)?).ok()?;
-    rest.split_ascii_whitespace().nth(17)?.parse().ok()
+    stat_field(stat, 20)?.parse().ok()
 }
 
 /// What [`fork_single_threaded`] returns on each side of the fork.
