@@ -349,6 +349,48 @@ fn the_fork_server_forks_each_start_ahead() {
     });
 }
 
+/// In a child of its own (its own fork server): the server ignores `SIGINT` (Ctrl-C
+/// reaches the whole process group; a program that handles it must not lose the server,
+/// and with it every child), and its children get the default disposition back.
+fn the_fork_server_outlives_an_interrupt_scenario(_: ()) {
+    let fs = StartMethod::ForkServer;
+    let mut a = Process::new(sleep_forever, ())
+        .start_method(fs)
+        .start()
+        .unwrap();
+    let server = os_parent(a.pid()).unwrap();
+    assert_ne!(server, std::process::id());
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &server.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // (a signal to a live process is delivered before `kill` returns; a server that did
+    // not ignore it would be gone within this pause)
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!gone(server), "the fork server died of SIGINT");
+    assert!(a.is_alive(), "the server's child died with it");
+    // the same server serves the next start
+    let mut b = Process::new(whoami, ()).start_method(fs).start().unwrap();
+    assert_eq!(join_within(&mut b), ExitStatus::Code(0));
+    let (_, _, _, b_server) = b.result().unwrap();
+    assert_eq!(b_server, Some(server));
+    // and a child has SIGINT's default back: it dies of it
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(join_within(&mut a), ExitStatus::Signal(2));
+}
+
+#[test]
+fn the_fork_server_outlives_an_interrupt() {
+    watchdog(120, || {
+        in_own_child(the_fork_server_outlives_an_interrupt_scenario)
+    });
+}
+
 /// What a pool worker sees of its environment: `PROCACTOR_TEST_MARK` and its working
 /// directory.
 fn env_and_cwd(_: u64) -> (Option<String>, String) {

@@ -276,13 +276,7 @@ impl Zygote {
                     // must not lose its zygote (which cannot be replaced) to it. The
                     // children get the program's handling back.
                     let interrupt = os::ignore_interrupts()?;
-                    serve_loop(
-                        theirs,
-                        statuses_theirs,
-                        FrameReader::new(),
-                        me,
-                        Some(&interrupt),
-                    )
+                    serve_loop(theirs, statuses_theirs, FrameReader::new(), me, &interrupt)
                 }));
                 let code = match code {
                     Ok(Ok(())) => 0,
@@ -543,19 +537,23 @@ fn serve(env: &str) -> io::Result<()> {
         .consume()
         .pop()
         .ok_or_else(|| io::Error::other("no status socket"))?;
-    serve_loop(requests, statuses, reader, ppid, None)
+    // Ctrl-C reaches the whole process group: a program that handles it must not lose
+    // its server to it (and, by their parent-death signal, every child of the server).
+    // The children get the program's handling back.
+    let interrupt = os::ignore_interrupts()?;
+    serve_loop(requests, statuses, reader, ppid, &interrupt)
 }
 
 /// The server's loop, on its request and status sockets (`reader` may hold requests
 /// already read), for parent `ppid`: until the parent stops asking and the children
 /// there are have ended.
-/// `interrupt`: `SIGINT`'s disposition for the children, when the server ignores it.
+/// `interrupt`: `SIGINT`'s disposition for the children (the server ignores it).
 fn serve_loop(
     requests: OwnedFd,
     statuses: OwnedFd,
     mut reader: FrameReader,
     ppid: u32,
-    interrupt: Option<&os::SavedInterrupt>,
+    interrupt: &os::SavedInterrupt,
 ) -> io::Result<()> {
     let me = os::current_pid();
     // The image's fingerprint is taken once, here: the children inherit it (a fork runs
@@ -653,9 +651,7 @@ fn serve_loop(
                         let mut pidfds = children.into_values();
                         pidfds.by_ref().for_each(drop);
                         std::mem::forget(pidfds);
-                        if let Some(i) = interrupt {
-                            let _ = i.restore();
-                        }
+                        let _ = interrupt.restore();
                         forked_child_main(control, token, me, None)
                     }
                     Ok(Forked::Parent(child)) => {
