@@ -292,6 +292,7 @@ impl Zygote {
                 drop(theirs);
                 drop(statuses_theirs);
                 let pid = server.pid;
+                monitor::server_started(pid);
                 let relayed = server.pidfd.try_clone().and_then(|server_pidfd| {
                     thread_builder("procactor-zygote")
                         .spawn(move || relay(statuses, pid, server_pidfd))
@@ -447,6 +448,7 @@ fn start_server() -> io::Result<Client> {
     drop(statuses_theirs);
     let server_pidfd = server.pidfd.try_clone()?;
     let server_pid = server.pid;
+    monitor::server_started(server_pid);
     thread_builder("procactor-forkserver")
         .spawn(move || relay(statuses, server_pid, server_pidfd))?;
     tracing::debug!(pid = server.pid, "fork server started");
@@ -495,10 +497,12 @@ fn relay(statuses: OwnedFd, server: u32, server_pidfd: OwnedFd) {
             }
         }
     }
-    // reap the server itself (it is our child)
+    // marked dead before it is reaped (until then its pid cannot be reused: a new
+    // server with that pid, whose start unmarks it, comes after), then reaped (it is
+    // our child)
     let _ = os::poll_readable(&[server_pidfd.as_fd()], None);
-    let _ = os::pidfd_try_reap(server_pidfd.as_fd());
     monitor::server_died(server);
+    let _ = os::pidfd_try_reap(server_pidfd.as_fd());
 }
 
 /// The server takes no more requests: the parent sees its request socket end at once

@@ -477,6 +477,15 @@ pub(crate) fn relayed_exit(server: u32, pid: u32, status: ExitStatus) {
     }
 }
 
+/// A fork server (or zygote) with pid `server` has just started: a dead server's pid
+/// reused by it must not mark its children orphans (a registration would wait
+/// [`ORPHAN_WAIT`] for each, and report it killed). Called before its first child is
+/// registered.
+pub(crate) fn server_started(server: u32) {
+    let Ok(m) = monitor() else { return };
+    m.lock_children().dead_servers.remove(&server);
+}
+
 fn server_is_dead(server: u32) -> bool {
     monitor().is_ok_and(|m| m.lock_children().dead_servers.contains(&server))
 }
@@ -684,6 +693,28 @@ mod tests {
         drop(w);
         assert!(route.watch(mine, s1.pidfd.as_fd()).is_ok());
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn a_new_server_reusing_a_dead_servers_pid_is_not_taken_for_dead() {
+        // (a pid no real process has: only this test uses it)
+        let server = u32::MAX - 7;
+        server_died(server);
+        assert!(server_is_dead(server));
+        server_started(server);
+        assert!(!server_is_dead(server));
+        // a live child of the new server: registered at once, running (were the server
+        // still marked dead, the registration would wait ORPHAN_WAIT for it to die and
+        // report it killed)
+        let (pid, pidfd, mut c) = sleeper("30");
+        let t = Instant::now();
+        let st = register(pid, "reused".into(), pidfd, Watch::Relayed(server)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(st.exit_status(), None);
+        let _ = c.kill();
+        let _ = c.wait();
+        relayed_exit(server, pid, ExitStatus::Signal(9));
+        assert_eq!(st.exit_status(), Some(ExitStatus::Signal(9)));
     }
 
     #[test]
