@@ -592,8 +592,6 @@ impl ExitWatcher {
         name: &str,
         mut on_exit: impl FnMut(ExitEvent) + Send + 'static,
     ) -> std::io::Result<(ExitWatcher, ExitRoute)> {
-        // (the monitor thread reaps our own children as they end)
-        monitor()?.ensure_thread()?;
         let watched = Arc::new(Watched {
             poller: Poller::new()?,
             fds: Mutex::new(HashMap::new()),
