@@ -65,9 +65,11 @@ impl SupervisorBuilder {
     /// The method given here is always honoured (`Spawn` included), and so is one set
     /// for the process. With the fork-server default the supervisor checks, when it
     /// starts, that the server has this process's current environment and working
-    /// directory (replacing it otherwise): its children and restarts start with those
-    /// (see [`StartMethod`]). A child supervisor passes the method on to its own
-    /// children only if its builder says so too.
+    /// directory (replacing it otherwise): its children start with those. A restart
+    /// starts with what the process's one server has then: a later change reaches it
+    /// only once a new server is brought up (by a later default build, for instance),
+    /// for every owner at once (see [`StartMethod`]). A child supervisor passes the
+    /// method on to its own children only if its builder says so too.
     ///
     /// `Fork`: the supervisor, when it starts, forks a copy of its process (a *zygote*,
     /// which stays single-threaded) before it starts any thread, and the zygote forks
