@@ -222,9 +222,11 @@ const UNSET: u8 = u8::MAX;
 /// the first start costs no more than the next ones. `Fork` is accepted in any process,
 /// but each start is refused while the process has more than one thread.
 ///
-/// Children started by `Fork` keep the parent's default (their memory is a copy of the
-/// parent's, as with Python's fork); spawned and fork-server children start with
-/// `Spawn`.
+/// Children started by `Fork` keep the parent's setting (their memory is a copy of the
+/// parent's, as with Python's fork); spawned and fork-server children start with none:
+/// a [`Process`](crate::Process) they start uses `Spawn`, and a pool or supervisor they
+/// build (a child supervisor among them) its own default, the fork server, in a server
+/// of their own.
 ///
 /// # Errors
 ///
