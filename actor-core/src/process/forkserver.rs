@@ -107,15 +107,7 @@ static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 /// the next start brings up a new one.
 pub(crate) fn start_waiting() -> io::Result<Waiting> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot.as_ref().is_some_and(|c| !usable(c)) {
-        *slot = None; // (closing its request socket retires it)
-    }
-    if slot.is_none() {
-        *slot = Some(start_server()?);
-    }
-    let Some(client) = slot.as_mut() else {
-        return Err(io::Error::other("fork server missing"));
-    };
+    let client = current_client(&mut slot, None)?;
     let server = client.server.pid;
     let spare = match client.spare.take() {
         Some((token, control)) => match read_answer(client) {
@@ -189,13 +181,7 @@ fn ask_spare(client: &mut Client) -> Result<(), Failure> {
 /// costs no more than the others). Harmless if it runs already.
 pub(crate) fn ensure_started() -> io::Result<()> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot.as_ref().is_some_and(|c| !usable(c)) {
-        *slot = None;
-    }
-    if slot.is_none() {
-        *slot = Some(start_server()?);
-    }
-    Ok(())
+    current_client(&mut slot, None).map(|_| ())
 }
 
 /// As [`ensure_started`], and a server started under another environment or working
@@ -207,16 +193,22 @@ pub(crate) fn ensure_started() -> io::Result<()> {
 pub(crate) fn ensure_current() -> io::Result<()> {
     let now = context_digest();
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot
-        .as_ref()
-        .is_some_and(|c| !usable(c) || c.context != now)
-    {
-        *slot = None; // (closing its request socket retires it)
-    }
-    if slot.is_none() {
-        *slot = Some(start_server()?);
-    }
-    Ok(())
+    current_client(&mut slot, Some(now)).map(|_| ())
+}
+
+/// The server to use: the one in `slot` if it is alive and in step (and, given
+/// `context`, was started under that environment and working directory), else one
+/// started now, the old one being retired (closing its request socket retires it: it
+/// serves out its children).
+fn current_client(slot: &mut Option<Client>, context: Option<u64>) -> io::Result<&mut Client> {
+    let client = match slot.take() {
+        Some(c) if usable(&c) && context.is_none_or(|now| c.context == now) => c,
+        old => {
+            drop(old);
+            start_server(context.unwrap_or_else(context_digest))?
+        }
+    };
+    Ok(slot.insert(client))
 }
 
 /// A digest of what a re-executed server inherits from this process and a forked
@@ -433,13 +425,14 @@ fn read_answer(client: &mut Client) -> Result<SpawnedChild, Failure> {
     }
 }
 
-fn start_server() -> io::Result<Client> {
+/// Starts a server; `context`: the [`context_digest`] of this process now (the server
+/// inherits its environment and working directory).
+fn start_server(context: u64) -> io::Result<Client> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| at_fork_in_child(forget_in_fork_child));
     let (requests, theirs) = fdpass::socketpair()?;
     let (statuses, statuses_theirs) = fdpass::socketpair()?;
     let me = os::current_pid();
-    let context = context_digest();
     let server = on_spawner_thread(move || {
         let ppid = me.to_string();
         os::spawn_self(theirs, &[(SERVER_ENV, ppid.as_str())])
