@@ -754,13 +754,20 @@ fn fork_pool_scenario(_: ()) {
     )
     .unwrap();
     assert!(ended[0], "the zygote outlived its pool");
-    // this process has threads now: a second fork pool is refused, clearly
+    // with a thread running (the pool's own threads ended with it, and a fork pool
+    // starts no monitor thread), a second fork pool is refused, clearly
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let _ = stopped.recv_timeout(Duration::from_secs(60));
+    });
     let e = Pool::builder()
         .processes(1)
         .start_method(StartMethod::Fork)
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("single-threaded"), "{e}");
+    drop(stop);
+    other.join().unwrap();
 }
 
 /// An actor that answers with what it sees: the snapshot and its pid.
