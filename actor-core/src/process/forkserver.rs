@@ -103,43 +103,54 @@ static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 /// A server that cannot fork (out of processes) just fails this start. A server that
 /// breaks the protocol or does not answer in time is *retired*: no more requests go to
 /// it, it serves out the children it has (they are never killed for another start's
-/// failure; a spare, whose control socket closes with it, exits quietly) and exits, and
-/// the next start brings up a new one.
+/// failure; a spare, whose control socket closes with it, exits quietly) and exits; this
+/// start is then made once more, on a new server (and fails if that one fails too).
 pub(crate) fn start_waiting() -> io::Result<Waiting> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    let client = current_client(&mut slot, None)?;
-    let server = client.server.pid;
-    let spare = match client.spare.take() {
-        Some((token, control)) => match read_answer(client) {
-            Ok(child) if !os::pidfd_ended(child.pidfd.as_fd()) => Ok(Some(Waiting {
-                child,
-                server,
-                control,
-                token,
-            })),
-            // killed while it waited (its status goes the way of any status nobody
-            // asked for), or not forked: a child is forked now instead
-            Ok(_) | Err(Failure::CouldNotFork) => Ok(None),
-            Err(Failure::Broken(e)) => Err(e),
-        },
-        None => Ok(None),
-    };
-    let started = match spare {
-        Ok(Some(w)) => Ok(w),
-        Ok(None) => fresh(client, server),
-        Err(e) => Err(Failure::Broken(e)),
-    };
-    match started {
-        Ok(w) => Ok(w),
-        Err(Failure::CouldNotFork) => Err(io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            "the fork server could not fork (out of processes or memory)",
-        )),
-        Err(Failure::Broken(e)) => {
-            *slot = None;
-            Err(e)
+    let mut retried = false;
+    loop {
+        let client = current_client(&mut slot, None)?;
+        match start_on(client) {
+            Ok(w) => return Ok(w),
+            Err(Failure::CouldNotFork) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "the fork server could not fork (out of processes or memory)",
+                ))
+            }
+            Err(Failure::Broken(e)) => {
+                *slot = None; // (retired)
+                if retried {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "fork server retired: the start is made on a new one");
+                retried = true;
+            }
         }
     }
+}
+
+/// A start on `client`'s server: its spare if it is there and alive, else a child
+/// forked now.
+fn start_on(client: &mut Client) -> Result<Waiting, Failure> {
+    let server = client.server.pid;
+    if let Some((token, control)) = client.spare.take() {
+        match read_answer(client) {
+            Ok(child) if !os::pidfd_ended(child.pidfd.as_fd()) => {
+                return Ok(Waiting {
+                    child,
+                    server,
+                    control,
+                    token,
+                })
+            }
+            // killed while it waited (its status goes the way of any status nobody
+            // asked for), or not forked: a child is forked now instead
+            Ok(_) | Err(Failure::CouldNotFork) => {}
+            Err(e @ Failure::Broken(_)) => return Err(e),
+        }
+    }
+    fresh(client, server)
 }
 
 /// Asks the fork server for the next start's spare, unless one is asked for already
