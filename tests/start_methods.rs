@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{wait_until, watchdog};
+use common::{os_parent_of, wait_until, watchdog};
 use procactor::{
     active_children, current_process, parent_process, set_start_method, ExitStatus, JoinError,
     Pipe, Pool, Process, Queue, SpawnError, StartMethod, Supervisor, Value,
@@ -42,13 +42,6 @@ fn sleep_forever(_: ()) {
     }
 }
 
-/// The OS's idea of a process's parent (field 4 of `/proc/PID/stat`).
-fn os_parent(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split(' ').nth(1)?.parse().ok()
-}
-
 /// Gone: no such process, or only a zombie left for someone else to reap.
 fn gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -67,7 +60,7 @@ fn whoami(_: ()) -> (String, u32, Option<u32>, Option<u32>) {
         me.name().to_string(),
         me.pid(),
         parent_process().map(|p| p.pid()),
-        os_parent(me.pid()),
+        os_parent_of(me.pid()),
     )
 }
 
@@ -103,6 +96,26 @@ fn in_own_child(scenario: fn(())) {
         panic!("the scenario failed ({status:?}): {e}");
     }
     assert_eq!(status, ExitStatus::Code(0));
+}
+
+/// `#[test] fn $name`: [`in_own_child`]`($scenario)` under a 120 s watchdog (each such
+/// scenario has a fork server of its own: the other tests' server is left alone).
+macro_rules! own_child_test {
+    ($name:ident, $scenario:ident) => {
+        #[test]
+        fn $name() {
+            watchdog(120, || in_own_child($scenario));
+        }
+    };
+}
+
+/// The end of a scenario whose fork server was retired: kills `child`, that server's
+/// last child, sees it reported killed (the retired server still relays its status), and
+/// waits for the server, its children served out, to exit.
+fn kill_the_last_child_of_a_retired_server(child: &mut Process<()>, server: u32) {
+    child.kill().unwrap();
+    assert_eq!(join_within(child), ExitStatus::Signal(9));
+    wait_until(T, "the retired server to exit", || gone(server));
 }
 
 #[test]
@@ -189,7 +202,7 @@ fn fork_server_children_behave_like_spawned_ones() {
 fn middle(out: Queue<(u32, u32)>) {
     set_start_method(StartMethod::ForkServer).unwrap();
     let p = Process::new(sleep_forever, ()).start().unwrap();
-    let server = os_parent(p.pid()).unwrap_or(0);
+    let server = os_parent_of(p.pid()).unwrap_or(0);
     out.put((p.pid(), server)).unwrap();
     std::mem::forget(p);
     sleep_forever(());
@@ -222,7 +235,7 @@ fn a_killed_fork_server_is_replaced_and_its_children_are_reported_killed_scenari
         .start_method(fs)
         .start()
         .unwrap();
-    let server = os_parent(p.pid()).unwrap();
+    let server = os_parent_of(p.pid()).unwrap();
     assert_ne!(server, std::process::id());
     let killed = std::process::Command::new("kill")
         .args(["-9", &server.to_string()])
@@ -240,12 +253,10 @@ fn a_killed_fork_server_is_replaced_and_its_children_are_reported_killed_scenari
     assert_ne!(new_server, std::process::id());
 }
 
-#[test]
-fn a_killed_fork_server_is_replaced_and_its_children_are_reported_killed() {
-    watchdog(120, || {
-        in_own_child(a_killed_fork_server_is_replaced_and_its_children_are_reported_killed_scenario)
-    });
-}
+own_child_test!(
+    a_killed_fork_server_is_replaced_and_its_children_are_reported_killed,
+    a_killed_fork_server_is_replaced_and_its_children_are_reported_killed_scenario
+);
 
 /// (In a child of its own, with a fork server of its own: the other tests' server is
 /// left alone.)
@@ -255,9 +266,9 @@ fn a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario(_
         .start_method(fs)
         .start()
         .unwrap();
-    let server = os_parent(a.pid()).unwrap();
+    let server = os_parent_of(a.pid()).unwrap();
     // the server may open no descriptor numbered 3 or above any more: the next
-    // request's control socket cannot reach it, and that start fails
+    // request's control socket cannot reach it, and that start fails on it
     let limited = std::process::Command::new("prlimit")
         .args(["--pid", &server.to_string(), "--nofile=3:3"])
         .status()
@@ -268,32 +279,30 @@ fn a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario(_
     let mut spare = Process::new(square, 3).start_method(fs).start().unwrap();
     assert_eq!(join_within(&mut spare), ExitStatus::Code(0));
     assert_eq!(spare.result().unwrap(), 9);
-    // …and the one after needs a fork the crippled server cannot make
-    let failed = Process::new(square, 2).start_method(fs).start();
-    assert!(
-        failed.is_err(),
-        "a start through the crippled server succeeded"
-    );
-    // …without taking `a` with it
-    assert!(a.is_alive());
-    // a new server serves the next start
+    // …and the one after needs a fork the crippled server cannot make: that server is
+    // retired and the start is made again, on a new server
     let mut b = Process::new(whoami, ()).start_method(fs).start().unwrap();
     assert_eq!(join_within(&mut b), ExitStatus::Code(0));
     let (_, _, _, b_server) = b.result().unwrap();
-    assert_ne!(b_server, Some(server));
+    assert!(
+        b_server.is_some_and(|s| s != server && s != std::process::id()),
+        "not started by a new fork server: {b_server:?} (the old one is {server})"
+    );
+    // …without taking `a` with it
+    assert!(a.is_alive());
+    // and a new server serves the next start
+    let mut c = Process::new(whoami, ()).start_method(fs).start().unwrap();
+    assert_eq!(join_within(&mut c), ExitStatus::Code(0));
+    assert_eq!(c.result().unwrap().3, b_server);
     // and the old one still relays `a`'s end
     assert!(a.is_alive());
-    a.kill().unwrap();
-    assert_eq!(join_within(&mut a), ExitStatus::Signal(9));
-    wait_until(T, "the retired server to exit", || gone(server));
+    kill_the_last_child_of_a_retired_server(&mut a, server);
 }
 
-#[test]
-fn a_start_that_fails_on_the_server_leaves_its_other_children_running() {
-    watchdog(120, || {
-        in_own_child(a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario)
-    });
-}
+own_child_test!(
+    a_start_that_fails_on_the_server_leaves_its_other_children_running,
+    a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario
+);
 
 /// In a child of its own (its own fork server): after each start the server forks the
 /// next start's child ahead of need (a spare, waiting for its bootstrap), the next start
@@ -305,7 +314,7 @@ fn the_fork_server_forks_each_start_ahead_scenario(_: ()) {
         .start_method(fs)
         .start()
         .unwrap();
-    let server = os_parent(a.pid()).unwrap();
+    let server = os_parent_of(a.pid()).unwrap();
     let spare = || {
         common::os_children_of(server)
             .into_iter()
@@ -327,7 +336,7 @@ fn the_fork_server_forks_each_start_ahead_scenario(_: ()) {
     std::env::set_var("PROCACTOR_TEST_MARK", "retire the server");
     let pool = Pool::builder().processes(1).build().unwrap();
     assert_ne!(
-        os_parent(pool.pids()[0]),
+        os_parent_of(pool.pids()[0]),
         Some(server),
         "the server was not replaced"
     );
@@ -337,17 +346,53 @@ fn the_fork_server_forks_each_start_ahead_scenario(_: ()) {
         "the retired server's child died with the spare"
     );
     drop(pool);
-    a.kill().unwrap();
-    assert_eq!(join_within(&mut a), ExitStatus::Signal(9));
-    wait_until(T, "the retired server to exit", || gone(server));
+    kill_the_last_child_of_a_retired_server(&mut a, server);
 }
 
-#[test]
-fn the_fork_server_forks_each_start_ahead() {
-    watchdog(120, || {
-        in_own_child(the_fork_server_forks_each_start_ahead_scenario)
-    });
+own_child_test!(
+    the_fork_server_forks_each_start_ahead,
+    the_fork_server_forks_each_start_ahead_scenario
+);
+
+/// In a child of its own (its own fork server): the server ignores `SIGINT` (Ctrl-C
+/// reaches the whole process group; a program that handles it must not lose the server,
+/// and with it every child), and its children get the default disposition back.
+fn the_fork_server_outlives_an_interrupt_scenario(_: ()) {
+    let fs = StartMethod::ForkServer;
+    let mut a = Process::new(sleep_forever, ())
+        .start_method(fs)
+        .start()
+        .unwrap();
+    let server = os_parent_of(a.pid()).unwrap();
+    assert_ne!(server, std::process::id());
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &server.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // (a signal to a live process is delivered before `kill` returns; a server that did
+    // not ignore it would be gone within this pause)
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!gone(server), "the fork server died of SIGINT");
+    assert!(a.is_alive(), "the server's child died with it");
+    // the same server serves the next start
+    let mut b = Process::new(whoami, ()).start_method(fs).start().unwrap();
+    assert_eq!(join_within(&mut b), ExitStatus::Code(0));
+    let (_, _, _, b_server) = b.result().unwrap();
+    assert_eq!(b_server, Some(server));
+    // and a child has SIGINT's default back: it dies of it
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &a.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(join_within(&mut a), ExitStatus::Signal(2));
 }
+
+own_child_test!(
+    the_fork_server_outlives_an_interrupt,
+    the_fork_server_outlives_an_interrupt_scenario
+);
 
 /// What a pool worker sees of its environment: `PROCACTOR_TEST_MARK` and its working
 /// directory.
@@ -451,12 +496,10 @@ fn actor_and_restart_started_by(
     sup.shutdown(T);
 }
 
-#[test]
-fn pools_and_supervisors_default_to_the_fork_server_unless_told_otherwise() {
-    watchdog(120, || {
-        in_own_child(owners_default_to_the_fork_server_scenario)
-    });
-}
+own_child_test!(
+    pools_and_supervisors_default_to_the_fork_server_unless_told_otherwise,
+    owners_default_to_the_fork_server_scenario
+);
 
 #[test]
 fn pools_and_supervisors_run_on_the_fork_server() {
@@ -712,13 +755,20 @@ fn fork_pool_scenario(_: ()) {
     )
     .unwrap();
     assert!(ended[0], "the zygote outlived its pool");
-    // this process has threads now: a second fork pool is refused, clearly
+    // with a thread running (the pool's own threads ended with it, and a fork pool
+    // starts no monitor thread), a second fork pool is refused, clearly
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let _ = stopped.recv_timeout(Duration::from_secs(60));
+    });
     let e = Pool::builder()
         .processes(1)
         .start_method(StartMethod::Fork)
         .build()
         .unwrap_err();
     assert!(e.to_string().contains("single-threaded"), "{e}");
+    drop(stop);
+    other.join().unwrap();
 }
 
 /// An actor that answers with what it sees: the snapshot and its pid.
@@ -772,12 +822,12 @@ fn fork_supervisor_scenario(_: ()) {
     // children see the root's memory as it was when the root started (its zygote's)
     let (seen, pid) = ask(&top);
     assert_eq!(seen, 77);
-    let zygote = os_parent(pid).unwrap();
+    let zygote = os_parent_of(pid).unwrap();
     assert_ne!(zygote, me, "the actor was not forked by a zygote");
     // the child supervisor's actor: forked by the child supervisor's own zygote
     let (seen, low_pid) = ask(&low);
     assert_eq!(seen, 77);
-    let low_zygote = os_parent(low_pid).unwrap();
+    let low_zygote = os_parent_of(low_pid).unwrap();
     assert_ne!(low_zygote, zygote);
     // a restart comes from the same zygote, with the same snapshot
     top.send(true).unwrap();
@@ -793,21 +843,21 @@ fn fork_supervisor_scenario(_: ()) {
         std::thread::sleep(Duration::from_millis(5));
     };
     assert_eq!(seen, 77);
-    assert_eq!(os_parent(pid2), Some(zygote));
+    assert_eq!(os_parent_of(pid2), Some(zygote));
     sup.shutdown(T);
     drop(sup);
     wait_until(T, "the zygote to end with its supervisor", || gone(zygote));
 }
 
-#[test]
-fn a_fork_supervision_tree_forks_its_children_from_zygotes() {
-    watchdog(120, || in_own_child(fork_supervisor_scenario));
-}
+own_child_test!(
+    a_fork_supervision_tree_forks_its_children_from_zygotes,
+    fork_supervisor_scenario
+);
 
-#[test]
-fn a_fork_pool_forks_its_workers_from_a_copy_made_at_build() {
-    watchdog(120, || in_own_child(fork_pool_scenario));
-}
+own_child_test!(
+    a_fork_pool_forks_its_workers_from_a_copy_made_at_build,
+    fork_pool_scenario
+);
 
 /// The newest build of integration-test binary `name` next to this one
 /// (`target/<profile>/deps/<name>-<16 hex digits>`).

@@ -266,15 +266,15 @@ fn run_child(
     reader.set_min_read(4096);
     let (boot, preloaded): (Bootstrap, _) = match preloaded {
         Some(p) => (p.boot, Some((p.args, p.fds))),
-        None => match reader.fill(control.as_fd(), Wait::Forever, None) {
-            // the parent closed the control socket before any bootstrap: nobody will
-            // start this child (a fork server's spare given up, a start abandoned), and
-            // nobody waits for its report either
-            Err(frame::FrameError::Eof) => return Ok(0),
-            Err(e) => return Err(format!("reading the bootstrap: {e}")),
-            // (the frame is buffered: this only decodes it)
-            Ok(_) => (read_frame(&mut reader, &control)?.0, None),
-        },
+        None => {
+            if !frame_fill(&mut reader, &control)? {
+                // the parent closed the control socket before any bootstrap: nobody will
+                // start this child (a fork server's spare given up, a start abandoned),
+                // and nobody waits for its report either
+                return Ok(0);
+            }
+            (decode_frame(&mut reader)?, None)
+        }
     };
     if boot.token != token {
         return Err("control channel token mismatch".into());
@@ -303,7 +303,9 @@ fn run_child(
     let (args, fds) = match preloaded {
         Some(p) => p,
         None => {
-            frame_fill(&mut reader, &control)?;
+            if !frame_fill(&mut reader, &control)? {
+                return Err("reading the bootstrap: the parent closed the control socket".into());
+            }
             (reader.payload().to_vec(), reader.consume())
         }
     };
@@ -343,21 +345,21 @@ fn report(control: &OwnedFd, outcome: &Outcome) {
     let _ = frame::write_frame(control.as_fd(), &payload, &fds);
 }
 
-fn frame_fill(reader: &mut FrameReader, control: &OwnedFd) -> Result<(), String> {
-    reader
-        .fill(control.as_fd(), Wait::Forever, None)
-        .map(|_| ())
-        .map_err(|e| format!("reading the bootstrap: {e}"))
+/// Reads the next frame of the bootstrap into `reader`; `false` when the parent closed
+/// the control socket first.
+fn frame_fill(reader: &mut FrameReader, control: &OwnedFd) -> Result<bool, String> {
+    match reader.fill(control.as_fd(), Wait::Forever, None) {
+        Ok(_) => Ok(true),
+        Err(frame::FrameError::Eof) => Ok(false),
+        Err(e) => Err(format!("reading the bootstrap: {e}")),
+    }
 }
 
-fn read_frame<T: serde::de::DeserializeOwned>(
-    reader: &mut FrameReader,
-    control: &OwnedFd,
-) -> Result<(T, Vec<OwnedFd>), String> {
-    frame_fill(reader, control)?;
+/// Decodes the frame `reader` holds, and consumes it (with any descriptors it carried).
+fn decode_frame<T: serde::de::DeserializeOwned>(reader: &mut FrameReader) -> Result<T, String> {
     let v = codec::decode(reader.payload(), Vec::new()).map_err(|e| e.to_string());
-    let fds = reader.consume();
-    v.map(|v| (v, fds))
+    drop(reader.consume());
+    v
 }
 
 #[cfg(test)]

@@ -103,51 +103,54 @@ static CLIENT: Mutex<Option<Client>> = Mutex::new(None);
 /// A server that cannot fork (out of processes) just fails this start. A server that
 /// breaks the protocol or does not answer in time is *retired*: no more requests go to
 /// it, it serves out the children it has (they are never killed for another start's
-/// failure; a spare, whose control socket closes with it, exits quietly) and exits, and
-/// the next start brings up a new one.
+/// failure; a spare, whose control socket closes with it, exits quietly) and exits; this
+/// start is then made once more, on a new server (and fails if that one fails too).
 pub(crate) fn start_waiting() -> io::Result<Waiting> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot.as_ref().is_some_and(|c| !usable(c)) {
-        *slot = None; // (closing its request socket retires it)
-    }
-    if slot.is_none() {
-        *slot = Some(start_server()?);
-    }
-    let Some(client) = slot.as_mut() else {
-        return Err(io::Error::other("fork server missing"));
-    };
-    let server = client.server.pid;
-    let spare = match client.spare.take() {
-        Some((token, control)) => match read_answer(client) {
-            Ok(child) if !os::pidfd_ended(child.pidfd.as_fd()) => Ok(Some(Waiting {
-                child,
-                server,
-                control,
-                token,
-            })),
-            // killed while it waited (its status goes the way of any status nobody
-            // asked for), or not forked: a child is forked now instead
-            Ok(_) | Err(Failure::CouldNotFork) => Ok(None),
-            Err(Failure::Broken(e)) => Err(e),
-        },
-        None => Ok(None),
-    };
-    let started = match spare {
-        Ok(Some(w)) => Ok(w),
-        Ok(None) => fresh(client, server),
-        Err(e) => Err(Failure::Broken(e)),
-    };
-    match started {
-        Ok(w) => Ok(w),
-        Err(Failure::CouldNotFork) => Err(io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            "the fork server could not fork (out of processes or memory)",
-        )),
-        Err(Failure::Broken(e)) => {
-            *slot = None;
-            Err(e)
+    let mut retried = false;
+    loop {
+        let client = current_client(&mut slot, None)?;
+        match start_on(client) {
+            Ok(w) => return Ok(w),
+            Err(Failure::CouldNotFork) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "the fork server could not fork (out of processes or memory)",
+                ))
+            }
+            Err(Failure::Broken(e)) => {
+                *slot = None; // (retired)
+                if retried {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "fork server retired: the start is made on a new one");
+                retried = true;
+            }
         }
     }
+}
+
+/// A start on `client`'s server: its spare if it is there and alive, else a child
+/// forked now.
+fn start_on(client: &mut Client) -> Result<Waiting, Failure> {
+    let server = client.server.pid;
+    if let Some((token, control)) = client.spare.take() {
+        match read_answer(client) {
+            Ok(child) if !os::pidfd_ended(child.pidfd.as_fd()) => {
+                return Ok(Waiting {
+                    child,
+                    server,
+                    control,
+                    token,
+                })
+            }
+            // killed while it waited (its status goes the way of any status nobody
+            // asked for), or not forked: a child is forked now instead
+            Ok(_) | Err(Failure::CouldNotFork) => {}
+            Err(e @ Failure::Broken(_)) => return Err(e),
+        }
+    }
+    fresh(client, server)
 }
 
 /// Asks the fork server for the next start's spare, unless one is asked for already
@@ -189,13 +192,7 @@ fn ask_spare(client: &mut Client) -> Result<(), Failure> {
 /// costs no more than the others). Harmless if it runs already.
 pub(crate) fn ensure_started() -> io::Result<()> {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot.as_ref().is_some_and(|c| !usable(c)) {
-        *slot = None;
-    }
-    if slot.is_none() {
-        *slot = Some(start_server()?);
-    }
-    Ok(())
+    current_client(&mut slot, None).map(|_| ())
 }
 
 /// As [`ensure_started`], and a server started under another environment or working
@@ -207,16 +204,22 @@ pub(crate) fn ensure_started() -> io::Result<()> {
 pub(crate) fn ensure_current() -> io::Result<()> {
     let now = context_digest();
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
-    if slot
-        .as_ref()
-        .is_some_and(|c| !usable(c) || c.context != now)
-    {
-        *slot = None; // (closing its request socket retires it)
-    }
-    if slot.is_none() {
-        *slot = Some(start_server()?);
-    }
-    Ok(())
+    current_client(&mut slot, Some(now)).map(|_| ())
+}
+
+/// The server to use: the one in `slot` if it is alive and in step (and, given
+/// `context`, was started under that environment and working directory), else one
+/// started now, the old one being retired (closing its request socket retires it: it
+/// serves out its children).
+fn current_client(slot: &mut Option<Client>, context: Option<u64>) -> io::Result<&mut Client> {
+    let client = match slot.take() {
+        Some(c) if usable(&c) && context.is_none_or(|now| c.context == now) => c,
+        old => {
+            drop(old);
+            start_server(context.unwrap_or_else(context_digest))?
+        }
+    };
+    Ok(slot.insert(client))
 }
 
 /// A digest of what a re-executed server inherits from this process and a forked
@@ -276,13 +279,7 @@ impl Zygote {
                     // must not lose its zygote (which cannot be replaced) to it. The
                     // children get the program's handling back.
                     let interrupt = os::ignore_interrupts()?;
-                    serve_loop(
-                        theirs,
-                        statuses_theirs,
-                        FrameReader::new(),
-                        me,
-                        Some(&interrupt),
-                    )
+                    serve_loop(theirs, statuses_theirs, FrameReader::new(), me, &interrupt)
                 }));
                 let code = match code {
                     Ok(Ok(())) => 0,
@@ -298,6 +295,7 @@ impl Zygote {
                 drop(theirs);
                 drop(statuses_theirs);
                 let pid = server.pid;
+                monitor::server_started(pid);
                 let relayed = server.pidfd.try_clone().and_then(|server_pidfd| {
                     thread_builder("procactor-zygote")
                         .spawn(move || relay(statuses, pid, server_pidfd))
@@ -438,13 +436,14 @@ fn read_answer(client: &mut Client) -> Result<SpawnedChild, Failure> {
     }
 }
 
-fn start_server() -> io::Result<Client> {
+/// Starts a server; `context`: the [`context_digest`] of this process now (the server
+/// inherits its environment and working directory).
+fn start_server(context: u64) -> io::Result<Client> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| at_fork_in_child(forget_in_fork_child));
     let (requests, theirs) = fdpass::socketpair()?;
     let (statuses, statuses_theirs) = fdpass::socketpair()?;
     let me = os::current_pid();
-    let context = context_digest();
     let server = on_spawner_thread(move || {
         let ppid = me.to_string();
         os::spawn_self(theirs, &[(SERVER_ENV, ppid.as_str())])
@@ -453,6 +452,7 @@ fn start_server() -> io::Result<Client> {
     drop(statuses_theirs);
     let server_pidfd = server.pidfd.try_clone()?;
     let server_pid = server.pid;
+    monitor::server_started(server_pid);
     thread_builder("procactor-forkserver")
         .spawn(move || relay(statuses, server_pid, server_pidfd))?;
     tracing::debug!(pid = server.pid, "fork server started");
@@ -501,10 +501,12 @@ fn relay(statuses: OwnedFd, server: u32, server_pidfd: OwnedFd) {
             }
         }
     }
-    // reap the server itself (it is our child)
+    // marked dead before it is reaped (until then its pid cannot be reused: a new
+    // server with that pid, whose start unmarks it, comes after), then reaped (it is
+    // our child)
     let _ = os::poll_readable(&[server_pidfd.as_fd()], None);
-    let _ = os::pidfd_try_reap(server_pidfd.as_fd());
     monitor::server_died(server);
+    let _ = os::pidfd_try_reap(server_pidfd.as_fd());
 }
 
 /// The server takes no more requests: the parent sees its request socket end at once
@@ -543,19 +545,23 @@ fn serve(env: &str) -> io::Result<()> {
         .consume()
         .pop()
         .ok_or_else(|| io::Error::other("no status socket"))?;
-    serve_loop(requests, statuses, reader, ppid, None)
+    // Ctrl-C reaches the whole process group: a program that handles it must not lose
+    // its server to it (and, by their parent-death signal, every child of the server).
+    // The children get the program's handling back.
+    let interrupt = os::ignore_interrupts()?;
+    serve_loop(requests, statuses, reader, ppid, &interrupt)
 }
 
 /// The server's loop, on its request and status sockets (`reader` may hold requests
 /// already read), for parent `ppid`: until the parent stops asking and the children
 /// there are have ended.
-/// `interrupt`: `SIGINT`'s disposition for the children, when the server ignores it.
+/// `interrupt`: `SIGINT`'s disposition for the children (the server ignores it).
 fn serve_loop(
     requests: OwnedFd,
     statuses: OwnedFd,
     mut reader: FrameReader,
     ppid: u32,
-    interrupt: Option<&os::SavedInterrupt>,
+    interrupt: &os::SavedInterrupt,
 ) -> io::Result<()> {
     let me = os::current_pid();
     // The image's fingerprint is taken once, here: the children inherit it (a fork runs
@@ -653,9 +659,7 @@ fn serve_loop(
                         let mut pidfds = children.into_values();
                         pidfds.by_ref().for_each(drop);
                         std::mem::forget(pidfds);
-                        if let Some(i) = interrupt {
-                            let _ = i.restore();
-                        }
+                        let _ = interrupt.restore();
                         forked_child_main(control, token, me, None)
                     }
                     Ok(Forked::Parent(child)) => {

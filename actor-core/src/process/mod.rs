@@ -611,6 +611,11 @@ impl<R: Message> Process<R> {
         }
     }
 
+    /// The child as the monitor sees it (for an owner's exit watcher).
+    pub(crate) fn child_state(&self) -> Arc<ChildState> {
+        self.state.clone()
+    }
+
     /// The child's pidfd: readable once the child has exited (for `procactor::wait`).
     pub(crate) fn exit_fd(&self) -> BorrowedFd<'_> {
         self.state.pidfd.as_fd()

@@ -27,7 +27,7 @@ use super::base::{at_fork_in_child, thread_builder};
 use crate::status::ExitStatus;
 use once_cell::sync::OnceCell;
 use procactor_transports::os::{self, ExitInfo, Poller};
-use procactor_transports::{AsFd, BorrowedFd, OwnedFd};
+use procactor_transports::{AsFd, OwnedFd};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -256,8 +256,8 @@ impl ChildState {
     }
 }
 
-/// An exit, as an [`ExitWatcher`] reports it: the process has ended (its status is its
-/// owner's to read, from its handle).
+/// An exit, as an [`ExitWatcher`] reports it: the process has ended and its status is
+/// known (the owner reads it from its handle, at once: a join does not wait).
 #[derive(Debug, Clone)]
 pub(crate) struct ExitEvent {
     pub(crate) pid: u32,
@@ -477,6 +477,15 @@ pub(crate) fn relayed_exit(server: u32, pid: u32, status: ExitStatus) {
     }
 }
 
+/// A fork server (or zygote) with pid `server` has just started: a dead server's pid
+/// reused by it must not mark its children orphans (a registration would wait
+/// [`ORPHAN_WAIT`] for each, and report it killed). Called before its first child is
+/// registered.
+pub(crate) fn server_started(server: u32) {
+    let Ok(m) = monitor() else { return };
+    m.lock_children().dead_servers.remove(&server);
+}
+
 fn server_is_dead(server: u32) -> bool {
     monitor().is_ok_and(|m| m.lock_children().dead_servers.contains(&server))
 }
@@ -521,7 +530,11 @@ pub(crate) fn live_children() -> Vec<Arc<ChildState>> {
 /// that an exit reaches the owner straight from the kernel, with one wake-up, whoever
 /// reaps the child (the monitor thread, or for a fork-server child the server, whose
 /// status comes by its relay thread: two more wake-ups one after the other, which a
-/// restart would wait for). The owner reads the status from the child's handle.
+/// restart would wait for). The watcher then waits for the child's status (read from
+/// the pidfd once the server has reaped it, or relayed) before it calls the owner, out
+/// of any lock of the owner's: the owner's join under its lock returns at once, and a
+/// server that is stopped (frozen) holds up this thread only, which still quits when
+/// dropped. The owner reads the status from the child's handle.
 pub(crate) struct ExitWatcher {
     /// Dropped to stop the thread (its peer, in the epoll set, then reads end-of-file).
     quit: Option<OwnedFd>,
@@ -535,43 +548,46 @@ pub(crate) struct ExitRoute {
     watched: Arc<Watched>,
 }
 
-/// The epoll set of an owner's watcher, and the children in it: a copy of each one's
-/// pidfd, by the token it was registered with (not by pid: a pid may be reused by a
-/// later child before the watcher has handled the earlier one's exit).
+/// The epoll set of an owner's watcher, and the children in it, by the token each was
+/// registered with (not by pid: a pid may be reused by a later child before the watcher
+/// has handled the earlier one's exit).
 struct Watched {
     poller: Poller,
-    fds: Mutex<HashMap<u64, (u32, OwnedFd)>>,
+    fds: Mutex<HashMap<u64, Arc<ChildState>>>,
     next: std::sync::atomic::AtomicU64,
 }
 
 /// The token of the watcher's quit socket in its epoll set (child tokens count up from
 /// 0 and never get there).
 const QUIT: u64 = u64::MAX;
+/// How long a watcher waits for an ended child's status before it checks whether it
+/// was told to quit (the status normally comes within microseconds; a stopped server
+/// holds it back).
+const STATUS_SLICE: Duration = Duration::from_millis(20);
 
 impl ExitRoute {
-    /// Watches child `pid` through its pidfd: the owner's watcher reports its exit as
-    /// soon as the OS does (at once for a child that has ended already). (The owner
-    /// ignores the exit of a pid it no longer has.)
+    /// Watches `child` through its pidfd: the owner's watcher reports its exit once the
+    /// OS says it has ended and its status is known (at once for a child that has ended
+    /// already). (The owner ignores the exit of a pid it no longer has.)
     ///
     /// # Errors
     ///
-    /// Out of descriptors (a copy of the pidfd is kept), or the epoll set refused it:
-    /// the child's exit would go unnoticed, so the caller must not keep the child.
-    pub(crate) fn watch(&self, pid: u32, pidfd: BorrowedFd<'_>) -> std::io::Result<()> {
-        let fd = pidfd.try_clone_to_owned()?;
+    /// The epoll set refused it: the child's exit would go unnoticed, so the caller must
+    /// not keep the child.
+    pub(crate) fn watch(&self, child: Arc<ChildState>) -> std::io::Result<()> {
         let token = self
             .watched
             .next
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut fds = self.watched.lock_fds();
-        self.watched.poller.add(fd.as_fd(), token)?;
-        fds.insert(token, (pid, fd));
+        self.watched.poller.add(child.pidfd.as_fd(), token)?;
+        fds.insert(token, child);
         Ok(())
     }
 }
 
 impl Watched {
-    fn lock_fds(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (u32, OwnedFd)>> {
+    fn lock_fds(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ChildState>>> {
         self.fds.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -583,8 +599,6 @@ impl ExitWatcher {
         name: &str,
         mut on_exit: impl FnMut(ExitEvent) + Send + 'static,
     ) -> std::io::Result<(ExitWatcher, ExitRoute)> {
-        // (the monitor thread reaps our own children as they end)
-        monitor()?.ensure_thread()?;
         let watched = Arc::new(Watched {
             poller: Poller::new()?,
             fds: Mutex::new(HashMap::new()),
@@ -594,7 +608,6 @@ impl ExitWatcher {
         watched.poller.add(quit_theirs.as_fd(), QUIT)?;
         let w = watched.clone();
         let thread = thread_builder(name).spawn(move || {
-            let _quit = quit_theirs;
             let mut ready = Vec::new();
             loop {
                 ready.clear();
@@ -607,10 +620,22 @@ impl ExitWatcher {
                         return;
                     }
                     let taken = w.lock_fds().remove(&token);
-                    if let Some((pid, fd)) = taken {
-                        let _ = w.poller.delete(fd.as_fd());
-                        drop(fd);
-                        on_exit(ExitEvent { pid });
+                    if let Some(child) = taken {
+                        let _ = w.poller.delete(child.pidfd.as_fd());
+                        // its status first (a fork-server child's comes once the server
+                        // has reaped it), so that the owner's join does not wait for it
+                        // under the owner's lock; a slice at a time, to see a quit
+                        while child
+                            .wait_exit_direct(Some(Instant::now() + STATUS_SLICE))
+                            .is_none()
+                        {
+                            let quit =
+                                os::poll_readable(&[quit_theirs.as_fd()], Some(Instant::now()));
+                            if quit.map_or(true, |q| q[0]) {
+                                return;
+                            }
+                        }
+                        on_exit(ExitEvent { pid: child.pid });
                     }
                 }
             }
@@ -661,7 +686,7 @@ mod tests {
         let (other, fd2, mut c2) = sleeper("30");
         let s1 = register(mine, "mine".into(), fd1, Watch::Reap).unwrap();
         let s2 = register(other, "other".into(), fd2, Watch::Reap).unwrap();
-        route.watch(mine, s1.pidfd.as_fd()).unwrap();
+        route.watch(s1.clone()).unwrap();
         // (the other one is not watched by this owner)
         let _ = c2.kill();
         let _ = s2.wait_exit(Some(Instant::now() + Duration::from_secs(10)));
@@ -677,13 +702,59 @@ mod tests {
         let (late, fd3, mut c3) = sleeper("0");
         let s3 = register(late, "late".into(), fd3, Watch::Reap).unwrap();
         let _ = s3.wait_exit(Some(Instant::now() + Duration::from_secs(10)));
-        route.watch(late, s3.pidfd.as_fd()).unwrap();
+        route.watch(s3.clone()).unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), late);
         let _ = (c1.wait(), c2.wait(), c3.wait());
         // a dropped watcher's thread ends (the drop joins it)
         drop(w);
-        assert!(route.watch(mine, s1.pidfd.as_fd()).is_ok());
+        assert!(route.watch(s1.clone()).is_ok());
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    }
+
+    #[test]
+    fn a_watcher_reports_a_fork_server_child_once_its_status_is_known() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (_w, route) = ExitWatcher::start_routed("test-relayed", move |ev| {
+            let _ = tx.send(ev.pid);
+        })
+        .unwrap();
+        // (a pid no real process has, standing in for a live server that has not yet
+        // reaped its child: the status comes only by relay)
+        let server = u32::MAX - 9;
+        let (pid, pidfd, mut c) = sleeper("30");
+        let st = register(pid, "relayed".into(), pidfd, Watch::Relayed(server)).unwrap();
+        route.watch(st.clone()).unwrap();
+        let _ = c.kill();
+        // ended (a zombie nobody reaps yet), but no status: not reported
+        let _ = os::poll_readable(&[st.pidfd.as_fd()], None);
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        relayed_exit(server, pid, ExitStatus::Signal(9));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), pid);
+        // (so the owner's join, under its lock, does not wait)
+        assert_eq!(st.exit_status(), Some(ExitStatus::Signal(9)));
+        let _ = c.wait();
+    }
+
+    #[test]
+    fn a_new_server_reusing_a_dead_servers_pid_is_not_taken_for_dead() {
+        // (a pid no real process has: only this test uses it)
+        let server = u32::MAX - 7;
+        server_died(server);
+        assert!(server_is_dead(server));
+        server_started(server);
+        assert!(!server_is_dead(server));
+        // a live child of the new server: registered at once, running (were the server
+        // still marked dead, the registration would wait ORPHAN_WAIT for it to die and
+        // report it killed)
+        let (pid, pidfd, mut c) = sleeper("30");
+        let t = Instant::now();
+        let st = register(pid, "reused".into(), pidfd, Watch::Relayed(server)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert_eq!(st.exit_status(), None);
+        let _ = c.kill();
+        let _ = c.wait();
+        relayed_exit(server, pid, ExitStatus::Signal(9));
+        assert_eq!(st.exit_status(), Some(ExitStatus::Signal(9)));
     }
 
     #[test]

@@ -71,9 +71,14 @@ pub(crate) use super::identity::{default_name, ensure_initialized, fingerprint, 
 /// server started with (see `ForkServer` below). So that the default changes nothing
 /// there, a pool or supervisor that takes it checks, when it is built, that the server
 /// runs with this process's current environment and working directory, and replaces
-/// it otherwise (the old one serves out its children). Its workers and restarts then
-/// start with those; a change made later is not seen by them (pick `Spawn` for that).
-/// Resource limits and the umask are not compared: a child has the server's.
+/// it otherwise (the old one serves out its children). Its restarts are not checked:
+/// every fork-server start of the process goes through its one server, so a restart
+/// starts with whatever that server has then, the environment of the last time a
+/// server was started or brought in line (a later change is not seen by it until a
+/// pool or supervisor built later with the default, or a server that died, brings up a
+/// new server; from then on every owner's restarts start with the new one). Pick
+/// `Spawn` for children that must see each change. Resource limits and the umask are
+/// not compared: a child has the server's.
 ///
 /// # Examples
 ///
@@ -217,9 +222,11 @@ const UNSET: u8 = u8::MAX;
 /// the first start costs no more than the next ones. `Fork` is accepted in any process,
 /// but each start is refused while the process has more than one thread.
 ///
-/// Children started by `Fork` keep the parent's default (their memory is a copy of the
-/// parent's, as with Python's fork); spawned and fork-server children start with
-/// `Spawn`.
+/// Children started by `Fork` keep the parent's setting (their memory is a copy of the
+/// parent's, as with Python's fork); spawned and fork-server children start with none:
+/// a [`Process`](crate::Process) they start uses `Spawn`, and a pool or supervisor they
+/// build (a child supervisor among them) its own default, the fork server, in a server
+/// of their own.
 ///
 /// # Errors
 ///

@@ -65,9 +65,18 @@ impl SupervisorBuilder {
     /// The method given here is always honoured (`Spawn` included), and so is one set
     /// for the process. With the fork-server default the supervisor checks, when it
     /// starts, that the server has this process's current environment and working
-    /// directory (replacing it otherwise): its children and restarts start with those
-    /// (see [`StartMethod`]). A child supervisor passes the method on to its own
-    /// children only if its builder says so too.
+    /// directory (replacing it otherwise): its children start with those. A restart
+    /// starts with what the process's one server has then: a later change reaches it
+    /// only once a new server is brought up (by a later default build, for instance),
+    /// for every owner at once (see [`StartMethod`]).
+    ///
+    /// A child supervisor runs in a process of its own, where no method is set unless
+    /// `Fork` started it (neither [`set_start_method`](crate::set_start_method) nor the
+    /// method given to its parent's builder reach a spawned or fork-server child): it starts its
+    /// own children with the method its own builder names, or else through a fork
+    /// server of its own (with the spare that server forks ahead), started in its
+    /// process. A tree that must not use the fork server names `Spawn` on each
+    /// supervisor's builder.
     ///
     /// `Fork`: the supervisor, when it starts, forks a copy of its process (a *zygote*,
     /// which stays single-threaded) before it starts any thread, and the zygote forks

@@ -35,7 +35,7 @@ pub(super) fn start_child(st: &mut State, i: usize, restart: bool) -> Result<(),
     )?;
     let pid = p.pid();
     if let Some(route) = &st.route {
-        if let Err(e) = route.watch(pid, p.exit_fd()) {
+        if let Err(e) = route.watch(p.child_state()) {
             // its end would go unnoticed: not kept
             let _ = p.kill();
             return Err(SpawnError::Io(e));

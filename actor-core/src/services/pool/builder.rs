@@ -201,8 +201,10 @@ impl PoolBuilder {
     /// execution of the binary). The method given here is always honoured (`Spawn`
     /// included), and so is one set for the process. With the fork-server default,
     /// `build` checks that the server has this process's current environment and
-    /// working directory (replacing it otherwise): the workers and their replacements
-    /// start with those (see [`StartMethod`]).
+    /// working directory (replacing it otherwise): the workers start with those. A
+    /// replacement starts with what the process's one server has then: a later change
+    /// reaches it only once a new server is brought up (by a later default build, for
+    /// instance), for every owner at once (see [`StartMethod`]).
     ///
     /// `Fork`: `build` forks a copy of this process (a *zygote*, which stays
     /// single-threaded) before the pool starts any thread, and the zygote forks every

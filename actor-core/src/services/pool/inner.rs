@@ -126,7 +126,7 @@ impl Inner {
             self.zygote.as_deref(),
         )?;
         if let Some(route) = self.route.get() {
-            if let Err(e) = route.watch(p.pid(), p.exit_fd()) {
+            if let Err(e) = route.watch(p.child_state()) {
                 // its end would go unnoticed: not kept
                 let _ = p.kill();
                 return Err(SpawnError::Io(e));
