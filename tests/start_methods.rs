@@ -231,11 +231,7 @@ fn the_fork_server_dies_with_its_parent_and_takes_its_children() {
 /// left alone.)
 fn a_killed_fork_server_is_replaced_and_its_children_are_reported_killed_scenario(_: ()) {
     let fs = StartMethod::ForkServer;
-    let mut p = Process::new(sleep_forever, ())
-        .start_method(fs)
-        .start()
-        .unwrap();
-    let server = os_parent_of(p.pid()).unwrap();
+    let (mut p, server) = sleeper_on_the_fork_server();
     assert_ne!(server, std::process::id());
     let killed = std::process::Command::new("kill")
         .args(["-9", &server.to_string()])
@@ -262,11 +258,7 @@ own_child_test!(
 /// left alone.)
 fn a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario(_: ()) {
     let fs = StartMethod::ForkServer;
-    let mut a = Process::new(sleep_forever, ())
-        .start_method(fs)
-        .start()
-        .unwrap();
-    let server = os_parent_of(a.pid()).unwrap();
+    let (mut a, server) = sleeper_on_the_fork_server();
     // the server may open no descriptor numbered 3 or above any more: the next
     // request's control socket cannot reach it, and that start fails on it
     let limited = std::process::Command::new("prlimit")
@@ -304,17 +296,24 @@ own_child_test!(
     a_start_that_fails_on_the_server_leaves_its_other_children_running_scenario
 );
 
+/// A child that sleeps until killed, started by this process's fork server, and that
+/// server's pid.
+fn sleeper_on_the_fork_server() -> (Process<()>, u32) {
+    let p = Process::new(sleep_forever, ())
+        .start_method(StartMethod::ForkServer)
+        .start()
+        .unwrap();
+    let server = os_parent_of(p.pid()).unwrap();
+    (p, server)
+}
+
 /// In a child of its own (its own fork server): after each start the server forks the
 /// next start's child ahead of need (a spare, waiting for its bootstrap), the next start
 /// is that very process, and a spare whose server is retired exits, quietly, while the
 /// retired server's other children run on.
 fn the_fork_server_forks_each_start_ahead_scenario(_: ()) {
     let fs = StartMethod::ForkServer;
-    let mut a = Process::new(sleep_forever, ())
-        .start_method(fs)
-        .start()
-        .unwrap();
-    let server = os_parent_of(a.pid()).unwrap();
+    let (mut a, server) = sleeper_on_the_fork_server();
     let spare = || {
         common::os_children_of(server)
             .into_iter()
@@ -359,17 +358,9 @@ own_child_test!(
 /// and with it every child), and its children get the default disposition back.
 fn the_fork_server_outlives_an_interrupt_scenario(_: ()) {
     let fs = StartMethod::ForkServer;
-    let mut a = Process::new(sleep_forever, ())
-        .start_method(fs)
-        .start()
-        .unwrap();
-    let server = os_parent_of(a.pid()).unwrap();
+    let (mut a, server) = sleeper_on_the_fork_server();
     assert_ne!(server, std::process::id());
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &server.to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    common::send_signal(server, "INT");
     // (a signal to a live process is delivered before `kill` returns; a server that did
     // not ignore it would be gone within this pause)
     std::thread::sleep(Duration::from_millis(300));
