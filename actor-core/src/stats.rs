@@ -50,6 +50,13 @@ pub(crate) fn record(h: &HistogramWords<'_>, ns: u64) {
     }
 }
 
+/// Reads a histogram from its words in shared memory: `word(i)` loads word `i` of the
+/// layout [`record`] writes ([`HISTOGRAM_BUCKETS`] counters, then the largest value).
+pub(crate) fn read_histogram(word: impl Fn(usize) -> u64) -> Histogram {
+    let buckets = (0..HISTOGRAM_BUCKETS).map(&word).collect();
+    Histogram::from_buckets(buckets, word(HISTOGRAM_BUCKETS))
+}
+
 /// A duration histogram as a reader sees it: the count, quantiles and the largest value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Histogram {

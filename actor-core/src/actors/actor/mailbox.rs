@@ -292,13 +292,7 @@ impl Group {
     }
 
     fn histogram(&self, actor: u32, at: usize) -> crate::stats::Histogram {
-        let buckets = (0..crate::stats::HISTOGRAM_BUCKETS)
-            .map(|b| self.actor_word(actor, at + b).load(Ordering::Relaxed))
-            .collect();
-        let max = self
-            .actor_word(actor, at + crate::stats::HISTOGRAM_BUCKETS)
-            .load(Ordering::Relaxed);
-        crate::stats::Histogram::from_buckets(buckets, max)
+        crate::stats::read_histogram(|i| self.actor_word(actor, at + i).load(Ordering::Relaxed))
     }
 
     /// Marks one actor as ended for good; the last one sets the end event.

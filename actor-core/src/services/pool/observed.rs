@@ -10,7 +10,7 @@
 use super::inner::Inner;
 use super::wire::{CELL_ERRORS, CELL_TASKS, CELL_TASK_TIME};
 use crate::observe::PoolSource;
-use crate::stats::{Histogram, PoolSnapshot, PoolWorkerSnapshot, HISTOGRAM_BUCKETS};
+use crate::stats::{read_histogram, PoolSnapshot, PoolWorkerSnapshot};
 use std::sync::atomic::Ordering;
 
 impl PoolSource for Inner {
@@ -27,19 +27,13 @@ impl PoolSource for Inner {
                             .atomic_u64(k)
                             .map_or(0, |a| a.load(Ordering::Relaxed))
                     };
-                    let buckets = (0..HISTOGRAM_BUCKETS)
-                        .map(|b| word(CELL_TASK_TIME + b))
-                        .collect();
                     PoolWorkerSnapshot {
                         index: i as u32,
                         pid: w.proc.as_ref().map(|p| p.pid()),
                         tasks: word(CELL_TASKS),
                         errors: word(CELL_ERRORS),
                         restarts: w.restarts,
-                        task_time: Histogram::from_buckets(
-                            buckets,
-                            word(CELL_TASK_TIME + HISTOGRAM_BUCKETS),
-                        ),
+                        task_time: read_histogram(|i| word(CELL_TASK_TIME + i)),
                         usage: None,
                     }
                 })
