@@ -173,7 +173,7 @@ impl<T, E> AsyncResult<T, E> {
     /// `Err(true)`: every sender is gone; `Err(false)`: timed out.
     fn receive(&self, deadline: Option<Instant>) -> Result<(u64, Outcome), bool> {
         if let Some(d) = &self.direct {
-            match direct::receive(d, &self.rx, deadline) {
+            match direct::receive(d, &self.signal.reading, &self.rx, deadline) {
                 Received::Out(c, out) => return Ok((c, out)),
                 Received::Timeout => return Err(false),
                 Received::Disconnected => return Err(true),

@@ -102,7 +102,7 @@ pub struct Pool {
     pub(super) feeder: Option<std::thread::JoinHandle<()>>,
     pub(super) watcher: Option<ExitWatcher>,
     /// Its place among what this process shows its observer (`crate::observe`).
-    pub(super) observed: Option<crate::observe::Registration>,
+    pub(super) _observed: crate::observe::Registration,
 }
 
 impl fmt::Debug for Pool {
@@ -335,10 +335,10 @@ impl PoolBuilder {
         // (after the zygote: with `Fork` it is made while the process has no thread, and
         // the first registration starts the observe socket's)
         let weak: std::sync::Weak<Inner> = Arc::downgrade(&inner);
-        let observed = Some(crate::observe::register(crate::observe::Source::Pool(weak)));
+        let observed = crate::observe::register(crate::observe::Source::Pool(weak));
         Ok(Pool {
             inner,
-            observed,
+            _observed: observed,
             processes: n,
             collector: Some(collector),
             dispatcher: Some(dispatcher),

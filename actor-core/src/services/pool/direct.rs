@@ -36,20 +36,16 @@
 use super::inner::Inner;
 use super::role::{Handoff, PUT_LIMIT, SLICE};
 use super::state::Outcome;
-use super::state::Signal;
 use super::wire::ResultMsg;
 use crate::{GetTimeoutError, TryGetError};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 use std::time::Instant;
 
 /// What a task's [`AsyncResult`](super::AsyncResult) needs to read the ring itself.
 pub(super) struct Direct {
     pub(super) inner: Weak<Inner>,
     pub(super) chunk: u64,
-    /// Its `reading`: it reads the ring now, whoever else finishes the task wakes it (a
-    /// `Yield`).
-    pub(super) signal: Arc<Signal>,
 }
 
 /// Gives the role back when dropped.
@@ -81,7 +77,12 @@ type Rx = crossbeam_channel::Receiver<(u64, Outcome)>;
 
 /// Waits for the task's outcome reading the result ring (until `deadline`, `None`: for
 /// ever; one already passed: only what is there now, and only if the role is free).
-pub(super) fn receive(d: &Direct, rx: &Rx, deadline: Option<Instant>) -> Received {
+pub(super) fn receive(
+    d: &Direct,
+    reading: &AtomicBool,
+    rx: &Rx,
+    deadline: Option<Instant>,
+) -> Received {
     let Some(inner) = d.inner.upgrade() else {
         return Received::Fallback;
     };
@@ -98,8 +99,8 @@ pub(super) fn receive(d: &Direct, rx: &Rx, deadline: Option<Instant>) -> Receive
     if !took {
         return Received::Fallback;
     }
-    d.signal.reading.store(true, Ordering::SeqCst);
-    let _held = Held(&inner, &d.signal.reading);
+    reading.store(true, Ordering::SeqCst);
+    let _held = Held(&inner, reading);
     loop {
         match rx.try_recv() {
             Ok((c, out)) => return Received::Out(c, out),
@@ -130,7 +131,7 @@ pub(super) fn receive(d: &Direct, rx: &Rx, deadline: Option<Instant>) -> Receive
         match msg {
             Ok(ResultMsg::Done(c, slot, out)) if c == d.chunk => {
                 // routed here as the result thread would (its sink fills `rx`)
-                d.signal.reading.store(false, Ordering::SeqCst);
+                reading.store(false, Ordering::SeqCst);
                 super::results::on_done(&inner, c, slot, out, false);
             }
             Ok(ResultMsg::Yield) => {}

@@ -181,6 +181,7 @@ impl Drop for Pool {
             join_until(t, deadline);
         }
         self.watcher.take();
-        self.observed.take();
+        // (`_observed` goes after this, with the other fields: the pool leaves the
+        // observer's registry once its threads are gone)
     }
 }

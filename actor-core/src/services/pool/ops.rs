@@ -414,12 +414,11 @@ impl Pool {
         };
         let c = self.inner.submit(fid, payload, sink, false, direct)?;
         unsent.sent();
-        let mut r = AsyncResult::new(rx, Collect::One(c), decode, signal.clone());
+        let mut r = AsyncResult::new(rx, Collect::One(c), decode, signal);
         if direct {
             r.direct = Some(Direct {
                 inner: weak,
                 chunk: c,
-                signal,
             });
         }
         Ok(r)
