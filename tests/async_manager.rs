@@ -467,6 +467,14 @@ fn a_dropped_get_async_loses_no_item() {
             let q = mgr.queue::<u64>().unwrap();
             async move {
                 let n = 300;
+                // gets given up for certain: the queue is empty and nobody produces
+                // yet, so each of these requests is parked at the server and then
+                // withdrawn; none of them may swallow an item put later
+                for k in 0..20u64 {
+                    let d = Duration::from_micros(50 + k * 100);
+                    let r = within(exec, d, q.get_async()).await;
+                    assert!(r.is_none(), "an empty queue answered a get: {r:?}");
+                }
                 let mut p = Process::new(produce_slowly, (q.clone(), n))
                     .start()
                     .unwrap();
@@ -484,7 +492,9 @@ fn a_dropped_get_async_loses_no_item() {
                 got.sort_unstable();
                 assert_eq!(got, (0..n).collect::<Vec<_>>(), "every item exactly once");
                 assert_eq!(q.len().unwrap(), 0);
-                assert!(i > n, "some gets were given up");
+                // (how many of the racing gets were given up depends on the
+                // machine's load: on a loaded one the consumer lags and every get finds
+                // an item; the certain withdrawals are the first twenty)
             }
         });
     });
