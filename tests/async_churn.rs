@@ -4,6 +4,9 @@
 //! (connections, pidfds) — and the object still works afterwards: the next future on it,
 //! woken only through its waker, completes when its condition comes true 50 ms later.
 //!
+//! `Pool::apply_async`'s result awaited through `IntoFuture` is churned too, half of its
+//! futures awaited to the end and half dropped pending.
+//!
 //! `Queue::get_async`, the most used, is churned 200 000 times. Each churn runs in a
 //! process of its own: the test binary's other tests would change its memory, thread and
 //! descriptor counts meanwhile.
@@ -14,8 +17,9 @@ mod common;
 
 use common::aio::{poll_once, within, Exec};
 use common::watchdog;
-use procactor::{Event, JoinableQueue, Lock, Pipe, Process, Queue, Semaphore};
+use procactor::{Event, JoinableQueue, Lock, Pipe, Pool, Process, Queue, Semaphore};
 use std::future::Future;
+use std::future::IntoFuture;
 use std::time::Duration;
 
 const ROUNDS: u32 = 30_000;
@@ -211,6 +215,118 @@ fn churn_process_join_async((): ()) -> Outcome {
     (before, after, works)
 }
 
+/// Blocks a pool worker until `gate` is set (at most 20 s: never a hang).
+fn wait_for_gate(gate: Event) -> bool {
+    gate.wait_timeout(Duration::from_secs(20))
+}
+
+fn triple(x: u64) -> u64 {
+    3 * x
+}
+
+/// `(USS KiB, threads, open descriptors)` of this process: the unique set size (its
+/// private pages, from `/proc/self/smaps_rollup`) rather than `VmRSS`, so that pages of
+/// the binary and of libraries shared with the pool's workers do not count.
+fn footprint_uss() -> (u64, u64, u64) {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
+    let uss = rollup
+        .lines()
+        .filter(|l| l.starts_with("Private_Clean:") || l.starts_with("Private_Dirty:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum();
+    let (_, threads, fds) = footprint();
+    (uss, threads, fds)
+}
+
+/// Tasks per round of [`churn_awaited_results`]: half awaited, half dropped after one
+/// poll.
+const RESULTS_PER_ROUND: u64 = 1_000;
+
+/// Waits (at most [`DONE`]) until the pool named `name` has no task left: the tasks of
+/// dropped results run on after the drop, and their outcome is discarded.
+fn wait_idle(name: &str) {
+    let t0 = std::time::Instant::now();
+    loop {
+        let snap = procactor::observe::snapshot();
+        let pool = snap
+            .pools
+            .iter()
+            .find(|p| p.name == name)
+            .expect("the pool");
+        if pool.pending == 0 {
+            return;
+        }
+        assert!(t0.elapsed() < DONE, "{} tasks still pending", pool.pending);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// One round: both workers are held by a gate task first, so every task after them is
+/// still queued when its result's future is polled (each must be pending: nothing is
+/// left to timing); the odd ones are dropped after that one poll, the even ones are
+/// polled once too, then, the gate set, awaited to the end under `block_on`. The pool
+/// is idle when the round starts, so the two gate tasks go one to each worker (a task
+/// goes to the worker with the fewest tasks in its ring, the first on a tie).
+fn awaited_results_round(pool: &Pool, gate: &Event, round: u64) {
+    wait_idle(CHURN_POOL);
+    gate.clear();
+    let held: Vec<_> = (0..2)
+        .map(|_| pool.apply_async(wait_for_gate, gate.clone()).unwrap())
+        .collect();
+    let mut kept = Vec::new();
+    for i in 0..RESULTS_PER_ROUND {
+        let x = round * RESULTS_PER_ROUND + i;
+        let mut f = pool.apply_async(triple, x).unwrap().into_future();
+        assert!(
+            poll_once(f.as_mut()).is_pending(),
+            "result {x} was ready before the gate opened: the churn would prove nothing"
+        );
+        if i % 2 == 0 {
+            kept.push((x, f));
+        } // (else dropped here, pending, its task still queued in the pool)
+    }
+    gate.set();
+    for (x, f) in kept {
+        assert_eq!(block_on_within(f), Some(Ok(3 * x)), "awaited result {x}");
+    }
+    for h in held {
+        assert_eq!(h.get_timeout(DONE), Ok(true), "a gate task");
+    }
+}
+
+const CHURN_POOL: &str = "churned";
+
+fn churn_awaited_results((): ()) -> Outcome {
+    let pool = Pool::builder()
+        .processes(2)
+        .name(CHURN_POOL)
+        .build()
+        .unwrap();
+    let gate = Event::new().unwrap();
+    // (the pool's threads, its tables' capacity, the codec's)
+    for round in 0..2 {
+        awaited_results_round(&pool, &gate, round);
+    }
+    let before = footprint_uss();
+    for round in 2..22 {
+        awaited_results_round(&pool, &gate, round);
+    }
+    // the dropped results' tasks were queued before the last round's gate tasks ended:
+    // all done now; a handle the pool kept for a gate task's argument (the Event's
+    // descriptor) is let go just after its result went out, so the count is given a few
+    // seconds to come back (it must, and exactly)
+    let mut after = footprint_uss();
+    let t0 = std::time::Instant::now();
+    while (after.1, after.2) != (before.1, before.2) && t0.elapsed() < DONE {
+        std::thread::sleep(Duration::from_millis(10));
+        after = footprint_uss();
+    }
+    // the pool still answers, blocking and awaited
+    let works = pool.apply(triple, 14).ok() == Some(42)
+        && block_on_within(pool.apply_async(triple, 5).unwrap().into_future()) == Some(Ok(15));
+    (before, after, works)
+}
+
 /// `max_growth_kib`: a registration left behind is ~100 bytes, so 30 000 of them would
 /// be ~3 MB (bound 2 MiB), 200 000 ~20 MB (bound 8 MiB).
 fn check(what: &str, (before, after, works): Outcome, max_growth_kib: u64) {
@@ -268,6 +384,16 @@ fn joinable_queue_join_async_churn_frees_what_it_made() {
 #[test]
 fn connection_recv_async_churn_frees_what_it_made() {
     run("Connection::recv_async", churn_recv_async);
+}
+
+/// 20 000 `apply_async` results (after 2 000 to warm up) turned into futures
+/// (`IntoFuture`, as `.await` does) and polled while their task is still queued: half
+/// awaited to the end, half dropped pending. Memory is the USS here: a result left
+/// behind (its channel, its signal, the boxed future) is several hundred bytes, 10 000
+/// of them some megabytes (bound 2 MiB).
+#[test]
+fn awaited_pool_results_churn_frees_what_it_made() {
+    run("AsyncResult::into_future", churn_awaited_results);
 }
 
 #[test]

@@ -550,6 +550,58 @@ fn pools_and_supervisors_run_on_the_fork_server() {
     });
 }
 
+/// A child supervisor whose builder names no method starts its children, and their
+/// restarts, with its parent's (here `Spawn`: the actor's OS parent is the child
+/// supervisor's process itself, where its own default would have been a fork server of
+/// its own); one whose builder names a method (`Fork`) keeps it (a zygote of its own).
+#[test]
+fn a_child_supervisor_takes_its_parents_start_method_unless_its_builder_names_one() {
+    watchdog(120, || {
+        let out: Queue<(u64, u32)> = Queue::new().unwrap();
+        let ask = |a: &procactor::ActorRef<Seer>| {
+            a.send(false).unwrap();
+            out.get_timeout(T).unwrap().1
+        };
+        let sup = Supervisor::builder()
+            .start_method(StartMethod::Spawn)
+            .build()
+            .unwrap();
+        let mut plain = Supervisor::builder().name("plain");
+        let low = plain.add(Seer { out: out.clone() }).unwrap();
+        let plain = sup.spawn_supervisor(plain).unwrap();
+        let mut forks = Supervisor::builder()
+            .name("forks")
+            .start_method(StartMethod::Fork);
+        let forked = forks.add(Seer { out: out.clone() }).unwrap();
+        let forks = sup.spawn_supervisor(forks).unwrap();
+
+        let pid = ask(&low);
+        let owner = plain.pid().expect("the child supervisor runs");
+        let what = "actor of a child supervisor without a method, under a Spawn parent";
+        common::assert_started_by(owner, pid, StartMethod::Spawn, what);
+        low.send(true).unwrap(); // exits with 9: restarted by the child supervisor
+        let pid2 = ask(&low);
+        assert_ne!(pid2, pid, "the actor was not restarted");
+        assert_eq!(
+            plain.pid(),
+            Some(owner),
+            "the child supervisor itself restarted"
+        );
+        common::assert_started_by(
+            owner,
+            pid2,
+            StartMethod::Spawn,
+            &format!("{what}, restarted"),
+        );
+
+        let pid = ask(&forked);
+        let owner = forks.pid().expect("the child supervisor runs");
+        let what = "actor of a child supervisor told Fork, under a Spawn parent";
+        common::assert_started_by(owner, pid, StartMethod::Fork, what);
+        sup.shutdown(T);
+    });
+}
+
 /// Runs in a spawned child, whose only thread is its main thread: every `Fork` scenario.
 /// A failed check panics, and the panic comes back to the test as the result.
 fn fork_scenarios(_: ()) -> usize {
@@ -806,6 +858,10 @@ fn fork_supervisor_scenario(_: ()) {
     SNAPSHOT.store(5, Relaxed);
     let top = sup.spawn(Seer { out: out.clone() }).unwrap();
     let _below = sup.spawn_supervisor(child).unwrap();
+    // a child supervisor that names no method takes the root's, Fork: a zygote of its own
+    let mut plain = Supervisor::builder().name("plain");
+    let plain_seer = plain.add(Seer { out: out.clone() }).unwrap();
+    let plain = sup.spawn_supervisor(plain).unwrap();
     let ask = |a: &procactor::ActorRef<Seer>| {
         a.send(false).unwrap();
         out.get_timeout(T).unwrap()
@@ -820,6 +876,16 @@ fn fork_supervisor_scenario(_: ()) {
     assert_eq!(seen, 77);
     let low_zygote = os_parent_of(low_pid).unwrap();
     assert_ne!(low_zygote, zygote);
+    // …and the method-less child supervisor's actor by that child supervisor's zygote
+    let (seen, plain_pid) = ask(&plain_seer);
+    assert_eq!(seen, 77);
+    let plain_sup = plain.pid().expect("the child supervisor runs");
+    common::assert_started_by(
+        plain_sup,
+        plain_pid,
+        StartMethod::Fork,
+        "actor of a child supervisor without a method, under a Fork parent",
+    );
     // a restart comes from the same zygote, with the same snapshot
     top.send(true).unwrap();
     let t0 = Instant::now();

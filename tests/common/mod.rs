@@ -173,12 +173,17 @@ pub fn os_children_of(pid: u32) -> Vec<u32> {
 /// with `PROCACTOR_FORKSERVER=<this pid>` in its environment (how `init` recognises a
 /// server). Read from the OS (`/proc`), not from procactor's records.
 pub fn is_my_fork_server(pid: u32) -> bool {
-    let me = std::process::id();
-    if os_parent_of(pid) != Some(me) {
+    is_fork_server_of(pid, std::process::id())
+}
+
+/// Whether `pid` is a fork server of process `owner` (as [`is_my_fork_server`], for any
+/// process of ours, a child supervisor's for instance).
+pub fn is_fork_server_of(pid: u32, owner: u32) -> bool {
+    if os_parent_of(pid) != Some(owner) {
         return false;
     }
     let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let want = format!("PROCACTOR_FORKSERVER={me}");
+    let want = format!("PROCACTOR_FORKSERVER={owner}");
     env.split(|&b| b == 0).any(|v| v == want.as_bytes())
 }
 
@@ -187,29 +192,39 @@ pub fn is_my_fork_server(pid: u32) -> bool {
 /// process's fork server for `ForkServer`, a zygote (a forked copy of this process,
 /// this process's child) for `Fork`.
 pub fn assert_os_parent(child: u32, method: procactor::StartMethod, what: &str) {
-    let me = std::process::id();
+    assert_started_by(std::process::id(), child, method, what);
+}
+
+/// As [`assert_os_parent`], for a `child` started by process `owner` (another process
+/// of the test's, a child supervisor for instance): its OS parent is `owner` for
+/// `Spawn`, `owner`'s fork server for `ForkServer`, a zygote (`owner`'s child, not a
+/// fork server) for `Fork`.
+pub fn assert_started_by(owner: u32, child: u32, method: procactor::StartMethod, what: &str) {
     let parent = os_parent_of(child).unwrap_or_else(|| panic!("{what} {child} is gone"));
     match method {
         procactor::StartMethod::Spawn => {
             assert_eq!(
-                parent, me,
-                "{what} {child}: a spawned child's OS parent is us"
+                parent, owner,
+                "{what} {child}: a spawned child's OS parent is its starter {owner}"
             )
         }
         procactor::StartMethod::ForkServer => assert!(
-            is_my_fork_server(parent),
-            "{what} {child}: its OS parent {parent} is not our fork server (we are {me})"
+            is_fork_server_of(parent, owner),
+            "{what} {child}: its OS parent {parent} is not the fork server of {owner}"
         ),
         procactor::StartMethod::Fork => {
-            assert_ne!(parent, me, "{what} {child}: forked by us, not by a zygote");
+            assert_ne!(
+                parent, owner,
+                "{what} {child}: forked by {owner}, not by a zygote"
+            );
             assert!(
-                !is_my_fork_server(parent),
-                "{what} {child}: made by the fork server"
+                !is_fork_server_of(parent, owner),
+                "{what} {child}: made by the fork server of {owner}"
             );
             assert_eq!(
                 os_parent_of(parent),
-                Some(me),
-                "{what} {child}: its zygote {parent} is not our child"
+                Some(owner),
+                "{what} {child}: its zygote {parent} is not a child of {owner}"
             );
         }
     }

@@ -261,6 +261,36 @@ where
     start_described(entry, target, value, name, daemon, method, exe, zygote)
 }
 
+/// A state of [`start_described`] that the code before it rules out: seen only if
+/// procactor itself is wrong (never because of a user's input or a peer process), and
+/// then reported as a [`SpawnError::Io`] saying which, rather than a panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Impossible {
+    /// `Spawn`, `Fork` or a zygote's start without the child's end of a new control
+    /// socket (only a fork-server child waiting already comes without one).
+    NoControlSocket,
+    /// `ForkServer` with neither a waiting fork-server child nor a zygote to ask.
+    NoForkServerChild,
+}
+
+impl std::fmt::Display for Impossible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            Impossible::NoControlSocket => "no control socket to pass to the child",
+            Impossible::NoForkServerChild => "no fork-server child and no zygote to start from",
+        };
+        write!(f, "internal error in procactor's process start: {what}")
+    }
+}
+
+impl std::error::Error for Impossible {}
+
+impl From<Impossible> for SpawnError {
+    fn from(e: Impossible) -> SpawnError {
+        SpawnError::Io(std::io::Error::other(e))
+    }
+}
+
 /// As [`start_encoded_via`], with the entry and the target already described.
 #[allow(clippy::too_many_arguments)]
 fn start_described<R: Message, B: Serialize + ?Sized>(
@@ -331,8 +361,7 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
             (ours, Some(theirs), None)
         }
     };
-    let theirs =
-        || theirs.ok_or_else(|| SpawnError::Io(std::io::Error::other("no control socket to pass")));
+    let theirs = || theirs.ok_or_else(|| SpawnError::from(Impossible::NoControlSocket));
     // whether the child already has its bootstrap and arguments: a forked child has them
     // in memory; a zygote's child finds them waiting in its control socket when they
     // are small and carry no handle whose side effects would need undoing if the child
@@ -366,11 +395,7 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
             let (child, server) = match (waiting, zygote) {
                 (Some(w), _) => w,
                 (None, Some(z)) => z.start_child(token, theirs()?)?,
-                (None, None) => {
-                    return Err(SpawnError::Io(std::io::Error::other(
-                        "no fork-server child",
-                    )))
-                }
+                (None, None) => return Err(Impossible::NoForkServerChild.into()),
             };
             (child, Watch::Relayed(server))
         }
@@ -757,5 +782,19 @@ mod tests {
             Err(JoinError::Unavailable(_))
         ));
         assert_eq!(parse_outcome(&[runtime::OUTCOME_OK, 1]).unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn an_impossible_start_state_is_an_io_error_that_says_which() {
+        for (e, says) in [
+            (Impossible::NoControlSocket, "no control socket"),
+            (Impossible::NoForkServerChild, "no fork-server child"),
+        ] {
+            let err = SpawnError::from(e);
+            let text = err.to_string();
+            assert!(matches!(err, SpawnError::Io(_)), "{err:?}");
+            assert!(text.contains("internal error"), "{text}");
+            assert!(text.contains(says), "{text}");
+        }
     }
 }

@@ -225,8 +225,10 @@ const UNSET: u8 = u8::MAX;
 /// Children started by `Fork` keep the parent's setting (their memory is a copy of the
 /// parent's, as with Python's fork); spawned and fork-server children start with none:
 /// a [`Process`](crate::Process) they start uses `Spawn`, and a pool or supervisor they
-/// build (a child supervisor among them) its own default, the fork server, in a server
-/// of their own.
+/// build its own default, the fork server, in a server of their own. A child
+/// supervisor whose builder names no method is the exception: it is given the method
+/// its parent supervisor uses, so a method set here reaches a whole supervision tree
+/// (see [`SupervisorBuilder::start_method`](crate::SupervisorBuilder::start_method)).
 ///
 /// # Errors
 ///

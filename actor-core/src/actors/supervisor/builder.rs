@@ -70,20 +70,27 @@ impl SupervisorBuilder {
     /// only once a new server is brought up (by a later default build, for instance),
     /// for every owner at once (see [`StartMethod`]).
     ///
-    /// A child supervisor runs in a process of its own, where no method is set unless
-    /// `Fork` started it (neither [`set_start_method`](crate::set_start_method) nor the
-    /// method given to its parent's builder reach a spawned or fork-server child): it starts its
-    /// own children with the method its own builder names, or else through a fork
-    /// server of its own (with the spare that server forks ahead), started in its
-    /// process. A tree that must not use the fork server names `Spawn` on each
-    /// supervisor's builder.
+    /// A child supervisor (see [`add_supervisor`](SupervisorBuilder::add_supervisor) and
+    /// [`Supervisor::spawn_supervisor`]) starts its own children with the method its own
+    /// builder names, or, when its builder names none, with the method its parent
+    /// supervisor starts its children with (the one named on the parent's builder, or
+    /// the parent's default as chosen when the parent started): a whole tree follows
+    /// the root's method unless a builder below names another, which then holds for
+    /// that subtree. It is passed in the child supervisor's start, and again at each of
+    /// its restarts: so a method set for the root's process
+    /// ([`set_start_method`](crate::set_start_method)), which the process of a spawned or
+    /// fork-server child does not have, reaches the whole tree too. A child supervisor
+    /// runs in a process of its own, so with `ForkServer` it runs a fork server of its
+    /// own there (with the spare that server forks ahead), and with `Fork` a zygote of
+    /// its own (see below).
     ///
     /// `Fork`: the supervisor, when it starts, forks a copy of its process (a *zygote*,
     /// which stays single-threaded) before it starts any thread, and the zygote forks
     /// every child and every restart, so they see the supervisor's process as it was
     /// then. That start needs a single-threaded process and fails clearly otherwise (a
-    /// child supervisor told `Fork` makes its own zygote, in its own process, which is
-    /// single-threaded at that point). `ForkServer` is the fast choice with threads.
+    /// child supervisor told `Fork`, or taking it from its parent, makes its own zygote,
+    /// in its own process, which is single-threaded at that point). `ForkServer` is the
+    /// fast choice with threads.
     pub fn start_method(mut self, m: StartMethod) -> Self {
         self.settings.method = Some(m);
         self

@@ -73,7 +73,10 @@ impl Unit for SupUnit {
     fn start(&self, _member: u32, via: Via<'_>) -> Result<Process<ExitReport>, SpawnError> {
         self.group.word(cell::STOPPING).store(0, Ordering::Release);
         self.shutdown.clear();
-        let boot = self.boot().map_err(SpawnError::Encode)?;
+        let mut boot = self.boot().map_err(SpawnError::Encode)?;
+        // a builder that named no method: the one its parent starts its children with
+        // (see `SupervisorBuilder::start_method`)
+        boot.settings.method = boot.settings.method.or(via.method);
         start_encoded_via(
             supervisor_main,
             &boot,

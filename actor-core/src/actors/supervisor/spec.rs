@@ -118,7 +118,8 @@ pub(super) struct Settings {
     pub(super) strategy: Strategy,
     pub(super) max_restarts: u32,
     pub(super) period: Duration,
-    /// How its children start (`None`: the process-wide default).
+    /// How its children start (`None`: the process-wide default; a child supervisor's
+    /// is its parent's, filled in when the parent starts it).
     pub(super) method: Option<StartMethod>,
     /// How many events [`Supervisor::events`] keeps (the most recent ones).
     pub(super) history: usize,
