@@ -514,6 +514,9 @@ enum Req {
     Add(i64),
     Unreadable(NoDecode),
     Sleep(u64),
+    /// Waits at the barrier (for at most the given milliseconds): answers 1 if every
+    /// party met there, 0 if the barrier broke.
+    Meet(u64),
 }
 
 /// A pipe actor whose requests may not decode in its process.
@@ -521,6 +524,9 @@ enum Req {
 #[derive(Serialize, Deserialize)]
 struct Picky {
     total: i64,
+    /// The barrier `Req::Meet` waits at (given to every member at its start: a handle
+    /// travels in a process's arguments, not through a mailbox).
+    meet: Option<procactor::Barrier>,
 }
 
 impl Actor for Picky {
@@ -531,6 +537,11 @@ impl Actor for Picky {
             Req::Add(n) => self.total += n,
             Req::Unreadable(_) => unreachable!("never decoded"),
             Req::Sleep(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            Req::Meet(ms) => {
+                let met = (self.meet.as_ref())
+                    .is_some_and(|b| b.wait_timeout(Duration::from_millis(ms)).is_ok());
+                return Ok(i64::from(met));
+            }
         }
         Ok(self.total)
     }
@@ -540,7 +551,12 @@ impl Actor for Picky {
 fn a_call_whose_request_cannot_be_decoded_returns_an_error_promptly() {
     watchdog(60, || {
         let sup = Supervisor::builder().build().unwrap();
-        let a = sup.spawn(Picky { total: 0 }).unwrap();
+        let a = sup
+            .spawn(Picky {
+                total: 0,
+                meet: None,
+            })
+            .unwrap();
         assert_eq!(a.call(Req::Add(3)).unwrap(), 3);
         let t = std::time::Instant::now();
         let e = a
@@ -571,7 +587,12 @@ fn child_call_killed_after_pop() {
         .max_restarts(100, Duration::from_secs(60))
         .build()
         .unwrap();
-    let a = sup.spawn(Picky { total: 0 }).unwrap();
+    let a = sup
+        .spawn(Picky {
+            total: 0,
+            meet: None,
+        })
+        .unwrap();
     for _ in 0..2 {
         let t = std::time::Instant::now();
         // a Permanent actor: restarted, and its restarted incarnation never answers the
@@ -593,42 +614,45 @@ fn a_taker_killed_between_pop_and_record_is_died_not_a_hang() {
     });
 }
 
-/// Calls per second to `pool` from 4 threads for about `secs`, each call sleeping 1 ms.
-fn pool_call_rate(pool: &procactor::PoolRef<Picky>, secs: f64) -> f64 {
-    let until = std::time::Instant::now() + Duration::from_secs_f64(secs);
-    let t = std::time::Instant::now();
-    let calls: u64 = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..4)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut n = 0u64;
-                    while std::time::Instant::now() < until {
-                        pool.call_timeout(Req::Sleep(1), T).unwrap();
-                        n += 1;
-                    }
-                    n
-                })
-            })
+/// Two callers' `Meet` calls at once on `pool`, each waiting at most `ms` at the
+/// members' barrier of two: whether each call met the other (`1`) or the barrier broke (`0`).
+fn meet_twice(pool: &procactor::PoolRef<Picky>, ms: u64) -> Vec<i64> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|_| s.spawn(move || pool.call_timeout(Req::Meet(ms), T).unwrap()))
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    calls as f64 / t.elapsed().as_secs_f64()
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
 
 #[test]
 fn calls_to_a_pool_run_on_its_members_at_once() {
     watchdog(60, || {
         let sup = Supervisor::builder().build().unwrap();
-        let one = sup.spawn_pool(1, || Picky { total: 0 }).unwrap();
-        let two = sup.spawn_pool(2, || Picky { total: 0 }).unwrap();
-        // (warm up: both started)
-        one.call(Req::Add(0)).unwrap();
-        two.call(Req::Add(0)).unwrap();
-        let r1 = pool_call_rate(&one, 1.0);
-        let r2 = pool_call_rate(&two, 1.0);
-        println!("pool calls of 1 ms: 1 member {r1:.0}/s, 2 members {r2:.0}/s");
-        // ~2× with two members; serialised calls would give ~1×
-        assert!(r2 > 1.4 * r1, "1 member {r1:.0}/s, 2 members {r2:.0}/s");
+        let (b1, b2) = (
+            procactor::Barrier::new(2).unwrap(),
+            procactor::Barrier::new(2).unwrap(),
+        );
+        let one = (sup.spawn_pool(1, || Picky {
+            total: 0,
+            meet: Some(b1.clone()),
+        }))
+        .unwrap();
+        let two = (sup.spawn_pool(2, || Picky {
+            total: 0,
+            meet: Some(b2.clone()),
+        }))
+        .unwrap();
+        // two calls meet at a barrier only if two members handle them at the same time
+        // (no timing luck either way: the two-member pool is given 15 s to meet, the
+        // one-member pool cannot meet at all, so its first call breaks the barrier)
+        assert_eq!(meet_twice(&two, 15_000), vec![1, 1], "two members");
+        assert_eq!(meet_twice(&one, 300), vec![0, 0], "one member");
+        // and both pools go on serving
+        assert_eq!(
+            two.call(Req::Add(1)).unwrap() + one.call(Req::Add(1)).unwrap(),
+            2
+        );
     });
 }
 
