@@ -292,6 +292,75 @@ fn observing_off_means_no_server_and_the_server_ends_with_the_last_supervisor() 
     assert!(run.stdout.contains("OBSERVE-ON-CHECKED"), "{}", run.stdout);
 }
 
+/// Run in a child by `the_server_starts_again_while_the_last_one_is_ending`: its own
+/// process, so that its registry empties (the other tests keep supervisors).
+#[test]
+#[ignore = "run by another test, in a process of its own"]
+fn child_churning() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let me = std::process::id();
+    let done = Arc::new(AtomicBool::new(false));
+    // fetches all along: the server then holds each queue while it describes it, and a
+    // queue's last handle is often dropped there (the server told to end by its own
+    // thread, its listener still bound for a moment)
+    let fetcher = |done: Arc<AtomicBool>| {
+        std::thread::spawn(move || {
+            let mut served = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                // (one connection while the server lasts: more requests than connects)
+                let Ok(mut o) = observe::Observer::connect(me, Duration::from_secs(5)) else {
+                    continue;
+                };
+                while !done.load(Ordering::Relaxed) && o.snapshot(Duration::from_secs(5)).is_ok() {
+                    served += 1;
+                }
+            }
+            served
+        })
+    };
+    let fetchers = [fetcher(done.clone()), fetcher(done.clone())];
+    let churn = move |k: usize| {
+        let mut unserved = 0u32;
+        for i in 0..3000 {
+            let q = procactor::Queue::<u32>::builder()
+                .name(format!("churn-{k}"))
+                .build()
+                .unwrap();
+            // something observable lives: the server runs (a failed bind left none)
+            if !observe::serving() {
+                unserved += 1;
+            }
+            if i % 100 == 0 {
+                let p = observe::fetch(me, Duration::from_secs(10));
+                assert!(p.is_ok(), "a fetch with a queue alive: {p:?}");
+            }
+            drop(q);
+        }
+        unserved
+    };
+    let other = std::thread::spawn(move || churn(1));
+    let unserved = churn(0) + other.join().unwrap();
+    done.store(true, Ordering::Relaxed);
+    let served: u32 = fetchers.into_iter().map(|f| f.join().unwrap()).sum();
+    let q = procactor::Queue::<u32>::builder()
+        .name("last")
+        .build()
+        .unwrap();
+    assert!(observe::serving());
+    let p = observe::fetch(me, T).unwrap();
+    assert!(p.queues.iter().any(|s| s.name == "last"), "{p:?}");
+    drop(q);
+    assert_eq!(unserved, 0, "registrations left without a server");
+    println!("CHURN-CHECKED served={served}");
+}
+
+#[test]
+fn the_server_starts_again_while_the_last_one_is_ending() {
+    let run = run_test_in_child("child_churning", true, &[("PROCACTOR_OBSERVE", None)]);
+    assert!(run.stdout.contains("CHURN-CHECKED"), "{}", run.stdout);
+}
+
 /// Run as another user by `another_user_is_refused`.
 #[test]
 #[ignore = "run by another test, as another user"]

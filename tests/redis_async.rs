@@ -566,3 +566,122 @@ fn the_async_methods_work_over_a_unix_socket() {
         assert_eq!(got.expect("no connection over the Unix socket").unwrap(), 5);
     });
 }
+
+/// `calls` of `cmdstat_<command>` in the server's `INFO commandstats` (0 before the
+/// first call).
+fn command_calls(url: &str, command: &str) -> u64 {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-u")
+        .arg(url)
+        .args(["INFO", "commandstats"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running redis-cli");
+    let info = String::from_utf8_lossy(&out.stdout);
+    assert!(info.contains("# Commandstats"), "{info}");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A hundred bounded `put_async` waiting for room on one handle share one check per
+/// pause (the handle's waiting room), and once a consumer drains the stream every one of
+/// them puts its items, each once, in its own order, without overfilling the stream.
+#[test]
+fn waiting_bounded_puts_of_a_handle_share_one_check() {
+    require_redis!();
+    if !have_binary() {
+        eprintln!("waiting_bounded_puts_…: skipped (no redis-server binary to start)");
+        return;
+    }
+    watchdog(60, || {
+        // a server of our own: the only client sending XPENDING is this handle
+        let (mut server, url) = private_server();
+        const MAX: usize = 10;
+        const PRODUCERS: u64 = 100;
+        const EACH: u64 = 3;
+        let q = RedisQueue::<u64>::builder(&url, "room")
+            .maxsize(MAX)
+            .connect()
+            .unwrap();
+        for i in 0..MAX as u64 {
+            q.put(u64::MAX - i).unwrap();
+        }
+        let (got, puts) = std::thread::scope(|s| {
+            let producers = s.spawn(|| {
+                let e = Exec::CurrentThread;
+                e.run(within(
+                    e,
+                    Duration::from_secs(40),
+                    futures::future::join_all((0..PRODUCERS).map(|p| {
+                        let q = &q;
+                        async move {
+                            for i in 0..EACH {
+                                q.put_async(p * 1000 + i).await.unwrap();
+                            }
+                        }
+                    })),
+                ))
+                .expect("the puts did not all complete")
+                .len()
+            });
+            // all hundred wait (the stream is full); what they send over a fixed time
+            let xpending = || command_calls(&url, "xpending");
+            let t = Instant::now();
+            while xpending() < 5 {
+                assert!(t.elapsed() < T, "no check of the stream");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let before = xpending();
+            let t = Instant::now();
+            std::thread::sleep(Duration::from_secs(1));
+            let checks = xpending() - before;
+            let window = t.elapsed();
+            eprintln!("{checks} room checks in {window:?} with {PRODUCERS} puts waiting");
+            assert_eq!(q.len(), MAX, "a put went in while the stream was full");
+            // one check per pause (20 ms once they have waited a little): about 50 in
+            // a second; a check each would be a hundred times that (about 4800 were
+            // counted so). (No lower bound: that they go on checking is shown by the
+            // drain below, with no timing in it.)
+            let most = window.as_millis() as u64 / 20 + 20;
+            assert!(
+                checks <= most,
+                "{checks} checks in {window:?} by {PRODUCERS} waiting puts (at most {most})"
+            );
+            // the consumer: another handle on the stream
+            let c = RedisQueue::<u64>::builder(&url, "room")
+                .maxsize(MAX)
+                .connect()
+                .unwrap();
+            let mut got = Vec::new();
+            let mut fullest = 0;
+            for _ in 0..MAX as u64 + PRODUCERS * EACH {
+                got.push(c.get_timeout(T).unwrap());
+                fullest = fullest.max(c.len());
+            }
+            assert!(fullest <= MAX, "the stream held {fullest} > {MAX}");
+            (got, producers.join().unwrap())
+        });
+        assert_eq!(puts, PRODUCERS as usize);
+        let (fill, items): (Vec<u64>, Vec<u64>) =
+            got.into_iter().partition(|&v| v > u64::MAX - 100);
+        assert_eq!(
+            fill,
+            (0..MAX as u64).map(|i| u64::MAX - i).collect::<Vec<_>>()
+        );
+        for p in 0..PRODUCERS {
+            let mine: Vec<u64> = items.iter().copied().filter(|v| v / 1000 == p).collect();
+            assert_eq!(
+                mine,
+                (0..EACH).map(|i| p * 1000 + i).collect::<Vec<_>>(),
+                "producer {p}: each item once, in order"
+            );
+        }
+        assert_eq!(items.len() as u64, PRODUCERS * EACH);
+        assert_eq!(q.len(), 0);
+        server.kill().unwrap();
+        server.wait().unwrap();
+    });
+}

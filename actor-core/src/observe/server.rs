@@ -34,20 +34,37 @@ struct Server {
     /// Written to wake the thread and make it end.
     wake: UnixStream,
     thread: JoinHandle<()>,
+    /// Told to end by its own thread (see [`stop`]): it has not ended yet and its
+    /// listener may still hold the socket's name, so it stays here until the next
+    /// registration joins it.
+    stopping: bool,
 }
 
 /// Lock order: `SERVER`, then the registry (the server thread takes only the registry).
 static SERVER: Mutex<Option<Server>> = Mutex::new(None);
 
 /// Registers `s` and starts the server if it does not run (and observing is on).
+///
+/// A server that is ending (it was told to end from its own thread, or its `poll`
+/// failed) is joined first: its listener holds the socket's name until its thread
+/// ends, and binding the name again before that fails (`EADDRINUSE`), which left a
+/// program with observable things and no server.
 pub(crate) fn register(s: Source) -> Registration {
     let mut server = SERVER.lock().unwrap_or_else(|e| e.into_inner());
-    let id = registry().add(s);
     let me = os::current_pid();
     if let Some(old) = server.take_if(|s| s.pid != me) {
         // a copy inherited through fork(): its thread is not in this process
         std::mem::forget(old);
     }
+    let here = std::thread::current().id();
+    if let Some(old) =
+        server.take_if(|s| (s.stopping || s.thread.is_finished()) && s.thread.thread().id() != here)
+    {
+        // (it ends by itself: the wake-up is written, or it has ended; it needs no lock
+        // of ours to get there, see `stop`)
+        let _ = old.thread.join();
+    }
+    let id = registry().add(s);
     if server.is_none() && ObserveSettings::from_env().enabled {
         match start(me) {
             Ok(s) => *server = Some(s),
@@ -57,6 +74,14 @@ pub(crate) fn register(s: Source) -> Registration {
                 "the observe socket could not be started"
             ),
         }
+    } else if server.as_ref().is_some_and(|s| s.stopping) {
+        // registered from the ending server's own thread (a source's drop there made
+        // something observable): it cannot join itself, and a new listener cannot bind
+        // the name its own listener still holds
+        tracing::warn!(
+            target: "procactor::observe",
+            "the observe socket could not be started again from its own ending thread"
+        );
     }
     Registration { id }
 }
@@ -66,7 +91,7 @@ pub(crate) fn serving() -> bool {
     let server = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     server
         .as_ref()
-        .is_some_and(|s| s.pid == os::current_pid() && !s.thread.is_finished())
+        .is_some_and(|s| s.pid == os::current_pid() && !s.stopping && !s.thread.is_finished())
 }
 
 /// An observable thing's place in the registry: dropping it takes it out, and when the
@@ -89,12 +114,12 @@ impl Drop for Registration {
         if !empty {
             return;
         }
+        if server.as_ref().is_some_and(|s| s.pid != os::current_pid()) {
+            std::mem::forget(server.take());
+            return;
+        }
         if let Some(s) = server.take() {
-            if s.pid != os::current_pid() {
-                std::mem::forget(s);
-                return;
-            }
-            stop(s);
+            *server = stop(s);
         }
     }
 }
@@ -102,13 +127,20 @@ impl Drop for Registration {
 /// Wakes the server thread to end it and joins it, unless this *is* the server thread:
 /// a source's last `Arc` can be dropped there (a snapshot upgraded it and its owner let
 /// it go meanwhile), and a thread joining itself fails. It then returns to its loop,
-/// sees the wake-up and ends; its handle is dropped (detached).
-fn stop(s: Server) {
+/// sees the wake-up and ends, closing its listener; until then it stays in `SERVER`
+/// marked `stopping`, and the next [`register`] joins it before it binds the name
+/// again (returned for that). The thread takes no lock of ours on its way out: only a
+/// [`Registration`]'s drop takes `SERVER`, and none is alive while the registry is
+/// empty (`register` joins before it adds one).
+fn stop(mut s: Server) -> Option<Server> {
     let mut wake = &s.wake;
     let _ = wake.write_all(b"x");
-    if s.thread.thread().id() != std::thread::current().id() {
-        let _ = s.thread.join();
+    if s.thread.thread().id() == std::thread::current().id() {
+        s.stopping = true;
+        return Some(s);
     }
+    let _ = s.thread.join();
+    None
 }
 
 fn start(pid: u32) -> io::Result<Server> {
@@ -119,7 +151,12 @@ fn start(pid: u32) -> io::Result<Server> {
         .name("procactor-observe".into())
         .stack_size(512 << 10)
         .spawn(move || serve(listener, wakee))?;
-    Ok(Server { pid, wake, thread })
+    Ok(Server {
+        pid,
+        wake,
+        thread,
+        stopping: false,
+    })
 }
 
 struct Conn {
@@ -278,8 +315,10 @@ mod tests {
         let (done, result) = mpsc::channel::<bool>();
         let thread = std::thread::spawn(move || {
             let s = take.recv().unwrap();
-            // (with a join of its own handle this panicked: no `done` then)
-            stop(s);
+            // (with a join of its own handle this panicked: no `done` then); it is kept
+            // for the next registration to join
+            let kept = stop(s);
+            assert!(kept.is_some_and(|k| k.stopping));
             let mut b = [0u8; 1];
             let woken = (&wakee).read(&mut b).is_ok_and(|n| n == 1) && b == *b"x";
             let _ = done.send(woken);
@@ -288,6 +327,7 @@ mod tests {
             pid: os::current_pid(),
             wake,
             thread,
+            stopping: false,
         })
         .unwrap();
         let woken = result

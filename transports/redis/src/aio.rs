@@ -30,12 +30,21 @@
 //! with it partly written, it closes the lane's connection, so the server discards the
 //! incomplete command (not put); dropped after it was written whole, the item is put.
 //!
+//! # Waiting for room, or for an empty stream
+//!
+//! A bounded `put_async` waiting for room and a `join_async` waiting for the stream to
+//! empty wait in the handle's waiting room ([`Room`]): one check of the stream on the
+//! write lane at a time, made by one of them, whose answer wakes them all; N of them
+//! waiting on one handle make one check per pause, not N. As with a lane, the one that
+//! checks is a future: while it is not polled (its task busy, or the future kept
+//! without being polled or dropped), the others are not checked for either.
+//!
 //! # Timers
 //!
-//! `join_async` and a bounded `put_async` wait between checks, and a lane gives up on a
-//! server that sends nothing for [`QUIET_LIMIT`] (a stopped server keeps its
-//! connections open): both are wake-ups at a time, taken from procactor's watcher
-//! thread (`procactor_transports::watch::Timer`, shared with the rest of procactor).
+//! The room pauses between checks, and a lane gives up on a server that sends nothing
+//! for [`QUIET_LIMIT`] (a stopped server keeps its connections open): both are
+//! wake-ups at a time, taken from procactor's watcher thread
+//! (`procactor_transports::watch::Timer`, shared with the rest of procactor).
 
 use crate::conn::{self, Entry, RedisError, MAX_BLOCK};
 use crate::stream::{split_fetch, Core, Delivered, Failure, FIRST_NAP, LONGEST_NAP};
@@ -63,6 +72,8 @@ const _: () = assert!(QUIET_LIMIT.as_secs() > MAX_BLOCK.as_secs());
 pub(crate) struct Aio {
     pub(crate) read: Lane,
     pub(crate) write: Lane,
+    /// Where waiting bounded `put_async`s and `join_async`s share one check.
+    room: Room,
 }
 
 impl Aio {
@@ -284,12 +295,10 @@ enum Kind {
     },
     /// `XADD`s.
     Put,
-    /// `acks` acknowledgement commands, then `XLEN`, `XPENDING` summary: the
-    /// undelivered count.
-    Len { acks: usize },
     /// `acks` acknowledgement commands (owed by this handle: an undecodable entry
-    /// dropped, auto-acknowledged items), then `XLEN`.
-    Xlen { acks: usize },
+    /// dropped, auto-acknowledged items), then `XLEN`, `XPENDING` summary: the
+    /// stream's length and the undelivered count (a [`Room`]'s check).
+    Len { acks: usize },
 }
 
 /// Commands sent (or queued to be), awaiting `replies` replies.
@@ -307,7 +316,11 @@ struct Job {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Out {
     Done,
-    Count(u64),
+    /// A [`Room`]'s check: `XLEN`, and the entries not yet delivered.
+    Len {
+        xlen: u64,
+        undelivered: u64,
+    },
 }
 
 struct Conn {
@@ -501,9 +514,7 @@ impl Conn {
             match j.kind {
                 // (a check that carries acknowledgements is sent all the same: taken
                 // back, they would be lost)
-                Kind::Put | Kind::Len { acks: 0 } | Kind::Xlen { acks: 0 }
-                    if unsent && i == last =>
-                {
+                Kind::Put | Kind::Len { acks: 0 } if unsent && i == last => {
                     take_back = Some(j.start);
                 }
                 Kind::Put if !whole => close = true,
@@ -681,9 +692,11 @@ impl Conn {
             Kind::Len { acks } => {
                 let xlen = checked.get(acks).map_or(0, conn::int);
                 let pending = checked.get(acks + 1).map_or(0, conn::pending_count);
-                Some(Out::Count(xlen.saturating_sub(pending)))
+                Some(Out::Len {
+                    xlen,
+                    undelivered: xlen.saturating_sub(pending),
+                })
             }
-            Kind::Xlen { acks } => Some(Out::Count(checked.get(acks).map_or(0, conn::int))),
         })
     }
 }
@@ -766,11 +779,6 @@ pub(crate) fn frame_len(b: &[u8]) -> Result<Option<usize>, ()> {
 }
 
 // ---------------------------------------------------------------- the futures
-
-/// A pause of `d` from now, as a part of a future's poll.
-fn nap(d: Duration) -> Timer {
-    Timer::at(Some(Instant::now() + d))
-}
 
 /// One step of a lane's first in line: makes sure a job of its own is under way
 /// (`start` queues it, given the connection, when none is), then drives.
@@ -876,36 +884,305 @@ impl std::fmt::Debug for Get<'_> {
     }
 }
 
-enum PutState {
-    /// A bounded queue's room to be checked.
-    Check,
-    /// Waiting before checking again.
-    Nap(Timer),
-    /// The `XADD`s to be sent (or sent).
-    Send,
+// ---------------------------------------------------------------- the waiting room
+
+/// Where a handle's waiting bounded `put_async`s and `join_async`s wait for the stream
+/// to change: one check (`XLEN` + `XPENDING` on the write lane) at a time for all of
+/// them, made by one of them (the *checker*), its answer waking every one.
+///
+/// The pause between checks is the room's (200 µs doubling to 20 ms while anyone
+/// waits, back to 200 µs when the room empties): N futures waiting make one check per
+/// pause, not N. A future takes only the answer of a check sent after it came in (so
+/// that a `join_async` after a `put_async` of the same handle sees that put), and the
+/// first one in an empty room checks at once (an uncontended bounded put costs one
+/// check, as before).
+///
+/// A bounded put is let in by an answer only as far as there is room in it: the
+/// answer's undelivered count, plus the items of puts let in whose `XADD` was not yet
+/// queued when the check was sent (not counted by that `XLEN`), plus the puts let in
+/// by this answer so far (`level`). So the puts of one handle never overfill the
+/// stream between them, as when each checked in turn; which of them goes first when
+/// room frees is the order they are polled in (no queue among waiting puts).
+#[derive(Debug, Default)]
+struct Room(Mutex<RoomState>);
+
+#[derive(Debug)]
+struct RoomState {
+    /// Checks sent so far (a check's number is this count when it was sent).
+    sent: u64,
+    /// The number of the last check answered, and its answer.
+    answered: u64,
+    xlen: u64,
+    /// Undelivered items, counting the puts let in and not yet in the stream.
+    level: u64,
+    failure: Option<redis::RedisError>,
+    /// Items of puts let in whose `XADD` is not yet queued on the lane.
+    admitted: u64,
+    /// `admitted` when the check in flight was sent.
+    admitted_at_check: u64,
+    /// The future making the checks, if any.
+    checker: Option<u64>,
+    /// When the next check may be sent, and the pause after it.
+    next_at: Option<Instant>,
+    nap: Duration,
+    /// The futures waiting for an answer, by id.
+    waiters: BTreeMap<u64, Waker>,
+    next_id: u64,
 }
 
+impl Default for RoomState {
+    fn default() -> Self {
+        RoomState {
+            sent: 0,
+            answered: 0,
+            xlen: 0,
+            level: 0,
+            failure: None,
+            admitted: 0,
+            admitted_at_check: 0,
+            checker: None,
+            next_at: None,
+            nap: FIRST_NAP,
+            waiters: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+}
+
+impl Room {
+    fn lock(&self) -> MutexGuard<'_, RoomState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RoomState {
+    /// A check's answer (`Err`: it failed) came in: every waiter is woken to look at it.
+    fn answer(&mut self, number: u64, a: Result<(u64, u64), redis::RedisError>, me: u64) {
+        self.answered = self.answered.max(number);
+        match a {
+            Ok((xlen, undelivered)) => {
+                self.xlen = xlen;
+                self.level = undelivered + self.admitted_at_check;
+                self.failure = None;
+            }
+            Err(e) => self.failure = Some(e),
+        }
+        self.next_at = Some(Instant::now() + self.nap);
+        self.nap = (self.nap * 2).min(LONGEST_NAP);
+        for (id, w) in &self.waiters {
+            if *id != me {
+                w.wake_by_ref();
+            }
+        }
+    }
+}
+
+/// What a waiting future waits for.
+#[derive(Debug, Clone, Copy)]
+enum Want {
+    /// Room for a put of this many items in a queue of at most `max`.
+    Room { items: u64, max: u64 },
+    /// An empty stream (`join_async`).
+    Empty,
+}
+
+/// A future's place in its handle's [`Room`].
+struct Seat<'a> {
+    room: &'a Room,
+    id: Option<u64>,
+    /// The first check whose answer this future takes.
+    need: u64,
+    /// The checker's pause before its next check.
+    timer: Option<Timer>,
+    /// The number of the check this future (the checker) sent and awaits.
+    checking: Option<u64>,
+    /// Items let in whose `XADD` is not yet queued (given back if dropped).
+    admitted: u64,
+}
+
+impl<'a> Seat<'a> {
+    fn new(room: &'a Room) -> Self {
+        Seat {
+            room,
+            id: None,
+            need: 0,
+            timer: None,
+            checking: None,
+            admitted: 0,
+        }
+    }
+
+    /// Waits, checking when it is the checker, until the stream gives what `want` asks:
+    /// `Ready(Ok)` then (a put's items counted as let in), `Ready(Err)` when the check
+    /// failed. It leaves the room then.
+    fn wait(
+        &mut self,
+        turn: &mut Turn<'_>,
+        core: &Core,
+        cx: &Context<'_>,
+        want: Want,
+    ) -> Poll<Result<(), RedisError>> {
+        loop {
+            let mut r = self.room.lock();
+            let id = match self.id {
+                Some(id) => id,
+                None => {
+                    r.next_id += 1;
+                    self.id = Some(r.next_id);
+                    self.need = r.sent + 1;
+                    r.next_id
+                }
+            };
+            match r.waiters.get_mut(&id) {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                Some(w) => *w = cx.waker().clone(),
+                None => {
+                    r.waiters.insert(id, cx.waker().clone());
+                }
+            }
+            if r.answered >= self.need && self.checking.is_none() {
+                self.need = r.answered + 1;
+                if let Some(e) = r.failure.clone() {
+                    self.leave(&mut r);
+                    return Poll::Ready(Err(RedisError(e)));
+                }
+                let fits = match want {
+                    Want::Empty => r.xlen == 0,
+                    Want::Room { items, max } => {
+                        let ok = r.level == 0 || r.level + items <= max;
+                        if ok {
+                            r.level += items;
+                            r.admitted += items;
+                            self.admitted = items;
+                        }
+                        ok
+                    }
+                };
+                if fits {
+                    self.leave(&mut r);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if r.checker.is_none() {
+                r.checker = Some(id);
+            }
+            if r.checker != Some(id) {
+                return Poll::Pending;
+            }
+            if self.checking.is_none() && self.timer.is_none() {
+                match r.next_at {
+                    Some(at) if at > Instant::now() => self.timer = Some(Timer::at(Some(at))),
+                    _ => {}
+                }
+            }
+            drop(r);
+            if let Some(t) = &mut self.timer {
+                ready!(t.poll(cx));
+                self.timer = None;
+            }
+            // the check: sent once (`step` queues it when this future has no job on
+            // the lane), its number taken then
+            let room = self.room;
+            let checking = &mut self.checking;
+            let mut start = |c: &mut Conn, me: u64| {
+                let (p, acks) = core.len_pipeline();
+                let mut r = room.lock();
+                r.sent += 1;
+                r.admitted_at_check = r.admitted;
+                *checking = Some(r.sent);
+                drop(r);
+                c.push(&p, Kind::Len { acks }, Some(me));
+            };
+            let got = ready!(step(turn, core, cx, &mut start));
+            let answer = match got {
+                Ok(None) | Ok(Some(Out::Done)) => continue,
+                Ok(Some(Out::Len { xlen, undelivered })) => {
+                    // out of the lane's line while waiting, so that others go on
+                    let mut st = turn.lane.lock();
+                    turn.leave(&mut st);
+                    Ok((xlen, undelivered))
+                }
+                // (`step` left the line)
+                Err(e) => Err(e.0),
+            };
+            let mut r = self.room.lock();
+            // (a failure before the check was sent, e.g. no connection: numbered as a
+            // check of its own, so that this future and those waiting for it get it)
+            let number = self.checking.take().unwrap_or_else(|| {
+                r.sent += 1;
+                r.sent
+            });
+            r.answer(number, answer, id);
+        }
+    }
+
+    /// Leaves the room (the checker's part handed to the next waiter).
+    fn leave(&mut self, r: &mut RoomState) {
+        let Some(id) = self.id.take() else { return };
+        r.waiters.remove(&id);
+        self.timer = None;
+        self.checking = None;
+        if r.checker == Some(id) {
+            r.checker = None;
+            if let Some(w) = r.waiters.values().next() {
+                w.wake_by_ref();
+            }
+        }
+        if r.waiters.is_empty() {
+            r.next_at = None;
+            r.nap = FIRST_NAP;
+        }
+    }
+
+    /// The items let in are queued on the lane now (counted by the next check's `XLEN`),
+    /// or will never be.
+    fn settle(&mut self) {
+        if self.admitted > 0 {
+            let mut r = self.room.lock();
+            r.admitted = r.admitted.saturating_sub(self.admitted);
+            self.admitted = 0;
+        }
+    }
+}
+
+impl Drop for Seat<'_> {
+    fn drop(&mut self) {
+        if self.id.is_some() || self.admitted > 0 {
+            let mut r = self.room.lock();
+            self.leave(&mut r);
+            r.admitted = r.admitted.saturating_sub(self.admitted);
+        }
+    }
+}
+
+impl std::fmt::Debug for Seat<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seat").field("id", &self.id).finish()
+    }
+}
+
+// ---------------------------------------------------------------- puts and joins
+
 /// `put_async`'s future: `XADD` of the payloads, after waiting for room when the
-/// queue is bounded.
+/// queue is bounded (in the handle's [`Room`]).
 pub(crate) struct Put<'a> {
     core: &'a Core,
     turn: Turn<'a>,
     payloads: Vec<Vec<u8>>,
-    state: PutState,
-    nap: Duration,
+    /// A bounded queue's place in the room (it holds the items let in until their
+    /// `XADD` is queued).
+    seat: Option<Seat<'a>>,
+    /// Let in (or unbounded): the `XADD` is to be sent.
+    let_in: bool,
 }
 
 pub(crate) fn put(core: &Core, payloads: Vec<Vec<u8>>) -> Put<'_> {
     Put {
         core,
         turn: Turn::new(&core.aio.write),
-        state: if core.cfg.maxsize > 0 {
-            PutState::Check
-        } else {
-            PutState::Send
-        },
+        seat: (core.cfg.maxsize > 0).then(|| Seat::new(&core.aio.room)),
+        let_in: core.cfg.maxsize == 0,
         payloads,
-        nap: FIRST_NAP,
     }
 }
 
@@ -915,40 +1192,35 @@ impl Future for Put<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let core = this.core;
-        loop {
-            if let PutState::Nap(n) = &mut this.state {
-                ready!(n.poll(cx));
-                this.state = PutState::Check;
+        if core.is_closed() && this.turn.ticket.is_none() {
+            return Poll::Ready(Err(Failure::Closed));
+        }
+        if let (false, Some(seat)) = (this.let_in, &mut this.seat) {
+            let want = Want::Room {
+                items: this.payloads.len() as u64,
+                max: core.cfg.maxsize as u64,
+            };
+            if let Err(e) = ready!(seat.wait(&mut this.turn, core, cx, want)) {
+                return Poll::Ready(Err(Failure::Redis(e)));
             }
+            this.let_in = true;
             if core.is_closed() && this.turn.ticket.is_none() {
                 return Poll::Ready(Err(Failure::Closed));
             }
-            let checking = matches!(this.state, PutState::Check);
+        }
+        loop {
             let payloads = &this.payloads;
+            let seat = &mut this.seat;
             let mut start = |c: &mut Conn, me: u64| {
-                if checking {
-                    let (p, acks) = core.len_pipeline();
-                    c.push(&p, Kind::Len { acks }, Some(me));
-                } else {
-                    c.push(&core.put_pipeline(payloads), Kind::Put, Some(me));
+                c.push(&core.put_pipeline(payloads), Kind::Put, Some(me));
+                if let Some(s) = seat {
+                    s.settle();
                 }
             };
             match ready!(step(&mut this.turn, core, cx, &mut start)) {
                 Err(e) => return Poll::Ready(Err(Failure::Redis(e))),
-                Ok(None) => continue, // a dropped future's commands were answered
-                Ok(Some(Out::Count(len))) => {
-                    let n = this.payloads.len() as u64;
-                    if len == 0 || len + n <= core.cfg.maxsize as u64 {
-                        this.state = PutState::Send;
-                    } else {
-                        // no room: out of the line while waiting, so that others go on
-                        let mut st = this.turn.lane.lock();
-                        this.turn.leave(&mut st);
-                        drop(st);
-                        this.state = PutState::Nap(nap(this.nap));
-                        this.nap = (this.nap * 2).min(LONGEST_NAP);
-                    }
-                }
+                // a dropped future's commands were answered
+                Ok(None) | Ok(Some(Out::Len { .. })) => continue,
                 Ok(Some(Out::Done)) => {
                     let mut st = this.turn.lane.lock();
                     this.turn.leave(&mut st);
@@ -968,20 +1240,19 @@ impl std::fmt::Debug for Put<'_> {
     }
 }
 
-/// `join_async`'s future: waits for the stream to be empty (`XLEN` = 0).
+/// `join_async`'s future: waits (in the handle's [`Room`]) for the stream to be empty
+/// (`XLEN` = 0).
 pub(crate) struct Join<'a> {
     core: &'a Core,
     turn: Turn<'a>,
-    nap: Option<Timer>,
-    next_nap: Duration,
+    seat: Seat<'a>,
 }
 
 pub(crate) fn join(core: &Core) -> Join<'_> {
     Join {
         core,
         turn: Turn::new(&core.aio.write),
-        nap: None,
-        next_nap: FIRST_NAP,
+        seat: Seat::new(&core.aio.room),
     }
 }
 
@@ -990,31 +1261,7 @@ impl Future for Join<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let core = this.core;
-        loop {
-            if let Some(n) = &mut this.nap {
-                ready!(n.poll(cx));
-                this.nap = None;
-            }
-            let mut start = |c: &mut Conn, me: u64| {
-                let (p, acks) = core.xlen_pipeline();
-                c.push(&p, Kind::Xlen { acks }, Some(me));
-            };
-            match ready!(step(&mut this.turn, core, cx, &mut start)) {
-                Err(e) => return Poll::Ready(Err(e)),
-                Ok(None) | Ok(Some(Out::Done)) => continue,
-                Ok(Some(Out::Count(n))) => {
-                    let mut st = this.turn.lane.lock();
-                    this.turn.leave(&mut st);
-                    drop(st);
-                    if n == 0 {
-                        return Poll::Ready(Ok(()));
-                    }
-                    this.nap = Some(nap(this.next_nap));
-                    this.next_nap = (this.next_nap * 2).min(LONGEST_NAP);
-                }
-            }
-        }
+        this.seat.wait(&mut this.turn, this.core, cx, Want::Empty)
     }
 }
 

@@ -392,8 +392,11 @@ macro_rules! queue_common {
             /// As [`put`](Self::put), as a future: usable on any executor (tokio's
             /// runtimes, `futures::executor::block_on`, …), with no thread of its own
             /// (see the [crate docs](crate#async)). A bounded queue's wait for room
-            /// is a timed re-check, as `put`'s; for a deadline, wrap the future in your
-            /// runtime's timeout.
+            /// is a timed re-check, as `put`'s (200 µs, doubling up to 20 ms), one for
+            /// all the `put_async` and `join_async` waiting on this handle: its answer
+            /// lets in as many waiting puts as there is room for, in the order they are
+            /// polled (not a queue). For a deadline, wrap the future in your runtime's
+            /// timeout.
             ///
             /// # Cancel safety
             ///
@@ -634,7 +637,10 @@ impl<T: Message> RedisJoinableQueue<T> {
 
     /// As [`join`](Self::join), as a future: usable on any executor, with no thread of
     /// its own. It checks `XLEN` on the handle's write connection, pausing between
-    /// checks as `join` does (200 µs, doubling up to 20 ms).
+    /// checks as `join` does (200 µs, doubling up to 20 ms); the `join_async` and
+    /// bounded `put_async` waiting on one handle share one check per pause (it then
+    /// asks `XPENDING` too, which the puts need). Only a check sent after it was first
+    /// polled counts, so it sees the puts this handle finished before.
     ///
     /// Unlike `join`, which keeps waiting through Redis errors, `join_async` ends with
     /// the error: a server that is gone ends it rather than leaving it pending.
