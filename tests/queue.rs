@@ -989,7 +989,7 @@ fn a_producer_killed_mid_put_leaves_no_task_for_join_to_wait_for() {
 
 #[test]
 fn a_reader_killed_while_reassembling_leaves_no_torn_message() {
-    watchdog(60, || {
+    watchdog(240, || {
         const BIG: usize = 64 << 20;
         // bounded, so that the big item is streamed and reassembled
         let q: Queue<Vec<u8>> = Queue::bounded_with_capacity_bytes(100, 4096).unwrap();
@@ -997,24 +997,29 @@ fn a_reader_killed_while_reassembling_leaves_no_torn_message() {
         let p = Process::new(put_big_then_small, (q.clone(), BIG))
             .start()
             .unwrap();
-        wait_until(20 * SEC, "the producer to get going", || !q.is_empty());
+        // (the producer builds and encodes 64 MiB first: on a loaded machine, with the
+        // suite's other tests beside it, that took over 20 s once)
+        wait_until(60 * SEC, "the producer to get going", || !q.is_empty());
         let c = Process::new(signal_then_get, (q.clone(), ready.clone()))
             .start()
             .unwrap();
-        assert_eq!(ready.get_timeout(10 * SEC).unwrap(), "reading");
+        assert_eq!(ready.get_timeout(30 * SEC).unwrap(), "reading");
         std::thread::sleep(Duration::from_millis(10));
         c.kill().unwrap();
         drop(c);
-        // the dead reader took part of the big message: the rest is skipped, the
-        // next message arrives intact
         let got = ready.try_get();
         let m = q.get_timeout(30 * SEC).unwrap();
-        if got == Err(TryGetError::Empty) {
-            assert_eq!(check(&m), Some((50, 1)), "expected the small message");
-        } else {
-            // (the child was faster than the kill: it had the whole big message)
-            assert_eq!(got.as_deref(), Ok("done"));
-            assert_eq!(check(&m), Some((50, 1)));
+        match (check(&m), got.as_deref()) {
+            // the dead reader took part of the big message (the rest is skipped) or all
+            // of it: the next message arrives intact
+            (Some((50, 1)), Err(TryGetError::Empty) | Ok("done")) => {}
+            // on a loaded machine the reader may be killed before it took anything: the
+            // big message is still whole, then the small one
+            (Some((50, 0)), Err(TryGetError::Empty)) => {
+                let next = q.get_timeout(30 * SEC).unwrap();
+                assert_eq!(check(&next), Some((50, 1)), "expected the small message");
+            }
+            (seen, got) => panic!("torn or out of order: {seen:?}, the reader said {got:?}"),
         }
         p.kill().unwrap();
     });
