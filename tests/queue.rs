@@ -816,7 +816,7 @@ impl Tally {
 /// per-producer order holds, and afterwards the queue still works.
 #[test]
 fn sigkill_at_random_moments_never_tears_or_hangs() {
-    watchdog(90, || {
+    watchdog(240, || {
         const RING: usize = 4096;
         let mut seed = common::test_seed("sigkill test") | 1;
         let q: Queue<Vec<u8>> = Queue::with_capacity_bytes(RING).unwrap();
@@ -853,9 +853,9 @@ fn sigkill_at_random_moments_never_tears_or_hangs() {
             }
             prod.kill().unwrap();
             cons.kill().unwrap();
-            let st = prod.join_timeout(10 * SEC).expect("producer exit");
+            let st = prod.join_timeout(30 * SEC).expect("producer exit");
             assert_eq!(st, ExitStatus::Signal(9), "producer failed: {st}");
-            let st = cons.join_timeout(10 * SEC).expect("consumer exit");
+            let st = cons.join_timeout(30 * SEC).expect("consumer exit");
             assert_eq!(
                 st,
                 ExitStatus::Signal(9),
@@ -870,14 +870,14 @@ fn sigkill_at_random_moments_never_tears_or_hangs() {
         let t0 = Instant::now();
         let mut fresh_seen = 0;
         while fresh_seen < 3 {
-            assert!(t0.elapsed() < 20 * SEC, "queue did not recover");
+            assert!(t0.elapsed() < 60 * SEC, "queue did not recover");
             let before = t.last.get(&200).copied();
             t.take(&q, Duration::from_millis(100));
             if t.last.get(&200).copied() != before {
                 fresh_seen += 1;
             }
         }
-        assert_eq!(fresh.join().unwrap(), ExitStatus::Code(0));
+        assert_eq!(fresh.join_timeout(60 * SEC).unwrap(), ExitStatus::Code(0));
         assert!(t.received > 3);
         q.close();
         // drain what the killed producers left; then nobody can put any more
