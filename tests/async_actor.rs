@@ -162,6 +162,12 @@ fn sleep_then(ms: u64) -> u64 {
     ms + 1
 }
 
+/// Waits for `go` (at most a minute), then returns 7.
+fn wait_for_go(go: procactor::Event) -> u64 {
+    assert!(go.wait_timeout(Duration::from_secs(60)));
+    7
+}
+
 fn exit_with(code: i32) {
     std::process::exit(code);
 }
@@ -191,15 +197,17 @@ fn a_dropped_join_async_leaves_the_process_joinable() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mut p = Process::new(sleep_then, 500).start().unwrap();
-            let t0 = Instant::now();
+            // (the child waits for an event, not for a time: however slow this machine,
+            // it is still running when the dropped join is checked)
+            let go = procactor::Event::new().unwrap();
+            let mut p = Process::new(wait_for_go, go.clone()).start().unwrap();
             let r = tokio::time::timeout(Duration::from_millis(50), p.join_async()).await;
-            assert!(r.is_err(), "the child sleeps 500 ms");
-            assert!(t0.elapsed() < Duration::from_millis(450));
+            assert!(r.is_err(), "the child waits for the event");
             assert!(p.is_alive());
+            go.set();
             let s = tokio::time::timeout(T, p.join_async()).await.unwrap();
             assert_eq!(s.unwrap(), ExitStatus::Code(0));
-            assert_eq!(p.result().unwrap(), 501);
+            assert_eq!(p.result().unwrap(), 7);
         });
     });
 }
