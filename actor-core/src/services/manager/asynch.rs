@@ -37,11 +37,18 @@
 //!
 //! A call that does not wait gives up by the manager's call timeout or, for a
 //! synchronisation object's, [`CALL_MARGIN`](super::CALL_MARGIN) (the rules of the
-//! blocking calls); a call that waits gives up after 30 s without any frame from the
-//! server (a server with parked requests of this connection sends a heartbeat every
-//! 5 s). Either way the connection is closed (the server releases what it held) and
-//! every future on it ends with the error; the next call opens a new one. The timers
-//! are [`procactor_transports::watch`]'s (no runtime's).
+//! blocking calls). Its own deadline ends **that call only**: its future gets
+//! [`ManagerError::Timeout`] and the request is given up as a dropped future's is
+//! (`Cancel(tag)`, its owner ended if it names one; an answer that still comes is
+//! dropped, an item it carries goes back to the front of its queue). The connection
+//! stays, and with it every other future on it and every async guard's acquisition.
+//!
+//! Only the server's silence closes the connection: a call (waiting or not) gives up
+//! after 30 s without any frame from the server (a server with parked requests of
+//! this connection sends a heartbeat every 5 s); the connection is closed then (the
+//! server, should it wake, releases what it held), every future on it ends with
+//! [`ManagerError::Disconnected`], and the next call opens a new one. The timers are
+//! [`procactor_transports::watch`]'s (no runtime's).
 
 use super::calls::open_session_until;
 use super::wire::Session;
@@ -82,17 +89,25 @@ impl Dead {
 enum Slot {
     /// Sent at `sent`; its future waits, until `deadline` at the latest (and, like
     /// every request, until 30 s pass without a frame from the server since it was
-    /// sent).
+    /// sent). Given up (dropped or timed out), an item its answer carries goes back to
+    /// queue `put_back_to`, and with `end_owner` the owner its tag names is ended.
     Waiting {
         waker: Option<Waker>,
         deadline: Option<Instant>,
         sent: Instant,
+        put_back_to: Option<u64>,
+        end_owner: bool,
     },
     /// Answered; its future has not taken the answer yet.
     Done(Result<Resp, Dead>),
     /// Its future was dropped; the answer still to come is dropped (an item goes back
     /// to queue `Some(id)`).
     Abandoned(Option<u64>),
+    /// Its deadline passed: the request was given up as an abandoned one (`Cancel`
+    /// sent, its owner ended), and its future, which has not seen it yet, gets
+    /// `Timeout`. Its answer, should it come first, is handled as an abandoned one's
+    /// (an item goes back to queue `Some(id)`).
+    TimedOut(Option<u64>),
 }
 
 struct State {
@@ -277,6 +292,11 @@ impl State {
                 *slot = Slot::Done(Err(d));
                 true
             }
+            // (its future still gets its own end)
+            Slot::TimedOut(_) => {
+                *slot = Slot::Done(Err(Dead::Timeout));
+                true
+            }
             Slot::Done(_) => true,
             Slot::Abandoned(_) => false,
         });
@@ -305,33 +325,72 @@ impl State {
             return;
         }
         // (something may be due: every waiting slot is looked at, and the next time
-        // found again)
-        let mut late = None;
-        for slot in self.slots.values() {
+        // found again; a call past its own deadline is given up alone, the server's
+        // silence gives the connection up)
+        let mut late = Vec::new();
+        let mut silent = false;
+        for (tag, slot) in &self.slots {
             if let Slot::Waiting { deadline, sent, .. } = slot {
                 if deadline.is_some_and(|d| d <= now) {
-                    late = Some(Dead::Timeout);
+                    late.push(*tag);
                 } else if now.duration_since(self.heard.max(*sent)) >= REPLY_TIMEOUT {
-                    late = late.or(Some(Dead::Disconnected));
+                    silent = true;
                 }
             }
         }
-        match late {
-            Some(d) => self.kill(d, wake),
-            None => self.due = self.next_due(),
+        for tag in late {
+            self.time_out(tag, wake);
+        }
+        if silent {
+            return self.kill(Dead::Disconnected, wake);
+        }
+        self.due = self.next_due();
+    }
+
+    /// Gives request `tag` up because its deadline passed: its future is woken to
+    /// find `Timeout`, and the request is withdrawn as a dropped future's is.
+    fn time_out(&mut self, tag: u64, wake: &mut Vec<Waker>) {
+        let Some(slot) = self.slots.get_mut(&tag) else {
+            return;
+        };
+        let Slot::Waiting {
+            waker,
+            put_back_to,
+            end_owner,
+            ..
+        } = slot
+        else {
+            return;
+        };
+        wake.extend(waker.take());
+        let end_owner = *end_owner;
+        *slot = Slot::TimedOut(*put_back_to);
+        // (a connection that fails here is given up: the future then finds `Timeout`
+        // all the same, see `kill`)
+        let _ = self.send(0, MuxReq::Cancel(tag));
+        if end_owner {
+            let _ = self.send(0, MuxReq::End(tag));
         }
     }
 
     /// Records request `tag`, sent at `sent`: its future waits, until `deadline` at
-    /// the latest.
-    fn waiting(&mut self, tag: u64, deadline: Option<Instant>, sent: Instant) {
+    /// the latest (see [`Slot::Waiting`] for the rest).
+    fn waiting(
+        &mut self,
+        tag: u64,
+        deadline: Option<Instant>,
+        sent: Instant,
+        put_back_to: Option<u64>,
+        end_owner: bool,
+    ) {
         let due = self.due_of(deadline, sent);
         self.due = Some(self.due.map_or(due, |d| d.min(due)));
-        let waker = None;
         let slot = Slot::Waiting {
-            waker,
+            waker: None,
             deadline,
             sent,
+            put_back_to,
+            end_owner,
         };
         self.slots.insert(tag, slot);
     }
@@ -353,6 +412,13 @@ impl State {
                 if let Resp::Opt(Some(item)) = r {
                     let _ = self.send(0, MuxReq::PutBack(q, item));
                 }
+            }
+            // (its future will find `Timeout`: what the answer carries goes back)
+            Some(Slot::TimedOut(q)) => {
+                if let (Some(q), Resp::Opt(Some(item))) = (q, r) {
+                    let _ = self.send(0, MuxReq::PutBack(q, item));
+                }
+                self.slots.insert(tag, Slot::Done(Err(Dead::Timeout)));
             }
             // (an answer to nothing asked, or to a future that gave up: dropped)
             Some(slot @ Slot::Done(_)) => {
@@ -490,7 +556,7 @@ impl Mux {
             self.with(|st, _| {
                 let sent = st.send_frame(&buf);
                 if sent.is_ok() {
-                    st.waiting(tag, deadline, Instant::now());
+                    st.waiting(tag, deadline, Instant::now(), put_back_to, end_owner);
                 }
                 sent
             })
@@ -538,6 +604,12 @@ impl Call {
             Some(Slot::Done(r)) => {
                 self.done = true;
                 Some(r.map_err(Dead::error))
+            }
+            // (the request is given up already; its answer is still to come)
+            Some(Slot::TimedOut(q)) => {
+                st.slots.insert(self.tag, Slot::Abandoned(q));
+                self.done = true;
+                Some(Err(ManagerError::Timeout))
             }
             Some(slot) => {
                 st.slots.insert(self.tag, slot);
@@ -613,19 +685,27 @@ impl Drop for Call {
         }
         let (tag, put_back_to, end_owner) = (self.tag, self.put_back_to, self.end_owner);
         self.mux.with(|st, _| {
-            match st.slots.remove(&tag) {
+            // (whether the owner is still to be ended: not when the request was given
+            // up already, nor on a connection given up)
+            let end = match st.slots.remove(&tag) {
                 Some(Slot::Waiting { .. }) => {
                     st.slots.insert(tag, Slot::Abandoned(put_back_to));
                     let _ = st.send(0, MuxReq::Cancel(tag));
+                    true
                 }
-                Some(Slot::Done(Ok(Resp::Opt(Some(item))))) => {
-                    if let Some(q) = put_back_to {
+                Some(Slot::Done(Ok(r))) => {
+                    if let (Some(q), Resp::Opt(Some(item))) = (put_back_to, r) {
                         let _ = st.send(0, MuxReq::PutBack(q, item));
                     }
+                    true
                 }
-                _ => {}
-            }
-            if end_owner {
+                Some(Slot::TimedOut(q)) => {
+                    st.slots.insert(tag, Slot::Abandoned(q));
+                    false
+                }
+                _ => false,
+            };
+            if end && end_owner {
                 let _ = st.send(0, MuxReq::End(tag));
             }
         });
@@ -717,6 +797,8 @@ mod tests {
                 waker: None,
                 deadline: None,
                 sent,
+                put_back_to: None,
+                end_owner: false,
             },
         );
         assert_eq!(st.next_due(), Some(sent + REPLY_TIMEOUT));
@@ -727,6 +809,8 @@ mod tests {
                 waker: None,
                 deadline: Some(soon),
                 sent,
+                put_back_to: None,
+                end_owner: false,
             },
         );
         assert_eq!(st.next_due(), Some(soon));
@@ -737,11 +821,11 @@ mod tests {
         let (mut st, _server) = connected();
         let heard = ago(60);
         st.heard = heard;
-        st.waiting(1, None, ago(40));
+        st.waiting(1, None, ago(40), None, false);
         // (a request just sent: sending is not hearing from the server)
         st.send(2, MuxReq::End(2)).unwrap();
         assert_eq!(st.heard, heard);
-        st.waiting(2, None, Instant::now());
+        st.waiting(2, None, Instant::now(), None, false);
         let mut wake = Vec::new();
         st.pump(&mut wake);
         assert_eq!(st.dead, Some(Dead::Disconnected));
@@ -756,7 +840,7 @@ mod tests {
     fn a_request_sent_to_a_server_silent_for_long_is_not_late_at_once() {
         let (mut st, _server) = connected();
         st.heard = ago(60);
-        st.waiting(1, None, Instant::now());
+        st.waiting(1, None, Instant::now(), None, false);
         let mut wake = Vec::new();
         st.pump(&mut wake);
         assert_eq!(st.dead, None);
@@ -766,9 +850,9 @@ mod tests {
     #[test]
     fn the_slots_are_looked_at_again_only_once_the_earliest_time_passed() {
         let (mut st, _server) = connected();
-        st.waiting(1, None, Instant::now());
+        st.waiting(1, None, Instant::now(), None, false);
         let soon = Instant::now() + Duration::from_secs(5);
-        st.waiting(2, Some(soon), Instant::now());
+        st.waiting(2, Some(soon), Instant::now(), None, false);
         assert_eq!(st.due, Some(soon));
         // the early one answered, then dropped: the time kept is early, never late
         st.slots.remove(&2);
@@ -786,5 +870,139 @@ mod tests {
         st.due = Some(ago(1));
         st.pump(&mut wake);
         assert_eq!(st.due, None);
+    }
+
+    /// The next request the server's end `s` receives (within 10 s).
+    fn received(s: &mut Session) -> (u64, MuxReq) {
+        let t = Duration::from_secs(10);
+        let f = s.recv(MAX_FRAME, Some(Instant::now() + t), t).unwrap();
+        match codec::decode::<Req>(&f, Vec::new()).unwrap() {
+            Req::Mux(tag, m) => (tag, m),
+            r => panic!("not a multiplexed request: {r:?}"),
+        }
+    }
+
+    /// Sends answer `r` to request `tag` from the server's end `s`.
+    fn answer_from(s: &mut Session, tag: u64, r: Resp) {
+        let mut buf = Vec::new();
+        codec::encode(&Resp::Tagged(tag, Box::new(r)), &mut buf, None).unwrap();
+        s.send(&buf).unwrap();
+    }
+
+    /// `pump` until slot `tag` is no longer `pending` (within 10 s).
+    fn pump_until(st: &mut State, what: &str, done: impl Fn(&State) -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut wake = Vec::new();
+        while !done(st) {
+            assert!(Instant::now() < until, "{what}: not within 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+            st.pump(&mut wake);
+        }
+    }
+
+    #[test]
+    fn a_call_past_its_deadline_is_given_up_alone_and_the_connection_stays() {
+        let (mut st, mut server) = connected();
+        let past = ago(1);
+        // a queue's get (its item goes back to queue 7) and an acquisition (owner 2)
+        // past their deadlines; another call without one
+        st.waiting(1, Some(past), ago(2), Some(7), false);
+        st.waiting(2, Some(past), ago(2), None, true);
+        st.waiting(3, None, Instant::now(), None, false);
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert_eq!(st.dead, None, "the connection stays");
+        assert!(st.s.is_some());
+        assert!(matches!(st.slots.get(&1), Some(Slot::TimedOut(Some(7)))));
+        assert!(matches!(st.slots.get(&2), Some(Slot::TimedOut(None))));
+        assert!(matches!(st.slots.get(&3), Some(Slot::Waiting { .. })));
+        // the next time is the waiting one's, not the given-up ones'
+        assert_eq!(st.due, st.next_due());
+        assert!(st.due.is_some_and(|d| d > Instant::now()));
+        // both withdrawn, the acquisition's owner ended (the order between the two
+        // calls is the slots' order)
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(match received(&mut server) {
+                (0, MuxReq::Cancel(t)) => format!("cancel {t}"),
+                (0, MuxReq::End(n)) => format!("end {n}"),
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        got.sort();
+        assert_eq!(got, ["cancel 1", "cancel 2", "end 2"]);
+        // the get's answer crossed the withdrawal: its item goes back, and its future
+        // still finds `Timeout`
+        answer_from(&mut server, 1, Resp::Opt(Some(Bytes::from(vec![9u8]))));
+        pump_until(&mut st, "the late answer", |st| {
+            matches!(st.slots.get(&1), Some(Slot::Done(Err(Dead::Timeout))))
+        });
+        match received(&mut server) {
+            (0, MuxReq::PutBack(7, item)) => assert_eq!(&item[..], &[9u8]),
+            other => panic!("unexpected {other:?}"),
+        }
+        // the other call is still answered on the same connection
+        answer_from(&mut server, 3, Resp::Unit);
+        pump_until(&mut st, "the other call's answer", |st| {
+            matches!(st.slots.get(&3), Some(Slot::Done(Ok(Resp::Unit))))
+        });
+        assert_eq!(st.dead, None);
+    }
+
+    #[test]
+    fn a_timed_out_call_seen_by_its_future_stays_abandoned_until_its_answer() {
+        let (mut st, mut server) = connected();
+        st.waiting(5, Some(ago(1)), ago(2), Some(4), false);
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert!(matches!(received(&mut server), (0, MuxReq::Cancel(5))));
+        // its future takes `Timeout`; the slot waits for the answer as an abandoned one
+        let m = Arc::new(Mux {
+            st: Mutex::new(state()),
+            need_drive: AtomicBool::new(false),
+            driver: Waker::noop().clone(),
+            next_tag: AtomicU64::new(6),
+            gone: Arc::new(AtomicBool::new(false)),
+            pid: 0,
+            address: String::new(),
+            key: Bytes::from(Vec::new()),
+        });
+        let mut call = Call {
+            mux: m,
+            tag: 5,
+            sent: None,
+            put_back_to: Some(4),
+            end_owner: false,
+            done: false,
+        };
+        assert!(matches!(
+            call.take(&mut st),
+            Some(Err(ManagerError::Timeout))
+        ));
+        assert!(matches!(st.slots.get(&5), Some(Slot::Abandoned(Some(4)))));
+        answer_from(&mut server, 5, Resp::Opt(Some(Bytes::from(vec![1u8]))));
+        pump_until(&mut st, "the late answer", |st| st.slots.is_empty());
+        assert!(matches!(received(&mut server), (0, MuxReq::PutBack(4, _))));
+        // (the call is done: its drop sends nothing)
+        drop(call);
+    }
+
+    #[test]
+    fn the_servers_silence_still_gives_the_connection_up_and_a_timed_out_call_keeps_its_timeout() {
+        let (mut st, _server) = connected();
+        st.heard = ago(60);
+        st.waiting(1, Some(ago(1)), ago(40), None, false);
+        st.waiting(2, None, ago(40), None, false);
+        let mut wake = Vec::new();
+        st.pump(&mut wake);
+        assert_eq!(st.dead, Some(Dead::Disconnected));
+        assert!(matches!(
+            st.slots.get(&1),
+            Some(Slot::Done(Err(Dead::Timeout)))
+        ));
+        assert!(matches!(
+            st.slots.get(&2),
+            Some(Slot::Done(Err(Dead::Disconnected)))
+        ));
     }
 }

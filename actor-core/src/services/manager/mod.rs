@@ -153,6 +153,16 @@
 //! (whatever it held is given back at the server), and the call may or may not have
 //! been applied.
 //!
+//! The `_async` calls follow the same deadlines, on their process's one multiplexed
+//! connection to the manager: a call past its own deadline fails with
+//! [`ManagerError::Timeout`] and is withdrawn alone (as a dropped future is: an item
+//! it took goes back to the front of its queue, an acquisition it got is released);
+//! the connection stays, so the other pending futures and the async guards
+//! ([`ManagerAsyncGuard`]) are not touched. Only 30 s without any frame from the
+//! server, while a call waits, closes it (every future on it fails with
+//! [`ManagerError::Disconnected`], and the server releases the async guards'
+//! acquisitions).
+//!
 //! A manager may also have a **call timeout** ([`ManagerBuilder::call_timeout`],
 //! [`Manager::set_call_timeout`]; none by default, as in Python): then every operation
 //! of its dicts, lists, namespaces, values and arrays, which have no timeout of their
