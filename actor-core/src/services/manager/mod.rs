@@ -98,10 +98,12 @@
 //! soon as the connection (or, for the rings, the 20 ms liveness check) shows it. A
 //! frozen server is treated as by the blocking calls: a call that does not wait fails
 //! with [`ManagerError::Timeout`] by the call timeout (for a synchronisation object's,
-//! by [`CALL_MARGIN`] when there is none), a waiting one after 30 s without a frame (a
-//! server with parked requests sends a heartbeat every 5 s); the connection is then
-//! closed, which ends the other futures on it with the same error, and the next call
-//! opens a new one.
+//! by [`CALL_MARGIN`] when there is none), and that call alone is given up (withdrawn
+//! as a dropped future is: the connection, the other futures on it and the async
+//! guards are not touched); any call gives up after 30 s without a frame (a server
+//! with parked requests sends a heartbeat every 5 s), and the connection is then
+//! closed, which ends the other futures on it with [`ManagerError::Disconnected`], and
+//! the next call opens a new one.
 //!
 //! Two costs remain in the calling thread: the first async call of a process to a
 //! manager (and the first after a connection failure) opens the connection, a
