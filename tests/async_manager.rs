@@ -700,3 +700,85 @@ fn a_frozen_server_times_out_calls_that_do_not_wait() {
         });
     });
 }
+
+fn nap(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// The withdrawals of many dropped futures fill the socket of a frozen server: no
+/// thread of this process waits for it (the drops return, the epoll thread serves
+/// other waits), the connection survives, and once the server runs again every frame
+/// has arrived (they are numbered: a frame lost or reordered would make the server
+/// close the connection, which would release the guard).
+#[test]
+fn withdrawals_queued_behind_a_frozen_server_stall_no_thread_and_all_arrive() {
+    procactor::init();
+    watchdog(120, || {
+        let mgr = Manager::start().unwrap();
+        let pid = mgr.pid().unwrap();
+        let (e, l) = (mgr.event().unwrap(), mgr.lock().unwrap());
+        let q = mgr.queue::<u64>().unwrap();
+        let local: procactor::Queue<u32> = procactor::Queue::new().unwrap();
+        let exec = Exec::CurrentThread;
+        exec.run(async {
+            let g = must(exec, l.acquire_async()).await.unwrap();
+            // (each withdrawal is a frame of ~50 bytes written on its own: a few
+            // hundred fill a local socket's buffer)
+            const N: usize = 2000;
+            const M: u64 = 50;
+            let mut gets: Vec<_> = (0..N).map(|_| Box::pin(q.get_async())).collect();
+            for f in &mut gets {
+                assert!(poll_once(f.as_mut()).is_pending());
+            }
+            // (the server has read them all: it answers a later request of the
+            // same connection)
+            assert!(!must(exec, e.is_set_async()).await.unwrap());
+            kill(pid, "-STOP");
+            drop(gets);
+            // a producer (its own connection) blocked on the frozen server: once it
+            // runs, its items may be given to gets whose withdrawal is still on its way
+            let producer = {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..M {
+                        q.put(i).unwrap();
+                    }
+                })
+            };
+            // the epoll thread still serves the process's other waits
+            let putter = {
+                let local = local.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    local.put(7).unwrap();
+                })
+            };
+            assert_eq!(must(exec, local.get_async()).await.unwrap(), 7);
+            putter.join().unwrap();
+            let mut p = Process::new(nap, 50).start().unwrap();
+            assert!(must(exec, p.join_async()).await.unwrap().success());
+            kill(pid, "-CONT");
+            producer.join().unwrap();
+            // the same connection serves, and the guard still holds the lock
+            assert!(!must(exec, e.is_set_async()).await.unwrap());
+            let mut p = Process::new(lock_is_held_elsewhere, l.clone())
+                .start()
+                .unwrap();
+            assert!(p.join_timeout(LONG).unwrap().success(), "the lock was free");
+            g.release().unwrap();
+            let mut p = Process::new(try_lock_in_child, l.clone()).start().unwrap();
+            assert!(
+                p.join_timeout(LONG).unwrap().success(),
+                "the lock stayed held"
+            );
+            // every item once: none went to a withdrawn get for good
+            wait_until(LONG, "every item in the queue", || {
+                q.len().unwrap() == M as usize
+            });
+            let t = Duration::from_secs(10);
+            let mut got: Vec<u64> = (0..M).map(|_| q.get_timeout(t).unwrap().unwrap()).collect();
+            got.sort_unstable();
+            assert_eq!(got, (0..M).collect::<Vec<_>>());
+        });
+    });
+}

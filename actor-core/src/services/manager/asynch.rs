@@ -33,6 +33,18 @@
 //! released (its owner is ended right after the cancel). So a dropped future never
 //! loses an item, never holds anything, and an answer never reaches another request.
 //!
+//! # Writing
+//!
+//! A request is written by the thread that makes the call (a blocking write, which
+//! waits only while the socket is full). The frames that are not answered — `Cancel`,
+//! `End`, `PutBack` — are also written from drops and from the process's epoll thread
+//! (which reads the answers): they never wait. What the socket does not take at once
+//! is kept in the connection, in order, and written on the socket's next readiness to
+//! write (watched, while anything is kept, by the same epoll thread) or before the
+//! next request, whichever comes first; a frozen server therefore stalls no thread of
+//! this process, and nothing is lost or reordered (the frames are numbered: the
+//! server would refuse the connection otherwise).
+//!
 //! # Time
 //!
 //! A call that does not wait gives up by the manager's call timeout or, for a
@@ -119,6 +131,9 @@ struct State {
     slots: HashMap<u64, Slot>,
     /// The connection's readiness, woken into [`Driver`].
     watch: Option<FdWatch>,
+    /// The connection's readiness to write, watched while queued control frames wait
+    /// for room in the socket ([`Session::backlog`]).
+    wwatch: Option<FdWatch>,
     timer: Option<WordWatch>,
     timer_at: Option<Instant>,
     /// The last time a frame came from the server (sending is not hearing: a process
@@ -195,17 +210,7 @@ pub(super) fn mux(address: &str, key: &Bytes) -> Result<Arc<Mux>, ManagerError> 
     }
     // (without the list's lock: a server slow to answer holds up no other manager's)
     let s = open_session_until(&Address::parse(address), key, None)?;
-    let gone = Arc::new(AtomicBool::new(false));
-    let m = Arc::new_cyclic(|me: &Weak<Mux>| Mux {
-        st: Mutex::new(State::new(Some(s), gone.clone())),
-        driver: Waker::from(Arc::new(Driver(me.clone()))),
-        need_drive: AtomicBool::new(false),
-        next_tag: AtomicU64::new(1),
-        gone,
-        pid,
-        address: address.to_string(),
-        key: key.clone(),
-    });
+    let m = Mux::new(s, pid, address, key);
     let mut all = lock(&MUXES);
     // (another thread may have opened one meanwhile: it is used, this one closed)
     if let Some(other) = all
@@ -241,6 +246,7 @@ impl State {
             gone,
             slots: HashMap::new(),
             watch: None,
+            wwatch: None,
             timer: None,
             timer_at: None,
             heard: Instant::now(),
@@ -249,17 +255,65 @@ impl State {
         }
     }
 
-    /// Sends one request (one made while the state is held anyway: a `Cancel`, an
-    /// `End`, a `PutBack`).
+    /// Sends a control frame (a `Cancel`, an `End`, a `PutBack`: one made while the
+    /// state is held anyway, on any thread, the epoll thread's too): never waits. What
+    /// the socket does not take now is kept, in order, and written once it is writable
+    /// (the write readiness is watched, see [`arm_writes`](State::arm_writes)) or
+    /// before the next request (see [`send_frame`](State::send_frame)).
     fn send(&mut self, tag: u64, m: MuxReq) -> Result<(), ManagerError> {
+        let buf = encode(tag, m)?;
+        self.queue_frame(&buf)
+    }
+
+    /// Queues a frame ([`encode`]) without waiting (see [`send`](State::send)); the
+    /// connection is given up when the socket failed.
+    fn queue_frame(&mut self, buf: &[u8]) -> Result<(), ManagerError> {
         if let Some(d) = self.dead {
             return Err(d.error());
         }
-        self.send_frame(&encode(tag, m)?)
+        let queued = self.s.as_mut().map(|s| s.queue(buf));
+        if !matches!(queued, Some(Ok(()))) {
+            let mut wake = std::mem::take(&mut self.orphans);
+            self.kill(Dead::Disconnected, &mut wake);
+            self.orphans = wake;
+            return Err(ManagerError::Disconnected);
+        }
+        Ok(())
     }
 
-    /// Sends one request's frame ([`encode`]); the connection is given up when that
-    /// failed.
+    /// Writes the queued control frames the socket takes now (never waits); the
+    /// connection is given up when the socket failed.
+    fn flush(&mut self, wake: &mut Vec<Waker>) {
+        let Some(s) = self.s.as_mut() else { return };
+        if s.backlog() && s.flush_ready().is_err() {
+            self.kill(Dead::Disconnected, wake);
+        }
+    }
+
+    /// Watches the socket's readiness to write while queued frames wait (and stops
+    /// once none does: a writable socket would wake the driver for nothing).
+    fn arm_writes(&mut self, driver: &Waker) {
+        let Some(s) = self.s.as_ref().filter(|s| s.backlog()) else {
+            self.wwatch = None;
+            return;
+        };
+        let armed = match &mut self.wwatch {
+            Some(w) if !w.fired() => Ok(()),
+            Some(w) => w.rearm(driver),
+            None => FdWatch::new(s.fd(), Interest::Write, driver).map(|w| self.wwatch = Some(w)),
+        };
+        if armed.is_err() {
+            // (nothing would ever write the rest)
+            let mut wake = std::mem::take(&mut self.orphans);
+            self.kill(Dead::Disconnected, &mut wake);
+            self.orphans = wake;
+        }
+    }
+
+    /// Sends one request's frame ([`encode`]), after the queued control frames (a
+    /// blocking write, in the calling thread: it waits only while the socket is full,
+    /// at most [`WRITE_TIMEOUT`](super::wire::WRITE_TIMEOUT) without progress); the
+    /// connection is given up when that failed.
     fn send_frame(&mut self, buf: &[u8]) -> Result<(), ManagerError> {
         if let Some(d) = self.dead {
             return Err(d.error());
@@ -283,6 +337,7 @@ impl State {
         }
         self.s = None;
         self.watch = None;
+        self.wwatch = None;
         self.timer = None;
         self.timer_at = None;
         self.due = None;
@@ -305,6 +360,7 @@ impl State {
     /// Reads every answer that has arrived, gives it to its slot, and checks the
     /// deadlines; the wakers of the futures answered go to `wake`.
     fn pump(&mut self, wake: &mut Vec<Waker>) {
+        self.flush(wake);
         loop {
             let Some(s) = self.s.as_mut() else { return };
             let frame = match s.try_recv(MAX_FRAME) {
@@ -431,6 +487,7 @@ impl State {
     /// Keeps the connection's readiness and its next deadline watched while a future
     /// waits on it.
     fn arm(&mut self, driver: &Waker) {
+        self.arm_writes(driver);
         if self.dead.is_some() || self.slots.is_empty() {
             return;
         }
@@ -481,6 +538,21 @@ impl State {
 }
 
 impl Mux {
+    /// The connection `s` of process `pid` to the manager at `address` with `key`.
+    fn new(s: Session, pid: u32, address: &str, key: &Bytes) -> Arc<Mux> {
+        let gone = Arc::new(AtomicBool::new(false));
+        Arc::new_cyclic(|me: &Weak<Mux>| Mux {
+            st: Mutex::new(State::new(Some(s), gone.clone())),
+            driver: Waker::from(Arc::new(Driver(me.clone()))),
+            need_drive: AtomicBool::new(false),
+            next_tag: AtomicU64::new(1),
+            gone,
+            pid,
+            address: address.to_string(),
+            key: key.clone(),
+        })
+    }
+
     /// Reads the answers that have arrived and wakes their futures; re-arms the watch.
     /// When the state is busy, its holder does it as it lets go.
     fn drive(&self) {
@@ -516,6 +588,9 @@ impl Mux {
         let r = {
             let mut st = lock(&self.st);
             let r = f(&mut st, &mut wake);
+            // (control frames `f` queued that the socket did not take: written on its
+            // next readiness to write, if no one else does first)
+            st.arm_writes(&self.driver);
             wake.append(&mut st.orphans);
             r
         };
@@ -533,12 +608,13 @@ impl Mux {
         self.address == address && self.key == *key
     }
 
-    /// Sends a request that is not answered (`End`, `PutBack`); a connection given up
-    /// sends nothing (what it held was released when it closed).
+    /// Sends a request that is not answered (`End`, `PutBack`) without waiting (as
+    /// a control frame: queued when the socket is full, see [`State::send`]); a
+    /// connection given up sends nothing (what it held was released when it closed).
     pub(super) fn tell(&self, m: MuxReq) -> Result<(), ManagerError> {
-        // (encoded before the state is taken: other callers wait only for the write)
+        // (encoded before the state is taken)
         let buf = encode(0, m)?;
-        self.with(|st, _| st.send_frame(&buf))
+        self.with(|st, _| st.queue_frame(&buf))
     }
 
     /// Sends `m` and waits for its answer (see [`Call`]).
@@ -1004,5 +1080,107 @@ mod tests {
             st.slots.get(&2),
             Some(Slot::Done(Err(Dead::Disconnected)))
         ));
+    }
+
+    /// A waker that raises a flag.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn flag() -> (Arc<Flag>, Waker) {
+        let f = Arc::new(Flag(AtomicBool::new(false)));
+        (f.clone(), Waker::from(f))
+    }
+
+    /// Waits (10 s at most) until `done()`.
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < until, "{what}: not within 10 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn control_frames_never_wait_for_a_full_socket_and_all_arrive_in_order() {
+        use rustix::net::sockopt;
+        let (c, mut server) = super::super::wire::tests::pair();
+        // (small buffers: the socket is full after a few frames)
+        sockopt::set_socket_send_buffer_size(c.fd(), 4096).unwrap();
+        sockopt::set_socket_recv_buffer_size(server.fd(), 4096).unwrap();
+        let m = Mux::new(c, 0, "test", &Bytes::from(Vec::new()));
+        // a request waits for its answer (the socket's readiness is watched), and
+        // abandoned ones whose items must go back to queue 7
+        const ABANDONED: u64 = 100;
+        let (answered, waker) = flag();
+        m.with(|st, _| {
+            st.waiting(1, None, Instant::now(), None, false);
+            if let Some(Slot::Waiting { waker: w, .. }) = st.slots.get_mut(&1) {
+                *w = Some(waker);
+            }
+            for tag in 2..2 + ABANDONED {
+                st.slots.insert(tag, Slot::Abandoned(Some(7)));
+            }
+            st.arm(&m.driver);
+        });
+        // frames the server does not read: kept past what the socket takes, and
+        // sending them never waits (a blocking write would wait 5 s and fail)
+        let backlog = || m.with(|st, _| st.s.as_ref().is_some_and(|s| s.backlog()));
+        let mut n = 0u64;
+        while !backlog() {
+            m.tell(MuxReq::PutBack(1000 + n, Bytes::from(vec![n as u8; 512])))
+                .unwrap();
+            n += 1;
+            assert!(n < 100_000, "the socket never filled");
+        }
+        // the answers come: the epoll thread reads them and gives each abandoned
+        // request's item back (a frame more behind the full socket) without waiting,
+        // and wakes the waiting request's future
+        for tag in 2..2 + ABANDONED {
+            let item = Bytes::from(tag.to_be_bytes().to_vec());
+            answer_from(&mut server, tag, Resp::Opt(Some(item)));
+        }
+        answer_from(&mut server, 1, Resp::Unit);
+        wait_for("the waiting request's answer", || {
+            answered.0.load(Ordering::SeqCst)
+        });
+        m.with(|st, _| {
+            assert_eq!(st.dead, None);
+            assert!(matches!(st.slots.get(&1), Some(Slot::Done(Ok(Resp::Unit)))));
+            assert!(st.slots.len() == 1, "every abandoned answer handled");
+        });
+        assert!(backlog(), "the server has read nothing yet");
+        // the epoll thread still serves other waits
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (ready, waker) = flag();
+        let _w = FdWatch::new(rustix::fd::AsFd::as_fd(&b), Interest::Read, &waker).unwrap();
+        std::io::Write::write_all(&mut &a, b"x").unwrap();
+        wait_for("another descriptor's readiness", || {
+            ready.0.load(Ordering::SeqCst)
+        });
+        // the server reads at last: every frame arrives, in order (the fillers, then
+        // an item given back for each abandoned request, in the order of the answers),
+        // written as the socket becomes writable (no one else takes the state now)
+        for i in 0..n {
+            match received(&mut server) {
+                (0, MuxReq::PutBack(q, item)) => {
+                    assert_eq!(q, 1000 + i);
+                    assert_eq!(&item[..], &vec![i as u8; 512][..]);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        for tag in 2..2 + ABANDONED {
+            match received(&mut server) {
+                (0, MuxReq::PutBack(7, item)) => assert_eq!(&item[..], &tag.to_be_bytes()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        wait_for("everything written", || !backlog());
+        m.with(|st, _| assert!(st.wwatch.is_none(), "no longer watched"));
     }
 }

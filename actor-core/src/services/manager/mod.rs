@@ -109,7 +109,10 @@
 //! manager (and the first after a connection failure) opens the connection, a
 //! handshake of at most 3 s; and a request is written with a blocking write, which
 //! waits only when the socket's buffer is full (a request of megabytes to a server
-//! that does not read), at most 5 s.
+//! that does not read), at most 5 s. What is sent without an answer — a dropped or
+//! timed-out future's withdrawal, a guard's release, an item given back — never
+//! waits: what the socket does not take is queued, in order, and written as soon as
+//! it takes more (or before the next request).
 //!
 //! # Freeing
 //!
