@@ -1107,11 +1107,17 @@ mod tests {
 
     #[test]
     fn control_frames_never_wait_for_a_full_socket_and_all_arrive_in_order() {
-        use rustix::net::sockopt;
-        let (c, mut server) = super::super::wire::tests::pair();
-        // (small buffers: the socket is full after a few frames)
-        sockopt::set_socket_send_buffer_size(c.fd(), 4096).unwrap();
-        sockopt::set_socket_recv_buffer_size(server.fd(), 4096).unwrap();
+        // (a local socket: what it holds is bounded by the sender's buffer alone, and
+        // stays until read — over TCP the kernel moves bytes on to the receiver's
+        // buffer meanwhile; a small buffer: full after a few frames)
+        let name = format!(
+            "procactor-test-mux-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        );
+        let address = procactor_transports::conn::Address::Local(name);
+        let (c, mut server) = super::super::wire::tests::pair_on(&address);
+        rustix::net::sockopt::set_socket_send_buffer_size(c.fd(), 4096).unwrap();
         let m = Mux::new(c, 0, "test", &Bytes::from(Vec::new()));
         // a request waits for its answer (the socket's readiness is watched), and
         // abandoned ones whose items must go back to queue 7

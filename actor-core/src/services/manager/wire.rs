@@ -428,7 +428,12 @@ pub(super) mod tests {
     use procactor_transports::conn::{Address, Listener};
 
     pub(in crate::services::manager) fn pair() -> (Session, Session) {
-        let l = Listener::bind(&Address::Tcp("127.0.0.1:0".into())).unwrap();
+        pair_on(&Address::Tcp("127.0.0.1:0".into()))
+    }
+
+    /// A client's and a server's session over a connection to `address` (bound here).
+    pub(in crate::services::manager) fn pair_on(address: &Address) -> (Session, Session) {
+        let l = Listener::bind(address).unwrap();
         let a = l.address().unwrap();
         let until = Instant::now() + Duration::from_secs(10);
         let c = std::thread::spawn(move || {
