@@ -735,16 +735,6 @@ fn withdrawals_queued_behind_a_frozen_server_stall_no_thread_and_all_arrive() {
             assert!(!must(exec, e.is_set_async()).await.unwrap());
             kill(pid, "-STOP");
             drop(gets);
-            // a producer (its own connection) blocked on the frozen server: once it
-            // runs, its items may be given to gets whose withdrawal is still on its way
-            let producer = {
-                let q = q.clone();
-                std::thread::spawn(move || {
-                    for i in 0..M {
-                        q.put(i).unwrap();
-                    }
-                })
-            };
             // the epoll thread still serves the process's other waits
             let putter = {
                 let local = local.clone();
@@ -758,6 +748,17 @@ fn withdrawals_queued_behind_a_frozen_server_stall_no_thread_and_all_arrive() {
             let mut p = Process::new(nap, 50).start().unwrap();
             assert!(must(exec, p.join_async()).await.unwrap().success());
             kill(pid, "-CONT");
+            // a producer on its own connection, at once: its first items may be given
+            // to gets whose withdrawal is still on its way (they come back); it starts
+            // only now, as a put to a frozen server would time out
+            let producer = {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..M {
+                        q.put(i).unwrap();
+                    }
+                })
+            };
             producer.join().unwrap();
             // the same connection serves, and the guard still holds the lock
             assert!(!must(exec, e.is_set_async()).await.unwrap());
