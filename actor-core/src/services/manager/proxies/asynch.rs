@@ -116,6 +116,8 @@ impl fmt::Debug for ManagerAsyncGuard {
 
 impl ManagerAsyncGuard {
     /// Releases now (as dropping it does), reporting whether the release could be sent.
+    /// It never waits for the socket: to a server that does not read, it is queued
+    /// behind what the socket holds, in order, and written once the server reads.
     ///
     /// # Errors
     ///
