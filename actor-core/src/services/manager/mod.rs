@@ -98,16 +98,21 @@
 //! soon as the connection (or, for the rings, the 20 ms liveness check) shows it. A
 //! frozen server is treated as by the blocking calls: a call that does not wait fails
 //! with [`ManagerError::Timeout`] by the call timeout (for a synchronisation object's,
-//! by [`CALL_MARGIN`] when there is none), a waiting one after 30 s without a frame (a
-//! server with parked requests sends a heartbeat every 5 s); the connection is then
-//! closed, which ends the other futures on it with the same error, and the next call
-//! opens a new one.
+//! by [`CALL_MARGIN`] when there is none), and that call alone is given up (withdrawn
+//! as a dropped future is: the connection, the other futures on it and the async
+//! guards are not touched); any call gives up after 30 s without a frame (a server
+//! with parked requests sends a heartbeat every 5 s), and the connection is then
+//! closed, which ends the other futures on it with [`ManagerError::Disconnected`], and
+//! the next call opens a new one.
 //!
 //! Two costs remain in the calling thread: the first async call of a process to a
 //! manager (and the first after a connection failure) opens the connection, a
 //! handshake of at most 3 s; and a request is written with a blocking write, which
 //! waits only when the socket's buffer is full (a request of megabytes to a server
-//! that does not read), at most 5 s.
+//! that does not read), at most 5 s. What is sent without an answer — a dropped or
+//! timed-out future's withdrawal, a guard's release, an item given back — never
+//! waits: what the socket does not take is queued, in order, and written as soon as
+//! it takes more (or before the next request).
 //!
 //! # Freeing
 //!
@@ -152,6 +157,16 @@
 //! longer than that. Their connection is closed then, as for a call with a timeout
 //! (whatever it held is given back at the server), and the call may or may not have
 //! been applied.
+//!
+//! The `_async` calls follow the same deadlines, on their process's one multiplexed
+//! connection to the manager: a call past its own deadline fails with
+//! [`ManagerError::Timeout`] and is withdrawn alone (as a dropped future is: an item
+//! it took goes back to the front of its queue, an acquisition it got is released);
+//! the connection stays, so the other pending futures and the async guards
+//! ([`ManagerAsyncGuard`]) are not touched. Only 30 s without any frame from the
+//! server, while a call waits, closes it (every future on it fails with
+//! [`ManagerError::Disconnected`], and the server releases the async guards'
+//! acquisitions).
 //!
 //! A manager may also have a **call timeout** ([`ManagerBuilder::call_timeout`],
 //! [`Manager::set_call_timeout`]; none by default, as in Python): then every operation

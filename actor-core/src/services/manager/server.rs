@@ -439,7 +439,7 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
         if !s.buffered() {
             let fds = [s.fd(), std::os::fd::AsFd::as_fd(&bell)];
             let until = (!parked.is_empty()).then(|| beat + objects::HEARTBEAT);
-            let Ok(ready) = procactor_transports::os::poll_readable(&fds, until) else {
+            let Ok(ready) = spin_poll(&fds, until) else {
                 break;
             };
             if ready[1] {
@@ -467,6 +467,34 @@ fn serve_mux(mut s: Session, server: &Server, conn: u64, first: (u64, MuxReq)) {
         unsent.extend(taken_item(resp, Some(from)));
     }
     put_back_all(server, &mut unsent);
+}
+
+/// Whether each of `fds` is readable, waiting until `until` at most (`None`: no limit),
+/// after looking without sleeping for up to [`SERVER_SPIN`] (yielding between looks)
+/// as the blocking connections' threads do: a client in a loop of calls sends its next
+/// request within microseconds, and a thread asleep in `poll` costs a wake-up. No spin
+/// with `PROCACTOR_SPIN=0` or while spinning is paused (the project's spin rules).
+fn spin_poll(
+    fds: &[rustix::fd::BorrowedFd<'_>],
+    until: Option<std::time::Instant>,
+) -> std::io::Result<Vec<bool>> {
+    let spin = procactor_transports::spin::budget(SERVER_SPIN);
+    if !spin.is_zero() {
+        let start = std::time::Instant::now();
+        loop {
+            let ready = procactor_transports::os::poll_readable(fds, Some(start))?;
+            if ready.iter().any(|r| *r) {
+                return Ok(ready);
+            }
+            let now = std::time::Instant::now();
+            if now >= start + spin {
+                procactor_transports::spin::note_overrun(start + spin, now);
+                break;
+            }
+            procactor_transports::spin::yield_now();
+        }
+    }
+    procactor_transports::os::poll_readable(fds, until)
 }
 
 /// What a multiplexed connection's request came to.

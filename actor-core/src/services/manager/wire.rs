@@ -37,6 +37,9 @@ const LABEL: &[u8] = b"procactor-manager-session/1";
 /// How long one write may make no progress before the peer counts as gone (a frozen
 /// or vanished peer never holds a thread for longer).
 pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The capacity of a session's frame buffer kept once it is written (a larger one,
+/// grown by a large frame, is given back).
+const OUT_KEPT: usize = 64 * 1024;
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -69,6 +72,11 @@ pub(super) struct Session {
     /// the payload and tag of that frame, as far as they came (returned as the
     /// payload, without a copy, once it is all there)
     partial: Vec<u8>,
+    /// frames made and not yet wholly written: `out[out_at..]` (frames
+    /// [`queue`](Session::queue)d while the socket was full); also the buffer every
+    /// frame is made in (kept between frames, not allocated for each)
+    out: Vec<u8>,
+    out_at: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -140,6 +148,8 @@ impl Session {
             head: [0; 4],
             head_got: 0,
             partial: Vec::new(),
+            out: Vec::new(),
+            out_at: 0,
         }
     }
 
@@ -151,23 +161,75 @@ impl Session {
         m
     }
 
-    /// Sends one frame (a write that makes no progress for [`WRITE_TIMEOUT`] fails).
-    pub(super) fn send(&mut self, payload: &[u8]) -> io::Result<()> {
+    /// Makes the frame of `payload` after those not yet written, numbered next.
+    fn push_frame(&mut self, payload: &[u8]) -> io::Result<()> {
         let len = u32::try_from(payload.len() + TAG)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
         let tag = self
             .tag(self.out_dir, self.sent, payload)
             .finalize()
             .into_bytes();
-        let mut buf = Vec::with_capacity(4 + payload.len() + TAG);
-        buf.extend_from_slice(&len.to_be_bytes());
-        buf.extend_from_slice(payload);
-        buf.extend_from_slice(&tag);
-        let s = self.s.get_mut();
-        s.write_all(&buf)?;
-        s.flush()?;
+        self.out.reserve(4 + payload.len() + TAG);
+        self.out.extend_from_slice(&len.to_be_bytes());
+        self.out.extend_from_slice(payload);
+        self.out.extend_from_slice(&tag);
         self.sent += 1;
         Ok(())
+    }
+
+    /// Everything made was written: the buffer is emptied (and given back when a large
+    /// frame grew it).
+    fn written(&mut self) {
+        self.out_at = 0;
+        if self.out.capacity() > OUT_KEPT {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+    }
+
+    /// Sends one frame, after the frames [`queue`](Session::queue)d and not yet
+    /// written (in order); a write that makes no progress for [`WRITE_TIMEOUT`] fails
+    /// (the connection is then broken: nothing of it is kept).
+    pub(super) fn send(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.push_frame(payload)?;
+        let s = self.s.get_mut();
+        let r = s
+            .write_all(&self.out[self.out_at..])
+            .and_then(|()| s.flush());
+        self.written();
+        r
+    }
+
+    /// Queues one frame without ever waiting: written at once as far as the socket
+    /// takes it, the rest kept (after any frame queued before, in order) for
+    /// [`flush_ready`](Session::flush_ready) or the next [`send`](Session::send).
+    pub(super) fn queue(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.push_frame(payload)?;
+        self.flush_ready().map(drop)
+    }
+
+    /// Writes what [`queue`](Session::queue) kept, as far as the socket takes it
+    /// without waiting; true once nothing is left.
+    pub(super) fn flush_ready(&mut self) -> io::Result<bool> {
+        use rustix::net::SendFlags;
+        while self.out_at < self.out.len() {
+            let fd = self.s.get_ref().as_fd();
+            let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+            match rustix::net::send(fd, &self.out[self.out_at..], flags) {
+                Ok(n) => self.out_at += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.written();
+        Ok(true)
+    }
+
+    /// Whether queued frames wait to be written (see [`queue`](Session::queue)).
+    pub(super) fn backlog(&self) -> bool {
+        self.out_at < self.out.len()
     }
 
     /// Whether a frame's first bytes are here already, after polling up to `spin`
@@ -366,7 +428,12 @@ pub(super) mod tests {
     use procactor_transports::conn::{Address, Listener};
 
     pub(in crate::services::manager) fn pair() -> (Session, Session) {
-        let l = Listener::bind(&Address::Tcp("127.0.0.1:0".into())).unwrap();
+        pair_on(&Address::Tcp("127.0.0.1:0".into()))
+    }
+
+    /// A client's and a server's session over a connection to `address` (bound here).
+    pub(in crate::services::manager) fn pair_on(address: &Address) -> (Session, Session) {
+        let l = Listener::bind(address).unwrap();
         let a = l.address().unwrap();
         let until = Instant::now() + Duration::from_secs(10);
         let c = std::thread::spawn(move || {

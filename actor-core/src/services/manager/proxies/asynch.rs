@@ -93,8 +93,10 @@ impl SyncHandle {
 /// does not wait for the server: it is applied before any later request of this
 /// process's async calls to that manager (they share the connection, in order), and
 /// within a round trip for everyone else. If the connection failed meanwhile (the
-/// server was gone, or a call on it timed out), the server released the acquisition
-/// then, and nothing is sent.
+/// server was gone, or sent nothing for 30 s while a call on it waited), the server
+/// released the acquisition then, and nothing is sent. Another call on the connection
+/// that times out (its own deadline) does not touch the acquisition: that call alone
+/// is given up.
 #[must_use = "the lock is released at once when the guard is dropped"]
 pub struct ManagerAsyncGuard {
     mux: Arc<Mux>,
@@ -114,14 +116,16 @@ impl fmt::Debug for ManagerAsyncGuard {
 
 impl ManagerAsyncGuard {
     /// Releases now (as dropping it does), reporting whether the release could be sent.
+    /// It never waits for the socket: to a server that does not read, it is queued
+    /// behind what the socket holds, in order, and written once the server reads.
     ///
     /// # Errors
     ///
     /// [`ManagerError::Disconnected`] when the connection it was made on is gone (the
     /// server released the acquisition then).
     pub fn release(self) -> Result<(), ManagerError> {
-        // (a connection given up because a call on it timed out is gone just the same:
-        // what matters here is that the server released the acquisition)
+        // (a connection given up is reported as gone whatever ended it: what matters
+        // here is that the server released the acquisition)
         let r = self.mux.tell(MuxReq::End(self.owner)).map_err(|e| match e {
             ManagerError::Timeout => ManagerError::Disconnected,
             e => e,
@@ -163,9 +167,8 @@ macro_rules! acquire_async {
             ///
             /// [`ManagerError::Disconnected`] when the server is gone (a pending
             /// future ends with it as soon as the connection breaks) or has not been
-            /// heard from for 30 s; [`ManagerError::Timeout`] when another call on the
-            /// same connection found the server frozen (see
-            /// [Timeouts](crate::manager#timeouts)).
+            /// heard from for 30 s (see [Timeouts](crate::manager#timeouts)); another
+            /// call on the same connection that times out does not end it.
             pub async fn acquire_async(&self) -> Result<ManagerAsyncGuard, ManagerError> {
                 self.h.acquire_async().await
             }
