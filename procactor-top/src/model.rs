@@ -375,7 +375,7 @@ struct Sample {
 }
 
 /// The last few snapshots' figures, per line (and the program's own, under
-/// [`PROGRAM_KEY`]): turns each new snapshot into a [`View`].
+/// `PROGRAM_KEY`): turns each new snapshot into a [`View`].
 #[derive(Debug, Default)]
 pub struct Tracker {
     history: HashMap<String, VecDeque<Sample>>,

@@ -20,7 +20,7 @@
 //!
 //! Ownership is per *process*: two threads of one process contend like two processes.
 //!
-//! The protocol is written once, generic over an [`Owners`] environment (the word type,
+//! The protocol is written once, generic over an `Owners` environment (the word type,
 //! the futex, this process's identity, the liveness check, whether to spin): the public
 //! functions run it on the operating system ([`Os`]); the loom tests
 //! (`RUSTFLAGS="--cfg loom" cargo test -p procactor-transports --release --lib loom`)

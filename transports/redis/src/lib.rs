@@ -1,5 +1,5 @@
-//! procactor beyond one machine: [`Queue`](procactor_core::Queue),
-//! [`JoinableQueue`](procactor_core::JoinableQueue), a [`Pool`] and supervised workers
+//! procactor beyond one machine: [`Queue`],
+//! [`JoinableQueue`], a [`Pool`] and supervised workers
 //! whose items travel through **Redis Streams** with consumer groups, so that processes
 //! on several hosts share the work with the API they use on one.
 //!

@@ -225,7 +225,7 @@ impl Manager {
     /// server this process started kills it when it does not answer in time). A proxy
     /// that travels to another process carries the timeout in force when it was
     /// encoded (a later change here does not reach it). The synchronisation objects
-    /// and queues ([`SharedLock`], [`SharedQueue`], …) are not covered: their waiting
+    /// and queues ([`SharedLock`](crate::manager::SharedLock), [`SharedQueue`](crate::manager::SharedQueue), …) are not covered: their waiting
     /// operations have `try_`/`_timeout` forms, and their other operations give up on
     /// a server that sends nothing for 30 s (see [Timeouts](crate::manager#timeouts)).
     ///

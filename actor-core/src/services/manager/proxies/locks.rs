@@ -80,7 +80,7 @@ impl SharedRLock {
 /// A semaphore in a manager (Python's `Manager().Semaphore(n)` and
 /// `BoundedSemaphore(n)`): `acquire` takes one unit, waiting while there is none.
 ///
-/// A bounded one ([`Manager::bounded_semaphore`]) refuses a `release` that would take
+/// A bounded one ([`Manager::bounded_semaphore`](crate::Manager::bounded_semaphore)) refuses a `release` that would take
 /// its value above the initial one ([`ManagerError::Refused`], Python's `ValueError`).
 ///
 /// Acquisitions are recorded per connection (thread of a client process). A `release`

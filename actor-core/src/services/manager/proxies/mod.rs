@@ -179,11 +179,11 @@ fn sync_call(
 
 /// The deadline of request `req`, from now:
 ///
-/// - one that waits at most `w` at the server: `w` and [`CALL_MARGIN`];
+/// - one that waits at most `w` at the server: `w` and [`CALL_MARGIN`](crate::manager::CALL_MARGIN);
 /// - one that may wait without limit (`acquire`, `get`, `wait`): none, heartbeats tell
 ///   a waiting server from a vanished one;
 /// - one that does not wait (`release`, `set`, `len`, `is_set`, …): the manager's call
-///   timeout when it has one, else [`CALL_MARGIN`], so a frozen server cannot hold it
+///   timeout when it has one, else [`CALL_MARGIN`](crate::manager::CALL_MARGIN), so a frozen server cannot hold it
 ///   up for the 30 s a silent server is given;
 /// - making an object: the manager's call timeout, as for a dict (none by default).
 fn call_deadline(req: &SyncReq, call_timeout: Option<Duration>) -> Option<Instant> {
@@ -280,7 +280,7 @@ macro_rules! acquire_grid {
             /// # Errors
             ///
             /// [`ManagerError::Timeout`] when the server does not answer within
-            /// [`CALL_MARGIN`] (see [Timeouts](crate::manager#timeouts)); as
+            /// [`CALL_MARGIN`](crate::manager::CALL_MARGIN) (see [Timeouts](crate::manager#timeouts)); as
             /// [`acquire`](Self::acquire).
             pub fn try_acquire(&self) -> Result<Option<ManagerGuard<'_>>, ManagerError> {
                 self.h.acquire(NOW)
@@ -291,7 +291,7 @@ macro_rules! acquire_grid {
             /// # Errors
             ///
             /// [`ManagerError::Timeout`] when the server does not answer within
-            /// `timeout` and [`CALL_MARGIN`] (see
+            /// `timeout` and [`CALL_MARGIN`](crate::manager::CALL_MARGIN) (see
             /// [Timeouts](crate::manager#timeouts)); as [`acquire`](Self::acquire).
             pub fn acquire_timeout(
                 &self,

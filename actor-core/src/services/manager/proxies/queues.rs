@@ -86,7 +86,7 @@ macro_rules! queue_ops {
             /// # Errors
             ///
             /// [`ManagerError::Timeout`] when the server does not answer within
-            /// `timeout` and [`CALL_MARGIN`] (the item may or may not be in the queue);
+            /// `timeout` and [`CALL_MARGIN`](crate::manager::CALL_MARGIN) (the item may or may not be in the queue);
             /// as [`put`](Self::put).
             pub fn put_timeout(
                 &self,
@@ -118,7 +118,7 @@ macro_rules! queue_ops {
             /// # Errors
             ///
             /// [`ManagerError::Timeout`] when the server does not answer within
-            /// `timeout` and [`CALL_MARGIN`] (the item, if one was taken, goes back to
+            /// `timeout` and [`CALL_MARGIN`](crate::manager::CALL_MARGIN) (the item, if one was taken, goes back to
             /// the front of the queue: see [Timeouts](crate::manager#timeouts)); as
             /// [`get`](Self::get).
             pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, ManagerError> {
@@ -145,7 +145,7 @@ macro_rules! queue_ops {
 }
 
 /// A FIFO queue in a manager (Python's `Manager().Queue(maxsize)`), unbounded
-/// ([`Manager::queue`]) or bounded ([`Manager::queue_bounded`]).
+/// ([`Manager::queue`](crate::Manager::queue)) or bounded ([`Manager::queue_bounded`](crate::Manager::queue_bounded)).
 ///
 /// Items live in the server as their CBOR encoding, so the queue reaches other hosts
 /// (unlike the shared-memory [`Queue`](crate::Queue)), at a round trip per operation.

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 /// one round trip each, over the fast local path like a dict.
 ///
 /// Like Python's manager `Value`, it has no lock: a read-modify-write from several
-/// clients needs a [`SharedLock`] around it.
+/// clients needs a [`SharedLock`](crate::manager::SharedLock) around it.
 pub struct SharedValue<T> {
     pub(super) h: Handle,
     pub(super) _t: PhantomData<Invariant<T>>,
