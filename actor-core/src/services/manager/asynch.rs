@@ -292,21 +292,22 @@ impl State {
 
     /// Watches the socket's readiness to write while queued frames wait (and stops
     /// once none does: a writable socket would wake the driver for nothing).
+    /// The connection's descriptor cannot be watched (duplicating or registering it
+    /// failed): nothing would ever drive it again, so it is given up now.
+    fn kill_unwatchable(&mut self) {
+        let mut wake = std::mem::take(&mut self.orphans);
+        self.kill(Dead::Disconnected, &mut wake);
+        self.orphans = wake;
+    }
+
     fn arm_writes(&mut self, driver: &Waker) {
         let Some(s) = self.s.as_ref().filter(|s| s.backlog()) else {
             self.wwatch = None;
             return;
         };
-        let armed = match &mut self.wwatch {
-            Some(w) if !w.fired() => Ok(()),
-            Some(w) => w.rearm(driver),
-            None => FdWatch::new(s.fd(), Interest::Write, driver).map(|w| self.wwatch = Some(w)),
-        };
-        if armed.is_err() {
+        if keep_watching(&mut self.wwatch, s.fd(), Interest::Write, driver).is_err() {
             // (nothing would ever write the rest)
-            let mut wake = std::mem::take(&mut self.orphans);
-            self.kill(Dead::Disconnected, &mut wake);
-            self.orphans = wake;
+            self.kill_unwatchable();
         }
     }
 
@@ -492,16 +493,9 @@ impl State {
             return;
         }
         let Some(s) = self.s.as_ref() else { return };
-        let armed = match &mut self.watch {
-            Some(w) if !w.fired() => Ok(()),
-            Some(w) => w.rearm(driver),
-            None => FdWatch::new(s.fd(), Interest::Read, driver).map(|w| self.watch = Some(w)),
-        };
-        if armed.is_err() {
+        if keep_watching(&mut self.watch, s.fd(), Interest::Read, driver).is_err() {
             // (the descriptor cannot be watched: nothing would ever wake the futures)
-            let mut wake = std::mem::take(&mut self.orphans);
-            self.kill(Dead::Disconnected, &mut wake);
-            self.orphans = wake;
+            self.kill_unwatchable();
             return;
         }
         // (no future waits: nothing is due, the timer is not armed; an abandoned
@@ -832,6 +826,21 @@ pub(super) async fn while_true<T>(
         }
     })
     .await
+}
+
+/// Keeps `slot` watching `fd` for `interest` on `driver`: a watch that has not fired is
+/// left as it is, a fired one is armed again, and one is made when there is none.
+fn keep_watching(
+    slot: &mut Option<FdWatch>,
+    fd: rustix::fd::BorrowedFd<'_>,
+    interest: Interest,
+    driver: &Waker,
+) -> std::io::Result<()> {
+    match slot {
+        Some(w) if !w.fired() => Ok(()),
+        Some(w) => w.rearm(driver),
+        None => FdWatch::new(fd, interest, driver).map(|w| *slot = Some(w)),
+    }
 }
 
 #[cfg(test)]
