@@ -273,9 +273,7 @@ impl State {
         }
         let queued = self.s.as_mut().map(|s| s.queue(buf));
         if !matches!(queued, Some(Ok(()))) {
-            let mut wake = std::mem::take(&mut self.orphans);
-            self.kill(Dead::Disconnected, &mut wake);
-            self.orphans = wake;
+            self.kill_disconnected();
             return Err(ManagerError::Disconnected);
         }
         Ok(())
@@ -290,16 +288,17 @@ impl State {
         }
     }
 
-    /// Watches the socket's readiness to write while queued frames wait (and stops
-    /// once none does: a writable socket would wake the driver for nothing).
-    /// The connection's descriptor cannot be watched (duplicating or registering it
-    /// failed): nothing would ever drive it again, so it is given up now.
-    fn kill_unwatchable(&mut self) {
+    /// Gives the connection up as disconnected (its socket failed, or its descriptor
+    /// cannot be watched, so nothing would ever drive it again); the futures it ends
+    /// are woken with the orphans, once the state's lock is let go.
+    fn kill_disconnected(&mut self) {
         let mut wake = std::mem::take(&mut self.orphans);
         self.kill(Dead::Disconnected, &mut wake);
         self.orphans = wake;
     }
 
+    /// Watches the socket's readiness to write while queued frames wait (and stops
+    /// once none does: a writable socket would wake the driver for nothing).
     fn arm_writes(&mut self, driver: &Waker) {
         let Some(s) = self.s.as_ref().filter(|s| s.backlog()) else {
             self.wwatch = None;
@@ -307,7 +306,7 @@ impl State {
         };
         if keep_watching(&mut self.wwatch, s.fd(), Interest::Write, driver).is_err() {
             // (nothing would ever write the rest)
-            self.kill_unwatchable();
+            self.kill_disconnected();
         }
     }
 
@@ -321,9 +320,7 @@ impl State {
         }
         let sent = self.s.as_mut().map(|s| s.send(buf));
         if !matches!(sent, Some(Ok(()))) {
-            let mut wake = std::mem::take(&mut self.orphans);
-            self.kill(Dead::Disconnected, &mut wake);
-            self.orphans = wake;
+            self.kill_disconnected();
             return Err(ManagerError::Disconnected);
         }
         Ok(())
@@ -495,7 +492,7 @@ impl State {
         let Some(s) = self.s.as_ref() else { return };
         if keep_watching(&mut self.watch, s.fd(), Interest::Read, driver).is_err() {
             // (the descriptor cannot be watched: nothing would ever wake the futures)
-            self.kill_unwatchable();
+            self.kill_disconnected();
             return;
         }
         // (no future waits: nothing is due, the timer is not armed; an abandoned
