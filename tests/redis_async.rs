@@ -22,6 +22,17 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(10);
 
 /// The skip rule itself (issue 17): see `redis_support::check_the_skip_rule`.
+/// Skips the test (saying so) when there is no `redis-server` binary to start a server
+/// of the test's own (e.g. only a server given by `PROCACTOR_REDIS_URL`).
+macro_rules! require_binary {
+    ($test:literal) => {
+        if !have_binary() {
+            eprintln!("{}: skipped (no redis-server binary to start)", $test);
+            return;
+        }
+    };
+}
+
 #[test]
 fn without_redis_the_tests_skip_visibly_unless_required() {
     watchdog(120, || {
@@ -468,11 +479,7 @@ fn a_thousand_pending_get_async_on_two_workers_take_no_thread_each() {
 #[test]
 fn a_server_killed_under_waiting_futures_ends_them_with_an_error() {
     require_redis!();
-    if !have_binary() {
-        // a server given by PROCACTOR_REDIS_URL, and no redis-server here to kill
-        eprintln!("a_server_killed_…: skipped (no redis-server binary to start and kill)");
-        return;
-    }
+    require_binary!("a_server_killed_under_waiting_futures_ends_them_with_an_error");
     watchdog(60, || {
         for e in [Exec::CurrentThread, Exec::MultiThread, Exec::BlockOn] {
             let (mut server, url) = private_server();
@@ -506,10 +513,7 @@ fn a_server_killed_under_waiting_futures_ends_them_with_an_error() {
 #[test]
 fn a_handle_that_only_put_async_connects_for_nothing_when_dropped() {
     require_redis!();
-    if !have_binary() {
-        eprintln!("a_handle_that_only_put_async_…: skipped (no redis-server binary to start)");
-        return;
-    }
+    require_binary!("a_handle_that_only_put_async_connects_for_nothing_when_dropped");
     watchdog(60, || {
         let (mut server, url) = private_server();
         let q = RedisQueue::<u32>::connect(&url, "putonly").unwrap();
@@ -535,10 +539,7 @@ fn a_handle_that_only_put_async_connects_for_nothing_when_dropped() {
 #[test]
 fn the_async_methods_work_over_a_unix_socket() {
     require_redis!();
-    if !have_binary() {
-        eprintln!("the_async_methods_work_over_a_unix_socket: skipped (no redis-server binary)");
-        return;
-    }
+    require_binary!("the_async_methods_work_over_a_unix_socket");
     watchdog(60, || {
         let path =
             std::env::temp_dir().join(format!("procactor-redis-{}.sock", std::process::id()));
@@ -591,10 +592,7 @@ fn command_calls(url: &str, command: &str) -> u64 {
 #[test]
 fn waiting_bounded_puts_of_a_handle_share_one_check() {
     require_redis!();
-    if !have_binary() {
-        eprintln!("waiting_bounded_puts_…: skipped (no redis-server binary to start)");
-        return;
-    }
+    require_binary!("waiting_bounded_puts_of_a_handle_share_one_check");
     watchdog(60, || {
         // a server of our own: the only client sending XPENDING is this handle
         let (mut server, url) = private_server();
