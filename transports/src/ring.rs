@@ -539,6 +539,10 @@ impl Drop for SideLock<'_> {
 
 const SPIN_MIN_US: u32 = 2;
 const SPIN_MAX_US: u32 = 50;
+/// A wait that yielded or slept and still ended within `SPIN_MAX_US` plus this of its
+/// start would have been served by spinning the full budget (what it lost is the
+/// wake-up).
+const WAKE_ALLOWANCE_US: u32 = 40;
 
 impl Ring {
     /// Creates a ring of `capacity` bytes (rounded up to a power of two, at least
@@ -1242,10 +1246,37 @@ impl Ring {
         for _ in 0..2 * u8::from(FX.spin()) {
             crate::spin::yield_now();
             if ready() {
+                self.learn_from_wait(spin_end, budget);
                 return true;
             }
         }
-        waiter::sleep_registered(&FX, self.u32(seq_off), self.u32(waiters_off), ready, until)
+        let got =
+            waiter::sleep_registered(&FX, self.u32(seq_off), self.u32(waiters_off), ready, until);
+        if got {
+            self.learn_from_wait(spin_end, budget);
+        }
+        got
+    }
+
+    /// After a wait that outlasted its spin and then got what it waited for: if it came
+    /// soon enough that a full spin would have seen it (within [`SPIN_MAX_US`] plus
+    /// [`WAKE_ALLOWANCE_US`] of the start), the next wait spins the full budget again.
+    ///
+    /// Halving the budget on every miss alone is bistable: once the budget is shorter
+    /// than the other side's usual turnaround (a pool caller routing a result and
+    /// encoding the next task: 2–3 µs), every wait misses, sleeps, and the budget stays
+    /// at its minimum for good, a futex wake-up per message (on a VM, an idle core's
+    /// wake-up costs several microseconds) although spinning would serve every wait. A
+    /// look at the clock here is off the fast path: this wait already yielded or slept.
+    #[cold]
+    fn learn_from_wait(&self, spin_end: Option<Instant>, budget: u32) {
+        // `None`: spinning was off or paused, or the wait ended within 32 spins
+        let Some(end) = spin_end else { return };
+        let start = end - Duration::from_micros(budget.into());
+        let waited = Instant::now().saturating_duration_since(start);
+        if waited <= Duration::from_micros((SPIN_MAX_US + WAKE_ALLOWANCE_US).into()) {
+            self.spin_us.store(SPIN_MAX_US, Ordering::Relaxed);
+        }
     }
 
     // ---------------------------------------------------------------- push

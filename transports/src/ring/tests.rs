@@ -1326,3 +1326,24 @@ fn reader_gives_up_then_gets_it_whole(r: Ring, point: &'static str, overflow: bo
     );
     assert!(!r.is_broken());
 }
+
+/// A wait that missed its spin but got its message soon after (it would have been served
+/// by a full spin) gives the next wait the full budget back; a long wait does not.
+/// Without this the budget, halved on each miss, can stay at its minimum for good (see
+/// `Ring::learn_from_wait`).
+#[test]
+fn a_wait_served_soon_after_its_spin_restores_the_full_spin_budget() {
+    let ring = Ring::create(4096, 0).unwrap();
+    ring.spin_us.store(SPIN_MIN_US, Ordering::Relaxed);
+    // the spin (2 µs) ended ten seconds ago: a long wait, the budget stays short
+    let long_ago = Instant::now() - Duration::from_secs(10);
+    ring.learn_from_wait(Some(long_ago), SPIN_MIN_US);
+    assert_eq!(ring.spin_us.load(Ordering::Relaxed), SPIN_MIN_US);
+    // no spin at all (spinning off or paused): nothing to learn
+    ring.learn_from_wait(None, SPIN_MIN_US);
+    assert_eq!(ring.spin_us.load(Ordering::Relaxed), SPIN_MIN_US);
+    // the spin's end is not reached yet by the clock: the wait took no time beyond it
+    let soon = Instant::now() + Duration::from_secs(10);
+    ring.learn_from_wait(Some(soon), SPIN_MIN_US);
+    assert_eq!(ring.spin_us.load(Ordering::Relaxed), SPIN_MAX_US);
+}
