@@ -530,11 +530,17 @@ pub(crate) fn live_children() -> Vec<Arc<ChildState>> {
 /// that an exit reaches the owner straight from the kernel, with one wake-up, whoever
 /// reaps the child (the monitor thread, or for a fork-server child the server, whose
 /// status comes by its relay thread: two more wake-ups one after the other, which a
-/// restart would wait for). The watcher then waits for the child's status (read from
-/// the pidfd once the server has reaped it, or relayed) before it calls the owner, out
-/// of any lock of the owner's: the owner's join under its lock returns at once, and a
-/// server that is stopped (frozen) holds up this thread only, which still quits when
-/// dropped. The owner reads the status from the child's handle.
+/// restart would wait for). The watcher then waits for the child's status before it
+/// calls the owner, out of any lock of the owner's: the owner's join under its lock
+/// returns at once. A fork-server child's status is read from its pidfd once the server
+/// has reaped it (Linux 6.15+): the watcher keeps the ended child's pidfd in its epoll
+/// set, watched for the hang-up that the reap brings, so it learns the status the moment
+/// the kernel has it (no spinning, no wait for the relay, and other children's exits
+/// are handled meanwhile); a look every [`STATUS_SLICE`] takes a relayed status, or
+/// settles the children of a server that died, should no hang-up come. On older
+/// kernels it waits for the relay as before. A server that is stopped (frozen) holds
+/// up this thread only, which still quits when dropped. The owner reads the status
+/// from the child's handle.
 pub(crate) struct ExitWatcher {
     /// Dropped to stop the thread (its peer, in the epoll set, then reads end-of-file).
     quit: Option<OwnedFd>,
@@ -609,9 +615,14 @@ impl ExitWatcher {
         let w = watched.clone();
         let thread = thread_builder(name).spawn(move || {
             let mut ready = Vec::new();
+            // ended fork-server children whose status is not known yet, by token, and
+            // whether their pidfd has hung up (been reaped) without giving a status
+            let mut awaiting: HashMap<u64, (Arc<ChildState>, bool)> = HashMap::new();
+            let mut ended = Vec::new();
             loop {
                 ready.clear();
-                if w.poller.wait(&mut ready, None).is_err() {
+                let timeout = (!awaiting.is_empty()).then_some(STATUS_SLICE);
+                if w.poller.wait(&mut ready, timeout).is_err() {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
@@ -619,24 +630,58 @@ impl ExitWatcher {
                     if token == QUIT {
                         return;
                     }
-                    let taken = w.lock_fds().remove(&token);
-                    if let Some(child) = taken {
-                        let _ = w.poller.delete(child.pidfd.as_fd());
-                        // its status first (a fork-server child's comes once the server
-                        // has reaped it), so that the owner's join does not wait for it
-                        // under the owner's lock; a slice at a time, to see a quit
-                        while child
-                            .wait_exit_direct(Some(Instant::now() + STATUS_SLICE))
-                            .is_none()
-                        {
-                            let quit =
-                                os::poll_readable(&[quit_theirs.as_fd()], Some(Instant::now()));
-                            if quit.map_or(true, |q| q[0]) {
-                                return;
-                            }
+                    if let Some((child, hung_up)) = awaiting.get_mut(&token) {
+                        // reaped: looked at below; if it still has no status then, its
+                        // hang-up (level-triggered) must not be reported again and again
+                        if child.exit_status().is_none() && child.reaped_by_server().is_none() {
+                            let _ = w.poller.delete(child.pidfd.as_fd());
+                            *hung_up = true;
                         }
-                        on_exit(ExitEvent { pid: child.pid });
+                        continue;
                     }
+                    let taken = w.lock_fds().remove(&token);
+                    let Some(child) = taken else { continue };
+                    if child.relayed.is_some()
+                        && child.exit_status().is_none()
+                        && matches!(os::pidfd_reaped_status(child.pidfd.as_fd()), Ok(None))
+                        && w.poller.watch_hangup(child.pidfd.as_fd(), token).is_ok()
+                    {
+                        // ended, not reaped by its server yet: the reap hangs the pidfd
+                        // up, and then the kernel has its status (no wait for the
+                        // server's relay, no spinning, and the other children's exits
+                        // are not held up meanwhile)
+                        awaiting.insert(token, (child, false));
+                        continue;
+                    }
+                    let _ = w.poller.delete(child.pidfd.as_fd());
+                    // its status first (a fork-server child's comes once the server
+                    // has reaped it), so that the owner's join does not wait for it
+                    // under the owner's lock; a slice at a time, to see a quit
+                    while child
+                        .wait_exit_direct(Some(Instant::now() + STATUS_SLICE))
+                        .is_none()
+                    {
+                        let quit = os::poll_readable(&[quit_theirs.as_fd()], Some(Instant::now()));
+                        if quit.map_or(true, |q| q[0]) {
+                            return;
+                        }
+                    }
+                    on_exit(ExitEvent { pid: child.pid });
+                }
+                // the awaited ones whose status is known now: reaped (from the pidfd),
+                // relayed, or settled because their server died (without waiting)
+                awaiting.retain(|_, (child, hung_up)| {
+                    if child.wait_exit_direct(Some(Instant::now())).is_none() {
+                        return true;
+                    }
+                    if !*hung_up {
+                        let _ = w.poller.delete(child.pidfd.as_fd());
+                    }
+                    ended.push(child.pid);
+                    false
+                });
+                for pid in ended.drain(..) {
+                    on_exit(ExitEvent { pid });
                 }
             }
         })?;
@@ -733,6 +778,44 @@ mod tests {
         // (so the owner's join, under its lock, does not wait)
         assert_eq!(st.exit_status(), Some(ExitStatus::Signal(9)));
         let _ = c.wait();
+    }
+
+    /// A fork-server child that its server has reaped is reported with the status the
+    /// kernel keeps (`PIDFD_GET_INFO`, Linux 6.15+), without the relay: the watcher
+    /// learns of the reap from the pidfd's hang-up.
+    #[test]
+    fn a_watcher_reports_a_reaped_fork_server_child_without_the_relay() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (_w, route) = ExitWatcher::start_routed("test-reaped", move |ev| {
+            let _ = tx.send(ev.pid);
+        })
+        .unwrap();
+        // (a pid no real process has, standing in for a live server that never relays;
+        // this test process plays the server's part of reaping)
+        let server = u32::MAX - 11;
+        let (pid, pidfd, mut c) = sleeper("30");
+        if matches!(
+            os::pidfd_reaped_status(pidfd.as_fd()),
+            Err(e) if e.kind() == std::io::ErrorKind::Unsupported
+        ) {
+            let _ = c.kill();
+            let _ = c.wait();
+            eprintln!("skipped: this kernel keeps no status for pidfds (before 6.15)");
+            return;
+        }
+        let st = register(pid, "reaped".into(), pidfd, Watch::Relayed(server)).unwrap();
+        route.watch(st.clone()).unwrap();
+        let _ = c.kill();
+        let _ = os::poll_readable(&[st.pidfd.as_fd()], None);
+        // ended, not reaped: no status anywhere yet, nothing reported
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        let _ = c.wait();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), pid);
+        assert_eq!(st.exit_status(), Some(ExitStatus::Signal(9)));
+        // the relay, coming late, changes nothing (first status wins) and is not
+        // reported again
+        relayed_exit(server, pid, ExitStatus::Signal(9));
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
     }
 
     #[test]

@@ -403,6 +403,28 @@ impl Poller {
         Ok(())
     }
 
+    /// Watches `fd`, already registered, for a hang-up only (no longer for readability),
+    /// under the same `token`. A pidfd hangs up when its process has been *reaped* (by
+    /// whichever process is its parent), which comes after it became readable (ended):
+    /// so the owner of a fork server's child learns the moment the server has reaped it
+    /// and `PIDFD_GET_INFO` can give the status ([`pidfd_reaped_status`]), without
+    /// polling and without waiting for the server to say so. (Seen on Linux 6.18; where
+    /// a kernel does not wake the pidfd at the reap, no event comes: callers keep a
+    /// timed fallback.)
+    ///
+    /// # Errors
+    ///
+    /// `fd` not registered.
+    pub fn watch_hangup(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        epoll::modify(
+            &self.ep,
+            fd,
+            epoll::EventData::new_u64(token),
+            epoll::EventFlags::empty(),
+        )?;
+        Ok(())
+    }
+
     /// Stops watching `fd`.
     ///
     /// # Errors
@@ -1061,6 +1083,50 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
         assert!(!NO_PIDFD_INFO.load(Ordering::Relaxed));
         assert!(is_pidfd(fd.as_fd()));
+    }
+
+    /// A pidfd first becomes readable (ended); watched for a hang-up only, it reports
+    /// nothing while its process is unreaped, and one when its parent reaps it (here we
+    /// are the parent, so we decide when): then the status is there for anyone.
+    #[test]
+    fn a_pidfd_watched_for_a_hangup_reports_the_reap() {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let fd = pidfd_of(c.id()).unwrap();
+        if matches!(pidfd_reaped_status(fd.as_fd()), Err(e) if e.kind() == io::ErrorKind::Unsupported)
+        {
+            let _ = c.wait();
+            skipped_for_this_kernel();
+            return;
+        }
+        let p = Poller::new().unwrap();
+        p.add(fd.as_fd(), 7).unwrap();
+        let mut ready = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ready.is_empty() {
+            assert!(Instant::now() < deadline, "never ended");
+            p.wait(&mut ready, Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        assert_eq!(ready, [7]);
+        assert!(pidfd_ended(fd.as_fd()));
+        p.watch_hangup(fd.as_fd(), 8).unwrap();
+        // ended but not reaped (we have not waited for it): no event, however long
+        ready.clear();
+        p.wait(&mut ready, Some(Duration::from_millis(50))).unwrap();
+        assert!(ready.is_empty(), "a hang-up before the reap: {ready:?}");
+        assert_eq!(pidfd_reaped_status(fd.as_fd()).unwrap(), None);
+        assert!(c.wait().unwrap().success());
+        while ready.is_empty() {
+            assert!(Instant::now() < deadline, "no hang-up after the reap");
+            p.wait(&mut ready, Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        assert_eq!(ready, [8]);
+        assert_eq!(
+            pidfd_reaped_status(fd.as_fd()).unwrap(),
+            Some(ExitInfo::Code(0))
+        );
+        p.delete(fd.as_fd()).unwrap();
     }
 
     #[test]
