@@ -267,6 +267,11 @@ fn run_child(
     let (boot, preloaded): (Bootstrap, _) = match preloaded {
         Some(p) => (p.boot, Some((p.args, p.fds))),
         None => {
+            // Before the wait (a fork server's spare waits here for its start, maybe
+            // long): this process's lock identity, which its first robust lock takes
+            // (one read of `/proc/self/stat`, tens of microseconds on a VM), is ready
+            // when the start comes.
+            os::current_lock_id_cached();
             if !frame_fill(&mut reader, &control)? {
                 // the parent closed the control socket before any bootstrap: nobody will
                 // start this child (a fork server's spare given up, a start abandoned),
