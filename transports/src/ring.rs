@@ -293,6 +293,15 @@ const OFF_DATA_SEQ: usize = 384;
 const OFF_READERS_WAITING: usize = 388;
 const OFF_SPACE_SEQ: usize = 512;
 const OFF_WRITERS_WAITING: usize = 516;
+/// Beside each sequence word: the CPU (plus one; 0: none yet) of the thread that last
+/// woke its sleepers (see `Ring::learn_from_wait`). A hint, written only on a wake-up.
+const WAKER_CPU_AFTER_SEQ: usize = 8;
+const _: () = assert!(
+    OFF_DATA_SEQ + WAKER_CPU_AFTER_SEQ + 4 <= OFF_SPACE_SEQ
+        && OFF_SPACE_SEQ + WAKER_CPU_AFTER_SEQ + 4 <= OFF_WLOCK
+        && OFF_READERS_WAITING < OFF_DATA_SEQ + WAKER_CPU_AFTER_SEQ
+        && OFF_WRITERS_WAITING < OFF_SPACE_SEQ + WAKER_CPU_AFTER_SEQ
+);
 // lines 10-11 and 12-13: locks
 const OFF_WLOCK: usize = 640;
 const OFF_RLOCK: usize = 768;
@@ -1092,7 +1101,7 @@ impl Ring {
         }
         // the writer counts free overflow bytes from here (see `ov_free`)
         punched.store(to, Ordering::Release);
-        waiter::wake_waiters(&FX, self.u32(OFF_SPACE_SEQ), self.u32(OFF_WRITERS_WAITING));
+        self.wake_noting(OFF_SPACE_SEQ, OFF_WRITERS_WAITING);
     }
 
     fn read_u32_at(&self, pos: u64) -> u32 {
@@ -1117,7 +1126,7 @@ impl Ring {
             [tail, written, partial, tasks, ov, mode],
             |[t, w, p, k, o, m]| self.w_apply(t, w, p, k, o, m),
         );
-        waiter::wake_waiters(&FX, self.u32(OFF_DATA_SEQ), self.u32(OFF_READERS_WAITING));
+        self.wake_noting(OFF_DATA_SEQ, OFF_READERS_WAITING);
     }
 
     /// `tasks` and the overflow position are stored before `tail` (release), so whoever
@@ -1149,7 +1158,7 @@ impl Ring {
             [head, read, partial, ov_head, mode],
             |[h, r, p, o, m]| self.r_apply(h, r, p, o, m),
         );
-        waiter::wake_waiters(&FX, self.u32(OFF_SPACE_SEQ), self.u32(OFF_WRITERS_WAITING));
+        self.wake_noting(OFF_SPACE_SEQ, OFF_WRITERS_WAITING);
     }
 
     fn r_apply(&self, head: u64, read: u64, partial: u64, ov_head: u64, mode: u64) {
@@ -1246,35 +1255,57 @@ impl Ring {
         for _ in 0..2 * u8::from(FX.spin()) {
             crate::spin::yield_now();
             if ready() {
-                self.learn_from_wait(spin_end, budget);
                 return true;
             }
         }
         let got =
             waiter::sleep_registered(&FX, self.u32(seq_off), self.u32(waiters_off), ready, until);
         if got {
-            self.learn_from_wait(spin_end, budget);
+            self.learn_from_wait(spin_end, budget, seq_off);
         }
         got
     }
 
-    /// After a wait that outlasted its spin and then got what it waited for: if it came
-    /// soon enough that a full spin would have seen it (within [`SPIN_MAX_US`] plus
-    /// [`WAKE_ALLOWANCE_US`] of the start), the next wait spins the full budget again.
+    /// Wakes the sleepers counted in `waiters_off` on `seq_off` (as
+    /// [`waiter::wake_waiters`]), noting this thread's CPU beside the word for them
+    /// first (see [`learn_from_wait`](Ring::learn_from_wait)). No system call, and no
+    /// note, when nobody sleeps.
+    #[inline]
+    fn wake_noting(&self, seq_off: usize, waiters_off: usize) {
+        waiter::wake_waiters_then(&FX, self.u32(seq_off), self.u32(waiters_off), || {
+            self.u32(seq_off + WAKER_CPU_AFTER_SEQ)
+                .store(crate::spin::cpu_tag(), Ordering::Relaxed);
+        });
+    }
+
+    /// After a wait that outlasted its spin, slept, and was woken with what it waited
+    /// for: if it came soon enough that a full spin would have seen it (within
+    /// [`SPIN_MAX_US`] plus [`WAKE_ALLOWANCE_US`] of the start) *and* the thread that
+    /// woke it ran on another CPU, the next wait spins the full budget again.
     ///
     /// Halving the budget on every miss alone is bistable: once the budget is shorter
     /// than the other side's usual turnaround (a pool caller routing a result and
-    /// encoding the next task: 2–3 µs), every wait misses, sleeps, and the budget stays
+    /// encoding the next task: a few µs), every wait misses, sleeps, and the budget stays
     /// at its minimum for good, a futex wake-up per message (on a VM, an idle core's
-    /// wake-up costs several microseconds) although spinning would serve every wait. A
-    /// look at the clock here is off the fast path: this wait already yielded or slept.
+    /// wake-up costs tens of microseconds) although spinning would serve every wait.
+    /// The CPU check keeps the other case apart: when the scheduler has put both sides
+    /// on one CPU (it may wake a sleeper on its waker's CPU), the answer always comes
+    /// just after this side stops spinning (the other side needed the CPU), and a
+    /// longer spin would only delay it. A look at the clock and the CPU number (vDSO,
+    /// no system call) here is off the fast path: this wait already slept.
     #[cold]
-    fn learn_from_wait(&self, spin_end: Option<Instant>, budget: u32) {
-        // `None`: spinning was off or paused, or the wait ended within 32 spins
+    fn learn_from_wait(&self, spin_end: Option<Instant>, budget: u32, seq_off: usize) {
+        // `None`: spinning was off or paused
         let Some(end) = spin_end else { return };
         let start = end - Duration::from_micros(budget.into());
         let waited = Instant::now().saturating_duration_since(start);
-        if waited <= Duration::from_micros((SPIN_MAX_US + WAKE_ALLOWANCE_US).into()) {
+        if waited > Duration::from_micros((SPIN_MAX_US + WAKE_ALLOWANCE_US).into()) {
+            return;
+        }
+        let waker = self
+            .u32(seq_off + WAKER_CPU_AFTER_SEQ)
+            .load(Ordering::Relaxed);
+        if waker != 0 && waker != crate::spin::cpu_tag() {
             self.spin_us.store(SPIN_MAX_US, Ordering::Relaxed);
         }
     }
@@ -2261,7 +2292,7 @@ impl Ring {
         if !settle_fate(self.u64(OFF_STREAM_FATE), id, FATE_DROPPED) {
             return false;
         }
-        waiter::wake_waiters(&FX, self.u32(OFF_SPACE_SEQ), self.u32(OFF_WRITERS_WAITING));
+        self.wake_noting(OFF_SPACE_SEQ, OFF_WRITERS_WAITING);
         true
     }
 
@@ -2327,7 +2358,7 @@ impl Ring {
             let o = self.slot(0);
             let _ = o.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1));
         }
-        waiter::wake_waiters(&FX, self.u32(OFF_DATA_SEQ), self.u32(OFF_READERS_WAITING));
+        self.wake_noting(OFF_DATA_SEQ, OFF_READERS_WAITING);
     }
 
     fn reclaim_dead(&self, me: u32) {

@@ -36,22 +36,10 @@
 //! round trip took about 1 ms spinning and 20 µs without. So every spin site reports
 //! what it sees: a [`yield_now`] that took longer than [`PREEMPTED`], or a spin that
 //! overran its budget by that much ([`note_overrun`]), means this process had to give
-//! its core away; spinning then pauses in the whole process (each wait goes straight to
-//! its blocking wait, as with `PROCACTOR_SPIN=0`), and the first wait after the pause
-//! spins again (and pauses again at once if the load is still there). The pause is
-//! short the first time ([`PAUSE`], 5 ms) and doubles while the losses go on, up to
-//! [`MAX_PAUSE`] (160 ms): a passing squeeze costs a few milliseconds of slower waits, a
-//! lasting load at most a few fruitless spins a second.
+//! its core away; spinning then pauses for [`PAUSE`] in the whole process (each wait
+//! goes straight to its blocking wait, as with `PROCACTOR_SPIN=0`), and the first wait
+//! after the pause spins again (and pauses again at once if the load is still there).
 //! On an idle machine a yield returns in about a microsecond and nothing changes.
-//!
-//! The passing squeeze is common: the scheduler may wake a sleeping waiter on the core
-//! of the thread that woke it (its answer to "which core is free" can be "this one"),
-//! and the two then share one core until its load balancer moves one of them away,
-//! often tens of milliseconds later. Each spin there is wasted (the other side cannot
-//! run), so it overruns and pauses; once they are apart, the short pause has them
-//! spinning again almost at once. Measured on the 2-core VM with the pool's round trip
-//! (`pool_apply_async_rtt`): the 100 ms fixed pause of before kept a run in its slow
-//! mode (futex wake-ups, 6–10 µs per round trip) for 100 ms after the two were apart.
 //!
 //! The variable is read once per process, on the first wait that asks (children
 //! inherit the environment, so setting it before the program starts covers the whole
@@ -73,17 +61,8 @@ static PAUSED_UNTIL: AtomicU64 = AtomicU64::new(0);
 /// this core meanwhile (an idle machine gives a yield back in about a microsecond).
 pub const PREEMPTED: Duration = Duration::from_micros(250);
 
-/// How long spinning stays paused after this process was seen losing its core, the
-/// first time: each further loss soon after spinning resumed (within the length of the
-/// pause that just ended) doubles the pause, up to [`MAX_PAUSE`]; a loss after a longer
-/// quiet spell starts again from here.
-pub const PAUSE: Duration = Duration::from_millis(5);
-
-/// The longest pause (see [`PAUSE`]).
-pub const MAX_PAUSE: Duration = Duration::from_millis(160);
-
-/// The length of the last pause, in nanoseconds (0: none yet).
-static PAUSE_LEN: AtomicU64 = AtomicU64::new(0);
+/// How long spinning stays paused after this process was seen losing its core.
+pub const PAUSE: Duration = Duration::from_millis(100);
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -153,35 +132,9 @@ fn paused_check() -> bool {
 /// `PROCACTOR_SPIN=0` turned spinning off for good.
 #[cold]
 pub(crate) fn note_preempted() {
-    let now = nanos_since_epoch(Instant::now());
-    let len = next_pause(
-        now,
-        PAUSED_UNTIL.load(Ordering::Relaxed),
-        PAUSE_LEN.load(Ordering::Relaxed),
-    );
-    // (threads racing here store one of their answers: each is a sensible pause)
-    PAUSE_LEN.store(len, Ordering::Relaxed);
-    PAUSED_UNTIL.store(now.saturating_add(len), Ordering::Relaxed);
+    let until = nanos_since_epoch(Instant::now() + PAUSE);
+    PAUSED_UNTIL.store(until, Ordering::Relaxed);
     let _ = STATE.compare_exchange(1, 3, Ordering::Relaxed, Ordering::Relaxed);
-}
-
-/// The length of a pause that starts at `now` (ns since [`epoch`]), after the last one
-/// that ended (or ends) at `last_until` and lasted `last_len` (0: there was none): twice
-/// the last one when spinning lost its core again within `last_len` of resuming (the
-/// load is still there), else [`PAUSE`]. Between [`PAUSE`] and [`MAX_PAUSE`].
-///
-/// Why not one fixed pause: a short pause lets a process whose core was taken once (a
-/// neighbour's burst, two threads that the scheduler put on one core for a moment) spin
-/// again within milliseconds, and a long one keeps a process on a loaded machine from
-/// losing a time slice to a fruitless spin more than a few times a second.
-fn next_pause(now: u64, last_until: u64, last_len: u64) -> u64 {
-    let base = u64::try_from(PAUSE.as_nanos()).unwrap_or(u64::MAX);
-    let max = u64::try_from(MAX_PAUSE.as_nanos()).unwrap_or(u64::MAX);
-    if last_len == 0 || now > last_until.saturating_add(last_len) {
-        base
-    } else {
-        last_len.saturating_mul(2).clamp(base, max)
-    }
 }
 
 /// `std::thread::yield_now` for spin sites: a yield that took [`PREEMPTED`] or more
@@ -210,6 +163,15 @@ pub fn note_overrun(end: Instant, now: Instant) {
 #[cfg(test)]
 pub(crate) fn paused() -> bool {
     STATE.load(Ordering::Relaxed) == 3 && !paused_check()
+}
+
+/// The CPU the calling thread runs on, plus one (so that 0 can mean "none"): a hint for
+/// spin sites (read through the vDSO on x86_64: no system call).
+#[inline]
+pub(crate) fn cpu_tag() -> u32 {
+    u32::try_from(rustix::thread::sched_getcpu())
+        .unwrap_or(u32::MAX - 1)
+        .saturating_add(1)
 }
 
 /// `budget` when spinning is on, zero when it is off: for spin sites that take a
@@ -333,25 +295,6 @@ mod tests {
         assert!(enabled());
         assert!(!paused());
         assert_eq!(STATE.load(Ordering::Relaxed), 1);
-    }
-
-    #[test]
-    fn the_pause_doubles_while_losses_go_on_and_starts_short_after_a_quiet_spell() {
-        let ms = |n: u64| n * 1_000_000;
-        let base = ms(5);
-        assert_eq!(PAUSE, Duration::from_nanos(base));
-        // the first loss ever
-        assert_eq!(next_pause(ms(1_000), 0, 0), base);
-        // lost again right after a 5 ms pause ended (at 1 005 ms): 10 ms
-        assert_eq!(next_pause(ms(1_006), ms(1_005), base), ms(10));
-        // ... and during a pause (another thread's spin that started before it)
-        assert_eq!(next_pause(ms(1_003), ms(1_005), base), ms(10));
-        // the doubling stops at MAX_PAUSE
-        assert_eq!(next_pause(ms(2_000), ms(1_990), ms(160)), ms(160));
-        assert_eq!(next_pause(ms(2_000), ms(1_990), ms(120)), ms(160));
-        // a loss long after the last pause ended (more than its length) starts again
-        assert_eq!(next_pause(ms(1_100), ms(1_005), ms(80)), base);
-        assert_eq!(next_pause(ms(1_011), ms(1_005), base), base);
     }
 
     #[test]

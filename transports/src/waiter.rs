@@ -236,9 +236,23 @@ pub fn sleep_registered<F: Futex + ?Sized>(
 /// (one fence and one load otherwise: no read-modify-write, no system call).
 #[inline]
 pub fn wake_waiters<F: Futex + ?Sized>(f: &F, seq: &F::Word, waiters: &F::Word) {
+    wake_waiters_then(f, seq, waiters, || {});
+}
+
+/// As [`wake_waiters`], calling `before_wake` first when (and only when) it wakes: for
+/// a note to the sleepers that costs nothing on the path without them (the ring tells
+/// them which CPU woke them).
+#[inline]
+pub fn wake_waiters_then<F: Futex + ?Sized>(
+    f: &F,
+    seq: &F::Word,
+    waiters: &F::Word,
+    before_wake: impl FnOnce(),
+) {
     // pairs with the waiter's fence: either it sees our store, or we see it counted
     f.fence(Ordering::SeqCst);
     if waiters.load(Ordering::Relaxed) > 0 {
+        before_wake();
         seq.fetch_add(1, Ordering::SeqCst);
         f.wake(seq, ALL);
     }

@@ -220,7 +220,7 @@ unsafe impl Sync for HeapRegion {}
 pub(crate) type Region = Arc<HeapRegion>;
 
 /// The header's `u32` words (every other header word is a `u64`).
-const U32_OFFSETS: [usize; 10] = [0, 24, 384, 388, 512, 516, 640, 768, 904, 908];
+const U32_OFFSETS: [usize; 12] = [0, 24, 384, 388, 392, 512, 516, 520, 640, 768, 904, 908];
 /// `u64` words modelled: every 8-byte offset below the first producer slot (1024), and
 /// 4 producer slots.
 const U64_WORDS: usize = 1024 / 8 + 4;

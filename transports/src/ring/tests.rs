@@ -1327,23 +1327,66 @@ fn reader_gives_up_then_gets_it_whole(r: Ring, point: &'static str, overflow: bo
     assert!(!r.is_broken());
 }
 
-/// A wait that missed its spin but got its message soon after (it would have been served
-/// by a full spin) gives the next wait the full budget back; a long wait does not.
-/// Without this the budget, halved on each miss, can stay at its minimum for good (see
-/// `Ring::learn_from_wait`).
+/// A wait that missed its spin, slept, and was woken soon after by a thread on another
+/// CPU (a full spin would have served it) gives the next wait the full budget back; a
+/// long wait, or one woken from this very CPU (both sides on one CPU: spinning cannot
+/// help), does not. Without this the budget, halved on each miss, can stay at its
+/// minimum for good (see `Ring::learn_from_wait`).
 #[test]
 fn a_wait_served_soon_after_its_spin_restores_the_full_spin_budget() {
     let ring = Ring::create(4096, 0).unwrap();
+    let waker = ring.u32(OFF_DATA_SEQ + WAKER_CPU_AFTER_SEQ);
+    let budget = || ring.spin_us.load(Ordering::Relaxed);
     ring.spin_us.store(SPIN_MIN_US, Ordering::Relaxed);
-    // the spin (2 µs) ended ten seconds ago: a long wait, the budget stays short
-    let long_ago = Instant::now() - Duration::from_secs(10);
-    ring.learn_from_wait(Some(long_ago), SPIN_MIN_US);
-    assert_eq!(ring.spin_us.load(Ordering::Relaxed), SPIN_MIN_US);
-    // no spin at all (spinning off or paused): nothing to learn
-    ring.learn_from_wait(None, SPIN_MIN_US);
-    assert_eq!(ring.spin_us.load(Ordering::Relaxed), SPIN_MIN_US);
-    // the spin's end is not reached yet by the clock: the wait took no time beyond it
+    // (the spin's end not reached yet by the clock: the wait took no time beyond it)
     let soon = Instant::now() + Duration::from_secs(10);
-    ring.learn_from_wait(Some(soon), SPIN_MIN_US);
-    assert_eq!(ring.spin_us.load(Ordering::Relaxed), SPIN_MAX_US);
+    // nobody has noted a CPU yet: nothing to learn
+    ring.learn_from_wait(Some(soon), SPIN_MIN_US, OFF_DATA_SEQ);
+    assert_eq!(budget(), SPIN_MIN_US);
+    // woken from this CPU: the budget stays short (retried if this thread moved to
+    // another CPU in between, which would make it a wake-up from elsewhere)
+    let mut same_cpu_checked = false;
+    for _ in 0..1000 {
+        let here = crate::spin::cpu_tag();
+        waker.store(here, Ordering::Relaxed);
+        ring.learn_from_wait(Some(soon), SPIN_MIN_US, OFF_DATA_SEQ);
+        if crate::spin::cpu_tag() == here {
+            assert_eq!(budget(), SPIN_MIN_US);
+            same_cpu_checked = true;
+            break;
+        }
+        ring.spin_us.store(SPIN_MIN_US, Ordering::Relaxed);
+    }
+    assert!(same_cpu_checked, "this thread never stayed on one CPU");
+    // woken from another CPU, but ten seconds after the spin ended: stays short
+    let other = crate::spin::cpu_tag() + 1000;
+    waker.store(other, Ordering::Relaxed);
+    let long_ago = Instant::now() - Duration::from_secs(10);
+    ring.learn_from_wait(Some(long_ago), SPIN_MIN_US, OFF_DATA_SEQ);
+    assert_eq!(budget(), SPIN_MIN_US);
+    // no spin at all (spinning off or paused): nothing to learn
+    ring.learn_from_wait(None, SPIN_MIN_US, OFF_DATA_SEQ);
+    assert_eq!(budget(), SPIN_MIN_US);
+    // soon, from another CPU: the full budget again
+    ring.learn_from_wait(Some(soon), SPIN_MIN_US, OFF_DATA_SEQ);
+    assert_eq!(budget(), SPIN_MAX_US);
+}
+
+/// A wake-up notes the waker's CPU beside the sequence word; a publish with nobody
+/// asleep notes nothing (no store on that path).
+#[test]
+fn a_wake_up_notes_the_wakers_cpu_and_a_plain_publish_does_not() {
+    let ring = Ring::create(4096, 0).unwrap();
+    let noted = || {
+        ring.u32(OFF_DATA_SEQ + WAKER_CPU_AFTER_SEQ)
+            .load(Ordering::Relaxed)
+    };
+    ring.push(b"a", None).unwrap();
+    assert_eq!(noted(), 0, "noted without a sleeper");
+    // a counted sleeper (as a reader about to sleep counts itself)
+    ring.u32(OFF_READERS_WAITING).fetch_add(1, Ordering::SeqCst);
+    ring.push(b"b", None).unwrap();
+    ring.u32(OFF_READERS_WAITING).fetch_sub(1, Ordering::SeqCst);
+    let n = noted();
+    assert!(n >= 1, "no CPU noted at the wake-up");
 }
