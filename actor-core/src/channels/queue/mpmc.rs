@@ -128,6 +128,12 @@ impl<T: Message> QueueBuilder<T> {
     /// handle of it lives in this process. Counting costs nothing more (every queue keeps
     /// those counts in its shared memory).
     ///
+    /// When the last handle is dropped the queue leaves the list, except from a
+    /// snapshot already under way at that moment (taken by this process, or by the
+    /// observe server answering another process, `procactor-top`): that snapshot holds
+    /// the queue until it is done and may still list it, once. The next snapshot does
+    /// not.
+    ///
     /// # Examples
     ///
     /// ```

@@ -188,7 +188,8 @@ impl PoolBuilder {
 
     /// The name the pool is shown by to its observer (`procactor::observe`,
     /// `procactor-top`, the `metrics` labels). Default: `pool-<n>`, `n` counting the
-    /// pools this process built from 1.
+    /// pools this process built from 1. A dropped pool leaves the observer's list, except
+    /// from a snapshot already under way at that moment, which may still show it once.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
