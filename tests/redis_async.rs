@@ -8,7 +8,7 @@ procactor::test_support!();
 
 mod common;
 mod redis_support;
-use common::aio::{on_each_executor, poll_once, within, Exec};
+use common::aio::{on_each_executor, poll_once, within, Exec, Woken};
 use common::watchdog;
 use procactor::redis::{RedisJoinableQueue, RedisQueue};
 use procactor::{GetError, Process, PutError};
@@ -681,5 +681,62 @@ fn waiting_bounded_puts_of_a_handle_share_one_check() {
         assert_eq!(q.len(), 0);
         server.kill().unwrap();
         server.wait().unwrap();
+    });
+}
+
+/// The checker hands its part over when it is dropped: three bounded `put_async` wait
+/// on one handle of a full queue, the first polled being the one that checks the
+/// stream for all of them (the first in an empty room); it is dropped (once with its
+/// first check in flight, once after it has checked for a while and the others were
+/// woken by its answers), then a consumer makes room. The two left, polled only when
+/// their wakers are called, must put their items: nothing else would ever check for
+/// them. The dropped one's item is never put.
+#[test]
+fn a_dropped_checker_hands_the_check_over_to_the_waiting_puts() {
+    require_redis!();
+    watchdog(90, || {
+        const MAX: usize = 2;
+        let name = unique("ahandover");
+        let q = RedisQueue::<u32>::builder(&url(), &name)
+            .maxsize(MAX)
+            .connect()
+            .unwrap();
+        let c = RedisQueue::<u32>::connect(&url(), &name).unwrap();
+        for (round, checked_for) in [Duration::ZERO, Duration::from_millis(300)]
+            .into_iter()
+            .enumerate()
+        {
+            let round = round as u32;
+            q.put(100 + round).unwrap();
+            q.put(200 + round).unwrap(); // full
+            let mut w = Woken::new();
+            let checker = w.add("checker", q.put_async(1));
+            let second = w.add("second", q.put_async(10 + round));
+            let third = w.add("third", q.put_async(20 + round));
+            // (each polled once, pending: no room)
+            assert!(w.pending(checker) && w.pending(second) && w.pending(third));
+            w.run_for(checked_for);
+            if !checked_for.is_zero() {
+                assert!(
+                    w.polls(checker) > 1,
+                    "round {round}: the checker was not woken to check again"
+                );
+            }
+            assert!(w.pending(checker), "round {round}: put in a full queue");
+            w.drop_task(checker);
+            // room for both
+            assert_eq!(c.get_timeout(T).unwrap(), 100 + round);
+            assert_eq!(c.get_timeout(T).unwrap(), 200 + round);
+            if let Err(still) = w.run_until_done(Duration::from_secs(20)) {
+                panic!("round {round}: {still:?} still waiting 20 s after room was made");
+            }
+            w.take(second).unwrap().unwrap();
+            w.take(third).unwrap().unwrap();
+            let mut got = [c.get_timeout(T).unwrap(), c.get_timeout(T).unwrap()];
+            got.sort_unstable();
+            assert_eq!(got, [10 + round, 20 + round], "round {round}");
+            // the dropped checker's item was never put
+            assert!(c.get_timeout(Duration::from_millis(100)).is_err());
+        }
     });
 }
