@@ -7,6 +7,11 @@
 //! `Pool::apply_async`'s result awaited through `IntoFuture` is churned too, half of its
 //! futures awaited to the end and half dropped pending.
 //!
+//! The Manager proxies' `_async` futures are churned with their requests parked at the
+//! server (`get_async` of an empty queue, `acquire_async` of a held lock): each dropped
+//! one must be withdrawn there too, so an item or a lock freed afterwards goes to no
+//! withdrawn request.
+//!
 //! `Queue::get_async`, the most used, is churned 200 000 times. Each churn runs in a
 //! process of its own: the test binary's other tests would change its memory, thread and
 //! descriptor counts meanwhile.
@@ -17,7 +22,7 @@ mod common;
 
 use common::aio::{poll_once, within, Exec};
 use common::watchdog;
-use procactor::{Event, JoinableQueue, Lock, Pipe, Pool, Process, Queue, Semaphore};
+use procactor::{Event, JoinableQueue, Lock, Manager, Pipe, Pool, Process, Queue, Semaphore};
 use std::future::Future;
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -327,6 +332,83 @@ fn churn_awaited_results((): ()) -> Outcome {
     (before, after, works)
 }
 
+/// Manager proxies' futures churned (each one's request parked at the server, then
+/// withdrawn): about 2.5 s in a debug build on an idle 2-core machine.
+const MANAGER_ROUNDS: u32 = 50_000;
+
+/// [`MANAGER_ROUNDS`] `_async` futures of a manager's proxies (half `get_async` of an
+/// empty queue, half `acquire_async` of a lock this thread holds), each polled once, so
+/// that its request is sent and parked at the server, then dropped (withdrawn). Then:
+/// an async call answers (and, the connection being served in order, every withdrawal
+/// before it was applied); no withdrawn request is left parked at the server: an item
+/// put stays in the queue (a parked get would have taken it), the lock released is
+/// free (a parked acquire would have been granted it); a blocking call answers; a live
+/// `get_async` is woken by an item put 50 ms later, and `acquire_async` takes the lock.
+fn churn_manager_async((): ()) -> Outcome {
+    use futures::future::{Either, FutureExt};
+    let mgr = Manager::start().unwrap();
+    let (q, l) = (mgr.queue::<u64>().unwrap(), mgr.lock().unwrap());
+    let (q, l) = (&q, &l);
+    // held through this thread's blocking connection: every acquire_async waits
+    let held = l.acquire().unwrap();
+    let mut n = 0u32;
+    let make = move || {
+        n += 1;
+        if n.is_multiple_of(2) {
+            Either::Left(q.get_async().map(drop))
+        } else {
+            Either::Right(l.acquire_async().map(drop))
+        }
+    };
+    churn(WARM, make);
+    // (and the test's timer thread, which `block_on_within` starts)
+    assert!(matches!(block_on_within(q.len_async()), Some(Ok(0))));
+    let before = footprint();
+    let t0 = std::time::Instant::now();
+    churn(MANAGER_ROUNDS, make);
+    let took = t0.elapsed();
+    // (after the withdrawals on the one connection: applied when this is answered)
+    let answered = matches!(block_on_within(q.len_async()), Some(Ok(0)));
+    let after = footprint();
+    eprintln!("{MANAGER_ROUNDS} manager futures polled once and dropped in {took:?}");
+    let mut works = answered;
+    let mut expect = |ok: bool, what: &str| {
+        if !ok {
+            eprintln!("after the manager churn: {what}");
+            works = false;
+        }
+    };
+    expect(answered, "len_async did not answer 0");
+    q.put(7).unwrap();
+    expect(
+        q.len().unwrap() == 1,
+        "an item put went to a withdrawn get still parked",
+    );
+    drop(held);
+    expect(
+        !l.is_locked().unwrap(),
+        "the lock released went to a withdrawn acquire still parked",
+    );
+    expect(
+        matches!(block_on_within(q.get_async()), Some(Ok(7))),
+        "get_async did not take the item",
+    );
+    let q2 = q.clone();
+    let put = later(move || q2.put(8).unwrap());
+    expect(
+        matches!(block_on_within(q.get_async()), Some(Ok(8))),
+        "a waiting get_async was not woken by a put",
+    );
+    put.join().unwrap();
+    let guard = block_on_within(l.acquire_async());
+    expect(
+        guard.as_ref().is_some_and(|g| g.is_ok()) && l.is_locked().unwrap(),
+        "acquire_async did not take the free lock",
+    );
+    drop(guard);
+    (before, after, works)
+}
+
 /// `max_growth_kib`: a registration left behind is ~100 bytes, so 30 000 of them would
 /// be ~3 MB (bound 2 MiB), 200 000 ~20 MB (bound 8 MiB).
 fn check(what: &str, (before, after, works): Outcome, max_growth_kib: u64) {
@@ -399,4 +481,10 @@ fn awaited_pool_results_churn_frees_what_it_made() {
 #[test]
 fn process_join_async_churn_frees_what_it_made() {
     run("Process::join_async", churn_process_join_async);
+}
+
+/// See [`churn_manager_async`].
+#[test]
+fn manager_async_churn_withdraws_every_parked_request_and_frees_what_it_made() {
+    run("Manager proxies' _async", churn_manager_async);
 }

@@ -3,12 +3,13 @@
 //! `futures::executor::block_on`: each method, a producer in another process,
 //! cancellation (every item exactly once through repeated timeouts; a dropped get's
 //! entry recovered by another consumer), a thousand pending gets on a 2-worker runtime
-//! without a thread each, and a server killed under a waiting future.
+//! without a thread each, a server killed under a waiting future, the waiting room's
+//! check handed over when its checker is dropped, and a churn of pending futures.
 procactor::test_support!();
 
 mod common;
 mod redis_support;
-use common::aio::{on_each_executor, poll_once, within, Exec};
+use common::aio::{on_each_executor, poll_once, within, Exec, Woken};
 use common::watchdog;
 use procactor::redis::{RedisJoinableQueue, RedisQueue};
 use procactor::{GetError, Process, PutError};
@@ -681,5 +682,233 @@ fn waiting_bounded_puts_of_a_handle_share_one_check() {
         assert_eq!(q.len(), 0);
         server.kill().unwrap();
         server.wait().unwrap();
+    });
+}
+
+/// The checker hands its part over when it is dropped: three bounded `put_async` wait
+/// on one handle of a full queue, the first polled being the one that checks the
+/// stream for all of them (the first in an empty room); it is dropped (once with its
+/// first check in flight, once after it has checked for a while and the others were
+/// woken by its answers), then a consumer makes room. The two left, polled only when
+/// their wakers are called, must put their items: nothing else would ever check for
+/// them. The dropped one's item is never put.
+#[test]
+fn a_dropped_checker_hands_the_check_over_to_the_waiting_puts() {
+    require_redis!();
+    watchdog(90, || {
+        const MAX: usize = 2;
+        let name = unique("ahandover");
+        let q = RedisQueue::<u32>::builder(&url(), &name)
+            .maxsize(MAX)
+            .connect()
+            .unwrap();
+        let c = RedisQueue::<u32>::connect(&url(), &name).unwrap();
+        for (round, checked_for) in [Duration::ZERO, Duration::from_millis(300)]
+            .into_iter()
+            .enumerate()
+        {
+            let round = round as u32;
+            q.put(100 + round).unwrap();
+            q.put(200 + round).unwrap(); // full
+            let mut w = Woken::new();
+            let checker = w.add("checker", q.put_async(1));
+            let second = w.add("second", q.put_async(10 + round));
+            let third = w.add("third", q.put_async(20 + round));
+            // (each polled once, pending: no room)
+            assert!(w.pending(checker) && w.pending(second) && w.pending(third));
+            w.run_for(checked_for);
+            // (round 1: until the checker has been woken again at least, as a loaded
+            // machine may take longer than 300 ms to answer its first check)
+            let t = Instant::now();
+            while !checked_for.is_zero() && w.polls(checker) < 2 {
+                assert!(
+                    t.elapsed() < T,
+                    "round {round}: the checker was not woken to check again"
+                );
+                w.run_for(Duration::from_millis(20));
+            }
+            assert!(w.pending(checker), "round {round}: put in a full queue");
+            w.drop_task(checker);
+            // room for both
+            assert_eq!(c.get_timeout(T).unwrap(), 100 + round);
+            assert_eq!(c.get_timeout(T).unwrap(), 200 + round);
+            if let Err(still) = w.run_until_done(Duration::from_secs(20)) {
+                panic!("round {round}: {still:?} still waiting 20 s after room was made");
+            }
+            w.take(second).unwrap().unwrap();
+            w.take(third).unwrap().unwrap();
+            let mut got = [c.get_timeout(T).unwrap(), c.get_timeout(T).unwrap()];
+            got.sort_unstable();
+            assert_eq!(got, [10 + round, 20 + round], "round {round}");
+            // the dropped checker's item was never put
+            assert!(c.get_timeout(Duration::from_millis(100)).is_err());
+        }
+    });
+}
+
+/// `(VmRSS KiB, threads, open descriptors)` of this process.
+fn footprint() -> (u64, u64, u64) {
+    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let field = |name| common::proc_status_field("self", name);
+    (field("VmRSS"), field("Threads"), fds)
+}
+
+/// Rounds of [`churn_redis_async`]: a `get_async` and a bounded `put_async` each.
+const REDIS_CHURN: u64 = 100_000;
+/// The bounded queue's size in [`churn_redis_async`].
+const CHURN_MAX: u64 = 5;
+
+type Footprint = (u64, u64, u64);
+
+/// Creates, polls once (pending) and drops a `get_async` of an empty stream and a
+/// bounded `put_async` of a full queue, [`REDIS_CHURN`] times each (after a tenth as
+/// many to warm up); then checks that both handles still work and that no item was
+/// lost, duplicated or put by a dropped future. In a process of its own (the test
+/// binary's other tests would change the counts). Returns the footprint before and
+/// after, and what went wrong afterwards (nothing, when all is well).
+fn churn_redis_async((url, name): (String, String)) -> (Footprint, Footprint, Vec<String>) {
+    let gets = RedisQueue::<u64>::connect(&url, &format!("{name}-get")).unwrap();
+    let puts = RedisQueue::<u64>::builder(&url, &format!("{name}-put"))
+        .maxsize(CHURN_MAX as usize)
+        .connect()
+        .unwrap();
+    let fill: Vec<u64> = (0..CHURN_MAX).map(|i| 1_000_000 + i).collect();
+    puts.put_many(fill.clone()).unwrap(); // full
+    let churn = |n: u64| {
+        for i in 0..n {
+            let mut g = std::pin::pin!(gets.get_async());
+            assert!(
+                poll_once(g.as_mut()).is_pending(),
+                "get {i} of an empty stream"
+            );
+            let mut p = std::pin::pin!(puts.put_async(i));
+            assert!(
+                poll_once(p.as_mut()).is_pending(),
+                "put {i} in a full queue"
+            );
+        }
+    };
+    let e = Exec::BlockOn;
+    churn(REDIS_CHURN / 10);
+    // (and the test's timer thread, which `within` starts under `block_on`)
+    assert!(e
+        .run(within(
+            e,
+            Duration::from_millis(1),
+            std::future::pending::<()>()
+        ))
+        .is_none());
+    let before = footprint();
+    let t0 = Instant::now();
+    churn(REDIS_CHURN);
+    let took = t0.elapsed();
+    let after = footprint();
+    eprintln!(
+        "{REDIS_CHURN} get_async and {REDIS_CHURN} put_async polled once and dropped in {took:?}"
+    );
+    let mut wrong = Vec::new();
+    let mut expect = |ok: bool, what: String| {
+        if !ok {
+            wrong.push(what);
+        }
+    };
+    let n = 50u64;
+    // the unbounded stream: n items put, the same n got, in order, and nothing more
+    let got: Vec<Option<u64>> = e.run(async {
+        for i in 0..n {
+            within(e, T, gets.put_async(i))
+                .await
+                .expect("put_async hung after the churn")
+                .unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..n {
+            let g = within(e, T, gets.get_async()).await.map(|r| r.unwrap());
+            got.push(g);
+            if g.is_none() {
+                break; // (hung: the rest would too)
+            }
+        }
+        got
+    });
+    expect(
+        got == (0..n).map(Some).collect::<Vec<_>>(),
+        format!("got {got:?} for 0..{n}"),
+    );
+    let more = e.run(within(e, Duration::from_millis(300), gets.get_async()));
+    expect(more.is_none(), format!("more than was put: {more:?}"));
+    expect(gets.is_empty(), format!("{} items left", gets.len()));
+    // a get_async woken by a put 50 ms later
+    let late = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            gets.put(77).unwrap();
+        });
+        e.run(within(e, T, gets.get_async()))
+    });
+    expect(
+        late == Some(Ok(77)),
+        format!("a waiting get_async got {late:?}"),
+    );
+    // the bounded queue: no dropped put went in; the fill is there, then room for n
+    // more, each once
+    expect(
+        puts.len() == CHURN_MAX as usize,
+        format!(
+            "{} items in a queue of {CHURN_MAX} filled before",
+            puts.len()
+        ),
+    );
+    let got: Vec<Option<u64>> = e.run(async {
+        let mut got = Vec::new();
+        for _ in 0..CHURN_MAX {
+            got.push(within(e, T, puts.get_async()).await.map(|r| r.unwrap()));
+        }
+        for i in 0..CHURN_MAX {
+            within(e, T, puts.put_async(i))
+                .await
+                .expect("a bounded put_async hung after the churn")
+                .unwrap();
+        }
+        for _ in 0..CHURN_MAX {
+            got.push(within(e, T, puts.get_async()).await.map(|r| r.unwrap()));
+        }
+        got
+    });
+    let want: Vec<Option<u64>> = fill.iter().copied().chain(0..CHURN_MAX).map(Some).collect();
+    expect(
+        got == want,
+        format!("the bounded queue gave {got:?}, not {want:?}"),
+    );
+    let more = e.run(within(e, Duration::from_millis(300), puts.get_async()));
+    expect(
+        more.is_none(),
+        format!("the bounded queue had more: {more:?}"),
+    );
+    (before, after, wrong)
+}
+
+/// See [`churn_redis_async`]: threads and descriptors back exactly, memory within
+/// 2 MiB (a pending future left behind, its waker in a line or a room, is some tens of
+/// bytes: 40 000 of them a few megabytes).
+#[test]
+fn redis_async_churn_frees_what_it_made_and_loses_no_item() {
+    require_redis!();
+    watchdog(120, || {
+        let mut p = Process::new(churn_redis_async, (url(), unique("achurn")))
+            .start()
+            .unwrap();
+        p.join_timeout(Duration::from_secs(100)).unwrap();
+        let (before, after, wrong) = p.result().unwrap();
+        eprintln!("redis async churn: before {before:?}, after {after:?}");
+        assert!(wrong.is_empty(), "after the churn: {wrong:#?}");
+        assert_eq!(after.1, before.1, "threads grew");
+        assert_eq!(after.2, before.2, "descriptors grew");
+        assert!(
+            after.0 < before.0 + 2 * 1024,
+            "memory grew from {} to {} KiB",
+            before.0,
+            after.0
+        );
     });
 }

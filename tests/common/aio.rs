@@ -145,3 +145,127 @@ pub async fn within<F: Future>(exec: Exec, d: Duration, f: F) -> Option<F::Outpu
 pub fn poll_once<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
     f.poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
 }
+
+/// A waker that records its call and unparks the thread that polls.
+struct Flag {
+    woken: std::sync::atomic::AtomicBool,
+    thread: std::thread::Thread,
+}
+
+impl std::task::Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+struct Task<'a, T> {
+    name: String,
+    f: Option<Pin<Box<dyn Future<Output = T> + 'a>>>,
+    flag: Arc<Flag>,
+    out: Option<T>,
+    polls: u32,
+}
+
+/// Futures polled as an executor polls its tasks, on the thread that made this: each
+/// once when added, then only after its own waker was called. No poll of the test's
+/// own can hide a wake-up that never came (a future that is not woken stays pending).
+pub struct Woken<'a, T> {
+    tasks: Vec<Task<'a, T>>,
+}
+
+impl<'a, T> Woken<'a, T> {
+    pub fn new() -> Self {
+        Woken { tasks: Vec::new() }
+    }
+
+    /// Adds `f`, polled once now; its index.
+    pub fn add(&mut self, name: &str, f: impl Future<Output = T> + 'a) -> usize {
+        self.tasks.push(Task {
+            name: name.to_string(),
+            f: Some(Box::pin(f)),
+            flag: Arc::new(Flag {
+                woken: true.into(),
+                thread: std::thread::current(),
+            }),
+            out: None,
+            polls: 0,
+        });
+        let i = self.tasks.len() - 1;
+        self.poll_woken();
+        i
+    }
+
+    /// Whether task `i` is still pending (its future held, not ended).
+    pub fn pending(&self, i: usize) -> bool {
+        self.tasks[i].f.is_some()
+    }
+
+    /// How many times task `i` was polled.
+    pub fn polls(&self, i: usize) -> u32 {
+        self.tasks[i].polls
+    }
+
+    /// Drops task `i`'s future (pending: cancelled).
+    pub fn drop_task(&mut self, i: usize) {
+        self.tasks[i].f = None;
+    }
+
+    /// Task `i`'s output, once it ended.
+    pub fn take(&mut self, i: usize) -> Option<T> {
+        self.tasks[i].out.take()
+    }
+
+    fn poll_woken(&mut self) {
+        for t in &mut self.tasks {
+            let Some(f) = t.f.as_mut() else { continue };
+            if !t
+                .flag
+                .woken
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                continue;
+            }
+            t.polls += 1;
+            let waker = Waker::from(t.flag.clone());
+            if let Poll::Ready(v) = f.as_mut().poll(&mut Context::from_waker(&waker)) {
+                t.out = Some(v);
+                t.f = None;
+            }
+        }
+    }
+
+    /// Polls the woken tasks for `d`.
+    pub fn run_for(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            std::thread::park_timeout(left.min(Duration::from_millis(20)));
+            self.poll_woken();
+        }
+    }
+
+    /// Polls the woken tasks until none is pending, for `limit` at most: `Err` with the
+    /// names of those still pending then.
+    pub fn run_until_done(&mut self, limit: Duration) -> Result<(), Vec<String>> {
+        let until = Instant::now() + limit;
+        loop {
+            self.poll_woken();
+            let pending: Vec<String> = self
+                .tasks
+                .iter()
+                .filter(|t| t.f.is_some())
+                .map(|t| t.name.clone())
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(pending);
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}

@@ -74,6 +74,19 @@ pub(crate) struct Aio {
     pub(crate) write: Lane,
     /// Where waiting bounded `put_async`s and `join_async`s share one check.
     room: Room,
+    /// How long the lanes wait for a reply ([`QUIET_LIMIT`]; shorter in this crate's
+    /// tests only).
+    quiet: Quiet,
+}
+
+/// A lane's limit on a server's silence: [`QUIET_LIMIT`], but in tests.
+#[derive(Debug, Clone, Copy)]
+struct Quiet(Duration);
+
+impl Default for Quiet {
+    fn default() -> Self {
+        Quiet(QUIET_LIMIT)
+    }
 }
 
 impl Aio {
@@ -93,6 +106,17 @@ impl Aio {
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
             .ever_connected
+    }
+
+    /// How long a lane waits for a reply before it declares the server gone.
+    fn quiet_limit(&self) -> Duration {
+        self.quiet.0
+    }
+
+    /// Shortens the quiet limit (for the guard's test: [`QUIET_LIMIT`] is 31 s).
+    #[cfg(test)]
+    pub(crate) fn set_quiet_limit(&mut self, limit: Duration) {
+        self.quiet = Quiet(limit);
     }
 }
 
@@ -157,14 +181,14 @@ impl LaneState {
     }
 
     /// After the connection would block with replies owed: the first in line is also
-    /// woken when the server has been quiet for [`QUIET_LIMIT`].
-    fn guard(&mut self, cx: &Context<'_>) {
+    /// woken when the server has been quiet for `limit` ([`QUIET_LIMIT`]).
+    fn guard(&mut self, cx: &Context<'_>, limit: Duration) {
         let Some(c) = &self.conn else { return };
         if c.jobs.is_empty() {
             return;
         }
         // (pushed back as replies come: the armed wake-up stays, and finds it early)
-        self.guard.set(Some(c.quiet_since + QUIET_LIMIT));
+        self.guard.set(Some(c.quiet_since + limit));
         if self.guard.poll(cx).is_ready() {
             // the limit passed meanwhile: the next poll's drive says so
             cx.waker().wake_by_ref();
@@ -616,10 +640,11 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // (the clock read only when there is nothing to read)
-                    if self.quiet_since.elapsed() >= QUIET_LIMIT {
+                    let limit = core.aio.quiet_limit();
+                    if self.quiet_since.elapsed() >= limit {
                         return Poll::Ready(Err(io_error(
                             "the Redis server sent nothing for too long",
-                            format!("{QUIET_LIMIT:?} with a reply owed"),
+                            format!("{limit:?} with a reply owed"),
                         )));
                     }
                     if let Err(e) = self.arm(cx) {
@@ -813,7 +838,7 @@ fn step(
     }
     match c.drive(core, me, cx) {
         Poll::Pending => {
-            st.guard(cx);
+            st.guard(cx, core.aio.quiet_limit());
             Poll::Pending
         }
         Poll::Ready(Ok(out)) => Poll::Ready(Ok(out)),
@@ -1330,6 +1355,137 @@ mod tests {
         drop(late);
         drop(puts);
         drop(server);
+    }
+
+    /// A waker that records that it was called and unparks the thread that polls.
+    struct Flag {
+        woken: std::sync::atomic::AtomicBool,
+        thread: std::thread::Thread,
+    }
+
+    impl std::task::Wake for Flag {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.thread.unpark();
+        }
+    }
+
+    /// The quiet guard: a server that accepts the lanes' connections, keeps them open
+    /// and never answers (a frozen server) fails each lane after the quiet limit, and
+    /// every future waiting on it ends then with that error: two `get_async` on the read
+    /// lane, two `put_async` and a `join_async` (whose check waits behind the puts) on
+    /// the write lane. Each future is polled only when its waker was called (as an
+    /// executor does): it is the guard's wake-up that ends them, no poll of the test's.
+    #[test]
+    fn a_frozen_server_fails_every_waiting_future_after_the_quiet_limit() {
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+        const LIMIT: Duration = Duration::from_millis(800);
+        // (generous: a loaded machine delays the wake-up, never brings it forward)
+        const DEADLINE: Duration = Duration::from_secs(15);
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let url = format!("redis://{}", server.local_addr().unwrap());
+        // accepts, reads what comes, answers nothing, keeps the connections open
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let frozen = std::thread::spawn(move || {
+            let mut open = Vec::new();
+            let t = Instant::now();
+            // (until the test drops its end of the channel)
+            while matches!(
+                stopped.try_recv(),
+                Err(std::sync::mpsc::TryRecvError::Empty)
+            ) && t.elapsed() < DEADLINE * 2
+            {
+                if let Ok((s, _)) = server.accept() {
+                    s.set_nonblocking(true).unwrap();
+                    open.push(s);
+                }
+                for s in &mut open {
+                    let _ = s.read(&mut [0; 4096]);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            open.len()
+        });
+        let mut core = Core::lazy(Config::new(&url, "q"), true);
+        core.aio.set_quiet_limit(LIMIT);
+        let core = &core;
+        fn ended<T, E: std::fmt::Debug>(r: Result<T, E>) -> Result<(), String> {
+            r.map(drop).map_err(|e| format!("{e:?}"))
+        }
+        type Waiting<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + 'a>>;
+        let mut futures: Vec<(&str, Waiting<'_>)> = vec![
+            ("get 1", Box::pin(async { ended(super::get(core).await) })),
+            ("get 2", Box::pin(async { ended(super::get(core).await) })),
+            (
+                "put 1",
+                Box::pin(async { ended(super::put(core, vec![vec![1]]).await) }),
+            ),
+            (
+                "put 2",
+                Box::pin(async { ended(super::put(core, vec![vec![2]]).await) }),
+            ),
+            ("join", Box::pin(async { ended(super::join(core).await) })),
+        ];
+        let flags: Vec<Arc<Flag>> = futures
+            .iter()
+            .map(|_| {
+                Arc::new(Flag {
+                    woken: false.into(),
+                    thread: std::thread::current(),
+                })
+            })
+            .collect();
+        let t0 = Instant::now();
+        let mut outcomes: Vec<Option<(Duration, Result<(), String>)>> = vec![None; futures.len()];
+        // each polled once: the first of each lane connects and sends its commands, the
+        // others wait in line (the join's check behind the puts)
+        for ((name, f), flag) in futures.iter_mut().zip(&flags) {
+            let waker = Waker::from(flag.clone());
+            let r = f.as_mut().poll(&mut Context::from_waker(&waker));
+            assert!(r.is_pending(), "{name} ended at its first poll: {r:?}");
+        }
+        // then polled only when woken
+        while outcomes.iter().any(Option::is_none) {
+            let waiting: Vec<&str> = futures
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| o.is_none())
+                .map(|((name, _), _)| *name)
+                .collect();
+            assert!(
+                t0.elapsed() < DEADLINE,
+                "{waiting:?} still waiting {DEADLINE:?} after a quiet limit of {LIMIT:?}"
+            );
+            std::thread::park_timeout(Duration::from_millis(50));
+            for (((_, f), flag), outcome) in futures.iter_mut().zip(&flags).zip(&mut outcomes) {
+                if outcome.is_some() || !flag.woken.swap(false, Ordering::SeqCst) {
+                    continue;
+                }
+                let waker = Waker::from(flag.clone());
+                if let Poll::Ready(r) = f.as_mut().poll(&mut Context::from_waker(&waker)) {
+                    *outcome = Some((t0.elapsed(), r));
+                }
+            }
+        }
+        drop(stop);
+        let connections = frozen.join().unwrap();
+        for ((name, _), outcome) in futures.iter().zip(&outcomes) {
+            let (at, r) = outcome.as_ref().expect("all ended");
+            eprintln!("{name}: ended after {at:?}: {r:?}");
+            let e = r
+                .as_ref()
+                .expect_err("a future succeeded against a silent server");
+            assert!(e.contains("sent nothing for too long"), "{name}: {e}");
+            // (a lower bound only: load delays the end, never brings it forward)
+            assert!(*at >= LIMIT, "{name} gave up after {at:?} < {LIMIT:?}");
+        }
+        // one connection per lane: the futures in line shared its failure
+        assert_eq!(connections, 2, "connections made to the silent server");
     }
 
     #[test]
