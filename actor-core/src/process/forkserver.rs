@@ -58,8 +58,7 @@ pub(crate) const SERVER_ENV: &str = "PROCACTOR_FORKSERVER";
 
 /// Longest a start waits for the server's answer before calling the server broken.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests are a token and whether the child is a spare asked for ahead; answers a pid;
-/// statuses a triple: all tiny.
+/// Requests are a token; answers a pid; statuses a triple: all tiny.
 const MAX_FRAME: u64 = 64;
 
 const HOW_CODE: u8 = 0;
@@ -184,7 +183,7 @@ fn fresh(client: &mut Client, server: u32) -> Result<Waiting, Failure> {
 fn ask_spare(client: &mut Client) -> Result<(), Failure> {
     let token = random_token();
     let (control, theirs) = fdpass::socketpair().map_err(Failure::Broken)?;
-    send_request(client, token, theirs, true)?;
+    send_request(client, token, theirs)?;
     client.spare = Some((token, control));
     Ok(())
 }
@@ -406,20 +405,13 @@ fn broken(e: String) -> Failure {
 /// Asks for a child that will wait for a bootstrap with `token` on `control` (its end),
 /// and reads the answer.
 fn request(client: &mut Client, token: u64, control: OwnedFd) -> Result<SpawnedChild, Failure> {
-    send_request(client, token, control, false)?;
+    send_request(client, token, control)?;
     read_answer(client)
 }
 
-/// Sends a request: `token` for the child, and whether it is a spare asked for ahead
-/// (`ahead`: nobody waits for it, see [`serve_loop`]).
-fn send_request(
-    client: &mut Client,
-    token: u64,
-    control: OwnedFd,
-    ahead: bool,
-) -> Result<(), Failure> {
+fn send_request(client: &mut Client, token: u64, control: OwnedFd) -> Result<(), Failure> {
     let mut bytes = Vec::with_capacity(16);
-    codec::encode(&(token, ahead), &mut bytes, None).map_err(|e| broken(e.to_string()))?;
+    codec::encode(&token, &mut bytes, None).map_err(|e| broken(e.to_string()))?;
     frame::write_frame(client.requests.as_fd(), &bytes, &[control.as_fd()])
         .map_err(|e| broken(e.to_string()))?;
     Ok(())
@@ -641,11 +633,10 @@ fn serve_loop(
                         break;
                     }
                 }
-                let request: Result<(u64, bool), _> = codec::decode(reader.payload(), Vec::new());
+                let token: Result<u64, _> = codec::decode(reader.payload(), Vec::new());
                 let mut fds = reader.consume();
                 let control = fds.pop();
-                let (Ok((token, ahead)), Some(control), true) = (request, control, fds.is_empty())
-                else {
+                let (Ok(token), Some(control), true) = (token, control, fds.is_empty()) else {
                     // not a request we understand: refused, the next one may be
                     out.clear();
                     codec::encode(&0u32, &mut out, None).map_err(io::Error::other)?;
@@ -655,13 +646,6 @@ fn serve_loop(
                     }
                     continue;
                 };
-                if ahead {
-                    // A spare is asked for right after the start it follows, whose child
-                    // has just been woken, often on this core: it goes first (a fork
-                    // here takes 100-200 µs on a VM, all of it on a restart's path if
-                    // the new child waits behind it). Nobody waits for the spare.
-                    std::thread::yield_now();
-                }
                 let answered = match os::fork_single_threaded() {
                     Ok(Forked::Child) => {
                         // The server's descriptors are the server's business: closed.
