@@ -72,14 +72,33 @@ pub(crate) fn pool_imap_unordered_cs1(n: u64) -> f64 {
     n as f64 / dt
 }
 
-/// `n` sequential `Pool::apply_async(square, x).get()` round trips, after 1000 untimed
-/// ones. Returns microseconds per round trip.
-pub(crate) fn pool_apply_async_rtt(n: u64) -> f64 {
+/// How long the pool's round-trip rows warm up at least (beside at least 1000 round
+/// trips), on both sides: 1000 of procactor's take 2-10 ms, Python's about 0.25 s, and
+/// the first tens of milliseconds after a pool starts are not its steady state (the
+/// scheduler may still have the caller and the busy worker on one CPU: see the design
+/// notes, "Why short runs were slow"). The same rule in `bench/pool_bench.py`.
+pub(crate) const WARM_UP: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs `once(x)` for x = 0, 1, ... until at least 1000 have run and [`WARM_UP`] has
+/// passed; returns how many ran.
+fn warm_up(mut once: impl FnMut(u64)) -> u64 {
+    let t = Instant::now();
+    let mut x = 0u64;
+    while x < 1000 || t.elapsed() < WARM_UP {
+        once(x);
+        x += 1;
+    }
+    x
+}
+
+/// `n` sequential `Pool::apply_async(square, x).get()` round trips, after untimed ones
+/// (see [`warm_up`]). Returns microseconds per round trip and the untimed round trips.
+pub(crate) fn pool_apply_async_rtt(n: u64) -> (f64, u64) {
     let pool = warm_pool();
-    for x in 0..1000 {
+    let warm = warm_up(|x| {
         let r = pool.apply_async(square, x).expect("apply_async").get();
         assert_eq!(r.expect("task"), x * x);
-    }
+    });
     let t0 = Instant::now();
     for x in 0..n {
         let r = pool.apply_async(square, x).expect("apply_async").get();
@@ -87,22 +106,21 @@ pub(crate) fn pool_apply_async_rtt(n: u64) -> f64 {
         r.expect("task");
     }
     let dt = t0.elapsed().as_secs_f64();
-    dt * 1e6 / n as f64
+    (dt * 1e6 / n as f64, warm)
 }
 
 /// As [`pool_apply_async_rtt`], each result `.await`ed (`AsyncResult: IntoFuture`) on
 /// the minimal current-thread executor of the actor rows (`actor::block_on`: polls,
 /// parks while pending, unparked by the waker): the pool's result thread routes the
-/// result and wakes the task. Returns microseconds per round trip.
-pub(crate) fn pool_apply_await_rtt(n: u64) -> f64 {
+/// result and wakes the task. Returns microseconds per round trip and the untimed
+/// round trips.
+pub(crate) fn pool_apply_await_rtt(n: u64) -> (f64, u64) {
     let pool = warm_pool();
     let once = |x: u64| {
         let r = pool.apply_async(square, x).expect("apply_async");
         super::actor::block_on(r.into_future())
     };
-    for x in 0..1000 {
-        assert_eq!(once(x).expect("task"), x * x);
-    }
+    let warm = warm_up(|x| assert_eq!(once(x).expect("task"), x * x));
     let t0 = Instant::now();
     for x in 0..n {
         let r = once(x);
@@ -110,5 +128,5 @@ pub(crate) fn pool_apply_await_rtt(n: u64) -> f64 {
         r.expect("task");
     }
     let dt = t0.elapsed().as_secs_f64();
-    dt * 1e6 / n as f64
+    (dt * 1e6 / n as f64, warm)
 }
