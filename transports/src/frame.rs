@@ -108,11 +108,16 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Encodes a frame header.
+/// Encodes a frame header: the magic, the descriptor count (16 bits), the writing
+/// thread's CPU plus one (16 bits, a hint for the reader's spin: see
+/// [`FrameInfo::sender_cpu`]) and the payload length (64 bits).
 pub fn header(payload_len: usize, nfds: usize) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..4].copy_from_slice(&MAGIC);
-    h[4..8].copy_from_slice(&(nfds as u32).to_le_bytes());
+    // (a count above MAX_FDS_PER_MSG is refused by every reader anyway)
+    h[4..6].copy_from_slice(&u16::try_from(nfds).unwrap_or(u16::MAX).to_le_bytes());
+    let cpu = u16::try_from(crate::spin::cpu_tag()).unwrap_or(0);
+    h[6..8].copy_from_slice(&cpu.to_le_bytes());
     h[8..].copy_from_slice(&(payload_len as u64).to_le_bytes());
     h
 }
@@ -197,6 +202,11 @@ pub struct FrameInfo {
     pub len: usize,
     /// Descriptors attached.
     pub nfds: usize,
+    /// The CPU the writer ran on when it wrote the header, plus one (0: unknown). A hint
+    /// only, which a peer may set to anything: a receiver that slept and finds the
+    /// frame written from its own CPU knows both ends share a core, where spinning for
+    /// the next frame cannot pay.
+    pub sender_cpu: u16,
 }
 
 /// Reads frames from a stream socket into one reusable buffer.
@@ -324,7 +334,8 @@ impl FrameReader {
         if h[..4] != MAGIC {
             return Err(FrameError::BadHeader(format!("bad magic {:02x?}", &h[..4])));
         }
-        let nfds = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let nfds = usize::from(u16::from_le_bytes([h[4], h[5]]));
+        let sender_cpu = u16::from_le_bytes([h[6], h[7]]);
         let len = u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], h[14], h[15]]);
         // (bounded so that `HEADER_LEN + len` cannot overflow)
         let len = usize::try_from(len)
@@ -336,7 +347,11 @@ impl FrameReader {
                 "{nfds} descriptors announced"
             )));
         }
-        Ok(Some(FrameInfo { len, nfds }))
+        Ok(Some(FrameInfo {
+            len,
+            nfds,
+            sender_cpu,
+        }))
     }
 
     /// Makes sure a whole frame is buffered and returns its header. `max_len` limits the
@@ -644,7 +659,9 @@ mod tests {
         write_frame(a.as_fd(), b"", &[]).unwrap();
         let mut r = FrameReader::new();
         let i = r.fill(b.as_fd(), Wait::Forever, None).unwrap();
-        assert_eq!(i, FrameInfo { len: 3, nfds: 1 });
+        assert_eq!((i.len, i.nfds), (3, 1));
+        // (the writer noted the CPU it ran on: some CPU, plus one)
+        assert!(i.sender_cpu >= 1);
         let (bytes, fds) = r.buffered();
         assert!(bytes >= HEADER_LEN + 3 && fds == 1, "{bytes} {fds}");
         assert_eq!(r.payload(), b"one");

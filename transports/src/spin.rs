@@ -167,8 +167,12 @@ pub(crate) fn paused() -> bool {
 
 /// The CPU the calling thread runs on, plus one (so that 0 can mean "none"): a hint for
 /// spin sites (read through the vDSO on x86_64: no system call).
+///
+/// ```
+/// assert!(procactor_transports::spin::cpu_tag() >= 1);
+/// ```
 #[inline]
-pub(crate) fn cpu_tag() -> u32 {
+pub fn cpu_tag() -> u32 {
     u32::try_from(rustix::thread::sched_getcpu())
         .unwrap_or(u32::MAX - 1)
         .saturating_add(1)
