@@ -1,7 +1,10 @@
 //! Length-prefixed frames over a stream socket, with file descriptors riding along.
 //!
 //! A frame is a 16-byte header — magic `b"PAF1"`, the number of descriptors attached
-//! (`u32` LE), the payload length (`u64` LE) — followed by the payload. Descriptors are
+//! (`u16` LE), the writer's CPU plus one (`u16` LE, a hint for the reader's spin:
+//! [`FrameInfo::sender_cpu`]), the payload length (`u64` LE) — followed by the payload.
+//! Both ends run the same build (a child is the same image; the remote Manager's TCP
+//! has its own framing), so the header has no version. Descriptors are
 //! sent with the header's first byte (`SCM_RIGHTS`) and held by the reader until their
 //! frame is complete.
 //!
