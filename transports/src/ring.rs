@@ -548,10 +548,6 @@ impl Drop for SideLock<'_> {
 
 const SPIN_MIN_US: u32 = 2;
 const SPIN_MAX_US: u32 = 50;
-/// A wait that yielded or slept and still ended within `SPIN_MAX_US` plus this of its
-/// start would have been served by spinning the full budget (what it lost is the
-/// wake-up).
-const WAKE_ALLOWANCE_US: u32 = 40;
 
 impl Ring {
     /// Creates a ring of `capacity` bytes (rounded up to a power of two, at least
@@ -1280,7 +1276,7 @@ impl Ring {
 
     /// After a wait that outlasted its spin, slept, and was woken with what it waited
     /// for: if it came soon enough that a full spin would have seen it (within
-    /// [`SPIN_MAX_US`] plus [`WAKE_ALLOWANCE_US`] of the start) *and* the thread that
+    /// [`SPIN_MAX_US`] plus [`spin::WAKE_ALLOWANCE`](crate::spin::WAKE_ALLOWANCE) of the start) *and* the thread that
     /// woke it ran on another CPU, the next wait spins the full budget again.
     ///
     /// Halving the budget on every miss alone is bistable: once the budget is shorter
@@ -1299,13 +1295,14 @@ impl Ring {
         let Some(end) = spin_end else { return };
         let start = end - Duration::from_micros(budget.into());
         let waited = Instant::now().saturating_duration_since(start);
-        if waited > Duration::from_micros((SPIN_MAX_US + WAKE_ALLOWANCE_US).into()) {
+        if waited > Duration::from_micros(SPIN_MAX_US.into()) + crate::spin::WAKE_ALLOWANCE {
             return;
         }
         let waker = self
             .u32(seq_off + WAKER_CPU_AFTER_SEQ)
             .load(Ordering::Relaxed);
-        if waker != 0 && waker != crate::spin::cpu_tag() {
+        // (an unknown waker, 0, teaches nothing here: the short budget stays)
+        if waker != 0 && !crate::spin::on_this_cpu(waker) {
             self.spin_us.store(SPIN_MAX_US, Ordering::Relaxed);
         }
     }

@@ -178,6 +178,25 @@ pub fn cpu_tag() -> u32 {
         .saturating_add(1)
 }
 
+/// Whether `tag`, a [`cpu_tag`] another thread noted (0: none), names the CPU this
+/// thread runs on now: for a waiter that was served by that thread, both ends share a
+/// core, where spinning cannot pay (the other end can only run once this one stops).
+///
+/// ```
+/// use procactor_transports::spin::{cpu_tag, on_this_cpu};
+/// assert!(!on_this_cpu(0));
+/// assert!(!on_this_cpu(cpu_tag() + 1000));
+/// ```
+#[inline]
+pub fn on_this_cpu(tag: u32) -> bool {
+    tag != 0 && tag == cpu_tag()
+}
+
+/// A wait that outlasted its spin and still ended within its site's spin budget plus
+/// this lost only the wake-up: a full spin would have served it (the ring's waits and
+/// the pipes' receives learn from it).
+pub const WAKE_ALLOWANCE: Duration = Duration::from_micros(40);
+
 /// `budget` when spinning is on, zero when it is off: for spin sites that take a
 /// duration.
 ///

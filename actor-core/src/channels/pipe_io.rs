@@ -7,7 +7,7 @@ use crate::error::{RecvTimeoutError, SendError};
 use once_cell::sync::Lazy;
 use procactor_transports::deadline::Deadline;
 use procactor_transports::frame::{self, FrameError, FrameInfo, FrameReader, Wait};
-use procactor_transports::{BorrowedFd, OwnedFd};
+use procactor_transports::{spin, BorrowedFd, OwnedFd};
 use serde::de::DeserializeOwned;
 use std::io;
 use std::time::{Duration, Instant};
@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 /// The encode buffer is freed after a message larger than this (so that one huge
 /// message does not pin memory for the connection's lifetime).
 pub(super) const KEEP_ENCODE_BUFFER: usize = 1 << 20;
-/// A wait that ended within spin + this allowance would have been served by spinning.
-const WAKE_ALLOWANCE: Duration = Duration::from_micros(40);
-/// Consecutive waits longer than that before a connection stops spinning.
+/// Consecutive waits longer than the spin plus [`spin::WAKE_ALLOWANCE`] before a
+/// connection stops spinning.
 const MISSES_BEFORE_SLEEPING: u8 = 3;
 
 static SPIN_BUDGET: Lazy<Duration> = Lazy::new(|| {
@@ -116,11 +115,10 @@ impl Spin {
     /// spin only delays it (measured with both pinned to one core: a round trip of
     /// 75 µs spinning, 12 µs not). The next wait served from another CPU turns it on again.
     fn observe(&mut self, waited: Duration, sender_cpu: u16) {
-        if waited <= self.max + WAKE_ALLOWANCE {
+        if waited <= self.max + spin::WAKE_ALLOWANCE {
             self.misses = 0;
-            let from_here = sender_cpu != 0
-                && waited > self.budget
-                && u32::from(sender_cpu) == procactor_transports::spin::cpu_tag();
+            // (an unknown writer, 0, counts as elsewhere)
+            let from_here = waited > self.budget && spin::on_this_cpu(u32::from(sender_cpu));
             self.budget = if from_here { Duration::ZERO } else { self.max };
         } else {
             self.misses = self.misses.saturating_add(1);
