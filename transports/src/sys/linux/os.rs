@@ -1,3 +1,4 @@
+pub use super::keeper::start_memory_keeper;
 use rustix::event::{epoll, poll, PollFd, PollFlags};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use rustix::io::{fcntl_getfd, Errno};
@@ -257,6 +258,33 @@ pub fn pidfd_try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitInfo>> {
             st.exit_status().map(ExitInfo::Code)
         }
     }))
+}
+
+/// Reaps one ended child of this process, any of them: its pid and how it ended, or
+/// `Ok(None)` when no child has ended (or there is none).
+///
+/// # Errors
+///
+/// `waitpid` failing other than with `ECHILD` (no children) or `EINTR` (retried).
+pub fn reap_any() -> io::Result<Option<(u32, ExitInfo)>> {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
+            Ok(None) | Err(Errno::CHILD) => return Ok(None),
+            Ok(Some((pid, st))) => {
+                let pid = pid.as_raw_nonzero().get() as u32;
+                let info = match (st.terminating_signal(), st.exit_status()) {
+                    (Some(sig), _) => ExitInfo::Signal(sig),
+                    (None, Some(code)) => ExitInfo::Code(code),
+                    // (not asked for: stops and continues are not reported without
+                    // WUNTRACED / WCONTINUED)
+                    (None, None) => ExitInfo::Code(-1),
+                };
+                return Ok(Some((pid, info)));
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The kernel's `struct pidfd_info` (`linux/pidfd.h`), its first version (64 bytes):
