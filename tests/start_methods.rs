@@ -314,10 +314,12 @@ fn sleeper_on_the_fork_server() -> (Process<()>, u32) {
 fn the_fork_server_forks_each_start_ahead_scenario(_: ()) {
     let fs = StartMethod::ForkServer;
     let (mut a, server) = sleeper_on_the_fork_server();
+    // (the server's other children: the spare, and the memory keepers of children made
+    // at leisure, told apart by name)
     let spare = || {
         common::os_children_of(server)
             .into_iter()
-            .find(|&c| c != a.pid() && !gone(c))
+            .find(|&c| c != a.pid() && !gone(c) && !common::is_keeper(c))
     };
     wait_until(T, "the server to fork a spare", || spare().is_some());
     let waiting = spare().unwrap();
@@ -351,6 +353,64 @@ fn the_fork_server_forks_each_start_ahead_scenario(_: ()) {
 own_child_test!(
     the_fork_server_forks_each_start_ahead,
     the_fork_server_forks_each_start_ahead_scenario
+);
+
+fn ready_then_sleep(ready: Queue<u32>) {
+    ready.put(procactor::current_process().pid()).unwrap();
+    sleep_forever(());
+}
+
+/// In a child of its own (its own fork server): the child of the start after a lone
+/// start (its spare made at leisure, once its quiet time has passed) has a memory
+/// keeper, a child of the server that holds a pidfd for it; killed, the child is
+/// reported killed as before, and its keeper ends and is reaped. The first start's child (forked as the server started, in case a
+/// start came at once) has none.
+fn a_lone_starts_spare_has_a_memory_keeper_scenario(_: ()) {
+    let fs = StartMethod::ForkServer;
+    let ready: Queue<u32> = Queue::new().unwrap();
+    let mut a = Process::new(ready_then_sleep, ready.clone())
+        .start_method(fs)
+        .start()
+        .unwrap();
+    let server = os_parent_of(a.pid()).unwrap();
+    let keeper_of = |pid: u32| {
+        common::os_children_of(server)
+            .into_iter()
+            .find(|&k| common::kept_by(k) == Some(pid))
+    };
+    // running: a keeper, had it one, would be there (made before the start is read)
+    assert_eq!(ready.get_timeout(T).unwrap(), a.pid());
+    assert_eq!(
+        keeper_of(a.pid()),
+        None,
+        "the first start's child has a keeper"
+    );
+    // the next start's spare, forked once its quiet time has passed (a start coming
+    // before would have it forked at once, without a keeper)
+    let spare = || {
+        common::os_children_of(server)
+            .into_iter()
+            .find(|&c| c != a.pid() && !gone(c) && !common::is_keeper(c))
+    };
+    wait_until(T, "the spare made at leisure", || spare().is_some());
+    let mut b = Process::new(ready_then_sleep, ready.clone())
+        .start_method(fs)
+        .start()
+        .unwrap();
+    assert_eq!(ready.get_timeout(T).unwrap(), b.pid());
+    let keeper = keeper_of(b.pid()).expect("the keeper of a child made at leisure");
+    b.kill().unwrap();
+    assert_eq!(join_within(&mut b), ExitStatus::Signal(9));
+    wait_until(T, "the keeper to end and be reaped", || {
+        !std::path::Path::new(&format!("/proc/{keeper}")).exists()
+    });
+    a.kill().unwrap();
+    assert_eq!(join_within(&mut a), ExitStatus::Signal(9));
+}
+
+own_child_test!(
+    a_lone_starts_spare_has_a_memory_keeper,
+    a_lone_starts_spare_has_a_memory_keeper_scenario
 );
 
 /// In a child of its own (its own fork server): the server ignores `SIGINT` (Ctrl-C

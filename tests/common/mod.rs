@@ -169,6 +169,35 @@ pub fn os_children_of(pid: u32) -> Vec<u32> {
     kids
 }
 
+/// Whether `pid` is a memory keeper (a fork-server child's `procactor-keep` sibling,
+/// see `os::start_memory_keeper`), by its name.
+pub fn is_keeper(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "procactor-keep")
+}
+
+/// The process a memory keeper keeps: the one its only descriptor, a pidfd, names.
+/// `None` for a process that is not a keeper, or whose process is gone (reaped).
+pub fn kept_by(keeper: u32) -> Option<u32> {
+    if !is_keeper(keeper) {
+        return None;
+    }
+    for e in std::fs::read_dir(format!("/proc/{keeper}/fd")).ok()? {
+        let e = e.ok()?;
+        if std::fs::read_link(e.path()).ok()?.to_string_lossy() == "anon_inode:[pidfd]" {
+            let info = std::fs::read_to_string(format!(
+                "/proc/{keeper}/fdinfo/{}",
+                e.file_name().to_str()?
+            ))
+            .ok()?;
+            return info
+                .lines()
+                .find_map(|l| l.strip_prefix("Pid:"))
+                .and_then(|v| v.trim().parse().ok());
+        }
+    }
+    None
+}
+
 /// Whether `pid` is a fork server of this process: this process's child, re-executed
 /// with `PROCACTOR_FORKSERVER=<this pid>` in its environment (how `init` recognises a
 /// server). Read from the OS (`/proc`), not from procactor's records.

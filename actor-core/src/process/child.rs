@@ -209,7 +209,7 @@ fn child_run(env: &str) -> Result<i32, String> {
     let (raw, token, ppid) =
         parse_env(env).ok_or_else(|| format!("malformed {CHILD_ENV} value {env:?}"))?;
     let control = os::take_inherited_fd(raw).map_err(|e| format!("control channel: {e}"))?;
-    run_child(control, token, ppid, None)
+    run_child(control, token, ppid, None, false)
 }
 
 /// The bootstrap and the arguments frame, already in the child's memory (a child made by
@@ -229,6 +229,7 @@ pub(crate) fn forked_child_main(
     token: u64,
     parent: u32,
     preloaded: Option<Preloaded>,
+    keeper: bool,
 ) -> ! {
     forget_parent_runtime();
     // (the default start method stays: a `Fork` child has its parent's, as a child of
@@ -238,7 +239,7 @@ pub(crate) fn forked_child_main(
     // server's loop): a panic must never unwind into them, so everything that could
     // panic here (the target is already wrapped; a failed `eprintln!` is not) is caught.
     let code = std::panic::catch_unwind(AssertUnwindSafe(move || {
-        let code = match run_child(control, token, parent, preloaded) {
+        let code = match run_child(control, token, parent, preloaded, keeper) {
             Ok(code) => code,
             Err(msg) => {
                 eprintln!("procactor child {}: {msg}", os::current_pid());
@@ -257,6 +258,7 @@ fn run_child(
     token: u64,
     ppid: u32,
     preloaded: Option<Preloaded>,
+    keeper: bool,
 ) -> Result<i32, String> {
     if !os::set_parent_death_kill(ppid).map_err(|e| format!("prctl: {e}"))? {
         return Ok(1); // the parent died before we could watch it
@@ -272,6 +274,11 @@ fn run_child(
             // (one read of `/proc/self/stat`, tens of microseconds on a VM), is ready
             // when the start comes.
             os::current_lock_id_cached();
+            if keeper {
+                // (see `os::start_memory_keeper`: this process's death is then reported
+                // before its memory is torn down; without one, after)
+                let _ = os::start_memory_keeper();
+            }
             if !frame_fill(&mut reader, &control)? {
                 // the parent closed the control socket before any bootstrap: nobody will
                 // start this child (a fork server's spare given up, a start abandoned),

@@ -8,11 +8,15 @@
 //!
 //! Two sockets join the parent and the server:
 //! - *requests* (the server's standard input at start): the parent sends a frame holding
-//!   the child's token with the child's control descriptor; the server answers with a
-//!   frame holding the pid with a pidfd for the child.
+//!   the child's token and the request's kind (now, or a spare at leisure) with the
+//!   child's control descriptor; the server answers with a frame holding the pid with a
+//!   pidfd for the child. A third kind, *hurry* (no descriptor, no answer), asks for the
+//!   spare asked at leisure now.
 //! - *statuses*: the server cannot let the parent reap its children (only a parent may),
 //!   so it reaps them itself and sends `(pid, how, value)` for each; a relay thread in
-//!   the parent hands them to the monitor ([`monitor::relayed_exit`]).
+//!   the parent hands them to the monitor ([`monitor::relayed_exit`]). It reaps every
+//!   ended child (`waitpid(-1)`): its children's memory keepers (below) are its children
+//!   too, reaped without a word.
 //!
 //! The server has the parent-death signal set: it dies with its parent, and its children
 //! (whose parent it is) die with it.
@@ -31,6 +35,21 @@
 //! is forked for that start instead); one given up (its server retired, the program
 //! ending) sees its control socket end and exits quietly with status 0. Its status, which
 //! nobody asked for, is dropped when its server ends.
+//!
+//! # When the spare is forked: at once in a burst, at leisure after a lone start
+//!
+//! The request for the next spare comes right after a start's bootstrap is written: the
+//! fork and the spare's first steps then compete with that start for a core (on our
+//! 2-core VM, which wakes a task on its waker's core, they did in most restarts). Starts
+//! less than [`STARTS_APART`] after the one before are a burst: more are likely to come,
+//! and the spare is forked at once. After a lone start the spare is asked for *at
+//! leisure*: the server forks it [`AT_LEISURE`] later, when that start is done, or at
+//! once when any request comes first (a start that needs it sends *hurry*, unless its
+//! answer is already there). A spare forked at leisure, nobody waiting for it, also
+//! starts its *memory keeper* (`os::start_memory_keeper`): when the child dies, its
+//! death is reported before its memory is torn down (100–300 µs of the kernel's work
+//! here), and the replacement starts meanwhile. Measured (design notes, "Restarts after
+//! a quiet spell"): a restart 10 ms after the last, 1.02 → 0.61 ms; a burst, unchanged.
 //!
 //! A [`Zygote`] runs the same loop in a copy of the program made by `fork()` (for pools
 //! and supervisors with `StartMethod::Fork`): its children start from the program's
@@ -58,8 +77,36 @@ pub(crate) const SERVER_ENV: &str = "PROCACTOR_FORKSERVER";
 
 /// Longest a start waits for the server's answer before calling the server broken.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests are a token; answers a pid; statuses a triple: all tiny.
+/// Requests are a token and a kind; answers a pid; statuses a triple: all tiny.
 const MAX_FRAME: u64 = 64;
+
+/// A request's kind: fork a child now and answer.
+const START_NOW: u8 = 0;
+/// A request's kind: the spare asked for after a lone start: forked [`AT_LEISURE`] later
+/// (or at the next request), with its memory keeper, then answered.
+const SPARE_AT_LEISURE: u8 = 1;
+/// Not a start (no descriptor, no answer): fork the spare asked for at leisure now, its
+/// start is waiting for it.
+const HURRY: u8 = 2;
+
+/// How long after the request for a spare, made right after a lone start, the server
+/// forks it. That start's bootstrap was written just before: the fork (50–150 µs of
+/// page-table copying on the machines we measure on) and the spare's first steps would
+/// compete with it for a core, and on a machine that wakes a task on its waker's core
+/// they do (a start after a quiet spell also runs from cold caches: 0.3 ms or more). A
+/// spare made at leisure also takes the time to start its memory keeper
+/// (`os::start_memory_keeper`: its process's death is then reported before its memory
+/// is torn down). A start that comes sooner tells the server to hurry.
+const AT_LEISURE: Duration = Duration::from_millis(1);
+/// Starts closer together than this are a burst: the next spare is forked at once (the
+/// next start is likely near; tried: forking it 200 µs later did not shorten a burst's
+/// restarts, see the design notes), without a keeper (in a burst the cores are busy, and
+/// a keeper only moves the teardown's work, adding its own). Further apart, each start
+/// is a lone start and its spare is made [`AT_LEISURE`].
+const STARTS_APART: Duration = Duration::from_millis(2);
+/// How long after a child's end the server looks for its memory keeper's end (to reap
+/// it; any later wake-up reaps it too).
+const KEEPER_SWEEP: Duration = Duration::from_millis(10);
 
 const HOW_CODE: u8 = 0;
 const HOW_SIGNAL: u8 = 1;
@@ -78,6 +125,12 @@ struct Client {
     /// fork, no round trip to the server, on the path of a start (a restart among them).
     /// `None` for a zygote (a `Fork` owner's snapshot), which forks on demand.
     spare: Option<(u64, OwnedFd)>,
+    /// Whether `spare` was asked for to be forked later (then the server may not have
+    /// forked it yet, and a start that needs it says [`HURRY`]).
+    spare_deferred: bool,
+    /// When the last start was made, and how long after the one before it.
+    last_start: Option<Instant>,
+    last_gap: Option<Duration>,
 }
 
 /// A fork-server child that runs and waits for its bootstrap, which must carry `token`,
@@ -134,7 +187,13 @@ pub(crate) fn start_waiting() -> io::Result<Waiting> {
 /// forked now.
 fn start_on(client: &mut Client) -> Result<Waiting, Failure> {
     let server = client.server.pid;
+    let now = Instant::now();
+    client.last_gap = client.last_start.map(|t| now.saturating_duration_since(t));
+    client.last_start = Some(now);
     if let Some((token, control)) = client.spare.take() {
+        if client.spare_deferred {
+            hurry(client)?;
+        }
         match read_answer(client) {
             Ok(child) if !os::pidfd_ended(child.pidfd.as_fd()) => {
                 return Ok(Waiting {
@@ -160,7 +219,12 @@ fn start_on(client: &mut Client) -> Result<Waiting, Failure> {
 pub(crate) fn ask_next_spare() {
     let mut slot = CLIENT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(client) = slot.as_mut() {
-        if client.spare.is_none() && ask_spare(client).is_err() {
+        let kind = if client.last_gap.is_none_or(|gap| gap >= STARTS_APART) {
+            SPARE_AT_LEISURE
+        } else {
+            START_NOW
+        };
+        if client.spare.is_none() && ask_spare(client, kind).is_err() {
             *slot = None;
         }
     }
@@ -170,7 +234,8 @@ pub(crate) fn ask_next_spare() {
 fn fresh(client: &mut Client, server: u32) -> Result<Waiting, Failure> {
     let token = random_token();
     let (control, theirs) = fdpass::socketpair().map_err(Failure::Broken)?;
-    let child = request(client, token, theirs)?;
+    send_request(client, token, START_NOW, theirs)?;
+    let child = read_answer(client)?;
     Ok(Waiting {
         child,
         server,
@@ -179,13 +244,37 @@ fn fresh(client: &mut Client, server: u32) -> Result<Waiting, Failure> {
     })
 }
 
-/// Asks the server for the next start's spare; its answer is read at that start.
-fn ask_spare(client: &mut Client) -> Result<(), Failure> {
+/// Asks the server for the next start's spare, forked as `kind` says; its answer is read
+/// at that start.
+fn ask_spare(client: &mut Client, kind: u8) -> Result<(), Failure> {
     let token = random_token();
     let (control, theirs) = fdpass::socketpair().map_err(Failure::Broken)?;
-    send_request(client, token, theirs)?;
+    send_request(client, token, kind, theirs)?;
     client.spare = Some((token, control));
+    client.spare_deferred = kind != START_NOW;
     Ok(())
+}
+
+/// A start needs the spare asked for to be forked later: unless its answer is here
+/// already, the server is told to fork it now.
+fn hurry(client: &mut Client) -> Result<(), Failure> {
+    match client
+        .reader
+        .fill(client.requests.as_fd(), Wait::No, Some(MAX_FRAME))
+    {
+        Ok(_) => Ok(()), // (answered: read next)
+        Err(frame::FrameError::Timeout) => send_hurry(client),
+        Err(frame::FrameError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+            send_hurry(client)
+        }
+        Err(e) => Err(broken(e.to_string())),
+    }
+}
+
+fn send_hurry(client: &mut Client) -> Result<(), Failure> {
+    let mut bytes = Vec::with_capacity(16);
+    codec::encode(&(0u64, HURRY), &mut bytes, None).map_err(|e| broken(e.to_string()))?;
+    frame::write_frame(client.requests.as_fd(), &bytes, &[]).map_err(|e| broken(e.to_string()))
 }
 
 /// Starts the fork server now rather than at the first start (so that the first start
@@ -317,6 +406,9 @@ impl Zygote {
                         server,
                         context: 0,
                         spare: None,
+                        spare_deferred: false,
+                        last_start: None,
+                        last_gap: None,
                     }),
                     pid,
                     broken: std::sync::atomic::AtomicBool::new(false),
@@ -360,7 +452,8 @@ impl Zygote {
                 "the zygote (the copy of this process that forks the pool's workers) has ended",
             ));
         }
-        match request(&mut client, token, control) {
+        let sent = send_request(&mut client, token, START_NOW, control);
+        match sent.and_then(|()| read_answer(&mut client)) {
             Ok(child) => Ok((child, self.pid)),
             Err(Failure::CouldNotFork) => Err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
@@ -403,15 +496,15 @@ fn broken(e: String) -> Failure {
 }
 
 /// Asks for a child that will wait for a bootstrap with `token` on `control` (its end),
-/// and reads the answer.
-fn request(client: &mut Client, token: u64, control: OwnedFd) -> Result<SpawnedChild, Failure> {
-    send_request(client, token, control)?;
-    read_answer(client)
-}
-
-fn send_request(client: &mut Client, token: u64, control: OwnedFd) -> Result<(), Failure> {
+/// forked as `kind` says; the answer is read with [`read_answer`].
+fn send_request(
+    client: &mut Client,
+    token: u64,
+    kind: u8,
+    control: OwnedFd,
+) -> Result<(), Failure> {
     let mut bytes = Vec::with_capacity(16);
-    codec::encode(&token, &mut bytes, None).map_err(|e| broken(e.to_string()))?;
+    codec::encode(&(token, kind), &mut bytes, None).map_err(|e| broken(e.to_string()))?;
     frame::write_frame(client.requests.as_fd(), &bytes, &[control.as_fd()])
         .map_err(|e| broken(e.to_string()))?;
     Ok(())
@@ -466,9 +559,12 @@ fn start_server(context: u64) -> io::Result<Client> {
         server,
         context,
         spare: None,
+        spare_deferred: false,
+        last_start: None,
+        last_gap: None,
     };
-    // (the first start takes a spare too)
-    match ask_spare(&mut client) {
+    // (the first start takes a spare too, likely soon)
+    match ask_spare(&mut client, START_NOW) {
         Ok(()) | Err(Failure::CouldNotFork) => Ok(client),
         Err(Failure::Broken(e)) => Err(e),
     }
@@ -507,6 +603,34 @@ fn relay(statuses: OwnedFd, server: u32, server_pidfd: OwnedFd) {
     let _ = os::poll_readable(&[server_pidfd.as_fd()], None);
     monitor::server_died(server);
     let _ = os::pidfd_try_reap(server_pidfd.as_fd());
+}
+
+/// Reaps every ended child of the server and sends the status of each that the parent
+/// knows of (in `children`) on `statuses`; others (memory keepers) are only reaped.
+/// Returns whether a child the parent knows of was reaped.
+fn reap_ended(
+    children: &mut HashMap<u32, OwnedFd>,
+    poller: &Poller,
+    statuses: &OwnedFd,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let mut known = false;
+    while let Some((pid, info)) = os::reap_any()? {
+        let Some(pidfd) = children.remove(&pid) else {
+            continue;
+        };
+        known = true;
+        let _ = poller.delete(pidfd.as_fd());
+        let (how, value) = match info {
+            ExitInfo::Code(c) => (HOW_CODE, c),
+            ExitInfo::Signal(s) => (HOW_SIGNAL, s),
+        };
+        out.clear();
+        codec::encode(&(pid, how, value), out, None).map_err(io::Error::other)?;
+        // (the parent gone, its death takes this process and the children too)
+        frame::write_frame(statuses.as_fd(), out, &[])?;
+    }
+    Ok(known)
 }
 
 /// The server takes no more requests: the parent sees its request socket end at once
@@ -586,41 +710,40 @@ fn serve_loop(
     let mut accepting = true;
     let mut ready = Vec::new();
     let mut out = Vec::with_capacity(32);
+    // A spare asked for at leisure, and when it is forked (unless a request comes first).
+    let mut leisurely: Option<(u64, OwnedFd, Instant)> = None;
+    // When to look for ended memory keepers again.
+    let mut sweep: Option<Instant> = None;
+    // The children to fork now, in the order their requests came (answers go in order);
+    // `None`: a request refused; `true`: a spare made at leisure, its quiet time past
+    // (with a memory keeper).
+    let mut forks: Vec<(u64, Option<OwnedFd>, bool)> = Vec::with_capacity(4);
     loop {
         if !accepting && children.is_empty() {
             return Ok(());
         }
         ready.clear();
-        match poller.wait(&mut ready, None) {
+        let now = Instant::now();
+        let timeout = [leisurely.as_ref().map(|(_, _, due)| *due), sweep]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|due| due.saturating_duration_since(now));
+        match poller.wait(&mut ready, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        for &token in &ready {
-            if token != REQUESTS {
-                let pid = token as u32;
-                let Some(pidfd) = children.get(&pid) else {
-                    continue;
-                };
-                let (how, value) = match os::pidfd_try_reap(pidfd.as_fd()) {
-                    Ok(None) => continue,
-                    Ok(Some(ExitInfo::Code(c))) => (HOW_CODE, c),
-                    Ok(Some(ExitInfo::Signal(s))) => (HOW_SIGNAL, s),
-                    Err(_) => (HOW_CODE, -1),
-                };
-                out.clear();
-                codec::encode(&(pid, how, value), &mut out, None).map_err(io::Error::other)?;
-                // (first: someone may be waiting for it; the parent gone, its death takes
-                // this process and the children too)
-                frame::write_frame(statuses.as_fd(), &out, &[])?;
-                if let Some(fd) = children.remove(&pid) {
-                    let _ = poller.delete(fd.as_fd());
-                }
-                continue;
-            }
-            if !accepting {
-                continue;
-            }
+        // Every ended child, those whose pidfd woke us and the memory keepers of children
+        // that ended before (`os::start_memory_keeper`: each child's keeper is a child of
+        // this server, with no pidfd here; reaped as it comes, unreported). A keeper ends
+        // just after its child: one more look [`KEEPER_SWEEP`] after a child's end.
+        if reap_ended(&mut children, &poller, &statuses, &mut out)? {
+            sweep = Some(Instant::now() + KEEPER_SWEEP);
+        } else if sweep.is_some_and(|t| Instant::now() >= t) {
+            sweep = None;
+        }
+        if accepting && ready.contains(&REQUESTS) {
             // requests: every complete frame buffered
             loop {
                 match reader.fill(requests.as_fd(), Wait::No, Some(MAX_FRAME)) {
@@ -633,34 +756,61 @@ fn serve_loop(
                         break;
                     }
                 }
-                let token: Result<u64, _> = codec::decode(reader.payload(), Vec::new());
+                let request: Result<(u64, u8), _> = codec::decode(reader.payload(), Vec::new());
                 let mut fds = reader.consume();
                 let control = fds.pop();
-                let (Ok(token), Some(control), true) = (token, control, fds.is_empty()) else {
-                    // not a request we understand: refused, the next one may be
-                    out.clear();
-                    codec::encode(&0u32, &mut out, None).map_err(io::Error::other)?;
-                    if frame::write_frame(requests.as_fd(), &out, &[]).is_err() {
-                        accepting = stop_accepting(&poller, &requests);
-                        break;
+                // any request comes after the leisurely one: that one is forked first, now
+                // (its start may be waiting: no keeper, whose start would delay it)
+                if let Some((token, control, _)) = leisurely.take() {
+                    forks.push((token, Some(control), false));
+                }
+                match (request, control, fds.is_empty()) {
+                    (Ok((_, HURRY)), None, _) => {}
+                    (Ok((token, START_NOW)), Some(control), true) => {
+                        forks.push((token, Some(control), false));
                     }
-                    continue;
-                };
-                let answered = match os::fork_single_threaded() {
+                    (Ok((token, SPARE_AT_LEISURE)), Some(control), true) => {
+                        leisurely = Some((token, control, Instant::now() + AT_LEISURE));
+                    }
+                    // not a request we understand: refused (after the answers of those
+                    // before it), the next one may be
+                    _ => forks.push((0, None, false)),
+                }
+            }
+        }
+        if leisurely
+            .as_ref()
+            .is_some_and(|(_, _, due)| Instant::now() >= *due)
+        {
+            if let Some((token, control, _)) = leisurely.take() {
+                forks.push((token, Some(control), true));
+            }
+        }
+        let mut batch = std::mem::take(&mut forks).into_iter();
+        while let Some((token, control, keeper)) = batch.next() {
+            let answered = if let Some(control) = control {
+                match os::fork_single_threaded() {
                     Ok(Forked::Child) => {
-                        // The server's descriptors are the server's business: closed.
-                        // Its memory is forgotten, not freed: freeing writes to heap
-                        // pages shared with the server, a copy-on-write fault each.
+                        // The server's descriptors are the server's business: closed
+                        // (the other children's control sockets among them: a spare
+                        // given up must see its socket end). Its memory is forgotten,
+                        // not freed: freeing writes to heap pages shared with the
+                        // server, a copy-on-write fault each.
                         reader.close_fds();
                         std::mem::forget(reader);
                         drop(requests);
                         drop(statuses);
                         drop(poller);
+                        drop(leisurely);
+                        batch.by_ref().for_each(drop);
+                        std::mem::forget(batch);
                         let mut pidfds = children.into_values();
                         pidfds.by_ref().for_each(drop);
                         std::mem::forget(pidfds);
                         let _ = interrupt.restore();
-                        forked_child_main(control, token, me, None)
+                        // (a spare made at leisure has the time to start its memory
+                        // keeper; one made in a burst of starts does not take it)
+                        forked_child_main(control, token, me, None, keeper)
                     }
                     Ok(Forked::Parent(child)) => {
                         drop(control);
@@ -679,12 +829,21 @@ fn serve_loop(
                         codec::encode(&0u32, &mut out, None).map_err(io::Error::other)?;
                         frame::write_frame(requests.as_fd(), &out, &[])
                     }
-                };
-                if answered.is_err() {
-                    accepting = stop_accepting(&poller, &requests);
-                    break;
                 }
+            } else {
+                out.clear();
+                codec::encode(&0u32, &mut out, None).map_err(io::Error::other)?;
+                frame::write_frame(requests.as_fd(), &out, &[])
+            };
+            if answered.is_err() {
+                accepting = stop_accepting(&poller, &requests);
+                // (the rest are dropped: their starts see their control sockets end)
+                break;
             }
+        }
+        if !accepting {
+            // (nobody will start it: it is not forked, its start sees its socket end)
+            leisurely = None;
         }
     }
 }

@@ -413,7 +413,7 @@ fn start_described<R: Message, B: Serialize + ?Sized>(
                         args,
                         fds: arg_fds,
                     };
-                    runtime::forked_child_main(theirs, token, me.pid(), Some(preloaded))
+                    runtime::forked_child_main(theirs, token, me.pid(), Some(preloaded), false)
                 }
                 Ok(os::Forked::Parent(child)) => {
                     drop(theirs);
