@@ -133,7 +133,12 @@ def _phoenix(conn, incarnation):
         conn.send((incarnation, conn.recv()))
 
 
-def actor_restart_ms(count):
+# How long the replacement runs undisturbed before the next crash in
+# actor_restart_isolated_ms (untimed), as in bench/src/workloads/actor.rs.
+RESTART_PAUSE_S = 0.010
+
+
+def actor_restart_ms(count, pause=0.0):
     # a Pipe, not a Queue: a process killed inside Queue.get() dies holding the queue's
     # reader lock, and the next reader would wait for it forever
     here, there = mp.Pipe()
@@ -143,6 +148,7 @@ def actor_restart_ms(count):
     assert here.recv() == (0, 0)
     times = []
     for k in range(1, count + 1):
+        time.sleep(pause)
         t0 = time.perf_counter()
         p.kill()
         p.join()  # the death, detected
@@ -166,6 +172,10 @@ WORKLOADS = {
     "actor_call_rtt": (lambda: (lambda r: (r[0], r[1] + 1000))(actor_call_rtt(n(20_000))), "us"),
     "actor_call_async_rtt": (lambda: (lambda r: (r[0], r[1] + 1000))(actor_call_async_rtt(n(20_000))), "us"),
     "actor_restart_ms": (lambda: _with_ops(actor_restart_ms, n(50), n(50) + 1), "ms"),
+    "actor_restart_isolated_ms": (
+        lambda: _with_ops(lambda c: actor_restart_ms(c, RESTART_PAUSE_S), n(50), n(50) + 1),
+        "ms",
+    ),
 }
 
 if __name__ == "__main__":

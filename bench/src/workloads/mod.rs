@@ -272,12 +272,21 @@ pub(crate) const ALL: &[Workload] = &[
     },
     Workload {
         name: "actor_restart_ms",
-        label: "actor restart: SIGKILL → replacement handling a message",
+        label: "actor restart: SIGKILL → replacement handling a message (each kill as soon as the replacement before has answered)",
         unit: "ms",
         higher_is_better: false,
         latency: true,
         script: "actor_bench.py",
         run: |s| { let k = n32(50, s); (actor::actor_restart_ms(k), u64::from(k) + 1) },
+    },
+    Workload {
+        name: "actor_restart_isolated_ms",
+        label: "actor restart, one crash at a time: as above, the kills 10 ms apart (the pause untimed)",
+        unit: "ms",
+        higher_is_better: false,
+        latency: true,
+        script: "actor_bench.py",
+        run: |s| { let k = n32(50, s); (actor::actor_restart_isolated_ms(k), u64::from(k) + 1) },
     },
     Workload {
         name: "pool_map",
