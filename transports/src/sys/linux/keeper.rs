@@ -31,13 +31,14 @@
 //! Costs: one more task per process while it lives (a few KiB of kernel memory, 20 KiB
 //! mapped in the process, two pages of it touched; it counts against `RLIMIT_NPROC`), at
 //! start a listing of `/proc/self/fd`, one `clone` without copying page tables and a wait
-//! for the keeper's first steps (about 100 µs here, which is why the fork server makes
-//! keepers only for spares it forks at leisure), and the teardown's CPU time, now spent by
-//! the keeper. On a machine whose hypervisor serialises page-table work (ours), a
-//! teardown on one core still slows page faults on the other: in a burst of restarts the
-//! keeper moves work without saving any, and costs its own (see the design notes). If
-//! the process replaces its image (`execve`), the keeper keeps the old image's memory
-//! until the process ends; procactor's children do not.
+//! for the keeper's first steps (130–150 µs here when idle, up to a scheduler tick when
+//! loaded: why the fork server makes keepers only for spares it forks at leisure), and
+//! the teardown's CPU time, now spent by the keeper. On a machine whose hypervisor
+//! serialises page-table work (ours), a teardown on one core still slows page faults on
+//! the other: in a burst of restarts the keeper moves work without saving any, and costs
+//! its own (see the design notes). If the process replaces its image (`execve`), the
+//! keeper keeps the old image's memory until the process ends; procactor's children do
+//! not.
 //!
 //! Threat model: the keeper's only input is its process's pidfd. A process that is
 //! stopped holds its keeper asleep while it is stopped; a keeper killed by someone only
