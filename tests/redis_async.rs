@@ -15,7 +15,7 @@ use procactor::redis::{RedisJoinableQueue, RedisQueue};
 use procactor::{GetError, Process, PutError};
 use redis_support::{
     blocked_clients, have_binary, info_number, pending_in_group, private_server,
-    private_server_with, require_redis, unique, until_a_client_is_blocked, url,
+    private_server_with, require_redis, slow_proxy, unique, until_a_client_is_blocked, url,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -312,7 +312,8 @@ fn a_dropped_put_async_put_its_item_once_or_not_at_all_as_documented() {
     require_redis!();
     watchdog(60, || {
         on_each_executor(|e| async move {
-            let q = RedisQueue::<u32>::connect(&url(), &unique("aputdrop")).unwrap();
+            let name = unique("aputdrop");
+            let q = RedisQueue::<u32>::connect(&url(), &name).unwrap();
             // completed, or dropped after writing: put
             let mut sure = Vec::new();
             // the write lane connected and its handshake answered first, so that the
@@ -329,20 +330,30 @@ fn a_dropped_put_async_put_its_item_once_or_not_at_all_as_documented() {
             }
             // never polled: nothing put
             drop(q.put_async(1000));
-            // waiting in line behind another put: nothing put (the first put may be
-            // done in its first poll, the lane being warm: then it is put, and another
-            // is tried)
-            let mut next = 100;
+            // waiting in line behind another put: nothing put. The line is made on a
+            // second handle whose server answers 20 ms late (a proxy): its first put is
+            // still waiting for its reply when the second is polled. (On the shared
+            // server itself, a loaded machine can have the reply in before the first
+            // poll ends, every time: the writer preempted by the server it woke.) Every
+            // put of `q` so far is done first (one awaited after them, on their
+            // connection), so the order stays that of the calls.
+            within(e, T, q.put_async(100)).await.unwrap().unwrap();
+            sure.push(100);
+            let slow =
+                RedisQueue::<u32>::connect(&slow_proxy(Duration::from_millis(20)), &name).unwrap();
+            within(e, T, slow.put_async(101)).await.unwrap().unwrap();
+            sure.push(101);
+            let mut next = 102;
             loop {
                 assert!(next < 500, "every first put was done in its first poll");
-                let mut first = Box::pin(q.put_async(next));
+                let mut first = Box::pin(slow.put_async(next));
                 sure.push(next);
                 next += 1;
                 if let std::task::Poll::Ready(r) = poll_once(first.as_mut()) {
                     r.unwrap();
                     continue;
                 }
-                let mut second = Box::pin(q.put_async(1001));
+                let mut second = Box::pin(slow.put_async(1001));
                 assert!(poll_once(second.as_mut()).is_pending());
                 drop(second);
                 within(e, T, first).await.unwrap().unwrap();

@@ -346,3 +346,53 @@ pub fn pending_in_group(name: &str) -> u64 {
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("no XPENDING count: {text}"))
 }
+
+/// A TCP proxy to the test server that holds every chunk of the server's replies for
+/// `delay` before passing it on (requests pass at once): a server that answers late, for
+/// the connections made through it only (the server itself, shared with the binary's
+/// other tests, is left alone). Its threads live as long as the test binary.
+///
+/// # Panics
+///
+/// When the test server's address cannot be read from [`url`] or no port can be bound.
+pub fn slow_proxy(delay: Duration) -> String {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let server = url();
+    let addr = server
+        .strip_prefix("redis://")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|a| !a.contains('@'))
+        .unwrap_or_else(|| panic!("a plain redis://host:port/ URL, not {server}"))
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the proxy");
+    let local = listener.local_addr().expect("the proxy's address");
+    fn pass(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match std::io::Read::read(&mut from, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    std::thread::sleep(delay);
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    }
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let Ok(upstream) = TcpStream::connect(&addr) else {
+                continue;
+            };
+            let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else {
+                continue;
+            };
+            std::thread::spawn(move || pass(c2, u2, Duration::ZERO));
+            std::thread::spawn(move || pass(upstream, client, delay));
+        }
+    });
+    format!("redis://{local}/")
+}
