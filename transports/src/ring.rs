@@ -1962,7 +1962,7 @@ impl Ring {
     /// Frees the reader lock at once if the process holding it is dead (a consumer
     /// killed while it waited in `pop`), completing its journal as the next reader would.
     /// A supervisor that has just seen a consumer die calls it, so that the successor
-    /// starts without first waiting out the lock's liveness check (~10 ms).
+    /// starts without first waiting out the lock's liveness check (~1 ms).
     pub fn recover_dead_reader(&self) {
         if let Some((_guard, Acquired::OwnerDied)) =
             self.side_lock(OFF_RLOCK, |w| robust::try_lock_in(&FX, w, true))

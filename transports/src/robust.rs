@@ -34,6 +34,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 const WAITERS: u32 = 1 << 31;
+
+/// How long a sleeping waiter waits before its first look at the owner's liveness; the
+/// period doubles up to [`LAST_LIVENESS_CHECK`]. 1 ms: a process killed while it held a
+/// lock (in a queue's `put`, say, just after waking the consumer it served) holds up the
+/// next holder about this long. With 10 ms, 5–20 % of the benchmark's burst restarts
+/// stalled 10 ms (design notes). A look costs a `kill(pid, 0)` and, for a live owner, a
+/// `/proc` read: a few more of them in a long wait behind a live owner.
+pub const FIRST_LIVENESS_CHECK: Duration = Duration::from_millis(1);
+/// The longest period between two looks at the owner's liveness.
+pub const LAST_LIVENESS_CHECK: Duration = Duration::from_millis(200);
 /// The owner's identity: pid and start tag.
 const ID_MASK: u32 = !WAITERS;
 const PID_MASK: u32 = (1 << crate::os::PID_BITS) - 1;
@@ -203,7 +213,7 @@ pub(crate) fn lock_contended_in<E: Owners + ?Sized>(
         std::hint::spin_loop();
     }
     // 2. sleep, checking the owner's liveness every so often
-    let mut check_every = Duration::from_millis(10);
+    let mut check_every = FIRST_LIVENESS_CHECK;
     loop {
         let cur = match take_or_mark(word, me) {
             Ok(()) => return Some(Acquired::Clean),
@@ -223,7 +233,7 @@ pub(crate) fn lock_contended_in<E: Owners + ?Sized>(
             if let Some(a) = take_over_if_dead(e, word, cur) {
                 return Some(a);
             }
-            check_every = (check_every * 2).min(Duration::from_millis(200));
+            check_every = (check_every * 2).min(LAST_LIVENESS_CHECK);
         }
     }
 }
@@ -336,6 +346,68 @@ pub fn held_by_this_process(word: &AtomicU32) -> bool {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// An environment whose owner stays "alive" for `alive_looks` looks and whose futex
+    /// times out at once, recording how far ahead each sleep's deadline was.
+    struct Looks {
+        alive_looks: std::cell::Cell<u32>,
+        ahead: std::cell::RefCell<Vec<Duration>>,
+    }
+
+    impl Futex for Looks {
+        type Word = AtomicU32;
+        fn fence(&self, order: Ordering) {
+            std::sync::atomic::fence(order);
+        }
+        fn wait(&self, _: &AtomicU32, _: u32, deadline: Option<Instant>) -> WaitOutcome {
+            let d = deadline.expect("a sleeping waiter always has a look to make");
+            self.ahead
+                .borrow_mut()
+                .push(d.saturating_duration_since(Instant::now()));
+            WaitOutcome::TimedOut
+        }
+        fn wake(&self, _: &AtomicU32, _: u32) {}
+    }
+
+    impl Owners for Looks {
+        fn me(&self) -> u32 {
+            2
+        }
+        fn owner_is_dead(&self, _: u32) -> bool {
+            let left = self.alive_looks.get();
+            self.alive_looks.set(left.saturating_sub(1));
+            left == 0
+        }
+        fn spin(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_sleeping_waiter_looks_at_the_owner_after_a_millisecond_then_backs_off() {
+        let e = Looks {
+            alive_looks: std::cell::Cell::new(12),
+            ahead: std::cell::RefCell::new(Vec::new()),
+        };
+        let w = AtomicU32::new(1); // held by identity 1
+        assert_eq!(
+            lock_contended_in(&e, &w, None),
+            Some(Acquired::OwnerDied),
+            "taken over once the owner is dead"
+        );
+        let ahead = e.ahead.into_inner();
+        assert_eq!(ahead.len(), 13, "one sleep per look: {ahead:?}");
+        // (upper bounds only: time passes between setting a deadline and reading it)
+        assert!(ahead[0] <= FIRST_LIVENESS_CHECK, "{ahead:?}");
+        for (i, a) in ahead.iter().enumerate() {
+            let period = FIRST_LIVENESS_CHECK
+                .saturating_mul(1 << i.min(20))
+                .min(LAST_LIVENESS_CHECK);
+            assert!(*a <= period, "look {i}: {a:?} ahead, period {period:?}");
+        }
+        // the backoff reached its cap, and stays there
+        assert!(ahead[12] > LAST_LIVENESS_CHECK / 10, "{ahead:?}");
+    }
 
     #[test]
     fn marked_waiters_are_woken_by_unlock() {

@@ -96,14 +96,14 @@ fn no_count(_: &ShmRegion) -> &'static AtomicU32 {
 }
 
 /// The first liveness check of a dead owner and its cap, as in the blocking path
-/// (`robust::lock`): 10 ms, doubling up to 200 ms.
-const FIRST_CHECK: Duration = Duration::from_millis(10);
-const LAST_CHECK: Duration = Duration::from_millis(200);
+/// (`robust::lock`): 1 ms, doubling up to 200 ms.
+const FIRST_CHECK: Duration = robust::FIRST_LIVENESS_CHECK;
+const LAST_CHECK: Duration = robust::LAST_LIVENESS_CHECK;
 
 /// Takes the robust lock in `r`'s `LOCK_WORD` as a future: the lock is taken only in
 /// the poll that returns (so a dropped future holds nothing). While it waits, the
 /// waiters bit is set (the owner's unlock wakes the watcher) and the owner's liveness is
-/// checked as the blocking path does, 10 ms after the start, backing off to 200 ms.
+/// checked as the blocking path does, 1 ms after the start, backing off to 200 ms.
 pub(super) async fn lock_async(r: &Arc<ShmRegion>) -> Acquired {
     if let Some(a) = robust::try_lock(lock_word(r), false) {
         return a;
@@ -198,7 +198,7 @@ impl Lock {
     /// thread, on any executor (tokio, `futures::executor::block_on`, …). For a timeout,
     /// wrap it in the runtime's own (`tokio::time::timeout(d, lock.acquire_async())`).
     ///
-    /// A holder that dies is noticed as by `acquire` (its liveness is checked 10 ms into
+    /// A holder that dies is noticed as by `acquire` (its liveness is checked 1 ms into
     /// the wait, then at most every 200 ms), with the same
     /// [`Err(LockError::OwnerDied(guard))`](LockError::OwnerDied).
     ///
