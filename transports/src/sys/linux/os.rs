@@ -270,16 +270,11 @@ pub fn reap_any() -> io::Result<Option<(u32, ExitInfo)>> {
     loop {
         match rustix::process::wait(rustix::process::WaitOptions::NOHANG) {
             Ok(None) | Err(Errno::CHILD) => return Ok(None),
+            // (an exit or a killing signal: stops and continues are not reported without
+            // WUNTRACED / WCONTINUED)
             Ok(Some((pid, st))) => {
                 let pid = pid.as_raw_nonzero().get() as u32;
-                let info = match (st.terminating_signal(), st.exit_status()) {
-                    (Some(sig), _) => ExitInfo::Signal(sig),
-                    (None, Some(code)) => ExitInfo::Code(code),
-                    // (not asked for: stops and continues are not reported without
-                    // WUNTRACED / WCONTINUED)
-                    (None, None) => ExitInfo::Code(-1),
-                };
-                return Ok(Some((pid, info)));
+                return Ok(Some((pid, decode_wait_status(st.as_raw()))));
             }
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
