@@ -95,11 +95,6 @@ fn no_count(_: &ShmRegion) -> &'static AtomicU32 {
     &UNUSED
 }
 
-/// The first liveness check of a dead owner and its cap, as in the blocking path
-/// (`robust::lock`): 1 ms, doubling up to 200 ms.
-const FIRST_CHECK: Duration = robust::FIRST_LIVENESS_CHECK;
-const LAST_CHECK: Duration = robust::LAST_LIVENESS_CHECK;
-
 /// Takes the robust lock in `r`'s `LOCK_WORD` as a future: the lock is taken only in
 /// the poll that returns (so a dropped future holds nothing). While it waits, the
 /// waiters bit is set (the owner's unlock wakes the watcher) and the owner's liveness is
@@ -109,13 +104,14 @@ pub(super) async fn lock_async(r: &Arc<ShmRegion>) -> Acquired {
         return a;
     }
     let mut wait = WordWait::new(r.clone(), lock_word, no_count);
-    let mut period = FIRST_CHECK;
+    // (the liveness looks of the blocking path, `robust::lock`)
+    let mut period = robust::FIRST_LIVENESS_CHECK;
     let mut next_check = Instant::now() + period;
     std::future::poll_fn(|cx| {
         let now = Instant::now();
         let mut check = now >= next_check;
         if check {
-            period = (period * 2).min(LAST_CHECK);
+            period = (period * 2).min(robust::LAST_LIVENESS_CHECK);
             next_check = now + period;
         }
         let recheck = next_check.saturating_duration_since(now);
