@@ -119,18 +119,36 @@ struct Client {
     /// The environment and working directory the server started with
     /// ([`context_digest`]; 0 for a zygote, which is never compared).
     context: u64,
-    /// The *spare*: a child asked for ahead of the next start (the token it waits for and
-    /// our end of its control socket), whose answer is read at that start. The server
-    /// forks it while nobody waits, and the next start only hands it its bootstrap: no
-    /// fork, no round trip to the server, on the path of a start (a restart among them).
-    /// `None` for a zygote (a `Fork` owner's snapshot), which forks on demand.
-    spare: Option<(u64, OwnedFd)>,
-    /// Whether `spare` was asked for to be forked later (then the server may not have
-    /// forked it yet, and a start that needs it says [`HURRY`]).
-    spare_deferred: bool,
+    /// The *spare*: a child asked for ahead of the next start (the token it waits for,
+    /// our end of its control socket, and whether it was asked for at leisure: then the
+    /// server may not have forked it yet, and a start that needs it says [`HURRY`]),
+    /// whose answer is read at that start. The server forks it while nobody waits, and
+    /// the next start only hands it its bootstrap: no fork, no round trip to the server,
+    /// on the path of a start (a restart among them). `None` for a zygote (a `Fork`
+    /// owner's snapshot), which forks on demand.
+    spare: Option<(u64, OwnedFd, bool)>,
     /// When the last start was made, and how long after the one before it.
     last_start: Option<Instant>,
     last_gap: Option<Duration>,
+}
+
+impl Client {
+    /// A client of the server `server` on its request socket, with no spare asked for.
+    fn new(requests: OwnedFd, server: SpawnedChild, context: u64) -> Client {
+        // (the answer comes as soon as the server has forked: a sleep and a wake-up
+        // would cost a good part of that)
+        let mut reader = FrameReader::new();
+        reader.set_spin(monitor::JOIN_SPIN);
+        Client {
+            requests,
+            reader,
+            server,
+            context,
+            spare: None,
+            last_start: None,
+            last_gap: None,
+        }
+    }
 }
 
 /// A fork-server child that runs and waits for its bootstrap, which must carry `token`,
@@ -190,8 +208,8 @@ fn start_on(client: &mut Client) -> Result<Waiting, Failure> {
     let now = Instant::now();
     client.last_gap = client.last_start.map(|t| now.saturating_duration_since(t));
     client.last_start = Some(now);
-    if let Some((token, control)) = client.spare.take() {
-        if client.spare_deferred {
+    if let Some((token, control, at_leisure)) = client.spare.take() {
+        if at_leisure {
             hurry(client)?;
         }
         match read_answer(client) {
@@ -250,8 +268,7 @@ fn ask_spare(client: &mut Client, kind: u8) -> Result<(), Failure> {
     let token = random_token();
     let (control, theirs) = fdpass::socketpair().map_err(Failure::Broken)?;
     send_request(client, token, kind, theirs)?;
-    client.spare = Some((token, control));
-    client.spare_deferred = kind != START_NOW;
+    client.spare = Some((token, control, kind == SPARE_AT_LEISURE));
     Ok(())
 }
 
@@ -397,19 +414,8 @@ impl Zygote {
                     return Err(e);
                 }
                 tracing::debug!(pid, "zygote forked");
-                let mut reader = FrameReader::new();
-                reader.set_spin(monitor::JOIN_SPIN);
                 Ok(std::sync::Arc::new(Zygote {
-                    client: Mutex::new(Client {
-                        requests,
-                        reader,
-                        server,
-                        context: 0,
-                        spare: None,
-                        spare_deferred: false,
-                        last_start: None,
-                        last_gap: None,
-                    }),
+                    client: Mutex::new(Client::new(requests, server, 0)),
                     pid,
                     broken: std::sync::atomic::AtomicBool::new(false),
                 }))
@@ -549,20 +555,7 @@ fn start_server(context: u64) -> io::Result<Client> {
     thread_builder("procactor-forkserver")
         .spawn(move || relay(statuses, server_pid, server_pidfd))?;
     tracing::debug!(pid = server.pid, "fork server started");
-    // (the answer comes as soon as the server has forked: a sleep and a wake-up would
-    // cost a good part of that)
-    let mut reader = FrameReader::new();
-    reader.set_spin(monitor::JOIN_SPIN);
-    let mut client = Client {
-        requests,
-        reader,
-        server,
-        context,
-        spare: None,
-        spare_deferred: false,
-        last_start: None,
-        last_gap: None,
-    };
+    let mut client = Client::new(requests, server, context);
     // (the first start takes a spare too, likely soon)
     match ask_spare(&mut client, START_NOW) {
         Ok(()) | Err(Failure::CouldNotFork) => Ok(client),
