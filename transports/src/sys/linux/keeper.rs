@@ -75,7 +75,13 @@ struct KeeperArgs {
     max_fd: RawFd,
 }
 
-/// Starts the calling process's memory keeper and returns its pid.
+/// This process's keeper, once started: `(this process's pid << 32) | keeper's pid` (a
+/// child made by `fork` inherits the value, with its parent's pid in it: not its own).
+static KEPT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Starts the calling process's memory keeper and returns its pid. A process has one at
+/// most: later calls return the first one's pid (however often it is called, it makes
+/// one task, which ends with the process).
 ///
 /// Call it only while the process has one thread (a fork server's child before its
 /// start: nothing else can open or close descriptors meanwhile), and only from a process
@@ -86,6 +92,18 @@ struct KeeperArgs {
 /// `pidfd_open`, `mmap`, `clone` or reading `/proc/self/fd` failing: no keeper was
 /// started and the process tears its memory down itself when it dies, as without one.
 pub fn start_memory_keeper() -> io::Result<u32> {
+    use std::sync::atomic::Ordering;
+    let me = u64::from(rustix::process::getpid().as_raw_nonzero().get() as u32);
+    let kept = KEPT.load(Ordering::Relaxed);
+    if kept >> 32 == me {
+        return Ok(kept as u32);
+    }
+    let keeper = start_keeper()?;
+    KEPT.store(me << 32 | u64::from(keeper), Ordering::Relaxed);
+    Ok(keeper)
+}
+
+fn start_keeper() -> io::Result<u32> {
     let me = rustix::process::pidfd_open(
         rustix::process::getpid(),
         rustix::process::PidfdFlags::empty(),
@@ -286,6 +304,11 @@ mod tests {
             return;
         }
         let keeper = start_memory_keeper().unwrap();
+        assert_eq!(
+            start_memory_keeper().unwrap(),
+            keeper,
+            "one keeper per process"
+        );
         // (a panic in the keeper would count in this process's memory, which it shares:
         // `rustix::io::close` asserts success in debug builds, and the keeper closes one
         // number that is no longer open)
